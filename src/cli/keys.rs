@@ -1,0 +1,70 @@
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+
+use super::{CliResult, write_file};
+use crate::clock::Clock;
+use crate::crypto::{KeyStatus, KeyStore};
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the factory master secret and a first signing key (files mode 0600).
+    Init,
+    /// List signing keys: id, creation time, and which one signs.
+    List,
+    /// Add a new signing key and make it the one that signs; older keys stay for verification.
+    Rotate,
+    /// Write the public keys (id and key) that firmware builds embed, as JSON.
+    ExportPublic {
+        /// File to write; standard output when omitted.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: &KeysCommand, keys_dir: &Path, clock: &dyn Clock) -> CliResult {
+    let store = KeyStore::new(keys_dir);
+    match command {
+        KeysCommand::Init => {
+            let entry = store.init(clock.now())?;
+            println!(
+                "created the factory master secret and signing key {} in {}",
+                entry.id(),
+                keys_dir.display()
+            );
+            println!("back up this directory now: without it no device can be answered.");
+        }
+        KeysCommand::List => {
+            println!("{:<18} {:<22} status", "key id", "created");
+            for entry in store.entries()? {
+                let status = match entry.status {
+                    KeyStatus::Active => "active (signs new responses)",
+                    KeyStatus::VerifyOnly => "verify-only",
+                };
+                println!(
+                    "{:<18} {:<22} {status}",
+                    entry.id().as_str(),
+                    entry.created_at.to_string()
+                );
+            }
+        }
+        KeysCommand::Rotate => {
+            let entry = store.rotate(clock.now())?;
+            println!(
+                "signing key {} is now active; older keys remain for verification",
+                entry.id()
+            );
+        }
+        KeysCommand::ExportPublic { out } => {
+            let json = store.public_keys()?.to_json();
+            match out {
+                Some(path) => {
+                    write_file(path, json.as_bytes())?;
+                    println!("wrote the public keys to {}", path.display());
+                }
+                None => print!("{json}"),
+            }
+        }
+    }
+    Ok(())
+}

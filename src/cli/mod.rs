@@ -1,0 +1,164 @@
+//! The `resetdesk` command line. Each subcommand parses its arguments into domain
+//! types and calls one library function; nothing here decides protocol rules.
+
+mod device;
+mod keys;
+mod respond;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::clock::{Clock, FixedClock, SystemClock};
+use crate::domain::Timestamp;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "resetdesk",
+    version,
+    about = "Camera and NVR password resets: the vendor's desk and a reference device"
+)]
+pub struct Cli {
+    /// Directory holding the factory master secret and the signing keys.
+    #[arg(
+        long,
+        global = true,
+        env = "RESETDESK_KEYS_DIR",
+        default_value = "./keys"
+    )]
+    keys_dir: PathBuf,
+
+    /// Pretend the current time is this RFC 3339 time (simulates a device clock; for tests and demos).
+    #[arg(long, global = true, value_parser = parse_time)]
+    now: Option<Timestamp>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, rotate and export the vendor's keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// The reference device: provision, export, import, reboot, show.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// Vendor side, offline: answer an export with a signed response file and typed keys.
+    Respond(respond::RespondArgs),
+    /// Write the protocol's test vectors (docs/test-vectors).
+    TestVectors {
+        /// Directory to write v1.json and the QR picture into.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+}
+
+fn parse_time(raw: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_rfc3339(raw).map_err(|e| format!("{raw:?} {e}"))
+}
+
+/// A failure that the CLI reports: the message for the person, and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    message: String,
+    code: u8,
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 1,
+        }
+    }
+
+    pub fn with_code(message: impl Into<String>, code: u8) -> Self {
+        Self {
+            message: message.into(),
+            code,
+        }
+    }
+}
+
+impl<E: std::error::Error> From<E> for CliError {
+    fn from(error: E) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        Self::new(message)
+    }
+}
+
+type CliResult = Result<(), CliError>;
+
+impl Cli {
+    fn clock(&self) -> Box<dyn Clock> {
+        match self.now {
+            Some(now) => Box::new(FixedClock(now)),
+            None => Box::new(SystemClock),
+        }
+    }
+}
+
+/// Parses the arguments, runs the command and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let clock = cli.clock();
+    let result = match &cli.command {
+        Command::Keys(command) => keys::run(command, &cli.keys_dir, clock.as_ref()),
+        Command::Device(command) => device::run(command, &cli.keys_dir, clock.as_ref()),
+        Command::Respond(args) => respond::run(args, &cli.keys_dir, clock.as_ref()),
+        Command::TestVectors { out_dir } => write_test_vectors(out_dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", error.message);
+            ExitCode::from(error.code)
+        }
+    }
+}
+
+fn write_test_vectors(out_dir: &Path) -> CliResult {
+    let sets = crate::protocol::vectors::generate();
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", out_dir.display())))?;
+    write_file(
+        &out_dir.join("v1.json"),
+        crate::protocol::vectors::to_json(&sets).as_bytes(),
+    )?;
+    for set in &sets {
+        let png = crate::protocol::qr::encode_png(&set.reset_string)?;
+        write_file(&out_dir.join(format!("{}.qr.png", set.name)), &png)?;
+    }
+    println!("wrote test vectors to {}", out_dir.display());
+    Ok(())
+}
+
+/// Reads a file the user named, refusing anything larger than `max` bytes before reading it.
+fn read_input(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, CliError> {
+    let cannot =
+        |e: std::io::Error| CliError::new(format!("cannot read {what} {}: {e}", path.display()));
+    let len = std::fs::metadata(path).map_err(cannot)?.len();
+    if len > max {
+        return Err(CliError::new(format!(
+            "{what} {} is {len} bytes; at most {max} are accepted",
+            path.display()
+        )));
+    }
+    std::fs::read(path).map_err(cannot)
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> CliResult {
+    std::fs::write(path, contents)
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
+}

@@ -1,0 +1,424 @@
+//! The keys directory: the factory master secret, the Ed25519 signing keys and a
+//! keyring manifest saying which key signs and which only verify.
+//!
+//! ```text
+//! keys/
+//!   factory-master.key      64 hex characters, mode 0600
+//!   signing/<key id>.pk8    PKCS#8 v2 Ed25519 key, mode 0600
+//!   keyring.json            ids, public keys, creation times, status (mode 0600)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::secret_file::{self, SecretFileError};
+use super::{KeyId, MasterSecret, PublicKey, SigningKey};
+use crate::domain::Timestamp;
+
+const MASTER_FILE: &str = "factory-master.key";
+const KEYRING_FILE: &str = "keyring.json";
+const SIGNING_DIR: &str = "signing";
+const KEYRING_FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error(
+        "no keys in {dir}: run `resetdesk keys init` (or set RESETDESK_KEYS_DIR to the keys directory)"
+    )]
+    NotInitialized { dir: PathBuf },
+    #[error("keys already exist in {dir}; refusing to overwrite them")]
+    AlreadyInitialized { dir: PathBuf },
+    #[error(
+        "the keys directory {dir} is only partly set up ({present} exists, {missing} does not); \
+         restore it from backup or move it aside before running `keys init`"
+    )]
+    Partial {
+        dir: PathBuf,
+        present: &'static str,
+        missing: &'static str,
+    },
+    #[error("{path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+    #[error("there is no key with id {0} in the keyring")]
+    UnknownKey(KeyId),
+    #[error(transparent)]
+    File(#[from] SecretFileError),
+}
+
+/// What a key is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyStatus {
+    /// Signs new responses. Exactly one key is active.
+    Active,
+    /// Replaced by a newer key; still exported so devices can verify what it signed.
+    VerifyOnly,
+}
+
+/// One signing key as the manifest lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyEntry {
+    #[serde(flatten)]
+    public_key: PublicKey,
+    pub created_at: Timestamp,
+    pub status: KeyStatus,
+}
+
+impl KeyEntry {
+    pub fn id(&self) -> &KeyId {
+        self.public_key.id()
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Keyring {
+    format: u32,
+    keys: Vec<KeyEntry>,
+}
+
+/// The set of public keys a firmware build trusts, as written by `keys export-public`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKeySet {
+    pub format: u32,
+    pub algorithm: String,
+    pub keys: Vec<PublicKey>,
+}
+
+impl PublicKeySet {
+    pub fn new(keys: Vec<PublicKey>) -> Self {
+        Self {
+            format: KEYRING_FORMAT,
+            algorithm: "Ed25519".to_owned(),
+            keys,
+        }
+    }
+
+    pub fn find(&self, id: &KeyId) -> Option<&PublicKey> {
+        self.keys.iter().find(|key| key.id() == id)
+    }
+
+    /// Reads a set from JSON, checking that every id belongs to its key.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let set: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if set.format != KEYRING_FORMAT || set.algorithm != "Ed25519" {
+            return Err(format!(
+                "unsupported public key set (format {}, algorithm {})",
+                set.format, set.algorithm
+            ));
+        }
+        if let Some(bad) = set.keys.iter().find(|key| !key.id_matches_key()) {
+            return Err(format!(
+                "key id {} does not belong to its public key",
+                bad.id()
+            ));
+        }
+        Ok(set)
+    }
+
+    pub fn to_json(&self) -> String {
+        #[allow(clippy::expect_used)]
+        let text = serde_json::to_string_pretty(self).expect("a key set always serialises");
+        text + "\n"
+    }
+}
+
+/// Access to one keys directory.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    dir: PathBuf,
+}
+
+impl KeyStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn master_path(&self) -> PathBuf {
+        self.dir.join(MASTER_FILE)
+    }
+
+    fn keyring_path(&self) -> PathBuf {
+        self.dir.join(KEYRING_FILE)
+    }
+
+    fn signing_key_path(&self, id: &KeyId) -> PathBuf {
+        self.dir.join(SIGNING_DIR).join(format!("{id}.pk8"))
+    }
+
+    /// True when the directory holds a complete key set; an error when it holds part of one.
+    pub fn is_initialized(&self) -> Result<bool, KeyStoreError> {
+        match (self.master_path().exists(), self.keyring_path().exists()) {
+            (true, true) => Ok(true),
+            (false, false) => Ok(false),
+            (true, false) => Err(KeyStoreError::Partial {
+                dir: self.dir.clone(),
+                present: MASTER_FILE,
+                missing: KEYRING_FILE,
+            }),
+            (false, true) => Err(KeyStoreError::Partial {
+                dir: self.dir.clone(),
+                present: KEYRING_FILE,
+                missing: MASTER_FILE,
+            }),
+        }
+    }
+
+    /// Creates the master secret and a first signing key. Refuses to touch a directory
+    /// that already holds keys.
+    pub fn init(&self, now: Timestamp) -> Result<KeyEntry, KeyStoreError> {
+        if self.is_initialized()? {
+            return Err(KeyStoreError::AlreadyInitialized {
+                dir: self.dir.clone(),
+            });
+        }
+        secret_file::create_private_dir(&self.dir)?;
+        secret_file::create_private_dir(&self.dir.join(SIGNING_DIR))?;
+        let master = MasterSecret::generate();
+        let hex = data_encoding::HEXLOWER.encode(master.expose()) + "\n";
+        // The manifest is written last: its presence is what marks the set complete.
+        let entry = self.create_signing_key(now, KeyStatus::Active)?;
+        secret_file::create_private(&self.master_path(), hex.as_bytes())?;
+        self.write_keyring(&Keyring {
+            format: KEYRING_FORMAT,
+            keys: vec![entry.clone()],
+        })?;
+        Ok(entry)
+    }
+
+    /// `init` when the directory is empty; nothing when it is complete. Returns whether
+    /// keys were created, so the caller can say so.
+    pub fn ensure_initialized(&self, now: Timestamp) -> Result<bool, KeyStoreError> {
+        if self.is_initialized()? {
+            Ok(false)
+        } else {
+            self.init(now).map(|_| true)
+        }
+    }
+
+    fn create_signing_key(
+        &self,
+        now: Timestamp,
+        status: KeyStatus,
+    ) -> Result<KeyEntry, KeyStoreError> {
+        let (key, pkcs8) = SigningKey::generate();
+        secret_file::create_private(&self.signing_key_path(key.id()), &pkcs8)?;
+        Ok(KeyEntry {
+            public_key: key.public_key().clone(),
+            created_at: now,
+            status,
+        })
+    }
+
+    /// All keys, oldest first.
+    pub fn entries(&self) -> Result<Vec<KeyEntry>, KeyStoreError> {
+        Ok(self.read_keyring()?.keys)
+    }
+
+    /// Adds a new signing key and makes it the active one; older keys stay for verification.
+    pub fn rotate(&self, now: Timestamp) -> Result<KeyEntry, KeyStoreError> {
+        let mut keyring = self.read_keyring()?;
+        let entry = self.create_signing_key(now, KeyStatus::Active)?;
+        for key in &mut keyring.keys {
+            key.status = KeyStatus::VerifyOnly;
+        }
+        keyring.keys.push(entry.clone());
+        self.write_keyring(&keyring)?;
+        Ok(entry)
+    }
+
+    pub fn master_secret(&self) -> Result<MasterSecret, KeyStoreError> {
+        if !self.is_initialized()? {
+            return Err(self.not_initialized());
+        }
+        let path = self.master_path();
+        let raw = secret_file::read_private(&path)?;
+        let damaged = || KeyStoreError::Damaged {
+            path: path.clone(),
+            reason: "expected 64 hex characters".to_owned(),
+        };
+        let text = std::str::from_utf8(&raw).map_err(|_| damaged())?.trim();
+        let bytes = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(text.as_bytes())
+            .map_err(|_| damaged())?;
+        let bytes: [u8; MasterSecret::LEN] = bytes.try_into().map_err(|_| damaged())?;
+        Ok(MasterSecret::from_bytes(bytes))
+    }
+
+    /// The key that signs new responses.
+    pub fn active_signing_key(&self) -> Result<SigningKey, KeyStoreError> {
+        let keyring = self.read_keyring()?;
+        let path = self.keyring_path();
+        let active = keyring
+            .keys
+            .iter()
+            .find(|key| key.status == KeyStatus::Active)
+            .ok_or_else(|| KeyStoreError::Damaged {
+                path,
+                reason: "no key is marked active".to_owned(),
+            })?;
+        self.signing_key(active.id())
+    }
+
+    fn signing_key(&self, id: &KeyId) -> Result<SigningKey, KeyStoreError> {
+        let path = self.signing_key_path(id);
+        let pkcs8 = secret_file::read_private(&path)?;
+        let key = SigningKey::from_pkcs8(&pkcs8).map_err(|e| KeyStoreError::Damaged {
+            path: path.clone(),
+            reason: format!("not an Ed25519 PKCS#8 key ({e})"),
+        })?;
+        if key.id() != id {
+            return Err(KeyStoreError::Damaged {
+                path,
+                reason: format!("holds key {} where the keyring expects {id}", key.id()),
+            });
+        }
+        Ok(key)
+    }
+
+    /// Every public key, active or not: what firmware builds embed.
+    pub fn public_keys(&self) -> Result<PublicKeySet, KeyStoreError> {
+        let keyring = self.read_keyring()?;
+        Ok(PublicKeySet::new(
+            keyring.keys.into_iter().map(|key| key.public_key).collect(),
+        ))
+    }
+
+    fn not_initialized(&self) -> KeyStoreError {
+        KeyStoreError::NotInitialized {
+            dir: self.dir.clone(),
+        }
+    }
+
+    fn read_keyring(&self) -> Result<Keyring, KeyStoreError> {
+        if !self.is_initialized()? {
+            return Err(self.not_initialized());
+        }
+        let path = self.keyring_path();
+        let raw = secret_file::read_private(&path)?;
+        let damaged = |reason: String| KeyStoreError::Damaged {
+            path: path.clone(),
+            reason,
+        };
+        let keyring: Keyring = serde_json::from_slice(&raw).map_err(|e| damaged(e.to_string()))?;
+        if keyring.format != KEYRING_FORMAT {
+            return Err(damaged(format!("unsupported format {}", keyring.format)));
+        }
+        let active = keyring
+            .keys
+            .iter()
+            .filter(|key| key.status == KeyStatus::Active)
+            .count();
+        if active != 1 {
+            return Err(damaged(format!(
+                "{active} keys are marked active; exactly one must be"
+            )));
+        }
+        if let Some(bad) = keyring
+            .keys
+            .iter()
+            .find(|key| !key.public_key.id_matches_key())
+        {
+            return Err(damaged(format!(
+                "key id {} does not match its public key",
+                bad.id()
+            )));
+        }
+        Ok(keyring)
+    }
+
+    fn write_keyring(&self, keyring: &Keyring) -> Result<(), KeyStoreError> {
+        #[allow(clippy::expect_used)]
+        let text = serde_json::to_string_pretty(keyring).expect("a keyring always serialises");
+        secret_file::replace_private(&self.keyring_path(), (text + "\n").as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn files_to_back_up(store: &KeyStore) -> Vec<PathBuf> {
+        let mut files = vec![store.master_path(), store.keyring_path()];
+        for entry in fs::read_dir(store.dir.join(SIGNING_DIR)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        files
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_unix_seconds(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn init_creates_private_files_and_refuses_second_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path().join("keys"));
+        assert!(matches!(
+            store.master_secret(),
+            Err(KeyStoreError::NotInitialized { .. })
+        ));
+        let first = store.init(now()).unwrap();
+        assert_eq!(first.status, KeyStatus::Active);
+        for file in files_to_back_up(&store) {
+            let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+        assert!(matches!(
+            store.init(now()),
+            Err(KeyStoreError::AlreadyInitialized { .. })
+        ));
+        assert!(!store.ensure_initialized(now()).unwrap());
+        assert_eq!(store.active_signing_key().unwrap().id(), first.id());
+    }
+
+    #[test]
+    fn rotate_keeps_old_keys_for_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        let first = store.init(now()).unwrap();
+        let second = store.rotate(now().plus_seconds(60)).unwrap();
+        assert_ne!(first.id(), second.id());
+        assert_eq!(store.active_signing_key().unwrap().id(), second.id());
+        let entries = store.entries().unwrap();
+        assert_eq!(entries[0].status, KeyStatus::VerifyOnly);
+        assert_eq!(entries[1].status, KeyStatus::Active);
+        let public = store.public_keys().unwrap();
+        assert!(public.find(first.id()).is_some() && public.find(second.id()).is_some());
+        let reread = PublicKeySet::from_json(&public.to_json()).unwrap();
+        assert_eq!(reread, public);
+    }
+
+    #[test]
+    fn loading_refuses_keys_readable_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        store.init(now()).unwrap();
+        let master = dir.path().join(MASTER_FILE);
+        fs::set_permissions(&master, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = store.master_secret().unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn partial_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        store.init(now()).unwrap();
+        fs::remove_file(dir.path().join(KEYRING_FILE)).unwrap();
+        let err = store.init(now()).unwrap_err();
+        assert!(matches!(err, KeyStoreError::Partial { .. }), "{err}");
+    }
+}

@@ -1,0 +1,72 @@
+//! The only module that touches `ring`. Everything else asks it for MACs, signatures,
+//! key derivations and random nonces, and never sees key material: secrets leave this
+//! module only as the values computed from them.
+//!
+//! Algorithms (see docs/PROTOCOL.md for the byte layouts):
+//! - device key: HKDF-SHA256 over the factory master secret, bound to the serial;
+//! - export MAC and response key: HMAC-SHA256 with the device key;
+//! - response signature: Ed25519;
+//! - key id: the first 8 bytes of SHA-256 over a domain label and the public key.
+
+mod device_key;
+mod keystore;
+pub mod secret_file;
+mod signing;
+
+pub use device_key::{DeviceKey, MacTag, MasterSecret};
+pub use keystore::{KeyEntry, KeyStatus, KeyStore, KeyStoreError, PublicKeySet};
+pub use signing::{KeyId, KeyIdError, PublicKey, Signature, SigningKey, VerifyError};
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// Fills a fresh array from the operating system's CSPRNG.
+///
+/// # Panics
+/// Only if the operating system cannot provide randomness, in which case no key,
+/// nonce or token this process makes could be trusted anyway.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    #[allow(clippy::expect_used)]
+    SystemRandom::new()
+        .fill(&mut out)
+        .expect("the operating system's random number generator failed");
+    out
+}
+
+/// SHA-256 of `data`; used for fingerprints and hash chains, never for secrets.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Compares two byte strings in time that depends only on their length, so that a
+/// caller guessing a response key learns nothing from how fast a wrong guess fails.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0u8, |acc, (x, y)| acc | std::hint::black_box(x ^ y));
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_bytes_differ() {
+        assert_ne!(random_bytes::<16>(), random_bytes::<16>());
+    }
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"abcde", b"abcde"));
+        assert!(!constant_time_eq(b"abcde", b"abcdf"));
+        assert!(!constant_time_eq(b"abcd", b"abcde"));
+    }
+}

@@ -1,0 +1,10 @@
+//! Types that parse at the edge. Each constructor validates once, so the rest of the
+//! code never re-checks a raw string: a `DeviceSerial` is a valid serial by construction.
+
+mod device;
+mod email;
+mod time;
+
+pub use device::{DeviceModel, DeviceSerial, FieldError, FirmwareVersion, MacAddress};
+pub use email::{EmailAddress, EmailError};
+pub use time::{Timestamp, TimestampError};

@@ -1,0 +1,13 @@
+//! resetdesk: the vendor's side of a camera/NVR password reset, and the reference
+//! device that proves every response end to end.
+//!
+//! Follow the folders in the order a reset flows: `domain` (values parsed at the
+//! edge), `protocol` (formats and checks), `crypto` (keys and the only use of ring),
+//! `device` (the reference device), `cli` (the commands).
+
+pub mod cli;
+pub mod clock;
+pub mod crypto;
+pub mod device;
+pub mod domain;
+pub mod protocol;
