@@ -1,0 +1,5 @@
+//! One integration test binary: each module tells one part of the user's story.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic with context by design
+
+mod reference_device;
+mod support;
