@@ -5,9 +5,19 @@
 //! edge), `protocol` (formats and checks), `crypto` (keys and the only use of ring),
 //! `device` (the reference device), `cli` (the commands).
 
+pub mod auth;
+pub mod blobs;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod crypto;
+pub mod desk;
 pub mod device;
 pub mod domain;
+pub mod intake;
+pub mod mail;
 pub mod protocol;
+pub mod review;
+pub mod routes;
+pub mod startup;
+pub mod store;

@@ -4,6 +4,7 @@
 mod device;
 mod keys;
 mod respond;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,14 +21,13 @@ use crate::domain::Timestamp;
     about = "Camera and NVR password resets: the vendor's desk and a reference device"
 )]
 pub struct Cli {
-    /// Directory holding the factory master secret and the signing keys.
-    #[arg(
-        long,
-        global = true,
-        env = "RESETDESK_KEYS_DIR",
-        default_value = "./keys"
-    )]
-    keys_dir: PathBuf,
+    /// Directory holding the factory master secret and the signing keys [default: ./keys].
+    #[arg(long, global = true, env = "RESETDESK_KEYS_DIR")]
+    keys_dir: Option<PathBuf>,
+
+    /// TOML settings file for `serve`, `migrate` and `user` (RESETDESK_* variables override it).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
 
     /// Pretend the current time is this RFC 3339 time (simulates a device clock; for tests and demos).
     #[arg(long, global = true, value_parser = parse_time)]
@@ -47,6 +47,13 @@ enum Command {
     Device(device::DeviceCommand),
     /// Vendor side, offline: answer an export with a signed response file and typed keys.
     Respond(respond::RespondArgs),
+    /// Run the desk: web form, API, agent console and mail worker.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage console users and their API tokens.
+    #[command(subcommand)]
+    User(server::UserCommand),
     /// Write the protocol's test vectors (docs/test-vectors).
     TestVectors {
         /// Directory to write v1.json and the QR picture into.
@@ -113,10 +120,18 @@ impl Cli {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let clock = cli.clock();
+    let keys_dir = cli
+        .keys_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("./keys"));
+    let settings = || server::settings(cli.config.as_deref(), cli.keys_dir.as_ref());
     let result = match &cli.command {
-        Command::Keys(command) => keys::run(command, &cli.keys_dir, clock.as_ref()),
-        Command::Device(command) => device::run(command, &cli.keys_dir, clock.as_ref()),
-        Command::Respond(args) => respond::run(args, &cli.keys_dir, clock.as_ref()),
+        Command::Keys(command) => keys::run(command, &keys_dir, clock.as_ref()),
+        Command::Device(command) => device::run(command, &keys_dir, clock.as_ref()),
+        Command::Respond(args) => respond::run(args, &keys_dir, clock.as_ref()),
+        Command::Serve => settings().and_then(server::serve),
+        Command::Migrate => settings().and_then(server::migrate),
+        Command::User(command) => settings().and_then(|s| server::user(command, s, clock.as_ref())),
         Command::TestVectors { out_dir } => write_test_vectors(out_dir),
     };
     match result {

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::secret_file::{self, SecretFileError};
-use super::{KeyId, MasterSecret, PublicKey, SigningKey};
+use super::{DeskSecret, KeyId, MasterSecret, PublicKey, SigningKey};
 use crate::domain::Timestamp;
 
 const MASTER_FILE: &str = "factory-master.key";
+const DESK_SECRET_FILE: &str = "desk-secret.key";
 const KEYRING_FILE: &str = "keyring.json";
 const SIGNING_DIR: &str = "signing";
 const KEYRING_FORMAT: u32 = 1;
@@ -239,18 +240,39 @@ impl KeyStore {
         if !self.is_initialized()? {
             return Err(self.not_initialized());
         }
-        let path = self.master_path();
-        let raw = secret_file::read_private(&path)?;
+        Ok(MasterSecret::from_bytes(
+            self.read_hex32(&self.master_path())?,
+        ))
+    }
+
+    /// The desk's secret for web links, created on first use: it is not key material a
+    /// device depends on, so a keys directory made before it existed simply gains it.
+    pub fn desk_secret(&self) -> Result<DeskSecret, KeyStoreError> {
+        if !self.is_initialized()? {
+            return Err(self.not_initialized());
+        }
+        let path = self.dir.join(DESK_SECRET_FILE);
+        if !path.exists() {
+            let hex = data_encoding::HEXLOWER.encode(&super::random_bytes::<32>()) + "\n";
+            match secret_file::create_private(&path, hex.as_bytes()) {
+                Ok(()) | Err(SecretFileError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(DeskSecret::from_bytes(self.read_hex32(&path)?))
+    }
+
+    fn read_hex32(&self, path: &Path) -> Result<[u8; 32], KeyStoreError> {
+        let raw = secret_file::read_private(path)?;
         let damaged = || KeyStoreError::Damaged {
-            path: path.clone(),
+            path: path.to_owned(),
             reason: "expected 64 hex characters".to_owned(),
         };
         let text = std::str::from_utf8(&raw).map_err(|_| damaged())?.trim();
         let bytes = data_encoding::HEXLOWER_PERMISSIVE
             .decode(text.as_bytes())
             .map_err(|_| damaged())?;
-        let bytes: [u8; MasterSecret::LEN] = bytes.try_into().map_err(|_| damaged())?;
-        Ok(MasterSecret::from_bytes(bytes))
+        bytes.try_into().map_err(|_| damaged())
     }
 
     /// The key that signs new responses.

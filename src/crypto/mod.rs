@@ -8,11 +8,13 @@
 //! - response signature: Ed25519;
 //! - key id: the first 8 bytes of SHA-256 over a domain label and the public key.
 
+mod desk_secret;
 mod device_key;
 mod keystore;
 pub mod secret_file;
 mod signing;
 
+pub use desk_secret::DeskSecret;
 pub use device_key::{DeviceKey, MacTag, MasterSecret};
 pub use keystore::{KeyEntry, KeyStatus, KeyStore, KeyStoreError, PublicKeySet};
 pub use signing::{KeyId, KeyIdError, PublicKey, Signature, SigningKey, VerifyError};

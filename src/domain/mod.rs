@@ -3,8 +3,12 @@
 
 mod device;
 mod email;
+mod ticket;
 mod time;
+mod user;
 
 pub use device::{DeviceModel, DeviceSerial, FieldError, FirmwareVersion, MacAddress};
 pub use email::{EmailAddress, EmailError};
+pub use ticket::{CountryCode, CustomerRole, PhoneNumber, PlainText, TicketNumber, TicketStatus};
 pub use time::{Timestamp, TimestampError};
+pub use user::Role;

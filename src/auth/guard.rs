@@ -1,0 +1,51 @@
+//! Request guards: who is calling, proven by an API token.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+
+use crate::desk::Desk;
+use crate::routes::ApiError;
+use crate::store::{StoreError, User};
+
+/// An agent authenticated by `Authorization: Bearer <token>`.
+pub struct ApiUser(pub User);
+
+impl FromRequest for ApiUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let desk = request.app_data::<web::Data<Desk>>().cloned();
+        let token = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned());
+        Box::pin(async move {
+            let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
+            let desk = desk.ok_or_else(|| unauthorized("the desk is not ready"))?;
+            let token = token.ok_or_else(|| {
+                unauthorized(
+                    "this route needs an agent's API token: send Authorization: Bearer <token>",
+                )
+            })?;
+            let hash = super::api_token_hash(&token);
+            match desk.store.user_by_api_token(&hash, desk.clock.now()).await {
+                Ok(user) if !user.disabled => Ok(ApiUser(user)),
+                Ok(_) => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "this account is disabled",
+                )),
+                Err(StoreError::NotFound) => Err(unauthorized(
+                    "the API token is not valid, expired or revoked",
+                )),
+                Err(other) => Err(ApiError::internal(&other)),
+            }
+        })
+    }
+}

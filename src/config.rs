@@ -1,0 +1,305 @@
+//! Settings: defaults, then a TOML file (`--config`), then `RESETDESK_*` environment
+//! variables (the environment wins). Validated once at start; the SMTP URL, which may
+//! hold a password, is redacted from `Debug`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A setting that may hold credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("unknown setting {0:?} (see the configuration table in the README)")]
+    Unknown(String),
+    #[error("setting {name} = {value:?} is not valid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address and port the HTTP server binds (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The URL customers reach the desk at, used in every link sent out.
+    pub public_url: String,
+    /// `sqlite://PATH` or `postgres://...`; default: `sqlite://<data_dir>/resetdesk.db`.
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub keys_dir: PathBuf,
+    /// `smtp://user:pass@host:port` (add `?tls=required` for STARTTLS) or `smtps://...`;
+    /// none means e-mails are written as .eml files to `<data_dir>/outbox`.
+    pub smtp_url: Option<Secret>,
+    pub mail_from: String,
+    pub max_label_photo_bytes: u64,
+    pub max_export_bytes: u64,
+    pub max_label_pixels: u64,
+    pub outbox_max_attempts: u32,
+    pub outbox_poll_ms: u64,
+    pub max_clock_skew_secs: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+            database_url: None,
+            data_dir: PathBuf::from("./data"),
+            keys_dir: PathBuf::from("./keys"),
+            smtp_url: None,
+            mail_from: "resetdesk <support@localhost>".to_owned(),
+            max_label_photo_bytes: 15 * 1024 * 1024,
+            max_export_bytes: 15 * 1024 * 1024,
+            max_label_pixels: 50_000_000,
+            outbox_max_attempts: 8,
+            outbox_poll_ms: 1000,
+            max_clock_skew_secs: crate::protocol::DEFAULT_MAX_CLOCK_SKEW_SECS,
+        }
+    }
+}
+
+/// Every setting's name, as written in the TOML file; the environment variable is
+/// `RESETDESK_` + the name in upper case.
+pub const SETTING_NAMES: &[&str] = &[
+    "listen",
+    "public_url",
+    "database_url",
+    "data_dir",
+    "keys_dir",
+    "smtp_url",
+    "mail_from",
+    "max_label_photo_bytes",
+    "max_export_bytes",
+    "max_label_pixels",
+    "outbox_max_attempts",
+    "outbox_poll_ms",
+    "max_clock_skew_secs",
+];
+
+impl Settings {
+    /// Loads defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut settings = Self::default();
+        if let Some(path) = file {
+            let file_error = |reason: String| ConfigError::File {
+                path: path.to_owned(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+            for (key, value) in table {
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(file_error(format!(
+                            "{key} has an unsupported value {other}"
+                        )));
+                    }
+                };
+                settings.set(&key, &value)?;
+            }
+        }
+        for name in SETTING_NAMES {
+            if let Some(value) = env.get(&format!("RESETDESK_{}", name.to_ascii_uppercase())) {
+                settings.set(name, value)?;
+            }
+        }
+        if settings.public_url.is_empty() {
+            settings.public_url = format!("http://{}", settings.listen);
+        }
+        Ok(settings)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let name = SETTING_NAMES
+            .iter()
+            .copied()
+            .find(|n| *n == key)
+            .ok_or_else(|| ConfigError::Unknown(key.to_owned()))?;
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name,
+            value: if name == "smtp_url" {
+                "<redacted>".to_owned()
+            } else {
+                value.to_owned()
+            },
+            reason: reason.to_owned(),
+        };
+        fn number<T: std::str::FromStr>(value: &str) -> Option<T> {
+            value.trim().replace('_', "").parse().ok()
+        }
+        match name {
+            "listen" => {
+                self.listen = value
+                    .parse()
+                    .map_err(|_| invalid("expected IP:PORT such as 127.0.0.1:8080"))?
+            }
+            "public_url" => {
+                let url = value.trim_end_matches('/');
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid("expected an http:// or https:// URL"));
+                }
+                self.public_url = url.to_owned();
+            }
+            "database_url" => {
+                if !(value.starts_with("sqlite:")
+                    || value.starts_with("postgres://")
+                    || value.starts_with("postgresql://"))
+                {
+                    return Err(invalid("expected sqlite://PATH or postgres://..."));
+                }
+                self.database_url = Some(value.to_owned());
+            }
+            "data_dir" => self.data_dir = PathBuf::from(value),
+            "keys_dir" => self.keys_dir = PathBuf::from(value),
+            "smtp_url" => {
+                if value.is_empty() {
+                    self.smtp_url = None;
+                } else if value.starts_with("smtp://") || value.starts_with("smtps://") {
+                    self.smtp_url = Some(Secret(value.to_owned()));
+                } else {
+                    return Err(invalid("expected smtp://... or smtps://..."));
+                }
+            }
+            "mail_from" => {
+                value.parse::<lettre::message::Mailbox>().map_err(|_| {
+                    invalid("expected an address such as \"Support <support@example.com>\"")
+                })?;
+                self.mail_from = value.to_owned();
+            }
+            "max_label_photo_bytes" => {
+                self.max_label_photo_bytes =
+                    number(value).ok_or_else(|| invalid("expected a number of bytes"))?
+            }
+            "max_export_bytes" => {
+                self.max_export_bytes =
+                    number(value).ok_or_else(|| invalid("expected a number of bytes"))?
+            }
+            "max_label_pixels" => {
+                self.max_label_pixels =
+                    number(value).ok_or_else(|| invalid("expected a number of pixels"))?
+            }
+            "outbox_max_attempts" => {
+                self.outbox_max_attempts = number(value)
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| invalid("expected a whole number of at least 1"))?;
+            }
+            "outbox_poll_ms" => {
+                self.outbox_poll_ms = number(value)
+                    .filter(|n| *n >= 10)
+                    .ok_or_else(|| invalid("expected milliseconds, at least 10"))?
+            }
+            "max_clock_skew_secs" => {
+                self.max_clock_skew_secs = number(value)
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| invalid("expected seconds"))?
+            }
+            _ => return Err(ConfigError::Unknown(key.to_owned())),
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("resetdesk.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("resetdesk.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nmax_label_photo_bytes = 1_000\nmail_from = \"Desk <desk@example.com>\"\n").unwrap();
+        let settings = Settings::load_from(
+            Some(&file),
+            &env(&[
+                ("RESETDESK_LISTEN", "127.0.0.1:9100"),
+                ("RESETDESK_DATA_DIR", "/srv/desk"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.listen.port(), 9100);
+        assert_eq!(settings.max_label_photo_bytes, 1000);
+        assert_eq!(settings.mail_from, "Desk <desk@example.com>");
+        assert_eq!(settings.public_url, "http://127.0.0.1:9100");
+        assert_eq!(settings.database_url(), "sqlite:///srv/desk/resetdesk.db");
+    }
+
+    #[test]
+    fn unknown_and_invalid_settings_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let err = Settings::load_from(Some(&file), &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("\"lisen\""), "{err}");
+        let err = Settings::load_from(
+            None,
+            &env(&[("RESETDESK_SMTP_URL", "http://user:hunter2@x")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("smtp_url") && !err.to_string().contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn smtp_credentials_are_redacted_in_debug() {
+        let settings = Settings::load_from(
+            None,
+            &env(&[("RESETDESK_SMTP_URL", "smtp://u:hunter2@mail:25")]),
+        )
+        .unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        assert_eq!(
+            settings.smtp_url.unwrap().expose(),
+            "smtp://u:hunter2@mail:25"
+        );
+    }
+}

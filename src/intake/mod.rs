@@ -1,0 +1,343 @@
+//! Intake: a customer's submission becomes a ticket, or a clear refusal. Every check
+//! runs before anything is stored; a failure after the blobs are written removes them,
+//! so a refused submission leaves nothing behind.
+
+pub mod photo;
+
+use std::collections::BTreeMap;
+
+use crate::desk::Desk;
+use crate::domain::{
+    CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, TicketNumber,
+};
+use crate::mail::compose;
+use crate::protocol::{ExportInput, ResetRequest, qr, reset_string, xml};
+use crate::store::{CreateOutcome, Customer, ExportForm, NewTicket, StoreError};
+
+/// Text fields of the form and the API, with their size limits in bytes.
+pub const TEXT_FIELDS: &[(&str, usize)] = &[
+    ("name", 400),
+    ("email", 254),
+    ("phone", 64),
+    ("company", 400),
+    ("country", 8),
+    ("role", 32),
+    ("purchase_channel", 400),
+    ("reset_string", reset_string::MAX_RESET_STRING_CHARS),
+];
+/// File fields.
+pub const FILE_FIELDS: &[&str] = &["export_xml", "export_qr", "label_photo"];
+
+/// The size limit of each file field, from the settings.
+pub fn file_limit(desk: &Desk, field: &str) -> u64 {
+    match field {
+        "export_xml" => xml::MAX_XML_BYTES as u64,
+        "export_qr" => desk.settings.max_export_bytes,
+        _ => desk.settings.max_label_photo_bytes,
+    }
+}
+
+/// A file as uploaded.
+#[derive(Debug, Clone, Default)]
+pub struct Upload {
+    pub bytes: Vec<u8>,
+}
+
+/// What the HTTP layer collected, within size limits, before any meaning is given to it.
+#[derive(Debug, Default)]
+pub struct RawSubmission {
+    pub text: BTreeMap<String, String>,
+    pub files: BTreeMap<String, Upload>,
+}
+
+/// One problem with one field, worded for the customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldIssue {
+    pub field: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The submission is wrong; the customer can fix it.
+    #[error("{}", .0.first().map(|i| i.message.as_str()).unwrap_or("the request is not valid"))]
+    Invalid(Vec<FieldIssue>),
+    /// It conflicts with what the desk already holds (e.g. a newer export).
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    #[error("the desk could not store the request")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl IntakeError {
+    fn one(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldIssue {
+            field,
+            message: message.into(),
+        }])
+    }
+
+    fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(error))
+    }
+}
+
+/// The result shown to the customer.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub number: TicketNumber,
+    pub status_url: String,
+    /// True when this exact export was already submitted: this is the earlier ticket.
+    pub existing: bool,
+    pub superseded: Vec<TicketNumber>,
+}
+
+fn text<'a>(raw: &'a RawSubmission, field: &str) -> Option<&'a str> {
+    raw.text
+        .get(field)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+}
+
+/// Parses the customer's details, collecting every problem so a form can show them all.
+fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Customer> {
+    fn required<T, E: std::fmt::Display>(
+        raw: &RawSubmission,
+        field: &'static str,
+        label: &str,
+        issues: &mut Vec<FieldIssue>,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        let Some(value) = text(raw, field) else {
+            issues.push(FieldIssue {
+                field,
+                message: format!("please fill in your {label}"),
+            });
+            return None;
+        };
+        parse(value)
+            .map_err(|e| {
+                issues.push(FieldIssue {
+                    field,
+                    message: format!("{label} {e}"),
+                })
+            })
+            .ok()
+    }
+    fn optional<T, E: std::fmt::Display>(
+        raw: &RawSubmission,
+        field: &'static str,
+        label: &str,
+        issues: &mut Vec<FieldIssue>,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<Option<T>> {
+        match text(raw, field) {
+            None => Some(None),
+            Some(value) => match parse(value) {
+                Ok(v) => Some(Some(v)),
+                Err(e) => {
+                    issues.push(FieldIssue {
+                        field,
+                        message: format!("{label} {e}"),
+                    });
+                    None
+                }
+            },
+        }
+    }
+    let name = required(raw, "name", "name", issues, |v| PlainText::parse(v, 200));
+    let email = required(raw, "email", "e-mail address", issues, EmailAddress::parse);
+    let phone = optional(raw, "phone", "phone number", issues, PhoneNumber::parse);
+    let company = optional(raw, "company", "company", issues, |v| {
+        PlainText::parse(v, 200)
+    });
+    let country = required(raw, "country", "country", issues, CountryCode::parse);
+    let role = required(raw, "role", "role", issues, CustomerRole::parse);
+    let purchase_channel = optional(raw, "purchase_channel", "place of purchase", issues, |v| {
+        PlainText::parse(v, 200)
+    });
+    Some(Customer {
+        name: name?,
+        email: email?,
+        phone: phone?,
+        company: company?,
+        country: country?,
+        role: role?,
+        purchase_channel: purchase_channel?,
+    })
+}
+
+/// The one export the customer sent, in whichever form.
+fn export_of(raw: &RawSubmission) -> Result<(ExportForm, &'static str, Vec<u8>), FieldIssue> {
+    let mut forms = Vec::new();
+    if let Some(upload) = raw.files.get("export_xml").filter(|u| !u.bytes.is_empty()) {
+        forms.push((ExportForm::Xml, "export_xml", upload.bytes.clone()));
+    }
+    if let Some(string) = text(raw, "reset_string") {
+        forms.push((
+            ExportForm::ResetString,
+            "reset_string",
+            string.as_bytes().to_vec(),
+        ));
+    }
+    if let Some(upload) = raw.files.get("export_qr").filter(|u| !u.bytes.is_empty()) {
+        forms.push((ExportForm::Qr, "export_qr", upload.bytes.clone()));
+    }
+    match forms.len() {
+        1 => Ok(forms.remove(0)),
+        0 => Err(FieldIssue {
+            field: "export",
+            message: "please add the reset request from the device: the exported XML file, the reset string, \
+                      or a photo of the QR code on its screen"
+                .to_owned(),
+        }),
+        _ => Err(FieldIssue {
+            field: "export",
+            message: "please send the reset request in one form only (the XML file, the reset string or the QR code)"
+                .to_owned(),
+        }),
+    }
+}
+
+/// Decodes the export in the form it was sent. QR pictures are decoded off the async
+/// workers: a 12-megapixel photo takes a noticeable slice of a core.
+async fn decode_export(
+    form: ExportForm,
+    field: &'static str,
+    bytes: Vec<u8>,
+) -> Result<ResetRequest, IntakeError> {
+    let issue = |e: String| IntakeError::one(field, e);
+    match form {
+        ExportForm::Xml => ExportInput::Xml(&bytes)
+            .decode()
+            .map_err(|e| issue(e.to_string())),
+        ExportForm::ResetString => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| issue("the reset string is not text".to_owned()))?;
+            ExportInput::ResetString(&text)
+                .decode()
+                .map_err(|e| issue(e.to_string()))
+        }
+        ExportForm::Qr => {
+            let decoded = tokio::task::spawn_blocking(move || qr::read_image(&bytes))
+                .await
+                .map_err(IntakeError::internal)?;
+            let text = decoded.map_err(|e| issue(e.to_string()))?;
+            reset_string::decode(&text).map_err(|e| issue(e.to_string()))
+        }
+    }
+}
+
+/// Runs every check, stores the ticket and queues the acknowledgment.
+#[tracing::instrument(skip_all, err(level = "info"))]
+pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, IntakeError> {
+    let mut issues = Vec::new();
+    let customer = customer(&raw, &mut issues);
+    let export = export_of(&raw).map_err(|issue| issues.push(issue)).ok();
+    let label = raw
+        .files
+        .get("label_photo")
+        .filter(|u| !u.bytes.is_empty())
+        .cloned();
+    if label.is_none() {
+        issues.push(FieldIssue {
+            field: "label_photo",
+            message:
+                "please add a photo of the label on the device (the sticker with the serial number)"
+                    .to_owned(),
+        });
+    }
+    let (Some(customer), Some((form, field, export_bytes)), Some(label)) =
+        (customer, export, label)
+    else {
+        return Err(IntakeError::Invalid(issues));
+    };
+    if !issues.is_empty() {
+        return Err(IntakeError::Invalid(issues));
+    }
+
+    let max_pixels = desk.settings.max_label_pixels;
+    let label_bytes = label.bytes;
+    let (label_bytes, media_type) = tokio::task::spawn_blocking(move || {
+        let checked = photo::check_label_photo(&label_bytes, max_pixels);
+        (label_bytes, checked)
+    })
+    .await
+    .map_err(IntakeError::internal)?;
+    let media_type = media_type.map_err(|message| IntakeError::one("label_photo", message))?;
+
+    let request = decode_export(form, field, export_bytes.clone()).await?;
+    let now = desk.clock.now();
+    let verified = request
+        .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
+        .map_err(|e| IntakeError::one(field, e.to_string()))?;
+
+    let number = TicketNumber::generate();
+    let status_url = desk.status_url(&number);
+    let acknowledgment = compose::acknowledgment(
+        &desk.mail,
+        &number,
+        &status_url,
+        &customer,
+        verified.devices(),
+    )
+    .map_err(IntakeError::internal)?;
+    let export_blob = desk
+        .blobs
+        .put(export_bytes)
+        .await
+        .map_err(IntakeError::internal)?;
+    let label_blob = match desk.blobs.put(label_bytes).await {
+        Ok(blob) => blob,
+        Err(e) => {
+            remove_blobs(desk, &[&export_blob]).await;
+            return Err(IntakeError::internal(e));
+        }
+    };
+    let ticket = NewTicket {
+        number: number.clone(),
+        customer,
+        export_form: form,
+        export_blob: export_blob.clone(),
+        label_blob: label_blob.clone(),
+        label_media_type: media_type.to_owned(),
+        devices: verified.devices().to_vec(),
+        created_at: now,
+    };
+    let outcome = desk.store.create_ticket(&ticket, &acknowledgment).await;
+    match outcome {
+        Ok(CreateOutcome::Created { number, superseded }) => {
+            tracing::info!(ticket = %number, devices = ticket.devices.len(), "ticket created");
+            Ok(Submitted {
+                status_url,
+                number,
+                existing: false,
+                superseded,
+            })
+        }
+        Ok(CreateOutcome::Existing { number }) => {
+            remove_blobs(desk, &[&export_blob, &label_blob]).await;
+            Ok(Submitted {
+                status_url: desk.status_url(&number),
+                number,
+                existing: true,
+                superseded: Vec::new(),
+            })
+        }
+        Err(error) => {
+            remove_blobs(desk, &[&export_blob, &label_blob]).await;
+            match error {
+                StoreError::Conflict(message) => Err(IntakeError::Conflict(field, message)),
+                other => Err(IntakeError::internal(other)),
+            }
+        }
+    }
+}
+
+async fn remove_blobs(desk: &Desk, blobs: &[&String]) {
+    for blob in blobs {
+        if let Err(error) = desk.blobs.delete(blob).await {
+            tracing::warn!(%blob, %error, "could not remove the blob of a refused submission");
+        }
+    }
+}

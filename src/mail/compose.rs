@@ -1,0 +1,249 @@
+use askama::Template;
+
+use crate::domain::{TicketNumber, Timestamp};
+use crate::protocol::{DeviceChallenge, DeviceResponse};
+use crate::store::{Attachment, Customer, NewMail};
+
+/// What every message needs to know about the desk.
+#[derive(Debug, Clone)]
+pub struct MailContext {
+    /// Domain used in Message-IDs, from the public URL.
+    pub message_domain: String,
+}
+
+impl MailContext {
+    pub fn new(public_url: &str) -> Self {
+        let host = public_url
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split(['/', ':'])
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let message_domain = if host.is_empty() {
+            "resetdesk.invalid".to_owned()
+        } else {
+            host
+        };
+        Self { message_domain }
+    }
+
+    /// A Message-ID that is stable for this message forever: a retry after a crash sends
+    /// the same id, so the receiving side can recognise a duplicate.
+    fn message_id(&self, kind: &str, number: &TicketNumber) -> String {
+        let nonce = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<8>());
+        format!("<{kind}.{number}.{nonce}@{}>", self.message_domain)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("an e-mail template failed to render: {0}")]
+pub struct RenderError(#[from] askama::Error);
+
+struct DeviceLine {
+    model: String,
+    serial: String,
+}
+
+#[derive(Template)]
+#[template(path = "mail/acknowledgment.txt")]
+struct AcknowledgmentText<'a> {
+    name: &'a str,
+    number: &'a TicketNumber,
+    status_url: &'a str,
+    devices: &'a [DeviceLine],
+}
+
+#[derive(Template)]
+#[template(path = "mail/acknowledgment.html")]
+struct AcknowledgmentHtml<'a> {
+    subject: &'a str,
+    name: &'a str,
+    number: &'a TicketNumber,
+    status_url: &'a str,
+    devices: &'a [DeviceLine],
+}
+
+struct ResponseLine {
+    model: String,
+    serial: String,
+    key: String,
+}
+
+#[derive(Template)]
+#[template(path = "mail/approved.txt")]
+struct ApprovedText<'a> {
+    name: &'a str,
+    number: &'a TicketNumber,
+    status_url: &'a str,
+    expires_at: &'a str,
+    attachment_name: &'a str,
+    responses: &'a [ResponseLine],
+}
+
+#[derive(Template)]
+#[template(path = "mail/approved.html")]
+struct ApprovedHtml<'a> {
+    subject: &'a str,
+    name: &'a str,
+    number: &'a TicketNumber,
+    status_url: &'a str,
+    expires_at: &'a str,
+    attachment_name: &'a str,
+    responses: &'a [ResponseLine],
+}
+
+#[derive(Template)]
+#[template(path = "mail/rejected.txt")]
+struct RejectedText<'a> {
+    name: &'a str,
+    number: &'a TicketNumber,
+    status_url: &'a str,
+    reason: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/rejected.html")]
+struct RejectedHtml<'a> {
+    subject: &'a str,
+    name: &'a str,
+    number: &'a TicketNumber,
+    status_url: &'a str,
+    reason: &'a str,
+}
+
+/// "We received your request": sent when a ticket is created.
+pub fn acknowledgment(
+    ctx: &MailContext,
+    number: &TicketNumber,
+    status_url: &str,
+    customer: &Customer,
+    devices: &[DeviceChallenge],
+) -> Result<NewMail, RenderError> {
+    let subject = format!("[{number}] We received your password reset request");
+    let lines: Vec<DeviceLine> = devices
+        .iter()
+        .map(|d| DeviceLine {
+            model: d.identity.model.to_string(),
+            serial: d.identity.serial.to_string(),
+        })
+        .collect();
+    let name = customer.name.as_str();
+    Ok(NewMail {
+        message_id: ctx.message_id("ack", number),
+        kind: "acknowledgment",
+        recipient: customer.email.clone(),
+        body_text: AcknowledgmentText {
+            name,
+            number,
+            status_url,
+            devices: &lines,
+        }
+        .render()?,
+        body_html: AcknowledgmentHtml {
+            subject: &subject,
+            name,
+            number,
+            status_url,
+            devices: &lines,
+        }
+        .render()?,
+        subject,
+        attachment: None,
+    })
+}
+
+/// The reset response: keys in the body, the signed file attached.
+pub fn approved(
+    ctx: &MailContext,
+    number: &TicketNumber,
+    status_url: &str,
+    customer: &Customer,
+    responses: &[DeviceResponse],
+    response_xml: String,
+) -> Result<NewMail, RenderError> {
+    let subject = format!("[{number}] Your password reset response");
+    let expires_at = responses
+        .iter()
+        .map(DeviceResponse::expires_at)
+        .min()
+        .unwrap_or_else(Timestamp::now)
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', "");
+    let attachment_name = format!("reset-response-{number}.xml");
+    let lines: Vec<ResponseLine> = responses
+        .iter()
+        .map(|r| ResponseLine {
+            model: r.model.to_string(),
+            serial: r.serial.to_string(),
+            key: r.key.to_string(),
+        })
+        .collect();
+    let name = customer.name.as_str();
+    Ok(NewMail {
+        message_id: ctx.message_id("response", number),
+        kind: "approval",
+        recipient: customer.email.clone(),
+        body_text: ApprovedText {
+            name,
+            number,
+            status_url,
+            expires_at: &expires_at,
+            attachment_name: &attachment_name,
+            responses: &lines,
+        }
+        .render()?,
+        body_html: ApprovedHtml {
+            subject: &subject,
+            name,
+            number,
+            status_url,
+            expires_at: &expires_at,
+            attachment_name: &attachment_name,
+            responses: &lines,
+        }
+        .render()?,
+        subject,
+        attachment: Some(Attachment {
+            file_name: attachment_name,
+            media_type: "application/xml".to_owned(),
+            bytes: response_xml.into_bytes(),
+        }),
+    })
+}
+
+/// "We could not approve": with the reason and what to do next.
+pub fn rejected(
+    ctx: &MailContext,
+    number: &TicketNumber,
+    status_url: &str,
+    customer: &Customer,
+    reason: &str,
+) -> Result<NewMail, RenderError> {
+    let subject = format!("[{number}] Your password reset request was not approved");
+    let name = customer.name.as_str();
+    Ok(NewMail {
+        message_id: ctx.message_id("rejection", number),
+        kind: "rejection",
+        recipient: customer.email.clone(),
+        body_text: RejectedText {
+            name,
+            number,
+            status_url,
+            reason,
+        }
+        .render()?,
+        body_html: RejectedHtml {
+            subject: &subject,
+            name,
+            number,
+            status_url,
+            reason,
+        }
+        .render()?,
+        subject,
+        attachment: None,
+    })
+}

@@ -1,0 +1,200 @@
+//! The outbox worker. Messages are written by the business transaction; this worker
+//! leases due ones, sends each with no database lock held, and records the outcome:
+//! sent, retried later with exponential backoff, or dead after the configured number of
+//! attempts (an agent can see it on the ticket). A crash between sending and recording
+//! leaves the lease to expire and the message to be sent again with the same
+//! Message-ID: delivery is at least once, and duplicates are recognisable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment as MimeAttachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::AsyncSmtpTransport;
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::clock::Clock;
+use crate::store::{OutboxMessage, Store, StoreError};
+
+/// How long a leased message is reserved for one worker.
+const LEASE_SECS: i64 = 120;
+/// Messages handled per round.
+const BATCH: i64 = 20;
+/// First retry after this many seconds, doubling up to an hour.
+const FIRST_RETRY_SECS: i64 = 30;
+const MAX_RETRY_SECS: i64 = 3600;
+
+/// Where mail goes: an SMTP server, or `.eml` files when none is configured.
+#[derive(Clone)]
+pub enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(AsyncFileTransport<Tokio1Executor>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("the SMTP URL is not valid: {0}")]
+    BadUrl(String),
+    #[error("cannot create the mail directory {0}: {1}")]
+    Directory(String, std::io::Error),
+}
+
+impl Transport {
+    /// An SMTP transport from `smtp://` / `smtps://` URL, with a short timeout so an
+    /// unreachable server fails the attempt instead of hanging the worker.
+    pub fn smtp(url: &str) -> Result<Self, TransportError> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            // The error text can contain the URL, and the URL can contain a password.
+            .map_err(|_| TransportError::BadUrl("check the scheme, host and port".to_owned()))?
+            .timeout(Some(Duration::from_secs(20)))
+            .build();
+        Ok(Self::Smtp(transport))
+    }
+
+    pub fn files(dir: &std::path::Path) -> Result<Self, TransportError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TransportError::Directory(dir.display().to_string(), e))?;
+        Ok(Self::Files(AsyncFileTransport::new(dir)))
+    }
+
+    async fn send(&self, message: Message) -> Result<(), String> {
+        match self {
+            Self::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Self::Files(files) => files
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+pub struct OutboxWorker {
+    store: Arc<dyn Store>,
+    transport: Transport,
+    from: Mailbox,
+    max_attempts: u32,
+    clock: Arc<dyn Clock>,
+}
+
+/// What one round did, for tests and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub sent: usize,
+    pub retried: usize,
+    pub dead: usize,
+}
+
+impl OutboxWorker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        transport: Transport,
+        from: Mailbox,
+        max_attempts: u32,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            transport,
+            from,
+            max_attempts,
+            clock,
+        }
+    }
+
+    /// Sends every message that is due now.
+    pub async fn run_once(&self) -> Result<Round, StoreError> {
+        let mut round = Round::default();
+        loop {
+            let due = self
+                .store
+                .claim_due_mail(self.clock.now(), LEASE_SECS, BATCH)
+                .await?;
+            if due.is_empty() {
+                return Ok(round);
+            }
+            for message in due {
+                match self.deliver(&message).await {
+                    Ok(()) => {
+                        self.store
+                            .mark_mail_sent(message.id, self.clock.now())
+                            .await?;
+                        tracing::info!(outbox_id = message.id, "mail sent");
+                        round.sent += 1;
+                    }
+                    Err(error) => {
+                        let attempts = message.attempts + 1;
+                        let retry_at = (attempts < i64::from(self.max_attempts)).then(|| {
+                            let delay = FIRST_RETRY_SECS
+                                .saturating_mul(1 << (attempts - 1).min(20))
+                                .min(MAX_RETRY_SECS);
+                            self.clock.now().plus_seconds(delay)
+                        });
+                        tracing::warn!(outbox_id = message.id, attempts, dead = retry_at.is_none(), %error, "mail not sent");
+                        self.store
+                            .mark_mail_failed(message.id, &error, retry_at)
+                            .await?;
+                        if retry_at.is_some() {
+                            round.retried += 1;
+                        } else {
+                            round.dead += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs rounds until `shutdown` turns true, finishing the message in hand first.
+    pub async fn run(self, poll: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if let Err(error) = self.run_once().await {
+                tracing::error!(error = %error, "outbox round failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    async fn deliver(&self, message: &OutboxMessage) -> Result<(), String> {
+        let built = build_message(&self.from, message)?;
+        self.transport.send(built).await
+    }
+}
+
+fn build_message(from: &Mailbox, message: &OutboxMessage) -> Result<Message, String> {
+    let to: Mailbox = message
+        .recipient
+        .parse()
+        .map_err(|e| format!("recipient address refused: {e}"))?;
+    let alternative = MultiPart::alternative()
+        .singlepart(SinglePart::plain(message.body_text.clone()))
+        .singlepart(SinglePart::html(message.body_html.clone()));
+    let body = match &message.attachment {
+        Some(attachment) => {
+            let content_type =
+                ContentType::parse(&attachment.media_type).map_err(|e| e.to_string())?;
+            MultiPart::mixed().multipart(alternative).singlepart(
+                MimeAttachment::new(attachment.file_name.clone())
+                    .body(attachment.bytes.clone(), content_type),
+            )
+        }
+        None => alternative,
+    };
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(message.subject.clone())
+        .message_id(Some(message.message_id.clone()))
+        .multipart(body)
+        .map_err(|e| e.to_string())
+}

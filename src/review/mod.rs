@@ -1,0 +1,149 @@
+//! Agents' decisions: claim, approve (sign and mail), reject. Signing happens here,
+//! through `protocol::respond`, and the result is stored together with the approval
+//! mail and audit entries in one transaction; the store's "only if still open" update
+//! makes a second approval, by anyone, a conflict that signs nothing.
+
+use crate::desk::Desk;
+use crate::domain::TicketNumber;
+use crate::mail::compose;
+use crate::protocol::{ResetRequest, respond, response};
+use crate::store::{Approval, StoreError, TicketDetail, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("there is no ticket {0}")]
+    NotFound(TicketNumber),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the desk could not complete the action")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ReviewError {
+    fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(error))
+    }
+
+    fn from_store(error: StoreError, number: &TicketNumber) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound(number.clone()),
+            StoreError::Conflict(message) => Self::Conflict(message),
+            other => Self::internal(other),
+        }
+    }
+}
+
+fn may_review(user: &User) -> Result<(), ReviewError> {
+    if user.disabled {
+        return Err(ReviewError::Forbidden(
+            "this account is disabled".to_owned(),
+        ));
+    }
+    if !user.role.reviews_tickets() {
+        return Err(ReviewError::Forbidden(format!(
+            "the {} role cannot decide tickets",
+            user.role
+        )));
+    }
+    Ok(())
+}
+
+pub async fn load(desk: &Desk, number: &TicketNumber) -> Result<TicketDetail, ReviewError> {
+    desk.store
+        .ticket(number)
+        .await
+        .map_err(|e| ReviewError::from_store(e, number))
+}
+
+pub async fn claim(desk: &Desk, user: &User, number: &TicketNumber) -> Result<(), ReviewError> {
+    may_review(user)?;
+    let ticket = load(desk, number).await?;
+    desk.store
+        .claim(ticket.id, user.id, desk.clock.now())
+        .await
+        .map_err(|e| ReviewError::from_store(e, number))
+}
+
+/// Signs a response for every device of the ticket and queues the approval mail.
+#[tracing::instrument(skip_all, fields(ticket = %number, agent = %user.email), err(level = "info"))]
+pub async fn approve(desk: &Desk, user: &User, number: &TicketNumber) -> Result<(), ReviewError> {
+    may_review(user)?;
+    let ticket = load(desk, number).await?;
+    if !ticket.summary.status.is_pending() {
+        let by = ticket
+            .decided_by
+            .as_deref()
+            .map(|b| format!(" by {b}"))
+            .unwrap_or_default();
+        return Err(ReviewError::Conflict(format!(
+            "the ticket was already {}{by}",
+            ticket.summary.status
+        )));
+    }
+    let now = desk.clock.now();
+    // Re-checked at approval: the export may have expired while it waited in the queue.
+    let request = ResetRequest::new(ticket.devices.clone()).map_err(ReviewError::internal)?;
+    let verified = request
+        .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
+        .map_err(|e| {
+            ReviewError::Invalid(format!(
+                "{e}; reject the ticket or ask the customer for a new export"
+            ))
+        })?;
+    let responses = respond(&verified, &desk.keys.master, &desk.keys.signer);
+    let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
+    let status_url = desk.status_url(number);
+    let mail = compose::approved(
+        &desk.mail,
+        number,
+        &status_url,
+        &ticket.customer,
+        &responses,
+        response::to_xml(&signed),
+    )
+    .map_err(ReviewError::internal)?;
+    desk.store
+        .approve(&Approval {
+            ticket_id: ticket.id,
+            by: user.id,
+            at: now,
+            responses: signed,
+            mail,
+        })
+        .await
+        .map_err(|e| ReviewError::from_store(e, number))?;
+    tracing::info!(devices = responses.len(), key_id = %desk.keys.signer.id(), "ticket approved and signed");
+    Ok(())
+}
+
+/// The longest rejection reason accepted.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+pub async fn reject(
+    desk: &Desk,
+    user: &User,
+    number: &TicketNumber,
+    reason: &str,
+) -> Result<(), ReviewError> {
+    may_review(user)?;
+    let reason = crate::domain::PlainText::parse(reason, MAX_REASON_CHARS)
+        .map_err(|e| ReviewError::Invalid(format!("the reason {e}")))?;
+    let ticket = load(desk, number).await?;
+    let status_url = desk.status_url(number);
+    let mail = compose::rejected(
+        &desk.mail,
+        number,
+        &status_url,
+        &ticket.customer,
+        reason.as_str(),
+    )
+    .map_err(ReviewError::internal)?;
+    desk.store
+        .reject(ticket.id, user.id, reason.as_str(), &mail, desk.clock.now())
+        .await
+        .map_err(|e| ReviewError::from_store(e, number))
+}

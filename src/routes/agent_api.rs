@@ -1,0 +1,195 @@
+//! The agent API: `Authorization: Bearer <token>` from `resetdesk user token`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use crate::auth::guard::ApiUser;
+use crate::desk::Desk;
+use crate::domain::{TicketNumber, TicketStatus};
+use crate::review;
+use crate::store::{QueueFilter, TicketSummary};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list)
+        .service(show)
+        .service(claim)
+        .service(approve)
+        .service(reject);
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    q: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct SummaryJson {
+    ticket: String,
+    status: TicketStatus,
+    created_at: String,
+    devices: i64,
+    model: String,
+    serial: String,
+    customer_email: String,
+    claimed_by: Option<String>,
+}
+
+impl From<TicketSummary> for SummaryJson {
+    fn from(s: TicketSummary) -> Self {
+        Self {
+            ticket: s.number.to_string(),
+            status: s.status,
+            created_at: s.created_at.to_string(),
+            devices: s.device_count,
+            model: s.first_model,
+            serial: s.first_serial,
+            customer_email: s.customer_email,
+            claimed_by: s.claimed_by,
+        }
+    }
+}
+
+fn ticket_number(raw: &str) -> Result<TicketNumber, ApiError> {
+    TicketNumber::parse(raw).map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{raw:?} is not a ticket number: it {e}"),
+        )
+    })
+}
+
+/// `GET /api/v1/tickets?status=open&q=...`: the queue, oldest first.
+#[get("/api/v1/tickets")]
+async fn list(
+    desk: web::Data<Desk>,
+    _user: ApiUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some(raw) => Some(TicketStatus::parse(raw).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown status {raw:?}: use open, awaiting_photo, approved, rejected, superseded or all"),
+            )
+        })?),
+    };
+    let filter = QueueFilter {
+        status,
+        search: query.q.clone(),
+        limit: query.limit.unwrap_or(100),
+    };
+    let tickets = desk
+        .store
+        .tickets(&filter)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let tickets: Vec<SummaryJson> = tickets.into_iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "tickets": tickets })))
+}
+
+/// `GET /api/v1/tickets/{id}`: one ticket with its devices, responses and history.
+#[get("/api/v1/tickets/{id}")]
+async fn show(
+    desk: web::Data<Desk>,
+    _user: ApiUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let number = ticket_number(&path)?;
+    let ticket = review::load(&desk, &number).await?;
+    let devices: Vec<_> = ticket
+        .devices
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "model": d.identity.model,
+                "serial": d.identity.serial,
+                "firmware": d.identity.firmware,
+                "mac_address": d.identity.mac_address,
+                "issued_at": d.issued_at,
+                "expires_at": d.expires_at(),
+            })
+        })
+        .collect();
+    let responses: Vec<_> = ticket
+        .responses
+        .iter()
+        .map(|r| serde_json::json!({"serial": r.serial, "key_id": r.key_id, "expires_at": r.expires_at}))
+        .collect();
+    let events: Vec<_> = ticket
+        .events
+        .iter()
+        .map(|e| serde_json::json!({"at": e.at, "actor": e.actor, "kind": e.kind, "detail": e.detail}))
+        .collect();
+    let mails: Vec<_> = ticket
+        .mails
+        .iter()
+        .map(|m| serde_json::json!({"kind": m.kind, "status": m.status, "attempts": m.attempts, "last_error": m.last_error}))
+        .collect();
+    let c = &ticket.customer;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "ticket": ticket.summary.number,
+        "status": ticket.summary.status,
+        "created_at": ticket.summary.created_at,
+        "claimed_by": ticket.summary.claimed_by,
+        "decided_by": ticket.decided_by,
+        "decision_reason": ticket.decision_reason,
+        "superseded_by": ticket.superseded_by,
+        "export_form": ticket.export_form.as_str(),
+        "customer": {
+            "name": c.name, "email": c.email, "phone": c.phone, "company": c.company,
+            "country": c.country, "role": c.role.as_str(), "purchase_channel": c.purchase_channel,
+        },
+        "devices": devices,
+        "responses": responses,
+        "history": events,
+        "mails": mails,
+    })))
+}
+
+#[post("/api/v1/tickets/{id}/claim")]
+async fn claim(
+    desk: web::Data<Desk>,
+    user: ApiUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let number = ticket_number(&path)?;
+    review::claim(&desk, &user.0, &number).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"ticket": number, "claimed_by": user.0.email})))
+}
+
+/// `POST /api/v1/tickets/{id}/approve`: signs and mails the responses. A second approval
+/// (a retry, a double click, another agent) is a 409 that signs nothing.
+#[post("/api/v1/tickets/{id}/approve")]
+async fn approve(
+    desk: web::Data<Desk>,
+    user: ApiUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let number = ticket_number(&path)?;
+    review::approve(&desk, &user.0, &number).await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"ticket": number, "status": TicketStatus::Approved})))
+}
+
+#[derive(Deserialize)]
+struct RejectBody {
+    reason: String,
+}
+
+#[post("/api/v1/tickets/{id}/reject")]
+async fn reject(
+    desk: web::Data<Desk>,
+    user: ApiUser,
+    path: web::Path<String>,
+    body: web::Json<RejectBody>,
+) -> Result<HttpResponse, ApiError> {
+    let number = ticket_number(&path)?;
+    review::reject(&desk, &user.0, &number, &body.reason).await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"ticket": number, "status": TicketStatus::Rejected})))
+}

@@ -1,0 +1,132 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::intake::{FieldIssue, IntakeError};
+use crate::review::ReviewError;
+
+/// An API error: a status and a message a person understands, optionally naming the
+/// field at fault. Causes go to the log, never into the response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub issues: Vec<FieldIssue>,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Item<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<Item<'a>>,
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            issues: Vec::new(),
+            message: message.into(),
+        }
+    }
+
+    pub fn field(status: StatusCode, field: &'static str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            status,
+            issues: vec![FieldIssue {
+                field,
+                message: message.clone(),
+            }],
+            message,
+        }
+    }
+
+    pub fn internal(error: &dyn std::error::Error) -> Self {
+        let mut chain = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(error = %chain, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "something went wrong on our side; please try again in a few minutes",
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let first = self.issues.first();
+        let body = Body {
+            error: Item {
+                field: first.map(|i| i.field),
+                message: first.map_or(self.message.as_str(), |i| i.message.as_str()),
+            },
+            errors: if self.issues.len() > 1 {
+                self.issues
+                    .iter()
+                    .map(|i| Item {
+                        field: Some(i.field),
+                        message: &i.message,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        };
+        HttpResponse::build(self.status).json(body)
+    }
+}
+
+impl From<IntakeError> for ApiError {
+    fn from(error: IntakeError) -> Self {
+        match error {
+            IntakeError::Invalid(issues) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: issues
+                    .first()
+                    .map(|i| i.message.clone())
+                    .unwrap_or_default(),
+                issues,
+            },
+            IntakeError::Conflict(field, message) => {
+                Self::field(StatusCode::CONFLICT, field, message)
+            }
+            IntakeError::Internal(cause) => Self::internal(cause.as_ref()),
+        }
+    }
+}
+
+impl From<ReviewError> for ApiError {
+    fn from(error: ReviewError) -> Self {
+        let status = match &error {
+            ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
+            ReviewError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ReviewError::Conflict(_) => StatusCode::CONFLICT,
+            ReviewError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ReviewError::Internal(cause) => return Self::internal(cause.as_ref()),
+        };
+        Self::new(status, error.to_string())
+    }
+}

@@ -1,0 +1,46 @@
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde::Serialize;
+
+use super::{ApiError, upload};
+use crate::desk::Desk;
+use crate::intake;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(submit);
+}
+
+#[derive(Serialize)]
+struct Created {
+    ticket: String,
+    status_url: String,
+    /// True when this export had been submitted before: the ticket is the earlier one.
+    existing: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    superseded: Vec<String>,
+}
+
+/// `POST /api/v1/requests`: the intake as multipart/form-data, the same fields as the form.
+#[post("/api/v1/requests")]
+async fn submit(
+    desk: web::Data<Desk>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let raw = upload::read_submission(&desk, &request, payload).await?;
+    let submitted = intake::submit(&desk, raw).await?;
+    let body = Created {
+        ticket: submitted.number.to_string(),
+        status_url: submitted.status_url,
+        existing: submitted.existing,
+        superseded: submitted
+            .superseded
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    };
+    Ok(if submitted.existing {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::Created().json(body)
+    })
+}

@@ -1,0 +1,156 @@
+//! Builds the running desk from settings: data directory, keys (created on first
+//! start), database (migrated), blob store, mail transport, HTTP server and the outbox
+//! worker. Reports the real port, so tests and operators can use port 0.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::blobs::BlobStore;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::crypto::KeyStore;
+use crate::desk::{Desk, DeskKeys};
+use crate::mail::compose::MailContext;
+use crate::mail::outbox::{OutboxWorker, Transport};
+use crate::routes::{self, ApiError};
+use crate::store;
+
+pub struct Application {
+    pub port: u16,
+    pub desk: web::Data<Desk>,
+    server: Server,
+    worker: OutboxWorker,
+}
+
+impl Application {
+    /// Everything up to a bound, not yet running, server.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+        let keys = KeyStore::new(&settings.keys_dir);
+        if keys.ensure_initialized(clock.now())? {
+            tracing::info!(dir = %settings.keys_dir.display(), "created the factory master secret and a signing key (first start): back this directory up");
+        }
+        let desk_keys = DeskKeys {
+            master: keys.master_secret()?,
+            signer: keys.active_signing_key()?,
+            desk_secret: keys.desk_secret()?,
+        };
+        tracing::info!(key_id = %desk_keys.signer.id(), "signing with key");
+
+        let store = store::connect(&settings.database_url())
+            .await
+            .context("cannot open the database")?;
+        store
+            .migrate()
+            .await
+            .context("cannot apply database migrations")?;
+
+        let transport = match &settings.smtp_url {
+            Some(url) => Transport::smtp(url.expose())?,
+            None => {
+                let dir = settings.data_dir.join("outbox");
+                tracing::info!(dir = %dir.display(), "no SMTP server configured: e-mails are written as .eml files");
+                Transport::files(&dir)?
+            }
+        };
+        let from = settings
+            .mail_from
+            .parse()
+            .with_context(|| format!("mail_from {:?} is not an address", settings.mail_from))?;
+        let worker = OutboxWorker::new(
+            store.clone(),
+            transport,
+            from,
+            settings.outbox_max_attempts,
+            clock.clone(),
+        );
+
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let desk = web::Data::new(Desk {
+            blobs: BlobStore::new(settings.data_dir.join("blobs")),
+            mail: MailContext::new(&settings.public_url),
+            settings,
+            store,
+            keys: desk_keys,
+            clock,
+        });
+        let server =
+            {
+                let desk = desk.clone();
+                HttpServer::new(move || {
+                    App::new()
+                        .app_data(desk.clone())
+                        .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(
+                            |e, _| {
+                                ApiError::new(
+                                    StatusCode::BAD_REQUEST,
+                                    format!("the JSON body is not valid: {e}"),
+                                )
+                                .into()
+                            },
+                        ))
+                        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                            ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                format!("the query string is not valid: {e}"),
+                            )
+                            .into()
+                        }))
+                        .wrap(
+                            actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                                .exclude("/healthz"),
+                        )
+                        .configure(routes::configure)
+                })
+                // Slow clients get a bounded time to send headers and finish.
+                .client_request_timeout(Duration::from_secs(30))
+                .client_disconnect_timeout(Duration::from_secs(5))
+                .shutdown_timeout(30)
+                .listen(listener)?
+                .run()
+            };
+        Ok(Self {
+            port,
+            desk,
+            server,
+            worker,
+        })
+    }
+
+    /// Runs the server and the outbox worker until SIGTERM or SIGINT; the worker finishes
+    /// the message in hand before the process exits.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let poll = Duration::from_millis(self.desk.settings.outbox_poll_ms);
+        let worker = tokio::spawn(self.worker.run(poll, stopped));
+        let served = self.server.await;
+        let _ = stop.send(true);
+        worker.await.context("the outbox worker panicked")?;
+        served.context("the HTTP server failed")
+    }
+
+    /// For tests: the server alone, and the worker to run by hand.
+    pub fn into_parts(self) -> (Server, OutboxWorker) {
+        (self.server, self.worker)
+    }
+}

@@ -1,0 +1,295 @@
+//! Storage behind one interface. `Store` is what the rest of the desk calls; each
+//! backend implements it, and `conformance` (run against every backend) proves they
+//! behave the same. SQL checking strategy: `query_as` + `FromRow` rows shared between
+//! backends (`rows`), with the conformance suite proving the SQL, because compile-time
+//! `query!` checking needs one database per crate and would split the store in two.
+//!
+//! Every method that changes state does so in one transaction, including the outbox
+//! message and audit entry that go with the change.
+
+mod rows;
+mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
+
+use crate::domain::{
+    CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, TicketNumber,
+    TicketStatus, Timestamp,
+};
+use crate::protocol::{DeviceChallenge, SignedResponse};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the database failed")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub(crate) fn other(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Other(Box::new(error))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Picks the backend from the URL scheme.
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Err(StoreError::Conflict(
+            "PostgreSQL support is not built yet; use a sqlite:// database URL".to_owned(),
+        ))
+    } else {
+        Err(StoreError::Conflict(format!(
+            "unsupported database URL scheme in {:?}: use sqlite://PATH or postgres://...",
+            url.split(':').next().unwrap_or("")
+        )))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub i64);
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub email: EmailAddress,
+    pub role: Role,
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+/// How the customer sent the export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportForm {
+    Xml,
+    ResetString,
+    Qr,
+}
+
+impl ExportForm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Xml => "xml",
+            Self::ResetString => "reset_string",
+            Self::Qr => "qr",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Xml, Self::ResetString, Self::Qr]
+            .into_iter()
+            .find(|f| f.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Customer {
+    pub name: PlainText,
+    pub email: EmailAddress,
+    pub phone: Option<PhoneNumber>,
+    pub company: Option<PlainText>,
+    pub country: CountryCode,
+    pub role: CustomerRole,
+    pub purchase_channel: Option<PlainText>,
+}
+
+/// A mail to send, rendered and ready.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    pub message_id: String,
+    pub kind: &'static str,
+    pub recipient: EmailAddress,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    pub attachment: Option<Attachment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub file_name: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A verified submission, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub number: TicketNumber,
+    pub customer: Customer,
+    pub export_form: ExportForm,
+    pub export_blob: String,
+    pub label_blob: String,
+    pub label_media_type: String,
+    pub devices: Vec<DeviceChallenge>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// A new ticket; `superseded` lists older open tickets it replaced.
+    Created {
+        number: TicketNumber,
+        superseded: Vec<TicketNumber>,
+    },
+    /// The same challenge was submitted before: this is its ticket.
+    Existing { number: TicketNumber },
+}
+
+/// A queue row.
+#[derive(Debug, Clone)]
+pub struct TicketSummary {
+    pub number: TicketNumber,
+    pub status: TicketStatus,
+    pub created_at: Timestamp,
+    pub device_count: i64,
+    pub first_model: String,
+    pub first_serial: String,
+    pub customer_email: String,
+    pub claimed_by: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TicketEvent {
+    pub at: Timestamp,
+    pub actor: String,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailStatus {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub sent_at: Option<Timestamp>,
+}
+
+/// Everything about one ticket, for the agent's ticket page and the approval.
+#[derive(Debug, Clone)]
+pub struct TicketDetail {
+    pub id: i64,
+    pub summary: TicketSummary,
+    pub customer: Customer,
+    pub export_form: ExportForm,
+    pub export_blob: String,
+    pub label_blob: String,
+    pub label_media_type: String,
+    pub devices: Vec<DeviceChallenge>,
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
+    pub superseded_by: Option<TicketNumber>,
+    pub responses: Vec<SignedResponse>,
+    pub events: Vec<TicketEvent>,
+    pub mails: Vec<MailStatus>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub status: Option<TicketStatus>,
+    /// A ticket number, a serial (or its start) or a customer e-mail.
+    pub search: Option<String>,
+    pub limit: i64,
+}
+
+/// What an approval writes, all in one transaction.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub ticket_id: i64,
+    pub by: UserId,
+    pub at: Timestamp,
+    pub responses: Vec<SignedResponse>,
+    pub mail: NewMail,
+}
+
+/// A message claimed for sending.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub message_id: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    pub attachment: Option<Attachment>,
+    pub attempts: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Answers when the database is reachable.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_user(
+        &self,
+        email: &EmailAddress,
+        password_hash: &str,
+        role: Role,
+        now: Timestamp,
+    ) -> StoreResult<UserId>;
+    async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<User>;
+    async fn create_api_token(
+        &self,
+        user: UserId,
+        token_hash: &str,
+        name: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    async fn user_by_api_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<User>;
+
+    /// Stores a ticket with its devices and acknowledgment mail, superseding older open
+    /// tickets for the same serials; or finds the ticket of an already submitted challenge.
+    async fn create_ticket(
+        &self,
+        ticket: &NewTicket,
+        acknowledgment: &NewMail,
+    ) -> StoreResult<CreateOutcome>;
+    async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>>;
+    async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail>;
+    /// Marks the ticket as claimed by `user` (a claim by someone else is taken over).
+    async fn claim(&self, ticket_id: i64, user: UserId, now: Timestamp) -> StoreResult<()>;
+    /// Records the approval if the ticket is still open; `Conflict` names who decided first.
+    async fn approve(&self, approval: &Approval) -> StoreResult<()>;
+    /// Rejects an open ticket with a reason and queues the customer's mail.
+    async fn reject(
+        &self,
+        ticket_id: i64,
+        by: UserId,
+        reason: &str,
+        mail: &NewMail,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Leases up to `limit` due messages for `lease_secs`.
+    async fn claim_due_mail(
+        &self,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxMessage>>;
+    async fn mark_mail_sent(&self, id: i64, now: Timestamp) -> StoreResult<()>;
+    /// Records a failed attempt: retried at `retry_at`, or dead when `retry_at` is none.
+    async fn mark_mail_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<()>;
+    /// Counts of outbox messages by status (pending, sent, dead).
+    async fn mail_counts(&self) -> StoreResult<(i64, i64, i64)>;
+}

@@ -1,0 +1,304 @@
+//! Row types shared by every backend, and their conversion into domain values. A value
+//! that fails to parse here means the database was edited behind the desk's back.
+
+use sqlx::FromRow;
+
+use super::{
+    Attachment, Customer, ExportForm, MailStatus, OutboxMessage, StoreError, TicketEvent,
+    TicketSummary, User, UserId,
+};
+use crate::crypto::{KeyId, MacTag, Signature};
+use crate::domain::{
+    CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion,
+    MacAddress, PhoneNumber, PlainText, Role, TicketNumber, TicketStatus, Timestamp,
+};
+use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
+
+#[derive(Debug, thiserror::Error)]
+#[error("stored {what} is not valid: {value:?}")]
+pub struct Corrupt {
+    what: &'static str,
+    value: String,
+}
+
+pub(super) fn corrupt(what: &'static str, value: impl Into<String>) -> StoreError {
+    StoreError::other(Corrupt {
+        what,
+        value: value.into(),
+    })
+}
+
+pub(super) fn time(seconds: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_seconds(seconds).map_err(|_| corrupt("time", seconds.to_string()))
+}
+
+fn parse<T, E>(
+    what: &'static str,
+    raw: &str,
+    f: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, StoreError> {
+    f(raw).map_err(|_| corrupt(what, raw))
+}
+
+fn hex_array<const N: usize>(what: &'static str, raw: &str) -> Result<[u8; N], StoreError> {
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(raw.as_bytes())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| corrupt(what, raw))
+}
+
+#[derive(FromRow)]
+pub(super) struct UserRow {
+    id: i64,
+    email: String,
+    role: String,
+    password_hash: String,
+    disabled_at: Option<i64>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(row: UserRow) -> Result<Self, StoreError> {
+        Ok(User {
+            id: UserId(row.id),
+            email: parse("e-mail", &row.email, EmailAddress::parse)?,
+            role: Role::parse(&row.role).ok_or_else(|| corrupt("role", &row.role))?,
+            password_hash: row.password_hash,
+            disabled: row.disabled_at.is_some(),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct SummaryRow {
+    number: String,
+    status: String,
+    created_at: i64,
+    device_count: i64,
+    first_model: String,
+    first_serial: String,
+    customer_email: String,
+    claimed_by: Option<String>,
+}
+
+impl TryFrom<SummaryRow> for TicketSummary {
+    type Error = StoreError;
+    fn try_from(row: SummaryRow) -> Result<Self, StoreError> {
+        Ok(TicketSummary {
+            number: parse("ticket number", &row.number, TicketNumber::parse)?,
+            status: TicketStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("status", &row.status))?,
+            created_at: time(row.created_at)?,
+            device_count: row.device_count,
+            first_model: row.first_model,
+            first_serial: row.first_serial,
+            customer_email: row.customer_email,
+            claimed_by: row.claimed_by,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct TicketRow {
+    pub id: i64,
+    customer_name: String,
+    customer_email: String,
+    customer_phone: Option<String>,
+    customer_company: Option<String>,
+    customer_country: String,
+    customer_role: String,
+    purchase_channel: Option<String>,
+    export_form: String,
+    pub export_blob: String,
+    pub label_blob: String,
+    pub label_media_type: String,
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
+    superseded_by: Option<String>,
+}
+
+impl TicketRow {
+    pub fn customer(&self) -> Result<Customer, StoreError> {
+        let text = |what, raw: &str, max| parse(what, raw, |r| PlainText::parse(r, max));
+        Ok(Customer {
+            name: text("name", &self.customer_name, 200)?,
+            email: parse("e-mail", &self.customer_email, EmailAddress::parse)?,
+            phone: self
+                .customer_phone
+                .as_deref()
+                .map(|p| parse("phone", p, PhoneNumber::parse))
+                .transpose()?,
+            company: self
+                .customer_company
+                .as_deref()
+                .map(|c| text("company", c, 200))
+                .transpose()?,
+            country: parse("country", &self.customer_country, CountryCode::parse)?,
+            role: parse("role", &self.customer_role, CustomerRole::parse)?,
+            purchase_channel: self
+                .purchase_channel
+                .as_deref()
+                .map(|c| text("purchase channel", c, 200))
+                .transpose()?,
+        })
+    }
+
+    pub fn export_form(&self) -> Result<ExportForm, StoreError> {
+        ExportForm::parse(&self.export_form)
+            .ok_or_else(|| corrupt("export form", &self.export_form))
+    }
+
+    pub fn superseded_by(&self) -> Result<Option<TicketNumber>, StoreError> {
+        self.superseded_by
+            .as_deref()
+            .map(|n| parse("ticket number", n, TicketNumber::parse))
+            .transpose()
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct DeviceRow {
+    model: String,
+    serial: String,
+    firmware: String,
+    mac_address: Option<String>,
+    reserved_email: Option<String>,
+    nonce: String,
+    issued_at: i64,
+    tag: String,
+}
+
+impl TryFrom<DeviceRow> for DeviceChallenge {
+    type Error = StoreError;
+    fn try_from(row: DeviceRow) -> Result<Self, StoreError> {
+        Ok(DeviceChallenge {
+            identity: DeviceIdentity {
+                model: parse("model", &row.model, DeviceModel::parse)?,
+                serial: parse("serial", &row.serial, DeviceSerial::parse)?,
+                firmware: parse("firmware", &row.firmware, FirmwareVersion::parse)?,
+                mac_address: row
+                    .mac_address
+                    .as_deref()
+                    .map(|m| parse("MAC", m, MacAddress::parse))
+                    .transpose()?,
+                reserved_email: row
+                    .reserved_email
+                    .as_deref()
+                    .map(|e| parse("e-mail", e, EmailAddress::parse))
+                    .transpose()?,
+            },
+            nonce: Nonce(hex_array("nonce", &row.nonce)?),
+            issued_at: time(row.issued_at)?,
+            tag: MacTag(hex_array("tag", &row.tag)?),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct ResponseRow {
+    serial: String,
+    nonce: String,
+    key_id: String,
+    expires_at: i64,
+    signature: String,
+}
+
+impl TryFrom<ResponseRow> for SignedResponse {
+    type Error = StoreError;
+    fn try_from(row: ResponseRow) -> Result<Self, StoreError> {
+        Ok(SignedResponse {
+            serial: parse("serial", &row.serial, DeviceSerial::parse)?,
+            nonce: Nonce(hex_array("nonce", &row.nonce)?),
+            expires_at: time(row.expires_at)?,
+            key_id: parse("key id", &row.key_id, KeyId::parse)?,
+            signature: Signature(hex_array("signature", &row.signature)?),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct EventRow {
+    at: i64,
+    actor: String,
+    kind: String,
+    detail: String,
+}
+
+impl TryFrom<EventRow> for TicketEvent {
+    type Error = StoreError;
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        Ok(TicketEvent {
+            at: time(row.at)?,
+            actor: row.actor,
+            kind: row.kind,
+            detail: row.detail,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct MailStatusRow {
+    id: i64,
+    kind: String,
+    status: String,
+    attempts: i64,
+    last_error: Option<String>,
+    sent_at: Option<i64>,
+}
+
+impl TryFrom<MailStatusRow> for MailStatus {
+    type Error = StoreError;
+    fn try_from(row: MailStatusRow) -> Result<Self, StoreError> {
+        Ok(MailStatus {
+            id: row.id,
+            kind: row.kind,
+            status: row.status,
+            attempts: row.attempts,
+            last_error: row.last_error,
+            sent_at: row.sent_at.map(time).transpose()?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct OutboxRow {
+    id: i64,
+    message_id: String,
+    recipient: String,
+    subject: String,
+    body_text: String,
+    body_html: String,
+    attachment_name: Option<String>,
+    attachment_type: Option<String>,
+    attachment: Option<Vec<u8>>,
+    attempts: i64,
+}
+
+impl From<OutboxRow> for OutboxMessage {
+    fn from(row: OutboxRow) -> Self {
+        let attachment = match (row.attachment_name, row.attachment_type, row.attachment) {
+            (Some(file_name), Some(media_type), Some(bytes)) => Some(Attachment {
+                file_name,
+                media_type,
+                bytes,
+            }),
+            _ => None,
+        };
+        OutboxMessage {
+            id: row.id,
+            message_id: row.message_id,
+            recipient: row.recipient,
+            subject: row.subject,
+            body_text: row.body_text,
+            body_html: row.body_html,
+            attachment,
+            attempts: row.attempts,
+        }
+    }
+}
+
+/// Hex of a nonce, tag or signature as stored.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}

@@ -1,0 +1,758 @@
+//! The embedded default. Write transactions start with `BEGIN IMMEDIATE`, taking
+//! SQLite's single write lock up front: two approvals of one ticket queue behind each
+//! other instead of both reading "open", and no transaction fails half-way on an
+//! upgrade from reader to writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::rows::{
+    self, DeviceRow, EventRow, MailStatusRow, OutboxRow, ResponseRow, SummaryRow, TicketRow,
+    UserRow, hex,
+};
+use super::{
+    Approval, CreateOutcome, NewMail, NewTicket, OutboxMessage, QueueFilter, Store, StoreError,
+    StoreResult, TicketDetail, TicketSummary, User, UserId,
+};
+use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn db(error: sqlx::Error) -> StoreError {
+    StoreError::other(error)
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
+
+/// The queue row's columns; a macro so each query can `concat!` its own filter.
+macro_rules! summary_select {
+    () => {
+        "SELECT t.number, t.status, t.created_at,
+                (SELECT COUNT(*) FROM ticket_devices c WHERE c.ticket_id = t.id) AS device_count,
+                d0.model AS first_model, d0.serial AS first_serial, t.customer_email,
+                u.email AS claimed_by
+         FROM tickets t
+         JOIN ticket_devices d0 ON d0.ticket_id = t.id AND d0.position = 0
+         LEFT JOIN users u ON u.id = t.claimed_by "
+    };
+}
+
+const QUEUE_QUERY: &str = concat!(
+    summary_select!(),
+    "WHERE (?1 IS NULL OR t.status = ?1)
+       AND (?2 = 0 OR t.number = ?3 OR lower(t.customer_email) = ?4
+            OR EXISTS (SELECT 1 FROM ticket_devices s WHERE s.ticket_id = t.id AND s.serial LIKE ?5 ESCAPE '\\'))
+     ORDER BY t.created_at, t.id
+     LIMIT ?6"
+);
+
+const SUMMARY_BY_ID: &str = concat!(summary_select!(), "WHERE t.id = ?");
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        Ok(Self { pool })
+    }
+
+    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
+}
+
+async fn event(
+    tx: &mut Transaction<'static, Sqlite>,
+    ticket_id: i64,
+    at: Timestamp,
+    actor: &str,
+    kind: &str,
+    detail: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO ticket_events (ticket_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(ticket_id)
+    .bind(at.unix_seconds())
+    .bind(actor)
+    .bind(kind)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn audit(
+    tx: &mut Transaction<'static, Sqlite>,
+    at: Timestamp,
+    actor: &str,
+    action: &str,
+    ticket_id: Option<i64>,
+    detail: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, ticket_id, detail) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(at.unix_seconds())
+    .bind(actor)
+    .bind(action)
+    .bind(ticket_id)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn enqueue(
+    tx: &mut Transaction<'static, Sqlite>,
+    ticket_id: Option<i64>,
+    mail: &NewMail,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let attachment = mail.attachment.as_ref();
+    sqlx::query(
+        "INSERT INTO outbox (message_id, ticket_id, kind, recipient, subject, body_text, body_html,
+                             attachment_name, attachment_type, attachment, status, next_attempt_at, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+    )
+    .bind(&mail.message_id)
+    .bind(ticket_id)
+    .bind(mail.kind)
+    .bind(mail.recipient.as_str())
+    .bind(&mail.subject)
+    .bind(&mail.body_text)
+    .bind(&mail.body_html)
+    .bind(attachment.map(|a| a.file_name.as_str()))
+    .bind(attachment.map(|a| a.media_type.as_str()))
+    .bind(attachment.map(|a| a.bytes.as_slice()))
+    .bind(now.unix_seconds())
+    .bind(now.unix_seconds())
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn user_email(tx: &mut Transaction<'static, Sqlite>, user: UserId) -> StoreResult<String> {
+    sqlx::query_scalar("SELECT email FROM users WHERE id = ?")
+        .bind(user.0)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)
+}
+
+/// Explains why a decision found the ticket no longer open.
+async fn decided_conflict(tx: &mut Transaction<'static, Sqlite>, ticket_id: i64) -> StoreError {
+    let row: Result<(String, Option<String>), _> = sqlx::query_as(
+        "SELECT t.status, u.email FROM tickets t LEFT JOIN users u ON u.id = t.decided_by WHERE t.id = ?",
+    )
+    .bind(ticket_id)
+    .fetch_one(&mut **tx)
+    .await;
+    match row {
+        Ok((status, Some(by))) => {
+            StoreError::Conflict(format!("the ticket was already {status} by {by}"))
+        }
+        Ok((status, None)) => StoreError::Conflict(format!("the ticket is {status}, not open")),
+        Err(sqlx::Error::RowNotFound) => StoreError::NotFound,
+        Err(e) => db(e),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::other)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn create_user(
+        &self,
+        email: &EmailAddress,
+        password_hash: &str,
+        role: Role,
+        now: Timestamp,
+    ) -> StoreResult<UserId> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (email, password_hash, role, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(email.as_str())
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(now.unix_seconds())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("a user with e-mail {email} already exists"))
+            } else {
+                db(e)
+            }
+        })?;
+        audit(
+            &mut tx,
+            now,
+            "cli",
+            "user_created",
+            None,
+            &format!("{email} as {role}"),
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(UserId(id))
+    }
+
+    async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<User> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, email, role, password_hash, disabled_at FROM users WHERE email = ?",
+        )
+        .bind(email.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    async fn create_api_token(
+        &self,
+        user: UserId,
+        token_hash: &str,
+        name: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (user_id, token_hash, name, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(user.0)
+        .bind(token_hash)
+        .bind(name)
+        .bind(now.unix_seconds())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let email = user_email(&mut tx, user).await?;
+        audit(&mut tx, now, &email, "api_token_created", None, name).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn user_by_api_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<User> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT u.id, u.email, u.role, u.password_hash, u.disabled_at
+             FROM api_tokens k JOIN users u ON u.id = k.user_id
+             WHERE k.token_hash = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?)",
+        )
+        .bind(token_hash)
+        .bind(now.unix_seconds())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    async fn create_ticket(
+        &self,
+        ticket: &NewTicket,
+        acknowledgment: &NewMail,
+    ) -> StoreResult<CreateOutcome> {
+        let mut tx = self.write().await?;
+        let now = ticket.created_at;
+        for device in &ticket.devices {
+            let existing: Option<String> = sqlx::query_scalar(
+                "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                 WHERE d.serial = ? AND d.nonce = ?",
+            )
+            .bind(device.identity.serial.as_str())
+            .bind(hex(&device.nonce.0))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(number) = existing {
+                let number = TicketNumber::parse(&number)
+                    .map_err(|_| rows::corrupt("ticket number", number))?;
+                return Ok(CreateOutcome::Existing { number });
+            }
+            // The device holds only its newest challenge: an export older than one already
+            // waiting in a ticket is dead on arrival.
+            let newer: Option<String> = sqlx::query_scalar(
+                "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                 WHERE d.serial = ? AND d.issued_at > ? AND t.status IN ('open', 'awaiting_photo') LIMIT 1",
+            )
+            .bind(device.identity.serial.as_str())
+            .bind(device.issued_at.unix_seconds())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(number) = newer {
+                return Err(StoreError::Conflict(format!(
+                    "ticket {number} already holds a newer export from device {}; this export is out of date",
+                    device.identity.serial
+                )));
+            }
+        }
+        let c = &ticket.customer;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
+                                  customer_company, customer_country, customer_role, purchase_channel, export_form,
+                                  export_blob, label_blob, label_media_type, created_at, updated_at)
+             VALUES (?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(ticket.number.as_str())
+        .bind(c.name.as_str())
+        .bind(c.email.as_str())
+        .bind(c.phone.as_ref().map(|p| p.as_str()))
+        .bind(c.company.as_ref().map(|p| p.as_str()))
+        .bind(c.country.as_str())
+        .bind(c.role.as_str())
+        .bind(c.purchase_channel.as_ref().map(|p| p.as_str()))
+        .bind(ticket.export_form.as_str())
+        .bind(&ticket.export_blob)
+        .bind(&ticket.label_blob)
+        .bind(&ticket.label_media_type)
+        .bind(now.unix_seconds())
+        .bind(now.unix_seconds())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        for (position, device) in ticket.devices.iter().enumerate() {
+            let id_ = &device.identity;
+            sqlx::query(
+                "INSERT INTO ticket_devices (ticket_id, position, model, serial, firmware, mac_address, reserved_email,
+                                             nonce, issued_at, tag)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(position as i64)
+            .bind(id_.model.as_str())
+            .bind(id_.serial.as_str())
+            .bind(id_.firmware.as_str())
+            .bind(id_.mac_address.map(|m| m.to_string()))
+            .bind(id_.reserved_email.as_ref().map(|e| e.as_str()))
+            .bind(hex(&device.nonce.0))
+            .bind(device.issued_at.unix_seconds())
+            .bind(hex(&device.tag.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        let mut superseded = Vec::new();
+        for device in &ticket.devices {
+            let older: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT DISTINCT t.id, t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                 WHERE d.serial = ? AND t.id != ? AND t.status IN ('open', 'awaiting_photo')",
+            )
+            .bind(device.identity.serial.as_str())
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            for (old_id, old_number) in older {
+                sqlx::query("UPDATE tickets SET status = 'superseded', superseded_by = ?, updated_at = ? WHERE id = ?")
+                    .bind(id)
+                    .bind(now.unix_seconds())
+                    .bind(old_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let note = format!(
+                    "replaced by {} (a newer export from {})",
+                    ticket.number, device.identity.serial
+                );
+                event(&mut tx, old_id, now, "customer", "superseded", &note).await?;
+                let note = format!(
+                    "replaces {old_number} (an older export from {})",
+                    device.identity.serial
+                );
+                event(&mut tx, id, now, "customer", "supersedes", &note).await?;
+                superseded.push(
+                    TicketNumber::parse(&old_number)
+                        .map_err(|_| rows::corrupt("ticket number", old_number))?,
+                );
+            }
+        }
+        let detail = format!(
+            "{} device(s) by {}",
+            ticket.devices.len(),
+            ticket.export_form.as_str()
+        );
+        event(&mut tx, id, now, "customer", "submitted", &detail).await?;
+        enqueue(&mut tx, Some(id), acknowledgment, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(CreateOutcome::Created {
+            number: ticket.number.clone(),
+            superseded,
+        })
+    }
+
+    async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>> {
+        let search = filter
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let number = search
+            .and_then(|s| TicketNumber::parse(s).ok())
+            .map(|n| n.to_string());
+        let serial_prefix = search.map(|s| {
+            let escaped = s
+                .to_ascii_uppercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("{escaped}%")
+        });
+        let rows: Vec<SummaryRow> = sqlx::query_as(QUEUE_QUERY)
+            .bind(filter.status.map(TicketStatus::as_str))
+            .bind(search.is_some())
+            .bind(number)
+            .bind(search.map(str::to_ascii_lowercase))
+            .bind(serial_prefix)
+            .bind(filter.limit.clamp(1, 500))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail> {
+        let row: TicketRow = sqlx::query_as(
+            "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,
+                    t.customer_country, t.customer_role, t.purchase_channel, t.export_form, t.export_blob, t.label_blob,
+                    t.label_media_type, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by
+             FROM tickets t
+             LEFT JOIN users ud ON ud.id = t.decided_by
+             LEFT JOIN tickets s ON s.id = t.superseded_by
+             WHERE t.number = ?",
+        )
+        .bind(number.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?;
+        let summary: SummaryRow = sqlx::query_as(SUMMARY_BY_ID)
+            .bind(row.id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let devices: Vec<DeviceRow> = sqlx::query_as(
+            "SELECT model, serial, firmware, mac_address, reserved_email, nonce, issued_at, tag
+             FROM ticket_devices WHERE ticket_id = ? ORDER BY position",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let responses: Vec<ResponseRow> = sqlx::query_as(
+            "SELECT serial, nonce, key_id, expires_at, signature FROM responses WHERE ticket_id = ? ORDER BY position",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let events: Vec<EventRow> = sqlx::query_as(
+            "SELECT at, actor, kind, detail FROM ticket_events WHERE ticket_id = ? ORDER BY id",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mails: Vec<MailStatusRow> = sqlx::query_as(
+            "SELECT id, kind, status, attempts, last_error, sent_at FROM outbox WHERE ticket_id = ? ORDER BY id",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(TicketDetail {
+            id: row.id,
+            summary: summary.try_into()?,
+            customer: row.customer()?,
+            export_form: row.export_form()?,
+            superseded_by: row.superseded_by()?,
+            devices: devices
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            responses: responses
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            events: events
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            mails: mails
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            export_blob: row.export_blob,
+            label_blob: row.label_blob,
+            label_media_type: row.label_media_type,
+            decided_by: row.decided_by,
+            decision_reason: row.decision_reason,
+        })
+    }
+
+    async fn claim(&self, ticket_id: i64, user: UserId, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE tickets SET claimed_by = ?, claimed_at = ?, updated_at = ?
+             WHERE id = ? AND status IN ('open', 'awaiting_photo')",
+        )
+        .bind(user.0)
+        .bind(now.unix_seconds())
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(decided_conflict(&mut tx, ticket_id).await);
+        }
+        let email = user_email(&mut tx, user).await?;
+        event(&mut tx, ticket_id, now, &email, "claimed", "").await?;
+        audit(&mut tx, now, &email, "claim", Some(ticket_id), "").await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn approve(&self, approval: &Approval) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let at = approval.at.unix_seconds();
+        let updated = sqlx::query(
+            "UPDATE tickets SET status = 'approved', decided_by = ?, decided_at = ?, updated_at = ?,
+                                claimed_by = COALESCE(claimed_by, ?), claimed_at = COALESCE(claimed_at, ?)
+             WHERE id = ? AND status = 'open'",
+        )
+        .bind(approval.by.0)
+        .bind(at)
+        .bind(at)
+        .bind(approval.by.0)
+        .bind(at)
+        .bind(approval.ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(decided_conflict(&mut tx, approval.ticket_id).await);
+        }
+        let email = user_email(&mut tx, approval.by).await?;
+        for (position, response) in approval.responses.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO responses (ticket_id, position, serial, nonce, key_id, expires_at, signature, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(approval.ticket_id)
+            .bind(position as i64)
+            .bind(response.serial.as_str())
+            .bind(hex(&response.nonce.0))
+            .bind(response.key_id.as_str())
+            .bind(response.expires_at.unix_seconds())
+            .bind(hex(&response.signature.0))
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            let detail = format!(
+                "serial {} key {} expires {}",
+                response.serial, response.key_id, response.expires_at
+            );
+            audit(
+                &mut tx,
+                approval.at,
+                &email,
+                "sign",
+                Some(approval.ticket_id),
+                &detail,
+            )
+            .await?;
+        }
+        let detail = format!("{} device(s)", approval.responses.len());
+        event(
+            &mut tx,
+            approval.ticket_id,
+            approval.at,
+            &email,
+            "approved",
+            &detail,
+        )
+        .await?;
+        audit(
+            &mut tx,
+            approval.at,
+            &email,
+            "approve",
+            Some(approval.ticket_id),
+            &detail,
+        )
+        .await?;
+        enqueue(
+            &mut tx,
+            Some(approval.ticket_id),
+            &approval.mail,
+            approval.at,
+        )
+        .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn reject(
+        &self,
+        ticket_id: i64,
+        by: UserId,
+        reason: &str,
+        mail: &NewMail,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE tickets SET status = 'rejected', decided_by = ?, decided_at = ?, decision_reason = ?, updated_at = ?
+             WHERE id = ? AND status IN ('open', 'awaiting_photo')",
+        )
+        .bind(by.0)
+        .bind(now.unix_seconds())
+        .bind(reason)
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(decided_conflict(&mut tx, ticket_id).await);
+        }
+        let email = user_email(&mut tx, by).await?;
+        event(&mut tx, ticket_id, now, &email, "rejected", reason).await?;
+        audit(&mut tx, now, &email, "reject", Some(ticket_id), reason).await?;
+        enqueue(&mut tx, Some(ticket_id), mail, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn claim_due_mail(
+        &self,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let mut tx = self.write().await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "UPDATE outbox SET lease_until = ?1 + ?2
+             WHERE id IN (SELECT id FROM outbox
+                          WHERE status = 'pending' AND next_attempt_at <= ?1
+                            AND (lease_until IS NULL OR lease_until <= ?1)
+                          ORDER BY id LIMIT ?3)
+             RETURNING id, message_id, recipient, subject, body_text, body_html,
+                       attachment_name, attachment_type, attachment, attempts",
+        )
+        .bind(now.unix_seconds())
+        .bind(lease_secs)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut messages: Vec<OutboxMessage> = rows.into_iter().map(Into::into).collect();
+        messages.sort_by_key(|m| m.id);
+        Ok(messages)
+    }
+
+    async fn mark_mail_sent(&self, id: i64, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, lease_until = NULL, last_error = NULL
+             WHERE id = ?",
+        )
+        .bind(now.unix_seconds())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let row: Option<(Option<i64>, String, String)> =
+            sqlx::query_as("SELECT ticket_id, kind, recipient FROM outbox WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        if let Some((ticket_id, kind, recipient)) = row {
+            let detail = format!("{kind} mail to {recipient}");
+            if let Some(ticket_id) = ticket_id {
+                event(&mut tx, ticket_id, now, "mailer", "mail_sent", &kind).await?;
+            }
+            audit(
+                &mut tx,
+                now,
+                "mailer",
+                "mail_handed_off",
+                ticket_id,
+                &detail,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn mark_mail_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, lease_until = NULL,
+                               status = CASE WHEN ? IS NULL THEN 'dead' ELSE 'pending' END,
+                               next_attempt_at = COALESCE(?, next_attempt_at)
+             WHERE id = ?",
+        )
+        .bind(error)
+        .bind(retry_at.map(Timestamp::unix_seconds))
+        .bind(retry_at.map(Timestamp::unix_seconds))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn mail_counts(&self) -> StoreResult<(i64, i64, i64)> {
+        sqlx::query_as(
+            "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'sent'), 0), COALESCE(SUM(status = 'dead'), 0)
+             FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+}
