@@ -35,7 +35,7 @@ impl Application {
     }
 
     pub async fn build_with_clock(
-        settings: Settings,
+        mut settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
@@ -86,6 +86,11 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
+        // With port 0 the real port is known only now; links must carry it.
+        let unset = format!("http://{}", settings.listen);
+        if settings.public_url.is_empty() || settings.public_url == unset {
+            settings.public_url = format!("http://{}:{port}", settings.listen.ip());
+        }
         let desk = web::Data::new(Desk {
             blobs: BlobStore::new(settings.data_dir.join("blobs")),
             mail: MailContext::new(&settings.public_url),

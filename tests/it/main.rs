@@ -1,5 +1,7 @@
 //! One integration test binary: each module tells one part of the user's story.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic with context by design
 
+mod desk;
+mod desk_support;
 mod reference_device;
 mod support;

@@ -1,0 +1,451 @@
+//! The desk end to end over HTTP: a reference device exports, a customer submits, an
+//! agent approves, the approval mail arrives at a real SMTP server, and the device
+//! accepts both the key and the attached file.
+
+use resetdesk::device::{self, DeviceState};
+use resetdesk::domain::Timestamp;
+use resetdesk::protocol::{ResetRequest, export_xml};
+use serde_json::Value;
+
+use crate::desk_support::{
+    Mail, TestApp, customer_form, export_part, file_part, label_photo, spawn_app,
+};
+
+const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
+
+fn submission(request: &ResetRequest, kind: &str, email: &str) -> reqwest::multipart::Form {
+    export_part(customer_form(email), request, kind).part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    )
+}
+
+/// The keys in an approval mail, by serial.
+fn keys_in(mail: &Mail) -> Vec<(String, String)> {
+    mail.text
+        .lines()
+        .filter_map(|line| {
+            let (left, key) = line.trim().rsplit_once(":  ")?;
+            let serial = left.rsplit_once("serial ")?.1.trim().to_owned();
+            Some((serial, key.trim().to_owned()))
+        })
+        .collect()
+}
+
+async fn approve_story(kind: &str, cameras: usize) {
+    let app = spawn_app().await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, cameras, Timestamp::now());
+    let customer = format!("ana.{kind}@example.com");
+
+    let response = app.submit(submission(&request, kind, &customer)).await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let body: Value = response.json().await.unwrap();
+    let ticket = body["ticket"].as_str().unwrap().to_owned();
+    let status_url = body["status_url"].as_str().unwrap().to_owned();
+    assert!(
+        status_url.starts_with(&format!("{}/status/{ticket}?t=", app.base)),
+        "{status_url}"
+    );
+
+    assert_eq!(app.run_outbox().await.sent, 1);
+    let ack = &app.mails_to(&customer)[0];
+    assert!(ack.subject.contains(&ticket), "{}", ack.subject);
+    assert!(ack.text.contains(&status_url) && ack.html.contains(&status_url.replace('&', "&amp;")));
+    assert!(ack.text.contains("do not reboot"), "{}", ack.text);
+
+    let agent = app.agent_token("agent@vendor.test").await;
+    let queue: Value = app
+        .api_get(&agent, "/api/v1/tickets?status=open")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let row = &queue["tickets"][0];
+    assert_eq!(row["ticket"], ticket.as_str());
+    assert_eq!(row["devices"], (cameras + 1) as i64);
+    assert_eq!(row["serial"], NVR);
+
+    let claim = app
+        .api_post(
+            &agent,
+            &format!("/api/v1/tickets/{ticket}/claim"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(claim.status(), 200);
+    let approve = app
+        .api_post(
+            &agent,
+            &format!("/api/v1/tickets/{ticket}/approve"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(approve.status(), 200, "{}", approve.text().await.unwrap());
+
+    assert_eq!(app.run_outbox().await.sent, 1);
+    let mails = app.mails_to(&customer);
+    assert_eq!(mails.len(), 2);
+    let approval = &mails[1];
+    assert!(approval.subject.contains(&ticket));
+    assert!(approval.message_id.contains(&ticket) && approval.message_id != ack.message_id);
+    assert!(approval.text.contains("within 48 hours") && approval.text.contains("Do not reboot"));
+    let keys = keys_in(approval);
+    assert_eq!(keys.len(), cameras + 1, "{}", approval.text);
+    let (file_name, file) = &approval.attachments[0];
+    assert!(file_name.ends_with(".xml"));
+
+    // The device accepts the attached file for every unit ...
+    let mut with_file: DeviceState = nvr.clone();
+    let report =
+        device::import_response(&mut with_file, file, "new admin password", Timestamp::now())
+            .unwrap();
+    assert_eq!(report.len(), cameras + 1);
+    assert!(
+        report.iter().all(|(_, outcome)| outcome.is_ok()),
+        "{report:?}"
+    );
+    // ... and, on another run of the same state, each typed key.
+    let mut with_keys = nvr.clone();
+    for (serial, key) in &keys {
+        let serial = resetdesk::domain::DeviceSerial::parse(serial).unwrap();
+        device::import_key(
+            &mut with_keys,
+            Some(&serial),
+            key,
+            "new admin password",
+            Timestamp::now(),
+        )
+        .unwrap();
+    }
+
+    let detail: Value = app
+        .api_get(&agent, &format!("/api/v1/tickets/{ticket}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["status"], "approved");
+    assert_eq!(detail["responses"].as_array().unwrap().len(), cameras + 1);
+    let history: Vec<&str> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        ["submitted", "mail_sent", "claimed", "approved", "mail_sent"]
+    );
+}
+
+#[tokio::test]
+async fn xml_export_of_an_nvr_and_two_cameras_is_approved_end_to_end() {
+    approve_story("xml", 2).await;
+}
+
+#[tokio::test]
+async fn reset_string_is_approved_end_to_end() {
+    approve_story("string", 0).await;
+}
+
+#[tokio::test]
+async fn qr_screenshot_is_approved_end_to_end() {
+    approve_story("qr", 0).await;
+}
+
+/// Submits `form` and checks the refusal: the status, the field named, a message a
+/// person can act on, and nothing left behind.
+async fn refused(
+    app: &TestApp,
+    form: reqwest::multipart::Form,
+    status: u16,
+    field: &str,
+    needle: &str,
+) {
+    let before = app.stored_counts().await;
+    let response = app.submit(form).await;
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["field"], field, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(needle),
+        "{message:?} should mention {needle:?}"
+    );
+    assert_eq!(
+        app.stored_counts().await,
+        before,
+        "a refused submission left something behind"
+    );
+}
+
+#[tokio::test]
+async fn bad_submissions_are_refused_and_leave_nothing_behind() {
+    let app = spawn_app().await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 0, Timestamp::now());
+
+    let tampered = export_xml::to_xml(&request).replace("V4.30.085", "V4.30.086");
+    let form = customer_form("a@example.com")
+        .part(
+            "export_xml",
+            file_part(tampered.into_bytes(), "export.xml", "application/xml"),
+        )
+        .part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        );
+    refused(&app, form, 422, "export_xml", "altered").await;
+
+    let old = app.export(&mut nvr, 0, Timestamp::now().plus_seconds(-49 * 3600));
+    refused(
+        &app,
+        submission(&old, "xml", "a@example.com"),
+        422,
+        "export_xml",
+        "expired",
+    )
+    .await;
+
+    let form = customer_form("a@example.com")
+        .part(
+            "export_xml",
+            file_part(b"this is not xml".to_vec(), "export.xml", "application/xml"),
+        )
+        .part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        );
+    refused(&app, form, 422, "export_xml", "not well-formed").await;
+
+    let fresh = app.export(&mut nvr, 0, Timestamp::now());
+    let form = export_part(customer_form("a@example.com"), &fresh, "xml").part(
+        "label_photo",
+        file_part(
+            b"%PDF-1.7\n1 0 obj <<>> endobj\n".to_vec(),
+            "label.jpg",
+            "image/jpeg",
+        ),
+    );
+    refused(&app, form, 422, "label_photo", "PDF").await;
+
+    let form = customer_form("not-an-email").part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    );
+    refused(&app, form, 422, "email", "e-mail address").await;
+}
+
+#[tokio::test]
+async fn an_oversize_upload_is_refused_before_it_is_read() {
+    let app = spawn_app().await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 0, Timestamp::now());
+    let limit = app.desk.settings.max_label_photo_bytes as usize;
+    // Declared larger than any request: refused from the Content-Length alone.
+    let huge = vec![0xFFu8; limit * 3];
+    let form = export_part(customer_form("a@example.com"), &request, "xml")
+        .part("label_photo", file_part(huge, "label.jpg", "image/jpeg"));
+    let before = app.stored_counts().await;
+    let response = app.submit(form).await;
+    assert_eq!(response.status(), 413);
+    // One field over its own limit inside an acceptable request: refused while streaming.
+    let over = vec![0xFFu8; limit + 1];
+    let form = export_part(customer_form("a@example.com"), &request, "xml")
+        .part("label_photo", file_part(over, "label.jpg", "image/jpeg"));
+    let response = app.submit(form).await;
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "label_photo");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 15 MB"),
+        "{body}"
+    );
+    assert_eq!(app.stored_counts().await, before);
+}
+
+#[tokio::test]
+async fn a_resubmission_finds_its_ticket_and_a_newer_export_supersedes() {
+    let app = spawn_app().await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let first = app.export(&mut nvr, 0, Timestamp::now().plus_seconds(-60));
+    let created: Value = app
+        .submit(submission(&first, "xml", "a@example.com"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again = app
+        .submit(submission(&first, "string", "a@example.com"))
+        .await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["ticket"], created["ticket"]);
+    assert_eq!(again["existing"], true);
+
+    let newer = app.export(&mut nvr, 0, Timestamp::now());
+    let response = app.submit(submission(&newer, "xml", "a@example.com")).await;
+    assert_eq!(response.status(), 201);
+    let replaced: Value = response.json().await.unwrap();
+    assert_eq!(replaced["superseded"][0], created["ticket"]);
+
+    let agent = app.agent_token("agent@vendor.test").await;
+    let old: Value = app
+        .api_get(
+            &agent,
+            &format!("/api/v1/tickets/{}", created["ticket"].as_str().unwrap()),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(old["status"], "superseded");
+    assert_eq!(old["superseded_by"], replaced["ticket"]);
+
+    // The old export can no longer come in: the device holds only its newest challenge.
+    let response = app.submit(submission(&first, "xml", "b@example.com")).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the same challenge still finds its (superseded) ticket"
+    );
+}
+
+#[tokio::test]
+async fn agent_routes_need_a_valid_token() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        ("GET", "/api/v1/tickets"),
+        ("GET", "/api/v1/tickets/RQ-0000-0000"),
+        ("POST", "/api/v1/tickets/RQ-0000-0000/approve"),
+        ("POST", "/api/v1/tickets/RQ-0000-0000/reject"),
+    ] {
+        let request = app.client.request(method.parse().unwrap(), app.url(path));
+        let response = request.try_clone().unwrap().send().await.unwrap();
+        assert_eq!(response.status(), 401, "{method} {path}");
+        let response = request.bearer_auth("rdt_forged").send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            401,
+            "{method} {path} with a forged token"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not valid")
+        );
+    }
+}
+
+#[tokio::test]
+async fn racing_approvals_sign_once_and_mail_once() {
+    let app = spawn_app().await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 1, Timestamp::now());
+    let created: Value = app
+        .submit(submission(&request, "xml", "race@example.com"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ticket = created["ticket"].as_str().unwrap().to_owned();
+    let alice = app.agent_token("alice@vendor.test").await;
+    let bob = app.agent_token("bob@vendor.test").await;
+    let path = format!("/api/v1/tickets/{ticket}/approve");
+    let attempts = [&alice, &bob, &alice, &bob, &alice, &bob];
+    let results = futures_util::future::join_all(
+        attempts
+            .iter()
+            .map(|token| app.api_post(token, &path, Value::Null)),
+    )
+    .await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        5,
+        "{statuses:?}"
+    );
+
+    app.run_outbox().await;
+    let mails = app.mails_to("race@example.com");
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.subject.contains("response"))
+            .count(),
+        1
+    );
+    let detail: Value = app
+        .api_get(&alice, &format!("/api/v1/tickets/{ticket}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["responses"].as_array().unwrap().len(),
+        2,
+        "one signature per device, once"
+    );
+}
+
+#[tokio::test]
+async fn a_rejection_mails_the_reason() {
+    let app = spawn_app().await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 0, Timestamp::now());
+    let created: Value = app
+        .submit(submission(&request, "string", "rej@example.com"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ticket = created["ticket"].as_str().unwrap();
+    let agent = app.agent_token("agent@vendor.test").await;
+    let path = format!("/api/v1/tickets/{ticket}/reject");
+    let empty = app
+        .api_post(&agent, &path, serde_json::json!({"reason": "  "}))
+        .await;
+    assert_eq!(empty.status(), 422);
+    let response = app
+        .api_post(
+            &agent,
+            &path,
+            serde_json::json!({"reason": "The label photo shows another serial number."}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let again = app
+        .api_post(
+            &agent,
+            &format!("/api/v1/tickets/{ticket}/approve"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(again.status(), 409, "a rejected ticket cannot be approved");
+    app.run_outbox().await;
+    let mails = app.mails_to("rej@example.com");
+    let rejection = mails
+        .iter()
+        .find(|m| m.subject.contains("not approved"))
+        .unwrap();
+    assert!(rejection.text.contains("another serial number"));
+    assert!(rejection.text.contains("What you can do"));
+}
+
+#[tokio::test]
+async fn healthz_answers_when_the_database_does() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}

@@ -1,0 +1,357 @@
+//! A desk spawned in-process on a random port, with a fresh SQLite database, its own
+//! keys, and a real SMTP server on loopback whose received messages the test reads.
+
+use std::io::Cursor;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use actix_web::web;
+use mail_parser::{MessageParser, MimeHeaders};
+use resetdesk::config::Settings;
+use resetdesk::crypto::KeyStore;
+use resetdesk::desk::Desk;
+use resetdesk::device::{self, DeviceState};
+use resetdesk::domain::{
+    DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, Role, Timestamp,
+};
+use resetdesk::mail::outbox::{OutboxWorker, Round};
+use resetdesk::protocol::{DeviceIdentity, ResetRequest, export_xml, qr, reset_string};
+use resetdesk::startup::Application;
+
+/// Every message the SMTP server accepted, as raw bytes.
+#[derive(Clone, Default)]
+struct Inbox(Arc<Mutex<Vec<Vec<u8>>>>);
+
+#[derive(Clone)]
+struct SmtpHandler {
+    inbox: Inbox,
+    current: Vec<u8>,
+}
+
+impl mailin_embedded::Handler for SmtpHandler {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        _from: &str,
+        _is8bit: bool,
+        _to: &[String],
+    ) -> mailin_embedded::Response {
+        self.current.clear();
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        self.inbox
+            .0
+            .lock()
+            .unwrap()
+            .push(std::mem::take(&mut self.current));
+        mailin_embedded::response::OK
+    }
+}
+
+/// A received message, parsed.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub message_id: String,
+    pub text: String,
+    pub html: String,
+    pub attachments: Vec<(String, Vec<u8>)>,
+}
+
+fn parse_mail(raw: &[u8]) -> Mail {
+    let message = MessageParser::default()
+        .parse(raw)
+        .expect("a parseable message");
+    let to = message
+        .to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or_default()
+        .to_owned();
+    Mail {
+        to,
+        subject: message.subject().unwrap_or_default().to_owned(),
+        message_id: message.message_id().unwrap_or_default().to_owned(),
+        text: message
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default(),
+        html: message
+            .body_html(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default(),
+        attachments: message
+            .attachments()
+            .map(|a| {
+                (
+                    a.attachment_name().unwrap_or_default().to_owned(),
+                    a.contents().to_vec(),
+                )
+            })
+            .collect(),
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub desk: web::Data<Desk>,
+    pub dir: tempfile::TempDir,
+    worker: OutboxWorker,
+    inbox: Inbox,
+    pub client: reqwest::Client,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::default();
+    let smtp_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let smtp_port = smtp_listener.local_addr().unwrap().port();
+    let handler = SmtpHandler {
+        inbox: inbox.clone(),
+        current: Vec::new(),
+    };
+    std::thread::spawn(move || {
+        let mut server = mailin_embedded::Server::new(handler);
+        server
+            .with_name("smtp.test")
+            .with_ssl(mailin_embedded::SslConfig::None)
+            .unwrap()
+            .with_tcp_listener(smtp_listener);
+        // The server has no shutdown call; it ends with the test process.
+        let _ = server.serve();
+    });
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        keys_dir: dir.path().join("keys"),
+        smtp_url: Some(resetdesk::config::Secret::new(format!(
+            "smtp://127.0.0.1:{smtp_port}"
+        ))),
+        mail_from: "Reset desk <desk@vendor.test>".to_owned(),
+        outbox_max_attempts: 3,
+        ..Settings::default()
+    };
+    let app = Application::build(settings).await.expect("the desk starts");
+    let port = app.port;
+    let desk = app.desk.clone();
+    let (server, worker) = app.into_parts();
+    tokio::spawn(server);
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        desk,
+        dir,
+        worker,
+        inbox,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn keys(&self) -> KeyStore {
+        KeyStore::new(self.dir.path().join("keys"))
+    }
+
+    /// Sends every due message to the SMTP server.
+    pub async fn run_outbox(&self) -> Round {
+        self.worker.run_once().await.expect("the outbox round runs")
+    }
+
+    /// Every message received so far.
+    pub fn mails(&self) -> Vec<Mail> {
+        self.inbox
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|raw| parse_mail(raw))
+            .collect()
+    }
+
+    pub fn mails_to(&self, address: &str) -> Vec<Mail> {
+        self.mails()
+            .into_iter()
+            .filter(|m| m.to == address)
+            .collect()
+    }
+
+    /// Creates an agent and returns an API token for it.
+    pub async fn agent_token(&self, email: &str) -> String {
+        let email = EmailAddress::parse(email).unwrap();
+        let hash = resetdesk::auth::hash_password("correct horse battery staple").unwrap();
+        let id = self
+            .desk
+            .store
+            .create_user(&email, &hash, Role::Agent, Timestamp::now())
+            .await
+            .unwrap();
+        let (plain, token_hash) = resetdesk::auth::new_api_token();
+        self.desk
+            .store
+            .create_api_token(id, &token_hash, "test", Timestamp::now())
+            .await
+            .unwrap();
+        plain
+    }
+
+    pub async fn submit(&self, form: reqwest::multipart::Form) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/requests"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn api_get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn api_post(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Rows and files that a refused submission must not leave behind.
+    pub async fn stored_counts(&self) -> (usize, usize, i64) {
+        let tickets = self
+            .desk
+            .store
+            .tickets(&resetdesk::store::QueueFilter {
+                limit: 500,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len();
+        let blobs = walk_files(&self.dir.path().join("data/blobs"));
+        let (pending, sent, dead) = self.desk.store.mail_counts().await.unwrap();
+        (tickets, blobs, pending + sent + dead)
+    }
+
+    /// A provisioned reference device trusting this desk's keys.
+    pub fn device(&self, serial: &str, model: &str) -> DeviceState {
+        let keys = self.keys();
+        let identity = DeviceIdentity {
+            model: DeviceModel::parse(model).unwrap(),
+            serial: DeviceSerial::parse(serial).unwrap(),
+            firmware: FirmwareVersion::parse("V4.30.085").unwrap(),
+            mac_address: None,
+            reserved_email: None,
+        };
+        device::provision(
+            identity,
+            &keys.master_secret().unwrap(),
+            keys.public_keys().unwrap(),
+        )
+    }
+
+    /// "Forgot password" on the device, at `issued_at`.
+    pub fn export(
+        &self,
+        state: &mut DeviceState,
+        cameras: usize,
+        issued_at: Timestamp,
+    ) -> ResetRequest {
+        let master = self.keys().master_secret().unwrap();
+        device::export(state, cameras, Some(&master), issued_at).unwrap()
+    }
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { walk_files(&p) } else { 1 })
+        .sum()
+}
+
+/// A plausible label photo: a 640×480 JPEG.
+pub fn label_photo() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
+    let mut out = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Jpeg)
+        .unwrap();
+    out
+}
+
+/// The customer's details as form fields.
+pub fn customer_form(email: &str) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text("name", "Ana López")
+        .text("email", email.to_owned())
+        .text("phone", "+34 600 123 456")
+        .text("company", "Instalaciones Sur SL")
+        .text("country", "ES")
+        .text("role", "installer")
+        .text("purchase_channel", "Distribuidor Madrid")
+}
+
+pub fn file_part(bytes: Vec<u8>, name: &str, mime: &str) -> reqwest::multipart::Part {
+    reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_owned())
+        .mime_str(mime)
+        .unwrap()
+}
+
+/// The export in one of its three forms, as the form field to send it in.
+pub fn export_part(
+    form: reqwest::multipart::Form,
+    request: &ResetRequest,
+    kind: &str,
+) -> reqwest::multipart::Form {
+    match kind {
+        "xml" => form.part(
+            "export_xml",
+            file_part(
+                export_xml::to_xml(request).into_bytes(),
+                "export.xml",
+                "application/xml",
+            ),
+        ),
+        "string" => form.text("reset_string", reset_string::encode(request)),
+        "qr" => form.part(
+            "export_qr",
+            file_part(
+                qr::encode_png(&reset_string::encode(request)).unwrap(),
+                "qr.png",
+                "image/png",
+            ),
+        ),
+        other => panic!("unknown export kind {other}"),
+    }
+}
