@@ -28,6 +28,16 @@ pub struct DeskKeys {
 }
 
 impl Desk {
+    /// Where the customer uploads a new label photo.
+    pub fn photo_url(&self, number: &TicketNumber) -> String {
+        format!(
+            "{}/status/{}/photo?t={}",
+            self.settings.public_url,
+            number,
+            self.keys.desk_secret.status_token(number.as_str())
+        )
+    }
+
     /// The customer's status link for a ticket.
     pub fn status_url(&self, number: &TicketNumber) -> String {
         format!(

@@ -99,41 +99,59 @@ impl Application {
             keys: desk_keys,
             clock,
         });
-        let server =
-            {
-                let desk = desk.clone();
-                HttpServer::new(move || {
-                    App::new()
-                        .app_data(desk.clone())
-                        .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(
-                            |e, _| {
+        let server = {
+            let desk = desk.clone();
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(desk.clone())
+                    .app_data(
+                        web::JsonConfig::default()
+                            .limit(64 * 1024)
+                            .error_handler(|e, _| {
                                 ApiError::new(
                                     StatusCode::BAD_REQUEST,
                                     format!("the JSON body is not valid: {e}"),
                                 )
                                 .into()
-                            },
-                        ))
-                        .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                            ApiError::new(
-                                StatusCode::BAD_REQUEST,
-                                format!("the query string is not valid: {e}"),
-                            )
-                            .into()
-                        }))
-                        .wrap(
-                            actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
-                                .exclude("/healthz"),
+                            }),
+                    )
+                    .app_data(
+                        web::FormConfig::default()
+                            .limit(64 * 1024)
+                            .error_handler(routes::form_error),
+                    )
+                    .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("the query string is not valid: {e}"),
                         )
-                        .configure(routes::configure)
-                })
-                // Slow clients get a bounded time to send headers and finish.
-                .client_request_timeout(Duration::from_secs(30))
-                .client_disconnect_timeout(Duration::from_secs(5))
-                .shutdown_timeout(30)
-                .listen(listener)?
-                .run()
-            };
+                        .into()
+                    }))
+                    .wrap(
+                        actix_web::middleware::DefaultHeaders::new()
+                            // Pages carry no script; status links carry a token, so no referrer.
+                            .add((
+                                "Content-Security-Policy",
+                                "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; \
+                                     form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                            ))
+                            .add(("X-Content-Type-Options", "nosniff"))
+                            .add(("Referrer-Policy", "no-referrer"))
+                            .add(("X-Frame-Options", "DENY")),
+                    )
+                    .wrap(
+                        actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                            .exclude("/healthz"),
+                    )
+                    .configure(routes::configure)
+            })
+            // Slow clients get a bounded time to send headers and finish.
+            .client_request_timeout(Duration::from_secs(30))
+            .client_disconnect_timeout(Duration::from_secs(5))
+            .shutdown_timeout(30)
+            .listen(listener)?
+            .run()
+        };
         Ok(Self {
             port,
             desk,

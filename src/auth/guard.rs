@@ -12,6 +12,10 @@ use crate::routes::ApiError;
 use crate::store::{StoreError, User};
 
 /// An agent authenticated by `Authorization: Bearer <token>`.
+///
+/// Handlers that take it must take no other extractor that can fail (parse bodies inside
+/// the handler): actix runs extractors concurrently and returns the first error, so a
+/// body error could otherwise reach a caller before "not authenticated".
 pub struct ApiUser(pub User);
 
 impl FromRequest for ApiUser {
@@ -45,6 +49,55 @@ impl FromRequest for ApiUser {
                     "the API token is not valid, expired or revoked",
                 )),
                 Err(other) => Err(ApiError::internal(&other)),
+            }
+        })
+    }
+}
+
+/// A console user with a live session cookie. Without one, the request is sent to the
+/// sign-in page.
+pub struct ConsoleUser {
+    pub user: User,
+    pub csrf: String,
+    pub token_hash: String,
+}
+
+impl FromRequest for ConsoleUser {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let desk = request.app_data::<web::Data<Desk>>().cloned();
+        let cookie = request
+            .cookie(super::session::COOKIE)
+            .map(|c| c.value().to_owned());
+        Box::pin(async move {
+            let to_login = || {
+                actix_web::error::InternalError::from_response(
+                    "sign-in required",
+                    actix_web::HttpResponse::SeeOther()
+                        .insert_header((actix_web::http::header::LOCATION, "/console/login"))
+                        .finish(),
+                )
+                .into()
+            };
+            let (Some(desk), Some(cookie)) = (desk, cookie) else {
+                return Err(to_login());
+            };
+            let token_hash = super::session::token_hash(&cookie);
+            match desk
+                .store
+                .session(&token_hash, desk.clock.now(), super::session::IDLE_SECS)
+                .await
+            {
+                Ok((user, _)) if user.disabled => Err(to_login()),
+                Ok((user, csrf)) => Ok(ConsoleUser {
+                    user,
+                    csrf,
+                    token_hash,
+                }),
+                Err(StoreError::NotFound) => Err(to_login()),
+                Err(other) => Err(ApiError::internal(&other).into()),
             }
         })
     }

@@ -4,6 +4,7 @@
 //! [`verify_password`] through `spawn_blocking` so it never stalls the async workers.
 
 pub mod guard;
+pub mod session;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 

@@ -127,6 +127,17 @@ impl TicketStatus {
         matches!(self, Self::Open | Self::AwaitingPhoto)
     }
 
+    /// The status in two or three words, for lists.
+    pub fn describe_short(self) -> &'static str {
+        match self {
+            Self::Open => "Open",
+            Self::AwaitingPhoto => "Waiting for photo",
+            Self::Approved => "Approved",
+            Self::Rejected => "Rejected",
+            Self::Superseded => "Superseded",
+        }
+    }
+
     /// How the status reads to a customer.
     pub fn describe(self) -> &'static str {
         match self {

@@ -341,3 +341,49 @@ async fn remove_blobs(desk: &Desk, blobs: &[&String]) {
         }
     }
 }
+
+/// The customer's answer to "new photo, please": checks the photo, stores it, puts the
+/// ticket back in the queue and removes the photo it replaces.
+pub async fn replace_label_photo(
+    desk: &Desk,
+    ticket_id: i64,
+    raw: RawSubmission,
+) -> Result<(), IntakeError> {
+    let Some(upload) = raw
+        .files
+        .get("label_photo")
+        .filter(|u| !u.bytes.is_empty())
+        .cloned()
+    else {
+        return Err(IntakeError::one(
+            "label_photo",
+            "please choose a photo of the device label",
+        ));
+    };
+    let max_pixels = desk.settings.max_label_pixels;
+    let (bytes, checked) = tokio::task::spawn_blocking(move || {
+        let checked = photo::check_label_photo(&upload.bytes, max_pixels);
+        (upload.bytes, checked)
+    })
+    .await
+    .map_err(IntakeError::internal)?;
+    let media_type = checked.map_err(|message| IntakeError::one("label_photo", message))?;
+    let blob = desk.blobs.put(bytes).await.map_err(IntakeError::internal)?;
+    match desk
+        .store
+        .replace_label_photo(ticket_id, &blob, media_type, desk.clock.now())
+        .await
+    {
+        Ok(old) => {
+            remove_blobs(desk, &[&old]).await;
+            Ok(())
+        }
+        Err(error) => {
+            remove_blobs(desk, &[&blob]).await;
+            match error {
+                StoreError::Conflict(message) => Err(IntakeError::Conflict("label_photo", message)),
+                other => Err(IntakeError::internal(other)),
+            }
+        }
+    }
+}

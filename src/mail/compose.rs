@@ -247,3 +247,59 @@ pub fn rejected(
         attachment: None,
     })
 }
+
+#[derive(Template)]
+#[template(path = "mail/photo_request.txt")]
+struct PhotoRequestText<'a> {
+    name: &'a str,
+    number: &'a TicketNumber,
+    photo_url: &'a str,
+    note: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/photo_request.html")]
+struct PhotoRequestHtml<'a> {
+    subject: &'a str,
+    name: &'a str,
+    number: &'a TicketNumber,
+    status_url: &'a str,
+    photo_url: &'a str,
+    note: &'a str,
+}
+
+/// "New photo, please": with the link to upload it.
+pub fn photo_requested(
+    ctx: &MailContext,
+    number: &TicketNumber,
+    status_url: &str,
+    photo_url: &str,
+    customer: &Customer,
+    note: &str,
+) -> Result<NewMail, RenderError> {
+    let subject = format!("[{number}] Please send a new photo of the device label");
+    let name = customer.name.as_str();
+    Ok(NewMail {
+        message_id: ctx.message_id("photo", number),
+        kind: "photo_request",
+        recipient: customer.email.clone(),
+        body_text: PhotoRequestText {
+            name,
+            number,
+            photo_url,
+            note,
+        }
+        .render()?,
+        body_html: PhotoRequestHtml {
+            subject: &subject,
+            name,
+            number,
+            status_url,
+            photo_url,
+            note,
+        }
+        .render()?,
+        subject,
+        attachment: None,
+    })
+}

@@ -147,3 +147,52 @@ pub async fn reject(
         .await
         .map_err(|e| ReviewError::from_store(e, number))
 }
+
+/// Sends the ticket back to the customer for a better label photo.
+pub async fn request_photo(
+    desk: &Desk,
+    user: &User,
+    number: &TicketNumber,
+    note: &str,
+) -> Result<(), ReviewError> {
+    may_review(user)?;
+    let note = note.trim();
+    if note.chars().count() > MAX_REASON_CHARS
+        || note
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\r')
+    {
+        return Err(ReviewError::Invalid(format!(
+            "the note must be plain text of at most {MAX_REASON_CHARS} characters"
+        )));
+    }
+    let ticket = load(desk, number).await?;
+    let mail = compose::photo_requested(
+        &desk.mail,
+        number,
+        &desk.status_url(number),
+        &desk.photo_url(number),
+        &ticket.customer,
+        note,
+    )
+    .map_err(ReviewError::internal)?;
+    desk.store
+        .request_photo(ticket.id, user.id, note, &mail, desk.clock.now())
+        .await
+        .map_err(|e| ReviewError::from_store(e, number))
+}
+
+/// Puts a dead e-mail of the ticket back in the outbox.
+pub async fn retry_mail(
+    desk: &Desk,
+    user: &User,
+    number: &TicketNumber,
+    mail_id: i64,
+) -> Result<(), ReviewError> {
+    may_review(user)?;
+    let ticket = load(desk, number).await?;
+    desk.store
+        .retry_mail(ticket.id, mail_id, user.id, desk.clock.now())
+        .await
+        .map_err(|e| ReviewError::from_store(e, number))
+}

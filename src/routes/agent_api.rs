@@ -181,13 +181,22 @@ struct RejectBody {
     reason: String,
 }
 
+/// The body is parsed inside the handler, after authentication: actix runs extractors
+/// concurrently, and a JSON extractor could otherwise answer 400 to a caller who should
+/// have been told 401.
 #[post("/api/v1/tickets/{id}/reject")]
 async fn reject(
     desk: web::Data<Desk>,
     user: ApiUser,
     path: web::Path<String>,
-    body: web::Json<RejectBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let body: RejectBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("send a JSON body such as {{\"reason\": \"...\"}}: {e}"),
+        )
+    })?;
     let number = ticket_number(&path)?;
     review::reject(&desk, &user.0, &number, &body.reason).await?;
     Ok(HttpResponse::Ok()

@@ -2,12 +2,16 @@
 //! intake, review or store function, and map the outcome to a response.
 
 mod agent_api;
+mod console;
 mod error;
 mod health;
 mod intake_api;
+mod pages;
 mod upload;
 
-use actix_web::web;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
 
 pub use error::ApiError;
 
@@ -16,4 +20,48 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     intake_api::configure(cfg);
     agent_api::configure(cfg);
+    pages::configure(cfg);
+    console::configure(cfg);
+}
+
+/// Renders a page with a status; a template that fails to render is a bug, logged and
+/// shown as a plain 500.
+fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
+    match page.render() {
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(body),
+        Err(error) => {
+            tracing::error!(%error, "a page template failed to render");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("something went wrong on our side; please try again in a few minutes")
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    text: &'a str,
+}
+
+/// Answers a form body that cannot be read (wrong type, missing field) with a page,
+/// not actix's plain-text default.
+pub fn form_error(
+    error: actix_web::error::UrlencodedError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let response = message_page(
+        StatusCode::BAD_REQUEST,
+        "The form could not be read",
+        &format!("Go back, reload the page and try again ({error})."),
+    );
+    actix_web::error::InternalError::from_response(error, response).into()
+}
+
+/// A page that only says something: not found, expired form, an error.
+fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
+    html(status, &MessagePage { title, text })
 }

@@ -215,6 +215,16 @@ pub struct Approval {
     pub mail: NewMail,
 }
 
+/// A console login.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token_hash: String,
+    pub user: UserId,
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 /// A message claimed for sending.
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
@@ -273,6 +283,53 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         mail: &NewMail,
         now: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Asks the customer for a new label photo: the ticket waits until it arrives.
+    async fn request_photo(
+        &self,
+        ticket_id: i64,
+        by: UserId,
+        note: &str,
+        mail: &NewMail,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Stores the customer's new label photo and puts the ticket back in the queue;
+    /// returns the blob of the photo it replaced.
+    async fn replace_label_photo(
+        &self,
+        ticket_id: i64,
+        blob: &str,
+        media_type: &str,
+        now: Timestamp,
+    ) -> StoreResult<String>;
+    /// Gives a dead message another round of attempts.
+    async fn retry_mail(
+        &self,
+        ticket_id: i64,
+        mail_id: i64,
+        by: UserId,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Reasons agents can pick when rejecting.
+    async fn canned_reasons(&self) -> StoreResult<Vec<String>>;
+
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
+    /// The live session for a cookie token hash, extending its idle timeout.
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        idle_secs: i64,
+    ) -> StoreResult<(User, String)>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Appends to the audit log on its own (events with no other change, such as a failed login).
+    async fn audit(
+        &self,
+        at: Timestamp,
+        actor: &str,
+        action: &str,
+        detail: &str,
     ) -> StoreResult<()>;
 
     /// Leases up to `limit` due messages for `lease_secs`.

@@ -15,8 +15,8 @@ use super::rows::{
     UserRow, hex,
 };
 use super::{
-    Approval, CreateOutcome, NewMail, NewTicket, OutboxMessage, QueueFilter, Store, StoreError,
-    StoreResult, TicketDetail, TicketSummary, User, UserId,
+    Approval, CreateOutcome, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, Store,
+    StoreError, StoreResult, TicketDetail, TicketSummary, User, UserId,
 };
 use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
 
@@ -658,6 +658,179 @@ impl Store for SqliteStore {
         event(&mut tx, ticket_id, now, &email, "rejected", reason).await?;
         audit(&mut tx, now, &email, "reject", Some(ticket_id), reason).await?;
         enqueue(&mut tx, Some(ticket_id), mail, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn request_photo(
+        &self,
+        ticket_id: i64,
+        by: UserId,
+        note: &str,
+        mail: &NewMail,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE tickets SET status = 'awaiting_photo', updated_at = ? WHERE id = ? AND status = 'open'",
+        )
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(decided_conflict(&mut tx, ticket_id).await);
+        }
+        let email = user_email(&mut tx, by).await?;
+        event(&mut tx, ticket_id, now, &email, "photo_requested", note).await?;
+        audit(&mut tx, now, &email, "request_photo", Some(ticket_id), note).await?;
+        enqueue(&mut tx, Some(ticket_id), mail, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn replace_label_photo(
+        &self,
+        ticket_id: i64,
+        blob: &str,
+        media_type: &str,
+        now: Timestamp,
+    ) -> StoreResult<String> {
+        let mut tx = self.write().await?;
+        let old: Option<String> = sqlx::query_scalar(
+            "SELECT label_blob FROM tickets WHERE id = ? AND status = 'awaiting_photo'",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(old) = old else {
+            return Err(StoreError::Conflict(
+                "this ticket is not waiting for a new photo".to_owned(),
+            ));
+        };
+        sqlx::query(
+            "UPDATE tickets SET label_blob = ?, label_media_type = ?, status = 'open', updated_at = ? WHERE id = ?",
+        )
+        .bind(blob)
+        .bind(media_type)
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
+        tx.commit().await.map_err(db)?;
+        Ok(old)
+    }
+
+    async fn retry_mail(
+        &self,
+        ticket_id: i64,
+        mail_id: i64,
+        by: UserId,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ?, attempts = 0, lease_until = NULL
+             WHERE id = ? AND ticket_id = ? AND status = 'dead'",
+        )
+        .bind(now.unix_seconds())
+        .bind(mail_id)
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::Conflict(
+                "that message is not waiting for a retry".to_owned(),
+            ));
+        }
+        let email = user_email(&mut tx, by).await?;
+        event(&mut tx, ticket_id, now, &email, "mail_retried", "").await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn canned_reasons(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT text FROM canned_reasons ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&session.token_hash)
+        .bind(session.user.0)
+        .bind(&session.csrf_token)
+        .bind(session.created_at.unix_seconds())
+        .bind(session.created_at.unix_seconds())
+        .bind(session.expires_at.unix_seconds())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let email = user_email(&mut tx, session.user).await?;
+        audit(&mut tx, session.created_at, &email, "login", None, "").await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        idle_secs: i64,
+    ) -> StoreResult<(User, String)> {
+        let row: Option<(i64, String, String, String, Option<i64>, String)> = sqlx::query_as(
+            "UPDATE sessions SET last_seen_at = ?1, expires_at = ?1 + ?2
+             WHERE token_hash = ?3 AND expires_at > ?1
+             RETURNING user_id, (SELECT email FROM users WHERE id = user_id),
+                       (SELECT role FROM users WHERE id = user_id),
+                       (SELECT password_hash FROM users WHERE id = user_id),
+                       (SELECT disabled_at FROM users WHERE id = user_id), csrf_token",
+        )
+        .bind(now.unix_seconds())
+        .bind(idle_secs)
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let (id, email, role, password_hash, disabled_at, csrf) =
+            row.ok_or(StoreError::NotFound)?;
+        let user = User {
+            id: UserId(id),
+            email: EmailAddress::parse(&email)
+                .map_err(|_| rows::corrupt("e-mail", email.clone()))?,
+            role: Role::parse(&role).ok_or_else(|| rows::corrupt("role", role.clone()))?,
+            password_hash,
+            disabled: disabled_at.is_some(),
+        };
+        Ok((user, csrf))
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn audit(
+        &self,
+        at: Timestamp,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        audit(&mut tx, at, actor, action, None, detail).await?;
         tx.commit().await.map_err(db)
     }
 

@@ -3,5 +3,6 @@
 
 mod desk;
 mod desk_support;
+mod pages;
 mod reference_device;
 mod support;

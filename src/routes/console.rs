@@ -1,0 +1,592 @@
+//! The agents' console: sign-in, the queue, the ticket page and its actions. Every
+//! route needs a session; every state-changing form carries the session's CSRF token.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, LOCATION};
+use actix_web::{HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{ApiError, html, message_page};
+use crate::auth::guard::ConsoleUser;
+use crate::auth::{self, session};
+use crate::desk::Desk;
+use crate::domain::{EmailAddress, TicketNumber, TicketStatus, Timestamp};
+use crate::review::{self, ReviewError};
+use crate::store::{NewSession, QueueFilter, StoreError};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(login_form)
+        .service(login)
+        .service(logout)
+        .service(queue)
+        .service(ticket_view)
+        .service(label_photo)
+        .service(claim)
+        .service(approve)
+        .service(reject)
+        .service(request_photo)
+        .service(retry_mail);
+}
+
+fn secure(desk: &Desk) -> bool {
+    desk.settings.public_url.starts_with("https://")
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, location.to_owned()))
+        .finish()
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    email: String,
+    error: Option<String>,
+}
+
+#[get("/console/login")]
+async fn login_form() -> HttpResponse {
+    html(
+        StatusCode::OK,
+        &LoginPage {
+            email: String::new(),
+            error: None,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+}
+
+/// A hash that no password matches, checked when the e-mail is unknown so that a wrong
+/// e-mail and a wrong password take the same time.
+const NO_SUCH_USER_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Zp2IoTObXr7v2tJ6p5Hk5pYV8V2oH0m2mOQ6iY5p3s";
+
+#[post("/console/login")]
+async fn login(desk: web::Data<Desk>, form: web::Form<LoginForm>) -> HttpResponse {
+    let form = form.into_inner();
+    let refused = |email: String| {
+        html(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage {
+                email,
+                error: Some("The e-mail or the password is wrong.".to_owned()),
+            },
+        )
+    };
+    let user = match EmailAddress::parse(&form.email) {
+        Ok(email) => match desk.store.user_by_email(&email).await {
+            Ok(user) => Some(user),
+            Err(StoreError::NotFound) => None,
+            Err(other) => {
+                return message_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Sign-in failed",
+                    &ApiError::internal(&other).message,
+                );
+            }
+        },
+        Err(_) => None,
+    };
+    let hash = user
+        .as_ref()
+        .map_or(NO_SUCH_USER_HASH.to_owned(), |u| u.password_hash.clone());
+    let password = form.password;
+    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
+        .await
+        .unwrap_or(false);
+    let now = desk.clock.now();
+    let Some(user) = user.filter(|u| matches && !u.disabled) else {
+        let attempted: String = form
+            .email
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(254)
+            .collect();
+        if let Err(error) = desk.store.audit(now, &attempted, "login_failed", "").await {
+            tracing::error!(%error, "could not audit a failed sign-in");
+        }
+        return refused(form.email);
+    };
+    let (cookie_value, token_hash) = session::new_session_token();
+    let new = NewSession {
+        token_hash,
+        user: user.id,
+        csrf_token: session::new_csrf_token(),
+        created_at: now,
+        expires_at: now.plus_seconds(session::IDLE_SECS),
+    };
+    if let Err(error) = desk.store.create_session(&new).await {
+        return message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sign-in failed",
+            &ApiError::internal(&error).message,
+        );
+    }
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, "/console"))
+        .cookie(session::cookie(cookie_value, secure(&desk)))
+        .finish()
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: Option<String>,
+    reason: Option<String>,
+    canned: Option<String>,
+    note: Option<String>,
+}
+
+fn csrf_refused() -> HttpResponse {
+    message_page(
+        StatusCode::FORBIDDEN,
+        "This form has expired",
+        "The page was open too long or came from somewhere else. Go back, reload the page and try again.",
+    )
+}
+
+#[post("/console/logout")]
+async fn logout(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    if !session::csrf_matches(&console.csrf, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    if let Err(error) = desk.store.delete_session(&console.token_hash).await {
+        return message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sign-out failed",
+            &ApiError::internal(&error).message,
+        );
+    }
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, "/console/login"))
+        .cookie(session::removal(secure(&desk)))
+        .finish()
+}
+
+struct QueueRow {
+    number: TicketNumber,
+    age: String,
+    model: String,
+    serial: String,
+    devices: i64,
+    status: &'static str,
+    claimed_by: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/queue.html")]
+struct QueuePage {
+    user: String,
+    csrf: String,
+    status: String,
+    q: String,
+    statuses: Vec<(&'static str, &'static str)>,
+    tickets: Vec<QueueRow>,
+}
+
+fn age(since: Timestamp, now: Timestamp) -> String {
+    let minutes = now.seconds_since(since).max(0) / 60;
+    match minutes {
+        m if m < 60 => format!("{m} min"),
+        m if m < 48 * 60 => format!("{} h {} min", m / 60, m % 60),
+        m => format!("{} days", m / (24 * 60)),
+    }
+}
+
+#[derive(Deserialize)]
+struct QueueQuery {
+    status: Option<String>,
+    q: Option<String>,
+}
+
+#[get("/console")]
+async fn queue(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    query: web::Query<QueueQuery>,
+) -> HttpResponse {
+    let status = query.status.clone().unwrap_or_else(|| "open".to_owned());
+    let filter = QueueFilter {
+        status: TicketStatus::parse(&status),
+        search: query.q.clone(),
+        limit: 200,
+    };
+    let tickets = match desk.store.tickets(&filter).await {
+        Ok(tickets) => tickets,
+        Err(error) => {
+            return message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The queue is unavailable",
+                &ApiError::internal(&error).message,
+            );
+        }
+    };
+    let now = desk.clock.now();
+    let mut statuses = vec![("all", "All")];
+    statuses.extend(
+        TicketStatus::ALL
+            .iter()
+            .map(|s| (s.as_str(), s.describe_short())),
+    );
+    let page = QueuePage {
+        user: console.user.email.to_string(),
+        csrf: console.csrf,
+        status,
+        q: query.q.clone().unwrap_or_default(),
+        statuses,
+        tickets: tickets
+            .into_iter()
+            .map(|t| QueueRow {
+                age: age(t.created_at, now),
+                number: t.number,
+                model: t.first_model,
+                serial: t.first_serial,
+                devices: t.device_count,
+                status: t.status.describe_short(),
+                claimed_by: t.claimed_by.unwrap_or_default(),
+            })
+            .collect(),
+    };
+    html(StatusCode::OK, &page)
+}
+
+struct DeviceRow {
+    model: String,
+    serial: String,
+    firmware: String,
+    mac: String,
+    issued_at: String,
+    age: String,
+}
+
+struct CustomerRow {
+    name: String,
+    email: String,
+    phone: String,
+    company: String,
+    country: String,
+    role: &'static str,
+    purchase_channel: String,
+}
+
+struct MailRow {
+    id: i64,
+    kind: String,
+    status: String,
+    attempts: i64,
+    last_error: String,
+    dead: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/ticket.html")]
+struct TicketPage {
+    user: String,
+    csrf: String,
+    number: TicketNumber,
+    status: &'static str,
+    pending: bool,
+    open: bool,
+    claimed_by: String,
+    decided_by: String,
+    reason: String,
+    export_form: &'static str,
+    devices: Vec<DeviceRow>,
+    customer: CustomerRow,
+    canned: Vec<String>,
+    mails: Vec<MailRow>,
+    events: Vec<(String, String, String, String)>,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+fn parse_number(raw: &str) -> Option<TicketNumber> {
+    TicketNumber::parse(raw).ok()
+}
+
+fn not_a_ticket() -> HttpResponse {
+    message_page(
+        StatusCode::NOT_FOUND,
+        "No such ticket",
+        "That is not a ticket number.",
+    )
+}
+
+async fn ticket_page(
+    desk: &Desk,
+    console: &ConsoleUser,
+    number: &TicketNumber,
+    status: StatusCode,
+    error: Option<String>,
+    notice: Option<String>,
+) -> HttpResponse {
+    let ticket = match review::load(desk, number).await {
+        Ok(ticket) => ticket,
+        Err(ReviewError::NotFound(_)) => {
+            return message_page(
+                StatusCode::NOT_FOUND,
+                "No such ticket",
+                &format!("There is no ticket {number}."),
+            );
+        }
+        Err(other) => return error_page(other),
+    };
+    let canned = desk.store.canned_reasons().await.unwrap_or_default();
+    let now = desk.clock.now();
+    let c = &ticket.customer;
+    let page = TicketPage {
+        user: console.user.email.to_string(),
+        csrf: console.csrf.clone(),
+        number: number.clone(),
+        status: ticket.summary.status.describe_short(),
+        pending: ticket.summary.status.is_pending(),
+        open: ticket.summary.status == TicketStatus::Open,
+        claimed_by: ticket
+            .summary
+            .claimed_by
+            .clone()
+            .unwrap_or_else(|| "nobody yet".to_owned()),
+        decided_by: ticket.decided_by.clone().unwrap_or_default(),
+        reason: ticket.decision_reason.clone().unwrap_or_default(),
+        export_form: ticket.export_form.as_str(),
+        devices: ticket
+            .devices
+            .iter()
+            .map(|d| DeviceRow {
+                model: d.identity.model.to_string(),
+                serial: d.identity.serial.to_string(),
+                firmware: d.identity.firmware.to_string(),
+                mac: d
+                    .identity
+                    .mac_address
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                issued_at: d.issued_at.to_string(),
+                age: format!("{} ago", age(d.issued_at, now)),
+            })
+            .collect(),
+        customer: CustomerRow {
+            name: c.name.to_string(),
+            email: c.email.to_string(),
+            phone: c
+                .phone
+                .as_ref()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            company: c
+                .company
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            country: c.country.as_str().to_owned(),
+            role: c.role.label(),
+            purchase_channel: c
+                .purchase_channel
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        },
+        canned,
+        mails: ticket
+            .mails
+            .iter()
+            .map(|m| MailRow {
+                id: m.id,
+                kind: m.kind.clone(),
+                status: m.status.clone(),
+                attempts: m.attempts,
+                last_error: m.last_error.clone().unwrap_or_default(),
+                dead: m.status == "dead",
+            })
+            .collect(),
+        events: ticket
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.at.to_string(),
+                    e.actor.clone(),
+                    e.kind.clone(),
+                    e.detail.clone(),
+                )
+            })
+            .collect(),
+        error,
+        notice,
+    };
+    html(status, &page)
+}
+
+fn error_page(error: ReviewError) -> HttpResponse {
+    let api = ApiError::from(error);
+    message_page(api.status, "The action did not go through", &api.message)
+}
+
+#[get("/console/tickets/{ticket}")]
+async fn ticket_view(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<String>,
+) -> HttpResponse {
+    match parse_number(&path) {
+        Some(number) => ticket_page(&desk, &console, &number, StatusCode::OK, None, None).await,
+        None => not_a_ticket(),
+    }
+}
+
+/// The label photo, for signed-in agents only. Served with the type checked at intake,
+/// never sniffed, and sandboxed so a crafted file cannot run as a page.
+#[get("/console/tickets/{ticket}/label")]
+async fn label_photo(
+    desk: web::Data<Desk>,
+    _console: ConsoleUser,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let Some(number) = parse_number(&path) else {
+        return not_a_ticket();
+    };
+    let ticket = match review::load(&desk, &number).await {
+        Ok(ticket) => ticket,
+        Err(error) => return error_page(error),
+    };
+    match desk.blobs.get(&ticket.label_blob).await {
+        Ok(bytes) => HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, ticket.label_media_type.clone()))
+            .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
+            .insert_header(("Cache-Control", "private, no-store"))
+            .body(bytes),
+        Err(error) => message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The photo is unavailable",
+            &ApiError::internal(&error).message,
+        ),
+    }
+}
+
+/// Runs one console action after the CSRF check and shows the ticket again.
+async fn act<F, Fut>(
+    desk: &Desk,
+    console: &ConsoleUser,
+    raw: &str,
+    form: &CsrfForm,
+    done: &str,
+    action: F,
+) -> HttpResponse
+where
+    F: FnOnce(TicketNumber) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ReviewError>>,
+{
+    if !session::csrf_matches(&console.csrf, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let Some(number) = parse_number(raw) else {
+        return not_a_ticket();
+    };
+    match action(number.clone()).await {
+        Ok(()) => see_other(&format!("/console/tickets/{number}?done={done}")),
+        Err(ReviewError::Internal(cause)) => error_page(ReviewError::Internal(cause)),
+        Err(error) => {
+            let api = ApiError::from(error);
+            ticket_page(desk, console, &number, api.status, Some(api.message), None).await
+        }
+    }
+}
+
+#[post("/console/tickets/{ticket}/claim")]
+async fn claim(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let (d, u) = (desk.get_ref(), &console.user);
+    act(d, &console, &path, &form, "claimed", |n| async move {
+        review::claim(d, u, &n).await
+    })
+    .await
+}
+
+#[post("/console/tickets/{ticket}/approve")]
+async fn approve(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let (d, u) = (desk.get_ref(), &console.user);
+    act(d, &console, &path, &form, "approved", |n| async move {
+        review::approve(d, u, &n).await
+    })
+    .await
+}
+
+#[post("/console/tickets/{ticket}/reject")]
+async fn reject(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let typed = form
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let reason = typed
+        .or(form
+            .canned
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty()))
+        .unwrap_or("")
+        .to_owned();
+    let (d, u) = (desk.get_ref(), &console.user);
+    act(d, &console, &path, &form, "rejected", |n| async move {
+        review::reject(d, u, &n, &reason).await
+    })
+    .await
+}
+
+#[post("/console/tickets/{ticket}/request-photo")]
+async fn request_photo(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let note = form.note.clone().unwrap_or_default();
+    let (d, u) = (desk.get_ref(), &console.user);
+    act(
+        d,
+        &console,
+        &path,
+        &form,
+        "photo-requested",
+        |n| async move { review::request_photo(d, u, &n, &note).await },
+    )
+    .await
+}
+
+#[post("/console/tickets/{ticket}/mails/{mail}/retry")]
+async fn retry_mail(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<(String, i64)>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let (raw, mail_id) = path.into_inner();
+    let (d, u) = (desk.get_ref(), &console.user);
+    act(d, &console, &raw, &form, "mail-retried", |n| async move {
+        review::retry_mail(d, u, &n, mail_id).await
+    })
+    .await
+}

@@ -1,0 +1,417 @@
+//! The customer's pages: the request form, the status page and the new-photo upload.
+//! They work without JavaScript and on a phone.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{ApiError, html, upload};
+use crate::desk::Desk;
+use crate::domain::{CustomerRole, TicketNumber, TicketStatus};
+use crate::intake::{self, FieldIssue, IntakeError};
+use crate::store::{StoreError, TicketDetail};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(form)
+        .service(submit)
+        .service(status)
+        .service(photo_form)
+        .service(photo_upload);
+}
+
+pub struct TextField {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub hint: &'static str,
+    pub kind: &'static str,
+    pub autocomplete: &'static str,
+    pub required: bool,
+}
+
+const TEXT_FIELDS: &[TextField] = &[
+    TextField {
+        name: "name",
+        label: "Your name",
+        hint: "",
+        kind: "text",
+        autocomplete: "name",
+        required: true,
+    },
+    TextField {
+        name: "email",
+        label: "E-mail address",
+        hint: "We send the response here. Check that it is right.",
+        kind: "email",
+        autocomplete: "email",
+        required: true,
+    },
+    TextField {
+        name: "phone",
+        label: "Phone",
+        hint: "In case we need to call you about this request.",
+        kind: "tel",
+        autocomplete: "tel",
+        required: false,
+    },
+    TextField {
+        name: "company",
+        label: "Company",
+        hint: "",
+        kind: "text",
+        autocomplete: "organization",
+        required: false,
+    },
+    TextField {
+        name: "purchase_channel",
+        label: "Where the device was bought",
+        hint: "The shop, installer or distributor.",
+        kind: "text",
+        autocomplete: "off",
+        required: false,
+    },
+];
+
+/// Countries offered in the form (ISO 3166-1 alpha-2); any valid code is accepted by the API.
+const COUNTRIES: &[(&str, &str)] = &[
+    ("AR", "Argentina"),
+    ("AU", "Australia"),
+    ("AT", "Austria"),
+    ("BE", "Belgium"),
+    ("BR", "Brazil"),
+    ("CA", "Canada"),
+    ("CL", "Chile"),
+    ("CN", "China"),
+    ("CO", "Colombia"),
+    ("CZ", "Czechia"),
+    ("DK", "Denmark"),
+    ("EG", "Egypt"),
+    ("FI", "Finland"),
+    ("FR", "France"),
+    ("DE", "Germany"),
+    ("GR", "Greece"),
+    ("IN", "India"),
+    ("ID", "Indonesia"),
+    ("IE", "Ireland"),
+    ("IL", "Israel"),
+    ("IT", "Italy"),
+    ("JP", "Japan"),
+    ("KR", "Korea"),
+    ("MY", "Malaysia"),
+    ("MX", "Mexico"),
+    ("MA", "Morocco"),
+    ("NL", "Netherlands"),
+    ("NZ", "New Zealand"),
+    ("NG", "Nigeria"),
+    ("NO", "Norway"),
+    ("PE", "Peru"),
+    ("PH", "Philippines"),
+    ("PL", "Poland"),
+    ("PT", "Portugal"),
+    ("RO", "Romania"),
+    ("SA", "Saudi Arabia"),
+    ("SG", "Singapore"),
+    ("ZA", "South Africa"),
+    ("ES", "Spain"),
+    ("SE", "Sweden"),
+    ("CH", "Switzerland"),
+    ("TH", "Thailand"),
+    ("TR", "Türkiye"),
+    ("AE", "United Arab Emirates"),
+    ("GB", "United Kingdom"),
+    ("US", "United States"),
+    ("UY", "Uruguay"),
+    ("VN", "Viet Nam"),
+];
+
+#[derive(Template)]
+#[template(path = "pages/form.html")]
+struct FormPage {
+    values: BTreeMap<String, String>,
+    errors: Vec<FieldIssue>,
+    general_error: Option<String>,
+    text_fields: &'static [TextField],
+    countries: &'static [(&'static str, &'static str)],
+    roles: Vec<(&'static str, &'static str)>,
+    max_photo_mb: u64,
+}
+
+impl FormPage {
+    fn new(desk: &Desk) -> Self {
+        Self {
+            values: BTreeMap::new(),
+            errors: Vec::new(),
+            general_error: None,
+            text_fields: TEXT_FIELDS,
+            countries: COUNTRIES,
+            roles: CustomerRole::ALL
+                .iter()
+                .map(|r| (r.as_str(), r.label()))
+                .collect(),
+            max_photo_mb: desk.settings.max_label_photo_bytes / (1024 * 1024),
+        }
+    }
+
+    fn value(&self, field: &str) -> &str {
+        self.values.get(field).map_or("", String::as_str)
+    }
+
+    fn error(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/submitted.html")]
+struct SubmittedPage {
+    number: TicketNumber,
+    status_url: String,
+    existing: bool,
+    superseded: Vec<TicketNumber>,
+}
+
+#[get("/")]
+async fn form(desk: web::Data<Desk>) -> HttpResponse {
+    html(StatusCode::OK, &FormPage::new(&desk))
+}
+
+/// The form posts the same multipart fields as the API; problems come back on the form,
+/// with what was typed kept and each problem next to its field.
+#[post("/")]
+async fn submit(
+    desk: web::Data<Desk>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let mut page = FormPage::new(&desk);
+    let raw = match upload::read_submission(&desk, &request, payload).await {
+        Ok(raw) => raw,
+        Err(error) => {
+            page.general_error = Some(error.message.clone());
+            page.errors = error.issues;
+            return html(error.status, &page);
+        }
+    };
+    page.values = raw.text.clone();
+    match intake::submit(&desk, raw).await {
+        Ok(submitted) => html(
+            if submitted.existing {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            },
+            &SubmittedPage {
+                number: submitted.number,
+                status_url: submitted.status_url,
+                existing: submitted.existing,
+                superseded: submitted.superseded,
+            },
+        ),
+        Err(IntakeError::Invalid(issues)) => {
+            page.errors = issues;
+            html(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(IntakeError::Conflict(field, message)) => {
+            page.errors = vec![FieldIssue {
+                field: if field.starts_with("export") || field == "reset_string" {
+                    "export"
+                } else {
+                    field
+                },
+                message,
+            }];
+            html(StatusCode::CONFLICT, &page)
+        }
+        Err(IntakeError::Internal(cause)) => {
+            let error = ApiError::internal(cause.as_ref());
+            page.general_error = Some(error.message);
+            html(StatusCode::INTERNAL_SERVER_ERROR, &page)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    t: Option<String>,
+}
+
+/// The ticket, if the link's token belongs to it. A wrong token and a missing ticket
+/// look the same, so links cannot be probed.
+async fn ticket_for_link(
+    desk: &Desk,
+    number: &str,
+    token: Option<&str>,
+) -> Result<TicketDetail, HttpResponse> {
+    let not_found = || {
+        super::message_page(
+            StatusCode::NOT_FOUND,
+            "Ticket not found",
+            "This link is not valid. Please use the link from your confirmation e-mail.",
+        )
+    };
+    let number = TicketNumber::parse(number).map_err(|_| not_found())?;
+    let token = token.ok_or_else(not_found)?;
+    if !desk
+        .keys
+        .desk_secret
+        .status_token_is_valid(number.as_str(), token)
+    {
+        return Err(not_found());
+    }
+    match desk.store.ticket(&number).await {
+        Ok(ticket) => Ok(ticket),
+        Err(StoreError::NotFound) => Err(not_found()),
+        Err(other) => Err(super::message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            &ApiError::internal(&other).message,
+        )),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/status.html")]
+struct StatusPage {
+    number: TicketNumber,
+    status_text: &'static str,
+    next_step: String,
+    photo_url: Option<String>,
+    expires_at: Option<String>,
+    devices: Vec<(String, String)>,
+    submitted: String,
+}
+
+fn next_step(ticket: &TicketDetail) -> String {
+    match ticket.summary.status {
+        TicketStatus::Open => "A support agent compares your export with the label photo. You will get an e-mail with the reset response, usually within one working day.".to_owned(),
+        TicketStatus::AwaitingPhoto => "We could not read the label on your photo. Please send a new one; your request then goes back to our support team.".to_owned(),
+        TicketStatus::Approved => "Import the file attached to our e-mail on the device's Forgot password screen, or type the key from the e-mail there, then choose a new password.".to_owned(),
+        TicketStatus::Rejected => format!(
+            "Reason: {}. You can send a new request with a new export and a clear photo of the label.",
+            ticket.decision_reason.as_deref().unwrap_or("not given")
+        ),
+        TicketStatus::Superseded => match &ticket.superseded_by {
+            Some(newer) => format!("Nothing: your newer request {newer} replaces this one."),
+            None => "Nothing: a newer request replaces this one.".to_owned(),
+        },
+    }
+}
+
+#[get("/status/{ticket}")]
+async fn status(
+    desk: web::Data<Desk>,
+    path: web::Path<String>,
+    query: web::Query<TokenQuery>,
+) -> HttpResponse {
+    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let number = ticket.summary.number.clone();
+    let photo_url = (ticket.summary.status == TicketStatus::AwaitingPhoto).then(|| {
+        format!(
+            "/status/{number}/photo?t={}",
+            desk.keys.desk_secret.status_token(number.as_str())
+        )
+    });
+    let expires_at = (ticket.summary.status == TicketStatus::Approved)
+        .then(|| ticket.responses.iter().map(|r| r.expires_at).min())
+        .flatten()
+        .map(|t| t.to_string().replace('T', " ").replace('Z', ""));
+    let page = StatusPage {
+        status_text: ticket.summary.status.describe(),
+        next_step: next_step(&ticket),
+        photo_url,
+        expires_at,
+        devices: ticket
+            .devices
+            .iter()
+            .map(|d| (d.identity.model.to_string(), d.identity.serial.to_string()))
+            .collect(),
+        submitted: ticket
+            .summary
+            .created_at
+            .to_string()
+            .replace('T', " ")
+            .replace('Z', ""),
+        number,
+    };
+    html(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "pages/photo.html")]
+struct PhotoPage {
+    number: TicketNumber,
+    status_url: String,
+    error: Option<String>,
+    done: bool,
+}
+
+#[get("/status/{ticket}/photo")]
+async fn photo_form(
+    desk: web::Data<Desk>,
+    path: web::Path<String>,
+    query: web::Query<TokenQuery>,
+) -> HttpResponse {
+    match ticket_for_link(&desk, &path, query.t.as_deref()).await {
+        Ok(ticket) => {
+            let number = ticket.summary.number;
+            html(
+                StatusCode::OK,
+                &PhotoPage {
+                    status_url: desk.status_url(&number),
+                    number,
+                    error: None,
+                    done: false,
+                },
+            )
+        }
+        Err(response) => response,
+    }
+}
+
+#[post("/status/{ticket}/photo")]
+async fn photo_upload(
+    desk: web::Data<Desk>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<TokenQuery>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let number = ticket.summary.number.clone();
+    let mut page = PhotoPage {
+        status_url: desk.status_url(&number),
+        number,
+        error: None,
+        done: false,
+    };
+    let outcome = match upload::read_submission(&desk, &request, payload).await {
+        Ok(raw) => intake::replace_label_photo(&desk, ticket.id, raw)
+            .await
+            .map_err(|e| match e {
+                IntakeError::Internal(cause) => ApiError::internal(cause.as_ref()),
+                other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+            }),
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(()) => {
+            page.done = true;
+            html(StatusCode::OK, &page)
+        }
+        Err(error) => {
+            page.error = Some(error.message);
+            html(error.status, &page)
+        }
+    }
+}

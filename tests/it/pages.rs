@@ -1,0 +1,423 @@
+//! The HTML side over real HTTP: the customer's form and status page, and an agent's
+//! console session with its CSRF tokens, from sign-in to the approval mail.
+
+use resetdesk::device;
+use resetdesk::domain::{EmailAddress, Role, Timestamp};
+
+use crate::desk_support::{TestApp, customer_form, export_part, file_part, label_photo, spawn_app};
+
+const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The first value of `attribute="..."` after `marker` in an HTML page.
+fn find_after(html: &str, marker: &str, attribute: &str) -> String {
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in page:\n{html}"));
+    let rest = &html[start..];
+    let key = format!("{attribute}=\"");
+    let at = rest.find(&key).unwrap() + key.len();
+    rest[at..rest[at..].find('"').unwrap() + at].to_owned()
+}
+
+fn csrf(html: &str) -> String {
+    find_after(html, "name=\"csrf\"", "value")
+}
+
+/// A browser-like client with its own cookie jar.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn create_agent(app: &TestApp, email: &str) {
+    let hash = resetdesk::auth::hash_password(PASSWORD).unwrap();
+    app.desk
+        .store
+        .create_user(
+            &EmailAddress::parse(email).unwrap(),
+            &hash,
+            Role::Agent,
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn sign_in(app: &TestApp, email: &str) -> reqwest::Client {
+    let client = browser();
+    let response = client
+        .post(app.url("/console/login"))
+        .form(&[("email", email), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    client
+}
+
+/// Submits through the HTML form; returns the ticket number and status link.
+async fn submit_form(
+    app: &TestApp,
+    email: &str,
+    cameras: usize,
+) -> (String, String, resetdesk::device::DeviceState) {
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, cameras, Timestamp::now());
+    let form = export_part(customer_form(email), &request, "xml").part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    );
+    let response = app
+        .client
+        .post(app.url("/"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let page = response.text().await.unwrap();
+    let number = page
+        .split("id=\"ticket-number\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    let status_url = find_after(&page, "id=\"status-link\"", "href").replace("&amp;", "&");
+    (number, status_url, nvr)
+}
+
+#[tokio::test]
+async fn the_form_creates_a_ticket_and_the_status_link_shows_it() {
+    let app = spawn_app().await;
+    let form_page = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(form_page.status(), 200);
+    let html = form_page.text().await.unwrap();
+    for field in [
+        "name",
+        "email",
+        "phone",
+        "company",
+        "country",
+        "role",
+        "purchase_channel",
+        "export_xml",
+        "reset_string",
+        "export_qr",
+        "label_photo",
+    ] {
+        assert!(
+            html.contains(&format!("name=\"{field}\"")),
+            "the form has no {field} field"
+        );
+        assert!(
+            html.contains(&format!("for=\"{field}\"")),
+            "{field} has no label"
+        );
+    }
+
+    let (number, status_url, _) = submit_form(&app, "form@example.com", 0).await;
+    assert!(number.starts_with("RQ-"));
+    let status = app.client.get(&status_url).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    let page = status.text().await.unwrap();
+    assert!(page.contains("Waiting for review"), "{page}");
+    assert!(page.contains(NVR));
+    assert!(
+        !page.contains("form@example.com"),
+        "the status page shows no personal data it does not need"
+    );
+
+    let forged = status_url.rsplit_once("t=").unwrap().0.to_owned() + "t=0000";
+    assert_eq!(app.client.get(&forged).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn form_errors_come_back_next_to_their_field_with_values_kept() {
+    let app = spawn_app().await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 0, Timestamp::now());
+    let form = export_part(customer_form("kept@example.com"), &request, "string");
+    let response = app
+        .client
+        .post(app.url("/"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("id=\"label_photo-error\""), "{page}");
+    assert!(
+        page.contains("value=\"kept@example.com\""),
+        "typed values are kept"
+    );
+    assert!(page.contains("aria-invalid=\"true\""));
+    assert!(
+        page.contains(&resetdesk::protocol::reset_string::encode(&request)),
+        "the pasted reset string is kept"
+    );
+    assert_eq!(app.stored_counts().await.0, 0);
+}
+
+#[tokio::test]
+async fn an_agent_signs_in_claims_and_approves_in_the_console() {
+    let app = spawn_app().await;
+    create_agent(&app, "agent@vendor.test").await;
+    let (number, _, nvr) = submit_form(&app, "console@example.com", 1).await;
+
+    // Without a session every console page sends the agent to sign in.
+    for path in [
+        "/console".to_owned(),
+        format!("/console/tickets/{number}"),
+        format!("/console/tickets/{number}/label"),
+    ] {
+        let response = browser().get(app.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{path}");
+        assert_eq!(response.headers()["location"], "/console/login");
+    }
+    let wrong = browser()
+        .post(app.url("/console/login"))
+        .form(&[
+            ("email", "agent@vendor.test"),
+            ("password", "not the password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("The e-mail or the password is wrong")
+    );
+
+    let agent = sign_in(&app, "agent@vendor.test").await;
+    let queue = agent
+        .get(app.url("/console"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(queue.contains(&number) && queue.contains(NVR), "{queue}");
+    let found = agent
+        .get(app.url(&format!("/console?status=all&q={NVR}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(found.contains(&number));
+
+    let page = agent
+        .get(app.url(&format!("/console/tickets/{number}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("src=\"/console/tickets/{number}/label\"")));
+    assert!(page.contains(NVR) && page.contains("console@example.com"));
+    let photo = agent
+        .get(app.url(&format!("/console/tickets/{number}/label")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(photo.headers()["content-type"], "image/jpeg");
+    assert_eq!(
+        photo.bytes().await.unwrap().as_ref(),
+        label_photo().as_slice()
+    );
+
+    let token = csrf(&page);
+    let claim_url = app.url(&format!("/console/tickets/{number}/claim"));
+    let forged = agent
+        .post(&claim_url)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let missing = agent
+        .post(&claim_url)
+        .form(&[("reason", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 403);
+    let claimed = agent
+        .post(&claim_url)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claimed.status(), 303);
+    let approved = agent
+        .post(app.url(&format!("/console/tickets/{number}/approve")))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 303);
+    let again = agent
+        .post(app.url(&format!("/console/tickets/{number}/approve")))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        409,
+        "a second approval is refused, not signed again"
+    );
+    let page = agent
+        .get(app.url(&format!("/console/tickets/{number}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"ticket-status\">Approved"), "{page}");
+
+    app.run_outbox().await;
+    let mail = app
+        .mails_to("console@example.com")
+        .into_iter()
+        .find(|m| m.subject.contains("response"))
+        .unwrap();
+    let mut state = nvr;
+    let report = device::import_response(
+        &mut state,
+        &mail.attachments[0].1,
+        "new admin password",
+        Timestamp::now(),
+    )
+    .unwrap();
+    assert!(report.iter().all(|(_, r)| r.is_ok()), "{report:?}");
+
+    let logout = agent
+        .post(app.url("/console/logout"))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 303);
+    assert_eq!(
+        agent
+            .get(app.url("/console"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+}
+
+#[tokio::test]
+async fn asking_for_a_new_photo_sends_the_ticket_back_to_the_customer_and_back() {
+    let app = spawn_app().await;
+    create_agent(&app, "agent@vendor.test").await;
+    let (number, status_url, _) = submit_form(&app, "photo@example.com", 0).await;
+    let agent = sign_in(&app, "agent@vendor.test").await;
+    let page = agent
+        .get(app.url(&format!("/console/tickets/{number}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = csrf(&page);
+    let asked = agent
+        .post(app.url(&format!("/console/tickets/{number}/request-photo")))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("note", "The serial is hidden by glare."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 303);
+    app.run_outbox().await;
+    let mail = app
+        .mails_to("photo@example.com")
+        .into_iter()
+        .find(|m| m.subject.contains("new photo"))
+        .unwrap();
+    assert!(mail.text.contains("hidden by glare"));
+    let photo_url = mail
+        .text
+        .lines()
+        .find(|l| l.contains("/photo?t="))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    let status = app
+        .client
+        .get(&status_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(status.contains("Send a new label photo"), "{status}");
+    let bad = reqwest::multipart::Form::new().part(
+        "label_photo",
+        file_part(b"GIF89a....".to_vec(), "l.gif", "image/gif"),
+    );
+    let refused = app
+        .client
+        .post(&photo_url)
+        .multipart(bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let good = reqwest::multipart::Form::new().part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    );
+    let sent = app
+        .client
+        .post(&photo_url)
+        .multipart(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let page = agent
+        .get(app.url(&format!("/console/tickets/{number}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"ticket-status\">Open"), "{page}");
+    assert!(page.contains("photo_replaced"));
+}
