@@ -1,1 +1,546 @@
+//! One behavioural suite for every `Store` backend. Each check takes a fresh, migrated
+//! store; the backend modules at the bottom run every check against their database.
 
+use crate::crypto::DeviceKey;
+use crate::domain::{
+    CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, PlainText,
+    Role, TicketNumber, TicketStatus, Timestamp,
+};
+use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
+use crate::store::{
+    Approval, CreateOutcome, Customer, ExportForm, NewMail, NewSession, NewTicket, QueueFilter,
+    Store, StoreError, UserId,
+};
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_unix_seconds(1_800_000_000 + seconds).unwrap()
+}
+
+fn email(raw: &str) -> EmailAddress {
+    EmailAddress::parse(raw).unwrap()
+}
+
+fn challenge(serial: &str, issued_at: Timestamp) -> DeviceChallenge {
+    let identity = DeviceIdentity {
+        model: DeviceModel::parse("DS-7608NI-K2").unwrap(),
+        serial: DeviceSerial::parse(serial).unwrap(),
+        firmware: FirmwareVersion::parse("V4.30.085").unwrap(),
+        mac_address: None,
+        reserved_email: None,
+    };
+    DeviceChallenge::issue(
+        identity,
+        Nonce::random(),
+        issued_at,
+        &DeviceKey::from_bytes([7; 32]),
+    )
+}
+
+fn ticket(customer: &str, devices: Vec<DeviceChallenge>, created_at: Timestamp) -> NewTicket {
+    NewTicket {
+        number: TicketNumber::generate(),
+        customer: Customer {
+            name: PlainText::parse("Ana López", 200).unwrap(),
+            email: email(customer),
+            phone: None,
+            company: None,
+            country: CountryCode::parse("ES").unwrap(),
+            role: CustomerRole::Installer,
+            purchase_channel: None,
+        },
+        export_form: ExportForm::Xml,
+        export_blob: "a".repeat(64),
+        label_blob: "b".repeat(64),
+        label_media_type: "image/jpeg".to_owned(),
+        devices,
+        created_at,
+    }
+}
+
+fn mail(kind: &'static str, to: &str) -> NewMail {
+    NewMail {
+        message_id: format!("<{kind}.{}@test>", TicketNumber::generate()),
+        kind,
+        recipient: email(to),
+        subject: format!("{kind} subject"),
+        body_text: "text".to_owned(),
+        body_html: "<p>html</p>".to_owned(),
+        attachment: None,
+    }
+}
+
+async fn created(store: &dyn Store, new: &NewTicket) -> TicketNumber {
+    match store
+        .create_ticket(new, &mail("acknowledgment", new.customer.email.as_str()))
+        .await
+        .unwrap()
+    {
+        CreateOutcome::Created { number, .. } => number,
+        other => panic!("expected a new ticket, got {other:?}"),
+    }
+}
+
+async fn agent(store: &dyn Store, address: &str) -> UserId {
+    store
+        .create_user(&email(address), "$argon2id$hash", Role::Agent, at(0))
+        .await
+        .unwrap()
+}
+
+fn all() -> QueueFilter {
+    QueueFilter {
+        limit: 100,
+        ..Default::default()
+    }
+}
+
+pub async fn users_and_tokens(store: &dyn Store) {
+    let id = agent(store, "agent@vendor.test").await;
+    assert!(matches!(
+        store
+            .create_user(&email("agent@vendor.test"), "h", Role::Agent, at(0))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let user = store
+        .user_by_email(&email("agent@vendor.test"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (user.id, user.role, user.disabled),
+        (id, Role::Agent, false)
+    );
+    assert!(matches!(
+        store.user_by_email(&email("nobody@vendor.test")).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .create_api_token(id, "hash-1", "ci", at(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_by_api_token("hash-1", at(1)).await.unwrap().id,
+        id
+    );
+    assert!(matches!(
+        store.user_by_api_token("hash-2", at(1)).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
+    let first = ticket(
+        "a@example.com",
+        vec![challenge("SERIAL-0001", at(0))],
+        at(10),
+    );
+    let number = created(store, &first).await;
+    // The same challenge again finds the same ticket and writes nothing.
+    let mut again = ticket("b@example.com", first.devices.clone(), at(20));
+    again.number = TicketNumber::generate();
+    assert_eq!(
+        store
+            .create_ticket(&again, &mail("acknowledgment", "b@example.com"))
+            .await
+            .unwrap(),
+        CreateOutcome::Existing {
+            number: number.clone()
+        }
+    );
+    assert_eq!(store.tickets(&all()).await.unwrap().len(), 1);
+    assert_eq!(store.mail_counts().await.unwrap(), (1, 0, 0));
+
+    // A newer export from the same device supersedes the open ticket.
+    let newer = ticket(
+        "a@example.com",
+        vec![challenge("SERIAL-0001", at(100))],
+        at(110),
+    );
+    let CreateOutcome::Created {
+        number: newer_number,
+        superseded,
+    } = store
+        .create_ticket(&newer, &mail("acknowledgment", "a@example.com"))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a new ticket");
+    };
+    assert_eq!(superseded, vec![number.clone()]);
+    let old = store.ticket(&number).await.unwrap();
+    assert_eq!(old.summary.status, TicketStatus::Superseded);
+    assert_eq!(old.superseded_by, Some(newer_number.clone()));
+    assert_eq!(old.events.last().unwrap().kind, "superseded");
+
+    // An export older than one already waiting is out of date.
+    let stale = ticket(
+        "a@example.com",
+        vec![challenge("SERIAL-0001", at(50))],
+        at(120),
+    );
+    assert!(matches!(
+        store
+            .create_ticket(&stale, &mail("acknowledgment", "a@example.com"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.tickets(&all()).await.unwrap().len(), 2);
+}
+
+pub async fn queue_filters_and_search(store: &dyn Store) {
+    let a = created(
+        store,
+        &ticket(
+            "Ana@Example.com",
+            vec![challenge("DS-AAA-0001", at(0))],
+            at(30),
+        ),
+    )
+    .await;
+    let b = created(
+        store,
+        &ticket(
+            "bo@example.com",
+            vec![
+                challenge("DS-BBB-0001", at(0)),
+                challenge("DS-BBB-0002", at(0)),
+            ],
+            at(10),
+        ),
+    )
+    .await;
+    let queue = store.tickets(&all()).await.unwrap();
+    assert_eq!(
+        queue.iter().map(|t| t.number.clone()).collect::<Vec<_>>(),
+        vec![b.clone(), a.clone()],
+        "oldest first"
+    );
+    assert_eq!(queue[0].device_count, 2);
+    assert_eq!(queue[0].first_serial, "DS-BBB-0001");
+    let search = |q: &str| QueueFilter {
+        search: Some(q.to_owned()),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        store.tickets(&search(a.as_str())).await.unwrap()[0].number,
+        a
+    );
+    assert_eq!(
+        store
+            .tickets(&search(&a.as_str().to_lowercase()))
+            .await
+            .unwrap()[0]
+            .number,
+        a
+    );
+    assert_eq!(
+        store.tickets(&search("ds-bbb-0002")).await.unwrap()[0].number,
+        b
+    );
+    assert_eq!(
+        store.tickets(&search("ana@example.com")).await.unwrap()[0].number,
+        a
+    );
+    assert!(
+        store.tickets(&search("%")).await.unwrap().is_empty(),
+        "LIKE wildcards are escaped"
+    );
+    assert!(
+        store
+            .tickets(&search("DS-BBB_0001"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "_ is not a wildcard"
+    );
+    let open = QueueFilter {
+        status: Some(TicketStatus::Approved),
+        limit: 100,
+        ..Default::default()
+    };
+    assert!(store.tickets(&open).await.unwrap().is_empty());
+}
+
+pub async fn approval_happens_once(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let bob = agent(store, "bob@vendor.test").await;
+    let new = ticket(
+        "c@example.com",
+        vec![challenge("SERIAL-0003", at(0))],
+        at(10),
+    );
+    let number = created(store, &new).await;
+    let detail = store.ticket(&number).await.unwrap();
+    store.claim(detail.id, alice, at(11)).await.unwrap();
+    let response = SignedResponse {
+        serial: new.devices[0].identity.serial.clone(),
+        nonce: new.devices[0].nonce,
+        expires_at: new.devices[0].expires_at(),
+        key_id: crate::crypto::KeyId::parse("0123456789abcdef").unwrap(),
+        signature: crate::crypto::Signature([9; 64]),
+    };
+    let approval = |by| Approval {
+        ticket_id: detail.id,
+        by,
+        at: at(20),
+        responses: vec![response.clone()],
+        mail: mail("approval", "c@example.com"),
+    };
+    store.approve(&approval(alice)).await.unwrap();
+    let second = store.approve(&approval(bob)).await;
+    assert!(
+        matches!(&second, Err(StoreError::Conflict(m)) if m.contains("alice@vendor.test")),
+        "{second:?}"
+    );
+    assert!(matches!(
+        store
+            .reject(
+                detail.id,
+                bob,
+                "no",
+                &mail("rejection", "c@example.com"),
+                at(21)
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let after = store.ticket(&number).await.unwrap();
+    assert_eq!(after.summary.status, TicketStatus::Approved);
+    assert_eq!(after.responses, vec![response]);
+    assert_eq!(after.decided_by.as_deref(), Some("alice@vendor.test"));
+    assert_eq!(
+        store.mail_counts().await.unwrap(),
+        (2, 0, 0),
+        "acknowledgment + one approval"
+    );
+}
+
+pub async fn photo_round_trip(store: &dyn Store) {
+    let id = agent(store, "agent@vendor.test").await;
+    let number = created(
+        store,
+        &ticket(
+            "d@example.com",
+            vec![challenge("SERIAL-0004", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let detail = store.ticket(&number).await.unwrap();
+    assert!(matches!(
+        store
+            .replace_label_photo(detail.id, &"c".repeat(64), "image/png", at(11))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .request_photo(
+            detail.id,
+            id,
+            "glare",
+            &mail("photo_request", "d@example.com"),
+            at(12),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ticket(&number).await.unwrap().summary.status,
+        TicketStatus::AwaitingPhoto
+    );
+    let old = store
+        .replace_label_photo(detail.id, &"c".repeat(64), "image/png", at(13))
+        .await
+        .unwrap();
+    assert_eq!(old, "b".repeat(64));
+    let back = store.ticket(&number).await.unwrap();
+    assert_eq!(
+        (back.summary.status, back.label_media_type.as_str()),
+        (TicketStatus::Open, "image/png")
+    );
+}
+
+pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {
+    let id = agent(store, "agent@vendor.test").await;
+    let number = created(
+        store,
+        &ticket(
+            "e@example.com",
+            vec![challenge("SERIAL-0005", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let due = store.claim_due_mail(at(10), 60, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(
+        store
+            .claim_due_mail(at(11), 60, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to the first worker"
+    );
+    assert_eq!(
+        store.claim_due_mail(at(71), 60, 10).await.unwrap().len(),
+        1,
+        "an expired lease is taken over"
+    );
+    store
+        .mark_mail_failed(due[0].id, "connection refused", Some(at(200)))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_due_mail(at(199), 60, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due before the retry time"
+    );
+    let retry = store.claim_due_mail(at(200), 60, 10).await.unwrap();
+    assert_eq!(retry[0].attempts, 1);
+    store
+        .mark_mail_failed(retry[0].id, "still refused", None)
+        .await
+        .unwrap();
+    assert_eq!(store.mail_counts().await.unwrap(), (0, 0, 1));
+    let detail = store.ticket(&number).await.unwrap();
+    assert_eq!(detail.mails[0].status, "dead");
+    assert_eq!(detail.mails[0].last_error.as_deref(), Some("still refused"));
+    store
+        .retry_mail(detail.id, detail.mails[0].id, id, at(300))
+        .await
+        .unwrap();
+    let again = store.claim_due_mail(at(300), 60, 10).await.unwrap();
+    store.mark_mail_sent(again[0].id, at(301)).await.unwrap();
+    assert_eq!(store.mail_counts().await.unwrap(), (0, 1, 0));
+    assert!(
+        store
+            .claim_due_mail(at(400), 60, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .retry_mail(detail.id, detail.mails[0].id, id, at(500))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+pub async fn sessions_expire_when_idle(store: &dyn Store) {
+    let id = agent(store, "agent@vendor.test").await;
+    let session = NewSession {
+        token_hash: "session-hash".to_owned(),
+        user: id,
+        csrf_token: "csrf".to_owned(),
+        created_at: at(0),
+        expires_at: at(100),
+    };
+    store.create_session(&session).await.unwrap();
+    let (user, csrf) = store.session("session-hash", at(50), 100).await.unwrap();
+    assert_eq!((user.id, csrf.as_str()), (id, "csrf"));
+    // Use at 50 extended the session to 150.
+    assert!(store.session("session-hash", at(140), 100).await.is_ok());
+    assert!(matches!(
+        store.session("session-hash", at(241), 100).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.session("other", at(0), 100).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .create_session(&NewSession {
+            token_hash: "second".to_owned(),
+            ..session
+        })
+        .await
+        .unwrap();
+    store.delete_session("second").await.unwrap();
+    assert!(matches!(
+        store.session("second", at(1), 100).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+/// Runs every check above, each on a fresh store from `fresh` (which returns a guard
+/// that cleans the database up, and the store).
+macro_rules! conformance_suite {
+    ($fresh:expr) => {
+        #[tokio::test]
+        async fn users_and_tokens() {
+            let (_guard, store) = $fresh.await;
+            super::users_and_tokens(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn tickets_resubmission_and_supersede() {
+            let (_guard, store) = $fresh.await;
+            super::tickets_resubmission_and_supersede(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn queue_filters_and_search() {
+            let (_guard, store) = $fresh.await;
+            super::queue_filters_and_search(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn approval_happens_once() {
+            let (_guard, store) = $fresh.await;
+            super::approval_happens_once(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn photo_round_trip() {
+            let (_guard, store) = $fresh.await;
+            super::photo_round_trip(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn outbox_leases_retries_and_dead_letters() {
+            let (_guard, store) = $fresh.await;
+            super::outbox_leases_retries_and_dead_letters(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn sessions_expire_when_idle() {
+            let (_guard, store) = $fresh.await;
+            super::sessions_expire_when_idle(store.as_ref()).await;
+        }
+    };
+}
+
+mod sqlite {
+    use std::sync::Arc;
+
+    use crate::store::{SqliteStore, Store};
+
+    /// A migrated SQLite file, and the directory guard that removes it after the test.
+    async fn fresh() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("conformance.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        (dir, Arc::new(store))
+    }
+
+    conformance_suite!(fresh());
+
+    #[tokio::test]
+    async fn the_audit_log_is_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .audit(super::at(0), "tester", "check", "")
+            .await
+            .unwrap();
+        let update = sqlx::query("UPDATE audit_log SET actor = 'someone else'")
+            .execute(&store.pool)
+            .await;
+        assert!(update.unwrap_err().to_string().contains("append-only"));
+        let delete = sqlx::query("DELETE FROM audit_log")
+            .execute(&store.pool)
+            .await;
+        assert!(delete.unwrap_err().to_string().contains("append-only"));
+    }
+}

@@ -21,7 +21,7 @@ use super::{
 use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 fn db(error: sqlx::Error) -> StoreError {
