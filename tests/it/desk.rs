@@ -8,7 +8,7 @@ use resetdesk::protocol::{ResetRequest, export_xml};
 use serde_json::Value;
 
 use crate::desk_support::{
-    Mail, TestApp, customer_form, export_part, file_part, label_photo, spawn_app,
+    Mail, TestApp, customer_form, export_part, file_part, find_after, label_photo, spawn_app,
 };
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
@@ -32,17 +32,64 @@ fn keys_in(mail: &Mail) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn approve_story(kind: &str, cameras: usize) {
+#[derive(Clone, Copy, Debug)]
+enum Channel {
+    Api,
+    Form,
+}
+
+/// Submits through the API or the HTML form; returns the ticket number and status link.
+async fn submit_via(
+    app: &TestApp,
+    channel: Channel,
+    request: &ResetRequest,
+    kind: &str,
+    email: &str,
+) -> (String, String) {
+    match channel {
+        Channel::Api => {
+            let response = app.submit(submission(request, kind, email)).await;
+            assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+            let body: Value = response.json().await.unwrap();
+            (
+                body["ticket"].as_str().unwrap().to_owned(),
+                body["status_url"].as_str().unwrap().to_owned(),
+            )
+        }
+        Channel::Form => {
+            let response = app
+                .client
+                .post(app.url("/"))
+                .multipart(submission(request, kind, email))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            let page = response.text().await.unwrap();
+            let number = page
+                .split("id=\"ticket-number\">")
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap()
+                .to_owned();
+            let link = find_after(&page, "id=\"status-link\"", "href").replace("&amp;", "&");
+            (number, link)
+        }
+    }
+}
+
+/// The whole story: the device exports, the customer submits, the acknowledgment
+/// arrives, an agent claims and approves in the console, the approval mail arrives,
+/// and the device accepts both the attached file and the typed keys.
+async fn approve_story(kind: &str, cameras: usize, channel: Channel) {
     let app = spawn_app().await;
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
-    let request = app.export(&mut nvr, cameras, Timestamp::now());
+    let request = app.export(&mut nvr, cameras, app.now());
     let customer = format!("ana.{kind}@example.com");
 
-    let response = app.submit(submission(&request, kind, &customer)).await;
-    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-    let body: Value = response.json().await.unwrap();
-    let ticket = body["ticket"].as_str().unwrap().to_owned();
-    let status_url = body["status_url"].as_str().unwrap().to_owned();
+    let (ticket, status_url) = submit_via(&app, channel, &request, kind, &customer).await;
     assert!(
         status_url.starts_with(&format!("{}/status/{ticket}?t=", app.base)),
         "{status_url}"
@@ -54,34 +101,15 @@ async fn approve_story(kind: &str, cameras: usize) {
     assert!(ack.text.contains(&status_url) && ack.html.contains(&status_url.replace('&', "&amp;")));
     assert!(ack.text.contains("do not reboot"), "{}", ack.text);
 
-    let agent = app.agent_token("agent@vendor.test").await;
-    let queue: Value = app
-        .api_get(&agent, "/api/v1/tickets?status=open")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let row = &queue["tickets"][0];
-    assert_eq!(row["ticket"], ticket.as_str());
-    assert_eq!(row["devices"], (cameras + 1) as i64);
-    assert_eq!(row["serial"], NVR);
-
-    let claim = app
-        .api_post(
-            &agent,
-            &format!("/api/v1/tickets/{ticket}/claim"),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(claim.status(), 200);
-    let approve = app
-        .api_post(
-            &agent,
-            &format!("/api/v1/tickets/{ticket}/approve"),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(approve.status(), 200, "{}", approve.text().await.unwrap());
+    app.create_agent("agent@vendor.test").await;
+    let agent = app.sign_in("agent@vendor.test").await;
+    let queue = app.console_page(&agent, "/console").await;
+    assert!(queue.contains(&ticket) && queue.contains(NVR), "{queue}");
+    assert_eq!(app.console_action(&agent, &ticket, "claim", &[]).await, 303);
+    assert_eq!(
+        app.console_action(&agent, &ticket, "approve", &[]).await,
+        303
+    );
 
     assert_eq!(app.run_outbox().await.sent, 1);
     let mails = app.mails_to(&customer);
@@ -98,8 +126,7 @@ async fn approve_story(kind: &str, cameras: usize) {
     // The device accepts the attached file for every unit ...
     let mut with_file: DeviceState = nvr.clone();
     let report =
-        device::import_response(&mut with_file, file, "new admin password", Timestamp::now())
-            .unwrap();
+        device::import_response(&mut with_file, file, "new admin password", app.now()).unwrap();
     assert_eq!(report.len(), cameras + 1);
     assert!(
         report.iter().all(|(_, outcome)| outcome.is_ok()),
@@ -114,11 +141,97 @@ async fn approve_story(kind: &str, cameras: usize) {
             Some(&serial),
             key,
             "new admin password",
-            Timestamp::now(),
+            app.now(),
         )
         .unwrap();
     }
 
+    let status = app
+        .client
+        .get(&status_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        status.contains("Approved") && status.contains("valid until"),
+        "{status}"
+    );
+    let page = app
+        .console_page(&agent, &format!("/console/tickets/{ticket}"))
+        .await;
+    for kind in ["submitted", "mail_sent", "claimed", "approved"] {
+        assert!(page.contains(kind), "history shows {kind}");
+    }
+}
+
+#[tokio::test]
+async fn xml_export_of_an_nvr_and_two_cameras_through_the_api() {
+    approve_story("xml", 2, Channel::Api).await;
+}
+
+#[tokio::test]
+async fn xml_export_of_an_nvr_and_two_cameras_through_the_form() {
+    approve_story("xml", 2, Channel::Form).await;
+}
+
+#[tokio::test]
+async fn reset_string_through_the_api() {
+    approve_story("string", 0, Channel::Api).await;
+}
+
+#[tokio::test]
+async fn reset_string_through_the_form() {
+    approve_story("string", 0, Channel::Form).await;
+}
+
+#[tokio::test]
+async fn qr_screenshot_through_the_api() {
+    approve_story("qr", 0, Channel::Api).await;
+}
+
+#[tokio::test]
+async fn qr_screenshot_through_the_form() {
+    approve_story("qr", 0, Channel::Form).await;
+}
+
+#[tokio::test]
+async fn the_agent_api_lists_shows_and_approves() {
+    let app = spawn_app().await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 1, app.now());
+    let (ticket, _) = submit_via(&app, Channel::Api, &request, "xml", "api@example.com").await;
+    let agent = app.agent_token("agent@vendor.test").await;
+    let queue: Value = app
+        .api_get(&agent, "/api/v1/tickets?status=open")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queue["tickets"][0]["ticket"], ticket.as_str());
+    assert_eq!(queue["tickets"][0]["devices"], 2);
+    let bad = app.api_get(&agent, "/api/v1/tickets?status=maybe").await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        app.api_post(
+            &agent,
+            &format!("/api/v1/tickets/{ticket}/claim"),
+            Value::Null
+        )
+        .await
+        .status(),
+        200
+    );
+    let approve = app
+        .api_post(
+            &agent,
+            &format!("/api/v1/tickets/{ticket}/approve"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(approve.status(), 200, "{}", approve.text().await.unwrap());
     let detail: Value = app
         .api_get(&agent, &format!("/api/v1/tickets/{ticket}"))
         .await
@@ -126,32 +239,21 @@ async fn approve_story(kind: &str, cameras: usize) {
         .await
         .unwrap();
     assert_eq!(detail["status"], "approved");
-    assert_eq!(detail["responses"].as_array().unwrap().len(), cameras + 1);
+    assert_eq!(detail["responses"].as_array().unwrap().len(), 2);
+    assert_eq!(detail["customer"]["email"], "api@example.com");
     let history: Vec<&str> = detail["history"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
+    assert_eq!(history, ["submitted", "claimed", "approved"]);
     assert_eq!(
-        history,
-        ["submitted", "mail_sent", "claimed", "approved", "mail_sent"]
+        app.api_get(&agent, "/api/v1/tickets/RQ-0000-0000")
+            .await
+            .status(),
+        404
     );
-}
-
-#[tokio::test]
-async fn xml_export_of_an_nvr_and_two_cameras_is_approved_end_to_end() {
-    approve_story("xml", 2).await;
-}
-
-#[tokio::test]
-async fn reset_string_is_approved_end_to_end() {
-    approve_story("string", 0).await;
-}
-
-#[tokio::test]
-async fn qr_screenshot_is_approved_end_to_end() {
-    approve_story("qr", 0).await;
 }
 
 /// Submits `form` and checks the refusal: the status, the field named, a message a
@@ -448,4 +550,70 @@ async fn healthz_answers_when_the_database_does() {
     let app = spawn_app().await;
     let response = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn an_smtp_outage_retries_then_dead_letters_and_an_agent_retries() {
+    let app = spawn_app().await;
+    app.create_agent("agent@vendor.test").await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 0, app.now());
+    let created: Value = app
+        .submit(submission(&request, "xml", "outage@example.com"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ticket = created["ticket"].as_str().unwrap().to_owned();
+
+    app.smtp_refuses(true);
+    let first = app.run_outbox().await;
+    assert_eq!((first.sent, first.retried, first.dead), (0, 1, 0));
+    assert_eq!(
+        app.run_outbox().await.retried,
+        0,
+        "not retried before its backoff"
+    );
+    app.advance(30);
+    assert_eq!(
+        app.run_outbox().await.retried,
+        1,
+        "second attempt after 30 s"
+    );
+    app.advance(60);
+    assert_eq!(
+        app.run_outbox().await.dead,
+        1,
+        "third and last attempt after a further 60 s"
+    );
+    assert!(app.mails().is_empty());
+
+    let agent = app.sign_in("agent@vendor.test").await;
+    let page = app
+        .console_page(&agent, &format!("/console/tickets/{ticket}"))
+        .await;
+    assert!(
+        page.contains("dead") && page.contains("451"),
+        "the ticket page shows the dead mail and its error"
+    );
+
+    app.smtp_refuses(false);
+    let retry_path = page
+        .split("action=\"")
+        .find(|s| s.contains("/retry\""))
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let token = crate::desk_support::csrf(&page);
+    let retried = agent
+        .post(app.url(&retry_path))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 303);
+    assert_eq!(app.run_outbox().await.sent, 1);
+    let received = app.mails_to("outage@example.com");
+    assert_eq!(received.len(), 1, "delivered exactly once");
+    assert!(received[0].subject.contains(&ticket));
 }

@@ -3,10 +3,12 @@
 
 use std::io::Cursor;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::web;
 use mail_parser::{MessageParser, MimeHeaders};
+use resetdesk::clock::Clock;
 use resetdesk::config::Settings;
 use resetdesk::crypto::KeyStore;
 use resetdesk::desk::Desk;
@@ -26,6 +28,7 @@ struct Inbox(Arc<Mutex<Vec<Vec<u8>>>>);
 struct SmtpHandler {
     inbox: Inbox,
     current: Vec<u8>,
+    refusing: Arc<AtomicBool>,
 }
 
 impl mailin_embedded::Handler for SmtpHandler {
@@ -37,6 +40,10 @@ impl mailin_embedded::Handler for SmtpHandler {
         _to: &[String],
     ) -> mailin_embedded::Response {
         self.current.clear();
+        if self.refusing.load(Ordering::SeqCst) {
+            // 451: a temporary failure, as a mail server under maintenance answers.
+            return mailin_embedded::Response::custom(451, "try again later".to_owned());
+        }
         mailin_embedded::response::OK
     }
 
@@ -100,8 +107,20 @@ fn parse_mail(raw: &[u8]) -> Mail {
     }
 }
 
+/// A clock the test moves forward by hand, to reach retry times and expiries.
+#[derive(Clone)]
+pub struct TestClock(Arc<AtomicI64>);
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_seconds(self.0.load(Ordering::SeqCst)).unwrap()
+    }
+}
+
 pub struct TestApp {
     pub base: String,
+    pub clock: TestClock,
+    smtp_refusing: Arc<AtomicBool>,
     pub desk: web::Data<Desk>,
     pub dir: tempfile::TempDir,
     worker: OutboxWorker,
@@ -114,9 +133,11 @@ pub async fn spawn_app() -> TestApp {
     let inbox = Inbox::default();
     let smtp_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let smtp_port = smtp_listener.local_addr().unwrap().port();
+    let smtp_refusing = Arc::new(AtomicBool::new(false));
     let handler = SmtpHandler {
         inbox: inbox.clone(),
         current: Vec::new(),
+        refusing: smtp_refusing.clone(),
     };
     std::thread::spawn(move || {
         let mut server = mailin_embedded::Server::new(handler);
@@ -139,13 +160,18 @@ pub async fn spawn_app() -> TestApp {
         outbox_max_attempts: 3,
         ..Settings::default()
     };
-    let app = Application::build(settings).await.expect("the desk starts");
+    let clock = TestClock(Arc::new(AtomicI64::new(Timestamp::now().unix_seconds())));
+    let app = Application::build_with_clock(settings, Arc::new(clock.clone()))
+        .await
+        .expect("the desk starts");
     let port = app.port;
     let desk = app.desk.clone();
     let (server, worker) = app.into_parts();
     tokio::spawn(server);
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
+        clock,
+        smtp_refusing,
         desk,
         dir,
         worker,
@@ -160,6 +186,20 @@ pub async fn spawn_app() -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Moves the desk's clock forward.
+    pub fn advance(&self, seconds: i64) {
+        self.clock.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Makes the SMTP server answer 451 to every message (or accept them again).
+    pub fn smtp_refuses(&self, refusing: bool) {
+        self.smtp_refusing.store(refusing, Ordering::SeqCst);
     }
 
     pub fn keys(&self) -> KeyStore {
@@ -353,5 +393,91 @@ pub fn export_part(
             ),
         ),
         other => panic!("unknown export kind {other}"),
+    }
+}
+
+pub const AGENT_PASSWORD: &str = "correct horse battery staple";
+
+/// The first value of `attribute="..."` after `marker` in an HTML page.
+pub fn find_after(html: &str, marker: &str, attribute: &str) -> String {
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in page:\n{html}"));
+    let rest = &html[start..];
+    let key = format!("{attribute}=\"");
+    let at = rest.find(&key).unwrap() + key.len();
+    rest[at..rest[at..].find('"').unwrap() + at].to_owned()
+}
+
+/// The CSRF token of the first console form on a page.
+pub fn csrf(html: &str) -> String {
+    find_after(html, "name=\"csrf\"", "value")
+}
+
+/// A browser-like client with its own cookie jar.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+impl TestApp {
+    /// Creates a console user with [`AGENT_PASSWORD`].
+    pub async fn create_agent(&self, email: &str) {
+        let hash = resetdesk::auth::hash_password(AGENT_PASSWORD).unwrap();
+        self.desk
+            .store
+            .create_user(
+                &EmailAddress::parse(email).unwrap(),
+                &hash,
+                Role::Agent,
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Signs in to the console; returns the agent's browser.
+    pub async fn sign_in(&self, email: &str) -> reqwest::Client {
+        let client = browser();
+        let response = client
+            .post(self.url("/console/login"))
+            .form(&[("email", email), ("password", AGENT_PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "sign-in of {email}");
+        client
+    }
+
+    pub async fn console_page(&self, agent: &reqwest::Client, path: &str) -> String {
+        let response = agent.get(self.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.text().await.unwrap()
+    }
+
+    /// Posts a console form with the page's CSRF token; returns the status.
+    pub async fn console_action(
+        &self,
+        agent: &reqwest::Client,
+        ticket: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> u16 {
+        let page = self
+            .console_page(agent, &format!("/console/tickets/{ticket}"))
+            .await;
+        let token = csrf(&page);
+        let mut form = vec![("csrf", token.as_str())];
+        form.extend_from_slice(fields);
+        let response = agent
+            .post(self.url(&format!("/console/tickets/{ticket}/{action}")))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
     }
 }

@@ -2,74 +2,14 @@
 //! console session with its CSRF tokens, from sign-in to the approval mail.
 
 use resetdesk::device;
-use resetdesk::domain::{EmailAddress, Role, Timestamp};
+use resetdesk::domain::Timestamp;
 
-use crate::desk_support::{TestApp, customer_form, export_part, file_part, label_photo, spawn_app};
+use crate::desk_support::{
+    TestApp, browser, csrf, customer_form, export_part, file_part, find_after, label_photo,
+    spawn_app,
+};
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
-const PASSWORD: &str = "correct horse battery staple";
-
-/// The first value of `attribute="..."` after `marker` in an HTML page.
-fn find_after(html: &str, marker: &str, attribute: &str) -> String {
-    let start = html
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} not in page:\n{html}"));
-    let rest = &html[start..];
-    let key = format!("{attribute}=\"");
-    let at = rest.find(&key).unwrap() + key.len();
-    rest[at..rest[at..].find('"').unwrap() + at].to_owned()
-}
-
-fn csrf(html: &str) -> String {
-    find_after(html, "name=\"csrf\"", "value")
-}
-
-/// A browser-like client with its own cookie jar.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn create_agent(app: &TestApp, email: &str) {
-    let hash = resetdesk::auth::hash_password(PASSWORD).unwrap();
-    app.desk
-        .store
-        .create_user(
-            &EmailAddress::parse(email).unwrap(),
-            &hash,
-            Role::Agent,
-            Timestamp::now(),
-        )
-        .await
-        .unwrap();
-}
-
-async fn sign_in(app: &TestApp, email: &str) -> reqwest::Client {
-    let client = browser();
-    let response = client
-        .post(app.url("/console/login"))
-        .form(&[("email", email), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 303);
-    let cookie = response
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
-    client
-}
-
 /// Submits through the HTML form; returns the ticket number and status link.
 async fn submit_form(
     app: &TestApp,
@@ -179,7 +119,7 @@ async fn form_errors_come_back_next_to_their_field_with_values_kept() {
 #[tokio::test]
 async fn an_agent_signs_in_claims_and_approves_in_the_console() {
     let app = spawn_app().await;
-    create_agent(&app, "agent@vendor.test").await;
+    app.create_agent("agent@vendor.test").await;
     let (number, _, nvr) = submit_form(&app, "console@example.com", 1).await;
 
     // Without a session every console page sends the agent to sign in.
@@ -210,7 +150,7 @@ async fn an_agent_signs_in_claims_and_approves_in_the_console() {
             .contains("The e-mail or the password is wrong")
     );
 
-    let agent = sign_in(&app, "agent@vendor.test").await;
+    let agent = app.sign_in("agent@vendor.test").await;
     let queue = agent
         .get(app.url("/console"))
         .send()
@@ -339,9 +279,9 @@ async fn an_agent_signs_in_claims_and_approves_in_the_console() {
 #[tokio::test]
 async fn asking_for_a_new_photo_sends_the_ticket_back_to_the_customer_and_back() {
     let app = spawn_app().await;
-    create_agent(&app, "agent@vendor.test").await;
+    app.create_agent("agent@vendor.test").await;
     let (number, status_url, _) = submit_form(&app, "photo@example.com", 0).await;
-    let agent = sign_in(&app, "agent@vendor.test").await;
+    let agent = app.sign_in("agent@vendor.test").await;
     let page = agent
         .get(app.url(&format!("/console/tickets/{number}")))
         .send()
