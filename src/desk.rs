@@ -18,6 +18,9 @@ pub struct Desk {
     pub keys: DeskKeys,
     pub clock: Arc<dyn Clock>,
     pub mail: MailContext,
+    /// Bounds how many pictures are decoded at once, so a burst of 12-megapixel uploads
+    /// queues instead of taking every core from the requests behind it.
+    pub image_permits: tokio::sync::Semaphore,
 }
 
 /// Key material the running desk needs, loaded once at start.
@@ -28,6 +31,22 @@ pub struct DeskKeys {
 }
 
 impl Desk {
+    /// How many picture decodes may run at once: one per core.
+    pub fn image_permit_count() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+
+    /// Runs CPU-heavy picture work (QR reading, photo checks) on the blocking pool,
+    /// never more than [`Self::image_permit_count`] at a time.
+    pub async fn image_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self.image_permits.acquire().await;
+        tokio::task::spawn_blocking(work).await
+    }
+
     /// Where the customer uploads a new label photo.
     pub fn photo_url(&self, number: &TicketNumber) -> String {
         format!(

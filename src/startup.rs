@@ -21,6 +21,19 @@ use crate::mail::outbox::{OutboxWorker, Transport};
 use crate::routes::{self, ApiError};
 use crate::store;
 
+/// Creates the data directory owner-only if it does not exist: it holds customers'
+/// details and photos. An existing directory keeps the permissions its operator chose.
+pub fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict the data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
 pub struct Application {
     pub port: u16,
     pub desk: web::Data<Desk>,
@@ -38,12 +51,7 @@ impl Application {
         mut settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                settings.data_dir.display()
-            )
-        })?;
+        prepare_data_dir(&settings.data_dir)?;
         let keys = KeyStore::new(&settings.keys_dir);
         if keys.ensure_initialized(clock.now())? {
             tracing::info!(dir = %settings.keys_dir.display(), "created the factory master secret and a signing key (first start): back this directory up");
@@ -98,6 +106,7 @@ impl Application {
             store,
             keys: desk_keys,
             clock,
+            image_permits: tokio::sync::Semaphore::new(Desk::image_permit_count()),
         });
         let server = {
             let desk = desk.clone();

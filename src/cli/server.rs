@@ -72,12 +72,8 @@ pub fn serve(settings: Settings) -> CliResult {
 
 async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn Store>, CliError> {
     if settings.database_url.is_none() {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-            CliError::new(format!(
-                "cannot create {}: {e}",
-                settings.data_dir.display()
-            ))
-        })?;
+        crate::startup::prepare_data_dir(&settings.data_dir)
+            .map_err(|e| CliError::new(format!("{e:#}")))?;
     }
     let store = store::connect(&settings.database_url())
         .await

@@ -202,6 +202,7 @@ fn export_of(raw: &RawSubmission) -> Result<(ExportForm, &'static str, Vec<u8>),
 /// Decodes the export in the form it was sent. QR pictures are decoded off the async
 /// workers: a 12-megapixel photo takes a noticeable slice of a core.
 async fn decode_export(
+    desk: &Desk,
     form: ExportForm,
     field: &'static str,
     bytes: Vec<u8>,
@@ -219,7 +220,8 @@ async fn decode_export(
                 .map_err(|e| issue(e.to_string()))
         }
         ExportForm::Qr => {
-            let decoded = tokio::task::spawn_blocking(move || qr::read_image(&bytes))
+            let decoded = desk
+                .image_work(move || qr::read_image(&bytes))
                 .await
                 .map_err(IntakeError::internal)?;
             let text = decoded.map_err(|e| issue(e.to_string()))?;
@@ -258,15 +260,16 @@ pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, Intake
 
     let max_pixels = desk.settings.max_label_pixels;
     let label_bytes = label.bytes;
-    let (label_bytes, media_type) = tokio::task::spawn_blocking(move || {
-        let checked = photo::check_label_photo(&label_bytes, max_pixels);
-        (label_bytes, checked)
-    })
-    .await
-    .map_err(IntakeError::internal)?;
+    let (label_bytes, media_type) = desk
+        .image_work(move || {
+            let checked = photo::check_label_photo(&label_bytes, max_pixels);
+            (label_bytes, checked)
+        })
+        .await
+        .map_err(IntakeError::internal)?;
     let media_type = media_type.map_err(|message| IntakeError::one("label_photo", message))?;
 
-    let request = decode_export(form, field, export_bytes.clone()).await?;
+    let request = decode_export(desk, form, field, export_bytes.clone()).await?;
     let now = desk.clock.now();
     let verified = request
         .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
@@ -361,12 +364,13 @@ pub async fn replace_label_photo(
         ));
     };
     let max_pixels = desk.settings.max_label_pixels;
-    let (bytes, checked) = tokio::task::spawn_blocking(move || {
-        let checked = photo::check_label_photo(&upload.bytes, max_pixels);
-        (upload.bytes, checked)
-    })
-    .await
-    .map_err(IntakeError::internal)?;
+    let (bytes, checked) = desk
+        .image_work(move || {
+            let checked = photo::check_label_photo(&upload.bytes, max_pixels);
+            (upload.bytes, checked)
+        })
+        .await
+        .map_err(IntakeError::internal)?;
     let media_type = checked.map_err(|message| IntakeError::one("label_photo", message))?;
     let blob = desk.blobs.put(bytes).await.map_err(IntakeError::internal)?;
     match desk
