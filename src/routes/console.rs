@@ -26,7 +26,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(approve)
         .service(reject)
         .service(request_photo)
-        .service(retry_mail);
+        .service(retry_mail)
+        .service(reasons_view)
+        .service(add_reason)
+        .service(remove_reason);
 }
 
 fn secure(desk: &Desk) -> bool {
@@ -302,7 +305,7 @@ struct TicketPage {
     export_form: &'static str,
     devices: Vec<DeviceRow>,
     customer: CustomerRow,
-    canned: Vec<String>,
+    canned: Vec<(i64, String)>,
     mails: Vec<MailRow>,
     events: Vec<(String, String, String, String)>,
     error: Option<String>,
@@ -589,4 +592,107 @@ async fn retry_mail(
         review::retry_mail(d, u, &n, mail_id).await
     })
     .await
+}
+
+#[derive(Template)]
+#[template(path = "console/reasons.html")]
+struct ReasonsPage {
+    user: String,
+    csrf: String,
+    reasons: Vec<(i64, String)>,
+    error: Option<String>,
+}
+
+async fn reasons_page(
+    desk: &Desk,
+    console: &ConsoleUser,
+    status: StatusCode,
+    error: Option<String>,
+) -> HttpResponse {
+    match desk.store.canned_reasons().await {
+        Ok(reasons) => html(
+            status,
+            &ReasonsPage {
+                user: console.user.email.to_string(),
+                csrf: console.csrf.clone(),
+                reasons,
+                error,
+            },
+        ),
+        Err(e) => message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The list is unavailable",
+            &ApiError::internal(&e).message,
+        ),
+    }
+}
+
+#[get("/console/reasons")]
+async fn reasons_view(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
+    reasons_page(&desk, &console, StatusCode::OK, None).await
+}
+
+#[post("/console/reasons")]
+async fn add_reason(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    if !session::csrf_matches(&console.csrf, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let text = match crate::domain::PlainText::parse(
+        form.reason.as_deref().unwrap_or(""),
+        review::MAX_REASON_CHARS,
+    ) {
+        Ok(text) => text,
+        Err(e) => {
+            return reasons_page(
+                &desk,
+                &console,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(format!("The reason {e}.")),
+            )
+            .await;
+        }
+    };
+    match desk
+        .store
+        .add_canned_reason(text.as_str(), console.user.id, desk.clock.now())
+        .await
+    {
+        Ok(()) => see_other("/console/reasons"),
+        Err(StoreError::Conflict(message)) => {
+            reasons_page(&desk, &console, StatusCode::CONFLICT, Some(message)).await
+        }
+        Err(e) => message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The reason was not saved",
+            &ApiError::internal(&e).message,
+        ),
+    }
+}
+
+#[post("/console/reasons/{id}/delete")]
+async fn remove_reason(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    if !session::csrf_matches(&console.csrf, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    match desk
+        .store
+        .remove_canned_reason(path.into_inner(), console.user.id, desk.clock.now())
+        .await
+    {
+        Ok(()) | Err(StoreError::NotFound) => see_other("/console/reasons"),
+        Err(e) => message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The reason was not removed",
+            &ApiError::internal(&e).message,
+        ),
+    }
 }

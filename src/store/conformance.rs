@@ -466,6 +466,29 @@ pub async fn sessions_expire_when_idle(store: &dyn Store) {
     ));
 }
 
+pub async fn canned_reasons_are_editable(store: &dyn Store) {
+    let id = agent(store, "agent@vendor.test").await;
+    let before = store.canned_reasons().await.unwrap();
+    assert!(!before.is_empty(), "migrations seed a few reasons");
+    store
+        .add_canned_reason("Reported stolen.", id, at(0))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.add_canned_reason("Reported stolen.", id, at(1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let after = store.canned_reasons().await.unwrap();
+    let (new_id, text) = after.last().unwrap().clone();
+    assert_eq!(text, "Reported stolen.");
+    store.remove_canned_reason(new_id, id, at(2)).await.unwrap();
+    assert_eq!(store.canned_reasons().await.unwrap(), before);
+    assert!(matches!(
+        store.remove_canned_reason(new_id, id, at(3)).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 /// Runs every check above, each on a fresh store from `fresh` (which returns a guard
 /// that cleans the database up, and the store).
 macro_rules! conformance_suite {
@@ -499,6 +522,11 @@ macro_rules! conformance_suite {
         async fn outbox_leases_retries_and_dead_letters() {
             let (_guard, store) = $fresh.await;
             super::outbox_leases_retries_and_dead_letters(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn canned_reasons_are_editable() {
+            let (_guard, store) = $fresh.await;
+            super::canned_reasons_are_editable(store.as_ref()).await;
         }
         #[tokio::test]
         async fn sessions_expire_when_idle() {

@@ -311,8 +311,10 @@ pub trait Store: Send + Sync + 'static {
         by: UserId,
         now: Timestamp,
     ) -> StoreResult<()>;
-    /// Reasons agents can pick when rejecting.
-    async fn canned_reasons(&self) -> StoreResult<Vec<String>>;
+    /// Reasons agents can pick when rejecting, with their ids.
+    async fn canned_reasons(&self) -> StoreResult<Vec<(i64, String)>>;
+    async fn add_canned_reason(&self, text: &str, by: UserId, now: Timestamp) -> StoreResult<()>;
+    async fn remove_canned_reason(&self, id: i64, by: UserId, now: Timestamp) -> StoreResult<()>;
 
     async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
     /// The live session for a cookie token hash, extending its idle timeout.

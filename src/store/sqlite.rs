@@ -753,11 +753,43 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn canned_reasons(&self) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar("SELECT text FROM canned_reasons ORDER BY id")
+    async fn canned_reasons(&self) -> StoreResult<Vec<(i64, String)>> {
+        sqlx::query_as("SELECT id, text FROM canned_reasons ORDER BY id")
             .fetch_all(&self.pool)
             .await
             .map_err(db)
+    }
+
+    async fn add_canned_reason(&self, text: &str, by: UserId, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("INSERT INTO canned_reasons (text) VALUES (?)")
+            .bind(text)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict("that reason is already in the list".to_owned())
+                } else {
+                    db(e)
+                }
+            })?;
+        let email = user_email(&mut tx, by).await?;
+        audit(&mut tx, now, &email, "canned_reason_added", None, text).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn remove_canned_reason(&self, id: i64, by: UserId, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let text: Option<String> =
+            sqlx::query_scalar("DELETE FROM canned_reasons WHERE id = ? RETURNING text")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let text = text.ok_or(StoreError::NotFound)?;
+        let email = user_email(&mut tx, by).await?;
+        audit(&mut tx, now, &email, "canned_reason_removed", None, &text).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn create_session(&self, session: &NewSession) -> StoreResult<()> {

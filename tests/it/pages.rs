@@ -361,3 +361,79 @@ async fn asking_for_a_new_photo_sends_the_ticket_back_to_the_customer_and_back()
     assert!(page.contains("id=\"ticket-status\">Open"), "{page}");
     assert!(page.contains("photo_replaced"));
 }
+
+#[tokio::test]
+async fn agents_edit_the_canned_rejection_reasons_and_use_them() {
+    let app = spawn_app().await;
+    app.create_agent("agent@vendor.test").await;
+    let (number, status_url, _) = submit_form(&app, "reasons@example.com", 0).await;
+    let agent = app.sign_in("agent@vendor.test").await;
+    let page = app.console_page(&agent, "/console/reasons").await;
+    let token = csrf(&page);
+    let added = agent
+        .post(app.url("/console/reasons"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("reason", "The device is reported stolen."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 303);
+    let duplicate = agent
+        .post(app.url("/console/reasons"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("reason", "The device is reported stolen."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(duplicate.status(), 409);
+    let forged = agent
+        .post(app.url("/console/reasons"))
+        .form(&[("csrf", "x"), ("reason", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+
+    let ticket_page = app
+        .console_page(&agent, &format!("/console/tickets/{number}"))
+        .await;
+    assert!(ticket_page.contains("<option>The device is reported stolen.</option>"));
+    let status = app
+        .console_action(
+            &agent,
+            &number,
+            "reject",
+            &[("canned", "The device is reported stolen."), ("reason", "")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let page = app
+        .client
+        .get(&status_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("reported stolen"), "{page}");
+
+    let reasons = app.console_page(&agent, "/console/reasons").await;
+    let remove = find_after(&reasons, "reported stolen", "action");
+    let removed = agent
+        .post(app.url(&remove))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 303);
+    assert!(
+        !app.console_page(&agent, "/console/reasons")
+            .await
+            .contains("reported stolen")
+    );
+}
