@@ -66,9 +66,16 @@ struct LoginForm {
     password: String,
 }
 
-/// A hash that no password matches, checked when the e-mail is unknown so that a wrong
-/// e-mail and a wrong password take the same time.
-const NO_SUCH_USER_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Zp2IoTObXr7v2tJ6p5Hk5pYV8V2oH0m2mOQ6iY5p3s";
+/// A real argon2id hash of a random password, checked when the e-mail is unknown so that
+/// a wrong e-mail and a wrong password cost the same time and cannot be told apart.
+fn no_such_user_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let password = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<16>());
+        auth::hash_password(&password).unwrap_or_default()
+    })
+    .clone()
+}
 
 #[post("/console/login")]
 async fn login(desk: web::Data<Desk>, form: web::Form<LoginForm>) -> HttpResponse {
@@ -98,7 +105,7 @@ async fn login(desk: web::Data<Desk>, form: web::Form<LoginForm>) -> HttpRespons
     };
     let hash = user
         .as_ref()
-        .map_or(NO_SUCH_USER_HASH.to_owned(), |u| u.password_hash.clone());
+        .map_or_else(no_such_user_hash, |u| u.password_hash.clone());
     let password = form.password;
     let matches = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
         .await

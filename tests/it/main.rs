@@ -5,4 +5,5 @@ mod desk;
 mod desk_support;
 mod pages;
 mod reference_device;
+mod serve_binary;
 mod support;

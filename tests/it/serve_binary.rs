@@ -1,0 +1,236 @@
+//! The README's first command, for real: `resetdesk serve` with nothing configured but
+//! directories creates its keys, serves, writes mail to data/outbox as .eml files, and
+//! stops cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mail_parser::MessageParser;
+
+use crate::desk_support::label_photo;
+use crate::support::Sandbox;
+
+struct Served {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn serve(sandbox: &Sandbox) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .arg("serve")
+        .current_dir(sandbox.path(""))
+        .env("RESETDESK_LISTEN", "127.0.0.1:0")
+        .env("RESETDESK_OUTBOX_POLL_MS", "50")
+        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"))
+        .env_remove("RESETDESK_SMTP_URL")
+        .env_remove("RESETDESK_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    // The readiness signal is the log line that names the port.
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        if let Some(rest) = line.split("port=").nth(1)
+            && line.contains("listening")
+        {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Served { child, port }
+}
+
+/// Waits for the outbox directory to hold `count` messages; the worker polls every 50 ms.
+fn eml_files(dir: &Path, count: usize) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "eml"));
+        if files.len() >= count {
+            files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap());
+            return files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} mails arrived in {}",
+            files.len(),
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn serve_with_zero_setup_runs_a_whole_reset() {
+    let sandbox = Sandbox::new();
+    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args([
+            "user",
+            "add",
+            "--email",
+            "agent@vendor.test",
+            "--role",
+            "agent",
+            "--password-stdin",
+        ])
+        .current_dir(sandbox.path(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    sandbox
+        .run(&[
+            "user",
+            "add",
+            "--email",
+            "agent@vendor.test",
+            "--password-stdin",
+        ])
+        .refused(1, "at least 12 characters");
+    let token = sandbox
+        .run(&["user", "token", "--email", "agent@vendor.test"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("rdt_"));
+    sandbox
+        .run(&["user", "token", "--email", "nobody@vendor.test"])
+        .refused(1, "no user nobody@vendor.test");
+
+    let served = serve(&sandbox);
+    let base = format!("http://127.0.0.1:{}", served.port);
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        sandbox.path("keys/factory-master.key").exists(),
+        "keys are created on first start"
+    );
+
+    sandbox
+        .run(&[
+            "device",
+            "provision",
+            "--serial",
+            "DS-2CD2143G2-I20231115AAWRJ12345678",
+            "--model",
+            "DS-2CD2143G2-I",
+            "--state",
+            "cam.json",
+        ])
+        .ok();
+    sandbox
+        .run(&[
+            "device",
+            "export",
+            "--state",
+            "cam.json",
+            "--format",
+            "string",
+            "--out",
+            "reset.txt",
+        ])
+        .ok();
+    let reset_string = std::fs::read_to_string(sandbox.path("reset.txt")).unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("name", "Jo Owner")
+        .text("email", "jo@example.com")
+        .text("country", "US")
+        .text("role", "end_user")
+        .text("reset_string", reset_string)
+        .part(
+            "label_photo",
+            reqwest::multipart::Part::bytes(label_photo()).file_name("label.jpg"),
+        );
+    let created = client
+        .post(format!("{base}/api/v1/requests"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let ticket = created.json::<serde_json::Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let outbox = sandbox.path("data/outbox");
+    eml_files(&outbox, 1);
+    let approved = client
+        .post(format!("{base}/api/v1/tickets/{ticket}/approve"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200);
+    let mails = eml_files(&outbox, 2);
+    let approval = mails
+        .iter()
+        .map(|raw| MessageParser::default().parse(raw).unwrap())
+        .find(|m| m.subject().unwrap_or_default().contains("response"))
+        .expect("the approval mail is in data/outbox");
+    let text = approval.body_text(0).unwrap().into_owned();
+    let key = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .rsplit_once(":  ")
+                .map(|(_, key)| key.trim().to_owned())
+        })
+        .unwrap();
+    let import = sandbox
+        .run(&[
+            "device",
+            "import",
+            "--state",
+            "cam.json",
+            "--key",
+            &key,
+            "--new-password",
+            "a new admin pw",
+        ])
+        .ok();
+    assert!(import.stdout.contains("password set"));
+
+    let mut served = served;
+    let pid = served.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = served.child.wait().unwrap();
+    assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
+}
