@@ -162,6 +162,48 @@ async fn user_email(tx: &mut Transaction<'static, Sqlite>, user: UserId) -> Stor
         .map_err(db)
 }
 
+/// An agent's step on a ticket, as the history and the audit log record it.
+struct Step<'a> {
+    ticket_id: i64,
+    by: UserId,
+    at: Timestamp,
+    event: &'static str,
+    action: &'static str,
+    detail: &'a str,
+}
+
+/// Finishes a step whose state change `tx` already made: history entry, audit entry,
+/// the customer's mail if any, all committed together.
+async fn record_step(
+    mut tx: Transaction<'static, Sqlite>,
+    step: &Step<'_>,
+    mail: Option<&NewMail>,
+) -> StoreResult<()> {
+    let email = user_email(&mut tx, step.by).await?;
+    event(
+        &mut tx,
+        step.ticket_id,
+        step.at,
+        &email,
+        step.event,
+        step.detail,
+    )
+    .await?;
+    audit(
+        &mut tx,
+        step.at,
+        &email,
+        step.action,
+        Some(step.ticket_id),
+        step.detail,
+    )
+    .await?;
+    if let Some(mail) = mail {
+        enqueue(&mut tx, Some(step.ticket_id), mail, step.at).await?;
+    }
+    tx.commit().await.map_err(db)
+}
+
 /// Explains why a decision found the ticket no longer open.
 async fn decided_conflict(tx: &mut Transaction<'static, Sqlite>, ticket_id: i64) -> StoreError {
     let row: Result<(String, Option<String>), _> = sqlx::query_as(
@@ -542,10 +584,15 @@ impl Store for SqliteStore {
         if updated == 0 {
             return Err(decided_conflict(&mut tx, ticket_id).await);
         }
-        let email = user_email(&mut tx, user).await?;
-        event(&mut tx, ticket_id, now, &email, "claimed", "").await?;
-        audit(&mut tx, now, &email, "claim", Some(ticket_id), "").await?;
-        tx.commit().await.map_err(db)
+        let step = Step {
+            ticket_id,
+            by: user,
+            at: now,
+            event: "claimed",
+            action: "claim",
+            detail: "",
+        };
+        record_step(tx, &step, None).await
     }
 
     async fn approve(&self, approval: &Approval) -> StoreResult<()> {
@@ -654,11 +701,15 @@ impl Store for SqliteStore {
         if updated == 0 {
             return Err(decided_conflict(&mut tx, ticket_id).await);
         }
-        let email = user_email(&mut tx, by).await?;
-        event(&mut tx, ticket_id, now, &email, "rejected", reason).await?;
-        audit(&mut tx, now, &email, "reject", Some(ticket_id), reason).await?;
-        enqueue(&mut tx, Some(ticket_id), mail, now).await?;
-        tx.commit().await.map_err(db)
+        let step = Step {
+            ticket_id,
+            by,
+            at: now,
+            event: "rejected",
+            action: "reject",
+            detail: reason,
+        };
+        record_step(tx, &step, Some(mail)).await
     }
 
     async fn request_photo(
@@ -682,11 +733,15 @@ impl Store for SqliteStore {
         if updated == 0 {
             return Err(decided_conflict(&mut tx, ticket_id).await);
         }
-        let email = user_email(&mut tx, by).await?;
-        event(&mut tx, ticket_id, now, &email, "photo_requested", note).await?;
-        audit(&mut tx, now, &email, "request_photo", Some(ticket_id), note).await?;
-        enqueue(&mut tx, Some(ticket_id), mail, now).await?;
-        tx.commit().await.map_err(db)
+        let step = Step {
+            ticket_id,
+            by,
+            at: now,
+            event: "photo_requested",
+            action: "request_photo",
+            detail: note,
+        };
+        record_step(tx, &step, Some(mail)).await
     }
 
     async fn replace_label_photo(
