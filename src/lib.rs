@@ -5,6 +5,7 @@
 //! edge), `protocol` (formats and checks), `crypto` (keys and the only use of ring),
 //! `device` (the reference device), `cli` (the commands).
 
+pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod cli;

@@ -103,13 +103,17 @@ CREATE TABLE ticket_events (
 CREATE INDEX ticket_events_by_ticket ON ticket_events (ticket_id, id);
 
 -- Append-only record of security-relevant events (approvals, signatures, logins, ...).
+-- Each entry carries the hash of the one before it (docs/AUDIT.md), so editing or
+-- deleting a row breaks the chain; ids are assigned by the writer, with no gaps.
 CREATE TABLE audit_log (
     id         INTEGER PRIMARY KEY,
     at         INTEGER NOT NULL,
     actor      TEXT    NOT NULL,
     action     TEXT    NOT NULL,
     ticket_id  INTEGER,
-    detail     TEXT    NOT NULL
+    detail     TEXT    NOT NULL,
+    prev_hash  TEXT    NOT NULL,
+    hash       TEXT    NOT NULL
 );
 
 CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log

@@ -54,6 +54,9 @@ enum Command {
     /// Manage console users and their API tokens.
     #[command(subcommand)]
     User(server::UserCommand),
+    /// Verify or export the audit log.
+    #[command(subcommand)]
+    Audit(server::AuditCommand),
     /// Write the protocol's test vectors (docs/test-vectors).
     TestVectors {
         /// Directory to write v1.json and the QR picture into.
@@ -132,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Serve => settings().and_then(server::serve),
         Command::Migrate => settings().and_then(server::migrate),
         Command::User(command) => settings().and_then(|s| server::user(command, s, clock.as_ref())),
+        Command::Audit(command) => settings().and_then(|s| server::audit(command, s)),
         Command::TestVectors { out_dir } => write_test_vectors(out_dir),
     };
     match result {

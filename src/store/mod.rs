@@ -17,6 +17,7 @@ use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
 
+use crate::audit::AuditEntry;
 use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, TicketNumber,
     TicketStatus, Timestamp,
@@ -333,6 +334,14 @@ pub trait Store: Send + Sync + 'static {
         action: &str,
         detail: &str,
     ) -> StoreResult<()>;
+
+    /// Audit entries with ids above `after_id` (and at or after `since`), in id order.
+    async fn audit_entries(
+        &self,
+        after_id: i64,
+        since: Option<Timestamp>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>>;
 
     /// Leases up to `limit` due messages for `lease_secs`.
     async fn claim_due_mail(

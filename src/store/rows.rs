@@ -40,7 +40,10 @@ fn parse<T, E>(
     f(raw).map_err(|_| corrupt(what, raw))
 }
 
-fn hex_array<const N: usize>(what: &'static str, raw: &str) -> Result<[u8; N], StoreError> {
+pub(super) fn hex_array<const N: usize>(
+    what: &'static str,
+    raw: &str,
+) -> Result<[u8; N], StoreError> {
     data_encoding::HEXLOWER_PERMISSIVE
         .decode(raw.as_bytes())
         .ok()
@@ -301,4 +304,32 @@ impl From<OutboxRow> for OutboxMessage {
 /// Hex of a nonce, tag or signature as stored.
 pub(super) fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
+}
+
+#[derive(FromRow)]
+pub(super) struct AuditRow {
+    id: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    ticket_id: Option<i64>,
+    detail: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl TryFrom<AuditRow> for crate::audit::AuditEntry {
+    type Error = StoreError;
+    fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        Ok(crate::audit::AuditEntry {
+            id: row.id,
+            at: time(row.at)?,
+            actor: row.actor,
+            action: row.action,
+            ticket_id: row.ticket_id,
+            detail: row.detail,
+            prev_hash: hex_array("audit hash", &row.prev_hash)?,
+            hash: hex_array("audit hash", &row.hash)?,
+        })
+    }
 }

@@ -18,6 +18,7 @@ use super::{
     Approval, CreateOutcome, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, Store,
     StoreError, StoreResult, TicketDetail, TicketSummary, User, UserId,
 };
+use crate::audit::AuditEntry;
 use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
 
 pub struct SqliteStore {
@@ -110,14 +111,30 @@ async fn audit(
     ticket_id: Option<i64>,
     detail: &str,
 ) -> StoreResult<()> {
+    // The write lock taken by BEGIN IMMEDIATE makes reading the head and appending after
+    // it one step: no other writer can append in between.
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
+    let (id, prev_hash) = match last {
+        Some((id, hash)) => (id + 1, rows::hex_array::<32>("audit hash", &hash)?),
+        None => (1, crate::audit::GENESIS),
+    };
+    let hash = crate::audit::entry_hash(&prev_hash, id, at, actor, action, ticket_id, detail);
     sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, ticket_id, detail) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (id, at, actor, action, ticket_id, detail, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
+    .bind(id)
     .bind(at.unix_seconds())
     .bind(actor)
     .bind(action)
     .bind(ticket_id)
     .bind(detail)
+    .bind(hex(&prev_hash))
+    .bind(hex(&hash))
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -919,6 +936,25 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         audit(&mut tx, at, actor, action, None, detail).await?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn audit_entries(
+        &self,
+        after_id: i64,
+        since: Option<Timestamp>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<rows::AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
+             WHERE id > ? AND at >= ? ORDER BY id LIMIT ?",
+        )
+        .bind(after_id)
+        .bind(since.map_or(0, Timestamp::unix_seconds))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn claim_due_mail(

@@ -1,0 +1,264 @@
+//! The audit log's hash chain. Every entry stores the SHA-256 of its canonical encoding,
+//! which includes the previous entry's hash, so changing or deleting any entry breaks
+//! every link after it; comparing the newest hash (the chain head) with a copy published
+//! elsewhere also catches entries cut from the end. The encoding is in docs/AUDIT.md.
+
+use serde::Serialize;
+
+use crate::crypto;
+use crate::domain::Timestamp;
+
+const DOMAIN: &[u8] = b"resetdesk.audit.v1\0";
+
+/// The hash before the first entry.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// One entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub ticket_id: Option<i64>,
+    pub detail: String,
+    #[serde(serialize_with = "hex")]
+    pub prev_hash: [u8; 32],
+    #[serde(serialize_with = "hex")]
+    pub hash: [u8; 32],
+}
+
+fn hex<S: serde::Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&data_encoding::HEXLOWER.encode(bytes))
+}
+
+fn text(out: &mut Vec<u8>, value: &str) {
+    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// `SHA-256("resetdesk.audit.v1" 0x00 || prev_hash(32) || i64(id) || i64(at) ||
+/// text(actor) || text(action) || opt(i64(ticket_id)) || text(detail))`, where `text` is
+/// a 4-byte big-endian length and the UTF-8 bytes, and `opt` is 0x00 or 0x01 then the value.
+pub fn entry_hash(
+    prev_hash: &[u8; 32],
+    id: i64,
+    at: Timestamp,
+    actor: &str,
+    action: &str,
+    ticket_id: Option<i64>,
+    detail: &str,
+) -> [u8; 32] {
+    let mut message = DOMAIN.to_vec();
+    message.extend_from_slice(prev_hash);
+    message.extend_from_slice(&id.to_be_bytes());
+    message.extend_from_slice(&at.unix_seconds().to_be_bytes());
+    text(&mut message, actor);
+    text(&mut message, action);
+    match ticket_id {
+        Some(ticket) => {
+            message.push(1);
+            message.extend_from_slice(&ticket.to_be_bytes());
+        }
+        None => message.push(0),
+    }
+    text(&mut message, detail);
+    crypto::sha256(&message)
+}
+
+impl AuditEntry {
+    fn computed_hash(&self) -> [u8; 32] {
+        entry_hash(
+            &self.prev_hash,
+            self.id,
+            self.at,
+            &self.actor,
+            &self.action,
+            self.ticket_id,
+            &self.detail,
+        )
+    }
+}
+
+/// Where and why the chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("entry {id} was changed: its contents do not match its hash")]
+    Altered { id: i64 },
+    #[error("the entry before {id} is missing or was changed: {id} does not link to it")]
+    Unlinked { id: i64 },
+    #[error("entry {expected} is missing (the next entry is {found})")]
+    Gap { expected: i64, found: i64 },
+    #[error(
+        "the published chain head {expected} is no longer in the chain (now {found}): entries were removed"
+    )]
+    HeadMismatch { expected: String, found: String },
+}
+
+/// Walks entries in id order, checking each link; remembers the head.
+#[derive(Debug)]
+pub struct ChainVerifier {
+    prev_hash: [u8; 32],
+    next_id: i64,
+    pub checked: u64,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        Self {
+            prev_hash: GENESIS,
+            next_id: 1,
+            checked: 0,
+        }
+    }
+}
+
+impl ChainVerifier {
+    pub fn check(&mut self, entry: &AuditEntry) -> Result<(), ChainError> {
+        if entry.id != self.next_id {
+            return Err(ChainError::Gap {
+                expected: self.next_id,
+                found: entry.id,
+            });
+        }
+        if entry.prev_hash != self.prev_hash {
+            return Err(ChainError::Unlinked { id: entry.id });
+        }
+        if entry.computed_hash() != entry.hash {
+            return Err(ChainError::Altered { id: entry.id });
+        }
+        self.prev_hash = entry.hash;
+        self.next_id += 1;
+        self.checked += 1;
+        Ok(())
+    }
+
+    /// The hash of the last entry checked: the value to publish as a checkpoint.
+    pub fn head(&self) -> String {
+        data_encoding::HEXLOWER.encode(&self.prev_hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: i64) -> Vec<AuditEntry> {
+        let mut prev = GENESIS;
+        (1..=n)
+            .map(|id| {
+                let at = Timestamp::from_unix_seconds(1_800_000_000 + id).unwrap();
+                let hash = entry_hash(&prev, id, at, "alice", "approve", Some(7), "ok");
+                let entry = AuditEntry {
+                    id,
+                    at,
+                    actor: "alice".into(),
+                    action: "approve".into(),
+                    ticket_id: Some(7),
+                    detail: "ok".into(),
+                    prev_hash: prev,
+                    hash,
+                };
+                prev = hash;
+                entry
+            })
+            .collect()
+    }
+
+    fn verify(entries: &[AuditEntry]) -> Result<(), ChainError> {
+        let mut verifier = ChainVerifier::default();
+        entries.iter().try_for_each(|e| verifier.check(e))
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        assert_eq!(verify(&chain(5)), Ok(()));
+    }
+
+    #[test]
+    fn an_edited_entry_is_named() {
+        let mut entries = chain(5);
+        entries[2].detail = "changed".into();
+        assert_eq!(verify(&entries), Err(ChainError::Altered { id: 3 }));
+    }
+
+    #[test]
+    fn a_deleted_entry_is_named() {
+        let mut entries = chain(5);
+        entries.remove(2);
+        assert_eq!(
+            verify(&entries),
+            Err(ChainError::Gap {
+                expected: 3,
+                found: 4
+            })
+        );
+    }
+
+    #[test]
+    fn a_rehashed_edit_still_breaks_the_next_link() {
+        let mut entries = chain(5);
+        entries[2].detail = "changed".into();
+        entries[2].hash = entries[2].computed_hash();
+        assert_eq!(verify(&entries), Err(ChainError::Unlinked { id: 4 }));
+    }
+}
+
+/// The outcome of walking a whole stored chain.
+#[derive(Debug)]
+pub enum VerifyOutcome {
+    Intact { entries: u64, head: String },
+    Broken(ChainError),
+}
+
+/// Walks the stored chain from the first entry, in pages, and optionally compares the
+/// head with a checkpoint published earlier.
+pub async fn verify_store(
+    store: &dyn crate::store::Store,
+    published_head: Option<&str>,
+) -> Result<VerifyOutcome, crate::store::StoreError> {
+    const PAGE: i64 = 1000;
+    let mut verifier = ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let entries = store.audit_entries(after, None, PAGE).await?;
+        for entry in &entries {
+            if let Err(broken) = verifier.check(entry) {
+                return Ok(VerifyOutcome::Broken(broken));
+            }
+        }
+        match entries.last() {
+            Some(last) if entries.len() as i64 == PAGE => after = last.id,
+            _ => break,
+        }
+    }
+    let head = verifier.head();
+    if let Some(expected) = published_head
+        && !expected.eq_ignore_ascii_case(&head)
+    {
+        // The published head must still be somewhere in the chain: a head that moved on
+        // is fine, a head that vanished means entries were cut.
+        let mut found = expected.eq_ignore_ascii_case(&data_encoding::HEXLOWER.encode(&GENESIS));
+        let mut after = 0;
+        while !found {
+            let entries = store.audit_entries(after, None, PAGE).await?;
+            found = entries
+                .iter()
+                .any(|e| expected.eq_ignore_ascii_case(&data_encoding::HEXLOWER.encode(&e.hash)));
+            match entries.last() {
+                Some(last) if entries.len() as i64 == PAGE => after = last.id,
+                _ => break,
+            }
+        }
+        if !found {
+            return Ok(VerifyOutcome::Broken(ChainError::HeadMismatch {
+                expected: expected.to_owned(),
+                found: head,
+            }));
+        }
+    }
+    Ok(VerifyOutcome::Intact {
+        entries: verifier.checked,
+        head,
+    })
+}
