@@ -3,29 +3,10 @@
 //! hold a password, is redacted from `Debug`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// A setting that may hold credentials.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use crate::domain::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -193,7 +174,7 @@ impl Settings {
                 if value.is_empty() {
                     self.smtp_url = None;
                 } else if value.starts_with("smtp://") || value.starts_with("smtps://") {
-                    self.smtp_url = Some(Secret(value.to_owned()));
+                    self.smtp_url = Some(Secret::new(value));
                 } else {
                     return Err(invalid("expected smtp://... or smtps://..."));
                 }

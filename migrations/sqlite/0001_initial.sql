@@ -2,19 +2,43 @@
 -- type works unchanged on PostgreSQL (BIGINT).
 
 CREATE TABLE users (
-    id            INTEGER PRIMARY KEY,
-    email         TEXT    NOT NULL UNIQUE,
-    password_hash TEXT    NOT NULL,
-    role          TEXT    NOT NULL CHECK (role IN ('agent', 'supervisor', 'admin')),
-    created_at    INTEGER NOT NULL,
-    disabled_at   INTEGER
+    id              INTEGER PRIMARY KEY,
+    email           TEXT    NOT NULL UNIQUE,
+    password_hash   TEXT    NOT NULL,
+    -- A set, stored as a comma-separated list in fixed order: agent,supervisor,admin.
+    roles           TEXT    NOT NULL CHECK (roles <> ''),
+    created_at      INTEGER NOT NULL,
+    disabled_at     INTEGER,
+    -- TOTP second factor: the seed (base32) once enrolment is confirmed.
+    totp_secret     TEXT,
+    totp_enabled_at INTEGER
 );
+
+-- One-time recovery codes for a lost second factor, stored hashed.
+CREATE TABLE recovery_codes (
+    user_id   INTEGER NOT NULL REFERENCES users (id),
+    code_hash TEXT    NOT NULL,
+    used_at   INTEGER,
+    PRIMARY KEY (user_id, code_hash)
+);
+
+-- Failed sign-ins, for throttling per account and per address.
+CREATE TABLE login_failures (
+    id      INTEGER PRIMARY KEY,
+    account TEXT    NOT NULL,
+    address TEXT    NOT NULL,
+    at      INTEGER NOT NULL
+);
+
+CREATE INDEX login_failures_by_account ON login_failures (account, at);
+CREATE INDEX login_failures_by_address ON login_failures (address, at);
 
 CREATE TABLE api_tokens (
     id         INTEGER PRIMARY KEY,
     user_id    INTEGER NOT NULL REFERENCES users (id),
     token_hash TEXT    NOT NULL UNIQUE,
     name       TEXT    NOT NULL,
+    scope      TEXT    NOT NULL CHECK (scope IN ('read', 'decide')),
     created_at INTEGER NOT NULL,
     expires_at INTEGER,
     revoked_at INTEGER
@@ -50,6 +74,8 @@ CREATE TABLE tickets (
     decided_at        INTEGER,
     decision_reason   TEXT,
     superseded_by     INTEGER REFERENCES tickets (id),
+    -- Risk rules that fired at intake, one reason per line; empty when none did.
+    flags             TEXT    NOT NULL DEFAULT '',
     created_at        INTEGER NOT NULL,
     updated_at        INTEGER NOT NULL
 );
@@ -75,6 +101,16 @@ CREATE TABLE ticket_devices (
 );
 
 CREATE INDEX ticket_devices_by_serial ON ticket_devices (serial);
+
+-- Approvals given; a flagged ticket needs two from two people (four eyes).
+CREATE TABLE approvals (
+    ticket_id  INTEGER NOT NULL REFERENCES tickets (id),
+    user_id    INTEGER NOT NULL REFERENCES users (id),
+    as_role    TEXT    NOT NULL,
+    note       TEXT    NOT NULL DEFAULT '',
+    at         INTEGER NOT NULL,
+    PRIMARY KEY (ticket_id, user_id)
+);
 
 -- One signed answer per device of an approved ticket.
 CREATE TABLE responses (

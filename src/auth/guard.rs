@@ -16,7 +16,23 @@ use crate::store::{StoreError, User};
 /// Handlers that take it must take no other extractor that can fail (parse bodies inside
 /// the handler): actix runs extractors concurrently and returns the first error, so a
 /// body error could otherwise reach a caller before "not authenticated".
-pub struct ApiUser(pub User);
+pub struct ApiUser {
+    pub user: User,
+    pub scope: crate::store::TokenScope,
+}
+
+impl ApiUser {
+    /// Refuses a read-only token on a route that changes something.
+    pub fn may_decide(&self) -> Result<(), ApiError> {
+        match self.scope {
+            crate::store::TokenScope::Decide => Ok(()),
+            crate::store::TokenScope::Read => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this API token may only read: create a token with the decide scope",
+            )),
+        }
+    }
+}
 
 impl FromRequest for ApiUser {
     type Error = ApiError;
@@ -40,7 +56,7 @@ impl FromRequest for ApiUser {
             })?;
             let hash = super::api_token_hash(&token);
             match desk.store.user_by_api_token(&hash, desk.clock.now()).await {
-                Ok(user) if !user.disabled => Ok(ApiUser(user)),
+                Ok((user, scope)) if !user.disabled => Ok(ApiUser { user, scope }),
                 Ok(_) => Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "this account is disabled",

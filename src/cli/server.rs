@@ -8,30 +8,67 @@ use clap::Subcommand;
 use super::{CliError, CliResult};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::{EmailAddress, Role};
+use crate::domain::{EmailAddress, Role, Roles};
 use crate::startup::Application;
 use crate::store::{self, Store};
+
+fn email_arg(raw: &str) -> Result<EmailAddress, String> {
+    EmailAddress::parse(raw).map_err(|e| format!("e-mail {e}"))
+}
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a console user; the password is read from standard input.
     Add {
-        #[arg(long, value_parser = |s: &str| EmailAddress::parse(s).map_err(|e| format!("e-mail {e}")))]
+        #[arg(long, value_parser = email_arg)]
         email: EmailAddress,
-        #[arg(long, value_enum, default_value = "agent")]
-        role: Role,
+        /// agent, supervisor or admin; repeat for several (e.g. --role admin --role supervisor).
+        #[arg(long = "role", value_enum, default_values_t = [Role::Agent])]
+        roles: Vec<Role>,
         /// Read the password from standard input (one line).
         #[arg(long, required = true)]
         password_stdin: bool,
     },
     /// Print a new API token for a user (shown once; stored hashed).
     Token {
-        #[arg(long, value_parser = |s: &str| EmailAddress::parse(s).map_err(|e| format!("e-mail {e}")))]
+        #[arg(long, value_parser = email_arg)]
         email: EmailAddress,
         /// What the token is for, shown in listings.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// read (list and show tickets) or decide (also claim, approve, reject).
+        #[arg(long, default_value = "decide", value_parser = ["read", "decide"])]
+        scope: String,
+        /// Days until the token stops working; none means it never expires.
+        #[arg(long)]
+        expires_days: Option<u32>,
     },
+    /// Stop a user from signing in or using tokens, and end the user's sessions.
+    Disable {
+        #[arg(long, value_parser = email_arg)]
+        email: EmailAddress,
+    },
+    /// Let a disabled user sign in again.
+    Enable {
+        #[arg(long, value_parser = email_arg)]
+        email: EmailAddress,
+    },
+    /// Replace a user's roles.
+    SetRole {
+        #[arg(long, value_parser = email_arg)]
+        email: EmailAddress,
+        #[arg(long = "role", value_enum, required = true)]
+        roles: Vec<Role>,
+    },
+    /// Set a new password (read from standard input) and end the user's sessions.
+    ResetPassword {
+        #[arg(long, value_parser = email_arg)]
+        email: EmailAddress,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List users, their roles and whether they are disabled.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,35 +200,100 @@ pub fn migrate(settings: Settings) -> CliResult {
     })
 }
 
+fn read_password() -> Result<String, CliError> {
+    let mut password = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut password)
+        .map_err(|e| CliError::new(format!("cannot read the password from standard input: {e}")))?;
+    let password = password.lines().next().unwrap_or("").to_owned();
+    Ok(crate::auth::hash_password(&password)?)
+}
+
+async fn find_user(
+    store: &dyn Store,
+    email: &EmailAddress,
+) -> Result<crate::store::User, CliError> {
+    store.user_by_email(email).await.map_err(|e| match e {
+        store::StoreError::NotFound => CliError::new(format!("there is no user {email}")),
+        other => other.into(),
+    })
+}
+
+/// The audit log names the operator's command line as the actor.
+const CLI_ACTOR: &str = "cli";
+
 pub fn user(command: &UserCommand, settings: Settings, clock: &dyn Clock) -> CliResult {
     runtime()?.block_on(async {
         let store = open_store(&settings).await?;
+        let now = clock.now();
         match command {
-            UserCommand::Add { email, role, .. } => {
-                let mut password = String::new();
-                std::io::stdin()
-                    .take(4096)
-                    .read_to_string(&mut password)
-                    .map_err(|e| {
-                        CliError::new(format!("cannot read the password from standard input: {e}"))
-                    })?;
-                let password = password.lines().next().unwrap_or("").to_owned();
-                let hash = crate::auth::hash_password(&password)?;
-                store.create_user(email, &hash, *role, clock.now()).await?;
-                println!("created {role} {email}");
-            }
-            UserCommand::Token { email, name } => {
-                let user = store.user_by_email(email).await.map_err(|e| match e {
-                    store::StoreError::NotFound => {
-                        CliError::new(format!("there is no user {email}"))
-                    }
-                    other => other.into(),
-                })?;
-                let (plain, hash) = crate::auth::new_api_token();
+            UserCommand::Add { email, roles, .. } => {
+                let roles =
+                    Roles::of(roles).ok_or_else(|| CliError::new("give at least one --role"))?;
+                let hash = read_password()?;
                 store
-                    .create_api_token(user.id, &hash, name, clock.now())
+                    .create_user(email, &hash, roles, CLI_ACTOR, now)
                     .await?;
+                println!("created {email} ({roles})");
+            }
+            UserCommand::Token {
+                email,
+                name,
+                scope,
+                expires_days,
+            } => {
+                let user = find_user(store.as_ref(), email).await?;
+                let (plain, hash) = crate::auth::new_api_token();
+                let token = crate::store::NewApiToken {
+                    user: user.id,
+                    token_hash: &hash,
+                    name,
+                    scope: crate::store::TokenScope::parse(scope)
+                        .unwrap_or(crate::store::TokenScope::Read),
+                    expires_at: expires_days.map(|days| now.plus_seconds(i64::from(days) * 86_400)),
+                    created_at: now,
+                };
+                store.create_api_token(&token).await?;
                 println!("{plain}");
+            }
+            UserCommand::Disable { email } => {
+                let user = find_user(store.as_ref(), email).await?;
+                store.set_disabled(user.id, true, CLI_ACTOR, now).await?;
+                println!("disabled {email}; its sessions are ended and its tokens refused");
+            }
+            UserCommand::Enable { email } => {
+                let user = find_user(store.as_ref(), email).await?;
+                store.set_disabled(user.id, false, CLI_ACTOR, now).await?;
+                println!("enabled {email}");
+            }
+            UserCommand::SetRole { email, roles } => {
+                let roles =
+                    Roles::of(roles).ok_or_else(|| CliError::new("give at least one --role"))?;
+                let user = find_user(store.as_ref(), email).await?;
+                store.set_roles(user.id, roles, CLI_ACTOR, now).await?;
+                println!("{email} is now {roles}");
+            }
+            UserCommand::ResetPassword { email, .. } => {
+                let user = find_user(store.as_ref(), email).await?;
+                let hash = read_password()?;
+                store.set_password(user.id, &hash, CLI_ACTOR, now).await?;
+                println!("set a new password for {email}; its sessions are ended");
+            }
+            UserCommand::List => {
+                for user in store.users().await? {
+                    let state = if user.disabled { "disabled" } else { "active" };
+                    let second = if user.totp_secret.is_some() {
+                        "2FA"
+                    } else {
+                        "no 2FA"
+                    };
+                    println!(
+                        "{:<40} {:<28} {state}, {second}",
+                        user.email.as_str(),
+                        user.roles.to_string()
+                    );
+                }
             }
         }
         Ok(())

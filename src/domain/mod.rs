@@ -3,12 +3,14 @@
 
 mod device;
 mod email;
+mod secret;
 mod ticket;
 mod time;
 mod user;
 
 pub use device::{DeviceModel, DeviceSerial, FieldError, FirmwareVersion, MacAddress};
 pub use email::{EmailAddress, EmailError};
+pub use secret::Secret;
 pub use ticket::{CountryCode, CustomerRole, PhoneNumber, PlainText, TicketNumber, TicketStatus};
 pub use time::{Timestamp, TimestampError};
-pub use user::Role;
+pub use user::{Role, Roles};

@@ -43,10 +43,10 @@ fn may_review(user: &User) -> Result<(), ReviewError> {
             "this account is disabled".to_owned(),
         ));
     }
-    if !user.role.reviews_tickets() {
+    if !user.roles.reviews_tickets() {
         return Err(ReviewError::Forbidden(format!(
-            "the {} role cannot decide tickets",
-            user.role
+            "{} ({}) cannot decide tickets: that needs the agent or supervisor role",
+            user.email, user.roles
         )));
     }
     Ok(())

@@ -158,8 +158,10 @@ async fn claim(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let number = ticket_number(&path)?;
-    review::claim(&desk, &user.0, &number).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"ticket": number, "claimed_by": user.0.email})))
+    user.may_decide()?;
+    review::claim(&desk, &user.user, &number).await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"ticket": number, "claimed_by": user.user.email})))
 }
 
 /// `POST /api/v1/tickets/{id}/approve`: signs and mails the responses. A second approval
@@ -171,7 +173,8 @@ async fn approve(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let number = ticket_number(&path)?;
-    review::approve(&desk, &user.0, &number).await?;
+    user.may_decide()?;
+    review::approve(&desk, &user.user, &number).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"ticket": number, "status": TicketStatus::Approved})))
 }
@@ -198,7 +201,8 @@ async fn reject(
         )
     })?;
     let number = ticket_number(&path)?;
-    review::reject(&desk, &user.0, &number, &body.reason).await?;
+    user.may_decide()?;
+    review::reject(&desk, &user.user, &number, &body.reason).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"ticket": number, "status": TicketStatus::Rejected})))
 }

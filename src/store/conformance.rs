@@ -4,12 +4,12 @@
 use crate::crypto::DeviceKey;
 use crate::domain::{
     CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, PlainText,
-    Role, TicketNumber, TicketStatus, Timestamp,
+    Role, Roles, TicketNumber, TicketStatus, Timestamp,
 };
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
-    Approval, CreateOutcome, Customer, ExportForm, NewMail, NewSession, NewTicket, QueueFilter,
-    Store, StoreError, UserId,
+    Approval, CreateOutcome, Customer, ExportForm, NewApiToken, NewMail, NewSession, NewTicket,
+    QueueFilter, Store, StoreError, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -81,8 +81,18 @@ async fn created(store: &dyn Store, new: &NewTicket) -> TicketNumber {
 }
 
 async fn agent(store: &dyn Store, address: &str) -> UserId {
+    user_with(store, address, &[Role::Agent]).await
+}
+
+async fn user_with(store: &dyn Store, address: &str, roles: &[Role]) -> UserId {
     store
-        .create_user(&email(address), "$argon2id$hash", Role::Agent, at(0))
+        .create_user(
+            &email(address),
+            "$argon2id$hash",
+            Roles::of(roles).unwrap(),
+            "test",
+            at(0),
+        )
         .await
         .unwrap()
 }
@@ -98,7 +108,13 @@ pub async fn users_and_tokens(store: &dyn Store) {
     let id = agent(store, "agent@vendor.test").await;
     assert!(matches!(
         store
-            .create_user(&email("agent@vendor.test"), "h", Role::Agent, at(0))
+            .create_user(
+                &email("agent@vendor.test"),
+                "h",
+                Roles::of(&[Role::Admin]).unwrap(),
+                "test",
+                at(0)
+            )
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -107,25 +123,104 @@ pub async fn users_and_tokens(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        (user.id, user.role, user.disabled),
-        (id, Role::Agent, false)
+        (user.id, user.roles, user.disabled),
+        (id, Roles::of(&[Role::Agent]).unwrap(), false)
     );
+    assert!(user.totp_secret.is_none());
     assert!(matches!(
         store.user_by_email(&email("nobody@vendor.test")).await,
         Err(StoreError::NotFound)
     ));
+
+    let token = |hash, scope, expires_at| NewApiToken {
+        user: id,
+        token_hash: hash,
+        name: "ci",
+        scope,
+        expires_at,
+        created_at: at(0),
+    };
     store
-        .create_api_token(id, "hash-1", "ci", at(0))
+        .create_api_token(&token("hash-1", TokenScope::Decide, None))
         .await
         .unwrap();
+    store
+        .create_api_token(&token("hash-2", TokenScope::Read, Some(at(100))))
+        .await
+        .unwrap();
+    let (found, scope) = store.user_by_api_token("hash-1", at(1)).await.unwrap();
+    assert_eq!((found.id, scope), (id, TokenScope::Decide));
     assert_eq!(
-        store.user_by_api_token("hash-1", at(1)).await.unwrap().id,
-        id
+        store.user_by_api_token("hash-2", at(99)).await.unwrap().1,
+        TokenScope::Read
+    );
+    assert!(
+        matches!(
+            store.user_by_api_token("hash-2", at(100)).await,
+            Err(StoreError::NotFound)
+        ),
+        "expired"
     );
     assert!(matches!(
-        store.user_by_api_token("hash-2", at(1)).await,
+        store.user_by_api_token("hash-3", at(1)).await,
         Err(StoreError::NotFound)
     ));
+    let listed = store.api_tokens(id).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    store
+        .revoke_api_token(id, listed[0].id, at(2))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.user_by_api_token("hash-1", at(3)).await,
+            Err(StoreError::NotFound)
+        ),
+        "revoked"
+    );
+    assert!(store.api_tokens(id).await.unwrap()[0].revoked);
+    let other = agent(store, "other@vendor.test").await;
+    assert!(
+        matches!(
+            store.revoke_api_token(other, listed[1].id, at(4)).await,
+            Err(StoreError::NotFound)
+        ),
+        "only the owner revokes"
+    );
+
+    store
+        .set_roles(
+            id,
+            Roles::of(&[Role::Supervisor, Role::Admin]).unwrap(),
+            "admin@vendor.test",
+            at(5),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .user_by_email(&email("agent@vendor.test"))
+            .await
+            .unwrap()
+            .roles
+            .contains(Role::Admin)
+    );
+    store
+        .set_disabled(id, true, "admin@vendor.test", at(6))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .user_by_email(&email("agent@vendor.test"))
+            .await
+            .unwrap()
+            .disabled
+    );
+    store
+        .set_disabled(id, false, "admin@vendor.test", at(7))
+        .await
+        .unwrap();
+    assert_eq!(store.users().await.unwrap().len(), 2);
 }
 
 pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {

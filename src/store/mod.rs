@@ -19,7 +19,7 @@ pub use sqlite::SqliteStore;
 
 use crate::audit::AuditEntry;
 use crate::domain::{
-    CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, TicketNumber,
+    CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Roles, Secret, TicketNumber,
     TicketStatus, Timestamp,
 };
 use crate::protocol::{DeviceChallenge, SignedResponse};
@@ -65,9 +65,57 @@ pub struct UserId(pub i64);
 pub struct User {
     pub id: UserId,
     pub email: EmailAddress,
-    pub role: Role,
+    pub roles: Roles,
     pub password_hash: String,
     pub disabled: bool,
+    /// The TOTP seed (base32), once the second factor is enrolled.
+    pub totp_secret: Option<Secret>,
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope {
+    /// List and read tickets.
+    Read,
+    /// Also claim, approve and reject.
+    Decide,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Decide => "decide",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Read, Self::Decide]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+/// An API token as its owner sees it in the list (never the token itself).
+#[derive(Debug, Clone)]
+pub struct ApiTokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub scope: TokenScope,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked: bool,
+}
+
+/// A new API token to store.
+#[derive(Debug, Clone)]
+pub struct NewApiToken<'a> {
+    pub user: UserId,
+    pub token_hash: &'a str,
+    pub name: &'a str,
+    pub scope: TokenScope,
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
 }
 
 /// How the customer sent the export.
@@ -246,22 +294,56 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database is reachable.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Creates a user; `actor` is who did it, for the audit log.
     async fn create_user(
         &self,
         email: &EmailAddress,
         password_hash: &str,
-        role: Role,
+        roles: Roles,
+        actor: &str,
         now: Timestamp,
     ) -> StoreResult<UserId>;
     async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<User>;
-    async fn create_api_token(
+    async fn users(&self) -> StoreResult<Vec<User>>;
+    async fn set_roles(
         &self,
         user: UserId,
-        token_hash: &str,
-        name: &str,
+        roles: Roles,
+        actor: &str,
         now: Timestamp,
     ) -> StoreResult<()>;
-    async fn user_by_api_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<User>;
+    /// Disables or enables a user; disabling also ends the user's sessions.
+    async fn set_disabled(
+        &self,
+        user: UserId,
+        disabled: bool,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Sets a new password and ends the user's sessions.
+    async fn set_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Ends every session of a user.
+    async fn revoke_sessions(&self, user: UserId, actor: &str, now: Timestamp) -> StoreResult<()>;
+    async fn create_api_token(&self, token: &NewApiToken<'_>) -> StoreResult<()>;
+    /// The user a live token belongs to, with the token's scope.
+    async fn user_by_api_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<(User, TokenScope)>;
+    async fn api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>>;
+    async fn revoke_api_token(
+        &self,
+        user: UserId,
+        token_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<()>;
 
     /// Stores a ticket with its devices and acknowledgment mail, superseding older open
     /// tickets for the same serials; or finds the ticket of an already submitted challenge.

@@ -10,7 +10,7 @@ use super::{
 use crate::crypto::{KeyId, MacTag, Signature};
 use crate::domain::{
     CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion,
-    MacAddress, PhoneNumber, PlainText, Role, TicketNumber, TicketStatus, Timestamp,
+    MacAddress, PhoneNumber, PlainText, Roles, Secret, TicketNumber, TicketStatus, Timestamp,
 };
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 
@@ -51,13 +51,17 @@ pub(super) fn hex_array<const N: usize>(
         .ok_or_else(|| corrupt(what, raw))
 }
 
+/// A user as `SELECT id, email, roles, password_hash, disabled_at, totp_secret,
+/// totp_enabled_at` reads it.
 #[derive(FromRow)]
 pub(super) struct UserRow {
     id: i64,
     email: String,
-    role: String,
+    roles: String,
     password_hash: String,
     disabled_at: Option<i64>,
+    totp_secret: Option<String>,
+    totp_enabled_at: Option<i64>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -66,9 +70,14 @@ impl TryFrom<UserRow> for User {
         Ok(User {
             id: UserId(row.id),
             email: parse("e-mail", &row.email, EmailAddress::parse)?,
-            role: Role::parse(&row.role).ok_or_else(|| corrupt("role", &row.role))?,
+            roles: Roles::parse_stored(&row.roles).ok_or_else(|| corrupt("roles", &row.roles))?,
             password_hash: row.password_hash,
             disabled: row.disabled_at.is_some(),
+            // A seed counts only once its enrolment was confirmed with a code.
+            totp_secret: row
+                .totp_secret
+                .filter(|_| row.totp_enabled_at.is_some())
+                .map(Secret::new),
         })
     }
 }
@@ -330,6 +339,31 @@ impl TryFrom<AuditRow> for crate::audit::AuditEntry {
             detail: row.detail,
             prev_hash: hex_array("audit hash", &row.prev_hash)?,
             hash: hex_array("audit hash", &row.hash)?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct TokenRow {
+    id: i64,
+    name: String,
+    scope: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<TokenRow> for super::ApiTokenInfo {
+    type Error = StoreError;
+    fn try_from(row: TokenRow) -> Result<Self, StoreError> {
+        Ok(super::ApiTokenInfo {
+            id: row.id,
+            scope: super::TokenScope::parse(&row.scope)
+                .ok_or_else(|| corrupt("token scope", &row.scope))?,
+            name: row.name,
+            created_at: time(row.created_at)?,
+            expires_at: row.expires_at.map(time).transpose()?,
+            revoked: row.revoked_at.is_some(),
         })
     }
 }

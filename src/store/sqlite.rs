@@ -15,11 +15,12 @@ use super::rows::{
     UserRow, hex,
 };
 use super::{
-    Approval, CreateOutcome, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, Store,
-    StoreError, StoreResult, TicketDetail, TicketSummary, User, UserId,
+    ApiTokenInfo, Approval, CreateOutcome, NewApiToken, NewMail, NewSession, NewTicket,
+    OutboxMessage, QueueFilter, Store, StoreError, StoreResult, TicketDetail, TicketSummary,
+    TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
-use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
+use crate::domain::{EmailAddress, Roles, TicketNumber, TicketStatus, Timestamp};
 
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
@@ -59,7 +60,23 @@ const QUEUE_QUERY: &str = concat!(
 
 const SUMMARY_BY_ID: &str = concat!(summary_select!(), "WHERE t.id = ?");
 
+/// Loads users; each query adds its own `WHERE`.
+macro_rules! user_select {
+    () => {
+        "SELECT id, email, roles, password_hash, disabled_at, totp_secret, totp_enabled_at FROM users "
+    };
+}
+
 impl SqliteStore {
+    async fn user_by_id(&self, user: UserId) -> StoreResult<User> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE id = ?"))
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(db)?
@@ -221,6 +238,15 @@ async fn record_step(
     tx.commit().await.map_err(db)
 }
 
+async fn end_sessions(tx: &mut Transaction<'static, Sqlite>, user: UserId) -> StoreResult<()> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+        .bind(user.0)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
 /// Explains why a decision found the ticket no longer open.
 async fn decided_conflict(tx: &mut Transaction<'static, Sqlite>, ticket_id: i64) -> StoreError {
     let row: Result<(String, Option<String>), _> = sqlx::query_as(
@@ -260,16 +286,17 @@ impl Store for SqliteStore {
         &self,
         email: &EmailAddress,
         password_hash: &str,
-        role: Role,
+        roles: Roles,
+        actor: &str,
         now: Timestamp,
     ) -> StoreResult<UserId> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (email, password_hash, role, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO users (email, password_hash, roles, created_at) VALUES (?, ?, ?, ?) RETURNING id",
         )
         .bind(email.as_str())
         .bind(password_hash)
-        .bind(role.as_str())
+        .bind(roles.to_stored())
         .bind(now.unix_seconds())
         .fetch_one(&mut *tx)
         .await
@@ -283,10 +310,10 @@ impl Store for SqliteStore {
         audit(
             &mut tx,
             now,
-            "cli",
+            actor,
             "user_created",
             None,
-            &format!("{email} as {role}"),
+            &format!("{email} as {roles}"),
         )
         .await?;
         tx.commit().await.map_err(db)?;
@@ -294,51 +321,183 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<User> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, email, role, password_hash, disabled_at FROM users WHERE email = ?",
-        )
-        .bind(email.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE email = ?"))
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.ok_or(StoreError::NotFound)?.try_into()
     }
 
-    async fn create_api_token(
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        let rows: Vec<UserRow> = sqlx::query_as(concat!(user_select!(), "ORDER BY email"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn set_roles(
         &self,
         user: UserId,
-        token_hash: &str,
-        name: &str,
+        roles: Roles,
+        actor: &str,
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO api_tokens (user_id, token_hash, name, created_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(user.0)
-        .bind(token_hash)
-        .bind(name)
-        .bind(now.unix_seconds())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
         let email = user_email(&mut tx, user).await?;
-        audit(&mut tx, now, &email, "api_token_created", None, name).await?;
+        sqlx::query("UPDATE users SET roles = ? WHERE id = ?")
+            .bind(roles.to_stored())
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            "roles_changed",
+            None,
+            &format!("{email} is now {roles}"),
+        )
+        .await?;
         tx.commit().await.map_err(db)
     }
 
-    async fn user_by_api_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<User> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT u.id, u.email, u.role, u.password_hash, u.disabled_at
-             FROM api_tokens k JOIN users u ON u.id = k.user_id
-             WHERE k.token_hash = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?)",
+    async fn set_disabled(
+        &self,
+        user: UserId,
+        disabled: bool,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let email = user_email(&mut tx, user).await?;
+        sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ?")
+            .bind(disabled.then_some(now.unix_seconds()))
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if disabled {
+            end_sessions(&mut tx, user).await?;
+        }
+        let action = if disabled {
+            "user_disabled"
+        } else {
+            "user_enabled"
+        };
+        audit(&mut tx, now, actor, action, None, &email).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn set_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let email = user_email(&mut tx, user).await?;
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        end_sessions(&mut tx, user).await?;
+        audit(&mut tx, now, actor, "password_reset", None, &email).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn revoke_sessions(&self, user: UserId, actor: &str, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let email = user_email(&mut tx, user).await?;
+        end_sessions(&mut tx, user).await?;
+        audit(&mut tx, now, actor, "sessions_revoked", None, &email).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn create_api_token(&self, token: &NewApiToken<'_>) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (user_id, token_hash, name, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token.user.0)
+        .bind(token.token_hash)
+        .bind(token.name)
+        .bind(token.scope.as_str())
+        .bind(token.created_at.unix_seconds())
+        .bind(token.expires_at.map(Timestamp::unix_seconds))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let email = user_email(&mut tx, token.user).await?;
+        let detail = format!("{} ({})", token.name, token.scope.as_str());
+        audit(
+            &mut tx,
+            token.created_at,
+            &email,
+            "api_token_created",
+            None,
+            &detail,
+        )
+        .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn user_by_api_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<(User, TokenScope)> {
+        let found: Option<(i64, String)> = sqlx::query_as(
+            "SELECT user_id, scope FROM api_tokens
+             WHERE token_hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
         )
         .bind(token_hash)
         .bind(now.unix_seconds())
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.ok_or(StoreError::NotFound)?.try_into()
+        let (user_id, scope) = found.ok_or(StoreError::NotFound)?;
+        let scope =
+            TokenScope::parse(&scope).ok_or_else(|| rows::corrupt("token scope", scope.clone()))?;
+        Ok((self.user_by_id(UserId(user_id)).await?, scope))
+    }
+
+    async fn api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>> {
+        let rows: Vec<rows::TokenRow> = sqlx::query_as(
+            "SELECT id, name, scope, created_at, expires_at, revoked_at FROM api_tokens WHERE user_id = ? ORDER BY id",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn revoke_api_token(
+        &self,
+        user: UserId,
+        token_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let name: Option<String> = sqlx::query_scalar(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL RETURNING name",
+        )
+        .bind(now.unix_seconds())
+        .bind(token_id)
+        .bind(user.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let name = name.ok_or(StoreError::NotFound)?;
+        let email = user_email(&mut tx, user).await?;
+        audit(&mut tx, now, &email, "api_token_revoked", None, &name).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn create_ticket(
@@ -890,13 +1049,10 @@ impl Store for SqliteStore {
         now: Timestamp,
         idle_secs: i64,
     ) -> StoreResult<(User, String)> {
-        let row: Option<(i64, String, String, String, Option<i64>, String)> = sqlx::query_as(
+        let found: Option<(i64, String)> = sqlx::query_as(
             "UPDATE sessions SET last_seen_at = ?1, expires_at = ?1 + ?2
              WHERE token_hash = ?3 AND expires_at > ?1
-             RETURNING user_id, (SELECT email FROM users WHERE id = user_id),
-                       (SELECT role FROM users WHERE id = user_id),
-                       (SELECT password_hash FROM users WHERE id = user_id),
-                       (SELECT disabled_at FROM users WHERE id = user_id), csrf_token",
+             RETURNING user_id, csrf_token",
         )
         .bind(now.unix_seconds())
         .bind(idle_secs)
@@ -904,17 +1060,8 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        let (id, email, role, password_hash, disabled_at, csrf) =
-            row.ok_or(StoreError::NotFound)?;
-        let user = User {
-            id: UserId(id),
-            email: EmailAddress::parse(&email)
-                .map_err(|_| rows::corrupt("e-mail", email.clone()))?,
-            role: Role::parse(&role).ok_or_else(|| rows::corrupt("role", role.clone()))?,
-            password_hash,
-            disabled: disabled_at.is_some(),
-        };
-        Ok((user, csrf))
+        let (user_id, csrf) = found.ok_or(StoreError::NotFound)?;
+        Ok((self.user_by_id(UserId(user_id)).await?, csrf))
     }
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {

@@ -14,7 +14,7 @@ use resetdesk::crypto::KeyStore;
 use resetdesk::desk::Desk;
 use resetdesk::device::{self, DeviceState};
 use resetdesk::domain::{
-    DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, Role, Timestamp,
+    DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, Role, Roles, Timestamp,
 };
 use resetdesk::mail::outbox::{OutboxWorker, Round};
 use resetdesk::protocol::{DeviceIdentity, ResetRequest, export_xml, qr, reset_string};
@@ -236,13 +236,26 @@ impl TestApp {
         let id = self
             .desk
             .store
-            .create_user(&email, &hash, Role::Agent, Timestamp::now())
+            .create_user(
+                &email,
+                &hash,
+                Roles::of(&[Role::Agent]).unwrap(),
+                "test",
+                Timestamp::now(),
+            )
             .await
             .unwrap();
         let (plain, token_hash) = resetdesk::auth::new_api_token();
         self.desk
             .store
-            .create_api_token(id, &token_hash, "test", Timestamp::now())
+            .create_api_token(&resetdesk::store::NewApiToken {
+                user: id,
+                token_hash: &token_hash,
+                name: "test",
+                scope: resetdesk::store::TokenScope::Decide,
+                expires_at: None,
+                created_at: Timestamp::now(),
+            })
             .await
             .unwrap();
         plain
@@ -432,7 +445,8 @@ impl TestApp {
             .create_user(
                 &EmailAddress::parse(email).unwrap(),
                 &hash,
-                Role::Agent,
+                Roles::of(&[Role::Agent]).unwrap(),
+                "test",
                 Timestamp::now(),
             )
             .await
