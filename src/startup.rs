@@ -136,6 +136,10 @@ impl Application {
                         )
                         .into()
                     }))
+                    // Innermost, so its redirects and refusals pass the headers and log outside it.
+                    .wrap(actix_web::middleware::from_fn(
+                        crate::auth::console_guard::console_guard,
+                    ))
                     .wrap(
                         actix_web::middleware::DefaultHeaders::new()
                             // Pages carry no script; status links carry a token, so no referrer.

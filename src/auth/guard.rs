@@ -70,8 +70,10 @@ impl FromRequest for ApiUser {
     }
 }
 
-/// A console user with a live session cookie. Without one, the request is sent to the
-/// sign-in page.
+/// A console user with a live session, put in the request by
+/// [`super::console_guard::console_guard`], which has also checked the CSRF token of any
+/// request that changes something.
+#[derive(Clone)]
 pub struct ConsoleUser {
     pub user: User,
     pub csrf: String,
@@ -80,15 +82,16 @@ pub struct ConsoleUser {
 
 impl FromRequest for ConsoleUser {
     type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let desk = request.app_data::<web::Data<Desk>>().cloned();
-        let cookie = request
-            .cookie(super::session::COOKIE)
-            .map(|c| c.value().to_owned());
-        Box::pin(async move {
-            let to_login = || {
+        use actix_web::HttpMessage;
+        // Absent only if a console handler were mounted outside /console: fail closed.
+        let user = request
+            .extensions()
+            .get::<ConsoleUser>()
+            .cloned()
+            .ok_or_else(|| {
                 actix_web::error::InternalError::from_response(
                     "sign-in required",
                     actix_web::HttpResponse::SeeOther()
@@ -96,25 +99,7 @@ impl FromRequest for ConsoleUser {
                         .finish(),
                 )
                 .into()
-            };
-            let (Some(desk), Some(cookie)) = (desk, cookie) else {
-                return Err(to_login());
-            };
-            let token_hash = super::session::token_hash(&cookie);
-            match desk
-                .store
-                .session(&token_hash, desk.clock.now(), super::session::IDLE_SECS)
-                .await
-            {
-                Ok((user, _)) if user.disabled => Err(to_login()),
-                Ok((user, csrf)) => Ok(ConsoleUser {
-                    user,
-                    csrf,
-                    token_hash,
-                }),
-                Err(StoreError::NotFound) => Err(to_login()),
-                Err(other) => Err(ApiError::internal(&other).into()),
-            }
-        })
+            });
+        std::future::ready(user)
     }
 }

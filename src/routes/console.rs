@@ -144,31 +144,17 @@ async fn login(desk: web::Data<Desk>, form: web::Form<LoginForm>) -> HttpRespons
         .finish()
 }
 
+/// The fields of the console's action forms. Their `csrf` field was already checked by
+/// the console guard before any handler runs.
 #[derive(Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
+struct ActionForm {
     reason: Option<String>,
     canned: Option<String>,
     note: Option<String>,
 }
 
-fn csrf_refused() -> HttpResponse {
-    message_page(
-        StatusCode::FORBIDDEN,
-        "This form has expired",
-        "The page was open too long or came from somewhere else. Go back, reload the page and try again.",
-    )
-}
-
 #[post("/console/logout")]
-async fn logout(
-    desk: web::Data<Desk>,
-    console: ConsoleUser,
-    form: web::Form<CsrfForm>,
-) -> HttpResponse {
-    if !session::csrf_matches(&console.csrf, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
+async fn logout(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
     if let Err(error) = desk.store.delete_session(&console.token_hash).await {
         return message_page(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -487,7 +473,6 @@ async fn act<F, Fut>(
     desk: &Desk,
     console: &ConsoleUser,
     raw: &str,
-    form: &CsrfForm,
     done: &str,
     action: F,
 ) -> HttpResponse
@@ -495,9 +480,6 @@ where
     F: FnOnce(TicketNumber) -> Fut,
     Fut: std::future::Future<Output = Result<(), ReviewError>>,
 {
-    if !session::csrf_matches(&console.csrf, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
     let Some(number) = parse_number(raw) else {
         return not_a_ticket();
     };
@@ -516,10 +498,9 @@ async fn claim(
     desk: web::Data<Desk>,
     console: ConsoleUser,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> HttpResponse {
     let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, &form, "claimed", |n| async move {
+    act(d, &console, &path, "claimed", |n| async move {
         review::claim(d, u, &n).await
     })
     .await
@@ -530,10 +511,9 @@ async fn approve(
     desk: web::Data<Desk>,
     console: ConsoleUser,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> HttpResponse {
     let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, &form, "approved", |n| async move {
+    act(d, &console, &path, "approved", |n| async move {
         review::approve(d, u, &n).await
     })
     .await
@@ -544,7 +524,7 @@ async fn reject(
     desk: web::Data<Desk>,
     console: ConsoleUser,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: web::Form<ActionForm>,
 ) -> HttpResponse {
     let typed = form
         .reason
@@ -560,7 +540,7 @@ async fn reject(
         .unwrap_or("")
         .to_owned();
     let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, &form, "rejected", |n| async move {
+    act(d, &console, &path, "rejected", |n| async move {
         review::reject(d, u, &n, &reason).await
     })
     .await
@@ -571,18 +551,13 @@ async fn request_photo(
     desk: web::Data<Desk>,
     console: ConsoleUser,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: web::Form<ActionForm>,
 ) -> HttpResponse {
     let note = form.note.clone().unwrap_or_default();
     let (d, u) = (desk.get_ref(), &console.user);
-    act(
-        d,
-        &console,
-        &path,
-        &form,
-        "photo-requested",
-        |n| async move { review::request_photo(d, u, &n, &note).await },
-    )
+    act(d, &console, &path, "photo-requested", |n| async move {
+        review::request_photo(d, u, &n, &note).await
+    })
     .await
 }
 
@@ -591,11 +566,10 @@ async fn retry_mail(
     desk: web::Data<Desk>,
     console: ConsoleUser,
     path: web::Path<(String, i64)>,
-    form: web::Form<CsrfForm>,
 ) -> HttpResponse {
     let (raw, mail_id) = path.into_inner();
     let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &raw, &form, "mail-retried", |n| async move {
+    act(d, &console, &raw, "mail-retried", |n| async move {
         review::retry_mail(d, u, &n, mail_id).await
     })
     .await
@@ -643,11 +617,8 @@ async fn reasons_view(desk: web::Data<Desk>, console: ConsoleUser) -> HttpRespon
 async fn add_reason(
     desk: web::Data<Desk>,
     console: ConsoleUser,
-    form: web::Form<CsrfForm>,
+    form: web::Form<ActionForm>,
 ) -> HttpResponse {
-    if !session::csrf_matches(&console.csrf, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
     let text = match crate::domain::PlainText::parse(
         form.reason.as_deref().unwrap_or(""),
         review::MAX_REASON_CHARS,
@@ -685,11 +656,7 @@ async fn remove_reason(
     desk: web::Data<Desk>,
     console: ConsoleUser,
     path: web::Path<i64>,
-    form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    if !session::csrf_matches(&console.csrf, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
     match desk
         .store
         .remove_canned_reason(path.into_inner(), console.user.id, desk.clock.now())

@@ -62,6 +62,6 @@ pub fn form_error(
 }
 
 /// A page that only says something: not found, expired form, an error.
-fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
+pub fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
     html(status, &MessagePage { title, text })
 }

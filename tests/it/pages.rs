@@ -437,3 +437,63 @@ async fn agents_edit_the_canned_rejection_reasons_and_use_them() {
             .contains("reported stolen")
     );
 }
+
+/// Every state-changing console route, with a ticket and a mail to act on.
+fn console_post_routes(ticket: &str) -> Vec<String> {
+    vec![
+        "/console/logout".to_owned(),
+        format!("/console/tickets/{ticket}/claim"),
+        format!("/console/tickets/{ticket}/approve"),
+        format!("/console/tickets/{ticket}/reject"),
+        format!("/console/tickets/{ticket}/request-photo"),
+        format!("/console/tickets/{ticket}/mails/1/retry"),
+        "/console/reasons".to_owned(),
+        "/console/reasons/1/delete".to_owned(),
+        // Not a route today: the guard covers whatever is added under /console later.
+        "/console/some-future-action".to_owned(),
+    ]
+}
+
+#[tokio::test]
+async fn every_state_changing_console_route_refuses_a_missing_or_forged_csrf_token() {
+    let app = spawn_app().await;
+    app.create_agent("agent@vendor.test").await;
+    let (number, _, _) = submit_form(&app, "csrf@example.com", 0).await;
+    let agent = app.sign_in("agent@vendor.test").await;
+    let before = app
+        .console_page(&agent, &format!("/console/tickets/{number}"))
+        .await;
+    for route in console_post_routes(&number) {
+        let anonymous = browser()
+            .post(app.url(&route))
+            .form(&[("reason", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 303, "{route} without a session");
+        let missing = agent
+            .post(app.url(&route))
+            .form(&[("reason", "x"), ("note", "y")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 403, "{route} without a CSRF token");
+        let forged = agent
+            .post(app.url(&route))
+            .form(&[("csrf", "forged"), ("reason", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 403, "{route} with a forged CSRF token");
+        let body = forged.text().await.unwrap();
+        assert!(body.contains("This form has expired"), "{route}: {body}");
+    }
+    // Nothing happened: the ticket is as it was, the session still works.
+    let after = app
+        .console_page(&agent, &format!("/console/tickets/{number}"))
+        .await;
+    assert!(
+        after.contains("id=\"ticket-status\">Open") && before.contains("id=\"ticket-status\">Open")
+    );
+    assert!(!after.contains(">claimed<"), "no claim went through");
+}
