@@ -42,6 +42,8 @@ pub struct Settings {
     pub outbox_max_attempts: u32,
     pub outbox_poll_ms: u64,
     pub max_clock_skew_secs: i64,
+    /// Customer e-mail domains whose tickets always need four eyes.
+    pub watch_domains: Vec<String>,
 }
 
 impl Default for Settings {
@@ -60,6 +62,7 @@ impl Default for Settings {
             outbox_max_attempts: 8,
             outbox_poll_ms: 1000,
             max_clock_skew_secs: crate::protocol::DEFAULT_MAX_CLOCK_SKEW_SECS,
+            watch_domains: Vec::new(),
         }
     }
 }
@@ -80,6 +83,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "outbox_max_attempts",
     "outbox_poll_ms",
     "max_clock_skew_secs",
+    "watch_domains",
 ];
 
 impl Settings {
@@ -211,6 +215,19 @@ impl Settings {
                 self.max_clock_skew_secs = number(value)
                     .filter(|n| *n >= 0)
                     .ok_or_else(|| invalid("expected seconds"))?
+            }
+            "watch_domains" => {
+                let domains: Vec<String> = value
+                    .split([',', ' '])
+                    .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+                    .filter(|d| !d.is_empty())
+                    .collect();
+                if domains.iter().any(|d| !d.contains('.') || d.contains('@')) {
+                    return Err(invalid(
+                        "expected domains separated by commas, such as example.com, mail.example.net",
+                    ));
+                }
+                self.watch_domains = domains;
             }
             _ => return Err(ConfigError::Unknown(key.to_owned())),
         }

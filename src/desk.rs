@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::blobs::BlobStore;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::crypto::{DeskSecret, MasterSecret, SigningKey};
+use crate::crypto::{DeskSecret, KeyId, KeyStore, KeyStoreError, MasterSecret, SigningKey};
 use crate::domain::TicketNumber;
 use crate::mail::compose::MailContext;
 use crate::store::Store;
@@ -23,11 +23,46 @@ pub struct Desk {
     pub image_permits: tokio::sync::Semaphore,
 }
 
-/// Key material the running desk needs, loaded once at start.
+/// Key material the running desk needs. The signing key can change while the desk runs
+/// (`keys rotate` on any replica's keys directory): [`DeskKeys::reload`] picks it up.
 pub struct DeskKeys {
     pub master: MasterSecret,
-    pub signer: SigningKey,
     pub desk_secret: DeskSecret,
+    signer: std::sync::RwLock<Arc<SigningKey>>,
+    store: KeyStore,
+}
+
+impl DeskKeys {
+    /// Loads everything from the keys directory.
+    pub fn load(store: KeyStore) -> Result<Self, KeyStoreError> {
+        Ok(Self {
+            master: store.master_secret()?,
+            desk_secret: store.desk_secret()?,
+            signer: std::sync::RwLock::new(Arc::new(store.active_signing_key()?)),
+            store,
+        })
+    }
+
+    /// The key that signs now.
+    pub fn signer(&self) -> Arc<SigningKey> {
+        // A poisoned lock only means a reload panicked; the key inside is still whole.
+        self.signer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the keyring; returns the new key id when the active key changed.
+    pub fn reload(&self) -> Result<Option<KeyId>, KeyStoreError> {
+        let active = self.store.active_signing_key()?;
+        let mut signer = self.signer.write().unwrap_or_else(|e| e.into_inner());
+        if signer.id() == active.id() {
+            return Ok(None);
+        }
+        let id = active.id().clone();
+        *signer = Arc::new(active);
+        Ok(Some(id))
+    }
 }
 
 impl Desk {

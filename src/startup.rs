@@ -56,12 +56,8 @@ impl Application {
         if keys.ensure_initialized(clock.now())? {
             tracing::info!(dir = %settings.keys_dir.display(), "created the factory master secret and a signing key (first start): back this directory up");
         }
-        let desk_keys = DeskKeys {
-            master: keys.master_secret()?,
-            signer: keys.active_signing_key()?,
-            desk_secret: keys.desk_secret()?,
-        };
-        tracing::info!(key_id = %desk_keys.signer.id(), "signing with key");
+        let desk_keys = DeskKeys::load(keys)?;
+        tracing::info!(key_id = %desk_keys.signer().id(), "signing with key");
 
         let store = store::connect(&settings.database_url())
             .await

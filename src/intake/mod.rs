@@ -3,6 +3,7 @@
 //! so a refused submission leaves nothing behind.
 
 pub mod photo;
+pub mod risk;
 
 use std::collections::BTreeMap;
 
@@ -275,6 +276,9 @@ pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, Intake
         .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
         .map_err(|e| IntakeError::one(field, e.to_string()))?;
 
+    let flags = risk::flags(desk, &customer.email, verified.devices(), now)
+        .await
+        .map_err(IntakeError::internal)?;
     let number = TicketNumber::generate();
     let status_url = desk.status_url(&number);
     let acknowledgment = compose::acknowledgment(
@@ -305,6 +309,7 @@ pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, Intake
         label_blob: label_blob.clone(),
         label_media_type: media_type.to_owned(),
         devices: verified.devices().to_vec(),
+        flags,
         created_at: now,
     };
     let outcome = desk.store.create_ticket(&ticket, &acknowledgment).await;

@@ -4,10 +4,10 @@
 //! makes a second approval, by anyone, a conflict that signs nothing.
 
 use crate::desk::Desk;
-use crate::domain::TicketNumber;
+use crate::domain::{Role, TicketNumber, TicketStatus};
 use crate::mail::compose;
 use crate::protocol::{ResetRequest, respond, response};
-use crate::store::{Approval, StoreError, TicketDetail, User};
+use crate::store::{Approval, FirstApproval, StoreError, TicketDetail, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -68,23 +68,88 @@ pub async fn claim(desk: &Desk, user: &User, number: &TicketNumber) -> Result<()
         .map_err(|e| ReviewError::from_store(e, number))
 }
 
-/// Signs a response for every device of the ticket and queues the approval mail.
+/// What an approval did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approved {
+    /// The responses were signed and the mail queued.
+    Signed,
+    /// The first of the two approvals a flagged ticket needs: nothing was signed.
+    AwaitingSecond,
+}
+
+/// The role a user approves in: supervisor when they hold it.
+fn approving_role(user: &User) -> Role {
+    if user.roles.contains(Role::Supervisor) {
+        Role::Supervisor
+    } else {
+        Role::Agent
+    }
+}
+
+/// Approves a ticket. An ordinary ticket is signed at once; a flagged ticket (a risk
+/// rule fired at intake) needs two approvals from two different people, at least one a
+/// supervisor, and is signed only by the second. Nobody approves a ticket twice, and
+/// nobody approves a ticket whose customer e-mail is their own.
 #[tracing::instrument(skip_all, fields(ticket = %number, agent = %user.email), err(level = "info"))]
-pub async fn approve(desk: &Desk, user: &User, number: &TicketNumber) -> Result<(), ReviewError> {
+pub async fn approve(
+    desk: &Desk,
+    user: &User,
+    number: &TicketNumber,
+    note: &str,
+) -> Result<Approved, ReviewError> {
     may_review(user)?;
+    let note = plain_note(note)?;
     let ticket = load(desk, number).await?;
-    if !ticket.summary.status.is_pending() {
+    if ticket.summary.status != TicketStatus::Open {
         let by = ticket
             .decided_by
             .as_deref()
             .map(|b| format!(" by {b}"))
             .unwrap_or_default();
         return Err(ReviewError::Conflict(format!(
-            "the ticket was already {}{by}",
-            ticket.summary.status
+            "the ticket is {}{by}, not open",
+            ticket.summary.status.describe_short().to_lowercase()
         )));
     }
+    if ticket.customer.email == user.email {
+        return Err(ReviewError::Forbidden(
+            "you cannot approve a ticket whose customer e-mail is your own: another person must"
+                .to_owned(),
+        ));
+    }
+    if ticket.approvals.iter().any(|a| a.by == user.id) {
+        return Err(ReviewError::Conflict(
+            "you already approved this ticket; a second person must approve it".to_owned(),
+        ));
+    }
+    let as_role = approving_role(user);
     let now = desk.clock.now();
+    let flagged = !ticket.summary.flags.is_empty();
+    if flagged && ticket.approvals.is_empty() {
+        desk.store
+            .add_first_approval(&FirstApproval {
+                ticket_id: ticket.id,
+                by: user.id,
+                as_role,
+                note,
+                at: now,
+            })
+            .await
+            .map_err(|e| ReviewError::from_store(e, number))?;
+        tracing::info!("first of two approvals recorded");
+        return Ok(Approved::AwaitingSecond);
+    }
+    if flagged
+        && as_role != Role::Supervisor
+        && ticket
+            .approvals
+            .iter()
+            .all(|a| a.as_role != Role::Supervisor)
+    {
+        return Err(ReviewError::Forbidden(
+            "this flagged ticket needs a supervisor's approval: the first approval was an agent's, so a supervisor must give the second".to_owned(),
+        ));
+    }
     // Re-checked at approval: the export may have expired while it waited in the queue.
     let request = ResetRequest::new(ticket.devices.clone()).map_err(ReviewError::internal)?;
     let verified = request
@@ -94,7 +159,8 @@ pub async fn approve(desk: &Desk, user: &User, number: &TicketNumber) -> Result<
                 "{e}; reject the ticket or ask the customer for a new export"
             ))
         })?;
-    let responses = respond(&verified, &desk.keys.master, &desk.keys.signer);
+    let signer = desk.keys.signer();
+    let responses = respond(&verified, &desk.keys.master, &signer);
     let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
     let status_url = desk.status_url(number);
     let mail = compose::approved(
@@ -110,14 +176,28 @@ pub async fn approve(desk: &Desk, user: &User, number: &TicketNumber) -> Result<
         .approve(&Approval {
             ticket_id: ticket.id,
             by: user.id,
+            as_role,
+            note,
             at: now,
+            prior_approvals: ticket.approvals.len(),
             responses: signed,
             mail,
         })
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
-    tracing::info!(devices = responses.len(), key_id = %desk.keys.signer.id(), "ticket approved and signed");
-    Ok(())
+    tracing::info!(devices = responses.len(), key_id = %signer.id(), "ticket approved and signed");
+    Ok(Approved::Signed)
+}
+
+/// An approver's note: plain text, possibly empty.
+fn plain_note(note: &str) -> Result<String, ReviewError> {
+    let note = note.trim();
+    if note.is_empty() {
+        return Ok(String::new());
+    }
+    crate::domain::PlainText::parse(note, MAX_REASON_CHARS)
+        .map(|n| n.as_str().to_owned())
+        .map_err(|e| ReviewError::Invalid(format!("the note {e}")))
 }
 
 /// The longest rejection reason accepted.

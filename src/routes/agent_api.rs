@@ -36,6 +36,7 @@ struct SummaryJson {
     serial: String,
     customer_email: String,
     claimed_by: Option<String>,
+    flags: Vec<String>,
 }
 
 impl From<TicketSummary> for SummaryJson {
@@ -49,6 +50,7 @@ impl From<TicketSummary> for SummaryJson {
             serial: s.first_serial,
             customer_email: s.customer_email,
             claimed_by: s.claimed_by,
+            flags: s.flags,
         }
     }
 }
@@ -139,6 +141,10 @@ async fn show(
         "decided_by": ticket.decided_by,
         "decision_reason": ticket.decision_reason,
         "superseded_by": ticket.superseded_by,
+        "flags": ticket.summary.flags,
+        "approvals": ticket.approvals.iter().map(|a| serde_json::json!({
+            "by": a.email, "as_role": a.as_role.as_str(), "note": a.note, "at": a.at,
+        })).collect::<Vec<_>>(),
         "export_form": ticket.export_form.as_str(),
         "customer": {
             "name": c.name, "email": c.email, "phone": c.phone, "company": c.company,
@@ -164,19 +170,49 @@ async fn claim(
         .json(serde_json::json!({"ticket": number, "claimed_by": user.user.email})))
 }
 
-/// `POST /api/v1/tickets/{id}/approve`: signs and mails the responses. A second approval
-/// (a retry, a double click, another agent) is a 409 that signs nothing.
+/// `POST /api/v1/tickets/{id}/approve` with an optional `{"note": "..."}`: signs and
+/// mails the responses (200), or, for a flagged ticket's first approval, records it and
+/// waits for a second person (202). A second approval by anyone of an approved ticket is
+/// a 409 that signs nothing.
 #[post("/api/v1/tickets/{id}/approve")]
 async fn approve(
     desk: web::Data<Desk>,
     user: ApiUser,
     path: web::Path<String>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let number = ticket_number(&path)?;
     user.may_decide()?;
-    review::approve(&desk, &user.user, &number).await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({"ticket": number, "status": TicketStatus::Approved})))
+    let note = if body.iter().all(u8::is_ascii_whitespace) {
+        String::new()
+    } else {
+        serde_json::from_slice::<Option<NoteBody>>(&body)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("send no body or {{\"note\": \"...\"}}: {e}"),
+                )
+            })?
+            .map(|b| b.note)
+            .unwrap_or_default()
+    };
+    let number = ticket_number(&path)?;
+    Ok(match review::approve(&desk, &user.user, &number, &note).await? {
+        review::Approved::Signed => {
+            HttpResponse::Ok().json(serde_json::json!({"ticket": number, "status": TicketStatus::Approved}))
+        }
+        review::Approved::AwaitingSecond => HttpResponse::Accepted().json(serde_json::json!({
+            "ticket": number,
+            "status": TicketStatus::Open,
+            "approvals": 1,
+            "needs": "a second approval by another person; at least one of the two must be a supervisor",
+        })),
+    })
+}
+
+#[derive(Deserialize)]
+struct NoteBody {
+    #[serde(default)]
+    note: String,
 }
 
 #[derive(Deserialize)]

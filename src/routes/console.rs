@@ -170,6 +170,7 @@ async fn logout(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
 
 struct QueueRow {
     number: TicketNumber,
+    flags: Vec<String>,
     age: String,
     model: String,
     serial: String,
@@ -243,6 +244,7 @@ async fn queue(
             .into_iter()
             .map(|t| QueueRow {
                 age: age(t.created_at, now),
+                flags: t.flags,
                 number: t.number,
                 model: t.first_model,
                 serial: t.first_serial,
@@ -299,6 +301,8 @@ struct TicketPage {
     devices: Vec<DeviceRow>,
     customer: CustomerRow,
     canned: Vec<(i64, String)>,
+    flags: Vec<String>,
+    approvals: Vec<(String, &'static str, String, String)>,
     mails: Vec<MailRow>,
     events: Vec<(String, String, String, String)>,
     error: Option<String>,
@@ -392,6 +396,19 @@ async fn ticket_page(
                 .unwrap_or_default(),
         },
         canned,
+        flags: ticket.summary.flags.clone(),
+        approvals: ticket
+            .approvals
+            .iter()
+            .map(|a| {
+                (
+                    a.email.clone(),
+                    a.as_role.as_str(),
+                    a.at.to_string(),
+                    a.note.clone(),
+                )
+            })
+            .collect(),
         mails: ticket
             .mails
             .iter()
@@ -432,9 +449,14 @@ async fn ticket_view(
     desk: web::Data<Desk>,
     console: ConsoleUser,
     path: web::Path<String>,
+    query: web::Query<DoneQuery>,
 ) -> HttpResponse {
+    let notice = Done::ALL
+        .into_iter()
+        .find(|d| query.done.as_deref() == Some(d.as_str()))
+        .map(|d| d.notice().to_owned());
     match parse_number(&path) {
-        Some(number) => ticket_page(&desk, &console, &number, StatusCode::OK, None, None).await,
+        Some(number) => ticket_page(&desk, &console, &number, StatusCode::OK, None, notice).await,
         None => not_a_ticket(),
     }
 }
@@ -469,28 +491,77 @@ async fn label_photo(
 }
 
 /// Runs one console action after the CSRF check and shows the ticket again.
-async fn act<F, Fut>(
-    desk: &Desk,
-    console: &ConsoleUser,
-    raw: &str,
-    done: &str,
-    action: F,
-) -> HttpResponse
+async fn act<F, Fut>(desk: &Desk, console: &ConsoleUser, raw: &str, action: F) -> HttpResponse
 where
     F: FnOnce(TicketNumber) -> Fut,
-    Fut: std::future::Future<Output = Result<(), ReviewError>>,
+    Fut: std::future::Future<Output = Result<Done, ReviewError>>,
 {
     let Some(number) = parse_number(raw) else {
         return not_a_ticket();
     };
     match action(number.clone()).await {
-        Ok(()) => see_other(&format!("/console/tickets/{number}?done={done}")),
+        Ok(done) => see_other(&format!("/console/tickets/{number}?done={}", done.as_str())),
         Err(ReviewError::Internal(cause)) => error_page(ReviewError::Internal(cause)),
         Err(error) => {
             let api = ApiError::from(error);
             ticket_page(desk, console, &number, api.status, Some(api.message), None).await
         }
     }
+}
+
+/// What a console action did, carried in the redirect so the ticket page can say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    Claimed,
+    Approved,
+    FirstApproval,
+    Rejected,
+    PhotoRequested,
+    MailRetried,
+}
+
+impl Done {
+    const ALL: [Done; 6] = [
+        Self::Claimed,
+        Self::Approved,
+        Self::FirstApproval,
+        Self::Rejected,
+        Self::PhotoRequested,
+        Self::MailRetried,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Approved => "approved",
+            Self::FirstApproval => "first-approval",
+            Self::Rejected => "rejected",
+            Self::PhotoRequested => "photo-requested",
+            Self::MailRetried => "mail-retried",
+        }
+    }
+
+    fn notice(self) -> &'static str {
+        match self {
+            Self::Claimed => "You claimed this ticket.",
+            Self::Approved => {
+                "Approved: the responses are signed and the e-mail to the customer is on its way."
+            }
+            Self::FirstApproval => {
+                "Your approval is recorded. This flagged ticket needs a second approval by another person; at least one of you must be a supervisor. Nothing was signed yet."
+            }
+            Self::Rejected => "Rejected: the customer is told the reason by e-mail.",
+            Self::PhotoRequested => {
+                "The customer is asked for a new label photo; the ticket comes back when it arrives."
+            }
+            Self::MailRetried => "The e-mail is queued again.",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DoneQuery {
+    done: Option<String>,
 }
 
 #[post("/console/tickets/{ticket}/claim")]
@@ -500,8 +571,8 @@ async fn claim(
     path: web::Path<String>,
 ) -> HttpResponse {
     let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, "claimed", |n| async move {
-        review::claim(d, u, &n).await
+    act(d, &console, &path, |n| async move {
+        review::claim(d, u, &n).await.map(|()| Done::Claimed)
     })
     .await
 }
@@ -511,10 +582,15 @@ async fn approve(
     desk: web::Data<Desk>,
     console: ConsoleUser,
     path: web::Path<String>,
+    form: web::Form<ActionForm>,
 ) -> HttpResponse {
+    let note = form.note.clone().unwrap_or_default();
     let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, "approved", |n| async move {
-        review::approve(d, u, &n).await
+    act(d, &console, &path, |n| async move {
+        match review::approve(d, u, &n, &note).await? {
+            review::Approved::Signed => Ok(Done::Approved),
+            review::Approved::AwaitingSecond => Ok(Done::FirstApproval),
+        }
     })
     .await
 }
@@ -540,8 +616,10 @@ async fn reject(
         .unwrap_or("")
         .to_owned();
     let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, "rejected", |n| async move {
-        review::reject(d, u, &n, &reason).await
+    act(d, &console, &path, |n| async move {
+        review::reject(d, u, &n, &reason)
+            .await
+            .map(|()| Done::Rejected)
     })
     .await
 }
@@ -555,8 +633,10 @@ async fn request_photo(
 ) -> HttpResponse {
     let note = form.note.clone().unwrap_or_default();
     let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, "photo-requested", |n| async move {
-        review::request_photo(d, u, &n, &note).await
+    act(d, &console, &path, |n| async move {
+        review::request_photo(d, u, &n, &note)
+            .await
+            .map(|()| Done::PhotoRequested)
     })
     .await
 }
@@ -569,8 +649,10 @@ async fn retry_mail(
 ) -> HttpResponse {
     let (raw, mail_id) = path.into_inner();
     let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &raw, "mail-retried", |n| async move {
-        review::retry_mail(d, u, &n, mail_id).await
+    act(d, &console, &raw, |n| async move {
+        review::retry_mail(d, u, &n, mail_id)
+            .await
+            .map(|()| Done::MailRetried)
     })
     .await
 }

@@ -8,8 +8,8 @@ use crate::domain::{
 };
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
-    Approval, CreateOutcome, Customer, ExportForm, NewApiToken, NewMail, NewSession, NewTicket,
-    QueueFilter, Store, StoreError, TokenScope, UserId,
+    Approval, CreateOutcome, Customer, ExportForm, FirstApproval, NewApiToken, NewMail, NewSession,
+    NewTicket, QueueFilter, Store, StoreError, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -53,6 +53,7 @@ fn ticket(customer: &str, devices: Vec<DeviceChallenge>, created_at: Timestamp) 
         label_blob: "b".repeat(64),
         label_media_type: "image/jpeg".to_owned(),
         devices,
+        flags: Vec::new(),
         created_at,
     }
 }
@@ -378,6 +379,9 @@ pub async fn approval_happens_once(store: &dyn Store) {
     let approval = |by| Approval {
         ticket_id: detail.id,
         by,
+        as_role: Role::Agent,
+        note: String::new(),
+        prior_approvals: 0,
         at: at(20),
         responses: vec![response.clone()],
         mail: mail("approval", "c@example.com"),
@@ -408,6 +412,106 @@ pub async fn approval_happens_once(store: &dyn Store) {
         store.mail_counts().await.unwrap(),
         (2, 0, 0),
         "acknowledgment + one approval"
+    );
+}
+
+pub async fn flagged_tickets_take_two_approvals(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let bob = agent(store, "bob@vendor.test").await;
+    let sam = user_with(store, "sam@vendor.test", &[Role::Supervisor]).await;
+    let mut new = ticket(
+        "f@example.com",
+        vec![challenge("SERIAL-0006", at(0))],
+        at(10),
+    );
+    new.flags = vec![
+        "seven devices in one export (more than 4)".to_owned(),
+        "watch list".to_owned(),
+    ];
+    let number = created(store, &new).await;
+    let detail = store.ticket(&number).await.unwrap();
+    assert_eq!(detail.summary.flags, new.flags, "flags round-trip in order");
+    let first = |by, as_role| FirstApproval {
+        ticket_id: detail.id,
+        by,
+        as_role,
+        note: "label matches".to_owned(),
+        at: at(20),
+    };
+    store
+        .add_first_approval(&first(alice, Role::Agent))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.add_first_approval(&first(bob, Role::Agent)).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "only one first approval"
+    );
+    let after_first = store.ticket(&number).await.unwrap();
+    assert_eq!(after_first.summary.status, TicketStatus::Open);
+    assert_eq!(after_first.approvals.len(), 1);
+    assert_eq!(
+        (
+            after_first.approvals[0].by,
+            after_first.approvals[0].note.as_str()
+        ),
+        (alice, "label matches")
+    );
+    assert!(
+        after_first.responses.is_empty(),
+        "nothing is signed by the first approval"
+    );
+    let second = |by, prior| Approval {
+        ticket_id: detail.id,
+        by,
+        as_role: Role::Supervisor,
+        note: "agreed".to_owned(),
+        prior_approvals: prior,
+        at: at(30),
+        responses: Vec::new(),
+        mail: mail("approval", "f@example.com"),
+    };
+    assert!(
+        matches!(
+            store.approve(&second(sam, 0)).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "stale view of the approvals"
+    );
+    assert_eq!(
+        store.ticket(&number).await.unwrap().summary.status,
+        TicketStatus::Open,
+        "the refused approval changed nothing"
+    );
+    assert!(
+        matches!(
+            store.approve(&second(alice, 1)).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "nobody approves twice"
+    );
+    store.approve(&second(sam, 1)).await.unwrap();
+    let done = store.ticket(&number).await.unwrap();
+    assert_eq!(done.summary.status, TicketStatus::Approved);
+    assert_eq!(
+        done.approvals.iter().map(|a| a.as_role).collect::<Vec<_>>(),
+        vec![Role::Agent, Role::Supervisor]
+    );
+    assert!(
+        store
+            .tickets_for_serial_since("SERIAL-0006", at(0))
+            .await
+            .unwrap()
+            == 1
+    );
+    assert!(
+        store
+            .tickets_for_serial_since("SERIAL-0006", at(11))
+            .await
+            .unwrap()
+            == 0
     );
 }
 
@@ -607,6 +711,11 @@ macro_rules! conformance_suite {
         async fn approval_happens_once() {
             let (_guard, store) = $fresh.await;
             super::approval_happens_once(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn flagged_tickets_take_two_approvals() {
+            let (_guard, store) = $fresh.await;
+            super::flagged_tickets_take_two_approvals(store.as_ref()).await;
         }
         #[tokio::test]
         async fn photo_round_trip() {

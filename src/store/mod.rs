@@ -19,8 +19,8 @@ pub use sqlite::SqliteStore;
 
 use crate::audit::AuditEntry;
 use crate::domain::{
-    CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Roles, Secret, TicketNumber,
-    TicketStatus, Timestamp,
+    CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, Roles, Secret,
+    TicketNumber, TicketStatus, Timestamp,
 };
 use crate::protocol::{DeviceChallenge, SignedResponse};
 
@@ -182,6 +182,7 @@ pub struct NewTicket {
     pub label_blob: String,
     pub label_media_type: String,
     pub devices: Vec<DeviceChallenge>,
+    pub flags: Vec<String>,
     pub created_at: Timestamp,
 }
 
@@ -207,6 +208,8 @@ pub struct TicketSummary {
     pub first_serial: String,
     pub customer_email: String,
     pub claimed_by: Option<String>,
+    /// Why the ticket needs four eyes; empty when no risk rule fired.
+    pub flags: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +245,7 @@ pub struct TicketDetail {
     pub decision_reason: Option<String>,
     pub superseded_by: Option<TicketNumber>,
     pub responses: Vec<SignedResponse>,
+    pub approvals: Vec<ApprovalRecord>,
     pub events: Vec<TicketEvent>,
     pub mails: Vec<MailStatus>,
 }
@@ -259,9 +263,34 @@ pub struct QueueFilter {
 pub struct Approval {
     pub ticket_id: i64,
     pub by: UserId,
+    pub as_role: Role,
+    pub note: String,
     pub at: Timestamp,
+    /// How many approvals the decision was based on; another one arriving meanwhile
+    /// makes this a conflict instead of a second signature.
+    pub prior_approvals: usize,
     pub responses: Vec<SignedResponse>,
     pub mail: NewMail,
+}
+
+/// The first of two approvals a flagged ticket needs: recorded, nothing signed.
+#[derive(Debug, Clone)]
+pub struct FirstApproval {
+    pub ticket_id: i64,
+    pub by: UserId,
+    pub as_role: Role,
+    pub note: String,
+    pub at: Timestamp,
+}
+
+/// An approval as the ticket page and the second approver see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRecord {
+    pub by: UserId,
+    pub email: String,
+    pub as_role: Role,
+    pub note: String,
+    pub at: Timestamp,
 }
 
 /// A console login.
@@ -356,8 +385,13 @@ pub trait Store: Send + Sync + 'static {
     async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail>;
     /// Marks the ticket as claimed by `user` (a claim by someone else is taken over).
     async fn claim(&self, ticket_id: i64, user: UserId, now: Timestamp) -> StoreResult<()>;
-    /// Records the approval if the ticket is still open; `Conflict` names who decided first.
+    /// Records the deciding approval with its signatures and mail, if the ticket is still
+    /// open and has exactly `prior_approvals`; `Conflict` names who decided first.
     async fn approve(&self, approval: &Approval) -> StoreResult<()>;
+    /// Records the first approval of a flagged ticket, if it has none yet.
+    async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()>;
+    /// How many tickets name the device `serial` and were created at or after `since`.
+    async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64>;
     /// Rejects an open ticket with a reason and queues the customer's mail.
     async fn reject(
         &self,

@@ -92,6 +92,12 @@ pub(super) struct SummaryRow {
     first_serial: String,
     customer_email: String,
     claimed_by: Option<String>,
+    flags: String,
+}
+
+/// Flags are stored one per line.
+pub(super) fn flags_text(flags: &[String]) -> String {
+    flags.join("\n")
 }
 
 impl TryFrom<SummaryRow> for TicketSummary {
@@ -107,6 +113,12 @@ impl TryFrom<SummaryRow> for TicketSummary {
             first_serial: row.first_serial,
             customer_email: row.customer_email,
             claimed_by: row.claimed_by,
+            flags: row
+                .flags
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }
@@ -364,6 +376,29 @@ impl TryFrom<TokenRow> for super::ApiTokenInfo {
             created_at: time(row.created_at)?,
             expires_at: row.expires_at.map(time).transpose()?,
             revoked: row.revoked_at.is_some(),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct ApprovalRow {
+    user_id: i64,
+    email: String,
+    as_role: String,
+    note: String,
+    at: i64,
+}
+
+impl TryFrom<ApprovalRow> for super::ApprovalRecord {
+    type Error = StoreError;
+    fn try_from(row: ApprovalRow) -> Result<Self, StoreError> {
+        Ok(super::ApprovalRecord {
+            by: UserId(row.user_id),
+            email: row.email,
+            as_role: crate::domain::Role::parse(&row.as_role)
+                .ok_or_else(|| corrupt("role", &row.as_role))?,
+            note: row.note,
+            at: time(row.at)?,
         })
     }
 }

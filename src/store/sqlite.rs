@@ -15,12 +15,12 @@ use super::rows::{
     UserRow, hex,
 };
 use super::{
-    ApiTokenInfo, Approval, CreateOutcome, NewApiToken, NewMail, NewSession, NewTicket,
-    OutboxMessage, QueueFilter, Store, StoreError, StoreResult, TicketDetail, TicketSummary,
-    TokenScope, User, UserId,
+    ApiTokenInfo, Approval, CreateOutcome, FirstApproval, NewApiToken, NewMail, NewSession,
+    NewTicket, OutboxMessage, QueueFilter, Store, StoreError, StoreResult, TicketDetail,
+    TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
-use crate::domain::{EmailAddress, Roles, TicketNumber, TicketStatus, Timestamp};
+use crate::domain::{EmailAddress, Role, Roles, TicketNumber, TicketStatus, Timestamp};
 
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
@@ -42,7 +42,7 @@ macro_rules! summary_select {
         "SELECT t.number, t.status, t.created_at,
                 (SELECT COUNT(*) FROM ticket_devices c WHERE c.ticket_id = t.id) AS device_count,
                 d0.model AS first_model, d0.serial AS first_serial, t.customer_email,
-                u.email AS claimed_by
+                u.email AS claimed_by, t.flags
          FROM tickets t
          JOIN ticket_devices d0 ON d0.ticket_id = t.id AND d0.position = 0
          LEFT JOIN users u ON u.id = t.claimed_by "
@@ -244,6 +244,36 @@ async fn end_sessions(tx: &mut Transaction<'static, Sqlite>, user: UserId) -> St
         .execute(&mut **tx)
         .await
         .map_err(db)?;
+    Ok(())
+}
+
+async fn insert_approval(
+    tx: &mut Transaction<'static, Sqlite>,
+    ticket_id: i64,
+    by: UserId,
+    as_role: Role,
+    note: &str,
+    at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO approvals (ticket_id, user_id, as_role, note, at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(ticket_id)
+    .bind(by.0)
+    .bind(as_role.as_str())
+    .bind(note)
+    .bind(at.unix_seconds())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(
+                "you already approved this ticket; a second person must approve it".to_owned(),
+            )
+        } else {
+            db(e)
+        }
+    })?;
     Ok(())
 }
 
@@ -544,8 +574,8 @@ impl Store for SqliteStore {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
                                   customer_company, customer_country, customer_role, purchase_channel, export_form,
-                                  export_blob, label_blob, label_media_type, created_at, updated_at)
-             VALUES (?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                                  export_blob, label_blob, label_media_type, flags, created_at, updated_at)
+             VALUES (?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(ticket.number.as_str())
         .bind(c.name.as_str())
@@ -559,6 +589,7 @@ impl Store for SqliteStore {
         .bind(&ticket.export_blob)
         .bind(&ticket.label_blob)
         .bind(&ticket.label_media_type)
+        .bind(rows::flags_text(&ticket.flags))
         .bind(now.unix_seconds())
         .bind(now.unix_seconds())
         .fetch_one(&mut *tx)
@@ -699,6 +730,14 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
+        let approvals: Vec<rows::ApprovalRow> = sqlx::query_as(
+            "SELECT a.user_id, u.email, a.as_role, a.note, a.at FROM approvals a JOIN users u ON u.id = a.user_id
+             WHERE a.ticket_id = ? ORDER BY a.at, a.user_id",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         let events: Vec<EventRow> = sqlx::query_as(
             "SELECT at, actor, kind, detail FROM ticket_events WHERE ticket_id = ? ORDER BY id",
         )
@@ -720,6 +759,10 @@ impl Store for SqliteStore {
             export_form: row.export_form()?,
             superseded_by: row.superseded_by()?,
             devices: devices
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            approvals: approvals
                 .into_iter()
                 .map(TryInto::try_into)
                 .collect::<Result<_, _>>()?,
@@ -792,6 +835,26 @@ impl Store for SqliteStore {
         if updated == 0 {
             return Err(decided_conflict(&mut tx, approval.ticket_id).await);
         }
+        let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = ?")
+            .bind(approval.ticket_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if prior != approval.prior_approvals as i64 {
+            // Dropping the transaction rolls the status change back.
+            return Err(StoreError::Conflict(
+                "another approval of this ticket arrived meanwhile: reload the ticket and decide again".to_owned(),
+            ));
+        }
+        insert_approval(
+            &mut tx,
+            approval.ticket_id,
+            approval.by,
+            approval.as_role,
+            &approval.note,
+            approval.at,
+        )
+        .await?;
         let email = user_email(&mut tx, approval.by).await?;
         for (position, response) in approval.responses.iter().enumerate() {
             sqlx::query(
@@ -1102,6 +1165,64 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = ?")
+            .bind(approval.ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        match status.as_deref() {
+            None => return Err(StoreError::NotFound),
+            Some("open") => {}
+            Some(_) => return Err(decided_conflict(&mut tx, approval.ticket_id).await),
+        }
+        let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = ?")
+            .bind(approval.ticket_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if prior != 0 {
+            return Err(StoreError::Conflict(
+                "another approval of this ticket arrived meanwhile: reload the ticket and decide again".to_owned(),
+            ));
+        }
+        insert_approval(
+            &mut tx,
+            approval.ticket_id,
+            approval.by,
+            approval.as_role,
+            &approval.note,
+            approval.at,
+        )
+        .await?;
+        let detail = format!(
+            "first of two approvals, as {}: {}",
+            approval.as_role, approval.note
+        );
+        let step = Step {
+            ticket_id: approval.ticket_id,
+            by: approval.by,
+            at: approval.at,
+            event: "approved_first",
+            action: "approve_first",
+            detail: &detail,
+        };
+        record_step(tx, &step, None).await
+    }
+
+    async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT t.id) FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+             WHERE d.serial = ? AND t.created_at >= ?",
+        )
+        .bind(serial)
+        .bind(since.unix_seconds())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
     }
 
     async fn claim_due_mail(

@@ -129,6 +129,11 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A desk whose settings `configure` adjusts before it starts.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let inbox = Inbox::default();
     let smtp_listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -160,6 +165,8 @@ pub async fn spawn_app() -> TestApp {
         outbox_max_attempts: 3,
         ..Settings::default()
     };
+    let mut settings = settings;
+    configure(&mut settings);
     let clock = TestClock(Arc::new(AtomicI64::new(Timestamp::now().unix_seconds())));
     let app = Application::build_with_clock(settings, Arc::new(clock.clone()))
         .await

@@ -4,6 +4,7 @@
 mod audit;
 mod desk;
 mod desk_support;
+mod four_eyes;
 mod pages;
 mod reference_device;
 mod serve_binary;
