@@ -34,6 +34,39 @@ pub fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often a running desk looks for a rotated signing key.
+pub const KEY_RELOAD_SECS: u64 = 30;
+
+/// Picks up `keys rotate` from the keys directory every [`KEY_RELOAD_SECS`] and at once
+/// on SIGHUP, so every replica signs with the new key within a minute, without restart.
+async fn reload_keys(desk: web::Data<Desk>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; keys reload on the timer only");
+            None
+        }
+    };
+    let mut timer = tokio::time::interval(Duration::from_secs(KEY_RELOAD_SECS));
+    timer.tick().await;
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            Some(()) = async { match hangups.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                tracing::info!("SIGHUP: reloading the signing key");
+            }
+            _ = stopped.changed() => return,
+        }
+        match desk.keys.reload() {
+            Ok(Some(id)) => tracing::info!(key_id = %id, "now signing with a new key"),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(%error, "cannot reload the signing key; still signing with the old one")
+            }
+        }
+    }
+}
+
 pub struct Application {
     pub port: u16,
     pub desk: web::Data<Desk>,
@@ -174,10 +207,12 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let poll = Duration::from_millis(self.desk.settings.outbox_poll_ms);
-        let worker = tokio::spawn(self.worker.run(poll, stopped));
+        let worker = tokio::spawn(self.worker.run(poll, stopped.clone()));
+        let reloader = tokio::spawn(reload_keys(self.desk.clone(), stopped));
         let served = self.server.await;
         let _ = stop.send(true);
         worker.await.context("the outbox worker panicked")?;
+        reloader.await.context("the key reloader panicked")?;
         served.context("the HTTP server failed")
     }
 

@@ -2,9 +2,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use super::{CliResult, write_file};
+use super::{CliError, CliResult, write_file};
 use crate::clock::Clock;
-use crate::crypto::{KeyStatus, KeyStore};
+use crate::config::Settings;
+use crate::crypto::{KeyId, KeyStatus, KeyStore};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -12,8 +13,16 @@ pub enum KeysCommand {
     Init,
     /// List signing keys: id, creation time, and which one signs.
     List,
-    /// Add a new signing key and make it the one that signs; older keys stay for verification.
+    /// Add a new signing key and make it the one that signs; older keys stay for
+    /// verification. Running desks pick it up within 30 seconds, or at once on SIGHUP.
     Rotate,
+    /// Withdraw a key that no longer signs: it never signs again and is left out of
+    /// export-public (audited).
+    Retire {
+        /// The key id, as `keys list` shows it.
+        #[arg(value_parser = |s: &str| KeyId::parse(s).map_err(|e| format!("{s:?} {e}")))]
+        id: KeyId,
+    },
     /// Write the public keys (id and key) that firmware builds embed, as JSON.
     ExportPublic {
         /// File to write; standard output when omitted.
@@ -22,7 +31,13 @@ pub enum KeysCommand {
     },
 }
 
-pub fn run(command: &KeysCommand, keys_dir: &Path, clock: &dyn Clock) -> CliResult {
+/// `settings` gives the database that rotations and retirements are audited in.
+pub fn run(
+    command: &KeysCommand,
+    keys_dir: &Path,
+    clock: &dyn Clock,
+    settings: impl FnOnce() -> Result<Settings, CliError>,
+) -> CliResult {
     let store = KeyStore::new(keys_dir);
     match command {
         KeysCommand::Init => {
@@ -40,6 +55,7 @@ pub fn run(command: &KeysCommand, keys_dir: &Path, clock: &dyn Clock) -> CliResu
                 let status = match entry.status {
                     KeyStatus::Active => "active (signs new responses)",
                     KeyStatus::VerifyOnly => "verify-only",
+                    KeyStatus::Retired => "retired (not exported)",
                 };
                 println!(
                     "{:<18} {:<22} {status}",
@@ -50,10 +66,24 @@ pub fn run(command: &KeysCommand, keys_dir: &Path, clock: &dyn Clock) -> CliResu
         }
         KeysCommand::Rotate => {
             let entry = store.rotate(clock.now())?;
+            super::server::audit_event(
+                settings()?,
+                clock,
+                "key_rotated",
+                &format!("{} now signs", entry.id()),
+            )?;
             println!(
                 "signing key {} is now active; older keys remain for verification",
                 entry.id()
             );
+            println!(
+                "running desks switch to it within 30 seconds (send SIGHUP to switch at once)"
+            );
+        }
+        KeysCommand::Retire { id } => {
+            store.retire(id)?;
+            super::server::audit_event(settings()?, clock, "key_retired", id.as_str())?;
+            println!("key {id} is retired: it never signs again and is no longer exported");
         }
         KeysCommand::ExportPublic { out } => {
             let json = store.public_keys()?.to_json();

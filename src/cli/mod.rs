@@ -129,7 +129,7 @@ pub fn main() -> ExitCode {
         .unwrap_or_else(|| PathBuf::from("./keys"));
     let settings = || server::settings(cli.config.as_deref(), cli.keys_dir.as_ref());
     let result = match &cli.command {
-        Command::Keys(command) => keys::run(command, &keys_dir, clock.as_ref()),
+        Command::Keys(command) => keys::run(command, &keys_dir, clock.as_ref(), settings),
         Command::Device(command) => device::run(command, &keys_dir, clock.as_ref()),
         Command::Respond(args) => respond::run(args, &keys_dir, clock.as_ref()),
         Command::Serve => settings().and_then(server::serve),

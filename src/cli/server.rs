@@ -91,6 +91,16 @@ pub enum AuditCommand {
     },
 }
 
+/// Appends one entry to the audit log of the configured database, for operator
+/// commands that change no database row themselves (key rotation and retirement).
+pub fn audit_event(settings: Settings, clock: &dyn Clock, action: &str, detail: &str) -> CliResult {
+    runtime()?.block_on(async {
+        let store = open_store(&settings).await?;
+        store.audit(clock.now(), CLI_ACTOR, action, detail).await?;
+        Ok(())
+    })
+}
+
 /// Exit code of `audit verify` for a broken chain.
 const BROKEN_CHAIN: u8 = 3;
 

@@ -43,6 +43,8 @@ pub enum KeyStoreError {
     Damaged { path: PathBuf, reason: String },
     #[error("there is no key with id {0} in the keyring")]
     UnknownKey(KeyId),
+    #[error("key {0} is the active signing key: run `resetdesk keys rotate` first, then retire it")]
+    RetireActive(KeyId),
     #[error(transparent)]
     File(#[from] SecretFileError),
 }
@@ -55,6 +57,9 @@ pub enum KeyStatus {
     Active,
     /// Replaced by a newer key; still exported so devices can verify what it signed.
     VerifyOnly,
+    /// Withdrawn: never signs again and is left out of the public keys that new
+    /// firmware builds embed.
+    Retired,
 }
 
 /// One signing key as the manifest lists it.
@@ -228,12 +233,34 @@ impl KeyStore {
     pub fn rotate(&self, now: Timestamp) -> Result<KeyEntry, KeyStoreError> {
         let mut keyring = self.read_keyring()?;
         let entry = self.create_signing_key(now, KeyStatus::Active)?;
-        for key in &mut keyring.keys {
+        for key in keyring
+            .keys
+            .iter_mut()
+            .filter(|k| k.status == KeyStatus::Active)
+        {
             key.status = KeyStatus::VerifyOnly;
         }
         keyring.keys.push(entry.clone());
         self.write_keyring(&keyring)?;
         Ok(entry)
+    }
+
+    /// Withdraws a key that no longer signs. The active key cannot be retired: rotate
+    /// first, so that something signs.
+    pub fn retire(&self, id: &KeyId) -> Result<KeyEntry, KeyStoreError> {
+        let mut keyring = self.read_keyring()?;
+        let key = keyring
+            .keys
+            .iter_mut()
+            .find(|k| k.id() == id)
+            .ok_or_else(|| KeyStoreError::UnknownKey(id.clone()))?;
+        if key.status == KeyStatus::Active {
+            return Err(KeyStoreError::RetireActive(id.clone()));
+        }
+        key.status = KeyStatus::Retired;
+        let retired = key.clone();
+        self.write_keyring(&keyring)?;
+        Ok(retired)
     }
 
     pub fn master_secret(&self) -> Result<MasterSecret, KeyStoreError> {
@@ -306,11 +333,16 @@ impl KeyStore {
         Ok(key)
     }
 
-    /// Every public key, active or not: what firmware builds embed.
+    /// Every public key not retired, active or verify-only: what firmware builds embed.
     pub fn public_keys(&self) -> Result<PublicKeySet, KeyStoreError> {
         let keyring = self.read_keyring()?;
         Ok(PublicKeySet::new(
-            keyring.keys.into_iter().map(|key| key.public_key).collect(),
+            keyring
+                .keys
+                .into_iter()
+                .filter(|key| key.status != KeyStatus::Retired)
+                .map(|key| key.public_key)
+                .collect(),
         ))
     }
 
@@ -421,6 +453,24 @@ mod tests {
         assert!(public.find(first.id()).is_some() && public.find(second.id()).is_some());
         let reread = PublicKeySet::from_json(&public.to_json()).unwrap();
         assert_eq!(reread, public);
+
+        assert!(matches!(
+            store.retire(second.id()),
+            Err(KeyStoreError::RetireActive(_))
+        ));
+        assert_eq!(store.retire(first.id()).unwrap().status, KeyStatus::Retired);
+        assert!(
+            store.public_keys().unwrap().find(first.id()).is_none(),
+            "retired keys are not exported"
+        );
+        let third = store.rotate(now().plus_seconds(120)).unwrap();
+        let statuses: Vec<_> = store.entries().unwrap().iter().map(|e| e.status).collect();
+        assert_eq!(
+            statuses,
+            [KeyStatus::Retired, KeyStatus::VerifyOnly, KeyStatus::Active],
+            "a retired key stays retired"
+        );
+        assert_eq!(store.active_signing_key().unwrap().id(), third.id());
     }
 
     #[test]

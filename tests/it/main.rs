@@ -5,6 +5,7 @@ mod audit;
 mod desk;
 mod desk_support;
 mod four_eyes;
+mod keys_in_service;
 mod pages;
 mod reference_device;
 mod serve_binary;

@@ -15,6 +15,22 @@ use crate::support::Sandbox;
 struct Served {
     child: Child,
     port: u16,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    /// Waits for a log line containing `needle`: the desk's own readiness signal.
+    fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needle:?} within 20 s"),
+            }
+        }
+    }
 }
 
 impl Drop for Served {
@@ -50,8 +66,13 @@ fn serve(sandbox: &Sandbox) -> Served {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     };
-    std::thread::spawn(move || lines.for_each(drop));
-    Served { child, port }
+    let (send, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    Served { child, port, log }
 }
 
 /// Waits for the outbox directory to hold `count` messages; the worker polls every 50 ms.
@@ -221,6 +242,20 @@ async fn serve_with_zero_setup_runs_a_whole_reset() {
         ])
         .ok();
     assert!(import.stdout.contains("password set"));
+
+    // Rotation in service: SIGHUP makes the running desk sign with the new key at once.
+    let rotated = sandbox.run(&["keys", "rotate"]).ok();
+    let new_id = rotated.stdout.split_whitespace().nth(2).unwrap().to_owned();
+    let pid = served.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let line = served.wait_for_log("now signing with a new key");
+    assert!(line.contains(&new_id), "{line}");
 
     let mut served = served;
     let pid = served.child.id().to_string();
