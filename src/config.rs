@@ -44,6 +44,11 @@ pub struct Settings {
     pub max_clock_skew_secs: i64,
     /// Customer e-mail domains whose tickets always need four eyes.
     pub watch_domains: Vec<String>,
+    /// Whether every console user needs a second factor; unset means yes, except with
+    /// `serve --dev`.
+    pub require_2fa: Option<bool>,
+    /// Set by `serve --dev`: relaxes defaults meant for production.
+    pub dev: bool,
 }
 
 impl Default for Settings {
@@ -63,6 +68,8 @@ impl Default for Settings {
             outbox_poll_ms: 1000,
             max_clock_skew_secs: crate::protocol::DEFAULT_MAX_CLOCK_SKEW_SECS,
             watch_domains: Vec::new(),
+            require_2fa: None,
+            dev: false,
         }
     }
 }
@@ -84,6 +91,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "outbox_poll_ms",
     "max_clock_skew_secs",
     "watch_domains",
+    "require_2fa",
 ];
 
 impl Settings {
@@ -229,9 +237,21 @@ impl Settings {
                 }
                 self.watch_domains = domains;
             }
+            "require_2fa" => {
+                self.require_2fa = Some(match value.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(invalid("expected true or false")),
+                });
+            }
             _ => return Err(ConfigError::Unknown(key.to_owned())),
         }
         Ok(())
+    }
+
+    /// Whether console users must use a second factor.
+    pub fn requires_2fa(&self) -> bool {
+        self.require_2fa.unwrap_or(!self.dev)
     }
 
     /// The database URL, defaulting to a SQLite file in the data directory.

@@ -11,7 +11,9 @@ CREATE TABLE users (
     disabled_at     INTEGER,
     -- TOTP second factor: the seed (base32) once enrolment is confirmed.
     totp_secret     TEXT,
-    totp_enabled_at INTEGER
+    totp_enabled_at INTEGER,
+    -- The last 30-second step a code was accepted for: a code works once.
+    totp_last_step  INTEGER
 );
 
 -- One-time recovery codes for a lost second factor, stored hashed.
@@ -48,6 +50,8 @@ CREATE TABLE sessions (
     token_hash   TEXT    PRIMARY KEY,
     user_id      INTEGER NOT NULL REFERENCES users (id),
     csrf_token   TEXT    NOT NULL,
+    -- A password alone opens only the second-factor step (or enrolment when required).
+    stage        TEXT    NOT NULL CHECK (stage IN ('second_factor', 'enrol', 'full')),
     created_at   INTEGER NOT NULL,
     last_seen_at INTEGER NOT NULL,
     expires_at   INTEGER NOT NULL

@@ -15,13 +15,29 @@ use super::guard::ConsoleUser;
 use super::session;
 use crate::desk::Desk;
 use crate::routes::ApiError;
-use crate::store::StoreError;
+use crate::store::{SessionStage, StoreError};
 
 /// The largest console form body read for the CSRF check.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
 fn is_public(request: &ServiceRequest) -> bool {
     request.path() == "/console/login"
+}
+
+/// Where a session at `stage` must go instead of `path`, if it may not be there.
+fn stage_redirect(stage: SessionStage, path: &str) -> Option<&'static str> {
+    let second_factor = path == session::SECOND_FACTOR_PATH;
+    let enrolment =
+        path == session::ENROL_PATH || path.starts_with(&format!("{}/", session::ENROL_PATH));
+    let logout = path == "/console/logout";
+    match stage {
+        SessionStage::Full if second_factor || enrolment => Some("/console"),
+        SessionStage::Full => None,
+        SessionStage::SecondFactor if second_factor || logout => None,
+        SessionStage::SecondFactor => Some(session::SECOND_FACTOR_PATH),
+        SessionStage::Enrol if enrolment || logout => None,
+        SessionStage::Enrol => Some(session::ENROL_PATH),
+    }
 }
 
 fn to_login(request: ServiceRequest) -> ServiceResponse<BoxBody> {
@@ -67,16 +83,24 @@ pub async fn console_guard(
         return Ok(to_login(request));
     };
     let token_hash = session::token_hash(cookie.value());
-    let (user, csrf) = match desk
+    let (user, csrf, stage) = match desk
         .store
         .session(&token_hash, desk.clock.now(), session::IDLE_SECS)
         .await
     {
-        Ok((user, _)) if user.disabled => return Ok(to_login(request)),
+        Ok((user, _, _)) if user.disabled => return Ok(to_login(request)),
         Ok(found) => found,
         Err(StoreError::NotFound) => return Ok(to_login(request)),
         Err(other) => return Err(ApiError::internal(&other).into()),
     };
+    // A password alone opens only the next step of signing in.
+    if let Some(elsewhere) = stage_redirect(stage, request.path()) {
+        return Ok(request.into_response(
+            HttpResponse::SeeOther()
+                .insert_header((LOCATION, elsewhere))
+                .finish(),
+        ));
+    }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         let body = request.extract::<web::Bytes>().await?;
         if body.len() > MAX_FORM_BYTES
@@ -91,6 +115,7 @@ pub async fn console_guard(
         user,
         csrf,
         token_hash,
+        stage,
     });
     next.call(request)
         .await
@@ -100,6 +125,31 @@ pub async fn console_guard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_sessions_reach_only_their_next_step() {
+        use SessionStage::*;
+        assert_eq!(
+            stage_redirect(SecondFactor, "/console"),
+            Some("/console/login/code")
+        );
+        assert_eq!(
+            stage_redirect(SecondFactor, "/console/tickets/RQ-0000-0000/approve"),
+            Some("/console/login/code")
+        );
+        assert_eq!(stage_redirect(SecondFactor, "/console/login/code"), None);
+        assert_eq!(stage_redirect(Enrol, "/console/enrol/qr.png"), None);
+        assert_eq!(
+            stage_redirect(Enrol, "/console/enrolx"),
+            Some("/console/enrol")
+        );
+        assert_eq!(
+            stage_redirect(Enrol, "/console/reasons"),
+            Some("/console/enrol")
+        );
+        assert_eq!(stage_redirect(Full, "/console/enrol"), Some("/console"));
+        assert_eq!(stage_redirect(Full, "/console/reasons"), None);
+    }
 
     #[test]
     fn finds_the_csrf_field_in_a_form_body() {

@@ -78,6 +78,7 @@ pub struct ConsoleUser {
     pub user: User,
     pub csrf: String,
     pub token_hash: String,
+    pub stage: crate::store::SessionStage,
 }
 
 impl FromRequest for ConsoleUser {

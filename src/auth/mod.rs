@@ -6,6 +6,7 @@
 pub mod console_guard;
 pub mod guard;
 pub mod session;
+pub mod totp;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 

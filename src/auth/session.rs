@@ -6,6 +6,10 @@ use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use crate::crypto;
 
 pub const COOKIE: &str = "rd_session";
+/// Where a signed-in-by-password session enters its TOTP or recovery code.
+pub const SECOND_FACTOR_PATH: &str = "/console/login/code";
+/// Where a user without a second factor enrols one, when one is required.
+pub const ENROL_PATH: &str = "/console/enrol";
 /// A session ends after this long without a request.
 pub const IDLE_SECS: i64 = 8 * 3600;
 

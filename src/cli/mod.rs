@@ -48,7 +48,11 @@ enum Command {
     /// Vendor side, offline: answer an export with a signed response file and typed keys.
     Respond(respond::RespondArgs),
     /// Run the desk: web form, API, agent console and mail worker.
-    Serve,
+    Serve {
+        /// Development defaults: console users need no second factor unless require_2fa says so.
+        #[arg(long)]
+        dev: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Manage console users and their API tokens.
@@ -132,7 +136,10 @@ pub fn main() -> ExitCode {
         Command::Keys(command) => keys::run(command, &keys_dir, clock.as_ref(), settings),
         Command::Device(command) => device::run(command, &keys_dir, clock.as_ref()),
         Command::Respond(args) => respond::run(args, &keys_dir, clock.as_ref()),
-        Command::Serve => settings().and_then(server::serve),
+        Command::Serve { dev } => settings().and_then(|mut s| {
+            s.dev = *dev;
+            server::serve(s)
+        }),
         Command::Migrate => settings().and_then(server::migrate),
         Command::User(command) => settings().and_then(|s| server::user(command, s, clock.as_ref())),
         Command::Audit(command) => settings().and_then(|s| server::audit(command, s)),

@@ -53,7 +53,18 @@ pub enum QrError {
 /// Draws the QR code of a reset string as PNG bytes.
 pub fn encode_png(reset_string: &str) -> Result<Vec<u8>, QrError> {
     let data = reset_string::compact(reset_string);
-    let code = alphanumeric_code(&data)?;
+    render_png(&alphanumeric_code(&data)?)
+}
+
+/// Draws any text as a QR code (the encoder picks the mode), for other screens that
+/// show one, such as second-factor enrolment.
+pub fn text_png(text: &str) -> Result<Vec<u8>, QrError> {
+    let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)
+        .map_err(|_| QrError::Capacity)?;
+    render_png(&code)
+}
+
+fn render_png(code: &QrCode) -> Result<Vec<u8>, QrError> {
     let width = code.width() as u32;
     let side = (width + 2 * QUIET_ZONE_MODULES) * MODULE_PIXELS;
     let colors = code.to_colors();

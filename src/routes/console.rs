@@ -9,17 +9,13 @@ use serde::Deserialize;
 
 use super::{ApiError, html, message_page};
 use crate::auth::guard::ConsoleUser;
-use crate::auth::{self, session};
 use crate::desk::Desk;
-use crate::domain::{EmailAddress, TicketNumber, TicketStatus, Timestamp};
+use crate::domain::{TicketNumber, TicketStatus, Timestamp};
 use crate::review::{self, ReviewError};
-use crate::store::{NewSession, QueueFilter, StoreError};
+use crate::store::{QueueFilter, StoreError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(login_form)
-        .service(login)
-        .service(logout)
-        .service(queue)
+    cfg.service(queue)
         .service(ticket_view)
         .service(label_photo)
         .service(claim)
@@ -32,115 +28,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(remove_reason);
 }
 
-fn secure(desk: &Desk) -> bool {
-    desk.settings.public_url.starts_with("https://")
-}
-
 fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((LOCATION, location.to_owned()))
-        .finish()
-}
-
-#[derive(Template)]
-#[template(path = "console/login.html")]
-struct LoginPage {
-    email: String,
-    error: Option<String>,
-}
-
-#[get("/console/login")]
-async fn login_form() -> HttpResponse {
-    html(
-        StatusCode::OK,
-        &LoginPage {
-            email: String::new(),
-            error: None,
-        },
-    )
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    email: String,
-    password: String,
-}
-
-/// A real argon2id hash of a random password, checked when the e-mail is unknown so that
-/// a wrong e-mail and a wrong password cost the same time and cannot be told apart.
-fn no_such_user_hash() -> String {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        let password = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<16>());
-        auth::hash_password(&password).unwrap_or_default()
-    })
-    .clone()
-}
-
-#[post("/console/login")]
-async fn login(desk: web::Data<Desk>, form: web::Form<LoginForm>) -> HttpResponse {
-    let form = form.into_inner();
-    let refused = |email: String| {
-        html(
-            StatusCode::UNAUTHORIZED,
-            &LoginPage {
-                email,
-                error: Some("The e-mail or the password is wrong.".to_owned()),
-            },
-        )
-    };
-    let user = match EmailAddress::parse(&form.email) {
-        Ok(email) => match desk.store.user_by_email(&email).await {
-            Ok(user) => Some(user),
-            Err(StoreError::NotFound) => None,
-            Err(other) => {
-                return message_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Sign-in failed",
-                    &ApiError::internal(&other).message,
-                );
-            }
-        },
-        Err(_) => None,
-    };
-    let hash = user
-        .as_ref()
-        .map_or_else(no_such_user_hash, |u| u.password_hash.clone());
-    let password = form.password;
-    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
-    let now = desk.clock.now();
-    let Some(user) = user.filter(|u| matches && !u.disabled) else {
-        let attempted: String = form
-            .email
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(254)
-            .collect();
-        if let Err(error) = desk.store.audit(now, &attempted, "login_failed", "").await {
-            tracing::error!(%error, "could not audit a failed sign-in");
-        }
-        return refused(form.email);
-    };
-    let (cookie_value, token_hash) = session::new_session_token();
-    let new = NewSession {
-        token_hash,
-        user: user.id,
-        csrf_token: session::new_csrf_token(),
-        created_at: now,
-        expires_at: now.plus_seconds(session::IDLE_SECS),
-    };
-    if let Err(error) = desk.store.create_session(&new).await {
-        return message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Sign-in failed",
-            &ApiError::internal(&error).message,
-        );
-    }
-    HttpResponse::SeeOther()
-        .insert_header((LOCATION, "/console"))
-        .cookie(session::cookie(cookie_value, secure(&desk)))
         .finish()
 }
 
@@ -151,21 +41,6 @@ struct ActionForm {
     reason: Option<String>,
     canned: Option<String>,
     note: Option<String>,
-}
-
-#[post("/console/logout")]
-async fn logout(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
-    if let Err(error) = desk.store.delete_session(&console.token_hash).await {
-        return message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Sign-out failed",
-            &ApiError::internal(&error).message,
-        );
-    }
-    HttpResponse::SeeOther()
-        .insert_header((LOCATION, "/console/login"))
-        .cookie(session::removal(secure(&desk)))
-        .finish()
 }
 
 struct QueueRow {

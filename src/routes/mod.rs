@@ -7,6 +7,7 @@ mod error;
 mod health;
 mod intake_api;
 mod pages;
+mod signin;
 mod upload;
 
 use actix_web::http::StatusCode;
@@ -21,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     intake_api::configure(cfg);
     agent_api::configure(cfg);
     pages::configure(cfg);
+    signin::configure(cfg);
     console::configure(cfg);
 }
 

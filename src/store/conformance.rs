@@ -9,7 +9,7 @@ use crate::domain::{
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
     Approval, CreateOutcome, Customer, ExportForm, FirstApproval, NewApiToken, NewMail, NewSession,
-    NewTicket, QueueFilter, Store, StoreError, TokenScope, UserId,
+    NewTicket, QueueFilter, SessionStage, Store, StoreError, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -635,12 +635,16 @@ pub async fn sessions_expire_when_idle(store: &dyn Store) {
         token_hash: "session-hash".to_owned(),
         user: id,
         csrf_token: "csrf".to_owned(),
+        stage: SessionStage::SecondFactor,
         created_at: at(0),
         expires_at: at(100),
     };
     store.create_session(&session).await.unwrap();
-    let (user, csrf) = store.session("session-hash", at(50), 100).await.unwrap();
-    assert_eq!((user.id, csrf.as_str()), (id, "csrf"));
+    let (user, csrf, stage) = store.session("session-hash", at(50), 100).await.unwrap();
+    assert_eq!(
+        (user.id, csrf.as_str(), stage),
+        (id, "csrf", SessionStage::SecondFactor)
+    );
     // Use at 50 extended the session to 150.
     assert!(store.session("session-hash", at(140), 100).await.is_ok());
     assert!(matches!(
@@ -663,6 +667,73 @@ pub async fn sessions_expire_when_idle(store: &dyn Store) {
         store.session("second", at(1), 100).await,
         Err(StoreError::NotFound)
     ));
+}
+
+pub async fn second_factor_enrolment_and_one_time_codes(store: &dyn Store) {
+    let id = agent(store, "agent@vendor.test").await;
+    let seed = crate::auth::totp::new_seed();
+    store.begin_totp_enrolment(id, &seed).await.unwrap();
+    let pending = store
+        .user_by_email(&email("agent@vendor.test"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (pending.totp_secret.is_none(), pending.totp_pending.as_ref()),
+        (true, Some(&seed))
+    );
+    let codes = ["hash-a".to_owned(), "hash-b".to_owned()];
+    store
+        .confirm_totp_enrolment(id, 100, &codes, at(0))
+        .await
+        .unwrap();
+    let enrolled = store
+        .user_by_email(&email("agent@vendor.test"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            enrolled.totp_secret.as_ref(),
+            enrolled.totp_pending.is_none()
+        ),
+        (Some(&seed), true)
+    );
+    assert!(matches!(
+        store.confirm_totp_enrolment(id, 101, &codes, at(1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        !store.accept_totp_step(id, 100).await.unwrap(),
+        "the enrolment code cannot sign in again"
+    );
+    assert!(store.accept_totp_step(id, 101).await.unwrap());
+    assert!(
+        !store.accept_totp_step(id, 101).await.unwrap(),
+        "each step once"
+    );
+    assert!(
+        !store.accept_totp_step(id, 99).await.unwrap(),
+        "no going back"
+    );
+    assert!(store.use_recovery_code(id, "hash-a", at(2)).await.unwrap());
+    assert!(
+        !store.use_recovery_code(id, "hash-a", at(3)).await.unwrap(),
+        "a recovery code works once"
+    );
+    assert!(!store.use_recovery_code(id, "hash-z", at(3)).await.unwrap());
+    // Beginning a new enrolment cannot replace a confirmed seed.
+    store
+        .begin_totp_enrolment(id, &crate::auth::totp::new_seed())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .user_by_email(&email("agent@vendor.test"))
+            .await
+            .unwrap()
+            .totp_secret
+            .as_ref(),
+        Some(&seed)
+    );
 }
 
 pub async fn canned_reasons_are_editable(store: &dyn Store) {
@@ -726,6 +797,11 @@ macro_rules! conformance_suite {
         async fn outbox_leases_retries_and_dead_letters() {
             let (_guard, store) = $fresh.await;
             super::outbox_leases_retries_and_dead_letters(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn second_factor_enrolment_and_one_time_codes() {
+            let (_guard, store) = $fresh.await;
+            super::second_factor_enrolment_and_one_time_codes(store.as_ref()).await;
         }
         #[tokio::test]
         async fn canned_reasons_are_editable() {

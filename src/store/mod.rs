@@ -70,6 +70,35 @@ pub struct User {
     pub disabled: bool,
     /// The TOTP seed (base32), once the second factor is enrolled.
     pub totp_secret: Option<Secret>,
+    /// A seed shown for enrolment but not yet confirmed with a code.
+    pub totp_pending: Option<Secret>,
+}
+
+/// How far a sign-in has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStage {
+    /// The password was right; the TOTP code (or a recovery code) is next.
+    SecondFactor,
+    /// The password was right; the user must enrol a second factor first.
+    Enrol,
+    /// Fully signed in.
+    Full,
+}
+
+impl SessionStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SecondFactor => "second_factor",
+            Self::Enrol => "enrol",
+            Self::Full => "full",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::SecondFactor, Self::Enrol, Self::Full]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
 }
 
 /// What an API token may do.
@@ -299,6 +328,7 @@ pub struct NewSession {
     pub token_hash: String,
     pub user: UserId,
     pub csrf_token: String,
+    pub stage: SessionStage,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
@@ -434,14 +464,36 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_canned_reason(&self, id: i64, by: UserId, now: Timestamp) -> StoreResult<()>;
 
     async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
-    /// The live session for a cookie token hash, extending its idle timeout.
+    /// The live session for a cookie token hash, extending its idle timeout: the user,
+    /// the session's CSRF token and how far its sign-in has come.
     async fn session(
         &self,
         token_hash: &str,
         now: Timestamp,
         idle_secs: i64,
-    ) -> StoreResult<(User, String)>;
+    ) -> StoreResult<(User, String, SessionStage)>;
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+
+    /// Stores a seed to enrol (replacing an unconfirmed one).
+    async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()>;
+    /// Confirms the pending seed, accepted at time step `step`, and stores the recovery
+    /// code hashes.
+    async fn confirm_totp_enrolment(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Accepts a code's time step once: false when that step (or a later one) was used.
+    async fn accept_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool>;
+    /// Uses up a recovery code: false when it is unknown or was used.
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// Appends to the audit log on its own (events with no other change, such as a failed login).
     async fn audit(
         &self,

@@ -76,7 +76,12 @@ impl TryFrom<UserRow> for User {
             // A seed counts only once its enrolment was confirmed with a code.
             totp_secret: row
                 .totp_secret
+                .clone()
                 .filter(|_| row.totp_enabled_at.is_some())
+                .map(Secret::new),
+            totp_pending: row
+                .totp_secret
+                .filter(|_| row.totp_enabled_at.is_none())
                 .map(Secret::new),
         })
     }

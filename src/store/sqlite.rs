@@ -16,11 +16,11 @@ use super::rows::{
 };
 use super::{
     ApiTokenInfo, Approval, CreateOutcome, FirstApproval, NewApiToken, NewMail, NewSession,
-    NewTicket, OutboxMessage, QueueFilter, Store, StoreError, StoreResult, TicketDetail,
-    TicketSummary, TokenScope, User, UserId,
+    NewTicket, OutboxMessage, QueueFilter, SessionStage, Store, StoreError, StoreResult,
+    TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
-use crate::domain::{EmailAddress, Role, Roles, TicketNumber, TicketStatus, Timestamp};
+use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};
 
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
@@ -1089,12 +1089,13 @@ impl Store for SqliteStore {
     async fn create_session(&self, session: &NewSession) -> StoreResult<()> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, stage, created_at, last_seen_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&session.token_hash)
         .bind(session.user.0)
         .bind(&session.csrf_token)
+        .bind(session.stage.as_str())
         .bind(session.created_at.unix_seconds())
         .bind(session.created_at.unix_seconds())
         .bind(session.expires_at.unix_seconds())
@@ -1102,7 +1103,12 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         let email = user_email(&mut tx, session.user).await?;
-        audit(&mut tx, session.created_at, &email, "login", None, "").await?;
+        let action = match session.stage {
+            SessionStage::Full => "login",
+            SessionStage::SecondFactor => "login_password_ok",
+            SessionStage::Enrol => "login_enrolment_required",
+        };
+        audit(&mut tx, session.created_at, &email, action, None, "").await?;
         tx.commit().await.map_err(db)
     }
 
@@ -1111,11 +1117,11 @@ impl Store for SqliteStore {
         token_hash: &str,
         now: Timestamp,
         idle_secs: i64,
-    ) -> StoreResult<(User, String)> {
-        let found: Option<(i64, String)> = sqlx::query_as(
+    ) -> StoreResult<(User, String, SessionStage)> {
+        let found: Option<(i64, String, String)> = sqlx::query_as(
             "UPDATE sessions SET last_seen_at = ?1, expires_at = ?1 + ?2
              WHERE token_hash = ?3 AND expires_at > ?1
-             RETURNING user_id, csrf_token",
+             RETURNING user_id, csrf_token, stage",
         )
         .bind(now.unix_seconds())
         .bind(idle_secs)
@@ -1123,8 +1129,100 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        let (user_id, csrf) = found.ok_or(StoreError::NotFound)?;
-        Ok((self.user_by_id(UserId(user_id)).await?, csrf))
+        let (user_id, csrf, stage) = found.ok_or(StoreError::NotFound)?;
+        let stage = SessionStage::parse(&stage)
+            .ok_or_else(|| rows::corrupt("session stage", stage.clone()))?;
+        Ok((self.user_by_id(UserId(user_id)).await?, csrf, stage))
+    }
+
+    async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET totp_secret = ?, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = ? AND totp_enabled_at IS NULL")
+            .bind(seed.expose())
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn confirm_totp_enrolment(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE users SET totp_enabled_at = ?, totp_last_step = ?
+             WHERE id = ? AND totp_secret IS NOT NULL AND totp_enabled_at IS NULL",
+        )
+        .bind(now.unix_seconds())
+        .bind(step)
+        .bind(user.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::Conflict(
+                "there is no second factor waiting to be confirmed".to_owned(),
+            ));
+        }
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for hash in recovery_hashes {
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)")
+                .bind(user.0)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let email = user_email(&mut tx, user).await?;
+        audit(&mut tx, now, &email, "second_factor_enrolled", None, "").await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn accept_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE users SET totp_last_step = ?1 WHERE id = ?2 AND (totp_last_step IS NULL OR totp_last_step < ?1)",
+        )
+        .bind(step)
+        .bind(user.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",
+        )
+        .bind(now.unix_seconds())
+        .bind(user.0)
+        .bind(code_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 1 {
+            let email = user_email(&mut tx, user).await?;
+            audit(&mut tx, now, &email, "recovery_code_used", None, "").await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(updated == 1)
     }
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {

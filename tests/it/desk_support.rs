@@ -118,6 +118,8 @@ impl Clock for TestClock {
 }
 
 pub struct TestApp {
+    /// Each console user's TOTP seed, as their authenticator app holds it.
+    seeds: Mutex<std::collections::HashMap<String, resetdesk::domain::Secret>>,
     pub base: String,
     pub clock: TestClock,
     smtp_refusing: Arc<AtomicBool>,
@@ -176,6 +178,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (server, worker) = app.into_parts();
     tokio::spawn(server);
     TestApp {
+        seeds: Mutex::default(),
         base: format!("http://127.0.0.1:{port}"),
         clock,
         smtp_refusing,
@@ -444,23 +447,41 @@ pub fn browser() -> reqwest::Client {
 }
 
 impl TestApp {
-    /// Creates a console user with [`AGENT_PASSWORD`].
+    /// Creates a console user with [`AGENT_PASSWORD`] and an enrolled second factor.
     pub async fn create_agent(&self, email: &str) {
+        self.create_user(email, &[Role::Agent]).await;
+    }
+
+    pub async fn create_user(&self, email: &str, roles: &[Role]) {
         let hash = resetdesk::auth::hash_password(AGENT_PASSWORD).unwrap();
-        self.desk
-            .store
+        let store = &self.desk.store;
+        let id = store
             .create_user(
                 &EmailAddress::parse(email).unwrap(),
                 &hash,
-                Roles::of(&[Role::Agent]).unwrap(),
+                Roles::of(roles).unwrap(),
                 "test",
                 Timestamp::now(),
             )
             .await
             .unwrap();
+        let seed = resetdesk::auth::totp::new_seed();
+        store.begin_totp_enrolment(id, &seed).await.unwrap();
+        // Enrolled at step 0, so any current code is new.
+        store
+            .confirm_totp_enrolment(id, 0, &[], self.now())
+            .await
+            .unwrap();
+        self.seeds.lock().unwrap().insert(email.to_owned(), seed);
     }
 
-    /// Signs in to the console; returns the agent's browser.
+    /// The code `email`'s authenticator app shows now.
+    pub fn totp_code(&self, email: &str) -> String {
+        let seeds = self.seeds.lock().unwrap();
+        resetdesk::auth::totp::code_at(&seeds[email], self.now()).unwrap()
+    }
+
+    /// Signs in to the console with password and TOTP code; returns the agent's browser.
     pub async fn sign_in(&self, email: &str) -> reqwest::Client {
         let client = browser();
         let response = client
@@ -470,6 +491,26 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(response.status(), 303, "sign-in of {email}");
+        assert_eq!(response.headers()["location"], "/console/login/code");
+        let page = client
+            .get(self.url("/console/login/code"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // Each code is accepted once: move to a fresh 30-second step.
+        self.advance(30);
+        let code = self.totp_code(email);
+        let response = client
+            .post(self.url("/console/login/code"))
+            .form(&[("csrf", csrf(&page).as_str()), ("code", code.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "second factor of {email}");
+        assert_eq!(response.headers()["location"], "/console");
         client
     }
 

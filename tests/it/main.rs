@@ -8,5 +8,6 @@ mod four_eyes;
 mod keys_in_service;
 mod pages;
 mod reference_device;
+mod second_factor;
 mod serve_binary;
 mod support;

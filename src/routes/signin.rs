@@ -1,0 +1,357 @@
+//! Signing in to the console: password, then the second factor (or its enrolment when
+//! one is required), each step a session stage the console guard enforces. The session
+//! token is replaced at each step, so nothing learned before signing in is worth anything
+//! after.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, LOCATION};
+use actix_web::{HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{ApiError, html, message_page};
+use crate::auth::guard::ConsoleUser;
+use crate::auth::{self, session, totp};
+use crate::desk::Desk;
+use crate::domain::EmailAddress;
+use crate::protocol::qr;
+use crate::store::{NewSession, SessionStage, StoreError, User};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(login_form)
+        .service(login_submit)
+        .service(code_form)
+        .service(code_submit)
+        .service(enrol_form)
+        .service(enrol_qr)
+        .service(enrol_submit)
+        .service(logout);
+}
+
+fn secure(desk: &Desk) -> bool {
+    desk.settings.public_url.starts_with("https://")
+}
+
+fn failed(error: &dyn std::error::Error) -> HttpResponse {
+    message_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Sign-in failed",
+        &ApiError::internal(error).message,
+    )
+}
+
+/// Starts a session at `stage` with a fresh token and sends the browser to its page.
+async fn start_session(
+    desk: &Desk,
+    user: &User,
+    stage: SessionStage,
+) -> Result<HttpResponse, StoreError> {
+    let now = desk.clock.now();
+    let (cookie_value, token_hash) = session::new_session_token();
+    desk.store
+        .create_session(&NewSession {
+            token_hash,
+            user: user.id,
+            csrf_token: session::new_csrf_token(),
+            stage,
+            created_at: now,
+            expires_at: now.plus_seconds(session::IDLE_SECS),
+        })
+        .await?;
+    let next = match stage {
+        SessionStage::Full => "/console",
+        SessionStage::SecondFactor => session::SECOND_FACTOR_PATH,
+        SessionStage::Enrol => session::ENROL_PATH,
+    };
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, next))
+        .cookie(session::cookie(cookie_value, secure(desk)))
+        .finish())
+}
+
+/// Replaces a partial session with a full one.
+async fn promote(desk: &Desk, console: &ConsoleUser) -> Result<HttpResponse, StoreError> {
+    desk.store.delete_session(&console.token_hash).await?;
+    start_session(desk, &console.user, SessionStage::Full).await
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    email: String,
+    error: Option<String>,
+}
+
+#[get("/console/login")]
+async fn login_form() -> HttpResponse {
+    html(
+        StatusCode::OK,
+        &LoginPage {
+            email: String::new(),
+            error: None,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+}
+
+/// A real argon2id hash of a random password, checked when the e-mail is unknown so that
+/// a wrong e-mail and a wrong password cost the same time and cannot be told apart.
+fn no_such_user_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let password = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<16>());
+        auth::hash_password(&password).unwrap_or_default()
+    })
+    .clone()
+}
+
+#[post("/console/login")]
+async fn login_submit(desk: web::Data<Desk>, form: web::Form<LoginForm>) -> HttpResponse {
+    let form = form.into_inner();
+    let user = match EmailAddress::parse(&form.email) {
+        Ok(email) => match desk.store.user_by_email(&email).await {
+            Ok(user) => Some(user),
+            Err(StoreError::NotFound) => None,
+            Err(other) => return failed(&other),
+        },
+        Err(_) => None,
+    };
+    let hash = user
+        .as_ref()
+        .map_or_else(no_such_user_hash, |u| u.password_hash.clone());
+    let password = form.password;
+    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|u| matches && !u.disabled) else {
+        let attempted: String = form
+            .email
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(254)
+            .collect();
+        if let Err(error) = desk
+            .store
+            .audit(desk.clock.now(), &attempted, "login_failed", "")
+            .await
+        {
+            tracing::error!(%error, "could not audit a failed sign-in");
+        }
+        let page = LoginPage {
+            email: form.email,
+            error: Some("The e-mail or the password is wrong.".to_owned()),
+        };
+        return html(StatusCode::UNAUTHORIZED, &page);
+    };
+    let stage = if user.totp_secret.is_some() {
+        SessionStage::SecondFactor
+    } else if desk.settings.requires_2fa() {
+        SessionStage::Enrol
+    } else {
+        SessionStage::Full
+    };
+    start_session(&desk, &user, stage)
+        .await
+        .unwrap_or_else(|e| failed(&e))
+}
+
+#[derive(Template)]
+#[template(path = "console/code.html")]
+struct CodePage {
+    csrf: String,
+    error: Option<String>,
+}
+
+#[get("/console/login/code")]
+async fn code_form(console: ConsoleUser) -> HttpResponse {
+    html(
+        StatusCode::OK,
+        &CodePage {
+            csrf: console.csrf,
+            error: None,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    code: Option<String>,
+}
+
+/// The second step: a TOTP code (each accepted once) or an unused recovery code.
+#[post("/console/login/code")]
+async fn code_submit(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    form: web::Form<CodeForm>,
+) -> HttpResponse {
+    let typed = form.code.clone().unwrap_or_default();
+    let now = desk.clock.now();
+    let user = &console.user;
+    let step = user
+        .totp_secret
+        .as_ref()
+        .and_then(|seed| totp::matching_step(seed, &typed, now));
+    let accepted = match step {
+        Some(step) => desk.store.accept_totp_step(user.id, step).await,
+        // Recovery codes are longer than any TOTP code.
+        None if typed.trim().len() > 6 => {
+            desk.store
+                .use_recovery_code(user.id, &totp::recovery_code_hash(&typed), now)
+                .await
+        }
+        None => Ok(false),
+    };
+    match accepted {
+        Ok(true) => promote(&desk, &console)
+            .await
+            .unwrap_or_else(|e| failed(&e)),
+        Ok(false) => {
+            if let Err(error) = desk
+                .store
+                .audit(now, user.email.as_str(), "second_factor_failed", "")
+                .await
+            {
+                tracing::error!(%error, "could not audit a failed second factor");
+            }
+            let page = CodePage {
+                csrf: console.csrf.clone(),
+                error: Some(
+                    "That code is not right, or was already used. Codes change every 30 seconds."
+                        .to_owned(),
+                ),
+            };
+            html(StatusCode::UNAUTHORIZED, &page)
+        }
+        Err(error) => failed(&error),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/enrol.html")]
+struct EnrolPage {
+    csrf: String,
+    key: String,
+    error: Option<String>,
+    recovery_codes: Vec<String>,
+}
+
+/// The seed being enrolled: the pending one, or a new one.
+async fn pending_seed(desk: &Desk, user: &User) -> Result<crate::domain::Secret, StoreError> {
+    match &user.totp_pending {
+        Some(seed) => Ok(seed.clone()),
+        None => {
+            let seed = totp::new_seed();
+            desk.store.begin_totp_enrolment(user.id, &seed).await?;
+            Ok(seed)
+        }
+    }
+}
+
+fn grouped(key: &str) -> String {
+    key.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[get("/console/enrol")]
+async fn enrol_form(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
+    match pending_seed(&desk, &console.user).await {
+        Ok(seed) => html(
+            StatusCode::OK,
+            &EnrolPage {
+                csrf: console.csrf,
+                key: grouped(seed.expose()),
+                error: None,
+                recovery_codes: Vec::new(),
+            },
+        ),
+        Err(error) => failed(&error),
+    }
+}
+
+/// The enrolment QR code, served to the signed-in user only and never cached.
+#[get("/console/enrol/qr.png")]
+async fn enrol_qr(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
+    let seed = match pending_seed(&desk, &console.user).await {
+        Ok(seed) => seed,
+        Err(error) => return failed(&error),
+    };
+    match qr::text_png(&totp::otpauth_url(&seed, console.user.email.as_str())) {
+        Ok(png) => HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, "image/png"))
+            .insert_header(("Cache-Control", "no-store"))
+            .body(png),
+        Err(error) => failed(&error),
+    }
+}
+
+#[post("/console/enrol")]
+async fn enrol_submit(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    form: web::Form<CodeForm>,
+) -> HttpResponse {
+    let Some(seed) = console.user.totp_pending.clone() else {
+        return HttpResponse::SeeOther()
+            .insert_header((LOCATION, session::ENROL_PATH))
+            .finish();
+    };
+    let now = desk.clock.now();
+    let Some(step) = totp::matching_step(&seed, form.code.as_deref().unwrap_or(""), now) else {
+        let page = EnrolPage {
+            csrf: console.csrf.clone(),
+            key: grouped(seed.expose()),
+            error: Some("That code is not right. Check the app shows resetdesk and enter the code it shows now.".to_owned()),
+            recovery_codes: Vec::new(),
+        };
+        return html(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    };
+    let codes = totp::new_recovery_codes();
+    let hashes: Vec<String> = codes.iter().map(|(_, hash)| hash.clone()).collect();
+    if let Err(error) = desk
+        .store
+        .confirm_totp_enrolment(console.user.id, step, &hashes, now)
+        .await
+    {
+        return failed(&error);
+    }
+    // The page with the recovery codes carries the new, full session's cookie.
+    let redirect = match promote(&desk, &console).await {
+        Ok(response) => response,
+        Err(error) => return failed(&error),
+    };
+    let page = EnrolPage {
+        csrf: String::new(),
+        key: String::new(),
+        error: None,
+        recovery_codes: codes.into_iter().map(|(code, _)| code).collect(),
+    };
+    let mut response = html(StatusCode::OK, &page);
+    for cookie in redirect.cookies() {
+        let _ = response.add_cookie(&cookie.into_owned());
+    }
+    response
+}
+
+#[post("/console/logout")]
+async fn logout(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
+    if let Err(error) = desk.store.delete_session(&console.token_hash).await {
+        return message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sign-out failed",
+            &ApiError::internal(&error).message,
+        );
+    }
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, "/console/login"))
+        .cookie(session::removal(secure(&desk)))
+        .finish()
+}
