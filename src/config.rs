@@ -49,6 +49,14 @@ pub struct Settings {
     pub require_2fa: Option<bool>,
     /// Set by `serve --dev`: relaxes defaults meant for production.
     pub dev: bool,
+    /// Intake requests (form and API) one client address may make per hour; 0: no limit.
+    pub intake_per_ip_per_hour: u32,
+    /// Intake requests naming one device serial per hour; 0: no limit.
+    pub intake_per_serial_per_hour: u32,
+    /// Failed sign-ins per account, and per client address, in 15 minutes before
+    /// sign-in is refused for a while.
+    pub login_failures_per_account: u32,
+    pub login_failures_per_address: u32,
 }
 
 impl Default for Settings {
@@ -70,6 +78,10 @@ impl Default for Settings {
             watch_domains: Vec::new(),
             require_2fa: None,
             dev: false,
+            intake_per_ip_per_hour: 30,
+            intake_per_serial_per_hour: 6,
+            login_failures_per_account: 5,
+            login_failures_per_address: 20,
         }
     }
 }
@@ -92,6 +104,10 @@ pub const SETTING_NAMES: &[&str] = &[
     "max_clock_skew_secs",
     "watch_domains",
     "require_2fa",
+    "intake_per_ip_per_hour",
+    "intake_per_serial_per_hour",
+    "login_failures_per_account",
+    "login_failures_per_address",
 ];
 
 impl Settings {
@@ -236,6 +252,24 @@ impl Settings {
                     ));
                 }
                 self.watch_domains = domains;
+            }
+            "intake_per_ip_per_hour" => {
+                self.intake_per_ip_per_hour =
+                    number(value).ok_or_else(|| invalid("expected a whole number (0: no limit)"))?
+            }
+            "intake_per_serial_per_hour" => {
+                self.intake_per_serial_per_hour =
+                    number(value).ok_or_else(|| invalid("expected a whole number (0: no limit)"))?
+            }
+            "login_failures_per_account" => {
+                self.login_failures_per_account = number(value)
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| invalid("expected a whole number of at least 1"))?
+            }
+            "login_failures_per_address" => {
+                self.login_failures_per_address = number(value)
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| invalid("expected a whole number of at least 1"))?
             }
             "require_2fa" => {
                 self.require_2fa = Some(match value.trim() {

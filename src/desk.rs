@@ -21,6 +21,10 @@ pub struct Desk {
     /// Bounds how many pictures are decoded at once, so a burst of 12-megapixel uploads
     /// queues instead of taking every core from the requests behind it.
     pub image_permits: tokio::sync::Semaphore,
+    /// Intake requests per client address, per hour.
+    pub intake_by_address: crate::intake::limits::SlidingWindow,
+    /// Intake requests per device serial, per hour.
+    pub intake_by_serial: crate::intake::limits::SlidingWindow,
 }
 
 /// Key material the running desk needs. The signing key can change while the desk runs

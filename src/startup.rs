@@ -136,6 +136,8 @@ impl Application {
             keys: desk_keys,
             clock,
             image_permits: tokio::sync::Semaphore::new(Desk::image_permit_count()),
+            intake_by_address: Default::default(),
+            intake_by_serial: Default::default(),
         });
         let server = {
             let desk = desk.clone();

@@ -2,6 +2,7 @@
 //! runs before anything is stored; a failure after the blobs are written removes them,
 //! so a refused submission leaves nothing behind.
 
+pub mod limits;
 pub mod photo;
 pub mod risk;
 
@@ -66,6 +67,9 @@ pub enum IntakeError {
     /// It conflicts with what the desk already holds (e.g. a newer export).
     #[error("{1}")]
     Conflict(&'static str, String),
+    /// Too many requests for this device in a short time.
+    #[error("too many requests for device {serial}: try again in {retry_after} seconds")]
+    RateLimited { serial: String, retry_after: i64 },
     #[error("the desk could not store the request")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -272,6 +276,15 @@ pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, Intake
 
     let request = decode_export(desk, form, field, export_bytes.clone()).await?;
     let now = desk.clock.now();
+    for device in request.devices() {
+        let serial = device.identity.serial.as_str();
+        desk.intake_by_serial
+            .hit(serial, desk.settings.intake_per_serial_per_hour, 3600, now)
+            .map_err(|retry_after| IntakeError::RateLimited {
+                serial: serial.to_owned(),
+                retry_after,
+            })?;
+    }
     let verified = request
         .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
         .map_err(|e| IntakeError::one(field, e.to_string()))?;

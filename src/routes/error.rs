@@ -12,6 +12,12 @@ pub struct ApiError {
     pub status: StatusCode,
     pub issues: Vec<FieldIssue>,
     pub message: String,
+    /// Seconds for a `Retry-After` header, on 429 answers.
+    pub retry_after: Option<i64>,
+}
+
+fn rate_message(retry_after: i64) -> String {
+    format!("too many requests in a short time: please try again in {retry_after} seconds")
 }
 
 #[derive(Serialize)]
@@ -34,6 +40,7 @@ impl ApiError {
             status,
             issues: Vec::new(),
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -46,6 +53,7 @@ impl ApiError {
                 message: message.clone(),
             }],
             message,
+            retry_after: None,
         }
     }
 
@@ -95,7 +103,23 @@ impl ResponseError for ApiError {
                 Vec::new()
             },
         };
-        HttpResponse::build(self.status).json(body)
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(body)
+    }
+}
+
+impl ApiError {
+    /// A 429 with `Retry-After`.
+    pub fn rate_limited(retry_after: i64) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            issues: Vec::new(),
+            message: rate_message(retry_after),
+            retry_after: Some(retry_after),
+        }
     }
 }
 
@@ -109,10 +133,12 @@ impl From<IntakeError> for ApiError {
                     .map(|i| i.message.clone())
                     .unwrap_or_default(),
                 issues,
+                retry_after: None,
             },
             IntakeError::Conflict(field, message) => {
                 Self::field(StatusCode::CONFLICT, field, message)
             }
+            IntakeError::RateLimited { retry_after, .. } => Self::rate_limited(retry_after),
             IntakeError::Internal(cause) => Self::internal(cause.as_ref()),
         }
     }

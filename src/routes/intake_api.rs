@@ -26,6 +26,7 @@ async fn submit(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    upload::check_address_limit(&desk, &request)?;
     let raw = upload::read_submission(&desk, &request, payload).await?;
     let submitted = intake::submit(&desk, raw).await?;
     let body = Created {

@@ -49,6 +49,16 @@ struct MessagePage<'a> {
     text: &'a str,
 }
 
+/// Adds `Retry-After` to a 429 page.
+fn with_retry_after(mut response: HttpResponse, seconds: Option<i64>) -> HttpResponse {
+    if let Some(value) = seconds.and_then(|s| s.to_string().parse().ok()) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::RETRY_AFTER, value);
+    }
+    response
+}
+
 /// Answers a form body that cannot be read (wrong type, missing field) with a page,
 /// not actix's plain-text default.
 pub fn form_error(

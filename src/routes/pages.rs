@@ -189,12 +189,22 @@ async fn submit(
     payload: web::Payload,
 ) -> HttpResponse {
     let mut page = FormPage::new(&desk);
-    let raw = match upload::read_submission(&desk, &request, payload).await {
+    let read = match upload::check_address_limit(&desk, &request) {
+        Ok(()) => upload::read_submission(&desk, &request, payload).await,
+        Err(error) => Err(error),
+    };
+    let raw = match read {
         Ok(raw) => raw,
         Err(error) => {
             page.general_error = Some(error.message.clone());
-            page.errors = error.issues;
-            return html(error.status, &page);
+            let response = html(
+                error.status,
+                &FormPage {
+                    errors: error.issues.clone(),
+                    ..page
+                },
+            );
+            return super::with_retry_after(response, error.retry_after);
         }
     };
     page.values = raw.text.clone();
@@ -226,6 +236,11 @@ async fn submit(
                 message,
             }];
             html(StatusCode::CONFLICT, &page)
+        }
+        Err(error @ IntakeError::RateLimited { .. }) => {
+            let api = ApiError::from(error);
+            page.general_error = Some(api.message.clone());
+            super::with_retry_after(html(api.status, &page), api.retry_after)
         }
         Err(IntakeError::Internal(cause)) => {
             let error = ApiError::internal(cause.as_ref());

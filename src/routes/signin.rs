@@ -5,7 +5,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
@@ -75,6 +75,49 @@ async fn promote(desk: &Desk, console: &ConsoleUser) -> Result<HttpResponse, Sto
     start_session(desk, &console.user, SessionStage::Full).await
 }
 
+/// The window failed sign-ins are counted in.
+const FAILURE_WINDOW_SECS: i64 = 15 * 60;
+
+fn client_address(request: &HttpRequest) -> String {
+    request
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// Refuses a sign-in attempt while its account or address has too many recent failures;
+/// the answer says how long to wait.
+async fn throttled(
+    desk: &Desk,
+    account: &str,
+    address: &str,
+) -> Result<Option<HttpResponse>, StoreError> {
+    let now = desk.clock.now();
+    let failures = desk
+        .store
+        .login_failures(account, address, now.plus_seconds(-FAILURE_WINDOW_SECS))
+        .await?;
+    let settings = &desk.settings;
+    let wait = |oldest: Option<crate::domain::Timestamp>| {
+        oldest.map_or(FAILURE_WINDOW_SECS, |t| {
+            (t.unix_seconds() + FAILURE_WINDOW_SECS - now.unix_seconds()).max(1)
+        })
+    };
+    let retry_after = if failures.account >= i64::from(settings.login_failures_per_account) {
+        wait(failures.account_oldest)
+    } else if failures.address >= i64::from(settings.login_failures_per_address) {
+        wait(failures.address_oldest)
+    } else {
+        return Ok(None);
+    };
+    let page = message_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many failed sign-ins",
+        &format!("Too many failed sign-ins: try again in {retry_after} s."),
+    );
+    Ok(Some(super::with_retry_after(page, Some(retry_after))))
+}
+
 #[derive(Template)]
 #[template(path = "console/login.html")]
 struct LoginPage {
@@ -111,8 +154,19 @@ fn no_such_user_hash() -> String {
 }
 
 #[post("/console/login")]
-async fn login_submit(desk: web::Data<Desk>, form: web::Form<LoginForm>) -> HttpResponse {
+async fn login_submit(
+    desk: web::Data<Desk>,
+    request: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
     let form = form.into_inner();
+    let account = form.email.trim().to_ascii_lowercase();
+    let address = client_address(&request);
+    match throttled(&desk, &account, &address).await {
+        Ok(Some(refusal)) => return refusal,
+        Ok(None) => {}
+        Err(error) => return failed(&error),
+    }
     let user = match EmailAddress::parse(&form.email) {
         Ok(email) => match desk.store.user_by_email(&email).await {
             Ok(user) => Some(user),
@@ -142,12 +196,22 @@ async fn login_submit(desk: web::Data<Desk>, form: web::Form<LoginForm>) -> Http
         {
             tracing::error!(%error, "could not audit a failed sign-in");
         }
+        if let Err(error) = desk
+            .store
+            .record_login_failure(&account, &address, desk.clock.now())
+            .await
+        {
+            return failed(&error);
+        }
         let page = LoginPage {
             email: form.email,
             error: Some("The e-mail or the password is wrong.".to_owned()),
         };
         return html(StatusCode::UNAUTHORIZED, &page);
     };
+    if let Err(error) = desk.store.clear_login_failures(&account).await {
+        return failed(&error);
+    }
     let stage = if user.totp_secret.is_some() {
         SessionStage::SecondFactor
     } else if desk.settings.requires_2fa() {
@@ -187,12 +251,20 @@ struct CodeForm {
 #[post("/console/login/code")]
 async fn code_submit(
     desk: web::Data<Desk>,
+    request: HttpRequest,
     console: ConsoleUser,
     form: web::Form<CodeForm>,
 ) -> HttpResponse {
     let typed = form.code.clone().unwrap_or_default();
     let now = desk.clock.now();
     let user = &console.user;
+    let account = user.email.as_str().to_ascii_lowercase();
+    let address = client_address(&request);
+    match throttled(&desk, &account, &address).await {
+        Ok(Some(refusal)) => return refusal,
+        Ok(None) => {}
+        Err(error) => return failed(&error),
+    }
     let step = user
         .totp_secret
         .as_ref()
@@ -218,6 +290,13 @@ async fn code_submit(
                 .await
             {
                 tracing::error!(%error, "could not audit a failed second factor");
+            }
+            if let Err(error) = desk
+                .store
+                .record_login_failure(&account, &address, now)
+                .await
+            {
+                return failed(&error);
             }
             let page = CodePage {
                 csrf: console.csrf.clone(),

@@ -46,6 +46,23 @@ fn megabytes(bytes: u64) -> String {
     }
 }
 
+/// The per-address intake limit, checked before the body is read.
+pub fn check_address_limit(desk: &Desk, request: &HttpRequest) -> Result<(), ApiError> {
+    // The peer address, not a forwarded header a client could write itself.
+    let address = request
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    desk.intake_by_address
+        .hit(
+            &address,
+            desk.settings.intake_per_ip_per_hour,
+            3600,
+            desk.clock.now(),
+        )
+        .map_err(ApiError::rate_limited)
+}
+
 /// The largest body a submission can legitimately have.
 pub fn max_body(desk: &Desk) -> u64 {
     let text: u64 = TEXT_FIELDS.iter().map(|(_, limit)| *limit as u64).sum();

@@ -74,6 +74,15 @@ pub struct User {
     pub totp_pending: Option<Secret>,
 }
 
+/// Recent failed sign-ins, per account and per client address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub account: i64,
+    pub account_oldest: Option<Timestamp>,
+    pub address: i64,
+    pub address_oldest: Option<Timestamp>,
+}
+
 /// How far a sign-in has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStage {
@@ -473,6 +482,23 @@ pub trait Store: Send + Sync + 'static {
         idle_secs: i64,
     ) -> StoreResult<(User, String, SessionStage)>;
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+
+    /// Records a failed sign-in (wrong password or wrong second factor).
+    async fn record_login_failure(
+        &self,
+        account: &str,
+        address: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Failures after `since`, for the account and for the address, with the oldest of each.
+    async fn login_failures(
+        &self,
+        account: &str,
+        address: &str,
+        since: Timestamp,
+    ) -> StoreResult<LoginFailures>;
+    /// Forgets an account's failures after it signs in.
+    async fn clear_login_failures(&self, account: &str) -> StoreResult<()>;
 
     /// Stores a seed to enrol (replacing an unconfirmed one).
     async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()>;

@@ -15,9 +15,9 @@ use super::rows::{
     UserRow, hex,
 };
 use super::{
-    ApiTokenInfo, Approval, CreateOutcome, FirstApproval, NewApiToken, NewMail, NewSession,
-    NewTicket, OutboxMessage, QueueFilter, SessionStage, Store, StoreError, StoreResult,
-    TicketDetail, TicketSummary, TokenScope, User, UserId,
+    ApiTokenInfo, Approval, CreateOutcome, FirstApproval, LoginFailures, NewApiToken, NewMail,
+    NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store, StoreError,
+    StoreResult, TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
 use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};
@@ -1133,6 +1133,61 @@ impl Store for SqliteStore {
         let stage = SessionStage::parse(&stage)
             .ok_or_else(|| rows::corrupt("session stage", stage.clone()))?;
         Ok((self.user_by_id(UserId(user_id)).await?, csrf, stage))
+    }
+
+    async fn record_login_failure(
+        &self,
+        account: &str,
+        address: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO login_failures (account, address, at) VALUES (?, ?, ?)")
+            .bind(account)
+            .bind(address)
+            .bind(now.unix_seconds())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn login_failures(
+        &self,
+        account: &str,
+        address: &str,
+        since: Timestamp,
+    ) -> StoreResult<LoginFailures> {
+        let (account_count, account_oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE account = ? AND at > ?",
+        )
+        .bind(account)
+        .bind(since.unix_seconds())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        let (address_count, address_oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE address = ? AND at > ?",
+        )
+        .bind(address)
+        .bind(since.unix_seconds())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(LoginFailures {
+            account: account_count,
+            account_oldest: account_oldest.map(rows::time).transpose()?,
+            address: address_count,
+            address_oldest: address_oldest.map(rows::time).transpose()?,
+        })
+    }
+
+    async fn clear_login_failures(&self, account: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE account = ?")
+            .bind(account)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()> {

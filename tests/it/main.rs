@@ -11,3 +11,4 @@ mod reference_device;
 mod second_factor;
 mod serve_binary;
 mod support;
+mod throttling;

@@ -1,0 +1,125 @@
+//! Abuse limits: failed sign-ins per account, and intake per client address and per
+//! device serial, each answered with 429, a Retry-After and a message naming the wait.
+
+use resetdesk::domain::Timestamp;
+
+use crate::desk_support::{
+    AGENT_PASSWORD, TestApp, browser, customer_form, export_part, file_part, label_photo,
+    spawn_app, spawn_app_with,
+};
+
+const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
+
+async fn try_password(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    browser()
+        .post(app.url("/console/login"))
+        .form(&[("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failed_sign_ins_lock_the_account_for_a_while() {
+    let app = spawn_app().await;
+    app.create_agent("agent@vendor.test").await;
+    for _ in 0..5 {
+        assert_eq!(
+            try_password(&app, "agent@vendor.test", "not it at all")
+                .await
+                .status(),
+            401
+        );
+    }
+    let locked = try_password(&app, "agent@vendor.test", AGENT_PASSWORD).await;
+    assert_eq!(locked.status(), 429, "even the right password waits");
+    let retry_after: i64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    let page = locked.text().await.unwrap();
+    assert!(
+        page.contains("try again in") && page.contains(" s."),
+        "{page}"
+    );
+    app.advance(retry_after);
+    assert_eq!(
+        try_password(&app, "agent@vendor.test", AGENT_PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    // A successful sign-in forgets the failures.
+    assert_eq!(
+        try_password(&app, "agent@vendor.test", "wrong again")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        try_password(&app, "agent@vendor.test", AGENT_PASSWORD)
+            .await
+            .status(),
+        303
+    );
+}
+
+fn submission(app: &TestApp, nvr: &mut resetdesk::device::DeviceState) -> reqwest::multipart::Form {
+    let request = app.export(nvr, 0, Timestamp::now());
+    export_part(customer_form("burst@example.com"), &request, "string").part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    )
+}
+
+#[tokio::test]
+async fn an_intake_burst_from_one_address_gets_429_with_retry_after() {
+    let app = spawn_app_with(|s| s.intake_per_ip_per_hour = 2).await;
+    let mut first = app.device(NVR, "DS-7608NI-K2");
+    let mut second = app.device("DS-7608NI-K2/8P0820231115CCRRJ00000002", "DS-7608NI-K2");
+    assert_eq!(app.submit(submission(&app, &mut first)).await.status(), 201);
+    assert_eq!(
+        app.submit(submission(&app, &mut second)).await.status(),
+        201
+    );
+    let before = app.stored_counts().await;
+    let refused = app.submit(submission(&app, &mut first)).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("try again in"),
+        "{body}"
+    );
+    let form = app
+        .client
+        .post(app.url("/"))
+        .multipart(submission(&app, &mut first))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 429, "the HTML form is limited too");
+    assert_eq!(app.stored_counts().await, before);
+}
+
+#[tokio::test]
+async fn many_requests_for_one_device_get_429() {
+    let app = spawn_app_with(|s| s.intake_per_serial_per_hour = 1).await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    assert_eq!(app.submit(submission(&app, &mut nvr)).await.status(), 201);
+    let refused = app.submit(submission(&app, &mut nvr)).await;
+    assert_eq!(refused.status(), 429);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("try again in"),
+        "{body}"
+    );
+}
