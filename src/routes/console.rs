@@ -532,6 +532,17 @@ async fn retry_mail(
     .await
 }
 
+/// Canned reasons are the supervisors' to keep.
+fn supervisors_only(console: &ConsoleUser) -> Option<HttpResponse> {
+    (!console.user.roles.contains(crate::domain::Role::Supervisor)).then(|| {
+        message_page(
+            StatusCode::FORBIDDEN,
+            "Supervisors only",
+            "Editing the rejection reasons needs the supervisor role.",
+        )
+    })
+}
+
 #[derive(Template)]
 #[template(path = "console/reasons.html")]
 struct ReasonsPage {
@@ -576,6 +587,9 @@ async fn add_reason(
     console: ConsoleUser,
     form: web::Form<ActionForm>,
 ) -> HttpResponse {
+    if let Some(refusal) = supervisors_only(&console) {
+        return refusal;
+    }
     let text = match crate::domain::PlainText::parse(
         form.reason.as_deref().unwrap_or(""),
         review::MAX_REASON_CHARS,
@@ -614,6 +628,9 @@ async fn remove_reason(
     console: ConsoleUser,
     path: web::Path<i64>,
 ) -> HttpResponse {
+    if let Some(refusal) = supervisors_only(&console) {
+        return refusal;
+    }
     match desk
         .store
         .remove_canned_reason(path.into_inner(), console.user.id, desk.clock.now())

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per audience. Handlers stay thin: they extract, call one
 //! intake, review or store function, and map the outcome to a response.
 
+mod admin;
 mod agent_api;
 mod console;
 mod error;
@@ -8,6 +9,7 @@ mod health;
 mod intake_api;
 mod pages;
 mod signin;
+mod tokens;
 mod upload;
 
 use actix_web::http::StatusCode;
@@ -24,6 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     pages::configure(cfg);
     signin::configure(cfg);
     console::configure(cfg);
+    admin::configure(cfg);
+    tokens::configure(cfg);
 }
 
 /// Renders a page with a status; a template that fails to render is a bug, logged and

@@ -529,6 +529,13 @@ pub trait Store: Send + Sync + 'static {
         detail: &str,
     ) -> StoreResult<()>;
 
+    /// The newest audit entries, newest first, optionally only by `actor` and of `action`.
+    async fn recent_audit(
+        &self,
+        actor: Option<&str>,
+        action: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>>;
     /// Audit entries with ids above `after_id` (and at or after `since`), in id order.
     async fn audit_entries(
         &self,

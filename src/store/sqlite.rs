@@ -1301,6 +1301,25 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db)
     }
 
+    async fn recent_audit(
+        &self,
+        actor: Option<&str>,
+        action: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<rows::AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
+             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(actor)
+        .bind(action)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     async fn audit_entries(
         &self,
         after_id: i64,

@@ -1,6 +1,7 @@
 //! One integration test binary: each module tells one part of the user's story.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic with context by design
 
+mod admin_pages;
 mod audit;
 mod desk;
 mod desk_support;

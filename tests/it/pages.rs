@@ -363,11 +363,25 @@ async fn asking_for_a_new_photo_sends_the_ticket_back_to_the_customer_and_back()
 }
 
 #[tokio::test]
-async fn agents_edit_the_canned_rejection_reasons_and_use_them() {
+async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them() {
     let app = spawn_app().await;
     app.create_agent("agent@vendor.test").await;
+    app.create_user("sam@vendor.test", &[resetdesk::domain::Role::Supervisor])
+        .await;
     let (number, status_url, _) = submit_form(&app, "reasons@example.com", 0).await;
-    let agent = app.sign_in("agent@vendor.test").await;
+    let plain_agent = app.sign_in("agent@vendor.test").await;
+    let page = app.console_page(&plain_agent, "/console/reasons").await;
+    let denied = plain_agent
+        .post(app.url("/console/reasons"))
+        .form(&[
+            ("csrf", csrf(&page).as_str()),
+            ("reason", "Agents cannot add this."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403, "an agent cannot edit the list");
+    let agent = app.sign_in("sam@vendor.test").await;
     let page = app.console_page(&agent, "/console/reasons").await;
     let token = csrf(&page);
     let added = agent
@@ -449,6 +463,14 @@ fn console_post_routes(ticket: &str) -> Vec<String> {
         format!("/console/tickets/{ticket}/mails/1/retry"),
         "/console/reasons".to_owned(),
         "/console/reasons/1/delete".to_owned(),
+        "/console/tokens".to_owned(),
+        "/console/tokens/1/revoke".to_owned(),
+        "/console/admin/users".to_owned(),
+        "/console/admin/users/1/roles".to_owned(),
+        "/console/admin/users/1/disable".to_owned(),
+        "/console/admin/users/1/enable".to_owned(),
+        "/console/admin/users/1/password".to_owned(),
+        "/console/admin/users/1/sessions/revoke".to_owned(),
         // Not a route today: the guard covers whatever is added under /console later.
         "/console/some-future-action".to_owned(),
     ]

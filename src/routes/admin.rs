@@ -1,0 +1,454 @@
+//! The admin's console pages: users (create, roles, disable, password, sessions) and
+//! the audit log with its chain head. Only users with the admin role reach them; every
+//! change is audited by the store in the same transaction.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{ApiError, html, message_page};
+use crate::audit::{self, VerifyOutcome};
+use crate::auth::guard::ConsoleUser;
+use crate::desk::Desk;
+use crate::domain::{EmailAddress, Role, Roles};
+use crate::store::{StoreError, UserId};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(users)
+        .service(create_user)
+        .service(set_roles)
+        .service(disable)
+        .service(enable)
+        .service(reset_password)
+        .service(revoke_sessions)
+        .service(audit_log);
+}
+
+fn admin_only(console: &ConsoleUser) -> Option<HttpResponse> {
+    (!console.user.roles.contains(Role::Admin)).then(|| {
+        message_page(
+            StatusCode::FORBIDDEN,
+            "Admins only",
+            "Managing users and reading the audit log needs the admin role.",
+        )
+    })
+}
+
+fn failed(error: &StoreError) -> HttpResponse {
+    message_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The change was not made",
+        &ApiError::internal(error).message,
+    )
+}
+
+struct UserRow {
+    id: i64,
+    email: String,
+    roles: Vec<&'static str>,
+    state: &'static str,
+    disabled: bool,
+    second_factor: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "console/admin_users.html")]
+struct UsersPage {
+    user: String,
+    csrf: String,
+    users: Vec<UserRow>,
+    role_names: Vec<&'static str>,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+async fn users_page(
+    desk: &Desk,
+    console: &ConsoleUser,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+) -> HttpResponse {
+    let all = match desk.store.users().await {
+        Ok(all) => all,
+        Err(e) => return failed(&e),
+    };
+    let page = UsersPage {
+        user: console.user.email.to_string(),
+        csrf: console.csrf.clone(),
+        users: all
+            .into_iter()
+            .map(|u| UserRow {
+                id: u.id.0,
+                email: u.email.to_string(),
+                roles: u.roles.iter().map(Role::as_str).collect(),
+                state: if u.disabled { "disabled" } else { "active" },
+                disabled: u.disabled,
+                second_factor: if u.totp_secret.is_some() {
+                    "enrolled"
+                } else {
+                    "not yet"
+                },
+            })
+            .collect(),
+        role_names: Role::ALL.iter().map(|r| r.as_str()).collect(),
+        notice,
+        error,
+    };
+    html(status, &page)
+}
+
+#[get("/console/admin/users")]
+async fn users(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
+    if let Some(refusal) = admin_only(&console) {
+        return refusal;
+    }
+    users_page(&desk, &console, StatusCode::OK, None, None).await
+}
+
+/// The roles ticked in a form (`role` repeated).
+fn roles_of(fields: &[(String, String)]) -> Option<Roles> {
+    let roles: Vec<Role> = fields
+        .iter()
+        .filter(|(k, _)| k == "role")
+        .filter_map(|(_, v)| Role::parse(v))
+        .collect();
+    Roles::of(&roles)
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+fn back(notice: &str) -> HttpResponse {
+    let query: String = notice
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, format!("/console/admin/users?done={query}")))
+        .finish()
+}
+
+#[post("/console/admin/users")]
+async fn create_user(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    if let Some(refusal) = admin_only(&console) {
+        return refusal;
+    }
+    let email = match EmailAddress::parse(field(&form, "email")) {
+        Ok(email) => email,
+        Err(e) => {
+            return users_page(
+                &desk,
+                &console,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(format!("The e-mail address {e}.")),
+            )
+            .await;
+        }
+    };
+    let Some(roles) = roles_of(&form) else {
+        return users_page(
+            &desk,
+            &console,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            Some("Tick at least one role.".to_owned()),
+        )
+        .await;
+    };
+    let password = field(&form, "password").to_owned();
+    let hash =
+        match tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await {
+            Ok(Ok(hash)) => hash,
+            Ok(Err(e)) => {
+                return users_page(
+                    &desk,
+                    &console,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    None,
+                    Some(format!("{e}.")),
+                )
+                .await;
+            }
+            Err(_) => {
+                return message_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The user was not created",
+                    "Please try again.",
+                );
+            }
+        };
+    match desk
+        .store
+        .create_user(
+            &email,
+            &hash,
+            roles,
+            console.user.email.as_str(),
+            desk.clock.now(),
+        )
+        .await
+    {
+        Ok(_) => back("created"),
+        Err(StoreError::Conflict(message)) => {
+            users_page(&desk, &console, StatusCode::CONFLICT, None, Some(message)).await
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+#[post("/console/admin/users/{id}/roles")]
+async fn set_roles(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<i64>,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    if let Some(refusal) = admin_only(&console) {
+        return refusal;
+    }
+    let Some(roles) = roles_of(&form) else {
+        return users_page(
+            &desk,
+            &console,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            Some("Tick at least one role.".to_owned()),
+        )
+        .await;
+    };
+    let target = UserId(path.into_inner());
+    if target == console.user.id && !roles.contains(Role::Admin) {
+        return users_page(
+            &desk,
+            &console,
+            StatusCode::CONFLICT,
+            None,
+            Some("You cannot take the admin role from yourself.".to_owned()),
+        )
+        .await;
+    }
+    match desk
+        .store
+        .set_roles(target, roles, console.user.email.as_str(), desk.clock.now())
+        .await
+    {
+        Ok(()) => back("roles-set"),
+        Err(e) => failed(&e),
+    }
+}
+
+async fn set_disabled(
+    desk: &Desk,
+    console: &ConsoleUser,
+    target: UserId,
+    disabled: bool,
+) -> HttpResponse {
+    if let Some(refusal) = admin_only(console) {
+        return refusal;
+    }
+    if target == console.user.id && disabled {
+        return users_page(
+            desk,
+            console,
+            StatusCode::CONFLICT,
+            None,
+            Some("You cannot disable yourself.".to_owned()),
+        )
+        .await;
+    }
+    match desk
+        .store
+        .set_disabled(
+            target,
+            disabled,
+            console.user.email.as_str(),
+            desk.clock.now(),
+        )
+        .await
+    {
+        Ok(()) => back(if disabled { "disabled" } else { "enabled" }),
+        Err(e) => failed(&e),
+    }
+}
+
+#[post("/console/admin/users/{id}/disable")]
+async fn disable(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<i64>,
+) -> HttpResponse {
+    set_disabled(&desk, &console, UserId(path.into_inner()), true).await
+}
+
+#[post("/console/admin/users/{id}/enable")]
+async fn enable(desk: web::Data<Desk>, console: ConsoleUser, path: web::Path<i64>) -> HttpResponse {
+    set_disabled(&desk, &console, UserId(path.into_inner()), false).await
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    password: String,
+}
+
+#[post("/console/admin/users/{id}/password")]
+async fn reset_password(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<i64>,
+    form: web::Form<PasswordForm>,
+) -> HttpResponse {
+    if let Some(refusal) = admin_only(&console) {
+        return refusal;
+    }
+    let password = form.into_inner().password;
+    let hash =
+        match tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await {
+            Ok(Ok(hash)) => hash,
+            Ok(Err(e)) => {
+                return users_page(
+                    &desk,
+                    &console,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    None,
+                    Some(format!("{e}.")),
+                )
+                .await;
+            }
+            Err(_) => {
+                return message_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The password was not set",
+                    "Please try again.",
+                );
+            }
+        };
+    match desk
+        .store
+        .set_password(
+            UserId(path.into_inner()),
+            &hash,
+            console.user.email.as_str(),
+            desk.clock.now(),
+        )
+        .await
+    {
+        Ok(()) => back("password-set"),
+        Err(e) => failed(&e),
+    }
+}
+
+#[post("/console/admin/users/{id}/sessions/revoke")]
+async fn revoke_sessions(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<i64>,
+) -> HttpResponse {
+    if let Some(refusal) = admin_only(&console) {
+        return refusal;
+    }
+    match desk
+        .store
+        .revoke_sessions(
+            UserId(path.into_inner()),
+            console.user.email.as_str(),
+            desk.clock.now(),
+        )
+        .await
+    {
+        Ok(()) => back("sessions-ended"),
+        Err(e) => failed(&e),
+    }
+}
+
+struct AuditRow {
+    id: i64,
+    at: String,
+    actor: String,
+    action: String,
+    ticket: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/admin_audit.html")]
+struct AuditPage {
+    user: String,
+    csrf: String,
+    chain: String,
+    actor: String,
+    action: String,
+    entries: Vec<AuditRow>,
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+}
+
+/// The newest 200 entries matching the filter, and the state of the whole chain with the
+/// head an admin can publish as a checkpoint.
+#[get("/console/admin/audit")]
+async fn audit_log(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    query: web::Query<AuditQuery>,
+) -> HttpResponse {
+    if let Some(refusal) = admin_only(&console) {
+        return refusal;
+    }
+    let actor = query
+        .actor
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let action = query
+        .action
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let entries = match desk.store.recent_audit(actor, action, 200).await {
+        Ok(entries) => entries,
+        Err(e) => return failed(&e),
+    };
+    let chain = match audit::verify_store(desk.store.as_ref(), None).await {
+        Ok(VerifyOutcome::Intact { entries, head }) => {
+            format!(
+                "The chain is intact: {entries} entries. Current head (publish it as a checkpoint): {head}"
+            )
+        }
+        Ok(VerifyOutcome::Broken(broken)) => format!("THE CHAIN IS BROKEN: {broken}"),
+        Err(e) => return failed(&e),
+    };
+    let page = AuditPage {
+        user: console.user.email.to_string(),
+        csrf: console.csrf.clone(),
+        chain,
+        actor: actor.unwrap_or("").to_owned(),
+        action: action.unwrap_or("").to_owned(),
+        entries: entries
+            .into_iter()
+            .map(|e| AuditRow {
+                id: e.id,
+                at: e.at.to_string(),
+                actor: e.actor,
+                action: e.action,
+                ticket: e.ticket_id.map(|t| t.to_string()).unwrap_or_default(),
+                detail: e.detail,
+            })
+            .collect(),
+    };
+    html(StatusCode::OK, &page)
+}
