@@ -16,6 +16,8 @@ struct Served {
     child: Child,
     port: u16,
     log: std::sync::mpsc::Receiver<String>,
+    /// Every line the process wrote, on either stream.
+    all_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -40,8 +42,13 @@ impl Drop for Served {
 }
 
 fn serve(sandbox: &Sandbox) -> Served {
+    serve_with(sandbox, &[])
+}
+
+fn serve_with(sandbox: &Sandbox, env: &[(&str, &str)]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
         .arg("serve")
+        .envs(env.iter().copied())
         .current_dir(sandbox.path(""))
         .env("RESETDESK_LISTEN", "127.0.0.1:0")
         .env("RESETDESK_OUTBOX_POLL_MS", "50")
@@ -49,9 +56,17 @@ fn serve(sandbox: &Sandbox) -> Served {
         .env_remove("RESETDESK_SMTP_URL")
         .env_remove("RESETDESK_DATABASE_URL")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let all_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let collected = all_lines.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            collected.lock().unwrap().push(line);
+        }
+    });
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     // The readiness signal is the log line that names the port.
@@ -60,6 +75,7 @@ fn serve(sandbox: &Sandbox) -> Served {
             .next()
             .expect("serve exited before listening")
             .unwrap();
+        all_lines.lock().unwrap().push(line.clone());
         if let Some(rest) = line.split("port=").nth(1)
             && line.contains("listening")
         {
@@ -67,12 +83,19 @@ fn serve(sandbox: &Sandbox) -> Served {
         }
     };
     let (send, log) = std::sync::mpsc::channel();
+    let collected = all_lines.clone();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
+            collected.lock().unwrap().push(line.clone());
             let _ = send.send(line);
         }
     });
-    Served { child, port, log }
+    Served {
+        child,
+        port,
+        log,
+        all_lines,
+    }
 }
 
 /// Waits for the outbox directory to hold `count` messages; the worker polls every 50 ms.
@@ -268,4 +291,255 @@ async fn serve_with_zero_setup_runs_a_whole_reset() {
     );
     let status = served.child.wait().unwrap();
     assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
+}
+
+/// The value of `name="..."`/`id="..."`-marked text in a page, up to the next `<`.
+fn text_after(page: &str, marker: &str) -> String {
+    page.split(marker)
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_full_run_never_logs_a_secret() {
+    const PASSWORD: &str = "correct horse battery staple";
+    let sandbox = Sandbox::new();
+    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args([
+            "user",
+            "add",
+            "--email",
+            "agent@vendor.test",
+            "--role",
+            "agent",
+            "--password-stdin",
+        ])
+        .current_dir(sandbox.path(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    let token = sandbox
+        .run(&["user", "token", "--email", "agent@vendor.test"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+
+    // Debug logging: the most the desk ever writes.
+    let served = serve_with(&sandbox, &[("RESETDESK_LOG", "debug")]);
+    let base = format!("http://127.0.0.1:{}", served.port);
+
+    // The agent enrols a second factor through the console (password, seed, code).
+    let console = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = console
+        .post(format!("{base}/console/login"))
+        .form(&[("email", "agent@vendor.test"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.headers()["location"], "/console/enrol");
+    let page = console
+        .get(format!("{base}/console/enrol"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let seed = text_after(&page, "id=\"totp-key\">").replace(' ', "");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let code = resetdesk::auth::totp::code_at(
+        &resetdesk::domain::Secret::new(seed.clone()),
+        resetdesk::domain::Timestamp::now(),
+    )
+    .unwrap();
+    let enrolled = console
+        .post(format!("{base}/console/enrol"))
+        .form(&[("csrf", csrf.as_str()), ("code", code.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let recovery = text_after(&enrolled, "<li><code>");
+
+    // A customer's request, approved with the API token.
+    sandbox
+        .run(&[
+            "device",
+            "provision",
+            "--serial",
+            "DS-2CD2143G2-I20231115AAWRJ12345678",
+            "--model",
+            "DS-2CD2143G2-I",
+            "--state",
+            "cam.json",
+        ])
+        .ok();
+    sandbox
+        .run(&[
+            "device",
+            "export",
+            "--state",
+            "cam.json",
+            "--format",
+            "xml",
+            "--out",
+            "export.xml",
+        ])
+        .ok();
+    let form = reqwest::multipart::Form::new()
+        .text("name", "Jo Owner")
+        .text("email", "jo@example.com")
+        .text("country", "US")
+        .text("role", "end_user")
+        .part(
+            "export_xml",
+            reqwest::multipart::Part::bytes(std::fs::read(sandbox.path("export.xml")).unwrap())
+                .file_name("e.xml"),
+        )
+        .part(
+            "label_photo",
+            reqwest::multipart::Part::bytes(label_photo()).file_name("label.jpg"),
+        );
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/v1/requests"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = created["ticket"].as_str().unwrap();
+    let status_token = created["status_url"]
+        .as_str()
+        .unwrap()
+        .rsplit("t=")
+        .next()
+        .unwrap()
+        .to_owned();
+    let approved = reqwest::Client::new()
+        .post(format!("{base}/api/v1/tickets/{ticket}/approve"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200);
+    let mails = eml_files(&sandbox.path("data/outbox"), 2);
+    let approval = mails
+        .iter()
+        .map(|raw| MessageParser::default().parse(raw).unwrap())
+        .find(|m| m.subject().unwrap_or_default().contains("response"))
+        .unwrap();
+    let response_key = approval
+        .body_text(0)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .rsplit_once(":  ")
+                .map(|(_, k)| k.trim().to_owned())
+        })
+        .unwrap();
+
+    let mut served = served;
+    let pid = served.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(served.child.wait().unwrap().success());
+
+    let read_hex = |file: &str| {
+        std::fs::read_to_string(sandbox.path(file))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let signing_dir = std::fs::read_dir(sandbox.path("keys/signing"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let pkcs8 = std::fs::read(signing_dir).unwrap();
+    let secrets = [
+        ("the agent's password", PASSWORD.to_owned()),
+        ("the API token", token.clone()),
+        (
+            "the factory master secret",
+            read_hex("keys/factory-master.key"),
+        ),
+        ("the desk secret", read_hex("keys/desk-secret.key")),
+        (
+            "the signing key (hex)",
+            data_encoding::HEXLOWER.encode(&pkcs8),
+        ),
+        (
+            "the signing key (base64)",
+            data_encoding::BASE64.encode(&pkcs8),
+        ),
+        ("the TOTP seed", seed.clone()),
+        ("a recovery code", recovery.clone()),
+        ("the status link token", status_token.clone()),
+        ("the customer's response key", response_key.clone()),
+    ];
+    let logs = served.all_lines.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("ticket approved and signed"),
+        "the debug log was captured"
+    );
+    let (_, audit) = {
+        let output = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+            .args(["audit", "export"])
+            .current_dir(sandbox.path(""))
+            .output()
+            .unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    assert!(
+        audit.contains("\"action\":\"sign\""),
+        "the audit log was exported"
+    );
+    for (what, secret) in &secrets {
+        assert!(
+            secret.len() >= 8,
+            "{what} looks too short to search for: {secret:?}"
+        );
+        assert!(!logs.contains(secret.as_str()), "{what} appears in the log");
+        assert!(
+            !audit.contains(secret.as_str()),
+            "{what} appears in the audit log"
+        );
+    }
 }
