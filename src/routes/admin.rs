@@ -44,6 +44,16 @@ fn failed(error: &StoreError) -> HttpResponse {
     )
 }
 
+/// Hashes a password an admin typed, off the async workers; the error is a sentence for
+/// the page.
+async fn hash_new_password(password: String) -> Result<String, String> {
+    match tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await {
+        Ok(Ok(hash)) => Ok(hash),
+        Ok(Err(e)) => Err(format!("{e}.")),
+        Err(_) => Err("The password could not be processed; please try again.".to_owned()),
+    }
+}
+
 struct UserRow {
     id: i64,
     email: String,
@@ -168,27 +178,19 @@ async fn create_user(
         .await;
     };
     let password = field(&form, "password").to_owned();
-    let hash =
-        match tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await {
-            Ok(Ok(hash)) => hash,
-            Ok(Err(e)) => {
-                return users_page(
-                    &desk,
-                    &console,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    None,
-                    Some(format!("{e}.")),
-                )
-                .await;
-            }
-            Err(_) => {
-                return message_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "The user was not created",
-                    "Please try again.",
-                );
-            }
-        };
+    let hash = match hash_new_password(password).await {
+        Ok(hash) => hash,
+        Err(problem) => {
+            return users_page(
+                &desk,
+                &console,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(problem),
+            )
+            .await;
+        }
+    };
     match desk
         .store
         .create_user(
@@ -313,27 +315,19 @@ async fn reset_password(
         return refusal;
     }
     let password = form.into_inner().password;
-    let hash =
-        match tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await {
-            Ok(Ok(hash)) => hash,
-            Ok(Err(e)) => {
-                return users_page(
-                    &desk,
-                    &console,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    None,
-                    Some(format!("{e}.")),
-                )
-                .await;
-            }
-            Err(_) => {
-                return message_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "The password was not set",
-                    "Please try again.",
-                );
-            }
-        };
+    let hash = match hash_new_password(password).await {
+        Ok(hash) => hash,
+        Err(problem) => {
+            return users_page(
+                &desk,
+                &console,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(problem),
+            )
+            .await;
+        }
+    };
     match desk
         .store
         .set_password(

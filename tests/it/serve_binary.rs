@@ -123,27 +123,11 @@ fn eml_files(dir: &Path, count: usize) -> Vec<Vec<u8>> {
 #[tokio::test]
 async fn serve_with_zero_setup_runs_a_whole_reset() {
     let sandbox = Sandbox::new();
-    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
-        .args([
-            "user",
-            "add",
-            "--email",
-            "agent@vendor.test",
-            "--role",
-            "agent",
-            "--password-stdin",
-        ])
-        .current_dir(sandbox.path(""))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery staple\n")
-        .unwrap();
-    assert!(add.wait().unwrap().success());
+    add_agent(
+        &sandbox,
+        "agent@vendor.test",
+        "correct horse battery staple",
+    );
     sandbox
         .run(&[
             "user",
@@ -181,30 +165,7 @@ async fn serve_with_zero_setup_runs_a_whole_reset() {
         "keys are created on first start"
     );
 
-    sandbox
-        .run(&[
-            "device",
-            "provision",
-            "--serial",
-            "DS-2CD2143G2-I20231115AAWRJ12345678",
-            "--model",
-            "DS-2CD2143G2-I",
-            "--state",
-            "cam.json",
-        ])
-        .ok();
-    sandbox
-        .run(&[
-            "device",
-            "export",
-            "--state",
-            "cam.json",
-            "--format",
-            "string",
-            "--out",
-            "reset.txt",
-        ])
-        .ok();
+    camera_export(&sandbox, "string", "reset.txt");
     let reset_string = std::fs::read_to_string(sandbox.path("reset.txt")).unwrap();
     let form = reqwest::multipart::Form::new()
         .text("name", "Jo Owner")
@@ -293,6 +254,52 @@ async fn serve_with_zero_setup_runs_a_whole_reset() {
     assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
 }
 
+/// `resetdesk user add` with the password on standard input, as an operator types it.
+fn add_agent(sandbox: &Sandbox, email: &str, password: &str) {
+    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args([
+            "user",
+            "add",
+            "--email",
+            email,
+            "--role",
+            "agent",
+            "--password-stdin",
+        ])
+        .current_dir(sandbox.path(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+}
+
+/// A provisioned camera in `cam.json` that exported in `format` to `out`.
+fn camera_export(sandbox: &Sandbox, format: &str, out: &str) {
+    sandbox
+        .run(&[
+            "device",
+            "provision",
+            "--serial",
+            "DS-2CD2143G2-I20231115AAWRJ12345678",
+            "--model",
+            "DS-2CD2143G2-I",
+            "--state",
+            "cam.json",
+        ])
+        .ok();
+    sandbox
+        .run(&[
+            "device", "export", "--state", "cam.json", "--format", format, "--out", out,
+        ])
+        .ok();
+}
+
 /// The value of `name="..."`/`id="..."`-marked text in a page, up to the next `<`.
 fn text_after(page: &str, marker: &str) -> String {
     page.split(marker)
@@ -308,27 +315,7 @@ fn text_after(page: &str, marker: &str) -> String {
 async fn a_full_run_never_logs_a_secret() {
     const PASSWORD: &str = "correct horse battery staple";
     let sandbox = Sandbox::new();
-    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
-        .args([
-            "user",
-            "add",
-            "--email",
-            "agent@vendor.test",
-            "--role",
-            "agent",
-            "--password-stdin",
-        ])
-        .current_dir(sandbox.path(""))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    assert!(add.wait().unwrap().success());
+    add_agent(&sandbox, "agent@vendor.test", PASSWORD);
     let token = sandbox
         .run(&["user", "token", "--email", "agent@vendor.test"])
         .ok()
@@ -387,30 +374,7 @@ async fn a_full_run_never_logs_a_secret() {
     let recovery = text_after(&enrolled, "<li><code>");
 
     // A customer's request, approved with the API token.
-    sandbox
-        .run(&[
-            "device",
-            "provision",
-            "--serial",
-            "DS-2CD2143G2-I20231115AAWRJ12345678",
-            "--model",
-            "DS-2CD2143G2-I",
-            "--state",
-            "cam.json",
-        ])
-        .ok();
-    sandbox
-        .run(&[
-            "device",
-            "export",
-            "--state",
-            "cam.json",
-            "--format",
-            "xml",
-            "--out",
-            "export.xml",
-        ])
-        .ok();
+    camera_export(&sandbox, "xml", "export.xml");
     let form = reqwest::multipart::Form::new()
         .text("name", "Jo Owner")
         .text("email", "jo@example.com")
