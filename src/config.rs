@@ -57,6 +57,9 @@ pub struct Settings {
     /// sign-in is refused for a while.
     pub login_failures_per_account: u32,
     pub login_failures_per_address: u32,
+    /// A bearer token that opens /metrics to a scraper elsewhere; without one, /metrics
+    /// answers only requests from this machine.
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -82,6 +85,7 @@ impl Default for Settings {
             intake_per_serial_per_hour: 6,
             login_failures_per_account: 5,
             login_failures_per_address: 20,
+            metrics_token: None,
         }
     }
 }
@@ -108,6 +112,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "intake_per_serial_per_hour",
     "login_failures_per_account",
     "login_failures_per_address",
+    "metrics_token",
 ];
 
 impl Settings {
@@ -164,7 +169,7 @@ impl Settings {
             .ok_or_else(|| ConfigError::Unknown(key.to_owned()))?;
         let invalid = |reason: &str| ConfigError::Invalid {
             name,
-            value: if name == "smtp_url" {
+            value: if matches!(name, "smtp_url" | "metrics_token") {
                 "<redacted>".to_owned()
             } else {
                 value.to_owned()
@@ -270,6 +275,12 @@ impl Settings {
                 self.login_failures_per_address = number(value)
                     .filter(|n| *n >= 1)
                     .ok_or_else(|| invalid("expected a whole number of at least 1"))?
+            }
+            "metrics_token" => {
+                if value.len() < 16 {
+                    return Err(invalid("expected at least 16 characters"));
+                }
+                self.metrics_token = Some(Secret::new(value));
             }
             "require_2fa" => {
                 self.require_2fa = Some(match value.trim() {

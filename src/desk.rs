@@ -25,6 +25,7 @@ pub struct Desk {
     pub intake_by_address: crate::intake::limits::SlidingWindow,
     /// Intake requests per device serial, per hour.
     pub intake_by_serial: crate::intake::limits::SlidingWindow,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// Key material the running desk needs. The signing key can change while the desk runs

@@ -17,6 +17,7 @@ pub mod device;
 pub mod domain;
 pub mod intake;
 pub mod mail;
+pub mod observability;
 pub mod protocol;
 pub mod review;
 pub mod routes;

@@ -138,11 +138,13 @@ impl Application {
             image_permits: tokio::sync::Semaphore::new(Desk::image_permit_count()),
             intake_by_address: Default::default(),
             intake_by_serial: Default::default(),
+            metrics: crate::observability::metrics_handle(),
         });
-        let server = {
-            let desk = desk.clone();
-            HttpServer::new(move || {
-                App::new()
+        let server =
+            {
+                let desk = desk.clone();
+                HttpServer::new(move || {
+                    App::new()
                     .app_data(desk.clone())
                     .app_data(
                         web::JsonConfig::default()
@@ -183,19 +185,24 @@ impl Application {
                             .add(("Referrer-Policy", "no-referrer"))
                             .add(("X-Frame-Options", "DENY")),
                     )
-                    .wrap(
+                                        .wrap(
                         actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
-                            .exclude("/healthz"),
+                            .exclude("/healthz")
+                            .exclude("/readyz")
+                            .exclude("/metrics"),
                     )
+                    // Outermost: every log line of a request, the access log included,
+                    // carries its request id.
+                    .wrap(actix_web::middleware::from_fn(crate::observability::request_context))
                     .configure(routes::configure)
-            })
-            // Slow clients get a bounded time to send headers and finish.
-            .client_request_timeout(Duration::from_secs(30))
-            .client_disconnect_timeout(Duration::from_secs(5))
-            .shutdown_timeout(30)
-            .listen(listener)?
-            .run()
-        };
+                })
+                // Slow clients get a bounded time to send headers and finish.
+                .client_request_timeout(Duration::from_secs(30))
+                .client_disconnect_timeout(Duration::from_secs(5))
+                .shutdown_timeout(30)
+                .listen(listener)?
+                .run()
+            };
         Ok(Self {
             port,
             desk,

@@ -235,9 +235,22 @@ async fn decode_export(
     }
 }
 
-/// Runs every check, stores the ticket and queues the acknowledgment.
-#[tracing::instrument(skip_all, err(level = "info"))]
+/// Runs every check, stores the ticket and queues the acknowledgment; counts the outcome.
 pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, IntakeError> {
+    let result = submit_checked(desk, raw).await;
+    crate::observability::intake(match &result {
+        Ok(submitted) if submitted.existing => "existing",
+        Ok(_) => "created",
+        Err(IntakeError::Invalid(_)) => "invalid",
+        Err(IntakeError::Conflict(..)) => "conflict",
+        Err(IntakeError::RateLimited { .. }) => "rate_limited",
+        Err(IntakeError::Internal(_)) => "error",
+    });
+    result
+}
+
+#[tracing::instrument(skip_all, err(level = "info"))]
+async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, IntakeError> {
     let mut issues = Vec::new();
     let customer = customer(&raw, &mut issues);
     let export = export_of(&raw).map_err(|issue| issues.push(issue)).ok();

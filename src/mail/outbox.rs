@@ -125,6 +125,7 @@ impl OutboxWorker {
                             .await?;
                         tracing::info!(outbox_id = message.id, "mail sent");
                         round.sent += 1;
+                        crate::observability::mail("sent");
                     }
                     Err(error) => {
                         let attempts = message.attempts + 1;
@@ -140,8 +141,10 @@ impl OutboxWorker {
                             .await?;
                         if retry_at.is_some() {
                             round.retried += 1;
+                            crate::observability::mail("retry");
                         } else {
                             round.dead += 1;
+                            crate::observability::mail("dead");
                         }
                     }
                 }

@@ -186,6 +186,7 @@ pub async fn approve(
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
     tracing::info!(devices = responses.len(), key_id = %signer.id(), "ticket approved and signed");
+    crate::observability::signatures(signer.id().as_str(), responses.len());
     Ok(Approved::Signed)
 }
 

@@ -1,9 +1,12 @@
-use actix_web::{HttpResponse, get, web};
+//! For operators and load balancers: liveness, readiness and metrics.
+
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 
 use crate::desk::Desk;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(healthz);
+    cfg.service(healthz).service(readyz).service(metrics_view);
 }
 
 /// 200 when the database answers, 503 when it does not.
@@ -17,4 +20,60 @@ async fn healthz(desk: web::Data<Desk>) -> HttpResponse {
                 .json(serde_json::json!({"status": "database unreachable"}))
         }
     }
+}
+
+/// 200 when this replica can take work: the database answers with every migration
+/// applied, and the blob store takes writes. A load balancer routes only to ready replicas.
+#[get("/readyz")]
+async fn readyz(desk: web::Data<Desk>) -> HttpResponse {
+    let database = match desk.store.migrations_applied().await {
+        Ok(true) => "ok",
+        Ok(false) => "migrations pending",
+        Err(_) => "unreachable",
+    };
+    let blobs = match desk.blobs.check_writable().await {
+        Ok(()) => "ok",
+        Err(_) => "not writable",
+    };
+    let body = serde_json::json!({"database": database, "blobs": blobs});
+    if database == "ok" && blobs == "ok" {
+        HttpResponse::Ok().json(body)
+    } else {
+        tracing::warn!(database, blobs, "readiness check failed");
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus metrics: open to this machine, or to a scraper with the metrics token.
+#[get("/metrics")]
+async fn metrics_view(desk: web::Data<Desk>, request: HttpRequest) -> HttpResponse {
+    let local = request.peer_addr().is_some_and(|a| a.ip().is_loopback());
+    let bearer = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let token_ok = match (&desk.settings.metrics_token, bearer) {
+        (Some(expected), Some(given)) => {
+            crate::crypto::constant_time_eq(expected.expose().as_bytes(), given.as_bytes())
+        }
+        _ => false,
+    };
+    if !local && !token_ok {
+        return HttpResponse::Forbidden()
+            .body("metrics are available from this machine or with the metrics token\n");
+    }
+    // Gauges are read at scrape time, so every replica reports the shared database's state.
+    if let Ok((open, oldest)) = desk.store.queue_stats().await {
+        ::metrics::gauge!("resetdesk_queue_open_tickets").set(open as f64);
+        let age = oldest.map_or(0, |t| desk.clock.now().seconds_since(t).max(0));
+        ::metrics::gauge!("resetdesk_queue_oldest_open_seconds").set(age as f64);
+    }
+    if let Ok((pending, _, dead)) = desk.store.mail_counts().await {
+        ::metrics::gauge!("resetdesk_outbox_pending").set(pending as f64);
+        ::metrics::gauge!("resetdesk_outbox_dead").set(dead as f64);
+    }
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/plain; version=0.0.4"))
+        .body(desk.metrics.render())
 }

@@ -361,6 +361,10 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> StoreResult<()>;
     /// Answers when the database is reachable.
     async fn ping(&self) -> StoreResult<()>;
+    /// Whether every migration this build knows has been applied.
+    async fn migrations_applied(&self) -> StoreResult<bool>;
+    /// Open tickets and the creation time of the oldest, for the queue gauges.
+    async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)>;
 
     /// Creates a user; `actor` is who did it, for the audit log.
     async fn create_user(

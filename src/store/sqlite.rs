@@ -312,6 +312,25 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn migrations_applied(&self) -> StoreResult<bool> {
+        let known = sqlx::migrate!("./migrations/sqlite").iter().count() as i64;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(applied >= known)
+    }
+
+    async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)> {
+        let (open, oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM tickets WHERE status IN ('open', 'awaiting_photo')")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok((open, oldest.map(rows::time).transpose()?))
+    }
+
     async fn create_user(
         &self,
         email: &EmailAddress,

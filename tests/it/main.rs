@@ -7,6 +7,7 @@ mod desk;
 mod desk_support;
 mod four_eyes;
 mod keys_in_service;
+mod operations;
 mod pages;
 mod reference_device;
 mod second_factor;

@@ -68,34 +68,35 @@ fn serve_with(sandbox: &Sandbox, env: &[(&str, &str)]) -> Served {
         }
     });
     let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    // The readiness signal is the log line that names the port.
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
-        all_lines.lock().unwrap().push(line.clone());
-        if let Some(rest) = line.split("port=").nth(1)
-            && line.contains("listening")
-        {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
     let (send, log) = std::sync::mpsc::channel();
     let collected = all_lines.clone();
     std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             collected.lock().unwrap().push(line.clone());
             let _ = send.send(line);
         }
     });
-    Served {
+    let mut served = Served {
         child,
-        port,
+        port: 0,
         log,
         all_lines,
-    }
+    };
+    // The readiness signal is the log line that names the port: plain logs say `port=N`,
+    // JSON logs `"port":N`.
+    let line = served.wait_for_log("listening");
+    let rest = line
+        .split("port=")
+        .nth(1)
+        .or_else(|| line.split("\"port\":").nth(1))
+        .unwrap_or_else(|| panic!("no port in {line}"));
+    served.port = rest
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap();
+    served
 }
 
 /// Waits for the outbox directory to hold `count` messages; the worker polls every 50 ms.
@@ -324,7 +325,10 @@ async fn a_full_run_never_logs_a_secret() {
         .to_owned();
 
     // Debug logging: the most the desk ever writes.
-    let served = serve_with(&sandbox, &[("RESETDESK_LOG", "debug")]);
+    let served = serve_with(
+        &sandbox,
+        &[("RESETDESK_LOG", "debug"), ("RESETDESK_LOG_FORMAT", "json")],
+    );
     let base = format!("http://127.0.0.1:{}", served.port);
 
     // The agent enrols a second factor through the console (password, seed, code).
@@ -479,6 +483,16 @@ async fn a_full_run_never_logs_a_secret() {
     assert!(
         logs.contains("ticket approved and signed"),
         "the debug log was captured"
+    );
+    let approved_line = logs
+        .lines()
+        .find(|l| l.contains("ticket approved and signed"))
+        .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(approved_line).expect("RESETDESK_LOG_FORMAT=json writes JSON lines");
+    assert!(
+        json.to_string().contains("request_id"),
+        "log lines carry their request id: {json}"
     );
     let (_, audit) = {
         let output = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
