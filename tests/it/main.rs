@@ -3,6 +3,7 @@
 
 mod admin_pages;
 mod audit;
+mod deploy;
 mod desk;
 mod desk_support;
 mod four_eyes;
