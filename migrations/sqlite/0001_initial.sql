@@ -86,7 +86,8 @@ CREATE TABLE tickets (
 
 -- The queue: open work, oldest first.
 CREATE INDEX tickets_by_status_age ON tickets (status, created_at, id);
-CREATE INDEX tickets_by_email ON tickets (customer_email);
+CREATE INDEX tickets_by_age ON tickets (created_at, id);
+CREATE INDEX tickets_by_email ON tickets (lower(customer_email));
 
 CREATE TABLE ticket_devices (
     ticket_id      INTEGER NOT NULL REFERENCES tickets (id),

@@ -9,7 +9,7 @@ use crate::auth::guard::ApiUser;
 use crate::desk::Desk;
 use crate::domain::{TicketNumber, TicketStatus};
 use crate::review;
-use crate::store::{QueueFilter, TicketSummary};
+use crate::store::{QueueCursor, QueueFilter, TicketSummary};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list)
@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 struct ListQuery {
     status: Option<String>,
     q: Option<String>,
+    after: Option<String>,
     limit: Option<i64>,
 }
 
@@ -80,18 +81,33 @@ async fn list(
             )
         })?),
     };
+    let after = match query.after.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(QueueCursor::parse(raw).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "after must be a next_cursor value from a previous page",
+            )
+        })?),
+    };
     let filter = QueueFilter {
         status,
         search: query.q.clone(),
-        limit: query.limit.unwrap_or(100),
+        after,
+        limit: query.limit.unwrap_or(100).clamp(1, 500),
     };
     let tickets = desk
         .store
         .tickets(&filter)
         .await
         .map_err(|e| ApiError::internal(&e))?;
+    // A full page may have more after it; the cursor of its last row fetches the next.
+    let next_cursor = (tickets.len() as i64 == filter.limit)
+        .then(|| tickets.last().map(|t| QueueCursor::after(t).to_param()))
+        .flatten();
     let tickets: Vec<SummaryJson> = tickets.into_iter().map(Into::into).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "tickets": tickets })))
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "tickets": tickets, "next_cursor": next_cursor })))
 }
 
 /// `GET /api/v1/tickets/{id}`: one ticket with its devices, responses and history.

@@ -12,7 +12,10 @@ use crate::auth::guard::ConsoleUser;
 use crate::desk::Desk;
 use crate::domain::{TicketNumber, TicketStatus, Timestamp};
 use crate::review::{self, ReviewError};
-use crate::store::{QueueFilter, StoreError};
+use crate::store::{QueueCursor, QueueFilter, StoreError};
+
+/// Tickets on one queue page.
+const QUEUE_PAGE: i64 = 100;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(queue)
@@ -57,6 +60,7 @@ struct QueueRow {
 #[derive(Template)]
 #[template(path = "console/queue.html")]
 struct QueuePage {
+    next: Option<String>,
     user: String,
     csrf: String,
     status: String,
@@ -78,6 +82,7 @@ fn age(since: Timestamp, now: Timestamp) -> String {
 struct QueueQuery {
     status: Option<String>,
     q: Option<String>,
+    after: Option<String>,
 }
 
 #[get("/console")]
@@ -90,7 +95,8 @@ async fn queue(
     let filter = QueueFilter {
         status: TicketStatus::parse(&status),
         search: query.q.clone(),
-        limit: 200,
+        after: query.after.as_deref().and_then(QueueCursor::parse),
+        limit: QUEUE_PAGE,
     };
     let tickets = match desk.store.tickets(&filter).await {
         Ok(tickets) => tickets,
@@ -109,7 +115,20 @@ async fn queue(
             .iter()
             .map(|s| (s.as_str(), s.describe_short())),
     );
+    let next = (tickets.len() as i64 == QUEUE_PAGE)
+        .then(|| tickets.last().map(QueueCursor::after))
+        .flatten()
+        .and_then(|cursor| {
+            let params = [
+                ("status", status.as_str()),
+                ("q", query.q.as_deref().unwrap_or("")),
+                ("after", &cursor.to_param()),
+            ];
+            serde_urlencoded::to_string(params).ok()
+        })
+        .map(|params| format!("/console?{params}"));
     let page = QueuePage {
+        next,
         user: console.user.email.to_string(),
         csrf: console.csrf,
         status,

@@ -9,7 +9,7 @@ use crate::domain::{
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
     Approval, CreateOutcome, Customer, ExportForm, FirstApproval, NewApiToken, NewMail, NewSession,
-    NewTicket, QueueFilter, SessionStage, Store, StoreError, TokenScope, UserId,
+    NewTicket, QueueCursor, QueueFilter, SessionStage, Store, StoreError, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -356,6 +356,55 @@ pub async fn queue_filters_and_search(store: &dyn Store) {
         ..Default::default()
     };
     assert!(store.tickets(&open).await.unwrap().is_empty());
+}
+
+pub async fn queue_pages_follow_a_cursor(store: &dyn Store) {
+    let mut numbers = Vec::new();
+    for i in 0..5 {
+        let serial = format!("DS-PAGE-000{i}");
+        // Two tickets share a creation second: the id breaks the tie.
+        numbers.push(
+            created(
+                store,
+                &ticket(
+                    "p@example.com",
+                    vec![challenge(&serial, at(0))],
+                    at(10 + i / 2),
+                ),
+            )
+            .await,
+        );
+    }
+    for status in [None, Some(TicketStatus::Open)] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .tickets(&QueueFilter {
+                    status,
+                    after,
+                    limit: 2,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            seen.extend(page.iter().map(|t| t.number.clone()));
+            match page.last() {
+                Some(last) if page.len() == 2 => after = Some(QueueCursor::after(last)),
+                _ => break,
+            }
+        }
+        assert_eq!(
+            seen, numbers,
+            "every ticket once, oldest first ({status:?})"
+        );
+    }
+    let cursor = QueueCursor {
+        created_at: at(11),
+        id: 3,
+    };
+    assert_eq!(QueueCursor::parse(&cursor.to_param()), Some(cursor));
+    assert_eq!(QueueCursor::parse("garbage"), None);
 }
 
 pub async fn approval_happens_once(store: &dyn Store) {
@@ -779,6 +828,11 @@ macro_rules! conformance_suite {
             super::queue_filters_and_search(store.as_ref()).await;
         }
         #[tokio::test]
+        async fn queue_pages_follow_a_cursor() {
+            let (_guard, store) = $fresh.await;
+            super::queue_pages_follow_a_cursor(store.as_ref()).await;
+        }
+        #[tokio::test]
         async fn approval_happens_once() {
             let (_guard, store) = $fresh.await;
             super::approval_happens_once(store.as_ref()).await;
@@ -831,6 +885,38 @@ mod sqlite {
     }
 
     conformance_suite!(fresh());
+
+    /// The queue page must not scan or sort the whole table, or its cost grows with it.
+    #[tokio::test]
+    async fn the_queue_page_walks_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        let sqlite = SqliteStore::connect(&url).await.unwrap();
+        sqlite.migrate().await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            crate::store::sqlite::QUEUE_BY_STATUS
+        )))
+        .bind("open")
+        .bind(0_i64)
+        .bind(0_i64)
+        .bind(100_i64)
+        .fetch_all(&sqlite.pool)
+        .await
+        .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|row| row.3).collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX tickets_by_status_age")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan
+                .iter()
+                .any(|step| step.contains("TEMP B-TREE") || step.starts_with("SCAN t")),
+            "{plan:?}"
+        );
+    }
 
     #[tokio::test]
     async fn the_audit_log_is_append_only() {

@@ -8,7 +8,7 @@
 //! message and audit entry that go with the change.
 
 mod rows;
-mod sqlite;
+pub(crate) mod sqlite;
 
 #[cfg(test)]
 mod conformance;
@@ -238,6 +238,8 @@ pub enum CreateOutcome {
 /// A queue row.
 #[derive(Debug, Clone)]
 pub struct TicketSummary {
+    /// The row id: internal, for paging only.
+    pub id: i64,
     pub number: TicketNumber,
     pub status: TicketStatus,
     pub created_at: Timestamp,
@@ -288,11 +290,43 @@ pub struct TicketDetail {
     pub mails: Vec<MailStatus>,
 }
 
+/// Where a queue page ends: the next page starts after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCursor {
+    pub created_at: Timestamp,
+    pub id: i64,
+}
+
+impl QueueCursor {
+    /// The cursor after a page's last row.
+    pub fn after(summary: &TicketSummary) -> Self {
+        Self {
+            created_at: summary.created_at,
+            id: summary.id,
+        }
+    }
+
+    /// As it travels in a link: `<unix seconds>.<id>`.
+    pub fn to_param(self) -> String {
+        format!("{}.{}", self.created_at.unix_seconds(), self.id)
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (seconds, id) = raw.split_once('.')?;
+        Some(Self {
+            created_at: Timestamp::from_unix_seconds(seconds.parse().ok()?).ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct QueueFilter {
     pub status: Option<TicketStatus>,
     /// A ticket number, a serial (or its start) or a customer e-mail.
     pub search: Option<String>,
+    /// Start after this row (keyset pagination).
+    pub after: Option<QueueCursor>,
     pub limit: i64,
 }
 

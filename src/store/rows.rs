@@ -89,6 +89,7 @@ impl TryFrom<UserRow> for User {
 
 #[derive(FromRow)]
 pub(super) struct SummaryRow {
+    id: i64,
     number: String,
     status: String,
     created_at: i64,
@@ -109,6 +110,7 @@ impl TryFrom<SummaryRow> for TicketSummary {
     type Error = StoreError;
     fn try_from(row: SummaryRow) -> Result<Self, StoreError> {
         Ok(TicketSummary {
+            id: row.id,
             number: parse("ticket number", &row.number, TicketNumber::parse)?,
             status: TicketStatus::parse(&row.status)
                 .ok_or_else(|| corrupt("status", &row.status))?,
