@@ -74,7 +74,7 @@ const QUEUE_SEARCH: &str = concat!(
      ORDER BY t.created_at, t.id LIMIT $7"
 );
 
-const SUMMARY_BY_ID: &str = concat!(summary_select!(), "WHERE t.id = ?");
+const SUMMARY_BY_ID: &str = concat!(summary_select!(), "WHERE t.id = $1");
 
 /// Loads users; each query adds its own `WHERE`.
 macro_rules! user_select {
@@ -85,7 +85,7 @@ macro_rules! user_select {
 
 impl SqliteStore {
     async fn user_by_id(&self, user: UserId) -> StoreResult<User> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE id = ?"))
+        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE id = $1"))
             .bind(user.0)
             .fetch_optional(&self.pool)
             .await
@@ -123,7 +123,7 @@ async fn event(
     detail: &str,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO ticket_events (ticket_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO ticket_events (ticket_id, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(ticket_id)
     .bind(at.unix_seconds())
@@ -158,7 +158,7 @@ async fn audit(
     let hash = crate::audit::entry_hash(&prev_hash, id, at, actor, action, ticket_id, detail);
     sqlx::query(
         "INSERT INTO audit_log (id, at, actor, action, ticket_id, detail, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id)
     .bind(at.unix_seconds())
@@ -184,7 +184,7 @@ async fn enqueue(
     sqlx::query(
         "INSERT INTO outbox (message_id, ticket_id, kind, recipient, subject, body_text, body_html,
                              attachment_name, attachment_type, attachment, status, next_attempt_at, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $12)",
     )
     .bind(&mail.message_id)
     .bind(ticket_id)
@@ -205,7 +205,7 @@ async fn enqueue(
 }
 
 async fn user_email(tx: &mut Transaction<'static, Sqlite>, user: UserId) -> StoreResult<String> {
-    sqlx::query_scalar("SELECT email FROM users WHERE id = ?")
+    sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
         .bind(user.0)
         .fetch_one(&mut **tx)
         .await
@@ -255,7 +255,7 @@ async fn record_step(
 }
 
 async fn end_sessions(tx: &mut Transaction<'static, Sqlite>, user: UserId) -> StoreResult<()> {
-    sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user.0)
         .execute(&mut **tx)
         .await
@@ -272,7 +272,7 @@ async fn insert_approval(
     at: Timestamp,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO approvals (ticket_id, user_id, as_role, note, at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO approvals (ticket_id, user_id, as_role, note, at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(ticket_id)
     .bind(by.0)
@@ -296,7 +296,7 @@ async fn insert_approval(
 /// Explains why a decision found the ticket no longer open.
 async fn decided_conflict(tx: &mut Transaction<'static, Sqlite>, ticket_id: i64) -> StoreError {
     let row: Result<(String, Option<String>), _> = sqlx::query_as(
-        "SELECT t.status, u.email FROM tickets t LEFT JOIN users u ON u.id = t.decided_by WHERE t.id = ?",
+        "SELECT t.status, u.email FROM tickets t LEFT JOIN users u ON u.id = t.decided_by WHERE t.id = $1",
     )
     .bind(ticket_id)
     .fetch_one(&mut **tx)
@@ -357,7 +357,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<UserId> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (email, password_hash, roles, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO users (email, password_hash, roles, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(email.as_str())
         .bind(password_hash)
@@ -386,7 +386,7 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<User> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE email = ?"))
+        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE email = $1"))
             .bind(email.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -411,7 +411,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let email = user_email(&mut tx, user).await?;
-        sqlx::query("UPDATE users SET roles = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
             .bind(roles.to_stored())
             .bind(user.0)
             .execute(&mut *tx)
@@ -438,7 +438,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let email = user_email(&mut tx, user).await?;
-        sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
             .bind(disabled.then_some(now.unix_seconds()))
             .bind(user.0)
             .execute(&mut *tx)
@@ -465,7 +465,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let email = user_email(&mut tx, user).await?;
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(user.0)
             .execute(&mut *tx)
@@ -487,7 +487,7 @@ impl Store for SqliteStore {
     async fn create_api_token(&self, token: &NewApiToken<'_>) -> StoreResult<()> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO api_tokens (user_id, token_hash, name, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_tokens (user_id, token_hash, name, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token.user.0)
         .bind(token.token_hash)
@@ -519,7 +519,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<(User, TokenScope)> {
         let found: Option<(i64, String)> = sqlx::query_as(
             "SELECT user_id, scope FROM api_tokens
-             WHERE token_hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+             WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
         )
         .bind(token_hash)
         .bind(now.unix_seconds())
@@ -534,7 +534,7 @@ impl Store for SqliteStore {
 
     async fn api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>> {
         let rows: Vec<rows::TokenRow> = sqlx::query_as(
-            "SELECT id, name, scope, created_at, expires_at, revoked_at FROM api_tokens WHERE user_id = ? ORDER BY id",
+            "SELECT id, name, scope, created_at, expires_at, revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
         )
         .bind(user.0)
         .fetch_all(&self.pool)
@@ -551,7 +551,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let name: Option<String> = sqlx::query_scalar(
-            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL RETURNING name",
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING name",
         )
         .bind(now.unix_seconds())
         .bind(token_id)
@@ -575,7 +575,7 @@ impl Store for SqliteStore {
         for device in &ticket.devices {
             let existing: Option<String> = sqlx::query_scalar(
                 "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-                 WHERE d.serial = ? AND d.nonce = ?",
+                 WHERE d.serial = $1 AND d.nonce = $2",
             )
             .bind(device.identity.serial.as_str())
             .bind(hex(&device.nonce.0))
@@ -591,7 +591,7 @@ impl Store for SqliteStore {
             // waiting in a ticket is dead on arrival.
             let newer: Option<String> = sqlx::query_scalar(
                 "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-                 WHERE d.serial = ? AND d.issued_at > ? AND t.status IN ('open', 'awaiting_photo') LIMIT 1",
+                 WHERE d.serial = $1 AND d.issued_at > $2 AND t.status IN ('open', 'awaiting_photo') LIMIT 1",
             )
             .bind(device.identity.serial.as_str())
             .bind(device.issued_at.unix_seconds())
@@ -610,7 +610,7 @@ impl Store for SqliteStore {
             "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
                                   customer_company, customer_country, customer_role, purchase_channel, export_form,
                                   export_blob, label_blob, label_media_type, flags, created_at, updated_at)
-             VALUES (?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
         )
         .bind(ticket.number.as_str())
         .bind(c.name.as_str())
@@ -635,7 +635,7 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO ticket_devices (ticket_id, position, model, serial, firmware, mac_address, reserved_email,
                                              nonce, issued_at, tag)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(id)
             .bind(position as i64)
@@ -655,7 +655,7 @@ impl Store for SqliteStore {
         for device in &ticket.devices {
             let older: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT DISTINCT t.id, t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-                 WHERE d.serial = ? AND t.id != ? AND t.status IN ('open', 'awaiting_photo')",
+                 WHERE d.serial = $1 AND t.id != $2 AND t.status IN ('open', 'awaiting_photo')",
             )
             .bind(device.identity.serial.as_str())
             .bind(id)
@@ -663,7 +663,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
             for (old_id, old_number) in older {
-                sqlx::query("UPDATE tickets SET status = 'superseded', superseded_by = ?, updated_at = ? WHERE id = ?")
+                sqlx::query("UPDATE tickets SET status = 'superseded', superseded_by = $1, updated_at = $2 WHERE id = $3")
                     .bind(id)
                     .bind(now.unix_seconds())
                     .bind(old_id)
@@ -755,7 +755,7 @@ impl Store for SqliteStore {
              FROM tickets t
              LEFT JOIN users ud ON ud.id = t.decided_by
              LEFT JOIN tickets s ON s.id = t.superseded_by
-             WHERE t.number = ?",
+             WHERE t.number = $1",
         )
         .bind(number.as_str())
         .fetch_optional(&self.pool)
@@ -769,14 +769,14 @@ impl Store for SqliteStore {
             .map_err(db)?;
         let devices: Vec<DeviceRow> = sqlx::query_as(
             "SELECT model, serial, firmware, mac_address, reserved_email, nonce, issued_at, tag
-             FROM ticket_devices WHERE ticket_id = ? ORDER BY position",
+             FROM ticket_devices WHERE ticket_id = $1 ORDER BY position",
         )
         .bind(row.id)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
         let responses: Vec<ResponseRow> = sqlx::query_as(
-            "SELECT serial, nonce, key_id, expires_at, signature FROM responses WHERE ticket_id = ? ORDER BY position",
+            "SELECT serial, nonce, key_id, expires_at, signature FROM responses WHERE ticket_id = $1 ORDER BY position",
         )
         .bind(row.id)
         .fetch_all(&self.pool)
@@ -784,21 +784,21 @@ impl Store for SqliteStore {
         .map_err(db)?;
         let approvals: Vec<rows::ApprovalRow> = sqlx::query_as(
             "SELECT a.user_id, u.email, a.as_role, a.note, a.at FROM approvals a JOIN users u ON u.id = a.user_id
-             WHERE a.ticket_id = ? ORDER BY a.at, a.user_id",
+             WHERE a.ticket_id = $1 ORDER BY a.at, a.user_id",
         )
         .bind(row.id)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
         let events: Vec<EventRow> = sqlx::query_as(
-            "SELECT at, actor, kind, detail FROM ticket_events WHERE ticket_id = ? ORDER BY id",
+            "SELECT at, actor, kind, detail FROM ticket_events WHERE ticket_id = $1 ORDER BY id",
         )
         .bind(row.id)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
         let mails: Vec<MailStatusRow> = sqlx::query_as(
-            "SELECT id, kind, status, attempts, last_error, sent_at FROM outbox WHERE ticket_id = ? ORDER BY id",
+            "SELECT id, kind, status, attempts, last_error, sent_at FROM outbox WHERE ticket_id = $1 ORDER BY id",
         )
         .bind(row.id)
         .fetch_all(&self.pool)
@@ -841,8 +841,8 @@ impl Store for SqliteStore {
     async fn claim(&self, ticket_id: i64, user: UserId, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
-            "UPDATE tickets SET claimed_by = ?, claimed_at = ?, updated_at = ?
-             WHERE id = ? AND status IN ('open', 'awaiting_photo')",
+            "UPDATE tickets SET claimed_by = $1, claimed_at = $2, updated_at = $3
+             WHERE id = $4 AND status IN ('open', 'awaiting_photo')",
         )
         .bind(user.0)
         .bind(now.unix_seconds())
@@ -870,9 +870,9 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         let at = approval.at.unix_seconds();
         let updated = sqlx::query(
-            "UPDATE tickets SET status = 'approved', decided_by = ?, decided_at = ?, updated_at = ?,
-                                claimed_by = COALESCE(claimed_by, ?), claimed_at = COALESCE(claimed_at, ?)
-             WHERE id = ? AND status = 'open'",
+            "UPDATE tickets SET status = 'approved', decided_by = $1, decided_at = $2, updated_at = $3,
+                                claimed_by = COALESCE(claimed_by, $4), claimed_at = COALESCE(claimed_at, $5)
+             WHERE id = $6 AND status = 'open'",
         )
         .bind(approval.by.0)
         .bind(at)
@@ -887,7 +887,7 @@ impl Store for SqliteStore {
         if updated == 0 {
             return Err(decided_conflict(&mut tx, approval.ticket_id).await);
         }
-        let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = ?")
+        let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = $1")
             .bind(approval.ticket_id)
             .fetch_one(&mut *tx)
             .await
@@ -911,7 +911,7 @@ impl Store for SqliteStore {
         for (position, response) in approval.responses.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO responses (ticket_id, position, serial, nonce, key_id, expires_at, signature, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(approval.ticket_id)
             .bind(position as i64)
@@ -977,8 +977,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
-            "UPDATE tickets SET status = 'rejected', decided_by = ?, decided_at = ?, decision_reason = ?, updated_at = ?
-             WHERE id = ? AND status IN ('open', 'awaiting_photo')",
+            "UPDATE tickets SET status = 'rejected', decided_by = $1, decided_at = $2, decision_reason = $3, updated_at = $4
+             WHERE id = $5 AND status IN ('open', 'awaiting_photo')",
         )
         .bind(by.0)
         .bind(now.unix_seconds())
@@ -1013,7 +1013,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
-            "UPDATE tickets SET status = 'awaiting_photo', updated_at = ? WHERE id = ? AND status = 'open'",
+            "UPDATE tickets SET status = 'awaiting_photo', updated_at = $1 WHERE id = $2 AND status = 'open'",
         )
         .bind(now.unix_seconds())
         .bind(ticket_id)
@@ -1044,7 +1044,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<String> {
         let mut tx = self.write().await?;
         let old: Option<String> = sqlx::query_scalar(
-            "SELECT label_blob FROM tickets WHERE id = ? AND status = 'awaiting_photo'",
+            "SELECT label_blob FROM tickets WHERE id = $1 AND status = 'awaiting_photo'",
         )
         .bind(ticket_id)
         .fetch_optional(&mut *tx)
@@ -1056,7 +1056,7 @@ impl Store for SqliteStore {
             ));
         };
         sqlx::query(
-            "UPDATE tickets SET label_blob = ?, label_media_type = ?, status = 'open', updated_at = ? WHERE id = ?",
+            "UPDATE tickets SET label_blob = $1, label_media_type = $2, status = 'open', updated_at = $3 WHERE id = $4",
         )
         .bind(blob)
         .bind(media_type)
@@ -1079,8 +1079,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
-            "UPDATE outbox SET status = 'pending', next_attempt_at = ?, attempts = 0, lease_until = NULL
-             WHERE id = ? AND ticket_id = ? AND status = 'dead'",
+            "UPDATE outbox SET status = 'pending', next_attempt_at = $1, attempts = 0, lease_until = NULL
+             WHERE id = $2 AND ticket_id = $3 AND status = 'dead'",
         )
         .bind(now.unix_seconds())
         .bind(mail_id)
@@ -1108,7 +1108,7 @@ impl Store for SqliteStore {
 
     async fn add_canned_reason(&self, text: &str, by: UserId, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        sqlx::query("INSERT INTO canned_reasons (text) VALUES (?)")
+        sqlx::query("INSERT INTO canned_reasons (text) VALUES ($1)")
             .bind(text)
             .execute(&mut *tx)
             .await
@@ -1127,7 +1127,7 @@ impl Store for SqliteStore {
     async fn remove_canned_reason(&self, id: i64, by: UserId, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let text: Option<String> =
-            sqlx::query_scalar("DELETE FROM canned_reasons WHERE id = ? RETURNING text")
+            sqlx::query_scalar("DELETE FROM canned_reasons WHERE id = $1 RETURNING text")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await
@@ -1142,7 +1142,7 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, stage, created_at, last_seen_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&session.token_hash)
         .bind(session.user.0)
@@ -1171,8 +1171,8 @@ impl Store for SqliteStore {
         idle_secs: i64,
     ) -> StoreResult<(User, String, SessionStage)> {
         let found: Option<(i64, String, String)> = sqlx::query_as(
-            "UPDATE sessions SET last_seen_at = ?1, expires_at = ?1 + ?2
-             WHERE token_hash = ?3 AND expires_at > ?1
+            "UPDATE sessions SET last_seen_at = $1, expires_at = $1 + CAST($2 AS BIGINT)
+             WHERE token_hash = $3 AND expires_at > $1
              RETURNING user_id, csrf_token, stage",
         )
         .bind(now.unix_seconds())
@@ -1193,7 +1193,7 @@ impl Store for SqliteStore {
         address: &str,
         now: Timestamp,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO login_failures (account, address, at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO login_failures (account, address, at) VALUES ($1, $2, $3)")
             .bind(account)
             .bind(address)
             .bind(now.unix_seconds())
@@ -1210,7 +1210,7 @@ impl Store for SqliteStore {
         since: Timestamp,
     ) -> StoreResult<LoginFailures> {
         let (account_count, account_oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE account = ? AND at > ?",
+            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE account = $1 AND at > $2",
         )
         .bind(account)
         .bind(since.unix_seconds())
@@ -1218,7 +1218,7 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         let (address_count, address_oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE address = ? AND at > ?",
+            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE address = $1 AND at > $2",
         )
         .bind(address)
         .bind(since.unix_seconds())
@@ -1234,7 +1234,7 @@ impl Store for SqliteStore {
     }
 
     async fn clear_login_failures(&self, account: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE account = ?")
+        sqlx::query("DELETE FROM login_failures WHERE account = $1")
             .bind(account)
             .execute(&self.pool)
             .await
@@ -1243,7 +1243,7 @@ impl Store for SqliteStore {
     }
 
     async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET totp_secret = ?, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = ? AND totp_enabled_at IS NULL")
+        sqlx::query("UPDATE users SET totp_secret = $1, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $2 AND totp_enabled_at IS NULL")
             .bind(seed.expose())
             .bind(user.0)
             .execute(&self.pool)
@@ -1261,8 +1261,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
-            "UPDATE users SET totp_enabled_at = ?, totp_last_step = ?
-             WHERE id = ? AND totp_secret IS NOT NULL AND totp_enabled_at IS NULL",
+            "UPDATE users SET totp_enabled_at = $1, totp_last_step = $2
+             WHERE id = $3 AND totp_secret IS NOT NULL AND totp_enabled_at IS NULL",
         )
         .bind(now.unix_seconds())
         .bind(step)
@@ -1276,13 +1276,13 @@ impl Store for SqliteStore {
                 "there is no second factor waiting to be confirmed".to_owned(),
             ));
         }
-        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user.0)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         for hash in recovery_hashes {
-            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)")
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
                 .bind(user.0)
                 .bind(hash)
                 .execute(&mut *tx)
@@ -1296,7 +1296,7 @@ impl Store for SqliteStore {
 
     async fn accept_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
         let updated = sqlx::query(
-            "UPDATE users SET totp_last_step = ?1 WHERE id = ?2 AND (totp_last_step IS NULL OR totp_last_step < ?1)",
+            "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
         )
         .bind(step)
         .bind(user.0)
@@ -1315,7 +1315,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
-            "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",
+            "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
         )
         .bind(now.unix_seconds())
         .bind(user.0)
@@ -1333,7 +1333,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
             .execute(&self.pool)
             .await
@@ -1361,7 +1361,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<AuditEntry>> {
         let rows: Vec<rows::AuditRow> = sqlx::query_as(
             "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
-             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) ORDER BY id DESC LIMIT ?3",
+             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) ORDER BY id DESC LIMIT $3",
         )
         .bind(actor)
         .bind(action)
@@ -1380,7 +1380,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<AuditEntry>> {
         let rows: Vec<rows::AuditRow> = sqlx::query_as(
             "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
-             WHERE id > ? AND at >= ? ORDER BY id LIMIT ?",
+             WHERE id > $1 AND at >= $2 ORDER BY id LIMIT $3",
         )
         .bind(after_id)
         .bind(since.map_or(0, Timestamp::unix_seconds))
@@ -1393,7 +1393,7 @@ impl Store for SqliteStore {
 
     async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = ?")
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1")
             .bind(approval.ticket_id)
             .fetch_optional(&mut *tx)
             .await
@@ -1403,7 +1403,7 @@ impl Store for SqliteStore {
             Some("open") => {}
             Some(_) => return Err(decided_conflict(&mut tx, approval.ticket_id).await),
         }
-        let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = ?")
+        let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = $1")
             .bind(approval.ticket_id)
             .fetch_one(&mut *tx)
             .await
@@ -1440,7 +1440,7 @@ impl Store for SqliteStore {
     async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64> {
         sqlx::query_scalar(
             "SELECT COUNT(DISTINCT t.id) FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-             WHERE d.serial = ? AND t.created_at >= ?",
+             WHERE d.serial = $1 AND t.created_at >= $2",
         )
         .bind(serial)
         .bind(since.unix_seconds())
@@ -1457,11 +1457,11 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<OutboxMessage>> {
         let mut tx = self.write().await?;
         let rows: Vec<OutboxRow> = sqlx::query_as(
-            "UPDATE outbox SET lease_until = ?1 + ?2
+            "UPDATE outbox SET lease_until = $1 + CAST($2 AS BIGINT)
              WHERE id IN (SELECT id FROM outbox
-                          WHERE status = 'pending' AND next_attempt_at <= ?1
-                            AND (lease_until IS NULL OR lease_until <= ?1)
-                          ORDER BY id LIMIT ?3)
+                          WHERE status = 'pending' AND next_attempt_at <= $1
+                            AND (lease_until IS NULL OR lease_until <= $1)
+                          ORDER BY id LIMIT $3)
              RETURNING id, message_id, recipient, subject, body_text, body_html,
                        attachment_name, attachment_type, attachment, attempts",
         )
@@ -1480,8 +1480,8 @@ impl Store for SqliteStore {
     async fn mark_mail_sent(&self, id: i64, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, lease_until = NULL, last_error = NULL
-             WHERE id = ?",
+            "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL
+             WHERE id = $2",
         )
         .bind(now.unix_seconds())
         .bind(id)
@@ -1489,7 +1489,7 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         let row: Option<(Option<i64>, String, String)> =
-            sqlx::query_as("SELECT ticket_id, kind, recipient FROM outbox WHERE id = ?")
+            sqlx::query_as("SELECT ticket_id, kind, recipient FROM outbox WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await
@@ -1519,10 +1519,10 @@ impl Store for SqliteStore {
         retry_at: Option<Timestamp>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, lease_until = NULL,
-                               status = CASE WHEN ? IS NULL THEN 'dead' ELSE 'pending' END,
-                               next_attempt_at = COALESCE(?, next_attempt_at)
-             WHERE id = ?",
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, lease_until = NULL,
+                               status = CASE WHEN CAST($2 AS BIGINT) IS NULL THEN 'dead' ELSE 'pending' END,
+                               next_attempt_at = COALESCE($3, next_attempt_at)
+             WHERE id = $4",
         )
         .bind(error)
         .bind(retry_at.map(Timestamp::unix_seconds))
@@ -1536,7 +1536,8 @@ impl Store for SqliteStore {
 
     async fn mail_counts(&self) -> StoreResult<(i64, i64, i64)> {
         sqlx::query_as(
-            "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'sent'), 0), COALESCE(SUM(status = 'dead'), 0)
+            "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'sent'),
+                    COUNT(*) FILTER (WHERE status = 'dead')
              FROM outbox",
         )
         .fetch_one(&self.pool)
