@@ -8,6 +8,8 @@
 //! message and audit entry that go with the change.
 
 mod rows;
+#[macro_use]
+mod shared;
 pub(crate) mod sqlite;
 
 #[cfg(test)]

@@ -1,0 +1,1496 @@
+//! The store's behaviour, written once for every backend. `sql_store!` expands to the
+//! whole `Store` implementation inside a backend's module; the backend supplies what
+//! differs between dialects: its pool and transaction type, `write()` (how a write
+//! transaction starts), `MIGRATOR`, `QUEUE_SEARCH`, `CLAIM_DUE_MAIL`,
+//! `serial_prefix_pattern` and `lock_audit_chain`. All SQL here is the dialect SQLite and
+//! PostgreSQL share (`$N` parameters, `CAST`, `COUNT(*) FILTER`).
+
+/// The queue row's columns; a macro so each query can `concat!` its own filter.
+macro_rules! summary_select {
+    () => {
+        "SELECT t.id, t.number, t.status, t.created_at,
+                (SELECT COUNT(*) FROM ticket_devices c WHERE c.ticket_id = t.id) AS device_count,
+                d0.model AS first_model, d0.serial AS first_serial, t.customer_email,
+                u.email AS claimed_by, t.flags
+         FROM tickets t
+         JOIN ticket_devices d0 ON d0.ticket_id = t.id AND d0.position = 0
+         LEFT JOIN users u ON u.id = t.claimed_by "
+    };
+}
+
+/// Loads users; each query adds its own `WHERE`.
+macro_rules! user_select {
+    () => {
+        "SELECT id, email, roles, password_hash, disabled_at, totp_secret, totp_enabled_at FROM users "
+    };
+}
+
+/// Expands to the shared implementation for backend `$store` on database `$db`.
+macro_rules! sql_store {
+    ($store:ident, $db:ident) => {
+fn db(error: sqlx::Error) -> StoreError {
+    StoreError::other(error)
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
+
+
+// The queue, oldest first, a page at a time after a (created_at, id) cursor. The hot
+// case (one status, no search) walks the (status, created_at, id) index and never sorts,
+// so a page costs the same at a thousand or a million tickets; a test checks the plan.
+pub(super) const QUEUE_BY_STATUS: &str = concat!(
+    summary_select!(),
+    "WHERE t.status = $1 AND (t.created_at, t.id) > ($2, $3) ORDER BY t.created_at, t.id LIMIT $4"
+);
+
+const QUEUE_ALL: &str = concat!(
+    summary_select!(),
+    "WHERE (t.created_at, t.id) > ($1, $2) ORDER BY t.created_at, t.id LIMIT $3"
+);
+
+
+const SUMMARY_BY_ID: &str = concat!(summary_select!(), "WHERE t.id = $1");
+
+
+impl $store {
+    async fn user_by_id(&self, user: UserId) -> StoreResult<User> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE id = $1"))
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+}
+
+async fn event(
+    tx: &mut Transaction<'static, $db>,
+    ticket_id: i64,
+    at: Timestamp,
+    actor: &str,
+    kind: &str,
+    detail: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO ticket_events (ticket_id, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(ticket_id)
+    .bind(at.unix_seconds())
+    .bind(actor)
+    .bind(kind)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn audit(
+    tx: &mut Transaction<'static, $db>,
+    at: Timestamp,
+    actor: &str,
+    action: &str,
+    ticket_id: Option<i64>,
+    detail: &str,
+) -> StoreResult<()> {
+    // Reading the head and appending after it must be one step: the backend makes sure no
+    // other writer appends in between.
+    lock_audit_chain(tx).await?;
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
+    let (id, prev_hash) = match last {
+        Some((id, hash)) => (id + 1, rows::hex_array::<32>("audit hash", &hash)?),
+        None => (1, crate::audit::GENESIS),
+    };
+    let hash = crate::audit::entry_hash(&prev_hash, id, at, actor, action, ticket_id, detail);
+    sqlx::query(
+        "INSERT INTO audit_log (id, at, actor, action, ticket_id, detail, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(at.unix_seconds())
+    .bind(actor)
+    .bind(action)
+    .bind(ticket_id)
+    .bind(detail)
+    .bind(hex(&prev_hash))
+    .bind(hex(&hash))
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn enqueue(
+    tx: &mut Transaction<'static, $db>,
+    ticket_id: Option<i64>,
+    mail: &NewMail,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let attachment = mail.attachment.as_ref();
+    sqlx::query(
+        "INSERT INTO outbox (message_id, ticket_id, kind, recipient, subject, body_text, body_html,
+                             attachment_name, attachment_type, attachment, status, next_attempt_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $12)",
+    )
+    .bind(&mail.message_id)
+    .bind(ticket_id)
+    .bind(mail.kind)
+    .bind(mail.recipient.as_str())
+    .bind(&mail.subject)
+    .bind(&mail.body_text)
+    .bind(&mail.body_html)
+    .bind(attachment.map(|a| a.file_name.as_str()))
+    .bind(attachment.map(|a| a.media_type.as_str()))
+    .bind(attachment.map(|a| a.bytes.as_slice()))
+    .bind(now.unix_seconds())
+    .bind(now.unix_seconds())
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn user_email(tx: &mut Transaction<'static, $db>, user: UserId) -> StoreResult<String> {
+    sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+        .bind(user.0)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)
+}
+
+/// An agent's step on a ticket, as the history and the audit log record it.
+struct Step<'a> {
+    ticket_id: i64,
+    by: UserId,
+    at: Timestamp,
+    event: &'static str,
+    action: &'static str,
+    detail: &'a str,
+}
+
+/// Finishes a step whose state change `tx` already made: history entry, audit entry,
+/// the customer's mail if any, all committed together.
+async fn record_step(
+    mut tx: Transaction<'static, $db>,
+    step: &Step<'_>,
+    mail: Option<&NewMail>,
+) -> StoreResult<()> {
+    let email = user_email(&mut tx, step.by).await?;
+    event(
+        &mut tx,
+        step.ticket_id,
+        step.at,
+        &email,
+        step.event,
+        step.detail,
+    )
+    .await?;
+    audit(
+        &mut tx,
+        step.at,
+        &email,
+        step.action,
+        Some(step.ticket_id),
+        step.detail,
+    )
+    .await?;
+    if let Some(mail) = mail {
+        enqueue(&mut tx, Some(step.ticket_id), mail, step.at).await?;
+    }
+    tx.commit().await.map_err(db)
+}
+
+async fn end_sessions(tx: &mut Transaction<'static, $db>, user: UserId) -> StoreResult<()> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user.0)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+async fn insert_approval(
+    tx: &mut Transaction<'static, $db>,
+    ticket_id: i64,
+    by: UserId,
+    as_role: Role,
+    note: &str,
+    at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO approvals (ticket_id, user_id, as_role, note, at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(ticket_id)
+    .bind(by.0)
+    .bind(as_role.as_str())
+    .bind(note)
+    .bind(at.unix_seconds())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(
+                "you already approved this ticket; a second person must approve it".to_owned(),
+            )
+        } else {
+            db(e)
+        }
+    })?;
+    Ok(())
+}
+
+/// Explains why a decision found the ticket no longer open.
+async fn decided_conflict(tx: &mut Transaction<'static, $db>, ticket_id: i64) -> StoreError {
+    let row: Result<(String, Option<String>), _> = sqlx::query_as(
+        "SELECT t.status, u.email FROM tickets t LEFT JOIN users u ON u.id = t.decided_by WHERE t.id = $1",
+    )
+    .bind(ticket_id)
+    .fetch_one(&mut **tx)
+    .await;
+    match row {
+        Ok((status, Some(by))) => {
+            StoreError::Conflict(format!("the ticket was already {status} by {by}"))
+        }
+        Ok((status, None)) => StoreError::Conflict(format!("the ticket is {status}, not open")),
+        Err(sqlx::Error::RowNotFound) => StoreError::NotFound,
+        Err(e) => db(e),
+    }
+}
+
+#[async_trait]
+impl Store for $store {
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::other)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn migrations_applied(&self) -> StoreResult<bool> {
+        let known = MIGRATOR.iter().count() as i64;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(applied >= known)
+    }
+
+    async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)> {
+        let (open, oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM tickets WHERE status IN ('open', 'awaiting_photo')")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok((open, oldest.map(rows::time).transpose()?))
+    }
+
+    async fn create_user(
+        &self,
+        email: &EmailAddress,
+        password_hash: &str,
+        roles: Roles,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<UserId> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (email, password_hash, roles, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(email.as_str())
+        .bind(password_hash)
+        .bind(roles.to_stored())
+        .bind(now.unix_seconds())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("a user with e-mail {email} already exists"))
+            } else {
+                db(e)
+            }
+        })?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            "user_created",
+            None,
+            &format!("{email} as {roles}"),
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(UserId(id))
+    }
+
+    async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<User> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE email = $1"))
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        let rows: Vec<UserRow> = sqlx::query_as(concat!(user_select!(), "ORDER BY email"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn set_roles(
+        &self,
+        user: UserId,
+        roles: Roles,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let email = user_email(&mut tx, user).await?;
+        sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
+            .bind(roles.to_stored())
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            "roles_changed",
+            None,
+            &format!("{email} is now {roles}"),
+        )
+        .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn set_disabled(
+        &self,
+        user: UserId,
+        disabled: bool,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let email = user_email(&mut tx, user).await?;
+        sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(disabled.then_some(now.unix_seconds()))
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if disabled {
+            end_sessions(&mut tx, user).await?;
+        }
+        let action = if disabled {
+            "user_disabled"
+        } else {
+            "user_enabled"
+        };
+        audit(&mut tx, now, actor, action, None, &email).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn set_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let email = user_email(&mut tx, user).await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        end_sessions(&mut tx, user).await?;
+        audit(&mut tx, now, actor, "password_reset", None, &email).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn revoke_sessions(&self, user: UserId, actor: &str, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let email = user_email(&mut tx, user).await?;
+        end_sessions(&mut tx, user).await?;
+        audit(&mut tx, now, actor, "sessions_revoked", None, &email).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn create_api_token(&self, token: &NewApiToken<'_>) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (user_id, token_hash, name, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(token.user.0)
+        .bind(token.token_hash)
+        .bind(token.name)
+        .bind(token.scope.as_str())
+        .bind(token.created_at.unix_seconds())
+        .bind(token.expires_at.map(Timestamp::unix_seconds))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let email = user_email(&mut tx, token.user).await?;
+        let detail = format!("{} ({})", token.name, token.scope.as_str());
+        audit(
+            &mut tx,
+            token.created_at,
+            &email,
+            "api_token_created",
+            None,
+            &detail,
+        )
+        .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn user_by_api_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<(User, TokenScope)> {
+        let found: Option<(i64, String)> = sqlx::query_as(
+            "SELECT user_id, scope FROM api_tokens
+             WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(token_hash)
+        .bind(now.unix_seconds())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let (user_id, scope) = found.ok_or(StoreError::NotFound)?;
+        let scope =
+            TokenScope::parse(&scope).ok_or_else(|| rows::corrupt("token scope", scope.clone()))?;
+        Ok((self.user_by_id(UserId(user_id)).await?, scope))
+    }
+
+    async fn api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>> {
+        let rows: Vec<rows::TokenRow> = sqlx::query_as(
+            "SELECT id, name, scope, created_at, expires_at, revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn revoke_api_token(
+        &self,
+        user: UserId,
+        token_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let name: Option<String> = sqlx::query_scalar(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING name",
+        )
+        .bind(now.unix_seconds())
+        .bind(token_id)
+        .bind(user.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let name = name.ok_or(StoreError::NotFound)?;
+        let email = user_email(&mut tx, user).await?;
+        audit(&mut tx, now, &email, "api_token_revoked", None, &name).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn create_ticket(
+        &self,
+        ticket: &NewTicket,
+        acknowledgment: &NewMail,
+    ) -> StoreResult<CreateOutcome> {
+        let mut tx = self.write().await?;
+        let now = ticket.created_at;
+        for device in &ticket.devices {
+            let existing: Option<String> = sqlx::query_scalar(
+                "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                 WHERE d.serial = $1 AND d.nonce = $2",
+            )
+            .bind(device.identity.serial.as_str())
+            .bind(hex(&device.nonce.0))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(number) = existing {
+                let number = TicketNumber::parse(&number)
+                    .map_err(|_| rows::corrupt("ticket number", number))?;
+                return Ok(CreateOutcome::Existing { number });
+            }
+            // The device holds only its newest challenge: an export older than one already
+            // waiting in a ticket is dead on arrival.
+            let newer: Option<String> = sqlx::query_scalar(
+                "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                 WHERE d.serial = $1 AND d.issued_at > $2 AND t.status IN ('open', 'awaiting_photo') LIMIT 1",
+            )
+            .bind(device.identity.serial.as_str())
+            .bind(device.issued_at.unix_seconds())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(number) = newer {
+                return Err(StoreError::Conflict(format!(
+                    "ticket {number} already holds a newer export from device {}; this export is out of date",
+                    device.identity.serial
+                )));
+            }
+        }
+        let c = &ticket.customer;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
+                                  customer_company, customer_country, customer_role, purchase_channel, export_form,
+                                  export_blob, label_blob, label_media_type, flags, created_at, updated_at)
+             VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+        )
+        .bind(ticket.number.as_str())
+        .bind(c.name.as_str())
+        .bind(c.email.as_str())
+        .bind(c.phone.as_ref().map(|p| p.as_str()))
+        .bind(c.company.as_ref().map(|p| p.as_str()))
+        .bind(c.country.as_str())
+        .bind(c.role.as_str())
+        .bind(c.purchase_channel.as_ref().map(|p| p.as_str()))
+        .bind(ticket.export_form.as_str())
+        .bind(&ticket.export_blob)
+        .bind(&ticket.label_blob)
+        .bind(&ticket.label_media_type)
+        .bind(rows::flags_text(&ticket.flags))
+        .bind(now.unix_seconds())
+        .bind(now.unix_seconds())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        for (position, device) in ticket.devices.iter().enumerate() {
+            let id_ = &device.identity;
+            sqlx::query(
+                "INSERT INTO ticket_devices (ticket_id, position, model, serial, firmware, mac_address, reserved_email,
+                                             nonce, issued_at, tag)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(id)
+            .bind(position as i64)
+            .bind(id_.model.as_str())
+            .bind(id_.serial.as_str())
+            .bind(id_.firmware.as_str())
+            .bind(id_.mac_address.map(|m| m.to_string()))
+            .bind(id_.reserved_email.as_ref().map(|e| e.as_str()))
+            .bind(hex(&device.nonce.0))
+            .bind(device.issued_at.unix_seconds())
+            .bind(hex(&device.tag.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        let mut superseded = Vec::new();
+        for device in &ticket.devices {
+            let older: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT DISTINCT t.id, t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                 WHERE d.serial = $1 AND t.id != $2 AND t.status IN ('open', 'awaiting_photo')",
+            )
+            .bind(device.identity.serial.as_str())
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            for (old_id, old_number) in older {
+                sqlx::query("UPDATE tickets SET status = 'superseded', superseded_by = $1, updated_at = $2 WHERE id = $3")
+                    .bind(id)
+                    .bind(now.unix_seconds())
+                    .bind(old_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let note = format!(
+                    "replaced by {} (a newer export from {})",
+                    ticket.number, device.identity.serial
+                );
+                event(&mut tx, old_id, now, "customer", "superseded", &note).await?;
+                let note = format!(
+                    "replaces {old_number} (an older export from {})",
+                    device.identity.serial
+                );
+                event(&mut tx, id, now, "customer", "supersedes", &note).await?;
+                superseded.push(
+                    TicketNumber::parse(&old_number)
+                        .map_err(|_| rows::corrupt("ticket number", old_number))?,
+                );
+            }
+        }
+        let detail = format!(
+            "{} device(s) by {}",
+            ticket.devices.len(),
+            ticket.export_form.as_str()
+        );
+        event(&mut tx, id, now, "customer", "submitted", &detail).await?;
+        enqueue(&mut tx, Some(id), acknowledgment, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(CreateOutcome::Created {
+            number: ticket.number.clone(),
+            superseded,
+        })
+    }
+
+    async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>> {
+        let search = filter
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let (after_time, after_id) = filter
+            .after
+            .map_or((-1, 0), |c| (c.created_at.unix_seconds(), c.id));
+        let limit = filter.limit.clamp(1, 500);
+        let query = match (search, filter.status) {
+            (None, Some(status)) => sqlx::query_as(QUEUE_BY_STATUS)
+                .bind(status.as_str())
+                .bind(after_time)
+                .bind(after_id)
+                .bind(limit),
+            (None, None) => sqlx::query_as(QUEUE_ALL)
+                .bind(after_time)
+                .bind(after_id)
+                .bind(limit),
+            (Some(search), status) => {
+                let number = TicketNumber::parse(search).ok().map(|n| n.to_string());
+                // Serials use no GLOB wildcard characters, so a valid serial prefix is a
+                // literal prefix; anything else cannot match a serial.
+                let upper = search.to_ascii_uppercase();
+                let serial_glob = upper
+                    .chars()
+                    .all(|c| {
+                        c.is_ascii_uppercase()
+                            || c.is_ascii_digit()
+                            || matches!(c, '-' | '/' | '.' | '_')
+                    })
+                    .then(|| serial_prefix_pattern(&upper));
+                sqlx::query_as(QUEUE_SEARCH)
+                    .bind(status.map(TicketStatus::as_str))
+                    .bind(number)
+                    .bind(search.to_ascii_lowercase())
+                    .bind(serial_glob)
+                    .bind(after_time)
+                    .bind(after_id)
+                    .bind(limit)
+            }
+        };
+        let rows: Vec<SummaryRow> = query.fetch_all(&self.pool).await.map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail> {
+        let row: TicketRow = sqlx::query_as(
+            "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,
+                    t.customer_country, t.customer_role, t.purchase_channel, t.export_form, t.export_blob, t.label_blob,
+                    t.label_media_type, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by
+             FROM tickets t
+             LEFT JOIN users ud ON ud.id = t.decided_by
+             LEFT JOIN tickets s ON s.id = t.superseded_by
+             WHERE t.number = $1",
+        )
+        .bind(number.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?;
+        let summary: SummaryRow = sqlx::query_as(SUMMARY_BY_ID)
+            .bind(row.id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let devices: Vec<DeviceRow> = sqlx::query_as(
+            "SELECT model, serial, firmware, mac_address, reserved_email, nonce, issued_at, tag
+             FROM ticket_devices WHERE ticket_id = $1 ORDER BY position",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let responses: Vec<ResponseRow> = sqlx::query_as(
+            "SELECT serial, nonce, key_id, expires_at, signature FROM responses WHERE ticket_id = $1 ORDER BY position",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let approvals: Vec<rows::ApprovalRow> = sqlx::query_as(
+            "SELECT a.user_id, u.email, a.as_role, a.note, a.at FROM approvals a JOIN users u ON u.id = a.user_id
+             WHERE a.ticket_id = $1 ORDER BY a.at, a.user_id",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let events: Vec<EventRow> = sqlx::query_as(
+            "SELECT at, actor, kind, detail FROM ticket_events WHERE ticket_id = $1 ORDER BY id",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mails: Vec<MailStatusRow> = sqlx::query_as(
+            "SELECT id, kind, status, attempts, last_error, sent_at FROM outbox WHERE ticket_id = $1 ORDER BY id",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(TicketDetail {
+            id: row.id,
+            summary: summary.try_into()?,
+            customer: row.customer()?,
+            export_form: row.export_form()?,
+            superseded_by: row.superseded_by()?,
+            devices: devices
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            approvals: approvals
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            responses: responses
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            events: events
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            mails: mails
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            export_blob: row.export_blob,
+            label_blob: row.label_blob,
+            label_media_type: row.label_media_type,
+            decided_by: row.decided_by,
+            decision_reason: row.decision_reason,
+        })
+    }
+
+    async fn claim(&self, ticket_id: i64, user: UserId, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE tickets SET claimed_by = $1, claimed_at = $2, updated_at = $3
+             WHERE id = $4 AND status IN ('open', 'awaiting_photo')",
+        )
+        .bind(user.0)
+        .bind(now.unix_seconds())
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(decided_conflict(&mut tx, ticket_id).await);
+        }
+        let step = Step {
+            ticket_id,
+            by: user,
+            at: now,
+            event: "claimed",
+            action: "claim",
+            detail: "",
+        };
+        record_step(tx, &step, None).await
+    }
+
+    async fn approve(&self, approval: &Approval) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let at = approval.at.unix_seconds();
+        let updated = sqlx::query(
+            "UPDATE tickets SET status = 'approved', decided_by = $1, decided_at = $2, updated_at = $3,
+                                claimed_by = COALESCE(claimed_by, $4), claimed_at = COALESCE(claimed_at, $5)
+             WHERE id = $6 AND status = 'open'",
+        )
+        .bind(approval.by.0)
+        .bind(at)
+        .bind(at)
+        .bind(approval.by.0)
+        .bind(at)
+        .bind(approval.ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(decided_conflict(&mut tx, approval.ticket_id).await);
+        }
+        let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = $1")
+            .bind(approval.ticket_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if prior != approval.prior_approvals as i64 {
+            // Dropping the transaction rolls the status change back.
+            return Err(StoreError::Conflict(
+                "another approval of this ticket arrived meanwhile: reload the ticket and decide again".to_owned(),
+            ));
+        }
+        insert_approval(
+            &mut tx,
+            approval.ticket_id,
+            approval.by,
+            approval.as_role,
+            &approval.note,
+            approval.at,
+        )
+        .await?;
+        let email = user_email(&mut tx, approval.by).await?;
+        for (position, response) in approval.responses.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO responses (ticket_id, position, serial, nonce, key_id, expires_at, signature, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(approval.ticket_id)
+            .bind(position as i64)
+            .bind(response.serial.as_str())
+            .bind(hex(&response.nonce.0))
+            .bind(response.key_id.as_str())
+            .bind(response.expires_at.unix_seconds())
+            .bind(hex(&response.signature.0))
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            let detail = format!(
+                "serial {} key {} expires {}",
+                response.serial, response.key_id, response.expires_at
+            );
+            audit(
+                &mut tx,
+                approval.at,
+                &email,
+                "sign",
+                Some(approval.ticket_id),
+                &detail,
+            )
+            .await?;
+        }
+        let detail = format!("{} device(s)", approval.responses.len());
+        event(
+            &mut tx,
+            approval.ticket_id,
+            approval.at,
+            &email,
+            "approved",
+            &detail,
+        )
+        .await?;
+        audit(
+            &mut tx,
+            approval.at,
+            &email,
+            "approve",
+            Some(approval.ticket_id),
+            &detail,
+        )
+        .await?;
+        enqueue(
+            &mut tx,
+            Some(approval.ticket_id),
+            &approval.mail,
+            approval.at,
+        )
+        .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn reject(
+        &self,
+        ticket_id: i64,
+        by: UserId,
+        reason: &str,
+        mail: &NewMail,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE tickets SET status = 'rejected', decided_by = $1, decided_at = $2, decision_reason = $3, updated_at = $4
+             WHERE id = $5 AND status IN ('open', 'awaiting_photo')",
+        )
+        .bind(by.0)
+        .bind(now.unix_seconds())
+        .bind(reason)
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(decided_conflict(&mut tx, ticket_id).await);
+        }
+        let step = Step {
+            ticket_id,
+            by,
+            at: now,
+            event: "rejected",
+            action: "reject",
+            detail: reason,
+        };
+        record_step(tx, &step, Some(mail)).await
+    }
+
+    async fn request_photo(
+        &self,
+        ticket_id: i64,
+        by: UserId,
+        note: &str,
+        mail: &NewMail,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE tickets SET status = 'awaiting_photo', updated_at = $1 WHERE id = $2 AND status = 'open'",
+        )
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(decided_conflict(&mut tx, ticket_id).await);
+        }
+        let step = Step {
+            ticket_id,
+            by,
+            at: now,
+            event: "photo_requested",
+            action: "request_photo",
+            detail: note,
+        };
+        record_step(tx, &step, Some(mail)).await
+    }
+
+    async fn replace_label_photo(
+        &self,
+        ticket_id: i64,
+        blob: &str,
+        media_type: &str,
+        now: Timestamp,
+    ) -> StoreResult<String> {
+        let mut tx = self.write().await?;
+        let old: Option<String> = sqlx::query_scalar(
+            "SELECT label_blob FROM tickets WHERE id = $1 AND status = 'awaiting_photo'",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(old) = old else {
+            return Err(StoreError::Conflict(
+                "this ticket is not waiting for a new photo".to_owned(),
+            ));
+        };
+        sqlx::query(
+            "UPDATE tickets SET label_blob = $1, label_media_type = $2, status = 'open', updated_at = $3 WHERE id = $4",
+        )
+        .bind(blob)
+        .bind(media_type)
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
+        tx.commit().await.map_err(db)?;
+        Ok(old)
+    }
+
+    async fn retry_mail(
+        &self,
+        ticket_id: i64,
+        mail_id: i64,
+        by: UserId,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = $1, attempts = 0, lease_until = NULL
+             WHERE id = $2 AND ticket_id = $3 AND status = 'dead'",
+        )
+        .bind(now.unix_seconds())
+        .bind(mail_id)
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::Conflict(
+                "that message is not waiting for a retry".to_owned(),
+            ));
+        }
+        let email = user_email(&mut tx, by).await?;
+        event(&mut tx, ticket_id, now, &email, "mail_retried", "").await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn canned_reasons(&self) -> StoreResult<Vec<(i64, String)>> {
+        sqlx::query_as("SELECT id, text FROM canned_reasons ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn add_canned_reason(&self, text: &str, by: UserId, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("INSERT INTO canned_reasons (text) VALUES ($1)")
+            .bind(text)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict("that reason is already in the list".to_owned())
+                } else {
+                    db(e)
+                }
+            })?;
+        let email = user_email(&mut tx, by).await?;
+        audit(&mut tx, now, &email, "canned_reason_added", None, text).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn remove_canned_reason(&self, id: i64, by: UserId, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let text: Option<String> =
+            sqlx::query_scalar("DELETE FROM canned_reasons WHERE id = $1 RETURNING text")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let text = text.ok_or(StoreError::NotFound)?;
+        let email = user_email(&mut tx, by).await?;
+        audit(&mut tx, now, &email, "canned_reason_removed", None, &text).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, stage, created_at, last_seen_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&session.token_hash)
+        .bind(session.user.0)
+        .bind(&session.csrf_token)
+        .bind(session.stage.as_str())
+        .bind(session.created_at.unix_seconds())
+        .bind(session.created_at.unix_seconds())
+        .bind(session.expires_at.unix_seconds())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let email = user_email(&mut tx, session.user).await?;
+        let action = match session.stage {
+            SessionStage::Full => "login",
+            SessionStage::SecondFactor => "login_password_ok",
+            SessionStage::Enrol => "login_enrolment_required",
+        };
+        audit(&mut tx, session.created_at, &email, action, None, "").await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        idle_secs: i64,
+    ) -> StoreResult<(User, String, SessionStage)> {
+        let found: Option<(i64, String, String)> = sqlx::query_as(
+            "UPDATE sessions SET last_seen_at = $1, expires_at = $1 + CAST($2 AS BIGINT)
+             WHERE token_hash = $3 AND expires_at > $1
+             RETURNING user_id, csrf_token, stage",
+        )
+        .bind(now.unix_seconds())
+        .bind(idle_secs)
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let (user_id, csrf, stage) = found.ok_or(StoreError::NotFound)?;
+        let stage = SessionStage::parse(&stage)
+            .ok_or_else(|| rows::corrupt("session stage", stage.clone()))?;
+        Ok((self.user_by_id(UserId(user_id)).await?, csrf, stage))
+    }
+
+    async fn record_login_failure(
+        &self,
+        account: &str,
+        address: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO login_failures (account, address, at) VALUES ($1, $2, $3)")
+            .bind(account)
+            .bind(address)
+            .bind(now.unix_seconds())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn login_failures(
+        &self,
+        account: &str,
+        address: &str,
+        since: Timestamp,
+    ) -> StoreResult<LoginFailures> {
+        let (account_count, account_oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE account = $1 AND at > $2",
+        )
+        .bind(account)
+        .bind(since.unix_seconds())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        let (address_count, address_oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE address = $1 AND at > $2",
+        )
+        .bind(address)
+        .bind(since.unix_seconds())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(LoginFailures {
+            account: account_count,
+            account_oldest: account_oldest.map(rows::time).transpose()?,
+            address: address_count,
+            address_oldest: address_oldest.map(rows::time).transpose()?,
+        })
+    }
+
+    async fn clear_login_failures(&self, account: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE account = $1")
+            .bind(account)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET totp_secret = $1, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $2 AND totp_enabled_at IS NULL")
+            .bind(seed.expose())
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn confirm_totp_enrolment(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE users SET totp_enabled_at = $1, totp_last_step = $2
+             WHERE id = $3 AND totp_secret IS NOT NULL AND totp_enabled_at IS NULL",
+        )
+        .bind(now.unix_seconds())
+        .bind(step)
+        .bind(user.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::Conflict(
+                "there is no second factor waiting to be confirmed".to_owned(),
+            ));
+        }
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for hash in recovery_hashes {
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                .bind(user.0)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let email = user_email(&mut tx, user).await?;
+        audit(&mut tx, now, &email, "second_factor_enrolled", None, "").await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn accept_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        )
+        .bind(step)
+        .bind(user.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+        )
+        .bind(now.unix_seconds())
+        .bind(user.0)
+        .bind(code_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 1 {
+            let email = user_email(&mut tx, user).await?;
+            audit(&mut tx, now, &email, "recovery_code_used", None, "").await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(updated == 1)
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn audit(
+        &self,
+        at: Timestamp,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        audit(&mut tx, at, actor, action, None, detail).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn recent_audit(
+        &self,
+        actor: Option<&str>,
+        action: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<rows::AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
+             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(actor)
+        .bind(action)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn audit_entries(
+        &self,
+        after_id: i64,
+        since: Option<Timestamp>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<rows::AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
+             WHERE id > $1 AND at >= $2 ORDER BY id LIMIT $3",
+        )
+        .bind(after_id)
+        .bind(since.map_or(0, Timestamp::unix_seconds))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1")
+            .bind(approval.ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        match status.as_deref() {
+            None => return Err(StoreError::NotFound),
+            Some("open") => {}
+            Some(_) => return Err(decided_conflict(&mut tx, approval.ticket_id).await),
+        }
+        let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = $1")
+            .bind(approval.ticket_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if prior != 0 {
+            return Err(StoreError::Conflict(
+                "another approval of this ticket arrived meanwhile: reload the ticket and decide again".to_owned(),
+            ));
+        }
+        insert_approval(
+            &mut tx,
+            approval.ticket_id,
+            approval.by,
+            approval.as_role,
+            &approval.note,
+            approval.at,
+        )
+        .await?;
+        let detail = format!(
+            "first of two approvals, as {}: {}",
+            approval.as_role, approval.note
+        );
+        let step = Step {
+            ticket_id: approval.ticket_id,
+            by: approval.by,
+            at: approval.at,
+            event: "approved_first",
+            action: "approve_first",
+            detail: &detail,
+        };
+        record_step(tx, &step, None).await
+    }
+
+    async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT t.id) FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+             WHERE d.serial = $1 AND t.created_at >= $2",
+        )
+        .bind(serial)
+        .bind(since.unix_seconds())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn claim_due_mail(
+        &self,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let mut tx = self.write().await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(CLAIM_DUE_MAIL)
+        .bind(now.unix_seconds())
+        .bind(lease_secs)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut messages: Vec<OutboxMessage> = rows.into_iter().map(Into::into).collect();
+        messages.sort_by_key(|m| m.id);
+        Ok(messages)
+    }
+
+    async fn mark_mail_sent(&self, id: i64, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL
+             WHERE id = $2",
+        )
+        .bind(now.unix_seconds())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let row: Option<(Option<i64>, String, String)> =
+            sqlx::query_as("SELECT ticket_id, kind, recipient FROM outbox WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        if let Some((ticket_id, kind, recipient)) = row {
+            let detail = format!("{kind} mail to {recipient}");
+            if let Some(ticket_id) = ticket_id {
+                event(&mut tx, ticket_id, now, "mailer", "mail_sent", &kind).await?;
+            }
+            audit(
+                &mut tx,
+                now,
+                "mailer",
+                "mail_handed_off",
+                ticket_id,
+                &detail,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn mark_mail_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, lease_until = NULL,
+                               status = CASE WHEN CAST($2 AS BIGINT) IS NULL THEN 'dead' ELSE 'pending' END,
+                               next_attempt_at = COALESCE($3, next_attempt_at)
+             WHERE id = $4",
+        )
+        .bind(error)
+        .bind(retry_at.map(Timestamp::unix_seconds))
+        .bind(retry_at.map(Timestamp::unix_seconds))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn mail_counts(&self) -> StoreResult<(i64, i64, i64)> {
+        sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'sent'),
+                    COUNT(*) FILTER (WHERE status = 'dead')
+             FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+}
+
+    };
+}
