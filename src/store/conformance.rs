@@ -808,63 +808,85 @@ pub async fn canned_reasons_are_editable(store: &dyn Store) {
     ));
 }
 
-/// Runs every check above, each on a fresh store from `fresh` (which returns a guard
-/// that cleans the database up, and the store).
+/// Runs every check above, each on a fresh store from `fresh`, which returns a guard that
+/// cleans the database up and the store, or nothing when that backend cannot run here.
 macro_rules! conformance_suite {
     ($fresh:expr) => {
         #[tokio::test]
         async fn users_and_tokens() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::users_and_tokens(store.as_ref()).await;
         }
         #[tokio::test]
         async fn tickets_resubmission_and_supersede() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::tickets_resubmission_and_supersede(store.as_ref()).await;
         }
         #[tokio::test]
         async fn queue_filters_and_search() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::queue_filters_and_search(store.as_ref()).await;
         }
         #[tokio::test]
         async fn queue_pages_follow_a_cursor() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::queue_pages_follow_a_cursor(store.as_ref()).await;
         }
         #[tokio::test]
         async fn approval_happens_once() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::approval_happens_once(store.as_ref()).await;
         }
         #[tokio::test]
         async fn flagged_tickets_take_two_approvals() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::flagged_tickets_take_two_approvals(store.as_ref()).await;
         }
         #[tokio::test]
         async fn photo_round_trip() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::photo_round_trip(store.as_ref()).await;
         }
         #[tokio::test]
         async fn outbox_leases_retries_and_dead_letters() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::outbox_leases_retries_and_dead_letters(store.as_ref()).await;
         }
         #[tokio::test]
         async fn second_factor_enrolment_and_one_time_codes() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::second_factor_enrolment_and_one_time_codes(store.as_ref()).await;
         }
         #[tokio::test]
         async fn canned_reasons_are_editable() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::canned_reasons_are_editable(store.as_ref()).await;
         }
         #[tokio::test]
         async fn sessions_expire_when_idle() {
-            let (_guard, store) = $fresh.await;
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
             super::sessions_expire_when_idle(store.as_ref()).await;
         }
     };
@@ -876,12 +898,12 @@ mod sqlite {
     use crate::store::{SqliteStore, Store};
 
     /// A migrated SQLite file, and the directory guard that removes it after the test.
-    async fn fresh() -> (tempfile::TempDir, Arc<dyn Store>) {
+    async fn fresh() -> Option<(tempfile::TempDir, Arc<dyn Store>)> {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("conformance.db").display());
         let store = SqliteStore::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        (dir, Arc::new(store))
+        Some((dir, Arc::new(store)))
     }
 
     conformance_suite!(fresh());
@@ -937,4 +959,80 @@ mod sqlite {
             .await;
         assert!(delete.unwrap_err().to_string().contains("append-only"));
     }
+}
+
+/// The same checks on PostgreSQL, each in a database of its own, when
+/// `RESETDESK_TEST_POSTGRES_URL` names a server (`.ci/run` sets it).
+mod postgres {
+    use std::sync::Arc;
+
+    use sqlx::Connection;
+
+    use crate::store::{PgStore, Store};
+
+    /// Drops the test's database when the test ends.
+    pub struct Database {
+        admin_url: String,
+        name: String,
+    }
+
+    impl Drop for Database {
+        fn drop(&mut self) {
+            let (url, name) = (self.admin_url.clone(), self.name.clone());
+            // Drop runs outside any async context of its own: use a thread with a runtime.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&url).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .execute(&mut admin)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    /// The URL of the server's `test` database, or `None` (and a note) to skip.
+    pub fn server_url() -> Option<String> {
+        match std::env::var("RESETDESK_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                eprintln!("PostgreSQL conformance skipped: RESETDESK_TEST_POSTGRES_URL is not set");
+                None
+            }
+        }
+    }
+
+    /// A new, migrated database on the test server.
+    pub async fn fresh() -> Option<(Database, Arc<dyn Store>)> {
+        let admin_url = server_url()?;
+        let name = format!(
+            "rd_test_{}",
+            data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<6>())
+        );
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("the test PostgreSQL server answers");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = admin_url.split('?').next().unwrap_or(&admin_url);
+        let url = format!(
+            "{}/{name}",
+            base.rsplit_once('/').map_or(base, |(server, _)| server)
+        );
+        let guard = Database { admin_url, name };
+        let store = PgStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        Some((guard, Arc::new(store)))
+    }
+
+    conformance_suite!(fresh());
 }

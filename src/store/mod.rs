@@ -10,6 +10,7 @@
 mod rows;
 #[macro_use]
 mod shared;
+mod postgres;
 pub(crate) mod sqlite;
 
 #[cfg(test)]
@@ -17,6 +18,7 @@ mod conformance;
 
 use async_trait::async_trait;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::audit::AuditEntry;
@@ -49,9 +51,7 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError>
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(StoreError::Conflict(
-            "PostgreSQL support is not built yet; use a sqlite:// database URL".to_owned(),
-        ))
+        Ok(std::sync::Arc::new(PgStore::connect(url).await?))
     } else {
         Err(StoreError::Conflict(format!(
             "unsupported database URL scheme in {:?}: use sqlite://PATH or postgres://...",

@@ -28,6 +28,9 @@ macro_rules! user_select {
 /// Expands to the shared implementation for backend `$store` on database `$db`.
 macro_rules! sql_store {
     ($store:ident, $db:ident) => {
+/// Marks the unique violation of a challenge submitted twice at the same moment.
+const SAME_CHALLENGE_RACE: &str = "the same challenge was submitted twice at once";
+
 fn db(error: sqlx::Error) -> StoreError {
     StoreError::other(error)
 }
@@ -55,6 +58,145 @@ const QUEUE_ALL: &str = concat!(
 
 const SUMMARY_BY_ID: &str = concat!(summary_select!(), "WHERE t.id = $1");
 
+
+impl $store {
+    async fn create_ticket_once(&self, ticket: &NewTicket, acknowledgment: &NewMail) -> StoreResult<CreateOutcome> {
+        let mut tx = self.write().await?;
+        let now = ticket.created_at;
+        for device in &ticket.devices {
+            let existing: Option<String> = sqlx::query_scalar(
+                "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                 WHERE d.serial = $1 AND d.nonce = $2",
+            )
+            .bind(device.identity.serial.as_str())
+            .bind(hex(&device.nonce.0))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(number) = existing {
+                let number = TicketNumber::parse(&number)
+                    .map_err(|_| rows::corrupt("ticket number", number))?;
+                return Ok(CreateOutcome::Existing { number });
+            }
+            // The device holds only its newest challenge: an export older than one already
+            // waiting in a ticket is dead on arrival.
+            let newer: Option<String> = sqlx::query_scalar(
+                "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                 WHERE d.serial = $1 AND d.issued_at > $2 AND t.status IN ('open', 'awaiting_photo') LIMIT 1",
+            )
+            .bind(device.identity.serial.as_str())
+            .bind(device.issued_at.unix_seconds())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(number) = newer {
+                return Err(StoreError::Conflict(format!(
+                    "ticket {number} already holds a newer export from device {}; this export is out of date",
+                    device.identity.serial
+                )));
+            }
+        }
+        let c = &ticket.customer;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
+                                  customer_company, customer_country, customer_role, purchase_channel, export_form,
+                                  export_blob, label_blob, label_media_type, flags, created_at, updated_at)
+             VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+        )
+        .bind(ticket.number.as_str())
+        .bind(c.name.as_str())
+        .bind(c.email.as_str())
+        .bind(c.phone.as_ref().map(|p| p.as_str()))
+        .bind(c.company.as_ref().map(|p| p.as_str()))
+        .bind(c.country.as_str())
+        .bind(c.role.as_str())
+        .bind(c.purchase_channel.as_ref().map(|p| p.as_str()))
+        .bind(ticket.export_form.as_str())
+        .bind(&ticket.export_blob)
+        .bind(&ticket.label_blob)
+        .bind(&ticket.label_media_type)
+        .bind(rows::flags_text(&ticket.flags))
+        .bind(now.unix_seconds())
+        .bind(now.unix_seconds())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        for (position, device) in ticket.devices.iter().enumerate() {
+            let id_ = &device.identity;
+            sqlx::query(
+                "INSERT INTO ticket_devices (ticket_id, position, model, serial, firmware, mac_address, reserved_email,
+                                             nonce, issued_at, tag)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(id)
+            .bind(position as i64)
+            .bind(id_.model.as_str())
+            .bind(id_.serial.as_str())
+            .bind(id_.firmware.as_str())
+            .bind(id_.mac_address.map(|m| m.to_string()))
+            .bind(id_.reserved_email.as_ref().map(|e| e.as_str()))
+            .bind(hex(&device.nonce.0))
+            .bind(device.issued_at.unix_seconds())
+            .bind(hex(&device.tag.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(SAME_CHALLENGE_RACE.to_owned())
+                } else {
+                    db(e)
+                }
+            })?;
+        }
+        let mut superseded = Vec::new();
+        for device in &ticket.devices {
+            let older: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT DISTINCT t.id, t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                 WHERE d.serial = $1 AND t.id != $2 AND t.status IN ('open', 'awaiting_photo')",
+            )
+            .bind(device.identity.serial.as_str())
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            for (old_id, old_number) in older {
+                sqlx::query("UPDATE tickets SET status = 'superseded', superseded_by = $1, updated_at = $2 WHERE id = $3")
+                    .bind(id)
+                    .bind(now.unix_seconds())
+                    .bind(old_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let note = format!(
+                    "replaced by {} (a newer export from {})",
+                    ticket.number, device.identity.serial
+                );
+                event(&mut tx, old_id, now, "customer", "superseded", &note).await?;
+                let note = format!(
+                    "replaces {old_number} (an older export from {})",
+                    device.identity.serial
+                );
+                event(&mut tx, id, now, "customer", "supersedes", &note).await?;
+                superseded.push(
+                    TicketNumber::parse(&old_number)
+                        .map_err(|_| rows::corrupt("ticket number", old_number))?,
+                );
+            }
+        }
+        let detail = format!(
+            "{} device(s) by {}",
+            ticket.devices.len(),
+            ticket.export_form.as_str()
+        );
+        event(&mut tx, id, now, "customer", "submitted", &detail).await?;
+        enqueue(&mut tx, Some(id), acknowledgment, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(CreateOutcome::Created {
+            number: ticket.number.clone(),
+            superseded,
+        })
+    }
+}
 
 impl $store {
     async fn user_by_id(&self, user: UserId) -> StoreResult<User> {
@@ -524,134 +666,25 @@ impl Store for $store {
         ticket: &NewTicket,
         acknowledgment: &NewMail,
     ) -> StoreResult<CreateOutcome> {
-        let mut tx = self.write().await?;
-        let now = ticket.created_at;
-        for device in &ticket.devices {
-            let existing: Option<String> = sqlx::query_scalar(
-                "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-                 WHERE d.serial = $1 AND d.nonce = $2",
-            )
-            .bind(device.identity.serial.as_str())
-            .bind(hex(&device.nonce.0))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            if let Some(number) = existing {
-                let number = TicketNumber::parse(&number)
-                    .map_err(|_| rows::corrupt("ticket number", number))?;
-                return Ok(CreateOutcome::Existing { number });
+        match self.create_ticket_once(ticket, acknowledgment).await {
+            // Two identical submissions raced and the other one won (only possible where
+            // writers run concurrently): the challenge now has its ticket.
+            Err(StoreError::Conflict(message)) if message == SAME_CHALLENGE_RACE => {
+                let device = &ticket.devices[0];
+                let number: String = sqlx::query_scalar(
+                    "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                     WHERE d.serial = $1 AND d.nonce = $2",
+                )
+                .bind(device.identity.serial.as_str())
+                .bind(hex(&device.nonce.0))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+                let number = TicketNumber::parse(&number).map_err(|_| rows::corrupt("ticket number", number))?;
+                Ok(CreateOutcome::Existing { number })
             }
-            // The device holds only its newest challenge: an export older than one already
-            // waiting in a ticket is dead on arrival.
-            let newer: Option<String> = sqlx::query_scalar(
-                "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-                 WHERE d.serial = $1 AND d.issued_at > $2 AND t.status IN ('open', 'awaiting_photo') LIMIT 1",
-            )
-            .bind(device.identity.serial.as_str())
-            .bind(device.issued_at.unix_seconds())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            if let Some(number) = newer {
-                return Err(StoreError::Conflict(format!(
-                    "ticket {number} already holds a newer export from device {}; this export is out of date",
-                    device.identity.serial
-                )));
-            }
+            other => other,
         }
-        let c = &ticket.customer;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
-                                  customer_company, customer_country, customer_role, purchase_channel, export_form,
-                                  export_blob, label_blob, label_media_type, flags, created_at, updated_at)
-             VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-        )
-        .bind(ticket.number.as_str())
-        .bind(c.name.as_str())
-        .bind(c.email.as_str())
-        .bind(c.phone.as_ref().map(|p| p.as_str()))
-        .bind(c.company.as_ref().map(|p| p.as_str()))
-        .bind(c.country.as_str())
-        .bind(c.role.as_str())
-        .bind(c.purchase_channel.as_ref().map(|p| p.as_str()))
-        .bind(ticket.export_form.as_str())
-        .bind(&ticket.export_blob)
-        .bind(&ticket.label_blob)
-        .bind(&ticket.label_media_type)
-        .bind(rows::flags_text(&ticket.flags))
-        .bind(now.unix_seconds())
-        .bind(now.unix_seconds())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        for (position, device) in ticket.devices.iter().enumerate() {
-            let id_ = &device.identity;
-            sqlx::query(
-                "INSERT INTO ticket_devices (ticket_id, position, model, serial, firmware, mac_address, reserved_email,
-                                             nonce, issued_at, tag)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(id)
-            .bind(position as i64)
-            .bind(id_.model.as_str())
-            .bind(id_.serial.as_str())
-            .bind(id_.firmware.as_str())
-            .bind(id_.mac_address.map(|m| m.to_string()))
-            .bind(id_.reserved_email.as_ref().map(|e| e.as_str()))
-            .bind(hex(&device.nonce.0))
-            .bind(device.issued_at.unix_seconds())
-            .bind(hex(&device.tag.0))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        let mut superseded = Vec::new();
-        for device in &ticket.devices {
-            let older: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT DISTINCT t.id, t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-                 WHERE d.serial = $1 AND t.id != $2 AND t.status IN ('open', 'awaiting_photo')",
-            )
-            .bind(device.identity.serial.as_str())
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            for (old_id, old_number) in older {
-                sqlx::query("UPDATE tickets SET status = 'superseded', superseded_by = $1, updated_at = $2 WHERE id = $3")
-                    .bind(id)
-                    .bind(now.unix_seconds())
-                    .bind(old_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                let note = format!(
-                    "replaced by {} (a newer export from {})",
-                    ticket.number, device.identity.serial
-                );
-                event(&mut tx, old_id, now, "customer", "superseded", &note).await?;
-                let note = format!(
-                    "replaces {old_number} (an older export from {})",
-                    device.identity.serial
-                );
-                event(&mut tx, id, now, "customer", "supersedes", &note).await?;
-                superseded.push(
-                    TicketNumber::parse(&old_number)
-                        .map_err(|_| rows::corrupt("ticket number", old_number))?,
-                );
-            }
-        }
-        let detail = format!(
-            "{} device(s) by {}",
-            ticket.devices.len(),
-            ticket.export_form.as_str()
-        );
-        event(&mut tx, id, now, "customer", "submitted", &detail).await?;
-        enqueue(&mut tx, Some(id), acknowledgment, now).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(CreateOutcome::Created {
-            number: ticket.number.clone(),
-            superseded,
-        })
     }
 
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>> {
@@ -1347,7 +1380,7 @@ impl Store for $store {
 
     async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1")
+        let status: Option<String> = sqlx::query_scalar(TICKET_STATUS_FOR_DECISION)
             .bind(approval.ticket_id)
             .fetch_optional(&mut *tx)
             .await

@@ -51,6 +51,10 @@ const CLAIM_DUE_MAIL: &str = "UPDATE outbox SET lease_until = $1 + CAST($2 AS BI
      RETURNING id, message_id, recipient, subject, body_text, body_html,
                attachment_name, attachment_type, attachment, attempts";
 
+/// The ticket's status, read before recording a first approval; the write lock already
+/// keeps it from changing underneath.
+const TICKET_STATUS_FOR_DECISION: &str = "SELECT status FROM tickets WHERE id = $1";
+
 /// GLOB is case-sensitive, so it can use the serial index; serials contain no GLOB
 /// wildcard characters.
 fn serial_prefix_pattern(prefix: &str) -> String {
