@@ -3,7 +3,7 @@
 use resetdesk::domain::Role;
 use serde_json::Value;
 
-use crate::desk_support::{TestApp, csrf, spawn_app};
+use crate::desk_support::{Backend, TestApp, csrf, spawn_app_on};
 
 async fn post(
     app: &TestApp,
@@ -35,9 +35,10 @@ fn user_id(page: &str, email: &str) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn only_admins_manage_users_and_every_change_is_audited() {
-    let app = spawn_app().await;
+async fn only_admins_manage_users_and_every_change_is_audited(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     app.create_agent("agent@vendor.test").await;
     app.create_user("root@vendor.test", &[Role::Admin]).await;
     let agent = app.sign_in("agent@vendor.test").await;
@@ -135,9 +136,10 @@ async fn only_admins_manage_users_and_every_change_is_audited() {
     assert!(!filtered.contains("<td>user_created</td>"));
 }
 
-#[tokio::test]
-async fn an_agent_makes_a_read_only_token_uses_it_and_revokes_it() {
-    let app = spawn_app().await;
+async fn an_agent_makes_a_read_only_token_uses_it_and_revokes_it(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     app.create_agent("agent@vendor.test").await;
     let agent = app.sign_in("agent@vendor.test").await;
     let created = post(
@@ -190,3 +192,8 @@ async fn an_agent_makes_a_read_only_token_uses_it_and_revokes_it() {
     assert_eq!(revoked.status(), 303);
     assert_eq!(app.api_get(&token, "/api/v1/tickets").await.status(), 401);
 }
+
+crate::on_both_backends!(
+    only_admins_manage_users_and_every_change_is_audited,
+    an_agent_makes_a_read_only_token_uses_it_and_revokes_it,
+);

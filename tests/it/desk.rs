@@ -8,7 +8,8 @@ use resetdesk::protocol::{ResetRequest, export_xml};
 use serde_json::Value;
 
 use crate::desk_support::{
-    Mail, TestApp, customer_form, export_part, file_part, find_after, label_photo, spawn_app,
+    Backend, Mail, TestApp, customer_form, export_part, file_part, find_after, label_photo,
+    spawn_app_on,
 };
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
@@ -83,8 +84,10 @@ async fn submit_via(
 /// The whole story: the device exports, the customer submits, the acknowledgment
 /// arrives, an agent claims and approves in the console, the approval mail arrives,
 /// and the device accepts both the attached file and the typed keys.
-async fn approve_story(kind: &str, cameras: usize, channel: Channel) {
-    let app = spawn_app().await;
+async fn approve_story(backend: Backend, kind: &str, cameras: usize, channel: Channel) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     let request = app.export(&mut nvr, cameras, app.now());
     let customer = format!("ana.{kind}@example.com");
@@ -167,39 +170,34 @@ async fn approve_story(kind: &str, cameras: usize, channel: Channel) {
     }
 }
 
-#[tokio::test]
-async fn xml_export_of_an_nvr_and_two_cameras_through_the_api() {
-    approve_story("xml", 2, Channel::Api).await;
+async fn xml_export_of_an_nvr_and_two_cameras_through_the_api(backend: Backend) {
+    approve_story(backend, "xml", 2, Channel::Api).await;
 }
 
-#[tokio::test]
-async fn xml_export_of_an_nvr_and_two_cameras_through_the_form() {
-    approve_story("xml", 2, Channel::Form).await;
+async fn xml_export_of_an_nvr_and_two_cameras_through_the_form(backend: Backend) {
+    approve_story(backend, "xml", 2, Channel::Form).await;
 }
 
-#[tokio::test]
-async fn reset_string_through_the_api() {
-    approve_story("string", 0, Channel::Api).await;
+async fn reset_string_through_the_api(backend: Backend) {
+    approve_story(backend, "string", 0, Channel::Api).await;
 }
 
-#[tokio::test]
-async fn reset_string_through_the_form() {
-    approve_story("string", 0, Channel::Form).await;
+async fn reset_string_through_the_form(backend: Backend) {
+    approve_story(backend, "string", 0, Channel::Form).await;
 }
 
-#[tokio::test]
-async fn qr_screenshot_through_the_api() {
-    approve_story("qr", 0, Channel::Api).await;
+async fn qr_screenshot_through_the_api(backend: Backend) {
+    approve_story(backend, "qr", 0, Channel::Api).await;
 }
 
-#[tokio::test]
-async fn qr_screenshot_through_the_form() {
-    approve_story("qr", 0, Channel::Form).await;
+async fn qr_screenshot_through_the_form(backend: Backend) {
+    approve_story(backend, "qr", 0, Channel::Form).await;
 }
 
-#[tokio::test]
-async fn the_agent_api_lists_shows_and_approves() {
-    let app = spawn_app().await;
+async fn the_agent_api_lists_shows_and_approves(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     let request = app.export(&mut nvr, 1, app.now());
     let (ticket, _) = submit_via(&app, Channel::Api, &request, "xml", "api@example.com").await;
@@ -282,9 +280,10 @@ async fn refused(
     );
 }
 
-#[tokio::test]
-async fn bad_submissions_are_refused_and_leave_nothing_behind() {
-    let app = spawn_app().await;
+async fn bad_submissions_are_refused_and_leave_nothing_behind(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     let request = app.export(&mut nvr, 0, Timestamp::now());
 
@@ -339,9 +338,10 @@ async fn bad_submissions_are_refused_and_leave_nothing_behind() {
     refused(&app, form, 422, "email", "e-mail address").await;
 }
 
-#[tokio::test]
-async fn an_oversize_upload_is_refused_before_it_is_read() {
-    let app = spawn_app().await;
+async fn an_oversize_upload_is_refused_before_it_is_read(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     let request = app.export(&mut nvr, 0, Timestamp::now());
     let limit = app.desk.settings.max_label_photo_bytes as usize;
@@ -370,9 +370,10 @@ async fn an_oversize_upload_is_refused_before_it_is_read() {
     assert_eq!(app.stored_counts().await, before);
 }
 
-#[tokio::test]
-async fn a_resubmission_finds_its_ticket_and_a_newer_export_supersedes() {
-    let app = spawn_app().await;
+async fn a_resubmission_finds_its_ticket_and_a_newer_export_supersedes(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     let first = app.export(&mut nvr, 0, Timestamp::now().plus_seconds(-60));
     let created: Value = app
@@ -417,9 +418,10 @@ async fn a_resubmission_finds_its_ticket_and_a_newer_export_supersedes() {
     );
 }
 
-#[tokio::test]
-async fn agent_routes_need_a_valid_token() {
-    let app = spawn_app().await;
+async fn agent_routes_need_a_valid_token(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     for (method, path) in [
         ("GET", "/api/v1/tickets"),
         ("GET", "/api/v1/tickets/RQ-0000-0000"),
@@ -445,9 +447,10 @@ async fn agent_routes_need_a_valid_token() {
     }
 }
 
-#[tokio::test]
-async fn racing_approvals_sign_once_and_mail_once() {
-    let app = spawn_app().await;
+async fn racing_approvals_sign_once_and_mail_once(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     let request = app.export(&mut nvr, 1, Timestamp::now());
     let created: Value = app
@@ -501,9 +504,10 @@ async fn racing_approvals_sign_once_and_mail_once() {
     );
 }
 
-#[tokio::test]
-async fn a_rejection_mails_the_reason() {
-    let app = spawn_app().await;
+async fn a_rejection_mails_the_reason(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     let request = app.export(&mut nvr, 0, Timestamp::now());
     let created: Value = app
@@ -545,16 +549,18 @@ async fn a_rejection_mails_the_reason() {
     assert!(rejection.text.contains("What you can do"));
 }
 
-#[tokio::test]
-async fn healthz_answers_when_the_database_does() {
-    let app = spawn_app().await;
+async fn healthz_answers_when_the_database_does(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let response = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), 200);
 }
 
-#[tokio::test]
-async fn an_smtp_outage_retries_then_dead_letters_and_an_agent_retries() {
-    let app = spawn_app().await;
+async fn an_smtp_outage_retries_then_dead_letters_and_an_agent_retries(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     app.create_agent("agent@vendor.test").await;
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     let request = app.export(&mut nvr, 0, app.now());
@@ -617,3 +623,21 @@ async fn an_smtp_outage_retries_then_dead_letters_and_an_agent_retries() {
     assert_eq!(received.len(), 1, "delivered exactly once");
     assert!(received[0].subject.contains(&ticket));
 }
+
+crate::on_both_backends!(
+    xml_export_of_an_nvr_and_two_cameras_through_the_api,
+    xml_export_of_an_nvr_and_two_cameras_through_the_form,
+    reset_string_through_the_api,
+    reset_string_through_the_form,
+    qr_screenshot_through_the_api,
+    qr_screenshot_through_the_form,
+    the_agent_api_lists_shows_and_approves,
+    bad_submissions_are_refused_and_leave_nothing_behind,
+    an_oversize_upload_is_refused_before_it_is_read,
+    a_resubmission_finds_its_ticket_and_a_newer_export_supersedes,
+    agent_routes_need_a_valid_token,
+    racing_approvals_sign_once_and_mail_once,
+    a_rejection_mails_the_reason,
+    healthz_answers_when_the_database_does,
+    an_smtp_outage_retries_then_dead_letters_and_an_agent_retries,
+);

@@ -117,7 +117,95 @@ impl Clock for TestClock {
     }
 }
 
+/// Which database a test's desk runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database of its own on the test PostgreSQL server, dropped with the test.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// `None` (with a note) when `RESETDESK_TEST_POSTGRES_URL` is not set.
+    async fn create() -> Option<(Self, String)> {
+        use sqlx::Connection;
+        let admin_url = match std::env::var("RESETDESK_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                eprintln!("PostgreSQL run skipped: RESETDESK_TEST_POSTGRES_URL is not set");
+                return None;
+            }
+        };
+        let name = format!(
+            "rd_it_{}",
+            data_encoding::HEXLOWER.encode(&resetdesk::crypto::random_bytes::<6>())
+        );
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("the test PostgreSQL server answers");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = admin_url.split('?').next().unwrap_or(&admin_url).to_owned();
+        let url = format!(
+            "{}/{name}",
+            base.rsplit_once('/')
+                .map_or(base.as_str(), |(server, _)| server)
+        );
+        Some((Self { admin_url, name }, url))
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Runs one scenario, an `async fn(Backend)`, as two tests: on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$scenario($crate::desk_support::Backend::Sqlite).await;
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$scenario($crate::desk_support::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
 pub struct TestApp {
+    /// Keeps a PostgreSQL test database alive as long as the desk.
+    _database: Option<PgDatabase>,
     /// Each console user's TOTP seed, as their authenticator app holds it.
     seeds: Mutex<std::collections::HashMap<String, resetdesk::domain::Secret>>,
     pub base: String,
@@ -132,6 +220,20 @@ pub struct TestApp {
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
+}
+
+/// A desk on `backend`; `None` when that backend cannot run here (the test then passes
+/// having said so).
+pub async fn spawn_app_on(backend: Backend) -> Option<TestApp> {
+    match backend {
+        Backend::Sqlite => Some(spawn_app().await),
+        Backend::Postgres => {
+            let (database, url) = PgDatabase::create().await?;
+            let mut app = spawn_app_with(|s| s.database_url = Some(url)).await;
+            app._database = Some(database);
+            Some(app)
+        }
+    }
 }
 
 /// A desk whose settings `configure` adjusts before it starts.
@@ -178,6 +280,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (server, worker) = app.into_parts();
     tokio::spawn(server);
     TestApp {
+        _database: None,
         seeds: Mutex::default(),
         base: format!("http://127.0.0.1:{port}"),
         clock,

@@ -5,7 +5,8 @@ use resetdesk::domain::{EmailAddress, Role, Roles, Timestamp};
 use serde_json::Value;
 
 use crate::desk_support::{
-    TestApp, customer_form, export_part, file_part, label_photo, spawn_app, spawn_app_with,
+    Backend, TestApp, customer_form, export_part, file_part, label_photo, spawn_app_on,
+    spawn_app_with,
 };
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
@@ -61,9 +62,10 @@ async fn approve(app: &TestApp, token: &str, ticket: &str, note: &str) -> (u16, 
     (status, response.json().await.unwrap())
 }
 
-#[tokio::test]
-async fn a_flagged_ticket_needs_two_people_one_a_supervisor() {
-    let app = spawn_app().await;
+async fn a_flagged_ticket_needs_two_people_one_a_supervisor(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let alice = token_for(&app, "alice@vendor.test", &[Role::Agent]).await;
     let bob = token_for(&app, "bob@vendor.test", &[Role::Agent]).await;
     let sam = token_for(&app, "sam@vendor.test", &[Role::Supervisor]).await;
@@ -138,9 +140,10 @@ async fn a_flagged_ticket_needs_two_people_one_a_supervisor() {
     assert_eq!(detail["responses"].as_array().unwrap().len(), 5);
 }
 
-#[tokio::test]
-async fn a_repeat_request_and_a_watched_domain_are_flagged() {
-    let app = spawn_app().await;
+async fn a_repeat_request_and_a_watched_domain_are_flagged(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let agent = token_for(&app, "agent@vendor.test", &[Role::Agent]).await;
     let (first, _) = submit(&app, 0, "one@example.com").await;
     let (second, _) = submit(&app, 0, "one@example.com").await;
@@ -183,9 +186,10 @@ async fn a_repeat_request_and_a_watched_domain_are_flagged() {
     );
 }
 
-#[tokio::test]
-async fn roles_and_own_tickets_are_enforced() {
-    let app = spawn_app().await;
+async fn roles_and_own_tickets_are_enforced(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let admin = token_for(&app, "admin@vendor.test", &[Role::Admin]).await;
     let agent = token_for(&app, "agent@vendor.test", &[Role::Agent]).await;
     let (ticket, _) = submit(&app, 0, "agent@vendor.test").await;
@@ -211,3 +215,9 @@ async fn roles_and_own_tickets_are_enforced() {
         .await;
     assert_eq!(reject.status(), 403);
 }
+
+crate::on_both_backends!(
+    a_flagged_ticket_needs_two_people_one_a_supervisor,
+    a_repeat_request_and_a_watched_domain_are_flagged,
+    roles_and_own_tickets_are_enforced,
+);

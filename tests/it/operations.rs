@@ -2,11 +2,14 @@
 
 use serde_json::Value;
 
-use crate::desk_support::{customer_form, export_part, file_part, label_photo, spawn_app};
+use crate::desk_support::{
+    Backend, customer_form, export_part, file_part, label_photo, spawn_app_on,
+};
 
-#[tokio::test]
-async fn readyz_checks_database_and_blobs() {
-    let app = spawn_app().await;
+async fn readyz_checks_database_and_blobs(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
@@ -22,9 +25,10 @@ async fn readyz_checks_database_and_blobs() {
     assert_eq!(body["blobs"], "not writable");
 }
 
-#[tokio::test]
-async fn metrics_count_requests_intake_signatures_and_mail() {
-    let app = spawn_app().await;
+async fn metrics_count_requests_intake_signatures_and_mail(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let mut nvr = app.device("DS-7608NI-K2/8P0820231115CCRRJ12345678", "DS-7608NI-K2");
     let request = app.export(&mut nvr, 1, app.now());
     let form = export_part(customer_form("metrics@example.com"), &request, "xml").part(
@@ -89,3 +93,8 @@ async fn metrics_count_requests_intake_signatures_and_mail() {
         "routes are patterns, never paths with ticket numbers"
     );
 }
+
+crate::on_both_backends!(
+    readyz_checks_database_and_blobs,
+    metrics_count_requests_intake_signatures_and_mail,
+);

@@ -5,8 +5,8 @@ use resetdesk::device;
 use resetdesk::domain::Timestamp;
 
 use crate::desk_support::{
-    TestApp, browser, csrf, customer_form, export_part, file_part, find_after, label_photo,
-    spawn_app,
+    Backend, TestApp, browser, csrf, customer_form, export_part, file_part, find_after,
+    label_photo, spawn_app_on,
 };
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
@@ -43,9 +43,10 @@ async fn submit_form(
     (number, status_url, nvr)
 }
 
-#[tokio::test]
-async fn the_form_creates_a_ticket_and_the_status_link_shows_it() {
-    let app = spawn_app().await;
+async fn the_form_creates_a_ticket_and_the_status_link_shows_it(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let form_page = app.client.get(app.url("/")).send().await.unwrap();
     assert_eq!(form_page.status(), 200);
     let html = form_page.text().await.unwrap();
@@ -88,9 +89,10 @@ async fn the_form_creates_a_ticket_and_the_status_link_shows_it() {
     assert_eq!(app.client.get(&forged).send().await.unwrap().status(), 404);
 }
 
-#[tokio::test]
-async fn form_errors_come_back_next_to_their_field_with_values_kept() {
-    let app = spawn_app().await;
+async fn form_errors_come_back_next_to_their_field_with_values_kept(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     let request = app.export(&mut nvr, 0, Timestamp::now());
     let form = export_part(customer_form("kept@example.com"), &request, "string");
@@ -116,9 +118,10 @@ async fn form_errors_come_back_next_to_their_field_with_values_kept() {
     assert_eq!(app.stored_counts().await.0, 0);
 }
 
-#[tokio::test]
-async fn an_agent_signs_in_claims_and_approves_in_the_console() {
-    let app = spawn_app().await;
+async fn an_agent_signs_in_claims_and_approves_in_the_console(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     app.create_agent("agent@vendor.test").await;
     let (number, _, nvr) = submit_form(&app, "console@example.com", 1).await;
 
@@ -276,9 +279,10 @@ async fn an_agent_signs_in_claims_and_approves_in_the_console() {
     );
 }
 
-#[tokio::test]
-async fn asking_for_a_new_photo_sends_the_ticket_back_to_the_customer_and_back() {
-    let app = spawn_app().await;
+async fn asking_for_a_new_photo_sends_the_ticket_back_to_the_customer_and_back(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     app.create_agent("agent@vendor.test").await;
     let (number, status_url, _) = submit_form(&app, "photo@example.com", 0).await;
     let agent = app.sign_in("agent@vendor.test").await;
@@ -362,9 +366,10 @@ async fn asking_for_a_new_photo_sends_the_ticket_back_to_the_customer_and_back()
     assert!(page.contains("photo_replaced"));
 }
 
-#[tokio::test]
-async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them() {
-    let app = spawn_app().await;
+async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     app.create_agent("agent@vendor.test").await;
     app.create_user("sam@vendor.test", &[resetdesk::domain::Role::Supervisor])
         .await;
@@ -476,9 +481,12 @@ fn console_post_routes(ticket: &str) -> Vec<String> {
     ]
 }
 
-#[tokio::test]
-async fn every_state_changing_console_route_refuses_a_missing_or_forged_csrf_token() {
-    let app = spawn_app().await;
+async fn every_state_changing_console_route_refuses_a_missing_or_forged_csrf_token(
+    backend: Backend,
+) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     app.create_agent("agent@vendor.test").await;
     let (number, _, _) = submit_form(&app, "csrf@example.com", 0).await;
     let agent = app.sign_in("agent@vendor.test").await;
@@ -519,3 +527,12 @@ async fn every_state_changing_console_route_refuses_a_missing_or_forged_csrf_tok
     );
     assert!(!after.contains(">claimed<"), "no claim went through");
 }
+
+crate::on_both_backends!(
+    the_form_creates_a_ticket_and_the_status_link_shows_it,
+    form_errors_come_back_next_to_their_field_with_values_kept,
+    an_agent_signs_in_claims_and_approves_in_the_console,
+    asking_for_a_new_photo_sends_the_ticket_back_to_the_customer_and_back,
+    supervisors_edit_the_canned_rejection_reasons_and_agents_use_them,
+    every_state_changing_console_route_refuses_a_missing_or_forged_csrf_token,
+);

@@ -4,7 +4,9 @@
 use resetdesk::auth::totp;
 use resetdesk::domain::{EmailAddress, Role, Roles, Timestamp};
 
-use crate::desk_support::{AGENT_PASSWORD, TestApp, browser, csrf, spawn_app, spawn_app_with};
+use crate::desk_support::{
+    AGENT_PASSWORD, Backend, TestApp, browser, csrf, spawn_app_on, spawn_app_with,
+};
 
 async fn user_without_second_factor(app: &TestApp, email: &str) {
     let hash = resetdesk::auth::hash_password(AGENT_PASSWORD).unwrap();
@@ -32,9 +34,10 @@ async fn password_step(app: &TestApp, client: &reqwest::Client, email: &str) -> 
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn first_sign_in_enrols_a_second_factor_and_later_ones_need_a_code() {
-    let app = spawn_app().await;
+async fn first_sign_in_enrols_a_second_factor_and_later_ones_need_a_code(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
     user_without_second_factor(&app, "new@vendor.test").await;
     let client = browser();
     assert_eq!(
@@ -217,3 +220,5 @@ async fn development_mode_does_not_require_a_second_factor() {
         "/console/enrol"
     );
 }
+
+crate::on_both_backends!(first_sign_in_enrols_a_second_factor_and_later_ones_need_a_code,);
