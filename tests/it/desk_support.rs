@@ -62,6 +62,62 @@ impl mailin_embedded::Handler for SmtpHandler {
     }
 }
 
+/// A real SMTP server on loopback (mailin-embedded, on a thread of its own) that keeps
+/// what it receives.
+pub struct SmtpSink {
+    pub port: u16,
+    inbox: Inbox,
+    refusing: Arc<AtomicBool>,
+}
+
+impl SmtpSink {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let inbox = Inbox::default();
+        let refusing = Arc::new(AtomicBool::new(false));
+        let handler = SmtpHandler {
+            inbox: inbox.clone(),
+            current: Vec::new(),
+            refusing: refusing.clone(),
+        };
+        std::thread::spawn(move || {
+            let mut server = mailin_embedded::Server::new(handler);
+            server
+                .with_name("smtp.test")
+                .with_num_threads(8)
+                .with_ssl(mailin_embedded::SslConfig::None)
+                .unwrap()
+                .with_tcp_listener(listener);
+            // The server has no shutdown call; it ends with the test process.
+            let _ = server.serve();
+        });
+        Self {
+            port,
+            inbox,
+            refusing,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.inbox
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|raw| parse_mail(raw))
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.inbox.0.lock().unwrap().len()
+    }
+}
+
 /// A received message, parsed.
 #[derive(Debug, Clone)]
 pub struct Mail {
@@ -132,7 +188,7 @@ pub struct PgDatabase {
 
 impl PgDatabase {
     /// `None` (with a note) when `RESETDESK_TEST_POSTGRES_URL` is not set.
-    async fn create() -> Option<(Self, String)> {
+    pub async fn create() -> Option<(Self, String)> {
         use sqlx::Connection;
         let admin_url = match std::env::var("RESETDESK_TEST_POSTGRES_URL") {
             Ok(url) if !url.is_empty() => url,
@@ -239,25 +295,8 @@ pub async fn spawn_app_on(backend: Backend) -> Option<TestApp> {
 /// A desk whose settings `configure` adjusts before it starts.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let inbox = Inbox::default();
-    let smtp_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let smtp_port = smtp_listener.local_addr().unwrap().port();
-    let smtp_refusing = Arc::new(AtomicBool::new(false));
-    let handler = SmtpHandler {
-        inbox: inbox.clone(),
-        current: Vec::new(),
-        refusing: smtp_refusing.clone(),
-    };
-    std::thread::spawn(move || {
-        let mut server = mailin_embedded::Server::new(handler);
-        server
-            .with_name("smtp.test")
-            .with_ssl(mailin_embedded::SslConfig::None)
-            .unwrap()
-            .with_tcp_listener(smtp_listener);
-        // The server has no shutdown call; it ends with the test process.
-        let _ = server.serve();
-    });
+    let smtp = SmtpSink::start();
+    let (inbox, smtp_port, smtp_refusing) = (smtp.inbox.clone(), smtp.port, smtp.refusing.clone());
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),

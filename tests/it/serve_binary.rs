@@ -12,17 +12,17 @@ use mail_parser::MessageParser;
 use crate::desk_support::label_photo;
 use crate::support::Sandbox;
 
-struct Served {
-    child: Child,
-    port: u16,
+pub struct Served {
+    pub child: Child,
+    pub port: u16,
     log: std::sync::mpsc::Receiver<String>,
     /// Every line the process wrote, on either stream.
-    all_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub all_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Served {
     /// Waits for a log line containing `needle`: the desk's own readiness signal.
-    fn wait_for_log(&self, needle: &str) -> String {
+    pub fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -45,16 +45,16 @@ fn serve(sandbox: &Sandbox) -> Served {
     serve_with(sandbox, &[])
 }
 
-fn serve_with(sandbox: &Sandbox, env: &[(&str, &str)]) -> Served {
+pub fn serve_with(sandbox: &Sandbox, env: &[(&str, &str)]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
         .arg("serve")
-        .envs(env.iter().copied())
         .current_dir(sandbox.path(""))
         .env("RESETDESK_LISTEN", "127.0.0.1:0")
         .env("RESETDESK_OUTBOX_POLL_MS", "50")
         .env("RESETDESK_KEYS_DIR", sandbox.path("keys"))
         .env_remove("RESETDESK_SMTP_URL")
         .env_remove("RESETDESK_DATABASE_URL")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

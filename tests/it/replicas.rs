@@ -1,0 +1,224 @@
+//! Several replicas on one PostgreSQL database: three `resetdesk serve` processes share
+//! the intake, the approvals (two agents racing on every ticket, through different
+//! replicas) and the outbox, with one real SMTP server. Every ticket is signed once, every
+//! approval mail arrives once, the audit chain holds, and no replica logs an error.
+//! `RESETDESK_REPLICA_TICKETS` sets how many tickets (default 300).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use resetdesk::crypto::KeyStore;
+use resetdesk::device;
+use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, Timestamp};
+use resetdesk::protocol::{DeviceIdentity, export_xml};
+use serde_json::Value;
+
+use crate::desk_support::{PgDatabase, SmtpSink, label_photo};
+use crate::serve_binary::serve_with;
+use crate::support::Sandbox;
+
+fn cli(sandbox: &Sandbox, database_url: &str, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args(args)
+        .current_dir(sandbox.path(""))
+        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"))
+        .env("RESETDESK_DATABASE_URL", database_url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_sign_and_mail_each_ticket_exactly_once() {
+    let Some((_database, url)) = PgDatabase::create().await else {
+        return;
+    };
+    let tickets: usize = std::env::var("RESETDESK_REPLICA_TICKETS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300);
+    let sandbox = Sandbox::new();
+    sandbox.run(&["keys", "init"]).ok();
+    let smtp = SmtpSink::start();
+    for agent in ["alice@vendor.test", "bob@vendor.test"] {
+        cli(
+            &sandbox,
+            &url,
+            &["user", "add", "--email", agent, "--password-stdin"],
+            Some("correct horse battery staple\n"),
+        );
+    }
+    let alice = cli(
+        &sandbox,
+        &url,
+        &["user", "token", "--email", "alice@vendor.test"],
+        None,
+    );
+    let bob = cli(
+        &sandbox,
+        &url,
+        &["user", "token", "--email", "bob@vendor.test"],
+        None,
+    );
+
+    let smtp_url = smtp.url();
+    let env = [
+        ("RESETDESK_DATABASE_URL", url.as_str()),
+        ("RESETDESK_SMTP_URL", smtp_url.as_str()),
+        ("RESETDESK_INTAKE_PER_IP_PER_HOUR", "0"),
+        ("RESETDESK_LOG_FORMAT", "json"),
+    ];
+    // Started together: their migrations must not trip over each other.
+    let replicas: Vec<_> = (0..3).map(|_| serve_with(&sandbox, &env)).collect();
+    let bases: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("http://127.0.0.1:{}", r.port))
+        .collect();
+    let client = reqwest::Client::new();
+
+    let keys = KeyStore::new(sandbox.path("keys"));
+    let (master, trusted) = (keys.master_secret().unwrap(), keys.public_keys().unwrap());
+    let photo = label_photo();
+    let mut numbers = Vec::new();
+    for batch in (0..tickets).collect::<Vec<_>>().chunks(16) {
+        let submissions = batch.iter().map(|&i| {
+            let identity = DeviceIdentity {
+                model: DeviceModel::parse("DS-2CD2143G2-I").unwrap(),
+                serial: DeviceSerial::parse(&format!("DS-2CD2143G2-I20231115{i:08}")).unwrap(),
+                firmware: FirmwareVersion::parse("V5.7.3").unwrap(),
+                mac_address: None,
+                reserved_email: None,
+            };
+            let mut state = device::provision(identity, &master, trusted.clone());
+            let request = device::export(&mut state, 0, None, Timestamp::now()).unwrap();
+            let form = reqwest::multipart::Form::new()
+                .text("name", format!("Customer {i}"))
+                .text("email", format!("customer{i}@example.com"))
+                .text("country", "ES")
+                .text("role", "installer")
+                .part(
+                    "export_xml",
+                    reqwest::multipart::Part::bytes(export_xml::to_xml(&request).into_bytes())
+                        .file_name("e.xml"),
+                )
+                .part(
+                    "label_photo",
+                    reqwest::multipart::Part::bytes(photo.clone()).file_name("label.jpg"),
+                );
+            client
+                .post(format!("{}/api/v1/requests", bases[i % 3]))
+                .multipart(form)
+                .send()
+        });
+        for response in futures_util::future::join_all(submissions).await {
+            let response = response.unwrap();
+            assert_eq!(response.status(), 201);
+            numbers.push(
+                response.json::<Value>().await.unwrap()["ticket"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+
+    // Alice and Bob approve every ticket at the same moment, through different replicas.
+    for (batch_start, batch) in numbers.chunks(16).enumerate() {
+        let approvals = batch.iter().enumerate().flat_map(|(k, ticket)| {
+            let i = batch_start * 16 + k;
+            [(&alice, &bases[i % 3]), (&bob, &bases[(i + 1) % 3])].map(|(token, base)| {
+                client
+                    .post(format!("{base}/api/v1/tickets/{ticket}/approve"))
+                    .bearer_auth(token)
+                    .send()
+            })
+        });
+        let statuses: Vec<u16> = futures_util::future::join_all(approvals)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().status().as_u16())
+            .collect();
+        for pair in statuses.chunks(2) {
+            let mut pair = pair.to_vec();
+            pair.sort_unstable();
+            assert_eq!(
+                pair,
+                [200, 409],
+                "exactly one of two racing approvals signs"
+            );
+        }
+    }
+
+    // Every replica's outbox worker delivers; none sends a message twice.
+    let expected = 2 * tickets;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while smtp.count() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mails = smtp.mails();
+    assert_eq!(
+        mails.len(),
+        expected,
+        "one acknowledgment and one approval per ticket"
+    );
+    let mut ids: Vec<&str> = mails.iter().map(|m| m.message_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), expected, "no Message-ID arrived twice");
+    for ticket in &numbers {
+        let approvals = mails
+            .iter()
+            .filter(|m| m.subject.contains(ticket.as_str()) && m.subject.contains("response"))
+            .count();
+        assert_eq!(approvals, 1, "{ticket}");
+    }
+    let detail: Value = client
+        .get(format!("{}/api/v1/tickets/{}", bases[2], numbers[0]))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["responses"].as_array().unwrap().len(),
+        1,
+        "one signature per device"
+    );
+
+    let verified = cli(&sandbox, &url, &["audit", "verify"], None);
+    assert!(verified.contains("intact"), "{verified}");
+    let signatures = cli(&sandbox, &url, &["audit", "export"], None)
+        .matches("\"action\":\"sign\"")
+        .count();
+    assert_eq!(signatures, tickets, "one audited signature per ticket");
+
+    for (n, replica) in replicas.iter().enumerate() {
+        let lines = replica.all_lines.lock().unwrap();
+        let errors: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("\"level\":\"ERROR\"") || l.contains("panicked"))
+            .collect();
+        assert!(errors.is_empty(), "replica {n} logged errors: {errors:#?}");
+    }
+}
