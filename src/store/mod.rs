@@ -10,7 +10,7 @@
 mod rows;
 #[macro_use]
 mod shared;
-mod postgres;
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 #[cfg(test)]

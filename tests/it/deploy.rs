@@ -43,3 +43,65 @@ fn the_systemd_unit_verifies_cleanly() {
         assert!(unit.contains(option), "the unit keeps {option}");
     }
 }
+
+/// The compose file parses as YAML and wires what deploy/README.md promises: the desk on
+/// PostgreSQL with a mail catcher, data and keys on volumes, no privileges. (No container
+/// engine or compose tool runs here, so this is a structural check.)
+#[test]
+fn the_compose_file_wires_desk_database_and_mail() {
+    let script = r#"
+import json, sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))
+print(json.dumps(c))
+"#;
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/compose.yaml"),
+        ])
+        .output()
+        .expect("python3 with PyYAML is installed (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let compose: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let services = &compose["services"];
+    for name in ["resetdesk", "postgres", "mailpit"] {
+        assert!(services[name].is_object(), "service {name}");
+    }
+    let desk = &services["resetdesk"];
+    assert!(
+        desk["environment"]["RESETDESK_DATABASE_URL"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres://")
+    );
+    assert_eq!(
+        desk["environment"]["RESETDESK_SMTP_URL"],
+        "smtp://mailpit:1025"
+    );
+    assert_eq!(desk["build"]["dockerfile"], "deploy/Dockerfile");
+    assert_eq!(desk["cap_drop"][0], "ALL");
+    let volumes: Vec<&str> = desk["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        volumes.contains(&"data:/var/lib/resetdesk/data")
+            && volumes.contains(&"keys:/var/lib/resetdesk/keys")
+    );
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("USER resetdesk"),
+        "the image runs as a non-root user"
+    );
+    assert!(
+        dockerfile.contains("VOLUME [\"/var/lib/resetdesk/data\", \"/var/lib/resetdesk/keys\"]")
+    );
+}

@@ -85,6 +85,8 @@ async fn three_replicas_sign_and_mail_each_ticket_exactly_once() {
         ("RESETDESK_SMTP_URL", smtp_url.as_str()),
         ("RESETDESK_INTAKE_PER_IP_PER_HOUR", "0"),
         ("RESETDESK_LOG_FORMAT", "json"),
+        // The session check below signs in with a password only.
+        ("RESETDESK_REQUIRE_2FA", "false"),
     ];
     // Started together: their migrations must not trip over each other.
     let replicas: Vec<_> = (0..3).map(|_| serve_with(&sandbox, &env)).collect();
@@ -205,6 +207,32 @@ async fn three_replicas_sign_and_mail_each_ticket_exactly_once() {
         1,
         "one signature per device"
     );
+
+    // A console session made on one replica is good on the others: sessions live in the
+    // database, not in a process.
+    let browser = crate::desk_support::browser();
+    let signed_in = browser
+        .post(format!("{}/console/login", bases[0]))
+        .form(&[
+            ("email", "alice@vendor.test"),
+            ("password", "correct horse battery staple"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.headers()["location"], "/console");
+    for base in &bases[1..] {
+        let queue = browser
+            .get(format!("{base}/console?status=approved"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            queue.status(),
+            200,
+            "the session from replica 0 works on {base}"
+        );
+    }
 
     let verified = cli(&sandbox, &url, &["audit", "verify"], None);
     assert!(verified.contains("intact"), "{verified}");
