@@ -60,6 +60,8 @@ pub struct Settings {
     /// A bearer token that opens /metrics to a scraper elsewhere; without one, /metrics
     /// answers only requests from this machine.
     pub metrics_token: Option<Secret>,
+    /// Load balancers whose `X-Forwarded-For` names the real client, for rate limits.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Settings {
@@ -86,6 +88,7 @@ impl Default for Settings {
             login_failures_per_account: 5,
             login_failures_per_address: 20,
             metrics_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -113,6 +116,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "login_failures_per_account",
     "login_failures_per_address",
     "metrics_token",
+    "trusted_proxies",
 ];
 
 impl Settings {
@@ -275,6 +279,18 @@ impl Settings {
                 self.login_failures_per_address = number(value)
                     .filter(|n| *n >= 1)
                     .ok_or_else(|| invalid("expected a whole number of at least 1"))?
+            }
+            "trusted_proxies" => {
+                self.trusted_proxies = value
+                    .split([',', ' '])
+                    .filter(|a| !a.is_empty())
+                    .map(|a| a.parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        invalid(
+                            "expected IP addresses separated by commas, such as 10.0.0.2, 10.0.0.3",
+                        )
+                    })?;
             }
             "metrics_token" => {
                 if value.len() < 16 {

@@ -53,6 +53,27 @@ struct MessagePage<'a> {
     text: &'a str,
 }
 
+/// The client's address for rate limits and throttling. The peer address, unless the
+/// peer is one of the configured `trusted_proxies` (a load balancer): then the last
+/// address in its `X-Forwarded-For`, which that proxy appended. A client cannot choose
+/// its own address by sending the header itself.
+pub fn client_address(desk: &crate::desk::Desk, request: &actix_web::HttpRequest) -> String {
+    let Some(peer) = request.peer_addr().map(|a| a.ip()) else {
+        return String::new();
+    };
+    if desk.settings.trusted_proxies.contains(&peer)
+        && let Some(forwarded) = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|last| last.trim().parse::<std::net::IpAddr>().ok())
+    {
+        return forwarded.to_string();
+    }
+    peer.to_string()
+}
+
 /// Adds `Retry-After` to a 429 page.
 fn with_retry_after(mut response: HttpResponse, seconds: Option<i64>) -> HttpResponse {
     if let Some(value) = seconds.and_then(|s| s.to_string().parse().ok()) {

@@ -78,13 +78,6 @@ async fn promote(desk: &Desk, console: &ConsoleUser) -> Result<HttpResponse, Sto
 /// The window failed sign-ins are counted in.
 const FAILURE_WINDOW_SECS: i64 = 15 * 60;
 
-fn client_address(request: &HttpRequest) -> String {
-    request
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
-}
-
 /// Refuses a sign-in attempt while its account or address has too many recent failures;
 /// the answer says how long to wait.
 async fn throttled(
@@ -161,7 +154,7 @@ async fn login_submit(
 ) -> HttpResponse {
     let form = form.into_inner();
     let account = form.email.trim().to_ascii_lowercase();
-    let address = client_address(&request);
+    let address = super::client_address(&desk, &request);
     match throttled(&desk, &account, &address).await {
         Ok(Some(refusal)) => return refusal,
         Ok(None) => {}
@@ -259,7 +252,7 @@ async fn code_submit(
     let now = desk.clock.now();
     let user = &console.user;
     let account = user.email.as_str().to_ascii_lowercase();
-    let address = client_address(&request);
+    let address = super::client_address(&desk, &request);
     match throttled(&desk, &account, &address).await {
         Ok(Some(refusal)) => return refusal,
         Ok(None) => {}

@@ -48,11 +48,7 @@ fn megabytes(bytes: u64) -> String {
 
 /// The per-address intake limit, checked before the body is read.
 pub fn check_address_limit(desk: &Desk, request: &HttpRequest) -> Result<(), ApiError> {
-    // The peer address, not a forwarded header a client could write itself.
-    let address = request
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let address = super::client_address(desk, request);
     desk.intake_by_address
         .hit(
             &address,

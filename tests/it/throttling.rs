@@ -123,3 +123,64 @@ async fn many_requests_for_one_device_get_429() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
+    let submit_from = |app: &TestApp, nvr: &mut resetdesk::device::DeviceState, client: &str| {
+        let form = submission(app, nvr);
+        app.client
+            .post(app.url("/api/v1/requests"))
+            .header("x-forwarded-for", client)
+            .multipart(form)
+            .send()
+    };
+    // Behind a load balancer (127.0.0.1 here), the address it forwards counts.
+    let app = spawn_app_with(|s| {
+        s.intake_per_ip_per_hour = 1;
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let mut a = app.device(NVR, "DS-7608NI-K2");
+    let mut b = app.device("DS-7608NI-K2/8P0820231115CCRRJ00000002", "DS-7608NI-K2");
+    assert_eq!(
+        submit_from(&app, &mut a, "203.0.113.7")
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        submit_from(&app, &mut b, "198.51.100.9")
+            .await
+            .unwrap()
+            .status(),
+        201,
+        "another client"
+    );
+    assert_eq!(
+        submit_from(&app, &mut a, "203.0.113.7")
+            .await
+            .unwrap()
+            .status(),
+        429,
+        "the same client again"
+    );
+
+    // Without a trusted proxy the header is the client's own word and is ignored.
+    let direct = spawn_app_with(|s| s.intake_per_ip_per_hour = 1).await;
+    let mut c = direct.device(NVR, "DS-7608NI-K2");
+    assert_eq!(
+        submit_from(&direct, &mut c, "203.0.113.7")
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        submit_from(&direct, &mut c, "198.51.100.9")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+}
