@@ -20,7 +20,7 @@ pub struct Desk {
     pub mail: MailContext,
     /// Bounds how many pictures are decoded at once, so a burst of 12-megapixel uploads
     /// queues instead of taking every core from the requests behind it.
-    pub image_permits: tokio::sync::Semaphore,
+    pub image_permits: Arc<tokio::sync::Semaphore>,
     /// Intake requests per client address, per hour.
     pub intake_by_address: crate::intake::limits::SlidingWindow,
     /// Intake requests per device serial, per hour.
@@ -70,6 +70,21 @@ impl DeskKeys {
     }
 }
 
+/// The longest one picture may take to decode before the request gives up on it.
+const IMAGE_WORK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Why picture work produced nothing. Both are the picture's fault as far as the
+/// customer is concerned: a crafted file that crashes or stalls a decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ImageWorkError {
+    #[error(
+        "the picture could not be read (it may be damaged); send it again as a plain JPEG or PNG"
+    )]
+    Failed,
+    #[error("the picture took too long to read; send a smaller JPEG or PNG")]
+    TooSlow,
+}
+
 impl Desk {
     /// How many picture decodes may run at once: one per core.
     pub fn image_permit_count() -> usize {
@@ -81,10 +96,19 @@ impl Desk {
     pub async fn image_work<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, tokio::task::JoinError> {
-        // The semaphore is never closed, so acquiring cannot fail.
-        let _permit = self.image_permits.acquire().await;
-        tokio::task::spawn_blocking(work).await
+    ) -> Result<T, ImageWorkError> {
+        // The semaphore is never closed, so acquiring cannot fail; the permit travels with
+        // the work, so a decode that outlives its caller still counts against the bound.
+        let permit = self.image_permits.clone().acquire_owned().await.ok();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        });
+        match tokio::time::timeout(IMAGE_WORK_TIMEOUT, task).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(_)) => Err(ImageWorkError::Failed),
+            Err(_) => Err(ImageWorkError::TooSlow),
+        }
     }
 
     /// Where the customer uploads a new label photo.

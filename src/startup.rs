@@ -135,7 +135,7 @@ impl Application {
             store,
             keys: desk_keys,
             clock,
-            image_permits: tokio::sync::Semaphore::new(Desk::image_permit_count()),
+            image_permits: Arc::new(tokio::sync::Semaphore::new(Desk::image_permit_count())),
             intake_by_address: Default::default(),
             intake_by_serial: Default::default(),
             metrics: crate::observability::metrics_handle(),
@@ -186,7 +186,9 @@ impl Application {
                             .add(("X-Frame-Options", "DENY")),
                     )
                                         .wrap(
-                        actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                                                // The path without its query: status links carry their token there.
+                        actix_web::middleware::Logger::new("%a \"%{method}xi %U\" %s %b %Dms")
+                            .custom_request_replace("method", |req| req.method().to_string())
                             .exclude("/healthz")
                             .exclude("/readyz")
                             .exclude("/metrics"),

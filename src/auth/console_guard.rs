@@ -117,9 +117,14 @@ pub async fn console_guard(
         token_hash,
         stage,
     });
-    next.call(request)
-        .await
-        .map(ServiceResponse::map_into_boxed_body)
+    let mut response = next.call(request).await?.map_into_boxed_body();
+    // Console pages hold customers' details, CSRF tokens, new API tokens and recovery
+    // codes: no cache keeps a copy.
+    response.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 #[cfg(test)]

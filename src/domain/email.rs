@@ -65,6 +65,15 @@ impl EmailAddress {
         &self.0
     }
 
+    /// The mailbox an address delivers to, for "is this the same person": local part
+    /// lower-cased and any `+tag` dropped (`Ana+x@Example.com` and `ana@example.com` are
+    /// one mailbox at the providers that matter).
+    pub fn mailbox(&self) -> String {
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or((&self.0, ""));
+        let local = local.split('+').next().unwrap_or(local);
+        format!("{}@{domain}", local.to_ascii_lowercase())
+    }
+
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map_or("", |(_, domain)| domain)
     }
@@ -98,6 +107,17 @@ mod tests {
         let email = EmailAddress::parse("  Jo.Owner+cam@Example.COM ").unwrap();
         assert_eq!(email.as_str(), "Jo.Owner+cam@example.com");
         assert_eq!(email.domain(), "example.com");
+    }
+
+    #[test]
+    fn mailbox_ignores_case_and_plus_tags() {
+        let a = EmailAddress::parse("Ana+ticket@Example.com").unwrap();
+        let b = EmailAddress::parse("ana@example.COM").unwrap();
+        assert_eq!(a.mailbox(), b.mailbox());
+        assert_ne!(
+            a.mailbox(),
+            EmailAddress::parse("anna@example.com").unwrap().mailbox()
+        );
     }
 
     #[test]

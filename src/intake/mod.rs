@@ -228,7 +228,7 @@ async fn decode_export(
             let decoded = desk
                 .image_work(move || qr::read_image(&bytes))
                 .await
-                .map_err(IntakeError::internal)?;
+                .map_err(|e| issue(e.to_string()))?;
             let text = decoded.map_err(|e| issue(e.to_string()))?;
             reset_string::decode(&text).map_err(|e| issue(e.to_string()))
         }
@@ -284,12 +284,17 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
             (label_bytes, checked)
         })
         .await
-        .map_err(IntakeError::internal)?;
+        .map_err(|e| IntakeError::one("label_photo", e.to_string()))?;
     let media_type = media_type.map_err(|message| IntakeError::one("label_photo", message))?;
 
     let request = decode_export(desk, form, field, export_bytes.clone()).await?;
     let now = desk.clock.now();
-    for device in request.devices() {
+    let verified = request
+        .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
+        .map_err(|e| IntakeError::one(field, e.to_string()))?;
+    // Counted only for genuine exports: a forged one naming someone else's serial must
+    // not use up that device's allowance.
+    for device in verified.devices() {
         let serial = device.identity.serial.as_str();
         desk.intake_by_serial
             .hit(serial, desk.settings.intake_per_serial_per_hour, 3600, now)
@@ -298,9 +303,6 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
                 retry_after,
             })?;
     }
-    let verified = request
-        .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
-        .map_err(|e| IntakeError::one(field, e.to_string()))?;
 
     let flags = risk::flags(desk, &customer.email, verified.devices(), now)
         .await
@@ -401,7 +403,7 @@ pub async fn replace_label_photo(
             (upload.bytes, checked)
         })
         .await
-        .map_err(IntakeError::internal)?;
+        .map_err(|e| IntakeError::one("label_photo", e.to_string()))?;
     let media_type = checked.map_err(|message| IntakeError::one("label_photo", message))?;
     let blob = desk.blobs.put(bytes).await.map_err(IntakeError::internal)?;
     match desk

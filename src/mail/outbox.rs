@@ -18,8 +18,13 @@ use crate::store::{OutboxMessage, Store, StoreError};
 
 /// How long a leased message is reserved for one worker.
 const LEASE_SECS: i64 = 120;
-/// Messages handled per round.
-const BATCH: i64 = 20;
+/// Messages leased per round. Sent one after another, each within the SMTP timeout, a
+/// batch must finish inside its lease, or another replica would take over messages still
+/// waiting here and send them again.
+const BATCH: i64 = 4;
+/// The SMTP timeout of one message.
+const SEND_TIMEOUT_SECS: u64 = 20;
+const _: () = assert!(BATCH * SEND_TIMEOUT_SECS as i64 <= LEASE_SECS - 30);
 /// First retry after this many seconds, doubling up to an hour.
 const FIRST_RETRY_SECS: i64 = 30;
 const MAX_RETRY_SECS: i64 = 3600;
@@ -46,7 +51,7 @@ impl Transport {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             // The error text can contain the URL, and the URL can contain a password.
             .map_err(|_| TransportError::BadUrl("check the scheme, host and port".to_owned()))?
-            .timeout(Some(Duration::from_secs(20)))
+            .timeout(Some(Duration::from_secs(SEND_TIMEOUT_SECS)))
             .build();
         Ok(Self::Smtp(transport))
     }

@@ -111,7 +111,7 @@ pub async fn approve(
             ticket.summary.status.describe_short().to_lowercase()
         )));
     }
-    if ticket.customer.email == user.email {
+    if ticket.customer.email.mailbox() == user.email.mailbox() {
         return Err(ReviewError::Forbidden(
             "you cannot approve a ticket whose customer e-mail is your own: another person must"
                 .to_owned(),

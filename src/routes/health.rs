@@ -47,7 +47,11 @@ async fn readyz(desk: web::Data<Desk>) -> HttpResponse {
 /// Prometheus metrics: open to this machine, or to a scraper with the metrics token.
 #[get("/metrics")]
 async fn metrics_view(desk: web::Data<Desk>, request: HttpRequest) -> HttpResponse {
-    let local = request.peer_addr().is_some_and(|a| a.ip().is_loopback());
+    // From this machine, unless through one of our own proxies, which would make every
+    // outside request look local.
+    let local = request
+        .peer_addr()
+        .is_some_and(|a| a.ip().is_loopback() && !desk.settings.trusted_proxies.contains(&a.ip()));
     let bearer = request
         .headers()
         .get(AUTHORIZATION)

@@ -72,6 +72,11 @@ async fn start_session(
 /// Replaces a partial session with a full one.
 async fn promote(desk: &Desk, console: &ConsoleUser) -> Result<HttpResponse, StoreError> {
     desk.store.delete_session(&console.token_hash).await?;
+    // Failures are forgotten only when the whole sign-in succeeded: a right password
+    // alone must not reset the count of wrong codes.
+    desk.store
+        .clear_login_failures(&console.user.email.as_str().to_ascii_lowercase())
+        .await?;
     start_session(desk, &console.user, SessionStage::Full).await
 }
 
@@ -153,7 +158,16 @@ async fn login_submit(
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    let account = form.email.trim().to_ascii_lowercase();
+    // The account key is what was typed, cleaned of anything a database refuses (a NUL
+    // byte would be a 500 on PostgreSQL) and bounded.
+    let account: String = form
+        .email
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(254)
+        .collect::<String>()
+        .to_ascii_lowercase();
     let address = super::client_address(&desk, &request);
     match throttled(&desk, &account, &address).await {
         Ok(Some(refusal)) => return refusal,
@@ -176,12 +190,10 @@ async fn login_submit(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|u| matches && !u.disabled) else {
-        let attempted: String = form
-            .email
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(254)
-            .collect();
+        // People type passwords into the e-mail field; the hash-chained audit log keeps
+        // forever what it is given, so it gets the identifier only if it is an address.
+        let attempted = EmailAddress::parse(&account)
+            .map_or_else(|_| "(not an e-mail address)".to_owned(), |e| e.to_string());
         if let Err(error) = desk
             .store
             .audit(desk.clock.now(), &attempted, "login_failed", "")
@@ -202,9 +214,6 @@ async fn login_submit(
         };
         return html(StatusCode::UNAUTHORIZED, &page);
     };
-    if let Err(error) = desk.store.clear_login_failures(&account).await {
-        return failed(&error);
-    }
     let stage = if user.totp_secret.is_some() {
         SessionStage::SecondFactor
     } else if desk.settings.requires_2fa() {
@@ -212,6 +221,11 @@ async fn login_submit(
     } else {
         SessionStage::Full
     };
+    if stage == SessionStage::Full
+        && let Err(error) = desk.store.clear_login_failures(&account).await
+    {
+        return failed(&error);
+    }
     start_session(&desk, &user, stage)
         .await
         .unwrap_or_else(|e| failed(&e))

@@ -222,6 +222,31 @@ pub async fn users_and_tokens(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.users().await.unwrap().len(), 2);
+    // Whoever held the account may have made tokens: a new password revokes them all.
+    store
+        .create_api_token(&token("hash-4", TokenScope::Decide, None))
+        .await
+        .unwrap();
+    store
+        .set_password(id, "$argon2id$new", "admin@vendor.test", at(8))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.user_by_api_token("hash-4", at(9)).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .create_api_token(&token("hash-5", TokenScope::Read, None))
+        .await
+        .unwrap();
+    store
+        .revoke_sessions(id, "admin@vendor.test", at(10))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.user_by_api_token("hash-5", at(11)).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
@@ -582,6 +607,14 @@ pub async fn photo_round_trip(store: &dyn Store) {
             .await,
         Err(StoreError::Conflict(_))
     ));
+    let first = FirstApproval {
+        ticket_id: detail.id,
+        by: id,
+        as_role: Role::Agent,
+        note: String::new(),
+        at: at(11),
+    };
+    store.add_first_approval(&first).await.unwrap();
     store
         .request_photo(
             detail.id,
@@ -606,6 +639,11 @@ pub async fn photo_round_trip(store: &dyn Store) {
         (back.summary.status, back.label_media_type.as_str()),
         (TicketStatus::Open, "image/png")
     );
+    assert!(
+        back.approvals.is_empty(),
+        "approvals given on the old photo are withdrawn"
+    );
+    assert_eq!(back.events.last().unwrap().kind, "approvals_withdrawn");
 }
 
 pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {
@@ -650,6 +688,13 @@ pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {
     assert_eq!(retry[0].attempts, 1);
     store
         .mark_mail_failed(retry[0].id, "still refused", None)
+        .await
+        .unwrap();
+    assert_eq!(store.mail_counts().await.unwrap(), (0, 0, 1));
+    // A worker whose lease ran out reports late: it changes nothing any more.
+    store.mark_mail_sent(retry[0].id, at(201)).await.unwrap();
+    store
+        .mark_mail_failed(retry[0].id, "late", Some(at(300)))
         .await
         .unwrap();
     assert_eq!(store.mail_counts().await.unwrap(), (0, 0, 1));

@@ -160,13 +160,21 @@ impl $store {
             .await
             .map_err(db)?;
             for (old_id, old_number) in older {
-                sqlx::query("UPDATE tickets SET status = 'superseded', superseded_by = $1, updated_at = $2 WHERE id = $3")
-                    .bind(id)
-                    .bind(now.unix_seconds())
-                    .bind(old_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                                // Only if still pending: an approval may have committed since the SELECT.
+                let updated = sqlx::query(
+                    "UPDATE tickets SET status = 'superseded', superseded_by = $1, updated_at = $2
+                     WHERE id = $3 AND status IN ('open', 'awaiting_photo')",
+                )
+                .bind(id)
+                .bind(now.unix_seconds())
+                .bind(old_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+                if updated == 0 {
+                    continue;
+                }
                 let note = format!(
                     "replaced by {} (a newer export from {})",
                     ticket.number, device.identity.serial
@@ -352,6 +360,17 @@ async fn record_step(
 
 async fn end_sessions(tx: &mut Transaction<'static, $db>, user: UserId) -> StoreResult<()> {
     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user.0)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Revokes every live API token of a user: whoever held the account may have made some.
+async fn revoke_all_tokens(tx: &mut Transaction<'static, $db>, user: UserId, now: Timestamp) -> StoreResult<()> {
+    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now.unix_seconds())
         .bind(user.0)
         .execute(&mut **tx)
         .await
@@ -567,7 +586,8 @@ impl Store for $store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        end_sessions(&mut tx, user).await?;
+                end_sessions(&mut tx, user).await?;
+        revoke_all_tokens(&mut tx, user, now).await?;
         audit(&mut tx, now, actor, "password_reset", None, &email).await?;
         tx.commit().await.map_err(db)
     }
@@ -575,7 +595,8 @@ impl Store for $store {
     async fn revoke_sessions(&self, user: UserId, actor: &str, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let email = user_email(&mut tx, user).await?;
-        end_sessions(&mut tx, user).await?;
+                end_sessions(&mut tx, user).await?;
+        revoke_all_tokens(&mut tx, user, now).await?;
         audit(&mut tx, now, actor, "sessions_revoked", None, &email).await?;
         tx.commit().await.map_err(db)
     }
@@ -1052,7 +1073,18 @@ impl Store for $store {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
+                event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
+        // Approvals given on the old photo judged evidence that is gone.
+        let withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
+            .bind(ticket_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if withdrawn > 0 {
+            let note = format!("{withdrawn} approval(s) withdrawn: they were given on the previous photo");
+            event(&mut tx, ticket_id, now, "system", "approvals_withdrawn", &note).await?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(old)
     }
@@ -1459,8 +1491,8 @@ impl Store for $store {
     async fn mark_mail_sent(&self, id: i64, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL
-             WHERE id = $2",
+                        "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL
+             WHERE id = $2 AND status = 'pending'",
         )
         .bind(now.unix_seconds())
         .bind(id)
@@ -1501,7 +1533,7 @@ impl Store for $store {
             "UPDATE outbox SET attempts = attempts + 1, last_error = $1, lease_until = NULL,
                                status = CASE WHEN CAST($2 AS BIGINT) IS NULL THEN 'dead' ELSE 'pending' END,
                                next_attempt_at = COALESCE($3, next_attempt_at)
-             WHERE id = $4",
+                          WHERE id = $4 AND status = 'pending'",
         )
         .bind(error)
         .bind(retry_at.map(Timestamp::unix_seconds))

@@ -200,6 +200,12 @@ async fn roles_and_own_tickets_are_enforced(backend: Backend) {
         status, 403,
         "nobody approves a ticket with their own e-mail: {body}"
     );
+    let (tagged, _) = submit(&app, 0, "Agent+again@vendor.test").await;
+    let (status, _) = approve(&app, &agent, &tagged, "").await;
+    assert_eq!(
+        status, 403,
+        "a +tag or capital letters make no other person"
+    );
     assert!(
         body["error"]["message"]
             .as_str()

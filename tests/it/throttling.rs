@@ -184,3 +184,88 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
         429
     );
 }
+
+async fn wrong_code(app: &TestApp, client: &reqwest::Client) -> reqwest::StatusCode {
+    let page = client
+        .get(app.url("/console/login/code"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    client
+        .post(app.url("/console/login/code"))
+        .form(&[
+            ("csrf", crate::desk_support::csrf(&page).as_str()),
+            ("code", "000000"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn a_right_password_does_not_reset_the_count_of_wrong_codes() {
+    let app = spawn_app().await;
+    app.create_agent("agent@vendor.test").await;
+    for round in 0..2 {
+        let client = browser();
+        let login = client
+            .post(app.url("/console/login"))
+            .form(&[("email", "agent@vendor.test"), ("password", AGENT_PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 303, "round {round}");
+        for _ in 0..(if round == 0 { 4 } else { 1 }) {
+            assert_eq!(wrong_code(&app, &client).await, 401);
+        }
+    }
+    let client = browser();
+    let locked = client
+        .post(app.url("/console/login"))
+        .form(&[("email", "agent@vendor.test"), ("password", AGENT_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        locked.status(),
+        429,
+        "five wrong codes across two sign-ins still lock the account"
+    );
+}
+
+#[tokio::test]
+async fn forged_exports_cannot_use_up_a_strangers_device_allowance() {
+    let app = spawn_app_with(|s| s.intake_per_serial_per_hour = 1).await;
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    for _ in 0..3 {
+        let request = app.export(&mut nvr, 0, Timestamp::now());
+        let forged =
+            resetdesk::protocol::export_xml::to_xml(&request).replace("V4.30.085", "V4.30.099");
+        let form = customer_form("attacker@example.com")
+            .part(
+                "export_xml",
+                file_part(forged.into_bytes(), "e.xml", "application/xml"),
+            )
+            .part(
+                "label_photo",
+                file_part(label_photo(), "label.jpg", "image/jpeg"),
+            );
+        assert_eq!(app.submit(form).await.status(), 422);
+    }
+    assert_eq!(
+        app.submit(submission(&app, &mut nvr)).await.status(),
+        201,
+        "the owner still gets through"
+    );
+}
+
+#[tokio::test]
+async fn odd_bytes_in_the_sign_in_form_are_a_refusal_not_an_error() {
+    let app = spawn_app().await;
+    let response = try_password(&app, "a\u{0}b@vendor.test", "anything at all").await;
+    assert_eq!(response.status(), 401);
+}
