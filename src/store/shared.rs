@@ -367,6 +367,11 @@ async fn end_sessions(tx: &mut Transaction<'static, $db>, user: UserId) -> Store
     Ok(())
 }
 
+/// Text a person typed into a filter, without control characters.
+fn without_controls(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).collect()
+}
+
 /// Revokes every live API token of a user: whoever held the account may have made some.
 async fn revoke_all_tokens(tx: &mut Transaction<'static, $db>, user: UserId, now: Timestamp) -> StoreResult<()> {
     sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
@@ -709,11 +714,10 @@ impl Store for $store {
     }
 
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>> {
-        let search = filter
-            .search
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty());
+        // Free text from a person: a NUL byte is refused by PostgreSQL, and no ticket
+        // number, serial or e-mail holds a control character anyway.
+        let cleaned = filter.search.as_deref().map(without_controls);
+        let search = cleaned.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let (after_time, after_id) = filter
             .after
             .map_or((-1, 0), |c| (c.created_at.unix_seconds(), c.id));
@@ -1382,8 +1386,8 @@ impl Store for $store {
             "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
              WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) ORDER BY id DESC LIMIT $3",
         )
-        .bind(actor)
-        .bind(action)
+        .bind(actor.map(without_controls))
+        .bind(action.map(without_controls))
         .bind(limit)
         .fetch_all(&self.pool)
         .await

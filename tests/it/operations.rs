@@ -98,3 +98,18 @@ crate::on_both_backends!(
     readyz_checks_database_and_blobs,
     metrics_count_requests_intake_signatures_and_mail,
 );
+
+async fn control_characters_in_filters_are_harmless(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let agent = app.agent_token("agent@vendor.test").await;
+    let response = app.api_get(&agent, "/api/v1/tickets?q=RQ%00-1234").await;
+    assert_eq!(
+        response.status(),
+        200,
+        "a NUL byte in a search finds nothing rather than failing"
+    );
+}
+
+crate::on_both_backends!(control_characters_in_filters_are_harmless);
