@@ -1,11 +1,19 @@
-//! Uploaded files (label photos, exports), stored under `<data_dir>/blobs/ab/cdef…`.
-//! A blob's name is 256 random bits in hex, checked on every use, so a name from the
-//! database can never point outside the directory. Names are random rather than content
-//! hashes on purpose: a refused submission deletes its own blobs, and with shared names it
-//! could delete a photo that a concurrent identical submission just stored.
+//! Uploaded files (label photos, exports) behind one interface: a local directory (the
+//! default, `<data_dir>/blobs/ab/cdef…`) or an S3-compatible object store for several
+//! replicas (`blob_url = "s3://bucket"`). A blob's name is 256 random bits in hex,
+//! checked on every use, so a name from the database can never point anywhere else.
+//! Names are random rather than content hashes on purpose: a refused submission deletes
+//! its own blobs, and with shared names it could delete a photo that a concurrent
+//! identical submission just stored.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::config::Settings;
 use crate::crypto;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,50 +22,143 @@ pub enum BlobError {
     BadName(String),
     #[error("blob storage failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the object store failed: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error(
+        "blob_url {0:?} is not valid: use s3://BUCKET (or leave it unset for the data directory)"
+    )]
+    BadUrl(String),
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Local(PathBuf),
+    ObjectStore(Arc<dyn ObjectStore>),
 }
 
 #[derive(Debug, Clone)]
 pub struct BlobStore {
-    dir: PathBuf,
+    backend: Backend,
+}
+
+fn check_name(name: &str) -> Result<(), BlobError> {
+    if name.len() != 64 || !name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(BlobError::BadName(name.to_owned()));
+    }
+    Ok(())
 }
 
 impl BlobStore {
+    /// Blobs in a local directory.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
-    }
-
-    fn path_of(&self, name: &str) -> Result<PathBuf, BlobError> {
-        if name.len() != 64 || !name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(BlobError::BadName(name.to_owned()));
+        Self {
+            backend: Backend::Local(dir.into()),
         }
-        Ok(self.dir.join(&name[..2]).join(&name[2..]))
     }
 
-    /// Stores `bytes` durably (write to a temporary file, fsync, rename).
+    /// The store the settings ask for: `blob_url` if set, else `<data_dir>/blobs`.
+    pub fn from_settings(settings: &Settings) -> Result<Self, BlobError> {
+        let Some(url) = &settings.blob_url else {
+            return Ok(Self::new(settings.data_dir.join("blobs")));
+        };
+        let bucket = url
+            .strip_prefix("s3://")
+            .map(|b| b.trim_end_matches('/'))
+            .filter(|b| !b.is_empty() && !b.contains('/'))
+            .ok_or_else(|| BlobError::BadUrl(url.clone()))?;
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_region(settings.s3_region.clone());
+        if let Some(endpoint) = &settings.s3_endpoint {
+            builder = builder
+                .with_endpoint(endpoint.clone())
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let (Some(id), Some(secret)) =
+            (&settings.s3_access_key_id, &settings.s3_secret_access_key)
+        {
+            builder = builder
+                .with_access_key_id(id.clone())
+                .with_secret_access_key(secret.expose().to_owned());
+        }
+        Ok(Self {
+            backend: Backend::ObjectStore(Arc::new(builder.build()?)),
+        })
+    }
+
+    fn path_of(dir: &Path, name: &str) -> Result<PathBuf, BlobError> {
+        check_name(name)?;
+        Ok(dir.join(&name[..2]).join(&name[2..]))
+    }
+
+    fn object_of(name: &str) -> Result<ObjectPath, BlobError> {
+        check_name(name)?;
+        Ok(ObjectPath::from(format!(
+            "blobs/{}/{}",
+            &name[..2],
+            &name[2..]
+        )))
+    }
+
+    /// Stores `bytes` durably under a new random name.
     pub async fn put(&self, bytes: Vec<u8>) -> Result<String, BlobError> {
         let name = data_encoding::HEXLOWER.encode(&crypto::random_bytes::<32>());
-        let path = self.path_of(&name)?;
-        tokio::task::spawn_blocking(move || write_new(&path, &bytes))
-            .await
-            .map_err(std::io::Error::other)??;
+        match &self.backend {
+            Backend::Local(dir) => {
+                let path = Self::path_of(dir, &name)?;
+                tokio::task::spawn_blocking(move || write_new(&path, &bytes))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            }
+            Backend::ObjectStore(store) => {
+                store
+                    .put(&Self::object_of(&name)?, PutPayload::from(bytes))
+                    .await?;
+            }
+        }
         Ok(name)
     }
 
     pub async fn get(&self, name: &str) -> Result<Vec<u8>, BlobError> {
-        Ok(tokio::fs::read(self.path_of(name)?).await?)
-    }
-
-    pub async fn delete(&self, name: &str) -> Result<(), BlobError> {
-        match tokio::fs::remove_file(self.path_of(name)?).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+        match &self.backend {
+            Backend::Local(dir) => Ok(tokio::fs::read(Self::path_of(dir, name)?).await?),
+            Backend::ObjectStore(store) => Ok(store
+                .get(&Self::object_of(name)?)
+                .await?
+                .bytes()
+                .await?
+                .to_vec()),
         }
     }
 
-    /// Whether the directory can be written to, for readiness checks.
+    pub async fn delete(&self, name: &str) -> Result<(), BlobError> {
+        match &self.backend {
+            Backend::Local(dir) => match tokio::fs::remove_file(Self::path_of(dir, name)?).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            },
+            Backend::ObjectStore(store) => match store.delete(&Self::object_of(name)?).await {
+                Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// Whether uploads can be stored now, for readiness checks: the directory exists, or
+    /// the object store takes (and gives up) a small probe object.
     pub async fn check_writable(&self) -> Result<(), BlobError> {
-        tokio::fs::create_dir_all(&self.dir).await?;
-        Ok(())
+        match &self.backend {
+            Backend::Local(dir) => {
+                tokio::fs::create_dir_all(dir).await?;
+                Ok(())
+            }
+            Backend::ObjectStore(store) => {
+                let probe = ObjectPath::from("readyz-probe");
+                store.put(&probe, PutPayload::from_static(b"ok")).await?;
+                store.delete(&probe).await?;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -106,6 +207,21 @@ mod tests {
         assert!(matches!(
             store.get("../../etc/passwd").await,
             Err(BlobError::BadName(_))
+        ));
+    }
+
+    #[test]
+    fn blob_urls_are_checked() {
+        let mut settings = Settings::default();
+        settings.blob_url = Some("ftp://x".to_owned());
+        assert!(matches!(
+            BlobStore::from_settings(&settings),
+            Err(BlobError::BadUrl(_))
+        ));
+        settings.blob_url = Some("s3://".to_owned());
+        assert!(matches!(
+            BlobStore::from_settings(&settings),
+            Err(BlobError::BadUrl(_))
         ));
     }
 }

@@ -62,6 +62,15 @@ pub struct Settings {
     pub metrics_token: Option<Secret>,
     /// Load balancers whose `X-Forwarded-For` names the real client, for rate limits.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Where uploads go: unset for `<data_dir>/blobs`, or `s3://BUCKET` for an
+    /// S3-compatible store shared by several replicas.
+    pub blob_url: Option<String>,
+    /// The S3 endpoint for stores other than AWS (MinIO, Ceph, ...); `http://` allowed.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    /// Credentials; when unset, the usual AWS_* variables and instance roles apply.
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -89,6 +98,11 @@ impl Default for Settings {
             login_failures_per_address: 20,
             metrics_token: None,
             trusted_proxies: Vec::new(),
+            blob_url: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".to_owned(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
         }
     }
 }
@@ -117,6 +131,11 @@ pub const SETTING_NAMES: &[&str] = &[
     "login_failures_per_address",
     "metrics_token",
     "trusted_proxies",
+    "blob_url",
+    "s3_endpoint",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
 ];
 
 impl Settings {
@@ -173,7 +192,7 @@ impl Settings {
             .ok_or_else(|| ConfigError::Unknown(key.to_owned()))?;
         let invalid = |reason: &str| ConfigError::Invalid {
             name,
-            value: if matches!(name, "smtp_url" | "metrics_token") {
+            value: if matches!(name, "smtp_url" | "metrics_token" | "s3_secret_access_key") {
                 "<redacted>".to_owned()
             } else {
                 value.to_owned()
@@ -280,6 +299,23 @@ impl Settings {
                     .filter(|n| *n >= 1)
                     .ok_or_else(|| invalid("expected a whole number of at least 1"))?
             }
+            "blob_url" => {
+                if !value.starts_with("s3://") {
+                    return Err(invalid(
+                        "expected s3://BUCKET (leave it unset for the data directory)",
+                    ));
+                }
+                self.blob_url = Some(value.to_owned());
+            }
+            "s3_endpoint" => {
+                if !(value.starts_with("http://") || value.starts_with("https://")) {
+                    return Err(invalid("expected an http:// or https:// URL"));
+                }
+                self.s3_endpoint = Some(value.trim_end_matches('/').to_owned());
+            }
+            "s3_region" => self.s3_region = value.to_owned(),
+            "s3_access_key_id" => self.s3_access_key_id = Some(value.to_owned()),
+            "s3_secret_access_key" => self.s3_secret_access_key = Some(Secret::new(value)),
             "trusted_proxies" => {
                 self.trusted_proxies = value
                     .split([',', ' '])

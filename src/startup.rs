@@ -21,6 +21,13 @@ use crate::mail::outbox::{OutboxWorker, Transport};
 use crate::routes::{self, ApiError};
 use crate::store;
 
+/// Makes ring the process's TLS provider. The S3 client's HTTP stack links aws-lc-rs too,
+/// and rustls refuses to guess between two; every other TLS user here (PostgreSQL, SMTP)
+/// is built on ring.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Creates the data directory owner-only if it does not exist: it holds customers'
 /// details and photos. An existing directory keeps the permissions its operator chose.
 pub fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -84,6 +91,7 @@ impl Application {
         mut settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        install_tls_provider();
         prepare_data_dir(&settings.data_dir)?;
         let keys = KeyStore::new(&settings.keys_dir);
         if keys.ensure_initialized(clock.now())? {
@@ -120,6 +128,7 @@ impl Application {
             clock.clone(),
         );
 
+        let blobs = BlobStore::from_settings(&settings).context("cannot set up blob storage")?;
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -129,7 +138,7 @@ impl Application {
             settings.public_url = format!("http://{}:{port}", settings.listen.ip());
         }
         let desk = web::Data::new(Desk {
-            blobs: BlobStore::new(settings.data_dir.join("blobs")),
+            blobs,
             mail: MailContext::new(&settings.public_url),
             settings,
             store,

@@ -125,6 +125,7 @@ impl Cli {
 
 /// Parses the arguments, runs the command and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
+    crate::startup::install_tls_provider();
     let cli = Cli::parse();
     let clock = cli.clock();
     let keys_dir = cli

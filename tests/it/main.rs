@@ -3,6 +3,7 @@
 
 mod admin_pages;
 mod audit;
+mod blobs_s3;
 mod deploy;
 mod desk;
 mod desk_support;
