@@ -212,16 +212,18 @@ mod tests {
 
     #[test]
     fn blob_urls_are_checked() {
-        let mut settings = Settings::default();
-        settings.blob_url = Some("ftp://x".to_owned());
-        assert!(matches!(
-            BlobStore::from_settings(&settings),
-            Err(BlobError::BadUrl(_))
-        ));
-        settings.blob_url = Some("s3://".to_owned());
-        assert!(matches!(
-            BlobStore::from_settings(&settings),
-            Err(BlobError::BadUrl(_))
-        ));
+        for url in ["ftp://x", "s3://", "s3://bucket/path"] {
+            let settings = Settings {
+                blob_url: Some(url.to_owned()),
+                ..Settings::default()
+            };
+            assert!(
+                matches!(
+                    BlobStore::from_settings(&settings),
+                    Err(BlobError::BadUrl(_))
+                ),
+                "{url}"
+            );
+        }
     }
 }
