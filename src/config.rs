@@ -71,6 +71,8 @@ pub struct Settings {
     /// Credentials; when unset, the usual AWS_* variables and instance roles apply.
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<Secret>,
+    /// How long a client may take to send a whole submission.
+    pub upload_timeout_secs: u64,
 }
 
 impl Default for Settings {
@@ -103,6 +105,7 @@ impl Default for Settings {
             s3_region: "us-east-1".to_owned(),
             s3_access_key_id: None,
             s3_secret_access_key: None,
+            upload_timeout_secs: 120,
         }
     }
 }
@@ -136,6 +139,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "s3_region",
     "s3_access_key_id",
     "s3_secret_access_key",
+    "upload_timeout_secs",
 ];
 
 impl Settings {
@@ -314,6 +318,11 @@ impl Settings {
                 self.s3_endpoint = Some(value.trim_end_matches('/').to_owned());
             }
             "s3_region" => self.s3_region = value.to_owned(),
+            "upload_timeout_secs" => {
+                self.upload_timeout_secs = number(value)
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| invalid("expected seconds, at least 1"))?;
+            }
             "s3_access_key_id" => self.s3_access_key_id = Some(value.to_owned()),
             "s3_secret_access_key" => self.s3_secret_access_key = Some(Secret::new(value)),
             "trusted_proxies" => {

@@ -69,7 +69,28 @@ pub fn max_body(desk: &Desk) -> u64 {
     text + files + 64 * 1024
 }
 
+/// Reads a submission within `upload_timeout_secs`: a client trickling its body (a
+/// slowloris) gets a 408 instead of holding a connection and a worker for ever.
 pub async fn read_submission(
+    desk: &Desk,
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<RawSubmission, ApiError> {
+    let limit = std::time::Duration::from_secs(desk.settings.upload_timeout_secs);
+    tokio::time::timeout(limit, read_submission_untimed(desk, request, payload))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the upload did not finish within {} seconds; try again on a better connection",
+                    desk.settings.upload_timeout_secs
+                ),
+            ))
+        })
+}
+
+async fn read_submission_untimed(
     desk: &Desk,
     request: &HttpRequest,
     payload: web::Payload,

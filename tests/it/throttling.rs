@@ -269,3 +269,38 @@ async fn odd_bytes_in_the_sign_in_form_are_a_refusal_not_an_error() {
     let response = try_password(&app, "a\u{0}b@vendor.test", "anything at all").await;
     assert_eq!(response.status(), 401);
 }
+
+/// A client that sends its headers and then trickles the body is cut off with a 408 once
+/// the upload timeout passes, and nothing is stored.
+#[tokio::test]
+async fn a_slowly_trickled_upload_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|s| s.upload_timeout_secs = 1).await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    // One byte every 200 ms: never finishing, never quite idle.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..40 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if writer.write_all(b"a").await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        reader.read_to_end(&mut answer),
+    )
+    .await;
+    trickle.abort();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("did not finish within 1 seconds"), "{text}");
+    assert_eq!(app.stored_counts().await, (0, 0, 0));
+}
