@@ -3,7 +3,7 @@
 use resetdesk::domain::Role;
 use serde_json::Value;
 
-use crate::desk_support::{Backend, TestApp, csrf, spawn_app_on};
+use crate::desk_support::{Backend, TestApp, csrf, spawn_app_on, text_after};
 
 async fn post(
     app: &TestApp,
@@ -152,14 +152,7 @@ async fn an_agent_makes_a_read_only_token_uses_it_and_revokes_it(backend: Backen
     .await;
     assert_eq!(created.status(), 201);
     let page = created.text().await.unwrap();
-    let token = page
-        .split("id=\"new-token\">")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = text_after(&page, "id=\"new-token\">").to_owned();
     assert!(token.starts_with("rdt_"));
     assert_eq!(app.api_get(&token, "/api/v1/tickets").await.status(), 200);
     let approve = app

@@ -8,8 +8,7 @@ use resetdesk::protocol::{ResetRequest, export_xml};
 use serde_json::Value;
 
 use crate::desk_support::{
-    Backend, Mail, TestApp, customer_form, export_part, file_part, find_after, label_photo,
-    spawn_app_on,
+    Backend, Mail, TestApp, customer_form, export_part, file_part, label_photo, spawn_app_on,
 };
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
@@ -57,27 +56,7 @@ async fn submit_via(
                 body["status_url"].as_str().unwrap().to_owned(),
             )
         }
-        Channel::Form => {
-            let response = app
-                .client
-                .post(app.url("/"))
-                .multipart(submission(request, kind, email))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 201);
-            let page = response.text().await.unwrap();
-            let number = page
-                .split("id=\"ticket-number\">")
-                .nth(1)
-                .unwrap()
-                .split('<')
-                .next()
-                .unwrap()
-                .to_owned();
-            let link = find_after(&page, "id=\"status-link\"", "href").replace("&amp;", "&");
-            (number, link)
-        }
+        Channel::Form => app.submit_form(submission(request, kind, email)).await,
     }
 }
 

@@ -413,6 +413,22 @@ impl TestApp {
         plain
     }
 
+    /// Submits through the HTML form; returns the ticket number and status link shown.
+    pub async fn submit_form(&self, form: reqwest::multipart::Form) -> (String, String) {
+        let response = self
+            .client
+            .post(self.url("/"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let page = response.text().await.unwrap();
+        let number = text_after(&page, "id=\"ticket-number\">");
+        let status_url = find_after(&page, "id=\"status-link\"", "href").replace("&amp;", "&");
+        (number, status_url)
+    }
+
     pub async fn submit(&self, form: reqwest::multipart::Form) -> reqwest::Response {
         self.client
             .post(self.url("/api/v1/requests"))
@@ -572,6 +588,17 @@ pub fn find_after(html: &str, marker: &str, attribute: &str) -> String {
     let key = format!("{attribute}=\"");
     let at = rest.find(&key).unwrap() + key.len();
     rest[at..rest[at..].find('"').unwrap() + at].to_owned()
+}
+
+/// The text after `marker` up to the next `<`: the content a page marks with an id.
+pub fn text_after(page: &str, marker: &str) -> String {
+    page.split(marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("{marker:?} not in page:\n{page}"))
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 /// The CSRF token of the first console form on a page.

@@ -22,24 +22,7 @@ async fn submit_form(
         "label_photo",
         file_part(label_photo(), "label.jpg", "image/jpeg"),
     );
-    let response = app
-        .client
-        .post(app.url("/"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let page = response.text().await.unwrap();
-    let number = page
-        .split("id=\"ticket-number\">")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned();
-    let status_url = find_after(&page, "id=\"status-link\"", "href").replace("&amp;", "&");
+    let (number, status_url) = app.submit_form(form).await;
     (number, status_url, nvr)
 }
 

@@ -5,7 +5,7 @@ use resetdesk::auth::totp;
 use resetdesk::domain::{EmailAddress, Role, Roles, Timestamp};
 
 use crate::desk_support::{
-    AGENT_PASSWORD, Backend, TestApp, browser, csrf, spawn_app_on, spawn_app_with,
+    AGENT_PASSWORD, Backend, TestApp, browser, csrf, spawn_app_on, spawn_app_with, text_after,
 };
 
 async fn user_without_second_factor(app: &TestApp, email: &str) {
@@ -57,14 +57,7 @@ async fn first_sign_in_enrols_a_second_factor_and_later_ones_need_a_code(backend
         .text()
         .await
         .unwrap();
-    let key: String = page
-        .split("id=\"totp-key\">")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .replace(' ', "");
+    let key: String = text_after(&page, "id=\"totp-key\">").replace(' ', "");
     let qr = client
         .get(app.url("/console/enrol/qr.png"))
         .send()

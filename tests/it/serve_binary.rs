@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mail_parser::MessageParser;
 
-use crate::desk_support::label_photo;
+use crate::desk_support::{label_photo, text_after};
 use crate::support::Sandbox;
 
 pub struct Served {
@@ -299,17 +299,6 @@ fn camera_export(sandbox: &Sandbox, format: &str, out: &str) {
             "device", "export", "--state", "cam.json", "--format", format, "--out", out,
         ])
         .ok();
-}
-
-/// The value of `name="..."`/`id="..."`-marked text in a page, up to the next `<`.
-fn text_after(page: &str, marker: &str) -> String {
-    page.split(marker)
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test]
