@@ -219,7 +219,7 @@ impl PlainText {
         if let Some((index, found)) = text
             .chars()
             .enumerate()
-            .find(|(_, c)| c.is_control() || is_bidi_control(*c))
+            .find(|(_, c)| c.is_control() || is_layout_control(*c))
         {
             return Err(FieldError::BadCharacter {
                 found,
@@ -239,9 +239,13 @@ impl PlainText {
     }
 }
 
-/// Direction overrides can make a name display as something else in the console.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+/// Direction overrides can make a name display as something else in the console; the
+/// Unicode line and paragraph separators break lines as CR and LF do.
+fn is_layout_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}'
+    )
 }
 
 impl fmt::Display for PlainText {

@@ -276,16 +276,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         return Err(IntakeError::Invalid(issues));
     }
 
-    let max_pixels = desk.settings.max_label_pixels;
-    let label_bytes = label.bytes;
-    let (label_bytes, media_type) = desk
-        .image_work(move || {
-            let checked = photo::check_label_photo(&label_bytes, max_pixels);
-            (label_bytes, checked)
-        })
-        .await
-        .map_err(|e| IntakeError::one("label_photo", e.to_string()))?;
-    let media_type = media_type.map_err(|message| IntakeError::one("label_photo", message))?;
+    let (label_bytes, media_type) = checked_photo(desk, label.bytes).await?;
 
     let request = decode_export(desk, form, field, export_bytes.clone()).await?;
     let now = desk.clock.now();
@@ -378,6 +369,25 @@ async fn remove_blobs(desk: &Desk, blobs: &[&String]) {
     }
 }
 
+/// Checks a label photo off the async workers; returns the picture to store (without
+/// anything appended after its end) and its media type.
+async fn checked_photo(
+    desk: &Desk,
+    bytes: Vec<u8>,
+) -> Result<(Vec<u8>, &'static str), IntakeError> {
+    let max_pixels = desk.settings.max_label_pixels;
+    let (mut bytes, checked) = desk
+        .image_work(move || {
+            let checked = photo::check_label_photo(&bytes, max_pixels);
+            (bytes, checked)
+        })
+        .await
+        .map_err(|e| IntakeError::one("label_photo", e.to_string()))?;
+    let checked = checked.map_err(|message| IntakeError::one("label_photo", message))?;
+    bytes.truncate(checked.picture_len);
+    Ok((bytes, checked.media_type))
+}
+
 /// The customer's answer to "new photo, please": checks the photo, stores it, puts the
 /// ticket back in the queue and removes the photo it replaces.
 pub async fn replace_label_photo(
@@ -396,15 +406,7 @@ pub async fn replace_label_photo(
             "please choose a photo of the device label",
         ));
     };
-    let max_pixels = desk.settings.max_label_pixels;
-    let (bytes, checked) = desk
-        .image_work(move || {
-            let checked = photo::check_label_photo(&upload.bytes, max_pixels);
-            (upload.bytes, checked)
-        })
-        .await
-        .map_err(|e| IntakeError::one("label_photo", e.to_string()))?;
-    let media_type = checked.map_err(|message| IntakeError::one("label_photo", message))?;
+    let (bytes, media_type) = checked_photo(desk, upload.bytes).await?;
     let blob = desk.blobs.put(bytes).await.map_err(IntakeError::internal)?;
     match desk
         .store

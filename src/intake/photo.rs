@@ -2,6 +2,11 @@
 //! before anything is decoded, so a picture that declares 100,000 × 100,000 pixels is
 //! refused without allocating for it; then the whole picture is decoded under memory
 //! limits, so a truncated or corrupt file is refused too.
+//!
+//! The container is walked segment by segment as well: a photo carrying megabytes of
+//! metadata is refused, and whatever follows the picture's end marker (a ZIP appended to
+//! make a JPEG/ZIP polyglot, or a phone maker's trailer) is not kept, so the stored
+//! evidence is only the picture the agent looks at.
 
 use std::io::Cursor;
 
@@ -34,8 +39,106 @@ fn what_is(bytes: &[u8]) -> &'static str {
     }
 }
 
-/// Checks a label photo; returns its media type.
-pub fn check_label_photo(bytes: &[u8], max_pixels: u64) -> Result<&'static str, String> {
+/// Metadata (EXIF, ICC profiles, comments, PNG text chunks) a photo may carry. Phones
+/// write well under 1 MB, depth maps and gain maps included.
+pub const MAX_METADATA_BYTES: usize = 2 * 1024 * 1024;
+
+/// A label photo that passed every check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedPhoto {
+    pub media_type: &'static str,
+    /// Where the picture ends: bytes after this are not part of it and are not stored.
+    pub picture_len: usize,
+}
+
+/// How a picture file is laid out: its metadata size and where its end marker is.
+#[derive(Debug, PartialEq, Eq)]
+struct Layout {
+    metadata: usize,
+    end: usize,
+}
+
+const DAMAGED: &str = "the label photo is damaged or cut off: take or send it again";
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<usize> {
+    Some(usize::from(u16::from_be_bytes(
+        bytes.get(at..at + 2)?.try_into().ok()?,
+    )))
+}
+
+/// Walks JPEG segments to the end-of-image marker. Metadata segments are skipped by
+/// their length, so a thumbnail inside EXIF (a JPEG of its own) is not mistaken for the end.
+fn jpeg_layout(bytes: &[u8]) -> Option<Layout> {
+    let mut at = 2;
+    let mut metadata = 0;
+    loop {
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        while *bytes.get(at + 1)? == 0xFF {
+            at += 1;
+        }
+        let marker = *bytes.get(at + 1)?;
+        match marker {
+            0xD9 => {
+                return Some(Layout {
+                    metadata,
+                    end: at + 2,
+                });
+            }
+            0x01 | 0xD0..=0xD7 => at += 2,
+            _ => {
+                let length = u16_at(bytes, at + 2)?;
+                if length < 2 {
+                    return None;
+                }
+                if matches!(marker, 0xE0..=0xEF | 0xFE) {
+                    metadata += length;
+                }
+                at += 2 + length;
+                if marker == 0xDA {
+                    // Entropy-coded data: a 0xFF in it is followed by 0x00 or a restart
+                    // marker; anything else is the next segment.
+                    loop {
+                        let next = at + bytes.get(at..)?.iter().position(|&b| b == 0xFF)?;
+                        match *bytes.get(next + 1)? {
+                            0x00 | 0xD0..=0xD7 | 0xFF => at = next + 1,
+                            _ => {
+                                at = next;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Walks PNG chunks to IEND; ancillary chunks (lowercase first letter) are metadata.
+fn png_layout(bytes: &[u8]) -> Option<Layout> {
+    let mut at = 8;
+    let mut metadata = 0;
+    loop {
+        let length =
+            usize::try_from(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?)).ok()?;
+        let kind = bytes.get(at + 4..at + 8)?;
+        let end = at.checked_add(12)?.checked_add(length)?;
+        if end > bytes.len() {
+            return None;
+        }
+        if kind == b"IEND" {
+            return Some(Layout { metadata, end });
+        }
+        if kind[0].is_ascii_lowercase() {
+            metadata += length;
+        }
+        at = end;
+    }
+}
+
+/// Checks a label photo; says what it is and how much of it is the picture.
+pub fn check_label_photo(bytes: &[u8], max_pixels: u64) -> Result<CheckedPhoto, String> {
     let (format, media_type) = if bytes.starts_with(b"\xff\xd8\xff") {
         (ImageFormat::Jpeg, "image/jpeg")
     } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
@@ -46,6 +149,19 @@ pub fn check_label_photo(bytes: &[u8], max_pixels: u64) -> Result<&'static str, 
             what_is(bytes)
         ));
     };
+    let layout = match format {
+        ImageFormat::Png => png_layout(bytes),
+        _ => jpeg_layout(bytes),
+    }
+    .ok_or_else(|| DAMAGED.to_owned())?;
+    if layout.metadata > MAX_METADATA_BYTES {
+        return Err(format!(
+            "the label photo carries {} of hidden data (metadata) besides the picture; at most {} is accepted: send the photo as the camera took it, or a screenshot of it",
+            megabytes(layout.metadata),
+            megabytes(MAX_METADATA_BYTES)
+        ));
+    }
+    let bytes = &bytes[..layout.end];
     let reader = || ImageReader::with_format(Cursor::new(bytes), format);
     let (width, height) = reader()
         .into_dimensions()
@@ -66,10 +182,15 @@ pub fn check_label_photo(bytes: &[u8], max_pixels: u64) -> Result<&'static str, 
     limits.max_alloc = Some(max_pixels.saturating_mul(4).saturating_add(64 << 20));
     let mut decoder = reader();
     decoder.limits(limits);
-    decoder
-        .decode()
-        .map_err(|_| "the label photo is damaged or cut off: take or send it again".to_owned())?;
-    Ok(media_type)
+    decoder.decode().map_err(|_| DAMAGED.to_owned())?;
+    Ok(CheckedPhoto {
+        media_type,
+        picture_len: layout.end,
+    })
+}
+
+fn megabytes(bytes: usize) -> String {
+    format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 #[cfg(test)]
@@ -87,10 +208,69 @@ mod tests {
 
     #[test]
     fn accepts_a_real_picture() {
+        let picture = png(400, 300);
         assert_eq!(
-            check_label_photo(&png(400, 300), 50_000_000),
-            Ok("image/png")
+            check_label_photo(&picture, 50_000_000),
+            Ok(CheckedPhoto {
+                media_type: "image/png",
+                picture_len: picture.len()
+            })
         );
+    }
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let image = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 241) as u8, 7])
+        });
+        let mut out = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
+            .unwrap();
+        out
+    }
+
+    /// `picture` with APP1 segments of `total` bytes inserted after SOI.
+    fn with_app1(picture: &[u8], total: usize, content: &[u8]) -> Vec<u8> {
+        let mut out = picture[..2].to_vec();
+        let mut left = total;
+        while left > 0 {
+            let chunk = left.min(65_000);
+            out.extend_from_slice(&[0xFF, 0xE1]);
+            out.extend_from_slice(&((chunk + 2) as u16).to_be_bytes());
+            out.extend(content.iter().copied().cycle().take(chunk));
+            left -= chunk;
+        }
+        out.extend_from_slice(&picture[2..]);
+        out
+    }
+
+    #[test]
+    fn whatever_follows_the_picture_is_not_kept() {
+        for picture in [jpeg(300, 200), png(300, 200)] {
+            let mut polyglot = picture.clone();
+            polyglot.extend_from_slice(b"PK\x03\x04 a zip archive follows");
+            let checked = check_label_photo(&polyglot, 50_000_000).unwrap();
+            assert_eq!(checked.picture_len, picture.len());
+        }
+    }
+
+    #[test]
+    fn a_thumbnail_inside_the_metadata_is_not_the_end_of_the_picture() {
+        let picture = jpeg(300, 200);
+        let thumbnail = jpeg(8, 8);
+        let with_thumbnail = with_app1(&picture, thumbnail.len(), &thumbnail);
+        let checked = check_label_photo(&with_thumbnail, 50_000_000).unwrap();
+        assert_eq!(checked.picture_len, with_thumbnail.len());
+    }
+
+    #[test]
+    fn refuses_megabytes_of_metadata() {
+        let picture = jpeg(300, 200);
+        let ok = with_app1(&picture, 500_000, b"Exif\0\0");
+        assert!(check_label_photo(&ok, 50_000_000).is_ok());
+        let bloated = with_app1(&picture, 10 * 1024 * 1024, b"Exif\0\0");
+        let err = check_label_photo(&bloated, 50_000_000).unwrap_err();
+        assert!(err.contains("10.0 MB of hidden data"), "{err}");
     }
 
     #[test]

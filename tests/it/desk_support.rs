@@ -127,6 +127,8 @@ pub struct Mail {
     pub text: String,
     pub html: String,
     pub attachments: Vec<(String, Vec<u8>)>,
+    /// The raw header section, to look for injected headers.
+    pub headers: String,
 }
 
 fn parse_mail(raw: &[u8]) -> Mail {
@@ -139,7 +141,12 @@ fn parse_mail(raw: &[u8]) -> Mail {
         .and_then(|a| a.address())
         .unwrap_or_default()
         .to_owned();
+    let header_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
     Mail {
+        headers: String::from_utf8_lossy(&raw[..header_end]).into_owned(),
         to,
         subject: message.subject().unwrap_or_default().to_owned(),
         message_id: message.message_id().unwrap_or_default().to_owned(),
@@ -281,11 +288,24 @@ pub async fn spawn_app() -> TestApp {
 /// A desk on `backend`; `None` when that backend cannot run here (the test then passes
 /// having said so).
 pub async fn spawn_app_on(backend: Backend) -> Option<TestApp> {
+    spawn_app_on_with(backend, |_| {}).await
+}
+
+/// A desk on `backend` whose settings `configure` adjusts; `None` when that backend
+/// cannot run here.
+pub async fn spawn_app_on_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
     match backend {
-        Backend::Sqlite => Some(spawn_app().await),
+        Backend::Sqlite => Some(spawn_app_with(configure).await),
         Backend::Postgres => {
             let (database, url) = PgDatabase::create().await?;
-            let mut app = spawn_app_with(|s| s.database_url = Some(url)).await;
+            let mut app = spawn_app_with(|s| {
+                s.database_url = Some(url);
+                configure(s);
+            })
+            .await;
             app._database = Some(database);
             Some(app)
         }

@@ -4,6 +4,7 @@
 mod admin_pages;
 mod audit;
 mod blobs_s3;
+mod corpus;
 mod deploy;
 mod desk;
 mod desk_support;
