@@ -41,6 +41,11 @@ pub struct Settings {
     pub max_label_pixels: u64,
     pub outbox_max_attempts: u32,
     pub outbox_poll_ms: u64,
+    /// How long a worker reserves the messages it took; the SMTP timeout of each is a
+    /// quarter of the rest, so a batch always finishes inside its lease.
+    pub outbox_lease_secs: u64,
+    /// The first retry of a failed delivery, doubling up to an hour.
+    pub outbox_retry_secs: u64,
     pub max_clock_skew_secs: i64,
     /// Customer e-mail domains whose tickets always need four eyes.
     pub watch_domains: Vec<String>,
@@ -90,6 +95,8 @@ impl Default for Settings {
             max_label_pixels: 50_000_000,
             outbox_max_attempts: 8,
             outbox_poll_ms: 1000,
+            outbox_lease_secs: 120,
+            outbox_retry_secs: 30,
             max_clock_skew_secs: crate::protocol::DEFAULT_MAX_CLOCK_SKEW_SECS,
             watch_domains: Vec::new(),
             require_2fa: None,
@@ -125,6 +132,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "max_label_pixels",
     "outbox_max_attempts",
     "outbox_poll_ms",
+    "outbox_lease_secs",
+    "outbox_retry_secs",
     "max_clock_skew_secs",
     "watch_domains",
     "require_2fa",
@@ -266,6 +275,16 @@ impl Settings {
                 self.outbox_poll_ms = number(value)
                     .filter(|n| *n >= 10)
                     .ok_or_else(|| invalid("expected milliseconds, at least 10"))?
+            }
+            "outbox_lease_secs" => {
+                self.outbox_lease_secs = number(value)
+                    .filter(|n| *n >= 8)
+                    .ok_or_else(|| invalid("expected seconds, at least 8"))?
+            }
+            "outbox_retry_secs" => {
+                self.outbox_retry_secs = number(value)
+                    .filter(|n| (1..=3600).contains(n))
+                    .ok_or_else(|| invalid("expected seconds, 1 to 3600"))?
             }
             "max_clock_skew_secs" => {
                 self.max_clock_skew_secs = number(value)

@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::crypto::KeyStore;
 use crate::desk::{Desk, DeskKeys};
 use crate::mail::compose::MailContext;
-use crate::mail::outbox::{OutboxWorker, Transport};
+use crate::mail::outbox::{OutboxWorker, Timing, Transport};
 use crate::routes::{self, ApiError};
 use crate::store;
 
@@ -109,7 +109,7 @@ impl Application {
             .context("cannot apply database migrations")?;
 
         let transport = match &settings.smtp_url {
-            Some(url) => Transport::smtp(url.expose())?,
+            Some(url) => Transport::smtp(url.expose(), Timing::from_settings(&settings))?,
             None => {
                 let dir = settings.data_dir.join("outbox");
                 tracing::info!(dir = %dir.display(), "no SMTP server configured: e-mails are written as .eml files");
@@ -125,6 +125,7 @@ impl Application {
             transport,
             from,
             settings.outbox_max_attempts,
+            Timing::from_settings(&settings),
             clock.clone(),
         );
 

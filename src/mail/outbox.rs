@@ -16,18 +16,49 @@ use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::clock::Clock;
 use crate::store::{OutboxMessage, Store, StoreError};
 
-/// How long a leased message is reserved for one worker.
-const LEASE_SECS: i64 = 120;
 /// Messages leased per round. Sent one after another, each within the SMTP timeout, a
 /// batch must finish inside its lease, or another replica would take over messages still
 /// waiting here and send them again.
 const BATCH: i64 = 4;
-/// The SMTP timeout of one message.
-const SEND_TIMEOUT_SECS: u64 = 20;
-const _: () = assert!(BATCH * SEND_TIMEOUT_SECS as i64 <= LEASE_SECS - 30);
-/// First retry after this many seconds, doubling up to an hour.
-const FIRST_RETRY_SECS: i64 = 30;
 const MAX_RETRY_SECS: i64 = 3600;
+
+/// The outbox's clockwork (`outbox_lease_secs`, `outbox_retry_secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a leased batch is reserved for one worker.
+    pub lease_secs: i64,
+    /// First retry after this many seconds, doubling up to an hour.
+    pub first_retry_secs: i64,
+}
+
+impl Timing {
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self {
+            lease_secs: i64::try_from(settings.outbox_lease_secs).unwrap_or(i64::MAX),
+            first_retry_secs: i64::try_from(settings.outbox_retry_secs).unwrap_or(3600),
+        }
+    }
+
+    /// The SMTP timeout of one message: a quarter of the lease is kept as a margin for
+    /// clocks and the database, the rest is shared by the batch.
+    pub fn send_timeout(&self) -> Duration {
+        let usable = self.lease_secs - self.lease_secs / 4;
+        Duration::from_millis(
+            u64::try_from(usable * 1000 / BATCH)
+                .unwrap_or(1000)
+                .max(1000),
+        )
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            lease_secs: 120,
+            first_retry_secs: 30,
+        }
+    }
+}
 
 /// Where mail goes: an SMTP server, or `.eml` files when none is configured.
 #[derive(Clone)]
@@ -47,11 +78,11 @@ pub enum TransportError {
 impl Transport {
     /// An SMTP transport from `smtp://` / `smtps://` URL, with a short timeout so an
     /// unreachable server fails the attempt instead of hanging the worker.
-    pub fn smtp(url: &str) -> Result<Self, TransportError> {
+    pub fn smtp(url: &str, timing: Timing) -> Result<Self, TransportError> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             // The error text can contain the URL, and the URL can contain a password.
             .map_err(|_| TransportError::BadUrl("check the scheme, host and port".to_owned()))?
-            .timeout(Some(Duration::from_secs(SEND_TIMEOUT_SECS)))
+            .timeout(Some(timing.send_timeout()))
             .build();
         Ok(Self::Smtp(transport))
     }
@@ -83,6 +114,7 @@ pub struct OutboxWorker {
     transport: Transport,
     from: Mailbox,
     max_attempts: u32,
+    timing: Timing,
     clock: Arc<dyn Clock>,
 }
 
@@ -100,6 +132,7 @@ impl OutboxWorker {
         transport: Transport,
         from: Mailbox,
         max_attempts: u32,
+        timing: Timing,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
@@ -107,6 +140,7 @@ impl OutboxWorker {
             transport,
             from,
             max_attempts,
+            timing,
             clock,
         }
     }
@@ -117,7 +151,7 @@ impl OutboxWorker {
         loop {
             let due = self
                 .store
-                .claim_due_mail(self.clock.now(), LEASE_SECS, BATCH)
+                .claim_due_mail(self.clock.now(), self.timing.lease_secs, BATCH)
                 .await?;
             if due.is_empty() {
                 return Ok(round);
@@ -135,7 +169,9 @@ impl OutboxWorker {
                     Err(error) => {
                         let attempts = message.attempts + 1;
                         let retry_at = (attempts < i64::from(self.max_attempts)).then(|| {
-                            let delay = FIRST_RETRY_SECS
+                            let delay = self
+                                .timing
+                                .first_retry_secs
                                 .saturating_mul(1 << (attempts - 1).min(20))
                                 .min(MAX_RETRY_SECS);
                             self.clock.now().plus_seconds(delay)

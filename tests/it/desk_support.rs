@@ -732,3 +732,58 @@ impl TestApp {
         response.status().as_u16()
     }
 }
+
+/// A TCP pass-through on loopback that the test can cut and restore, as an SMTP server or
+/// a database goes away and comes back: while cut, connections are refused and the ones
+/// open are dropped; restored, it listens on the same port again.
+pub struct Switch {
+    pub port: u16,
+    target: std::net::SocketAddr,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Switch {
+    pub async fn start(target_port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let switch = Self {
+            port: listener.local_addr().unwrap().port(),
+            target: std::net::SocketAddr::from(([127, 0, 0, 1], target_port)),
+            tasks: Arc::default(),
+        };
+        switch.serve(listener);
+        switch
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (target, tasks) = (self.target, self.tasks.clone());
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(connection.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(accepting.abort_handle());
+    }
+
+    /// Refuses new connections and drops the open ones.
+    pub fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restore(&self) {
+        for _ in 0..100 {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => return self.serve(listener),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+        panic!("port {} could not be bound again", self.port);
+    }
+}

@@ -5,6 +5,7 @@ mod admin_pages;
 mod audit;
 mod blobs_s3;
 mod corpus;
+mod crash;
 mod deploy;
 mod desk;
 mod desk_support;

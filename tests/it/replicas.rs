@@ -17,7 +17,7 @@ use crate::desk_support::{PgDatabase, SmtpSink, label_photo};
 use crate::serve_binary::serve_with;
 use crate::support::Sandbox;
 
-fn cli(sandbox: &Sandbox, database_url: &str, args: &[&str], stdin: Option<&str>) -> String {
+pub fn cli(sandbox: &Sandbox, database_url: &str, args: &[&str], stdin: Option<&str>) -> String {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
         .args(args)
