@@ -238,7 +238,7 @@ async fn make_chaos(
             return;
         }
         tokio::time::sleep(Duration::from_millis(random.between(100, 700))).await;
-        if random.next() % 2 == 0 {
+        if random.next().is_multiple_of(2) {
             let desk = desk.clone();
             tokio::task::spawn_blocking(move || {
                 desk.kill();
