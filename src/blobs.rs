@@ -20,6 +20,9 @@ use crate::crypto;
 pub enum BlobError {
     #[error("not a blob name: {0:?}")]
     BadName(String),
+    /// The disk (or its quota) is full: nothing can be stored until space is freed.
+    #[error("blob storage is full: {0}")]
+    Full(std::io::Error),
     #[error("blob storage failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("the object store failed: {0}")]
@@ -108,7 +111,13 @@ impl BlobStore {
                 let path = Self::path_of(dir, &name)?;
                 tokio::task::spawn_blocking(move || write_new(&path, &bytes))
                     .await
-                    .map_err(std::io::Error::other)??;
+                    .map_err(std::io::Error::other)?
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::StorageFull
+                        | std::io::ErrorKind::QuotaExceeded
+                        | std::io::ErrorKind::FileTooLarge => BlobError::Full(e),
+                        _ => BlobError::Io(e),
+                    })?;
             }
             Backend::ObjectStore(store) => {
                 store

@@ -8,6 +8,7 @@ pub mod risk;
 
 use std::collections::BTreeMap;
 
+use crate::blobs::BlobError;
 use crate::desk::Desk;
 use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, TicketNumber,
@@ -70,6 +71,11 @@ pub enum IntakeError {
     /// Too many requests for this device in a short time.
     #[error("too many requests for device {serial}: try again in {retry_after} seconds")]
     RateLimited { serial: String, retry_after: i64 },
+    /// The blob storage is full: the submission is fine, the desk has no room for it.
+    #[error(
+        "the desk has no room to store uploads right now; nothing was saved: please try again later"
+    )]
+    StorageFull,
     #[error("the desk could not store the request")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -84,6 +90,16 @@ impl IntakeError {
 
     fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Internal(Box::new(error))
+    }
+
+    fn storing(error: BlobError) -> Self {
+        match error {
+            BlobError::Full(cause) => {
+                tracing::error!(error = %cause, "blob storage is full: uploads are refused");
+                Self::StorageFull
+            }
+            other => Self::internal(other),
+        }
     }
 }
 
@@ -244,6 +260,7 @@ pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, Intake
         Err(IntakeError::Invalid(_)) => "invalid",
         Err(IntakeError::Conflict(..)) => "conflict",
         Err(IntakeError::RateLimited { .. }) => "rate_limited",
+        Err(IntakeError::StorageFull) => "storage_full",
         Err(IntakeError::Internal(_)) => "error",
     });
     result
@@ -312,12 +329,12 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         .blobs
         .put(export_bytes)
         .await
-        .map_err(IntakeError::internal)?;
+        .map_err(IntakeError::storing)?;
     let label_blob = match desk.blobs.put(label_bytes).await {
         Ok(blob) => blob,
         Err(e) => {
             remove_blobs(desk, &[&export_blob]).await;
-            return Err(IntakeError::internal(e));
+            return Err(IntakeError::storing(e));
         }
     };
     let ticket = NewTicket {
@@ -407,7 +424,7 @@ pub async fn replace_label_photo(
         ));
     };
     let (bytes, media_type) = checked_photo(desk, upload.bytes).await?;
-    let blob = desk.blobs.put(bytes).await.map_err(IntakeError::internal)?;
+    let blob = desk.blobs.put(bytes).await.map_err(IntakeError::storing)?;
     match desk
         .store
         .replace_label_photo(ticket_id, &blob, media_type, desk.clock.now())

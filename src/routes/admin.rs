@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{ApiError, html, message_page};
+use super::{html, message_page};
 use crate::audit::{self, VerifyOutcome};
 use crate::auth::guard::ConsoleUser;
 use crate::desk::Desk;
@@ -37,11 +37,7 @@ fn admin_only(console: &ConsoleUser) -> Option<HttpResponse> {
 }
 
 fn failed(error: &StoreError) -> HttpResponse {
-    message_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "The change was not made",
-        &ApiError::internal(error).message,
-    )
+    super::failure_page("The change was not made", error)
 }
 
 /// Hashes a password an admin typed, off the async workers; the error is a sentence for

@@ -101,11 +101,7 @@ async fn queue(
     let tickets = match desk.store.tickets(&filter).await {
         Ok(tickets) => tickets,
         Err(error) => {
-            return message_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The queue is unavailable",
-                &ApiError::internal(&error).message,
-            );
+            return super::failure_page("The queue is unavailable", &error);
         }
     };
     let now = desk.clock.now();
@@ -376,11 +372,7 @@ async fn label_photo(
             .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
             .insert_header(("Cache-Control", "private, no-store"))
             .body(bytes),
-        Err(error) => message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The photo is unavailable",
-            &ApiError::internal(&error).message,
-        ),
+        Err(error) => super::failure_page("The photo is unavailable", &error),
     }
 }
 
@@ -587,11 +579,7 @@ async fn reasons_page(
                 error,
             },
         ),
-        Err(e) => message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The list is unavailable",
-            &ApiError::internal(&e).message,
-        ),
+        Err(e) => super::failure_page("The list is unavailable", &e),
     }
 }
 
@@ -633,11 +621,7 @@ async fn add_reason(
         Err(StoreError::Conflict(message)) => {
             reasons_page(&desk, &console, StatusCode::CONFLICT, Some(message)).await
         }
-        Err(e) => message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The reason was not saved",
-            &ApiError::internal(&e).message,
-        ),
+        Err(e) => super::failure_page("The reason was not saved", &e),
     }
 }
 
@@ -656,10 +640,6 @@ async fn remove_reason(
         .await
     {
         Ok(()) | Err(StoreError::NotFound) => see_other("/console/reasons"),
-        Err(e) => message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The reason was not removed",
-            &ApiError::internal(&e).message,
-        ),
+        Err(e) => super::failure_page("The reason was not removed", &e),
     }
 }

@@ -16,6 +16,11 @@ pub struct ApiError {
     pub retry_after: Option<i64>,
 }
 
+/// What a 503 asks clients to wait before trying again.
+const UNAVAILABLE_RETRY_SECS: i64 = 30;
+/// A full disk needs an operator: ask clients to come back in a while.
+const STORAGE_FULL_RETRY_SECS: i64 = 600;
+
 fn rate_message(retry_after: i64) -> String {
     format!("too many requests in a short time: please try again in {retry_after} seconds")
 }
@@ -57,13 +62,25 @@ impl ApiError {
         }
     }
 
-    pub fn internal(error: &dyn std::error::Error) -> Self {
+    /// A failure on our side: 503 with Retry-After when the database is unreachable
+    /// (it comes back on its own), 500 otherwise. The cause goes to the log only.
+    pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
         let mut chain = error.to_string();
         let mut source = error.source();
         while let Some(cause) = source {
             chain.push_str(": ");
             chain.push_str(&cause.to_string());
             source = cause.source();
+        }
+        if crate::store::StoreError::is_unavailable(error) {
+            tracing::error!(error = %chain, "request failed: database unreachable");
+            return Self {
+                retry_after: Some(UNAVAILABLE_RETRY_SECS),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the desk cannot reach its database right now; nothing was saved: please try again in a minute",
+                )
+            };
         }
         tracing::error!(error = %chain, "request failed");
         Self::new(
@@ -139,6 +156,10 @@ impl From<IntakeError> for ApiError {
                 Self::field(StatusCode::CONFLICT, field, message)
             }
             IntakeError::RateLimited { retry_after, .. } => Self::rate_limited(retry_after),
+            error @ IntakeError::StorageFull => Self {
+                retry_after: Some(STORAGE_FULL_RETRY_SECS),
+                ..Self::new(StatusCode::INSUFFICIENT_STORAGE, error.to_string())
+            },
             IntakeError::Internal(cause) => Self::internal(cause.as_ref()),
         }
     }

@@ -102,3 +102,13 @@ pub fn form_error(
 pub fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
     html(status, &MessagePage { title, text })
 }
+
+/// A page for a failure on our side: 503 and Retry-After while the database is
+/// unreachable, 500 otherwise (see [`ApiError::internal`]).
+pub fn failure_page(title: &str, error: &(dyn std::error::Error + 'static)) -> HttpResponse {
+    let failure = ApiError::internal(error);
+    with_retry_after(
+        message_page(failure.status, title, &failure.message),
+        failure.retry_after,
+    )
+}

@@ -237,7 +237,7 @@ async fn submit(
             }];
             html(StatusCode::CONFLICT, &page)
         }
-        Err(error @ IntakeError::RateLimited { .. }) => {
+        Err(error @ (IntakeError::RateLimited { .. } | IntakeError::StorageFull)) => {
             let api = ApiError::from(error);
             page.general_error = Some(api.message.clone());
             super::with_retry_after(html(api.status, &page), api.retry_after)
@@ -245,7 +245,7 @@ async fn submit(
         Err(IntakeError::Internal(cause)) => {
             let error = ApiError::internal(cause.as_ref());
             page.general_error = Some(error.message);
-            html(StatusCode::INTERNAL_SERVER_ERROR, &page)
+            super::with_retry_after(html(error.status, &page), error.retry_after)
         }
     }
 }
@@ -281,11 +281,7 @@ async fn ticket_for_link(
     match desk.store.ticket(&number).await {
         Ok(ticket) => Ok(ticket),
         Err(StoreError::NotFound) => Err(not_found()),
-        Err(other) => Err(super::message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong",
-            &ApiError::internal(&other).message,
-        )),
+        Err(other) => Err(super::failure_page("Something went wrong", &other)),
     }
 }
 
@@ -414,8 +410,10 @@ async fn photo_upload(
         Ok(raw) => intake::replace_label_photo(&desk, ticket.id, raw)
             .await
             .map_err(|e| match e {
-                IntakeError::Internal(cause) => ApiError::internal(cause.as_ref()),
-                other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+                IntakeError::Invalid(_) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+                }
+                other => ApiError::from(other),
             }),
         Err(error) => Err(error),
     };
@@ -426,7 +424,7 @@ async fn photo_upload(
         }
         Err(error) => {
             page.error = Some(error.message);
-            html(error.status, &page)
+            super::with_retry_after(html(error.status, &page), error.retry_after)
         }
     }
 }

@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{ApiError, html, message_page};
+use super::{html, message_page};
 use crate::auth::guard::ConsoleUser;
 use crate::auth::{self, session, totp};
 use crate::desk::Desk;
@@ -32,12 +32,8 @@ fn secure(desk: &Desk) -> bool {
     desk.settings.public_url.starts_with("https://")
 }
 
-fn failed(error: &dyn std::error::Error) -> HttpResponse {
-    message_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Sign-in failed",
-        &ApiError::internal(error).message,
-    )
+fn failed(error: &(dyn std::error::Error + 'static)) -> HttpResponse {
+    super::failure_page("Sign-in failed", error)
 }
 
 /// Starts a session at `stage` with a fresh token and sends the browser to its page.
@@ -430,11 +426,7 @@ async fn enrol_submit(
 #[post("/console/logout")]
 async fn logout(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
     if let Err(error) = desk.store.delete_session(&console.token_hash).await {
-        return message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Sign-out failed",
-            &ApiError::internal(&error).message,
-        );
+        return super::failure_page("Sign-out failed", &error);
     }
     HttpResponse::SeeOther()
         .insert_header((LOCATION, "/console/login"))

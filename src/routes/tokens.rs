@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{ApiError, html, message_page};
+use super::html;
 use crate::auth::guard::ConsoleUser;
 use crate::desk::Desk;
 use crate::store::{NewApiToken, StoreError, TokenScope};
@@ -50,11 +50,7 @@ async fn tokens_page(
     let tokens = match desk.store.api_tokens(console.user.id).await {
         Ok(tokens) => tokens,
         Err(e) => {
-            return message_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Tokens are unavailable",
-                &ApiError::internal(&e).message,
-            );
+            return super::failure_page("Tokens are unavailable", &e);
         }
     };
     let page = TokensPage {
@@ -144,11 +140,7 @@ async fn create(
     };
     match desk.store.create_api_token(&token).await {
         Ok(()) => tokens_page(&desk, &console, StatusCode::CREATED, Some(plain), None).await,
-        Err(e) => message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The token was not created",
-            &ApiError::internal(&e).message,
-        ),
+        Err(e) => super::failure_page("The token was not created", &e),
     }
 }
 
@@ -162,10 +154,6 @@ async fn revoke(desk: web::Data<Desk>, console: ConsoleUser, path: web::Path<i64
         Ok(()) | Err(StoreError::NotFound) => HttpResponse::SeeOther()
             .insert_header((LOCATION, "/console/tokens"))
             .finish(),
-        Err(e) => message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The token was not revoked",
-            &ApiError::internal(&e).message,
-        ),
+        Err(e) => super::failure_page("The token was not revoked", &e),
     }
 }

@@ -34,11 +34,53 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The database cannot be reached right now (connection refused or lost, pool
+    /// exhausted, server shutting down): worth trying again, unlike `Other`.
+    #[error("the database cannot be reached")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the database failed")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Whether a database error means "not reachable now" rather than "this query failed".
+fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-03 (the server is shutting
+        // down or starting), 53300 (too many connections).
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 impl StoreError {
+    /// A database error, sorted into "unreachable" or "failed".
+    pub(crate) fn from_sqlx(error: sqlx::Error) -> Self {
+        if is_unreachable(&error) {
+            Self::Unavailable(Box::new(error))
+        } else {
+            Self::Other(Box::new(error))
+        }
+    }
+
+    /// Whether `error` or one of its causes is an unreachable database.
+    pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if let Some(Self::Unavailable(_)) = e.downcast_ref::<Self>() {
+                return true;
+            }
+            current = e.source();
+        }
+        false
+    }
+
     pub(crate) fn other(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Other(Box::new(error))
     }

@@ -86,7 +86,9 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url).map_err(db)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            // While the database is unreachable a request waits this long before its
+            // 503: long enough for a failover, short enough for a person.
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
             .map_err(db)?;

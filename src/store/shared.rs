@@ -32,7 +32,7 @@ macro_rules! sql_store {
 const SAME_CHALLENGE_RACE: &str = "the same challenge was submitted twice at once";
 
 fn db(error: sqlx::Error) -> StoreError {
-    StoreError::other(error)
+    StoreError::from_sqlx(error)
 }
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {

@@ -12,6 +12,7 @@ mod desk_support;
 mod four_eyes;
 mod keys_in_service;
 mod operations;
+mod outages;
 mod pages;
 mod reference_device;
 mod replicas;

@@ -46,8 +46,16 @@ fn serve(sandbox: &Sandbox) -> Served {
 }
 
 pub fn serve_with(sandbox: &Sandbox, env: &[(&str, &str)]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
-        .arg("serve")
+    serve_command(
+        sandbox,
+        env,
+        Command::new(env!("CARGO_BIN_EXE_resetdesk")).arg("serve"),
+    )
+}
+
+/// Starts `command` (the desk's `serve`, possibly wrapped) as [`serve_with`] does.
+pub fn serve_command(sandbox: &Sandbox, env: &[(&str, &str)], command: &mut Command) -> Served {
+    let mut child = command
         .current_dir(sandbox.path(""))
         .env("RESETDESK_LISTEN", "127.0.0.1:0")
         .env("RESETDESK_OUTBOX_POLL_MS", "50")
