@@ -25,6 +25,29 @@ const MIN_CASES: usize = 150;
 #[derive(Deserialize)]
 struct Corpus {
     case: Vec<Case>,
+    #[serde(default)]
+    console: Vec<ConsoleCase>,
+}
+
+/// A request a signed-in agent makes in the console.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct ConsoleCase {
+    id: String,
+    get: Option<String>,
+    post: Option<String>,
+    #[serde(default)]
+    form: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    csrf: bool,
+    status: u16,
+    says: Option<String>,
+    #[serde(default)]
+    inert: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize, Clone)]
@@ -62,7 +85,7 @@ fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
 }
 
-fn load() -> Vec<Case> {
+fn load() -> Corpus {
     let text = std::fs::read_to_string(corpus_dir().join("cases.toml")).unwrap();
     let corpus: Corpus = toml::from_str(&text).expect("tests/corpus/cases.toml parses");
     let mut ids = std::collections::HashSet::new();
@@ -73,7 +96,19 @@ fn load() -> Vec<Case> {
             case.id
         );
     }
-    corpus.case
+    for case in &corpus.console {
+        assert!(
+            ids.insert(case.id.clone()),
+            "case {} appears twice",
+            case.id
+        );
+        assert!(
+            case.get.is_some() != case.post.is_some(),
+            "case {}: get or post",
+            case.id
+        );
+    }
+    corpus
 }
 
 /// One part of a multipart body.
@@ -987,9 +1022,9 @@ fn dangerous_inputs(case: &Case) -> Vec<String> {
         .collect()
 }
 
-fn check_inert(html: &str, case: &Case, place: &str, problems: &mut Vec<String>) {
-    for input in dangerous_inputs(case) {
-        if html.contains(&input) {
+fn check_inert(html: &str, dangerous: &[String], place: &str, problems: &mut Vec<String>) {
+    for input in dangerous {
+        if html.contains(input.as_str()) {
             problems.push(format!("{place}: {input:?} appears unescaped"));
         }
     }
@@ -1085,15 +1120,25 @@ async fn check_accepted(
         .text()
         .await
         .unwrap();
-    check_inert(&status_page, case, "status page", problems);
+    check_inert(
+        &status_page,
+        &dangerous_inputs(case),
+        "status page",
+        problems,
+    );
     let queue = app
         .console_page(agent, &format!("/console?q={number}"))
         .await;
-    check_inert(&queue, case, "console queue", problems);
+    check_inert(&queue, &dangerous_inputs(case), "console queue", problems);
     let ticket = app
         .console_page(agent, &format!("/console/tickets/{number}"))
         .await;
-    check_inert(&ticket, case, "console ticket page", problems);
+    check_inert(
+        &ticket,
+        &dangerous_inputs(case),
+        "console ticket page",
+        problems,
+    );
     // The text is there, escaped: the checks above looked at the right page.
     for input in dangerous_inputs(case) {
         if !unescape_html(&ticket).contains(&input) {
@@ -1106,7 +1151,12 @@ async fn check_accepted(
         problems.push(format!("{} acknowledgment mails to {email}", mails.len()));
     }
     for mail in mails {
-        check_inert(&mail.html, case, "acknowledgment e-mail", problems);
+        check_inert(
+            &mail.html,
+            &dangerous_inputs(case),
+            "acknowledgment e-mail",
+            problems,
+        );
         let lower = mail.headers.to_ascii_lowercase();
         if lower.contains("\nbcc:") || lower.contains("\ncc:") {
             problems.push(format!(
@@ -1143,7 +1193,8 @@ async fn hostile_corpus(backend: Backend) {
     let app = Arc::new(app);
     app.create_agent("agent@vendor.test").await;
     let agent = app.sign_in("agent@vendor.test").await;
-    let cases = load();
+    let corpus = load();
+    let cases = &corpus.case;
     assert!(
         cases.len() >= MIN_CASES,
         "the corpus has {} cases; it must keep at least {MIN_CASES}",
@@ -1153,7 +1204,7 @@ async fn hostile_corpus(backend: Backend) {
     let mut problems = Vec::new();
     let mut index = 0;
     let mut sent = 0;
-    for case in &cases {
+    for case in cases {
         let channels = case
             .channels
             .clone()
@@ -1208,7 +1259,7 @@ async fn hostile_corpus(backend: Backend) {
                 }
                 check_inert(
                     &answer.body,
-                    case,
+                    &dangerous_inputs(case),
                     &format!("{label}: form page"),
                     &mut problems,
                 );
@@ -1232,6 +1283,10 @@ async fn hostile_corpus(backend: Backend) {
             }
         }
     }
+    for case in &corpus.console {
+        console_case(&app, &agent, case, &mut problems).await;
+        sent += 1;
+    }
     // Blob names are the desk's own, whatever the uploaded file was called.
     check_blob_names(&app.dir.path().join("data/blobs"), &mut problems);
     let panics = PANICS.load(Ordering::SeqCst) - panics_before;
@@ -1239,11 +1294,133 @@ async fn hostile_corpus(backend: Backend) {
         problems.push(format!("{panics} panics while the corpus ran"));
     }
     println!(
-        "hostile corpus: {} cases, {sent} requests, {} problems",
+        "hostile corpus: {} intake cases, {} console cases, {sent} requests, {} problems",
         cases.len(),
+        corpus.console.len(),
         problems.len()
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+static CONSOLE_TICKETS: AtomicUsize = AtomicUsize::new(0);
+
+/// One console case; `{ticket}` in its path is a fresh ticket submitted for it.
+async fn console_case(
+    app: &TestApp,
+    agent: &reqwest::Client,
+    case: &ConsoleCase,
+    problems: &mut Vec<String>,
+) {
+    let label = format!("console {}", case.id);
+    let path = case.get.as_ref().or(case.post.as_ref()).unwrap();
+    let mut ticket = None;
+    if path.contains("{ticket}") {
+        let n = CONSOLE_TICKETS.fetch_add(1, Ordering::SeqCst);
+        let email = format!("console-{n}@example.com");
+        let mut device = app.device(&format!("CONSOLE-{n:04}"), "DS-7608NI-K2");
+        let request = app.export(&mut device, 0, app.now());
+        let form = crate::desk_support::export_part(
+            crate::desk_support::customer_form(&email),
+            &request,
+            "xml",
+        )
+        .part(
+            "label_photo",
+            crate::desk_support::file_part(photo("", app), "label.jpg", "image/jpeg"),
+        );
+        let created: serde_json::Value = app.submit(form).await.json().await.unwrap();
+        ticket = Some((
+            created["ticket"].as_str().unwrap().to_owned(),
+            created["status_url"].as_str().unwrap().to_owned(),
+            email,
+        ));
+    }
+    let path = match &ticket {
+        Some((number, _, _)) => path.replace("{ticket}", number),
+        None => path.replace("@long:10000", &long(10_000)),
+    };
+    let before = stored(app).await;
+    let response = if case.get.is_some() {
+        agent.get(app.url(&path)).send().await.unwrap()
+    } else {
+        let page_path = match &ticket {
+            Some((number, _, _)) => format!("/console/tickets/{number}"),
+            None => "/console".to_owned(),
+        };
+        let page = app.console_page(agent, &page_path).await;
+        let mut form: Vec<(String, String)> = case
+            .form
+            .iter()
+            .map(|(k, v)| (k.clone(), literal(v)))
+            .collect();
+        if case.csrf {
+            form.push(("csrf".to_owned(), crate::desk_support::csrf(&page)));
+        }
+        agent.post(app.url(&path)).form(&form).send().await.unwrap()
+    };
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    let after = stored(app).await;
+    if status != case.status {
+        problems.push(format!(
+            "{label}: expected {}, got {status}: {}",
+            case.status,
+            visible_text(&body).chars().take(300).collect::<String>()
+        ));
+    }
+    if let Some(says) = &case.says
+        && !visible_text(&body)
+            .to_lowercase()
+            .contains(&says.to_lowercase())
+    {
+        problems.push(format!("{label}: the page does not say {says:?}"));
+    }
+    if status >= 400 && after != before {
+        problems.push(format!("{label}: refused but {before:?} -> {after:?}"));
+    }
+    check_inert(&body, &case.inert, &label, problems);
+    if let Some((number, status_url, email)) = ticket {
+        let page = app
+            .console_page(agent, &format!("/console/tickets/{number}"))
+            .await;
+        check_inert(
+            &page,
+            &case.inert,
+            &format!("{label}: ticket page"),
+            problems,
+        );
+        let status_page = app
+            .client
+            .get(&status_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        check_inert(
+            &status_page,
+            &case.inert,
+            &format!("{label}: status page"),
+            problems,
+        );
+        app.run_outbox().await;
+        for mail in app.mails_to(&email) {
+            check_inert(
+                &mail.html,
+                &case.inert,
+                &format!("{label}: e-mail"),
+                problems,
+            );
+            let headers = mail.headers.to_ascii_lowercase();
+            if headers.contains("\nbcc:") || headers.matches("\nsubject:").count() > 1 {
+                problems.push(format!(
+                    "{label}: e-mail headers were injected:\n{}",
+                    mail.headers
+                ));
+            }
+        }
+    }
 }
 
 fn check_blob_names(dir: &Path, problems: &mut Vec<String>) {
