@@ -1111,15 +1111,7 @@ async fn check_accepted(
     if !case.inert {
         return;
     }
-    let status_page = app
-        .client
-        .get(&status_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let status_page = app.page(&status_url).await;
     check_inert(
         &status_page,
         &dangerous_inputs(case),
@@ -1389,15 +1381,7 @@ async fn console_case(
             &format!("{label}: ticket page"),
             problems,
         );
-        let status_page = app
-            .client
-            .get(&status_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let status_page = app.page(&status_url).await;
         check_inert(
             &status_page,
             &case.inert,

@@ -13,12 +13,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use resetdesk::crypto::KeyStore;
-use resetdesk::device;
-use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, Timestamp};
-use resetdesk::protocol::{DeviceIdentity, export_xml};
 use serde_json::Value;
 
-use crate::desk_support::{PgDatabase, SmtpSink, Switch, label_photo};
+use crate::desk_support::{PgDatabase, SmtpSink, Switch, fresh_submission, label_photo};
 use crate::replicas::cli;
 use crate::serve_binary::{Served, serve_with};
 use crate::support::Sandbox;
@@ -95,34 +92,11 @@ impl Desk {
 async fn submit_tickets(desk: &Desk, sandbox: &Sandbox, count: usize) -> Vec<String> {
     let client = reqwest::Client::new();
     let keys = KeyStore::new(sandbox.path("keys"));
-    let (master, trusted) = (keys.master_secret().unwrap(), keys.public_keys().unwrap());
     let photo = label_photo();
     let mut numbers = Vec::new();
     for batch in (0..count).collect::<Vec<_>>().chunks(16) {
         let submissions = batch.iter().map(|&i| {
-            let identity = DeviceIdentity {
-                model: DeviceModel::parse("DS-7608NI-K2").unwrap(),
-                serial: DeviceSerial::parse(&format!("CRASH-{i:06}")).unwrap(),
-                firmware: FirmwareVersion::parse("V4.30.085").unwrap(),
-                mac_address: None,
-                reserved_email: None,
-            };
-            let mut state = device::provision(identity, &master, trusted.clone());
-            let request = device::export(&mut state, 0, None, Timestamp::now()).unwrap();
-            let form = reqwest::multipart::Form::new()
-                .text("name", format!("Customer {i}"))
-                .text("email", format!("customer{i}@example.com"))
-                .text("country", "ES")
-                .text("role", "installer")
-                .part(
-                    "export_xml",
-                    reqwest::multipart::Part::bytes(export_xml::to_xml(&request).into_bytes())
-                        .file_name("e.xml"),
-                )
-                .part(
-                    "label_photo",
-                    reqwest::multipart::Part::bytes(photo.clone()).file_name("label.jpg"),
-                );
+            let form = fresh_submission(&keys, &format!("CRASH-{i:06}"), i, &photo);
             client
                 .post(format!("{}/api/v1/requests", desk.base()))
                 .multipart(form)

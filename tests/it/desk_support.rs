@@ -787,3 +787,49 @@ impl Switch {
         panic!("port {} could not be bound again", self.port);
     }
 }
+
+/// A complete submission for tests that drive the binary: customer `i`'s details, the
+/// XML export of a fresh device `serial` made with the keys in `keys`, and `photo`.
+pub fn fresh_submission(
+    keys: &KeyStore,
+    serial: &str,
+    i: usize,
+    photo: &[u8],
+) -> reqwest::multipart::Form {
+    let identity = DeviceIdentity {
+        model: DeviceModel::parse("DS-7608NI-K2").unwrap(),
+        serial: DeviceSerial::parse(serial).unwrap(),
+        firmware: FirmwareVersion::parse("V4.30.085").unwrap(),
+        mac_address: None,
+        reserved_email: None,
+    };
+    let mut state = device::provision(
+        identity,
+        &keys.master_secret().unwrap(),
+        keys.public_keys().unwrap(),
+    );
+    let request = device::export(&mut state, 0, None, Timestamp::now()).unwrap();
+    export_part(
+        customer_form(&format!("customer{i}@example.com")),
+        &request,
+        "xml",
+    )
+    .part(
+        "label_photo",
+        file_part(photo.to_vec(), "label.jpg", "image/jpeg"),
+    )
+}
+
+impl TestApp {
+    /// A page as a customer's browser gets it.
+    pub async fn page(&self, url: &str) -> String {
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}

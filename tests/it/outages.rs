@@ -7,14 +7,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use resetdesk::crypto::KeyStore;
-use resetdesk::device;
-use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, Timestamp};
-use resetdesk::protocol::DeviceIdentity;
 use serde_json::Value;
 use sqlx::Connection;
 
 use crate::desk_support::{
-    PgDatabase, Switch, customer_form, export_part, file_part, label_photo, spawn_app_with,
+    PgDatabase, Switch, customer_form, export_part, file_part, fresh_submission, label_photo,
+    spawn_app_with,
 };
 use crate::serve_binary::serve_command;
 use crate::support::Sandbox;
@@ -196,23 +194,10 @@ async fn a_full_disk_refuses_uploads_with_507_and_keeps_the_database_whole() {
     let seen_blobs = PathBuf::from(format!("/proc/{}/root", served.child.id()))
         .join(blobs.strip_prefix("/").unwrap());
     let keys = KeyStore::new(sandbox.path("keys"));
-    let (master, trusted) = (keys.master_secret().unwrap(), keys.public_keys().unwrap());
     let client = reqwest::Client::new();
     let photo = label_photo();
     let submit = |n: usize| {
-        let identity = DeviceIdentity {
-            model: DeviceModel::parse("DS-7608NI-K2").unwrap(),
-            serial: DeviceSerial::parse(&format!("FULLDISK-{n:04}")).unwrap(),
-            firmware: FirmwareVersion::parse("V4.30.085").unwrap(),
-            mac_address: None,
-            reserved_email: None,
-        };
-        let mut state = device::provision(identity, &master, trusted.clone());
-        let request = device::export(&mut state, 0, None, Timestamp::now()).unwrap();
-        let form = export_part(customer_form(&format!("c{n}@example.com")), &request, "xml").part(
-            "label_photo",
-            file_part(photo.clone(), "label.jpg", "image/jpeg"),
-        );
+        let form = fresh_submission(&keys, &format!("FULLDISK-{n:04}"), n, &photo);
         client
             .post(format!("{base}/api/v1/requests"))
             .multipart(form)

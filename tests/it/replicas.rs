@@ -8,12 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use resetdesk::crypto::KeyStore;
-use resetdesk::device;
-use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, Timestamp};
-use resetdesk::protocol::{DeviceIdentity, export_xml};
 use serde_json::Value;
 
-use crate::desk_support::{PgDatabase, SmtpSink, label_photo};
+use crate::desk_support::{PgDatabase, SmtpSink, fresh_submission, label_photo};
 use crate::serve_binary::serve_with;
 use crate::support::Sandbox;
 
@@ -97,34 +94,11 @@ async fn three_replicas_sign_and_mail_each_ticket_exactly_once() {
     let client = reqwest::Client::new();
 
     let keys = KeyStore::new(sandbox.path("keys"));
-    let (master, trusted) = (keys.master_secret().unwrap(), keys.public_keys().unwrap());
     let photo = label_photo();
     let mut numbers = Vec::new();
     for batch in (0..tickets).collect::<Vec<_>>().chunks(16) {
         let submissions = batch.iter().map(|&i| {
-            let identity = DeviceIdentity {
-                model: DeviceModel::parse("DS-2CD2143G2-I").unwrap(),
-                serial: DeviceSerial::parse(&format!("DS-2CD2143G2-I20231115{i:08}")).unwrap(),
-                firmware: FirmwareVersion::parse("V5.7.3").unwrap(),
-                mac_address: None,
-                reserved_email: None,
-            };
-            let mut state = device::provision(identity, &master, trusted.clone());
-            let request = device::export(&mut state, 0, None, Timestamp::now()).unwrap();
-            let form = reqwest::multipart::Form::new()
-                .text("name", format!("Customer {i}"))
-                .text("email", format!("customer{i}@example.com"))
-                .text("country", "ES")
-                .text("role", "installer")
-                .part(
-                    "export_xml",
-                    reqwest::multipart::Part::bytes(export_xml::to_xml(&request).into_bytes())
-                        .file_name("e.xml"),
-                )
-                .part(
-                    "label_photo",
-                    reqwest::multipart::Part::bytes(photo.clone()).file_name("label.jpg"),
-                );
+            let form = fresh_submission(&keys, &format!("DS-2CD2143G2-I20231115{i:08}"), i, &photo);
             client
                 .post(format!("{}/api/v1/requests", bases[i % 3]))
                 .multipart(form)
