@@ -10,6 +10,7 @@ mod deploy;
 mod desk;
 mod desk_support;
 mod four_eyes;
+mod fuzz_regressions;
 mod keys_in_service;
 mod operations;
 mod outages;
