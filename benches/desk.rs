@@ -1,0 +1,644 @@
+//! The desk measured against its limits: prints a table and, with `--json PATH`, writes
+//! the same figures as JSON. See docs/BENCHMARKS.md.
+//!
+//! ```sh
+//! cargo bench --bench desk -- --json target/bench.json
+//! cargo bench --bench desk -- --runs 1 --requests 300     # a quick look
+//! ```
+//!
+//! Everything runs on this machine over loopback: the desk is the release `resetdesk`
+//! binary in its own process; the load comes from a tokio client in this process; the
+//! reference "bare" server is this program started again with `--bare-server`.
+
+use std::io::{BufRead, BufReader, Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use resetdesk::crypto::KeyStore;
+use resetdesk::device;
+use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, MacAddress, Timestamp};
+use resetdesk::protocol::{DeviceIdentity, export_xml};
+use serde_json::{Value, json};
+
+const BOUNDARY: &str = "bench-boundary-3f9a1c";
+
+struct Options {
+    json: Option<PathBuf>,
+    runs: usize,
+    requests: usize,
+    postgres: Option<String>,
+}
+
+fn options() -> Options {
+    let mut args = std::env::args().skip(1);
+    let mut options = Options {
+        json: None,
+        runs: 3,
+        requests: 1200,
+        postgres: std::env::var("RESETDESK_BENCH_POSTGRES_URL")
+            .ok()
+            .or_else(|| Some("postgres://postgres@127.0.0.1:5432/test".to_owned())),
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => options.json = args.next().map(PathBuf::from),
+            "--runs" => options.runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(3),
+            "--requests" => {
+                options.requests = args.next().and_then(|n| n.parse().ok()).unwrap_or(1200);
+            }
+            "--no-postgres" => options.postgres = None,
+            // cargo bench passes --bench; nothing to do with it.
+            _ => {}
+        }
+    }
+    options
+}
+
+/// A server process whose port it printed in a "listening" line.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(command: &mut Command) -> (Server, Duration) {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the server starts");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut lines = stdout.lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it listens")
+            .expect("a line");
+        if line.contains("listening")
+            && let Some(rest) = line.split("port=").nth(1)
+        {
+            break rest
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .expect("a port");
+        }
+    };
+    let ready = started.elapsed();
+    // Keep reading so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Server { child, port }, ready)
+}
+
+/// The desk in its own process on a fresh data directory.
+fn start_desk(dir: &Path, database_url: Option<&str>) -> (Server, Duration) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"));
+    command
+        .arg("serve")
+        .current_dir(dir)
+        .env("RESETDESK_LISTEN", "127.0.0.1:0")
+        .env(
+            "RESETDESK_LOG",
+            "warn,resetdesk::startup=info,resetdesk::cli=info",
+        )
+        .env("RESETDESK_KEYS_DIR", dir.join("keys"))
+        .env("RESETDESK_INTAKE_PER_IP_PER_HOUR", "0")
+        .env("RESETDESK_INTAKE_PER_SERIAL_PER_HOUR", "0")
+        .env_remove("RESETDESK_SMTP_URL");
+    if let Some(url) = database_url {
+        command.env("RESETDESK_DATABASE_URL", url);
+    } else {
+        command.env_remove("RESETDESK_DATABASE_URL");
+    }
+    start(&mut command)
+}
+
+/// The reference: this program as a bare actix-web server.
+fn start_bare(dir: &Path) -> Server {
+    let exe = std::env::current_exe().expect("the bench knows where it is");
+    start(Command::new(exe).arg("--bare-server").arg(dir)).0
+}
+
+/// `--bare-server DIR`: receives the multipart upload and streams each part to a file.
+fn bare_server(dir: PathBuf) {
+    use actix_multipart::Multipart;
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use futures_util::StreamExt;
+
+    async fn upload(dir: web::Data<PathBuf>, mut multipart: Multipart) -> HttpResponse {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        while let Some(Ok(mut field)) = multipart.next().await {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let Ok(mut file) = tokio::fs::File::create(dir.join(format!("part-{n}"))).await else {
+                return HttpResponse::InternalServerError().finish();
+            };
+            while let Some(Ok(chunk)) = field.next().await {
+                if tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                    .await
+                    .is_err()
+                {
+                    return HttpResponse::InternalServerError().finish();
+                }
+            }
+        }
+        HttpResponse::Created().json(json!({"stored": true}))
+    }
+
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let data = web::Data::new(dir);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/upload", web::post().to(upload))
+        })
+        .bind(("127.0.0.1", 0))
+        .expect("bind");
+        let port = server.addrs()[0].port();
+        println!("bare server listening port={port}");
+        std::io::stdout().flush().ok();
+        server.run().await.expect("the bare server runs");
+    });
+}
+
+/// A label photo of about 300 KB: a JPEG of noise-like texture compresses poorly.
+fn label_photo() -> Bytes {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let image = image::RgbImage::from_fn(820, 615, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let [a, b, c, ..] = seed.to_le_bytes();
+        image::Rgb([
+            ((x / 4) % 160) as u8 + a / 3,
+            ((y / 4) % 160) as u8 + b / 3,
+            60 + c / 3,
+        ])
+    });
+    let mut out = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Jpeg)
+        .expect("encode");
+    Bytes::from(out)
+}
+
+/// One submission: customer fields and a genuine ~3 KB XML export of a fresh device,
+/// then the shared photo. Returned as the body before the photo and the body after it.
+fn submission(keys: &KeyStore, serial: &str, i: usize) -> (Bytes, Bytes) {
+    let identity = DeviceIdentity {
+        model: DeviceModel::parse("DS-7608NI-K2").expect("model"),
+        serial: DeviceSerial::parse(serial).expect("serial"),
+        firmware: FirmwareVersion::parse("V4.30.085 build 220323").expect("firmware"),
+        mac_address: Some(MacAddress::parse("A4:14:37:12:34:56").expect("mac")),
+        reserved_email: None,
+    };
+    let mut state = device::provision(
+        identity,
+        &keys.master_secret().expect("master secret"),
+        keys.public_keys().expect("public keys"),
+    );
+    let request = device::export(&mut state, 0, None, Timestamp::now()).expect("export");
+    // Devices pad their exports with a comment block (model notes, support hints);
+    // this one is padded to the ~3 KB the benchmark calls for.
+    let xml = export_xml::to_xml(&request);
+    let padding = "x".repeat(3000usize.saturating_sub(xml.len()));
+    let xml = xml.replacen("<Device>", &format!("<!-- {padding} --><Device>"), 1);
+    let mut head = String::new();
+    for (name, value) in [
+        ("name", format!("Bench Customer {i}")),
+        ("email", format!("bench{i}@example.com")),
+        ("country", "ES".to_owned()),
+        ("role", "installer".to_owned()),
+    ] {
+        head.push_str(&format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    head.push_str(&format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"export_xml\"; filename=\"export.xml\"\r\nContent-Type: application/xml\r\n\r\n{xml}\r\n"
+    ));
+    head.push_str(&format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"label_photo\"; filename=\"label.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+    ));
+    let tail = format!("\r\n--{BOUNDARY}--\r\n");
+    (Bytes::from(head), Bytes::from(tail))
+}
+
+struct Upload {
+    head: Bytes,
+    photo: Bytes,
+    tail: Bytes,
+}
+
+impl Upload {
+    fn len(&self) -> usize {
+        self.head.len() + self.photo.len() + self.tail.len()
+    }
+}
+
+async fn send(client: &reqwest::Client, url: &str, upload: &Upload) -> Result<Duration, String> {
+    // Put together per request, so thousands of uploads share one photo in memory.
+    let mut body = Vec::with_capacity(upload.len());
+    body.extend_from_slice(&upload.head);
+    body.extend_from_slice(&upload.photo);
+    body.extend_from_slice(&upload.tail);
+    let started = Instant::now();
+    let response = client
+        .post(url)
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let _ = response.bytes().await;
+    if status.as_u16() == 201 {
+        Ok(started.elapsed())
+    } else {
+        Err(format!("status {status}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Load {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+fn summarise(mut latencies: Vec<Duration>, errors: usize, elapsed: Duration) -> Load {
+    latencies.sort_unstable();
+    Load {
+        requests_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        errors,
+    }
+}
+
+/// Closed loop: `concurrency` clients, each sending its next upload as soon as the last
+/// one is answered, until every upload is sent.
+async fn closed_loop(url: &str, uploads: Arc<Vec<Upload>>, concurrency: usize) -> Load {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, uploads, next, url) = (
+                client.clone(),
+                uploads.clone(),
+                next.clone(),
+                url.to_owned(),
+            );
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(upload) = uploads.get(i) else {
+                        return (latencies, errors);
+                    };
+                    match send(&client, &url, upload).await {
+                        Ok(latency) => latencies.push(latency),
+                        Err(_) => errors += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for worker in workers {
+        let (l, e) = worker.await.expect("a worker");
+        latencies.extend(l);
+        errors += e;
+    }
+    summarise(latencies, errors, started.elapsed())
+}
+
+/// Open loop: uploads started at a fixed `rate` whatever the answers do, so the latency
+/// is what a client sees at that load.
+async fn open_loop(url: &str, uploads: Arc<Vec<Upload>>, rate: f64) -> Load {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..uploads.len())
+        .map(|i| {
+            let (client, uploads, url) = (client.clone(), uploads.clone(), url.to_owned());
+            let at = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                send(&client, &url, &uploads[i]).await
+            })
+        })
+        .collect();
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for task in tasks {
+        match task.await.expect("a request") {
+            Ok(latency) => latencies.push(latency),
+            Err(_) => errors += 1,
+        }
+    }
+    summarise(latencies, errors, started.elapsed())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// A fresh PostgreSQL database for one run, dropped afterwards.
+async fn postgres_database(admin_url: &str, name: &str) -> Option<String> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.ok()?;
+    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(&mut admin)
+        .await
+        .ok()?;
+    let create = format!("CREATE DATABASE \"{name}\"");
+    sqlx::query(sqlx::AssertSqlSafe(create))
+        .execute(&mut admin)
+        .await
+        .ok()?;
+    let base = &admin_url[..admin_url.rfind('/')?];
+    Some(format!("{base}/{name}"))
+}
+
+struct IntakeRun {
+    c8: Load,
+    c64: Load,
+    half_peak: Load,
+}
+
+/// Intake on one backend: closed loops at concurrency 8 and 64 on fresh exports, then an
+/// open loop at half the peak rate.
+async fn intake_run(
+    photo: &Bytes,
+    requests: usize,
+    database: Option<String>,
+    run: usize,
+) -> (IntakeRun, Duration) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (desk, ready) = start_desk(dir.path(), database.as_deref());
+    let keys = KeyStore::new(dir.path().join("keys"));
+    let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
+    let make = |phase: &str| -> Arc<Vec<Upload>> {
+        Arc::new(
+            (0..requests)
+                .map(|i| {
+                    let (head, tail) = submission(&keys, &format!("BENCH-{run}-{phase}-{i:06}"), i);
+                    Upload {
+                        head,
+                        photo: photo.clone(),
+                        tail,
+                    }
+                })
+                .collect(),
+        )
+    };
+    let c8 = closed_loop(&url, make("C8"), 8).await;
+    let c64 = closed_loop(&url, make("C64"), 64).await;
+    let peak = c8.requests_per_sec.max(c64.requests_per_sec);
+    let half_peak = open_loop(&url, make("HALF"), peak / 2.0).await;
+    drop(desk);
+    (IntakeRun { c8, c64, half_peak }, ready)
+}
+
+async fn bare_run(photo: &Bytes, requests: usize, keys: &KeyStore) -> (Load, Load) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let bare = start_bare(dir.path());
+    let url = format!("http://127.0.0.1:{}/upload", bare.port);
+    let make = || -> Arc<Vec<Upload>> {
+        Arc::new(
+            (0..requests)
+                .map(|i| {
+                    let (head, tail) = submission(keys, &format!("BARE-{i:06}"), i);
+                    Upload {
+                        head,
+                        photo: photo.clone(),
+                        tail,
+                    }
+                })
+                .collect(),
+        )
+    };
+    let c8 = closed_loop(&url, make(), 8).await;
+    let c64 = closed_loop(&url, make(), 64).await;
+    (c8, c64)
+}
+
+/// ring's raw Ed25519 signing rate on this machine, one core.
+fn sign_rate(keys: &KeyStore) -> f64 {
+    let key = keys.active_signing_key().expect("a signing key");
+    let message = [7u8; 96];
+    let started = Instant::now();
+    let mut count = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        for _ in 0..256 {
+            std::hint::black_box(key.sign(std::hint::black_box(&message)));
+        }
+        count += 256;
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+fn machine() -> Value {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|n| n.parse::<u64>().ok())
+                })
+        })
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1).map(|s| s.trim().to_owned()))
+        })
+        .unwrap_or_default();
+    json!({"cores": cores, "memory_gib": (memory_kb as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0, "cpu": cpu})
+}
+
+fn load_json(load: &Load) -> Value {
+    json!({
+        "requests_per_sec": (load.requests_per_sec * 10.0).round() / 10.0,
+        "p50_ms": (load.p50_ms * 100.0).round() / 100.0,
+        "p99_ms": (load.p99_ms * 100.0).round() / 100.0,
+        "errors": load.errors,
+    })
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--bare-server") {
+        bare_server(PathBuf::from(args.next().expect("a directory")));
+        return;
+    }
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(bench(options));
+}
+
+async fn bench(options: Options) {
+    resetdesk::startup::install_tls_provider();
+    let photo = label_photo();
+    println!(
+        "resetdesk benchmarks: {} runs, {} uploads per phase, photo {} KB",
+        options.runs,
+        options.requests,
+        photo.len() / 1024
+    );
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let keys = KeyStore::new(scratch.path().join("keys"));
+    keys.init(Timestamp::now()).expect("keys");
+
+    let mut backends: Vec<(&str, Option<String>)> = vec![("sqlite", None)];
+    if let Some(admin) = &options.postgres {
+        if postgres_database(admin, "resetdesk_bench_probe")
+            .await
+            .is_some()
+        {
+            backends.push(("postgres", Some(admin.clone())));
+        } else {
+            println!("PostgreSQL at {admin} is not reachable: its rows are left out");
+        }
+    }
+
+    let mut results = serde_json::Map::new();
+    let mut table = Vec::new();
+    let mut bare_c8 = Vec::new();
+    let mut bare_c64 = Vec::new();
+    for _ in 0..options.runs {
+        let (c8, c64) = bare_run(&photo, options.requests, &keys).await;
+        bare_c8.push(c8.requests_per_sec);
+        bare_c64.push(c64.requests_per_sec);
+        assert_eq!(c8.errors + c64.errors, 0, "the bare server failed requests");
+    }
+    let bare_peak = median(&mut bare_c8).max(median(&mut bare_c64));
+    results.insert(
+        "bare_upload".to_owned(),
+        json!({"c8_requests_per_sec": median(&mut bare_c8), "c64_requests_per_sec": median(&mut bare_c64)}),
+    );
+    table.push(format!(
+        "bare actix upload to file      c8 {:>7.1} req/s   c64 {:>7.1} req/s",
+        median(&mut bare_c8),
+        median(&mut bare_c64)
+    ));
+
+    for (name, admin) in &backends {
+        let mut runs = Vec::new();
+        for run in 0..options.runs {
+            let database = match admin {
+                Some(admin) => Some(
+                    postgres_database(admin, &format!("resetdesk_bench_{run}"))
+                        .await
+                        .expect("a benchmark database"),
+                ),
+                None => None,
+            };
+            let (result, _) = intake_run(&photo, options.requests, database, run).await;
+            runs.push(result);
+        }
+        let pick =
+            |f: &dyn Fn(&IntakeRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        let c8 = Load {
+            requests_per_sec: pick(&|r| r.c8.requests_per_sec),
+            p50_ms: pick(&|r| r.c8.p50_ms),
+            p99_ms: pick(&|r| r.c8.p99_ms),
+            errors: runs.iter().map(|r| r.c8.errors).sum(),
+        };
+        let c64 = Load {
+            requests_per_sec: pick(&|r| r.c64.requests_per_sec),
+            p50_ms: pick(&|r| r.c64.p50_ms),
+            p99_ms: pick(&|r| r.c64.p99_ms),
+            errors: runs.iter().map(|r| r.c64.errors).sum(),
+        };
+        let half = Load {
+            requests_per_sec: pick(&|r| r.half_peak.requests_per_sec),
+            p50_ms: pick(&|r| r.half_peak.p50_ms),
+            p99_ms: pick(&|r| r.half_peak.p99_ms),
+            errors: runs.iter().map(|r| r.half_peak.errors).sum(),
+        };
+        let peak = c8.requests_per_sec.max(c64.requests_per_sec);
+        let ratio = peak / bare_peak;
+        table.push(format!(
+            "intake {name:<9} c8 {:>7.1} req/s   c64 {:>7.1} req/s   at half peak ({:.0}/s): p50 {:.1} ms p99 {:.1} ms   errors {}   intake/bare {:.2} (target >= 0.5)",
+            c8.requests_per_sec,
+            c64.requests_per_sec,
+            half.requests_per_sec,
+            half.p50_ms,
+            half.p99_ms,
+            c8.errors + c64.errors + half.errors,
+            ratio
+        ));
+        results.insert(
+            format!("intake_{name}"),
+            json!({
+                "c8": load_json(&c8),
+                "c64": load_json(&c64),
+                "half_peak": load_json(&half),
+                "intake_over_bare": (ratio * 1000.0).round() / 1000.0,
+            }),
+        );
+    }
+
+    let mut rates: Vec<f64> = (0..options.runs).map(|_| sign_rate(&keys)).collect();
+    let rate = median(&mut rates);
+    table.push(format!(
+        "ring Ed25519 sign               {rate:>9.0} signatures/s (one core)"
+    ));
+    results.insert("ed25519_signs_per_sec".to_owned(), json!(rate.round()));
+
+    let report = json!({
+        "machine": machine(),
+        "runs": options.runs,
+        "uploads_per_phase": options.requests,
+        "photo_bytes": photo.len(),
+        "results": results,
+    });
+    println!(
+        "\nmedians of {} runs on {}",
+        options.runs, report["machine"]
+    );
+    for line in &table {
+        println!("  {line}");
+    }
+    if let Some(path) = options.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json"))
+            .expect("the JSON report is written");
+        println!("JSON: {}", path.display());
+    }
+}
