@@ -464,6 +464,57 @@ fn sign_rate(keys: &KeyStore) -> f64 {
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Where an intake's time goes: the steps the bare handler does not take, each timed
+/// alone on one core (milliseconds per upload).
+async fn intake_steps(photo: &Bytes, keys: &KeyStore) -> Vec<(&'static str, f64)> {
+    fn per_call(mut f: impl FnMut(), calls: u32) -> f64 {
+        let started = Instant::now();
+        for _ in 0..calls {
+            f();
+        }
+        started.elapsed().as_secs_f64() * 1000.0 / f64::from(calls)
+    }
+    let max_pixels = resetdesk::config::Settings::default().max_label_pixels;
+    let check = per_call(
+        || {
+            std::hint::black_box(resetdesk::intake::photo::check_label_photo(
+                photo, max_pixels,
+            ))
+            .expect("the photo passes");
+        },
+        50,
+    );
+    let (head, _) = submission(keys, "STEPS-000001", 0);
+    let text = String::from_utf8_lossy(&head);
+    let xml_start = text.find("<?xml").expect("the export");
+    let xml_end = text[xml_start..].find("</ResetRequest>").expect("its end") + xml_start + 15;
+    let xml = text[xml_start..xml_end].as_bytes().to_vec();
+    let master = keys.master_secret().expect("master");
+    let parse_verify = per_call(
+        || {
+            let request = export_xml::from_xml(&xml).expect("parses");
+            std::hint::black_box(
+                request
+                    .verify(&master, Timestamp::now(), 300)
+                    .expect("genuine"),
+            );
+        },
+        2000,
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let blobs = resetdesk::blobs::BlobStore::new(dir.path());
+    let started = Instant::now();
+    for _ in 0..50 {
+        blobs.put(photo.to_vec()).await.expect("stored");
+    }
+    let blob = started.elapsed().as_secs_f64() * 1000.0 / 50.0;
+    vec![
+        ("label photo check (full decode)", check),
+        ("export parse + HMAC verify", parse_verify),
+        ("one blob write with fsync", blob),
+    ]
+}
+
 fn machine() -> Value {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let memory_kb = std::fs::read_to_string("/proc/meminfo")
@@ -614,6 +665,20 @@ async fn bench(options: Options) {
             }),
         );
     }
+
+    let steps = intake_steps(&photo, &keys).await;
+    for (name, ms) in &steps {
+        table.push(format!("  step: {name:<32} {ms:>8.3} ms"));
+    }
+    results.insert(
+        "intake_steps_ms".to_owned(),
+        Value::Object(
+            steps
+                .iter()
+                .map(|(name, ms)| ((*name).to_owned(), json!((ms * 1000.0).round() / 1000.0)))
+                .collect(),
+        ),
+    );
 
     let mut rates: Vec<f64> = (0..options.runs).map(|_| sign_rate(&keys)).collect();
     let rate = median(&mut rates);
