@@ -236,6 +236,114 @@ fn submission(keys: &KeyStore, serial: &str, i: usize) -> (Bytes, Bytes) {
     (Bytes::from(head), Bytes::from(tail))
 }
 
+/// A submission whose export is a 1920×1080 PNG screenshot showing the device's QR code
+/// (the photo part follows, as in [`submission`]).
+fn qr_submission(keys: &KeyStore, serial: &str, i: usize) -> (Bytes, Bytes) {
+    let identity = DeviceIdentity {
+        model: DeviceModel::parse("DS-2CD2143G2-I").expect("model"),
+        serial: DeviceSerial::parse(serial).expect("serial"),
+        firmware: FirmwareVersion::parse("V5.7.3").expect("firmware"),
+        mac_address: None,
+        reserved_email: None,
+    };
+    let mut state = device::provision(
+        identity,
+        &keys.master_secret().expect("master secret"),
+        keys.public_keys().expect("public keys"),
+    );
+    let request = device::export(&mut state, 0, None, Timestamp::now()).expect("export");
+    let code =
+        resetdesk::protocol::qr::encode_png(&resetdesk::protocol::reset_string::encode(&request))
+            .expect("a QR code");
+    let code = image::load_from_memory(&code)
+        .expect("the QR PNG")
+        .into_rgb8();
+    // A device's web page: a grey header bar, the code in the middle of a white page.
+    let mut screen = image::RgbImage::from_fn(1920, 1080, |_, y| {
+        if y < 90 {
+            image::Rgb([40, 44, 52])
+        } else {
+            image::Rgb([250, 250, 250])
+        }
+    });
+    let x = i64::from((1920 - code.width()) / 2);
+    let y = i64::from((1080 - code.height()) / 2);
+    image::imageops::overlay(&mut screen, &code, x, y);
+    let mut png = Vec::new();
+    screen
+        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("encode");
+    let mut head = Vec::new();
+    for (name, value) in [
+        ("name", format!("QR Customer {i}")),
+        ("email", format!("qr{i}@example.com")),
+        ("country", "ES".to_owned()),
+        ("role", "installer".to_owned()),
+    ] {
+        head.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    head.extend_from_slice(
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"export_qr\"; filename=\"screen.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
+    );
+    head.extend_from_slice(&png);
+    head.extend_from_slice(
+        format!("\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"label_photo\"; filename=\"label.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes(),
+    );
+    (
+        Bytes::from(head),
+        Bytes::from(format!("\r\n--{BOUNDARY}--\r\n")),
+    )
+}
+
+struct QrRun {
+    qr: Load,
+    others_alone: Load,
+    others_during_qr: Load,
+}
+
+/// QR screenshot intake: QR uploads in a closed loop of 8 while ordinary XML uploads
+/// arrive at a steady `other_rate`; the ordinary ones are also measured alone.
+async fn qr_run(photo: &Bytes, requests: usize, other_rate: f64) -> QrRun {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (desk, _) = start_desk(dir.path(), None);
+    let keys = KeyStore::new(dir.path().join("keys"));
+    let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
+    let uploads = |phase: &str, qr: bool| -> Arc<Vec<Upload>> {
+        Arc::new(
+            (0..requests)
+                .map(|i| {
+                    let serial = format!("QRB-{phase}-{i:06}");
+                    let (head, tail) = if qr {
+                        qr_submission(&keys, &serial, i)
+                    } else {
+                        submission(&keys, &serial, i)
+                    };
+                    Upload {
+                        head,
+                        photo: photo.clone(),
+                        tail,
+                    }
+                })
+                .collect(),
+        )
+    };
+    let others_alone = open_loop(&url, uploads("ALONE", false), other_rate).await;
+    let (qr, others_during_qr) = tokio::join!(
+        closed_loop(&url, uploads("QR", true), 8),
+        open_loop(&url, uploads("DURING", false), other_rate)
+    );
+    QrRun {
+        qr,
+        others_alone,
+        others_during_qr,
+    }
+}
+
 struct Upload {
     head: Bytes,
     photo: Bytes,
@@ -665,6 +773,40 @@ async fn bench(options: Options) {
             }),
         );
     }
+
+    let mut qr_runs = Vec::new();
+    for _ in 0..options.runs {
+        qr_runs.push(qr_run(&photo, (options.requests / 4).max(50), 20.0).await);
+    }
+    let qr_pick =
+        |f: &dyn Fn(&QrRun) -> f64| median(&mut qr_runs.iter().map(f).collect::<Vec<_>>());
+    let (qr_rate, qr_p50, qr_p99) = (
+        qr_pick(&|r| r.qr.requests_per_sec),
+        qr_pick(&|r| r.qr.p50_ms),
+        qr_pick(&|r| r.qr.p99_ms),
+    );
+    let (alone_p99, during_p99) = (
+        qr_pick(&|r| r.others_alone.p99_ms),
+        qr_pick(&|r| r.others_during_qr.p99_ms),
+    );
+    let qr_errors: usize = qr_runs
+        .iter()
+        .map(|r| r.qr.errors + r.others_alone.errors + r.others_during_qr.errors)
+        .sum();
+    table.push(format!(
+        "QR screenshot intake (sqlite)  c8 {qr_rate:>7.1} req/s   p50 {qr_p50:.1} ms p99 {qr_p99:.1} ms   other uploads at 20/s: p99 {alone_p99:.1} ms alone, {during_p99:.1} ms during QR load   errors {qr_errors}"
+    ));
+    results.insert(
+        "qr_intake_sqlite".to_owned(),
+        json!({
+            "c8_requests_per_sec": (qr_rate * 10.0).round() / 10.0,
+            "p50_ms": (qr_p50 * 100.0).round() / 100.0,
+            "p99_ms": (qr_p99 * 100.0).round() / 100.0,
+            "other_uploads_p99_ms_alone": (alone_p99 * 100.0).round() / 100.0,
+            "other_uploads_p99_ms_during_qr": (during_p99 * 100.0).round() / 100.0,
+            "errors": qr_errors,
+        }),
+    );
 
     let steps = intake_steps(&photo, &keys).await;
     for (name, ms) in &steps {
