@@ -528,7 +528,8 @@ impl TestApp {
     }
 }
 
-fn walk_files(dir: &std::path::Path) -> usize {
+/// Files below `dir`, in every subdirectory (0 when it does not exist).
+pub fn walk_files(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

@@ -2,7 +2,7 @@
 //! that cannot be reached at start, a database lost while running (and back again), and
 //! a full disk under the blob store.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use sqlx::Connection;
 
 use crate::desk_support::{
     PgDatabase, Switch, customer_form, export_part, file_part, fresh_submission, label_photo,
-    spawn_app_with,
+    spawn_app_with, walk_files,
 };
 use crate::serve_binary::serve_command;
 use crate::support::Sandbox;
@@ -118,7 +118,7 @@ async fn a_database_lost_while_running_gets_503s_and_recovers_without_a_restart(
         ready.json::<Value>().await.unwrap()["database"],
         "unreachable"
     );
-    let blobs_before = count_blobs(&app.dir.path().join("data/blobs"));
+    let blobs_before = walk_files(&app.dir.path().join("data/blobs"));
     let refused = submit(2).await;
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
@@ -127,7 +127,7 @@ async fn a_database_lost_while_running_gets_503s_and_recovers_without_a_restart(
     assert!(message.contains("cannot reach its database"), "{message}");
     assert!(message.contains("nothing was saved"), "{message}");
     assert_eq!(
-        count_blobs(&app.dir.path().join("data/blobs")),
+        walk_files(&app.dir.path().join("data/blobs")),
         blobs_before,
         "no blob left behind"
     );
@@ -157,15 +157,6 @@ async fn a_database_lost_while_running_gets_503s_and_recovers_without_a_restart(
         tickets, 2,
         "the ticket from before the outage and the one after"
     );
-}
-
-fn count_blobs(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .map(|e| e.unwrap().path())
-            .map(|p| if p.is_dir() { count_blobs(&p) } else { 1 })
-            .sum()
-    })
 }
 
 /// The blob directory sits on a 1 MB tmpfs that only the desk sees: `unshare` gives the
@@ -222,14 +213,14 @@ async fn a_full_disk_refuses_uploads_with_507_and_keeps_the_database_whole() {
     assert!(message.contains("nothing was saved"), "{message}");
 
     // Refused again, and nothing half-written stays on the disk.
-    let on_disk = count_blobs(&seen_blobs);
+    let on_disk = walk_files(&seen_blobs);
     assert_eq!(
         on_disk,
         2 * accepted.len(),
         "an export and a photo per ticket"
     );
     assert_eq!(submit(9999).await.unwrap().status(), 507);
-    assert_eq!(count_blobs(&seen_blobs), on_disk);
+    assert_eq!(walk_files(&seen_blobs), on_disk);
 
     // The database is whole and holds exactly the accepted tickets, still served.
     let url = format!("sqlite://{}", sandbox.path("data/resetdesk.db").display());
