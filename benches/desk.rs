@@ -21,7 +21,7 @@ use bytes::Bytes;
 use resetdesk::crypto::KeyStore;
 use resetdesk::device;
 use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, MacAddress, Timestamp};
-use resetdesk::protocol::{DeviceIdentity, export_xml};
+use resetdesk::protocol::{DeviceIdentity, ResetRequest, export_xml};
 use serde_json::{Value, json};
 
 const BOUNDARY: &str = "bench-boundary-3f9a1c";
@@ -194,64 +194,96 @@ fn label_photo() -> Bytes {
     Bytes::from(out)
 }
 
-/// One submission: customer fields and a genuine ~3 KB XML export of a fresh device,
-/// then the shared photo. Returned as the body before the photo and the body after it.
-fn submission(keys: &KeyStore, serial: &str, i: usize) -> (Bytes, Bytes) {
-    let identity = DeviceIdentity {
-        model: DeviceModel::parse("DS-7608NI-K2").expect("model"),
-        serial: DeviceSerial::parse(serial).expect("serial"),
-        firmware: FirmwareVersion::parse("V4.30.085 build 220323").expect("firmware"),
-        mac_address: Some(MacAddress::parse("A4:14:37:12:34:56").expect("mac")),
-        reserved_email: None,
-    };
+/// The export of a fresh device, made as the device makes it.
+fn fresh_export(keys: &KeyStore, identity: DeviceIdentity) -> ResetRequest {
     let mut state = device::provision(
         identity,
         &keys.master_secret().expect("master secret"),
         keys.public_keys().expect("public keys"),
     );
-    let request = device::export(&mut state, 0, None, Timestamp::now()).expect("export");
-    // Devices pad their exports with a comment block (model notes, support hints);
-    // this one is padded to the ~3 KB the benchmark calls for.
+    device::export(&mut state, 0, None, Timestamp::now()).expect("export")
+}
+
+/// A genuine XML export of one fresh NVR, padded to the ~3 KB the benchmark calls for:
+/// devices pad their exports with a comment block (model notes, support hints).
+fn padded_export_xml(keys: &KeyStore, serial: &str) -> String {
+    let request = fresh_export(
+        keys,
+        DeviceIdentity {
+            model: DeviceModel::parse("DS-7608NI-K2").expect("model"),
+            serial: DeviceSerial::parse(serial).expect("serial"),
+            firmware: FirmwareVersion::parse("V4.30.085 build 220323").expect("firmware"),
+            mac_address: Some(MacAddress::parse("A4:14:37:12:34:56").expect("mac")),
+            reserved_email: None,
+        },
+    );
     let xml = export_xml::to_xml(&request);
     let padding = "x".repeat(3000usize.saturating_sub(xml.len()));
-    let xml = xml.replacen("<Device>", &format!("<!-- {padding} --><Device>"), 1);
-    let mut head = String::new();
+    xml.replacen("<Device>", &format!("<!-- {padding} --><Device>"), 1)
+}
+
+/// The multipart body around the shared photo: customer `i`'s fields, the export part,
+/// and the label photo's part header; then what follows the photo.
+fn around_photo(
+    customer: &str,
+    i: usize,
+    export: (&str, &str, &str),
+    export_bytes: &[u8],
+) -> (Bytes, Bytes) {
+    let (field, file_name, media_type) = export;
+    let mut head = Vec::new();
     for (name, value) in [
-        ("name", format!("Bench Customer {i}")),
-        ("email", format!("bench{i}@example.com")),
+        ("name", format!("{customer} Customer {i}")),
+        (
+            "email",
+            format!("{}{i}@example.com", customer.to_lowercase()),
+        ),
         ("country", "ES".to_owned()),
         ("role", "installer".to_owned()),
     ] {
-        head.push_str(&format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        ));
+        head.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
     }
-    head.push_str(&format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"export_xml\"; filename=\"export.xml\"\r\nContent-Type: application/xml\r\n\r\n{xml}\r\n"
-    ));
-    head.push_str(&format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"label_photo\"; filename=\"label.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
-    ));
-    let tail = format!("\r\n--{BOUNDARY}--\r\n");
-    (Bytes::from(head), Bytes::from(tail))
+    head.extend_from_slice(
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file_name}\"\r\nContent-Type: {media_type}\r\n\r\n").as_bytes(),
+    );
+    head.extend_from_slice(export_bytes);
+    head.extend_from_slice(
+        format!("\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"label_photo\"; filename=\"label.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes(),
+    );
+    (
+        Bytes::from(head),
+        Bytes::from(format!("\r\n--{BOUNDARY}--\r\n")),
+    )
 }
 
-/// A submission whose export is a 1920×1080 PNG screenshot showing the device's QR code
-/// (the photo part follows, as in [`submission`]).
+/// One submission with a ~3 KB XML export of a fresh device.
+fn submission(keys: &KeyStore, serial: &str, i: usize) -> (Bytes, Bytes) {
+    let xml = padded_export_xml(keys, serial);
+    around_photo(
+        "Bench",
+        i,
+        ("export_xml", "export.xml", "application/xml"),
+        xml.as_bytes(),
+    )
+}
+
+/// A submission whose export is a 1920×1080 PNG screenshot showing the device's QR code.
 fn qr_submission(keys: &KeyStore, serial: &str, i: usize) -> (Bytes, Bytes) {
-    let identity = DeviceIdentity {
-        model: DeviceModel::parse("DS-2CD2143G2-I").expect("model"),
-        serial: DeviceSerial::parse(serial).expect("serial"),
-        firmware: FirmwareVersion::parse("V5.7.3").expect("firmware"),
-        mac_address: None,
-        reserved_email: None,
-    };
-    let mut state = device::provision(
-        identity,
-        &keys.master_secret().expect("master secret"),
-        keys.public_keys().expect("public keys"),
+    let request = fresh_export(
+        keys,
+        DeviceIdentity {
+            model: DeviceModel::parse("DS-2CD2143G2-I").expect("model"),
+            serial: DeviceSerial::parse(serial).expect("serial"),
+            firmware: FirmwareVersion::parse("V5.7.3").expect("firmware"),
+            mac_address: None,
+            reserved_email: None,
+        },
     );
-    let request = device::export(&mut state, 0, None, Timestamp::now()).expect("export");
     let code =
         resetdesk::protocol::qr::encode_png(&resetdesk::protocol::reset_string::encode(&request))
             .expect("a QR code");
@@ -273,30 +305,26 @@ fn qr_submission(keys: &KeyStore, serial: &str, i: usize) -> (Bytes, Bytes) {
     screen
         .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
         .expect("encode");
-    let mut head = Vec::new();
-    for (name, value) in [
-        ("name", format!("QR Customer {i}")),
-        ("email", format!("qr{i}@example.com")),
-        ("country", "ES".to_owned()),
-        ("role", "installer".to_owned()),
-    ] {
-        head.extend_from_slice(
-            format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    head.extend_from_slice(
-        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"export_qr\"; filename=\"screen.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
-    );
-    head.extend_from_slice(&png);
-    head.extend_from_slice(
-        format!("\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"label_photo\"; filename=\"label.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes(),
-    );
-    (
-        Bytes::from(head),
-        Bytes::from(format!("\r\n--{BOUNDARY}--\r\n")),
+    around_photo("QR", i, ("export_qr", "screen.png", "image/png"), &png)
+}
+
+/// `count` uploads sharing `photo`, the rest of each made by `make(i)`.
+fn uploads(
+    count: usize,
+    photo: &Bytes,
+    make: impl Fn(usize) -> (Bytes, Bytes),
+) -> Arc<Vec<Upload>> {
+    Arc::new(
+        (0..count)
+            .map(|i| {
+                let (head, tail) = make(i);
+                Upload {
+                    head,
+                    photo: photo.clone(),
+                    tail,
+                }
+            })
+            .collect(),
     )
 }
 
@@ -313,29 +341,20 @@ async fn qr_run(photo: &Bytes, requests: usize, other_rate: f64) -> QrRun {
     let (desk, _) = start_desk(dir.path(), None);
     let keys = KeyStore::new(dir.path().join("keys"));
     let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
-    let uploads = |phase: &str, qr: bool| -> Arc<Vec<Upload>> {
-        Arc::new(
-            (0..requests)
-                .map(|i| {
-                    let serial = format!("QRB-{phase}-{i:06}");
-                    let (head, tail) = if qr {
-                        qr_submission(&keys, &serial, i)
-                    } else {
-                        submission(&keys, &serial, i)
-                    };
-                    Upload {
-                        head,
-                        photo: photo.clone(),
-                        tail,
-                    }
-                })
-                .collect(),
-        )
+    let make = |phase: &str, qr: bool| {
+        uploads(requests, photo, |i| {
+            let serial = format!("QRB-{phase}-{i:06}");
+            if qr {
+                qr_submission(&keys, &serial, i)
+            } else {
+                submission(&keys, &serial, i)
+            }
+        })
     };
-    let others_alone = open_loop(&url, uploads("ALONE", false), other_rate).await;
+    let others_alone = open_loop(&url, make("ALONE", false), other_rate).await;
     let (qr, others_during_qr) = tokio::join!(
-        closed_loop(&url, uploads("QR", true), 8),
-        open_loop(&url, uploads("DURING", false), other_rate)
+        closed_loop(&url, make("QR", true), 8),
+        open_loop(&url, make("DURING", false), other_rate)
     );
     QrRun {
         qr,
@@ -512,19 +531,10 @@ async fn intake_run(
     let (desk, ready) = start_desk(dir.path(), database.as_deref());
     let keys = KeyStore::new(dir.path().join("keys"));
     let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
-    let make = |phase: &str| -> Arc<Vec<Upload>> {
-        Arc::new(
-            (0..requests)
-                .map(|i| {
-                    let (head, tail) = submission(&keys, &format!("BENCH-{run}-{phase}-{i:06}"), i);
-                    Upload {
-                        head,
-                        photo: photo.clone(),
-                        tail,
-                    }
-                })
-                .collect(),
-        )
+    let make = |phase: &str| {
+        uploads(requests, photo, |i| {
+            submission(&keys, &format!("BENCH-{run}-{phase}-{i:06}"), i)
+        })
     };
     let c8 = closed_loop(&url, make("C8"), 8).await;
     let c64 = closed_loop(&url, make("C64"), 64).await;
@@ -538,19 +548,10 @@ async fn bare_run(photo: &Bytes, requests: usize, keys: &KeyStore) -> (Load, Loa
     let dir = tempfile::tempdir().expect("a temporary directory");
     let bare = start_bare(dir.path());
     let url = format!("http://127.0.0.1:{}/upload", bare.port);
-    let make = || -> Arc<Vec<Upload>> {
-        Arc::new(
-            (0..requests)
-                .map(|i| {
-                    let (head, tail) = submission(keys, &format!("BARE-{i:06}"), i);
-                    Upload {
-                        head,
-                        photo: photo.clone(),
-                        tail,
-                    }
-                })
-                .collect(),
-        )
+    let make = || {
+        uploads(requests, photo, |i| {
+            submission(keys, &format!("BARE-{i:06}"), i)
+        })
     };
     let c8 = closed_loop(&url, make(), 8).await;
     let c64 = closed_loop(&url, make(), 64).await;
@@ -592,11 +593,7 @@ async fn intake_steps(photo: &Bytes, keys: &KeyStore) -> Vec<(&'static str, f64)
         },
         50,
     );
-    let (head, _) = submission(keys, "STEPS-000001", 0);
-    let text = String::from_utf8_lossy(&head);
-    let xml_start = text.find("<?xml").expect("the export");
-    let xml_end = text[xml_start..].find("</ResetRequest>").expect("its end") + xml_start + 15;
-    let xml = text[xml_start..xml_end].as_bytes().to_vec();
+    let xml = padded_export_xml(keys, "STEPS-000001").into_bytes();
     let master = keys.master_secret().expect("master");
     let parse_verify = per_call(
         || {
