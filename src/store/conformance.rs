@@ -943,11 +943,16 @@ mod sqlite {
     use crate::store::{SqliteStore, Store};
 
     /// A migrated SQLite file, and the directory guard that removes it after the test.
-    async fn fresh() -> Option<(tempfile::TempDir, Arc<dyn Store>)> {
+    async fn migrated() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("conformance.db").display());
         let store = SqliteStore::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
+        (dir, store)
+    }
+
+    async fn fresh() -> Option<(tempfile::TempDir, Arc<dyn Store>)> {
+        let (dir, store) = migrated().await;
         Some((dir, Arc::new(store)))
     }
 
@@ -956,10 +961,7 @@ mod sqlite {
     /// The queue page must not scan or sort the whole table, or its cost grows with it.
     #[tokio::test]
     async fn the_queue_page_walks_an_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
-        let sqlite = SqliteStore::connect(&url).await.unwrap();
-        sqlite.migrate().await.unwrap();
+        let (_dir, sqlite) = migrated().await;
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "EXPLAIN QUERY PLAN {}",
             crate::store::sqlite::QUEUE_BY_STATUS
@@ -981,6 +983,30 @@ mod sqlite {
             !plan
                 .iter()
                 .any(|step| step.contains("TEMP B-TREE") || step.starts_with("SCAN t")),
+            "{plan:?}"
+        );
+    }
+
+    /// The ticket page's mail list must not scan the outbox, which keeps every mail sent.
+    #[tokio::test]
+    async fn a_tickets_mail_is_found_through_an_index() {
+        let (_dir, sqlite) = migrated().await;
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            crate::store::sqlite::MAILS_OF_TICKET
+        )))
+        .bind(1_i64)
+        .fetch_all(&sqlite.pool)
+        .await
+        .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|row| row.3).collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX outbox_by_ticket")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
             "{plan:?}"
         );
     }

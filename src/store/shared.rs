@@ -58,6 +58,11 @@ const QUEUE_ALL: &str = concat!(
 
 const SUMMARY_BY_ID: &str = concat!(summary_select!(), "WHERE t.id = $1");
 
+// A ticket's mail, for its page: through outbox_by_ticket (migration 0002), as sent
+// mail is kept and the outbox grows with every ticket; a test checks the plan.
+pub(super) const MAILS_OF_TICKET: &str =
+    "SELECT id, kind, status, attempts, last_error, sent_at FROM outbox WHERE ticket_id = $1 ORDER BY id";
+
 
 impl $store {
     async fn create_ticket_once(&self, ticket: &NewTicket, acknowledgment: &NewMail) -> StoreResult<CreateOutcome> {
@@ -809,9 +814,7 @@ impl Store for $store {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let mails: Vec<MailStatusRow> = sqlx::query_as(
-            "SELECT id, kind, status, attempts, last_error, sent_at FROM outbox WHERE ticket_id = $1 ORDER BY id",
-        )
+        let mails: Vec<MailStatusRow> = sqlx::query_as(MAILS_OF_TICKET)
         .bind(row.id)
         .fetch_all(&self.pool)
         .await
