@@ -15,6 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::config::Settings;
 use crate::crypto;
+use crate::spool::Upload;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -112,12 +113,7 @@ impl BlobStore {
                 tokio::task::spawn_blocking(move || write_new(&path, &bytes))
                     .await
                     .map_err(std::io::Error::other)?
-                    .map_err(|e| match e.kind() {
-                        std::io::ErrorKind::StorageFull
-                        | std::io::ErrorKind::QuotaExceeded
-                        | std::io::ErrorKind::FileTooLarge => BlobError::Full(e),
-                        _ => BlobError::Io(e),
-                    })?;
+                    .map_err(local_error)?;
             }
             Backend::ObjectStore(store) => {
                 store
@@ -125,6 +121,30 @@ impl BlobStore {
                     .await?;
             }
         }
+        Ok(name)
+    }
+
+    /// Stores the first `len` bytes of an upload durably under a new random name. A
+    /// spooled upload is linked into place rather than read back into memory.
+    pub async fn put_upload(&self, upload: &Upload, len: u64) -> Result<String, BlobError> {
+        let Backend::Local(dir) = &self.backend else {
+            return self.put(upload.bytes(len).await?).await;
+        };
+        let name = data_encoding::HEXLOWER.encode(&crypto::random_bytes::<32>());
+        let path = Self::path_of(dir, &name)?;
+        let upload = upload.clone();
+        tokio::task::spawn_blocking(move || match upload.spooled_path() {
+            Some(spooled) => link_new(spooled, &path, len),
+            None => upload.with_bytes(|bytes| {
+                write_new(
+                    &path,
+                    &bytes[..usize::try_from(len).unwrap_or(usize::MAX).min(bytes.len())],
+                )
+            })?,
+        })
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(local_error)?;
         Ok(name)
     }
 
@@ -171,8 +191,22 @@ impl BlobStore {
     }
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+fn local_error(e: std::io::Error) -> BlobError {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull
+        | std::io::ErrorKind::QuotaExceeded
+        | std::io::ErrorKind::FileTooLarge => BlobError::Full(e),
+        _ => BlobError::Io(e),
+    }
+}
+
+/// Puts a new file at `path` all at once: `fill` writes it under a temporary name in the
+/// same directory, then it is synced and renamed into place, so a crash or a full disk
+/// never leaves half a blob under a real name.
+fn place_new(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> std::io::Result<std::fs::File>,
+) -> std::io::Result<()> {
     let parent = path
         .parent()
         .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
@@ -181,16 +215,35 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         ".tmp-{}",
         data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>())
     ));
-    let result = (|| {
-        let mut file = std::fs::File::create_new(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
+    let result = fill(&tmp)
+        .and_then(|file| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Gives a spooled file a second name in the blob directory, cut to `len`. Across file
+/// systems, where a link cannot be made, it is copied.
+fn link_new(spooled: &Path, path: &Path, len: u64) -> std::io::Result<()> {
+    place_new(path, |tmp| {
+        if std::fs::hard_link(spooled, tmp).is_err() {
+            let mut from = std::io::Read::take(std::fs::File::open(spooled)?, len);
+            std::io::copy(&mut from, &mut std::fs::File::create_new(tmp)?)?;
+        }
+        let file = std::fs::OpenOptions::new().write(true).open(tmp)?;
+        file.set_len(len)?;
+        Ok(file)
+    })
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    place_new(path, |tmp| {
+        let mut file = std::fs::File::create_new(tmp)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        Ok(file)
+    })
 }
 
 #[cfg(test)]

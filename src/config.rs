@@ -39,6 +39,11 @@ pub struct Settings {
     pub max_label_photo_bytes: u64,
     pub max_export_bytes: u64,
     pub max_label_pixels: u64,
+    /// Memory, in MiB, that picture decoding (photo checks, QR reading) may take at once.
+    pub picture_memory_mb: u64,
+    /// Memory, in MiB, that uploads in flight may take at once; beyond it they are
+    /// spooled to `<data_dir>/spool`.
+    pub upload_memory_mb: u64,
     pub outbox_max_attempts: u32,
     pub outbox_poll_ms: u64,
     /// How long a worker reserves the messages it took; the SMTP timeout of each is a
@@ -46,6 +51,8 @@ pub struct Settings {
     pub outbox_lease_secs: u64,
     /// The first retry of a failed delivery, doubling up to an hour.
     pub outbox_retry_secs: u64,
+    /// SMTP connections the outbox worker sends on at once.
+    pub outbox_connections: usize,
     pub max_clock_skew_secs: i64,
     /// Customer e-mail domains whose tickets always need four eyes.
     pub watch_domains: Vec<String>,
@@ -93,10 +100,13 @@ impl Default for Settings {
             max_label_photo_bytes: 15 * 1024 * 1024,
             max_export_bytes: 15 * 1024 * 1024,
             max_label_pixels: 50_000_000,
+            picture_memory_mb: 64,
+            upload_memory_mb: 32,
             outbox_max_attempts: 8,
             outbox_poll_ms: 1000,
             outbox_lease_secs: 120,
             outbox_retry_secs: 30,
+            outbox_connections: 32,
             max_clock_skew_secs: crate::protocol::DEFAULT_MAX_CLOCK_SKEW_SECS,
             watch_domains: Vec::new(),
             require_2fa: None,
@@ -130,10 +140,13 @@ pub const SETTING_NAMES: &[&str] = &[
     "max_label_photo_bytes",
     "max_export_bytes",
     "max_label_pixels",
+    "picture_memory_mb",
+    "upload_memory_mb",
     "outbox_max_attempts",
     "outbox_poll_ms",
     "outbox_lease_secs",
     "outbox_retry_secs",
+    "outbox_connections",
     "max_clock_skew_secs",
     "watch_domains",
     "require_2fa",
@@ -266,6 +279,16 @@ impl Settings {
                 self.max_label_pixels =
                     number(value).ok_or_else(|| invalid("expected a number of pixels"))?
             }
+            "picture_memory_mb" => {
+                self.picture_memory_mb = number(value)
+                    .filter(|n| (16..=65_536).contains(n))
+                    .ok_or_else(|| invalid("expected a number of MiB between 16 and 65536"))?
+            }
+            "upload_memory_mb" => {
+                self.upload_memory_mb = number(value)
+                    .filter(|n| (1..=65_536).contains(n))
+                    .ok_or_else(|| invalid("expected a number of MiB between 1 and 65536"))?
+            }
             "outbox_max_attempts" => {
                 self.outbox_max_attempts = number(value)
                     .filter(|n| *n >= 1)
@@ -280,6 +303,11 @@ impl Settings {
                 self.outbox_lease_secs = number(value)
                     .filter(|n| *n >= 8)
                     .ok_or_else(|| invalid("expected seconds, at least 8"))?
+            }
+            "outbox_connections" => {
+                self.outbox_connections = number(value)
+                    .filter(|n| (1..=256).contains(n))
+                    .ok_or_else(|| invalid("expected a whole number from 1 to 256"))?
             }
             "outbox_retry_secs" => {
                 self.outbox_retry_secs = number(value)

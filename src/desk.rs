@@ -18,9 +18,13 @@ pub struct Desk {
     pub keys: DeskKeys,
     pub clock: Arc<dyn Clock>,
     pub mail: MailContext,
-    /// Bounds how many pictures are decoded at once, so a burst of 12-megapixel uploads
-    /// queues instead of taking every core from the requests behind it.
-    pub image_permits: Arc<tokio::sync::Semaphore>,
+    /// Picture decoding, bounded in cores and memory, so a burst of big photos or QR
+    /// screenshots queues instead of taking the machine from the requests behind it.
+    pub pictures: crate::picture_work::PictureWork,
+    /// Uploads in flight: in memory up to `upload_memory_mb`, then on disk.
+    pub spool: crate::spool::Spool,
+    /// Rings this replica's outbox worker when a message is queued.
+    pub mail_queued: Arc<tokio::sync::Notify>,
     /// Intake requests per client address, per hour.
     pub intake_by_address: crate::intake::limits::SlidingWindow,
     /// Intake requests per device serial, per hour.
@@ -70,47 +74,7 @@ impl DeskKeys {
     }
 }
 
-/// The longest one picture may take to decode before the request gives up on it.
-const IMAGE_WORK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// Why picture work produced nothing. Both are the picture's fault as far as the
-/// customer is concerned: a crafted file that crashes or stalls a decoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ImageWorkError {
-    #[error(
-        "the picture could not be read (it may be damaged); send it again as a plain JPEG or PNG"
-    )]
-    Failed,
-    #[error("the picture took too long to read; send a smaller JPEG or PNG")]
-    TooSlow,
-}
-
 impl Desk {
-    /// How many picture decodes may run at once: one per core.
-    pub fn image_permit_count() -> usize {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    }
-
-    /// Runs CPU-heavy picture work (QR reading, photo checks) on the blocking pool,
-    /// never more than [`Self::image_permit_count`] at a time.
-    pub async fn image_work<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ImageWorkError> {
-        // The semaphore is never closed, so acquiring cannot fail; the permit travels with
-        // the work, so a decode that outlives its caller still counts against the bound.
-        let permit = self.image_permits.clone().acquire_owned().await.ok();
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        });
-        match tokio::time::timeout(IMAGE_WORK_TIMEOUT, task).await {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err(_)) => Err(ImageWorkError::Failed),
-            Err(_) => Err(ImageWorkError::TooSlow),
-        }
-    }
-
     /// Where the customer uploads a new label photo.
     pub fn photo_url(&self, number: &TicketNumber) -> String {
         format!(

@@ -138,6 +138,18 @@ impl Application {
         if settings.public_url.is_empty() || settings.public_url == unset {
             settings.public_url = format!("http://{}:{port}", settings.listen.ip());
         }
+        let pictures =
+            crate::picture_work::PictureWork::for_this_machine(settings.picture_memory_mb);
+        let spool = crate::spool::Spool::open(
+            settings.data_dir.join("spool"),
+            settings.upload_memory_mb * 1024 * 1024,
+        )
+        .with_context(|| {
+            format!(
+                "cannot prepare the upload spool in {}",
+                settings.data_dir.join("spool").display()
+            )
+        })?;
         let desk = web::Data::new(Desk {
             blobs,
             mail: MailContext::new(&settings.public_url),
@@ -145,7 +157,9 @@ impl Application {
             store,
             keys: desk_keys,
             clock,
-            image_permits: Arc::new(tokio::sync::Semaphore::new(Desk::image_permit_count())),
+            pictures,
+            spool,
+            mail_queued: worker.queued(),
             intake_by_address: Default::default(),
             intake_by_serial: Default::default(),
             metrics: crate::observability::metrics_handle(),
@@ -203,9 +217,12 @@ impl Application {
                             .exclude("/readyz")
                             .exclude("/metrics"),
                     )
-                    // Outermost: every log line of a request, the access log included,
-                    // carries its request id.
+                    // Outside the logger: every log line of a request, the access log
+                    // included, carries its request id.
                     .wrap(actix_web::middleware::from_fn(crate::observability::request_context))
+                    // Outside everything else, so the figure covers the guard's session
+                    // lookup and every other middleware too.
+                    .wrap(actix_web::middleware::from_fn(routes::server_timing))
                     .configure(routes::configure)
                 })
                 // Slow clients get a bounded time to send headers and finish.

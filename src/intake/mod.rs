@@ -14,6 +14,7 @@ use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, TicketNumber,
 };
 use crate::mail::compose;
+use crate::picture_work::{PictureJob, PictureWorkError};
 use crate::protocol::{ExportInput, ResetRequest, qr, reset_string, xml};
 use crate::store::{CreateOutcome, Customer, ExportForm, NewTicket, StoreError};
 
@@ -40,11 +41,7 @@ pub fn file_limit(desk: &Desk, field: &str) -> u64 {
     }
 }
 
-/// A file as uploaded.
-#[derive(Debug, Clone, Default)]
-pub struct Upload {
-    pub bytes: Vec<u8>,
-}
+pub use crate::spool::Upload;
 
 /// What the HTTP layer collected, within size limits, before any meaning is given to it.
 #[derive(Debug, Default)]
@@ -71,6 +68,11 @@ pub enum IntakeError {
     /// Too many requests for this device in a short time.
     #[error("too many requests for device {serial}: try again in {retry_after} seconds")]
     RateLimited { serial: String, retry_after: i64 },
+    /// Too many pictures are waiting to be read: the submission is fine, the desk is busy.
+    #[error(
+        "the desk is busy reading other pictures; nothing was saved: please try again in a minute"
+    )]
+    Busy,
     /// The blob storage is full: the submission is fine, the desk has no room for it.
     #[error(
         "the desk has no room to store uploads right now; nothing was saved: please try again later"
@@ -189,20 +191,20 @@ fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Custome
 }
 
 /// The one export the customer sent, in whichever form.
-fn export_of(raw: &RawSubmission) -> Result<(ExportForm, &'static str, Vec<u8>), FieldIssue> {
+fn export_of(raw: &RawSubmission) -> Result<(ExportForm, &'static str, Upload), FieldIssue> {
     let mut forms = Vec::new();
-    if let Some(upload) = raw.files.get("export_xml").filter(|u| !u.bytes.is_empty()) {
-        forms.push((ExportForm::Xml, "export_xml", upload.bytes.clone()));
+    if let Some(upload) = raw.files.get("export_xml").filter(|u| !u.is_empty()) {
+        forms.push((ExportForm::Xml, "export_xml", upload.clone()));
     }
     if let Some(string) = text(raw, "reset_string") {
         forms.push((
             ExportForm::ResetString,
             "reset_string",
-            string.as_bytes().to_vec(),
+            Upload::from_bytes(string.as_bytes().to_vec()),
         ));
     }
-    if let Some(upload) = raw.files.get("export_qr").filter(|u| !u.bytes.is_empty()) {
-        forms.push((ExportForm::Qr, "export_qr", upload.bytes.clone()));
+    if let Some(upload) = raw.files.get("export_qr").filter(|u| !u.is_empty()) {
+        forms.push((ExportForm::Qr, "export_qr", upload.clone()));
     }
     match forms.len() {
         1 => Ok(forms.remove(0)),
@@ -226,29 +228,69 @@ async fn decode_export(
     desk: &Desk,
     form: ExportForm,
     field: &'static str,
-    bytes: Vec<u8>,
+    export: &Upload,
 ) -> Result<ResetRequest, IntakeError> {
     let issue = |e: String| IntakeError::one(field, e);
+    // The text forms are small, within their fields' limits.
+    let small = async || {
+        export
+            .bytes(export.len())
+            .await
+            .map_err(IntakeError::internal)
+    };
     match form {
-        ExportForm::Xml => ExportInput::Xml(&bytes)
+        ExportForm::Xml => ExportInput::Xml(&small().await?)
             .decode()
             .map_err(|e| issue(e.to_string())),
         ExportForm::ResetString => {
-            let text = String::from_utf8(bytes)
+            let text = String::from_utf8(small().await?)
                 .map_err(|_| issue("the reset string is not text".to_owned()))?;
             ExportInput::ResetString(&text)
                 .decode()
                 .map_err(|e| issue(e.to_string()))
         }
         ExportForm::Qr => {
+            let (declared, memory) = picture_memory(export).await?;
+            let memory = memory + declared.map_or(0, |d| qr::decode_memory(d.width, d.height));
+            let export = export.clone();
             let decoded = desk
-                .image_work(move || qr::read_image(&bytes))
+                .pictures
+                .run(PictureJob::QrReading, memory, move || {
+                    export.with_bytes(qr::read_image)
+                })
                 .await
-                .map_err(|e| issue(e.to_string()))?;
+                .map_err(|e| picture_failure(field, e))?
+                .map_err(IntakeError::internal)?;
             let text = decoded.map_err(|e| issue(e.to_string()))?;
             reset_string::decode(&text).map_err(|e| issue(e.to_string()))
         }
     }
+}
+
+/// A picture that could not be read is the customer's to fix; a queue too long is not.
+fn picture_failure(field: &'static str, error: PictureWorkError) -> IntakeError {
+    match error {
+        PictureWorkError::Busy => IntakeError::Busy,
+        other => IntakeError::one(field, other.to_string()),
+    }
+}
+
+/// What a picture upload declares in its header, and the memory reading it whole takes
+/// (none if it is in memory already, as the upload budget counts it).
+async fn picture_memory(upload: &Upload) -> Result<(Option<photo::Declared>, u64), IntakeError> {
+    let upload = upload.clone();
+    tokio::task::spawn_blocking(move || {
+        let declared = photo::declared(upload.reader()?);
+        let reading = if upload.spooled_path().is_some() {
+            upload.len()
+        } else {
+            0
+        };
+        Ok((declared, reading))
+    })
+    .await
+    .map_err(IntakeError::internal)?
+    .map_err(|e: std::io::Error| IntakeError::internal(e))
 }
 
 /// Runs every check, stores the ticket and queues the acknowledgment; counts the outcome.
@@ -261,6 +303,7 @@ pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, Intake
         Err(IntakeError::Conflict(..)) => "conflict",
         Err(IntakeError::RateLimited { .. }) => "rate_limited",
         Err(IntakeError::StorageFull) => "storage_full",
+        Err(IntakeError::Busy) => "busy",
         Err(IntakeError::Internal(_)) => "error",
     });
     result
@@ -274,7 +317,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     let label = raw
         .files
         .get("label_photo")
-        .filter(|u| !u.bytes.is_empty())
+        .filter(|u| !u.is_empty())
         .cloned();
     if label.is_none() {
         issues.push(FieldIssue {
@@ -284,8 +327,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
                     .to_owned(),
         });
     }
-    let (Some(customer), Some((form, field, export_bytes)), Some(label)) =
-        (customer, export, label)
+    let (Some(customer), Some((form, field, export)), Some(label)) = (customer, export, label)
     else {
         return Err(IntakeError::Invalid(issues));
     };
@@ -293,9 +335,9 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         return Err(IntakeError::Invalid(issues));
     }
 
-    let (label_bytes, media_type) = checked_photo(desk, label.bytes).await?;
+    let photo = checked_photo(desk, &label).await?;
 
-    let request = decode_export(desk, form, field, export_bytes.clone()).await?;
+    let request = decode_export(desk, form, field, &export).await?;
     let now = desk.clock.now();
     let verified = request
         .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
@@ -327,10 +369,10 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     .map_err(IntakeError::internal)?;
     let export_blob = desk
         .blobs
-        .put(export_bytes)
+        .put_upload(&export, export.len())
         .await
         .map_err(IntakeError::storing)?;
-    let label_blob = match desk.blobs.put(label_bytes).await {
+    let label_blob = match desk.blobs.put_upload(&label, photo.picture_len).await {
         Ok(blob) => blob,
         Err(e) => {
             remove_blobs(desk, &[&export_blob]).await;
@@ -343,7 +385,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         export_form: form,
         export_blob: export_blob.clone(),
         label_blob: label_blob.clone(),
-        label_media_type: media_type.to_owned(),
+        label_media_type: photo.media_type.to_owned(),
         devices: verified.devices().to_vec(),
         flags,
         created_at: now,
@@ -351,6 +393,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     let outcome = desk.store.create_ticket(&ticket, &acknowledgment).await;
     match outcome {
         Ok(CreateOutcome::Created { number, superseded }) => {
+            desk.mail_queued.notify_one();
             tracing::info!(ticket = %number, devices = ticket.devices.len(), "ticket created");
             Ok(Submitted {
                 status_url,
@@ -386,23 +429,31 @@ async fn remove_blobs(desk: &Desk, blobs: &[&String]) {
     }
 }
 
-/// Checks a label photo off the async workers; returns the picture to store (without
-/// anything appended after its end) and its media type.
-async fn checked_photo(
-    desk: &Desk,
-    bytes: Vec<u8>,
-) -> Result<(Vec<u8>, &'static str), IntakeError> {
+/// Checks a label photo: its header on the spot, its pixels as picture work, with the
+/// memory its header declares reserved first. Says how much of the upload is the
+/// picture (anything appended after its end is not stored) and its media type.
+async fn checked_photo(desk: &Desk, upload: &Upload) -> Result<photo::CheckedPhoto, IntakeError> {
+    let refused = |message: String| IntakeError::one("label_photo", message);
+    let (declared, reading) = picture_memory(upload).await?;
+    let memory = reading + declared.map_or(0, |d| d.proof_memory());
     let max_pixels = desk.settings.max_label_pixels;
-    let (mut bytes, checked) = desk
-        .image_work(move || {
-            let checked = photo::check_label_photo(&bytes, max_pixels);
-            (bytes, checked)
+    let upload = upload.clone();
+    desk.pictures
+        .run(PictureJob::PhotoProof, memory, move || {
+            upload.with_bytes(|bytes| {
+                let inspected = photo::inspect_label_photo(bytes, max_pixels)?;
+                // What was reserved came from the same header; a file that reads
+                // differently the second time is crafted, not a photo.
+                if Some(inspected.declared()) != declared {
+                    return Err(photo::DAMAGED.to_owned());
+                }
+                photo::prove_label_photo(bytes, &inspected)
+            })
         })
         .await
-        .map_err(|e| IntakeError::one("label_photo", e.to_string()))?;
-    let checked = checked.map_err(|message| IntakeError::one("label_photo", message))?;
-    bytes.truncate(checked.picture_len);
-    Ok((bytes, checked.media_type))
+        .map_err(|e| picture_failure("label_photo", e))?
+        .map_err(IntakeError::internal)?
+        .map_err(refused)
 }
 
 /// The customer's answer to "new photo, please": checks the photo, stores it, puts the
@@ -415,7 +466,7 @@ pub async fn replace_label_photo(
     let Some(upload) = raw
         .files
         .get("label_photo")
-        .filter(|u| !u.bytes.is_empty())
+        .filter(|u| !u.is_empty())
         .cloned()
     else {
         return Err(IntakeError::one(
@@ -423,11 +474,15 @@ pub async fn replace_label_photo(
             "please choose a photo of the device label",
         ));
     };
-    let (bytes, media_type) = checked_photo(desk, upload.bytes).await?;
-    let blob = desk.blobs.put(bytes).await.map_err(IntakeError::storing)?;
+    let photo = checked_photo(desk, &upload).await?;
+    let blob = desk
+        .blobs
+        .put_upload(&upload, photo.picture_len)
+        .await
+        .map_err(IntakeError::storing)?;
     match desk
         .store
-        .replace_label_photo(ticket_id, &blob, media_type, desk.clock.now())
+        .replace_label_photo(ticket_id, &blob, photo.media_type, desk.clock.now())
         .await
     {
         Ok(old) => {

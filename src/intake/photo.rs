@@ -1,7 +1,7 @@
 //! The label photo: it must really be a JPEG or PNG of sane size. The header is read
 //! before anything is decoded, so a picture that declares 100,000 × 100,000 pixels is
-//! refused without allocating for it; then the whole picture is decoded under memory
-//! limits, so a truncated or corrupt file is refused too.
+//! refused without allocating for it; then every pixel is decoded, in as little memory
+//! as the format allows, so a truncated or corrupt file is refused too.
 //!
 //! The container is walked segment by segment as well: a photo carrying megabytes of
 //! metadata is refused, and whatever follows the picture's end marker (a ZIP appended to
@@ -10,7 +10,11 @@
 
 use std::io::Cursor;
 
-use image::{ImageFormat, ImageReader, Limits};
+use image::{ImageFormat, ImageReader};
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
 
 /// The smallest side a readable label photo can have.
 pub const MIN_SIDE: u32 = 200;
@@ -48,7 +52,7 @@ pub const MAX_METADATA_BYTES: usize = 2 * 1024 * 1024;
 pub struct CheckedPhoto {
     pub media_type: &'static str,
     /// Where the picture ends: bytes after this are not part of it and are not stored.
-    pub picture_len: usize,
+    pub picture_len: u64,
 }
 
 /// How a picture file is laid out: its metadata size and where its end marker is.
@@ -58,7 +62,7 @@ struct Layout {
     end: usize,
 }
 
-const DAMAGED: &str = "the label photo is damaged or cut off: take or send it again";
+pub const DAMAGED: &str = "the label photo is damaged or cut off: take or send it again";
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<usize> {
     Some(usize::from(u16::from_be_bytes(
@@ -137,8 +141,117 @@ fn png_layout(bytes: &[u8]) -> Option<Layout> {
     }
 }
 
+/// A picture's kind and size as its header declares them, read from the first few
+/// kilobytes, so the memory to decode it can be reserved before it is read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Declared {
+    format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Declared {
+    /// The most memory proving the picture may take. A JPEG is decoded to one grey byte
+    /// per pixel, with room for the decoder's coefficients; a PNG is read a row at a time.
+    pub fn proof_memory(&self) -> u64 {
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        match self.format {
+            ImageFormat::Png => u64::from(self.width) * 8 * 4 + (1 << 20),
+            _ => pixels * 3 + (1 << 20),
+        }
+    }
+}
+
+/// Reads a JPEG's or PNG's declared size: the PNG header chunk, or the JPEG segments up
+/// to the start of frame, skipping metadata by its length rather than reading it.
+pub fn declared(reader: impl std::io::Read) -> Option<Declared> {
+    let mut reader = std::io::BufReader::with_capacity(4096, reader);
+    fn take(reader: &mut impl std::io::Read, n: usize) -> Option<Vec<u8>> {
+        let mut buffer = vec![0; n];
+        reader.read_exact(&mut buffer).ok()?;
+        Some(buffer)
+    }
+    let be16 = |b: &[u8]| u32::from(u16::from_be_bytes([b[0], b[1]]));
+    let start = take(&mut reader, 2)?;
+    if start == b"\x89P" {
+        let rest = take(&mut reader, 22)?;
+        if &rest[..6] != b"NG\r\n\x1a\n" || &rest[10..14] != b"IHDR" {
+            return None;
+        }
+        let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        return Some(Declared {
+            format: ImageFormat::Png,
+            width: be32(&rest[14..18]),
+            height: be32(&rest[18..22]),
+        });
+    }
+    if start != b"\xff\xd8" {
+        return None;
+    }
+    // Metadata is bounded, so the frame header comes within a few megabytes.
+    let mut skipped = 0usize;
+    loop {
+        let mut marker = take(&mut reader, 2)?;
+        while marker[1] == 0xFF {
+            marker = vec![0xFF, take(&mut reader, 1)?[0]];
+        }
+        if marker[0] != 0xFF {
+            return None;
+        }
+        match marker[1] {
+            0x01 | 0xD0..=0xD7 => continue,
+            // Start of scan or end of image before any frame header.
+            0xDA | 0xD9 => return None,
+            _ => {}
+        }
+        let length = usize::try_from(be16(&take(&mut reader, 2)?))
+            .ok()?
+            .checked_sub(2)?;
+        if matches!(marker[1], 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF) {
+            let frame = take(&mut reader, length.max(5))?;
+            return Some(Declared {
+                format: ImageFormat::Jpeg,
+                width: be16(&frame[3..5]),
+                height: be16(&frame[1..3]),
+            });
+        }
+        skipped += length;
+        if skipped > MAX_METADATA_BYTES + (1 << 20) {
+            return None;
+        }
+        std::io::copy(
+            &mut std::io::Read::take(&mut reader, length as u64),
+            &mut std::io::sink(),
+        )
+        .ok()
+        .filter(|copied| *copied == length as u64)?;
+    }
+}
+
+/// What a label photo's container and header say, read without decoding a pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InspectedPhoto {
+    declared: Declared,
+    media_type: &'static str,
+    picture_len: usize,
+}
+
+impl InspectedPhoto {
+    /// What the header declares, to compare with what was reserved for it.
+    pub fn declared(&self) -> Declared {
+        self.declared
+    }
+}
+
 /// Checks a label photo; says what it is and how much of it is the picture.
 pub fn check_label_photo(bytes: &[u8], max_pixels: u64) -> Result<CheckedPhoto, String> {
+    let inspected = inspect_label_photo(bytes, max_pixels)?;
+    prove_label_photo(bytes, &inspected)
+}
+
+/// The cheap half of the check: the file's kind, its layout (metadata size, where the
+/// picture ends) and its declared size, all refused before any pixel is decoded.
+pub fn inspect_label_photo(bytes: &[u8], max_pixels: u64) -> Result<InspectedPhoto, String> {
     let (format, media_type) = if bytes.starts_with(b"\xff\xd8\xff") {
         (ImageFormat::Jpeg, "image/jpeg")
     } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
@@ -161,9 +274,7 @@ pub fn check_label_photo(bytes: &[u8], max_pixels: u64) -> Result<CheckedPhoto, 
             megabytes(MAX_METADATA_BYTES)
         ));
     }
-    let bytes = &bytes[..layout.end];
-    let reader = || ImageReader::with_format(Cursor::new(bytes), format);
-    let (width, height) = reader()
+    let (width, height) = ImageReader::with_format(Cursor::new(&bytes[..layout.end]), format)
         .into_dimensions()
         .map_err(|_| "the label photo is damaged: its header cannot be read".to_owned())?;
     if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > max_pixels {
@@ -176,17 +287,59 @@ pub fn check_label_photo(bytes: &[u8], max_pixels: u64) -> Result<CheckedPhoto, 
             "the label photo is only {width}×{height} pixels; the serial number cannot be read on it (at least {MIN_SIDE}×{MIN_SIDE})"
         ));
     }
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(max_pixels.saturating_mul(4).saturating_add(64 << 20));
-    let mut decoder = reader();
-    decoder.limits(limits);
-    decoder.decode().map_err(|_| DAMAGED.to_owned())?;
-    Ok(CheckedPhoto {
+    Ok(InspectedPhoto {
+        declared: Declared {
+            format,
+            width,
+            height,
+        },
         media_type,
         picture_len: layout.end,
     })
+}
+
+/// The costly half: decodes every pixel, so a truncated or corrupt picture is refused.
+/// Nothing is kept but the verdict: a JPEG is decoded to grey (colour conversion proves
+/// nothing more), a PNG row by row, so proving a 50-megapixel PNG takes a row of memory.
+pub fn prove_label_photo(bytes: &[u8], inspected: &InspectedPhoto) -> Result<CheckedPhoto, String> {
+    let bytes = &bytes[..inspected.picture_len];
+    let decoded = match inspected.declared.format {
+        ImageFormat::Png => prove_png(bytes),
+        _ => prove_jpeg(bytes, inspected.declared),
+    };
+    decoded.ok_or_else(|| DAMAGED.to_owned())?;
+    Ok(CheckedPhoto {
+        media_type: inspected.media_type,
+        picture_len: inspected.picture_len as u64,
+    })
+}
+
+fn prove_jpeg(bytes: &[u8], declared: Declared) -> Option<()> {
+    let options = DecoderOptions::default()
+        // As lenient as browsers are with phone cameras' quirks; damage that matters
+        // (a cut-off file, garbage segments) is still an error.
+        .set_strict_mode(false)
+        .set_max_width(MAX_SIDE as usize)
+        .set_max_height(MAX_SIDE as usize)
+        .jpeg_set_out_colorspace(ColorSpace::Luma);
+    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().ok()?;
+    let info = decoder.info()?;
+    // The header read by the decoder must agree with the one the size check read.
+    if (u32::from(info.width), u32::from(info.height)) != (declared.width, declared.height) {
+        return None;
+    }
+    let mut grey = vec![0; decoder.output_buffer_size()?];
+    decoder.decode_into(&mut grey).ok()
+}
+
+fn prove_png(bytes: &[u8]) -> Option<()> {
+    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+    decoder.set_limits(png::Limits { bytes: 64 << 20 });
+    decoder.set_ignore_text_chunk(true);
+    let mut reader = decoder.read_info().ok()?;
+    while reader.next_row().ok()?.is_some() {}
+    reader.finish().ok()
 }
 
 fn megabytes(bytes: usize) -> String {
@@ -213,7 +366,7 @@ mod tests {
             check_label_photo(&picture, 50_000_000),
             Ok(CheckedPhoto {
                 media_type: "image/png",
-                picture_len: picture.len()
+                picture_len: picture.len() as u64
             })
         );
     }
@@ -250,7 +403,7 @@ mod tests {
             let mut polyglot = picture.clone();
             polyglot.extend_from_slice(b"PK\x03\x04 a zip archive follows");
             let checked = check_label_photo(&polyglot, 50_000_000).unwrap();
-            assert_eq!(checked.picture_len, picture.len());
+            assert_eq!(checked.picture_len, picture.len() as u64);
         }
     }
 
@@ -260,7 +413,33 @@ mod tests {
         let thumbnail = jpeg(8, 8);
         let with_thumbnail = with_app1(&picture, thumbnail.len(), &thumbnail);
         let checked = check_label_photo(&with_thumbnail, 50_000_000).unwrap();
-        assert_eq!(checked.picture_len, with_thumbnail.len());
+        assert_eq!(checked.picture_len, with_thumbnail.len() as u64);
+    }
+
+    #[test]
+    fn the_declared_size_is_read_from_the_header_alone() {
+        let picture = jpeg(300, 200);
+        let thumbnail = jpeg(8, 8);
+        let cases = [
+            (png(640, 480), (640, 480)),
+            (picture.clone(), (300, 200)),
+            // The thumbnail's own frame header sits inside the metadata, and is skipped.
+            (with_app1(&picture, thumbnail.len(), &thumbnail), (300, 200)),
+            (with_app1(&picture, 1_500_000, b"Exif\0\0"), (300, 200)),
+        ];
+        for (bytes, size) in cases {
+            let declared = declared(bytes.as_slice()).expect("a header");
+            assert_eq!((declared.width, declared.height), size);
+            // The same as the full inspection reads, which decides what is reserved.
+            let inspected = inspect_label_photo(&bytes, 50_000_000).expect("a photo");
+            assert_eq!(inspected.declared(), declared);
+        }
+        // Only the first bytes are needed: a cut-off file still declares its size.
+        let head = &picture[..picture.len() / 2];
+        assert!(declared(head).is_some());
+        for not_a_picture in [&b""[..], b"GIF89a", b"\xff\xd8\xff\xd9", &picture[..8]] {
+            assert_eq!(declared(not_a_picture), None);
+        }
     }
 
     #[test]

@@ -4,3 +4,4 @@
 
 pub mod compose;
 pub mod outbox;
+pub mod smtp;

@@ -8,23 +8,32 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MimeAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::AsyncSmtpTransport;
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::clock::Clock;
+use crate::mail::smtp::{RelayUrlError, SmtpRelay};
 use crate::store::{OutboxMessage, Store, StoreError};
 
-/// Messages leased per round. Sent one after another, each within the SMTP timeout, a
-/// batch must finish inside its lease, or another replica would take over messages still
-/// waiting here and send them again.
-const BATCH: i64 = 4;
+/// Messages leased per round, in turns of `outbox_connections` at once. A batch must
+/// finish inside its lease, or another replica would take over messages still waiting
+/// here and send them again.
+const TURNS_PER_BATCH: usize = 2;
 const MAX_RETRY_SECS: i64 = 3600;
 
-/// The outbox's clockwork (`outbox_lease_secs`, `outbox_retry_secs`).
+/// The outbox's clockwork and pace (`outbox_lease_secs`, `outbox_retry_secs`,
+/// `outbox_connections`).
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
+    /// Messages sent at once, each on its own pooled SMTP connection. Each message waits
+    /// on the relay's answers more than it works, so throughput comes from sending
+    /// several at once.
+    pub connections: usize,
     /// How long a leased batch is reserved for one worker.
     pub lease_secs: i64,
     /// First retry after this many seconds, doubling up to an hour.
@@ -36,15 +45,21 @@ impl Timing {
         Self {
             lease_secs: i64::try_from(settings.outbox_lease_secs).unwrap_or(i64::MAX),
             first_retry_secs: i64::try_from(settings.outbox_retry_secs).unwrap_or(3600),
+            connections: settings.outbox_connections.max(1),
         }
     }
 
+    /// Messages leased per round.
+    fn batch(&self) -> i64 {
+        i64::try_from(self.connections * TURNS_PER_BATCH).unwrap_or(i64::MAX)
+    }
+
     /// The SMTP timeout of one message: a quarter of the lease is kept as a margin for
-    /// clocks and the database, the rest is shared by the batch.
+    /// clocks and the database, the rest is shared by the batch's turns.
     pub fn send_timeout(&self) -> Duration {
         let usable = self.lease_secs - self.lease_secs / 4;
         Duration::from_millis(
-            u64::try_from(usable * 1000 / BATCH)
+            u64::try_from(usable * 1000 / TURNS_PER_BATCH as i64)
                 .unwrap_or(1000)
                 .max(1000),
         )
@@ -56,14 +71,18 @@ impl Default for Timing {
         Self {
             lease_secs: 120,
             first_retry_secs: 30,
+            connections: 32,
         }
     }
 }
 
-/// Where mail goes: an SMTP server, or `.eml` files when none is configured.
+/// Where mail goes: an SMTP relay, or `.eml` files when none is configured.
 #[derive(Clone)]
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `smtp://`, plain or STARTTLS, on our own pool (see `mail::smtp` for why).
+    Smtp(Arc<SmtpRelay>),
+    /// `smtps://`: lettre's transport, the only one that can open TLS from the first byte.
+    ImplicitTls(AsyncSmtpTransport<Tokio1Executor>),
     Files(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -79,12 +98,20 @@ impl Transport {
     /// An SMTP transport from `smtp://` / `smtps://` URL, with a short timeout so an
     /// unreachable server fails the attempt instead of hanging the worker.
     pub fn smtp(url: &str, timing: Timing) -> Result<Self, TransportError> {
+        match SmtpRelay::from_url(url, timing.send_timeout(), timing.connections) {
+            Ok(relay) => return Ok(Self::Smtp(Arc::new(relay))),
+            Err(RelayUrlError::Invalid(why)) => return Err(TransportError::BadUrl(why.to_owned())),
+            Err(RelayUrlError::NotOurs) => {}
+        }
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             // The error text can contain the URL, and the URL can contain a password.
             .map_err(|_| TransportError::BadUrl("check the scheme, host and port".to_owned()))?
             .timeout(Some(timing.send_timeout()))
+            .pool_config(
+                PoolConfig::new().max_size(u32::try_from(timing.connections).unwrap_or(u32::MAX)),
+            )
             .build();
-        Ok(Self::Smtp(transport))
+        Ok(Self::ImplicitTls(transport))
     }
 
     pub fn files(dir: &std::path::Path) -> Result<Self, TransportError> {
@@ -95,7 +122,8 @@ impl Transport {
 
     async fn send(&self, message: Message) -> Result<(), String> {
         match self {
-            Self::Smtp(smtp) => smtp
+            Self::Smtp(relay) => relay.send(message.envelope(), &message.formatted()).await,
+            Self::ImplicitTls(smtp) => smtp
                 .send(message)
                 .await
                 .map(|_| ())
@@ -111,6 +139,7 @@ impl Transport {
 
 pub struct OutboxWorker {
     store: Arc<dyn Store>,
+    queued: Arc<tokio::sync::Notify>,
     transport: Transport,
     from: Mailbox,
     max_attempts: u32,
@@ -126,6 +155,13 @@ pub struct Round {
     pub dead: usize,
 }
 
+/// What became of one message.
+enum Outcome {
+    Sent,
+    Retried,
+    Dead,
+}
+
 impl OutboxWorker {
     pub fn new(
         store: Arc<dyn Store>,
@@ -137,6 +173,7 @@ impl OutboxWorker {
     ) -> Self {
         Self {
             store,
+            queued: Arc::default(),
             transport,
             from,
             max_attempts,
@@ -145,55 +182,78 @@ impl OutboxWorker {
         }
     }
 
+    /// Rung by whoever queues a message on this replica, so it goes out now rather than
+    /// at the next poll. Other replicas' messages are found by polling.
+    pub fn queued(&self) -> Arc<tokio::sync::Notify> {
+        self.queued.clone()
+    }
+
     /// Sends every message that is due now.
     pub async fn run_once(&self) -> Result<Round, StoreError> {
         let mut round = Round::default();
         loop {
             let due = self
                 .store
-                .claim_due_mail(self.clock.now(), self.timing.lease_secs, BATCH)
+                .claim_due_mail(
+                    self.clock.now(),
+                    self.timing.lease_secs,
+                    self.timing.batch(),
+                )
                 .await?;
             if due.is_empty() {
                 return Ok(round);
             }
-            for message in due {
-                match self.deliver(&message).await {
-                    Ok(()) => {
-                        self.store
-                            .mark_mail_sent(message.id, self.clock.now())
-                            .await?;
-                        tracing::info!(outbox_id = message.id, "mail sent");
-                        round.sent += 1;
-                        crate::observability::mail("sent");
-                    }
-                    Err(error) => {
-                        let attempts = message.attempts + 1;
-                        let retry_at = (attempts < i64::from(self.max_attempts)).then(|| {
-                            let delay = self
-                                .timing
-                                .first_retry_secs
-                                .saturating_mul(1 << (attempts - 1).min(20))
-                                .min(MAX_RETRY_SECS);
-                            self.clock.now().plus_seconds(delay)
-                        });
-                        tracing::warn!(outbox_id = message.id, attempts, dead = retry_at.is_none(), %error, "mail not sent");
-                        self.store
-                            .mark_mail_failed(message.id, &error, retry_at)
-                            .await?;
-                        if retry_at.is_some() {
-                            round.retried += 1;
-                            crate::observability::mail("retry");
-                        } else {
-                            round.dead += 1;
-                            crate::observability::mail("dead");
-                        }
-                    }
+            let outcomes: Vec<_> = futures_util::stream::iter(due)
+                .map(|message| async move { self.send_and_record(&message).await })
+                .buffer_unordered(self.timing.connections)
+                .collect()
+                .await;
+            for outcome in outcomes {
+                match outcome? {
+                    Outcome::Sent => round.sent += 1,
+                    Outcome::Retried => round.retried += 1,
+                    Outcome::Dead => round.dead += 1,
                 }
             }
         }
     }
 
-    /// Runs rounds until `shutdown` turns true, finishing the message in hand first.
+    async fn send_and_record(&self, message: &OutboxMessage) -> Result<Outcome, StoreError> {
+        match self.deliver(message).await {
+            Ok(()) => {
+                self.store
+                    .mark_mail_sent(message.id, self.clock.now())
+                    .await?;
+                tracing::info!(outbox_id = message.id, "mail sent");
+                crate::observability::mail("sent");
+                Ok(Outcome::Sent)
+            }
+            Err(error) => {
+                let attempts = message.attempts + 1;
+                let retry_at = (attempts < i64::from(self.max_attempts)).then(|| {
+                    let delay = self
+                        .timing
+                        .first_retry_secs
+                        .saturating_mul(1 << (attempts - 1).min(20))
+                        .min(MAX_RETRY_SECS);
+                    self.clock.now().plus_seconds(delay)
+                });
+                tracing::warn!(outbox_id = message.id, attempts, dead = retry_at.is_none(), %error, "mail not sent");
+                self.store
+                    .mark_mail_failed(message.id, &error, retry_at)
+                    .await?;
+                if retry_at.is_some() {
+                    crate::observability::mail("retry");
+                    Ok(Outcome::Retried)
+                } else {
+                    crate::observability::mail("dead");
+                    Ok(Outcome::Dead)
+                }
+            }
+        }
+    }
+
+    /// Runs rounds until `shutdown` turns true, finishing the messages in hand first.
     pub async fn run(self, poll: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
             if let Err(error) = self.run_once().await {
@@ -201,6 +261,7 @@ impl OutboxWorker {
             }
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
+                _ = self.queued.notified() => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {

@@ -101,6 +101,12 @@ fn alphanumeric_code(data: &str) -> Result<QrCode, QrError> {
     Err(QrError::Capacity)
 }
 
+/// The memory reading the code of a picture this size may take: the decoded colour
+/// picture, its grey copy and the detector's working copy.
+pub fn decode_memory(width: u32, height: u32) -> u64 {
+    (u64::from(width) * u64::from(height)).min(MAX_QR_IMAGE_PIXELS) * 6
+}
+
 /// Finds exactly one QR code in a PNG or JPEG picture and returns the text it holds.
 /// Dimensions are checked from the header before any pixel is decoded.
 pub fn read_image(bytes: &[u8]) -> Result<String, QrError> {

@@ -185,6 +185,7 @@ pub async fn approve(
         })
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
+    desk.mail_queued.notify_one();
     tracing::info!(devices = responses.len(), key_id = %signer.id(), "ticket approved and signed");
     crate::observability::signatures(signer.id().as_str(), responses.len());
     Ok(Approved::Signed)
@@ -226,7 +227,9 @@ pub async fn reject(
     desk.store
         .reject(ticket.id, user.id, reason.as_str(), &mail, desk.clock.now())
         .await
-        .map_err(|e| ReviewError::from_store(e, number))
+        .map_err(|e| ReviewError::from_store(e, number))?;
+    desk.mail_queued.notify_one();
+    Ok(())
 }
 
 /// Sends the ticket back to the customer for a better label photo.
@@ -260,7 +263,9 @@ pub async fn request_photo(
     desk.store
         .request_photo(ticket.id, user.id, note, &mail, desk.clock.now())
         .await
-        .map_err(|e| ReviewError::from_store(e, number))
+        .map_err(|e| ReviewError::from_store(e, number))?;
+    desk.mail_queued.notify_one();
+    Ok(())
 }
 
 /// Puts a dead e-mail of the ticket back in the outbox.
@@ -275,5 +280,7 @@ pub async fn retry_mail(
     desk.store
         .retry_mail(ticket.id, mail_id, user.id, desk.clock.now())
         .await
-        .map_err(|e| ReviewError::from_store(e, number))
+        .map_err(|e| ReviewError::from_store(e, number))?;
+    desk.mail_queued.notify_one();
+    Ok(())
 }

@@ -20,6 +20,8 @@ pub struct ApiError {
 const UNAVAILABLE_RETRY_SECS: i64 = 30;
 /// A full disk needs an operator: ask clients to come back in a while.
 const STORAGE_FULL_RETRY_SECS: i64 = 600;
+/// A queue of pictures clears within a minute or two.
+const BUSY_RETRY_SECS: i64 = 60;
 
 fn rate_message(retry_after: i64) -> String {
     format!("too many requests in a short time: please try again in {retry_after} seconds")
@@ -159,6 +161,10 @@ impl From<IntakeError> for ApiError {
             error @ IntakeError::StorageFull => Self {
                 retry_after: Some(STORAGE_FULL_RETRY_SECS),
                 ..Self::new(StatusCode::INSUFFICIENT_STORAGE, error.to_string())
+            },
+            error @ IntakeError::Busy => Self {
+                retry_after: Some(BUSY_RETRY_SECS),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
             },
             IntakeError::Internal(cause) => Self::internal(cause.as_ref()),
         }

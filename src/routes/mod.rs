@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod intake_api;
 mod pages;
+mod server_timing;
 mod signin;
 mod tokens;
 mod upload;
@@ -17,6 +18,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 pub use error::ApiError;
+pub use server_timing::server_timing;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {

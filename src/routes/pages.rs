@@ -237,7 +237,10 @@ async fn submit(
             }];
             html(StatusCode::CONFLICT, &page)
         }
-        Err(error @ (IntakeError::RateLimited { .. } | IntakeError::StorageFull)) => {
+        Err(
+            error
+            @ (IntakeError::RateLimited { .. } | IntakeError::StorageFull | IntakeError::Busy),
+        ) => {
             let api = ApiError::from(error);
             page.general_error = Some(api.message.clone());
             super::with_retry_after(html(api.status, &page), api.retry_after)

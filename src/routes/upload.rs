@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use super::ApiError;
 use crate::desk::Desk;
-use crate::intake::{self, FILE_FIELDS, RawSubmission, TEXT_FIELDS, Upload};
+use crate::intake::{self, FILE_FIELDS, RawSubmission, TEXT_FIELDS};
 
 /// More parts than fields exist means something other than our form is talking.
 const MAX_PARTS: usize = 16;
@@ -152,26 +152,43 @@ async fn read_submission_untimed(
                 format!("the field {name} was sent twice"),
             ));
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(|e| {
+        let mut next_chunk = async || -> Result<Option<web::Bytes>, ApiError> {
+            let Some(chunk) = field.next().await else {
+                return Ok(None);
+            };
+            chunk.map(Some).map_err(|e| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!("the upload was interrupted or malformed: {e}"),
                 )
-            })?;
-            if (bytes.len() + chunk.len()) as u64 > limit {
-                return Err(ApiError::field(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    field_name,
-                    format!("{name} is larger than {}", megabytes(limit)),
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+            })
+        };
+        let too_large = || {
+            ApiError::field(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                field_name,
+                format!("{name} is larger than {}", megabytes(limit)),
+            )
+        };
         if FILE_FIELDS.contains(&field_name) {
-            raw.files.insert(name, Upload { bytes });
+            let mut upload = desk.spool.receive();
+            let mut received = 0u64;
+            while let Some(chunk) = next_chunk().await? {
+                received += chunk.len() as u64;
+                if received > limit {
+                    return Err(too_large());
+                }
+                upload.push(&chunk).await.map_err(spool_error)?;
+            }
+            raw.files.insert(name, upload.finish());
         } else {
+            let mut bytes = Vec::new();
+            while let Some(chunk) = next_chunk().await? {
+                if (bytes.len() + chunk.len()) as u64 > limit {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
             let text = String::from_utf8(bytes).map_err(|_| {
                 ApiError::field(
                     StatusCode::BAD_REQUEST,
@@ -183,6 +200,17 @@ async fn read_submission_untimed(
         }
     }
     Ok(raw)
+}
+
+/// The spool is local disk: full is the same story as full blob storage.
+fn spool_error(error: std::io::Error) -> ApiError {
+    tracing::error!(%error, "cannot spool an upload");
+    ApiError::from(match error.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            intake::IntakeError::StorageFull
+        }
+        _ => intake::IntakeError::Internal(Box::new(error)),
+    })
 }
 
 fn truncate(name: &str) -> String {

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::desk_support::{
     Backend, Mail, TestApp, customer_form, export_part, file_part, label_photo, spawn_app_on,
+    spawn_app_on_with, walk_files,
 };
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
@@ -349,6 +350,53 @@ async fn an_oversize_upload_is_refused_before_it_is_read(backend: Backend) {
     assert_eq!(app.stored_counts().await, before);
 }
 
+async fn uploads_past_the_memory_budget_are_spooled_and_stored_whole(backend: Backend) {
+    let Some(app) = spawn_app_on_with(backend, |s| s.upload_memory_mb = 1).await else {
+        return;
+    };
+    let photo = label_photo();
+    // Past the 1 MiB budget, with something after the picture's end to be cut off.
+    let mut upload = photo.clone();
+    upload.extend(std::iter::repeat_n(b'z', 1_500_000));
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 0, Timestamp::now());
+    let forms = [
+        export_part(customer_form("big@example.com"), &request, "xml")
+            .part("label_photo", file_part(upload, "label.jpg", "image/jpeg")),
+        // A small one at the same time stays in memory; both are stored.
+        submission(
+            &app.export(
+                &mut app.device("DS-2CD2143G2-I/FB1234567", "DS-2CD2143G2-I"),
+                0,
+                Timestamp::now(),
+            ),
+            "xml",
+            "small@example.com",
+        ),
+    ];
+    let [big, small] = forms;
+    let (big, small) = tokio::join!(app.submit(big), app.submit(small));
+    assert_eq!(big.status(), 201, "{:?}", big.text().await);
+    assert_eq!(small.status(), 201, "{:?}", small.text().await);
+    // The stored photo is the picture alone, and the spool is empty again.
+    let mut stored = Vec::new();
+    collect_files(&app.dir.path().join("data/blobs"), &mut stored);
+    assert_eq!(stored.iter().filter(|bytes| **bytes == photo).count(), 2);
+    assert!(stored.iter().all(|bytes| bytes.len() < 1_000_000));
+    assert_eq!(walk_files(&app.dir.path().join("data/spool")), 0);
+}
+
+fn collect_files(dir: &std::path::Path, into: &mut Vec<Vec<u8>>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_files(&path, into);
+        } else {
+            into.push(std::fs::read(path).unwrap());
+        }
+    }
+}
+
 async fn a_resubmission_finds_its_ticket_and_a_newer_export_supersedes(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
@@ -613,6 +661,7 @@ crate::on_both_backends!(
     the_agent_api_lists_shows_and_approves,
     bad_submissions_are_refused_and_leave_nothing_behind,
     an_oversize_upload_is_refused_before_it_is_read,
+    uploads_past_the_memory_budget_are_spooled_and_stored_whole,
     a_resubmission_finds_its_ticket_and_a_newer_export_supersedes,
     agent_routes_need_a_valid_token,
     racing_approvals_sign_once_and_mail_once,

@@ -83,9 +83,12 @@ impl SmtpSink {
         };
         std::thread::spawn(move || {
             let mut server = mailin_embedded::Server::new(handler);
+            // mailin serves one connection per thread, and a connection beyond them waits
+            // unanswered: this must cover every desk's outbox connections at once (the
+            // replicas test runs three desks of `outbox_connections` each).
             server
                 .with_name("smtp.test")
-                .with_num_threads(8)
+                .with_num_threads(160)
                 .with_ssl(mailin_embedded::SslConfig::None)
                 .unwrap()
                 .with_tcp_listener(listener);

@@ -1,0 +1,253 @@
+//! Uploaded files as they arrive. A file stays in memory while the desk's upload memory
+//! (`upload_memory_mb`, shared by every request) has room for it; past that it goes to
+//! a file under `<data_dir>/spool`, so two hundred 10 MB uploads at once cost disk, not
+//! memory. Spooled files are removed when the upload is dropped, and at start (a killed
+//! desk leaves some behind).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Where uploads wait to be checked and stored, and how much memory they may take.
+pub struct Spool {
+    dir: PathBuf,
+    memory: Arc<Semaphore>,
+}
+
+impl Spool {
+    /// A spool in `dir`, emptied of anything an earlier run left behind.
+    pub fn open(dir: PathBuf, memory_bytes: u64) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_file() {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        let permits = usize::try_from(memory_bytes)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        Ok(Self {
+            dir,
+            memory: Arc::new(Semaphore::new(permits)),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Starts receiving one file.
+    pub fn receive(&self) -> UploadWriter {
+        UploadWriter {
+            dir: self.dir.clone(),
+            memory: self.memory.clone(),
+            body: Writing::Memory(Vec::new(), None),
+            len: 0,
+        }
+    }
+}
+
+enum Writing {
+    Memory(Vec<u8>, Option<OwnedSemaphorePermit>),
+    File(tempfile::NamedTempFile),
+}
+
+/// One file being received.
+pub struct UploadWriter {
+    dir: PathBuf,
+    memory: Arc<Semaphore>,
+    body: Writing,
+    len: u64,
+}
+
+impl UploadWriter {
+    /// Adds the next chunk: in memory if the budget has room, else (from then on) on disk.
+    pub async fn push(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.len += chunk.len() as u64;
+        if let Writing::Memory(bytes, reserved) = &mut self.body {
+            let more = u32::try_from(chunk.len())
+                .ok()
+                .and_then(|n| self.memory.clone().try_acquire_many_owned(n).ok());
+            if let Some(more) = more {
+                match reserved {
+                    Some(held) => held.merge(more),
+                    None => *reserved = Some(more),
+                }
+                bytes.extend_from_slice(chunk);
+                return Ok(());
+            }
+            let held = std::mem::take(bytes);
+            let dir = self.dir.clone();
+            let file = tokio::task::spawn_blocking(move || {
+                let mut file = tempfile::NamedTempFile::new_in(dir)?;
+                file.write_all(&held)?;
+                Ok::<_, std::io::Error>(file)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            // Dropping the old state gives its memory back to the budget.
+            self.body = Writing::File(file);
+        }
+        if let Writing::File(file) = &mut self.body {
+            let chunk = chunk.to_vec();
+            let mut handle = file.as_file().try_clone()?;
+            tokio::task::spawn_blocking(move || handle.write_all(&chunk))
+                .await
+                .map_err(std::io::Error::other)??;
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Upload {
+        let body = match self.body {
+            Writing::Memory(bytes, reserved) => Body::Memory {
+                bytes,
+                _reserved: reserved,
+            },
+            Writing::File(file) => Body::File(file),
+        };
+        Upload(Arc::new(Received {
+            body,
+            len: self.len,
+        }))
+    }
+}
+
+enum Body {
+    Memory {
+        bytes: Vec<u8>,
+        /// Its share of the upload memory, given back when the upload is dropped.
+        _reserved: Option<OwnedSemaphorePermit>,
+    },
+    File(tempfile::NamedTempFile),
+}
+
+struct Received {
+    body: Body,
+    len: u64,
+}
+
+/// A file as uploaded, in memory or spooled; cheap to clone, so picture work on the
+/// blocking pool can hold it.
+#[derive(Clone)]
+pub struct Upload(Arc<Received>);
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("len", &self.0.len)
+            .field("spooled", &self.spooled_path().is_some())
+            .finish()
+    }
+}
+
+impl Upload {
+    /// An upload already in memory (a typed reset string, a test's file).
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        let len = bytes.len() as u64;
+        Self(Arc::new(Received {
+            body: Body::Memory {
+                bytes,
+                _reserved: None,
+            },
+            len,
+        }))
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
+    }
+
+    /// The spooled file, when the upload is on disk.
+    pub fn spooled_path(&self) -> Option<&Path> {
+        match &self.0.body {
+            Body::File(file) => Some(file.path()),
+            Body::Memory { .. } => None,
+        }
+    }
+
+    /// Runs `f` over the whole upload, reading a spooled one into memory for the time
+    /// of the call. Blocking: call it on the blocking pool.
+    pub fn with_bytes<T>(&self, f: impl FnOnce(&[u8]) -> T) -> std::io::Result<T> {
+        match &self.0.body {
+            Body::Memory { bytes, .. } => Ok(f(bytes)),
+            Body::File(file) => {
+                let mut bytes = Vec::with_capacity(usize::try_from(self.0.len).unwrap_or(0));
+                file.reopen()?.read_to_end(&mut bytes)?;
+                Ok(f(&bytes))
+            }
+        }
+    }
+
+    /// The first `len` bytes, read off the async workers when spooled.
+    pub async fn bytes(&self, len: u64) -> std::io::Result<Vec<u8>> {
+        let len = usize::try_from(len.min(self.0.len)).unwrap_or(usize::MAX);
+        let upload = self.clone();
+        tokio::task::spawn_blocking(move || upload.with_bytes(|bytes| bytes[..len].to_vec()))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// A reader over the upload (for reading just a header). Blocking.
+    pub fn reader(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(match &self.0.body {
+            Body::Memory { bytes, .. } => Box::new(bytes.as_slice()),
+            Body::File(file) => Box::new(std::io::BufReader::new(file.reopen()?)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files_in(dir: &Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |d| d.count())
+    }
+
+    #[tokio::test]
+    async fn small_files_stay_in_memory_and_the_rest_goes_to_disk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spool = Spool::open(dir.path().join("spool"), 1000).expect("spool");
+        let mut small = spool.receive();
+        small.push(&[1; 600]).await.expect("push");
+        let small = small.finish();
+        assert_eq!(small.spooled_path(), None);
+
+        // 600 of 1000 bytes are taken: the next file spills once it needs more than 400.
+        let mut large = spool.receive();
+        for chunk in [[2u8; 300], [3; 300], [4; 300]] {
+            large.push(&chunk).await.expect("push");
+        }
+        let large = large.finish();
+        assert!(large.spooled_path().is_some());
+        assert_eq!(large.len(), 900);
+        let read = large.bytes(900).await.expect("read back");
+        assert_eq!(&read[..300], &[2; 300]);
+        assert_eq!(&read[600..], &[4; 300]);
+        assert_eq!(files_in(spool.dir()), 1);
+
+        // Dropping uploads gives back their memory and removes their files.
+        drop(small);
+        drop(large);
+        assert_eq!(files_in(spool.dir()), 0);
+        assert_eq!(spool.memory.available_permits(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_restart_removes_what_a_killed_desk_left() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("spool");
+        std::fs::create_dir_all(&path).expect("dir");
+        std::fs::write(path.join(".tmpleft"), b"half an upload").expect("write");
+        let spool = Spool::open(path.clone(), 10).expect("spool");
+        assert_eq!(files_in(spool.dir()), 0);
+    }
+}
