@@ -4,7 +4,11 @@
 //! ```sh
 //! cargo bench --bench desk -- --json target/bench.json
 //! cargo bench --bench desk -- --runs 1 --requests 300     # a quick look
+//! cargo bench --bench desk -- --scale-only --tickets 1000000  # queue at scale, cold start
 //! ```
+//!
+//! `--no-scale` leaves out the queue-at-scale phase (queue_at_scale.rs), which loads
+//! `--tickets N` tickets (default 1,000,000) and takes minutes.
 //!
 //! Everything runs on this machine over loopback: the desk is the release `resetdesk`
 //! binary in its own process; the load comes from a tokio client in this process; the
@@ -24,6 +28,10 @@ use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, MacAddress, 
 use resetdesk::protocol::{DeviceIdentity, ResetRequest, export_xml};
 use serde_json::{Value, json};
 
+mod approvals;
+mod memory;
+mod queue_at_scale;
+
 const BOUNDARY: &str = "bench-boundary-3f9a1c";
 
 struct Options {
@@ -31,6 +39,17 @@ struct Options {
     runs: usize,
     requests: usize,
     postgres: Option<String>,
+    /// Phases to run (`--only intake,qr,approvals,memory,scale`); all when empty.
+    only: Vec<String>,
+    approvals: usize,
+    /// Tickets for the queue-at-scale phase; `None` with `--no-scale`.
+    scale_tickets: Option<usize>,
+}
+
+impl Options {
+    fn runs_phase(&self, phase: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == phase)
+    }
 }
 
 fn options() -> Options {
@@ -42,6 +61,9 @@ fn options() -> Options {
         postgres: std::env::var("RESETDESK_BENCH_POSTGRES_URL")
             .ok()
             .or_else(|| Some("postgres://postgres@127.0.0.1:5432/test".to_owned())),
+        only: Vec::new(),
+        approvals: 10_000,
+        scale_tickets: Some(1_000_000),
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -51,6 +73,18 @@ fn options() -> Options {
                 options.requests = args.next().and_then(|n| n.parse().ok()).unwrap_or(1200);
             }
             "--no-postgres" => options.postgres = None,
+            "--only" => {
+                options.only = args
+                    .next()
+                    .map(|list| list.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default();
+            }
+            "--approvals" => {
+                options.approvals = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+            }
+            "--no-scale" => options.scale_tickets = None,
+            "--scale-only" => options.only = vec!["scale".to_owned()],
+            "--tickets" => options.scale_tickets = args.next().and_then(|n| n.parse().ok()),
             // cargo bench passes --bench; nothing to do with it.
             _ => {}
         }
@@ -104,6 +138,15 @@ fn start(command: &mut Command) -> (Server, Duration) {
 
 /// The desk in its own process on a fresh data directory.
 fn start_desk(dir: &Path, database_url: Option<&str>) -> (Server, Duration) {
+    start_desk_with(dir, database_url, &[])
+}
+
+/// The desk with some settings of its environment changed.
+fn start_desk_with(
+    dir: &Path,
+    database_url: Option<&str>,
+    settings: &[(&str, &str)],
+) -> (Server, Duration) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"));
     command
         .arg("serve")
@@ -122,6 +165,7 @@ fn start_desk(dir: &Path, database_url: Option<&str>) -> (Server, Duration) {
     } else {
         command.env_remove("RESETDESK_DATABASE_URL");
     }
+    command.envs(settings.iter().copied());
     start(&mut command)
 }
 
@@ -173,20 +217,31 @@ fn bare_server(dir: PathBuf) {
     });
 }
 
-/// A label photo of about 300 KB: a JPEG of noise-like texture compresses poorly.
-fn label_photo() -> Bytes {
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let image = image::RgbImage::from_fn(820, 615, |x, y| {
+/// A picture with a pattern of `cell`-pixel bands under xorshift noise (each channel's
+/// noise divided by `calm`): JPEG compresses it about as poorly as a real photo.
+fn textured_picture(
+    width: u32,
+    height: u32,
+    cell: u32,
+    calm: u8,
+    mut seed: u64,
+) -> image::RgbImage {
+    image::RgbImage::from_fn(width, height, |x, y| {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let [a, b, c, ..] = seed.to_le_bytes();
         image::Rgb([
-            ((x / 4) % 160) as u8 + a / 3,
-            ((y / 4) % 160) as u8 + b / 3,
-            60 + c / 3,
+            ((x / cell) % 160) as u8 + a / calm,
+            ((y / cell) % 160) as u8 + b / calm,
+            60 + c / calm,
         ])
-    });
+    })
+}
+
+/// A label photo of about 300 KB: a JPEG of noise-like texture compresses poorly.
+fn label_photo() -> Bytes {
+    let image = textured_picture(820, 615, 4, 3, 0x9E37_79B9_7F4A_7C15);
     let mut out = Vec::new();
     image
         .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Jpeg)
@@ -695,136 +750,153 @@ async fn bench(options: Options) {
 
     let mut results = serde_json::Map::new();
     let mut table = Vec::new();
-    let mut bare_c8 = Vec::new();
-    let mut bare_c64 = Vec::new();
-    for _ in 0..options.runs {
-        let (c8, c64) = bare_run(&photo, options.requests, &keys).await;
-        bare_c8.push(c8.requests_per_sec);
-        bare_c64.push(c64.requests_per_sec);
-        assert_eq!(c8.errors + c64.errors, 0, "the bare server failed requests");
-    }
-    let bare_peak = median(&mut bare_c8).max(median(&mut bare_c64));
-    results.insert(
-        "bare_upload".to_owned(),
-        json!({"c8_requests_per_sec": median(&mut bare_c8), "c64_requests_per_sec": median(&mut bare_c64)}),
-    );
-    table.push(format!(
-        "bare actix upload to file      c8 {:>7.1} req/s   c64 {:>7.1} req/s",
-        median(&mut bare_c8),
-        median(&mut bare_c64)
-    ));
-
-    for (name, admin) in &backends {
-        let mut runs = Vec::new();
-        for run in 0..options.runs {
-            let database = match admin {
-                Some(admin) => Some(
-                    postgres_database(admin, &format!("resetdesk_bench_{run}"))
-                        .await
-                        .expect("a benchmark database"),
-                ),
-                None => None,
-            };
-            let (result, _) = intake_run(&photo, options.requests, database, run).await;
-            runs.push(result);
+    if options.runs_phase("intake") {
+        let mut bare_c8 = Vec::new();
+        let mut bare_c64 = Vec::new();
+        for _ in 0..options.runs {
+            let (c8, c64) = bare_run(&photo, options.requests, &keys).await;
+            bare_c8.push(c8.requests_per_sec);
+            bare_c64.push(c64.requests_per_sec);
+            assert_eq!(c8.errors + c64.errors, 0, "the bare server failed requests");
         }
-        let pick =
-            |f: &dyn Fn(&IntakeRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
-        let c8 = Load {
-            requests_per_sec: pick(&|r| r.c8.requests_per_sec),
-            p50_ms: pick(&|r| r.c8.p50_ms),
-            p99_ms: pick(&|r| r.c8.p99_ms),
-            errors: runs.iter().map(|r| r.c8.errors).sum(),
-        };
-        let c64 = Load {
-            requests_per_sec: pick(&|r| r.c64.requests_per_sec),
-            p50_ms: pick(&|r| r.c64.p50_ms),
-            p99_ms: pick(&|r| r.c64.p99_ms),
-            errors: runs.iter().map(|r| r.c64.errors).sum(),
-        };
-        let half = Load {
-            requests_per_sec: pick(&|r| r.half_peak.requests_per_sec),
-            p50_ms: pick(&|r| r.half_peak.p50_ms),
-            p99_ms: pick(&|r| r.half_peak.p99_ms),
-            errors: runs.iter().map(|r| r.half_peak.errors).sum(),
-        };
-        let peak = c8.requests_per_sec.max(c64.requests_per_sec);
-        let ratio = peak / bare_peak;
+        let bare_peak = median(&mut bare_c8).max(median(&mut bare_c64));
+        results.insert(
+            "bare_upload".to_owned(),
+            json!({"c8_requests_per_sec": median(&mut bare_c8), "c64_requests_per_sec": median(&mut bare_c64)}),
+        );
         table.push(format!(
-            "intake {name:<9} c8 {:>7.1} req/s   c64 {:>7.1} req/s   at half peak ({:.0}/s): p50 {:.1} ms p99 {:.1} ms   errors {}   intake/bare {:.2} (target >= 0.5)",
-            c8.requests_per_sec,
-            c64.requests_per_sec,
-            half.requests_per_sec,
-            half.p50_ms,
-            half.p99_ms,
-            c8.errors + c64.errors + half.errors,
-            ratio
+            "bare actix upload to file      c8 {:>7.1} req/s   c64 {:>7.1} req/s",
+            median(&mut bare_c8),
+            median(&mut bare_c64)
+        ));
+
+        for (name, admin) in &backends {
+            let mut runs = Vec::new();
+            for run in 0..options.runs {
+                let database = match admin {
+                    Some(admin) => Some(
+                        postgres_database(admin, &format!("resetdesk_bench_{run}"))
+                            .await
+                            .expect("a benchmark database"),
+                    ),
+                    None => None,
+                };
+                let (result, _) = intake_run(&photo, options.requests, database, run).await;
+                runs.push(result);
+            }
+            let pick =
+                |f: &dyn Fn(&IntakeRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+            let c8 = Load {
+                requests_per_sec: pick(&|r| r.c8.requests_per_sec),
+                p50_ms: pick(&|r| r.c8.p50_ms),
+                p99_ms: pick(&|r| r.c8.p99_ms),
+                errors: runs.iter().map(|r| r.c8.errors).sum(),
+            };
+            let c64 = Load {
+                requests_per_sec: pick(&|r| r.c64.requests_per_sec),
+                p50_ms: pick(&|r| r.c64.p50_ms),
+                p99_ms: pick(&|r| r.c64.p99_ms),
+                errors: runs.iter().map(|r| r.c64.errors).sum(),
+            };
+            let half = Load {
+                requests_per_sec: pick(&|r| r.half_peak.requests_per_sec),
+                p50_ms: pick(&|r| r.half_peak.p50_ms),
+                p99_ms: pick(&|r| r.half_peak.p99_ms),
+                errors: runs.iter().map(|r| r.half_peak.errors).sum(),
+            };
+            let peak = c8.requests_per_sec.max(c64.requests_per_sec);
+            let ratio = peak / bare_peak;
+            table.push(format!(
+                "intake {name:<9} c8 {:>7.1} req/s   c64 {:>7.1} req/s   at half peak ({:.0}/s): p50 {:.1} ms p99 {:.1} ms   errors {}   intake/bare {:.2} (target >= 0.5)",
+                c8.requests_per_sec,
+                c64.requests_per_sec,
+                half.requests_per_sec,
+                half.p50_ms,
+                half.p99_ms,
+                c8.errors + c64.errors + half.errors,
+                ratio
+            ));
+            results.insert(
+                format!("intake_{name}"),
+                json!({
+                    "c8": load_json(&c8),
+                    "c64": load_json(&c64),
+                    "half_peak": load_json(&half),
+                    "intake_over_bare": (ratio * 1000.0).round() / 1000.0,
+                }),
+            );
+        }
+
+        let steps = intake_steps(&photo, &keys).await;
+        for (name, ms) in &steps {
+            table.push(format!("  step: {name:<32} {ms:>8.3} ms"));
+        }
+        results.insert(
+            "intake_steps_ms".to_owned(),
+            Value::Object(
+                steps
+                    .iter()
+                    .map(|(name, ms)| ((*name).to_owned(), json!((ms * 1000.0).round() / 1000.0)))
+                    .collect(),
+            ),
+        );
+    }
+    if options.runs_phase("qr") {
+        let mut qr_runs = Vec::new();
+        for _ in 0..options.runs {
+            qr_runs.push(qr_run(&photo, (options.requests / 4).max(50), 20.0).await);
+        }
+        let qr_pick =
+            |f: &dyn Fn(&QrRun) -> f64| median(&mut qr_runs.iter().map(f).collect::<Vec<_>>());
+        let (qr_rate, qr_p50, qr_p99) = (
+            qr_pick(&|r| r.qr.requests_per_sec),
+            qr_pick(&|r| r.qr.p50_ms),
+            qr_pick(&|r| r.qr.p99_ms),
+        );
+        let (alone_p99, during_p99) = (
+            qr_pick(&|r| r.others_alone.p99_ms),
+            qr_pick(&|r| r.others_during_qr.p99_ms),
+        );
+        let qr_errors: usize = qr_runs
+            .iter()
+            .map(|r| r.qr.errors + r.others_alone.errors + r.others_during_qr.errors)
+            .sum();
+        table.push(format!(
+            "QR screenshot intake (sqlite)  c8 {qr_rate:>7.1} req/s   p50 {qr_p50:.1} ms p99 {qr_p99:.1} ms   other uploads at 20/s: p99 {alone_p99:.1} ms alone, {during_p99:.1} ms during QR load   errors {qr_errors}"
         ));
         results.insert(
-            format!("intake_{name}"),
+            "qr_intake_sqlite".to_owned(),
             json!({
-                "c8": load_json(&c8),
-                "c64": load_json(&c64),
-                "half_peak": load_json(&half),
-                "intake_over_bare": (ratio * 1000.0).round() / 1000.0,
+                "c8_requests_per_sec": (qr_rate * 10.0).round() / 10.0,
+                "p50_ms": (qr_p50 * 100.0).round() / 100.0,
+                "p99_ms": (qr_p99 * 100.0).round() / 100.0,
+                "other_uploads_p99_ms_alone": (alone_p99 * 100.0).round() / 100.0,
+                "other_uploads_p99_ms_during_qr": (during_p99 * 100.0).round() / 100.0,
+                "errors": qr_errors,
             }),
         );
     }
-
-    let mut qr_runs = Vec::new();
-    for _ in 0..options.runs {
-        qr_runs.push(qr_run(&photo, (options.requests / 4).max(50), 20.0).await);
-    }
-    let qr_pick =
-        |f: &dyn Fn(&QrRun) -> f64| median(&mut qr_runs.iter().map(f).collect::<Vec<_>>());
-    let (qr_rate, qr_p50, qr_p99) = (
-        qr_pick(&|r| r.qr.requests_per_sec),
-        qr_pick(&|r| r.qr.p50_ms),
-        qr_pick(&|r| r.qr.p99_ms),
-    );
-    let (alone_p99, during_p99) = (
-        qr_pick(&|r| r.others_alone.p99_ms),
-        qr_pick(&|r| r.others_during_qr.p99_ms),
-    );
-    let qr_errors: usize = qr_runs
-        .iter()
-        .map(|r| r.qr.errors + r.others_alone.errors + r.others_during_qr.errors)
-        .sum();
-    table.push(format!(
-        "QR screenshot intake (sqlite)  c8 {qr_rate:>7.1} req/s   p50 {qr_p50:.1} ms p99 {qr_p99:.1} ms   other uploads at 20/s: p99 {alone_p99:.1} ms alone, {during_p99:.1} ms during QR load   errors {qr_errors}"
-    ));
-    results.insert(
-        "qr_intake_sqlite".to_owned(),
-        json!({
-            "c8_requests_per_sec": (qr_rate * 10.0).round() / 10.0,
-            "p50_ms": (qr_p50 * 100.0).round() / 100.0,
-            "p99_ms": (qr_p99 * 100.0).round() / 100.0,
-            "other_uploads_p99_ms_alone": (alone_p99 * 100.0).round() / 100.0,
-            "other_uploads_p99_ms_during_qr": (during_p99 * 100.0).round() / 100.0,
-            "errors": qr_errors,
-        }),
-    );
-
-    let steps = intake_steps(&photo, &keys).await;
-    for (name, ms) in &steps {
-        table.push(format!("  step: {name:<32} {ms:>8.3} ms"));
-    }
-    results.insert(
-        "intake_steps_ms".to_owned(),
-        Value::Object(
-            steps
-                .iter()
-                .map(|(name, ms)| ((*name).to_owned(), json!((ms * 1000.0).round() / 1000.0)))
-                .collect(),
-        ),
-    );
-
     let mut rates: Vec<f64> = (0..options.runs).map(|_| sign_rate(&keys)).collect();
     let rate = median(&mut rates);
     table.push(format!(
         "ring Ed25519 sign               {rate:>9.0} signatures/s (one core)"
     ));
     results.insert("ed25519_signs_per_sec".to_owned(), json!(rate.round()));
+
+    if options.runs_phase("approvals") {
+        approvals_phase(&options, &backends, &mut table, &mut results).await;
+    }
+    if options.runs_phase("memory") {
+        memory_phase(&options, &mut table, &mut results).await;
+    }
+    if let Some(tickets) = options
+        .scale_tickets
+        .filter(|_| options.runs_phase("scale"))
+    {
+        let scale = queue_at_scale::run(tickets, 1000, 5, options.postgres.as_deref()).await;
+        table.extend(scale.table);
+        results.insert("queue_at_scale".to_owned(), scale.json);
+    }
 
     let report = json!({
         "machine": machine(),
@@ -845,4 +917,102 @@ async fn bench(options: Options) {
             .expect("the JSON report is written");
         println!("JSON: {}", path.display());
     }
+}
+
+async fn approvals_phase(
+    options: &Options,
+    backends: &[(&str, Option<String>)],
+    table: &mut Vec<String>,
+    results: &mut serde_json::Map<String, Value>,
+) {
+    // The photo does not matter here; a small one keeps 10,000 tickets' blobs small.
+    let photo = small_photo();
+    for (name, admin) in backends {
+        let mut runs = Vec::new();
+        for run in 0..options.runs {
+            let database = match admin {
+                Some(admin) => Some(
+                    postgres_database(admin, &format!("resetdesk_bench_mail_{run}"))
+                        .await
+                        .expect("a benchmark database"),
+                ),
+                None => None,
+            };
+            runs.push(approvals::approvals_run(&photo, options.approvals, database, run).await);
+        }
+        let pick = |f: &dyn Fn(&approvals::ApprovalRun) -> f64| {
+            median(&mut runs.iter().map(f).collect::<Vec<_>>())
+        };
+        let (rate, p50, p99, mails) = (
+            pick(&|r| r.approvals_per_sec),
+            pick(&|r| r.p50_ms),
+            pick(&|r| r.p99_ms),
+            pick(&|r| r.mails_per_sec),
+        );
+        let errors: usize = runs.iter().map(|r| r.errors).sum();
+        let awaiting: usize = runs.iter().map(|r| r.awaiting_second).sum();
+        table.push(format!(
+            "approve -> mail {name:<9} {} approvals: {rate:>6.1} approvals/s   approve to SMTP accepted p50 {p50:.1} ms p99 {p99:.1} ms (target <= 500)   backlog delivered {mails:>6.1} mails/s (target >= 500)   errors {errors}   awaiting a second approval {awaiting}",
+            options.approvals
+        ));
+        results.insert(
+            format!("approvals_{name}"),
+            json!({
+                "approvals": options.approvals,
+                "approvals_per_sec": (rate * 10.0).round() / 10.0,
+                "approve_to_smtp_p50_ms": (p50 * 100.0).round() / 100.0,
+                "approve_to_smtp_p99_ms": (p99 * 100.0).round() / 100.0,
+                "backlog_mails_per_sec": (mails * 10.0).round() / 10.0,
+                "errors": errors,
+                "awaiting_second_approval": awaiting,
+            }),
+        );
+    }
+}
+
+async fn memory_phase(
+    options: &Options,
+    table: &mut Vec<String>,
+    results: &mut serde_json::Map<String, Value>,
+) {
+    let photo = memory::big_photo(10 * 1024 * 1024);
+    let mut runs = Vec::new();
+    for run in 0..options.runs {
+        runs.push(memory::memory_run(&photo, 200, run).await);
+    }
+    let pick =
+        |f: &dyn Fn(&memory::MemoryRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+    let (idle, peak, rate) = (
+        pick(&|r| r.idle_rss_mb),
+        pick(&|r| r.peak_rss_mb),
+        pick(&|r| r.requests_per_sec),
+    );
+    let errors: usize = runs.iter().map(|r| r.errors).sum();
+    table.push(format!(
+        "memory (sqlite) 200 concurrent uploads of {:.1} MB: peak RSS {peak:.1} MB (target <= 150), idle {idle:.1} MB, {rate:.1} uploads/s, errors {errors}",
+        photo.len() as f64 / (1024.0 * 1024.0)
+    ));
+    results.insert(
+        "memory_sqlite".to_owned(),
+        json!({
+            "clients": 200,
+            "upload_bytes": photo.len(),
+            "peak_rss_mb": (peak * 10.0).round() / 10.0,
+            "idle_rss_mb": (idle * 10.0).round() / 10.0,
+            "uploads_per_sec": (rate * 10.0).round() / 10.0,
+            "errors": errors,
+        }),
+    );
+}
+
+/// A 200×200 label photo: the smallest the desk accepts.
+fn small_photo() -> Bytes {
+    let image = image::RgbImage::from_fn(240, 200, |x, y| {
+        image::Rgb([(x % 200) as u8, (y % 200) as u8, 90])
+    });
+    let mut out = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Jpeg)
+        .expect("a JPEG");
+    Bytes::from(out)
 }
