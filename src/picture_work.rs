@@ -119,9 +119,7 @@ impl PictureWork {
             let _permits = permits;
             let _ = done.send(work());
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| PictureWorkError::Failed)?;
+        self.jobs.send(job).map_err(|_| PictureWorkError::Failed)?;
         match tokio::time::timeout(self.work_timeout, result).await {
             Ok(Ok(done)) => Ok(done),
             // The work panicked: its sender was dropped unsent.

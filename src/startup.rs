@@ -169,61 +169,63 @@ impl Application {
                 let desk = desk.clone();
                 HttpServer::new(move || {
                     App::new()
-                    .app_data(desk.clone())
-                    .app_data(
-                        web::JsonConfig::default()
-                            .limit(64 * 1024)
-                            .error_handler(|e, _| {
+                        .app_data(desk.clone())
+                        .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(
+                            |e, _| {
                                 ApiError::new(
                                     StatusCode::BAD_REQUEST,
                                     format!("the JSON body is not valid: {e}"),
                                 )
                                 .into()
-                            }),
-                    )
-                    .app_data(
-                        web::FormConfig::default()
-                            .limit(64 * 1024)
-                            .error_handler(routes::form_error),
-                    )
-                    .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            format!("the query string is not valid: {e}"),
+                            },
+                        ))
+                        .app_data(
+                            web::FormConfig::default()
+                                .limit(64 * 1024)
+                                .error_handler(routes::form_error),
                         )
-                        .into()
-                    }))
-                    // Innermost, so its redirects and refusals pass the headers and log outside it.
-                    .wrap(actix_web::middleware::from_fn(
-                        crate::auth::console_guard::console_guard,
-                    ))
-                    .wrap(
-                        actix_web::middleware::DefaultHeaders::new()
-                            // Pages carry no script; status links carry a token, so no referrer.
-                            .add((
-                                "Content-Security-Policy",
-                                "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; \
-                                     form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-                            ))
-                            .add(("X-Content-Type-Options", "nosniff"))
-                            .add(("Referrer-Policy", "no-referrer"))
-                            .add(("X-Frame-Options", "DENY")),
-                    )
-                                        .wrap(
-                                                // The path without its query: status links carry their token there.
-                        actix_web::middleware::Logger::new("%a \"%{method}xi %U\" %s %b %Dms")
-                            .custom_request_replace("method", |req| req.method().to_string())
-                            .exclude("/healthz")
-                            .exclude("/readyz")
-                            .exclude("/metrics"),
-                    )
-                    // Outside the logger: every log line of a request, the access log
-                    // included, carries its request id.
-                    .wrap(actix_web::middleware::from_fn(crate::observability::request_context))
-                    // Outside everything else, so the figure covers the guard's session
-                    // lookup and every other middleware too.
-                    .wrap(actix_web::middleware::from_fn(routes::server_timing))
-                    .configure(routes::configure)
+                        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                            ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                format!("the query string is not valid: {e}"),
+                            )
+                            .into()
+                        }))
+                        // Innermost, so its redirects and refusals pass the headers and log outside it.
+                        .wrap(actix_web::middleware::from_fn(
+                            crate::auth::console_guard::console_guard,
+                        ))
+                        .wrap(
+                            actix_web::middleware::DefaultHeaders::new()
+                                // Scripts only from /static/ (no inline script); status links
+                                // carry a token, so no referrer.
+                                .add((
+                                    "Content-Security-Policy",
+                                    "default-src 'none'; script-src 'self'; img-src 'self'; \
+                                     style-src 'unsafe-inline'; form-action 'self'; \
+                                     frame-ancestors 'none'; base-uri 'none'",
+                                ))
+                                .add(("X-Content-Type-Options", "nosniff"))
+                                .add(("Referrer-Policy", "no-referrer"))
+                                .add(("X-Frame-Options", "DENY")),
+                        )
+                        .wrap(
+                            // The path without its query: status links carry their token there.
+                            actix_web::middleware::Logger::new("%a \"%{method}xi %U\" %s %b %Dms")
+                                .custom_request_replace("method", |req| req.method().to_string())
+                                .exclude("/healthz")
+                                .exclude("/readyz")
+                                .exclude("/metrics"),
+                        )
+                        // Outside the logger: every log line of a request, the access log
+                        // included, carries its request id.
+                        .wrap(actix_web::middleware::from_fn(
+                            crate::observability::request_context,
+                        ))
+                        // Outside everything else, so the figure covers the guard's session
+                        // lookup and every other middleware too.
+                        .wrap(actix_web::middleware::from_fn(routes::server_timing))
+                        .configure(routes::configure)
                 })
                 // Slow clients get a bounded time to send headers and finish.
                 .client_request_timeout(Duration::from_secs(30))

@@ -72,11 +72,7 @@ pub enum RelayUrlError {
 impl SmtpRelay {
     /// Reads the URL the way lettre's `from_url` does, so an operator's `smtp_url` means
     /// the same as before: `smtp://[user:password@]host[:port][/hello-name][?tls=required|opportunistic]`.
-    pub fn from_url(
-        url: &str,
-        timeout: Duration,
-        max_idle: usize,
-    ) -> Result<Self, RelayUrlError> {
+    pub fn from_url(url: &str, timeout: Duration, max_idle: usize) -> Result<Self, RelayUrlError> {
         let url = url::Url::parse(url).map_err(|_| RelayUrlError::Invalid("not a URL"))?;
         if url.scheme() != "smtp" {
             return Err(RelayUrlError::NotOurs);
@@ -228,14 +224,12 @@ mod tests {
         assert!(matches!(plain.security, Security::Plain));
         assert!(plain.credentials.is_none());
 
-        let submission = relay("smtp://desk:p%40ss@mail.vendor.test/desk.vendor.test?tls=required")
-            .unwrap();
+        let submission =
+            relay("smtp://desk:p%40ss@mail.vendor.test/desk.vendor.test?tls=required").unwrap();
         assert_eq!(submission.port, 587);
         assert!(matches!(submission.security, Security::StartTlsRequired(_)));
         assert!(submission.credentials.is_some());
-        assert!(
-            matches!(&submission.hello, ClientId::Domain(name) if name == "desk.vendor.test")
-        );
+        assert!(matches!(&submission.hello, ClientId::Domain(name) if name == "desk.vendor.test"));
 
         let opportunistic = relay("smtp://mail.vendor.test:2525?tls=opportunistic").unwrap();
         assert_eq!(opportunistic.port, 2525);

@@ -3,6 +3,7 @@
 
 mod admin;
 mod agent_api;
+mod assets;
 mod console;
 mod error;
 mod health;
@@ -23,6 +24,7 @@ pub use server_timing::server_timing;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
+    assets::configure(cfg);
     intake_api::configure(cfg);
     agent_api::configure(cfg);
     pages::configure(cfg);

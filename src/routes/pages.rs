@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{ApiError, html, upload};
 use crate::desk::Desk;
-use crate::domain::{CustomerRole, TicketNumber, TicketStatus};
+use crate::domain::{CustomerRole, TicketNumber, TicketStatus, Timestamp};
 use crate::intake::{self, FieldIssue, IntakeError};
 use crate::store::{StoreError, TicketDetail};
 
@@ -295,9 +295,37 @@ struct StatusPage {
     status_text: &'static str,
     next_step: String,
     photo_url: Option<String>,
-    expires_at: Option<String>,
+    expiry: Option<Expiry>,
     devices: Vec<(String, String)>,
     submitted: String,
+}
+
+/// When an approved ticket's response stops working, as the status page shows it: the
+/// time, and the time left counted from the desk's clock (the page's script keeps it
+/// current from there).
+struct Expiry {
+    /// RFC 3339, for the page's `<time datetime>` and its script.
+    iso: String,
+    /// `2026-11-30 14:05:00`, shown with "UTC".
+    shown: String,
+    /// The desk's clock when the page was made, in Unix seconds.
+    now: i64,
+    /// `47:59:12`: hours, minutes, seconds.
+    left: String,
+    expired: bool,
+}
+
+impl Expiry {
+    fn new(expires_at: Timestamp, now: Timestamp) -> Self {
+        let left = expires_at.seconds_since(now).max(0);
+        Self {
+            iso: expires_at.to_string(),
+            shown: expires_at.to_string().replace('T', " ").replace('Z', ""),
+            now: now.unix_seconds(),
+            left: format!("{}:{:02}:{:02}", left / 3600, left / 60 % 60, left % 60),
+            expired: left == 0,
+        }
+    }
 }
 
 fn next_step(ticket: &TicketDetail) -> String {
@@ -333,15 +361,15 @@ async fn status(
             desk.keys.desk_secret.status_token(number.as_str())
         )
     });
-    let expires_at = (ticket.summary.status == TicketStatus::Approved)
+    let expiry = (ticket.summary.status == TicketStatus::Approved)
         .then(|| ticket.responses.iter().map(|r| r.expires_at).min())
         .flatten()
-        .map(|t| t.to_string().replace('T', " ").replace('Z', ""));
+        .map(|expires_at| Expiry::new(expires_at, desk.clock.now()));
     let page = StatusPage {
         status_text: ticket.summary.status.describe(),
         next_step: next_step(&ticket),
         photo_url,
-        expires_at,
+        expiry,
         devices: ticket
             .devices
             .iter()

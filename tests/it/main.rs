@@ -4,6 +4,8 @@
 mod admin_pages;
 mod audit;
 mod blobs_s3;
+mod browser;
+mod browser_pages;
 mod corpus;
 mod crash;
 mod deploy;

@@ -1,0 +1,380 @@
+//! Headless Chromium, driven over WebDriver (chromedriver + fantoccini), for the tests
+//! that must see the pages as a person's browser does.
+//!
+//! The browser comes from Debian's `chromium` and `chromium-driver` packages, which
+//! `.ci/run` installs; `RESETDESK_TEST_CHROMEDRIVER` names the driver (default
+//! `/usr/bin/chromedriver`). Where the driver is missing the browser tests say so and
+//! pass, unless `RESETDESK_TEST_BROWSER_REQUIRED` is set, as `.ci/run` sets it: there a
+//! missing browser fails the run instead of hiding it.
+//!
+//! Every page a test visits is screenshotted under
+//! `target/tmp/browser/<test>/<nn>-<name>.png`, and [`Page::check`] fails the test on any
+//! error in the page's console and on any accessibility violation axe-core finds
+//! (`RESETDESK_TEST_AXE`: the path of `axe.min.js`, which `.ci/run` installs from npm).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+/// A viewport the pages are checked in.
+#[derive(Debug, Clone, Copy)]
+pub enum Viewport {
+    /// A laptop's window.
+    Desktop,
+    /// A phone in a plant room: 390 × 844 CSS pixels, touch, a phone's user agent.
+    Phone,
+}
+
+impl Viewport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Desktop => "desktop",
+            Self::Phone => "phone",
+        }
+    }
+}
+
+/// A running chromedriver; killed when dropped.
+pub struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    /// Starts chromedriver on a free loopback port, or `None` (with a note) where this
+    /// machine has no browser and none is required.
+    pub fn start() -> Option<Self> {
+        let path = std::env::var("RESETDESK_TEST_CHROMEDRIVER")
+            .unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
+        if !std::path::Path::new(&path).exists() {
+            assert!(
+                std::env::var_os("RESETDESK_TEST_BROWSER_REQUIRED").is_none(),
+                "no chromedriver at {path}: install Debian's chromium and chromium-driver"
+            );
+            eprintln!("skipped: no chromedriver at {path} (see tests/it/browser.rs)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&path)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
+        let driver = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(driver)
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A fresh browser (its own profile, no cookies) in `viewport`, whose screenshots go
+    /// to a folder named after `test`.
+    pub async fn open(&self, test: &str, viewport: Viewport) -> Page {
+        let profile = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            // This machine reaches no network: keep Chromium from trying.
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--lang=en-US".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut chrome = json!({ "binary": chromium_binary() });
+        match viewport {
+            Viewport::Desktop => args.push("--window-size=1280,900".to_owned()),
+            Viewport::Phone => {
+                chrome["mobileEmulation"] = json!({
+                    "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2.0, "touch": true, "mobile": true },
+                    "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Mobile Safari/537.36",
+                });
+            }
+        }
+        chrome["args"] = json!(args);
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": chrome,
+            // The page's console, read back by `Page::check`.
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let client = ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(capabilities)
+            .connect(&self.url())
+            .await
+            .unwrap_or_else(|e| panic!("cannot open a Chromium session: {e}"));
+        let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("browser")
+            .join(format!("{test}-{}", viewport.name()));
+        let _ = std::fs::remove_dir_all(&shots);
+        std::fs::create_dir_all(&shots).unwrap();
+        Page {
+            client,
+            driver_url: self.url(),
+            shots,
+            shot: AtomicUsize::new(0),
+            _profile: profile,
+        }
+    }
+}
+
+fn chromium_binary() -> String {
+    std::env::var("RESETDESK_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+/// One browser window.
+pub struct Page {
+    pub client: Client,
+    driver_url: String,
+    shots: PathBuf,
+    shot: AtomicUsize,
+    _profile: tempfile::TempDir,
+}
+
+impl Page {
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => element,
+            Err(e) => panic!("no {css} on {}: {e}", self.url().await),
+        }
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.find(css).await.send_keys(text).await.unwrap();
+    }
+
+    pub async fn choose(&self, css: &str, value: &str) {
+        self.find(css).await.select_by_value(value).await.unwrap();
+    }
+
+    /// Gives a file input a file, as choosing it in the file dialog does.
+    pub async fn attach(&self, css: &str, path: &std::path::Path) {
+        self.find(css)
+            .await
+            .send_keys(&path.display().to_string())
+            .await
+            .unwrap();
+    }
+
+    /// Clicks and waits for the page the click leads to.
+    pub async fn click_and_wait(&self, css: &str) {
+        let before = self.url().await;
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        self.find(css).await.click().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // The old document's root goes stale once the new page has replaced it.
+        while old.tag_name().await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "clicking {css} on {before} led nowhere"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.find("body").await;
+    }
+
+    pub async fn url(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default()
+    }
+
+    pub async fn title(&self) -> String {
+        self.client.title().await.unwrap()
+    }
+
+    /// Saves a screenshot of the window as `<nn>-<name>.png`; returns its path.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let n = self.shot.fetch_add(1, Ordering::Relaxed);
+        let path = self.shots.join(format!("{n:02}-{name}.png"));
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// What the page wrote to its console since the last call (chromedriver's log).
+    pub async fn console(&self) -> Vec<(String, String)> {
+        let session = self.client.session_id().await.unwrap().unwrap();
+        let entries: Value = reqwest::Client::new()
+            .post(format!("{}/session/{session}/se/log", self.driver_url))
+            .json(&json!({ "type": "browser" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        entries["value"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| {
+                (
+                    entry["level"].as_str().unwrap_or_default().to_owned(),
+                    entry["message"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The checks every page passes: a screenshot named `name`, no error in the
+    /// console (a blocked script or style, a failed image, a script error all show
+    /// there), and no accessibility violation that axe-core can find.
+    pub async fn check(&self, name: &str) {
+        self.check_answered(name, 200).await;
+    }
+
+    /// [`Page::check`] for a page the desk answers with `status` on purpose (a form
+    /// with mistakes comes back as 422): Chromium logs that status as an error.
+    pub async fn check_answered(&self, name: &str, status: u16) {
+        self.screenshot(name).await;
+        let expected = format!(
+            "{} - Failed to load resource: the server responded with a status of {status} ",
+            self.url().await
+        );
+        let errors: Vec<_> = self
+            .console()
+            .await
+            .into_iter()
+            .filter(|(level, _)| level == "SEVERE" || level == "WARNING")
+            .filter(|(_, message)| status == 200 || !message.starts_with(&expected))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{name} ({}): the console shows {errors:#?}",
+            self.url().await
+        );
+        self.accessibility(name).await;
+    }
+
+    /// Runs axe-core in the page (WCAG 2 A and AA rules); fails on any violation.
+    pub async fn accessibility(&self, name: &str) {
+        let Some(axe) = axe_script() else {
+            return;
+        };
+        self.client.execute(&axe, Vec::new()).await.unwrap();
+        let result = self
+            .client
+            .execute_async(
+                r#"const done = arguments[arguments.length - 1];
+                   axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] })
+                      .then(r => done(r.violations.map(v => ({
+                          id: v.id, impact: v.impact, help: v.help,
+                          nodes: v.nodes.map(n => n.html.slice(0, 160)) }))))
+                      .catch(e => done([{ id: "axe-error", help: String(e) }]));"#,
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let violations = result.as_array().cloned().unwrap_or_default();
+        assert!(
+            violations.is_empty(),
+            "{name} ({}): axe-core finds {}",
+            self.url().await,
+            serde_json::to_string_pretty(&violations).unwrap()
+        );
+    }
+
+    /// Presses Tab until the element matching `css` has focus; fails if it never does
+    /// within `max` presses. Proves the element is reachable with the keyboard alone.
+    pub async fn tab_to(&self, css: &str, max: usize) {
+        let target = self.find(css).await;
+        for _ in 0..max {
+            self.press(Key::Tab).await;
+            let active = self.client.active_element().await.unwrap();
+            if active.element_id() == target.element_id() {
+                return;
+            }
+        }
+        panic!("{css} is not reached with {max} presses of Tab");
+    }
+
+    /// Presses Enter on whatever has focus.
+    pub async fn press_enter(&self) {
+        self.press(Key::Enter).await;
+    }
+
+    async fn press(&self, key: Key) {
+        let key = char::from(key);
+        let actions = KeyActions::new("keyboard".to_owned())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.client.perform_actions(actions).await.unwrap();
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+/// axe-core's script, if installed; required where the browser is.
+fn axe_script() -> Option<String> {
+    let path = std::env::var("RESETDESK_TEST_AXE").ok().or_else(|| {
+        let home = std::env::var("HOME").ok()?;
+        let default = format!("{home}/.cache/resetdesk/axe/node_modules/axe-core/axe.min.js");
+        std::path::Path::new(&default).exists().then_some(default)
+    });
+    match path {
+        Some(path) => Some(
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}")),
+        ),
+        None => {
+            assert!(
+                std::env::var_os("RESETDESK_TEST_BROWSER_REQUIRED").is_none(),
+                "axe-core is not installed: set RESETDESK_TEST_AXE to axe.min.js"
+            );
+            eprintln!("accessibility not checked: no axe-core (RESETDESK_TEST_AXE)");
+            None
+        }
+    }
+}

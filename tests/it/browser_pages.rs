@@ -1,0 +1,365 @@
+//! The pages in a real browser (headless Chromium): a customer fills the form with each
+//! kind of export on a laptop and on a phone, follows the status link; an agent signs in
+//! to the console, sees the label photo beside the parsed fields, claims and approves;
+//! the e-mails' HTML parts open as pages. Every page is screenshotted and must show no
+//! console error and no accessibility violation (see `browser.rs`).
+
+use std::path::{Path, PathBuf};
+
+use resetdesk::domain::Timestamp;
+use resetdesk::protocol::{export_xml, qr, reset_string};
+
+use crate::browser::{Driver, Page, Viewport};
+use crate::desk_support::{AGENT_PASSWORD, TestApp, label_photo, spawn_app};
+
+/// The three ways a customer can send the device's request.
+#[derive(Debug, Clone, Copy)]
+enum ExportKind {
+    XmlFile,
+    TypedString,
+    QrScreenshot,
+    /// The XML file dropped onto the export section (the page's script files it).
+    DroppedXml,
+    /// A screenshot of the QR code pasted into the export section.
+    PastedQr,
+}
+
+/// Hands `files` to the export section as a drop or a paste event carrying them, as the
+/// browser does when a person drops files from their desktop or pastes a screenshot.
+/// (WebDriver cannot drag from outside the browser; the event is the same.)
+async fn drop_or_paste(page: &Page, event: &str, name: &str, media_type: &str, bytes: &[u8]) {
+    use data_encoding::BASE64;
+    page.client
+        .execute(
+            r#"const [event, name, type, base64] = arguments;
+               const bytes = Uint8Array.from(atob(base64), c => c.charCodeAt(0));
+               const data = new DataTransfer();
+               data.items.add(new File([bytes], name, { type }));
+               const zone = document.getElementById('export-zone');
+               zone.dispatchEvent(event === 'drop'
+                   ? new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true })
+                   : new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));"#,
+            vec![
+                event.into(),
+                name.into(),
+                media_type.into(),
+                BASE64.encode(bytes).into(),
+            ],
+        )
+        .await
+        .unwrap();
+    let said = page.text("#export-dropped").await;
+    assert!(said.contains(name), "after the {event}: {said:?}");
+}
+
+/// Files a customer has on their phone or laptop, written where the browser can pick them.
+struct CustomerFiles {
+    dir: tempfile::TempDir,
+}
+
+impl CustomerFiles {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+/// Fills the request form as a person would and sends it; returns the ticket number.
+async fn fill_and_send_the_form(
+    app: &TestApp,
+    page: &Page,
+    files: &CustomerFiles,
+    serial: &str,
+    email: &str,
+    kind: ExportKind,
+    by_keyboard: bool,
+) -> String {
+    let mut device = app.device(serial, "DS-2CD2143G2-I");
+    let request = app.export(&mut device, 0, Timestamp::now());
+    page.goto(&app.url("/")).await;
+    page.check("form").await;
+    page.type_into("#name", "Ana López").await;
+    page.type_into("#email", email).await;
+    page.type_into("#phone", "+34 600 123 456").await;
+    page.choose("#country", "ES").await;
+    page.choose("#role", "installer").await;
+    match kind {
+        ExportKind::XmlFile => {
+            let xml = files.write("export.xml", export_xml::to_xml(&request).as_bytes());
+            page.attach("#export_xml", &xml).await;
+        }
+        ExportKind::TypedString => {
+            page.type_into("#reset_string", &reset_string::encode(&request))
+                .await;
+        }
+        ExportKind::QrScreenshot => {
+            let png = qr::encode_png(&reset_string::encode(&request)).unwrap();
+            page.attach("#export_qr", &files.write("screen.png", &png))
+                .await;
+        }
+        ExportKind::DroppedXml => {
+            let xml = export_xml::to_xml(&request);
+            drop_or_paste(
+                page,
+                "drop",
+                "export.xml",
+                "application/xml",
+                xml.as_bytes(),
+            )
+            .await;
+        }
+        ExportKind::PastedQr => {
+            let png = qr::encode_png(&reset_string::encode(&request)).unwrap();
+            drop_or_paste(page, "paste", "image.png", "image/png", &png).await;
+        }
+    }
+    page.attach("#label_photo", &files.write("label.jpg", &label_photo()))
+        .await;
+    page.screenshot("form-filled").await;
+    if by_keyboard {
+        // Reachable and usable without a mouse: Tab to the button, Enter sends.
+        page.tab_to("button[type=submit]", 40).await;
+        let before = page.url().await;
+        page.press_enter().await;
+        page.find("#ticket-number").await;
+        assert_eq!(page.url().await, before, "the form posts to itself");
+    } else {
+        page.click_and_wait("button[type=submit]").await;
+    }
+    page.check("submitted").await;
+    let number = page.text("#ticket-number").await;
+    assert!(number.starts_with("RQ-"), "{number}");
+    number
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_sends_each_kind_of_export_from_a_laptop_and_a_phone() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let files = CustomerFiles::new();
+    let laptop = [
+        ExportKind::XmlFile,
+        ExportKind::TypedString,
+        ExportKind::QrScreenshot,
+        ExportKind::DroppedXml,
+    ];
+    let phone = [
+        ExportKind::XmlFile,
+        ExportKind::TypedString,
+        ExportKind::QrScreenshot,
+        ExportKind::PastedQr,
+    ];
+    let mut n = 0;
+    for (viewport, kinds) in [(Viewport::Desktop, laptop), (Viewport::Phone, phone)] {
+        for kind in kinds {
+            n += 1;
+            let page = driver.open(&format!("customer-{kind:?}"), viewport).await;
+            let email = format!("customer{n}@example.com");
+            let number = fill_and_send_the_form(
+                &app,
+                &page,
+                &files,
+                &format!("FB{n:07}"),
+                &email,
+                kind,
+                matches!((viewport, kind), (Viewport::Desktop, ExportKind::XmlFile)),
+            )
+            .await;
+            // The status link on the confirmation page leads to the ticket.
+            page.click_and_wait("#status-link").await;
+            page.check("status").await;
+            assert!(page.title().await.contains(&number));
+            assert_eq!(
+                page.text("#status").await,
+                "Waiting for review by our support team"
+            );
+            page.close().await;
+        }
+    }
+    assert_eq!(app.stored_counts().await.0, 8, "a ticket for each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_with_mistakes_says_what_is_wrong_next_to_each_field() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    for viewport in [Viewport::Desktop, Viewport::Phone] {
+        let page = driver.open("form-errors", viewport).await;
+        page.goto(&app.url("/")).await;
+        page.type_into("#email", "not an address").await;
+        page.click_and_wait("button[type=submit]").await;
+        // axe-core checks that each invalid field still has its label and description.
+        page.check_answered("errors", 422).await;
+        // Every field marked invalid names an error message that is shown, and the
+        // mark is more than a colour: the message has words and a sign.
+        let unexplained = page
+            .client
+            .execute(
+                r#"return [...document.querySelectorAll('[aria-invalid=true]')]
+                     .filter(field => {
+                         const ids = (field.getAttribute('aria-describedby') || '').split(/\s+/);
+                         return !ids.some(id => {
+                             const note = id && document.getElementById(id);
+                             return note && note.classList.contains('error')
+                                 && note.textContent.trim().length > 10
+                                 && note.offsetParent !== null;
+                         });
+                     })
+                     .map(field => field.id);"#,
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            unexplained,
+            serde_json::json!([]),
+            "fields without their error"
+        );
+        let marked = page
+            .client
+            .execute(
+                "return document.querySelectorAll('[aria-invalid=true]').length",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert!(marked.as_u64().unwrap() >= 4, "{marked}");
+        let email_error = page.text("#email-error").await;
+        assert!(email_error.contains("e-mail"), "{email_error}");
+        // What was typed is kept.
+        let typed = page.find("#email").await.prop("value").await.unwrap();
+        assert_eq!(typed.as_deref(), Some("not an address"));
+        page.close().await;
+    }
+    assert_eq!(app.stored_counts().await.0, 0, "nothing was stored");
+}
+
+/// Signs in to the console in the browser: password, then the authenticator's code.
+async fn sign_in(app: &TestApp, page: &Page, email: &str) {
+    page.goto(&app.url("/console")).await;
+    page.check("sign-in").await;
+    page.type_into("#email", email).await;
+    page.type_into("#password", AGENT_PASSWORD).await;
+    page.click_and_wait("button[type=submit]").await;
+    page.check("second-factor").await;
+    // Each code is accepted once: move to a fresh 30-second step.
+    app.advance(30);
+    page.type_into("#code", &app.totp_code(email)).await;
+    page.click_and_wait("button[type=submit]").await;
+    assert!(
+        page.url().await.ends_with("/console"),
+        "{}",
+        page.url().await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_sees_the_evidence_side_by_side_claims_and_approves() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.create_agent("agent@vendor.test").await;
+    let files = CustomerFiles::new();
+    let customer = driver.open("agent-customer", Viewport::Desktop).await;
+    let number = fill_and_send_the_form(
+        &app,
+        &customer,
+        &files,
+        "FB7654321",
+        "owner@example.com",
+        ExportKind::XmlFile,
+        false,
+    )
+    .await;
+    customer.close().await;
+
+    let page = driver.open("agent", Viewport::Desktop).await;
+    sign_in(&app, &page, "agent@vendor.test").await;
+    page.check("queue").await;
+    page.click_and_wait(&format!("a[href='/console/tickets/{number}']"))
+        .await;
+    page.check("ticket").await;
+    // The label photo is loaded and sits beside the parsed fields, not below them.
+    let loaded = page
+        .client
+        .execute(
+            "const img = document.getElementById('label-photo'); return img.complete && img.naturalWidth;",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(loaded.as_u64(), Some(640), "the label photo shows");
+    let (photo_x, photo_y, photo_w, _) = page.find("#label-photo").await.rectangle().await.unwrap();
+    let (fields_x, fields_y, _, _) = page.find("#devices").await.rectangle().await.unwrap();
+    assert!(
+        fields_x >= photo_x + photo_w - 1.0 && (fields_y - photo_y).abs() < 80.0,
+        "photo at ({photo_x}, {photo_y}) w {photo_w}, fields at ({fields_x}, {fields_y})"
+    );
+    assert!(page.text("#devices").await.contains("FB7654321"));
+
+    page.click_and_wait("form[action$='/claim'] button").await;
+    page.check("claimed").await;
+    assert!(
+        page.text("main")
+            .await
+            .contains("Claimed by: agent@vendor.test")
+    );
+    page.type_into("#approve-note", "Label matches the export.")
+        .await;
+    page.click_and_wait("#approve").await;
+    page.check("approved").await;
+    assert_eq!(page.text("#ticket-status").await, "Approved");
+    page.close().await;
+
+    // The customer's mails, opened as pages: the subject names the ticket, the page has
+    // no error, and its status link works.
+    app.run_outbox().await;
+    let mails = app.mails_to("owner@example.com");
+    assert_eq!(mails.len(), 2, "acknowledgment and response");
+    let reader = driver.open("mails", Viewport::Phone).await;
+    for (i, mail) in mails.iter().enumerate() {
+        assert!(mail.subject.contains(&number), "{}", mail.subject);
+        assert!(!mail.text.is_empty() && !mail.html.is_empty());
+        let file = files.write(&format!("mail-{i}.html"), mail.html.as_bytes());
+        reader.goto(&file_url(&file)).await;
+        reader.check(&format!("mail-{i}")).await;
+        let link = reader
+            .find("a[href*='/status/']")
+            .await
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
+        reader.goto(&link).await;
+        reader.check(&format!("mail-{i}-status")).await;
+        assert!(reader.title().await.contains(&number));
+    }
+    // Once approved, the status page counts down to the response's expiry, live.
+    let first = reader.text("#countdown").await;
+    assert!(
+        first.starts_with("47:") || first.starts_with("48:"),
+        "{first}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let later = reader.text("#countdown").await;
+    assert!(later < first, "the countdown moved: {first} then {later}");
+    let warning = reader.text("#expiry-heading + p + p + p").await;
+    assert!(warning.contains("Do not reboot"), "{warning}");
+    reader.close().await;
+}
+
+fn file_url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
