@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod customer;
 pub mod desk;
 pub mod device;
 pub mod domain;

@@ -3,6 +3,8 @@ use std::fmt;
 use ring::hmac;
 
 const STATUS_LINK_DOMAIN: &[u8] = b"resetdesk.status-link.v1\0";
+const ACCESS_CODE_DOMAIN: &[u8] = b"resetdesk.access-code.v1\0";
+const RESPONSE_ACCESS_DOMAIN: &[u8] = b"resetdesk.response-access.v1\0";
 
 /// The desk's own 32-byte secret for web links: a status link's token is an HMAC of the
 /// ticket number under it, so the desk can recompute a customer's link at any time
@@ -30,6 +32,58 @@ impl DeskSecret {
             self.status_token(ticket_number).as_bytes(),
             token.as_bytes(),
         )
+    }
+
+    /// What the store keeps of a one-time code sent to a ticket's customer: an HMAC
+    /// bound to the ticket, so a database reader learns neither the code nor one that
+    /// would work for another ticket. Hex, 64 characters.
+    pub fn access_code_hash(&self, ticket_number: &str, code: &str) -> String {
+        let tag = self.tag(
+            ACCESS_CODE_DOMAIN,
+            &[ticket_number.as_bytes(), code.as_bytes()],
+        );
+        data_encoding::HEXLOWER.encode(tag.as_ref())
+    }
+
+    /// A short-lived token that lets the status page hand out a ticket's response file
+    /// after its one-time code was accepted: `<expiry>-<tag>`, the tag binding ticket
+    /// and expiry (Unix seconds). The status link alone never reveals a response.
+    pub fn response_access_token(&self, ticket_number: &str, expires_at: i64) -> String {
+        let expiry = expires_at.to_string();
+        let tag = self.tag(
+            RESPONSE_ACCESS_DOMAIN,
+            &[ticket_number.as_bytes(), expiry.as_bytes()],
+        );
+        format!("{expiry}-{}", crockford(&tag.as_ref()[..20]))
+    }
+
+    /// Checks a response-access token in constant time, and that it has not expired.
+    pub fn response_access_is_valid(&self, ticket_number: &str, token: &str, now: i64) -> bool {
+        let Some(expires_at) = token
+            .split_once('-')
+            .and_then(|(expiry, _)| expiry.parse::<i64>().ok())
+        else {
+            return false;
+        };
+        expires_at > now
+            && super::constant_time_eq(
+                self.response_access_token(ticket_number, expires_at)
+                    .as_bytes(),
+                token.as_bytes(),
+            )
+    }
+
+    /// HMAC-SHA256 over a domain label and length-prefixed parts, so no two different
+    /// inputs share a message.
+    fn tag(&self, domain: &[u8], parts: &[&[u8]]) -> hmac::Tag {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
+        let mut context = hmac::Context::with_key(&key);
+        context.update(domain);
+        for part in parts {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
+        }
+        context.sign()
     }
 }
 
@@ -67,5 +121,39 @@ mod tests {
         assert!(secret.status_token_is_valid("RQ-0000-1111", &token));
         assert!(!secret.status_token_is_valid("RQ-0000-1112", &token));
         assert!(!DeskSecret::from_bytes([2; 32]).status_token_is_valid("RQ-0000-1111", &token));
+    }
+
+    #[test]
+    fn access_code_hashes_are_bound_to_the_ticket_and_the_secret() {
+        let secret = DeskSecret::from_bytes([1; 32]);
+        let hash = secret.access_code_hash("RQ-0000-1111", "12345678");
+        assert_eq!(hash.len(), 64);
+        assert_eq!(hash, secret.access_code_hash("RQ-0000-1111", "12345678"));
+        assert_ne!(hash, secret.access_code_hash("RQ-0000-1112", "12345678"));
+        assert_ne!(hash, secret.access_code_hash("RQ-0000-1111", "12345679"));
+        // The parts are length-prefixed: moving a character across them changes the hash.
+        assert_ne!(
+            secret.access_code_hash("RQ-0000-111", "112345678"),
+            secret.access_code_hash("RQ-0000-1111", "12345678")
+        );
+        assert_ne!(
+            hash,
+            DeskSecret::from_bytes([2; 32]).access_code_hash("RQ-0000-1111", "12345678")
+        );
+    }
+
+    #[test]
+    fn response_access_tokens_expire_and_name_their_ticket() {
+        let secret = DeskSecret::from_bytes([1; 32]);
+        let token = secret.response_access_token("RQ-0000-1111", 1_000);
+        assert!(secret.response_access_is_valid("RQ-0000-1111", &token, 999));
+        assert!(!secret.response_access_is_valid("RQ-0000-1111", &token, 1_000));
+        assert!(!secret.response_access_is_valid("RQ-0000-1112", &token, 999));
+        // A later expiry cannot be written in without the secret.
+        let stretched = token.replacen("1000", "9000", 1);
+        assert!(!secret.response_access_is_valid("RQ-0000-1111", &stretched, 999));
+        for nonsense in ["", "-", "abc-def", "1000", "1000-"] {
+            assert!(!secret.response_access_is_valid("RQ-0000-1111", nonsense, 0));
+        }
     }
 }

@@ -35,6 +35,21 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
+/// `N` random decimal digits, each equally likely (a one-time code to type).
+pub fn random_digits<const N: usize>() -> String {
+    (0..N)
+        .map(|_| {
+            loop {
+                // 250 = 25 × 10: bytes below it map onto the ten digits evenly.
+                let [byte] = random_bytes::<1>();
+                if byte < 250 {
+                    break char::from(b'0' + byte % 10);
+                }
+            }
+        })
+        .collect()
+}
+
 /// SHA-256 of `data`; used for fingerprints and hash chains, never for secrets.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, data);
@@ -59,6 +74,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_digits_are_digits() {
+        let code = random_digits::<8>();
+        assert_eq!(code.len(), 8);
+        assert!(code.bytes().all(|b| b.is_ascii_digit()));
+        assert_ne!(code, random_digits::<8>());
+    }
 
     #[test]
     fn random_bytes_differ() {

@@ -303,3 +303,50 @@ pub fn photo_requested(
         attachment: None,
     })
 }
+
+#[derive(Template)]
+#[template(path = "mail/access_code.txt")]
+struct AccessCodeText<'a> {
+    name: &'a str,
+    number: &'a TicketNumber,
+    code: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/access_code.html")]
+struct AccessCodeHtml<'a> {
+    subject: &'a str,
+    name: &'a str,
+    number: &'a TicketNumber,
+    status_url: &'a str,
+    code: &'a str,
+}
+
+/// The one-time code that shows the response on the status page, for a customer whose
+/// response e-mail did not arrive.
+pub fn access_code(
+    ctx: &MailContext,
+    number: &TicketNumber,
+    status_url: &str,
+    customer: &Customer,
+    code: &str,
+) -> Result<NewMail, RenderError> {
+    let subject = format!("[{number}] Your code to see the reset response");
+    let name = customer.name.as_str();
+    Ok(NewMail {
+        message_id: ctx.message_id("code", number),
+        kind: "access_code",
+        recipient: customer.email.clone(),
+        body_text: AccessCodeText { name, number, code }.render()?,
+        body_html: AccessCodeHtml {
+            subject: &subject,
+            name,
+            number,
+            status_url,
+            code,
+        }
+        .render()?,
+        subject,
+        attachment: None,
+    })
+}

@@ -4,6 +4,7 @@
 
 use crate::crypto::{MasterSecret, SigningKey};
 use crate::domain::{DeviceModel, DeviceSerial, Timestamp};
+use crate::protocol::DeviceChallenge;
 use crate::protocol::challenge::VerifiedResetRequest;
 use crate::protocol::response::SignedResponse;
 use crate::protocol::response_key::ResponseKey;
@@ -42,6 +43,32 @@ pub fn respond(
                 key: ResponseKey::derive(&device_key, serial, &challenge.nonce),
                 signed: SignedResponse::sign(challenge, signer),
             }
+        })
+        .collect()
+}
+
+/// The responses a ticket was answered with, once more: the signed entries as the desk
+/// stored them, and each typed key derived again from the master secret (keys are never
+/// stored). For the status page, after the customer proved control of their address.
+/// A signed entry whose challenge is not among `challenges` is left out.
+pub fn recover_responses(
+    challenges: &[DeviceChallenge],
+    signed: &[SignedResponse],
+    master: &MasterSecret,
+) -> Vec<DeviceResponse> {
+    signed
+        .iter()
+        .filter_map(|entry| {
+            let challenge = challenges
+                .iter()
+                .find(|c| c.identity.serial == entry.serial && c.nonce == entry.nonce)?;
+            let serial = &challenge.identity.serial;
+            Some(DeviceResponse {
+                model: challenge.identity.model.clone(),
+                serial: serial.clone(),
+                key: ResponseKey::derive(&master.derive_device_key(serial), serial, &entry.nonce),
+                signed: entry.clone(),
+            })
         })
         .collect()
 }

@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod intake_api;
 mod pages;
+mod response_page;
 mod server_timing;
 mod signin;
 mod tokens;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     intake_api::configure(cfg);
     agent_api::configure(cfg);
     pages::configure(cfg);
+    response_page::configure(cfg);
     signin::configure(cfg);
     console::configure(cfg);
     admin::configure(cfg);

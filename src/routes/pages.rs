@@ -254,13 +254,13 @@ async fn submit(
 }
 
 #[derive(Deserialize)]
-struct TokenQuery {
-    t: Option<String>,
+pub(super) struct TokenQuery {
+    pub(super) t: Option<String>,
 }
 
 /// The ticket, if the link's token belongs to it. A wrong token and a missing ticket
 /// look the same, so links cannot be probed.
-async fn ticket_for_link(
+pub(super) async fn ticket_for_link(
     desk: &Desk,
     number: &str,
     token: Option<&str>,
@@ -296,6 +296,8 @@ struct StatusPage {
     next_step: String,
     photo_url: Option<String>,
     expiry: Option<Expiry>,
+    /// Where to ask for a one-time code that shows the response here.
+    code_url: Option<String>,
     devices: Vec<(String, String)>,
     submitted: String,
 }
@@ -355,12 +357,9 @@ async fn status(
         Err(response) => return response,
     };
     let number = ticket.summary.number.clone();
-    let photo_url = (ticket.summary.status == TicketStatus::AwaitingPhoto).then(|| {
-        format!(
-            "/status/{number}/photo?t={}",
-            desk.keys.desk_secret.status_token(number.as_str())
-        )
-    });
+    let token = desk.keys.desk_secret.status_token(number.as_str());
+    let photo_url = (ticket.summary.status == TicketStatus::AwaitingPhoto)
+        .then(|| format!("/status/{number}/photo?t={token}"));
     let expiry = (ticket.summary.status == TicketStatus::Approved)
         .then(|| ticket.responses.iter().map(|r| r.expires_at).min())
         .flatten()
@@ -368,6 +367,10 @@ async fn status(
     let page = StatusPage {
         status_text: ticket.summary.status.describe(),
         next_step: next_step(&ticket),
+        code_url: expiry
+            .as_ref()
+            .filter(|e| !e.expired)
+            .map(|_| format!("/status/{number}/code?t={token}")),
         photo_url,
         expiry,
         devices: ticket

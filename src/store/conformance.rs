@@ -8,8 +8,9 @@ use crate::domain::{
 };
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
-    Approval, CreateOutcome, Customer, ExportForm, FirstApproval, NewApiToken, NewMail, NewSession,
-    NewTicket, QueueCursor, QueueFilter, SessionStage, Store, StoreError, TokenScope, UserId,
+    Approval, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval, NewAccessCode,
+    NewApiToken, NewMail, NewSession, NewTicket, QueueCursor, QueueFilter, SessionStage, Store,
+    StoreError, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -853,6 +854,145 @@ pub async fn canned_reasons_are_editable(store: &dyn Store) {
     ));
 }
 
+pub async fn access_codes_work_once_within_their_limits(store: &dyn Store) {
+    let number = created(
+        store,
+        &ticket(
+            "ana@example.com",
+            vec![challenge("FB0000001", at(0))],
+            at(0),
+        ),
+    )
+    .await;
+    let ticket_id = store.ticket(&number).await.unwrap().id;
+    let issue = |hash: &str, now: Timestamp| NewAccessCode {
+        ticket_id,
+        code_hash: hash.to_owned(),
+        expires_at: now.plus_seconds(900),
+        mail: mail("access_code", "ana@example.com"),
+        now,
+    };
+    let (pending_before, ..) = store.mail_counts().await.unwrap();
+    store
+        .issue_access_code(&issue("hash-a", at(10)), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mail_counts().await.unwrap().0,
+        pending_before + 1,
+        "the code's mail is queued with it"
+    );
+    assert_eq!(
+        store
+            .redeem_access_code(ticket_id, "hash-x", at(11), 5)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { attempts_left: 4 }
+    );
+    // A new code replaces the one before it.
+    store
+        .issue_access_code(&issue("hash-b", at(20)), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_access_code(ticket_id, "hash-a", at(21), 5)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { attempts_left: 4 }
+    );
+    assert_eq!(
+        store
+            .redeem_access_code(ticket_id, "hash-b", at(22), 5)
+            .await
+            .unwrap(),
+        CodeCheck::Accepted
+    );
+    assert_eq!(
+        store
+            .redeem_access_code(ticket_id, "hash-b", at(23), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoLiveCode,
+        "a code works once"
+    );
+    // Three codes an hour, then no more until the first is an hour old.
+    store
+        .issue_access_code(&issue("hash-c", at(30)), 3)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.issue_access_code(&issue("hash-d", at(40)), 3).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Five wrong tries use a code up, even for the right code after them.
+    for left in (0..5).rev() {
+        assert_eq!(
+            store
+                .redeem_access_code(ticket_id, "hash-x", at(50), 5)
+                .await
+                .unwrap(),
+            CodeCheck::Wrong {
+                attempts_left: left
+            }
+        );
+    }
+    assert_eq!(
+        store
+            .redeem_access_code(ticket_id, "hash-c", at(51), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoLiveCode
+    );
+    // A code that expired is dead too.
+    store
+        .issue_access_code(&issue("hash-e", at(3_611)), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_access_code(ticket_id, "hash-e", at(3_611 + 900), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoLiveCode
+    );
+    // The one showing of the response is in the ticket's history and the audit log.
+    let detail = store.ticket(&number).await.unwrap();
+    let shown: Vec<_> = detail
+        .events
+        .iter()
+        .filter(|e| e.kind == "response_shown")
+        .collect();
+    assert_eq!(shown.len(), 1);
+    let audited = store
+        .recent_audit(None, Some("response.shown"), 10)
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(
+        store
+            .recent_audit(None, Some("response.code_sent"), 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    // Codes of one ticket say nothing about another's.
+    let other = created(
+        store,
+        &ticket("bo@example.com", vec![challenge("FB0000002", at(0))], at(0)),
+    )
+    .await;
+    let other_id = store.ticket(&other).await.unwrap().id;
+    assert_eq!(
+        store
+            .redeem_access_code(other_id, "hash-e", at(3_612), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoLiveCode
+    );
+}
+
 /// Runs every check above, each on a fresh store from `fresh`, which returns a guard that
 /// cleans the database up and the store, or nothing when that backend cannot run here.
 macro_rules! conformance_suite {
@@ -926,6 +1066,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::canned_reasons_are_editable(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn access_codes_work_once_within_their_limits() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::access_codes_work_once_within_their_limits(store.as_ref()).await;
         }
         #[tokio::test]
         async fn sessions_expire_when_idle() {

@@ -420,6 +420,28 @@ pub struct NewSession {
     pub expires_at: Timestamp,
 }
 
+/// A one-time code for the status page, with the mail that carries it to the customer.
+#[derive(Debug, Clone)]
+pub struct NewAccessCode {
+    pub ticket_id: i64,
+    /// The code's HMAC under the desk secret; the code itself is never stored.
+    pub code_hash: String,
+    pub expires_at: Timestamp,
+    pub mail: NewMail,
+    pub now: Timestamp,
+}
+
+/// What came of a code the customer typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// The code was right; it is used up.
+    Accepted,
+    /// Wrong; the code in force takes `attempts_left` more tries.
+    Wrong { attempts_left: i64 },
+    /// No code is in force: none was sent, it expired, was used, or took too many tries.
+    NoLiveCode,
+}
+
 /// A message claimed for sending.
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
@@ -549,6 +571,20 @@ pub trait Store: Send + Sync + 'static {
         by: UserId,
         now: Timestamp,
     ) -> StoreResult<()>;
+    /// Stores a one-time code for the ticket's status page and queues its mail, unless
+    /// `max_per_hour` codes were issued for the ticket in the hour before (`Conflict`).
+    /// A new code replaces any earlier one still in force.
+    async fn issue_access_code(&self, code: &NewAccessCode, max_per_hour: i64) -> StoreResult<()>;
+    /// Checks a typed code against the ticket's code in force, counting wrong tries up
+    /// to `max_attempts`. An accepted code is used up, and the showing of the response is
+    /// recorded in the ticket's history and the audit log.
+    async fn redeem_access_code(
+        &self,
+        ticket_id: i64,
+        code_hash: &str,
+        now: Timestamp,
+        max_attempts: i64,
+    ) -> StoreResult<CodeCheck>;
     /// Reasons agents can pick when rejecting, with their ids.
     async fn canned_reasons(&self) -> StoreResult<Vec<(i64, String)>>;
     async fn add_canned_reason(&self, text: &str, by: UserId, now: Timestamp) -> StoreResult<()>;

@@ -17,9 +17,9 @@ use super::rows::{
     UserRow, hex,
 };
 use super::{
-    ApiTokenInfo, Approval, CreateOutcome, FirstApproval, LoginFailures, NewApiToken, NewMail,
-    NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store, StoreError,
-    StoreResult, TicketDetail, TicketSummary, TokenScope, User, UserId,
+    ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginFailures, NewAccessCode,
+    NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store,
+    StoreError, StoreResult, TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
 use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};

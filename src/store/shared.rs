@@ -1096,6 +1096,95 @@ impl Store for $store {
         Ok(old)
     }
 
+    async fn issue_access_code(&self, code: &NewAccessCode, max_per_hour: i64) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let now = code.now.unix_seconds();
+        // Counted in the write transaction: on SQLite writers are serialised; on
+        // PostgreSQL two requests at the same instant may both pass, one code over.
+        let recent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_codes WHERE ticket_id = $1 AND created_at > $2",
+        )
+        .bind(code.ticket_id)
+        .bind(now - 3600)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if recent >= max_per_hour {
+            return Err(StoreError::Conflict(format!(
+                "{recent} codes were sent for this ticket in the last hour: use the newest, or try again later"
+            )));
+        }
+        // Only the newest code works: an older one still in the customer's inbox dies.
+        sqlx::query(
+            "UPDATE access_codes SET expires_at = $1 WHERE ticket_id = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(code.ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO access_codes (ticket_id, code_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(code.ticket_id)
+        .bind(&code.code_hash)
+        .bind(now)
+        .bind(code.expires_at.unix_seconds())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        event(&mut tx, code.ticket_id, code.now, "customer", "code_sent", "a one-time code to see the response on the status page").await?;
+        audit(&mut tx, code.now, "customer", "response.code_sent", Some(code.ticket_id), "").await?;
+        enqueue(&mut tx, Some(code.ticket_id), &code.mail, code.now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn redeem_access_code(
+        &self,
+        ticket_id: i64,
+        code_hash: &str,
+        now: Timestamp,
+        max_attempts: i64,
+    ) -> StoreResult<CodeCheck> {
+        let mut tx = self.write().await?;
+        // Every check spends a try before the comparison, in one statement, so however
+        // many guesses arrive at once no code is compared more than `max_attempts` times.
+        let live: Option<(i64, String, i64)> = sqlx::query_as(
+            "UPDATE access_codes SET attempts = attempts + 1
+             WHERE id = (SELECT id FROM access_codes
+                         WHERE ticket_id = $1 AND used_at IS NULL AND expires_at > $2
+                         ORDER BY id DESC LIMIT 1)
+               AND attempts < $3
+             RETURNING id, code_hash, attempts",
+        )
+        .bind(ticket_id)
+        .bind(now.unix_seconds())
+        .bind(max_attempts)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some((code_id, stored_hash, attempts)) = live else {
+            return Ok(CodeCheck::NoLiveCode);
+        };
+        if !crate::crypto::constant_time_eq(stored_hash.as_bytes(), code_hash.as_bytes()) {
+            if attempts >= max_attempts {
+                event(&mut tx, ticket_id, now, "customer", "code_locked", "too many wrong codes").await?;
+            }
+            tx.commit().await.map_err(db)?;
+            return Ok(CodeCheck::Wrong { attempts_left: max_attempts - attempts });
+        }
+        sqlx::query("UPDATE access_codes SET used_at = $1 WHERE id = $2")
+            .bind(now.unix_seconds())
+            .bind(code_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        event(&mut tx, ticket_id, now, "customer", "response_shown", "on the status page, after a one-time code").await?;
+        audit(&mut tx, now, "customer", "response.shown", Some(ticket_id), "status page, one-time code").await?;
+        tx.commit().await.map_err(db)?;
+        Ok(CodeCheck::Accepted)
+    }
+
     async fn retry_mail(
         &self,
         ticket_id: i64,

@@ -357,6 +357,34 @@ async fn an_agent_sees_the_evidence_side_by_side_claims_and_approves() {
     assert!(later < first, "the countdown moved: {first} then {later}");
     let warning = reader.text("#expiry-heading + p + p + p").await;
     assert!(warning.contains("Do not reboot"), "{warning}");
+
+    // The mail "never arrived": a one-time code, sent to the address, shows the keys.
+    reader.click_and_wait("#send-code").await;
+    reader.check("code-sent").await;
+    assert!(reader.text("#code-sent").await.contains("o•••@example.com"));
+    app.run_outbox().await;
+    let code_mail = app
+        .mails_to("owner@example.com")
+        .into_iter()
+        .find(|m| m.subject.contains("Your code"))
+        .expect("the code mail");
+    let code = code_mail
+        .text
+        .lines()
+        .find_map(|line| line.strip_prefix("Your one-time code: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    reader.type_into("#code", &code).await;
+    reader.click_and_wait("form button[type=submit]").await;
+    reader.check("response-shown").await;
+    let approval = mails
+        .iter()
+        .find(|m| m.subject.contains("response"))
+        .unwrap();
+    for (_, key) in crate::desk_support::keys_in(approval) {
+        assert!(reader.text("#keys").await.contains(&key), "{key}");
+    }
     reader.close().await;
 }
 

@@ -8,7 +8,7 @@ use resetdesk::protocol::{ResetRequest, export_xml};
 use serde_json::Value;
 
 use crate::desk_support::{
-    Backend, Mail, TestApp, customer_form, export_part, file_part, label_photo, spawn_app_on,
+    Backend, TestApp, customer_form, export_part, file_part, keys_in, label_photo, spawn_app_on,
     spawn_app_on_with, walk_files,
 };
 
@@ -19,18 +19,6 @@ fn submission(request: &ResetRequest, kind: &str, email: &str) -> reqwest::multi
         "label_photo",
         file_part(label_photo(), "label.jpg", "image/jpeg"),
     )
-}
-
-/// The keys in an approval mail, by serial.
-fn keys_in(mail: &Mail) -> Vec<(String, String)> {
-    mail.text
-        .lines()
-        .filter_map(|line| {
-            let (left, key) = line.trim().rsplit_once(":  ")?;
-            let serial = left.rsplit_once("serial ")?.1.trim().to_owned();
-            Some((serial, key.trim().to_owned()))
-        })
-        .collect()
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -121,6 +121,18 @@ impl SmtpSink {
     }
 }
 
+/// The keys in an approval mail, by serial.
+pub fn keys_in(mail: &Mail) -> Vec<(String, String)> {
+    mail.text
+        .lines()
+        .filter_map(|line| {
+            let (left, key) = line.trim().rsplit_once(":  ")?;
+            let serial = left.rsplit_once("serial ")?.1.trim().to_owned();
+            Some((serial, key.trim().to_owned()))
+        })
+        .collect()
+}
+
 /// A received message, parsed.
 #[derive(Debug, Clone)]
 pub struct Mail {

@@ -19,6 +19,7 @@ mod outages;
 mod pages;
 mod reference_device;
 mod replicas;
+mod response_by_code;
 mod second_factor;
 pub mod serve_binary;
 mod support;

@@ -1,0 +1,241 @@
+//! The response on the status page, for a customer whose e-mail never arrived: ask for
+//! a one-time code, type it, see the keys and download the file (`customer` module).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::html;
+use super::pages::{TokenQuery, ticket_for_link};
+use crate::customer::{self, AccessError};
+use crate::desk::Desk;
+use crate::domain::TicketNumber;
+use crate::store::TicketDetail;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(code_page)
+        .service(send_code)
+        .service(show_response)
+        .service(response_file);
+}
+
+#[derive(Template)]
+#[template(path = "pages/code.html")]
+struct CodePage {
+    number: TicketNumber,
+    status_url: String,
+    code_url: String,
+    response_url: String,
+    masked_email: String,
+    sent: bool,
+    error: Option<String>,
+    general_error: Option<String>,
+}
+
+impl CodePage {
+    fn new(desk: &Desk, ticket: &TicketDetail) -> Self {
+        let number = ticket.summary.number.clone();
+        let token = desk.keys.desk_secret.status_token(number.as_str());
+        Self {
+            status_url: desk.status_url(&number),
+            code_url: format!("/status/{number}/code?t={token}"),
+            response_url: format!("/status/{number}/response?t={token}"),
+            masked_email: masked(ticket.customer.email.as_str()),
+            number,
+            sent: false,
+            error: None,
+            general_error: None,
+        }
+    }
+}
+
+/// `ana.lopez@example.com` → `a•••@example.com`: enough to recognise one's own address
+/// on a page whose link may have been forwarded, not enough to learn it.
+fn masked(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}•••@{domain}")
+        }
+        None => "•••".to_owned(),
+    }
+}
+
+/// Never cached or kept by a browser or proxy: the page or file shows a reset key.
+fn private(mut response: HttpResponse) -> HttpResponse {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn refusal(error: AccessError) -> (StatusCode, Option<String>, Option<String>) {
+    match error {
+        AccessError::WrongCode { .. } | AccessError::Malformed => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(error.to_string()),
+            None,
+        ),
+        AccessError::NoLiveCode => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            Some(error.to_string()),
+        ),
+        AccessError::TooManyCodes(_) => {
+            (StatusCode::TOO_MANY_REQUESTS, None, Some(error.to_string()))
+        }
+        AccessError::NoResponse(_) => (StatusCode::CONFLICT, None, Some(error.to_string())),
+        AccessError::Store(ref cause) => {
+            let failure = super::ApiError::internal(cause);
+            (failure.status, None, Some(failure.message))
+        }
+        AccessError::Render(ref cause) => {
+            let failure = super::ApiError::internal(cause);
+            (failure.status, None, Some(failure.message))
+        }
+    }
+}
+
+/// The code page again, with what went wrong next to the code or above the form.
+fn refused_page(page: CodePage, error: AccessError) -> HttpResponse {
+    let (status, field, general) = refusal(error);
+    html(
+        status,
+        &CodePage {
+            error: field,
+            general_error: general,
+            ..page
+        },
+    )
+}
+
+#[get("/status/{ticket}/code")]
+async fn code_page(
+    desk: web::Data<Desk>,
+    path: web::Path<String>,
+    query: web::Query<TokenQuery>,
+) -> HttpResponse {
+    match ticket_for_link(&desk, &path, query.t.as_deref()).await {
+        Ok(ticket) => html(StatusCode::OK, &CodePage::new(&desk, &ticket)),
+        Err(response) => response,
+    }
+}
+
+#[post("/status/{ticket}/code")]
+async fn send_code(
+    desk: web::Data<Desk>,
+    path: web::Path<String>,
+    query: web::Query<TokenQuery>,
+) -> HttpResponse {
+    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let page = CodePage::new(&desk, &ticket);
+    match customer::send_access_code(&desk, &ticket).await {
+        Ok(()) => html(StatusCode::OK, &CodePage { sent: true, ..page }),
+        Err(error) => refused_page(page, error),
+    }
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    code: String,
+}
+
+struct ResponseLine {
+    model: String,
+    serial: String,
+    key: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/response.html")]
+struct ResponsePage {
+    number: TicketNumber,
+    status_url: String,
+    file_url: String,
+    expires_at: String,
+    responses: Vec<ResponseLine>,
+}
+
+#[post("/status/{ticket}/response")]
+async fn show_response(
+    desk: web::Data<Desk>,
+    path: web::Path<String>,
+    query: web::Query<TokenQuery>,
+    form: web::Form<CodeForm>,
+) -> HttpResponse {
+    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let shown = match customer::show_response(&desk, &ticket, &form.code).await {
+        Ok(shown) => shown,
+        Err(error) => {
+            return refused_page(CodePage::new(&desk, &ticket), error);
+        }
+    };
+    let number = ticket.summary.number.clone();
+    let token = desk.keys.desk_secret.status_token(number.as_str());
+    let expires_at = shown
+        .devices
+        .iter()
+        .map(|d| d.expires_at())
+        .min()
+        .map(|t| t.to_string().replace('T', " ").replace('Z', ""))
+        .unwrap_or_default();
+    let page = ResponsePage {
+        status_url: desk.status_url(&number),
+        file_url: format!(
+            "/status/{number}/response.xml?t={token}&f={}",
+            shown.file_token
+        ),
+        expires_at,
+        responses: shown
+            .devices
+            .iter()
+            .map(|d| ResponseLine {
+                model: d.model.to_string(),
+                serial: d.serial.to_string(),
+                key: d.key.to_string(),
+            })
+            .collect(),
+        number,
+    };
+    private(html(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+struct FileQuery {
+    t: Option<String>,
+    f: Option<String>,
+}
+
+#[get("/status/{ticket}/response.xml")]
+async fn response_file(
+    desk: web::Data<Desk>,
+    path: web::Path<String>,
+    query: web::Query<FileQuery>,
+) -> HttpResponse {
+    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    match customer::response_file(&desk, &ticket, query.f.as_deref().unwrap_or_default()) {
+        Ok((name, xml)) => private(
+            HttpResponse::Ok()
+                .content_type("application/xml")
+                .insert_header(header::ContentDisposition::attachment(name))
+                .body(xml),
+        ),
+        Err(_) => super::message_page(
+            StatusCode::FORBIDDEN,
+            "The download has expired",
+            "The response file can be downloaded for 15 minutes after you typed your code. Go back to your ticket and ask for a new code.",
+        ),
+    }
+}
