@@ -267,6 +267,28 @@ async fn decode_export(
     }
 }
 
+/// The same customer's approved ticket for one of these devices within the repeat
+/// window: a response that did not work, asked for again, gets a shortened review.
+async fn repeat_of(
+    desk: &Desk,
+    customer: &EmailAddress,
+    devices: &[crate::protocol::DeviceChallenge],
+    now: crate::domain::Timestamp,
+) -> Result<Option<TicketNumber>, IntakeError> {
+    let since = now.plus_seconds(-crate::customer::REPEAT_WINDOW_DAYS * 24 * 3600);
+    for device in devices {
+        let earlier = desk
+            .store
+            .approved_for_customer_since(device.identity.serial.as_str(), customer, since)
+            .await
+            .map_err(IntakeError::internal)?;
+        if earlier.is_some() {
+            return Ok(earlier);
+        }
+    }
+    Ok(None)
+}
+
 /// A picture that could not be read is the customer's to fix; a queue too long is not.
 fn picture_failure(field: &'static str, error: PictureWorkError) -> IntakeError {
     match error {
@@ -357,6 +379,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     let flags = risk::flags(desk, &customer.email, verified.devices(), now)
         .await
         .map_err(IntakeError::internal)?;
+    let repeat_of = repeat_of(desk, &customer.email, verified.devices(), now).await?;
     let number = TicketNumber::generate();
     let status_url = desk.status_url(&number);
     let acknowledgment = compose::acknowledgment(
@@ -388,6 +411,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         label_media_type: photo.media_type.to_owned(),
         devices: verified.devices().to_vec(),
         flags,
+        repeat_of,
         created_at: now,
     };
     let outcome = desk.store.create_ticket(&ticket, &acknowledgment).await;

@@ -155,9 +155,8 @@ pub struct Round {
     pub dead: usize,
 }
 
-/// What became of one message.
+/// What became of a message that was not delivered.
 enum Outcome {
-    Sent,
     Retried,
     Dead,
 }
@@ -203,53 +202,73 @@ impl OutboxWorker {
             if due.is_empty() {
                 return Ok(round);
             }
-            let outcomes: Vec<_> = futures_util::stream::iter(due)
-                .map(|message| async move { self.send_and_record(&message).await })
-                .buffer_unordered(self.timing.connections)
-                .collect()
-                .await;
-            for outcome in outcomes {
-                match outcome? {
-                    Outcome::Sent => round.sent += 1,
-                    Outcome::Retried => round.retried += 1,
-                    Outcome::Dead => round.dead += 1,
+            // Sent messages are recorded a turn at a time, in one transaction, rather than
+            // one commit each; a kill can then repeat at most the messages in flight and
+            // one turn's worth not yet recorded (each under its own Message-ID).
+            let turn = self.timing.connections;
+            let mut sending = futures_util::stream::iter(due)
+                .map(|message| async move {
+                    let result = self.deliver(&message).await;
+                    (message, result)
+                })
+                .buffer_unordered(turn);
+            let mut delivered = Vec::with_capacity(turn);
+            while let Some((message, result)) = sending.next().await {
+                match result {
+                    Ok(()) => {
+                        tracing::info!(outbox_id = message.id, "mail sent");
+                        delivered.push(message.id);
+                        if delivered.len() >= turn {
+                            round.sent += self.record_sent(&mut delivered).await?;
+                        }
+                    }
+                    Err(error) => match self.record_failure(&message, &error).await? {
+                        Outcome::Retried => round.retried += 1,
+                        Outcome::Dead => round.dead += 1,
+                    },
                 }
             }
+            round.sent += self.record_sent(&mut delivered).await?;
         }
     }
 
-    async fn send_and_record(&self, message: &OutboxMessage) -> Result<Outcome, StoreError> {
-        match self.deliver(message).await {
-            Ok(()) => {
-                self.store
-                    .mark_mail_sent(message.id, self.clock.now())
-                    .await?;
-                tracing::info!(outbox_id = message.id, "mail sent");
-                crate::observability::mail("sent");
-                Ok(Outcome::Sent)
-            }
-            Err(error) => {
-                let attempts = message.attempts + 1;
-                let retry_at = (attempts < i64::from(self.max_attempts)).then(|| {
-                    let delay = self
-                        .timing
-                        .first_retry_secs
-                        .saturating_mul(1 << (attempts - 1).min(20))
-                        .min(MAX_RETRY_SECS);
-                    self.clock.now().plus_seconds(delay)
-                });
-                tracing::warn!(outbox_id = message.id, attempts, dead = retry_at.is_none(), %error, "mail not sent");
-                self.store
-                    .mark_mail_failed(message.id, &error, retry_at)
-                    .await?;
-                if retry_at.is_some() {
-                    crate::observability::mail("retry");
-                    Ok(Outcome::Retried)
-                } else {
-                    crate::observability::mail("dead");
-                    Ok(Outcome::Dead)
-                }
-            }
+    /// Records delivered messages as sent, all in one transaction; empties `delivered`.
+    async fn record_sent(&self, delivered: &mut Vec<i64>) -> Result<usize, StoreError> {
+        self.store
+            .mark_mails_sent(delivered, self.clock.now())
+            .await?;
+        for _ in delivered.iter() {
+            crate::observability::mail("sent");
+        }
+        let count = delivered.len();
+        delivered.clear();
+        Ok(count)
+    }
+
+    async fn record_failure(
+        &self,
+        message: &OutboxMessage,
+        error: &str,
+    ) -> Result<Outcome, StoreError> {
+        let attempts = message.attempts + 1;
+        let retry_at = (attempts < i64::from(self.max_attempts)).then(|| {
+            let delay = self
+                .timing
+                .first_retry_secs
+                .saturating_mul(1 << (attempts - 1).min(20))
+                .min(MAX_RETRY_SECS);
+            self.clock.now().plus_seconds(delay)
+        });
+        tracing::warn!(outbox_id = message.id, attempts, dead = retry_at.is_none(), %error, "mail not sent");
+        self.store
+            .mark_mail_failed(message.id, error, retry_at)
+            .await?;
+        if retry_at.is_some() {
+            crate::observability::mail("retry");
+            Ok(Outcome::Retried)
+        } else {
+            crate::observability::mail("dead");
+            Ok(Outcome::Dead)
         }
     }
 

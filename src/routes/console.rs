@@ -192,6 +192,11 @@ struct TicketPage {
     customer: CustomerRow,
     canned: Vec<(i64, String)>,
     flags: Vec<String>,
+    /// The same customer's approved ticket for this device, within the repeat window.
+    repeat_of: Option<TicketNumber>,
+    repeat_days: i64,
+    /// What the customer said the device answered, newest last.
+    feedback: Vec<String>,
     approvals: Vec<(String, &'static str, String, String)>,
     mails: Vec<MailRow>,
     events: Vec<(String, String, String, String)>,
@@ -248,6 +253,14 @@ async fn ticket_page(
         decided_by: ticket.decided_by.clone().unwrap_or_default(),
         reason: ticket.decision_reason.clone().unwrap_or_default(),
         export_form: ticket.export_form.as_str(),
+        repeat_of: ticket.repeat_of.clone(),
+        repeat_days: crate::customer::REPEAT_WINDOW_DAYS,
+        feedback: ticket
+            .events
+            .iter()
+            .filter(|e| e.kind == "customer_feedback")
+            .map(|e| e.detail.clone())
+            .collect(),
         devices: ticket
             .devices
             .iter()

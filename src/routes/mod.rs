@@ -6,6 +6,7 @@ mod agent_api;
 mod assets;
 mod console;
 mod error;
+mod feedback;
 mod health;
 mod intake_api;
 mod pages;
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     agent_api::configure(cfg);
     pages::configure(cfg);
     response_page::configure(cfg);
+    feedback::configure(cfg);
     signin::configure(cfg);
     console::configure(cfg);
     admin::configure(cfg);

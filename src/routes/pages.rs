@@ -9,6 +9,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{ApiError, html, upload};
+use crate::customer::DeviceAnswer;
 use crate::desk::Desk;
 use crate::domain::{CustomerRole, TicketNumber, TicketStatus, Timestamp};
 use crate::intake::{self, FieldIssue, IntakeError};
@@ -298,6 +299,9 @@ struct StatusPage {
     expiry: Option<Expiry>,
     /// Where to ask for a one-time code that shows the response here.
     code_url: Option<String>,
+    /// Where to say the response did not work, with the answers to choose from.
+    feedback_url: Option<String>,
+    answers: &'static [DeviceAnswer],
     devices: Vec<(String, String)>,
     submitted: String,
 }
@@ -367,6 +371,9 @@ async fn status(
     let page = StatusPage {
         status_text: ticket.summary.status.describe(),
         next_step: next_step(&ticket),
+        feedback_url: (ticket.summary.status == TicketStatus::Approved)
+            .then(|| format!("/status/{number}/feedback?t={token}")),
+        answers: &DeviceAnswer::ALL,
         code_url: expiry
             .as_ref()
             .filter(|e| !e.expired)

@@ -55,6 +55,7 @@ fn ticket(customer: &str, devices: Vec<DeviceChallenge>, created_at: Timestamp) 
         label_media_type: "image/jpeg".to_owned(),
         devices,
         flags: Vec::new(),
+        repeat_of: None,
         created_at,
     }
 }
@@ -693,7 +694,10 @@ pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.mail_counts().await.unwrap(), (0, 0, 1));
     // A worker whose lease ran out reports late: it changes nothing any more.
-    store.mark_mail_sent(retry[0].id, at(201)).await.unwrap();
+    store
+        .mark_mails_sent(&[retry[0].id], at(201))
+        .await
+        .unwrap();
     store
         .mark_mail_failed(retry[0].id, "late", Some(at(300)))
         .await
@@ -707,7 +711,10 @@ pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {
         .await
         .unwrap();
     let again = store.claim_due_mail(at(300), 60, 10).await.unwrap();
-    store.mark_mail_sent(again[0].id, at(301)).await.unwrap();
+    store
+        .mark_mails_sent(&[again[0].id], at(301))
+        .await
+        .unwrap();
     assert_eq!(store.mail_counts().await.unwrap(), (0, 1, 0));
     assert!(
         store
@@ -993,6 +1000,107 @@ pub async fn access_codes_work_once_within_their_limits(store: &dyn Store) {
     );
 }
 
+pub async fn customer_feedback_is_noted_up_to_a_limit(store: &dyn Store) {
+    let number = created(
+        store,
+        &ticket(
+            "ana@example.com",
+            vec![challenge("FB0000003", at(0))],
+            at(0),
+        ),
+    )
+    .await;
+    let ticket_id = store.ticket(&number).await.unwrap().id;
+    for i in 0..3 {
+        store
+            .record_feedback(ticket_id, "expired", 3, at(i))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store
+            .record_feedback(ticket_id, "wrong_key", 3, at(5))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let detail = store.ticket(&number).await.unwrap();
+    let notes: Vec<_> = detail
+        .events
+        .iter()
+        .filter(|e| e.kind == "customer_feedback")
+        .collect();
+    assert_eq!(notes.len(), 3);
+    assert!(
+        notes
+            .iter()
+            .all(|e| e.actor == "customer" && e.detail == "expired")
+    );
+}
+
+pub async fn a_repeat_request_names_the_earlier_approval(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let first = ticket(
+        "ana@example.com",
+        vec![challenge("FB0000004", at(0))],
+        at(10),
+    );
+    let number = created(store, &first).await;
+    let id = store.ticket(&number).await.unwrap().id;
+    let serial = first.devices[0].identity.serial.as_str().to_owned();
+    let before = store
+        .approved_for_customer_since(&serial, &email("ana@example.com"), at(0))
+        .await;
+    assert_eq!(before.unwrap(), None, "not approved yet");
+    store
+        .approve(&Approval {
+            ticket_id: id,
+            by: alice,
+            as_role: Role::Agent,
+            note: String::new(),
+            prior_approvals: 0,
+            at: at(20),
+            responses: Vec::new(),
+            mail: mail("approval", "ana@example.com"),
+        })
+        .await
+        .unwrap();
+    let ana = email("ana@example.com");
+    let found = store
+        .approved_for_customer_since(&serial, &ana, at(0))
+        .await
+        .unwrap();
+    assert_eq!(found, Some(number.clone()));
+    let early = store
+        .approved_for_customer_since(&serial, &ana, at(21))
+        .await
+        .unwrap();
+    assert_eq!(early, None, "approved before the window");
+    let other = email("someone.else@example.com");
+    let stranger = store
+        .approved_for_customer_since(&serial, &other, at(0))
+        .await
+        .unwrap();
+    assert_eq!(stranger, None, "another customer");
+    let device = store
+        .approved_for_customer_since("FB0000005", &ana, at(0))
+        .await
+        .unwrap();
+    assert_eq!(device, None, "another device");
+    // The repeat stores its link, and the ticket page shows it.
+    let mut again = ticket(
+        "ana@example.com",
+        vec![challenge("FB0000004", at(30))],
+        at(40),
+    );
+    again.repeat_of = Some(number.clone());
+    let repeat = created(store, &again).await;
+    assert_eq!(
+        store.ticket(&repeat).await.unwrap().repeat_of,
+        Some(number.clone())
+    );
+    assert_eq!(store.ticket(&number).await.unwrap().repeat_of, None);
+}
+
 /// Runs every check above, each on a fresh store from `fresh`, which returns a guard that
 /// cleans the database up and the store, or nothing when that backend cannot run here.
 macro_rules! conformance_suite {
@@ -1073,6 +1181,20 @@ macro_rules! conformance_suite {
                 return;
             };
             super::access_codes_work_once_within_their_limits(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn customer_feedback_is_noted_up_to_a_limit() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::customer_feedback_is_noted_up_to_a_limit(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_repeat_request_names_the_earlier_approval() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_repeat_request_names_the_earlier_approval(store.as_ref()).await;
         }
         #[tokio::test]
         async fn sessions_expire_when_idle() {

@@ -265,6 +265,9 @@ pub struct NewTicket {
     pub label_media_type: String,
     pub devices: Vec<DeviceChallenge>,
     pub flags: Vec<String>,
+    /// The same customer's approved ticket for the same device, within
+    /// `customer::REPEAT_WINDOW_DAYS`: the agent reviews this one beside it.
+    pub repeat_of: Option<TicketNumber>,
     pub created_at: Timestamp,
 }
 
@@ -328,6 +331,8 @@ pub struct TicketDetail {
     pub decided_by: Option<String>,
     pub decision_reason: Option<String>,
     pub superseded_by: Option<TicketNumber>,
+    /// The earlier approved ticket this one repeats (see `NewTicket::repeat_of`).
+    pub repeat_of: Option<TicketNumber>,
     pub responses: Vec<SignedResponse>,
     pub approvals: Vec<ApprovalRecord>,
     pub events: Vec<TicketEvent>,
@@ -533,6 +538,14 @@ pub trait Store: Send + Sync + 'static {
     async fn approve(&self, approval: &Approval) -> StoreResult<()>;
     /// Records the first approval of a flagged ticket, if it has none yet.
     async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()>;
+    /// The newest ticket of `customer` naming the device `serial` that was approved at or
+    /// after `since`.
+    async fn approved_for_customer_since(
+        &self,
+        serial: &str,
+        customer: &EmailAddress,
+        since: Timestamp,
+    ) -> StoreResult<Option<TicketNumber>>;
     /// How many tickets name the device `serial` and were created at or after `since`.
     async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64>;
     /// Rejects an open ticket with a reason and queues the customer's mail.
@@ -585,6 +598,15 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         max_attempts: i64,
     ) -> StoreResult<CodeCheck>;
+    /// Notes in the ticket's history what the customer says the device answered, unless
+    /// the ticket already has `max_per_ticket` such notes (`Conflict`).
+    async fn record_feedback(
+        &self,
+        ticket_id: i64,
+        detail: &str,
+        max_per_ticket: i64,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Reasons agents can pick when rejecting, with their ids.
     async fn canned_reasons(&self) -> StoreResult<Vec<(i64, String)>>;
     async fn add_canned_reason(&self, text: &str, by: UserId, now: Timestamp) -> StoreResult<()>;
@@ -669,7 +691,9 @@ pub trait Store: Send + Sync + 'static {
         lease_secs: i64,
         limit: i64,
     ) -> StoreResult<Vec<OutboxMessage>>;
-    async fn mark_mail_sent(&self, id: i64, now: Timestamp) -> StoreResult<()>;
+    /// Records messages the relay accepted, in one transaction: on SQLite, where writers
+    /// queue for one lock, a commit per message let busy approvals starve the mail.
+    async fn mark_mails_sent(&self, ids: &[i64], now: Timestamp) -> StoreResult<()>;
     /// Records a failed attempt: retried at `retry_at`, or dead when `retry_at` is none.
     async fn mark_mail_failed(
         &self,

@@ -147,6 +147,7 @@ pub(super) struct TicketRow {
     pub decided_by: Option<String>,
     pub decision_reason: Option<String>,
     superseded_by: Option<String>,
+    repeat_of: Option<String>,
 }
 
 impl TicketRow {
@@ -181,11 +182,17 @@ impl TicketRow {
     }
 
     pub fn superseded_by(&self) -> Result<Option<TicketNumber>, StoreError> {
-        self.superseded_by
-            .as_deref()
-            .map(|n| parse("ticket number", n, TicketNumber::parse))
-            .transpose()
+        ticket_number(self.superseded_by.as_deref())
     }
+
+    pub fn repeat_of(&self) -> Result<Option<TicketNumber>, StoreError> {
+        ticket_number(self.repeat_of.as_deref())
+    }
+}
+
+fn ticket_number(raw: Option<&str>) -> Result<Option<TicketNumber>, StoreError> {
+    raw.map(|n| parse("ticket number", n, TicketNumber::parse))
+        .transpose()
 }
 
 #[derive(FromRow)]

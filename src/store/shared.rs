@@ -105,8 +105,9 @@ impl $store {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
                                   customer_company, customer_country, customer_role, purchase_channel, export_form,
-                                  export_blob, label_blob, label_media_type, flags, created_at, updated_at)
-             VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+                                  export_blob, label_blob, label_media_type, flags, created_at, updated_at, repeat_of)
+             VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                     (SELECT id FROM tickets WHERE number = $16)) RETURNING id",
         )
         .bind(ticket.number.as_str())
         .bind(c.name.as_str())
@@ -123,6 +124,7 @@ impl $store {
         .bind(rows::flags_text(&ticket.flags))
         .bind(now.unix_seconds())
         .bind(now.unix_seconds())
+        .bind(ticket.repeat_of.as_ref().map(TicketNumber::as_str))
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
@@ -768,10 +770,12 @@ impl Store for $store {
         let row: TicketRow = sqlx::query_as(
             "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,
                     t.customer_country, t.customer_role, t.purchase_channel, t.export_form, t.export_blob, t.label_blob,
-                    t.label_media_type, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by
+                    t.label_media_type, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
+                    r.number AS repeat_of
              FROM tickets t
              LEFT JOIN users ud ON ud.id = t.decided_by
              LEFT JOIN tickets s ON s.id = t.superseded_by
+             LEFT JOIN tickets r ON r.id = t.repeat_of
              WHERE t.number = $1",
         )
         .bind(number.as_str())
@@ -825,6 +829,7 @@ impl Store for $store {
             customer: row.customer()?,
             export_form: row.export_form()?,
             superseded_by: row.superseded_by()?,
+            repeat_of: row.repeat_of()?,
             devices: devices
                 .into_iter()
                 .map(TryInto::try_into)
@@ -1183,6 +1188,52 @@ impl Store for $store {
         audit(&mut tx, now, "customer", "response.shown", Some(ticket_id), "status page, one-time code").await?;
         tx.commit().await.map_err(db)?;
         Ok(CodeCheck::Accepted)
+    }
+
+    async fn record_feedback(
+        &self,
+        ticket_id: i64,
+        detail: &str,
+        max_per_ticket: i64,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let earlier: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM ticket_events WHERE ticket_id = $1 AND kind = 'customer_feedback'",
+        )
+        .bind(ticket_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if earlier >= max_per_ticket {
+            return Err(StoreError::Conflict(format!(
+                "we already have {earlier} answers for this ticket: please send a new request, or write to support"
+            )));
+        }
+        event(&mut tx, ticket_id, now, "customer", "customer_feedback", detail).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn approved_for_customer_since(
+        &self,
+        serial: &str,
+        customer: &EmailAddress,
+        since: Timestamp,
+    ) -> StoreResult<Option<TicketNumber>> {
+        let number: Option<String> = sqlx::query_scalar(
+            "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+             WHERE d.serial = $1 AND t.customer_email = $2 AND t.status = 'approved' AND t.decided_at >= $3
+             ORDER BY t.decided_at DESC, t.id DESC LIMIT 1",
+        )
+        .bind(serial)
+        .bind(customer.as_str())
+        .bind(since.unix_seconds())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        number
+            .map(|n| TicketNumber::parse(&n).map_err(|_| StoreError::Other(format!("a stored ticket number is not valid: {n}").into())))
+            .transpose()
     }
 
     async fn retry_mail(
@@ -1584,37 +1635,36 @@ impl Store for $store {
         Ok(messages)
     }
 
-    async fn mark_mail_sent(&self, id: i64, now: Timestamp) -> StoreResult<()> {
+    async fn mark_mails_sent(&self, ids: &[i64], now: Timestamp) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.write().await?;
-        sqlx::query(
-                        "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL
-             WHERE id = $2 AND status = 'pending'",
-        )
-        .bind(now.unix_seconds())
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let row: Option<(Option<i64>, String, String)> =
-            sqlx::query_as("SELECT ticket_id, kind, recipient FROM outbox WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        if let Some((ticket_id, kind, recipient)) = row {
-            let detail = format!("{kind} mail to {recipient}");
-            if let Some(ticket_id) = ticket_id {
-                event(&mut tx, ticket_id, now, "mailer", "mail_sent", &kind).await?;
-            }
-            audit(
-                &mut tx,
-                now,
-                "mailer",
-                "mail_handed_off",
-                ticket_id,
-                &detail,
+        for &id in ids {
+            sqlx::query(
+                "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL
+                 WHERE id = $2 AND status = 'pending'",
             )
-            .await?;
+            .bind(now.unix_seconds())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            // Audited even when a late report finds the row no longer pending: the relay
+            // did take the message.
+            let row: Option<(Option<i64>, String, String)> =
+                sqlx::query_as("SELECT ticket_id, kind, recipient FROM outbox WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if let Some((ticket_id, kind, recipient)) = row {
+                let detail = format!("{kind} mail to {recipient}");
+                if let Some(ticket_id) = ticket_id {
+                    event(&mut tx, ticket_id, now, "mailer", "mail_sent", &kind).await?;
+                }
+                audit(&mut tx, now, "mailer", "mail_handed_off", ticket_id, &detail).await?;
+            }
         }
         tx.commit().await.map_err(db)
     }

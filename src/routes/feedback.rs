@@ -1,0 +1,80 @@
+//! "It didn't work" on the status page: what the device said, and what the desk makes of
+//! it (`customer::feedback`).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::html;
+use super::pages::{TokenQuery, ticket_for_link};
+use crate::customer::{self, DeviceAnswer, FeedbackError, REPEAT_WINDOW_DAYS};
+use crate::desk::Desk;
+use crate::domain::TicketNumber;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(report);
+}
+
+#[derive(Deserialize)]
+struct FeedbackForm {
+    answer: Option<String>,
+    #[serde(default)]
+    note: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/feedback.html")]
+struct FeedbackPage {
+    number: TicketNumber,
+    status_url: String,
+    answer: Option<DeviceAnswer>,
+    error: Option<String>,
+    repeat_days: i64,
+}
+
+#[post("/status/{ticket}/feedback")]
+async fn report(
+    desk: web::Data<Desk>,
+    path: web::Path<String>,
+    query: web::Query<TokenQuery>,
+    form: web::Form<FeedbackForm>,
+) -> HttpResponse {
+    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
+        Ok(ticket) => ticket,
+        Err(response) => return response,
+    };
+    let number = ticket.summary.number.clone();
+    let mut page = FeedbackPage {
+        status_url: desk.status_url(&number),
+        number,
+        answer: None,
+        error: None,
+        repeat_days: REPEAT_WINDOW_DAYS,
+    };
+    match customer::report(&desk, &ticket, form.answer.as_deref(), &form.note).await {
+        Ok(answer) => {
+            page.answer = Some(answer);
+            html(StatusCode::OK, &page)
+        }
+        Err(error) => {
+            let status = match &error {
+                FeedbackError::NoAnswer | FeedbackError::Note(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                FeedbackError::NotApproved => StatusCode::CONFLICT,
+                FeedbackError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+                FeedbackError::Store(cause) => {
+                    let failure = super::ApiError::internal(cause);
+                    page.error = Some(failure.message);
+                    return super::with_retry_after(
+                        html(failure.status, &page),
+                        failure.retry_after,
+                    );
+                }
+            };
+            page.error = Some(error.to_string());
+            html(status, &page)
+        }
+    }
+}
