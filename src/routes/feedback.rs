@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::html;
-use super::pages::{TokenQuery, ticket_for_link};
+use super::pages::LinkedTicket;
 use crate::customer::{self, DeviceAnswer, FeedbackError, REPEAT_WINDOW_DAYS};
 use crate::desk::Desk;
 use crate::domain::TicketNumber;
@@ -36,14 +36,9 @@ struct FeedbackPage {
 #[post("/status/{ticket}/feedback")]
 async fn report(
     desk: web::Data<Desk>,
-    path: web::Path<String>,
-    query: web::Query<TokenQuery>,
+    LinkedTicket(ticket): LinkedTicket,
     form: web::Form<FeedbackForm>,
 ) -> HttpResponse {
-    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
-        Ok(ticket) => ticket,
-        Err(response) => return response,
-    };
     let number = ticket.summary.number.clone();
     let mut page = FeedbackPage {
         status_url: desk.status_url(&number),

@@ -255,13 +255,45 @@ async fn submit(
 }
 
 #[derive(Deserialize)]
-pub(super) struct TokenQuery {
-    pub(super) t: Option<String>,
+struct TokenQuery {
+    t: Option<String>,
 }
 
-/// The ticket, if the link's token belongs to it. A wrong token and a missing ticket
-/// look the same, so links cannot be probed.
-pub(super) async fn ticket_for_link(
+/// A ticket reached through its status link: the `{ticket}` in the path and the link's
+/// token in `?t=`. Handlers that take it never see a ticket whose link was not shown.
+/// A wrong token and a missing ticket answer the same "not found" page, so links cannot
+/// be probed.
+pub(super) struct LinkedTicket(pub TicketDetail);
+
+impl actix_web::FromRequest for LinkedTicket {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let request = request.clone();
+        Box::pin(async move {
+            let refused = |response| {
+                actix_web::error::InternalError::from_response("status link refused", response)
+                    .into()
+            };
+            let Some(desk) = request.app_data::<web::Data<Desk>>() else {
+                return Err(actix_web::error::ErrorInternalServerError(
+                    "the desk is not configured",
+                ));
+            };
+            let number = request.match_info().get("ticket").unwrap_or_default();
+            let token = web::Query::<TokenQuery>::from_query(request.query_string())
+                .ok()
+                .and_then(|query| query.into_inner().t);
+            ticket_for_link(desk, number, token.as_deref())
+                .await
+                .map(LinkedTicket)
+                .map_err(refused)
+        })
+    }
+}
+
+async fn ticket_for_link(
     desk: &Desk,
     number: &str,
     token: Option<&str>,
@@ -351,15 +383,7 @@ fn next_step(ticket: &TicketDetail) -> String {
 }
 
 #[get("/status/{ticket}")]
-async fn status(
-    desk: web::Data<Desk>,
-    path: web::Path<String>,
-    query: web::Query<TokenQuery>,
-) -> HttpResponse {
-    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
-        Ok(ticket) => ticket,
-        Err(response) => return response,
-    };
+async fn status(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> HttpResponse {
     let number = ticket.summary.number.clone();
     let token = desk.keys.desk_secret.status_token(number.as_str());
     let photo_url = (ticket.summary.status == TicketStatus::AwaitingPhoto)
@@ -406,40 +430,26 @@ struct PhotoPage {
 }
 
 #[get("/status/{ticket}/photo")]
-async fn photo_form(
-    desk: web::Data<Desk>,
-    path: web::Path<String>,
-    query: web::Query<TokenQuery>,
-) -> HttpResponse {
-    match ticket_for_link(&desk, &path, query.t.as_deref()).await {
-        Ok(ticket) => {
-            let number = ticket.summary.number;
-            html(
-                StatusCode::OK,
-                &PhotoPage {
-                    status_url: desk.status_url(&number),
-                    number,
-                    error: None,
-                    done: false,
-                },
-            )
-        }
-        Err(response) => response,
-    }
+async fn photo_form(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> HttpResponse {
+    let number = ticket.summary.number;
+    html(
+        StatusCode::OK,
+        &PhotoPage {
+            status_url: desk.status_url(&number),
+            number,
+            error: None,
+            done: false,
+        },
+    )
 }
 
 #[post("/status/{ticket}/photo")]
 async fn photo_upload(
     desk: web::Data<Desk>,
     request: HttpRequest,
-    path: web::Path<String>,
-    query: web::Query<TokenQuery>,
+    LinkedTicket(ticket): LinkedTicket,
     payload: web::Payload,
 ) -> HttpResponse {
-    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
-        Ok(ticket) => ticket,
-        Err(response) => return response,
-    };
     let number = ticket.summary.number.clone();
     let mut page = PhotoPage {
         status_url: desk.status_url(&number),

@@ -8,7 +8,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::html;
-use super::pages::{TokenQuery, ticket_for_link};
+use super::pages::LinkedTicket;
 use crate::customer::{self, AccessError};
 use crate::desk::Desk;
 use crate::domain::TicketNumber;
@@ -113,27 +113,12 @@ fn refused_page(page: CodePage, error: AccessError) -> HttpResponse {
 }
 
 #[get("/status/{ticket}/code")]
-async fn code_page(
-    desk: web::Data<Desk>,
-    path: web::Path<String>,
-    query: web::Query<TokenQuery>,
-) -> HttpResponse {
-    match ticket_for_link(&desk, &path, query.t.as_deref()).await {
-        Ok(ticket) => html(StatusCode::OK, &CodePage::new(&desk, &ticket)),
-        Err(response) => response,
-    }
+async fn code_page(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> HttpResponse {
+    html(StatusCode::OK, &CodePage::new(&desk, &ticket))
 }
 
 #[post("/status/{ticket}/code")]
-async fn send_code(
-    desk: web::Data<Desk>,
-    path: web::Path<String>,
-    query: web::Query<TokenQuery>,
-) -> HttpResponse {
-    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
-        Ok(ticket) => ticket,
-        Err(response) => return response,
-    };
+async fn send_code(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> HttpResponse {
     let page = CodePage::new(&desk, &ticket);
     match customer::send_access_code(&desk, &ticket).await {
         Ok(()) => html(StatusCode::OK, &CodePage { sent: true, ..page }),
@@ -165,14 +150,9 @@ struct ResponsePage {
 #[post("/status/{ticket}/response")]
 async fn show_response(
     desk: web::Data<Desk>,
-    path: web::Path<String>,
-    query: web::Query<TokenQuery>,
+    LinkedTicket(ticket): LinkedTicket,
     form: web::Form<CodeForm>,
 ) -> HttpResponse {
-    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
-        Ok(ticket) => ticket,
-        Err(response) => return response,
-    };
     let shown = match customer::show_response(&desk, &ticket, &form.code).await {
         Ok(shown) => shown,
         Err(error) => {
@@ -209,22 +189,18 @@ async fn show_response(
     private(html(StatusCode::OK, &page))
 }
 
+/// The file token, beside the status link's own `t`.
 #[derive(Deserialize)]
 struct FileQuery {
-    t: Option<String>,
     f: Option<String>,
 }
 
 #[get("/status/{ticket}/response.xml")]
 async fn response_file(
     desk: web::Data<Desk>,
-    path: web::Path<String>,
+    LinkedTicket(ticket): LinkedTicket,
     query: web::Query<FileQuery>,
 ) -> HttpResponse {
-    let ticket = match ticket_for_link(&desk, &path, query.t.as_deref()).await {
-        Ok(ticket) => ticket,
-        Err(response) => return response,
-    };
     match customer::response_file(&desk, &ticket, query.f.as_deref().unwrap_or_default()) {
         Ok((name, xml)) => private(
             HttpResponse::Ok()

@@ -448,6 +448,19 @@ impl TestApp {
         plain
     }
 
+    /// Approves a ticket through the agent API, as a fresh agent.
+    pub async fn approve_by_api(&self, number: &str) {
+        let token = self.agent_token("approver@vendor.test").await;
+        let approved = self
+            .api_post(
+                &token,
+                &format!("/api/v1/tickets/{number}/approve"),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(approved.status(), 200, "approval of {number}");
+    }
+
     /// Submits through the HTML form; returns the ticket number and status link shown.
     pub async fn submit_form(&self, form: reqwest::multipart::Form) -> (String, String) {
         let response = self

@@ -42,15 +42,7 @@ async fn the_customer_learns_why_and_the_agents_see_the_answer(backend: Backend)
     assert!(!app.page(&status_url).await.contains("id=\"send-feedback\""));
     assert_eq!(tell(&app, &url, &[("answer", "expired")]).await.0, 409);
 
-    let token = app.agent_token("agent@vendor.test").await;
-    let approved = app
-        .api_post(
-            &token,
-            &format!("/api/v1/tickets/{number}/approve"),
-            serde_json::json!({}),
-        )
-        .await;
-    assert_eq!(approved.status(), 200);
+    app.approve_by_api(&number).await;
     let status = app.page(&status_url).await;
     assert!(status.contains("id=\"send-feedback\""), "{status}");
     for answer in [

@@ -22,15 +22,7 @@ async fn approved_ticket(app: &TestApp, email: &str) -> (String, String, DeviceS
         file_part(label_photo(), "label.jpg", "image/jpeg"),
     );
     let (number, status_url) = app.submit_form(form).await;
-    let token = app.agent_token("agent@vendor.test").await;
-    let approved = app
-        .api_post(
-            &token,
-            &format!("/api/v1/tickets/{number}/approve"),
-            serde_json::json!({}),
-        )
-        .await;
-    assert_eq!(approved.status(), 200);
+    app.approve_by_api(&number).await;
     app.run_outbox().await;
     (number, status_url, nvr)
 }
