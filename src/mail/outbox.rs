@@ -213,27 +213,45 @@ impl OutboxWorker {
                 })
                 .buffer_unordered(turn);
             let mut delivered = Vec::with_capacity(turn);
+            // A database error does not stop the turn: the messages in flight finish, and
+            // what was delivered is still recorded if the database lets it, so a passing
+            // outage repeats as little mail as it can. The first error ends the round.
+            let mut failed = None;
             while let Some((message, result)) = sending.next().await {
                 match result {
                     Ok(()) => {
                         tracing::info!(outbox_id = message.id, "mail sent");
                         delivered.push(message.id);
                         if delivered.len() >= turn {
-                            round.sent += self.record_sent(&mut delivered).await?;
+                            match self.record_sent(&mut delivered).await {
+                                Ok(sent) => round.sent += sent,
+                                Err(error) => failed = failed.or(Some(error)),
+                            }
                         }
                     }
-                    Err(error) => match self.record_failure(&message, &error).await? {
-                        Outcome::Retried => round.retried += 1,
-                        Outcome::Dead => round.dead += 1,
+                    Err(error) => match self.record_failure(&message, &error).await {
+                        Ok(Outcome::Retried) => round.retried += 1,
+                        Ok(Outcome::Dead) => round.dead += 1,
+                        Err(error) => failed = failed.or(Some(error)),
                     },
                 }
             }
-            round.sent += self.record_sent(&mut delivered).await?;
+            match self.record_sent(&mut delivered).await {
+                Ok(sent) => round.sent += sent,
+                Err(error) => failed = failed.or(Some(error)),
+            }
+            if let Some(error) = failed {
+                return Err(error);
+            }
         }
     }
 
-    /// Records delivered messages as sent, all in one transaction; empties `delivered`.
+    /// Records delivered messages as sent, all in one transaction; empties `delivered`
+    /// once they are (a failed record keeps them, to be tried again at the turn's end).
     async fn record_sent(&self, delivered: &mut Vec<i64>) -> Result<usize, StoreError> {
+        if delivered.is_empty() {
+            return Ok(0);
+        }
         self.store
             .mark_mails_sent(delivered, self.clock.now())
             .await?;
