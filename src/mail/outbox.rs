@@ -140,6 +140,8 @@ impl Transport {
 pub struct OutboxWorker {
     store: Arc<dyn Store>,
     queued: Arc<tokio::sync::Notify>,
+    /// Delivered messages not yet recorded as sent.
+    unrecorded: std::sync::Mutex<Vec<i64>>,
     transport: Transport,
     from: Mailbox,
     max_attempts: u32,
@@ -173,6 +175,7 @@ impl OutboxWorker {
         Self {
             store,
             queued: Arc::default(),
+            unrecorded: std::sync::Mutex::default(),
             transport,
             from,
             max_attempts,
@@ -190,6 +193,7 @@ impl OutboxWorker {
     /// Sends every message that is due now.
     pub async fn run_once(&self) -> Result<Round, StoreError> {
         let mut round = Round::default();
+        round.sent += self.record_sent().await?;
         loop {
             let due = self
                 .store
@@ -202,32 +206,25 @@ impl OutboxWorker {
             if due.is_empty() {
                 return Ok(round);
             }
-            // Sent messages are recorded a turn at a time, in one transaction, rather than
-            // one commit each; a kill can then repeat at most the messages in flight and
-            // one turn's worth not yet recorded (each under its own Message-ID).
-            let turn = self.timing.connections;
-            let mut sending = futures_util::stream::iter(due)
+            // Nothing is recorded while messages are in flight: awaiting the database in
+            // between would stop polling the sends, whose SMTP timeouts keep running. The
+            // batch's delivered mail is then recorded in one transaction rather than one
+            // commit each; a kill can repeat at most the batch (each under its own
+            // Message-ID).
+            let results: Vec<(OutboxMessage, Result<(), String>)> = futures_util::stream::iter(due)
                 .map(|message| async move {
                     let result = self.deliver(&message).await;
                     (message, result)
                 })
-                .buffer_unordered(turn);
-            let mut delivered = Vec::with_capacity(turn);
-            // A database error does not stop the turn: the messages in flight finish, and
-            // what was delivered is still recorded if the database lets it, so a passing
-            // outage repeats as little mail as it can. The first error ends the round.
+                .buffer_unordered(self.timing.connections)
+                .collect()
+                .await;
             let mut failed = None;
-            while let Some((message, result)) = sending.next().await {
+            for (message, result) in results {
                 match result {
                     Ok(()) => {
                         tracing::info!(outbox_id = message.id, "mail sent");
-                        delivered.push(message.id);
-                        if delivered.len() >= turn {
-                            match self.record_sent(&mut delivered).await {
-                                Ok(sent) => round.sent += sent,
-                                Err(error) => failed = failed.or(Some(error)),
-                            }
-                        }
+                        self.unrecorded().push(message.id);
                     }
                     Err(error) => match self.record_failure(&message, &error).await {
                         Ok(Outcome::Retried) => round.retried += 1,
@@ -236,31 +233,33 @@ impl OutboxWorker {
                     },
                 }
             }
-            match self.record_sent(&mut delivered).await {
-                Ok(sent) => round.sent += sent,
-                Err(error) => failed = failed.or(Some(error)),
-            }
+            round.sent += self.record_sent().await?;
             if let Some(error) = failed {
                 return Err(error);
             }
         }
     }
 
-    /// Records delivered messages as sent, all in one transaction; empties `delivered`
-    /// once they are (a failed record keeps them, to be tried again at the turn's end).
-    async fn record_sent(&self, delivered: &mut Vec<i64>) -> Result<usize, StoreError> {
+    fn unrecorded(&self) -> std::sync::MutexGuard<'_, Vec<i64>> {
+        self.unrecorded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records delivered messages as sent, all in one transaction. Ids that could not be
+    /// recorded (the database was away) stay for the next round, which records them
+    /// before it claims more, so their lease does not run out and send them again.
+    async fn record_sent(&self) -> Result<usize, StoreError> {
+        let delivered = self.unrecorded().clone();
         if delivered.is_empty() {
             return Ok(0);
         }
         self.store
-            .mark_mails_sent(delivered, self.clock.now())
+            .mark_mails_sent(&delivered, self.clock.now())
             .await?;
-        for _ in delivered.iter() {
+        self.unrecorded().retain(|id| !delivered.contains(id));
+        for _ in &delivered {
             crate::observability::mail("sent");
         }
-        let count = delivered.len();
-        delivered.clear();
-        Ok(count)
+        Ok(delivered.len())
     }
 
     async fn record_failure(

@@ -1154,12 +1154,14 @@ impl Store for $store {
         let mut tx = self.write().await?;
         // Every check spends a try before the comparison, in one statement, so however
         // many guesses arrive at once no code is compared more than `max_attempts` times.
+        // The outer condition repeats the subquery's: PostgreSQL re-checks only the outer
+        // one on a row a concurrent request changed, which must not revive a used code.
         let live: Option<(i64, String, i64)> = sqlx::query_as(
             "UPDATE access_codes SET attempts = attempts + 1
              WHERE id = (SELECT id FROM access_codes
                          WHERE ticket_id = $1 AND used_at IS NULL AND expires_at > $2
                          ORDER BY id DESC LIMIT 1)
-               AND attempts < $3
+               AND used_at IS NULL AND expires_at > $2 AND attempts < $3
              RETURNING id, code_hash, attempts",
         )
         .bind(ticket_id)
@@ -1222,7 +1224,7 @@ impl Store for $store {
     ) -> StoreResult<Option<TicketNumber>> {
         let number: Option<String> = sqlx::query_scalar(
             "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-             WHERE d.serial = $1 AND t.customer_email = $2 AND t.status = 'approved' AND t.decided_at >= $3
+             WHERE d.serial = $1 AND LOWER(t.customer_email) = LOWER($2) AND t.status = 'approved' AND t.decided_at >= $3
              ORDER BY t.decided_at DESC, t.id DESC LIMIT 1",
         )
         .bind(serial)
@@ -1646,6 +1648,14 @@ impl Store for $store {
                  WHERE id = $2 AND status = 'pending'",
             )
             .bind(now.unix_seconds())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            // A one-time code has done its work once delivered: it is not kept readable.
+            sqlx::query(
+                "UPDATE outbox SET body_text = '', body_html = '' WHERE id = $1 AND kind = 'access_code' AND status = 'sent'",
+            )
             .bind(id)
             .execute(&mut *tx)
             .await

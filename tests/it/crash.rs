@@ -372,9 +372,9 @@ async fn approvals_survive_kills_and_outages(database_url: String, sandbox: Arc<
     let repeats = mails.len() - distinct.len();
     // SMTP cannot deliver exactly once: a message the server accepted just before a kill
     // (or whose "250 OK" was lost in an outage) is not marked sent, and goes again under
-    // the same Message-ID, which is how receivers recognise it. A worker has at most
-    // `outbox_connections` messages in flight and fewer than that delivered but not yet
-    // recorded, so each kill or outage can repeat fewer than twice that many.
+    // the same Message-ID, which is how receivers recognise it. A worker records a batch
+    // of at most 2 × `outbox_connections` messages once all are sent, so each kill or
+    // outage can repeat at most that many.
     assert!(
         repeats
             <= (kills + outages) * 2 * resetdesk::config::Settings::default().outbox_connections,
