@@ -57,6 +57,11 @@ impl Timestamp {
     pub fn seconds_since(self, earlier: Timestamp) -> i64 {
         self.0 - earlier.0
     }
+
+    /// As pages and mails show it to people, followed by "UTC": `2026-11-30 14:05:00`.
+    pub fn shown_utc(self) -> String {
+        self.to_string().replace('T', " ").replace('Z', "")
+    }
 }
 
 impl fmt::Display for Timestamp {

@@ -169,9 +169,7 @@ pub fn approved(
         .map(DeviceResponse::expires_at)
         .min()
         .unwrap_or_else(Timestamp::now)
-        .to_string()
-        .replace('T', " ")
-        .replace('Z', "");
+        .shown_utc();
     let attachment_name = format!("reset-response-{number}.xml");
     let lines: Vec<ResponseLine> = responses
         .iter()

@@ -358,7 +358,7 @@ impl Expiry {
         let left = expires_at.seconds_since(now).max(0);
         Self {
             iso: expires_at.to_string(),
-            shown: expires_at.to_string().replace('T', " ").replace('Z', ""),
+            shown: expires_at.shown_utc(),
             now: now.unix_seconds(),
             left: format!("{}:{:02}:{:02}", left / 3600, left / 60 % 60, left % 60),
             expired: left == 0,
@@ -409,12 +409,7 @@ async fn status(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> Ht
             .iter()
             .map(|d| (d.identity.model.to_string(), d.identity.serial.to_string()))
             .collect(),
-        submitted: ticket
-            .summary
-            .created_at
-            .to_string()
-            .replace('T', " ")
-            .replace('Z', ""),
+        submitted: ticket.summary.created_at.shown_utc(),
         number,
     };
     html(StatusCode::OK, &page)

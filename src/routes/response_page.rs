@@ -166,7 +166,7 @@ async fn show_response(
         .iter()
         .map(|d| d.expires_at())
         .min()
-        .map(|t| t.to_string().replace('T', " ").replace('Z', ""))
+        .map(|t| t.shown_utc())
         .unwrap_or_default();
     let page = ResponsePage {
         status_url: desk.status_url(&number),

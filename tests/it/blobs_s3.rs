@@ -4,7 +4,6 @@
 //! refused submission.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use resetdesk::domain::Timestamp;
 
@@ -24,11 +23,7 @@ fn start_moto() -> Option<(Moto, u16)> {
         eprintln!("S3 blob test skipped: RESETDESK_TEST_MOTO does not name a moto_server");
         return None;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let child = Command::new(binary)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -36,14 +31,7 @@ fn start_moto() -> Option<(Moto, u16)> {
         .spawn()
         .expect("moto_server starts");
     let moto = Moto(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::support::wait_for_listener(port, "moto_server");
     Some((moto, port))
 }
 

@@ -67,11 +67,7 @@ impl Driver {
             eprintln!("skipped: no chromedriver at {path} (see tests/it/browser.rs)");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::free_port();
         let child = Command::new(&path)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
@@ -80,11 +76,7 @@ impl Driver {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {path}: {e}"));
         let driver = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::support::wait_for_listener(port, "chromedriver");
         Some(driver)
     }
 

@@ -363,18 +363,7 @@ async fn an_agent_sees_the_evidence_side_by_side_claims_and_approves() {
     reader.check("code-sent").await;
     assert!(reader.text("#code-sent").await.contains("o•••@example.com"));
     app.run_outbox().await;
-    let code_mail = app
-        .mails_to("owner@example.com")
-        .into_iter()
-        .find(|m| m.subject.contains("Your code"))
-        .expect("the code mail");
-    let code = code_mail
-        .text
-        .lines()
-        .find_map(|line| line.strip_prefix("Your one-time code: "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let code = app.access_code_mailed_to("owner@example.com");
     reader.type_into("#code", &code).await;
     reader.click_and_wait("form button[type=submit]").await;
     reader.check("response-shown").await;

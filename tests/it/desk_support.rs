@@ -448,6 +448,21 @@ impl TestApp {
         plain
     }
 
+    /// The newest one-time code mailed to `email` for the status page.
+    pub fn access_code_mailed_to(&self, email: &str) -> String {
+        let mail = self
+            .mails_to(email)
+            .into_iter()
+            .rfind(|m| m.subject.contains("Your code"))
+            .expect("a code mail");
+        mail.text
+            .lines()
+            .find_map(|line| line.strip_prefix("Your one-time code: "))
+            .expect("the code in the text part")
+            .trim()
+            .to_owned()
+    }
+
     /// Approves a ticket through the agent API, as a fresh agent.
     pub async fn approve_by_api(&self, number: &str) {
         let token = self.agent_token("approver@vendor.test").await;

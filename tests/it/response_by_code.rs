@@ -36,20 +36,6 @@ fn with_path(status_url: &str, number: &str, rest: &str) -> String {
     )
 }
 
-fn code_in(app: &TestApp, email: &str) -> String {
-    let mail = app
-        .mails_to(email)
-        .into_iter()
-        .rfind(|m| m.subject.contains("Your code"))
-        .expect("a code mail");
-    mail.text
-        .lines()
-        .find_map(|line| line.strip_prefix("Your one-time code: "))
-        .expect("the code in the text part")
-        .trim()
-        .to_owned()
-}
-
 async fn post_code(app: &TestApp, url: &str, code: &str) -> (u16, String, Option<String>) {
     let response = app
         .client
@@ -101,7 +87,7 @@ async fn a_customer_whose_mail_never_came_gets_the_response_with_a_code(backend:
         "the page does not spell out the address"
     );
     app.run_outbox().await;
-    let code = code_in(&app, email);
+    let code = app.access_code_mailed_to(email);
     assert_eq!(code.len(), 8);
     let code_mail = app.mails_to(email).pop().unwrap();
     assert!(code_mail.subject.contains(&number) && code_mail.html.contains(&code));
@@ -216,7 +202,7 @@ async fn the_link_alone_gets_no_key_and_codes_are_bounded(backend: Backend) {
         200
     );
     app.run_outbox().await;
-    let code = code_in(&app, email);
+    let code = app.access_code_mailed_to(email);
     let wrong = if code == "00000000" {
         "11111111"
     } else {
