@@ -16,6 +16,7 @@ pub mod customer;
 pub mod desk;
 pub mod device;
 pub mod domain;
+pub mod i18n;
 pub mod intake;
 pub mod mail;
 pub mod observability;

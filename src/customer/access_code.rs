@@ -7,6 +7,7 @@
 use crate::crypto;
 use crate::desk::Desk;
 use crate::domain::{TicketStatus, Timestamp};
+use crate::i18n::Message;
 use crate::mail::compose;
 use crate::protocol::{DeviceResponse, recover_responses, response};
 use crate::store::{CodeCheck, NewAccessCode, StoreError, TicketDetail};
@@ -26,7 +27,7 @@ const CODE_DIGITS: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
     #[error("this ticket has no response to show: {0}")]
-    NoResponse(&'static str),
+    NoResponse(NoResponse),
     #[error("{0}")]
     TooManyCodes(String),
     #[error("the code is not right: {attempts_left} tries left with this code")]
@@ -43,13 +44,40 @@ pub enum AccessError {
     Render(#[from] compose::RenderError),
 }
 
+/// Why a ticket has no response to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoResponse {
+    #[error("it is not approved")]
+    NotApproved,
+    #[error("the response has expired; export a new request on the device")]
+    Expired,
+}
+
+impl AccessError {
+    /// What the customer reads; `None` for a failure on the desk's side.
+    pub fn customer_message(&self) -> Option<Message> {
+        Some(match self {
+            Self::NoResponse(NoResponse::NotApproved) => Message::new("code.not_approved"),
+            Self::NoResponse(NoResponse::Expired) => Message::new("code.expired"),
+            Self::TooManyCodes(_) => Message::new("code.too_many_codes"),
+            Self::WrongCode { attempts_left: 1 } => Message::new("code.wrong_last"),
+            Self::WrongCode { attempts_left } => {
+                Message::new("code.wrong").with("tries", attempts_left)
+            }
+            Self::NoLiveCode => Message::new("code.no_live_code"),
+            Self::Malformed => Message::new("code.malformed"),
+            Self::Store(_) | Self::Render(_) => return None,
+        })
+    }
+}
+
 /// Why a ticket's response cannot be shown, or `None` when it can.
-fn why_no_response(ticket: &TicketDetail, now: Timestamp) -> Option<&'static str> {
+fn why_no_response(ticket: &TicketDetail, now: Timestamp) -> Option<NoResponse> {
     if ticket.summary.status != TicketStatus::Approved || ticket.responses.is_empty() {
-        return Some("it is not approved");
+        return Some(NoResponse::NotApproved);
     }
     if ticket.responses.iter().all(|r| r.expires_at <= now) {
-        return Some("the response has expired; export a new request on the device");
+        return Some(NoResponse::Expired);
     }
     None
 }

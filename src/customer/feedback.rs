@@ -4,7 +4,8 @@
 //! refusals (`device::ResponseError`), in the words a customer reads on the screen.
 
 use crate::desk::Desk;
-use crate::domain::{PlainText, TicketStatus};
+use crate::domain::{FieldError, PlainText, TicketStatus};
+use crate::i18n::Message;
 use crate::store::{StoreError, TicketDetail};
 
 /// A new request from the same customer for the same device within this many days of an
@@ -58,41 +59,28 @@ impl DeviceAnswer {
         Self::ALL.into_iter().find(|a| a.as_str() == raw)
     }
 
-    /// The choice as the form shows it: close to what the device's screen says.
-    pub fn label(self) -> &'static str {
+    /// The choice as the form shows it, close to what the device's screen says: a
+    /// catalogue key.
+    pub fn label_key(self) -> &'static str {
         match self {
-            Self::Expired => "It says the request or response has expired",
-            Self::WrongKey => "It says the key is wrong or not valid",
-            Self::NoResetInProgress => {
-                "It says no reset is in progress, or the request is no longer current (the device restarted)"
-            }
-            Self::TooManyAttempts => "It says there were too many attempts",
-            Self::WrongDevice => "It says the response is for another device",
-            Self::Other => "Something else",
+            Self::Expired => "answer.expired_label",
+            Self::WrongKey => "answer.wrong_key_label",
+            Self::NoResetInProgress => "answer.no_reset_label",
+            Self::TooManyAttempts => "answer.too_many_attempts_label",
+            Self::WrongDevice => "answer.wrong_device_label",
+            Self::Other => "answer.other_label",
         }
     }
 
-    /// Why that happens, in plain words.
-    pub fn likely_cause(self) -> &'static str {
+    /// Why that happens, in plain words: a catalogue key.
+    pub fn cause_key(self) -> &'static str {
         match self {
-            Self::Expired => {
-                "A response works for 48 hours after the device exported its request. That time has passed."
-            }
-            Self::WrongKey => {
-                "Most often a character was typed wrong. Keys use letters and digits; O and 0, and I, L and 1, count as the same. The key must also be the one for this device's serial number."
-            }
-            Self::NoResetInProgress => {
-                "The device forgets its request when it restarts (a power cut counts) or when someone exports a new request. A response only works for the request it answers."
-            }
-            Self::TooManyAttempts => {
-                "After 5 wrong keys the device ends the request, to stop guessing. This response cannot be used any more."
-            }
-            Self::WrongDevice => {
-                "The response is for the serial number in your request. It was used on a different device, or the request came from another one."
-            }
-            Self::Other => {
-                "We could not tell from your answer. Our support team reads what you wrote."
-            }
+            Self::Expired => "answer.expired_cause",
+            Self::WrongKey => "answer.wrong_key_cause",
+            Self::NoResetInProgress => "answer.no_reset_cause",
+            Self::TooManyAttempts => "answer.too_many_attempts_cause",
+            Self::WrongDevice => "answer.wrong_device_cause",
+            Self::Other => "answer.other_cause",
         }
     }
 
@@ -109,14 +97,27 @@ impl DeviceAnswer {
 pub enum FeedbackError {
     #[error("choose what the device said")]
     NoAnswer,
-    #[error("the note is too long or contains characters we cannot keep: {0}")]
-    Note(String),
+    #[error("the note {0}")]
+    Note(FieldError),
     #[error("this ticket has no response yet: there is nothing that could have failed")]
     NotApproved,
     #[error("{0}")]
     TooMany(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl FeedbackError {
+    /// What the customer reads; `None` for a failure on the desk's side.
+    pub fn customer_message(&self) -> Option<Message> {
+        Some(match self {
+            Self::NoAnswer => Message::new("feedback.no_answer"),
+            Self::Note(problem) => crate::intake::problems::field(problem),
+            Self::NotApproved => Message::new("feedback.not_approved"),
+            Self::TooMany(_) => Message::new("feedback.too_many"),
+            Self::Store(_) => return None,
+        })
+    }
 }
 
 /// Records what the device said, for the agents, and returns it to explain.
@@ -133,10 +134,7 @@ pub async fn report(
     let note = if note.is_empty() {
         None
     } else {
-        Some(
-            PlainText::parse(note, MAX_NOTE_CHARS)
-                .map_err(|e| FeedbackError::Note(e.to_string()))?,
-        )
+        Some(PlainText::parse(note, MAX_NOTE_CHARS).map_err(FeedbackError::Note)?)
     };
     if ticket.summary.status != TicketStatus::Approved {
         return Err(FeedbackError::NotApproved);

@@ -137,17 +137,6 @@ impl TicketStatus {
             Self::Superseded => "Superseded",
         }
     }
-
-    /// How the status reads to a customer.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Open => "Waiting for review by our support team",
-            Self::AwaitingPhoto => "Waiting for a new photo of the device label from you",
-            Self::Approved => "Approved: the reset response was sent by e-mail",
-            Self::Rejected => "Rejected",
-            Self::Superseded => "Replaced by a newer request from the same device",
-        }
-    }
 }
 
 impl fmt::Display for TicketStatus {

@@ -4,6 +4,7 @@
 
 pub mod limits;
 pub mod photo;
+pub mod problems;
 pub mod risk;
 
 use std::collections::BTreeMap;
@@ -13,9 +14,10 @@ use crate::desk::Desk;
 use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, TicketNumber,
 };
+use crate::i18n::{Lang, Message, language_list};
 use crate::mail::compose;
 use crate::picture_work::{PictureJob, PictureWorkError};
-use crate::protocol::{ExportInput, ResetRequest, qr, reset_string, xml};
+use crate::protocol::{ExportError, ExportInput, ResetRequest, qr, reset_string, xml};
 use crate::store::{CreateOutcome, Customer, ExportForm, NewTicket, StoreError};
 
 /// Text fields of the form and the API, with their size limits in bytes.
@@ -27,6 +29,7 @@ pub const TEXT_FIELDS: &[(&str, usize)] = &[
     ("country", 8),
     ("role", 32),
     ("purchase_channel", 400),
+    ("language", 16),
     ("reset_string", reset_string::MAX_RESET_STRING_CHARS),
 ];
 /// File fields.
@@ -50,21 +53,21 @@ pub struct RawSubmission {
     pub files: BTreeMap<String, Upload>,
 }
 
-/// One problem with one field, worded for the customer.
+/// One problem with one field, worded for the customer in any language.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldIssue {
     pub field: &'static str,
-    pub message: String,
+    pub message: Message,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     /// The submission is wrong; the customer can fix it.
-    #[error("{}", .0.first().map(|i| i.message.as_str()).unwrap_or("the request is not valid"))]
+    #[error("{}", .0.first().map_or_else(|| "the request is not valid".to_owned(), |i| i.message.english()))]
     Invalid(Vec<FieldIssue>),
     /// It conflicts with what the desk already holds (e.g. a newer export).
     #[error("{1}")]
-    Conflict(&'static str, String),
+    Conflict(&'static str, Message),
     /// Too many requests for this device in a short time.
     #[error("too many requests for device {serial}: try again in {retry_after} seconds")]
     RateLimited { serial: String, retry_after: i64 },
@@ -83,11 +86,8 @@ pub enum IntakeError {
 }
 
 impl IntakeError {
-    fn one(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid(vec![FieldIssue {
-            field,
-            message: message.into(),
-        }])
+    fn one(field: &'static str, message: Message) -> Self {
+        Self::Invalid(vec![FieldIssue { field, message }])
     }
 
     fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -123,70 +123,108 @@ fn text<'a>(raw: &'a RawSubmission, field: &str) -> Option<&'a str> {
 }
 
 /// Parses the customer's details, collecting every problem so a form can show them all.
+/// `language` is the one the customer wrote the form in (a hidden field of the form;
+/// from Accept-Language when an API client leaves it out): the desk's e-mails use it.
 fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Customer> {
-    fn required<T, E: std::fmt::Display>(
+    fn parsed<T, E>(
         raw: &RawSubmission,
         field: &'static str,
-        label: &str,
+        missing: Option<&'static str>,
         issues: &mut Vec<FieldIssue>,
         parse: impl FnOnce(&str) -> Result<T, E>,
-    ) -> Option<T> {
+        problem: impl FnOnce(&E) -> Message,
+    ) -> Option<Option<T>> {
         let Some(value) = text(raw, field) else {
-            issues.push(FieldIssue {
-                field,
-                message: format!("please fill in your {label}"),
-            });
-            return None;
-        };
-        parse(value)
-            .map_err(|e| {
+            if let Some(missing) = missing {
                 issues.push(FieldIssue {
                     field,
-                    message: format!("{label} {e}"),
-                })
-            })
-            .ok()
-    }
-    fn optional<T, E: std::fmt::Display>(
-        raw: &RawSubmission,
-        field: &'static str,
-        label: &str,
-        issues: &mut Vec<FieldIssue>,
-        parse: impl FnOnce(&str) -> Result<T, E>,
-    ) -> Option<Option<T>> {
-        match text(raw, field) {
-            None => Some(None),
-            Some(value) => match parse(value) {
-                Ok(v) => Some(Some(v)),
-                Err(e) => {
-                    issues.push(FieldIssue {
-                        field,
-                        message: format!("{label} {e}"),
-                    });
-                    None
-                }
-            },
+                    message: Message::new(missing),
+                });
+                return None;
+            }
+            return Some(None);
+        };
+        match parse(value) {
+            Ok(value) => Some(Some(value)),
+            Err(e) => {
+                issues.push(FieldIssue {
+                    field,
+                    message: problem(&e),
+                });
+                None
+            }
         }
     }
-    let name = required(raw, "name", "name", issues, |v| PlainText::parse(v, 200));
-    let email = required(raw, "email", "e-mail address", issues, EmailAddress::parse);
-    let phone = optional(raw, "phone", "phone number", issues, PhoneNumber::parse);
-    let company = optional(raw, "company", "company", issues, |v| {
-        PlainText::parse(v, 200)
-    });
-    let country = required(raw, "country", "country", issues, CountryCode::parse);
-    let role = required(raw, "role", "role", issues, CustomerRole::parse);
-    let purchase_channel = optional(raw, "purchase_channel", "place of purchase", issues, |v| {
-        PlainText::parse(v, 200)
-    });
+    let plain = |v: &str| PlainText::parse(v, 200);
+    let name = parsed(
+        raw,
+        "name",
+        Some("problem.name_missing"),
+        issues,
+        plain,
+        problems::field,
+    );
+    let email = parsed(
+        raw,
+        "email",
+        Some("problem.email_missing"),
+        issues,
+        EmailAddress::parse,
+        problems::email,
+    );
+    let phone = parsed(
+        raw,
+        "phone",
+        None,
+        issues,
+        PhoneNumber::parse,
+        problems::phone,
+    );
+    let company = parsed(raw, "company", None, issues, plain, problems::field);
+    let country = parsed(
+        raw,
+        "country",
+        Some("problem.country_missing"),
+        issues,
+        CountryCode::parse,
+        |_| Message::new("problem.country_invalid"),
+    );
+    let role = parsed(
+        raw,
+        "role",
+        Some("problem.role_missing"),
+        issues,
+        CustomerRole::parse,
+        |_| {
+            let roles: Vec<&str> = CustomerRole::ALL.iter().map(|r| r.as_str()).collect();
+            Message::new("problem.role_invalid").with("roles", roles.join(", "))
+        },
+    );
+    let purchase_channel = parsed(
+        raw,
+        "purchase_channel",
+        None,
+        issues,
+        plain,
+        problems::field,
+    );
+    let language = parsed(
+        raw,
+        "language",
+        None,
+        issues,
+        |v| Lang::parse(v).ok_or(()),
+        |_| Message::new("problem.language_invalid").with("languages", language_list()),
+    );
     Some(Customer {
-        name: name?,
-        email: email?,
+        name: name??,
+        email: email??,
         phone: phone?,
         company: company?,
-        country: country?,
-        role: role?,
+        country: country??,
+        role: role??,
         purchase_channel: purchase_channel?,
+        language: language?.unwrap_or_default(),
     })
 }
 
@@ -210,14 +248,11 @@ fn export_of(raw: &RawSubmission) -> Result<(ExportForm, &'static str, Upload), 
         1 => Ok(forms.remove(0)),
         0 => Err(FieldIssue {
             field: "export",
-            message: "please add the reset request from the device: the exported XML file, the reset string, \
-                      or a photo of the QR code on its screen"
-                .to_owned(),
+            message: Message::new("problem.export_missing"),
         }),
         _ => Err(FieldIssue {
             field: "export",
-            message: "please send the reset request in one form only (the XML file, the reset string or the QR code)"
-                .to_owned(),
+            message: Message::new("problem.export_twice"),
         }),
     }
 }
@@ -230,7 +265,7 @@ async fn decode_export(
     field: &'static str,
     export: &Upload,
 ) -> Result<ResetRequest, IntakeError> {
-    let issue = |e: String| IntakeError::one(field, e);
+    let issue = |e: &ExportError| IntakeError::one(field, problems::export(e));
     // The text forms are small, within their fields' limits.
     let small = async || {
         export
@@ -241,13 +276,13 @@ async fn decode_export(
     match form {
         ExportForm::Xml => ExportInput::Xml(&small().await?)
             .decode()
-            .map_err(|e| issue(e.to_string())),
+            .map_err(|e| issue(&e)),
         ExportForm::ResetString => {
             let text = String::from_utf8(small().await?)
-                .map_err(|_| issue("the reset string is not text".to_owned()))?;
+                .map_err(|_| IntakeError::one(field, Message::new("problem.upload_not_text")))?;
             ExportInput::ResetString(&text)
                 .decode()
-                .map_err(|e| issue(e.to_string()))
+                .map_err(|e| issue(&e))
         }
         ExportForm::Qr => {
             let (declared, memory) = picture_memory(export).await?;
@@ -261,8 +296,8 @@ async fn decode_export(
                 .await
                 .map_err(|e| picture_failure(field, e))?
                 .map_err(IntakeError::internal)?;
-            let text = decoded.map_err(|e| issue(e.to_string()))?;
-            reset_string::decode(&text).map_err(|e| issue(e.to_string()))
+            let text = decoded.map_err(|e| IntakeError::one(field, problems::qr(&e)))?;
+            reset_string::decode(&text).map_err(|e| issue(&e))
         }
     }
 }
@@ -293,7 +328,7 @@ async fn repeat_of(
 fn picture_failure(field: &'static str, error: PictureWorkError) -> IntakeError {
     match error {
         PictureWorkError::Busy => IntakeError::Busy,
-        other => IntakeError::one(field, other.to_string()),
+        other => IntakeError::one(field, problems::picture(other)),
     }
 }
 
@@ -344,9 +379,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     if label.is_none() {
         issues.push(FieldIssue {
             field: "label_photo",
-            message:
-                "please add a photo of the label on the device (the sticker with the serial number)"
-                    .to_owned(),
+            message: Message::new("problem.label_photo_missing"),
         });
     }
     let (Some(customer), Some((form, field, export)), Some(label)) = (customer, export, label)
@@ -363,7 +396,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     let now = desk.clock.now();
     let verified = request
         .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
-        .map_err(|e| IntakeError::one(field, e.to_string()))?;
+        .map_err(|e| IntakeError::one(field, problems::challenge(&e)))?;
     // Counted only for genuine exports: a forged one naming someone else's serial must
     // not use up that device's allowance.
     for device in verified.devices() {
@@ -438,7 +471,19 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         Err(error) => {
             remove_blobs(desk, &[&export_blob, &label_blob]).await;
             match error {
-                StoreError::Conflict(message) => Err(IntakeError::Conflict(field, message)),
+                StoreError::NewerExport { ticket, serial } => Err(IntakeError::Conflict(
+                    field,
+                    Message::new("problem.export_out_of_date")
+                        .with("ticket", ticket)
+                        .with("serial", serial),
+                )),
+                StoreError::Conflict(why) => {
+                    tracing::info!(%why, "two submissions of one export crossed");
+                    Err(IntakeError::Conflict(
+                        field,
+                        Message::new("problem.export_same_time"),
+                    ))
+                }
                 other => Err(IntakeError::internal(other)),
             }
         }
@@ -457,7 +502,7 @@ async fn remove_blobs(desk: &Desk, blobs: &[&String]) {
 /// memory its header declares reserved first. Says how much of the upload is the
 /// picture (anything appended after its end is not stored) and its media type.
 async fn checked_photo(desk: &Desk, upload: &Upload) -> Result<photo::CheckedPhoto, IntakeError> {
-    let refused = |message: String| IntakeError::one("label_photo", message);
+    let refused = |message: Message| IntakeError::one("label_photo", message);
     let (declared, reading) = picture_memory(upload).await?;
     let memory = reading + declared.map_or(0, |d| d.proof_memory());
     let max_pixels = desk.settings.max_label_pixels;
@@ -469,7 +514,7 @@ async fn checked_photo(desk: &Desk, upload: &Upload) -> Result<photo::CheckedPho
                 // What was reserved came from the same header; a file that reads
                 // differently the second time is crafted, not a photo.
                 if Some(inspected.declared()) != declared {
-                    return Err(photo::DAMAGED.to_owned());
+                    return Err(photo::damaged());
                 }
                 photo::prove_label_photo(bytes, &inspected)
             })
@@ -495,7 +540,7 @@ pub async fn replace_label_photo(
     else {
         return Err(IntakeError::one(
             "label_photo",
-            "please choose a photo of the device label",
+            Message::new("problem.label_photo_choose"),
         ));
     };
     let photo = checked_photo(desk, &upload).await?;
@@ -516,7 +561,13 @@ pub async fn replace_label_photo(
         Err(error) => {
             remove_blobs(desk, &[&blob]).await;
             match error {
-                StoreError::Conflict(message) => Err(IntakeError::Conflict("label_photo", message)),
+                StoreError::Conflict(why) => {
+                    tracing::info!(%why, "a new photo for a ticket not waiting for one");
+                    Err(IntakeError::Conflict(
+                        "label_photo",
+                        Message::new("problem.label_photo_not_waiting"),
+                    ))
+                }
                 other => Err(IntakeError::internal(other)),
             }
         }

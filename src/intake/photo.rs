@@ -11,6 +11,8 @@
 use std::io::Cursor;
 
 use image::{ImageFormat, ImageReader};
+
+use crate::i18n::Message;
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
@@ -20,26 +22,27 @@ use zune_jpeg::JpegDecoder;
 pub const MIN_SIDE: u32 = 200;
 pub const MAX_SIDE: u32 = 16_384;
 
-/// Names what a non-image upload is, so the message can say "this is a PDF".
+/// Names what a non-image upload is, so the message can say "this is a PDF": the
+/// catalogue key of its name.
 fn what_is(bytes: &[u8]) -> &'static str {
     let head = &bytes[..bytes.len().min(512)];
     let text = String::from_utf8_lossy(head).to_ascii_lowercase();
     if head.starts_with(b"%PDF") {
-        "a PDF document"
+        "problem.photo_kind_pdf"
     } else if head.starts_with(b"GIF8") {
-        "a GIF picture"
+        "problem.photo_kind_gif"
     } else if head.starts_with(b"RIFF") {
-        "a WebP picture"
+        "problem.photo_kind_webp"
     } else if text.contains("<svg") {
-        "an SVG drawing"
+        "problem.photo_kind_svg"
     } else if text.contains("<html") || text.contains("<!doctype") {
-        "a web page"
+        "problem.photo_kind_web_page"
     } else if head.starts_with(b"PK\x03\x04") {
-        "a ZIP archive"
+        "problem.photo_kind_zip"
     } else if bytes.is_empty() {
-        "empty"
+        "problem.photo_kind_empty"
     } else {
-        "not a picture we can read"
+        "problem.photo_kind_unknown"
     }
 }
 
@@ -62,7 +65,10 @@ struct Layout {
     end: usize,
 }
 
-pub const DAMAGED: &str = "the label photo is damaged or cut off: take or send it again";
+/// A photo whose file ends early or reads differently the second time.
+pub fn damaged() -> Message {
+    Message::new("problem.photo_damaged")
+}
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<usize> {
     Some(usize::from(u16::from_be_bytes(
@@ -244,48 +250,47 @@ impl InspectedPhoto {
 }
 
 /// Checks a label photo; says what it is and how much of it is the picture.
-pub fn check_label_photo(bytes: &[u8], max_pixels: u64) -> Result<CheckedPhoto, String> {
+pub fn check_label_photo(bytes: &[u8], max_pixels: u64) -> Result<CheckedPhoto, Message> {
     let inspected = inspect_label_photo(bytes, max_pixels)?;
     prove_label_photo(bytes, &inspected)
 }
 
 /// The cheap half of the check: the file's kind, its layout (metadata size, where the
 /// picture ends) and its declared size, all refused before any pixel is decoded.
-pub fn inspect_label_photo(bytes: &[u8], max_pixels: u64) -> Result<InspectedPhoto, String> {
+pub fn inspect_label_photo(bytes: &[u8], max_pixels: u64) -> Result<InspectedPhoto, Message> {
     let (format, media_type) = if bytes.starts_with(b"\xff\xd8\xff") {
         (ImageFormat::Jpeg, "image/jpeg")
     } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         (ImageFormat::Png, "image/png")
     } else {
-        return Err(format!(
-            "the label photo must be a JPEG or PNG picture; this file is {}",
-            what_is(bytes)
-        ));
+        return Err(
+            Message::new("problem.photo_not_a_picture").with_message("kind", what_is(bytes))
+        );
     };
     let layout = match format {
         ImageFormat::Png => png_layout(bytes),
         _ => jpeg_layout(bytes),
     }
-    .ok_or_else(|| DAMAGED.to_owned())?;
+    .ok_or_else(damaged)?;
     if layout.metadata > MAX_METADATA_BYTES {
-        return Err(format!(
-            "the label photo carries {} of hidden data (metadata) besides the picture; at most {} is accepted: send the photo as the camera took it, or a screenshot of it",
-            megabytes(layout.metadata),
-            megabytes(MAX_METADATA_BYTES)
-        ));
+        return Err(Message::new("problem.photo_metadata")
+            .with("size", megabytes(layout.metadata))
+            .with("max", megabytes(MAX_METADATA_BYTES)));
     }
     let (width, height) = ImageReader::with_format(Cursor::new(&bytes[..layout.end]), format)
         .into_dimensions()
-        .map_err(|_| "the label photo is damaged: its header cannot be read".to_owned())?;
+        .map_err(|_| Message::new("problem.photo_header"))?;
     if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > max_pixels {
-        return Err(format!(
-            "the label photo is {width}×{height} pixels; at most {max_pixels} pixels are accepted (a phone photo fits)"
-        ));
+        return Err(Message::new("problem.photo_too_many_pixels")
+            .with("width", width)
+            .with("height", height)
+            .with("max_pixels", max_pixels));
     }
     if width < MIN_SIDE || height < MIN_SIDE {
-        return Err(format!(
-            "the label photo is only {width}×{height} pixels; the serial number cannot be read on it (at least {MIN_SIDE}×{MIN_SIDE})"
-        ));
+        return Err(Message::new("problem.photo_too_small")
+            .with("width", width)
+            .with("height", height)
+            .with("min", MIN_SIDE));
     }
     Ok(InspectedPhoto {
         declared: Declared {
@@ -301,13 +306,16 @@ pub fn inspect_label_photo(bytes: &[u8], max_pixels: u64) -> Result<InspectedPho
 /// The costly half: decodes every pixel, so a truncated or corrupt picture is refused.
 /// Nothing is kept but the verdict: a JPEG is decoded to grey (colour conversion proves
 /// nothing more), a PNG row by row, so proving a 50-megapixel PNG takes a row of memory.
-pub fn prove_label_photo(bytes: &[u8], inspected: &InspectedPhoto) -> Result<CheckedPhoto, String> {
+pub fn prove_label_photo(
+    bytes: &[u8],
+    inspected: &InspectedPhoto,
+) -> Result<CheckedPhoto, Message> {
     let bytes = &bytes[..inspected.picture_len];
     let decoded = match inspected.declared.format {
         ImageFormat::Png => prove_png(bytes),
         _ => prove_jpeg(bytes, inspected.declared),
     };
-    decoded.ok_or_else(|| DAMAGED.to_owned())?;
+    decoded.ok_or_else(damaged)?;
     Ok(CheckedPhoto {
         media_type: inspected.media_type,
         picture_len: inspected.picture_len as u64,
@@ -448,15 +456,21 @@ mod tests {
         let ok = with_app1(&picture, 500_000, b"Exif\0\0");
         assert!(check_label_photo(&ok, 50_000_000).is_ok());
         let bloated = with_app1(&picture, 10 * 1024 * 1024, b"Exif\0\0");
-        let err = check_label_photo(&bloated, 50_000_000).unwrap_err();
+        let err = check_label_photo(&bloated, 50_000_000)
+            .unwrap_err()
+            .english();
         assert!(err.contains("10.0 MB of hidden data"), "{err}");
     }
 
     #[test]
     fn refuses_other_files_by_name() {
-        let err = check_label_photo(b"%PDF-1.7\n...", 50_000_000).unwrap_err();
+        let err = check_label_photo(b"%PDF-1.7\n...", 50_000_000)
+            .unwrap_err()
+            .english();
         assert!(err.contains("PDF"), "{err}");
-        let err = check_label_photo(b"<svg onload=alert(1)>", 50_000_000).unwrap_err();
+        let err = check_label_photo(b"<svg onload=alert(1)>", 50_000_000)
+            .unwrap_err()
+            .english();
         assert!(err.contains("SVG"), "{err}");
     }
 
@@ -465,11 +479,13 @@ mod tests {
         assert!(
             check_label_photo(&png(50, 50), 50_000_000)
                 .unwrap_err()
+                .english()
                 .contains("only 50×50")
         );
         assert!(
             check_label_photo(&png(400, 300), 10_000)
                 .unwrap_err()
+                .english()
                 .contains("at most 10000 pixels")
         );
         let full = png(400, 300);
@@ -477,6 +493,7 @@ mod tests {
         assert!(
             check_label_photo(cut, 50_000_000)
                 .unwrap_err()
+                .english()
                 .contains("damaged")
         );
     }
@@ -487,7 +504,7 @@ mod tests {
         let mut bomb = png(200, 200);
         bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
         bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
-        let err = check_label_photo(&bomb, 50_000_000).unwrap_err();
+        let err = check_label_photo(&bomb, 50_000_000).unwrap_err().english();
         assert!(err.contains("damaged") || err.contains("at most"), "{err}");
     }
 }

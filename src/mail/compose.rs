@@ -1,6 +1,7 @@
 use askama::Template;
 
 use crate::domain::{TicketNumber, Timestamp};
+use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceResponse};
 use crate::store::{Attachment, Customer, NewMail};
 
@@ -37,6 +38,12 @@ impl MailContext {
     }
 }
 
+/// A mail's subject in the customer's language: always `[number] …`, so replies and
+/// the customer's own searches find the ticket.
+fn subject(t: Lang, key: &'static str, number: &TicketNumber) -> String {
+    t.fill(key).with("number", number).to_string()
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("an e-mail template failed to render: {0}")]
 pub struct RenderError(#[from] askama::Error);
@@ -49,6 +56,7 @@ struct DeviceLine {
 #[derive(Template)]
 #[template(path = "mail/acknowledgment.txt")]
 struct AcknowledgmentText<'a> {
+    t: Lang,
     name: &'a str,
     number: &'a TicketNumber,
     status_url: &'a str,
@@ -58,6 +66,7 @@ struct AcknowledgmentText<'a> {
 #[derive(Template)]
 #[template(path = "mail/acknowledgment.html")]
 struct AcknowledgmentHtml<'a> {
+    t: Lang,
     subject: &'a str,
     name: &'a str,
     number: &'a TicketNumber,
@@ -74,6 +83,7 @@ struct ResponseLine {
 #[derive(Template)]
 #[template(path = "mail/approved.txt")]
 struct ApprovedText<'a> {
+    t: Lang,
     name: &'a str,
     number: &'a TicketNumber,
     status_url: &'a str,
@@ -85,6 +95,7 @@ struct ApprovedText<'a> {
 #[derive(Template)]
 #[template(path = "mail/approved.html")]
 struct ApprovedHtml<'a> {
+    t: Lang,
     subject: &'a str,
     name: &'a str,
     number: &'a TicketNumber,
@@ -97,6 +108,7 @@ struct ApprovedHtml<'a> {
 #[derive(Template)]
 #[template(path = "mail/rejected.txt")]
 struct RejectedText<'a> {
+    t: Lang,
     name: &'a str,
     number: &'a TicketNumber,
     status_url: &'a str,
@@ -106,6 +118,7 @@ struct RejectedText<'a> {
 #[derive(Template)]
 #[template(path = "mail/rejected.html")]
 struct RejectedHtml<'a> {
+    t: Lang,
     subject: &'a str,
     name: &'a str,
     number: &'a TicketNumber,
@@ -121,7 +134,8 @@ pub fn acknowledgment(
     customer: &Customer,
     devices: &[DeviceChallenge],
 ) -> Result<NewMail, RenderError> {
-    let subject = format!("[{number}] We received your password reset request");
+    let t = customer.language;
+    let subject = subject(t, "mail.acknowledgment.subject", number);
     let lines: Vec<DeviceLine> = devices
         .iter()
         .map(|d| DeviceLine {
@@ -135,6 +149,7 @@ pub fn acknowledgment(
         kind: "acknowledgment",
         recipient: customer.email.clone(),
         body_text: AcknowledgmentText {
+            t,
             name,
             number,
             status_url,
@@ -142,6 +157,7 @@ pub fn acknowledgment(
         }
         .render()?,
         body_html: AcknowledgmentHtml {
+            t,
             subject: &subject,
             name,
             number,
@@ -163,7 +179,8 @@ pub fn approved(
     responses: &[DeviceResponse],
     response_xml: String,
 ) -> Result<NewMail, RenderError> {
-    let subject = format!("[{number}] Your password reset response");
+    let t = customer.language;
+    let subject = subject(t, "mail.approved.subject", number);
     let expires_at = responses
         .iter()
         .map(DeviceResponse::expires_at)
@@ -185,6 +202,7 @@ pub fn approved(
         kind: "approval",
         recipient: customer.email.clone(),
         body_text: ApprovedText {
+            t,
             name,
             number,
             status_url,
@@ -194,6 +212,7 @@ pub fn approved(
         }
         .render()?,
         body_html: ApprovedHtml {
+            t,
             subject: &subject,
             name,
             number,
@@ -220,13 +239,15 @@ pub fn rejected(
     customer: &Customer,
     reason: &str,
 ) -> Result<NewMail, RenderError> {
-    let subject = format!("[{number}] Your password reset request was not approved");
+    let t = customer.language;
+    let subject = subject(t, "mail.rejected.subject", number);
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("rejection", number),
         kind: "rejection",
         recipient: customer.email.clone(),
         body_text: RejectedText {
+            t,
             name,
             number,
             status_url,
@@ -234,6 +255,7 @@ pub fn rejected(
         }
         .render()?,
         body_html: RejectedHtml {
+            t,
             subject: &subject,
             name,
             number,
@@ -249,6 +271,7 @@ pub fn rejected(
 #[derive(Template)]
 #[template(path = "mail/photo_request.txt")]
 struct PhotoRequestText<'a> {
+    t: Lang,
     name: &'a str,
     number: &'a TicketNumber,
     photo_url: &'a str,
@@ -258,6 +281,7 @@ struct PhotoRequestText<'a> {
 #[derive(Template)]
 #[template(path = "mail/photo_request.html")]
 struct PhotoRequestHtml<'a> {
+    t: Lang,
     subject: &'a str,
     name: &'a str,
     number: &'a TicketNumber,
@@ -275,13 +299,15 @@ pub fn photo_requested(
     customer: &Customer,
     note: &str,
 ) -> Result<NewMail, RenderError> {
-    let subject = format!("[{number}] Please send a new photo of the device label");
+    let t = customer.language;
+    let subject = subject(t, "mail.photo_request.subject", number);
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("photo", number),
         kind: "photo_request",
         recipient: customer.email.clone(),
         body_text: PhotoRequestText {
+            t,
             name,
             number,
             photo_url,
@@ -289,6 +315,7 @@ pub fn photo_requested(
         }
         .render()?,
         body_html: PhotoRequestHtml {
+            t,
             subject: &subject,
             name,
             number,
@@ -305,19 +332,24 @@ pub fn photo_requested(
 #[derive(Template)]
 #[template(path = "mail/access_code.txt")]
 struct AccessCodeText<'a> {
+    t: Lang,
     name: &'a str,
     number: &'a TicketNumber,
     code: &'a str,
+    /// The response mail's subject, to look for in the spam folder.
+    response_subject: &'a str,
 }
 
 #[derive(Template)]
 #[template(path = "mail/access_code.html")]
 struct AccessCodeHtml<'a> {
+    t: Lang,
     subject: &'a str,
     name: &'a str,
     number: &'a TicketNumber,
     status_url: &'a str,
     code: &'a str,
+    response_subject: &'a str,
 }
 
 /// The one-time code that shows the response on the status page, for a customer whose
@@ -329,19 +361,30 @@ pub fn access_code(
     customer: &Customer,
     code: &str,
 ) -> Result<NewMail, RenderError> {
-    let subject = format!("[{number}] Your code to see the reset response");
+    let t = customer.language;
+    let subject = subject(t, "mail.access_code.subject", number);
+    let response_subject = self::subject(t, "mail.approved.subject", number);
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("code", number),
         kind: "access_code",
         recipient: customer.email.clone(),
-        body_text: AccessCodeText { name, number, code }.render()?,
+        body_text: AccessCodeText {
+            t,
+            name,
+            number,
+            code,
+            response_subject: &response_subject,
+        }
+        .render()?,
         body_html: AccessCodeHtml {
+            t,
             subject: &subject,
             name,
             number,
             status_url,
             code,
+            response_subject: &response_subject,
         }
         .render()?,
         subject,

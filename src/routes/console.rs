@@ -164,6 +164,9 @@ struct CustomerRow {
     country: String,
     role: &'static str,
     purchase_channel: String,
+    /// The language the customer's e-mails are written in ("Español"): a reason or a
+    /// note the agent types goes into them as typed.
+    language: &'static str,
 }
 
 struct MailRow {
@@ -292,6 +295,7 @@ async fn ticket_page(
                 .unwrap_or_default(),
             country: c.country.as_str().to_owned(),
             role: c.role.label(),
+            language: c.language.name(),
             purchase_channel: c
                 .purchase_channel
                 .as_ref()
@@ -344,7 +348,11 @@ async fn ticket_page(
 
 fn error_page(error: ReviewError) -> HttpResponse {
     let api = ApiError::from(error);
-    message_page(api.status, "The action did not go through", &api.message)
+    message_page(
+        api.status,
+        "The action did not go through",
+        &api.message.english(),
+    )
 }
 
 #[get("/console/tickets/{ticket}")]
@@ -403,7 +411,15 @@ where
         Err(ReviewError::Internal(cause)) => error_page(ReviewError::Internal(cause)),
         Err(error) => {
             let api = ApiError::from(error);
-            ticket_page(desk, console, &number, api.status, Some(api.message), None).await
+            ticket_page(
+                desk,
+                console,
+                &number,
+                api.status,
+                Some(api.message.english()),
+                None,
+            )
+            .await
         }
     }
 }

@@ -2,16 +2,18 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::i18n::Message;
 use crate::intake::{FieldIssue, IntakeError};
 use crate::review::ReviewError;
 
 /// An API error: a status and a message a person understands, optionally naming the
-/// field at fault. Causes go to the log, never into the response.
+/// field at fault. Causes go to the log, never into the response. The API answers in
+/// English; a customer's page shows the same message in the customer's language.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub issues: Vec<FieldIssue>,
-    pub message: String,
+    pub message: Message,
     /// Seconds for a `Retry-After` header, on 429 answers.
     pub retry_after: Option<i64>,
 }
@@ -22,10 +24,6 @@ const UNAVAILABLE_RETRY_SECS: i64 = 30;
 const STORAGE_FULL_RETRY_SECS: i64 = 600;
 /// A queue of pictures clears within a minute or two.
 const BUSY_RETRY_SECS: i64 = 60;
-
-fn rate_message(retry_after: i64) -> String {
-    format!("too many requests in a short time: please try again in {retry_after} seconds")
-}
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -38,21 +36,26 @@ struct Body<'a> {
 struct Item<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
-    message: &'a str,
+    message: String,
 }
 
 impl ApiError {
+    /// An error only agents and API clients read, in English.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::said(status, Message::untranslated(message))
+    }
+
+    /// An error a customer may read, from the message catalogue.
+    pub fn said(status: StatusCode, message: Message) -> Self {
         Self {
             status,
             issues: Vec::new(),
-            message: message.into(),
+            message,
             retry_after: None,
         }
     }
 
-    pub fn field(status: StatusCode, field: &'static str, message: impl Into<String>) -> Self {
-        let message = message.into();
+    pub fn field(status: StatusCode, field: &'static str, message: Message) -> Self {
         Self {
             status,
             issues: vec![FieldIssue {
@@ -78,23 +81,23 @@ impl ApiError {
             tracing::error!(error = %chain, "request failed: database unreachable");
             return Self {
                 retry_after: Some(UNAVAILABLE_RETRY_SECS),
-                ..Self::new(
+                ..Self::said(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "the desk cannot reach its database right now; nothing was saved: please try again in a minute",
+                    Message::new("refusal.database_down"),
                 )
             };
         }
         tracing::error!(error = %chain, "request failed");
-        Self::new(
+        Self::said(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "something went wrong on our side; please try again in a few minutes",
+            Message::new("refusal.internal"),
         )
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message.english())
     }
 }
 
@@ -108,14 +111,14 @@ impl ResponseError for ApiError {
         let body = Body {
             error: Item {
                 field: first.map(|i| i.field),
-                message: first.map_or(self.message.as_str(), |i| i.message.as_str()),
+                message: first.map_or(&self.message, |i| &i.message).english(),
             },
             errors: if self.issues.len() > 1 {
                 self.issues
                     .iter()
                     .map(|i| Item {
                         field: Some(i.field),
-                        message: &i.message,
+                        message: i.message.english(),
                     })
                     .collect()
             } else {
@@ -136,7 +139,7 @@ impl ApiError {
         Self {
             status: StatusCode::TOO_MANY_REQUESTS,
             issues: Vec::new(),
-            message: rate_message(retry_after),
+            message: Message::new("refusal.rate_limited").with("seconds", retry_after),
             retry_after: Some(retry_after),
         }
     }
@@ -150,21 +153,35 @@ impl From<IntakeError> for ApiError {
                 message: issues
                     .first()
                     .map(|i| i.message.clone())
-                    .unwrap_or_default(),
+                    .unwrap_or_else(|| Message::untranslated("the request is not valid")),
                 issues,
                 retry_after: None,
             },
             IntakeError::Conflict(field, message) => {
                 Self::field(StatusCode::CONFLICT, field, message)
             }
-            IntakeError::RateLimited { retry_after, .. } => Self::rate_limited(retry_after),
-            error @ IntakeError::StorageFull => Self {
-                retry_after: Some(STORAGE_FULL_RETRY_SECS),
-                ..Self::new(StatusCode::INSUFFICIENT_STORAGE, error.to_string())
+            IntakeError::RateLimited {
+                serial,
+                retry_after,
+            } => Self {
+                message: Message::new("refusal.device_rate_limited")
+                    .with("serial", serial)
+                    .with("seconds", retry_after),
+                ..Self::rate_limited(retry_after)
             },
-            error @ IntakeError::Busy => Self {
+            IntakeError::StorageFull => Self {
+                retry_after: Some(STORAGE_FULL_RETRY_SECS),
+                ..Self::said(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    Message::new("refusal.storage_full"),
+                )
+            },
+            IntakeError::Busy => Self {
                 retry_after: Some(BUSY_RETRY_SECS),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+                ..Self::said(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Message::new("refusal.busy"),
+                )
             },
             IntakeError::Internal(cause) => Self::internal(cause.as_ref()),
         }

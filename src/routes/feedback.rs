@@ -6,11 +6,12 @@ use actix_web::{HttpResponse, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::html;
 use super::pages::LinkedTicket;
+use super::{LanguageSwitch, Reader, html};
 use crate::customer::{self, DeviceAnswer, FeedbackError, REPEAT_WINDOW_DAYS};
 use crate::desk::Desk;
 use crate::domain::TicketNumber;
+use crate::i18n::Lang;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(report);
@@ -26,6 +27,8 @@ struct FeedbackForm {
 #[derive(Template)]
 #[template(path = "pages/feedback.html")]
 struct FeedbackPage {
+    t: Lang,
+    switch: LanguageSwitch,
     number: TicketNumber,
     status_url: String,
     answer: Option<DeviceAnswer>,
@@ -36,12 +39,17 @@ struct FeedbackPage {
 #[post("/status/{ticket}/feedback")]
 async fn report(
     desk: web::Data<Desk>,
+    reader: Reader,
     LinkedTicket(ticket): LinkedTicket,
     form: web::Form<FeedbackForm>,
 ) -> HttpResponse {
     let number = ticket.summary.number.clone();
+    let status_url = desk.status_url(&number);
+    let reader = reader.back_to(&status_url);
     let mut page = FeedbackPage {
-        status_url: desk.status_url(&number),
+        t: reader.t,
+        switch: reader.switch,
+        status_url,
         number,
         answer: None,
         error: None,
@@ -61,14 +69,14 @@ async fn report(
                 FeedbackError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
                 FeedbackError::Store(cause) => {
                     let failure = super::ApiError::internal(cause);
-                    page.error = Some(failure.message);
+                    page.error = Some(page.t.message(&failure.message));
                     return super::with_retry_after(
                         html(failure.status, &page),
                         failure.retry_after,
                     );
                 }
             };
-            page.error = Some(error.to_string());
+            page.error = error.customer_message().map(|m| page.t.message(&m));
             html(status, &page)
         }
     }

@@ -20,6 +20,8 @@ struct Created {
 }
 
 /// `POST /api/v1/requests`: the intake as multipart/form-data, the same fields as the form.
+/// The e-mails to the customer are in the `language` field's language (`en`, `es`), or
+/// else in the one the request's Accept-Language prefers; errors are in English.
 #[post("/api/v1/requests")]
 async fn submit(
     desk: web::Data<Desk>,
@@ -27,7 +29,10 @@ async fn submit(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     upload::check_address_limit(&desk, &request)?;
-    let raw = upload::read_submission(&desk, &request, payload).await?;
+    let mut raw = upload::read_submission(&desk, &request, payload).await?;
+    raw.text
+        .entry("language".to_owned())
+        .or_insert_with(|| super::language_of(&request).code().to_owned());
     let submitted = intake::submit(&desk, raw).await?;
     let body = Created {
         ticket: submitted.number.to_string(),

@@ -9,6 +9,7 @@ mod error;
 mod feedback;
 mod health;
 mod intake_api;
+mod language;
 mod pages;
 mod response_page;
 mod server_timing;
@@ -21,6 +22,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 pub use error::ApiError;
+pub use language::{LANGUAGE_COOKIE, LanguageSwitch, Reader, language_of};
 pub use server_timing::server_timing;
 
 /// Registers every route.
@@ -29,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     assets::configure(cfg);
     intake_api::configure(cfg);
     agent_api::configure(cfg);
+    language::configure(cfg);
     pages::configure(cfg);
     response_page::configure(cfg);
     feedback::configure(cfg);
@@ -55,9 +58,18 @@ fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
 }
 
 #[derive(Template)]
-#[template(path = "pages/message.html")]
+#[template(path = "console/message.html")]
 struct MessagePage<'a> {
     title: &'a str,
+    text: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "pages/message.html")]
+struct CustomerMessagePage<'a> {
+    t: crate::i18n::Lang,
+    switch: &'a LanguageSwitch,
+    title: String,
     text: &'a str,
 }
 
@@ -96,13 +108,24 @@ fn with_retry_after(mut response: HttpResponse, seconds: Option<i64>) -> HttpRes
 /// not actix's plain-text default.
 pub fn form_error(
     error: actix_web::error::UrlencodedError,
-    _: &actix_web::HttpRequest,
+    request: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    let response = message_page(
-        StatusCode::BAD_REQUEST,
-        "The form could not be read",
-        &format!("Go back, reload the page and try again ({error})."),
-    );
+    tracing::info!(%error, path = request.path(), "a form body could not be read");
+    let response = if request.path().starts_with("/console") {
+        message_page(
+            StatusCode::BAD_REQUEST,
+            "The form could not be read",
+            &format!("Go back, reload the page and try again ({error})."),
+        )
+    } else {
+        let reader = Reader::of(request);
+        customer_message_page(
+            StatusCode::BAD_REQUEST,
+            &reader,
+            "page.form_unreadable_title",
+            reader.t.text("page.form_unreadable_text"),
+        )
+    };
     actix_web::error::InternalError::from_response(error, response).into()
 }
 
@@ -111,12 +134,48 @@ pub fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse
     html(status, &MessagePage { title, text })
 }
 
+/// A page that only tells a customer something, in their language.
+pub fn customer_message_page(
+    status: StatusCode,
+    reader: &Reader,
+    title_key: &'static str,
+    text: String,
+) -> HttpResponse {
+    html(
+        status,
+        &CustomerMessagePage {
+            t: reader.t,
+            switch: &reader.switch,
+            title: reader.t.text(title_key),
+            text: &text,
+        },
+    )
+}
+
+/// A failure on our side, told to a customer: 503 and Retry-After while the database
+/// is unreachable, 500 otherwise.
+pub fn customer_failure_page(
+    reader: &Reader,
+    error: &(dyn std::error::Error + 'static),
+) -> HttpResponse {
+    let failure = ApiError::internal(error);
+    with_retry_after(
+        customer_message_page(
+            failure.status,
+            reader,
+            "page.failure_title",
+            reader.t.message(&failure.message),
+        ),
+        failure.retry_after,
+    )
+}
+
 /// A page for a failure on our side: 503 and Retry-After while the database is
 /// unreachable, 500 otherwise (see [`ApiError::internal`]).
 pub fn failure_page(title: &str, error: &(dyn std::error::Error + 'static)) -> HttpResponse {
     let failure = ApiError::internal(error);
     with_retry_after(
-        message_page(failure.status, title, &failure.message),
+        message_page(failure.status, title, &failure.message.english()),
         failure.retry_after,
     )
 }

@@ -8,10 +8,11 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{ApiError, html, upload};
+use super::{ApiError, LanguageSwitch, Reader, html, upload};
 use crate::customer::DeviceAnswer;
 use crate::desk::Desk;
 use crate::domain::{CustomerRole, TicketNumber, TicketStatus, Timestamp};
+use crate::i18n::Lang;
 use crate::intake::{self, FieldIssue, IntakeError};
 use crate::store::{StoreError, TicketDetail};
 
@@ -23,10 +24,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(photo_upload);
 }
 
+/// A text field of the form: its label and hint are catalogue keys.
 pub struct TextField {
     pub name: &'static str,
     pub label: &'static str,
-    pub hint: &'static str,
+    pub hint: Option<&'static str>,
     pub kind: &'static str,
     pub autocomplete: &'static str,
     pub required: bool,
@@ -35,123 +37,119 @@ pub struct TextField {
 const TEXT_FIELDS: &[TextField] = &[
     TextField {
         name: "name",
-        label: "Your name",
-        hint: "",
+        label: "form.name_label",
+        hint: None,
         kind: "text",
         autocomplete: "name",
         required: true,
     },
     TextField {
         name: "email",
-        label: "E-mail address",
-        hint: "We send the response here. Check that it is right.",
+        label: "form.email_label",
+        hint: Some("form.email_hint"),
         kind: "email",
         autocomplete: "email",
         required: true,
     },
     TextField {
         name: "phone",
-        label: "Phone",
-        hint: "In case we need to call you about this request.",
+        label: "form.phone_label",
+        hint: Some("form.phone_hint"),
         kind: "tel",
         autocomplete: "tel",
         required: false,
     },
     TextField {
         name: "company",
-        label: "Company",
-        hint: "",
+        label: "form.company_label",
+        hint: None,
         kind: "text",
         autocomplete: "organization",
         required: false,
     },
     TextField {
         name: "purchase_channel",
-        label: "Where the device was bought",
-        hint: "The shop, installer or distributor.",
+        label: "form.purchase_channel_label",
+        hint: Some("form.purchase_channel_hint"),
         kind: "text",
         autocomplete: "off",
         required: false,
     },
 ];
 
-/// Countries offered in the form (ISO 3166-1 alpha-2); any valid code is accepted by the API.
-const COUNTRIES: &[(&str, &str)] = &[
-    ("AR", "Argentina"),
-    ("AU", "Australia"),
-    ("AT", "Austria"),
-    ("BE", "Belgium"),
-    ("BR", "Brazil"),
-    ("CA", "Canada"),
-    ("CL", "Chile"),
-    ("CN", "China"),
-    ("CO", "Colombia"),
-    ("CZ", "Czechia"),
-    ("DK", "Denmark"),
-    ("EG", "Egypt"),
-    ("FI", "Finland"),
-    ("FR", "France"),
-    ("DE", "Germany"),
-    ("GR", "Greece"),
-    ("IN", "India"),
-    ("ID", "Indonesia"),
-    ("IE", "Ireland"),
-    ("IL", "Israel"),
-    ("IT", "Italy"),
-    ("JP", "Japan"),
-    ("KR", "Korea"),
-    ("MY", "Malaysia"),
-    ("MX", "Mexico"),
-    ("MA", "Morocco"),
-    ("NL", "Netherlands"),
-    ("NZ", "New Zealand"),
-    ("NG", "Nigeria"),
-    ("NO", "Norway"),
-    ("PE", "Peru"),
-    ("PH", "Philippines"),
-    ("PL", "Poland"),
-    ("PT", "Portugal"),
-    ("RO", "Romania"),
-    ("SA", "Saudi Arabia"),
-    ("SG", "Singapore"),
-    ("ZA", "South Africa"),
-    ("ES", "Spain"),
-    ("SE", "Sweden"),
-    ("CH", "Switzerland"),
-    ("TH", "Thailand"),
-    ("TR", "Türkiye"),
-    ("AE", "United Arab Emirates"),
-    ("GB", "United Kingdom"),
-    ("US", "United States"),
-    ("UY", "Uruguay"),
-    ("VN", "Viet Nam"),
+/// Countries offered in the form (ISO 3166-1 alpha-2), named by the catalogue's
+/// `country.XX`; any valid code is accepted by the API.
+const COUNTRIES: &[&str] = &[
+    "AR", "AU", "AT", "BE", "BR", "CA", "CL", "CN", "CO", "CZ", "DK", "EG", "FI", "FR", "DE", "GR",
+    "IN", "ID", "IE", "IL", "IT", "JP", "KR", "MY", "MX", "MA", "NL", "NZ", "NG", "NO", "PE", "PH",
+    "PL", "PT", "RO", "SA", "SG", "ZA", "ES", "SE", "CH", "TH", "TR", "AE", "GB", "US", "UY", "VN",
 ];
+
+/// The form's country list in the reader's language, in its alphabetical order.
+fn countries(t: Lang) -> Vec<(&'static str, String)> {
+    let mut list: Vec<(&'static str, String)> = COUNTRIES
+        .iter()
+        .map(|code| (*code, t.text(&format!("country.{code}"))))
+        .collect();
+    // Accents sort with their letter ("Émirats" among the E's), close enough to a
+    // collation for one short list.
+    list.sort_by_key(|(_, name)| sort_key(name));
+    list
+}
+
+fn sort_key(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            'á' | 'à' | 'Á' => 'a',
+            'é' | 'É' => 'e',
+            'í' | 'Í' => 'i',
+            'ó' | 'Ó' => 'o',
+            'ú' | 'ü' | 'Ú' => 'u',
+            'ñ' => 'n',
+            other => other.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The catalogue key of a role's name.
+fn role_key(role: CustomerRole) -> &'static str {
+    match role {
+        CustomerRole::EndUser => "role.end_user",
+        CustomerRole::Installer => "role.installer",
+        CustomerRole::Reseller => "role.reseller",
+        CustomerRole::Distributor => "role.distributor",
+    }
+}
 
 #[derive(Template)]
 #[template(path = "pages/form.html")]
 struct FormPage {
+    t: Lang,
+    switch: LanguageSwitch,
     values: BTreeMap<String, String>,
     errors: Vec<FieldIssue>,
     general_error: Option<String>,
     text_fields: &'static [TextField],
-    countries: &'static [(&'static str, &'static str)],
+    countries: Vec<(&'static str, String)>,
     roles: Vec<(&'static str, &'static str)>,
     max_photo_mb: u64,
 }
 
 impl FormPage {
-    fn new(desk: &Desk) -> Self {
+    fn new(desk: &Desk, reader: Reader) -> Self {
         Self {
             values: BTreeMap::new(),
             errors: Vec::new(),
             general_error: None,
             text_fields: TEXT_FIELDS,
-            countries: COUNTRIES,
+            countries: countries(reader.t),
             roles: CustomerRole::ALL
                 .iter()
-                .map(|r| (r.as_str(), r.label()))
+                .map(|r| (r.as_str(), role_key(*r)))
                 .collect(),
             max_photo_mb: desk.settings.max_label_photo_bytes / (1024 * 1024),
+            t: reader.t,
+            switch: reader.switch,
         }
     }
 
@@ -159,26 +157,39 @@ impl FormPage {
         self.values.get(field).map_or("", String::as_str)
     }
 
-    fn error(&self, field: &str) -> Option<&str> {
+    fn error(&self, field: &str) -> Option<String> {
         self.errors
             .iter()
             .find(|e| e.field == field)
-            .map(|e| e.message.as_str())
+            .map(|e| self.t.message(&e.message))
     }
 }
 
 #[derive(Template)]
 #[template(path = "pages/submitted.html")]
 struct SubmittedPage {
+    t: Lang,
+    switch: LanguageSwitch,
     number: TicketNumber,
     status_url: String,
     existing: bool,
     superseded: Vec<TicketNumber>,
 }
 
+impl SubmittedPage {
+    /// "R-1, R-2": the tickets this one replaces.
+    fn superseded_list(&self) -> String {
+        self.superseded
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 #[get("/")]
-async fn form(desk: web::Data<Desk>) -> HttpResponse {
-    html(StatusCode::OK, &FormPage::new(&desk))
+async fn form(desk: web::Data<Desk>, reader: Reader) -> HttpResponse {
+    html(StatusCode::OK, &FormPage::new(&desk, reader))
 }
 
 /// The form posts the same multipart fields as the API; problems come back on the form,
@@ -187,9 +198,10 @@ async fn form(desk: web::Data<Desk>) -> HttpResponse {
 async fn submit(
     desk: web::Data<Desk>,
     request: HttpRequest,
+    reader: Reader,
     payload: web::Payload,
 ) -> HttpResponse {
-    let mut page = FormPage::new(&desk);
+    let mut page = FormPage::new(&desk, reader);
     let read = match upload::check_address_limit(&desk, &request) {
         Ok(()) => upload::read_submission(&desk, &request, payload).await,
         Err(error) => Err(error),
@@ -197,7 +209,7 @@ async fn submit(
     let raw = match read {
         Ok(raw) => raw,
         Err(error) => {
-            page.general_error = Some(error.message.clone());
+            page.general_error = Some(page.t.message(&error.message));
             let response = html(
                 error.status,
                 &FormPage {
@@ -217,6 +229,8 @@ async fn submit(
                 StatusCode::CREATED
             },
             &SubmittedPage {
+                t: page.t,
+                switch: LanguageSwitch::to_page(page.t, &submitted.status_url),
                 number: submitted.number,
                 status_url: submitted.status_url,
                 existing: submitted.existing,
@@ -243,12 +257,12 @@ async fn submit(
             @ (IntakeError::RateLimited { .. } | IntakeError::StorageFull | IntakeError::Busy),
         ) => {
             let api = ApiError::from(error);
-            page.general_error = Some(api.message.clone());
+            page.general_error = Some(page.t.message(&api.message));
             super::with_retry_after(html(api.status, &page), api.retry_after)
         }
         Err(IntakeError::Internal(cause)) => {
             let error = ApiError::internal(cause.as_ref());
-            page.general_error = Some(error.message);
+            page.general_error = Some(page.t.message(&error.message));
             super::with_retry_after(html(error.status, &page), error.retry_after)
         }
     }
@@ -285,7 +299,8 @@ impl actix_web::FromRequest for LinkedTicket {
             let token = web::Query::<TokenQuery>::from_query(request.query_string())
                 .ok()
                 .and_then(|query| query.into_inner().t);
-            ticket_for_link(desk, number, token.as_deref())
+            let reader = Reader::of(&request);
+            ticket_for_link(desk, &reader, number, token.as_deref())
                 .await
                 .map(LinkedTicket)
                 .map_err(refused)
@@ -295,14 +310,16 @@ impl actix_web::FromRequest for LinkedTicket {
 
 async fn ticket_for_link(
     desk: &Desk,
+    reader: &Reader,
     number: &str,
     token: Option<&str>,
 ) -> Result<TicketDetail, HttpResponse> {
     let not_found = || {
-        super::message_page(
+        super::customer_message_page(
             StatusCode::NOT_FOUND,
-            "Ticket not found",
-            "This link is not valid. Please use the link from your confirmation e-mail.",
+            reader,
+            "page.not_found_title",
+            reader.t.text("page.not_found_text"),
         )
     };
     let number = TicketNumber::parse(number).map_err(|_| not_found())?;
@@ -317,15 +334,17 @@ async fn ticket_for_link(
     match desk.store.ticket(&number).await {
         Ok(ticket) => Ok(ticket),
         Err(StoreError::NotFound) => Err(not_found()),
-        Err(other) => Err(super::failure_page("Something went wrong", &other)),
+        Err(other) => Err(super::customer_failure_page(reader, &other)),
     }
 }
 
 #[derive(Template)]
 #[template(path = "pages/status.html")]
 struct StatusPage {
+    t: Lang,
+    switch: LanguageSwitch,
     number: TicketNumber,
-    status_text: &'static str,
+    status_text: String,
     next_step: String,
     photo_url: Option<String>,
     expiry: Option<Expiry>,
@@ -334,7 +353,7 @@ struct StatusPage {
     /// Where to say the response did not work, with the answers to choose from.
     feedback_url: Option<String>,
     answers: &'static [DeviceAnswer],
-    devices: Vec<(String, String)>,
+    devices: Vec<String>,
     submitted: String,
 }
 
@@ -366,24 +385,45 @@ impl Expiry {
     }
 }
 
-fn next_step(ticket: &TicketDetail) -> String {
+/// How the status reads to a customer.
+fn status_key(state: TicketStatus) -> &'static str {
+    match state {
+        TicketStatus::Open => "ticket_status.open",
+        TicketStatus::AwaitingPhoto => "ticket_status.awaiting_photo",
+        TicketStatus::Approved => "ticket_status.approved",
+        TicketStatus::Rejected => "ticket_status.rejected",
+        TicketStatus::Superseded => "ticket_status.superseded",
+    }
+}
+
+/// What happens next, as HTML (the catalogue's marks).
+fn next_step(t: Lang, ticket: &TicketDetail) -> String {
     match ticket.summary.status {
-        TicketStatus::Open => "A support agent compares your export with the label photo. You will get an e-mail with the reset response, usually within one working day.".to_owned(),
-        TicketStatus::AwaitingPhoto => "We could not read the label on your photo. Please send a new one; your request then goes back to our support team.".to_owned(),
-        TicketStatus::Approved => "Import the file attached to our e-mail on the device's Forgot password screen, or type the key from the e-mail there, then choose a new password.".to_owned(),
-        TicketStatus::Rejected => format!(
-            "Reason: {}. You can send a new request with a new export and a clear photo of the label.",
-            ticket.decision_reason.as_deref().unwrap_or("not given")
-        ),
+        TicketStatus::Open => t.html("status.next_open"),
+        TicketStatus::AwaitingPhoto => t.html("status.next_awaiting_photo"),
+        TicketStatus::Approved => t.html("status.next_approved"),
+        // The reason is the agent's own words, as the console's list has them.
+        TicketStatus::Rejected => match ticket.decision_reason.as_deref() {
+            Some(reason) => t.fill("status.next_rejected").with("reason", reason).html(),
+            None => t.html("status.next_rejected_no_reason"),
+        },
         TicketStatus::Superseded => match &ticket.superseded_by {
-            Some(newer) => format!("Nothing: your newer request {newer} replaces this one."),
-            None => "Nothing: a newer request replaces this one.".to_owned(),
+            Some(newer) => t
+                .fill("status.next_superseded_by")
+                .with("number", newer)
+                .html(),
+            None => t.html("status.next_superseded"),
         },
     }
 }
 
 #[get("/status/{ticket}")]
-async fn status(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> HttpResponse {
+async fn status(
+    desk: web::Data<Desk>,
+    reader: Reader,
+    LinkedTicket(ticket): LinkedTicket,
+) -> HttpResponse {
+    let t = reader.t;
     let number = ticket.summary.number.clone();
     let token = desk.keys.desk_secret.status_token(number.as_str());
     let photo_url = (ticket.summary.status == TicketStatus::AwaitingPhoto)
@@ -393,8 +433,10 @@ async fn status(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> Ht
         .flatten()
         .map(|expires_at| Expiry::new(expires_at, desk.clock.now()));
     let page = StatusPage {
-        status_text: ticket.summary.status.describe(),
-        next_step: next_step(&ticket),
+        t,
+        switch: reader.switch,
+        status_text: t.text(status_key(ticket.summary.status)),
+        next_step: next_step(t, &ticket),
         feedback_url: (ticket.summary.status == TicketStatus::Approved)
             .then(|| format!("/status/{number}/feedback?t={token}")),
         answers: &DeviceAnswer::ALL,
@@ -407,7 +449,12 @@ async fn status(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> Ht
         devices: ticket
             .devices
             .iter()
-            .map(|d| (d.identity.model.to_string(), d.identity.serial.to_string()))
+            .map(|d| {
+                t.fill("status.device_line")
+                    .with("model", &d.identity.model)
+                    .with("serial", &d.identity.serial)
+                    .to_string()
+            })
             .collect(),
         submitted: ticket.summary.created_at.shown_utc(),
         number,
@@ -418,6 +465,8 @@ async fn status(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> Ht
 #[derive(Template)]
 #[template(path = "pages/photo.html")]
 struct PhotoPage {
+    t: Lang,
+    switch: LanguageSwitch,
     number: TicketNumber,
     status_url: String,
     error: Option<String>,
@@ -425,11 +474,17 @@ struct PhotoPage {
 }
 
 #[get("/status/{ticket}/photo")]
-async fn photo_form(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> HttpResponse {
+async fn photo_form(
+    desk: web::Data<Desk>,
+    reader: Reader,
+    LinkedTicket(ticket): LinkedTicket,
+) -> HttpResponse {
     let number = ticket.summary.number;
     html(
         StatusCode::OK,
         &PhotoPage {
+            t: reader.t,
+            switch: reader.switch,
             status_url: desk.status_url(&number),
             number,
             error: None,
@@ -442,12 +497,17 @@ async fn photo_form(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -
 async fn photo_upload(
     desk: web::Data<Desk>,
     request: HttpRequest,
+    reader: Reader,
     LinkedTicket(ticket): LinkedTicket,
     payload: web::Payload,
 ) -> HttpResponse {
     let number = ticket.summary.number.clone();
+    let status_url = desk.status_url(&number);
+    let reader = reader.back_to(&status_url);
     let mut page = PhotoPage {
-        status_url: desk.status_url(&number),
+        t: reader.t,
+        switch: reader.switch,
+        status_url,
         number,
         error: None,
         done: false,
@@ -456,9 +516,11 @@ async fn photo_upload(
         Ok(raw) => intake::replace_label_photo(&desk, ticket.id, raw)
             .await
             .map_err(|e| match e {
-                IntakeError::Invalid(_) => {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-                }
+                IntakeError::Invalid(mut issues) if !issues.is_empty() => ApiError::said(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    issues.swap_remove(0).message,
+                ),
+                IntakeError::Conflict(_, message) => ApiError::said(StatusCode::CONFLICT, message),
                 other => ApiError::from(other),
             }),
         Err(error) => Err(error),
@@ -469,7 +531,7 @@ async fn photo_upload(
             html(StatusCode::OK, &page)
         }
         Err(error) => {
-            page.error = Some(error.message);
+            page.error = Some(page.t.message(&error.message));
             super::with_retry_after(html(error.status, &page), error.retry_after)
         }
     }

@@ -7,11 +7,12 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::html;
 use super::pages::LinkedTicket;
+use super::{LanguageSwitch, Reader, html};
 use crate::customer::{self, AccessError};
 use crate::desk::Desk;
 use crate::domain::TicketNumber;
+use crate::i18n::Lang;
 use crate::store::TicketDetail;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -24,25 +25,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Template)]
 #[template(path = "pages/code.html")]
 struct CodePage {
+    t: Lang,
+    switch: LanguageSwitch,
     number: TicketNumber,
     status_url: String,
     code_url: String,
     response_url: String,
     masked_email: String,
+    /// The code e-mail's subject, in the language the e-mails to this ticket use.
+    code_subject: String,
     sent: bool,
     error: Option<String>,
     general_error: Option<String>,
 }
 
 impl CodePage {
-    fn new(desk: &Desk, ticket: &TicketDetail) -> Self {
+    fn new(desk: &Desk, reader: Reader, ticket: &TicketDetail) -> Self {
         let number = ticket.summary.number.clone();
         let token = desk.keys.desk_secret.status_token(number.as_str());
+        let code_url = format!("/status/{number}/code?t={token}");
+        // The page answers forms too; its switch leads to the page as fetched.
+        let reader = reader.back_to(&code_url);
         Self {
+            t: reader.t,
+            switch: reader.switch,
             status_url: desk.status_url(&number),
-            code_url: format!("/status/{number}/code?t={token}"),
+            code_url,
             response_url: format!("/status/{number}/response?t={token}"),
             masked_email: masked(ticket.customer.email.as_str()),
+            code_subject: ticket
+                .customer
+                .language
+                .fill("mail.access_code.subject")
+                .with("number", &number)
+                .to_string(),
             number,
             sent: false,
             error: None,
@@ -72,54 +88,59 @@ fn private(mut response: HttpResponse) -> HttpResponse {
     response
 }
 
-fn refusal(error: AccessError) -> (StatusCode, Option<String>, Option<String>) {
-    match error {
-        AccessError::WrongCode { .. } | AccessError::Malformed => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some(error.to_string()),
-            None,
-        ),
-        AccessError::NoLiveCode => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            None,
-            Some(error.to_string()),
-        ),
-        AccessError::TooManyCodes(_) => {
-            (StatusCode::TOO_MANY_REQUESTS, None, Some(error.to_string()))
-        }
-        AccessError::NoResponse(_) => (StatusCode::CONFLICT, None, Some(error.to_string())),
-        AccessError::Store(ref cause) => {
-            let failure = super::ApiError::internal(cause);
-            (failure.status, None, Some(failure.message))
-        }
-        AccessError::Render(ref cause) => {
-            let failure = super::ApiError::internal(cause);
-            (failure.status, None, Some(failure.message))
-        }
-    }
-}
-
 /// The code page again, with what went wrong next to the code or above the form.
 fn refused_page(page: CodePage, error: AccessError) -> HttpResponse {
-    let (status, field, general) = refusal(error);
+    let (status, beside_the_code) = match &error {
+        AccessError::WrongCode { .. } | AccessError::Malformed => {
+            (StatusCode::UNPROCESSABLE_ENTITY, true)
+        }
+        AccessError::NoLiveCode => (StatusCode::UNPROCESSABLE_ENTITY, false),
+        AccessError::TooManyCodes(_) => (StatusCode::TOO_MANY_REQUESTS, false),
+        AccessError::NoResponse(_) => (StatusCode::CONFLICT, false),
+        AccessError::Store(cause) => return failed_page(page, cause),
+        AccessError::Render(cause) => return failed_page(page, cause),
+    };
+    let message = error.customer_message().map(|m| page.t.message(&m));
+    let (error, general_error) = if beside_the_code {
+        (message, None)
+    } else {
+        (None, message)
+    };
     html(
         status,
         &CodePage {
-            error: field,
-            general_error: general,
+            error,
+            general_error,
             ..page
         },
     )
 }
 
+fn failed_page(page: CodePage, cause: &(dyn std::error::Error + 'static)) -> HttpResponse {
+    let failure = super::ApiError::internal(cause);
+    let page = CodePage {
+        general_error: Some(page.t.message(&failure.message)),
+        ..page
+    };
+    super::with_retry_after(html(failure.status, &page), failure.retry_after)
+}
+
 #[get("/status/{ticket}/code")]
-async fn code_page(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> HttpResponse {
-    html(StatusCode::OK, &CodePage::new(&desk, &ticket))
+async fn code_page(
+    desk: web::Data<Desk>,
+    reader: Reader,
+    LinkedTicket(ticket): LinkedTicket,
+) -> HttpResponse {
+    html(StatusCode::OK, &CodePage::new(&desk, reader, &ticket))
 }
 
 #[post("/status/{ticket}/code")]
-async fn send_code(desk: web::Data<Desk>, LinkedTicket(ticket): LinkedTicket) -> HttpResponse {
-    let page = CodePage::new(&desk, &ticket);
+async fn send_code(
+    desk: web::Data<Desk>,
+    reader: Reader,
+    LinkedTicket(ticket): LinkedTicket,
+) -> HttpResponse {
+    let page = CodePage::new(&desk, reader, &ticket);
     match customer::send_access_code(&desk, &ticket).await {
         Ok(()) => html(StatusCode::OK, &CodePage { sent: true, ..page }),
         Err(error) => refused_page(page, error),
@@ -140,6 +161,8 @@ struct ResponseLine {
 #[derive(Template)]
 #[template(path = "pages/response.html")]
 struct ResponsePage {
+    t: Lang,
+    switch: LanguageSwitch,
     number: TicketNumber,
     status_url: String,
     file_url: String,
@@ -150,16 +173,19 @@ struct ResponsePage {
 #[post("/status/{ticket}/response")]
 async fn show_response(
     desk: web::Data<Desk>,
+    reader: Reader,
     LinkedTicket(ticket): LinkedTicket,
     form: web::Form<CodeForm>,
 ) -> HttpResponse {
     let shown = match customer::show_response(&desk, &ticket, &form.code).await {
         Ok(shown) => shown,
         Err(error) => {
-            return refused_page(CodePage::new(&desk, &ticket), error);
+            return refused_page(CodePage::new(&desk, reader, &ticket), error);
         }
     };
     let number = ticket.summary.number.clone();
+    // The keys are shown once, after the code: switching language goes to the ticket.
+    let reader = reader.back_to(&desk.status_url(&number));
     let token = desk.keys.desk_secret.status_token(number.as_str());
     let expires_at = shown
         .devices
@@ -169,6 +195,8 @@ async fn show_response(
         .map(|t| t.shown_utc())
         .unwrap_or_default();
     let page = ResponsePage {
+        t: reader.t,
+        switch: reader.switch,
         status_url: desk.status_url(&number),
         file_url: format!(
             "/status/{number}/response.xml?t={token}&f={}",
@@ -198,6 +226,7 @@ struct FileQuery {
 #[get("/status/{ticket}/response.xml")]
 async fn response_file(
     desk: web::Data<Desk>,
+    reader: Reader,
     LinkedTicket(ticket): LinkedTicket,
     query: web::Query<FileQuery>,
 ) -> HttpResponse {
@@ -208,10 +237,14 @@ async fn response_file(
                 .insert_header(header::ContentDisposition::attachment(name))
                 .body(xml),
         ),
-        Err(_) => super::message_page(
-            StatusCode::FORBIDDEN,
-            "The download has expired",
-            "The response file can be downloaded for 15 minutes after you typed your code. Go back to your ticket and ask for a new code.",
-        ),
+        Err(_) => {
+            let reader = reader.back_to(&desk.status_url(&ticket.summary.number));
+            super::customer_message_page(
+                StatusCode::FORBIDDEN,
+                &reader,
+                "response.download_expired_title",
+                reader.t.text("response.download_expired_text"),
+            )
+        }
     }
 }

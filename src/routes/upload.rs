@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 
 use super::ApiError;
 use crate::desk::Desk;
+use crate::i18n::Message;
 use crate::intake::{self, FILE_FIELDS, RawSubmission, TEXT_FIELDS};
 
 /// More parts than fields exist means something other than our form is talking.
@@ -80,12 +81,10 @@ pub async fn read_submission(
     tokio::time::timeout(limit, read_submission_untimed(desk, request, payload))
         .await
         .unwrap_or_else(|_| {
-            Err(ApiError::new(
+            Err(ApiError::said(
                 actix_web::http::StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the upload did not finish within {} seconds; try again on a better connection",
-                    desk.settings.upload_timeout_secs
-                ),
+                Message::new("problem.upload_timeout")
+                    .with("seconds", desk.settings.upload_timeout_secs),
             ))
         })
 }
@@ -103,13 +102,9 @@ async fn read_submission_untimed(
     if let Some(length) = declared
         && length > max_body(desk)
     {
-        return Err(ApiError::new(
+        return Err(ApiError::said(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the upload is {}, more than a request can hold ({})",
-                megabytes(length),
-                megabytes(max_body(desk))
-            ),
+            Message::new("problem.upload_whole_too_large").with("size", megabytes(max_body(desk))),
         ));
     }
     let mut multipart = Multipart::new(request.headers(), payload);
@@ -117,31 +112,33 @@ async fn read_submission_untimed(
     let mut parts = 0;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(|e| {
-            ApiError::new(
+            ApiError::said(
                 StatusCode::BAD_REQUEST,
-                format!("the upload is not a valid multipart/form-data request: {e}"),
+                Message::new("problem.upload_not_a_form").with("detail", e),
             )
         })?;
         parts += 1;
         if parts > MAX_PARTS {
-            return Err(ApiError::new(
+            return Err(ApiError::said(
                 StatusCode::BAD_REQUEST,
-                "the upload has too many parts",
+                Message::new("problem.upload_too_many_parts"),
             ));
         }
         let name = field
             .name()
             .ok_or_else(|| {
-                ApiError::new(
+                ApiError::said(
                     StatusCode::BAD_REQUEST,
-                    "a part of the upload has no field name",
+                    Message::new("problem.upload_not_a_form")
+                        .with("detail", "a part of the upload has no field name"),
                 )
             })?
             .to_owned();
         let limit = limit_of(desk, &name).ok_or_else(|| {
-            ApiError::new(
+            ApiError::said(
                 StatusCode::BAD_REQUEST,
-                format!("unknown field {:?} in the upload", truncate(&name)),
+                Message::new("problem.upload_unknown_field")
+                    .with("field", format!("{:?}", truncate(&name))),
             )
         })?;
         let field_name = static_name(&name);
@@ -149,7 +146,7 @@ async fn read_submission_untimed(
             return Err(ApiError::field(
                 StatusCode::BAD_REQUEST,
                 field_name,
-                format!("the field {name} was sent twice"),
+                Message::new("problem.upload_twice").with("field", &name),
             ));
         }
         let mut next_chunk = async || -> Result<Option<web::Bytes>, ApiError> {
@@ -157,17 +154,23 @@ async fn read_submission_untimed(
                 return Ok(None);
             };
             chunk.map(Some).map_err(|e| {
-                ApiError::new(
+                tracing::info!(error = %e, "an upload was interrupted or malformed");
+                ApiError::said(
                     StatusCode::BAD_REQUEST,
-                    format!("the upload was interrupted or malformed: {e}"),
+                    Message::new("problem.upload_interrupted"),
                 )
             })
         };
         let too_large = || {
+            let key = if FILE_FIELDS.contains(&field_name) {
+                "problem.upload_too_large"
+            } else {
+                "problem.upload_text_too_large"
+            };
             ApiError::field(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 field_name,
-                format!("{name} is larger than {}", megabytes(limit)),
+                Message::new(key).with("size", megabytes(limit)),
             )
         };
         if FILE_FIELDS.contains(&field_name) {
@@ -193,7 +196,7 @@ async fn read_submission_untimed(
                 ApiError::field(
                     StatusCode::BAD_REQUEST,
                     field_name,
-                    format!("{name} is not UTF-8 text"),
+                    Message::new("problem.upload_not_text"),
                 )
             })?;
             raw.text.insert(name, text);

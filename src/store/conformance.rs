@@ -6,6 +6,7 @@ use crate::domain::{
     CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, PlainText,
     Role, Roles, TicketNumber, TicketStatus, Timestamp,
 };
+use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
     Approval, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval, NewAccessCode,
@@ -48,6 +49,7 @@ fn ticket(customer: &str, devices: Vec<DeviceChallenge>, created_at: Timestamp) 
             country: CountryCode::parse("ES").unwrap(),
             role: CustomerRole::Installer,
             purchase_channel: None,
+            language: Lang::Es,
         },
         export_form: ExportForm::Xml,
         export_blob: "a".repeat(64),
@@ -258,6 +260,9 @@ pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
         at(10),
     );
     let number = created(store, &first).await;
+    // The customer's language comes back as it went in: the e-mails are written in it.
+    let stored = store.ticket(&number).await.unwrap();
+    assert_eq!(stored.customer.language, Lang::Es);
     // The same challenge again finds the same ticket and writes nothing.
     let mut again = ticket("b@example.com", first.devices.clone(), at(20));
     again.number = TicketNumber::generate();
@@ -305,7 +310,8 @@ pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
         store
             .create_ticket(&stale, &mail("acknowledgment", "a@example.com"))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::NewerExport { ticket, serial })
+            if ticket == newer_number.as_str() && serial == "SERIAL-0001"
     ));
     assert_eq!(store.tickets(&all()).await.unwrap().len(), 2);
 }

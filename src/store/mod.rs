@@ -26,6 +26,7 @@ use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, Roles, Secret,
     TicketNumber, TicketStatus, Timestamp,
 };
+use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, SignedResponse};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,11 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// A ticket still in review already holds a newer export from one of the devices.
+    #[error(
+        "ticket {ticket} already holds a newer export from device {serial}; this export is out of date"
+    )]
+    NewerExport { ticket: String, serial: String },
     /// The database cannot be reached right now (connection refused or lost, pool
     /// exhausted, server shutting down): worth trying again, unlike `Other`.
     #[error("the database cannot be reached")]
@@ -233,6 +239,8 @@ pub struct Customer {
     pub country: CountryCode,
     pub role: CustomerRole,
     pub purchase_channel: Option<PlainText>,
+    /// The desk writes to the customer in this language.
+    pub language: Lang,
 }
 
 /// A mail to send, rendered and ready.

@@ -12,6 +12,7 @@ use crate::domain::{
     CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion,
     MacAddress, PhoneNumber, PlainText, Roles, Secret, TicketNumber, TicketStatus, Timestamp,
 };
+use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +141,7 @@ pub(super) struct TicketRow {
     customer_country: String,
     customer_role: String,
     purchase_channel: Option<String>,
+    customer_language: String,
     export_form: String,
     pub export_blob: String,
     pub label_blob: String,
@@ -173,6 +175,9 @@ impl TicketRow {
                 .as_deref()
                 .map(|c| text("purchase channel", c, 200))
                 .transpose()?,
+            language: parse("language", &self.customer_language, |l| {
+                Lang::parse(l).ok_or("is not a language the desk speaks")
+            })?,
         })
     }
 

@@ -95,19 +95,20 @@ impl $store {
             .await
             .map_err(db)?;
             if let Some(number) = newer {
-                return Err(StoreError::Conflict(format!(
-                    "ticket {number} already holds a newer export from device {}; this export is out of date",
-                    device.identity.serial
-                )));
+                return Err(StoreError::NewerExport {
+                    ticket: number,
+                    serial: device.identity.serial.to_string(),
+                });
             }
         }
         let c = &ticket.customer;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
                                   customer_company, customer_country, customer_role, purchase_channel, export_form,
-                                  export_blob, label_blob, label_media_type, flags, created_at, updated_at, repeat_of)
+                                  export_blob, label_blob, label_media_type, flags, created_at, updated_at, repeat_of,
+                                  customer_language)
              VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                     (SELECT id FROM tickets WHERE number = $16)) RETURNING id",
+                     (SELECT id FROM tickets WHERE number = $16), $17) RETURNING id",
         )
         .bind(ticket.number.as_str())
         .bind(c.name.as_str())
@@ -125,6 +126,7 @@ impl $store {
         .bind(now.unix_seconds())
         .bind(now.unix_seconds())
         .bind(ticket.repeat_of.as_ref().map(TicketNumber::as_str))
+        .bind(c.language.code())
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
@@ -769,8 +771,8 @@ impl Store for $store {
     async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail> {
         let row: TicketRow = sqlx::query_as(
             "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,
-                    t.customer_country, t.customer_role, t.purchase_channel, t.export_form, t.export_blob, t.label_blob,
-                    t.label_media_type, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
+                    t.customer_country, t.customer_role, t.purchase_channel, t.customer_language,
+                    t.export_form, t.export_blob, t.label_blob, t.label_media_type, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
                     r.number AS repeat_of
              FROM tickets t
              LEFT JOIN users ud ON ud.id = t.decided_by

@@ -380,3 +380,99 @@ async fn an_agent_sees_the_evidence_side_by_side_claims_and_approves() {
 fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
+
+/// A Spanish-speaking installer on a phone: switches the form to Spanish, drops the
+/// export on it, sends it, follows the status link and reads the Spanish e-mails. Every
+/// page passes the same checks as the English ones (console, axe-core).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_uses_the_desk_in_spanish_on_a_phone() {
+    use resetdesk::i18n::Lang;
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let files = CustomerFiles::new();
+    let page = driver.open("spanish", Viewport::Phone).await;
+    page.goto(&app.url("/")).await;
+    assert_eq!(page.text("#language-switch").await, "Español");
+    page.click_and_wait("#language-switch").await;
+    page.check("form-es").await;
+    let lang = page
+        .client
+        .execute("return document.documentElement.lang", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(lang, "es");
+    assert_eq!(page.text("h1").await, Lang::Es.text("form.heading"));
+
+    let mut device = app.device("ES0000001", "DS-2CD2143G2-I");
+    let request = app.export(&mut device, 0, Timestamp::now());
+    page.type_into("#name", "Lucía Fernández").await;
+    page.type_into("#email", "lucia@example.es").await;
+    page.choose("#country", "MX").await;
+    page.choose("#role", "installer").await;
+    let xml = export_xml::to_xml(&request);
+    drop_or_paste(
+        &page,
+        "drop",
+        "exportacion.xml",
+        "application/xml",
+        xml.as_bytes(),
+    )
+    .await;
+    let said = page.text("#export-dropped").await;
+    assert_eq!(
+        said,
+        Lang::Es
+            .fill("form.dropped_xml")
+            .with("name", "exportacion.xml")
+            .to_string()
+    );
+    page.attach("#label_photo", &files.write("etiqueta.jpg", &label_photo()))
+        .await;
+    page.click_and_wait("button[type=submit]").await;
+    page.check("submitted-es").await;
+    assert_eq!(
+        page.text("h1").await,
+        Lang::Es.text("submitted.heading_new")
+    );
+    let number = page.text("#ticket-number").await;
+
+    page.click_and_wait("#status-link").await;
+    page.check("status-es").await;
+    assert_eq!(
+        page.text("#status").await,
+        Lang::Es.text("ticket_status.open")
+    );
+
+    app.approve_by_api(&number).await;
+    app.run_outbox().await;
+    let mails = app.mails_to("lucia@example.es");
+    assert_eq!(mails.len(), 2, "acknowledgment and response");
+    for (i, mail) in mails.iter().enumerate() {
+        let file = files.write(&format!("correo-{i}.html"), mail.html.as_bytes());
+        page.goto(&file_url(&file)).await;
+        page.check(&format!("mail-es-{i}")).await;
+        assert!(mail.subject.starts_with(&format!("[{number}] ")));
+        assert!(
+            mail.text.starts_with("Hola, Lucía Fernández:"),
+            "{}",
+            mail.text
+        );
+    }
+    // Back on the status page, still in Spanish (the cookie), with the countdown.
+    let link = page
+        .find("a[href*='/status/']")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    page.goto(&link).await;
+    page.check("approved-es").await;
+    assert_eq!(
+        page.text("#expiry-heading").await,
+        Lang::Es.text("status.expiry_heading")
+    );
+    page.close().await;
+}

@@ -88,7 +88,7 @@ async fn approve_story(backend: Backend, kind: &str, cameras: usize, channel: Ch
     let approval = &mails[1];
     assert!(approval.subject.contains(&ticket));
     assert!(approval.message_id.contains(&ticket) && approval.message_id != ack.message_id);
-    assert!(approval.text.contains("within 48 hours") && approval.text.contains("Do not reboot"));
+    assert!(approval.text.contains(" (UTC)") && approval.text.contains("Do not reboot"));
     let keys = keys_in(approval);
     assert_eq!(keys.len(), cameras + 1, "{}", approval.text);
     let (file_name, file) = &approval.attachments[0];

@@ -15,6 +15,7 @@ mod four_eyes;
 mod fuzz_regressions;
 mod it_did_not_work;
 mod keys_in_service;
+mod languages;
 mod operations;
 mod outages;
 mod pages;

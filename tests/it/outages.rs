@@ -125,7 +125,7 @@ async fn a_database_lost_while_running_gets_503s_and_recovers_without_a_restart(
     let body: Value = refused.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("cannot reach its database"), "{message}");
-    assert!(message.contains("nothing was saved"), "{message}");
+    assert!(message.contains("Nothing was saved"), "{message}");
     assert_eq!(
         walk_files(&app.dir.path().join("data/blobs")),
         blobs_before,
@@ -210,7 +210,7 @@ async fn a_full_disk_refuses_uploads_with_507_and_keeps_the_database_whole() {
     let body: Value = refusal.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("no room to store uploads"), "{message}");
-    assert!(message.contains("nothing was saved"), "{message}");
+    assert!(message.contains("Nothing was saved"), "{message}");
 
     // Refused again, and nothing half-written stays on the disk.
     let on_disk = walk_files(&seen_blobs);

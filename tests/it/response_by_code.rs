@@ -141,7 +141,7 @@ async fn a_customer_whose_mail_never_came_gets_the_response_with_a_code(backend:
     // The code worked once; the file link lasts 15 minutes.
     let (again, page, _) = post_code(&app, &response_url, &code).await;
     assert_eq!(again, 422);
-    assert!(page.contains("no code is in force"), "{page}");
+    assert!(page.contains("No code is in force"), "{page}");
     app.advance(15 * 60 + 1);
     assert_eq!(
         app.client.get(&file_url).send().await.unwrap().status(),
@@ -176,7 +176,7 @@ async fn the_link_alone_gets_no_key_and_codes_are_bounded(backend: Backend) {
     // No code was asked for: guessing finds nothing, and says so without a key.
     let (refused, page, _) = post_code(&app, &response_url, "12345678").await;
     assert_eq!(refused, 422);
-    assert!(page.contains("no code is in force"), "{page}");
+    assert!(page.contains("No code is in force"), "{page}");
     let (refused, page, _) = post_code(&app, &response_url, "12ab").await;
     assert_eq!(refused, 422);
     assert!(page.contains("8 digits"), "{page}");
@@ -213,7 +213,7 @@ async fn the_link_alone_gets_no_key_and_codes_are_bounded(backend: Backend) {
     }
     let (refused, page, _) = post_code(&app, &response_url, &code).await;
     assert_eq!(refused, 422, "the right code after five wrong ones");
-    assert!(page.contains("no code is in force"), "{page}");
+    assert!(page.contains("No code is in force"), "{page}");
     for _ in 0..2 {
         assert_eq!(
             app.client.post(&code_url).send().await.unwrap().status(),
