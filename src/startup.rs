@@ -226,6 +226,7 @@ impl Application {
                         // lookup and every other middleware too.
                         .wrap(actix_web::middleware::from_fn(routes::server_timing))
                         .configure(routes::configure)
+                        .default_service(web::to(routes::no_such_page))
                 })
                 // Slow clients get a bounded time to send headers and finish.
                 .client_request_timeout(Duration::from_secs(30))

@@ -112,7 +112,7 @@ impl actix_web::FromRequest for Reader {
 
 #[derive(Deserialize)]
 struct SwitchQuery {
-    to: String,
+    to: Option<String>,
     back: Option<String>,
 }
 
@@ -138,7 +138,7 @@ async fn switch_language(
     request: HttpRequest,
     query: web::Query<SwitchQuery>,
 ) -> HttpResponse {
-    let Some(lang) = Lang::parse(&query.to) else {
+    let Some(lang) = query.to.as_deref().and_then(Lang::parse) else {
         let reader = Reader::of(&request);
         return super::customer_message_page(
             StatusCode::BAD_REQUEST,

@@ -18,7 +18,7 @@ mod tokens;
 mod upload;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, ResponseError, web};
 use askama::Template;
 
 pub use error::ApiError;
@@ -132,6 +132,21 @@ pub fn form_error(
 /// A page that only says something: not found, expired form, an error.
 pub fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
     html(status, &MessagePage { title, text })
+}
+
+/// Any address the desk has no route for: JSON under the API, a page elsewhere, in the
+/// reader's language (a link mistyped from an e-mail lands here).
+pub async fn no_such_page(request: actix_web::HttpRequest) -> HttpResponse {
+    if request.path().starts_with("/api/") {
+        return ApiError::new(StatusCode::NOT_FOUND, "no such API route").error_response();
+    }
+    let reader = Reader::of(&request).back_to("/");
+    customer_message_page(
+        StatusCode::NOT_FOUND,
+        &reader,
+        "page.no_page_title",
+        reader.t.text("page.no_page_text"),
+    )
 }
 
 /// A page that only tells a customer something, in their language.

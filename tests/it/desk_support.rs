@@ -71,7 +71,18 @@ pub struct SmtpSink {
 }
 
 impl SmtpSink {
+    /// A server for one desk.
     pub fn start() -> Self {
+        Self::serving(1)
+    }
+
+    /// A server for `desks` desks sending at once.
+    pub fn serving(desks: usize) -> Self {
+        // mailin serves one connection per thread, and a connection beyond them waits
+        // unanswered: this covers every desk's outbox connections at once. No more: the
+        // threads live as long as the test process, which runs every test's server, and
+        // a process has a limit on its memory maps (two per thread).
+        let threads = desks * resetdesk::config::Settings::default().outbox_connections + 8;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let inbox = Inbox::default();
@@ -83,12 +94,9 @@ impl SmtpSink {
         };
         std::thread::spawn(move || {
             let mut server = mailin_embedded::Server::new(handler);
-            // mailin serves one connection per thread, and a connection beyond them waits
-            // unanswered: this must cover every desk's outbox connections at once (the
-            // replicas test runs three desks of `outbox_connections` each).
             server
                 .with_name("smtp.test")
-                .with_num_threads(160)
+                .with_num_threads(u32::try_from(threads).expect("a few threads"))
                 .with_ssl(mailin_embedded::SslConfig::None)
                 .unwrap()
                 .with_tcp_listener(listener);

@@ -113,6 +113,25 @@ async fn the_switch_keeps_the_page_and_wins_over_the_browser() {
     let (status, page) = get(&client, &app.url("/language?to=xx"), None).await;
     assert_eq!(status, 400);
     assert!(page.contains("en, es"), "{page}");
+    let (status, _) = get(&client, &app.url("/language"), None).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_mistyped_address_gets_a_page_in_the_readers_language() {
+    let app = spawn_app().await;
+    let client = browser();
+    let (status, page) = get(&client, &app.url("/statsu/RQ-1"), Some("es")).await;
+    assert_eq!(status, 404);
+    assert!(
+        page.contains(&Lang::Es.text("page.no_page_title")),
+        "{page}"
+    );
+    assert!(page.contains("<html lang=\"es\">"));
+    let (status, body) = get(&client, &app.url("/api/v1/nothing"), Some("es")).await;
+    assert_eq!(status, 404);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["message"], "no such API route");
 }
 
 /// A Spanish form with mistakes: each problem in Spanish beside its field, and nothing

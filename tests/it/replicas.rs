@@ -54,7 +54,7 @@ async fn three_replicas_sign_and_mail_each_ticket_exactly_once() {
         .unwrap_or(300);
     let sandbox = Sandbox::new();
     sandbox.run(&["keys", "init"]).ok();
-    let smtp = SmtpSink::start();
+    let smtp = SmtpSink::serving(3);
     for agent in ["alice@vendor.test", "bob@vendor.test"] {
         cli(
             &sandbox,
