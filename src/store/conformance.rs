@@ -737,6 +737,64 @@ pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {
     ));
 }
 
+/// A batch of delivered mail is recorded at once: each message sent, each ticket's
+/// history and the audit log with one entry per message, still one unbroken chain.
+pub async fn a_batch_of_sent_mail_is_recorded_as_each_one(store: &dyn Store) {
+    let mut numbers = Vec::new();
+    for i in 0..5 {
+        let serial = format!("SERIAL-01{i:02}");
+        let number = created(
+            store,
+            &ticket(
+                &format!("batch{i}@example.com"),
+                vec![challenge(&serial, at(0))],
+                at(10),
+            ),
+        )
+        .await;
+        numbers.push(number);
+    }
+    let audit_before = store.audit_entries(0, None, 1000).await.unwrap().len();
+    let due = store.claim_due_mail(at(20), 60, 10).await.unwrap();
+    assert_eq!(due.len(), 5);
+    let ids: Vec<i64> = due.iter().map(|m| m.id).collect();
+    store.mark_mails_sent(&ids, at(21)).await.unwrap();
+    assert_eq!(store.mail_counts().await.unwrap(), (0, 5, 0));
+    for number in &numbers {
+        let detail = store.ticket(number).await.unwrap();
+        assert_eq!(detail.mails[0].status, "sent");
+        assert_eq!(
+            detail
+                .events
+                .iter()
+                .filter(|e| e.kind == "mail_sent")
+                .count(),
+            1,
+            "{number}"
+        );
+    }
+    let entries = store.audit_entries(0, None, 1000).await.unwrap();
+    let handed_off: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "mail_handed_off")
+        .collect();
+    assert_eq!(handed_off.len(), 5);
+    assert_eq!(entries.len(), audit_before + 5);
+    for (i, entry) in handed_off.iter().enumerate() {
+        assert!(
+            entry.detail.contains(&format!("batch{i}@example.com")),
+            "{entry:?}"
+        );
+    }
+    assert!(matches!(
+        crate::audit::verify_store(store, None).await.unwrap(),
+        crate::audit::VerifyOutcome::Intact { .. }
+    ));
+    // The same batch reported again (a late worker) changes nothing but the log.
+    store.mark_mails_sent(&ids, at(30)).await.unwrap();
+    assert_eq!(store.mail_counts().await.unwrap(), (0, 5, 0));
+}
+
 pub async fn sessions_expire_when_idle(store: &dyn Store) {
     let id = agent(store, "agent@vendor.test").await;
     let session = NewSession {
@@ -1152,6 +1210,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::flagged_tickets_take_two_approvals(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_batch_of_sent_mail_is_recorded_as_each_one() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_batch_of_sent_mail_is_recorded_as_each_one(store.as_ref()).await;
         }
         #[tokio::test]
         async fn photo_round_trip() {

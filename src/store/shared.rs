@@ -256,6 +256,21 @@ async fn audit(
     ticket_id: Option<i64>,
     detail: &str,
 ) -> StoreResult<()> {
+    audit_many(tx, at, actor, action, &[(ticket_id, detail.to_owned())]).await
+}
+
+/// Appends one audit entry per `(ticket, detail)`, in order, chained as if one by one,
+/// in a single INSERT: a batch of delivered mail costs one statement, not one each.
+async fn audit_many(
+    tx: &mut Transaction<'static, $db>,
+    at: Timestamp,
+    actor: &str,
+    action: &str,
+    entries: &[(Option<i64>, String)],
+) -> StoreResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
     // Reading the head and appending after it must be one step: the backend makes sure no
     // other writer appends in between.
     lock_audit_chain(tx).await?;
@@ -264,27 +279,42 @@ async fn audit(
             .fetch_optional(&mut **tx)
             .await
             .map_err(db)?;
-    let (id, prev_hash) = match last {
-        Some((id, hash)) => (id + 1, rows::hex_array::<32>("audit hash", &hash)?),
-        None => (1, crate::audit::GENESIS),
+    let (mut id, mut prev_hash) = match last {
+        Some((id, hash)) => (id, rows::hex_array::<32>("audit hash", &hash)?),
+        None => (0, crate::audit::GENESIS),
     };
-    let hash = crate::audit::entry_hash(&prev_hash, id, at, actor, action, ticket_id, detail);
-    sqlx::query(
-        "INSERT INTO audit_log (id, at, actor, action, ticket_id, detail, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(id)
-    .bind(at.unix_seconds())
-    .bind(actor)
-    .bind(action)
-    .bind(ticket_id)
-    .bind(detail)
-    .bind(hex(&prev_hash))
-    .bind(hex(&hash))
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for (ticket_id, detail) in entries {
+        id += 1;
+        let hash = crate::audit::entry_hash(&prev_hash, id, at, actor, action, *ticket_id, detail);
+        rows.push((id, *ticket_id, detail, hex(&prev_hash), hex(&hash)));
+        prev_hash = hash;
+    }
+    let mut insert = sqlx::QueryBuilder::<$db>::new(
+        "INSERT INTO audit_log (id, at, actor, action, ticket_id, detail, prev_hash, hash) ",
+    );
+    insert.push_values(rows, |mut row, (id, ticket_id, detail, prev, hash)| {
+        row.push_bind(id)
+            .push_bind(at.unix_seconds())
+            .push_bind(actor)
+            .push_bind(action)
+            .push_bind(ticket_id)
+            .push_bind(detail.as_str())
+            .push_bind(prev)
+            .push_bind(hash);
+    });
+    insert.build().execute(&mut **tx).await.map_err(db)?;
     Ok(())
+}
+
+/// Appends ` IN (id, id, …)` with each id bound.
+fn push_in_ids(query: &mut sqlx::QueryBuilder<$db>, ids: &[i64]) {
+    query.push(" IN (");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    query.push(")");
 }
 
 async fn enqueue(
@@ -1643,41 +1673,53 @@ impl Store for $store {
         if ids.is_empty() {
             return Ok(());
         }
+        // A handful of statements for the whole batch, whatever its size: on PostgreSQL
+        // the rate at which a backlog drains is bounded by round trips.
         let mut tx = self.write().await?;
-        for &id in ids {
-            sqlx::query(
-                "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL
-                 WHERE id = $2 AND status = 'pending'",
-            )
-            .bind(now.unix_seconds())
-            .bind(id)
-            .execute(&mut *tx)
+        let mut sent = sqlx::QueryBuilder::<$db>::new("UPDATE outbox SET status = 'sent', sent_at = ");
+        sent.push_bind(now.unix_seconds());
+        sent.push(", attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE status = 'pending' AND id");
+        push_in_ids(&mut sent, ids);
+        sent.build().execute(&mut *tx).await.map_err(db)?;
+        // A one-time code has done its work once delivered: it is not kept readable.
+        let mut blank = sqlx::QueryBuilder::<$db>::new(
+            "UPDATE outbox SET body_text = '', body_html = '' WHERE kind = 'access_code' AND status = 'sent' AND id",
+        );
+        push_in_ids(&mut blank, ids);
+        blank.build().execute(&mut *tx).await.map_err(db)?;
+        // Audited even when a late report finds a row no longer pending: the relay did
+        // take the message.
+        let mut select =
+            sqlx::QueryBuilder::<$db>::new("SELECT id, ticket_id, kind, recipient FROM outbox WHERE id");
+        push_in_ids(&mut select, ids);
+        select.push(" ORDER BY id");
+        let delivered: Vec<(i64, Option<i64>, String, String)> = select
+            .build_query_as()
+            .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
-            // A one-time code has done its work once delivered: it is not kept readable.
-            sqlx::query(
-                "UPDATE outbox SET body_text = '', body_html = '' WHERE id = $1 AND kind = 'access_code' AND status = 'sent'",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            // Audited even when a late report finds the row no longer pending: the relay
-            // did take the message.
-            let row: Option<(Option<i64>, String, String)> =
-                sqlx::query_as("SELECT ticket_id, kind, recipient FROM outbox WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            if let Some((ticket_id, kind, recipient)) = row {
-                let detail = format!("{kind} mail to {recipient}");
-                if let Some(ticket_id) = ticket_id {
-                    event(&mut tx, ticket_id, now, "mailer", "mail_sent", &kind).await?;
-                }
-                audit(&mut tx, now, "mailer", "mail_handed_off", ticket_id, &detail).await?;
-            }
+        let events: Vec<(i64, &str)> = delivered
+            .iter()
+            .filter_map(|(_, ticket_id, kind, _)| ticket_id.map(|t| (t, kind.as_str())))
+            .collect();
+        if !events.is_empty() {
+            let mut insert = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO ticket_events (ticket_id, at, actor, kind, detail) ",
+            );
+            insert.push_values(events, |mut row, (ticket_id, kind)| {
+                row.push_bind(ticket_id)
+                    .push_bind(now.unix_seconds())
+                    .push_bind("mailer")
+                    .push_bind("mail_sent")
+                    .push_bind(kind);
+            });
+            insert.build().execute(&mut *tx).await.map_err(db)?;
         }
+        let entries: Vec<(Option<i64>, String)> = delivered
+            .iter()
+            .map(|(_, ticket_id, kind, recipient)| (*ticket_id, format!("{kind} mail to {recipient}")))
+            .collect();
+        audit_many(&mut tx, now, "mailer", "mail_handed_off", &entries).await?;
         tx.commit().await.map_err(db)
     }
 
