@@ -10,10 +10,17 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Chunks written to spool files at once, by as many blocking threads. Page-cache writes
+/// are quick; what costs is threads: each one that allocates gets its own malloc arena,
+/// and two hundred uploads writing at once grew the blocking pool (and the desk's
+/// resident memory) by hundreds of threads.
+const SPOOL_WRITERS: usize = 4;
+
 /// Where uploads wait to be checked and stored, and how much memory they may take.
 pub struct Spool {
     dir: PathBuf,
     memory: Arc<Semaphore>,
+    writers: Arc<Semaphore>,
 }
 
 impl Spool {
@@ -32,6 +39,7 @@ impl Spool {
         Ok(Self {
             dir,
             memory: Arc::new(Semaphore::new(permits)),
+            writers: Arc::new(Semaphore::new(SPOOL_WRITERS)),
         })
     }
 
@@ -44,6 +52,7 @@ impl Spool {
         UploadWriter {
             dir: self.dir.clone(),
             memory: self.memory.clone(),
+            writers: self.writers.clone(),
             body: Writing::Memory(Vec::new(), None),
             len: 0,
         }
@@ -59,6 +68,7 @@ enum Writing {
 pub struct UploadWriter {
     dir: PathBuf,
     memory: Arc<Semaphore>,
+    writers: Arc<Semaphore>,
     body: Writing,
     len: u64,
 }
@@ -76,12 +86,19 @@ impl UploadWriter {
                     Some(held) => held.merge(more),
                     None => *reserved = Some(more),
                 }
+                // Grown by a quarter, not doubled: the budget counts the bytes, and a
+                // doubled buffer would hold up to twice what it counts.
+                if bytes.capacity() - bytes.len() < chunk.len() {
+                    bytes.reserve_exact(chunk.len().max(bytes.len() / 4));
+                }
                 bytes.extend_from_slice(chunk);
                 return Ok(());
             }
             let held = std::mem::take(bytes);
             let dir = self.dir.clone();
+            let writer = self.writer().await?;
             let file = tokio::task::spawn_blocking(move || {
+                let _writer = writer;
                 let mut file = tempfile::NamedTempFile::new_in(dir)?;
                 file.write_all(&held)?;
                 Ok::<_, std::io::Error>(file)
@@ -94,11 +111,24 @@ impl UploadWriter {
         if let Writing::File(file) = &mut self.body {
             let chunk = chunk.to_vec();
             let mut handle = file.as_file().try_clone()?;
-            tokio::task::spawn_blocking(move || handle.write_all(&chunk))
-                .await
-                .map_err(std::io::Error::other)??;
+            let writer = self.writer().await?;
+            tokio::task::spawn_blocking(move || {
+                let _writer = writer;
+                handle.write_all(&chunk)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
         }
         Ok(())
+    }
+
+    /// A turn at writing to the spool (`SPOOL_WRITERS` at once).
+    async fn writer(&self) -> std::io::Result<OwnedSemaphorePermit> {
+        self.writers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(std::io::Error::other)
     }
 
     pub fn finish(self) -> Upload {

@@ -95,6 +95,11 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    /// Where a write outside a transaction runs: any connection.
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn write(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db)
     }

@@ -1,7 +1,7 @@
 //! The store's behaviour, written once for every backend. `sql_store!` expands to the
 //! whole `Store` implementation inside a backend's module; the backend supplies what
 //! differs between dialects: its pool and transaction type, `write()` (how a write
-//! transaction starts), `MIGRATOR`, `QUEUE_SEARCH`, `CLAIM_DUE_MAIL`,
+//! transaction starts), `writer()` (where a single write statement runs), `MIGRATOR`, `QUEUE_SEARCH`, `CLAIM_DUE_MAIL`,
 //! `serial_prefix_pattern` and `lock_audit_chain`. All SQL here is the dialect SQLite and
 //! PostgreSQL share (`$N` parameters, `CAST`, `COUNT(*) FILTER`).
 
@@ -481,7 +481,7 @@ impl Store for $store {
 
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(self.writer())
             .await
             .map_err(db)?;
         Ok(())
@@ -1397,7 +1397,7 @@ impl Store for $store {
             .bind(account)
             .bind(address)
             .bind(now.unix_seconds())
-            .execute(&self.pool)
+            .execute(self.writer())
             .await
             .map_err(db)?;
         Ok(())
@@ -1436,7 +1436,7 @@ impl Store for $store {
     async fn clear_login_failures(&self, account: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM login_failures WHERE account = $1")
             .bind(account)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await
             .map_err(db)?;
         Ok(())
@@ -1446,7 +1446,7 @@ impl Store for $store {
         sqlx::query("UPDATE users SET totp_secret = $1, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $2 AND totp_enabled_at IS NULL")
             .bind(seed.expose())
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await
             .map_err(db)?;
         Ok(())
@@ -1500,7 +1500,7 @@ impl Store for $store {
         )
         .bind(step)
         .bind(user.0)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(db)?
         .rows_affected();
@@ -1535,7 +1535,7 @@ impl Store for $store {
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await
             .map_err(db)?;
         Ok(())
@@ -1739,7 +1739,7 @@ impl Store for $store {
         .bind(retry_at.map(Timestamp::unix_seconds))
         .bind(retry_at.map(Timestamp::unix_seconds))
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(db)?;
         Ok(())

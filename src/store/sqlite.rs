@@ -1,7 +1,10 @@
 //! The embedded default. Write transactions start with `BEGIN IMMEDIATE`, taking
 //! SQLite's single write lock up front: two approvals of one ticket queue behind each
 //! other instead of both reading "open", and no transaction fails half-way on an
-//! upgrade from reader to writer. The behaviour itself is `sql_store!` (shared.rs);
+//! upgrade from reader to writer. Every write goes through one connection of its own,
+//! so writers queue in the pool, first come first served, instead of in SQLite's busy
+//! handler, which sleeps between tries (up to 100 ms a try): with eight connections
+//! contending, unlucky approvals slept again and again, and their mail with them. The behaviour itself is `sql_store!` (shared.rs);
 //! this file holds only what is SQLite's own.
 
 use std::str::FromStr;
@@ -24,7 +27,10 @@ use crate::audit::AuditEntry;
 use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};
 
 pub struct SqliteStore {
+    /// Readers: WAL lets them run beside the writer.
     pub(super) pool: SqlitePool,
+    /// The one writing connection.
+    writer: SqlitePool,
 }
 
 // A search narrows to the few tickets that match a number, an e-mail or a serial prefix,
@@ -77,14 +83,24 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .connect_with(options.clone())
+            .await
+            .map_err(db)?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .connect_with(options)
             .await
             .map_err(db)?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
+    }
+
+    /// Where a write outside a transaction runs: the writing connection.
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
     }
 }
 
