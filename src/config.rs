@@ -44,6 +44,9 @@ pub struct Settings {
     /// Memory, in MiB, that uploads in flight may take at once; beyond it they are
     /// spooled to `<data_dir>/spool`.
     pub upload_memory_mb: u64,
+    /// Uploads whose bodies are read at once; the others wait, their bytes in the
+    /// kernel's socket buffers, until one finishes.
+    pub uploads_at_once: usize,
     pub outbox_max_attempts: u32,
     pub outbox_poll_ms: u64,
     /// How long a worker reserves the messages it took; the SMTP timeout of each is a
@@ -102,6 +105,7 @@ impl Default for Settings {
             max_label_pixels: 50_000_000,
             picture_memory_mb: 64,
             upload_memory_mb: 32,
+            uploads_at_once: 32,
             outbox_max_attempts: 8,
             outbox_poll_ms: 1000,
             outbox_lease_secs: 120,
@@ -142,6 +146,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "max_label_pixels",
     "picture_memory_mb",
     "upload_memory_mb",
+    "uploads_at_once",
     "outbox_max_attempts",
     "outbox_poll_ms",
     "outbox_lease_secs",
@@ -288,6 +293,11 @@ impl Settings {
                 self.upload_memory_mb = number(value)
                     .filter(|n| (1..=65_536).contains(n))
                     .ok_or_else(|| invalid("expected a number of MiB between 1 and 65536"))?
+            }
+            "uploads_at_once" => {
+                self.uploads_at_once = number(value)
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| invalid("expected a number of uploads between 1 and 10000"))?
             }
             "outbox_max_attempts" => {
                 self.outbox_max_attempts = number(value)

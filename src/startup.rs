@@ -143,6 +143,7 @@ impl Application {
         let spool = crate::spool::Spool::open(
             settings.data_dir.join("spool"),
             settings.upload_memory_mb * 1024 * 1024,
+            settings.uploads_at_once,
         )
         .with_context(|| {
             format!(

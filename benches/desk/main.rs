@@ -44,6 +44,8 @@ struct Options {
     approvals: usize,
     /// Tickets for the queue-at-scale phase; `None` with `--no-scale`.
     scale_tickets: Option<usize>,
+    /// Clients uploading at once in the memory phase (`--memory-clients`).
+    memory_clients: usize,
 }
 
 impl Options {
@@ -64,6 +66,7 @@ fn options() -> Options {
         only: Vec::new(),
         approvals: 10_000,
         scale_tickets: Some(1_000_000),
+        memory_clients: 200,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -85,6 +88,9 @@ fn options() -> Options {
             "--no-scale" => options.scale_tickets = None,
             "--scale-only" => options.only = vec!["scale".to_owned()],
             "--tickets" => options.scale_tickets = args.next().and_then(|n| n.parse().ok()),
+            "--memory-clients" => {
+                options.memory_clients = args.next().and_then(|n| n.parse().ok()).unwrap_or(200);
+            }
             // cargo bench passes --bench; nothing to do with it.
             _ => {}
         }
@@ -99,7 +105,21 @@ struct Server {
 }
 
 impl Drop for Server {
+    /// A polite stop first (SIGTERM: the desk drains and exits, and a profiler wrapped
+    /// around it writes its report), then a kill if it has not gone within a minute.
     fn drop(&mut self) {
+        let asked = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while asked && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -147,7 +167,17 @@ fn start_desk_with(
     database_url: Option<&str>,
     settings: &[(&str, &str)],
 ) -> (Server, Duration) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"));
+    // `RESETDESK_BENCH_WRAP="valgrind --tool=massif"` runs the desk under a profiler.
+    let wrap = std::env::var("RESETDESK_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(tool) => {
+            let mut command = Command::new(tool);
+            command.args(words).arg(env!("CARGO_BIN_EXE_resetdesk"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_resetdesk")),
+    };
     command
         .arg("serve")
         .current_dir(dir)
@@ -978,7 +1008,7 @@ async fn memory_phase(
     let photo = memory::big_photo(10 * 1024 * 1024);
     let mut runs = Vec::new();
     for run in 0..options.runs {
-        runs.push(memory::memory_run(&photo, 200, run).await);
+        runs.push(memory::memory_run(&photo, options.memory_clients, run).await);
     }
     let pick =
         |f: &dyn Fn(&memory::MemoryRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
@@ -989,13 +1019,14 @@ async fn memory_phase(
     );
     let errors: usize = runs.iter().map(|r| r.errors).sum();
     table.push(format!(
-        "memory (sqlite) 200 concurrent uploads of {:.1} MB: peak RSS {peak:.1} MB (target <= 150), idle {idle:.1} MB, {rate:.1} uploads/s, errors {errors}",
+        "memory (sqlite) {} concurrent uploads of {:.1} MB: peak RSS {peak:.1} MB (target <= 150), idle {idle:.1} MB, {rate:.1} uploads/s, errors {errors}",
+        options.memory_clients,
         photo.len() as f64 / (1024.0 * 1024.0)
     ));
     results.insert(
         "memory_sqlite".to_owned(),
         json!({
-            "clients": 200,
+            "clients": options.memory_clients,
             "upload_bytes": photo.len(),
             "peak_rss_mb": (peak * 10.0).round() / 10.0,
             "idle_rss_mb": (idle * 10.0).round() / 10.0,

@@ -78,6 +78,20 @@ pub async fn read_submission(
     payload: web::Payload,
 ) -> Result<RawSubmission, ApiError> {
     let limit = std::time::Duration::from_secs(desk.settings.upload_timeout_secs);
+    // Waiting for a turn is not counted against the upload's own time.
+    let _turn = match tokio::time::timeout(limit, desk.spool.admit()).await {
+        Ok(Ok(turn)) => turn,
+        Ok(Err(error)) => return Err(spool_error(error)),
+        Err(_) => {
+            return Err(ApiError {
+                retry_after: Some(60),
+                ..ApiError::said(
+                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                    Message::new("refusal.uploads_busy"),
+                )
+            });
+        }
+    };
     tokio::time::timeout(limit, read_submission_untimed(desk, request, payload))
         .await
         .unwrap_or_else(|_| {

@@ -304,3 +304,57 @@ async fn a_slowly_trickled_upload_times_out() {
     assert!(text.contains("did not finish within 1 seconds"), "{text}");
     assert_eq!(app.stored_counts().await, (0, 0, 0));
 }
+
+/// Uploads are read `uploads_at_once` at a time. Two slow clients take the only slot in
+/// turn (each until the upload timeout cuts it off); an upload queued behind both waits
+/// longer than the timeout and is told the desk is busy (503, Retry-After). Once the
+/// slot is free, an upload is read at once.
+#[tokio::test]
+async fn uploads_are_read_a_few_at_a_time() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|s| {
+        s.uploads_at_once = 1;
+        s.upload_timeout_secs = 2;
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let (reader, mut writer) = stream.into_split();
+        let head = format!(
+            "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
+        );
+        writer.write_all(head.as_bytes()).await.unwrap();
+        slow.push((reader, writer));
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let response = app
+        .client
+        .post(app.url("/api/v1/requests"))
+        .multipart(reqwest::multipart::Form::new().text("name", "Ana"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("many uploads at once"), "{message}");
+
+    drop(slow);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/requests"))
+        .multipart(reqwest::multipart::Form::new().text("name", "Ana"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        422,
+        "read and judged, not refused as busy"
+    );
+    assert_eq!(app.stored_counts().await, (0, 0, 0));
+}
