@@ -117,14 +117,15 @@ struct SwitchQuery {
 }
 
 /// Only a path on this desk: `//evil.example` and `https://…` would make the switch an
-/// open redirect.
+/// open redirect. Our own links are percent-encoded, so anything but printable ASCII
+/// (which a `Location` header could not carry anyway) is refused too.
 fn local_path(back: Option<&str>) -> &str {
     match back {
         Some(path)
             if path.starts_with('/')
                 && !path.starts_with("//")
                 && !path.contains('\\')
-                && !path.chars().any(char::is_control) =>
+                && path.chars().all(|c| c.is_ascii_graphic()) =>
         {
             path
         }
@@ -175,6 +176,7 @@ mod tests {
         assert_eq!(local_path(Some("https://evil.example/")), "/");
         assert_eq!(local_path(Some("/\\evil.example")), "/");
         assert_eq!(local_path(Some("/a\nLocation: x")), "/");
+        assert_eq!(local_path(Some("/año")), "/");
         assert_eq!(local_path(None), "/");
     }
 

@@ -1674,7 +1674,9 @@ impl Store for $store {
             return Ok(());
         }
         // A handful of statements for the whole batch, whatever its size: on PostgreSQL
-        // the rate at which a backlog drains is bounded by round trips.
+        // the rate at which a backlog drains is bounded by round trips. A batch is at most
+        // 2 × outbox_connections (≤ 512) ids, well inside both databases' limits on
+        // bound parameters.
         let mut tx = self.write().await?;
         let mut sent = sqlx::QueryBuilder::<$db>::new("UPDATE outbox SET status = 'sent', sent_at = ");
         sent.push_bind(now.unix_seconds());
