@@ -54,11 +54,7 @@ impl Spool {
 
     /// A turn at being read: hold it while the request's body is read.
     pub async fn admit(&self) -> std::io::Result<OwnedSemaphorePermit> {
-        self.readers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(std::io::Error::other)
+        take_turn(&self.readers).await
     }
 
     /// Starts receiving one file.
@@ -71,6 +67,15 @@ impl Spool {
             len: 0,
         }
     }
+}
+
+/// A turn from one of the spool's semaphores, which are never closed.
+async fn take_turn(turns: &Arc<Semaphore>) -> std::io::Result<OwnedSemaphorePermit> {
+    turns
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)
 }
 
 enum Writing {
@@ -138,11 +143,7 @@ impl UploadWriter {
 
     /// A turn at writing to the spool (`SPOOL_WRITERS` at once).
     async fn writer(&self) -> std::io::Result<OwnedSemaphorePermit> {
-        self.writers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(std::io::Error::other)
+        take_turn(&self.writers).await
     }
 
     pub fn finish(self) -> Upload {

@@ -134,6 +134,14 @@ impl ResponseError for ApiError {
 }
 
 impl ApiError {
+    /// A 503 for a desk busy with other uploads or pictures: the request was fine.
+    pub fn busy(message: Message) -> Self {
+        Self {
+            retry_after: Some(BUSY_RETRY_SECS),
+            ..Self::said(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
     /// A 429 with `Retry-After`.
     pub fn rate_limited(retry_after: i64) -> Self {
         Self {
@@ -176,13 +184,7 @@ impl From<IntakeError> for ApiError {
                     Message::new("refusal.storage_full"),
                 )
             },
-            IntakeError::Busy => Self {
-                retry_after: Some(BUSY_RETRY_SECS),
-                ..Self::said(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Message::new("refusal.busy"),
-                )
-            },
+            IntakeError::Busy => Self::busy(Message::new("refusal.busy")),
             IntakeError::Internal(cause) => Self::internal(cause.as_ref()),
         }
     }

@@ -156,7 +156,7 @@ async fn switch_language(
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(desk.settings.public_url.starts_with("https://"))
+        .secure(super::secure_cookies(&desk))
         .max_age(actix_web::cookie::time::Duration::days(COOKIE_MAX_AGE_DAYS))
         .finish();
     HttpResponse::SeeOther()

@@ -94,6 +94,11 @@ pub fn client_address(desk: &crate::desk::Desk, request: &actix_web::HttpRequest
     peer.to_string()
 }
 
+/// Whether the desk's cookies carry `Secure`: when it is served over HTTPS.
+fn secure_cookies(desk: &crate::desk::Desk) -> bool {
+    desk.settings.public_url.starts_with("https://")
+}
+
 /// Adds `Retry-After` to a 429 page.
 fn with_retry_after(mut response: HttpResponse, seconds: Option<i64>) -> HttpResponse {
     if let Some(value) = seconds.and_then(|s| s.to_string().parse().ok()) {

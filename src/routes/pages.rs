@@ -85,16 +85,28 @@ const COUNTRIES: &[&str] = &[
     "PL", "PT", "RO", "SA", "SG", "ZA", "ES", "SE", "CH", "TH", "TR", "AE", "GB", "US", "UY", "VN",
 ];
 
-/// The form's country list in the reader's language, in its alphabetical order.
-fn countries(t: Lang) -> Vec<(&'static str, String)> {
-    let mut list: Vec<(&'static str, String)> = COUNTRIES
-        .iter()
-        .map(|code| (*code, t.text(&format!("country.{code}"))))
-        .collect();
-    // Accents sort with their letter ("Émirats" among the E's), close enough to a
-    // collation for one short list.
-    list.sort_by_key(|(_, name)| sort_key(name));
-    list
+/// The form's country list in each language, in that language's alphabetical order:
+/// made once, not on every form (a submission makes one too, for its errors).
+static COUNTRY_LISTS: std::sync::LazyLock<Vec<Vec<(&'static str, String)>>> =
+    std::sync::LazyLock::new(|| {
+        Lang::ALL
+            .iter()
+            .map(|t| {
+                let mut list: Vec<(&'static str, String)> = COUNTRIES
+                    .iter()
+                    .map(|code| (*code, t.text(&format!("country.{code}"))))
+                    .collect();
+                // Accents sort with their letter ("Émirats" among the E's), close enough
+                // to a collation for one short list.
+                list.sort_by_key(|(_, name)| sort_key(name));
+                list
+            })
+            .collect()
+    });
+
+/// The form's country list in the reader's language.
+fn countries(t: Lang) -> &'static [(&'static str, String)] {
+    &COUNTRY_LISTS[t as usize]
 }
 
 fn sort_key(name: &str) -> String {
@@ -130,7 +142,7 @@ struct FormPage {
     errors: Vec<FieldIssue>,
     general_error: Option<String>,
     text_fields: &'static [TextField],
-    countries: Vec<(&'static str, String)>,
+    countries: &'static [(&'static str, String)],
     roles: Vec<(&'static str, &'static str)>,
     max_photo_mb: u64,
 }

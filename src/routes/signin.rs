@@ -28,10 +28,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(logout);
 }
 
-fn secure(desk: &Desk) -> bool {
-    desk.settings.public_url.starts_with("https://")
-}
-
 fn failed(error: &(dyn std::error::Error + 'static)) -> HttpResponse {
     super::failure_page("Sign-in failed", error)
 }
@@ -61,7 +57,7 @@ async fn start_session(
     };
     Ok(HttpResponse::SeeOther()
         .insert_header((LOCATION, next))
-        .cookie(session::cookie(cookie_value, secure(desk)))
+        .cookie(session::cookie(cookie_value, super::secure_cookies(desk)))
         .finish())
 }
 
@@ -430,6 +426,6 @@ async fn logout(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
     }
     HttpResponse::SeeOther()
         .insert_header((LOCATION, "/console/login"))
-        .cookie(session::removal(secure(&desk)))
+        .cookie(session::removal(super::secure_cookies(&desk)))
         .finish()
 }

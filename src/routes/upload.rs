@@ -82,15 +82,7 @@ pub async fn read_submission(
     let _turn = match tokio::time::timeout(limit, desk.spool.admit()).await {
         Ok(Ok(turn)) => turn,
         Ok(Err(error)) => return Err(spool_error(error)),
-        Err(_) => {
-            return Err(ApiError {
-                retry_after: Some(60),
-                ..ApiError::said(
-                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                    Message::new("refusal.uploads_busy"),
-                )
-            });
-        }
+        Err(_) => return Err(ApiError::busy(Message::new("refusal.uploads_busy"))),
     };
     tokio::time::timeout(limit, read_submission_untimed(desk, request, payload))
         .await

@@ -330,12 +330,8 @@ async fn uploads_are_read_a_few_at_a_time() {
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     }
     let response = app
-        .client
-        .post(app.url("/api/v1/requests"))
-        .multipart(reqwest::multipart::Form::new().text("name", "Ana"))
-        .send()
-        .await
-        .unwrap();
+        .submit(reqwest::multipart::Form::new().text("name", "Ana"))
+        .await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
     let body: serde_json::Value = response.json().await.unwrap();
@@ -345,12 +341,8 @@ async fn uploads_are_read_a_few_at_a_time() {
     drop(slow);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let response = app
-        .client
-        .post(app.url("/api/v1/requests"))
-        .multipart(reqwest::multipart::Form::new().text("name", "Ana"))
-        .send()
-        .await
-        .unwrap();
+        .submit(reqwest::multipart::Form::new().text("name", "Ana"))
+        .await;
     assert_eq!(
         response.status(),
         422,
