@@ -102,7 +102,7 @@ impl Default for Settings {
             mail_from: "resetdesk <support@localhost>".to_owned(),
             max_label_photo_bytes: 15 * 1024 * 1024,
             max_export_bytes: 15 * 1024 * 1024,
-            max_label_pixels: 50_000_000,
+            max_label_pixels: crate::intake::photo::DEFAULT_MAX_LABEL_PIXELS,
             picture_memory_mb: 64,
             upload_memory_mb: 32,
             uploads_at_once: 32,

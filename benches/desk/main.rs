@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `--no-scale` leaves out the queue-at-scale phase (queue_at_scale.rs), which loads
-//! `--tickets N` tickets (default 1,000,000) and takes minutes.
+//! `--tickets N` tickets (default 1,000,000) and takes minutes. It loads each size once
+//! and measures it `--runs` times, each on a newly started desk.
 //!
 //! Everything runs on this machine over loopback: the desk is the release `resetdesk`
 //! binary in its own process; the load comes from a tokio client in this process; the
@@ -923,7 +924,8 @@ async fn bench(options: Options) {
         .scale_tickets
         .filter(|_| options.runs_phase("scale"))
     {
-        let scale = queue_at_scale::run(tickets, 1000, 5, options.postgres.as_deref()).await;
+        let scale =
+            queue_at_scale::run(tickets, 1000, 5, options.runs, options.postgres.as_deref()).await;
         table.extend(scale.table);
         results.insert("queue_at_scale".to_owned(), scale.json);
     }

@@ -6,6 +6,10 @@
 //! large transactions of multi-row INSERTs, and the desk starts again on the result. A
 //! signed-in agent then asks for the queue page, a search by serial and ticket pages.
 //! The same is done at a small size, so the ratio shows what the size alone costs.
+//!
+//! `--runs N` measures each size N times, each time on a newly started desk, and reports
+//! the medians. The database is loaded once per size: the loader is deterministic (a
+//! fixed seed), so loading again would write the same rows and only cost minutes.
 
 mod loader;
 
@@ -40,16 +44,38 @@ pub struct Latency {
     errors: usize,
 }
 
-/// One backend at one size.
+/// One measurement of the three pages, on one start of the desk.
+struct Round {
+    queue: Latency,
+    search: Latency,
+    ticket: Latency,
+}
+
+/// One backend at one size: the medians over its rounds.
 pub struct SizeRun {
     tickets: usize,
     rows: usize,
     load_secs: f64,
+    rounds: usize,
     queue: Latency,
     search: Latency,
     ticket: Latency,
     /// Spawn to `/readyz` answering 200, one figure per start.
     cold_starts_ms: Vec<f64>,
+}
+
+impl Latency {
+    /// Each figure's median over the rounds; errors are summed, since any is one too many.
+    fn median_of(rounds: &[Latency]) -> Latency {
+        let of = |f: fn(&Latency) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
+        Latency {
+            client_p50: of(|l| l.client_p50),
+            client_p99: of(|l| l.client_p99),
+            server_p50: of(|l| l.server_p50),
+            server_p99: of(|l| l.server_p99),
+            errors: rounds.iter().map(|l| l.errors).sum(),
+        }
+    }
 }
 
 /// What the scale phase adds to the report: table lines and a JSON object.
@@ -59,8 +85,15 @@ pub struct Report {
 }
 
 /// Runs the phase on SQLite and, when `postgres` (an admin URL) answers, on PostgreSQL:
-/// `tickets` and [`SMALL`] tickets, `requests` of each kind, `starts` cold starts.
-pub async fn run(tickets: usize, requests: usize, starts: usize, postgres: Option<&str>) -> Report {
+/// `tickets` and [`SMALL`] tickets, `requests` of each kind in each of `rounds` rounds,
+/// and at least `starts` cold starts.
+pub async fn run(
+    tickets: usize,
+    requests: usize,
+    starts: usize,
+    rounds: usize,
+    postgres: Option<&str>,
+) -> Report {
     let mut backends: Vec<(&str, Option<&str>)> = vec![("sqlite", None)];
     if let Some(admin) = postgres {
         if postgres_database(admin, "resetdesk_bench_probe")
@@ -85,7 +118,7 @@ pub async fn run(tickets: usize, requests: usize, starts: usize, postgres: Optio
                 ),
                 None => None,
             };
-            runs.push(size_run(size, requests, starts, database).await);
+            runs.push(size_run(size, requests, starts, rounds, database).await);
             if let Some(admin) = admin {
                 drop_database(admin, &format!("resetdesk_bench_scale_{size}")).await;
             }
@@ -154,6 +187,7 @@ fn run_json(run: &SizeRun) -> Value {
         "load_secs": round(run.load_secs, 1),
         "load_tickets_per_sec": round(run.tickets as f64 / run.load_secs, 0),
         "load_rows_per_sec": round(run.rows as f64 / run.load_secs, 0),
+        "rounds": run.rounds,
         "queue_page": latency_json(&run.queue),
         "search_by_serial": latency_json(&run.search),
         "ticket_page": latency_json(&run.ticket),
@@ -171,8 +205,9 @@ fn lines(backend: &str, run: &SizeRun) -> Vec<String> {
     };
     vec![
         format!(
-            "queue at scale {backend:<8} {} tickets: loaded {} rows in {:.1} s ({:.0} tickets/s); cold start to ready: median {:.0} ms of {}",
+            "queue at scale {backend:<8} {} tickets (medians of {} rounds): loaded {} rows in {:.1} s ({:.0} tickets/s); cold start to ready: median {:.0} ms of {}",
             run.tickets,
+            run.rounds,
             run.rows,
             run.load_secs,
             run.tickets as f64 / run.load_secs,
@@ -194,11 +229,13 @@ async fn drop_database(admin: &str, name: &str) {
     }
 }
 
-/// One size on one backend: create, load, start, sign in, measure, cold-start.
+/// One size on one backend: create, load, cold-start, then `rounds` times start, sign
+/// in (once: sessions live in the database) and measure.
 async fn size_run(
     tickets: usize,
     requests: usize,
     starts: usize,
+    rounds: usize,
     database: Option<String>,
 ) -> SizeRun {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -217,42 +254,59 @@ async fn size_run(
     let (rows, picked) = load(&url, tickets, agents, &samples).await;
     let load_secs = started.elapsed().as_secs_f64();
 
+    let rounds = rounds.max(1);
     let mut cold_starts_ms = Vec::new();
-    for _ in 1..starts.max(1) {
+    for _ in rounds..starts {
         let (desk, ready) = start_until_ready(dir.path(), database.as_deref()).await;
         cold_starts_ms.push(ready.as_secs_f64() * 1000.0);
         drop(desk);
     }
-    let (desk, ready) = start_until_ready(dir.path(), database.as_deref()).await;
-    cold_starts_ms.push(ready.as_secs_f64() * 1000.0);
-    let base = format!("http://127.0.0.1:{}", desk.port);
-    let agent = sign_in(&base, &seed).await;
-
-    let queue = measure(&agent, requests, |_| {
-        (format!("{base}/console"), "/console/tickets/RQ-".to_owned())
-    })
-    .await;
-    let search = measure(&agent, requests, |i| {
-        let (number, serial) = &picked[i % picked.len()];
-        (
-            format!("{base}/console?status=all&q={serial}"),
-            number.clone(),
-        )
-    })
-    .await;
-    let ticket = measure(&agent, requests, |i| {
-        let (number, serial) = &picked[(i * 7 + 3) % picked.len()];
-        (format!("{base}/console/tickets/{number}"), serial.clone())
-    })
-    .await;
-    drop(desk);
+    let mut agent = None;
+    let mut measured = Vec::new();
+    for _ in 0..rounds {
+        let (desk, ready) = start_until_ready(dir.path(), database.as_deref()).await;
+        cold_starts_ms.push(ready.as_secs_f64() * 1000.0);
+        let base = format!("http://127.0.0.1:{}", desk.port);
+        // A second sign-in within the same 30-second step would be refused as a replayed
+        // code, as it should be; the session cookie outlives a restart instead.
+        if agent.is_none() {
+            agent = Some(sign_in(&base, &seed).await);
+        }
+        let agent = agent.as_ref().expect("signed in");
+        let queue = measure(agent, requests, |_| {
+            (format!("{base}/console"), "/console/tickets/RQ-".to_owned())
+        })
+        .await;
+        let search = measure(agent, requests, |i| {
+            let (number, serial) = &picked[i % picked.len()];
+            (
+                format!("{base}/console?status=all&q={serial}"),
+                number.clone(),
+            )
+        })
+        .await;
+        let ticket = measure(agent, requests, |i| {
+            let (number, serial) = &picked[(i * 7 + 3) % picked.len()];
+            (format!("{base}/console/tickets/{number}"), serial.clone())
+        })
+        .await;
+        drop(desk);
+        measured.push(Round {
+            queue,
+            search,
+            ticket,
+        });
+    }
+    let of =
+        |f: fn(&Round) -> Latency| Latency::median_of(&measured.iter().map(f).collect::<Vec<_>>());
     SizeRun {
         tickets,
         rows,
         load_secs,
-        queue,
-        search,
-        ticket,
+        rounds,
+        queue: of(|r| r.queue),
+        search: of(|r| r.search),
+        ticket: of(|r| r.ticket),
         cold_starts_ms,
     }
 }

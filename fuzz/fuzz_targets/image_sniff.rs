@@ -3,19 +3,13 @@
 //! the same untrusted bytes, so one target drives both.
 #![no_main]
 
-use std::sync::LazyLock;
-
 use libfuzzer_sys::fuzz_target;
-use resetdesk::config::Settings;
-use resetdesk::intake::photo::check_label_photo;
+use resetdesk::intake::photo::{DEFAULT_MAX_LABEL_PIXELS, check_label_photo};
 use resetdesk::protocol::qr;
-
-/// The pixel cap the desk runs with unless an operator changes it (50 megapixels today).
-static MAX_LABEL_PIXELS: LazyLock<u64> = LazyLock::new(|| Settings::default().max_label_pixels);
 
 fuzz_target!(|data: &[u8]| {
     // Only that both answer, without crashing, hanging or passing the memory cap, is
     // checked: for an arbitrary picture there is no cheap oracle for the right answer.
-    let _ = check_label_photo(data, *MAX_LABEL_PIXELS);
+    let _ = check_label_photo(data, DEFAULT_MAX_LABEL_PIXELS);
     let _ = qr::read_image(data);
 });

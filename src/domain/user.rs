@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 ///   and the canned rejection reasons;
 /// - **admin**: users, keys and settings; no ticket decisions unless the user also has
 ///   a reviewing role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Agent,

@@ -21,6 +21,9 @@ use zune_jpeg::JpegDecoder;
 /// The smallest side a readable label photo can have.
 pub const MIN_SIDE: u32 = 200;
 pub const MAX_SIDE: u32 = 16_384;
+/// The pixel cap unless an operator sets `max_label_pixels`: a 50-megapixel phone photo
+/// passes, a decompression bomb's declared size does not.
+pub const DEFAULT_MAX_LABEL_PIXELS: u64 = 50_000_000;
 
 /// Names what a non-image upload is, so the message can say "this is a PDF": the
 /// catalogue key of its name.

@@ -1,0 +1,571 @@
+//! The desk's half of intake: the form's fields and limits, the checks in order, and
+//! the ticket they make.
+
+use std::collections::BTreeMap;
+
+use super::{photo, problems, risk};
+
+use crate::blobs::BlobError;
+use crate::desk::Desk;
+use crate::domain::{
+    CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, TicketNumber,
+};
+use crate::i18n::{Lang, Message, language_list};
+use crate::mail::compose;
+use crate::picture_work::{PictureJob, PictureWorkError};
+use crate::protocol::{ExportError, ExportInput, ResetRequest, qr, reset_string, xml};
+use crate::store::{CreateOutcome, Customer, ExportForm, NewTicket, StoreError};
+
+/// Text fields of the form and the API, with their size limits in bytes.
+pub const TEXT_FIELDS: &[(&str, usize)] = &[
+    ("name", 400),
+    ("email", 254),
+    ("phone", 64),
+    ("company", 400),
+    ("country", 8),
+    ("role", 32),
+    ("purchase_channel", 400),
+    ("language", 16),
+    ("reset_string", reset_string::MAX_RESET_STRING_CHARS),
+];
+/// File fields.
+pub const FILE_FIELDS: &[&str] = &["export_xml", "export_qr", "label_photo"];
+
+/// The size limit of each file field, from the settings.
+pub fn file_limit(desk: &Desk, field: &str) -> u64 {
+    match field {
+        "export_xml" => xml::MAX_XML_BYTES as u64,
+        "export_qr" => desk.settings.max_export_bytes,
+        _ => desk.settings.max_label_photo_bytes,
+    }
+}
+
+pub use crate::spool::Upload;
+
+/// What the HTTP layer collected, within size limits, before any meaning is given to it.
+#[derive(Debug, Default)]
+pub struct RawSubmission {
+    pub text: BTreeMap<String, String>,
+    pub files: BTreeMap<String, Upload>,
+}
+
+/// One problem with one field, worded for the customer in any language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldIssue {
+    pub field: &'static str,
+    pub message: Message,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The submission is wrong; the customer can fix it.
+    #[error("{}", .0.first().map_or_else(|| "the request is not valid".to_owned(), |i| i.message.english()))]
+    Invalid(Vec<FieldIssue>),
+    /// It conflicts with what the desk already holds (e.g. a newer export).
+    #[error("{1}")]
+    Conflict(&'static str, Message),
+    /// Too many requests for this device in a short time.
+    #[error("too many requests for device {serial}: try again in {retry_after} seconds")]
+    RateLimited { serial: String, retry_after: i64 },
+    /// Too many pictures are waiting to be read: the submission is fine, the desk is busy.
+    #[error(
+        "the desk is busy reading other pictures; nothing was saved: please try again in a minute"
+    )]
+    Busy,
+    /// The blob storage is full: the submission is fine, the desk has no room for it.
+    #[error(
+        "the desk has no room to store uploads right now; nothing was saved: please try again later"
+    )]
+    StorageFull,
+    #[error("the desk could not store the request")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl IntakeError {
+    fn one(field: &'static str, message: Message) -> Self {
+        Self::Invalid(vec![FieldIssue { field, message }])
+    }
+
+    fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(error))
+    }
+
+    fn storing(error: BlobError) -> Self {
+        match error {
+            BlobError::Full(cause) => {
+                tracing::error!(error = %cause, "blob storage is full: uploads are refused");
+                Self::StorageFull
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// The result shown to the customer.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub number: TicketNumber,
+    pub status_url: String,
+    /// True when this exact export was already submitted: this is the earlier ticket.
+    pub existing: bool,
+    pub superseded: Vec<TicketNumber>,
+}
+
+fn text<'a>(raw: &'a RawSubmission, field: &str) -> Option<&'a str> {
+    raw.text
+        .get(field)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+}
+
+/// Parses the customer's details, collecting every problem so a form can show them all.
+/// `language` is the one the customer wrote the form in (a hidden field of the form;
+/// from Accept-Language when an API client leaves it out): the desk's e-mails use it.
+fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Customer> {
+    fn parsed<T, E>(
+        raw: &RawSubmission,
+        field: &'static str,
+        missing: Option<&'static str>,
+        issues: &mut Vec<FieldIssue>,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+        problem: impl FnOnce(&E) -> Message,
+    ) -> Option<Option<T>> {
+        let Some(value) = text(raw, field) else {
+            if let Some(missing) = missing {
+                issues.push(FieldIssue {
+                    field,
+                    message: Message::new(missing),
+                });
+                return None;
+            }
+            return Some(None);
+        };
+        match parse(value) {
+            Ok(value) => Some(Some(value)),
+            Err(e) => {
+                issues.push(FieldIssue {
+                    field,
+                    message: problem(&e),
+                });
+                None
+            }
+        }
+    }
+    let plain = |v: &str| PlainText::parse(v, 200);
+    let name = parsed(
+        raw,
+        "name",
+        Some("problem.name_missing"),
+        issues,
+        plain,
+        problems::field,
+    );
+    let email = parsed(
+        raw,
+        "email",
+        Some("problem.email_missing"),
+        issues,
+        EmailAddress::parse,
+        problems::email,
+    );
+    let phone = parsed(
+        raw,
+        "phone",
+        None,
+        issues,
+        PhoneNumber::parse,
+        problems::phone,
+    );
+    let company = parsed(raw, "company", None, issues, plain, problems::field);
+    let country = parsed(
+        raw,
+        "country",
+        Some("problem.country_missing"),
+        issues,
+        CountryCode::parse,
+        |_| Message::new("problem.country_invalid"),
+    );
+    let role = parsed(
+        raw,
+        "role",
+        Some("problem.role_missing"),
+        issues,
+        CustomerRole::parse,
+        |_| {
+            let roles: Vec<&str> = CustomerRole::ALL.iter().map(|r| r.as_str()).collect();
+            Message::new("problem.role_invalid").with("roles", roles.join(", "))
+        },
+    );
+    let purchase_channel = parsed(
+        raw,
+        "purchase_channel",
+        None,
+        issues,
+        plain,
+        problems::field,
+    );
+    let language = parsed(
+        raw,
+        "language",
+        None,
+        issues,
+        |v| Lang::parse(v).ok_or(()),
+        |_| Message::new("problem.language_invalid").with("languages", language_list()),
+    );
+    Some(Customer {
+        name: name??,
+        email: email??,
+        phone: phone?,
+        company: company?,
+        country: country??,
+        role: role??,
+        purchase_channel: purchase_channel?,
+        language: language?.unwrap_or_default(),
+    })
+}
+
+/// The one export the customer sent, in whichever form.
+fn export_of(raw: &RawSubmission) -> Result<(ExportForm, &'static str, Upload), FieldIssue> {
+    let mut forms = Vec::new();
+    if let Some(upload) = raw.files.get("export_xml").filter(|u| !u.is_empty()) {
+        forms.push((ExportForm::Xml, "export_xml", upload.clone()));
+    }
+    if let Some(string) = text(raw, "reset_string") {
+        forms.push((
+            ExportForm::ResetString,
+            "reset_string",
+            Upload::from_bytes(string.as_bytes().to_vec()),
+        ));
+    }
+    if let Some(upload) = raw.files.get("export_qr").filter(|u| !u.is_empty()) {
+        forms.push((ExportForm::Qr, "export_qr", upload.clone()));
+    }
+    match forms.len() {
+        1 => Ok(forms.remove(0)),
+        0 => Err(FieldIssue {
+            field: "export",
+            message: Message::new("problem.export_missing"),
+        }),
+        _ => Err(FieldIssue {
+            field: "export",
+            message: Message::new("problem.export_twice"),
+        }),
+    }
+}
+
+/// Decodes the export in the form it was sent. QR pictures are decoded off the async
+/// workers: a 12-megapixel photo takes a noticeable slice of a core.
+async fn decode_export(
+    desk: &Desk,
+    form: ExportForm,
+    field: &'static str,
+    export: &Upload,
+) -> Result<ResetRequest, IntakeError> {
+    let issue = |e: &ExportError| IntakeError::one(field, problems::export(e));
+    // The text forms are small, within their fields' limits.
+    let small = async || {
+        export
+            .bytes(export.len())
+            .await
+            .map_err(IntakeError::internal)
+    };
+    match form {
+        ExportForm::Xml => ExportInput::Xml(&small().await?)
+            .decode()
+            .map_err(|e| issue(&e)),
+        ExportForm::ResetString => {
+            let text = String::from_utf8(small().await?)
+                .map_err(|_| IntakeError::one(field, Message::new("problem.upload_not_text")))?;
+            ExportInput::ResetString(&text)
+                .decode()
+                .map_err(|e| issue(&e))
+        }
+        ExportForm::Qr => {
+            let (declared, memory) = picture_memory(export).await?;
+            let memory = memory + declared.map_or(0, |d| qr::decode_memory(d.width, d.height));
+            let export = export.clone();
+            let decoded = desk
+                .pictures
+                .run(PictureJob::QrReading, memory, move || {
+                    export.with_bytes(qr::read_image)
+                })
+                .await
+                .map_err(|e| picture_failure(field, e))?
+                .map_err(IntakeError::internal)?;
+            let text = decoded.map_err(|e| IntakeError::one(field, problems::qr(&e)))?;
+            reset_string::decode(&text).map_err(|e| issue(&e))
+        }
+    }
+}
+
+/// The same customer's approved ticket for one of these devices within the repeat
+/// window: a response that did not work, asked for again, gets a shortened review.
+async fn repeat_of(
+    desk: &Desk,
+    customer: &EmailAddress,
+    devices: &[crate::protocol::DeviceChallenge],
+    now: crate::domain::Timestamp,
+) -> Result<Option<TicketNumber>, IntakeError> {
+    let since = now.plus_seconds(-crate::customer::REPEAT_WINDOW_DAYS * 24 * 3600);
+    for device in devices {
+        let earlier = desk
+            .store
+            .approved_for_customer_since(device.identity.serial.as_str(), customer, since)
+            .await
+            .map_err(IntakeError::internal)?;
+        if earlier.is_some() {
+            return Ok(earlier);
+        }
+    }
+    Ok(None)
+}
+
+/// A picture that could not be read is the customer's to fix; a queue too long is not.
+fn picture_failure(field: &'static str, error: PictureWorkError) -> IntakeError {
+    match error {
+        PictureWorkError::Busy => IntakeError::Busy,
+        other => IntakeError::one(field, problems::picture(other)),
+    }
+}
+
+/// What a picture upload declares in its header, and the memory reading it whole takes
+/// (none if it is in memory already, as the upload budget counts it).
+async fn picture_memory(upload: &Upload) -> Result<(Option<photo::Declared>, u64), IntakeError> {
+    let upload = upload.clone();
+    tokio::task::spawn_blocking(move || {
+        let declared = photo::declared(upload.reader()?);
+        let reading = if upload.spooled_path().is_some() {
+            upload.len()
+        } else {
+            0
+        };
+        Ok((declared, reading))
+    })
+    .await
+    .map_err(IntakeError::internal)?
+    .map_err(|e: std::io::Error| IntakeError::internal(e))
+}
+
+/// Runs every check, stores the ticket and queues the acknowledgment; counts the outcome.
+pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, IntakeError> {
+    let result = submit_checked(desk, raw).await;
+    crate::observability::intake(match &result {
+        Ok(submitted) if submitted.existing => "existing",
+        Ok(_) => "created",
+        Err(IntakeError::Invalid(_)) => "invalid",
+        Err(IntakeError::Conflict(..)) => "conflict",
+        Err(IntakeError::RateLimited { .. }) => "rate_limited",
+        Err(IntakeError::StorageFull) => "storage_full",
+        Err(IntakeError::Busy) => "busy",
+        Err(IntakeError::Internal(_)) => "error",
+    });
+    result
+}
+
+#[tracing::instrument(skip_all, err(level = "info"))]
+async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, IntakeError> {
+    let mut issues = Vec::new();
+    let customer = customer(&raw, &mut issues);
+    let export = export_of(&raw).map_err(|issue| issues.push(issue)).ok();
+    let label = raw
+        .files
+        .get("label_photo")
+        .filter(|u| !u.is_empty())
+        .cloned();
+    if label.is_none() {
+        issues.push(FieldIssue {
+            field: "label_photo",
+            message: Message::new("problem.label_photo_missing"),
+        });
+    }
+    let (Some(customer), Some((form, field, export)), Some(label)) = (customer, export, label)
+    else {
+        return Err(IntakeError::Invalid(issues));
+    };
+    if !issues.is_empty() {
+        return Err(IntakeError::Invalid(issues));
+    }
+
+    let photo = checked_photo(desk, &label).await?;
+
+    let request = decode_export(desk, form, field, &export).await?;
+    let now = desk.clock.now();
+    let verified = request
+        .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
+        .map_err(|e| IntakeError::one(field, problems::challenge(&e)))?;
+    // Counted only for genuine exports: a forged one naming someone else's serial must
+    // not use up that device's allowance.
+    for device in verified.devices() {
+        let serial = device.identity.serial.as_str();
+        desk.intake_by_serial
+            .hit(serial, desk.settings.intake_per_serial_per_hour, 3600, now)
+            .map_err(|retry_after| IntakeError::RateLimited {
+                serial: serial.to_owned(),
+                retry_after,
+            })?;
+    }
+
+    let flags = risk::flags(desk, &customer.email, verified.devices(), now)
+        .await
+        .map_err(IntakeError::internal)?;
+    let repeat_of = repeat_of(desk, &customer.email, verified.devices(), now).await?;
+    let number = TicketNumber::generate();
+    let status_url = desk.status_url(&number);
+    let acknowledgment = compose::acknowledgment(
+        &desk.mail,
+        &number,
+        &status_url,
+        &customer,
+        verified.devices(),
+    )
+    .map_err(IntakeError::internal)?;
+    let export_blob = desk
+        .blobs
+        .put_upload(&export, export.len())
+        .await
+        .map_err(IntakeError::storing)?;
+    let label_blob = match desk.blobs.put_upload(&label, photo.picture_len).await {
+        Ok(blob) => blob,
+        Err(e) => {
+            remove_blobs(desk, &[&export_blob]).await;
+            return Err(IntakeError::storing(e));
+        }
+    };
+    let ticket = NewTicket {
+        number: number.clone(),
+        customer,
+        export_form: form,
+        export_blob: export_blob.clone(),
+        label_blob: label_blob.clone(),
+        label_media_type: photo.media_type.to_owned(),
+        devices: verified.devices().to_vec(),
+        flags,
+        repeat_of,
+        created_at: now,
+    };
+    let outcome = desk.store.create_ticket(&ticket, &acknowledgment).await;
+    match outcome {
+        Ok(CreateOutcome::Created { number, superseded }) => {
+            desk.mail_queued.notify_one();
+            tracing::info!(ticket = %number, devices = ticket.devices.len(), "ticket created");
+            Ok(Submitted {
+                status_url,
+                number,
+                existing: false,
+                superseded,
+            })
+        }
+        Ok(CreateOutcome::Existing { number }) => {
+            remove_blobs(desk, &[&export_blob, &label_blob]).await;
+            Ok(Submitted {
+                status_url: desk.status_url(&number),
+                number,
+                existing: true,
+                superseded: Vec::new(),
+            })
+        }
+        Err(error) => {
+            remove_blobs(desk, &[&export_blob, &label_blob]).await;
+            match error {
+                StoreError::NewerExport { ticket, serial } => Err(IntakeError::Conflict(
+                    field,
+                    Message::new("problem.export_out_of_date")
+                        .with("ticket", ticket)
+                        .with("serial", serial),
+                )),
+                StoreError::Conflict(why) => {
+                    tracing::info!(%why, "two submissions of one export crossed");
+                    Err(IntakeError::Conflict(
+                        field,
+                        Message::new("problem.export_same_time"),
+                    ))
+                }
+                other => Err(IntakeError::internal(other)),
+            }
+        }
+    }
+}
+
+async fn remove_blobs(desk: &Desk, blobs: &[&String]) {
+    for blob in blobs {
+        if let Err(error) = desk.blobs.delete(blob).await {
+            tracing::warn!(%blob, %error, "could not remove the blob of a refused submission");
+        }
+    }
+}
+
+/// Checks a label photo: its header on the spot, its pixels as picture work, with the
+/// memory its header declares reserved first. Says how much of the upload is the
+/// picture (anything appended after its end is not stored) and its media type.
+async fn checked_photo(desk: &Desk, upload: &Upload) -> Result<photo::CheckedPhoto, IntakeError> {
+    let refused = |message: Message| IntakeError::one("label_photo", message);
+    let (declared, reading) = picture_memory(upload).await?;
+    let memory = reading + declared.map_or(0, |d| d.proof_memory());
+    let max_pixels = desk.settings.max_label_pixels;
+    let upload = upload.clone();
+    desk.pictures
+        .run(PictureJob::PhotoProof, memory, move || {
+            upload.with_bytes(|bytes| {
+                let inspected = photo::inspect_label_photo(bytes, max_pixels)?;
+                // What was reserved came from the same header; a file that reads
+                // differently the second time is crafted, not a photo.
+                if Some(inspected.declared()) != declared {
+                    return Err(photo::damaged());
+                }
+                photo::prove_label_photo(bytes, &inspected)
+            })
+        })
+        .await
+        .map_err(|e| picture_failure("label_photo", e))?
+        .map_err(IntakeError::internal)?
+        .map_err(refused)
+}
+
+/// The customer's answer to "new photo, please": checks the photo, stores it, puts the
+/// ticket back in the queue and removes the photo it replaces.
+pub async fn replace_label_photo(
+    desk: &Desk,
+    ticket_id: i64,
+    raw: RawSubmission,
+) -> Result<(), IntakeError> {
+    let Some(upload) = raw
+        .files
+        .get("label_photo")
+        .filter(|u| !u.is_empty())
+        .cloned()
+    else {
+        return Err(IntakeError::one(
+            "label_photo",
+            Message::new("problem.label_photo_choose"),
+        ));
+    };
+    let photo = checked_photo(desk, &upload).await?;
+    let blob = desk
+        .blobs
+        .put_upload(&upload, photo.picture_len)
+        .await
+        .map_err(IntakeError::storing)?;
+    match desk
+        .store
+        .replace_label_photo(ticket_id, &blob, photo.media_type, desk.clock.now())
+        .await
+    {
+        Ok(old) => {
+            remove_blobs(desk, &[&old]).await;
+            Ok(())
+        }
+        Err(error) => {
+            remove_blobs(desk, &[&blob]).await;
+            match error {
+                StoreError::Conflict(why) => {
+                    tracing::info!(%why, "a new photo for a ticket not waiting for one");
+                    Err(IntakeError::Conflict(
+                        "label_photo",
+                        Message::new("problem.label_photo_not_waiting"),
+                    ))
+                }
+                other => Err(IntakeError::internal(other)),
+            }
+        }
+    }
+}
