@@ -47,6 +47,9 @@ pub struct Settings {
     /// Uploads whose bodies are read at once; the others wait, their bytes in the
     /// kernel's socket buffers, until one finishes.
     pub uploads_at_once: usize,
+    /// Uploads one client address may have in flight (waiting or being read); more get
+    /// 429 at once, so one client cannot hold every turn.
+    pub uploads_per_address: usize,
     pub outbox_max_attempts: u32,
     pub outbox_poll_ms: u64,
     /// How long a worker reserves the messages it took; the SMTP timeout of each is a
@@ -103,9 +106,13 @@ impl Default for Settings {
             max_label_photo_bytes: 15 * 1024 * 1024,
             max_export_bytes: 15 * 1024 * 1024,
             max_label_pixels: crate::intake::photo::DEFAULT_MAX_LABEL_PIXELS,
-            picture_memory_mb: 64,
-            upload_memory_mb: 32,
-            uploads_at_once: 32,
+            // Peak memory under 200 simultaneous 10 MB uploads is what these three set
+            // (docs/BENCHMARKS.md, "Memory"): 133 MB with these, 179 MB with 64/32/32,
+            // and the same uploads/s, because decoding the photos bounds it.
+            picture_memory_mb: 32,
+            upload_memory_mb: 8,
+            uploads_at_once: 8,
+            uploads_per_address: 4,
             outbox_max_attempts: 8,
             outbox_poll_ms: 1000,
             outbox_lease_secs: 120,
@@ -147,6 +154,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "picture_memory_mb",
     "upload_memory_mb",
     "uploads_at_once",
+    "uploads_per_address",
     "outbox_max_attempts",
     "outbox_poll_ms",
     "outbox_lease_secs",
@@ -296,6 +304,11 @@ impl Settings {
             }
             "uploads_at_once" => {
                 self.uploads_at_once = number(value)
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| invalid("expected a number of uploads between 1 and 10000"))?
+            }
+            "uploads_per_address" => {
+                self.uploads_per_address = number(value)
                     .filter(|n| (1..=10_000).contains(n))
                     .ok_or_else(|| invalid("expected a number of uploads between 1 and 10000"))?
             }

@@ -4,9 +4,10 @@
 //! memory. Spooled files are removed when the upload is dropped, and at start (a killed
 //! desk leaves some behind).
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -25,11 +26,44 @@ pub struct Spool {
     /// actix's read and multipart buffers, about half a megabyte under load (measured
     /// with massif): two hundred at once held a hundred megabytes.
     readers: Arc<Semaphore>,
+    /// Uploads each client address has in flight, waiting for a turn or being read, at
+    /// most `uploads_per_address`: so one client trickling bodies cannot hold every turn.
+    per_address: Arc<Mutex<HashMap<String, usize>>>,
+    uploads_per_address: usize,
+}
+
+/// How many uploads the spool takes at once, and from one client address.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolLimits {
+    pub memory_bytes: u64,
+    pub uploads_at_once: usize,
+    pub uploads_per_address: usize,
+}
+
+/// One of a client address's `uploads_per_address`, given back when dropped.
+pub struct AddressClaim {
+    per_address: Arc<Mutex<HashMap<String, usize>>>,
+    address: String,
+}
+
+impl Drop for AddressClaim {
+    fn drop(&mut self) {
+        let mut counts = self
+            .per_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
 }
 
 impl Spool {
     /// A spool in `dir`, emptied of anything an earlier run left behind.
-    pub fn open(dir: PathBuf, memory_bytes: u64, uploads_at_once: usize) -> std::io::Result<Self> {
+    pub fn open(dir: PathBuf, limits: SpoolLimits) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
@@ -37,15 +71,38 @@ impl Spool {
                 std::fs::remove_file(&path)?;
             }
         }
-        let permits = usize::try_from(memory_bytes)
+        let permits = usize::try_from(limits.memory_bytes)
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
         Ok(Self {
             dir,
             memory: Arc::new(Semaphore::new(permits)),
             writers: Arc::new(Semaphore::new(SPOOL_WRITERS)),
-            readers: Arc::new(Semaphore::new(uploads_at_once.max(1))),
+            readers: Arc::new(Semaphore::new(limits.uploads_at_once.max(1))),
+            per_address: Arc::default(),
+            uploads_per_address: limits.uploads_per_address.max(1),
         })
+    }
+
+    /// Claims one of `address`'s uploads in flight; `None` when it has them all.
+    pub fn claim(&self, address: &str) -> Option<AddressClaim> {
+        let mut counts = self
+            .per_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(address.to_owned()).or_insert(0);
+        if *count >= self.uploads_per_address {
+            return None;
+        }
+        *count += 1;
+        Some(AddressClaim {
+            per_address: self.per_address.clone(),
+            address: address.to_owned(),
+        })
+    }
+
+    pub fn uploads_per_address(&self) -> usize {
+        self.uploads_per_address
     }
 
     pub fn dir(&self) -> &Path {
@@ -253,6 +310,39 @@ impl Upload {
 mod tests {
     use super::*;
 
+    fn limits(memory_bytes: u64) -> SpoolLimits {
+        SpoolLimits {
+            memory_bytes,
+            uploads_at_once: 4,
+            uploads_per_address: 2,
+        }
+    }
+
+    #[test]
+    fn an_address_has_its_uploads_in_flight_and_gets_them_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spool = Spool::open(dir.path().join("spool"), limits(1000)).expect("spool");
+        let first = spool.claim("192.0.2.1").expect("a first upload");
+        let second = spool.claim("192.0.2.1").expect("a second upload");
+        assert!(
+            spool.claim("192.0.2.1").is_none(),
+            "a third is one too many"
+        );
+        let other = spool
+            .claim("192.0.2.2")
+            .expect("another address is not affected");
+        drop(first);
+        let third = spool
+            .claim("192.0.2.1")
+            .expect("a finished upload gives its claim back");
+        drop((second, third, other));
+        let counts = spool.per_address.lock().expect("not poisoned");
+        assert!(
+            counts.is_empty(),
+            "nothing is kept for addresses with nothing in flight"
+        );
+    }
+
     fn files_in(dir: &Path) -> usize {
         std::fs::read_dir(dir).map_or(0, |d| d.count())
     }
@@ -260,7 +350,7 @@ mod tests {
     #[tokio::test]
     async fn small_files_stay_in_memory_and_the_rest_goes_to_disk() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let spool = Spool::open(dir.path().join("spool"), 1000, 4).expect("spool");
+        let spool = Spool::open(dir.path().join("spool"), limits(1000)).expect("spool");
         let mut small = spool.receive();
         small.push(&[1; 600]).await.expect("push");
         let small = small.finish();
@@ -292,7 +382,7 @@ mod tests {
         let path = dir.path().join("spool");
         std::fs::create_dir_all(&path).expect("dir");
         std::fs::write(path.join(".tmpleft"), b"half an upload").expect("write");
-        let spool = Spool::open(path.clone(), 10, 4).expect("spool");
+        let spool = Spool::open(path.clone(), limits(10)).expect("spool");
         assert_eq!(files_in(spool.dir()), 0);
     }
 }

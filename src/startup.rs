@@ -142,8 +142,11 @@ impl Application {
             crate::picture_work::PictureWork::for_this_machine(settings.picture_memory_mb);
         let spool = crate::spool::Spool::open(
             settings.data_dir.join("spool"),
-            settings.upload_memory_mb * 1024 * 1024,
-            settings.uploads_at_once,
+            crate::spool::SpoolLimits {
+                memory_bytes: settings.upload_memory_mb * 1024 * 1024,
+                uploads_at_once: settings.uploads_at_once,
+                uploads_per_address: settings.uploads_per_address,
+            },
         )
         .with_context(|| {
             format!(

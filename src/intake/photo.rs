@@ -442,7 +442,7 @@ mod tests {
             let declared = declared(bytes.as_slice()).expect("a header");
             assert_eq!((declared.width, declared.height), size);
             // The same as the full inspection reads, which decides what is reserved.
-            let inspected = inspect_label_photo(&bytes, 50_000_000).expect("a photo");
+            let inspected = inspect_label_photo(&bytes, DEFAULT_MAX_LABEL_PIXELS).expect("a photo");
             assert_eq!(inspected.declared(), declared);
         }
         // Only the first bytes are needed: a cut-off file still declares its size.

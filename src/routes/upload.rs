@@ -78,6 +78,14 @@ pub async fn read_submission(
     payload: web::Payload,
 ) -> Result<RawSubmission, ApiError> {
     let limit = std::time::Duration::from_secs(desk.settings.upload_timeout_secs);
+    // One client trickling several bodies would otherwise hold every turn.
+    let Some(_claim) = desk.spool.claim(&super::client_address(desk, request)) else {
+        return Err(ApiError::said(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            Message::new("refusal.uploads_per_address")
+                .with("uploads", desk.spool.uploads_per_address()),
+        ));
+    };
     // Waiting for a turn is not counted against the upload's own time.
     let _turn = match tokio::time::timeout(limit, desk.spool.admit()).await {
         Ok(Ok(turn)) => turn,

@@ -277,6 +277,8 @@ async fn approvals_survive_kills_and_outages(database_url: String, sandbox: Arc<
             "RESETDESK_INTAKE_PER_IP_PER_HOUR".to_owned(),
             "0".to_owned(),
         ),
+        // Every customer here is this machine: 16 uploads at once from one address.
+        ("RESETDESK_UPLOADS_PER_ADDRESS".to_owned(), "100".to_owned()),
         ("RESETDESK_LOG_FORMAT".to_owned(), "json".to_owned()),
         // Short clockwork so a killed worker's lease and a failed attempt come back
         // within seconds; enough attempts that outages never make a message dead.

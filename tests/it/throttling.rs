@@ -314,6 +314,7 @@ async fn uploads_are_read_a_few_at_a_time() {
     use tokio::io::AsyncWriteExt;
     let app = spawn_app_with(|s| {
         s.uploads_at_once = 1;
+        s.uploads_per_address = 10;
         s.upload_timeout_secs = 2;
     })
     .await;
@@ -347,6 +348,73 @@ async fn uploads_are_read_a_few_at_a_time() {
         response.status(),
         422,
         "read and judged, not refused as busy"
+    );
+    assert_eq!(app.stored_counts().await, (0, 0, 0));
+}
+
+/// Opens a connection that starts an upload and then sends nothing more.
+async fn stalled_upload(address: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// One client address has at most `uploads_per_address` uploads in flight: two stalled
+/// uploads from this machine are its share, a third is refused at once (429) instead of
+/// waiting for a turn, and nothing is stored. When the stalled ones go, it may upload.
+#[tokio::test]
+async fn one_address_cannot_take_every_turn() {
+    let app = spawn_app_with(|s| {
+        s.uploads_at_once = 8;
+        s.uploads_per_address = 2;
+        s.upload_timeout_secs = 30;
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let stalled = vec![
+        stalled_upload(&address).await,
+        stalled_upload(&address).await,
+    ];
+    // The desk has both bodies in hand once they are being read.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let started = std::time::Instant::now();
+    let response = app
+        .submit(reqwest::multipart::Form::new().text("name", "Ana"))
+        .await;
+    assert_eq!(response.status(), 429);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "refused at once, not after waiting for a turn"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("2 uploads from your network are already being received"),
+        "{message}"
+    );
+    assert_eq!(app.stored_counts().await, (0, 0, 0));
+
+    // A closed connection gives its upload back as soon as the desk reads the end.
+    drop(stalled);
+    let mut status = 429;
+    for _ in 0..50 {
+        let response = app
+            .submit(reqwest::multipart::Form::new().text("name", "Ana"))
+            .await;
+        status = response.status().as_u16();
+        if status != 429 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 422,
+        "read and judged once the address's uploads ended"
     );
     assert_eq!(app.stored_counts().await, (0, 0, 0));
 }
