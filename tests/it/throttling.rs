@@ -270,6 +270,17 @@ async fn odd_bytes_in_the_sign_in_form_are_a_refusal_not_an_error() {
     assert_eq!(response.status(), 401);
 }
 
+/// Opens a connection that starts an upload and then sends nothing more.
+async fn stalled_upload(address: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
 /// A client that sends its headers and then trickles the body is cut off with a 408 once
 /// the upload timeout passes, and nothing is stored.
 #[tokio::test]
@@ -277,12 +288,7 @@ async fn a_slowly_trickled_upload_times_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app_with(|s| s.upload_timeout_secs = 1).await;
     let address = app.base.trim_start_matches("http://").to_owned();
-    let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    let head = format!(
-        "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
-    );
-    writer.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stalled_upload(&address).await.into_split();
     // One byte every 200 ms: never finishing, never quite idle.
     let trickle = tokio::spawn(async move {
         for _ in 0..40 {
@@ -311,7 +317,6 @@ async fn a_slowly_trickled_upload_times_out() {
 /// slot is free, an upload is read at once.
 #[tokio::test]
 async fn uploads_are_read_a_few_at_a_time() {
-    use tokio::io::AsyncWriteExt;
     let app = spawn_app_with(|s| {
         s.uploads_at_once = 1;
         s.uploads_per_address = 10;
@@ -321,13 +326,7 @@ async fn uploads_are_read_a_few_at_a_time() {
     let address = app.base.trim_start_matches("http://").to_owned();
     let mut slow = Vec::new();
     for _ in 0..2 {
-        let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-        let (reader, mut writer) = stream.into_split();
-        let head = format!(
-            "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
-        );
-        writer.write_all(head.as_bytes()).await.unwrap();
-        slow.push((reader, writer));
+        slow.push(stalled_upload(&address).await);
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     }
     let response = app
@@ -350,17 +349,6 @@ async fn uploads_are_read_a_few_at_a_time() {
         "read and judged, not refused as busy"
     );
     assert_eq!(app.stored_counts().await, (0, 0, 0));
-}
-
-/// Opens a connection that starts an upload and then sends nothing more.
-async fn stalled_upload(address: &str) -> tokio::net::TcpStream {
-    use tokio::io::AsyncWriteExt;
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let head = format!(
-        "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream
 }
 
 /// One client address has at most `uploads_per_address` uploads in flight: two stalled
