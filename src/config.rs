@@ -62,6 +62,9 @@ pub struct Settings {
     pub max_clock_skew_secs: i64,
     /// Customer e-mail domains whose tickets always need four eyes.
     pub watch_domains: Vec<String>,
+    /// Whether exports in protocol version 1 (entries not bound to their export) are
+    /// taken at all; a version 1 export of several devices always needs four eyes.
+    pub accept_v1_exports: bool,
     /// Whether every console user needs a second factor; unset means yes, except with
     /// `serve --dev`.
     pub require_2fa: Option<bool>,
@@ -120,6 +123,7 @@ impl Default for Settings {
             outbox_connections: 32,
             max_clock_skew_secs: crate::protocol::DEFAULT_MAX_CLOCK_SKEW_SECS,
             watch_domains: Vec::new(),
+            accept_v1_exports: true,
             require_2fa: None,
             dev: false,
             intake_per_ip_per_hour: 30,
@@ -162,6 +166,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "outbox_connections",
     "max_clock_skew_secs",
     "watch_domains",
+    "accept_v1_exports",
     "require_2fa",
     "intake_per_ip_per_hour",
     "intake_per_serial_per_hour",
@@ -240,6 +245,13 @@ impl Settings {
         };
         fn number<T: std::str::FromStr>(value: &str) -> Option<T> {
             value.trim().replace('_', "").parse().ok()
+        }
+        fn yes_no(value: &str) -> Option<bool> {
+            match value.trim() {
+                "true" | "1" | "yes" => Some(true),
+                "false" | "0" | "no" => Some(false),
+                _ => None,
+            }
         }
         match name {
             "listen" => {
@@ -414,11 +426,12 @@ impl Settings {
                 self.metrics_token = Some(Secret::new(value));
             }
             "require_2fa" => {
-                self.require_2fa = Some(match value.trim() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => return Err(invalid("expected true or false")),
-                });
+                self.require_2fa =
+                    Some(yes_no(value).ok_or_else(|| invalid("expected true or false"))?);
+            }
+            "accept_v1_exports" => {
+                self.accept_v1_exports =
+                    yes_no(value).ok_or_else(|| invalid("expected true or false"))?;
             }
             _ => return Err(ConfigError::Unknown(key.to_owned())),
         }

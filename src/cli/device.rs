@@ -51,6 +51,11 @@ pub enum DeviceCommand {
         /// Also cover this many connected cameras (an NVR export).
         #[arg(long, default_value_t = 0)]
         with_cameras: usize,
+        /// Protocol version of the export: 2, as today's firmware makes (every entry bound
+        /// to this export), or 1, as older firmware in the field still makes.
+        #[arg(long, default_value_t = crate::protocol::PROTOCOL_VERSION,
+              value_parser = clap::value_parser!(u8).range(1..=2))]
+        protocol: u8,
     },
     /// Enter a response: a signed file or a typed key, and the new admin password.
     Import {
@@ -126,6 +131,7 @@ pub fn run(command: &DeviceCommand, keys_dir: &Path, clock: &dyn Clock) -> CliRe
             format,
             out,
             with_cameras,
+            protocol,
         } => {
             let mut device_state = DeviceState::load(state)?;
             let store = KeyStore::new(keys_dir);
@@ -146,6 +152,7 @@ pub fn run(command: &DeviceCommand, keys_dir: &Path, clock: &dyn Clock) -> CliRe
                 &mut device_state,
                 *with_cameras,
                 master.as_ref(),
+                *protocol,
                 clock.now(),
             )?;
             let contents = match format {

@@ -63,7 +63,7 @@ enum Command {
     Audit(server::AuditCommand),
     /// Write the protocol's test vectors (docs/test-vectors).
     TestVectors {
-        /// Directory to write v1.json and the QR picture into.
+        /// Directory to write v1.json, v2.json and the QR pictures into.
         #[arg(long)]
         out_dir: PathBuf,
     },
@@ -156,16 +156,19 @@ pub fn main() -> ExitCode {
 }
 
 fn write_test_vectors(out_dir: &Path) -> CliResult {
-    let sets = crate::protocol::vectors::generate();
+    use crate::protocol::vectors;
     std::fs::create_dir_all(out_dir)
         .map_err(|e| CliError::new(format!("cannot create {}: {e}", out_dir.display())))?;
-    write_file(
-        &out_dir.join("v1.json"),
-        crate::protocol::vectors::to_json(&sets).as_bytes(),
-    )?;
-    for set in &sets {
-        let png = crate::protocol::qr::encode_png(&set.reset_string)?;
-        write_file(&out_dir.join(format!("{}.qr.png", set.name)), &png)?;
+    for version in vectors::VERSIONS {
+        let sets = vectors::generate(version);
+        write_file(
+            &out_dir.join(vectors::json_file_name(version)),
+            vectors::to_json(&sets).as_bytes(),
+        )?;
+        for set in &sets {
+            let png = crate::protocol::qr::encode_png(&set.reset_string)?;
+            write_file(&out_dir.join(vectors::qr_file_name(set)), &png)?;
+        }
     }
     println!("wrote test vectors to {}", out_dir.display());
     Ok(())

@@ -17,7 +17,8 @@ use crate::crypto::{KeyId, MasterSecret, PublicKeySet};
 use crate::domain::{DeviceModel, DeviceSerial, FirmwareVersion, Timestamp};
 use crate::protocol::response::{self, SignedResponse};
 use crate::protocol::{
-    DeviceChallenge, DeviceIdentity, Nonce, ResetRequest, ResponseKey, SignatureError,
+    DeviceChallenge, DeviceIdentity, ExportBinding, ExportId, Nonce, PROTOCOL_V1, PROTOCOL_V2,
+    ResetRequest, ResponseKey, SignatureError,
 };
 
 /// Wrong answers a challenge survives; the fifth wrong one ends it.
@@ -90,6 +91,8 @@ pub enum ExportFailure {
     NeedMasterForCameras { have: usize, want: usize },
     #[error("{0}")]
     Shape(#[from] crate::protocol::RequestShapeError),
+    #[error("protocol version {0} does not exist: devices export version 1 or 2")]
+    UnknownVersion(u8),
 }
 
 /// The factory step: derives the unit's key from the master secret and stores the
@@ -141,14 +144,26 @@ fn camera_identity(nvr: &DeviceSerial, index: usize) -> DeviceIdentity {
 }
 
 /// "Forgot password": starts a new challenge on the unit and on its first `cameras`
-/// cameras (ending any older ones) and returns the export. Cameras not yet known are
+/// cameras (ending any older ones) and returns the export in protocol `version` (2 for
+/// today's firmware, 1 as firmware in the field still makes). Cameras not yet known are
 /// provisioned first, which needs the master secret: the simulator plays their factory.
+///
+/// In version 2 the exporting unit chooses a fresh export id and every entry is bound
+/// to it and to the unit's serial. A real NVR asks each camera for its entry over the
+/// authenticated channel it already holds to the camera (the camera's credentials are
+/// part of the NVR's channel set-up), passing the export id and its own serial; the
+/// camera makes its own nonce and MACs its own entry with its own key. The simulator
+/// plays both sides of that exchange here.
 pub fn export(
     state: &mut DeviceState,
     cameras: usize,
     master: Option<&MasterSecret>,
+    version: u8,
     now: Timestamp,
 ) -> Result<ResetRequest, ExportFailure> {
+    if version != PROTOCOL_V1 && version != PROTOCOL_V2 {
+        return Err(ExportFailure::UnknownVersion(version));
+    }
     ResetRequest::check_count(cameras + 1)?;
     if state.cameras.len() < cameras {
         let master = master.ok_or(ExportFailure::NeedMasterForCameras {
@@ -160,6 +175,10 @@ pub fn export(
             state.cameras.push(new_unit(identity, master));
         }
     }
+    let binding = (version == PROTOCOL_V2).then(|| ExportBinding {
+        export_id: ExportId::random(),
+        exported_by: state.device.serial.clone(),
+    });
     let mut challenges = Vec::with_capacity(cameras + 1);
     for unit in state.units_mut().take(cameras + 1) {
         unit.end_challenge(ChallengeEnd::Reexported);
@@ -168,13 +187,18 @@ pub fn export(
             nonce,
             issued_at: now,
             failed_attempts: 0,
+            export_id: binding.as_ref().map(|b| b.export_id),
         });
-        challenges.push(DeviceChallenge::issue(
-            unit.identity(),
-            nonce,
-            now,
-            &unit.device_key,
-        ));
+        challenges.push(match &binding {
+            Some(binding) => DeviceChallenge::issue_bound(
+                unit.identity(),
+                nonce,
+                now,
+                binding.clone(),
+                &unit.device_key,
+            ),
+            None => DeviceChallenge::issue(unit.identity(), nonce, now, &unit.device_key),
+        });
     }
     Ok(ResetRequest::new(challenges)?)
 }
@@ -208,7 +232,7 @@ fn live_challenge(
     unit: &mut SimulatedDevice,
     nonce: Option<&Nonce>,
     now: Timestamp,
-) -> Result<Nonce, ImportRefusal> {
+) -> Result<(Nonce, Option<ExportId>), ImportRefusal> {
     let not_current = |reason: Option<ChallengeEnd>| {
         ImportRefusal::NotCurrent(match reason {
             Some(ChallengeEnd::Reexported) => {
@@ -258,7 +282,7 @@ fn live_challenge(
         unit.end_challenge(ChallengeEnd::TooManyAttempts);
         return Err(ImportRefusal::TooManyAttempts);
     }
-    Ok(current.nonce)
+    Ok((current.nonce, current.export_id))
 }
 
 /// Counts a wrong answer, ending the challenge on the last allowed one.
@@ -301,8 +325,8 @@ pub fn import_key(
             })?,
         None => &mut state.device,
     };
-    let nonce = live_challenge(unit, None, now)?;
-    let expected = ResponseKey::derive(&unit.device_key, &unit.serial, &nonce);
+    let (nonce, export_id) = live_challenge(unit, None, now)?;
+    let expected = ResponseKey::derive(&unit.device_key, &unit.serial, &nonce, export_id.as_ref());
     if !expected.matches(&key) {
         return Err(match count_failure(unit) {
             0 => ImportRefusal::WrongKeyLastAttempt,
@@ -357,7 +381,14 @@ fn apply_signed(
     trusted: &PublicKeySet,
     now: Timestamp,
 ) -> Result<(), ImportRefusal> {
-    live_challenge(unit, Some(&signed.nonce), now)?;
+    let (_, export_id) = live_challenge(unit, Some(&signed.nonce), now)?;
+    if signed.export_id != export_id {
+        // A version 2 challenge takes only a version 2 answer to its own export (and a
+        // version 1 challenge only a version 1 answer): nothing else was asked for.
+        return Err(ImportRefusal::NotCurrent(
+            "the response answers another export than the one this device made",
+        ));
+    }
     match signed.verify(trusted) {
         Ok(()) => {}
         // Not a guess at anything secret, so it does not use up an attempt.

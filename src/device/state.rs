@@ -10,7 +10,7 @@ use crate::crypto::{DeviceKey, PublicKeySet};
 use crate::domain::{
     DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, MacAddress, Timestamp,
 };
-use crate::protocol::{DeviceIdentity, Nonce};
+use crate::protocol::{DeviceIdentity, ExportId, Nonce};
 
 const STATE_FORMAT: u32 = 1;
 /// How many ended challenges a device remembers, to explain why an old response fails.
@@ -33,6 +33,14 @@ pub struct OutstandingChallenge {
     pub nonce: Nonce,
     pub issued_at: Timestamp,
     pub failed_attempts: u8,
+    /// The export a version 2 challenge belongs to; absent for version 1 challenges
+    /// (and in state files written before version 2).
+    #[serde(
+        default,
+        with = "export_id_hex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub export_id: Option<ExportId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +189,25 @@ mod nonce_hex {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Nonce, D::Error> {
         Nonce::parse_hex(&String::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
+mod export_id_hex {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::protocol::ExportId;
+
+    pub fn serialize<S: Serializer>(id: &Option<ExportId>, s: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => s.serialize_str(&id.to_hex()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ExportId>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| ExportId::parse_hex(&text).map_err(D::Error::custom))
+            .transpose()
     }
 }
 

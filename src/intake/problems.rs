@@ -165,6 +165,8 @@ fn shape(error: &RequestShapeError) -> Message {
         RequestShapeError::DuplicateDevice(serial) => {
             Message::new("problem.export_duplicate_device").with("serial", serial)
         }
+        RequestShapeError::Stitched => Message::new("problem.export_stitched"),
+        RequestShapeError::MixedVersions => Message::new("problem.export_mixed_versions"),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::desk::Desk;
 use crate::domain::{EmailAddress, Timestamp};
-use crate::protocol::DeviceChallenge;
+use crate::protocol::{DeviceChallenge, PROTOCOL_V1};
 use crate::store::StoreError;
 
 /// Requests for one device within this window are unusual.
@@ -21,14 +21,37 @@ pub async fn flags(
     now: Timestamp,
 ) -> Result<Vec<String>, StoreError> {
     let mut flags = Vec::new();
+    let Some(exporter) = devices.first().map(|d| d.identity.serial.as_str()) else {
+        return Ok(flags);
+    };
+    if devices.len() > 1 && devices[0].version() == PROTOCOL_V1 {
+        // Version 1 entries each carry their own MAC and nothing else: one copied out of
+        // another device's export looks exactly like one exported with this device.
+        flags.push("version 1 export: its devices are not bound together".to_owned());
+    }
+    let since = now.plus_seconds(-REPEAT_WINDOW_SECS);
     for device in devices {
         let serial = device.identity.serial.as_str();
-        let earlier = desk
-            .store
-            .tickets_for_serial_since(serial, now.plus_seconds(-REPEAT_WINDOW_SECS))
-            .await?;
+        let earlier = desk.store.tickets_for_serial_since(serial, since).await?;
         if earlier > 0 {
             flags.push(format!("another request for {serial} in the last 30 days"));
+        }
+        // Defence in depth behind the version 2 binding: a camera belongs to one
+        // recorder, so the same serial in an export made by another device is how a
+        // stolen entry, or a camera moved between sites, shows. The device's own
+        // stand-alone exports are not another device's.
+        let others: Vec<String> = desk
+            .store
+            .exporters_of_serial_since(serial, since)
+            .await?
+            .into_iter()
+            .filter(|earlier| earlier != exporter && earlier != serial)
+            .collect();
+        if !others.is_empty() {
+            flags.push(format!(
+                "{serial} was exported in the last 30 days as part of another device's export ({})",
+                others.join(", ")
+            ));
         }
         let age = now.seconds_since(device.issued_at);
         if age > STALE_EXPORT_SECS {

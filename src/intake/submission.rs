@@ -389,6 +389,12 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     let photo = checked_photo(desk, &label).await?;
 
     let request = decode_export(desk, form, field, &export).await?;
+    if request.version() == crate::protocol::PROTOCOL_V1 && !desk.settings.accept_v1_exports {
+        return Err(IntakeError::one(
+            field,
+            Message::new("problem.export_old_version_refused"),
+        ));
+    }
     let now = desk.clock.now();
     let verified = request
         .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)

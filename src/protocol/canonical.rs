@@ -12,10 +12,16 @@
 
 /// Domain label of an export entry MAC.
 pub const EXPORT_ENTRY_DOMAIN: &[u8] = b"resetdesk.export-entry.v1\0";
+/// Domain label of a version 2 export entry MAC (bound to its export).
+pub const EXPORT_ENTRY_DOMAIN_V2: &[u8] = b"resetdesk.export-entry.v2\0";
 /// Domain label of a response signature.
 pub const RESPONSE_DOMAIN: &[u8] = b"resetdesk.response.v1\0";
+/// Domain label of a version 2 response signature.
+pub const RESPONSE_DOMAIN_V2: &[u8] = b"resetdesk.response.v2\0";
 /// Domain label of the response key HMAC.
 pub const RESPONSE_KEY_DOMAIN: &[u8] = b"resetdesk.response-key.v1\0";
+/// Domain label of the version 2 response key HMAC.
+pub const RESPONSE_KEY_DOMAIN_V2: &[u8] = b"resetdesk.response-key.v2\0";
 
 /// Appends canonical fields to a byte buffer.
 #[derive(Default)]

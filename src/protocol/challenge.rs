@@ -7,8 +7,10 @@ use crate::crypto::{DeviceKey, MacTag, MasterSecret};
 use crate::domain::{
     DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, MacAddress, Timestamp,
 };
-use crate::protocol::canonical::{ByteReader, ByteWriter, EXPORT_ENTRY_DOMAIN, Truncated};
-use crate::protocol::{CHALLENGE_LIFETIME_SECS, PROTOCOL_VERSION};
+use crate::protocol::canonical::{
+    ByteReader, ByteWriter, EXPORT_ENTRY_DOMAIN, EXPORT_ENTRY_DOMAIN_V2, Truncated,
+};
+use crate::protocol::{CHALLENGE_LIFETIME_SECS, PROTOCOL_V1, PROTOCOL_V2};
 
 /// The most devices one export may cover (an NVR and 63 cameras).
 pub const MAX_DEVICES_PER_REQUEST: usize = 64;
@@ -72,6 +74,48 @@ impl fmt::Debug for Nonce {
     }
 }
 
+/// The 16 random bytes an exporting device chooses for one export (protocol version 2).
+/// Every entry of that export, its own and its cameras', carries it inside its MAC.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExportId(pub [u8; 16]);
+
+impl ExportId {
+    pub fn random() -> Self {
+        Self(crate::crypto::random_bytes())
+    }
+
+    /// Parses 32 hex characters (either case).
+    pub fn parse_hex(raw: &str) -> Result<Self, &'static str> {
+        Nonce::parse_hex(raw).map(|nonce| Self(nonce.0))
+    }
+
+    pub fn to_hex(&self) -> String {
+        data_encoding::HEXLOWER.encode(&self.0)
+    }
+}
+
+impl fmt::Display for ExportId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ExportId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExportId({})", self.to_hex())
+    }
+}
+
+/// What binds the entries of one version 2 export together: the export's identifier and
+/// the serial of the device that made the export (an NVR for itself and its cameras, or
+/// a stand-alone camera). Inside each entry's MAC, so an entry copied out of one export
+/// and into another no longer matches its neighbours, and changing it breaks the MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExportBinding {
+    pub export_id: ExportId,
+    pub exported_by: DeviceSerial,
+}
+
 /// Who the device says it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceIdentity {
@@ -83,40 +127,90 @@ pub struct DeviceIdentity {
     pub reserved_email: Option<EmailAddress>,
 }
 
-/// One device's entry in an export: identity, challenge and the MAC over both.
+/// One device's entry in an export: identity, challenge and the MAC over both (and, from
+/// protocol version 2 on, over the export the entry belongs to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceChallenge {
     pub identity: DeviceIdentity,
     pub nonce: Nonce,
     pub issued_at: Timestamp,
+    /// `None` for a version 1 entry, which belongs to no export in particular.
+    pub binding: Option<ExportBinding>,
     pub tag: MacTag,
 }
 
 impl DeviceChallenge {
-    /// Device side: authenticates a new challenge with the device's own key.
+    /// Device side: authenticates a new version 1 challenge with the device's own key.
+    /// Version 1 entries are not bound to their export; devices make version 2 ones
+    /// ([`Self::issue_bound`]), and version 1 is kept for firmware already in the field.
     pub fn issue(
         identity: DeviceIdentity,
         nonce: Nonce,
         issued_at: Timestamp,
         key: &DeviceKey,
     ) -> Self {
+        Self::issue_with(identity, nonce, issued_at, None, key)
+    }
+
+    /// Device side: authenticates a new version 2 challenge, bound to one export.
+    pub fn issue_bound(
+        identity: DeviceIdentity,
+        nonce: Nonce,
+        issued_at: Timestamp,
+        binding: ExportBinding,
+        key: &DeviceKey,
+    ) -> Self {
+        Self::issue_with(identity, nonce, issued_at, Some(binding), key)
+    }
+
+    fn issue_with(
+        identity: DeviceIdentity,
+        nonce: Nonce,
+        issued_at: Timestamp,
+        binding: Option<ExportBinding>,
+        key: &DeviceKey,
+    ) -> Self {
         let mut challenge = Self {
             identity,
             nonce,
             issued_at,
+            binding,
             tag: MacTag([0; 32]),
         };
         challenge.tag = key.mac(&challenge.canonical_bytes());
         challenge
     }
 
-    /// The bytes the MAC covers:
-    /// `"resetdesk.export-entry.v1" 0x00 || version(u8) || body`, where body is
-    /// `str8(model) || str8(serial) || str8(firmware) || opt(mac 6 bytes) ||
+    /// The protocol version this entry was made in: 2 when it is bound to an export.
+    pub fn version(&self) -> u8 {
+        if self.binding.is_some() {
+            PROTOCOL_V2
+        } else {
+            PROTOCOL_V1
+        }
+    }
+
+    /// The bytes the MAC covers. Version 1:
+    /// `"resetdesk.export-entry.v1" 0x00 || 0x01 || body`; version 2:
+    /// `"resetdesk.export-entry.v2" 0x00 || 0x02 || export id(16) || str8(exported by) || body`;
+    /// body is `str8(model) || str8(serial) || str8(firmware) || opt(mac 6 bytes) ||
     /// opt(str8(reserved e-mail)) || nonce(16) || issued_at(i64)`.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut writer = ByteWriter::with_domain(EXPORT_ENTRY_DOMAIN);
-        writer.u8(PROTOCOL_VERSION);
+        let mut writer = match &self.binding {
+            None => {
+                let mut writer = ByteWriter::with_domain(EXPORT_ENTRY_DOMAIN);
+                writer.u8(PROTOCOL_V1);
+                writer
+            }
+            Some(binding) => {
+                let mut writer = ByteWriter::with_domain(EXPORT_ENTRY_DOMAIN_V2);
+                writer
+                    .u8(PROTOCOL_V2)
+                    .bytes(&binding.export_id.0)
+                    .str8(binding.exported_by.as_str());
+                writer
+            }
+        };
         self.write_body(&mut writer);
         writer.finish()
     }
@@ -137,7 +231,8 @@ impl DeviceChallenge {
         w.bytes(&self.nonce.0).i64(self.issued_at.unix_seconds());
     }
 
-    /// Reads a body written by [`Self::write_body`] followed by the 32-byte tag.
+    /// Reads a body written by [`Self::write_body`] followed by the 32-byte tag. The
+    /// entry comes back unbound: a version 2 reader sets the binding its payload holds.
     pub(crate) fn read_body_and_tag(
         device: usize,
         r: &mut ByteReader<'_>,
@@ -177,6 +272,7 @@ impl DeviceChallenge {
                     "issue time",
                     Timestamp::from_unix_seconds(issued_at),
                 )?,
+                binding: None,
                 tag,
             })
         };
@@ -231,6 +327,15 @@ pub enum RequestShapeError {
     TooManyDevices { count: usize, max: usize },
     #[error("device {0} appears more than once in the export")]
     DuplicateDevice(DeviceSerial),
+    /// Entries of a version 2 export that name different exports, or whose first entry
+    /// is not the device that made the export: someone copied entries between exports.
+    #[error(
+        "this export was put together from several exports: its devices were not exported \
+         together, so it cannot be answered; make a new export on the device and send it as it is"
+    )]
+    Stitched,
+    #[error("the export mixes entries of protocol versions 1 and 2")]
+    MixedVersions,
 }
 
 /// A parsed export: one or more device entries with distinct serials. Nothing in it
@@ -241,6 +346,10 @@ pub struct ResetRequest {
 }
 
 impl ResetRequest {
+    /// Checks the shape: the count, distinct serials and, for version 2, one binding
+    /// shared by every entry whose exporting device is the first entry. The binding is
+    /// checked here, before any MAC, because it needs no secret: an export whose
+    /// entries disagree cannot be genuine whatever their MACs say.
     pub fn new(devices: Vec<DeviceChallenge>) -> Result<Self, RequestShapeError> {
         Self::check_count(devices.len())?;
         for (i, device) in devices.iter().enumerate() {
@@ -249,7 +358,27 @@ impl ResetRequest {
                 return Err(RequestShapeError::DuplicateDevice(serial.clone()));
             }
         }
+        let first = &devices[0];
+        if devices.iter().any(|d| d.version() != first.version()) {
+            return Err(RequestShapeError::MixedVersions);
+        }
+        if let Some(binding) = &first.binding
+            && (binding.exported_by != first.identity.serial
+                || devices.iter().any(|d| d.binding.as_ref() != Some(binding)))
+        {
+            return Err(RequestShapeError::Stitched);
+        }
         Ok(Self { devices })
+    }
+
+    /// The protocol version of the export (every entry has the same one).
+    pub fn version(&self) -> u8 {
+        self.devices[0].version()
+    }
+
+    /// The binding every entry shares; `None` for a version 1 export.
+    pub fn binding(&self) -> Option<&ExportBinding> {
+        self.devices[0].binding.as_ref()
     }
 
     pub(crate) fn check_count(count: usize) -> Result<(), RequestShapeError> {
@@ -310,5 +439,15 @@ pub struct VerifiedResetRequest {
 impl VerifiedResetRequest {
     pub fn devices(&self) -> &[DeviceChallenge] {
         &self.devices
+    }
+
+    /// The protocol version of the export: the desk answers in the same version.
+    pub fn version(&self) -> u8 {
+        self.devices[0].version()
+    }
+
+    /// The export's binding; `None` for version 1.
+    pub fn binding(&self) -> Option<&ExportBinding> {
+        self.devices[0].binding.as_ref()
     }
 }

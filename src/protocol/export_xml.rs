@@ -1,8 +1,11 @@
-//! The reset request as an XML file:
+//! The reset request as an XML file (version 2; version 1 has no `ExportId` and
+//! `ExportedBy`):
 //!
 //! ```xml
-//! <ResetRequest xmlns="urn:resetdesk:reset-request" version="1">
+//! <ResetRequest xmlns="urn:resetdesk:reset-request" version="2">
 //!   <Device>
+//!     <ExportId>32 hex characters, the same in every entry</ExportId>
+//!     <ExportedBy>serial of the exporting device, the first entry</ExportedBy>
 //!     <Model>DS-7608NI-K2</Model>
 //!     <Serial>DS-7608NI-K2/8P0820231115CCRRJ12345678</Serial>
 //!     <Firmware>V4.30.085 build 220323</Firmware>
@@ -20,16 +23,20 @@ use crate::domain::{
     DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, MacAddress, Timestamp,
 };
 use crate::protocol::challenge::{
-    DeviceChallenge, DeviceIdentity, FieldProblem, MAX_DEVICES_PER_REQUEST, Nonce, ResetRequest,
+    DeviceChallenge, DeviceIdentity, ExportBinding, ExportId, FieldProblem,
+    MAX_DEVICES_PER_REQUEST, Nonce, ResetRequest,
 };
-use crate::protocol::xml::{self, Schema};
-use crate::protocol::{ExportError, PROTOCOL_VERSION};
+use crate::protocol::xml::{self, Schema, Versions, XmlError};
+use crate::protocol::{ExportError, PROTOCOL_V1, PROTOCOL_V2};
 
+/// The fields of both versions; `ExportId` and `ExportedBy` are version 2's.
 const SCHEMA: Schema = Schema {
     root: "ResetRequest",
     namespace: "urn:resetdesk:reset-request",
     record: "Device",
     fields: &[
+        "ExportId",
+        "ExportedBy",
         "Model",
         "Serial",
         "Firmware",
@@ -42,18 +49,40 @@ const SCHEMA: Schema = Schema {
     max_records: MAX_DEVICES_PER_REQUEST,
 };
 
+const VERSIONS: Versions = Versions {
+    known: &[PROTOCOL_V1, PROTOCOL_V2],
+    named: "1 and 2",
+};
+
+/// The fields only version 2 defines.
+const BINDING_FIELDS: [&str; 2] = ["ExportId", "ExportedBy"];
+
 /// Writes an export file.
 pub fn to_xml(request: &ResetRequest) -> String {
-    let records: Vec<_> = request
-        .devices()
+    write_entries(request.devices())
+}
+
+/// Writes entries as an export file without checking that they form one export, in the
+/// first entry's version. The desk never writes exports; this is for the reference
+/// device through [`to_xml`], and for tests that build hostile files.
+pub fn write_entries(entries: &[DeviceChallenge]) -> String {
+    let version = entries
+        .first()
+        .map_or(PROTOCOL_V2, DeviceChallenge::version);
+    let records: Vec<_> = entries
         .iter()
         .map(|device| {
             let id = &device.identity;
-            let mut fields = vec![
+            let mut fields = Vec::new();
+            if let Some(binding) = &device.binding {
+                fields.push(("ExportId", binding.export_id.to_hex()));
+                fields.push(("ExportedBy", binding.exported_by.to_string()));
+            }
+            fields.extend([
                 ("Model", id.model.to_string()),
                 ("Serial", id.serial.to_string()),
                 ("Firmware", id.firmware.to_string()),
-            ];
+            ]);
             if let Some(mac) = &id.mac_address {
                 fields.push(("MacAddress", mac.to_string()));
             }
@@ -66,15 +95,41 @@ pub fn to_xml(request: &ResetRequest) -> String {
             fields
         })
         .collect();
-    xml::write(&SCHEMA, PROTOCOL_VERSION, &records)
+    xml::write(&SCHEMA, version, &records)
 }
 
 /// Reads an export file. The result is parsed, not trusted: call `verify` next.
 pub fn from_xml(bytes: &[u8]) -> Result<ResetRequest, ExportError> {
-    let records = xml::read(&SCHEMA, PROTOCOL_VERSION, bytes)?;
+    let (version, records) = xml::read(&SCHEMA, &VERSIONS, bytes)?;
     let mut devices = Vec::with_capacity(records.len());
     for record in records {
         let n = record.index;
+        let binding = if version == PROTOCOL_V1 {
+            if let Some(field) = BINDING_FIELDS
+                .into_iter()
+                .find(|f| record.optional(f).is_some())
+            {
+                return Err(XmlError::UnexpectedElement {
+                    name: field.to_owned(),
+                    inside: format!("{} (version 1)", SCHEMA.record),
+                }
+                .into());
+            }
+            None
+        } else {
+            Some(ExportBinding {
+                export_id: FieldProblem::check(
+                    n,
+                    "ExportId",
+                    ExportId::parse_hex(record.required("ExportId")?),
+                )?,
+                exported_by: FieldProblem::check(
+                    n,
+                    "ExportedBy",
+                    DeviceSerial::parse(record.required("ExportedBy")?),
+                )?,
+            })
+        };
         let identity = DeviceIdentity {
             model: FieldProblem::check(n, "Model", DeviceModel::parse(record.required("Model")?))?,
             serial: FieldProblem::check(
@@ -113,6 +168,7 @@ pub fn from_xml(bytes: &[u8]) -> Result<ResetRequest, ExportError> {
                 "IssuedAt",
                 Timestamp::parse_rfc3339(record.required("IssuedAt")?),
             )?,
+            binding,
             tag: MacTag(tag),
         });
     }

@@ -15,8 +15,8 @@ pub mod vectors;
 pub mod xml;
 
 pub use challenge::{
-    ChallengeError, DeviceChallenge, DeviceIdentity, FieldProblem, Nonce, RequestShapeError,
-    ResetRequest, VerifiedResetRequest,
+    ChallengeError, DeviceChallenge, DeviceIdentity, ExportBinding, ExportId, FieldProblem, Nonce,
+    RequestShapeError, ResetRequest, VerifiedResetRequest,
 };
 pub use qr::QrError;
 pub use reset_string::ResetStringError;
@@ -25,8 +25,12 @@ pub use response::{ResponseFileError, SignatureError, SignedResponse};
 pub use response_key::{ResponseKey, ResponseKeyError};
 pub use xml::XmlError;
 
-/// The protocol version every format carries.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Protocol version 1: entries are not bound to their export (docs/PROTOCOL.md).
+pub const PROTOCOL_V1: u8 = 1;
+/// Protocol version 2: every entry is bound to one export and its exporting device.
+pub const PROTOCOL_V2: u8 = 2;
+/// The version devices make today; the desk reads both and answers in the version asked.
+pub const PROTOCOL_VERSION: u8 = PROTOCOL_V2;
 /// How long a challenge, and so every response to it, lives: 48 hours.
 pub const CHALLENGE_LIFETIME_SECS: i64 = 48 * 3600;
 /// How far ahead of the desk's clock a device's clock may run before an export is
@@ -87,5 +91,7 @@ impl<'a> ExportInput<'a> {
     }
 }
 
+#[cfg(test)]
+mod binding_tests;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,11 @@
 //!
 //! `RD` marks the format; the next symbol is the protocol version; the payload is the
 //! Crockford base32 encoding of `version(u8) || count(u8) || (entry body || tag(32))*`
-//! (entry body as in the export MAC, see `canonical`); the two check symbols hold the
+//! in version 1 and `version(u8) || export id(16) || count(u8) || (entry body || tag(32))*`
+//! in version 2, whose exporting device is the first entry's serial (entry body as in
+//! the export MAC, see `canonical`). The binding is written once: an entry copied in
+//! from another export was MACed over another binding and fails its check. The two
+//! check symbols hold the
 //! value of the version and payload symbols, read as one base-32 number, modulo the
 //! prime 1021. A prime modulus above 31 means every single wrong symbol and every
 //! swap of two neighbours changes the check, so a typo is reported as a typo instead
@@ -16,8 +20,8 @@
 
 use crate::protocol::base32;
 use crate::protocol::canonical::{ByteReader, ByteWriter};
-use crate::protocol::challenge::{DeviceChallenge, ResetRequest};
-use crate::protocol::{ExportError, PROTOCOL_VERSION};
+use crate::protocol::challenge::{DeviceChallenge, ExportBinding, ExportId, ResetRequest};
+use crate::protocol::{ExportError, PROTOCOL_V1, PROTOCOL_V2};
 
 const PREFIX: &str = "RD";
 const CHECK_MODULUS: u32 = 1021;
@@ -48,7 +52,7 @@ pub enum ResetStringError {
          with the device's screen"
     )]
     Typo,
-    #[error("the reset string has format version {0}; this desk reads version 1")]
+    #[error("the reset string has format version {0}; this desk reads versions 1 and 2")]
     UnsupportedVersion(u8),
     #[error("the reset string covers {count} devices; at most {max} fit in one string")]
     TooManyDevices { count: usize, max: usize },
@@ -72,15 +76,19 @@ pub fn encode(request: &ResetRequest) -> String {
         request.devices().len() <= MAX_DEVICES_PER_STRING,
         "a reset string covers at most {MAX_DEVICES_PER_STRING} devices"
     );
+    let version = request.version();
     let mut payload = ByteWriter::default();
-    payload
-        .u8(PROTOCOL_VERSION)
-        .u8(request.devices().len() as u8);
+    payload.u8(version);
+    if let Some(binding) = request.binding() {
+        // The exporting device is the first entry (ResetRequest::new holds it so).
+        payload.bytes(&binding.export_id.0);
+    }
+    payload.u8(request.devices().len() as u8);
     for device in request.devices() {
         device.write_body(&mut payload);
         payload.bytes(&device.tag.0);
     }
-    let mut symbols = vec![PROTOCOL_VERSION];
+    let mut symbols = vec![version];
     symbols.extend(base32::encode(&payload.finish()));
     let check = check_value(&symbols);
     symbols.push((check / 32) as u8);
@@ -106,15 +114,20 @@ fn group(compact: &str) -> String {
 /// Decodes a reset string as typed or pasted. The result is parsed, not trusted.
 pub fn decode(input: &str) -> Result<ResetRequest, ExportError> {
     let (version, payload_symbols) = read_symbols(input)?;
-    if version != PROTOCOL_VERSION {
+    if version != PROTOCOL_V1 && version != PROTOCOL_V2 {
         return Err(ResetStringError::UnsupportedVersion(version).into());
     }
     let payload = base32::decode(&payload_symbols).ok_or(ResetStringError::Malformed)?;
     let mut reader = ByteReader::new(&payload);
     let malformed = |_| ResetStringError::Malformed;
-    if reader.u8().map_err(malformed)? != PROTOCOL_VERSION {
+    if reader.u8().map_err(malformed)? != version {
         return Err(ResetStringError::Malformed.into());
     }
+    let export_id = if version == PROTOCOL_V2 {
+        Some(ExportId(reader.array().map_err(malformed)?))
+    } else {
+        None
+    };
     let count = usize::from(reader.u8().map_err(malformed)?);
     if count > MAX_DEVICES_PER_STRING {
         return Err(ResetStringError::TooManyDevices {
@@ -123,12 +136,21 @@ pub fn decode(input: &str) -> Result<ResetRequest, ExportError> {
         }
         .into());
     }
-    let mut devices = Vec::with_capacity(count);
+    let mut devices: Vec<DeviceChallenge> = Vec::with_capacity(count);
     for index in 1..=count {
         devices.push(DeviceChallenge::read_body_and_tag(index, &mut reader).map_err(malformed)??);
     }
     if !reader.is_empty() {
         return Err(ResetStringError::Malformed.into());
+    }
+    if let (Some(export_id), Some(first)) = (export_id, devices.first()) {
+        let binding = ExportBinding {
+            export_id,
+            exported_by: first.identity.serial.clone(),
+        };
+        for device in &mut devices {
+            device.binding = Some(binding.clone());
+        }
     }
     Ok(ResetRequest::new(devices)?)
 }

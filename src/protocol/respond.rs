@@ -24,8 +24,9 @@ impl DeviceResponse {
     }
 }
 
-/// Answers every device of a verified export: derives each device key from the master
-/// secret for the typed key, and signs each response with `signer`.
+/// Answers every device of a verified export, in the export's protocol version: derives
+/// each device key from the master secret for the typed key, and signs each response
+/// with `signer`.
 pub fn respond(
     request: &VerifiedResetRequest,
     master: &MasterSecret,
@@ -40,7 +41,12 @@ pub fn respond(
             DeviceResponse {
                 model: challenge.identity.model.clone(),
                 serial: serial.clone(),
-                key: ResponseKey::derive(&device_key, serial, &challenge.nonce),
+                key: ResponseKey::derive(
+                    &device_key,
+                    serial,
+                    &challenge.nonce,
+                    challenge.binding.as_ref().map(|b| &b.export_id),
+                ),
                 signed: SignedResponse::sign(challenge, signer),
             }
         })
@@ -59,14 +65,21 @@ pub fn recover_responses(
     signed
         .iter()
         .filter_map(|entry| {
-            let challenge = challenges
-                .iter()
-                .find(|c| c.identity.serial == entry.serial && c.nonce == entry.nonce)?;
+            let challenge = challenges.iter().find(|c| {
+                c.identity.serial == entry.serial
+                    && c.nonce == entry.nonce
+                    && c.binding.as_ref().map(|b| b.export_id) == entry.export_id
+            })?;
             let serial = &challenge.identity.serial;
             Some(DeviceResponse {
                 model: challenge.identity.model.clone(),
                 serial: serial.clone(),
-                key: ResponseKey::derive(&master.derive_device_key(serial), serial, &entry.nonce),
+                key: ResponseKey::derive(
+                    &master.derive_device_key(serial),
+                    serial,
+                    &entry.nonce,
+                    entry.export_id.as_ref(),
+                ),
                 signed: entry.clone(),
             })
         })

@@ -12,28 +12,50 @@
 //! </ResetResponse>
 //! ```
 //!
-//! Signed bytes: `"resetdesk.response.v1" 0x00 || version(u8) || str8(serial) ||
+//! Signed bytes: `"resetdesk.response.v1" 0x00 || 0x01 || str8(serial) ||
 //! nonce(16) || expires_at(i64) || str8(key id)`. The key id is signed too, so a
 //! response cannot be re-labelled as made by another key.
+//!
+//! A version 2 export is answered in version 2: `version="2"`, each entry has an
+//! `<ExportId>` (first), and the signed bytes are `"resetdesk.response.v2" 0x00 || 0x02 ||
+//! export id(16) || str8(serial) || nonce(16) || expires_at(i64) || str8(key id)`, so the
+//! answer is bound to the export it answers as well as to the challenge.
 
 use crate::crypto::{KeyId, PublicKeySet, Signature, SigningKey};
 use crate::domain::{DeviceSerial, Timestamp};
-use crate::protocol::PROTOCOL_VERSION;
-use crate::protocol::canonical::{ByteWriter, RESPONSE_DOMAIN};
-use crate::protocol::challenge::{DeviceChallenge, FieldProblem, MAX_DEVICES_PER_REQUEST, Nonce};
-use crate::protocol::xml::{self, Schema, XmlError};
+use crate::protocol::canonical::{ByteWriter, RESPONSE_DOMAIN, RESPONSE_DOMAIN_V2};
+use crate::protocol::challenge::{
+    DeviceChallenge, ExportId, FieldProblem, MAX_DEVICES_PER_REQUEST, Nonce,
+};
+use crate::protocol::xml::{self, Schema, Versions, XmlError};
+use crate::protocol::{PROTOCOL_V1, PROTOCOL_V2};
 
+/// The fields of both versions; `ExportId` is version 2's.
 const SCHEMA: Schema = Schema {
     root: "ResetResponse",
     namespace: "urn:resetdesk:reset-response",
     record: "Device",
-    fields: &["Serial", "Nonce", "ExpiresAt", "KeyId", "Signature"],
+    fields: &[
+        "ExportId",
+        "Serial",
+        "Nonce",
+        "ExpiresAt",
+        "KeyId",
+        "Signature",
+    ],
     max_records: MAX_DEVICES_PER_REQUEST,
+};
+
+const VERSIONS: Versions = Versions {
+    known: &[PROTOCOL_V1, PROTOCOL_V2],
+    named: "1 and 2",
 };
 
 /// One device's signed answer to one challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedResponse {
+    /// The export answered, for a version 2 response; `None` in version 1.
+    pub export_id: Option<ExportId>,
     pub serial: DeviceSerial,
     pub nonce: Nonce,
     pub expires_at: Timestamp,
@@ -57,47 +79,55 @@ pub enum ResponseFileError {
     Xml(#[from] XmlError),
     #[error(transparent)]
     Field(#[from] FieldProblem),
+    #[error("the file mixes entries of protocol versions 1 and 2")]
+    MixedVersions,
 }
 
 impl SignedResponse {
     /// The exact bytes the signature covers (see the module documentation).
     pub fn signed_bytes(&self) -> Vec<u8> {
-        Self::canonical_bytes(&self.serial, &self.nonce, self.expires_at, &self.key_id)
-    }
-
-    fn canonical_bytes(
-        serial: &DeviceSerial,
-        nonce: &Nonce,
-        expires_at: Timestamp,
-        key_id: &KeyId,
-    ) -> Vec<u8> {
-        ByteWriter::with_domain(RESPONSE_DOMAIN)
-            .u8(PROTOCOL_VERSION)
-            .str8(serial.as_str())
-            .bytes(&nonce.0)
-            .i64(expires_at.unix_seconds())
-            .str8(key_id.as_str())
+        let mut writer = match &self.export_id {
+            None => {
+                let mut writer = ByteWriter::with_domain(RESPONSE_DOMAIN);
+                writer.u8(PROTOCOL_V1);
+                writer
+            }
+            Some(export_id) => {
+                let mut writer = ByteWriter::with_domain(RESPONSE_DOMAIN_V2);
+                writer.u8(PROTOCOL_V2).bytes(&export_id.0);
+                writer
+            }
+        };
+        writer
+            .str8(self.serial.as_str())
+            .bytes(&self.nonce.0)
+            .i64(self.expires_at.unix_seconds())
+            .str8(self.key_id.as_str())
             .finish()
     }
 
-    /// Desk side: signs the answer to `challenge`, valid until the challenge expires.
-    pub fn sign(challenge: &DeviceChallenge, key: &SigningKey) -> Self {
-        let serial = challenge.identity.serial.clone();
-        let expires_at = challenge.expires_at();
-        let key_id = key.id().clone();
-        let signature = key.sign(&Self::canonical_bytes(
-            &serial,
-            &challenge.nonce,
-            expires_at,
-            &key_id,
-        ));
-        Self {
-            serial,
-            nonce: challenge.nonce,
-            expires_at,
-            key_id,
-            signature,
+    /// The protocol version of this response: the version of the export it answers.
+    pub fn version(&self) -> u8 {
+        if self.export_id.is_some() {
+            PROTOCOL_V2
+        } else {
+            PROTOCOL_V1
         }
+    }
+
+    /// Desk side: signs the answer to `challenge`, valid until the challenge expires, in
+    /// the challenge's protocol version.
+    pub fn sign(challenge: &DeviceChallenge, key: &SigningKey) -> Self {
+        let mut response = Self {
+            export_id: challenge.binding.as_ref().map(|b| b.export_id),
+            serial: challenge.identity.serial.clone(),
+            nonce: challenge.nonce,
+            expires_at: challenge.expires_at(),
+            key_id: key.id().clone(),
+            signature: Signature([0; 64]),
+        };
+        response.signature = key.sign(&response.signed_bytes());
+        response
     }
 
     /// Device side: checks the signature against the keys the firmware trusts.
@@ -110,29 +140,48 @@ impl SignedResponse {
     }
 }
 
-/// Writes a response file holding one entry per device.
+/// Writes a response file holding one entry per device. The entries answer one export,
+/// so they share its version; the file declares the first entry's.
 pub fn to_xml(responses: &[SignedResponse]) -> String {
+    let version = responses
+        .first()
+        .map_or(PROTOCOL_V1, SignedResponse::version);
+    debug_assert!(responses.iter().all(|r| r.version() == version));
     let records: Vec<_> = responses
         .iter()
         .map(|r| {
-            vec![
+            let mut fields = Vec::with_capacity(6);
+            if let Some(export_id) = &r.export_id {
+                fields.push(("ExportId", export_id.to_hex()));
+            }
+            fields.extend([
                 ("Serial", r.serial.to_string()),
                 ("Nonce", r.nonce.to_hex()),
                 ("ExpiresAt", r.expires_at.to_string()),
                 ("KeyId", r.key_id.to_string()),
                 ("Signature", data_encoding::HEXLOWER.encode(&r.signature.0)),
-            ]
+            ]);
+            fields
         })
         .collect();
-    xml::write(&SCHEMA, PROTOCOL_VERSION, &records)
+    xml::write(&SCHEMA, version, &records)
 }
 
 /// Reads a response file. Signatures are not checked here: see [`SignedResponse::verify`].
 pub fn from_xml(bytes: &[u8]) -> Result<Vec<SignedResponse>, ResponseFileError> {
-    let records = xml::read(&SCHEMA, PROTOCOL_VERSION, bytes)?;
+    let (version, records) = xml::read(&SCHEMA, &VERSIONS, bytes)?;
     let mut responses = Vec::with_capacity(records.len());
     for record in records {
         let n = record.index;
+        let export_id = match (version, record.optional("ExportId")) {
+            (PROTOCOL_V1, None) => None,
+            (PROTOCOL_V1, Some(_)) => return Err(ResponseFileError::MixedVersions),
+            (_, _) => Some(FieldProblem::check(
+                n,
+                "ExportId",
+                ExportId::parse_hex(record.required("ExportId")?),
+            )?),
+        };
         let signature = data_encoding::HEXLOWER_PERMISSIVE
             .decode(record.required("Signature")?.as_bytes())
             .ok()
@@ -143,6 +192,7 @@ pub fn from_xml(bytes: &[u8]) -> Result<Vec<SignedResponse>, ResponseFileError> 
                 problem: "is not 128 hex characters".to_owned(),
             })?;
         responses.push(SignedResponse {
+            export_id,
             serial: FieldProblem::check(
                 n,
                 "Serial",

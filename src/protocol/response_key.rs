@@ -1,7 +1,9 @@
 //! The 8-character response key a person types into the device: `XXXX-XXXX`.
 //!
 //! `key = first 5 bytes of HMAC-SHA256(device key, "resetdesk.response-key.v1" 0x00 ||
-//! version(u8) || str8(serial) || nonce(16))`, written as 8 Crockford base32 symbols.
+//! 0x01 || str8(serial) || nonce(16))`, written as 8 Crockford base32 symbols. A version 2
+//! challenge's key is the same over `"resetdesk.response-key.v2" 0x00 || 0x02 ||
+//! export id(16) || str8(serial) || nonce(16)`.
 //! 40 bits against at most 5 guesses per challenge leaves a guesser one chance in
 //! 2^37. The key has no check symbol (every symbol carries key bits): a typo is a
 //! wrong key, which the device counts as a failed attempt.
@@ -10,10 +12,10 @@ use std::fmt;
 
 use crate::crypto::{DeviceKey, constant_time_eq};
 use crate::domain::DeviceSerial;
-use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::base32;
-use crate::protocol::canonical::{ByteWriter, RESPONSE_KEY_DOMAIN};
-use crate::protocol::challenge::Nonce;
+use crate::protocol::canonical::{ByteWriter, RESPONSE_KEY_DOMAIN, RESPONSE_KEY_DOMAIN_V2};
+use crate::protocol::challenge::{ExportId, Nonce};
+use crate::protocol::{PROTOCOL_V1, PROTOCOL_V2};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResponseKeyError {
@@ -30,21 +32,35 @@ pub enum ResponseKeyError {
 pub struct ResponseKey([u8; 5]);
 
 impl ResponseKey {
-    /// Computes the key for one device and challenge.
-    pub fn derive(device_key: &DeviceKey, serial: &DeviceSerial, nonce: &Nonce) -> Self {
-        let tag = device_key.mac(&Self::message(serial, nonce));
+    /// Computes the key for one device and challenge; `export_id` is the export a
+    /// version 2 challenge belongs to (`None` for version 1).
+    pub fn derive(
+        device_key: &DeviceKey,
+        serial: &DeviceSerial,
+        nonce: &Nonce,
+        export_id: Option<&ExportId>,
+    ) -> Self {
+        let tag = device_key.mac(&Self::message(serial, nonce, export_id));
         let mut key = [0u8; 5];
         key.copy_from_slice(&tag.0[..5]);
         Self(key)
     }
 
     /// The bytes the key's HMAC covers (see the module documentation).
-    pub fn message(serial: &DeviceSerial, nonce: &Nonce) -> Vec<u8> {
-        ByteWriter::with_domain(RESPONSE_KEY_DOMAIN)
-            .u8(PROTOCOL_VERSION)
-            .str8(serial.as_str())
-            .bytes(&nonce.0)
-            .finish()
+    pub fn message(serial: &DeviceSerial, nonce: &Nonce, export_id: Option<&ExportId>) -> Vec<u8> {
+        let mut writer = match export_id {
+            None => {
+                let mut writer = ByteWriter::with_domain(RESPONSE_KEY_DOMAIN);
+                writer.u8(PROTOCOL_V1);
+                writer
+            }
+            Some(export_id) => {
+                let mut writer = ByteWriter::with_domain(RESPONSE_KEY_DOMAIN_V2);
+                writer.u8(PROTOCOL_V2).bytes(&export_id.0);
+                writer
+            }
+        };
+        writer.str8(serial.as_str()).bytes(&nonce.0).finish()
     }
 
     /// Reads a key as typed: case, dashes, spaces and the look-alikes O/I/L are forgiven.
@@ -106,7 +122,12 @@ mod tests {
 
     fn sample() -> ResponseKey {
         let serial = DeviceSerial::parse("DS-TEST-0001").unwrap();
-        ResponseKey::derive(&DeviceKey::from_bytes([3; 32]), &serial, &Nonce([4; 16]))
+        ResponseKey::derive(
+            &DeviceKey::from_bytes([3; 32]),
+            &serial,
+            &Nonce([4; 16]),
+            None,
+        )
     }
 
     #[test]

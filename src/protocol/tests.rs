@@ -354,20 +354,24 @@ fn response_refusals_are_typed() {
 #[test]
 fn committed_test_vectors_match_the_code() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/test-vectors");
-    let committed = std::fs::read_to_string(dir.join("v1.json"))
-        .expect("docs/test-vectors/v1.json exists: run `resetdesk test-vectors --out-dir docs/test-vectors`");
-    let sets = vectors::generate();
-    assert_eq!(
-        committed,
-        vectors::to_json(&sets),
-        "the code no longer produces the published vectors"
-    );
-    for set in &sets {
-        let png = std::fs::read(dir.join(format!("{}.qr.png", set.name))).unwrap();
+    for version in vectors::VERSIONS {
+        let name = vectors::json_file_name(version);
+        let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_else(|_| {
+            panic!("docs/test-vectors/{name} exists: run `resetdesk test-vectors --out-dir docs/test-vectors`")
+        });
+        let sets = vectors::generate(version);
         assert_eq!(
-            qr::read_image(&png).unwrap(),
-            reset_string::compact(&set.reset_string)
+            committed,
+            vectors::to_json(&sets),
+            "the code no longer produces the published vectors of version {version}"
         );
+        for set in &sets {
+            let png = std::fs::read(dir.join(vectors::qr_file_name(set))).unwrap();
+            assert_eq!(
+                qr::read_image(&png).unwrap(),
+                reset_string::compact(&set.reset_string)
+            );
+        }
     }
 }
 
@@ -375,7 +379,7 @@ fn committed_test_vectors_match_the_code() {
 fn test_vectors_verify_and_respond_consistently() {
     let master = MasterSecret::from_bytes(std::array::from_fn(|i| i as u8));
     let signer = SigningKey::from_seed_for_test_vectors(&std::array::from_fn(|i| 0xA0 ^ i as u8));
-    for set in vectors::generate() {
+    for set in vectors::VERSIONS.into_iter().flat_map(vectors::generate) {
         let from_xml = export_xml::from_xml(set.export_xml.as_bytes()).unwrap();
         let from_string = reset_string::decode(&set.reset_string).unwrap();
         assert_eq!(from_xml, from_string);

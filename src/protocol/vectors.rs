@@ -1,6 +1,7 @@
 //! Test vectors: fixed inputs run through every format, so a firmware team can check
-//! its own implementation byte for byte. `resetdesk test-vectors --out-dir docs/test-vectors`
-//! writes them; a unit test fails when the code and the committed files disagree.
+//! its own implementation byte for byte, one file per protocol version (`v1.json`,
+//! `v2.json`). `resetdesk test-vectors --out-dir docs/test-vectors` writes them; a unit
+//! test fails when the code and the committed files disagree.
 
 use serde::Serialize;
 
@@ -8,13 +9,18 @@ use crate::crypto::{MasterSecret, SigningKey};
 use crate::domain::{
     DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, MacAddress, Timestamp,
 };
-use crate::protocol::challenge::{DeviceChallenge, DeviceIdentity, Nonce, ResetRequest};
+use crate::protocol::challenge::{
+    DeviceChallenge, DeviceIdentity, ExportBinding, ExportId, Nonce, ResetRequest,
+};
 use crate::protocol::response::SignedResponse;
 use crate::protocol::response_key::ResponseKey;
 use crate::protocol::{
-    CHALLENGE_LIFETIME_SECS, DEFAULT_MAX_CLOCK_SKEW_SECS, PROTOCOL_VERSION, export_xml,
+    CHALLENGE_LIFETIME_SECS, DEFAULT_MAX_CLOCK_SKEW_SECS, PROTOCOL_V1, PROTOCOL_V2, export_xml,
     reset_string, response,
 };
+
+/// The protocol versions with published vectors.
+pub const VERSIONS: [u8; 2] = [PROTOCOL_V1, PROTOCOL_V2];
 
 /// One named scenario with its inputs and every derived output.
 #[derive(Debug, Serialize)]
@@ -33,6 +39,12 @@ pub struct VectorSet {
 pub struct Inputs {
     pub factory_master_secret_hex: String,
     pub signing_key_seed_hex: String,
+    /// Version 2: the export id the exporting device chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export_id_hex: Option<String>,
+    /// Version 2: the exporting device, the first of `devices`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exported_by: Option<String>,
     pub devices: Vec<DeviceInput>,
 }
 
@@ -82,11 +94,15 @@ struct DeviceSpec {
 
 // The domain types accept every literal below; a failure is a bug in this file.
 #[allow(clippy::expect_used)]
-fn build(name: &'static str, specs: &[DeviceSpec]) -> VectorSet {
+fn build(version: u8, name: &'static str, specs: &[DeviceSpec]) -> VectorSet {
     let master = MasterSecret::from_bytes(std::array::from_fn(|i| i as u8));
     let seed: [u8; 32] = std::array::from_fn(|i| 0xA0 ^ i as u8);
     let signer = SigningKey::from_seed_for_test_vectors(&seed);
     let issued_at = Timestamp::parse_rfc3339("2026-11-24T09:30:00Z").expect("literal time");
+    let binding = (version == PROTOCOL_V2).then(|| ExportBinding {
+        export_id: ExportId(std::array::from_fn(|i| 0xE0 ^ i as u8)),
+        exported_by: DeviceSerial::parse(specs[0].serial).expect("literal serial"),
+    });
     let mut inputs = Vec::new();
     let mut challenges = Vec::new();
     for spec in specs {
@@ -115,7 +131,12 @@ fn build(name: &'static str, specs: &[DeviceSpec]) -> VectorSet {
             issued_at: issued_at.to_string(),
             issued_at_unix: issued_at.unix_seconds(),
         });
-        challenges.push(DeviceChallenge::issue(identity, nonce, issued_at, &key));
+        challenges.push(match &binding {
+            Some(binding) => {
+                DeviceChallenge::issue_bound(identity, nonce, issued_at, binding.clone(), &key)
+            }
+            None => DeviceChallenge::issue(identity, nonce, issued_at, &key),
+        });
     }
     let request = ResetRequest::new(challenges).expect("distinct literal serials");
     let mut devices = Vec::new();
@@ -124,13 +145,19 @@ fn build(name: &'static str, specs: &[DeviceSpec]) -> VectorSet {
         let serial = &challenge.identity.serial;
         let key = master.derive_device_key(serial);
         let response = SignedResponse::sign(challenge, &signer);
+        let export_id = binding.as_ref().map(|b| &b.export_id);
         devices.push(DeviceVector {
             serial: serial.to_string(),
             device_key_hex: hex(&key.to_bytes()),
             export_entry_mac_input_hex: hex(&challenge.canonical_bytes()),
             export_entry_tag_hex: hex(&challenge.tag.0),
-            response_key_hmac_input_hex: hex(&ResponseKey::message(serial, &challenge.nonce)),
-            response_key: ResponseKey::derive(&key, serial, &challenge.nonce).to_string(),
+            response_key_hmac_input_hex: hex(&ResponseKey::message(
+                serial,
+                &challenge.nonce,
+                export_id,
+            )),
+            response_key: ResponseKey::derive(&key, serial, &challenge.nonce, export_id)
+                .to_string(),
             expires_at: response.expires_at.to_string(),
             response_signed_bytes_hex: hex(&response.signed_bytes()),
             response_signature_hex: hex(&response.signature.0),
@@ -139,10 +166,12 @@ fn build(name: &'static str, specs: &[DeviceSpec]) -> VectorSet {
     }
     VectorSet {
         name,
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: version,
         inputs: Inputs {
             factory_master_secret_hex: hex(&std::array::from_fn::<u8, 32, _>(|i| i as u8)),
             signing_key_seed_hex: hex(&seed),
+            export_id_hex: binding.as_ref().map(|b| b.export_id.to_hex()),
+            exported_by: binding.as_ref().map(|b| b.exported_by.to_string()),
             devices: inputs,
         },
         signing_key: SigningKeyVector {
@@ -156,10 +185,11 @@ fn build(name: &'static str, specs: &[DeviceSpec]) -> VectorSet {
     }
 }
 
-/// Every published vector set.
-pub fn generate() -> Vec<VectorSet> {
+/// Every published vector set of protocol `version`: the same devices in each version.
+pub fn generate(version: u8) -> Vec<VectorSet> {
     vec![
         build(
+            version,
             "single-camera",
             &[DeviceSpec {
                 model: "DS-2CD2143G2-I",
@@ -171,6 +201,7 @@ pub fn generate() -> Vec<VectorSet> {
             }],
         ),
         build(
+            version,
             "nvr-with-two-cameras",
             &[
                 DeviceSpec {
@@ -202,17 +233,35 @@ pub fn generate() -> Vec<VectorSet> {
     ]
 }
 
-/// The vectors as the committed JSON text.
+/// The file the vectors of `version` are published in.
+pub fn json_file_name(version: u8) -> String {
+    format!("v{version}.json")
+}
+
+/// The file a set's reset string is published in as a QR picture (version 1's names
+/// predate version 2 and are kept).
+pub fn qr_file_name(set: &VectorSet) -> String {
+    match set.protocol_version {
+        PROTOCOL_V1 => format!("{}.qr.png", set.name),
+        version => format!("v{version}-{}.qr.png", set.name),
+    }
+}
+
+/// The vectors of one version as the committed JSON text.
 pub fn to_json(sets: &[VectorSet]) -> String {
     #[derive(Serialize)]
     struct File<'a> {
-        description: &'static str,
+        description: &'a str,
         challenge_lifetime_seconds: i64,
         default_max_clock_skew_seconds: i64,
         sets: &'a [VectorSet],
     }
+    let version = sets.first().map_or(PROTOCOL_V1, |set| set.protocol_version);
+    let description = format!(
+        "resetdesk protocol v{version} test vectors; see docs/PROTOCOL.md. Generated by `resetdesk test-vectors`."
+    );
     let file = File {
-        description: "resetdesk protocol v1 test vectors; see docs/PROTOCOL.md. Generated by `resetdesk test-vectors`.",
+        description: &description,
         challenge_lifetime_seconds: CHALLENGE_LIFETIME_SECS,
         default_max_clock_skew_seconds: DEFAULT_MAX_CLOCK_SKEW_SECS,
         sets,

@@ -49,8 +49,11 @@ pub enum XmlError {
     },
     #[error("the <{root}> element has no version attribute")]
     MissingVersion { root: &'static str },
-    #[error("unsupported format version {found:?} (this desk reads version {supported})")]
-    UnsupportedVersion { found: String, supported: u8 },
+    #[error("unsupported format version {found:?} (this desk reads versions {supported})")]
+    UnsupportedVersion {
+        found: String,
+        supported: &'static str,
+    },
     #[error("the namespace {found:?} is not {expected:?}")]
     WrongNamespace {
         found: String,
@@ -113,8 +116,20 @@ fn name_of(start: &BytesStart<'_>) -> String {
     start.name().as_ref().to_owned()
 }
 
-/// Reads a document of `schema` with format `version`, returning its records.
-pub(crate) fn read(schema: &Schema, version: u8, bytes: &[u8]) -> Result<Vec<Record>, XmlError> {
+/// The format versions the reader accepts, and how an error names them.
+pub(crate) struct Versions {
+    pub known: &'static [u8],
+    pub named: &'static str,
+}
+
+/// Reads a document of `schema` in one of the `versions`, returning the version it
+/// declares and its records. Fields a version does not define are the caller's to
+/// refuse: the schema lists the fields of every version.
+pub(crate) fn read(
+    schema: &Schema,
+    versions: &Versions,
+    bytes: &[u8],
+) -> Result<(u8, Vec<Record>), XmlError> {
     if bytes.len() > MAX_XML_BYTES {
         return Err(XmlError::TooLarge { max: MAX_XML_BYTES });
     }
@@ -126,6 +141,7 @@ pub(crate) fn read(schema: &Schema, version: u8, bytes: &[u8]) -> Result<Vec<Rec
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(true);
     let mut records = Vec::new();
+    let mut version = 0;
     let mut place = Place::BeforeRoot;
     loop {
         let event = reader.read_event().map_err(|e| {
@@ -142,11 +158,11 @@ pub(crate) fn read(schema: &Schema, version: u8, bytes: &[u8]) -> Result<Vec<Rec
                 Place::BeforeRoot
             }
             (Place::BeforeRoot, Event::Start(start)) => {
-                check_root(schema, version, &start)?;
+                version = check_root(schema, versions, &start)?;
                 Place::InRoot
             }
             (Place::BeforeRoot, Event::Empty(start)) => {
-                check_root(schema, version, &start)?;
+                check_root(schema, versions, &start)?;
                 return Err(XmlError::NoRecords);
             }
             (Place::InRoot, Event::Start(start)) if start.name().as_ref() == schema.record => {
@@ -233,7 +249,7 @@ pub(crate) fn read(schema: &Schema, version: u8, bytes: &[u8]) -> Result<Vec<Rec
     if records.is_empty() {
         return Err(XmlError::NoRecords);
     }
-    Ok(records)
+    Ok((version, records))
 }
 
 fn check_declaration(decl: &BytesDecl<'_>) -> Result<(), XmlError> {
@@ -246,7 +262,11 @@ fn check_declaration(decl: &BytesDecl<'_>) -> Result<(), XmlError> {
     Ok(())
 }
 
-fn check_root(schema: &Schema, version: u8, start: &BytesStart<'_>) -> Result<(), XmlError> {
+fn check_root(
+    schema: &Schema,
+    versions: &Versions,
+    start: &BytesStart<'_>,
+) -> Result<u8, XmlError> {
     if start.name().as_ref() != schema.root {
         return Err(XmlError::WrongRoot {
             expected: schema.root,
@@ -278,13 +298,15 @@ fn check_root(schema: &Schema, version: u8, start: &BytesStart<'_>) -> Result<()
         }
     }
     let found = found_version.ok_or(XmlError::MissingVersion { root: schema.root })?;
-    if found != version.to_string() {
-        return Err(XmlError::UnsupportedVersion {
+    versions
+        .known
+        .iter()
+        .copied()
+        .find(|version| found == version.to_string())
+        .ok_or(XmlError::UnsupportedVersion {
             found,
-            supported: version,
-        });
-    }
-    Ok(())
+            supported: versions.named,
+        })
 }
 
 fn no_attributes(start: &BytesStart<'_>) -> Result<(), XmlError> {
@@ -370,8 +392,13 @@ mod tests {
         max_records: 2,
     };
 
+    const ONE: Versions = Versions {
+        known: &[1],
+        named: "1",
+    };
+
     fn read_doc(text: &str) -> Result<Vec<Record>, XmlError> {
-        read(&SCHEMA, 1, text.as_bytes())
+        read(&SCHEMA, &ONE, text.as_bytes()).map(|(_, records)| records)
     }
 
     #[test]
@@ -455,7 +482,7 @@ mod tests {
             Err(XmlError::WrongRoot { .. })
         ));
         assert_eq!(
-            read(&SCHEMA, 1, b"\xff\xfe<\x00").unwrap_err(),
+            read(&SCHEMA, &ONE, b"\xff\xfe<\x00").unwrap_err(),
             XmlError::NotUtf8
         );
         assert!(matches!(
@@ -472,7 +499,7 @@ mod tests {
     fn refuses_oversized_input_before_parsing() {
         let huge = " ".repeat(MAX_XML_BYTES + 1);
         assert_eq!(
-            read(&SCHEMA, 1, huge.as_bytes()).unwrap_err(),
+            read(&SCHEMA, &ONE, huge.as_bytes()).unwrap_err(),
             XmlError::TooLarge { max: MAX_XML_BYTES }
         );
     }

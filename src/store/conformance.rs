@@ -452,6 +452,7 @@ pub async fn approval_happens_once(store: &dyn Store) {
     let detail = store.ticket(&number).await.unwrap();
     store.claim(detail.id, alice, at(11)).await.unwrap();
     let response = SignedResponse {
+        export_id: None,
         serial: new.devices[0].identity.serial.clone(),
         nonce: new.devices[0].nonce,
         expires_at: new.devices[0].expires_at(),

@@ -554,6 +554,13 @@ pub trait Store: Send + Sync + 'static {
         customer: &EmailAddress,
         since: Timestamp,
     ) -> StoreResult<Option<TicketNumber>>;
+    /// The exporting devices (first entries) of the tickets created at or after `since`
+    /// that name the device `serial`, each once, in order.
+    async fn exporters_of_serial_since(
+        &self,
+        serial: &str,
+        since: Timestamp,
+    ) -> StoreResult<Vec<String>>;
     /// How many tickets name the device `serial` and were created at or after `since`.
     async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64>;
     /// Rejects an open ticket with a reason and queues the customer's mail.

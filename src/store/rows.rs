@@ -13,7 +13,9 @@ use crate::domain::{
     MacAddress, PhoneNumber, PlainText, Roles, Secret, TicketNumber, TicketStatus, Timestamp,
 };
 use crate::i18n::Lang;
-use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
+use crate::protocol::{
+    DeviceChallenge, DeviceIdentity, ExportBinding, ExportId, Nonce, SignedResponse,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("stored {what} is not valid: {value:?}")]
@@ -210,6 +212,8 @@ pub(super) struct DeviceRow {
     nonce: String,
     issued_at: i64,
     tag: String,
+    export_id: Option<String>,
+    exported_by: Option<String>,
 }
 
 impl TryFrom<DeviceRow> for DeviceChallenge {
@@ -233,6 +237,14 @@ impl TryFrom<DeviceRow> for DeviceChallenge {
             },
             nonce: Nonce(hex_array("nonce", &row.nonce)?),
             issued_at: time(row.issued_at)?,
+            binding: match (row.export_id, row.exported_by) {
+                (None, None) => None,
+                (Some(export_id), Some(exported_by)) => Some(ExportBinding {
+                    export_id: ExportId(hex_array("export id", &export_id)?),
+                    exported_by: parse("exporting device", &exported_by, DeviceSerial::parse)?,
+                }),
+                _ => return Err(corrupt("export binding", "half of it is missing")),
+            },
             tag: MacTag(hex_array("tag", &row.tag)?),
         })
     }
@@ -245,12 +257,17 @@ pub(super) struct ResponseRow {
     key_id: String,
     expires_at: i64,
     signature: String,
+    export_id: Option<String>,
 }
 
 impl TryFrom<ResponseRow> for SignedResponse {
     type Error = StoreError;
     fn try_from(row: ResponseRow) -> Result<Self, StoreError> {
         Ok(SignedResponse {
+            export_id: row
+                .export_id
+                .map(|id| hex_array("export id", &id).map(ExportId))
+                .transpose()?,
             serial: parse("serial", &row.serial, DeviceSerial::parse)?,
             nonce: Nonce(hex_array("nonce", &row.nonce)?),
             expires_at: time(row.expires_at)?,

@@ -134,8 +134,8 @@ impl $store {
             let id_ = &device.identity;
             sqlx::query(
                 "INSERT INTO ticket_devices (ticket_id, position, model, serial, firmware, mac_address, reserved_email,
-                                             nonce, issued_at, tag)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                             nonce, issued_at, tag, export_id, exported_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(id)
             .bind(position as i64)
@@ -147,6 +147,8 @@ impl $store {
             .bind(hex(&device.nonce.0))
             .bind(device.issued_at.unix_seconds())
             .bind(hex(&device.tag.0))
+            .bind(device.binding.as_ref().map(|b| b.export_id.to_hex()))
+            .bind(device.binding.as_ref().map(|b| b.exported_by.as_str()))
             .execute(&mut *tx)
             .await
             .map_err(|e| {
@@ -821,7 +823,8 @@ impl Store for $store {
             .await
             .map_err(db)?;
         let devices: Vec<DeviceRow> = sqlx::query_as(
-            "SELECT model, serial, firmware, mac_address, reserved_email, nonce, issued_at, tag
+            "SELECT model, serial, firmware, mac_address, reserved_email, nonce, issued_at, tag,
+                    export_id, exported_by
              FROM ticket_devices WHERE ticket_id = $1 ORDER BY position",
         )
         .bind(row.id)
@@ -829,7 +832,8 @@ impl Store for $store {
         .await
         .map_err(db)?;
         let responses: Vec<ResponseRow> = sqlx::query_as(
-            "SELECT serial, nonce, key_id, expires_at, signature FROM responses WHERE ticket_id = $1 ORDER BY position",
+            "SELECT serial, nonce, key_id, expires_at, signature, export_id
+             FROM responses WHERE ticket_id = $1 ORDER BY position",
         )
         .bind(row.id)
         .fetch_all(&self.pool)
@@ -962,8 +966,9 @@ impl Store for $store {
         let email = user_email(&mut tx, approval.by).await?;
         for (position, response) in approval.responses.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO responses (ticket_id, position, serial, nonce, key_id, expires_at, signature, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO responses (ticket_id, position, serial, nonce, key_id, expires_at, signature, created_at,
+                                        export_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(approval.ticket_id)
             .bind(position as i64)
@@ -973,6 +978,7 @@ impl Store for $store {
             .bind(response.expires_at.unix_seconds())
             .bind(hex(&response.signature.0))
             .bind(at)
+            .bind(response.export_id.map(|id| id.to_hex()))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -1635,6 +1641,27 @@ impl Store for $store {
             detail: &detail,
         };
         record_step(tx, &step, None).await
+    }
+
+    async fn exporters_of_serial_since(
+        &self,
+        serial: &str,
+        since: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        // The exporting device of a ticket is its first entry (position 0), in version 1
+        // as in version 2, where the binding names it.
+        sqlx::query_scalar(
+            "SELECT DISTINCT f.serial FROM ticket_devices d
+               JOIN tickets t ON t.id = d.ticket_id
+               JOIN ticket_devices f ON f.ticket_id = d.ticket_id AND f.position = 0
+              WHERE d.serial = $1 AND t.created_at >= $2
+              ORDER BY f.serial",
+        )
+        .bind(serial)
+        .bind(since.unix_seconds())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
     }
 
     async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64> {

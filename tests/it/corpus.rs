@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use image::{ImageFormat, RgbImage};
 use resetdesk::device;
 use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, MacAddress, Timestamp};
-use resetdesk::protocol::{DeviceIdentity, ResetRequest, export_xml, qr, reset_string};
+use resetdesk::protocol::{
+    DeviceChallenge, DeviceIdentity, ExportBinding, PROTOCOL_VERSION, ResetRequest, export_xml, qr,
+    reset_string,
+};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -64,6 +67,8 @@ struct Case {
     no_photo: bool,
     #[serde(default)]
     cameras: usize,
+    /// The protocol version the devices export in (default: today's).
+    protocol: Option<u8>,
     #[serde(default)]
     issued_hours_ago: i64,
     #[serde(default)]
@@ -230,13 +235,14 @@ fn fresh(app: &TestApp, case: &Case, index: usize) -> Fresh {
         &master,
         keys.public_keys().unwrap(),
     );
-    let request = device::export(&mut own, case.cameras, Some(&master), issued).unwrap();
+    let version = case.protocol.unwrap_or(PROTOCOL_VERSION);
+    let request = device::export(&mut own, case.cameras, Some(&master), version, issued).unwrap();
     let mut other_state = device::provision(
         identity(&format!("OTHER-{index:05}")),
         &master,
         keys.public_keys().unwrap(),
     );
-    let other = device::export(&mut other_state, 0, Some(&master), issued).unwrap();
+    let other = device::export(&mut other_state, 0, Some(&master), version, issued).unwrap();
     Fresh {
         index,
         request,
@@ -553,9 +559,43 @@ fn mistype(grouped: &str, kind: &str) -> String {
     }
 }
 
+/// The own export's entries with the other device's (a fresh stand-alone export of
+/// someone else's camera) put in `first`, in the `middle` or `last`: the stitched export
+/// of issue 15.
+fn stitched_entries(fresh: &Fresh, position: &str) -> Vec<DeviceChallenge> {
+    let mut entries = fresh.request.devices().to_vec();
+    let at = match position {
+        "first" => 0,
+        "middle" => entries.len().div_ceil(2),
+        "last" => entries.len(),
+        other => panic!("unknown position {other}"),
+    };
+    entries.insert(at, fresh.other.devices()[0].clone());
+    entries
+}
+
+/// A stitched reset string. Version 2 strings carry the binding once, so the attacker
+/// writes the own export's binding for every entry (and the check symbols anew).
+fn stitched_string(fresh: &Fresh, position: &str) -> String {
+    let mut entries = stitched_entries(fresh, position);
+    if let Some(binding) = fresh.request.binding() {
+        let binding = ExportBinding {
+            export_id: binding.export_id,
+            exported_by: entries[0].identity.serial.clone(),
+        };
+        for entry in &mut entries {
+            entry.binding = Some(binding.clone());
+        }
+    }
+    reset_string::encode(&ResetRequest::new(entries).unwrap())
+}
+
 fn file_input(spec: &str, fresh: &Fresh, app: &TestApp, case: &Case) -> Vec<u8> {
     if spec == "@export" {
         return apply_replacements(case, fresh, export_xml::to_xml(&fresh.request));
+    }
+    if let Some(position) = spec.strip_prefix("@stitched:") {
+        return export_xml::write_entries(&stitched_entries(fresh, position)).into_bytes();
     }
     if let Some(kind) = spec.strip_prefix("@photo") {
         return photo(kind.trim_start_matches(':'), app);
@@ -656,7 +696,9 @@ fn parts(case: &Case, fresh: &Fresh, app: &TestApp, channel: &str) -> Vec<Part> 
             let value = match spec.strip_prefix("@export") {
                 Some(kind) => {
                     let kind = kind.trim_start_matches(':');
-                    if kind == "other-device-check" {
+                    if let Some(position) = kind.strip_prefix("stitched-") {
+                        stitched_string(fresh, position)
+                    } else if kind == "other-device-check" {
                         let own = reset_string::compact(&grouped);
                         let other = reset_string::compact(&reset_string::encode(&fresh.other));
                         format!("{}{}", &own[..own.len() - 2], &other[other.len() - 2..])

@@ -17,7 +17,9 @@ use resetdesk::domain::{
     DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, Role, Roles, Timestamp,
 };
 use resetdesk::mail::outbox::{OutboxWorker, Round};
-use resetdesk::protocol::{DeviceIdentity, ResetRequest, export_xml, qr, reset_string};
+use resetdesk::protocol::{
+    DeviceIdentity, PROTOCOL_VERSION, ResetRequest, export_xml, qr, reset_string,
+};
 use resetdesk::startup::Application;
 
 /// Every message the SMTP server accepted, as raw bytes.
@@ -574,8 +576,19 @@ impl TestApp {
         cameras: usize,
         issued_at: Timestamp,
     ) -> ResetRequest {
+        self.export_in(PROTOCOL_VERSION, state, cameras, issued_at)
+    }
+
+    /// "Forgot password" on a device whose firmware makes protocol `version` exports.
+    pub fn export_in(
+        &self,
+        version: u8,
+        state: &mut DeviceState,
+        cameras: usize,
+        issued_at: Timestamp,
+    ) -> ResetRequest {
         let master = self.keys().master_secret().unwrap();
-        device::export(state, cameras, Some(&master), issued_at).unwrap()
+        device::export(state, cameras, Some(&master), version, issued_at).unwrap()
     }
 }
 
@@ -860,7 +873,7 @@ pub fn fresh_submission(
         &keys.master_secret().unwrap(),
         keys.public_keys().unwrap(),
     );
-    let request = device::export(&mut state, 0, None, Timestamp::now()).unwrap();
+    let request = device::export(&mut state, 0, None, PROTOCOL_VERSION, Timestamp::now()).unwrap();
     export_part(
         customer_form(&format!("customer{i}@example.com")),
         &request,

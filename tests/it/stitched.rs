@@ -1,0 +1,340 @@
+//! Issue 15, part 1: a key for a camera you don't own. The attack copies the entry of a
+//! fresh export of someone else's camera into an export of one's own NVR and sends it
+//! with one's own label photo. Version 2 exports bind their entries together, so the desk
+//! refuses the stitched export outright; version 1 exports cannot show it, so several
+//! version 1 devices in one export need four eyes, and a serial seen under another
+//! exporting device is flagged whatever the version.
+
+use resetdesk::device;
+use resetdesk::protocol::{PROTOCOL_V1, PROTOCOL_V2, ResetRequest, export_xml};
+use serde_json::Value;
+
+use crate::desk_support::{
+    Backend, TestApp, customer_form, export_part, file_part, keys_in, label_photo, spawn_app_on,
+    spawn_app_on_with,
+};
+
+const ATTACKER_NVR: &str = "DS-7608NI-K2/ATTACKER0000000001";
+const VICTIM_CAMERA: &str = "DS-2CD2143G2-I/VICTIM000000000001";
+
+fn with_photo(form: reqwest::multipart::Form) -> reqwest::multipart::Form {
+    form.part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    )
+}
+
+fn xml_form(email: &str, xml: Vec<u8>) -> reqwest::multipart::Form {
+    with_photo(customer_form(email).part(
+        "export_xml",
+        file_part(xml, "export.xml", "application/xml"),
+    ))
+}
+
+/// The attacker's NVR export (with one camera) and the victim camera's fresh export,
+/// both in protocol `version`.
+fn exports(app: &TestApp, version: u8) -> (ResetRequest, ResetRequest) {
+    let mut nvr = app.device(ATTACKER_NVR, "DS-7608NI-K2");
+    let mut victim = app.device(VICTIM_CAMERA, "DS-2CD2143G2-I");
+    (
+        app.export_in(version, &mut nvr, 1, app.now()),
+        app.export_in(version, &mut victim, 0, app.now()),
+    )
+}
+
+/// The attacker's export with the victim's entry copied in last.
+fn stitched_xml(own: &ResetRequest, victim: &ResetRequest) -> Vec<u8> {
+    let mut entries = own.devices().to_vec();
+    entries.push(victim.devices()[0].clone());
+    export_xml::write_entries(&entries).into_bytes()
+}
+
+async fn ticket_detail(app: &TestApp, token: &str, number: &str) -> Value {
+    app.api_get(token, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+fn flags(detail: &Value) -> Vec<String> {
+    detail["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|flag| flag.as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn a_stitched_v2_export_is_refused_and_nothing_is_kept(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let (own, victim) = exports(&app, PROTOCOL_V2);
+    let response = app
+        .submit(xml_form("mallory@example.com", stitched_xml(&own, &victim)))
+        .await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("put together from several exports"),
+        "{body}"
+    );
+    assert_eq!(app.stored_counts().await, (0, 0, 0), "nothing half-stored");
+
+    // The victim's entry relabelled with the attacker's binding fails its MAC instead.
+    let relabelled = String::from_utf8(stitched_xml(&own, &victim))
+        .unwrap()
+        .replace(
+            &victim.binding().unwrap().export_id.to_hex(),
+            &own.binding().unwrap().export_id.to_hex(),
+        )
+        .replace(
+            &format!("<ExportedBy>{VICTIM_CAMERA}</ExportedBy>"),
+            &format!("<ExportedBy>{ATTACKER_NVR}</ExportedBy>"),
+        );
+    let response = app
+        .submit(xml_form("mallory@example.com", relabelled.into_bytes()))
+        .await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not made by a genuine device"),
+        "{body}"
+    );
+    assert_eq!(app.stored_counts().await, (0, 0, 0));
+
+    // The attacker's own export, unaltered, is taken and answered in version 2.
+    let response = app
+        .submit(with_photo(export_part(
+            customer_form("mallory@example.com"),
+            &own,
+            "xml",
+        )))
+        .await;
+    assert_eq!(response.status(), 201);
+}
+
+async fn a_v2_export_is_answered_in_v2_and_opens_every_unit(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let mut nvr = app.device(ATTACKER_NVR, "DS-7608NI-K2");
+    let request = app.export_in(PROTOCOL_V2, &mut nvr, 2, app.now());
+    let response = app
+        .submit(with_photo(export_part(
+            customer_form("owner@example.com"),
+            &request,
+            "string",
+        )))
+        .await;
+    assert_eq!(response.status(), 201);
+    let number = response.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.approve_by_api(&number).await;
+    app.run_outbox().await;
+    let approval = app
+        .mails_to("owner@example.com")
+        .into_iter()
+        .find(|mail| !mail.attachments.is_empty())
+        .expect("the approval mail");
+    let file = &approval.attachments[0].1;
+    let text = String::from_utf8_lossy(file);
+    assert!(
+        text.contains(r#"version="2""#)
+            && text.contains(&request.binding().unwrap().export_id.to_hex()),
+        "{text}"
+    );
+    let mut with_file = nvr.clone();
+    let report =
+        device::import_response(&mut with_file, file, "new admin password", app.now()).unwrap();
+    assert_eq!(report.len(), 3);
+    assert!(
+        report.iter().all(|(_, outcome)| outcome.is_ok()),
+        "{report:?}"
+    );
+    for (serial, key) in keys_in(&approval) {
+        let serial = resetdesk::domain::DeviceSerial::parse(&serial).unwrap();
+        device::import_key(
+            &mut nvr,
+            Some(&serial),
+            &key,
+            "new admin password",
+            app.now(),
+        )
+        .unwrap();
+    }
+}
+
+async fn a_v1_export_of_several_devices_needs_four_eyes(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let token = app.agent_token("agent@vendor.test").await;
+    let (own, victim) = exports(&app, PROTOCOL_V1);
+
+    // Version 1 cannot show the stitching: the export is taken, and flagged.
+    let response = app
+        .submit(xml_form("mallory@example.com", stitched_xml(&own, &victim)))
+        .await;
+    assert_eq!(response.status(), 201);
+    let number = response.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let detail = ticket_detail(&app, &token, &number).await;
+    assert!(
+        flags(&detail).contains(&"version 1 export: its devices are not bound together".to_owned()),
+        "{detail}"
+    );
+    // One agent's approval signs nothing: the key for the victim's camera stays unmade.
+    let approved = app
+        .api_post(
+            &token,
+            &format!("/api/v1/tickets/{number}/approve"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(approved.status(), 202, "a first approval of two");
+    app.run_outbox().await;
+    assert!(
+        app.mails_to("mallory@example.com")
+            .iter()
+            .all(|mail| mail.attachments.is_empty() && keys_in(mail).is_empty()),
+        "nothing signed after one approval"
+    );
+
+    // A one-device version 1 export is handled as before: no such flag.
+    let mut camera = app.device("DS-2CD2143G2-I/FIELD00000000001", "DS-2CD2143G2-I");
+    let single = app.export_in(PROTOCOL_V1, &mut camera, 0, app.now());
+    let response = app
+        .submit(with_photo(export_part(
+            customer_form("field@example.com"),
+            &single,
+            "xml",
+        )))
+        .await;
+    assert_eq!(response.status(), 201);
+    let number = response.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(flags(&ticket_detail(&app, &token, &number).await).is_empty());
+}
+
+async fn accept_v1_exports_off_refuses_version_1(backend: Backend) {
+    let Some(app) = spawn_app_on_with(backend, |s| s.accept_v1_exports = false).await else {
+        return;
+    };
+    let mut camera = app.device(VICTIM_CAMERA, "DS-2CD2143G2-I");
+    for kind in ["xml", "string"] {
+        let v1 = app.export_in(PROTOCOL_V1, &mut camera, 0, app.now());
+        let response = app
+            .submit(with_photo(export_part(
+                customer_form("field@example.com"),
+                &v1,
+                kind,
+            )))
+            .await;
+        assert_eq!(response.status(), 422, "{kind}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("older firmware"),
+            "{body}"
+        );
+    }
+    assert_eq!(app.stored_counts().await, (0, 0, 0));
+    let v2 = app.export_in(PROTOCOL_V2, &mut camera, 0, app.now());
+    let response = app
+        .submit(with_photo(export_part(
+            customer_form("field@example.com"),
+            &v2,
+            "xml",
+        )))
+        .await;
+    assert_eq!(response.status(), 201);
+}
+
+async fn a_serial_under_another_exporting_device_is_flagged(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let token = app.agent_token("agent@vendor.test").await;
+    // The owner's NVR exports itself and its camera; the ticket is on file.
+    let mut owners_nvr = app.device("DS-7608NI-K2/OWNER00000000001", "DS-7608NI-K2");
+    let owners = app.export_in(PROTOCOL_V2, &mut owners_nvr, 1, app.now());
+    let camera_serial = owners.devices()[1].identity.serial.clone();
+    let response = app
+        .submit(with_photo(export_part(
+            customer_form("owner@example.com"),
+            &owners,
+            "xml",
+        )))
+        .await;
+    assert_eq!(response.status(), 201);
+
+    // Days later the same camera turns up exported by another device (here: itself,
+    // stand-alone, as a camera taken down and reset elsewhere would be).
+    app.advance(3 * 24 * 3600);
+    let mut camera = app.device(camera_serial.as_str(), "DS-2CD2043G2-I");
+    let alone = app.export_in(PROTOCOL_V2, &mut camera, 0, app.now());
+    let response = app
+        .submit(with_photo(export_part(
+            customer_form("someone@example.com"),
+            &alone,
+            "xml",
+        )))
+        .await;
+    assert_eq!(response.status(), 201);
+    let number = response.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flags = flags(&ticket_detail(&app, &token, &number).await);
+    assert!(
+        flags.contains(&format!(
+            "{camera_serial} was exported in the last 30 days as part of another device's export (DS-7608NI-K2/OWNER00000000001)"
+        )),
+        "{flags:?}"
+    );
+
+    // The owner's NVR exporting its camera again is not "another device".
+    let again = app.export_in(PROTOCOL_V2, &mut owners_nvr, 1, app.now());
+    let response = app
+        .submit(with_photo(export_part(
+            customer_form("owner@example.com"),
+            &again,
+            "xml",
+        )))
+        .await;
+    let number = response.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flags = self::flags(&ticket_detail(&app, &token, &number).await);
+    assert!(
+        !flags
+            .iter()
+            .any(|flag| flag.contains("another device's export")),
+        "{flags:?}"
+    );
+}
+
+crate::on_both_backends!(
+    a_stitched_v2_export_is_refused_and_nothing_is_kept,
+    a_v2_export_is_answered_in_v2_and_opens_every_unit,
+    a_v1_export_of_several_devices_needs_four_eyes,
+    accept_v1_exports_off_refuses_version_1,
+    a_serial_under_another_exporting_device_is_flagged,
+);
