@@ -24,5 +24,6 @@ mod replicas;
 mod response_by_code;
 mod second_factor;
 pub mod serve_binary;
+mod sign_in_guessing;
 mod support;
 mod throttling;
