@@ -14,6 +14,9 @@ pub const SIGN_IN_PATH: &str = "/console/login";
 pub const SIGN_IN_FORM_COOKIE: &str = "rd_sign_in";
 /// How long a sign-in form's token lasts.
 pub const SIGN_IN_FORM_SECS: i64 = IDLE_SECS;
+/// A browser's sign-in form token is handed out again while it has this long left, so
+/// two tabs share one; after that a page gets a new one, with time to fill the form in.
+const SIGN_IN_FORM_REUSE_SECS: i64 = 3600;
 /// Where a signed-in-by-password session enters its TOTP or recovery code.
 pub const SECOND_FACTOR_PATH: &str = "/console/login/code";
 /// Where a user without a second factor enrols one, when one is required.
@@ -68,7 +71,9 @@ pub fn sign_in_form_token(
 ) -> (String, Option<Cookie<'static>>) {
     let secret = &desk.keys.desk_secret;
     let now = desk.clock.now().unix_seconds();
-    if let Some(token) = presented.filter(|t| secret.sign_in_form_token_is_valid(t, now + 3600)) {
+    if let Some(token) =
+        presented.filter(|t| secret.sign_in_form_token_is_valid(t, now + SIGN_IN_FORM_REUSE_SECS))
+    {
         return (token.to_owned(), None);
     }
     let token = secret.sign_in_form_token(now + SIGN_IN_FORM_SECS);
