@@ -93,6 +93,13 @@ pub fn signatures(key_id: &str, count: usize) {
         .increment(count as u64);
 }
 
+/// Counts a sign-in attempt by step (`password`, `code`) and outcome (`accepted`,
+/// `wrong`, `throttled`): how often someone is guessing, and how often they are stopped.
+pub fn sign_in(step: &'static str, outcome: &'static str) {
+    metrics::counter!("resetdesk_sign_in_attempts_total", "step" => step, "outcome" => outcome)
+        .increment(1);
+}
+
 /// Counts a mail delivery outcome.
 pub fn mail(outcome: &'static str) {
     metrics::counter!("resetdesk_mail_total", "outcome" => outcome).increment(1);

@@ -388,9 +388,22 @@ async fn sign_in(base: &str, seed: &Secret) -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a client");
+    let form = client
+        .get(format!("{base}/console/login"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("the sign-in page")
+        .text()
+        .await
+        .expect("its text");
     let response = client
         .post(format!("{base}/console/login"))
-        .form(&[("email", AGENT), ("password", BENCH_PASSWORD)])
+        .form(&[
+            ("csrf", csrf(&form).as_str()),
+            ("email", AGENT),
+            ("password", BENCH_PASSWORD),
+        ])
         .send()
         .await
         .expect("the sign-in answers");

@@ -1,8 +1,9 @@
 //! One gate in front of every console route. It authenticates the session cookie for
 //! every request under `/console` (except the sign-in page) and, for every request that
 //! can change something (any method but GET and HEAD), checks the form's CSRF token
-//! before the handler runs. A route added under `/console` later is protected without
-//! doing anything: there is no per-handler check to forget.
+//! before the handler runs: the session's, or on the sign-in page, which has no session
+//! yet, the signed token of its cookie. A route added under `/console` later is protected
+//! without doing anything: there is no per-handler check to forget.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -20,8 +21,13 @@ use crate::store::{SessionStage, StoreError};
 /// The largest console form body read for the CSRF check.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-fn is_public(request: &ServiceRequest) -> bool {
-    request.path() == "/console/login"
+/// The one console page open without a session.
+fn is_sign_in_form(request: &ServiceRequest) -> bool {
+    request.path() == session::SIGN_IN_PATH
+}
+
+fn changes_something(request: &ServiceRequest) -> bool {
+    !matches!(*request.method(), Method::GET | Method::HEAD)
 }
 
 /// Where a session at `stage` must go instead of `path`, if it may not be there.
@@ -66,11 +72,33 @@ fn csrf_field(body: &[u8]) -> Option<String> {
         .map(|(_, value)| value)
 }
 
+/// The form body of a request that changes something, read for its CSRF token and put
+/// back for the handler; none when it is too large to be a console form.
+async fn form_body(request: &mut ServiceRequest) -> Result<Option<web::Bytes>, actix_web::Error> {
+    let body = request.extract::<web::Bytes>().await?;
+    if body.len() > MAX_FORM_BYTES {
+        return Ok(None);
+    }
+    // The handler reads the same body again.
+    request.set_payload(actix_web::dev::Payload::from(body.clone()));
+    Ok(Some(body))
+}
+
+/// Console pages hold customers' details, CSRF tokens, new API tokens and recovery codes:
+/// no cache keeps a copy.
+fn no_store(mut response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    response.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 pub async fn console_guard(
     mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if !request.path().starts_with("/console") || is_public(&request) {
+    if !request.path().starts_with("/console") {
         return next
             .call(request)
             .await
@@ -79,6 +107,22 @@ pub async fn console_guard(
     let Some(desk) = request.app_data::<web::Data<Desk>>().cloned() else {
         return Ok(to_login(request));
     };
+    if is_sign_in_form(&request) {
+        // Without it a page elsewhere could sign a browser in to the page's own account
+        // (login CSRF), or spend an agent's sign-in attempts from the agent's browser.
+        if changes_something(&request) {
+            let cookie = request
+                .cookie(session::SIGN_IN_FORM_COOKIE)
+                .map(|c| c.value().to_owned());
+            let body = form_body(&mut request).await?;
+            let submitted = body.as_deref().and_then(csrf_field);
+            if !session::sign_in_form_matches(&desk, cookie.as_deref(), submitted.as_deref()) {
+                return Ok(refuse(request));
+            }
+        }
+        let response = next.call(request).await?.map_into_boxed_body();
+        return Ok(no_store(response));
+    }
     let Some(cookie) = request.cookie(session::COOKIE) else {
         return Ok(to_login(request));
     };
@@ -101,15 +145,11 @@ pub async fn console_guard(
                 .finish(),
         ));
     }
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        let body = request.extract::<web::Bytes>().await?;
-        if body.len() > MAX_FORM_BYTES
-            || !session::csrf_matches(&csrf, csrf_field(&body).as_deref())
-        {
+    if changes_something(&request) {
+        let body = form_body(&mut request).await?;
+        if !session::csrf_matches(&csrf, body.as_deref().and_then(csrf_field).as_deref()) {
             return Ok(refuse(request));
         }
-        // The handler reads the same body again.
-        request.set_payload(actix_web::dev::Payload::from(body));
     }
     request.extensions_mut().insert(ConsoleUser {
         user,
@@ -117,14 +157,8 @@ pub async fn console_guard(
         token_hash,
         stage,
     });
-    let mut response = next.call(request).await?.map_into_boxed_body();
-    // Console pages hold customers' details, CSRF tokens, new API tokens and recovery
-    // codes: no cache keeps a copy.
-    response.headers_mut().insert(
-        actix_web::http::header::CACHE_CONTROL,
-        actix_web::http::header::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    let response = next.call(request).await?.map_into_boxed_body();
+    Ok(no_store(response))
 }
 
 #[cfg(test)]

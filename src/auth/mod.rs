@@ -1,11 +1,14 @@
-//! Who is asking: console passwords (argon2id) and API tokens.
+//! Who is asking: console passwords (argon2id), API tokens, sessions and the limits on
+//! guessing them.
 //!
 //! Hashing a password costs tens of milliseconds of CPU on purpose; server code calls
 //! [`verify_password`] through `spawn_blocking` so it never stalls the async workers.
 
 pub mod console_guard;
+pub mod device_cookie;
 pub mod guard;
 pub mod session;
+pub mod throttle;
 pub mod totp;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};

@@ -5,6 +5,8 @@ use ring::hmac;
 const STATUS_LINK_DOMAIN: &[u8] = b"resetdesk.status-link.v1\0";
 const ACCESS_CODE_DOMAIN: &[u8] = b"resetdesk.access-code.v1\0";
 const RESPONSE_ACCESS_DOMAIN: &[u8] = b"resetdesk.response-access.v1\0";
+const SIGN_IN_FORM_DOMAIN: &[u8] = b"resetdesk.sign-in-form.v1\0";
+const DEVICE_COOKIE_DOMAIN: &[u8] = b"resetdesk.device-cookie.v1\0";
 
 /// The desk's own 32-byte secret for web links: a status link's token is an HMAC of the
 /// ticket number under it, so the desk can recompute a customer's link at any time
@@ -73,6 +75,69 @@ impl DeskSecret {
             )
     }
 
+    /// The sign-in form's CSRF token, made before any session exists: it travels in a
+    /// cookie and in the form (a signed double submit), so a page on another site, which
+    /// can neither read the cookie nor make a token the desk would accept, cannot post the
+    /// form in a browser's name. `<expiry>.<nonce>.<tag>`, the tag binding nonce and
+    /// expiry (Unix seconds).
+    pub fn sign_in_form_token(&self, expires_at: i64) -> String {
+        self.signed_token(SIGN_IN_FORM_DOMAIN, b"", expires_at, &new_nonce())
+    }
+
+    /// Whether `token` is a sign-in form token this desk made that has not expired.
+    pub fn sign_in_form_token_is_valid(&self, token: &str, now: i64) -> bool {
+        self.signed_token_nonce(SIGN_IN_FORM_DOMAIN, b"", token, now)
+            .is_some()
+    }
+
+    /// A device cookie (OWASP's "device cookies" against online guessing) for a browser
+    /// that completed a sign-in to `account`: `<expiry>.<nonce>.<tag>`, the tag binding
+    /// the account, the expiry and the nonce. It names no account, so it tells a reader
+    /// of the browser's cookies nothing; it proves itself only for the account it was
+    /// made for.
+    pub fn device_cookie(&self, account: &str, expires_at: i64) -> String {
+        self.signed_token(
+            DEVICE_COOKIE_DOMAIN,
+            account.as_bytes(),
+            expires_at,
+            &new_nonce(),
+        )
+    }
+
+    /// The device cookie's id (its nonce) when `cookie` is a live device cookie this desk
+    /// made for `account`; nothing for any other account, a forged or an expired cookie.
+    pub fn device_cookie_id<'a>(
+        &self,
+        account: &str,
+        cookie: &'a str,
+        now: i64,
+    ) -> Option<&'a str> {
+        self.signed_token_nonce(DEVICE_COOKIE_DOMAIN, account.as_bytes(), cookie, now)
+    }
+
+    fn signed_token(&self, domain: &[u8], bound: &[u8], expires_at: i64, nonce: &str) -> String {
+        let expiry = expires_at.to_string();
+        let tag = self.tag(domain, &[bound, expiry.as_bytes(), nonce.as_bytes()]);
+        format!("{expiry}.{nonce}.{}", crockford(&tag.as_ref()[..20]))
+    }
+
+    /// The nonce of a token `signed_token` made for `bound` that expires after `now`,
+    /// compared in constant time.
+    fn signed_token_nonce<'a>(
+        &self,
+        domain: &[u8],
+        bound: &[u8],
+        token: &'a str,
+        now: i64,
+    ) -> Option<&'a str> {
+        let mut parts = token.splitn(3, '.');
+        let (expiry, nonce) = (parts.next()?, parts.next()?);
+        let expires_at: i64 = expiry.parse().ok()?;
+        let expected = self.signed_token(domain, bound, expires_at, nonce);
+        (expires_at > now && super::constant_time_eq(expected.as_bytes(), token.as_bytes()))
+            .then_some(nonce)
+    }
+
     /// HMAC-SHA256 over a domain label and length-prefixed parts, so no two different
     /// inputs share a message.
     fn tag(&self, domain: &[u8], parts: &[&[u8]]) -> hmac::Tag {
@@ -85,6 +150,11 @@ impl DeskSecret {
         }
         context.sign()
     }
+}
+
+/// 120 random bits, as 24 Crockford base32 characters.
+fn new_nonce() -> String {
+    crockford(&super::random_bytes::<15>())
 }
 
 fn crockford(bytes: &[u8]) -> String {
@@ -155,5 +225,55 @@ mod tests {
         for nonsense in ["", "-", "abc-def", "1000", "1000-"] {
             assert!(!secret.response_access_is_valid("RQ-0000-1111", nonsense, 0));
         }
+    }
+
+    #[test]
+    fn sign_in_form_tokens_are_the_desks_and_expire() {
+        let secret = DeskSecret::from_bytes([1; 32]);
+        let token = secret.sign_in_form_token(1_000);
+        assert!(secret.sign_in_form_token_is_valid(&token, 999));
+        assert!(!secret.sign_in_form_token_is_valid(&token, 1_000));
+        assert_ne!(token, secret.sign_in_form_token(1_000), "each one is new");
+        assert!(!DeskSecret::from_bytes([2; 32]).sign_in_form_token_is_valid(&token, 999));
+        let stretched = token.replacen("1000", "9000", 1);
+        assert!(!secret.sign_in_form_token_is_valid(&stretched, 999));
+        for nonsense in ["", ".", "..", "1000..", "abc.def.ghi", "1000.x.y"] {
+            assert!(!secret.sign_in_form_token_is_valid(nonsense, 0));
+        }
+    }
+
+    #[test]
+    fn device_cookies_prove_themselves_for_their_account_only() {
+        let secret = DeskSecret::from_bytes([1; 32]);
+        let cookie = secret.device_cookie("ana@vendor.test", 1_000);
+        let id = secret
+            .device_cookie_id("ana@vendor.test", &cookie, 999)
+            .unwrap();
+        assert_eq!(id.len(), 24);
+        assert!(!cookie.contains("ana"), "the cookie names no account");
+        assert_eq!(
+            secret.device_cookie_id("bo@vendor.test", &cookie, 999),
+            None
+        );
+        assert_eq!(
+            secret.device_cookie_id("ana@vendor.test", &cookie, 1_000),
+            None
+        );
+        assert_eq!(
+            DeskSecret::from_bytes([2; 32]).device_cookie_id("ana@vendor.test", &cookie, 999),
+            None
+        );
+        // A device cookie is no sign-in form token, and the other way round.
+        assert!(!secret.sign_in_form_token_is_valid(&cookie, 999));
+        let form = secret.sign_in_form_token(1_000);
+        assert_eq!(secret.device_cookie_id("", &form, 999), None);
+        // Another nonce under the same tag is another cookie, which the desk never made.
+        let (_, rest) = cookie.split_once('.').unwrap();
+        let (_, tag) = rest.split_once('.').unwrap();
+        let borrowed = format!("1000.{}.{tag}", "0".repeat(24));
+        assert_eq!(
+            secret.device_cookie_id("ana@vendor.test", &borrowed, 999),
+            None
+        );
     }
 }

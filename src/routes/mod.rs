@@ -78,9 +78,15 @@ struct CustomerMessagePage<'a> {
 /// address in its `X-Forwarded-For`, which that proxy appended. A client cannot choose
 /// its own address by sending the header itself.
 pub fn client_address(desk: &crate::desk::Desk, request: &actix_web::HttpRequest) -> String {
-    let Some(peer) = request.peer_addr().map(|a| a.ip()) else {
-        return String::new();
-    };
+    client_ip(desk, request).map_or_else(String::new, |ip| ip.to_string())
+}
+
+/// The client's address as [`client_address`] finds it, as an address.
+pub fn client_ip(
+    desk: &crate::desk::Desk,
+    request: &actix_web::HttpRequest,
+) -> Option<std::net::IpAddr> {
+    let peer = request.peer_addr()?.ip();
     if desk.settings.trusted_proxies.contains(&peer)
         && let Some(forwarded) = request
             .headers()
@@ -89,9 +95,9 @@ pub fn client_address(desk: &crate::desk::Desk, request: &actix_web::HttpRequest
             .and_then(|v| v.rsplit(',').next())
             .and_then(|last| last.trim().parse::<std::net::IpAddr>().ok())
     {
-        return forwarded.to_string();
+        return Some(forwarded);
     }
-    peer.to_string()
+    Some(peer)
 }
 
 /// Whether the desk's cookies carry `Secure`: when it is served over HTTPS.

@@ -1,7 +1,8 @@
 //! Signing in to the console: password, then the second factor (or its enrolment when
 //! one is required), each step a session stage the console guard enforces. The session
 //! token is replaced at each step, so nothing learned before signing in is worth anything
-//! after.
+//! after. Each password or code is counted before it is checked (`auth::throttle`), and a
+//! completed sign-in gives the browser a device cookie (`auth::device_cookie`).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
@@ -11,11 +12,12 @@ use serde::Deserialize;
 
 use super::{html, message_page};
 use crate::auth::guard::ConsoleUser;
-use crate::auth::{self, session, totp};
+use crate::auth::throttle::{self, Admission};
+use crate::auth::{self, device_cookie, session, totp};
 use crate::desk::Desk;
 use crate::domain::EmailAddress;
 use crate::protocol::qr;
-use crate::store::{NewSession, SessionStage, StoreError, User};
+use crate::store::{LoginAttempt, LoginAttemptId, NewSession, SessionStage, StoreError, User};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(login_form)
@@ -32,7 +34,8 @@ fn failed(error: &(dyn std::error::Error + 'static)) -> HttpResponse {
     super::failure_page("Sign-in failed", error)
 }
 
-/// Starts a session at `stage` with a fresh token and sends the browser to its page.
+/// Starts a session at `stage` with a fresh token and sends the browser to its page. A
+/// completed sign-in also gives the browser a new device cookie for the account.
 async fn start_session(
     desk: &Desk,
     user: &User,
@@ -55,75 +58,107 @@ async fn start_session(
         SessionStage::SecondFactor => session::SECOND_FACTOR_PATH,
         SessionStage::Enrol => session::ENROL_PATH,
     };
-    Ok(HttpResponse::SeeOther()
+    let secure = super::secure_cookies(desk);
+    let mut response = HttpResponse::SeeOther();
+    response
         .insert_header((LOCATION, next))
-        .cookie(session::cookie(cookie_value, super::secure_cookies(desk)))
-        .finish())
+        .cookie(session::cookie(cookie_value, secure));
+    if stage == SessionStage::Full {
+        let account = throttle::account_key(user.email.as_str());
+        response.cookie(device_cookie::issue(desk, &account, now, secure));
+    }
+    Ok(response.finish())
 }
 
-/// Replaces a partial session with a full one.
-async fn promote(desk: &Desk, console: &ConsoleUser) -> Result<HttpResponse, StoreError> {
+/// Replaces a partial session with a full one. `device` is the device cookie the last
+/// step was counted for, if any.
+async fn promote(
+    desk: &Desk,
+    console: &ConsoleUser,
+    device: Option<&str>,
+) -> Result<HttpResponse, StoreError> {
     desk.store.delete_session(&console.token_hash).await?;
     // Failures are forgotten only when the whole sign-in succeeded: a right password
-    // alone must not reset the count of wrong codes.
+    // alone must not reset the count of wrong codes. And only those of the bucket the
+    // sign-in counted in: an agent signing in from their own browser gives a stranger
+    // guessing at the account no fresh tries.
     desk.store
-        .clear_login_failures(&console.user.email.as_str().to_ascii_lowercase())
+        .clear_login_failures(&throttle::account_key(console.user.email.as_str()), device)
         .await?;
     start_session(desk, &console.user, SessionStage::Full).await
 }
 
-/// The window failed sign-ins are counted in.
-const FAILURE_WINDOW_SECS: i64 = 15 * 60;
+/// An attempt counted before it is checked.
+struct Counted {
+    id: LoginAttemptId,
+    /// The device cookie it was counted for, if the browser presented a valid one.
+    device: Option<String>,
+}
 
-/// Refuses a sign-in attempt while its account or address has too many recent failures;
-/// the answer says how long to wait.
-async fn throttled(
+/// Counts a sign-in attempt at `account` from this request before its password or code
+/// is checked; while too many have failed, the page to answer with, naming the wait.
+async fn count_attempt(
     desk: &Desk,
+    request: &HttpRequest,
     account: &str,
-    address: &str,
-) -> Result<Option<HttpResponse>, StoreError> {
+    step: &'static str,
+) -> Result<Counted, HttpResponse> {
     let now = desk.clock.now();
-    let failures = desk
-        .store
-        .login_failures(account, address, now.plus_seconds(-FAILURE_WINDOW_SECS))
-        .await?;
-    let settings = &desk.settings;
-    let wait = |oldest: Option<crate::domain::Timestamp>| {
-        oldest.map_or(FAILURE_WINDOW_SECS, |t| {
-            (t.unix_seconds() + FAILURE_WINDOW_SECS - now.unix_seconds()).max(1)
-        })
+    let device = device_cookie::presented(desk, request, account, now);
+    let address = throttle::network_key(super::client_ip(desk, request));
+    let attempt = LoginAttempt {
+        account,
+        address: &address,
+        device: device.as_deref(),
+        at: now,
     };
-    let retry_after = if failures.account >= i64::from(settings.login_failures_per_account) {
-        wait(failures.account_oldest)
-    } else if failures.address >= i64::from(settings.login_failures_per_address) {
-        wait(failures.address_oldest)
-    } else {
-        return Ok(None);
-    };
-    let page = message_page(
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many failed sign-ins",
-        &format!("Too many failed sign-ins: try again in {retry_after} s."),
-    );
-    Ok(Some(super::with_retry_after(page, Some(retry_after))))
+    match throttle::admit(desk, &attempt).await {
+        Ok(Admission::Counted(id)) => Ok(Counted { id, device }),
+        Ok(Admission::Refused { retry_after }) => {
+            crate::observability::sign_in(step, "throttled");
+            let page = message_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins",
+                &format!("Too many failed sign-ins: try again in {retry_after} s."),
+            );
+            Err(super::with_retry_after(page, Some(retry_after)))
+        }
+        Err(error) => Err(failed(&error)),
+    }
 }
 
 #[derive(Template)]
 #[template(path = "console/login.html")]
 struct LoginPage {
+    csrf: String,
     email: String,
     error: Option<String>,
 }
 
+/// The sign-in page with its CSRF token (and the cookie for it, when it is new).
+fn login_page(
+    desk: &Desk,
+    request: &HttpRequest,
+    status: StatusCode,
+    email: String,
+    error: Option<String>,
+) -> HttpResponse {
+    let presented = request.cookie(session::SIGN_IN_FORM_COOKIE);
+    let (csrf, cookie) = session::sign_in_form_token(
+        desk,
+        presented.as_ref().map(|c| c.value()),
+        super::secure_cookies(desk),
+    );
+    let mut response = html(status, &LoginPage { csrf, email, error });
+    if let Some(cookie) = cookie {
+        let _ = response.add_cookie(&cookie);
+    }
+    response
+}
+
 #[get("/console/login")]
-async fn login_form() -> HttpResponse {
-    html(
-        StatusCode::OK,
-        &LoginPage {
-            email: String::new(),
-            error: None,
-        },
-    )
+async fn login_form(desk: web::Data<Desk>, request: HttpRequest) -> HttpResponse {
+    login_page(&desk, &request, StatusCode::OK, String::new(), None)
 }
 
 #[derive(Deserialize)]
@@ -143,6 +178,7 @@ fn no_such_user_hash() -> String {
     .clone()
 }
 
+/// The password step. The console guard has checked the form's CSRF token.
 #[post("/console/login")]
 async fn login_submit(
     desk: web::Data<Desk>,
@@ -150,22 +186,11 @@ async fn login_submit(
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    // The account key is what was typed, cleaned of anything a database refuses (a NUL
-    // byte would be a 500 on PostgreSQL) and bounded.
-    let account: String = form
-        .email
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(254)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let address = super::client_address(&desk, &request);
-    match throttled(&desk, &account, &address).await {
-        Ok(Some(refusal)) => return refusal,
-        Ok(None) => {}
-        Err(error) => return failed(&error),
-    }
+    let account = throttle::account_key(&form.email);
+    let attempt = match count_attempt(&desk, &request, &account, "password").await {
+        Ok(attempt) => attempt,
+        Err(refusal) => return refusal,
+    };
     let user = match EmailAddress::parse(&form.email) {
         Ok(email) => match desk.store.user_by_email(&email).await {
             Ok(user) => Some(user),
@@ -182,6 +207,8 @@ async fn login_submit(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|u| matches && !u.disabled) else {
+        // The attempt stays counted: it is a failure now.
+        crate::observability::sign_in("password", "wrong");
         // People type passwords into the e-mail field; the hash-chained audit log keeps
         // forever what it is given, so it gets the identifier only if it is an address.
         let attempted = EmailAddress::parse(&account)
@@ -193,19 +220,18 @@ async fn login_submit(
         {
             tracing::error!(%error, "could not audit a failed sign-in");
         }
-        if let Err(error) = desk
-            .store
-            .record_login_failure(&account, &address, desk.clock.now())
-            .await
-        {
-            return failed(&error);
-        }
-        let page = LoginPage {
-            email: form.email,
-            error: Some("The e-mail or the password is wrong.".to_owned()),
-        };
-        return html(StatusCode::UNAUTHORIZED, &page);
+        return login_page(
+            &desk,
+            &request,
+            StatusCode::UNAUTHORIZED,
+            form.email,
+            Some("The e-mail or the password is wrong.".to_owned()),
+        );
     };
+    crate::observability::sign_in("password", "accepted");
+    if let Err(error) = desk.store.release_login_attempt(attempt.id).await {
+        return failed(&error);
+    }
     let stage = if user.totp_secret.is_some() {
         SessionStage::SecondFactor
     } else if desk.settings.requires_2fa() {
@@ -214,7 +240,10 @@ async fn login_submit(
         SessionStage::Full
     };
     if stage == SessionStage::Full
-        && let Err(error) = desk.store.clear_login_failures(&account).await
+        && let Err(error) = desk
+            .store
+            .clear_login_failures(&account, attempt.device.as_deref())
+            .await
     {
         return failed(&error);
     }
@@ -257,13 +286,11 @@ async fn code_submit(
     let typed = form.code.clone().unwrap_or_default();
     let now = desk.clock.now();
     let user = &console.user;
-    let account = user.email.as_str().to_ascii_lowercase();
-    let address = super::client_address(&desk, &request);
-    match throttled(&desk, &account, &address).await {
-        Ok(Some(refusal)) => return refusal,
-        Ok(None) => {}
-        Err(error) => return failed(&error),
-    }
+    let account = throttle::account_key(user.email.as_str());
+    let attempt = match count_attempt(&desk, &request, &account, "code").await {
+        Ok(attempt) => attempt,
+        Err(refusal) => return refusal,
+    };
     let step = user
         .totp_secret
         .as_ref()
@@ -279,23 +306,24 @@ async fn code_submit(
         None => Ok(false),
     };
     match accepted {
-        Ok(true) => promote(&desk, &console)
-            .await
-            .unwrap_or_else(|e| failed(&e)),
+        Ok(true) => {
+            crate::observability::sign_in("code", "accepted");
+            if let Err(error) = desk.store.release_login_attempt(attempt.id).await {
+                return failed(&error);
+            }
+            promote(&desk, &console, attempt.device.as_deref())
+                .await
+                .unwrap_or_else(|e| failed(&e))
+        }
         Ok(false) => {
+            // The attempt stays counted: it is a failure now.
+            crate::observability::sign_in("code", "wrong");
             if let Err(error) = desk
                 .store
                 .audit(now, user.email.as_str(), "second_factor_failed", "")
                 .await
             {
                 tracing::error!(%error, "could not audit a failed second factor");
-            }
-            if let Err(error) = desk
-                .store
-                .record_login_failure(&account, &address, now)
-                .await
-            {
-                return failed(&error);
             }
             let page = CodePage {
                 csrf: console.csrf.clone(),
@@ -374,6 +402,7 @@ async fn enrol_qr(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
 #[post("/console/enrol")]
 async fn enrol_submit(
     desk: web::Data<Desk>,
+    request: HttpRequest,
     console: ConsoleUser,
     form: web::Form<CodeForm>,
 ) -> HttpResponse {
@@ -402,7 +431,9 @@ async fn enrol_submit(
         return failed(&error);
     }
     // The page with the recovery codes carries the new, full session's cookie.
-    let redirect = match promote(&desk, &console).await {
+    let account = throttle::account_key(console.user.email.as_str());
+    let device = device_cookie::presented(&desk, &request, &account, now);
+    let redirect = match promote(&desk, &console, device.as_deref()).await {
         Ok(response) => response,
         Err(error) => return failed(&error),
     };

@@ -9,9 +9,9 @@ use crate::domain::{
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
-    Approval, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval, NewAccessCode,
-    NewApiToken, NewMail, NewSession, NewTicket, QueueCursor, QueueFilter, SessionStage, Store,
-    StoreError, TokenScope, UserId,
+    Approval, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval, LoginAttempt,
+    LoginLimits, LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket,
+    QueueCursor, QueueFilter, SessionStage, Store, StoreError, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -1166,6 +1166,184 @@ pub async fn a_repeat_request_names_the_earlier_approval(store: &dyn Store) {
     assert_eq!(store.ticket(&number).await.unwrap().repeat_of, None);
 }
 
+pub async fn sign_in_attempts_are_counted_before_they_are_checked(store: &dyn Store) {
+    let limits = LoginLimits {
+        per_account: 3,
+        per_address: 5,
+        per_device: 2,
+        window_secs: 900,
+    };
+    let attempt = |account, address, device, seconds| LoginAttempt {
+        account,
+        address,
+        device,
+        at: at(seconds),
+    };
+    let reserve = |attempt: LoginAttempt<'static>| async move {
+        store
+            .reserve_login_attempt(&attempt, &limits)
+            .await
+            .unwrap()
+    };
+    let counted = |outcomes: &[LoginReservation]| {
+        outcomes
+            .iter()
+            .filter(|r| matches!(r, LoginReservation::Counted(_)))
+            .count()
+    };
+    // Open the pool's connections first: on a pool with one, a burst would be served one
+    // after the other and prove nothing.
+    futures_util::future::join_all((0..16).map(|_| store.ping())).await;
+    // Twenty attempts at once, on as many connections as the pool gives: three counted.
+    let burst = futures_util::future::join_all(
+        (0..20).map(|_| reserve(attempt("ana@vendor.test", "203.0.113.7", None, 0))),
+    )
+    .await;
+    assert_eq!(counted(&burst), 3, "{burst:?}");
+    assert!(burst.contains(&LoginReservation::Refused {
+        oldest: Some(at(0))
+    }));
+    // The address has room for two more attempts, at any account.
+    for seconds in [1, 2] {
+        let outcome = reserve(attempt("bo@vendor.test", "203.0.113.7", None, seconds)).await;
+        assert!(
+            matches!(outcome, LoginReservation::Counted(_)),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(
+        reserve(attempt("cy@vendor.test", "203.0.113.7", None, 3)).await,
+        LoginReservation::Refused {
+            oldest: Some(at(0))
+        },
+        "the address is full"
+    );
+    assert!(matches!(
+        reserve(attempt("cy@vendor.test", "203.0.113.8", None, 3)).await,
+        LoginReservation::Counted(_)
+    ));
+    // A device cookie counts on its own, however full the account and the address are.
+    let LoginReservation::Counted(first) = reserve(attempt(
+        "ana@vendor.test",
+        "203.0.113.7",
+        Some("device-a"),
+        4,
+    ))
+    .await
+    else {
+        panic!("a device cookie has its own count");
+    };
+    assert!(matches!(
+        reserve(attempt(
+            "ana@vendor.test",
+            "203.0.113.7",
+            Some("device-a"),
+            5
+        ))
+        .await,
+        LoginReservation::Counted(_)
+    ));
+    assert_eq!(
+        reserve(attempt(
+            "ana@vendor.test",
+            "203.0.113.7",
+            Some("device-a"),
+            6
+        ))
+        .await,
+        LoginReservation::Refused {
+            oldest: Some(at(4))
+        }
+    );
+    assert!(matches!(
+        reserve(attempt(
+            "ana@vendor.test",
+            "203.0.113.7",
+            Some("device-b"),
+            6
+        ))
+        .await,
+        LoginReservation::Counted(_)
+    ));
+    // A right password is uncounted.
+    store.release_login_attempt(first).await.unwrap();
+    assert!(matches!(
+        reserve(attempt(
+            "ana@vendor.test",
+            "203.0.113.7",
+            Some("device-a"),
+            7
+        ))
+        .await,
+        LoginReservation::Counted(_)
+    ));
+    // A completed sign-in forgets its own bucket's failures, and no other's.
+    store
+        .clear_login_failures("ana@vendor.test", Some("device-a"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        reserve(attempt(
+            "ana@vendor.test",
+            "203.0.113.9",
+            Some("device-a"),
+            8
+        ))
+        .await,
+        LoginReservation::Counted(_)
+    ));
+    assert!(matches!(
+        reserve(attempt("ana@vendor.test", "203.0.113.9", None, 8)).await,
+        LoginReservation::Refused { .. }
+    ));
+    store
+        .clear_login_failures("ana@vendor.test", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        reserve(attempt("ana@vendor.test", "203.0.113.9", None, 9)).await,
+        LoginReservation::Counted(_)
+    ));
+    assert!(matches!(
+        reserve(attempt(
+            "ana@vendor.test",
+            "203.0.113.9",
+            Some("device-b"),
+            9
+        ))
+        .await,
+        LoginReservation::Counted(_)
+    ));
+    assert_eq!(
+        reserve(attempt(
+            "ana@vendor.test",
+            "203.0.113.9",
+            Some("device-b"),
+            9
+        ))
+        .await,
+        LoginReservation::Refused {
+            oldest: Some(at(6))
+        },
+        "the other device's count is whole"
+    );
+    // Attempts older than the window no longer count.
+    assert!(matches!(
+        reserve(attempt("bo@vendor.test", "203.0.113.8", None, 3)).await,
+        LoginReservation::Counted(_)
+    ));
+    assert_eq!(
+        reserve(attempt("bo@vendor.test", "203.0.113.8", None, 900)).await,
+        LoginReservation::Refused {
+            oldest: Some(at(1))
+        }
+    );
+    assert!(matches!(
+        reserve(attempt("bo@vendor.test", "203.0.113.8", None, 901)).await,
+        LoginReservation::Counted(_)
+    ));
+}
+
 /// Runs every check above, each on a fresh store from `fresh`, which returns a guard that
 /// cleans the database up and the store, or nothing when that backend cannot run here.
 macro_rules! conformance_suite {
@@ -1267,6 +1445,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::a_repeat_request_names_the_earlier_approval(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn sign_in_attempts_are_counted_before_they_are_checked() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::sign_in_attempts_are_counted_before_they_are_checked(store.as_ref()).await;
         }
         #[tokio::test]
         async fn sessions_expire_when_idle() {

@@ -124,13 +124,43 @@ pub struct User {
     pub totp_pending: Option<Secret>,
 }
 
-/// Recent failed sign-ins, per account and per client address.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoginFailures {
-    pub account: i64,
-    pub account_oldest: Option<Timestamp>,
-    pub address: i64,
-    pub address_oldest: Option<Timestamp>,
+/// A sign-in attempt (a password, or a second-factor code), counted before it is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginAttempt<'a> {
+    /// The account as typed, cleaned (`auth::throttle::account_key`).
+    pub account: &'a str,
+    /// The client's network: its IPv4 address, or the /64 of its IPv6 address.
+    pub address: &'a str,
+    /// The id of a valid device cookie for `account` that the browser presented: the
+    /// attempt is then counted for that device cookie alone, so strangers' failures on
+    /// the account or the address do not hold it back.
+    pub device: Option<&'a str>,
+    pub at: Timestamp,
+}
+
+/// How many attempts each bucket counts within `window_secs` before it refuses more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Per account, from browsers without a device cookie for it.
+    pub per_account: i64,
+    /// Per client network, from browsers without a device cookie for the account.
+    pub per_address: i64,
+    /// Per device cookie.
+    pub per_device: i64,
+    pub window_secs: i64,
+}
+
+/// A counted sign-in attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginAttemptId(pub i64);
+
+/// What came of counting a sign-in attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginReservation {
+    /// Counted, as a failure until it is released: the password or code may be checked.
+    Counted(LoginAttemptId),
+    /// A bucket the attempt counts in is full; `oldest` is its oldest attempt in the window.
+    Refused { oldest: Option<Timestamp> },
 }
 
 /// How far a sign-in has come.
@@ -638,22 +668,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(User, String, SessionStage)>;
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
 
-    /// Records a failed sign-in (wrong password or wrong second factor).
-    async fn record_login_failure(
+    /// Counts a sign-in attempt before its password or code is checked, unless a bucket
+    /// it counts in already holds its limit of attempts in the window: per account and
+    /// per address, or per device cookie when `attempt.device` names one. Counting and
+    /// checking the count are one transaction holding the buckets' locks, so however many
+    /// attempts arrive at once, on however many replicas, no bucket lets more through
+    /// than its limit.
+    async fn reserve_login_attempt(
         &self,
-        account: &str,
-        address: &str,
-        now: Timestamp,
-    ) -> StoreResult<()>;
-    /// Failures after `since`, for the account and for the address, with the oldest of each.
-    async fn login_failures(
-        &self,
-        account: &str,
-        address: &str,
-        since: Timestamp,
-    ) -> StoreResult<LoginFailures>;
-    /// Forgets an account's failures after it signs in.
-    async fn clear_login_failures(&self, account: &str) -> StoreResult<()>;
+        attempt: &LoginAttempt<'_>,
+        limits: &LoginLimits,
+    ) -> StoreResult<LoginReservation>;
+    /// Uncounts an attempt whose password or code was right: only failures count.
+    async fn release_login_attempt(&self, id: LoginAttemptId) -> StoreResult<()>;
+    /// Forgets the failures of the bucket a completed sign-in counted in: the account's
+    /// (attempts without a device cookie) when `device` is none, else that device cookie's.
+    async fn clear_login_failures(&self, account: &str, device: Option<&str>) -> StoreResult<()>;
 
     /// Stores a seed to enrol (replacing an unconfirmed one).
     async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()>;

@@ -1,7 +1,8 @@
 //! The backend for several replicas on one PostgreSQL database. Writers run concurrently,
 //! so what SQLite gets from its single write lock is explicit here: the outbox claim skips
 //! rows another worker has locked (`FOR UPDATE SKIP LOCKED`), a first approval locks its
-//! ticket row, and appends to the audit chain take a transaction-scoped advisory lock.
+//! ticket row, and appends to the audit chain and counts of sign-in attempts take
+//! transaction-scoped advisory locks.
 //! The behaviour itself is `sql_store!` (shared.rs); this file holds only what is
 //! PostgreSQL's own.
 
@@ -16,10 +17,12 @@ use super::rows::{
     self, DeviceRow, EventRow, MailStatusRow, OutboxRow, ResponseRow, SummaryRow, TicketRow,
     UserRow, hex,
 };
+use super::shared::LoginBucket;
 use super::{
-    ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginFailures, NewAccessCode,
-    NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store,
-    StoreError, StoreResult, TicketDetail, TicketSummary, TokenScope, User, UserId,
+    ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginAttempt, LoginAttemptId,
+    LoginLimits, LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket,
+    OutboxMessage, QueueFilter, SessionStage, Store, StoreError, StoreResult, TicketDetail,
+    TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
 use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};
@@ -75,6 +78,25 @@ const AUDIT_CHAIN_LOCK: i64 = 0x0052_4441_5544_4954;
 async fn lock_audit_chain(tx: &mut Transaction<'static, Postgres>) -> StoreResult<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(AUDIT_CHAIN_LOCK)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Serialises the counting of sign-in attempts in one bucket across every connection and
+/// replica until the transaction ends: without it two attempts at once would both count
+/// the same free place under READ COMMITTED, and both be checked. Each kind of bucket
+/// has a lock namespace of its own (the two-key advisory locks); names share a key only
+/// when their hashes collide, which makes them wait for each other, never wrong.
+async fn lock_login_bucket(
+    tx: &mut Transaction<'static, Postgres>,
+    bucket: LoginBucket,
+    key: &str,
+) -> StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(bucket.lock_class())
+        .bind(key)
         .execute(&mut **tx)
         .await
         .map_err(db)?;

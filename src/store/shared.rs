@@ -2,8 +2,46 @@
 //! whole `Store` implementation inside a backend's module; the backend supplies what
 //! differs between dialects: its pool and transaction type, `write()` (how a write
 //! transaction starts), `writer()` (where a single write statement runs), `MIGRATOR`, `QUEUE_SEARCH`, `CLAIM_DUE_MAIL`,
-//! `serial_prefix_pattern` and `lock_audit_chain`. All SQL here is the dialect SQLite and
-//! PostgreSQL share (`$N` parameters, `CAST`, `COUNT(*) FILTER`).
+//! `serial_prefix_pattern`, `lock_audit_chain` and `lock_login_bucket`. All SQL here is the
+//! dialect SQLite and PostgreSQL share (`$N` parameters, `CAST`, `COUNT(*) FILTER`).
+
+/// A bucket sign-in attempts are counted in (`Store::reserve_login_attempt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LoginBucket {
+    /// One account, from browsers without a device cookie for it.
+    Account,
+    /// One client network, from browsers without a device cookie for the account.
+    Address,
+    /// One device cookie.
+    Device,
+}
+
+impl LoginBucket {
+    /// The attempts counted in the bucket named by `$1` after `$2`, and the oldest.
+    pub(super) fn count_query(self) -> &'static str {
+        match self {
+            Self::Account => {
+                "SELECT COUNT(*), MIN(at) FROM login_failures WHERE account = $1 AND device IS NULL AND at > $2"
+            }
+            Self::Address => {
+                "SELECT COUNT(*), MIN(at) FROM login_failures WHERE address = $1 AND device IS NULL AND at > $2"
+            }
+            Self::Device => {
+                "SELECT COUNT(*), MIN(at) FROM login_failures WHERE device = $1 AND at > $2"
+            }
+        }
+    }
+
+    /// A lock namespace of its own per kind of bucket ("RDLA", "RDLN", "RDLD"), for
+    /// backends that lock buckets by name.
+    pub(super) fn lock_class(self) -> i32 {
+        match self {
+            Self::Account => 0x5244_4C41,
+            Self::Address => 0x5244_4C4E,
+            Self::Device => 0x5244_4C44,
+        }
+    }
+}
 
 /// The queue row's columns; a macro so each query can `concat!` its own filter.
 macro_rules! summary_select {
@@ -1393,58 +1431,70 @@ impl Store for $store {
         Ok((self.user_by_id(UserId(user_id)).await?, csrf, stage))
     }
 
-    async fn record_login_failure(
+    async fn reserve_login_attempt(
         &self,
-        account: &str,
-        address: &str,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO login_failures (account, address, at) VALUES ($1, $2, $3)")
-            .bind(account)
-            .bind(address)
-            .bind(now.unix_seconds())
+        attempt: &LoginAttempt<'_>,
+        limits: &LoginLimits,
+    ) -> StoreResult<LoginReservation> {
+        // A browser with a device cookie for the account counts in that cookie's bucket
+        // alone; any other in the account's and its network's. Buckets are locked in this
+        // order, account before address, so two attempts never wait on each other in a
+        // circle.
+        let buckets = match attempt.device {
+            Some(device) => vec![(LoginBucket::Device, device, limits.per_device)],
+            None => vec![
+                (LoginBucket::Account, attempt.account, limits.per_account),
+                (LoginBucket::Address, attempt.address, limits.per_address),
+            ],
+        };
+        let since = attempt.at.unix_seconds() - limits.window_secs;
+        let mut tx = self.write().await?;
+        for (bucket, key, _) in &buckets {
+            lock_login_bucket(&mut tx, *bucket, key).await?;
+        }
+        for (bucket, key, limit) in &buckets {
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(bucket.count_query())
+                .bind(*key)
+                .bind(since)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            if count >= *limit {
+                return Ok(LoginReservation::Refused {
+                    oldest: oldest.map(rows::time).transpose()?,
+                });
+            }
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO login_failures (account, address, device, at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(attempt.account)
+        .bind(attempt.address)
+        .bind(attempt.device)
+        .bind(attempt.at.unix_seconds())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(LoginReservation::Counted(LoginAttemptId(id)))
+    }
+
+    async fn release_login_attempt(&self, id: LoginAttemptId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE id = $1")
+            .bind(id.0)
             .execute(self.writer())
             .await
             .map_err(db)?;
         Ok(())
     }
 
-    async fn login_failures(
-        &self,
-        account: &str,
-        address: &str,
-        since: Timestamp,
-    ) -> StoreResult<LoginFailures> {
-        let (account_count, account_oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE account = $1 AND at > $2",
-        )
-        .bind(account)
-        .bind(since.unix_seconds())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        let (address_count, address_oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(at) FROM login_failures WHERE address = $1 AND at > $2",
-        )
-        .bind(address)
-        .bind(since.unix_seconds())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(LoginFailures {
-            account: account_count,
-            account_oldest: account_oldest.map(rows::time).transpose()?,
-            address: address_count,
-            address_oldest: address_oldest.map(rows::time).transpose()?,
-        })
-    }
-
-    async fn clear_login_failures(&self, account: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE account = $1")
-            .bind(account)
-            .execute(self.writer())
-            .await
-            .map_err(db)?;
+    async fn clear_login_failures(&self, account: &str, device: Option<&str>) -> StoreResult<()> {
+        let query = match device {
+            Some(device) => sqlx::query("DELETE FROM login_failures WHERE device = $1").bind(device),
+            None => sqlx::query("DELETE FROM login_failures WHERE account = $1 AND device IS NULL")
+                .bind(account),
+        };
+        query.execute(self.writer()).await.map_err(db)?;
         Ok(())
     }
 

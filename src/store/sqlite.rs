@@ -18,10 +18,12 @@ use super::rows::{
     self, DeviceRow, EventRow, MailStatusRow, OutboxRow, ResponseRow, SummaryRow, TicketRow,
     UserRow, hex,
 };
+use super::shared::LoginBucket;
 use super::{
-    ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginFailures, NewAccessCode,
-    NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store,
-    StoreError, StoreResult, TicketDetail, TicketSummary, TokenScope, User, UserId,
+    ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginAttempt, LoginAttemptId,
+    LoginLimits, LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket,
+    OutboxMessage, QueueFilter, SessionStage, Store, StoreError, StoreResult, TicketDetail,
+    TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
 use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};
@@ -69,6 +71,16 @@ fn serial_prefix_pattern(prefix: &str) -> String {
 
 /// The write lock `BEGIN IMMEDIATE` took already serialises appends to the chain.
 async fn lock_audit_chain(_tx: &mut Transaction<'static, Sqlite>) -> StoreResult<()> {
+    Ok(())
+}
+
+/// The write lock `BEGIN IMMEDIATE` took already serialises every count of sign-in
+/// attempts: no two see the same free place in a bucket.
+async fn lock_login_bucket(
+    _tx: &mut Transaction<'static, Sqlite>,
+    _bucket: LoginBucket,
+    _key: &str,
+) -> StoreResult<()> {
     Ok(())
 }
 

@@ -24,9 +24,12 @@ fn resetdesk(app: &TestApp, args: &[&str]) -> (i32, String, String) {
 
 async fn a_full_session(app: &TestApp) {
     app.create_agent("agent@vendor.test").await;
-    let failed = crate::desk_support::browser()
+    let browser = crate::desk_support::browser();
+    let token = crate::desk_support::sign_in_token(&browser, &app.base).await;
+    let failed = browser
         .post(app.url("/console/login"))
         .form(&[
+            ("csrf", token.as_str()),
             ("email", "agent@vendor.test"),
             ("password", "wrong password!"),
         ])

@@ -691,6 +691,20 @@ pub fn csrf(html: &str) -> String {
     find_after(html, "name=\"csrf\"", "value")
 }
 
+/// The sign-in form's CSRF token, from the page as `client` sees it at `base` (its cookie
+/// jar keeps the cookie half).
+pub async fn sign_in_token(client: &reqwest::Client, base: &str) -> String {
+    let page = client
+        .get(format!("{base}/console/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    csrf(&page)
+}
+
 /// A browser-like client with its own cookie jar.
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
@@ -729,6 +743,19 @@ impl TestApp {
         self.seeds.lock().unwrap().insert(email.to_owned(), seed);
     }
 
+    /// Every code `email`'s authenticator app could show now and the desk accept (one
+    /// step of drift either way).
+    pub fn totp_codes_in_force(&self, email: &str) -> Vec<String> {
+        let seeds = self.seeds.lock().unwrap();
+        [-30, 0, 30]
+            .into_iter()
+            .map(|drift| {
+                resetdesk::auth::totp::code_at(&seeds[email], self.now().plus_seconds(drift))
+                    .unwrap()
+            })
+            .collect()
+    }
+
     /// The code `email`'s authenticator app shows now.
     pub fn totp_code(&self, email: &str) -> String {
         let seeds = self.seeds.lock().unwrap();
@@ -738,9 +765,14 @@ impl TestApp {
     /// Signs in to the console with password and TOTP code; returns the agent's browser.
     pub async fn sign_in(&self, email: &str) -> reqwest::Client {
         let client = browser();
+        let token = sign_in_token(&client, &self.base).await;
         let response = client
             .post(self.url("/console/login"))
-            .form(&[("email", email), ("password", AGENT_PASSWORD)])
+            .form(&[
+                ("csrf", token.as_str()),
+                ("email", email),
+                ("password", AGENT_PASSWORD),
+            ])
             .send()
             .await
             .unwrap();

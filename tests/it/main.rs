@@ -24,6 +24,7 @@ mod replicas;
 mod response_by_code;
 mod second_factor;
 pub mod serve_binary;
+mod sign_in_guessing;
 mod stitched;
 mod support;
 mod throttling;

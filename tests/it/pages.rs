@@ -6,7 +6,7 @@ use resetdesk::domain::Timestamp;
 
 use crate::desk_support::{
     Backend, TestApp, browser, csrf, customer_form, export_part, file_part, find_after,
-    label_photo, spawn_app_on,
+    label_photo, sign_in_token, spawn_app_on,
 };
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
@@ -118,9 +118,12 @@ async fn an_agent_signs_in_claims_and_approves_in_the_console(backend: Backend) 
         assert_eq!(response.status(), 303, "{path}");
         assert_eq!(response.headers()["location"], "/console/login");
     }
-    let wrong = browser()
+    let stranger = browser();
+    let token = sign_in_token(&stranger, &app.base).await;
+    let wrong = stranger
         .post(app.url("/console/login"))
         .form(&[
+            ("csrf", token.as_str()),
             ("email", "agent@vendor.test"),
             ("password", "not the password"),
         ])

@@ -187,9 +187,11 @@ async fn three_replicas_sign_and_mail_each_ticket_exactly_once() {
     // A console session made on one replica is good on the others: sessions live in the
     // database, not in a process.
     let browser = crate::desk_support::browser();
+    let token = crate::desk_support::sign_in_token(&browser, &bases[0]).await;
     let signed_in = browser
         .post(format!("{}/console/login", bases[0]))
         .form(&[
+            ("csrf", token.as_str()),
             ("email", "alice@vendor.test"),
             ("password", "correct horse battery staple"),
         ])

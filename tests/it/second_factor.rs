@@ -5,7 +5,8 @@ use resetdesk::auth::totp;
 use resetdesk::domain::{EmailAddress, Role, Roles, Timestamp};
 
 use crate::desk_support::{
-    AGENT_PASSWORD, Backend, TestApp, browser, csrf, spawn_app_on, spawn_app_with, text_after,
+    AGENT_PASSWORD, Backend, TestApp, browser, csrf, sign_in_token, spawn_app_on, spawn_app_with,
+    text_after,
 };
 
 async fn user_without_second_factor(app: &TestApp, email: &str) {
@@ -24,9 +25,14 @@ async fn user_without_second_factor(app: &TestApp, email: &str) {
 }
 
 async fn password_step(app: &TestApp, client: &reqwest::Client, email: &str) -> String {
+    let token = sign_in_token(client, &app.base).await;
     let response = client
         .post(app.url("/console/login"))
-        .form(&[("email", email), ("password", AGENT_PASSWORD)])
+        .form(&[
+            ("csrf", token.as_str()),
+            ("email", email),
+            ("password", AGENT_PASSWORD),
+        ])
         .send()
         .await
         .unwrap();

@@ -334,9 +334,14 @@ async fn a_full_run_never_logs_a_secret() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    let sign_in_token = crate::desk_support::sign_in_token(&console, &base).await;
     let login = console
         .post(format!("{base}/console/login"))
-        .form(&[("email", "agent@vendor.test"), ("password", PASSWORD)])
+        .form(&[
+            ("csrf", sign_in_token.as_str()),
+            ("email", "agent@vendor.test"),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();

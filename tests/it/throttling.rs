@@ -5,15 +5,21 @@ use resetdesk::domain::Timestamp;
 
 use crate::desk_support::{
     AGENT_PASSWORD, TestApp, browser, customer_form, export_part, file_part, label_photo,
-    spawn_app, spawn_app_with,
+    sign_in_token, spawn_app, spawn_app_with,
 };
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
 
 async fn try_password(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
-    browser()
+    let browser = browser();
+    let token = sign_in_token(&browser, &app.base).await;
+    browser
         .post(app.url("/console/login"))
-        .form(&[("email", email), ("password", password)])
+        .form(&[
+            ("csrf", token.as_str()),
+            ("email", email),
+            ("password", password),
+        ])
         .send()
         .await
         .unwrap()
@@ -212,9 +218,14 @@ async fn a_right_password_does_not_reset_the_count_of_wrong_codes() {
     app.create_agent("agent@vendor.test").await;
     for round in 0..2 {
         let client = browser();
+        let token = sign_in_token(&client, &app.base).await;
         let login = client
             .post(app.url("/console/login"))
-            .form(&[("email", "agent@vendor.test"), ("password", AGENT_PASSWORD)])
+            .form(&[
+                ("csrf", token.as_str()),
+                ("email", "agent@vendor.test"),
+                ("password", AGENT_PASSWORD),
+            ])
             .send()
             .await
             .unwrap();
@@ -224,9 +235,14 @@ async fn a_right_password_does_not_reset_the_count_of_wrong_codes() {
         }
     }
     let client = browser();
+    let token = sign_in_token(&client, &app.base).await;
     let locked = client
         .post(app.url("/console/login"))
-        .form(&[("email", "agent@vendor.test"), ("password", AGENT_PASSWORD)])
+        .form(&[
+            ("csrf", token.as_str()),
+            ("email", "agent@vendor.test"),
+            ("password", AGENT_PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
