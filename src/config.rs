@@ -65,6 +65,9 @@ pub struct Settings {
     /// Whether exports in protocol version 1 (entries not bound to their export) are
     /// taken at all; a version 1 export of several devices always needs four eyes.
     pub accept_v1_exports: bool,
+    /// The vendor's own e-mail domains: a request from one of them (or a subdomain)
+    /// comes from staff, so it always needs four eyes.
+    pub staff_domains: Vec<String>,
     /// Whether every console user needs a second factor; unset means yes, except with
     /// `serve --dev`.
     pub require_2fa: Option<bool>,
@@ -124,6 +127,7 @@ impl Default for Settings {
             max_clock_skew_secs: crate::protocol::DEFAULT_MAX_CLOCK_SKEW_SECS,
             watch_domains: Vec::new(),
             accept_v1_exports: true,
+            staff_domains: Vec::new(),
             require_2fa: None,
             dev: false,
             intake_per_ip_per_hour: 30,
@@ -167,6 +171,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "max_clock_skew_secs",
     "watch_domains",
     "accept_v1_exports",
+    "staff_domains",
     "require_2fa",
     "intake_per_ip_per_hour",
     "intake_per_serial_per_hour",
@@ -253,6 +258,9 @@ impl Settings {
                 _ => None,
             }
         }
+        let domains_invalid = || {
+            invalid("expected domains separated by commas, such as example.com, mail.example.net")
+        };
         match name {
             "listen" => {
                 self.listen = value
@@ -354,19 +362,8 @@ impl Settings {
                     .filter(|n| *n >= 0)
                     .ok_or_else(|| invalid("expected seconds"))?
             }
-            "watch_domains" => {
-                let domains: Vec<String> = value
-                    .split([',', ' '])
-                    .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
-                    .filter(|d| !d.is_empty())
-                    .collect();
-                if domains.iter().any(|d| !d.contains('.') || d.contains('@')) {
-                    return Err(invalid(
-                        "expected domains separated by commas, such as example.com, mail.example.net",
-                    ));
-                }
-                self.watch_domains = domains;
-            }
+            "watch_domains" => self.watch_domains = domains(value).ok_or_else(domains_invalid)?,
+            "staff_domains" => self.staff_domains = domains(value).ok_or_else(domains_invalid)?,
             "intake_per_ip_per_hour" => {
                 self.intake_per_ip_per_hour =
                     number(value).ok_or_else(|| invalid("expected a whole number (0: no limit)"))?
@@ -451,9 +448,43 @@ impl Settings {
     }
 }
 
+/// Domains separated by commas or spaces (a leading `@` allowed), lower-cased; `None`
+/// when one of them is no domain.
+fn domains(value: &str) -> Option<Vec<String>> {
+    let domains: Vec<String> = value
+        .split([',', ' '])
+        .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+        .collect();
+    (!domains.iter().any(|d| !d.contains('.') || d.contains('@'))).then_some(domains)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staff_and_watched_domains_are_lists_of_domains() {
+        let settings = Settings::load_from(
+            None,
+            &env(&[
+                (
+                    "RESETDESK_STAFF_DOMAINS",
+                    "Vendor.example, @support.vendor.example",
+                ),
+                ("RESETDESK_WATCH_DOMAINS", "suspicious.test"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.staff_domains,
+            ["vendor.example", "support.vendor.example"]
+        );
+        assert_eq!(settings.watch_domains, ["suspicious.test"]);
+        let err = Settings::load_from(None, &env(&[("RESETDESK_STAFF_DOMAINS", "localhost")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("staff_domains"), "{err}");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -43,12 +43,12 @@ pub enum UserCommand {
         #[arg(long)]
         expires_days: Option<u32>,
     },
-    /// Stop a user from signing in or using tokens, and end the user's sessions.
+    /// Stop a user from signing in, end the user's sessions and revoke the user's API tokens.
     Disable {
         #[arg(long, value_parser = email_arg)]
         email: EmailAddress,
     },
-    /// Let a disabled user sign in again.
+    /// Let a disabled user sign in again (the API tokens revoked by disabling stay revoked).
     Enable {
         #[arg(long, value_parser = email_arg)]
         email: EmailAddress,
@@ -270,12 +270,14 @@ pub fn user(command: &UserCommand, settings: Settings, clock: &dyn Clock) -> Cli
             UserCommand::Disable { email } => {
                 let user = find_user(store.as_ref(), email).await?;
                 store.set_disabled(user.id, true, CLI_ACTOR, now).await?;
-                println!("disabled {email}; its sessions are ended and its tokens refused");
+                println!(
+                    "disabled {email}; its sessions are ended and its API tokens revoked (enabling it again does not restore them)"
+                );
             }
             UserCommand::Enable { email } => {
                 let user = find_user(store.as_ref(), email).await?;
                 store.set_disabled(user.id, false, CLI_ACTOR, now).await?;
-                println!("enabled {email}");
+                println!("enabled {email}; it needs new API tokens (`resetdesk user token`)");
             }
             UserCommand::SetRole { email, roles } => {
                 let roles =

@@ -16,6 +16,9 @@ pub enum EmailError {
     BadDomain,
 }
 
+/// Gmail's domains: one inbox for both, and dots in the local part are ignored.
+const GMAIL_DOMAINS: [&str; 2] = ["gmail.com", "googlemail.com"];
+
 /// An e-mail address in the conservative form that is safe to put in a mail header,
 /// an XML export and an HTML page without escaping surprises: the local part uses
 /// `A-Z a-z 0-9 . _ % + -`, the domain is a dotted host name, stored lower case.
@@ -65,13 +68,24 @@ impl EmailAddress {
         &self.0
     }
 
-    /// The mailbox an address delivers to, for "is this the same person": local part
-    /// lower-cased and any `+tag` dropped (`Ana+x@Example.com` and `ana@example.com` are
-    /// one mailbox at the providers that matter).
+    /// The mailbox an address delivers to, for "is this the same person" (four eyes:
+    /// nobody approves their own request): local part lower-cased and any `+tag`
+    /// dropped (`Ana+x@Example.com` and `ana@example.com` are one mailbox at the
+    /// providers that matter); at Gmail, which ignores dots in the local part and
+    /// delivers `googlemail.com` to the same inbox, the dots go and the domain is
+    /// `gmail.com` (`J.O.Smith@googlemail.com` is `josmith@gmail.com`).
     pub fn mailbox(&self) -> String {
         let (local, domain) = self.0.rsplit_once('@').unwrap_or((&self.0, ""));
-        let local = local.split('+').next().unwrap_or(local);
-        format!("{}@{domain}", local.to_ascii_lowercase())
+        let local = local
+            .split('+')
+            .next()
+            .unwrap_or(local)
+            .to_ascii_lowercase();
+        if GMAIL_DOMAINS.contains(&domain) {
+            format!("{}@gmail.com", local.replace('.', ""))
+        } else {
+            format!("{local}@{domain}")
+        }
     }
 
     pub fn domain(&self) -> &str {
@@ -117,6 +131,38 @@ mod tests {
         assert_ne!(
             a.mailbox(),
             EmailAddress::parse("anna@example.com").unwrap().mailbox()
+        );
+    }
+
+    #[test]
+    fn mailbox_ignores_dots_only_where_gmail_does() {
+        let console = EmailAddress::parse("jo.smith@gmail.com").unwrap();
+        for personal in [
+            "JoSmith@gmail.com",
+            "j.o.s.m.i.t.h+reset@GMAIL.com",
+            "Jo.Smith@googlemail.com",
+        ] {
+            assert_eq!(
+                EmailAddress::parse(personal).unwrap().mailbox(),
+                console.mailbox(),
+                "{personal}"
+            );
+        }
+        assert_eq!(console.mailbox(), "josmith@gmail.com");
+        // Elsewhere a dot is part of the name: jo.smith and josmith are two people.
+        assert_ne!(
+            EmailAddress::parse("jo.smith@example.com")
+                .unwrap()
+                .mailbox(),
+            EmailAddress::parse("josmith@example.com")
+                .unwrap()
+                .mailbox()
+        );
+        assert_ne!(
+            EmailAddress::parse("jo.smith@gmail.com.example.net")
+                .unwrap()
+                .mailbox(),
+            console.mailbox()
         );
     }
 

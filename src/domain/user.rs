@@ -67,6 +67,13 @@ impl Roles {
         self.contains(Role::Agent) || self.contains(Role::Supervisor)
     }
 
+    /// The roles of `self` that `before` lacks: what a change from `before` to `self`
+    /// gives. `None` when it gives nothing.
+    pub fn added_to(self, before: Roles) -> Option<Roles> {
+        let bits = self.0 & !before.0;
+        (bits != 0).then_some(Self(bits))
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Role> {
         Role::ALL.into_iter().filter(move |r| self.contains(*r))
     }
@@ -111,5 +118,16 @@ mod tests {
         assert_eq!(Roles::of(&[]), None);
         assert_eq!(Roles::parse_stored("agent,root"), None);
         assert_eq!(admin_supervisor.to_string(), "supervisor + admin");
+        let agent = Roles::of(&[Role::Agent]).unwrap();
+        assert_eq!(
+            admin_supervisor.added_to(agent),
+            Some(admin_supervisor),
+            "an agent made supervisor and admin is given both"
+        );
+        assert_eq!(
+            agent.added_to(admin_supervisor.added_to(agent).unwrap()),
+            Some(agent)
+        );
+        assert_eq!(agent.added_to(Roles::of(&Role::ALL).unwrap()), None);
     }
 }

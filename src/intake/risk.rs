@@ -72,6 +72,7 @@ pub async fn flags(
             customer.domain()
         ));
     }
+    flags.extend(insider(desk, customer).await?);
     if devices.len() > MAX_ORDINARY_DEVICES {
         flags.push(format!(
             "{} devices in one export (more than {MAX_ORDINARY_DEVICES})",
@@ -79,4 +80,88 @@ pub async fn flags(
         ));
     }
     Ok(flags)
+}
+
+/// Whether a request comes from inside, as flags: the customer's address is at one of
+/// the `staff_domains` (or a subdomain), or is the mailbox of a console user (case,
+/// `+tag` and Gmail's dots aside, `EmailAddress::mailbox`). An agent who sends a
+/// request for their own device from such an address cannot approve it alone. Asked at
+/// intake, and again at approval: a console user created after the request came in
+/// still counts.
+pub async fn insider(desk: &Desk, customer: &EmailAddress) -> Result<Vec<String>, StoreError> {
+    let users = desk.store.users().await?;
+    let addresses: Vec<&EmailAddress> = users.iter().map(|u| &u.email).collect();
+    Ok(insider_flags(
+        &desk.settings.staff_domains,
+        &addresses,
+        customer,
+    ))
+}
+
+fn insider_flags(
+    staff_domains: &[String],
+    console_addresses: &[&EmailAddress],
+    customer: &EmailAddress,
+) -> Vec<String> {
+    let domain = customer.domain();
+    let staff_domain = staff_domains.iter().find(|d| {
+        domain == d.as_str()
+            || domain
+                .strip_suffix(d.as_str())
+                .is_some_and(|sub| sub.ends_with('.'))
+    });
+    let mut flags: Vec<String> = staff_domain
+        .map(|d| format!("the customer's address belongs to staff: {d} is a staff domain"))
+        .into_iter()
+        .collect();
+    let mailbox = customer.mailbox();
+    flags.extend(
+        console_addresses
+            .iter()
+            .filter(|a| a.mailbox() == mailbox)
+            .map(|a| format!("the customer's address is the address of console user {a}")),
+    );
+    flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(staff: &[&str], console: &[&str], customer: &str) -> Vec<String> {
+        let staff: Vec<String> = staff.iter().map(|d| d.to_string()).collect();
+        let console: Vec<EmailAddress> = console
+            .iter()
+            .map(|a| EmailAddress::parse(a).unwrap())
+            .collect();
+        let console: Vec<&EmailAddress> = console.iter().collect();
+        insider_flags(&staff, &console, &EmailAddress::parse(customer).unwrap())
+    }
+
+    #[test]
+    fn staff_domains_and_their_subdomains_are_inside() {
+        let staff = ["vendor.example"];
+        assert_eq!(
+            flags(&staff, &[], "ana@vendor.example"),
+            ["the customer's address belongs to staff: vendor.example is a staff domain"]
+        );
+        assert_eq!(flags(&staff, &[], "ana@eu.vendor.example").len(), 1);
+        assert!(flags(&staff, &[], "ana@notvendor.example").is_empty());
+        assert!(flags(&staff, &[], "ana@vendor.example.net").is_empty());
+        assert!(flags(&[], &[], "ana@vendor.example").is_empty());
+    }
+
+    #[test]
+    fn a_console_users_address_is_inside_however_it_is_written() {
+        let console = ["jo.smith@gmail.com", "Sam@vendor.example"];
+        for customer in ["JoSmith+reset@googlemail.com", "jo.smith@gmail.com"] {
+            assert_eq!(
+                flags(&[], &console, customer),
+                ["the customer's address is the address of console user jo.smith@gmail.com"],
+                "{customer}"
+            );
+        }
+        assert_eq!(flags(&[], &console, "sam+x@VENDOR.example").len(), 1);
+        assert!(flags(&[], &console, "s.am@vendor.example").is_empty());
+    }
 }

@@ -3,6 +3,8 @@
 //! mail and audit entries in one transaction; the store's "only if still open" update
 //! makes a second approval, by anyone, a conflict that signs nothing.
 
+pub mod cooldown;
+
 use crate::desk::Desk;
 use crate::domain::{Role, TicketNumber, TicketStatus};
 use crate::mail::compose;
@@ -87,9 +89,10 @@ fn approving_role(user: &User) -> Role {
 }
 
 /// Approves a ticket. An ordinary ticket is signed at once; a flagged ticket (a risk
-/// rule fired at intake) needs two approvals from two different people, at least one a
-/// supervisor, and is signed only by the second. Nobody approves a ticket twice, and
-/// nobody approves a ticket whose customer e-mail is their own.
+/// rule fired at intake, or the customer's address is found at approval to be staff's,
+/// `risk::insider`) needs two approvals from two independent people (`cooldown`), at
+/// least one a supervisor, and is signed only by the second. Nobody approves a ticket
+/// twice, and nobody approves a ticket whose customer e-mail is their own mailbox.
 #[tracing::instrument(skip_all, fields(ticket = %number, agent = %user.email), err(level = "info"))]
 pub async fn approve(
     desk: &Desk,
@@ -112,10 +115,11 @@ pub async fn approve(
         )));
     }
     if ticket.customer.email.mailbox() == user.email.mailbox() {
-        return Err(ReviewError::Forbidden(
-            "you cannot approve a ticket whose customer e-mail is your own: another person must"
-                .to_owned(),
-        ));
+        let reason = format!(
+            "you cannot approve a ticket whose customer e-mail is your own: {} is the mailbox of your console address {}; two other people must approve it",
+            ticket.customer.email, user.email
+        );
+        return Err(refuse(desk, &ticket, user, reason, desk.clock.now()).await);
     }
     if ticket.approvals.iter().any(|a| a.by == user.id) {
         return Err(ReviewError::Conflict(
@@ -124,7 +128,11 @@ pub async fn approve(
     }
     let as_role = approving_role(user);
     let now = desk.clock.now();
-    let flagged = !ticket.summary.flags.is_empty();
+    // Asked again now: an address can have become a console user's since intake.
+    let insider = crate::intake::risk::insider(desk, &ticket.customer.email)
+        .await
+        .map_err(ReviewError::internal)?;
+    let flagged = !ticket.summary.flags.is_empty() || !insider.is_empty();
     if flagged && ticket.approvals.is_empty() {
         desk.store
             .add_first_approval(&FirstApproval {
@@ -149,6 +157,22 @@ pub async fn approve(
         return Err(ReviewError::Forbidden(
             "this flagged ticket needs a supervisor's approval: the first approval was an agent's, so a supervisor must give the second".to_owned(),
         ));
+    }
+    // Read before the approval's transaction, and sound all the same: a grant that can
+    // make the two approvers one person (an account, roles or a password the other gave)
+    // was made before the approval that used it, so it is already here to be seen.
+    if flagged {
+        let grants = desk
+            .store
+            .grants_since(cooldown::window_start(now))
+            .await
+            .map_err(ReviewError::internal)?;
+        for first in &ticket.approvals {
+            if let Err(link) = cooldown::check(first.by, user.id, &grants) {
+                let reason = link.explain(&first.email);
+                return Err(refuse(desk, &ticket, user, reason, now).await);
+            }
+        }
     }
     // Re-checked at approval: the export may have expired while it waited in the queue.
     let request = ResetRequest::new(ticket.devices.clone()).map_err(ReviewError::internal)?;
@@ -189,6 +213,28 @@ pub async fn approve(
     tracing::info!(devices = responses.len(), key_id = %signer.id(), "ticket approved and signed");
     crate::observability::signatures(signer.id().as_str(), responses.len());
     Ok(Approved::Signed)
+}
+
+/// Refuses an approval for a reason the ticket's history and the audit log keep: who
+/// tried, and why they may not.
+async fn refuse(
+    desk: &Desk,
+    ticket: &TicketDetail,
+    user: &User,
+    reason: String,
+    now: crate::domain::Timestamp,
+) -> ReviewError {
+    match desk
+        .store
+        .record_refused_approval(ticket.id, user.id, &reason, now)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(%reason, "approval refused");
+            ReviewError::Forbidden(reason)
+        }
+        Err(e) => ReviewError::internal(e),
+    }
 }
 
 /// An approver's note: plain text, possibly empty.

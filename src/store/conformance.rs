@@ -9,9 +9,9 @@ use crate::domain::{
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
-    Approval, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval, LoginAttempt,
-    LoginLimits, LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket,
-    QueueCursor, QueueFilter, SessionStage, Store, StoreError, TokenScope, UserId,
+    Approval, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind,
+    LoginAttempt, LoginLimits, LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession,
+    NewTicket, QueueCursor, QueueFilter, SessionStage, Store, StoreError, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -1344,10 +1344,190 @@ pub async fn sign_in_attempts_are_counted_before_they_are_checked(store: &dyn St
     ));
 }
 
+/// Who gave whom an account, roles or a password is recorded with the change, with the
+/// giver resolved from the actor's address; the command line gives as nobody.
+pub async fn grants_are_recorded_with_their_giver(store: &dyn Store) {
+    let root = user_with(store, "root@vendor.test", &[Role::Admin]).await;
+    assert_eq!(store.grants_since(at(0)).await.unwrap(), vec![]);
+    let agent = Roles::of(&[Role::Agent]).unwrap();
+    let new = store
+        .create_user(
+            &email("new@vendor.test"),
+            "h",
+            agent,
+            "root@vendor.test",
+            at(1),
+        )
+        .await
+        .unwrap();
+    let both = Roles::of(&[Role::Agent, Role::Supervisor]).unwrap();
+    for (roles, actor, when) in [
+        (both, "root@vendor.test", 2),
+        (both, "root@vendor.test", 3),
+        (Roles::of(&Role::ALL).unwrap(), "cli", 4),
+        (agent, "root@vendor.test", 5),
+    ] {
+        store.set_roles(new, roles, actor, at(when)).await.unwrap();
+    }
+    store
+        .set_password(new, "h2", "root@vendor.test", at(6))
+        .await
+        .unwrap();
+    let grants = store.grants_since(at(1)).await.unwrap();
+    let seen: Vec<_> = grants
+        .iter()
+        .map(|g| (g.user, g.by, g.kind, g.roles, g.at))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (new, root, GrantKind::Created, Some(agent), at(1)),
+            (
+                new,
+                root,
+                GrantKind::Roles,
+                Some(Roles::of(&[Role::Supervisor]).unwrap()),
+                at(2)
+            ),
+            (new, root, GrantKind::Password, None, at(6)),
+        ],
+        "only added roles are given; the command line and removals give nothing"
+    );
+    assert_eq!(
+        (grants[0].by_email.as_str(), grants[0].user_email.as_str()),
+        ("root@vendor.test", "new@vendor.test")
+    );
+    assert_eq!(store.grants_since(at(3)).await.unwrap().len(), 1);
+    let changed = store
+        .recent_audit(None, Some("roles_changed"), 10)
+        .await
+        .unwrap();
+    assert!(
+        changed
+            .iter()
+            .any(|e| e.detail == "new@vendor.test is now agent + supervisor (given supervisor)"),
+        "{changed:?}"
+    );
+}
+
+/// Disabling revokes the API tokens: enabling again brings none back.
+pub async fn disabling_revokes_api_tokens_for_good(store: &dyn Store) {
+    let id = agent(store, "agent@vendor.test").await;
+    for hash in ["hash-a", "hash-b"] {
+        store
+            .create_api_token(&NewApiToken {
+                user: id,
+                token_hash: hash,
+                name: "ci",
+                scope: TokenScope::Decide,
+                expires_at: None,
+                created_at: at(0),
+            })
+            .await
+            .unwrap();
+    }
+    assert!(store.user_by_api_token("hash-a", at(1)).await.is_ok());
+    store
+        .set_disabled(id, true, "admin@vendor.test", at(2))
+        .await
+        .unwrap();
+    store
+        .set_disabled(id, false, "admin@vendor.test", at(3))
+        .await
+        .unwrap();
+    for hash in ["hash-a", "hash-b"] {
+        assert!(
+            matches!(
+                store.user_by_api_token(hash, at(4)).await,
+                Err(StoreError::NotFound)
+            ),
+            "{hash} stays revoked"
+        );
+    }
+    assert!(
+        store
+            .api_tokens(id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.revoked)
+    );
+    let disabled = store
+        .recent_audit(None, Some("user_disabled"), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        disabled[0].detail,
+        "agent@vendor.test: sessions ended, 2 API token(s) revoked"
+    );
+}
+
+/// A refused approval is kept in the ticket's history and the audit log; nothing else
+/// changes.
+pub async fn a_refused_approval_is_recorded(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let number = created(
+        store,
+        &ticket(
+            "alice@example.com",
+            vec![challenge("SERIAL-0042", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let detail = store.ticket(&number).await.unwrap();
+    store
+        .record_refused_approval(detail.id, alice, "her own address", at(11))
+        .await
+        .unwrap();
+    let after = store.ticket(&number).await.unwrap();
+    assert_eq!(after.summary.status, TicketStatus::Open);
+    assert!(after.approvals.is_empty());
+    let event = after.events.last().unwrap();
+    assert_eq!(
+        (
+            event.actor.as_str(),
+            event.kind.as_str(),
+            event.detail.as_str()
+        ),
+        ("alice@vendor.test", "approval_refused", "her own address")
+    );
+    let audit = store
+        .recent_audit(Some("alice@vendor.test"), Some("approve_refused"), 10)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].ticket_id, audit[0].detail.as_str()),
+        (Some(detail.id), "her own address")
+    );
+}
+
 /// Runs every check above, each on a fresh store from `fresh`, which returns a guard that
 /// cleans the database up and the store, or nothing when that backend cannot run here.
 macro_rules! conformance_suite {
     ($fresh:expr) => {
+        #[tokio::test]
+        async fn grants_are_recorded_with_their_giver() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::grants_are_recorded_with_their_giver(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn disabling_revokes_api_tokens_for_good() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::disabling_revokes_api_tokens_for_good(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_refused_approval_is_recorded() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_refused_approval_is_recorded(store.as_ref()).await;
+        }
         #[tokio::test]
         async fn users_and_tokens() {
             let Some((_guard, store)) = $fresh.await else {

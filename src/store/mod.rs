@@ -236,6 +236,47 @@ pub struct NewApiToken<'a> {
     pub created_at: Timestamp,
 }
 
+/// What an admin gave a console user (`user_grants`, migration 0009).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantKind {
+    /// The account itself, with its first roles.
+    Created,
+    /// Roles added to an existing account.
+    Roles,
+    /// A new password.
+    Password,
+}
+
+impl GrantKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Roles => "roles",
+            Self::Password => "password",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Created, Self::Roles, Self::Password]
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+    }
+}
+
+/// A grant one console user made to another. Grants made from the command line have
+/// no giver among the users and are not listed as these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub user: UserId,
+    pub user_email: String,
+    pub kind: GrantKind,
+    /// The roles given: all of them for `Created`, the added ones for `Roles`.
+    pub roles: Option<Roles>,
+    pub by: UserId,
+    pub by_email: String,
+    pub at: Timestamp,
+}
+
 /// How the customer sent the export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportForm {
@@ -509,7 +550,9 @@ pub trait Store: Send + Sync + 'static {
     /// Open tickets and the creation time of the oldest, for the queue gauges.
     async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)>;
 
-    /// Creates a user; `actor` is who did it, for the audit log.
+    /// Creates a user; `actor` is who did it, for the audit log and the user's grants:
+    /// a console user's address (that user is recorded as the giver) or a name that is
+    /// no address, such as `cli` (no giver).
     async fn create_user(
         &self,
         email: &EmailAddress,
@@ -520,6 +563,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<UserId>;
     async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<User>;
     async fn users(&self) -> StoreResult<Vec<User>>;
+    /// Replaces a user's roles; the roles added are a grant by `actor` (see `create_user`).
     async fn set_roles(
         &self,
         user: UserId,
@@ -527,7 +571,8 @@ pub trait Store: Send + Sync + 'static {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<()>;
-    /// Disables or enables a user; disabling also ends the user's sessions.
+    /// Disables or enables a user. Disabling also ends the user's sessions and revokes
+    /// the user's API tokens, so enabling the user again brings none of them back.
     async fn set_disabled(
         &self,
         user: UserId,
@@ -535,7 +580,8 @@ pub trait Store: Send + Sync + 'static {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<()>;
-    /// Sets a new password and ends the user's sessions.
+    /// Sets a new password, ends the user's sessions and revokes the user's API tokens;
+    /// the password is a grant by `actor` (see `create_user`).
     async fn set_password(
         &self,
         user: UserId,
@@ -543,6 +589,8 @@ pub trait Store: Send + Sync + 'static {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<()>;
+    /// Grants console users made to each other at or after `since`, oldest first.
+    async fn grants_since(&self, since: Timestamp) -> StoreResult<Vec<Grant>>;
     /// Ends every session of a user.
     async fn revoke_sessions(&self, user: UserId, actor: &str, now: Timestamp) -> StoreResult<()>;
     async fn create_api_token(&self, token: &NewApiToken<'_>) -> StoreResult<()>;
@@ -576,6 +624,15 @@ pub trait Store: Send + Sync + 'static {
     async fn approve(&self, approval: &Approval) -> StoreResult<()>;
     /// Records the first approval of a flagged ticket, if it has none yet.
     async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()>;
+    /// Notes in the ticket's history and the audit log that `by` tried to approve the
+    /// ticket and was refused, and why.
+    async fn record_refused_approval(
+        &self,
+        ticket_id: i64,
+        by: UserId,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// The newest ticket of `customer` naming the device `serial` that was approved at or
     /// after `since`.
     async fn approved_for_customer_since(

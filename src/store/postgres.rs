@@ -14,15 +14,15 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::rows::{
-    self, DeviceRow, EventRow, MailStatusRow, OutboxRow, ResponseRow, SummaryRow, TicketRow,
-    UserRow, hex,
+    self, DeviceRow, EventRow, GrantRow, MailStatusRow, OutboxRow, ResponseRow, SummaryRow,
+    TicketRow, UserRow, hex,
 };
 use super::shared::LoginBucket;
 use super::{
-    ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginAttempt, LoginAttemptId,
-    LoginLimits, LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket,
-    OutboxMessage, QueueFilter, SessionStage, Store, StoreError, StoreResult, TicketDetail,
-    TicketSummary, TokenScope, User, UserId,
+    ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, Grant, GrantKind,
+    LoginAttempt, LoginAttemptId, LoginLimits, LoginReservation, NewAccessCode, NewApiToken,
+    NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store, StoreError,
+    StoreResult, TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
 use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};

@@ -438,3 +438,34 @@ impl TryFrom<ApprovalRow> for super::ApprovalRecord {
         })
     }
 }
+
+/// A grant between two console users, as `grants_since` reads it.
+#[derive(FromRow)]
+pub(super) struct GrantRow {
+    user_id: i64,
+    user_email: String,
+    kind: String,
+    roles: Option<String>,
+    granted_by: i64,
+    by_email: String,
+    at: i64,
+}
+
+impl TryFrom<GrantRow> for super::Grant {
+    type Error = StoreError;
+    fn try_from(row: GrantRow) -> Result<Self, StoreError> {
+        Ok(super::Grant {
+            user: UserId(row.user_id),
+            user_email: row.user_email,
+            kind: super::GrantKind::parse(&row.kind)
+                .ok_or_else(|| corrupt("grant kind", &row.kind))?,
+            roles: row
+                .roles
+                .map(|r| Roles::parse_stored(&r).ok_or_else(|| corrupt("roles", &r)))
+                .transpose()?,
+            by: UserId(row.granted_by),
+            by_email: row.by_email,
+            at: time(row.at)?,
+        })
+    }
+}

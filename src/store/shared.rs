@@ -451,14 +451,43 @@ fn without_controls(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).collect()
 }
 
-/// Revokes every live API token of a user: whoever held the account may have made some.
-async fn revoke_all_tokens(tx: &mut Transaction<'static, $db>, user: UserId, now: Timestamp) -> StoreResult<()> {
-    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+/// Revokes every live API token of a user (whoever held the account may have made
+/// some); returns how many.
+async fn revoke_all_tokens(tx: &mut Transaction<'static, $db>, user: UserId, now: Timestamp) -> StoreResult<u64> {
+    let revoked = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
         .bind(now.unix_seconds())
         .bind(user.0)
         .execute(&mut **tx)
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .rows_affected();
+    Ok(revoked)
+}
+
+/// Records what `actor` gave `user`. The giver is the console user whose address
+/// `actor` is; an actor that is no user's address (the command line's `cli`) leaves it
+/// empty. Addresses are unique and never change, so the lookup finds the admin who
+/// acted or nobody.
+async fn record_grant(
+    tx: &mut Transaction<'static, $db>,
+    user: UserId,
+    kind: GrantKind,
+    roles: Option<Roles>,
+    actor: &str,
+    at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO user_grants (user_id, kind, roles, granted_by, actor, at)
+         VALUES ($1, $2, $3, (SELECT id FROM users WHERE email = $4), $4, $5)",
+    )
+    .bind(user.0)
+    .bind(kind.as_str())
+    .bind(roles.map(Roles::to_stored))
+    .bind(actor)
+    .bind(at.unix_seconds())
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
@@ -571,6 +600,7 @@ impl Store for $store {
                 db(e)
             }
         })?;
+        record_grant(&mut tx, UserId(id), GrantKind::Created, Some(roles), actor, now).await?;
         audit(
             &mut tx,
             now,
@@ -609,22 +639,26 @@ impl Store for $store {
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let email = user_email(&mut tx, user).await?;
+        let (email, before): (String, String) =
+            sqlx::query_as("SELECT email, roles FROM users WHERE id = $1")
+                .bind(user.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .ok_or(StoreError::NotFound)?;
+        let before = Roles::parse_stored(&before).ok_or_else(|| rows::corrupt("roles", &before))?;
         sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
             .bind(roles.to_stored())
             .bind(user.0)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        audit(
-            &mut tx,
-            now,
-            actor,
-            "roles_changed",
-            None,
-            &format!("{email} is now {roles}"),
-        )
-        .await?;
+        let mut detail = format!("{email} is now {roles}");
+        if let Some(added) = roles.added_to(before) {
+            record_grant(&mut tx, user, GrantKind::Roles, Some(added), actor, now).await?;
+            detail.push_str(&format!(" (given {added})"));
+        }
+        audit(&mut tx, now, actor, "roles_changed", None, &detail).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -643,15 +677,19 @@ impl Store for $store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        if disabled {
+        // Disabling takes the API tokens too: enabling the account again must not bring
+        // back tokens that may have leaked with it.
+        let (action, detail) = if disabled {
             end_sessions(&mut tx, user).await?;
-        }
-        let action = if disabled {
-            "user_disabled"
+            let revoked = revoke_all_tokens(&mut tx, user, now).await?;
+            (
+                "user_disabled",
+                format!("{email}: sessions ended, {revoked} API token(s) revoked"),
+            )
         } else {
-            "user_enabled"
+            ("user_enabled", email)
         };
-        audit(&mut tx, now, actor, action, None, &email).await?;
+        audit(&mut tx, now, actor, action, None, &detail).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -670,8 +708,9 @@ impl Store for $store {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-                end_sessions(&mut tx, user).await?;
+        end_sessions(&mut tx, user).await?;
         revoke_all_tokens(&mut tx, user, now).await?;
+        record_grant(&mut tx, user, GrantKind::Password, None, actor, now).await?;
         audit(&mut tx, now, actor, "password_reset", None, &email).await?;
         tx.commit().await.map_err(db)
     }
@@ -683,6 +722,22 @@ impl Store for $store {
         revoke_all_tokens(&mut tx, user, now).await?;
         audit(&mut tx, now, actor, "sessions_revoked", None, &email).await?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn grants_since(&self, since: Timestamp) -> StoreResult<Vec<Grant>> {
+        let rows: Vec<GrantRow> = sqlx::query_as(
+            "SELECT g.user_id, u.email AS user_email, g.kind, g.roles, g.granted_by, b.email AS by_email, g.at
+             FROM user_grants g
+             JOIN users u ON u.id = g.user_id
+             JOIN users b ON b.id = g.granted_by
+             WHERE g.at >= $1
+             ORDER BY g.at, g.id",
+        )
+        .bind(since.unix_seconds())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn create_api_token(&self, token: &NewApiToken<'_>) -> StoreResult<()> {
@@ -1712,6 +1767,25 @@ impl Store for $store {
         .fetch_all(&self.pool)
         .await
         .map_err(db)
+    }
+
+    async fn record_refused_approval(
+        &self,
+        ticket_id: i64,
+        by: UserId,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let tx = self.write().await?;
+        let step = Step {
+            ticket_id,
+            by,
+            at: now,
+            event: "approval_refused",
+            action: "approve_refused",
+            detail: reason,
+        };
+        record_step(tx, &step, None).await
     }
 
     async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64> {

@@ -13,6 +13,7 @@ mod desk;
 mod desk_support;
 mod four_eyes;
 mod fuzz_regressions;
+mod insiders;
 mod it_did_not_work;
 mod keys_in_service;
 mod languages;

@@ -263,6 +263,56 @@ async fn serve_with_zero_setup_runs_a_whole_reset() {
     assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
 }
 
+/// An operator disables a user from the command line while the desk runs, then enables
+/// them again: the token made before stays refused.
+#[tokio::test]
+async fn a_token_of_a_user_disabled_from_the_command_line_stays_dead() {
+    let sandbox = Sandbox::new();
+    add_agent(
+        &sandbox,
+        "agent@vendor.test",
+        "correct horse battery staple",
+    );
+    let token = |sandbox: &Sandbox| {
+        sandbox
+            .run(&["user", "token", "--email", "agent@vendor.test"])
+            .ok()
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    let old = token(&sandbox);
+    let served = serve(&sandbox);
+    let queue = format!(
+        "http://127.0.0.1:{}/api/v1/tickets?status=open",
+        served.port
+    );
+    let client = reqwest::Client::new();
+    let status = |token: String| {
+        let request = client.get(&queue).bearer_auth(token).send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(old.clone()).await, 200);
+    sandbox
+        .run(&["user", "disable", "--email", "agent@vendor.test"])
+        .ok();
+    assert_eq!(status(old.clone()).await, 401);
+    let enabled = sandbox
+        .run(&["user", "enable", "--email", "agent@vendor.test"])
+        .ok();
+    assert!(
+        enabled.stdout.contains("needs new API tokens"),
+        "{}",
+        enabled.stdout
+    );
+    assert_eq!(
+        status(old).await,
+        401,
+        "enabling does not bring the token back"
+    );
+    assert_eq!(status(token(&sandbox)).await, 200);
+}
+
 /// `resetdesk user add` with the password on standard input, as an operator types it.
 fn add_agent(sandbox: &Sandbox, email: &str, password: &str) {
     let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
