@@ -17,7 +17,7 @@ use super::rows::{
     UserRow, hex,
 };
 use super::{
-    ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginFailures, NewAccessCode,
+    AddressChange, AddressChangeOutcome, AddressChanger, ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginFailures, NewAccessCode,
     NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store,
     StoreError, StoreResult, TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
