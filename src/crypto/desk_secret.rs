@@ -115,9 +115,15 @@ impl DeskSecret {
     }
 
     /// Checks the form's field against the cookie it came with, in constant time.
-    pub fn address_fix_form_is_valid(&self, ticket_number: &str, cookie: &str, field: &str) -> bool {
+    pub fn address_fix_form_is_valid(
+        &self,
+        ticket_number: &str,
+        cookie: &str,
+        field: &str,
+    ) -> bool {
         super::constant_time_eq(
-            self.address_fix_form_token(ticket_number, cookie).as_bytes(),
+            self.address_fix_form_token(ticket_number, cookie)
+                .as_bytes(),
             field.as_bytes(),
         )
     }
@@ -198,9 +204,7 @@ mod tests {
         assert!(secret.address_fix_is_valid("RQ-0000-1111", &cookie, 1_799));
         assert!(!secret.address_fix_is_valid("RQ-0000-1111", &cookie, 1_800));
         assert!(!secret.address_fix_is_valid("RQ-0000-1112", &cookie, 0));
-        assert!(
-            !DeskSecret::from_bytes([2; 32]).address_fix_is_valid("RQ-0000-1111", &cookie, 0)
-        );
+        assert!(!DeskSecret::from_bytes([2; 32]).address_fix_is_valid("RQ-0000-1111", &cookie, 0));
         // Not interchangeable with the response file's token, made the same way.
         let file = secret.response_access_token("RQ-0000-1111", 1_800);
         assert!(!secret.address_fix_is_valid("RQ-0000-1111", &file, 0));

@@ -9,9 +9,9 @@ use crate::domain::{
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
-    AddressChange, AddressChangeOutcome, AddressChanger, Approval, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval, NewAccessCode,
-    NewApiToken, NewMail, NewSession, NewTicket, QueueCursor, QueueFilter, SessionStage, Store,
-    StoreError, TokenScope, UserId,
+    AddressChange, AddressChangeOutcome, AddressChanger, Approval, CodeCheck, CreateOutcome,
+    Customer, ExportForm, FirstApproval, NewAccessCode, NewApiToken, NewMail, NewSession,
+    NewTicket, QueueCursor, QueueFilter, SessionStage, Store, StoreError, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -1319,7 +1319,13 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
         ..change("fatima@gmail.com", "fatima@example.com", at(30))
     };
     store
-        .reject(id, alice, "no", &mail("rejection", "fatima@gmail.com"), at(25))
+        .reject(
+            id,
+            alice,
+            "no",
+            &mail("rejection", "fatima@gmail.com"),
+            at(25),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1327,13 +1333,7 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
         AddressChangeOutcome::NotPending
     );
     assert_eq!(
-        store
-            .ticket(&number)
-            .await
-            .unwrap()
-            .customer
-            .email
-            .as_str(),
+        store.ticket(&number).await.unwrap().customer.email.as_str(),
         "fatima@gmail.com"
     );
 }
@@ -1365,7 +1365,7 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
             by: AddressChanger::Agent {
                 by: bob,
                 flag: "bob changed the address".to_owned(),
-                notice: mail("address_changed", "owner@example.org"),
+                notice: Box::new(mail("address_changed", "owner@example.org")),
             },
             from: email("owner@example.org"),
             to: email("owner@example.com"),
@@ -1385,23 +1385,38 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
     assert!(detail.approvals.is_empty());
     assert_eq!(
         detail.summary.flags,
-        vec!["watch list".to_owned(), "bob changed the address".to_owned()]
+        vec![
+            "watch list".to_owned(),
+            "bob changed the address".to_owned()
+        ]
     );
-    assert!(detail.events.iter().any(|e| e.kind == "approvals_withdrawn"));
+    assert!(
+        detail
+            .events
+            .iter()
+            .any(|e| e.kind == "approvals_withdrawn")
+    );
     let changed = detail
         .events
         .iter()
         .find(|e| e.kind == "address_corrected")
         .unwrap();
     assert_eq!(changed.actor, "bob@vendor.test");
-    assert!(changed.detail.starts_with("from owner@example.org to owner@example.com"));
+    assert!(
+        changed
+            .detail
+            .starts_with("from owner@example.org to owner@example.com")
+    );
     let audit = store
         .recent_audit(Some("bob@vendor.test"), Some("address_corrected"), 10)
         .await
         .unwrap();
     assert_eq!(audit.len(), 1);
     let kinds: Vec<_> = detail.mails.iter().map(|m| m.kind.as_str()).collect();
-    assert_eq!(kinds, vec!["acknowledgment", "address_changed", "acknowledgment"]);
+    assert_eq!(
+        kinds,
+        vec!["acknowledgment", "address_changed", "acknowledgment"]
+    );
 
     // An approval decided on the old address finds the ticket changed under it.
     let stale = Approval {

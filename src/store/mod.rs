@@ -467,7 +467,7 @@ pub enum AddressChanger {
     Agent {
         by: UserId,
         flag: String,
-        notice: NewMail,
+        notice: Box<NewMail>,
     },
 }
 

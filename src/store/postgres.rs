@@ -17,9 +17,10 @@ use super::rows::{
     UserRow, hex,
 };
 use super::{
-    AddressChange, AddressChangeOutcome, AddressChanger, ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginFailures, NewAccessCode,
-    NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store,
-    StoreError, StoreResult, TicketDetail, TicketSummary, TokenScope, User, UserId,
+    AddressChange, AddressChangeOutcome, AddressChanger, ApiTokenInfo, Approval, CodeCheck,
+    CreateOutcome, FirstApproval, LoginFailures, NewAccessCode, NewApiToken, NewMail, NewSession,
+    NewTicket, OutboxMessage, QueueFilter, SessionStage, Store, StoreError, StoreResult,
+    TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
 use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};
