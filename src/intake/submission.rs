@@ -114,6 +114,18 @@ pub struct Submitted {
     pub superseded: Vec<TicketNumber>,
 }
 
+impl Submitted {
+    /// What the answer to a resubmission says beside the ticket number (the API's
+    /// `message`; the form's page says the same in its own words).
+    pub fn message(&self) -> Option<Message> {
+        match (self.existing, &self.status_url) {
+            (false, _) => None,
+            (true, Some(_)) => Some(Message::new("submitted.existing_same")),
+            (true, None) => Some(Message::new("submitted.link_elsewhere")),
+        }
+    }
+}
+
 /// The status link goes again to a ticket's own address, when its export comes in from
 /// another address, at most this often: the owner hears that someone else holds the
 /// export, and a stranger sending it in a loop cannot flood the owner's inbox.

@@ -42,7 +42,7 @@ async fn submit(
     let submitted = intake::submit(&desk, raw).await?;
     let body = Created {
         ticket: submitted.number.to_string(),
-        message: super::pages::existing_message(&submitted).map(|m| m.english()),
+        message: submitted.message().map(|m| m.english()),
         status_url: submitted.status_url,
         existing: submitted.existing,
         superseded: submitted

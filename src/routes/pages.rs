@@ -13,7 +13,7 @@ use super::{ApiError, LanguageSwitch, Reader, html, upload};
 use crate::customer::DeviceAnswer;
 use crate::desk::Desk;
 use crate::domain::{CustomerRole, TicketNumber, TicketStatus, Timestamp};
-use crate::i18n::{Lang, Message};
+use crate::i18n::Lang;
 use crate::intake::{self, FieldIssue, IntakeError};
 use crate::store::{StoreError, TicketDetail};
 
@@ -190,15 +190,6 @@ struct SubmittedPage {
     superseded: Vec<TicketNumber>,
     /// "Wrong address? Correct it", for the browser that sent the request.
     fix: Option<FixForm>,
-}
-
-/// What a resubmission's answer says, beside the ticket number: the API's `message`.
-pub(super) fn existing_message(submitted: &intake::Submitted) -> Option<Message> {
-    match (submitted.existing, &submitted.status_url) {
-        (false, _) => None,
-        (true, Some(_)) => Some(Message::new("submitted.existing_same")),
-        (true, None) => Some(Message::new("submitted.link_elsewhere")),
-    }
 }
 
 impl SubmittedPage {
