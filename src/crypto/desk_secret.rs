@@ -7,6 +7,8 @@ const ACCESS_CODE_DOMAIN: &[u8] = b"resetdesk.access-code.v1\0";
 const RESPONSE_ACCESS_DOMAIN: &[u8] = b"resetdesk.response-access.v1\0";
 const SIGN_IN_FORM_DOMAIN: &[u8] = b"resetdesk.sign-in-form.v1\0";
 const DEVICE_COOKIE_DOMAIN: &[u8] = b"resetdesk.device-cookie.v1\0";
+const ADDRESS_FIX_DOMAIN: &[u8] = b"resetdesk.address-fix.v1\0";
+const ADDRESS_FIX_FORM_DOMAIN: &[u8] = b"resetdesk.address-fix-form.v1\0";
 
 /// The desk's own 32-byte secret for web links: a status link's token is an HMAC of the
 /// ticket number under it, so the desk can recompute a customer's link at any time
@@ -138,6 +140,59 @@ impl DeskSecret {
             .then_some(nonce)
     }
 
+    /// The value of the cookie that lets the browser which sent a request correct the
+    /// request's e-mail address until `expires_at` (Unix seconds): `<expiry>-<tag>`, the
+    /// tag binding ticket and expiry. Only the desk can make one, and one made for a
+    /// ticket opens no other.
+    pub fn address_fix_token(&self, ticket_number: &str, expires_at: i64) -> String {
+        let expiry = expires_at.to_string();
+        let tag = self.tag(
+            ADDRESS_FIX_DOMAIN,
+            &[ticket_number.as_bytes(), expiry.as_bytes()],
+        );
+        format!("{expiry}-{}", crockford(&tag.as_ref()[..20]))
+    }
+
+    /// Checks an address-fix cookie in constant time, and that it has not expired.
+    pub fn address_fix_is_valid(&self, ticket_number: &str, token: &str, now: i64) -> bool {
+        let Some(expires_at) = token
+            .split_once('-')
+            .and_then(|(expiry, _)| expiry.parse::<i64>().ok())
+        else {
+            return false;
+        };
+        expires_at > now
+            && super::constant_time_eq(
+                self.address_fix_token(ticket_number, expires_at).as_bytes(),
+                token.as_bytes(),
+            )
+    }
+
+    /// The hidden field of the correction form that goes with an address-fix cookie:
+    /// another site can make a browser post the form (the cookie is `SameSite=Strict`,
+    /// but not every browser honours that), never read the page that holds this value.
+    pub fn address_fix_form_token(&self, ticket_number: &str, cookie: &str) -> String {
+        let tag = self.tag(
+            ADDRESS_FIX_FORM_DOMAIN,
+            &[ticket_number.as_bytes(), cookie.as_bytes()],
+        );
+        crockford(&tag.as_ref()[..20])
+    }
+
+    /// Checks the form's field against the cookie it came with, in constant time.
+    pub fn address_fix_form_is_valid(
+        &self,
+        ticket_number: &str,
+        cookie: &str,
+        field: &str,
+    ) -> bool {
+        super::constant_time_eq(
+            self.address_fix_form_token(ticket_number, cookie)
+                .as_bytes(),
+            field.as_bytes(),
+        )
+    }
+
     /// HMAC-SHA256 over a domain label and length-prefixed parts, so no two different
     /// inputs share a message.
     fn tag(&self, domain: &[u8], parts: &[&[u8]]) -> hmac::Tag {
@@ -210,6 +265,31 @@ mod tests {
             hash,
             DeskSecret::from_bytes([2; 32]).access_code_hash("RQ-0000-1111", "12345678")
         );
+    }
+
+    #[test]
+    fn address_fix_cookies_expire_name_their_ticket_and_pair_with_their_form() {
+        let secret = DeskSecret::from_bytes([1; 32]);
+        let cookie = secret.address_fix_token("RQ-0000-1111", 1_800);
+        assert!(secret.address_fix_is_valid("RQ-0000-1111", &cookie, 1_799));
+        assert!(!secret.address_fix_is_valid("RQ-0000-1111", &cookie, 1_800));
+        assert!(!secret.address_fix_is_valid("RQ-0000-1112", &cookie, 0));
+        assert!(!DeskSecret::from_bytes([2; 32]).address_fix_is_valid("RQ-0000-1111", &cookie, 0));
+        // Not interchangeable with the response file's token, made the same way.
+        let file = secret.response_access_token("RQ-0000-1111", 1_800);
+        assert!(!secret.address_fix_is_valid("RQ-0000-1111", &file, 0));
+        let stretched = cookie.replacen("1800", "9800", 1);
+        assert!(!secret.address_fix_is_valid("RQ-0000-1111", &stretched, 0));
+        for nonsense in ["", "-", "abc-def", "1800", "1800-"] {
+            assert!(!secret.address_fix_is_valid("RQ-0000-1111", nonsense, 0));
+        }
+
+        let field = secret.address_fix_form_token("RQ-0000-1111", &cookie);
+        assert!(secret.address_fix_form_is_valid("RQ-0000-1111", &cookie, &field));
+        assert!(!secret.address_fix_form_is_valid("RQ-0000-1112", &cookie, &field));
+        let other = secret.address_fix_token("RQ-0000-1111", 1_801);
+        assert!(!secret.address_fix_form_is_valid("RQ-0000-1111", &other, &field));
+        assert!(!secret.address_fix_form_is_valid("RQ-0000-1111", &cookie, ""));
     }
 
     #[test]

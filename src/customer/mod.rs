@@ -1,13 +1,17 @@
-//! What a customer can do from the status page on their own, without an agent:
+//! What a customer can do on their own, without an agent:
 //! - get the response when its e-mail never arrived, after a one-time code sent to the
 //!   ticket's address (`access_code`);
-//! - say that the response did not work and learn the likely cause (`feedback`).
+//! - say that the response did not work and learn the likely cause (`feedback`);
+//! - correct a mistyped e-mail address from the browser that sent the request
+//!   (`address`).
 
 pub mod access_code;
+pub mod address;
 pub mod feedback;
 
 pub use access_code::{
     AccessError, CODE_LIFETIME_SECS, MAX_CODE_ATTEMPTS, MAX_CODES_PER_HOUR, RESPONSE_FILE_SECS,
     ShownResponse, response_file, send_access_code, show_response,
 };
+pub use address::{CORRECTION_WINDOW_SECS, CorrectionError, CorrectionPass, MAX_CORRECTIONS};
 pub use feedback::{DeviceAnswer, FeedbackError, REPEAT_WINDOW_DAYS, report};

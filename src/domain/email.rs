@@ -91,6 +91,19 @@ impl EmailAddress {
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map_or("", |(_, domain)| domain)
     }
+
+    /// `ana.lopez@example.com` → `a•••@example.com`: enough for the owner to recognise
+    /// their own address on a page or in a mail that others may see, not enough to learn
+    /// it.
+    pub fn masked(&self) -> String {
+        match self.0.split_once('@') {
+            Some((local, domain)) => {
+                let first: String = local.chars().take(1).collect();
+                format!("{first}•••@{domain}")
+            }
+            None => "•••".to_owned(),
+        }
+    }
 }
 
 impl fmt::Display for EmailAddress {
@@ -164,6 +177,12 @@ mod tests {
                 .mailbox(),
             console.mailbox()
         );
+    }
+
+    #[test]
+    fn masked_shows_the_first_letter_and_the_domain() {
+        let email = EmailAddress::parse("ana.lopez@Example.com").unwrap();
+        assert_eq!(email.masked(), "a•••@example.com");
     }
 
     #[test]

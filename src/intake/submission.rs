@@ -105,11 +105,31 @@ impl IntakeError {
 #[derive(Debug, Clone)]
 pub struct Submitted {
     pub number: TicketNumber,
-    pub status_url: String,
+    /// The ticket's status link: for a new ticket, and for the same export sent again
+    /// with the ticket's own address. `None` when it came again from another address:
+    /// the link went to the ticket's address instead (see [`LINK_RESEND_INTERVAL_SECS`]).
+    pub status_url: Option<String>,
     /// True when this exact export was already submitted: this is the earlier ticket.
     pub existing: bool,
     pub superseded: Vec<TicketNumber>,
 }
+
+impl Submitted {
+    /// What the answer to a resubmission says beside the ticket number (the API's
+    /// `message`; the form's page says the same in its own words).
+    pub fn message(&self) -> Option<Message> {
+        match (self.existing, &self.status_url) {
+            (false, _) => None,
+            (true, Some(_)) => Some(Message::new("submitted.existing_same")),
+            (true, None) => Some(Message::new("submitted.link_elsewhere")),
+        }
+    }
+}
+
+/// The status link goes again to a ticket's own address, when its export comes in from
+/// another address, at most this often: the owner hears that someone else holds the
+/// export, and a stranger sending it in a loop cannot flood the owner's inbox.
+pub const LINK_RESEND_INTERVAL_SECS: i64 = 3600;
 
 fn text<'a>(raw: &'a RawSubmission, field: &str) -> Option<&'a str> {
     raw.text
@@ -455,7 +475,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
             desk.mail_queued.notify_one();
             tracing::info!(ticket = %number, devices = ticket.devices.len(), "ticket created");
             Ok(Submitted {
-                status_url,
+                status_url: Some(status_url),
                 number,
                 existing: false,
                 superseded,
@@ -463,12 +483,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         }
         Ok(CreateOutcome::Existing { number }) => {
             remove_blobs(desk, &[&export_blob, &label_blob]).await;
-            Ok(Submitted {
-                status_url: desk.status_url(&number),
-                number,
-                existing: true,
-                superseded: Vec::new(),
-            })
+            existing(desk, number, &ticket.customer.email).await
         }
         Err(error) => {
             remove_blobs(desk, &[&export_blob, &label_blob]).await;
@@ -490,6 +505,62 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
             }
         }
     }
+}
+
+/// The same export again. Whoever holds an export can send it, so its ticket's status
+/// link (which can replace the label photo, add notes and send code e-mails) is shown
+/// only to the ticket's own address, compared as the four-eyes rule compares addresses
+/// (`EmailAddress::mailbox`). Anyone else learns the ticket number and that the link
+/// went to the address given with the request; it goes there again, so the owner
+/// knows the export is in other hands.
+async fn existing(
+    desk: &Desk,
+    number: TicketNumber,
+    sender: &EmailAddress,
+) -> Result<Submitted, IntakeError> {
+    let ticket = desk
+        .store
+        .ticket(&number)
+        .await
+        .map_err(IntakeError::internal)?;
+    if ticket.customer.email.mailbox() == sender.mailbox() {
+        return Ok(Submitted {
+            status_url: Some(desk.status_url(&number)),
+            number,
+            existing: true,
+            superseded: Vec::new(),
+        });
+    }
+    let mail = compose::acknowledgment_again(
+        &desk.mail,
+        &number,
+        &desk.status_url(&number),
+        &ticket.customer,
+        &ticket.devices,
+        compose::Again::Resubmitted,
+    )
+    .map_err(IntakeError::internal)?;
+    let resent = desk
+        .store
+        .resend_status_link(
+            ticket.id,
+            sender,
+            &mail,
+            desk.clock.now(),
+            LINK_RESEND_INTERVAL_SECS,
+        )
+        .await
+        .map_err(IntakeError::internal)?;
+    if resent {
+        desk.mail_queued.notify_one();
+    }
+    tracing::info!(ticket = %number, resent, "the same export from another address: its status link was not shown");
+    Ok(Submitted {
+        status_url: None,
+        number,
+        existing: true,
+        superseded: Vec::new(),
+    })
 }
 
 async fn remove_blobs(desk: &Desk, blobs: &[&String]) {

@@ -61,6 +61,7 @@ struct AcknowledgmentText<'a> {
     number: &'a TicketNumber,
     status_url: &'a str,
     devices: &'a [DeviceLine],
+    again: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -72,6 +73,37 @@ struct AcknowledgmentHtml<'a> {
     number: &'a TicketNumber,
     status_url: &'a str,
     devices: &'a [DeviceLine],
+    again: Option<&'static str>,
+}
+
+/// Why the acknowledgment, with the status link, goes out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again {
+    /// The same export came in from another address: the link goes to the ticket's own
+    /// address, never to whoever sent it again.
+    Resubmitted,
+    /// The customer corrected the address from the browser that sent the request.
+    CorrectedByCustomer,
+    /// An agent changed the address.
+    ChangedBySupport,
+}
+
+impl Again {
+    /// The paragraph that says why this message came.
+    fn key(self) -> &'static str {
+        match self {
+            Self::Resubmitted => "mail.acknowledgment.again_resubmitted",
+            Self::CorrectedByCustomer => "mail.acknowledgment.again_corrected",
+            Self::ChangedBySupport => "mail.acknowledgment.again_changed_by_support",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Resubmitted => "link_resent",
+            Self::CorrectedByCustomer | Self::ChangedBySupport => "acknowledgment",
+        }
+    }
 }
 
 struct ResponseLine {
@@ -134,6 +166,29 @@ pub fn acknowledgment(
     customer: &Customer,
     devices: &[DeviceChallenge],
 ) -> Result<NewMail, RenderError> {
+    acknowledgment_mail(ctx, number, status_url, customer, devices, None)
+}
+
+/// The acknowledgment again, to `customer.email`, saying why it came again.
+pub fn acknowledgment_again(
+    ctx: &MailContext,
+    number: &TicketNumber,
+    status_url: &str,
+    customer: &Customer,
+    devices: &[DeviceChallenge],
+    why: Again,
+) -> Result<NewMail, RenderError> {
+    acknowledgment_mail(ctx, number, status_url, customer, devices, Some(why))
+}
+
+fn acknowledgment_mail(
+    ctx: &MailContext,
+    number: &TicketNumber,
+    status_url: &str,
+    customer: &Customer,
+    devices: &[DeviceChallenge],
+    again: Option<Again>,
+) -> Result<NewMail, RenderError> {
     let t = customer.language;
     let subject = subject(t, "mail.acknowledgment.subject", number);
     let lines: Vec<DeviceLine> = devices
@@ -146,7 +201,7 @@ pub fn acknowledgment(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("ack", number),
-        kind: "acknowledgment",
+        kind: again.map_or("acknowledgment", Again::kind),
         recipient: customer.email.clone(),
         body_text: AcknowledgmentText {
             t,
@@ -154,6 +209,7 @@ pub fn acknowledgment(
             number,
             status_url,
             devices: &lines,
+            again: again.map(Again::key),
         }
         .render()?,
         body_html: AcknowledgmentHtml {
@@ -163,6 +219,7 @@ pub fn acknowledgment(
             number,
             status_url,
             devices: &lines,
+            again: again.map(Again::key),
         }
         .render()?,
         subject,
@@ -385,6 +442,64 @@ pub fn access_code(
             status_url,
             code,
             response_subject: &response_subject,
+        }
+        .render()?,
+        subject,
+        attachment: None,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "mail/address_changed.txt")]
+struct AddressChangedText<'a> {
+    t: Lang,
+    name: &'a str,
+    number: &'a TicketNumber,
+    new_address: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/address_changed.html")]
+struct AddressChangedHtml<'a> {
+    t: Lang,
+    subject: &'a str,
+    name: &'a str,
+    number: &'a TicketNumber,
+    status_url: &'a str,
+    new_address: &'a str,
+}
+
+/// To the old address, when an agent changed the ticket's address: whoever talked
+/// support into redirecting the response, the owner hears of it before it goes out.
+/// `new_address` is shown masked; `customer` is the ticket as it was.
+pub fn address_changed(
+    ctx: &MailContext,
+    number: &TicketNumber,
+    status_url: &str,
+    customer: &Customer,
+    new_address: &str,
+) -> Result<NewMail, RenderError> {
+    let t = customer.language;
+    let subject = subject(t, "mail.address_changed.subject", number);
+    let name = customer.name.as_str();
+    Ok(NewMail {
+        message_id: ctx.message_id("address", number),
+        kind: "address_changed",
+        recipient: customer.email.clone(),
+        body_text: AddressChangedText {
+            t,
+            name,
+            number,
+            new_address,
+        }
+        .render()?,
+        body_html: AddressChangedHtml {
+            t,
+            subject: &subject,
+            name,
+            number,
+            status_url,
+            new_address,
         }
         .render()?,
         subject,

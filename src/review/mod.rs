@@ -6,10 +6,13 @@
 pub mod cooldown;
 
 use crate::desk::Desk;
-use crate::domain::{Role, TicketNumber, TicketStatus};
+use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus};
 use crate::mail::compose;
 use crate::protocol::{ResetRequest, respond, response};
-use crate::store::{Approval, FirstApproval, StoreError, TicketDetail, User};
+use crate::store::{
+    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Customer, FirstApproval,
+    StoreError, TicketDetail, User,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -329,4 +332,105 @@ pub async fn retry_mail(
         .map_err(|e| ReviewError::from_store(e, number))?;
     desk.mail_queued.notify_one();
     Ok(())
+}
+
+/// An agent corrects the customer's address (the customer asked support, by phone or
+/// from another address). It redirects the response, so it is treated as a risk: earlier
+/// approvals are withdrawn and the ticket is flagged, so it is signed only after two
+/// approvals from two people, at least one a supervisor. The new address gets the
+/// acknowledgment with the status link; the old one is told, so an owner whose ticket
+/// someone talked support into redirecting hears of it before anything is signed. The
+/// history and the audit log keep both addresses.
+#[tracing::instrument(skip_all, fields(ticket = %number, agent = %user.email), err(level = "info"))]
+pub async fn correct_address(
+    desk: &Desk,
+    user: &User,
+    number: &TicketNumber,
+    typed: &str,
+) -> Result<(), ReviewError> {
+    may_review(user)?;
+    let new = EmailAddress::parse(typed)
+        .map_err(|e| ReviewError::Invalid(format!("the new e-mail address {e}")))?;
+    let ticket = load(desk, number).await?;
+    if !ticket.summary.status.is_pending() {
+        return Err(ReviewError::Conflict(format!(
+            "the ticket is {}: its address can no longer change",
+            ticket.summary.status.describe_short().to_lowercase()
+        )));
+    }
+    let old = ticket.customer.email.clone();
+    if new.mailbox() == old.mailbox() {
+        return Err(ReviewError::Invalid(format!(
+            "{new} is the address the ticket already has"
+        )));
+    }
+    if new.mailbox() == user.email.mailbox() {
+        return Err(ReviewError::Forbidden(
+            "you cannot send a ticket's response to your own address".to_owned(),
+        ));
+    }
+    let status_url = desk.status_url(number);
+    let notice = compose::address_changed(
+        &desk.mail,
+        number,
+        &status_url,
+        &ticket.customer,
+        &new.masked(),
+    )
+    .map_err(ReviewError::internal)?;
+    let customer = Customer {
+        email: new.clone(),
+        ..ticket.customer
+    };
+    let acknowledgment = compose::acknowledgment_again(
+        &desk.mail,
+        number,
+        &status_url,
+        &customer,
+        &ticket.devices,
+        compose::Again::ChangedBySupport,
+    )
+    .map_err(ReviewError::internal)?;
+    let flag = format!(
+        "{} changed the customer's e-mail address from {old} to {new}: the response goes to the new address",
+        user.email
+    );
+    let outcome = desk
+        .store
+        .change_customer_email(&AddressChange {
+            ticket_id: ticket.id,
+            by: AddressChanger::Agent {
+                by: user.id,
+                flag,
+                notice: Box::new(notice),
+            },
+            from: old,
+            to: new,
+            acknowledgment,
+            at: desk.clock.now(),
+        })
+        .await
+        .map_err(|e| ReviewError::from_store(e, number))?;
+    match outcome {
+        AddressChangeOutcome::Changed {
+            approvals_withdrawn,
+        } => {
+            desk.mail_queued.notify_one();
+            tracing::info!(
+                approvals_withdrawn,
+                "the customer's address was changed by an agent"
+            );
+            Ok(())
+        }
+        AddressChangeOutcome::NotPending => Err(ReviewError::Conflict(
+            "the ticket was decided meanwhile: its address can no longer change".to_owned(),
+        )),
+        // Refusals of a customer's correction; an agent's meets them only as a change
+        // that crossed another one.
+        AddressChangeOutcome::ChangedMeanwhile
+        | AddressChangeOutcome::Approved
+        | AddressChangeOutcome::TooMany => Err(ReviewError::Conflict(
+            "the customer's address changed meanwhile: reload the ticket and try again".to_owned(),
+        )),
+    }
 }

@@ -26,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(reject)
         .service(request_photo)
         .service(retry_mail)
+        .service(correct_address)
         .service(reasons_view)
         .service(add_reason)
         .service(remove_reason);
@@ -44,6 +45,7 @@ struct ActionForm {
     reason: Option<String>,
     canned: Option<String>,
     note: Option<String>,
+    email: Option<String>,
 }
 
 struct QueueRow {
@@ -433,16 +435,18 @@ enum Done {
     Rejected,
     PhotoRequested,
     MailRetried,
+    AddressChanged,
 }
 
 impl Done {
-    const ALL: [Done; 6] = [
+    const ALL: [Done; 7] = [
         Self::Claimed,
         Self::Approved,
         Self::FirstApproval,
         Self::Rejected,
         Self::PhotoRequested,
         Self::MailRetried,
+        Self::AddressChanged,
     ];
 
     fn as_str(self) -> &'static str {
@@ -453,6 +457,7 @@ impl Done {
             Self::Rejected => "rejected",
             Self::PhotoRequested => "photo-requested",
             Self::MailRetried => "mail-retried",
+            Self::AddressChanged => "address-changed",
         }
     }
 
@@ -470,6 +475,9 @@ impl Done {
                 "The customer is asked for a new label photo; the ticket comes back when it arrives."
             }
             Self::MailRetried => "The e-mail is queued again.",
+            Self::AddressChanged => {
+                "The customer's address is changed: the confirmation went to the new address and the old one was told. Earlier approvals are withdrawn; the ticket now needs two approvals from two people, at least one a supervisor."
+            }
         }
     }
 }
@@ -568,6 +576,23 @@ async fn retry_mail(
         review::retry_mail(d, u, &n, mail_id)
             .await
             .map(|()| Done::MailRetried)
+    })
+    .await
+}
+
+#[post("/console/tickets/{ticket}/email")]
+async fn correct_address(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<String>,
+    form: web::Form<ActionForm>,
+) -> HttpResponse {
+    let email = form.email.clone().unwrap_or_default();
+    let (d, u) = (desk.get_ref(), &console.user);
+    act(d, &console, &path, |n| async move {
+        review::correct_address(d, u, &n, &email)
+            .await
+            .map(|()| Done::AddressChanged)
     })
     .await
 }

@@ -12,9 +12,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Serialize)]
 struct Created {
     ticket: String,
-    status_url: String,
+    /// Left out when the same export came again from another address: the link went to
+    /// the ticket's own address (`message` says so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_url: Option<String>,
     /// True when this export had been submitted before: the ticket is the earlier one.
     existing: bool,
+    /// For a resubmission: what happened, in English like the API's errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     superseded: Vec<String>,
 }
@@ -36,6 +42,7 @@ async fn submit(
     let submitted = intake::submit(&desk, raw).await?;
     let body = Created {
         ticket: submitted.number.to_string(),
+        message: submitted.message().map(|m| m.english()),
         status_url: submitted.status_url,
         existing: submitted.existing,
         superseded: submitted

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per audience. Handlers stay thin: they extract, call one
 //! intake, review or store function, and map the outcome to a response.
 
+mod address;
 mod admin;
 mod agent_api;
 mod assets;
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     agent_api::configure(cfg);
     language::configure(cfg);
     pages::configure(cfg);
+    address::configure(cfg);
     response_page::configure(cfg);
     feedback::configure(cfg);
     signin::configure(cfg);

@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::address::{self, FixForm};
 use super::{ApiError, LanguageSwitch, Reader, html, upload};
 use crate::customer::DeviceAnswer;
 use crate::desk::Desk;
@@ -183,9 +184,12 @@ struct SubmittedPage {
     t: Lang,
     switch: LanguageSwitch,
     number: TicketNumber,
-    status_url: String,
+    /// None for the same export from another address: the link went elsewhere.
+    status_url: Option<String>,
     existing: bool,
     superseded: Vec<TicketNumber>,
+    /// "Wrong address? Correct it", for the browser that sent the request.
+    fix: Option<FixForm>,
 }
 
 impl SubmittedPage {
@@ -234,21 +238,7 @@ async fn submit(
     };
     page.values = raw.text.clone();
     match intake::submit(&desk, raw).await {
-        Ok(submitted) => html(
-            if submitted.existing {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            },
-            &SubmittedPage {
-                t: page.t,
-                switch: LanguageSwitch::to_page(page.t, &submitted.status_url),
-                number: submitted.number,
-                status_url: submitted.status_url,
-                existing: submitted.existing,
-                superseded: submitted.superseded,
-            },
-        ),
+        Ok(submitted) => submitted_page(&desk, &request, page.t, page.value("email"), submitted),
         Err(IntakeError::Invalid(issues)) => {
             page.errors = issues;
             html(StatusCode::UNPROCESSABLE_ENTITY, &page)
@@ -278,6 +268,48 @@ async fn submit(
             super::with_retry_after(html(error.status, &page), error.retry_after)
         }
     }
+}
+
+/// The answer to a submission from the form. A new ticket's page sets the cookie that
+/// lets this browser correct the address for a while, and shows the form for it; the
+/// same export sent again from this browser shows the form too, while the cookie lives.
+fn submitted_page(
+    desk: &Desk,
+    request: &HttpRequest,
+    t: Lang,
+    typed_email: &str,
+    submitted: intake::Submitted,
+) -> HttpResponse {
+    let number = submitted.number;
+    let (code, pass, cookie) = if submitted.existing {
+        (
+            StatusCode::OK,
+            address::pass_of(desk, request, &number),
+            None,
+        )
+    } else {
+        let pass = crate::customer::address::new_pass(desk, &number);
+        let cookie = address::pass_cookie(desk, &number, &pass);
+        (StatusCode::CREATED, Some(pass), Some(cookie))
+    };
+    // A page without the status link must not lead to it through its language switch.
+    let back = submitted.status_url.as_deref().unwrap_or("/");
+    let page = SubmittedPage {
+        t,
+        switch: LanguageSwitch::to_page(t, back),
+        fix: pass.map(|pass| FixForm::new(&number, &pass, typed_email)),
+        number,
+        status_url: submitted.status_url,
+        existing: submitted.existing,
+        superseded: submitted.superseded,
+    };
+    let mut response = html(code, &page);
+    if let Some(cookie) = cookie
+        && let Err(error) = response.add_cookie(&cookie)
+    {
+        tracing::error!(%error, "the address-fix cookie could not be set");
+    }
+    response
 }
 
 #[derive(Deserialize)]

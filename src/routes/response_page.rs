@@ -52,7 +52,7 @@ impl CodePage {
             status_url: desk.status_url(&number),
             code_url,
             response_url: format!("/status/{number}/response?t={token}"),
-            masked_email: masked(ticket.customer.email.as_str()),
+            masked_email: ticket.customer.email.masked(),
             code_subject: ticket
                 .customer
                 .language
@@ -64,18 +64,6 @@ impl CodePage {
             error: None,
             general_error: None,
         }
-    }
-}
-
-/// `ana.lopez@example.com` → `a•••@example.com`: enough to recognise one's own address
-/// on a page whose link may have been forwarded, not enough to learn it.
-fn masked(email: &str) -> String {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}•••@{domain}")
-        }
-        None => "•••".to_owned(),
     }
 }
 

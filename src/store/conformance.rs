@@ -9,9 +9,10 @@ use crate::domain::{
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
-    Approval, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind,
-    LoginAttempt, LoginLimits, LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession,
-    NewTicket, QueueCursor, QueueFilter, SessionStage, Store, StoreError, TokenScope, UserId,
+    AddressChange, AddressChangeOutcome, AddressChanger, Approval, CodeCheck, CreateOutcome,
+    Customer, ExportForm, FirstApproval, GrantKind, LoginAttempt, LoginLimits, LoginReservation,
+    NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, QueueCursor, QueueFilter,
+    SessionStage, Store, StoreError, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -1505,6 +1506,278 @@ pub async fn a_refused_approval_is_recorded(store: &dyn Store) {
 
 /// Runs every check above, each on a fresh store from `fresh`, which returns a guard that
 /// cleans the database up and the store, or nothing when that backend cannot run here.
+pub async fn the_status_link_goes_again_at_most_once_an_hour(store: &dyn Store) {
+    let new = ticket(
+        "owner@example.com",
+        vec![challenge("SERIAL-0101", at(0))],
+        at(10),
+    );
+    let number = created(store, &new).await;
+    let id = store.ticket(&number).await.unwrap().id;
+    let stranger = email("stranger@example.net");
+    let resend = async |now| {
+        let to_owner = mail("link_resent", "owner@example.com");
+        store
+            .resend_status_link(id, &stranger, &to_owner, now, 3600)
+            .await
+            .unwrap()
+    };
+    assert!(resend(at(20)).await, "the first time");
+    assert!(!resend(at(20 + 3599)).await, "not within the hour");
+    assert!(resend(at(20 + 3600)).await, "an hour later");
+    assert_eq!(store.mail_counts().await.unwrap(), (3, 0, 0), "ack + 2");
+    // Only to the ticket's own address: a mail for another one is not queued.
+    let elsewhere = mail("link_resent", "someone@example.com");
+    assert!(
+        !store
+            .resend_status_link(id, &stranger, &elsewhere, at(99_999), 3600)
+            .await
+            .unwrap()
+    );
+    let detail = store.ticket(&number).await.unwrap();
+    let resent: Vec<_> = detail
+        .events
+        .iter()
+        .filter(|e| e.kind == "link_resent")
+        .collect();
+    assert_eq!(resent.len(), 2);
+    assert!(resent[0].detail.contains("stranger@example.net"));
+    let audit = store
+        .recent_audit(None, Some("status_link.resent"), 10)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2);
+}
+
+pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let new = ticket(
+        "fatima@gmial.com",
+        vec![challenge("SERIAL-0102", at(0))],
+        at(10),
+    );
+    let number = created(store, &new).await;
+    let id = store.ticket(&number).await.unwrap().id;
+    let change = |from: &str, to: &str, at_| AddressChange {
+        ticket_id: id,
+        by: AddressChanger::Customer { max_changes: 2 },
+        from: email(from),
+        to: email(to),
+        acknowledgment: mail("acknowledgment", to),
+        at: at_,
+    };
+    assert_eq!(
+        store
+            .change_customer_email(&change("someone@else.com", "x@example.com", at(11)))
+            .await
+            .unwrap(),
+        AddressChangeOutcome::ChangedMeanwhile,
+        "decided on an address the ticket no longer has"
+    );
+    assert_eq!(
+        store
+            .change_customer_email(&change("fatima@gmial.com", "fatima@gmail.co", at(12)))
+            .await
+            .unwrap(),
+        AddressChangeOutcome::Changed {
+            approvals_withdrawn: 0
+        }
+    );
+    assert_eq!(
+        store
+            .change_customer_email(&change("fatima@gmail.co", "fatima@gmail.com", at(13)))
+            .await
+            .unwrap(),
+        AddressChangeOutcome::Changed {
+            approvals_withdrawn: 0
+        }
+    );
+    assert_eq!(
+        store
+            .change_customer_email(&change("fatima@gmail.com", "f@gmail.com", at(14)))
+            .await
+            .unwrap(),
+        AddressChangeOutcome::TooMany
+    );
+    let detail = store.ticket(&number).await.unwrap();
+    assert_eq!(detail.customer.email.as_str(), "fatima@gmail.com");
+    let changes: Vec<_> = detail
+        .events
+        .iter()
+        .filter(|e| e.kind == "address_corrected")
+        .map(|e| (e.actor.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("customer", "from fatima@gmial.com to fatima@gmail.co"),
+            ("customer", "from fatima@gmail.co to fatima@gmail.com")
+        ]
+    );
+    let audit = store
+        .recent_audit(Some("customer"), Some("address_corrected"), 10)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[0].detail, "from fatima@gmail.co to fatima@gmail.com");
+    assert_eq!(
+        store.mail_counts().await.unwrap(),
+        (3, 0, 0),
+        "an acknowledgment for each change"
+    );
+
+    // An approval (the first of two) ends the customer's changes.
+    let other = ticket(
+        "typo@exmaple.com",
+        vec![challenge("SERIAL-0103", at(0))],
+        at(10),
+    );
+    let other_number = created(store, &other).await;
+    let other_id = store.ticket(&other_number).await.unwrap().id;
+    store
+        .add_first_approval(&FirstApproval {
+            ticket_id: other_id,
+            by: alice,
+            as_role: Role::Agent,
+            note: String::new(),
+            at: at(20),
+        })
+        .await
+        .unwrap();
+    let refused = AddressChange {
+        ticket_id: other_id,
+        ..change("typo@exmaple.com", "typo@example.com", at(21))
+    };
+    assert_eq!(
+        store.change_customer_email(&refused).await.unwrap(),
+        AddressChangeOutcome::Approved
+    );
+    // A decided ticket's address stays, for the customer and the agent alike.
+    let decided = AddressChange {
+        ticket_id: id,
+        ..change("fatima@gmail.com", "fatima@example.com", at(30))
+    };
+    store
+        .reject(
+            id,
+            alice,
+            "no",
+            &mail("rejection", "fatima@gmail.com"),
+            at(25),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.change_customer_email(&decided).await.unwrap(),
+        AddressChangeOutcome::NotPending
+    );
+    assert_eq!(
+        store.ticket(&number).await.unwrap().customer.email.as_str(),
+        "fatima@gmail.com"
+    );
+}
+
+pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let bob = agent(store, "bob@vendor.test").await;
+    let mut new = ticket(
+        "owner@example.org",
+        vec![challenge("SERIAL-0104", at(0))],
+        at(10),
+    );
+    new.flags = vec!["watch list".to_owned()];
+    let number = created(store, &new).await;
+    let id = store.ticket(&number).await.unwrap().id;
+    store
+        .add_first_approval(&FirstApproval {
+            ticket_id: id,
+            by: alice,
+            as_role: Role::Agent,
+            note: String::new(),
+            at: at(20),
+        })
+        .await
+        .unwrap();
+    let outcome = store
+        .change_customer_email(&AddressChange {
+            ticket_id: id,
+            by: AddressChanger::Agent {
+                by: bob,
+                flag: "bob changed the address".to_owned(),
+                notice: Box::new(mail("address_changed", "owner@example.org")),
+            },
+            from: email("owner@example.org"),
+            to: email("owner@example.com"),
+            acknowledgment: mail("acknowledgment", "owner@example.com"),
+            at: at(30),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        AddressChangeOutcome::Changed {
+            approvals_withdrawn: 1
+        }
+    );
+    let detail = store.ticket(&number).await.unwrap();
+    assert_eq!(detail.customer.email.as_str(), "owner@example.com");
+    assert!(detail.approvals.is_empty());
+    assert_eq!(
+        detail.summary.flags,
+        vec![
+            "watch list".to_owned(),
+            "bob changed the address".to_owned()
+        ]
+    );
+    assert!(
+        detail
+            .events
+            .iter()
+            .any(|e| e.kind == "approvals_withdrawn")
+    );
+    let changed = detail
+        .events
+        .iter()
+        .find(|e| e.kind == "address_corrected")
+        .unwrap();
+    assert_eq!(changed.actor, "bob@vendor.test");
+    assert!(
+        changed
+            .detail
+            .starts_with("from owner@example.org to owner@example.com")
+    );
+    let audit = store
+        .recent_audit(Some("bob@vendor.test"), Some("address_corrected"), 10)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    let kinds: Vec<_> = detail.mails.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec!["acknowledgment", "address_changed", "acknowledgment"]
+    );
+
+    // An approval decided on the old address finds the ticket changed under it.
+    let stale = Approval {
+        ticket_id: id,
+        by: alice,
+        as_role: Role::Supervisor,
+        note: String::new(),
+        prior_approvals: 0,
+        at: at(40),
+        responses: Vec::new(),
+        mail: mail("approval", "owner@example.org"),
+    };
+    match store.approve(&stale).await {
+        Err(StoreError::Conflict(why)) => assert!(why.contains("address"), "{why}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        store.ticket(&number).await.unwrap().summary.status,
+        TicketStatus::Open
+    );
+}
+
 macro_rules! conformance_suite {
     ($fresh:expr) => {
         #[tokio::test]
@@ -1632,6 +1905,27 @@ macro_rules! conformance_suite {
                 return;
             };
             super::sign_in_attempts_are_counted_before_they_are_checked(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn the_status_link_goes_again_at_most_once_an_hour() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::the_status_link_goes_again_at_most_once_an_hour(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn customer_address_changes_stop_at_an_approval() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::customer_address_changes_stop_at_an_approval(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn an_agents_address_change_withdraws_approvals_and_flags() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::an_agents_address_change_withdraws_approvals_and_flags(store.as_ref()).await;
         }
         #[tokio::test]
         async fn sessions_expire_when_idle() {

@@ -526,7 +526,52 @@ pub enum CodeCheck {
     NoLiveCode,
 }
 
-/// A message claimed for sending.
+/// Who changes a ticket's customer address, and what comes with it.
+#[derive(Debug, Clone)]
+pub enum AddressChanger {
+    /// The customer, from the browser that sent the request (`customer::address`): at
+    /// most `max_changes` times a ticket, and never once anyone has approved it.
+    Customer { max_changes: i64 },
+    /// An agent from the console. The change redirects the response, so earlier
+    /// approvals are withdrawn and `flag` joins the ticket's flags: it is signed only
+    /// after two approvals, as a flagged ticket is. `notice` tells the old address.
+    Agent {
+        by: UserId,
+        flag: String,
+        notice: Box<NewMail>,
+    },
+}
+
+/// A new customer address for a pending ticket, with the acknowledgment (and its status
+/// link) for the new address, all written in one transaction.
+#[derive(Debug, Clone)]
+pub struct AddressChange {
+    pub ticket_id: i64,
+    pub by: AddressChanger,
+    /// The address the change was decided on: a ticket whose address changed meanwhile
+    /// is left alone.
+    pub from: EmailAddress,
+    pub to: EmailAddress,
+    pub acknowledgment: NewMail,
+    pub at: Timestamp,
+}
+
+/// What came of an [`AddressChange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressChangeOutcome {
+    /// Changed; this many approvals were withdrawn (an agent's change only).
+    Changed { approvals_withdrawn: u64 },
+    /// Refused to the customer: somebody has approved the ticket.
+    Approved,
+    /// The ticket is decided or replaced: no address is changed any more.
+    NotPending,
+    /// The ticket's address is no longer the one the change was decided on.
+    ChangedMeanwhile,
+    /// The customer has changed this ticket's address `max_changes` times already.
+    TooMany,
+}
+
+/// A message claimed for sending./// A message claimed for sending.
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
     pub id: i64,
@@ -709,6 +754,26 @@ pub trait Store: Send + Sync + 'static {
         max_per_ticket: i64,
         now: Timestamp,
     ) -> StoreResult<()>;
+    /// Mails the ticket's status link again to the ticket's own address (`mail` is
+    /// addressed to it) because `other` sent the same export: at most once in
+    /// `interval_secs` per ticket (`tickets.link_resent_at`, so the limit holds across
+    /// replicas), and only while the ticket's address is still `mail.recipient`. Noted in
+    /// the history and the audit log. Whether the mail was queued.
+    async fn resend_status_link(
+        &self,
+        ticket_id: i64,
+        other: &EmailAddress,
+        mail: &NewMail,
+        now: Timestamp,
+        interval_secs: i64,
+    ) -> StoreResult<bool>;
+    /// Changes the customer's address of a pending ticket and queues the acknowledgment
+    /// to the new one, recorded in the history and the audit log (old and new address);
+    /// see [`AddressChanger`] for what each kind of change brings with it.
+    async fn change_customer_email(
+        &self,
+        change: &AddressChange,
+    ) -> StoreResult<AddressChangeOutcome>;
     /// Reasons agents can pick when rejecting, with their ids.
     async fn canned_reasons(&self) -> StoreResult<Vec<(i64, String)>>;
     async fn add_canned_reason(&self, text: &str, by: UserId, now: Timestamp) -> StoreResult<()>;

@@ -109,6 +109,15 @@ pub(super) fn flags_text(flags: &[String]) -> String {
     flags.join("\n")
 }
 
+/// The flags as stored, one per line, back into a list.
+pub(super) fn flags_list(stored: &str) -> Vec<String> {
+    stored
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 impl TryFrom<SummaryRow> for TicketSummary {
     type Error = StoreError;
     fn try_from(row: SummaryRow) -> Result<Self, StoreError> {
@@ -123,12 +132,7 @@ impl TryFrom<SummaryRow> for TicketSummary {
             first_serial: row.first_serial,
             customer_email: row.customer_email,
             claimed_by: row.claimed_by,
-            flags: row
-                .flags
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            flags: flags_list(&row.flags),
         })
     }
 }

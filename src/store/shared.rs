@@ -539,6 +539,25 @@ async fn decided_conflict(tx: &mut Transaction<'static, $db>, ticket_id: i64) ->
     }
 }
 
+/// Why an approval's update found nothing to approve: decided meanwhile, or the
+/// customer's address changed under it.
+async fn approve_conflict(tx: &mut Transaction<'static, $db>, approval: &Approval) -> StoreError {
+    let current: Result<Option<(String, String)>, _> =
+        sqlx::query_as("SELECT status, customer_email FROM tickets WHERE id = $1")
+            .bind(approval.ticket_id)
+            .fetch_optional(&mut **tx)
+            .await;
+    match current {
+        Ok(Some((status, email))) if status == "open" && email != approval.mail.recipient.as_str() => {
+            StoreError::Conflict(
+                "the customer's e-mail address was changed meanwhile: reload the ticket and decide again".to_owned(),
+            )
+        }
+        Ok(_) => decided_conflict(tx, approval.ticket_id).await,
+        Err(e) => db(e),
+    }
+}
+
 #[async_trait]
 impl Store for $store {
     async fn migrate(&self) -> StoreResult<()> {
@@ -1021,7 +1040,7 @@ impl Store for $store {
         let updated = sqlx::query(
             "UPDATE tickets SET status = 'approved', decided_by = $1, decided_at = $2, updated_at = $3,
                                 claimed_by = COALESCE(claimed_by, $4), claimed_at = COALESCE(claimed_at, $5)
-             WHERE id = $6 AND status = 'open'",
+             WHERE id = $6 AND status = 'open' AND customer_email = $7",
         )
         .bind(approval.by.0)
         .bind(at)
@@ -1029,12 +1048,15 @@ impl Store for $store {
         .bind(approval.by.0)
         .bind(at)
         .bind(approval.ticket_id)
+        // The response goes where the approver saw it go: an address corrected since
+        // (which withdraws approvals and may flag the ticket) makes this a conflict.
+        .bind(approval.mail.recipient.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected();
         if updated == 0 {
-            return Err(decided_conflict(&mut tx, approval.ticket_id).await);
+            return Err(approve_conflict(&mut tx, approval).await);
         }
         let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = $1")
             .bind(approval.ticket_id)
@@ -1345,6 +1367,152 @@ impl Store for $store {
         }
         event(&mut tx, ticket_id, now, "customer", "customer_feedback", detail).await?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn resend_status_link(
+        &self,
+        ticket_id: i64,
+        other: &EmailAddress,
+        mail: &NewMail,
+        now: Timestamp,
+        interval_secs: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        // One statement decides: on PostgreSQL a second replica's update waits for this
+        // one's row lock and then re-checks the condition against the new time.
+        let updated = sqlx::query(
+            "UPDATE tickets SET link_resent_at = $1
+             WHERE id = $2 AND customer_email = $3
+               AND (link_resent_at IS NULL OR link_resent_at <= $4)",
+        )
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .bind(mail.recipient.as_str())
+        .bind(now.unix_seconds() - interval_secs)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        let detail = format!(
+            "the same export came in again from another address ({other}); its status link went again to {} only",
+            mail.recipient
+        );
+        event(&mut tx, ticket_id, now, "customer", "link_resent", &detail).await?;
+        audit(&mut tx, now, "customer", "status_link.resent", Some(ticket_id), &detail).await?;
+        enqueue(&mut tx, Some(ticket_id), mail, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn change_customer_email(
+        &self,
+        change: &AddressChange,
+    ) -> StoreResult<AddressChangeOutcome> {
+        let mut tx = self.write().await?;
+        // Locks the ticket row on PostgreSQL (as a first approval does), so what is read
+        // below cannot change before the update: an approval either came first and is
+        // counted, or comes after and finds the new address.
+        let status: Option<String> = sqlx::query_scalar(TICKET_STATUS_FOR_DECISION)
+            .bind(change.ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some(status) = status else {
+            return Err(StoreError::NotFound);
+        };
+        if !matches!(status.as_str(), "open" | "awaiting_photo") {
+            return Ok(AddressChangeOutcome::NotPending);
+        }
+        let (current, flags): (String, String) =
+            sqlx::query_as("SELECT customer_email, flags FROM tickets WHERE id = $1")
+                .bind(change.ticket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        if current != change.from.as_str() {
+            return Ok(AddressChangeOutcome::ChangedMeanwhile);
+        }
+        let approvals: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = $1")
+                .bind(change.ticket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        let (actor, flags) = match &change.by {
+            AddressChanger::Customer { max_changes } => {
+                if approvals > 0 {
+                    return Ok(AddressChangeOutcome::Approved);
+                }
+                let earlier: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM ticket_events
+                     WHERE ticket_id = $1 AND kind = 'address_corrected' AND actor = 'customer'",
+                )
+                .bind(change.ticket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+                if earlier >= *max_changes {
+                    return Ok(AddressChangeOutcome::TooMany);
+                }
+                ("customer".to_owned(), flags)
+            }
+            AddressChanger::Agent { by, flag, .. } => {
+                let mut list = rows::flags_list(&flags);
+                list.push(flag.clone());
+                (user_email(&mut tx, *by).await?, rows::flags_text(&list))
+            }
+        };
+        sqlx::query(
+            "UPDATE tickets SET customer_email = $1, flags = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(change.to.as_str())
+        .bind(&flags)
+        .bind(change.at.unix_seconds())
+        .bind(change.ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut detail = format!("from {} to {}", change.from, change.to);
+        let mut withdrawn = 0;
+        if let AddressChanger::Agent { notice, .. } = &change.by {
+            // The approvals were given for a response going to the old address.
+            withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
+                .bind(change.ticket_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+            if withdrawn > 0 {
+                let note = format!(
+                    "{withdrawn} approval(s) withdrawn: they were given for a response to {}",
+                    change.from
+                );
+                event(&mut tx, change.ticket_id, change.at, "system", "approvals_withdrawn", &note)
+                    .await?;
+            }
+            detail.push_str(&format!(
+                "; {withdrawn} approval(s) withdrawn; the ticket now needs two approvals"
+            ));
+            enqueue(&mut tx, Some(change.ticket_id), notice, change.at).await?;
+        }
+        event(&mut tx, change.ticket_id, change.at, &actor, "address_corrected", &detail).await?;
+        audit(
+            &mut tx,
+            change.at,
+            &actor,
+            "address_corrected",
+            Some(change.ticket_id),
+            &detail,
+        )
+        .await?;
+        enqueue(&mut tx, Some(change.ticket_id), &change.acknowledgment, change.at).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(AddressChangeOutcome::Changed {
+            approvals_withdrawn: withdrawn,
+        })
     }
 
     async fn approved_for_customer_since(

@@ -20,10 +20,11 @@ use super::rows::{
 };
 use super::shared::LoginBucket;
 use super::{
-    ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, Grant, GrantKind,
-    LoginAttempt, LoginAttemptId, LoginLimits, LoginReservation, NewAccessCode, NewApiToken,
-    NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store, StoreError,
-    StoreResult, TicketDetail, TicketSummary, TokenScope, User, UserId,
+    AddressChange, AddressChangeOutcome, AddressChanger, ApiTokenInfo, Approval, CodeCheck,
+    CreateOutcome, FirstApproval, Grant, GrantKind, LoginAttempt, LoginAttemptId, LoginLimits,
+    LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage,
+    QueueFilter, SessionStage, Store, StoreError, StoreResult, TicketDetail, TicketSummary,
+    TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
 use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};

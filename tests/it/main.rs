@@ -11,6 +11,7 @@ mod crash;
 mod deploy;
 mod desk;
 mod desk_support;
+mod duplicates;
 mod four_eyes;
 mod fuzz_regressions;
 mod insiders;

@@ -451,6 +451,7 @@ fn console_post_routes(ticket: &str) -> Vec<String> {
         format!("/console/tickets/{ticket}/approve"),
         format!("/console/tickets/{ticket}/reject"),
         format!("/console/tickets/{ticket}/request-photo"),
+        format!("/console/tickets/{ticket}/email"),
         format!("/console/tickets/{ticket}/mails/1/retry"),
         "/console/reasons".to_owned(),
         "/console/reasons/1/delete".to_owned(),
