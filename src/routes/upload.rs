@@ -78,8 +78,9 @@ pub async fn read_submission(
     payload: web::Payload,
 ) -> Result<RawSubmission, ApiError> {
     let limit = std::time::Duration::from_secs(desk.settings.upload_timeout_secs);
+    let address = super::client_address(desk, request);
     // One client trickling several bodies would otherwise hold every turn.
-    let Some(_claim) = desk.spool.claim(&super::client_address(desk, request)) else {
+    let Some(_claim) = desk.spool.claim(&address) else {
         return Err(ApiError::said(
             actix_web::http::StatusCode::TOO_MANY_REQUESTS,
             Message::new("refusal.uploads_per_address")
@@ -92,7 +93,7 @@ pub async fn read_submission(
         Ok(Err(error)) => return Err(spool_error(error)),
         Err(_) => return Err(ApiError::busy(Message::new("refusal.uploads_busy"))),
     };
-    tokio::time::timeout(limit, read_submission_untimed(desk, request, payload))
+    let mut raw = tokio::time::timeout(limit, read_submission_untimed(desk, request, payload))
         .await
         .unwrap_or_else(|_| {
             Err(ApiError::said(
@@ -100,7 +101,9 @@ pub async fn read_submission(
                 Message::new("problem.upload_timeout")
                     .with("seconds", desk.settings.upload_timeout_secs),
             ))
-        })
+        })?;
+    raw.client = address;
+    Ok(raw)
 }
 
 async fn read_submission_untimed(
