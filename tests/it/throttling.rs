@@ -1,6 +1,6 @@
 //! Abuse limits: failed sign-ins per account, and intake per client address and per
 //! device serial, each answered with 429, a Retry-After and a message naming the wait;
-//! and pictures too costly to decode.
+//! uploads too slow to keep their turn, and pictures too costly to decode.
 
 use std::time::{Duration, Instant};
 
@@ -275,10 +275,16 @@ async fn odd_bytes_in_the_sign_in_form_are_a_refusal_not_an_error() {
 
 /// Opens a connection that starts an upload and then sends nothing more.
 async fn stalled_upload(address: &str) -> tokio::net::TcpStream {
+    stalled_upload_from(address, None).await
+}
+
+/// A stalled upload, sent for `client` through a trusted proxy when one is given.
+async fn stalled_upload_from(address: &str, client: Option<&str>) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let forwarded = client.map_or_else(String::new, |c| format!("X-Forwarded-For: {c}\r\n"));
     let head = format!(
-        "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
+        "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\n{forwarded}Content-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     stream
@@ -410,6 +416,15 @@ async fn one_address_cannot_take_every_turn() {
     assert_eq!(app.stored_counts().await, (0, 0, 0));
 }
 
+/// Waits (a few seconds at most) until `ready` holds: a state of the desk, polled.
+async fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A complete submission sent for `client` through the trusted proxy (127.0.0.1).
 async fn submit_for(
     app: &TestApp,
@@ -423,6 +438,75 @@ async fn submit_for(
         .send()
         .await
         .unwrap()
+}
+
+/// Eight connections from two addresses, each sending one byte every 4 s, hold all
+/// `uploads_at_once` turns (and both addresses' `uploads_per_address`). Past the grace
+/// period each averages far under `upload_min_bytes_per_sec`, so each gets 408 and
+/// gives its turn back; a real submission from a third address, waiting for a turn
+/// meanwhile, completes within 5 s instead of waiting for the upload timeout (60 s).
+async fn slow_uploads_lose_their_turns_to_a_customer_who_sends(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(app) = spawn_app_on_with(backend, |s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.uploads_at_once = 8;
+        s.uploads_per_address = 4;
+        s.upload_timeout_secs = 60;
+        s.upload_min_bytes_per_sec = 8192;
+        // Shorter than the default 10 s so the test is quick; the mechanism is the same.
+        s.upload_min_rate_grace_secs = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for client in ["203.0.113.7", "198.51.100.9"] {
+        for _ in 0..4 {
+            let (reader, mut writer) = stalled_upload_from(&address, Some(client))
+                .await
+                .into_split();
+            let trickle = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    if writer.write_all(b"a").await.is_err() {
+                        break;
+                    }
+                }
+            });
+            slow.push((reader, trickle));
+        }
+    }
+    wait_until("the slow uploads hold every turn", || {
+        app.desk.spool.turns_free() == 0
+    })
+    .await;
+
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let form = submission(&app, &mut nvr);
+    let started = Instant::now();
+    let response = submit_for(&app, "192.0.2.50", form).await;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    assert!(
+        waited < Duration::from_secs(5),
+        "the customer waited {waited:?} behind slow uploads"
+    );
+
+    for (mut reader, trickle) in slow {
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut answer)).await;
+        trickle.abort();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("The upload was too slow"), "{text}");
+        assert!(text.contains("less than 8 KB a second"), "{text}");
+    }
+    // Only the customer's ticket: the cut-off uploads left nothing.
+    assert_eq!(app.stored_counts().await.0, 1);
+    assert_eq!(app.desk.spool.turns_free(), 8, "every turn is back");
 }
 
 /// A progressive JPEG whose last refinement scan is repeated to make 300 scans (the
@@ -535,4 +619,7 @@ async fn jpegs_with_hundreds_of_scans_are_refused_before_decoding(backend: Backe
     assert_eq!(app.stored_counts().await.0, 1, "only the customer's ticket");
 }
 
-crate::on_both_backends!(jpegs_with_hundreds_of_scans_are_refused_before_decoding);
+crate::on_both_backends!(
+    slow_uploads_lose_their_turns_to_a_customer_who_sends,
+    jpegs_with_hundreds_of_scans_are_refused_before_decoding,
+);
