@@ -97,6 +97,12 @@ pub struct Settings {
     pub s3_secret_access_key: Option<Secret>,
     /// How long a client may take to send a whole submission.
     pub upload_timeout_secs: u64,
+    /// The slowest a body being read may arrive on average, once past the grace period;
+    /// slower, it gets 408 and gives its turn to a client that sends. 0: no minimum.
+    pub upload_min_bytes_per_sec: u64,
+    /// How long a body may arrive slower than `upload_min_bytes_per_sec` at first (a
+    /// phone's radio waking, a TCP connection's slow start).
+    pub upload_min_rate_grace_secs: u64,
 }
 
 impl Default for Settings {
@@ -142,6 +148,11 @@ impl Default for Settings {
             s3_access_key_id: None,
             s3_secret_access_key: None,
             upload_timeout_secs: 120,
+            // 8 KB/s is a 64 kbit/s uplink: a 3 MB phone photo within the 120 s above
+            // needs three times that, and a trickle of a byte every few seconds (which
+            // held every turn for two minutes) is cut after the first 10 s.
+            upload_min_bytes_per_sec: 8192,
+            upload_min_rate_grace_secs: 10,
         }
     }
 }
@@ -185,6 +196,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "s3_access_key_id",
     "s3_secret_access_key",
     "upload_timeout_secs",
+    "upload_min_bytes_per_sec",
+    "upload_min_rate_grace_secs",
 ];
 
 impl Settings {
@@ -402,6 +415,15 @@ impl Settings {
                     .filter(|n| *n >= 1)
                     .ok_or_else(|| invalid("expected seconds, at least 1"))?;
             }
+            "upload_min_bytes_per_sec" => {
+                self.upload_min_bytes_per_sec = number(value)
+                    .ok_or_else(|| invalid("expected bytes per second (0: no minimum)"))?;
+            }
+            "upload_min_rate_grace_secs" => {
+                self.upload_min_rate_grace_secs = number(value)
+                    .filter(|n| (1..=3600).contains(n))
+                    .ok_or_else(|| invalid("expected seconds, 1 to 3600"))?;
+            }
             "s3_access_key_id" => self.s3_access_key_id = Some(value.to_owned()),
             "s3_secret_access_key" => self.s3_secret_access_key = Some(Secret::new(value)),
             "trusted_proxies" => {
@@ -527,6 +549,34 @@ mod tests {
         .unwrap_err();
         assert!(
             err.to_string().contains("smtp_url") && !err.to_string().contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_minimum_upload_rate_is_a_setting_that_can_be_turned_off() {
+        let defaults = Settings::default();
+        assert_eq!(
+            (
+                defaults.upload_min_bytes_per_sec,
+                defaults.upload_min_rate_grace_secs
+            ),
+            (8192, 10)
+        );
+        let settings = Settings::load_from(
+            None,
+            &env(&[
+                ("RESETDESK_UPLOAD_MIN_BYTES_PER_SEC", "0"),
+                ("RESETDESK_UPLOAD_MIN_RATE_GRACE_SECS", "30"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.upload_min_bytes_per_sec, 0);
+        assert_eq!(settings.upload_min_rate_grace_secs, 30);
+        let err = Settings::load_from(None, &env(&[("RESETDESK_UPLOAD_MIN_RATE_GRACE_SECS", "0")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("upload_min_rate_grace_secs"),
             "{err}"
         );
     }

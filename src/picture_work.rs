@@ -10,15 +10,32 @@
 //!   on its own permits, so a burst of screenshots leaves cores to the ordinary intake
 //!   instead of making every photo check queue behind them;
 //! - memory: each job reserves what its picture's header says decoding will take, from
-//!   `picture_memory_mb`; a picture larger than the whole budget waits to run alone.
+//!   `picture_memory_mb`; a picture larger than the whole budget waits to run alone;
+//! - per client address (as `trusted_proxies` resolves it, the key `uploads_per_address`
+//!   uses): at most [`JOBS_PER_ADDRESS`] jobs at once, waiting or running, reserving at
+//!   most half the memory budget together. The queue is first come, first served, so
+//!   without this a few addresses sending large pictures filled it, and a customer's
+//!   photo waited behind all of them (seven photos from two addresses made one wait
+//!   past the queue's limit). Now an address's further pictures wait in a line of its
+//!   own, outside the shared queue: a customer waits behind at most two jobs of each
+//!   other address, each bounded by the decoding caps of `intake::photo` and by
+//!   [`PICTURE_WORK_TIMEOUT`]. A picture needing more than half the budget takes its
+//!   address's whole half (it is that address's only job) and still runs alone.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+/// Picture jobs one client address may have at once, waiting for shares or running. Two:
+/// a submission has one at a time (its photo, then its QR picture), so two customers
+/// behind one office's address both proceed, and on two cores one address can still
+/// keep both busy when nobody else is waiting.
+pub const JOBS_PER_ADDRESS: u32 = 2;
+
 /// The longest one picture may take to decode before the request gives up on it.
-const PICTURE_WORK_TIMEOUT: Duration = Duration::from_secs(20);
+pub const PICTURE_WORK_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest a picture may wait for its share; past it the desk is too busy, which is
 /// not the picture's fault.
 const PICTURE_QUEUE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -56,8 +73,37 @@ pub struct PictureWork {
     qr_reading: Arc<Semaphore>,
     memory: Arc<Semaphore>,
     memory_mib: u32,
+    /// Each client address's share, kept while it has jobs.
+    addresses: Arc<Mutex<HashMap<String, Arc<AddressShare>>>>,
     work_timeout: Duration,
     queue_timeout: Duration,
+}
+
+/// What one client address may hold: [`JOBS_PER_ADDRESS`] jobs, half the memory budget.
+struct AddressShare {
+    jobs: Arc<Semaphore>,
+    memory: Arc<Semaphore>,
+    memory_mib: u32,
+}
+
+/// An address's share held by one job; the last one out removes the address's entry.
+struct AddressLease {
+    addresses: Arc<Mutex<HashMap<String, Arc<AddressShare>>>>,
+    address: String,
+    share: Arc<AddressShare>,
+}
+
+impl Drop for AddressLease {
+    fn drop(&mut self) {
+        let mut addresses = self
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and this one: no other job of the address holds it.
+        if Arc::strong_count(&self.share) == 2 {
+            addresses.remove(&self.address);
+        }
+    }
 }
 
 impl PictureWork {
@@ -74,6 +120,7 @@ impl PictureWork {
             qr_reading: Arc::new(Semaphore::new(qr_shares)),
             memory: Arc::new(Semaphore::new(memory_mib as usize)),
             memory_mib,
+            addresses: Arc::default(),
             work_timeout: PICTURE_WORK_TIMEOUT,
             queue_timeout: PICTURE_QUEUE_TIMEOUT,
         }
@@ -87,11 +134,37 @@ impl PictureWork {
         )
     }
 
-    /// Runs `work`, which needs up to `memory_bytes` while it decodes, within its kind's
-    /// share of the cores and the memory budget.
+    /// The share of `address`, made when it has no job yet.
+    fn lease(&self, address: &str) -> AddressLease {
+        let mut addresses = self
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let share = addresses
+            .entry(address.to_owned())
+            .or_insert_with(|| {
+                let memory_mib = (self.memory_mib / 2).max(1);
+                Arc::new(AddressShare {
+                    jobs: Arc::new(Semaphore::new(JOBS_PER_ADDRESS as usize)),
+                    memory: Arc::new(Semaphore::new(memory_mib as usize)),
+                    memory_mib,
+                })
+            })
+            .clone();
+        AddressLease {
+            addresses: self.addresses.clone(),
+            address: address.to_owned(),
+            share,
+        }
+    }
+
+    /// Runs `work` for a client at `address`, which needs up to `memory_bytes` while it
+    /// decodes, within the address's share, its kind's share of the cores and the memory
+    /// budget.
     pub async fn run<T: Send + 'static>(
         &self,
         job: PictureJob,
+        address: &str,
         memory_bytes: u64,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PictureWorkError> {
@@ -102,16 +175,30 @@ impl PictureWork {
         let mib = u32::try_from(memory_bytes.div_ceil(MIB))
             .unwrap_or(u32::MAX)
             .clamp(1, self.memory_mib);
+        let lease = self.lease(address);
         let shares = async {
-            // The semaphores are never closed, so acquiring cannot fail. Cores before
-            // memory, always in that order, so two jobs never hold one each and wait.
+            // The semaphores are never closed, so acquiring cannot fail. Always in this
+            // order, the address's own before the shared ones, so two jobs never hold
+            // one each and wait for each other; and a job waiting behind its address's
+            // earlier ones holds no place in the shared queue.
+            let share = &lease.share;
+            let own_job = share.jobs.clone().acquire_owned().await.ok();
+            let own_memory = share
+                .memory
+                .clone()
+                .acquire_many_owned(mib.min(share.memory_mib))
+                .await
+                .ok();
             let core = cores.clone().acquire_owned().await.ok();
             let memory = self.memory.clone().acquire_many_owned(mib).await.ok();
-            (core, memory)
+            (own_job, own_memory, core, memory)
         };
         let permits = tokio::time::timeout(self.queue_timeout, shares)
             .await
             .map_err(|_| PictureWorkError::Busy)?;
+        // Dropped after the permits (fields drop in order), so the address's entry goes
+        // only once its shares are back.
+        let permits = (permits, lease);
         // The permits travel with the work: a decode that outlives its caller (after a
         // timeout) still counts against the bounds until it really ends.
         let (done, result) = tokio::sync::oneshot::channel();
@@ -157,6 +244,86 @@ fn decoding_threads(count: usize) -> std::sync::mpsc::Sender<Job> {
 mod tests {
     use super::*;
 
+    const A: &str = "192.0.2.1";
+    const B: &str = "198.51.100.2";
+    const C: &str = "203.0.113.3";
+
+    /// A job of `address` that holds its shares until the returned sender is used.
+    fn held(
+        work: &Arc<PictureWork>,
+        address: &'static str,
+        memory: u64,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), PictureWorkError>>,
+    ) {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let work = work.clone();
+        let job = tokio::spawn(async move {
+            work.run(PictureJob::PhotoProof, address, memory, move || {
+                let _ = wait.recv();
+            })
+            .await
+        });
+        (release, job)
+    }
+
+    /// Lets spawned jobs take what they can.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    #[tokio::test]
+    async fn an_address_waits_behind_its_own_jobs_and_others_do_not() {
+        let work = Arc::new(PictureWork::new(4, 64));
+        let (release_first, first) = held(&work, A, MIB);
+        let (release_second, second) = held(&work, A, MIB);
+        settle().await;
+        // A third picture of the same address waits for one of its own...
+        let third = {
+            let work = work.clone();
+            tokio::spawn(async move { work.run(PictureJob::PhotoProof, A, MIB, || 3).await })
+        };
+        settle().await;
+        assert!(!third.is_finished());
+        // ...without taking a core: two of four are still free, and another address
+        // is served at once.
+        assert_eq!(work.photo_proofs.available_permits(), 2);
+        assert_eq!(work.run(PictureJob::PhotoProof, B, MIB, || 4).await, Ok(4));
+        release_first.send(()).expect("the first job waits");
+        assert_eq!(third.await.ok(), Some(Ok(3)));
+        release_second.send(()).expect("the second job waits");
+        assert_eq!(first.await.ok(), Some(Ok(())));
+        assert_eq!(second.await.ok(), Some(Ok(())));
+        // Nothing is kept for addresses with no picture work.
+        assert!(work.addresses.lock().expect("not poisoned").is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_address_holds_at_most_half_the_memory() {
+        let work = Arc::new(PictureWork::new(4, 16));
+        let (release, holding) = held(&work, A, 6 * MIB);
+        settle().await;
+        // 6 of A's 8 MiB are taken: another 6 MiB picture of A waits, though the budget
+        // has 10 MiB free...
+        let more = {
+            let work = work.clone();
+            tokio::spawn(async move { work.run(PictureJob::PhotoProof, A, 6 * MIB, || "A").await })
+        };
+        settle().await;
+        assert!(!more.is_finished());
+        assert_eq!(work.memory.available_permits(), 10);
+        // ...which another address's picture gets at once.
+        assert_eq!(
+            work.run(PictureJob::PhotoProof, B, 6 * MIB, || "B").await,
+            Ok("B")
+        );
+        release.send(()).expect("the first job waits");
+        assert_eq!(more.await.ok(), Some(Ok("A")));
+        assert_eq!(holding.await.ok(), Some(Ok(())));
+        assert_eq!(work.memory.available_permits(), 16);
+    }
+
     #[tokio::test]
     async fn qr_reading_never_takes_the_cores_photo_proofs_need() {
         let work = Arc::new(PictureWork::new(2, 64));
@@ -167,7 +334,7 @@ mod tests {
             let work = work.clone();
             let wait = wait.clone();
             tokio::spawn(async move {
-                work.run(PictureJob::QrReading, MIB, move || {
+                work.run(PictureJob::QrReading, A, MIB, move || {
                     let _ = wait.lock().map(|w| w.recv());
                 })
                 .await
@@ -177,8 +344,8 @@ mod tests {
         assert_eq!(work.qr_reading.available_permits(), 0);
         // Both photo proofs still run at once while it does.
         let (a, b) = tokio::join!(
-            work.run(PictureJob::PhotoProof, MIB, || 1),
-            work.run(PictureJob::PhotoProof, MIB, || 2)
+            work.run(PictureJob::PhotoProof, B, MIB, || 1),
+            work.run(PictureJob::PhotoProof, C, MIB, || 2)
         );
         assert_eq!((a, b), (Ok(1), Ok(2)));
         release.send(()).expect("the QR job waits");
@@ -192,7 +359,7 @@ mod tests {
         let holding = {
             let work = work.clone();
             tokio::spawn(async move {
-                work.run(PictureJob::PhotoProof, 10 * MIB, move || {
+                work.run(PictureJob::PhotoProof, A, 10 * MIB, move || {
                     let _ = wait.recv();
                 })
                 .await
@@ -203,7 +370,10 @@ mod tests {
         // A job bigger than the whole budget needs all of it, so it waits...
         let huge = {
             let work = work.clone();
-            tokio::spawn(async move { work.run(PictureJob::PhotoProof, 1 << 40, || "huge").await })
+            tokio::spawn(async move {
+                work.run(PictureJob::PhotoProof, B, 1 << 40, || "huge")
+                    .await
+            })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!huge.is_finished());
@@ -225,7 +395,7 @@ mod tests {
         let holding = {
             let work = work.clone();
             tokio::spawn(async move {
-                work.run(PictureJob::PhotoProof, MIB, move || {
+                work.run(PictureJob::PhotoProof, A, MIB, move || {
                     let _ = wait.recv();
                 })
                 .await
@@ -233,7 +403,7 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         // The stuck decode is too slow for its own request, and still holds the core...
-        let waited = work.run(PictureJob::PhotoProof, MIB, || 1).await;
+        let waited = work.run(PictureJob::PhotoProof, B, MIB, || 1).await;
         assert_eq!(holding.await.ok(), Some(Err(PictureWorkError::TooSlow)));
         // ...so the next picture, which waited its limit without starting, is told so.
         assert_eq!(waited, Err(PictureWorkError::Busy));
@@ -244,11 +414,11 @@ mod tests {
     async fn a_panicking_decoder_is_a_failed_picture_and_frees_its_share() {
         let work = PictureWork::new(1, 16);
         let failed = work
-            .run(PictureJob::PhotoProof, MIB, || -> u8 {
+            .run(PictureJob::PhotoProof, A, MIB, || -> u8 {
                 panic!("decoder bug")
             })
             .await;
         assert_eq!(failed, Err(PictureWorkError::Failed));
-        assert_eq!(work.run(PictureJob::PhotoProof, MIB, || 7).await, Ok(7));
+        assert_eq!(work.run(PictureJob::PhotoProof, A, MIB, || 7).await, Ok(7));
     }
 }

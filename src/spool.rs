@@ -109,6 +109,11 @@ impl Spool {
         &self.dir
     }
 
+    /// Turns no upload holds now: how close the desk is to making uploads wait.
+    pub fn turns_free(&self) -> usize {
+        self.readers.available_permits()
+    }
+
     /// A turn at being read: hold it while the request's body is read.
     pub async fn admit(&self) -> std::io::Result<OwnedSemaphorePermit> {
         take_turn(&self.readers).await

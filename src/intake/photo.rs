@@ -6,7 +6,10 @@
 //! The container is walked segment by segment as well: a photo carrying megabytes of
 //! metadata is refused, and whatever follows the picture's end marker (a ZIP appended to
 //! make a JPEG/ZIP polyglot, or a phone maker's trailer) is not kept, so the stored
-//! evidence is only the picture the agent looks at.
+//! evidence is only the picture the agent looks at. The same walk counts a JPEG's scans
+//! and the samples each one decodes, so a progressive JPEG that repeats a cheap scan
+//! hundreds of times (seconds of decoding for a few kilobytes) is refused before any
+//! decoding starts.
 
 use std::io::Cursor;
 
@@ -61,11 +64,14 @@ pub struct CheckedPhoto {
     pub picture_len: u64,
 }
 
-/// How a picture file is laid out: its metadata size and where its end marker is.
+/// How a picture file is laid out: its metadata size, where its end marker is, and how
+/// much decoding its scans ask for.
 #[derive(Debug, PartialEq, Eq)]
 struct Layout {
     metadata: usize,
     end: usize,
+    scans: u32,
+    work: u64,
 }
 
 /// A photo whose file ends early or reads differently the second time.
@@ -73,59 +79,242 @@ pub fn damaged() -> Message {
     Message::new("problem.photo_damaged")
 }
 
+/// Scans a JPEG may have; more is refused before any decoding. A phone camera writes
+/// baseline JPEGs (one scan); libjpeg's standard progression writes 10 (6 for grey), and
+/// optimisers (mozjpeg, jpegrescan) stay near that. A progressive decoder walks every
+/// block of a scan's components once per scan, and the standard lets a scan of a few
+/// bytes stand for millions of blocks (end-of-band runs), so a file that repeats one
+/// refinement scan hundreds of times keeps a core busy for many seconds while its bytes
+/// stay small: LJT-01-003 in libjpeg-turbo's "Two Issues with the JPEG Standard" (2018,
+/// the root of many oss-fuzz timeouts since). libjpeg-turbo leaves the cap to the
+/// application (`djpeg -maxscans`, `TJPARAM_SCANLIMIT`; its own fuzzers and NVIDIA DALI
+/// use 500); Chromium's decoder gives up at its 100th scan, and so does LibreOffice's.
+/// 99 is what Chromium shows: nothing a browser can display is refused, and nothing a
+/// camera writes comes near it.
+pub const MAX_JPEG_SCANS: u32 = 99;
+
+/// The decoding work a picture may ask for, as samples decoded summed over its scans,
+/// per pixel the desk accepts (`max_label_pixels`). The largest photo the desk takes,
+/// encoded progressively by libjpeg's standard script in full colour without
+/// subsampling, costs 14 per pixel (8 with the usual 4:2:0; 1.5 for a baseline phone
+/// photo), so no ordinary photo is refused, and no picture makes the desk work harder
+/// than that one: a 49-megapixel picture cannot repeat its scans up to the scan cap.
+pub const MAX_DECODE_WORK_PER_PIXEL: u64 = 16;
+
 fn u16_at(bytes: &[u8], at: usize) -> Option<usize> {
     Some(usize::from(u16::from_be_bytes(
         bytes.get(at..at + 2)?.try_into().ok()?,
     )))
 }
 
-/// Walks JPEG segments to the end-of-image marker. Metadata segments are skipped by
-/// their length, so a thumbnail inside EXIF (a JPEG of its own) is not mistaken for the end.
-fn jpeg_layout(bytes: &[u8]) -> Option<Layout> {
-    let mut at = 2;
-    let mut metadata = 0;
-    loop {
-        if *bytes.get(at)? != 0xFF {
-            return None;
-        }
-        while *bytes.get(at + 1)? == 0xFF {
-            at += 1;
-        }
-        let marker = *bytes.get(at + 1)?;
-        match marker {
-            0xD9 => {
-                return Some(Layout {
-                    metadata,
-                    end: at + 2,
-                });
+/// A JPEG's frame header: its size and each component's id and sampling factors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Frame {
+    width: u32,
+    height: u32,
+    components: Vec<(u8, u32, u32)>,
+}
+
+impl Frame {
+    fn parse(body: &[u8]) -> Option<Self> {
+        let count = usize::from(*body.get(5)?);
+        let mut components = Vec::with_capacity(count);
+        for at in (6..6 + 3 * count).step_by(3) {
+            let (id, sampling) = (*body.get(at)?, *body.get(at + 1)?);
+            let (h, v) = (u32::from(sampling >> 4), u32::from(sampling & 0x0F));
+            // Sampling factors are 1 to 4 (T.81 B.2.2); the work below divides by them.
+            if !(1..=4).contains(&h) || !(1..=4).contains(&v) {
+                return None;
             }
-            0x01 | 0xD0..=0xD7 => at += 2,
-            _ => {
-                let length = u16_at(bytes, at + 2)?;
-                if length < 2 {
-                    return None;
-                }
-                if matches!(marker, 0xE0..=0xEF | 0xFE) {
-                    metadata += length;
-                }
-                at += 2 + length;
-                if marker == 0xDA {
-                    // Entropy-coded data: a 0xFF in it is followed by 0x00 or a restart
-                    // marker; anything else is the next segment.
-                    loop {
-                        let next = at + bytes.get(at..)?.iter().position(|&b| b == 0xFF)?;
-                        match *bytes.get(next + 1)? {
-                            0x00 | 0xD0..=0xD7 | 0xFF => at = next + 1,
-                            _ => {
-                                at = next;
-                                break;
-                            }
-                        }
+            components.push((id, h, v));
+        }
+        Some(Self {
+            width: u32::from(u16::from_be_bytes([*body.get(3)?, *body.get(4)?])),
+            height: u32::from(u16::from_be_bytes([*body.get(1)?, *body.get(2)?])),
+            components,
+        })
+    }
+
+    /// The samples one scan decodes: each of its components at its own resolution.
+    fn scan_work(&self, scan: &[u8]) -> Option<u64> {
+        let count = usize::from(*scan.first()?);
+        let h_max = self.components.iter().map(|c| c.1).max()?;
+        let v_max = self.components.iter().map(|c| c.2).max()?;
+        let mut work = 0u64;
+        for at in (1..1 + 2 * count).step_by(2) {
+            let id = *scan.get(at)?;
+            let &(_, h, v) = self.components.iter().find(|c| c.0 == id)?;
+            let columns = (self.width * h).div_ceil(h_max);
+            let rows = (self.height * v).div_ceil(v_max);
+            work += u64::from(columns) * u64::from(rows);
+        }
+        Some(work)
+    }
+}
+
+/// What walking a JPEG's segments found, as far as it got.
+#[derive(Debug, Default)]
+struct JpegWalk {
+    metadata: usize,
+    frame: Option<Frame>,
+    scans: u32,
+    work: u64,
+    /// Where the end-of-image marker ends; `None` when the walk stopped before it.
+    end: Option<usize>,
+}
+
+/// A byte source that counts where it is.
+struct Walker<R> {
+    reader: R,
+    at: usize,
+}
+
+impl<R: std::io::BufRead> Walker<R> {
+    fn peek(&mut self) -> Option<u8> {
+        self.reader.fill_buf().ok()?.first().copied()
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.reader.consume(1);
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn take(&mut self, n: usize) -> Option<Vec<u8>> {
+        let mut buffer = vec![0; n];
+        self.reader.read_exact(&mut buffer).ok()?;
+        self.at += n;
+        Some(buffer)
+    }
+
+    fn skip(&mut self, n: usize) -> Option<()> {
+        let skipped = std::io::copy(
+            &mut std::io::Read::take(&mut self.reader, n as u64),
+            &mut std::io::sink(),
+        )
+        .ok()?;
+        self.at += n;
+        (skipped == n as u64).then_some(())
+    }
+
+    /// Skips entropy-coded data: a 0xFF in it is followed by 0x00 (a stuffed byte) or a
+    /// restart marker; anything else is the next segment's marker, which is returned.
+    fn skip_entropy(&mut self) -> Option<u8> {
+        loop {
+            let buffer = self.reader.fill_buf().ok()?;
+            if buffer.is_empty() {
+                return None;
+            }
+            let Some(ff) = buffer.iter().position(|&b| b == 0xFF) else {
+                let n = buffer.len();
+                self.reader.consume(n);
+                self.at += n;
+                continue;
+            };
+            self.reader.consume(ff + 1);
+            self.at += ff + 1;
+            loop {
+                match self.peek()? {
+                    0x00 | 0xD0..=0xD7 => {
+                        self.byte();
+                        break;
+                    }
+                    // Fill bytes: the last 0xFF is the one before the marker.
+                    0xFF => {
+                        self.byte();
+                    }
+                    marker => {
+                        self.byte();
+                        return Some(marker);
                     }
                 }
             }
         }
     }
+}
+
+/// Walks a JPEG (from just after its start marker) segment by segment to the end-of-image
+/// marker, without decoding: metadata is skipped by its length, so a thumbnail inside
+/// EXIF (a JPEG of its own) is not mistaken for the end, and each scan is counted with
+/// the samples it decodes. Stops where the file ends or stops making sense, with what it
+/// found so far; `end` says whether it reached the end.
+fn walk_jpeg(reader: impl std::io::BufRead) -> JpegWalk {
+    let mut walker = Walker { reader, at: 2 };
+    let mut walk = JpegWalk::default();
+    let mut pending = None;
+    loop {
+        let marker = match pending.take() {
+            Some(marker) => marker,
+            None => {
+                if walker.byte() != Some(0xFF) {
+                    return walk;
+                }
+                let mut marker = walker.byte();
+                while marker == Some(0xFF) {
+                    marker = walker.byte();
+                }
+                let Some(marker) = marker else { return walk };
+                marker
+            }
+        };
+        match marker {
+            0xD9 => {
+                walk.end = Some(walker.at);
+                return walk;
+            }
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        let Some(length) = walker.take(2).and_then(|b| u16_at(&b, 0)) else {
+            return walk;
+        };
+        let Some(body) = length.checked_sub(2) else {
+            return walk;
+        };
+        match marker {
+            0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
+                // One frame per picture: a second one is not a photo.
+                if walk.frame.is_some() {
+                    return walk;
+                }
+                let Some(frame) = walker.take(body).and_then(|b| Frame::parse(&b)) else {
+                    return walk;
+                };
+                walk.frame = Some(frame);
+            }
+            0xDA => {
+                let work = walker
+                    .take(body)
+                    .and_then(|b| walk.frame.as_ref()?.scan_work(&b));
+                let Some(work) = work else { return walk };
+                walk.scans += 1;
+                walk.work = walk.work.saturating_add(work);
+                let Some(next) = walker.skip_entropy() else {
+                    return walk;
+                };
+                pending = Some(next);
+            }
+            _ => {
+                if matches!(marker, 0xE0..=0xEF | 0xFE) {
+                    walk.metadata += length;
+                }
+                if walker.skip(body).is_none() {
+                    return walk;
+                }
+            }
+        }
+    }
+}
+
+fn jpeg_layout(bytes: &[u8]) -> Option<Layout> {
+    let walk = walk_jpeg(bytes.get(2..)?);
+    Some(Layout {
+        metadata: walk.metadata,
+        end: walk.end?,
+        scans: walk.scans,
+        work: walk.work,
+    })
 }
 
 /// Walks PNG chunks to IEND; ancillary chunks (lowercase first letter) are metadata.
@@ -141,7 +330,13 @@ fn png_layout(bytes: &[u8]) -> Option<Layout> {
             return None;
         }
         if kind == b"IEND" {
-            return Some(Layout { metadata, end });
+            // One pass over the pixels, whatever the interlacing: counted from the size.
+            return Some(Layout {
+                metadata,
+                end,
+                scans: 1,
+                work: 0,
+            });
         }
         if kind[0].is_ascii_lowercase() {
             metadata += length;
@@ -150,13 +345,20 @@ fn png_layout(bytes: &[u8]) -> Option<Layout> {
     }
 }
 
-/// A picture's kind and size as its header declares them, read from the first few
-/// kilobytes, so the memory to decode it can be reserved before it is read whole.
+/// A picture's kind and size as its header declares them, and for a JPEG its scans and
+/// the decoding work they ask for, read without decoding a pixel, so the memory to
+/// decode it can be reserved, and a picture too costly to decode refused, before it is
+/// read whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Declared {
     format: ImageFormat,
     pub width: u32,
     pub height: u32,
+    /// Scans (a PNG has one): a progressive JPEG's decoder visits every block of a
+    /// scan's components once per scan.
+    pub scans: u32,
+    /// Samples decoded, summed over the scans.
+    pub work: u64,
 }
 
 impl Declared {
@@ -169,72 +371,63 @@ impl Declared {
             _ => pixels * 3 + (1 << 20),
         }
     }
+
+    /// Refuses a picture with more scans than [`MAX_JPEG_SCANS`], or whose scans ask for
+    /// more decoding than [`MAX_DECODE_WORK_PER_PIXEL`] allows for `max_pixels`: from
+    /// what the walk counted, before any decoding, and before the picture waits for a
+    /// share of the picture work.
+    pub fn check_cost(&self, max_pixels: u64) -> Result<(), Message> {
+        if self.scans > MAX_JPEG_SCANS {
+            return Err(Message::new("problem.picture_too_many_scans")
+                .with("scans", self.scans)
+                .with("max", MAX_JPEG_SCANS));
+        }
+        if self.work > max_pixels.saturating_mul(MAX_DECODE_WORK_PER_PIXEL) {
+            return Err(Message::new("problem.picture_too_costly")
+                .with("width", self.width)
+                .with("height", self.height)
+                .with("scans", self.scans));
+        }
+        Ok(())
+    }
 }
 
-/// Reads a JPEG's or PNG's declared size: the PNG header chunk, or the JPEG segments up
-/// to the start of frame, skipping metadata by its length rather than reading it.
+/// Reads what a JPEG or PNG declares: the PNG header chunk, or the JPEG's segments, its
+/// frame header and every scan's header, skipping metadata by its length and entropy-coded
+/// data without decoding it. A file cut off after its frame header still declares its
+/// size (and the scans up to the cut).
 pub fn declared(reader: impl std::io::Read) -> Option<Declared> {
-    let mut reader = std::io::BufReader::with_capacity(4096, reader);
-    fn take(reader: &mut impl std::io::Read, n: usize) -> Option<Vec<u8>> {
-        let mut buffer = vec![0; n];
-        reader.read_exact(&mut buffer).ok()?;
-        Some(buffer)
-    }
-    let be16 = |b: &[u8]| u32::from(u16::from_be_bytes([b[0], b[1]]));
-    let start = take(&mut reader, 2)?;
-    if start == b"\x89P" {
-        let rest = take(&mut reader, 22)?;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, reader);
+    let mut start = [0; 2];
+    std::io::Read::read_exact(&mut reader, &mut start).ok()?;
+    if &start == b"\x89P" {
+        let mut rest = [0; 22];
+        std::io::Read::read_exact(&mut reader, &mut rest).ok()?;
         if &rest[..6] != b"NG\r\n\x1a\n" || &rest[10..14] != b"IHDR" {
             return None;
         }
         let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let (width, height) = (be32(&rest[14..18]), be32(&rest[18..22]));
         return Some(Declared {
             format: ImageFormat::Png,
-            width: be32(&rest[14..18]),
-            height: be32(&rest[18..22]),
+            width,
+            height,
+            scans: 1,
+            work: u64::from(width) * u64::from(height),
         });
     }
-    if start != b"\xff\xd8" {
+    if &start != b"\xff\xd8" {
         return None;
     }
-    // Metadata is bounded, so the frame header comes within a few megabytes.
-    let mut skipped = 0usize;
-    loop {
-        let mut marker = take(&mut reader, 2)?;
-        while marker[1] == 0xFF {
-            marker = vec![0xFF, take(&mut reader, 1)?[0]];
-        }
-        if marker[0] != 0xFF {
-            return None;
-        }
-        match marker[1] {
-            0x01 | 0xD0..=0xD7 => continue,
-            // Start of scan or end of image before any frame header.
-            0xDA | 0xD9 => return None,
-            _ => {}
-        }
-        let length = usize::try_from(be16(&take(&mut reader, 2)?))
-            .ok()?
-            .checked_sub(2)?;
-        if matches!(marker[1], 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF) {
-            let frame = take(&mut reader, length.max(5))?;
-            return Some(Declared {
-                format: ImageFormat::Jpeg,
-                width: be16(&frame[3..5]),
-                height: be16(&frame[1..3]),
-            });
-        }
-        skipped += length;
-        if skipped > MAX_METADATA_BYTES + (1 << 20) {
-            return None;
-        }
-        std::io::copy(
-            &mut std::io::Read::take(&mut reader, length as u64),
-            &mut std::io::sink(),
-        )
-        .ok()
-        .filter(|copied| *copied == length as u64)?;
-    }
+    let walk = walk_jpeg(reader);
+    let frame = walk.frame?;
+    Some(Declared {
+        format: ImageFormat::Jpeg,
+        width: frame.width,
+        height: frame.height,
+        scans: walk.scans,
+        work: walk.work,
+    })
 }
 
 /// What a label photo's container and header say, read without decoding a pixel.
@@ -259,7 +452,8 @@ pub fn check_label_photo(bytes: &[u8], max_pixels: u64) -> Result<CheckedPhoto, 
 }
 
 /// The cheap half of the check: the file's kind, its layout (metadata size, where the
-/// picture ends) and its declared size, all refused before any pixel is decoded.
+/// picture ends, a JPEG's scans), its declared size and the decoding its scans ask for,
+/// all refused before any pixel is decoded.
 pub fn inspect_label_photo(bytes: &[u8], max_pixels: u64) -> Result<InspectedPhoto, Message> {
     let (format, media_type) = if bytes.starts_with(b"\xff\xd8\xff") {
         (ImageFormat::Jpeg, "image/jpeg")
@@ -295,12 +489,19 @@ pub fn inspect_label_photo(bytes: &[u8], max_pixels: u64) -> Result<InspectedPho
             .with("height", height)
             .with("min", MIN_SIDE));
     }
-    Ok(InspectedPhoto {
-        declared: Declared {
-            format,
-            width,
-            height,
+    let declared = Declared {
+        format,
+        width,
+        height,
+        scans: layout.scans,
+        work: match format {
+            ImageFormat::Png => u64::from(width) * u64::from(height),
+            _ => layout.work,
         },
+    };
+    declared.check_cost(max_pixels)?;
+    Ok(InspectedPhoto {
+        declared,
         media_type,
         picture_len: layout.end,
     })
@@ -499,6 +700,97 @@ mod tests {
                 .english()
                 .contains("damaged")
         );
+    }
+
+    /// A 244×244 grey progressive JPEG in 6 scans (libjpeg's progression for grey).
+    const PROGRESSIVE: &[u8] = include_bytes!("../../fuzz/seeds/image_sniff/progressive-small.jpg");
+
+    /// `jpeg` with its last scan repeated until it has `total` scans.
+    fn with_scans(jpeg: &[u8], total: u32) -> Vec<u8> {
+        let body = &jpeg[..jpeg.len() - 2];
+        let starts: Vec<usize> = body
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| *w == [0xFF, 0xDA])
+            .map(|(i, _)| i)
+            .collect();
+        let last = &body[*starts.last().expect("a scan")..];
+        let mut out = body.to_vec();
+        for _ in starts.len() as u32..total {
+            out.extend_from_slice(last);
+        }
+        out.extend_from_slice(b"\xff\xd9");
+        out
+    }
+
+    /// `jpeg` with its frame header saying `width` × `height`.
+    fn declaring(jpeg: &[u8], width: u16, height: u16) -> Vec<u8> {
+        let mut out = jpeg.to_vec();
+        let sof = out
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC2])
+            .expect("SOF2");
+        out[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+        out[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn counts_each_scan_and_the_samples_it_decodes() {
+        let progressive = declared(PROGRESSIVE).expect("a header");
+        assert_eq!((progressive.scans, progressive.work), (6, 6 * 244 * 244));
+        let checked = inspect_label_photo(PROGRESSIVE, DEFAULT_MAX_LABEL_PIXELS).expect("a photo");
+        assert_eq!(checked.declared(), progressive);
+        assert!(check_label_photo(PROGRESSIVE, DEFAULT_MAX_LABEL_PIXELS).is_ok());
+        // A baseline colour photo: one scan, its chroma at most at full resolution.
+        let baseline = declared(jpeg(300, 200).as_slice()).expect("a header");
+        assert_eq!(baseline.scans, 1);
+        assert!((60_000..=180_000).contains(&baseline.work), "{baseline:?}");
+        let png = declared(png(300, 200).as_slice()).expect("a header");
+        assert_eq!((png.scans, png.work), (1, 60_000));
+    }
+
+    #[test]
+    fn refuses_more_scans_than_the_cap_before_decoding() {
+        let at_cap = with_scans(PROGRESSIVE, MAX_JPEG_SCANS);
+        assert!(inspect_label_photo(&at_cap, DEFAULT_MAX_LABEL_PIXELS).is_ok());
+        let bomb = with_scans(PROGRESSIVE, 300);
+        // The walk the desk does before the picture waits for its share...
+        let walked = declared(bomb.as_slice()).expect("a header");
+        assert_eq!(walked.scans, 300);
+        let err = walked.check_cost(DEFAULT_MAX_LABEL_PIXELS).unwrap_err();
+        assert!(
+            err.english().contains("stored in 300 passes"),
+            "{}",
+            err.english()
+        );
+        // ...and the inspection any check does before decoding.
+        let err = inspect_label_photo(&bomb, DEFAULT_MAX_LABEL_PIXELS).unwrap_err();
+        assert!(err.english().contains("at most 99"), "{}", err.english());
+        let over = with_scans(PROGRESSIVE, MAX_JPEG_SCANS + 1);
+        assert!(inspect_label_photo(&over, DEFAULT_MAX_LABEL_PIXELS).is_err());
+    }
+
+    #[test]
+    fn refuses_scans_that_cost_more_than_the_largest_photo() {
+        // 7000 × 7000 in 16 scans is what the largest photo may cost, progressive in
+        // full colour; in 40 it is two and a half times that, under the scan cap.
+        let large = declaring(PROGRESSIVE, 7000, 7000);
+        let sixteen = with_scans(&large, 16);
+        assert!(inspect_label_photo(&sixteen, DEFAULT_MAX_LABEL_PIXELS).is_ok());
+        let forty = with_scans(&large, 40);
+        let err = inspect_label_photo(&forty, DEFAULT_MAX_LABEL_PIXELS)
+            .unwrap_err()
+            .english();
+        assert!(
+            err.contains("would take too long to read") && err.contains("7000×7000"),
+            "{err}"
+        );
+        // The bound follows the operator's pixel cap: 25 megapixels in 32 scans cost
+        // what 50 may, not what 40 may.
+        let smaller = with_scans(&declaring(PROGRESSIVE, 5000, 5000), 32);
+        assert!(inspect_label_photo(&smaller, DEFAULT_MAX_LABEL_PIXELS).is_ok());
+        assert!(inspect_label_photo(&smaller, 40_000_000).is_err());
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub use crate::spool::Upload;
 pub struct RawSubmission {
     pub text: BTreeMap<String, String>,
     pub files: BTreeMap<String, Upload>,
+    /// The client's address as `trusted_proxies` resolves it: its pictures are decoded
+    /// within that address's share of the picture work.
+    pub client: String,
 }
 
 /// One problem with one field, worded for the customer in any language.
@@ -277,6 +280,7 @@ fn export_of(raw: &RawSubmission) -> Result<(ExportForm, &'static str, Upload), 
 /// workers: a 12-megapixel photo takes a noticeable slice of a core.
 async fn decode_export(
     desk: &Desk,
+    client: &str,
     form: ExportForm,
     field: &'static str,
     export: &Upload,
@@ -302,11 +306,16 @@ async fn decode_export(
         }
         ExportForm::Qr => {
             let (declared, memory) = picture_memory(export).await?;
+            if let Some(declared) = declared {
+                declared
+                    .check_cost(qr::MAX_QR_IMAGE_PIXELS)
+                    .map_err(|message| IntakeError::one(field, message))?;
+            }
             let memory = memory + declared.map_or(0, |d| qr::decode_memory(d.width, d.height));
             let export = export.clone();
             let decoded = desk
                 .pictures
-                .run(PictureJob::QrReading, memory, move || {
+                .run(PictureJob::QrReading, client, memory, move || {
                     export.with_bytes(qr::read_image)
                 })
                 .await
@@ -348,8 +357,10 @@ fn picture_failure(field: &'static str, error: PictureWorkError) -> IntakeError 
     }
 }
 
-/// What a picture upload declares in its header, and the memory reading it whole takes
-/// (none if it is in memory already, as the upload budget counts it).
+/// What a picture upload declares in its header and scans (a walk over its segments, off
+/// the async workers: a few milliseconds for the largest upload, no decoding), and the
+/// memory reading it whole takes (none if it is in memory already, as the upload budget
+/// counts it).
 async fn picture_memory(upload: &Upload) -> Result<(Option<photo::Declared>, u64), IntakeError> {
     let upload = upload.clone();
     tokio::task::spawn_blocking(move || {
@@ -406,9 +417,9 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         return Err(IntakeError::Invalid(issues));
     }
 
-    let photo = checked_photo(desk, &label).await?;
+    let photo = checked_photo(desk, &raw.client, &label).await?;
 
-    let request = decode_export(desk, form, field, &export).await?;
+    let request = decode_export(desk, &raw.client, form, field, &export).await?;
     if request.version() == crate::protocol::PROTOCOL_V1 && !desk.settings.accept_v1_exports {
         return Err(IntakeError::one(
             field,
@@ -571,17 +582,27 @@ async fn remove_blobs(desk: &Desk, blobs: &[&String]) {
     }
 }
 
-/// Checks a label photo: its header on the spot, its pixels as picture work, with the
-/// memory its header declares reserved first. Says how much of the upload is the
-/// picture (anything appended after its end is not stored) and its media type.
-async fn checked_photo(desk: &Desk, upload: &Upload) -> Result<photo::CheckedPhoto, IntakeError> {
+/// Checks a label photo: its header and scans on the spot, its pixels as picture work
+/// within the client's share, with the memory its header declares reserved first. Says
+/// how much of the upload is the picture (anything appended after its end is not
+/// stored) and its media type.
+async fn checked_photo(
+    desk: &Desk,
+    client: &str,
+    upload: &Upload,
+) -> Result<photo::CheckedPhoto, IntakeError> {
     let refused = |message: Message| IntakeError::one("label_photo", message);
     let (declared, reading) = picture_memory(upload).await?;
-    let memory = reading + declared.map_or(0, |d| d.proof_memory());
     let max_pixels = desk.settings.max_label_pixels;
+    // Too many scans, or too much decoding for its size: refused now, without waiting
+    // for (or taking) a share of the picture work.
+    if let Some(declared) = declared {
+        declared.check_cost(max_pixels).map_err(refused)?;
+    }
+    let memory = reading + declared.map_or(0, |d| d.proof_memory());
     let upload = upload.clone();
     desk.pictures
-        .run(PictureJob::PhotoProof, memory, move || {
+        .run(PictureJob::PhotoProof, client, memory, move || {
             upload.with_bytes(|bytes| {
                 let inspected = photo::inspect_label_photo(bytes, max_pixels)?;
                 // What was reserved came from the same header; a file that reads
@@ -616,7 +637,7 @@ pub async fn replace_label_photo(
             Message::new("problem.label_photo_choose"),
         ));
     };
-    let photo = checked_photo(desk, &upload).await?;
+    let photo = checked_photo(desk, &raw.client, &upload).await?;
     let blob = desk
         .blobs
         .put_upload(&upload, photo.picture_len)

@@ -3,6 +3,9 @@
 //! the whole upload, and a request whose declared length is already too large is
 //! refused before its body is read at all.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use actix_multipart::Multipart;
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
@@ -71,42 +74,103 @@ pub fn max_body(desk: &Desk) -> u64 {
 }
 
 /// Reads a submission within `upload_timeout_secs`: a client trickling its body (a
-/// slowloris) gets a 408 instead of holding a connection and a worker for ever.
+/// slowloris) gets a 408 instead of holding a connection and a worker for ever. Once
+/// its body has started, it must also keep up `upload_min_bytes_per_sec` on average after
+/// `upload_min_rate_grace_secs`, or get a 408 at once: otherwise a few clients each
+/// sending a byte every few seconds held every turn for the whole timeout, and real
+/// customers waited behind them.
 pub async fn read_submission(
     desk: &Desk,
     request: &HttpRequest,
     payload: web::Payload,
 ) -> Result<RawSubmission, ApiError> {
     let limit = std::time::Duration::from_secs(desk.settings.upload_timeout_secs);
+    let address = super::client_address(desk, request);
     // One client trickling several bodies would otherwise hold every turn.
-    let Some(_claim) = desk.spool.claim(&super::client_address(desk, request)) else {
+    let Some(_claim) = desk.spool.claim(&address) else {
         return Err(ApiError::said(
             actix_web::http::StatusCode::TOO_MANY_REQUESTS,
             Message::new("refusal.uploads_per_address")
                 .with("uploads", desk.spool.uploads_per_address()),
         ));
     };
-    // Waiting for a turn is not counted against the upload's own time.
+    // Waiting for a turn is not counted against the upload's own time, nor its rate:
+    // a body waiting for its turn is not being read.
     let _turn = match tokio::time::timeout(limit, desk.spool.admit()).await {
         Ok(Ok(turn)) => turn,
         Ok(Err(error)) => return Err(spool_error(error)),
         Err(_) => return Err(ApiError::busy(Message::new("refusal.uploads_busy"))),
     };
-    tokio::time::timeout(limit, read_submission_untimed(desk, request, payload))
-        .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::said(
-                actix_web::http::StatusCode::REQUEST_TIMEOUT,
-                Message::new("problem.upload_timeout")
-                    .with("seconds", desk.settings.upload_timeout_secs),
-            ))
+    let received = Arc::new(AtomicU64::new(0));
+    let counted = {
+        let received = received.clone();
+        payload.inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
         })
+    };
+    let started = tokio::time::Instant::now();
+    let reading = tokio::time::timeout(limit, read_submission_untimed(desk, request, counted));
+    // Whichever comes first; the one that loses is dropped, and with it the body, the
+    // turn and anything spooled so far.
+    tokio::select! {
+        read = reading => {
+            let mut raw = read.unwrap_or_else(|_| {
+                Err(ApiError::said(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Message::new("problem.upload_timeout")
+                        .with("seconds", desk.settings.upload_timeout_secs),
+                ))
+            })?;
+            raw.client = address;
+            Ok(raw)
+        }
+        (got, elapsed) = too_slow(desk, &received, started) => {
+            tracing::info!(%address, received = got, seconds = elapsed.as_secs(), "an upload was too slow: its turn goes to another");
+            Err(ApiError::said(
+                StatusCode::REQUEST_TIMEOUT,
+                Message::new("problem.upload_too_slow")
+                    .with("received", megabytes(got))
+                    .with("seconds", elapsed.as_secs())
+                    .with("rate", megabytes(desk.settings.upload_min_bytes_per_sec)),
+            ))
+        }
+    }
+}
+
+/// Resolves once the body received since `started` averages under
+/// `upload_min_bytes_per_sec`, after the grace period; never when there is no minimum.
+/// It wakes only when the bytes received so far would fall under the rate, not on a
+/// timer: a body that keeps up is never looked at again until it would not.
+async fn too_slow(
+    desk: &Desk,
+    received: &AtomicU64,
+    started: tokio::time::Instant,
+) -> (u64, std::time::Duration) {
+    let rate = desk.settings.upload_min_bytes_per_sec;
+    if rate == 0 {
+        return std::future::pending().await;
+    }
+    let grace = std::time::Duration::from_secs(desk.settings.upload_min_rate_grace_secs);
+    loop {
+        let got = received.load(Ordering::Relaxed);
+        // A millisecond past the moment `got` bytes fall under the rate.
+        let under = std::time::Duration::from_millis(got.saturating_mul(1000) / rate + 1);
+        tokio::time::sleep_until(started + grace.max(under)).await;
+        let got = received.load(Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        if u128::from(got) * 1000 < u128::from(rate) * elapsed.as_millis() {
+            return (got, elapsed);
+        }
+    }
 }
 
 async fn read_submission_untimed(
     desk: &Desk,
     request: &HttpRequest,
-    payload: web::Payload,
+    payload: impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
+    + 'static,
 ) -> Result<RawSubmission, ApiError> {
     let declared = request
         .headers()

@@ -1,11 +1,14 @@
 //! Abuse limits: failed sign-ins per account, and intake per client address and per
-//! device serial, each answered with 429, a Retry-After and a message naming the wait.
+//! device serial, each answered with 429, a Retry-After and a message naming the wait;
+//! uploads too slow to keep their turn, and pictures too costly to decode.
+
+use std::time::{Duration, Instant};
 
 use resetdesk::domain::Timestamp;
 
 use crate::desk_support::{
-    AGENT_PASSWORD, TestApp, browser, customer_form, export_part, file_part, label_photo,
-    sign_in_token, spawn_app, spawn_app_with,
+    AGENT_PASSWORD, Backend, TestApp, browser, customer_form, export_part, file_part, label_photo,
+    sign_in_token, spawn_app, spawn_app_on_with, spawn_app_with,
 };
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
@@ -288,10 +291,16 @@ async fn odd_bytes_in_the_sign_in_form_are_a_refusal_not_an_error() {
 
 /// Opens a connection that starts an upload and then sends nothing more.
 async fn stalled_upload(address: &str) -> tokio::net::TcpStream {
+    stalled_upload_from(address, None).await
+}
+
+/// A stalled upload, sent for `client` through a trusted proxy when one is given.
+async fn stalled_upload_from(address: &str, client: Option<&str>) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let forwarded = client.map_or_else(String::new, |c| format!("X-Forwarded-For: {c}\r\n"));
     let head = format!(
-        "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
+        "POST /api/v1/requests HTTP/1.1\r\nHost: {address}\r\n{forwarded}Content-Type: multipart/form-data; boundary=X\r\nContent-Length: 100000\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     stream
@@ -422,3 +431,211 @@ async fn one_address_cannot_take_every_turn() {
     );
     assert_eq!(app.stored_counts().await, (0, 0, 0));
 }
+
+/// Waits (a few seconds at most) until `ready` holds: a state of the desk, polled.
+async fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A complete submission sent for `client` through the trusted proxy (127.0.0.1).
+async fn submit_for(
+    app: &TestApp,
+    client: &str,
+    form: reqwest::multipart::Form,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/requests"))
+        .header("x-forwarded-for", client)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Eight connections from two addresses, each sending one byte every 4 s, hold all
+/// `uploads_at_once` turns (and both addresses' `uploads_per_address`). Past the grace
+/// period each averages far under `upload_min_bytes_per_sec`, so each gets 408 and
+/// gives its turn back; a real submission from a third address, waiting for a turn
+/// meanwhile, completes within 5 s instead of waiting for the upload timeout (60 s).
+async fn slow_uploads_lose_their_turns_to_a_customer_who_sends(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(app) = spawn_app_on_with(backend, |s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.uploads_at_once = 8;
+        s.uploads_per_address = 4;
+        s.upload_timeout_secs = 60;
+        s.upload_min_bytes_per_sec = 8192;
+        // Shorter than the default 10 s so the test is quick; the mechanism is the same.
+        s.upload_min_rate_grace_secs = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for client in ["203.0.113.7", "198.51.100.9"] {
+        for _ in 0..4 {
+            let (reader, mut writer) = stalled_upload_from(&address, Some(client))
+                .await
+                .into_split();
+            let trickle = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    if writer.write_all(b"a").await.is_err() {
+                        break;
+                    }
+                }
+            });
+            slow.push((reader, trickle));
+        }
+    }
+    wait_until("the slow uploads hold every turn", || {
+        app.desk.spool.turns_free() == 0
+    })
+    .await;
+
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let form = submission(&app, &mut nvr);
+    let started = Instant::now();
+    let response = submit_for(&app, "192.0.2.50", form).await;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    assert!(
+        waited < Duration::from_secs(5),
+        "the customer waited {waited:?} behind slow uploads"
+    );
+
+    for (mut reader, trickle) in slow {
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut answer)).await;
+        trickle.abort();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("The upload was too slow"), "{text}");
+        assert!(text.contains("less than 8 KB a second"), "{text}");
+    }
+    // Only the customer's ticket: the cut-off uploads left nothing.
+    assert_eq!(app.stored_counts().await.0, 1);
+    assert_eq!(app.desk.spool.turns_free(), 8, "every turn is back");
+}
+
+/// A progressive JPEG whose last refinement scan is repeated to make 300 scans (the
+/// issue's was 7000×7000 and took the 20 s decode limit; a small picture passes the
+/// scan cap just as well).
+fn many_scans_jpeg() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/corpus/files/images/progressive-300-scans.jpg"
+    );
+    std::fs::read(path).unwrap()
+}
+
+/// The JPEG is refused at the header walk, before it waits for or takes any share of
+/// the picture work: while another job holds the whole decoding budget (a photo proof
+/// would wait behind it), each one is refused at once with the scan cap's message.
+/// Then seven of them from two addresses at once, as in the issue, and an ordinary
+/// customer's submission from a third completes beside them.
+async fn jpegs_with_hundreds_of_scans_are_refused_before_decoding(backend: Backend) {
+    let Some(app) = spawn_app_on_with(backend, |s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.intake_per_ip_per_hour = 100;
+    })
+    .await
+    else {
+        return;
+    };
+    let app = std::sync::Arc::new(app);
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 0, Timestamp::now());
+    let hostile = move || {
+        export_part(customer_form("bomb@example.com"), &request, "string").part(
+            "label_photo",
+            file_part(many_scans_jpeg(), "label.jpg", "image/jpeg"),
+        )
+    };
+    let refused_for_its_scans = |body: &serde_json::Value| {
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            message.contains("progressive JPEG stored in 300 passes")
+                && message.contains("at most 99"),
+            "{body}"
+        );
+    };
+
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let holding = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.desk
+                .pictures
+                .run(
+                    resetdesk::picture_work::PictureJob::PhotoProof,
+                    "192.0.2.99",
+                    u64::MAX,
+                    move || {
+                        let _ = started.send(());
+                        let _ = hold.recv();
+                    },
+                )
+                .await
+        })
+    };
+    running.await.expect("the holding job runs");
+    for client in ["203.0.113.7", "198.51.100.9"] {
+        let response = submit_for(&app, client, hostile()).await;
+        assert_eq!(response.status(), 422);
+        refused_for_its_scans(&response.json().await.unwrap());
+    }
+    release.send(()).expect("the holding job waits");
+    holding.await.unwrap().expect("the holding job ran");
+
+    let attack: Vec<_> = (0..7)
+        .map(|i| {
+            let app = app.clone();
+            let form = hostile();
+            let client = if i % 2 == 0 {
+                "203.0.113.7"
+            } else {
+                "198.51.100.9"
+            };
+            tokio::spawn(async move {
+                let response = submit_for(&app, client, form).await;
+                (
+                    response.status(),
+                    response.json::<serde_json::Value>().await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut customer_nvr = app.device("DS-7608NI-K2/8P0820231115CCRRJ00000002", "DS-7608NI-K2");
+    let form = submission(&app, &mut customer_nvr);
+    let started = Instant::now();
+    let response = submit_for(&app, "192.0.2.50", form).await;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    assert!(
+        waited < Duration::from_secs(5),
+        "the customer waited {waited:?}"
+    );
+    for attempt in attack {
+        let (status, body) = attempt.await.unwrap();
+        assert_eq!(status, 422, "{body}");
+        refused_for_its_scans(&body);
+    }
+    assert_eq!(app.stored_counts().await.0, 1, "only the customer's ticket");
+}
+
+crate::on_both_backends!(
+    slow_uploads_lose_their_turns_to_a_customer_who_sends,
+    jpegs_with_hundreds_of_scans_are_refused_before_decoding,
+);
