@@ -29,16 +29,10 @@ pub fn install_tls_provider() {
 }
 
 /// Creates the data directory owner-only if it does not exist: it holds customers'
-/// details and photos. An existing directory keeps the permissions its operator chose.
+/// details and photos. An existing directory keeps the permissions its operator chose,
+/// with a warning when group or others can read it (`data_dir`).
 pub fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict the data directory {}", dir.display()))?;
-    }
-    Ok(())
+    crate::data_dir::prepare(dir)
 }
 
 /// How often a running desk looks for a rotated signing key.

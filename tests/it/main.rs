@@ -23,6 +23,7 @@ mod reference_device;
 mod replicas;
 mod response_by_code;
 mod second_factor;
+mod secrets_at_rest;
 pub mod serve_binary;
 mod support;
 mod throttling;
