@@ -65,6 +65,21 @@ async fn reload_keys(desk: web::Data<Desk>, mut stopped: tokio::sync::watch::Rec
                 tracing::error!(%error, "cannot reload the signing key; still signing with the old one")
             }
         }
+        match desk.keys.reload_seal_keys() {
+            Ok(Some(id)) => {
+                tracing::info!(key_id = %id, "now sealing with a new seal key");
+                let keys = desk.keys.seal_keys();
+                let now = desk.clock.now();
+                if let Err(error) =
+                    crate::auth::totp::seal_stored_seeds(desk.store.as_ref(), &keys, "system", now)
+                        .await
+                {
+                    tracing::error!(%error, "cannot re-seal the stored TOTP seeds; trying again at the next start");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, "cannot reload the seal keys"),
+        }
     }
 }
 
@@ -101,6 +116,15 @@ impl Application {
             .migrate()
             .await
             .context("cannot apply database migrations")?;
+        // Seeds left in clear by an older desk, or sealed under a key since rotated.
+        crate::auth::totp::seal_stored_seeds(
+            store.as_ref(),
+            &desk_keys.seal_keys(),
+            "system",
+            clock.now(),
+        )
+        .await
+        .context("cannot seal the stored TOTP seeds")?;
 
         let transport = match &settings.smtp_url {
             Some(url) => Transport::smtp(url.expose(), Timing::from_settings(&settings))?,

@@ -1,7 +1,7 @@
 //! One behavioural suite for every `Store` backend. Each check takes a fresh, migrated
 //! store; the backend modules at the bottom run every check against their database.
 
-use crate::crypto::DeviceKey;
+use crate::crypto::{DeviceKey, SealKeyId, SealedSecret};
 use crate::domain::{
     CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, PlainText,
     Role, Roles, TicketNumber, TicketStatus, Timestamp,
@@ -11,7 +11,7 @@ use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
     Approval, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval, NewAccessCode,
     NewApiToken, NewMail, NewSession, NewTicket, QueueCursor, QueueFilter, SessionStage, Store,
-    StoreError, TokenScope, UserId,
+    StoreError, StoredSeed, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -835,10 +835,20 @@ pub async fn sessions_expire_when_idle(store: &dyn Store) {
     ));
 }
 
+/// A sealed seed as the store sees it: opaque text under a key id (`crypto::SealKeys`
+/// makes real ones; the store never opens them).
+fn sealed(key: u8, text: &str) -> SealedSecret {
+    SealedSecret {
+        key_id: SealKeyId::parse(&format!("{key:016x}")).unwrap(),
+        ciphertext: data_encoding::HEXLOWER.encode(text.as_bytes()),
+    }
+}
+
 pub async fn second_factor_enrolment_and_one_time_codes(store: &dyn Store) {
     let id = agent(store, "agent@vendor.test").await;
-    let seed = crate::auth::totp::new_seed();
+    let seed = sealed(1, "first seed");
     store.begin_totp_enrolment(id, &seed).await.unwrap();
+    let seed = StoredSeed::Sealed(seed);
     let pending = store
         .user_by_email(&email("agent@vendor.test"))
         .await
@@ -888,7 +898,7 @@ pub async fn second_factor_enrolment_and_one_time_codes(store: &dyn Store) {
     assert!(!store.use_recovery_code(id, "hash-z", at(3)).await.unwrap());
     // Beginning a new enrolment cannot replace a confirmed seed.
     store
-        .begin_totp_enrolment(id, &crate::auth::totp::new_seed())
+        .begin_totp_enrolment(id, &sealed(1, "another seed"))
         .await
         .unwrap();
     assert_eq!(
@@ -899,6 +909,64 @@ pub async fn second_factor_enrolment_and_one_time_codes(store: &dyn Store) {
             .totp_secret
             .as_ref(),
         Some(&seed)
+    );
+}
+
+/// Seeds sealed under an older key are listed for re-sealing and replaced only while the
+/// row still holds what was read.
+pub async fn totp_seeds_are_resealed_under_the_current_key(store: &dyn Store) {
+    let (old_key, new_key) = (sealed(1, "").key_id, sealed(2, "").key_id);
+    let enrolled = agent(store, "enrolled@vendor.test").await;
+    store
+        .begin_totp_enrolment(enrolled, &sealed(1, "enrolled seed"))
+        .await
+        .unwrap();
+    store
+        .confirm_totp_enrolment(enrolled, 1, &[], at(0))
+        .await
+        .unwrap();
+    let pending = agent(store, "pending@vendor.test").await;
+    store
+        .begin_totp_enrolment(pending, &sealed(1, "pending seed"))
+        .await
+        .unwrap();
+    agent(store, "none@vendor.test").await;
+
+    assert!(store.totp_seeds_to_seal(&old_key).await.unwrap().is_empty());
+    let listed = store.totp_seeds_to_seal(&new_key).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            (enrolled, StoredSeed::Sealed(sealed(1, "enrolled seed"))),
+            (pending, StoredSeed::Sealed(sealed(1, "pending seed"))),
+        ]
+    );
+    // The pending user starts over meanwhile: the seed read before is not written back.
+    store
+        .begin_totp_enrolment(pending, &sealed(2, "newer pending seed"))
+        .await
+        .unwrap();
+    for (user, old) in &listed {
+        let resealed = sealed(2, "resealed");
+        let replaced = store.reseal_totp_seed(*user, old, &resealed).await.unwrap();
+        assert_eq!(replaced, *user == enrolled, "{user:?}");
+    }
+    assert!(store.totp_seeds_to_seal(&new_key).await.unwrap().is_empty());
+    let user = store
+        .user_by_email(&email("enrolled@vendor.test"))
+        .await
+        .unwrap();
+    assert_eq!(
+        user.totp_secret,
+        Some(StoredSeed::Sealed(sealed(2, "resealed"))),
+        "still enrolled, under the new key"
+    );
+    assert!(
+        !store
+            .reseal_totp_seed(enrolled, &listed[0].1, &sealed(2, "late"))
+            .await
+            .unwrap(),
+        "a second desk re-sealing the same row finds it done"
     );
 }
 
@@ -1238,6 +1306,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::second_factor_enrolment_and_one_time_codes(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn totp_seeds_are_resealed_under_the_current_key() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::totp_seeds_are_resealed_under_the_current_key(store.as_ref()).await;
         }
         #[tokio::test]
         async fn canned_reasons_are_editable() {

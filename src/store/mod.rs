@@ -22,6 +22,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::audit::AuditEntry;
+use crate::crypto::{SealKeyId, SealedSecret};
 use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, Roles, Secret,
     TicketNumber, TicketStatus, Timestamp,
@@ -118,10 +119,20 @@ pub struct User {
     pub roles: Roles,
     pub password_hash: String,
     pub disabled: bool,
-    /// The TOTP seed (base32), once the second factor is enrolled.
-    pub totp_secret: Option<Secret>,
+    /// The TOTP seed, once the second factor is enrolled.
+    pub totp_secret: Option<StoredSeed>,
     /// A seed shown for enrolment but not yet confirmed with a code.
-    pub totp_pending: Option<Secret>,
+    pub totp_pending: Option<StoredSeed>,
+}
+
+/// A TOTP seed (base32) as the database keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredSeed {
+    /// Sealed under one of the desk's seal keys (`crypto::SealKeys`).
+    Sealed(SealedSecret),
+    /// In clear, as written before seeds were sealed (migration 0008): the desk seals
+    /// every such seed when it starts.
+    Clear(Secret),
 }
 
 /// Recent failed sign-ins, per account and per client address.
@@ -648,8 +659,23 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets an account's failures after it signs in.
     async fn clear_login_failures(&self, account: &str) -> StoreResult<()>;
 
-    /// Stores a seed to enrol (replacing an unconfirmed one).
-    async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()>;
+    /// Stores a sealed seed to enrol (replacing an unconfirmed one).
+    async fn begin_totp_enrolment(&self, user: UserId, seed: &SealedSecret) -> StoreResult<()>;
+    /// Every stored TOTP seed (enrolled or pending) not sealed under `current`: seeds in
+    /// clear, and seeds sealed under an older key.
+    async fn totp_seeds_to_seal(
+        &self,
+        current: &SealKeyId,
+    ) -> StoreResult<Vec<(UserId, StoredSeed)>>;
+    /// Replaces a user's stored seed `old` with `sealed` (the same seed, sealed anew),
+    /// emptying the clear column; false when the row no longer holds `old` (the user
+    /// enrolled again, or another desk re-sealed it first).
+    async fn reseal_totp_seed(
+        &self,
+        user: UserId,
+        old: &StoredSeed,
+        sealed: &SealedSecret,
+    ) -> StoreResult<bool>;
     /// Confirms the pending seed, accepted at time step `step`, and stores the recovery
     /// code hashes.
     async fn confirm_totp_enrolment(

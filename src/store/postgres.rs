@@ -19,10 +19,11 @@ use super::rows::{
 use super::{
     ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginFailures, NewAccessCode,
     NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store,
-    StoreError, StoreResult, TicketDetail, TicketSummary, TokenScope, User, UserId,
+    StoreError, StoreResult, StoredSeed, TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
-use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};
+use crate::crypto::{SealKeyId, SealedSecret};
+use crate::domain::{EmailAddress, Role, Roles, TicketNumber, TicketStatus, Timestamp};
 
 pub struct PgStore {
     pub(super) pool: PgPool,

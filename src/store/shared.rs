@@ -21,7 +21,8 @@ macro_rules! summary_select {
 /// Loads users; each query adds its own `WHERE`.
 macro_rules! user_select {
     () => {
-        "SELECT id, email, roles, password_hash, disabled_at, totp_secret, totp_enabled_at FROM users "
+        "SELECT id, email, roles, password_hash, disabled_at, totp_secret, totp_sealed, totp_key_id,
+                totp_enabled_at FROM users "
     };
 }
 
@@ -1442,14 +1443,68 @@ impl Store for $store {
         Ok(())
     }
 
-    async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET totp_secret = $1, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $2 AND totp_enabled_at IS NULL")
-            .bind(seed.expose())
-            .bind(user.0)
-            .execute(self.writer())
-            .await
-            .map_err(db)?;
+    async fn begin_totp_enrolment(&self, user: UserId, seed: &SealedSecret) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE users SET totp_sealed = $1, totp_key_id = $2, totp_secret = NULL, totp_enabled_at = NULL,
+                              totp_last_step = NULL
+             WHERE id = $3 AND totp_enabled_at IS NULL",
+        )
+        .bind(&seed.ciphertext)
+        .bind(seed.key_id.as_str())
+        .bind(user.0)
+        .execute(self.writer())
+        .await
+        .map_err(db)?;
         Ok(())
+    }
+
+    async fn totp_seeds_to_seal(&self, current: &SealKeyId) -> StoreResult<Vec<(UserId, StoredSeed)>> {
+        let rows: Vec<(i64, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT id, totp_secret, totp_sealed, totp_key_id FROM users
+             WHERE totp_secret IS NOT NULL OR (totp_sealed IS NOT NULL AND totp_key_id <> $1)
+             ORDER BY id",
+        )
+        .bind(current.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut seeds = Vec::with_capacity(rows.len());
+        for (id, clear, sealed, key_id) in rows {
+            if let Some(seed) = rows::stored_seed(clear, sealed, key_id)? {
+                seeds.push((UserId(id), seed));
+            }
+        }
+        Ok(seeds)
+    }
+
+    async fn reseal_totp_seed(
+        &self,
+        user: UserId,
+        old: &StoredSeed,
+        sealed: &SealedSecret,
+    ) -> StoreResult<bool> {
+        // Only if the row still holds `old`: a seed enrolled or re-sealed meanwhile wins.
+        let query = match old {
+            StoredSeed::Clear(seed) => sqlx::query(
+                "UPDATE users SET totp_sealed = $1, totp_key_id = $2, totp_secret = NULL
+                 WHERE id = $3 AND totp_sealed IS NULL AND totp_secret = $4",
+            )
+            .bind(&sealed.ciphertext)
+            .bind(sealed.key_id.as_str())
+            .bind(user.0)
+            .bind(seed.expose().to_owned()),
+            StoredSeed::Sealed(before) => sqlx::query(
+                "UPDATE users SET totp_sealed = $1, totp_key_id = $2, totp_secret = NULL
+                 WHERE id = $3 AND totp_sealed = $4 AND totp_key_id = $5",
+            )
+            .bind(&sealed.ciphertext)
+            .bind(sealed.key_id.as_str())
+            .bind(user.0)
+            .bind(before.ciphertext.clone())
+            .bind(before.key_id.as_str().to_owned()),
+        };
+        let updated = query.execute(self.writer()).await.map_err(db)?.rows_affected();
+        Ok(updated == 1)
     }
 
     async fn confirm_totp_enrolment(
@@ -1462,7 +1517,7 @@ impl Store for $store {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
             "UPDATE users SET totp_enabled_at = $1, totp_last_step = $2
-             WHERE id = $3 AND totp_secret IS NOT NULL AND totp_enabled_at IS NULL",
+             WHERE id = $3 AND (totp_sealed IS NOT NULL OR totp_secret IS NOT NULL) AND totp_enabled_at IS NULL",
         )
         .bind(now.unix_seconds())
         .bind(step)

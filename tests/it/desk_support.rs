@@ -707,13 +707,19 @@ impl TestApp {
             .await
             .unwrap();
         let seed = resetdesk::auth::totp::new_seed();
-        store.begin_totp_enrolment(id, &seed).await.unwrap();
+        let sealed = self.desk.keys.seal_totp_seed(id.0, &seed);
+        store.begin_totp_enrolment(id, &sealed).await.unwrap();
         // Enrolled at step 0, so any current code is new.
         store
             .confirm_totp_enrolment(id, 0, &[], self.now())
             .await
             .unwrap();
         self.seeds.lock().unwrap().insert(email.to_owned(), seed);
+    }
+
+    /// The TOTP seed `email`'s authenticator app holds (base32).
+    pub fn totp_seed(&self, email: &str) -> String {
+        self.seeds.lock().unwrap()[email].expose().to_owned()
     }
 
     /// The code `email`'s authenticator app shows now.

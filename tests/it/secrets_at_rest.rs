@@ -1,13 +1,106 @@
-//! Whoever gets read access to the data directory finds every file the desk created
-//! under it owner-only.
+//! Whoever gets a copy of the database, a backup of it, or read access to the data
+//! directory finds no TOTP seed there to use: seeds are sealed under a key in keys/, and
+//! every file the desk creates under the data directory is owner-only.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
-use crate::desk_support::label_photo;
+use resetdesk::startup::Application;
+
+use crate::desk_support::{Backend, TestApp, label_photo, spawn_app_on};
 use crate::serve_binary::serve_command;
 use crate::support::Sandbox;
+
+/// A user's TOTP columns as a copy of the database shows them.
+type SeedColumns = (String, Option<String>, Option<String>, Option<String>);
+
+const SEED_SQL: &str =
+    "SELECT email, totp_secret, totp_sealed, totp_key_id FROM users ORDER BY email";
+
+async fn seeds(app: &TestApp) -> Vec<SeedColumns> {
+    let url = app.desk.settings.database_url();
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query_as(SEED_SQL).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query_as(SEED_SQL).fetch_all(&pool).await.unwrap()
+    }
+}
+
+/// Puts a user's seed back in clear, as a desk from before sealing stored it.
+async fn store_seed_in_clear(app: &TestApp, email: &str, seed: &str) {
+    const SQL: &str = "UPDATE users SET totp_secret = $1, totp_sealed = NULL, totp_key_id = NULL
+                       WHERE email = $2";
+    let url = app.desk.settings.database_url();
+    let updated = if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let query = sqlx::query(SQL).bind(seed).bind(email);
+        query.execute(&pool).await.unwrap().rows_affected()
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let query = sqlx::query(SQL).bind(seed).bind(email);
+        query.execute(&pool).await.unwrap().rows_affected()
+    };
+    assert_eq!(updated, 1);
+}
+
+async fn totp_seeds_are_sealed_at_rest_and_survive_a_key_rotation(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let email = "agent@vendor.test";
+    app.create_agent(email).await;
+    let seed = app.totp_seed(email);
+    let seed_hex = data_encoding::HEXLOWER.encode(seed.as_bytes());
+    let first_key = app.keys().seal_keys().unwrap().current_id().clone();
+    let sealed_under = |rows: &[SeedColumns]| {
+        let (_, clear, sealed, key_id) = rows.iter().find(|r| r.0 == email).unwrap().clone();
+        assert_eq!(clear, None, "no seed in clear");
+        let sealed = sealed.expect("a sealed seed");
+        assert!(
+            !sealed.contains(&seed) && !sealed.contains(&seed_hex),
+            "the column does not give the seed away"
+        );
+        key_id.expect("the sealing key's id")
+    };
+    assert_eq!(sealed_under(&seeds(&app).await), first_key.as_str());
+    app.sign_in(email).await;
+
+    // A row an older desk wrote: the next desk to start seals it.
+    store_seed_in_clear(&app, email, &seed).await;
+    let start_again = || async {
+        let again =
+            Application::build_with_clock(app.desk.settings.clone(), Arc::new(app.clock.clone()))
+                .await
+                .expect("another desk starts on the same database and keys");
+        drop(again);
+    };
+    start_again().await;
+    assert_eq!(sealed_under(&seeds(&app).await), first_key.as_str());
+    let audited = app
+        .desk
+        .store
+        .recent_audit(None, Some("totp_seeds_sealed"), 10)
+        .await
+        .unwrap();
+    assert!(
+        audited[0].detail.starts_with("1 seed(s) sealed"),
+        "{audited:?}"
+    );
+    app.sign_in(email).await;
+
+    // Rotation: the new key seals, the old one still opens, and a start re-seals.
+    let second_key = app.keys().rotate_seal_key().unwrap();
+    start_again().await;
+    assert_eq!(sealed_under(&seeds(&app).await), second_key.as_str());
+    // This desk read its keys before the rotation: it finds the new one when it meets it.
+    app.sign_in(email).await;
+}
+
+crate::on_both_backends!(totp_seeds_are_sealed_at_rest_and_survive_a_key_rotation);
 
 /// Runs the binary under `umask 022`, as a default shell would.
 fn with_umask_022(args: &[&str]) -> Command {
@@ -154,4 +247,8 @@ async fn files_under_an_open_data_dir_are_owner_only_and_the_desk_warns() {
         0o755,
         "the operator's own directory keeps the mode they chose"
     );
+
+    // A seal key rotation from the command line, audited, while the desk runs.
+    let rotated = sandbox.run(&["keys", "rotate-seal"]).ok();
+    assert!(rotated.stdout.contains("now seals"), "{}", rotated.stdout);
 }
