@@ -9,3 +9,8 @@
 ALTER TABLE users ADD COLUMN totp_sealed TEXT;
 ALTER TABLE users ADD COLUMN totp_key_id TEXT;
 
+-- The typed keys, the signed response file and one-time codes are kept only while a
+-- mail waits to be sent. Mail delivered or dead before this migration is emptied now; a
+-- dead response mail retried is signed again rather than read back.
+UPDATE outbox SET body_text = '', body_html = '', attachment = NULL
+ WHERE kind IN ('approval', 'access_code') AND status IN ('sent', 'dead');

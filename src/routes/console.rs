@@ -175,7 +175,10 @@ struct MailRow {
     status: String,
     attempts: i64,
     last_error: String,
-    dead: bool,
+    /// What the Retry button says, when the mail is dead and can be sent again.
+    retry: Option<&'static str>,
+    /// Why a dead mail has no Retry button.
+    not_retried: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -325,7 +328,15 @@ async fn ticket_page(
                 status: m.status.clone(),
                 attempts: m.attempts,
                 last_error: m.last_error.clone().unwrap_or_default(),
-                dead: m.status == "dead",
+                retry: match m.kind.as_str() {
+                    _ if m.status != "dead" => None,
+                    crate::mail::compose::kind::APPROVAL => Some("Sign again and send"),
+                    crate::mail::compose::kind::ACCESS_CODE => None,
+                    _ => Some("Retry"),
+                },
+                not_retried: (m.status == "dead"
+                    && m.kind == crate::mail::compose::kind::ACCESS_CODE)
+                    .then_some("Not sent twice: the customer asks for a new code."),
             })
             .collect(),
         events: ticket
@@ -433,16 +444,18 @@ enum Done {
     Rejected,
     PhotoRequested,
     MailRetried,
+    MailSignedAgain,
 }
 
 impl Done {
-    const ALL: [Done; 6] = [
+    const ALL: [Done; 7] = [
         Self::Claimed,
         Self::Approved,
         Self::FirstApproval,
         Self::Rejected,
         Self::PhotoRequested,
         Self::MailRetried,
+        Self::MailSignedAgain,
     ];
 
     fn as_str(self) -> &'static str {
@@ -453,6 +466,7 @@ impl Done {
             Self::Rejected => "rejected",
             Self::PhotoRequested => "photo-requested",
             Self::MailRetried => "mail-retried",
+            Self::MailSignedAgain => "mail-signed-again",
         }
     }
 
@@ -470,6 +484,9 @@ impl Done {
                 "The customer is asked for a new label photo; the ticket comes back when it arrives."
             }
             Self::MailRetried => "The e-mail is queued again.",
+            Self::MailSignedAgain => {
+                "The responses are signed again and the new e-mail is queued (recorded in the audit log)."
+            }
         }
     }
 }
@@ -567,7 +584,10 @@ async fn retry_mail(
     act(d, &console, &raw, |n| async move {
         review::retry_mail(d, u, &n, mail_id)
             .await
-            .map(|()| Done::MailRetried)
+            .map(|retried| match retried {
+                review::Retried::Queued => Done::MailRetried,
+                review::Retried::SignedAgain => Done::MailSignedAgain,
+            })
     })
     .await
 }

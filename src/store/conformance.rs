@@ -9,9 +9,9 @@ use crate::domain::{
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
-    Approval, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval, NewAccessCode,
-    NewApiToken, NewMail, NewSession, NewTicket, QueueCursor, QueueFilter, SessionStage, Store,
-    StoreError, StoredSeed, TokenScope, UserId,
+    Approval, Attachment, CodeCheck, CreateOutcome, Customer, ExportForm, FirstApproval,
+    NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, QueueCursor, QueueFilter,
+    ResentApproval, SessionStage, Store, StoreError, StoredSeed, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -970,6 +970,153 @@ pub async fn totp_seeds_are_resealed_under_the_current_key(store: &dyn Store) {
     );
 }
 
+fn response_mail(to: &str, key: &str) -> NewMail {
+    NewMail {
+        body_text: format!("Your key: {key}"),
+        body_html: format!("<p>Your key: {key}</p>"),
+        attachment: Some(Attachment {
+            file_name: "reset-response.xml".to_owned(),
+            media_type: "application/xml".to_owned(),
+            bytes: format!("<Signature>{key}</Signature>").into_bytes(),
+        }),
+        ..mail("approval", to)
+    }
+}
+
+/// A response mail keeps its keys and file while it waits for another attempt; once
+/// dead it can only be sent again as a new mail with new signatures, never as it was,
+/// and that is audited as signatures.
+pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let new = ticket(
+        "dead@example.com",
+        vec![challenge("SERIAL-0700", at(0))],
+        at(10),
+    );
+    let number = created(store, &new).await;
+    let detail = store.ticket(&number).await.unwrap();
+    let response = |signature: u8, key_id: &str| SignedResponse {
+        serial: new.devices[0].identity.serial.clone(),
+        nonce: new.devices[0].nonce,
+        expires_at: new.devices[0].expires_at(),
+        key_id: crate::crypto::KeyId::parse(key_id).unwrap(),
+        signature: crate::crypto::Signature([signature; 64]),
+    };
+    store
+        .approve(&Approval {
+            ticket_id: detail.id,
+            by: alice,
+            as_role: Role::Agent,
+            note: String::new(),
+            prior_approvals: 0,
+            at: at(20),
+            responses: vec![response(9, "0123456789abcdef")],
+            mail: response_mail("dead@example.com", "KEY1-KEY1"),
+        })
+        .await
+        .unwrap();
+    let mut now = 30;
+    let mut approval_id = None;
+    // Two attempts: the first failure keeps the parts for the retry, the second kills it.
+    for retry_at in [Some(at(100)), None] {
+        let due = store.claim_due_mail(at(now), 60, 10).await.unwrap();
+        let approval = due
+            .iter()
+            .find(|m| m.subject.starts_with("approval"))
+            .expect("the response mail is due");
+        assert!(
+            approval.body_text.contains("KEY1-KEY1"),
+            "kept while it may be retried"
+        );
+        assert!(approval.attachment.is_some());
+        approval_id = Some(approval.id);
+        for message in &due {
+            store
+                .mark_mail_failed(message.id, "refused", retry_at)
+                .await
+                .unwrap();
+        }
+        now = 100;
+    }
+    let approval_id = approval_id.unwrap();
+    assert_eq!(store.mail_counts().await.unwrap(), (0, 0, 2));
+    assert!(
+        matches!(
+            store
+                .retry_mail(detail.id, approval_id, alice, at(200))
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a dead response mail is not sent again as it is"
+    );
+    let resend = ResentApproval {
+        ticket_id: detail.id,
+        mail_id: approval_id,
+        by: alice,
+        at: at(200),
+        responses: vec![response(5, "fedcba9876543210")],
+        mail: response_mail("dead@example.com", "KEY2-KEY2"),
+    };
+    store.resend_approval(&resend).await.unwrap();
+    assert!(
+        matches!(
+            store.resend_approval(&resend).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a second click signs nothing: the mail is pending again"
+    );
+    let due = store.claim_due_mail(at(200), 60, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, approval_id, "the same line on the ticket page");
+    assert_eq!(due[0].attempts, 0);
+    assert!(due[0].body_text.contains("KEY2-KEY2"));
+    assert_eq!(due[0].message_id, resend.mail.message_id);
+    let after = store.ticket(&number).await.unwrap();
+    assert_eq!(
+        after.responses, resend.responses,
+        "the status page follows the new mail"
+    );
+    let signed = store.recent_audit(None, Some("sign"), 10).await.unwrap();
+    assert_eq!(signed.len(), 2, "the approval's signature and the new one");
+    assert!(
+        signed[0].detail.contains("fedcba9876543210") && signed[0].detail.contains("signed again")
+    );
+    let retried = store
+        .recent_audit(None, Some("mail_retry"), 10)
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].actor, "alice@vendor.test");
+
+    // The acknowledgment, dead too, is queued again as it was, and audited.
+    let ack = after
+        .mails
+        .iter()
+        .find(|m| m.kind == "acknowledgment")
+        .unwrap();
+    assert!(matches!(
+        store
+            .resend_approval(&ResentApproval {
+                mail_id: ack.id,
+                ..resend.clone()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .retry_mail(detail.id, ack.id, alice, at(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .recent_audit(None, Some("mail_retry"), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 pub async fn canned_reasons_are_editable(store: &dyn Store) {
     let id = agent(store, "agent@vendor.test").await;
     let before = store.canned_reasons().await.unwrap();
@@ -1313,6 +1460,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::totp_seeds_are_resealed_under_the_current_key(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_dead_response_mail_is_resent_only_signed_again() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_dead_response_mail_is_resent_only_signed_again(store.as_ref()).await;
         }
         #[tokio::test]
         async fn canned_reasons_are_editable() {

@@ -413,6 +413,19 @@ pub struct Approval {
     pub mail: NewMail,
 }
 
+/// A dead response mail sent again: the ticket's challenges signed anew (the same
+/// challenges, still live) and the mail rendered from the new responses.
+#[derive(Debug, Clone)]
+pub struct ResentApproval {
+    pub ticket_id: i64,
+    /// The dead mail's row.
+    pub mail_id: i64,
+    pub by: UserId,
+    pub at: Timestamp,
+    pub responses: Vec<SignedResponse>,
+    pub mail: NewMail,
+}
+
 /// The first of two approvals a flagged ticket needs: recorded, nothing signed.
 #[derive(Debug, Clone)]
 pub struct FirstApproval {
@@ -595,7 +608,8 @@ pub trait Store: Send + Sync + 'static {
         media_type: &str,
         now: Timestamp,
     ) -> StoreResult<String>;
-    /// Gives a dead message another round of attempts.
+    /// Gives a dead message another round of attempts, unless it is of a kind whose
+    /// secret parts were emptied when it died (`Conflict`).
     async fn retry_mail(
         &self,
         ticket_id: i64,
@@ -603,6 +617,11 @@ pub trait Store: Send + Sync + 'static {
         by: UserId,
         now: Timestamp,
     ) -> StoreResult<()>;
+    /// Puts a dead response mail back in the outbox as `resend.mail`, signed anew: the
+    /// row takes the new text, file and Message-ID, the ticket's stored responses take
+    /// the new signatures, and each signature and the retry are audited, in one
+    /// transaction. `Conflict` when the message is not a dead response mail of the ticket.
+    async fn resend_approval(&self, resend: &ResentApproval) -> StoreResult<()>;
     /// Stores a one-time code for the ticket's status page and queues its mail, unless
     /// `max_per_hour` codes were issued for the ticket in the hour before (`Conflict`).
     /// A new code replaces any earlier one still in force.

@@ -20,8 +20,9 @@ use super::rows::{
 };
 use super::{
     ApiTokenInfo, Approval, CodeCheck, CreateOutcome, FirstApproval, LoginFailures, NewAccessCode,
-    NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, SessionStage, Store,
-    StoreError, StoreResult, StoredSeed, TicketDetail, TicketSummary, TokenScope, User, UserId,
+    NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, ResentApproval,
+    SessionStage, Store, StoreError, StoreResult, StoredSeed, TicketDetail, TicketSummary,
+    TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
 use crate::crypto::{SealKeyId, SealedSecret};
