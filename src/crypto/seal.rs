@@ -28,6 +28,7 @@ const TAG_LEN: usize = 16;
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct SealKeyId(String);
 
+/// A seal key id that is not 16 lowercase hex characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("is not a seal key id (16 hex characters)")]
 pub struct SealKeyIdError;
@@ -37,6 +38,7 @@ impl SealKeyId {
         Self(data_encoding::HEXLOWER.encode(&super::random_bytes::<8>()))
     }
 
+    /// Reads an id as the database and the key file names store it.
     pub fn parse(raw: &str) -> Result<Self, SealKeyIdError> {
         if raw.len() == 16 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             Ok(Self(raw.to_owned()))
@@ -45,6 +47,7 @@ impl SealKeyId {
         }
     }
 
+    /// The id as stored: 16 lowercase hex characters.
     pub fn as_str(&self) -> &str {
         &self.0
     }
