@@ -178,7 +178,10 @@ impl BlobStore {
     pub async fn check_writable(&self) -> Result<(), BlobError> {
         match &self.backend {
             Backend::Local(dir) => {
-                tokio::fs::create_dir_all(dir).await?;
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || crate::data_dir::create_dir_all(&dir))
+                    .await
+                    .map_err(std::io::Error::other)??;
                 Ok(())
             }
             Backend::ObjectStore(store) => {
@@ -210,7 +213,7 @@ fn place_new(
     let parent = path
         .parent()
         .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
-    std::fs::create_dir_all(parent)?;
+    crate::data_dir::create_dir_all(parent)?;
     let tmp = parent.join(format!(
         ".tmp-{}",
         data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>())
@@ -225,14 +228,20 @@ fn place_new(
 }
 
 /// Gives a spooled file a second name in the blob directory, cut to `len`. Across file
-/// systems, where a link cannot be made, it is copied.
+/// systems, where a link cannot be made, it is copied. Either way the blob is 0600 (a
+/// link shares the spool file's mode, which is set here too).
 fn link_new(spooled: &Path, path: &Path, len: u64) -> std::io::Result<()> {
     place_new(path, |tmp| {
         if std::fs::hard_link(spooled, tmp).is_err() {
             let mut from = std::io::Read::take(std::fs::File::open(spooled)?, len);
-            std::io::copy(&mut from, &mut std::fs::File::create_new(tmp)?)?;
+            std::io::copy(&mut from, &mut crate::data_dir::create_new_file(tmp)?)?;
         }
         let file = std::fs::OpenOptions::new().write(true).open(tmp)?;
+        file.set_permissions(
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(
+                crate::data_dir::FILE_MODE,
+            ),
+        )?;
         file.set_len(len)?;
         Ok(file)
     })
@@ -240,7 +249,7 @@ fn link_new(spooled: &Path, path: &Path, len: u64) -> std::io::Result<()> {
 
 fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     place_new(path, |tmp| {
-        let mut file = std::fs::File::create_new(tmp)?;
+        let mut file = crate::data_dir::create_new_file(tmp)?;
         std::io::Write::write_all(&mut file, bytes)?;
         Ok(file)
     })

@@ -6,7 +6,11 @@ use std::sync::Arc;
 use crate::blobs::BlobStore;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::crypto::{DeskSecret, KeyId, KeyStore, KeyStoreError, MasterSecret, SigningKey};
+use crate::crypto::{
+    DeskSecret, KeyId, KeyStore, KeyStoreError, MasterSecret, SealError, SealKeyId, SealKeys,
+    SealedSecret, SigningKey,
+};
+use crate::domain::Secret;
 use crate::domain::TicketNumber;
 use crate::mail::compose::MailContext;
 use crate::store::Store;
@@ -38,6 +42,8 @@ pub struct DeskKeys {
     pub master: MasterSecret,
     pub desk_secret: DeskSecret,
     signer: std::sync::RwLock<Arc<SigningKey>>,
+    /// Seals the secrets the database keeps (TOTP seeds); re-read with the signing key.
+    seal: std::sync::RwLock<Arc<SealKeys>>,
     store: KeyStore,
 }
 
@@ -48,8 +54,47 @@ impl DeskKeys {
             master: store.master_secret()?,
             desk_secret: store.desk_secret()?,
             signer: std::sync::RwLock::new(Arc::new(store.active_signing_key()?)),
+            seal: std::sync::RwLock::new(Arc::new(store.seal_keys()?)),
             store,
         })
+    }
+
+    /// The seal keys as last read.
+    pub fn seal_keys(&self) -> Arc<SealKeys> {
+        self.seal.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads the seal keys; returns the new current key id when it changed.
+    pub fn reload_seal_keys(&self) -> Result<Option<SealKeyId>, KeyStoreError> {
+        let fresh = self.store.seal_keys()?;
+        let mut seal = self.seal.write().unwrap_or_else(|e| e.into_inner());
+        let changed = fresh.current_id() != seal.current_id();
+        let id = fresh.current_id().clone();
+        *seal = Arc::new(fresh);
+        Ok(changed.then_some(id))
+    }
+
+    /// Seals a user's TOTP seed for the database.
+    pub fn seal_totp_seed(&self, user_id: i64, seed: &Secret) -> SealedSecret {
+        self.seal_keys().seal_totp_seed(user_id, seed)
+    }
+
+    /// Opens a user's sealed TOTP seed. A key this desk has not read yet (another
+    /// replica rotated, then re-sealed the row) is looked for in the keys directory once.
+    pub fn open_totp_seed(&self, user_id: i64, sealed: &SealedSecret) -> Result<Secret, SealError> {
+        match self.seal_keys().open_totp_seed(user_id, sealed) {
+            Err(SealError::UnknownKey(id)) => {
+                if let Err(error) = self.reload_seal_keys() {
+                    tracing::error!(%error, "cannot re-read the seal keys");
+                }
+                let keys = self.seal_keys();
+                if !keys.knows(&id) {
+                    return Err(SealError::UnknownKey(id));
+                }
+                keys.open_totp_seed(user_id, sealed)
+            }
+            other => other,
+        }
     }
 
     /// The key that signs now.

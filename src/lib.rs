@@ -24,6 +24,8 @@ pub mod crypto;
 #[cfg(feature = "server")]
 pub mod customer;
 #[cfg(feature = "server")]
+pub mod data_dir;
+#[cfg(feature = "server")]
 pub mod desk;
 pub mod device;
 pub mod domain;

@@ -203,8 +203,11 @@ impl PictureWork {
         // timeout) still counts against the bounds until it really ends.
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _permits = permits;
-            let _ = done.send(work());
+            let result = work();
+            // Given back before the caller hears the result, so a caller that goes on to
+            // another picture finds the budget as this job left it.
+            drop(permits);
+            let _ = done.send(result);
         });
         self.jobs.send(job).map_err(|_| PictureWorkError::Failed)?;
         match tokio::time::timeout(self.work_timeout, result).await {

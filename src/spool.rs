@@ -64,7 +64,7 @@ impl Drop for AddressClaim {
 impl Spool {
     /// A spool in `dir`, emptied of anything an earlier run left behind.
     pub fn open(dir: PathBuf, limits: SpoolLimits) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
+        crate::data_dir::create_dir_all(&dir)?;
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
             if path.is_file() {

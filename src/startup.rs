@@ -29,16 +29,10 @@ pub fn install_tls_provider() {
 }
 
 /// Creates the data directory owner-only if it does not exist: it holds customers'
-/// details and photos. An existing directory keeps the permissions its operator chose.
+/// details and photos. An existing directory keeps the permissions its operator chose,
+/// with a warning when group or others can read it (`data_dir`).
 pub fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict the data directory {}", dir.display()))?;
-    }
-    Ok(())
+    crate::data_dir::prepare(dir)
 }
 
 /// How often a running desk looks for a rotated signing key.
@@ -70,6 +64,21 @@ async fn reload_keys(desk: web::Data<Desk>, mut stopped: tokio::sync::watch::Rec
             Err(error) => {
                 tracing::error!(%error, "cannot reload the signing key; still signing with the old one")
             }
+        }
+        match desk.keys.reload_seal_keys() {
+            Ok(Some(id)) => {
+                tracing::info!(key_id = %id, "now sealing with a new seal key");
+                let keys = desk.keys.seal_keys();
+                let now = desk.clock.now();
+                if let Err(error) =
+                    crate::auth::totp::seal_stored_seeds(desk.store.as_ref(), &keys, "system", now)
+                        .await
+                {
+                    tracing::error!(%error, "cannot re-seal the stored TOTP seeds; trying again at the next start");
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, "cannot reload the seal keys"),
         }
     }
 }
@@ -107,6 +116,15 @@ impl Application {
             .migrate()
             .await
             .context("cannot apply database migrations")?;
+        // Seeds left in clear by an older desk, or sealed under a key since rotated.
+        crate::auth::totp::seal_stored_seeds(
+            store.as_ref(),
+            &desk_keys.seal_keys(),
+            "system",
+            clock.now(),
+        )
+        .await
+        .context("cannot seal the stored TOTP seeds")?;
 
         let transport = match &settings.smtp_url {
             Some(url) => Transport::smtp(url.expose(), Timing::from_settings(&settings))?,

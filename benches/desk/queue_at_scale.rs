@@ -248,7 +248,7 @@ async fn size_run(
     // The desk creates its own database: the schema is what its migrations make.
     drop(start_desk(dir.path(), database.as_deref()));
 
-    let (agents, seed) = create_agents(&url).await;
+    let (agents, seed) = create_agents(&url, &dir.path().join("keys")).await;
     let samples = sample_indices(tickets, requests);
     let started = Instant::now();
     let (rows, picked) = load(&url, tickets, agents, &samples).await;
@@ -334,7 +334,7 @@ async fn start_until_ready(dir: &Path, database: Option<&str>) -> (Server, Durat
 
 /// The agents tickets are claimed and decided by; the first one, the bench's, signs in
 /// with a password and an enrolled second factor as production requires.
-async fn create_agents(url: &str) -> (Vec<(i64, String)>, Secret) {
+async fn create_agents(url: &str, keys_dir: &Path) -> (Vec<(i64, String)>, Secret) {
     let store = resetdesk::store::connect(url).await.expect("the store");
     let hash = resetdesk::auth::hash_password(BENCH_PASSWORD).expect("a hash");
     let mut agents = Vec::new();
@@ -359,8 +359,13 @@ async fn create_agents(url: &str) -> (Vec<(i64, String)>, Secret) {
     }
     let id = resetdesk::store::UserId(agents[0].0);
     let seed = resetdesk::auth::totp::new_seed();
+    // Sealed with the desk's seal key, which its first start created.
+    let sealed = resetdesk::crypto::KeyStore::new(keys_dir)
+        .seal_keys()
+        .expect("the desk's seal keys")
+        .seal_totp_seed(id.0, &seed);
     store
-        .begin_totp_enrolment(id, &seed)
+        .begin_totp_enrolment(id, &sealed)
         .await
         .expect("enrolment");
     // Enrolled at step 0, so the first real code is a new one.

@@ -3,8 +3,10 @@
 
 use totp_rs::{Algorithm, Builder, Secret as TotpSecret, Totp};
 
-use crate::crypto;
+use crate::crypto::{self, SealError, SealKeys};
+use crate::desk::DeskKeys;
 use crate::domain::{Secret, Timestamp};
+use crate::store::{Store, StoreError, StoredSeed, UserId};
 
 /// The name authenticator apps show above the code.
 pub const ISSUER: &str = "resetdesk";
@@ -68,6 +70,72 @@ pub fn otpauth_url(seed: &Secret, account: &str) -> String {
         account = percent_encode(account),
         secret = seed.expose(),
     )
+}
+
+/// The seed a user's authenticator app holds, from the database's sealed copy (or the
+/// clear copy of a row from before sealing, until the desk seals it).
+pub fn open_seed(keys: &DeskKeys, user: UserId, stored: &StoredSeed) -> Result<Secret, SealError> {
+    match stored {
+        StoredSeed::Sealed(sealed) => keys.open_totp_seed(user.0, sealed),
+        StoredSeed::Clear(seed) => Ok(seed.clone()),
+    }
+}
+
+/// What a pass of [`seal_stored_seeds`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sealing {
+    /// Seeds that were in clear, now sealed.
+    pub sealed: usize,
+    /// Seeds sealed under an older key, now sealed under the current one.
+    pub resealed: usize,
+    /// Seeds that could not be opened (their key is missing or the row was altered);
+    /// logged, left as they are.
+    pub failed: usize,
+}
+
+/// Seals every TOTP seed the database still holds in clear, and re-seals under the
+/// current key every seed sealed under an older one; audited as `actor` when anything
+/// changed. Run at start, after a seal key rotation, and by `keys rotate-seal`.
+pub async fn seal_stored_seeds(
+    store: &dyn Store,
+    keys: &SealKeys,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Sealing, StoreError> {
+    let mut done = Sealing::default();
+    for (user, stored) in store.totp_seeds_to_seal(keys.current_id()).await? {
+        let seed = match &stored {
+            StoredSeed::Clear(seed) => seed.clone(),
+            StoredSeed::Sealed(sealed) => match keys.open_totp_seed(user.0, sealed) {
+                Ok(seed) => seed,
+                Err(error) => {
+                    tracing::error!(user = user.0, %error, "cannot re-seal a TOTP seed");
+                    done.failed += 1;
+                    continue;
+                }
+            },
+        };
+        let sealed = keys.seal_totp_seed(user.0, &seed);
+        if store.reseal_totp_seed(user, &stored, &sealed).await? {
+            match stored {
+                StoredSeed::Clear(_) => done.sealed += 1,
+                StoredSeed::Sealed(_) => done.resealed += 1,
+            }
+        }
+    }
+    if done.sealed + done.resealed > 0 {
+        let detail = format!(
+            "{} seed(s) sealed and {} re-sealed with seal key {}",
+            done.sealed,
+            done.resealed,
+            keys.current_id()
+        );
+        store
+            .audit(now, actor, "totp_seeds_sealed", &detail)
+            .await?;
+        tracing::info!(sealed = done.sealed, resealed = done.resealed, key_id = %keys.current_id(), "TOTP seeds sealed");
+    }
+    Ok(done)
 }
 
 /// New recovery codes (shown once) and their hashes (stored).

@@ -23,6 +23,10 @@ pub enum KeysCommand {
         #[arg(value_parser = |s: &str| KeyId::parse(s).map_err(|e| format!("{s:?} {e}")))]
         id: KeyId,
     },
+    /// Make a new key the one that seals the secrets the database keeps (TOTP seeds),
+    /// and re-seal them with it now; older seal keys stay to open what they sealed
+    /// (audited). Copy the keys directory to every replica before running it.
+    RotateSeal,
     /// Write the public keys (id and key) that firmware builds embed, as JSON.
     ExportPublic {
         /// File to write; standard output when omitted.
@@ -84,6 +88,27 @@ pub fn run(
             store.retire(id)?;
             super::server::audit_event(settings()?, clock, "key_retired", id.as_str())?;
             println!("key {id} is retired: it never signs again and is no longer exported");
+        }
+        KeysCommand::RotateSeal => {
+            let id = store.rotate_seal_key()?;
+            let sealing =
+                super::server::reseal_after_rotation(settings()?, clock, &store.seal_keys()?)?;
+            println!(
+                "seal key {id} now seals; {} TOTP seed(s) re-sealed with it, {} sealed from clear",
+                sealing.resealed, sealing.sealed
+            );
+            if sealing.failed > 0 {
+                return Err(CliError::new(format!(
+                    "{} seed(s) could not be opened and were left as they were: \
+                     a seal key file is missing from {} (see the log above)",
+                    sealing.failed,
+                    keys_dir.join("seal").display()
+                )));
+            }
+            println!(
+                "running desks read the new key when they meet it; older keys must stay in {}",
+                keys_dir.join("seal").display()
+            );
         }
         KeysCommand::ExportPublic { out } => {
             let json = store.public_keys()?.to_json();

@@ -101,6 +101,28 @@ pub fn audit_event(settings: Settings, clock: &dyn Clock, action: &str, detail: 
     })
 }
 
+/// After `keys rotate-seal`: audits the rotation and re-seals every stored TOTP seed with
+/// the new key, in the configured database.
+pub fn reseal_after_rotation(
+    settings: Settings,
+    clock: &dyn Clock,
+    keys: &crate::crypto::SealKeys,
+) -> Result<crate::auth::totp::Sealing, CliError> {
+    runtime()?.block_on(async {
+        let store = open_store(&settings).await?;
+        let now = clock.now();
+        store
+            .audit(
+                now,
+                CLI_ACTOR,
+                "seal_key_rotated",
+                &format!("{} now seals", keys.current_id()),
+            )
+            .await?;
+        Ok(crate::auth::totp::seal_stored_seeds(store.as_ref(), keys, CLI_ACTOR, now).await?)
+    })
+}
+
 /// Exit code of `audit verify` for a broken chain.
 const BROKEN_CHAIN: u8 = 3;
 

@@ -6,12 +6,17 @@
 //!   factory-master.key      64 hex characters, mode 0600
 //!   signing/<key id>.pk8    PKCS#8 v2 Ed25519 key, mode 0600
 //!   keyring.json            ids, public keys, creation times, status (mode 0600)
+//!   desk-secret.key         64 hex characters, mode 0600 (web links, one-time codes)
+//!   seal/<key id>.key       64 hex characters, mode 0600: AES-256-GCM keys that seal
+//!                           the secrets the database keeps (TOTP seeds)
+//!   seal/current            the id of the seal key that seals new values (mode 0600)
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::seal::{SealKeyId, SealKeys};
 use super::secret_file::{self, SecretFileError};
 use super::{DeskSecret, KeyId, MasterSecret, PublicKey, SigningKey};
 use crate::domain::Timestamp;
@@ -20,6 +25,9 @@ const MASTER_FILE: &str = "factory-master.key";
 const DESK_SECRET_FILE: &str = "desk-secret.key";
 const KEYRING_FILE: &str = "keyring.json";
 const SIGNING_DIR: &str = "signing";
+const SEAL_DIR: &str = "seal";
+const SEAL_CURRENT_FILE: &str = "current";
+const SEAL_KEY_EXTENSION: &str = "key";
 const KEYRING_FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +297,92 @@ impl KeyStore {
         Ok(DeskSecret::from_bytes(self.read_hex32(&path)?))
     }
 
+    fn seal_dir(&self) -> PathBuf {
+        self.dir.join(SEAL_DIR)
+    }
+
+    fn seal_key_path(&self, id: &SealKeyId) -> PathBuf {
+        self.seal_dir().join(format!("{id}.{SEAL_KEY_EXTENSION}"))
+    }
+
+    /// The keys that seal secrets kept in the database, the first one created on first
+    /// use (as the desk secret is): a keys directory made before sealing existed gains
+    /// it. Every `seal/*.key` file is loaded, so values sealed under an older key open.
+    pub fn seal_keys(&self) -> Result<SealKeys, KeyStoreError> {
+        if !self.is_initialized()? {
+            return Err(self.not_initialized());
+        }
+        let current_path = self.seal_dir().join(SEAL_CURRENT_FILE);
+        if !current_path.exists() {
+            secret_file::create_private_dir(&self.seal_dir())?;
+            let id = self.create_seal_key()?;
+            // Two desks starting together on one directory: the first `current` wins, and
+            // the other's key stays an unused file.
+            match secret_file::create_private(&current_path, format!("{id}\n").as_bytes()) {
+                Ok(()) | Err(SecretFileError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let raw = secret_file::read_private(&current_path)?;
+        let current = std::str::from_utf8(&raw)
+            .ok()
+            .and_then(|text| SealKeyId::parse(text.trim()).ok())
+            .ok_or_else(|| KeyStoreError::Damaged {
+                path: current_path.clone(),
+                reason: "expected a seal key id (16 hex characters)".to_owned(),
+            })?;
+        let mut keys = Vec::new();
+        let entries =
+            std::fs::read_dir(self.seal_dir()).map_err(|source| SecretFileError::Read {
+                path: self.seal_dir(),
+                source,
+            })?;
+        for entry in entries {
+            let path = entry
+                .map_err(|source| SecretFileError::Read {
+                    path: self.seal_dir(),
+                    source,
+                })?
+                .path();
+            if path.extension().and_then(|e| e.to_str()) != Some(SEAL_KEY_EXTENSION) {
+                continue;
+            }
+            let id = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .and_then(|stem| SealKeyId::parse(stem).ok())
+                .ok_or_else(|| KeyStoreError::Damaged {
+                    path: path.clone(),
+                    reason: "a seal key file must be named <16 hex characters>.key".to_owned(),
+                })?;
+            keys.push((id, self.read_hex32(&path)?));
+        }
+        SealKeys::new(current.clone(), keys).ok_or_else(|| KeyStoreError::Damaged {
+            path: current_path,
+            reason: format!("names seal key {current}, whose file is missing"),
+        })
+    }
+
+    /// Makes a new seal key the one that seals; older ones stay to open what they
+    /// sealed (the desk re-seals those values with the new key).
+    pub fn rotate_seal_key(&self) -> Result<SealKeyId, KeyStoreError> {
+        // Loading first creates the seal folder of a directory that has none yet.
+        self.seal_keys()?;
+        let id = self.create_seal_key()?;
+        secret_file::replace_private(
+            &self.seal_dir().join(SEAL_CURRENT_FILE),
+            format!("{id}\n").as_bytes(),
+        )?;
+        Ok(id)
+    }
+
+    fn create_seal_key(&self) -> Result<SealKeyId, KeyStoreError> {
+        let id = SealKeyId::random();
+        let hex = data_encoding::HEXLOWER.encode(&super::random_bytes::<32>()) + "\n";
+        secret_file::create_private(&self.seal_key_path(&id), hex.as_bytes())?;
+        Ok(id)
+    }
+
     fn read_hex32(&self, path: &Path) -> Result<[u8; 32], KeyStoreError> {
         let raw = secret_file::read_private(path)?;
         let damaged = || KeyStoreError::Damaged {
@@ -481,6 +575,45 @@ mod tests {
         let master = dir.path().join(MASTER_FILE);
         fs::set_permissions(&master, fs::Permissions::from_mode(0o644)).unwrap();
         let err = store.master_secret().unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn seal_keys_are_created_once_private_and_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        store.init(now()).unwrap();
+        let first = store.seal_keys().unwrap();
+        let again = store.seal_keys().unwrap();
+        assert_eq!(first.current_id(), again.current_id(), "created once");
+        for entry in fs::read_dir(dir.path().join(SEAL_DIR)).unwrap() {
+            let path = entry.unwrap().path();
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        let mode = fs::metadata(dir.path().join(SEAL_DIR))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+
+        let seed = crate::domain::Secret::new("JBSWY3DPEHPK3PXP");
+        let sealed = first.seal_totp_seed(1, &seed);
+        let rotated_id = store.rotate_seal_key().unwrap();
+        let rotated = store.seal_keys().unwrap();
+        assert_eq!(rotated.current_id(), &rotated_id);
+        assert_ne!(&rotated_id, first.current_id());
+        assert_eq!(rotated.open_totp_seed(1, &sealed).unwrap(), seed);
+    }
+
+    #[test]
+    fn a_seal_key_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        store.init(now()).unwrap();
+        let id = store.seal_keys().unwrap().current_id().clone();
+        fs::set_permissions(store.seal_key_path(&id), fs::Permissions::from_mode(0o644)).unwrap();
+        let err = store.seal_keys().unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 

@@ -6,17 +6,20 @@
 //! - device key: HKDF-SHA256 over the factory master secret, bound to the serial;
 //! - export MAC and response key: HMAC-SHA256 with the device key;
 //! - response signature: Ed25519;
-//! - key id: the first 8 bytes of SHA-256 over a domain label and the public key.
+//! - key id: the first 8 bytes of SHA-256 over a domain label and the public key;
+//! - secrets the database keeps (TOTP seeds): AES-256-GCM with a random nonce (`seal`).
 
 mod desk_secret;
 mod device_key;
 mod keystore;
+mod seal;
 pub mod secret_file;
 mod signing;
 
 pub use desk_secret::DeskSecret;
 pub use device_key::{DeviceKey, MacTag, MasterSecret};
 pub use keystore::{KeyEntry, KeyStatus, KeyStore, KeyStoreError, PublicKeySet};
+pub use seal::{SealError, SealKeyId, SealKeyIdError, SealKeys, SealedSecret};
 pub use signing::{KeyId, KeyIdError, PublicKey, Signature, SigningKey, VerifyError};
 
 use ring::rand::{SecureRandom, SystemRandom};

@@ -5,6 +5,21 @@ use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceResponse};
 use crate::store::{Attachment, Customer, NewMail};
 
+/// The kinds of message, as the outbox's `kind` column names them.
+pub mod kind {
+    pub const ACKNOWLEDGMENT: &str = "acknowledgment";
+    /// The response: typed keys and the signed file. Its parts are emptied once it is
+    /// delivered or dead (`store::shared`), so a dead one is signed again to retry it.
+    pub const APPROVAL: &str = "approval";
+    pub const REJECTION: &str = "rejection";
+    pub const PHOTO_REQUEST: &str = "photo_request";
+    /// A one-time code: emptied once delivered or dead; never sent twice.
+    pub const ACCESS_CODE: &str = "access_code";
+    /// The status link again, to the ticket's own address, when someone else sent its
+    /// export.
+    pub const LINK_RESENT: &str = "link_resent";
+}
+
 /// What every message needs to know about the desk.
 #[derive(Debug, Clone)]
 pub struct MailContext {
@@ -100,8 +115,8 @@ impl Again {
 
     fn kind(self) -> &'static str {
         match self {
-            Self::Resubmitted => "link_resent",
-            Self::CorrectedByCustomer | Self::ChangedBySupport => "acknowledgment",
+            Self::Resubmitted => kind::LINK_RESENT,
+            Self::CorrectedByCustomer | Self::ChangedBySupport => kind::ACKNOWLEDGMENT,
         }
     }
 }
@@ -201,7 +216,7 @@ fn acknowledgment_mail(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("ack", number),
-        kind: again.map_or("acknowledgment", Again::kind),
+        kind: again.map_or(kind::ACKNOWLEDGMENT, Again::kind),
         recipient: customer.email.clone(),
         body_text: AcknowledgmentText {
             t,
@@ -256,7 +271,7 @@ pub fn approved(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("response", number),
-        kind: "approval",
+        kind: kind::APPROVAL,
         recipient: customer.email.clone(),
         body_text: ApprovedText {
             t,
@@ -301,7 +316,7 @@ pub fn rejected(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("rejection", number),
-        kind: "rejection",
+        kind: kind::REJECTION,
         recipient: customer.email.clone(),
         body_text: RejectedText {
             t,
@@ -361,7 +376,7 @@ pub fn photo_requested(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("photo", number),
-        kind: "photo_request",
+        kind: kind::PHOTO_REQUEST,
         recipient: customer.email.clone(),
         body_text: PhotoRequestText {
             t,
@@ -424,7 +439,7 @@ pub fn access_code(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("code", number),
-        kind: "access_code",
+        kind: kind::ACCESS_CODE,
         recipient: customer.email.clone(),
         body_text: AccessCodeText {
             t,

@@ -14,7 +14,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MimeAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncTransport, Message, Tokio1Executor};
 
 use crate::clock::Clock;
 use crate::mail::smtp::{RelayUrlError, SmtpRelay};
@@ -83,7 +83,9 @@ pub enum Transport {
     Smtp(Arc<SmtpRelay>),
     /// `smtps://`: lettre's transport, the only one that can open TLS from the first byte.
     ImplicitTls(AsyncSmtpTransport<Tokio1Executor>),
-    Files(AsyncFileTransport<Tokio1Executor>),
+    /// `<dir>/<random>.eml`, each written whole and owner-only (0600): a response mail
+    /// holds reset keys. (lettre's file transport leaves the mode to the umask.)
+    Files(std::path::PathBuf),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,9 +117,10 @@ impl Transport {
     }
 
     pub fn files(dir: &std::path::Path) -> Result<Self, TransportError> {
-        std::fs::create_dir_all(dir)
+        crate::data_dir::create_dir_all(dir)
             .map_err(|e| TransportError::Directory(dir.display().to_string(), e))?;
-        Ok(Self::Files(AsyncFileTransport::new(dir)))
+        crate::data_dir::warn_if_open(dir);
+        Ok(Self::Files(dir.to_owned()))
     }
 
     async fn send(&self, message: Message) -> Result<(), String> {
@@ -128,13 +131,32 @@ impl Transport {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            Self::Files(files) => files
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Self::Files(dir) => {
+                let (dir, bytes) = (dir.clone(), message.formatted());
+                tokio::task::spawn_blocking(move || write_eml(&dir, &bytes))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot write the mail file: {e}"))
+            }
         }
     }
+}
+
+/// Writes one message as `<dir>/<random>.eml`: under a hidden temporary name first, then
+/// renamed, so a reader of the directory never sees half a message.
+fn write_eml(dir: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<16>());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let written = crate::data_dir::create_new_file(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let placed = written.and_then(|()| std::fs::rename(&tmp, dir.join(format!("{name}.eml"))));
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    placed
 }
 
 pub struct OutboxWorker {

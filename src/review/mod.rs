@@ -6,12 +6,13 @@
 pub mod cooldown;
 
 use crate::desk::Desk;
-use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus};
+use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
 use crate::mail::compose;
-use crate::protocol::{ResetRequest, respond, response};
+use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
+use crate::protocol::{ResetRequest, SignedResponse, respond, response};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Customer, FirstApproval,
-    StoreError, TicketDetail, User,
+    NewMail, ResentApproval, StoreError, TicketDetail, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -178,27 +179,13 @@ pub async fn approve(
         }
     }
     // Re-checked at approval: the export may have expired while it waited in the queue.
-    let request = ResetRequest::new(ticket.devices.clone()).map_err(ReviewError::internal)?;
-    let verified = request
-        .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
-        .map_err(|e| {
-            ReviewError::Invalid(format!(
-                "{e}; reject the ticket or ask the customer for a new export"
-            ))
-        })?;
-    let signer = desk.keys.signer();
-    let responses = respond(&verified, &desk.keys.master, &signer);
-    let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
-    let status_url = desk.status_url(number);
-    let mail = compose::approved(
-        &desk.mail,
-        number,
-        &status_url,
-        &ticket.customer,
-        &responses,
-        response::to_xml(&signed),
-    )
-    .map_err(ReviewError::internal)?;
+    let verified = verified_challenges(desk, &ticket, now, |e| {
+        ReviewError::Invalid(format!(
+            "{e}; reject the ticket or ask the customer for a new export"
+        ))
+    })?;
+    let (signed, mail) = sign_and_write(desk, &ticket, &verified)?;
+    let devices = signed.len();
     desk.store
         .approve(&Approval {
             ticket_id: ticket.id,
@@ -213,8 +200,9 @@ pub async fn approve(
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
     desk.mail_queued.notify_one();
-    tracing::info!(devices = responses.len(), key_id = %signer.id(), "ticket approved and signed");
-    crate::observability::signatures(signer.id().as_str(), responses.len());
+    let key_id = desk.keys.signer().id().clone();
+    tracing::info!(devices, %key_id, "ticket approved and signed");
+    crate::observability::signatures(key_id.as_str(), devices);
     Ok(Approved::Signed)
 }
 
@@ -238,6 +226,44 @@ async fn refuse(
         }
         Err(e) => ReviewError::internal(e),
     }
+}
+
+/// The ticket's challenges, checked again against the master secret at `now`; `refused`
+/// words a challenge the desk no longer answers.
+fn verified_challenges(
+    desk: &Desk,
+    ticket: &TicketDetail,
+    now: Timestamp,
+    refused: impl FnOnce(ChallengeError) -> ReviewError,
+) -> Result<VerifiedResetRequest, ReviewError> {
+    let request = ResetRequest::new(ticket.devices.clone()).map_err(ReviewError::internal)?;
+    request
+        .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
+        .map_err(refused)
+}
+
+/// Signs every device's response with the current key and writes the response mail:
+/// the typed keys and the signed file exist only in the mail, never elsewhere in the
+/// database.
+fn sign_and_write(
+    desk: &Desk,
+    ticket: &TicketDetail,
+    verified: &VerifiedResetRequest,
+) -> Result<(Vec<SignedResponse>, NewMail), ReviewError> {
+    let number = &ticket.summary.number;
+    let signer = desk.keys.signer();
+    let responses = respond(verified, &desk.keys.master, &signer);
+    let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
+    let mail = compose::approved(
+        &desk.mail,
+        number,
+        &desk.status_url(number),
+        &ticket.customer,
+        &responses,
+        response::to_xml(&signed),
+    )
+    .map_err(ReviewError::internal)?;
+    Ok((signed, mail))
 }
 
 /// An approver's note: plain text, possibly empty.
@@ -317,20 +343,96 @@ pub async fn request_photo(
     Ok(())
 }
 
-/// Puts a dead e-mail of the ticket back in the outbox.
+/// What a retry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retried {
+    /// The mail is queued again as it was.
+    Queued,
+    /// A response mail: signed again and queued.
+    SignedAgain,
+}
+
+/// Puts a dead e-mail of the ticket back in the outbox. A dead response mail no longer
+/// holds its keys and file (they are emptied when a mail dies), so it is signed again:
+/// the same challenges, only while they live, with the current signing key, audited as
+/// a signature. A one-time code mail is not sent twice: the customer asks for a new one.
 pub async fn retry_mail(
     desk: &Desk,
     user: &User,
     number: &TicketNumber,
     mail_id: i64,
-) -> Result<(), ReviewError> {
+) -> Result<Retried, ReviewError> {
     may_review(user)?;
     let ticket = load(desk, number).await?;
+    let kind = ticket
+        .mails
+        .iter()
+        .find(|m| m.id == mail_id)
+        .map(|m| m.kind.as_str());
+    let retried = match kind {
+        Some(compose::kind::APPROVAL) => {
+            sign_again(desk, user, &ticket, mail_id).await?;
+            Retried::SignedAgain
+        }
+        Some(compose::kind::ACCESS_CODE) => {
+            return Err(ReviewError::Invalid(
+                "a one-time code e-mail is not sent twice: its code was removed when the e-mail died. \
+                 The customer asks for a new code on the status page."
+                    .to_owned(),
+            ));
+        }
+        _ => {
+            desk.store
+                .retry_mail(ticket.id, mail_id, user.id, desk.clock.now())
+                .await
+                .map_err(|e| ReviewError::from_store(e, number))?;
+            Retried::Queued
+        }
+    };
+    desk.mail_queued.notify_one();
+    Ok(retried)
+}
+
+/// Signs a ticket's responses again for a dead response mail and queues the new mail.
+#[tracing::instrument(skip_all, fields(ticket = %ticket.summary.number, agent = %user.email), err(level = "info"))]
+async fn sign_again(
+    desk: &Desk,
+    user: &User,
+    ticket: &TicketDetail,
+    mail_id: i64,
+) -> Result<(), ReviewError> {
+    let number = &ticket.summary.number;
+    if ticket.summary.status != TicketStatus::Approved {
+        return Err(ReviewError::Conflict(format!(
+            "the ticket is {}, not approved: there is no response to send",
+            ticket.summary.status.describe_short().to_lowercase()
+        )));
+    }
+    let now = desk.clock.now();
+    let verified = verified_challenges(desk, ticket, now, |e| match e {
+        ChallengeError::Expired { serial, expired_at } => ReviewError::Invalid(format!(
+            "the response cannot be sent again: the challenge of device {serial} expired at \
+             {expired_at}, and a device accepts no response to an expired challenge. The customer \
+             makes a new export on the device and sends a new request."
+        )),
+        other => ReviewError::Invalid(format!("the response cannot be signed again: {other}")),
+    })?;
+    let (signed, mail) = sign_and_write(desk, ticket, &verified)?;
+    let devices = signed.len();
     desk.store
-        .retry_mail(ticket.id, mail_id, user.id, desk.clock.now())
+        .resend_approval(&ResentApproval {
+            ticket_id: ticket.id,
+            mail_id,
+            by: user.id,
+            at: now,
+            responses: signed,
+            mail,
+        })
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
-    desk.mail_queued.notify_one();
+    let key_id = desk.keys.signer().id().clone();
+    tracing::info!(devices, %key_id, "dead response mail signed again and queued");
+    crate::observability::signatures(key_id.as_str(), devices);
     Ok(())
 }
 

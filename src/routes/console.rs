@@ -177,7 +177,10 @@ struct MailRow {
     status: String,
     attempts: i64,
     last_error: String,
-    dead: bool,
+    /// What the Retry button says, when the mail is dead and can be sent again.
+    retry: Option<&'static str>,
+    /// Why a dead mail has no Retry button.
+    not_retried: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -327,7 +330,15 @@ async fn ticket_page(
                 status: m.status.clone(),
                 attempts: m.attempts,
                 last_error: m.last_error.clone().unwrap_or_default(),
-                dead: m.status == "dead",
+                retry: match m.kind.as_str() {
+                    _ if m.status != "dead" => None,
+                    crate::mail::compose::kind::APPROVAL => Some("Sign again and send"),
+                    crate::mail::compose::kind::ACCESS_CODE => None,
+                    _ => Some("Retry"),
+                },
+                not_retried: (m.status == "dead"
+                    && m.kind == crate::mail::compose::kind::ACCESS_CODE)
+                    .then_some("Not sent twice: the customer asks for a new code."),
             })
             .collect(),
         events: ticket
@@ -436,10 +447,11 @@ enum Done {
     PhotoRequested,
     MailRetried,
     AddressChanged,
+    MailSignedAgain,
 }
 
 impl Done {
-    const ALL: [Done; 7] = [
+    const ALL: [Done; 8] = [
         Self::Claimed,
         Self::Approved,
         Self::FirstApproval,
@@ -447,6 +459,7 @@ impl Done {
         Self::PhotoRequested,
         Self::MailRetried,
         Self::AddressChanged,
+        Self::MailSignedAgain,
     ];
 
     fn as_str(self) -> &'static str {
@@ -458,6 +471,7 @@ impl Done {
             Self::PhotoRequested => "photo-requested",
             Self::MailRetried => "mail-retried",
             Self::AddressChanged => "address-changed",
+            Self::MailSignedAgain => "mail-signed-again",
         }
     }
 
@@ -477,6 +491,9 @@ impl Done {
             Self::MailRetried => "The e-mail is queued again.",
             Self::AddressChanged => {
                 "The customer's address is changed: the confirmation went to the new address and the old one was told. Earlier approvals are withdrawn; the ticket now needs two approvals from two people, at least one a supervisor."
+            }
+            Self::MailSignedAgain => {
+                "The responses are signed again and the new e-mail is queued (recorded in the audit log)."
             }
         }
     }
@@ -575,7 +592,10 @@ async fn retry_mail(
     act(d, &console, &raw, |n| async move {
         review::retry_mail(d, u, &n, mail_id)
             .await
-            .map(|()| Done::MailRetried)
+            .map(|retried| match retried {
+                review::Retried::Queued => Done::MailRetried,
+                review::Retried::SignedAgain => Done::MailSignedAgain,
+            })
     })
     .await
 }

@@ -294,7 +294,8 @@ async fn code_submit(
     let step = user
         .totp_secret
         .as_ref()
-        .and_then(|seed| totp::matching_step(seed, &typed, now));
+        .and_then(|stored| opened_seed(&desk, user, stored))
+        .and_then(|seed| totp::matching_step(&seed, &typed, now));
     let accepted = match step {
         Some(step) => desk.store.accept_totp_step(user.id, step).await,
         // Recovery codes are longer than any TOTP code.
@@ -347,16 +348,35 @@ struct EnrolPage {
     recovery_codes: Vec<String>,
 }
 
-/// The seed being enrolled: the pending one, or a new one.
+/// A user's stored seed, opened; `None` (and an error in the log for the operator) when
+/// it does not open, e.g. its seal key is missing from the keys directory. The user
+/// can still sign in with a recovery code.
+fn opened_seed(
+    desk: &Desk,
+    user: &User,
+    stored: &crate::store::StoredSeed,
+) -> Option<crate::domain::Secret> {
+    totp::open_seed(&desk.keys, user.id, stored)
+        .inspect_err(|error| {
+            tracing::error!(user = %user.email, %error, "cannot open the stored TOTP seed");
+        })
+        .ok()
+}
+
+/// The seed being enrolled: the pending one, or a new one (also when the pending one
+/// does not open: it was never confirmed, so nothing depends on it).
 async fn pending_seed(desk: &Desk, user: &User) -> Result<crate::domain::Secret, StoreError> {
-    match &user.totp_pending {
-        Some(seed) => Ok(seed.clone()),
-        None => {
-            let seed = totp::new_seed();
-            desk.store.begin_totp_enrolment(user.id, &seed).await?;
-            Ok(seed)
-        }
+    if let Some(seed) = user
+        .totp_pending
+        .as_ref()
+        .and_then(|stored| opened_seed(desk, user, stored))
+    {
+        return Ok(seed);
     }
+    let seed = totp::new_seed();
+    let sealed = desk.keys.seal_totp_seed(user.id.0, &seed);
+    desk.store.begin_totp_enrolment(user.id, &sealed).await?;
+    Ok(seed)
 }
 
 fn grouped(key: &str) -> String {
@@ -406,7 +426,12 @@ async fn enrol_submit(
     console: ConsoleUser,
     form: web::Form<CodeForm>,
 ) -> HttpResponse {
-    let Some(seed) = console.user.totp_pending.clone() else {
+    let Some(seed) = console
+        .user
+        .totp_pending
+        .as_ref()
+        .and_then(|stored| opened_seed(&desk, &console.user, stored))
+    else {
         return HttpResponse::SeeOther()
             .insert_header((LOCATION, session::ENROL_PATH))
             .finish();

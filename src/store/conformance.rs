@@ -1,7 +1,7 @@
 //! One behavioural suite for every `Store` backend. Each check takes a fresh, migrated
 //! store; the backend modules at the bottom run every check against their database.
 
-use crate::crypto::DeviceKey;
+use crate::crypto::{DeviceKey, SealKeyId, SealedSecret};
 use crate::domain::{
     CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, PlainText,
     Role, Roles, TicketNumber, TicketStatus, Timestamp,
@@ -9,10 +9,10 @@ use crate::domain::{
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
-    AddressChange, AddressChangeOutcome, AddressChanger, Approval, CodeCheck, CreateOutcome,
-    Customer, ExportForm, FirstApproval, GrantKind, LoginAttempt, LoginLimits, LoginReservation,
-    NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, QueueCursor, QueueFilter,
-    SessionStage, Store, StoreError, TokenScope, UserId,
+    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck,
+    CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind, LoginAttempt, LoginLimits,
+    LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, QueueCursor,
+    QueueFilter, ResentApproval, SessionStage, Store, StoreError, StoredSeed, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -837,10 +837,20 @@ pub async fn sessions_expire_when_idle(store: &dyn Store) {
     ));
 }
 
+/// A sealed seed as the store sees it: opaque text under a key id (`crypto::SealKeys`
+/// makes real ones; the store never opens them).
+fn sealed(key: u8, text: &str) -> SealedSecret {
+    SealedSecret {
+        key_id: SealKeyId::parse(&format!("{key:016x}")).unwrap(),
+        ciphertext: data_encoding::HEXLOWER.encode(text.as_bytes()),
+    }
+}
+
 pub async fn second_factor_enrolment_and_one_time_codes(store: &dyn Store) {
     let id = agent(store, "agent@vendor.test").await;
-    let seed = crate::auth::totp::new_seed();
+    let seed = sealed(1, "first seed");
     store.begin_totp_enrolment(id, &seed).await.unwrap();
+    let seed = StoredSeed::Sealed(seed);
     let pending = store
         .user_by_email(&email("agent@vendor.test"))
         .await
@@ -890,7 +900,7 @@ pub async fn second_factor_enrolment_and_one_time_codes(store: &dyn Store) {
     assert!(!store.use_recovery_code(id, "hash-z", at(3)).await.unwrap());
     // Beginning a new enrolment cannot replace a confirmed seed.
     store
-        .begin_totp_enrolment(id, &crate::auth::totp::new_seed())
+        .begin_totp_enrolment(id, &sealed(1, "another seed"))
         .await
         .unwrap();
     assert_eq!(
@@ -901,6 +911,212 @@ pub async fn second_factor_enrolment_and_one_time_codes(store: &dyn Store) {
             .totp_secret
             .as_ref(),
         Some(&seed)
+    );
+}
+
+/// Seeds sealed under an older key are listed for re-sealing and replaced only while the
+/// row still holds what was read.
+pub async fn totp_seeds_are_resealed_under_the_current_key(store: &dyn Store) {
+    let (old_key, new_key) = (sealed(1, "").key_id, sealed(2, "").key_id);
+    let enrolled = agent(store, "enrolled@vendor.test").await;
+    store
+        .begin_totp_enrolment(enrolled, &sealed(1, "enrolled seed"))
+        .await
+        .unwrap();
+    store
+        .confirm_totp_enrolment(enrolled, 1, &[], at(0))
+        .await
+        .unwrap();
+    let pending = agent(store, "pending@vendor.test").await;
+    store
+        .begin_totp_enrolment(pending, &sealed(1, "pending seed"))
+        .await
+        .unwrap();
+    agent(store, "none@vendor.test").await;
+
+    assert!(store.totp_seeds_to_seal(&old_key).await.unwrap().is_empty());
+    let listed = store.totp_seeds_to_seal(&new_key).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            (enrolled, StoredSeed::Sealed(sealed(1, "enrolled seed"))),
+            (pending, StoredSeed::Sealed(sealed(1, "pending seed"))),
+        ]
+    );
+    // The pending user starts over meanwhile: the seed read before is not written back.
+    store
+        .begin_totp_enrolment(pending, &sealed(2, "newer pending seed"))
+        .await
+        .unwrap();
+    for (user, old) in &listed {
+        let resealed = sealed(2, "resealed");
+        let replaced = store.reseal_totp_seed(*user, old, &resealed).await.unwrap();
+        assert_eq!(replaced, *user == enrolled, "{user:?}");
+    }
+    assert!(store.totp_seeds_to_seal(&new_key).await.unwrap().is_empty());
+    let user = store
+        .user_by_email(&email("enrolled@vendor.test"))
+        .await
+        .unwrap();
+    assert_eq!(
+        user.totp_secret,
+        Some(StoredSeed::Sealed(sealed(2, "resealed"))),
+        "still enrolled, under the new key"
+    );
+    assert!(
+        !store
+            .reseal_totp_seed(enrolled, &listed[0].1, &sealed(2, "late"))
+            .await
+            .unwrap(),
+        "a second desk re-sealing the same row finds it done"
+    );
+}
+
+fn response_mail(to: &str, key: &str) -> NewMail {
+    NewMail {
+        body_text: format!("Your key: {key}"),
+        body_html: format!("<p>Your key: {key}</p>"),
+        attachment: Some(Attachment {
+            file_name: "reset-response.xml".to_owned(),
+            media_type: "application/xml".to_owned(),
+            bytes: format!("<Signature>{key}</Signature>").into_bytes(),
+        }),
+        ..mail("approval", to)
+    }
+}
+
+/// A response mail keeps its keys and file while it waits for another attempt; once
+/// dead it can only be sent again as a new mail with new signatures, never as it was,
+/// and that is audited as signatures.
+pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let new = ticket(
+        "dead@example.com",
+        vec![challenge("SERIAL-0700", at(0))],
+        at(10),
+    );
+    let number = created(store, &new).await;
+    let detail = store.ticket(&number).await.unwrap();
+    let response = |signature: u8, key_id: &str| SignedResponse {
+        export_id: None,
+        serial: new.devices[0].identity.serial.clone(),
+        nonce: new.devices[0].nonce,
+        expires_at: new.devices[0].expires_at(),
+        key_id: crate::crypto::KeyId::parse(key_id).unwrap(),
+        signature: crate::crypto::Signature([signature; 64]),
+    };
+    store
+        .approve(&Approval {
+            ticket_id: detail.id,
+            by: alice,
+            as_role: Role::Agent,
+            note: String::new(),
+            prior_approvals: 0,
+            at: at(20),
+            responses: vec![response(9, "0123456789abcdef")],
+            mail: response_mail("dead@example.com", "KEY1-KEY1"),
+        })
+        .await
+        .unwrap();
+    let mut now = 30;
+    let mut approval_id = None;
+    // Two attempts: the first failure keeps the parts for the retry, the second kills it.
+    for retry_at in [Some(at(100)), None] {
+        let due = store.claim_due_mail(at(now), 60, 10).await.unwrap();
+        let approval = due
+            .iter()
+            .find(|m| m.subject.starts_with("approval"))
+            .expect("the response mail is due");
+        assert!(
+            approval.body_text.contains("KEY1-KEY1"),
+            "kept while it may be retried"
+        );
+        assert!(approval.attachment.is_some());
+        approval_id = Some(approval.id);
+        for message in &due {
+            store
+                .mark_mail_failed(message.id, "refused", retry_at)
+                .await
+                .unwrap();
+        }
+        now = 100;
+    }
+    let approval_id = approval_id.unwrap();
+    assert_eq!(store.mail_counts().await.unwrap(), (0, 0, 2));
+    assert!(
+        matches!(
+            store
+                .retry_mail(detail.id, approval_id, alice, at(200))
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a dead response mail is not sent again as it is"
+    );
+    let resend = ResentApproval {
+        ticket_id: detail.id,
+        mail_id: approval_id,
+        by: alice,
+        at: at(200),
+        responses: vec![response(5, "fedcba9876543210")],
+        mail: response_mail("dead@example.com", "KEY2-KEY2"),
+    };
+    store.resend_approval(&resend).await.unwrap();
+    assert!(
+        matches!(
+            store.resend_approval(&resend).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a second click signs nothing: the mail is pending again"
+    );
+    let due = store.claim_due_mail(at(200), 60, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, approval_id, "the same line on the ticket page");
+    assert_eq!(due[0].attempts, 0);
+    assert!(due[0].body_text.contains("KEY2-KEY2"));
+    assert_eq!(due[0].message_id, resend.mail.message_id);
+    let after = store.ticket(&number).await.unwrap();
+    assert_eq!(
+        after.responses, resend.responses,
+        "the status page follows the new mail"
+    );
+    let signed = store.recent_audit(None, Some("sign"), 10).await.unwrap();
+    assert_eq!(signed.len(), 2, "the approval's signature and the new one");
+    assert!(
+        signed[0].detail.contains("fedcba9876543210") && signed[0].detail.contains("signed again")
+    );
+    let retried = store
+        .recent_audit(None, Some("mail_retry"), 10)
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].actor, "alice@vendor.test");
+
+    // The acknowledgment, dead too, is queued again as it was, and audited.
+    let ack = after
+        .mails
+        .iter()
+        .find(|m| m.kind == "acknowledgment")
+        .unwrap();
+    assert!(matches!(
+        store
+            .resend_approval(&ResentApproval {
+                mail_id: ack.id,
+                ..resend.clone()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .retry_mail(detail.id, ack.id, alice, at(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .recent_audit(None, Some("mail_retry"), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
     );
 }
 
@@ -1870,6 +2086,20 @@ macro_rules! conformance_suite {
                 return;
             };
             super::second_factor_enrolment_and_one_time_codes(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn totp_seeds_are_resealed_under_the_current_key() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::totp_seeds_are_resealed_under_the_current_key(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_dead_response_mail_is_resent_only_signed_again() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_dead_response_mail_is_resent_only_signed_again(store.as_ref()).await;
         }
         #[tokio::test]
         async fn canned_reasons_are_editable() {

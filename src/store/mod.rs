@@ -22,6 +22,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::audit::AuditEntry;
+use crate::crypto::{SealKeyId, SealedSecret};
 use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, Roles, Secret,
     TicketNumber, TicketStatus, Timestamp,
@@ -118,10 +119,20 @@ pub struct User {
     pub roles: Roles,
     pub password_hash: String,
     pub disabled: bool,
-    /// The TOTP seed (base32), once the second factor is enrolled.
-    pub totp_secret: Option<Secret>,
+    /// The TOTP seed, once the second factor is enrolled.
+    pub totp_secret: Option<StoredSeed>,
     /// A seed shown for enrolment but not yet confirmed with a code.
-    pub totp_pending: Option<Secret>,
+    pub totp_pending: Option<StoredSeed>,
+}
+
+/// A TOTP seed (base32) as the database keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredSeed {
+    /// Sealed under one of the desk's seal keys (`crypto::SealKeys`).
+    Sealed(SealedSecret),
+    /// In clear, as written before seeds were sealed (migration 0008): the desk seals
+    /// every such seed when it starts.
+    Clear(Secret),
 }
 
 /// A sign-in attempt (a password, or a second-factor code), counted before it is checked.
@@ -473,6 +484,19 @@ pub struct Approval {
     pub mail: NewMail,
 }
 
+/// A dead response mail sent again: the ticket's challenges signed anew (the same
+/// challenges, still live) and the mail rendered from the new responses.
+#[derive(Debug, Clone)]
+pub struct ResentApproval {
+    pub ticket_id: i64,
+    /// The dead mail's row.
+    pub mail_id: i64,
+    pub by: UserId,
+    pub at: Timestamp,
+    pub responses: Vec<SignedResponse>,
+    pub mail: NewMail,
+}
+
 /// The first of two approvals a flagged ticket needs: recorded, nothing signed.
 #[derive(Debug, Clone)]
 pub struct FirstApproval {
@@ -723,7 +747,8 @@ pub trait Store: Send + Sync + 'static {
         media_type: &str,
         now: Timestamp,
     ) -> StoreResult<String>;
-    /// Gives a dead message another round of attempts.
+    /// Gives a dead message another round of attempts, unless it is of a kind whose
+    /// secret parts were emptied when it died (`Conflict`).
     async fn retry_mail(
         &self,
         ticket_id: i64,
@@ -731,6 +756,11 @@ pub trait Store: Send + Sync + 'static {
         by: UserId,
         now: Timestamp,
     ) -> StoreResult<()>;
+    /// Puts a dead response mail back in the outbox as `resend.mail`, signed anew: the
+    /// row takes the new text, file and Message-ID, the ticket's stored responses take
+    /// the new signatures, and each signature and the retry are audited, in one
+    /// transaction. `Conflict` when the message is not a dead response mail of the ticket.
+    async fn resend_approval(&self, resend: &ResentApproval) -> StoreResult<()>;
     /// Stores a one-time code for the ticket's status page and queues its mail, unless
     /// `max_per_hour` codes were issued for the ticket in the hour before (`Conflict`).
     /// A new code replaces any earlier one still in force.
@@ -807,8 +837,23 @@ pub trait Store: Send + Sync + 'static {
     /// (attempts without a device cookie) when `device` is none, else that device cookie's.
     async fn clear_login_failures(&self, account: &str, device: Option<&str>) -> StoreResult<()>;
 
-    /// Stores a seed to enrol (replacing an unconfirmed one).
-    async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()>;
+    /// Stores a sealed seed to enrol (replacing an unconfirmed one).
+    async fn begin_totp_enrolment(&self, user: UserId, seed: &SealedSecret) -> StoreResult<()>;
+    /// Every stored TOTP seed (enrolled or pending) not sealed under `current`: seeds in
+    /// clear, and seeds sealed under an older key.
+    async fn totp_seeds_to_seal(
+        &self,
+        current: &SealKeyId,
+    ) -> StoreResult<Vec<(UserId, StoredSeed)>>;
+    /// Replaces a user's stored seed `old` with `sealed` (the same seed, sealed anew),
+    /// emptying the clear column; false when the row no longer holds `old` (the user
+    /// enrolled again, or another desk re-sealed it first).
+    async fn reseal_totp_seed(
+        &self,
+        user: UserId,
+        old: &StoredSeed,
+        sealed: &SealedSecret,
+    ) -> StoreResult<bool>;
     /// Confirms the pending seed, accepted at time step `step`, and stores the recovery
     /// code hashes.
     async fn confirm_totp_enrolment(

@@ -22,11 +22,12 @@ use super::{
     AddressChange, AddressChangeOutcome, AddressChanger, ApiTokenInfo, Approval, CodeCheck,
     CreateOutcome, FirstApproval, Grant, GrantKind, LoginAttempt, LoginAttemptId, LoginLimits,
     LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage,
-    QueueFilter, SessionStage, Store, StoreError, StoreResult, TicketDetail, TicketSummary,
-    TokenScope, User, UserId,
+    QueueFilter, ResentApproval, SessionStage, Store, StoreError, StoreResult, StoredSeed,
+    TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
-use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};
+use crate::crypto::{SealKeyId, SealedSecret};
+use crate::domain::{EmailAddress, Role, Roles, TicketNumber, TicketStatus, Timestamp};
 
 pub struct PgStore {
     pub(super) pool: PgPool,

@@ -4,10 +4,10 @@
 use sqlx::FromRow;
 
 use super::{
-    Attachment, Customer, ExportForm, MailStatus, OutboxMessage, StoreError, TicketEvent,
-    TicketSummary, User, UserId,
+    Attachment, Customer, ExportForm, MailStatus, OutboxMessage, StoreError, StoredSeed,
+    TicketEvent, TicketSummary, User, UserId,
 };
-use crate::crypto::{KeyId, MacTag, Signature};
+use crate::crypto::{KeyId, MacTag, SealKeyId, SealedSecret, Signature};
 use crate::domain::{
     CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion,
     MacAddress, PhoneNumber, PlainText, Roles, Secret, TicketNumber, TicketStatus, Timestamp,
@@ -55,7 +55,7 @@ pub(super) fn hex_array<const N: usize>(
 }
 
 /// A user as `SELECT id, email, roles, password_hash, disabled_at, totp_secret,
-/// totp_enabled_at` reads it.
+/// totp_sealed, totp_key_id, totp_enabled_at` reads it.
 #[derive(FromRow)]
 pub(super) struct UserRow {
     id: i64,
@@ -64,12 +64,33 @@ pub(super) struct UserRow {
     password_hash: String,
     disabled_at: Option<i64>,
     totp_secret: Option<String>,
+    totp_sealed: Option<String>,
+    totp_key_id: Option<String>,
     totp_enabled_at: Option<i64>,
+}
+
+/// A stored seed from its three columns: sealed (with its key id) when sealed, else the
+/// clear seed of a row from before sealing.
+pub(super) fn stored_seed(
+    clear: Option<String>,
+    sealed: Option<String>,
+    key_id: Option<String>,
+) -> Result<Option<StoredSeed>, StoreError> {
+    Ok(match (sealed, key_id, clear) {
+        (Some(ciphertext), Some(key_id), _) => Some(StoredSeed::Sealed(SealedSecret {
+            key_id: parse("seal key id", &key_id, SealKeyId::parse)?,
+            ciphertext,
+        })),
+        (Some(_), None, _) => return Err(corrupt("seal key id", "")),
+        (None, _, Some(clear)) => Some(StoredSeed::Clear(Secret::new(clear))),
+        (None, _, None) => None,
+    })
 }
 
 impl TryFrom<UserRow> for User {
     type Error = StoreError;
     fn try_from(row: UserRow) -> Result<Self, StoreError> {
+        let seed = stored_seed(row.totp_secret, row.totp_sealed, row.totp_key_id)?;
         Ok(User {
             id: UserId(row.id),
             email: parse("e-mail", &row.email, EmailAddress::parse)?,
@@ -77,15 +98,8 @@ impl TryFrom<UserRow> for User {
             password_hash: row.password_hash,
             disabled: row.disabled_at.is_some(),
             // A seed counts only once its enrolment was confirmed with a code.
-            totp_secret: row
-                .totp_secret
-                .clone()
-                .filter(|_| row.totp_enabled_at.is_some())
-                .map(Secret::new),
-            totp_pending: row
-                .totp_secret
-                .filter(|_| row.totp_enabled_at.is_none())
-                .map(Secret::new),
+            totp_secret: seed.clone().filter(|_| row.totp_enabled_at.is_some()),
+            totp_pending: seed.filter(|_| row.totp_enabled_at.is_none()),
         })
     }
 }

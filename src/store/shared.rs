@@ -59,7 +59,18 @@ macro_rules! summary_select {
 /// Loads users; each query adds its own `WHERE`.
 macro_rules! user_select {
     () => {
-        "SELECT id, email, roles, password_hash, disabled_at, totp_secret, totp_enabled_at FROM users "
+        "SELECT id, email, roles, password_hash, disabled_at, totp_secret, totp_sealed, totp_key_id,
+                totp_enabled_at FROM users "
+    };
+}
+
+/// The kinds of mail whose parts carry a secret: the response mail (typed keys and the
+/// signed file) and the one-time code mail (`mail::compose::kind`). Their text, HTML
+/// and attachment are kept only while they wait to be sent: emptied once delivered or
+/// dead.
+macro_rules! secret_mail_kinds {
+    () => {
+        "('approval', 'access_code')"
     };
 }
 
@@ -1545,24 +1556,96 @@ impl Store for $store {
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let updated = sqlx::query(
+        // A mail whose secret parts were emptied is never sent again as it is.
+        let kind: Option<String> = sqlx::query_scalar(concat!(
             "UPDATE outbox SET status = 'pending', next_attempt_at = $1, attempts = 0, lease_until = NULL
-             WHERE id = $2 AND ticket_id = $3 AND status = 'dead'",
-        )
+             WHERE id = $2 AND ticket_id = $3 AND status = 'dead' AND kind NOT IN ", secret_mail_kinds!(), "
+             RETURNING kind",
+        ))
         .bind(now.unix_seconds())
         .bind(mail_id)
         .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(kind) = kind else {
+            return Err(StoreError::Conflict(
+                "that message is not waiting for a retry".to_owned(),
+            ));
+        };
+        let email = user_email(&mut tx, by).await?;
+        let detail = format!("{kind} mail {mail_id}");
+        event(&mut tx, ticket_id, now, &email, "mail_retried", &detail).await?;
+        audit(&mut tx, now, &email, "mail_retry", Some(ticket_id), &detail).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn resend_approval(&self, resend: &ResentApproval) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let (mail, at) = (&resend.mail, resend.at);
+        let attachment = mail.attachment.as_ref();
+        // The dead row takes the new mail: the console keeps one line for it, and a
+        // second click finds it pending, not dead, and signs nothing.
+        let updated = sqlx::query(
+            "UPDATE outbox SET message_id = $1, subject = $2, body_text = $3, body_html = $4,
+                               attachment_name = $5, attachment_type = $6, attachment = $7,
+                               status = 'pending', attempts = 0, next_attempt_at = $8, lease_until = NULL,
+                               last_error = NULL
+             WHERE id = $9 AND ticket_id = $10 AND kind = 'approval' AND status = 'dead'",
+        )
+        .bind(&mail.message_id)
+        .bind(&mail.subject)
+        .bind(&mail.body_text)
+        .bind(&mail.body_html)
+        .bind(attachment.map(|a| a.file_name.as_str()))
+        .bind(attachment.map(|a| a.media_type.as_str()))
+        .bind(attachment.map(|a| a.bytes.as_slice()))
+        .bind(at.unix_seconds())
+        .bind(resend.mail_id)
+        .bind(resend.ticket_id)
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected();
         if updated == 0 {
             return Err(StoreError::Conflict(
-                "that message is not waiting for a retry".to_owned(),
+                "that message is not a response e-mail waiting for a retry".to_owned(),
             ));
         }
-        let email = user_email(&mut tx, by).await?;
-        event(&mut tx, ticket_id, now, &email, "mail_retried", "").await?;
+        let email = user_email(&mut tx, resend.by).await?;
+        for response in &resend.responses {
+            // The stored entry is what the status page hands out after a one-time code:
+            // it follows the newest mail.
+            let updated = sqlx::query(
+                "UPDATE responses SET key_id = $1, expires_at = $2, signature = $3, created_at = $4
+                 WHERE ticket_id = $5 AND serial = $6 AND nonce = $7",
+            )
+            .bind(response.key_id.as_str())
+            .bind(response.expires_at.unix_seconds())
+            .bind(hex(&response.signature.0))
+            .bind(at.unix_seconds())
+            .bind(resend.ticket_id)
+            .bind(response.serial.as_str())
+            .bind(hex(&response.nonce.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if updated != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "the ticket holds no response for device {} to sign again",
+                    response.serial
+                )));
+            }
+            let detail = format!(
+                "serial {} key {} expires {} (signed again: the response mail died)",
+                response.serial, response.key_id, response.expires_at
+            );
+            audit(&mut tx, at, &email, "sign", Some(resend.ticket_id), &detail).await?;
+        }
+        let detail = format!("approval mail {}, signed again", resend.mail_id);
+        event(&mut tx, resend.ticket_id, at, &email, "mail_retried", &detail).await?;
+        audit(&mut tx, at, &email, "mail_retry", Some(resend.ticket_id), &detail).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -1721,14 +1804,68 @@ impl Store for $store {
         Ok(())
     }
 
-    async fn begin_totp_enrolment(&self, user: UserId, seed: &Secret) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET totp_secret = $1, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $2 AND totp_enabled_at IS NULL")
-            .bind(seed.expose())
-            .bind(user.0)
-            .execute(self.writer())
-            .await
-            .map_err(db)?;
+    async fn begin_totp_enrolment(&self, user: UserId, seed: &SealedSecret) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE users SET totp_sealed = $1, totp_key_id = $2, totp_secret = NULL, totp_enabled_at = NULL,
+                              totp_last_step = NULL
+             WHERE id = $3 AND totp_enabled_at IS NULL",
+        )
+        .bind(&seed.ciphertext)
+        .bind(seed.key_id.as_str())
+        .bind(user.0)
+        .execute(self.writer())
+        .await
+        .map_err(db)?;
         Ok(())
+    }
+
+    async fn totp_seeds_to_seal(&self, current: &SealKeyId) -> StoreResult<Vec<(UserId, StoredSeed)>> {
+        let rows: Vec<(i64, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT id, totp_secret, totp_sealed, totp_key_id FROM users
+             WHERE totp_secret IS NOT NULL OR (totp_sealed IS NOT NULL AND totp_key_id <> $1)
+             ORDER BY id",
+        )
+        .bind(current.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut seeds = Vec::with_capacity(rows.len());
+        for (id, clear, sealed, key_id) in rows {
+            if let Some(seed) = rows::stored_seed(clear, sealed, key_id)? {
+                seeds.push((UserId(id), seed));
+            }
+        }
+        Ok(seeds)
+    }
+
+    async fn reseal_totp_seed(
+        &self,
+        user: UserId,
+        old: &StoredSeed,
+        sealed: &SealedSecret,
+    ) -> StoreResult<bool> {
+        // Only if the row still holds `old`: a seed enrolled or re-sealed meanwhile wins.
+        let query = match old {
+            StoredSeed::Clear(seed) => sqlx::query(
+                "UPDATE users SET totp_sealed = $1, totp_key_id = $2, totp_secret = NULL
+                 WHERE id = $3 AND totp_sealed IS NULL AND totp_secret = $4",
+            )
+            .bind(&sealed.ciphertext)
+            .bind(sealed.key_id.as_str())
+            .bind(user.0)
+            .bind(seed.expose().to_owned()),
+            StoredSeed::Sealed(before) => sqlx::query(
+                "UPDATE users SET totp_sealed = $1, totp_key_id = $2, totp_secret = NULL
+                 WHERE id = $3 AND totp_sealed = $4 AND totp_key_id = $5",
+            )
+            .bind(&sealed.ciphertext)
+            .bind(sealed.key_id.as_str())
+            .bind(user.0)
+            .bind(before.ciphertext.clone())
+            .bind(before.key_id.as_str().to_owned()),
+        };
+        let updated = query.execute(self.writer()).await.map_err(db)?.rows_affected();
+        Ok(updated == 1)
     }
 
     async fn confirm_totp_enrolment(
@@ -1741,7 +1878,7 @@ impl Store for $store {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
             "UPDATE users SET totp_enabled_at = $1, totp_last_step = $2
-             WHERE id = $3 AND totp_secret IS NOT NULL AND totp_enabled_at IS NULL",
+             WHERE id = $3 AND (totp_sealed IS NOT NULL OR totp_secret IS NOT NULL) AND totp_enabled_at IS NULL",
         )
         .bind(now.unix_seconds())
         .bind(step)
@@ -2002,10 +2139,12 @@ impl Store for $store {
         sent.push(", attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE status = 'pending' AND id");
         push_in_ids(&mut sent, ids);
         sent.build().execute(&mut *tx).await.map_err(db)?;
-        // A one-time code has done its work once delivered: it is not kept readable.
-        let mut blank = sqlx::QueryBuilder::<$db>::new(
-            "UPDATE outbox SET body_text = '', body_html = '' WHERE kind = 'access_code' AND status = 'sent' AND id",
-        );
+        // Keys, signed files and one-time codes have done their work once delivered: a
+        // reader of the database or of a backup finds none of them here.
+        let mut blank = sqlx::QueryBuilder::<$db>::new(concat!(
+            "UPDATE outbox SET body_text = '', body_html = '', attachment = NULL
+             WHERE kind IN ", secret_mail_kinds!(), " AND status = 'sent' AND id",
+        ));
         push_in_ids(&mut blank, ids);
         blank.build().execute(&mut *tx).await.map_err(db)?;
         // Audited even when a late report finds a row no longer pending: the relay did
@@ -2050,12 +2189,20 @@ impl Store for $store {
         error: &str,
         retry_at: Option<Timestamp>,
     ) -> StoreResult<()> {
-        sqlx::query(
+        // A dead mail's secret parts go with it, in the same statement: retrying a dead
+        // response mail signs again (`resend_approval`), it never reads them back.
+        sqlx::query(concat!(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $1, lease_until = NULL,
                                status = CASE WHEN CAST($2 AS BIGINT) IS NULL THEN 'dead' ELSE 'pending' END,
-                               next_attempt_at = COALESCE($3, next_attempt_at)
+                               next_attempt_at = COALESCE($3, next_attempt_at),
+                               body_text = CASE WHEN CAST($2 AS BIGINT) IS NULL AND kind IN ", secret_mail_kinds!(), "
+                                                THEN '' ELSE body_text END,
+                               body_html = CASE WHEN CAST($2 AS BIGINT) IS NULL AND kind IN ", secret_mail_kinds!(), "
+                                                THEN '' ELSE body_html END,
+                               attachment = CASE WHEN CAST($2 AS BIGINT) IS NULL AND kind IN ", secret_mail_kinds!(), "
+                                                 THEN NULL ELSE attachment END
                           WHERE id = $4 AND status = 'pending'",
-        )
+        ))
         .bind(error)
         .bind(retry_at.map(Timestamp::unix_seconds))
         .bind(retry_at.map(Timestamp::unix_seconds))

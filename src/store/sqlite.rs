@@ -23,11 +23,12 @@ use super::{
     AddressChange, AddressChangeOutcome, AddressChanger, ApiTokenInfo, Approval, CodeCheck,
     CreateOutcome, FirstApproval, Grant, GrantKind, LoginAttempt, LoginAttemptId, LoginLimits,
     LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage,
-    QueueFilter, SessionStage, Store, StoreError, StoreResult, TicketDetail, TicketSummary,
-    TokenScope, User, UserId,
+    QueueFilter, ResentApproval, SessionStage, Store, StoreError, StoreResult, StoredSeed,
+    TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
-use crate::domain::{EmailAddress, Role, Roles, Secret, TicketNumber, TicketStatus, Timestamp};
+use crate::crypto::{SealKeyId, SealedSecret};
+use crate::domain::{EmailAddress, Role, Roles, TicketNumber, TicketStatus, Timestamp};
 
 pub struct SqliteStore {
     /// Readers: WAL lets them run beside the writer.
@@ -93,7 +94,14 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // What the desk empties (a delivered mail's keys, a sealed seed's clear
+            // predecessor) is overwritten with zeros, not left in free pages for a copy
+            // of the file to give back.
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(10));
+        if !(url.contains(":memory:") || url.contains("mode=memory")) {
+            owner_only_database(options.get_filename())?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options.clone())
@@ -115,6 +123,24 @@ impl SqliteStore {
     async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
     }
+}
+
+/// A new database file is created 0600 before SQLite opens it, so SQLite gives the
+/// `-wal` and `-shm` files beside it the same mode (it copies the database file's);
+/// an existing one open to others is named in a warning.
+fn owner_only_database(path: &std::path::Path) -> StoreResult<()> {
+    crate::data_dir::create_file_if_missing(path).map_err(|e| {
+        StoreError::other(std::io::Error::new(
+            e.kind(),
+            format!("cannot create the database file {}: {e}", path.display()),
+        ))
+    })?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        crate::data_dir::warn_if_open(std::path::Path::new(&name));
+    }
+    Ok(())
 }
 
 sql_store!(SqliteStore, Sqlite);

@@ -734,7 +734,8 @@ impl TestApp {
             .await
             .unwrap();
         let seed = resetdesk::auth::totp::new_seed();
-        store.begin_totp_enrolment(id, &seed).await.unwrap();
+        let sealed = self.desk.keys.seal_totp_seed(id.0, &seed);
+        store.begin_totp_enrolment(id, &sealed).await.unwrap();
         // Enrolled at step 0, so any current code is new.
         store
             .confirm_totp_enrolment(id, 0, &[], self.now())
@@ -754,6 +755,11 @@ impl TestApp {
                     .unwrap()
             })
             .collect()
+    }
+
+    /// The TOTP seed `email`'s authenticator app holds (base32).
+    pub fn totp_seed(&self, email: &str) -> String {
+        self.seeds.lock().unwrap()[email].expose().to_owned()
     }
 
     /// The code `email`'s authenticator app shows now.

@@ -25,6 +25,7 @@ mod reference_device;
 mod replicas;
 mod response_by_code;
 mod second_factor;
+mod secrets_at_rest;
 pub mod serve_binary;
 mod sign_in_guessing;
 mod stitched;
