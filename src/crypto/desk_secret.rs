@@ -53,28 +53,12 @@ impl DeskSecret {
     /// after its one-time code was accepted: `<expiry>-<tag>`, the tag binding ticket
     /// and expiry (Unix seconds). The status link alone never reveals a response.
     pub fn response_access_token(&self, ticket_number: &str, expires_at: i64) -> String {
-        let expiry = expires_at.to_string();
-        let tag = self.tag(
-            RESPONSE_ACCESS_DOMAIN,
-            &[ticket_number.as_bytes(), expiry.as_bytes()],
-        );
-        format!("{expiry}-{}", crockford(&tag.as_ref()[..20]))
+        self.expiring_token(RESPONSE_ACCESS_DOMAIN, ticket_number, expires_at)
     }
 
     /// Checks a response-access token in constant time, and that it has not expired.
     pub fn response_access_is_valid(&self, ticket_number: &str, token: &str, now: i64) -> bool {
-        let Some(expires_at) = token
-            .split_once('-')
-            .and_then(|(expiry, _)| expiry.parse::<i64>().ok())
-        else {
-            return false;
-        };
-        expires_at > now
-            && super::constant_time_eq(
-                self.response_access_token(ticket_number, expires_at)
-                    .as_bytes(),
-                token.as_bytes(),
-            )
+        self.expiring_token_is_valid(RESPONSE_ACCESS_DOMAIN, ticket_number, token, now)
     }
 
     /// The sign-in form's CSRF token, made before any session exists: it travels in a
@@ -145,16 +129,29 @@ impl DeskSecret {
     /// tag binding ticket and expiry. Only the desk can make one, and one made for a
     /// ticket opens no other.
     pub fn address_fix_token(&self, ticket_number: &str, expires_at: i64) -> String {
-        let expiry = expires_at.to_string();
-        let tag = self.tag(
-            ADDRESS_FIX_DOMAIN,
-            &[ticket_number.as_bytes(), expiry.as_bytes()],
-        );
-        format!("{expiry}-{}", crockford(&tag.as_ref()[..20]))
+        self.expiring_token(ADDRESS_FIX_DOMAIN, ticket_number, expires_at)
     }
 
     /// Checks an address-fix cookie in constant time, and that it has not expired.
     pub fn address_fix_is_valid(&self, ticket_number: &str, token: &str, now: i64) -> bool {
+        self.expiring_token_is_valid(ADDRESS_FIX_DOMAIN, ticket_number, token, now)
+    }
+
+    /// `<expiry>-<tag>`: the tag binds the ticket and the expiry (Unix seconds) under
+    /// `domain`, so a token made for one purpose or ticket opens no other.
+    fn expiring_token(&self, domain: &[u8], ticket_number: &str, expires_at: i64) -> String {
+        let expiry = expires_at.to_string();
+        let tag = self.tag(domain, &[ticket_number.as_bytes(), expiry.as_bytes()]);
+        format!("{expiry}-{}", crockford(&tag.as_ref()[..20]))
+    }
+
+    fn expiring_token_is_valid(
+        &self,
+        domain: &[u8],
+        ticket_number: &str,
+        token: &str,
+        now: i64,
+    ) -> bool {
         let Some(expires_at) = token
             .split_once('-')
             .and_then(|(expiry, _)| expiry.parse::<i64>().ok())
@@ -163,7 +160,8 @@ impl DeskSecret {
         };
         expires_at > now
             && super::constant_time_eq(
-                self.address_fix_token(ticket_number, expires_at).as_bytes(),
+                self.expiring_token(domain, ticket_number, expires_at)
+                    .as_bytes(),
                 token.as_bytes(),
             )
     }

@@ -428,6 +428,12 @@ impl TestApp {
 
     /// Creates an agent and returns an API token for it.
     pub async fn agent_token(&self, email: &str) -> String {
+        self.token_for(email, &[Role::Agent]).await
+    }
+
+    /// A console user with `roles`, made by the test (no admin of the desk), and an API
+    /// token for them that may decide.
+    pub async fn token_for(&self, email: &str, roles: &[Role]) -> String {
         let email = EmailAddress::parse(email).unwrap();
         let hash = resetdesk::auth::hash_password("correct horse battery staple").unwrap();
         let id = self
@@ -436,7 +442,7 @@ impl TestApp {
             .create_user(
                 &email,
                 &hash,
-                Roles::of(&[Role::Agent]).unwrap(),
+                Roles::of(roles).unwrap(),
                 "test",
                 Timestamp::now(),
             )

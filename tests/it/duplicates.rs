@@ -5,7 +5,7 @@
 //! sent the request, for 30 minutes and only until somebody approves; an agent can
 //! correct it too, which withdraws approvals and takes two approvers.
 
-use resetdesk::domain::{EmailAddress, Role, Roles, Timestamp};
+use resetdesk::domain::Role;
 use resetdesk::protocol::ResetRequest;
 use serde_json::Value;
 
@@ -30,30 +30,7 @@ fn token_of(status_url: &str) -> String {
 }
 
 async fn token_for(app: &TestApp, email: &str, roles: &[Role]) -> String {
-    let hash = resetdesk::auth::hash_password("correct horse battery staple").unwrap();
-    let id = app
-        .desk
-        .store
-        .create_user(
-            &EmailAddress::parse(email).unwrap(),
-            &hash,
-            Roles::of(roles).unwrap(),
-            "test",
-            Timestamp::now(),
-        )
-        .await
-        .unwrap();
-    let (plain, token_hash) = resetdesk::auth::new_api_token();
-    let token = resetdesk::store::NewApiToken {
-        user: id,
-        token_hash: &token_hash,
-        name: "test",
-        scope: resetdesk::store::TokenScope::Decide,
-        expires_at: None,
-        created_at: Timestamp::now(),
-    };
-    app.desk.store.create_api_token(&token).await.unwrap();
-    plain
+    app.token_for(email, roles).await
 }
 
 async fn ticket_json(app: &TestApp, token: &str, number: &str) -> Value {

@@ -1,7 +1,7 @@
 //! Four eyes over HTTP: risk rules flag a ticket; a flagged ticket is signed only by a
 //! second approval from another person, at least one a supervisor; roles are enforced.
 
-use resetdesk::domain::{EmailAddress, Role, Roles, Timestamp};
+use resetdesk::domain::Role;
 use serde_json::Value;
 
 use crate::desk_support::{
@@ -12,30 +12,7 @@ use crate::desk_support::{
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
 
 async fn token_for(app: &TestApp, email: &str, roles: &[Role]) -> String {
-    let hash = resetdesk::auth::hash_password("correct horse battery staple").unwrap();
-    let id = app
-        .desk
-        .store
-        .create_user(
-            &EmailAddress::parse(email).unwrap(),
-            &hash,
-            Roles::of(roles).unwrap(),
-            "test",
-            Timestamp::now(),
-        )
-        .await
-        .unwrap();
-    let (plain, token_hash) = resetdesk::auth::new_api_token();
-    let token = resetdesk::store::NewApiToken {
-        user: id,
-        token_hash: &token_hash,
-        name: "test",
-        scope: resetdesk::store::TokenScope::Decide,
-        expires_at: None,
-        created_at: Timestamp::now(),
-    };
-    app.desk.store.create_api_token(&token).await.unwrap();
-    plain
+    app.token_for(email, roles).await
 }
 
 async fn submit(app: &TestApp, cameras: usize, email: &str) -> (String, Value) {

@@ -31,6 +31,29 @@ fn xml_form(email: &str, xml: Vec<u8>) -> reqwest::multipart::Form {
     ))
 }
 
+/// An export in one of its forms, with a label photo, from `email`.
+fn export_form(email: &str, request: &ResetRequest, kind: &str) -> reqwest::multipart::Form {
+    with_photo(export_part(customer_form(email), request, kind))
+}
+
+/// Submits `form`, which the desk must take; returns the ticket number.
+async fn taken(app: &TestApp, form: reqwest::multipart::Form) -> String {
+    let response = app.submit(form).await;
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Submits `form`, which the desk must refuse with 422; returns what it said.
+async fn refused(app: &TestApp, form: reqwest::multipart::Form) -> String {
+    let response = app.submit(form).await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
 /// The attacker's NVR export (with one camera) and the victim camera's fresh export,
 /// both in protocol `version`.
 fn exports(app: &TestApp, version: u8) -> (ResetRequest, ResetRequest) {
@@ -71,22 +94,16 @@ async fn a_stitched_v2_export_is_refused_and_nothing_is_kept(backend: Backend) {
         return;
     };
     let (own, victim) = exports(&app, PROTOCOL_V2);
-    let response = app
-        .submit(xml_form("mallory@example.com", stitched_xml(&own, &victim)))
-        .await;
-    assert_eq!(response.status(), 422);
-    let body: Value = response.json().await.unwrap();
+    let stitched = stitched_xml(&own, &victim);
+    let message = refused(&app, xml_form("mallory@example.com", stitched.clone())).await;
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("put together from several exports"),
-        "{body}"
+        message.contains("put together from several exports"),
+        "{message}"
     );
     assert_eq!(app.stored_counts().await, (0, 0, 0), "nothing half-stored");
 
     // The victim's entry relabelled with the attacker's binding fails its MAC instead.
-    let relabelled = String::from_utf8(stitched_xml(&own, &victim))
+    let relabelled = String::from_utf8(stitched)
         .unwrap()
         .replace(
             &victim.binding().unwrap().export_id.to_hex(),
@@ -96,29 +113,19 @@ async fn a_stitched_v2_export_is_refused_and_nothing_is_kept(backend: Backend) {
             &format!("<ExportedBy>{VICTIM_CAMERA}</ExportedBy>"),
             &format!("<ExportedBy>{ATTACKER_NVR}</ExportedBy>"),
         );
-    let response = app
-        .submit(xml_form("mallory@example.com", relabelled.into_bytes()))
-        .await;
-    assert_eq!(response.status(), 422);
-    let body: Value = response.json().await.unwrap();
+    let message = refused(
+        &app,
+        xml_form("mallory@example.com", relabelled.into_bytes()),
+    )
+    .await;
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not made by a genuine device"),
-        "{body}"
+        message.contains("not made by a genuine device"),
+        "{message}"
     );
     assert_eq!(app.stored_counts().await, (0, 0, 0));
 
-    // The attacker's own export, unaltered, is taken and answered in version 2.
-    let response = app
-        .submit(with_photo(export_part(
-            customer_form("mallory@example.com"),
-            &own,
-            "xml",
-        )))
-        .await;
-    assert_eq!(response.status(), 201);
+    // The attacker's own export, unaltered, is taken.
+    taken(&app, export_form("mallory@example.com", &own, "xml")).await;
 }
 
 async fn a_v2_export_is_answered_in_v2_and_opens_every_unit(backend: Backend) {
@@ -127,18 +134,7 @@ async fn a_v2_export_is_answered_in_v2_and_opens_every_unit(backend: Backend) {
     };
     let mut nvr = app.device(ATTACKER_NVR, "DS-7608NI-K2");
     let request = app.export_in(PROTOCOL_V2, &mut nvr, 2, app.now());
-    let response = app
-        .submit(with_photo(export_part(
-            customer_form("owner@example.com"),
-            &request,
-            "string",
-        )))
-        .await;
-    assert_eq!(response.status(), 201);
-    let number = response.json::<Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let number = taken(&app, export_form("owner@example.com", &request, "string")).await;
     app.approve_by_api(&number).await;
     app.run_outbox().await;
     let approval = app
@@ -182,14 +178,11 @@ async fn a_v1_export_of_several_devices_needs_four_eyes(backend: Backend) {
     let (own, victim) = exports(&app, PROTOCOL_V1);
 
     // Version 1 cannot show the stitching: the export is taken, and flagged.
-    let response = app
-        .submit(xml_form("mallory@example.com", stitched_xml(&own, &victim)))
-        .await;
-    assert_eq!(response.status(), 201);
-    let number = response.json::<Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let number = taken(
+        &app,
+        xml_form("mallory@example.com", stitched_xml(&own, &victim)),
+    )
+    .await;
     let detail = ticket_detail(&app, &token, &number).await;
     assert!(
         flags(&detail).contains(&"version 1 export: its devices are not bound together".to_owned()),
@@ -215,18 +208,7 @@ async fn a_v1_export_of_several_devices_needs_four_eyes(backend: Backend) {
     // A one-device version 1 export is handled as before: no such flag.
     let mut camera = app.device("DS-2CD2143G2-I/FIELD00000000001", "DS-2CD2143G2-I");
     let single = app.export_in(PROTOCOL_V1, &mut camera, 0, app.now());
-    let response = app
-        .submit(with_photo(export_part(
-            customer_form("field@example.com"),
-            &single,
-            "xml",
-        )))
-        .await;
-    assert_eq!(response.status(), 201);
-    let number = response.json::<Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let number = taken(&app, export_form("field@example.com", &single, "xml")).await;
     assert!(flags(&ticket_detail(&app, &token, &number).await).is_empty());
 }
 
@@ -237,33 +219,12 @@ async fn accept_v1_exports_off_refuses_version_1(backend: Backend) {
     let mut camera = app.device(VICTIM_CAMERA, "DS-2CD2143G2-I");
     for kind in ["xml", "string"] {
         let v1 = app.export_in(PROTOCOL_V1, &mut camera, 0, app.now());
-        let response = app
-            .submit(with_photo(export_part(
-                customer_form("field@example.com"),
-                &v1,
-                kind,
-            )))
-            .await;
-        assert_eq!(response.status(), 422, "{kind}");
-        let body: Value = response.json().await.unwrap();
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("older firmware"),
-            "{body}"
-        );
+        let message = refused(&app, export_form("field@example.com", &v1, kind)).await;
+        assert!(message.contains("older firmware"), "{kind}: {message}");
     }
     assert_eq!(app.stored_counts().await, (0, 0, 0));
     let v2 = app.export_in(PROTOCOL_V2, &mut camera, 0, app.now());
-    let response = app
-        .submit(with_photo(export_part(
-            customer_form("field@example.com"),
-            &v2,
-            "xml",
-        )))
-        .await;
-    assert_eq!(response.status(), 201);
+    taken(&app, export_form("field@example.com", &v2, "xml")).await;
 }
 
 async fn a_serial_under_another_exporting_device_is_flagged(backend: Backend) {
@@ -275,33 +236,15 @@ async fn a_serial_under_another_exporting_device_is_flagged(backend: Backend) {
     let mut owners_nvr = app.device("DS-7608NI-K2/OWNER00000000001", "DS-7608NI-K2");
     let owners = app.export_in(PROTOCOL_V2, &mut owners_nvr, 1, app.now());
     let camera_serial = owners.devices()[1].identity.serial.clone();
-    let response = app
-        .submit(with_photo(export_part(
-            customer_form("owner@example.com"),
-            &owners,
-            "xml",
-        )))
-        .await;
-    assert_eq!(response.status(), 201);
+    taken(&app, export_form("owner@example.com", &owners, "xml")).await;
 
     // Days later the same camera turns up exported by another device (here: itself,
     // stand-alone, as a camera taken down and reset elsewhere would be).
     app.advance(3 * 24 * 3600);
     let mut camera = app.device(camera_serial.as_str(), "DS-2CD2043G2-I");
     let alone = app.export_in(PROTOCOL_V2, &mut camera, 0, app.now());
-    let response = app
-        .submit(with_photo(export_part(
-            customer_form("someone@example.com"),
-            &alone,
-            "xml",
-        )))
-        .await;
-    assert_eq!(response.status(), 201);
-    let number = response.json::<Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let flags = flags(&ticket_detail(&app, &token, &number).await);
+    let number = taken(&app, export_form("someone@example.com", &alone, "xml")).await;
+    let flags = self::flags(&ticket_detail(&app, &token, &number).await);
     assert!(
         flags.contains(&format!(
             "{camera_serial} was exported in the last 30 days as part of another device's export (DS-7608NI-K2/OWNER00000000001)"
@@ -311,17 +254,7 @@ async fn a_serial_under_another_exporting_device_is_flagged(backend: Backend) {
 
     // The owner's NVR exporting its camera again is not "another device".
     let again = app.export_in(PROTOCOL_V2, &mut owners_nvr, 1, app.now());
-    let response = app
-        .submit(with_photo(export_part(
-            customer_form("owner@example.com"),
-            &again,
-            "xml",
-        )))
-        .await;
-    let number = response.json::<Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let number = taken(&app, export_form("owner@example.com", &again, "xml")).await;
     let flags = self::flags(&ticket_detail(&app, &token, &number).await);
     assert!(
         !flags
