@@ -26,7 +26,7 @@ use bytes::Bytes;
 use resetdesk::crypto::KeyStore;
 use resetdesk::device;
 use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, MacAddress, Timestamp};
-use resetdesk::protocol::{DeviceIdentity, PROTOCOL_VERSION, ResetRequest, export_xml};
+use resetdesk::protocol::{DeviceIdentity, ResetRequest, export_xml};
 use serde_json::{Value, json};
 
 mod approvals;
@@ -289,7 +289,7 @@ fn fresh_export(keys: &KeyStore, identity: DeviceIdentity) -> ResetRequest {
         &keys.master_secret().expect("master secret"),
         keys.public_keys().expect("public keys"),
     );
-    device::export(&mut state, 0, None, PROTOCOL_VERSION, Timestamp::now()).expect("export")
+    device::export(&mut state, 0, None, Timestamp::now()).expect("export")
 }
 
 /// A genuine XML export of one fresh NVR, padded to the ~3 KB the benchmark calls for:

@@ -37,6 +37,13 @@ pub enum DeviceCommand {
         /// Public keys the firmware trusts (from `keys export-public`); default: every key in the keys directory.
         #[arg(long)]
         trust: Option<PathBuf>,
+        /// The protocol version the device's firmware exports in: 2 (today's firmware:
+        /// every entry bound to its export) or 1 (older firmware still in the field). It
+        /// is the firmware's, fixed here: no device offers both, or an attacker on its LAN
+        /// would ask it for an unbound entry (docs/PROTOCOL.md, "No downgrade").
+        #[arg(long, default_value_t = crate::protocol::PROTOCOL_VERSION,
+              value_parser = clap::value_parser!(u8).range(1..=2))]
+        protocol: u8,
         #[arg(long)]
         state: PathBuf,
     },
@@ -51,11 +58,6 @@ pub enum DeviceCommand {
         /// Also cover this many connected cameras (an NVR export).
         #[arg(long, default_value_t = 0)]
         with_cameras: usize,
-        /// Protocol version of the export: 2, as today's firmware makes (every entry bound
-        /// to this export), or 1, as older firmware in the field still makes.
-        #[arg(long, default_value_t = crate::protocol::PROTOCOL_VERSION,
-              value_parser = clap::value_parser!(u8).range(1..=2))]
-        protocol: u8,
     },
     /// Enter a response: a signed file or a typed key, and the new admin password.
     Import {
@@ -92,6 +94,7 @@ pub fn run(command: &DeviceCommand, keys_dir: &Path, clock: &dyn Clock) -> CliRe
             mac_address,
             reserved_email,
             trust,
+            protocol,
             state,
         } => {
             let store = KeyStore::new(keys_dir);
@@ -113,7 +116,8 @@ pub fn run(command: &DeviceCommand, keys_dir: &Path, clock: &dyn Clock) -> CliRe
                 mac_address: *mac_address,
                 reserved_email: reserved_email.clone(),
             };
-            let device_state = device::provision(identity, &store.master_secret()?, trusted);
+            let mut device_state = device::provision(identity, &store.master_secret()?, trusted);
+            device_state.protocol = *protocol;
             device_state.create(state)?;
             let ids: Vec<_> = device_state
                 .trusted_keys
@@ -131,7 +135,6 @@ pub fn run(command: &DeviceCommand, keys_dir: &Path, clock: &dyn Clock) -> CliRe
             format,
             out,
             with_cameras,
-            protocol,
         } => {
             let mut device_state = DeviceState::load(state)?;
             let store = KeyStore::new(keys_dir);
@@ -152,7 +155,6 @@ pub fn run(command: &DeviceCommand, keys_dir: &Path, clock: &dyn Clock) -> CliRe
                 &mut device_state,
                 *with_cameras,
                 master.as_ref(),
-                *protocol,
                 clock.now(),
             )?;
             let contents = match format {

@@ -153,6 +153,7 @@ pub async fn correct(
             ticket_id: ticket.id,
             by: AddressChanger::Customer {
                 max_changes: MAX_CORRECTIONS,
+                flags: crate::intake::risk::address_flags(desk, &new).await?,
             },
             from: old,
             to: new.clone(),

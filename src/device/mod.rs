@@ -91,7 +91,7 @@ pub enum ExportFailure {
     NeedMasterForCameras { have: usize, want: usize },
     #[error("{0}")]
     Shape(#[from] crate::protocol::RequestShapeError),
-    #[error("protocol version {0} does not exist: devices export version 1 or 2")]
+    #[error("the state file names protocol version {0}: devices export version 1 or 2")]
     UnknownVersion(u8),
 }
 
@@ -144,9 +144,10 @@ fn camera_identity(nvr: &DeviceSerial, index: usize) -> DeviceIdentity {
 }
 
 /// "Forgot password": starts a new challenge on the unit and on its first `cameras`
-/// cameras (ending any older ones) and returns the export in protocol `version` (2 for
-/// today's firmware, 1 as firmware in the field still makes). Cameras not yet known are
-/// provisioned first, which needs the master secret: the simulator plays their factory.
+/// cameras (ending any older ones) and returns the export, in the protocol version of
+/// the device's firmware (`DeviceState::protocol`: never a choice at export time, see
+/// docs/PROTOCOL.md "No downgrade"). Cameras not yet known are provisioned first, which
+/// needs the master secret: the simulator plays their factory.
 ///
 /// In version 2 the exporting unit chooses a fresh export id and every entry is bound
 /// to it and to the unit's serial. A real NVR asks each camera for its entry over the
@@ -158,9 +159,9 @@ pub fn export(
     state: &mut DeviceState,
     cameras: usize,
     master: Option<&MasterSecret>,
-    version: u8,
     now: Timestamp,
 ) -> Result<ResetRequest, ExportFailure> {
+    let version = state.protocol;
     if version != PROTOCOL_V1 && version != PROTOCOL_V2 {
         return Err(ExportFailure::UnknownVersion(version));
     }

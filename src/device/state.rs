@@ -109,6 +109,14 @@ pub struct DeviceState {
     pub cameras: Vec<SimulatedDevice>,
     pub trusted_keys: PublicKeySet,
     pub boot_count: u32,
+    /// The protocol version the firmware exports in (a property of the firmware, not a
+    /// choice at export time). State files from before version 2 read as version 1.
+    #[serde(default = "first_protocol")]
+    pub protocol: u8,
+}
+
+fn first_protocol() -> u8 {
+    crate::protocol::PROTOCOL_V1
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +139,7 @@ impl DeviceState {
             cameras: Vec::new(),
             trusted_keys,
             boot_count: 0,
+            protocol: crate::protocol::PROTOCOL_VERSION,
         }
     }
 

@@ -37,20 +37,23 @@ pub async fn flags(
             flags.push(format!("another request for {serial} in the last 30 days"));
         }
         // Defence in depth behind the version 2 binding: a camera belongs to one
-        // recorder, so the same serial in an export made by another device is how a
-        // stolen entry, or a camera moved between sites, shows. The device's own
-        // stand-alone exports are not another device's.
-        let others: Vec<String> = desk
-            .store
-            .exporters_of_serial_since(serial, since)
-            .await?
+        // recorder, so the same serial under another exporting device, or exported on
+        // its own before and now inside a recorder's export, is how a stolen entry (or a
+        // camera moved between sites) shows. Whichever ticket comes second carries it.
+        let earlier = desk.store.exporters_of_serial_since(serial, since).await?;
+        let (alone, others): (Vec<String>, Vec<String>) = earlier
             .into_iter()
-            .filter(|earlier| earlier != exporter && earlier != serial)
-            .collect();
+            .filter(|earlier_exporter| earlier_exporter != exporter)
+            .partition(|earlier_exporter| earlier_exporter == serial);
         if !others.is_empty() {
             flags.push(format!(
                 "{serial} was exported in the last 30 days as part of another device's export ({})",
                 others.join(", ")
+            ));
+        }
+        if !alone.is_empty() {
+            flags.push(format!(
+                "{serial} was exported on its own in the last 30 days and now comes in {exporter}'s export"
             ));
         }
         let age = now.seconds_since(device.issued_at);
@@ -61,18 +64,7 @@ pub async fn flags(
             ));
         }
     }
-    if desk
-        .settings
-        .watch_domains
-        .iter()
-        .any(|d| d == customer.domain())
-    {
-        flags.push(format!(
-            "the customer's e-mail domain {} is on the watch list",
-            customer.domain()
-        ));
-    }
-    flags.extend(insider(desk, customer).await?);
+    flags.extend(address_flags(desk, customer).await?);
     if devices.len() > MAX_ORDINARY_DEVICES {
         flags.push(format!(
             "{} devices in one export (more than {MAX_ORDINARY_DEVICES})",
@@ -88,6 +80,29 @@ pub async fn flags(
 /// request for their own device from such an address cannot approve it alone. Asked at
 /// intake, and again at approval: a console user created after the request came in
 /// still counts.
+/// The rules that look only at the customer's address: the watch list and insiders.
+/// Asked at intake, and again when a customer corrects the address, so a correction
+/// cannot move a request out from under them.
+pub async fn address_flags(
+    desk: &Desk,
+    customer: &EmailAddress,
+) -> Result<Vec<String>, StoreError> {
+    let mut flags = Vec::new();
+    if desk
+        .settings
+        .watch_domains
+        .iter()
+        .any(|d| d == customer.domain())
+    {
+        flags.push(format!(
+            "the customer's e-mail domain {} is on the watch list",
+            customer.domain()
+        ));
+    }
+    flags.extend(insider(desk, customer).await?);
+    Ok(flags)
+}
+
 pub async fn insider(desk: &Desk, customer: &EmailAddress) -> Result<Vec<String>, StoreError> {
     let users = desk.store.users().await?;
     let addresses: Vec<&EmailAddress> = users.iter().map(|u| &u.email).collect();

@@ -420,11 +420,8 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     let photo = checked_photo(desk, &raw.client, &label).await?;
 
     let request = decode_export(desk, &raw.client, form, field, &export).await?;
-    if request.version() == crate::protocol::PROTOCOL_V1 && !desk.settings.accept_v1_exports {
-        return Err(IntakeError::one(
-            field,
-            Message::new("problem.export_old_version_refused"),
-        ));
+    if request.version() == crate::protocol::PROTOCOL_V1 {
+        refuse_version_one(desk, field, &request).await?;
     }
     let now = desk.clock.now();
     let verified = request
@@ -572,6 +569,38 @@ async fn existing(
         existing: true,
         superseded: Vec::new(),
     })
+}
+
+/// A version 1 export is refused when the desk takes none, and when it names a device
+/// that came in a version 2 export before: firmware that binds its entries never makes
+/// unbound ones, so such an entry was asked for by someone downgrading it to stitch it
+/// into another export (docs/PROTOCOL.md, "No downgrade").
+async fn refuse_version_one(
+    desk: &Desk,
+    field: &'static str,
+    request: &ResetRequest,
+) -> Result<(), IntakeError> {
+    if !desk.settings.accept_v1_exports {
+        return Err(IntakeError::one(
+            field,
+            Message::new("problem.export_old_version_refused"),
+        ));
+    }
+    for device in request.devices() {
+        let serial = &device.identity.serial;
+        if desk
+            .store
+            .serial_exported_in_v2(serial.as_str())
+            .await
+            .map_err(IntakeError::internal)?
+        {
+            return Err(IntakeError::one(
+                field,
+                Message::new("problem.export_downgraded").with("serial", serial),
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn remove_blobs(desk: &Desk, blobs: &[&String]) {

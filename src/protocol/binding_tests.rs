@@ -31,7 +31,9 @@ fn provisioned(serial: &str) -> DeviceState {
 }
 
 fn export(state: &mut DeviceState, cameras: usize, version: u8) -> ResetRequest {
-    device::export(state, cameras, Some(&master()), version, now()).unwrap()
+    // The simulator's firmware generation, as if the device had been flashed with it.
+    state.protocol = version;
+    device::export(state, cameras, Some(&master()), now()).unwrap()
 }
 
 /// The entries of `into` with `foreign` put in at `position`, as an attacker edits XML.

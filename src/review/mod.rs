@@ -125,6 +125,19 @@ pub async fn approve(
         );
         return Err(refuse(desk, &ticket, user, reason, desk.clock.now()).await);
     }
+    if ticket
+        .events
+        .iter()
+        .any(|e| e.kind == "address_corrected" && e.actor == user.email.as_str())
+    {
+        // Whoever pointed the response somewhere else is the last person to approve
+        // sending it there.
+        let reason = format!(
+            "you changed this ticket's customer address, so you cannot approve sending its response to it ({}); two other people must approve it",
+            ticket.customer.email
+        );
+        return Err(refuse(desk, &ticket, user, reason, desk.clock.now()).await);
+    }
     if ticket.approvals.iter().any(|a| a.by == user.id) {
         return Err(ReviewError::Conflict(
             "you already approved this ticket; a second person must approve it".to_owned(),

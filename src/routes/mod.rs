@@ -78,9 +78,10 @@ struct CustomerMessagePage<'a> {
 /// The client's address for rate limits and throttling. The peer address, unless the
 /// peer is one of the configured `trusted_proxies` (a load balancer): then the last
 /// address in its `X-Forwarded-For`, which that proxy appended. A client cannot choose
-/// its own address by sending the header itself.
+/// its own address by sending the header itself. An IPv6 client counts by its /64: one
+/// machine holds a whole /64 and can rotate through it (`auth::throttle::network_key`).
 pub fn client_address(desk: &crate::desk::Desk, request: &actix_web::HttpRequest) -> String {
-    client_ip(desk, request).map_or_else(String::new, |ip| ip.to_string())
+    crate::auth::throttle::network_key(client_ip(desk, request))
 }
 
 /// The client's address as [`client_address`] finds it, as an address.

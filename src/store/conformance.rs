@@ -1776,7 +1776,10 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
     let id = store.ticket(&number).await.unwrap().id;
     let change = |from: &str, to: &str, at_| AddressChange {
         ticket_id: id,
-        by: AddressChanger::Customer { max_changes: 2 },
+        by: AddressChanger::Customer {
+            max_changes: 2,
+            flags: Vec::new(),
+        },
         from: email(from),
         to: email(to),
         acknowledgment: mail("acknowledgment", to),

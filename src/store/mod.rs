@@ -554,8 +554,13 @@ pub enum CodeCheck {
 #[derive(Debug, Clone)]
 pub enum AddressChanger {
     /// The customer, from the browser that sent the request (`customer::address`): at
-    /// most `max_changes` times a ticket, and never once anyone has approved it.
-    Customer { max_changes: i64 },
+    /// most `max_changes` times a ticket, and never once anyone has approved it. `flags`
+    /// are the rules that fire on the new address (watch list, staff, console users):
+    /// they join the ticket's flags, as if the request had come from it.
+    Customer {
+        max_changes: i64,
+        flags: Vec<String>,
+    },
     /// An agent from the console. The change redirects the response, so earlier
     /// approvals are withdrawn and `flag` joins the ticket's flags: it is signed only
     /// after two approvals, as a flagged ticket is. `notice` tells the old address.
@@ -710,6 +715,9 @@ pub trait Store: Send + Sync + 'static {
         customer: &EmailAddress,
         since: Timestamp,
     ) -> StoreResult<Option<TicketNumber>>;
+    /// Whether the device `serial` ever came in a version 2 export: its firmware binds its
+    /// entries, so a version 1 export naming it is a downgrade, not that device's own.
+    async fn serial_exported_in_v2(&self, serial: &str) -> StoreResult<bool>;
     /// The exporting devices (first entries) of the tickets created at or after `since`
     /// that name the device `serial`, each once, in order.
     async fn exporters_of_serial_since(

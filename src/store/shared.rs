@@ -1453,7 +1453,10 @@ impl Store for $store {
                 .await
                 .map_err(db)?;
         let (actor, flags) = match &change.by {
-            AddressChanger::Customer { max_changes } => {
+            AddressChanger::Customer {
+                max_changes,
+                flags: new_flags,
+            } => {
                 if approvals > 0 {
                     return Ok(AddressChangeOutcome::Approved);
                 }
@@ -1468,7 +1471,9 @@ impl Store for $store {
                 if earlier >= *max_changes {
                     return Ok(AddressChangeOutcome::TooMany);
                 }
-                ("customer".to_owned(), flags)
+                let mut list = rows::flags_list(&flags);
+                list.extend(new_flags.iter().filter(|f| !list.contains(f)).cloned().collect::<Vec<_>>());
+                ("customer".to_owned(), rows::flags_text(&list))
             }
             AddressChanger::Agent { by, flag, .. } => {
                 let mut list = rows::flags_list(&flags);
@@ -1477,7 +1482,9 @@ impl Store for $store {
             }
         };
         sqlx::query(
-            "UPDATE tickets SET customer_email = $1, flags = $2, updated_at = $3 WHERE id = $4",
+            // A shortened review was for the same customer's repeat: not this one's.
+            "UPDATE tickets SET customer_email = $1, flags = $2, updated_at = $3, repeat_of = NULL
+              WHERE id = $4",
         )
         .bind(change.to.as_str())
         .bind(&flags)
@@ -2051,6 +2058,18 @@ impl Store for $store {
             detail: &detail,
         };
         record_step(tx, &step, None).await
+    }
+
+    async fn serial_exported_in_v2(&self, serial: &str) -> StoreResult<bool> {
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM ticket_devices
+                                    WHERE serial = $1 AND export_id IS NOT NULL LIMIT 1) AS v2",
+        )
+        .bind(serial)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(found > 0)
     }
 
     async fn exporters_of_serial_since(

@@ -236,13 +236,15 @@ fn fresh(app: &TestApp, case: &Case, index: usize) -> Fresh {
         keys.public_keys().unwrap(),
     );
     let version = case.protocol.unwrap_or(PROTOCOL_VERSION);
-    let request = device::export(&mut own, case.cameras, Some(&master), version, issued).unwrap();
+    own.protocol = version;
+    let request = device::export(&mut own, case.cameras, Some(&master), issued).unwrap();
     let mut other_state = device::provision(
         identity(&format!("OTHER-{index:05}")),
         &master,
         keys.public_keys().unwrap(),
     );
-    let other = device::export(&mut other_state, 0, Some(&master), version, issued).unwrap();
+    other_state.protocol = version;
+    let other = device::export(&mut other_state, 0, Some(&master), issued).unwrap();
     Fresh {
         index,
         request,

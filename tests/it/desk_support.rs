@@ -594,7 +594,10 @@ impl TestApp {
         issued_at: Timestamp,
     ) -> ResetRequest {
         let master = self.keys().master_secret().unwrap();
-        device::export(state, cameras, Some(&master), version, issued_at).unwrap()
+        // As if the device's firmware made exports of this version (a test's shortcut:
+        // a real device's version is its firmware's, see docs/PROTOCOL.md).
+        state.protocol = version;
+        device::export(state, cameras, Some(&master), issued_at).unwrap()
     }
 }
 
@@ -917,7 +920,7 @@ pub fn fresh_submission(
         &keys.master_secret().unwrap(),
         keys.public_keys().unwrap(),
     );
-    let request = device::export(&mut state, 0, None, PROTOCOL_VERSION, Timestamp::now()).unwrap();
+    let request = device::export(&mut state, 0, None, Timestamp::now()).unwrap();
     export_part(
         customer_form(&format!("customer{i}@example.com")),
         &request,

@@ -21,6 +21,7 @@ mod languages;
 mod operations;
 mod outages;
 mod pages;
+mod red_team;
 mod reference_device;
 mod replicas;
 mod response_by_code;

@@ -252,16 +252,54 @@ async fn a_serial_under_another_exporting_device_is_flagged(backend: Backend) {
         "{flags:?}"
     );
 
-    // The owner's NVR exporting its camera again is not "another device".
+    // The camera, exported on its own before, now inside a recorder's export: the
+    // original stitching shape, flagged whichever of the two tickets came first.
     let again = app.export_in(PROTOCOL_V2, &mut owners_nvr, 1, app.now());
     let number = taken(&app, export_form("owner@example.com", &again, "xml")).await;
     let flags = self::flags(&ticket_detail(&app, &token, &number).await);
     assert!(
+        flags.contains(&format!(
+            "{camera_serial} was exported on its own in the last 30 days and now comes in DS-7608NI-K2/OWNER00000000001's export"
+        )),
+        "{flags:?}"
+    );
+    assert!(
         !flags
             .iter()
             .any(|flag| flag.contains("another device's export")),
-        "{flags:?}"
+        "the recorder's own earlier export is not another device's: {flags:?}"
     );
+}
+
+/// The red team's downgrade: a camera whose firmware makes version 2 exports is asked
+/// (as older firmware would be) for a version 1 entry, which is stitched into a version 1
+/// export of the attacker's recorder. The desk knows the camera speaks version 2.
+async fn a_device_seen_in_v2_cannot_come_back_in_v1(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let mut victim = app.device(VICTIM_CAMERA, "DS-2CD2143G2-I");
+    let genuine = app.export_in(PROTOCOL_V2, &mut victim, 0, app.now());
+    taken(&app, export_form("owner@example.com", &genuine, "xml")).await;
+
+    app.advance(2 * 24 * 3600);
+    let (own, downgraded) = exports(&app, PROTOCOL_V1);
+    let message = refused(
+        &app,
+        xml_form("mallory@example.com", stitched_xml(&own, &downgraded)),
+    )
+    .await;
+    assert!(
+        message.contains(&format!(
+            "Device {VICTIM_CAMERA} has sent requests in the newer format"
+        )),
+        "{message}"
+    );
+    assert_eq!(app.stored_counts().await.0, 1, "only the genuine ticket");
+    // A device never seen in version 2 is still taken in version 1 (flagged when several).
+    let mut field = app.device("DS-2CD2143G2-I/FIELD00000000001", "DS-2CD2143G2-I");
+    let old = app.export_in(PROTOCOL_V1, &mut field, 0, app.now());
+    taken(&app, export_form("field@example.com", &old, "xml")).await;
 }
 
 crate::on_both_backends!(
@@ -270,4 +308,5 @@ crate::on_both_backends!(
     a_v1_export_of_several_devices_needs_four_eyes,
     accept_v1_exports_off_refuses_version_1,
     a_serial_under_another_exporting_device_is_flagged,
+    a_device_seen_in_v2_cannot_come_back_in_v1,
 );

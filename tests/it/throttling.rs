@@ -306,6 +306,54 @@ async fn stalled_upload_from(address: &str, client: Option<&str>) -> tokio::net:
     stream
 }
 
+/// An IPv6 client holds a whole /64 and can rotate through it: its uploads count
+/// together, so it cannot take every turn one address at a time (found by the red team).
+#[tokio::test]
+async fn an_ipv6_network_counts_as_one_address_for_uploads() {
+    let app = spawn_app_with(|s| {
+        s.uploads_at_once = 8;
+        s.uploads_per_address = 2;
+        s.upload_timeout_secs = 30;
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let _stalled = [
+        stalled_upload_from(&address, Some("2001:db8:1:2::1")).await,
+        stalled_upload_from(&address, Some("2001:db8:1:2::2")).await,
+    ];
+    // Both bodies are being read once two turns are held.
+    for _ in 0..200 {
+        if app.desk.spool.turns_free() == 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.desk.spool.turns_free(), 6);
+    let third = app
+        .client
+        .post(app.url("/api/v1/requests"))
+        .header("X-Forwarded-For", "2001:db8:1:2::3")
+        .multipart(reqwest::multipart::Form::new().text("name", "Ana"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 429, "a third address of the same /64");
+    let elsewhere = app
+        .client
+        .post(app.url("/api/v1/requests"))
+        .header("X-Forwarded-For", "2001:db8:1:3::1")
+        .multipart(reqwest::multipart::Form::new().text("name", "Ana"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        elsewhere.status(),
+        422,
+        "another /64 is read (and refused as incomplete)"
+    );
+}
+
 /// A client that sends its headers and then trickles the body is cut off with a 408 once
 /// the upload timeout passes, and nothing is stored.
 #[tokio::test]
