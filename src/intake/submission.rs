@@ -50,6 +50,10 @@ pub struct RawSubmission {
     /// The client's address as `trusted_proxies` resolves it: its pictures are decoded
     /// within that address's share of the picture work.
     pub client: String,
+    /// The correction passes the browser holds (`customer::address`): cookie values by
+    /// ticket number. Only the browser that sent a request sees its status link again
+    /// when it sends the same export twice.
+    pub passes: BTreeMap<String, String>,
 }
 
 /// One problem with one field, worded for the customer in any language.
@@ -491,7 +495,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         }
         Ok(CreateOutcome::Existing { number }) => {
             remove_blobs(desk, &[&export_blob, &label_blob]).await;
-            existing(desk, number, &ticket.customer.email).await
+            existing(desk, number, &ticket.customer.email, &raw.passes).await
         }
         Err(error) => {
             remove_blobs(desk, &[&export_blob, &label_blob]).await;
@@ -517,21 +521,30 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
 
 /// The same export again. Whoever holds an export can send it, so its ticket's status
 /// link (which can replace the label photo, add notes and send code e-mails) is shown
-/// only to the ticket's own address, compared as the four-eyes rule compares addresses
-/// (`EmailAddress::mailbox`). Anyone else learns the ticket number and that the link
-/// went to the address given with the request; it goes there again, so the owner
-/// knows the export is in other hands.
+/// only to the browser that sent the request (its correction pass, for half an hour)
+/// with the ticket's own address, compared as the four-eyes rule compares addresses
+/// (`EmailAddress::mailbox`). Typing the owner's address is not enough: it is often in
+/// the export itself (`ReservedEmail`). Anyone else learns the ticket number and that
+/// the link went to the address given with the request; it goes there again (once an
+/// hour at most), so the owner gets it, and knows when the export is in other hands.
 async fn existing(
     desk: &Desk,
     number: TicketNumber,
     sender: &EmailAddress,
+    passes: &BTreeMap<String, String>,
 ) -> Result<Submitted, IntakeError> {
     let ticket = desk
         .store
         .ticket(&number)
         .await
         .map_err(IntakeError::internal)?;
-    if ticket.customer.email.mailbox() == sender.mailbox() {
+    let holds_pass = crate::customer::address::live_pass(
+        desk,
+        &number,
+        passes.get(number.as_str()).map(String::as_str),
+    )
+    .is_some();
+    if holds_pass && ticket.customer.email.mailbox() == sender.mailbox() {
         return Ok(Submitted {
             status_url: Some(desk.status_url(&number)),
             number,

@@ -22,9 +22,11 @@ fn fix_path(number: &TicketNumber) -> String {
     format!("/requests/{number}/address")
 }
 
+const PASS_COOKIE_PREFIX: &str = "rd_fix_";
+
 /// One cookie per ticket, so a browser that sent two requests can correct either.
 fn cookie_name(number: &TicketNumber) -> String {
-    format!("rd_fix_{number}")
+    format!("{PASS_COOKIE_PREFIX}{number}")
 }
 
 /// The cookie for a ticket just created: HttpOnly, SameSite=Strict, Secure when the
@@ -43,6 +45,23 @@ pub(super) fn pass_cookie(
         .secure(super::secure_cookies(desk))
         .max_age(CookieDuration::seconds(CORRECTION_WINDOW_SECS))
         .finish()
+}
+
+/// Every correction pass cookie the request carries, by ticket number (checked where
+/// they are used).
+pub(super) fn passes_of(request: &HttpRequest) -> std::collections::BTreeMap<String, String> {
+    request
+        .cookies()
+        .map(|cookies| {
+            cookies
+                .iter()
+                .filter_map(|c| {
+                    let number = c.name().strip_prefix(PASS_COOKIE_PREFIX)?;
+                    Some((number.to_owned(), c.value().to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The live pass the request's cookie holds for this ticket, if any.

@@ -147,7 +147,64 @@ async fn whoever_redirects_a_response_cannot_approve_it(backend: Backend) {
     assert_eq!(approve(&app, &kim, &number).await.0, 200);
 }
 
+/// The same export sent again with the owner's address: only the browser that sent the
+/// request sees the status link; anyone who merely types that address (it is often in
+/// the export) gets the ticket number, and the link goes to the address.
+async fn only_the_sending_browser_sees_the_link_again(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let mut camera = app.device(CAMERA, "DS-2CD2143G2-I");
+    let export = app.export_in(PROTOCOL_V2, &mut camera, 0, app.now());
+    let form = || {
+        export_part(customer_form("owner@example.com"), &export, "xml").part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        )
+    };
+    let owners = browser();
+    let first = owners
+        .post(app.url("/"))
+        .multipart(form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    let first = first.text().await.unwrap();
+    let link = find_after(&first, "id=\"status-link\"", "href");
+
+    let again = owners
+        .post(app.url("/"))
+        .multipart(form())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        again.contains(&link),
+        "the sending browser sees its link: {again}"
+    );
+
+    let strangers = browser()
+        .post(app.url("/"))
+        .multipart(form())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!strangers.contains("id=\"status-link\""), "{strangers}");
+    assert!(
+        strangers.contains("its status link went to the e-mail address given with it"),
+        "{strangers}"
+    );
+}
+
 crate::on_both_backends!(
+    only_the_sending_browser_sees_the_link_again,
     a_correction_is_judged_by_the_address_rules_again,
     whoever_redirects_a_response_cannot_approve_it,
 );
