@@ -29,10 +29,6 @@ pub struct Desk {
     pub spool: crate::spool::Spool,
     /// Rings this replica's outbox worker when a message is queued.
     pub mail_queued: Arc<tokio::sync::Notify>,
-    /// Intake requests per client address, per hour.
-    pub intake_by_address: crate::intake::limits::SlidingWindow,
-    /// Intake requests per device serial, per hour.
-    pub intake_by_serial: crate::intake::limits::SlidingWindow,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 

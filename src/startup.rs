@@ -182,8 +182,6 @@ impl Application {
             pictures,
             spool,
             mail_queued: worker.queued(),
-            intake_by_address: Default::default(),
-            intake_by_serial: Default::default(),
             metrics: crate::observability::metrics_handle(),
         });
         let server =

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{photo, problems, risk};
+use super::{limits, photo, problems, risk};
 
 use crate::blobs::BlobError;
 use crate::desk::Desk;
@@ -433,14 +433,22 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         .map_err(|e| IntakeError::one(field, problems::challenge(&e)))?;
     // Counted only for genuine exports: a forged one naming someone else's serial must
     // not use up that device's allowance.
-    for device in verified.devices() {
-        let serial = device.identity.serial.as_str();
-        desk.intake_by_serial
-            .hit(serial, desk.settings.intake_per_serial_per_hour, 3600, now)
-            .map_err(|retry_after| IntakeError::RateLimited {
-                serial: serial.to_owned(),
+    let serials: Vec<&str> = verified
+        .devices()
+        .iter()
+        .map(|device| device.identity.serial.as_str())
+        .collect();
+    match limits::admit_serials(desk, &serials, now)
+        .await
+        .map_err(IntakeError::internal)?
+    {
+        limits::Admission::Counted => {}
+        limits::Admission::Refused { key, retry_after } => {
+            return Err(IntakeError::RateLimited {
+                serial: key,
                 retry_after,
-            })?;
+            });
+        }
     }
 
     let flags = risk::flags(desk, &customer.email, verified.devices(), now)

@@ -34,7 +34,7 @@ async fn submit(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    upload::check_address_limit(&desk, &request)?;
+    upload::check_address_limit(&desk, &request).await?;
     let mut raw = upload::read_submission(&desk, &request, payload).await?;
     raw.text
         .entry("language".to_owned())

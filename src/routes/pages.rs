@@ -218,7 +218,7 @@ async fn submit(
     payload: web::Payload,
 ) -> HttpResponse {
     let mut page = FormPage::new(&desk, reader);
-    let read = match upload::check_address_limit(&desk, &request) {
+    let read = match upload::check_address_limit(&desk, &request).await {
         Ok(()) => upload::read_submission(&desk, &request, payload).await,
         Err(error) => Err(error),
     };

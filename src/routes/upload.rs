@@ -50,17 +50,16 @@ fn megabytes(bytes: u64) -> String {
     }
 }
 
-/// The per-address intake limit, checked before the body is read.
-pub fn check_address_limit(desk: &Desk, request: &HttpRequest) -> Result<(), ApiError> {
-    let address = super::client_address(desk, request);
-    desk.intake_by_address
-        .hit(
-            &address,
-            desk.settings.intake_per_ip_per_hour,
-            3600,
-            desk.clock.now(),
-        )
-        .map_err(ApiError::rate_limited)
+/// The per-address intake limit, counted before the body is read.
+pub async fn check_address_limit(desk: &Desk, request: &HttpRequest) -> Result<(), ApiError> {
+    let client = super::client_ip(desk, request);
+    match intake::limits::admit_address(desk, client, desk.clock.now()).await {
+        Ok(intake::limits::Admission::Counted) => Ok(()),
+        Ok(intake::limits::Admission::Refused { retry_after, .. }) => {
+            Err(ApiError::rate_limited(retry_after))
+        }
+        Err(error) => Err(ApiError::internal(&error)),
+    }
 }
 
 /// The largest body a submission can legitimately have.

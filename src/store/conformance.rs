@@ -10,9 +10,10 @@ use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck,
-    CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind, LoginAttempt, LoginLimits,
-    LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, QueueCursor,
-    QueueFilter, ResentApproval, SessionStage, Store, StoreError, StoredSeed, TokenScope, UserId,
+    CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit,
+    IntakeReservation, LoginAttempt, LoginLimits, LoginReservation, NewAccessCode, NewApiToken,
+    NewMail, NewSession, NewTicket, QueueCursor, QueueFilter, ResentApproval, SessionStage, Store,
+    StoreError, StoredSeed, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -1282,6 +1283,126 @@ pub async fn access_codes_work_once_within_their_limits(store: &dyn Store) {
     );
 }
 
+/// Thirty requests for a code at once (issue 16: on PostgreSQL they issued 19 codes, 15
+/// live at once): three are issued, three mails queued, and one code is live.
+pub async fn codes_asked_for_at_once_are_three_and_one_live(store: &dyn Store) {
+    let number = created(
+        store,
+        &ticket(
+            "ana@example.com",
+            vec![challenge("FB0000009", at(0))],
+            at(0),
+        ),
+    )
+    .await;
+    let ticket_id = store.ticket(&number).await.unwrap().id;
+    let (pending_before, ..) = store.mail_counts().await.unwrap();
+    futures_util::future::join_all((0..16).map(|_| store.ping())).await;
+    let issued = futures_util::future::join_all((0..30).map(|i| async move {
+        let code = NewAccessCode {
+            ticket_id,
+            code_hash: format!("hash-{i}"),
+            expires_at: at(10).plus_seconds(900),
+            mail: mail("access_code", "ana@example.com"),
+            now: at(10),
+        };
+        store
+            .issue_access_code(&code, 3)
+            .await
+            .map(|()| code.code_hash)
+    }))
+    .await;
+    let hashes: Vec<String> = issued
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    assert_eq!(hashes.len(), 3, "{issued:?}");
+    assert!(
+        issued
+            .iter()
+            .all(|r| matches!(r, Ok(_) | Err(StoreError::Conflict(_)))),
+        "{issued:?}"
+    );
+    assert_eq!(store.mail_counts().await.unwrap().0, pending_before + 3);
+    // Each issued code typed in turn: only the live one opens the response.
+    let mut accepted = 0;
+    for hash in &hashes {
+        if store
+            .redeem_access_code(ticket_id, hash, at(11), 5)
+            .await
+            .unwrap()
+            == CodeCheck::Accepted
+        {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1, "one live code of {hashes:?}");
+}
+
+/// Intake requests counted per bucket, at once and across a restart (the store is the
+/// only memory): a full bucket refuses, says since when, and counts nothing else.
+pub async fn intake_requests_are_counted_within_their_limits(store: &dyn Store) {
+    let hit = |bucket, key: &'static str, limit| IntakeHit { bucket, key, limit };
+    let address = [hit(IntakeBucket::Address, "203.0.113.7", 6)];
+    futures_util::future::join_all((0..16).map(|_| store.ping())).await;
+    let burst = futures_util::future::join_all(
+        (0..20).map(|_| store.reserve_intake(&address, at(100), 3600)),
+    )
+    .await;
+    let counted = burst
+        .iter()
+        .filter(|r| matches!(r, Ok(IntakeReservation::Counted)))
+        .count();
+    assert_eq!(counted, 6, "{burst:?}");
+    assert_eq!(
+        store.reserve_intake(&address, at(200), 3600).await.unwrap(),
+        IntakeReservation::Refused {
+            key: "203.0.113.7".to_owned(),
+            oldest: Some(at(100)),
+        }
+    );
+    // Another address, and a serial of the same name, are other buckets.
+    for other in [
+        hit(IntakeBucket::Address, "203.0.113.8", 6),
+        hit(IntakeBucket::Serial, "203.0.113.7", 6),
+    ] {
+        assert_eq!(
+            store.reserve_intake(&[other], at(200), 3600).await.unwrap(),
+            IntakeReservation::Counted
+        );
+    }
+    // A request naming a full serial and a free one counts in neither.
+    let full = hit(IntakeBucket::Serial, "FB-FULL", 1);
+    let free = hit(IntakeBucket::Serial, "FB-FREE", 1);
+    assert_eq!(
+        store.reserve_intake(&[full], at(300), 3600).await.unwrap(),
+        IntakeReservation::Counted
+    );
+    assert_eq!(
+        store
+            .reserve_intake(&[free, full], at(301), 3600)
+            .await
+            .unwrap(),
+        IntakeReservation::Refused {
+            key: "FB-FULL".to_owned(),
+            oldest: Some(at(300)),
+        }
+    );
+    assert_eq!(
+        store.reserve_intake(&[free], at(302), 3600).await.unwrap(),
+        IntakeReservation::Counted,
+        "the refused request did not count for the free serial"
+    );
+    // An hour after the burst the address takes requests again.
+    assert_eq!(
+        store
+            .reserve_intake(&address, at(3_700), 3600)
+            .await
+            .unwrap(),
+        IntakeReservation::Counted
+    );
+}
+
 pub async fn customer_feedback_is_noted_up_to_a_limit(store: &dyn Store) {
     let number = created(
         store,
@@ -2117,6 +2238,20 @@ macro_rules! conformance_suite {
                 return;
             };
             super::access_codes_work_once_within_their_limits(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn codes_asked_for_at_once_are_three_and_one_live() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::codes_asked_for_at_once_are_three_and_one_live(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn intake_requests_are_counted_within_their_limits() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::intake_requests_are_counted_within_their_limits(store.as_ref()).await;
         }
         #[tokio::test]
         async fn customer_feedback_is_noted_up_to_a_limit() {

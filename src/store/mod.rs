@@ -174,6 +174,46 @@ pub enum LoginReservation {
     Refused { oldest: Option<Timestamp> },
 }
 
+/// A bucket public intake requests are counted in (`Store::reserve_intake`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IntakeBucket {
+    /// One client network: an IPv4 address, or the /64 of an IPv6 address.
+    Address,
+    /// One device serial, counted only for genuine exports.
+    Serial,
+}
+
+impl IntakeBucket {
+    /// The bucket's name in `intake_hits.kind`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Address => "address",
+            Self::Serial => "serial",
+        }
+    }
+}
+
+/// One bucket an intake request counts in, and how many requests it takes in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntakeHit<'a> {
+    pub bucket: IntakeBucket,
+    pub key: &'a str,
+    pub limit: i64,
+}
+
+/// What came of counting an intake request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeReservation {
+    /// Counted in every bucket.
+    Counted,
+    /// The bucket keyed `key` is full, and nothing was counted; `oldest` is its oldest
+    /// request in the window.
+    Refused {
+        key: String,
+        oldest: Option<Timestamp>,
+    },
+}
+
 /// How far a sign-in has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStage {
@@ -771,7 +811,9 @@ pub trait Store: Send + Sync + 'static {
     async fn resend_approval(&self, resend: &ResentApproval) -> StoreResult<()>;
     /// Stores a one-time code for the ticket's status page and queues its mail, unless
     /// `max_per_hour` codes were issued for the ticket in the hour before (`Conflict`).
-    /// A new code replaces any earlier one still in force.
+    /// A new code replaces any earlier one still in force. Counting, replacing and
+    /// storing hold the ticket's code lock, so however many requests arrive at once, on
+    /// however many replicas, no more than `max_per_hour` codes are issued and one is live.
     async fn issue_access_code(&self, code: &NewAccessCode, max_per_hour: i64) -> StoreResult<()>;
     /// Checks a typed code against the ticket's code in force, counting wrong tries up
     /// to `max_attempts`. An accepted code is used up, and the showing of the response is
@@ -844,6 +886,18 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the failures of the bucket a completed sign-in counted in: the account's
     /// (attempts without a device cookie) when `device` is none, else that device cookie's.
     async fn clear_login_failures(&self, account: &str, device: Option<&str>) -> StoreResult<()>;
+
+    /// Counts an intake request in each of `hits`' buckets, unless one of them already
+    /// holds its limit of requests in the `window_secs` before `at`: then nothing is
+    /// counted. Counting and checking are one transaction holding the buckets' locks (as
+    /// for sign-in attempts), so the limits hold for every replica together and survive a
+    /// restart. Requests older than the window are pruned on the way.
+    async fn reserve_intake(
+        &self,
+        hits: &[IntakeHit<'_>],
+        at: Timestamp,
+        window_secs: i64,
+    ) -> StoreResult<IntakeReservation>;
 
     /// Stores a sealed seed to enrol (replacing an unconfirmed one).
     async fn begin_totp_enrolment(&self, user: UserId, seed: &SealedSecret) -> StoreResult<()>;

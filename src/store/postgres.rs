@@ -17,13 +17,13 @@ use super::rows::{
     self, DeviceRow, EventRow, GrantRow, MailStatusRow, OutboxRow, ResponseRow, SummaryRow,
     TicketRow, UserRow, hex,
 };
-use super::shared::LoginBucket;
+use super::shared::{ACCESS_CODE_LOCK, LoginBucket, intake_lock_class};
 use super::{
     AddressChange, AddressChangeOutcome, AddressChanger, ApiTokenInfo, Approval, CodeCheck,
-    CreateOutcome, FirstApproval, Grant, GrantKind, LoginAttempt, LoginAttemptId, LoginLimits,
-    LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage,
-    QueueFilter, ResentApproval, SessionStage, Store, StoreError, StoreResult, StoredSeed,
-    TicketDetail, TicketSummary, TokenScope, User, UserId,
+    CreateOutcome, FirstApproval, Grant, GrantKind, IntakeHit, IntakeReservation, LoginAttempt,
+    LoginAttemptId, LoginLimits, LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession,
+    NewTicket, OutboxMessage, QueueFilter, ResentApproval, SessionStage, Store, StoreError,
+    StoreResult, StoredSeed, TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
 use crate::crypto::{SealKeyId, SealedSecret};
@@ -86,24 +86,30 @@ async fn lock_audit_chain(tx: &mut Transaction<'static, Postgres>) -> StoreResul
     Ok(())
 }
 
-/// Serialises the counting of sign-in attempts in one bucket across every connection and
-/// replica until the transaction ends: without it two attempts at once would both count
-/// the same free place under READ COMMITTED, and both be checked. Each kind of bucket
-/// has a lock namespace of its own (the two-key advisory locks); names share a key only
-/// when their hashes collide, which makes them wait for each other, never wrong.
-async fn lock_login_bucket(
+/// Serialises the counting in one bucket (sign-in attempts, intake requests, a ticket's
+/// one-time codes) across every connection and replica until the transaction ends:
+/// without it two requests at once would both count the same free place under READ
+/// COMMITTED, and both pass. Each kind of bucket has a lock namespace of its own (`class`,
+/// the two-key advisory locks); names share a key only when their hashes collide, which
+/// makes them wait for each other, never wrong.
+async fn lock_bucket(
     tx: &mut Transaction<'static, Postgres>,
-    bucket: LoginBucket,
+    class: i32,
     key: &str,
 ) -> StoreResult<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-        .bind(bucket.lock_class())
+        .bind(class)
         .bind(key)
         .execute(&mut **tx)
         .await
         .map_err(db)?;
     Ok(())
 }
+
+/// Up to 100 expired intake requests; rows another transaction is pruning are skipped,
+/// never waited for, so two prunes cannot deadlock.
+const PRUNE_INTAKE_HITS: &str = "DELETE FROM intake_hits WHERE id IN
+    (SELECT id FROM intake_hits WHERE at <= $1 ORDER BY at LIMIT 100 FOR UPDATE SKIP LOCKED)";
 
 impl PgStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {

@@ -2,7 +2,7 @@
 //! whole `Store` implementation inside a backend's module; the backend supplies what
 //! differs between dialects: its pool and transaction type, `write()` (how a write
 //! transaction starts), `writer()` (where a single write statement runs), `MIGRATOR`, `QUEUE_SEARCH`, `CLAIM_DUE_MAIL`,
-//! `serial_prefix_pattern`, `lock_audit_chain` and `lock_login_bucket`. All SQL here is the
+//! `serial_prefix_pattern`, `lock_audit_chain`, `lock_bucket` and `PRUNE_INTAKE_HITS`. All SQL here is the
 //! dialect SQLite and PostgreSQL share (`$N` parameters, `CAST`, `COUNT(*) FILTER`).
 
 /// A bucket sign-in attempts are counted in (`Store::reserve_login_attempt`).
@@ -40,6 +40,17 @@ impl LoginBucket {
             Self::Address => 0x5244_4C4E,
             Self::Device => 0x5244_4C44,
         }
+    }
+}
+
+/// The lock namespace of a ticket's one-time codes ("RDAC"), keyed by the ticket's id.
+pub(super) const ACCESS_CODE_LOCK: i32 = 0x5244_4143;
+
+/// A lock namespace of its own per intake bucket ("RDIA", "RDIS").
+pub(super) fn intake_lock_class(bucket: crate::store::IntakeBucket) -> i32 {
+    match bucket {
+        crate::store::IntakeBucket::Address => 0x5244_4941,
+        crate::store::IntakeBucket::Serial => 0x5244_4953,
     }
 }
 
@@ -1268,8 +1279,11 @@ impl Store for $store {
     async fn issue_access_code(&self, code: &NewAccessCode, max_per_hour: i64) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let now = code.now.unix_seconds();
-        // Counted in the write transaction: on SQLite writers are serialised; on
-        // PostgreSQL two requests at the same instant may both pass, one code over.
+        // Counted, replaced and stored under the ticket's code lock: without it, under
+        // READ COMMITTED, requests at the same instant on PostgreSQL each counted the
+        // same free places and none saw the others' codes to retire them (30 requests
+        // over 3 replicas issued 19 codes, 15 of them live at once).
+        lock_bucket(&mut tx, ACCESS_CODE_LOCK, &code.ticket_id.to_string()).await?;
         let recent: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM access_codes WHERE ticket_id = $1 AND created_at > $2",
         )
@@ -1763,7 +1777,7 @@ impl Store for $store {
         let since = attempt.at.unix_seconds() - limits.window_secs;
         let mut tx = self.write().await?;
         for (bucket, key, _) in &buckets {
-            lock_login_bucket(&mut tx, *bucket, key).await?;
+            lock_bucket(&mut tx, bucket.lock_class(), key).await?;
         }
         for (bucket, key, limit) in &buckets {
             let (count, oldest): (i64, Option<i64>) = sqlx::query_as(bucket.count_query())
@@ -1790,6 +1804,63 @@ impl Store for $store {
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(LoginReservation::Counted(LoginAttemptId(id)))
+    }
+
+    async fn reserve_intake(
+        &self,
+        hits: &[IntakeHit<'_>],
+        at: Timestamp,
+        window_secs: i64,
+    ) -> StoreResult<IntakeReservation> {
+        if hits.is_empty() {
+            return Ok(IntakeReservation::Counted);
+        }
+        // Locked in one order (kind, then key), so two requests naming the same serials
+        // in another order never wait on each other in a circle.
+        let mut ordered: Vec<&IntakeHit<'_>> = hits.iter().collect();
+        ordered.sort_by(|a, b| (a.bucket, a.key).cmp(&(b.bucket, b.key)));
+        ordered.dedup_by(|a, b| (a.bucket, a.key) == (b.bucket, b.key));
+        let now = at.unix_seconds();
+        let since = now - window_secs;
+        let mut tx = self.write().await?;
+        for hit in &ordered {
+            lock_bucket(&mut tx, intake_lock_class(hit.bucket), hit.key).await?;
+        }
+        for hit in &ordered {
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(at) FROM intake_hits WHERE kind = $1 AND key = $2 AND at > $3",
+            )
+            .bind(hit.bucket.kind())
+            .bind(hit.key)
+            .bind(since)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            if count >= hit.limit {
+                return Ok(IntakeReservation::Refused {
+                    key: hit.key.to_owned(),
+                    oldest: oldest.map(rows::time).transpose()?,
+                });
+            }
+        }
+        for hit in &ordered {
+            sqlx::query("INSERT INTO intake_hits (kind, key, at) VALUES ($1, $2, $3)")
+                .bind(hit.bucket.kind())
+                .bind(hit.key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        // A few expired rows at a time, whichever bucket they were in: the table holds
+        // about an hour of requests, never the desk's whole history.
+        sqlx::query(PRUNE_INTAKE_HITS)
+            .bind(since)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(IntakeReservation::Counted)
     }
 
     async fn release_login_attempt(&self, id: LoginAttemptId) -> StoreResult<()> {

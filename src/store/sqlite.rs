@@ -18,13 +18,13 @@ use super::rows::{
     self, DeviceRow, EventRow, GrantRow, MailStatusRow, OutboxRow, ResponseRow, SummaryRow,
     TicketRow, UserRow, hex,
 };
-use super::shared::LoginBucket;
+use super::shared::{ACCESS_CODE_LOCK, LoginBucket, intake_lock_class};
 use super::{
     AddressChange, AddressChangeOutcome, AddressChanger, ApiTokenInfo, Approval, CodeCheck,
-    CreateOutcome, FirstApproval, Grant, GrantKind, LoginAttempt, LoginAttemptId, LoginLimits,
-    LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxMessage,
-    QueueFilter, ResentApproval, SessionStage, Store, StoreError, StoreResult, StoredSeed,
-    TicketDetail, TicketSummary, TokenScope, User, UserId,
+    CreateOutcome, FirstApproval, Grant, GrantKind, IntakeHit, IntakeReservation, LoginAttempt,
+    LoginAttemptId, LoginLimits, LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession,
+    NewTicket, OutboxMessage, QueueFilter, ResentApproval, SessionStage, Store, StoreError,
+    StoreResult, StoredSeed, TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
 use crate::audit::AuditEntry;
 use crate::crypto::{SealKeyId, SealedSecret};
@@ -76,15 +76,19 @@ async fn lock_audit_chain(_tx: &mut Transaction<'static, Sqlite>) -> StoreResult
     Ok(())
 }
 
-/// The write lock `BEGIN IMMEDIATE` took already serialises every count of sign-in
-/// attempts: no two see the same free place in a bucket.
-async fn lock_login_bucket(
+/// Every write transaction starts with BEGIN IMMEDIATE on the one writing connection,
+/// which already serialises counting in a bucket, across processes on one file too.
+async fn lock_bucket(
     _tx: &mut Transaction<'static, Sqlite>,
-    _bucket: LoginBucket,
+    _class: i32,
     _key: &str,
 ) -> StoreResult<()> {
     Ok(())
 }
+
+/// Up to 100 expired intake requests (writers are serialised: no one else is pruning).
+const PRUNE_INTAKE_HITS: &str = "DELETE FROM intake_hits WHERE id IN
+    (SELECT id FROM intake_hits WHERE at <= $1 ORDER BY at LIMIT 100)";
 
 impl SqliteStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {

@@ -28,6 +28,7 @@ mod response_by_code;
 mod second_factor;
 mod secrets_at_rest;
 pub mod serve_binary;
+mod shared_limits;
 mod sign_in_guessing;
 mod stitched;
 mod support;
