@@ -1220,7 +1220,10 @@ async fn hostile_corpus(backend: Backend) {
     count_panics();
     let Some(app) = spawn_app_on_with(backend, |s| {
         s.intake_per_ip_per_hour = 100_000;
-        s.upload_timeout_secs = 2;
+        // Short, so the trickled body (200 bytes at 10 a second) meets it quickly; long
+        // enough that a 12-megapixel photo is read in time on a loaded 2-core machine
+        // (2 s was not: a broken pipe while the whole suite ran).
+        s.upload_timeout_secs = 6;
     })
     .await
     else {
