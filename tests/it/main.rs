@@ -28,6 +28,7 @@ mod second_factor;
 mod secrets_at_rest;
 pub mod serve_binary;
 mod sign_in_guessing;
+mod stale_decisions;
 mod stitched;
 mod support;
 mod throttling;
