@@ -25,6 +25,12 @@ pub enum ReviewError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// The decision was made on evidence (label photo, export) that has changed since:
+    /// the API answers 412 Precondition Failed.
+    #[error(
+        "the ticket changed since you opened it: the customer sent a new label photo. Look at the ticket again before you decide"
+    )]
+    Stale,
     #[error("the desk could not complete the action")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -38,6 +44,10 @@ impl ReviewError {
         match error {
             StoreError::NotFound => Self::NotFound(number.clone()),
             StoreError::Conflict(message) => Self::Conflict(message),
+            StoreError::EvidenceChanged => Self::Stale,
+            StoreError::ClaimedBy(holder) => Self::Conflict(format!(
+                "the ticket is already claimed by {holder}: they are working on it. Ask them, or a supervisor can take the claim over"
+            )),
             other => Self::internal(other),
         }
     }
@@ -65,11 +75,35 @@ pub async fn load(desk: &Desk, number: &TicketNumber) -> Result<TicketDetail, Re
         .map_err(|e| ReviewError::from_store(e, number))
 }
 
-pub async fn claim(desk: &Desk, user: &User, number: &TicketNumber) -> Result<(), ReviewError> {
+/// Refuses a decision made on a version of the evidence other than the ticket's now;
+/// `seen` is `None` when the caller named no version (an API call without `If-Match`).
+/// The store's update checks the version loaded here again, so nothing can slip in
+/// between this check and the write.
+fn same_evidence(ticket: &TicketDetail, seen: Option<i64>) -> Result<i64, ReviewError> {
+    match seen {
+        Some(seen) if seen != ticket.evidence_version => Err(ReviewError::Stale),
+        _ => Ok(ticket.evidence_version),
+    }
+}
+
+/// Claims a pending ticket: a lock that tells the others this agent is working on it.
+/// A claim held by someone else is refused; a supervisor may take it over explicitly
+/// (`take_over`), which the history and the audit log record with whom it was taken from.
+pub async fn claim(
+    desk: &Desk,
+    user: &User,
+    number: &TicketNumber,
+    take_over: bool,
+) -> Result<(), ReviewError> {
     may_review(user)?;
+    if take_over && !user.roles.contains(Role::Supervisor) {
+        return Err(ReviewError::Forbidden(
+            "only a supervisor can take over another agent's claim".to_owned(),
+        ));
+    }
     let ticket = load(desk, number).await?;
     desk.store
-        .claim(ticket.id, user.id, desk.clock.now())
+        .claim(ticket.id, user.id, take_over, desk.clock.now())
         .await
         .map_err(|e| ReviewError::from_store(e, number))
 }
@@ -103,10 +137,12 @@ pub async fn approve(
     user: &User,
     number: &TicketNumber,
     note: &str,
+    seen: Option<i64>,
 ) -> Result<Approved, ReviewError> {
     may_review(user)?;
     let note = plain_note(note)?;
     let ticket = load(desk, number).await?;
+    let evidence_version = same_evidence(&ticket, seen)?;
     if ticket.summary.status != TicketStatus::Open {
         let by = ticket
             .decided_by
@@ -158,6 +194,7 @@ pub async fn approve(
                 as_role,
                 note,
                 at: now,
+                evidence_version,
             })
             .await
             .map_err(|e| ReviewError::from_store(e, number))?;
@@ -207,6 +244,7 @@ pub async fn approve(
             note,
             at: now,
             prior_approvals: ticket.approvals.len(),
+            evidence_version,
             responses: signed,
             mail,
         })
@@ -298,11 +336,13 @@ pub async fn reject(
     user: &User,
     number: &TicketNumber,
     reason: &str,
+    seen: Option<i64>,
 ) -> Result<(), ReviewError> {
     may_review(user)?;
     let reason = crate::domain::PlainText::parse(reason, MAX_REASON_CHARS)
         .map_err(|e| ReviewError::Invalid(format!("the reason {e}")))?;
     let ticket = load(desk, number).await?;
+    let evidence_version = same_evidence(&ticket, seen)?;
     let status_url = desk.status_url(number);
     let mail = compose::rejected(
         &desk.mail,
@@ -313,7 +353,14 @@ pub async fn reject(
     )
     .map_err(ReviewError::internal)?;
     desk.store
-        .reject(ticket.id, user.id, reason.as_str(), &mail, desk.clock.now())
+        .reject(
+            ticket.id,
+            user.id,
+            reason.as_str(),
+            &mail,
+            evidence_version,
+            desk.clock.now(),
+        )
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
     desk.mail_queued.notify_one();
@@ -326,6 +373,7 @@ pub async fn request_photo(
     user: &User,
     number: &TicketNumber,
     note: &str,
+    seen: Option<i64>,
 ) -> Result<(), ReviewError> {
     may_review(user)?;
     let note = note.trim();
@@ -339,6 +387,7 @@ pub async fn request_photo(
         )));
     }
     let ticket = load(desk, number).await?;
+    let evidence_version = same_evidence(&ticket, seen)?;
     let mail = compose::photo_requested(
         &desk.mail,
         number,
@@ -349,7 +398,14 @@ pub async fn request_photo(
     )
     .map_err(ReviewError::internal)?;
     desk.store
-        .request_photo(ticket.id, user.id, note, &mail, desk.clock.now())
+        .request_photo(
+            ticket.id,
+            user.id,
+            note,
+            &mail,
+            evidence_version,
+            desk.clock.now(),
+        )
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
     desk.mail_queued.notify_one();

@@ -1,7 +1,8 @@
 //! The agent API: `Authorization: Bearer <token>` from `resetdesk user token`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::http::header::{ETAG, IF_MATCH};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
@@ -65,6 +66,37 @@ fn ticket_number(raw: &str) -> Result<TicketNumber, ApiError> {
     })
 }
 
+/// The ticket's `ETag`: the version of its evidence (label photo, export), which a
+/// decision sends back in `If-Match` to say what it was made on.
+fn evidence_etag(version: i64) -> String {
+    format!("\"evidence-{version}\"")
+}
+
+/// The evidence version an `If-Match` header names; `None` without the header (or with
+/// `*`), so API clients that send none decide on whatever the ticket holds, as before.
+fn if_match(request: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(header) = request.headers().get(IF_MATCH) else {
+        return Ok(None);
+    };
+    let raw = header.to_str().unwrap_or("").trim();
+    if raw == "*" {
+        return Ok(None);
+    }
+    raw.strip_prefix("\"evidence-")
+        .and_then(|rest| rest.strip_suffix('"'))
+        .and_then(|version| version.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                format!(
+                    "If-Match {raw:?} is not the ETag of this ticket: send the ETag of GET /api/v1/tickets/{{id}}, such as {}",
+                    evidence_etag(1)
+                ),
+            )
+        })
+}
+
 /// `GET /api/v1/tickets?status=open&q=...`: the queue, oldest first.
 #[get("/api/v1/tickets")]
 async fn list(
@@ -110,7 +142,8 @@ async fn list(
         .json(serde_json::json!({ "tickets": tickets, "next_cursor": next_cursor })))
 }
 
-/// `GET /api/v1/tickets/{id}`: one ticket with its devices, responses and history.
+/// `GET /api/v1/tickets/{id}`: one ticket with its devices, responses and history, and
+/// the version of its evidence as the `ETag` (and `evidence_version`).
 #[get("/api/v1/tickets/{id}")]
 async fn show(
     desk: web::Data<Desk>,
@@ -149,9 +182,12 @@ async fn show(
         .map(|m| serde_json::json!({"kind": m.kind, "status": m.status, "attempts": m.attempts, "last_error": m.last_error}))
         .collect();
     let c = &ticket.customer;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
+    Ok(HttpResponse::Ok()
+        .insert_header((ETAG, evidence_etag(ticket.evidence_version)))
+        .json(serde_json::json!({
         "ticket": ticket.summary.number,
         "status": ticket.summary.status,
+        "evidence_version": ticket.evidence_version,
         "created_at": ticket.summary.created_at,
         "claimed_by": ticket.summary.claimed_by,
         "decided_by": ticket.decided_by,
@@ -181,7 +217,7 @@ async fn claim(
 ) -> Result<HttpResponse, ApiError> {
     let number = ticket_number(&path)?;
     user.may_decide()?;
-    review::claim(&desk, &user.user, &number).await?;
+    review::claim(&desk, &user.user, &number, false).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"ticket": number, "claimed_by": user.user.email})))
 }
@@ -189,15 +225,18 @@ async fn claim(
 /// `POST /api/v1/tickets/{id}/approve` with an optional `{"note": "..."}`: signs and
 /// mails the responses (200), or, for a flagged ticket's first approval, records it and
 /// waits for a second person (202). A second approval by anyone of an approved ticket is
-/// a 409 that signs nothing.
+/// a 409 that signs nothing. With `If-Match` (the ticket's `ETag`), an approval of
+/// evidence that changed since is a 412 that signs nothing.
 #[post("/api/v1/tickets/{id}/approve")]
 async fn approve(
     desk: web::Data<Desk>,
     user: ApiUser,
     path: web::Path<String>,
+    request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     user.may_decide()?;
+    let seen = if_match(&request)?;
     let note = if body.iter().all(u8::is_ascii_whitespace) {
         String::new()
     } else {
@@ -212,7 +251,7 @@ async fn approve(
             .unwrap_or_default()
     };
     let number = ticket_number(&path)?;
-    Ok(match review::approve(&desk, &user.user, &number, &note).await? {
+    Ok(match review::approve(&desk, &user.user, &number, &note, seen).await? {
         review::Approved::Signed => {
             HttpResponse::Ok().json(serde_json::json!({"ticket": number, "status": TicketStatus::Approved}))
         }
@@ -244,6 +283,7 @@ async fn reject(
     desk: web::Data<Desk>,
     user: ApiUser,
     path: web::Path<String>,
+    request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let body: RejectBody = serde_json::from_slice(&body).map_err(|e| {
@@ -254,7 +294,8 @@ async fn reject(
     })?;
     let number = ticket_number(&path)?;
     user.may_decide()?;
-    review::reject(&desk, &user.user, &number, &body.reason).await?;
+    let seen = if_match(&request)?;
+    review::reject(&desk, &user.user, &number, &body.reason, seen).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"ticket": number, "status": TicketStatus::Rejected})))
 }

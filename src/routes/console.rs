@@ -46,6 +46,11 @@ struct ActionForm {
     canned: Option<String>,
     note: Option<String>,
     email: Option<String>,
+    /// The version of the evidence the page showed (a hidden field of the decision
+    /// forms): a decision on an older one is refused.
+    evidence_version: Option<i64>,
+    /// A supervisor's explicit take-over of another agent's claim.
+    take_over: Option<String>,
 }
 
 struct QueueRow {
@@ -193,6 +198,11 @@ struct TicketPage {
     pending: bool,
     open: bool,
     claimed_by: String,
+    /// Someone other than the viewer holds the claim.
+    claimed_by_other: bool,
+    /// The viewer may take another agent's claim over.
+    may_take_over: bool,
+    evidence_version: i64,
     decided_by: String,
     reason: String,
     export_form: &'static str,
@@ -258,6 +268,13 @@ async fn ticket_page(
             .claimed_by
             .clone()
             .unwrap_or_else(|| "nobody yet".to_owned()),
+        claimed_by_other: ticket
+            .summary
+            .claimed_by
+            .as_deref()
+            .is_some_and(|holder| holder != console.user.email.as_str()),
+        may_take_over: console.user.roles.contains(crate::domain::Role::Supervisor),
+        evidence_version: ticket.evidence_version,
         decided_by: ticket.decided_by.clone().unwrap_or_default(),
         reason: ticket.decision_reason.clone().unwrap_or_default(),
         export_form: ticket.export_form.as_str(),
@@ -423,12 +440,19 @@ where
         Ok(done) => see_other(&format!("/console/tickets/{number}?done={}", done.as_str())),
         Err(ReviewError::Internal(cause)) => error_page(ReviewError::Internal(cause)),
         Err(error) => {
+            // A stale page is a conflict with what the ticket holds now; 412 belongs to
+            // the API's If-Match.
+            let stale = matches!(error, ReviewError::Stale);
             let api = ApiError::from(error);
             ticket_page(
                 desk,
                 console,
                 &number,
-                api.status,
+                if stale {
+                    StatusCode::CONFLICT
+                } else {
+                    api.status
+                },
                 Some(api.message.english()),
                 None,
             )
@@ -441,6 +465,7 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Done {
     Claimed,
+    TakenOver,
     Approved,
     FirstApproval,
     Rejected,
@@ -451,8 +476,9 @@ enum Done {
 }
 
 impl Done {
-    const ALL: [Done; 8] = [
+    const ALL: [Done; 9] = [
         Self::Claimed,
+        Self::TakenOver,
         Self::Approved,
         Self::FirstApproval,
         Self::Rejected,
@@ -465,6 +491,7 @@ impl Done {
     fn as_str(self) -> &'static str {
         match self {
             Self::Claimed => "claimed",
+            Self::TakenOver => "taken-over",
             Self::Approved => "approved",
             Self::FirstApproval => "first-approval",
             Self::Rejected => "rejected",
@@ -477,7 +504,12 @@ impl Done {
 
     fn notice(self) -> &'static str {
         match self {
-            Self::Claimed => "You claimed this ticket.",
+            Self::Claimed => {
+                "You claimed this ticket: other agents see that you are working on it and cannot claim it."
+            }
+            Self::TakenOver => {
+                "You took the claim over: the history and the audit log record from whom."
+            }
             Self::Approved => {
                 "Approved: the responses are signed and the e-mail to the customer is on its way."
             }
@@ -509,10 +541,18 @@ async fn claim(
     desk: web::Data<Desk>,
     console: ConsoleUser,
     path: web::Path<String>,
+    form: web::Form<ActionForm>,
 ) -> HttpResponse {
+    let take_over = form.take_over.as_deref() == Some("yes");
     let (d, u) = (desk.get_ref(), &console.user);
     act(d, &console, &path, |n| async move {
-        review::claim(d, u, &n).await.map(|()| Done::Claimed)
+        review::claim(d, u, &n, take_over).await.map(|()| {
+            if take_over {
+                Done::TakenOver
+            } else {
+                Done::Claimed
+            }
+        })
     })
     .await
 }
@@ -524,10 +564,10 @@ async fn approve(
     path: web::Path<String>,
     form: web::Form<ActionForm>,
 ) -> HttpResponse {
-    let note = form.note.clone().unwrap_or_default();
+    let (note, seen) = (form.note.clone().unwrap_or_default(), form.evidence_version);
     let (d, u) = (desk.get_ref(), &console.user);
     act(d, &console, &path, |n| async move {
-        match review::approve(d, u, &n, &note).await? {
+        match review::approve(d, u, &n, &note, seen).await? {
             review::Approved::Signed => Ok(Done::Approved),
             review::Approved::AwaitingSecond => Ok(Done::FirstApproval),
         }
@@ -555,9 +595,10 @@ async fn reject(
             .filter(|r| !r.is_empty()))
         .unwrap_or("")
         .to_owned();
+    let seen = form.evidence_version;
     let (d, u) = (desk.get_ref(), &console.user);
     act(d, &console, &path, |n| async move {
-        review::reject(d, u, &n, &reason)
+        review::reject(d, u, &n, &reason, seen)
             .await
             .map(|()| Done::Rejected)
     })
@@ -571,10 +612,10 @@ async fn request_photo(
     path: web::Path<String>,
     form: web::Form<ActionForm>,
 ) -> HttpResponse {
-    let note = form.note.clone().unwrap_or_default();
+    let (note, seen) = (form.note.clone().unwrap_or_default(), form.evidence_version);
     let (d, u) = (desk.get_ref(), &console.user);
     act(d, &console, &path, |n| async move {
-        review::request_photo(d, u, &n, &note)
+        review::request_photo(d, u, &n, &note, seen)
             .await
             .map(|()| Done::PhotoRequested)
     })

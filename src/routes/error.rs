@@ -197,6 +197,7 @@ impl From<ReviewError> for ApiError {
             ReviewError::Forbidden(_) => StatusCode::FORBIDDEN,
             ReviewError::Conflict(_) => StatusCode::CONFLICT,
             ReviewError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ReviewError::Stale => StatusCode::PRECONDITION_FAILED,
             ReviewError::Internal(cause) => return Self::internal(cause.as_ref()),
         };
         Self::new(status, error.to_string())

@@ -452,7 +452,7 @@ pub async fn approval_happens_once(store: &dyn Store) {
     );
     let number = created(store, &new).await;
     let detail = store.ticket(&number).await.unwrap();
-    store.claim(detail.id, alice, at(11)).await.unwrap();
+    store.claim(detail.id, alice, false, at(11)).await.unwrap();
     let response = SignedResponse {
         export_id: None,
         serial: new.devices[0].identity.serial.clone(),
@@ -463,6 +463,7 @@ pub async fn approval_happens_once(store: &dyn Store) {
     };
     let approval = |by| Approval {
         ticket_id: detail.id,
+        evidence_version: 1,
         by,
         as_role: Role::Agent,
         note: String::new(),
@@ -484,6 +485,7 @@ pub async fn approval_happens_once(store: &dyn Store) {
                 bob,
                 "no",
                 &mail("rejection", "c@example.com"),
+                1,
                 at(21)
             )
             .await,
@@ -518,6 +520,7 @@ pub async fn flagged_tickets_take_two_approvals(store: &dyn Store) {
     assert_eq!(detail.summary.flags, new.flags, "flags round-trip in order");
     let first = |by, as_role| FirstApproval {
         ticket_id: detail.id,
+        evidence_version: 1,
         by,
         as_role,
         note: "label matches".to_owned(),
@@ -550,6 +553,7 @@ pub async fn flagged_tickets_take_two_approvals(store: &dyn Store) {
     );
     let second = |by, prior| Approval {
         ticket_id: detail.id,
+        evidence_version: 1,
         by,
         as_role: Role::Supervisor,
         note: "agreed".to_owned(),
@@ -620,6 +624,7 @@ pub async fn photo_round_trip(store: &dyn Store) {
     ));
     let first = FirstApproval {
         ticket_id: detail.id,
+        evidence_version: 1,
         by: id,
         as_role: Role::Agent,
         note: String::new(),
@@ -632,6 +637,7 @@ pub async fn photo_round_trip(store: &dyn Store) {
             id,
             "glare",
             &mail("photo_request", "d@example.com"),
+            1,
             at(12),
         )
         .await
@@ -655,6 +661,140 @@ pub async fn photo_round_trip(store: &dyn Store) {
         "approvals given on the old photo are withdrawn"
     );
     assert_eq!(back.events.last().unwrap().kind, "approvals_withdrawn");
+}
+
+/// A claim is a lock: a second agent's claim is refused and names the holder; the holder
+/// may claim again; a take-over is explicit and audited with whom it was taken from.
+pub async fn a_claim_is_held_by_one_agent(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let bob = agent(store, "bob@vendor.test").await;
+    let carol = user_with(store, "carol@vendor.test", &[Role::Supervisor]).await;
+    let number = created(
+        store,
+        &ticket(
+            "k@example.com",
+            vec![challenge("SERIAL-0K01", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let id = store.ticket(&number).await.unwrap().id;
+    store.claim(id, alice, false, at(11)).await.unwrap();
+    match store.claim(id, bob, false, at(12)).await {
+        Err(StoreError::ClaimedBy(holder)) => assert_eq!(holder, "alice@vendor.test"),
+        other => panic!("expected the claim to be refused, got {other:?}"),
+    }
+    store.claim(id, alice, false, at(13)).await.unwrap();
+    store.claim(id, carol, true, at(14)).await.unwrap();
+    let detail = store.ticket(&number).await.unwrap();
+    assert_eq!(
+        detail.summary.claimed_by.as_deref(),
+        Some("carol@vendor.test")
+    );
+    let taken = store
+        .recent_audit(Some("carol@vendor.test"), Some("claim.taken_over"), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert!(taken[0].detail.contains("alice@vendor.test"), "{taken:?}");
+    match store.claim(id, alice, false, at(15)).await {
+        Err(StoreError::ClaimedBy(holder)) => assert_eq!(holder, "carol@vendor.test"),
+        other => panic!("expected the claim to be refused, got {other:?}"),
+    }
+}
+
+/// A new photo makes a new evidence version; every decision names the version it was
+/// made on and is refused on an older one; a photo never reopens a decided ticket.
+pub async fn decisions_are_made_on_the_evidence_seen(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let number = created(
+        store,
+        &ticket(
+            "v@example.com",
+            vec![challenge("SERIAL-0V01", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let id = store.ticket(&number).await.unwrap().id;
+    assert_eq!(store.ticket(&number).await.unwrap().evidence_version, 1);
+    store
+        .request_photo(
+            id,
+            alice,
+            "",
+            &mail("photo_request", "v@example.com"),
+            1,
+            at(11),
+        )
+        .await
+        .unwrap();
+    store
+        .replace_label_photo(id, &"c".repeat(64), "image/png", at(12))
+        .await
+        .unwrap();
+    assert_eq!(store.ticket(&number).await.unwrap().evidence_version, 2);
+    let approval = Approval {
+        ticket_id: id,
+        evidence_version: 1,
+        by: alice,
+        as_role: Role::Agent,
+        note: String::new(),
+        prior_approvals: 0,
+        at: at(13),
+        responses: Vec::new(),
+        mail: mail("approval", "v@example.com"),
+    };
+    let first = FirstApproval {
+        ticket_id: id,
+        evidence_version: 1,
+        by: alice,
+        as_role: Role::Agent,
+        note: String::new(),
+        at: at(13),
+    };
+    let rejection = mail("rejection", "v@example.com");
+    let request = mail("photo_request", "v@example.com");
+    assert!(matches!(
+        store.approve(&approval).await,
+        Err(StoreError::EvidenceChanged)
+    ));
+    assert!(matches!(
+        store.add_first_approval(&first).await,
+        Err(StoreError::EvidenceChanged)
+    ));
+    assert!(matches!(
+        store.reject(id, alice, "no", &rejection, 1, at(13)).await,
+        Err(StoreError::EvidenceChanged)
+    ));
+    assert!(matches!(
+        store
+            .request_photo(id, alice, "", &request, 1, at(13))
+            .await,
+        Err(StoreError::EvidenceChanged)
+    ));
+    let detail = store.ticket(&number).await.unwrap();
+    assert_eq!(detail.summary.status, TicketStatus::Open);
+    assert!(detail.approvals.is_empty() && detail.responses.is_empty());
+
+    // On the version shown now: asked for a photo again, then rejected while waiting.
+    store
+        .request_photo(id, alice, "", &request, 2, at(14))
+        .await
+        .unwrap();
+    store
+        .reject(id, alice, "no", &rejection, 2, at(15))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .replace_label_photo(id, &"d".repeat(64), "image/png", at(16))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let detail = store.ticket(&number).await.unwrap();
+    assert_eq!(detail.summary.status, TicketStatus::Rejected);
+    assert_eq!(detail.label_blob, "c".repeat(64));
 }
 
 pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {
@@ -1009,6 +1149,7 @@ pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store)
     store
         .approve(&Approval {
             ticket_id: detail.id,
+            evidence_version: 1,
             by: alice,
             as_role: Role::Agent,
             note: String::new(),
@@ -1457,6 +1598,7 @@ pub async fn a_repeat_request_names_the_earlier_approval(store: &dyn Store) {
     store
         .approve(&Approval {
             ticket_id: id,
+            evidence_version: 1,
             by: alice,
             as_role: Role::Agent,
             note: String::new(),
@@ -1977,6 +2119,7 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
     store
         .add_first_approval(&FirstApproval {
             ticket_id: other_id,
+            evidence_version: 1,
             by: alice,
             as_role: Role::Agent,
             note: String::new(),
@@ -2003,6 +2146,7 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
             alice,
             "no",
             &mail("rejection", "fatima@gmail.com"),
+            1,
             at(25),
         )
         .await
@@ -2031,6 +2175,7 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
     store
         .add_first_approval(&FirstApproval {
             ticket_id: id,
+            evidence_version: 1,
             by: alice,
             as_role: Role::Agent,
             note: String::new(),
@@ -2100,6 +2245,7 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
     // An approval decided on the old address finds the ticket changed under it.
     let stale = Approval {
         ticket_id: id,
+        evidence_version: 1,
         by: alice,
         as_role: Role::Supervisor,
         note: String::new(),
@@ -2196,6 +2342,20 @@ macro_rules! conformance_suite {
                 return;
             };
             super::photo_round_trip(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_claim_is_held_by_one_agent() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_claim_is_held_by_one_agent(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn decisions_are_made_on_the_evidence_seen() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::decisions_are_made_on_the_evidence_seen(store.as_ref()).await;
         }
         #[tokio::test]
         async fn outbox_leases_retries_and_dead_letters() {

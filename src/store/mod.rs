@@ -41,6 +41,13 @@ pub enum StoreError {
         "ticket {ticket} already holds a newer export from device {serial}; this export is out of date"
     )]
     NewerExport { ticket: String, serial: String },
+    /// The ticket's evidence (label photo, export) is no longer the version the decision
+    /// was made on: the customer sent a new photo since the agent opened the ticket.
+    #[error("the ticket changed since you opened it")]
+    EvidenceChanged,
+    /// Another console user holds the ticket's claim.
+    #[error("the ticket is already claimed by {0}")]
+    ClaimedBy(String),
     /// The database cannot be reached right now (connection refused or lost, pool
     /// exhausted, server shutting down): worth trying again, unlike `Other`.
     #[error("the database cannot be reached")]
@@ -457,6 +464,9 @@ pub struct TicketDetail {
     pub export_blob: String,
     pub label_blob: String,
     pub label_media_type: String,
+    /// Which version of the evidence (label photo, export) this is: it grows by one
+    /// whenever the evidence changes, and a decision names the version it was made on.
+    pub evidence_version: i64,
     pub devices: Vec<DeviceChallenge>,
     pub decided_by: Option<String>,
     pub decision_reason: Option<String>,
@@ -520,6 +530,9 @@ pub struct Approval {
     /// How many approvals the decision was based on; another one arriving meanwhile
     /// makes this a conflict instead of a second signature.
     pub prior_approvals: usize,
+    /// The version of the evidence the approver saw and the responses were signed from;
+    /// another version stored meanwhile makes this `EvidenceChanged`.
+    pub evidence_version: i64,
     pub responses: Vec<SignedResponse>,
     pub mail: NewMail,
 }
@@ -545,6 +558,8 @@ pub struct FirstApproval {
     pub as_role: Role,
     pub note: String,
     pub at: Timestamp,
+    /// The version of the evidence the approver saw (see `Approval::evidence_version`).
+    pub evidence_version: i64,
 }
 
 /// An approval as the ticket page and the second approver see it.
@@ -731,8 +746,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<CreateOutcome>;
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>>;
     async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail>;
-    /// Marks the ticket as claimed by `user` (a claim by someone else is taken over).
-    async fn claim(&self, ticket_id: i64, user: UserId, now: Timestamp) -> StoreResult<()>;
+    /// Marks the pending ticket as claimed by `user`: only while nobody else holds the
+    /// claim (`ClaimedBy` names who does), unless `take_over` (a supervisor's explicit
+    /// take-over, audited with whom it was taken from).
+    async fn claim(
+        &self,
+        ticket_id: i64,
+        user: UserId,
+        take_over: bool,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Records the deciding approval with its signatures and mail, if the ticket is still
     /// open and has exactly `prior_approvals`; `Conflict` names who decided first.
     async fn approve(&self, approval: &Approval) -> StoreResult<()>;
@@ -767,27 +790,32 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<String>>;
     /// How many tickets name the device `serial` and were created at or after `since`.
     async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64>;
-    /// Rejects an open ticket with a reason and queues the customer's mail.
+    /// Rejects a pending ticket whose evidence is still `evidence_version` with a reason
+    /// and queues the customer's mail.
     async fn reject(
         &self,
         ticket_id: i64,
         by: UserId,
         reason: &str,
         mail: &NewMail,
+        evidence_version: i64,
         now: Timestamp,
     ) -> StoreResult<()>;
 
-    /// Asks the customer for a new label photo: the ticket waits until it arrives.
+    /// Asks the customer for a new label photo, if the ticket is open and its evidence
+    /// still `evidence_version`: the ticket waits until it arrives.
     async fn request_photo(
         &self,
         ticket_id: i64,
         by: UserId,
         note: &str,
         mail: &NewMail,
+        evidence_version: i64,
         now: Timestamp,
     ) -> StoreResult<()>;
-    /// Stores the customer's new label photo and puts the ticket back in the queue;
-    /// returns the blob of the photo it replaced.
+    /// Stores the customer's new label photo and puts the ticket back in the queue, only
+    /// if it still waits for one (a rejected or superseded ticket stays so: `Conflict`);
+    /// the evidence version grows by one. Returns the blob of the photo it replaced.
     async fn replace_label_photo(
         &self,
         ticket_id: i64,

@@ -166,6 +166,7 @@ pub(super) struct TicketRow {
     pub export_blob: String,
     pub label_blob: String,
     pub label_media_type: String,
+    pub evidence_version: i64,
     pub decided_by: Option<String>,
     pub decision_reason: Option<String>,
     superseded_by: Option<String>,

@@ -543,6 +543,28 @@ async fn insert_approval(
     Ok(())
 }
 
+/// Explains why a decision on evidence version `seen` found nothing to decide: the
+/// evidence changed under it, or the ticket was decided meanwhile.
+async fn decision_conflict(
+    tx: &mut Transaction<'static, $db>,
+    ticket_id: i64,
+    seen: i64,
+) -> StoreError {
+    let row: Result<(String, i64), _> =
+        sqlx::query_as("SELECT status, evidence_version FROM tickets WHERE id = $1")
+            .bind(ticket_id)
+            .fetch_one(&mut **tx)
+            .await;
+    match row {
+        Ok((status, version)) if version != seen && matches!(status.as_str(), "open" | "awaiting_photo") => {
+            StoreError::EvidenceChanged
+        }
+        Ok(_) => decided_conflict(tx, ticket_id).await,
+        Err(sqlx::Error::RowNotFound) => StoreError::NotFound,
+        Err(e) => db(e),
+    }
+}
+
 /// Explains why a decision found the ticket no longer open.
 async fn decided_conflict(tx: &mut Transaction<'static, $db>, ticket_id: i64) -> StoreError {
     let row: Result<(String, Option<String>), _> = sqlx::query_as(
@@ -575,7 +597,7 @@ async fn approve_conflict(tx: &mut Transaction<'static, $db>, approval: &Approva
                 "the customer's e-mail address was changed meanwhile: reload the ticket and decide again".to_owned(),
             )
         }
-        Ok(_) => decided_conflict(tx, approval.ticket_id).await,
+        Ok(_) => decision_conflict(tx, approval.ticket_id, approval.evidence_version).await,
         Err(e) => db(e),
     }
 }
@@ -938,7 +960,7 @@ impl Store for $store {
         let row: TicketRow = sqlx::query_as(
             "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,
                     t.customer_country, t.customer_role, t.purchase_channel, t.customer_language,
-                    t.export_form, t.export_blob, t.label_blob, t.label_media_type, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
+                    t.export_form, t.export_blob, t.label_blob, t.label_media_type, t.evidence_version, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
                     r.number AS repeat_of
              FROM tickets t
              LEFT JOIN users ud ON ud.id = t.decided_by
@@ -1023,35 +1045,77 @@ impl Store for $store {
             export_blob: row.export_blob,
             label_blob: row.label_blob,
             label_media_type: row.label_media_type,
+            evidence_version: row.evidence_version,
             decided_by: row.decided_by,
             decision_reason: row.decision_reason,
         })
     }
 
-    async fn claim(&self, ticket_id: i64, user: UserId, now: Timestamp) -> StoreResult<()> {
+    async fn claim(
+        &self,
+        ticket_id: i64,
+        user: UserId,
+        take_over: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let mut tx = self.write().await?;
+        // Locks the row on PostgreSQL, so the holder named below is the one replaced.
+        let status: Option<String> = sqlx::query_scalar(TICKET_STATUS_FOR_DECISION)
+            .bind(ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if status.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let holder: Option<(i64, String)> = sqlx::query_as(
+            "SELECT u.id, u.email FROM tickets t JOIN users u ON u.id = t.claimed_by WHERE t.id = $1",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        // The claim is a lock: the update itself asks that nobody else holds it (or that
+        // this is an explicit take-over), so of two claims at once only one succeeds.
         let updated = sqlx::query(
             "UPDATE tickets SET claimed_by = $1, claimed_at = $2, updated_at = $3
-             WHERE id = $4 AND status IN ('open', 'awaiting_photo')",
+             WHERE id = $4 AND status IN ('open', 'awaiting_photo')
+               AND (claimed_by IS NULL OR claimed_by = $5 OR $6)",
         )
         .bind(user.0)
         .bind(now.unix_seconds())
         .bind(now.unix_seconds())
         .bind(ticket_id)
+        .bind(user.0)
+        .bind(take_over)
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected();
         if updated == 0 {
-            return Err(decided_conflict(&mut tx, ticket_id).await);
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT u.email FROM tickets t JOIN users u ON u.id = t.claimed_by
+                 WHERE t.id = $1 AND t.status IN ('open', 'awaiting_photo')",
+            )
+            .bind(ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            return Err(match holder {
+                Some(holder) => StoreError::ClaimedBy(holder),
+                None => decided_conflict(&mut tx, ticket_id).await,
+            });
         }
+        let taken_from = holder
+            .filter(|(id, _)| *id != user.0)
+            .map(|(_, email)| format!("taken over from {email}"));
         let step = Step {
             ticket_id,
             by: user,
             at: now,
             event: "claimed",
-            action: "claim",
-            detail: "",
+            action: if taken_from.is_some() { "claim.taken_over" } else { "claim" },
+            detail: taken_from.as_deref().unwrap_or(""),
         };
         record_step(tx, &step, None).await
     }
@@ -1062,7 +1126,7 @@ impl Store for $store {
         let updated = sqlx::query(
             "UPDATE tickets SET status = 'approved', decided_by = $1, decided_at = $2, updated_at = $3,
                                 claimed_by = COALESCE(claimed_by, $4), claimed_at = COALESCE(claimed_at, $5)
-             WHERE id = $6 AND status = 'open' AND customer_email = $7",
+             WHERE id = $6 AND status = 'open' AND customer_email = $7 AND evidence_version = $8",
         )
         .bind(approval.by.0)
         .bind(at)
@@ -1073,6 +1137,9 @@ impl Store for $store {
         // The response goes where the approver saw it go: an address corrected since
         // (which withdraws approvals and may flag the ticket) makes this a conflict.
         .bind(approval.mail.recipient.as_str())
+        // The responses were signed from, and the approver saw, this version of the
+        // evidence: a new photo stored since makes this `EvidenceChanged`.
+        .bind(approval.evidence_version)
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -1168,24 +1235,26 @@ impl Store for $store {
         by: UserId,
         reason: &str,
         mail: &NewMail,
+        evidence_version: i64,
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
             "UPDATE tickets SET status = 'rejected', decided_by = $1, decided_at = $2, decision_reason = $3, updated_at = $4
-             WHERE id = $5 AND status IN ('open', 'awaiting_photo')",
+             WHERE id = $5 AND status IN ('open', 'awaiting_photo') AND evidence_version = $6",
         )
         .bind(by.0)
         .bind(now.unix_seconds())
         .bind(reason)
         .bind(now.unix_seconds())
         .bind(ticket_id)
+        .bind(evidence_version)
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected();
         if updated == 0 {
-            return Err(decided_conflict(&mut tx, ticket_id).await);
+            return Err(decision_conflict(&mut tx, ticket_id, evidence_version).await);
         }
         let step = Step {
             ticket_id,
@@ -1204,20 +1273,23 @@ impl Store for $store {
         by: UserId,
         note: &str,
         mail: &NewMail,
+        evidence_version: i64,
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
-            "UPDATE tickets SET status = 'awaiting_photo', updated_at = $1 WHERE id = $2 AND status = 'open'",
+            "UPDATE tickets SET status = 'awaiting_photo', updated_at = $1
+             WHERE id = $2 AND status = 'open' AND evidence_version = $3",
         )
         .bind(now.unix_seconds())
         .bind(ticket_id)
+        .bind(evidence_version)
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected();
         if updated == 0 {
-            return Err(decided_conflict(&mut tx, ticket_id).await);
+            return Err(decision_conflict(&mut tx, ticket_id, evidence_version).await);
         }
         let step = Step {
             ticket_id,
@@ -1250,17 +1322,30 @@ impl Store for $store {
                 "this ticket is not waiting for a new photo".to_owned(),
             ));
         };
-        sqlx::query(
-            "UPDATE tickets SET label_blob = $1, label_media_type = $2, status = 'open', updated_at = $3 WHERE id = $4",
+        // Conditional on what was read: on PostgreSQL the SELECT above takes no lock, and
+        // a reject or a supersede committed since must not be undone by this photo (an
+        // update by id alone put rejected tickets back in the queue). The UPDATE waits for
+        // such a writer and then finds nothing to change.
+        let updated = sqlx::query(
+            "UPDATE tickets SET label_blob = $1, label_media_type = $2, status = 'open', updated_at = $3,
+                                evidence_version = evidence_version + 1
+             WHERE id = $4 AND status = 'awaiting_photo' AND label_blob = $5",
         )
         .bind(blob)
         .bind(media_type)
         .bind(now.unix_seconds())
         .bind(ticket_id)
+        .bind(&old)
         .execute(&mut *tx)
         .await
-        .map_err(db)?;
-                event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::Conflict(
+                "this ticket is not waiting for a new photo".to_owned(),
+            ));
+        }
+        event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
         // Approvals given on the old photo judged evidence that is gone.
         let withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
             .bind(ticket_id)
@@ -2096,6 +2181,17 @@ impl Store for $store {
             None => return Err(StoreError::NotFound),
             Some("open") => {}
             Some(_) => return Err(decided_conflict(&mut tx, approval.ticket_id).await),
+        }
+        // Read under the row lock (PostgreSQL) or the write lock (SQLite): a new photo
+        // cannot be stored between this check and the approval's insert.
+        let version: i64 =
+            sqlx::query_scalar("SELECT evidence_version FROM tickets WHERE id = $1")
+                .bind(approval.ticket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        if version != approval.evidence_version {
+            return Err(StoreError::EvidenceChanged);
         }
         let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = $1")
             .bind(approval.ticket_id)

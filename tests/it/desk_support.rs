@@ -821,7 +821,8 @@ impl TestApp {
         response.text().await.unwrap()
     }
 
-    /// Posts a console form with the page's CSRF token; returns the status.
+    /// Posts a console form with the page's CSRF token and the version of the evidence
+    /// the page shows, as the browser does; returns the status.
     pub async fn console_action(
         &self,
         agent: &reqwest::Client,
@@ -834,6 +835,12 @@ impl TestApp {
             .await;
         let token = csrf(&page);
         let mut form = vec![("csrf", token.as_str())];
+        let version = page
+            .contains("name=\"evidence_version\"")
+            .then(|| find_after(&page, "name=\"evidence_version\"", "value"));
+        if let Some(version) = &version {
+            form.push(("evidence_version", version.as_str()));
+        }
         form.extend_from_slice(fields);
         let response = agent
             .post(self.url(&format!("/console/tickets/{ticket}/{action}")))

@@ -30,6 +30,7 @@ mod secrets_at_rest;
 pub mod serve_binary;
 mod shared_limits;
 mod sign_in_guessing;
+mod stale_decisions;
 mod stitched;
 mod support;
 mod throttling;
