@@ -1582,7 +1582,10 @@ impl Store for $store {
         };
         sqlx::query(
             // A shortened review was for the same customer's repeat: not this one's.
-            "UPDATE tickets SET customer_email = $1, flags = $2, updated_at = $3, repeat_of = NULL
+            // The address is evidence too: a decision made on a page that showed the old
+            // one is refused as stale ("the ticket changed since you opened it").
+            "UPDATE tickets SET customer_email = $1, flags = $2, updated_at = $3, repeat_of = NULL,
+                                evidence_version = evidence_version + 1
               WHERE id = $4",
         )
         .bind(change.to.as_str())

@@ -112,6 +112,11 @@ async fn whoever_redirects_a_response_cannot_approve_it(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
+    // Sam reads the ticket (and its ETag) before the address changes.
+    let seen = app
+        .api_get(&sam, &format!("/api/v1/tickets/{number}"))
+        .await;
+    let etag = seen.headers()["etag"].to_str().unwrap().to_owned();
     let user = app
         .desk
         .store
@@ -126,6 +131,17 @@ async fn whoever_redirects_a_response_cannot_approve_it(backend: Backend) {
     )
     .await
     .unwrap();
+    // Sam's approval of what he saw is stale: the address is part of the evidence.
+    let stale = app
+        .client
+        .post(app.url(&format!("/api/v1/tickets/{number}/approve")))
+        .bearer_auth(&sam)
+        .header("If-Match", etag)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
     assert_eq!(approve(&app, &sam, &number).await.0, 202);
     let (status, body) = approve(&app, &mallory, &number).await;
     assert_eq!(status, 403, "{body}");
