@@ -5,6 +5,7 @@
 
 pub mod cooldown;
 
+use crate::crypto::SigningKey;
 use crate::desk::Desk;
 use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
 use crate::mail::compose;
@@ -184,7 +185,11 @@ pub async fn approve(
             "{e}; reject the ticket or ask the customer for a new export"
         ))
     })?;
-    let (signed, mail) = sign_and_write(desk, &ticket, &verified)?;
+    let signer = desk
+        .signer_for_signing()
+        .await
+        .map_err(ReviewError::internal)?;
+    let (signed, mail) = sign_and_write(desk, &ticket, &verified, &signer)?;
     let devices = signed.len();
     desk.store
         .approve(&Approval {
@@ -200,7 +205,7 @@ pub async fn approve(
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
     desk.mail_queued.notify_one();
-    let key_id = desk.keys.signer().id().clone();
+    let key_id = signer.id().clone();
     tracing::info!(devices, %key_id, "ticket approved and signed");
     crate::observability::signatures(key_id.as_str(), devices);
     Ok(Approved::Signed)
@@ -249,10 +254,10 @@ fn sign_and_write(
     desk: &Desk,
     ticket: &TicketDetail,
     verified: &VerifiedResetRequest,
+    signer: &SigningKey,
 ) -> Result<(Vec<SignedResponse>, NewMail), ReviewError> {
     let number = &ticket.summary.number;
-    let signer = desk.keys.signer();
-    let responses = respond(verified, &desk.keys.master, &signer);
+    let responses = respond(verified, &desk.keys.master, signer);
     let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
     let mail = compose::approved(
         &desk.mail,
@@ -417,7 +422,11 @@ async fn sign_again(
         )),
         other => ReviewError::Invalid(format!("the response cannot be signed again: {other}")),
     })?;
-    let (signed, mail) = sign_and_write(desk, ticket, &verified)?;
+    let signer = desk
+        .signer_for_signing()
+        .await
+        .map_err(ReviewError::internal)?;
+    let (signed, mail) = sign_and_write(desk, ticket, &verified, &signer)?;
     let devices = signed.len();
     desk.store
         .resend_approval(&ResentApproval {
@@ -430,7 +439,7 @@ async fn sign_again(
         })
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
-    let key_id = desk.keys.signer().id().clone();
+    let key_id = signer.id().clone();
     tracing::info!(devices, %key_id, "dead response mail signed again and queued");
     crate::observability::signatures(key_id.as_str(), devices);
     Ok(())
