@@ -80,7 +80,7 @@ pub async fn check_at_start(
     now: Timestamp,
 ) -> anyhow::Result<()> {
     let registry = store.registered_keys().await?;
-    if !keys.is_initialized()? {
+    if !keys.holds_keys()? {
         let tickets = store.holds_tickets().await?;
         if tickets || !registry.is_empty() {
             let mut expects = String::new();
@@ -103,8 +103,9 @@ pub async fn check_at_start(
                 },
             );
         }
-        keys.init(now)?;
-        tracing::info!(dir = %keys.dir().display(), "created the factory master secret and a signing key (first start): back this directory up");
+        if keys.ensure_initialized(now)? {
+            tracing::info!(dir = %keys.dir().display(), "created the factory master secret and a signing key (first start): back this directory up");
+        }
     }
     refuse_disagreement(keys, &disagreements(&keys.key_ids()?, &registry))?;
     // The desk secret and seal keys are created on first use; the check above made sure

@@ -217,7 +217,34 @@ impl KeyStore {
                 dir: self.dir.clone(),
             });
         }
+        self.init_locked(now)
+    }
+
+    /// `init` when the directory is empty; nothing when it is complete. Returns whether
+    /// keys were created, so the caller can say so. Replicas starting together on one
+    /// fresh directory: one creates the keys, the others wait for the lock and find them.
+    pub fn ensure_initialized(&self, now: Timestamp) -> Result<bool, KeyStoreError> {
         secret_file::create_private_dir(&self.dir)?;
+        let _lock = self.lock()?;
+        if self.is_initialized()? {
+            Ok(false)
+        } else {
+            self.init_locked(now).map(|_| true)
+        }
+    }
+
+    /// Whether the directory holds keys, asked under the keyring lock so that a set being
+    /// created by another process is not mistaken for a partial one. Creates nothing: a
+    /// directory that does not exist holds no keys.
+    pub fn holds_keys(&self) -> Result<bool, KeyStoreError> {
+        if !self.dir.is_dir() {
+            return Ok(false);
+        }
+        let _lock = self.lock()?;
+        self.is_initialized()
+    }
+
+    fn init_locked(&self, now: Timestamp) -> Result<KeyEntry, KeyStoreError> {
         secret_file::create_private_dir(&self.dir.join(SIGNING_DIR))?;
         let master = MasterSecret::generate();
         let hex = data_encoding::HEXLOWER.encode(master.expose()) + "\n";
@@ -229,16 +256,6 @@ impl KeyStore {
             keys: vec![entry.clone()],
         })?;
         Ok(entry)
-    }
-
-    /// `init` when the directory is empty; nothing when it is complete. Returns whether
-    /// keys were created, so the caller can say so.
-    pub fn ensure_initialized(&self, now: Timestamp) -> Result<bool, KeyStoreError> {
-        if self.is_initialized()? {
-            Ok(false)
-        } else {
-            self.init(now).map(|_| true)
-        }
     }
 
     fn create_signing_key(

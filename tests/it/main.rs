@@ -22,6 +22,7 @@ mod operations;
 mod outages;
 mod pages;
 mod reference_device;
+mod replica_keys;
 mod replicas;
 mod response_by_code;
 mod second_factor;
