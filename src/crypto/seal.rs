@@ -120,7 +120,7 @@ impl SealKeys {
     /// Every key's id, sorted.
     pub fn ids(&self) -> Vec<SealKeyId> {
         let mut ids: Vec<_> = self.keys.keys().cloned().collect();
-        ids.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+        ids.sort_by_key(ToString::to_string);
         ids
     }
 
