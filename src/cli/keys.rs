@@ -10,15 +10,17 @@ use crate::store::{KeyKind, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Create the factory master secret and a first signing key (files mode 0600).
+    /// Create the factory master secret and a first signing key (files mode 0600), and
+    /// record their ids in the configured database (a fresh install only).
     Init,
     /// List signing keys: id, creation time, and which one signs.
     List,
     /// Add a new signing key and make it the one that signs; older keys stay for
     /// verification. Running desks pick it up within 30 seconds, or at once on SIGHUP.
+    /// Recorded and audited in the desk's database, which must be reachable.
     Rotate,
-    /// Withdraw a key that no longer signs: it never signs again and is left out of
-    /// export-public (audited).
+    /// Withdraw a verify-only key: marked retired in the desk's database (audited), which
+    /// every replica reads before signing, and left out of export-public.
     Retire {
         /// The key id, as `keys list` shows it.
         #[arg(value_parser = |s: &str| KeyId::parse(s).map_err(|e| format!("{s:?} {e}")))]
@@ -96,7 +98,18 @@ pub fn run(
                 entry.id().as_str(),
                 "key_rotated",
                 &format!("{} now signs", entry.id()),
-            )?;
+            )
+            .map_err(|e| {
+                CliError::new(format!(
+                    "signing key {} was made active in {} but could not be recorded in {}: \
+                     {}. Run `resetdesk keys rotate` again once the database answers: \
+                     desks refuse a keys directory whose active key the database does not know",
+                    entry.id(),
+                    keys_dir.display(),
+                    desk.place,
+                    e.message
+                ))
+            })?;
             println!(
                 "signing key {} is now active; older keys remain for verification (audited in {})",
                 entry.id(),
