@@ -6,7 +6,7 @@
 pub mod cooldown;
 
 use crate::crypto::SigningKey;
-use crate::desk::Desk;
+use crate::desk::{Desk, SignerError};
 use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
 use crate::mail::compose;
 use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
@@ -41,6 +41,15 @@ impl ReviewError {
             StoreError::Conflict(message) => Self::Conflict(message),
             other => Self::internal(other),
         }
+    }
+}
+
+/// A retired key with no successor in this replica's keys directory is the operator's to
+/// fix, and the agent is told so; nothing was stored.
+fn signer_error(error: SignerError) -> ReviewError {
+    match error {
+        SignerError::Retired(_) => ReviewError::Conflict(error.to_string()),
+        SignerError::Store(store) => ReviewError::internal(store),
     }
 }
 
@@ -185,10 +194,7 @@ pub async fn approve(
             "{e}; reject the ticket or ask the customer for a new export"
         ))
     })?;
-    let signer = desk
-        .signer_for_signing()
-        .await
-        .map_err(ReviewError::internal)?;
+    let signer = desk.signer_for_signing().await.map_err(signer_error)?;
     let (signed, mail) = sign_and_write(desk, &ticket, &verified, &signer)?;
     let devices = signed.len();
     desk.store
@@ -422,10 +428,7 @@ async fn sign_again(
         )),
         other => ReviewError::Invalid(format!("the response cannot be signed again: {other}")),
     })?;
-    let signer = desk
-        .signer_for_signing()
-        .await
-        .map_err(ReviewError::internal)?;
+    let signer = desk.signer_for_signing().await.map_err(signer_error)?;
     let (signed, mail) = sign_and_write(desk, ticket, &verified, &signer)?;
     let devices = signed.len();
     desk.store
