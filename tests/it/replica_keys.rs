@@ -191,6 +191,49 @@ async fn a_replica_with_other_keys_is_refused(backend: Backend) {
     std::fs::rename(sandbox.path("keys-real"), sandbox.path("keys")).unwrap();
     let (status, body) = readyz(&first).await;
     assert_eq!(status, 200, "{body}");
+
+    // A desk upgraded from before the key registry: tickets, no recorded key. An empty
+    // keys directory still gets no new keys.
+    let created = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/api/v1/requests", first.port))
+        .multipart(fresh_submission(
+            &KeyStore::new(sandbox.path("keys")),
+            "DS-2CD2143G2-I2023111500000077",
+            77,
+            &label_photo(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    forget_registered_keys(&url).await;
+    let refused = serve_refused(
+        &sandbox,
+        &[
+            ("RESETDESK_DATABASE_URL", url.as_str()),
+            ("RESETDESK_KEYS_DIR", empty_text.as_str()),
+        ],
+    );
+    assert!(refused.contains("holds tickets"), "{refused}");
+    assert!(!empty.join("factory-master.key").exists());
+}
+
+/// Empties the key registry, as a database from before it would be.
+async fn forget_registered_keys(url: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query("DELETE FROM key_registry")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    } else {
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query("DELETE FROM key_registry")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
 }
 
 on_both!(a_retired_key_signs_nothing_more:
