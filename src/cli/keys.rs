@@ -91,24 +91,16 @@ pub fn run(
         }
         KeysCommand::Rotate => {
             let desk = DeskDatabase::open(settings()?)?;
-            let entry = store.rotate(clock.now())?;
-            desk.record(
-                clock,
-                KeyKind::Signing,
-                entry.id().as_str(),
-                "key_rotated",
-                &format!("{} now signs", entry.id()),
-            )
-            .map_err(|e| {
-                CliError::new(format!(
-                    "signing key {} was made active in {} but could not be recorded in {}: \
-                     {}. Run `resetdesk keys rotate` again once the database answers: \
-                     desks refuse a keys directory whose active key the database does not know",
-                    entry.id(),
-                    keys_dir.display(),
-                    desk.place,
-                    e.message
-                ))
+            // Recorded (and audited) before the keyring makes it active: no replica meets
+            // an active key the database does not know, and a failure changes nothing.
+            let entry = store.rotate_recorded(clock.now(), |entry| {
+                desk.record(
+                    clock,
+                    KeyKind::Signing,
+                    entry.id().as_str(),
+                    "key_rotated",
+                    &format!("{} now signs", entry.id()),
+                )
             })?;
             println!(
                 "signing key {} is now active; older keys remain for verification (audited in {})",
@@ -140,8 +132,8 @@ pub fn run(
         }
         KeysCommand::RotateSeal => {
             let desk = DeskDatabase::open(settings()?)?;
-            let id = store.rotate_seal_key()?;
-            desk.register(clock, KeyKind::Seal, &id.to_string())?;
+            let id = store
+                .rotate_seal_key_recorded(|id| desk.register(clock, KeyKind::Seal, id.as_str()))?;
             let sealing =
                 super::server::reseal_after_rotation(desk.settings, clock, &store.seal_keys()?)?;
             println!(

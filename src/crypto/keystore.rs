@@ -279,9 +279,25 @@ impl KeyStore {
 
     /// Adds a new signing key and makes it the active one; older keys stay for verification.
     pub fn rotate(&self, now: Timestamp) -> Result<KeyEntry, KeyStoreError> {
+        self.rotate_recorded(now, |_| Ok::<(), KeyStoreError>(()))
+    }
+
+    /// [`KeyStore::rotate`], with `record` called after the new key file exists and
+    /// before the keyring makes it active: a replica reading the keyring never meets an
+    /// active key the database has not recorded. When `record` fails, the key file is
+    /// removed and the keyring is left as it was.
+    pub fn rotate_recorded<E: From<KeyStoreError>>(
+        &self,
+        now: Timestamp,
+        record: impl FnOnce(&KeyEntry) -> Result<(), E>,
+    ) -> Result<KeyEntry, E> {
         let _lock = self.lock()?;
         let mut keyring = self.read_keyring()?;
         let entry = self.create_signing_key(now, KeyStatus::Active)?;
+        if let Err(error) = record(&entry) {
+            let _ = std::fs::remove_file(self.signing_key_path(entry.id()));
+            return Err(error);
+        }
         for key in keyring
             .keys
             .iter_mut()
@@ -448,14 +464,28 @@ impl KeyStore {
     /// Makes a new seal key the one that seals; older ones stay to open what they
     /// sealed (the desk re-seals those values with the new key).
     pub fn rotate_seal_key(&self) -> Result<SealKeyId, KeyStoreError> {
+        self.rotate_seal_key_recorded(|_| Ok::<(), KeyStoreError>(()))
+    }
+
+    /// [`KeyStore::rotate_seal_key`], with `record` called after the new key file exists
+    /// and before it becomes current (removed again when `record` fails).
+    pub fn rotate_seal_key_recorded<E: From<KeyStoreError>>(
+        &self,
+        record: impl FnOnce(&SealKeyId) -> Result<(), E>,
+    ) -> Result<SealKeyId, E> {
         let _lock = self.lock()?;
         // Loading first creates the seal folder of a directory that has none yet.
         self.seal_keys()?;
         let id = self.create_seal_key()?;
+        if let Err(error) = record(&id) {
+            let _ = std::fs::remove_file(self.seal_key_path(&id));
+            return Err(error);
+        }
         secret_file::replace_private(
             &self.seal_dir().join(SEAL_CURRENT_FILE),
             format!("{id}\n").as_bytes(),
-        )?;
+        )
+        .map_err(KeyStoreError::from)?;
         Ok(id)
     }
 
@@ -653,6 +683,29 @@ mod tests {
             "a retired key stays retired"
         );
         assert_eq!(store.active_signing_key().unwrap().id(), third.id());
+    }
+
+    #[test]
+    fn a_rotation_that_cannot_be_recorded_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        let first = store.init(now()).unwrap();
+        let refused = store.rotate_recorded(now(), |_| {
+            Err(KeyStoreError::UnknownKey(first.id().clone()))
+        });
+        assert!(refused.is_err());
+        assert_eq!(store.active_signing_key().unwrap().id(), first.id());
+        assert_eq!(
+            fs::read_dir(dir.path().join(SIGNING_DIR)).unwrap().count(),
+            1
+        );
+        let seal = store.seal_keys().unwrap().current_id().clone();
+        assert!(
+            store
+                .rotate_seal_key_recorded(|_| Err(KeyStoreError::UnknownKey(first.id().clone())))
+                .is_err()
+        );
+        assert_eq!(store.seal_keys().unwrap().ids(), [seal]);
     }
 
     #[test]
