@@ -200,6 +200,7 @@ impl DeskDatabase {
         let place = database_place(&settings);
         if settings.database_url.is_none() {
             let file = settings.data_dir.join("resetdesk.db");
+            let file = std::path::absolute(&file).unwrap_or(file);
             if !file.exists() {
                 return Err(CliError::new(format!(
                     "no desk database: RESETDESK_DATABASE_URL is not set and {} does not \
