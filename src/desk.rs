@@ -15,6 +15,17 @@ use crate::domain::TicketNumber;
 use crate::mail::compose::MailContext;
 use crate::store::Store;
 
+/// Why the desk cannot sign right now.
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    #[error(
+        "signing key {0} is retired and the keys directory holds no newer key: run `resetdesk keys rotate`"
+    )]
+    Retired(KeyId),
+    #[error("cannot read the signing key's status")]
+    Store(#[source] crate::store::StoreError),
+}
+
 pub struct Desk {
     pub settings: Settings,
     pub store: Arc<dyn Store>,
@@ -116,6 +127,74 @@ impl DeskKeys {
 }
 
 impl Desk {
+    /// `Err` with the reason when this replica's keys (as loaded, and as its keys
+    /// directory holds them now) differ from the database's record of the desk's keys.
+    pub async fn keys_agree_with_database(&self) -> Result<(), String> {
+        let registry = match self.store.registered_keys().await {
+            Ok(registry) => registry,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the key registry");
+                return Err("cannot read the key registry".to_owned());
+            }
+        };
+        let on_disk = self.keys.store.key_ids().map_err(|error| {
+            format!(
+                "cannot read the keys directory {}: {error}",
+                self.keys.store.dir().display()
+            )
+        })?;
+        let mut loaded = on_disk.clone();
+        loaded.master = self.keys.master.key_id();
+        loaded.desk_secret = Some(self.keys.desk_secret.key_id());
+        let mut problems = crate::key_registry::disagreements(&on_disk, &registry);
+        for problem in crate::key_registry::disagreements(&loaded, &registry) {
+            if !problems.contains(&problem) {
+                problems.push(format!("(loaded at start) {problem}"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "this replica's keys are not the desk's ({}): {}",
+                self.keys.store.dir().display(),
+                problems.join("; ")
+            ))
+        }
+    }
+
+    /// The key to sign with now, its status read from the database right before
+    /// signing, so a key retired on any replica signs nothing more anywhere. A retired
+    /// key makes this replica re-read its keyring for the key that replaced it.
+    pub async fn signer_for_signing(&self) -> Result<Arc<SigningKey>, SignerError> {
+        let signer = self.keys.signer();
+        if self.signable(&signer).await? {
+            return Ok(signer);
+        }
+        match self.keys.reload() {
+            Ok(Some(id)) => {
+                tracing::info!(key_id = %id, "signing key retired; now signing with its successor")
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, "cannot reload the signing key"),
+        }
+        let signer = self.keys.signer();
+        if self.signable(&signer).await? {
+            Ok(signer)
+        } else {
+            Err(SignerError::Retired(signer.id().clone()))
+        }
+    }
+
+    async fn signable(&self, signer: &SigningKey) -> Result<bool, SignerError> {
+        let status = self
+            .store
+            .key_status(signer.id().as_str())
+            .await
+            .map_err(SignerError::Store)?;
+        Ok(status != Some(crate::store::KeyRecordStatus::Retired))
+    }
+
     /// Where the customer uploads a new label photo.
     pub fn photo_url(&self, number: &TicketNumber) -> String {
         format!(

@@ -32,6 +32,8 @@ pub mod domain;
 pub mod i18n;
 pub mod intake;
 #[cfg(feature = "server")]
+pub mod key_registry;
+#[cfg(feature = "server")]
 pub mod mail;
 #[cfg(feature = "server")]
 pub mod observability;

@@ -102,13 +102,6 @@ impl Application {
     ) -> anyhow::Result<Self> {
         install_tls_provider();
         prepare_data_dir(&settings.data_dir)?;
-        let keys = KeyStore::new(&settings.keys_dir);
-        if keys.ensure_initialized(clock.now())? {
-            tracing::info!(dir = %settings.keys_dir.display(), "created the factory master secret and a signing key (first start): back this directory up");
-        }
-        let desk_keys = DeskKeys::load(keys)?;
-        tracing::info!(key_id = %desk_keys.signer().id(), "signing with key");
-
         let store = store::connect(&settings.database_url())
             .await
             .context("cannot open the database")?;
@@ -116,6 +109,13 @@ impl Application {
             .migrate()
             .await
             .context("cannot apply database migrations")?;
+        // Keys only after the database: whether this directory may get new keys, and
+        // whether its keys are the desk's, is the database's to say.
+        let keys = KeyStore::new(&settings.keys_dir);
+        crate::key_registry::check_at_start(store.as_ref(), &keys, clock.now()).await?;
+        let desk_keys = DeskKeys::load(keys)?;
+        tracing::info!(key_id = %desk_keys.signer().id(), "signing with key");
+
         // Seeds left in clear by an older desk, or sealed under a key since rotated.
         crate::auth::totp::seal_stored_seeds(
             store.as_ref(),

@@ -6,18 +6,21 @@ use super::{CliError, CliResult, write_file};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::{KeyId, KeyStatus, KeyStore};
+use crate::store::{KeyKind, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Create the factory master secret and a first signing key (files mode 0600).
+    /// Create the factory master secret and a first signing key (files mode 0600), and
+    /// record their ids in the configured database (a fresh install only).
     Init,
     /// List signing keys: id, creation time, and which one signs.
     List,
     /// Add a new signing key and make it the one that signs; older keys stay for
     /// verification. Running desks pick it up within 30 seconds, or at once on SIGHUP.
+    /// Recorded and audited in the desk's database, which must be reachable.
     Rotate,
-    /// Withdraw a key that no longer signs: it never signs again and is left out of
-    /// export-public (audited).
+    /// Withdraw a verify-only key: marked retired in the desk's database (audited), which
+    /// every replica reads before signing, and left out of export-public.
     Retire {
         /// The key id, as `keys list` shows it.
         #[arg(value_parser = |s: &str| KeyId::parse(s).map_err(|e| format!("{s:?} {e}")))]
@@ -35,7 +38,9 @@ pub enum KeysCommand {
     },
 }
 
-/// `settings` gives the database that rotations and retirements are audited in.
+/// `settings` gives the desk's database: key ids are recorded there and rotations and
+/// retirements audited there. Every command that changes the keys checks the database
+/// first, so it never changes keys it cannot record.
 pub fn run(
     command: &KeysCommand,
     keys_dir: &Path,
@@ -45,12 +50,28 @@ pub fn run(
     let store = KeyStore::new(keys_dir);
     match command {
         KeysCommand::Init => {
-            let entry = store.init(clock.now())?;
+            // The existing-keys refusal first: it needs no database.
+            if store.is_initialized()? {
+                return Err(crate::crypto::KeyStoreError::AlreadyInitialized {
+                    dir: keys_dir.to_owned(),
+                }
+                .into());
+            }
+            let settings = settings()?;
+            let place = database_place(&settings);
+            super::server::runtime()?.block_on(async {
+                let database = super::server::open_store(&settings).await?;
+                crate::key_registry::check_at_start(database.as_ref(), &store, clock.now())
+                    .await
+                    .map_err(|e| CliError::new(format!("{e:#}")))
+            })?;
+            let entry = store.entries()?.remove(0);
             println!(
                 "created the factory master secret and signing key {} in {}",
                 entry.id(),
                 keys_dir.display()
             );
+            println!("recorded their ids (never the keys) in the database {place}");
             println!("back up this directory now: without it no device can be answered.");
         }
         KeysCommand::List => {
@@ -69,30 +90,52 @@ pub fn run(
             }
         }
         KeysCommand::Rotate => {
-            let entry = store.rotate(clock.now())?;
-            super::server::audit_event(
-                settings()?,
-                clock,
-                "key_rotated",
-                &format!("{} now signs", entry.id()),
-            )?;
+            let desk = DeskDatabase::open(settings()?)?;
+            // Recorded (and audited) before the keyring makes it active: no replica meets
+            // an active key the database does not know, and a failure changes nothing.
+            let entry = store.rotate_recorded(clock.now(), |entry| {
+                desk.record(
+                    clock,
+                    KeyKind::Signing,
+                    entry.id().as_str(),
+                    "key_rotated",
+                    &format!("{} now signs", entry.id()),
+                )
+            })?;
             println!(
-                "signing key {} is now active; older keys remain for verification",
-                entry.id()
+                "signing key {} is now active; older keys remain for verification (audited in {})",
+                entry.id(),
+                desk.place
             );
             println!(
                 "running desks switch to it within 30 seconds (send SIGHUP to switch at once)"
             );
         }
         KeysCommand::Retire { id } => {
+            let desk = DeskDatabase::open(settings()?)?;
+            match store.entries()?.iter().find(|e| e.id() == id) {
+                None => return Err(crate::crypto::KeyStoreError::UnknownKey(id.clone()).into()),
+                Some(entry) if entry.status == KeyStatus::Active => {
+                    return Err(crate::crypto::KeyStoreError::RetireActive(id.clone()).into());
+                }
+                Some(_) => {}
+            }
+            // The database first: that is where every replica reads the status before
+            // signing, so from this moment no replica signs with the key.
+            desk.retire(clock, id)?;
             store.retire(id)?;
-            super::server::audit_event(settings()?, clock, "key_retired", id.as_str())?;
-            println!("key {id} is retired: it never signs again and is no longer exported");
+            println!(
+                "key {id} is retired in {}: every replica refuses to sign with it from now on, \
+                 and it is no longer exported",
+                desk.place
+            );
         }
         KeysCommand::RotateSeal => {
-            let id = store.rotate_seal_key()?;
+            let desk = DeskDatabase::open(settings()?)?;
+            let id = store
+                .rotate_seal_key_recorded(|id| desk.register(clock, KeyKind::Seal, id.as_str()))?;
             let sealing =
-                super::server::reseal_after_rotation(settings()?, clock, &store.seal_keys()?)?;
+                super::server::reseal_after_rotation(desk.settings, clock, &store.seal_keys()?)?;
             println!(
                 "seal key {id} now seals; {} TOTP seed(s) re-sealed with it, {} sealed from clear",
                 sealing.resealed, sealing.sealed
@@ -122,4 +165,130 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// Where the database is, for messages: the SQLite file, or the PostgreSQL server and
+/// database without credentials.
+fn database_place(settings: &Settings) -> String {
+    let url = settings.database_url();
+    match url::Url::parse(&url) {
+        Ok(parsed) if parsed.scheme().starts_with("postgres") => format!(
+            "postgres://{}{}{}",
+            parsed.host_str().unwrap_or(""),
+            parsed.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            parsed.path()
+        ),
+        _ => url
+            .strip_prefix("sqlite://")
+            .map_or_else(|| url.clone(), str::to_owned),
+    }
+}
+
+/// The desk's own database, proven so: reachable, migrated, and holding the desk's
+/// tickets or its keys' ids. A key command never creates a database of its own to
+/// audit into, so an operator's shell without `RESETDESK_DATABASE_URL` cannot leave the
+/// audit entry in a stray `./data/resetdesk.db`.
+struct DeskDatabase {
+    runtime: tokio::runtime::Runtime,
+    store: std::sync::Arc<dyn Store>,
+    settings: Settings,
+    place: String,
+}
+
+impl DeskDatabase {
+    fn open(settings: Settings) -> Result<Self, CliError> {
+        let place = database_place(&settings);
+        if settings.database_url.is_none() {
+            let file = settings.data_dir.join("resetdesk.db");
+            let file = std::path::absolute(&file).unwrap_or(file);
+            if !file.exists() {
+                return Err(CliError::new(format!(
+                    "no desk database: RESETDESK_DATABASE_URL is not set and {} does not \
+                     exist. Key commands record and audit key changes in the desk's \
+                     database: set RESETDESK_DATABASE_URL (or database_url) to it",
+                    file.display()
+                )));
+            }
+        }
+        let runtime = super::server::runtime()?;
+        let store = runtime.block_on(async {
+            let store = crate::store::connect(&settings.database_url())
+                .await
+                .map_err(|e| CliError::new(format!("cannot reach the database {place}: {e}")))?;
+            let not_desk = || {
+                CliError::new(format!(
+                    "the database {place} is not the desk's: it holds neither tickets nor the \
+                     desk's key ids (run `resetdesk migrate` first if the desk was upgraded, \
+                     or set RESETDESK_DATABASE_URL to the desk's database)"
+                ))
+            };
+            match store.migrations_applied().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(CliError::new(format!(
+                        "the database {place} is not migrated to this version: run `resetdesk migrate` first"
+                    )));
+                }
+                Err(_) => return Err(not_desk()),
+            }
+            if !store.holds_tickets().await? && store.registered_keys().await?.is_empty() {
+                return Err(not_desk());
+            }
+            Ok(store)
+        })?;
+        Ok(Self {
+            runtime,
+            store,
+            settings,
+            place,
+        })
+    }
+
+    fn register(&self, clock: &dyn Clock, kind: KeyKind, id: &str) -> CliResult {
+        self.runtime
+            .block_on(self.store.register_key(kind, id, clock.now()))?;
+        Ok(())
+    }
+
+    /// Records a new key and audits its creation.
+    fn record(
+        &self,
+        clock: &dyn Clock,
+        kind: KeyKind,
+        id: &str,
+        action: &str,
+        detail: &str,
+    ) -> CliResult {
+        self.runtime.block_on(async {
+            let now = clock.now();
+            self.store.register_key(kind, id, now).await?;
+            self.store
+                .audit(now, super::server::CLI_ACTOR, action, detail)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Marks a signing key retired (audited); a key from before the registry is
+    /// recorded first.
+    fn retire(&self, clock: &dyn Clock, id: &KeyId) -> CliResult {
+        self.runtime.block_on(async {
+            let now = clock.now();
+            let retired = self
+                .store
+                .retire_key(id.as_str(), super::server::CLI_ACTOR, now)
+                .await;
+            if let Err(StoreError::NotFound) = retired {
+                self.store
+                    .register_key(KeyKind::Signing, id.as_str(), now)
+                    .await?;
+                self.store
+                    .retire_key(id.as_str(), super::server::CLI_ACTOR, now)
+                    .await?;
+            } else {
+                retired?;
+            }
+            Ok(())
+        })
+    }
 }

@@ -91,16 +91,6 @@ pub enum AuditCommand {
     },
 }
 
-/// Appends one entry to the audit log of the configured database, for operator
-/// commands that change no database row themselves (key rotation and retirement).
-pub fn audit_event(settings: Settings, clock: &dyn Clock, action: &str, detail: &str) -> CliResult {
-    runtime()?.block_on(async {
-        let store = open_store(&settings).await?;
-        store.audit(clock.now(), CLI_ACTOR, action, detail).await?;
-        Ok(())
-    })
-}
-
 /// After `keys rotate-seal`: audits the rotation and re-seals every stored TOTP seed with
 /// the new key, in the configured database.
 pub fn reseal_after_rotation(
@@ -179,7 +169,7 @@ pub fn settings(config: Option<&Path>, keys_dir: Option<&PathBuf>) -> Result<Set
     Ok(settings)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Runtime::new()
         .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))
 }
@@ -209,7 +199,7 @@ pub fn serve(settings: Settings) -> CliResult {
     })
 }
 
-async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn Store>, CliError> {
+pub(super) async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn Store>, CliError> {
     if settings.database_url.is_none() {
         crate::startup::prepare_data_dir(&settings.data_dir)
             .map_err(|e| CliError::new(format!("{e:#}")))?;
@@ -253,7 +243,7 @@ async fn find_user(
 }
 
 /// The audit log names the operator's command line as the actor.
-const CLI_ACTOR: &str = "cli";
+pub(super) const CLI_ACTOR: &str = "cli";
 
 pub fn user(command: &UserCommand, settings: Settings, clock: &dyn Clock) -> CliResult {
     runtime()?.block_on(async {

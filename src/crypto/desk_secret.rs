@@ -21,6 +21,11 @@ impl DeskSecret {
         Self(bytes)
     }
 
+    /// This secret's id, as the key registry records it (reveals nothing of the secret).
+    pub fn key_id(&self) -> String {
+        super::secret_key_id(b"resetdesk desk secret id v1\0", &self.0)
+    }
+
     /// The status-link token for a ticket: 32 Crockford base32 characters (160 bits).
     pub fn status_token(&self, ticket_number: &str) -> String {
         let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0);

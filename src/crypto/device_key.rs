@@ -23,6 +23,11 @@ impl MasterSecret {
         Self(bytes)
     }
 
+    /// This secret's id, as the key registry records it (reveals nothing of the secret).
+    pub fn key_id(&self) -> String {
+        super::secret_key_id(b"resetdesk master secret id v1\0", &self.0)
+    }
+
     pub(super) fn expose(&self) -> &[u8; 32] {
         &self.0
     }

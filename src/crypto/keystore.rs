@@ -10,6 +10,7 @@
 //!   seal/<key id>.key       64 hex characters, mode 0600: AES-256-GCM keys that seal
 //!                           the secrets the database keeps (TOTP seeds)
 //!   seal/current            the id of the seal key that seals new values (mode 0600)
+//!   keyring.lock            empty; locked while a command changes the keys
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,9 @@ use crate::domain::Timestamp;
 const MASTER_FILE: &str = "factory-master.key";
 const DESK_SECRET_FILE: &str = "desk-secret.key";
 const KEYRING_FILE: &str = "keyring.json";
+/// Held (flock) by every change to the keyring or the seal keys: two `keys rotate` at
+/// once would otherwise each read the keyring, add their key and write, one losing the other's.
+const LOCK_FILE: &str = "keyring.lock";
 const SIGNING_DIR: &str = "signing";
 const SEAL_DIR: &str = "seal";
 const SEAL_CURRENT_FILE: &str = "current";
@@ -141,6 +145,23 @@ impl PublicKeySet {
     }
 }
 
+/// The ids of the keys a directory holds, read without creating any: what the database's
+/// key registry is compared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIds {
+    pub master: String,
+    /// `None` until the desk first starts on this directory.
+    pub desk_secret: Option<String>,
+    /// The signing key marked active in the keyring.
+    pub active_signing: KeyId,
+    /// Every signing key of the keyring not retired there.
+    pub signing: Vec<KeyId>,
+    /// The seal key that seals, `None` until the desk first starts on this directory.
+    pub current_seal: Option<SealKeyId>,
+    /// Every seal key file.
+    pub seal: Vec<SealKeyId>,
+}
+
 /// Access to one keys directory.
 #[derive(Debug, Clone)]
 pub struct KeyStore {
@@ -189,12 +210,41 @@ impl KeyStore {
     /// Creates the master secret and a first signing key. Refuses to touch a directory
     /// that already holds keys.
     pub fn init(&self, now: Timestamp) -> Result<KeyEntry, KeyStoreError> {
+        secret_file::create_private_dir(&self.dir)?;
+        let _lock = self.lock()?;
         if self.is_initialized()? {
             return Err(KeyStoreError::AlreadyInitialized {
                 dir: self.dir.clone(),
             });
         }
+        self.init_locked(now)
+    }
+
+    /// `init` when the directory is empty; nothing when it is complete. Returns whether
+    /// keys were created, so the caller can say so. Replicas starting together on one
+    /// fresh directory: one creates the keys, the others wait for the lock and find them.
+    pub fn ensure_initialized(&self, now: Timestamp) -> Result<bool, KeyStoreError> {
         secret_file::create_private_dir(&self.dir)?;
+        let _lock = self.lock()?;
+        if self.is_initialized()? {
+            Ok(false)
+        } else {
+            self.init_locked(now).map(|_| true)
+        }
+    }
+
+    /// Whether the directory holds keys, asked under the keyring lock so that a set being
+    /// created by another process is not mistaken for a partial one. Creates nothing: a
+    /// directory that does not exist holds no keys.
+    pub fn holds_keys(&self) -> Result<bool, KeyStoreError> {
+        if !self.dir.is_dir() {
+            return Ok(false);
+        }
+        let _lock = self.lock()?;
+        self.is_initialized()
+    }
+
+    fn init_locked(&self, now: Timestamp) -> Result<KeyEntry, KeyStoreError> {
         secret_file::create_private_dir(&self.dir.join(SIGNING_DIR))?;
         let master = MasterSecret::generate();
         let hex = data_encoding::HEXLOWER.encode(master.expose()) + "\n";
@@ -206,16 +256,6 @@ impl KeyStore {
             keys: vec![entry.clone()],
         })?;
         Ok(entry)
-    }
-
-    /// `init` when the directory is empty; nothing when it is complete. Returns whether
-    /// keys were created, so the caller can say so.
-    pub fn ensure_initialized(&self, now: Timestamp) -> Result<bool, KeyStoreError> {
-        if self.is_initialized()? {
-            Ok(false)
-        } else {
-            self.init(now).map(|_| true)
-        }
     }
 
     fn create_signing_key(
@@ -239,8 +279,25 @@ impl KeyStore {
 
     /// Adds a new signing key and makes it the active one; older keys stay for verification.
     pub fn rotate(&self, now: Timestamp) -> Result<KeyEntry, KeyStoreError> {
+        self.rotate_recorded(now, |_| Ok::<(), KeyStoreError>(()))
+    }
+
+    /// [`KeyStore::rotate`], with `record` called after the new key file exists and
+    /// before the keyring makes it active: a replica reading the keyring never meets an
+    /// active key the database has not recorded. When `record` fails, the key file is
+    /// removed and the keyring is left as it was.
+    pub fn rotate_recorded<E: From<KeyStoreError>>(
+        &self,
+        now: Timestamp,
+        record: impl FnOnce(&KeyEntry) -> Result<(), E>,
+    ) -> Result<KeyEntry, E> {
+        let _lock = self.lock()?;
         let mut keyring = self.read_keyring()?;
         let entry = self.create_signing_key(now, KeyStatus::Active)?;
+        if let Err(error) = record(&entry) {
+            let _ = std::fs::remove_file(self.signing_key_path(entry.id()));
+            return Err(error);
+        }
         for key in keyring
             .keys
             .iter_mut()
@@ -256,6 +313,7 @@ impl KeyStore {
     /// Withdraws a key that no longer signs. The active key cannot be retired: rotate
     /// first, so that something signs.
     pub fn retire(&self, id: &KeyId) -> Result<KeyEntry, KeyStoreError> {
+        let _lock = self.lock()?;
         let mut keyring = self.read_keyring()?;
         let key = keyring
             .keys
@@ -295,6 +353,46 @@ impl KeyStore {
             }
         }
         Ok(DeskSecret::from_bytes(self.read_hex32(&path)?))
+    }
+
+    /// The ids of the keys here; creates nothing.
+    pub fn key_ids(&self) -> Result<KeyIds, KeyStoreError> {
+        let keyring = self.read_keyring()?;
+        let desk_path = self.dir.join(DESK_SECRET_FILE);
+        let desk_secret = if desk_path.exists() {
+            Some(DeskSecret::from_bytes(self.read_hex32(&desk_path)?).key_id())
+        } else {
+            None
+        };
+        let seal_present = self.seal_dir().join(SEAL_CURRENT_FILE).exists();
+        let (current_seal, seal) = if seal_present {
+            let keys = self.seal_keys()?;
+            (Some(keys.current_id().clone()), keys.ids())
+        } else {
+            (None, Vec::new())
+        };
+        let active_signing = keyring
+            .keys
+            .iter()
+            .find(|key| key.status == KeyStatus::Active)
+            .map(|key| key.id().clone())
+            .ok_or_else(|| KeyStoreError::Damaged {
+                path: self.keyring_path(),
+                reason: "no key is marked active".to_owned(),
+            })?;
+        Ok(KeyIds {
+            master: self.master_secret()?.key_id(),
+            desk_secret,
+            active_signing,
+            signing: keyring
+                .keys
+                .iter()
+                .filter(|key| key.status != KeyStatus::Retired)
+                .map(|key| key.id().clone())
+                .collect(),
+            current_seal,
+            seal,
+        })
     }
 
     fn seal_dir(&self) -> PathBuf {
@@ -366,13 +464,28 @@ impl KeyStore {
     /// Makes a new seal key the one that seals; older ones stay to open what they
     /// sealed (the desk re-seals those values with the new key).
     pub fn rotate_seal_key(&self) -> Result<SealKeyId, KeyStoreError> {
+        self.rotate_seal_key_recorded(|_| Ok::<(), KeyStoreError>(()))
+    }
+
+    /// [`KeyStore::rotate_seal_key`], with `record` called after the new key file exists
+    /// and before it becomes current (removed again when `record` fails).
+    pub fn rotate_seal_key_recorded<E: From<KeyStoreError>>(
+        &self,
+        record: impl FnOnce(&SealKeyId) -> Result<(), E>,
+    ) -> Result<SealKeyId, E> {
+        let _lock = self.lock()?;
         // Loading first creates the seal folder of a directory that has none yet.
         self.seal_keys()?;
         let id = self.create_seal_key()?;
+        if let Err(error) = record(&id) {
+            let _ = std::fs::remove_file(self.seal_key_path(&id));
+            return Err(error);
+        }
         secret_file::replace_private(
             &self.seal_dir().join(SEAL_CURRENT_FILE),
             format!("{id}\n").as_bytes(),
-        )?;
+        )
+        .map_err(KeyStoreError::from)?;
         Ok(id)
     }
 
@@ -438,6 +551,11 @@ impl KeyStore {
                 .map(|key| key.public_key)
                 .collect(),
         ))
+    }
+
+    /// The keyring lock, waited for; the directory must exist.
+    fn lock(&self) -> Result<secret_file::DirLock, KeyStoreError> {
+        Ok(secret_file::lock_exclusive(&self.dir.join(LOCK_FILE))?)
     }
 
     fn not_initialized(&self) -> KeyStoreError {
@@ -565,6 +683,29 @@ mod tests {
             "a retired key stays retired"
         );
         assert_eq!(store.active_signing_key().unwrap().id(), third.id());
+    }
+
+    #[test]
+    fn a_rotation_that_cannot_be_recorded_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        let first = store.init(now()).unwrap();
+        let refused = store.rotate_recorded(now(), |_| {
+            Err(KeyStoreError::UnknownKey(first.id().clone()))
+        });
+        assert!(refused.is_err());
+        assert_eq!(store.active_signing_key().unwrap().id(), first.id());
+        assert_eq!(
+            fs::read_dir(dir.path().join(SIGNING_DIR)).unwrap().count(),
+            1
+        );
+        let seal = store.seal_keys().unwrap().current_id().clone();
+        assert!(
+            store
+                .rotate_seal_key_recorded(|_| Err(KeyStoreError::UnknownKey(first.id().clone())))
+                .is_err()
+        );
+        assert_eq!(store.seal_keys().unwrap().ids(), [seal]);
     }
 
     #[test]

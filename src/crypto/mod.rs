@@ -18,7 +18,7 @@ mod signing;
 
 pub use desk_secret::DeskSecret;
 pub use device_key::{DeviceKey, MacTag, MasterSecret};
-pub use keystore::{KeyEntry, KeyStatus, KeyStore, KeyStoreError, PublicKeySet};
+pub use keystore::{KeyEntry, KeyIds, KeyStatus, KeyStore, KeyStoreError, PublicKeySet};
 pub use seal::{SealError, SealKeyId, SealKeyIdError, SealKeys, SealedSecret};
 pub use signing::{KeyId, KeyIdError, PublicKey, Signature, SigningKey, VerifyError};
 
@@ -59,6 +59,16 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
     out
+}
+
+/// The id of a secret key that has no public half (the master secret, the desk secret):
+/// the first 8 bytes of SHA-256 over a domain label and the secret, in hex. It names the
+/// key in the database's key registry and in error messages; being a truncated hash of a
+/// 256-bit random secret, it tells nothing about the secret.
+pub(crate) fn secret_key_id(label: &[u8], secret: &[u8; 32]) -> String {
+    let mut input = label.to_vec();
+    input.extend_from_slice(secret);
+    data_encoding::HEXLOWER.encode(&sha256(&input)[..8])
 }
 
 /// Compares two byte strings in time that depends only on their length, so that a

@@ -117,6 +117,13 @@ impl SealKeys {
         &self.current
     }
 
+    /// Every key's id, sorted.
+    pub fn ids(&self) -> Vec<SealKeyId> {
+        let mut ids: Vec<_> = self.keys.keys().cloned().collect();
+        ids.sort_by_key(ToString::to_string);
+        ids
+    }
+
     /// Whether `id` is one of these keys.
     pub fn knows(&self, id: &SealKeyId) -> bool {
         self.keys.contains_key(id)

@@ -49,19 +49,72 @@ pub fn create_private(path: &Path, contents: &[u8]) -> Result<(), SecretFileErro
         })?;
     file.write_all(contents).map_err(write_err)?;
     file.sync_all().map_err(write_err)?;
-    Ok(())
+    sync_parent(path)
 }
 
-/// Replaces `path` atomically (temporary file, fsync, rename) with an owner-only file.
+/// Replaces `path` atomically with an owner-only file: a temporary file of a name no
+/// other writer uses (so two writers never delete or rename each other's half-written
+/// file), fsync, rename, then fsync of the directory so the rename survives a crash.
 pub fn replace_private(path: &Path, contents: &[u8]) -> Result<(), SecretFileError> {
-    let tmp = path.with_extension("tmp");
-    // A temporary file left by a crash is ours to replace.
-    let _ = fs::remove_file(&tmp);
-    create_private(&tmp, contents)?;
-    fs::rename(&tmp, path).map_err(|source| SecretFileError::Write {
+    let write_err = |source| SecretFileError::Write {
         path: path.to_owned(),
         source,
-    })
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        data_encoding::HEXLOWER.encode(&super::random_bytes::<8>())
+    ));
+    create_private(&tmp, contents)?;
+    if let Err(source) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(write_err(source));
+    }
+    sync_parent(path)
+}
+
+/// Flushes the directory entry of `path`, so a file just created or renamed there is
+/// still there after a power cut.
+pub fn sync_parent(path: &Path) -> Result<(), SecretFileError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| SecretFileError::Write {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// An exclusive lock on a directory's lock file (`flock`), held until dropped. The
+/// kernel releases it when the process ends, so a crashed writer leaves no stale lock.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: fs::File,
+}
+
+/// Waits for the exclusive lock on `path` (created owner-only if missing).
+pub fn lock_exclusive(path: &Path) -> Result<DirLock, SecretFileError> {
+    let write_err = |source| SecretFileError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(write_err)?;
+    file.lock().map_err(write_err)?;
+    Ok(DirLock { _file: file })
 }
 
 /// Reads a secret file after checking that only its owner can read or write it.

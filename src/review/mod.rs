@@ -5,7 +5,8 @@
 
 pub mod cooldown;
 
-use crate::desk::Desk;
+use crate::crypto::SigningKey;
+use crate::desk::{Desk, SignerError};
 use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
 use crate::mail::compose;
 use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
@@ -50,6 +51,15 @@ impl ReviewError {
             )),
             other => Self::internal(other),
         }
+    }
+}
+
+/// A retired key with no successor in this replica's keys directory is the operator's to
+/// fix, and the agent is told so; nothing was stored.
+fn signer_error(error: SignerError) -> ReviewError {
+    match error {
+        SignerError::Retired(_) => ReviewError::Conflict(error.to_string()),
+        SignerError::Store(store) => ReviewError::internal(store),
     }
 }
 
@@ -234,7 +244,8 @@ pub async fn approve(
             "{e}; reject the ticket or ask the customer for a new export"
         ))
     })?;
-    let (signed, mail) = sign_and_write(desk, &ticket, &verified)?;
+    let signer = desk.signer_for_signing().await.map_err(signer_error)?;
+    let (signed, mail) = sign_and_write(desk, &ticket, &verified, &signer)?;
     let devices = signed.len();
     desk.store
         .approve(&Approval {
@@ -251,7 +262,7 @@ pub async fn approve(
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
     desk.mail_queued.notify_one();
-    let key_id = desk.keys.signer().id().clone();
+    let key_id = signer.id().clone();
     tracing::info!(devices, %key_id, "ticket approved and signed");
     crate::observability::signatures(key_id.as_str(), devices);
     Ok(Approved::Signed)
@@ -300,10 +311,10 @@ fn sign_and_write(
     desk: &Desk,
     ticket: &TicketDetail,
     verified: &VerifiedResetRequest,
+    signer: &SigningKey,
 ) -> Result<(Vec<SignedResponse>, NewMail), ReviewError> {
     let number = &ticket.summary.number;
-    let signer = desk.keys.signer();
-    let responses = respond(verified, &desk.keys.master, &signer);
+    let responses = respond(verified, &desk.keys.master, signer);
     let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
     let mail = compose::approved(
         &desk.mail,
@@ -486,7 +497,8 @@ async fn sign_again(
         )),
         other => ReviewError::Invalid(format!("the response cannot be signed again: {other}")),
     })?;
-    let (signed, mail) = sign_and_write(desk, ticket, &verified)?;
+    let signer = desk.signer_for_signing().await.map_err(signer_error)?;
+    let (signed, mail) = sign_and_write(desk, ticket, &verified, &signer)?;
     let devices = signed.len();
     desk.store
         .resend_approval(&ResentApproval {
@@ -499,7 +511,7 @@ async fn sign_again(
         })
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
-    let key_id = desk.keys.signer().id().clone();
+    let key_id = signer.id().clone();
     tracing::info!(devices, %key_id, "dead response mail signed again and queued");
     crate::observability::signatures(key_id.as_str(), devices);
     Ok(())

@@ -23,7 +23,9 @@ async fn healthz(desk: web::Data<Desk>) -> HttpResponse {
 }
 
 /// 200 when this replica can take work: the database answers with every migration
-/// applied, and the blob store takes writes. A load balancer routes only to ready replicas.
+/// applied, the blob store takes writes, and this replica's keys are the ones the
+/// database records (a replica with another keys directory would refuse every genuine
+/// export). A load balancer routes only to ready replicas.
 #[get("/readyz")]
 async fn readyz(desk: web::Data<Desk>) -> HttpResponse {
     let database = match desk.store.migrations_applied().await {
@@ -35,11 +37,14 @@ async fn readyz(desk: web::Data<Desk>) -> HttpResponse {
         Ok(()) => "ok",
         Err(_) => "not writable",
     };
-    let body = serde_json::json!({"database": database, "blobs": blobs});
-    if database == "ok" && blobs == "ok" {
+    let keys = desk.keys_agree_with_database().await;
+    let keys_ok = keys.is_ok();
+    let keys = keys.err().unwrap_or_else(|| "ok".to_owned());
+    let body = serde_json::json!({"database": database, "blobs": blobs, "keys": keys});
+    if database == "ok" && blobs == "ok" && keys_ok {
         HttpResponse::Ok().json(body)
     } else {
-        tracing::warn!(database, blobs, "readiness check failed");
+        tracing::warn!(database, blobs, keys, "readiness check failed");
         HttpResponse::ServiceUnavailable().json(body)
     }
 }

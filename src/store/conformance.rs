@@ -938,6 +938,90 @@ pub async fn a_batch_of_sent_mail_is_recorded_as_each_one(store: &dyn Store) {
     assert_eq!(store.mail_counts().await.unwrap(), (0, 5, 0));
 }
 
+/// Key ids: registering is idempotent, a second master secret is not recorded (two
+/// replicas creating theirs at once: one wins), and a retirement is audited and seen by
+/// the next status read.
+pub async fn the_key_registry_keeps_one_master_and_retires_for_everyone(store: &dyn Store) {
+    use crate::store::{KeyKind, KeyRecordStatus};
+    assert!(store.registered_keys().await.unwrap().is_empty());
+    assert!(!store.holds_tickets().await.unwrap());
+    store
+        .register_key(KeyKind::Master, "m1", at(0))
+        .await
+        .unwrap();
+    store
+        .register_key(KeyKind::Master, "m1", at(1))
+        .await
+        .unwrap();
+    store
+        .register_key(KeyKind::Master, "m2", at(2))
+        .await
+        .unwrap();
+    store
+        .register_key(KeyKind::Signing, "s1", at(3))
+        .await
+        .unwrap();
+    store
+        .register_key(KeyKind::Signing, "s2", at(4))
+        .await
+        .unwrap();
+    let registry = store.registered_keys().await.unwrap();
+    let ids: Vec<_> = registry
+        .iter()
+        .map(|k| (k.kind, k.key_id.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (KeyKind::Master, "m1"),
+            (KeyKind::Signing, "s1"),
+            (KeyKind::Signing, "s2")
+        ]
+    );
+    assert_eq!(registry[0].created_at, at(0));
+
+    assert_eq!(
+        store.key_status("s1").await.unwrap(),
+        Some(KeyRecordStatus::Current)
+    );
+    assert_eq!(store.key_status("nope").await.unwrap(), None);
+    store.retire_key("s1", "cli", at(10)).await.unwrap();
+    assert_eq!(
+        store.key_status("s1").await.unwrap(),
+        Some(KeyRecordStatus::Retired)
+    );
+    let retired = store.registered_keys().await.unwrap();
+    assert_eq!(retired[1].retired_at, Some(at(10)));
+    assert!(matches!(
+        store.retire_key("nope", "cli", at(11)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        matches!(
+            store.retire_key("m1", "cli", at(11)).await,
+            Err(StoreError::NotFound)
+        ),
+        "only signing keys retire"
+    );
+    let audit = store
+        .recent_audit(None, Some("key_retired"), 10)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].detail, "s1");
+
+    created(
+        store,
+        &ticket(
+            "k@example.com",
+            vec![challenge("DS-KEYS-0001", at(20))],
+            at(20),
+        ),
+    )
+    .await;
+    assert!(store.holds_tickets().await.unwrap());
+}
+
 pub async fn sessions_expire_when_idle(store: &dyn Store) {
     let id = agent(store, "agent@vendor.test").await;
     let session = NewSession {
@@ -2461,6 +2545,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::sessions_expire_when_idle(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn the_key_registry_keeps_one_master_and_retires_for_everyone() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::the_key_registry_keeps_one_master_and_retires_for_everyone(store.as_ref()).await;
         }
     };
 }

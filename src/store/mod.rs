@@ -7,6 +7,7 @@
 //! Every method that changes state does so in one transaction, including the outbox
 //! message and audit entry that go with the change.
 
+mod key_registry;
 mod rows;
 #[macro_use]
 mod shared;
@@ -18,6 +19,7 @@ mod conformance;
 
 use async_trait::async_trait;
 
+pub use key_registry::{KeyKind, KeyRecordStatus, RegisteredKey};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -678,6 +680,20 @@ pub trait Store: Send + Sync + 'static {
     async fn migrations_applied(&self) -> StoreResult<bool>;
     /// Open tickets and the creation time of the oldest, for the queue gauges.
     async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)>;
+    /// Whether the database holds any ticket: a desk that has served customers, whose
+    /// keys must not be replaced by new ones.
+    async fn holds_tickets(&self) -> StoreResult<bool>;
+
+    /// Every key the registry knows, oldest first.
+    async fn registered_keys(&self) -> StoreResult<Vec<RegisteredKey>>;
+    /// Records a key's id as current; nothing when it is recorded already, or when it is a
+    /// master or desk secret and another one is (read the registry to tell).
+    async fn register_key(&self, kind: KeyKind, key_id: &str, now: Timestamp) -> StoreResult<()>;
+    /// Marks a signing key retired and audits it, in one transaction. `NotFound` when the
+    /// registry does not know the key.
+    async fn retire_key(&self, key_id: &str, actor: &str, now: Timestamp) -> StoreResult<()>;
+    /// A key's status, read at signing time: `None` for a key the registry does not know.
+    async fn key_status(&self, key_id: &str) -> StoreResult<Option<KeyRecordStatus>>;
 
     /// Creates a user; `actor` is who did it, for the audit log and the user's grants:
     /// a console user's address (that user is recorded as the giver) or a name that is

@@ -25,6 +25,7 @@ use super::{
     NewTicket, OutboxMessage, QueueFilter, ResentApproval, SessionStage, Store, StoreError,
     StoreResult, StoredSeed, TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
+use super::{KeyKind, KeyRecordStatus, RegisteredKey};
 use crate::audit::AuditEntry;
 use crate::crypto::{SealKeyId, SealedSecret};
 use crate::domain::{EmailAddress, Role, Roles, TicketNumber, TicketStatus, Timestamp};

@@ -488,3 +488,27 @@ impl TryFrom<GrantRow> for super::Grant {
         })
     }
 }
+
+#[derive(FromRow)]
+pub(super) struct KeyRow {
+    key_id: String,
+    kind: String,
+    status: String,
+    created_at: i64,
+    retired_at: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for super::RegisteredKey {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            kind: super::KeyKind::parse(&row.kind).ok_or_else(|| corrupt("key kind", &row.kind))?,
+            status: super::KeyRecordStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("key status", &row.status))?,
+            key_id: row.key_id,
+            created_at: time(row.created_at)?,
+            retired_at: row.retired_at.map(time).transpose()?,
+        })
+    }
+}

@@ -638,6 +638,70 @@ impl Store for $store {
         Ok((open, oldest.map(rows::time).transpose()?))
     }
 
+    async fn holds_tickets(&self) -> StoreResult<bool> {
+        let any: Option<i64> = sqlx::query_scalar("SELECT id FROM tickets LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(any.is_some())
+    }
+
+    async fn registered_keys(&self) -> StoreResult<Vec<RegisteredKey>> {
+        let rows: Vec<rows::KeyRow> = sqlx::query_as(
+            "SELECT key_id, kind, status, created_at, retired_at FROM key_registry ORDER BY created_at, key_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn register_key(&self, kind: KeyKind, key_id: &str, now: Timestamp) -> StoreResult<()> {
+        // Without a conflict target: the key id and the one-master index both count.
+        sqlx::query(
+            "INSERT INTO key_registry (key_id, kind, status, created_at) VALUES ($1, $2, 'current', $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(kind.as_str())
+        .bind(now.unix_seconds())
+        .execute(self.writer())
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn retire_key(&self, key_id: &str, actor: &str, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let changed = sqlx::query(
+            "UPDATE key_registry SET status = 'retired', retired_at = COALESCE(retired_at, $2)
+             WHERE key_id = $1 AND kind = 'signing'",
+        )
+        .bind(key_id)
+        .bind(now.unix_seconds())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        audit(&mut tx, now, actor, "key_retired", None, key_id).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn key_status(&self, key_id: &str) -> StoreResult<Option<KeyRecordStatus>> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM key_registry WHERE key_id = $1")
+                .bind(key_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        status
+            .map(|s| KeyRecordStatus::parse(&s).ok_or_else(|| rows::corrupt("key status", s)))
+            .transpose()
+    }
+
     async fn create_user(
         &self,
         email: &EmailAddress,

@@ -10,7 +10,9 @@ use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion};
 use resetdesk::protocol::DeviceIdentity;
 use serde_json::Value;
 
-use crate::desk_support::{TestApp, customer_form, export_part, file_part, label_photo, spawn_app};
+use crate::desk_support::{
+    Backend, TestApp, customer_form, export_part, file_part, label_photo, spawn_app, spawn_app_on,
+};
 
 fn resetdesk(app: &TestApp, args: &[&str]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
@@ -172,3 +174,56 @@ async fn rotation_in_service_and_devices_that_trust_old_and_new_keys() {
     );
     assert_eq!(resetdesk(&app, &["audit", "verify"]).0, 0);
 }
+
+/// A replica whose keys directory still names a key that another replica's `keys
+/// retire` withdrew, with nothing newer: the approval is refused with the reason, before
+/// anything is signed or stored, instead of signing with the retired key.
+async fn a_retired_key_with_no_successor_refuses_the_approval(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let agent = app.agent_token("agent@vendor.test").await;
+    let mut state = device_trusting(
+        &app,
+        "DS-2CD2143G2-I20231115AAWRJ00000009",
+        app.keys().public_keys().unwrap(),
+    );
+    let request = app.export(&mut state, 0, app.now());
+    let form = export_part(customer_form("stale@example.com"), &request, "string").part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    );
+    let created: Value = app.submit(form).await.json().await.unwrap();
+    let ticket = created["ticket"].as_str().unwrap();
+    let active = app.desk.keys.signer().id().to_string();
+    app.desk
+        .store
+        .retire_key(&active, "cli", app.now())
+        .await
+        .unwrap();
+
+    let approve = app
+        .api_post(
+            &agent,
+            &format!("/api/v1/tickets/{ticket}/approve"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(approve.status(), 409);
+    let body: Value = approve.json().await.unwrap();
+    let message = body.to_string();
+    assert!(
+        message.contains(&active) && message.contains("is retired"),
+        "{message}"
+    );
+    let detail = app
+        .desk
+        .store
+        .ticket(&resetdesk::domain::TicketNumber::parse(ticket).unwrap())
+        .await
+        .unwrap();
+    assert!(detail.responses.is_empty(), "nothing was signed");
+    assert_eq!(detail.summary.status.as_str(), "open");
+}
+
+crate::on_both_backends!(a_retired_key_with_no_successor_refuses_the_approval);

@@ -23,6 +23,7 @@ mod outages;
 mod pages;
 mod red_team;
 mod reference_device;
+mod replica_keys;
 mod replicas;
 mod response_by_code;
 mod second_factor;

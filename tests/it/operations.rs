@@ -13,7 +13,10 @@ async fn readyz_checks_database_and_blobs(backend: Backend) {
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({"database": "ok", "blobs": "ok"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"database": "ok", "blobs": "ok", "keys": "ok"})
+    );
 
     // Blobs that cannot be written make the replica unready, not broken.
     let blobs = app.dir.path().join("data/blobs");

@@ -431,6 +431,17 @@ async fn totp_seeds_are_sealed_at_rest_and_survive_a_key_rotation(backend: Backe
 
     // Rotation: the new key seals, the old one still opens, and a start re-seals.
     let second_key = app.keys().rotate_seal_key().unwrap();
+    // As `keys rotate-seal` does: the database records the new key's id, without which
+    // no desk starts on a directory holding it (another desk's keys, as far as it knows).
+    app.desk
+        .store
+        .register_key(
+            resetdesk::store::KeyKind::Seal,
+            second_key.as_str(),
+            app.now(),
+        )
+        .await
+        .unwrap();
     start_again().await;
     assert_eq!(sealed_under(&seeds(&app).await), second_key.as_str());
     // This desk read its keys before the rotation: it finds the new one when it meets it.

@@ -95,3 +95,13 @@ impl Sandbox {
         Run::from(output)
     }
 }
+
+/// Creates a directory only its owner may enter.
+pub fn private_dir(path: &std::path::Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .unwrap();
+}
