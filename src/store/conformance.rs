@@ -2224,13 +2224,16 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
         ticket_id: id,
         ..change("fatima@gmail.com", "fatima@example.com", at(30))
     };
+    // The corrections raised the evidence version: the address is evidence too.
+    let seen = store.ticket(&number).await.unwrap().evidence_version;
+    assert!(seen > 1, "each correction changes the evidence");
     store
         .reject(
             id,
             alice,
             "no",
             &mail("rejection", "fatima@gmail.com"),
-            1,
+            seen,
             at(25),
         )
         .await

@@ -466,8 +466,9 @@ pub struct TicketDetail {
     pub export_blob: String,
     pub label_blob: String,
     pub label_media_type: String,
-    /// Which version of the evidence (label photo, export) this is: it grows by one
-    /// whenever the evidence changes, and a decision names the version it was made on.
+    /// Which version of the evidence (label photo, export, customer address) this is: it
+    /// grows by one whenever the evidence changes, and a decision names the version it was
+    /// made on.
     pub evidence_version: i64,
     pub devices: Vec<DeviceChallenge>,
     pub decided_by: Option<String>,
