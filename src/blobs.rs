@@ -26,8 +26,12 @@ pub enum BlobError {
     Full(std::io::Error),
     #[error("blob storage failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The object store cannot be reached (connection refused or cut, timeout, 5xx):
+    /// worth trying again, and nothing was stored.
+    #[error("the object store cannot be reached: {0}")]
+    Unavailable(object_store::Error),
     #[error("the object store failed: {0}")]
-    ObjectStore(#[from] object_store::Error),
+    ObjectStore(object_store::Error),
     #[error(
         "blob_url {0:?} is not valid: use s3://BUCKET (or leave it unset for the data directory)"
     )]
@@ -43,6 +47,48 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     backend: Backend,
+    /// The last readiness probe's time and answer, shared by the clones of this store.
+    probed: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>>,
+}
+
+/// How long a readiness probe's answer stands: `/readyz` is anonymous, and each probe of
+/// an object store is a billed request, so a flood of checks costs one probe per replica
+/// this often.
+pub const PROBE_CACHE_SECS: u64 = 30;
+
+/// Sorts an object store error into "unreachable now" (the connection failed, was cut
+/// or timed out; the store answered 5xx) or "this request failed".
+fn object_error(error: object_store::Error) -> BlobError {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = current {
+        if let Some(http) = e.downcast_ref::<HttpError>() {
+            if matches!(
+                http.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            ) {
+                return BlobError::Unavailable(error);
+            }
+        }
+        current = e.source();
+    }
+    // The status of an error answer is only in the (private) retry error's text.
+    if error
+        .to_string()
+        .contains("Server returned non-2xx status code: 5")
+    {
+        return BlobError::Unavailable(error);
+    }
+    BlobError::ObjectStore(error)
+}
+
+impl From<object_store::Error> for BlobError {
+    fn from(error: object_store::Error) -> Self {
+        object_error(error)
+    }
 }
 
 fn check_name(name: &str) -> Result<(), BlobError> {
@@ -57,6 +103,7 @@ impl BlobStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             backend: Backend::Local(dir.into()),
+            probed: Arc::default(),
         }
     }
 
@@ -87,6 +134,7 @@ impl BlobStore {
         }
         Ok(Self {
             backend: Backend::ObjectStore(Arc::new(builder.build()?)),
+            probed: Arc::default(),
         })
     }
 
@@ -174,8 +222,23 @@ impl BlobStore {
     }
 
     /// Whether uploads can be stored now, for readiness checks: the directory exists, or
-    /// the object store takes (and gives up) a small probe object.
-    pub async fn check_writable(&self) -> Result<(), BlobError> {
+    /// the object store answers a read (a HEAD of a name no blob has: "not found" is an
+    /// answer). Never a write, and at most one probe per [`PROBE_CACHE_SECS`]: anyone can
+    /// ask `/readyz`, and must not be able to drive the object store's bill.
+    pub async fn check_ready(&self) -> Result<(), String> {
+        let mut probed = self.probed.lock().await;
+        if let Some((at, answer)) = &*probed
+            && at.elapsed() < std::time::Duration::from_secs(PROBE_CACHE_SECS)
+        {
+            return answer.clone();
+        }
+        let answer = self.probe().await.map_err(|e| e.to_string());
+        ::metrics::counter!("resetdesk_blob_probes_total").increment(1);
+        *probed = Some((std::time::Instant::now(), answer.clone()));
+        answer
+    }
+
+    async fn probe(&self) -> Result<(), BlobError> {
         match &self.backend {
             Backend::Local(dir) => {
                 let dir = dir.clone();
@@ -185,10 +248,10 @@ impl BlobStore {
                 Ok(())
             }
             Backend::ObjectStore(store) => {
-                let probe = ObjectPath::from("readyz-probe");
-                store.put(&probe, PutPayload::from_static(b"ok")).await?;
-                store.delete(&probe).await?;
-                Ok(())
+                match store.head(&ObjectPath::from("readyz-probe")).await {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
             }
         }
     }

@@ -23,7 +23,10 @@ async fn healthz(desk: web::Data<Desk>) -> HttpResponse {
 }
 
 /// 200 when this replica can take work: the database answers with every migration
-/// applied, and the blob store takes writes. A load balancer routes only to ready replicas.
+/// applied, and the blob store answers. A load balancer routes only to ready replicas; the
+/// body says which dependency is down. Anonymous, so the blob store's answer is a read,
+/// cached for a while (`BlobStore::check_ready`): a flood of checks cannot drive the
+/// object store's bill. Counted in `resetdesk_http_requests_total{route="/readyz"}`.
 #[get("/readyz")]
 async fn readyz(desk: web::Data<Desk>) -> HttpResponse {
     let database = match desk.store.migrations_applied().await {
@@ -31,16 +34,21 @@ async fn readyz(desk: web::Data<Desk>) -> HttpResponse {
         Ok(false) => "migrations pending",
         Err(_) => "unreachable",
     };
-    let blobs = match desk.blobs.check_writable().await {
+    let blobs = match desk.blobs.check_ready().await {
         Ok(()) => "ok",
-        Err(_) => "not writable",
+        Err(error) => {
+            tracing::warn!(%error, "readiness check: blob storage unreachable");
+            "unreachable"
+        }
     };
     let body = serde_json::json!({"database": database, "blobs": blobs});
     if database == "ok" && blobs == "ok" {
         HttpResponse::Ok().json(body)
     } else {
         tracing::warn!(database, blobs, "readiness check failed");
-        HttpResponse::ServiceUnavailable().json(body)
+        HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "30"))
+            .json(body)
     }
 }
 

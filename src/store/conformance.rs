@@ -601,16 +601,29 @@ pub async fn flagged_tickets_take_two_approvals(store: &dyn Store) {
 
 pub async fn photo_round_trip(store: &dyn Store) {
     let id = agent(store, "agent@vendor.test").await;
+    let device = challenge("SERIAL-0004", at(0));
     let number = created(
         store,
-        &ticket(
-            "d@example.com",
-            vec![challenge("SERIAL-0004", at(0))],
-            at(10),
-        ),
+        &ticket("d@example.com", vec![device.clone()], at(10)),
     )
     .await;
     let detail = store.ticket(&number).await.unwrap();
+    // After a lost commit acknowledgment, intake asks whether its ticket was saved.
+    assert_eq!(
+        store.ticket_of_challenge(&device).await.unwrap(),
+        Some(number.clone())
+    );
+    assert_eq!(
+        store
+            .ticket_of_challenge(&challenge("SERIAL-0004", at(0)))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.label_blob_of(detail.id).await.unwrap(),
+        "b".repeat(64)
+    );
     assert!(matches!(
         store
             .replace_label_photo(detail.id, &"c".repeat(64), "image/png", at(11))
@@ -644,6 +657,17 @@ pub async fn photo_round_trip(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(old, "b".repeat(64));
+    assert_eq!(
+        store.label_blob_of(detail.id).await.unwrap(),
+        "c".repeat(64)
+    );
+    // A second photo for the same request: the ticket no longer waits for one.
+    assert!(matches!(
+        store
+            .replace_label_photo(detail.id, &"d".repeat(64), "image/png", at(13))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     let back = store.ticket(&number).await.unwrap();
     assert_eq!(
         (back.summary.status, back.label_media_type.as_str()),

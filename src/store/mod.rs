@@ -41,6 +41,10 @@ pub enum StoreError {
         "ticket {ticket} already holds a newer export from device {serial}; this export is out of date"
     )]
     NewerExport { ticket: String, serial: String },
+    /// Another new label photo for the same ticket was stored a moment before this one:
+    /// that one counts, this one was not kept.
+    #[error("another new photo for this ticket arrived at the same time and was kept")]
+    PhotoCrossed,
     /// The database cannot be reached right now (connection refused or lost, pool
     /// exhausted, server shutting down): worth trying again, unlike `Other`.
     #[error("the database cannot be reached")]
@@ -684,6 +688,14 @@ pub trait Store: Send + Sync + 'static {
         ticket: &NewTicket,
         acknowledgment: &NewMail,
     ) -> StoreResult<CreateOutcome>;
+    /// The ticket holding the challenge of `device` (its serial and nonce), read from the
+    /// primary: after a lost commit acknowledgment this says whether the ticket was saved.
+    async fn ticket_of_challenge(
+        &self,
+        device: &DeviceChallenge,
+    ) -> StoreResult<Option<TicketNumber>>;
+    /// The blob of a ticket's current label photo, read from the primary.
+    async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String>;
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>>;
     async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail>;
     /// Marks the ticket as claimed by `user` (a claim by someone else is taken over).

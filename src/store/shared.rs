@@ -860,21 +860,39 @@ impl Store for $store {
             // Two identical submissions raced and the other one won (only possible where
             // writers run concurrently): the challenge now has its ticket.
             Err(StoreError::Conflict(message)) if message == SAME_CHALLENGE_RACE => {
-                let device = &ticket.devices[0];
-                let number: String = sqlx::query_scalar(
-                    "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-                     WHERE d.serial = $1 AND d.nonce = $2",
-                )
-                .bind(device.identity.serial.as_str())
-                .bind(hex(&device.nonce.0))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
-                let number = TicketNumber::parse(&number).map_err(|_| rows::corrupt("ticket number", number))?;
+                let number = self
+                    .ticket_of_challenge(&ticket.devices[0])
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
                 Ok(CreateOutcome::Existing { number })
             }
             other => other,
         }
+    }
+
+    async fn ticket_of_challenge(&self, device: &crate::protocol::DeviceChallenge) -> StoreResult<Option<TicketNumber>> {
+        // From the writer: a replica must see the commit it is asking about.
+        let number: Option<String> = sqlx::query_scalar(
+            "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+             WHERE d.serial = $1 AND d.nonce = $2",
+        )
+        .bind(device.identity.serial.as_str())
+        .bind(hex(&device.nonce.0))
+        .fetch_optional(self.writer())
+        .await
+        .map_err(db)?;
+        number
+            .map(|n| TicketNumber::parse(&n).map_err(|_| rows::corrupt("ticket number", n)))
+            .transpose()
+    }
+
+    async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String> {
+        sqlx::query_scalar("SELECT label_blob FROM tickets WHERE id = $1")
+            .bind(ticket_id)
+            .fetch_optional(self.writer())
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)
     }
 
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>> {
@@ -1239,16 +1257,25 @@ impl Store for $store {
                 "this ticket is not waiting for a new photo".to_owned(),
             ));
         };
-        sqlx::query(
-            "UPDATE tickets SET label_blob = $1, label_media_type = $2, status = 'open', updated_at = $3 WHERE id = $4",
+        // Conditional: on PostgreSQL two uploads at once both read 'awaiting_photo'; the
+        // second UPDATE waits for the first to commit, then finds the ticket open again and
+        // changes nothing, so exactly one photo wins and the other upload hears so.
+        let replaced = sqlx::query(
+            "UPDATE tickets SET label_blob = $1, label_media_type = $2, status = 'open', updated_at = $3
+             WHERE id = $4 AND status = 'awaiting_photo' AND label_blob = $5",
         )
         .bind(blob)
         .bind(media_type)
         .bind(now.unix_seconds())
         .bind(ticket_id)
+        .bind(&old)
         .execute(&mut *tx)
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .rows_affected();
+        if replaced != 1 {
+            return Err(StoreError::PhotoCrossed);
+        }
                 event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
         // Approvals given on the old photo judged evidence that is gone.
         let withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
