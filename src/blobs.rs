@@ -221,39 +221,46 @@ impl BlobStore {
         }
     }
 
-    /// Whether uploads can be stored now, for readiness checks: the directory exists, or
-    /// the object store answers a read (a HEAD of a name no blob has: "not found" is an
-    /// answer). Never a write, and at most one probe per [`PROBE_CACHE_SECS`]: anyone can
-    /// ask `/readyz`, and must not be able to drive the object store's bill.
-    pub async fn check_ready(&self) -> Result<(), String> {
+    /// Whether uploads can be stored now, for readiness checks; the error is what an
+    /// operator reads in `/readyz`. The directory must exist (a free check, made every
+    /// time); the object store must answer a read (a HEAD of a name no blob has: "not
+    /// found" is an answer). Never a write, and at most one probe of the object store per
+    /// [`PROBE_CACHE_SECS`]: anyone can ask `/readyz`, and must not drive its bill.
+    pub async fn check_ready(&self) -> Result<(), &'static str> {
+        let store = match &self.backend {
+            Backend::Local(dir) => {
+                let dir = dir.clone();
+                return match tokio::task::spawn_blocking(move || {
+                    crate::data_dir::create_dir_all(&dir)
+                })
+                .await
+                {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "readiness: the blob directory is not writable");
+                        Err("not writable")
+                    }
+                    Err(_) => Err("not writable"),
+                };
+            }
+            Backend::ObjectStore(store) => store,
+        };
         let mut probed = self.probed.lock().await;
         if let Some((at, answer)) = &*probed
             && at.elapsed() < std::time::Duration::from_secs(PROBE_CACHE_SECS)
         {
-            return answer.clone();
+            return answer.clone().map_err(|_| "unreachable");
         }
-        let answer = self.probe().await.map_err(|e| e.to_string());
         ::metrics::counter!("resetdesk_blob_probes_total").increment(1);
+        let answer = match store.head(&ObjectPath::from("readyz-probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, "readiness: the object store does not answer");
+                Err(error.to_string())
+            }
+        };
         *probed = Some((std::time::Instant::now(), answer.clone()));
-        answer
-    }
-
-    async fn probe(&self) -> Result<(), BlobError> {
-        match &self.backend {
-            Backend::Local(dir) => {
-                let dir = dir.clone();
-                tokio::task::spawn_blocking(move || crate::data_dir::create_dir_all(&dir))
-                    .await
-                    .map_err(std::io::Error::other)??;
-                Ok(())
-            }
-            Backend::ObjectStore(store) => {
-                match store.head(&ObjectPath::from("readyz-probe")).await {
-                    Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            }
-        }
+        answer.map_err(|_| "unreachable")
     }
 }
 
