@@ -221,6 +221,37 @@ impl BlobStore {
         }
     }
 
+    /// Every stored blob with the time it was stored (seconds since the epoch), for the
+    /// sweeper. Half-written local files (`.tmp-…`) and anything not named as a blob are
+    /// left out: the sweeper never touches what it does not recognise.
+    pub async fn list(&self) -> Result<Vec<(String, i64)>, BlobError> {
+        match &self.backend {
+            Backend::Local(dir) => {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || list_local(&dir))
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .map_err(BlobError::Io)
+            }
+            Backend::ObjectStore(store) => {
+                use futures_util::TryStreamExt;
+                let prefix = ObjectPath::from("blobs");
+                let objects: Vec<object_store::ObjectMeta> =
+                    store.list(Some(&prefix)).try_collect().await?;
+                Ok(objects
+                    .into_iter()
+                    .filter_map(|meta| {
+                        let mut parts = meta.location.parts();
+                        let (_, head, tail) = (parts.next()?, parts.next()?, parts.next()?);
+                        let name = format!("{}{}", head.as_ref(), tail.as_ref());
+                        check_name(&name).ok()?;
+                        Some((name, meta.last_modified.timestamp()))
+                    })
+                    .collect())
+            }
+        }
+    }
+
     /// Whether uploads can be stored now, for readiness checks; the error is what an
     /// operator reads in `/readyz`. The directory must exist (a free check, made every
     /// time); the object store must answer a read (a HEAD of a name no blob has: "not
@@ -262,6 +293,35 @@ impl BlobStore {
         *probed = Some((std::time::Instant::now(), answer.clone()));
         answer.map_err(|_| "unreachable")
     }
+}
+
+fn list_local(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
+    let mut found = Vec::new();
+    let top = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        other => other?,
+    };
+    for sub in top {
+        let sub = sub?;
+        if !sub.file_type()?.is_dir() {
+            continue;
+        }
+        let head = sub.file_name().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(sub.path())? {
+            let file = file?;
+            let name = format!("{head}{}", file.file_name().to_string_lossy());
+            if check_name(&name).is_err() {
+                continue;
+            }
+            let stored = file
+                .metadata()?
+                .modified()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            found.push((name, stored));
+        }
+    }
+    Ok(found)
 }
 
 fn local_error(e: std::io::Error) -> BlobError {

@@ -680,6 +680,44 @@ pub async fn photo_round_trip(store: &dyn Store) {
     assert_eq!(back.events.last().unwrap().kind, "approvals_withdrawn");
 }
 
+pub async fn job_leases_and_blob_references(store: &dyn Store) {
+    // One holder at a time until the lease runs out; the holder renews its own.
+    assert!(store.take_lease("job", "a", at(0), at(100)).await.unwrap());
+    assert!(!store.take_lease("job", "b", at(50), at(150)).await.unwrap());
+    assert!(store.take_lease("job", "a", at(60), at(160)).await.unwrap());
+    assert!(
+        !store
+            .take_lease("job", "b", at(159), at(259))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_lease("job", "b", at(160), at(260))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_lease("other", "a", at(160), at(260))
+            .await
+            .unwrap()
+    );
+
+    created(
+        store,
+        &ticket(
+            "r@example.com",
+            vec![challenge("SERIAL-0099", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    assert!(store.blob_referenced(&"a".repeat(64)).await.unwrap());
+    assert!(store.blob_referenced(&"b".repeat(64)).await.unwrap());
+    assert!(!store.blob_referenced(&"e".repeat(64)).await.unwrap());
+}
+
 pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {
     let id = agent(store, "agent@vendor.test").await;
     let number = created(
@@ -2040,6 +2078,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::a_refused_approval_is_recorded(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn job_leases_and_blob_references() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::job_leases_and_blob_references(store.as_ref()).await;
         }
         #[tokio::test]
         async fn users_and_tokens() {

@@ -694,6 +694,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         device: &DeviceChallenge,
     ) -> StoreResult<Option<TicketNumber>>;
+    /// Takes (or renews) the lease of the job `name` for `holder` until `until`, unless
+    /// another holder's lease is still running at `now`; whether `holder` has it.
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Whether any row names the blob `name` (a ticket's export or label photo).
+    async fn blob_referenced(&self, name: &str) -> StoreResult<bool>;
     /// The blob of a ticket's current label photo, read from the primary.
     async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String>;
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>>;

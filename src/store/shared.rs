@@ -886,6 +886,37 @@ impl Store for $store {
             .transpose()
     }
 
+    async fn take_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        // One statement: two replicas at once both try it, the database lets one win.
+        let taken = sqlx::query(
+            "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE job_leases.until <= $4 OR job_leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until.unix_seconds())
+        .bind(now.unix_seconds())
+        .execute(self.writer())
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+
+    async fn blob_referenced(&self, name: &str) -> StoreResult<bool> {
+        // From the primary: a ticket committed a moment ago must count.
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE export_blob = $1
+             UNION ALL SELECT id FROM tickets WHERE label_blob = $1 LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(self.writer())
+        .await
+        .map_err(db)?;
+        Ok(found.is_some())
+    }
+
     async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String> {
         sqlx::query_scalar("SELECT label_blob FROM tickets WHERE id = $1")
             .bind(ticket_id)
