@@ -48,7 +48,7 @@ enum Backend {
 pub struct BlobStore {
     backend: Backend,
     /// The last readiness probe's time and answer, shared by the clones of this store.
-    probed: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>>,
+    probed: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
 }
 
 /// How long a readiness probe's answer stands: `/readyz` is anonymous, and each probe of
@@ -62,16 +62,16 @@ fn object_error(error: object_store::Error) -> BlobError {
     use object_store::client::{HttpError, HttpErrorKind};
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(e) = current {
-        if let Some(http) = e.downcast_ref::<HttpError>() {
-            if matches!(
+        if let Some(http) = e.downcast_ref::<HttpError>()
+            && matches!(
                 http.kind(),
                 HttpErrorKind::Connect
                     | HttpErrorKind::Request
                     | HttpErrorKind::Timeout
                     | HttpErrorKind::Interrupted
-            ) {
-                return BlobError::Unavailable(error);
-            }
+            )
+        {
+            return BlobError::Unavailable(error);
         }
         current = e.source();
     }
@@ -277,20 +277,20 @@ impl BlobStore {
             Backend::ObjectStore(store) => store,
         };
         let mut probed = self.probed.lock().await;
-        if let Some((at, answer)) = &*probed
+        if let Some((at, answered)) = *probed
             && at.elapsed() < std::time::Duration::from_secs(PROBE_CACHE_SECS)
         {
-            return answer.clone().map_err(|_| "unreachable");
+            return if answered { Ok(()) } else { Err("unreachable") };
         }
         ::metrics::counter!("resetdesk_blob_probes_total").increment(1);
         let answer = match store.head(&ObjectPath::from("readyz-probe")).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => {
                 tracing::warn!(%error, "readiness: the object store does not answer");
-                Err(error.to_string())
+                Err(())
             }
         };
-        *probed = Some((std::time::Instant::now(), answer.clone()));
+        *probed = Some((std::time::Instant::now(), answer.is_ok()));
         answer.map_err(|_| "unreachable")
     }
 }

@@ -81,10 +81,19 @@ pub async fn sweep_once(
             young = swept.young,
             "orphaned blobs removed"
         );
+        // The names, so an operator can match them to a backup; a long round lists the
+        // first hundred.
+        let shown: Vec<&str> = swept.removed.iter().take(100).map(String::as_str).collect();
+        let more = swept.removed.len() - shown.len();
         let detail = format!(
-            "{} orphaned blob(s) older than {grace_secs} s removed: {}",
+            "{} orphaned blob(s) older than {grace_secs} s removed: {}{}",
             swept.removed.len(),
-            swept.removed.join(", ")
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         );
         store.audit(now, "system", "blobs_swept", &detail).await?;
     }
