@@ -25,8 +25,14 @@ struct Tap {
     port: u16,
     armed: Arc<std::sync::Mutex<Option<&'static [u8]>>>,
     dropped: Arc<AtomicBool>,
+    /// Set: every connection is dropped as it comes (the server is out of reach).
+    refusing: Arc<AtomicBool>,
+    /// Whether dropping the armed connection also starts refusing.
+    refuse_after_drop: Arc<AtomicBool>,
     requests: Arc<AtomicUsize>,
+    /// The open connections.
     tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accepting: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Tap {
@@ -36,8 +42,11 @@ impl Tap {
             port: listener.local_addr().unwrap().port(),
             armed: Arc::default(),
             dropped: Arc::default(),
+            refusing: Arc::default(),
+            refuse_after_drop: Arc::default(),
             requests: Arc::default(),
             tasks: Arc::default(),
+            accepting: std::sync::Mutex::default(),
         };
         let (armed, dropped, requests, tasks) = (
             tap.armed.clone(),
@@ -45,9 +54,15 @@ impl Tap {
             tap.requests.clone(),
             tap.tasks.clone(),
         );
+        let (refusing, refuse_after_drop) = (tap.refusing.clone(), tap.refuse_after_drop.clone());
         let accepting = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
+                if refusing.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let (armed, dropped, requests) = (armed.clone(), dropped.clone(), requests.clone());
+                let (refusing, refuse_after_drop) = (refusing.clone(), refuse_after_drop.clone());
+                let open = tasks.clone();
                 let connection = tokio::spawn(async move {
                     use tokio::io::{AsyncReadExt, AsyncWriteExt};
                     let Ok(outbound) =
@@ -84,6 +99,13 @@ impl Tap {
                                 && buf[..n].windows(pattern.len()).any(|w| w == pattern)
                             {
                                 *armed.lock().unwrap() = None;
+                                if refuse_after_drop.load(Ordering::SeqCst) {
+                                    // Out of reach: the other open connections go too.
+                                    refusing.store(true, Ordering::SeqCst);
+                                    for task in open.lock().unwrap().drain(..) {
+                                        task.abort();
+                                    }
+                                }
                                 dropped.store(true, Ordering::SeqCst);
                                 return;
                             }
@@ -101,7 +123,7 @@ impl Tap {
                 tasks.lock().unwrap().push(connection.abort_handle());
             }
         });
-        tap.tasks.lock().unwrap().push(accepting.abort_handle());
+        *tap.accepting.lock().unwrap() = Some(accepting.abort_handle());
         tap
     }
 
@@ -111,12 +133,26 @@ impl Tap {
         *self.armed.lock().unwrap() = Some(pattern);
     }
 
+    /// As `drop_on`, and from then on the server is out of reach until `reachable`.
+    fn drop_on_and_refuse(&self, pattern: &'static [u8]) {
+        self.refuse_after_drop.store(true, Ordering::SeqCst);
+        self.drop_on(pattern);
+    }
+
+    fn reachable(&self) {
+        self.refuse_after_drop.store(false, Ordering::SeqCst);
+        self.refusing.store(false, Ordering::SeqCst);
+    }
+
     fn has_dropped(&self) -> bool {
         self.dropped.load(Ordering::SeqCst)
     }
 
     /// Refuses new connections and drops the open ones, for good.
     fn cut(&self) {
+        if let Some(accepting) = self.accepting.lock().unwrap().take() {
+            accepting.abort();
+        }
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
@@ -196,6 +232,60 @@ async fn a_lost_commit_acknowledgment_keeps_the_ticket_and_its_evidence() {
         .unwrap();
     assert_eq!(photo.status(), 200, "the agent sees the photo");
     assert_eq!(walk_files(&app.dir.path().join("data/blobs")), 2);
+}
+
+/// Issue 16, item 1, when the desk cannot even ask: the commit's answer is lost and the
+/// database stays out of reach. The uploads are kept, the customer hears that the desk
+/// could not confirm, and sending it again (the database back) finds the ticket whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfirmed_commit_keeps_the_uploads_and_a_retry_finds_the_ticket() {
+    let Some((app, tap)) = desk_behind_a_tap().await else {
+        return;
+    };
+    let mut device = app.device("LOSTACK-0003", "DS-7608NI-K2");
+    let request = app.export(&mut device, 0, app.now());
+    let form = || {
+        export_part(customer_form("unsure@example.com"), &request, "xml").part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        )
+    };
+    tap.drop_on_and_refuse(COMMITTED);
+    let answer = app.submit(form()).await;
+    assert!(tap.has_dropped());
+    assert_eq!(answer.status(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    let message = answer.json::<Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("could not confirm"), "{message}");
+    assert!(!message.contains("Nothing was saved"), "{message}");
+    assert_eq!(
+        walk_files(&app.dir.path().join("data/blobs")),
+        2,
+        "the uploads are kept"
+    );
+
+    tap.reachable();
+    let again = app.submit(form()).await;
+    assert_eq!(again.status(), 200, "the same export finds its ticket");
+    let body: Value = again.json().await.unwrap();
+    assert_eq!(body["existing"], true, "{body}");
+    let number = body["ticket"].as_str().unwrap().to_owned();
+    app.create_agent("agent@vendor.test").await;
+    let agent = app.sign_in("agent@vendor.test").await;
+    let photo = agent
+        .get(app.url(&format!("/console/tickets/{number}/label")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(photo.status(), 200, "the ticket's photo is there");
+    assert_eq!(
+        walk_files(&app.dir.path().join("data/blobs")),
+        2,
+        "the retry's own uploads were removed"
+    );
 }
 
 /// Asks for a new photo of `number` as an agent would; the customer's upload link.
