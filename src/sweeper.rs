@@ -8,6 +8,7 @@
 //! `blob_sweep_grace_secs` are candidates: an intake in progress has stored its uploads
 //! and not yet committed, and its blobs are young.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use actix_web::web;
@@ -60,17 +61,22 @@ pub async fn sweep_once(
         ..Swept::default()
     };
     let cutoff = now.unix_seconds() - grace_secs;
-    for (name, stored_at) in blobs.list().await? {
-        if store.blob_referenced(&name).await? {
-            continue;
-        }
-        if stored_at > cutoff {
-            swept.young += 1;
-            continue;
-        }
+    let (old, young): (Vec<_>, Vec<_>) = blobs
+        .list()
+        .await?
+        .into_iter()
+        .partition(|(_, stored_at)| *stored_at <= cutoff);
+    let old: Vec<String> = old.into_iter().map(|(name, _)| name).collect();
+    let owned: HashSet<String> = store.blobs_referenced(&old).await?.into_iter().collect();
+    for name in old.into_iter().filter(|n| !owned.contains(n)) {
         blobs.delete(&name).await?;
         swept.removed.push(name);
     }
+    // Young blobs are not candidates; how many of them no row names yet is worth a line.
+    let young: Vec<String> = young.into_iter().map(|(name, _)| name).collect();
+    swept.young = young
+        .len()
+        .saturating_sub(store.blobs_referenced(&young).await?.len());
     ::metrics::counter!("resetdesk_blobs_swept_total").increment(swept.removed.len() as u64);
     ::metrics::gauge!("resetdesk_blobs_sweep_last_removed").set(swept.removed.len() as f64);
     ::metrics::gauge!("resetdesk_blobs_sweep_last_run_timestamp_seconds")

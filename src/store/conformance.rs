@@ -713,9 +713,23 @@ pub async fn job_leases_and_blob_references(store: &dyn Store) {
         ),
     )
     .await;
-    assert!(store.blob_referenced(&"a".repeat(64)).await.unwrap());
-    assert!(store.blob_referenced(&"b".repeat(64)).await.unwrap());
-    assert!(!store.blob_referenced(&"e".repeat(64)).await.unwrap());
+    let mut owned = store
+        .blobs_referenced(&["a".repeat(64), "e".repeat(64), "b".repeat(64)])
+        .await
+        .unwrap();
+    owned.sort();
+    assert_eq!(owned, vec!["a".repeat(64), "b".repeat(64)]);
+    assert!(store.blobs_referenced(&[]).await.unwrap().is_empty());
+    // A full batch binds every name.
+    let many: Vec<String> = (0..crate::store::BLOBS_PER_QUERY)
+        .map(|i| format!("{i:064x}"))
+        .chain(["b".repeat(64)])
+        .collect();
+    assert_eq!(
+        store.blobs_referenced(&many).await.unwrap(),
+        vec!["b".repeat(64)],
+        "past one batch too"
+    );
 }
 
 pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {

@@ -99,6 +99,10 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How many blob names one `blobs_referenced` query asks about: the sweeper checks a
+/// million blobs in two thousand queries, not a million.
+pub const BLOBS_PER_QUERY: usize = 500;
+
 /// Picks the backend from the URL scheme.
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
@@ -703,8 +707,9 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         until: Timestamp,
     ) -> StoreResult<bool>;
-    /// Whether any row names the blob `name` (a ticket's export or label photo).
-    async fn blob_referenced(&self, name: &str) -> StoreResult<bool>;
+    /// Which of `names` a row names (a ticket's export or label photo), asked
+    /// [`BLOBS_PER_QUERY`] names at a time.
+    async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>>;
     /// The blob of a ticket's current label photo, read from the primary.
     async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String>;
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>>;

@@ -904,17 +904,24 @@ impl Store for $store {
         Ok(taken == 1)
     }
 
-    async fn blob_referenced(&self, name: &str) -> StoreResult<bool> {
-        // From the primary: a ticket committed a moment ago must count.
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM tickets WHERE export_blob = $1
-             UNION ALL SELECT id FROM tickets WHERE label_blob = $1 LIMIT 1",
-        )
-        .bind(name)
-        .fetch_optional(self.writer())
-        .await
-        .map_err(db)?;
-        Ok(found.is_some())
+    async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>> {
+        let mut owned = Vec::new();
+        for batch in names.chunks(crate::store::BLOBS_PER_QUERY) {
+            // Only numbered placeholders are formatted in, never a name; each is used twice.
+            let list = (1..=batch.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT export_blob FROM tickets WHERE export_blob IN ({list})
+                 UNION SELECT label_blob FROM tickets WHERE label_blob IN ({list})"
+            );
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+            for name in batch {
+                query = query.bind(name);
+            }
+            // From the primary: a ticket committed a moment ago must count.
+            let found: Vec<String> = query.fetch_all(self.writer()).await.map_err(db)?;
+            owned.extend(found);
+        }
+        Ok(owned)
     }
 
     async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String> {
