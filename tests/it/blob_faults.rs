@@ -675,3 +675,38 @@ async fn orphaned_objects_are_swept_from_s3() {
     assert_eq!(swept.removed, vec![orphan]);
     assert_eq!(app.desk.blobs.list().await.unwrap().len(), 2);
 }
+
+/// The sweeper as `resetdesk serve` runs it: an upload a killed intake left behind two
+/// hours ago goes, and /metrics of the real process says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_sweeps_an_orphan_left_by_a_killed_intake() {
+    let sandbox = crate::support::Sandbox::new();
+    let served = crate::serve_binary::serve_with(
+        &sandbox,
+        &[
+            ("RESETDESK_BLOB_SWEEP_INTERVAL_SECS", "1"),
+            ("RESETDESK_LOG", "info"),
+        ],
+    );
+    let orphan = sandbox.path("data/blobs/ab").join("c".repeat(62));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(&orphan).unwrap();
+    std::io::Write::write_all(&mut &file, b"a label photo").unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    drop(file);
+    served.wait_for_log("orphaned blobs removed");
+    assert!(!orphan.exists());
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", served.port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "resetdesk_blobs_swept_total 1"),
+        "{metrics}"
+    );
+}
