@@ -26,8 +26,12 @@ pub enum BlobError {
     Full(std::io::Error),
     #[error("blob storage failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The object store cannot be reached (connection refused or cut, timeout, 5xx):
+    /// worth trying again, and nothing was stored.
+    #[error("the object store cannot be reached: {0}")]
+    Unavailable(object_store::Error),
     #[error("the object store failed: {0}")]
-    ObjectStore(#[from] object_store::Error),
+    ObjectStore(object_store::Error),
     #[error(
         "blob_url {0:?} is not valid: use s3://BUCKET (or leave it unset for the data directory)"
     )]
@@ -43,6 +47,48 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     backend: Backend,
+    /// The last readiness probe's time and answer, shared by the clones of this store.
+    probed: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
+}
+
+/// How long a readiness probe's answer stands: `/readyz` is anonymous, and each probe of
+/// an object store is a billed request, so a flood of checks costs one probe per replica
+/// this often.
+pub const PROBE_CACHE_SECS: u64 = 30;
+
+/// Sorts an object store error into "unreachable now" (the connection failed, was cut
+/// or timed out; the store answered 5xx) or "this request failed".
+fn object_error(error: object_store::Error) -> BlobError {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = current {
+        if let Some(http) = e.downcast_ref::<HttpError>()
+            && matches!(
+                http.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            )
+        {
+            return BlobError::Unavailable(error);
+        }
+        current = e.source();
+    }
+    // The status of an error answer is only in the (private) retry error's text.
+    if error
+        .to_string()
+        .contains("Server returned non-2xx status code: 5")
+    {
+        return BlobError::Unavailable(error);
+    }
+    BlobError::ObjectStore(error)
+}
+
+impl From<object_store::Error> for BlobError {
+    fn from(error: object_store::Error) -> Self {
+        object_error(error)
+    }
 }
 
 fn check_name(name: &str) -> Result<(), BlobError> {
@@ -57,6 +103,7 @@ impl BlobStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             backend: Backend::Local(dir.into()),
+            probed: Arc::default(),
         }
     }
 
@@ -87,6 +134,7 @@ impl BlobStore {
         }
         Ok(Self {
             backend: Backend::ObjectStore(Arc::new(builder.build()?)),
+            probed: Arc::default(),
         })
     }
 
@@ -173,25 +221,107 @@ impl BlobStore {
         }
     }
 
-    /// Whether uploads can be stored now, for readiness checks: the directory exists, or
-    /// the object store takes (and gives up) a small probe object.
-    pub async fn check_writable(&self) -> Result<(), BlobError> {
+    /// Every stored blob with the time it was stored (seconds since the epoch), for the
+    /// sweeper. Half-written local files (`.tmp-…`) and anything not named as a blob are
+    /// left out: the sweeper never touches what it does not recognise.
+    pub async fn list(&self) -> Result<Vec<(String, i64)>, BlobError> {
         match &self.backend {
             Backend::Local(dir) => {
                 let dir = dir.clone();
-                tokio::task::spawn_blocking(move || crate::data_dir::create_dir_all(&dir))
+                tokio::task::spawn_blocking(move || list_local(&dir))
                     .await
-                    .map_err(std::io::Error::other)??;
-                Ok(())
+                    .map_err(std::io::Error::other)?
+                    .map_err(BlobError::Io)
             }
             Backend::ObjectStore(store) => {
-                let probe = ObjectPath::from("readyz-probe");
-                store.put(&probe, PutPayload::from_static(b"ok")).await?;
-                store.delete(&probe).await?;
-                Ok(())
+                use futures_util::TryStreamExt;
+                let prefix = ObjectPath::from("blobs");
+                let objects: Vec<object_store::ObjectMeta> =
+                    store.list(Some(&prefix)).try_collect().await?;
+                Ok(objects
+                    .into_iter()
+                    .filter_map(|meta| {
+                        let mut parts = meta.location.parts();
+                        let (_, head, tail) = (parts.next()?, parts.next()?, parts.next()?);
+                        let name = format!("{}{}", head.as_ref(), tail.as_ref());
+                        check_name(&name).ok()?;
+                        Some((name, meta.last_modified.timestamp()))
+                    })
+                    .collect())
             }
         }
     }
+
+    /// Whether uploads can be stored now, for readiness checks; the error is what an
+    /// operator reads in `/readyz`. The directory must exist (a free check, made every
+    /// time); the object store must answer a read (a HEAD of a name no blob has: "not
+    /// found" is an answer). Never a write, and at most one probe of the object store per
+    /// [`PROBE_CACHE_SECS`]: anyone can ask `/readyz`, and must not drive its bill.
+    pub async fn check_ready(&self) -> Result<(), &'static str> {
+        let store = match &self.backend {
+            Backend::Local(dir) => {
+                let dir = dir.clone();
+                return match tokio::task::spawn_blocking(move || {
+                    crate::data_dir::create_dir_all(&dir)
+                })
+                .await
+                {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "readiness: the blob directory is not writable");
+                        Err("not writable")
+                    }
+                    Err(_) => Err("not writable"),
+                };
+            }
+            Backend::ObjectStore(store) => store,
+        };
+        let mut probed = self.probed.lock().await;
+        if let Some((at, answered)) = *probed
+            && at.elapsed() < std::time::Duration::from_secs(PROBE_CACHE_SECS)
+        {
+            return if answered { Ok(()) } else { Err("unreachable") };
+        }
+        ::metrics::counter!("resetdesk_blob_probes_total").increment(1);
+        let answer = match store.head(&ObjectPath::from("readyz-probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, "readiness: the object store does not answer");
+                Err(())
+            }
+        };
+        *probed = Some((std::time::Instant::now(), answer.is_ok()));
+        answer.map_err(|_| "unreachable")
+    }
+}
+
+fn list_local(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
+    let mut found = Vec::new();
+    let top = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        other => other?,
+    };
+    for sub in top {
+        let sub = sub?;
+        if !sub.file_type()?.is_dir() {
+            continue;
+        }
+        let head = sub.file_name().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(sub.path())? {
+            let file = file?;
+            let name = format!("{head}{}", file.file_name().to_string_lossy());
+            if check_name(&name).is_err() {
+                continue;
+            }
+            let stored = file
+                .metadata()?
+                .modified()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            found.push((name, stored));
+        }
+    }
+    Ok(found)
 }
 
 fn local_error(e: std::io::Error) -> BlobError {

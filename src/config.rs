@@ -51,6 +51,12 @@ pub struct Settings {
     /// 429 at once, so one client cannot hold every turn.
     pub uploads_per_address: usize,
     pub outbox_max_attempts: u32,
+    /// Blobs no ticket names are removed once older than this (uploads are stored
+    /// before their ticket commits, so never sooner than an intake can take).
+    pub blob_sweep_grace_secs: i64,
+    /// How often each replica offers to sweep orphaned blobs (one at a time holds the
+    /// lease); 0 turns the sweeper off.
+    pub blob_sweep_interval_secs: u64,
     pub outbox_poll_ms: u64,
     /// How long a worker reserves the messages it took; the SMTP timeout of each is a
     /// quarter of the rest, so a batch always finishes inside its lease.
@@ -126,6 +132,8 @@ impl Default for Settings {
             uploads_at_once: 8,
             uploads_per_address: 4,
             outbox_max_attempts: 8,
+            blob_sweep_grace_secs: 3600,
+            blob_sweep_interval_secs: 900,
             outbox_poll_ms: 1000,
             outbox_lease_secs: 120,
             outbox_retry_secs: 30,
@@ -175,6 +183,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "uploads_at_once",
     "uploads_per_address",
     "outbox_max_attempts",
+    "blob_sweep_grace_secs",
+    "blob_sweep_interval_secs",
     "outbox_poll_ms",
     "outbox_lease_secs",
     "outbox_retry_secs",
@@ -344,6 +354,15 @@ impl Settings {
                 self.uploads_per_address = number(value)
                     .filter(|n| (1..=10_000).contains(n))
                     .ok_or_else(|| invalid("expected a number of uploads between 1 and 10000"))?
+            }
+            "blob_sweep_grace_secs" => {
+                self.blob_sweep_grace_secs = number(value)
+                    .filter(|n| *n >= 60)
+                    .ok_or_else(|| invalid("expected seconds, at least 60"))?
+            }
+            "blob_sweep_interval_secs" => {
+                self.blob_sweep_interval_secs = number(value)
+                    .ok_or_else(|| invalid("expected seconds (0 turns the sweeper off)"))?
             }
             "outbox_max_attempts" => {
                 self.outbox_max_attempts = number(value)

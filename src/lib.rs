@@ -50,3 +50,5 @@ pub mod spool;
 pub mod startup;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod sweeper;

@@ -10,6 +10,8 @@
 //! | `resetdesk_mail_total` | outcome (sent, retry, dead) | is mail getting out |
 //! | `resetdesk_queue_open_tickets`, `resetdesk_queue_oldest_open_seconds` | | how far behind is support |
 //! | `resetdesk_outbox_pending`, `resetdesk_outbox_dead` | | is mail stuck |
+//! | `resetdesk_blobs_swept_total`, `resetdesk_blobs_sweep_last_removed`, `resetdesk_blobs_sweep_last_run_timestamp_seconds` | | are orphaned uploads being removed |
+//! | `resetdesk_blob_probes_total` | | how often readiness asked the object store |
 
 use std::sync::OnceLock;
 use std::time::Instant;

@@ -269,9 +269,11 @@ impl Application {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let poll = Duration::from_millis(self.desk.settings.outbox_poll_ms);
         let worker = tokio::spawn(self.worker.run(poll, stopped.clone()));
-        let reloader = tokio::spawn(reload_keys(self.desk.clone(), stopped));
+        let reloader = tokio::spawn(reload_keys(self.desk.clone(), stopped.clone()));
+        let sweeper = tokio::spawn(crate::sweeper::run(self.desk.clone(), stopped));
         let served = self.server.await;
         let _ = stop.send(true);
+        sweeper.await.context("the blob sweeper panicked")?;
         worker.await.context("the outbox worker panicked")?;
         reloader.await.context("the key reloader panicked")?;
         served.context("the HTTP server failed")

@@ -61,6 +61,9 @@ enum Command {
     /// Verify or export the audit log.
     #[command(subcommand)]
     Audit(server::AuditCommand),
+    /// Uploaded files: remove the ones no ticket names.
+    #[command(subcommand)]
+    Blobs(server::BlobsCommand),
     /// Write the protocol's test vectors (docs/test-vectors).
     TestVectors {
         /// Directory to write v1.json, v2.json and the QR pictures into.
@@ -144,6 +147,9 @@ pub fn main() -> ExitCode {
         Command::Migrate => settings().and_then(server::migrate),
         Command::User(command) => settings().and_then(|s| server::user(command, s, clock.as_ref())),
         Command::Audit(command) => settings().and_then(|s| server::audit(command, s)),
+        Command::Blobs(command) => {
+            settings().and_then(|s| server::blobs(command, s, clock.as_ref()))
+        }
         Command::TestVectors { out_dir } => write_test_vectors(out_dir),
     };
     match result {

@@ -113,6 +113,51 @@ pub fn reseal_after_rotation(
     })
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum BlobsCommand {
+    /// Remove, once, the uploads no ticket names that are older than
+    /// blob_sweep_grace_secs (at the time --now gives), and print them. Takes the same
+    /// lease as the replicas' sweeper: while one of them holds it, nothing is done.
+    Sweep,
+}
+
+pub fn blobs(command: &BlobsCommand, settings: Settings, clock: &dyn Clock) -> CliResult {
+    let BlobsCommand::Sweep = command;
+    runtime()?.block_on(async {
+        let store = open_store(&settings).await?;
+        let blobs = crate::blobs::BlobStore::from_settings(&settings)?;
+        let lease = i64::try_from(settings.blob_sweep_interval_secs.max(60)).unwrap_or(i64::MAX);
+        let swept = crate::sweeper::sweep_once(
+            store.as_ref(),
+            &blobs,
+            &crate::sweeper::holder(),
+            clock.now(),
+            settings.blob_sweep_grace_secs,
+            lease,
+        )
+        .await
+        .map_err(|e| {
+            CliError::new(format!(
+                "the sweep failed: {e}: {:?}",
+                std::error::Error::source(&e)
+            ))
+        })?;
+        if !swept.ran {
+            println!("another process holds the sweep lease: nothing was done");
+            return Ok(());
+        }
+        for name in &swept.removed {
+            println!("removed {name}");
+        }
+        println!(
+            "{} orphaned blob(s) removed; {} younger than the grace period kept",
+            swept.removed.len(),
+            swept.young
+        );
+        Ok(())
+    })
+}
+
 /// Exit code of `audit verify` for a broken chain.
 const BROKEN_CHAIN: u8 = 3;
 

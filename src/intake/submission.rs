@@ -84,6 +84,16 @@ pub enum IntakeError {
         "the desk has no room to store uploads right now; nothing was saved: please try again later"
     )]
     StorageFull,
+    /// The blob storage cannot be reached: the submission is fine, nothing was saved.
+    #[error(
+        "the desk cannot reach its file storage right now; nothing was saved: please try again in a minute"
+    )]
+    BlobsUnavailable,
+    /// The database stopped answering while the request was being saved, and the desk
+    /// could not find out whether it was: the uploads are kept (the blob sweeper removes
+    /// them if no ticket ever names them) and a retry finds the ticket if it was saved.
+    #[error("the desk could not confirm whether the request was saved")]
+    Unconfirmed(#[source] StoreError),
     #[error("the desk could not store the request")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -102,6 +112,10 @@ impl IntakeError {
             BlobError::Full(cause) => {
                 tracing::error!(error = %cause, "blob storage is full: uploads are refused");
                 Self::StorageFull
+            }
+            BlobError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "blob storage unreachable: uploads are refused");
+                Self::BlobsUnavailable
             }
             other => Self::internal(other),
         }
@@ -392,6 +406,8 @@ pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, Intake
         Err(IntakeError::RateLimited { .. }) => "rate_limited",
         Err(IntakeError::StorageFull) => "storage_full",
         Err(IntakeError::Busy) => "busy",
+        Err(IntakeError::BlobsUnavailable) => "blobs_unavailable",
+        Err(IntakeError::Unconfirmed(_)) => "unconfirmed",
         Err(IntakeError::Internal(_)) => "error",
     });
     result
@@ -505,25 +521,49 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
             remove_blobs(desk, &[&export_blob, &label_blob]).await;
             existing(desk, number, &ticket.customer.email, &raw.passes).await
         }
-        Err(error) => {
+        Err(StoreError::NewerExport { ticket, serial }) => {
             remove_blobs(desk, &[&export_blob, &label_blob]).await;
-            match error {
-                StoreError::NewerExport { ticket, serial } => Err(IntakeError::Conflict(
-                    field,
-                    Message::new("problem.export_out_of_date")
-                        .with("ticket", ticket)
-                        .with("serial", serial),
-                )),
-                StoreError::Conflict(why) => {
-                    tracing::info!(%why, "two submissions of one export crossed");
-                    Err(IntakeError::Conflict(
-                        field,
-                        Message::new("problem.export_same_time"),
-                    ))
-                }
-                other => Err(IntakeError::internal(other)),
-            }
+            Err(IntakeError::Conflict(
+                field,
+                Message::new("problem.export_out_of_date")
+                    .with("ticket", ticket)
+                    .with("serial", serial),
+            ))
         }
+        Err(StoreError::Conflict(why)) => {
+            remove_blobs(desk, &[&export_blob, &label_blob]).await;
+            tracing::info!(%why, "two submissions of one export crossed");
+            Err(IntakeError::Conflict(
+                field,
+                Message::new("problem.export_same_time"),
+            ))
+        }
+        // Anything else may have struck after the commit (the connection dropped before
+        // its acknowledgment came back): the database, not the error, says what happened.
+        Err(error) => match desk.store.ticket_of_challenge(&ticket.devices[0]).await {
+            Ok(Some(saved)) if saved == ticket.number => {
+                desk.mail_queued.notify_one();
+                tracing::warn!(ticket = %saved, %error, "ticket created, though its commit was not acknowledged");
+                Ok(Submitted {
+                    status_url: Some(status_url),
+                    number: saved,
+                    existing: false,
+                    superseded: Vec::new(),
+                })
+            }
+            Ok(Some(other)) => {
+                remove_blobs(desk, &[&export_blob, &label_blob]).await;
+                existing(desk, other, &ticket.customer.email, &raw.passes).await
+            }
+            Ok(None) => {
+                remove_blobs(desk, &[&export_blob, &label_blob]).await;
+                Err(IntakeError::internal(error))
+            }
+            Err(lookup) => {
+                tracing::error!(%error, %lookup, "could not tell whether a ticket was saved: its uploads are kept");
+                Err(IntakeError::Unconfirmed(error))
+            }
+        },
     }
 }
 
@@ -702,18 +742,37 @@ pub async fn replace_label_photo(
             remove_blobs(desk, &[&old]).await;
             Ok(())
         }
-        Err(error) => {
+        Err(StoreError::Conflict(why)) => {
             remove_blobs(desk, &[&blob]).await;
-            match error {
-                StoreError::Conflict(why) => {
-                    tracing::info!(%why, "a new photo for a ticket not waiting for one");
-                    Err(IntakeError::Conflict(
-                        "label_photo",
-                        Message::new("problem.label_photo_not_waiting"),
-                    ))
-                }
-                other => Err(IntakeError::internal(other)),
-            }
+            tracing::info!(%why, "a new photo for a ticket not waiting for one");
+            Err(IntakeError::Conflict(
+                "label_photo",
+                Message::new("problem.label_photo_not_waiting"),
+            ))
         }
+        Err(StoreError::PhotoCrossed) => {
+            remove_blobs(desk, &[&blob]).await;
+            tracing::info!(ticket_id, "two new photos at once: the other one was kept");
+            Err(IntakeError::Conflict(
+                "label_photo",
+                Message::new("problem.label_photo_crossed"),
+            ))
+        }
+        // As for a new ticket: the write may have committed unheard. If it did, the photo
+        // it replaced is no longer named by any row and the blob sweeper removes it.
+        Err(error) => match desk.store.label_blob_of(ticket_id).await {
+            Ok(current) if current == blob => {
+                tracing::warn!(ticket_id, %error, "new photo stored, though its commit was not acknowledged");
+                Ok(())
+            }
+            Ok(_) => {
+                remove_blobs(desk, &[&blob]).await;
+                Err(IntakeError::internal(error))
+            }
+            Err(lookup) => {
+                tracing::error!(ticket_id, %error, %lookup, "could not tell whether a new photo was saved: it is kept");
+                Err(IntakeError::Unconfirmed(error))
+            }
+        },
     }
 }

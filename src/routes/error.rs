@@ -185,6 +185,23 @@ impl From<IntakeError> for ApiError {
                 )
             },
             IntakeError::Busy => Self::busy(Message::new("refusal.busy")),
+            IntakeError::BlobsUnavailable => Self {
+                retry_after: Some(UNAVAILABLE_RETRY_SECS),
+                ..Self::said(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Message::new("refusal.blobs_down"),
+                )
+            },
+            IntakeError::Unconfirmed(cause) => {
+                tracing::error!(error = %cause, "request not confirmed: database unreachable");
+                Self {
+                    retry_after: Some(UNAVAILABLE_RETRY_SECS),
+                    ..Self::said(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Message::new("refusal.unconfirmed"),
+                    )
+                }
+            }
             IntakeError::Internal(cause) => Self::internal(cause.as_ref()),
         }
     }

@@ -23,9 +23,12 @@ async fn healthz(desk: web::Data<Desk>) -> HttpResponse {
 }
 
 /// 200 when this replica can take work: the database answers with every migration
-/// applied, the blob store takes writes, and this replica's keys are the ones the
-/// database records (a replica with another keys directory would refuse every genuine
-/// export). A load balancer routes only to ready replicas.
+/// applied, the blob store answers, and this replica's keys are the ones the database
+/// records (a replica with another keys directory would refuse every genuine export). A
+/// load balancer routes only to ready replicas; the body says which dependency is down.
+/// Anonymous, so the blob store's answer is a read, cached for a while
+/// (`BlobStore::check_ready`): a flood of checks cannot drive the object store's bill.
+/// Counted in `resetdesk_http_requests_total{route="/readyz"}`.
 #[get("/readyz")]
 async fn readyz(desk: web::Data<Desk>) -> HttpResponse {
     let database = match desk.store.migrations_applied().await {
@@ -33,10 +36,7 @@ async fn readyz(desk: web::Data<Desk>) -> HttpResponse {
         Ok(false) => "migrations pending",
         Err(_) => "unreachable",
     };
-    let blobs = match desk.blobs.check_writable().await {
-        Ok(()) => "ok",
-        Err(_) => "not writable",
-    };
+    let blobs = desk.blobs.check_ready().await.err().unwrap_or("ok");
     let keys = desk.keys_agree_with_database().await;
     let keys_ok = keys.is_ok();
     let keys = keys.err().unwrap_or_else(|| "ok".to_owned());
@@ -45,7 +45,9 @@ async fn readyz(desk: web::Data<Desk>) -> HttpResponse {
         HttpResponse::Ok().json(body)
     } else {
         tracing::warn!(database, blobs, keys, "readiness check failed");
-        HttpResponse::ServiceUnavailable().json(body)
+        HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "30"))
+            .json(body)
     }
 }
 

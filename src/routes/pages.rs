@@ -255,8 +255,11 @@ async fn submit(
             html(StatusCode::CONFLICT, &page)
         }
         Err(
-            error
-            @ (IntakeError::RateLimited { .. } | IntakeError::StorageFull | IntakeError::Busy),
+            error @ (IntakeError::RateLimited { .. }
+            | IntakeError::StorageFull
+            | IntakeError::Busy
+            | IntakeError::BlobsUnavailable
+            | IntakeError::Unconfirmed(_)),
         ) => {
             let api = ApiError::from(error);
             page.general_error = Some(page.t.message(&api.message));

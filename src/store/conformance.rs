@@ -606,16 +606,29 @@ pub async fn flagged_tickets_take_two_approvals(store: &dyn Store) {
 
 pub async fn photo_round_trip(store: &dyn Store) {
     let id = agent(store, "agent@vendor.test").await;
+    let device = challenge("SERIAL-0004", at(0));
     let number = created(
         store,
-        &ticket(
-            "d@example.com",
-            vec![challenge("SERIAL-0004", at(0))],
-            at(10),
-        ),
+        &ticket("d@example.com", vec![device.clone()], at(10)),
     )
     .await;
     let detail = store.ticket(&number).await.unwrap();
+    // After a lost commit acknowledgment, intake asks whether its ticket was saved.
+    assert_eq!(
+        store.ticket_of_challenge(&device).await.unwrap(),
+        Some(number.clone())
+    );
+    assert_eq!(
+        store
+            .ticket_of_challenge(&challenge("SERIAL-0004", at(0)))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.label_blob_of(detail.id).await.unwrap(),
+        "b".repeat(64)
+    );
     assert!(matches!(
         store
             .replace_label_photo(detail.id, &"c".repeat(64), "image/png", at(11))
@@ -651,6 +664,17 @@ pub async fn photo_round_trip(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(old, "b".repeat(64));
+    assert_eq!(
+        store.label_blob_of(detail.id).await.unwrap(),
+        "c".repeat(64)
+    );
+    // A second photo for the same request: the ticket no longer waits for one.
+    assert!(matches!(
+        store
+            .replace_label_photo(detail.id, &"d".repeat(64), "image/png", at(13))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     let back = store.ticket(&number).await.unwrap();
     assert_eq!(
         (back.summary.status, back.label_media_type.as_str()),
@@ -2067,6 +2091,58 @@ pub async fn a_refused_approval_is_recorded(store: &dyn Store) {
     );
 }
 
+pub async fn job_leases_and_blob_references(store: &dyn Store) {
+    // One holder at a time until the lease runs out; the holder renews its own.
+    assert!(store.take_lease("job", "a", at(0), at(100)).await.unwrap());
+    assert!(!store.take_lease("job", "b", at(50), at(150)).await.unwrap());
+    assert!(store.take_lease("job", "a", at(60), at(160)).await.unwrap());
+    assert!(
+        !store
+            .take_lease("job", "b", at(159), at(259))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_lease("job", "b", at(160), at(260))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_lease("other", "a", at(160), at(260))
+            .await
+            .unwrap()
+    );
+
+    created(
+        store,
+        &ticket(
+            "r@example.com",
+            vec![challenge("SERIAL-0099", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let mut owned = store
+        .blobs_referenced(&["a".repeat(64), "e".repeat(64), "b".repeat(64)])
+        .await
+        .unwrap();
+    owned.sort();
+    assert_eq!(owned, vec!["a".repeat(64), "b".repeat(64)]);
+    assert!(store.blobs_referenced(&[]).await.unwrap().is_empty());
+    // A full batch binds every name.
+    let many: Vec<String> = (0..crate::store::BLOBS_PER_QUERY)
+        .map(|i| format!("{i:064x}"))
+        .chain(["b".repeat(64)])
+        .collect();
+    assert_eq!(
+        store.blobs_referenced(&many).await.unwrap(),
+        vec!["b".repeat(64)],
+        "past one batch too"
+    );
+}
+
 /// Runs every check above, each on a fresh store from `fresh`, which returns a guard that
 /// cleans the database up and the store, or nothing when that backend cannot run here.
 pub async fn the_status_link_goes_again_at_most_once_an_hour(store: &dyn Store) {
@@ -2373,6 +2449,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::a_refused_approval_is_recorded(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn job_leases_and_blob_references() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::job_leases_and_blob_references(store.as_ref()).await;
         }
         #[tokio::test]
         async fn users_and_tokens() {

@@ -50,6 +50,10 @@ pub enum StoreError {
     /// Another console user holds the ticket's claim.
     #[error("the ticket is already claimed by {0}")]
     ClaimedBy(String),
+    /// Another new label photo for the same ticket was stored a moment before this one:
+    /// that one counts, this one was not kept.
+    #[error("another new photo for this ticket arrived at the same time and was kept")]
+    PhotoCrossed,
     /// The database cannot be reached right now (connection refused or lost, pool
     /// exhausted, server shutting down): worth trying again, unlike `Other`.
     #[error("the database cannot be reached")]
@@ -103,6 +107,10 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How many blob names one `blobs_referenced` query asks about: the sweeper checks a
+/// million blobs in two thousand queries, not a million.
+pub const BLOBS_PER_QUERY: usize = 500;
 
 /// Picks the backend from the URL scheme.
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
@@ -761,6 +769,26 @@ pub trait Store: Send + Sync + 'static {
         ticket: &NewTicket,
         acknowledgment: &NewMail,
     ) -> StoreResult<CreateOutcome>;
+    /// The ticket holding the challenge of `device` (its serial and nonce), read from the
+    /// primary: after a lost commit acknowledgment this says whether the ticket was saved.
+    async fn ticket_of_challenge(
+        &self,
+        device: &DeviceChallenge,
+    ) -> StoreResult<Option<TicketNumber>>;
+    /// Takes (or renews) the lease of the job `name` for `holder` until `until`, unless
+    /// another holder's lease is still running at `now`; whether `holder` has it.
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Which of `names` a row names (a ticket's export or label photo), asked
+    /// [`BLOBS_PER_QUERY`] names at a time.
+    async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>>;
+    /// The blob of a ticket's current label photo, read from the primary.
+    async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String>;
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>>;
     async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail>;
     /// Marks the pending ticket as claimed by `user`: only while nobody else holds the

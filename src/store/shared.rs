@@ -957,21 +957,77 @@ impl Store for $store {
             // Two identical submissions raced and the other one won (only possible where
             // writers run concurrently): the challenge now has its ticket.
             Err(StoreError::Conflict(message)) if message == SAME_CHALLENGE_RACE => {
-                let device = &ticket.devices[0];
-                let number: String = sqlx::query_scalar(
-                    "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-                     WHERE d.serial = $1 AND d.nonce = $2",
-                )
-                .bind(device.identity.serial.as_str())
-                .bind(hex(&device.nonce.0))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
-                let number = TicketNumber::parse(&number).map_err(|_| rows::corrupt("ticket number", number))?;
+                let number = self
+                    .ticket_of_challenge(&ticket.devices[0])
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
                 Ok(CreateOutcome::Existing { number })
             }
             other => other,
         }
+    }
+
+    async fn ticket_of_challenge(&self, device: &crate::protocol::DeviceChallenge) -> StoreResult<Option<TicketNumber>> {
+        // From the writer: a replica must see the commit it is asking about.
+        let number: Option<String> = sqlx::query_scalar(
+            "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+             WHERE d.serial = $1 AND d.nonce = $2",
+        )
+        .bind(device.identity.serial.as_str())
+        .bind(hex(&device.nonce.0))
+        .fetch_optional(self.writer())
+        .await
+        .map_err(db)?;
+        number
+            .map(|n| TicketNumber::parse(&n).map_err(|_| rows::corrupt("ticket number", n)))
+            .transpose()
+    }
+
+    async fn take_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        // One statement: two replicas at once both try it, the database lets one win.
+        let taken = sqlx::query(
+            "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE job_leases.until <= $4 OR job_leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until.unix_seconds())
+        .bind(now.unix_seconds())
+        .execute(self.writer())
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+
+    async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>> {
+        let mut owned = Vec::new();
+        for batch in names.chunks(crate::store::BLOBS_PER_QUERY) {
+            // Only numbered placeholders are formatted in, never a name; each is used twice.
+            let list = (1..=batch.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT export_blob FROM tickets WHERE export_blob IN ({list})
+                 UNION SELECT label_blob FROM tickets WHERE label_blob IN ({list})"
+            );
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+            for name in batch {
+                query = query.bind(name);
+            }
+            // From the primary: a ticket committed a moment ago must count.
+            let found: Vec<String> = query.fetch_all(self.writer()).await.map_err(db)?;
+            owned.extend(found);
+        }
+        Ok(owned)
+    }
+
+    async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String> {
+        sqlx::query_scalar("SELECT label_blob FROM tickets WHERE id = $1")
+            .bind(ticket_id)
+            .fetch_optional(self.writer())
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)
     }
 
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>> {
@@ -1388,8 +1444,9 @@ impl Store for $store {
         };
         // Conditional on what was read: on PostgreSQL the SELECT above takes no lock, and
         // a reject or a supersede committed since must not be undone by this photo (an
-        // update by id alone put rejected tickets back in the queue). The UPDATE waits for
-        // such a writer and then finds nothing to change.
+        // update by id alone put rejected tickets back in the queue), nor may two uploads
+        // at once both win. The UPDATE waits for such a writer and then finds nothing to
+        // change.
         let updated = sqlx::query(
             "UPDATE tickets SET label_blob = $1, label_media_type = $2, status = 'open', updated_at = $3,
                                 evidence_version = evidence_version + 1
@@ -1405,6 +1462,16 @@ impl Store for $store {
         .map_err(db)?
         .rows_affected();
         if updated == 0 {
+            // Back in the queue with another photo: a second upload that crossed this one.
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1")
+                    .bind(ticket_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if status.as_deref() == Some("open") {
+                return Err(StoreError::PhotoCrossed);
+            }
             return Err(StoreError::Conflict(
                 "this ticket is not waiting for a new photo".to_owned(),
             ));

@@ -9,7 +9,7 @@ use resetdesk::domain::Timestamp;
 
 use crate::desk_support::{customer_form, export_part, file_part, label_photo, spawn_app_with};
 
-struct Moto(Child);
+pub(crate) struct Moto(Child);
 
 impl Drop for Moto {
     fn drop(&mut self) {
@@ -18,7 +18,7 @@ impl Drop for Moto {
 }
 
 /// Starts moto's S3 server on a free port; `None` (with a note) when it is not installed.
-fn start_moto() -> Option<(Moto, u16)> {
+pub(crate) fn start_moto() -> Option<(Moto, u16)> {
     let Ok(binary) = std::env::var("RESETDESK_TEST_MOTO") else {
         eprintln!("S3 blob test skipped: RESETDESK_TEST_MOTO does not name a moto_server");
         return None;

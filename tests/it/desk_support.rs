@@ -381,6 +381,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// Keeps `database` alive as long as this desk (a desk reaching it another way).
+    pub fn adopt_database(&mut self, database: PgDatabase) {
+        self._database = Some(database);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

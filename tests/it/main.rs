@@ -3,6 +3,7 @@
 
 mod admin_pages;
 mod audit;
+mod blob_faults;
 mod blobs_s3;
 mod browser;
 mod browser_pages;
