@@ -348,7 +348,13 @@ async fn replicas_share_one_count() {
         return;
     };
     let url = first.desk.settings.database_url.clone();
-    let second = spawn_app_with(|s| s.database_url = url).await;
+    // Replicas share the keys directory too (a replica with other keys refuses to start).
+    let keys_dir = first.desk.settings.keys_dir.clone();
+    let second = spawn_app_with(|s| {
+        s.database_url = url;
+        s.keys_dir = keys_dir;
+    })
+    .await;
     first.create_agent(AGENT).await;
     let bases = [first.base.clone(), second.base.clone()];
     let browsers = join_all((0..40).map(|n| Browser::open(&bases[n % 2]))).await;
