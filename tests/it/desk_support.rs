@@ -436,6 +436,22 @@ impl TestApp {
         self.token_for(email, &[Role::Agent]).await
     }
 
+    /// The risk flags of ticket `number`, as the agent API shows them.
+    pub async fn ticket_flags(&self, token: &str, number: &str) -> Vec<String> {
+        let detail: serde_json::Value = self
+            .api_get(token, &format!("/api/v1/tickets/{number}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        detail["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|flag| flag.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// A console user with `roles`, made by the test (no admin of the desk), and an API
     /// token for them that may decide.
     pub async fn token_for(&self, email: &str, roles: &[Role]) -> String {

@@ -68,18 +68,7 @@ async fn submit(app: &TestApp, n: u32, cameras: usize, email: &str) -> String {
 }
 
 async fn flags(app: &TestApp, token: &str, ticket: &str) -> Vec<String> {
-    let detail: Value = app
-        .api_get(token, &format!("/api/v1/tickets/{ticket}"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    detail["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap().to_owned())
-        .collect()
+    app.ticket_flags(token, ticket).await
 }
 
 /// Approves through the API: the status and the error message, if any.

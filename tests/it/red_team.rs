@@ -23,21 +23,6 @@ fn export_form(app: &TestApp, email: &str) -> reqwest::multipart::Form {
     )
 }
 
-async fn flags(app: &TestApp, token: &str, number: &str) -> Vec<String> {
-    let detail: Value = app
-        .api_get(token, &format!("/api/v1/tickets/{number}"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    detail["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap().to_owned())
-        .collect()
-}
-
 async fn approve(app: &TestApp, token: &str, number: &str) -> (u16, Value) {
     let response = app
         .api_post(
@@ -70,7 +55,7 @@ async fn a_correction_is_judged_by_the_address_rules_again(backend: Backend) {
     assert_eq!(page.status(), 201);
     let page = page.text().await.unwrap();
     let number = text_after(&page, "id=\"ticket-number\">");
-    assert!(flags(&app, &agent, &number).await.is_empty());
+    assert!(app.ticket_flags(&agent, &number).await.is_empty());
     let check = find_after(&page, "name=\"check\"", "value");
     let fixed = browser
         .post(app.url(&format!("/requests/{number}/address")))
@@ -80,7 +65,7 @@ async fn a_correction_is_judged_by_the_address_rules_again(backend: Backend) {
         .unwrap();
     assert_eq!(fixed.status(), 200);
 
-    let flags = flags(&app, &agent, &number).await;
+    let flags = app.ticket_flags(&agent, &number).await;
     assert!(
         flags
             .contains(&"the customer's e-mail domain evil.example is on the watch list".to_owned()),

@@ -72,23 +72,6 @@ fn stitched_xml(own: &ResetRequest, victim: &ResetRequest) -> Vec<u8> {
     export_xml::write_entries(&entries).into_bytes()
 }
 
-async fn ticket_detail(app: &TestApp, token: &str, number: &str) -> Value {
-    app.api_get(token, &format!("/api/v1/tickets/{number}"))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-fn flags(detail: &Value) -> Vec<String> {
-    detail["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|flag| flag.as_str().unwrap().to_owned())
-        .collect()
-}
-
 async fn a_stitched_v2_export_is_refused_and_nothing_is_kept(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
@@ -183,10 +166,10 @@ async fn a_v1_export_of_several_devices_needs_four_eyes(backend: Backend) {
         xml_form("mallory@example.com", stitched_xml(&own, &victim)),
     )
     .await;
-    let detail = ticket_detail(&app, &token, &number).await;
+    let flags = app.ticket_flags(&token, &number).await;
     assert!(
-        flags(&detail).contains(&"version 1 export: its devices are not bound together".to_owned()),
-        "{detail}"
+        flags.contains(&"version 1 export: its devices are not bound together".to_owned()),
+        "{flags:?}"
     );
     // One agent's approval signs nothing: the key for the victim's camera stays unmade.
     let approved = app
@@ -209,7 +192,7 @@ async fn a_v1_export_of_several_devices_needs_four_eyes(backend: Backend) {
     let mut camera = app.device("DS-2CD2143G2-I/FIELD00000000001", "DS-2CD2143G2-I");
     let single = app.export_in(PROTOCOL_V1, &mut camera, 0, app.now());
     let number = taken(&app, export_form("field@example.com", &single, "xml")).await;
-    assert!(flags(&ticket_detail(&app, &token, &number).await).is_empty());
+    assert!(app.ticket_flags(&token, &number).await.is_empty());
 }
 
 async fn accept_v1_exports_off_refuses_version_1(backend: Backend) {
@@ -244,7 +227,7 @@ async fn a_serial_under_another_exporting_device_is_flagged(backend: Backend) {
     let mut camera = app.device(camera_serial.as_str(), "DS-2CD2043G2-I");
     let alone = app.export_in(PROTOCOL_V2, &mut camera, 0, app.now());
     let number = taken(&app, export_form("someone@example.com", &alone, "xml")).await;
-    let flags = self::flags(&ticket_detail(&app, &token, &number).await);
+    let flags = app.ticket_flags(&token, &number).await;
     assert!(
         flags.contains(&format!(
             "{camera_serial} was exported in the last 30 days as part of another device's export (DS-7608NI-K2/OWNER00000000001)"
@@ -256,7 +239,7 @@ async fn a_serial_under_another_exporting_device_is_flagged(backend: Backend) {
     // original stitching shape, flagged whichever of the two tickets came first.
     let again = app.export_in(PROTOCOL_V2, &mut owners_nvr, 1, app.now());
     let number = taken(&app, export_form("owner@example.com", &again, "xml")).await;
-    let flags = self::flags(&ticket_detail(&app, &token, &number).await);
+    let flags = app.ticket_flags(&token, &number).await;
     assert!(
         flags.contains(&format!(
             "{camera_serial} was exported on its own in the last 30 days and now comes in DS-7608NI-K2/OWNER00000000001's export"
