@@ -21,6 +21,8 @@ use crate::domain::Secret;
 
 /// What a TOTP seed is sealed for: bound in with the user id.
 const TOTP_SEED_DOMAIN: &[u8] = b"resetdesk.totp-seed.v1\0";
+/// What a stored response signature is sealed for: bound in with its challenge.
+const RESPONSE_SIGNATURE_DOMAIN: &[u8] = b"resetdesk.response-signature.v1\0";
 const TAG_LEN: usize = 16;
 
 /// A seal key's id: 16 lowercase hex characters, random (not derived from the key, so
@@ -137,6 +139,30 @@ impl SealKeys {
         )
     }
 
+    /// Seals a signed response's signature under the current key, bound to the challenge
+    /// it answers (`serial`, `nonce`). With the ticket's devices a signature in clear
+    /// rebuilds a response file the device accepts, so the database keeps it sealed.
+    pub fn seal_response_signature(
+        &self,
+        serial: &str,
+        nonce: &[u8; 16],
+        signature: &[u8; 64],
+    ) -> SealedSecret {
+        self.seal(&challenge_associated(serial, nonce), signature)
+    }
+
+    /// Opens a signature sealed by [`Self::seal_response_signature`] for that challenge.
+    pub fn open_response_signature(
+        &self,
+        serial: &str,
+        nonce: &[u8; 16],
+        sealed: &SealedSecret,
+    ) -> Result<[u8; 64], SealError> {
+        self.open(&challenge_associated(serial, nonce), sealed)?
+            .try_into()
+            .map_err(|_| SealError::Damaged)
+    }
+
     /// Opens a user's TOTP seed sealed by [`Self::seal_totp_seed`] under any of these keys.
     pub fn open_totp_seed(&self, user_id: i64, sealed: &SealedSecret) -> Result<Secret, SealError> {
         let plain = self.open(&associated(TOTP_SEED_DOMAIN, user_id), sealed)?;
@@ -202,9 +228,37 @@ fn associated(domain: &[u8], owner: i64) -> Vec<u8> {
     aad
 }
 
+/// A challenge as associated data: the serial (length-prefixed) and its nonce.
+fn challenge_associated(serial: &str, nonce: &[u8; 16]) -> Vec<u8> {
+    let mut aad = RESPONSE_SIGNATURE_DOMAIN.to_vec();
+    aad.push(serial.len() as u8);
+    aad.extend_from_slice(serial.as_bytes());
+    aad.extend_from_slice(nonce);
+    aad
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_signature_opens_only_for_its_challenge() {
+        let keys = keys(1, &[1]);
+        let sealed = keys.seal_response_signature("CAM-000001", &[4; 16], &[9; 64]);
+        assert!(!sealed.ciphertext.contains(&"09".repeat(8)));
+        assert_eq!(
+            keys.open_response_signature("CAM-000001", &[4; 16], &sealed),
+            Ok([9; 64])
+        );
+        assert_eq!(
+            keys.open_response_signature("CAM-000002", &[4; 16], &sealed),
+            Err(SealError::Damaged)
+        );
+        assert_eq!(
+            keys.open_response_signature("CAM-000001", &[5; 16], &sealed),
+            Err(SealError::Damaged)
+        );
+    }
 
     fn keys(current: u8, all: &[u8]) -> SealKeys {
         let id = |n: u8| SealKeyId::parse(&format!("{n:016x}")).unwrap();

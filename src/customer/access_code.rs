@@ -42,6 +42,10 @@ pub enum AccessError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Render(#[from] compose::RenderError),
+    /// A stored signature does not open: the keys directory lacks the seal key it was
+    /// sealed with, or the row was altered.
+    #[error("a stored response does not open: {0}")]
+    Sealed(crate::crypto::SealError),
 }
 
 /// Why a ticket has no response to show.
@@ -66,7 +70,7 @@ impl AccessError {
             }
             Self::NoLiveCode => Message::new("code.no_live_code"),
             Self::Malformed => Message::new("code.malformed"),
-            Self::Store(_) | Self::Render(_) => return None,
+            Self::Store(_) | Self::Render(_) | Self::Sealed(_) => return None,
         })
     }
 }
@@ -159,7 +163,11 @@ pub async fn show_response(
         CodeCheck::Accepted => {
             tracing::info!(ticket = %number, "response shown on the status page");
             Ok(ShownResponse {
-                devices: recover_responses(&ticket.devices, &ticket.responses, &desk.keys.master),
+                devices: recover_responses(
+                    &ticket.devices,
+                    &opened_responses(desk, ticket)?,
+                    &desk.keys.master,
+                ),
                 file_token: desk.keys.desk_secret.response_access_token(
                     number,
                     now.plus_seconds(RESPONSE_FILE_SECS).unix_seconds(),
@@ -193,6 +201,21 @@ pub fn response_file(
     }
     Ok((
         format!("reset-response-{number}.xml"),
-        response::to_xml(&ticket.responses),
+        response::to_xml(&opened_responses(desk, ticket)?),
     ))
+}
+
+/// The ticket's signed responses, their signatures unsealed (the database keeps them
+/// sealed, so a copy of it rebuilds no file a device accepts).
+fn opened_responses(
+    desk: &Desk,
+    ticket: &TicketDetail,
+) -> Result<Vec<crate::protocol::SignedResponse>, AccessError> {
+    let seal = desk.keys.seal_keys();
+    ticket
+        .responses
+        .iter()
+        .map(|stored| stored.open(&seal))
+        .collect::<Result<_, _>>()
+        .map_err(AccessError::Sealed)
 }

@@ -10,10 +10,10 @@ use crate::desk::{Desk, SignerError};
 use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
 use crate::mail::compose;
 use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
-use crate::protocol::{ResetRequest, SignedResponse, respond, response};
+use crate::protocol::{ResetRequest, respond, response};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Customer, FirstApproval,
-    NewMail, ResentApproval, StoreError, TicketDetail, User,
+    NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -306,13 +306,13 @@ fn verified_challenges(
 
 /// Signs every device's response with the current key and writes the response mail:
 /// the typed keys and the signed file exist only in the mail, never elsewhere in the
-/// database.
+/// database; the signatures are stored sealed (`StoredResponse`).
 fn sign_and_write(
     desk: &Desk,
     ticket: &TicketDetail,
     verified: &VerifiedResetRequest,
     signer: &SigningKey,
-) -> Result<(Vec<SignedResponse>, NewMail), ReviewError> {
+) -> Result<(Vec<StoredResponse>, NewMail), ReviewError> {
     let number = &ticket.summary.number;
     let responses = respond(verified, &desk.keys.master, signer);
     let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
@@ -325,7 +325,12 @@ fn sign_and_write(
         response::to_xml(&signed),
     )
     .map_err(ReviewError::internal)?;
-    Ok((signed, mail))
+    let seal = desk.keys.seal_keys();
+    let stored = signed
+        .iter()
+        .map(|response| StoredResponse::sealed(response, &seal))
+        .collect();
+    Ok((stored, mail))
 }
 
 /// An approver's note: plain text, possibly empty.

@@ -87,6 +87,7 @@ fn refused_page(page: CodePage, error: AccessError) -> HttpResponse {
         AccessError::NoResponse(_) => (StatusCode::CONFLICT, false),
         AccessError::Store(cause) => return failed_page(page, cause),
         AccessError::Render(cause) => return failed_page(page, cause),
+        AccessError::Sealed(cause) => return failed_page(page, cause),
     };
     let message = error.customer_message().map(|m| page.t.message(&m));
     let (error, general_error) = if beside_the_code {

@@ -7,13 +7,13 @@ use crate::domain::{
     Role, Roles, TicketNumber, TicketStatus, Timestamp,
 };
 use crate::i18n::Lang;
-use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce, SignedResponse};
+use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck,
     CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit,
     IntakeReservation, LoginAttempt, LoginLimits, LoginReservation, NewAccessCode, NewApiToken,
     NewMail, NewSession, NewTicket, QueueCursor, QueueFilter, ResentApproval, SessionStage, Store,
-    StoreError, StoredSeed, TokenScope, UserId,
+    StoreError, StoredResponse, StoredSeed, StoredSignature, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -453,13 +453,17 @@ pub async fn approval_happens_once(store: &dyn Store) {
     let number = created(store, &new).await;
     let detail = store.ticket(&number).await.unwrap();
     store.claim(detail.id, alice, false, at(11)).await.unwrap();
-    let response = SignedResponse {
+    // The store keeps a sealed signature as it was given (it cannot open it).
+    let response = StoredResponse {
         export_id: None,
         serial: new.devices[0].identity.serial.clone(),
         nonce: new.devices[0].nonce,
         expires_at: new.devices[0].expires_at(),
         key_id: crate::crypto::KeyId::parse("0123456789abcdef").unwrap(),
-        signature: crate::crypto::Signature([9; 64]),
+        signature: StoredSignature::Sealed(SealedSecret {
+            key_id: SealKeyId::parse("00000000000000aa").unwrap(),
+            ciphertext: "ab".repeat(92),
+        }),
     };
     let approval = |by| Approval {
         ticket_id: detail.id,
@@ -1246,13 +1250,21 @@ pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store)
     );
     let number = created(store, &new).await;
     let detail = store.ticket(&number).await.unwrap();
-    let response = |signature: u8, key_id: &str| SignedResponse {
+    // One signature in clear, as rows written before sealing hold them, and one sealed.
+    let response = |signature: u8, key_id: &str| StoredResponse {
         export_id: None,
         serial: new.devices[0].identity.serial.clone(),
         nonce: new.devices[0].nonce,
         expires_at: new.devices[0].expires_at(),
         key_id: crate::crypto::KeyId::parse(key_id).unwrap(),
-        signature: crate::crypto::Signature([signature; 64]),
+        signature: if signature % 2 == 1 {
+            StoredSignature::Clear(crate::crypto::Signature([signature; 64]))
+        } else {
+            StoredSignature::Sealed(SealedSecret {
+                key_id: SealKeyId::parse("00000000000000bb").unwrap(),
+                ciphertext: format!("{signature:02x}").repeat(92),
+            })
+        },
     };
     store
         .approve(&Approval {
@@ -1307,7 +1319,7 @@ pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store)
         mail_id: approval_id,
         by: alice,
         at: at(200),
-        responses: vec![response(5, "fedcba9876543210")],
+        responses: vec![response(6, "fedcba9876543210")],
         mail: response_mail("dead@example.com", "KEY2-KEY2"),
     };
     store.resend_approval(&resend).await.unwrap();

@@ -24,13 +24,13 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::audit::AuditEntry;
-use crate::crypto::{SealKeyId, SealedSecret};
+use crate::crypto::{KeyId, SealError, SealKeyId, SealKeys, SealedSecret, Signature};
 use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, Roles, Secret,
     TicketNumber, TicketStatus, Timestamp,
 };
 use crate::i18n::Lang;
-use crate::protocol::{DeviceChallenge, SignedResponse};
+use crate::protocol::{DeviceChallenge, ExportId, Nonce, SignedResponse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -150,6 +150,68 @@ pub enum StoredSeed {
     /// In clear, as written before seeds were sealed (migration 0008): the desk seals
     /// every such seed when it starts.
     Clear(Secret),
+}
+
+/// A signed response as the database keeps it: what the console and the status page
+/// show in clear, and the signature sealed under the desk's seal keys. With the ticket's
+/// devices a signature in clear rebuilds a response file the device accepts, so a copy of
+/// the database must not hold one (issue 15: secrets at rest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub export_id: Option<ExportId>,
+    pub serial: crate::domain::DeviceSerial,
+    pub nonce: Nonce,
+    pub expires_at: Timestamp,
+    pub key_id: KeyId,
+    pub signature: StoredSignature,
+}
+
+/// A response's signature as the database keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredSignature {
+    /// Sealed (`SealKeys::seal_response_signature`), bound to its challenge.
+    Sealed(SealedSecret),
+    /// In clear, as responses signed before sealing were written; their challenges have
+    /// ended (48 hours at most) by the time anyone reads this.
+    Clear(Signature),
+}
+
+impl StoredResponse {
+    /// What the desk stores of a response it just signed.
+    pub fn sealed(signed: &SignedResponse, keys: &SealKeys) -> Self {
+        Self {
+            export_id: signed.export_id,
+            serial: signed.serial.clone(),
+            nonce: signed.nonce,
+            expires_at: signed.expires_at,
+            key_id: signed.key_id.clone(),
+            signature: StoredSignature::Sealed(keys.seal_response_signature(
+                signed.serial.as_str(),
+                &signed.nonce.0,
+                &signed.signature.0,
+            )),
+        }
+    }
+
+    /// The signed response again, for the status page's file.
+    pub fn open(&self, keys: &SealKeys) -> Result<SignedResponse, SealError> {
+        let signature = match &self.signature {
+            StoredSignature::Sealed(sealed) => Signature(keys.open_response_signature(
+                self.serial.as_str(),
+                &self.nonce.0,
+                sealed,
+            )?),
+            StoredSignature::Clear(signature) => *signature,
+        };
+        Ok(SignedResponse {
+            export_id: self.export_id,
+            serial: self.serial.clone(),
+            nonce: self.nonce,
+            expires_at: self.expires_at,
+            key_id: self.key_id.clone(),
+            signature,
+        })
+    }
 }
 
 /// A sign-in attempt (a password, or a second-factor code), counted before it is checked.
@@ -484,7 +546,7 @@ pub struct TicketDetail {
     pub superseded_by: Option<TicketNumber>,
     /// The earlier approved ticket this one repeats (see `NewTicket::repeat_of`).
     pub repeat_of: Option<TicketNumber>,
-    pub responses: Vec<SignedResponse>,
+    pub responses: Vec<StoredResponse>,
     pub approvals: Vec<ApprovalRecord>,
     pub events: Vec<TicketEvent>,
     pub mails: Vec<MailStatus>,
@@ -544,7 +606,7 @@ pub struct Approval {
     /// The version of the evidence the approver saw and the responses were signed from;
     /// another version stored meanwhile makes this `EvidenceChanged`.
     pub evidence_version: i64,
-    pub responses: Vec<SignedResponse>,
+    pub responses: Vec<StoredResponse>,
     pub mail: NewMail,
 }
 
@@ -557,7 +619,7 @@ pub struct ResentApproval {
     pub mail_id: i64,
     pub by: UserId,
     pub at: Timestamp,
-    pub responses: Vec<SignedResponse>,
+    pub responses: Vec<StoredResponse>,
     pub mail: NewMail,
 }
 

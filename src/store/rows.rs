@@ -4,8 +4,8 @@
 use sqlx::FromRow;
 
 use super::{
-    Attachment, Customer, ExportForm, MailStatus, OutboxMessage, StoreError, StoredSeed,
-    TicketEvent, TicketSummary, User, UserId,
+    Attachment, Customer, ExportForm, MailStatus, OutboxMessage, StoreError, StoredResponse,
+    StoredSeed, StoredSignature, TicketEvent, TicketSummary, User, UserId,
 };
 use crate::crypto::{KeyId, MacTag, SealKeyId, SealedSecret, Signature};
 use crate::domain::{
@@ -13,9 +13,7 @@ use crate::domain::{
     MacAddress, PhoneNumber, PlainText, Roles, Secret, TicketNumber, TicketStatus, Timestamp,
 };
 use crate::i18n::Lang;
-use crate::protocol::{
-    DeviceChallenge, DeviceIdentity, ExportBinding, ExportId, Nonce, SignedResponse,
-};
+use crate::protocol::{DeviceChallenge, DeviceIdentity, ExportBinding, ExportId, Nonce};
 
 #[derive(Debug, thiserror::Error)]
 #[error("stored {what} is not valid: {value:?}")]
@@ -279,10 +277,10 @@ pub(super) struct ResponseRow {
     export_id: Option<String>,
 }
 
-impl TryFrom<ResponseRow> for SignedResponse {
+impl TryFrom<ResponseRow> for StoredResponse {
     type Error = StoreError;
     fn try_from(row: ResponseRow) -> Result<Self, StoreError> {
-        Ok(SignedResponse {
+        Ok(StoredResponse {
             export_id: row
                 .export_id
                 .map(|id| hex_array("export id", &id).map(ExportId))
@@ -291,8 +289,31 @@ impl TryFrom<ResponseRow> for SignedResponse {
             nonce: Nonce(hex_array("nonce", &row.nonce)?),
             expires_at: time(row.expires_at)?,
             key_id: parse("key id", &row.key_id, KeyId::parse)?,
-            signature: Signature(hex_array("signature", &row.signature)?),
+            signature: stored_signature(&row.signature)?,
         })
+    }
+}
+
+/// A sealed signature is stored as `<seal key id>:<hex>`; one in clear (written before
+/// signatures were sealed) as 128 hex characters.
+fn stored_signature(raw: &str) -> Result<StoredSignature, StoreError> {
+    match raw.split_once(':') {
+        Some((key_id, ciphertext)) => Ok(StoredSignature::Sealed(SealedSecret {
+            key_id: parse("seal key id", key_id, SealKeyId::parse)?,
+            ciphertext: ciphertext.to_owned(),
+        })),
+        None => Ok(StoredSignature::Clear(Signature(hex_array(
+            "signature",
+            raw,
+        )?))),
+    }
+}
+
+/// The text [`stored_signature`] reads back.
+pub(super) fn signature_text(signature: &StoredSignature) -> String {
+    match signature {
+        StoredSignature::Sealed(sealed) => format!("{}:{}", sealed.key_id, sealed.ciphertext),
+        StoredSignature::Clear(signature) => hex(&signature.0),
     }
 }
 

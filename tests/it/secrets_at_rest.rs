@@ -115,6 +115,19 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
+/// What the `responses` table holds in its signature column.
+async fn stored_signatures(app: &TestApp) -> Vec<String> {
+    const SQL: &str = "SELECT signature FROM responses ORDER BY ticket_id, position";
+    let url = app.desk.settings.database_url();
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query_scalar(SQL).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query_scalar(SQL).fetch_all(&pool).await.unwrap()
+    }
+}
+
 /// Whether any secret part of the row holds `needle`.
 fn holds(mail: &StoredMail, needle: &str) -> bool {
     mail.text.contains(needle)
@@ -180,6 +193,24 @@ async fn a_delivered_response_mail_leaves_no_key_in_the_database(backend: Backen
         assert!(
             !holds(mail, "<ResetResponse"),
             "signed file left in {mail:?}"
+        );
+    }
+
+    // The signed entries the desk keeps for the status page are sealed: with the
+    // ticket's devices a signature in clear would rebuild the file (found by a red team).
+    let xml = String::from_utf8_lossy(xml);
+    let signatures: Vec<&str> = xml
+        .split("<Signature>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</Signature>").next())
+        .collect();
+    assert_eq!(signatures.len(), 2, "{xml}");
+    let stored = stored_signatures(&app).await;
+    assert_eq!(stored.len(), 2);
+    for signature in &signatures {
+        assert!(
+            stored.iter().all(|s| !s.contains(signature)),
+            "signature {signature} stored in clear: {stored:?}"
         );
     }
 
@@ -304,8 +335,13 @@ async fn a_dead_response_mail_is_signed_again_and_the_device_takes_it(backend: B
         .unwrap();
     assert_eq!(retried.len(), 1);
     // The same challenges, the same key: Ed25519 gives the same signatures, made anew.
+    // (Stored sealed, under a fresh nonce each time: compared opened.)
     let after = app.desk.store.ticket(&ticket_number).await.unwrap();
-    assert_eq!(after.responses, before.responses);
+    let seal = app.desk.keys.seal_keys();
+    let opened = |responses: &[resetdesk::store::StoredResponse]| -> Vec<_> {
+        responses.iter().map(|r| r.open(&seal).unwrap()).collect()
+    };
+    assert_eq!(opened(&after.responses), opened(&before.responses));
 
     assert_eq!(app.run_outbox().await.sent, 1);
     let mail = app
