@@ -109,6 +109,16 @@ impl Spool {
         &self.dir
     }
 
+    /// Uploads in flight from every address, waiting for a turn or being read: the sign
+    /// that a client's upload has reached the desk (the throttling tests wait on it).
+    pub fn uploads_in_flight(&self) -> usize {
+        self.per_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .sum()
+    }
+
     /// Turns no upload holds now: how close the desk is to making uploads wait.
     pub fn turns_free(&self) -> usize {
         self.readers.available_permits()

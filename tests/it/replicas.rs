@@ -146,12 +146,32 @@ async fn three_replicas_sign_and_mail_each_ticket_exactly_once() {
     }
 
     // Every replica's outbox worker delivers; none sends a message twice.
+    // Waited for until the outbox is settled rather than for a fixed while: a late
+    // duplicate would be a delivery the replicas recorded (or still have pending), so
+    // once nothing is pending and the replicas' recorded sends match what the SMTP server
+    // holds, the count below is final.
     let expected = 2 * tickets;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while smtp.count() < expected && Instant::now() < deadline {
+    loop {
+        let settled = smtp.count() >= expected && {
+            let pending = metric(&client, &bases[0], "resetdesk_outbox_pending").await;
+            let mut recorded = 0.0;
+            for base in &bases {
+                recorded += metric(&client, base, "resetdesk_mail_total{outcome=\"sent\"}").await;
+            }
+            pending == 0.0 && recorded == smtp.count() as f64
+        };
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outbox never settled: {} of {expected} mails arrived",
+            smtp.count()
+        );
+        // The poll's pace: the SMTP server and the replicas' metrics have nothing to await.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let mails = smtp.mails();
     assert_eq!(
         mails.len(),
@@ -227,4 +247,20 @@ async fn three_replicas_sign_and_mail_each_ticket_exactly_once() {
             .collect();
         assert!(errors.is_empty(), "replica {n} logged errors: {errors:#?}");
     }
+}
+
+/// One series' value from a replica's `/metrics` (open to this machine), or 0 when the
+/// replica has not recorded it yet: a counter appears with its first increment.
+async fn metric(client: &reqwest::Client, base: &str, series: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
 }

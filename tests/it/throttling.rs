@@ -323,12 +323,10 @@ async fn an_ipv6_network_counts_as_one_address_for_uploads() {
         stalled_upload_from(&address, Some("2001:db8:1:2::2")).await,
     ];
     // Both bodies are being read once two turns are held.
-    for _ in 0..200 {
-        if app.desk.spool.turns_free() == 6 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_until("both stalled uploads hold a turn", || {
+        app.desk.spool.turns_free() == 6
+    })
+    .await;
     assert_eq!(app.desk.spool.turns_free(), 6);
     let third = app
         .client
@@ -362,7 +360,8 @@ async fn a_slowly_trickled_upload_times_out() {
     let app = spawn_app_with(|s| s.upload_timeout_secs = 1).await;
     let address = app.base.trim_start_matches("http://").to_owned();
     let (mut reader, mut writer) = stalled_upload(&address).await.into_split();
-    // One byte every 200 ms: never finishing, never quite idle.
+    // One byte every 200 ms: never finishing, never quite idle. This sleep is the client
+    // under test (a slow sender), not a wait for the desk.
     let trickle = tokio::spawn(async move {
         for _ in 0..40 {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -397,11 +396,19 @@ async fn uploads_are_read_a_few_at_a_time() {
     })
     .await;
     let address = app.base.trim_start_matches("http://").to_owned();
+    // In order: the first holds the only turn before the second queues behind it, and
+    // both are at the desk before the customer's upload queues behind them.
     let mut slow = Vec::new();
-    for _ in 0..2 {
-        slow.push(stalled_upload(&address).await);
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    }
+    slow.push(stalled_upload(&address).await);
+    wait_until("the first slow upload holds the only turn", || {
+        app.desk.spool.turns_free() == 0 && app.desk.spool.uploads_in_flight() == 1
+    })
+    .await;
+    slow.push(stalled_upload(&address).await);
+    wait_until("the second slow upload waits for the turn", || {
+        app.desk.spool.uploads_in_flight() == 2
+    })
+    .await;
     let response = app
         .submit(reqwest::multipart::Form::new().text("name", "Ana"))
         .await;
@@ -412,7 +419,10 @@ async fn uploads_are_read_a_few_at_a_time() {
     assert!(message.contains("many uploads at once"), "{message}");
 
     drop(slow);
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    wait_until("the slow uploads gave the turn back", || {
+        app.desk.spool.turns_free() == 1 && app.desk.spool.uploads_in_flight() == 0
+    })
+    .await;
     let response = app
         .submit(reqwest::multipart::Form::new().text("name", "Ana"))
         .await;
@@ -441,7 +451,10 @@ async fn one_address_cannot_take_every_turn() {
         stalled_upload(&address).await,
     ];
     // The desk has both bodies in hand once they are being read.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_until("both stalled uploads hold a turn", || {
+        app.desk.spool.turns_free() == 6 && app.desk.spool.uploads_in_flight() == 2
+    })
+    .await;
 
     let started = std::time::Instant::now();
     let response = app
@@ -462,19 +475,16 @@ async fn one_address_cannot_take_every_turn() {
 
     // A closed connection gives its upload back as soon as the desk reads the end.
     drop(stalled);
-    let mut status = 429;
-    for _ in 0..50 {
-        let response = app
-            .submit(reqwest::multipart::Form::new().text("name", "Ana"))
-            .await;
-        status = response.status().as_u16();
-        if status != 429 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_until("the closed uploads gave their turns back", || {
+        app.desk.spool.turns_free() == 8 && app.desk.spool.uploads_in_flight() == 0
+    })
+    .await;
+    let response = app
+        .submit(reqwest::multipart::Form::new().text("name", "Ana"))
+        .await;
     assert_eq!(
-        status, 422,
+        response.status(),
+        422,
         "read and judged once the address's uploads ended"
     );
     assert_eq!(app.stored_counts().await, (0, 0, 0));
@@ -485,6 +495,7 @@ async fn wait_until(what: &str, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ready() {
         assert!(Instant::now() < deadline, "never happened: {what}");
+        // The poll's pace: the desk's state has no notification to await.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -531,6 +542,7 @@ async fn slow_uploads_lose_their_turns_to_a_customer_who_sends(backend: Backend)
             let (reader, mut writer) = stalled_upload_from(&address, Some(client))
                 .await
                 .into_split();
+            // A byte every 4 s: the slow client under test, not a wait for the desk.
             let trickle = tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(4)).await;
