@@ -44,7 +44,7 @@ impl ReviewError {
     fn from_store(error: StoreError, number: &TicketNumber) -> Self {
         match error {
             StoreError::NotFound => Self::NotFound(number.clone()),
-            StoreError::Conflict(message) => Self::Conflict(message),
+            StoreError::Conflict(conflict) => Self::Conflict(conflict.to_string()),
             StoreError::EvidenceChanged => Self::Stale,
             StoreError::ClaimedBy(holder) => Self::Conflict(format!(
                 "the ticket is already claimed by {holder}: they are working on it. Ask them, or a supervisor can take the claim over"
