@@ -12,8 +12,8 @@ use crate::mail::compose;
 use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, SignedResponse, respond, response};
 use crate::store::{
-    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Customer, FirstApproval,
-    NewMail, ResentApproval, StoreError, TicketDetail, User,
+    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, Customer,
+    FirstApproval, NewMail, ResentApproval, StoreError, TicketDetail, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -185,9 +185,7 @@ pub async fn approve(
         return Err(refuse(desk, &ticket, user, reason, desk.clock.now()).await);
     }
     if ticket.approvals.iter().any(|a| a.by == user.id) {
-        return Err(ReviewError::Conflict(
-            "you already approved this ticket; a second person must approve it".to_owned(),
-        ));
+        return Err(ReviewError::Conflict(Conflict::AlreadyApproved.to_string()));
     }
     let as_role = approving_role(user);
     let now = desk.clock.now();
