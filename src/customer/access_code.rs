@@ -10,7 +10,7 @@ use crate::domain::{TicketStatus, Timestamp};
 use crate::i18n::Message;
 use crate::mail::compose;
 use crate::protocol::{DeviceResponse, recover_responses, response};
-use crate::store::{CodeCheck, NewAccessCode, StoreError, TicketDetail};
+use crate::store::{CodeCheck, Conflict, NewAccessCode, StoreError, TicketDetail};
 
 /// How long a one-time code works.
 pub const CODE_LIFETIME_SECS: i64 = 15 * 60;
@@ -29,7 +29,7 @@ pub enum AccessError {
     #[error("this ticket has no response to show: {0}")]
     NoResponse(NoResponse),
     #[error("{0}")]
-    TooManyCodes(String),
+    TooManyCodes(Conflict),
     #[error("the code is not right: {attempts_left} tries left with this code")]
     WrongCode { attempts_left: i64 },
     #[error(

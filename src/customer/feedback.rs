@@ -6,7 +6,7 @@
 use crate::desk::Desk;
 use crate::domain::{FieldError, PlainText, TicketStatus};
 use crate::i18n::Message;
-use crate::store::{StoreError, TicketDetail};
+use crate::store::{Conflict, StoreError, TicketDetail};
 
 /// A new request from the same customer for the same device within this many days of an
 /// approval gets a shortened review: the agent sees the earlier approval beside it.
@@ -102,7 +102,7 @@ pub enum FeedbackError {
     #[error("this ticket has no response yet: there is nothing that could have failed")]
     NotApproved,
     #[error("{0}")]
-    TooMany(String),
+    TooMany(Conflict),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -12,8 +12,8 @@ use crate::mail::compose;
 use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, respond, response};
 use crate::store::{
-    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Customer, FirstApproval,
-    NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, User,
+    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, Customer,
+    FirstApproval, NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,7 @@ impl ReviewError {
     fn from_store(error: StoreError, number: &TicketNumber) -> Self {
         match error {
             StoreError::NotFound => Self::NotFound(number.clone()),
-            StoreError::Conflict(message) => Self::Conflict(message),
+            StoreError::Conflict(conflict) => Self::Conflict(conflict.to_string()),
             StoreError::EvidenceChanged => Self::Stale,
             StoreError::ClaimedBy(holder) => Self::Conflict(format!(
                 "the ticket is already claimed by {holder}: they are working on it. Ask them, or a supervisor can take the claim over"
@@ -185,9 +185,7 @@ pub async fn approve(
         return Err(refuse(desk, &ticket, user, reason, desk.clock.now()).await);
     }
     if ticket.approvals.iter().any(|a| a.by == user.id) {
-        return Err(ReviewError::Conflict(
-            "you already approved this ticket; a second person must approve it".to_owned(),
-        ));
+        return Err(ReviewError::Conflict(Conflict::AlreadyApproved.to_string()));
     }
     let as_role = approving_role(user);
     let now = desk.clock.now();

@@ -200,7 +200,14 @@ async fn create_user(
     {
         Ok(_) => back("created"),
         Err(StoreError::Conflict(message)) => {
-            users_page(&desk, &console, StatusCode::CONFLICT, None, Some(message)).await
+            users_page(
+                &desk,
+                &console,
+                StatusCode::CONFLICT,
+                None,
+                Some(message.to_string()),
+            )
+            .await
         }
         Err(e) => failed(&e),
     }

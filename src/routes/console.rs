@@ -734,7 +734,13 @@ async fn add_reason(
     {
         Ok(()) => see_other("/console/reasons"),
         Err(StoreError::Conflict(message)) => {
-            reasons_page(&desk, &console, StatusCode::CONFLICT, Some(message)).await
+            reasons_page(
+                &desk,
+                &console,
+                StatusCode::CONFLICT,
+                Some(message.to_string()),
+            )
+            .await
         }
         Err(e) => super::failure_page("The reason was not saved", &e),
     }

@@ -9,7 +9,7 @@ use crate::domain::{
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce};
 use crate::store::{
-    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck,
+    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck, Conflict,
     CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit,
     IntakeReservation, LoginAttempt, LoginLimits, LoginReservation, NewAccessCode, NewApiToken,
     NewMail, NewSession, NewTicket, QueueCursor, QueueFilter, ResentApproval, SessionStage, Store,
@@ -123,7 +123,7 @@ pub async fn users_and_tokens(store: &dyn Store) {
                 at(0)
             )
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::EmailTaken { .. }))
     ));
     let user = store
         .user_by_email(&email("agent@vendor.test"))
@@ -479,7 +479,7 @@ pub async fn approval_happens_once(store: &dyn Store) {
     store.approve(&approval(alice)).await.unwrap();
     let second = store.approve(&approval(bob)).await;
     assert!(
-        matches!(&second, Err(StoreError::Conflict(m)) if m.contains("alice@vendor.test")),
+        matches!(&second, Err(StoreError::Conflict(Conflict::AlreadyDecided { by, .. })) if by == "alice@vendor.test"),
         "{second:?}"
     );
     assert!(matches!(
@@ -537,7 +537,7 @@ pub async fn flagged_tickets_take_two_approvals(store: &dyn Store) {
     assert!(
         matches!(
             store.add_first_approval(&first(bob, Role::Agent)).await,
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict(Conflict::ApprovalRaced))
         ),
         "only one first approval"
     );
@@ -637,7 +637,7 @@ pub async fn photo_round_trip(store: &dyn Store) {
         store
             .replace_label_photo(detail.id, &"c".repeat(64), "image/png", at(11))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::NotAwaitingPhoto))
     ));
     let first = FirstApproval {
         ticket_id: detail.id,
@@ -677,7 +677,7 @@ pub async fn photo_round_trip(store: &dyn Store) {
         store
             .replace_label_photo(detail.id, &"d".repeat(64), "image/png", at(13))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::NotAwaitingPhoto))
     ));
     let back = store.ticket(&number).await.unwrap();
     assert_eq!(
@@ -818,7 +818,7 @@ pub async fn decisions_are_made_on_the_evidence_seen(store: &dyn Store) {
         store
             .replace_label_photo(id, &"d".repeat(64), "image/png", at(16))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::NotAwaitingPhoto))
     ));
     let detail = store.ticket(&number).await.unwrap();
     assert_eq!(detail.summary.status, TicketStatus::Rejected);
@@ -904,7 +904,7 @@ pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {
         store
             .retry_mail(detail.id, detail.mails[0].id, id, at(500))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::MailNotRetryable))
     ));
 }
 
@@ -1130,7 +1130,7 @@ pub async fn second_factor_enrolment_and_one_time_codes(store: &dyn Store) {
     );
     assert!(matches!(
         store.confirm_totp_enrolment(id, 101, &codes, at(1)).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::NoPendingSecondFactor))
     ));
     assert!(
         !store.accept_totp_step(id, 100).await.unwrap(),
@@ -1310,7 +1310,7 @@ pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store)
             store
                 .retry_mail(detail.id, approval_id, alice, at(200))
                 .await,
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict(Conflict::MailNotRetryable))
         ),
         "a dead response mail is not sent again as it is"
     );
@@ -1326,7 +1326,7 @@ pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store)
     assert!(
         matches!(
             store.resend_approval(&resend).await,
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict(Conflict::ResponseMailNotRetryable))
         ),
         "a second click signs nothing: the mail is pending again"
     );
@@ -1366,7 +1366,7 @@ pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store)
                 ..resend.clone()
             })
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::ResponseMailNotRetryable))
     ));
     store
         .retry_mail(detail.id, ack.id, alice, at(300))
@@ -1392,7 +1392,7 @@ pub async fn canned_reasons_are_editable(store: &dyn Store) {
         .unwrap();
     assert!(matches!(
         store.add_canned_reason("Reported stolen.", id, at(1)).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::CannedReasonExists))
     ));
     let after = store.canned_reasons().await.unwrap();
     let (new_id, text) = after.last().unwrap().clone();
@@ -1474,7 +1474,7 @@ pub async fn access_codes_work_once_within_their_limits(store: &dyn Store) {
         .unwrap();
     assert!(matches!(
         store.issue_access_code(&issue("hash-d", at(40)), 3).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::TooManyCodes { .. }))
     ));
     // Five wrong tries use a code up, even for the right code after them.
     for left in (0..5).rev() {
@@ -1579,9 +1579,10 @@ pub async fn codes_asked_for_at_once_are_three_and_one_live(store: &dyn Store) {
         .collect();
     assert_eq!(hashes.len(), 3, "{issued:?}");
     assert!(
-        issued
-            .iter()
-            .all(|r| matches!(r, Ok(_) | Err(StoreError::Conflict(_)))),
+        issued.iter().all(|r| matches!(
+            r,
+            Ok(_) | Err(StoreError::Conflict(Conflict::TooManyCodes { .. }))
+        )),
         "{issued:?}"
     );
     assert_eq!(store.mail_counts().await.unwrap().0, pending_before + 3);
@@ -1685,7 +1686,7 @@ pub async fn customer_feedback_is_noted_up_to_a_limit(store: &dyn Store) {
         store
             .record_feedback(ticket_id, "wrong_key", 3, at(5))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(Conflict::TooManyAnswers { .. }))
     ));
     let detail = store.ticket(&number).await.unwrap();
     let notes: Vec<_> = detail
@@ -2430,7 +2431,7 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
         mail: mail("approval", "owner@example.org"),
     };
     match store.approve(&stale).await {
-        Err(StoreError::Conflict(why)) => assert!(why.contains("address"), "{why}"),
+        Err(StoreError::Conflict(Conflict::AddressChanged)) => {}
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(

@@ -36,8 +36,10 @@ use crate::protocol::{DeviceChallenge, ExportId, Nonce, SignedResponse};
 pub enum StoreError {
     #[error("not found")]
     NotFound,
+    /// The change contradicts what is stored; the variant says how. Worded for people
+    /// where errors are rendered (`routes::error`), not here.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Conflict),
     /// A ticket still in review already holds a newer export from one of the devices.
     #[error(
         "ticket {ticket} already holds a newer export from device {serial}; this export is out of date"
@@ -60,6 +62,58 @@ pub enum StoreError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the database failed")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why a change was refused: the facts, for the caller to branch on and for the error
+/// layer to put into words. No variant carries a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// The database URL names no backend this desk has.
+    UnsupportedScheme {
+        scheme: String,
+    },
+    /// Two identical submissions raced at the unique index on the challenge; the other
+    /// one holds the ticket.
+    SameChallenge,
+    /// The deciding user already gave this ticket one of its two approvals.
+    AlreadyApproved,
+    /// Someone decided the ticket first.
+    AlreadyDecided {
+        status: String,
+        by: String,
+    },
+    /// The ticket left the queue without a recorded decider.
+    NotOpen {
+        status: String,
+    },
+    /// The customer's address changed after the agent opened the ticket.
+    AddressChanged,
+    /// Another approval landed between reading the ticket and approving it.
+    ApprovalRaced,
+    EmailTaken {
+        email: EmailAddress,
+    },
+    /// A new label photo for a ticket that is not waiting for one.
+    NotAwaitingPhoto,
+    /// `recent` codes were issued for the ticket within the hour.
+    TooManyCodes {
+        recent: i64,
+    },
+    /// The customer already gave `earlier` answers for the ticket.
+    TooManyAnswers {
+        earlier: i64,
+    },
+    /// A retry asked for a message that is not dead.
+    MailNotRetryable,
+    /// A re-signed resend asked for a message that is not a dead response mail.
+    ResponseMailNotRetryable,
+    /// A re-signed resend named a device the ticket holds no response for.
+    NoResponseToSign {
+        serial: String,
+    },
+    CannedReasonExists,
+    /// A TOTP confirmation with no enrolment pending.
+    NoPendingSecondFactor,
 }
 
 /// Whether a database error means "not reachable now" rather than "this query failed".
@@ -119,10 +173,9 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError>
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PgStore::connect(url).await?))
     } else {
-        Err(StoreError::Conflict(format!(
-            "unsupported database URL scheme in {:?}: use sqlite://PATH or postgres://...",
-            url.split(':').next().unwrap_or("")
-        )))
+        Err(StoreError::Conflict(Conflict::UnsupportedScheme {
+            scheme: url.split(':').next().unwrap_or("").to_owned(),
+        }))
     }
 }
 

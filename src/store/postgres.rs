@@ -20,10 +20,11 @@ use super::rows::{
 use super::shared::{ACCESS_CODE_LOCK, LoginBucket, intake_lock_class};
 use super::{
     AddressChange, AddressChangeOutcome, AddressChanger, ApiTokenInfo, Approval, CodeCheck,
-    CreateOutcome, FirstApproval, Grant, GrantKind, IntakeHit, IntakeReservation, LoginAttempt,
-    LoginAttemptId, LoginLimits, LoginReservation, NewAccessCode, NewApiToken, NewMail, NewSession,
-    NewTicket, OutboxMessage, QueueFilter, ResentApproval, SessionStage, Store, StoreError,
-    StoreResult, StoredSeed, TicketDetail, TicketSummary, TokenScope, User, UserId,
+    Conflict, CreateOutcome, FirstApproval, Grant, GrantKind, IntakeHit, IntakeReservation,
+    LoginAttempt, LoginAttemptId, LoginLimits, LoginReservation, NewAccessCode, NewApiToken,
+    NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, ResentApproval, SessionStage,
+    Store, StoreError, StoreResult, StoredSeed, TicketDetail, TicketSummary, TokenScope, User,
+    UserId,
 };
 use super::{KeyKind, KeyRecordStatus, RegisteredKey};
 use crate::audit::AuditEntry;

@@ -88,9 +88,6 @@ macro_rules! secret_mail_kinds {
 /// Expands to the shared implementation for backend `$store` on database `$db`.
 macro_rules! sql_store {
     ($store:ident, $db:ident) => {
-/// Marks the unique violation of a challenge submitted twice at the same moment.
-const SAME_CHALLENGE_RACE: &str = "the same challenge was submitted twice at once";
-
 fn db(error: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(error)
 }
@@ -213,7 +210,7 @@ impl $store {
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::Conflict(SAME_CHALLENGE_RACE.to_owned())
+                    StoreError::Conflict(Conflict::SameChallenge)
                 } else {
                     db(e)
                 }
@@ -533,9 +530,7 @@ async fn insert_approval(
     .await
     .map_err(|e| {
         if is_unique_violation(&e) {
-            StoreError::Conflict(
-                "you already approved this ticket; a second person must approve it".to_owned(),
-            )
+            StoreError::Conflict(Conflict::AlreadyApproved)
         } else {
             db(e)
         }
@@ -574,10 +569,8 @@ async fn decided_conflict(tx: &mut Transaction<'static, $db>, ticket_id: i64) ->
     .fetch_one(&mut **tx)
     .await;
     match row {
-        Ok((status, Some(by))) => {
-            StoreError::Conflict(format!("the ticket was already {status} by {by}"))
-        }
-        Ok((status, None)) => StoreError::Conflict(format!("the ticket is {status}, not open")),
+        Ok((status, Some(by))) => StoreError::Conflict(Conflict::AlreadyDecided { status, by }),
+        Ok((status, None)) => StoreError::Conflict(Conflict::NotOpen { status }),
         Err(sqlx::Error::RowNotFound) => StoreError::NotFound,
         Err(e) => db(e),
     }
@@ -593,9 +586,7 @@ async fn approve_conflict(tx: &mut Transaction<'static, $db>, approval: &Approva
             .await;
     match current {
         Ok(Some((status, email))) if status == "open" && email != approval.mail.recipient.as_str() => {
-            StoreError::Conflict(
-                "the customer's e-mail address was changed meanwhile: reload the ticket and decide again".to_owned(),
-            )
+            StoreError::Conflict(Conflict::AddressChanged)
         }
         Ok(_) => decision_conflict(tx, approval.ticket_id, approval.evidence_version).await,
         Err(e) => db(e),
@@ -722,7 +713,9 @@ impl Store for $store {
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
-                StoreError::Conflict(format!("a user with e-mail {email} already exists"))
+                StoreError::Conflict(Conflict::EmailTaken {
+                    email: email.clone(),
+                })
             } else {
                 db(e)
             }
@@ -956,7 +949,7 @@ impl Store for $store {
         match self.create_ticket_once(ticket, acknowledgment).await {
             // Two identical submissions raced and the other one won (only possible where
             // writers run concurrently): the challenge now has its ticket.
-            Err(StoreError::Conflict(message)) if message == SAME_CHALLENGE_RACE => {
+            Err(StoreError::Conflict(Conflict::SameChallenge)) => {
                 let number = self
                     .ticket_of_challenge(&ticket.devices[0])
                     .await?
@@ -1274,9 +1267,7 @@ impl Store for $store {
             .map_err(db)?;
         if prior != approval.prior_approvals as i64 {
             // Dropping the transaction rolls the status change back.
-            return Err(StoreError::Conflict(
-                "another approval of this ticket arrived meanwhile: reload the ticket and decide again".to_owned(),
-            ));
+            return Err(StoreError::Conflict(Conflict::ApprovalRaced));
         }
         insert_approval(
             &mut tx,
@@ -1438,9 +1429,7 @@ impl Store for $store {
         .await
         .map_err(db)?;
         let Some(old) = old else {
-            return Err(StoreError::Conflict(
-                "this ticket is not waiting for a new photo".to_owned(),
-            ));
+            return Err(StoreError::Conflict(Conflict::NotAwaitingPhoto));
         };
         // Conditional on what was read: on PostgreSQL the SELECT above takes no lock, and
         // a reject or a supersede committed since must not be undone by this photo (an
@@ -1472,9 +1461,7 @@ impl Store for $store {
             if status.as_deref() == Some("open") {
                 return Err(StoreError::PhotoCrossed);
             }
-            return Err(StoreError::Conflict(
-                "this ticket is not waiting for a new photo".to_owned(),
-            ));
+            return Err(StoreError::Conflict(Conflict::NotAwaitingPhoto));
         }
         event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
         // Approvals given on the old photo judged evidence that is gone.
@@ -1509,9 +1496,7 @@ impl Store for $store {
         .await
         .map_err(db)?;
         if recent >= max_per_hour {
-            return Err(StoreError::Conflict(format!(
-                "{recent} codes were sent for this ticket in the last hour: use the newest, or try again later"
-            )));
+            return Err(StoreError::Conflict(Conflict::TooManyCodes { recent }));
         }
         // Only the newest code works: an older one still in the customer's inbox dies.
         sqlx::query(
@@ -1602,9 +1587,7 @@ impl Store for $store {
         .await
         .map_err(db)?;
         if earlier >= max_per_ticket {
-            return Err(StoreError::Conflict(format!(
-                "we already have {earlier} answers for this ticket: please send a new request, or write to support"
-            )));
+            return Err(StoreError::Conflict(Conflict::TooManyAnswers { earlier }));
         }
         event(&mut tx, ticket_id, now, "customer", "customer_feedback", detail).await?;
         tx.commit().await.map_err(db)
@@ -1809,9 +1792,7 @@ impl Store for $store {
         .await
         .map_err(db)?;
         let Some(kind) = kind else {
-            return Err(StoreError::Conflict(
-                "that message is not waiting for a retry".to_owned(),
-            ));
+            return Err(StoreError::Conflict(Conflict::MailNotRetryable));
         };
         let email = user_email(&mut tx, by).await?;
         let detail = format!("{kind} mail {mail_id}");
@@ -1848,9 +1829,7 @@ impl Store for $store {
         .map_err(db)?
         .rows_affected();
         if updated == 0 {
-            return Err(StoreError::Conflict(
-                "that message is not a response e-mail waiting for a retry".to_owned(),
-            ));
+            return Err(StoreError::Conflict(Conflict::ResponseMailNotRetryable));
         }
         let email = user_email(&mut tx, resend.by).await?;
         for response in &resend.responses {
@@ -1872,10 +1851,9 @@ impl Store for $store {
             .map_err(db)?
             .rows_affected();
             if updated != 1 {
-                return Err(StoreError::Conflict(format!(
-                    "the ticket holds no response for device {} to sign again",
-                    response.serial
-                )));
+                return Err(StoreError::Conflict(Conflict::NoResponseToSign {
+                    serial: response.serial.to_string(),
+                }));
             }
             let detail = format!(
                 "serial {} key {} expires {} (signed again: the response mail died)",
@@ -1904,7 +1882,7 @@ impl Store for $store {
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::Conflict("that reason is already in the list".to_owned())
+                    StoreError::Conflict(Conflict::CannedReasonExists)
                 } else {
                     db(e)
                 }
@@ -2185,9 +2163,7 @@ impl Store for $store {
         .map_err(db)?
         .rows_affected();
         if updated == 0 {
-            return Err(StoreError::Conflict(
-                "there is no second factor waiting to be confirmed".to_owned(),
-            ));
+            return Err(StoreError::Conflict(Conflict::NoPendingSecondFactor));
         }
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user.0)
@@ -2333,9 +2309,7 @@ impl Store for $store {
             .await
             .map_err(db)?;
         if prior != 0 {
-            return Err(StoreError::Conflict(
-                "another approval of this ticket arrived meanwhile: reload the ticket and decide again".to_owned(),
-            ));
+            return Err(StoreError::Conflict(Conflict::ApprovalRaced));
         }
         insert_approval(
             &mut tx,
