@@ -23,6 +23,28 @@ pub const RESPONSE_KEY_DOMAIN: &[u8] = b"resetdesk.response-key.v1\0";
 /// Domain label of the version 2 response key HMAC.
 pub const RESPONSE_KEY_DOMAIN_V2: &[u8] = b"resetdesk.response-key.v2\0";
 
+/// The domain labels of one kind of message, one per protocol version.
+pub(crate) struct Labels {
+    pub v1: &'static [u8],
+    pub v2: &'static [u8],
+}
+
+/// An export entry's MAC.
+pub(crate) const EXPORT_ENTRY: Labels = Labels {
+    v1: EXPORT_ENTRY_DOMAIN,
+    v2: EXPORT_ENTRY_DOMAIN_V2,
+};
+/// A response's signature.
+pub(crate) const RESPONSE: Labels = Labels {
+    v1: RESPONSE_DOMAIN,
+    v2: RESPONSE_DOMAIN_V2,
+};
+/// A typed response key's HMAC.
+pub(crate) const RESPONSE_KEY: Labels = Labels {
+    v1: RESPONSE_KEY_DOMAIN,
+    v2: RESPONSE_KEY_DOMAIN_V2,
+};
+
 /// Appends canonical fields to a byte buffer.
 #[derive(Default)]
 pub(crate) struct ByteWriter(Vec<u8>);
@@ -30,6 +52,23 @@ pub(crate) struct ByteWriter(Vec<u8>);
 impl ByteWriter {
     pub fn with_domain(domain: &[u8]) -> Self {
         Self(domain.to_vec())
+    }
+
+    /// Starts a message of the version `export_id` says: its label and version byte and,
+    /// in version 2, the id of the export it belongs to (`None`: version 1).
+    pub fn versioned(labels: &Labels, export_id: Option<&[u8; 16]>) -> Self {
+        match export_id {
+            None => {
+                let mut writer = Self::with_domain(labels.v1);
+                writer.u8(super::PROTOCOL_V1);
+                writer
+            }
+            Some(export_id) => {
+                let mut writer = Self::with_domain(labels.v2);
+                writer.u8(super::PROTOCOL_V2).bytes(export_id);
+                writer
+            }
+        }
     }
 
     pub fn u8(&mut self, value: u8) -> &mut Self {

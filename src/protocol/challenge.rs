@@ -7,9 +7,7 @@ use crate::crypto::{DeviceKey, MacTag, MasterSecret};
 use crate::domain::{
     DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, MacAddress, Timestamp,
 };
-use crate::protocol::canonical::{
-    ByteReader, ByteWriter, EXPORT_ENTRY_DOMAIN, EXPORT_ENTRY_DOMAIN_V2, Truncated,
-};
+use crate::protocol::canonical::{ByteReader, ByteWriter, EXPORT_ENTRY, Truncated};
 use crate::protocol::{CHALLENGE_LIFETIME_SECS, PROTOCOL_V1, PROTOCOL_V2};
 
 /// The most devices one export may cover (an NVR and 63 cameras).
@@ -196,21 +194,11 @@ impl DeviceChallenge {
     /// body is `str8(model) || str8(serial) || str8(firmware) || opt(mac 6 bytes) ||
     /// opt(str8(reserved e-mail)) || nonce(16) || issued_at(i64)`.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut writer = match &self.binding {
-            None => {
-                let mut writer = ByteWriter::with_domain(EXPORT_ENTRY_DOMAIN);
-                writer.u8(PROTOCOL_V1);
-                writer
-            }
-            Some(binding) => {
-                let mut writer = ByteWriter::with_domain(EXPORT_ENTRY_DOMAIN_V2);
-                writer
-                    .u8(PROTOCOL_V2)
-                    .bytes(&binding.export_id.0)
-                    .str8(binding.exported_by.as_str());
-                writer
-            }
-        };
+        let binding = self.binding.as_ref();
+        let mut writer = ByteWriter::versioned(&EXPORT_ENTRY, binding.map(|b| &b.export_id.0));
+        if let Some(binding) = binding {
+            writer.str8(binding.exported_by.as_str());
+        }
         self.write_body(&mut writer);
         writer.finish()
     }

@@ -23,7 +23,7 @@
 
 use crate::crypto::{KeyId, PublicKeySet, Signature, SigningKey};
 use crate::domain::{DeviceSerial, Timestamp};
-use crate::protocol::canonical::{ByteWriter, RESPONSE_DOMAIN, RESPONSE_DOMAIN_V2};
+use crate::protocol::canonical::{ByteWriter, RESPONSE};
 use crate::protocol::challenge::{
     DeviceChallenge, ExportId, FieldProblem, MAX_DEVICES_PER_REQUEST, Nonce,
 };
@@ -86,18 +86,7 @@ pub enum ResponseFileError {
 impl SignedResponse {
     /// The exact bytes the signature covers (see the module documentation).
     pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut writer = match &self.export_id {
-            None => {
-                let mut writer = ByteWriter::with_domain(RESPONSE_DOMAIN);
-                writer.u8(PROTOCOL_V1);
-                writer
-            }
-            Some(export_id) => {
-                let mut writer = ByteWriter::with_domain(RESPONSE_DOMAIN_V2);
-                writer.u8(PROTOCOL_V2).bytes(&export_id.0);
-                writer
-            }
-        };
+        let mut writer = ByteWriter::versioned(&RESPONSE, self.export_id.as_ref().map(|id| &id.0));
         writer
             .str8(self.serial.as_str())
             .bytes(&self.nonce.0)

@@ -13,9 +13,8 @@ use std::fmt;
 use crate::crypto::{DeviceKey, constant_time_eq};
 use crate::domain::DeviceSerial;
 use crate::protocol::base32;
-use crate::protocol::canonical::{ByteWriter, RESPONSE_KEY_DOMAIN, RESPONSE_KEY_DOMAIN_V2};
+use crate::protocol::canonical::{ByteWriter, RESPONSE_KEY};
 use crate::protocol::challenge::{ExportId, Nonce};
-use crate::protocol::{PROTOCOL_V1, PROTOCOL_V2};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResponseKeyError {
@@ -48,18 +47,7 @@ impl ResponseKey {
 
     /// The bytes the key's HMAC covers (see the module documentation).
     pub fn message(serial: &DeviceSerial, nonce: &Nonce, export_id: Option<&ExportId>) -> Vec<u8> {
-        let mut writer = match export_id {
-            None => {
-                let mut writer = ByteWriter::with_domain(RESPONSE_KEY_DOMAIN);
-                writer.u8(PROTOCOL_V1);
-                writer
-            }
-            Some(export_id) => {
-                let mut writer = ByteWriter::with_domain(RESPONSE_KEY_DOMAIN_V2);
-                writer.u8(PROTOCOL_V2).bytes(&export_id.0);
-                writer
-            }
-        };
+        let mut writer = ByteWriter::versioned(&RESPONSE_KEY, export_id.map(|id| &id.0));
         writer.str8(serial.as_str()).bytes(&nonce.0).finish()
     }
 
