@@ -32,15 +32,16 @@ pub async fn flags(
     let since = now.plus_seconds(-REPEAT_WINDOW_SECS);
     for device in devices {
         let serial = device.identity.serial.as_str();
-        let earlier = desk.store.tickets_for_serial_since(serial, since).await?;
-        if earlier > 0 {
+        // Every ticket has an exporting device, so the exporters of the window's tickets
+        // naming this serial say both whether there were any and who exported them.
+        let earlier = desk.store.exporters_of_serial_since(serial, since).await?;
+        if !earlier.is_empty() {
             flags.push(format!("another request for {serial} in the last 30 days"));
         }
         // Defence in depth behind the version 2 binding: a camera belongs to one
         // recorder, so the same serial under another exporting device, or exported on
         // its own before and now inside a recorder's export, is how a stolen entry (or a
         // camera moved between sites) shows. Whichever ticket comes second carries it.
-        let earlier = desk.store.exporters_of_serial_since(serial, since).await?;
         let (alone, others): (Vec<String>, Vec<String>) = earlier
             .into_iter()
             .filter(|earlier_exporter| earlier_exporter != exporter)

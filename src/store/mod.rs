@@ -948,8 +948,6 @@ pub trait Store: Send + Sync + 'static {
         serial: &str,
         since: Timestamp,
     ) -> StoreResult<Vec<String>>;
-    /// How many tickets name the device `serial` and were created at or after `since`.
-    async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64>;
     /// Rejects a pending ticket whose evidence is still `evidence_version` with a reason
     /// and queues the customer's mail.
     async fn reject(

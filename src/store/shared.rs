@@ -2387,18 +2387,6 @@ impl Store for $store {
         record_step(tx, &step, None).await
     }
 
-    async fn tickets_for_serial_since(&self, serial: &str, since: Timestamp) -> StoreResult<i64> {
-        sqlx::query_scalar(
-            "SELECT COUNT(DISTINCT t.id) FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-             WHERE d.serial = $1 AND t.created_at >= $2",
-        )
-        .bind(serial)
-        .bind(since.unix_seconds())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)
-    }
-
     async fn claim_due_mail(
         &self,
         now: Timestamp,
