@@ -504,15 +504,7 @@ async fn readiness_checks_do_not_drive_object_store_requests() {
         made <= 1,
         "40 readiness checks made {made} object-store requests"
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()
@@ -614,15 +606,7 @@ async fn orphaned_blobs_are_swept_after_the_grace_period(backend: Backend) {
         .unwrap();
     assert!(!other.ran);
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()

@@ -436,6 +436,18 @@ impl TestApp {
         self.token_for(email, &[Role::Agent]).await
     }
 
+    /// What `/metrics` shows now.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The risk flags of ticket `number`, as the agent API shows them.
     pub async fn ticket_flags(&self, token: &str, number: &str) -> Vec<String> {
         let detail: serde_json::Value = self

@@ -68,15 +68,7 @@ async fn metrics_count_requests_intake_signatures_and_mail(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-1234-abcd");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for expected in [
         "resetdesk_http_requests_total{route=\"/api/v1/requests\",status=\"201\"}",
         "resetdesk_intake_total{outcome=\"created\"}",
