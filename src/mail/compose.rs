@@ -9,7 +9,7 @@ use crate::store::{Attachment, Customer, NewMail};
 pub mod kind {
     pub const ACKNOWLEDGMENT: &str = "acknowledgment";
     /// The response: typed keys and the signed file. Its parts are emptied once it is
-    /// delivered or dead (`store::shared`), so a dead one is signed again to retry it.
+    /// delivered or dead (`store::sql::outbox`), so a dead one is signed again to retry it.
     pub const APPROVAL: &str = "approval";
     pub const REJECTION: &str = "rejection";
     pub const PHOTO_REQUEST: &str = "photo_request";

@@ -2682,7 +2682,7 @@ mod sqlite {
         let (_dir, sqlite) = migrated().await;
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "EXPLAIN QUERY PLAN {}",
-            crate::store::sqlite::QUEUE_BY_STATUS
+            crate::store::sql::tickets::QUEUE_BY_STATUS
         )))
         .bind("open")
         .bind(0_i64)
@@ -2711,7 +2711,7 @@ mod sqlite {
         let (_dir, sqlite) = migrated().await;
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "EXPLAIN QUERY PLAN {}",
-            crate::store::sqlite::MAILS_OF_TICKET
+            crate::store::sql::tickets::MAILS_OF_TICKET
         )))
         .bind(1_i64)
         .fetch_all(&sqlite.pool)
@@ -2845,7 +2845,7 @@ mod postgres {
             .execute(&mut connection)
             .await
             .unwrap();
-        let sql = format!("EXPLAIN {}", crate::store::postgres::QUEUE_BY_STATUS);
+        let sql = format!("EXPLAIN {}", crate::store::sql::tickets::QUEUE_BY_STATUS);
         let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind("open")
             .bind(0_i64)

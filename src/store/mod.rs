@@ -7,10 +7,11 @@
 //! Every method that changes state does so in one transaction, including the outbox
 //! message and audit entry that go with the change.
 
+mod dialect;
 mod key_registry;
 mod rows;
 #[macro_use]
-mod shared;
+mod sql;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 

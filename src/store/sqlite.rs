@@ -4,58 +4,60 @@
 //! upgrade from reader to writer. Every write goes through one connection of its own,
 //! so writers queue in the pool, first come first served, instead of in SQLite's busy
 //! handler, which sleeps between tries (up to 100 ms a try): with eight connections
-//! contending, unlucky approvals slept again and again, and their mail with them. The behaviour itself is `sql_store!` (shared.rs);
-//! this file holds only what is SQLite's own.
+//! contending, unlucky approvals slept again and again, and their mail with them.
+//! The behaviour itself is `SqlStore` (`sql/`); this file holds only what is SQLite's own.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
+};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use super::rows::{
-    self, DeviceRow, EventRow, GrantRow, MailStatusRow, OutboxRow, ResponseRow, SummaryRow,
-    TicketRow, UserRow, hex,
-};
-use super::shared::{ACCESS_CODE_LOCK, LoginBucket, intake_lock_class};
-use super::{
-    AddressChange, AddressChangeOutcome, AddressChanger, ApiTokenInfo, Approval, CodeCheck,
-    Conflict, CreateOutcome, FirstApproval, Grant, GrantKind, IntakeHit, IntakeReservation,
-    LoginAttempt, LoginAttemptId, LoginLimits, LoginReservation, NewAccessCode, NewApiToken,
-    NewMail, NewSession, NewTicket, OutboxMessage, QueueFilter, ResentApproval, SessionStage,
-    Store, StoreError, StoreResult, StoredSeed, TicketDetail, TicketSummary, TokenScope, User,
-    UserId,
-};
-use super::{KeyKind, KeyRecordStatus, RegisteredKey};
-use crate::audit::AuditEntry;
-use crate::crypto::{SealKeyId, SealedSecret};
-use crate::domain::{EmailAddress, Role, Roles, TicketNumber, TicketStatus, Timestamp};
+use super::dialect::{Dialect, RowsAffected};
+use super::sql::SqlStore;
+use super::{StoreError, StoreResult};
 
-pub struct SqliteStore {
-    /// Readers: WAL lets them run beside the writer.
-    pub(super) pool: SqlitePool,
-    /// The one writing connection.
-    writer: SqlitePool,
-}
+/// The store on one SQLite file.
+pub type SqliteStore = SqlStore<Sqlite>;
 
-// A search narrows to the few tickets that match a number, an e-mail or a serial prefix,
-// each through its own index, before sorting.
-const QUEUE_SEARCH: &str = concat!(
-    summary_select!(),
-    "WHERE ($1 IS NULL OR t.status = $1)
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl Dialect for Sqlite {
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    /// `BEGIN IMMEDIATE` on the one writing connection: the write lock is taken up front,
+    /// so everything the transaction reads stays as read until it commits.
+    async fn begin_write(writer: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        writer.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    // A search narrows to the few tickets that match a number, an e-mail or a serial
+    // prefix, each through its own index, before sorting.
+    const QUEUE_SEARCH: &'static str = concat!(
+        summary_select!(),
+        "WHERE ($1 IS NULL OR t.status = $1)
        AND t.id IN (SELECT id FROM tickets WHERE number = $2
                     UNION SELECT id FROM tickets WHERE lower(customer_email) = $3
                     UNION SELECT ticket_id FROM ticket_devices WHERE serial GLOB $4)
        AND (t.created_at, t.id) > ($5, $6)
      ORDER BY t.created_at, t.id LIMIT $7"
-);
+    );
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+    /// GLOB is case-sensitive, so it can use the serial index; serials contain no GLOB
+    /// wildcard characters.
+    fn serial_prefix_pattern(prefix: &str) -> String {
+        format!("{prefix}*")
+    }
 
-/// Leases due mail. SQLite has one writer at a time (the `BEGIN IMMEDIATE` around this),
-/// so no row can be claimed twice.
-const CLAIM_DUE_MAIL: &str = "UPDATE outbox SET lease_until = $1 + CAST($2 AS BIGINT)
+    /// SQLite has one writer at a time (the `BEGIN IMMEDIATE` around this), so no row can
+    /// be claimed twice.
+    const CLAIM_DUE_MAIL: &'static str = "UPDATE outbox SET lease_until = $1 + CAST($2 AS BIGINT)
      WHERE id IN (SELECT id FROM outbox
                   WHERE status = 'pending' AND next_attempt_at <= $1
                     AND (lease_until IS NULL OR lease_until <= $1)
@@ -63,34 +65,34 @@ const CLAIM_DUE_MAIL: &str = "UPDATE outbox SET lease_until = $1 + CAST($2 AS BI
      RETURNING id, message_id, recipient, subject, body_text, body_html,
                attachment_name, attachment_type, attachment, attempts";
 
-/// The ticket's status, read before recording a first approval; the write lock already
-/// keeps it from changing underneath.
-const TICKET_STATUS_FOR_DECISION: &str = "SELECT status FROM tickets WHERE id = $1";
+    /// The write lock already keeps the status from changing underneath.
+    const TICKET_STATUS_FOR_DECISION: &'static str = "SELECT status FROM tickets WHERE id = $1";
 
-/// GLOB is case-sensitive, so it can use the serial index; serials contain no GLOB
-/// wildcard characters.
-fn serial_prefix_pattern(prefix: &str) -> String {
-    format!("{prefix}*")
-}
-
-/// The write lock `BEGIN IMMEDIATE` took already serialises appends to the chain.
-async fn lock_audit_chain(_tx: &mut Transaction<'static, Sqlite>) -> StoreResult<()> {
-    Ok(())
-}
-
-/// Every write transaction starts with BEGIN IMMEDIATE on the one writing connection,
-/// which already serialises counting in a bucket, across processes on one file too.
-async fn lock_bucket(
-    _tx: &mut Transaction<'static, Sqlite>,
-    _class: i32,
-    _key: &str,
-) -> StoreResult<()> {
-    Ok(())
-}
-
-/// Up to 100 expired intake requests (writers are serialised: no one else is pruning).
-const PRUNE_INTAKE_HITS: &str = "DELETE FROM intake_hits WHERE id IN
+    /// Writers are serialised: no one else is pruning.
+    const PRUNE_INTAKE_HITS: &'static str = "DELETE FROM intake_hits WHERE id IN
     (SELECT id FROM intake_hits WHERE at <= $1 ORDER BY at LIMIT 100)";
+
+    /// The write lock `BEGIN IMMEDIATE` took already serialises appends to the chain.
+    async fn lock_audit_chain(_tx: &mut Transaction<'static, Sqlite>) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Every write transaction starts with BEGIN IMMEDIATE on the one writing connection,
+    /// which already serialises counting in a bucket, across processes on one file too.
+    async fn lock_bucket(
+        _tx: &mut Transaction<'static, Sqlite>,
+        _class: i32,
+        _key: &str,
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+impl RowsAffected for SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
 
 impl SqliteStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
@@ -118,16 +120,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db)?;
-        Ok(Self { pool, writer })
-    }
-
-    /// Where a write outside a transaction runs: the writing connection.
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
-
-    async fn write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+        Ok(Self::new(pool, writer))
     }
 }
 
@@ -149,4 +142,6 @@ fn owner_only_database(path: &std::path::Path) -> StoreResult<()> {
     Ok(())
 }
 
-sql_store!(SqliteStore, Sqlite);
+fn db(error: sqlx::Error) -> StoreError {
+    StoreError::from_sqlx(error)
+}

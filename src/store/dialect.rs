@@ -1,0 +1,73 @@
+//! What differs between SQLite and PostgreSQL, and only that. The store's behaviour is
+//! written once (`sql/`), in the SQL both databases speak (`$N` parameters, `CAST`,
+//! `COUNT(*) FILTER`, `RETURNING`); a backend implements `Dialect` (`sqlite.rs`,
+//! `postgres.rs`) for what it must do its own way. Most of it is concurrency: SQLite has
+//! one writer at a time, so what PostgreSQL needs a lock for SQLite gets for free.
+
+use std::future::Future;
+
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::{Database, IntoArguments, Pool, Transaction};
+
+use super::StoreResult;
+
+/// The rows a statement changed. sqlx gives each backend's result its own
+/// `rows_affected` method but no trait for it, which generic code needs.
+pub trait RowsAffected {
+    fn rows_affected(&self) -> u64;
+}
+
+/// A SQL database the store runs on: sqlx's `Database` (the bounds on its associated
+/// types are what the shared SQL code needs of it) and what the backend does its own way.
+pub trait Dialect:
+    Database<Arguments: IntoArguments<Self>, QueryResult: RowsAffected, Connection: Migrate>
+{
+    /// The backend's migrations: the same file names in `migrations/sqlite` and
+    /// `migrations/postgres`, written in each one's DDL.
+    fn migrator() -> &'static Migrator;
+
+    /// Starts a transaction that will write, on `writer`. Whether it takes the database's
+    /// write lock up front or locks rows as it goes decides what the shared code may
+    /// assume (see the locks below).
+    fn begin_write(
+        writer: &Pool<Self>,
+    ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send;
+
+    /// The queue search (`$1` status or NULL, `$2` ticket number, `$3` lowercase e-mail,
+    /// `$4` serial pattern from [`Dialect::serial_prefix_pattern`], `$5`/`$6` the cursor,
+    /// `$7` the limit). It differs only in how a serial prefix is matched through the
+    /// serial index.
+    const QUEUE_SEARCH: &'static str;
+
+    /// `$1` with every character a serial may hold taken literally, and anything after it
+    /// matching: the pattern `QUEUE_SEARCH` matches serials by.
+    fn serial_prefix_pattern(prefix: &str) -> String;
+
+    /// Leases up to `$3` due mails at `$1` for `$2` seconds, returning them. Two outbox
+    /// workers (on as many replicas) must never lease the same row.
+    const CLAIM_DUE_MAIL: &'static str;
+
+    /// The ticket's status (`$1` its id), read before a decision that depends on it (a
+    /// first approval, a claim, an address change): it must not change until the
+    /// transaction ends.
+    const TICKET_STATUS_FOR_DECISION: &'static str;
+
+    /// Deletes up to 100 intake requests at or before `$1`. Two requests pruning at once
+    /// must not wait on each other in a circle.
+    const PRUNE_INTAKE_HITS: &'static str;
+
+    /// Makes the caller the only writer appending to the audit chain until `tx` ends:
+    /// reading the head and appending after it must be one step.
+    fn lock_audit_chain(
+        tx: &mut Transaction<'static, Self>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Makes the caller the only one counting in the bucket `key` of lock namespace
+    /// `class` (sign-in attempts, intake requests, a ticket's one-time codes) until `tx`
+    /// ends: two requests at once must not both count the same free place.
+    fn lock_bucket(
+        tx: &mut Transaction<'static, Self>,
+        class: i32,
+        key: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}

@@ -1,0 +1,470 @@
+//! What the customer does after submitting: a new label photo, one-time codes for the
+//! response, feedback, a status link sent again, and a corrected address.
+
+use sqlx::{ColumnIndex, Executor};
+
+use super::{Param, SqlStore, Value, db};
+use crate::domain::{EmailAddress, Timestamp};
+use crate::store::dialect::{Dialect, RowsAffected};
+use crate::store::rows;
+use crate::store::{
+    AddressChange, AddressChangeOutcome, AddressChanger, CodeCheck, Conflict, NewAccessCode,
+    NewMail, StoreError, StoreResult,
+};
+
+/// The lock namespace of a ticket's one-time codes ("RDAC"), keyed by the ticket's id.
+const ACCESS_CODE_LOCK: i32 = 0x5244_4143;
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> bool: Value<'q, D>,
+    for<'q> Vec<u8>: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    for<'q> &'q [u8]: Param<'q, D>,
+    for<'q> Option<i64>: Param<'q, D>,
+    for<'q> Option<String>: Param<'q, D>,
+    for<'q> Option<&'q str>: Param<'q, D>,
+    for<'q> Option<&'q [u8]>: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    for<'r> &'r str: ColumnIndex<D::Row>,
+{
+    pub(super) async fn replace_label_photo(
+        &self,
+        ticket_id: i64,
+        blob: &str,
+        media_type: &str,
+        now: Timestamp,
+    ) -> StoreResult<String> {
+        let mut tx = self.write().await?;
+        let old: Option<String> = sqlx::query_scalar(
+            "SELECT label_blob FROM tickets WHERE id = $1 AND status = 'awaiting_photo'",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(old) = old else {
+            return Err(StoreError::Conflict(Conflict::NotAwaitingPhoto));
+        };
+        // Conditional on what was read: on PostgreSQL the SELECT above takes no lock, and
+        // a reject or a supersede committed since must not be undone by this photo (an
+        // update by id alone put rejected tickets back in the queue), nor may two uploads
+        // at once both win. The UPDATE waits for such a writer and then finds nothing to
+        // change.
+        let updated = sqlx::query(
+            "UPDATE tickets SET label_blob = $1, label_media_type = $2, status = 'open', updated_at = $3,
+                                evidence_version = evidence_version + 1
+             WHERE id = $4 AND status = 'awaiting_photo' AND label_blob = $5",
+        )
+        .bind(blob)
+        .bind(media_type)
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .bind(&old)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            // Back in the queue with another photo: a second upload that crossed this one.
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM tickets WHERE id = $1")
+                    .bind(ticket_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if status.as_deref() == Some("open") {
+                return Err(StoreError::PhotoCrossed);
+            }
+            return Err(StoreError::Conflict(Conflict::NotAwaitingPhoto));
+        }
+        Self::event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
+        // Approvals given on the old photo judged evidence that is gone.
+        let withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
+            .bind(ticket_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if withdrawn > 0 {
+            let note =
+                format!("{withdrawn} approval(s) withdrawn: they were given on the previous photo");
+            Self::event(
+                &mut tx,
+                ticket_id,
+                now,
+                "system",
+                "approvals_withdrawn",
+                &note,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(old)
+    }
+
+    pub(super) async fn issue_access_code(
+        &self,
+        code: &NewAccessCode,
+        max_per_hour: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let now = code.now.unix_seconds();
+        // Counted, replaced and stored under the ticket's code lock: without it, under
+        // READ COMMITTED, requests at the same instant on PostgreSQL each counted the
+        // same free places and none saw the others' codes to retire them (30 requests
+        // over 3 replicas issued 19 codes, 15 of them live at once).
+        D::lock_bucket(&mut tx, ACCESS_CODE_LOCK, &code.ticket_id.to_string()).await?;
+        let recent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_codes WHERE ticket_id = $1 AND created_at > $2",
+        )
+        .bind(code.ticket_id)
+        .bind(now - 3600)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if recent >= max_per_hour {
+            return Err(StoreError::Conflict(Conflict::TooManyCodes { recent }));
+        }
+        // Only the newest code works: an older one still in the customer's inbox dies.
+        sqlx::query(
+            "UPDATE access_codes SET expires_at = $1 WHERE ticket_id = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(code.ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO access_codes (ticket_id, code_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(code.ticket_id)
+        .bind(&code.code_hash)
+        .bind(now)
+        .bind(code.expires_at.unix_seconds())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        Self::event(
+            &mut tx,
+            code.ticket_id,
+            code.now,
+            "customer",
+            "code_sent",
+            "a one-time code to see the response on the status page",
+        )
+        .await?;
+        Self::append_audit(
+            &mut tx,
+            code.now,
+            "customer",
+            "response.code_sent",
+            Some(code.ticket_id),
+            "",
+        )
+        .await?;
+        Self::enqueue(&mut tx, Some(code.ticket_id), &code.mail, code.now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub(super) async fn redeem_access_code(
+        &self,
+        ticket_id: i64,
+        code_hash: &str,
+        now: Timestamp,
+        max_attempts: i64,
+    ) -> StoreResult<CodeCheck> {
+        let mut tx = self.write().await?;
+        // Every check spends a try before the comparison, in one statement, so however
+        // many guesses arrive at once no code is compared more than `max_attempts` times.
+        // The outer condition repeats the subquery's: PostgreSQL re-checks only the outer
+        // one on a row a concurrent request changed, which must not revive a used code.
+        let live: Option<(i64, String, i64)> = sqlx::query_as(
+            "UPDATE access_codes SET attempts = attempts + 1
+             WHERE id = (SELECT id FROM access_codes
+                         WHERE ticket_id = $1 AND used_at IS NULL AND expires_at > $2
+                         ORDER BY id DESC LIMIT 1)
+               AND used_at IS NULL AND expires_at > $2 AND attempts < $3
+             RETURNING id, code_hash, attempts",
+        )
+        .bind(ticket_id)
+        .bind(now.unix_seconds())
+        .bind(max_attempts)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some((code_id, stored_hash, attempts)) = live else {
+            return Ok(CodeCheck::NoLiveCode);
+        };
+        if !crate::crypto::constant_time_eq(stored_hash.as_bytes(), code_hash.as_bytes()) {
+            if attempts >= max_attempts {
+                Self::event(
+                    &mut tx,
+                    ticket_id,
+                    now,
+                    "customer",
+                    "code_locked",
+                    "too many wrong codes",
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(db)?;
+            return Ok(CodeCheck::Wrong {
+                attempts_left: max_attempts - attempts,
+            });
+        }
+        sqlx::query("UPDATE access_codes SET used_at = $1 WHERE id = $2")
+            .bind(now.unix_seconds())
+            .bind(code_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        Self::event(
+            &mut tx,
+            ticket_id,
+            now,
+            "customer",
+            "response_shown",
+            "on the status page, after a one-time code",
+        )
+        .await?;
+        Self::append_audit(
+            &mut tx,
+            now,
+            "customer",
+            "response.shown",
+            Some(ticket_id),
+            "status page, one-time code",
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(CodeCheck::Accepted)
+    }
+
+    pub(super) async fn record_feedback(
+        &self,
+        ticket_id: i64,
+        detail: &str,
+        max_per_ticket: i64,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let earlier: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM ticket_events WHERE ticket_id = $1 AND kind = 'customer_feedback'",
+        )
+        .bind(ticket_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if earlier >= max_per_ticket {
+            return Err(StoreError::Conflict(Conflict::TooManyAnswers { earlier }));
+        }
+        Self::event(
+            &mut tx,
+            ticket_id,
+            now,
+            "customer",
+            "customer_feedback",
+            detail,
+        )
+        .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub(super) async fn resend_status_link(
+        &self,
+        ticket_id: i64,
+        other: &EmailAddress,
+        mail: &NewMail,
+        now: Timestamp,
+        interval_secs: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        // One statement decides: on PostgreSQL a second replica's update waits for this
+        // one's row lock and then re-checks the condition against the new time.
+        let updated = sqlx::query(
+            "UPDATE tickets SET link_resent_at = $1
+             WHERE id = $2 AND customer_email = $3
+               AND (link_resent_at IS NULL OR link_resent_at <= $4)",
+        )
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .bind(mail.recipient.as_str())
+        .bind(now.unix_seconds() - interval_secs)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        let detail = format!(
+            "the same export came in again from another address ({other}); its status link went again to {} only",
+            mail.recipient
+        );
+        Self::event(&mut tx, ticket_id, now, "customer", "link_resent", &detail).await?;
+        Self::append_audit(
+            &mut tx,
+            now,
+            "customer",
+            "status_link.resent",
+            Some(ticket_id),
+            &detail,
+        )
+        .await?;
+        Self::enqueue(&mut tx, Some(ticket_id), mail, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    pub(super) async fn change_customer_email(
+        &self,
+        change: &AddressChange,
+    ) -> StoreResult<AddressChangeOutcome> {
+        let mut tx = self.write().await?;
+        // Locks the ticket row on PostgreSQL (as a first approval does), so what is read
+        // below cannot change before the update: an approval either came first and is
+        // counted, or comes after and finds the new address.
+        let status: Option<String> = sqlx::query_scalar(D::TICKET_STATUS_FOR_DECISION)
+            .bind(change.ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some(status) = status else {
+            return Err(StoreError::NotFound);
+        };
+        if !matches!(status.as_str(), "open" | "awaiting_photo") {
+            return Ok(AddressChangeOutcome::NotPending);
+        }
+        let (current, flags): (String, String) =
+            sqlx::query_as("SELECT customer_email, flags FROM tickets WHERE id = $1")
+                .bind(change.ticket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        if current != change.from.as_str() {
+            return Ok(AddressChangeOutcome::ChangedMeanwhile);
+        }
+        let approvals: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = $1")
+                .bind(change.ticket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        let (actor, flags) = match &change.by {
+            AddressChanger::Customer {
+                max_changes,
+                flags: new_flags,
+            } => {
+                if approvals > 0 {
+                    return Ok(AddressChangeOutcome::Approved);
+                }
+                let earlier: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM ticket_events
+                     WHERE ticket_id = $1 AND kind = 'address_corrected' AND actor = 'customer'",
+                )
+                .bind(change.ticket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+                if earlier >= *max_changes {
+                    return Ok(AddressChangeOutcome::TooMany);
+                }
+                let mut list = rows::flags_list(&flags);
+                list.extend(
+                    new_flags
+                        .iter()
+                        .filter(|f| !list.contains(f))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+                ("customer".to_owned(), rows::flags_text(&list))
+            }
+            AddressChanger::Agent { by, flag, .. } => {
+                let mut list = rows::flags_list(&flags);
+                list.push(flag.clone());
+                (
+                    Self::user_email(&mut tx, *by).await?,
+                    rows::flags_text(&list),
+                )
+            }
+        };
+        sqlx::query(
+            // A shortened review was for the same customer's repeat: not this one's.
+            // The address is evidence too: a decision made on a page that showed the old
+            // one is refused as stale ("the ticket changed since you opened it").
+            "UPDATE tickets SET customer_email = $1, flags = $2, updated_at = $3, repeat_of = NULL,
+                                evidence_version = evidence_version + 1
+              WHERE id = $4",
+        )
+        .bind(change.to.as_str())
+        .bind(&flags)
+        .bind(change.at.unix_seconds())
+        .bind(change.ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut detail = format!("from {} to {}", change.from, change.to);
+        let mut withdrawn = 0;
+        if let AddressChanger::Agent { notice, .. } = &change.by {
+            // The approvals were given for a response going to the old address.
+            withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
+                .bind(change.ticket_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+            if withdrawn > 0 {
+                let note = format!(
+                    "{withdrawn} approval(s) withdrawn: they were given for a response to {}",
+                    change.from
+                );
+                Self::event(
+                    &mut tx,
+                    change.ticket_id,
+                    change.at,
+                    "system",
+                    "approvals_withdrawn",
+                    &note,
+                )
+                .await?;
+            }
+            detail.push_str(&format!(
+                "; {withdrawn} approval(s) withdrawn; the ticket now needs two approvals"
+            ));
+            Self::enqueue(&mut tx, Some(change.ticket_id), notice, change.at).await?;
+        }
+        Self::event(
+            &mut tx,
+            change.ticket_id,
+            change.at,
+            &actor,
+            "address_corrected",
+            &detail,
+        )
+        .await?;
+        Self::append_audit(
+            &mut tx,
+            change.at,
+            &actor,
+            "address_corrected",
+            Some(change.ticket_id),
+            &detail,
+        )
+        .await?;
+        Self::enqueue(
+            &mut tx,
+            Some(change.ticket_id),
+            &change.acknowledgment,
+            change.at,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(AddressChangeOutcome::Changed {
+            approvals_withdrawn: withdrawn,
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! Public intake's shared state: the requests counted against limits, the jobs' leases
+//! and the blobs tickets name.
+
+use sqlx::{ColumnIndex, Executor};
+
+use super::{Param, SqlStore, Value, db};
+use crate::domain::Timestamp;
+use crate::store::dialect::{Dialect, RowsAffected};
+use crate::store::rows;
+use crate::store::{IntakeHit, IntakeReservation, StoreError, StoreResult};
+
+/// A lock namespace of its own per intake bucket ("RDIA", "RDIS").
+fn intake_lock_class(bucket: crate::store::IntakeBucket) -> i32 {
+    match bucket {
+        crate::store::IntakeBucket::Address => 0x5244_4941,
+        crate::store::IntakeBucket::Serial => 0x5244_4953,
+    }
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> bool: Value<'q, D>,
+    for<'q> Vec<u8>: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    for<'q> &'q [u8]: Param<'q, D>,
+    for<'q> Option<i64>: Param<'q, D>,
+    for<'q> Option<String>: Param<'q, D>,
+    for<'q> Option<&'q str>: Param<'q, D>,
+    for<'q> Option<&'q [u8]>: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    for<'r> &'r str: ColumnIndex<D::Row>,
+{
+    pub(super) async fn reserve_intake(
+        &self,
+        hits: &[IntakeHit<'_>],
+        at: Timestamp,
+        window_secs: i64,
+    ) -> StoreResult<IntakeReservation> {
+        if hits.is_empty() {
+            return Ok(IntakeReservation::Counted);
+        }
+        // Locked in one order (kind, then key), so two requests naming the same serials
+        // in another order never wait on each other in a circle.
+        let mut ordered: Vec<&IntakeHit<'_>> = hits.iter().collect();
+        ordered.sort_by(|a, b| (a.bucket, a.key).cmp(&(b.bucket, b.key)));
+        ordered.dedup_by(|a, b| (a.bucket, a.key) == (b.bucket, b.key));
+        let now = at.unix_seconds();
+        let since = now - window_secs;
+        let mut tx = self.write().await?;
+        for hit in &ordered {
+            D::lock_bucket(&mut tx, intake_lock_class(hit.bucket), hit.key).await?;
+        }
+        for hit in &ordered {
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(at) FROM intake_hits WHERE kind = $1 AND key = $2 AND at > $3",
+            )
+            .bind(hit.bucket.kind())
+            .bind(hit.key)
+            .bind(since)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            if count >= hit.limit {
+                return Ok(IntakeReservation::Refused {
+                    key: hit.key.to_owned(),
+                    oldest: oldest.map(rows::time).transpose()?,
+                });
+            }
+        }
+        for hit in &ordered {
+            sqlx::query("INSERT INTO intake_hits (kind, key, at) VALUES ($1, $2, $3)")
+                .bind(hit.bucket.kind())
+                .bind(hit.key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        // A few expired rows at a time, whichever bucket they were in: the table holds
+        // about an hour of requests, never the desk's whole history.
+        sqlx::query(D::PRUNE_INTAKE_HITS)
+            .bind(since)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(IntakeReservation::Counted)
+    }
+
+    pub(super) async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
+        // One statement: two replicas at once both try it, the database lets one win.
+        let taken = sqlx::query(
+            "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE job_leases.until <= $4 OR job_leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until.unix_seconds())
+        .bind(now.unix_seconds())
+        .execute(self.writer())
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+
+    pub(super) async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>> {
+        let mut owned = Vec::new();
+        for batch in names.chunks(crate::store::BLOBS_PER_QUERY) {
+            // Only numbered placeholders are formatted in, never a name; each is used twice.
+            let list = (1..=batch.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT export_blob FROM tickets WHERE export_blob IN ({list})
+                 UNION SELECT label_blob FROM tickets WHERE label_blob IN ({list})"
+            );
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+            for name in batch {
+                query = query.bind(name);
+            }
+            // From the primary: a ticket committed a moment ago must count.
+            let found: Vec<String> = query.fetch_all(self.writer()).await.map_err(db)?;
+            owned.extend(found);
+        }
+        Ok(owned)
+    }
+
+    pub(super) async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String> {
+        sqlx::query_scalar("SELECT label_blob FROM tickets WHERE id = $1")
+            .bind(ticket_id)
+            .fetch_optional(self.writer())
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)
+    }
+}
