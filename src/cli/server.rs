@@ -179,19 +179,14 @@ pub fn audit(command: &AuditCommand, settings: Settings) -> CliResult {
             }
             AuditCommand::Export { since, out } => {
                 let mut lines = String::new();
-                let mut after = 0;
-                loop {
-                    let entries = store.audit_entries(after, *since, 1000).await?;
+                let mut pages = crate::audit::pages(store.as_ref(), *since);
+                while let Some(entries) = pages.next().await? {
                     for entry in &entries {
                         lines.push_str(
                             &serde_json::to_string(entry)
                                 .map_err(|e| CliError::new(e.to_string()))?,
                         );
                         lines.push('\n');
-                    }
-                    match entries.last() {
-                        Some(last) if entries.len() == 1000 => after = last.id,
-                        _ => break,
                     }
                 }
                 match out {

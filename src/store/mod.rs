@@ -24,7 +24,7 @@ pub use key_registry::{KeyKind, KeyRecordStatus, RegisteredKey};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::audit::AuditEntry;
+use crate::audit::chain::AuditEntry;
 use crate::crypto::{KeyId, SealError, SealKeyId, SealKeys, SealedSecret, Signature};
 use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, Roles, Secret,

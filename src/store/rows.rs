@@ -415,10 +415,10 @@ pub(super) struct AuditRow {
     hash: String,
 }
 
-impl TryFrom<AuditRow> for crate::audit::AuditEntry {
+impl TryFrom<AuditRow> for crate::audit::chain::AuditEntry {
     type Error = StoreError;
     fn try_from(row: AuditRow) -> Result<Self, StoreError> {
-        Ok(crate::audit::AuditEntry {
+        Ok(crate::audit::chain::AuditEntry {
             id: row.id,
             at: time(row.at)?,
             actor: row.actor,

@@ -1,9 +1,9 @@
-//! The audit log: appending to its hash chain (`crate::audit`), and reading it.
+//! The audit log: appending to its hash chain (`crate::audit::chain`), and reading it.
 
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Value, db, without_controls};
-use crate::audit::AuditEntry;
+use crate::audit::chain::AuditEntry;
 use crate::domain::Timestamp;
 use crate::store::StoreResult;
 use crate::store::dialect::Dialect;
@@ -58,12 +58,12 @@ where
                 .map_err(db)?;
         let (mut id, mut prev_hash) = match last {
             Some((id, hash)) => (id, rows::hex_array::<32>("audit hash", &hash)?),
-            None => (0, crate::audit::GENESIS),
+            None => (0, crate::audit::chain::GENESIS),
         };
         let mut rows = Vec::with_capacity(entries.len());
         for (ticket_id, detail) in entries {
             id += 1;
-            let hash = crate::audit::entry_hash(
+            let hash = crate::audit::chain::entry_hash(
                 &prev_hash, id, at, actor, action, *ticket_id, detail,
             );
             rows.push((id, *ticket_id, detail, hex(&prev_hash), hex(&hash)));

@@ -68,7 +68,7 @@ use super::{
     NewTicket, OutboxMessage, QueueFilter, RegisteredKey, ResentApproval, SessionStage, Store,
     StoreError, StoreResult, StoredSeed, TicketDetail, TicketSummary, TokenScope, User, UserId,
 };
-use crate::audit::AuditEntry;
+use crate::audit::chain::AuditEntry;
 use crate::crypto::{SealKeyId, SealedSecret};
 use crate::domain::{EmailAddress, Roles, TicketNumber, Timestamp};
 use crate::protocol::DeviceChallenge;

@@ -1,7 +1,9 @@
-//! The audit log's hash chain. Every entry stores the SHA-256 of its canonical encoding,
-//! which includes the previous entry's hash, so changing or deleting any entry breaks
-//! every link after it; comparing the newest hash (the chain head) with a copy published
-//! elsewhere also catches entries cut from the end. The encoding is in docs/AUDIT.md.
+//! The audit log's hash chain, pure: the entry, its hash and the check of one link after
+//! another. Every entry stores the SHA-256 of its canonical encoding, which includes the
+//! previous entry's hash, so changing or deleting any entry breaks every link after it;
+//! comparing the newest hash (the chain head) with a copy published elsewhere also catches
+//! entries cut from the end. The encoding is in docs/AUDIT.md. The store appends with
+//! this module; the walker over the stored chain (`audit`) sits above the store.
 
 use serde::Serialize;
 
@@ -202,63 +204,4 @@ mod tests {
         entries[2].hash = entries[2].computed_hash();
         assert_eq!(verify(&entries), Err(ChainError::Unlinked { id: 4 }));
     }
-}
-
-/// The outcome of walking a whole stored chain.
-#[derive(Debug)]
-pub enum VerifyOutcome {
-    Intact { entries: u64, head: String },
-    Broken(ChainError),
-}
-
-/// Walks the stored chain from the first entry, in pages, and optionally compares the
-/// head with a checkpoint published earlier.
-pub async fn verify_store(
-    store: &dyn crate::store::Store,
-    published_head: Option<&str>,
-) -> Result<VerifyOutcome, crate::store::StoreError> {
-    const PAGE: i64 = 1000;
-    let mut verifier = ChainVerifier::default();
-    let mut after = 0;
-    loop {
-        let entries = store.audit_entries(after, None, PAGE).await?;
-        for entry in &entries {
-            if let Err(broken) = verifier.check(entry) {
-                return Ok(VerifyOutcome::Broken(broken));
-            }
-        }
-        match entries.last() {
-            Some(last) if entries.len() as i64 == PAGE => after = last.id,
-            _ => break,
-        }
-    }
-    let head = verifier.head();
-    if let Some(expected) = published_head
-        && !expected.eq_ignore_ascii_case(&head)
-    {
-        // The published head must still be somewhere in the chain: a head that moved on
-        // is fine, a head that vanished means entries were cut.
-        let mut found = expected.eq_ignore_ascii_case(&data_encoding::HEXLOWER.encode(&GENESIS));
-        let mut after = 0;
-        while !found {
-            let entries = store.audit_entries(after, None, PAGE).await?;
-            found = entries
-                .iter()
-                .any(|e| expected.eq_ignore_ascii_case(&data_encoding::HEXLOWER.encode(&e.hash)));
-            match entries.last() {
-                Some(last) if entries.len() as i64 == PAGE => after = last.id,
-                _ => break,
-            }
-        }
-        if !found {
-            return Ok(VerifyOutcome::Broken(ChainError::HeadMismatch {
-                expected: expected.to_owned(),
-                found: head,
-            }));
-        }
-    }
-    Ok(VerifyOutcome::Intact {
-        entries: verifier.checked,
-        head,
-    })
 }
