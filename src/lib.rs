@@ -37,15 +37,11 @@ pub mod key_registry;
 pub mod mail;
 #[cfg(feature = "server")]
 pub mod observability;
-#[cfg(feature = "server")]
-pub mod picture_work;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod review;
 #[cfg(feature = "server")]
 pub mod routes;
-#[cfg(feature = "server")]
-pub mod spool;
 #[cfg(feature = "server")]
 pub mod startup;
 #[cfg(feature = "server")]

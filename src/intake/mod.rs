@@ -9,9 +9,13 @@
 pub mod limits;
 pub mod photo;
 #[cfg(feature = "server")]
+pub mod picture_work;
+#[cfg(feature = "server")]
 pub mod problems;
 #[cfg(feature = "server")]
 pub mod risk;
+#[cfg(feature = "server")]
+pub mod spool;
 #[cfg(feature = "server")]
 mod submission;
 

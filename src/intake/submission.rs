@@ -11,8 +11,8 @@ use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, TicketNumber,
 };
 use crate::i18n::{Lang, Message, language_list};
+use crate::intake::picture_work::{PictureJob, PictureWorkError};
 use crate::mail::compose;
-use crate::picture_work::{PictureJob, PictureWorkError};
 use crate::protocol::{ExportError, ExportInput, ResetRequest, qr, reset_string, xml};
 use crate::store::{CreateOutcome, Customer, ExportForm, NewTicket, StoreError};
 
@@ -40,7 +40,7 @@ pub fn file_limit(desk: &Desk, field: &str) -> u64 {
     }
 }
 
-pub use crate::spool::Upload;
+pub use crate::intake::spool::Upload;
 
 /// What the HTTP layer collected, within size limits, before any meaning is given to it.
 #[derive(Debug, Default)]
