@@ -16,8 +16,9 @@ use crate::mail::compose;
 use crate::protocol::{ExportError, ExportInput, ResetRequest, qr, reset_string, xml};
 use crate::store::{CreateOutcome, Customer, ExportForm, NewTicket, StoreError};
 
-/// Text fields of the form and the API, with their size limits in bytes.
-pub const TEXT_FIELDS: &[(&str, usize)] = &[
+/// Text fields of the form and the API, with their size limits in bytes: what the upload
+/// reader enforces while streaming. (The form draws its inputs from `routes::pages`.)
+pub const TEXT_FIELD_LIMITS: &[(&str, usize)] = &[
     ("name", 400),
     ("email", 254),
     ("phone", 64),
@@ -345,15 +346,15 @@ async fn decode_export(
     }
 }
 
-/// The same customer's approved ticket for one of these devices within the repeat
-/// window: a response that did not work, asked for again, gets a shortened review.
+/// The same customer's approved ticket for one of these devices within the shortened-
+/// review window: a response that did not work, asked for again, gets a shortened review.
 async fn repeat_of(
     desk: &Desk,
     customer: &EmailAddress,
     devices: &[crate::protocol::DeviceChallenge],
     now: crate::domain::Timestamp,
 ) -> Result<Option<TicketNumber>, IntakeError> {
-    let since = now.plus_seconds(-crate::customer::REPEAT_WINDOW_DAYS * 24 * 3600);
+    let since = now.plus_seconds(-crate::customer::SHORTENED_REVIEW_WINDOW_DAYS * 24 * 3600);
     for device in devices {
         let earlier = desk
             .store

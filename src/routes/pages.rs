@@ -35,7 +35,9 @@ pub struct TextField {
     pub required: bool,
 }
 
-const TEXT_FIELDS: &[TextField] = &[
+/// The plain text inputs the form draws in a loop, in order; country, role, language and
+/// the export and photo fields have markup of their own in `pages/form.html`.
+const FORM_TEXT_INPUTS: &[TextField] = &[
     TextField {
         name: "name",
         label: "form.name_label",
@@ -154,7 +156,7 @@ impl FormPage {
             values: BTreeMap::new(),
             errors: Vec::new(),
             general_error: None,
-            text_fields: TEXT_FIELDS,
+            text_fields: FORM_TEXT_INPUTS,
             countries: countries(reader.t),
             roles: CustomerRole::ALL
                 .iter()

@@ -16,13 +16,13 @@ use futures_util::StreamExt;
 use super::ApiError;
 use crate::desk::Desk;
 use crate::i18n::Message;
-use crate::intake::{self, FILE_FIELDS, RawSubmission, TEXT_FIELDS};
+use crate::intake::{self, FILE_FIELDS, RawSubmission, TEXT_FIELD_LIMITS};
 
 /// More parts than fields exist means something other than our form is talking.
 const MAX_PARTS: usize = 16;
 
 fn limit_of(desk: &Desk, name: &str) -> Option<u64> {
-    TEXT_FIELDS
+    TEXT_FIELD_LIMITS
         .iter()
         .find(|(field, _)| *field == name)
         .map(|(_, limit)| *limit as u64)
@@ -34,7 +34,7 @@ fn limit_of(desk: &Desk, name: &str) -> Option<u64> {
 }
 
 fn static_name(name: &str) -> &'static str {
-    TEXT_FIELDS
+    TEXT_FIELD_LIMITS
         .iter()
         .map(|(field, _)| *field)
         .chain(FILE_FIELDS.iter().copied())
@@ -64,7 +64,7 @@ pub async fn check_address_limit(desk: &Desk, request: &HttpRequest) -> Result<(
 
 /// The largest body a submission can legitimately have.
 pub fn max_body(desk: &Desk) -> u64 {
-    let text: u64 = TEXT_FIELDS.iter().map(|(_, limit)| *limit as u64).sum();
+    let text: u64 = TEXT_FIELD_LIMITS.iter().map(|(_, limit)| *limit as u64).sum();
     let files: u64 = FILE_FIELDS
         .iter()
         .map(|f| intake::file_limit(desk, f))
