@@ -6,6 +6,8 @@
 //! it is a pure check of untrusted bytes, and the fuzz targets drive it.
 
 #[cfg(feature = "server")]
+mod field;
+#[cfg(feature = "server")]
 pub mod limits;
 pub mod photo;
 #[cfg(feature = "server")]
@@ -19,5 +21,7 @@ pub mod spool;
 #[cfg(feature = "server")]
 mod submission;
 
+#[cfg(feature = "server")]
+pub use field::SubmissionField;
 #[cfg(feature = "server")]
 pub use submission::*;
