@@ -15,6 +15,7 @@ mod desk_support;
 mod duplicates;
 mod four_eyes;
 mod fuzz_regressions;
+mod html;
 mod insiders;
 mod it_did_not_work;
 mod keys_in_service;
