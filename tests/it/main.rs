@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic with context by design
 
 mod admin_pages;
+mod architecture;
 mod audit;
 mod blob_faults;
 mod blobs_s3;
