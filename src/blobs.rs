@@ -15,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::config::Settings;
 use crate::crypto;
-use crate::spool::Upload;
+use crate::intake::spool::Upload;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {

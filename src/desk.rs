@@ -35,9 +35,9 @@ pub struct Desk {
     pub mail: MailContext,
     /// Picture decoding, bounded in cores and memory, so a burst of big photos or QR
     /// screenshots queues instead of taking the machine from the requests behind it.
-    pub pictures: crate::picture_work::PictureWork,
+    pub pictures: crate::intake::picture_work::PictureWork,
     /// Uploads in flight: in memory up to `upload_memory_mb`, then on disk.
-    pub spool: crate::spool::Spool,
+    pub spool: crate::intake::spool::Spool,
     /// Rings this replica's outbox worker when a message is queued.
     pub mail_queued: Arc<tokio::sync::Notify>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,

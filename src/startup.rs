@@ -157,10 +157,10 @@ impl Application {
             settings.public_url = format!("http://{}:{port}", settings.listen.ip());
         }
         let pictures =
-            crate::picture_work::PictureWork::for_this_machine(settings.picture_memory_mb);
-        let spool = crate::spool::Spool::open(
+            crate::intake::picture_work::PictureWork::for_this_machine(settings.picture_memory_mb);
+        let spool = crate::intake::spool::Spool::open(
             settings.data_dir.join("spool"),
-            crate::spool::SpoolLimits {
+            crate::intake::spool::SpoolLimits {
                 memory_bytes: settings.upload_memory_mb * 1024 * 1024,
                 uploads_at_once: settings.uploads_at_once,
                 uploads_per_address: settings.uploads_per_address,

@@ -10,7 +10,11 @@ use crate::store::{Conflict, StoreError, TicketDetail};
 
 /// A new request from the same customer for the same device within this many days of an
 /// approval gets a shortened review: the agent sees the earlier approval beside it.
-pub const REPEAT_WINDOW_DAYS: i64 = 14;
+/// Two weeks covers a response that did not work (it opens the device for 48 hours)
+/// and a customer who tries again after a weekend or a technician's next visit; later,
+/// the device may have changed hands, and its identity is checked again in full. Not
+/// `intake::risk`'s 30-day window, which flags anyone's repeat for four eyes.
+pub const SHORTENED_REVIEW_WINDOW_DAYS: i64 = 14;
 /// Answers one ticket may record: enough for every honest retry, not a spam channel.
 const MAX_ANSWERS_PER_TICKET: i64 = 10;
 /// The longest note a customer may add.

@@ -14,4 +14,4 @@ pub use access_code::{
     ShownResponse, response_file, send_access_code, show_response,
 };
 pub use address::{CORRECTION_WINDOW_SECS, CorrectionError, CorrectionPass, MAX_CORRECTIONS};
-pub use feedback::{DeviceAnswer, FeedbackError, REPEAT_WINDOW_DAYS, report};
+pub use feedback::{DeviceAnswer, FeedbackError, SHORTENED_REVIEW_WINDOW_DAYS, report};

@@ -6,14 +6,22 @@
 //! it is a pure check of untrusted bytes, and the fuzz targets drive it.
 
 #[cfg(feature = "server")]
+mod field;
+#[cfg(feature = "server")]
 pub mod limits;
 pub mod photo;
+#[cfg(feature = "server")]
+pub mod picture_work;
 #[cfg(feature = "server")]
 pub mod problems;
 #[cfg(feature = "server")]
 pub mod risk;
 #[cfg(feature = "server")]
+pub mod spool;
+#[cfg(feature = "server")]
 mod submission;
 
+#[cfg(feature = "server")]
+pub use field::SubmissionField;
 #[cfg(feature = "server")]
 pub use submission::*;

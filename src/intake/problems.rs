@@ -6,7 +6,7 @@
 
 use crate::domain::{EmailError, FieldError};
 use crate::i18n::Message;
-use crate::picture_work::PictureWorkError;
+use crate::intake::picture_work::PictureWorkError;
 use crate::protocol::{
     ChallengeError, ExportError, QrError, RequestShapeError, ResetStringError, XmlError,
 };

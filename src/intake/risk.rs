@@ -7,8 +7,14 @@ use crate::domain::{EmailAddress, Timestamp};
 use crate::protocol::{DeviceChallenge, PROTOCOL_V1};
 use crate::store::StoreError;
 
-/// Requests for one device within this window are unusual.
-const REPEAT_WINDOW_SECS: i64 = 30 * 24 * 3600;
+/// Earlier requests for one device within this window flag a new one for four eyes.
+/// An owner forgets a device's password perhaps once a year; a second reset within a
+/// month is what someone taking the device over looks like (and a camera moved between
+/// sites, or an entry copied into another export). A month keeps the owner's next
+/// ordinary reset unflagged. Not [`crate::customer::SHORTENED_REVIEW_WINDOW_DAYS`]:
+/// that one eases a repeat from the same customer; this one warns of anyone's. The flag
+/// sentences below and docs/SECURITY.md say "30 days": change them together.
+const FLAGGED_REPEAT_WINDOW_SECS: i64 = 30 * 24 * 3600;
 /// An export older than this when submitted went through more hands than usual.
 const STALE_EXPORT_SECS: i64 = 24 * 3600;
 /// Exports covering more devices than this are unusual for one owner.
@@ -29,7 +35,7 @@ pub async fn flags(
         // another device's export looks exactly like one exported with this device.
         flags.push("version 1 export: its devices are not bound together".to_owned());
     }
-    let since = now.plus_seconds(-REPEAT_WINDOW_SECS);
+    let since = now.plus_seconds(-FLAGGED_REPEAT_WINDOW_SECS);
     for device in devices {
         let serial = device.identity.serial.as_str();
         // Every ticket has an exporting device, so the exporters of the window's tickets

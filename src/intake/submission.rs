@@ -1,9 +1,9 @@
-//! The desk's half of intake: the form's fields and limits, the checks in order, and
-//! the ticket they make.
+//! The desk's half of intake: the checks in order, and the ticket they make. The fields
+//! they read, and each field's limit, are [`SubmissionField`].
 
 use std::collections::BTreeMap;
 
-use super::{limits, photo, problems, risk};
+use super::{SubmissionField, limits, photo, problems, risk};
 
 use crate::blobs::BlobError;
 use crate::desk::Desk;
@@ -11,42 +11,18 @@ use crate::domain::{
     CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, TicketNumber,
 };
 use crate::i18n::{Lang, Message, language_list};
+use crate::intake::picture_work::{PictureJob, PictureWorkError};
 use crate::mail::compose;
-use crate::picture_work::{PictureJob, PictureWorkError};
-use crate::protocol::{ExportError, ExportInput, ResetRequest, qr, reset_string, xml};
+use crate::protocol::{ExportError, ExportInput, ResetRequest, qr, reset_string};
 use crate::store::{CreateOutcome, Customer, ExportForm, NewTicket, StoreError};
 
-/// Text fields of the form and the API, with their size limits in bytes.
-pub const TEXT_FIELDS: &[(&str, usize)] = &[
-    ("name", 400),
-    ("email", 254),
-    ("phone", 64),
-    ("company", 400),
-    ("country", 8),
-    ("role", 32),
-    ("purchase_channel", 400),
-    ("language", 16),
-    ("reset_string", reset_string::MAX_RESET_STRING_CHARS),
-];
-/// File fields.
-pub const FILE_FIELDS: &[&str] = &["export_xml", "export_qr", "label_photo"];
-
-/// The size limit of each file field, from the settings.
-pub fn file_limit(desk: &Desk, field: &str) -> u64 {
-    match field {
-        "export_xml" => xml::MAX_XML_BYTES as u64,
-        "export_qr" => desk.settings.max_export_bytes,
-        _ => desk.settings.max_label_photo_bytes,
-    }
-}
-
-pub use crate::spool::Upload;
+pub use crate::intake::spool::Upload;
 
 /// What the HTTP layer collected, within size limits, before any meaning is given to it.
 #[derive(Debug, Default)]
 pub struct RawSubmission {
-    pub text: BTreeMap<String, String>,
-    pub files: BTreeMap<String, Upload>,
+    pub text: BTreeMap<SubmissionField, String>,
+    pub files: BTreeMap<SubmissionField, Upload>,
     /// The client's address as `trusted_proxies` resolves it: its pictures are decoded
     /// within that address's share of the picture work.
     pub client: String,
@@ -152,9 +128,9 @@ impl Submitted {
 /// export, and a stranger sending it in a loop cannot flood the owner's inbox.
 pub const LINK_RESEND_INTERVAL_SECS: i64 = 3600;
 
-fn text<'a>(raw: &'a RawSubmission, field: &str) -> Option<&'a str> {
+fn text(raw: &RawSubmission, field: SubmissionField) -> Option<&str> {
     raw.text
-        .get(field)
+        .get(&field)
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
 }
@@ -165,7 +141,7 @@ fn text<'a>(raw: &'a RawSubmission, field: &str) -> Option<&'a str> {
 fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Customer> {
     fn parsed<T, E>(
         raw: &RawSubmission,
-        field: &'static str,
+        field: SubmissionField,
         missing: Option<&'static str>,
         issues: &mut Vec<FieldIssue>,
         parse: impl FnOnce(&str) -> Result<T, E>,
@@ -174,7 +150,7 @@ fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Custome
         let Some(value) = text(raw, field) else {
             if let Some(missing) = missing {
                 issues.push(FieldIssue {
-                    field,
+                    field: field.as_str(),
                     message: Message::new(missing),
                 });
                 return None;
@@ -185,7 +161,7 @@ fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Custome
             Ok(value) => Some(Some(value)),
             Err(e) => {
                 issues.push(FieldIssue {
-                    field,
+                    field: field.as_str(),
                     message: problem(&e),
                 });
                 None
@@ -195,7 +171,7 @@ fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Custome
     let plain = |v: &str| PlainText::parse(v, 200);
     let name = parsed(
         raw,
-        "name",
+        SubmissionField::Name,
         Some("problem.name_missing"),
         issues,
         plain,
@@ -203,7 +179,7 @@ fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Custome
     );
     let email = parsed(
         raw,
-        "email",
+        SubmissionField::Email,
         Some("problem.email_missing"),
         issues,
         EmailAddress::parse,
@@ -211,16 +187,23 @@ fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Custome
     );
     let phone = parsed(
         raw,
-        "phone",
+        SubmissionField::Phone,
         None,
         issues,
         PhoneNumber::parse,
         problems::phone,
     );
-    let company = parsed(raw, "company", None, issues, plain, problems::field);
+    let company = parsed(
+        raw,
+        SubmissionField::Company,
+        None,
+        issues,
+        plain,
+        problems::field,
+    );
     let country = parsed(
         raw,
-        "country",
+        SubmissionField::Country,
         Some("problem.country_missing"),
         issues,
         CountryCode::parse,
@@ -228,7 +211,7 @@ fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Custome
     );
     let role = parsed(
         raw,
-        "role",
+        SubmissionField::Role,
         Some("problem.role_missing"),
         issues,
         CustomerRole::parse,
@@ -239,7 +222,7 @@ fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Custome
     );
     let purchase_channel = parsed(
         raw,
-        "purchase_channel",
+        SubmissionField::PurchaseChannel,
         None,
         issues,
         plain,
@@ -247,7 +230,7 @@ fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Custome
     );
     let language = parsed(
         raw,
-        "language",
+        SubmissionField::Language,
         None,
         issues,
         |v| Lang::parse(v).ok_or(()),
@@ -267,28 +250,29 @@ fn customer(raw: &RawSubmission, issues: &mut Vec<FieldIssue>) -> Option<Custome
 
 /// The one export the customer sent, in whichever form.
 fn export_of(raw: &RawSubmission) -> Result<(ExportForm, &'static str, Upload), FieldIssue> {
+    use SubmissionField::{ExportQr, ExportXml, ResetString};
     let mut forms = Vec::new();
-    if let Some(upload) = raw.files.get("export_xml").filter(|u| !u.is_empty()) {
-        forms.push((ExportForm::Xml, "export_xml", upload.clone()));
+    if let Some(upload) = raw.files.get(&ExportXml).filter(|u| !u.is_empty()) {
+        forms.push((ExportForm::Xml, ExportXml.as_str(), upload.clone()));
     }
-    if let Some(string) = text(raw, "reset_string") {
+    if let Some(string) = text(raw, ResetString) {
         forms.push((
             ExportForm::ResetString,
-            "reset_string",
+            ResetString.as_str(),
             Upload::from_bytes(string.as_bytes().to_vec()),
         ));
     }
-    if let Some(upload) = raw.files.get("export_qr").filter(|u| !u.is_empty()) {
-        forms.push((ExportForm::Qr, "export_qr", upload.clone()));
+    if let Some(upload) = raw.files.get(&ExportQr).filter(|u| !u.is_empty()) {
+        forms.push((ExportForm::Qr, ExportQr.as_str(), upload.clone()));
     }
     match forms.len() {
         1 => Ok(forms.remove(0)),
         0 => Err(FieldIssue {
-            field: "export",
+            field: SubmissionField::EXPORT_GROUP,
             message: Message::new("problem.export_missing"),
         }),
         _ => Err(FieldIssue {
-            field: "export",
+            field: SubmissionField::EXPORT_GROUP,
             message: Message::new("problem.export_twice"),
         }),
     }
@@ -345,15 +329,15 @@ async fn decode_export(
     }
 }
 
-/// The same customer's approved ticket for one of these devices within the repeat
-/// window: a response that did not work, asked for again, gets a shortened review.
+/// The same customer's approved ticket for one of these devices within the shortened-
+/// review window: a response that did not work, asked for again, gets a shortened review.
 async fn repeat_of(
     desk: &Desk,
     customer: &EmailAddress,
     devices: &[crate::protocol::DeviceChallenge],
     now: crate::domain::Timestamp,
 ) -> Result<Option<TicketNumber>, IntakeError> {
-    let since = now.plus_seconds(-crate::customer::REPEAT_WINDOW_DAYS * 24 * 3600);
+    let since = now.plus_seconds(-crate::customer::SHORTENED_REVIEW_WINDOW_DAYS * 24 * 3600);
     for device in devices {
         let earlier = desk
             .store
@@ -420,12 +404,12 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     let export = export_of(&raw).map_err(|issue| issues.push(issue)).ok();
     let label = raw
         .files
-        .get("label_photo")
+        .get(&SubmissionField::LabelPhoto)
         .filter(|u| !u.is_empty())
         .cloned();
     if label.is_none() {
         issues.push(FieldIssue {
-            field: "label_photo",
+            field: SubmissionField::LabelPhoto.as_str(),
             message: Message::new("problem.label_photo_missing"),
         });
     }
@@ -681,7 +665,8 @@ async fn checked_photo(
     client: &str,
     upload: &Upload,
 ) -> Result<photo::CheckedPhoto, IntakeError> {
-    let refused = |message: Message| IntakeError::one("label_photo", message);
+    let refused =
+        |message: Message| IntakeError::one(SubmissionField::LabelPhoto.as_str(), message);
     let (declared, reading) = picture_memory(upload).await?;
     let max_pixels = desk.settings.max_label_pixels;
     // Too many scans, or too much decoding for its size: refused now, without waiting
@@ -704,7 +689,7 @@ async fn checked_photo(
             })
         })
         .await
-        .map_err(|e| picture_failure("label_photo", e))?
+        .map_err(|e| picture_failure(SubmissionField::LabelPhoto.as_str(), e))?
         .map_err(IntakeError::internal)?
         .map_err(refused)
 }
@@ -718,12 +703,12 @@ pub async fn replace_label_photo(
 ) -> Result<(), IntakeError> {
     let Some(upload) = raw
         .files
-        .get("label_photo")
+        .get(&SubmissionField::LabelPhoto)
         .filter(|u| !u.is_empty())
         .cloned()
     else {
         return Err(IntakeError::one(
-            "label_photo",
+            SubmissionField::LabelPhoto.as_str(),
             Message::new("problem.label_photo_choose"),
         ));
     };
@@ -746,7 +731,7 @@ pub async fn replace_label_photo(
             remove_blobs(desk, &[&blob]).await;
             tracing::info!(%why, "a new photo for a ticket not waiting for one");
             Err(IntakeError::Conflict(
-                "label_photo",
+                SubmissionField::LabelPhoto.as_str(),
                 Message::new("problem.label_photo_not_waiting"),
             ))
         }
@@ -754,7 +739,7 @@ pub async fn replace_label_photo(
             remove_blobs(desk, &[&blob]).await;
             tracing::info!(ticket_id, "two new photos at once: the other one was kept");
             Err(IntakeError::Conflict(
-                "label_photo",
+                SubmissionField::LabelPhoto.as_str(),
                 Message::new("problem.label_photo_crossed"),
             ))
         }

@@ -210,7 +210,7 @@ struct TicketPage {
     customer: CustomerRow,
     canned: Vec<(i64, String)>,
     flags: Vec<String>,
-    /// The same customer's approved ticket for this device, within the repeat window.
+    /// The same customer's approved ticket for this device, within the shortened-review window.
     repeat_of: Option<TicketNumber>,
     repeat_days: i64,
     /// What the customer said the device answered, newest last.
@@ -279,7 +279,7 @@ async fn ticket_page(
         reason: ticket.decision_reason.clone().unwrap_or_default(),
         export_form: ticket.export_form.as_str(),
         repeat_of: ticket.repeat_of.clone(),
-        repeat_days: crate::customer::REPEAT_WINDOW_DAYS,
+        repeat_days: crate::customer::SHORTENED_REVIEW_WINDOW_DAYS,
         feedback: ticket
             .events
             .iter()

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::pages::LinkedTicket;
 use super::{LanguageSwitch, Reader, html};
-use crate::customer::{self, DeviceAnswer, FeedbackError, REPEAT_WINDOW_DAYS};
+use crate::customer::{self, DeviceAnswer, FeedbackError, SHORTENED_REVIEW_WINDOW_DAYS};
 use crate::desk::Desk;
 use crate::domain::TicketNumber;
 use crate::i18n::Lang;
@@ -53,7 +53,7 @@ async fn report(
         number,
         answer: None,
         error: None,
-        repeat_days: REPEAT_WINDOW_DAYS,
+        repeat_days: SHORTENED_REVIEW_WINDOW_DAYS,
     };
     match customer::report(&desk, &ticket, form.answer.as_deref(), &form.note).await {
         Ok(answer) => {

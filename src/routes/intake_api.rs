@@ -37,7 +37,7 @@ async fn submit(
     upload::check_address_limit(&desk, &request).await?;
     let mut raw = upload::read_submission(&desk, &request, payload).await?;
     raw.text
-        .entry("language".to_owned())
+        .entry(intake::SubmissionField::Language)
         .or_insert_with(|| super::language_of(&request).code().to_owned());
     let submitted = intake::submit(&desk, raw).await?;
     let body = Created {

@@ -14,7 +14,7 @@ use crate::customer::DeviceAnswer;
 use crate::desk::Desk;
 use crate::domain::{CustomerRole, TicketNumber, TicketStatus, Timestamp};
 use crate::i18n::Lang;
-use crate::intake::{self, FieldIssue, IntakeError};
+use crate::intake::{self, FieldIssue, IntakeError, SubmissionField};
 use crate::store::{StoreError, TicketDetail};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -35,9 +35,11 @@ pub struct TextField {
     pub required: bool,
 }
 
-const TEXT_FIELDS: &[TextField] = &[
+/// The plain text inputs the form draws in a loop, in order; country, role, language and
+/// the export and photo fields have markup of their own in `pages/form.html`.
+const FORM_TEXT_INPUTS: &[TextField] = &[
     TextField {
-        name: "name",
+        name: SubmissionField::Name.as_str(),
         label: "form.name_label",
         hint: None,
         kind: "text",
@@ -45,7 +47,7 @@ const TEXT_FIELDS: &[TextField] = &[
         required: true,
     },
     TextField {
-        name: "email",
+        name: SubmissionField::Email.as_str(),
         label: "form.email_label",
         hint: Some("form.email_hint"),
         kind: "email",
@@ -53,7 +55,7 @@ const TEXT_FIELDS: &[TextField] = &[
         required: true,
     },
     TextField {
-        name: "phone",
+        name: SubmissionField::Phone.as_str(),
         label: "form.phone_label",
         hint: Some("form.phone_hint"),
         kind: "tel",
@@ -61,7 +63,7 @@ const TEXT_FIELDS: &[TextField] = &[
         required: false,
     },
     TextField {
-        name: "company",
+        name: SubmissionField::Company.as_str(),
         label: "form.company_label",
         hint: None,
         kind: "text",
@@ -69,7 +71,7 @@ const TEXT_FIELDS: &[TextField] = &[
         required: false,
     },
     TextField {
-        name: "purchase_channel",
+        name: SubmissionField::PurchaseChannel.as_str(),
         label: "form.purchase_channel_label",
         hint: Some("form.purchase_channel_hint"),
         kind: "text",
@@ -139,7 +141,7 @@ fn role_key(role: CustomerRole) -> &'static str {
 struct FormPage {
     t: Lang,
     switch: LanguageSwitch,
-    values: BTreeMap<String, String>,
+    values: BTreeMap<SubmissionField, String>,
     errors: Vec<FieldIssue>,
     general_error: Option<String>,
     text_fields: &'static [TextField],
@@ -154,7 +156,7 @@ impl FormPage {
             values: BTreeMap::new(),
             errors: Vec::new(),
             general_error: None,
-            text_fields: TEXT_FIELDS,
+            text_fields: FORM_TEXT_INPUTS,
             countries: countries(reader.t),
             roles: CustomerRole::ALL
                 .iter()
@@ -166,8 +168,11 @@ impl FormPage {
         }
     }
 
-    fn value(&self, field: &str) -> &str {
-        self.values.get(field).map_or("", String::as_str)
+    /// What was typed in the field `name` (the template names fields as the form does).
+    fn value(&self, name: &str) -> &str {
+        SubmissionField::from_name(name)
+            .and_then(|field| self.values.get(&field))
+            .map_or("", String::as_str)
     }
 
     fn error(&self, field: &str) -> Option<String> {
@@ -238,15 +243,19 @@ async fn submit(
     };
     page.values = raw.text.clone();
     match intake::submit(&desk, raw).await {
-        Ok(submitted) => submitted_page(&desk, &request, page.t, page.value("email"), submitted),
+        Ok(submitted) => {
+            let typed_email = page.value(SubmissionField::Email.as_str());
+            submitted_page(&desk, &request, page.t, typed_email, submitted)
+        }
         Err(IntakeError::Invalid(issues)) => {
             page.errors = issues;
             html(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(IntakeError::Conflict(field, message)) => {
             page.errors = vec![FieldIssue {
-                field: if field.starts_with("export") || field == "reset_string" {
-                    "export"
+                field: if SubmissionField::from_name(field).is_some_and(SubmissionField::is_export)
+                {
+                    SubmissionField::EXPORT_GROUP
                 } else {
                     field
                 },

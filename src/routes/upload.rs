@@ -16,31 +16,10 @@ use futures_util::StreamExt;
 use super::ApiError;
 use crate::desk::Desk;
 use crate::i18n::Message;
-use crate::intake::{self, FILE_FIELDS, RawSubmission, TEXT_FIELDS};
+use crate::intake::{self, RawSubmission, SubmissionField};
 
 /// More parts than fields exist means something other than our form is talking.
 const MAX_PARTS: usize = 16;
-
-fn limit_of(desk: &Desk, name: &str) -> Option<u64> {
-    TEXT_FIELDS
-        .iter()
-        .find(|(field, _)| *field == name)
-        .map(|(_, limit)| *limit as u64)
-        .or_else(|| {
-            FILE_FIELDS
-                .contains(&name)
-                .then(|| intake::file_limit(desk, name))
-        })
-}
-
-fn static_name(name: &str) -> &'static str {
-    TEXT_FIELDS
-        .iter()
-        .map(|(field, _)| *field)
-        .chain(FILE_FIELDS.iter().copied())
-        .find(|field| *field == name)
-        .unwrap_or("form")
-}
 
 fn megabytes(bytes: u64) -> String {
     if bytes >= 1024 * 1024 {
@@ -64,12 +43,8 @@ pub async fn check_address_limit(desk: &Desk, request: &HttpRequest) -> Result<(
 
 /// The largest body a submission can legitimately have.
 pub fn max_body(desk: &Desk) -> u64 {
-    let text: u64 = TEXT_FIELDS.iter().map(|(_, limit)| *limit as u64).sum();
-    let files: u64 = FILE_FIELDS
-        .iter()
-        .map(|f| intake::file_limit(desk, f))
-        .sum();
-    text + files + 64 * 1024
+    let fields: u64 = SubmissionField::ALL.iter().map(|f| f.limit(desk)).sum();
+    fields + 64 * 1024
 }
 
 /// Reads a submission within `upload_timeout_secs`: a client trickling its body (a
@@ -212,18 +187,18 @@ async fn read_submission_untimed(
                 )
             })?
             .to_owned();
-        let limit = limit_of(desk, &name).ok_or_else(|| {
+        let submitted = SubmissionField::from_name(&name).ok_or_else(|| {
             ApiError::said(
                 StatusCode::BAD_REQUEST,
                 Message::new("problem.upload_unknown_field")
                     .with("field", format!("{:?}", truncate(&name))),
             )
         })?;
-        let field_name = static_name(&name);
-        if raw.text.contains_key(&name) || raw.files.contains_key(&name) {
+        let limit = submitted.limit(desk);
+        if raw.text.contains_key(&submitted) || raw.files.contains_key(&submitted) {
             return Err(ApiError::field(
                 StatusCode::BAD_REQUEST,
-                field_name,
+                submitted.as_str(),
                 Message::new("problem.upload_twice").with("field", &name),
             ));
         }
@@ -240,18 +215,18 @@ async fn read_submission_untimed(
             })
         };
         let too_large = || {
-            let key = if FILE_FIELDS.contains(&field_name) {
+            let key = if submitted.is_file() {
                 "problem.upload_too_large"
             } else {
                 "problem.upload_text_too_large"
             };
             ApiError::field(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                field_name,
+                submitted.as_str(),
                 Message::new(key).with("size", megabytes(limit)),
             )
         };
-        if FILE_FIELDS.contains(&field_name) {
+        if submitted.is_file() {
             let mut upload = desk.spool.receive();
             let mut received = 0u64;
             while let Some(chunk) = next_chunk().await? {
@@ -261,7 +236,7 @@ async fn read_submission_untimed(
                 }
                 upload.push(&chunk).await.map_err(spool_error)?;
             }
-            raw.files.insert(name, upload.finish());
+            raw.files.insert(submitted, upload.finish());
         } else {
             let mut bytes = Vec::new();
             while let Some(chunk) = next_chunk().await? {
@@ -273,11 +248,11 @@ async fn read_submission_untimed(
             let text = String::from_utf8(bytes).map_err(|_| {
                 ApiError::field(
                     StatusCode::BAD_REQUEST,
-                    field_name,
+                    submitted.as_str(),
                     Message::new("problem.upload_not_text"),
                 )
             })?;
-            raw.text.insert(name, text);
+            raw.text.insert(submitted, text);
         }
     }
     Ok(raw)

@@ -529,7 +529,7 @@ pub struct NewTicket {
     pub devices: Vec<DeviceChallenge>,
     pub flags: Vec<String>,
     /// The same customer's approved ticket for the same device, within
-    /// `customer::REPEAT_WINDOW_DAYS`: the agent reviews this one beside it.
+    /// `customer::SHORTENED_REVIEW_WINDOW_DAYS`: the agent reviews this one beside it.
     pub repeat_of: Option<TicketNumber>,
     pub created_at: Timestamp,
 }

@@ -3,7 +3,8 @@
 use resetdesk::domain::Role;
 use serde_json::Value;
 
-use crate::desk_support::{Backend, TestApp, csrf, spawn_app_on, text_after};
+use crate::desk_support::{Backend, TestApp, csrf, spawn_app_on};
+use crate::html;
 
 async fn post(
     app: &TestApp,
@@ -25,9 +26,9 @@ async fn post(
 }
 
 fn user_id(page: &str, email: &str) -> String {
-    let row = page.split("<tr>").find(|r| r.contains(email)).unwrap();
-    row.split("/console/admin/users/")
-        .nth(1)
+    let action = html::select_attr_where(page, "#users tbody tr", email, "form", "action");
+    action
+        .strip_prefix("/console/admin/users/")
         .unwrap()
         .split('/')
         .next()
@@ -115,8 +116,9 @@ async fn only_admins_manage_users_and_every_change_is_audited(backend: Backend) 
     );
     let page = app.console_page(&admin, "/console/admin/users").await;
     assert!(
-        page.split("<tr>")
-            .find(|r| r.contains("agent@vendor.test"))
+        html::visible_texts(&page, "#users tbody tr")
+            .iter()
+            .find(|row| row.contains("agent@vendor.test"))
             .unwrap()
             .contains("disabled")
     );
@@ -152,7 +154,7 @@ async fn an_agent_makes_a_read_only_token_uses_it_and_revokes_it(backend: Backen
     .await;
     assert_eq!(created.status(), 201);
     let page = created.text().await.unwrap();
-    let token = text_after(&page, "id=\"new-token\">").to_owned();
+    let token = html::text(&page, "#new-token").to_owned();
     assert!(token.starts_with("rdt_"));
     assert_eq!(app.api_get(&token, "/api/v1/tickets").await.status(), 200);
     let approve = app
@@ -173,14 +175,7 @@ async fn an_agent_makes_a_read_only_token_uses_it_and_revokes_it(backend: Backen
     )
     .await;
     assert_eq!(bad.status(), 422);
-    let revoke_path = listing
-        .split("action=\"")
-        .find(|s| s.starts_with("/console/tokens/"))
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let revoke_path = html::select_attr(&listing, "form[action^='/console/tokens/']", "action");
     let revoked = post(&app, &agent, "/console/tokens", &revoke_path, &[]).await;
     assert_eq!(revoked.status(), 303);
     assert_eq!(app.api_get(&token, "/api/v1/tickets").await.status(), 401);

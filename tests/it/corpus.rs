@@ -958,66 +958,6 @@ async fn send_by_hand(
     })
 }
 
-/// Decodes the character references an HTML escaper writes.
-fn unescape_html(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let end = rest.find(';').filter(|&e| e <= 10);
-        let decoded = end.and_then(|end| {
-            let entity = &rest[1..end];
-            let c = match entity {
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "amp" => Some('&'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                _ => entity.strip_prefix('#').and_then(|n| {
-                    let code = match n.strip_prefix(['x', 'X']) {
-                        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-                        None => n.parse().ok(),
-                    };
-                    code.and_then(char::from_u32)
-                }),
-            };
-            c.map(|c| (c, end))
-        });
-        match decoded {
-            Some((c, end)) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The visible text of a page's body, for messages in test failures.
-fn visible_text(html: &str) -> String {
-    let body = html.split("<body").nth(1).unwrap_or(html);
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in body.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                text.push(' ');
-            }
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    unescape_html(&text.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
 /// The message(s) the answer shows a person.
 fn shown_message(answer: &Answer) -> String {
     if answer.content_type.starts_with("application/json") {
@@ -1038,19 +978,9 @@ fn shown_message(answer: &Answer) -> String {
         messages.join(" | ")
     } else {
         // The form shows problems in alerts and beside each field.
-        let marked: Vec<String> = answer
-            .body
-            .split("class=\"")
-            .skip(1)
-            .filter(|part| part.starts_with("alert\"") || part.starts_with("error\""))
-            .map(|part| {
-                let start = part.find('>').map_or(0, |at| at + 1);
-                let end = part.find("</p>").unwrap_or(part.len()).max(start);
-                visible_text(&format!("<body>{}", &part[start..end]))
-            })
-            .collect();
+        let marked = crate::html::visible_texts(&answer.body, ".alert, .error");
         if marked.is_empty() {
-            visible_text(&answer.body)
+            crate::html::visible_text(&answer.body)
         } else {
             marked.join(" | ")
         }
@@ -1134,9 +1064,8 @@ async fn check_accepted(
         )
     } else {
         (
-            crate::desk_support::text_after(&answer.body, "id=\"ticket-number\">"),
-            crate::desk_support::find_after(&answer.body, "id=\"status-link\"", "href")
-                .replace("&amp;", "&"),
+            crate::html::text(&answer.body, "#ticket-number"),
+            crate::html::select_attr(&answer.body, "#status-link", "href").replace("&amp;", "&"),
         )
     };
     let label = agent
@@ -1177,7 +1106,7 @@ async fn check_accepted(
     );
     // The text is there, escaped: the checks above looked at the right page.
     for input in dangerous_inputs(case) {
-        if !unescape_html(&ticket).contains(&input) {
+        if !crate::html::shows(&ticket, &input) {
             problems.push(format!("console ticket page does not show {input:?}"));
         }
     }
@@ -1404,11 +1333,14 @@ async fn console_case(
         problems.push(format!(
             "{label}: expected {}, got {status}: {}",
             case.status,
-            visible_text(&body).chars().take(300).collect::<String>()
+            crate::html::visible_text(&body)
+                .chars()
+                .take(300)
+                .collect::<String>()
         ));
     }
     if let Some(says) = &case.says
-        && !visible_text(&body)
+        && !crate::html::visible_text(&body)
             .to_lowercase()
             .contains(&says.to_lowercase())
     {

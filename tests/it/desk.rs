@@ -619,12 +619,7 @@ async fn an_smtp_outage_retries_then_dead_letters_and_an_agent_retries(backend: 
     );
 
     app.smtp_refuses(false);
-    let retry_path = page
-        .split("action=\"")
-        .find(|s| s.contains("/retry\""))
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_owned();
+    let retry_path = crate::html::select_attr(&page, "form[action$='/retry']", "action");
     let token = crate::desk_support::csrf(&page);
     let retried = agent
         .post(app.url(&retry_path))

@@ -536,8 +536,8 @@ impl TestApp {
             .unwrap();
         assert_eq!(response.status(), 201);
         let page = response.text().await.unwrap();
-        let number = text_after(&page, "id=\"ticket-number\">");
-        let status_url = find_after(&page, "id=\"status-link\"", "href").replace("&amp;", "&");
+        let number = crate::html::text(&page, "#ticket-number");
+        let status_url = crate::html::select_attr(&page, "#status-link", "href");
         (number, status_url)
     }
 
@@ -706,31 +706,9 @@ pub fn export_part(
 
 pub const AGENT_PASSWORD: &str = "correct horse battery staple";
 
-/// The first value of `attribute="..."` after `marker` in an HTML page.
-pub fn find_after(html: &str, marker: &str, attribute: &str) -> String {
-    let start = html
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} not in page:\n{html}"));
-    let rest = &html[start..];
-    let key = format!("{attribute}=\"");
-    let at = rest.find(&key).unwrap() + key.len();
-    rest[at..rest[at..].find('"').unwrap() + at].to_owned()
-}
-
-/// The text after `marker` up to the next `<`: the content a page marks with an id.
-pub fn text_after(page: &str, marker: &str) -> String {
-    page.split(marker)
-        .nth(1)
-        .unwrap_or_else(|| panic!("{marker:?} not in page:\n{page}"))
-        .split('<')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// The CSRF token of the first console form on a page.
 pub fn csrf(html: &str) -> String {
-    find_after(html, "name=\"csrf\"", "value")
+    crate::html::select_attr(html, "input[name=csrf]", "value")
 }
 
 /// The sign-in form's CSRF token, from the page as `client` sees it at `base` (its cookie
@@ -868,9 +846,9 @@ impl TestApp {
             .await;
         let token = csrf(&page);
         let mut form = vec![("csrf", token.as_str())];
-        let version = page
-            .contains("name=\"evidence_version\"")
-            .then(|| find_after(&page, "name=\"evidence_version\"", "value"));
+        let version = crate::html::select_attrs(&page, "input[name=evidence_version]", "value")
+            .into_iter()
+            .next();
         if let Some(version) = &version {
             form.push(("evidence_version", version.as_str()));
         }

@@ -10,9 +10,10 @@ use resetdesk::protocol::ResetRequest;
 use serde_json::Value;
 
 use crate::desk_support::{
-    Backend, TestApp, browser, csrf, customer_form, export_part, file_part, find_after,
-    label_photo, spawn_app_on, spawn_app_on_with, text_after,
+    Backend, TestApp, browser, csrf, customer_form, export_part, file_part, label_photo,
+    spawn_app_on, spawn_app_on_with,
 };
+use crate::html;
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
 const MODEL: &str = "DS-7608NI-K2";
@@ -159,7 +160,7 @@ async fn a_duplicate_from_another_address_gets_the_number_and_the_owner_gets_the
         page.contains("its status link went to the e-mail address given with it"),
         "{page}"
     );
-    assert_eq!(text_after(&page, "id=\"ticket-number\">"), number);
+    assert_eq!(html::text(&page, "#ticket-number"), number);
     assert!(
         !page.contains(&token),
         "no status token on the page: {page}"
@@ -242,13 +243,13 @@ async fn fatima_corrects_her_mistyped_address_from_her_browser(backend: Backend)
         .find(|c| c.starts_with("rd_fix_"))
         .expect("the success page sets the correction cookie");
     let page = response.text().await.unwrap();
-    let number = text_after(&page, "id=\"ticket-number\">");
+    let number = html::text(&page, "#ticket-number");
     assert!(cookie.starts_with(&format!("rd_fix_{number}=")), "{cookie}");
     for attribute in ["HttpOnly", "SameSite=Strict", "Max-Age=1800", "Path=/"] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
     assert!(page.contains("Wrong e-mail address?"), "{page}");
-    let status_url = find_after(&page, "id=\"status-link\"", "href").replace("&amp;", "&");
+    let status_url = html::select_attr(&page, "#status-link", "href");
     let token = token_of(&status_url);
 
     // She sends the same export again, with the right address: the desk has it already,
@@ -262,10 +263,10 @@ async fn fatima_corrects_her_mistyped_address_from_her_browser(backend: Backend)
         "her browser is offered the correction: {page}"
     );
     assert!(
-        find_after(&page, "id=\"fix-email\"", "value") == right,
+        html::select_attr(&page, "#fix-email", "value") == right,
         "with the address she typed now"
     );
-    let check = find_after(&page, "name=\"check\"", "value");
+    let check = html::select_attr(&page, "input[name=check]", "value");
     let ticket = ticket_json(&app, &agent, &number).await;
     assert_eq!(ticket["customer"]["email"], typo);
     app.run_outbox().await;
@@ -387,8 +388,8 @@ async fn a_correction_is_refused_after_30_minutes_and_once_anyone_approved(backe
     let (status, page) =
         send_form(&app, &late, submission(&export, "xml", "late@exmaple.com")).await;
     assert_eq!(status, 201, "{page}");
-    let number = text_after(&page, "id=\"ticket-number\">");
-    let check = find_after(&page, "name=\"check\"", "value");
+    let number = html::text(&page, "#ticket-number");
+    let check = html::select_attr(&page, "input[name=check]", "value");
     app.advance(30 * 60 + 1);
     let (status, page) = correct(
         &app,
@@ -413,8 +414,8 @@ async fn a_correction_is_refused_after_30_minutes_and_once_anyone_approved(backe
     )
     .await;
     assert_eq!(status, 201, "{page}");
-    let number = text_after(&page, "id=\"ticket-number\">");
-    let check = find_after(&page, "name=\"check\"", "value");
+    let number = html::text(&page, "#ticket-number");
+    let check = html::select_attr(&page, "input[name=check]", "value");
     assert_eq!(approve(&app, &agent, &number).await, 202, "first of two");
     let (status, page) = correct(
         &app,

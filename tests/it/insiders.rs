@@ -217,9 +217,9 @@ async fn a_staff_address_or_a_later_console_user_needs_four_eyes(backend: Backen
 
 /// The id of `email`'s row on the admin's users page.
 fn user_id(page: &str, email: &str) -> String {
-    let row = page.split("<tr>").find(|r| r.contains(email)).unwrap();
-    row.split("/console/admin/users/")
-        .nth(1)
+    let action = crate::html::select_attr_where(page, "#users tbody tr", email, "form", "action");
+    action
+        .strip_prefix("/console/admin/users/")
         .unwrap()
         .split('/')
         .next()

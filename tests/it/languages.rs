@@ -6,9 +6,10 @@
 use resetdesk::i18n::Lang;
 
 use crate::desk_support::{
-    Backend, TestApp, browser, customer_form, export_part, file_part, find_after, label_photo,
-    spawn_app, spawn_app_on, text_after,
+    Backend, TestApp, browser, customer_form, export_part, file_part, label_photo, spawn_app,
+    spawn_app_on,
 };
+use crate::html;
 
 async fn get(client: &reqwest::Client, url: &str, accept: Option<&str>) -> (u16, String) {
     let mut request = client.get(url);
@@ -61,7 +62,9 @@ async fn the_form_speaks_the_browsers_language_and_offers_the_other() {
     assert!(spanish.contains("name=\"language\" value=\"es\""));
     // The lists too: countries by their Spanish names, in Spanish order.
     assert!(spanish.contains(">Alemania</option>") && !spanish.contains(">Germany<"));
-    assert!(spanish.find(">Alemania<").unwrap() < spanish.find(">Argentina<").unwrap());
+    let countries = html::texts(&spanish, "#country option");
+    let place = |name: &str| countries.iter().position(|c| c == name).unwrap();
+    assert!(place("Alemania") < place("Argentina"));
     assert!(spanish.contains(">Instalador</option>"));
     // Not a word of the English form is left (apart from names that are the same).
     for english_only in [
@@ -86,7 +89,7 @@ async fn the_switch_keeps_the_page_and_wins_over_the_browser() {
     let app = spawn_app().await;
     let client = browser();
     let (_, page) = get(&client, &app.url("/"), Some("en")).await;
-    let switch = find_after(&page, "id=\"language-switch\"", "href").replace("&#38;", "&");
+    let switch = html::select_attr(&page, "#language-switch", "href");
     assert_eq!(switch, "/language?to=es&back=%2F");
 
     let response = client.get(app.url(&switch)).send().await.unwrap();
@@ -169,11 +172,11 @@ async fn form_errors_are_in_the_forms_language() {
     let page = response.text().await.unwrap();
     assert!(page.contains("<html lang=\"es\">"));
     assert_eq!(
-        text_after(&page, "id=\"email-error\">"),
+        html::text(&page, "#email-error"),
         Lang::Es.text("problem.email_no_at")
     );
     assert_eq!(
-        text_after(&page, "id=\"label_photo-error\">"),
+        html::text(&page, "#label_photo-error"),
         Lang::Es.text("problem.label_photo_missing")
     );
     assert!(page.contains(&Lang::Es.text("form.check_fields")));
@@ -271,7 +274,7 @@ async fn a_spanish_request_gets_spanish_mail(backend: Backend) {
     // The switch on a status page comes back to the same ticket.
     let (_, page) = get(&client, &status_url, Some("es")).await;
     assert!(page.contains(&Lang::Es.text("status.expiry_heading")));
-    let switch = find_after(&page, "id=\"language-switch\"", "href").replace("&#38;", "&");
+    let switch = html::select_attr(&page, "#language-switch", "href");
     let response = client.get(app.url(&switch)).send().await.unwrap();
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(

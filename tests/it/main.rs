@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic with context by design
 
 mod admin_pages;
+mod architecture;
 mod audit;
 mod blob_faults;
 mod blobs_s3;
@@ -15,6 +16,7 @@ mod desk_support;
 mod duplicates;
 mod four_eyes;
 mod fuzz_regressions;
+mod html;
 mod insiders;
 mod it_did_not_work;
 mod keys_in_service;

@@ -5,9 +5,10 @@ use resetdesk::device;
 use resetdesk::domain::Timestamp;
 
 use crate::desk_support::{
-    Backend, TestApp, browser, csrf, customer_form, export_part, file_part, find_after,
-    label_photo, sign_in_token, spawn_app_on,
+    Backend, TestApp, browser, csrf, customer_form, export_part, file_part, label_photo,
+    sign_in_token, spawn_app_on,
 };
+use crate::html;
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
 /// Submits through the HTML form; returns the ticket number and status link.
@@ -428,7 +429,8 @@ async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backe
     assert!(page.contains("reported stolen"), "{page}");
 
     let reasons = app.console_page(&agent, "/console/reasons").await;
-    let remove = find_after(&reasons, "reported stolen", "action");
+    let remove =
+        html::select_attr_where(&reasons, "#reasons tr", "reported stolen", "form", "action");
     let removed = agent
         .post(app.url(&remove))
         .form(&[("csrf", token.as_str())])

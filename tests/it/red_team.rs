@@ -8,9 +8,10 @@ use resetdesk::protocol::PROTOCOL_V2;
 use serde_json::Value;
 
 use crate::desk_support::{
-    Backend, TestApp, browser, customer_form, export_part, file_part, find_after, keys_in,
-    label_photo, spawn_app_on, spawn_app_on_with, text_after,
+    Backend, TestApp, browser, customer_form, export_part, file_part, keys_in, label_photo,
+    spawn_app_on, spawn_app_on_with,
 };
+use crate::html;
 
 const CAMERA: &str = "DS-2CD2143G2-I/REDTEAM000000001";
 
@@ -54,9 +55,9 @@ async fn a_correction_is_judged_by_the_address_rules_again(backend: Backend) {
         .unwrap();
     assert_eq!(page.status(), 201);
     let page = page.text().await.unwrap();
-    let number = text_after(&page, "id=\"ticket-number\">");
+    let number = html::text(&page, "#ticket-number");
     assert!(app.ticket_flags(&agent, &number).await.is_empty());
-    let check = find_after(&page, "name=\"check\"", "value");
+    let check = html::select_attr(&page, "input[name=check]", "value");
     let fixed = browser
         .post(app.url(&format!("/requests/{number}/address")))
         .form(&[("email", "mallory@evil.example"), ("check", check.as_str())])
@@ -172,7 +173,7 @@ async fn only_the_sending_browser_sees_the_link_again(backend: Backend) {
         .unwrap();
     assert_eq!(first.status(), 201);
     let first = first.text().await.unwrap();
-    let link = find_after(&first, "id=\"status-link\"", "href");
+    let link = html::select_attr(&first, "#status-link", "href");
 
     let again = owners
         .post(app.url("/"))

@@ -6,9 +6,9 @@
 use resetdesk::device::{self, DeviceState};
 
 use crate::desk_support::{
-    Backend, TestApp, customer_form, export_part, file_part, find_after, keys_in, label_photo,
-    spawn_app_on,
+    Backend, TestApp, customer_form, export_part, file_part, keys_in, label_photo, spawn_app_on,
 };
+use crate::html;
 
 const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
 
@@ -116,11 +116,7 @@ async fn a_customer_whose_mail_never_came_gets_the_response_with_a_code(backend:
     }
 
     // The file from the page is the signed response, and the device takes it.
-    let file_url = app.url(
-        &find_after(&page, "id=\"response-file\"", "href")
-            .replace("&amp;", "&")
-            .replace("&#38;", "&"),
-    );
+    let file_url = app.url(&html::select_attr(&page, "#response-file", "href"));
     let file = app.client.get(&file_url).send().await.unwrap();
     assert_eq!(file.status(), 200, "{file_url}");
     assert!(

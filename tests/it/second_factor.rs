@@ -6,8 +6,8 @@ use resetdesk::domain::{EmailAddress, Role, Roles, Timestamp};
 
 use crate::desk_support::{
     AGENT_PASSWORD, Backend, TestApp, browser, csrf, sign_in_token, spawn_app_on, spawn_app_with,
-    text_after,
 };
+use crate::html;
 
 async fn user_without_second_factor(app: &TestApp, email: &str) {
     let hash = resetdesk::auth::hash_password(AGENT_PASSWORD).unwrap();
@@ -63,7 +63,7 @@ async fn first_sign_in_enrols_a_second_factor_and_later_ones_need_a_code(backend
         .text()
         .await
         .unwrap();
-    let key: String = text_after(&page, "id=\"totp-key\">").replace(' ', "");
+    let key: String = html::text(&page, "#totp-key").replace(' ', "");
     let qr = client
         .get(app.url("/console/enrol/qr.png"))
         .send()
@@ -97,11 +97,7 @@ async fn first_sign_in_enrols_a_second_factor_and_later_ones_need_a_code(backend
         .unwrap();
     assert_eq!(done.status(), 200);
     let page = done.text().await.unwrap();
-    let recovery: Vec<String> = page
-        .split("<li><code>")
-        .skip(1)
-        .map(|s| s.split('<').next().unwrap().to_owned())
-        .collect();
+    let recovery = html::texts(&page, "#recovery-codes li code");
     assert_eq!(recovery.len(), totp::RECOVERY_CODES);
     assert_eq!(
         client

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use mail_parser::MessageParser;
 
-use crate::desk_support::{label_photo, text_after};
+use crate::desk_support::label_photo;
+use crate::html;
 use crate::support::Sandbox;
 
 pub struct Served {
@@ -404,15 +405,8 @@ async fn a_full_run_never_logs_a_secret() {
         .text()
         .await
         .unwrap();
-    let seed = text_after(&page, "id=\"totp-key\">").replace(' ', "");
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let seed = html::text(&page, "#totp-key").replace(' ', "");
+    let csrf = html::select_attr(&page, "input[name=csrf]", "value");
     let code = resetdesk::auth::totp::code_at(
         &resetdesk::domain::Secret::new(seed.clone()),
         resetdesk::domain::Timestamp::now(),
@@ -427,7 +421,7 @@ async fn a_full_run_never_logs_a_secret() {
         .text()
         .await
         .unwrap();
-    let recovery = text_after(&enrolled, "<li><code>");
+    let recovery = html::text(&enrolled, "#recovery-codes li code");
 
     // A customer's request, approved with the API token.
     camera_export(&sandbox, "xml", "export.xml");

@@ -9,9 +9,9 @@ use resetdesk::domain::{Role, TicketNumber, Timestamp};
 use serde_json::Value;
 
 use crate::desk_support::{
-    Backend, TestApp, csrf, export_part, file_part, find_after, label_photo, spawn_app_on_with,
-    spawn_app_with,
+    Backend, TestApp, csrf, export_part, file_part, label_photo, spawn_app_on_with, spawn_app_with,
 };
+use crate::html;
 
 const MODEL: &str = "DS-2CD2143G2-I";
 
@@ -195,7 +195,7 @@ async fn an_approval_from_a_page_older_than_the_photo_is_refused_in_the_console(
     let seen_by_a = one
         .console_page(&a, &format!("/console/tickets/{number}"))
         .await;
-    let shown_version = find_after(&seen_by_a, "name=\"evidence_version\"", "value");
+    let shown_version = html::select_attr(&seen_by_a, "input[name=evidence_version]", "value");
     assert!(
         seen_by_a.contains("id=\"claim-meaning\""),
         "the page says what claiming means"

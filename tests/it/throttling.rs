@@ -639,7 +639,7 @@ async fn jpegs_with_hundreds_of_scans_are_refused_before_decoding(backend: Backe
             app.desk
                 .pictures
                 .run(
-                    resetdesk::picture_work::PictureJob::PhotoProof,
+                    resetdesk::intake::picture_work::PictureJob::PhotoProof,
                     "192.0.2.99",
                     u64::MAX,
                     move || {
