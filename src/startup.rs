@@ -213,7 +213,7 @@ impl Application {
                         }))
                         // Innermost, so its redirects and refusals pass the headers and log outside it.
                         .wrap(actix_web::middleware::from_fn(
-                            crate::auth::console_guard::console_guard,
+                            routes::console_guard,
                         ))
                         .wrap(
                             actix_web::middleware::DefaultHeaders::new()

@@ -1,46 +1,33 @@
-//! HTTP routes, one module per audience. Handlers stay thin: they extract, call one
-//! intake, review or store function, and map the outcome to a response.
+//! HTTP routes, one folder per audience: `api/` for programs, `customer/` for customers'
+//! pages, `console/` for agents; what they share (error answers, the upload reader,
+//! assets, health) stays here. Handlers stay thin: they extract, call one intake, review
+//! or store function, and map the outcome to a response.
 
-mod address;
-mod admin;
-mod agent_api;
+mod api;
 mod assets;
 mod console;
+mod customer;
 mod error;
-mod feedback;
 mod health;
-mod intake_api;
-mod language;
-mod pages;
-mod response_page;
 mod server_timing;
-mod signin;
-mod tokens;
 mod upload;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
 use askama::Template;
 
+pub use console::console_guard;
+pub use customer::{LANGUAGE_COOKIE, LanguageSwitch, Reader, language_of};
 pub use error::ApiError;
-pub use language::{LANGUAGE_COOKIE, LanguageSwitch, Reader, language_of};
 pub use server_timing::server_timing;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     assets::configure(cfg);
-    intake_api::configure(cfg);
-    agent_api::configure(cfg);
-    language::configure(cfg);
-    pages::configure(cfg);
-    address::configure(cfg);
-    response_page::configure(cfg);
-    feedback::configure(cfg);
-    signin::configure(cfg);
+    api::configure(cfg);
+    customer::configure(cfg);
     console::configure(cfg);
-    admin::configure(cfg);
-    tokens::configure(cfg);
 }
 
 /// Renders a page with a status; a template that fails to render is a bug, logged and

@@ -123,7 +123,7 @@ pub async fn read_submission(
                 ))
             })?;
             raw.client = address;
-            raw.passes = super::address::passes_of(request);
+            raw.passes = super::customer::passes_of(request);
             Ok(raw)
         }
         (got, elapsed) = too_slow(desk, &received, started) => {

@@ -5,8 +5,8 @@ use actix_web::http::header::{ETAG, IF_MATCH};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 
-use super::ApiError;
-use crate::auth::guard::ApiUser;
+use crate::routes::ApiError;
+use super::guard::ApiUser;
 use crate::desk::Desk;
 use crate::domain::{TicketNumber, TicketStatus};
 use crate::review;

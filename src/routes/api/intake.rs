@@ -1,7 +1,7 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::Serialize;
 
-use super::{ApiError, upload};
+use crate::routes::{ApiError, upload};
 use crate::desk::Desk;
 use crate::intake;
 
@@ -38,7 +38,7 @@ async fn submit(
     let mut raw = upload::read_submission(&desk, &request, payload).await?;
     raw.text
         .entry("language".to_owned())
-        .or_insert_with(|| super::language_of(&request).code().to_owned());
+        .or_insert_with(|| crate::routes::language_of(&request).code().to_owned());
     let submitted = intake::submit(&desk, raw).await?;
     let body = Created {
         ticket: submitted.number.to_string(),

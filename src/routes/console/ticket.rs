@@ -7,8 +7,8 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{ApiError, html, message_page};
-use crate::auth::guard::ConsoleUser;
+use crate::routes::{ApiError, html, message_page};
+use super::guard::ConsoleUser;
 use crate::desk::Desk;
 use crate::domain::{TicketNumber, TicketStatus, Timestamp};
 use crate::review::{self, ReviewError};
@@ -108,7 +108,7 @@ async fn queue(
     let tickets = match desk.store.tickets(&filter).await {
         Ok(tickets) => tickets,
         Err(error) => {
-            return super::failure_page("The queue is unavailable", &error);
+            return crate::routes::failure_page("The queue is unavailable", &error);
         }
     };
     let now = desk.clock.now();
@@ -423,7 +423,7 @@ async fn label_photo(
             .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
             .insert_header(("Cache-Control", "private, no-store"))
             .body(bytes),
-        Err(error) => super::failure_page("The photo is unavailable", &error),
+        Err(error) => crate::routes::failure_page("The photo is unavailable", &error),
     }
 }
 
@@ -694,7 +694,7 @@ async fn reasons_page(
                 error,
             },
         ),
-        Err(e) => super::failure_page("The list is unavailable", &e),
+        Err(e) => crate::routes::failure_page("The list is unavailable", &e),
     }
 }
 
@@ -742,7 +742,7 @@ async fn add_reason(
             )
             .await
         }
-        Err(e) => super::failure_page("The reason was not saved", &e),
+        Err(e) => crate::routes::failure_page("The reason was not saved", &e),
     }
 }
 
@@ -761,6 +761,6 @@ async fn remove_reason(
         .await
     {
         Ok(()) | Err(StoreError::NotFound) => see_other("/console/reasons"),
-        Err(e) => super::failure_page("The reason was not removed", &e),
+        Err(e) => crate::routes::failure_page("The reason was not removed", &e),
     }
 }

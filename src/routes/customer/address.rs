@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{Reader, html};
+use crate::routes::{Reader, html};
 use crate::customer::address::{self, CORRECTION_WINDOW_SECS, CorrectionError, CorrectionPass};
 use crate::desk::Desk;
 use crate::domain::TicketNumber;
@@ -42,14 +42,14 @@ pub(super) fn pass_cookie(
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(super::secure_cookies(desk))
+        .secure(crate::routes::secure_cookies(desk))
         .max_age(CookieDuration::seconds(CORRECTION_WINDOW_SECS))
         .finish()
 }
 
 /// Every correction pass cookie the request carries, by ticket number (checked where
 /// they are used).
-pub(super) fn passes_of(request: &HttpRequest) -> std::collections::BTreeMap<String, String> {
+pub(in crate::routes) fn passes_of(request: &HttpRequest) -> std::collections::BTreeMap<String, String> {
     request
         .cookies()
         .map(|cookies| {
@@ -100,7 +100,7 @@ impl FixForm {
 #[template(path = "pages/address.html")]
 struct FixPage {
     t: Lang,
-    switch: super::LanguageSwitch,
+    switch: crate::routes::LanguageSwitch,
     number: TicketNumber,
     error: Option<String>,
     corrected: Option<String>,
@@ -112,7 +112,7 @@ fn number_of(raw: &str) -> Option<TicketNumber> {
 }
 
 fn not_this_browser(reader: &Reader) -> HttpResponse {
-    super::customer_message_page(
+    crate::routes::customer_message_page(
         StatusCode::FORBIDDEN,
         reader,
         "address.title_refused",
@@ -194,12 +194,12 @@ async fn correct_address(
         | CorrectionError::ChangedMeanwhile => StatusCode::CONFLICT,
         CorrectionError::TooMany => StatusCode::TOO_MANY_REQUESTS,
         CorrectionError::Store(cause) => {
-            let failure = super::ApiError::internal(cause);
+            let failure = crate::routes::ApiError::internal(cause);
             page.error = Some(page.t.message(&failure.message));
-            return super::with_retry_after(html(failure.status, &page), failure.retry_after);
+            return crate::routes::with_retry_after(html(failure.status, &page), failure.retry_after);
         }
         CorrectionError::Render(cause) => {
-            let failure = super::ApiError::internal(cause);
+            let failure = crate::routes::ApiError::internal(cause);
             page.error = Some(page.t.message(&failure.message));
             return html(failure.status, &page);
         }

@@ -1,4 +1,4 @@
-//! Request guards: who is calling, proven by an API token.
+//! The API's guard: who is calling, proven by an API token.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -54,7 +54,7 @@ impl FromRequest for ApiUser {
                     "this route needs an agent's API token: send Authorization: Bearer <token>",
                 )
             })?;
-            let hash = super::api_token_hash(&token);
+            let hash = crate::auth::api_token_hash(&token);
             match desk.store.user_by_api_token(&hash, desk.clock.now()).await {
                 Ok((user, scope)) if !user.disabled => Ok(ApiUser { user, scope }),
                 Ok(_) => Err(ApiError::new(
@@ -67,40 +67,5 @@ impl FromRequest for ApiUser {
                 Err(other) => Err(ApiError::internal(&other)),
             }
         })
-    }
-}
-
-/// A console user with a live session, put in the request by
-/// [`super::console_guard::console_guard`], which has also checked the CSRF token of any
-/// request that changes something.
-#[derive(Clone)]
-pub struct ConsoleUser {
-    pub user: User,
-    pub csrf: String,
-    pub token_hash: String,
-    pub stage: crate::store::SessionStage,
-}
-
-impl FromRequest for ConsoleUser {
-    type Error = actix_web::Error;
-    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
-
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        use actix_web::HttpMessage;
-        // Absent only if a console handler were mounted outside /console: fail closed.
-        let user = request
-            .extensions()
-            .get::<ConsoleUser>()
-            .cloned()
-            .ok_or_else(|| {
-                actix_web::error::InternalError::from_response(
-                    "sign-in required",
-                    actix_web::HttpResponse::SeeOther()
-                        .insert_header((actix_web::http::header::LOCATION, "/console/login"))
-                        .finish(),
-                )
-                .into()
-            });
-        std::future::ready(user)
     }
 }

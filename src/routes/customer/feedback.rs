@@ -6,8 +6,8 @@ use actix_web::{HttpResponse, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::pages::LinkedTicket;
-use super::{LanguageSwitch, Reader, html};
+use super::form::LinkedTicket;
+use crate::routes::{LanguageSwitch, Reader, html};
 use crate::customer::{self, DeviceAnswer, FeedbackError, REPEAT_WINDOW_DAYS};
 use crate::desk::Desk;
 use crate::domain::TicketNumber;
@@ -68,9 +68,9 @@ async fn report(
                 FeedbackError::NotApproved => StatusCode::CONFLICT,
                 FeedbackError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
                 FeedbackError::Store(cause) => {
-                    let failure = super::ApiError::internal(cause);
+                    let failure = crate::routes::ApiError::internal(cause);
                     page.error = Some(page.t.message(&failure.message));
-                    return super::with_retry_after(
+                    return crate::routes::with_retry_after(
                         html(failure.status, &page),
                         failure.retry_after,
                     );

@@ -7,8 +7,8 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::html;
-use crate::auth::guard::ConsoleUser;
+use crate::routes::html;
+use super::guard::ConsoleUser;
 use crate::desk::Desk;
 use crate::store::{NewApiToken, StoreError, TokenScope};
 
@@ -50,7 +50,7 @@ async fn tokens_page(
     let tokens = match desk.store.api_tokens(console.user.id).await {
         Ok(tokens) => tokens,
         Err(e) => {
-            return super::failure_page("Tokens are unavailable", &e);
+            return crate::routes::failure_page("Tokens are unavailable", &e);
         }
     };
     let page = TokensPage {
@@ -140,7 +140,7 @@ async fn create(
     };
     match desk.store.create_api_token(&token).await {
         Ok(()) => tokens_page(&desk, &console, StatusCode::CREATED, Some(plain), None).await,
-        Err(e) => super::failure_page("The token was not created", &e),
+        Err(e) => crate::routes::failure_page("The token was not created", &e),
     }
 }
 
@@ -154,6 +154,6 @@ async fn revoke(desk: web::Data<Desk>, console: ConsoleUser, path: web::Path<i64
         Ok(()) | Err(StoreError::NotFound) => HttpResponse::SeeOther()
             .insert_header((LOCATION, "/console/tokens"))
             .finish(),
-        Err(e) => super::failure_page("The token was not revoked", &e),
+        Err(e) => crate::routes::failure_page("The token was not revoked", &e),
     }
 }

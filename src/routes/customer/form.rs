@@ -9,7 +9,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::address::{self, FixForm};
-use super::{ApiError, LanguageSwitch, Reader, html, upload};
+use crate::routes::{ApiError, LanguageSwitch, Reader, html, upload};
 use crate::customer::DeviceAnswer;
 use crate::desk::Desk;
 use crate::domain::{CustomerRole, TicketNumber, TicketStatus, Timestamp};
@@ -233,7 +233,7 @@ async fn submit(
                     ..page
                 },
             );
-            return super::with_retry_after(response, error.retry_after);
+            return crate::routes::with_retry_after(response, error.retry_after);
         }
     };
     page.values = raw.text.clone();
@@ -263,12 +263,12 @@ async fn submit(
         ) => {
             let api = ApiError::from(error);
             page.general_error = Some(page.t.message(&api.message));
-            super::with_retry_after(html(api.status, &page), api.retry_after)
+            crate::routes::with_retry_after(html(api.status, &page), api.retry_after)
         }
         Err(IntakeError::Internal(cause)) => {
             let error = ApiError::internal(cause.as_ref());
             page.general_error = Some(page.t.message(&error.message));
-            super::with_retry_after(html(error.status, &page), error.retry_after)
+            crate::routes::with_retry_after(html(error.status, &page), error.retry_after)
         }
     }
 }
@@ -362,7 +362,7 @@ async fn ticket_for_link(
     token: Option<&str>,
 ) -> Result<TicketDetail, HttpResponse> {
     let not_found = || {
-        super::customer_message_page(
+        crate::routes::customer_message_page(
             StatusCode::NOT_FOUND,
             reader,
             "page.not_found_title",
@@ -381,7 +381,7 @@ async fn ticket_for_link(
     match desk.store.ticket(&number).await {
         Ok(ticket) => Ok(ticket),
         Err(StoreError::NotFound) => Err(not_found()),
-        Err(other) => Err(super::customer_failure_page(reader, &other)),
+        Err(other) => Err(crate::routes::customer_failure_page(reader, &other)),
     }
 }
 
@@ -579,7 +579,7 @@ async fn photo_upload(
         }
         Err(error) => {
             page.error = Some(page.t.message(&error.message));
-            super::with_retry_after(html(error.status, &page), error.retry_after)
+            crate::routes::with_retry_after(html(error.status, &page), error.retry_after)
         }
     }
 }

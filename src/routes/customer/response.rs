@@ -7,8 +7,8 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::pages::LinkedTicket;
-use super::{LanguageSwitch, Reader, html};
+use super::form::LinkedTicket;
+use crate::routes::{LanguageSwitch, Reader, html};
 use crate::customer::{self, AccessError};
 use crate::desk::Desk;
 use crate::domain::TicketNumber;
@@ -106,12 +106,12 @@ fn refused_page(page: CodePage, error: AccessError) -> HttpResponse {
 }
 
 fn failed_page(page: CodePage, cause: &(dyn std::error::Error + 'static)) -> HttpResponse {
-    let failure = super::ApiError::internal(cause);
+    let failure = crate::routes::ApiError::internal(cause);
     let page = CodePage {
         general_error: Some(page.t.message(&failure.message)),
         ..page
     };
-    super::with_retry_after(html(failure.status, &page), failure.retry_after)
+    crate::routes::with_retry_after(html(failure.status, &page), failure.retry_after)
 }
 
 #[get("/status/{ticket}/code")]
@@ -228,7 +228,7 @@ async fn response_file(
         ),
         Err(_) => {
             let reader = reader.back_to(&desk.status_url(&ticket.summary.number));
-            super::customer_message_page(
+            crate::routes::customer_message_page(
                 StatusCode::FORBIDDEN,
                 &reader,
                 "response.download_expired_title",
