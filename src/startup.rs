@@ -18,7 +18,7 @@ use crate::crypto::KeyStore;
 use crate::desk::{Desk, DeskKeys};
 use crate::mail::compose::MailContext;
 use crate::mail::outbox::{OutboxWorker, Timing, Transport};
-use crate::routes::{self, ApiError};
+use crate::routes::{self, ErrorAnswer};
 use crate::store::{self, Store};
 
 /// Makes ring the process's TLS provider. The S3 client's HTTP stack links aws-lc-rs too,
@@ -264,7 +264,7 @@ fn http_server(desk: web::Data<Desk>, listener: TcpListener) -> anyhow::Result<S
                 web::JsonConfig::default()
                     .limit(64 * 1024)
                     .error_handler(|e, _| {
-                        ApiError::new(
+                        ErrorAnswer::new(
                             StatusCode::BAD_REQUEST,
                             format!("the JSON body is not valid: {e}"),
                         )
@@ -277,7 +277,7 @@ fn http_server(desk: web::Data<Desk>, listener: TcpListener) -> anyhow::Result<S
                     .error_handler(routes::form_error),
             )
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                ApiError::new(
+                ErrorAnswer::new(
                     StatusCode::BAD_REQUEST,
                     format!("the query string is not valid: {e}"),
                 )

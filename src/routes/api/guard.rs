@@ -8,7 +8,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use crate::desk::Desk;
-use crate::routes::ApiError;
+use crate::routes::ErrorAnswer;
 use crate::store::{StoreError, User};
 
 /// An agent authenticated by `Authorization: Bearer <token>`.
@@ -23,10 +23,10 @@ pub struct ApiUser {
 
 impl ApiUser {
     /// Refuses a read-only token on a route that changes something.
-    pub fn may_decide(&self) -> Result<(), ApiError> {
+    pub fn may_decide(&self) -> Result<(), ErrorAnswer> {
         match self.scope {
             crate::store::TokenScope::Decide => Ok(()),
-            crate::store::TokenScope::Read => Err(ApiError::new(
+            crate::store::TokenScope::Read => Err(ErrorAnswer::new(
                 StatusCode::FORBIDDEN,
                 "this API token may only read: create a token with the decide scope",
             )),
@@ -35,8 +35,8 @@ impl ApiUser {
 }
 
 impl FromRequest for ApiUser {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Error = ErrorAnswer;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ErrorAnswer>>>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let desk = request.app_data::<web::Data<Desk>>().cloned();
@@ -47,7 +47,7 @@ impl FromRequest for ApiUser {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_owned());
         Box::pin(async move {
-            let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
+            let unauthorized = |message: &str| ErrorAnswer::new(StatusCode::UNAUTHORIZED, message);
             let desk = desk.ok_or_else(|| unauthorized("the desk is not ready"))?;
             let token = token.ok_or_else(|| {
                 unauthorized(
@@ -57,14 +57,14 @@ impl FromRequest for ApiUser {
             let hash = crate::auth::api_token_hash(&token);
             match desk.store.user_by_api_token(&hash, desk.clock.now()).await {
                 Ok((user, scope)) if !user.disabled => Ok(ApiUser { user, scope }),
-                Ok(_) => Err(ApiError::new(
+                Ok(_) => Err(ErrorAnswer::new(
                     StatusCode::FORBIDDEN,
                     "this account is disabled",
                 )),
                 Err(StoreError::NotFound) => Err(unauthorized(
                     "the API token is not valid, expired or revoked",
                 )),
-                Err(other) => Err(ApiError::internal(&other)),
+                Err(other) => Err(ErrorAnswer::internal(&other)),
             }
         })
     }

@@ -8,11 +8,11 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::routes::{html, message_page};
-use crate::audit::{self, VerifyOutcome};
 use super::guard::ConsoleUser;
+use crate::audit::{self, VerifyOutcome};
 use crate::desk::Desk;
 use crate::domain::{EmailAddress, Role, Roles};
+use crate::routes::{html, message_page};
 use crate::store::{StoreError, UserId};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -6,16 +6,16 @@
 //! without doing anything: there is no per-handler check to forget.
 
 use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::Payload;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::LOCATION;
 use actix_web::middleware::Next;
-use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 
 use crate::auth::session;
 use crate::desk::Desk;
-use crate::routes::ApiError;
+use crate::routes::ErrorAnswer;
 use crate::store::{SessionStage, StoreError, User};
 
 /// A console user with a live session, put in the request by [`console_guard`], which
@@ -25,7 +25,6 @@ pub struct ConsoleUser {
     pub user: User,
     pub csrf: String,
     pub token_hash: String,
-    pub stage: crate::store::SessionStage,
 }
 
 impl FromRequest for ConsoleUser {
@@ -168,7 +167,7 @@ pub async fn console_guard(
         Ok((user, _, _)) if user.disabled => return Ok(to_login(request)),
         Ok(found) => found,
         Err(StoreError::NotFound) => return Ok(to_login(request)),
-        Err(other) => return Err(ApiError::internal(&other).into()),
+        Err(other) => return Err(ErrorAnswer::internal(&other).into()),
     };
     // A password alone opens only the next step of signing in.
     if let Some(elsewhere) = stage_redirect(stage, request.path()) {
@@ -188,7 +187,6 @@ pub async fn console_guard(
         user,
         csrf,
         token_hash,
-        stage,
     });
     let response = next.call(request).await?.map_into_boxed_body();
     Ok(no_store(response))

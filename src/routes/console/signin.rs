@@ -10,13 +10,13 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::routes::{html, message_page};
 use super::guard::ConsoleUser;
 use crate::auth::throttle::{self, Admission};
 use crate::auth::{self, device_cookie, session, totp};
 use crate::desk::Desk;
 use crate::domain::EmailAddress;
 use crate::protocol::qr;
+use crate::routes::{html, message_page};
 use crate::store::{LoginAttempt, LoginAttemptId, NewSession, SessionStage, StoreError, User};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -7,9 +7,9 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::routes::html;
 use super::guard::ConsoleUser;
 use crate::desk::Desk;
+use crate::routes::html;
 use crate::store::{NewApiToken, StoreError, TokenScope};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -19,7 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Tokens live at most a year.
 const MAX_DAYS: u32 = 366;
 
-struct TokenRow {
+struct TokenRowView {
     id: i64,
     name: String,
     scope: &'static str,
@@ -34,7 +34,7 @@ struct TokenRow {
 struct TokensPage {
     user: String,
     csrf: String,
-    tokens: Vec<TokenRow>,
+    tokens: Vec<TokenRowView>,
     new_token: Option<String>,
     error: Option<String>,
 }
@@ -60,7 +60,7 @@ async fn tokens_page(
             .into_iter()
             .map(|t| {
                 let expired = t.expires_at.is_some_and(|e| e <= now);
-                TokenRow {
+                TokenRowView {
                     id: t.id,
                     name: t.name,
                     scope: t.scope.as_str(),

@@ -8,15 +8,17 @@ mod feedback;
 mod form;
 mod language;
 mod response;
+mod status;
 
 use actix_web::web;
 
-pub use language::{LANGUAGE_COOKIE, LanguageSwitch, Reader, language_of};
 pub(super) use address::passes_of;
+pub use language::{LANGUAGE_COOKIE, LanguageSwitch, Reader, language_of};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     language::configure(cfg);
     form::configure(cfg);
+    status::configure(cfg);
     address::configure(cfg);
     response::configure(cfg);
     feedback::configure(cfg);
