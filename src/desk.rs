@@ -195,23 +195,92 @@ impl Desk {
         Ok(status != Some(crate::store::KeyRecordStatus::Retired))
     }
 
-    /// Where the customer uploads a new label photo.
-    pub fn photo_url(&self, number: &TicketNumber) -> String {
-        format!(
-            "{}/status/{}/photo?t={}",
-            self.settings.public_url,
-            number,
-            self.keys.desk_secret.status_token(number.as_str())
-        )
+    /// A ticket's status link and the pages it opens.
+    pub fn status_link(&self, number: &TicketNumber) -> StatusLink {
+        StatusLink {
+            number: number.to_string(),
+            token: self.keys.desk_secret.status_token(number.as_str()),
+        }
     }
 
-    /// The customer's status link for a ticket.
+    /// The customer's status link for a ticket, as e-mails carry it.
     pub fn status_url(&self, number: &TicketNumber) -> String {
+        self.absolute(&self.status_link(number).to(LinkedPage::Status))
+    }
+
+    /// Where the customer uploads a new label photo, as e-mails carry it.
+    pub fn photo_url(&self, number: &TicketNumber) -> String {
+        self.absolute(&self.status_link(number).to(LinkedPage::Photo))
+    }
+
+    fn absolute(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.public_url)
+    }
+}
+
+/// The pages a ticket's status link opens: each needs the link's token, so no page of
+/// a ticket can be reached without the link the customer was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkedPage {
+    Status,
+    Photo,
+    Code,
+    Feedback,
+    Response,
+}
+
+impl LinkedPage {
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Status => "",
+            Self::Photo => "/photo",
+            Self::Code => "/code",
+            Self::Feedback => "/feedback",
+            Self::Response => "/response",
+        }
+    }
+}
+
+/// A ticket's status link: the one place its URLs are written, for e-mails
+/// ([`Desk::status_url`]) and for the pages that link to each other (paths).
+pub struct StatusLink {
+    number: String,
+    token: String,
+}
+
+impl StatusLink {
+    /// The path of one of the ticket's pages, with the link's token.
+    pub fn to(&self, page: LinkedPage) -> String {
+        format!("/status/{}{}?t={}", self.number, page.suffix(), self.token)
+    }
+
+    /// The path of the response file, with the link's token and the file's own.
+    pub fn response_file(&self, file_token: &str) -> String {
         format!(
-            "{}/status/{}?t={}",
-            self.settings.public_url,
-            number,
-            self.keys.desk_secret.status_token(number.as_str())
+            "/status/{}/response.xml?t={}&f={file_token}",
+            self.number, self.token
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_link_paths_carry_the_token() {
+        let link = StatusLink {
+            number: "RQ-1".to_owned(),
+            token: "tok".to_owned(),
+        };
+        assert_eq!(link.to(LinkedPage::Status), "/status/RQ-1?t=tok");
+        assert_eq!(link.to(LinkedPage::Photo), "/status/RQ-1/photo?t=tok");
+        assert_eq!(link.to(LinkedPage::Code), "/status/RQ-1/code?t=tok");
+        assert_eq!(link.to(LinkedPage::Feedback), "/status/RQ-1/feedback?t=tok");
+        assert_eq!(link.to(LinkedPage::Response), "/status/RQ-1/response?t=tok");
+        assert_eq!(
+            link.response_file("f1"),
+            "/status/RQ-1/response.xml?t=tok&f=f1"
+        );
     }
 }

@@ -18,8 +18,8 @@ use crate::crypto::KeyStore;
 use crate::desk::{Desk, DeskKeys};
 use crate::mail::compose::MailContext;
 use crate::mail::outbox::{OutboxWorker, Timing, Transport};
-use crate::routes::{self, ApiError};
-use crate::store;
+use crate::routes::{self, ErrorAnswer};
+use crate::store::{self, Store};
 
 /// Makes ring the process's TLS provider. The S3 client's HTTP stack links aws-lc-rs too,
 /// and rustls refuses to guess between two; every other TLS user here (PostgreSQL, SMTP)
@@ -96,165 +96,22 @@ impl Application {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
+    /// Builds the desk in the order its parts depend on each other: the database first
+    /// (it says whether the keys are the desk's), then mail, blobs and the listener (its
+    /// real port goes into links), then the shared state and the HTTP app over it.
     pub async fn build_with_clock(
         mut settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         install_tls_provider();
         prepare_data_dir(&settings.data_dir)?;
-        let store = store::connect(&settings.database_url())
-            .await
-            .context("cannot open the database")?;
-        store
-            .migrate()
-            .await
-            .context("cannot apply database migrations")?;
-        // Keys only after the database: whether this directory may get new keys, and
-        // whether its keys are the desk's, is the database's to say.
-        let keys = KeyStore::new(&settings.keys_dir);
-        crate::key_registry::check_at_start(store.as_ref(), &keys, clock.now()).await?;
-        let desk_keys = DeskKeys::load(keys)?;
-        tracing::info!(key_id = %desk_keys.signer().id(), "signing with key");
-
-        // Seeds left in clear by an older desk, or sealed under a key since rotated.
-        crate::auth::totp::seal_stored_seeds(
-            store.as_ref(),
-            &desk_keys.seal_keys(),
-            "system",
-            clock.now(),
-        )
-        .await
-        .context("cannot seal the stored TOTP seeds")?;
-
-        let transport = match &settings.smtp_url {
-            Some(url) => Transport::smtp(url.expose(), Timing::from_settings(&settings))?,
-            None => {
-                let dir = settings.data_dir.join("outbox");
-                tracing::info!(dir = %dir.display(), "no SMTP server configured: e-mails are written as .eml files");
-                Transport::files(&dir)?
-            }
-        };
-        let from = settings
-            .mail_from
-            .parse()
-            .with_context(|| format!("mail_from {:?} is not an address", settings.mail_from))?;
-        let worker = OutboxWorker::new(
-            store.clone(),
-            transport,
-            from,
-            settings.outbox_max_attempts,
-            Timing::from_settings(&settings),
-            clock.clone(),
-        );
-
+        let (store, keys) = open_store_and_keys(&settings, clock.as_ref()).await?;
+        let worker = outbox_worker(&settings, store.clone(), clock.clone())?;
         let blobs = BlobStore::from_settings(&settings).context("cannot set up blob storage")?;
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let listener = bind(&mut settings)?;
         let port = listener.local_addr()?.port();
-        // With port 0 the real port is known only now; links must carry it.
-        let unset = format!("http://{}", settings.listen);
-        if settings.public_url.is_empty() || settings.public_url == unset {
-            settings.public_url = format!("http://{}:{port}", settings.listen.ip());
-        }
-        let pictures =
-            crate::intake::picture_work::PictureWork::for_this_machine(settings.picture_memory_mb);
-        let spool = crate::intake::spool::Spool::open(
-            settings.data_dir.join("spool"),
-            crate::intake::spool::SpoolLimits {
-                memory_bytes: settings.upload_memory_mb * 1024 * 1024,
-                uploads_at_once: settings.uploads_at_once,
-                uploads_per_address: settings.uploads_per_address,
-            },
-        )
-        .with_context(|| {
-            format!(
-                "cannot prepare the upload spool in {}",
-                settings.data_dir.join("spool").display()
-            )
-        })?;
-        let desk = web::Data::new(Desk {
-            blobs,
-            mail: MailContext::new(&settings.public_url),
-            settings,
-            store,
-            keys: desk_keys,
-            clock,
-            pictures,
-            spool,
-            mail_queued: worker.queued(),
-            metrics: crate::observability::metrics_handle(),
-        });
-        let server =
-            {
-                let desk = desk.clone();
-                HttpServer::new(move || {
-                    App::new()
-                        .app_data(desk.clone())
-                        .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(
-                            |e, _| {
-                                ApiError::new(
-                                    StatusCode::BAD_REQUEST,
-                                    format!("the JSON body is not valid: {e}"),
-                                )
-                                .into()
-                            },
-                        ))
-                        .app_data(
-                            web::FormConfig::default()
-                                .limit(64 * 1024)
-                                .error_handler(routes::form_error),
-                        )
-                        .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                            ApiError::new(
-                                StatusCode::BAD_REQUEST,
-                                format!("the query string is not valid: {e}"),
-                            )
-                            .into()
-                        }))
-                        // Innermost, so its redirects and refusals pass the headers and log outside it.
-                        .wrap(actix_web::middleware::from_fn(
-                            crate::auth::console_guard::console_guard,
-                        ))
-                        .wrap(
-                            actix_web::middleware::DefaultHeaders::new()
-                                // Scripts only from /static/ (no inline script); status links
-                                // carry a token, so no referrer.
-                                .add((
-                                    "Content-Security-Policy",
-                                    "default-src 'none'; script-src 'self'; img-src 'self'; \
-                                     style-src 'unsafe-inline'; form-action 'self'; \
-                                     frame-ancestors 'none'; base-uri 'none'",
-                                ))
-                                .add(("X-Content-Type-Options", "nosniff"))
-                                .add(("Referrer-Policy", "no-referrer"))
-                                .add(("X-Frame-Options", "DENY")),
-                        )
-                        .wrap(
-                            // The path without its query: status links carry their token there.
-                            actix_web::middleware::Logger::new("%a \"%{method}xi %U\" %s %b %Dms")
-                                .custom_request_replace("method", |req| req.method().to_string())
-                                .exclude("/healthz")
-                                .exclude("/readyz")
-                                .exclude("/metrics"),
-                        )
-                        // Outside the logger: every log line of a request, the access log
-                        // included, carries its request id.
-                        .wrap(actix_web::middleware::from_fn(
-                            crate::observability::request_context,
-                        ))
-                        // Outside everything else, so the figure covers the guard's session
-                        // lookup and every other middleware too.
-                        .wrap(actix_web::middleware::from_fn(routes::server_timing))
-                        .configure(routes::configure)
-                        .default_service(web::to(routes::no_such_page))
-                })
-                // Slow clients get a bounded time to send headers and finish.
-                .client_request_timeout(Duration::from_secs(30))
-                .client_disconnect_timeout(Duration::from_secs(5))
-                .shutdown_timeout(30)
-                .listen(listener)?
-                .run()
-            };
+        let desk = build_desk(settings, store, keys, blobs, clock, &worker)?;
+        let server = http_server(desk.clone(), listener)?;
         Ok(Self {
             port,
             desk,
@@ -283,4 +140,192 @@ impl Application {
     pub fn into_parts(self) -> (Server, OutboxWorker) {
         (self.server, self.worker)
     }
+}
+
+/// The database, migrated, and the keys it records as the desk's, with the stored TOTP
+/// seeds sealed under the current seal key.
+async fn open_store_and_keys(
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> anyhow::Result<(Arc<dyn Store>, DeskKeys)> {
+    let store = store::connect(&settings.database_url())
+        .await
+        .context("cannot open the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot apply database migrations")?;
+    // Keys only after the database: whether this directory may get new keys, and
+    // whether its keys are the desk's, is the database's to say.
+    let keys = KeyStore::new(&settings.keys_dir);
+    crate::key_registry::check_at_start(store.as_ref(), &keys, clock.now()).await?;
+    let desk_keys = DeskKeys::load(keys)?;
+    tracing::info!(key_id = %desk_keys.signer().id(), "signing with key");
+
+    // Seeds left in clear by an older desk, or sealed under a key since rotated.
+    crate::auth::totp::seal_stored_seeds(
+        store.as_ref(),
+        &desk_keys.seal_keys(),
+        "system",
+        clock.now(),
+    )
+    .await
+    .context("cannot seal the stored TOTP seeds")?;
+    Ok((store, desk_keys))
+}
+
+/// The outbox worker over SMTP, or over `.eml` files when no SMTP server is configured.
+fn outbox_worker(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<OutboxWorker> {
+    let transport = match &settings.smtp_url {
+        Some(url) => Transport::smtp(url.expose(), Timing::from_settings(settings))?,
+        None => {
+            let dir = settings.data_dir.join("outbox");
+            tracing::info!(dir = %dir.display(), "no SMTP server configured: e-mails are written as .eml files");
+            Transport::files(&dir)?
+        }
+    };
+    let from = settings
+        .mail_from
+        .parse()
+        .with_context(|| format!("mail_from {:?} is not an address", settings.mail_from))?;
+    Ok(OutboxWorker::new(
+        store,
+        transport,
+        from,
+        settings.outbox_max_attempts,
+        Timing::from_settings(settings),
+        clock,
+    ))
+}
+
+/// Binds the listen address. With port 0 the real port is known only now; links must
+/// carry it, so an unset public URL becomes this address.
+fn bind(settings: &mut Settings) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(settings.listen)
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let port = listener.local_addr()?.port();
+    let unset = format!("http://{}", settings.listen);
+    if settings.public_url.is_empty() || settings.public_url == unset {
+        settings.public_url = format!("http://{}:{port}", settings.listen.ip());
+    }
+    Ok(listener)
+}
+
+/// The state every handler and worker shares, with the intake's bounded picture work and
+/// upload spool.
+fn build_desk(
+    settings: Settings,
+    store: Arc<dyn Store>,
+    keys: DeskKeys,
+    blobs: BlobStore,
+    clock: Arc<dyn Clock>,
+    worker: &OutboxWorker,
+) -> anyhow::Result<web::Data<Desk>> {
+    let pictures = crate::intake::picture_work::PictureWork::for_this_machine(settings.picture_memory_mb);
+    let spool = crate::intake::spool::Spool::open(
+        settings.data_dir.join("spool"),
+        crate::intake::spool::SpoolLimits {
+            memory_bytes: settings.upload_memory_mb * 1024 * 1024,
+            uploads_at_once: settings.uploads_at_once,
+            uploads_per_address: settings.uploads_per_address,
+        },
+    )
+    .with_context(|| {
+        format!(
+            "cannot prepare the upload spool in {}",
+            settings.data_dir.join("spool").display()
+        )
+    })?;
+    Ok(web::Data::new(Desk {
+        blobs,
+        mail: MailContext::new(&settings.public_url),
+        settings,
+        store,
+        keys,
+        clock,
+        pictures,
+        spool,
+        mail_queued: worker.queued(),
+        metrics: crate::observability::metrics_handle(),
+    }))
+}
+
+/// The HTTP server over the desk: bodies read within limits, the console guard, security
+/// headers, the access log, request ids and timing, then the routes.
+fn http_server(desk: web::Data<Desk>, listener: TcpListener) -> anyhow::Result<Server> {
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(desk.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(64 * 1024)
+                    .error_handler(|e, _| {
+                        ErrorAnswer::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("the JSON body is not valid: {e}"),
+                        )
+                        .into()
+                    }),
+            )
+            .app_data(
+                web::FormConfig::default()
+                    .limit(64 * 1024)
+                    .error_handler(routes::form_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                ErrorAnswer::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the query string is not valid: {e}"),
+                )
+                .into()
+            }))
+            // Innermost, so its redirects and refusals pass the headers and log outside it.
+            .wrap(actix_web::middleware::from_fn(routes::console_guard))
+            .wrap(security_headers())
+            .wrap(access_log())
+            // Outside the logger: every log line of a request, the access log
+            // included, carries its request id.
+            .wrap(actix_web::middleware::from_fn(
+                crate::observability::request_context,
+            ))
+            // Outside everything else, so the figure covers the guard's session
+            // lookup and every other middleware too.
+            .wrap(actix_web::middleware::from_fn(routes::server_timing))
+            .configure(routes::configure)
+            .default_service(web::to(routes::no_such_page))
+    })
+    // Slow clients get a bounded time to send headers and finish.
+    .client_request_timeout(Duration::from_secs(30))
+    .client_disconnect_timeout(Duration::from_secs(5))
+    .shutdown_timeout(30)
+    .listen(listener)?
+    .run())
+}
+
+fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        // Scripts only from /static/ (no inline script); status links
+        // carry a token, so no referrer.
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'self'; img-src 'self'; \
+             style-src 'unsafe-inline'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Frame-Options", "DENY"))
+}
+
+fn access_log() -> actix_web::middleware::Logger {
+    // The path without its query: status links carry their token there.
+    actix_web::middleware::Logger::new("%a \"%{method}xi %U\" %s %b %Dms")
+        .custom_request_replace("method", |req| req.method().to_string())
+        .exclude("/healthz")
+        .exclude("/readyz")
+        .exclude("/metrics")
 }

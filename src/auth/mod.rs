@@ -4,9 +4,7 @@
 //! Hashing a password costs tens of milliseconds of CPU on purpose; server code calls
 //! [`verify_password`] through `spawn_blocking` so it never stalls the async workers.
 
-pub mod console_guard;
 pub mod device_cookie;
-pub mod guard;
 pub mod session;
 pub mod throttle;
 pub mod totp;

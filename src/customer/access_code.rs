@@ -59,7 +59,7 @@ pub enum NoResponse {
 
 impl AccessError {
     /// What the customer reads; `None` for a failure on the desk's side.
-    pub fn customer_message(&self) -> Option<Message> {
+    pub fn message(&self) -> Option<Message> {
         Some(match self {
             Self::NoResponse(NoResponse::NotApproved) => Message::new("code.not_approved"),
             Self::NoResponse(NoResponse::Expired) => Message::new("code.expired"),

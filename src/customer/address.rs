@@ -49,7 +49,7 @@ pub enum CorrectionError {
 
 impl CorrectionError {
     /// What the customer reads; `None` for a failure on the desk's side.
-    pub fn customer_message(&self) -> Option<Message> {
+    pub fn message(&self) -> Option<Message> {
         Some(match self {
             Self::NotThisBrowser => Message::new("address.not_this_browser"),
             Self::Invalid(message) => message.clone(),

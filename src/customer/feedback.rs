@@ -113,7 +113,7 @@ pub enum FeedbackError {
 
 impl FeedbackError {
     /// What the customer reads; `None` for a failure on the desk's side.
-    pub fn customer_message(&self) -> Option<Message> {
+    pub fn message(&self) -> Option<Message> {
         Some(match self {
             Self::NoAnswer => Message::new("feedback.no_answer"),
             Self::Note(problem) => crate::intake::problems::field(problem),

@@ -37,6 +37,15 @@ pub enum ReviewError {
 }
 
 impl ReviewError {
+    /// What the agent reads, in English like the rest of the console and the API; `None`
+    /// for a failure on the desk's side.
+    pub fn message(&self) -> Option<crate::i18n::Message> {
+        match self {
+            Self::Internal(_) => None,
+            refusal => Some(crate::i18n::Message::untranslated(refusal.to_string())),
+        }
+    }
+
     fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Internal(Box::new(error))
     }

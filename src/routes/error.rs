@@ -1,22 +1,38 @@
+//! The one place errors become answers. Each module's error gets its status here (the
+//! `From` impls below) and its words from its own `message()`; the API renders an
+//! [`ErrorAnswer`] as JSON ([`ResponseError`] below), the pages as HTML
+//! (`super::render`), and both write a failure on our side to the log as they render it.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::customer::{AccessError, CorrectionError, FeedbackError};
 use crate::i18n::Message;
 use crate::intake::{FieldIssue, IntakeError};
 use crate::review::ReviewError;
-use crate::store::Conflict;
 
-/// An API error: a status and a message a person understands, optionally naming the
-/// field at fault. Causes go to the log, never into the response. The API answers in
-/// English; a customer's page shows the same message in the customer's language.
+/// What the desk answers when a request did not go through: a status and a message a
+/// person understands, optionally naming the fields at fault. Causes go to the log,
+/// never into the answer. The API answers in English; a customer's page shows the same
+/// message in the customer's language; the console in English.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ErrorAnswer {
     pub status: StatusCode,
     pub issues: Vec<FieldIssue>,
     pub message: Message,
-    /// Seconds for a `Retry-After` header, on 429 answers.
+    /// Seconds for a `Retry-After` header, on 429 and 503 answers.
     pub retry_after: Option<i64>,
+    /// A failure on our side, for the log when the answer is rendered (boxed: errors
+    /// travel in `Result`s, best kept small).
+    failure: Option<Box<Failure>>,
+}
+
+/// What failed on our side, and its whole cause chain.
+#[derive(Debug)]
+struct Failure {
+    what: &'static str,
+    chain: String,
 }
 
 /// What a 503 asks clients to wait before trying again.
@@ -40,7 +56,7 @@ struct Item<'a> {
     message: String,
 }
 
-impl ApiError {
+impl ErrorAnswer {
     /// An error only agents and API clients read, in English.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self::said(status, Message::untranslated(message))
@@ -53,6 +69,7 @@ impl ApiError {
             issues: Vec::new(),
             message,
             retry_after: None,
+            failure: None,
         }
     }
 
@@ -65,11 +82,13 @@ impl ApiError {
             }],
             message,
             retry_after: None,
+            failure: None,
         }
     }
 
     /// A failure on our side: 503 with Retry-After when the database is unreachable
-    /// (it comes back on its own), 500 otherwise. The cause goes to the log only.
+    /// (it comes back on its own), 500 otherwise. The cause goes to the log only, when
+    /// the answer is rendered.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
         let mut chain = error.to_string();
         let mut source = error.source();
@@ -79,35 +98,67 @@ impl ApiError {
             source = cause.source();
         }
         if crate::store::StoreError::is_unavailable(error) {
-            tracing::error!(error = %chain, "request failed: database unreachable");
-            return Self {
-                retry_after: Some(UNAVAILABLE_RETRY_SECS),
-                ..Self::said(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Message::new("refusal.database_down"),
-                )
-            };
+            return Self::unavailable(
+                Message::new("refusal.database_down"),
+                Failure {
+                    what: "request failed: database unreachable",
+                    chain,
+                },
+            );
         }
-        tracing::error!(error = %chain, "request failed");
+        Self {
+            failure: Some(Box::new(Failure {
+                what: "request failed",
+                chain,
+            })),
+            ..Self::said(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Message::new("refusal.internal"),
+            )
+        }
+    }
+
+    /// A 503 for a part of the desk that comes back on its own.
+    fn unavailable(message: Message, failure: Failure) -> Self {
+        Self {
+            retry_after: Some(UNAVAILABLE_RETRY_SECS),
+            failure: Some(Box::new(failure)),
+            ..Self::said(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
+    /// A refusal in the words of the module that refused. `message` is `None` only for
+    /// a failure on our side, which each `From` below answers with [`Self::internal`]
+    /// before it gets here.
+    fn in_words(status: StatusCode, message: Option<Message>) -> Self {
         Self::said(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Message::new("refusal.internal"),
+            status,
+            message.unwrap_or_else(|| Message::new("refusal.internal")),
         )
+    }
+
+    /// Writes a failure on our side to the log; called by the renderers, once per answer.
+    pub(super) fn log_failure(&self) {
+        if let Some(failure) = &self.failure {
+            let Failure { what, chain } = failure.as_ref();
+            tracing::error!(error = %chain, "{what}");
+        }
     }
 }
 
-impl std::fmt::Display for ApiError {
+impl std::fmt::Display for ErrorAnswer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message.english())
     }
 }
 
-impl ResponseError for ApiError {
+impl ResponseError for ErrorAnswer {
     fn status_code(&self) -> StatusCode {
         self.status
     }
 
     fn error_response(&self) -> HttpResponse {
+        self.log_failure();
         let first = self.issues.first();
         let body = Body {
             error: Item {
@@ -134,7 +185,7 @@ impl ResponseError for ApiError {
     }
 }
 
-impl ApiError {
+impl ErrorAnswer {
     /// A 503 for a desk busy with other uploads or pictures: the request was fine.
     pub fn busy(message: Message) -> Self {
         Self {
@@ -150,11 +201,12 @@ impl ApiError {
             issues: Vec::new(),
             message: Message::new("refusal.rate_limited").with("seconds", retry_after),
             retry_after: Some(retry_after),
+            failure: None,
         }
     }
 }
 
-impl From<IntakeError> for ApiError {
+impl From<IntakeError> for ErrorAnswer {
     fn from(error: IntakeError) -> Self {
         match error {
             IntakeError::Invalid(issues) => Self {
@@ -165,6 +217,7 @@ impl From<IntakeError> for ApiError {
                     .unwrap_or_else(|| Message::untranslated("the request is not valid")),
                 issues,
                 retry_after: None,
+                failure: None,
             },
             IntakeError::Conflict(field, message) => {
                 Self::field(StatusCode::CONFLICT, field, message)
@@ -193,22 +246,19 @@ impl From<IntakeError> for ApiError {
                     Message::new("refusal.blobs_down"),
                 )
             },
-            IntakeError::Unconfirmed(cause) => {
-                tracing::error!(error = %cause, "request not confirmed: database unreachable");
-                Self {
-                    retry_after: Some(UNAVAILABLE_RETRY_SECS),
-                    ..Self::said(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        Message::new("refusal.unconfirmed"),
-                    )
-                }
-            }
+            IntakeError::Unconfirmed(cause) => Self::unavailable(
+                Message::new("refusal.unconfirmed"),
+                Failure {
+                    what: "request not confirmed: database unreachable",
+                    chain: cause.to_string(),
+                },
+            ),
             IntakeError::Internal(cause) => Self::internal(cause.as_ref()),
         }
     }
 }
 
-impl From<ReviewError> for ApiError {
+impl From<ReviewError> for ErrorAnswer {
     fn from(error: ReviewError) -> Self {
         let status = match &error {
             ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -218,56 +268,50 @@ impl From<ReviewError> for ApiError {
             ReviewError::Stale => StatusCode::PRECONDITION_FAILED,
             ReviewError::Internal(cause) => return Self::internal(cause.as_ref()),
         };
-        Self::new(status, error.to_string())
+        Self::in_words(status, error.message())
     }
 }
 
-/// The words for each store conflict: the one place they are written. The console, the
-/// API and the CLI all show a conflict through this, so an agent reads the same sentence
-/// wherever a change was refused.
-impl std::fmt::Display for Conflict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::UnsupportedScheme { scheme } => write!(
-                f,
-                "unsupported database URL scheme in {scheme:?}: use sqlite://PATH or postgres://..."
-            ),
-            Self::SameChallenge => f.write_str("the same challenge was submitted twice at once"),
-            Self::AlreadyApproved => {
-                f.write_str("you already approved this ticket; a second person must approve it")
+impl From<FeedbackError> for ErrorAnswer {
+    fn from(error: FeedbackError) -> Self {
+        let status = match &error {
+            FeedbackError::NoAnswer | FeedbackError::Note(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            FeedbackError::NotApproved => StatusCode::CONFLICT,
+            FeedbackError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            FeedbackError::Store(cause) => return Self::internal(cause),
+        };
+        Self::in_words(status, error.message())
+    }
+}
+
+impl From<CorrectionError> for ErrorAnswer {
+    fn from(error: CorrectionError) -> Self {
+        let status = match &error {
+            CorrectionError::NotThisBrowser => StatusCode::FORBIDDEN,
+            CorrectionError::Invalid(_) | CorrectionError::Same => StatusCode::UNPROCESSABLE_ENTITY,
+            CorrectionError::Approved
+            | CorrectionError::NotPending
+            | CorrectionError::ChangedMeanwhile => StatusCode::CONFLICT,
+            CorrectionError::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            CorrectionError::Store(cause) => return Self::internal(cause),
+            CorrectionError::Render(cause) => return Self::internal(cause),
+        };
+        Self::in_words(status, error.message())
+    }
+}
+
+impl From<AccessError> for ErrorAnswer {
+    fn from(error: AccessError) -> Self {
+        let status = match &error {
+            AccessError::WrongCode { .. } | AccessError::Malformed | AccessError::NoLiveCode => {
+                StatusCode::UNPROCESSABLE_ENTITY
             }
-            Self::AlreadyDecided { status, by } => {
-                write!(f, "the ticket was already {status} by {by}")
-            }
-            Self::NotOpen { status } => write!(f, "the ticket is {status}, not open"),
-            Self::AddressChanged => f.write_str(
-                "the customer's e-mail address was changed meanwhile: reload the ticket and decide again",
-            ),
-            Self::ApprovalRaced => f.write_str(
-                "another approval of this ticket arrived meanwhile: reload the ticket and decide again",
-            ),
-            Self::EmailTaken { email } => write!(f, "a user with e-mail {email} already exists"),
-            Self::NotAwaitingPhoto => f.write_str("this ticket is not waiting for a new photo"),
-            Self::TooManyCodes { recent } => write!(
-                f,
-                "{recent} codes were sent for this ticket in the last hour: use the newest, or try again later"
-            ),
-            Self::TooManyAnswers { earlier } => write!(
-                f,
-                "we already have {earlier} answers for this ticket: please send a new request, or write to support"
-            ),
-            Self::MailNotRetryable => f.write_str("that message is not waiting for a retry"),
-            Self::ResponseMailNotRetryable => {
-                f.write_str("that message is not a response e-mail waiting for a retry")
-            }
-            Self::NoResponseToSign { serial } => write!(
-                f,
-                "the ticket holds no response for device {serial} to sign again"
-            ),
-            Self::CannedReasonExists => f.write_str("that reason is already in the list"),
-            Self::NoPendingSecondFactor => {
-                f.write_str("there is no second factor waiting to be confirmed")
-            }
-        }
+            AccessError::TooManyCodes(_) => StatusCode::TOO_MANY_REQUESTS,
+            AccessError::NoResponse(_) => StatusCode::CONFLICT,
+            AccessError::Store(cause) => return Self::internal(cause),
+            AccessError::Render(cause) => return Self::internal(cause),
+            AccessError::Sealed(cause) => return Self::internal(cause),
+        };
+        Self::in_words(status, error.message())
     }
 }

@@ -1,78 +1,38 @@
-//! HTTP routes, one module per audience. Handlers stay thin: they extract, call one
-//! intake, review or store function, and map the outcome to a response.
+//! HTTP routes, one folder per audience: `api/` for programs, `customer/` for customers'
+//! pages, `console/` for agents; what they share (error answers, the upload reader,
+//! assets, health) stays here. Handlers stay thin: they extract, call one intake, review
+//! or store function, and map the outcome to a response.
 
-mod address;
-mod admin;
-mod agent_api;
+mod api;
 mod assets;
 mod console;
+mod customer;
 mod error;
-mod feedback;
 mod health;
-mod intake_api;
-mod language;
-mod pages;
-mod response_page;
+mod render;
 mod server_timing;
-mod signin;
-mod tokens;
 mod upload;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
-use askama::Template;
 
-pub use error::ApiError;
-pub use language::{LANGUAGE_COOKIE, LanguageSwitch, Reader, language_of};
+use render::{
+    answer_page, customer_failure_page, customer_message_page, failure_page, html, message_page,
+    refused, with_retry_after,
+};
+
+pub use console::console_guard;
+pub use customer::{LANGUAGE_COOKIE, LanguageSwitch, Reader, language_of};
+pub use error::ErrorAnswer;
 pub use server_timing::server_timing;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     assets::configure(cfg);
-    intake_api::configure(cfg);
-    agent_api::configure(cfg);
-    language::configure(cfg);
-    pages::configure(cfg);
-    address::configure(cfg);
-    response_page::configure(cfg);
-    feedback::configure(cfg);
-    signin::configure(cfg);
+    api::configure(cfg);
+    customer::configure(cfg);
     console::configure(cfg);
-    admin::configure(cfg);
-    tokens::configure(cfg);
-}
-
-/// Renders a page with a status; a template that fails to render is a bug, logged and
-/// shown as a plain 500.
-fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
-    match page.render() {
-        Ok(body) => HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .body(body),
-        Err(error) => {
-            tracing::error!(%error, "a page template failed to render");
-            HttpResponse::InternalServerError()
-                .content_type("text/plain; charset=utf-8")
-                .body("something went wrong on our side; please try again in a few minutes")
-        }
-    }
-}
-
-#[derive(Template)]
-#[template(path = "console/message.html")]
-struct MessagePage<'a> {
-    title: &'a str,
-    text: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "pages/message.html")]
-struct CustomerMessagePage<'a> {
-    t: crate::i18n::Lang,
-    switch: &'a LanguageSwitch,
-    title: String,
-    text: &'a str,
 }
 
 /// The client's address for rate limits and throttling. The peer address, unless the
@@ -108,16 +68,6 @@ fn secure_cookies(desk: &crate::desk::Desk) -> bool {
     desk.settings.public_url.starts_with("https://")
 }
 
-/// Adds `Retry-After` to a 429 page.
-fn with_retry_after(mut response: HttpResponse, seconds: Option<i64>) -> HttpResponse {
-    if let Some(value) = seconds.and_then(|s| s.to_string().parse().ok()) {
-        response
-            .headers_mut()
-            .insert(actix_web::http::header::RETRY_AFTER, value);
-    }
-    response
-}
-
 /// Answers a form body that cannot be read (wrong type, missing field) with a page,
 /// not actix's plain-text default.
 pub fn form_error(
@@ -143,16 +93,11 @@ pub fn form_error(
     actix_web::error::InternalError::from_response(error, response).into()
 }
 
-/// A page that only says something: not found, expired form, an error.
-pub fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
-    html(status, &MessagePage { title, text })
-}
-
 /// Any address the desk has no route for: JSON under the API, a page elsewhere, in the
 /// reader's language (a link mistyped from an e-mail lands here).
 pub async fn no_such_page(request: actix_web::HttpRequest) -> HttpResponse {
     if request.path().starts_with("/api/") {
-        return ApiError::new(StatusCode::NOT_FOUND, "no such API route").error_response();
+        return ErrorAnswer::new(StatusCode::NOT_FOUND, "no such API route").error_response();
     }
     let reader = Reader::of(&request).back_to("/");
     customer_message_page(
@@ -160,51 +105,5 @@ pub async fn no_such_page(request: actix_web::HttpRequest) -> HttpResponse {
         &reader,
         "page.no_page_title",
         reader.t.text("page.no_page_text"),
-    )
-}
-
-/// A page that only tells a customer something, in their language.
-pub fn customer_message_page(
-    status: StatusCode,
-    reader: &Reader,
-    title_key: &'static str,
-    text: String,
-) -> HttpResponse {
-    html(
-        status,
-        &CustomerMessagePage {
-            t: reader.t,
-            switch: &reader.switch,
-            title: reader.t.text(title_key),
-            text: &text,
-        },
-    )
-}
-
-/// A failure on our side, told to a customer: 503 and Retry-After while the database
-/// is unreachable, 500 otherwise.
-pub fn customer_failure_page(
-    reader: &Reader,
-    error: &(dyn std::error::Error + 'static),
-) -> HttpResponse {
-    let failure = ApiError::internal(error);
-    with_retry_after(
-        customer_message_page(
-            failure.status,
-            reader,
-            "page.failure_title",
-            reader.t.message(&failure.message),
-        ),
-        failure.retry_after,
-    )
-}
-
-/// A page for a failure on our side: 503 and Retry-After while the database is
-/// unreachable, 500 otherwise (see [`ApiError::internal`]).
-pub fn failure_page(title: &str, error: &(dyn std::error::Error + 'static)) -> HttpResponse {
-    let failure = ApiError::internal(error);
-    with_retry_after(
-        message_page(failure.status, title, &failure.message.english()),
-        failure.retry_after,
     )
 }

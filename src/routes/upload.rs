@@ -13,7 +13,7 @@ use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::web;
 use futures_util::StreamExt;
 
-use super::ApiError;
+use super::ErrorAnswer;
 use crate::desk::Desk;
 use crate::i18n::Message;
 use crate::intake::{self, RawSubmission, SubmissionField};
@@ -30,14 +30,14 @@ fn megabytes(bytes: u64) -> String {
 }
 
 /// The per-address intake limit, counted before the body is read.
-pub async fn check_address_limit(desk: &Desk, request: &HttpRequest) -> Result<(), ApiError> {
+pub async fn check_address_limit(desk: &Desk, request: &HttpRequest) -> Result<(), ErrorAnswer> {
     let client = super::client_ip(desk, request);
     match intake::limits::admit_address(desk, client, desk.clock.now()).await {
         Ok(intake::limits::Admission::Counted) => Ok(()),
         Ok(intake::limits::Admission::Refused { retry_after, .. }) => {
-            Err(ApiError::rate_limited(retry_after))
+            Err(ErrorAnswer::rate_limited(retry_after))
         }
-        Err(error) => Err(ApiError::internal(&error)),
+        Err(error) => Err(ErrorAnswer::internal(&error)),
     }
 }
 
@@ -57,12 +57,12 @@ pub async fn read_submission(
     desk: &Desk,
     request: &HttpRequest,
     payload: web::Payload,
-) -> Result<RawSubmission, ApiError> {
+) -> Result<RawSubmission, ErrorAnswer> {
     let limit = std::time::Duration::from_secs(desk.settings.upload_timeout_secs);
     let address = super::client_address(desk, request);
     // One client trickling several bodies would otherwise hold every turn.
     let Some(_claim) = desk.spool.claim(&address) else {
-        return Err(ApiError::said(
+        return Err(ErrorAnswer::said(
             actix_web::http::StatusCode::TOO_MANY_REQUESTS,
             Message::new("refusal.uploads_per_address")
                 .with("uploads", desk.spool.uploads_per_address()),
@@ -73,7 +73,7 @@ pub async fn read_submission(
     let _turn = match tokio::time::timeout(limit, desk.spool.admit()).await {
         Ok(Ok(turn)) => turn,
         Ok(Err(error)) => return Err(spool_error(error)),
-        Err(_) => return Err(ApiError::busy(Message::new("refusal.uploads_busy"))),
+        Err(_) => return Err(ErrorAnswer::busy(Message::new("refusal.uploads_busy"))),
     };
     let received = Arc::new(AtomicU64::new(0));
     let counted = {
@@ -91,19 +91,19 @@ pub async fn read_submission(
     tokio::select! {
         read = reading => {
             let mut raw = read.unwrap_or_else(|_| {
-                Err(ApiError::said(
+                Err(ErrorAnswer::said(
                     StatusCode::REQUEST_TIMEOUT,
                     Message::new("problem.upload_timeout")
                         .with("seconds", desk.settings.upload_timeout_secs),
                 ))
             })?;
             raw.client = address;
-            raw.passes = super::address::passes_of(request);
+            raw.passes = super::customer::passes_of(request);
             Ok(raw)
         }
         (got, elapsed) = too_slow(desk, &received, started) => {
             tracing::info!(%address, received = got, seconds = elapsed.as_secs(), "an upload was too slow: its turn goes to another");
-            Err(ApiError::said(
+            Err(ErrorAnswer::said(
                 StatusCode::REQUEST_TIMEOUT,
                 Message::new("problem.upload_too_slow")
                     .with("received", megabytes(got))
@@ -146,7 +146,7 @@ async fn read_submission_untimed(
     request: &HttpRequest,
     payload: impl futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>
     + 'static,
-) -> Result<RawSubmission, ApiError> {
+) -> Result<RawSubmission, ErrorAnswer> {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
@@ -155,7 +155,7 @@ async fn read_submission_untimed(
     if let Some(length) = declared
         && length > max_body(desk)
     {
-        return Err(ApiError::said(
+        return Err(ErrorAnswer::said(
             StatusCode::PAYLOAD_TOO_LARGE,
             Message::new("problem.upload_whole_too_large").with("size", megabytes(max_body(desk))),
         ));
@@ -165,14 +165,14 @@ async fn read_submission_untimed(
     let mut parts = 0;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(|e| {
-            ApiError::said(
+            ErrorAnswer::said(
                 StatusCode::BAD_REQUEST,
                 Message::new("problem.upload_not_a_form").with("detail", e),
             )
         })?;
         parts += 1;
         if parts > MAX_PARTS {
-            return Err(ApiError::said(
+            return Err(ErrorAnswer::said(
                 StatusCode::BAD_REQUEST,
                 Message::new("problem.upload_too_many_parts"),
             ));
@@ -180,7 +180,7 @@ async fn read_submission_untimed(
         let name = field
             .name()
             .ok_or_else(|| {
-                ApiError::said(
+                ErrorAnswer::said(
                     StatusCode::BAD_REQUEST,
                     Message::new("problem.upload_not_a_form")
                         .with("detail", "a part of the upload has no field name"),
@@ -188,7 +188,7 @@ async fn read_submission_untimed(
             })?
             .to_owned();
         let submitted = SubmissionField::from_name(&name).ok_or_else(|| {
-            ApiError::said(
+            ErrorAnswer::said(
                 StatusCode::BAD_REQUEST,
                 Message::new("problem.upload_unknown_field")
                     .with("field", format!("{:?}", truncate(&name))),
@@ -196,19 +196,19 @@ async fn read_submission_untimed(
         })?;
         let limit = submitted.limit(desk);
         if raw.text.contains_key(&submitted) || raw.files.contains_key(&submitted) {
-            return Err(ApiError::field(
+            return Err(ErrorAnswer::field(
                 StatusCode::BAD_REQUEST,
                 submitted.as_str(),
                 Message::new("problem.upload_twice").with("field", &name),
             ));
         }
-        let mut next_chunk = async || -> Result<Option<web::Bytes>, ApiError> {
+        let mut next_chunk = async || -> Result<Option<web::Bytes>, ErrorAnswer> {
             let Some(chunk) = field.next().await else {
                 return Ok(None);
             };
             chunk.map(Some).map_err(|e| {
                 tracing::info!(error = %e, "an upload was interrupted or malformed");
-                ApiError::said(
+                ErrorAnswer::said(
                     StatusCode::BAD_REQUEST,
                     Message::new("problem.upload_interrupted"),
                 )
@@ -220,7 +220,7 @@ async fn read_submission_untimed(
             } else {
                 "problem.upload_text_too_large"
             };
-            ApiError::field(
+            ErrorAnswer::field(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 submitted.as_str(),
                 Message::new(key).with("size", megabytes(limit)),
@@ -246,7 +246,7 @@ async fn read_submission_untimed(
                 bytes.extend_from_slice(&chunk);
             }
             let text = String::from_utf8(bytes).map_err(|_| {
-                ApiError::field(
+                ErrorAnswer::field(
                     StatusCode::BAD_REQUEST,
                     submitted.as_str(),
                     Message::new("problem.upload_not_text"),
@@ -259,9 +259,9 @@ async fn read_submission_untimed(
 }
 
 /// The spool is local disk: full is the same story as full blob storage.
-fn spool_error(error: std::io::Error) -> ApiError {
+fn spool_error(error: std::io::Error) -> ErrorAnswer {
     tracing::error!(%error, "cannot spool an upload");
-    ApiError::from(match error.kind() {
+    ErrorAnswer::from(match error.kind() {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
             intake::IntakeError::StorageFull
         }

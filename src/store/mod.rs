@@ -7,6 +7,7 @@
 //! Every method that changes state does so in one transaction, including the outbox
 //! message and audit entry that go with the change.
 
+mod conflict;
 mod dialect;
 mod key_registry;
 mod rows;
@@ -37,8 +38,8 @@ use crate::protocol::{DeviceChallenge, ExportId, Nonce, SignedResponse};
 pub enum StoreError {
     #[error("not found")]
     NotFound,
-    /// The change contradicts what is stored; the variant says how. Worded for people
-    /// where errors are rendered (`routes::error`), not here.
+    /// The change contradicts what is stored; the variant says how, and its `Display`
+    /// (`store/conflict.rs`) words it for people.
     #[error("{0}")]
     Conflict(Conflict),
     /// A ticket still in review already holds a newer export from one of the devices.

@@ -6,17 +6,49 @@
 //! without doing anything: there is no per-handler check to forget.
 
 use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::Payload;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::LOCATION;
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 
-use super::guard::ConsoleUser;
-use super::session;
+use crate::auth::session;
 use crate::desk::Desk;
-use crate::routes::ApiError;
-use crate::store::{SessionStage, StoreError};
+use crate::routes::ErrorAnswer;
+use crate::store::{SessionStage, StoreError, User};
+
+/// A console user with a live session, put in the request by [`console_guard`], which
+/// has also checked the CSRF token of any request that changes something.
+#[derive(Clone)]
+pub struct ConsoleUser {
+    pub user: User,
+    pub csrf: String,
+    pub token_hash: String,
+}
+
+impl FromRequest for ConsoleUser {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Absent only if a console handler were mounted outside /console: fail closed.
+        let user = request
+            .extensions()
+            .get::<ConsoleUser>()
+            .cloned()
+            .ok_or_else(|| {
+                actix_web::error::InternalError::from_response(
+                    "sign-in required",
+                    actix_web::HttpResponse::SeeOther()
+                        .insert_header((actix_web::http::header::LOCATION, "/console/login"))
+                        .finish(),
+                )
+                .into()
+            });
+        std::future::ready(user)
+    }
+}
 
 /// The largest console form body read for the CSRF check.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -80,7 +112,7 @@ async fn form_body(request: &mut ServiceRequest) -> Result<Option<web::Bytes>, a
         return Ok(None);
     }
     // The handler reads the same body again.
-    request.set_payload(actix_web::dev::Payload::from(body.clone()));
+    request.set_payload(Payload::from(body.clone()));
     Ok(Some(body))
 }
 
@@ -135,7 +167,7 @@ pub async fn console_guard(
         Ok((user, _, _)) if user.disabled => return Ok(to_login(request)),
         Ok(found) => found,
         Err(StoreError::NotFound) => return Ok(to_login(request)),
-        Err(other) => return Err(ApiError::internal(&other).into()),
+        Err(other) => return Err(ErrorAnswer::internal(&other).into()),
     };
     // A password alone opens only the next step of signing in.
     if let Some(elsewhere) = stage_redirect(stage, request.path()) {
@@ -155,7 +187,6 @@ pub async fn console_guard(
         user,
         csrf,
         token_hash,
-        stage,
     });
     let response = next.call(request).await?.map_into_boxed_body();
     Ok(no_store(response))

@@ -7,9 +7,9 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::html;
-use crate::auth::guard::ConsoleUser;
+use super::guard::ConsoleUser;
 use crate::desk::Desk;
+use crate::routes::html;
 use crate::store::{NewApiToken, StoreError, TokenScope};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -19,7 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Tokens live at most a year.
 const MAX_DAYS: u32 = 366;
 
-struct TokenRow {
+struct TokenRowView {
     id: i64,
     name: String,
     scope: &'static str,
@@ -34,7 +34,7 @@ struct TokenRow {
 struct TokensPage {
     user: String,
     csrf: String,
-    tokens: Vec<TokenRow>,
+    tokens: Vec<TokenRowView>,
     new_token: Option<String>,
     error: Option<String>,
 }
@@ -50,7 +50,7 @@ async fn tokens_page(
     let tokens = match desk.store.api_tokens(console.user.id).await {
         Ok(tokens) => tokens,
         Err(e) => {
-            return super::failure_page("Tokens are unavailable", &e);
+            return crate::routes::failure_page("Tokens are unavailable", &e);
         }
     };
     let page = TokensPage {
@@ -60,7 +60,7 @@ async fn tokens_page(
             .into_iter()
             .map(|t| {
                 let expired = t.expires_at.is_some_and(|e| e <= now);
-                TokenRow {
+                TokenRowView {
                     id: t.id,
                     name: t.name,
                     scope: t.scope.as_str(),
@@ -140,7 +140,7 @@ async fn create(
     };
     match desk.store.create_api_token(&token).await {
         Ok(()) => tokens_page(&desk, &console, StatusCode::CREATED, Some(plain), None).await,
-        Err(e) => super::failure_page("The token was not created", &e),
+        Err(e) => crate::routes::failure_page("The token was not created", &e),
     }
 }
 
@@ -154,6 +154,6 @@ async fn revoke(desk: web::Data<Desk>, console: ConsoleUser, path: web::Path<i64
         Ok(()) | Err(StoreError::NotFound) => HttpResponse::SeeOther()
             .insert_header((LOCATION, "/console/tokens"))
             .finish(),
-        Err(e) => super::failure_page("The token was not revoked", &e),
+        Err(e) => crate::routes::failure_page("The token was not revoked", &e),
     }
 }

@@ -1,9 +1,9 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::Serialize;
 
-use super::{ApiError, upload};
 use crate::desk::Desk;
 use crate::intake;
+use crate::routes::{ErrorAnswer, upload};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(submit);
@@ -33,12 +33,12 @@ async fn submit(
     desk: web::Data<Desk>,
     request: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ErrorAnswer> {
     upload::check_address_limit(&desk, &request).await?;
     let mut raw = upload::read_submission(&desk, &request, payload).await?;
     raw.text
         .entry(intake::SubmissionField::Language)
-        .or_insert_with(|| super::language_of(&request).code().to_owned());
+        .or_insert_with(|| crate::routes::language_of(&request).code().to_owned());
     let submitted = intake::submit(&desk, raw).await?;
     let body = Created {
         ticket: submitted.number.to_string(),

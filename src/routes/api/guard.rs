@@ -1,4 +1,4 @@
-//! Request guards: who is calling, proven by an API token.
+//! The API's guard: who is calling, proven by an API token.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,7 +8,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use crate::desk::Desk;
-use crate::routes::ApiError;
+use crate::routes::ErrorAnswer;
 use crate::store::{StoreError, User};
 
 /// An agent authenticated by `Authorization: Bearer <token>`.
@@ -23,10 +23,10 @@ pub struct ApiUser {
 
 impl ApiUser {
     /// Refuses a read-only token on a route that changes something.
-    pub fn may_decide(&self) -> Result<(), ApiError> {
+    pub fn may_decide(&self) -> Result<(), ErrorAnswer> {
         match self.scope {
             crate::store::TokenScope::Decide => Ok(()),
-            crate::store::TokenScope::Read => Err(ApiError::new(
+            crate::store::TokenScope::Read => Err(ErrorAnswer::new(
                 StatusCode::FORBIDDEN,
                 "this API token may only read: create a token with the decide scope",
             )),
@@ -35,8 +35,8 @@ impl ApiUser {
 }
 
 impl FromRequest for ApiUser {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Error = ErrorAnswer;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ErrorAnswer>>>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let desk = request.app_data::<web::Data<Desk>>().cloned();
@@ -47,60 +47,25 @@ impl FromRequest for ApiUser {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_owned());
         Box::pin(async move {
-            let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
+            let unauthorized = |message: &str| ErrorAnswer::new(StatusCode::UNAUTHORIZED, message);
             let desk = desk.ok_or_else(|| unauthorized("the desk is not ready"))?;
             let token = token.ok_or_else(|| {
                 unauthorized(
                     "this route needs an agent's API token: send Authorization: Bearer <token>",
                 )
             })?;
-            let hash = super::api_token_hash(&token);
+            let hash = crate::auth::api_token_hash(&token);
             match desk.store.user_by_api_token(&hash, desk.clock.now()).await {
                 Ok((user, scope)) if !user.disabled => Ok(ApiUser { user, scope }),
-                Ok(_) => Err(ApiError::new(
+                Ok(_) => Err(ErrorAnswer::new(
                     StatusCode::FORBIDDEN,
                     "this account is disabled",
                 )),
                 Err(StoreError::NotFound) => Err(unauthorized(
                     "the API token is not valid, expired or revoked",
                 )),
-                Err(other) => Err(ApiError::internal(&other)),
+                Err(other) => Err(ErrorAnswer::internal(&other)),
             }
         })
-    }
-}
-
-/// A console user with a live session, put in the request by
-/// [`super::console_guard::console_guard`], which has also checked the CSRF token of any
-/// request that changes something.
-#[derive(Clone)]
-pub struct ConsoleUser {
-    pub user: User,
-    pub csrf: String,
-    pub token_hash: String,
-    pub stage: crate::store::SessionStage,
-}
-
-impl FromRequest for ConsoleUser {
-    type Error = actix_web::Error;
-    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
-
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        use actix_web::HttpMessage;
-        // Absent only if a console handler were mounted outside /console: fail closed.
-        let user = request
-            .extensions()
-            .get::<ConsoleUser>()
-            .cloned()
-            .ok_or_else(|| {
-                actix_web::error::InternalError::from_response(
-                    "sign-in required",
-                    actix_web::HttpResponse::SeeOther()
-                        .insert_header((actix_web::http::header::LOCATION, "/console/login"))
-                        .finish(),
-                )
-                .into()
-            });
-        std::future::ready(user)
     }
 }

@@ -10,13 +10,13 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{html, message_page};
-use crate::auth::guard::ConsoleUser;
+use super::guard::ConsoleUser;
 use crate::auth::throttle::{self, Admission};
 use crate::auth::{self, device_cookie, session, totp};
 use crate::desk::Desk;
 use crate::domain::EmailAddress;
 use crate::protocol::qr;
+use crate::routes::{html, message_page};
 use crate::store::{LoginAttempt, LoginAttemptId, NewSession, SessionStage, StoreError, User};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -31,7 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn failed(error: &(dyn std::error::Error + 'static)) -> HttpResponse {
-    super::failure_page("Sign-in failed", error)
+    crate::routes::failure_page("Sign-in failed", error)
 }
 
 /// Starts a session at `stage` with a fresh token and sends the browser to its page. A
@@ -58,7 +58,7 @@ async fn start_session(
         SessionStage::SecondFactor => session::SECOND_FACTOR_PATH,
         SessionStage::Enrol => session::ENROL_PATH,
     };
-    let secure = super::secure_cookies(desk);
+    let secure = crate::routes::secure_cookies(desk);
     let mut response = HttpResponse::SeeOther();
     response
         .insert_header((LOCATION, next))
@@ -105,7 +105,7 @@ async fn count_attempt(
 ) -> Result<Counted, HttpResponse> {
     let now = desk.clock.now();
     let device = device_cookie::presented(desk, request, account, now);
-    let address = throttle::network_key(super::client_ip(desk, request));
+    let address = throttle::network_key(crate::routes::client_ip(desk, request));
     let attempt = LoginAttempt {
         account,
         address: &address,
@@ -121,7 +121,7 @@ async fn count_attempt(
                 "Too many failed sign-ins",
                 &format!("Too many failed sign-ins: try again in {retry_after} s."),
             );
-            Err(super::with_retry_after(page, Some(retry_after)))
+            Err(crate::routes::with_retry_after(page, Some(retry_after)))
         }
         Err(error) => Err(failed(&error)),
     }
@@ -147,7 +147,7 @@ fn login_page(
     let (csrf, cookie) = session::sign_in_form_token(
         desk,
         presented.as_ref().map(|c| c.value()),
-        super::secure_cookies(desk),
+        crate::routes::secure_cookies(desk),
     );
     let mut response = html(status, &LoginPage { csrf, email, error });
     if let Some(cookie) = cookie {
@@ -478,10 +478,10 @@ async fn enrol_submit(
 #[post("/console/logout")]
 async fn logout(desk: web::Data<Desk>, console: ConsoleUser) -> HttpResponse {
     if let Err(error) = desk.store.delete_session(&console.token_hash).await {
-        return super::failure_page("Sign-out failed", &error);
+        return crate::routes::failure_page("Sign-out failed", &error);
     }
     HttpResponse::SeeOther()
         .insert_header((LOCATION, "/console/login"))
-        .cookie(session::removal(super::secure_cookies(&desk)))
+        .cookie(session::removal(crate::routes::secure_cookies(&desk)))
         .finish()
 }

@@ -8,11 +8,11 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{html, message_page};
+use super::guard::ConsoleUser;
 use crate::audit::{self, VerifyOutcome};
-use crate::auth::guard::ConsoleUser;
 use crate::desk::Desk;
 use crate::domain::{EmailAddress, Role, Roles};
+use crate::routes::{html, message_page};
 use crate::store::{StoreError, UserId};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,7 +37,7 @@ fn admin_only(console: &ConsoleUser) -> Option<HttpResponse> {
 }
 
 fn failed(error: &StoreError) -> HttpResponse {
-    super::failure_page("The change was not made", error)
+    crate::routes::failure_page("The change was not made", error)
 }
 
 /// Hashes a password an admin typed, off the async workers; the error is a sentence for

@@ -141,7 +141,7 @@ async fn switch_language(
 ) -> HttpResponse {
     let Some(lang) = query.to.as_deref().and_then(Lang::parse) else {
         let reader = Reader::of(&request);
-        return super::customer_message_page(
+        return crate::routes::customer_message_page(
             StatusCode::BAD_REQUEST,
             &reader,
             "page.language_unknown_title",
@@ -156,7 +156,7 @@ async fn switch_language(
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(super::secure_cookies(&desk))
+        .secure(crate::routes::secure_cookies(&desk))
         .max_age(actix_web::cookie::time::Duration::days(COOKIE_MAX_AGE_DAYS))
         .finish();
     HttpResponse::SeeOther()

@@ -7,12 +7,12 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::pages::LinkedTicket;
-use super::{LanguageSwitch, Reader, html};
+use super::status::LinkedTicket;
 use crate::customer::{self, AccessError};
-use crate::desk::Desk;
+use crate::desk::{Desk, LinkedPage};
 use crate::domain::TicketNumber;
 use crate::i18n::Lang;
+use crate::routes::{ErrorAnswer, LanguageSwitch, Reader, html, refused};
 use crate::store::TicketDetail;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -42,8 +42,8 @@ struct CodePage {
 impl CodePage {
     fn new(desk: &Desk, reader: Reader, ticket: &TicketDetail) -> Self {
         let number = ticket.summary.number.clone();
-        let token = desk.keys.desk_secret.status_token(number.as_str());
-        let code_url = format!("/status/{number}/code?t={token}");
+        let link = desk.status_link(&number);
+        let code_url = link.to(LinkedPage::Code);
         // The page answers forms too; its switch leads to the page as fetched.
         let reader = reader.back_to(&code_url);
         Self {
@@ -51,7 +51,7 @@ impl CodePage {
             switch: reader.switch,
             status_url: desk.status_url(&number),
             code_url,
-            response_url: format!("/status/{number}/response?t={token}"),
+            response_url: link.to(LinkedPage::Response),
             masked_email: ticket.customer.email.masked(),
             code_subject: ticket
                 .customer
@@ -78,40 +78,25 @@ fn private(mut response: HttpResponse) -> HttpResponse {
 
 /// The code page again, with what went wrong next to the code or above the form.
 fn refused_page(page: CodePage, error: AccessError) -> HttpResponse {
-    let (status, beside_the_code) = match &error {
-        AccessError::WrongCode { .. } | AccessError::Malformed => {
-            (StatusCode::UNPROCESSABLE_ENTITY, true)
-        }
-        AccessError::NoLiveCode => (StatusCode::UNPROCESSABLE_ENTITY, false),
-        AccessError::TooManyCodes(_) => (StatusCode::TOO_MANY_REQUESTS, false),
-        AccessError::NoResponse(_) => (StatusCode::CONFLICT, false),
-        AccessError::Store(cause) => return failed_page(page, cause),
-        AccessError::Render(cause) => return failed_page(page, cause),
-        AccessError::Sealed(cause) => return failed_page(page, cause),
-    };
-    let message = error.customer_message().map(|m| page.t.message(&m));
+    let beside_the_code = matches!(
+        error,
+        AccessError::WrongCode { .. } | AccessError::Malformed
+    );
+    let answer = ErrorAnswer::from(error);
+    let message = Some(page.t.message(&answer.message));
     let (error, general_error) = if beside_the_code {
         (message, None)
     } else {
         (None, message)
     };
-    html(
-        status,
+    refused(
+        &answer,
         &CodePage {
             error,
             general_error,
             ..page
         },
     )
-}
-
-fn failed_page(page: CodePage, cause: &(dyn std::error::Error + 'static)) -> HttpResponse {
-    let failure = super::ApiError::internal(cause);
-    let page = CodePage {
-        general_error: Some(page.t.message(&failure.message)),
-        ..page
-    };
-    super::with_retry_after(html(failure.status, &page), failure.retry_after)
 }
 
 #[get("/status/{ticket}/code")]
@@ -175,7 +160,6 @@ async fn show_response(
     let number = ticket.summary.number.clone();
     // The keys are shown once, after the code: switching language goes to the ticket.
     let reader = reader.back_to(&desk.status_url(&number));
-    let token = desk.keys.desk_secret.status_token(number.as_str());
     let expires_at = shown
         .devices
         .iter()
@@ -187,10 +171,7 @@ async fn show_response(
         t: reader.t,
         switch: reader.switch,
         status_url: desk.status_url(&number),
-        file_url: format!(
-            "/status/{number}/response.xml?t={token}&f={}",
-            shown.file_token
-        ),
+        file_url: desk.status_link(&number).response_file(&shown.file_token),
         expires_at,
         responses: shown
             .devices
@@ -228,7 +209,7 @@ async fn response_file(
         ),
         Err(_) => {
             let reader = reader.back_to(&desk.status_url(&ticket.summary.number));
-            super::customer_message_page(
+            crate::routes::customer_message_page(
                 StatusCode::FORBIDDEN,
                 &reader,
                 "response.download_expired_title",

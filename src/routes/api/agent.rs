@@ -5,11 +5,11 @@ use actix_web::http::header::{ETAG, IF_MATCH};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 
-use super::ApiError;
-use crate::auth::guard::ApiUser;
+use super::guard::ApiUser;
 use crate::desk::Desk;
 use crate::domain::{TicketNumber, TicketStatus};
 use crate::review;
+use crate::routes::ErrorAnswer;
 use crate::store::{QueueCursor, QueueFilter, TicketSummary};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -57,9 +57,9 @@ impl From<TicketSummary> for SummaryJson {
     }
 }
 
-fn ticket_number(raw: &str) -> Result<TicketNumber, ApiError> {
+fn ticket_number(raw: &str) -> Result<TicketNumber, ErrorAnswer> {
     TicketNumber::parse(raw).map_err(|e| {
-        ApiError::new(
+        ErrorAnswer::new(
             StatusCode::NOT_FOUND,
             format!("{raw:?} is not a ticket number: it {e}"),
         )
@@ -74,7 +74,7 @@ fn evidence_etag(version: i64) -> String {
 
 /// The evidence version an `If-Match` header names; `None` without the header (or with
 /// `*`), so API clients that send none decide on whatever the ticket holds, as before.
-fn if_match(request: &HttpRequest) -> Result<Option<i64>, ApiError> {
+fn if_match(request: &HttpRequest) -> Result<Option<i64>, ErrorAnswer> {
     let Some(header) = request.headers().get(IF_MATCH) else {
         return Ok(None);
     };
@@ -87,7 +87,7 @@ fn if_match(request: &HttpRequest) -> Result<Option<i64>, ApiError> {
         .and_then(|version| version.parse::<i64>().ok())
         .map(Some)
         .ok_or_else(|| {
-            ApiError::new(
+            ErrorAnswer::new(
                 StatusCode::PRECONDITION_FAILED,
                 format!(
                     "If-Match {raw:?} is not the ETag of this ticket: send the ETag of GET /api/v1/tickets/{{id}}, such as {}",
@@ -103,11 +103,11 @@ async fn list(
     desk: web::Data<Desk>,
     _user: ApiUser,
     query: web::Query<ListQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ErrorAnswer> {
     let status = match query.status.as_deref() {
         None | Some("") | Some("all") => None,
         Some(raw) => Some(TicketStatus::parse(raw).ok_or_else(|| {
-            ApiError::new(
+            ErrorAnswer::new(
                 StatusCode::BAD_REQUEST,
                 format!("unknown status {raw:?}: use open, awaiting_photo, approved, rejected, superseded or all"),
             )
@@ -116,7 +116,7 @@ async fn list(
     let after = match query.after.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(QueueCursor::parse(raw).ok_or_else(|| {
-            ApiError::new(
+            ErrorAnswer::new(
                 StatusCode::BAD_REQUEST,
                 "after must be a next_cursor value from a previous page",
             )
@@ -132,7 +132,7 @@ async fn list(
         .store
         .tickets(&filter)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| ErrorAnswer::internal(&e))?;
     // A full page may have more after it; the cursor of its last row fetches the next.
     let next_cursor = (tickets.len() as i64 == filter.limit)
         .then(|| tickets.last().map(|t| QueueCursor::after(t).to_param()))
@@ -149,7 +149,7 @@ async fn show(
     desk: web::Data<Desk>,
     _user: ApiUser,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ErrorAnswer> {
     let number = ticket_number(&path)?;
     let ticket = review::load(&desk, &number).await?;
     let devices: Vec<_> = ticket
@@ -214,7 +214,7 @@ async fn claim(
     desk: web::Data<Desk>,
     user: ApiUser,
     path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ErrorAnswer> {
     let number = ticket_number(&path)?;
     user.may_decide()?;
     review::claim(&desk, &user.user, &number, false).await?;
@@ -234,7 +234,7 @@ async fn approve(
     path: web::Path<String>,
     request: HttpRequest,
     body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ErrorAnswer> {
     user.may_decide()?;
     let seen = if_match(&request)?;
     let note = if body.iter().all(u8::is_ascii_whitespace) {
@@ -242,7 +242,7 @@ async fn approve(
     } else {
         serde_json::from_slice::<Option<NoteBody>>(&body)
             .map_err(|e| {
-                ApiError::new(
+                ErrorAnswer::new(
                     StatusCode::BAD_REQUEST,
                     format!("send no body or {{\"note\": \"...\"}}: {e}"),
                 )
@@ -285,9 +285,9 @@ async fn reject(
     path: web::Path<String>,
     request: HttpRequest,
     body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ErrorAnswer> {
     let body: RejectBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
+        ErrorAnswer::new(
             StatusCode::BAD_REQUEST,
             format!("send a JSON body such as {{\"reason\": \"...\"}}: {e}"),
         )

@@ -7,11 +7,11 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{Reader, html};
 use crate::customer::address::{self, CORRECTION_WINDOW_SECS, CorrectionError, CorrectionPass};
 use crate::desk::Desk;
 use crate::domain::TicketNumber;
 use crate::i18n::Lang;
+use crate::routes::{ErrorAnswer, Reader, html, refused};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(fix_page).service(correct_address);
@@ -42,14 +42,16 @@ pub(super) fn pass_cookie(
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(super::secure_cookies(desk))
+        .secure(crate::routes::secure_cookies(desk))
         .max_age(CookieDuration::seconds(CORRECTION_WINDOW_SECS))
         .finish()
 }
 
 /// Every correction pass cookie the request carries, by ticket number (checked where
 /// they are used).
-pub(super) fn passes_of(request: &HttpRequest) -> std::collections::BTreeMap<String, String> {
+pub(in crate::routes) fn passes_of(
+    request: &HttpRequest,
+) -> std::collections::BTreeMap<String, String> {
     request
         .cookies()
         .map(|cookies| {
@@ -100,7 +102,7 @@ impl FixForm {
 #[template(path = "pages/address.html")]
 struct FixPage {
     t: Lang,
-    switch: super::LanguageSwitch,
+    switch: crate::routes::LanguageSwitch,
     number: TicketNumber,
     error: Option<String>,
     corrected: Option<String>,
@@ -112,7 +114,7 @@ fn number_of(raw: &str) -> Option<TicketNumber> {
 }
 
 fn not_this_browser(reader: &Reader) -> HttpResponse {
-    super::customer_message_page(
+    crate::routes::customer_message_page(
         StatusCode::FORBIDDEN,
         reader,
         "address.title_refused",
@@ -186,34 +188,19 @@ async fn correct_address(
         }
         Err(error) => error,
     };
-    let status = match &error {
-        CorrectionError::NotThisBrowser => return not_this_browser(&Reader::of(&request)),
-        CorrectionError::Invalid(_) | CorrectionError::Same => StatusCode::UNPROCESSABLE_ENTITY,
-        CorrectionError::Approved
-        | CorrectionError::NotPending
-        | CorrectionError::ChangedMeanwhile => StatusCode::CONFLICT,
-        CorrectionError::TooMany => StatusCode::TOO_MANY_REQUESTS,
-        CorrectionError::Store(cause) => {
-            let failure = super::ApiError::internal(cause);
-            page.error = Some(page.t.message(&failure.message));
-            return super::with_retry_after(html(failure.status, &page), failure.retry_after);
-        }
-        CorrectionError::Render(cause) => {
-            let failure = super::ApiError::internal(cause);
-            page.error = Some(page.t.message(&failure.message));
-            return html(failure.status, &page);
-        }
-    };
-    let message = error.customer_message().map(|m| page.t.message(&m));
+    if matches!(error, CorrectionError::NotThisBrowser) {
+        return not_this_browser(&Reader::of(&request));
+    }
     // A typo in the correction is fixed on the same form; a refusal needs no form.
-    if matches!(error, CorrectionError::Invalid(_) | CorrectionError::Same)
-        && let Some(pass) = pass_of(&desk, &request, &number)
-    {
+    let retype = matches!(error, CorrectionError::Invalid(_) | CorrectionError::Same);
+    let answer = ErrorAnswer::from(error);
+    let message = Some(page.t.message(&answer.message));
+    if retype && let Some(pass) = pass_of(&desk, &request, &number) {
         let mut form_again = FixForm::new(&number, &pass, &form.email);
         form_again.error = message;
         page.fix = Some(form_again);
     } else {
         page.error = message;
     }
-    html(status, &page)
+    refused(&answer, &page)
 }

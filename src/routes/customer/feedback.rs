@@ -6,12 +6,12 @@ use actix_web::{HttpResponse, post, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::pages::LinkedTicket;
-use super::{LanguageSwitch, Reader, html};
-use crate::customer::{self, DeviceAnswer, FeedbackError, SHORTENED_REVIEW_WINDOW_DAYS};
+use super::status::LinkedTicket;
+use crate::customer::{self, DeviceAnswer, SHORTENED_REVIEW_WINDOW_DAYS};
 use crate::desk::Desk;
 use crate::domain::TicketNumber;
 use crate::i18n::Lang;
+use crate::routes::{ErrorAnswer, LanguageSwitch, Reader, html, refused};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(report);
@@ -61,23 +61,9 @@ async fn report(
             html(StatusCode::OK, &page)
         }
         Err(error) => {
-            let status = match &error {
-                FeedbackError::NoAnswer | FeedbackError::Note(_) => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                FeedbackError::NotApproved => StatusCode::CONFLICT,
-                FeedbackError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-                FeedbackError::Store(cause) => {
-                    let failure = super::ApiError::internal(cause);
-                    page.error = Some(page.t.message(&failure.message));
-                    return super::with_retry_after(
-                        html(failure.status, &page),
-                        failure.retry_after,
-                    );
-                }
-            };
-            page.error = error.customer_message().map(|m| page.t.message(&m));
-            html(status, &page)
+            let answer = ErrorAnswer::from(error);
+            page.error = Some(page.t.message(&answer.message));
+            refused(&answer, &page)
         }
     }
 }

@@ -1,0 +1,61 @@
+//! The agents' console: sign-in, the queue, the ticket page and its actions, the
+//! rejection reasons, API tokens and the admin pages. Every route but the sign-in page
+//! needs a session, checked with its CSRF token by one guard in front of them all.
+
+mod actions;
+mod admin;
+mod guard;
+mod queue;
+mod reasons;
+mod signin;
+mod ticket;
+mod tokens;
+
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use crate::domain::Timestamp;
+
+pub use guard::console_guard;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    signin::configure(cfg);
+    queue::configure(cfg);
+    ticket::configure(cfg);
+    actions::configure(cfg);
+    reasons::configure(cfg);
+    admin::configure(cfg);
+    tokens::configure(cfg);
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, location.to_owned()))
+        .finish()
+}
+
+/// The fields of the console's action forms. Their `csrf` field was already checked by
+/// the console guard before any handler runs.
+#[derive(Deserialize)]
+struct ActionForm {
+    reason: Option<String>,
+    canned: Option<String>,
+    note: Option<String>,
+    email: Option<String>,
+    /// The version of the evidence the page showed (a hidden field of the decision
+    /// forms): a decision on an older one is refused.
+    evidence_version: Option<i64>,
+    /// A supervisor's explicit take-over of another agent's claim.
+    take_over: Option<String>,
+}
+
+/// How long ago `since` was, as the queue and the ticket page show it.
+fn age(since: Timestamp, now: Timestamp) -> String {
+    let minutes = now.seconds_since(since).max(0) / 60;
+    match minutes {
+        m if m < 60 => format!("{m} min"),
+        m if m < 48 * 60 => format!("{} h {} min", m / 60, m % 60),
+        m => format!("{} days", m / (24 * 60)),
+    }
+}

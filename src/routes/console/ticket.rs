@@ -1,0 +1,356 @@
+//! The ticket page: what an agent decides on (devices, customer, evidence version,
+//! approvals, mails, history), and the label photo.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpResponse, get, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::actions::Done;
+use super::age;
+use super::guard::ConsoleUser;
+use crate::desk::Desk;
+use crate::domain::{TicketNumber, TicketStatus, Timestamp};
+use crate::protocol::DeviceChallenge;
+use crate::review::{self, ReviewError};
+use crate::routes::{ErrorAnswer, answer_page, html, message_page};
+use crate::store::{Customer, MailStatus, TicketDetail};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(ticket_view).service(label_photo);
+}
+
+struct DeviceRowView {
+    model: String,
+    serial: String,
+    firmware: String,
+    mac: String,
+    issued_at: String,
+    age: String,
+}
+
+struct CustomerRowView {
+    name: String,
+    email: String,
+    phone: String,
+    company: String,
+    country: String,
+    role: &'static str,
+    purchase_channel: String,
+    /// The language the customer's e-mails are written in ("Español"): a reason or a
+    /// note the agent types goes into them as typed.
+    language: &'static str,
+}
+
+struct MailRowView {
+    id: i64,
+    kind: String,
+    status: String,
+    attempts: i64,
+    last_error: String,
+    /// What the Retry button says, when the mail is dead and can be sent again.
+    retry: Option<&'static str>,
+    /// Why a dead mail has no Retry button.
+    not_retried: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "console/ticket.html")]
+struct TicketPage {
+    user: String,
+    csrf: String,
+    number: TicketNumber,
+    status: &'static str,
+    pending: bool,
+    open: bool,
+    claimed_by: String,
+    /// Someone other than the viewer holds the claim.
+    claimed_by_other: bool,
+    /// The viewer may take another agent's claim over.
+    may_take_over: bool,
+    evidence_version: i64,
+    decided_by: String,
+    reason: String,
+    export_form: &'static str,
+    devices: Vec<DeviceRowView>,
+    customer: CustomerRowView,
+    canned: Vec<(i64, String)>,
+    flags: Vec<String>,
+    /// The same customer's approved ticket for this device, within the shortened-review window.
+    repeat_of: Option<TicketNumber>,
+    repeat_days: i64,
+    /// What the customer said the device answered, newest last.
+    feedback: Vec<String>,
+    approvals: Vec<(String, &'static str, String, String)>,
+    mails: Vec<MailRowView>,
+    events: Vec<(String, String, String, String)>,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+pub(super) fn parse_number(raw: &str) -> Option<TicketNumber> {
+    TicketNumber::parse(raw).ok()
+}
+
+pub(super) fn not_a_ticket() -> HttpResponse {
+    message_page(
+        StatusCode::NOT_FOUND,
+        "No such ticket",
+        "That is not a ticket number.",
+    )
+}
+
+/// What the page says besides the ticket: why the last action was refused, or what it
+/// did.
+pub(super) struct Outcome {
+    pub status: StatusCode,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+}
+
+/// Shows a ticket: loads it, makes the page's view of it, renders that.
+pub(super) async fn ticket_page(
+    desk: &Desk,
+    console: &ConsoleUser,
+    number: &TicketNumber,
+    outcome: Outcome,
+) -> HttpResponse {
+    match load_ticket_page(desk, console, number, outcome.error, outcome.notice).await {
+        Ok(page) => html(outcome.status, &page),
+        Err(refusal) => refusal,
+    }
+}
+
+/// Loads what the ticket page shows: the ticket as review reads it, and the canned
+/// reasons for the reject form.
+async fn load_ticket_page(
+    desk: &Desk,
+    console: &ConsoleUser,
+    number: &TicketNumber,
+    error: Option<String>,
+    notice: Option<String>,
+) -> Result<TicketPage, HttpResponse> {
+    let ticket = match review::load(desk, number).await {
+        Ok(ticket) => ticket,
+        Err(ReviewError::NotFound(_)) => {
+            return Err(message_page(
+                StatusCode::NOT_FOUND,
+                "No such ticket",
+                &format!("There is no ticket {number}."),
+            ));
+        }
+        Err(other) => return Err(error_page(other)),
+    };
+    let canned = desk.store.canned_reasons().await.unwrap_or_default();
+    let viewer = Viewer {
+        console,
+        now: desk.clock.now(),
+    };
+    Ok(TicketPage {
+        canned,
+        error,
+        notice,
+        ..TicketPage::of(&ticket, &viewer)
+    })
+}
+
+/// Who looks at the ticket, and when.
+struct Viewer<'a> {
+    console: &'a ConsoleUser,
+    now: Timestamp,
+}
+
+impl TicketPage {
+    /// The page's view of a ticket, for one viewer; no canned reasons, error or notice.
+    fn of(ticket: &TicketDetail, viewer: &Viewer) -> Self {
+        let console = viewer.console;
+        let summary = &ticket.summary;
+        Self {
+            user: console.user.email.to_string(),
+            csrf: console.csrf.clone(),
+            number: summary.number.clone(),
+            status: summary.status.describe_short(),
+            pending: summary.status.is_pending(),
+            open: summary.status == TicketStatus::Open,
+            claimed_by: summary
+                .claimed_by
+                .clone()
+                .unwrap_or_else(|| "nobody yet".to_owned()),
+            claimed_by_other: summary
+                .claimed_by
+                .as_deref()
+                .is_some_and(|holder| holder != console.user.email.as_str()),
+            may_take_over: console.user.roles.contains(crate::domain::Role::Supervisor),
+            evidence_version: ticket.evidence_version,
+            decided_by: ticket.decided_by.clone().unwrap_or_default(),
+            reason: ticket.decision_reason.clone().unwrap_or_default(),
+            export_form: ticket.export_form.as_str(),
+            repeat_of: ticket.repeat_of.clone(),
+            repeat_days: crate::customer::SHORTENED_REVIEW_WINDOW_DAYS,
+            feedback: ticket
+                .events
+                .iter()
+                .filter(|e| e.kind == "customer_feedback")
+                .map(|e| e.detail.clone())
+                .collect(),
+            devices: ticket
+                .devices
+                .iter()
+                .map(|d| DeviceRowView::of(d, viewer.now))
+                .collect(),
+            customer: CustomerRowView::of(&ticket.customer),
+            canned: Vec::new(),
+            flags: summary.flags.clone(),
+            approvals: ticket
+                .approvals
+                .iter()
+                .map(|a| {
+                    (
+                        a.email.clone(),
+                        a.as_role.as_str(),
+                        a.at.to_string(),
+                        a.note.clone(),
+                    )
+                })
+                .collect(),
+            mails: ticket.mails.iter().map(MailRowView::of).collect(),
+            events: ticket
+                .events
+                .iter()
+                .map(|e| {
+                    (
+                        e.at.to_string(),
+                        e.actor.clone(),
+                        e.kind.clone(),
+                        e.detail.clone(),
+                    )
+                })
+                .collect(),
+            error: None,
+            notice: None,
+        }
+    }
+}
+
+impl DeviceRowView {
+    fn of(d: &DeviceChallenge, now: Timestamp) -> Self {
+        Self {
+            model: d.identity.model.to_string(),
+            serial: d.identity.serial.to_string(),
+            firmware: d.identity.firmware.to_string(),
+            mac: d
+                .identity
+                .mac_address
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+            issued_at: d.issued_at.to_string(),
+            age: format!("{} ago", age(d.issued_at, now)),
+        }
+    }
+}
+
+impl CustomerRowView {
+    fn of(c: &Customer) -> Self {
+        Self {
+            name: c.name.to_string(),
+            email: c.email.to_string(),
+            phone: c
+                .phone
+                .as_ref()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            company: c
+                .company
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            country: c.country.as_str().to_owned(),
+            role: c.role.label(),
+            language: c.language.name(),
+            purchase_channel: c
+                .purchase_channel
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl MailRowView {
+    fn of(m: &MailStatus) -> Self {
+        Self {
+            id: m.id,
+            kind: m.kind.clone(),
+            status: m.status.clone(),
+            attempts: m.attempts,
+            last_error: m.last_error.clone().unwrap_or_default(),
+            retry: match m.kind.as_str() {
+                _ if m.status != "dead" => None,
+                crate::mail::compose::kind::APPROVAL => Some("Sign again and send"),
+                crate::mail::compose::kind::ACCESS_CODE => None,
+                _ => Some("Retry"),
+            },
+            not_retried: (m.status == "dead" && m.kind == crate::mail::compose::kind::ACCESS_CODE)
+                .then_some("Not sent twice: the customer asks for a new code."),
+        }
+    }
+}
+
+pub(super) fn error_page(error: ReviewError) -> HttpResponse {
+    answer_page("The action did not go through", &ErrorAnswer::from(error))
+}
+
+#[get("/console/tickets/{ticket}")]
+async fn ticket_view(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<String>,
+    query: web::Query<DoneQuery>,
+) -> HttpResponse {
+    let notice = Done::ALL
+        .into_iter()
+        .find(|d| query.done.as_deref() == Some(d.as_str()))
+        .map(|d| d.notice().to_owned());
+    match parse_number(&path) {
+        Some(number) => {
+            let outcome = Outcome {
+                status: StatusCode::OK,
+                error: None,
+                notice,
+            };
+            ticket_page(&desk, &console, &number, outcome).await
+        }
+        None => not_a_ticket(),
+    }
+}
+
+/// The label photo, for signed-in agents only. Served with the type checked at intake,
+/// never sniffed, and sandboxed so a crafted file cannot run as a page.
+#[get("/console/tickets/{ticket}/label")]
+async fn label_photo(
+    desk: web::Data<Desk>,
+    _console: ConsoleUser,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let Some(number) = parse_number(&path) else {
+        return not_a_ticket();
+    };
+    let ticket = match review::load(&desk, &number).await {
+        Ok(ticket) => ticket,
+        Err(error) => return error_page(error),
+    };
+    match desk.blobs.get(&ticket.label_blob).await {
+        Ok(bytes) => HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, ticket.label_media_type.clone()))
+            .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
+            .insert_header(("Cache-Control", "private, no-store"))
+            .body(bytes),
+        Err(error) => crate::routes::failure_page("The photo is unavailable", &error),
+    }
+}
+
+#[derive(Deserialize)]
+struct DoneQuery {
+    done: Option<String>,
+}

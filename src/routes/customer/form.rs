@@ -1,0 +1,307 @@
+//! The request form: what the customer fills in, its answer (a ticket number and the
+//! status link), and its problems next to their fields. It works without JavaScript and
+//! on a phone.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use askama::Template;
+
+use super::address::{self, FixForm};
+use crate::desk::Desk;
+use crate::domain::{CustomerRole, TicketNumber};
+use crate::i18n::Lang;
+use crate::intake::{self, FieldIssue, IntakeError, SubmissionField};
+use crate::routes::{ErrorAnswer, LanguageSwitch, Reader, html, refused, upload};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(form).service(submit);
+}
+
+/// A text field of the form: its label and hint are catalogue keys.
+pub struct TextField {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub hint: Option<&'static str>,
+    pub kind: &'static str,
+    pub autocomplete: &'static str,
+    pub required: bool,
+}
+
+/// The plain text inputs the form draws in a loop, in order; country, role, language and
+/// the export and photo fields have markup of their own in `pages/form.html`.
+const FORM_TEXT_INPUTS: &[TextField] = &[
+    TextField {
+        name: SubmissionField::Name.as_str(),
+        label: "form.name_label",
+        hint: None,
+        kind: "text",
+        autocomplete: "name",
+        required: true,
+    },
+    TextField {
+        name: SubmissionField::Email.as_str(),
+        label: "form.email_label",
+        hint: Some("form.email_hint"),
+        kind: "email",
+        autocomplete: "email",
+        required: true,
+    },
+    TextField {
+        name: SubmissionField::Phone.as_str(),
+        label: "form.phone_label",
+        hint: Some("form.phone_hint"),
+        kind: "tel",
+        autocomplete: "tel",
+        required: false,
+    },
+    TextField {
+        name: SubmissionField::Company.as_str(),
+        label: "form.company_label",
+        hint: None,
+        kind: "text",
+        autocomplete: "organization",
+        required: false,
+    },
+    TextField {
+        name: SubmissionField::PurchaseChannel.as_str(),
+        label: "form.purchase_channel_label",
+        hint: Some("form.purchase_channel_hint"),
+        kind: "text",
+        autocomplete: "off",
+        required: false,
+    },
+];
+
+/// Countries offered in the form (ISO 3166-1 alpha-2), named by the catalogue's
+/// `country.XX`; any valid code is accepted by the API.
+const COUNTRIES: &[&str] = &[
+    "AR", "AU", "AT", "BE", "BR", "CA", "CL", "CN", "CO", "CZ", "DK", "EG", "FI", "FR", "DE", "GR",
+    "IN", "ID", "IE", "IL", "IT", "JP", "KR", "MY", "MX", "MA", "NL", "NZ", "NG", "NO", "PE", "PH",
+    "PL", "PT", "RO", "SA", "SG", "ZA", "ES", "SE", "CH", "TH", "TR", "AE", "GB", "US", "UY", "VN",
+];
+
+/// The form's country list in each language, in that language's alphabetical order:
+/// made once, not on every form (a submission makes one too, for its errors).
+static COUNTRY_LISTS: std::sync::LazyLock<Vec<Vec<(&'static str, String)>>> =
+    std::sync::LazyLock::new(|| {
+        Lang::ALL
+            .iter()
+            .map(|t| {
+                let mut list: Vec<(&'static str, String)> = COUNTRIES
+                    .iter()
+                    .map(|code| (*code, t.text(&format!("country.{code}"))))
+                    .collect();
+                // Accents sort with their letter ("Émirats" among the E's), close enough
+                // to a collation for one short list.
+                list.sort_by_key(|(_, name)| sort_key(name));
+                list
+            })
+            .collect()
+    });
+
+/// The form's country list in the reader's language.
+fn countries(t: Lang) -> &'static [(&'static str, String)] {
+    &COUNTRY_LISTS[t as usize]
+}
+
+fn sort_key(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            'á' | 'à' | 'Á' => 'a',
+            'é' | 'É' => 'e',
+            'í' | 'Í' => 'i',
+            'ó' | 'Ó' => 'o',
+            'ú' | 'ü' | 'Ú' => 'u',
+            'ñ' => 'n',
+            other => other.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The catalogue key of a role's name.
+fn role_key(role: CustomerRole) -> &'static str {
+    match role {
+        CustomerRole::EndUser => "role.end_user",
+        CustomerRole::Installer => "role.installer",
+        CustomerRole::Reseller => "role.reseller",
+        CustomerRole::Distributor => "role.distributor",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/form.html")]
+struct FormPage {
+    t: Lang,
+    switch: LanguageSwitch,
+    values: BTreeMap<SubmissionField, String>,
+    errors: Vec<FieldIssue>,
+    general_error: Option<String>,
+    text_fields: &'static [TextField],
+    countries: &'static [(&'static str, String)],
+    roles: Vec<(&'static str, &'static str)>,
+    max_photo_mb: u64,
+}
+
+impl FormPage {
+    fn new(desk: &Desk, reader: Reader) -> Self {
+        Self {
+            values: BTreeMap::new(),
+            errors: Vec::new(),
+            general_error: None,
+            text_fields: FORM_TEXT_INPUTS,
+            countries: countries(reader.t),
+            roles: CustomerRole::ALL
+                .iter()
+                .map(|r| (r.as_str(), role_key(*r)))
+                .collect(),
+            max_photo_mb: desk.settings.max_label_photo_bytes / (1024 * 1024),
+            t: reader.t,
+            switch: reader.switch,
+        }
+    }
+
+    /// What was typed in the field `name` (the template names fields as the form does).
+    fn value(&self, name: &str) -> &str {
+        SubmissionField::from_name(name)
+            .and_then(|field| self.values.get(&field))
+            .map_or("", String::as_str)
+    }
+
+    fn error(&self, field: &str) -> Option<String> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| self.t.message(&e.message))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/submitted.html")]
+struct SubmittedPage {
+    t: Lang,
+    switch: LanguageSwitch,
+    number: TicketNumber,
+    /// None for the same export from another address: the link went elsewhere.
+    status_url: Option<String>,
+    existing: bool,
+    superseded: Vec<TicketNumber>,
+    /// "Wrong address? Correct it", for the browser that sent the request.
+    fix: Option<FixForm>,
+}
+
+impl SubmittedPage {
+    /// "R-1, R-2": the tickets this one replaces.
+    fn superseded_list(&self) -> String {
+        self.superseded
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[get("/")]
+async fn form(desk: web::Data<Desk>, reader: Reader) -> HttpResponse {
+    html(StatusCode::OK, &FormPage::new(&desk, reader))
+}
+
+/// The form posts the same multipart fields as the API; problems come back on the form,
+/// with what was typed kept and each problem next to its field.
+#[post("/")]
+async fn submit(
+    desk: web::Data<Desk>,
+    request: HttpRequest,
+    reader: Reader,
+    payload: web::Payload,
+) -> HttpResponse {
+    let mut page = FormPage::new(&desk, reader);
+    let read = match upload::check_address_limit(&desk, &request).await {
+        Ok(()) => upload::read_submission(&desk, &request, payload).await,
+        Err(error) => Err(error),
+    };
+    let raw = match read {
+        Ok(raw) => raw,
+        Err(error) => {
+            page.general_error = Some(page.t.message(&error.message));
+            let page = FormPage {
+                errors: error.issues.clone(),
+                ..page
+            };
+            return refused(&error, &page);
+        }
+    };
+    page.values = raw.text.clone();
+    match intake::submit(&desk, raw).await {
+        Ok(submitted) => {
+            let typed_email = page.value(SubmissionField::Email.as_str());
+            submitted_page(&desk, &request, page.t, typed_email, submitted)
+        }
+        Err(error) => {
+            // A conflict names the export's own field; the form has one place for it.
+            let conflict = matches!(error, IntakeError::Conflict(..));
+            let answer = ErrorAnswer::from(error);
+            if answer.issues.is_empty() {
+                page.general_error = Some(page.t.message(&answer.message));
+            } else if conflict {
+                page.errors = answer.issues.iter().cloned().map(on_the_form).collect();
+            } else {
+                page.errors = answer.issues.clone();
+            }
+            refused(&answer, &page)
+        }
+    }
+}
+
+/// A conflict's issue, placed where the form shows the export.
+fn on_the_form(issue: FieldIssue) -> FieldIssue {
+    let field = if SubmissionField::from_name(issue.field).is_some_and(SubmissionField::is_export) {
+        SubmissionField::EXPORT_GROUP
+    } else {
+        issue.field
+    };
+    FieldIssue { field, ..issue }
+}
+
+/// The answer to a submission from the form. A new ticket's page sets the cookie that
+/// lets this browser correct the address for a while, and shows the form for it; the
+/// same export sent again from this browser shows the form too, while the cookie lives.
+fn submitted_page(
+    desk: &Desk,
+    request: &HttpRequest,
+    t: Lang,
+    typed_email: &str,
+    submitted: intake::Submitted,
+) -> HttpResponse {
+    let number = submitted.number;
+    let (code, pass, cookie) = if submitted.existing {
+        (
+            StatusCode::OK,
+            address::pass_of(desk, request, &number),
+            None,
+        )
+    } else {
+        let pass = crate::customer::address::new_pass(desk, &number);
+        let cookie = address::pass_cookie(desk, &number, &pass);
+        (StatusCode::CREATED, Some(pass), Some(cookie))
+    };
+    // A page without the status link must not lead to it through its language switch.
+    let back = submitted.status_url.as_deref().unwrap_or("/");
+    let page = SubmittedPage {
+        t,
+        switch: LanguageSwitch::to_page(t, back),
+        fix: pass.map(|pass| FixForm::new(&number, &pass, typed_email)),
+        number,
+        status_url: submitted.status_url,
+        existing: submitted.existing,
+        superseded: submitted.superseded,
+    };
+    let mut response = html(code, &page);
+    if let Some(cookie) = cookie
+        && let Err(error) = response.add_cookie(&cookie)
+    {
+        tracing::error!(%error, "the address-fix cookie could not be set");
+    }
+    response
+}
