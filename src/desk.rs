@@ -199,7 +199,7 @@ impl Desk {
     pub fn photo_url(&self, number: &TicketNumber) -> String {
         format!(
             "{}/status/{}/photo?t={}",
-            self.settings.public_url,
+            self.settings.http.public_url,
             number,
             self.keys.desk_secret.status_token(number.as_str())
         )
@@ -209,7 +209,7 @@ impl Desk {
     pub fn status_url(&self, number: &TicketNumber) -> String {
         format!(
             "{}/status/{}?t={}",
-            self.settings.public_url,
+            self.settings.http.public_url,
             number,
             self.keys.desk_secret.status_token(number.as_str())
         )

@@ -126,13 +126,14 @@ pub fn blobs(command: &BlobsCommand, settings: Settings, clock: &dyn Clock) -> C
     runtime()?.block_on(async {
         let store = open_store(&settings).await?;
         let blobs = crate::blobs::BlobStore::from_settings(&settings)?;
-        let lease = i64::try_from(settings.blob_sweep_interval_secs.max(60)).unwrap_or(i64::MAX);
+        let lease =
+            i64::try_from(settings.storage.blob_sweep_interval_secs.max(60)).unwrap_or(i64::MAX);
         let swept = crate::sweeper::sweep_once(
             store.as_ref(),
             &blobs,
             &crate::sweeper::holder(),
             clock.now(),
-            settings.blob_sweep_grace_secs,
+            settings.storage.blob_sweep_grace_secs,
             lease,
         )
         .await
@@ -209,7 +210,7 @@ pub fn audit(command: &AuditCommand, settings: Settings) -> CliResult {
 pub fn settings(config: Option<&Path>, keys_dir: Option<&PathBuf>) -> Result<Settings, CliError> {
     let mut settings = Settings::load(config)?;
     if let Some(dir) = keys_dir {
-        settings.keys_dir = dir.clone();
+        settings.storage.keys_dir = dir.clone();
     }
     Ok(settings)
 }
@@ -239,17 +240,17 @@ pub fn serve(settings: Settings) -> CliResult {
         let app = Application::build(settings)
             .await
             .map_err(|e| CliError::new(format!("{e:#}")))?;
-        tracing::info!(port = app.port, url = %app.desk.settings.public_url, "resetdesk is listening");
+        tracing::info!(port = app.port, url = %app.desk.settings.http.public_url, "resetdesk is listening");
         app.run_until_stopped().await.map_err(|e| CliError::new(format!("{e:#}")))
     })
 }
 
 pub(super) async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn Store>, CliError> {
-    if settings.database_url.is_none() {
-        crate::startup::prepare_data_dir(&settings.data_dir)
+    if settings.storage.database_url.is_none() {
+        crate::startup::prepare_data_dir(&settings.storage.data_dir)
             .map_err(|e| CliError::new(format!("{e:#}")))?;
     }
-    let store = store::connect(&settings.database_url())
+    let store = store::connect(&settings.storage.database_url())
         .await
         .map_err(|e| CliError::new(format!("cannot open the database: {e}")))?;
     store

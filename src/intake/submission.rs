@@ -35,8 +35,8 @@ pub const FILE_FIELDS: &[&str] = &["export_xml", "export_qr", "label_photo"];
 pub fn file_limit(desk: &Desk, field: &str) -> u64 {
     match field {
         "export_xml" => xml::MAX_XML_BYTES as u64,
-        "export_qr" => desk.settings.max_export_bytes,
-        _ => desk.settings.max_label_photo_bytes,
+        "export_qr" => desk.settings.intake.max_export_bytes,
+        _ => desk.settings.intake.max_label_photo_bytes,
     }
 }
 
@@ -445,7 +445,11 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     }
     let now = desk.clock.now();
     let verified = request
-        .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
+        .verify(
+            &desk.keys.master,
+            now,
+            desk.settings.intake.max_clock_skew_secs,
+        )
         .map_err(|e| IntakeError::one(field, problems::challenge(&e)))?;
     // Counted only for genuine exports: a forged one naming someone else's serial must
     // not use up that device's allowance.
@@ -641,7 +645,7 @@ async fn refuse_version_one(
     field: &'static str,
     request: &ResetRequest,
 ) -> Result<(), IntakeError> {
-    if !desk.settings.accept_v1_exports {
+    if !desk.settings.intake.accept_v1_exports {
         return Err(IntakeError::one(
             field,
             Message::new("problem.export_old_version_refused"),
@@ -683,7 +687,7 @@ async fn checked_photo(
 ) -> Result<photo::CheckedPhoto, IntakeError> {
     let refused = |message: Message| IntakeError::one("label_photo", message);
     let (declared, reading) = picture_memory(upload).await?;
-    let max_pixels = desk.settings.max_label_pixels;
+    let max_pixels = desk.settings.intake.max_label_pixels;
     // Too many scans, or too much decoding for its size: refused now, without waiting
     // for (or taking) a share of the picture work.
     if let Some(declared) = declared {
