@@ -1,5 +1,5 @@
 //! Who is asking: console passwords (argon2id), API tokens, sessions and the limits on
-//! guessing them.
+//! guessing them; the sign-in steps without HTTP (`signin`).
 //!
 //! Hashing a password costs tens of milliseconds of CPU on purpose; server code calls
 //! [`verify_password`] through `spawn_blocking` so it never stalls the async workers.
@@ -8,6 +8,7 @@ pub mod console_guard;
 pub mod device_cookie;
 pub mod guard;
 pub mod session;
+pub mod signin;
 pub mod throttle;
 pub mod totp;
 
