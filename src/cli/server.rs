@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::{CliError, CliResult};
+use crate::auth::users::{self, Administrator};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::{EmailAddress, Role, Roles};
@@ -268,14 +269,14 @@ pub fn migrate(settings: Settings) -> CliResult {
     })
 }
 
+/// The first line of standard input.
 fn read_password() -> Result<String, CliError> {
     let mut password = String::new();
     std::io::stdin()
         .take(4096)
         .read_to_string(&mut password)
         .map_err(|e| CliError::new(format!("cannot read the password from standard input: {e}")))?;
-    let password = password.lines().next().unwrap_or("").to_owned();
-    Ok(crate::auth::hash_password(&password)?)
+    Ok(password.lines().next().unwrap_or("").to_owned())
 }
 
 async fn find_user(
@@ -289,20 +290,19 @@ async fn find_user(
 }
 
 /// The audit log names the operator's command line as the actor.
-pub(super) const CLI_ACTOR: &str = "cli";
+pub(super) const CLI_ACTOR: &str = users::COMMAND_LINE_ACTOR;
 
 pub fn user(command: &UserCommand, settings: Settings, clock: &dyn Clock) -> CliResult {
     runtime()?.block_on(async {
         let store = open_store(&settings).await?;
         let now = clock.now();
+        let by = Administrator::CommandLine;
         match command {
             UserCommand::Add { email, roles, .. } => {
                 let roles =
                     Roles::of(roles).ok_or_else(|| CliError::new("give at least one --role"))?;
-                let hash = read_password()?;
-                store
-                    .create_user(email, &hash, roles, CLI_ACTOR, now)
-                    .await?;
+                let password = read_password()?;
+                users::create(store.as_ref(), by, email, password, roles, now).await?;
                 println!("created {email} ({roles})");
             }
             UserCommand::Token {
@@ -327,27 +327,27 @@ pub fn user(command: &UserCommand, settings: Settings, clock: &dyn Clock) -> Cli
             }
             UserCommand::Disable { email } => {
                 let user = find_user(store.as_ref(), email).await?;
-                store.set_disabled(user.id, true, CLI_ACTOR, now).await?;
+                users::set_disabled(store.as_ref(), by, user.id, true, now).await?;
                 println!(
                     "disabled {email}; its sessions are ended and its API tokens revoked (enabling it again does not restore them)"
                 );
             }
             UserCommand::Enable { email } => {
                 let user = find_user(store.as_ref(), email).await?;
-                store.set_disabled(user.id, false, CLI_ACTOR, now).await?;
+                users::set_disabled(store.as_ref(), by, user.id, false, now).await?;
                 println!("enabled {email}; it needs new API tokens (`resetdesk user token`)");
             }
             UserCommand::SetRole { email, roles } => {
                 let roles =
                     Roles::of(roles).ok_or_else(|| CliError::new("give at least one --role"))?;
                 let user = find_user(store.as_ref(), email).await?;
-                store.set_roles(user.id, roles, CLI_ACTOR, now).await?;
+                users::set_roles(store.as_ref(), by, user.id, roles, now).await?;
                 println!("{email} is now {roles}");
             }
             UserCommand::ResetPassword { email, .. } => {
                 let user = find_user(store.as_ref(), email).await?;
-                let hash = read_password()?;
-                store.set_password(user.id, &hash, CLI_ACTOR, now).await?;
+                let password = read_password()?;
+                users::set_password(store.as_ref(), by, user.id, password, now).await?;
                 println!("set a new password for {email}; its sessions are ended");
             }
             UserCommand::List => {
