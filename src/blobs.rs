@@ -109,8 +109,8 @@ impl BlobStore {
 
     /// The store the settings ask for: `blob_url` if set, else `<data_dir>/blobs`.
     pub fn from_settings(settings: &Settings) -> Result<Self, BlobError> {
-        let Some(url) = &settings.blob_url else {
-            return Ok(Self::new(settings.data_dir.join("blobs")));
+        let Some(url) = &settings.storage.blob_url else {
+            return Ok(Self::new(settings.storage.data_dir.join("blobs")));
         };
         let bucket = url
             .strip_prefix("s3://")
@@ -119,15 +119,16 @@ impl BlobStore {
             .ok_or_else(|| BlobError::BadUrl(url.clone()))?;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_region(settings.s3_region.clone());
-        if let Some(endpoint) = &settings.s3_endpoint {
+            .with_region(settings.storage.s3_region.clone());
+        if let Some(endpoint) = &settings.storage.s3_endpoint {
             builder = builder
                 .with_endpoint(endpoint.clone())
                 .with_allow_http(endpoint.starts_with("http://"));
         }
-        if let (Some(id), Some(secret)) =
-            (&settings.s3_access_key_id, &settings.s3_secret_access_key)
-        {
+        if let (Some(id), Some(secret)) = (
+            &settings.storage.s3_access_key_id,
+            &settings.storage.s3_secret_access_key,
+        ) {
             builder = builder
                 .with_access_key_id(id.clone())
                 .with_secret_access_key(secret.expose().to_owned());
@@ -414,10 +415,8 @@ mod tests {
     #[test]
     fn blob_urls_are_checked() {
         for url in ["ftp://x", "s3://", "s3://bucket/path"] {
-            let settings = Settings {
-                blob_url: Some(url.to_owned()),
-                ..Settings::default()
-            };
+            let mut settings = Settings::default();
+            settings.storage.blob_url = Some(url.to_owned());
             assert!(
                 matches!(
                     BlobStore::from_settings(&settings),

@@ -214,7 +214,7 @@ impl Desk {
     }
 
     fn absolute(&self, path: &str) -> String {
-        format!("{}{path}", self.settings.public_url)
+        format!("{}{path}", self.settings.http.public_url)
     }
 }
 

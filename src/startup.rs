@@ -104,7 +104,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         install_tls_provider();
-        prepare_data_dir(&settings.data_dir)?;
+        prepare_data_dir(&settings.storage.data_dir)?;
         let (store, keys) = open_store_and_keys(&settings, clock.as_ref()).await?;
         let worker = outbox_worker(&settings, store.clone(), clock.clone())?;
         let blobs = BlobStore::from_settings(&settings).context("cannot set up blob storage")?;
@@ -124,7 +124,7 @@ impl Application {
     /// the message in hand before the process exits.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let poll = Duration::from_millis(self.desk.settings.outbox_poll_ms);
+        let poll = Duration::from_millis(self.desk.settings.outbox.poll_ms);
         let worker = tokio::spawn(self.worker.run(poll, stopped.clone()));
         let reloader = tokio::spawn(reload_keys(self.desk.clone(), stopped.clone()));
         let sweeper = tokio::spawn(crate::sweeper::run(self.desk.clone(), stopped));
@@ -148,7 +148,7 @@ async fn open_store_and_keys(
     settings: &Settings,
     clock: &dyn Clock,
 ) -> anyhow::Result<(Arc<dyn Store>, DeskKeys)> {
-    let store = store::connect(&settings.database_url())
+    let store = store::connect(&settings.storage.database_url())
         .await
         .context("cannot open the database")?;
     store
@@ -157,7 +157,7 @@ async fn open_store_and_keys(
         .context("cannot apply database migrations")?;
     // Keys only after the database: whether this directory may get new keys, and
     // whether its keys are the desk's, is the database's to say.
-    let keys = KeyStore::new(&settings.keys_dir);
+    let keys = KeyStore::new(&settings.storage.keys_dir);
     crate::key_registry::check_at_start(store.as_ref(), &keys, clock.now()).await?;
     let desk_keys = DeskKeys::load(keys)?;
     tracing::info!(key_id = %desk_keys.signer().id(), "signing with key");
@@ -180,23 +180,24 @@ fn outbox_worker(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<OutboxWorker> {
-    let transport = match &settings.smtp_url {
+    let transport = match &settings.mail.smtp_url {
         Some(url) => Transport::smtp(url.expose(), Timing::from_settings(settings))?,
         None => {
-            let dir = settings.data_dir.join("outbox");
+            let dir = settings.storage.data_dir.join("outbox");
             tracing::info!(dir = %dir.display(), "no SMTP server configured: e-mails are written as .eml files");
             Transport::files(&dir)?
         }
     };
     let from = settings
-        .mail_from
+        .mail
+        .from
         .parse()
-        .with_context(|| format!("mail_from {:?} is not an address", settings.mail_from))?;
+        .with_context(|| format!("mail_from {:?} is not an address", settings.mail.from))?;
     Ok(OutboxWorker::new(
         store,
         transport,
         from,
-        settings.outbox_max_attempts,
+        settings.outbox.max_attempts,
         Timing::from_settings(settings),
         clock,
     ))
@@ -205,12 +206,12 @@ fn outbox_worker(
 /// Binds the listen address. With port 0 the real port is known only now; links must
 /// carry it, so an unset public URL becomes this address.
 fn bind(settings: &mut Settings) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(settings.listen)
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let listener = TcpListener::bind(settings.http.listen)
+        .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
     let port = listener.local_addr()?.port();
-    let unset = format!("http://{}", settings.listen);
-    if settings.public_url.is_empty() || settings.public_url == unset {
-        settings.public_url = format!("http://{}:{port}", settings.listen.ip());
+    let unset = format!("http://{}", settings.http.listen);
+    if settings.http.public_url.is_empty() || settings.http.public_url == unset {
+        settings.http.public_url = format!("http://{}:{port}", settings.http.listen.ip());
     }
     Ok(listener)
 }
@@ -225,24 +226,26 @@ fn build_desk(
     clock: Arc<dyn Clock>,
     worker: &OutboxWorker,
 ) -> anyhow::Result<web::Data<Desk>> {
-    let pictures = crate::intake::picture_work::PictureWork::for_this_machine(settings.picture_memory_mb);
+    let pictures = crate::intake::picture_work::PictureWork::for_this_machine(
+        settings.uploads.picture_memory_mb,
+    );
     let spool = crate::intake::spool::Spool::open(
-        settings.data_dir.join("spool"),
+        settings.storage.data_dir.join("spool"),
         crate::intake::spool::SpoolLimits {
-            memory_bytes: settings.upload_memory_mb * 1024 * 1024,
-            uploads_at_once: settings.uploads_at_once,
-            uploads_per_address: settings.uploads_per_address,
+            memory_bytes: settings.uploads.memory_mb * 1024 * 1024,
+            uploads_at_once: settings.uploads.at_once,
+            uploads_per_address: settings.uploads.per_address,
         },
     )
     .with_context(|| {
         format!(
             "cannot prepare the upload spool in {}",
-            settings.data_dir.join("spool").display()
+            settings.storage.data_dir.join("spool").display()
         )
     })?;
     Ok(web::Data::new(Desk {
         blobs,
-        mail: MailContext::new(&settings.public_url),
+        mail: MailContext::new(&settings.http.public_url),
         settings,
         store,
         keys,

@@ -117,7 +117,7 @@ pub fn holder() -> String {
 
 /// Sweeps every `blob_sweep_interval_secs` until `stopped`; off when that is 0.
 pub async fn run(desk: web::Data<Desk>, mut stopped: tokio::sync::watch::Receiver<bool>) {
-    let interval = desk.settings.blob_sweep_interval_secs;
+    let interval = desk.settings.storage.blob_sweep_interval_secs;
     if interval == 0 {
         return;
     }
@@ -134,7 +134,7 @@ pub async fn run(desk: web::Data<Desk>, mut stopped: tokio::sync::watch::Receive
             &desk.blobs,
             &holder,
             desk.clock.now(),
-            desk.settings.blob_sweep_grace_secs,
+            desk.settings.storage.blob_sweep_grace_secs,
             lease,
         )
         .await

@@ -671,7 +671,9 @@ async fn intake_steps(photo: &Bytes, keys: &KeyStore) -> Vec<(&'static str, f64)
         }
         started.elapsed().as_secs_f64() * 1000.0 / f64::from(calls)
     }
-    let max_pixels = resetdesk::config::Settings::default().max_label_pixels;
+    let max_pixels = resetdesk::config::Settings::default()
+        .intake
+        .max_label_pixels;
     let check = per_call(
         || {
             std::hint::black_box(resetdesk::intake::photo::check_label_photo(

@@ -42,8 +42,13 @@ pub fn presented(
     now: Timestamp,
 ) -> Option<String> {
     let cookie = request.cookie(COOKIE)?;
+    valid_id(desk, cookie.value(), account, now)
+}
+
+/// The id of the device cookie `cookie`, when it is valid for `account`.
+pub fn valid_id(desk: &Desk, cookie: &str, account: &str, now: Timestamp) -> Option<String> {
     desk.keys
         .desk_secret
-        .device_cookie_id(account, cookie.value(), now.unix_seconds())
+        .device_cookie_id(account, cookie, now.unix_seconds())
         .map(str::to_owned)
 }

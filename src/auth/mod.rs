@@ -1,13 +1,16 @@
 //! Who is asking: console passwords (argon2id), API tokens, sessions and the limits on
-//! guessing them.
+//! guessing them; the sign-in steps (`signin`) and the administration of console users
+//! (`users`), both without HTTP.
 //!
 //! Hashing a password costs tens of milliseconds of CPU on purpose; server code calls
 //! [`verify_password`] through `spawn_blocking` so it never stalls the async workers.
 
 pub mod device_cookie;
 pub mod session;
+pub mod signin;
 pub mod throttle;
 pub mod totp;
+pub mod users;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 

@@ -53,9 +53,9 @@ pub fn network_key(ip: Option<IpAddr>) -> String {
 /// The limits as set; a device cookie takes as many tries as an account.
 pub fn limits(settings: &Settings) -> LoginLimits {
     LoginLimits {
-        per_account: i64::from(settings.login_failures_per_account),
-        per_address: i64::from(settings.login_failures_per_address),
-        per_device: i64::from(settings.login_failures_per_account),
+        per_account: i64::from(settings.security.login_failures_per_account),
+        per_address: i64::from(settings.security.login_failures_per_address),
+        per_device: i64::from(settings.security.login_failures_per_account),
         window_secs: WINDOW_SECS,
     }
 }

@@ -170,7 +170,7 @@ pub fn run(
 /// Where the database is, for messages: the SQLite file, or the PostgreSQL server and
 /// database without credentials.
 fn database_place(settings: &Settings) -> String {
-    let url = settings.database_url();
+    let url = settings.storage.database_url();
     match url::Url::parse(&url) {
         Ok(parsed) if parsed.scheme().starts_with("postgres") => format!(
             "postgres://{}{}{}",
@@ -198,8 +198,8 @@ struct DeskDatabase {
 impl DeskDatabase {
     fn open(settings: Settings) -> Result<Self, CliError> {
         let place = database_place(&settings);
-        if settings.database_url.is_none() {
-            let file = settings.data_dir.join("resetdesk.db");
+        if settings.storage.database_url.is_none() {
+            let file = settings.storage.data_dir.join("resetdesk.db");
             let file = std::path::absolute(&file).unwrap_or(file);
             if !file.exists() {
                 return Err(CliError::new(format!(
@@ -212,7 +212,7 @@ impl DeskDatabase {
         }
         let runtime = super::server::runtime()?;
         let store = runtime.block_on(async {
-            let store = crate::store::connect(&settings.database_url())
+            let store = crate::store::connect(&settings.storage.database_url())
                 .await
                 .map_err(|e| CliError::new(format!("cannot reach the database {place}: {e}")))?;
             let not_desk = || {

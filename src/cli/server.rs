@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::{CliError, CliResult};
+use crate::auth::users::{self, Administrator};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::{EmailAddress, Role, Roles};
@@ -126,13 +127,14 @@ pub fn blobs(command: &BlobsCommand, settings: Settings, clock: &dyn Clock) -> C
     runtime()?.block_on(async {
         let store = open_store(&settings).await?;
         let blobs = crate::blobs::BlobStore::from_settings(&settings)?;
-        let lease = i64::try_from(settings.blob_sweep_interval_secs.max(60)).unwrap_or(i64::MAX);
+        let lease =
+            i64::try_from(settings.storage.blob_sweep_interval_secs.max(60)).unwrap_or(i64::MAX);
         let swept = crate::sweeper::sweep_once(
             store.as_ref(),
             &blobs,
             &crate::sweeper::holder(),
             clock.now(),
-            settings.blob_sweep_grace_secs,
+            settings.storage.blob_sweep_grace_secs,
             lease,
         )
         .await
@@ -204,7 +206,7 @@ pub fn audit(command: &AuditCommand, settings: Settings) -> CliResult {
 pub fn settings(config: Option<&Path>, keys_dir: Option<&PathBuf>) -> Result<Settings, CliError> {
     let mut settings = Settings::load(config)?;
     if let Some(dir) = keys_dir {
-        settings.keys_dir = dir.clone();
+        settings.storage.keys_dir = dir.clone();
     }
     Ok(settings)
 }
@@ -234,17 +236,17 @@ pub fn serve(settings: Settings) -> CliResult {
         let app = Application::build(settings)
             .await
             .map_err(|e| CliError::new(format!("{e:#}")))?;
-        tracing::info!(port = app.port, url = %app.desk.settings.public_url, "resetdesk is listening");
+        tracing::info!(port = app.port, url = %app.desk.settings.http.public_url, "resetdesk is listening");
         app.run_until_stopped().await.map_err(|e| CliError::new(format!("{e:#}")))
     })
 }
 
 pub(super) async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn Store>, CliError> {
-    if settings.database_url.is_none() {
-        crate::startup::prepare_data_dir(&settings.data_dir)
+    if settings.storage.database_url.is_none() {
+        crate::startup::prepare_data_dir(&settings.storage.data_dir)
             .map_err(|e| CliError::new(format!("{e:#}")))?;
     }
-    let store = store::connect(&settings.database_url())
+    let store = store::connect(&settings.storage.database_url())
         .await
         .map_err(|e| CliError::new(format!("cannot open the database: {e}")))?;
     store
@@ -262,14 +264,14 @@ pub fn migrate(settings: Settings) -> CliResult {
     })
 }
 
+/// The first line of standard input.
 fn read_password() -> Result<String, CliError> {
     let mut password = String::new();
     std::io::stdin()
         .take(4096)
         .read_to_string(&mut password)
         .map_err(|e| CliError::new(format!("cannot read the password from standard input: {e}")))?;
-    let password = password.lines().next().unwrap_or("").to_owned();
-    Ok(crate::auth::hash_password(&password)?)
+    Ok(password.lines().next().unwrap_or("").to_owned())
 }
 
 async fn find_user(
@@ -283,20 +285,19 @@ async fn find_user(
 }
 
 /// The audit log names the operator's command line as the actor.
-pub(super) const CLI_ACTOR: &str = "cli";
+pub(super) const CLI_ACTOR: &str = users::COMMAND_LINE_ACTOR;
 
 pub fn user(command: &UserCommand, settings: Settings, clock: &dyn Clock) -> CliResult {
     runtime()?.block_on(async {
         let store = open_store(&settings).await?;
         let now = clock.now();
+        let by = Administrator::CommandLine;
         match command {
             UserCommand::Add { email, roles, .. } => {
                 let roles =
                     Roles::of(roles).ok_or_else(|| CliError::new("give at least one --role"))?;
-                let hash = read_password()?;
-                store
-                    .create_user(email, &hash, roles, CLI_ACTOR, now)
-                    .await?;
+                let password = read_password()?;
+                users::create(store.as_ref(), by, email, password, roles, now).await?;
                 println!("created {email} ({roles})");
             }
             UserCommand::Token {
@@ -321,27 +322,27 @@ pub fn user(command: &UserCommand, settings: Settings, clock: &dyn Clock) -> Cli
             }
             UserCommand::Disable { email } => {
                 let user = find_user(store.as_ref(), email).await?;
-                store.set_disabled(user.id, true, CLI_ACTOR, now).await?;
+                users::set_disabled(store.as_ref(), by, user.id, true, now).await?;
                 println!(
                     "disabled {email}; its sessions are ended and its API tokens revoked (enabling it again does not restore them)"
                 );
             }
             UserCommand::Enable { email } => {
                 let user = find_user(store.as_ref(), email).await?;
-                store.set_disabled(user.id, false, CLI_ACTOR, now).await?;
+                users::set_disabled(store.as_ref(), by, user.id, false, now).await?;
                 println!("enabled {email}; it needs new API tokens (`resetdesk user token`)");
             }
             UserCommand::SetRole { email, roles } => {
                 let roles =
                     Roles::of(roles).ok_or_else(|| CliError::new("give at least one --role"))?;
                 let user = find_user(store.as_ref(), email).await?;
-                store.set_roles(user.id, roles, CLI_ACTOR, now).await?;
+                users::set_roles(store.as_ref(), by, user.id, roles, now).await?;
                 println!("{email} is now {roles}");
             }
             UserCommand::ResetPassword { email, .. } => {
                 let user = find_user(store.as_ref(), email).await?;
-                let hash = read_password()?;
-                store.set_password(user.id, &hash, CLI_ACTOR, now).await?;
+                let password = read_password()?;
+                users::set_password(store.as_ref(), by, user.id, password, now).await?;
                 println!("set a new password for {email}; its sessions are ended");
             }
             UserCommand::List => {

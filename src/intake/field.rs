@@ -96,8 +96,8 @@ impl SubmissionField {
             Self::Language => 16,
             Self::ResetString => reset_string::MAX_RESET_STRING_CHARS as u64,
             Self::ExportXml => xml::MAX_XML_BYTES as u64,
-            Self::ExportQr => desk.settings.max_export_bytes,
-            Self::LabelPhoto => desk.settings.max_label_photo_bytes,
+            Self::ExportQr => desk.settings.intake.max_export_bytes,
+            Self::LabelPhoto => desk.settings.intake.max_label_photo_bytes,
         }
     }
 }

@@ -14,6 +14,42 @@ use crate::store::{IntakeBucket, IntakeHit, IntakeReservation, StoreError};
 /// The window both limits count in.
 pub const WINDOW_SECS: i64 = 3600;
 
+/// What intake accepts: the size of each upload, how far a device's clock may run
+/// ahead, which protocol versions, and how many requests an hour. The settings build it
+/// (`crate::config`); intake owns it, so the defaults sit beside the checks they bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeLimits {
+    /// Largest label photo, in bytes.
+    pub max_label_photo_bytes: u64,
+    /// Largest QR picture, in bytes (XML exports and reset strings have fixed caps).
+    pub max_export_bytes: u64,
+    /// Largest label photo in pixels, checked from the header before decoding.
+    pub max_label_pixels: u64,
+    /// How far ahead of the desk a device's clock may be.
+    pub max_clock_skew_secs: i64,
+    /// Whether exports in protocol version 1 (entries not bound to their export) are
+    /// taken at all; a version 1 export of several devices always needs four eyes.
+    pub accept_v1_exports: bool,
+    /// Intake requests (form and API) one client address may make per hour; 0: no limit.
+    pub per_ip_per_hour: u32,
+    /// Intake requests naming one device serial per hour; 0: no limit.
+    pub per_serial_per_hour: u32,
+}
+
+impl Default for IntakeLimits {
+    fn default() -> Self {
+        Self {
+            max_label_photo_bytes: 15 * 1024 * 1024,
+            max_export_bytes: 15 * 1024 * 1024,
+            max_label_pixels: super::photo::DEFAULT_MAX_LABEL_PIXELS,
+            max_clock_skew_secs: crate::protocol::DEFAULT_MAX_CLOCK_SKEW_SECS,
+            accept_v1_exports: true,
+            per_ip_per_hour: 30,
+            per_serial_per_hour: 6,
+        }
+    }
+}
+
 /// Whether a request may go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
@@ -37,7 +73,7 @@ pub async fn admit_address(
         desk,
         IntakeBucket::Address,
         &[network.as_str()],
-        desk.settings.intake_per_ip_per_hour,
+        desk.settings.intake.per_ip_per_hour,
         now,
     )
     .await
@@ -54,7 +90,7 @@ pub async fn admit_serials(
         desk,
         IntakeBucket::Serial,
         serials,
-        desk.settings.intake_per_serial_per_hour,
+        desk.settings.intake.per_serial_per_hour,
         now,
     )
     .await

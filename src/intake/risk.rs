@@ -97,6 +97,7 @@ pub async fn address_flags(
     let mut flags = Vec::new();
     if desk
         .settings
+        .four_eyes
         .watch_domains
         .iter()
         .any(|d| d == customer.domain())
@@ -114,7 +115,7 @@ pub async fn insider(desk: &Desk, customer: &EmailAddress) -> Result<Vec<String>
     let users = desk.store.users().await?;
     let addresses: Vec<&EmailAddress> = users.iter().map(|u| &u.email).collect();
     Ok(insider_flags(
-        &desk.settings.staff_domains,
+        &desk.settings.four_eyes.staff_domains,
         &addresses,
         customer,
     ))

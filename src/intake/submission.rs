@@ -429,7 +429,11 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     }
     let now = desk.clock.now();
     let verified = request
-        .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
+        .verify(
+            &desk.keys.master,
+            now,
+            desk.settings.intake.max_clock_skew_secs,
+        )
         .map_err(|e| IntakeError::one(field, problems::challenge(&e)))?;
     // Counted only for genuine exports: a forged one naming someone else's serial must
     // not use up that device's allowance.
@@ -625,7 +629,7 @@ async fn refuse_version_one(
     field: &'static str,
     request: &ResetRequest,
 ) -> Result<(), IntakeError> {
-    if !desk.settings.accept_v1_exports {
+    if !desk.settings.intake.accept_v1_exports {
         return Err(IntakeError::one(
             field,
             Message::new("problem.export_old_version_refused"),
@@ -668,7 +672,7 @@ async fn checked_photo(
     let refused =
         |message: Message| IntakeError::one(SubmissionField::LabelPhoto.as_str(), message);
     let (declared, reading) = picture_memory(upload).await?;
-    let max_pixels = desk.settings.max_label_pixels;
+    let max_pixels = desk.settings.intake.max_label_pixels;
     // Too many scans, or too much decoding for its size: refused now, without waiting
     // for (or taking) a share of the picture work.
     if let Some(declared) = declared {

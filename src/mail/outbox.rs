@@ -43,9 +43,9 @@ pub struct Timing {
 impl Timing {
     pub fn from_settings(settings: &crate::config::Settings) -> Self {
         Self {
-            lease_secs: i64::try_from(settings.outbox_lease_secs).unwrap_or(i64::MAX),
-            first_retry_secs: i64::try_from(settings.outbox_retry_secs).unwrap_or(3600),
-            connections: settings.outbox_connections.max(1),
+            lease_secs: i64::try_from(settings.outbox.lease_secs).unwrap_or(i64::MAX),
+            first_retry_secs: i64::try_from(settings.outbox.retry_secs).unwrap_or(3600),
+            connections: settings.outbox.connections.max(1),
         }
     }
 

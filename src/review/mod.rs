@@ -307,7 +307,11 @@ fn verified_challenges(
 ) -> Result<VerifiedResetRequest, ReviewError> {
     let request = ResetRequest::new(ticket.devices.clone()).map_err(ReviewError::internal)?;
     request
-        .verify(&desk.keys.master, now, desk.settings.max_clock_skew_secs)
+        .verify(
+            &desk.keys.master,
+            now,
+            desk.settings.intake.max_clock_skew_secs,
+        )
         .map_err(refused)
 }
 

@@ -56,15 +56,15 @@ async fn readyz(desk: web::Data<Desk>) -> HttpResponse {
 async fn metrics_view(desk: web::Data<Desk>, request: HttpRequest) -> HttpResponse {
     // From this machine, unless through one of our own proxies, which would make every
     // outside request look local.
-    let local = request
-        .peer_addr()
-        .is_some_and(|a| a.ip().is_loopback() && !desk.settings.trusted_proxies.contains(&a.ip()));
+    let local = request.peer_addr().is_some_and(|a| {
+        a.ip().is_loopback() && !desk.settings.http.trusted_proxies.contains(&a.ip())
+    });
     let bearer = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let token_ok = match (&desk.settings.metrics_token, bearer) {
+    let token_ok = match (&desk.settings.security.metrics_token, bearer) {
         (Some(expected), Some(given)) => {
             crate::crypto::constant_time_eq(expected.expose().as_bytes(), given.as_bytes())
         }

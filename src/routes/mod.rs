@@ -50,7 +50,7 @@ pub fn client_ip(
     request: &actix_web::HttpRequest,
 ) -> Option<std::net::IpAddr> {
     let peer = request.peer_addr()?.ip();
-    if desk.settings.trusted_proxies.contains(&peer)
+    if desk.settings.http.trusted_proxies.contains(&peer)
         && let Some(forwarded) = request
             .headers()
             .get("x-forwarded-for")
@@ -65,7 +65,7 @@ pub fn client_ip(
 
 /// Whether the desk's cookies carry `Secure`: when it is served over HTTPS.
 fn secure_cookies(desk: &crate::desk::Desk) -> bool {
-    desk.settings.public_url.starts_with("https://")
+    desk.settings.http.public_url.starts_with("https://")
 }
 
 /// Answers a form body that cannot be read (wrong type, missing field) with a page,

@@ -58,7 +58,7 @@ pub async fn read_submission(
     request: &HttpRequest,
     payload: web::Payload,
 ) -> Result<RawSubmission, ErrorAnswer> {
-    let limit = std::time::Duration::from_secs(desk.settings.upload_timeout_secs);
+    let limit = std::time::Duration::from_secs(desk.settings.uploads.timeout_secs);
     let address = super::client_address(desk, request);
     // One client trickling several bodies would otherwise hold every turn.
     let Some(_claim) = desk.spool.claim(&address) else {
@@ -94,7 +94,7 @@ pub async fn read_submission(
                 Err(ErrorAnswer::said(
                     StatusCode::REQUEST_TIMEOUT,
                     Message::new("problem.upload_timeout")
-                        .with("seconds", desk.settings.upload_timeout_secs),
+                        .with("seconds", desk.settings.uploads.timeout_secs),
                 ))
             })?;
             raw.client = address;
@@ -108,7 +108,7 @@ pub async fn read_submission(
                 Message::new("problem.upload_too_slow")
                     .with("received", megabytes(got))
                     .with("seconds", elapsed.as_secs())
-                    .with("rate", megabytes(desk.settings.upload_min_bytes_per_sec)),
+                    .with("rate", megabytes(desk.settings.uploads.min_bytes_per_sec)),
             ))
         }
     }
@@ -123,11 +123,11 @@ async fn too_slow(
     received: &AtomicU64,
     started: tokio::time::Instant,
 ) -> (u64, std::time::Duration) {
-    let rate = desk.settings.upload_min_bytes_per_sec;
+    let rate = desk.settings.uploads.min_bytes_per_sec;
     if rate == 0 {
         return std::future::pending().await;
     }
-    let grace = std::time::Duration::from_secs(desk.settings.upload_min_rate_grace_secs);
+    let grace = std::time::Duration::from_secs(desk.settings.uploads.min_rate_grace_secs);
     loop {
         let got = received.load(Ordering::Relaxed);
         // A millisecond past the moment `got` bytes fall under the rate.

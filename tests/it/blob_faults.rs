@@ -184,9 +184,9 @@ async fn desk_behind_a_tap() -> Option<(TestApp, Tap)> {
     // Intake limits are counted in a transaction of their own before the ticket's
     // (issue 16, item 6); off here, so the first COMMIT an intake makes is its ticket's.
     let mut app = spawn_app_with(|s| {
-        s.database_url = Some(tapped);
-        s.intake_per_ip_per_hour = 0;
-        s.intake_per_serial_per_hour = 0;
+        s.storage.database_url = Some(tapped);
+        s.intake.per_ip_per_hour = 0;
+        s.intake.per_serial_per_hour = 0;
     })
     .await;
     app.adopt_database(database);
@@ -407,7 +407,7 @@ async fn two_new_photos_at_once_one_wins_the_other_hears_409(backend: Backend) {
         let photo_url = ask_for_a_new_photo(&app, &agent, &number).await;
         let holder = match backend {
             Backend::Postgres => {
-                let url = app.desk.settings.database_url.clone().unwrap();
+                let url = app.desk.settings.storage.database_url.clone().unwrap();
                 let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
                 sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
                 sqlx::query("SELECT id FROM tickets WHERE number = $1 FOR UPDATE")
@@ -423,7 +423,7 @@ async fn two_new_photos_at_once_one_wins_the_other_hears_409(backend: Backend) {
             let Some(mut holder) = holder else {
                 return;
             };
-            let url = app.desk.settings.database_url.clone().unwrap();
+            let url = app.desk.settings.storage.database_url.clone().unwrap();
             let mut watcher = sqlx::PgConnection::connect(&url).await.unwrap();
             // Both uploads read the ticket as waiting and now wait for its row.
             loop {
@@ -478,10 +478,10 @@ async fn desk_on_s3() -> Option<(TestApp, Tap, crate::blobs_s3::Moto)> {
     assert!(created.status().is_success());
     let tap = Tap::start(port).await;
     let app = spawn_app_with(|s| {
-        s.blob_url = Some(format!("s3://{bucket}"));
-        s.s3_endpoint = Some(format!("http://127.0.0.1:{}", tap.port));
-        s.s3_access_key_id = Some("testing".to_owned());
-        s.s3_secret_access_key = Some(resetdesk::config::Secret::new("testing"));
+        s.storage.blob_url = Some(format!("s3://{bucket}"));
+        s.storage.s3_endpoint = Some(format!("http://127.0.0.1:{}", tap.port));
+        s.storage.s3_access_key_id = Some("testing".to_owned());
+        s.storage.s3_secret_access_key = Some(resetdesk::config::Secret::new("testing"));
     })
     .await;
     Some((app, tap, moto))
@@ -549,7 +549,7 @@ fn sweep_command(app: &TestApp, now: resetdesk::domain::Timestamp) -> (bool, Str
         .args(["blobs", "sweep", "--now", &now.to_string()])
         .env("RESETDESK_DATA_DIR", app.dir.path().join("data"))
         .env("RESETDESK_KEYS_DIR", app.dir.path().join("keys"));
-    match &app.desk.settings.database_url {
+    match &app.desk.settings.storage.database_url {
         Some(url) => command.env("RESETDESK_DATABASE_URL", url),
         None => command.env_remove("RESETDESK_DATABASE_URL"),
     };
@@ -583,7 +583,7 @@ async fn orphaned_blobs_are_swept_after_the_grace_period(backend: Backend) {
     let blobs_dir = app.dir.path().join("data/blobs");
     assert_eq!(walk_files(&blobs_dir), 3);
     let (store, blobs) = (app.desk.store.as_ref(), &app.desk.blobs);
-    let grace = app.desk.settings.blob_sweep_grace_secs;
+    let grace = app.desk.settings.storage.blob_sweep_grace_secs;
 
     // Young: it may belong to an intake that has not committed yet.
     let now = resetdesk::domain::Timestamp::now();

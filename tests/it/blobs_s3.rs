@@ -61,10 +61,10 @@ async fn label_photos_live_in_an_s3_bucket() {
         .unwrap();
     assert!(created.status().is_success(), "the bucket is created");
     let app = spawn_app_with(|s| {
-        s.blob_url = Some(format!("s3://{bucket}"));
-        s.s3_endpoint = Some(format!("http://127.0.0.1:{port}"));
-        s.s3_access_key_id = Some("testing".to_owned());
-        s.s3_secret_access_key = Some(resetdesk::config::Secret::new("testing"));
+        s.storage.blob_url = Some(format!("s3://{bucket}"));
+        s.storage.s3_endpoint = Some(format!("http://127.0.0.1:{port}"));
+        s.storage.s3_access_key_id = Some("testing".to_owned());
+        s.storage.s3_secret_access_key = Some(resetdesk::config::Secret::new("testing"));
     })
     .await;
     assert_eq!(

@@ -445,7 +445,7 @@ fn photo(kind: &str, app: &TestApp) -> Vec<u8> {
         }
         ("tiny", _) => encode(&photo_image(60, 40), ImageFormat::Jpeg),
         ("oversize", _) => {
-            let limit = app.desk.settings.max_label_photo_bytes as usize;
+            let limit = app.desk.settings.intake.max_label_photo_bytes as usize;
             let mut bytes = jpeg();
             bytes.resize(limit + 1, 0);
             bytes
@@ -1148,11 +1148,11 @@ fn count_panics() {
 async fn hostile_corpus(backend: Backend) {
     count_panics();
     let Some(app) = spawn_app_on_with(backend, |s| {
-        s.intake_per_ip_per_hour = 100_000;
+        s.intake.per_ip_per_hour = 100_000;
         // Short, so the trickled body (200 bytes at 10 a second) meets it quickly; long
         // enough that a 12-megapixel photo is read in time on a loaded 2-core machine
         // (2 s was not: a broken pipe while the whole suite ran).
-        s.upload_timeout_secs = 6;
+        s.uploads.timeout_secs = 6;
     })
     .await
     else {

@@ -379,7 +379,7 @@ async fn approvals_survive_kills_and_outages(database_url: String, sandbox: Arc<
     // outage can repeat at most that many.
     assert!(
         repeats
-            <= (kills + outages) * 2 * resetdesk::config::Settings::default().outbox_connections,
+            <= (kills + outages) * 2 * resetdesk::config::Settings::default().outbox.connections,
         "{repeats} repeated deliveries after {kills} kills and {outages} outages"
     );
 

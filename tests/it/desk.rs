@@ -312,7 +312,7 @@ async fn an_oversize_upload_is_refused_before_it_is_read(backend: Backend) {
     };
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     let request = app.export(&mut nvr, 0, Timestamp::now());
-    let limit = app.desk.settings.max_label_photo_bytes as usize;
+    let limit = app.desk.settings.intake.max_label_photo_bytes as usize;
     // Declared larger than any request: refused from the Content-Length alone.
     let huge = vec![0xFFu8; limit * 3];
     let form = export_part(customer_form("a@example.com"), &request, "xml")
@@ -339,7 +339,7 @@ async fn an_oversize_upload_is_refused_before_it_is_read(backend: Backend) {
 }
 
 async fn uploads_past_the_memory_budget_are_spooled_and_stored_whole(backend: Backend) {
-    let Some(app) = spawn_app_on_with(backend, |s| s.upload_memory_mb = 1).await else {
+    let Some(app) = spawn_app_on_with(backend, |s| s.uploads.memory_mb = 1).await else {
         return;
     };
     let photo = label_photo();

@@ -84,7 +84,7 @@ impl SmtpSink {
         // unanswered: this covers every desk's outbox connections at once. No more: the
         // threads live as long as the test process, which runs every test's server, and
         // a process has a limit on its memory maps (two per thread).
-        let threads = desks * resetdesk::config::Settings::default().outbox_connections + 8;
+        let threads = desks * resetdesk::config::Settings::default().outbox.connections + 8;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let inbox = Inbox::default();
@@ -327,7 +327,7 @@ pub async fn spawn_app_on_with(
         Backend::Postgres => {
             let (database, url) = PgDatabase::create().await?;
             let mut app = spawn_app_with(|s| {
-                s.database_url = Some(url);
+                s.storage.database_url = Some(url);
                 configure(s);
             })
             .await;
@@ -342,18 +342,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpSink::start();
     let (inbox, smtp_port, smtp_refusing) = (smtp.inbox.clone(), smtp.port, smtp.refusing.clone());
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        keys_dir: dir.path().join("keys"),
-        smtp_url: Some(resetdesk::config::Secret::new(format!(
-            "smtp://127.0.0.1:{smtp_port}"
-        ))),
-        mail_from: "Reset desk <desk@vendor.test>".to_owned(),
-        outbox_max_attempts: 3,
-        ..Settings::default()
-    };
-    let mut settings = settings;
+    let mut settings = Settings::default();
+    settings.http.listen = "127.0.0.1:0".parse().unwrap();
+    settings.storage.data_dir = dir.path().join("data");
+    settings.storage.keys_dir = dir.path().join("keys");
+    settings.mail.smtp_url = Some(resetdesk::config::Secret::new(format!(
+        "smtp://127.0.0.1:{smtp_port}"
+    )));
+    settings.mail.from = "Reset desk <desk@vendor.test>".to_owned();
+    settings.outbox.max_attempts = 3;
     configure(&mut settings);
     let clock = TestClock(Arc::new(AtomicI64::new(Timestamp::now().unix_seconds())));
     let app = Application::build_with_clock(settings, Arc::new(clock.clone()))

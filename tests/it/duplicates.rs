@@ -373,7 +373,7 @@ async fn fatima_corrects_her_mistyped_address_from_her_browser(backend: Backend)
 
 async fn a_correction_is_refused_after_30_minutes_and_once_anyone_approved(backend: Backend) {
     let Some(app) = spawn_app_on_with(backend, |s| {
-        s.watch_domains = vec!["example.org".to_owned()];
+        s.four_eyes.watch_domains = vec!["example.org".to_owned()];
     })
     .await
     else {
@@ -437,7 +437,7 @@ async fn a_correction_is_refused_after_30_minutes_and_once_anyone_approved(backe
 
 async fn an_agent_changes_an_address_which_withdraws_approvals_and_takes_two(backend: Backend) {
     let Some(app) = spawn_app_on_with(backend, |s| {
-        s.watch_domains = vec!["example.org".to_owned()];
+        s.four_eyes.watch_domains = vec!["example.org".to_owned()];
     })
     .await
     else {

@@ -148,7 +148,8 @@ async fn a_repeat_request_and_a_watched_domain_are_flagged(backend: Backend) {
         "{queue}"
     );
 
-    let watched = spawn_app_with(|s| s.watch_domains = vec!["suspicious.test".to_owned()]).await;
+    let watched =
+        spawn_app_with(|s| s.four_eyes.watch_domains = vec!["suspicious.test".to_owned()]).await;
     let agent = token_for(&watched, "agent@vendor.test", &[Role::Agent]).await;
     let (ticket, _) = submit(&watched, 0, "someone@suspicious.test").await;
     let detail: Value = watched

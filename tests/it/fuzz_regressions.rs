@@ -75,7 +75,7 @@ fn response_xml_answers_every_fuzz_input() {
 
 #[test]
 fn image_sniff_answers_every_fuzz_input() {
-    let max_pixels = Settings::default().max_label_pixels;
+    let max_pixels = Settings::default().intake.max_label_pixels;
     answers_every_input("image_sniff", |bytes| {
         let _ = check_label_photo(bytes, max_pixels);
         let _ = qr::read_image(bytes);

@@ -177,7 +177,7 @@ async fn an_agent_cannot_approve_their_own_request_sent_from_their_address(backe
 
 async fn a_staff_address_or_a_later_console_user_needs_four_eyes(backend: Backend) {
     let Some(app) = spawn_app_on_with(backend, |s| {
-        s.staff_domains = vec!["vendor.test".to_owned()];
+        s.four_eyes.staff_domains = vec!["vendor.test".to_owned()];
     })
     .await
     else {

@@ -96,7 +96,7 @@ async fn a_database_lost_while_running_gets_503s_and_recovers_without_a_restart(
         .unwrap_or(5432);
     let switch = Switch::start(postgres_port).await;
     let switched = through(&url, &switch);
-    let app = spawn_app_with(|s| s.database_url = Some(switched)).await;
+    let app = spawn_app_with(|s| s.storage.database_url = Some(switched)).await;
     let submit = |n: u32| {
         let mut device = app.device(&format!("LOSTDB-{n:04}"), "DS-7608NI-K2");
         let request = app.export(&mut device, 0, app.now());

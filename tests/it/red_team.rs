@@ -39,7 +39,7 @@ async fn approve(app: &TestApp, token: &str, number: &str) -> (u16, Value) {
 /// the watch list (and the insider rules) are asked again, so one approval is not enough.
 async fn a_correction_is_judged_by_the_address_rules_again(backend: Backend) {
     let Some(app) = spawn_app_on_with(backend, |s| {
-        s.watch_domains = vec!["evil.example".to_owned()];
+        s.four_eyes.watch_domains = vec!["evil.example".to_owned()];
     })
     .await
     else {

@@ -206,7 +206,7 @@ async fn development_mode_does_not_require_a_second_factor() {
     );
     let strict = spawn_app_with(|s| {
         s.dev = true;
-        s.require_2fa = Some(true);
+        s.security.require_2fa = Some(true);
     })
     .await;
     user_without_second_factor(&strict, "dev@vendor.test").await;

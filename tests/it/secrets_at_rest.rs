@@ -57,7 +57,7 @@ const SEED_SQL: &str =
 
 /// Reads the desk's database directly, on whichever backend it runs.
 async fn outbox(app: &TestApp) -> Vec<StoredMail> {
-    let url = app.desk.settings.database_url();
+    let url = app.desk.settings.storage.database_url();
     let rows: Vec<MailColumns> = if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
         sqlx::query_as(MAIL_SQL).fetch_all(&pool).await.unwrap()
@@ -82,7 +82,7 @@ async fn outbox(app: &TestApp) -> Vec<StoredMail> {
 }
 
 async fn seeds(app: &TestApp) -> Vec<SeedColumns> {
-    let url = app.desk.settings.database_url();
+    let url = app.desk.settings.storage.database_url();
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
         sqlx::query_as(SEED_SQL).fetch_all(&pool).await.unwrap()
@@ -96,7 +96,7 @@ async fn seeds(app: &TestApp) -> Vec<SeedColumns> {
 async fn store_seed_in_clear(app: &TestApp, email: &str, seed: &str) {
     const SQL: &str = "UPDATE users SET totp_secret = $1, totp_sealed = NULL, totp_key_id = NULL
                        WHERE email = $2";
-    let url = app.desk.settings.database_url();
+    let url = app.desk.settings.storage.database_url();
     let updated = if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
         let query = sqlx::query(SQL).bind(seed).bind(email);
@@ -118,7 +118,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 /// What the `responses` table holds in its signature column.
 async fn stored_signatures(app: &TestApp) -> Vec<String> {
     const SQL: &str = "SELECT signature FROM responses ORDER BY ticket_id, position";
-    let url = app.desk.settings.database_url();
+    let url = app.desk.settings.storage.database_url();
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
         sqlx::query_scalar(SQL).fetch_all(&pool).await.unwrap()

@@ -18,11 +18,11 @@ const NVR: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
 /// Another desk on `first`'s database (a PostgreSQL database, or the same SQLite file)
 /// with its keys, as a replica runs; `configure` as for `first`.
 async fn replica_of(first: &TestApp, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let database_url = first.desk.settings.database_url();
-    let keys_dir = first.desk.settings.keys_dir.clone();
+    let database_url = first.desk.settings.storage.database_url();
+    let keys_dir = first.desk.settings.storage.keys_dir.clone();
     spawn_app_with(|s| {
-        s.database_url = Some(database_url);
-        s.keys_dir = keys_dir;
+        s.storage.database_url = Some(database_url);
+        s.storage.keys_dir = keys_dir;
         configure(s);
     })
     .await
@@ -131,8 +131,8 @@ async fn thirty_code_requests_over_three_desks_send_three_codes(backend: Backend
 /// afresh on the same database still refuses that network.
 async fn intake_per_address_holds_over_replicas_and_a_restart(backend: Backend) {
     let settings = |s: &mut Settings| {
-        s.intake_per_ip_per_hour = 4;
-        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.intake.per_ip_per_hour = 4;
+        s.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     };
     let Some(desks) = three_desks(backend, settings).await else {
         return;
@@ -180,8 +180,8 @@ async fn intake_per_address_holds_over_replicas_and_a_restart(backend: Backend) 
 /// that device.
 async fn intake_per_serial_holds_over_replicas_and_a_restart(backend: Backend) {
     let settings = |s: &mut Settings| {
-        s.intake_per_serial_per_hour = 2;
-        s.intake_per_ip_per_hour = 0;
+        s.intake.per_serial_per_hour = 2;
+        s.intake.per_ip_per_hour = 0;
     };
     let Some(desks) = three_desks(backend, settings).await else {
         return;

@@ -283,8 +283,8 @@ async fn strangers_cannot_lock_out_a_browser_that_signed_in_before(backend: Back
 
 async fn ipv6_clients_count_by_their_64(backend: Backend) {
     let Some(app) = spawn_app_on_with(backend, |s| {
-        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-        s.login_failures_per_address = 3;
+        s.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.security.login_failures_per_address = 3;
     })
     .await
     else {
@@ -347,12 +347,12 @@ async fn replicas_share_one_count() {
     let Some(first) = spawn_app_on(Backend::Postgres).await else {
         return;
     };
-    let url = first.desk.settings.database_url.clone();
+    let url = first.desk.settings.storage.database_url.clone();
     // Replicas share the keys directory too (a replica with other keys refuses to start).
-    let keys_dir = first.desk.settings.keys_dir.clone();
+    let keys_dir = first.desk.settings.storage.keys_dir.clone();
     let second = spawn_app_with(|s| {
-        s.database_url = url;
-        s.keys_dir = keys_dir;
+        s.storage.database_url = url;
+        s.storage.keys_dir = keys_dir;
     })
     .await;
     first.create_agent(AGENT).await;

@@ -18,17 +18,17 @@ const MODEL: &str = "DS-2CD2143G2-I";
 /// Two desks on one database, one key directory and one blob directory, as two replicas
 /// behind a load balancer; `None` when the backend cannot run here.
 async fn two_replicas(backend: Backend) -> Option<(TestApp, TestApp)> {
-    let first = spawn_app_on_with(backend, |s| s.intake_per_ip_per_hour = 100_000).await?;
+    let first = spawn_app_on_with(backend, |s| s.intake.per_ip_per_hour = 100_000).await?;
     let (database_url, data_dir, keys_dir) = (
-        first.desk.settings.database_url.clone(),
-        first.desk.settings.data_dir.clone(),
-        first.desk.settings.keys_dir.clone(),
+        first.desk.settings.storage.database_url.clone(),
+        first.desk.settings.storage.data_dir.clone(),
+        first.desk.settings.storage.keys_dir.clone(),
     );
     let second = spawn_app_with(|s| {
-        s.database_url = database_url;
-        s.data_dir = data_dir;
-        s.keys_dir = keys_dir;
-        s.intake_per_ip_per_hour = 100_000;
+        s.storage.database_url = database_url;
+        s.storage.data_dir = data_dir;
+        s.storage.keys_dir = keys_dir;
+        s.intake.per_ip_per_hour = 100_000;
     })
     .await;
     Some((first, second))

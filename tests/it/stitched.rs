@@ -196,7 +196,7 @@ async fn a_v1_export_of_several_devices_needs_four_eyes(backend: Backend) {
 }
 
 async fn accept_v1_exports_off_refuses_version_1(backend: Backend) {
-    let Some(app) = spawn_app_on_with(backend, |s| s.accept_v1_exports = false).await else {
+    let Some(app) = spawn_app_on_with(backend, |s| s.intake.accept_v1_exports = false).await else {
         return;
     };
     let mut camera = app.device(VICTIM_CAMERA, "DS-2CD2143G2-I");

@@ -85,7 +85,7 @@ fn submission(app: &TestApp, nvr: &mut resetdesk::device::DeviceState) -> reqwes
 
 #[tokio::test]
 async fn an_intake_burst_from_one_address_gets_429_with_retry_after() {
-    let app = spawn_app_with(|s| s.intake_per_ip_per_hour = 2).await;
+    let app = spawn_app_with(|s| s.intake.per_ip_per_hour = 2).await;
     let mut first = app.device(NVR, "DS-7608NI-K2");
     let mut second = app.device("DS-7608NI-K2/8P0820231115CCRRJ00000002", "DS-7608NI-K2");
     assert_eq!(app.submit(submission(&app, &mut first)).await.status(), 201);
@@ -118,7 +118,7 @@ async fn an_intake_burst_from_one_address_gets_429_with_retry_after() {
 
 #[tokio::test]
 async fn many_requests_for_one_device_get_429() {
-    let app = spawn_app_with(|s| s.intake_per_serial_per_hour = 1).await;
+    let app = spawn_app_with(|s| s.intake.per_serial_per_hour = 1).await;
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     assert_eq!(app.submit(submission(&app, &mut nvr)).await.status(), 201);
     let refused = app.submit(submission(&app, &mut nvr)).await;
@@ -145,8 +145,8 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
     };
     // Behind a load balancer (127.0.0.1 here), the address it forwards counts.
     let app = spawn_app_with(|s| {
-        s.intake_per_ip_per_hour = 1;
-        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.intake.per_ip_per_hour = 1;
+        s.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
     let mut a = app.device(NVR, "DS-7608NI-K2");
@@ -176,7 +176,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
     );
 
     // Without a trusted proxy the header is the client's own word and is ignored.
-    let direct = spawn_app_with(|s| s.intake_per_ip_per_hour = 1).await;
+    let direct = spawn_app_with(|s| s.intake.per_ip_per_hour = 1).await;
     let mut c = direct.device(NVR, "DS-7608NI-K2");
     assert_eq!(
         submit_from(&direct, &mut c, "203.0.113.7")
@@ -258,7 +258,7 @@ async fn a_right_password_does_not_reset_the_count_of_wrong_codes() {
 
 #[tokio::test]
 async fn forged_exports_cannot_use_up_a_strangers_device_allowance() {
-    let app = spawn_app_with(|s| s.intake_per_serial_per_hour = 1).await;
+    let app = spawn_app_with(|s| s.intake.per_serial_per_hour = 1).await;
     let mut nvr = app.device(NVR, "DS-7608NI-K2");
     for _ in 0..3 {
         let request = app.export(&mut nvr, 0, Timestamp::now());
@@ -311,10 +311,10 @@ async fn stalled_upload_from(address: &str, client: Option<&str>) -> tokio::net:
 #[tokio::test]
 async fn an_ipv6_network_counts_as_one_address_for_uploads() {
     let app = spawn_app_with(|s| {
-        s.uploads_at_once = 8;
-        s.uploads_per_address = 2;
-        s.upload_timeout_secs = 30;
-        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.uploads.at_once = 8;
+        s.uploads.per_address = 2;
+        s.uploads.timeout_secs = 30;
+        s.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
     let address = app.base.trim_start_matches("http://").to_owned();
@@ -357,7 +357,7 @@ async fn an_ipv6_network_counts_as_one_address_for_uploads() {
 #[tokio::test]
 async fn a_slowly_trickled_upload_times_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = spawn_app_with(|s| s.upload_timeout_secs = 1).await;
+    let app = spawn_app_with(|s| s.uploads.timeout_secs = 1).await;
     let address = app.base.trim_start_matches("http://").to_owned();
     let (mut reader, mut writer) = stalled_upload(&address).await.into_split();
     // One byte every 200 ms: never finishing, never quite idle. This sleep is the client
@@ -390,9 +390,9 @@ async fn a_slowly_trickled_upload_times_out() {
 #[tokio::test]
 async fn uploads_are_read_a_few_at_a_time() {
     let app = spawn_app_with(|s| {
-        s.uploads_at_once = 1;
-        s.uploads_per_address = 10;
-        s.upload_timeout_secs = 2;
+        s.uploads.at_once = 1;
+        s.uploads.per_address = 10;
+        s.uploads.timeout_secs = 2;
     })
     .await;
     let address = app.base.trim_start_matches("http://").to_owned();
@@ -440,9 +440,9 @@ async fn uploads_are_read_a_few_at_a_time() {
 #[tokio::test]
 async fn one_address_cannot_take_every_turn() {
     let app = spawn_app_with(|s| {
-        s.uploads_at_once = 8;
-        s.uploads_per_address = 2;
-        s.upload_timeout_secs = 30;
+        s.uploads.at_once = 8;
+        s.uploads.per_address = 2;
+        s.uploads.timeout_secs = 30;
     })
     .await;
     let address = app.base.trim_start_matches("http://").to_owned();
@@ -523,13 +523,13 @@ async fn submit_for(
 async fn slow_uploads_lose_their_turns_to_a_customer_who_sends(backend: Backend) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(app) = spawn_app_on_with(backend, |s| {
-        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-        s.uploads_at_once = 8;
-        s.uploads_per_address = 4;
-        s.upload_timeout_secs = 60;
-        s.upload_min_bytes_per_sec = 8192;
+        s.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.uploads.at_once = 8;
+        s.uploads.per_address = 4;
+        s.uploads.timeout_secs = 60;
+        s.uploads.min_bytes_per_sec = 8192;
         // Shorter than the default 10 s so the test is quick; the mechanism is the same.
-        s.upload_min_rate_grace_secs = 2;
+        s.uploads.min_rate_grace_secs = 2;
     })
     .await
     else {
@@ -603,8 +603,8 @@ fn many_scans_jpeg() -> Vec<u8> {
 /// customer's submission from a third completes beside them.
 async fn jpegs_with_hundreds_of_scans_are_refused_before_decoding(backend: Backend) {
     let Some(app) = spawn_app_on_with(backend, |s| {
-        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-        s.intake_per_ip_per_hour = 100;
+        s.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.intake.per_ip_per_hour = 100;
     })
     .await
     else {

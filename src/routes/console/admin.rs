@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::guard::ConsoleUser;
 use crate::audit::{self, VerifyOutcome};
+use crate::auth::users::{self as user_admin, Administrator, UserChangeError};
 use crate::desk::Desk;
 use crate::domain::{EmailAddress, Role, Roles};
 use crate::routes::{html, message_page};
@@ -40,14 +41,27 @@ fn failed(error: &StoreError) -> HttpResponse {
     crate::routes::failure_page("The change was not made", error)
 }
 
-/// Hashes a password an admin typed, off the async workers; the error is a sentence for
-/// the page.
-async fn hash_new_password(password: String) -> Result<String, String> {
-    match tokio::task::spawn_blocking(move || crate::auth::hash_password(&password)).await {
-        Ok(Ok(hash)) => Ok(hash),
-        Ok(Err(e)) => Err(format!("{e}.")),
-        Err(_) => Err("The password could not be processed; please try again.".to_owned()),
+/// The admin making a change.
+fn administrator(console: &ConsoleUser) -> Administrator<'_> {
+    Administrator::Console {
+        id: console.user.id,
+        email: &console.user.email,
     }
+}
+
+/// The answer to a refused change: the users page saying why, or the failure page.
+async fn refused(desk: &Desk, console: &ConsoleUser, error: UserChangeError) -> HttpResponse {
+    let (status, problem) = match error {
+        UserChangeError::Password(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}.")),
+        UserChangeError::HashingInterrupted => {
+            (StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
+        }
+        UserChangeError::OwnAdminRole | UserChangeError::DisablingYourself => {
+            (StatusCode::CONFLICT, error.to_string())
+        }
+        UserChangeError::Store(e) => return failed(&e),
+    };
+    users_page(desk, console, status, None, Some(problem)).await
 }
 
 struct UserRow {
@@ -174,32 +188,19 @@ async fn create_user(
         .await;
     };
     let password = field(&form, "password").to_owned();
-    let hash = match hash_new_password(password).await {
-        Ok(hash) => hash,
-        Err(problem) => {
-            return users_page(
-                &desk,
-                &console,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some(problem),
-            )
-            .await;
-        }
-    };
-    match desk
-        .store
-        .create_user(
-            &email,
-            &hash,
-            roles,
-            console.user.email.as_str(),
-            desk.clock.now(),
-        )
-        .await
+    let by = administrator(&console);
+    match user_admin::create(
+        desk.store.as_ref(),
+        by,
+        &email,
+        password,
+        roles,
+        desk.clock.now(),
+    )
+    .await
     {
         Ok(_) => back("created"),
-        Err(StoreError::Conflict(message)) => {
+        Err(UserChangeError::Store(StoreError::Conflict(message))) => {
             users_page(
                 &desk,
                 &console,
@@ -209,7 +210,7 @@ async fn create_user(
             )
             .await
         }
-        Err(e) => failed(&e),
+        Err(error) => refused(&desk, &console, error).await,
     }
 }
 
@@ -234,23 +235,10 @@ async fn set_roles(
         .await;
     };
     let target = UserId(path.into_inner());
-    if target == console.user.id && !roles.contains(Role::Admin) {
-        return users_page(
-            &desk,
-            &console,
-            StatusCode::CONFLICT,
-            None,
-            Some("You cannot take the admin role from yourself.".to_owned()),
-        )
-        .await;
-    }
-    match desk
-        .store
-        .set_roles(target, roles, console.user.email.as_str(), desk.clock.now())
-        .await
-    {
+    let by = administrator(&console);
+    match user_admin::set_roles(desk.store.as_ref(), by, target, roles, desk.clock.now()).await {
         Ok(()) => back("roles-set"),
-        Err(e) => failed(&e),
+        Err(error) => refused(&desk, &console, error).await,
     }
 }
 
@@ -263,28 +251,12 @@ async fn set_disabled(
     if let Some(refusal) = admin_only(console) {
         return refusal;
     }
-    if target == console.user.id && disabled {
-        return users_page(
-            desk,
-            console,
-            StatusCode::CONFLICT,
-            None,
-            Some("You cannot disable yourself.".to_owned()),
-        )
-        .await;
-    }
-    match desk
-        .store
-        .set_disabled(
-            target,
-            disabled,
-            console.user.email.as_str(),
-            desk.clock.now(),
-        )
+    let by = administrator(console);
+    match user_admin::set_disabled(desk.store.as_ref(), by, target, disabled, desk.clock.now())
         .await
     {
         Ok(()) => back(if disabled { "disabled" } else { "enabled" }),
-        Err(e) => failed(&e),
+        Err(error) => refused(desk, console, error).await,
     }
 }
 
@@ -318,31 +290,13 @@ async fn reset_password(
         return refusal;
     }
     let password = form.into_inner().password;
-    let hash = match hash_new_password(password).await {
-        Ok(hash) => hash,
-        Err(problem) => {
-            return users_page(
-                &desk,
-                &console,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some(problem),
-            )
-            .await;
-        }
-    };
-    match desk
-        .store
-        .set_password(
-            UserId(path.into_inner()),
-            &hash,
-            console.user.email.as_str(),
-            desk.clock.now(),
-        )
+    let target = UserId(path.into_inner());
+    let by = administrator(&console);
+    match user_admin::set_password(desk.store.as_ref(), by, target, password, desk.clock.now())
         .await
     {
         Ok(()) => back("password-set"),
-        Err(e) => failed(&e),
+        Err(error) => refused(&desk, &console, error).await,
     }
 }
 
@@ -355,17 +309,11 @@ async fn revoke_sessions(
     if let Some(refusal) = admin_only(&console) {
         return refusal;
     }
-    match desk
-        .store
-        .revoke_sessions(
-            UserId(path.into_inner()),
-            console.user.email.as_str(),
-            desk.clock.now(),
-        )
-        .await
-    {
+    let target = UserId(path.into_inner());
+    let by = administrator(&console);
+    match user_admin::revoke_sessions(desk.store.as_ref(), by, target, desk.clock.now()).await {
         Ok(()) => back("sessions-ended"),
-        Err(e) => failed(&e),
+        Err(error) => refused(&desk, &console, error).await,
     }
 }
 

@@ -11,13 +11,13 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::guard::ConsoleUser;
-use crate::auth::throttle::{self, Admission};
-use crate::auth::{self, device_cookie, session, totp};
+use crate::auth::signin::{self, Client, Counted, Credentials, NotCounted, SignInRefusal};
+use crate::auth::{device_cookie, session, throttle, totp};
 use crate::desk::Desk;
-use crate::domain::EmailAddress;
+use crate::domain::Secret;
 use crate::protocol::qr;
 use crate::routes::{html, message_page};
-use crate::store::{LoginAttempt, LoginAttemptId, NewSession, SessionStage, StoreError, User};
+use crate::store::{NewSession, SessionStage, StoreError, User};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(login_form)
@@ -88,43 +88,43 @@ async fn promote(
     start_session(desk, &console.user, SessionStage::Full).await
 }
 
-/// An attempt counted before it is checked.
-struct Counted {
-    id: LoginAttemptId,
-    /// The device cookie it was counted for, if the browser presented a valid one.
-    device: Option<String>,
+/// Where this request comes from, as the sign-in throttle counts it.
+fn client(desk: &Desk, request: &HttpRequest) -> Client {
+    Client {
+        address: crate::routes::client_ip(desk, request),
+        device_cookie: request
+            .cookie(device_cookie::COOKIE)
+            .map(|cookie| cookie.value().to_owned()),
+    }
 }
 
-/// Counts a sign-in attempt at `account` from this request before its password or code
-/// is checked; while too many have failed, the page to answer with, naming the wait.
+/// The page for an attempt that was not counted: while too many have failed, naming the
+/// wait.
+fn not_counted_page(refusal: NotCounted) -> HttpResponse {
+    match refusal {
+        NotCounted::Throttled { retry_after } => {
+            let page = message_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins",
+                &format!("Too many failed sign-ins: try again in {retry_after} s."),
+            );
+            crate::routes::with_retry_after(page, Some(retry_after))
+        }
+        NotCounted::Store(error) => failed(&error),
+    }
+}
+
+/// Counts a sign-in attempt at `account` from this request before its code is checked;
+/// refused, the page to answer with.
 async fn count_attempt(
     desk: &Desk,
     request: &HttpRequest,
     account: &str,
     step: &'static str,
 ) -> Result<Counted, HttpResponse> {
-    let now = desk.clock.now();
-    let device = device_cookie::presented(desk, request, account, now);
-    let address = throttle::network_key(crate::routes::client_ip(desk, request));
-    let attempt = LoginAttempt {
-        account,
-        address: &address,
-        device: device.as_deref(),
-        at: now,
-    };
-    match throttle::admit(desk, &attempt).await {
-        Ok(Admission::Counted(id)) => Ok(Counted { id, device }),
-        Ok(Admission::Refused { retry_after }) => {
-            crate::observability::sign_in(step, "throttled");
-            let page = message_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many failed sign-ins",
-                &format!("Too many failed sign-ins: try again in {retry_after} s."),
-            );
-            Err(crate::routes::with_retry_after(page, Some(retry_after)))
-        }
-        Err(error) => Err(failed(&error)),
-    }
+    signin::count_attempt(desk, account, &client(desk, request), step)
+        .await
+        .map_err(not_counted_page)
 }
 
 #[derive(Template)]
@@ -167,17 +167,6 @@ struct LoginForm {
     password: String,
 }
 
-/// A real argon2id hash of a random password, checked when the e-mail is unknown so that
-/// a wrong e-mail and a wrong password cost the same time and cannot be told apart.
-fn no_such_user_hash() -> String {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        let password = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<16>());
-        auth::hash_password(&password).unwrap_or_default()
-    })
-    .clone()
-}
-
 /// The password step. The console guard has checked the form's CSRF token.
 #[post("/console/login")]
 async fn login_submit(
@@ -185,71 +174,25 @@ async fn login_submit(
     request: HttpRequest,
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
-    let form = form.into_inner();
-    let account = throttle::account_key(&form.email);
-    let attempt = match count_attempt(&desk, &request, &account, "password").await {
-        Ok(attempt) => attempt,
-        Err(refusal) => return refusal,
+    let LoginForm { email, password } = form.into_inner();
+    let credentials = Credentials {
+        email: email.clone(),
+        password: Secret::new(password),
     };
-    let user = match EmailAddress::parse(&form.email) {
-        Ok(email) => match desk.store.user_by_email(&email).await {
-            Ok(user) => Some(user),
-            Err(StoreError::NotFound) => None,
-            Err(other) => return failed(&other),
-        },
-        Err(_) => None,
-    };
-    let hash = user
-        .as_ref()
-        .map_or_else(no_such_user_hash, |u| u.password_hash.clone());
-    let password = form.password;
-    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
-    let Some(user) = user.filter(|u| matches && !u.disabled) else {
-        // The attempt stays counted: it is a failure now.
-        crate::observability::sign_in("password", "wrong");
-        // People type passwords into the e-mail field; the hash-chained audit log keeps
-        // forever what it is given, so it gets the identifier only if it is an address.
-        let attempted = EmailAddress::parse(&account)
-            .map_or_else(|_| "(not an e-mail address)".to_owned(), |e| e.to_string());
-        if let Err(error) = desk
-            .store
-            .audit(desk.clock.now(), &attempted, "login_failed", "")
+    match signin::sign_in(&desk, credentials, &client(&desk, &request)).await {
+        Ok(signed_in) => start_session(&desk, &signed_in.user, signed_in.stage)
             .await
-        {
-            tracing::error!(%error, "could not audit a failed sign-in");
-        }
-        return login_page(
+            .unwrap_or_else(|e| failed(&e)),
+        Err(SignInRefusal::WrongCredentials) => login_page(
             &desk,
             &request,
             StatusCode::UNAUTHORIZED,
-            form.email,
+            email,
             Some("The e-mail or the password is wrong.".to_owned()),
-        );
-    };
-    crate::observability::sign_in("password", "accepted");
-    if let Err(error) = desk.store.release_login_attempt(attempt.id).await {
-        return failed(&error);
+        ),
+        Err(SignInRefusal::NotCounted(refusal)) => not_counted_page(refusal),
+        Err(SignInRefusal::Store(error)) => failed(&error),
     }
-    let stage = if user.totp_secret.is_some() {
-        SessionStage::SecondFactor
-    } else if desk.settings.requires_2fa() {
-        SessionStage::Enrol
-    } else {
-        SessionStage::Full
-    };
-    if stage == SessionStage::Full
-        && let Err(error) = desk
-            .store
-            .clear_login_failures(&account, attempt.device.as_deref())
-            .await
-    {
-        return failed(&error);
-    }
-    start_session(&desk, &user, stage)
-        .await
-        .unwrap_or_else(|e| failed(&e))
 }
 
 #[derive(Template)]

@@ -156,7 +156,7 @@ impl FormPage {
                 .iter()
                 .map(|r| (r.as_str(), role_key(*r)))
                 .collect(),
-            max_photo_mb: desk.settings.max_label_photo_bytes / (1024 * 1024),
+            max_photo_mb: desk.settings.intake.max_label_photo_bytes / (1024 * 1024),
             t: reader.t,
             switch: reader.switch,
         }
