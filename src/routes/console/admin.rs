@@ -64,7 +64,7 @@ async fn refused(desk: &Desk, console: &ConsoleUser, error: UserChangeError) -> 
     users_page(desk, console, status, None, Some(problem)).await
 }
 
-struct UserRow {
+struct UserRowView {
     id: i64,
     email: String,
     roles: Vec<&'static str>,
@@ -78,7 +78,7 @@ struct UserRow {
 struct UsersPage {
     user: String,
     csrf: String,
-    users: Vec<UserRow>,
+    users: Vec<UserRowView>,
     role_names: Vec<&'static str>,
     notice: Option<String>,
     error: Option<String>,
@@ -100,7 +100,7 @@ async fn users_page(
         csrf: console.csrf.clone(),
         users: all
             .into_iter()
-            .map(|u| UserRow {
+            .map(|u| UserRowView {
                 id: u.id.0,
                 email: u.email.to_string(),
                 roles: u.roles.iter().map(Role::as_str).collect(),
@@ -317,7 +317,7 @@ async fn revoke_sessions(
     }
 }
 
-struct AuditRow {
+struct AuditRowView {
     id: i64,
     at: String,
     actor: String,
@@ -334,7 +334,7 @@ struct AuditPage {
     chain: String,
     actor: String,
     action: String,
-    entries: Vec<AuditRow>,
+    entries: Vec<AuditRowView>,
 }
 
 #[derive(Deserialize)]
@@ -385,7 +385,7 @@ async fn audit_log(
         action: action.unwrap_or("").to_owned(),
         entries: entries
             .into_iter()
-            .map(|e| AuditRow {
+            .map(|e| AuditRowView {
                 id: e.id,
                 at: e.at.to_string(),
                 actor: e.actor,
