@@ -11,10 +11,13 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 pub use crate::domain::Secret;
 pub use crate::intake::limits::IntakeLimits;
+
+mod parse;
+
+use parse::{Refusal, Section, domains, http_url, list, number, parsed, secret, yes_no};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -469,21 +472,6 @@ impl Section for Security {
     }
 }
 
-/// One section's part in loading: takes the settings it names, from text.
-trait Section {
-    fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal>;
-}
-
-/// Why a section did not take a value.
-enum Refusal {
-    /// The name is another section's, or no setting's.
-    NotMine,
-    /// The value is wrong for the reason given.
-    Invalid(&'static str),
-    /// A secret's value is wrong: the reason may be told, the value never.
-    InvalidSecret(&'static str),
-}
-
 impl Settings {
     /// Loads defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -571,69 +559,6 @@ impl Settings {
     pub fn requires_2fa(&self) -> bool {
         self.security.require_2fa.unwrap_or(!self.dev)
     }
-}
-
-/// A number, `_` allowed between digits, that `ok` accepts.
-fn number<T: FromStr>(
-    value: &str,
-    ok: impl Fn(&T) -> bool,
-    reason: &'static str,
-) -> Result<T, Refusal> {
-    value
-        .trim()
-        .replace('_', "")
-        .parse()
-        .ok()
-        .filter(ok)
-        .ok_or(Refusal::Invalid(reason))
-}
-
-fn parsed<T: FromStr>(value: &str, reason: &'static str) -> Result<T, Refusal> {
-    value.parse().map_err(|_| Refusal::Invalid(reason))
-}
-
-fn yes_no(value: &str) -> Result<bool, Refusal> {
-    match value.trim() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(Refusal::Invalid("expected true or false")),
-    }
-}
-
-/// An http:// or https:// URL, without a trailing slash.
-fn http_url(value: &str) -> Result<String, Refusal> {
-    let url = value.trim_end_matches('/');
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(Refusal::Invalid("expected an http:// or https:// URL"));
-    }
-    Ok(url.to_owned())
-}
-
-/// A credential that `ok` accepts; refused, it is not repeated in the error.
-fn secret(value: &str, ok: impl Fn(&str) -> bool, reason: &'static str) -> Result<Secret, Refusal> {
-    if !ok(value) {
-        return Err(Refusal::InvalidSecret(reason));
-    }
-    Ok(Secret::new(value))
-}
-
-/// Items separated by commas or spaces.
-fn list(value: &str) -> impl Iterator<Item = &str> {
-    value.split([',', ' ']).filter(|item| !item.is_empty())
-}
-
-/// Domains separated by commas or spaces (a leading `@` allowed), lower-cased.
-fn domains(value: &str) -> Result<Vec<String>, Refusal> {
-    let domains: Vec<String> = list(value)
-        .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
-        .filter(|d| !d.is_empty())
-        .collect();
-    if domains.iter().any(|d| !d.contains('.') || d.contains('@')) {
-        return Err(Refusal::Invalid(
-            "expected domains separated by commas, such as example.com, mail.example.net",
-        ));
-    }
-    Ok(domains)
 }
 
 #[cfg(test)]
