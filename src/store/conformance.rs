@@ -2658,7 +2658,7 @@ macro_rules! conformance_suite {
 mod sqlite {
     use std::sync::Arc;
 
-    use crate::store::{SqliteStore, Store};
+    use crate::store::{AuditStore, DatabaseStore, SqliteStore, Store};
 
     /// A migrated SQLite file, and the directory guard that removes it after the test.
     async fn migrated() -> (tempfile::TempDir, SqliteStore) {
@@ -2757,7 +2757,7 @@ mod postgres {
 
     use sqlx::Connection;
 
-    use crate::store::{PgStore, Store};
+    use crate::store::{DatabaseStore, PgStore, Store};
 
     /// Drops the test's database when the test ends.
     pub struct Database {

@@ -783,7 +783,7 @@ pub enum AddressChangeOutcome {
     TooMany,
 }
 
-/// A message claimed for sending./// A message claimed for sending.
+/// A message claimed for sending.
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
     pub id: i64,
@@ -796,8 +796,10 @@ pub struct OutboxMessage {
     pub attempts: i64,
 }
 
+/// The database itself: migrations, reachability and the gauges read off it.
+/// Implemented once for both databases in `store/sql/database.rs`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait DatabaseStore: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// Answers when the database is reachable.
@@ -809,7 +811,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database holds any ticket: a desk that has served customers, whose
     /// keys must not be replaced by new ones.
     async fn holds_tickets(&self) -> StoreResult<bool>;
+}
 
+/// The key registry: which keys the replicas must hold, by id only.
+/// Implemented once for both databases in `store/sql/keys.rs`.
+#[async_trait]
+pub trait KeyRegistryStore: Send + Sync + 'static {
     /// Every key the registry knows, oldest first.
     async fn registered_keys(&self) -> StoreResult<Vec<RegisteredKey>>;
     /// Records a key's id as current; nothing when it is recorded already, or when it is a
@@ -820,7 +827,12 @@ pub trait Store: Send + Sync + 'static {
     async fn retire_key(&self, key_id: &str, actor: &str, now: Timestamp) -> StoreResult<()>;
     /// A key's status, read at signing time: `None` for a key the registry does not know.
     async fn key_status(&self, key_id: &str) -> StoreResult<Option<KeyRecordStatus>>;
+}
 
+/// Console users, their roles and grants, and their API tokens.
+/// Implemented once for both databases in `store/sql/users.rs`.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
     /// Creates a user; `actor` is who did it, for the audit log and the user's grants:
     /// a console user's address (that user is recorded as the giver) or a name that is
     /// no address, such as `cli` (no giver).
@@ -878,7 +890,79 @@ pub trait Store: Send + Sync + 'static {
         token_id: i64,
         now: Timestamp,
     ) -> StoreResult<()>;
+}
 
+/// Signing in: sessions, the login throttle and second factors.
+/// Implemented once for both databases in `store/sql/sign_in.rs`.
+#[async_trait]
+pub trait SignInStore: Send + Sync + 'static {
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
+    /// The live session for a cookie token hash, extending its idle timeout: the user,
+    /// the session's CSRF token and how far its sign-in has come.
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+        idle_secs: i64,
+    ) -> StoreResult<(User, String, SessionStage)>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Counts a sign-in attempt before its password or code is checked, unless a bucket
+    /// it counts in already holds its limit of attempts in the window: per account and
+    /// per address, or per device cookie when `attempt.device` names one. Counting and
+    /// checking the count are one transaction holding the buckets' locks, so however many
+    /// attempts arrive at once, on however many replicas, no bucket lets more through
+    /// than its limit.
+    async fn reserve_login_attempt(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        limits: &LoginLimits,
+    ) -> StoreResult<LoginReservation>;
+    /// Uncounts an attempt whose password or code was right: only failures count.
+    async fn release_login_attempt(&self, id: LoginAttemptId) -> StoreResult<()>;
+    /// Forgets the failures of the bucket a completed sign-in counted in: the account's
+    /// (attempts without a device cookie) when `device` is none, else that device cookie's.
+    async fn clear_login_failures(&self, account: &str, device: Option<&str>) -> StoreResult<()>;
+    /// Stores a sealed seed to enrol (replacing an unconfirmed one).
+    async fn begin_totp_enrolment(&self, user: UserId, seed: &SealedSecret) -> StoreResult<()>;
+    /// Every stored TOTP seed (enrolled or pending) not sealed under `current`: seeds in
+    /// clear, and seeds sealed under an older key.
+    async fn totp_seeds_to_seal(
+        &self,
+        current: &SealKeyId,
+    ) -> StoreResult<Vec<(UserId, StoredSeed)>>;
+    /// Replaces a user's stored seed `old` with `sealed` (the same seed, sealed anew),
+    /// emptying the clear column; false when the row no longer holds `old` (the user
+    /// enrolled again, or another desk re-sealed it first).
+    async fn reseal_totp_seed(
+        &self,
+        user: UserId,
+        old: &StoredSeed,
+        sealed: &SealedSecret,
+    ) -> StoreResult<bool>;
+    /// Confirms the pending seed, accepted at time step `step`, and stores the recovery
+    /// code hashes.
+    async fn confirm_totp_enrolment(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Accepts a code's time step once: false when that step (or a later one) was used.
+    async fn accept_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool>;
+    /// Uses up a recovery code: false when it is unknown or was used.
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+}
+
+/// Tickets from a submission to the queue and the claim, and what risk rules ask of past tickets.
+/// Implemented once for both databases in `store/sql/tickets.rs`.
+#[async_trait]
+pub trait TicketStore: Send + Sync + 'static {
     /// Stores a ticket with its devices and acknowledgment mail, superseding older open
     /// tickets for the same serials; or finds the ticket of an already submitted challenge.
     async fn create_ticket(
@@ -892,20 +976,6 @@ pub trait Store: Send + Sync + 'static {
         &self,
         device: &DeviceChallenge,
     ) -> StoreResult<Option<TicketNumber>>;
-    /// Takes (or renews) the lease of the job `name` for `holder` until `until`, unless
-    /// another holder's lease is still running at `now`; whether `holder` has it.
-    async fn take_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: Timestamp,
-        until: Timestamp,
-    ) -> StoreResult<bool>;
-    /// Which of `names` a row names (a ticket's export or label photo), asked
-    /// [`BLOBS_PER_QUERY`] names at a time.
-    async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>>;
-    /// The blob of a ticket's current label photo, read from the primary.
-    async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String>;
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>>;
     async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail>;
     /// Marks the pending ticket as claimed by `user`: only while nobody else holds the
@@ -916,20 +986,6 @@ pub trait Store: Send + Sync + 'static {
         ticket_id: i64,
         user: UserId,
         take_over: bool,
-        now: Timestamp,
-    ) -> StoreResult<()>;
-    /// Records the deciding approval with its signatures and mail, if the ticket is still
-    /// open and has exactly `prior_approvals`; `Conflict` names who decided first.
-    async fn approve(&self, approval: &Approval) -> StoreResult<()>;
-    /// Records the first approval of a flagged ticket, if it has none yet.
-    async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()>;
-    /// Notes in the ticket's history and the audit log that `by` tried to approve the
-    /// ticket and was refused, and why.
-    async fn record_refused_approval(
-        &self,
-        ticket_id: i64,
-        by: UserId,
-        reason: &str,
         now: Timestamp,
     ) -> StoreResult<()>;
     /// The newest ticket of `customer` naming the device `serial` that was approved at or
@@ -950,6 +1006,57 @@ pub trait Store: Send + Sync + 'static {
         serial: &str,
         since: Timestamp,
     ) -> StoreResult<Vec<String>>;
+}
+
+/// What intake needs beside the ticket: its rate limit, job leases and blob bookkeeping.
+/// Implemented once for both databases in `store/sql/intake.rs`.
+#[async_trait]
+pub trait IntakeStore: Send + Sync + 'static {
+    /// Takes (or renews) the lease of the job `name` for `holder` until `until`, unless
+    /// another holder's lease is still running at `now`; whether `holder` has it.
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Which of `names` a row names (a ticket's export or label photo), asked
+    /// [`BLOBS_PER_QUERY`] names at a time.
+    async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>>;
+    /// The blob of a ticket's current label photo, read from the primary.
+    async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String>;
+    /// Counts an intake request in each of `hits`' buckets, unless one of them already
+    /// holds its limit of requests in the `window_secs` before `at`: then nothing is
+    /// counted. Counting and checking are one transaction holding the buckets' locks (as
+    /// for sign-in attempts), so the limits hold for every replica together and survive a
+    /// restart. Requests older than the window are pruned on the way.
+    async fn reserve_intake(
+        &self,
+        hits: &[IntakeHit<'_>],
+        at: Timestamp,
+        window_secs: i64,
+    ) -> StoreResult<IntakeReservation>;
+}
+
+/// An agent's decisions: approvals (one or two), rejections, photo requests and mail retries.
+/// Implemented once for both databases in `store/sql/decisions.rs`.
+#[async_trait]
+pub trait DecisionStore: Send + Sync + 'static {
+    /// Records the deciding approval with its signatures and mail, if the ticket is still
+    /// open and has exactly `prior_approvals`; `Conflict` names who decided first.
+    async fn approve(&self, approval: &Approval) -> StoreResult<()>;
+    /// Records the first approval of a flagged ticket, if it has none yet.
+    async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()>;
+    /// Notes in the ticket's history and the audit log that `by` tried to approve the
+    /// ticket and was refused, and why.
+    async fn record_refused_approval(
+        &self,
+        ticket_id: i64,
+        by: UserId,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Rejects a pending ticket whose evidence is still `evidence_version` with a reason
     /// and queues the customer's mail.
     async fn reject(
@@ -961,7 +1068,6 @@ pub trait Store: Send + Sync + 'static {
         evidence_version: i64,
         now: Timestamp,
     ) -> StoreResult<()>;
-
     /// Asks the customer for a new label photo, if the ticket is open and its evidence
     /// still `evidence_version`: the ticket waits until it arrives.
     async fn request_photo(
@@ -973,16 +1079,6 @@ pub trait Store: Send + Sync + 'static {
         evidence_version: i64,
         now: Timestamp,
     ) -> StoreResult<()>;
-    /// Stores the customer's new label photo and puts the ticket back in the queue, only
-    /// if it still waits for one (a rejected or superseded ticket stays so: `Conflict`);
-    /// the evidence version grows by one. Returns the blob of the photo it replaced.
-    async fn replace_label_photo(
-        &self,
-        ticket_id: i64,
-        blob: &str,
-        media_type: &str,
-        now: Timestamp,
-    ) -> StoreResult<String>;
     /// Gives a dead message another round of attempts, unless it is of a kind whose
     /// secret parts were emptied when it died (`Conflict`).
     async fn retry_mail(
@@ -997,6 +1093,22 @@ pub trait Store: Send + Sync + 'static {
     /// the new signatures, and each signature and the retry are audited, in one
     /// transaction. `Conflict` when the message is not a dead response mail of the ticket.
     async fn resend_approval(&self, resend: &ResentApproval) -> StoreResult<()>;
+}
+
+/// What the customer does after submitting: a new photo, one-time codes, feedback, the status link and the address.
+/// Implemented once for both databases in `store/sql/customer.rs`.
+#[async_trait]
+pub trait CustomerStore: Send + Sync + 'static {
+    /// Stores the customer's new label photo and puts the ticket back in the queue, only
+    /// if it still waits for one (a rejected or superseded ticket stays so: `Conflict`);
+    /// the evidence version grows by one. Returns the blob of the photo it replaced.
+    async fn replace_label_photo(
+        &self,
+        ticket_id: i64,
+        blob: &str,
+        media_type: &str,
+        now: Timestamp,
+    ) -> StoreResult<String>;
     /// Stores a one-time code for the ticket's status page and queues its mail, unless
     /// `max_per_hour` codes were issued for the ticket in the hour before (`Conflict`).
     /// A new code replaces any earlier one still in force. Counting, replacing and
@@ -1042,86 +1154,22 @@ pub trait Store: Send + Sync + 'static {
         &self,
         change: &AddressChange,
     ) -> StoreResult<AddressChangeOutcome>;
+}
+
+/// Canned rejection reasons.
+/// Implemented once for both databases in `store/sql/reasons.rs`.
+#[async_trait]
+pub trait ReasonStore: Send + Sync + 'static {
     /// Reasons agents can pick when rejecting, with their ids.
     async fn canned_reasons(&self) -> StoreResult<Vec<(i64, String)>>;
     async fn add_canned_reason(&self, text: &str, by: UserId, now: Timestamp) -> StoreResult<()>;
     async fn remove_canned_reason(&self, id: i64, by: UserId, now: Timestamp) -> StoreResult<()>;
+}
 
-    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
-    /// The live session for a cookie token hash, extending its idle timeout: the user,
-    /// the session's CSRF token and how far its sign-in has come.
-    async fn session(
-        &self,
-        token_hash: &str,
-        now: Timestamp,
-        idle_secs: i64,
-    ) -> StoreResult<(User, String, SessionStage)>;
-    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
-
-    /// Counts a sign-in attempt before its password or code is checked, unless a bucket
-    /// it counts in already holds its limit of attempts in the window: per account and
-    /// per address, or per device cookie when `attempt.device` names one. Counting and
-    /// checking the count are one transaction holding the buckets' locks, so however many
-    /// attempts arrive at once, on however many replicas, no bucket lets more through
-    /// than its limit.
-    async fn reserve_login_attempt(
-        &self,
-        attempt: &LoginAttempt<'_>,
-        limits: &LoginLimits,
-    ) -> StoreResult<LoginReservation>;
-    /// Uncounts an attempt whose password or code was right: only failures count.
-    async fn release_login_attempt(&self, id: LoginAttemptId) -> StoreResult<()>;
-    /// Forgets the failures of the bucket a completed sign-in counted in: the account's
-    /// (attempts without a device cookie) when `device` is none, else that device cookie's.
-    async fn clear_login_failures(&self, account: &str, device: Option<&str>) -> StoreResult<()>;
-
-    /// Counts an intake request in each of `hits`' buckets, unless one of them already
-    /// holds its limit of requests in the `window_secs` before `at`: then nothing is
-    /// counted. Counting and checking are one transaction holding the buckets' locks (as
-    /// for sign-in attempts), so the limits hold for every replica together and survive a
-    /// restart. Requests older than the window are pruned on the way.
-    async fn reserve_intake(
-        &self,
-        hits: &[IntakeHit<'_>],
-        at: Timestamp,
-        window_secs: i64,
-    ) -> StoreResult<IntakeReservation>;
-
-    /// Stores a sealed seed to enrol (replacing an unconfirmed one).
-    async fn begin_totp_enrolment(&self, user: UserId, seed: &SealedSecret) -> StoreResult<()>;
-    /// Every stored TOTP seed (enrolled or pending) not sealed under `current`: seeds in
-    /// clear, and seeds sealed under an older key.
-    async fn totp_seeds_to_seal(
-        &self,
-        current: &SealKeyId,
-    ) -> StoreResult<Vec<(UserId, StoredSeed)>>;
-    /// Replaces a user's stored seed `old` with `sealed` (the same seed, sealed anew),
-    /// emptying the clear column; false when the row no longer holds `old` (the user
-    /// enrolled again, or another desk re-sealed it first).
-    async fn reseal_totp_seed(
-        &self,
-        user: UserId,
-        old: &StoredSeed,
-        sealed: &SealedSecret,
-    ) -> StoreResult<bool>;
-    /// Confirms the pending seed, accepted at time step `step`, and stores the recovery
-    /// code hashes.
-    async fn confirm_totp_enrolment(
-        &self,
-        user: UserId,
-        step: i64,
-        recovery_hashes: &[String],
-        now: Timestamp,
-    ) -> StoreResult<()>;
-    /// Accepts a code's time step once: false when that step (or a later one) was used.
-    async fn accept_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool>;
-    /// Uses up a recovery code: false when it is unknown or was used.
-    async fn use_recovery_code(
-        &self,
-        user: UserId,
-        code_hash: &str,
-        now: Timestamp,
-    ) -> StoreResult<bool>;
+/// The append-only audit log.
+/// Implemented once for both databases in `store/sql/audit.rs`.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
     /// Appends to the audit log on its own (events with no other change, such as a failed login).
     async fn audit(
         &self,
@@ -1130,7 +1178,6 @@ pub trait Store: Send + Sync + 'static {
         action: &str,
         detail: &str,
     ) -> StoreResult<()>;
-
     /// The newest audit entries, newest first, optionally only by `actor` and of `action`.
     async fn recent_audit(
         &self,
@@ -1145,7 +1192,12 @@ pub trait Store: Send + Sync + 'static {
         since: Option<Timestamp>,
         limit: i64,
     ) -> StoreResult<Vec<AuditEntry>>;
+}
 
+/// The outbox the mail worker drains.
+/// Implemented once for both databases in `store/sql/outbox.rs`.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
     /// Leases up to `limit` due messages for `lease_secs`.
     async fn claim_due_mail(
         &self,
@@ -1165,4 +1217,37 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Counts of outbox messages by status (pending, sent, dead).
     async fn mail_counts(&self) -> StoreResult<(i64, i64, i64)>;
+}
+
+/// Everything the desk keeps, one trait per aggregate: the desk holds an `Arc<dyn Store>`
+/// and calls any of their methods on it. Each trait is implemented in the file of its
+/// aggregate under `store/sql/`; what implements them all is a `Store`.
+pub trait Store:
+    DatabaseStore
+    + KeyRegistryStore
+    + UserStore
+    + SignInStore
+    + TicketStore
+    + IntakeStore
+    + DecisionStore
+    + CustomerStore
+    + ReasonStore
+    + AuditStore
+    + OutboxStore
+{
+}
+
+impl<T> Store for T where
+    T: DatabaseStore
+        + KeyRegistryStore
+        + UserStore
+        + SignInStore
+        + TicketStore
+        + IntakeStore
+        + DecisionStore
+        + CustomerStore
+        + ReasonStore
+        + AuditStore
+        + OutboxStore
+{
 }

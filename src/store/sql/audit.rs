@@ -1,5 +1,8 @@
 //! The audit log: appending to its hash chain (`crate::audit::chain`), and reading it.
 
+use async_trait::async_trait;
+
+use crate::store::AuditStore;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Value, db, without_controls};
@@ -8,6 +11,74 @@ use crate::domain::Timestamp;
 use crate::store::StoreResult;
 use crate::store::dialect::Dialect;
 use crate::store::rows::{self, hex};
+
+#[async_trait]
+impl<D: Dialect> AuditStore for SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> bool: Value<'q, D>,
+    for<'q> Vec<u8>: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    for<'q> &'q [u8]: Param<'q, D>,
+    for<'q> Option<i64>: Param<'q, D>,
+    for<'q> Option<String>: Param<'q, D>,
+    for<'q> Option<&'q str>: Param<'q, D>,
+    for<'q> Option<&'q [u8]>: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    for<'r> &'r str: ColumnIndex<D::Row>,
+{
+    async fn audit(
+        &self,
+        at: Timestamp,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        Self::append_audit(&mut tx, at, actor, action, None, detail).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn recent_audit(
+        &self,
+        actor: Option<&str>,
+        action: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<rows::AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
+             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(actor.map(without_controls))
+        .bind(action.map(without_controls))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn audit_entries(
+        &self,
+        after_id: i64,
+        since: Option<Timestamp>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<rows::AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
+             WHERE id > $1 AND at >= $2 ORDER BY id LIMIT $3",
+        )
+        .bind(after_id)
+        .bind(since.map_or(0, Timestamp::unix_seconds))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+}
 
 impl<D: Dialect> SqlStore<D>
 where
@@ -84,55 +155,5 @@ where
         });
         insert.build().execute(&mut **tx).await.map_err(db)?;
         Ok(())
-    }
-
-    pub(super) async fn audit(
-        &self,
-        at: Timestamp,
-        actor: &str,
-        action: &str,
-        detail: &str,
-    ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        Self::append_audit(&mut tx, at, actor, action, None, detail).await?;
-        tx.commit().await.map_err(db)
-    }
-
-    pub(super) async fn recent_audit(
-        &self,
-        actor: Option<&str>,
-        action: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<AuditEntry>> {
-        let rows: Vec<rows::AuditRow> = sqlx::query_as(
-            "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
-             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) ORDER BY id DESC LIMIT $3",
-        )
-        .bind(actor.map(without_controls))
-        .bind(action.map(without_controls))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.into_iter().map(TryInto::try_into).collect()
-    }
-
-    pub(super) async fn audit_entries(
-        &self,
-        after_id: i64,
-        since: Option<Timestamp>,
-        limit: i64,
-    ) -> StoreResult<Vec<AuditEntry>> {
-        let rows: Vec<rows::AuditRow> = sqlx::query_as(
-            "SELECT id, at, actor, action, ticket_id, detail, prev_hash, hash FROM audit_log
-             WHERE id > $1 AND at >= $2 ORDER BY id LIMIT $3",
-        )
-        .bind(after_id)
-        .bind(since.map_or(0, Timestamp::unix_seconds))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.into_iter().map(TryInto::try_into).collect()
     }
 }

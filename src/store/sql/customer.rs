@@ -1,6 +1,9 @@
 //! What the customer does after submitting: a new label photo, one-time codes for the
 //! response, feedback, a status link sent again, and a corrected address.
 
+use async_trait::async_trait;
+
+use crate::store::CustomerStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
@@ -15,7 +18,8 @@ use crate::store::{
 /// The lock namespace of a ticket's one-time codes ("RDAC"), keyed by the ticket's id.
 const ACCESS_CODE_LOCK: i32 = 0x5244_4143;
 
-impl<D: Dialect> SqlStore<D>
+#[async_trait]
+impl<D: Dialect> CustomerStore for SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Value<'q, D>,
@@ -31,7 +35,7 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    pub(super) async fn replace_label_photo(
+    async fn replace_label_photo(
         &self,
         ticket_id: i64,
         blob: &str,
@@ -106,11 +110,7 @@ where
         Ok(old)
     }
 
-    pub(super) async fn issue_access_code(
-        &self,
-        code: &NewAccessCode,
-        max_per_hour: i64,
-    ) -> StoreResult<()> {
+    async fn issue_access_code(&self, code: &NewAccessCode, max_per_hour: i64) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let now = code.now.unix_seconds();
         // Counted, replaced and stored under the ticket's code lock: without it, under
@@ -170,7 +170,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn redeem_access_code(
+    async fn redeem_access_code(
         &self,
         ticket_id: i64,
         code_hash: &str,
@@ -244,7 +244,7 @@ where
         Ok(CodeCheck::Accepted)
     }
 
-    pub(super) async fn record_feedback(
+    async fn record_feedback(
         &self,
         ticket_id: i64,
         detail: &str,
@@ -274,7 +274,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn resend_status_link(
+    async fn resend_status_link(
         &self,
         ticket_id: i64,
         other: &EmailAddress,
@@ -320,7 +320,7 @@ where
         Ok(true)
     }
 
-    pub(super) async fn change_customer_email(
+    async fn change_customer_email(
         &self,
         change: &AddressChange,
     ) -> StoreResult<AddressChangeOutcome> {

@@ -1,5 +1,8 @@
 //! The database itself: migrations, reachability, and the counts the gauges read.
 
+use async_trait::async_trait;
+
+use crate::store::DatabaseStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
@@ -8,7 +11,8 @@ use crate::store::dialect::Dialect;
 use crate::store::rows;
 use crate::store::{StoreError, StoreResult};
 
-impl<D: Dialect> SqlStore<D>
+#[async_trait]
+impl<D: Dialect> DatabaseStore for SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Value<'q, D>,
@@ -24,14 +28,14 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    pub(super) async fn migrate(&self) -> StoreResult<()> {
+    async fn migrate(&self) -> StoreResult<()> {
         D::migrator()
             .run(&self.pool)
             .await
             .map_err(StoreError::other)
     }
 
-    pub(super) async fn ping(&self) -> StoreResult<()> {
+    async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(self.writer())
             .await
@@ -39,7 +43,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn migrations_applied(&self) -> StoreResult<bool> {
+    async fn migrations_applied(&self) -> StoreResult<bool> {
         let known = D::migrator().iter().count() as i64;
         let applied: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
@@ -49,7 +53,7 @@ where
         Ok(applied >= known)
     }
 
-    pub(super) async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)> {
+    async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)> {
         let (open, oldest): (i64, Option<i64>) =
             sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM tickets WHERE status IN ('open', 'awaiting_photo')")
                 .fetch_one(&self.pool)
@@ -58,7 +62,7 @@ where
         Ok((open, oldest.map(rows::time).transpose()?))
     }
 
-    pub(super) async fn holds_tickets(&self) -> StoreResult<bool> {
+    async fn holds_tickets(&self) -> StoreResult<bool> {
         let any: Option<i64> = sqlx::query_scalar("SELECT id FROM tickets LIMIT 1")
             .fetch_optional(&self.pool)
             .await

@@ -1,6 +1,9 @@
 //! Agents' decisions on a ticket: approvals (the first of two, and the deciding one with
 //! its signatures and mail), rejections, photo requests, and mail sent again.
 
+use async_trait::async_trait;
+
+use crate::store::DecisionStore;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Step, Value, db, is_unique_violation};
@@ -11,7 +14,8 @@ use crate::store::{
     Approval, Conflict, FirstApproval, NewMail, ResentApproval, StoreError, StoreResult, UserId,
 };
 
-impl<D: Dialect> SqlStore<D>
+#[async_trait]
+impl<D: Dialect> DecisionStore for SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Value<'q, D>,
@@ -27,7 +31,7 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    pub(super) async fn approve(&self, approval: &Approval) -> StoreResult<()> {
+    async fn approve(&self, approval: &Approval) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let at = approval.at.unix_seconds();
         let updated = sqlx::query(
@@ -134,7 +138,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()> {
+    async fn add_first_approval(&self, approval: &FirstApproval) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let status: Option<String> = sqlx::query_scalar(D::TICKET_STATUS_FOR_DECISION)
             .bind(approval.ticket_id)
@@ -188,7 +192,7 @@ where
         Self::record_step(tx, &step, None).await
     }
 
-    pub(super) async fn record_refused_approval(
+    async fn record_refused_approval(
         &self,
         ticket_id: i64,
         by: UserId,
@@ -207,7 +211,7 @@ where
         Self::record_step(tx, &step, None).await
     }
 
-    pub(super) async fn reject(
+    async fn reject(
         &self,
         ticket_id: i64,
         by: UserId,
@@ -245,7 +249,7 @@ where
         Self::record_step(tx, &step, Some(mail)).await
     }
 
-    pub(super) async fn request_photo(
+    async fn request_photo(
         &self,
         ticket_id: i64,
         by: UserId,
@@ -280,7 +284,7 @@ where
         Self::record_step(tx, &step, Some(mail)).await
     }
 
-    pub(super) async fn retry_mail(
+    async fn retry_mail(
         &self,
         ticket_id: i64,
         mail_id: i64,
@@ -310,7 +314,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn resend_approval(&self, resend: &ResentApproval) -> StoreResult<()> {
+    async fn resend_approval(&self, resend: &ResentApproval) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let (mail, at) = (&resend.mail, resend.at);
         let attachment = mail.attachment.as_ref();
@@ -392,7 +396,24 @@ where
         .await?;
         tx.commit().await.map_err(db)
     }
+}
 
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> bool: Value<'q, D>,
+    for<'q> Vec<u8>: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    for<'q> &'q [u8]: Param<'q, D>,
+    for<'q> Option<i64>: Param<'q, D>,
+    for<'q> Option<String>: Param<'q, D>,
+    for<'q> Option<&'q str>: Param<'q, D>,
+    for<'q> Option<&'q [u8]>: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    for<'r> &'r str: ColumnIndex<D::Row>,
+{
     pub(super) async fn insert_approval(
         tx: &mut Transaction<'static, D>,
         ticket_id: i64,

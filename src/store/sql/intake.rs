@@ -1,6 +1,9 @@
 //! Public intake's shared state: the requests counted against limits, the jobs' leases
 //! and the blobs tickets name.
 
+use async_trait::async_trait;
+
+use crate::store::IntakeStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
@@ -17,7 +20,8 @@ fn intake_lock_class(bucket: crate::store::IntakeBucket) -> i32 {
     }
 }
 
-impl<D: Dialect> SqlStore<D>
+#[async_trait]
+impl<D: Dialect> IntakeStore for SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Value<'q, D>,
@@ -33,7 +37,7 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    pub(super) async fn reserve_intake(
+    async fn reserve_intake(
         &self,
         hits: &[IntakeHit<'_>],
         at: Timestamp,
@@ -90,7 +94,7 @@ where
         Ok(IntakeReservation::Counted)
     }
 
-    pub(super) async fn take_lease(
+    async fn take_lease(
         &self,
         name: &str,
         holder: &str,
@@ -114,7 +118,7 @@ where
         Ok(taken == 1)
     }
 
-    pub(super) async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>> {
+    async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>> {
         let mut owned = Vec::new();
         for batch in names.chunks(crate::store::BLOBS_PER_QUERY) {
             // Only numbered placeholders are formatted in, never a name; each is used twice.
@@ -137,7 +141,7 @@ where
         Ok(owned)
     }
 
-    pub(super) async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String> {
+    async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String> {
         sqlx::query_scalar("SELECT label_blob FROM tickets WHERE id = $1")
             .bind(ticket_id)
             .fetch_optional(self.writer())

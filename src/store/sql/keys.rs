@@ -1,5 +1,8 @@
 //! The key registry: which keys the desk's replicas must hold, by id only.
 
+use async_trait::async_trait;
+
+use crate::store::KeyRegistryStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
@@ -8,7 +11,8 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{KeyKind, KeyRecordStatus, RegisteredKey, StoreError, StoreResult};
 
-impl<D: Dialect> SqlStore<D>
+#[async_trait]
+impl<D: Dialect> KeyRegistryStore for SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Value<'q, D>,
@@ -24,7 +28,7 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    pub(super) async fn registered_keys(&self) -> StoreResult<Vec<RegisteredKey>> {
+    async fn registered_keys(&self) -> StoreResult<Vec<RegisteredKey>> {
         let rows: Vec<rows::KeyRow> = sqlx::query_as(
             "SELECT key_id, kind, status, created_at, retired_at FROM key_registry ORDER BY created_at, key_id",
         )
@@ -34,12 +38,7 @@ where
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    pub(super) async fn register_key(
-        &self,
-        kind: KeyKind,
-        key_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn register_key(&self, kind: KeyKind, key_id: &str, now: Timestamp) -> StoreResult<()> {
         // Without a conflict target: the key id and the one-master index both count.
         sqlx::query(
             "INSERT INTO key_registry (key_id, kind, status, created_at) VALUES ($1, $2, 'current', $3)
@@ -54,12 +53,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn retire_key(
-        &self,
-        key_id: &str,
-        actor: &str,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn retire_key(&self, key_id: &str, actor: &str, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let changed = sqlx::query(
             "UPDATE key_registry SET status = 'retired', retired_at = COALESCE(retired_at, $2)
@@ -78,7 +72,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn key_status(&self, key_id: &str) -> StoreResult<Option<KeyRecordStatus>> {
+    async fn key_status(&self, key_id: &str) -> StoreResult<Option<KeyRecordStatus>> {
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM key_registry WHERE key_id = $1")
                 .bind(key_id)

@@ -1,6 +1,9 @@
 //! The outbox: mail written with the change that caused it, leased, sent, retried, or
 //! dead.
 
+use async_trait::async_trait;
+
+use crate::store::OutboxStore;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Value, db};
@@ -9,7 +12,8 @@ use crate::store::dialect::Dialect;
 use crate::store::rows::OutboxRow;
 use crate::store::{NewMail, OutboxMessage, StoreResult};
 
-impl<D: Dialect> SqlStore<D>
+#[async_trait]
+impl<D: Dialect> OutboxStore for SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Value<'q, D>,
@@ -25,47 +29,7 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    pub(super) async fn enqueue(
-        tx: &mut Transaction<'static, D>,
-        ticket_id: Option<i64>,
-        mail: &NewMail,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        let attachment = mail.attachment.as_ref();
-        sqlx::query(
-            "INSERT INTO outbox (message_id, ticket_id, kind, recipient, subject, body_text, body_html,
-                                 attachment_name, attachment_type, attachment, status, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $12)",
-        )
-        .bind(&mail.message_id)
-        .bind(ticket_id)
-        .bind(mail.kind)
-        .bind(mail.recipient.as_str())
-        .bind(&mail.subject)
-        .bind(&mail.body_text)
-        .bind(&mail.body_html)
-        .bind(attachment.map(|a| a.file_name.as_str()))
-        .bind(attachment.map(|a| a.media_type.as_str()))
-        .bind(attachment.map(|a| a.bytes.as_slice()))
-        .bind(now.unix_seconds())
-        .bind(now.unix_seconds())
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    /// Appends ` IN (id, id, …)` with each id bound.
-    pub(super) fn push_in_ids(query: &mut sqlx::QueryBuilder<D>, ids: &[i64]) {
-        query.push(" IN (");
-        let mut list = query.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        query.push(")");
-    }
-
-    pub(super) async fn claim_due_mail(
+    async fn claim_due_mail(
         &self,
         now: Timestamp,
         lease_secs: i64,
@@ -85,7 +49,7 @@ where
         Ok(messages)
     }
 
-    pub(super) async fn mark_mails_sent(&self, ids: &[i64], now: Timestamp) -> StoreResult<()> {
+    async fn mark_mails_sent(&self, ids: &[i64], now: Timestamp) -> StoreResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -149,7 +113,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn mark_mail_failed(
+    async fn mark_mail_failed(
         &self,
         id: i64,
         error: &str,
@@ -179,7 +143,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn mail_counts(&self) -> StoreResult<(i64, i64, i64)> {
+    async fn mail_counts(&self) -> StoreResult<(i64, i64, i64)> {
         sqlx::query_as(
             "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'sent'),
                     COUNT(*) FILTER (WHERE status = 'dead')
@@ -188,5 +152,62 @@ where
         .fetch_one(&self.pool)
         .await
         .map_err(db)
+    }
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> bool: Value<'q, D>,
+    for<'q> Vec<u8>: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    for<'q> &'q [u8]: Param<'q, D>,
+    for<'q> Option<i64>: Param<'q, D>,
+    for<'q> Option<String>: Param<'q, D>,
+    for<'q> Option<&'q str>: Param<'q, D>,
+    for<'q> Option<&'q [u8]>: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    for<'r> &'r str: ColumnIndex<D::Row>,
+{
+    pub(super) async fn enqueue(
+        tx: &mut Transaction<'static, D>,
+        ticket_id: Option<i64>,
+        mail: &NewMail,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let attachment = mail.attachment.as_ref();
+        sqlx::query(
+            "INSERT INTO outbox (message_id, ticket_id, kind, recipient, subject, body_text, body_html,
+                                 attachment_name, attachment_type, attachment, status, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $12)",
+        )
+        .bind(&mail.message_id)
+        .bind(ticket_id)
+        .bind(mail.kind)
+        .bind(mail.recipient.as_str())
+        .bind(&mail.subject)
+        .bind(&mail.body_text)
+        .bind(&mail.body_html)
+        .bind(attachment.map(|a| a.file_name.as_str()))
+        .bind(attachment.map(|a| a.media_type.as_str()))
+        .bind(attachment.map(|a| a.bytes.as_slice()))
+        .bind(now.unix_seconds())
+        .bind(now.unix_seconds())
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Appends ` IN (id, id, …)` with each id bound.
+    pub(super) fn push_in_ids(query: &mut sqlx::QueryBuilder<D>, ids: &[i64]) {
+        query.push(" IN (");
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        query.push(")");
     }
 }

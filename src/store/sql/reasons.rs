@@ -1,5 +1,8 @@
 //! The canned reasons agents pick when rejecting.
 
+use async_trait::async_trait;
+
+use crate::store::ReasonStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db, is_unique_violation};
@@ -7,7 +10,8 @@ use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
 use crate::store::{Conflict, StoreError, StoreResult, UserId};
 
-impl<D: Dialect> SqlStore<D>
+#[async_trait]
+impl<D: Dialect> ReasonStore for SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Value<'q, D>,
@@ -23,19 +27,14 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    pub(super) async fn canned_reasons(&self) -> StoreResult<Vec<(i64, String)>> {
+    async fn canned_reasons(&self) -> StoreResult<Vec<(i64, String)>> {
         sqlx::query_as("SELECT id, text FROM canned_reasons ORDER BY id")
             .fetch_all(&self.pool)
             .await
             .map_err(db)
     }
 
-    pub(super) async fn add_canned_reason(
-        &self,
-        text: &str,
-        by: UserId,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn add_canned_reason(&self, text: &str, by: UserId, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
         sqlx::query("INSERT INTO canned_reasons (text) VALUES ($1)")
             .bind(text)
@@ -53,12 +52,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn remove_canned_reason(
-        &self,
-        id: i64,
-        by: UserId,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn remove_canned_reason(&self, id: i64, by: UserId, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let text: Option<String> =
             sqlx::query_scalar("DELETE FROM canned_reasons WHERE id = $1 RETURNING text")

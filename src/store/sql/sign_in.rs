@@ -1,5 +1,8 @@
 //! Signing in: sessions, the counting of failed attempts, and the second factor.
 
+use async_trait::async_trait;
+
+use crate::store::SignInStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
@@ -53,7 +56,8 @@ impl LoginBucket {
 /// A user's id and stored seed: in clear, sealed, and the sealing key's id.
 type SeedColumns = (i64, Option<String>, Option<String>, Option<String>);
 
-impl<D: Dialect> SqlStore<D>
+#[async_trait]
+impl<D: Dialect> SignInStore for SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Value<'q, D>,
@@ -69,7 +73,7 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    pub(super) async fn create_session(&self, session: &NewSession) -> StoreResult<()> {
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()> {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, stage, created_at, last_seen_at, expires_at)
@@ -95,7 +99,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn session(
+    async fn session(
         &self,
         token_hash: &str,
         now: Timestamp,
@@ -118,7 +122,7 @@ where
         Ok((self.user_by_id(UserId(user_id)).await?, csrf, stage))
     }
 
-    pub(super) async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
             .execute(self.writer())
@@ -127,7 +131,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn reserve_login_attempt(
+    async fn reserve_login_attempt(
         &self,
         attempt: &LoginAttempt<'_>,
         limits: &LoginLimits,
@@ -175,7 +179,7 @@ where
         Ok(LoginReservation::Counted(LoginAttemptId(id)))
     }
 
-    pub(super) async fn release_login_attempt(&self, id: LoginAttemptId) -> StoreResult<()> {
+    async fn release_login_attempt(&self, id: LoginAttemptId) -> StoreResult<()> {
         sqlx::query("DELETE FROM login_failures WHERE id = $1")
             .bind(id.0)
             .execute(self.writer())
@@ -184,11 +188,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn clear_login_failures(
-        &self,
-        account: &str,
-        device: Option<&str>,
-    ) -> StoreResult<()> {
+    async fn clear_login_failures(&self, account: &str, device: Option<&str>) -> StoreResult<()> {
         let query = match device {
             Some(device) => {
                 sqlx::query("DELETE FROM login_failures WHERE device = $1").bind(device)
@@ -200,11 +200,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn begin_totp_enrolment(
-        &self,
-        user: UserId,
-        seed: &SealedSecret,
-    ) -> StoreResult<()> {
+    async fn begin_totp_enrolment(&self, user: UserId, seed: &SealedSecret) -> StoreResult<()> {
         sqlx::query(
             "UPDATE users SET totp_sealed = $1, totp_key_id = $2, totp_secret = NULL, totp_enabled_at = NULL,
                               totp_last_step = NULL
@@ -219,7 +215,7 @@ where
         Ok(())
     }
 
-    pub(super) async fn totp_seeds_to_seal(
+    async fn totp_seeds_to_seal(
         &self,
         current: &SealKeyId,
     ) -> StoreResult<Vec<(UserId, StoredSeed)>> {
@@ -241,7 +237,7 @@ where
         Ok(seeds)
     }
 
-    pub(super) async fn reseal_totp_seed(
+    async fn reseal_totp_seed(
         &self,
         user: UserId,
         old: &StoredSeed,
@@ -275,7 +271,7 @@ where
         Ok(updated == 1)
     }
 
-    pub(super) async fn confirm_totp_enrolment(
+    async fn confirm_totp_enrolment(
         &self,
         user: UserId,
         step: i64,
@@ -315,7 +311,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn accept_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
+    async fn accept_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
         let updated = sqlx::query(
             "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
         )
@@ -328,7 +324,7 @@ where
         Ok(updated == 1)
     }
 
-    pub(super) async fn use_recovery_code(
+    async fn use_recovery_code(
         &self,
         user: UserId,
         code_hash: &str,

@@ -1,6 +1,9 @@
 //! Tickets: creating one from a submission, the queue, the ticket page, the claim, and
 //! what the risk rules read about earlier tickets.
 
+use async_trait::async_trait;
+
+use crate::store::TicketStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Step, Value, db, is_unique_violation, without_controls};
@@ -33,7 +36,8 @@ const SUMMARY_BY_ID: &str = concat!(summary_select!(), "WHERE t.id = $1");
 // mail is kept and the outbox grows with every ticket; a test checks the plan.
 pub(in crate::store) const MAILS_OF_TICKET: &str = "SELECT id, kind, status, attempts, last_error, sent_at FROM outbox WHERE ticket_id = $1 ORDER BY id";
 
-impl<D: Dialect> SqlStore<D>
+#[async_trait]
+impl<D: Dialect> TicketStore for SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Value<'q, D>,
@@ -49,7 +53,7 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    pub(super) async fn create_ticket(
+    async fn create_ticket(
         &self,
         ticket: &NewTicket,
         acknowledgment: &NewMail,
@@ -68,6 +72,315 @@ where
         }
     }
 
+    async fn ticket_of_challenge(
+        &self,
+        device: &crate::protocol::DeviceChallenge,
+    ) -> StoreResult<Option<TicketNumber>> {
+        // From the writer: a replica must see the commit it is asking about.
+        let number: Option<String> = sqlx::query_scalar(
+            "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+             WHERE d.serial = $1 AND d.nonce = $2",
+        )
+        .bind(device.identity.serial.as_str())
+        .bind(hex(&device.nonce.0))
+        .fetch_optional(self.writer())
+        .await
+        .map_err(db)?;
+        number
+            .map(|n| TicketNumber::parse(&n).map_err(|_| rows::corrupt("ticket number", n)))
+            .transpose()
+    }
+
+    async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>> {
+        // Free text from a person: a NUL byte is refused by PostgreSQL, and no ticket
+        // number, serial or e-mail holds a control character anyway.
+        let cleaned = filter.search.as_deref().map(without_controls);
+        let search = cleaned.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let (after_time, after_id) = filter
+            .after
+            .map_or((-1, 0), |c| (c.created_at.unix_seconds(), c.id));
+        let limit = filter.limit.clamp(1, 500);
+        let query = match (search, filter.status) {
+            (None, Some(status)) => sqlx::query_as(QUEUE_BY_STATUS)
+                .bind(status.as_str())
+                .bind(after_time)
+                .bind(after_id)
+                .bind(limit),
+            (None, None) => sqlx::query_as(QUEUE_ALL)
+                .bind(after_time)
+                .bind(after_id)
+                .bind(limit),
+            (Some(search), status) => {
+                let number = TicketNumber::parse(search).ok().map(|n| n.to_string());
+                // Serials use no GLOB wildcard characters, so a valid serial prefix is a
+                // literal prefix; anything else cannot match a serial.
+                let upper = search.to_ascii_uppercase();
+                let serial_glob = upper
+                    .chars()
+                    .all(|c| {
+                        c.is_ascii_uppercase()
+                            || c.is_ascii_digit()
+                            || matches!(c, '-' | '/' | '.' | '_')
+                    })
+                    .then(|| D::serial_prefix_pattern(&upper));
+                sqlx::query_as(D::QUEUE_SEARCH)
+                    .bind(status.map(TicketStatus::as_str))
+                    .bind(number)
+                    .bind(search.to_ascii_lowercase())
+                    .bind(serial_glob)
+                    .bind(after_time)
+                    .bind(after_id)
+                    .bind(limit)
+            }
+        };
+        let rows: Vec<SummaryRow> = query.fetch_all(&self.pool).await.map_err(db)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail> {
+        let row: TicketRow = sqlx::query_as(
+            "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,
+                    t.customer_country, t.customer_role, t.purchase_channel, t.customer_language,
+                    t.export_form, t.export_blob, t.label_blob, t.label_media_type, t.evidence_version, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
+                    r.number AS repeat_of
+             FROM tickets t
+             LEFT JOIN users ud ON ud.id = t.decided_by
+             LEFT JOIN tickets s ON s.id = t.superseded_by
+             LEFT JOIN tickets r ON r.id = t.repeat_of
+             WHERE t.number = $1",
+        )
+        .bind(number.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?;
+        let summary: SummaryRow = sqlx::query_as(SUMMARY_BY_ID)
+            .bind(row.id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let devices: Vec<DeviceRow> = sqlx::query_as(
+            "SELECT model, serial, firmware, mac_address, reserved_email, nonce, issued_at, tag,
+                    export_id, exported_by
+             FROM ticket_devices WHERE ticket_id = $1 ORDER BY position",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let responses: Vec<ResponseRow> = sqlx::query_as(
+            "SELECT serial, nonce, key_id, expires_at, signature, export_id
+             FROM responses WHERE ticket_id = $1 ORDER BY position",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let approvals: Vec<rows::ApprovalRow> = sqlx::query_as(
+            "SELECT a.user_id, u.email, a.as_role, a.note, a.at FROM approvals a JOIN users u ON u.id = a.user_id
+             WHERE a.ticket_id = $1 ORDER BY a.at, a.user_id",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let events: Vec<EventRow> = sqlx::query_as(
+            "SELECT at, actor, kind, detail FROM ticket_events WHERE ticket_id = $1 ORDER BY id",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mails: Vec<MailStatusRow> = sqlx::query_as(MAILS_OF_TICKET)
+            .bind(row.id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(TicketDetail {
+            id: row.id,
+            summary: summary.try_into()?,
+            customer: row.customer()?,
+            export_form: row.export_form()?,
+            superseded_by: row.superseded_by()?,
+            repeat_of: row.repeat_of()?,
+            devices: devices
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            approvals: approvals
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            responses: responses
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            events: events
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            mails: mails
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            export_blob: row.export_blob,
+            label_blob: row.label_blob,
+            label_media_type: row.label_media_type,
+            evidence_version: row.evidence_version,
+            decided_by: row.decided_by,
+            decision_reason: row.decision_reason,
+        })
+    }
+
+    async fn claim(
+        &self,
+        ticket_id: i64,
+        user: UserId,
+        take_over: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        // Locks the row on PostgreSQL, so the holder named below is the one replaced.
+        let status: Option<String> = sqlx::query_scalar(D::TICKET_STATUS_FOR_DECISION)
+            .bind(ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if status.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let holder: Option<(i64, String)> = sqlx::query_as(
+            "SELECT u.id, u.email FROM tickets t JOIN users u ON u.id = t.claimed_by WHERE t.id = $1",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        // The claim is a lock: the update itself asks that nobody else holds it (or that
+        // this is an explicit take-over), so of two claims at once only one succeeds.
+        let updated = sqlx::query(
+            "UPDATE tickets SET claimed_by = $1, claimed_at = $2, updated_at = $3
+             WHERE id = $4 AND status IN ('open', 'awaiting_photo')
+               AND (claimed_by IS NULL OR claimed_by = $5 OR $6)",
+        )
+        .bind(user.0)
+        .bind(now.unix_seconds())
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .bind(user.0)
+        .bind(take_over)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT u.email FROM tickets t JOIN users u ON u.id = t.claimed_by
+                 WHERE t.id = $1 AND t.status IN ('open', 'awaiting_photo')",
+            )
+            .bind(ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            return Err(match holder {
+                Some(holder) => StoreError::ClaimedBy(holder),
+                None => Self::decided_conflict(&mut tx, ticket_id).await,
+            });
+        }
+        let taken_from = holder
+            .filter(|(id, _)| *id != user.0)
+            .map(|(_, email)| format!("taken over from {email}"));
+        let step = Step {
+            ticket_id,
+            by: user,
+            at: now,
+            event: "claimed",
+            action: if taken_from.is_some() {
+                "claim.taken_over"
+            } else {
+                "claim"
+            },
+            detail: taken_from.as_deref().unwrap_or(""),
+        };
+        Self::record_step(tx, &step, None).await
+    }
+
+    async fn approved_for_customer_since(
+        &self,
+        serial: &str,
+        customer: &EmailAddress,
+        since: Timestamp,
+    ) -> StoreResult<Option<TicketNumber>> {
+        let number: Option<String> = sqlx::query_scalar(
+            "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+             WHERE d.serial = $1 AND LOWER(t.customer_email) = LOWER($2) AND t.status = 'approved' AND t.decided_at >= $3
+             ORDER BY t.decided_at DESC, t.id DESC LIMIT 1",
+        )
+        .bind(serial)
+        .bind(customer.as_str())
+        .bind(since.unix_seconds())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        number
+            .map(|n| {
+                TicketNumber::parse(&n).map_err(|_| {
+                    StoreError::Other(format!("a stored ticket number is not valid: {n}").into())
+                })
+            })
+            .transpose()
+    }
+
+    async fn serial_exported_in_v2(&self, serial: &str) -> StoreResult<bool> {
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM ticket_devices
+                                    WHERE serial = $1 AND export_id IS NOT NULL LIMIT 1) AS v2",
+        )
+        .bind(serial)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(found > 0)
+    }
+
+    async fn exporters_of_serial_since(
+        &self,
+        serial: &str,
+        since: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        // The exporting device of a ticket is its first entry (position 0), in version 1
+        // as in version 2, where the binding names it.
+        sqlx::query_scalar(
+            "SELECT DISTINCT f.serial FROM ticket_devices d
+               JOIN tickets t ON t.id = d.ticket_id
+               JOIN ticket_devices f ON f.ticket_id = d.ticket_id AND f.position = 0
+              WHERE d.serial = $1 AND t.created_at >= $2
+              ORDER BY f.serial",
+        )
+        .bind(serial)
+        .bind(since.unix_seconds())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> bool: Value<'q, D>,
+    for<'q> Vec<u8>: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    for<'q> &'q [u8]: Param<'q, D>,
+    for<'q> Option<i64>: Param<'q, D>,
+    for<'q> Option<String>: Param<'q, D>,
+    for<'q> Option<&'q str>: Param<'q, D>,
+    for<'q> Option<&'q [u8]>: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    for<'r> &'r str: ColumnIndex<D::Row>,
+{
     pub(super) async fn create_ticket_once(
         &self,
         ticket: &NewTicket,
@@ -221,297 +534,5 @@ where
             number: ticket.number.clone(),
             superseded,
         })
-    }
-
-    pub(super) async fn ticket_of_challenge(
-        &self,
-        device: &crate::protocol::DeviceChallenge,
-    ) -> StoreResult<Option<TicketNumber>> {
-        // From the writer: a replica must see the commit it is asking about.
-        let number: Option<String> = sqlx::query_scalar(
-            "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-             WHERE d.serial = $1 AND d.nonce = $2",
-        )
-        .bind(device.identity.serial.as_str())
-        .bind(hex(&device.nonce.0))
-        .fetch_optional(self.writer())
-        .await
-        .map_err(db)?;
-        number
-            .map(|n| TicketNumber::parse(&n).map_err(|_| rows::corrupt("ticket number", n)))
-            .transpose()
-    }
-
-    pub(super) async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>> {
-        // Free text from a person: a NUL byte is refused by PostgreSQL, and no ticket
-        // number, serial or e-mail holds a control character anyway.
-        let cleaned = filter.search.as_deref().map(without_controls);
-        let search = cleaned.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        let (after_time, after_id) = filter
-            .after
-            .map_or((-1, 0), |c| (c.created_at.unix_seconds(), c.id));
-        let limit = filter.limit.clamp(1, 500);
-        let query = match (search, filter.status) {
-            (None, Some(status)) => sqlx::query_as(QUEUE_BY_STATUS)
-                .bind(status.as_str())
-                .bind(after_time)
-                .bind(after_id)
-                .bind(limit),
-            (None, None) => sqlx::query_as(QUEUE_ALL)
-                .bind(after_time)
-                .bind(after_id)
-                .bind(limit),
-            (Some(search), status) => {
-                let number = TicketNumber::parse(search).ok().map(|n| n.to_string());
-                // Serials use no GLOB wildcard characters, so a valid serial prefix is a
-                // literal prefix; anything else cannot match a serial.
-                let upper = search.to_ascii_uppercase();
-                let serial_glob = upper
-                    .chars()
-                    .all(|c| {
-                        c.is_ascii_uppercase()
-                            || c.is_ascii_digit()
-                            || matches!(c, '-' | '/' | '.' | '_')
-                    })
-                    .then(|| D::serial_prefix_pattern(&upper));
-                sqlx::query_as(D::QUEUE_SEARCH)
-                    .bind(status.map(TicketStatus::as_str))
-                    .bind(number)
-                    .bind(search.to_ascii_lowercase())
-                    .bind(serial_glob)
-                    .bind(after_time)
-                    .bind(after_id)
-                    .bind(limit)
-            }
-        };
-        let rows: Vec<SummaryRow> = query.fetch_all(&self.pool).await.map_err(db)?;
-        rows.into_iter().map(TryInto::try_into).collect()
-    }
-
-    pub(super) async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail> {
-        let row: TicketRow = sqlx::query_as(
-            "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,
-                    t.customer_country, t.customer_role, t.purchase_channel, t.customer_language,
-                    t.export_form, t.export_blob, t.label_blob, t.label_media_type, t.evidence_version, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
-                    r.number AS repeat_of
-             FROM tickets t
-             LEFT JOIN users ud ON ud.id = t.decided_by
-             LEFT JOIN tickets s ON s.id = t.superseded_by
-             LEFT JOIN tickets r ON r.id = t.repeat_of
-             WHERE t.number = $1",
-        )
-        .bind(number.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .ok_or(StoreError::NotFound)?;
-        let summary: SummaryRow = sqlx::query_as(SUMMARY_BY_ID)
-            .bind(row.id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        let devices: Vec<DeviceRow> = sqlx::query_as(
-            "SELECT model, serial, firmware, mac_address, reserved_email, nonce, issued_at, tag,
-                    export_id, exported_by
-             FROM ticket_devices WHERE ticket_id = $1 ORDER BY position",
-        )
-        .bind(row.id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        let responses: Vec<ResponseRow> = sqlx::query_as(
-            "SELECT serial, nonce, key_id, expires_at, signature, export_id
-             FROM responses WHERE ticket_id = $1 ORDER BY position",
-        )
-        .bind(row.id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        let approvals: Vec<rows::ApprovalRow> = sqlx::query_as(
-            "SELECT a.user_id, u.email, a.as_role, a.note, a.at FROM approvals a JOIN users u ON u.id = a.user_id
-             WHERE a.ticket_id = $1 ORDER BY a.at, a.user_id",
-        )
-        .bind(row.id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        let events: Vec<EventRow> = sqlx::query_as(
-            "SELECT at, actor, kind, detail FROM ticket_events WHERE ticket_id = $1 ORDER BY id",
-        )
-        .bind(row.id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        let mails: Vec<MailStatusRow> = sqlx::query_as(MAILS_OF_TICKET)
-            .bind(row.id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(TicketDetail {
-            id: row.id,
-            summary: summary.try_into()?,
-            customer: row.customer()?,
-            export_form: row.export_form()?,
-            superseded_by: row.superseded_by()?,
-            repeat_of: row.repeat_of()?,
-            devices: devices
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
-            approvals: approvals
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
-            responses: responses
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
-            events: events
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
-            mails: mails
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
-            export_blob: row.export_blob,
-            label_blob: row.label_blob,
-            label_media_type: row.label_media_type,
-            evidence_version: row.evidence_version,
-            decided_by: row.decided_by,
-            decision_reason: row.decision_reason,
-        })
-    }
-
-    pub(super) async fn claim(
-        &self,
-        ticket_id: i64,
-        user: UserId,
-        take_over: bool,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
-        // Locks the row on PostgreSQL, so the holder named below is the one replaced.
-        let status: Option<String> = sqlx::query_scalar(D::TICKET_STATUS_FOR_DECISION)
-            .bind(ticket_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-        if status.is_none() {
-            return Err(StoreError::NotFound);
-        }
-        let holder: Option<(i64, String)> = sqlx::query_as(
-            "SELECT u.id, u.email FROM tickets t JOIN users u ON u.id = t.claimed_by WHERE t.id = $1",
-        )
-        .bind(ticket_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        // The claim is a lock: the update itself asks that nobody else holds it (or that
-        // this is an explicit take-over), so of two claims at once only one succeeds.
-        let updated = sqlx::query(
-            "UPDATE tickets SET claimed_by = $1, claimed_at = $2, updated_at = $3
-             WHERE id = $4 AND status IN ('open', 'awaiting_photo')
-               AND (claimed_by IS NULL OR claimed_by = $5 OR $6)",
-        )
-        .bind(user.0)
-        .bind(now.unix_seconds())
-        .bind(now.unix_seconds())
-        .bind(ticket_id)
-        .bind(user.0)
-        .bind(take_over)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-        if updated == 0 {
-            let holder: Option<String> = sqlx::query_scalar(
-                "SELECT u.email FROM tickets t JOIN users u ON u.id = t.claimed_by
-                 WHERE t.id = $1 AND t.status IN ('open', 'awaiting_photo')",
-            )
-            .bind(ticket_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            return Err(match holder {
-                Some(holder) => StoreError::ClaimedBy(holder),
-                None => Self::decided_conflict(&mut tx, ticket_id).await,
-            });
-        }
-        let taken_from = holder
-            .filter(|(id, _)| *id != user.0)
-            .map(|(_, email)| format!("taken over from {email}"));
-        let step = Step {
-            ticket_id,
-            by: user,
-            at: now,
-            event: "claimed",
-            action: if taken_from.is_some() {
-                "claim.taken_over"
-            } else {
-                "claim"
-            },
-            detail: taken_from.as_deref().unwrap_or(""),
-        };
-        Self::record_step(tx, &step, None).await
-    }
-
-    pub(super) async fn approved_for_customer_since(
-        &self,
-        serial: &str,
-        customer: &EmailAddress,
-        since: Timestamp,
-    ) -> StoreResult<Option<TicketNumber>> {
-        let number: Option<String> = sqlx::query_scalar(
-            "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-             WHERE d.serial = $1 AND LOWER(t.customer_email) = LOWER($2) AND t.status = 'approved' AND t.decided_at >= $3
-             ORDER BY t.decided_at DESC, t.id DESC LIMIT 1",
-        )
-        .bind(serial)
-        .bind(customer.as_str())
-        .bind(since.unix_seconds())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        number
-            .map(|n| {
-                TicketNumber::parse(&n).map_err(|_| {
-                    StoreError::Other(format!("a stored ticket number is not valid: {n}").into())
-                })
-            })
-            .transpose()
-    }
-
-    pub(super) async fn serial_exported_in_v2(&self, serial: &str) -> StoreResult<bool> {
-        let found: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM ticket_devices
-                                    WHERE serial = $1 AND export_id IS NOT NULL LIMIT 1) AS v2",
-        )
-        .bind(serial)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(found > 0)
-    }
-
-    pub(super) async fn exporters_of_serial_since(
-        &self,
-        serial: &str,
-        since: Timestamp,
-    ) -> StoreResult<Vec<String>> {
-        // The exporting device of a ticket is its first entry (position 0), in version 1
-        // as in version 2, where the binding names it.
-        sqlx::query_scalar(
-            "SELECT DISTINCT f.serial FROM ticket_devices d
-               JOIN tickets t ON t.id = d.ticket_id
-               JOIN ticket_devices f ON f.ticket_id = d.ticket_id AND f.position = 0
-              WHERE d.serial = $1 AND t.created_at >= $2
-              ORDER BY f.serial",
-        )
-        .bind(serial)
-        .bind(since.unix_seconds())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)
     }
 }

@@ -1,5 +1,8 @@
 //! Console users, what admins gave them, and their API tokens.
 
+use async_trait::async_trait;
+
+use crate::store::UserStore;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Value, db, is_unique_violation};
@@ -11,7 +14,8 @@ use crate::store::{
     User, UserId,
 };
 
-impl<D: Dialect> SqlStore<D>
+#[async_trait]
+impl<D: Dialect> UserStore for SqlStore<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     for<'q> i64: Value<'q, D>,
@@ -27,16 +31,7 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    pub(super) async fn user_by_id(&self, user: UserId) -> StoreResult<User> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE id = $1"))
-            .bind(user.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.ok_or(StoreError::NotFound)?.try_into()
-    }
-
-    pub(super) async fn create_user(
+    async fn create_user(
         &self,
         email: &EmailAddress,
         password_hash: &str,
@@ -85,7 +80,7 @@ where
         Ok(UserId(id))
     }
 
-    pub(super) async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<User> {
+    async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<User> {
         let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE email = $1"))
             .bind(email.as_str())
             .fetch_optional(&self.pool)
@@ -94,7 +89,7 @@ where
         row.ok_or(StoreError::NotFound)?.try_into()
     }
 
-    pub(super) async fn users(&self) -> StoreResult<Vec<User>> {
+    async fn users(&self) -> StoreResult<Vec<User>> {
         let rows: Vec<UserRow> = sqlx::query_as(concat!(user_select!(), "ORDER BY email"))
             .fetch_all(&self.pool)
             .await
@@ -102,7 +97,7 @@ where
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    pub(super) async fn set_roles(
+    async fn set_roles(
         &self,
         user: UserId,
         roles: Roles,
@@ -133,7 +128,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn set_disabled(
+    async fn set_disabled(
         &self,
         user: UserId,
         disabled: bool,
@@ -164,7 +159,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn set_password(
+    async fn set_password(
         &self,
         user: UserId,
         password_hash: &str,
@@ -186,12 +181,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn revoke_sessions(
-        &self,
-        user: UserId,
-        actor: &str,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn revoke_sessions(&self, user: UserId, actor: &str, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let email = Self::user_email(&mut tx, user).await?;
         Self::end_sessions(&mut tx, user).await?;
@@ -200,7 +190,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn grants_since(&self, since: Timestamp) -> StoreResult<Vec<Grant>> {
+    async fn grants_since(&self, since: Timestamp) -> StoreResult<Vec<Grant>> {
         let rows: Vec<GrantRow> = sqlx::query_as(
             "SELECT g.user_id, u.email AS user_email, g.kind, g.roles, g.granted_by, b.email AS by_email, g.at
              FROM user_grants g
@@ -216,7 +206,7 @@ where
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    pub(super) async fn create_api_token(&self, token: &NewApiToken<'_>) -> StoreResult<()> {
+    async fn create_api_token(&self, token: &NewApiToken<'_>) -> StoreResult<()> {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO api_tokens (user_id, token_hash, name, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -244,7 +234,7 @@ where
         tx.commit().await.map_err(db)
     }
 
-    pub(super) async fn user_by_api_token(
+    async fn user_by_api_token(
         &self,
         token_hash: &str,
         now: Timestamp,
@@ -264,7 +254,7 @@ where
         Ok((self.user_by_id(UserId(user_id)).await?, scope))
     }
 
-    pub(super) async fn api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>> {
+    async fn api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>> {
         let rows: Vec<rows::TokenRow> = sqlx::query_as(
             "SELECT id, name, scope, created_at, expires_at, revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
         )
@@ -275,7 +265,7 @@ where
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    pub(super) async fn revoke_api_token(
+    async fn revoke_api_token(
         &self,
         user: UserId,
         token_id: i64,
@@ -295,6 +285,32 @@ where
         let email = Self::user_email(&mut tx, user).await?;
         Self::append_audit(&mut tx, now, &email, "api_token_revoked", None, &name).await?;
         tx.commit().await.map_err(db)
+    }
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> bool: Value<'q, D>,
+    for<'q> Vec<u8>: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    for<'q> &'q [u8]: Param<'q, D>,
+    for<'q> Option<i64>: Param<'q, D>,
+    for<'q> Option<String>: Param<'q, D>,
+    for<'q> Option<&'q str>: Param<'q, D>,
+    for<'q> Option<&'q [u8]>: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    for<'r> &'r str: ColumnIndex<D::Row>,
+{
+    pub(super) async fn user_by_id(&self, user: UserId) -> StoreResult<User> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE id = $1"))
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.ok_or(StoreError::NotFound)?.try_into()
     }
 
     pub(super) async fn user_email(
