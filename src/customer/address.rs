@@ -15,7 +15,7 @@ use crate::domain::{EmailAddress, TicketNumber};
 use crate::i18n::Message;
 use crate::intake::problems;
 use crate::mail::compose::{self, Again};
-use crate::store::{AddressChange, AddressChangeOutcome, AddressChanger, Customer, StoreError};
+use crate::store::{AddressChange, AddressChangeOutcome, AddressChanger, StoreError};
 
 /// How long after sending a request its browser may correct the address.
 pub const CORRECTION_WINDOW_SECS: i64 = 30 * 60;
@@ -135,15 +135,12 @@ pub async fn correct(
     if new.mailbox() == old.mailbox() {
         return Err(CorrectionError::Same);
     }
-    let customer = Customer {
-        email: new.clone(),
-        ..ticket.customer
-    };
-    let acknowledgment = compose::acknowledgment_again(
+    let acknowledgment = compose::acknowledgment_at_new_address(
         &desk.mail,
         number,
         &desk.status_url(number),
-        &customer,
+        &ticket.customer,
+        &new,
         &ticket.devices,
         Again::CorrectedByCustomer,
     )?;

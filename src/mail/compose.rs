@@ -1,6 +1,6 @@
 use askama::Template;
 
-use crate::domain::{TicketNumber, Timestamp};
+use crate::domain::{EmailAddress, TicketNumber, Timestamp};
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceResponse};
 use crate::store::{Attachment, Customer, NewMail};
@@ -194,6 +194,24 @@ pub fn acknowledgment_again(
     why: Again,
 ) -> Result<NewMail, RenderError> {
     acknowledgment_mail(ctx, number, status_url, customer, devices, Some(why))
+}
+
+/// The acknowledgment again, to the ticket's new address, after the customer or support
+/// corrected it.
+pub fn acknowledgment_at_new_address(
+    ctx: &MailContext,
+    number: &TicketNumber,
+    status_url: &str,
+    customer: &Customer,
+    new_address: &EmailAddress,
+    devices: &[DeviceChallenge],
+    why: Again,
+) -> Result<NewMail, RenderError> {
+    let customer = Customer {
+        email: new_address.clone(),
+        ..customer.clone()
+    };
+    acknowledgment_mail(ctx, number, status_url, &customer, devices, Some(why))
 }
 
 fn acknowledgment_mail(

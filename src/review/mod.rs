@@ -12,8 +12,8 @@ use crate::mail::compose;
 use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, respond, response};
 use crate::store::{
-    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, Customer,
-    FirstApproval, NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, User,
+    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, FirstApproval,
+    NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -577,15 +577,12 @@ pub async fn correct_address(
         &new.masked(),
     )
     .map_err(ReviewError::internal)?;
-    let customer = Customer {
-        email: new.clone(),
-        ..ticket.customer
-    };
-    let acknowledgment = compose::acknowledgment_again(
+    let acknowledgment = compose::acknowledgment_at_new_address(
         &desk.mail,
         number,
         &status_url,
-        &customer,
+        &ticket.customer,
+        &new,
         &ticket.devices,
         compose::Again::ChangedBySupport,
     )

@@ -240,13 +240,7 @@ async fn approve(
     let note = if body.iter().all(u8::is_ascii_whitespace) {
         String::new()
     } else {
-        serde_json::from_slice::<Option<NoteBody>>(&body)
-            .map_err(|e| {
-                ErrorAnswer::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("send no body or {{\"note\": \"...\"}}: {e}"),
-                )
-            })?
+        json_body::<Option<NoteBody>>(&body, "send no body or {\"note\": \"...\"}")?
             .map(|b| b.note)
             .unwrap_or_default()
     };
@@ -262,6 +256,15 @@ async fn approve(
             "needs": "a second approval by another person; at least one of the two must be a supervisor",
         })),
     })
+}
+
+/// A decision's JSON body, or a 400 that says what to send instead.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what_to_send: &str,
+) -> Result<T, ErrorAnswer> {
+    serde_json::from_slice(body)
+        .map_err(|e| ErrorAnswer::new(StatusCode::BAD_REQUEST, format!("{what_to_send}: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -286,12 +289,7 @@ async fn reject(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ErrorAnswer> {
-    let body: RejectBody = serde_json::from_slice(&body).map_err(|e| {
-        ErrorAnswer::new(
-            StatusCode::BAD_REQUEST,
-            format!("send a JSON body such as {{\"reason\": \"...\"}}: {e}"),
-        )
-    })?;
+    let body: RejectBody = json_body(&body, "send a JSON body such as {\"reason\": \"...\"}")?;
     let number = ticket_number(&path)?;
     user.may_decide()?;
     let seen = if_match(&request)?;

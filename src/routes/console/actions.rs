@@ -1,8 +1,9 @@
 //! The decisions and other actions on a ticket's page: each runs one `review` call and
 //! sends the browser back to the ticket, which says what was done.
 
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, post, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, post, web};
 
 use super::guard::ConsoleUser;
 use super::ticket::{Outcome, error_page, not_a_ticket, parse_number, ticket_page};
@@ -11,6 +12,7 @@ use crate::desk::Desk;
 use crate::domain::TicketNumber;
 use crate::review::{self, ReviewError};
 use crate::routes::ErrorAnswer;
+use crate::store::User;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(claim)
@@ -21,33 +23,62 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(correct_address);
 }
 
-/// Runs one console action after the CSRF check and shows the ticket again.
-async fn act<F, Fut>(desk: &Desk, console: &ConsoleUser, raw: &str, action: F) -> HttpResponse
-where
-    F: FnOnce(TicketNumber) -> Fut,
-    Fut: std::future::Future<Output = Result<Done, ReviewError>>,
-{
-    let Some(number) = parse_number(raw) else {
-        return not_a_ticket();
-    };
-    match action(number.clone()).await {
-        Ok(done) => see_other(&format!("/console/tickets/{number}?done={}", done.as_str())),
-        Err(ReviewError::Internal(cause)) => error_page(ReviewError::Internal(cause)),
-        Err(error) => {
-            // A stale page is a conflict with what the ticket holds now; 412 belongs to
-            // the API's If-Match.
-            let stale = matches!(error, ReviewError::Stale);
-            let answer = ErrorAnswer::from(error);
-            let outcome = Outcome {
-                status: if stale {
-                    StatusCode::CONFLICT
-                } else {
-                    answer.status
-                },
-                error: Some(answer.message.english()),
-                notice: None,
-            };
-            ticket_page(desk, console, &number, outcome).await
+/// One action on one ticket by the signed-in agent: what every handler here starts from.
+/// The CSRF check ran before (the console guard), and the ticket number in the path is
+/// parsed when the action runs, so a malformed one gets the console's "not a ticket" page.
+pub(super) struct TicketAction {
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    raw_number: String,
+}
+
+impl FromRequest for TicketAction {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let desk = web::Data::<Desk>::extract(request).into_inner();
+        let console = ConsoleUser::from_request(request, payload).into_inner();
+        let raw_number = request.match_info().get("ticket").unwrap_or("").to_owned();
+        std::future::ready(desk.and_then(|desk| {
+            Ok(Self {
+                desk,
+                console: console?,
+                raw_number,
+            })
+        }))
+    }
+}
+
+impl TicketAction {
+    /// Runs the action and shows the ticket again: with what was done, or with why not.
+    async fn run(
+        self,
+        action: impl AsyncFnOnce(&Desk, &User, &TicketNumber) -> Result<Done, ReviewError>,
+    ) -> HttpResponse {
+        let (desk, console) = (self.desk.get_ref(), &self.console);
+        let Some(number) = parse_number(&self.raw_number) else {
+            return not_a_ticket();
+        };
+        match action(desk, &console.user, &number).await {
+            Ok(done) => see_other(&format!("/console/tickets/{number}?done={}", done.as_str())),
+            Err(ReviewError::Internal(cause)) => error_page(ReviewError::Internal(cause)),
+            Err(error) => {
+                // A stale page is a conflict with what the ticket holds now; 412 belongs to
+                // the API's If-Match.
+                let stale = matches!(error, ReviewError::Stale);
+                let answer = ErrorAnswer::from(error);
+                let outcome = Outcome {
+                    status: if stale {
+                        StatusCode::CONFLICT
+                    } else {
+                        answer.status
+                    },
+                    error: Some(answer.message.english()),
+                    notice: None,
+                };
+                ticket_page(desk, console, &number, outcome).await
+            }
         }
     }
 }
@@ -123,123 +154,80 @@ impl Done {
 }
 
 #[post("/console/tickets/{ticket}/claim")]
-async fn claim(
-    desk: web::Data<Desk>,
-    console: ConsoleUser,
-    path: web::Path<String>,
-    form: web::Form<ActionForm>,
-) -> HttpResponse {
+async fn claim(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
     let take_over = form.take_over.as_deref() == Some("yes");
-    let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, |n| async move {
-        review::claim(d, u, &n, take_over).await.map(|()| {
-            if take_over {
+    action
+        .run(async |desk, user, number| {
+            review::claim(desk, user, number, take_over).await?;
+            Ok(if take_over {
                 Done::TakenOver
             } else {
                 Done::Claimed
-            }
+            })
         })
-    })
-    .await
+        .await
 }
 
 #[post("/console/tickets/{ticket}/approve")]
-async fn approve(
-    desk: web::Data<Desk>,
-    console: ConsoleUser,
-    path: web::Path<String>,
-    form: web::Form<ActionForm>,
-) -> HttpResponse {
-    let (note, seen) = (form.note.clone().unwrap_or_default(), form.evidence_version);
-    let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, |n| async move {
-        match review::approve(d, u, &n, &note, seen).await? {
-            review::Approved::Signed => Ok(Done::Approved),
-            review::Approved::AwaitingSecond => Ok(Done::FirstApproval),
-        }
-    })
-    .await
+async fn approve(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
+    let note = form.note.clone().unwrap_or_default();
+    action
+        .run(async |desk, user, number| {
+            match review::approve(desk, user, number, &note, form.evidence_version).await? {
+                review::Approved::Signed => Ok(Done::Approved),
+                review::Approved::AwaitingSecond => Ok(Done::FirstApproval),
+            }
+        })
+        .await
 }
 
 #[post("/console/tickets/{ticket}/reject")]
-async fn reject(
-    desk: web::Data<Desk>,
-    console: ConsoleUser,
-    path: web::Path<String>,
-    form: web::Form<ActionForm>,
-) -> HttpResponse {
-    let typed = form
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
-    let reason = typed
-        .or(form
-            .canned
-            .as_deref()
-            .map(str::trim)
-            .filter(|r| !r.is_empty()))
-        .unwrap_or("")
-        .to_owned();
-    let seen = form.evidence_version;
-    let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, |n| async move {
-        review::reject(d, u, &n, &reason, seen)
-            .await
-            .map(|()| Done::Rejected)
-    })
-    .await
+async fn reject(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
+    // A reason typed by the agent wins over the canned one picked beside it.
+    let typed_or_canned = [&form.reason, &form.canned]
+        .into_iter()
+        .filter_map(|field| field.as_deref().map(str::trim))
+        .find(|reason| !reason.is_empty())
+        .unwrap_or("");
+    action
+        .run(async |desk, user, number| {
+            review::reject(desk, user, number, typed_or_canned, form.evidence_version).await?;
+            Ok(Done::Rejected)
+        })
+        .await
 }
 
 #[post("/console/tickets/{ticket}/request-photo")]
-async fn request_photo(
-    desk: web::Data<Desk>,
-    console: ConsoleUser,
-    path: web::Path<String>,
-    form: web::Form<ActionForm>,
-) -> HttpResponse {
-    let (note, seen) = (form.note.clone().unwrap_or_default(), form.evidence_version);
-    let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, |n| async move {
-        review::request_photo(d, u, &n, &note, seen)
-            .await
-            .map(|()| Done::PhotoRequested)
-    })
-    .await
+async fn request_photo(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
+    let note = form.note.clone().unwrap_or_default();
+    action
+        .run(async |desk, user, number| {
+            review::request_photo(desk, user, number, &note, form.evidence_version).await?;
+            Ok(Done::PhotoRequested)
+        })
+        .await
 }
 
 #[post("/console/tickets/{ticket}/mails/{mail}/retry")]
-async fn retry_mail(
-    desk: web::Data<Desk>,
-    console: ConsoleUser,
-    path: web::Path<(String, i64)>,
-) -> HttpResponse {
-    let (raw, mail_id) = path.into_inner();
-    let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &raw, |n| async move {
-        review::retry_mail(d, u, &n, mail_id)
-            .await
-            .map(|retried| match retried {
-                review::Retried::Queued => Done::MailRetried,
-                review::Retried::SignedAgain => Done::MailSignedAgain,
-            })
-    })
-    .await
+async fn retry_mail(action: TicketAction, mail: web::Path<(String, i64)>) -> HttpResponse {
+    let mail_id = mail.1;
+    action
+        .run(async |desk, user, number| {
+            match review::retry_mail(desk, user, number, mail_id).await? {
+                review::Retried::Queued => Ok(Done::MailRetried),
+                review::Retried::SignedAgain => Ok(Done::MailSignedAgain),
+            }
+        })
+        .await
 }
 
 #[post("/console/tickets/{ticket}/email")]
-async fn correct_address(
-    desk: web::Data<Desk>,
-    console: ConsoleUser,
-    path: web::Path<String>,
-    form: web::Form<ActionForm>,
-) -> HttpResponse {
+async fn correct_address(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
     let email = form.email.clone().unwrap_or_default();
-    let (d, u) = (desk.get_ref(), &console.user);
-    act(d, &console, &path, |n| async move {
-        review::correct_address(d, u, &n, &email)
-            .await
-            .map(|()| Done::AddressChanged)
-    })
-    .await
+    action
+        .run(async |desk, user, number| {
+            review::correct_address(desk, user, number, &email).await?;
+            Ok(Done::AddressChanged)
+        })
+        .await
 }

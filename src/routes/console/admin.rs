@@ -61,6 +61,16 @@ async fn refused(desk: &Desk, console: &ConsoleUser, error: UserChangeError) -> 
         }
         UserChangeError::Store(e) => return failed(&e),
     };
+    form_refused(desk, console, status, problem).await
+}
+
+/// The users page again, saying why the form was not accepted.
+async fn form_refused(
+    desk: &Desk,
+    console: &ConsoleUser,
+    status: StatusCode,
+    problem: String,
+) -> HttpResponse {
     users_page(desk, console, status, None, Some(problem)).await
 }
 
@@ -167,23 +177,21 @@ async fn create_user(
     let email = match EmailAddress::parse(field(&form, "email")) {
         Ok(email) => email,
         Err(e) => {
-            return users_page(
+            return form_refused(
                 &desk,
                 &console,
                 StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some(format!("The e-mail address {e}.")),
+                format!("The e-mail address {e}."),
             )
             .await;
         }
     };
     let Some(roles) = roles_of(&form) else {
-        return users_page(
+        return form_refused(
             &desk,
             &console,
             StatusCode::UNPROCESSABLE_ENTITY,
-            None,
-            Some("Tick at least one role.".to_owned()),
+            "Tick at least one role.".to_owned(),
         )
         .await;
     };
@@ -201,14 +209,7 @@ async fn create_user(
     {
         Ok(_) => back("created"),
         Err(UserChangeError::Store(StoreError::Conflict(message))) => {
-            users_page(
-                &desk,
-                &console,
-                StatusCode::CONFLICT,
-                None,
-                Some(message.to_string()),
-            )
-            .await
+            form_refused(&desk, &console, StatusCode::CONFLICT, message.to_string()).await
         }
         Err(error) => refused(&desk, &console, error).await,
     }
@@ -225,12 +226,11 @@ async fn set_roles(
         return refusal;
     }
     let Some(roles) = roles_of(&form) else {
-        return users_page(
+        return form_refused(
             &desk,
             &console,
             StatusCode::UNPROCESSABLE_ENTITY,
-            None,
-            Some("Tick at least one role.".to_owned()),
+            "Tick at least one role.".to_owned(),
         )
         .await;
     };
