@@ -13,7 +13,7 @@ use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, respond, response};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, Customer,
-    FirstApproval, NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, User,
+    FirstApproval, MailKind, NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -464,13 +464,13 @@ pub async fn retry_mail(
         .mails
         .iter()
         .find(|m| m.id == mail_id)
-        .map(|m| m.kind.as_str());
+        .map(|m| m.kind);
     let retried = match kind {
-        Some(compose::kind::APPROVAL) => {
+        Some(MailKind::Approval) => {
             sign_again(desk, user, &ticket, mail_id).await?;
             Retried::SignedAgain
         }
-        Some(compose::kind::ACCESS_CODE) => {
+        Some(MailKind::AccessCode) => {
             return Err(ReviewError::Invalid(
                 "a one-time code e-mail is not sent twice: its code was removed when the e-mail died. \
                  The customer asks for a new code on the status page."

@@ -499,11 +499,86 @@ pub struct Customer {
     pub language: Lang,
 }
 
+/// The kinds of message, as the outbox's `kind` column names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    Acknowledgment,
+    /// The response: typed keys and the signed file. Its parts are emptied once it is
+    /// delivered or dead (`store::sql::outbox`), so a dead one is signed again to retry it.
+    Approval,
+    Rejection,
+    PhotoRequest,
+    /// A one-time code: emptied once delivered or dead; never sent twice.
+    AccessCode,
+    /// The status link again, to the ticket's own address, when someone else sent its
+    /// export.
+    LinkResent,
+    /// The notice to the old address that an agent changed the ticket's address.
+    AddressChanged,
+}
+
+impl MailKind {
+    /// The kind's name in `outbox.kind`; `secret_mail_kinds!` (store/sql/mod.rs) spells
+    /// `Approval` and `AccessCode` in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acknowledgment => "acknowledgment",
+            Self::Approval => "approval",
+            Self::Rejection => "rejection",
+            Self::PhotoRequest => "photo_request",
+            Self::AccessCode => "access_code",
+            Self::LinkResent => "link_resent",
+            Self::AddressChanged => "address_changed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Acknowledgment,
+            Self::Approval,
+            Self::Rejection,
+            Self::PhotoRequest,
+            Self::AccessCode,
+            Self::LinkResent,
+            Self::AddressChanged,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == raw)
+    }
+}
+
+/// Where an outbox message stands (`outbox.status`, checked by the table: migration 0001).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Waiting for its next attempt, or leased by a worker.
+    Pending,
+    /// Accepted by the relay.
+    Sent,
+    /// Out of attempts; an agent may retry it.
+    Dead,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Pending, Self::Sent, Self::Dead]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
 /// A mail to send, rendered and ready.
 #[derive(Debug, Clone)]
 pub struct NewMail {
     pub message_id: String,
-    pub kind: &'static str,
+    pub kind: MailKind,
     pub recipient: EmailAddress,
     pub subject: String,
     pub body_text: String,
@@ -574,8 +649,8 @@ pub struct TicketEvent {
 #[derive(Debug, Clone)]
 pub struct MailStatus {
     pub id: i64,
-    pub kind: String,
-    pub status: String,
+    pub kind: MailKind,
+    pub status: OutboxStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub sent_at: Option<Timestamp>,

@@ -4,7 +4,7 @@
 use sqlx::FromRow;
 
 use super::{
-    Attachment, Customer, ExportForm, MailStatus, OutboxMessage, StoreError, StoredResponse,
+    Attachment, Customer, ExportForm, MailKind, MailStatus, OutboxMessage, OutboxStatus, StoreError, StoredResponse,
     StoredSeed, StoredSignature, TicketEvent, TicketSummary, User, UserId,
 };
 use crate::crypto::{KeyId, MacTag, SealKeyId, SealedSecret, Signature};
@@ -352,8 +352,9 @@ impl TryFrom<MailStatusRow> for MailStatus {
     fn try_from(row: MailStatusRow) -> Result<Self, StoreError> {
         Ok(MailStatus {
             id: row.id,
-            kind: row.kind,
-            status: row.status,
+            kind: MailKind::parse(&row.kind).ok_or_else(|| corrupt("mail kind", &row.kind))?,
+            status: OutboxStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("mail status", &row.status))?,
             attempts: row.attempts,
             last_error: row.last_error,
             sent_at: row.sent_at.map(time).transpose()?,

@@ -179,7 +179,7 @@ async fn show(
     let mails: Vec<_> = ticket
         .mails
         .iter()
-        .map(|m| serde_json::json!({"kind": m.kind, "status": m.status, "attempts": m.attempts, "last_error": m.last_error}))
+        .map(|m| serde_json::json!({"kind": m.kind.as_str(), "status": m.status.as_str(), "attempts": m.attempts, "last_error": m.last_error}))
         .collect();
     let c = &ticket.customer;
     Ok(HttpResponse::Ok()

@@ -37,7 +37,7 @@ macro_rules! user_select {
 }
 
 /// The kinds of mail whose parts carry a secret: the response mail (typed keys and the
-/// signed file) and the one-time code mail (`mail::compose::kind`). Their text, HTML
+/// signed file) and the one-time code mail (`MailKind::Approval`, `MailKind::AccessCode`). Their text, HTML
 /// and attachment are kept only while they wait to be sent: emptied once delivered or
 /// dead.
 macro_rules! secret_mail_kinds {
@@ -123,4 +123,22 @@ struct Step<'a> {
     event: &'static str,
     action: &'static str,
     detail: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::MailKind;
+
+    /// The SQL spells the secret kinds itself; they must stay the enum's names.
+    #[test]
+    fn secret_mail_kinds_are_the_enums_names() {
+        assert_eq!(
+            secret_mail_kinds!(),
+            format!(
+                "('{}', '{}')",
+                MailKind::Approval.as_str(),
+                MailKind::AccessCode.as_str()
+            )
+        );
+    }
 }

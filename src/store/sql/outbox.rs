@@ -185,7 +185,7 @@ where
         )
         .bind(&mail.message_id)
         .bind(ticket_id)
-        .bind(mail.kind)
+        .bind(mail.kind.as_str())
         .bind(mail.recipient.as_str())
         .bind(&mail.subject)
         .bind(&mail.body_text)
