@@ -13,7 +13,8 @@ use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, respond, response};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, Customer,
-    FirstApproval, MailKind, NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, User,
+    FirstApproval, MailKind, NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail,
+    TicketEventKind, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +184,7 @@ pub async fn approve(
     if ticket
         .events
         .iter()
-        .any(|e| e.kind == "address_corrected" && e.actor == user.email.as_str())
+        .any(|e| e.kind == TicketEventKind::AddressCorrected && e.actor == user.email.as_str())
     {
         // Whoever pointed the response somewhere else is the last person to approve
         // sending it there.

@@ -12,9 +12,9 @@ use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck, Conflict,
     CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit,
     IntakeReservation, LoginAttempt, LoginLimits, LoginReservation, MailKind, NewAccessCode,
-    NewApiToken, OutboxStatus,
-    NewMail, NewSession, NewTicket, QueueCursor, QueueFilter, ResentApproval, SessionStage, Store,
-    StoreError, StoredResponse, StoredSeed, StoredSignature, TokenScope, UserId,
+    NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, QueueCursor, QueueFilter,
+    ResentApproval, SessionStage, Store, StoreError, StoredResponse, StoredSeed, StoredSignature,
+    TicketEventKind, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -80,7 +80,10 @@ fn mail(kind: MailKind, to: &str) -> NewMail {
 
 async fn created(store: &dyn Store, new: &NewTicket) -> TicketNumber {
     match store
-        .create_ticket(new, &mail(MailKind::Acknowledgment, new.customer.email.as_str()))
+        .create_ticket(
+            new,
+            &mail(MailKind::Acknowledgment, new.customer.email.as_str()),
+        )
         .await
         .unwrap()
     {
@@ -302,7 +305,7 @@ pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
     let old = store.ticket(&number).await.unwrap();
     assert_eq!(old.summary.status, TicketStatus::Superseded);
     assert_eq!(old.superseded_by, Some(newer_number.clone()));
-    assert_eq!(old.events.last().unwrap().kind, "superseded");
+    assert_eq!(old.events.last().unwrap().kind, TicketEventKind::Superseded);
 
     // An export older than one already waiting is out of date.
     let stale = ticket(
@@ -690,7 +693,10 @@ pub async fn photo_round_trip(store: &dyn Store) {
         back.approvals.is_empty(),
         "approvals given on the old photo are withdrawn"
     );
-    assert_eq!(back.events.last().unwrap().kind, "approvals_withdrawn");
+    assert_eq!(
+        back.events.last().unwrap().kind,
+        TicketEventKind::ApprovalsWithdrawn
+    );
 }
 
 /// A claim is a lock: a second agent's claim is refused and names the holder; the holder
@@ -940,7 +946,7 @@ pub async fn a_batch_of_sent_mail_is_recorded_as_each_one(store: &dyn Store) {
             detail
                 .events
                 .iter()
-                .filter(|e| e.kind == "mail_sent")
+                .filter(|e| e.kind == TicketEventKind::MailSent)
                 .count(),
             1,
             "{number}"
@@ -1514,7 +1520,7 @@ pub async fn access_codes_work_once_within_their_limits(store: &dyn Store) {
     let shown: Vec<_> = detail
         .events
         .iter()
-        .filter(|e| e.kind == "response_shown")
+        .filter(|e| e.kind == TicketEventKind::ResponseShown)
         .collect();
     assert_eq!(shown.len(), 1);
     let audited = store
@@ -1694,7 +1700,7 @@ pub async fn customer_feedback_is_noted_up_to_a_limit(store: &dyn Store) {
     let notes: Vec<_> = detail
         .events
         .iter()
-        .filter(|e| e.kind == "customer_feedback")
+        .filter(|e| e.kind == TicketEventKind::CustomerFeedback)
         .collect();
     assert_eq!(notes.len(), 3);
     assert!(
@@ -2192,7 +2198,7 @@ pub async fn the_status_link_goes_again_at_most_once_an_hour(store: &dyn Store) 
     let resent: Vec<_> = detail
         .events
         .iter()
-        .filter(|e| e.kind == "link_resent")
+        .filter(|e| e.kind == TicketEventKind::LinkResent)
         .collect();
     assert_eq!(resent.len(), 2);
     assert!(resent[0].detail.contains("stranger@example.net"));
@@ -2261,7 +2267,7 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
     let changes: Vec<_> = detail
         .events
         .iter()
-        .filter(|e| e.kind == "address_corrected")
+        .filter(|e| e.kind == TicketEventKind::AddressCorrected)
         .map(|e| (e.actor.as_str(), e.detail.as_str()))
         .collect();
     assert_eq!(
@@ -2396,12 +2402,12 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
         detail
             .events
             .iter()
-            .any(|e| e.kind == "approvals_withdrawn")
+            .any(|e| e.kind == TicketEventKind::ApprovalsWithdrawn)
     );
     let changed = detail
         .events
         .iter()
-        .find(|e| e.kind == "address_corrected")
+        .find(|e| e.kind == TicketEventKind::AddressCorrected)
         .unwrap();
     assert_eq!(changed.actor, "bob@vendor.test");
     assert!(

@@ -642,8 +642,98 @@ pub struct TicketSummary {
 pub struct TicketEvent {
     pub at: Timestamp,
     pub actor: String,
-    pub kind: String,
+    pub kind: TicketEventKind,
     pub detail: String,
+}
+
+/// What happened to a ticket, as its history (`ticket_events.kind`) names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketEventKind {
+    Submitted,
+    /// This ticket replaced older open tickets for the same devices.
+    Supersedes,
+    /// A newer ticket for the same devices replaced this one.
+    Superseded,
+    Claimed,
+    /// The first of the two approvals a flagged ticket needs.
+    ApprovedFirst,
+    Approved,
+    ApprovalRefused,
+    Rejected,
+    PhotoRequested,
+    PhotoReplaced,
+    MailRetried,
+    /// The relay accepted a mail of the ticket; the detail names its kind.
+    MailSent,
+    CodeSent,
+    CodeLocked,
+    ResponseShown,
+    CustomerFeedback,
+    LinkResent,
+    ApprovalsWithdrawn,
+    AddressCorrected,
+    /// A kind this build does not write: one an older build wrote (`mail_handed_off`,
+    /// since renamed) or a newer replica writes during a rolling upgrade. The history
+    /// is only shown, never decided on, so such a row is shown as stored rather than
+    /// failing the ticket's page and API answer the way an unknown status would.
+    Other(String),
+}
+
+impl TicketEventKind {
+    const KNOWN: [Self; 19] = [
+        Self::Submitted,
+        Self::Supersedes,
+        Self::Superseded,
+        Self::Claimed,
+        Self::ApprovedFirst,
+        Self::Approved,
+        Self::ApprovalRefused,
+        Self::Rejected,
+        Self::PhotoRequested,
+        Self::PhotoReplaced,
+        Self::MailRetried,
+        Self::MailSent,
+        Self::CodeSent,
+        Self::CodeLocked,
+        Self::ResponseShown,
+        Self::CustomerFeedback,
+        Self::LinkResent,
+        Self::ApprovalsWithdrawn,
+        Self::AddressCorrected,
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Submitted => "submitted",
+            Self::Supersedes => "supersedes",
+            Self::Superseded => "superseded",
+            Self::Claimed => "claimed",
+            Self::ApprovedFirst => "approved_first",
+            Self::Approved => "approved",
+            Self::ApprovalRefused => "approval_refused",
+            Self::Rejected => "rejected",
+            Self::PhotoRequested => "photo_requested",
+            Self::PhotoReplaced => "photo_replaced",
+            Self::MailRetried => "mail_retried",
+            Self::MailSent => "mail_sent",
+            Self::CodeSent => "code_sent",
+            Self::CodeLocked => "code_locked",
+            Self::ResponseShown => "response_shown",
+            Self::CustomerFeedback => "customer_feedback",
+            Self::LinkResent => "link_resent",
+            Self::ApprovalsWithdrawn => "approvals_withdrawn",
+            Self::AddressCorrected => "address_corrected",
+            Self::Other(raw) => raw,
+        }
+    }
+
+    /// The kind a stored row names; never fails (see `Other`).
+    pub fn parse(raw: &str) -> Self {
+        Self::KNOWN
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+            .unwrap_or_else(|| Self::Other(raw.to_owned()))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -1325,4 +1415,28 @@ impl<T> Store for T where
         + AuditStore
         + OutboxStore
 {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MailKind, OutboxStatus, TicketEventKind};
+
+    #[test]
+    fn stored_names_read_back_as_their_kinds() {
+        for kind in TicketEventKind::KNOWN {
+            assert_eq!(TicketEventKind::parse(kind.as_str()), kind);
+        }
+        for kind in [MailKind::Approval, MailKind::AddressChanged] {
+            assert_eq!(MailKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(OutboxStatus::parse("dead"), Some(OutboxStatus::Dead));
+        assert_eq!(MailKind::parse("newsletter"), None);
+    }
+
+    #[test]
+    fn a_history_kind_this_build_does_not_know_is_shown_as_stored() {
+        let kind = TicketEventKind::parse("mail_handed_off");
+        assert_eq!(kind, TicketEventKind::Other("mail_handed_off".to_owned()));
+        assert_eq!(kind.as_str(), "mail_handed_off");
+    }
 }

@@ -4,8 +4,9 @@
 use sqlx::FromRow;
 
 use super::{
-    Attachment, Customer, ExportForm, MailKind, MailStatus, OutboxMessage, OutboxStatus, StoreError, StoredResponse,
-    StoredSeed, StoredSignature, TicketEvent, TicketSummary, User, UserId,
+    Attachment, Customer, ExportForm, MailKind, MailStatus, OutboxMessage, OutboxStatus,
+    StoreError, StoredResponse, StoredSeed, StoredSignature, TicketEvent, TicketEventKind,
+    TicketSummary, User, UserId,
 };
 use crate::crypto::{KeyId, MacTag, SealKeyId, SealedSecret, Signature};
 use crate::domain::{
@@ -331,7 +332,7 @@ impl TryFrom<EventRow> for TicketEvent {
         Ok(TicketEvent {
             at: time(row.at)?,
             actor: row.actor,
-            kind: row.kind,
+            kind: TicketEventKind::parse(&row.kind),
             detail: row.detail,
         })
     }

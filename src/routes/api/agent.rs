@@ -174,7 +174,7 @@ async fn show(
     let events: Vec<_> = ticket
         .events
         .iter()
-        .map(|e| serde_json::json!({"at": e.at, "actor": e.actor, "kind": e.kind, "detail": e.detail}))
+        .map(|e| serde_json::json!({"at": e.at, "actor": e.actor, "kind": e.kind.as_str(), "detail": e.detail}))
         .collect();
     let mails: Vec<_> = ticket
         .mails

@@ -15,7 +15,7 @@ use crate::domain::{TicketNumber, TicketStatus, Timestamp};
 use crate::protocol::DeviceChallenge;
 use crate::review::{self, ReviewError};
 use crate::routes::{ErrorAnswer, answer_page, html, message_page};
-use crate::store::{Customer, MailKind, MailStatus, OutboxStatus, TicketDetail};
+use crate::store::{Customer, MailKind, MailStatus, OutboxStatus, TicketDetail, TicketEventKind};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(ticket_view).service(label_photo);
@@ -191,7 +191,7 @@ impl TicketPage {
             feedback: ticket
                 .events
                 .iter()
-                .filter(|e| e.kind == "customer_feedback")
+                .filter(|e| e.kind == TicketEventKind::CustomerFeedback)
                 .map(|e| e.detail.clone())
                 .collect(),
             devices: ticket
@@ -222,7 +222,7 @@ impl TicketPage {
                     (
                         e.at.to_string(),
                         e.actor.clone(),
-                        e.kind.clone(),
+                        e.kind.as_str().to_owned(),
                         e.detail.clone(),
                     )
                 })

@@ -12,7 +12,7 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, CodeCheck, Conflict, NewAccessCode,
-    NewMail, StoreError, StoreResult,
+    NewMail, StoreError, StoreResult, TicketEventKind,
 };
 
 /// The lock namespace of a ticket's one-time codes ("RDAC"), keyed by the ticket's id.
@@ -85,7 +85,15 @@ where
             }
             return Err(StoreError::Conflict(Conflict::NotAwaitingPhoto));
         }
-        Self::event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
+        Self::event(
+            &mut tx,
+            ticket_id,
+            now,
+            "customer",
+            &TicketEventKind::PhotoReplaced,
+            "",
+        )
+        .await?;
         // Approvals given on the old photo judged evidence that is gone.
         let withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
             .bind(ticket_id)
@@ -101,7 +109,7 @@ where
                 ticket_id,
                 now,
                 "system",
-                "approvals_withdrawn",
+                &TicketEventKind::ApprovalsWithdrawn,
                 &note,
             )
             .await?;
@@ -153,7 +161,7 @@ where
             code.ticket_id,
             code.now,
             "customer",
-            "code_sent",
+            &TicketEventKind::CodeSent,
             "a one-time code to see the response on the status page",
         )
         .await?;
@@ -206,7 +214,7 @@ where
                     ticket_id,
                     now,
                     "customer",
-                    "code_locked",
+                    &TicketEventKind::CodeLocked,
                     "too many wrong codes",
                 )
                 .await?;
@@ -227,7 +235,7 @@ where
             ticket_id,
             now,
             "customer",
-            "response_shown",
+            &TicketEventKind::ResponseShown,
             "on the status page, after a one-time code",
         )
         .await?;
@@ -267,7 +275,7 @@ where
             ticket_id,
             now,
             "customer",
-            "customer_feedback",
+            &TicketEventKind::CustomerFeedback,
             detail,
         )
         .await?;
@@ -305,7 +313,15 @@ where
             "the same export came in again from another address ({other}); its status link went again to {} only",
             mail.recipient
         );
-        Self::event(&mut tx, ticket_id, now, "customer", "link_resent", &detail).await?;
+        Self::event(
+            &mut tx,
+            ticket_id,
+            now,
+            "customer",
+            &TicketEventKind::LinkResent,
+            &detail,
+        )
+        .await?;
         Self::append_audit(
             &mut tx,
             now,
@@ -427,7 +443,7 @@ where
                     change.ticket_id,
                     change.at,
                     "system",
-                    "approvals_withdrawn",
+                    &TicketEventKind::ApprovalsWithdrawn,
                     &note,
                 )
                 .await?;
@@ -442,7 +458,7 @@ where
             change.ticket_id,
             change.at,
             &actor,
-            "address_corrected",
+            &TicketEventKind::AddressCorrected,
             &detail,
         )
         .await?;

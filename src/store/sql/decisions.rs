@@ -11,7 +11,8 @@ use crate::domain::{Role, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{self, hex};
 use crate::store::{
-    Approval, Conflict, FirstApproval, NewMail, ResentApproval, StoreError, StoreResult, UserId,
+    Approval, Conflict, FirstApproval, NewMail, ResentApproval, StoreError, StoreResult,
+    TicketEventKind, UserId,
 };
 
 #[async_trait]
@@ -115,7 +116,7 @@ where
             approval.ticket_id,
             approval.at,
             &email,
-            "approved",
+            &TicketEventKind::Approved,
             &detail,
         )
         .await?;
@@ -185,7 +186,7 @@ where
             ticket_id: approval.ticket_id,
             by: approval.by,
             at: approval.at,
-            event: "approved_first",
+            event: TicketEventKind::ApprovedFirst,
             action: "approve_first",
             detail: &detail,
         };
@@ -204,7 +205,7 @@ where
             ticket_id,
             by,
             at: now,
-            event: "approval_refused",
+            event: TicketEventKind::ApprovalRefused,
             action: "approve_refused",
             detail: reason,
         };
@@ -242,7 +243,7 @@ where
             ticket_id,
             by,
             at: now,
-            event: "rejected",
+            event: TicketEventKind::Rejected,
             action: "reject",
             detail: reason,
         };
@@ -277,7 +278,7 @@ where
             ticket_id,
             by,
             at: now,
-            event: "photo_requested",
+            event: TicketEventKind::PhotoRequested,
             action: "request_photo",
             detail: note,
         };
@@ -309,7 +310,15 @@ where
         };
         let email = Self::user_email(&mut tx, by).await?;
         let detail = format!("{kind} mail {mail_id}");
-        Self::event(&mut tx, ticket_id, now, &email, "mail_retried", &detail).await?;
+        Self::event(
+            &mut tx,
+            ticket_id,
+            now,
+            &email,
+            &TicketEventKind::MailRetried,
+            &detail,
+        )
+        .await?;
         Self::append_audit(&mut tx, now, &email, "mail_retry", Some(ticket_id), &detail).await?;
         tx.commit().await.map_err(db)
     }
@@ -381,7 +390,7 @@ where
             resend.ticket_id,
             at,
             &email,
-            "mail_retried",
+            &TicketEventKind::MailRetried,
             &detail,
         )
         .await?;

@@ -5,7 +5,7 @@ use sqlx::{ColumnIndex, Executor, Transaction};
 use super::{Param, SqlStore, Step, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
-use crate::store::{NewMail, StoreResult};
+use crate::store::{NewMail, StoreResult, TicketEventKind};
 
 impl<D: Dialect> SqlStore<D>
 where
@@ -28,7 +28,7 @@ where
         ticket_id: i64,
         at: Timestamp,
         actor: &str,
-        kind: &str,
+        kind: &TicketEventKind,
         detail: &str,
     ) -> StoreResult<()> {
         sqlx::query(
@@ -37,7 +37,7 @@ where
         .bind(ticket_id)
         .bind(at.unix_seconds())
         .bind(actor)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(detail)
         .execute(&mut **tx)
         .await
@@ -58,7 +58,7 @@ where
             step.ticket_id,
             step.at,
             &email,
-            step.event,
+            &step.event,
             step.detail,
         )
         .await?;

@@ -62,7 +62,7 @@ mod users;
 use sqlx::{Database, Decode, Encode, Pool, Transaction, Type};
 
 use super::dialect::Dialect;
-use super::{StoreError, StoreResult, UserId};
+use super::{StoreError, StoreResult, TicketEventKind, UserId};
 use crate::domain::Timestamp;
 
 /// A type the store binds as a parameter and reads back from a column.
@@ -120,7 +120,7 @@ struct Step<'a> {
     ticket_id: i64,
     by: UserId,
     at: Timestamp,
-    event: &'static str,
+    event: TicketEventKind,
     action: &'static str,
     detail: &'a str,
 }

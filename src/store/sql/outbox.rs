@@ -10,7 +10,7 @@ use super::{Param, SqlStore, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
 use crate::store::rows::OutboxRow;
-use crate::store::{NewMail, OutboxMessage, StoreResult};
+use crate::store::{NewMail, OutboxMessage, StoreResult, TicketEventKind};
 
 #[async_trait]
 impl<D: Dialect> OutboxStore for SqlStore<D>
@@ -98,7 +98,7 @@ where
                 row.push_bind(ticket_id)
                     .push_bind(now.unix_seconds())
                     .push_bind("mailer")
-                    .push_bind("mail_sent")
+                    .push_bind(TicketEventKind::MailSent.as_str())
                     .push_bind(kind);
             });
             insert.build().execute(&mut *tx).await.map_err(db)?;

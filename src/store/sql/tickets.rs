@@ -14,7 +14,7 @@ use crate::store::rows::{
 };
 use crate::store::{
     Conflict, CreateOutcome, NewMail, NewTicket, QueueFilter, StoreError, StoreResult,
-    TicketDetail, TicketSummary, UserId,
+    TicketDetail, TicketEventKind, TicketSummary, UserId,
 };
 
 // The queue, oldest first, a page at a time after a (created_at, id) cursor. The hot
@@ -294,7 +294,7 @@ where
             ticket_id,
             by: user,
             at: now,
-            event: "claimed",
+            event: TicketEventKind::Claimed,
             action: if taken_from.is_some() {
                 "claim.taken_over"
             } else {
@@ -510,12 +510,28 @@ where
                     "replaced by {} (a newer export from {})",
                     ticket.number, device.identity.serial
                 );
-                Self::event(&mut tx, old_id, now, "customer", "superseded", &note).await?;
+                Self::event(
+                    &mut tx,
+                    old_id,
+                    now,
+                    "customer",
+                    &TicketEventKind::Superseded,
+                    &note,
+                )
+                .await?;
                 let note = format!(
                     "replaces {old_number} (an older export from {})",
                     device.identity.serial
                 );
-                Self::event(&mut tx, id, now, "customer", "supersedes", &note).await?;
+                Self::event(
+                    &mut tx,
+                    id,
+                    now,
+                    "customer",
+                    &TicketEventKind::Supersedes,
+                    &note,
+                )
+                .await?;
                 superseded.push(
                     TicketNumber::parse(&old_number)
                         .map_err(|_| rows::corrupt("ticket number", old_number))?,
@@ -527,7 +543,15 @@ where
             ticket.devices.len(),
             ticket.export_form.as_str()
         );
-        Self::event(&mut tx, id, now, "customer", "submitted", &detail).await?;
+        Self::event(
+            &mut tx,
+            id,
+            now,
+            "customer",
+            &TicketEventKind::Submitted,
+            &detail,
+        )
+        .await?;
         Self::enqueue(&mut tx, Some(id), acknowledgment, now).await?;
         tx.commit().await.map_err(db)?;
         Ok(CreateOutcome::Created {
