@@ -14,7 +14,7 @@ use crate::store::{
     IntakeReservation, LoginAttempt, LoginLimits, LoginReservation, MailKind, NewAccessCode,
     NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, QueueCursor, QueueFilter,
     ResentApproval, SessionStage, Store, StoreError, StoredResponse, StoredSeed, StoredSignature,
-    TicketEventKind, TokenScope, UserId,
+    TicketEventKind, TicketId, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -441,7 +441,7 @@ pub async fn queue_pages_follow_a_cursor(store: &dyn Store) {
     }
     let cursor = QueueCursor {
         created_at: at(11),
-        id: 3,
+        id: TicketId(3),
     };
     assert_eq!(QueueCursor::parse(&cursor.to_param()), Some(cursor));
     assert_eq!(QueueCursor::parse("garbage"), None);
@@ -2108,7 +2108,7 @@ pub async fn a_refused_approval_is_recorded(store: &dyn Store) {
     assert_eq!(audit.len(), 1);
     assert_eq!(
         (audit[0].ticket_id, audit[0].detail.as_str()),
-        (Some(detail.id), "her own address")
+        (Some(detail.id.0), "her own address")
     );
 }
 

@@ -184,6 +184,13 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError>
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UserId(pub i64);
 
+/// A ticket's row id (`tickets.id`): internal, unlike its [`TicketNumber`], which the
+/// customer sees. A type of its own so it cannot be passed where a mail's, a user's or
+/// a reason's id is meant. Bound and read as the INTEGER it is stored as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct TicketId(pub i64);
+
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: UserId,
@@ -625,7 +632,7 @@ pub enum CreateOutcome {
 #[derive(Debug, Clone)]
 pub struct TicketSummary {
     /// The row id: internal, for paging only.
-    pub id: i64,
+    pub id: TicketId,
     pub number: TicketNumber,
     pub status: TicketStatus,
     pub created_at: Timestamp,
@@ -749,7 +756,7 @@ pub struct MailStatus {
 /// Everything about one ticket, for the agent's ticket page and the approval.
 #[derive(Debug, Clone)]
 pub struct TicketDetail {
-    pub id: i64,
+    pub id: TicketId,
     pub summary: TicketSummary,
     pub customer: Customer,
     pub export_form: ExportForm,
@@ -776,7 +783,7 @@ pub struct TicketDetail {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueCursor {
     pub created_at: Timestamp,
-    pub id: i64,
+    pub id: TicketId,
 }
 
 impl QueueCursor {
@@ -790,14 +797,14 @@ impl QueueCursor {
 
     /// As it travels in a link: `<unix seconds>.<id>`.
     pub fn to_param(self) -> String {
-        format!("{}.{}", self.created_at.unix_seconds(), self.id)
+        format!("{}.{}", self.created_at.unix_seconds(), self.id.0)
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
         let (seconds, id) = raw.split_once('.')?;
         Some(Self {
             created_at: Timestamp::from_unix_seconds(seconds.parse().ok()?).ok()?,
-            id: id.parse().ok()?,
+            id: TicketId(id.parse().ok()?),
         })
     }
 }
@@ -815,7 +822,7 @@ pub struct QueueFilter {
 /// What an approval writes, all in one transaction.
 #[derive(Debug, Clone)]
 pub struct Approval {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     pub by: UserId,
     pub as_role: Role,
     pub note: String,
@@ -834,7 +841,7 @@ pub struct Approval {
 /// challenges, still live) and the mail rendered from the new responses.
 #[derive(Debug, Clone)]
 pub struct ResentApproval {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     /// The dead mail's row.
     pub mail_id: i64,
     pub by: UserId,
@@ -846,7 +853,7 @@ pub struct ResentApproval {
 /// The first of two approvals a flagged ticket needs: recorded, nothing signed.
 #[derive(Debug, Clone)]
 pub struct FirstApproval {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     pub by: UserId,
     pub as_role: Role,
     pub note: String,
@@ -879,7 +886,7 @@ pub struct NewSession {
 /// A one-time code for the status page, with the mail that carries it to the customer.
 #[derive(Debug, Clone)]
 pub struct NewAccessCode {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     /// The code's HMAC under the desk secret; the code itself is never stored.
     pub code_hash: String,
     pub expires_at: Timestamp,
@@ -923,7 +930,7 @@ pub enum AddressChanger {
 /// link) for the new address, all written in one transaction.
 #[derive(Debug, Clone)]
 pub struct AddressChange {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     pub by: AddressChanger,
     /// The address the change was decided on: a ticket whose address changed meanwhile
     /// is left alone.
@@ -1148,7 +1155,7 @@ pub trait TicketStore: Send + Sync + 'static {
     /// take-over, audited with whom it was taken from).
     async fn claim(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         user: UserId,
         take_over: bool,
         now: Timestamp,
@@ -1190,7 +1197,7 @@ pub trait IntakeStore: Send + Sync + 'static {
     /// [`BLOBS_PER_QUERY`] names at a time.
     async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>>;
     /// The blob of a ticket's current label photo, read from the primary.
-    async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String>;
+    async fn label_blob_of(&self, ticket_id: TicketId) -> StoreResult<String>;
     /// Counts an intake request in each of `hits`' buckets, unless one of them already
     /// holds its limit of requests in the `window_secs` before `at`: then nothing is
     /// counted. Counting and checking are one transaction holding the buckets' locks (as
@@ -1217,7 +1224,7 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// ticket and was refused, and why.
     async fn record_refused_approval(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         reason: &str,
         now: Timestamp,
@@ -1226,7 +1233,7 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// and queues the customer's mail.
     async fn reject(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         reason: &str,
         mail: &NewMail,
@@ -1237,7 +1244,7 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// still `evidence_version`: the ticket waits until it arrives.
     async fn request_photo(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         note: &str,
         mail: &NewMail,
@@ -1248,7 +1255,7 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// secret parts were emptied when it died (`Conflict`).
     async fn retry_mail(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         mail_id: i64,
         by: UserId,
         now: Timestamp,
@@ -1269,7 +1276,7 @@ pub trait CustomerStore: Send + Sync + 'static {
     /// the evidence version grows by one. Returns the blob of the photo it replaced.
     async fn replace_label_photo(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         blob: &str,
         media_type: &str,
         now: Timestamp,
@@ -1285,7 +1292,7 @@ pub trait CustomerStore: Send + Sync + 'static {
     /// recorded in the ticket's history and the audit log.
     async fn redeem_access_code(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         code_hash: &str,
         now: Timestamp,
         max_attempts: i64,
@@ -1294,7 +1301,7 @@ pub trait CustomerStore: Send + Sync + 'static {
     /// the ticket already has `max_per_ticket` such notes (`Conflict`).
     async fn record_feedback(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         detail: &str,
         max_per_ticket: i64,
         now: Timestamp,
@@ -1306,7 +1313,7 @@ pub trait CustomerStore: Send + Sync + 'static {
     /// the history and the audit log. Whether the mail was queued.
     async fn resend_status_link(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         other: &EmailAddress,
         mail: &NewMail,
         now: Timestamp,

@@ -6,7 +6,7 @@ use sqlx::FromRow;
 use super::{
     Attachment, Customer, ExportForm, MailKind, MailStatus, OutboxMessage, OutboxStatus,
     StoreError, StoredResponse, StoredSeed, StoredSignature, TicketEvent, TicketEventKind,
-    TicketSummary, User, UserId,
+    TicketId, TicketSummary, User, UserId,
 };
 use crate::crypto::{KeyId, MacTag, SealKeyId, SealedSecret, Signature};
 use crate::domain::{
@@ -135,7 +135,7 @@ impl TryFrom<SummaryRow> for TicketSummary {
     type Error = StoreError;
     fn try_from(row: SummaryRow) -> Result<Self, StoreError> {
         Ok(TicketSummary {
-            id: row.id,
+            id: TicketId(row.id),
             number: parse("ticket number", &row.number, TicketNumber::parse)?,
             status: TicketStatus::parse(&row.status)
                 .ok_or_else(|| corrupt("status", &row.status))?,

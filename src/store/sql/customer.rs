@@ -12,7 +12,7 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, CodeCheck, Conflict, NewAccessCode,
-    NewMail, StoreError, StoreResult, TicketEventKind,
+    NewMail, StoreError, StoreResult, TicketEventKind, TicketId,
 };
 
 /// The lock namespace of a ticket's one-time codes ("RDAC"), keyed by the ticket's id.
@@ -37,7 +37,7 @@ where
 {
     async fn replace_label_photo(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         blob: &str,
         media_type: &str,
         now: Timestamp,
@@ -125,7 +125,7 @@ where
         // READ COMMITTED, requests at the same instant on PostgreSQL each counted the
         // same free places and none saw the others' codes to retire them (30 requests
         // over 3 replicas issued 19 codes, 15 of them live at once).
-        D::lock_bucket(&mut tx, ACCESS_CODE_LOCK, &code.ticket_id.to_string()).await?;
+        D::lock_bucket(&mut tx, ACCESS_CODE_LOCK, &code.ticket_id.0.to_string()).await?;
         let recent: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM access_codes WHERE ticket_id = $1 AND created_at > $2",
         )
@@ -180,7 +180,7 @@ where
 
     async fn redeem_access_code(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         code_hash: &str,
         now: Timestamp,
         max_attempts: i64,
@@ -254,7 +254,7 @@ where
 
     async fn record_feedback(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         detail: &str,
         max_per_ticket: i64,
         now: Timestamp,
@@ -284,7 +284,7 @@ where
 
     async fn resend_status_link(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         other: &EmailAddress,
         mail: &NewMail,
         now: Timestamp,

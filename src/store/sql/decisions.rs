@@ -12,7 +12,7 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{self, hex};
 use crate::store::{
     Approval, Conflict, FirstApproval, NewMail, ResentApproval, StoreError, StoreResult,
-    TicketEventKind, UserId,
+    TicketEventKind, TicketId, UserId,
 };
 
 #[async_trait]
@@ -195,7 +195,7 @@ where
 
     async fn record_refused_approval(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         reason: &str,
         now: Timestamp,
@@ -214,7 +214,7 @@ where
 
     async fn reject(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         reason: &str,
         mail: &NewMail,
@@ -252,7 +252,7 @@ where
 
     async fn request_photo(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         note: &str,
         mail: &NewMail,
@@ -287,7 +287,7 @@ where
 
     async fn retry_mail(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         mail_id: i64,
         by: UserId,
         now: Timestamp,
@@ -425,7 +425,7 @@ where
 {
     pub(super) async fn insert_approval(
         tx: &mut Transaction<'static, D>,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         as_role: Role,
         note: &str,
@@ -455,7 +455,7 @@ where
     /// evidence changed under it, or the ticket was decided meanwhile.
     pub(super) async fn decision_conflict(
         tx: &mut Transaction<'static, D>,
-        ticket_id: i64,
+        ticket_id: TicketId,
         seen: i64,
     ) -> StoreError {
         let row: Result<(String, i64), _> =
@@ -478,7 +478,7 @@ where
     /// Explains why a decision found the ticket no longer open.
     pub(super) async fn decided_conflict(
         tx: &mut Transaction<'static, D>,
-        ticket_id: i64,
+        ticket_id: TicketId,
     ) -> StoreError {
         let row: Result<(String, Option<String>), _> = sqlx::query_as(
             "SELECT t.status, u.email FROM tickets t LEFT JOIN users u ON u.id = t.decided_by WHERE t.id = $1",

@@ -5,7 +5,7 @@ use sqlx::{ColumnIndex, Executor, Transaction};
 use super::{Param, SqlStore, Step, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
-use crate::store::{NewMail, StoreResult, TicketEventKind};
+use crate::store::{NewMail, StoreResult, TicketEventKind, TicketId};
 
 impl<D: Dialect> SqlStore<D>
 where
@@ -25,7 +25,7 @@ where
 {
     pub(super) async fn event(
         tx: &mut Transaction<'static, D>,
-        ticket_id: i64,
+        ticket_id: TicketId,
         at: Timestamp,
         actor: &str,
         kind: &TicketEventKind,

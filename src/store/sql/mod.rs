@@ -62,7 +62,7 @@ mod users;
 use sqlx::{Database, Decode, Encode, Pool, Transaction, Type};
 
 use super::dialect::Dialect;
-use super::{StoreError, StoreResult, TicketEventKind, UserId};
+use super::{StoreError, StoreResult, TicketEventKind, TicketId, UserId};
 use crate::domain::Timestamp;
 
 /// A type the store binds as a parameter and reads back from a column.
@@ -117,7 +117,7 @@ fn without_controls(text: &str) -> String {
 
 /// An agent's step on a ticket, as the history and the audit log record it.
 struct Step<'a> {
-    ticket_id: i64,
+    ticket_id: TicketId,
     by: UserId,
     at: Timestamp,
     event: TicketEventKind,
