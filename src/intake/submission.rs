@@ -14,7 +14,7 @@ use crate::i18n::{Lang, Message, language_list};
 use crate::intake::picture_work::{PictureJob, PictureWorkError};
 use crate::mail::compose;
 use crate::protocol::{ExportError, ExportInput, ResetRequest, qr, reset_string};
-use crate::store::{CreateOutcome, Customer, ExportForm, NewTicket, StoreError};
+use crate::store::{CreateOutcome, Customer, ExportForm, NewTicket, StoreError, TicketId};
 
 pub use crate::intake::spool::Upload;
 
@@ -702,7 +702,7 @@ async fn checked_photo(
 /// ticket back in the queue and removes the photo it replaces.
 pub async fn replace_label_photo(
     desk: &Desk,
-    ticket_id: i64,
+    ticket_id: TicketId,
     raw: RawSubmission,
 ) -> Result<(), IntakeError> {
     let Some(upload) = raw
@@ -741,7 +741,10 @@ pub async fn replace_label_photo(
         }
         Err(StoreError::PhotoCrossed) => {
             remove_blobs(desk, &[&blob]).await;
-            tracing::info!(ticket_id, "two new photos at once: the other one was kept");
+            tracing::info!(
+                ticket_id = ticket_id.0,
+                "two new photos at once: the other one was kept"
+            );
             Err(IntakeError::Conflict(
                 SubmissionField::LabelPhoto.as_str(),
                 Message::new("problem.label_photo_crossed"),
@@ -751,7 +754,7 @@ pub async fn replace_label_photo(
         // it replaced is no longer named by any row and the blob sweeper removes it.
         Err(error) => match desk.store.label_blob_of(ticket_id).await {
             Ok(current) if current == blob => {
-                tracing::warn!(ticket_id, %error, "new photo stored, though its commit was not acknowledged");
+                tracing::warn!(ticket_id = ticket_id.0, %error, "new photo stored, though its commit was not acknowledged");
                 Ok(())
             }
             Ok(_) => {
@@ -759,7 +762,7 @@ pub async fn replace_label_photo(
                 Err(IntakeError::internal(error))
             }
             Err(lookup) => {
-                tracing::error!(ticket_id, %error, %lookup, "could not tell whether a new photo was saved: it is kept");
+                tracing::error!(ticket_id = ticket_id.0, %error, %lookup, "could not tell whether a new photo was saved: it is kept");
                 Err(IntakeError::Unconfirmed(error))
             }
         },

@@ -3,22 +3,7 @@ use askama::Template;
 use crate::domain::{EmailAddress, TicketNumber, Timestamp};
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceResponse};
-use crate::store::{Attachment, Customer, NewMail};
-
-/// The kinds of message, as the outbox's `kind` column names them.
-pub mod kind {
-    pub const ACKNOWLEDGMENT: &str = "acknowledgment";
-    /// The response: typed keys and the signed file. Its parts are emptied once it is
-    /// delivered or dead (`store::sql::outbox`), so a dead one is signed again to retry it.
-    pub const APPROVAL: &str = "approval";
-    pub const REJECTION: &str = "rejection";
-    pub const PHOTO_REQUEST: &str = "photo_request";
-    /// A one-time code: emptied once delivered or dead; never sent twice.
-    pub const ACCESS_CODE: &str = "access_code";
-    /// The status link again, to the ticket's own address, when someone else sent its
-    /// export.
-    pub const LINK_RESENT: &str = "link_resent";
-}
+use crate::store::{Attachment, Customer, MailKind, NewMail};
 
 /// What every message needs to know about the desk.
 #[derive(Debug, Clone)]
@@ -113,10 +98,10 @@ impl Again {
         }
     }
 
-    fn kind(self) -> &'static str {
+    fn kind(self) -> MailKind {
         match self {
-            Self::Resubmitted => kind::LINK_RESENT,
-            Self::CorrectedByCustomer | Self::ChangedBySupport => kind::ACKNOWLEDGMENT,
+            Self::Resubmitted => MailKind::LinkResent,
+            Self::CorrectedByCustomer | Self::ChangedBySupport => MailKind::Acknowledgment,
         }
     }
 }
@@ -234,7 +219,7 @@ fn acknowledgment_mail(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("ack", number),
-        kind: again.map_or(kind::ACKNOWLEDGMENT, Again::kind),
+        kind: again.map_or(MailKind::Acknowledgment, Again::kind),
         recipient: customer.email.clone(),
         body_text: AcknowledgmentText {
             t,
@@ -289,7 +274,7 @@ pub fn approved(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("response", number),
-        kind: kind::APPROVAL,
+        kind: MailKind::Approval,
         recipient: customer.email.clone(),
         body_text: ApprovedText {
             t,
@@ -334,7 +319,7 @@ pub fn rejected(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("rejection", number),
-        kind: kind::REJECTION,
+        kind: MailKind::Rejection,
         recipient: customer.email.clone(),
         body_text: RejectedText {
             t,
@@ -394,7 +379,7 @@ pub fn photo_requested(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("photo", number),
-        kind: kind::PHOTO_REQUEST,
+        kind: MailKind::PhotoRequest,
         recipient: customer.email.clone(),
         body_text: PhotoRequestText {
             t,
@@ -457,7 +442,7 @@ pub fn access_code(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("code", number),
-        kind: kind::ACCESS_CODE,
+        kind: MailKind::AccessCode,
         recipient: customer.email.clone(),
         body_text: AccessCodeText {
             t,
@@ -517,7 +502,7 @@ pub fn address_changed(
     let name = customer.name.as_str();
     Ok(NewMail {
         message_id: ctx.message_id("address", number),
-        kind: "address_changed",
+        kind: MailKind::AddressChanged,
         recipient: customer.email.clone(),
         body_text: AddressChangedText {
             t,

@@ -13,7 +13,8 @@ use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, respond, response};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, FirstApproval,
-    NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, User,
+    MailKind, NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, TicketEventKind,
+    User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +184,7 @@ pub async fn approve(
     if ticket
         .events
         .iter()
-        .any(|e| e.kind == "address_corrected" && e.actor == user.email.as_str())
+        .any(|e| e.kind == TicketEventKind::AddressCorrected && e.actor == user.email.as_str())
     {
         // Whoever pointed the response somewhere else is the last person to approve
         // sending it there.
@@ -464,13 +465,13 @@ pub async fn retry_mail(
         .mails
         .iter()
         .find(|m| m.id == mail_id)
-        .map(|m| m.kind.as_str());
+        .map(|m| m.kind);
     let retried = match kind {
-        Some(compose::kind::APPROVAL) => {
+        Some(MailKind::Approval) => {
             sign_again(desk, user, &ticket, mail_id).await?;
             Retried::SignedAgain
         }
-        Some(compose::kind::ACCESS_CODE) => {
+        Some(MailKind::AccessCode) => {
             return Err(ReviewError::Invalid(
                 "a one-time code e-mail is not sent twice: its code was removed when the e-mail died. \
                  The customer asks for a new code on the status page."

@@ -11,9 +11,10 @@ use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck, Conflict,
     CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit,
-    IntakeReservation, LoginAttempt, LoginLimits, LoginReservation, NewAccessCode, NewApiToken,
-    NewMail, NewSession, NewTicket, QueueCursor, QueueFilter, ResentApproval, SessionStage, Store,
-    StoreError, StoredResponse, StoredSeed, StoredSignature, TokenScope, UserId,
+    IntakeReservation, LoginAttempt, LoginLimits, LoginReservation, MailKind, NewAccessCode,
+    NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, QueueCursor, QueueFilter,
+    ResentApproval, SessionStage, Store, StoreError, StoredResponse, StoredSeed, StoredSignature,
+    TicketEventKind, TicketId, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -64,12 +65,13 @@ fn ticket(customer: &str, devices: Vec<DeviceChallenge>, created_at: Timestamp) 
     }
 }
 
-fn mail(kind: &'static str, to: &str) -> NewMail {
+fn mail(kind: MailKind, to: &str) -> NewMail {
+    let name = kind.as_str();
     NewMail {
-        message_id: format!("<{kind}.{}@test>", TicketNumber::generate()),
+        message_id: format!("<{name}.{}@test>", TicketNumber::generate()),
         kind,
         recipient: email(to),
-        subject: format!("{kind} subject"),
+        subject: format!("{name} subject"),
         body_text: "text".to_owned(),
         body_html: "<p>html</p>".to_owned(),
         attachment: None,
@@ -78,7 +80,10 @@ fn mail(kind: &'static str, to: &str) -> NewMail {
 
 async fn created(store: &dyn Store, new: &NewTicket) -> TicketNumber {
     match store
-        .create_ticket(new, &mail("acknowledgment", new.customer.email.as_str()))
+        .create_ticket(
+            new,
+            &mail(MailKind::Acknowledgment, new.customer.email.as_str()),
+        )
         .await
         .unwrap()
     {
@@ -270,7 +275,7 @@ pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
     again.number = TicketNumber::generate();
     assert_eq!(
         store
-            .create_ticket(&again, &mail("acknowledgment", "b@example.com"))
+            .create_ticket(&again, &mail(MailKind::Acknowledgment, "b@example.com"))
             .await
             .unwrap(),
         CreateOutcome::Existing {
@@ -290,7 +295,7 @@ pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
         number: newer_number,
         superseded,
     } = store
-        .create_ticket(&newer, &mail("acknowledgment", "a@example.com"))
+        .create_ticket(&newer, &mail(MailKind::Acknowledgment, "a@example.com"))
         .await
         .unwrap()
     else {
@@ -300,7 +305,7 @@ pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
     let old = store.ticket(&number).await.unwrap();
     assert_eq!(old.summary.status, TicketStatus::Superseded);
     assert_eq!(old.superseded_by, Some(newer_number.clone()));
-    assert_eq!(old.events.last().unwrap().kind, "superseded");
+    assert_eq!(old.events.last().unwrap().kind, TicketEventKind::Superseded);
 
     // An export older than one already waiting is out of date.
     let stale = ticket(
@@ -310,7 +315,7 @@ pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
     );
     assert!(matches!(
         store
-            .create_ticket(&stale, &mail("acknowledgment", "a@example.com"))
+            .create_ticket(&stale, &mail(MailKind::Acknowledgment, "a@example.com"))
             .await,
         Err(StoreError::NewerExport { ticket, serial })
             if ticket == newer_number.as_str() && serial == "SERIAL-0001"
@@ -436,7 +441,7 @@ pub async fn queue_pages_follow_a_cursor(store: &dyn Store) {
     }
     let cursor = QueueCursor {
         created_at: at(11),
-        id: 3,
+        id: TicketId(3),
     };
     assert_eq!(QueueCursor::parse(&cursor.to_param()), Some(cursor));
     assert_eq!(QueueCursor::parse("garbage"), None);
@@ -474,7 +479,7 @@ pub async fn approval_happens_once(store: &dyn Store) {
         prior_approvals: 0,
         at: at(20),
         responses: vec![response.clone()],
-        mail: mail("approval", "c@example.com"),
+        mail: mail(MailKind::Approval, "c@example.com"),
     };
     store.approve(&approval(alice)).await.unwrap();
     let second = store.approve(&approval(bob)).await;
@@ -488,7 +493,7 @@ pub async fn approval_happens_once(store: &dyn Store) {
                 detail.id,
                 bob,
                 "no",
-                &mail("rejection", "c@example.com"),
+                &mail(MailKind::Rejection, "c@example.com"),
                 1,
                 at(21)
             )
@@ -564,7 +569,7 @@ pub async fn flagged_tickets_take_two_approvals(store: &dyn Store) {
         prior_approvals: prior,
         at: at(30),
         responses: Vec::new(),
-        mail: mail("approval", "f@example.com"),
+        mail: mail(MailKind::Approval, "f@example.com"),
     };
     assert!(
         matches!(
@@ -653,7 +658,7 @@ pub async fn photo_round_trip(store: &dyn Store) {
             detail.id,
             id,
             "glare",
-            &mail("photo_request", "d@example.com"),
+            &mail(MailKind::PhotoRequest, "d@example.com"),
             1,
             at(12),
         )
@@ -688,7 +693,10 @@ pub async fn photo_round_trip(store: &dyn Store) {
         back.approvals.is_empty(),
         "approvals given on the old photo are withdrawn"
     );
-    assert_eq!(back.events.last().unwrap().kind, "approvals_withdrawn");
+    assert_eq!(
+        back.events.last().unwrap().kind,
+        TicketEventKind::ApprovalsWithdrawn
+    );
 }
 
 /// A claim is a lock: a second agent's claim is refused and names the holder; the holder
@@ -751,7 +759,7 @@ pub async fn decisions_are_made_on_the_evidence_seen(store: &dyn Store) {
             id,
             alice,
             "",
-            &mail("photo_request", "v@example.com"),
+            &mail(MailKind::PhotoRequest, "v@example.com"),
             1,
             at(11),
         )
@@ -771,7 +779,7 @@ pub async fn decisions_are_made_on_the_evidence_seen(store: &dyn Store) {
         prior_approvals: 0,
         at: at(13),
         responses: Vec::new(),
-        mail: mail("approval", "v@example.com"),
+        mail: mail(MailKind::Approval, "v@example.com"),
     };
     let first = FirstApproval {
         ticket_id: id,
@@ -781,8 +789,8 @@ pub async fn decisions_are_made_on_the_evidence_seen(store: &dyn Store) {
         note: String::new(),
         at: at(13),
     };
-    let rejection = mail("rejection", "v@example.com");
-    let request = mail("photo_request", "v@example.com");
+    let rejection = mail(MailKind::Rejection, "v@example.com");
+    let request = mail(MailKind::PhotoRequest, "v@example.com");
     assert!(matches!(
         store.approve(&approval).await,
         Err(StoreError::EvidenceChanged)
@@ -881,7 +889,7 @@ pub async fn outbox_leases_retries_and_dead_letters(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.mail_counts().await.unwrap(), (0, 0, 1));
     let detail = store.ticket(&number).await.unwrap();
-    assert_eq!(detail.mails[0].status, "dead");
+    assert_eq!(detail.mails[0].status, OutboxStatus::Dead);
     assert_eq!(detail.mails[0].last_error.as_deref(), Some("still refused"));
     store
         .retry_mail(detail.id, detail.mails[0].id, id, at(300))
@@ -933,12 +941,12 @@ pub async fn a_batch_of_sent_mail_is_recorded_as_each_one(store: &dyn Store) {
     assert_eq!(store.mail_counts().await.unwrap(), (0, 5, 0));
     for number in &numbers {
         let detail = store.ticket(number).await.unwrap();
-        assert_eq!(detail.mails[0].status, "sent");
+        assert_eq!(detail.mails[0].status, OutboxStatus::Sent);
         assert_eq!(
             detail
                 .events
                 .iter()
-                .filter(|e| e.kind == "mail_sent")
+                .filter(|e| e.kind == TicketEventKind::MailSent)
                 .count(),
             1,
             "{number}"
@@ -1234,7 +1242,7 @@ fn response_mail(to: &str, key: &str) -> NewMail {
             media_type: "application/xml".to_owned(),
             bytes: format!("<Signature>{key}</Signature>").into_bytes(),
         }),
-        ..mail("approval", to)
+        ..mail(MailKind::Approval, to)
     }
 }
 
@@ -1357,7 +1365,7 @@ pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store)
     let ack = after
         .mails
         .iter()
-        .find(|m| m.kind == "acknowledgment")
+        .find(|m| m.kind == MailKind::Acknowledgment)
         .unwrap();
     assert!(matches!(
         store
@@ -1420,7 +1428,7 @@ pub async fn access_codes_work_once_within_their_limits(store: &dyn Store) {
         ticket_id,
         code_hash: hash.to_owned(),
         expires_at: now.plus_seconds(900),
-        mail: mail("access_code", "ana@example.com"),
+        mail: mail(MailKind::AccessCode, "ana@example.com"),
         now,
     };
     let (pending_before, ..) = store.mail_counts().await.unwrap();
@@ -1512,7 +1520,7 @@ pub async fn access_codes_work_once_within_their_limits(store: &dyn Store) {
     let shown: Vec<_> = detail
         .events
         .iter()
-        .filter(|e| e.kind == "response_shown")
+        .filter(|e| e.kind == TicketEventKind::ResponseShown)
         .collect();
     assert_eq!(shown.len(), 1);
     let audited = store
@@ -1564,7 +1572,7 @@ pub async fn codes_asked_for_at_once_are_three_and_one_live(store: &dyn Store) {
             ticket_id,
             code_hash: format!("hash-{i}"),
             expires_at: at(10).plus_seconds(900),
-            mail: mail("access_code", "ana@example.com"),
+            mail: mail(MailKind::AccessCode, "ana@example.com"),
             now: at(10),
         };
         store
@@ -1692,7 +1700,7 @@ pub async fn customer_feedback_is_noted_up_to_a_limit(store: &dyn Store) {
     let notes: Vec<_> = detail
         .events
         .iter()
-        .filter(|e| e.kind == "customer_feedback")
+        .filter(|e| e.kind == TicketEventKind::CustomerFeedback)
         .collect();
     assert_eq!(notes.len(), 3);
     assert!(
@@ -1726,7 +1734,7 @@ pub async fn a_repeat_request_names_the_earlier_approval(store: &dyn Store) {
             prior_approvals: 0,
             at: at(20),
             responses: Vec::new(),
-            mail: mail("approval", "ana@example.com"),
+            mail: mail(MailKind::Approval, "ana@example.com"),
         })
         .await
         .unwrap();
@@ -2100,7 +2108,7 @@ pub async fn a_refused_approval_is_recorded(store: &dyn Store) {
     assert_eq!(audit.len(), 1);
     assert_eq!(
         (audit[0].ticket_id, audit[0].detail.as_str()),
-        (Some(detail.id), "her own address")
+        (Some(detail.id.0), "her own address")
     );
 }
 
@@ -2168,7 +2176,7 @@ pub async fn the_status_link_goes_again_at_most_once_an_hour(store: &dyn Store) 
     let id = store.ticket(&number).await.unwrap().id;
     let stranger = email("stranger@example.net");
     let resend = async |now| {
-        let to_owner = mail("link_resent", "owner@example.com");
+        let to_owner = mail(MailKind::LinkResent, "owner@example.com");
         store
             .resend_status_link(id, &stranger, &to_owner, now, 3600)
             .await
@@ -2179,7 +2187,7 @@ pub async fn the_status_link_goes_again_at_most_once_an_hour(store: &dyn Store) 
     assert!(resend(at(20 + 3600)).await, "an hour later");
     assert_eq!(store.mail_counts().await.unwrap(), (3, 0, 0), "ack + 2");
     // Only to the ticket's own address: a mail for another one is not queued.
-    let elsewhere = mail("link_resent", "someone@example.com");
+    let elsewhere = mail(MailKind::LinkResent, "someone@example.com");
     assert!(
         !store
             .resend_status_link(id, &stranger, &elsewhere, at(99_999), 3600)
@@ -2190,7 +2198,7 @@ pub async fn the_status_link_goes_again_at_most_once_an_hour(store: &dyn Store) 
     let resent: Vec<_> = detail
         .events
         .iter()
-        .filter(|e| e.kind == "link_resent")
+        .filter(|e| e.kind == TicketEventKind::LinkResent)
         .collect();
     assert_eq!(resent.len(), 2);
     assert!(resent[0].detail.contains("stranger@example.net"));
@@ -2218,7 +2226,7 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
         },
         from: email(from),
         to: email(to),
-        acknowledgment: mail("acknowledgment", to),
+        acknowledgment: mail(MailKind::Acknowledgment, to),
         at: at_,
     };
     assert_eq!(
@@ -2259,7 +2267,7 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
     let changes: Vec<_> = detail
         .events
         .iter()
-        .filter(|e| e.kind == "address_corrected")
+        .filter(|e| e.kind == TicketEventKind::AddressCorrected)
         .map(|e| (e.actor.as_str(), e.detail.as_str()))
         .collect();
     assert_eq!(
@@ -2321,7 +2329,7 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
             id,
             alice,
             "no",
-            &mail("rejection", "fatima@gmail.com"),
+            &mail(MailKind::Rejection, "fatima@gmail.com"),
             seen,
             at(25),
         )
@@ -2365,11 +2373,11 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
             by: AddressChanger::Agent {
                 by: bob,
                 flag: "bob changed the address".to_owned(),
-                notice: Box::new(mail("address_changed", "owner@example.org")),
+                notice: Box::new(mail(MailKind::AddressChanged, "owner@example.org")),
             },
             from: email("owner@example.org"),
             to: email("owner@example.com"),
-            acknowledgment: mail("acknowledgment", "owner@example.com"),
+            acknowledgment: mail(MailKind::Acknowledgment, "owner@example.com"),
             at: at(30),
         })
         .await
@@ -2394,12 +2402,12 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
         detail
             .events
             .iter()
-            .any(|e| e.kind == "approvals_withdrawn")
+            .any(|e| e.kind == TicketEventKind::ApprovalsWithdrawn)
     );
     let changed = detail
         .events
         .iter()
-        .find(|e| e.kind == "address_corrected")
+        .find(|e| e.kind == TicketEventKind::AddressCorrected)
         .unwrap();
     assert_eq!(changed.actor, "bob@vendor.test");
     assert!(
@@ -2428,7 +2436,7 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
         prior_approvals: 0,
         at: at(40),
         responses: Vec::new(),
-        mail: mail("approval", "owner@example.org"),
+        mail: mail(MailKind::Approval, "owner@example.org"),
     };
     match store.approve(&stale).await {
         Err(StoreError::Conflict(Conflict::AddressChanged)) => {}

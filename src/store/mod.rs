@@ -184,6 +184,13 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError>
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UserId(pub i64);
 
+/// A ticket's row id (`tickets.id`): internal, unlike its [`TicketNumber`], which the
+/// customer sees. A type of its own so it cannot be passed where a mail's, a user's or
+/// a reason's id is meant. Bound and read as the INTEGER it is stored as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct TicketId(pub i64);
+
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: UserId,
@@ -499,11 +506,86 @@ pub struct Customer {
     pub language: Lang,
 }
 
+/// The kinds of message, as the outbox's `kind` column names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    Acknowledgment,
+    /// The response: typed keys and the signed file. Its parts are emptied once it is
+    /// delivered or dead (`store::sql::outbox`), so a dead one is signed again to retry it.
+    Approval,
+    Rejection,
+    PhotoRequest,
+    /// A one-time code: emptied once delivered or dead; never sent twice.
+    AccessCode,
+    /// The status link again, to the ticket's own address, when someone else sent its
+    /// export.
+    LinkResent,
+    /// The notice to the old address that an agent changed the ticket's address.
+    AddressChanged,
+}
+
+impl MailKind {
+    /// The kind's name in `outbox.kind`; `secret_mail_kinds!` (store/sql/mod.rs) spells
+    /// `Approval` and `AccessCode` in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acknowledgment => "acknowledgment",
+            Self::Approval => "approval",
+            Self::Rejection => "rejection",
+            Self::PhotoRequest => "photo_request",
+            Self::AccessCode => "access_code",
+            Self::LinkResent => "link_resent",
+            Self::AddressChanged => "address_changed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Acknowledgment,
+            Self::Approval,
+            Self::Rejection,
+            Self::PhotoRequest,
+            Self::AccessCode,
+            Self::LinkResent,
+            Self::AddressChanged,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == raw)
+    }
+}
+
+/// Where an outbox message stands (`outbox.status`, checked by the table: migration 0001).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Waiting for its next attempt, or leased by a worker.
+    Pending,
+    /// Accepted by the relay.
+    Sent,
+    /// Out of attempts; an agent may retry it.
+    Dead,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Pending, Self::Sent, Self::Dead]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
 /// A mail to send, rendered and ready.
 #[derive(Debug, Clone)]
 pub struct NewMail {
     pub message_id: String,
-    pub kind: &'static str,
+    pub kind: MailKind,
     pub recipient: EmailAddress,
     pub subject: String,
     pub body_text: String,
@@ -550,7 +632,7 @@ pub enum CreateOutcome {
 #[derive(Debug, Clone)]
 pub struct TicketSummary {
     /// The row id: internal, for paging only.
-    pub id: i64,
+    pub id: TicketId,
     pub number: TicketNumber,
     pub status: TicketStatus,
     pub created_at: Timestamp,
@@ -567,15 +649,105 @@ pub struct TicketSummary {
 pub struct TicketEvent {
     pub at: Timestamp,
     pub actor: String,
-    pub kind: String,
+    pub kind: TicketEventKind,
     pub detail: String,
+}
+
+/// What happened to a ticket, as its history (`ticket_events.kind`) names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketEventKind {
+    Submitted,
+    /// This ticket replaced older open tickets for the same devices.
+    Supersedes,
+    /// A newer ticket for the same devices replaced this one.
+    Superseded,
+    Claimed,
+    /// The first of the two approvals a flagged ticket needs.
+    ApprovedFirst,
+    Approved,
+    ApprovalRefused,
+    Rejected,
+    PhotoRequested,
+    PhotoReplaced,
+    MailRetried,
+    /// The relay accepted a mail of the ticket; the detail names its kind.
+    MailSent,
+    CodeSent,
+    CodeLocked,
+    ResponseShown,
+    CustomerFeedback,
+    LinkResent,
+    ApprovalsWithdrawn,
+    AddressCorrected,
+    /// A kind this build does not write: one an older build wrote (`mail_handed_off`,
+    /// since renamed) or a newer replica writes during a rolling upgrade. The history
+    /// is only shown, never decided on, so such a row is shown as stored rather than
+    /// failing the ticket's page and API answer the way an unknown status would.
+    Other(String),
+}
+
+impl TicketEventKind {
+    const KNOWN: [Self; 19] = [
+        Self::Submitted,
+        Self::Supersedes,
+        Self::Superseded,
+        Self::Claimed,
+        Self::ApprovedFirst,
+        Self::Approved,
+        Self::ApprovalRefused,
+        Self::Rejected,
+        Self::PhotoRequested,
+        Self::PhotoReplaced,
+        Self::MailRetried,
+        Self::MailSent,
+        Self::CodeSent,
+        Self::CodeLocked,
+        Self::ResponseShown,
+        Self::CustomerFeedback,
+        Self::LinkResent,
+        Self::ApprovalsWithdrawn,
+        Self::AddressCorrected,
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Submitted => "submitted",
+            Self::Supersedes => "supersedes",
+            Self::Superseded => "superseded",
+            Self::Claimed => "claimed",
+            Self::ApprovedFirst => "approved_first",
+            Self::Approved => "approved",
+            Self::ApprovalRefused => "approval_refused",
+            Self::Rejected => "rejected",
+            Self::PhotoRequested => "photo_requested",
+            Self::PhotoReplaced => "photo_replaced",
+            Self::MailRetried => "mail_retried",
+            Self::MailSent => "mail_sent",
+            Self::CodeSent => "code_sent",
+            Self::CodeLocked => "code_locked",
+            Self::ResponseShown => "response_shown",
+            Self::CustomerFeedback => "customer_feedback",
+            Self::LinkResent => "link_resent",
+            Self::ApprovalsWithdrawn => "approvals_withdrawn",
+            Self::AddressCorrected => "address_corrected",
+            Self::Other(raw) => raw,
+        }
+    }
+
+    /// The kind a stored row names; never fails (see `Other`).
+    pub fn parse(raw: &str) -> Self {
+        Self::KNOWN
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+            .unwrap_or_else(|| Self::Other(raw.to_owned()))
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct MailStatus {
     pub id: i64,
-    pub kind: String,
-    pub status: String,
+    pub kind: MailKind,
+    pub status: OutboxStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub sent_at: Option<Timestamp>,
@@ -584,7 +756,7 @@ pub struct MailStatus {
 /// Everything about one ticket, for the agent's ticket page and the approval.
 #[derive(Debug, Clone)]
 pub struct TicketDetail {
-    pub id: i64,
+    pub id: TicketId,
     pub summary: TicketSummary,
     pub customer: Customer,
     pub export_form: ExportForm,
@@ -611,7 +783,7 @@ pub struct TicketDetail {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueCursor {
     pub created_at: Timestamp,
-    pub id: i64,
+    pub id: TicketId,
 }
 
 impl QueueCursor {
@@ -625,14 +797,14 @@ impl QueueCursor {
 
     /// As it travels in a link: `<unix seconds>.<id>`.
     pub fn to_param(self) -> String {
-        format!("{}.{}", self.created_at.unix_seconds(), self.id)
+        format!("{}.{}", self.created_at.unix_seconds(), self.id.0)
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
         let (seconds, id) = raw.split_once('.')?;
         Some(Self {
             created_at: Timestamp::from_unix_seconds(seconds.parse().ok()?).ok()?,
-            id: id.parse().ok()?,
+            id: TicketId(id.parse().ok()?),
         })
     }
 }
@@ -650,7 +822,7 @@ pub struct QueueFilter {
 /// What an approval writes, all in one transaction.
 #[derive(Debug, Clone)]
 pub struct Approval {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     pub by: UserId,
     pub as_role: Role,
     pub note: String,
@@ -669,7 +841,7 @@ pub struct Approval {
 /// challenges, still live) and the mail rendered from the new responses.
 #[derive(Debug, Clone)]
 pub struct ResentApproval {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     /// The dead mail's row.
     pub mail_id: i64,
     pub by: UserId,
@@ -681,7 +853,7 @@ pub struct ResentApproval {
 /// The first of two approvals a flagged ticket needs: recorded, nothing signed.
 #[derive(Debug, Clone)]
 pub struct FirstApproval {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     pub by: UserId,
     pub as_role: Role,
     pub note: String,
@@ -714,7 +886,7 @@ pub struct NewSession {
 /// A one-time code for the status page, with the mail that carries it to the customer.
 #[derive(Debug, Clone)]
 pub struct NewAccessCode {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     /// The code's HMAC under the desk secret; the code itself is never stored.
     pub code_hash: String,
     pub expires_at: Timestamp,
@@ -758,7 +930,7 @@ pub enum AddressChanger {
 /// link) for the new address, all written in one transaction.
 #[derive(Debug, Clone)]
 pub struct AddressChange {
-    pub ticket_id: i64,
+    pub ticket_id: TicketId,
     pub by: AddressChanger,
     /// The address the change was decided on: a ticket whose address changed meanwhile
     /// is left alone.
@@ -983,7 +1155,7 @@ pub trait TicketStore: Send + Sync + 'static {
     /// take-over, audited with whom it was taken from).
     async fn claim(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         user: UserId,
         take_over: bool,
         now: Timestamp,
@@ -1025,7 +1197,7 @@ pub trait IntakeStore: Send + Sync + 'static {
     /// [`BLOBS_PER_QUERY`] names at a time.
     async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>>;
     /// The blob of a ticket's current label photo, read from the primary.
-    async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String>;
+    async fn label_blob_of(&self, ticket_id: TicketId) -> StoreResult<String>;
     /// Counts an intake request in each of `hits`' buckets, unless one of them already
     /// holds its limit of requests in the `window_secs` before `at`: then nothing is
     /// counted. Counting and checking are one transaction holding the buckets' locks (as
@@ -1052,7 +1224,7 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// ticket and was refused, and why.
     async fn record_refused_approval(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         reason: &str,
         now: Timestamp,
@@ -1061,7 +1233,7 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// and queues the customer's mail.
     async fn reject(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         reason: &str,
         mail: &NewMail,
@@ -1072,7 +1244,7 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// still `evidence_version`: the ticket waits until it arrives.
     async fn request_photo(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         note: &str,
         mail: &NewMail,
@@ -1083,7 +1255,7 @@ pub trait DecisionStore: Send + Sync + 'static {
     /// secret parts were emptied when it died (`Conflict`).
     async fn retry_mail(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         mail_id: i64,
         by: UserId,
         now: Timestamp,
@@ -1104,7 +1276,7 @@ pub trait CustomerStore: Send + Sync + 'static {
     /// the evidence version grows by one. Returns the blob of the photo it replaced.
     async fn replace_label_photo(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         blob: &str,
         media_type: &str,
         now: Timestamp,
@@ -1120,7 +1292,7 @@ pub trait CustomerStore: Send + Sync + 'static {
     /// recorded in the ticket's history and the audit log.
     async fn redeem_access_code(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         code_hash: &str,
         now: Timestamp,
         max_attempts: i64,
@@ -1129,7 +1301,7 @@ pub trait CustomerStore: Send + Sync + 'static {
     /// the ticket already has `max_per_ticket` such notes (`Conflict`).
     async fn record_feedback(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         detail: &str,
         max_per_ticket: i64,
         now: Timestamp,
@@ -1141,7 +1313,7 @@ pub trait CustomerStore: Send + Sync + 'static {
     /// the history and the audit log. Whether the mail was queued.
     async fn resend_status_link(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         other: &EmailAddress,
         mail: &NewMail,
         now: Timestamp,
@@ -1250,4 +1422,28 @@ impl<T> Store for T where
         + AuditStore
         + OutboxStore
 {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MailKind, OutboxStatus, TicketEventKind};
+
+    #[test]
+    fn stored_names_read_back_as_their_kinds() {
+        for kind in TicketEventKind::KNOWN {
+            assert_eq!(TicketEventKind::parse(kind.as_str()), kind);
+        }
+        for kind in [MailKind::Approval, MailKind::AddressChanged] {
+            assert_eq!(MailKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(OutboxStatus::parse("dead"), Some(OutboxStatus::Dead));
+        assert_eq!(MailKind::parse("newsletter"), None);
+    }
+
+    #[test]
+    fn a_history_kind_this_build_does_not_know_is_shown_as_stored() {
+        let kind = TicketEventKind::parse("mail_handed_off");
+        assert_eq!(kind, TicketEventKind::Other("mail_handed_off".to_owned()));
+        assert_eq!(kind.as_str(), "mail_handed_off");
+    }
 }

@@ -4,8 +4,9 @@
 use sqlx::FromRow;
 
 use super::{
-    Attachment, Customer, ExportForm, MailStatus, OutboxMessage, StoreError, StoredResponse,
-    StoredSeed, StoredSignature, TicketEvent, TicketSummary, User, UserId,
+    Attachment, Customer, ExportForm, MailKind, MailStatus, OutboxMessage, OutboxStatus,
+    StoreError, StoredResponse, StoredSeed, StoredSignature, TicketEvent, TicketEventKind,
+    TicketId, TicketSummary, User, UserId,
 };
 use crate::crypto::{KeyId, MacTag, SealKeyId, SealedSecret, Signature};
 use crate::domain::{
@@ -134,7 +135,7 @@ impl TryFrom<SummaryRow> for TicketSummary {
     type Error = StoreError;
     fn try_from(row: SummaryRow) -> Result<Self, StoreError> {
         Ok(TicketSummary {
-            id: row.id,
+            id: TicketId(row.id),
             number: parse("ticket number", &row.number, TicketNumber::parse)?,
             status: TicketStatus::parse(&row.status)
                 .ok_or_else(|| corrupt("status", &row.status))?,
@@ -331,7 +332,7 @@ impl TryFrom<EventRow> for TicketEvent {
         Ok(TicketEvent {
             at: time(row.at)?,
             actor: row.actor,
-            kind: row.kind,
+            kind: TicketEventKind::parse(&row.kind),
             detail: row.detail,
         })
     }
@@ -352,8 +353,9 @@ impl TryFrom<MailStatusRow> for MailStatus {
     fn try_from(row: MailStatusRow) -> Result<Self, StoreError> {
         Ok(MailStatus {
             id: row.id,
-            kind: row.kind,
-            status: row.status,
+            kind: MailKind::parse(&row.kind).ok_or_else(|| corrupt("mail kind", &row.kind))?,
+            status: OutboxStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("mail status", &row.status))?,
             attempts: row.attempts,
             last_error: row.last_error,
             sent_at: row.sent_at.map(time).transpose()?,

@@ -3,6 +3,7 @@
 //! ticket's history.
 
 use resetdesk::domain::TicketNumber;
+use resetdesk::store::TicketEventKind;
 
 use crate::desk_support::{
     Backend, TestApp, customer_form, export_part, file_part, label_photo, spawn_app_on,
@@ -95,7 +96,7 @@ async fn the_customer_learns_why_and_the_agents_see_the_answer(backend: Backend)
     let answers: Vec<_> = detail
         .events
         .iter()
-        .filter(|e| e.kind == "customer_feedback")
+        .filter(|e| e.kind == TicketEventKind::CustomerFeedback)
         .map(|e| e.detail.as_str())
         .collect();
     assert_eq!(answers, ["expired: tried on Monday", "wrong_key"]);

@@ -4,6 +4,7 @@
 //! key; codes are few, short-lived, used once and bounded in tries.
 
 use resetdesk::device::{self, DeviceState};
+use resetdesk::store::TicketEventKind;
 
 use crate::desk_support::{
     Backend, TestApp, customer_form, export_part, file_part, keys_in, label_photo, spawn_app_on,
@@ -151,7 +152,12 @@ async fn a_customer_whose_mail_never_came_gets_the_response_with_a_code(backend:
         .ticket(&resetdesk::domain::TicketNumber::parse(&number).unwrap())
         .await
         .unwrap();
-    assert!(detail.events.iter().any(|e| e.kind == "response_shown"));
+    assert!(
+        detail
+            .events
+            .iter()
+            .any(|e| e.kind == TicketEventKind::ResponseShown)
+    );
     let audited = app
         .desk
         .store

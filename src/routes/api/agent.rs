@@ -174,12 +174,12 @@ async fn show(
     let events: Vec<_> = ticket
         .events
         .iter()
-        .map(|e| serde_json::json!({"at": e.at, "actor": e.actor, "kind": e.kind, "detail": e.detail}))
+        .map(|e| serde_json::json!({"at": e.at, "actor": e.actor, "kind": e.kind.as_str(), "detail": e.detail}))
         .collect();
     let mails: Vec<_> = ticket
         .mails
         .iter()
-        .map(|m| serde_json::json!({"kind": m.kind, "status": m.status, "attempts": m.attempts, "last_error": m.last_error}))
+        .map(|m| serde_json::json!({"kind": m.kind.as_str(), "status": m.status.as_str(), "attempts": m.attempts, "last_error": m.last_error}))
         .collect();
     let c = &ticket.customer;
     Ok(HttpResponse::Ok()

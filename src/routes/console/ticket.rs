@@ -15,7 +15,7 @@ use crate::domain::{TicketNumber, TicketStatus, Timestamp};
 use crate::protocol::DeviceChallenge;
 use crate::review::{self, ReviewError};
 use crate::routes::{ErrorAnswer, answer_page, html, message_page};
-use crate::store::{Customer, MailStatus, TicketDetail};
+use crate::store::{Customer, MailKind, MailStatus, OutboxStatus, TicketDetail, TicketEventKind};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(ticket_view).service(label_photo);
@@ -45,8 +45,8 @@ struct CustomerRowView {
 
 struct MailRowView {
     id: i64,
-    kind: String,
-    status: String,
+    kind: &'static str,
+    status: &'static str,
     attempts: i64,
     last_error: String,
     /// What the Retry button says, when the mail is dead and can be sent again.
@@ -191,7 +191,7 @@ impl TicketPage {
             feedback: ticket
                 .events
                 .iter()
-                .filter(|e| e.kind == "customer_feedback")
+                .filter(|e| e.kind == TicketEventKind::CustomerFeedback)
                 .map(|e| e.detail.clone())
                 .collect(),
             devices: ticket
@@ -222,7 +222,7 @@ impl TicketPage {
                     (
                         e.at.to_string(),
                         e.actor.clone(),
-                        e.kind.clone(),
+                        e.kind.as_str().to_owned(),
                         e.detail.clone(),
                     )
                 })
@@ -281,17 +281,17 @@ impl MailRowView {
     fn of(m: &MailStatus) -> Self {
         Self {
             id: m.id,
-            kind: m.kind.clone(),
-            status: m.status.clone(),
+            kind: m.kind.as_str(),
+            status: m.status.as_str(),
             attempts: m.attempts,
             last_error: m.last_error.clone().unwrap_or_default(),
-            retry: match m.kind.as_str() {
-                _ if m.status != "dead" => None,
-                crate::mail::compose::kind::APPROVAL => Some("Sign again and send"),
-                crate::mail::compose::kind::ACCESS_CODE => None,
+            retry: match m.kind {
+                _ if m.status != OutboxStatus::Dead => None,
+                MailKind::Approval => Some("Sign again and send"),
+                MailKind::AccessCode => None,
                 _ => Some("Retry"),
             },
-            not_retried: (m.status == "dead" && m.kind == crate::mail::compose::kind::ACCESS_CODE)
+            not_retried: (m.status == OutboxStatus::Dead && m.kind == MailKind::AccessCode)
                 .then_some("Not sent twice: the customer asks for a new code."),
         }
     }

@@ -8,9 +8,9 @@ use sqlx::{ColumnIndex, Executor, Transaction};
 use super::{Param, SqlStore, Value, db, without_controls};
 use crate::audit::chain::AuditEntry;
 use crate::domain::Timestamp;
-use crate::store::StoreResult;
 use crate::store::dialect::Dialect;
 use crate::store::rows::{self, hex};
+use crate::store::{StoreResult, TicketId};
 
 #[async_trait]
 impl<D: Dialect> AuditStore for SqlStore<D>
@@ -101,10 +101,11 @@ where
         at: Timestamp,
         actor: &str,
         action: &str,
-        ticket_id: Option<i64>,
+        ticket_id: Option<TicketId>,
         detail: &str,
     ) -> StoreResult<()> {
-        Self::append_audits(tx, at, actor, action, &[(ticket_id, detail.to_owned())]).await
+        let entry = (ticket_id.map(|t| t.0), detail.to_owned());
+        Self::append_audits(tx, at, actor, action, &[entry]).await
     }
 
     /// Appends one audit entry per `(ticket, detail)`, in order, chained as if one by one,

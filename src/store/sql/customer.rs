@@ -12,7 +12,7 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, CodeCheck, Conflict, NewAccessCode,
-    NewMail, StoreError, StoreResult,
+    NewMail, StoreError, StoreResult, TicketEventKind, TicketId,
 };
 
 /// The lock namespace of a ticket's one-time codes ("RDAC"), keyed by the ticket's id.
@@ -37,7 +37,7 @@ where
 {
     async fn replace_label_photo(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         blob: &str,
         media_type: &str,
         now: Timestamp,
@@ -85,7 +85,15 @@ where
             }
             return Err(StoreError::Conflict(Conflict::NotAwaitingPhoto));
         }
-        Self::event(&mut tx, ticket_id, now, "customer", "photo_replaced", "").await?;
+        Self::event(
+            &mut tx,
+            ticket_id,
+            now,
+            "customer",
+            &TicketEventKind::PhotoReplaced,
+            "",
+        )
+        .await?;
         // Approvals given on the old photo judged evidence that is gone.
         let withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
             .bind(ticket_id)
@@ -101,7 +109,7 @@ where
                 ticket_id,
                 now,
                 "system",
-                "approvals_withdrawn",
+                &TicketEventKind::ApprovalsWithdrawn,
                 &note,
             )
             .await?;
@@ -117,7 +125,7 @@ where
         // READ COMMITTED, requests at the same instant on PostgreSQL each counted the
         // same free places and none saw the others' codes to retire them (30 requests
         // over 3 replicas issued 19 codes, 15 of them live at once).
-        D::lock_bucket(&mut tx, ACCESS_CODE_LOCK, &code.ticket_id.to_string()).await?;
+        D::lock_bucket(&mut tx, ACCESS_CODE_LOCK, &code.ticket_id.0.to_string()).await?;
         let recent: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM access_codes WHERE ticket_id = $1 AND created_at > $2",
         )
@@ -153,7 +161,7 @@ where
             code.ticket_id,
             code.now,
             "customer",
-            "code_sent",
+            &TicketEventKind::CodeSent,
             "a one-time code to see the response on the status page",
         )
         .await?;
@@ -172,7 +180,7 @@ where
 
     async fn redeem_access_code(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         code_hash: &str,
         now: Timestamp,
         max_attempts: i64,
@@ -206,7 +214,7 @@ where
                     ticket_id,
                     now,
                     "customer",
-                    "code_locked",
+                    &TicketEventKind::CodeLocked,
                     "too many wrong codes",
                 )
                 .await?;
@@ -227,7 +235,7 @@ where
             ticket_id,
             now,
             "customer",
-            "response_shown",
+            &TicketEventKind::ResponseShown,
             "on the status page, after a one-time code",
         )
         .await?;
@@ -246,7 +254,7 @@ where
 
     async fn record_feedback(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         detail: &str,
         max_per_ticket: i64,
         now: Timestamp,
@@ -267,7 +275,7 @@ where
             ticket_id,
             now,
             "customer",
-            "customer_feedback",
+            &TicketEventKind::CustomerFeedback,
             detail,
         )
         .await?;
@@ -276,7 +284,7 @@ where
 
     async fn resend_status_link(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         other: &EmailAddress,
         mail: &NewMail,
         now: Timestamp,
@@ -305,7 +313,15 @@ where
             "the same export came in again from another address ({other}); its status link went again to {} only",
             mail.recipient
         );
-        Self::event(&mut tx, ticket_id, now, "customer", "link_resent", &detail).await?;
+        Self::event(
+            &mut tx,
+            ticket_id,
+            now,
+            "customer",
+            &TicketEventKind::LinkResent,
+            &detail,
+        )
+        .await?;
         Self::append_audit(
             &mut tx,
             now,
@@ -427,7 +443,7 @@ where
                     change.ticket_id,
                     change.at,
                     "system",
-                    "approvals_withdrawn",
+                    &TicketEventKind::ApprovalsWithdrawn,
                     &note,
                 )
                 .await?;
@@ -442,7 +458,7 @@ where
             change.ticket_id,
             change.at,
             &actor,
-            "address_corrected",
+            &TicketEventKind::AddressCorrected,
             &detail,
         )
         .await?;

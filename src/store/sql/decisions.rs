@@ -11,7 +11,8 @@ use crate::domain::{Role, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{self, hex};
 use crate::store::{
-    Approval, Conflict, FirstApproval, NewMail, ResentApproval, StoreError, StoreResult, UserId,
+    Approval, Conflict, FirstApproval, NewMail, ResentApproval, StoreError, StoreResult,
+    TicketEventKind, TicketId, UserId,
 };
 
 #[async_trait]
@@ -115,7 +116,7 @@ where
             approval.ticket_id,
             approval.at,
             &email,
-            "approved",
+            &TicketEventKind::Approved,
             &detail,
         )
         .await?;
@@ -185,7 +186,7 @@ where
             ticket_id: approval.ticket_id,
             by: approval.by,
             at: approval.at,
-            event: "approved_first",
+            event: TicketEventKind::ApprovedFirst,
             action: "approve_first",
             detail: &detail,
         };
@@ -194,7 +195,7 @@ where
 
     async fn record_refused_approval(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         reason: &str,
         now: Timestamp,
@@ -204,7 +205,7 @@ where
             ticket_id,
             by,
             at: now,
-            event: "approval_refused",
+            event: TicketEventKind::ApprovalRefused,
             action: "approve_refused",
             detail: reason,
         };
@@ -213,7 +214,7 @@ where
 
     async fn reject(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         reason: &str,
         mail: &NewMail,
@@ -242,7 +243,7 @@ where
             ticket_id,
             by,
             at: now,
-            event: "rejected",
+            event: TicketEventKind::Rejected,
             action: "reject",
             detail: reason,
         };
@@ -251,7 +252,7 @@ where
 
     async fn request_photo(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         note: &str,
         mail: &NewMail,
@@ -277,7 +278,7 @@ where
             ticket_id,
             by,
             at: now,
-            event: "photo_requested",
+            event: TicketEventKind::PhotoRequested,
             action: "request_photo",
             detail: note,
         };
@@ -286,7 +287,7 @@ where
 
     async fn retry_mail(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         mail_id: i64,
         by: UserId,
         now: Timestamp,
@@ -309,7 +310,15 @@ where
         };
         let email = Self::user_email(&mut tx, by).await?;
         let detail = format!("{kind} mail {mail_id}");
-        Self::event(&mut tx, ticket_id, now, &email, "mail_retried", &detail).await?;
+        Self::event(
+            &mut tx,
+            ticket_id,
+            now,
+            &email,
+            &TicketEventKind::MailRetried,
+            &detail,
+        )
+        .await?;
         Self::append_audit(&mut tx, now, &email, "mail_retry", Some(ticket_id), &detail).await?;
         tx.commit().await.map_err(db)
     }
@@ -381,7 +390,7 @@ where
             resend.ticket_id,
             at,
             &email,
-            "mail_retried",
+            &TicketEventKind::MailRetried,
             &detail,
         )
         .await?;
@@ -416,7 +425,7 @@ where
 {
     pub(super) async fn insert_approval(
         tx: &mut Transaction<'static, D>,
-        ticket_id: i64,
+        ticket_id: TicketId,
         by: UserId,
         as_role: Role,
         note: &str,
@@ -446,7 +455,7 @@ where
     /// evidence changed under it, or the ticket was decided meanwhile.
     pub(super) async fn decision_conflict(
         tx: &mut Transaction<'static, D>,
-        ticket_id: i64,
+        ticket_id: TicketId,
         seen: i64,
     ) -> StoreError {
         let row: Result<(String, i64), _> =
@@ -469,7 +478,7 @@ where
     /// Explains why a decision found the ticket no longer open.
     pub(super) async fn decided_conflict(
         tx: &mut Transaction<'static, D>,
-        ticket_id: i64,
+        ticket_id: TicketId,
     ) -> StoreError {
         let row: Result<(String, Option<String>), _> = sqlx::query_as(
             "SELECT t.status, u.email FROM tickets t LEFT JOIN users u ON u.id = t.decided_by WHERE t.id = $1",

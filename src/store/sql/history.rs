@@ -5,7 +5,7 @@ use sqlx::{ColumnIndex, Executor, Transaction};
 use super::{Param, SqlStore, Step, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
-use crate::store::{NewMail, StoreResult};
+use crate::store::{NewMail, StoreResult, TicketEventKind, TicketId};
 
 impl<D: Dialect> SqlStore<D>
 where
@@ -25,10 +25,10 @@ where
 {
     pub(super) async fn event(
         tx: &mut Transaction<'static, D>,
-        ticket_id: i64,
+        ticket_id: TicketId,
         at: Timestamp,
         actor: &str,
-        kind: &str,
+        kind: &TicketEventKind,
         detail: &str,
     ) -> StoreResult<()> {
         sqlx::query(
@@ -37,7 +37,7 @@ where
         .bind(ticket_id)
         .bind(at.unix_seconds())
         .bind(actor)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(detail)
         .execute(&mut **tx)
         .await
@@ -58,7 +58,7 @@ where
             step.ticket_id,
             step.at,
             &email,
-            step.event,
+            &step.event,
             step.detail,
         )
         .await?;

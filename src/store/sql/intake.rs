@@ -10,7 +10,7 @@ use super::{Param, SqlStore, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
-use crate::store::{IntakeHit, IntakeReservation, StoreError, StoreResult};
+use crate::store::{IntakeHit, IntakeReservation, StoreError, StoreResult, TicketId};
 
 /// A lock namespace of its own per intake bucket ("RDIA", "RDIS").
 fn intake_lock_class(bucket: crate::store::IntakeBucket) -> i32 {
@@ -141,7 +141,7 @@ where
         Ok(owned)
     }
 
-    async fn label_blob_of(&self, ticket_id: i64) -> StoreResult<String> {
+    async fn label_blob_of(&self, ticket_id: TicketId) -> StoreResult<String> {
         sqlx::query_scalar("SELECT label_blob FROM tickets WHERE id = $1")
             .bind(ticket_id)
             .fetch_optional(self.writer())

@@ -37,7 +37,7 @@ macro_rules! user_select {
 }
 
 /// The kinds of mail whose parts carry a secret: the response mail (typed keys and the
-/// signed file) and the one-time code mail (`mail::compose::kind`). Their text, HTML
+/// signed file) and the one-time code mail (`MailKind::Approval`, `MailKind::AccessCode`). Their text, HTML
 /// and attachment are kept only while they wait to be sent: emptied once delivered or
 /// dead.
 macro_rules! secret_mail_kinds {
@@ -62,7 +62,7 @@ mod users;
 use sqlx::{Database, Decode, Encode, Pool, Transaction, Type};
 
 use super::dialect::Dialect;
-use super::{StoreError, StoreResult, UserId};
+use super::{StoreError, StoreResult, TicketEventKind, TicketId, UserId};
 use crate::domain::Timestamp;
 
 /// A type the store binds as a parameter and reads back from a column.
@@ -117,10 +117,28 @@ fn without_controls(text: &str) -> String {
 
 /// An agent's step on a ticket, as the history and the audit log record it.
 struct Step<'a> {
-    ticket_id: i64,
+    ticket_id: TicketId,
     by: UserId,
     at: Timestamp,
-    event: &'static str,
+    event: TicketEventKind,
     action: &'static str,
     detail: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::MailKind;
+
+    /// The SQL spells the secret kinds itself; they must stay the enum's names.
+    #[test]
+    fn secret_mail_kinds_are_the_enums_names() {
+        assert_eq!(
+            secret_mail_kinds!(),
+            format!(
+                "('{}', '{}')",
+                MailKind::Approval.as_str(),
+                MailKind::AccessCode.as_str()
+            )
+        );
+    }
 }

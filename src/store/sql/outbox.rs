@@ -10,7 +10,7 @@ use super::{Param, SqlStore, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
 use crate::store::rows::OutboxRow;
-use crate::store::{NewMail, OutboxMessage, StoreResult};
+use crate::store::{NewMail, OutboxMessage, StoreResult, TicketEventKind, TicketId};
 
 #[async_trait]
 impl<D: Dialect> OutboxStore for SqlStore<D>
@@ -98,7 +98,7 @@ where
                 row.push_bind(ticket_id)
                     .push_bind(now.unix_seconds())
                     .push_bind("mailer")
-                    .push_bind("mail_sent")
+                    .push_bind(TicketEventKind::MailSent.as_str())
                     .push_bind(kind);
             });
             insert.build().execute(&mut *tx).await.map_err(db)?;
@@ -173,7 +173,7 @@ where
 {
     pub(super) async fn enqueue(
         tx: &mut Transaction<'static, D>,
-        ticket_id: Option<i64>,
+        ticket_id: Option<TicketId>,
         mail: &NewMail,
         now: Timestamp,
     ) -> StoreResult<()> {
@@ -184,8 +184,8 @@ where
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $12)",
         )
         .bind(&mail.message_id)
-        .bind(ticket_id)
-        .bind(mail.kind)
+        .bind(ticket_id.map(|t| t.0))
+        .bind(mail.kind.as_str())
         .bind(mail.recipient.as_str())
         .bind(&mail.subject)
         .bind(&mail.body_text)

@@ -14,7 +14,7 @@ use crate::store::rows::{
 };
 use crate::store::{
     Conflict, CreateOutcome, NewMail, NewTicket, QueueFilter, StoreError, StoreResult,
-    TicketDetail, TicketSummary, UserId,
+    TicketDetail, TicketEventKind, TicketId, TicketSummary, UserId,
 };
 
 // The queue, oldest first, a page at a time after a (created_at, id) cursor. The hot
@@ -98,7 +98,7 @@ where
         let search = cleaned.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let (after_time, after_id) = filter
             .after
-            .map_or((-1, 0), |c| (c.created_at.unix_seconds(), c.id));
+            .map_or((-1, 0), |c| (c.created_at.unix_seconds(), c.id.0));
         let limit = filter.limit.clamp(1, 500);
         let query = match (search, filter.status) {
             (None, Some(status)) => sqlx::query_as(QUEUE_BY_STATUS)
@@ -197,7 +197,7 @@ where
             .await
             .map_err(db)?;
         Ok(TicketDetail {
-            id: row.id,
+            id: TicketId(row.id),
             summary: summary.try_into()?,
             customer: row.customer()?,
             export_form: row.export_form()?,
@@ -234,7 +234,7 @@ where
 
     async fn claim(
         &self,
-        ticket_id: i64,
+        ticket_id: TicketId,
         user: UserId,
         take_over: bool,
         now: Timestamp,
@@ -294,7 +294,7 @@ where
             ticket_id,
             by: user,
             at: now,
-            event: "claimed",
+            event: TicketEventKind::Claimed,
             action: if taken_from.is_some() {
                 "claim.taken_over"
             } else {
@@ -422,7 +422,7 @@ where
             }
         }
         let c = &ticket.customer;
-        let id: i64 = sqlx::query_scalar(
+        let id: TicketId = sqlx::query_scalar(
             "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
                                   customer_company, customer_country, customer_role, purchase_channel, export_form,
                                   export_blob, label_blob, label_media_type, flags, created_at, updated_at, repeat_of,
@@ -481,7 +481,7 @@ where
         }
         let mut superseded = Vec::new();
         for device in &ticket.devices {
-            let older: Vec<(i64, String)> = sqlx::query_as(
+            let older: Vec<(TicketId, String)> = sqlx::query_as(
                 "SELECT DISTINCT t.id, t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
                  WHERE d.serial = $1 AND t.id != $2 AND t.status IN ('open', 'awaiting_photo')",
             )
@@ -510,12 +510,28 @@ where
                     "replaced by {} (a newer export from {})",
                     ticket.number, device.identity.serial
                 );
-                Self::event(&mut tx, old_id, now, "customer", "superseded", &note).await?;
+                Self::event(
+                    &mut tx,
+                    old_id,
+                    now,
+                    "customer",
+                    &TicketEventKind::Superseded,
+                    &note,
+                )
+                .await?;
                 let note = format!(
                     "replaces {old_number} (an older export from {})",
                     device.identity.serial
                 );
-                Self::event(&mut tx, id, now, "customer", "supersedes", &note).await?;
+                Self::event(
+                    &mut tx,
+                    id,
+                    now,
+                    "customer",
+                    &TicketEventKind::Supersedes,
+                    &note,
+                )
+                .await?;
                 superseded.push(
                     TicketNumber::parse(&old_number)
                         .map_err(|_| rows::corrupt("ticket number", old_number))?,
@@ -527,7 +543,15 @@ where
             ticket.devices.len(),
             ticket.export_form.as_str()
         );
-        Self::event(&mut tx, id, now, "customer", "submitted", &detail).await?;
+        Self::event(
+            &mut tx,
+            id,
+            now,
+            "customer",
+            &TicketEventKind::Submitted,
+            &detail,
+        )
+        .await?;
         Self::enqueue(&mut tx, Some(id), acknowledgment, now).await?;
         tx.commit().await.map_err(db)?;
         Ok(CreateOutcome::Created {
