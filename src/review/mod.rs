@@ -13,8 +13,8 @@ use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, respond, response};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, FirstApproval,
-    MailKind, NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail, TicketEventKind,
-    User,
+    MailKind, MailedDecision, NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail,
+    TicketEventKind, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -381,14 +381,14 @@ pub async fn reject(
     )
     .map_err(ReviewError::internal)?;
     desk.store
-        .reject(
-            ticket.id,
-            user.id,
-            reason.as_str(),
-            &mail,
+        .reject(&MailedDecision {
+            ticket_id: ticket.id,
+            by: user.id,
+            text: reason.as_str(),
+            mail: &mail,
             evidence_version,
-            desk.clock.now(),
-        )
+            at: desk.clock.now(),
+        })
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
     desk.mail_queued.notify_one();
@@ -426,14 +426,14 @@ pub async fn request_photo(
     )
     .map_err(ReviewError::internal)?;
     desk.store
-        .request_photo(
-            ticket.id,
-            user.id,
-            note,
-            &mail,
+        .request_photo(&MailedDecision {
+            ticket_id: ticket.id,
+            by: user.id,
+            text: note,
+            mail: &mail,
             evidence_version,
-            desk.clock.now(),
-        )
+            at: desk.clock.now(),
+        })
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
     desk.mail_queued.notify_one();

@@ -11,10 +11,10 @@ use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck, Conflict,
     CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit,
-    IntakeReservation, LoginAttempt, LoginLimits, LoginReservation, MailKind, NewAccessCode,
-    NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, QueueCursor, QueueFilter,
-    ResentApproval, SessionStage, Store, StoreError, StoredResponse, StoredSeed, StoredSignature,
-    TicketEventKind, TicketId, TokenScope, UserId,
+    IntakeReservation, LoginAttempt, LoginLimits, LoginReservation, MailKind, MailedDecision,
+    NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, QueueCursor,
+    QueueFilter, ResentApproval, SessionStage, Store, StoreError, StoredResponse, StoredSeed,
+    StoredSignature, TicketEventKind, TicketId, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -489,14 +489,14 @@ pub async fn approval_happens_once(store: &dyn Store) {
     );
     assert!(matches!(
         store
-            .reject(
-                detail.id,
-                bob,
-                "no",
-                &mail(MailKind::Rejection, "c@example.com"),
-                1,
-                at(21)
-            )
+            .reject(&MailedDecision {
+                ticket_id: detail.id,
+                by: bob,
+                text: "no",
+                mail: &mail(MailKind::Rejection, "c@example.com"),
+                evidence_version: 1,
+                at: at(21)
+            })
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -654,14 +654,14 @@ pub async fn photo_round_trip(store: &dyn Store) {
     };
     store.add_first_approval(&first).await.unwrap();
     store
-        .request_photo(
-            detail.id,
-            id,
-            "glare",
-            &mail(MailKind::PhotoRequest, "d@example.com"),
-            1,
-            at(12),
-        )
+        .request_photo(&MailedDecision {
+            ticket_id: detail.id,
+            by: id,
+            text: "glare",
+            mail: &mail(MailKind::PhotoRequest, "d@example.com"),
+            evidence_version: 1,
+            at: at(12),
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -755,14 +755,14 @@ pub async fn decisions_are_made_on_the_evidence_seen(store: &dyn Store) {
     let id = store.ticket(&number).await.unwrap().id;
     assert_eq!(store.ticket(&number).await.unwrap().evidence_version, 1);
     store
-        .request_photo(
-            id,
-            alice,
-            "",
-            &mail(MailKind::PhotoRequest, "v@example.com"),
-            1,
-            at(11),
-        )
+        .request_photo(&MailedDecision {
+            ticket_id: id,
+            by: alice,
+            text: "",
+            mail: &mail(MailKind::PhotoRequest, "v@example.com"),
+            evidence_version: 1,
+            at: at(11),
+        })
         .await
         .unwrap();
     store
@@ -800,12 +800,28 @@ pub async fn decisions_are_made_on_the_evidence_seen(store: &dyn Store) {
         Err(StoreError::EvidenceChanged)
     ));
     assert!(matches!(
-        store.reject(id, alice, "no", &rejection, 1, at(13)).await,
+        store
+            .reject(&MailedDecision {
+                ticket_id: id,
+                by: alice,
+                text: "no",
+                mail: &rejection,
+                evidence_version: 1,
+                at: at(13)
+            })
+            .await,
         Err(StoreError::EvidenceChanged)
     ));
     assert!(matches!(
         store
-            .request_photo(id, alice, "", &request, 1, at(13))
+            .request_photo(&MailedDecision {
+                ticket_id: id,
+                by: alice,
+                text: "",
+                mail: &request,
+                evidence_version: 1,
+                at: at(13)
+            })
             .await,
         Err(StoreError::EvidenceChanged)
     ));
@@ -815,11 +831,25 @@ pub async fn decisions_are_made_on_the_evidence_seen(store: &dyn Store) {
 
     // On the version shown now: asked for a photo again, then rejected while waiting.
     store
-        .request_photo(id, alice, "", &request, 2, at(14))
+        .request_photo(&MailedDecision {
+            ticket_id: id,
+            by: alice,
+            text: "",
+            mail: &request,
+            evidence_version: 2,
+            at: at(14),
+        })
         .await
         .unwrap();
     store
-        .reject(id, alice, "no", &rejection, 2, at(15))
+        .reject(&MailedDecision {
+            ticket_id: id,
+            by: alice,
+            text: "no",
+            mail: &rejection,
+            evidence_version: 2,
+            at: at(15),
+        })
         .await
         .unwrap();
     assert!(matches!(
@@ -2325,14 +2355,14 @@ pub async fn customer_address_changes_stop_at_an_approval(store: &dyn Store) {
     let seen = store.ticket(&number).await.unwrap().evidence_version;
     assert!(seen > 1, "each correction changes the evidence");
     store
-        .reject(
-            id,
-            alice,
-            "no",
-            &mail(MailKind::Rejection, "fatima@gmail.com"),
-            seen,
-            at(25),
-        )
+        .reject(&MailedDecision {
+            ticket_id: id,
+            by: alice,
+            text: "no",
+            mail: &mail(MailKind::Rejection, "fatima@gmail.com"),
+            evidence_version: seen,
+            at: at(25),
+        })
         .await
         .unwrap();
     assert_eq!(

@@ -581,6 +581,20 @@ impl OutboxStatus {
     }
 }
 
+/// An agent's decision that answers the customer with a mail and needs no signature: a
+/// rejection or a request for a new photo.
+#[derive(Debug, Clone, Copy)]
+pub struct MailedDecision<'a> {
+    pub ticket_id: TicketId,
+    pub by: UserId,
+    /// The reason or the note, as the customer reads it.
+    pub text: &'a str,
+    pub mail: &'a NewMail,
+    /// The evidence version the agent decided on: a decision on older evidence is refused.
+    pub evidence_version: i64,
+    pub at: Timestamp,
+}
+
 /// A mail to send, rendered and ready.
 #[derive(Debug, Clone)]
 pub struct NewMail {
@@ -1229,28 +1243,13 @@ pub trait DecisionStore: Send + Sync + 'static {
         reason: &str,
         now: Timestamp,
     ) -> StoreResult<()>;
-    /// Rejects a pending ticket whose evidence is still `evidence_version` with a reason
-    /// and queues the customer's mail.
-    async fn reject(
-        &self,
-        ticket_id: TicketId,
-        by: UserId,
-        reason: &str,
-        mail: &NewMail,
-        evidence_version: i64,
-        now: Timestamp,
-    ) -> StoreResult<()>;
-    /// Asks the customer for a new label photo, if the ticket is open and its evidence
-    /// still `evidence_version`: the ticket waits until it arrives.
-    async fn request_photo(
-        &self,
-        ticket_id: TicketId,
-        by: UserId,
-        note: &str,
-        mail: &NewMail,
-        evidence_version: i64,
-        now: Timestamp,
-    ) -> StoreResult<()>;
+    /// Rejects a pending ticket whose evidence is still the version the agent saw, with
+    /// the reason as `text`, and queues the customer's mail.
+    async fn reject(&self, decision: &MailedDecision<'_>) -> StoreResult<()>;
+    /// Asks the customer for a new label photo, with the agent's note as `text`, if the
+    /// ticket is open and its evidence still the version the agent saw: the ticket waits
+    /// until the photo arrives.
+    async fn request_photo(&self, decision: &MailedDecision<'_>) -> StoreResult<()>;
     /// Gives a dead message another round of attempts, unless it is of a kind whose
     /// secret parts were emptied when it died (`Conflict`).
     async fn retry_mail(

@@ -1,8 +1,6 @@
 //! The audit log: appending to its hash chain (`crate::audit::chain`), and reading it.
 
 use async_trait::async_trait;
-
-use crate::store::AuditStore;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Value, db, without_controls};
@@ -10,7 +8,7 @@ use crate::audit::chain::AuditEntry;
 use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
 use crate::store::rows::{self, hex};
-use crate::store::{StoreResult, TicketId};
+use crate::store::{AuditStore, StoreResult, TicketId};
 
 #[async_trait]
 impl<D: Dialect> AuditStore for SqlStore<D>

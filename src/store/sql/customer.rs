@@ -2,8 +2,6 @@
 //! response, feedback, a status link sent again, and a corrected address.
 
 use async_trait::async_trait;
-
-use crate::store::CustomerStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
@@ -11,8 +9,8 @@ use crate::domain::{EmailAddress, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{
-    AddressChange, AddressChangeOutcome, AddressChanger, CodeCheck, Conflict, NewAccessCode,
-    NewMail, StoreError, StoreResult, TicketEventKind, TicketId,
+    AddressChange, AddressChangeOutcome, AddressChanger, CodeCheck, Conflict, CustomerStore,
+    NewAccessCode, NewMail, StoreError, StoreResult, TicketEventKind, TicketId,
 };
 
 /// The lock namespace of a ticket's one-time codes ("RDAC"), keyed by the ticket's id.

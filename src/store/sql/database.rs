@@ -1,15 +1,13 @@
 //! The database itself: migrations, reachability, and the counts the gauges read.
 
 use async_trait::async_trait;
-
-use crate::store::DatabaseStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
 use crate::store::rows;
-use crate::store::{StoreError, StoreResult};
+use crate::store::{DatabaseStore, StoreError, StoreResult};
 
 #[async_trait]
 impl<D: Dialect> DatabaseStore for SqlStore<D>

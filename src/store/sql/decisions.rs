@@ -2,8 +2,6 @@
 //! its signatures and mail), rejections, photo requests, and mail sent again.
 
 use async_trait::async_trait;
-
-use crate::store::DecisionStore;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Step, Value, db, is_unique_violation};
@@ -11,8 +9,8 @@ use crate::domain::{Role, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{self, hex};
 use crate::store::{
-    Approval, Conflict, FirstApproval, NewMail, ResentApproval, StoreError, StoreResult,
-    TicketEventKind, TicketId, UserId,
+    Approval, Conflict, DecisionStore, FirstApproval, MailedDecision, ResentApproval, StoreError,
+    StoreResult, TicketEventKind, TicketId, UserId,
 };
 
 #[async_trait]
@@ -212,77 +210,41 @@ where
         Self::record_step(tx, &step, None).await
     }
 
-    async fn reject(
-        &self,
-        ticket_id: TicketId,
-        by: UserId,
-        reason: &str,
-        mail: &NewMail,
-        evidence_version: i64,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn reject(&self, decision: &MailedDecision<'_>) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
             "UPDATE tickets SET status = 'rejected', decided_by = $1, decided_at = $2, decision_reason = $3, updated_at = $4
              WHERE id = $5 AND status IN ('open', 'awaiting_photo') AND evidence_version = $6",
         )
-        .bind(by.0)
-        .bind(now.unix_seconds())
-        .bind(reason)
-        .bind(now.unix_seconds())
-        .bind(ticket_id)
-        .bind(evidence_version)
+        .bind(decision.by.0)
+        .bind(decision.at.unix_seconds())
+        .bind(decision.text)
+        .bind(decision.at.unix_seconds())
+        .bind(decision.ticket_id)
+        .bind(decision.evidence_version)
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected();
-        if updated == 0 {
-            return Err(Self::decision_conflict(&mut tx, ticket_id, evidence_version).await);
-        }
-        let step = Step {
-            ticket_id,
-            by,
-            at: now,
-            event: TicketEventKind::Rejected,
-            action: "reject",
-            detail: reason,
-        };
-        Self::record_step(tx, &step, Some(mail)).await
+        let recorded = (TicketEventKind::Rejected, "reject");
+        Self::record_mailed_decision(tx, updated, decision, recorded).await
     }
 
-    async fn request_photo(
-        &self,
-        ticket_id: TicketId,
-        by: UserId,
-        note: &str,
-        mail: &NewMail,
-        evidence_version: i64,
-        now: Timestamp,
-    ) -> StoreResult<()> {
+    async fn request_photo(&self, decision: &MailedDecision<'_>) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let updated = sqlx::query(
             "UPDATE tickets SET status = 'awaiting_photo', updated_at = $1
              WHERE id = $2 AND status = 'open' AND evidence_version = $3",
         )
-        .bind(now.unix_seconds())
-        .bind(ticket_id)
-        .bind(evidence_version)
+        .bind(decision.at.unix_seconds())
+        .bind(decision.ticket_id)
+        .bind(decision.evidence_version)
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected();
-        if updated == 0 {
-            return Err(Self::decision_conflict(&mut tx, ticket_id, evidence_version).await);
-        }
-        let step = Step {
-            ticket_id,
-            by,
-            at: now,
-            event: TicketEventKind::PhotoRequested,
-            action: "request_photo",
-            detail: note,
-        };
-        Self::record_step(tx, &step, Some(mail)).await
+        let recorded = (TicketEventKind::PhotoRequested, "request_photo");
+        Self::record_mailed_decision(tx, updated, decision, recorded).await
     }
 
     async fn retry_mail(
@@ -423,6 +385,30 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
+    /// Finishes a rejection or a photo request once its `UPDATE` ran: none `updated`
+    /// means someone decided first or the evidence changed (the conflict says which);
+    /// otherwise the history, the audit entry and the mail, in the same transaction.
+    async fn record_mailed_decision(
+        mut tx: Transaction<'static, D>,
+        updated: u64,
+        decision: &MailedDecision<'_>,
+        (event, action): (TicketEventKind, &'static str),
+    ) -> StoreResult<()> {
+        if updated == 0 {
+            let (ticket_id, seen) = (decision.ticket_id, decision.evidence_version);
+            return Err(Self::decision_conflict(&mut tx, ticket_id, seen).await);
+        }
+        let step = Step {
+            ticket_id: decision.ticket_id,
+            by: decision.by,
+            at: decision.at,
+            event,
+            action,
+            detail: decision.text,
+        };
+        Self::record_step(tx, &step, Some(decision.mail)).await
+    }
+
     pub(super) async fn insert_approval(
         tx: &mut Transaction<'static, D>,
         ticket_id: TicketId,

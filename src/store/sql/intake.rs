@@ -2,15 +2,13 @@
 //! and the blobs tickets name.
 
 use async_trait::async_trait;
-
-use crate::store::IntakeStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
-use crate::store::{IntakeHit, IntakeReservation, StoreError, StoreResult, TicketId};
+use crate::store::{IntakeHit, IntakeReservation, IntakeStore, StoreError, StoreResult, TicketId};
 
 /// A lock namespace of its own per intake bucket ("RDIA", "RDIS").
 fn intake_lock_class(bucket: crate::store::IntakeBucket) -> i32 {

@@ -1,15 +1,15 @@
 //! The key registry: which keys the desk's replicas must hold, by id only.
 
 use async_trait::async_trait;
-
-use crate::store::KeyRegistryStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
-use crate::store::{KeyKind, KeyRecordStatus, RegisteredKey, StoreError, StoreResult};
+use crate::store::{
+    KeyKind, KeyRecordStatus, KeyRegistryStore, RegisteredKey, StoreError, StoreResult,
+};
 
 #[async_trait]
 impl<D: Dialect> KeyRegistryStore for SqlStore<D>

@@ -2,15 +2,13 @@
 //! dead.
 
 use async_trait::async_trait;
-
-use crate::store::OutboxStore;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
 use crate::store::rows::OutboxRow;
-use crate::store::{NewMail, OutboxMessage, StoreResult, TicketEventKind, TicketId};
+use crate::store::{NewMail, OutboxMessage, OutboxStore, StoreResult, TicketEventKind, TicketId};
 
 #[async_trait]
 impl<D: Dialect> OutboxStore for SqlStore<D>

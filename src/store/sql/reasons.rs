@@ -1,14 +1,12 @@
 //! The canned reasons agents pick when rejecting.
 
 use async_trait::async_trait;
-
-use crate::store::ReasonStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db, is_unique_violation};
 use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
-use crate::store::{Conflict, StoreError, StoreResult, UserId};
+use crate::store::{Conflict, ReasonStore, StoreError, StoreResult, UserId};
 
 #[async_trait]
 impl<D: Dialect> ReasonStore for SqlStore<D>

@@ -1,8 +1,6 @@
 //! Signing in: sessions, the counting of failed attempts, and the second factor.
 
 use async_trait::async_trait;
-
-use crate::store::SignInStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
@@ -12,7 +10,7 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{
     Conflict, LoginAttempt, LoginAttemptId, LoginLimits, LoginReservation, NewSession,
-    SessionStage, StoreError, StoreResult, StoredSeed, User, UserId,
+    SessionStage, SignInStore, StoreError, StoreResult, StoredSeed, User, UserId,
 };
 
 /// A bucket sign-in attempts are counted in (`Store::reserve_login_attempt`).

@@ -2,8 +2,6 @@
 //! what the risk rules read about earlier tickets.
 
 use async_trait::async_trait;
-
-use crate::store::TicketStore;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Step, Value, db, is_unique_violation, without_controls};
@@ -14,7 +12,7 @@ use crate::store::rows::{
 };
 use crate::store::{
     Conflict, CreateOutcome, NewMail, NewTicket, QueueFilter, StoreError, StoreResult,
-    TicketDetail, TicketEventKind, TicketId, TicketSummary, UserId,
+    TicketDetail, TicketEventKind, TicketId, TicketStore, TicketSummary, UserId,
 };
 
 // The queue, oldest first, a page at a time after a (created_at, id) cursor. The hot

@@ -1,8 +1,6 @@
 //! Console users, what admins gave them, and their API tokens.
 
 use async_trait::async_trait;
-
-use crate::store::UserStore;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Value, db, is_unique_violation};
@@ -11,7 +9,7 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{self, GrantRow, UserRow};
 use crate::store::{
     ApiTokenInfo, Conflict, Grant, GrantKind, NewApiToken, StoreError, StoreResult, TokenScope,
-    User, UserId,
+    User, UserId, UserStore,
 };
 
 #[async_trait]
