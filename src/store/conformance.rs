@@ -10,11 +10,12 @@ use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck, Conflict,
-    CreateOutcome, Customer, ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit,
-    IntakeReservation, LoginAttempt, LoginLimits, LoginReservation, MailKind, MailedDecision,
+    CreateOutcome, Customer, EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState,
+    ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit, IntakeReservation, JobEnd,
+    LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind, MailedDecision,
     NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, QueueCursor,
-    QueueFilter, ResentApproval, SessionStage, Store, StoreError, StoredResponse, StoredSeed,
-    StoredSignature, TicketEventKind, TicketId, TokenScope, UserId,
+    QueueFilter, ReadCode, ResentApproval, SessionStage, Store, StoreError, StoredResponse,
+    StoredSeed, StoredSignature, TicketEventKind, TicketId, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -610,6 +611,298 @@ pub async fn flagged_tickets_take_two_approvals(store: &dyn Store) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+fn reading(
+    job: &EvidenceJob,
+    findings: &[(&str, LabelFinding)],
+    at_: Timestamp,
+) -> EvidenceReading {
+    EvidenceReading {
+        job_id: job.id,
+        findings: findings
+            .iter()
+            .map(|(serial, finding)| ((*serial).to_owned(), *finding))
+            .collect(),
+        codes: vec![ReadCode {
+            format: "qr".to_owned(),
+            text: "SN:SERIAL-0101".to_owned(),
+        }],
+        at: at_,
+    }
+}
+
+/// Each label photo gets a job with its ticket; a job is leased by one worker at a time,
+/// leased again when its worker's lease runs out, and recorded once.
+pub async fn evidence_jobs_are_leased_once_and_recorded_once(store: &dyn Store) {
+    let devices = vec![
+        challenge("SERIAL-0101", at(0)),
+        challenge("SERIAL-0102", at(0)),
+    ];
+    let number = created(store, &ticket("e@example.com", devices, at(10))).await;
+    let detail = store.ticket(&number).await.unwrap();
+    let jobs = store.claim_evidence_jobs(at(11), 60, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = jobs[0].clone();
+    assert_eq!(
+        (job.ticket_id, job.label_blob.as_str(), job.attempts),
+        (detail.id, detail.label_blob.as_str(), 1)
+    );
+    assert_eq!(
+        store
+            .label_evidence(detail.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        EvidenceState::Pending
+    );
+    // Another worker, while the lease runs: nothing to take.
+    assert!(
+        store
+            .claim_evidence_jobs(at(30), 60, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The first worker died: once its lease has run out, the job is taken again.
+    let again = store.claim_evidence_jobs(at(72), 60, 10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(),
+        vec![(job.id, 2)]
+    );
+    let found = [
+        ("SERIAL-0101", LabelFinding::Matches),
+        ("SERIAL-0102", LabelFinding::NotOnLabel),
+    ];
+    assert_eq!(
+        store
+            .finish_evidence_job(&reading(&job, &found, at(80)))
+            .await
+            .unwrap(),
+        JobEnd::Recorded
+    );
+    // The worker whose lease ran out finishes too: recorded once only.
+    assert_eq!(
+        store
+            .finish_evidence_job(&reading(&job, &found, at(81)))
+            .await
+            .unwrap(),
+        JobEnd::AlreadyFinished
+    );
+    let evidence = store.label_evidence(detail.id).await.unwrap().unwrap();
+    assert_eq!(evidence.state, EvidenceState::Done);
+    assert_eq!(
+        evidence.findings,
+        vec![
+            ("SERIAL-0101".to_owned(), LabelFinding::Matches),
+            ("SERIAL-0102".to_owned(), LabelFinding::NotOnLabel),
+        ]
+    );
+    assert_eq!(evidence.codes[0].text, "SN:SERIAL-0101");
+    assert_eq!(store.evidence_counts().await.unwrap(), (0, 0));
+    assert!(
+        store
+            .claim_evidence_jobs(at(200), 60, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let audited = store
+        .recent_audit(Some("system"), Some("label_finding"), 10)
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 2, "one audit entry per device: {audited:?}");
+    let history = store.ticket(&number).await.unwrap().events;
+    assert!(history.iter().any(|e| e.kind == TicketEventKind::LabelRead));
+}
+
+/// A photo replaced while its job waits or runs: the old job records nothing, and the
+/// evidence shown is the new photo's.
+pub async fn a_replaced_photo_supersedes_its_job(store: &dyn Store) {
+    let id = agent(store, "agent@vendor.test").await;
+    let number = created(
+        store,
+        &ticket(
+            "f@example.com",
+            vec![challenge("SERIAL-0201", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let detail = store.ticket(&number).await.unwrap();
+    let old_job = store.claim_evidence_jobs(at(11), 60, 10).await.unwrap()[0].clone();
+    store
+        .request_photo(&MailedDecision {
+            ticket_id: detail.id,
+            by: id,
+            text: "glare",
+            mail: &mail(MailKind::PhotoRequest, "f@example.com"),
+            evidence_version: detail.evidence_version,
+            at: at(12),
+        })
+        .await
+        .unwrap();
+    store
+        .replace_label_photo(detail.id, &"c".repeat(64), "image/jpeg", at(13))
+        .await
+        .unwrap();
+    let found = [("SERIAL-0201", LabelFinding::OtherSerial)];
+    assert_eq!(
+        store
+            .finish_evidence_job(&reading(&old_job, &found, at(14)))
+            .await
+            .unwrap(),
+        JobEnd::Superseded
+    );
+    let evidence = store.label_evidence(detail.id).await.unwrap().unwrap();
+    assert_eq!(evidence.state, EvidenceState::Pending, "{evidence:?}");
+    assert!(evidence.findings.is_empty());
+    let new_job = store.claim_evidence_jobs(at(15), 60, 10).await.unwrap();
+    assert_eq!(
+        new_job
+            .iter()
+            .map(|j| j.label_blob.clone())
+            .collect::<Vec<_>>(),
+        vec!["c".repeat(64)]
+    );
+    let found = [("SERIAL-0201", LabelFinding::Matches)];
+    store
+        .finish_evidence_job(&reading(&new_job[0], &found, at(16)))
+        .await
+        .unwrap();
+    let evidence = store.label_evidence(detail.id).await.unwrap().unwrap();
+    assert_eq!(
+        (evidence.state, evidence.findings),
+        (
+            EvidenceState::Done,
+            vec![("SERIAL-0201".to_owned(), LabelFinding::Matches)]
+        )
+    );
+
+    // A job nobody had leased yet is superseded by the new photo's job at once.
+    let number = created(
+        store,
+        &ticket(
+            "g@example.com",
+            vec![challenge("SERIAL-0202", at(0))],
+            at(20),
+        ),
+    )
+    .await;
+    let detail = store.ticket(&number).await.unwrap();
+    store
+        .request_photo(&MailedDecision {
+            ticket_id: detail.id,
+            by: id,
+            text: "blurred",
+            mail: &mail(MailKind::PhotoRequest, "g@example.com"),
+            evidence_version: detail.evidence_version,
+            at: at(21),
+        })
+        .await
+        .unwrap();
+    store
+        .replace_label_photo(detail.id, &"e".repeat(64), "image/jpeg", at(22))
+        .await
+        .unwrap();
+    let jobs = store.claim_evidence_jobs(at(23), 60, 10).await.unwrap();
+    assert_eq!(
+        jobs.iter()
+            .map(|j| j.label_blob.clone())
+            .collect::<Vec<_>>(),
+        vec!["e".repeat(64)]
+    );
+}
+
+/// A photo the worker cannot read sends an open ticket back to the customer, with the
+/// mail saying so, once.
+pub async fn an_unreadable_photo_sends_the_ticket_back(store: &dyn Store) {
+    let number = created(
+        store,
+        &ticket(
+            "h@example.com",
+            vec![challenge("SERIAL-0301", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let detail = store.ticket(&number).await.unwrap();
+    let job = store.claim_evidence_jobs(at(11), 60, 10).await.unwrap()[0].clone();
+    let failure = EvidenceFailure {
+        job_id: job.id,
+        error: "the JPEG's entropy-coded data is damaged".to_owned(),
+        mail: mail(MailKind::PhotoRequest, "h@example.com"),
+        at: at(12),
+    };
+    assert_eq!(
+        store.fail_evidence_job(&failure).await.unwrap(),
+        JobEnd::Recorded
+    );
+    assert_eq!(
+        store.fail_evidence_job(&failure).await.unwrap(),
+        JobEnd::AlreadyFinished
+    );
+    let back = store.ticket(&number).await.unwrap();
+    assert_eq!(back.summary.status, TicketStatus::AwaitingPhoto);
+    assert_eq!(
+        back.mails
+            .iter()
+            .filter(|m| m.kind == MailKind::PhotoRequest)
+            .count(),
+        1,
+        "the customer is told once"
+    );
+    let evidence = store.label_evidence(detail.id).await.unwrap().unwrap();
+    assert_eq!(evidence.state, EvidenceState::Failed);
+    assert_eq!(evidence.error.as_deref(), Some(failure.error.as_str()));
+    assert_eq!(store.evidence_counts().await.unwrap(), (0, 1));
+    // The customer's next photo gets a job of its own, and the failure is behind it.
+    store
+        .replace_label_photo(detail.id, &"f".repeat(64), "image/jpeg", at(13))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .label_evidence(detail.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        EvidenceState::Pending
+    );
+}
+
+/// A photo that keeps killing its worker is not handed out forever.
+pub async fn a_job_is_given_up_after_its_attempts(store: &dyn Store) {
+    created(
+        store,
+        &ticket(
+            "i@example.com",
+            vec![challenge("SERIAL-0401", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    for attempt in 0..crate::store::MAX_EVIDENCE_ATTEMPTS {
+        let jobs = store
+            .claim_evidence_jobs(at(100 * (attempt + 1)), 60, 10)
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 1, "attempt {attempt}");
+    }
+    assert!(
+        store
+            .claim_evidence_jobs(at(10_000), 60, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.evidence_counts().await.unwrap(),
+        (1, 0),
+        "counted as waiting"
     );
 }
 
@@ -2556,6 +2849,34 @@ macro_rules! conformance_suite {
                 return;
             };
             super::a_batch_of_sent_mail_is_recorded_as_each_one(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn evidence_jobs_are_leased_once_and_recorded_once() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::evidence_jobs_are_leased_once_and_recorded_once(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_replaced_photo_supersedes_its_job() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_replaced_photo_supersedes_its_job(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn an_unreadable_photo_sends_the_ticket_back() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::an_unreadable_photo_sends_the_ticket_back(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_job_is_given_up_after_its_attempts() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_job_is_given_up_after_its_attempts(store.as_ref()).await;
         }
         #[tokio::test]
         async fn photo_round_trip() {

@@ -47,6 +47,11 @@ pub trait Dialect:
     /// workers (on as many replicas) must never lease the same row.
     const CLAIM_DUE_MAIL: &'static str;
 
+    /// Leases up to `$3` pending evidence jobs at `$1` for `$2` seconds, counting the
+    /// attempt, skipping jobs leased `$4` times already; returns `id, ticket_id,
+    /// label_blob, attempts`. Two workers must never lease the same job.
+    const CLAIM_EVIDENCE_JOBS: &'static str;
+
     /// The ticket's status (`$1` its id), read before a decision that depends on it (a
     /// first approval, a claim, an address change): it must not change until the
     /// transaction ends.

@@ -191,6 +191,129 @@ pub struct UserId(pub i64);
 #[sqlx(transparent)]
 pub struct TicketId(pub i64);
 
+/// What reading a label photo found for one device of the export (issue 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelFinding {
+    /// The label names this serial.
+    Matches,
+    /// The label names a serial that is not in the export, and not this one: a risk flag.
+    OtherSerial,
+    /// Codes were read, and this serial is not among them.
+    NotOnLabel,
+    /// No machine-readable code was found on the photo.
+    Unreadable,
+}
+
+impl LabelFinding {
+    /// The finding's name in `evidence_findings.finding` and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Matches => "matches",
+            Self::OtherSerial => "other_serial",
+            Self::NotOnLabel => "not_on_label",
+            Self::Unreadable => "unreadable",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Matches,
+            Self::OtherSerial,
+            Self::NotOnLabel,
+            Self::Unreadable,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == raw)
+    }
+}
+
+/// A label photo waiting to be read, leased to one worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceJob {
+    pub id: i64,
+    pub ticket_id: TicketId,
+    /// The photo this job reads: the ticket's label photo when the job was made.
+    pub label_blob: String,
+    /// Leases taken so far, this one included: a photo that keeps killing its worker is
+    /// given up after [`MAX_EVIDENCE_ATTEMPTS`].
+    pub attempts: i64,
+}
+
+/// Leases after which a job is no longer handed out: a photo whose reading killed its
+/// worker this often is left for an agent's eyes (the job stays pending and is counted
+/// as stuck) rather than taking replicas down one after another.
+pub const MAX_EVIDENCE_ATTEMPTS: i64 = 5;
+
+/// A machine-readable code read on a label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadCode {
+    /// Its symbology, such as `qr`, `data_matrix`, `code_128`, `code_39`.
+    pub format: String,
+    pub text: String,
+}
+
+/// What a worker read off a job's photo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceReading {
+    pub job_id: i64,
+    /// One finding per device of the export, by its serial.
+    pub findings: Vec<(String, LabelFinding)>,
+    pub codes: Vec<ReadCode>,
+    pub at: Timestamp,
+}
+
+/// A job's photo that could not be read.
+#[derive(Debug, Clone)]
+pub struct EvidenceFailure {
+    pub job_id: i64,
+    /// Why, for agents and the audit log (never shown to customers as is).
+    pub error: String,
+    /// The customer's "we could not read your photo" mail, with the upload link.
+    pub mail: NewMail,
+    pub at: Timestamp,
+}
+
+/// How finishing a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Recorded: the job's photo is the ticket's.
+    Recorded,
+    /// The ticket has another photo since: nothing recorded; its own job reads it.
+    Superseded,
+    /// Someone else finished the job already (a worker whose lease ran out): nothing
+    /// recorded a second time.
+    AlreadyFinished,
+}
+
+/// Where reading a ticket's label photo stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceState {
+    Pending,
+    Done,
+    Failed,
+}
+
+impl EvidenceState {
+    /// The state's name in the API's `evidence.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// What the machine read on a ticket's current label photo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelEvidence {
+    pub state: EvidenceState,
+    pub findings: Vec<(String, LabelFinding)>,
+    pub codes: Vec<ReadCode>,
+    /// Why reading failed, for agents (never shown to customers as is).
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: UserId,
@@ -693,6 +816,11 @@ pub enum TicketEventKind {
     LinkResent,
     ApprovalsWithdrawn,
     AddressCorrected,
+    /// The evidence worker read the label photo; the detail says what it found.
+    LabelRead,
+    /// The evidence worker could not read the label photo: the customer is asked for
+    /// another.
+    PhotoUnreadable,
     /// A kind this build does not write: one an older build wrote (`mail_handed_off`,
     /// since renamed) or a newer replica writes during a rolling upgrade. The history
     /// is only shown, never decided on, so such a row is shown as stored rather than
@@ -701,7 +829,7 @@ pub enum TicketEventKind {
 }
 
 impl TicketEventKind {
-    const KNOWN: [Self; 19] = [
+    const KNOWN: [Self; 21] = [
         Self::Submitted,
         Self::Supersedes,
         Self::Superseded,
@@ -721,6 +849,8 @@ impl TicketEventKind {
         Self::LinkResent,
         Self::ApprovalsWithdrawn,
         Self::AddressCorrected,
+        Self::LabelRead,
+        Self::PhotoUnreadable,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -744,6 +874,8 @@ impl TicketEventKind {
             Self::LinkResent => "link_resent",
             Self::ApprovalsWithdrawn => "approvals_withdrawn",
             Self::AddressCorrected => "address_corrected",
+            Self::LabelRead => "label_read",
+            Self::PhotoUnreadable => "photo_unreadable",
             Self::Other(raw) => raw,
         }
     }
@@ -1390,6 +1522,34 @@ pub trait OutboxStore: Send + Sync + 'static {
     async fn mail_counts(&self) -> StoreResult<(i64, i64, i64)>;
 }
 
+/// The evidence worker's jobs: reading each label photo off the request path (issue 18).
+/// Implemented once for both databases in `store/sql/evidence.rs`. Jobs are made with
+/// the photo (`create_ticket`, `replace_label_photo`), in the same transaction.
+#[async_trait]
+pub trait EvidenceStore: Send + Sync + 'static {
+    /// Leases up to `limit` pending jobs for `lease_secs`, oldest first: jobs no worker
+    /// holds, or whose worker's lease ran out at `now`. Two workers (on as many replicas)
+    /// never lease the same job at once.
+    async fn claim_evidence_jobs(
+        &self,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<EvidenceJob>>;
+    /// Records what the worker read, once: if the job is still pending and its photo is
+    /// still the ticket's. Each finding is also an entry in the audit log.
+    async fn finish_evidence_job(&self, reading: &EvidenceReading) -> StoreResult<JobEnd>;
+    /// Records that the job's photo could not be read, once, and if its photo is still
+    /// the ticket's; an open ticket then waits for a new photo, and the customer's mail
+    /// saying so is queued in the same transaction.
+    async fn fail_evidence_job(&self, failure: &EvidenceFailure) -> StoreResult<JobEnd>;
+    /// What was read on the ticket's current label photo; `None` for a ticket whose photo
+    /// was checked before the evidence worker existed.
+    async fn label_evidence(&self, ticket_id: TicketId) -> StoreResult<Option<LabelEvidence>>;
+    /// Jobs waiting (pending, stuck included) and failed, for the gauges.
+    async fn evidence_counts(&self) -> StoreResult<(i64, i64)>;
+}
+
 /// Everything the desk keeps, one trait per aggregate: the desk holds an `Arc<dyn Store>`
 /// and calls any of their methods on it. Each trait is implemented in the file of its
 /// aggregate under `store/sql/`; what implements them all is a `Store`.
@@ -1405,6 +1565,7 @@ pub trait Store:
     + ReasonStore
     + AuditStore
     + OutboxStore
+    + EvidenceStore
 {
 }
 
@@ -1420,6 +1581,7 @@ impl<T> Store for T where
         + ReasonStore
         + AuditStore
         + OutboxStore
+        + EvidenceStore
 {
 }
 

@@ -69,6 +69,16 @@ impl Dialect for Postgres {
      RETURNING id, message_id, recipient, subject, body_text, body_html,
                attachment_name, attachment_type, attachment, attempts";
 
+    /// Rows another worker is claiming are skipped, never waited for.
+    const CLAIM_EVIDENCE_JOBS: &'static str = "UPDATE evidence_jobs
+     SET lease_until = $1 + CAST($2 AS BIGINT), attempts = attempts + 1
+     WHERE id IN (SELECT id FROM evidence_jobs
+                  WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= $1)
+                    AND attempts < $4
+                  ORDER BY id LIMIT $3
+                  FOR UPDATE SKIP LOCKED)
+     RETURNING id, ticket_id, label_blob, attempts";
+
     /// Locked until the transaction ends, so two people approving at once cannot both be
     /// "first".
     const TICKET_STATUS_FOR_DECISION: &'static str =

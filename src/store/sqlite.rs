@@ -65,6 +65,15 @@ impl Dialect for Sqlite {
      RETURNING id, message_id, recipient, subject, body_text, body_html,
                attachment_name, attachment_type, attachment, attempts";
 
+    /// Writers are serialised: no one else is claiming.
+    const CLAIM_EVIDENCE_JOBS: &'static str = "UPDATE evidence_jobs
+     SET lease_until = $1 + CAST($2 AS BIGINT), attempts = attempts + 1
+     WHERE id IN (SELECT id FROM evidence_jobs
+                  WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= $1)
+                    AND attempts < $4
+                  ORDER BY id LIMIT $3)
+     RETURNING id, ticket_id, label_blob, attempts";
+
     /// The write lock already keeps the status from changing underneath.
     const TICKET_STATUS_FOR_DECISION: &'static str = "SELECT status FROM tickets WHERE id = $1";
 

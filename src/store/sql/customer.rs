@@ -92,6 +92,7 @@ where
             "",
         )
         .await?;
+        Self::enqueue_evidence_job(&mut tx, ticket_id, blob, now).await?;
         // Approvals given on the old photo judged evidence that is gone.
         let withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
             .bind(ticket_id)

@@ -50,6 +50,7 @@ mod audit;
 mod customer;
 mod database;
 mod decisions;
+mod evidence;
 mod history;
 mod intake;
 mod keys;

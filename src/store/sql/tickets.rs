@@ -448,6 +448,7 @@ where
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
+        Self::enqueue_evidence_job(&mut tx, id, &ticket.label_blob, now).await?;
         for (position, device) in ticket.devices.iter().enumerate() {
             let id_ = &device.identity;
             sqlx::query(

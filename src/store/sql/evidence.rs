@@ -1,0 +1,319 @@
+//! The evidence worker's jobs (issue 18): one per label photo, made in the photo's own
+//! transaction (`enqueue_evidence_job`), leased like the outbox's mail, finished once.
+
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Executor, Transaction};
+
+use super::{Param, SqlStore, Value, db};
+use crate::domain::Timestamp;
+use crate::store::dialect::{Dialect, RowsAffected};
+use crate::store::rows::corrupt;
+use crate::store::{
+    EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState, EvidenceStore, JobEnd,
+    LabelEvidence, LabelFinding, MAX_EVIDENCE_ATTEMPTS, ReadCode, StoreError, StoreResult,
+    TicketEventKind, TicketId,
+};
+
+/// Who the history and the audit log name for what the evidence worker did.
+const WORKER: &str = "system";
+
+#[async_trait]
+impl<D: Dialect> EvidenceStore for SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> bool: Value<'q, D>,
+    for<'q> Vec<u8>: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    for<'q> &'q [u8]: Param<'q, D>,
+    for<'q> Option<i64>: Param<'q, D>,
+    for<'q> Option<String>: Param<'q, D>,
+    for<'q> Option<&'q str>: Param<'q, D>,
+    for<'q> Option<&'q [u8]>: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    for<'r> &'r str: ColumnIndex<D::Row>,
+{
+    async fn claim_evidence_jobs(
+        &self,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<EvidenceJob>> {
+        let mut tx = self.write().await?;
+        let rows: Vec<(i64, TicketId, String, i64)> = sqlx::query_as(D::CLAIM_EVIDENCE_JOBS)
+            .bind(now.unix_seconds())
+            .bind(lease_secs)
+            .bind(limit)
+            .bind(MAX_EVIDENCE_ATTEMPTS)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut jobs: Vec<EvidenceJob> = rows
+            .into_iter()
+            .map(|(id, ticket_id, label_blob, attempts)| EvidenceJob {
+                id,
+                ticket_id,
+                label_blob,
+                attempts,
+            })
+            .collect();
+        // RETURNING promises no order.
+        jobs.sort_by_key(|job| job.id);
+        Ok(jobs)
+    }
+
+    async fn finish_evidence_job(&self, reading: &EvidenceReading) -> StoreResult<JobEnd> {
+        let mut tx = self.write().await?;
+        let Some(ticket_id) =
+            Self::end_job(&mut tx, reading.job_id, "done", None, reading.at).await?
+        else {
+            return Self::unfinished(tx, reading.job_id).await;
+        };
+        for (serial, finding) in &reading.findings {
+            sqlx::query(
+                "INSERT INTO evidence_findings (job_id, serial, finding) VALUES ($1, $2, $3)",
+            )
+            .bind(reading.job_id)
+            .bind(serial.as_str())
+            .bind(finding.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        for (position, code) in reading.codes.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO evidence_codes (job_id, position, format, text) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(reading.job_id)
+            .bind(position as i64)
+            .bind(code.format.as_str())
+            .bind(code.text.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        let summary = reading
+            .findings
+            .iter()
+            .map(|(serial, finding)| format!("{serial}: {}", finding.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let event = TicketEventKind::LabelRead;
+        Self::event(&mut tx, ticket_id, reading.at, WORKER, &event, &summary).await?;
+        // One audit entry per device: an automatic finding is evidence an agent's decision
+        // rests on, so each is in the append-only log as an agent's step would be.
+        let entries: Vec<(Option<i64>, String)> = reading
+            .findings
+            .iter()
+            .map(|(serial, finding)| {
+                let detail = format!("{serial}: {}", finding.as_str());
+                (Some(ticket_id.0), detail)
+            })
+            .collect();
+        Self::append_audits(&mut tx, reading.at, WORKER, "label_finding", &entries).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(JobEnd::Recorded)
+    }
+
+    async fn fail_evidence_job(&self, failure: &EvidenceFailure) -> StoreResult<JobEnd> {
+        let mut tx = self.write().await?;
+        let error = Some(failure.error.as_str());
+        let Some(ticket_id) =
+            Self::end_job(&mut tx, failure.job_id, "failed", error, failure.at).await?
+        else {
+            return Self::unfinished(tx, failure.job_id).await;
+        };
+        // Only a ticket still in the queue goes back to the customer: one decided meanwhile
+        // keeps its decision, and the failure stays on record for the agents.
+        let sent_back = sqlx::query(
+            "UPDATE tickets SET status = 'awaiting_photo', updated_at = $1
+             WHERE id = $2 AND status = 'open'",
+        )
+        .bind(failure.at.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            > 0;
+        let event = TicketEventKind::PhotoUnreadable;
+        Self::event(
+            &mut tx,
+            ticket_id,
+            failure.at,
+            WORKER,
+            &event,
+            &failure.error,
+        )
+        .await?;
+        let action = "label_unreadable";
+        let entry = [(Some(ticket_id.0), failure.error.clone())];
+        Self::append_audits(&mut tx, failure.at, WORKER, action, &entry).await?;
+        if sent_back {
+            Self::enqueue(&mut tx, Some(ticket_id), &failure.mail, failure.at).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(JobEnd::Recorded)
+    }
+
+    async fn label_evidence(&self, ticket_id: TicketId) -> StoreResult<Option<LabelEvidence>> {
+        // The newest job for the photo the ticket has now: a job for an earlier photo says
+        // nothing about this one.
+        let job: Option<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT j.id, j.status, j.last_error FROM evidence_jobs j
+             JOIN tickets t ON t.id = j.ticket_id AND t.label_blob = j.label_blob
+             WHERE j.ticket_id = $1 AND j.status <> 'superseded'
+             ORDER BY j.id DESC LIMIT 1",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some((job_id, status, error)) = job else {
+            return Ok(None);
+        };
+        let state = match status.as_str() {
+            "pending" => EvidenceState::Pending,
+            "done" => EvidenceState::Done,
+            "failed" => EvidenceState::Failed,
+            other => return Err(corrupt("evidence job status", other)),
+        };
+        let findings: Vec<(String, String)> = sqlx::query_as(
+            "SELECT serial, finding FROM evidence_findings WHERE job_id = $1 ORDER BY serial",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let findings = findings
+            .into_iter()
+            .map(|(serial, raw)| {
+                let finding = LabelFinding::parse(&raw)
+                    .ok_or_else(|| corrupt("label finding", raw.as_str()))?;
+                Ok((serial, finding))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let codes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT format, text FROM evidence_codes WHERE job_id = $1 ORDER BY position",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let codes = codes
+            .into_iter()
+            .map(|(format, text)| ReadCode { format, text })
+            .collect();
+        Ok(Some(LabelEvidence {
+            state,
+            findings,
+            codes,
+            error,
+        }))
+    }
+
+    async fn evidence_counts(&self) -> StoreResult<(i64, i64)> {
+        sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'failed')
+             FROM evidence_jobs",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> bool: Value<'q, D>,
+    for<'q> Vec<u8>: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    for<'q> &'q [u8]: Param<'q, D>,
+    for<'q> Option<i64>: Param<'q, D>,
+    for<'q> Option<String>: Param<'q, D>,
+    for<'q> Option<&'q str>: Param<'q, D>,
+    for<'q> Option<&'q [u8]>: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    for<'r> &'r str: ColumnIndex<D::Row>,
+{
+    /// Makes the job that reads `label_blob`, the ticket's new label photo, in the
+    /// photo's own transaction; a job still waiting for the ticket's previous photo is
+    /// superseded, as its result would describe a photo the ticket no longer has.
+    pub(super) async fn enqueue_evidence_job(
+        tx: &mut Transaction<'static, D>,
+        ticket_id: TicketId,
+        label_blob: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE evidence_jobs SET status = 'superseded', finished_at = $1, lease_until = NULL
+             WHERE ticket_id = $2 AND status = 'pending'",
+        )
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO evidence_jobs (ticket_id, label_blob, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(ticket_id)
+        .bind(label_blob)
+        .bind(now.unix_seconds())
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Ends a pending job as `status` ('done' or 'failed'), or as 'superseded' when the
+    /// ticket's photo is no longer the job's: its ticket when it ended as `status`, `None`
+    /// otherwise (superseded, finished already, or no such job).
+    async fn end_job(
+        tx: &mut Transaction<'static, D>,
+        job_id: i64,
+        status: &str,
+        error: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<Option<TicketId>> {
+        let ended: Option<(TicketId, String)> = sqlx::query_as(
+            "UPDATE evidence_jobs
+             SET status = CASE WHEN label_blob = (SELECT t.label_blob FROM tickets t WHERE t.id = ticket_id)
+                               THEN $1 ELSE 'superseded' END,
+                 finished_at = $2, lease_until = NULL, last_error = $3
+             WHERE id = $4 AND status = 'pending'
+             RETURNING ticket_id, status",
+        )
+        .bind(status)
+        .bind(at.unix_seconds())
+        .bind(error)
+        .bind(job_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+        Ok(ended.and_then(|(ticket_id, ended_as)| (ended_as == status).then_some(ticket_id)))
+    }
+
+    /// Why a job was not recorded: superseded (committed: the job is over), or finished
+    /// by someone else (nothing changed).
+    async fn unfinished(tx: Transaction<'static, D>, job_id: i64) -> StoreResult<JobEnd> {
+        let mut tx = tx;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM evidence_jobs WHERE id = $1")
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        match status.as_deref() {
+            Some("superseded") => Ok(JobEnd::Superseded),
+            Some(_) => Ok(JobEnd::AlreadyFinished),
+            None => Err(StoreError::NotFound),
+        }
+    }
+}
