@@ -160,3 +160,66 @@ impl<R: Reader> Reader for Budgeted<R> {
         self.inner.reset();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::device::label::{Label, photograph};
+    use crate::domain::{DeviceModel, DeviceSerial, FirmwareVersion, MacAddress};
+
+    const SERIAL: &str = "DS-7608NI-K2/8P0820231115CCRRJ12345678";
+
+    fn label(codes: bool) -> Label {
+        Label {
+            model: DeviceModel::parse("DS-7608NI-K2").expect("model"),
+            serial: DeviceSerial::parse(SERIAL).expect("serial"),
+            mac_address: MacAddress::parse("A4:14:37:12:34:56").expect("MAC"),
+            firmware: FirmwareVersion::parse("V4.30.085").expect("firmware"),
+            codes,
+        }
+    }
+
+    fn texts(codes: &[ReadCode]) -> Vec<(&'static str, &str)> {
+        codes
+            .iter()
+            .map(|code| (code.format.as_str(), code.text.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_printed_label_gives_its_qr_code_and_its_barcode() {
+        let flat = label(true).render().expect("label");
+        let read = read_codes(&DynamicImage::ImageLuma8(flat));
+        let mut codes = texts(&read);
+        codes.sort_unstable();
+        assert_eq!(codes, [("code_128", SERIAL), ("qr", SERIAL)]);
+    }
+
+    #[test]
+    fn a_phone_photo_of_the_label_still_gives_the_serial() {
+        let flat = label(true).render().expect("label");
+        for seed in [1, 2, 3] {
+            let photo = DynamicImage::ImageRgb8(photograph(&flat, seed));
+            let started = Instant::now();
+            let codes = read_codes(&photo);
+            eprintln!(
+                "seed {seed}: {:?} in {:?}",
+                texts(&codes),
+                started.elapsed()
+            );
+            assert!(
+                codes.iter().any(|code| code.text == SERIAL),
+                "seed {seed}: {:?}",
+                texts(&codes)
+            );
+        }
+    }
+
+    #[test]
+    fn a_label_without_codes_gives_nothing() {
+        let flat = label(false).render().expect("label");
+        assert_eq!(read_codes(&DynamicImage::ImageLuma8(flat)), []);
+    }
+}
