@@ -18,6 +18,8 @@
 //! The desk, from a customer's upload to the e-mail:
 //! - `intake`: from a body read within limits (`spool`, `picture_work`) to a ticket, or
 //!   a refusal in the customer's words; its risk rules flag tickets for four eyes;
+//! - `evidence`: what the machine reads off a label photo: its codes, the serials in
+//!   them, and a finding per device of the export;
 //! - `review`: agents' decisions (claim, approve and sign, reject, ask for a photo) and
 //!   their rules;
 //! - `mail`: composing text and HTML mail, and the outbox worker that sends it;
@@ -59,6 +61,8 @@ pub mod data_dir;
 pub mod desk;
 pub mod device;
 pub mod domain;
+#[cfg(feature = "server")]
+pub mod evidence;
 pub mod i18n;
 pub mod intake;
 #[cfg(feature = "server")]

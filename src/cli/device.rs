@@ -5,7 +5,7 @@ use clap::{Subcommand, ValueEnum};
 use super::{CliError, CliResult, read_input, write_file};
 use crate::clock::Clock;
 use crate::crypto::{KeyStore, PublicKeySet};
-use crate::device::{self, DeviceState, ImportRefusal};
+use crate::device::{self, DeviceState, ImportRefusal, label};
 use crate::domain::{DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, MacAddress};
 use crate::protocol::{DeviceIdentity, export_xml, qr, reset_string, xml};
 
@@ -17,6 +17,14 @@ pub enum ExportFormat {
     String,
     /// A PNG picture of a QR code holding the reset string.
     Qr,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LabelStyle {
+    /// The label as printed (PNG).
+    Flat,
+    /// A phone's 12 MP photo of it: slanted, turned, blurred, unevenly lit (JPEG, quality 80).
+    Photo,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +90,25 @@ pub enum DeviceCommand {
     Show {
         #[arg(long)]
         state: PathBuf,
+    },
+    /// Print the device's rating label: model, serial, MAC, a QR code and a Code 128
+    /// barcode of the serial.
+    Label {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = LabelStyle::Flat)]
+        style: LabelStyle,
+        /// With --style photo: which slant, turn, blur and light; the same seed, the same picture.
+        #[arg(long, default_value_t = 18)]
+        seed: u64,
+        /// Print this serial instead of the device's: another device's label (a test fixture).
+        #[arg(long, value_parser = |s: &str| DeviceSerial::parse(s).map_err(|e| format!("serial {e}")))]
+        serial: Option<DeviceSerial>,
+        /// Print no QR code and no barcode: a label no machine can read (a test fixture).
+        #[arg(long)]
+        no_codes: bool,
     },
 }
 
@@ -221,7 +248,48 @@ pub fn run(command: &DeviceCommand, keys_dir: &Path, clock: &dyn Clock) -> CliRe
                 println!("{} {}: {challenge}; {password}", unit.model, unit.serial);
             }
         }
+        DeviceCommand::Label {
+            state,
+            out,
+            style,
+            seed,
+            serial,
+            no_codes,
+        } => print_label(state, out, *style, *seed, serial.as_ref(), *no_codes)?,
     }
+    Ok(())
+}
+
+fn print_label(
+    state: &Path,
+    out: &Path,
+    style: LabelStyle,
+    seed: u64,
+    serial: Option<&DeviceSerial>,
+    no_codes: bool,
+) -> CliResult {
+    let device_state = DeviceState::load(state)?;
+    let mut printed = label::Label::of(&device_state.device);
+    if let Some(serial) = serial {
+        printed.serial = serial.clone();
+    }
+    printed.codes = !no_codes;
+    let failed = |e: label::LabelError| CliError::new(format!("label: {e}"));
+    let flat = printed.render().map_err(failed)?;
+    let contents = match style {
+        LabelStyle::Flat => label::png(&flat),
+        LabelStyle::Photo => {
+            label::jpeg(&label::photograph(&flat, seed), label::PHOTO_JPEG_QUALITY)
+        }
+    }
+    .map_err(failed)?;
+    write_file(out, &contents)?;
+    println!(
+        "printed the label of {} ({}) to {}",
+        printed.serial,
+        printed.model,
+        out.display()
+    );
     Ok(())
 }
 

@@ -42,7 +42,7 @@ enum Command {
     /// Create, list, rotate and export the vendor's keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// The reference device: provision, export, import, reboot, show.
+    /// The reference device: provision, export, import, reboot, show, print its label.
     #[command(subcommand)]
     Device(device::DeviceCommand),
     /// Vendor side, offline: answer an export with a signed response file and typed keys.

@@ -9,6 +9,8 @@
 //!   key the firmware trusts, and not be past its signed expiry;
 //! - a typed key must equal the one derived from the device key and current nonce.
 
+#[cfg(feature = "server")]
+pub mod label;
 mod state;
 
 pub use state::{ChallengeEnd, DeviceState, OutstandingChallenge, SimulatedDevice, StateError};

@@ -1,0 +1,13 @@
+//! Evidence the machine reads off a label photo (issue 18): the codes printed on the
+//! label, the serial numbers they carry, and what those say about each device of the
+//! export. Pure functions on values: no store, no HTTP, no clock. The evidence worker
+//! decodes the photo within its limits, then calls [`read_codes`], [`serials_in`] and
+//! [`label_findings`] and records the result.
+
+mod codes;
+mod findings;
+mod serials;
+
+pub use codes::{CodeFormat, READ_MAX_SIDE, ReadCode, read_codes};
+pub use findings::{Finding, LabelFindings, label_findings};
+pub use serials::serials_in;
