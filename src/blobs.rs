@@ -38,6 +38,18 @@ pub enum BlobError {
     BadUrl(String),
 }
 
+impl BlobError {
+    /// Whether the blob is not there (removed, or never stored), rather than unreadable
+    /// now.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Self::Io(e) => e.kind() == std::io::ErrorKind::NotFound,
+            Self::ObjectStore(object_store::Error::NotFound { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Backend {
     Local(PathBuf),

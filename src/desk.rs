@@ -40,6 +40,8 @@ pub struct Desk {
     pub spool: crate::intake::spool::Spool,
     /// Rings this replica's outbox worker when a message is queued.
     pub mail_queued: Arc<tokio::sync::Notify>,
+    /// Wakes this replica's evidence worker when a label photo was stored.
+    pub evidence_queued: Arc<tokio::sync::Notify>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 

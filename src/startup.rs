@@ -120,17 +120,24 @@ impl Application {
         })
     }
 
-    /// Runs the server and the outbox worker until SIGTERM or SIGINT; the worker finishes
+    /// Runs the server, the outbox and evidence workers, the key reloader and the blob
+    /// sweeper until SIGTERM or SIGINT; the outbox worker finishes
     /// the message in hand before the process exits.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let poll = Duration::from_millis(self.desk.settings.outbox.poll_ms);
         let worker = tokio::spawn(self.worker.run(poll, stopped.clone()));
         let reloader = tokio::spawn(reload_keys(self.desk.clone(), stopped.clone()));
+        let evidence = tokio::spawn(crate::evidence::worker::run(
+            self.desk.clone(),
+            self.desk.evidence_queued.clone(),
+            stopped.clone(),
+        ));
         let sweeper = tokio::spawn(crate::sweeper::run(self.desk.clone(), stopped));
         let served = self.server.await;
         let _ = stop.send(true);
         sweeper.await.context("the blob sweeper panicked")?;
+        evidence.await.context("the evidence worker panicked")?;
         worker.await.context("the outbox worker panicked")?;
         reloader.await.context("the key reloader panicked")?;
         served.context("the HTTP server failed")
@@ -253,6 +260,7 @@ fn build_desk(
         pictures,
         spool,
         mail_queued: worker.queued(),
+        evidence_queued: Arc::new(tokio::sync::Notify::new()),
         metrics: crate::observability::metrics_handle(),
     }))
 }

@@ -7,6 +7,7 @@
 mod codes;
 mod findings;
 mod serials;
+pub mod worker;
 
 pub use codes::{CodeFormat, READ_MAX_SIDE, ReadCode, read_codes};
 pub use findings::{Finding, LabelFindings, label_findings};

@@ -362,6 +362,18 @@ pub struct Declared {
 }
 
 impl Declared {
+    /// The most memory reading the picture's pixels may take (the evidence worker): the
+    /// proof, the picture in grey, and for a PNG the picture whole in RGBA as decoded.
+    pub fn reading_memory(&self) -> u64 {
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        let whole = if self.format == ImageFormat::Png {
+            4 * pixels
+        } else {
+            0
+        };
+        self.proof_memory() + 2 * pixels + whole
+    }
+
     /// The most memory proving the picture may take. A JPEG is decoded to one grey byte
     /// per pixel, with room for the decoder's coefficients; a PNG is read a row at a time.
     pub fn proof_memory(&self) -> u64 {
@@ -526,7 +538,38 @@ pub fn prove_label_photo(
     })
 }
 
+/// The proof and the pixels at once, for the evidence worker: the picture in grey (all
+/// reading a label's codes needs), or `damaged` for what [`prove_label_photo`] refuses.
+/// A PNG is decoded whole here, `reading_memory` bytes at most.
+pub fn read_label_pixels(
+    bytes: &[u8],
+    inspected: &InspectedPhoto,
+) -> Result<image::GrayImage, Message> {
+    let bytes = &bytes[..inspected.picture_len];
+    let (width, height) = (inspected.declared.width, inspected.declared.height);
+    let grey = match inspected.declared.format {
+        ImageFormat::Png => {
+            prove_png(bytes).ok_or_else(damaged)?;
+            let mut reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Png);
+            let mut limits = image::Limits::default();
+            limits.max_alloc = Some(inspected.declared.reading_memory());
+            reader.limits(limits);
+            reader.decode().map_err(|_| damaged())?.into_luma8()
+        }
+        _ => {
+            let grey = decode_jpeg_grey(bytes, inspected.declared).ok_or_else(damaged)?;
+            image::GrayImage::from_raw(width, height, grey).ok_or_else(damaged)?
+        }
+    };
+    Ok(grey)
+}
+
 fn prove_jpeg(bytes: &[u8], declared: Declared) -> Option<()> {
+    decode_jpeg_grey(bytes, declared).map(drop)
+}
+
+/// Every pixel of a JPEG, in grey.
+fn decode_jpeg_grey(bytes: &[u8], declared: Declared) -> Option<Vec<u8>> {
     let options = DecoderOptions::default()
         // As lenient as browsers are with phone cameras' quirks; damage that matters
         // (a cut-off file, garbage segments) is still an error.
@@ -542,7 +585,8 @@ fn prove_jpeg(bytes: &[u8], declared: Declared) -> Option<()> {
         return None;
     }
     let mut grey = vec![0; decoder.output_buffer_size()?];
-    decoder.decode_into(&mut grey).ok()
+    decoder.decode_into(&mut grey).ok()?;
+    Some(grey)
 }
 
 fn prove_png(bytes: &[u8]) -> Option<()> {

@@ -497,6 +497,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     match outcome {
         Ok(CreateOutcome::Created { number, superseded }) => {
             desk.mail_queued.notify_one();
+            desk.evidence_queued.notify_one();
             tracing::info!(ticket = %number, devices = ticket.devices.len(), "ticket created");
             Ok(Submitted {
                 status_url: Some(status_url),
@@ -728,6 +729,7 @@ pub async fn replace_label_photo(
         .await
     {
         Ok(old) => {
+            desk.evidence_queued.notify_one();
             remove_blobs(desk, &[&old]).await;
             Ok(())
         }

@@ -13,8 +13,8 @@ use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, respond, response};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, FirstApproval,
-    MailKind, MailedDecision, NewMail, ResentApproval, StoreError, StoredResponse, TicketDetail,
-    TicketEventKind, User,
+    LabelEvidence, MailKind, MailedDecision, NewMail, ResentApproval, StoreError, StoredResponse,
+    TicketDetail, TicketEventKind, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,17 @@ pub async fn load(desk: &Desk, number: &TicketNumber) -> Result<TicketDetail, Re
         .ticket(number)
         .await
         .map_err(|e| ReviewError::from_store(e, number))
+}
+
+/// What the machine read on the ticket's label photo (`None` before it read any).
+pub async fn label_evidence(
+    desk: &Desk,
+    ticket: &TicketDetail,
+) -> Result<Option<LabelEvidence>, ReviewError> {
+    desk.store
+        .label_evidence(ticket.id)
+        .await
+        .map_err(|e| ReviewError::from_store(e, &ticket.summary.number))
 }
 
 /// Refuses a decision made on a version of the evidence other than the ticket's now;

@@ -625,6 +625,12 @@ fn reading(
             .iter()
             .map(|(serial, finding)| ((*serial).to_owned(), *finding))
             .collect(),
+        other_serials: findings
+            .iter()
+            .filter(|(_, finding)| *finding == LabelFinding::OtherSerial)
+            .map(|_| "SERIAL-9999".to_owned())
+            .take(1)
+            .collect(),
         codes: vec![ReadCode {
             format: "qr".to_owned(),
             text: "SN:SERIAL-0101".to_owned(),
@@ -759,6 +765,16 @@ pub async fn a_replaced_photo_supersedes_its_job(store: &dyn Store) {
     let evidence = store.label_evidence(detail.id).await.unwrap().unwrap();
     assert_eq!(evidence.state, EvidenceState::Pending, "{evidence:?}");
     assert!(evidence.findings.is_empty());
+    assert!(
+        store
+            .ticket(&number)
+            .await
+            .unwrap()
+            .summary
+            .flags
+            .is_empty(),
+        "a superseded reading flags nothing"
+    );
     let new_job = store.claim_evidence_jobs(at(15), 60, 10).await.unwrap();
     assert_eq!(
         new_job
@@ -813,6 +829,30 @@ pub async fn a_replaced_photo_supersedes_its_job(store: &dyn Store) {
             .map(|j| j.label_blob.clone())
             .collect::<Vec<_>>(),
         vec!["e".repeat(64)]
+    );
+}
+
+/// A label naming a serial the export does not is a risk flag: the ticket needs four eyes.
+pub async fn a_label_naming_another_device_flags_the_ticket(store: &dyn Store) {
+    let number = created(
+        store,
+        &ticket(
+            "j@example.com",
+            vec![challenge("SERIAL-0501", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let job = store.claim_evidence_jobs(at(11), 60, 10).await.unwrap()[0].clone();
+    let found = [("SERIAL-0501", LabelFinding::OtherSerial)];
+    store
+        .finish_evidence_job(&reading(&job, &found, at(12)))
+        .await
+        .unwrap();
+    let flags = store.ticket(&number).await.unwrap().summary.flags;
+    assert_eq!(
+        flags,
+        vec!["the label photo shows serial SERIAL-9999, which is not in the export".to_owned()]
     );
 }
 
@@ -2877,6 +2917,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::a_job_is_given_up_after_its_attempts(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_label_naming_another_device_flags_the_ticket() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_label_naming_another_device_flags_the_ticket(store.as_ref()).await;
         }
         #[tokio::test]
         async fn photo_round_trip() {

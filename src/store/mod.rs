@@ -232,6 +232,7 @@ impl LabelFinding {
 pub struct EvidenceJob {
     pub id: i64,
     pub ticket_id: TicketId,
+    pub ticket: TicketNumber,
     /// The photo this job reads: the ticket's label photo when the job was made.
     pub label_blob: String,
     /// Leases taken so far, this one included: a photo that keeps killing its worker is
@@ -258,6 +259,9 @@ pub struct EvidenceReading {
     pub job_id: i64,
     /// One finding per device of the export, by its serial.
     pub findings: Vec<(String, LabelFinding)>,
+    /// Serials the label names that the export does not: each a risk flag, and the
+    /// ticket then needs four eyes.
+    pub other_serials: Vec<String>,
     pub codes: Vec<ReadCode>,
     pub at: Timestamp,
 }

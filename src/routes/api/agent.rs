@@ -181,6 +181,16 @@ async fn show(
         .iter()
         .map(|m| serde_json::json!({"kind": m.kind.as_str(), "status": m.status.as_str(), "attempts": m.attempts, "last_error": m.last_error}))
         .collect();
+    // What the machine read on the label photo; null for a ticket from before it did.
+    let evidence = review::label_evidence(&desk, &ticket).await?.map(|e| {
+        serde_json::json!({
+            "state": e.state.as_str(),
+            "label": e.findings.iter().map(|(serial, finding)| serde_json::json!({
+                "serial": serial, "finding": finding.as_str(),
+            })).collect::<Vec<_>>(),
+            "codes": e.codes.iter().map(|code| code.text.as_str()).collect::<Vec<_>>(),
+        })
+    });
     let c = &ticket.customer;
     Ok(HttpResponse::Ok()
         .insert_header((ETAG, evidence_etag(ticket.evidence_version)))
@@ -194,6 +204,7 @@ async fn show(
         "decision_reason": ticket.decision_reason,
         "superseded_by": ticket.superseded_by,
         "flags": ticket.summary.flags,
+        "evidence": evidence,
         "approvals": ticket.approvals.iter().map(|a| serde_json::json!({
             "by": a.email, "as_role": a.as_role.as_str(), "note": a.note, "at": a.at,
         })).collect::<Vec<_>>(),

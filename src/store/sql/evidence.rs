@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Value, db};
-use crate::domain::Timestamp;
+use crate::domain::{TicketNumber, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
-use crate::store::rows::corrupt;
+use crate::store::rows::{self, corrupt};
 use crate::store::{
     EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState, EvidenceStore, JobEnd,
     LabelEvidence, LabelFinding, MAX_EVIDENCE_ATTEMPTS, ReadCode, StoreError, StoreResult,
@@ -49,16 +49,23 @@ where
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        let mut jobs: Vec<EvidenceJob> = rows
-            .into_iter()
-            .map(|(id, ticket_id, label_blob, attempts)| EvidenceJob {
+        let mut jobs = Vec::with_capacity(rows.len());
+        for (id, ticket_id, label_blob, attempts) in rows {
+            let number: String = sqlx::query_scalar("SELECT number FROM tickets WHERE id = $1")
+                .bind(ticket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            jobs.push(EvidenceJob {
                 id,
                 ticket_id,
+                ticket: TicketNumber::parse(&number)
+                    .map_err(|_| corrupt("ticket number", number.as_str()))?,
                 label_blob,
                 attempts,
-            })
-            .collect();
+            });
+        }
+        tx.commit().await.map_err(db)?;
         // RETURNING promises no order.
         jobs.sort_by_key(|job| job.id);
         Ok(jobs)
@@ -93,6 +100,9 @@ where
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        }
+        if !reading.other_serials.is_empty() {
+            Self::flag_other_serials(&mut tx, ticket_id, &reading.other_serials).await?;
         }
         let summary = reading
             .findings
@@ -268,6 +278,32 @@ where
         .execute(&mut **tx)
         .await
         .map_err(db)?;
+        Ok(())
+    }
+
+    /// Adds the risk flag for a label naming devices the export does not: the ticket
+    /// then needs four eyes, as for any other risk.
+    async fn flag_other_serials(
+        tx: &mut Transaction<'static, D>,
+        ticket_id: TicketId,
+        serials: &[String],
+    ) -> StoreResult<()> {
+        let stored: String = sqlx::query_scalar("SELECT flags FROM tickets WHERE id = $1")
+            .bind(ticket_id)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db)?;
+        let mut flags = rows::flags_list(&stored);
+        flags.push(format!(
+            "the label photo shows serial {}, which is not in the export",
+            serials.join(", ")
+        ));
+        sqlx::query("UPDATE tickets SET flags = $1 WHERE id = $2")
+            .bind(rows::flags_text(&flags))
+            .bind(ticket_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 

@@ -1,0 +1,277 @@
+//! The evidence worker: reads each label photo off the request path (issue 18). Every
+//! replica runs one. It leases due jobs from the store (a job is made with its photo, in
+//! the photo's transaction), decodes the photo within the picture work's bounds, reads its
+//! codes and records a finding per device of the export; a photo that cannot be decoded
+//! sends an open ticket back to the customer, whose mail says so in their language.
+//!
+//! A worker killed mid-job holds a lease that runs out after [`LEASE_SECS`]; another
+//! worker then takes the job. The store records a job's result once, and only while its
+//! photo is still the ticket's, so a slow worker finishing late records nothing twice.
+
+use std::time::Duration;
+
+use actix_web::web;
+
+use crate::blobs::BlobError;
+use crate::desk::Desk;
+use crate::i18n::Lang;
+use crate::intake::photo;
+use crate::intake::picture_work::{PictureJob, PictureWorkError};
+use crate::mail::compose;
+use crate::store::{
+    EvidenceFailure, EvidenceJob, EvidenceReading, JobEnd, LabelFinding, ReadCode, StoreError,
+    TicketDetail,
+};
+
+/// How long a job is leased: several times the longest a picture may take
+/// (`PICTURE_WORK_TIMEOUT`), so a live worker never loses its job to another.
+pub const LEASE_SECS: i64 = 120;
+
+/// Jobs leased at a time: small, so a replica takes only what it can start soon and the
+/// others share a burst.
+const BATCH: i64 = 2;
+
+/// How often an idle worker looks for jobs another replica's intake made (its own
+/// intake wakes it at once).
+const POLL: Duration = Duration::from_secs(2);
+
+/// The per-address key the worker's picture work is counted under.
+const WORKER_ADDRESS: &str = "evidence-worker";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    #[error("the photo could not be fetched")]
+    Blob(#[from] BlobError),
+    #[error("the picture work is busy")]
+    Busy,
+    #[error("the customer's mail could not be rendered")]
+    Mail(#[from] compose::RenderError),
+}
+
+/// What one job came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Worked {
+    /// Findings recorded.
+    Read {
+        findings: Vec<(String, LabelFinding)>,
+    },
+    /// The photo could not be decoded: the ticket waits for another.
+    Unreadable,
+    /// The job ended without a result of its own: the photo was replaced, or another
+    /// worker finished it first.
+    Over(JobEnd),
+}
+
+/// What reading a photo gave, before it is compared with the export.
+enum Reading {
+    Codes(Vec<crate::evidence::ReadCode>),
+    Damaged,
+}
+
+/// One round: leases due jobs and works each. The jobs worked, for tests and the loop.
+pub async fn work_once(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> {
+    let jobs = desk
+        .store
+        .claim_evidence_jobs(desk.clock.now(), LEASE_SECS, BATCH)
+        .await?;
+    let mut worked = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let done = work(desk, &job).await;
+        if let Err(error) = &done {
+            // The lease runs out and the job is tried again, here or on another replica.
+            tracing::warn!(job = job.id, ticket = %job.ticket, error = %error, "an evidence job failed; it will be tried again");
+        }
+        worked.push(done?);
+    }
+    Ok(worked)
+}
+
+async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
+    let started = std::time::Instant::now();
+    let ticket = desk.store.ticket(&job.ticket).await?;
+    let bytes = match desk.blobs.get(&job.label_blob).await {
+        Ok(bytes) => Some(bytes),
+        // Removed: the photo was replaced and its job superseded, which ending the job
+        // finds out; a photo missing while it is still the ticket's is unreadable.
+        Err(error) if error.is_not_found() => None,
+        Err(other) => return Err(other.into()),
+    };
+    let reading = match bytes {
+        Some(bytes) => read(desk, bytes).await?,
+        None => Reading::Damaged,
+    };
+    let now = desk.clock.now();
+    let worked = match reading {
+        Reading::Codes(codes) => {
+            let (findings, other_serials) = findings(&ticket, &codes);
+            let reading = EvidenceReading {
+                job_id: job.id,
+                findings: findings.clone(),
+                other_serials,
+                codes: codes
+                    .iter()
+                    .map(|code| ReadCode {
+                        format: code.format.as_str().to_owned(),
+                        text: code.text.clone(),
+                    })
+                    .collect(),
+                at: now,
+            };
+            match desk.store.finish_evidence_job(&reading).await? {
+                JobEnd::Recorded => Worked::Read { findings },
+                other => Worked::Over(other),
+            }
+        }
+        Reading::Damaged => {
+            let failure = EvidenceFailure {
+                job_id: job.id,
+                error: "the label photo could not be decoded: its picture data is damaged"
+                    .to_owned(),
+                mail: unreadable_mail(desk, &ticket)?,
+                at: now,
+            };
+            match desk.store.fail_evidence_job(&failure).await? {
+                JobEnd::Recorded => {
+                    desk.mail_queued.notify_one();
+                    Worked::Unreadable
+                }
+                other => Worked::Over(other),
+            }
+        }
+    };
+    record_metrics(&worked, started.elapsed());
+    Ok(worked)
+}
+
+/// Decodes the photo and reads its codes on the picture work's threads, within its
+/// memory and time bounds.
+async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
+    let max_pixels = desk.settings.intake.max_label_pixels;
+    let Ok(inspected) = photo::inspect_label_photo(&bytes, max_pixels) else {
+        // Intake checked the structure; a stored photo that no longer passes is damaged.
+        return Ok(Reading::Damaged);
+    };
+    let memory = bytes.len() as u64 + inspected.declared().reading_memory();
+    let outcome = desk
+        .pictures
+        .run(PictureJob::PhotoProof, WORKER_ADDRESS, memory, move || {
+            let grey = photo::read_label_pixels(&bytes, &inspected).ok()?;
+            Some(crate::evidence::read_codes(
+                &image::DynamicImage::ImageLuma8(grey),
+            ))
+        })
+        .await;
+    match outcome {
+        Ok(Some(codes)) => Ok(Reading::Codes(codes)),
+        Ok(None) | Err(PictureWorkError::Failed | PictureWorkError::TooSlow) => {
+            Ok(Reading::Damaged)
+        }
+        Err(PictureWorkError::Busy) => Err(EvidenceError::Busy),
+    }
+}
+
+/// A finding per device of the export, by serial, and the serials the label names that
+/// the export does not.
+fn findings(
+    ticket: &TicketDetail,
+    codes: &[crate::evidence::ReadCode],
+) -> (Vec<(String, LabelFinding)>, Vec<String>) {
+    let export: Vec<_> = ticket
+        .devices
+        .iter()
+        .map(|d| d.identity.serial.clone())
+        .collect();
+    let on_label = crate::evidence::serials_in(codes);
+    let found = crate::evidence::label_findings(&export, &on_label, !codes.is_empty());
+    let devices = found
+        .devices
+        .into_iter()
+        .map(|(serial, finding)| (serial.to_string(), stored(finding)))
+        .collect();
+    let others = found
+        .other_serials
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    (devices, others)
+}
+
+/// The store's name for a finding.
+fn stored(finding: crate::evidence::Finding) -> LabelFinding {
+    use crate::evidence::Finding;
+    match finding {
+        Finding::Matches => LabelFinding::Matches,
+        Finding::OtherSerial => LabelFinding::OtherSerial,
+        Finding::NotOnLabel => LabelFinding::NotOnLabel,
+        Finding::Unreadable => LabelFinding::Unreadable,
+    }
+}
+
+/// "Please send a new photo": the photo request, with why in the customer's language.
+fn unreadable_mail(
+    desk: &Desk,
+    ticket: &TicketDetail,
+) -> Result<crate::store::NewMail, compose::RenderError> {
+    let number = &ticket.summary.number;
+    let t: Lang = ticket.customer.language;
+    compose::photo_requested(
+        &desk.mail,
+        number,
+        &desk.status_url(number),
+        &desk.photo_url(number),
+        &ticket.customer,
+        &t.text("mail.photo_request.unreadable"),
+    )
+}
+
+fn record_metrics(worked: &Worked, took: Duration) {
+    match worked {
+        Worked::Read { findings } => {
+            ::metrics::histogram!("resetdesk_evidence_seconds").record(took.as_secs_f64());
+            for (_, finding) in findings {
+                ::metrics::counter!("resetdesk_evidence_findings_total", "finding" => finding.as_str())
+                    .increment(1);
+            }
+        }
+        Worked::Unreadable => {
+            ::metrics::histogram!("resetdesk_evidence_seconds").record(took.as_secs_f64());
+            ::metrics::counter!("resetdesk_evidence_unreadable_total").increment(1);
+        }
+        Worked::Over(_) => {}
+    }
+}
+
+/// Works jobs until `stopped`: at once when this replica's intake made one (`queued`),
+/// and every [`POLL`] for the others'.
+pub async fn run(
+    desk: web::Data<Desk>,
+    queued: std::sync::Arc<tokio::sync::Notify>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let busy = match work_once(&desk).await {
+            Ok(worked) => !worked.is_empty(),
+            Err(error) => {
+                tracing::warn!(error = %error, "the evidence worker could not work its jobs");
+                false
+            }
+        };
+        if let Ok((pending, failed)) = desk.store.evidence_counts().await {
+            ::metrics::gauge!("resetdesk_evidence_jobs_pending").set(pending as f64);
+            ::metrics::gauge!("resetdesk_evidence_jobs_failed").set(failed as f64);
+        }
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = queued.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = stopped.changed() => return,
+        }
+        if *stopped.borrow() {
+            return;
+        }
+    }
+}
