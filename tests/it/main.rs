@@ -20,6 +20,7 @@ mod html;
 mod insiders;
 mod it_did_not_work;
 mod keys_in_service;
+mod label;
 mod languages;
 mod operations;
 mod outages;

@@ -48,7 +48,7 @@ pub fn photograph(label: &GrayImage, seed: u64) -> RgbImage {
     );
     // The slant: the far edge looks shorter, and each corner wanders a little.
     let far = random.between(0.86, 0.97);
-    let (top, bottom) = if random.next() % 2 == 0 {
+    let (top, bottom) = if random.next().is_multiple_of(2) {
         (far, 1.0)
     } else {
         (1.0, far)
@@ -141,15 +141,16 @@ fn homography(from: [(f64, f64); 4], to: [(f64, f64); 4]) -> [f64; 8] {
             .max_by(|&a, &b| rows[a][column].abs().total_cmp(&rows[b][column].abs()))
             .unwrap_or(column);
         rows.swap(column, pivot);
-        let lead = rows[column][column];
+        let pivot_row = rows[column];
+        let lead = pivot_row[column];
         if lead.abs() < 1e-12 {
             continue;
         }
-        for row in 0..8 {
-            if row != column {
-                let factor = rows[row][column] / lead;
-                for k in column..9 {
-                    rows[row][k] -= factor * rows[column][k];
+        for (index, row) in rows.iter_mut().enumerate() {
+            if index != column {
+                let factor = row[column] / lead;
+                for (value, above) in row.iter_mut().zip(pivot_row).skip(column) {
+                    *value -= factor * above;
                 }
             }
         }
