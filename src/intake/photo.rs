@@ -451,6 +451,14 @@ pub struct InspectedPhoto {
 }
 
 impl InspectedPhoto {
+    /// What intake stores: the structure is all it checks on the request path.
+    pub fn checked(&self) -> CheckedPhoto {
+        CheckedPhoto {
+            media_type: self.media_type,
+            picture_len: self.picture_len as u64,
+        }
+    }
+
     /// What the header declares, to compare with what was reserved for it.
     pub fn declared(&self) -> Declared {
         self.declared
@@ -557,23 +565,36 @@ pub fn read_label_pixels(
             reader.decode().map_err(|_| damaged())?.into_luma8()
         }
         _ => {
-            let grey = decode_jpeg_grey(bytes, inspected.declared).ok_or_else(damaged)?;
+            let grey = decode_jpeg_grey(bytes, inspected.declared, false).ok_or_else(damaged)?;
             image::GrayImage::from_raw(width, height, grey).ok_or_else(damaged)?
         }
     };
     Ok(grey)
 }
 
+/// Whether every pixel decodes without an error even in a strict decoder. The lenient
+/// decode intake and [`read_label_pixels`] use (as browsers are) paints grey from a bad
+/// Huffman code on and says nothing, so damage in a JPEG's entropy-coded data shows only
+/// here. Phone cameras' quirks fail it too, so the evidence worker asks it only of a
+/// photo on which no code could be read. A PNG's decode is strict already.
+pub fn decodes_strictly(bytes: &[u8], inspected: &InspectedPhoto) -> bool {
+    let bytes = &bytes[..inspected.picture_len];
+    match inspected.declared.format {
+        ImageFormat::Png => prove_png(bytes).is_some(),
+        _ => decode_jpeg_grey(bytes, inspected.declared, true).is_some(),
+    }
+}
+
 fn prove_jpeg(bytes: &[u8], declared: Declared) -> Option<()> {
-    decode_jpeg_grey(bytes, declared).map(drop)
+    decode_jpeg_grey(bytes, declared, false).map(drop)
 }
 
 /// Every pixel of a JPEG, in grey.
-fn decode_jpeg_grey(bytes: &[u8], declared: Declared) -> Option<Vec<u8>> {
+fn decode_jpeg_grey(bytes: &[u8], declared: Declared, strict: bool) -> Option<Vec<u8>> {
     let options = DecoderOptions::default()
-        // As lenient as browsers are with phone cameras' quirks; damage that matters
-        // (a cut-off file, garbage segments) is still an error.
-        .set_strict_mode(false)
+        // Unless `strict`, as lenient as browsers are with phone cameras' quirks; damage
+        // that matters (a cut-off file, garbage segments) is still an error.
+        .set_strict_mode(strict)
         .set_max_width(MAX_SIDE as usize)
         .set_max_height(MAX_SIDE as usize)
         .jpeg_set_out_colorspace(ColorSpace::Luma);

@@ -421,7 +421,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         return Err(IntakeError::Invalid(issues));
     }
 
-    let photo = checked_photo(desk, &raw.client, &label).await?;
+    let photo = checked_photo(desk, &label).await?;
 
     let request = decode_export(desk, &raw.client, form, field, &export).await?;
     if request.version() == crate::protocol::PROTOCOL_V1 {
@@ -661,42 +661,27 @@ async fn remove_blobs(desk: &Desk, blobs: &[&String]) {
     }
 }
 
-/// Checks a label photo: its header and scans on the spot, its pixels as picture work
-/// within the client's share, with the memory its header declares reserved first. Says
-/// how much of the upload is the picture (anything appended after its end is not
-/// stored) and its media type.
-async fn checked_photo(
-    desk: &Desk,
-    client: &str,
-    upload: &Upload,
-) -> Result<photo::CheckedPhoto, IntakeError> {
+/// Checks a label photo's structure: format, declared size, pixel cap, metadata, scans
+/// and end marker, all read without decoding a pixel. The pixels are decoded off the
+/// request path by the evidence worker (`evidence::worker`), which sends the ticket back
+/// to the customer when they cannot be read. Says how much of the upload is the picture
+/// (anything appended after its end is not stored) and its media type.
+async fn checked_photo(desk: &Desk, upload: &Upload) -> Result<photo::CheckedPhoto, IntakeError> {
     let refused =
         |message: Message| IntakeError::one(SubmissionField::LabelPhoto.as_str(), message);
-    let (declared, reading) = picture_memory(upload).await?;
     let max_pixels = desk.settings.intake.max_label_pixels;
-    // Too many scans, or too much decoding for its size: refused now, without waiting
-    // for (or taking) a share of the picture work.
-    if let Some(declared) = declared {
-        declared.check_cost(max_pixels).map_err(refused)?;
-    }
-    let memory = reading + declared.map_or(0, |d| d.proof_memory());
-    let upload = upload.clone();
-    desk.pictures
-        .run(PictureJob::PhotoProof, client, memory, move || {
-            upload.with_bytes(|bytes| {
-                let inspected = photo::inspect_label_photo(bytes, max_pixels)?;
-                // What was reserved came from the same header; a file that reads
-                // differently the second time is crafted, not a photo.
-                if Some(inspected.declared()) != declared {
-                    return Err(photo::damaged());
-                }
-                photo::prove_label_photo(bytes, &inspected)
-            })
-        })
-        .await
-        .map_err(|e| picture_failure(SubmissionField::LabelPhoto.as_str(), e))?
-        .map_err(IntakeError::internal)?
-        .map_err(refused)
+    let inspect =
+        move |bytes: &[u8]| photo::inspect_label_photo(bytes, max_pixels).map(|i| i.checked());
+    let checked = if upload.spooled_path().is_some() {
+        // A large upload waits on disk: reading it back is file work, off the async workers.
+        let upload = upload.clone();
+        tokio::task::spawn_blocking(move || upload.with_bytes(inspect))
+            .await
+            .map_err(IntakeError::internal)?
+    } else {
+        upload.with_bytes(inspect)
+    };
+    checked.map_err(IntakeError::internal)?.map_err(refused)
 }
 
 /// The customer's answer to "new photo, please": checks the photo, stores it, puts the
@@ -717,7 +702,7 @@ pub async fn replace_label_photo(
             Message::new("problem.label_photo_choose"),
         ));
     };
-    let photo = checked_photo(desk, &raw.client, &upload).await?;
+    let photo = checked_photo(desk, &upload).await?;
     let blob = desk
         .blobs
         .put_upload(&upload, photo.picture_len)

@@ -44,6 +44,20 @@ fn the_core_imports_nothing_of_the_server() {
     );
 }
 
+#[test]
+fn reading_a_label_is_pure() {
+    let breaches = breaches(
+        |file| file.starts_with("evidence/") && file != "evidence/worker.rs",
+        SERVER_MODULES,
+    );
+    assert!(
+        breaches.is_empty(),
+        "evidence/ (but its worker) reads a picture and nothing else, and these name the \
+         server:\n{}",
+        breaches.join("\n")
+    );
+}
+
 /// `file:line: code` for each line of a covered file (its path relative to src/) that
 /// names one of `modules` through `crate::`.
 fn breaches(covers: impl Fn(&str) -> bool, modules: &[&str]) -> Vec<String> {

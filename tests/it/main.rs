@@ -14,6 +14,7 @@ mod deploy;
 mod desk;
 mod desk_support;
 mod duplicates;
+mod evidence;
 mod four_eyes;
 mod fuzz_regressions;
 mod html;
