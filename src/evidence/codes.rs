@@ -314,6 +314,43 @@ mod tests {
         }
     }
 
+    /// A Code 39 barcode of `text` (ISO/IEC 16388's table: nine elements, bar first,
+    /// the wide ones marked by the bits from the ninth down), narrow 4 px, wide 12 px.
+    fn code_39(text: &str) -> GrayImage {
+        const ALPHABET: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-. $/+%*";
+        const WIDE: [u16; 44] = [
+            0x034, 0x121, 0x061, 0x160, 0x031, 0x130, 0x070, 0x025, 0x124, 0x064, 0x109, 0x049,
+            0x148, 0x019, 0x118, 0x058, 0x00D, 0x10C, 0x04C, 0x01C, 0x103, 0x043, 0x142, 0x013,
+            0x112, 0x052, 0x007, 0x106, 0x046, 0x016, 0x181, 0x0C1, 0x1C0, 0x091, 0x190, 0x0D0,
+            0x085, 0x184, 0x0C4, 0x0A8, 0x0A2, 0x08A, 0x02A, 0x094,
+        ];
+        let mut bars = vec![false; 40];
+        for c in format!("*{text}*").chars() {
+            let wide = WIDE[ALPHABET.find(c).expect("a Code 39 character")];
+            for element in 0..9 {
+                let width = if wide & (0x100 >> element) != 0 {
+                    12
+                } else {
+                    4
+                };
+                bars.extend(std::iter::repeat_n(element % 2 == 0, width));
+            }
+            bars.extend([false; 4]);
+        }
+        bars.extend([false; 40]);
+        let width = u32::try_from(bars.len()).expect("narrow");
+        GrayImage::from_fn(width, 240, |x, y| {
+            let bar = (20..220).contains(&y) && bars[x as usize];
+            Luma([if bar { 0 } else { 255 }])
+        })
+    }
+
+    #[test]
+    fn a_code_39_barcode_is_read_too() {
+        let codes = read_codes(&DynamicImage::ImageLuma8(code_39("CAM-0042/B.7")));
+        assert_eq!(texts(&codes), [("code_39", "CAM-0042/B.7")]);
+    }
+
     #[test]
     fn a_label_without_codes_gives_nothing() {
         let flat = label(false).render().expect("label");
