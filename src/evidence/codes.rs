@@ -134,16 +134,24 @@ const LINEAR_FORMATS: [BarcodeFormat; 2] = [BarcodeFormat::CODE_128, BarcodeForm
 
 /// The picture in grey, its longest side at most [`READ_MAX_SIDE`].
 fn shrunk_grey(image: &DynamicImage) -> GrayImage {
-    let grey = image.to_luma8();
+    // A picture decoded straight to grey (as the evidence worker does) is not copied.
+    let converted;
+    let grey = match image.as_luma8() {
+        Some(grey) => grey,
+        None => {
+            converted = image.to_luma8();
+            &converted
+        }
+    };
     let longest = grey.width().max(grey.height());
     if longest <= READ_MAX_SIDE {
-        return grey;
+        return grey.clone();
     }
     let scale = f64::from(READ_MAX_SIDE) / f64::from(longest);
     let width = (f64::from(grey.width()) * scale).round().max(1.0) as u32;
     let height = (f64::from(grey.height()) * scale).round().max(1.0) as u32;
     // Area averaging: cheap, and it keeps bars' edges where a sharper filter rings.
-    image::imageops::thumbnail(&grey, width, height)
+    image::imageops::thumbnail(grey, width, height)
 }
 
 /// Reads the codes of `formats` on `grey` into `codes` (each once); whether it found a
