@@ -158,14 +158,16 @@ async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
         .pictures
         .run(PictureJob::PhotoProof, WORKER_ADDRESS, memory, move || {
             let grey = photo::read_label_pixels(&bytes, &inspected).ok()?;
-            Some(crate::evidence::read_codes(
-                &image::DynamicImage::ImageLuma8(grey),
-            ))
+            let codes = crate::evidence::read_codes(&image::DynamicImage::ImageLuma8(grey));
+            // A photo whose codes read served its purpose, whatever a strict decoder
+            // thinks of it; one with none is damaged if a strict decode fails.
+            let damaged = codes.is_empty() && !photo::decodes_strictly(&bytes, &inspected);
+            Some((codes, damaged))
         })
         .await;
     match outcome {
-        Ok(Some(codes)) => Ok(Reading::Codes(codes)),
-        Ok(None) | Err(PictureWorkError::Failed | PictureWorkError::TooSlow) => {
+        Ok(Some((codes, false))) => Ok(Reading::Codes(codes)),
+        Ok(Some((_, true)) | None) | Err(PictureWorkError::Failed | PictureWorkError::TooSlow) => {
             Ok(Reading::Damaged)
         }
         Err(PictureWorkError::Busy) => Err(EvidenceError::Busy),
@@ -183,7 +185,22 @@ fn findings(
         .iter()
         .map(|d| d.identity.serial.clone())
         .collect();
-    let on_label = crate::evidence::serials_in(codes);
+    // A barcode of the model or the MAC address parses as a serial too; on the export's
+    // own label it is not another device.
+    let printed_beside: Vec<String> = ticket
+        .devices
+        .iter()
+        .flat_map(|d| {
+            let mac = d.identity.mac_address.map(|m| m.to_string());
+            [Some(d.identity.model.to_string()), mac]
+        })
+        .flatten()
+        .map(|text| comparable(&text))
+        .collect();
+    let on_label: Vec<_> = crate::evidence::serials_in(codes)
+        .into_iter()
+        .filter(|serial| !printed_beside.contains(&comparable(serial.as_str())))
+        .collect();
     let found = crate::evidence::label_findings(&export, &on_label, !codes.is_empty());
     let devices = found
         .devices
@@ -196,6 +213,14 @@ fn findings(
         .map(ToString::to_string)
         .collect();
     (devices, others)
+}
+
+/// A model or MAC address as a barcode may spell it: without separators, in capitals.
+fn comparable(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 /// The store's name for a finding.

@@ -565,7 +565,7 @@ pub fn read_label_pixels(
             reader.decode().map_err(|_| damaged())?.into_luma8()
         }
         _ => {
-            let grey = decode_jpeg_grey(bytes, inspected.declared, false).ok_or_else(damaged)?;
+            let grey = decode_jpeg_grey(bytes, inspected.declared).ok_or_else(damaged)?;
             image::GrayImage::from_raw(width, height, grey).ok_or_else(damaged)?
         }
     };
@@ -581,20 +581,29 @@ pub fn decodes_strictly(bytes: &[u8], inspected: &InspectedPhoto) -> bool {
     let bytes = &bytes[..inspected.picture_len];
     match inspected.declared.format {
         ImageFormat::Png => prove_png(bytes).is_some(),
-        _ => decode_jpeg_grey(bytes, inspected.declared, true).is_some(),
+        _ => {
+            let options = DecoderOptions::default()
+                .set_strict_mode(true)
+                .set_max_width(MAX_SIDE as usize)
+                .set_max_height(MAX_SIDE as usize)
+                .jpeg_set_out_colorspace(ColorSpace::Luma);
+            JpegDecoder::new_with_options(ZCursor::new(bytes), options)
+                .decode()
+                .is_ok()
+        }
     }
 }
 
 fn prove_jpeg(bytes: &[u8], declared: Declared) -> Option<()> {
-    decode_jpeg_grey(bytes, declared, false).map(drop)
+    decode_jpeg_grey(bytes, declared).map(drop)
 }
 
 /// Every pixel of a JPEG, in grey.
-fn decode_jpeg_grey(bytes: &[u8], declared: Declared, strict: bool) -> Option<Vec<u8>> {
+fn decode_jpeg_grey(bytes: &[u8], declared: Declared) -> Option<Vec<u8>> {
     let options = DecoderOptions::default()
-        // Unless `strict`, as lenient as browsers are with phone cameras' quirks; damage
-        // that matters (a cut-off file, garbage segments) is still an error.
-        .set_strict_mode(strict)
+        // As lenient as browsers are with phone cameras' quirks; damage that matters
+        // (a cut-off file, garbage segments) is still an error.
+        .set_strict_mode(false)
         .set_max_width(MAX_SIDE as usize)
         .set_max_height(MAX_SIDE as usize)
         .jpeg_set_out_colorspace(ColorSpace::Luma);

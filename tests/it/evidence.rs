@@ -46,10 +46,9 @@ fn printed_label(serial: &str, codes: bool) -> Vec<u8> {
 }
 
 /// The ticket's `evidence` as the agent API shows it.
-async fn evidence_of(app: &TestApp, number: &str) -> serde_json::Value {
-    let token = app.agent_token("agent@vendor.test").await;
+async fn evidence_of(app: &TestApp, token: &str, number: &str) -> serde_json::Value {
     let ticket: serde_json::Value = app
-        .api_get(&token, &format!("/api/v1/tickets/{number}"))
+        .api_get(token, &format!("/api/v1/tickets/{number}"))
         .await
         .json()
         .await
@@ -61,9 +60,10 @@ async fn the_devices_own_label_matches(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
     };
+    let token = app.agent_token("agent@vendor.test").await;
     let number = submit_with(&app, printed_label(SERIAL, true), "image/png").await;
     assert_eq!(
-        evidence_of(&app, &number).await["state"],
+        evidence_of(&app, &token, &number).await["state"],
         "pending",
         "the answer came before the photo was read"
     );
@@ -74,7 +74,7 @@ async fn the_devices_own_label_matches(backend: Backend) {
             findings: vec![(SERIAL.to_owned(), LabelFinding::Matches)]
         }]
     );
-    let evidence = evidence_of(&app, &number).await;
+    let evidence = evidence_of(&app, &token, &number).await;
     assert_eq!(evidence["state"], "done");
     assert_eq!(
         evidence["label"],
@@ -88,7 +88,6 @@ async fn the_devices_own_label_matches(backend: Backend) {
             .any(|code| code.as_str().unwrap().contains(SERIAL)),
         "{evidence}"
     );
-    let token = app.agent_token("agent@vendor.test").await;
     assert!(app.ticket_flags(&token, &number).await.is_empty());
     assert!(
         worker::work_once(&app.desk).await.unwrap().is_empty(),
@@ -105,14 +104,14 @@ async fn another_devices_label_needs_four_eyes(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
     };
+    let token = app.agent_token("agent@vendor.test").await;
     let number = submit_with(&app, printed_label(OTHER_SERIAL, true), "image/png").await;
     worker::work_once(&app.desk).await.unwrap();
-    let evidence = evidence_of(&app, &number).await;
+    let evidence = evidence_of(&app, &token, &number).await;
     assert_eq!(
         evidence["label"],
         serde_json::json!([{"serial": SERIAL, "finding": "other_serial"}])
     );
-    let token = app.agent_token("agent@vendor.test").await;
     let flags = app.ticket_flags(&token, &number).await;
     assert!(
         flags.iter().any(|f| f.contains(OTHER_SERIAL)),
@@ -133,9 +132,10 @@ async fn a_label_without_codes_is_unreadable(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
     };
+    let token = app.agent_token("agent@vendor.test").await;
     let number = submit_with(&app, printed_label(SERIAL, false), "image/png").await;
     worker::work_once(&app.desk).await.unwrap();
-    let evidence = evidence_of(&app, &number).await;
+    let evidence = evidence_of(&app, &token, &number).await;
     assert_eq!(evidence["state"], "done");
     assert_eq!(
         evidence["label"],
@@ -148,18 +148,19 @@ async fn a_damaged_photo_is_accepted_then_sent_back(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
     };
+    let token = app.agent_token("agent@vendor.test").await;
     // A label with no codes, as a JPEG damaged in its entropy-coded data: its structure
     // passes intake, and only a full strict decode finds the damage.
     let flat = image::load_from_memory(&printed_label(SERIAL, false))
         .unwrap()
-        .to_rgb8();
-    let damaged = damage_entropy_coded_data(&label::jpeg(&flat, 80).unwrap());
+        .to_luma8();
+    let photographed = label::photograph(&flat, 18);
+    let damaged = damage_entropy_coded_data(&label::jpeg(&photographed, 80).unwrap());
     let number = submit_with(&app, damaged, "image/jpeg").await;
     assert_eq!(
         worker::work_once(&app.desk).await.unwrap(),
         vec![Worked::Unreadable]
     );
-    let token = app.agent_token("agent@vendor.test").await;
     let ticket: serde_json::Value = app
         .api_get(&token, &format!("/api/v1/tickets/{number}"))
         .await
@@ -185,6 +186,7 @@ async fn a_photo_replaced_while_read_gets_its_own_findings(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
     };
+    let token = app.agent_token("agent@vendor.test").await;
     let number = submit_with(&app, printed_label(OTHER_SERIAL, true), "image/png").await;
     // A worker leases the first photo's job and is slow; meanwhile an agent asks for a
     // new photo and the customer sends the right one.
@@ -195,14 +197,17 @@ async fn a_photo_replaced_while_read_gets_its_own_findings(backend: Backend) {
         .await
         .unwrap()
         .remove(0);
-    app.create_agent("agent@vendor.test").await;
-    let agent = app.sign_in("agent@vendor.test").await;
+    app.create_agent("console@vendor.test").await;
+    let agent = app.sign_in("console@vendor.test").await;
     let page = app
         .console_page(&agent, &format!("/console/tickets/{number}"))
         .await;
     let asked = agent
         .post(app.url(&format!("/console/tickets/{number}/request-photo")))
-        .form(&[("csrf", csrf(&page).as_str()), ("note", "Another device's label.")])
+        .form(&[
+            ("csrf", csrf(&page).as_str()),
+            ("note", "Another device's label."),
+        ])
         .send()
         .await
         .unwrap();
@@ -225,7 +230,13 @@ async fn a_photo_replaced_while_read_gets_its_own_findings(backend: Backend) {
         "label_photo",
         file_part(printed_label(SERIAL, true), "label.png", "image/png"),
     );
-    let sent = app.client.post(&photo_url).multipart(form).send().await.unwrap();
+    let sent = app
+        .client
+        .post(&photo_url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert!(sent.status().is_success(), "{}", sent.status());
     // The slow worker finishes the old photo: nothing is recorded for it.
     let old = resetdesk::store::EvidenceReading {
@@ -240,7 +251,7 @@ async fn a_photo_replaced_while_read_gets_its_own_findings(backend: Backend) {
         JobEnd::Superseded
     );
     worker::work_once(&app.desk).await.unwrap();
-    let evidence = evidence_of(&app, &number).await;
+    let evidence = evidence_of(&app, &token, &number).await;
     assert_eq!(
         evidence["label"],
         serde_json::json!([{"serial": SERIAL, "finding": "matches"}])
