@@ -3135,6 +3135,24 @@ mod sqlite {
         );
     }
 
+    /// A commit is on disk before the desk answers (docs/RESILIENCE.md, "What is on
+    /// disk when the desk answers"): every connection, reading or writing, syncs fully.
+    #[tokio::test]
+    async fn every_commit_is_synced() {
+        let (_dir, sqlite) = migrated().await;
+        for pool in [&sqlite.pool, sqlite.writer()] {
+            let (journal,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            let (synchronous,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!((journal.as_str(), synchronous), ("wal", 2), "2 is FULL");
+        }
+    }
+
     #[tokio::test]
     async fn the_audit_log_is_append_only() {
         let dir = tempfile::tempdir().unwrap();

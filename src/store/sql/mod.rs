@@ -91,7 +91,7 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// Where a write outside a transaction runs.
-    fn writer(&self) -> &Pool<D> {
+    pub(super) fn writer(&self) -> &Pool<D> {
         &self.writer
     }
 
