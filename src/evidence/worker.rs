@@ -19,8 +19,8 @@ use crate::intake::photo;
 use crate::intake::picture_work::{PictureJob, PictureWorkError};
 use crate::mail::compose;
 use crate::store::{
-    EvidenceFailure, EvidenceJob, EvidenceReading, JobEnd, LabelFinding, ReadCode, StoreError,
-    TicketDetail,
+    EvidenceFailure, EvidenceJob, EvidenceReading, JobEnd, LabelFinding, Previews, ReadCode,
+    StoreError, TicketDetail,
 };
 
 /// How long a job is leased: several times the longest a picture may take
@@ -66,7 +66,11 @@ pub enum Worked {
 
 /// What reading a photo gave, before it is compared with the export.
 enum Reading {
-    Codes(Vec<crate::evidence::ReadCode>),
+    Codes {
+        codes: Vec<crate::evidence::ReadCode>,
+        /// The preview and the thumbnail as JPEG bytes, when the photo could be scaled.
+        previews: Option<(Vec<u8>, Vec<u8>)>,
+    },
     Damaged,
 }
 
@@ -104,8 +108,15 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
     };
     let now = desk.clock.now();
     let worked = match reading {
-        Reading::Codes(codes) => {
+        Reading::Codes { codes, previews } => {
             let (findings, other_serials) = findings(&ticket, &codes);
+            let preview = match previews {
+                Some((preview, thumbnail)) => Some(Previews {
+                    preview_blob: desk.blobs.put(preview).await?,
+                    thumbnail_blob: desk.blobs.put(thumbnail).await?,
+                }),
+                None => None,
+            };
             let reading = EvidenceReading {
                 job_id: job.id,
                 findings: findings.clone(),
@@ -117,11 +128,19 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
                         text: code.text.clone(),
                     })
                     .collect(),
+                preview: preview.clone(),
                 at: now,
             };
             match desk.store.finish_evidence_job(&reading).await? {
                 JobEnd::Recorded => Worked::Read { findings },
-                other => Worked::Over(other),
+                other => {
+                    // Nobody will show them: the photo was replaced, or another worker's
+                    // previews were kept. (Left behind, the sweeper would remove them.)
+                    if let Some(previews) = preview {
+                        remove(desk, &[&previews.preview_blob, &previews.thumbnail_blob]).await;
+                    }
+                    Worked::Over(other)
+                }
             }
         }
         Reading::Damaged => {
@@ -153,7 +172,11 @@ async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
         // Intake checked the structure; a stored photo that no longer passes is damaged.
         return Ok(Reading::Damaged);
     };
-    let memory = bytes.len() as u64 + inspected.declared().reading_memory();
+    let declared = inspected.declared();
+    // Reading the codes, then the previews: the photo decoded in colour (RGB, or RGBA for
+    // a PNG) beside what reading took.
+    let colour = 4 * u64::from(declared.width) * u64::from(declared.height);
+    let memory = bytes.len() as u64 + declared.reading_memory() + colour;
     let outcome = desk
         .pictures
         .run(PictureJob::PhotoProof, WORKER_ADDRESS, memory, move || {
@@ -162,15 +185,68 @@ async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
             // A photo whose codes read served its purpose, whatever a strict decoder
             // thinks of it; one with none is damaged if a strict decode fails.
             let damaged = codes.is_empty() && !photo::decodes_strictly(&bytes, &inspected);
-            Some((codes, damaged))
+            let previews = if damaged {
+                None
+            } else {
+                previews(&bytes, colour + colour / 2)
+            };
+            Some((codes, damaged, previews))
         })
         .await;
     match outcome {
-        Ok(Some((codes, false))) => Ok(Reading::Codes(codes)),
-        Ok(Some((_, true)) | None) | Err(PictureWorkError::Failed | PictureWorkError::TooSlow) => {
-            Ok(Reading::Damaged)
-        }
+        Ok(Some((codes, false, previews))) => Ok(Reading::Codes { codes, previews }),
+        Ok(Some((_, true, _)) | None)
+        | Err(PictureWorkError::Failed | PictureWorkError::TooSlow) => Ok(Reading::Damaged),
         Err(PictureWorkError::Busy) => Err(EvidenceError::Busy),
+    }
+}
+
+/// The longest side of the console's preview of a label photo.
+pub const PREVIEW_SIDE: u32 = 1_600;
+/// The longest side of the queue's thumbnail.
+pub const THUMBNAIL_SIDE: u32 = 240;
+
+/// The console's preview and the queue's thumbnail of a photo, as JPEG: upright (its
+/// EXIF orientation applied) and without its metadata (location, camera, time), since they
+/// are encoded anew. Decoded in colour within `max_alloc` bytes; `None` when the photo
+/// cannot be decoded so (the console then shows the original).
+fn previews(bytes: &[u8], max_alloc: u64) -> Option<(Vec<u8>, Vec<u8>)> {
+    use image::ImageDecoder;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max_alloc);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().ok()?;
+    let orientation = decoder.orientation().ok()?;
+    let mut picture = image::DynamicImage::from_decoder(decoder).ok()?;
+    picture.apply_orientation(orientation);
+    let fit = |picture: &image::DynamicImage, side: u32| {
+        if picture.width().max(picture.height()) > side {
+            picture.thumbnail(side, side)
+        } else {
+            picture.clone()
+        }
+    };
+    let preview = fit(&picture, PREVIEW_SIDE);
+    let thumbnail = fit(&preview, THUMBNAIL_SIDE);
+    Some((jpeg(&preview)?, jpeg(&thumbnail)?))
+}
+
+fn jpeg(picture: &image::DynamicImage) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85);
+    picture.to_rgb8().write_with_encoder(encoder).ok()?;
+    Some(out)
+}
+
+/// Removes blobs nobody will show; a failure leaves them to the sweeper.
+async fn remove(desk: &Desk, names: &[&str]) {
+    for name in names {
+        if let Err(error) = desk.blobs.delete(name).await {
+            tracing::warn!(blob = name, error = %error, "an unused preview was not removed; the sweeper will");
+        }
     }
 }
 
@@ -298,5 +374,47 @@ pub async fn run(
         if *stopped.borrow() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `width`×`height` JPEG whose EXIF says to turn it a quarter clockwise (6), as a
+    /// phone held upright writes it.
+    fn turned_jpeg(width: u32, height: u32) -> Vec<u8> {
+        let picture = image::RgbImage::from_fn(width, height, |x, _| image::Rgb([x as u8, 0, 0]));
+        let mut plain = Vec::new();
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90);
+        picture.write_with_encoder(encoder).unwrap();
+        // Big-endian TIFF, one IFD entry: Orientation (0x0112), SHORT, 1, value 6.
+        let tiff: [u8; 26] = [
+            b'M', b'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0,
+            0,
+        ];
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+        let length = (app1.len() + 2) as u16;
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        jpeg.extend_from_slice(&length.to_be_bytes());
+        jpeg.extend_from_slice(&app1);
+        jpeg.extend_from_slice(&plain[2..]);
+        jpeg
+    }
+
+    #[test]
+    fn previews_are_upright_small_and_without_metadata() {
+        let (preview, thumbnail) = previews(&turned_jpeg(3_200, 800), 64 << 20).unwrap();
+        let preview = image::load_from_memory(&preview).unwrap();
+        assert_eq!(
+            (preview.width(), preview.height()),
+            (400, 1_600),
+            "turned upright, then fitted in 1,600 px"
+        );
+        let thumbnail_bytes = thumbnail;
+        let thumbnail = image::load_from_memory(&thumbnail_bytes).unwrap();
+        assert_eq!((thumbnail.width(), thumbnail.height()), (60, 240));
+        assert!(!thumbnail_bytes.windows(4).any(|w| w == b"Exif"));
     }
 }

@@ -13,9 +13,9 @@ use crate::store::{
     CreateOutcome, Customer, EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState,
     ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit, IntakeReservation, JobEnd,
     LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind, MailedDecision,
-    NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, QueueCursor,
-    QueueFilter, ReadCode, ResentApproval, SessionStage, Store, StoreError, StoredResponse,
-    StoredSeed, StoredSignature, TicketEventKind, TicketId, TokenScope, UserId,
+    NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, Previews,
+    QueueCursor, QueueFilter, ReadCode, ResentApproval, SessionStage, Store, StoreError,
+    StoredResponse, StoredSeed, StoredSignature, TicketEventKind, TicketId, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -635,6 +635,7 @@ fn reading(
             format: "qr".to_owned(),
             text: "SN:SERIAL-0101".to_owned(),
         }],
+        preview: None,
         at: at_,
     }
 }
@@ -784,18 +785,35 @@ pub async fn a_replaced_photo_supersedes_its_job(store: &dyn Store) {
         vec!["c".repeat(64)]
     );
     let found = [("SERIAL-0201", LabelFinding::Matches)];
-    store
-        .finish_evidence_job(&reading(&new_job[0], &found, at(16)))
-        .await
-        .unwrap();
+    let previews = Previews {
+        preview_blob: "p".repeat(64),
+        thumbnail_blob: "q".repeat(64),
+    };
+    let with_previews = EvidenceReading {
+        preview: Some(previews.clone()),
+        ..reading(&new_job[0], &found, at(16))
+    };
+    store.finish_evidence_job(&with_previews).await.unwrap();
+    let names = [
+        previews.preview_blob.clone(),
+        previews.thumbnail_blob.clone(),
+    ];
+    let mut kept = store.blobs_referenced(&names).await.unwrap();
+    kept.sort();
+    assert_eq!(
+        kept,
+        names.to_vec(),
+        "the current photo's previews are kept"
+    );
     let evidence = store.label_evidence(detail.id).await.unwrap().unwrap();
     assert_eq!(
-        (evidence.state, evidence.findings),
+        (evidence.state, evidence.findings.clone()),
         (
             EvidenceState::Done,
             vec![("SERIAL-0201".to_owned(), LabelFinding::Matches)]
         )
     );
+    assert_eq!(evidence.previews, Some(previews));
 
     // A job nobody had leased yet is superseded by the new photo's job at once.
     let number = created(

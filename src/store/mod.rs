@@ -263,7 +263,16 @@ pub struct EvidenceReading {
     /// ticket then needs four eyes.
     pub other_serials: Vec<String>,
     pub codes: Vec<ReadCode>,
+    /// The blobs of the photo's preview for the console and its thumbnail for the queue.
+    pub preview: Option<Previews>,
     pub at: Timestamp,
+}
+
+/// A label photo's preview (longest side 1,600 px) and thumbnail, as blob names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Previews {
+    pub preview_blob: String,
+    pub thumbnail_blob: String,
 }
 
 /// A job's photo that could not be read.
@@ -316,6 +325,8 @@ pub struct LabelEvidence {
     pub codes: Vec<ReadCode>,
     /// Why reading failed, for agents (never shown to customers as is).
     pub error: Option<String>,
+    /// The photo's preview and thumbnail, once read.
+    pub previews: Option<Previews>,
 }
 
 #[derive(Debug, Clone)]

@@ -89,6 +89,33 @@ async fn the_devices_own_label_matches(backend: Backend) {
         "{evidence}"
     );
     assert!(app.ticket_flags(&token, &number).await.is_empty());
+    // The console's preview and the queue's thumbnail: JPEGs within their sizes, encoded
+    // anew (no metadata carried over).
+    let ticket = app
+        .desk
+        .store
+        .ticket(&resetdesk::domain::TicketNumber::parse(&number).unwrap())
+        .await
+        .unwrap();
+    let previews = app
+        .desk
+        .store
+        .label_evidence(ticket.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .previews
+        .expect("previews were made");
+    for (blob, side) in [
+        (&previews.preview_blob, worker::PREVIEW_SIDE),
+        (&previews.thumbnail_blob, worker::THUMBNAIL_SIDE),
+    ] {
+        let bytes = app.desk.blobs.get(blob).await.unwrap();
+        let picture =
+            image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg).expect("a JPEG");
+        assert!(picture.width().max(picture.height()) <= side);
+        assert!(!bytes.windows(4).any(|w| w == b"Exif"), "no metadata");
+    }
     assert!(
         worker::work_once(&app.desk).await.unwrap().is_empty(),
         "each job is done once"
@@ -244,6 +271,7 @@ async fn a_photo_replaced_while_read_gets_its_own_findings(backend: Backend) {
         findings: vec![(SERIAL.to_owned(), LabelFinding::OtherSerial)],
         other_serials: vec![OTHER_SERIAL.to_owned()],
         codes: Vec::new(),
+        preview: None,
         at: app.now(),
     };
     assert_eq!(

@@ -10,8 +10,8 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{self, corrupt};
 use crate::store::{
     EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState, EvidenceStore, JobEnd,
-    LabelEvidence, LabelFinding, MAX_EVIDENCE_ATTEMPTS, ReadCode, StoreError, StoreResult,
-    TicketEventKind, TicketId,
+    LabelEvidence, LabelFinding, MAX_EVIDENCE_ATTEMPTS, Previews, ReadCode, StoreError,
+    StoreResult, TicketEventKind, TicketId,
 };
 
 /// Who the history and the audit log name for what the evidence worker did.
@@ -78,6 +78,17 @@ where
         else {
             return Self::unfinished(tx, reading.job_id).await;
         };
+        if let Some(previews) = &reading.preview {
+            sqlx::query(
+                "UPDATE evidence_jobs SET preview_blob = $1, thumbnail_blob = $2 WHERE id = $3",
+            )
+            .bind(previews.preview_blob.as_str())
+            .bind(previews.thumbnail_blob.as_str())
+            .bind(reading.job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
         for (serial, finding) in &reading.findings {
             sqlx::query(
                 "INSERT INTO evidence_findings (job_id, serial, finding) VALUES ($1, $2, $3)",
@@ -171,8 +182,9 @@ where
     async fn label_evidence(&self, ticket_id: TicketId) -> StoreResult<Option<LabelEvidence>> {
         // The newest job for the photo the ticket has now: a job for an earlier photo says
         // nothing about this one.
-        let job: Option<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT j.id, j.status, j.last_error FROM evidence_jobs j
+        type JobRow = (i64, String, Option<String>, Option<String>, Option<String>);
+        let job: Option<JobRow> = sqlx::query_as(
+            "SELECT j.id, j.status, j.last_error, j.preview_blob, j.thumbnail_blob FROM evidence_jobs j
              JOIN tickets t ON t.id = j.ticket_id AND t.label_blob = j.label_blob
              WHERE j.ticket_id = $1 AND j.status <> 'superseded'
              ORDER BY j.id DESC LIMIT 1",
@@ -181,7 +193,7 @@ where
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        let Some((job_id, status, error)) = job else {
+        let Some((job_id, status, error, preview_blob, thumbnail_blob)) = job else {
             return Ok(None);
         };
         let state = match status.as_str() {
@@ -216,11 +228,18 @@ where
             .into_iter()
             .map(|(format, text)| ReadCode { format, text })
             .collect();
+        let previews = preview_blob
+            .zip(thumbnail_blob)
+            .map(|(preview_blob, thumbnail_blob)| Previews {
+                preview_blob,
+                thumbnail_blob,
+            });
         Ok(Some(LabelEvidence {
             state,
             findings,
             codes,
             error,
+            previews,
         }))
     }
 
