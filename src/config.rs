@@ -39,6 +39,7 @@ pub struct Settings {
     pub storage: Storage,
     pub mail: Mail,
     pub outbox: Outbox,
+    pub evidence: Evidence,
     pub uploads: Uploads,
     pub intake: IntakeLimits,
     pub four_eyes: FourEyes,
@@ -280,6 +281,35 @@ impl Section for Outbox {
                     |n| (1..=3600).contains(n),
                     "expected seconds, 1 to 3600",
                 )?
+            }
+            _ => return Err(Refusal::NotMine),
+        }
+        Ok(())
+    }
+}
+
+/// The evidence worker that reads label photos after intake.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// How long a worker reserves the photo it reads; after a crash the photo waits this
+    /// long before another worker reads it. Several times the longest a picture may take
+    /// (`intake::picture_work::PICTURE_WORK_TIMEOUT`), so a live worker keeps its job.
+    pub lease_secs: u64,
+}
+
+impl Default for Evidence {
+    fn default() -> Self {
+        Self {
+            lease_secs: crate::evidence::worker::LEASE_SECS as u64,
+        }
+    }
+}
+
+impl Section for Evidence {
+    fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal> {
+        match name {
+            "evidence_lease_secs" => {
+                self.lease_secs = number(value, |n| *n >= 2, "expected seconds, at least 2")?
             }
             _ => return Err(Refusal::NotMine),
         }
@@ -529,11 +559,12 @@ impl Settings {
 
     /// Sets the setting `name` from its text, in whichever section names it.
     fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let sections: [&mut dyn Section; 8] = [
+        let sections: [&mut dyn Section; 9] = [
             &mut self.http,
             &mut self.storage,
             &mut self.mail,
             &mut self.outbox,
+            &mut self.evidence,
             &mut self.uploads,
             &mut self.intake,
             &mut self.four_eyes,

@@ -23,8 +23,8 @@ use crate::store::{
     StoreError, TicketDetail,
 };
 
-/// How long a job is leased: several times the longest a picture may take
-/// (`PICTURE_WORK_TIMEOUT`), so a live worker never loses its job to another.
+/// How long a job is leased unless `evidence_lease_secs` says otherwise: several times
+/// the longest a picture may take (`PICTURE_WORK_TIMEOUT`), so a live worker keeps its job.
 pub const LEASE_SECS: i64 = 120;
 
 /// Jobs leased at a time: small, so a replica takes only what it can start soon and the
@@ -78,7 +78,7 @@ enum Reading {
 pub async fn work_once(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> {
     let jobs = desk
         .store
-        .claim_evidence_jobs(desk.clock.now(), LEASE_SECS, BATCH)
+        .claim_evidence_jobs(desk.clock.now(), lease_secs(desk), BATCH)
         .await?;
     let mut worked = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -90,6 +90,10 @@ pub async fn work_once(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> {
         worked.push(done?);
     }
     Ok(worked)
+}
+
+fn lease_secs(desk: &Desk) -> i64 {
+    i64::try_from(desk.settings.evidence.lease_secs).unwrap_or(LEASE_SECS)
 }
 
 async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {

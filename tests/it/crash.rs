@@ -285,6 +285,8 @@ async fn approvals_survive_kills_and_outages(database_url: String, sandbox: Arc<
         ("RESETDESK_OUTBOX_LEASE_SECS".to_owned(), "8".to_owned()),
         ("RESETDESK_OUTBOX_RETRY_SECS".to_owned(), "1".to_owned()),
         ("RESETDESK_OUTBOX_MAX_ATTEMPTS".to_owned(), "40".to_owned()),
+        // The same for a killed evidence worker's label photo.
+        ("RESETDESK_EVIDENCE_LEASE_SECS".to_owned(), "3".to_owned()),
     ];
     let desk = tokio::task::spawn_blocking({
         let sandbox = sandbox.clone();
@@ -398,6 +400,28 @@ async fn approvals_survive_kills_and_outages(database_url: String, sandbox: Arc<
         .matches("\"action\":\"sign\"")
         .count();
     assert_eq!(signatures, tickets, "one audited signature per ticket");
+
+    // Every label photo read once, though desks died while reading them (issue 18).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.evidence_counts().await.unwrap().0 > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "label photos still waiting to be read"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(store.evidence_counts().await.unwrap(), (0, 0));
+    let findings = cli(&sandbox, &database_url, &["audit", "export"], None)
+        .matches("\"action\":\"label_finding\"")
+        .count();
+    assert_eq!(
+        findings, tickets,
+        "one audited finding per ticket's one device"
+    );
+    for ticket in &numbers {
+        let detail = ticket_detail(&desk, &client, &token, ticket).await;
+        assert_eq!(detail["evidence"]["state"], "done", "{ticket}");
+    }
 
     desk.kill();
     let lines = desk.lines.lock().unwrap();
