@@ -116,6 +116,34 @@ async fn the_devices_own_label_matches(backend: Backend) {
         assert!(picture.width().max(picture.height()) <= side);
         assert!(!bytes.windows(4).any(|w| w == b"Exif"), "no metadata");
     }
+    // The console shows the preview and links the original.
+    app.create_agent("console@vendor.test").await;
+    let agent = app.sign_in("console@vendor.test").await;
+    let page = app
+        .console_page(&agent, &format!("/console/tickets/{number}"))
+        .await;
+    assert_eq!(
+        crate::html::select_attr(&page, "#label-photo", "src"),
+        format!("/console/tickets/{number}/label?size=preview")
+    );
+    for (size, blob, media_type) in [
+        ("?size=preview", &previews.preview_blob, "image/jpeg"),
+        ("?size=thumbnail", &previews.thumbnail_blob, "image/jpeg"),
+        ("", &ticket.label_blob, "image/png"),
+    ] {
+        let answer = agent
+            .get(app.url(&format!("/console/tickets/{number}/label{size}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["content-type"], media_type, "{size}");
+        let served = answer.bytes().await.unwrap();
+        assert_eq!(
+            served.to_vec(),
+            app.desk.blobs.get(blob).await.unwrap(),
+            "{size}"
+        );
+    }
     assert!(
         worker::work_once(&app.desk).await.unwrap().is_empty(),
         "each job is done once"

@@ -325,13 +325,24 @@ async fn ticket_view(
     }
 }
 
+/// Which picture of the label photo: the original as the customer sent it, or what the
+/// evidence worker made of it for the console (`?size=preview`, 1,600 px, upright, no
+/// metadata) and the queue (`?size=thumbnail`).
+#[derive(Deserialize)]
+struct LabelSize {
+    size: Option<String>,
+}
+
 /// The label photo, for signed-in agents only. Served with the type checked at intake,
-/// never sniffed, and sandboxed so a crafted file cannot run as a page.
+/// never sniffed, and sandboxed so a crafted file cannot run as a page. A preview or a
+/// thumbnail not made yet (the photo is still being read, or could not be) is the
+/// original.
 #[get("/console/tickets/{ticket}/label")]
 async fn label_photo(
     desk: web::Data<Desk>,
     _console: ConsoleUser,
     path: web::Path<String>,
+    query: web::Query<LabelSize>,
 ) -> HttpResponse {
     let Some(number) = parse_number(&path) else {
         return not_a_ticket();
@@ -340,9 +351,21 @@ async fn label_photo(
         Ok(ticket) => ticket,
         Err(error) => return error_page(error),
     };
-    match desk.blobs.get(&ticket.label_blob).await {
+    let previews = match query.size.as_deref() {
+        Some("preview" | "thumbnail") => match review::label_evidence(&desk, &ticket).await {
+            Ok(evidence) => evidence.and_then(|e| e.previews),
+            Err(error) => return error_page(error),
+        },
+        _ => None,
+    };
+    let (blob, media_type) = match (&previews, query.size.as_deref()) {
+        (Some(p), Some("thumbnail")) => (p.thumbnail_blob.as_str(), "image/jpeg"),
+        (Some(p), _) => (p.preview_blob.as_str(), "image/jpeg"),
+        (None, _) => (ticket.label_blob.as_str(), ticket.label_media_type.as_str()),
+    };
+    match desk.blobs.get(blob).await {
         Ok(bytes) => HttpResponse::Ok()
-            .insert_header((CONTENT_TYPE, ticket.label_media_type.clone()))
+            .insert_header((CONTENT_TYPE, media_type.to_owned()))
             .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
             .insert_header(("Cache-Control", "private, no-store"))
             .body(bytes),
