@@ -35,6 +35,12 @@ const BATCH: i64 = 2;
 /// intake wakes it at once).
 const POLL: Duration = Duration::from_secs(2);
 
+/// Codes kept for agents per photo, and characters of each: a label carries a few short
+/// codes, and a photo tiled with long ones (a QR holds 3 KB) must not fill the database
+/// or the ticket page. Serials are taken from the whole codes before this cut.
+const MAX_CODES_KEPT: usize = 16;
+const MAX_CODE_CHARS_KEPT: usize = 256;
+
 /// The per-address key the worker's picture work is counted under.
 const WORKER_ADDRESS: &str = "evidence-worker";
 
@@ -127,9 +133,10 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
                 other_serials,
                 codes: codes
                     .iter()
+                    .take(MAX_CODES_KEPT)
                     .map(|code| ReadCode {
                         format: code.format.as_str().to_owned(),
-                        text: code.text.clone(),
+                        text: code.text.chars().take(MAX_CODE_CHARS_KEPT).collect(),
                     })
                     .collect(),
                 preview: preview.clone(),

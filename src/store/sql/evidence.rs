@@ -313,10 +313,20 @@ where
             .await
             .map_err(db)?;
         let mut flags = rows::flags_list(&stored);
-        flags.push(format!(
-            "the label photo shows serial {}, which is not in the export",
-            serials.join(", ")
-        ));
+        // A few named, the rest counted: a photo tiled with codes must not make a flag
+        // longer than the page it is shown on.
+        let named = serials
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = serials.len().saturating_sub(5);
+        flags.push(if more == 0 {
+            format!("the label photo shows serial {named}, which is not in the export")
+        } else {
+            format!("the label photo shows serials {named} and {more} more, none in the export")
+        });
         sqlx::query("UPDATE tickets SET flags = $1 WHERE id = $2")
             .bind(rows::flags_text(&flags))
             .bind(ticket_id)
