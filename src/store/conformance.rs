@@ -12,9 +12,9 @@ use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck, Conflict,
     CreateOutcome, Customer, EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState,
     ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit, IntakeReservation, JobEnd,
-    LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind, MailedDecision,
-    NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, Previews,
-    QueueCursor, QueueFilter, ReadCode, ResentApproval, SessionStage, Store, StoreError,
+    LabelCheck, LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind,
+    MailedDecision, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus,
+    Previews, QueueCursor, QueueFilter, ReadCode, ResentApproval, SessionStage, Store, StoreError,
     StoredResponse, StoredSeed, StoredSignature, TicketEventKind, TicketId, TokenScope, UserId,
 };
 
@@ -872,6 +872,72 @@ pub async fn a_label_naming_another_device_flags_the_ticket(store: &dyn Store) {
         flags,
         vec!["the label photo shows serial SERIAL-9999, which is not in the export".to_owned()]
     );
+}
+
+/// The queue's label column: one check per ticket asked for, from its current photo's
+/// newest job, in one call for a page of tickets.
+pub async fn label_checks_say_each_tickets_state(store: &dyn Store) {
+    let mut ids = Vec::new();
+    for (email, serials) in [
+        ("k@example.com", ["SERIAL-0601", "SERIAL-0602"]),
+        ("l@example.com", ["SERIAL-0611", "SERIAL-0612"]),
+        ("m@example.com", ["SERIAL-0621", "SERIAL-0622"]),
+        ("n@example.com", ["SERIAL-0631", "SERIAL-0632"]),
+    ] {
+        let devices = serials.iter().map(|s| challenge(s, at(0))).collect();
+        let number = created(store, &ticket(email, devices, at(10))).await;
+        ids.push(store.ticket(&number).await.unwrap().id);
+    }
+    let jobs = store.claim_evidence_jobs(at(11), 60, 10).await.unwrap();
+    let job_of = |id: TicketId| jobs.iter().find(|j| j.ticket_id == id).unwrap().clone();
+    // The first is read: one device on the label, the other not (an NVR and its camera).
+    let found = [
+        ("SERIAL-0601", LabelFinding::Matches),
+        ("SERIAL-0602", LabelFinding::NotOnLabel),
+    ];
+    store
+        .finish_evidence_job(&reading(&job_of(ids[0]), &found, at(12)))
+        .await
+        .unwrap();
+    // The second shows another device's label.
+    let found = [
+        ("SERIAL-0611", LabelFinding::OtherSerial),
+        ("SERIAL-0612", LabelFinding::OtherSerial),
+    ];
+    store
+        .finish_evidence_job(&reading(&job_of(ids[1]), &found, at(12)))
+        .await
+        .unwrap();
+    // The third's photo cannot be decoded; the fourth is still waiting.
+    let failure = EvidenceFailure {
+        job_id: job_of(ids[2]).id,
+        error: "the JPEG's entropy-coded data is damaged".to_owned(),
+        mail: mail(MailKind::PhotoRequest, "m@example.com"),
+        at: at(12),
+    };
+    store.fail_evidence_job(&failure).await.unwrap();
+    let checks = store.label_checks(&ids).await.unwrap();
+    assert_eq!(
+        ids.iter()
+            .map(|id| checks.get(id).copied())
+            .collect::<Vec<_>>(),
+        vec![
+            Some(LabelCheck::Read(LabelFinding::Matches)),
+            Some(LabelCheck::Read(LabelFinding::OtherSerial)),
+            Some(LabelCheck::Failed),
+            Some(LabelCheck::Pending),
+        ]
+    );
+    // The customer's new photo for the third: its check is the new photo's, not the
+    // failure behind it.
+    store
+        .replace_label_photo(ids[2], &"g".repeat(64), "image/jpeg", at(13))
+        .await
+        .unwrap();
+    let checks = store.label_checks(&ids[2..3]).await.unwrap();
+    assert_eq!(checks.len(), 1, "only the tickets asked for: {checks:?}");
+    assert_eq!(checks[&ids[2]], LabelCheck::Pending);
+    assert!(store.label_checks(&[]).await.unwrap().is_empty());
 }
 
 /// A photo the worker cannot read sends an open ticket back to the customer, with the
@@ -2942,6 +3008,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::a_label_naming_another_device_flags_the_ticket(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn label_checks_say_each_tickets_state() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::label_checks_say_each_tickets_state(store.as_ref()).await;
         }
         #[tokio::test]
         async fn photo_round_trip() {

@@ -329,6 +329,35 @@ pub struct LabelEvidence {
     pub previews: Option<Previews>,
 }
 
+/// A ticket's label check at a glance, for the queue: one word per row, where the
+/// ticket page shows a finding per device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelCheck {
+    /// The current photo is not read yet.
+    Pending,
+    /// The current photo could not be decoded.
+    Failed,
+    /// Read: the finding that says most about the ticket (see [`LabelCheck::of`]).
+    Read(LabelFinding),
+}
+
+impl LabelCheck {
+    /// The ticket's check from its devices' findings. A label naming another device is
+    /// said first (it is the four-eyes risk), then a label without codes (every device
+    /// is then unreadable); a label naming one device of the export is a match, as an
+    /// NVR's label leaves its cameras `not_on_label` by nature; otherwise not on it.
+    pub fn of(findings: &[LabelFinding]) -> Self {
+        let first = [
+            LabelFinding::OtherSerial,
+            LabelFinding::Unreadable,
+            LabelFinding::Matches,
+        ]
+        .into_iter()
+        .find(|kind| findings.contains(kind));
+        Self::Read(first.unwrap_or(LabelFinding::NotOnLabel))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: UserId,
@@ -1563,6 +1592,12 @@ pub trait EvidenceStore: Send + Sync + 'static {
     async fn label_evidence(&self, ticket_id: TicketId) -> StoreResult<Option<LabelEvidence>>;
     /// Jobs waiting (pending, stuck included) and failed, for the gauges.
     async fn evidence_counts(&self) -> StoreResult<(i64, i64)>;
+    /// The label check of each of `tickets` that has one (as [`Self::label_evidence`]
+    /// reads it: the ticket's current photo), in one query for a page of the queue.
+    async fn label_checks(
+        &self,
+        tickets: &[TicketId],
+    ) -> StoreResult<std::collections::HashMap<TicketId, LabelCheck>>;
 }
 
 /// Everything the desk keeps, one trait per aggregate: the desk holds an `Arc<dyn Store>`

@@ -1,6 +1,8 @@
 //! The evidence worker's jobs (issue 18): one per label photo, made in the photo's own
 //! transaction (`enqueue_evidence_job`), leased like the outbox's mail, finished once.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
@@ -10,7 +12,7 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{self, corrupt};
 use crate::store::{
     EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState, EvidenceStore, JobEnd,
-    LabelEvidence, LabelFinding, MAX_EVIDENCE_ATTEMPTS, Previews, ReadCode, StoreError,
+    LabelCheck, LabelEvidence, LabelFinding, MAX_EVIDENCE_ATTEMPTS, Previews, ReadCode, StoreError,
     StoreResult, TicketEventKind, TicketId,
 };
 
@@ -251,6 +253,61 @@ where
         .fetch_one(&self.pool)
         .await
         .map_err(db)
+    }
+
+    async fn label_checks(
+        &self,
+        tickets: &[TicketId],
+    ) -> StoreResult<HashMap<TicketId, LabelCheck>> {
+        if tickets.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // One query for a page of the queue, walking evidence_jobs_by_ticket (ticket_id,
+        // id) for each ticket of the page and the findings' primary key (job_id, serial):
+        // its cost grows with the page, never with the table. As in `label_evidence`, only
+        // jobs for the ticket's current photo count, the newest first.
+        let mut select = sqlx::QueryBuilder::<D>::new(
+            "SELECT j.ticket_id, j.id, j.status, f.finding FROM evidence_jobs j
+             JOIN tickets t ON t.id = j.ticket_id AND t.label_blob = j.label_blob
+             LEFT JOIN evidence_findings f ON f.job_id = j.id
+             WHERE j.status <> 'superseded' AND j.ticket_id",
+        );
+        let ids: Vec<i64> = tickets.iter().map(|t| t.0).collect();
+        Self::push_in_ids(&mut select, &ids);
+        select.push(" ORDER BY j.ticket_id, j.id DESC");
+        let rows: Vec<(TicketId, i64, String, Option<String>)> = select
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        // Per ticket: the newest job's status and its findings; older jobs' rows follow
+        // and are passed over.
+        let mut newest: HashMap<TicketId, (i64, String, Vec<LabelFinding>)> = HashMap::new();
+        for (ticket_id, job_id, status, finding) in rows {
+            let (newest_job, _, findings) = newest
+                .entry(ticket_id)
+                .or_insert_with(|| (job_id, status, Vec::new()));
+            if *newest_job != job_id {
+                continue;
+            }
+            if let Some(raw) = finding {
+                let finding = LabelFinding::parse(&raw)
+                    .ok_or_else(|| corrupt("label finding", raw.as_str()))?;
+                findings.push(finding);
+            }
+        }
+        newest
+            .into_iter()
+            .map(|(ticket_id, (_, status, findings))| {
+                let check = match status.as_str() {
+                    "pending" => LabelCheck::Pending,
+                    "failed" => LabelCheck::Failed,
+                    "done" => LabelCheck::of(&findings),
+                    other => return Err(corrupt("evidence job status", other)),
+                };
+                Ok((ticket_id, check))
+            })
+            .collect()
     }
 }
 
