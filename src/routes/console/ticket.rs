@@ -15,7 +15,10 @@ use crate::domain::{TicketNumber, TicketStatus, Timestamp};
 use crate::protocol::DeviceChallenge;
 use crate::review::{self, ReviewError};
 use crate::routes::{ErrorAnswer, answer_page, html, message_page};
-use crate::store::{Customer, MailKind, MailStatus, OutboxStatus, TicketDetail, TicketEventKind};
+use crate::store::{
+    Customer, EvidenceState, LabelEvidence, LabelFinding, MailKind, MailStatus, OutboxStatus,
+    ReadCode, TicketDetail, TicketEventKind,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(ticket_view).service(label_photo);
@@ -28,6 +31,26 @@ struct DeviceRowView {
     mac: String,
     issued_at: String,
     age: String,
+    /// What the machine read on the label about this device; `None` for a ticket whose
+    /// photo was checked before the evidence worker existed.
+    label: Option<LabelCheckView>,
+}
+
+/// One device's label check as its row says it: words a person reads (a screen reader
+/// too), with a mark beside them for the eye only.
+struct LabelCheckView {
+    /// ✔ or ⚠, hidden from assistive technology: the words say the same.
+    mark: &'static str,
+    words: String,
+    /// A warning: the label names another device (the four-eyes risk).
+    warning: bool,
+}
+
+/// A code read on the label, as the page lists it. Its text is whatever the label (or
+/// whoever printed it) put there: the template escapes it like any input.
+struct CodeView {
+    format: &'static str,
+    text: String,
 }
 
 struct CustomerRowView {
@@ -74,6 +97,13 @@ struct TicketPage {
     reason: String,
     export_form: &'static str,
     devices: Vec<DeviceRowView>,
+    /// Whether the label was read by the machine (or is waiting to be): the devices
+    /// table then has its label column.
+    label_checked: bool,
+    /// The codes read on the label, in the order read.
+    label_codes: Vec<CodeView>,
+    /// Why the photo could not be decoded, for agents.
+    label_error: Option<String>,
     customer: CustomerRowView,
     canned: Vec<(i64, String)>,
     flags: Vec<String>,
@@ -142,6 +172,9 @@ async fn load_ticket_page(
         }
         Err(other) => return Err(error_page(other)),
     };
+    let evidence = review::label_evidence(desk, &ticket)
+        .await
+        .map_err(error_page)?;
     let canned = desk.store.canned_reasons().await.unwrap_or_default();
     let viewer = Viewer {
         console,
@@ -151,7 +184,7 @@ async fn load_ticket_page(
         canned,
         error,
         notice,
-        ..TicketPage::of(&ticket, &viewer)
+        ..TicketPage::of(&ticket, evidence.as_ref(), &viewer)
     })
 }
 
@@ -162,8 +195,9 @@ struct Viewer<'a> {
 }
 
 impl TicketPage {
-    /// The page's view of a ticket, for one viewer; no canned reasons, error or notice.
-    fn of(ticket: &TicketDetail, viewer: &Viewer) -> Self {
+    /// The page's view of a ticket and what was read on its label, for one viewer; no
+    /// canned reasons, error or notice.
+    fn of(ticket: &TicketDetail, evidence: Option<&LabelEvidence>, viewer: &Viewer) -> Self {
         let console = viewer.console;
         let summary = &ticket.summary;
         Self {
@@ -197,8 +231,15 @@ impl TicketPage {
             devices: ticket
                 .devices
                 .iter()
-                .map(|d| DeviceRowView::of(d, viewer.now))
+                .map(|d| DeviceRowView::of(d, evidence, viewer.now))
                 .collect(),
+            label_checked: evidence.is_some(),
+            label_codes: evidence
+                .map(|e| e.codes.iter().map(CodeView::of).collect())
+                .unwrap_or_default(),
+            label_error: evidence
+                .filter(|e| e.state == EvidenceState::Failed)
+                .and_then(|e| e.error.clone()),
             customer: CustomerRowView::of(&ticket.customer),
             canned: Vec::new(),
             flags: summary.flags.clone(),
@@ -234,7 +275,8 @@ impl TicketPage {
 }
 
 impl DeviceRowView {
-    fn of(d: &DeviceChallenge, now: Timestamp) -> Self {
+    fn of(d: &DeviceChallenge, evidence: Option<&LabelEvidence>, now: Timestamp) -> Self {
+        let serial = d.identity.serial.as_str();
         Self {
             model: d.identity.model.to_string(),
             serial: d.identity.serial.to_string(),
@@ -246,6 +288,53 @@ impl DeviceRowView {
                 .unwrap_or_default(),
             issued_at: d.issued_at.to_string(),
             age: format!("{} ago", age(d.issued_at, now)),
+            label: evidence.and_then(|e| LabelCheckView::of(e, serial)),
+        }
+    }
+}
+
+impl LabelCheckView {
+    /// What the label says about the device `serial`; `None` when a read label has no
+    /// finding for it.
+    fn of(evidence: &LabelEvidence, serial: &str) -> Option<Self> {
+        let said = |mark, words: &str, warning| Self {
+            mark,
+            words: words.to_owned(),
+            warning,
+        };
+        let finding = match evidence.state {
+            EvidenceState::Pending => return Some(said("", "label not read yet", false)),
+            EvidenceState::Failed => {
+                return Some(said("", "the photo could not be decoded", false));
+            }
+            EvidenceState::Done => evidence
+                .findings
+                .iter()
+                .find(|(s, _)| s == serial)
+                .map(|(_, finding)| *finding)?,
+        };
+        Some(match finding {
+            LabelFinding::Matches => said("✔", "label shows this serial", false),
+            // The serial it names is in the ticket's flag; the codes are listed below the
+            // table, as read.
+            LabelFinding::OtherSerial => said("⚠", "label shows another device's serial", true),
+            LabelFinding::NotOnLabel => said("", "label read, this serial not on it", false),
+            LabelFinding::Unreadable => said("", "no code read on the label", false),
+        })
+    }
+}
+
+impl CodeView {
+    fn of(code: &ReadCode) -> Self {
+        Self {
+            format: match code.format.as_str() {
+                "qr" => "QR code",
+                "data_matrix" => "Data Matrix",
+                "code_128" => "Code 128",
+                "code_39" => "Code 39",
+                _ => "code",
+            },
+            text: code.text.clone(),
         }
     }
 }
