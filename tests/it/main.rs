@@ -15,6 +15,7 @@ mod desk;
 mod desk_support;
 mod duplicates;
 mod evidence;
+mod evidence_pages;
 mod four_eyes;
 mod fuzz_regressions;
 mod html;
