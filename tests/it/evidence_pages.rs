@@ -10,8 +10,10 @@ use resetdesk::evidence::worker;
 use resetdesk::store::{EvidenceReading, JobEnd, LabelFinding, ReadCode};
 use scraper::{Html, Selector};
 
+use crate::browser::{Driver, Viewport};
 use crate::desk_support::{
-    Backend, TestApp, customer_form, export_part, file_part, label_photo, spawn_app_on,
+    AGENT_PASSWORD, Backend, TestApp, customer_form, export_part, file_part, label_photo,
+    spawn_app, spawn_app_on,
 };
 use crate::html::{shows, text, visible_texts};
 use crate::on_both_backends;
@@ -183,6 +185,57 @@ async fn codes_are_shown_as_text(backend: Backend) {
     );
     let queue = app.console_page(&agent, "/console").await;
     assert_eq!(queue_label(&queue, &number), "serial not on it");
+}
+
+/// The pages with findings pass the browser's checks too (no console error, no
+/// accessibility violation axe-core finds), the list of codes opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_checks_pass_the_browser_checks() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.create_agent(AGENT).await;
+    let own = submit(
+        &app,
+        OWN_SERIAL,
+        "ana@example.com",
+        printed_label(OWN_SERIAL),
+        "image/png",
+    )
+    .await;
+    let other = submit(
+        &app,
+        SECOND_SERIAL,
+        "ben@example.com",
+        printed_label(STRANGER_SERIAL),
+        "image/png",
+    )
+    .await;
+    worker::work_once(&app.desk).await.unwrap();
+
+    let page = driver.open("label-checks", Viewport::Desktop).await;
+    page.goto(&app.url("/console")).await;
+    page.type_into("#email", AGENT).await;
+    page.type_into("#password", AGENT_PASSWORD).await;
+    page.click_and_wait("button[type=submit]").await;
+    // Each code is accepted once: move to a fresh 30-second step.
+    app.advance(30);
+    page.type_into("#code", &app.totp_code(AGENT)).await;
+    page.click_and_wait("button[type=submit]").await;
+    page.check("queue-with-label-column").await;
+    for (number, name) in [(&own, "matching-label"), (&other, "another-devices-label")] {
+        page.goto(&app.url(&format!("/console/tickets/{number}")))
+            .await;
+        page.find("#label-codes summary")
+            .await
+            .click()
+            .await
+            .unwrap();
+        page.check(name).await;
+    }
+    assert!(page.text("#label-codes").await.contains(STRANGER_SERIAL));
+    page.close().await;
 }
 
 on_both_backends!(
