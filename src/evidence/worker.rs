@@ -121,10 +121,7 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
         Reading::Codes { codes, previews } => {
             let (findings, other_serials) = findings(&ticket, &codes);
             let preview = match previews {
-                Some((preview, thumbnail)) => Some(Previews {
-                    preview_blob: desk.blobs.put(preview).await?,
-                    thumbnail_blob: desk.blobs.put(thumbnail).await?,
-                }),
+                Some((preview, thumbnail)) => stored_previews(desk, preview, thumbnail).await,
                 None => None,
             };
             let reading = EvidenceReading {
@@ -250,6 +247,30 @@ fn jpeg(picture: &image::DynamicImage) -> Option<Vec<u8>> {
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85);
     picture.to_rgb8().write_with_encoder(encoder).ok()?;
     Some(out)
+}
+
+/// Stores a photo's preview and thumbnail; `None` when blob storage refuses them (a full
+/// disk, an unreachable object store): the findings matter more than the previews, and
+/// the console then shows the original.
+async fn stored_previews(desk: &Desk, preview: Vec<u8>, thumbnail: Vec<u8>) -> Option<Previews> {
+    let preview_blob = match desk.blobs.put(preview).await {
+        Ok(name) => name,
+        Err(error) => {
+            tracing::warn!(error = %error, "a label photo's preview was not stored");
+            return None;
+        }
+    };
+    match desk.blobs.put(thumbnail).await {
+        Ok(thumbnail_blob) => Some(Previews {
+            preview_blob,
+            thumbnail_blob,
+        }),
+        Err(error) => {
+            tracing::warn!(error = %error, "a label photo's thumbnail was not stored");
+            remove(desk, &[&preview_blob]).await;
+            None
+        }
+    }
 }
 
 /// Removes blobs nobody will show; a failure leaves them to the sweeper.

@@ -212,18 +212,35 @@ async fn a_full_disk_refuses_uploads_with_507_and_keeps_the_database_whole() {
     assert!(message.contains("no room to store uploads"), "{message}");
     assert!(message.contains("Nothing was saved"), "{message}");
 
-    // Refused again, and nothing half-written stays on the disk.
+    // Refused again, and nothing half-written stays on the disk: an export and a photo
+    // per ticket, and a preview and a thumbnail per photo the evidence worker read while
+    // they still fitted (once all are read: it works after the answers).
+    let url = format!("sqlite://{}", sandbox.path("data/resetdesk.db").display());
+    let evidence = resetdesk::store::connect(&url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while evidence.evidence_counts().await.unwrap().0 > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "label photos never read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let previewed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM evidence_jobs WHERE preview_blob IS NOT NULL")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     let on_disk = walk_files(&seen_blobs);
     assert_eq!(
         on_disk,
-        2 * accepted.len(),
-        "an export and a photo per ticket"
+        2 * accepted.len() + 2 * previewed as usize,
+        "an export and a photo per ticket, two previews per photo read"
     );
     assert_eq!(submit(9999).await.unwrap().status(), 507);
     assert_eq!(walk_files(&seen_blobs), on_disk);
 
     // The database is whole and holds exactly the accepted tickets, still served.
-    let url = format!("sqlite://{}", sandbox.path("data/resetdesk.db").display());
     let store = resetdesk::store::connect(&url).await.unwrap();
     let tickets = store
         .tickets(&resetdesk::store::QueueFilter {
@@ -233,7 +250,6 @@ async fn a_full_disk_refuses_uploads_with_507_and_keeps_the_database_whole() {
         .await
         .unwrap();
     assert_eq!(tickets.len(), accepted.len());
-    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let check: String = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_one(&mut db)
         .await

@@ -168,7 +168,12 @@ async fn an_agent_signs_in_claims_and_approves_in_the_console(backend: Backend) 
         .text()
         .await
         .unwrap();
-    assert!(page.contains(&format!("src=\"/console/tickets/{number}/label\"")));
+    // The preview the evidence worker makes (the original until it has), and the
+    // original linked beside it.
+    assert!(page.contains(&format!(
+        "src=\"/console/tickets/{number}/label?size=preview\""
+    )));
+    assert!(page.contains(&format!("href=\"/console/tickets/{number}/label\"")));
     assert!(page.contains(NVR) && page.contains("console@example.com"));
     let photo = agent
         .get(app.url(&format!("/console/tickets/{number}/label")))
