@@ -23,13 +23,15 @@ use crate::store::{
     StoreError, TicketDetail,
 };
 
-/// How long a job is leased unless `evidence_lease_secs` says otherwise: several times
-/// the longest a picture may take (`PICTURE_WORK_TIMEOUT`), so a live worker keeps its job.
-pub const LEASE_SECS: i64 = 120;
+/// How long a job is leased unless `evidence_lease_secs` says otherwise: longer than the
+/// longest wait for the picture work (120 s) and the work itself (20 s) together, so a
+/// live worker keeps its job.
+pub const LEASE_SECS: i64 = 300;
 
-/// Jobs leased at a time: small, so a replica takes only what it can start soon and the
-/// others share a burst.
-const BATCH: i64 = 2;
+/// Jobs leased at a time: one, so a job never waits in a replica's hands behind another
+/// (its lease must outlast the wait for the picture work, 120 s, and the work, 20 s) and
+/// the replicas share a burst.
+const BATCH: i64 = 1;
 
 /// How often an idle worker looks for jobs another replica's intake made (its own
 /// intake wakes it at once).
@@ -63,8 +65,11 @@ pub enum Worked {
     Read {
         findings: Vec<(String, LabelFinding)>,
     },
-    /// The photo could not be decoded: the ticket waits for another.
+    /// The photo could not be decoded: the ticket waits for another (up to
+    /// `MAX_UNREADABLE_SEND_BACKS` times a ticket; then it is left to an agent).
     Unreadable,
+    /// Reading gave up (too slow, a decoder failure, the photo missing): left to an agent.
+    GaveUp,
     /// The job ended without a result of its own: the photo was replaced, or another
     /// worker finished it first.
     Over(JobEnd),
@@ -78,6 +83,9 @@ enum Reading {
         previews: Option<(Vec<u8>, Vec<u8>)>,
     },
     Damaged,
+    /// Reading took too long or the decoder failed: the photo may be fine (or crafted to
+    /// keep a decoder busy); it is left to an agent, and the customer is not blamed.
+    GaveUp,
 }
 
 /// One round: leases due jobs and works each. The jobs worked, for tests and the loop.
@@ -88,18 +96,34 @@ pub async fn work_once(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> {
         .await?;
     let mut worked = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let done = work(desk, &job).await;
-        if let Err(error) = &done {
-            // The lease runs out and the job is tried again, here or on another replica.
-            tracing::warn!(job = job.id, ticket = %job.ticket, error = %error, "an evidence job failed; it will be tried again");
+        match work(desk, &job).await {
+            Ok(done) => worked.push(done),
+            Err(error) => {
+                // Nothing against the photo: the job goes back at once, its attempt not
+                // counted, for this worker or another replica's.
+                tracing::warn!(job = job.id, ticket = %job.ticket, error = %error, "an evidence job could not be worked; it is given back");
+                desk.store.release_evidence_job(job.id).await?;
+                return Err(error);
+            }
         }
-        worked.push(done?);
     }
     Ok(worked)
 }
 
 fn lease_secs(desk: &Desk) -> i64 {
     i64::try_from(desk.settings.evidence.lease_secs).unwrap_or(LEASE_SECS)
+}
+
+/// Rounds until no job is due: what `run` does between its waits, for tests and tools.
+pub async fn work_until_idle(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> {
+    let mut worked = Vec::new();
+    loop {
+        let round = work_once(desk).await?;
+        if round.is_empty() {
+            return Ok(worked);
+        }
+        worked.extend(round);
+    }
 }
 
 async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
@@ -114,7 +138,7 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
     };
     let reading = match bytes {
         Some(bytes) => read(desk, bytes).await?,
-        None => Reading::Damaged,
+        None => Reading::GaveUp,
     };
     let now = desk.clock.now();
     let worked = match reading {
@@ -151,19 +175,26 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
                 }
             }
         }
-        Reading::Damaged => {
+        Reading::Damaged | Reading::GaveUp => {
+            let damaged = matches!(reading, Reading::Damaged);
+            let error = if damaged {
+                "the label photo could not be decoded: its picture data is damaged"
+            } else {
+                "the label photo could not be read in time, or its decoder failed: look at it"
+            };
             let failure = EvidenceFailure {
                 job_id: job.id,
-                error: "the label photo could not be decoded: its picture data is damaged"
-                    .to_owned(),
+                error: error.to_owned(),
                 mail: unreadable_mail(desk, &ticket)?,
+                damaged,
                 at: now,
             };
             match desk.store.fail_evidence_job(&failure).await? {
-                JobEnd::Recorded => {
+                JobEnd::Recorded if damaged => {
                     desk.mail_queued.notify_one();
                     Worked::Unreadable
                 }
+                JobEnd::Recorded => Worked::GaveUp,
                 other => Worked::Over(other),
             }
         }
@@ -177,8 +208,9 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
 async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
     let max_pixels = desk.settings.intake.max_label_pixels;
     let Ok(inspected) = photo::inspect_label_photo(&bytes, max_pixels) else {
-        // Intake checked the structure; a stored photo that no longer passes is damaged.
-        return Ok(Reading::Damaged);
+        // Intake checked the structure; a stored photo that no longer passes was taken
+        // under other limits (`max_label_pixels` lowered since): not the customer's fault.
+        return Ok(Reading::GaveUp);
     };
     let declared = inspected.declared();
     // Reading the codes, then the previews: the photo decoded in colour (RGB, or RGBA for
@@ -203,8 +235,8 @@ async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
         .await;
     match outcome {
         Ok(Some((codes, false, previews))) => Ok(Reading::Codes { codes, previews }),
-        Ok(Some((_, true, _)) | None)
-        | Err(PictureWorkError::Failed | PictureWorkError::TooSlow) => Ok(Reading::Damaged),
+        Ok(Some((_, true, _)) | None) => Ok(Reading::Damaged),
+        Err(PictureWorkError::Failed | PictureWorkError::TooSlow) => Ok(Reading::GaveUp),
         Err(PictureWorkError::Busy) => Err(EvidenceError::Busy),
     }
 }
@@ -371,6 +403,10 @@ fn record_metrics(worked: &Worked, took: Duration) {
         Worked::Unreadable => {
             ::metrics::histogram!("resetdesk_evidence_seconds").record(took.as_secs_f64());
             ::metrics::counter!("resetdesk_evidence_unreadable_total").increment(1);
+        }
+        Worked::GaveUp => {
+            ::metrics::histogram!("resetdesk_evidence_seconds").record(took.as_secs_f64());
+            ::metrics::counter!("resetdesk_evidence_gave_up_total").increment(1);
         }
         Worked::Over(_) => {}
     }

@@ -172,9 +172,16 @@ impl PictureWork {
             PictureJob::PhotoProof => &self.photo_proofs,
             PictureJob::QrReading => &self.qr_reading,
         };
+        // Label photos (read by the evidence worker, after intake) reserve at most half the
+        // budget: a crafted photo that keeps a decoder busy long after its caller gave up
+        // must leave room for the QR pictures intake reads while the customer waits.
+        let ceiling = match job {
+            PictureJob::PhotoProof => (self.memory_mib / 2).max(1),
+            PictureJob::QrReading => self.memory_mib,
+        };
         let mib = u32::try_from(memory_bytes.div_ceil(MIB))
             .unwrap_or(u32::MAX)
-            .clamp(1, self.memory_mib);
+            .clamp(1, ceiling);
         let lease = self.lease(address);
         let shares = async {
             // The semaphores are never closed, so acquiring cannot fail. Always in this
@@ -362,7 +369,7 @@ mod tests {
         let holding = {
             let work = work.clone();
             tokio::spawn(async move {
-                work.run(PictureJob::PhotoProof, A, 10 * MIB, move || {
+                work.run(PictureJob::QrReading, A, 10 * MIB, move || {
                     let _ = wait.recv();
                 })
                 .await
@@ -373,10 +380,9 @@ mod tests {
         // A job bigger than the whole budget needs all of it, so it waits...
         let huge = {
             let work = work.clone();
-            tokio::spawn(async move {
-                work.run(PictureJob::PhotoProof, B, 1 << 40, || "huge")
-                    .await
-            })
+            tokio::spawn(
+                async move { work.run(PictureJob::QrReading, B, 1 << 40, || "huge").await },
+            )
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!huge.is_finished());
@@ -385,6 +391,29 @@ mod tests {
         assert_eq!(huge.await.ok(), Some(Ok("huge")));
         assert_eq!(holding.await.ok(), Some(Ok(())));
         assert_eq!(work.memory.available_permits(), 16);
+    }
+
+    #[tokio::test]
+    async fn a_label_photo_leaves_half_the_memory_to_qr_pictures() {
+        let work = Arc::new(PictureWork::new(4, 16));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        // A label photo that keeps its decoder busy, however much it asks for...
+        let holding = {
+            let work = work.clone();
+            tokio::spawn(async move {
+                work.run(PictureJob::PhotoProof, A, 1 << 40, move || {
+                    let _ = wait.recv();
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(work.memory.available_permits(), 8);
+        // ...leaves a QR picture of half the budget room to run while the customer waits.
+        let qr = work.run(PictureJob::QrReading, B, 8 * MIB, || "read").await;
+        assert_eq!(qr, Ok("read"));
+        release.send(()).expect("the photo waits");
+        assert_eq!(holding.await.ok(), Some(Ok(())));
     }
 
     #[tokio::test]

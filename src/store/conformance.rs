@@ -913,6 +913,7 @@ pub async fn label_checks_say_each_tickets_state(store: &dyn Store) {
         job_id: job_of(ids[2]).id,
         error: "the JPEG's entropy-coded data is damaged".to_owned(),
         mail: mail(MailKind::PhotoRequest, "m@example.com"),
+        damaged: true,
         at: at(12),
     };
     store.fail_evidence_job(&failure).await.unwrap();
@@ -958,6 +959,7 @@ pub async fn an_unreadable_photo_sends_the_ticket_back(store: &dyn Store) {
         job_id: job.id,
         error: "the JPEG's entropy-coded data is damaged".to_owned(),
         mail: mail(MailKind::PhotoRequest, "h@example.com"),
+        damaged: true,
         at: at(12),
     };
     assert_eq!(
@@ -1027,6 +1029,115 @@ pub async fn a_job_is_given_up_after_its_attempts(store: &dyn Store) {
         store.evidence_counts().await.unwrap(),
         (1, 0),
         "counted as waiting"
+    );
+}
+
+/// A ticket whose every photo is damaged is sent back only so often, then left to an
+/// agent; a photo the desk gave up on is never blamed on the customer.
+pub async fn unreadable_photos_send_a_ticket_back_only_so_often(store: &dyn Store) {
+    let number = created(
+        store,
+        &ticket(
+            "k@example.com",
+            vec![challenge("SERIAL-0601", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let detail = store.ticket(&number).await.unwrap();
+    let fail = |job: &EvidenceJob, damaged: bool, t: i64| EvidenceFailure {
+        job_id: job.id,
+        error: "damaged".to_owned(),
+        mail: mail(MailKind::PhotoRequest, "k@example.com"),
+        damaged,
+        at: at(t),
+    };
+    // A photo the desk gave up on: the ticket stays in the queue, nobody is mailed.
+    let job = store.claim_evidence_jobs(at(11), 60, 10).await.unwrap()[0].clone();
+    store
+        .fail_evidence_job(&fail(&job, false, 12))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ticket(&number).await.unwrap().summary.status,
+        TicketStatus::Open
+    );
+    let mails = |detail: crate::store::TicketDetail| {
+        detail
+            .mails
+            .iter()
+            .filter(|m| m.kind == MailKind::PhotoRequest)
+            .count()
+    };
+    assert_eq!(mails(store.ticket(&number).await.unwrap()), 0);
+    // Damaged photos: sent back twice, each time with a mail; then left to an agent.
+    let blobs = ["m", "n", "o"];
+    for (round, blob) in blobs.iter().enumerate() {
+        let t = 20 + 10 * round as i64;
+        if round > 0 {
+            store
+                .replace_label_photo(detail.id, &blob.repeat(64), "image/jpeg", at(t))
+                .await
+                .unwrap();
+        } else {
+            // The first damaged photo comes as the answer to an agent's request.
+            let id = agent(store, "agent@vendor.test").await;
+            let version = store.ticket(&number).await.unwrap().evidence_version;
+            store
+                .request_photo(&MailedDecision {
+                    ticket_id: detail.id,
+                    by: id,
+                    text: "",
+                    mail: &mail(MailKind::Rejection, "k@example.com"),
+                    evidence_version: version,
+                    at: at(t),
+                })
+                .await
+                .unwrap();
+            store
+                .replace_label_photo(detail.id, &blob.repeat(64), "image/jpeg", at(t))
+                .await
+                .unwrap();
+        }
+        let job = store.claim_evidence_jobs(at(t + 1), 60, 10).await.unwrap()[0].clone();
+        store
+            .fail_evidence_job(&fail(&job, true, t + 2))
+            .await
+            .unwrap();
+        let status = store.ticket(&number).await.unwrap().summary.status;
+        if (round as i64) < crate::store::MAX_UNREADABLE_SEND_BACKS {
+            assert_eq!(status, TicketStatus::AwaitingPhoto, "round {round}");
+        } else {
+            assert_eq!(
+                status,
+                TicketStatus::Open,
+                "left to an agent, round {round}"
+            );
+        }
+    }
+    assert_eq!(
+        mails(store.ticket(&number).await.unwrap()),
+        crate::store::MAX_UNREADABLE_SEND_BACKS as usize
+    );
+}
+
+/// A job the worker could not start goes back at once, its attempt not counted.
+pub async fn a_released_job_is_taken_again_at_once(store: &dyn Store) {
+    created(
+        store,
+        &ticket(
+            "l@example.com",
+            vec![challenge("SERIAL-0701", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let job = store.claim_evidence_jobs(at(11), 600, 10).await.unwrap()[0].clone();
+    store.release_evidence_job(job.id).await.unwrap();
+    let again = store.claim_evidence_jobs(at(12), 600, 10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(),
+        vec![(job.id, 1)]
     );
 }
 
@@ -3015,6 +3126,20 @@ macro_rules! conformance_suite {
                 return;
             };
             super::label_checks_say_each_tickets_state(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn unreadable_photos_send_a_ticket_back_only_so_often() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::unreadable_photos_send_a_ticket_back_only_so_often(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_released_job_is_taken_again_at_once() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_released_job_is_taken_again_at_once(store.as_ref()).await;
         }
         #[tokio::test]
         async fn photo_round_trip() {

@@ -281,10 +281,22 @@ pub struct EvidenceFailure {
     pub job_id: i64,
     /// Why, for agents and the audit log (never shown to customers as is).
     pub error: String,
-    /// The customer's "we could not read your photo" mail, with the upload link.
+    /// The customer's "we could not read your photo" mail, with the upload link: sent,
+    /// and the ticket sent back for a new photo, only when `damaged` says the photo
+    /// itself is at fault, and at most [`MAX_UNREADABLE_SEND_BACKS`] times a ticket.
     pub mail: NewMail,
+    /// Whether the photo is damaged (its pixels cannot be decoded), rather than reading
+    /// it gave up (it took too long, the decoder failed): a photo the desk could not read
+    /// in time is left to an agent's eyes, not blamed on the customer.
+    pub damaged: bool,
     pub at: Timestamp,
 }
+
+/// Times one ticket is sent back to its customer because a photo could not be decoded;
+/// after that its photos are left to an agent. Each send-back mails the ticket's address,
+/// which nobody verified: a ticket whose every photo is damaged must not become a way to
+/// mail someone without end.
+pub const MAX_UNREADABLE_SEND_BACKS: i64 = 2;
 
 /// How finishing a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1592,6 +1604,10 @@ pub trait EvidenceStore: Send + Sync + 'static {
     async fn label_evidence(&self, ticket_id: TicketId) -> StoreResult<Option<LabelEvidence>>;
     /// Jobs waiting (pending, stuck included) and failed, for the gauges.
     async fn evidence_counts(&self) -> StoreResult<(i64, i64)>;
+    /// Gives a leased job back without counting the attempt: the worker could not start
+    /// it (the picture work was busy, the blob store or the database failed), which says
+    /// nothing against the photo.
+    async fn release_evidence_job(&self, job_id: i64) -> StoreResult<()>;
     /// The label check of each of `tickets` that has one (as [`Self::label_evidence`]
     /// reads it: the ticket's current photo), in one query for a page of the queue.
     async fn label_checks(

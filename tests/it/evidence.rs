@@ -67,7 +67,7 @@ async fn the_devices_own_label_matches(backend: Backend) {
         "pending",
         "the answer came before the photo was read"
     );
-    let worked = worker::work_once(&app.desk).await.unwrap();
+    let worked = worker::work_until_idle(&app.desk).await.unwrap();
     assert_eq!(
         worked,
         vec![Worked::Read {
@@ -145,7 +145,7 @@ async fn the_devices_own_label_matches(backend: Backend) {
         );
     }
     assert!(
-        worker::work_once(&app.desk).await.unwrap().is_empty(),
+        worker::work_until_idle(&app.desk).await.unwrap().is_empty(),
         "each job is done once"
     );
     assert!(
@@ -161,7 +161,7 @@ async fn another_devices_label_needs_four_eyes(backend: Backend) {
     };
     let token = app.agent_token("agent@vendor.test").await;
     let number = submit_with(&app, printed_label(OTHER_SERIAL, true), "image/png").await;
-    worker::work_once(&app.desk).await.unwrap();
+    worker::work_until_idle(&app.desk).await.unwrap();
     let evidence = evidence_of(&app, &token, &number).await;
     assert_eq!(
         evidence["label"],
@@ -189,7 +189,7 @@ async fn a_label_without_codes_is_unreadable(backend: Backend) {
     };
     let token = app.agent_token("agent@vendor.test").await;
     let number = submit_with(&app, printed_label(SERIAL, false), "image/png").await;
-    worker::work_once(&app.desk).await.unwrap();
+    worker::work_until_idle(&app.desk).await.unwrap();
     let evidence = evidence_of(&app, &token, &number).await;
     assert_eq!(evidence["state"], "done");
     assert_eq!(
@@ -213,7 +213,7 @@ async fn a_damaged_photo_is_accepted_then_sent_back(backend: Backend) {
     let damaged = damage_entropy_coded_data(&label::jpeg(&photographed, 80).unwrap());
     let number = submit_with(&app, damaged, "image/jpeg").await;
     assert_eq!(
-        worker::work_once(&app.desk).await.unwrap(),
+        worker::work_until_idle(&app.desk).await.unwrap(),
         vec![Worked::Unreadable]
     );
     let ticket: serde_json::Value = app
@@ -306,7 +306,7 @@ async fn a_photo_replaced_while_read_gets_its_own_findings(backend: Backend) {
         app.desk.store.finish_evidence_job(&old).await.unwrap(),
         JobEnd::Superseded
     );
-    worker::work_once(&app.desk).await.unwrap();
+    worker::work_until_idle(&app.desk).await.unwrap();
     let evidence = evidence_of(&app, &token, &number).await;
     assert_eq!(
         evidence["label"],

@@ -34,7 +34,7 @@ struct QueueRowView {
 /// A ticket's label check in a word or two, as the queue's column says it; the ticket
 /// page says it per device, in full.
 struct LabelColumn {
-    /// ✔ or ⚠, hidden from assistive technology: the words say the same.
+    /// ⚠ (or nothing), hidden from assistive technology: the words say the same.
     mark: &'static str,
     words: &'static str,
     /// The label names another device: the four-eyes risk, in bold.
@@ -47,8 +47,9 @@ impl LabelColumn {
         let (mark, words) = match check {
             None => ("", "–"),
             Some(LabelCheck::Pending) => ("", "not read yet"),
-            Some(LabelCheck::Failed) => ("", "photo not decoded"),
-            Some(LabelCheck::Read(LabelFinding::Matches)) => ("✔", "matches"),
+            Some(LabelCheck::Failed) => ("", "not read"),
+            // A code anyone could print: no tick.
+            Some(LabelCheck::Read(LabelFinding::Matches)) => ("", "code reads serial"),
             Some(LabelCheck::Read(LabelFinding::OtherSerial)) => ("⚠", "other device"),
             Some(LabelCheck::Read(LabelFinding::NotOnLabel)) => ("", "serial not on it"),
             Some(LabelCheck::Read(LabelFinding::Unreadable)) => ("", "no code"),

@@ -39,7 +39,7 @@ struct DeviceRowView {
 /// One device's label check as its row says it: words a person reads (a screen reader
 /// too), with a mark beside them for the eye only.
 struct LabelCheckView {
-    /// ✔ or ⚠, hidden from assistive technology: the words say the same.
+    /// ⚠ (or nothing), hidden from assistive technology: the words say the same.
     mark: &'static str,
     words: String,
     /// A warning: the label names another device (the four-eyes risk).
@@ -102,7 +102,7 @@ struct TicketPage {
     label_checked: bool,
     /// The codes read on the label, in the order read.
     label_codes: Vec<CodeView>,
-    /// Why the photo could not be decoded, for agents.
+    /// Why the desk could not read the photo, for agents.
     label_error: Option<String>,
     customer: CustomerRowView,
     canned: Vec<(i64, String)>,
@@ -305,7 +305,7 @@ impl LabelCheckView {
         let finding = match evidence.state {
             EvidenceState::Pending => return Some(said("", "label not read yet", false)),
             EvidenceState::Failed => {
-                return Some(said("", "the photo could not be decoded", false));
+                return Some(said("", "the desk could not read the photo", false));
             }
             EvidenceState::Done => evidence
                 .findings
@@ -314,7 +314,13 @@ impl LabelCheckView {
                 .map(|(_, finding)| *finding)?,
         };
         Some(match finding {
-            LabelFinding::Matches => said("✔", "label shows this serial", false),
+            // Evidence, not proof: whoever holds the export knows the serial and can print
+            // it as a code. No tick: the agent still looks at the label itself.
+            LabelFinding::Matches => said(
+                "",
+                "a code on the photo reads this serial (anyone can print one)",
+                false,
+            ),
             // The serial it names is in the ticket's flag; the codes are listed below the
             // table, as read.
             LabelFinding::OtherSerial => said("⚠", "label shows another device's serial", true),

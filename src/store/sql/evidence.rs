@@ -148,31 +148,39 @@ where
         else {
             return Self::unfinished(tx, failure.job_id).await;
         };
-        // Only a ticket still in the queue goes back to the customer: one decided meanwhile
-        // keeps its decision, and the failure stays on record for the agents.
-        let sent_back = sqlx::query(
-            "UPDATE tickets SET status = 'awaiting_photo', updated_at = $1
-             WHERE id = $2 AND status = 'open'",
+        // Only a damaged photo of a ticket still in the queue goes back to the customer,
+        // and only so often: one decided meanwhile keeps its decision, and the failure
+        // stays on record for the agents.
+        let sent_back_before: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM ticket_events WHERE ticket_id = $1 AND kind = 'photo_unreadable'
+                AND detail LIKE 'sent back:%'",
         )
-        .bind(failure.at.unix_seconds())
         .bind(ticket_id)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(db)?
-        .rows_affected()
-            > 0;
+        .map_err(db)?;
+        let sent_back = failure.damaged
+            && sent_back_before < crate::store::MAX_UNREADABLE_SEND_BACKS
+            && sqlx::query(
+                "UPDATE tickets SET status = 'awaiting_photo', updated_at = $1
+                 WHERE id = $2 AND status = 'open'",
+            )
+            .bind(failure.at.unix_seconds())
+            .bind(ticket_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected()
+                > 0;
         let event = TicketEventKind::PhotoUnreadable;
-        Self::event(
-            &mut tx,
-            ticket_id,
-            failure.at,
-            WORKER,
-            &event,
-            &failure.error,
-        )
-        .await?;
+        let detail = if sent_back {
+            format!("sent back: {}", failure.error)
+        } else {
+            format!("left to an agent: {}", failure.error)
+        };
+        Self::event(&mut tx, ticket_id, failure.at, WORKER, &event, &detail).await?;
         let action = "label_unreadable";
-        let entry = [(Some(ticket_id.0), failure.error.clone())];
+        let entry = [(Some(ticket_id.0), detail)];
         Self::append_audits(&mut tx, failure.at, WORKER, action, &entry).await?;
         if sent_back {
             Self::enqueue(&mut tx, Some(ticket_id), &failure.mail, failure.at).await?;
@@ -246,13 +254,28 @@ where
     }
 
     async fn evidence_counts(&self) -> StoreResult<(i64, i64)> {
-        sqlx::query_as(
-            "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'failed')
-             FROM evidence_jobs",
+        // Two counts through the (status, id) index: the table keeps every job done.
+        let count = |status: &'static str| {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM evidence_jobs WHERE status = $1")
+                .bind(status)
+                .fetch_one(&self.pool)
+        };
+        let pending = count("pending").await.map_err(db)?;
+        let failed = count("failed").await.map_err(db)?;
+        Ok((pending, failed))
+    }
+
+    async fn release_evidence_job(&self, job_id: i64) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE evidence_jobs SET lease_until = NULL, attempts = attempts - 1
+             WHERE id = $1 AND status = 'pending' AND attempts > 0",
         )
-        .fetch_one(&self.pool)
+        .bind(job_id)
+        .execute(&mut *tx)
         .await
-        .map_err(db)
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 
     async fn label_checks(
@@ -384,12 +407,16 @@ where
         } else {
             format!("the label photo shows serials {named} and {more} more, none in the export")
         });
-        sqlx::query("UPDATE tickets SET flags = $1 WHERE id = $2")
-            .bind(rows::flags_text(&flags))
-            .bind(ticket_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+        // A new flag is new evidence: a decision made on the page from before it is
+        // refused as stale, as after a new photo.
+        sqlx::query(
+            "UPDATE tickets SET flags = $1, evidence_version = evidence_version + 1 WHERE id = $2",
+        )
+        .bind(rows::flags_text(&flags))
+        .bind(ticket_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
         Ok(())
     }
 
@@ -403,6 +430,21 @@ where
         error: Option<&str>,
         at: Timestamp,
     ) -> StoreResult<Option<TicketId>> {
+        // The ticket's row first, then the job's: the order a new photo takes them in
+        // (`replace_label_photo`), so the two never wait for each other in a circle.
+        let ticket: Option<TicketId> =
+            sqlx::query_scalar("SELECT ticket_id FROM evidence_jobs WHERE id = $1")
+                .bind(job_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db)?;
+        if let Some(ticket) = ticket {
+            sqlx::query(D::TICKET_STATUS_FOR_DECISION)
+                .bind(ticket)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db)?;
+        }
         let ended: Option<(TicketId, String)> = sqlx::query_as(
             "UPDATE evidence_jobs
              SET status = CASE WHEN label_blob = (SELECT t.label_blob FROM tickets t WHERE t.id = ticket_id)
