@@ -126,10 +126,12 @@ async fn admit(
     )
 }
 
-/// Seconds until the oldest counted request leaves the window, at least one.
+/// Seconds until the oldest counted request leaves the window: at least one, and never
+/// more than the window, though another replica's clock (which counted that request) runs
+/// a little ahead of this one's.
 fn retry_after(oldest: Option<Timestamp>, now: Timestamp) -> i64 {
     oldest.map_or(WINDOW_SECS, |t| {
-        (t.unix_seconds() + WINDOW_SECS - now.unix_seconds()).max(1)
+        (t.unix_seconds() + WINDOW_SECS - now.unix_seconds()).clamp(1, WINDOW_SECS)
     })
 }
 
@@ -146,5 +148,10 @@ mod tests {
         assert_eq!(retry_after(Some(at(0)), at(600)), 3000);
         assert_eq!(retry_after(Some(at(0)), at(3600)), 1, "never zero");
         assert_eq!(retry_after(None, at(0)), WINDOW_SECS);
+        assert_eq!(
+            retry_after(Some(at(2)), at(0)),
+            WINDOW_SECS,
+            "counted by a replica whose clock runs ahead"
+        );
     }
 }

@@ -2033,6 +2033,16 @@ pub async fn access_codes_work_once_within_their_limits(store: &dyn Store) {
         CodeCheck::NoLiveCode,
         "a code works once"
     );
+    // The code "hash-a" replaced, typed on a replica whose clock runs behind the one that
+    // issued "hash-b" (at 20): still dead there.
+    assert_eq!(
+        store
+            .redeem_access_code(ticket_id, "hash-a", at(15), 5)
+            .await
+            .unwrap(),
+        CodeCheck::NoLiveCode,
+        "a replaced code is dead on every replica's clock"
+    );
     // Three codes an hour, then no more until the first is an hour old.
     store
         .issue_access_code(&issue("hash-c", at(30)), 3)

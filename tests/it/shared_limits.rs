@@ -36,6 +36,13 @@ async fn three_desks(
     let first = spawn_app_on_with(backend, configure.clone()).await?;
     let second = replica_of(&first, configure.clone()).await;
     let third = replica_of(&first, configure).await;
+    // Machines' clocks differ by a second or so even with NTP (and each test desk's clock
+    // is set when it starts): the second replica runs ahead, the third behind.
+    let skew = |desk: &TestApp, by: i64| {
+        desk.advance(first.now().unix_seconds() - desk.now().unix_seconds() + by)
+    };
+    skew(&second, 1);
+    skew(&third, -1);
     Some([first, second, third])
 }
 

@@ -137,10 +137,12 @@ where
             return Err(StoreError::Conflict(Conflict::TooManyCodes { recent }));
         }
         // Only the newest code works: an older one still in the customer's inbox dies.
+        // Marked with expiry 0, not this desk's `now`: replicas' clocks differ by a second
+        // or so, and a code expired at one replica's now stayed live for a replica whose
+        // clock runs behind it, beside its successor.
         sqlx::query(
-            "UPDATE access_codes SET expires_at = $1 WHERE ticket_id = $2 AND used_at IS NULL AND expires_at > $1",
+            "UPDATE access_codes SET expires_at = 0 WHERE ticket_id = $1 AND used_at IS NULL AND expires_at > 0",
         )
-        .bind(now)
         .bind(code.ticket_id)
         .execute(&mut *tx)
         .await
