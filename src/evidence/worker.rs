@@ -132,7 +132,8 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
     let bytes = match desk.blobs.get(&job.label_blob).await {
         Ok(bytes) => Some(bytes),
         // Removed: the photo was replaced and its job superseded, which ending the job
-        // finds out; a photo missing while it is still the ticket's is unreadable.
+        // finds out; a photo missing while it is still the ticket's is the storage's
+        // fault, left to an agent.
         Err(error) if error.is_not_found() => None,
         Err(other) => return Err(other.into()),
     };
