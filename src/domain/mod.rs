@@ -3,6 +3,7 @@
 
 mod device;
 mod email;
+mod label;
 mod secret;
 mod ticket;
 mod time;
@@ -10,6 +11,7 @@ mod user;
 
 pub use device::{DeviceModel, DeviceSerial, FieldError, FirmwareVersion, MacAddress};
 pub use email::{EmailAddress, EmailError};
+pub use label::LabelFinding;
 pub use secret::Secret;
 pub use ticket::{CountryCode, CustomerRole, PhoneNumber, PlainText, TicketNumber, TicketStatus};
 pub use time::{Timestamp, TimestampError};

@@ -1,38 +1,12 @@
 //! What the label says about each device of the export (issue 18, item 2).
 
-use crate::domain::DeviceSerial;
-
-/// The finding for one device of the export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Finding {
-    /// The label names this serial.
-    Matches,
-    /// The label names a serial that is not in the export: another device's label, a
-    /// risk for four eyes.
-    OtherSerial,
-    /// Codes were read, and this serial is not among them (nor any other serial).
-    NotOnLabel,
-    /// No code was found on the label.
-    Unreadable,
-}
-
-impl Finding {
-    /// The name used in the API, the audit log and the metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Matches => "matches",
-            Self::OtherSerial => "other_serial",
-            Self::NotOnLabel => "not_on_label",
-            Self::Unreadable => "unreadable",
-        }
-    }
-}
+use crate::domain::{DeviceSerial, LabelFinding};
 
 /// The findings for one label against one export.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelFindings {
     /// One finding per device of the export, in the export's order.
-    pub devices: Vec<(DeviceSerial, Finding)>,
+    pub devices: Vec<(DeviceSerial, LabelFinding)>,
     /// The serials on the label that the export does not name: non-empty means the
     /// `other_serial` risk, whether or not some device also matched.
     pub other_serials: Vec<DeviceSerial>,
@@ -66,13 +40,13 @@ pub fn label_findings(
         .iter()
         .map(|serial| {
             let finding = if !codes_read {
-                Finding::Unreadable
+                LabelFinding::Unreadable
             } else if label_serials.contains(serial) {
-                Finding::Matches
+                LabelFinding::Matches
             } else if !other_serials.is_empty() {
-                Finding::OtherSerial
+                LabelFinding::OtherSerial
             } else {
-                Finding::NotOnLabel
+                LabelFinding::NotOnLabel
             };
             (serial.clone(), finding)
         })

@@ -10,5 +10,5 @@ mod serials;
 pub mod worker;
 
 pub use codes::{CodeFormat, READ_MAX_SIDE, ReadCode, read_codes};
-pub use findings::{Finding, LabelFindings, label_findings};
+pub use findings::{LabelFindings, label_findings};
 pub use serials::serials_in;

@@ -346,7 +346,7 @@ fn findings(
     let devices = found
         .devices
         .into_iter()
-        .map(|(serial, finding)| (serial.to_string(), stored(finding)))
+        .map(|(serial, finding)| (serial.to_string(), finding))
         .collect();
     let others = found
         .other_serials
@@ -362,17 +362,6 @@ fn comparable(text: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_uppercase())
         .collect()
-}
-
-/// The store's name for a finding.
-fn stored(finding: crate::evidence::Finding) -> LabelFinding {
-    use crate::evidence::Finding;
-    match finding {
-        Finding::Matches => LabelFinding::Matches,
-        Finding::OtherSerial => LabelFinding::OtherSerial,
-        Finding::NotOnLabel => LabelFinding::NotOnLabel,
-        Finding::Unreadable => LabelFinding::Unreadable,
-    }
 }
 
 /// "Please send a new photo": the photo request, with why in the customer's language.
@@ -393,22 +382,22 @@ fn unreadable_mail(
 }
 
 fn record_metrics(worked: &Worked, took: Duration) {
+    if matches!(worked, Worked::Over(_)) {
+        // Nothing of this job's was recorded: someone else's result stands.
+        return;
+    }
+    ::metrics::histogram!("resetdesk_evidence_seconds").record(took.as_secs_f64());
     match worked {
         Worked::Read { findings } => {
-            ::metrics::histogram!("resetdesk_evidence_seconds").record(took.as_secs_f64());
             for (_, finding) in findings {
                 ::metrics::counter!("resetdesk_evidence_findings_total", "finding" => finding.as_str())
                     .increment(1);
             }
         }
         Worked::Unreadable => {
-            ::metrics::histogram!("resetdesk_evidence_seconds").record(took.as_secs_f64());
             ::metrics::counter!("resetdesk_evidence_unreadable_total").increment(1);
         }
-        Worked::GaveUp => {
-            ::metrics::histogram!("resetdesk_evidence_seconds").record(took.as_secs_f64());
-            ::metrics::counter!("resetdesk_evidence_gave_up_total").increment(1);
-        }
+        Worked::GaveUp => ::metrics::counter!("resetdesk_evidence_gave_up_total").increment(1),
         Worked::Over(_) => {}
     }
 }

@@ -565,7 +565,8 @@ pub fn read_label_pixels(
             reader.decode().map_err(|_| damaged())?.into_luma8()
         }
         _ => {
-            let grey = decode_jpeg_grey(bytes, inspected.declared).ok_or_else(damaged)?;
+            let grey = decode_jpeg_grey(bytes, inspected.declared, Strictness::AsBrowsers)
+                .ok_or_else(damaged)?;
             image::GrayImage::from_raw(width, height, grey).ok_or_else(damaged)?
         }
     };
@@ -581,29 +582,28 @@ pub fn decodes_strictly(bytes: &[u8], inspected: &InspectedPhoto) -> bool {
     let bytes = &bytes[..inspected.picture_len];
     match inspected.declared.format {
         ImageFormat::Png => prove_png(bytes).is_some(),
-        _ => {
-            let options = DecoderOptions::default()
-                .set_strict_mode(true)
-                .set_max_width(MAX_SIDE as usize)
-                .set_max_height(MAX_SIDE as usize)
-                .jpeg_set_out_colorspace(ColorSpace::Luma);
-            JpegDecoder::new_with_options(ZCursor::new(bytes), options)
-                .decode()
-                .is_ok()
-        }
+        _ => decode_jpeg_grey(bytes, inspected.declared, Strictness::Strict).is_some(),
     }
 }
 
 fn prove_jpeg(bytes: &[u8], declared: Declared) -> Option<()> {
-    decode_jpeg_grey(bytes, declared).map(drop)
+    decode_jpeg_grey(bytes, declared, Strictness::AsBrowsers).map(drop)
+}
+
+/// How much a JPEG decode forgives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    /// As lenient as browsers are with phone cameras' quirks; damage that matters (a
+    /// cut-off file, garbage segments) is still an error.
+    AsBrowsers,
+    /// Any error in the entropy-coded data is one.
+    Strict,
 }
 
 /// Every pixel of a JPEG, in grey.
-fn decode_jpeg_grey(bytes: &[u8], declared: Declared) -> Option<Vec<u8>> {
+fn decode_jpeg_grey(bytes: &[u8], declared: Declared, strictness: Strictness) -> Option<Vec<u8>> {
     let options = DecoderOptions::default()
-        // As lenient as browsers are with phone cameras' quirks; damage that matters
-        // (a cut-off file, garbage segments) is still an error.
-        .set_strict_mode(false)
+        .set_strict_mode(strictness == Strictness::Strict)
         .set_max_width(MAX_SIDE as usize)
         .set_max_height(MAX_SIDE as usize)
         .jpeg_set_out_colorspace(ColorSpace::Luma);

@@ -192,40 +192,7 @@ pub struct UserId(pub i64);
 pub struct TicketId(pub i64);
 
 /// What reading a label photo found for one device of the export (issue 18).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LabelFinding {
-    /// The label names this serial.
-    Matches,
-    /// The label names a serial that is not in the export, and not this one: a risk flag.
-    OtherSerial,
-    /// Codes were read, and this serial is not among them.
-    NotOnLabel,
-    /// No machine-readable code was found on the photo.
-    Unreadable,
-}
-
-impl LabelFinding {
-    /// The finding's name in `evidence_findings.finding` and in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Matches => "matches",
-            Self::OtherSerial => "other_serial",
-            Self::NotOnLabel => "not_on_label",
-            Self::Unreadable => "unreadable",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            Self::Matches,
-            Self::OtherSerial,
-            Self::NotOnLabel,
-            Self::Unreadable,
-        ]
-        .into_iter()
-        .find(|f| f.as_str() == raw)
-    }
-}
+pub use crate::domain::LabelFinding;
 
 /// A label photo waiting to be read, leased to one worker.
 #[derive(Debug, Clone, PartialEq, Eq)]

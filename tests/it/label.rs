@@ -7,8 +7,8 @@
 use std::fs;
 use std::time::Instant;
 
-use resetdesk::domain::DeviceSerial;
-use resetdesk::evidence::{self, Finding, LabelFindings};
+use resetdesk::domain::{DeviceSerial, LabelFinding};
+use resetdesk::evidence::{self, LabelFindings};
 use resetdesk::intake::photo;
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
@@ -79,7 +79,7 @@ fn the_printed_label_names_its_device() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG by default");
 
     let found = findings(&png, &[SERIAL]);
-    assert_eq!(found.devices, [(serial(SERIAL), Finding::Matches)]);
+    assert_eq!(found.devices, [(serial(SERIAL), LabelFinding::Matches)]);
     assert_eq!(found.other_serials, []);
 }
 
@@ -99,8 +99,8 @@ fn a_phone_photo_of_the_label_names_its_device() {
     assert_eq!(
         found.devices,
         [
-            (serial(SERIAL), Finding::Matches),
-            (serial(camera), Finding::NotOnLabel)
+            (serial(SERIAL), LabelFinding::Matches),
+            (serial(camera), LabelFinding::NotOnLabel)
         ]
     );
     assert_eq!(found.other_serials, []);
@@ -125,7 +125,7 @@ fn another_devices_label_is_other_serial() {
         &["--style", "photo", "--serial", OTHER_SERIAL, "--seed", "3"],
     );
     let found = findings(&jpeg, &[SERIAL]);
-    assert_eq!(found.devices, [(serial(SERIAL), Finding::OtherSerial)]);
+    assert_eq!(found.devices, [(serial(SERIAL), LabelFinding::OtherSerial)]);
     assert_eq!(found.other_serials, [serial(OTHER_SERIAL)]);
     assert!(found.names_another_device());
 }
@@ -135,7 +135,7 @@ fn a_label_without_codes_is_unreadable() {
     let sandbox = provisioned();
     let jpeg = print_label(&sandbox, "bare.jpg", &["--style", "photo", "--no-codes"]);
     let found = findings(&jpeg, &[SERIAL]);
-    assert_eq!(found.devices, [(serial(SERIAL), Finding::Unreadable)]);
+    assert_eq!(found.devices, [(serial(SERIAL), LabelFinding::Unreadable)]);
     assert_eq!(found.other_serials, []);
 }
 

@@ -206,12 +206,7 @@ where
         let Some((job_id, status, error, preview_blob, thumbnail_blob)) = job else {
             return Ok(None);
         };
-        let state = match status.as_str() {
-            "pending" => EvidenceState::Pending,
-            "done" => EvidenceState::Done,
-            "failed" => EvidenceState::Failed,
-            other => return Err(corrupt("evidence job status", other)),
-        };
+        let state = job_state(&status)?;
         let findings: Vec<(String, String)> = sqlx::query_as(
             "SELECT serial, finding FROM evidence_findings WHERE job_id = $1 ORDER BY serial",
         )
@@ -221,11 +216,7 @@ where
         .map_err(db)?;
         let findings = findings
             .into_iter()
-            .map(|(serial, raw)| {
-                let finding = LabelFinding::parse(&raw)
-                    .ok_or_else(|| corrupt("label finding", raw.as_str()))?;
-                Ok((serial, finding))
-            })
+            .map(|(serial, raw)| Ok((serial, parse_finding(&raw)?)))
             .collect::<StoreResult<Vec<_>>>()?;
         let codes: Vec<(String, String)> = sqlx::query_as(
             "SELECT format, text FROM evidence_codes WHERE job_id = $1 ORDER BY position",
@@ -266,16 +257,15 @@ where
     }
 
     async fn release_evidence_job(&self, job_id: i64) -> StoreResult<()> {
-        let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE evidence_jobs SET lease_until = NULL, attempts = attempts - 1
              WHERE id = $1 AND status = 'pending' AND attempts > 0",
         )
         .bind(job_id)
-        .execute(&mut *tx)
+        .execute(self.writer())
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)
+        Ok(())
     }
 
     async fn label_checks(
@@ -314,19 +304,16 @@ where
                 continue;
             }
             if let Some(raw) = finding {
-                let finding = LabelFinding::parse(&raw)
-                    .ok_or_else(|| corrupt("label finding", raw.as_str()))?;
-                findings.push(finding);
+                findings.push(parse_finding(&raw)?);
             }
         }
         newest
             .into_iter()
             .map(|(ticket_id, (_, status, findings))| {
-                let check = match status.as_str() {
-                    "pending" => LabelCheck::Pending,
-                    "failed" => LabelCheck::Failed,
-                    "done" => LabelCheck::of(&findings),
-                    other => return Err(corrupt("evidence job status", other)),
+                let check = match job_state(&status)? {
+                    EvidenceState::Pending => LabelCheck::Pending,
+                    EvidenceState::Failed => LabelCheck::Failed,
+                    EvidenceState::Done => LabelCheck::of(&findings),
                 };
                 Ok((ticket_id, check))
             })
@@ -465,8 +452,7 @@ where
 
     /// Why a job was not recorded: superseded (committed: the job is over), or finished
     /// by someone else (nothing changed).
-    async fn unfinished(tx: Transaction<'static, D>, job_id: i64) -> StoreResult<JobEnd> {
-        let mut tx = tx;
+    async fn unfinished(mut tx: Transaction<'static, D>, job_id: i64) -> StoreResult<JobEnd> {
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM evidence_jobs WHERE id = $1")
                 .bind(job_id)
@@ -480,4 +466,18 @@ where
             None => Err(StoreError::NotFound),
         }
     }
+}
+
+/// A job's stored status as the state shown; a superseded job is never shown.
+fn job_state(raw: &str) -> StoreResult<EvidenceState> {
+    match raw {
+        "pending" => Ok(EvidenceState::Pending),
+        "done" => Ok(EvidenceState::Done),
+        "failed" => Ok(EvidenceState::Failed),
+        other => Err(corrupt("evidence job status", other)),
+    }
+}
+
+fn parse_finding(raw: &str) -> StoreResult<LabelFinding> {
+    LabelFinding::parse(raw).ok_or_else(|| corrupt("label finding", raw))
 }
