@@ -295,12 +295,21 @@ pub struct Evidence {
     /// long before another worker reads it. Several times the longest a picture may take
     /// (`intake::picture_work::PICTURE_WORK_TIMEOUT`), so a live worker keeps its job.
     pub lease_secs: u64,
+    /// The `resetdesk` program that reads each photo in a process of its own (`resetdesk
+    /// evidence read`); `None`: the program that is running. Set where the desk's
+    /// library runs inside another program (the tests).
+    pub reader: Option<PathBuf>,
+    /// How long reading one photo may take before its process is killed and the photo
+    /// left to an agent; also its CPU time limit.
+    pub read_timeout_secs: u64,
 }
 
 impl Default for Evidence {
     fn default() -> Self {
         Self {
             lease_secs: crate::evidence::worker::LEASE_SECS as u64,
+            reader: None,
+            read_timeout_secs: crate::evidence::worker::READ_TIMEOUT_SECS,
         }
     }
 }
@@ -310,6 +319,14 @@ impl Section for Evidence {
         match name {
             "evidence_lease_secs" => {
                 self.lease_secs = number(value, |n| *n >= 2, "expected seconds, at least 2")?
+            }
+            "evidence_reader" => {
+                self.reader = (!value.is_empty()).then(|| PathBuf::from(value));
+            }
+            "evidence_read_timeout_secs" => {
+                // Within the picture work's own bound, which the worker waits no longer than.
+                self.read_timeout_secs =
+                    number(value, |n| (1..=20).contains(n), "expected seconds, 1 to 20")?
             }
             _ => return Err(Refusal::NotMine),
         }

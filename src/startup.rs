@@ -124,6 +124,10 @@ impl Application {
     /// sweeper until SIGTERM or SIGINT; the outbox worker finishes
     /// the message in hand before the process exits.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        // A reader that cannot run would leave every label photo unread: better not start.
+        crate::evidence::worker::check_reader(&self.desk)
+            .await
+            .context("the evidence worker cannot read label photos (see evidence_reader)")?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let poll = Duration::from_millis(self.desk.settings.outbox.poll_ms);
         let worker = tokio::spawn(self.worker.run(poll, stopped.clone()));

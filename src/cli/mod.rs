@@ -2,6 +2,7 @@
 //! types and calls one library function; nothing here decides protocol rules.
 
 mod device;
+mod evidence;
 mod keys;
 mod respond;
 mod server;
@@ -64,6 +65,9 @@ enum Command {
     /// Uploaded files: remove the ones no ticket names.
     #[command(subcommand)]
     Blobs(server::BlobsCommand),
+    /// What the desk reads off a label photo (the evidence worker runs `evidence read`).
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
     /// Write the protocol's test vectors (docs/test-vectors).
     TestVectors {
         /// Directory to write v1.json, v2.json and the QR pictures into.
@@ -150,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Blobs(command) => {
             settings().and_then(|s| server::blobs(command, s, clock.as_ref()))
         }
+        Command::Evidence(command) => evidence::run(command),
         Command::TestVectors { out_dir } => write_test_vectors(out_dir),
     };
     match result {

@@ -68,6 +68,13 @@ impl CodeFormat {
         }
     }
 
+    /// The format named as [`Self::as_str`] names it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Qr, Self::DataMatrix, Self::Code128, Self::Code39]
+            .into_iter()
+            .find(|format| format.as_str() == name)
+    }
+
     /// Code 128 and Code 39: one row of bars, read along rows of pixels.
     pub fn is_linear(self) -> bool {
         matches!(self, Self::Code128 | Self::Code39)

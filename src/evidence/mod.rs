@@ -1,11 +1,13 @@
 //! Evidence the machine reads off a label photo (issue 18): the codes printed on the
 //! label, the serial numbers they carry, and what those say about each device of the
 //! export. Pure functions on values: no store, no HTTP, no clock. The evidence worker
-//! decodes the photo within its limits, then calls [`read_codes`], [`serials_in`] and
+//! has each photo read in a child process ([`reading`]: decoded within its limits, its
+//! codes read with [`read_codes`], previews made), then calls [`serials_in`] and
 //! [`label_findings`] and records the result.
 
 mod codes;
 mod findings;
+pub mod reading;
 mod serials;
 pub mod worker;
 

@@ -106,6 +106,28 @@ pub async fn label_evidence(
         .map_err(|e| ReviewError::from_store(e, &ticket.summary.number))
 }
 
+/// The ticket once its label photo is read: an approval is never decided without what
+/// the label check finds (another device's label needs four eyes), so a check still
+/// pending is run now, or waited for while another worker runs it
+/// (`evidence::worker::read_before_deciding`), and the ticket loaded again. The finding
+/// may have flagged the ticket and changed its evidence version, which makes a decision
+/// made on the page seen before it stale.
+async fn with_label_read(desk: &Desk, ticket: TicketDetail) -> Result<TicketDetail, ReviewError> {
+    use crate::evidence::worker::{LabelCheckWait, read_before_deciding};
+    if ticket.summary.status != TicketStatus::Open {
+        // Not approvable whatever the label says: the status check says why.
+        return Ok(ticket);
+    }
+    match read_before_deciding(desk, ticket.id).await {
+        Ok(LabelCheckWait::NothingPending) => Ok(ticket),
+        Ok(LabelCheckWait::Ended) => load(desk, &ticket.summary.number).await,
+        Ok(LabelCheckWait::StillPending) => Err(ReviewError::Conflict(
+            "the desk is still reading this ticket's label photo, and what it finds can need a second approver: try again in a minute".to_owned(),
+        )),
+        Err(error) => Err(ReviewError::internal(error)),
+    }
+}
+
 /// Refuses a decision made on a version of the evidence other than the ticket's now;
 /// `seen` is `None` when the caller named no version (an API call without `If-Match`).
 /// The store's update checks the version loaded here again, so nothing can slip in
@@ -172,7 +194,7 @@ pub async fn approve(
 ) -> Result<Approved, ReviewError> {
     may_review(user)?;
     let note = plain_note(note)?;
-    let ticket = load(desk, number).await?;
+    let ticket = with_label_read(desk, load(desk, number).await?).await?;
     let evidence_version = same_evidence(&ticket, seen)?;
     if ticket.summary.status != TicketStatus::Open {
         let by = ticket

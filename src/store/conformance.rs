@@ -872,6 +872,13 @@ pub async fn a_label_naming_another_device_flags_the_ticket(store: &dyn Store) {
         flags,
         vec!["the label photo shows serial SERIAL-9999, which is not in the export".to_owned()]
     );
+    let detail = store.ticket(&number).await.unwrap();
+    let evidence = store.label_evidence(detail.id).await.unwrap().unwrap();
+    assert_eq!(
+        evidence.other_serials,
+        ["SERIAL-9999"],
+        "named beside the device on the ticket page"
+    );
 }
 
 /// The queue's label column: one check per ticket asked for, from its current photo's
@@ -1000,7 +1007,8 @@ pub async fn an_unreadable_photo_sends_the_ticket_back(store: &dyn Store) {
     );
 }
 
-/// A photo that keeps killing its worker is not handed out forever.
+/// A job whose workers keep stopping mid-read is not read for ever: past its attempts it
+/// is still handed out, marked exhausted, for a worker to fail it without reading.
 pub async fn a_job_is_given_up_after_its_attempts(store: &dyn Store) {
     created(
         store,
@@ -1017,18 +1025,70 @@ pub async fn a_job_is_given_up_after_its_attempts(store: &dyn Store) {
             .await
             .unwrap();
         assert_eq!(jobs.len(), 1, "attempt {attempt}");
+        assert!(!jobs[0].exhausted(), "attempt {attempt}");
     }
-    assert!(
-        store
-            .claim_evidence_jobs(at(10_000), 60, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    for later in [5_000, 6_000] {
+        let jobs = store.claim_evidence_jobs(at(later), 60, 10).await.unwrap();
+        assert_eq!(jobs.len(), 1, "handed out once more");
+        assert!(jobs[0].exhausted(), "to be given up");
+    }
     assert_eq!(
         store.evidence_counts().await.unwrap(),
         (1, 0),
-        "counted as waiting"
+        "pending until the worker it was handed to fails it"
+    );
+}
+
+/// An approval can have one ticket's photo read at once: only that ticket's job is leased,
+/// and not while a worker holds it.
+pub async fn one_tickets_job_can_be_leased(store: &dyn Store) {
+    let first = created(
+        store,
+        &ticket(
+            "ia@example.com",
+            vec![challenge("SERIAL-0411", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let second = created(
+        store,
+        &ticket(
+            "ib@example.com",
+            vec![challenge("SERIAL-0412", at(0))],
+            at(11),
+        ),
+    )
+    .await;
+    let first = store.ticket(&first).await.unwrap();
+    let second = store.ticket(&second).await.unwrap();
+    let job = store
+        .claim_ticket_evidence_job(second.id, at(20), 60)
+        .await
+        .unwrap()
+        .expect("the second ticket's job");
+    assert_eq!(job.ticket_id, second.id);
+    assert!(
+        store
+            .claim_ticket_evidence_job(second.id, at(30), 60)
+            .await
+            .unwrap()
+            .is_none(),
+        "leased already"
+    );
+    let rest = store.claim_evidence_jobs(at(30), 60, 10).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|j| j.ticket_id).collect::<Vec<_>>(),
+        vec![first.id],
+        "the other ticket's job is still there for the workers"
+    );
+    assert!(
+        store
+            .claim_ticket_evidence_job(second.id, at(81), 60)
+            .await
+            .unwrap()
+            .is_some(),
+        "due again once its lease ran out"
     );
 }
 
@@ -1121,7 +1181,8 @@ pub async fn unreadable_photos_send_a_ticket_back_only_so_often(store: &dyn Stor
     );
 }
 
-/// A job the worker could not start goes back at once, its attempt not counted.
+/// A job the worker could not start goes back, its attempt not counted, due when the
+/// worker said: the jobs behind it are read meanwhile.
 pub async fn a_released_job_is_taken_again_at_once(store: &dyn Store) {
     created(
         store,
@@ -1133,8 +1194,19 @@ pub async fn a_released_job_is_taken_again_at_once(store: &dyn Store) {
     )
     .await;
     let job = store.claim_evidence_jobs(at(11), 600, 10).await.unwrap()[0].clone();
-    store.release_evidence_job(job.id).await.unwrap();
+    store.release_evidence_job(job.id, at(12)).await.unwrap();
     let again = store.claim_evidence_jobs(at(12), 600, 10).await.unwrap();
+    assert_eq!(again.len(), 1, "due when it was given back for");
+    store.release_evidence_job(job.id, at(40)).await.unwrap();
+    assert!(
+        store
+            .claim_evidence_jobs(at(39), 600, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before"
+    );
+    let again = store.claim_evidence_jobs(at(40), 600, 10).await.unwrap();
     assert_eq!(
         again.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(),
         vec![(job.id, 1)]
@@ -3122,6 +3194,14 @@ macro_rules! conformance_suite {
                 return;
             };
             super::a_job_is_given_up_after_its_attempts(store.as_ref()).await;
+        }
+
+        #[tokio::test]
+        async fn one_tickets_job_can_be_leased() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::one_tickets_job_can_be_leased(store.as_ref()).await;
         }
         #[tokio::test]
         async fn a_label_naming_another_device_flags_the_ticket() {

@@ -48,7 +48,7 @@ pub trait Dialect:
     const CLAIM_DUE_MAIL: &'static str;
 
     /// Leases up to `$3` pending evidence jobs at `$1` for `$2` seconds, counting the
-    /// attempt, skipping jobs leased `$4` times already; returns `id, ticket_id,
+    /// attempt; only ticket `$4`'s when it is not NULL. Returns `id, ticket_id,
     /// label_blob, attempts`. Two workers must never lease the same job.
     const CLAIM_EVIDENCE_JOBS: &'static str;
 

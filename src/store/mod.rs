@@ -202,14 +202,24 @@ pub struct EvidenceJob {
     pub ticket: TicketNumber,
     /// The photo this job reads: the ticket's label photo when the job was made.
     pub label_blob: String,
-    /// Leases taken so far, this one included: a photo that keeps killing its worker is
-    /// given up after [`MAX_EVIDENCE_ATTEMPTS`].
+    /// Leases taken so far, this one included: past [`MAX_EVIDENCE_ATTEMPTS`] the worker
+    /// gives the job up without reading ([`EvidenceJob::exhausted`]).
     pub attempts: i64,
 }
 
-/// Leases after which a job is no longer handed out: a photo whose reading killed its
-/// worker this often is left for an agent's eyes (the job stays pending and is counted
-/// as stuck) rather than taking replicas down one after another.
+impl EvidenceJob {
+    /// Leased more often than a reading may be tried: its workers stopped (a desk killed
+    /// or restarted mid-read) this many times, so it is failed and left to an agent's eyes
+    /// rather than read once more.
+    pub fn exhausted(&self) -> bool {
+        self.attempts > MAX_EVIDENCE_ATTEMPTS
+    }
+}
+
+/// Leases in which a job may be read. A lease past them hands it to a worker that fails it
+/// without reading ("left to an agent"), so it does not stay pending for ever: the photo
+/// is read in a child process that cannot take its worker down, so what ends leases this
+/// often is a desk stopped again and again mid-read.
 pub const MAX_EVIDENCE_ATTEMPTS: i64 = 5;
 
 /// A machine-readable code read on a label.
@@ -302,6 +312,8 @@ pub struct LabelEvidence {
     pub state: EvidenceState,
     pub findings: Vec<(String, LabelFinding)>,
     pub codes: Vec<ReadCode>,
+    /// Serials the label names that the export does not, as read (the first five).
+    pub other_serials: Vec<String>,
     /// Why reading failed, for agents (never shown to customers as is).
     pub error: Option<String>,
     /// The photo's preview and thumbnail, once read.
@@ -1559,6 +1571,15 @@ pub trait EvidenceStore: Send + Sync + 'static {
         lease_secs: i64,
         limit: i64,
     ) -> StoreResult<Vec<EvidenceJob>>;
+    /// Leases the ticket's pending job as [`Self::claim_evidence_jobs`] does, for an
+    /// approval that must not be decided before its label is read; `None` when it has
+    /// none due (none pending, or a worker holds it).
+    async fn claim_ticket_evidence_job(
+        &self,
+        ticket_id: TicketId,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> StoreResult<Option<EvidenceJob>>;
     /// Records what the worker read, once: if the job is still pending and its photo is
     /// still the ticket's. Each finding is also an entry in the audit log.
     async fn finish_evidence_job(&self, reading: &EvidenceReading) -> StoreResult<JobEnd>;
@@ -1571,10 +1592,11 @@ pub trait EvidenceStore: Send + Sync + 'static {
     async fn label_evidence(&self, ticket_id: TicketId) -> StoreResult<Option<LabelEvidence>>;
     /// Jobs waiting (pending, stuck included) and failed, for the gauges.
     async fn evidence_counts(&self) -> StoreResult<(i64, i64)>;
-    /// Gives a leased job back without counting the attempt: the worker could not start
-    /// it (the picture work was busy, the blob store or the database failed), which says
-    /// nothing against the photo.
-    async fn release_evidence_job(&self, job_id: i64) -> StoreResult<()>;
+    /// Gives a leased job back without counting the attempt, due again at `due_at`: the
+    /// worker could not start it (the picture work was busy, the blob store or the
+    /// database failed), or the approval that leased it went away, which says nothing
+    /// against the photo.
+    async fn release_evidence_job(&self, job_id: i64, due_at: Timestamp) -> StoreResult<()>;
     /// The label check of each of `tickets` that has one (as [`Self::label_evidence`]
     /// reads it: the ticket's current photo), in one query for a page of the queue.
     async fn label_checks(

@@ -74,7 +74,7 @@ impl Dialect for Postgres {
      SET lease_until = $1 + CAST($2 AS BIGINT), attempts = attempts + 1
      WHERE id IN (SELECT id FROM evidence_jobs
                   WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= $1)
-                    AND attempts < $4
+                    AND (CAST($4 AS BIGINT) IS NULL OR ticket_id = $4)
                   ORDER BY id LIMIT $3
                   FOR UPDATE SKIP LOCKED)
      RETURNING id, ticket_id, label_blob, attempts";

@@ -213,7 +213,8 @@ async fn the_agent_api_lists_shows_and_approves(backend: Backend) {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(history, ["submitted", "claimed", "approved"]);
+    // The approval had the label photo read first: no approval without its label check.
+    assert_eq!(history, ["submitted", "claimed", "label_read", "approved"]);
     assert_eq!(
         app.api_get(&agent, "/api/v1/tickets/RQ-0000-0000")
             .await

@@ -351,6 +351,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     )));
     settings.mail.from = "Reset desk <desk@vendor.test>".to_owned();
     settings.outbox.max_attempts = 3;
+    // The test binary holds the desk's library, but only `resetdesk` reads photos.
+    settings.evidence.reader = Some(env!("CARGO_BIN_EXE_resetdesk").into());
     configure(&mut settings);
     let clock = TestClock(Arc::new(AtomicI64::new(Timestamp::now().unix_seconds())));
     let app = Application::build_with_clock(settings, Arc::new(clock.clone()))

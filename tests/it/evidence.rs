@@ -11,7 +11,7 @@ use resetdesk::evidence::worker::{self, Worked};
 use resetdesk::store::{JobEnd, LabelFinding};
 
 use crate::desk_support::{
-    Backend, TestApp, csrf, customer_form, export_part, file_part, spawn_app_on,
+    Backend, TestApp, csrf, customer_form, export_part, file_part, spawn_app_on, spawn_app_on_with,
 };
 use crate::label::damage_entropy_coded_data;
 use crate::on_both_backends;
@@ -107,8 +107,14 @@ async fn the_devices_own_label_matches(backend: Backend) {
         .previews
         .expect("previews were made");
     for (blob, side) in [
-        (&previews.preview_blob, worker::PREVIEW_SIDE),
-        (&previews.thumbnail_blob, worker::THUMBNAIL_SIDE),
+        (
+            &previews.preview_blob,
+            resetdesk::evidence::reading::PREVIEW_SIDE,
+        ),
+        (
+            &previews.thumbnail_blob,
+            resetdesk::evidence::reading::THUMBNAIL_SIDE,
+        ),
     ] {
         let bytes = app.desk.blobs.get(blob).await.unwrap();
         let picture =
@@ -314,7 +320,178 @@ async fn a_photo_replaced_while_read_gets_its_own_findings(backend: Backend) {
     );
 }
 
+/// A PNG tiled with QR finder patterns (dark 7 × 7, light 5 × 5, dark 3 × 3 modules of
+/// `module` pixels): rxing's finder search weighs the patterns three by three, so a
+/// picture of thousands keeps it busy (15,000 on 2,000 px: 32 s in a test build).
+fn tiled_finder_patterns(side: u32, module: u32) -> Vec<u8> {
+    let pitch = 8 * module;
+    let picture = image::GrayImage::from_fn(side, side, |x, y| {
+        let (column, row) = ((x % pitch) / module, (y % pitch) / module);
+        if column >= 7 || row >= 7 {
+            return image::Luma([255]);
+        }
+        let ring = column.min(row).min(6 - column).min(6 - row);
+        image::Luma([if ring == 1 { 255 } else { 0 }])
+    });
+    label::png(&picture).unwrap()
+}
+
+/// The photo readers this test process started with a deadline of `seconds` that are
+/// still running. Other tests' readers run at the same time, with the default deadline.
+fn readers_left(seconds: u64) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let deadline = format!("\0--max-seconds\0{seconds}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let dir = entry.ok()?.path();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let command = std::fs::read(dir.join("cmdline")).ok()?;
+            Some((stat, String::from_utf8_lossy(&command).into_owned()))
+        })
+        .filter(|(stat, command)| {
+            // pid (comm) state ppid ...
+            let after_comm = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+            let parent = after_comm.split(' ').nth(1);
+            parent == Some(me.as_str())
+                && stat.contains("(resetdesk)")
+                && command.contains(&deadline)
+        })
+        .map(|(stat, _)| stat)
+        .collect()
+}
+
+async fn a_photo_that_keeps_the_reader_busy_is_stopped(backend: Backend) {
+    // A deadline of its own on each backend: the two run at once, and each looks for
+    // its own readers.
+    let deadline = match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 2,
+    };
+    let Some(app) = spawn_app_on_with(backend, |s| s.evidence.read_timeout_secs = deadline).await
+    else {
+        return;
+    };
+    let token = app.agent_token("agent@vendor.test").await;
+    // About 8 s of rxing's time in a test build: far past the deadline.
+    let number = submit_with(&app, tiled_finder_patterns(1_000, 2), "image/png").await;
+    assert_eq!(
+        worker::work_until_idle(&app.desk).await.unwrap(),
+        vec![Worked::GaveUp],
+        "stopped at its deadline and left to an agent"
+    );
+    assert_eq!(
+        readers_left(deadline),
+        Vec::<String>::new(),
+        "the reader was killed and waited for"
+    );
+    let ticket: serde_json::Value = app
+        .api_get(&token, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ticket["evidence"]["state"], "failed");
+    assert_eq!(
+        ticket["status"], "open",
+        "the customer is not blamed for a photo the desk gave up on"
+    );
+}
+
+/// A job whose readings were cut off again and again (desks killed mid-read) is failed
+/// and left to an agent, not left pending for ever.
+async fn a_job_whose_readings_never_finish_is_left_to_an_agent(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let token = app.agent_token("agent@vendor.test").await;
+    let number = submit_with(&app, printed_label(SERIAL, true), "image/png").await;
+    for _ in 0..resetdesk::store::MAX_EVIDENCE_ATTEMPTS {
+        // Leased, then its worker died: the lease has run out at once.
+        let leased = app
+            .desk
+            .store
+            .claim_evidence_jobs(app.now(), 0, 1)
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+    }
+    assert_eq!(
+        worker::work_until_idle(&app.desk).await.unwrap(),
+        vec![Worked::GaveUp]
+    );
+    let ticket: serde_json::Value = app
+        .api_get(&token, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ticket["evidence"]["state"], "failed");
+    assert_eq!(ticket["status"], "open", "not blamed on the customer");
+    let audit = app
+        .desk
+        .store
+        .recent_audit(None, Some("label_unreadable"), 10)
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|entry| entry.detail.contains("interrupted too often")),
+        "the audit log says why: {audit:?}"
+    );
+}
+
+/// Approving fast cannot skip what the label check finds: an approval of a ticket whose
+/// photo is not read yet has it read first. Another device's label then makes the page
+/// the agent saw stale, and an approval on no particular page the first of two.
+async fn an_approval_is_never_decided_before_the_label_is_read(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let token = app.agent_token("agent@vendor.test").await;
+    let number = submit_with(&app, printed_label(OTHER_SERIAL, true), "image/png").await;
+    let path = format!("/api/v1/tickets/{number}");
+    let seen = app.api_get(&token, &path).await;
+    let etag = seen.headers()["etag"].to_str().unwrap().to_owned();
+    let seen: serde_json::Value = seen.json().await.unwrap();
+    assert_eq!(seen["evidence"]["state"], "pending");
+    assert!(seen["flags"].as_array().unwrap().is_empty(), "{seen}");
+
+    // No worker has run: the approval reads the label itself.
+    let on_what_was_seen = app
+        .client
+        .post(app.url(&format!("{path}/approve")))
+        .bearer_auth(&token)
+        .header("If-Match", &etag)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        on_what_was_seen.status(),
+        412,
+        "the label flagged the ticket after the agent looked"
+    );
+    assert_eq!(evidence_of(&app, &token, &number).await["state"], "done");
+    let approved = app
+        .api_post(&token, &format!("{path}/approve"), serde_json::json!({}))
+        .await;
+    assert_eq!(
+        approved.status(),
+        202,
+        "the first of two approvals, no signature"
+    );
+    assert!(
+        worker::work_until_idle(&app.desk).await.unwrap().is_empty(),
+        "the photo was read once"
+    );
+}
+
 on_both_backends!(
+    a_photo_that_keeps_the_reader_busy_is_stopped,
+    an_approval_is_never_decided_before_the_label_is_read,
+    a_job_whose_readings_never_finish_is_left_to_an_agent,
     the_devices_own_label_matches,
     another_devices_label_needs_four_eyes,
     a_label_without_codes_is_unreadable,

@@ -119,7 +119,7 @@ async fn the_console_shows_what_the_label_says(backend: Backend) {
     let page = app.console_page(&agent, &ticket_page(&other)).await;
     assert_eq!(
         label_checks(&page),
-        ["⚠ label shows another device's serial"]
+        [format!("⚠ label shows {STRANGER_SERIAL}")]
     );
     assert!(
         text(&page, "#flags").contains(STRANGER_SERIAL),

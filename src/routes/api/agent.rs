@@ -189,6 +189,8 @@ async fn show(
                 "serial": serial, "finding": finding.as_str(),
             })).collect::<Vec<_>>(),
             "codes": e.codes.iter().map(|code| code.text.as_str()).collect::<Vec<_>>(),
+            // The serials the label names that the export does not (the first five).
+            "other_serials": e.other_serials,
         })
     });
     let c = &ticket.customer;

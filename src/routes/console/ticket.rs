@@ -321,9 +321,18 @@ impl LabelCheckView {
                 "a code on the photo reads this serial (anyone can print one)",
                 false,
             ),
-            // The serial it names is in the ticket's flag; the codes are listed below the
-            // table, as read.
-            LabelFinding::OtherSerial => said("⚠", "label shows another device's serial", true),
+            // Which serial, as read: the codes are listed below the table, the serials
+            // beyond the first in the ticket's flag.
+            LabelFinding::OtherSerial => {
+                let words = match evidence.other_serials.as_slice() {
+                    [] => "label shows another device's serial".to_owned(),
+                    [only] => format!("label shows {only}"),
+                    [first, rest @ ..] => {
+                        format!("label shows {first} (and {} more serials)", rest.len())
+                    }
+                };
+                said("⚠", &words, true)
+            }
             LabelFinding::NotOnLabel => said("", "label read, this serial not on it", false),
             LabelFinding::Unreadable => said("", "no code read on the label", false),
         })

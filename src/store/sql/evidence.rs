@@ -12,12 +12,16 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{self, corrupt};
 use crate::store::{
     EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState, EvidenceStore, JobEnd,
-    LabelCheck, LabelEvidence, LabelFinding, MAX_EVIDENCE_ATTEMPTS, Previews, ReadCode, StoreError,
-    StoreResult, TicketEventKind, TicketId,
+    LabelCheck, LabelEvidence, LabelFinding, Previews, ReadCode, StoreError, StoreResult,
+    TicketEventKind, TicketId,
 };
 
 /// Who the history and the audit log name for what the evidence worker did.
 const WORKER: &str = "system";
+
+/// Serials the label names beside the export's that are kept and named in the flag: a
+/// photo tiled with codes must not make a flag longer than the page it is shown on.
+const OTHER_SERIALS_NAMED: usize = 5;
 
 #[async_trait]
 impl<D: Dialect> EvidenceStore for SqlStore<D>
@@ -42,35 +46,17 @@ where
         lease_secs: i64,
         limit: i64,
     ) -> StoreResult<Vec<EvidenceJob>> {
-        let mut tx = self.write().await?;
-        let rows: Vec<(i64, TicketId, String, i64)> = sqlx::query_as(D::CLAIM_EVIDENCE_JOBS)
-            .bind(now.unix_seconds())
-            .bind(lease_secs)
-            .bind(limit)
-            .bind(MAX_EVIDENCE_ATTEMPTS)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for (id, ticket_id, label_blob, attempts) in rows {
-            let number: String = sqlx::query_scalar("SELECT number FROM tickets WHERE id = $1")
-                .bind(ticket_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
-            jobs.push(EvidenceJob {
-                id,
-                ticket_id,
-                ticket: TicketNumber::parse(&number)
-                    .map_err(|_| corrupt("ticket number", number.as_str()))?,
-                label_blob,
-                attempts,
-            });
-        }
-        tx.commit().await.map_err(db)?;
-        // RETURNING promises no order.
-        jobs.sort_by_key(|job| job.id);
-        Ok(jobs)
+        self.claim_jobs(now, lease_secs, limit, None).await
+    }
+
+    async fn claim_ticket_evidence_job(
+        &self,
+        ticket_id: TicketId,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> StoreResult<Option<EvidenceJob>> {
+        let jobs = self.claim_jobs(now, lease_secs, 1, Some(ticket_id)).await?;
+        Ok(jobs.into_iter().next())
     }
 
     async fn finish_evidence_job(&self, reading: &EvidenceReading) -> StoreResult<JobEnd> {
@@ -110,6 +96,18 @@ where
             .bind(position as i64)
             .bind(code.format.as_str())
             .bind(code.text.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        let named = reading.other_serials.iter().take(OTHER_SERIALS_NAMED);
+        for (position, serial) in named.enumerate() {
+            sqlx::query(
+                "INSERT INTO evidence_other_serials (job_id, position, serial) VALUES ($1, $2, $3)",
+            )
+            .bind(reading.job_id)
+            .bind(position as i64)
+            .bind(serial.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -229,6 +227,13 @@ where
             .into_iter()
             .map(|(format, text)| ReadCode { format, text })
             .collect();
+        let other_serials: Vec<String> = sqlx::query_scalar(
+            "SELECT serial FROM evidence_other_serials WHERE job_id = $1 ORDER BY position",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         let previews = preview_blob
             .zip(thumbnail_blob)
             .map(|(preview_blob, thumbnail_blob)| Previews {
@@ -239,6 +244,7 @@ where
             state,
             findings,
             codes,
+            other_serials,
             error,
             previews,
         }))
@@ -256,12 +262,14 @@ where
         Ok((pending, failed))
     }
 
-    async fn release_evidence_job(&self, job_id: i64) -> StoreResult<()> {
+    async fn release_evidence_job(&self, job_id: i64, due_at: Timestamp) -> StoreResult<()> {
+        // A job is due once its lease has run out: the lease now ends at `due_at`.
         sqlx::query(
-            "UPDATE evidence_jobs SET lease_until = NULL, attempts = attempts - 1
+            "UPDATE evidence_jobs SET lease_until = $2, attempts = attempts - 1
              WHERE id = $1 AND status = 'pending' AND attempts > 0",
         )
         .bind(job_id)
+        .bind(due_at.unix_seconds())
         .execute(self.writer())
         .await
         .map_err(db)?;
@@ -337,6 +345,45 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
+    /// Leases up to `limit` due jobs, only `ticket`'s when it is given.
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: i64,
+        ticket: Option<TicketId>,
+    ) -> StoreResult<Vec<EvidenceJob>> {
+        let mut tx = self.write().await?;
+        let rows: Vec<(i64, TicketId, String, i64)> = sqlx::query_as(D::CLAIM_EVIDENCE_JOBS)
+            .bind(now.unix_seconds())
+            .bind(lease_secs)
+            .bind(limit)
+            .bind(ticket.map(|id| id.0))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for (id, ticket_id, label_blob, attempts) in rows {
+            let number: String = sqlx::query_scalar("SELECT number FROM tickets WHERE id = $1")
+                .bind(ticket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            jobs.push(EvidenceJob {
+                id,
+                ticket_id,
+                ticket: TicketNumber::parse(&number)
+                    .map_err(|_| corrupt("ticket number", number.as_str()))?,
+                label_blob,
+                attempts,
+            });
+        }
+        tx.commit().await.map_err(db)?;
+        // RETURNING promises no order.
+        jobs.sort_by_key(|job| job.id);
+        Ok(jobs)
+    }
+
     /// Makes the job that reads `label_blob`, the ticket's new label photo, in the
     /// photo's own transaction; a job still waiting for the ticket's previous photo is
     /// superseded, as its result would describe a photo the ticket no longer has.
@@ -384,11 +431,11 @@ where
         // longer than the page it is shown on.
         let named = serials
             .iter()
-            .take(5)
+            .take(OTHER_SERIALS_NAMED)
             .cloned()
             .collect::<Vec<_>>()
             .join(", ");
-        let more = serials.len().saturating_sub(5);
+        let more = serials.len().saturating_sub(OTHER_SERIALS_NAMED);
         flags.push(if more == 0 {
             format!("the label photo shows serial {named}, which is not in the export")
         } else {
