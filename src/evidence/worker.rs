@@ -121,8 +121,8 @@ pub async fn work_once(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> {
         match work(desk, &job).await {
             Ok(done) => worked.push(done),
             Err(error) => {
-                // Nothing against the photo: the job goes back at once, its attempt not
-                // counted, for this worker or another replica's.
+                // Nothing against the photo: the job goes back, its attempt not counted,
+                // due again in RETRY_SECS for this worker or another replica's.
                 tracing::warn!(job = job.id, ticket = %job.ticket, error = %error, "an evidence job could not be worked; it is given back");
                 desk.store
                     .release_evidence_job(job.id, desk.clock.now().plus_seconds(RETRY_SECS))
