@@ -13,7 +13,12 @@
 //!
 //! Everything runs on this machine over loopback: the desk is the release `resetdesk`
 //! binary in its own process; the load comes from a tokio client in this process; the
-//! reference "bare" server is this program started again with `--bare-server`.
+//! reference "bare" server is this program started again with `--bare-server`, with a
+//! second route that also syncs each file (the durable limit).
+//!
+//! The intake phase also watches the desk's evidence jobs in its database during the open
+//! loop at half of peak (evidence_watch.rs), and waits up to `--drain-secs` (300) for them
+//! to drain afterwards.
 
 use std::io::{BufRead, BufReader, Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -30,6 +35,7 @@ use resetdesk::protocol::{DeviceIdentity, ResetRequest, export_xml};
 use serde_json::{Value, json};
 
 mod approvals;
+mod evidence_watch;
 mod memory;
 mod queue_at_scale;
 
@@ -47,6 +53,9 @@ struct Options {
     scale_tickets: Option<usize>,
     /// Clients uploading at once in the memory phase (`--memory-clients`).
     memory_clients: usize,
+    /// How long the intake phase waits for the evidence jobs of its open loop to drain
+    /// after the load (`--drain-secs`).
+    drain_limit: Duration,
 }
 
 impl Options {
@@ -68,6 +77,7 @@ fn options() -> Options {
         approvals: 10_000,
         scale_tickets: Some(1_000_000),
         memory_clients: 200,
+        drain_limit: Duration::from_secs(300),
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -92,6 +102,10 @@ fn options() -> Options {
             "--memory-clients" => {
                 options.memory_clients = args.next().and_then(|n| n.parse().ok()).unwrap_or(200);
             }
+            "--drain-secs" => {
+                let secs = args.next().and_then(|n| n.parse().ok()).unwrap_or(300);
+                options.drain_limit = Duration::from_secs(secs);
+            }
             // cargo bench passes --bench; nothing to do with it.
             _ => {}
         }
@@ -109,6 +123,10 @@ impl Drop for Server {
     /// A polite stop first (SIGTERM: the desk drains and exits, and a profiler wrapped
     /// around it writes its report), then a kill if it has not gone within a minute.
     fn drop(&mut self) {
+        // Already stopped by `kill`: its id may belong to another process by now.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let asked = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -121,6 +139,17 @@ impl Drop for Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Stops the server at once (SIGKILL), for a desk whose data is thrown away: the
+    /// desk's evidence worker does not look at SIGTERM while it has jobs due, so a desk
+    /// left thousands of jobs behind would take the whole minute of `drop` to stop, its
+    /// worker still reading photos beside the next measurement.
+    fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -209,12 +238,15 @@ fn start_bare(dir: &Path) -> Server {
 }
 
 /// `--bare-server DIR`: receives the multipart upload and streams each part to a file.
+/// `/upload` answers once the bytes are written; `/upload-synced` also `fsync`s each file
+/// first (`sync_all`), the least a handler must do before its 201 means "on disk": the
+/// durable limit the intake's target is stated against (issue 18, item 5).
 fn bare_server(dir: PathBuf) {
     use actix_multipart::Multipart;
     use actix_web::{App, HttpResponse, HttpServer, web};
     use futures_util::StreamExt;
 
-    async fn upload(dir: web::Data<PathBuf>, mut multipart: Multipart) -> HttpResponse {
+    async fn store(dir: &Path, mut multipart: Multipart, sync: bool) -> HttpResponse {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         while let Some(Ok(mut field)) = multipart.next().await {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -229,8 +261,19 @@ fn bare_server(dir: PathBuf) {
                     return HttpResponse::InternalServerError().finish();
                 }
             }
+            if sync && file.sync_all().await.is_err() {
+                return HttpResponse::InternalServerError().finish();
+            }
         }
         HttpResponse::Created().json(json!({"stored": true}))
+    }
+
+    async fn upload(dir: web::Data<PathBuf>, multipart: Multipart) -> HttpResponse {
+        store(&dir, multipart, false).await
+    }
+
+    async fn upload_synced(dir: web::Data<PathBuf>, multipart: Multipart) -> HttpResponse {
+        store(&dir, multipart, true).await
     }
 
     let system = actix_web::rt::System::new();
@@ -240,6 +283,7 @@ fn bare_server(dir: PathBuf) {
             App::new()
                 .app_data(data.clone())
                 .route("/upload", web::post().to(upload))
+                .route("/upload-synced", web::post().to(upload_synced))
         })
         .bind(("127.0.0.1", 0))
         .expect("bind");
@@ -464,6 +508,17 @@ impl Upload {
 }
 
 async fn send(client: &reqwest::Client, url: &str, upload: &Upload) -> Result<Duration, String> {
+    send_answered(client, url, upload)
+        .await
+        .map(|(latency, _)| latency)
+}
+
+/// [`send`], keeping the answer's body (the ticket number the intake gave).
+async fn send_answered(
+    client: &reqwest::Client,
+    url: &str,
+    upload: &Upload,
+) -> Result<(Duration, Bytes), String> {
     // Put together per request, so thousands of uploads share one photo in memory.
     let mut body = Vec::with_capacity(upload.len());
     body.extend_from_slice(&upload.head);
@@ -481,9 +536,9 @@ async fn send(client: &reqwest::Client, url: &str, upload: &Upload) -> Result<Du
         .await
         .map_err(|e| e.to_string())?;
     let status = response.status();
-    let _ = response.bytes().await;
+    let body = response.bytes().await.unwrap_or_default();
     if status.as_u16() == 201 {
-        Ok(started.elapsed())
+        Ok((started.elapsed(), body))
     } else {
         Err(format!("status {status}"))
     }
@@ -556,6 +611,15 @@ async fn closed_loop(url: &str, uploads: Arc<Vec<Upload>>, concurrency: usize) -
 /// Open loop: uploads started at a fixed `rate` whatever the answers do, so the latency
 /// is what a client sees at that load.
 async fn open_loop(url: &str, uploads: Arc<Vec<Upload>>, rate: f64) -> Load {
+    open_loop_answered(url, uploads, rate).await.0
+}
+
+/// [`open_loop`], keeping when each upload was answered and the answer's body.
+async fn open_loop_answered(
+    url: &str,
+    uploads: Arc<Vec<Upload>>,
+    rate: f64,
+) -> (Load, Vec<(Instant, Bytes)>) {
     let client = reqwest::Client::new();
     let started = Instant::now();
     let tasks: Vec<_> = (0..uploads.len())
@@ -564,18 +628,23 @@ async fn open_loop(url: &str, uploads: Arc<Vec<Upload>>, rate: f64) -> Load {
             let at = started + Duration::from_secs_f64(i as f64 / rate);
             tokio::spawn(async move {
                 tokio::time::sleep_until(at.into()).await;
-                send(&client, &url, &uploads[i]).await
+                send_answered(&client, &url, &uploads[i])
+                    .await
+                    .map(|(latency, body)| (latency, Instant::now(), body))
             })
         })
         .collect();
-    let (mut latencies, mut errors) = (Vec::new(), 0);
+    let (mut latencies, mut answers, mut errors) = (Vec::new(), Vec::new(), 0);
     for task in tasks {
         match task.await.expect("a request") {
-            Ok(latency) => latencies.push(latency),
+            Ok((latency, at, body)) => {
+                latencies.push(latency);
+                answers.push((at, body));
+            }
             Err(_) => errors += 1,
         }
     }
-    summarise(latencies, errors, started.elapsed())
+    (summarise(latencies, errors, started.elapsed()), answers)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -605,37 +674,154 @@ struct IntakeRun {
     c8: Load,
     c64: Load,
     half_peak: Load,
+    /// Evidence jobs still pending when the closed loops ended: how far the worker fell
+    /// behind at peak.
+    pending_after_closed_loops: i64,
+    evidence: EvidenceRun,
+}
+
+/// The evidence worker during and after the open loop at half of peak.
+struct EvidenceRun {
+    /// The most jobs pending at any look, during the load or after it.
+    max_pending: i64,
+    /// Pending when the last upload of the open loop had been answered.
+    pending_at_load_end: i64,
+    /// From that moment to the first look finding none pending; infinite if none did
+    /// within `--drain-secs`.
+    drain_secs: f64,
+    /// Jobs finished per second while draining, with no intake beside them.
+    drain_jobs_per_sec: f64,
+    /// From the client's 201 to the look that first saw the ticket's job ended.
+    to_finding_p50_ms: f64,
+    to_finding_p99_ms: f64,
+    /// Tickets whose job had not ended when the watch stopped; counted in the
+    /// percentiles at the time waited so far, which are then lower bounds.
+    unfinished: usize,
+    /// Jobs that ended otherwise than "done" (failed, superseded).
+    not_done: usize,
 }
 
 /// Intake on one backend: closed loops at concurrency 8 and 64 on fresh exports, then an
-/// open loop at half the peak rate.
+/// open loop at half the peak rate on a second, fresh desk, watching its evidence jobs.
+///
+/// The open loop gets a desk of its own because the closed loops leave the worker
+/// thousands of jobs behind (it reads a photo in several ms, the intake takes one in
+/// a few): on the same desk the open loop would measure that backlog draining, not
+/// whether the worker keeps up with half of peak.
 async fn intake_run(
     photo: &Bytes,
     requests: usize,
-    database: Option<String>,
+    admin: Option<&str>,
     run: usize,
-) -> (IntakeRun, Duration) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let (desk, ready) = start_desk(dir.path(), database.as_deref());
-    let keys = KeyStore::new(dir.path().join("keys"));
-    let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
-    let make = |phase: &str| {
+    drain_limit: Duration,
+) -> IntakeRun {
+    let database = |name: String| async move {
+        match admin {
+            Some(admin) => Some(
+                postgres_database(admin, &name)
+                    .await
+                    .expect("a benchmark database"),
+            ),
+            None => None,
+        }
+    };
+    let make = |keys: &KeyStore, phase: &str| {
         uploads(requests, photo, |i| {
-            submission(&keys, &format!("BENCH-{run}-{phase}-{i:06}"), i)
+            submission(keys, &format!("BENCH-{run}-{phase}-{i:06}"), i)
         })
     };
-    let c8 = closed_loop(&url, make("C8"), 8).await;
-    let c64 = closed_loop(&url, make("C64"), 64).await;
+
+    let database_url = database(format!("resetdesk_bench_{run}")).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (desk, _) = start_desk(dir.path(), database_url.as_deref());
+    let keys = KeyStore::new(dir.path().join("keys"));
+    let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
+    let c8 = closed_loop(&url, make(&keys, "C8"), 8).await;
+    let c64 = closed_loop(&url, make(&keys, "C64"), 64).await;
+    let pending_after_closed_loops =
+        evidence_watch::pending_now(&jobs_url(dir.path(), database_url.as_deref())).await;
+    desk.kill();
+
     let peak = c8.requests_per_sec.max(c64.requests_per_sec);
-    let half_peak = open_loop(&url, make("HALF"), peak / 2.0).await;
+    let database_url = database(format!("resetdesk_bench_{run}_half")).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (desk, _) = start_desk(dir.path(), database_url.as_deref());
+    let keys = KeyStore::new(dir.path().join("keys"));
+    let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
+    let half_uploads = make(&keys, "HALF");
+    let watch = evidence_watch::Watch::start(&jobs_url(dir.path(), database_url.as_deref())).await;
+    let (half_peak, answers) = open_loop_answered(&url, half_uploads, peak / 2.0).await;
+    let load_end = Instant::now();
+    let drained = watch.drained_after(load_end, drain_limit).await;
+    let seen = watch.stop().await;
+    let stopped = Instant::now();
     drop(desk);
-    (IntakeRun { c8, c64, half_peak }, ready)
+
+    let pending_at_load_end = seen
+        .pending
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= load_end)
+        .map_or(0, |(_, pending)| *pending);
+    let drain_secs = drained.map_or(f64::INFINITY, |at| {
+        at.saturating_duration_since(load_end).as_secs_f64()
+    });
+    let (mut to_finding, mut unfinished, mut not_done) = (Vec::new(), 0, 0);
+    for (answered, body) in &answers {
+        let ticket = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["ticket"].as_str().map(str::to_owned))
+            .expect("a 201 names its ticket");
+        match seen.ended.get(&ticket) {
+            Some((at, status)) => {
+                to_finding.push(at.saturating_duration_since(*answered));
+                if status != "done" {
+                    not_done += 1;
+                }
+            }
+            None => {
+                to_finding.push(stopped.saturating_duration_since(*answered));
+                unfinished += 1;
+            }
+        }
+    }
+    to_finding.sort_unstable();
+    IntakeRun {
+        c8,
+        c64,
+        half_peak,
+        pending_after_closed_loops,
+        evidence: EvidenceRun {
+            max_pending: seen.pending.iter().map(|(_, p)| *p).max().unwrap_or(0),
+            pending_at_load_end,
+            drain_secs,
+            drain_jobs_per_sec: if drain_secs > 0.0 {
+                pending_at_load_end as f64 / drain_secs
+            } else {
+                f64::NAN
+            },
+            to_finding_p50_ms: percentile(&to_finding, 0.50),
+            to_finding_p99_ms: percentile(&to_finding, 0.99),
+            unfinished,
+            not_done,
+        },
+    }
 }
 
-async fn bare_run(photo: &Bytes, requests: usize, keys: &KeyStore) -> (Load, Load) {
+/// Where the desk started on `dir` keeps its evidence jobs.
+fn jobs_url(dir: &Path, database: Option<&str>) -> String {
+    database.map_or_else(
+        || format!("sqlite://{}", dir.join("data/resetdesk.db").display()),
+        str::to_owned,
+    )
+}
+
+/// The bare server under closed loops of 8 and 64 on `route`: `/upload`, or
+/// `/upload-synced`, which also syncs each file.
+async fn bare_run(photo: &Bytes, requests: usize, keys: &KeyStore, route: &str) -> (Load, Load) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let bare = start_bare(dir.path());
-    let url = format!("http://127.0.0.1:{}/upload", bare.port);
+    let url = format!("http://127.0.0.1:{}{route}", bare.port);
     let make = || {
         uploads(requests, photo, |i| {
             submission(keys, &format!("BARE-{i:06}"), i)
@@ -786,38 +972,52 @@ async fn bench(options: Options) {
     let mut results = serde_json::Map::new();
     let mut table = Vec::new();
     if options.runs_phase("intake") {
-        let mut bare_c8 = Vec::new();
-        let mut bare_c64 = Vec::new();
+        let (mut bare_c8, mut bare_c64) = (Vec::new(), Vec::new());
+        let (mut synced_c8, mut synced_c64) = (Vec::new(), Vec::new());
         for _ in 0..options.runs {
-            let (c8, c64) = bare_run(&photo, options.requests, &keys).await;
+            let (c8, c64) = bare_run(&photo, options.requests, &keys, "/upload").await;
             bare_c8.push(c8.requests_per_sec);
             bare_c64.push(c64.requests_per_sec);
             assert_eq!(c8.errors + c64.errors, 0, "the bare server failed requests");
+            let (c8, c64) = bare_run(&photo, options.requests, &keys, "/upload-synced").await;
+            synced_c8.push(c8.requests_per_sec);
+            synced_c64.push(c64.requests_per_sec);
+            assert_eq!(c8.errors + c64.errors, 0, "the synced bare server failed");
         }
         let bare_peak = median(&mut bare_c8).max(median(&mut bare_c64));
+        let synced_c64 = median(&mut synced_c64);
         results.insert(
             "bare_upload".to_owned(),
             json!({"c8_requests_per_sec": median(&mut bare_c8), "c64_requests_per_sec": median(&mut bare_c64)}),
+        );
+        results.insert(
+            "bare_upload_synced".to_owned(),
+            json!({"c8_requests_per_sec": median(&mut synced_c8), "c64_requests_per_sec": synced_c64}),
         );
         table.push(format!(
             "bare actix upload to file      c8 {:>7.1} req/s   c64 {:>7.1} req/s",
             median(&mut bare_c8),
             median(&mut bare_c64)
         ));
+        table.push(format!(
+            "bare upload, each file synced  c8 {:>7.1} req/s   c64 {:>7.1} req/s   (the durable limit)",
+            median(&mut synced_c8),
+            synced_c64
+        ));
 
         for (name, admin) in &backends {
             let mut runs = Vec::new();
             for run in 0..options.runs {
-                let database = match admin {
-                    Some(admin) => Some(
-                        postgres_database(admin, &format!("resetdesk_bench_{run}"))
-                            .await
-                            .expect("a benchmark database"),
-                    ),
-                    None => None,
-                };
-                let (result, _) = intake_run(&photo, options.requests, database, run).await;
-                runs.push(result);
+                runs.push(
+                    intake_run(
+                        &photo,
+                        options.requests,
+                        admin.as_deref(),
+                        run,
+                        options.drain_limit,
+                    )
+                    .await,
+                );
             }
             let pick =
                 |f: &dyn Fn(&IntakeRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
@@ -841,16 +1041,42 @@ async fn bench(options: Options) {
             };
             let peak = c8.requests_per_sec.max(c64.requests_per_sec);
             let ratio = peak / bare_peak;
+            // The target's ratio: at 64 clients, against the bare handler that syncs.
+            let durable_ratio = c64.requests_per_sec / synced_c64;
+            let target = if admin.is_some() { 0.35 } else { 0.5 };
             table.push(format!(
-                "intake {name:<9} c8 {:>7.1} req/s   c64 {:>7.1} req/s   at half peak ({:.0}/s): p50 {:.1} ms p99 {:.1} ms   errors {}   intake/bare {:.2} (target >= 0.5)",
+                "intake {name:<9} c8 {:>7.1} req/s   c64 {:>7.1} req/s   at half peak ({:.0}/s): p50 {:.1} ms p99 {:.1} ms   errors {}   intake/bare {:.2}   c64 intake/synced bare {:.2} (target >= {target})",
                 c8.requests_per_sec,
                 c64.requests_per_sec,
                 half.requests_per_sec,
                 half.p50_ms,
                 half.p99_ms,
                 c8.errors + c64.errors + half.errors,
-                ratio
+                ratio,
+                durable_ratio,
             ));
+            let evidence = |f: &dyn Fn(&EvidenceRun) -> f64| pick(&|r| f(&r.evidence));
+            let (max_pending, at_end, drain, drain_rate, p50, p99) = (
+                evidence(&|e| e.max_pending as f64),
+                evidence(&|e| e.pending_at_load_end as f64),
+                evidence(&|e| e.drain_secs),
+                evidence(&|e| e.drain_jobs_per_sec),
+                evidence(&|e| e.to_finding_p50_ms),
+                evidence(&|e| e.to_finding_p99_ms),
+            );
+            let after_closed = pick(&|r| r.pending_after_closed_loops as f64);
+            let unfinished: usize = runs.iter().map(|r| r.evidence.unfinished).sum();
+            let not_done: usize = runs.iter().map(|r| r.evidence.not_done).sum();
+            let drain_text = if drain.is_finite() {
+                format!("{drain:.1} s ({drain_rate:.0} jobs/s)")
+            } else {
+                format!("not within {} s", options.drain_limit.as_secs())
+            };
+            let bound = if unfinished > 0 { ">= " } else { "" };
+            table.push(format!(
+                "  evidence {name:<9} at half peak: pending max {max_pending:.0}, {at_end:.0} at load end, drained in {drain_text}   intake to finding p50 {bound}{p50:.0} ms p99 {bound}{p99:.0} ms (target <= 2000)   unfinished {unfinished}   not done {not_done}   pending after the closed loops {after_closed:.0}"
+            ));
+            let round = |x: f64, places: f64| (x * places).round() / places;
             results.insert(
                 format!("intake_{name}"),
                 json!({
@@ -858,6 +1084,21 @@ async fn bench(options: Options) {
                     "c64": load_json(&c64),
                     "half_peak": load_json(&half),
                     "intake_over_bare": (ratio * 1000.0).round() / 1000.0,
+                    "c64_over_synced_bare_c64": round(durable_ratio, 1000.0),
+                    "evidence_pending_after_closed_loops": after_closed,
+                    "evidence_half_peak": {
+                        "max_pending": max_pending,
+                        "pending_at_load_end": at_end,
+                        // null: not drained within drain_limit_secs.
+                        "drain_secs": drain.is_finite().then(|| round(drain, 100.0)),
+                        "drain_jobs_per_sec": drain_rate.is_finite().then(|| round(drain_rate, 10.0)),
+                        "drain_limit_secs": options.drain_limit.as_secs(),
+                        "intake_to_finding_p50_ms": round(p50, 10.0),
+                        "intake_to_finding_p99_ms": round(p99, 10.0),
+                        "unfinished": unfinished,
+                        "not_done": not_done,
+                        "poll_ms": evidence_watch::EVERY.as_millis() as u64,
+                    },
                 }),
             );
         }
