@@ -534,13 +534,31 @@ async fn send_answered(
         .body(body)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            let error = e.to_string();
+            note_failure(&error, &[]);
+            error
+        })?;
     let status = response.status();
     let body = response.bytes().await.unwrap_or_default();
     if status.as_u16() == 201 {
         Ok((started.elapsed(), body))
     } else {
-        Err(format!("status {status}"))
+        let error = format!("status {status}");
+        note_failure(&error, &body);
+        Err(error)
+    }
+}
+
+/// Prints the first failure of each kind, so a run that counts errors says what they
+/// were (the counts alone do not tell a refusal from a timeout).
+fn note_failure(error: &str, body: &[u8]) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().expect("the failures seen");
+    if !seen.iter().any(|e| e == error) {
+        seen.push(error.to_owned());
+        let body = String::from_utf8_lossy(&body[..body.len().min(300)]);
+        eprintln!("bench: a request failed: {error} {body}");
     }
 }
 
@@ -759,7 +777,12 @@ async fn intake_run(
     let drained = watch.drained_after(load_end, drain_limit).await;
     let seen = watch.stop().await;
     let stopped = Instant::now();
-    drop(desk);
+    if drained.is_some() {
+        drop(desk);
+    } else {
+        // Jobs still due: SIGTERM would wait for them (see `Server::kill`).
+        desk.kill();
+    }
 
     let pending_at_load_end = seen
         .pending
