@@ -145,6 +145,23 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// The CPU time the server's process has used so far, all its threads, in ms (from
+    /// /proc/PID/stat, in the kernel's 10 ms ticks).
+    fn cpu_ms(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command's closing parenthesis; utime and stime are the
+        // 12th and 13th of those.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: f64 = after
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|n| n.parse::<f64>().ok())
+            .sum();
+        ticks * 10.0
+    }
+
     /// Stops the server at once (SIGKILL), for a desk whose data is thrown away: the
     /// desk's evidence worker does not look at SIGTERM while it has jobs due, so a desk
     /// left thousands of jobs behind would take the whole minute of `drop` to stop, its
@@ -693,6 +710,9 @@ struct IntakeRun {
     /// its route that syncs each file.
     bare: (Load, Load),
     synced: (Load, Load),
+    /// CPU time per upload at 64 clients (ms, all the process's threads): the bare
+    /// server, the synced bare server, the desk (its evidence worker included).
+    c64_cpu_ms: [f64; 3],
     c8: Load,
     c64: Load,
     half_peak: Load,
@@ -759,7 +779,9 @@ async fn intake_run(
     let keys = KeyStore::new(dir.path().join("keys"));
     let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
     let c8 = closed_loop(&url, make(&keys, "C8"), 8).await;
+    let cpu_before = desk.cpu_ms();
     let c64 = closed_loop(&url, make(&keys, "C64"), 64).await;
+    let c64_cpu_ms_per_upload = (desk.cpu_ms() - cpu_before) / requests as f64;
     let pending_after_closed_loops =
         evidence_watch::pending_now(&jobs_url(dir.path(), database_url.as_deref())).await;
     desk.kill();
@@ -816,6 +838,7 @@ async fn intake_run(
     IntakeRun {
         bare: Default::default(),
         synced: Default::default(),
+        c64_cpu_ms: [0.0, 0.0, c64_cpu_ms_per_upload],
         c8,
         c64,
         half_peak,
@@ -846,8 +869,13 @@ fn jobs_url(dir: &Path, database: Option<&str>) -> String {
 }
 
 /// The bare server under closed loops of 8 and 64 on `route`: `/upload`, or
-/// `/upload-synced`, which also syncs each file.
-async fn bare_run(photo: &Bytes, requests: usize, keys: &KeyStore, route: &str) -> (Load, Load) {
+/// `/upload-synced`, which also syncs each file; and its CPU time per upload at 64.
+async fn bare_run(
+    photo: &Bytes,
+    requests: usize,
+    keys: &KeyStore,
+    route: &str,
+) -> (Load, Load, f64) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let bare = start_bare(dir.path());
     let url = format!("http://127.0.0.1:{}{route}", bare.port);
@@ -857,8 +885,10 @@ async fn bare_run(photo: &Bytes, requests: usize, keys: &KeyStore, route: &str) 
         })
     };
     let c8 = closed_loop(&url, make(), 8).await;
+    let cpu_before = bare.cpu_ms();
     let c64 = closed_loop(&url, make(), 64).await;
-    (c8, c64)
+    let cpu = (bare.cpu_ms() - cpu_before) / requests as f64;
+    (c8, c64, cpu)
 }
 
 /// ring's raw Ed25519 signing rate on this machine, one core.
@@ -1009,8 +1039,11 @@ async fn bench(options: Options) {
         let mut all_runs: Vec<Vec<IntakeRun>> = backends.iter().map(|_| Vec::new()).collect();
         for run in 0..options.runs {
             for ((_, admin), backend_runs) in backends.iter().zip(&mut all_runs) {
-                let bare = bare_run(&photo, options.requests, &keys, "/upload").await;
-                let synced = bare_run(&photo, options.requests, &keys, "/upload-synced").await;
+                let (bare_c8, bare_c64, bare_cpu) =
+                    bare_run(&photo, options.requests, &keys, "/upload").await;
+                let (synced_c8, synced_c64, synced_cpu) =
+                    bare_run(&photo, options.requests, &keys, "/upload-synced").await;
+                let (bare, synced) = ((bare_c8, bare_c64), (synced_c8, synced_c64));
                 assert_eq!(
                     bare.0.errors + bare.1.errors + synced.0.errors + synced.1.errors,
                     0,
@@ -1025,6 +1058,7 @@ async fn bench(options: Options) {
                 )
                 .await;
                 (result.bare, result.synced) = (bare, synced);
+                result.c64_cpu_ms[..2].copy_from_slice(&[bare_cpu, synced_cpu]);
                 backend_runs.push(result);
             }
         }
@@ -1084,6 +1118,22 @@ async fn bench(options: Options) {
                 pick(&|r| r.bare.1.requests_per_sec),
                 pick(&|r| r.synced.1.requests_per_sec),
             );
+            let cpu = [0, 1, 2].map(|i| pick(&|r| r.c64_cpu_ms[i]));
+            // Every run's figures beside the medians: on a shared machine the spread says
+            // how far a median can be trusted.
+            let each = |f: &dyn Fn(&IntakeRun) -> f64| {
+                runs.iter()
+                    .map(|r| format!("{:.2}", f(r)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let runs_line = format!(
+                "  runs {name:<9} c64 intake/synced bare: {}   intake c64: {}   synced bare c64: {}   half peak p99: {}",
+                each(&|r| r.c64.requests_per_sec / r.synced.1.requests_per_sec),
+                each(&|r| r.c64.requests_per_sec),
+                each(&|r| r.synced.1.requests_per_sec),
+                each(&|r| r.half_peak.p99_ms),
+            );
             let target = if admin.is_some() { 0.35 } else { 0.5 };
             table.push(format!(
                 "intake {name:<9} c8 {:>7.1} req/s   c64 {:>7.1} req/s   at half peak ({:.0}/s): p50 {:.1} ms p99 {:.1} ms (target <= 20)   errors {}   intake/bare {:.2}   c64 intake/synced bare {:.2} (target >= {target}; bare c64 beside {:.0}, synced {:.0} req/s)",
@@ -1117,8 +1167,13 @@ async fn bench(options: Options) {
             };
             let bound = if unfinished > 0 { ">= " } else { "" };
             table.push(format!(
+                "  CPU per upload at c64 {name:<9} bare {:.2} ms   synced bare {:.2} ms   desk {:.2} ms (its evidence worker included)",
+                cpu[0], cpu[1], cpu[2]
+            ));
+            table.push(format!(
                 "  evidence {name:<9} at half peak: pending max {max_pending:.0}, {at_end:.0} at load end, drained in {drain_text}   intake to finding p50 {bound}{p50:.0} ms p99 {bound}{p99:.0} ms (target <= 2000)   unfinished {unfinished}   not done {not_done}   pending after the closed loops {after_closed:.0}"
             ));
+            table.push(runs_line);
             let round = |x: f64, places: f64| (x * places).round() / places;
             results.insert(
                 format!("intake_{name}"),
@@ -1128,9 +1183,18 @@ async fn bench(options: Options) {
                     "half_peak": load_json(&half),
                     "intake_over_bare": (ratio * 1000.0).round() / 1000.0,
                     "c64_over_synced_bare_c64": round(durable_ratio, 1000.0),
+                    "c64_over_synced_bare_c64_each_run": runs
+                        .iter()
+                        .map(|r| round(r.c64.requests_per_sec / r.synced.1.requests_per_sec, 1000.0))
+                        .collect::<Vec<_>>(),
                     // The bare runs just before this backend's intake runs (medians).
                     "bare_c64_beside": round(beside.0, 10.0),
                     "synced_bare_c64_beside": round(beside.1, 10.0),
+                    "c64_cpu_ms_per_upload": {
+                        "bare": round(cpu[0], 100.0),
+                        "synced_bare": round(cpu[1], 100.0),
+                        "desk": round(cpu[2], 100.0),
+                    },
                     "evidence_pending_after_closed_loops": after_closed,
                     "evidence_half_peak": {
                         "max_pending": max_pending,
