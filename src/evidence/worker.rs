@@ -540,6 +540,11 @@ pub async fn run(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
+        // Asked before each job, so a stop (SIGTERM) waits for the job in hand only, not
+        // for a backlog to drain: what is left stays due for the next start.
+        if *stopped.borrow() {
+            return;
+        }
         let busy = match work_once(&desk).await {
             Ok(worked) => !worked.is_empty(),
             Err(error) => {

@@ -484,6 +484,23 @@ async fn an_approval_is_never_decided_before_the_label_is_read(backend: Backend)
     );
 }
 
+/// A desk asked to stop (SIGTERM) ends its evidence worker after the job in hand, not
+/// after the backlog: the photos left stay due for the next start.
+#[tokio::test]
+async fn a_stopped_worker_leaves_the_backlog_for_the_next_start() {
+    let app = crate::desk_support::spawn_app_with(|_| {}).await;
+    submit_with(&app, printed_label(SERIAL, true), "image/png").await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    stop.send(true).unwrap();
+    let queued = app.desk.evidence_queued.clone();
+    worker::run(app.desk.clone(), queued, stopped).await;
+    assert_eq!(
+        app.desk.store.evidence_counts().await.unwrap(),
+        (1, 0),
+        "still due"
+    );
+}
+
 on_both_backends!(
     a_photo_that_keeps_the_reader_busy_is_stopped,
     an_approval_is_never_decided_before_the_label_is_read,
