@@ -45,15 +45,18 @@ fn printed_label(serial: &str, codes: bool) -> Vec<u8> {
     label::png(&app_device.render().unwrap()).unwrap()
 }
 
-/// The ticket's `evidence` as the agent API shows it.
-async fn evidence_of(app: &TestApp, token: &str, number: &str) -> serde_json::Value {
-    let ticket: serde_json::Value = app
-        .api_get(token, &format!("/api/v1/tickets/{number}"))
+/// The ticket as the agent API shows it.
+async fn ticket_of(app: &TestApp, token: &str, number: &str) -> serde_json::Value {
+    app.api_get(token, &format!("/api/v1/tickets/{number}"))
         .await
         .json()
         .await
-        .unwrap();
-    ticket["evidence"].clone()
+        .unwrap()
+}
+
+/// The ticket's `evidence` as the agent API shows it.
+async fn evidence_of(app: &TestApp, token: &str, number: &str) -> serde_json::Value {
+    ticket_of(app, token, number).await["evidence"].clone()
 }
 
 async fn the_devices_own_label_matches(backend: Backend) {
@@ -222,12 +225,7 @@ async fn a_damaged_photo_is_accepted_then_sent_back(backend: Backend) {
         worker::work_until_idle(&app.desk).await.unwrap(),
         vec![Worked::Unreadable]
     );
-    let ticket: serde_json::Value = app
-        .api_get(&token, &format!("/api/v1/tickets/{number}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ticket = ticket_of(&app, &token, &number).await;
     assert_eq!(ticket["status"], "awaiting_photo", "{ticket}");
     assert_eq!(ticket["evidence"]["state"], "failed");
     app.run_outbox().await;
@@ -391,12 +389,7 @@ async fn a_photo_that_keeps_the_reader_busy_is_stopped(backend: Backend) {
 /// The label check failed, and the ticket stays open for an agent: the customer is not
 /// blamed for a photo the desk gave up on.
 async fn left_to_an_agent(app: &TestApp, token: &str, number: &str) {
-    let ticket: serde_json::Value = app
-        .api_get(token, &format!("/api/v1/tickets/{number}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ticket = ticket_of(app, token, number).await;
     assert_eq!(ticket["evidence"]["state"], "failed", "{ticket}");
     assert_eq!(ticket["status"], "open", "{ticket}");
 }
