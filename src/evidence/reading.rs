@@ -4,12 +4,12 @@
 //! customer sends: a full decode, rxing's search for codes, a strict decode, previews. A
 //! thread cannot be stopped, and a photo crafted to keep rxing's finder-pattern search
 //! busy (a 2,000 px picture tiled with 15,000 finder patterns: 32 s of a core in a test
-//! build) would hold a picture thread and a core long after its job gave up. So the evidence worker starts
-//! `resetdesk evidence read` for each photo ([`read_in_child`]): the child limits its own
-//! CPU time, address space and core dumps before it reads a byte ([`limit_this_process`]),
-//! gets no environment (no SMTP password, no database URL), reads the photo from stdin and
-//! answers on stdout; the worker kills it at its deadline and waits for it, so a stalled
-//! photo costs its deadline and nothing after.
+//! build) would hold a picture thread and a core long after its job gave up. So the
+//! evidence worker starts `resetdesk evidence read` for each photo ([`read_in_child`]):
+//! the child limits its own CPU time, address space and core dumps before it reads a byte
+//! ([`limit_this_process`]), gets no environment (no SMTP password, no database URL),
+//! reads the photo from stdin and answers on stdout; the worker kills it at its deadline
+//! and waits for it, so a stalled photo costs its deadline and nothing after.
 //!
 //! The answer is one JSON line ([`Answer`]) followed by the preview's and the thumbnail's
 //! bytes, as many as the line says.

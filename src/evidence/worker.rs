@@ -20,7 +20,7 @@ use crate::intake::photo;
 use crate::intake::picture_work::{PictureJob, PictureWorkError};
 use crate::mail::compose;
 use crate::store::{
-    EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState, JobEnd, LabelFinding, Previews,
+    EvidenceFailure, EvidenceJob, EvidenceReading, JobEnd, LabelCheck, LabelFinding, Previews,
     ReadCode, StoreError, TicketDetail, TicketId,
 };
 
@@ -107,6 +107,7 @@ const TOO_SLOW: &str =
     "the label photo could not be read in time, or its decoder failed: look at it";
 const MISSING: &str = "the label photo is missing from storage: look at the ticket's photo";
 const OTHER_LIMITS: &str = "the label photo is over today's max_label_pixels (it was taken under other limits): look at it";
+const DAMAGED: &str = "the label photo could not be decoded: its picture data is damaged";
 const INTERRUPTED: &str =
     "reading the label photo was interrupted too often (the desk stopped mid-read): look at it";
 
@@ -167,11 +168,9 @@ pub async fn read_before_deciding(
 async fn read_or_wait(desk: &Desk, ticket_id: TicketId) -> Result<LabelCheckWait, EvidenceError> {
     let mut waited = LabelCheckWait::NothingPending;
     loop {
-        let pending = desk
-            .store
-            .label_evidence(ticket_id)
-            .await?
-            .is_some_and(|evidence| evidence.state == EvidenceState::Pending);
+        // The queue's one-query check, not the whole evidence: every approval asks.
+        let pending = desk.store.label_checks(&[ticket_id]).await?.get(&ticket_id)
+            == Some(&LabelCheck::Pending);
         if !pending {
             return Ok(waited);
         }
@@ -255,23 +254,18 @@ pub async fn work_until_idle(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> 
 async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
     let started = std::time::Instant::now();
     let ticket = desk.store.ticket(&job.ticket).await?;
-    let bytes = if job.exhausted() {
+    let reading = if job.exhausted() {
         // Not read once more: its readings never finished.
-        None
+        Reading::GaveUp(INTERRUPTED)
     } else {
         match desk.blobs.get(&job.label_blob).await {
-            Ok(bytes) => Some(bytes),
+            Ok(bytes) => read(desk, bytes).await?,
             // Removed: the photo was replaced and its job superseded, which ending the job
             // finds out; a photo missing while it is still the ticket's is the storage's
             // fault, left to an agent.
-            Err(error) if error.is_not_found() => None,
+            Err(error) if error.is_not_found() => Reading::GaveUp(MISSING),
             Err(other) => return Err(other.into()),
         }
-    };
-    let reading = match bytes {
-        Some(bytes) => read(desk, bytes).await?,
-        None if job.exhausted() => Reading::GaveUp(INTERRUPTED),
-        None => Reading::GaveUp(MISSING),
     };
     let now = desk.clock.now();
     let worked = match reading {
@@ -308,33 +302,37 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
                 }
             }
         }
-        Reading::Damaged | Reading::GaveUp(_) => {
-            let (damaged, error) = match reading {
-                Reading::GaveUp(why) => (false, why),
-                _ => (
-                    true,
-                    "the label photo could not be decoded: its picture data is damaged",
-                ),
-            };
-            let failure = EvidenceFailure {
-                job_id: job.id,
-                error: error.to_owned(),
-                mail: unreadable_mail(desk, &ticket)?,
-                damaged,
-                at: now,
-            };
-            match desk.store.fail_evidence_job(&failure).await? {
-                JobEnd::Recorded if damaged => {
-                    desk.mail_queued.notify_one();
-                    Worked::Unreadable
-                }
-                JobEnd::Recorded => Worked::GaveUp,
-                other => Worked::Over(other),
-            }
-        }
+        Reading::Damaged => fail(desk, job, &ticket, DAMAGED, true).await?,
+        Reading::GaveUp(why) => fail(desk, job, &ticket, why, false).await?,
     };
     record_metrics(&worked, started.elapsed());
     Ok(worked)
+}
+
+/// Records that the job's photo could not be read, `why`; a `damaged` one sends the
+/// ticket back to the customer (the store decides whether it still may).
+async fn fail(
+    desk: &Desk,
+    job: &EvidenceJob,
+    ticket: &TicketDetail,
+    why: &str,
+    damaged: bool,
+) -> Result<Worked, EvidenceError> {
+    let failure = EvidenceFailure {
+        job_id: job.id,
+        error: why.to_owned(),
+        mail: unreadable_mail(desk, ticket)?,
+        damaged,
+        at: desk.clock.now(),
+    };
+    Ok(match desk.store.fail_evidence_job(&failure).await? {
+        JobEnd::Recorded if damaged => {
+            desk.mail_queued.notify_one();
+            Worked::Unreadable
+        }
+        JobEnd::Recorded => Worked::GaveUp,
+        other => Worked::Over(other),
+    })
 }
 
 /// Has the photo read in a child process (`evidence::reading`), holding a share of the
@@ -348,12 +346,7 @@ async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
         return Ok(Reading::GaveUp(OTHER_LIMITS));
     };
     let memory = reading::memory_needed(bytes.len(), &inspected);
-    let limits = reading::ChildLimits {
-        max_pixels,
-        max_bytes: desk.settings.intake.max_label_photo_bytes,
-        memory_bytes: memory,
-        deadline: Duration::from_secs(desk.settings.evidence.read_timeout_secs),
-    };
+    let limits = child_limits(desk, memory);
     let program = reader_program(desk)?;
     let outcome = desk
         .pictures
@@ -374,6 +367,17 @@ async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
         Ok(Err(failure)) => Err(EvidenceError::Reader(failure)),
         Err(PictureWorkError::Failed | PictureWorkError::TooSlow) => Ok(Reading::GaveUp(TOO_SLOW)),
         Err(PictureWorkError::Busy) => Err(EvidenceError::Busy),
+    }
+}
+
+/// What a reader child of this desk may take: the desk's photo limits, `memory_bytes`,
+/// and `evidence_read_timeout_secs`.
+fn child_limits(desk: &Desk, memory_bytes: u64) -> reading::ChildLimits {
+    reading::ChildLimits {
+        max_pixels: desk.settings.intake.max_label_pixels,
+        max_bytes: desk.settings.intake.max_label_photo_bytes,
+        memory_bytes,
+        deadline: Duration::from_secs(desk.settings.evidence.read_timeout_secs),
     }
 }
 
@@ -398,12 +402,7 @@ fn reader_program(desk: &Desk) -> Result<std::path::PathBuf, EvidenceError> {
 /// a wrong `evidence_reader` stops the start instead of every label check.
 pub async fn check_reader(desk: &Desk) -> Result<(), EvidenceError> {
     let program = reader_program(desk)?;
-    let limits = reading::ChildLimits {
-        max_pixels: desk.settings.intake.max_label_pixels,
-        max_bytes: desk.settings.intake.max_label_photo_bytes,
-        memory_bytes: 64 << 20,
-        deadline: Duration::from_secs(desk.settings.evidence.read_timeout_secs),
-    };
+    let limits = child_limits(desk, 64 << 20);
     let photo = reading::sample_photo();
     tokio::task::spawn_blocking(move || reading::read_in_child(&program, photo, limits))
         .await
