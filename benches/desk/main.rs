@@ -38,6 +38,7 @@ mod approvals;
 mod evidence_watch;
 mod memory;
 mod queue_at_scale;
+mod reading;
 
 const BOUNDARY: &str = "bench-boundary-3f9a1c";
 
@@ -46,7 +47,7 @@ struct Options {
     runs: usize,
     requests: usize,
     postgres: Option<String>,
-    /// Phases to run (`--only intake,qr,approvals,memory,scale`); all when empty.
+    /// Phases to run (`--only intake,qr,approvals,memory,reading,scale`); all when empty.
     only: Vec<String>,
     approvals: usize,
     /// Tickets for the queue-at-scale phase; `None` with `--no-scale`.
@@ -1276,6 +1277,10 @@ async fn bench(options: Options) {
     }
     if options.runs_phase("memory") {
         memory_phase(&options, &mut table, &mut results).await;
+    }
+    if options.runs_phase("reading") {
+        let kinds = reading::run(&photo, options.runs, &mut table);
+        results.insert("label_reading".to_owned(), kinds);
     }
     if let Some(tickets) = options
         .scale_tickets

@@ -14,6 +14,7 @@ use actix_web::web;
 
 use crate::blobs::BlobError;
 use crate::desk::Desk;
+use crate::domain::DeviceSerial;
 use crate::evidence::reading;
 use crate::i18n::Lang;
 use crate::intake::photo;
@@ -55,8 +56,47 @@ const POLL: Duration = Duration::from_secs(2);
 const MAX_CODES_KEPT: usize = 16;
 const MAX_CODE_CHARS_KEPT: usize = 256;
 
-/// The per-address key the worker's picture work is counted under.
-const WORKER_ADDRESS: &str = "evidence-worker";
+/// Niceness a reading nobody waits for adds to its reader: under a load that keeps every
+/// core busy it gets about a tenth of one beside each request customers and agents wait
+/// for (the kernel weighs nice 10 at 110 against 1,024), and all of an idle core.
+const BACKGROUND_NICE: i32 = 10;
+
+/// How much longer than its CPU time a background reading may take on the clock: at nice
+/// 10 beside busy cores it waits for them. Its CPU time stays bounded by the kernel.
+const BACKGROUND_DEADLINE_FACTOR: u32 = 4;
+
+/// Who a reading is for, which sets its priority, its deadline on the clock, and the
+/// key its picture work is counted under.
+#[derive(Debug, Clone)]
+pub enum ReadFor {
+    /// One of the worker's loops, reading the backlog: nobody waits for it.
+    Worker { lane: usize },
+    /// An approval that waits for its ticket's label check.
+    Decision,
+}
+
+impl ReadFor {
+    fn address(&self) -> String {
+        match self {
+            Self::Worker { lane } => format!("evidence-worker-{lane}"),
+            Self::Decision => "evidence-decision".to_owned(),
+        }
+    }
+
+    fn nice(&self) -> i32 {
+        match self {
+            Self::Worker { .. } => BACKGROUND_NICE,
+            Self::Decision => 0,
+        }
+    }
+
+    fn deadline(&self, cpu: Duration) -> Duration {
+        match self {
+            Self::Worker { .. } => cpu * BACKGROUND_DEADLINE_FACTOR,
+            Self::Decision => cpu,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
@@ -113,13 +153,17 @@ const INTERRUPTED: &str =
 
 /// One round: leases due jobs and works each. The jobs worked, for tests and the loop.
 pub async fn work_once(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> {
+    work_once_as(desk, &ReadFor::Worker { lane: 0 }).await
+}
+
+async fn work_once_as(desk: &Desk, reader: &ReadFor) -> Result<Vec<Worked>, EvidenceError> {
     let jobs = desk
         .store
         .claim_evidence_jobs(desk.clock.now(), lease_secs(desk), BATCH)
         .await?;
     let mut worked = Vec::with_capacity(jobs.len());
     for job in jobs {
-        match work(desk, &job).await {
+        match work(desk, &job, reader).await {
             Ok(done) => worked.push(done),
             Err(error) => {
                 // Nothing against the photo: the job goes back, its attempt not counted,
@@ -186,7 +230,7 @@ async fn read_or_wait(desk: &Desk, ticket_id: TicketId) -> Result<LabelCheckWait
                 job_id: job.id,
                 done: false,
             };
-            let worked = work(desk, &job).await;
+            let worked = work(desk, &job, &ReadFor::Decision).await;
             lease.end(worked.is_ok()).await?;
             worked?;
             continue;
@@ -251,7 +295,7 @@ pub async fn work_until_idle(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> 
     }
 }
 
-async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
+async fn work(desk: &Desk, job: &EvidenceJob, reader: &ReadFor) -> Result<Worked, EvidenceError> {
     let started = std::time::Instant::now();
     let ticket = desk.store.ticket(&job.ticket).await?;
     let reading = if job.exhausted() {
@@ -259,7 +303,7 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
         Reading::GaveUp(INTERRUPTED)
     } else {
         match desk.blobs.get(&job.label_blob).await {
-            Ok(bytes) => read(desk, bytes).await?,
+            Ok(bytes) => read(desk, bytes, reader, export_serials(&ticket)).await?,
             // Removed: the photo was replaced and its job superseded, which ending the job
             // finds out; a photo missing while it is still the ticket's is the storage's
             // fault, left to an agent.
@@ -337,8 +381,14 @@ async fn fail(
 
 /// Has the photo read in a child process (`evidence::reading`), holding a share of the
 /// picture work's cores and memory while it runs, so a burst of photos queues there with
-/// the QR pictures intake reads. The child is killed at `evidence_read_timeout_secs`.
-async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
+/// the QR pictures intake reads. The child may use `evidence_read_timeout_secs` of CPU;
+/// see [`ReadFor`] for how long it may take on the clock.
+async fn read(
+    desk: &Desk,
+    bytes: Vec<u8>,
+    reader: &ReadFor,
+    looked_for: Vec<DeviceSerial>,
+) -> Result<Reading, EvidenceError> {
     let max_pixels = desk.settings.intake.max_label_pixels;
     let Ok(inspected) = photo::inspect_label_photo(&bytes, max_pixels) else {
         // Intake checked the structure; a stored photo that no longer passes was taken
@@ -346,13 +396,16 @@ async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
         return Ok(Reading::GaveUp(OTHER_LIMITS));
     };
     let memory = reading::memory_needed(bytes.len(), &inspected);
-    let limits = child_limits(desk, memory);
+    let limits = child_limits(desk, memory, reader);
     let program = reader_program(desk)?;
     let outcome = desk
         .pictures
-        .run(PictureJob::PhotoProof, WORKER_ADDRESS, memory, move || {
-            reading::read_in_child(&program, bytes, limits)
-        })
+        .run(
+            PictureJob::PhotoProof,
+            &reader.address(),
+            memory,
+            move || reading::read_in_child(&program, bytes, limits, &looked_for),
+        )
         .await;
     match outcome {
         Ok(Ok(found)) if found.damaged => Ok(Reading::Damaged),
@@ -371,13 +424,17 @@ async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
 }
 
 /// What a reader child of this desk may take: the desk's photo limits, `memory_bytes`,
-/// and `evidence_read_timeout_secs`.
-fn child_limits(desk: &Desk, memory_bytes: u64) -> reading::ChildLimits {
+/// `evidence_read_timeout_secs` of CPU, and the priority and time on the clock of a
+/// reading for `reader`.
+fn child_limits(desk: &Desk, memory_bytes: u64, reader: &ReadFor) -> reading::ChildLimits {
+    let cpu = Duration::from_secs(desk.settings.evidence.read_timeout_secs);
     reading::ChildLimits {
         max_pixels: desk.settings.intake.max_label_pixels,
         max_bytes: desk.settings.intake.max_label_photo_bytes,
         memory_bytes,
-        deadline: Duration::from_secs(desk.settings.evidence.read_timeout_secs),
+        cpu,
+        deadline: reader.deadline(cpu),
+        nice: reader.nice(),
     }
 }
 
@@ -402,9 +459,9 @@ fn reader_program(desk: &Desk) -> Result<std::path::PathBuf, EvidenceError> {
 /// a wrong `evidence_reader` stops the start instead of every label check.
 pub async fn check_reader(desk: &Desk) -> Result<(), EvidenceError> {
     let program = reader_program(desk)?;
-    let limits = child_limits(desk, 64 << 20);
+    let limits = child_limits(desk, 64 << 20, &ReadFor::Decision);
     let photo = reading::sample_photo();
-    tokio::task::spawn_blocking(move || reading::read_in_child(&program, photo, limits))
+    tokio::task::spawn_blocking(move || reading::read_in_child(&program, photo, limits, &[]))
         .await
         .map_err(|_| EvidenceError::Busy)?
         .map(drop)
@@ -444,17 +501,22 @@ async fn remove(desk: &Desk, names: &[&str]) {
     }
 }
 
+/// The serials of the ticket's export: once the reader has read them all, it stops.
+fn export_serials(ticket: &TicketDetail) -> Vec<DeviceSerial> {
+    ticket
+        .devices
+        .iter()
+        .map(|device| device.identity.serial.clone())
+        .collect()
+}
+
 /// A finding per device of the export, by serial, and the serials the label names that
 /// the export does not.
 fn findings(
     ticket: &TicketDetail,
     codes: &[crate::evidence::ReadCode],
 ) -> (Vec<(String, LabelFinding)>, Vec<String>) {
-    let export: Vec<_> = ticket
-        .devices
-        .iter()
-        .map(|d| d.identity.serial.clone())
-        .collect();
+    let export = export_serials(ticket);
     // A barcode of the model or the MAC address parses as a serial too; on the export's
     // own label it is not another device.
     let printed_beside: Vec<String> = ticket
@@ -531,12 +593,38 @@ fn record_metrics(worked: &Worked, took: Duration) {
     }
 }
 
-/// Works jobs until `stopped`: at once when this replica's intake made one (`queued`),
-/// and every [`POLL`] for the others'.
+/// Works jobs until `stopped`, in one lane per core the picture work gives label photos
+/// (`desk.pictures`), so a backlog is read on every core the desk's requests leave idle
+/// (the readers run at [`BACKGROUND_NICE`]): at once when this replica's intake made a job
+/// (`queued`), and every [`POLL`] for the others'.
 pub async fn run(
     desk: web::Data<Desk>,
     queued: std::sync::Arc<tokio::sync::Notify>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut lanes = tokio::task::JoinSet::new();
+    for lane in 0..desk.pictures.photo_proof_cores() {
+        lanes.spawn(run_lane(
+            desk.clone(),
+            queued.clone(),
+            stopped.clone(),
+            ReadFor::Worker { lane },
+        ));
+    }
+    while let Some(ended) = lanes.join_next().await {
+        if let Err(ended) = ended
+            && ended.is_panic()
+        {
+            std::panic::resume_unwind(ended.into_panic());
+        }
+    }
+}
+
+async fn run_lane(
+    desk: web::Data<Desk>,
+    queued: std::sync::Arc<tokio::sync::Notify>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
+    reader: ReadFor,
 ) {
     loop {
         // Asked before each job, so a stop (SIGTERM) waits for the job in hand only, not
@@ -544,7 +632,7 @@ pub async fn run(
         if *stopped.borrow() {
             return;
         }
-        let busy = match work_once(&desk).await {
+        let busy = match work_once_as(&desk, &reader).await {
             Ok(worked) => !worked.is_empty(),
             Err(error) => {
                 tracing::warn!(error = %error, "the evidence worker could not work its jobs");

@@ -494,6 +494,106 @@ async fn a_stopped_worker_leaves_the_backlog_for_the_next_start() {
     );
 }
 
+/// A reading nobody waits for (the worker's backlog) runs at a lower priority than the
+/// desk, so customers' and agents' requests keep the cores; one an approval waits for
+/// runs at the desk's. Both look for the export's serials, and stop once they have read
+/// them. Seen by a reader that notes its arguments, then runs the real one.
+#[tokio::test]
+async fn a_reading_nobody_waits_for_yields_the_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("readings.log");
+    let wrapper = dir.path().join("reader");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            env!("CARGO_BIN_EXE_resetdesk")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let app =
+        crate::desk_support::spawn_app_with(|s| s.evidence.reader = Some(wrapper.clone())).await;
+    let token = app.agent_token("agent@vendor.test").await;
+
+    let waited_for = submit_with(&app, printed_label(SERIAL, true), "image/png").await;
+    let approved = app
+        .api_post(
+            &token,
+            &format!("/api/v1/tickets/{waited_for}/approve"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(approved.status(), 200, "the label matches: approved");
+    submit_with(&app, printed_label(SERIAL, true), "image/png").await;
+    let worked = worker::work_until_idle(&app.desk).await.unwrap();
+    assert!(
+        matches!(worked.as_slice(), [Worked::Read { .. }]),
+        "{worked:?}"
+    );
+
+    let readings = std::fs::read_to_string(&log).unwrap();
+    let readings: Vec<&str> = readings.lines().collect();
+    assert_eq!(readings.len(), 2, "{readings:?}");
+    assert!(
+        readings[0].contains("--nice 0 "),
+        "an approval's reading runs at the desk's priority: {}",
+        readings[0]
+    );
+    assert!(
+        readings[1].contains("--nice 10 "),
+        "the backlog's runs lower: {}",
+        readings[1]
+    );
+    for reading in readings {
+        assert!(
+            reading.ends_with(&format!("--looking-for {SERIAL}")),
+            "{reading}"
+        );
+    }
+}
+
+/// `evidence read --nice N` lowers its own priority before it reads: seen in /proc while
+/// it works on a photo that keeps it busy.
+#[test]
+fn a_reader_lowers_its_own_priority() {
+    use std::io::Write;
+    let mut reader = std::process::Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args(["evidence", "read", "--nice", "7", "--max-seconds", "30"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    reader
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&tiled_finder_patterns(1_000, 2))
+        .unwrap();
+    let stat = format!("/proc/{}/stat", reader.id());
+    let niceness = || {
+        let stat = std::fs::read_to_string(&stat).ok()?;
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt
+        // cmajflt utime stime cutime cstime priority nice ...
+        let after_comm = stat.rsplit_once(") ")?.1;
+        after_comm.split(' ').nth(16)?.parse::<i32>().ok()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline && reader.try_wait().unwrap().is_none() {
+        seen = niceness();
+        if seen == Some(7) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = reader.kill();
+    let _ = reader.wait();
+    assert_eq!(seen, Some(7), "the reader's niceness while it reads");
+}
+
 on_both_backends!(
     a_photo_that_keeps_the_reader_busy_is_stopped,
     an_approval_is_never_decided_before_the_label_is_read,
