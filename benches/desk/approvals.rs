@@ -103,6 +103,8 @@ pub struct ApprovalRun {
     pub mails_per_sec: f64,
     pub awaiting_second: usize,
     pub errors: usize,
+    /// Seconds from the last acknowledgment to the last label photo read.
+    pub label_checks_wait_secs: f64,
 }
 
 fn cli(dir: &Path, database_url: Option<&str>, args: &[&str], stdin: &str) -> String {
@@ -216,6 +218,19 @@ pub async fn approvals_run(
     })
     .await;
 
+    // Agents come after the label checks: an approval of a ticket whose photo is not read
+    // yet reads it first, which would measure label reading here (part 7 measures it).
+    let checks = Instant::now();
+    let jobs = super::jobs_url(dir.path(), database.as_deref());
+    while super::evidence_watch::pending_now(&jobs).await > 0 {
+        assert!(
+            checks.elapsed() < Duration::from_secs(1800),
+            "timed out waiting for the label checks"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let label_checks_wait_secs = checks.elapsed().as_secs_f64();
+
     let client = reqwest::Client::new();
     let numbers = Arc::new(open_tickets(&client, &base, &token).await);
     assert_eq!(numbers.len(), count, "every ticket is in the queue");
@@ -288,6 +303,7 @@ pub async fn approvals_run(
         mails_per_sec,
         awaiting_second: awaiting.load(Ordering::SeqCst),
         errors: errors.load(Ordering::SeqCst),
+        label_checks_wait_secs,
     }
 }
 

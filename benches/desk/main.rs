@@ -864,7 +864,7 @@ async fn intake_run(
 }
 
 /// Where the desk started on `dir` keeps its evidence jobs.
-fn jobs_url(dir: &Path, database: Option<&str>) -> String {
+pub(crate) fn jobs_url(dir: &Path, database: Option<&str>) -> String {
     database.map_or_else(
         || format!("sqlite://{}", dir.join("data/resetdesk.db").display()),
         str::to_owned,
@@ -1337,16 +1337,17 @@ async fn approvals_phase(
         let pick = |f: &dyn Fn(&approvals::ApprovalRun) -> f64| {
             median(&mut runs.iter().map(f).collect::<Vec<_>>())
         };
-        let (rate, p50, p99, mails) = (
+        let (rate, p50, p99, mails, checks) = (
             pick(&|r| r.approvals_per_sec),
             pick(&|r| r.p50_ms),
             pick(&|r| r.p99_ms),
             pick(&|r| r.mails_per_sec),
+            pick(&|r| r.label_checks_wait_secs),
         );
         let errors: usize = runs.iter().map(|r| r.errors).sum();
         let awaiting: usize = runs.iter().map(|r| r.awaiting_second).sum();
         table.push(format!(
-            "approve -> mail {name:<9} {} approvals: {rate:>6.1} approvals/s   approve to SMTP accepted p50 {p50:.1} ms p99 {p99:.1} ms (target <= 500)   backlog delivered {mails:>6.1} mails/s (target >= 500)   errors {errors}   awaiting a second approval {awaiting}",
+            "approve -> mail {name:<9} {} approvals: {rate:>6.1} approvals/s   approve to SMTP accepted p50 {p50:.1} ms p99 {p99:.1} ms (target <= 500)   backlog delivered {mails:>6.1} mails/s (target >= 500)   errors {errors}   awaiting a second approval {awaiting}   (label checks done {checks:.1} s after the acknowledgments)",
             options.approvals
         ));
         results.insert(
@@ -1359,6 +1360,7 @@ async fn approvals_phase(
                 "backlog_mails_per_sec": (mails * 10.0).round() / 10.0,
                 "errors": errors,
                 "awaiting_second_approval": awaiting,
+                "label_checks_wait_secs": (checks * 10.0).round() / 10.0,
             }),
         );
     }
