@@ -219,7 +219,7 @@ pub async fn approvals_run(
     .await;
 
     // Agents come after the label checks: an approval of a ticket whose photo is not read
-    // yet reads it first, which would measure label reading here (part 7 measures it).
+    // yet reads it first, which would measure label reading here (part 8 measures it).
     let checks = Instant::now();
     let jobs = super::jobs_url(dir.path(), database.as_deref());
     while super::evidence_watch::pending_now(&jobs).await > 0 {

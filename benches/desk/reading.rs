@@ -1,4 +1,4 @@
-//! Part 7: what reading one label photo costs the evidence worker, by the kind of photo,
+//! Part 8: what reading one label photo costs the evidence worker, by the kind of photo,
 //! so its rate can be set against the intake's (issue 18: can the worker keep up?).
 //!
 //! Three kinds, each read `runs` times on one core: the intake phase's photo (a noise
@@ -46,7 +46,7 @@ pub fn run(noise_photo: &Bytes, runs: usize, table: &mut Vec<String>) -> Value {
     let mut json_kinds = Vec::new();
     table.push(String::new());
     table.push(
-        "label photo read by the evidence worker (part 7; medians, one core): reading / with previews / in a child process (as the worker runs it) → photos/s per core".to_owned(),
+        "label photo read by the evidence worker (part 8; medians, one core): reading / with previews / in a child process (as the worker runs it) → photos/s per core".to_owned(),
     );
     for (name, photos) in kinds {
         let result = measure(name, &photos, runs);

@@ -56,13 +56,13 @@ const POLL: Duration = Duration::from_secs(2);
 const MAX_CODES_KEPT: usize = 16;
 const MAX_CODE_CHARS_KEPT: usize = 256;
 
-/// Niceness a reading nobody waits for adds to its reader: under a load that keeps every
-/// core busy it gets about a tenth of one beside each request customers and agents wait
-/// for (the kernel weighs nice 10 at 110 against 1,024), and all of an idle core.
-const BACKGROUND_NICE: i32 = 10;
+/// Niceness a reading nobody waits for adds to its reader (the most there is): beside a
+/// busy thread of the desk it gets about 1.5 % of a core (the kernel weighs nice 19 at 15
+/// against 1,024), so a backlog is read on what requests leave idle.
+const BACKGROUND_NICE: i32 = 19;
 
 /// How much longer than its CPU time a background reading may take on the clock: at nice
-/// 10 beside busy cores it waits for them. Its CPU time stays bounded by the kernel.
+/// 19 beside busy cores it waits for them. Its CPU time stays bounded by the kernel.
 const BACKGROUND_DEADLINE_FACTOR: u32 = 4;
 
 /// Who a reading is for, which sets its priority, its deadline on the clock, and the
@@ -593,17 +593,15 @@ fn record_metrics(worked: &Worked, took: Duration) {
     }
 }
 
-/// Works jobs until `stopped`, in one lane per core the picture work gives label photos
-/// (`desk.pictures`), so a backlog is read on every core the desk's requests leave idle
-/// (the readers run at [`BACKGROUND_NICE`]): at once when this replica's intake made a job
-/// (`queued`), and every [`POLL`] for the others'.
+/// Works jobs until `stopped`, in [`lane_count`] lanes: at once when this replica's intake
+/// made a job (`queued`), and every [`POLL`] for the others'.
 pub async fn run(
     desk: web::Data<Desk>,
     queued: std::sync::Arc<tokio::sync::Notify>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut lanes = tokio::task::JoinSet::new();
-    for lane in 0..desk.pictures.photo_proof_cores() {
+    for lane in 0..lane_count(desk.pictures.photo_proof_cores()) {
         lanes.spawn(run_lane(
             desk.clone(),
             queued.clone(),
@@ -618,6 +616,15 @@ pub async fn run(
             std::panic::resume_unwind(ended.into_panic());
         }
     }
+}
+
+/// Photos read at once by a worker on `cores` cores: all but one (at least one), so one
+/// core is always left to requests. Nice alone does not do it: with a reader on each of
+/// two cores (at nice 10, then 19) intake's p99 at half of its peak went from 8.5 ms to
+/// 37–79 ms in the bench (`--only intake`, 2026-12-05), a woken request thread waiting
+/// behind a reader for its slice.
+fn lane_count(cores: usize) -> usize {
+    cores.saturating_sub(1).max(1)
 }
 
 async fn run_lane(

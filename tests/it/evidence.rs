@@ -543,7 +543,7 @@ async fn a_reading_nobody_waits_for_yields_the_cores() {
         readings[0]
     );
     assert!(
-        readings[1].contains("--nice 10 "),
+        readings[1].contains("--nice 19 "),
         "the backlog's runs lower: {}",
         readings[1]
     );
