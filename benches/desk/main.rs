@@ -57,6 +57,9 @@ struct Options {
     /// How long the intake phase waits for the evidence jobs of its open loop to drain
     /// after the load (`--drain-secs`).
     drain_limit: Duration,
+    /// Uploads a second for a minute in the intake phase's last open loop, a rate the
+    /// evidence worker keeps up with (`--worker-rate`, 4).
+    worker_rate: f64,
 }
 
 impl Options {
@@ -79,6 +82,7 @@ fn options() -> Options {
         scale_tickets: Some(1_000_000),
         memory_clients: 200,
         drain_limit: Duration::from_secs(300),
+        worker_rate: 4.0,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -102,6 +106,9 @@ fn options() -> Options {
             "--tickets" => options.scale_tickets = args.next().and_then(|n| n.parse().ok()),
             "--memory-clients" => {
                 options.memory_clients = args.next().and_then(|n| n.parse().ok()).unwrap_or(200);
+            }
+            "--worker-rate" => {
+                options.worker_rate = args.next().and_then(|n| n.parse().ok()).unwrap_or(4.0);
             }
             "--drain-secs" => {
                 let secs = args.next().and_then(|n| n.parse().ok()).unwrap_or(300);
@@ -723,6 +730,9 @@ struct IntakeRun {
     /// behind at peak.
     pending_after_closed_loops: i64,
     evidence: EvidenceRun,
+    /// The open loop at `--worker-rate`, and its evidence jobs.
+    at_worker_rate: Load,
+    evidence_at_worker_rate: EvidenceRun,
 }
 
 /// The evidence worker during and after the open loop at half of peak.
@@ -759,6 +769,7 @@ async fn intake_run(
     admin: Option<&str>,
     run: usize,
     drain_limit: Duration,
+    worker_rate: f64,
 ) -> IntakeRun {
     let database = |name: String| async move {
         match admin {
@@ -790,25 +801,104 @@ async fn intake_run(
     desk.kill();
 
     let peak = c8.requests_per_sec.max(c64.requests_per_sec);
-    let database_url = database(format!("resetdesk_bench_{run}_half")).await;
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let (desk, _) = start_desk(dir.path(), database_url.as_deref());
-    let keys = KeyStore::new(dir.path().join("keys"));
-    let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
-    let half_uploads = make(&keys, "HALF");
-    let watch = evidence_watch::Watch::start(&jobs_url(dir.path(), database_url.as_deref())).await;
-    let (half_peak, answers) = open_loop_answered(&url, half_uploads, peak / 2.0).await;
-    let load_end = Instant::now();
-    let drained = watch.drained_after(load_end, drain_limit).await;
-    let seen = watch.stop().await;
-    let stopped = Instant::now();
-    if drained.is_some() {
-        drop(desk);
-    } else {
-        // Jobs still due: SIGTERM would wait for them (see `Server::kill`).
-        desk.kill();
+    let half = WatchedLoad {
+        photo,
+        count: requests,
+        admin,
+        run,
+        phase: "half",
+        rate: peak / 2.0,
+        drain_limit,
+    };
+    let (half_peak, evidence) = half.run().await;
+    // A rate the worker can keep up with (`--worker-rate`), for a minute: how long a
+    // finding takes when the worker is not behind.
+    let steady = WatchedLoad {
+        photo,
+        count: (worker_rate * 60.0).round().max(1.0) as usize,
+        admin,
+        run,
+        phase: "steady",
+        rate: worker_rate,
+        drain_limit,
+    };
+    let (at_worker_rate, evidence_at_worker_rate) = steady.run().await;
+    IntakeRun {
+        bare: Default::default(),
+        synced: Default::default(),
+        c64_cpu_ms: [0.0, 0.0, c64_cpu_ms_per_upload],
+        c8,
+        c64,
+        half_peak,
+        pending_after_closed_loops,
+        evidence,
+        at_worker_rate,
+        evidence_at_worker_rate,
     }
+}
 
+/// An open loop of `count` uploads at `rate` on a fresh desk, watching its evidence
+/// jobs during the load and until they drain (at most `drain_limit`).
+struct WatchedLoad<'a> {
+    photo: &'a Bytes,
+    count: usize,
+    admin: Option<&'a str>,
+    run: usize,
+    phase: &'static str,
+    rate: f64,
+    drain_limit: Duration,
+}
+
+impl WatchedLoad<'_> {
+    async fn run(&self) -> (Load, EvidenceRun) {
+        let database_url = match self.admin {
+            Some(admin) => Some(
+                postgres_database(
+                    admin,
+                    &format!("resetdesk_bench_{}_{}", self.run, self.phase),
+                )
+                .await
+                .expect("a benchmark database"),
+            ),
+            None => None,
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (desk, _) = start_desk(dir.path(), database_url.as_deref());
+        let keys = KeyStore::new(dir.path().join("keys"));
+        let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
+        let phase = self.phase.to_uppercase();
+        let uploads = uploads(self.count, self.photo, |i| {
+            submission(&keys, &format!("BENCH-{}-{phase}-{i:06}", self.run), i)
+        });
+        let watch =
+            evidence_watch::Watch::start(&jobs_url(dir.path(), database_url.as_deref())).await;
+        let (load, answers) = open_loop_answered(&url, uploads, self.rate).await;
+        let load_end = Instant::now();
+        let drained = watch.drained_after(load_end, self.drain_limit).await;
+        let seen = watch.stop().await;
+        let stopped = Instant::now();
+        if drained.is_some() {
+            drop(desk);
+        } else {
+            // Jobs still due: SIGTERM would wait for them (see `Server::kill`).
+            desk.kill();
+        }
+        (
+            load,
+            evidence_run(&seen, &answers, load_end, drained, stopped),
+        )
+    }
+}
+
+/// What the evidence watch saw of the uploads `answers` (when each was answered, and its
+/// body), the load having ended at `load_end`.
+fn evidence_run(
+    seen: &evidence_watch::Seen,
+    answers: &[(Instant, Bytes)],
+    load_end: Instant,
+    drained: Option<Instant>,
+    stopped: Instant,
+) -> EvidenceRun {
     let pending_at_load_end = seen
         .pending
         .iter()
@@ -819,7 +909,7 @@ async fn intake_run(
         at.saturating_duration_since(load_end).as_secs_f64()
     });
     let (mut to_finding, mut unfinished, mut not_done) = (Vec::new(), 0, 0);
-    for (answered, body) in &answers {
+    for (answered, body) in answers {
         let ticket = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| v["ticket"].as_str().map(str::to_owned))
@@ -838,28 +928,19 @@ async fn intake_run(
         }
     }
     to_finding.sort_unstable();
-    IntakeRun {
-        bare: Default::default(),
-        synced: Default::default(),
-        c64_cpu_ms: [0.0, 0.0, c64_cpu_ms_per_upload],
-        c8,
-        c64,
-        half_peak,
-        pending_after_closed_loops,
-        evidence: EvidenceRun {
-            max_pending: seen.pending.iter().map(|(_, p)| *p).max().unwrap_or(0),
-            pending_at_load_end,
-            drain_secs,
-            drain_jobs_per_sec: if drain_secs > 0.0 {
-                pending_at_load_end as f64 / drain_secs
-            } else {
-                f64::NAN
-            },
-            to_finding_p50_ms: percentile(&to_finding, 0.50),
-            to_finding_p99_ms: percentile(&to_finding, 0.99),
-            unfinished,
-            not_done,
+    EvidenceRun {
+        max_pending: seen.pending.iter().map(|(_, p)| *p).max().unwrap_or(0),
+        pending_at_load_end,
+        drain_secs,
+        drain_jobs_per_sec: if drain_secs > 0.0 {
+            pending_at_load_end as f64 / drain_secs
+        } else {
+            f64::NAN
         },
+        to_finding_p50_ms: percentile(&to_finding, 0.50),
+        to_finding_p99_ms: percentile(&to_finding, 0.99),
+        unfinished,
+        not_done,
     }
 }
 
@@ -1058,6 +1139,7 @@ async fn bench(options: Options) {
                     admin.as_deref(),
                     run,
                     options.drain_limit,
+                    options.worker_rate,
                 )
                 .await;
                 (result.bare, result.synced) = (bare, synced);
@@ -1176,6 +1258,21 @@ async fn bench(options: Options) {
             table.push(format!(
                 "  evidence {name:<9} at half peak: pending max {max_pending:.0}, {at_end:.0} at load end, drained in {drain_text}   intake to finding p50 {bound}{p50:.0} ms p99 {bound}{p99:.0} ms (target <= 2000)   unfinished {unfinished}   not done {not_done}   pending after the closed loops {after_closed:.0}"
             ));
+            let steady = |f: &dyn Fn(&EvidenceRun) -> f64| pick(&|r| f(&r.evidence_at_worker_rate));
+            let (steady_max, steady_p50, steady_p99, steady_latency_p99) = (
+                steady(&|e| e.max_pending as f64),
+                steady(&|e| e.to_finding_p50_ms),
+                steady(&|e| e.to_finding_p99_ms),
+                pick(&|r| r.at_worker_rate.p99_ms),
+            );
+            let steady_unfinished: usize = runs
+                .iter()
+                .map(|r| r.evidence_at_worker_rate.unfinished)
+                .sum();
+            table.push(format!(
+                "  evidence {name:<9} at {:.1} uploads/s for a minute (--worker-rate): pending max {steady_max:.0}   intake to finding p50 {steady_p50:.0} ms p99 {steady_p99:.0} ms (target <= 2000)   unfinished {steady_unfinished}   intake p99 {steady_latency_p99:.1} ms",
+                options.worker_rate
+            ));
             table.push(runs_line);
             let round = |x: f64, places: f64| (x * places).round() / places;
             results.insert(
@@ -1211,6 +1308,14 @@ async fn bench(options: Options) {
                         "unfinished": unfinished,
                         "not_done": not_done,
                         "poll_ms": evidence_watch::EVERY.as_millis() as u64,
+                    },
+                    "evidence_at_worker_rate": {
+                        "uploads_per_sec": options.worker_rate,
+                        "max_pending": steady_max,
+                        "intake_to_finding_p50_ms": round(steady_p50, 10.0),
+                        "intake_to_finding_p99_ms": round(steady_p99, 10.0),
+                        "intake_p99_ms": round(steady_latency_p99, 100.0),
+                        "unfinished": steady_unfinished,
                     },
                 }),
             );

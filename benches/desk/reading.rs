@@ -7,7 +7,8 @@
 //! --style photo`, five seeds); and the same photos as a messaging app sends them (longest
 //! side 1,600 px, JPEG quality 80). Each is timed in this process (the reading alone, then
 //! with the previews) and as the worker runs it, in a child `resetdesk evidence read`
-//! process (start-up, limits and pipes included).
+//! process (start-up, limits and pipes included). `serial read` counts the readings
+//! that found the label's serial.
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
@@ -84,34 +85,28 @@ fn measure(name: &'static str, photos: &[Vec<u8>], runs: usize) -> KindResult {
         .intake
         .max_label_pixels;
     let program = std::path::PathBuf::from(env!("CARGO_BIN_EXE_resetdesk"));
-    // As the worker reads a one-device export's photo: it stops once the serial is read.
-    let looked_for = [DeviceSerial::parse(SERIAL).expect("serial")];
     let (mut plain, mut previews, mut child) = (Vec::new(), Vec::new(), Vec::new());
     let mut read = 0;
     for _ in 0..runs.max(1) {
         for bytes in photos {
             let found = timed(&mut plain, || {
-                reading::read_photo(bytes, max_pixels, false, &looked_for)
-                    .expect("the photo passes")
+                reading::read_photo(bytes, max_pixels, false).expect("the photo passes")
             });
             if found.codes.iter().any(|code| code.text.contains(SERIAL)) {
                 read += 1;
             }
             timed(&mut previews, || {
-                reading::read_photo(bytes, max_pixels, true, &looked_for).expect("the photo passes")
+                reading::read_photo(bytes, max_pixels, true).expect("the photo passes")
             });
             let inspected = photo::inspect_label_photo(bytes, max_pixels).expect("passes");
             let limits = ChildLimits {
                 max_pixels,
                 max_bytes: 64 << 20,
                 memory_bytes: reading::memory_needed(bytes.len(), &inspected),
-                cpu: Duration::from_secs(15),
                 deadline: Duration::from_secs(15),
-                nice: 0,
             };
             timed(&mut child, || {
-                reading::read_in_child(&program, bytes.clone(), limits, &looked_for)
-                    .expect("the child reads")
+                reading::read_in_child(&program, bytes.clone(), limits).expect("the child reads")
             });
         }
     }

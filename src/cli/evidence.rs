@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::{CliError, CliResult, read_input};
-use crate::domain::DeviceSerial;
 use crate::evidence::reading;
 use crate::i18n::Lang;
 
@@ -35,14 +34,6 @@ pub enum EvidenceCommand {
         /// MiB of memory reading may take beyond what the program needs to start.
         #[arg(long, default_value_t = 1024)]
         max_memory_mib: u64,
-        /// Added to this process's niceness before it reads (the evidence worker reads at
-        /// a lower priority than the requests people wait for).
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-        nice: i32,
-        /// A serial the reader looks for (repeat for each device of the export): it stops
-        /// once it has read them all, instead of trying every pass for more codes.
-        #[arg(long, value_parser = |s: &str| DeviceSerial::parse(s).map_err(|e| format!("serial {e}")))]
-        looking_for: Vec<DeviceSerial>,
     },
 }
 
@@ -54,17 +45,16 @@ pub fn run(command: &EvidenceCommand) -> CliResult {
         previews,
         max_seconds,
         max_memory_mib,
-        nice,
-        looking_for,
     } = command;
     // Before a byte of the photo is read.
-    reading::limit_this_process(*max_seconds, max_memory_mib.saturating_mul(1 << 20), *nice)
-        .map_err(|e| {
+    reading::limit_this_process(*max_seconds, max_memory_mib.saturating_mul(1 << 20)).map_err(
+        |e| {
             CliError::with_code(
                 format!("cannot limit this process's resources: {e}"),
                 reading::EXIT_CANNOT_START,
             )
-        })?;
+        },
+    )?;
     let refused = |message: String| CliError::with_code(message, reading::EXIT_PHOTO_REFUSED);
     let intake = crate::config::IntakeLimits::default();
     let max_bytes = max_bytes.unwrap_or(intake.max_label_photo_bytes);
@@ -87,7 +77,7 @@ pub fn run(command: &EvidenceCommand) -> CliResult {
         }
     };
     let max_pixels = max_pixels.unwrap_or(intake.max_label_pixels);
-    let found = reading::read_photo(&bytes, max_pixels, *previews, looking_for)
+    let found = reading::read_photo(&bytes, max_pixels, *previews)
         .map_err(|refusal| refused(Lang::En.message(&refusal)))?;
     let mut out = std::io::stdout().lock();
     reading::write_answer(&found, &mut out)

@@ -23,12 +23,9 @@
 //! shrunk so its longest side is at most [`READ_MAX_SIDE`] (a 12 MP phone photo of a
 //! label still has 2–3 pixels per barcode module at that size), and the reader gets a
 //! budget of decode attempts, because rxing's multi-code search recurses into the four
-//! sides of every code it finds. At most five passes over the picture: the 2D formats,
-//! the linear ones, then (when no barcode was read) the linear ones on a locally
-//! thresholded copy, straight and turned ±10°. A caller that knows which serials it
-//! looks for ([`read_codes_until`]) stops after the pass that read them all: on a label
-//! whose QR code holds the serial that is the first, cheapest pass (14 ms of 115 for a
-//! 1,600 px photo; the linear readers, which scan every row, are the rest).
+//! sides of every code it finds. At most four passes over the picture: all formats, then
+//! (when no barcode was read) the linear ones on a locally thresholded copy, straight
+//! and turned ±10°.
 //! Time for a 12 MP JPEG of a label (2 cores, release build, `device label --style
 //! photo`, 25 seeds): decoding ~40 ms, grey and shrink ~80 ms, reading 70–170 ms, and
 //! 50–210 ms more for the extra passes when the barcode is not read at first; in the
@@ -104,26 +101,10 @@ pub struct ReadCode {
 /// Every code of the four formats found on the picture, each text once, in the order
 /// found. An empty list means no code could be read (a finding of its own).
 pub fn read_codes(image: &DynamicImage) -> Vec<ReadCode> {
-    read_codes_until(image, |_| false)
-}
-
-/// The codes on the picture, as [`read_codes`] finds them, but no further pass once
-/// `enough` says the codes read so far are (every serial the caller looks for is among
-/// them): a second code of the same serial (the barcode under a QR code that was read)
-/// changes no finding, and reading it is most of the time a photo takes.
-pub fn read_codes_until(
-    image: &DynamicImage,
-    enough: impl Fn(&[ReadCode]) -> bool,
-) -> Vec<ReadCode> {
     let grey = shrunk_grey(image);
     let mut attempts_left = DECODE_BUDGET;
     let mut codes = Vec::new();
-    for formats in [&TWO_D_FORMATS[..], &LINEAR_FORMATS[..]] {
-        read_into(&grey, formats, &mut attempts_left, &mut codes);
-        if enough(&codes) {
-            return codes;
-        }
-    }
+    read_into(&grey, &ALL_FORMATS, &mut attempts_left, &mut codes);
     if !codes.iter().any(|code| code.format.is_linear()) {
         // The linear readers threshold each row on that row's own histogram, which a
         // desk beside the label and light from one side pull off; and a row must cross
@@ -150,7 +131,12 @@ pub fn read_codes_until(
     codes
 }
 
-const TWO_D_FORMATS: [BarcodeFormat; 2] = [BarcodeFormat::QR_CODE, BarcodeFormat::DATA_MATRIX];
+const ALL_FORMATS: [BarcodeFormat; 4] = [
+    BarcodeFormat::QR_CODE,
+    BarcodeFormat::DATA_MATRIX,
+    BarcodeFormat::CODE_128,
+    BarcodeFormat::CODE_39,
+];
 const LINEAR_FORMATS: [BarcodeFormat; 2] = [BarcodeFormat::CODE_128, BarcodeFormat::CODE_39];
 
 /// The picture in grey, its longest side at most [`READ_MAX_SIDE`].
@@ -321,22 +307,6 @@ mod tests {
         let mut codes = texts(&read);
         codes.sort_unstable();
         assert_eq!(codes, [("code_128", SERIAL), ("qr", SERIAL)]);
-    }
-
-    #[test]
-    fn reading_stops_once_what_is_looked_for_is_read() {
-        let flat = DynamicImage::ImageLuma8(label(true).render().expect("label"));
-        let serial_read = |codes: &[ReadCode]| codes.iter().any(|code| code.text == SERIAL);
-        let read = read_codes_until(&flat, serial_read);
-        assert_eq!(
-            texts(&read),
-            [("qr", SERIAL)],
-            "the QR code, read first, holds it: the barcode is not looked for"
-        );
-        let read = read_codes_until(&flat, |codes| {
-            codes.iter().any(|code| code.text == "DS-OTHER-SERIAL")
-        });
-        assert_eq!(read.len(), 2, "not on the label: every pass runs");
     }
 
     #[test]

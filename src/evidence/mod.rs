@@ -11,6 +11,6 @@ pub mod reading;
 mod serials;
 pub mod worker;
 
-pub use codes::{CodeFormat, READ_MAX_SIDE, ReadCode, read_codes, read_codes_until};
+pub use codes::{CodeFormat, READ_MAX_SIDE, ReadCode, read_codes};
 pub use findings::{LabelFindings, label_findings};
 pub use serials::serials_in;

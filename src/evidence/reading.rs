@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{CodeFormat, ReadCode, read_codes_until, serials_in};
-use crate::domain::DeviceSerial;
+use super::{CodeFormat, ReadCode, read_codes};
 use crate::i18n::Message;
 use crate::intake::photo::{self, InspectedPhoto};
 
@@ -85,15 +84,13 @@ fn colour_memory(inspected: &InspectedPhoto) -> u64 {
 }
 
 /// Reads `bytes` (a label photo intake accepted): its codes; when none could be read,
-/// whether the picture data is damaged; and the previews when `with_previews`. Reading
-/// stops once every serial of `looked_for` is read (none: every pass runs). What a
+/// whether the picture data is damaged; and the previews when `with_previews`. What a
 /// photo that does not pass intake's structure checks (under `max_pixels`) gets is the
 /// refusal intake would give.
 pub fn read_photo(
     bytes: &[u8],
     max_pixels: u64,
     with_previews: bool,
-    looked_for: &[DeviceSerial],
 ) -> Result<PhotoReading, Message> {
     let inspected = photo::inspect_label_photo(bytes, max_pixels)?;
     let Ok(grey) = photo::read_label_pixels(bytes, &inspected) else {
@@ -103,12 +100,7 @@ pub fn read_photo(
             previews: None,
         });
     };
-    let codes = read_codes_until(&image::DynamicImage::ImageLuma8(grey), |codes| {
-        !looked_for.is_empty() && {
-            let read = serials_in(codes);
-            looked_for.iter().all(|serial| read.contains(serial))
-        }
-    });
+    let codes = read_codes(&image::DynamicImage::ImageLuma8(grey));
     // A photo whose codes read served its purpose, whatever a strict decoder thinks of
     // it; one with none is damaged if a strict decode fails.
     let damaged = codes.is_empty() && !photo::decodes_strictly(bytes, &inspected);
@@ -240,15 +232,8 @@ pub struct ChildLimits {
     pub max_bytes: u64,
     /// What the reading may allocate beyond the child's own start-up ([`memory_needed`]).
     pub memory_bytes: u64,
-    /// CPU time the reading may take (`evidence_read_timeout_secs`): the kernel ends the
-    /// child after it, however long it waited for a core.
-    pub cpu: Duration,
-    /// Wall-clock time from start to answer, at least `cpu`: past it the worker kills the
-    /// child's process group.
+    /// Wall-clock time from start to answer; also the child's CPU time limit.
     pub deadline: Duration,
-    /// Added to the child's niceness before it reads a byte: a reading nobody waits for
-    /// gives the cores to the requests customers and agents wait for (0: as the desk).
-    pub nice: i32,
 }
 
 /// How `resetdesk evidence read` ends when it gives no answer: the photo refused (its
@@ -296,18 +281,16 @@ impl ChildFailure {
 }
 
 /// Reads `photo` with `program evidence read` in a child process, killed at
-/// `limits.deadline`, that stops reading once it has read every serial of `looked_for`.
-/// Blocks the calling thread (a picture work thread) until the child has ended and been
-/// waited for.
+/// `limits.deadline`. Blocks the calling thread (a picture work thread) until the child
+/// has ended and been waited for.
 pub fn read_in_child(
     program: &Path,
     photo: Vec<u8>,
     limits: ChildLimits,
-    looked_for: &[DeviceSerial],
 ) -> Result<PhotoReading, ChildFailure> {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let started = Instant::now();
-    let seconds = limits.cpu.as_secs().max(1);
+    let seconds = limits.deadline.as_secs().max(1);
     let mut child = Command::new(program)
         .args(["evidence", "read", "--previews"])
         .arg("--max-pixels")
@@ -318,13 +301,6 @@ pub fn read_in_child(
         .arg(seconds.to_string())
         .arg("--max-memory-mib")
         .arg(limits.memory_bytes.div_ceil(1 << 20).to_string())
-        .arg("--nice")
-        .arg(limits.nice.to_string())
-        .args(
-            looked_for
-                .iter()
-                .flat_map(|serial| ["--looking-for", serial.as_str()]),
-        )
         // Nothing of the desk's: its variables hold the database URL and SMTP password.
         .env_clear()
         .current_dir("/")
@@ -423,15 +399,11 @@ fn drain(pipe: impl Read + Send + 'static, limit: u64) -> std::sync::mpsc::Recei
 
 /// In the child, before it reads a byte: at most `cpu_seconds` of CPU (then the kernel
 /// ends it), at most `memory_bytes` more address space than it has now, no core dump (a
-/// dump would hold the customer's photo), killed with the desk that started it (a desk
-/// killed mid-read leaves no reader behind), and `nice` added to its niceness (lowering
-/// its priority needs no privilege; a negative `nice` is refused unless it has one).
-pub fn limit_this_process(cpu_seconds: u64, memory_bytes: u64, nice: i32) -> std::io::Result<()> {
+/// dump would hold the customer's photo), and killed with the desk that started it (a
+/// desk killed mid-read leaves no reader behind).
+pub fn limit_this_process(cpu_seconds: u64, memory_bytes: u64) -> std::io::Result<()> {
     use rustix::process::{Resource, Rlimit, Signal, set_parent_process_death_signal, setrlimit};
     set_parent_process_death_signal(Some(Signal::KILL))?;
-    if nice != 0 {
-        rustix::process::nice(nice)?;
-    }
     let limit = |resource, value: u64| {
         setrlimit(
             resource,
@@ -532,9 +504,7 @@ mod tests {
             max_pixels: 1_000_000,
             max_bytes: 1 << 20,
             memory_bytes: 1 << 20,
-            cpu: Duration::from_secs(seconds),
             deadline: Duration::from_secs(seconds),
-            nice: 0,
         }
     }
 
@@ -544,7 +514,7 @@ mod tests {
         let photo = || vec![0; 200_000];
         let answer = r#"echo '{"codes":[],"damaged":false,"preview_bytes":0,"thumbnail_bytes":0}'"#;
         let read =
-            |body: &str, seconds| read_in_child(&script(&dir, body), photo(), limits(seconds), &[]);
+            |body: &str, seconds| read_in_child(&script(&dir, body), photo(), limits(seconds));
         assert_eq!(
             read(answer, 5).unwrap(),
             PhotoReading {
@@ -568,8 +538,7 @@ mod tests {
         let failure = read("exit 2", 5).unwrap_err();
         assert!(matches!(failure, ChildFailure::Crashed { .. }), "{failure}");
         assert!(failure.is_the_photos(), "a refused photo");
-        let missing =
-            read_in_child(&dir.path().join("nothing"), photo(), limits(5), &[]).unwrap_err();
+        let missing = read_in_child(&dir.path().join("nothing"), photo(), limits(5)).unwrap_err();
         assert!(matches!(missing, ChildFailure::Start { .. }), "{missing}");
     }
 
@@ -580,7 +549,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let body = r#"sleep 30 &
 echo '{"codes":[],"damaged":false,"preview_bytes":0,"thumbnail_bytes":0}'"#;
-        let failure = read_in_child(&script(&dir, body), vec![0; 16], limits(10), &[]).unwrap_err();
+        let failure = read_in_child(&script(&dir, body), vec![0; 16], limits(10)).unwrap_err();
         assert!(
             matches!(failure, ChildFailure::Crashed { .. }),
             "not taken as an answer: {failure}"

@@ -14,7 +14,6 @@ use actix_web::web;
 
 use crate::blobs::BlobError;
 use crate::desk::Desk;
-use crate::domain::DeviceSerial;
 use crate::evidence::reading;
 use crate::i18n::Lang;
 use crate::intake::photo;
@@ -56,47 +55,8 @@ const POLL: Duration = Duration::from_secs(2);
 const MAX_CODES_KEPT: usize = 16;
 const MAX_CODE_CHARS_KEPT: usize = 256;
 
-/// Niceness a reading nobody waits for adds to its reader (the most there is): beside a
-/// busy thread of the desk it gets about 1.5 % of a core (the kernel weighs nice 19 at 15
-/// against 1,024), so a backlog is read on what requests leave idle.
-const BACKGROUND_NICE: i32 = 19;
-
-/// How much longer than its CPU time a background reading may take on the clock: at nice
-/// 19 beside busy cores it waits for them. Its CPU time stays bounded by the kernel.
-const BACKGROUND_DEADLINE_FACTOR: u32 = 4;
-
-/// Who a reading is for, which sets its priority, its deadline on the clock, and the
-/// key its picture work is counted under.
-#[derive(Debug, Clone)]
-pub enum ReadFor {
-    /// One of the worker's loops, reading the backlog: nobody waits for it.
-    Worker { lane: usize },
-    /// An approval that waits for its ticket's label check.
-    Decision,
-}
-
-impl ReadFor {
-    fn address(&self) -> String {
-        match self {
-            Self::Worker { lane } => format!("evidence-worker-{lane}"),
-            Self::Decision => "evidence-decision".to_owned(),
-        }
-    }
-
-    fn nice(&self) -> i32 {
-        match self {
-            Self::Worker { .. } => BACKGROUND_NICE,
-            Self::Decision => 0,
-        }
-    }
-
-    fn deadline(&self, cpu: Duration) -> Duration {
-        match self {
-            Self::Worker { .. } => cpu * BACKGROUND_DEADLINE_FACTOR,
-            Self::Decision => cpu,
-        }
-    }
-}
+/// The per-address key the worker's picture work is counted under.
+const WORKER_ADDRESS: &str = "evidence-worker";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
@@ -153,17 +113,13 @@ const INTERRUPTED: &str =
 
 /// One round: leases due jobs and works each. The jobs worked, for tests and the loop.
 pub async fn work_once(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> {
-    work_once_as(desk, &ReadFor::Worker { lane: 0 }).await
-}
-
-async fn work_once_as(desk: &Desk, reader: &ReadFor) -> Result<Vec<Worked>, EvidenceError> {
     let jobs = desk
         .store
         .claim_evidence_jobs(desk.clock.now(), lease_secs(desk), BATCH)
         .await?;
     let mut worked = Vec::with_capacity(jobs.len());
     for job in jobs {
-        match work(desk, &job, reader).await {
+        match work(desk, &job).await {
             Ok(done) => worked.push(done),
             Err(error) => {
                 // Nothing against the photo: the job goes back, its attempt not counted,
@@ -230,7 +186,7 @@ async fn read_or_wait(desk: &Desk, ticket_id: TicketId) -> Result<LabelCheckWait
                 job_id: job.id,
                 done: false,
             };
-            let worked = work(desk, &job, &ReadFor::Decision).await;
+            let worked = work(desk, &job).await;
             lease.end(worked.is_ok()).await?;
             worked?;
             continue;
@@ -295,7 +251,7 @@ pub async fn work_until_idle(desk: &Desk) -> Result<Vec<Worked>, EvidenceError> 
     }
 }
 
-async fn work(desk: &Desk, job: &EvidenceJob, reader: &ReadFor) -> Result<Worked, EvidenceError> {
+async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
     let started = std::time::Instant::now();
     let ticket = desk.store.ticket(&job.ticket).await?;
     let reading = if job.exhausted() {
@@ -303,7 +259,7 @@ async fn work(desk: &Desk, job: &EvidenceJob, reader: &ReadFor) -> Result<Worked
         Reading::GaveUp(INTERRUPTED)
     } else {
         match desk.blobs.get(&job.label_blob).await {
-            Ok(bytes) => read(desk, bytes, reader, export_serials(&ticket)).await?,
+            Ok(bytes) => read(desk, bytes).await?,
             // Removed: the photo was replaced and its job superseded, which ending the job
             // finds out; a photo missing while it is still the ticket's is the storage's
             // fault, left to an agent.
@@ -381,14 +337,8 @@ async fn fail(
 
 /// Has the photo read in a child process (`evidence::reading`), holding a share of the
 /// picture work's cores and memory while it runs, so a burst of photos queues there with
-/// the QR pictures intake reads. The child may use `evidence_read_timeout_secs` of CPU;
-/// see [`ReadFor`] for how long it may take on the clock.
-async fn read(
-    desk: &Desk,
-    bytes: Vec<u8>,
-    reader: &ReadFor,
-    looked_for: Vec<DeviceSerial>,
-) -> Result<Reading, EvidenceError> {
+/// the QR pictures intake reads. The child is killed at `evidence_read_timeout_secs`.
+async fn read(desk: &Desk, bytes: Vec<u8>) -> Result<Reading, EvidenceError> {
     let max_pixels = desk.settings.intake.max_label_pixels;
     let Ok(inspected) = photo::inspect_label_photo(&bytes, max_pixels) else {
         // Intake checked the structure; a stored photo that no longer passes was taken
@@ -396,16 +346,13 @@ async fn read(
         return Ok(Reading::GaveUp(OTHER_LIMITS));
     };
     let memory = reading::memory_needed(bytes.len(), &inspected);
-    let limits = child_limits(desk, memory, reader);
+    let limits = child_limits(desk, memory);
     let program = reader_program(desk)?;
     let outcome = desk
         .pictures
-        .run(
-            PictureJob::PhotoProof,
-            &reader.address(),
-            memory,
-            move || reading::read_in_child(&program, bytes, limits, &looked_for),
-        )
+        .run(PictureJob::PhotoProof, WORKER_ADDRESS, memory, move || {
+            reading::read_in_child(&program, bytes, limits)
+        })
         .await;
     match outcome {
         Ok(Ok(found)) if found.damaged => Ok(Reading::Damaged),
@@ -424,17 +371,13 @@ async fn read(
 }
 
 /// What a reader child of this desk may take: the desk's photo limits, `memory_bytes`,
-/// `evidence_read_timeout_secs` of CPU, and the priority and time on the clock of a
-/// reading for `reader`.
-fn child_limits(desk: &Desk, memory_bytes: u64, reader: &ReadFor) -> reading::ChildLimits {
-    let cpu = Duration::from_secs(desk.settings.evidence.read_timeout_secs);
+/// and `evidence_read_timeout_secs`.
+fn child_limits(desk: &Desk, memory_bytes: u64) -> reading::ChildLimits {
     reading::ChildLimits {
         max_pixels: desk.settings.intake.max_label_pixels,
         max_bytes: desk.settings.intake.max_label_photo_bytes,
         memory_bytes,
-        cpu,
-        deadline: reader.deadline(cpu),
-        nice: reader.nice(),
+        deadline: Duration::from_secs(desk.settings.evidence.read_timeout_secs),
     }
 }
 
@@ -459,9 +402,9 @@ fn reader_program(desk: &Desk) -> Result<std::path::PathBuf, EvidenceError> {
 /// a wrong `evidence_reader` stops the start instead of every label check.
 pub async fn check_reader(desk: &Desk) -> Result<(), EvidenceError> {
     let program = reader_program(desk)?;
-    let limits = child_limits(desk, 64 << 20, &ReadFor::Decision);
+    let limits = child_limits(desk, 64 << 20);
     let photo = reading::sample_photo();
-    tokio::task::spawn_blocking(move || reading::read_in_child(&program, photo, limits, &[]))
+    tokio::task::spawn_blocking(move || reading::read_in_child(&program, photo, limits))
         .await
         .map_err(|_| EvidenceError::Busy)?
         .map(drop)
@@ -501,22 +444,17 @@ async fn remove(desk: &Desk, names: &[&str]) {
     }
 }
 
-/// The serials of the ticket's export: once the reader has read them all, it stops.
-fn export_serials(ticket: &TicketDetail) -> Vec<DeviceSerial> {
-    ticket
-        .devices
-        .iter()
-        .map(|device| device.identity.serial.clone())
-        .collect()
-}
-
 /// A finding per device of the export, by serial, and the serials the label names that
 /// the export does not.
 fn findings(
     ticket: &TicketDetail,
     codes: &[crate::evidence::ReadCode],
 ) -> (Vec<(String, LabelFinding)>, Vec<String>) {
-    let export = export_serials(ticket);
+    let export: Vec<_> = ticket
+        .devices
+        .iter()
+        .map(|d| d.identity.serial.clone())
+        .collect();
     // A barcode of the model or the MAC address parses as a serial too; on the export's
     // own label it is not another device.
     let printed_beside: Vec<String> = ticket
@@ -593,45 +531,20 @@ fn record_metrics(worked: &Worked, took: Duration) {
     }
 }
 
-/// Works jobs until `stopped`, in [`lane_count`] lanes: at once when this replica's intake
-/// made a job (`queued`), and every [`POLL`] for the others'.
+/// Works jobs until `stopped`: at once when this replica's intake made one (`queued`),
+/// and every [`POLL`] for the others'.
+///
+/// One photo at a time, at the desk's priority. Measured on 2 cores (bench `--only
+/// intake`, 2026-12-05): a second reader beside it (a loop per core) doubled the rate
+/// photos are read at, but raised intake's p99 at half of its peak from 8.5 ms to
+/// 37–79 ms, with the readers at nice 10 or 19 alike: one core must be left to
+/// requests. Lowering the reader's priority instead was dropped too: at nice 19 a busy
+/// desk starves it past the picture work's deadline, and a photo "not read in time"
+/// raises no flag, so keeping the cores busy would hide another device's label.
 pub async fn run(
     desk: web::Data<Desk>,
     queued: std::sync::Arc<tokio::sync::Notify>,
-    stopped: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut lanes = tokio::task::JoinSet::new();
-    for lane in 0..lane_count(desk.pictures.photo_proof_cores()) {
-        lanes.spawn(run_lane(
-            desk.clone(),
-            queued.clone(),
-            stopped.clone(),
-            ReadFor::Worker { lane },
-        ));
-    }
-    while let Some(ended) = lanes.join_next().await {
-        if let Err(ended) = ended
-            && ended.is_panic()
-        {
-            std::panic::resume_unwind(ended.into_panic());
-        }
-    }
-}
-
-/// Photos read at once by a worker on `cores` cores: all but one (at least one), so one
-/// core is always left to requests. Nice alone does not do it: with a reader on each of
-/// two cores (at nice 10, then 19) intake's p99 at half of its peak went from 8.5 ms to
-/// 37–79 ms in the bench (`--only intake`, 2026-12-05), a woken request thread waiting
-/// behind a reader for its slice.
-fn lane_count(cores: usize) -> usize {
-    cores.saturating_sub(1).max(1)
-}
-
-async fn run_lane(
-    desk: web::Data<Desk>,
-    queued: std::sync::Arc<tokio::sync::Notify>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
-    reader: ReadFor,
 ) {
     loop {
         // Asked before each job, so a stop (SIGTERM) waits for the job in hand only, not
@@ -639,7 +552,7 @@ async fn run_lane(
         if *stopped.borrow() {
             return;
         }
-        let busy = match work_once_as(&desk, &reader).await {
+        let busy = match work_once(&desk).await {
             Ok(worked) => !worked.is_empty(),
             Err(error) => {
                 tracing::warn!(error = %error, "the evidence worker could not work its jobs");

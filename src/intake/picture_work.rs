@@ -70,8 +70,6 @@ pub struct PictureWork {
     /// To the decoding threads; they end when this is dropped.
     jobs: std::sync::mpsc::Sender<Job>,
     photo_proofs: Arc<Semaphore>,
-    /// How many label photos may be read at once: one per core.
-    photo_proof_cores: usize,
     qr_reading: Arc<Semaphore>,
     memory: Arc<Semaphore>,
     memory_mib: u32,
@@ -119,7 +117,6 @@ impl PictureWork {
             // it never waits for a thread.
             jobs: decoding_threads(cores + qr_shares),
             photo_proofs: Arc::new(Semaphore::new(cores)),
-            photo_proof_cores: cores,
             qr_reading: Arc::new(Semaphore::new(qr_shares)),
             memory: Arc::new(Semaphore::new(memory_mib as usize)),
             memory_mib,
@@ -127,11 +124,6 @@ impl PictureWork {
             work_timeout: PICTURE_WORK_TIMEOUT,
             queue_timeout: PICTURE_QUEUE_TIMEOUT,
         }
-    }
-
-    /// How many label photos may be read at once.
-    pub fn photo_proof_cores(&self) -> usize {
-        self.photo_proof_cores
     }
 
     /// Shares for the cores this process may use.
