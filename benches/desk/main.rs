@@ -18,7 +18,8 @@
 //!
 //! The intake phase also watches the desk's evidence jobs in its database during the open
 //! loop at half of peak (evidence_watch.rs), and waits up to `--drain-secs` (300) for them
-//! to drain afterwards.
+//! to drain afterwards; then does the same on a fresh desk at `--worker-rate` uploads a
+//! second (4) for a minute, a rate the worker keeps up with.
 
 use std::io::{BufRead, BufReader, Cursor, Write};
 use std::path::{Path, PathBuf};
