@@ -696,6 +696,19 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// The database of one run: a fresh PostgreSQL database `name` on the server at `admin`,
+/// or `None` (SQLite in the desk's data directory) when no server is given.
+async fn run_database(admin: Option<&str>, name: &str) -> Option<String> {
+    match admin {
+        Some(admin) => Some(
+            postgres_database(admin, name)
+                .await
+                .expect("a benchmark database"),
+        ),
+        None => None,
+    }
+}
+
 /// A fresh PostgreSQL database for one run, dropped afterwards.
 async fn postgres_database(admin_url: &str, name: &str) -> Option<String> {
     use sqlx::Connection;
@@ -772,23 +785,13 @@ async fn intake_run(
     drain_limit: Duration,
     worker_rate: f64,
 ) -> IntakeRun {
-    let database = |name: String| async move {
-        match admin {
-            Some(admin) => Some(
-                postgres_database(admin, &name)
-                    .await
-                    .expect("a benchmark database"),
-            ),
-            None => None,
-        }
-    };
     let make = |keys: &KeyStore, phase: &str| {
         uploads(requests, photo, |i| {
             submission(keys, &format!("BENCH-{run}-{phase}-{i:06}"), i)
         })
     };
 
-    let database_url = database(format!("resetdesk_bench_{run}")).await;
+    let database_url = run_database(admin, &format!("resetdesk_bench_{run}")).await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (desk, _) = start_desk(dir.path(), database_url.as_deref());
     let keys = KeyStore::new(dir.path().join("keys"));
@@ -852,17 +855,8 @@ struct WatchedLoad<'a> {
 
 impl WatchedLoad<'_> {
     async fn run(&self) -> (Load, EvidenceRun) {
-        let database_url = match self.admin {
-            Some(admin) => Some(
-                postgres_database(
-                    admin,
-                    &format!("resetdesk_bench_{}_{}", self.run, self.phase),
-                )
-                .await
-                .expect("a benchmark database"),
-            ),
-            None => None,
-        };
+        let name = format!("resetdesk_bench_{}_{}", self.run, self.phase);
+        let database_url = run_database(self.admin, &name).await;
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (desk, _) = start_desk(dir.path(), database_url.as_deref());
         let keys = KeyStore::new(dir.path().join("keys"));
@@ -1430,14 +1424,8 @@ async fn approvals_phase(
     for (name, admin) in backends {
         let mut runs = Vec::new();
         for run in 0..options.runs {
-            let database = match admin {
-                Some(admin) => Some(
-                    postgres_database(admin, &format!("resetdesk_bench_mail_{run}"))
-                        .await
-                        .expect("a benchmark database"),
-                ),
-                None => None,
-            };
+            let database =
+                run_database(admin.as_deref(), &format!("resetdesk_bench_mail_{run}")).await;
             runs.push(approvals::approvals_run(&photo, options.approvals, database, run).await);
         }
         let pick = |f: &dyn Fn(&approvals::ApprovalRun) -> f64| {

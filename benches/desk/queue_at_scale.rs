@@ -21,7 +21,7 @@ use resetdesk::domain::{EmailAddress, Role, Roles, Secret, Timestamp};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::{Server, percentile, postgres_database, start_desk};
+use crate::{Server, percentile, postgres_database, run_database, start_desk};
 use loader::{Chunk, Maker, Rng};
 
 /// The small size the large one is compared with.
@@ -110,14 +110,7 @@ pub async fn run(
     for (name, admin) in backends {
         let mut runs = Vec::new();
         for size in [SMALL.min(tickets), tickets] {
-            let database = match admin {
-                Some(admin) => Some(
-                    postgres_database(admin, &format!("resetdesk_bench_scale_{size}"))
-                        .await
-                        .expect("a benchmark database"),
-                ),
-                None => None,
-            };
+            let database = run_database(admin, &format!("resetdesk_bench_scale_{size}")).await;
             runs.push(size_run(size, requests, starts, rounds, database).await);
             if let Some(admin) = admin {
                 drop_database(admin, &format!("resetdesk_bench_scale_{size}")).await;

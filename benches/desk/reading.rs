@@ -20,6 +20,8 @@ use resetdesk::evidence::reading::{self, ChildLimits};
 use resetdesk::intake::photo;
 use serde_json::{Value, json};
 
+use super::median;
+
 const SERIAL: &str = "DS-2CD2143G2-I20231234AAWRJ12345";
 
 /// One kind of photo and what reading it took (medians, milliseconds).
@@ -127,11 +129,6 @@ fn timed<T>(times: &mut Vec<f64>, f: impl FnOnce() -> T) -> T {
     let value = f();
     times.push(started.elapsed().as_secs_f64() * 1000.0);
     value
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// The reference device's label photographed by a phone (`device label --style photo`).
