@@ -15,6 +15,7 @@ mod rows;
 mod sql;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+mod write_lane;
 
 #[cfg(test)]
 mod conformance;

@@ -137,7 +137,7 @@ impl PgStore {
             .await
             .map_err(db)?;
         // Writes run on the same pool: PostgreSQL takes concurrent writers.
-        Ok(Self::new(pool.clone(), pool))
+        Self::new(pool.clone(), pool)
     }
 }
 

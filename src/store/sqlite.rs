@@ -133,7 +133,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db)?;
-        Ok(Self::new(pool, writer))
+        Self::new(pool, writer)
     }
 }
 

@@ -60,9 +60,12 @@ mod sign_in;
 pub(super) mod tickets;
 mod users;
 
+use std::sync::Arc;
+
 use sqlx::{Database, Decode, Encode, Pool, Transaction, Type};
 
 use super::dialect::Dialect;
+use super::write_lane::WriteLane;
 use super::{StoreError, StoreResult, TicketEventKind, TicketId, UserId};
 use crate::domain::Timestamp;
 
@@ -83,11 +86,40 @@ pub struct SqlStore<D: Dialect> {
     /// Where writes run: on SQLite its one writing connection, so writers queue in the
     /// pool, first come first served; on PostgreSQL the same pool as reads.
     writer: Pool<D>,
+    /// Where the write transactions of every public upload run (`write_lane.rs`).
+    lane: Arc<WriteLane>,
+}
+
+/// The pools and the lane are shared: a copy is what a transaction on the lane holds.
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            writer: self.writer.clone(),
+            lane: Arc::clone(&self.lane),
+        }
+    }
 }
 
 impl<D: Dialect> SqlStore<D> {
-    pub(super) fn new(pool: Pool<D>, writer: Pool<D>) -> Self {
-        Self { pool, writer }
+    pub(super) fn new(pool: Pool<D>, writer: Pool<D>) -> StoreResult<Self> {
+        Ok(Self {
+            pool,
+            writer,
+            lane: Arc::new(WriteLane::start()?),
+        })
+    }
+
+    /// Runs `work` on a copy of this store on the write lane: for transactions that run
+    /// under load, given what they need to keep.
+    async fn on_write_lane<T, F, Fut>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Self) -> Fut,
+        Fut: std::future::Future<Output = StoreResult<T>> + Send + 'static,
+    {
+        let store = self.clone();
+        self.lane.run(work(store)).await
     }
 
     /// Where a write outside a transaction runs.

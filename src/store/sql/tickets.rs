@@ -51,23 +51,17 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
+    /// On the write lane: every public upload makes one.
     async fn create_ticket(
         &self,
         ticket: &NewTicket,
         acknowledgment: &NewMail,
     ) -> StoreResult<CreateOutcome> {
-        match self.create_ticket_once(ticket, acknowledgment).await {
-            // Two identical submissions raced and the other one won (only possible where
-            // writers run concurrently): the challenge now has its ticket.
-            Err(StoreError::Conflict(Conflict::SameChallenge)) => {
-                let number = self
-                    .ticket_of_challenge(&ticket.devices[0])
-                    .await?
-                    .ok_or(StoreError::NotFound)?;
-                Ok(CreateOutcome::Existing { number })
-            }
-            other => other,
-        }
+        let (ticket, acknowledgment) = (ticket.clone(), acknowledgment.clone());
+        self.on_write_lane(move |store| async move {
+            store.create_or_find_ticket(&ticket, &acknowledgment).await
+        })
+        .await
     }
 
     async fn ticket_of_challenge(
@@ -379,6 +373,26 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
+    /// Stores the ticket, or names the one that already holds its challenge.
+    async fn create_or_find_ticket(
+        &self,
+        ticket: &NewTicket,
+        acknowledgment: &NewMail,
+    ) -> StoreResult<CreateOutcome> {
+        match self.create_ticket_once(ticket, acknowledgment).await {
+            // Two identical submissions raced and the other one won (only possible where
+            // writers run concurrently): the challenge now has its ticket.
+            Err(StoreError::Conflict(Conflict::SameChallenge)) => {
+                let number = self
+                    .ticket_of_challenge(&ticket.devices[0])
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Ok(CreateOutcome::Existing { number })
+            }
+            other => other,
+        }
+    }
+
     pub(super) async fn create_ticket_once(
         &self,
         ticket: &NewTicket,
