@@ -153,7 +153,7 @@ impl Frame {
 }
 
 /// What walking a JPEG's segments found, as far as it got.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct JpegWalk {
     metadata: usize,
     frame: Option<Frame>,
@@ -206,27 +206,52 @@ impl<R: std::io::BufRead> Walker<R> {
             if buffer.is_empty() {
                 return None;
             }
-            let Some(ff) = buffer.iter().position(|&b| b == 0xFF) else {
-                let n = buffer.len();
-                self.reader.consume(n);
-                self.at += n;
-                continue;
-            };
-            self.reader.consume(ff + 1);
-            self.at += ff + 1;
-            loop {
-                match self.peek()? {
-                    0x00 | 0xD0..=0xD7 => {
-                        self.byte();
+            // The whole upload is one buffer: each 0xFF is found by memchr and judged by
+            // the byte after it, without a call per byte (this walk was a tenth of
+            // intake's CPU, profiled at 64 clients, when it went byte by byte).
+            let mut from = 0;
+            let mut marker = None;
+            let mut split_at_end = false;
+            while let Some(found) = memchr::memchr(0xFF, &buffer[from..]) {
+                let ff = from + found;
+                match buffer.get(ff + 1) {
+                    Some(0x00 | 0xD0..=0xD7) => from = ff + 2,
+                    // A fill byte: the last 0xFF is the one before the marker.
+                    Some(0xFF) => from = ff + 1,
+                    Some(&next) => {
+                        marker = Some((ff + 2, next));
                         break;
                     }
-                    // Fill bytes: the last 0xFF is the one before the marker.
-                    0xFF => {
-                        self.byte();
+                    None => {
+                        from = ff + 1;
+                        split_at_end = true;
+                        break;
                     }
-                    marker => {
-                        self.byte();
-                        return Some(marker);
+                }
+            }
+            if let Some((consumed, next)) = marker {
+                self.reader.consume(consumed);
+                self.at += consumed;
+                return Some(next);
+            }
+            let consumed = if split_at_end { from } else { buffer.len() };
+            self.reader.consume(consumed);
+            self.at += consumed;
+            if split_at_end {
+                // A 0xFF ends the buffer: what follows it comes with the next one.
+                loop {
+                    match self.peek()? {
+                        0x00 | 0xD0..=0xD7 => {
+                            self.byte();
+                            break;
+                        }
+                        0xFF => {
+                            self.byte();
+                        }
+                        next => {
+                            self.byte();
+                            return Some(next);
+                        }
                     }
                 }
             }
@@ -822,6 +847,34 @@ mod tests {
         assert!((60_000..=180_000).contains(&baseline.work), "{baseline:?}");
         let png = declared(png(300, 200).as_slice()).expect("a header");
         assert_eq!((png.scans, png.work), (1, 60_000));
+    }
+
+    #[test]
+    fn the_walk_finds_the_same_markers_however_the_bytes_arrive() {
+        // A baseline picture whose entropy-coded data also holds a restart marker, and
+        // fill bytes before its end marker: what the walk must step over, not stop at.
+        let plain = jpeg(300, 200);
+        let middle = plain.len() / 2;
+        let mut marked = plain[..middle].to_vec();
+        marked.extend_from_slice(&[0xFF, 0xD3]);
+        marked.extend_from_slice(&plain[middle..plain.len() - 2]);
+        marked.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xD9]);
+        for picture in [plain.as_slice(), marked.as_slice(), PROGRESSIVE] {
+            let whole = walk_jpeg(&picture[2..]);
+            assert_eq!(whole.end, Some(picture.len()));
+            assert!(whole.scans >= 1 && whole.frame.is_some());
+            // Read in small pieces, a 0xFF falls at the end of a piece, its next byte in
+            // the piece after: every piece size walks to the same place.
+            for capacity in [1, 2, 3, 5, 64, 4096] {
+                let pieces = std::io::BufReader::with_capacity(capacity, &picture[2..]);
+                assert_eq!(walk_jpeg(pieces), whole, "pieces of {capacity} bytes");
+            }
+        }
+        // Cut inside the entropy-coded data, or just after a 0xFF: no end is found.
+        let ff = plain.iter().rposition(|&b| b == 0xFF).unwrap();
+        for cut in [&plain[..middle], &plain[..ff + 1]] {
+            assert_eq!(walk_jpeg(&cut[2..]).end, None);
+        }
     }
 
     #[test]
