@@ -402,6 +402,16 @@ where
         .execute(&mut **tx)
         .await
         .map_err(db)?;
+        Self::insert_evidence_job(tx, ticket_id, label_blob, now).await
+    }
+
+    /// Makes the job that reads `label_blob`, for a ticket with no job waiting.
+    pub(super) async fn insert_evidence_job(
+        tx: &mut Transaction<'static, D>,
+        ticket_id: TicketId,
+        label_blob: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO evidence_jobs (ticket_id, label_blob, created_at) VALUES ($1, $2, $3)",
         )

@@ -401,36 +401,36 @@ where
         let mut tx = self.write().await?;
         let now = ticket.created_at;
         for device in &ticket.devices {
-            let existing: Option<String> = sqlx::query_scalar(
-                "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-                 WHERE d.serial = $1 AND d.nonce = $2",
+            // One question per device, two answers: a ticket that already holds this very
+            // challenge (the same submission again), first; else a ticket still waiting
+            // with a newer export from the device, which holds only its newest challenge,
+            // so this export is dead on arrival.
+            let found: Option<(String, i64)> = sqlx::query_as(
+                "SELECT t.number, CAST(CASE WHEN d.nonce = $2 THEN 1 ELSE 0 END AS BIGINT) AS same
+                 FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
+                 WHERE d.serial = $1
+                   AND (d.nonce = $2 OR (d.issued_at > $3 AND t.status IN ('open', 'awaiting_photo')))
+                 ORDER BY same DESC LIMIT 1",
             )
             .bind(device.identity.serial.as_str())
             .bind(hex(&device.nonce.0))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            if let Some(number) = existing {
-                let number = TicketNumber::parse(&number)
-                    .map_err(|_| rows::corrupt("ticket number", number))?;
-                return Ok(CreateOutcome::Existing { number });
-            }
-            // The device holds only its newest challenge: an export older than one already
-            // waiting in a ticket is dead on arrival.
-            let newer: Option<String> = sqlx::query_scalar(
-                "SELECT t.number FROM ticket_devices d JOIN tickets t ON t.id = d.ticket_id
-                 WHERE d.serial = $1 AND d.issued_at > $2 AND t.status IN ('open', 'awaiting_photo') LIMIT 1",
-            )
-            .bind(device.identity.serial.as_str())
             .bind(device.issued_at.unix_seconds())
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-            if let Some(number) = newer {
-                return Err(StoreError::NewerExport {
-                    ticket: number,
-                    serial: device.identity.serial.to_string(),
-                });
+            match found {
+                Some((number, 1)) => {
+                    let number = TicketNumber::parse(&number)
+                        .map_err(|_| rows::corrupt("ticket number", number))?;
+                    return Ok(CreateOutcome::Existing { number });
+                }
+                Some((number, _)) => {
+                    return Err(StoreError::NewerExport {
+                        ticket: number,
+                        serial: device.identity.serial.to_string(),
+                    });
+                }
+                None => {}
             }
         }
         let c = &ticket.customer;
@@ -462,7 +462,8 @@ where
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-        Self::enqueue_evidence_job(&mut tx, id, &ticket.label_blob, now).await?;
+        // A new ticket has no job to supersede.
+        Self::insert_evidence_job(&mut tx, id, &ticket.label_blob, now).await?;
         for (position, device) in ticket.devices.iter().enumerate() {
             let id_ = &device.identity;
             sqlx::query(
