@@ -348,7 +348,9 @@ fn local_error(e: std::io::Error) -> BlobError {
 
 /// Puts a new file at `path` all at once: `fill` writes it under a temporary name in the
 /// same directory, then it is synced and renamed into place, so a crash or a full disk
-/// never leaves half a blob under a real name.
+/// never leaves half a blob under a real name; then the directory is synced, so the new
+/// name survives a power cut too (a ticket committed after this names a blob that is
+/// there), whatever the file system orders.
 fn place_new(
     path: &Path,
     fill: impl FnOnce(&Path) -> std::io::Result<std::fs::File>,
@@ -356,7 +358,7 @@ fn place_new(
     let parent = path
         .parent()
         .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
-    crate::data_dir::create_dir_all(parent)?;
+    folder_on_disk(parent)?;
     let tmp = parent.join(format!(
         ".tmp-{}",
         data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>())
@@ -367,7 +369,39 @@ fn place_new(
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result
+    // A blob whose name may not survive is not given out: its caller stores no ticket
+    // naming it, and nothing is left for the sweeper.
+    result.and_then(|()| {
+        crate::data_dir::sync_dir(parent).inspect_err(|_| {
+            let _ = std::fs::remove_file(path);
+        })
+    })
+}
+
+/// Makes sure a blob folder exists and its entry is on disk, as are those of the two
+/// folders above it (the blob directory, and the one holding it), once per process and
+/// folder. Whoever made the folder, it is synced here too: a folder another upload made
+/// a moment ago may not have been synced yet when this one stores in it.
+fn folder_on_disk(folder: &Path) -> std::io::Result<()> {
+    static SYNCED: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let known = |set: &std::collections::BTreeSet<PathBuf>| set.contains(folder);
+    if SYNCED.lock().is_ok_and(|set| known(&set)) {
+        return Ok(());
+    }
+    crate::data_dir::create_dir_all(folder)?;
+    let mut above = folder.parent();
+    for _ in 0..2 {
+        let Some(dir) = above.filter(|d| !d.as_os_str().is_empty()) else {
+            break;
+        };
+        crate::data_dir::sync_dir(dir)?;
+        above = dir.parent();
+    }
+    if let Ok(mut set) = SYNCED.lock() {
+        set.insert(folder.to_owned());
+    }
+    Ok(())
 }
 
 /// Gives a spooled file a second name in the blob directory, cut to `len`. Across file

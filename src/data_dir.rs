@@ -57,21 +57,35 @@ pub fn warn_if_open(path: &Path) {
     );
 }
 
-/// `mkdir -p` with every directory it creates made 0700, whatever the umask; directories
-/// that exist are left as they are.
+/// `mkdir -p` with every directory it creates made 0700, whatever the umask, and its
+/// entry synced in the directory above, so what is later stored in it is not lost with
+/// it in a power cut; directories that exist are left as they are.
 pub fn create_dir_all(path: &Path) -> io::Result<()> {
     if path.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
         create_dir_all(parent)?;
     }
     match fs::DirBuilder::new().mode(DIR_MODE).create(path) {
-        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE)),
-        // Made meanwhile by a concurrent request: its maker set the mode.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Ok(()) => {
+            fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))?;
+            sync_dir(parent.unwrap_or(Path::new(".")))
+        }
+        // Made meanwhile by a concurrent request: its maker set the mode, and may not
+        // have synced its entry yet.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {
+            sync_dir(parent.unwrap_or(Path::new(".")))
+        }
         Err(e) => Err(e),
     }
+}
+
+/// Flushes a directory's entries, so a file just created or renamed in it is still there
+/// after a power cut.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Creates a new file (failing if it exists), mode 0600 whatever the umask.
