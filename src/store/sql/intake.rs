@@ -8,6 +8,7 @@ use super::{Param, SqlStore, Value, db};
 use crate::domain::Timestamp;
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
+use crate::store::write_lane::Abandoned;
 use crate::store::{IntakeHit, IntakeReservation, IntakeStore, StoreError, StoreResult, TicketId};
 
 /// A lock namespace of its own per intake bucket ("RDIA", "RDIS").
@@ -56,8 +57,9 @@ where
             .collect();
         ordered.sort_by(|a, b| (a.bucket, &a.key).cmp(&(b.bucket, &b.key)));
         ordered.dedup_by(|a, b| (a.bucket, &a.key) == (b.bucket, &b.key));
-        // On the write lane: every public upload is counted.
-        self.on_write_lane(move |store| async move {
+        // On the write lane: every public upload is counted. The count of a request
+        // whose client went away is not kept.
+        self.on_write_lane(Abandoned::Stop, move |store| async move {
             store.count_intake(&ordered, at, window_secs).await
         })
         .await

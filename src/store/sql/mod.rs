@@ -65,7 +65,7 @@ use std::sync::Arc;
 use sqlx::{Database, Decode, Encode, Pool, Transaction, Type};
 
 use super::dialect::Dialect;
-use super::write_lane::WriteLane;
+use super::write_lane::{Abandoned, WriteLane};
 use super::{StoreError, StoreResult, TicketEventKind, TicketId, UserId};
 use crate::domain::Timestamp;
 
@@ -111,15 +111,16 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// Runs `work` on a copy of this store on the write lane: for transactions that run
-    /// under load, given what they need to keep.
-    async fn on_write_lane<T, F, Fut>(&self, work: F) -> StoreResult<T>
+    /// under load, given what they need to keep; `abandoned` says what becomes of it if
+    /// the caller stops waiting.
+    async fn on_write_lane<T, F, Fut>(&self, abandoned: Abandoned, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(Self) -> Fut,
         Fut: std::future::Future<Output = StoreResult<T>> + Send + 'static,
     {
         let store = self.clone();
-        self.lane.run(work(store)).await
+        self.lane.run(abandoned, work(store)).await
     }
 
     /// Where a write outside a transaction runs.

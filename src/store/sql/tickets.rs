@@ -10,6 +10,7 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{
     self, DeviceRow, EventRow, MailStatusRow, ResponseRow, SummaryRow, TicketRow, hex,
 };
+use crate::store::write_lane::Abandoned;
 use crate::store::{
     Conflict, CreateOutcome, NewMail, NewTicket, QueueFilter, StoreError, StoreResult,
     TicketDetail, TicketEventKind, TicketId, TicketStore, TicketSummary, UserId,
@@ -51,14 +52,15 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    /// On the write lane: every public upload makes one.
+    /// On the write lane: every public upload makes one. A ticket whose client hung up
+    /// is still stored, and acknowledged by its mail.
     async fn create_ticket(
         &self,
         ticket: &NewTicket,
         acknowledgment: &NewMail,
     ) -> StoreResult<CreateOutcome> {
         let (ticket, acknowledgment) = (ticket.clone(), acknowledgment.clone());
-        self.on_write_lane(move |store| async move {
+        self.on_write_lane(Abandoned::Finish, move |store| async move {
             store.create_or_find_ticket(&ticket, &acknowledgment).await
         })
         .await
