@@ -306,6 +306,9 @@ impl Upload {
     /// The first `len` bytes, read off the async workers when spooled.
     pub async fn bytes(&self, len: u64) -> std::io::Result<Vec<u8>> {
         let len = usize::try_from(len.min(self.0.len)).unwrap_or(usize::MAX);
+        if let Body::Memory { bytes, .. } = &self.0.body {
+            return Ok(bytes[..len].to_vec());
+        }
         let upload = self.clone();
         tokio::task::spawn_blocking(move || upload.with_bytes(|bytes| bytes[..len].to_vec()))
             .await

@@ -469,23 +469,22 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         verified.devices(),
     )
     .map_err(IntakeError::internal)?;
-    let export_blob = desk
+    // The export (a few kilobytes) goes into the ticket's row, committed with it: a file
+    // of its own cost every upload a file to create, sync and rename.
+    let export = export
+        .bytes(export.len())
+        .await
+        .map_err(IntakeError::internal)?;
+    let label_blob = desk
         .blobs
-        .put_upload(&export, export.len())
+        .put_upload(&label, photo.picture_len)
         .await
         .map_err(IntakeError::storing)?;
-    let label_blob = match desk.blobs.put_upload(&label, photo.picture_len).await {
-        Ok(blob) => blob,
-        Err(e) => {
-            remove_blobs(desk, &[&export_blob]).await;
-            return Err(IntakeError::storing(e));
-        }
-    };
     let ticket = NewTicket {
         number: number.clone(),
         customer,
         export_form: form,
-        export_blob: export_blob.clone(),
+        export,
         label_blob: label_blob.clone(),
         label_media_type: photo.media_type.to_owned(),
         devices: verified.devices().to_vec(),
@@ -507,11 +506,11 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
             })
         }
         Ok(CreateOutcome::Existing { number }) => {
-            remove_blobs(desk, &[&export_blob, &label_blob]).await;
+            remove_blobs(desk, &[&label_blob]).await;
             existing(desk, number, &ticket.customer.email, &raw.passes).await
         }
         Err(StoreError::NewerExport { ticket, serial }) => {
-            remove_blobs(desk, &[&export_blob, &label_blob]).await;
+            remove_blobs(desk, &[&label_blob]).await;
             Err(IntakeError::Conflict(
                 field,
                 Message::new("problem.export_out_of_date")
@@ -520,7 +519,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
             ))
         }
         Err(StoreError::Conflict(why)) => {
-            remove_blobs(desk, &[&export_blob, &label_blob]).await;
+            remove_blobs(desk, &[&label_blob]).await;
             tracing::info!(%why, "two submissions of one export crossed");
             Err(IntakeError::Conflict(
                 field,
@@ -541,11 +540,11 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
                 })
             }
             Ok(Some(other)) => {
-                remove_blobs(desk, &[&export_blob, &label_blob]).await;
+                remove_blobs(desk, &[&label_blob]).await;
                 existing(desk, other, &ticket.customer.email, &raw.passes).await
             }
             Ok(None) => {
-                remove_blobs(desk, &[&export_blob, &label_blob]).await;
+                remove_blobs(desk, &[&label_blob]).await;
                 Err(IntakeError::internal(error))
             }
             Err(lookup) => {

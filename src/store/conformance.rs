@@ -15,7 +15,8 @@ use crate::store::{
     LabelCheck, LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind,
     MailedDecision, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus,
     Previews, QueueCursor, QueueFilter, ReadCode, ResentApproval, SessionStage, Store, StoreError,
-    StoredResponse, StoredSeed, StoredSignature, TicketEventKind, TicketId, TokenScope, UserId,
+    StoredExport, StoredResponse, StoredSeed, StoredSignature, TicketEventKind, TicketId,
+    TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -56,7 +57,7 @@ fn ticket(customer: &str, devices: Vec<DeviceChallenge>, created_at: Timestamp) 
             language: Lang::Es,
         },
         export_form: ExportForm::Xml,
-        export_blob: "a".repeat(64),
+        export: b"<export/>".to_vec(),
         label_blob: "b".repeat(64),
         label_media_type: "image/jpeg".to_owned(),
         devices,
@@ -271,6 +272,8 @@ pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
     // The customer's language comes back as it went in: the e-mails are written in it.
     let stored = store.ticket(&number).await.unwrap();
     assert_eq!(stored.customer.language, Lang::Es);
+    // The export comes back as it went in, from the ticket's row.
+    assert_eq!(stored.export, StoredExport::InRow(first.export.clone()));
     // The same challenge again finds the same ticket and writes nothing.
     let mut again = ticket("b@example.com", first.devices.clone(), at(20));
     again.number = TicketNumber::generate();
@@ -2790,7 +2793,8 @@ pub async fn job_leases_and_blob_references(store: &dyn Store) {
         .await
         .unwrap();
     owned.sort();
-    assert_eq!(owned, vec!["a".repeat(64), "b".repeat(64)]);
+    // The label photo's blob; the export is in the ticket's row and names no blob.
+    assert_eq!(owned, vec!["b".repeat(64)]);
     assert!(store.blobs_referenced(&[]).await.unwrap().is_empty());
     // A full batch binds every name.
     let many: Vec<String> = (0..crate::store::BLOBS_PER_QUERY)

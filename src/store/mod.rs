@@ -773,13 +773,23 @@ pub struct Attachment {
     pub bytes: Vec<u8>,
 }
 
+/// Where a ticket's export, as the customer sent it, is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredExport {
+    /// In the ticket's row: every ticket made since migration 0018.
+    InRow(Vec<u8>),
+    /// In the blob of this name: tickets made before.
+    Blob(String),
+}
+
 /// A verified submission, ready to store.
 #[derive(Debug, Clone)]
 pub struct NewTicket {
     pub number: TicketNumber,
     pub customer: Customer,
     pub export_form: ExportForm,
-    pub export_blob: String,
+    /// The export as the customer sent it, kept in the ticket's row.
+    pub export: Vec<u8>,
     pub label_blob: String,
     pub label_media_type: String,
     pub devices: Vec<DeviceChallenge>,
@@ -942,7 +952,7 @@ pub struct TicketDetail {
     pub summary: TicketSummary,
     pub customer: Customer,
     pub export_form: ExportForm,
-    pub export_blob: String,
+    pub export: StoredExport,
     pub label_blob: String,
     pub label_media_type: String,
     /// Which version of the evidence (label photo, export, customer address) this is: it

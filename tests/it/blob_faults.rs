@@ -229,7 +229,11 @@ async fn a_lost_commit_acknowledgment_keeps_the_ticket_and_its_evidence() {
         .await
         .unwrap();
     assert!(app.desk.blobs.get(&ticket.label_blob).await.is_ok());
-    assert!(app.desk.blobs.get(&ticket.export_blob).await.is_ok());
+    // The export is in the ticket's row, committed with it.
+    match &ticket.export {
+        resetdesk::store::StoredExport::InRow(bytes) => assert!(!bytes.is_empty()),
+        other => panic!("the export is not in the ticket's row: {other:?}"),
+    }
     app.create_agent("agent@vendor.test").await;
     let agent = app.sign_in("agent@vendor.test").await;
     let photo = agent
@@ -238,7 +242,7 @@ async fn a_lost_commit_acknowledgment_keeps_the_ticket_and_its_evidence() {
         .await
         .unwrap();
     assert_eq!(photo.status(), 200, "the agent sees the photo");
-    assert_eq!(walk_files(&app.dir.path().join("data/blobs")), 2);
+    assert_eq!(walk_files(&app.dir.path().join("data/blobs")), 1);
 }
 
 /// Issue 16, item 1, when the desk cannot even ask: the commit's answer is lost and the
@@ -270,8 +274,8 @@ async fn an_unconfirmed_commit_keeps_the_uploads_and_a_retry_finds_the_ticket() 
     assert!(!message.contains("Nothing was saved"), "{message}");
     assert_eq!(
         walk_files(&app.dir.path().join("data/blobs")),
-        2,
-        "the uploads are kept"
+        1,
+        "the photo is kept (the export goes into the ticket's row)"
     );
 
     tap.reachable();
@@ -290,8 +294,8 @@ async fn an_unconfirmed_commit_keeps_the_uploads_and_a_retry_finds_the_ticket() 
     assert_eq!(photo.status(), 200, "the ticket's photo is there");
     assert_eq!(
         walk_files(&app.dir.path().join("data/blobs")),
-        2,
-        "the retry's own uploads were removed"
+        1,
+        "the retry's own photo was removed"
     );
 }
 
@@ -454,10 +458,10 @@ async fn two_new_photos_at_once_one_wins_the_other_hears_409(backend: Backend) {
             refused.contains("at the same moment") || refused.contains("not waiting"),
             "{refused}"
         );
-        // Every ticket owns its export and one photo; nothing else is left.
+        // Every ticket owns one photo (its export is in its row); nothing else is left.
         assert_eq!(
             walk_files(&app.dir.path().join("data/blobs")),
-            2 * (round + 1),
+            round + 1,
             "round {round}: the losing photo was removed"
         );
     }
@@ -581,7 +585,7 @@ async fn orphaned_blobs_are_swept_after_the_grace_period(backend: Backend) {
         .to_owned();
     let orphan = app.desk.blobs.put(b"a label photo".to_vec()).await.unwrap();
     let blobs_dir = app.dir.path().join("data/blobs");
-    assert_eq!(walk_files(&blobs_dir), 3);
+    assert_eq!(walk_files(&blobs_dir), 2);
     let (store, blobs) = (app.desk.store.as_ref(), &app.desk.blobs);
     let grace = app.desk.settings.storage.blob_sweep_grace_secs;
 
@@ -592,14 +596,14 @@ async fn orphaned_blobs_are_swept_after_the_grace_period(backend: Backend) {
         .unwrap();
     assert!(young.ran);
     assert_eq!((young.removed.len(), young.young), (0, 1));
-    assert_eq!(walk_files(&blobs_dir), 3);
+    assert_eq!(walk_files(&blobs_dir), 2);
 
     let later = now.plus_seconds(grace + 1);
     let swept = sweep_once(store, blobs, "replica-1", later, grace, 900)
         .await
         .unwrap();
     assert_eq!(swept.removed, vec![orphan.clone()]);
-    assert_eq!(walk_files(&blobs_dir), 2, "the ticket's own blobs stay");
+    assert_eq!(walk_files(&blobs_dir), 1, "the ticket's own photo stays");
     // Another replica at the same moment: the lease is held, it does nothing.
     let other = sweep_once(store, blobs, "replica-2", later, grace, 900)
         .await
@@ -626,7 +630,7 @@ async fn orphaned_blobs_are_swept_after_the_grace_period(backend: Backend) {
     let (ok, said) = sweep_command(&app, later.plus_seconds(1000));
     assert!(ok, "{said}");
     assert!(said.contains(&format!("removed {second}")), "{said}");
-    assert_eq!(walk_files(&blobs_dir), 2);
+    assert_eq!(walk_files(&blobs_dir), 1);
 
     app.create_agent("agent@vendor.test").await;
     let agent = app.sign_in("agent@vendor.test").await;
@@ -651,7 +655,7 @@ async fn orphaned_objects_are_swept_from_s3() {
         .await;
     assert_eq!(created.status(), 201);
     let orphan = app.desk.blobs.put(b"a label photo".to_vec()).await.unwrap();
-    assert_eq!(app.desk.blobs.list().await.unwrap().len(), 3);
+    assert_eq!(app.desk.blobs.list().await.unwrap().len(), 2);
     let later = resetdesk::domain::Timestamp::now().plus_seconds(3700);
     let swept = resetdesk::sweeper::sweep_once(
         app.desk.store.as_ref(),
@@ -664,7 +668,7 @@ async fn orphaned_objects_are_swept_from_s3() {
     .await
     .unwrap();
     assert_eq!(swept.removed, vec![orphan]);
-    assert_eq!(app.desk.blobs.list().await.unwrap().len(), 2);
+    assert_eq!(app.desk.blobs.list().await.unwrap().len(), 1);
 }
 
 /// The sweeper as `resetdesk serve` runs it: an upload a killed intake left behind two

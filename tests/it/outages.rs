@@ -212,8 +212,8 @@ async fn a_full_disk_refuses_uploads_with_507_and_keeps_the_database_whole() {
     assert!(message.contains("no room to store uploads"), "{message}");
     assert!(message.contains("Nothing was saved"), "{message}");
 
-    // Refused again, and nothing half-written stays on the disk: an export and a photo
-    // per ticket, and a preview and a thumbnail per photo the evidence worker read while
+    // Refused again, and nothing half-written stays on the disk: a photo per ticket (its
+    // export is in its row), and a preview and a thumbnail per photo the evidence worker read while
     // they still fitted (once all are read: it works after the answers).
     let url = format!("sqlite://{}", sandbox.path("data/resetdesk.db").display());
     let evidence = resetdesk::store::connect(&url).await.unwrap();
@@ -234,8 +234,8 @@ async fn a_full_disk_refuses_uploads_with_507_and_keeps_the_database_whole() {
     let on_disk = walk_files(&seen_blobs);
     assert_eq!(
         on_disk,
-        2 * accepted.len() + 2 * previewed as usize,
-        "an export and a photo per ticket, two previews per photo read"
+        accepted.len() + 2 * previewed as usize,
+        "a photo per ticket, two previews per photo read"
     );
     assert_eq!(submit(9999).await.unwrap().status(), 507);
     assert_eq!(walk_files(&seen_blobs), on_disk);

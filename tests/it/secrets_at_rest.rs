@@ -628,8 +628,8 @@ async fn files_under_an_open_data_dir_are_owner_only_and_the_desk_warns() {
         .count();
     // The approval had the label photo read first, which made its preview and thumbnail.
     assert_eq!(
-        blobs, 4,
-        "the export, the label photo, its preview and its thumbnail: {names:?}"
+        blobs, 3,
+        "the label photo, its preview and its thumbnail: {names:?}"
     );
     for (path, mode, is_dir) in &found {
         let wanted = if *is_dir { 0o700 } else { 0o600 };

@@ -13,7 +13,7 @@ use crate::store::rows::{
 use crate::store::write_lane::Abandoned;
 use crate::store::{
     Conflict, CreateOutcome, NewMail, NewTicket, QueueFilter, StoreError, StoreResult,
-    TicketDetail, TicketEventKind, TicketId, TicketStore, TicketSummary, UserId,
+    StoredExport, TicketDetail, TicketEventKind, TicketId, TicketStore, TicketSummary, UserId,
 };
 
 // The queue, oldest first, a page at a time after a (created_at, id) cursor. The hot
@@ -135,7 +135,7 @@ where
         let row: TicketRow = sqlx::query_as(
             "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,
                     t.customer_country, t.customer_role, t.purchase_channel, t.customer_language,
-                    t.export_form, t.export_blob, t.label_blob, t.label_media_type, t.evidence_version, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
+                    t.export_form, t.export_blob, t.export_bytes, t.label_blob, t.label_media_type, t.evidence_version, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
                     r.number AS repeat_of
              FROM tickets t
              LEFT JOIN users ud ON ud.id = t.decided_by
@@ -217,7 +217,10 @@ where
                 .into_iter()
                 .map(TryInto::try_into)
                 .collect::<Result<_, _>>()?,
-            export_blob: row.export_blob,
+            export: match row.export_bytes {
+                Some(bytes) => StoredExport::InRow(bytes),
+                None => StoredExport::Blob(row.export_blob),
+            },
             label_blob: row.label_blob,
             label_media_type: row.label_media_type,
             evidence_version: row.evidence_version,
@@ -439,9 +442,9 @@ where
         let id: TicketId = sqlx::query_scalar(
             "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
                                   customer_company, customer_country, customer_role, purchase_channel, export_form,
-                                  export_blob, label_blob, label_media_type, flags, created_at, updated_at, repeat_of,
-                                  customer_language)
-             VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                                  export_blob, export_bytes, label_blob, label_media_type, flags, created_at, updated_at,
+                                  repeat_of, customer_language)
+             VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, '', $10, $11, $12, $13, $14, $15,
                      (SELECT id FROM tickets WHERE number = $16), $17) RETURNING id",
         )
         .bind(ticket.number.as_str())
@@ -453,7 +456,7 @@ where
         .bind(c.role.as_str())
         .bind(c.purchase_channel.as_ref().map(|p| p.as_str()))
         .bind(ticket.export_form.as_str())
-        .bind(&ticket.export_blob)
+        .bind(ticket.export.as_slice())
         .bind(&ticket.label_blob)
         .bind(&ticket.label_media_type)
         .bind(rows::flags_text(&ticket.flags))
