@@ -14,7 +14,9 @@ use crate::i18n::{Lang, Message, language_list};
 use crate::intake::picture_work::{PictureJob, PictureWorkError};
 use crate::mail::compose;
 use crate::protocol::{ExportError, ExportInput, ResetRequest, qr, reset_string};
-use crate::store::{CreateOutcome, Customer, ExportForm, NewTicket, StoreError, TicketId};
+use crate::store::{
+    CreateOutcome, Customer, ExportForm, NewTicket, StoreError, StoredExport, TicketId,
+};
 
 pub use crate::intake::spool::Upload;
 
@@ -469,17 +471,39 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         verified.devices(),
     )
     .map_err(IntakeError::internal)?;
-    // The export (a few kilobytes) goes into the ticket's row, committed with it: a file
-    // of its own cost every upload a file to create, sync and rename.
-    let export = export
-        .bytes(export.len())
-        .await
-        .map_err(IntakeError::internal)?;
-    let label_blob = desk
-        .blobs
-        .put_upload(&label, photo.picture_len)
-        .await
-        .map_err(IntakeError::storing)?;
+    // An XML file (at most 256 KiB) or a reset string goes into the ticket's row,
+    // committed with it: a file of its own cost every upload a file to create, sync and
+    // rename. A picture of a QR code can be a phone photo of megabytes: a blob.
+    let export = match form {
+        ExportForm::Xml | ExportForm::ResetString => StoredExport::InRow(
+            export
+                .bytes(export.len())
+                .await
+                .map_err(IntakeError::internal)?,
+        ),
+        ExportForm::Qr => StoredExport::Blob(
+            desk.blobs
+                .put_upload(&export, export.len())
+                .await
+                .map_err(IntakeError::storing)?,
+        ),
+    };
+    let export_blob = match &export {
+        StoredExport::Blob(name) => Some(name.clone()),
+        StoredExport::InRow(_) => None,
+    };
+    let label_blob = match desk.blobs.put_upload(&label, photo.picture_len).await {
+        Ok(blob) => blob,
+        Err(e) => {
+            remove_blobs(desk, export_blob.as_slice()).await;
+            return Err(IntakeError::storing(e));
+        }
+    };
+    // What a refused submission has to remove again.
+    let stored: Vec<String> = export_blob
+        .into_iter()
+        .chain([label_blob.clone()])
+        .collect();
     let ticket = NewTicket {
         number: number.clone(),
         customer,
@@ -506,11 +530,11 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
             })
         }
         Ok(CreateOutcome::Existing { number }) => {
-            remove_blobs(desk, &[&label_blob]).await;
+            remove_blobs(desk, &stored).await;
             existing(desk, number, &ticket.customer.email, &raw.passes).await
         }
         Err(StoreError::NewerExport { ticket, serial }) => {
-            remove_blobs(desk, &[&label_blob]).await;
+            remove_blobs(desk, &stored).await;
             Err(IntakeError::Conflict(
                 field,
                 Message::new("problem.export_out_of_date")
@@ -519,7 +543,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
             ))
         }
         Err(StoreError::Conflict(why)) => {
-            remove_blobs(desk, &[&label_blob]).await;
+            remove_blobs(desk, &stored).await;
             tracing::info!(%why, "two submissions of one export crossed");
             Err(IntakeError::Conflict(
                 field,
@@ -540,11 +564,11 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
                 })
             }
             Ok(Some(other)) => {
-                remove_blobs(desk, &[&label_blob]).await;
+                remove_blobs(desk, &stored).await;
                 existing(desk, other, &ticket.customer.email, &raw.passes).await
             }
             Ok(None) => {
-                remove_blobs(desk, &[&label_blob]).await;
+                remove_blobs(desk, &stored).await;
                 Err(IntakeError::internal(error))
             }
             Err(lookup) => {
@@ -652,7 +676,7 @@ async fn refuse_version_one(
     Ok(())
 }
 
-async fn remove_blobs(desk: &Desk, blobs: &[&String]) {
+async fn remove_blobs(desk: &Desk, blobs: &[String]) {
     for blob in blobs {
         if let Err(error) = desk.blobs.delete(blob).await {
             tracing::warn!(%blob, %error, "could not remove the blob of a refused submission");
@@ -714,11 +738,11 @@ pub async fn replace_label_photo(
     {
         Ok(old) => {
             desk.evidence_queued.notify_one();
-            remove_blobs(desk, &[&old]).await;
+            remove_blobs(desk, std::slice::from_ref(&old)).await;
             Ok(())
         }
         Err(StoreError::Conflict(why)) => {
-            remove_blobs(desk, &[&blob]).await;
+            remove_blobs(desk, std::slice::from_ref(&blob)).await;
             tracing::info!(%why, "a new photo for a ticket not waiting for one");
             Err(IntakeError::Conflict(
                 SubmissionField::LabelPhoto.as_str(),
@@ -726,7 +750,7 @@ pub async fn replace_label_photo(
             ))
         }
         Err(StoreError::PhotoCrossed) => {
-            remove_blobs(desk, &[&blob]).await;
+            remove_blobs(desk, std::slice::from_ref(&blob)).await;
             tracing::info!(
                 ticket_id = ticket_id.0,
                 "two new photos at once: the other one was kept"
@@ -744,7 +768,7 @@ pub async fn replace_label_photo(
                 Ok(())
             }
             Ok(_) => {
-                remove_blobs(desk, &[&blob]).await;
+                remove_blobs(desk, std::slice::from_ref(&blob)).await;
                 Err(IntakeError::internal(error))
             }
             Err(lookup) => {

@@ -57,7 +57,7 @@ fn ticket(customer: &str, devices: Vec<DeviceChallenge>, created_at: Timestamp) 
             language: Lang::Es,
         },
         export_form: ExportForm::Xml,
-        export: b"<export/>".to_vec(),
+        export: StoredExport::InRow(b"<export/>".to_vec()),
         label_blob: "b".repeat(64),
         label_media_type: "image/jpeg".to_owned(),
         devices,
@@ -272,8 +272,9 @@ pub async fn tickets_resubmission_and_supersede(store: &dyn Store) {
     // The customer's language comes back as it went in: the e-mails are written in it.
     let stored = store.ticket(&number).await.unwrap();
     assert_eq!(stored.customer.language, Lang::Es);
-    // The export comes back as it went in, from the ticket's row.
-    assert_eq!(stored.export, StoredExport::InRow(first.export.clone()));
+    // The export comes back as it went in, from the ticket's row, which names no blob.
+    assert_eq!(stored.export_blob, None);
+    assert_eq!(store.ticket_export(&number).await.unwrap(), first.export);
     // The same challenge again finds the same ticket and writes nothing.
     let mut again = ticket("b@example.com", first.devices.clone(), at(20));
     again.number = TicketNumber::generate();
@@ -2779,22 +2780,26 @@ pub async fn job_leases_and_blob_references(store: &dyn Store) {
             .unwrap()
     );
 
-    created(
-        store,
-        &ticket(
-            "r@example.com",
-            vec![challenge("SERIAL-0099", at(0))],
-            at(10),
-        ),
-    )
-    .await;
+    // An export sent as a picture of its QR code is a blob of its own.
+    let mut qr = ticket(
+        "r@example.com",
+        vec![challenge("SERIAL-0099", at(0))],
+        at(10),
+    );
+    qr.export_form = ExportForm::Qr;
+    qr.export = StoredExport::Blob("a".repeat(64));
+    let number = created(store, &qr).await;
+    assert_eq!(
+        store.ticket(&number).await.unwrap().export_blob,
+        Some("a".repeat(64))
+    );
+    assert_eq!(store.ticket_export(&number).await.unwrap(), qr.export);
     let mut owned = store
         .blobs_referenced(&["a".repeat(64), "e".repeat(64), "b".repeat(64)])
         .await
         .unwrap();
     owned.sort();
-    // The label photo's blob; the export is in the ticket's row and names no blob.
-    assert_eq!(owned, vec!["b".repeat(64)]);
+    assert_eq!(owned, vec!["a".repeat(64), "b".repeat(64)]);
     assert!(store.blobs_referenced(&[]).await.unwrap().is_empty());
     // A full batch binds every name.
     let many: Vec<String> = (0..crate::store::BLOBS_PER_QUERY)

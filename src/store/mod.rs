@@ -776,9 +776,12 @@ pub struct Attachment {
 /// Where a ticket's export, as the customer sent it, is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoredExport {
-    /// In the ticket's row: every ticket made since migration 0018.
+    /// In the ticket's row, committed with it: an XML file (at most 256 KiB) or a reset
+    /// string, since migration 0018.
     InRow(Vec<u8>),
-    /// In the blob of this name: tickets made before.
+    /// In the blob of this name: a picture of a QR code (up to `max_export_bytes`, a
+    /// phone photo of megabytes, which has no place in a row), and every export of a
+    /// ticket made before migration 0018.
     Blob(String),
 }
 
@@ -788,8 +791,7 @@ pub struct NewTicket {
     pub number: TicketNumber,
     pub customer: Customer,
     pub export_form: ExportForm,
-    /// The export as the customer sent it, kept in the ticket's row.
-    pub export: Vec<u8>,
+    pub export: StoredExport,
     pub label_blob: String,
     pub label_media_type: String,
     pub devices: Vec<DeviceChallenge>,
@@ -952,7 +954,9 @@ pub struct TicketDetail {
     pub summary: TicketSummary,
     pub customer: Customer,
     pub export_form: ExportForm,
-    pub export: StoredExport,
+    /// The blob holding the export, when it is not in the ticket's row
+    /// (`TicketStore::ticket_export` reads it either way).
+    pub export_blob: Option<String>,
     pub label_blob: String,
     pub label_media_type: String,
     /// Which version of the evidence (label photo, export, customer address) this is: it
@@ -1342,6 +1346,9 @@ pub trait TicketStore: Send + Sync + 'static {
     ) -> StoreResult<Option<TicketNumber>>;
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>>;
     async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail>;
+    /// The ticket's export as the customer sent it: its bytes, or the blob holding them.
+    /// Apart from `ticket`, which every page loads, as nothing on them shows it.
+    async fn ticket_export(&self, number: &TicketNumber) -> StoreResult<StoredExport>;
     /// Marks the pending ticket as claimed by `user`: only while nobody else holds the
     /// claim (`ClaimedBy` names who does), unless `take_over` (a supervisor's explicit
     /// take-over, audited with whom it was taken from).

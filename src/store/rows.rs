@@ -163,7 +163,6 @@ pub(super) struct TicketRow {
     customer_language: String,
     export_form: String,
     pub export_blob: String,
-    pub export_bytes: Option<Vec<u8>>,
     pub label_blob: String,
     pub label_media_type: String,
     pub evidence_version: i64,

@@ -230,7 +230,8 @@ async fn a_lost_commit_acknowledgment_keeps_the_ticket_and_its_evidence() {
         .unwrap();
     assert!(app.desk.blobs.get(&ticket.label_blob).await.is_ok());
     // The export is in the ticket's row, committed with it.
-    match &ticket.export {
+    let export = app.desk.store.ticket_export(&ticket.summary.number).await;
+    match export.unwrap() {
         resetdesk::store::StoredExport::InRow(bytes) => assert!(!bytes.is_empty()),
         other => panic!("the export is not in the ticket's row: {other:?}"),
     }

@@ -4,7 +4,7 @@
 
 use resetdesk::device::{self, DeviceState};
 use resetdesk::domain::Timestamp;
-use resetdesk::protocol::{ResetRequest, export_xml};
+use resetdesk::protocol::{ResetRequest, export_xml, reset_string};
 use serde_json::Value;
 
 use crate::desk_support::{
@@ -65,6 +65,22 @@ async fn approve_story(backend: Backend, kind: &str, cameras: usize, channel: Ch
         status_url.starts_with(&format!("{}/status/{ticket}?t=", app.base)),
         "{status_url}"
     );
+    // The export as sent: an XML file or a reset string in the ticket's row, a picture of
+    // a QR code (which can be a phone photo of megabytes) in a blob.
+    let number = resetdesk::domain::TicketNumber::parse(&ticket).unwrap();
+    match (kind, app.desk.store.ticket_export(&number).await.unwrap()) {
+        ("qr", resetdesk::store::StoredExport::Blob(name)) => {
+            let picture = app.desk.blobs.get(&name).await.unwrap();
+            assert!(picture.starts_with(b"\x89PNG"));
+        }
+        ("xml", resetdesk::store::StoredExport::InRow(bytes)) => {
+            assert_eq!(bytes, export_xml::to_xml(&request).into_bytes());
+        }
+        ("string", resetdesk::store::StoredExport::InRow(bytes)) => {
+            assert_eq!(bytes, reset_string::encode(&request).into_bytes());
+        }
+        (kind, stored) => panic!("a {kind} export stored as {stored:?}"),
+    }
 
     assert_eq!(app.run_outbox().await.sent, 1);
     let ack = &app.mails_to(&customer)[0];

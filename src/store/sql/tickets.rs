@@ -131,11 +131,25 @@ where
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    async fn ticket_export(&self, number: &TicketNumber) -> StoreResult<StoredExport> {
+        let (blob, bytes): (String, Option<Vec<u8>>) =
+            sqlx::query_as("SELECT export_blob, export_bytes FROM tickets WHERE number = $1")
+                .bind(number.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?
+                .ok_or(StoreError::NotFound)?;
+        Ok(match bytes {
+            Some(bytes) => StoredExport::InRow(bytes),
+            None => StoredExport::Blob(blob),
+        })
+    }
+
     async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail> {
         let row: TicketRow = sqlx::query_as(
             "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,
                     t.customer_country, t.customer_role, t.purchase_channel, t.customer_language,
-                    t.export_form, t.export_blob, t.export_bytes, t.label_blob, t.label_media_type, t.evidence_version, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
+                    t.export_form, t.export_blob, t.label_blob, t.label_media_type, t.evidence_version, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
                     r.number AS repeat_of
              FROM tickets t
              LEFT JOIN users ud ON ud.id = t.decided_by
@@ -217,10 +231,8 @@ where
                 .into_iter()
                 .map(TryInto::try_into)
                 .collect::<Result<_, _>>()?,
-            export: match row.export_bytes {
-                Some(bytes) => StoredExport::InRow(bytes),
-                None => StoredExport::Blob(row.export_blob),
-            },
+            // Empty when the export is in the row.
+            export_blob: Some(row.export_blob).filter(|name| !name.is_empty()),
             label_blob: row.label_blob,
             label_media_type: row.label_media_type,
             evidence_version: row.evidence_version,
@@ -444,7 +456,7 @@ where
                                   customer_company, customer_country, customer_role, purchase_channel, export_form,
                                   export_blob, export_bytes, label_blob, label_media_type, flags, created_at, updated_at,
                                   repeat_of, customer_language)
-             VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, '', $10, $11, $12, $13, $14, $15,
+             VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $18, $10, $11, $12, $13, $14, $15,
                      (SELECT id FROM tickets WHERE number = $16), $17) RETURNING id",
         )
         .bind(ticket.number.as_str())
@@ -456,7 +468,10 @@ where
         .bind(c.role.as_str())
         .bind(c.purchase_channel.as_ref().map(|p| p.as_str()))
         .bind(ticket.export_form.as_str())
-        .bind(ticket.export.as_slice())
+        .bind(match &ticket.export {
+            StoredExport::InRow(bytes) => Some(bytes.as_slice()),
+            StoredExport::Blob(_) => None,
+        })
         .bind(&ticket.label_blob)
         .bind(&ticket.label_media_type)
         .bind(rows::flags_text(&ticket.flags))
@@ -464,6 +479,11 @@ where
         .bind(now.unix_seconds())
         .bind(ticket.repeat_of.as_ref().map(TicketNumber::as_str))
         .bind(c.language.code())
+        // No blob name when the export is in the row.
+        .bind(match &ticket.export {
+            StoredExport::InRow(_) => "",
+            StoredExport::Blob(name) => name.as_str(),
+        })
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
