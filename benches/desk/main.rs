@@ -731,6 +731,10 @@ async fn postgres_database(admin_url: &str, name: &str) -> Option<String> {
 }
 
 struct IntakeRun {
+    /// Ed25519 signatures a second on one core, just before the closed loops: how fast
+    /// the CPU was in this run. On a shared virtual machine it moves by a quarter within
+    /// an evening, and a run on a slow CPU says little about the desk.
+    cpu_witness: f64,
     /// The bare server's closed loops of 8 and 64 just before this run, then the same on
     /// its route that syncs each file.
     bare: (Load, Load),
@@ -799,6 +803,7 @@ async fn intake_run(
     let (desk, _) = start_desk(dir.path(), database_url.as_deref());
     let keys = KeyStore::new(dir.path().join("keys"));
     let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
+    let cpu_witness = sign_rate(&keys, Duration::from_millis(500));
     let c8 = closed_loop(&url, make(&keys, "C8"), 8).await;
     let cpu_before = desk.cpu_ms();
     let c64 = closed_loop(&url, make(&keys, "C64"), 64).await;
@@ -831,6 +836,7 @@ async fn intake_run(
     };
     let (at_worker_rate, evidence_at_worker_rate) = steady.run().await;
     IntakeRun {
+        cpu_witness,
         bare: Default::default(),
         synced: Default::default(),
         c64_cpu_ms: [0.0, 0.0, c64_cpu_ms_per_upload],
@@ -973,13 +979,13 @@ async fn bare_run(
     (c8, c64, cpu)
 }
 
-/// ring's raw Ed25519 signing rate on this machine, one core.
-fn sign_rate(keys: &KeyStore) -> f64 {
+/// ring's raw Ed25519 signing rate on this machine, one core, over `span`.
+fn sign_rate(keys: &KeyStore, span: Duration) -> f64 {
     let key = keys.active_signing_key().expect("a signing key");
     let message = [7u8; 96];
     let started = Instant::now();
     let mut count = 0u64;
-    while started.elapsed() < Duration::from_secs(2) {
+    while started.elapsed() < span {
         for _ in 0..256 {
             std::hint::black_box(key.sign(std::hint::black_box(&message)));
         }
@@ -1211,11 +1217,15 @@ async fn bench(options: Options) {
                     .join(", ")
             };
             let runs_line = format!(
-                "  runs {name:<9} c64 intake/synced bare: {}   intake c64: {}   synced bare c64: {}   half peak p99: {}",
+                "  runs {name:<9} c64 intake/synced bare: {}   intake c64: {}   synced bare c64: {}   half peak p99: {}   CPU witness (Ed25519/s): {}",
                 each(&|r| r.c64.requests_per_sec / r.synced.1.requests_per_sec),
                 each(&|r| r.c64.requests_per_sec),
                 each(&|r| r.synced.1.requests_per_sec),
                 each(&|r| r.half_peak.p99_ms),
+                runs.iter()
+                    .map(|r| format!("{:.0}", r.cpu_witness))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             );
             let target = if admin.is_some() { 0.35 } else { 0.5 };
             table.push(format!(
@@ -1284,6 +1294,10 @@ async fn bench(options: Options) {
                     "c64_over_synced_bare_c64_each_run": runs
                         .iter()
                         .map(|r| round(r.c64.requests_per_sec / r.synced.1.requests_per_sec, 1000.0))
+                        .collect::<Vec<_>>(),
+                    "cpu_witness_ed25519_per_sec_each_run": runs
+                        .iter()
+                        .map(|r| r.cpu_witness.round())
                         .collect::<Vec<_>>(),
                     // The bare runs just before this backend's intake runs (medians).
                     "bare_c64_beside": round(beside.0, 10.0),
@@ -1368,7 +1382,9 @@ async fn bench(options: Options) {
             }),
         );
     }
-    let mut rates: Vec<f64> = (0..options.runs).map(|_| sign_rate(&keys)).collect();
+    let mut rates: Vec<f64> = (0..options.runs)
+        .map(|_| sign_rate(&keys, Duration::from_secs(2)))
+        .collect();
     let rate = median(&mut rates);
     table.push(format!(
         "ring Ed25519 sign               {rate:>9.0} signatures/s (one core)"
