@@ -385,8 +385,7 @@ fn place_new(
 fn folder_on_disk(folder: &Path) -> std::io::Result<()> {
     static SYNCED: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let known = |set: &std::collections::BTreeSet<PathBuf>| set.contains(folder);
-    if SYNCED.lock().is_ok_and(|set| known(&set)) {
+    if SYNCED.lock().is_ok_and(|set| set.contains(folder)) {
         return Ok(());
     }
     crate::data_dir::create_dir_all(folder)?;

@@ -58,9 +58,49 @@ where
         ordered.sort_by(|a, b| (a.bucket, &a.key).cmp(&(b.bucket, &b.key)));
         ordered.dedup_by(|a, b| (a.bucket, &a.key) == (b.bucket, &b.key));
         // On the write lane: every public upload is counted. The count of a request
-        // whose client went away is not kept.
+        // whose client went away is not kept. Counted in every bucket, or in none.
         self.on_write_lane(Abandoned::Stop, move |store| async move {
-            store.count_intake(&ordered, at, window_secs).await
+            let now = at.unix_seconds();
+            let since = now - window_secs;
+            let mut tx = store.write().await?;
+            for hit in &ordered {
+                D::lock_bucket(&mut tx, intake_lock_class(hit.bucket), &hit.key).await?;
+            }
+            for hit in &ordered {
+                let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                    "SELECT COUNT(*), MIN(at) FROM intake_hits WHERE kind = $1 AND key = $2 AND at > $3",
+                )
+                .bind(hit.bucket.kind())
+                .bind(&hit.key)
+                .bind(since)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+                if count >= hit.limit {
+                    return Ok(IntakeReservation::Refused {
+                        key: hit.key.clone(),
+                        oldest: oldest.map(rows::time).transpose()?,
+                    });
+                }
+            }
+            for hit in &ordered {
+                sqlx::query("INSERT INTO intake_hits (kind, key, at) VALUES ($1, $2, $3)")
+                    .bind(hit.bucket.kind())
+                    .bind(&hit.key)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            // A few expired rows at a time, whichever bucket they were in: the table holds
+            // about an hour of requests, never the desk's whole history.
+            sqlx::query(D::PRUNE_INTAKE_HITS)
+                .bind(since)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(IntakeReservation::Counted)
         })
         .await
     }
@@ -135,71 +175,4 @@ struct OwnedHit {
     bucket: crate::store::IntakeBucket,
     key: String,
     limit: i64,
-}
-
-impl<D: Dialect> SqlStore<D>
-where
-    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
-    for<'q> i64: Value<'q, D>,
-    for<'q> String: Value<'q, D>,
-    for<'q> bool: Value<'q, D>,
-    for<'q> Vec<u8>: Value<'q, D>,
-    for<'q> &'q str: Param<'q, D>,
-    for<'q> &'q [u8]: Param<'q, D>,
-    for<'q> Option<i64>: Param<'q, D>,
-    for<'q> Option<String>: Param<'q, D>,
-    for<'q> Option<&'q str>: Param<'q, D>,
-    for<'q> Option<&'q [u8]>: Param<'q, D>,
-    usize: ColumnIndex<D::Row>,
-    for<'r> &'r str: ColumnIndex<D::Row>,
-{
-    /// Counts the request in each bucket, `ordered` by kind and key, or counts it in none.
-    async fn count_intake(
-        &self,
-        ordered: &[OwnedHit],
-        at: Timestamp,
-        window_secs: i64,
-    ) -> StoreResult<IntakeReservation> {
-        let now = at.unix_seconds();
-        let since = now - window_secs;
-        let mut tx = self.write().await?;
-        for hit in ordered {
-            D::lock_bucket(&mut tx, intake_lock_class(hit.bucket), &hit.key).await?;
-        }
-        for hit in ordered {
-            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-                "SELECT COUNT(*), MIN(at) FROM intake_hits WHERE kind = $1 AND key = $2 AND at > $3",
-            )
-            .bind(hit.bucket.kind())
-            .bind(&hit.key)
-            .bind(since)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-            if count >= hit.limit {
-                return Ok(IntakeReservation::Refused {
-                    key: hit.key.clone(),
-                    oldest: oldest.map(rows::time).transpose()?,
-                });
-            }
-        }
-        for hit in ordered {
-            sqlx::query("INSERT INTO intake_hits (kind, key, at) VALUES ($1, $2, $3)")
-                .bind(hit.bucket.kind())
-                .bind(&hit.key)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        // A few expired rows at a time, whichever bucket they were in: the table holds
-        // about an hour of requests, never the desk's whole history.
-        sqlx::query(D::PRUNE_INTAKE_HITS)
-            .bind(since)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(IntakeReservation::Counted)
-    }
 }
