@@ -33,6 +33,12 @@ pub trait Dialect:
         writer: &Pool<Self>,
     ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send;
 
+    /// Whether the write transactions queued on the write lane are committed together,
+    /// a savepoint each (`sql/group_commit.rs`): where the database has one writer and
+    /// every commit waits for the disk. Where writers run side by side, locking as they
+    /// go, each commits alone.
+    const GROUP_COMMIT: bool;
+
     /// The queue search (`$1` status or NULL, `$2` ticket number, `$3` lowercase e-mail,
     /// `$4` serial pattern from [`Dialect::serial_prefix_pattern`], `$5`/`$6` the cursor,
     /// `$7` the limit). It differs only in how a serial prefix is matched through the

@@ -36,6 +36,11 @@ impl Dialect for Postgres {
         writer.begin().await
     }
 
+    /// Writers run side by side and lock rows and buckets as they go: a transaction
+    /// holding many callers' locks, in no one order, would deadlock with another
+    /// replica's.
+    const GROUP_COMMIT: bool = false;
+
     // A search narrows to the few tickets that match a number, an e-mail or a serial
     // prefix, each through its own index, before sorting.
     const QUEUE_SEARCH: &'static str = concat!(

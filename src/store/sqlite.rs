@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, Sqlite, SqlitePool, Transaction};
 
 use super::dialect::{Dialect, RowsAffected};
 use super::sql::SqlStore;
@@ -33,9 +33,31 @@ impl Dialect for Sqlite {
 
     /// `BEGIN IMMEDIATE` on the one writing connection: the write lock is taken up front,
     /// so everything the transaction reads stays as read until it commits.
+    ///
+    /// A transaction SQLite ended itself (on a full disk or an I/O error it may roll back
+    /// on its own) leaves sqlx counting it as open: its ROLLBACK fails, and every later
+    /// BEGIN on that connection is refused as a savepoint statement. The connection is
+    /// closed then, and the pool opens a fresh one, instead of every write failing until
+    /// the desk restarts.
     async fn begin_write(writer: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        writer.begin_with("BEGIN IMMEDIATE").await
+        match writer.begin_with("BEGIN IMMEDIATE").await {
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                let mut stuck = writer.acquire().await?;
+                if stuck.is_in_transaction() {
+                    tracing::warn!(
+                        "the database's writing connection was left inside a transaction SQLite had ended; opening a new one"
+                    );
+                    stuck.close_on_drop();
+                }
+                drop(stuck);
+                writer.begin_with("BEGIN IMMEDIATE").await
+            }
+            begun => begun,
+        }
     }
+
+    /// One writer, and a synced commit each: the lane's queued transactions share one.
+    const GROUP_COMMIT: bool = true;
 
     // A search narrows to the few tickets that match a number, an e-mail or a serial
     // prefix, each through its own index, before sorting.

@@ -16,7 +16,9 @@
 //! caller's choice ([`Abandoned`]): a ticket's transaction runs to its end, as the ticket
 //! will be acknowledged by its mail; the count of a request that went away is dropped
 //! with it, as it was when it ran on the caller's task, so abandoned requests pile up no
-//! work on the lane.
+//! work on the lane. On SQLite the transactions queued here are committed together, a
+//! batch at a time (`sql/group_commit.rs`); a count already in a batch when its client
+//! leaves is committed with the batch.
 
 use std::future::Future;
 
@@ -87,6 +89,11 @@ impl WriteLane {
                 Err(cancelled) => Err(StoreError::other(cancelled)),
             },
         }
+    }
+
+    /// Runs `task` on the lane for as long as it takes, or until the lane stops.
+    pub(super) fn spawn_background(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.handle.spawn(task);
     }
 
     /// The work, in the caller's tracing span: what it logs is logged with the request.

@@ -58,13 +58,14 @@ where
         ordered.sort_by(|a, b| (a.bucket, &a.key).cmp(&(b.bucket, &b.key)));
         ordered.dedup_by(|a, b| (a.bucket, &a.key) == (b.bucket, &b.key));
         // On the write lane: every public upload is counted. The count of a request
-        // whose client went away is not kept. Counted in every bucket, or in none.
-        self.on_write_lane(Abandoned::Stop, move |store| async move {
+        // whose client went away before its turn is not made (abandoned requests queue
+        // no work). Counted in every bucket, or in none.
+        self.in_write_transaction(Abandoned::Stop, move |tx| {
+            Box::pin(async move {
             let now = at.unix_seconds();
             let since = now - window_secs;
-            let mut tx = store.write().await?;
             for hit in &ordered {
-                D::lock_bucket(&mut tx, intake_lock_class(hit.bucket), &hit.key).await?;
+                D::lock_bucket(tx, intake_lock_class(hit.bucket), &hit.key).await?;
             }
             for hit in &ordered {
                 let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
@@ -73,7 +74,7 @@ where
                 .bind(hit.bucket.kind())
                 .bind(&hit.key)
                 .bind(since)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await
                 .map_err(db)?;
                 if count >= hit.limit {
@@ -88,7 +89,7 @@ where
                     .bind(hit.bucket.kind())
                     .bind(&hit.key)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(db)?;
             }
@@ -96,11 +97,11 @@ where
             // about an hour of requests, never the desk's whole history.
             sqlx::query(D::PRUNE_INTAKE_HITS)
                 .bind(since)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(db)?;
-            tx.commit().await.map_err(db)?;
             Ok(IntakeReservation::Counted)
+            })
         })
         .await
     }

@@ -51,6 +51,7 @@ mod customer;
 mod database;
 mod decisions;
 mod evidence;
+mod group_commit;
 mod history;
 mod intake;
 mod keys;
@@ -62,10 +63,10 @@ mod users;
 
 use std::sync::Arc;
 
-use sqlx::{Database, Decode, Encode, Pool, Transaction, Type};
+use sqlx::{Database, Decode, Encode, Executor, Pool, Transaction, Type};
 
 use super::dialect::Dialect;
-use super::write_lane::{Abandoned, WriteLane};
+use super::write_lane::WriteLane;
 use super::{StoreError, StoreResult, TicketEventKind, TicketId, UserId};
 use crate::domain::Timestamp;
 
@@ -88,6 +89,9 @@ pub struct SqlStore<D: Dialect> {
     writer: Pool<D>,
     /// Where the write transactions of every public upload run (`write_lane.rs`).
     lane: Arc<WriteLane>,
+    /// On SQLite, where those transactions queue to be committed together
+    /// (`group_commit.rs`); on PostgreSQL each commits alone.
+    batches: Option<group_commit::Queue<D>>,
 }
 
 /// The pools and the lane are shared: a copy is what a transaction on the lane holds.
@@ -97,30 +101,24 @@ impl<D: Dialect> Clone for SqlStore<D> {
             pool: self.pool.clone(),
             writer: self.writer.clone(),
             lane: Arc::clone(&self.lane),
+            batches: self.batches.clone(),
         }
     }
 }
 
 impl<D: Dialect> SqlStore<D> {
-    pub(super) fn new(pool: Pool<D>, writer: Pool<D>) -> StoreResult<Self> {
+    pub(super) fn new(pool: Pool<D>, writer: Pool<D>) -> StoreResult<Self>
+    where
+        for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    {
+        let lane = WriteLane::start()?;
+        let batches = D::GROUP_COMMIT.then(|| group_commit::start(&lane, writer.clone()));
         Ok(Self {
             pool,
             writer,
-            lane: Arc::new(WriteLane::start()?),
+            lane: Arc::new(lane),
+            batches,
         })
-    }
-
-    /// Runs `work` on a copy of this store on the write lane: for transactions that run
-    /// under load, given what they need to keep; `abandoned` says what becomes of it if
-    /// the caller stops waiting.
-    async fn on_write_lane<T, F, Fut>(&self, abandoned: Abandoned, work: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(Self) -> Fut,
-        Fut: std::future::Future<Output = StoreResult<T>> + Send + 'static,
-    {
-        let store = self.clone();
-        self.lane.run(abandoned, work(store)).await
     }
 
     /// Where a write outside a transaction runs.

@@ -2,7 +2,7 @@
 //! what the risk rules read about earlier tickets.
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Executor};
+use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Step, Value, db, is_unique_violation, without_controls};
 use crate::domain::{EmailAddress, TicketNumber, TicketStatus, Timestamp};
@@ -59,11 +59,26 @@ where
         ticket: &NewTicket,
         acknowledgment: &NewMail,
     ) -> StoreResult<CreateOutcome> {
+        let first_device = ticket.devices[0].clone();
         let (ticket, acknowledgment) = (ticket.clone(), acknowledgment.clone());
-        self.on_write_lane(Abandoned::Finish, move |store| async move {
-            store.create_or_find_ticket(&ticket, &acknowledgment).await
-        })
-        .await
+        let stored = self
+            .in_write_transaction(Abandoned::Finish, move |tx| {
+                Box::pin(async move { Self::insert_ticket(tx, &ticket, &acknowledgment).await })
+            })
+            .await;
+        match stored {
+            // Two identical submissions raced and the other one won (only possible where
+            // writers run concurrently): the challenge now has its ticket. Asked after
+            // the transaction, which on SQLite holds the one writing connection.
+            Err(StoreError::Conflict(Conflict::SameChallenge)) => {
+                let number = self
+                    .ticket_of_challenge(&first_device)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Ok(CreateOutcome::Existing { number })
+            }
+            other => other,
+        }
     }
 
     async fn ticket_of_challenge(
@@ -390,32 +405,13 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
-    /// Stores the ticket, or names the one that already holds its challenge.
-    async fn create_or_find_ticket(
-        &self,
+    /// Stores a new ticket with its devices, its evidence job, its history and its
+    /// acknowledgment in `tx`; or names the ticket that already holds its challenge.
+    async fn insert_ticket(
+        tx: &mut Transaction<'static, D>,
         ticket: &NewTicket,
         acknowledgment: &NewMail,
     ) -> StoreResult<CreateOutcome> {
-        match self.create_ticket_once(ticket, acknowledgment).await {
-            // Two identical submissions raced and the other one won (only possible where
-            // writers run concurrently): the challenge now has its ticket.
-            Err(StoreError::Conflict(Conflict::SameChallenge)) => {
-                let number = self
-                    .ticket_of_challenge(&ticket.devices[0])
-                    .await?
-                    .ok_or(StoreError::NotFound)?;
-                Ok(CreateOutcome::Existing { number })
-            }
-            other => other,
-        }
-    }
-
-    pub(super) async fn create_ticket_once(
-        &self,
-        ticket: &NewTicket,
-        acknowledgment: &NewMail,
-    ) -> StoreResult<CreateOutcome> {
-        let mut tx = self.write().await?;
         let now = ticket.created_at;
         for device in &ticket.devices {
             // One question per device, two answers: a ticket that already holds this very
@@ -432,7 +428,7 @@ where
             .bind(device.identity.serial.as_str())
             .bind(hex(&device.nonce.0))
             .bind(device.issued_at.unix_seconds())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await
             .map_err(db)?;
             match found {
@@ -484,11 +480,11 @@ where
             StoredExport::InRow(_) => "",
             StoredExport::Blob(name) => name.as_str(),
         })
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await
         .map_err(db)?;
         // A new ticket has no job to supersede.
-        Self::insert_evidence_job(&mut tx, id, &ticket.label_blob, now).await?;
+        Self::insert_evidence_job(tx, id, &ticket.label_blob, now).await?;
         for (position, device) in ticket.devices.iter().enumerate() {
             let id_ = &device.identity;
             sqlx::query(
@@ -508,7 +504,7 @@ where
             .bind(hex(&device.tag.0))
             .bind(device.binding.as_ref().map(|b| b.export_id.to_hex()))
             .bind(device.binding.as_ref().map(|b| b.exported_by.as_str()))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -526,7 +522,7 @@ where
             )
             .bind(device.identity.serial.as_str())
             .bind(id)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await
             .map_err(db)?;
             for (old_id, old_number) in older {
@@ -538,7 +534,7 @@ where
                 .bind(id)
                 .bind(now.unix_seconds())
                 .bind(old_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(db)?
                 .rows_affected();
@@ -550,7 +546,7 @@ where
                     ticket.number, device.identity.serial
                 );
                 Self::event(
-                    &mut tx,
+                    tx,
                     old_id,
                     now,
                     "customer",
@@ -562,15 +558,7 @@ where
                     "replaces {old_number} (an older export from {})",
                     device.identity.serial
                 );
-                Self::event(
-                    &mut tx,
-                    id,
-                    now,
-                    "customer",
-                    &TicketEventKind::Supersedes,
-                    &note,
-                )
-                .await?;
+                Self::event(tx, id, now, "customer", &TicketEventKind::Supersedes, &note).await?;
                 superseded.push(
                     TicketNumber::parse(&old_number)
                         .map_err(|_| rows::corrupt("ticket number", old_number))?,
@@ -583,7 +571,7 @@ where
             ticket.export_form.as_str()
         );
         Self::event(
-            &mut tx,
+            tx,
             id,
             now,
             "customer",
@@ -591,8 +579,7 @@ where
             &detail,
         )
         .await?;
-        Self::enqueue(&mut tx, Some(id), acknowledgment, now).await?;
-        tx.commit().await.map_err(db)?;
+        Self::enqueue(tx, Some(id), acknowledgment, now).await?;
         Ok(CreateOutcome::Created {
             number: ticket.number.clone(),
             superseded,
