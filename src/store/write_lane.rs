@@ -52,7 +52,7 @@ impl WriteLane {
                     }
                 };
                 let _ = started.send(Ok(runtime.handle().clone()));
-                // Every transaction holds the store, and so this lane: the stop comes only
+                // Every piece of work on the lane holds it: the stop comes only
                 // once none is left running.
                 runtime.block_on(async {
                     let _ = stopped.await;

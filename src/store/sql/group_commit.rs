@@ -15,6 +15,7 @@
 //! callers' locks, taken in no one order, would deadlock with another replica's.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -25,6 +26,7 @@ use tracing::Instrument;
 use super::{SqlStore, db};
 use crate::store::dialect::Dialect;
 use crate::store::write_lane::Abandoned;
+use crate::store::write_lane::WriteLane;
 use crate::store::{StoreError, StoreResult};
 
 /// The most callers' work one batch holds: enough to take the whole queue at 64 clients
@@ -40,10 +42,7 @@ type Outcome<T> = std::thread::Result<StoreResult<T>>;
 
 /// Starts the task that runs the batches on `lane`, writing through `writer`; it ends
 /// when the last copy of the queue is dropped with the store.
-pub(super) fn start<D: Dialect>(
-    lane: &crate::store::write_lane::WriteLane,
-    writer: Pool<D>,
-) -> Queue<D>
+pub(super) fn start<D: Dialect>(lane: &WriteLane, writer: Pool<D>) -> Queue<D>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
 {
@@ -74,9 +73,13 @@ where
     {
         let Some(queue) = &self.batches else {
             let writer = self.writer().clone();
+            // The work keeps the lane running until it is done, even if the store is
+            // dropped meanwhile.
+            let lane = Arc::clone(&self.lane);
             return self
                 .lane
                 .run(abandoned, async move {
+                    let _lane = lane;
                     let mut tx = D::begin_write(&writer).await.map_err(db)?;
                     let result = work(&mut tx).await;
                     if result.is_ok() {
@@ -92,6 +95,7 @@ where
             abandoned,
             reply,
             span: tracing::Span::current(),
+            lane: Arc::clone(&self.lane),
         };
         if queue.send(Box::new(unit)).is_err() {
             return Err(lane_stopped());
@@ -119,7 +123,17 @@ async fn run_batches<D: Dialect>(
 {
     let mut batch = Vec::with_capacity(MOST_PER_BATCH);
     while queued.recv_many(&mut batch, MOST_PER_BATCH).await > 0 {
-        run_batch(&writer, std::mem::take(&mut batch)).await;
+        // Every caller's panic is caught where its work runs; one here, in the batch's
+        // own code, must not stop every later upload's writes: the batch's callers hear
+        // that their reply went missing, its transaction rolls back as it is dropped.
+        let ran = AssertUnwindSafe(run_batch(&writer, std::mem::take(&mut batch)))
+            .catch_unwind()
+            .await;
+        if ran.is_err() {
+            tracing::error!(
+                "a batch of write transactions panicked; its callers were told it failed"
+            );
+        }
     }
 }
 
@@ -170,6 +184,9 @@ where
         }
     }
     let committed = tx.commit().await.map_err(db);
+    if let Err(error) = &committed {
+        tracing::warn!(%error, "a batch of write transactions could not be committed");
+    }
     for done in ran {
         done.deliver(committed.as_ref().map(|_| ()));
     }
@@ -184,6 +201,7 @@ fn fail_batch<D: Dialect>(
 ) {
     // Dropped, the transaction rolls back.
     drop(tx);
+    tracing::warn!(%error, "a batch of write transactions failed; nothing of it was kept");
     for done in ran {
         done.deliver(Err(error));
     }
@@ -216,8 +234,7 @@ pub(super) trait Unit<D: Dialect>: Send {
 /// Work that has run, its result held until the batch's commit.
 pub(super) trait Ran: Send {
     fn succeeded(&self) -> bool;
-    /// Gives the caller its result if the batch committed; else the batch's failure, or
-    /// the work's own if it had failed anyway.
+    /// Gives the caller its result if the batch committed; else the batch's failure.
     fn deliver(self: Box<Self>, batch: Result<(), &StoreError>);
 }
 
@@ -231,6 +248,9 @@ struct Queued<D: Dialect, T> {
     reply: oneshot::Sender<Outcome<T>>,
     /// The caller's span: what the work logs is logged with its request.
     span: tracing::Span,
+    /// Keeps the lane running until the work is done, even if the store is dropped
+    /// meanwhile: a ticket whose client hung up is still stored.
+    lane: Arc<WriteLane>,
 }
 
 impl<D: Dialect, T: Send + 'static> Unit<D> for Queued<D, T> {
@@ -243,13 +263,23 @@ impl<D: Dialect, T: Send + 'static> Unit<D> for Queued<D, T> {
         tx: &'t mut Transaction<'static, D>,
     ) -> BoxFuture<'t, Box<dyn Ran>> {
         let Queued {
-            work, reply, span, ..
+            work,
+            reply,
+            span,
+            lane,
+            ..
         } = *self;
         Box::pin(async move {
-            let outcome = AssertUnwindSafe(work(tx).instrument(span))
+            // The call itself inside the guard too: a closure may do work before the
+            // future it returns.
+            let outcome = AssertUnwindSafe(async move { work(tx).await }.instrument(span))
                 .catch_unwind()
                 .await;
-            Box::new(Done { outcome, reply }) as Box<dyn Ran>
+            Box::new(Done {
+                outcome,
+                reply,
+                _lane: lane,
+            }) as Box<dyn Ran>
         })
     }
 
@@ -261,6 +291,7 @@ impl<D: Dialect, T: Send + 'static> Unit<D> for Queued<D, T> {
 struct Done<T> {
     outcome: Outcome<T>,
     reply: oneshot::Sender<Outcome<T>>,
+    _lane: Arc<WriteLane>,
 }
 
 impl<T: Send> Ran for Done<T> {
@@ -270,8 +301,13 @@ impl<T: Send> Ran for Done<T> {
 
     fn deliver(self: Box<Self>, batch: Result<(), &StoreError>) {
         let outcome = match (self.outcome, batch) {
-            (Ok(Ok(_)), Err(error)) => Ok(Err(for_each_caller(error))),
-            (own, _) => own,
+            (own, Ok(())) => own,
+            // A panic stays the caller's own.
+            (Err(panic), Err(_)) => Err(panic),
+            // Its own failure may rest on rows of the batch that were never kept (a
+            // newer export in a ticket stored a moment before it): the batch's failure
+            // is what happened.
+            (Ok(_), Err(error)) => Ok(Err(for_each_caller(error))),
         };
         let _ = self.reply.send(outcome);
     }
@@ -450,20 +486,24 @@ mod tests {
         assert_eq!(committed(&store).await, vec![0, 2]);
     }
 
-    #[tokio::test]
-    async fn a_batch_that_cannot_go_on_keeps_nothing_and_the_next_one_runs() {
+    /// Work that ends the transaction under its batch, as SQLite does itself on an I/O
+    /// error or a full disk, and then fails (the statement that hit the error) or, with
+    /// `then_succeeds`, carries on as if nothing happened: the savepoint is gone either way.
+    async fn batch_broken_by(then_succeeds: bool) {
         let (_dir, store) = store().await;
         let (go, holder) = hold_the_lane(&store).await;
         let first = store_number(&store, Abandoned::Finish, 1);
-        // Ends the transaction under the batch, as SQLite does itself on an I/O error or
-        // a full disk: the savepoint is gone with it.
-        let breaking = store.in_write_transaction(Abandoned::Finish, |tx| {
+        let breaking = store.in_write_transaction(Abandoned::Finish, move |tx| {
             Box::pin(async move {
                 sqlx::raw_sql("ROLLBACK")
                     .execute(&mut **tx)
                     .await
                     .map_err(db)?;
-                Ok(())
+                if then_succeeds {
+                    Ok(())
+                } else {
+                    Err(StoreError::other(std::io::Error::other("disk full")))
+                }
             })
         });
         let last = store_number(&store, Abandoned::Finish, 3);
@@ -478,7 +518,77 @@ mod tests {
             "every caller of the batch hears it failed: {failed:?}"
         );
         assert_eq!(committed(&store).await, vec![0]);
+        // The writing connection sqlx still counted inside a transaction is replaced.
         store_number(&store, Abandoned::Finish, 4).await.unwrap();
         assert_eq!(committed(&store).await, vec![0, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_savepoint_cannot_be_rolled_back_keeps_nothing_and_the_next_one_runs() {
+        batch_broken_by(false).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_savepoint_cannot_be_released_keeps_nothing_and_the_next_one_runs() {
+        batch_broken_by(true).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_to_commit_tells_every_caller_and_keeps_nothing() {
+        let (_dir, store) = store().await;
+        // Checked only at the commit: the one way a batch's commit fails here on demand.
+        sqlx::raw_sql(
+            "CREATE TABLE parents (id INTEGER PRIMARY KEY);
+             CREATE TABLE orphans (parent INTEGER REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .execute(store.writer())
+        .await
+        .unwrap();
+        let (go, holder) = hold_the_lane(&store).await;
+        let first = store_number(&store, Abandoned::Finish, 1);
+        let orphan = store.in_write_transaction(Abandoned::Finish, |tx| {
+            Box::pin(async move {
+                sqlx::raw_sql("INSERT INTO orphans (parent) VALUES (99)")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            })
+        });
+        let (first, orphan, ()) = futures_util::future::join3(first, orphan, async {
+            go.send(()).unwrap();
+        })
+        .await;
+        holder.await.unwrap().unwrap();
+        assert!(first.is_err() && orphan.is_err(), "{first:?} {orphan:?}");
+        assert_eq!(committed(&store).await, vec![0]);
+        store_number(&store, Abandoned::Finish, 2).await.unwrap();
+        assert_eq!(committed(&store).await, vec![0, 2]);
+    }
+
+    #[tokio::test]
+    async fn work_to_finish_is_done_even_if_the_store_is_dropped_meanwhile() {
+        let (dir, store) = store().await;
+        let (go, holder) = hold_the_lane(&store).await;
+        // A ticket whose client hung up, queued behind the held batch...
+        assert!(
+            store_number(&store, Abandoned::Finish, 1)
+                .now_or_never()
+                .is_none()
+        );
+        // ...and then every copy of the store goes: this one, and the holder's with its
+        // answer.
+        drop(store);
+        go.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("batches.db").display());
+        let reopened = SqliteStore::connect(&url).await.unwrap();
+        for _ in 0..500 {
+            if committed(&reopened).await == vec![0, 1] {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the queued work was lost with the store");
     }
 }
