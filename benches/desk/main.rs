@@ -498,9 +498,9 @@ struct QrRun {
 /// QR screenshot intake: QR uploads in a closed loop of 8 while ordinary XML uploads
 /// arrive at a steady `other_rate`; the ordinary ones are also measured alone.
 async fn qr_run(photo: &Bytes, requests: usize, other_rate: f64) -> QrRun {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let (desk, _) = start_desk(dir.path(), None);
-    let keys = KeyStore::new(dir.path().join("keys"));
+    let dir = phase_dir();
+    let (desk, _) = start_desk(dir.as_path(), None);
+    let keys = KeyStore::new(dir.as_path().join("keys"));
     let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
     let make = |phase: &str, qr: bool| {
         uploads(requests, photo, |i| {
@@ -799,9 +799,9 @@ async fn intake_run(
     };
 
     let database_url = run_database(admin, &format!("resetdesk_bench_{run}")).await;
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let (desk, _) = start_desk(dir.path(), database_url.as_deref());
-    let keys = KeyStore::new(dir.path().join("keys"));
+    let dir = phase_dir();
+    let (desk, _) = start_desk(dir.as_path(), database_url.as_deref());
+    let keys = KeyStore::new(dir.as_path().join("keys"));
     let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
     let cpu_witness = sign_rate(&keys, Duration::from_millis(500));
     let c8 = closed_loop(&url, make(&keys, "C8"), 8).await;
@@ -809,7 +809,7 @@ async fn intake_run(
     let c64 = closed_loop(&url, make(&keys, "C64"), 64).await;
     let c64_cpu_ms_per_upload = (desk.cpu_ms() - cpu_before) / requests as f64;
     let pending_after_closed_loops =
-        evidence_watch::pending_now(&jobs_url(dir.path(), database_url.as_deref())).await;
+        evidence_watch::pending_now(&jobs_url(dir.as_path(), database_url.as_deref())).await;
     desk.kill();
 
     let peak = c8.requests_per_sec.max(c64.requests_per_sec);
@@ -866,16 +866,16 @@ impl WatchedLoad<'_> {
     async fn run(&self) -> (Load, EvidenceRun) {
         let name = format!("resetdesk_bench_{}_{}", self.run, self.phase);
         let database_url = run_database(self.admin, &name).await;
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let (desk, _) = start_desk(dir.path(), database_url.as_deref());
-        let keys = KeyStore::new(dir.path().join("keys"));
+        let dir = phase_dir();
+        let (desk, _) = start_desk(dir.as_path(), database_url.as_deref());
+        let keys = KeyStore::new(dir.as_path().join("keys"));
         let url = format!("http://127.0.0.1:{}/api/v1/requests", desk.port);
         let phase = self.phase.to_uppercase();
         let uploads = uploads(self.count, self.photo, |i| {
             submission(&keys, &format!("BENCH-{}-{phase}-{i:06}", self.run), i)
         });
         let watch =
-            evidence_watch::Watch::start(&jobs_url(dir.path(), database_url.as_deref())).await;
+            evidence_watch::Watch::start(&jobs_url(dir.as_path(), database_url.as_deref())).await;
         let (load, answers) = open_loop_answered(&url, uploads, self.rate).await;
         let load_end = Instant::now();
         let drained = watch.drained_after(load_end, self.drain_limit).await;
@@ -964,8 +964,8 @@ async fn bare_run(
     keys: &KeyStore,
     route: &str,
 ) -> (Load, Load, f64) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let bare = start_bare(dir.path());
+    let dir = phase_dir();
+    let bare = start_bare(dir.as_path());
     let url = format!("http://127.0.0.1:{}{route}", bare.port);
     let make = || {
         uploads(requests, photo, |i| {
@@ -977,6 +977,38 @@ async fn bare_run(
     let c64 = closed_loop(&url, make(), 64).await;
     let cpu = (bare.cpu_ms() - cpu_before) / requests as f64;
     (c8, c64, cpu)
+}
+
+/// Every phase's directory (a desk's data, a bare server's files), removed only when the
+/// bench ends. Removed at the end of its phase, it made the next phase pay for it: on a
+/// file system without a journal (ext4 here), creating a file walks past every inode
+/// deleted in the last half minute (`recently_deleted` in the kernel, 15 % of the desk's
+/// samples in a profile of 2026-12-05), and the bare and synced bare runs removed 2,400
+/// files each just before the next run began. A deployed desk removes files at the pace of
+/// its sweeper, not thousands at once.
+static KEPT_DIRS: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
+
+/// A new directory for one phase, kept until the bench ends (see [`KEPT_DIRS`]).
+fn phase_dir() -> PathBuf {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().to_owned();
+    KEPT_DIRS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(dir);
+    path
+}
+
+/// Removes the kept directories when `main` returns or unwinds.
+struct RemoveKeptDirs;
+
+impl Drop for RemoveKeptDirs {
+    fn drop(&mut self) {
+        KEPT_DIRS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
 }
 
 /// ring's raw Ed25519 signing rate on this machine, one core, over `span`.
@@ -1084,6 +1116,7 @@ fn main() {
         return;
     }
     let options = options();
+    let _remove = RemoveKeptDirs;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
