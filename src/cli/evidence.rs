@@ -34,6 +34,10 @@ pub enum EvidenceCommand {
         /// MiB of memory reading may take beyond what the program needs to start.
         #[arg(long, default_value_t = 1024)]
         max_memory_mib: u64,
+        /// The process that started this one (the desk's evidence worker): if it is no
+        /// longer this process's parent, nothing is read.
+        #[arg(long)]
+        parent_pid: Option<u32>,
     },
 }
 
@@ -45,16 +49,20 @@ pub fn run(command: &EvidenceCommand) -> CliResult {
         previews,
         max_seconds,
         max_memory_mib,
+        parent_pid,
     } = command;
     // Before a byte of the photo is read.
-    reading::limit_this_process(*max_seconds, max_memory_mib.saturating_mul(1 << 20)).map_err(
-        |e| {
-            CliError::with_code(
-                format!("cannot limit this process's resources: {e}"),
-                reading::EXIT_CANNOT_START,
-            )
-        },
-    )?;
+    reading::limit_this_process(
+        *max_seconds,
+        max_memory_mib.saturating_mul(1 << 20),
+        *parent_pid,
+    )
+    .map_err(|e| {
+        CliError::with_code(
+            format!("cannot set this reader up: {e}"),
+            reading::EXIT_CANNOT_START,
+        )
+    })?;
     let refused = |message: String| CliError::with_code(message, reading::EXIT_PHOTO_REFUSED);
     let intake = crate::config::IntakeLimits::default();
     let max_bytes = max_bytes.unwrap_or(intake.max_label_photo_bytes);

@@ -301,6 +301,9 @@ pub fn read_in_child(
         .arg(seconds.to_string())
         .arg("--max-memory-mib")
         .arg(limits.memory_bytes.div_ceil(1 << 20).to_string())
+        // So it can tell whether the desk died before it asked to die with it.
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string())
         // Nothing of the desk's: its variables hold the database URL and SMTP password.
         .env_clear()
         .current_dir("/")
@@ -401,9 +404,28 @@ fn drain(pipe: impl Read + Send + 'static, limit: u64) -> std::sync::mpsc::Recei
 /// ends it), at most `memory_bytes` more address space than it has now, no core dump (a
 /// dump would hold the customer's photo), and killed with the desk that started it (a
 /// desk killed mid-read leaves no reader behind).
-pub fn limit_this_process(cpu_seconds: u64, memory_bytes: u64) -> std::io::Result<()> {
-    use rustix::process::{Resource, Rlimit, Signal, set_parent_process_death_signal, setrlimit};
+///
+/// `started_by` is that desk's process id, when it gave it: the death signal is asked
+/// for only once the child runs, and a desk that died before then has no death left to
+/// signal. A child whose parent is no longer `started_by` (it was handed to init or a
+/// subreaper) stops here, instead of reading on as an orphan.
+pub fn limit_this_process(
+    cpu_seconds: u64,
+    memory_bytes: u64,
+    started_by: Option<u32>,
+) -> std::io::Result<()> {
+    use rustix::process::{
+        Resource, Rlimit, Signal, getppid, set_parent_process_death_signal, setrlimit,
+    };
     set_parent_process_death_signal(Some(Signal::KILL))?;
+    if let Some(desk) = started_by {
+        let parent = getppid().map_or(0, |pid| pid.as_raw_nonzero().get().unsigned_abs());
+        if parent != desk {
+            return Err(std::io::Error::other(format!(
+                "the desk that started this reader (process {desk}) has ended"
+            )));
+        }
+    }
     let limit = |resource, value: u64| {
         setrlimit(
             resource,
@@ -540,6 +562,19 @@ mod tests {
         assert!(failure.is_the_photos(), "a refused photo");
         let missing = read_in_child(&dir.path().join("nothing"), photo(), limits(5)).unwrap_err();
         assert!(matches!(missing, ChildFailure::Start { .. }), "{missing}");
+    }
+
+    /// The desk tells its reader who started it, so a reader whose desk died before it
+    /// asked to die with it can tell.
+    #[test]
+    fn a_reader_is_told_which_desk_started_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = r#"case " $* " in
+  *" --parent-pid $PPID "*) echo '{"codes":[],"damaged":false,"preview_bytes":0,"thumbnail_bytes":0}' ;;
+  *) echo "no --parent-pid $PPID in: $*" >&2; exit 3 ;;
+esac"#;
+        let read = read_in_child(&script(&dir, body), vec![0; 16], limits(10));
+        assert!(read.is_ok(), "{read:?}");
     }
 
     /// A reader that answers but leaves a process holding its pipes (a wrapper's

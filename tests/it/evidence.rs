@@ -504,3 +504,41 @@ on_both_backends!(
     a_damaged_photo_is_accepted_then_sent_back,
     a_photo_replaced_while_read_gets_its_own_findings,
 );
+
+/// The death signal a reader asks for covers only a desk that dies after the reader
+/// started; a reader whose desk died before then (it now has another parent) reads
+/// nothing and ends at once, instead of reading on as an orphan.
+#[test]
+fn a_reader_whose_desk_is_gone_reads_nothing() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let reader = |parent: u32| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+            .args(["evidence", "read", "--parent-pid", &parent.to_string(), "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Not a picture: a reader that gets as far as reading refuses it.
+        let _ = child.stdin.take().unwrap().write_all(b"not a photo");
+        child.wait_with_output().unwrap()
+    };
+    // This test's process is the reader's parent, and it is not process 1.
+    let orphan = reader(1);
+    assert_eq!(
+        orphan.status.code(),
+        Some(i32::from(resetdesk::evidence::reading::EXIT_CANNOT_START))
+    );
+    let said = String::from_utf8_lossy(&orphan.stderr);
+    assert!(said.contains("(process 1) has ended"), "{said}");
+    assert!(orphan.stdout.is_empty());
+
+    let child_of_this = reader(std::process::id());
+    assert_eq!(
+        child_of_this.status.code(),
+        Some(i32::from(resetdesk::evidence::reading::EXIT_PHOTO_REFUSED)),
+        "{}",
+        String::from_utf8_lossy(&child_of_this.stderr)
+    );
+}

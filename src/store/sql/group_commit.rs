@@ -109,9 +109,12 @@ where
     }
 }
 
-/// The lane's runtime stopped with work still queued: only while the process shuts down.
+/// The work was dropped unanswered: the lane's runtime stopped (only while the process
+/// shuts down), or its batch panicked in the batch's own code and rolled back.
 fn lane_stopped() -> StoreError {
-    StoreError::other(std::io::Error::other("the store's write lane has stopped"))
+    StoreError::other(std::io::Error::other(
+        "the store's write lane dropped the work unanswered; nothing of it was kept",
+    ))
 }
 
 /// Takes what has queued, up to a batch, runs it, and goes back for more.
