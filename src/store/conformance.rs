@@ -2253,6 +2253,69 @@ pub async fn codes_asked_for_at_once_are_three_and_one_live(store: &dyn Store) {
     assert_eq!(accepted, 1, "one live code of {hashes:?}");
 }
 
+/// Submissions arriving at once, as 64 clients send them: on SQLite they share a batch
+/// (`sql/group_commit.rs`), on PostgreSQL they race at the unique index. The same export
+/// sent eight times makes one ticket, and the other seven name it; eight different
+/// exports make eight tickets, each with its acknowledgment.
+pub async fn submissions_at_once_make_one_ticket_per_challenge(store: &dyn Store) {
+    futures_util::future::join_all((0..16).map(|_| store.ping())).await;
+    let same = ticket(
+        "ana@example.com",
+        vec![challenge("BURST-SAME", at(0))],
+        at(10),
+    );
+    let outcomes = futures_util::future::join_all((0..8).map(|_| {
+        let mut copy = same.clone();
+        copy.number = TicketNumber::generate();
+        async move {
+            store
+                .create_ticket(&copy, &mail(MailKind::Acknowledgment, "ana@example.com"))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let created: Vec<&TicketNumber> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            CreateOutcome::Created { number, .. } => Some(number),
+            CreateOutcome::Existing { .. } => None,
+        })
+        .collect();
+    assert_eq!(created.len(), 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        if let CreateOutcome::Existing { number } = outcome {
+            assert_eq!(number, created[0], "{outcomes:?}");
+        }
+    }
+    let different = futures_util::future::join_all((0..8).map(|i| {
+        let new = ticket(
+            "bo@example.com",
+            vec![challenge(&format!("BURST-{i}"), at(0))],
+            at(20),
+        );
+        async move {
+            store
+                .create_ticket(&new, &mail(MailKind::Acknowledgment, "bo@example.com"))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert!(
+        different
+            .iter()
+            .all(|outcome| matches!(outcome, CreateOutcome::Created { .. })),
+        "{different:?}"
+    );
+    assert_eq!(store.tickets(&all()).await.unwrap().len(), 9);
+    assert_eq!(
+        store.mail_counts().await.unwrap().0,
+        9,
+        "one acknowledgment a ticket"
+    );
+}
+
 /// Intake requests counted per bucket, at once and across a restart (the store is the
 /// only memory): a full bucket refuses, says since when, and counts nothing else.
 pub async fn intake_requests_are_counted_within_their_limits(store: &dyn Store) {
@@ -3099,6 +3162,13 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
 
 macro_rules! conformance_suite {
     ($fresh:expr) => {
+        #[tokio::test]
+        async fn submissions_at_once_make_one_ticket_per_challenge() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::submissions_at_once_make_one_ticket_per_challenge(store.as_ref()).await;
+        }
         #[tokio::test]
         async fn grants_are_recorded_with_their_giver() {
             let Some((_guard, store)) = $fresh.await else {
