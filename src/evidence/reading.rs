@@ -234,6 +234,11 @@ pub struct ChildLimits {
     pub memory_bytes: u64,
     /// Wall-clock time from start to answer; also the child's CPU time limit.
     pub deadline: Duration,
+    /// The program is this desk's own binary, started directly: it is told the desk's
+    /// process id (`--parent-pid`) and ends if its parent is another by the time it runs.
+    /// A configured `evidence_reader` may be a wrapper that forks, or an older version
+    /// that knows no such flag, so it is not told.
+    pub own_program: bool,
 }
 
 /// How `resetdesk evidence read` ends when it gives no answer: the photo refused (its
@@ -302,8 +307,13 @@ pub fn read_in_child(
         .arg("--max-memory-mib")
         .arg(limits.memory_bytes.div_ceil(1 << 20).to_string())
         // So it can tell whether the desk died before it asked to die with it.
-        .arg("--parent-pid")
-        .arg(std::process::id().to_string())
+        .args(
+            limits
+                .own_program
+                .then(|| ["--parent-pid".to_owned(), std::process::id().to_string()])
+                .into_iter()
+                .flatten(),
+        )
         // Nothing of the desk's: its variables hold the database URL and SMTP password.
         .env_clear()
         .current_dir("/")
@@ -527,6 +537,7 @@ mod tests {
             max_bytes: 1 << 20,
             memory_bytes: 1 << 20,
             deadline: Duration::from_secs(seconds),
+            own_program: true,
         }
     }
 
@@ -564,8 +575,8 @@ mod tests {
         assert!(matches!(missing, ChildFailure::Start { .. }), "{missing}");
     }
 
-    /// The desk tells its reader who started it, so a reader whose desk died before it
-    /// asked to die with it can tell.
+    /// The desk tells its own reader who started it, so a reader whose desk died before
+    /// it asked to die with it can tell.
     #[test]
     fn a_reader_is_told_which_desk_started_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -574,6 +585,17 @@ mod tests {
   *) echo "no --parent-pid $PPID in: $*" >&2; exit 3 ;;
 esac"#;
         let read = read_in_child(&script(&dir, body), vec![0; 16], limits(10));
+        assert!(read.is_ok(), "{read:?}");
+        // A configured reader may be a wrapper that forks: it is not told.
+        let body = r#"case " $* " in
+  *" --parent-pid "*) echo "told: $*" >&2; exit 3 ;;
+  *) echo '{"codes":[],"damaged":false,"preview_bytes":0,"thumbnail_bytes":0}' ;;
+esac"#;
+        let configured = ChildLimits {
+            own_program: false,
+            ..limits(10)
+        };
+        let read = read_in_child(&script(&dir, body), vec![0; 16], configured);
         assert!(read.is_ok(), "{read:?}");
     }
 

@@ -378,6 +378,7 @@ fn child_limits(desk: &Desk, memory_bytes: u64) -> reading::ChildLimits {
         max_bytes: desk.settings.intake.max_label_photo_bytes,
         memory_bytes,
         deadline: Duration::from_secs(desk.settings.evidence.read_timeout_secs),
+        own_program: desk.settings.evidence.reader.is_none(),
     }
 }
 

@@ -113,7 +113,7 @@ where
 /// shuts down), or its batch panicked in the batch's own code and rolled back.
 fn lane_stopped() -> StoreError {
     StoreError::other(std::io::Error::other(
-        "the store's write lane dropped the work unanswered; nothing of it was kept",
+        "the store's write lane dropped the work unanswered; it may not have been kept",
     ))
 }
 

@@ -62,45 +62,45 @@ where
         // no work). Counted in every bucket, or in none.
         self.in_write_transaction(Abandoned::Stop, move |tx| {
             Box::pin(async move {
-            let now = at.unix_seconds();
-            let since = now - window_secs;
-            for hit in &ordered {
-                D::lock_bucket(tx, intake_lock_class(hit.bucket), &hit.key).await?;
-            }
-            for hit in &ordered {
-                let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-                    "SELECT COUNT(*), MIN(at) FROM intake_hits WHERE kind = $1 AND key = $2 AND at > $3",
-                )
-                .bind(hit.bucket.kind())
-                .bind(&hit.key)
-                .bind(since)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(db)?;
-                if count >= hit.limit {
-                    return Ok(IntakeReservation::Refused {
-                        key: hit.key.clone(),
-                        oldest: oldest.map(rows::time).transpose()?,
-                    });
+                let now = at.unix_seconds();
+                let since = now - window_secs;
+                for hit in &ordered {
+                    D::lock_bucket(tx, intake_lock_class(hit.bucket), &hit.key).await?;
                 }
-            }
-            for hit in &ordered {
-                sqlx::query("INSERT INTO intake_hits (kind, key, at) VALUES ($1, $2, $3)")
+                for hit in &ordered {
+                    let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                        "SELECT COUNT(*), MIN(at) FROM intake_hits WHERE kind = $1 AND key = $2 AND at > $3",
+                    )
                     .bind(hit.bucket.kind())
                     .bind(&hit.key)
-                    .bind(now)
+                    .bind(since)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(db)?;
+                    if count >= hit.limit {
+                        return Ok(IntakeReservation::Refused {
+                            key: hit.key.clone(),
+                            oldest: oldest.map(rows::time).transpose()?,
+                        });
+                    }
+                }
+                for hit in &ordered {
+                    sqlx::query("INSERT INTO intake_hits (kind, key, at) VALUES ($1, $2, $3)")
+                        .bind(hit.bucket.kind())
+                        .bind(&hit.key)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db)?;
+                }
+                // A few expired rows at a time, whichever bucket they were in: the table holds
+                // about an hour of requests, never the desk's whole history.
+                sqlx::query(D::PRUNE_INTAKE_HITS)
+                    .bind(since)
                     .execute(&mut **tx)
                     .await
                     .map_err(db)?;
-            }
-            // A few expired rows at a time, whichever bucket they were in: the table holds
-            // about an hour of requests, never the desk's whole history.
-            sqlx::query(D::PRUNE_INTAKE_HITS)
-                .bind(since)
-                .execute(&mut **tx)
-                .await
-                .map_err(db)?;
-            Ok(IntakeReservation::Counted)
+                Ok(IntakeReservation::Counted)
             })
         })
         .await
