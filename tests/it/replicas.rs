@@ -93,7 +93,14 @@ async fn three_replicas_sign_and_mail_each_ticket_exactly_once() {
         .iter()
         .map(|r| format!("http://127.0.0.1:{}", r.port))
         .collect();
-    let client = reqwest::Client::new();
+    // Idle connections are dropped before the desk's keep-alive (5 s, actix's default)
+    // closes them: a request sent on a connection the server is closing that moment fails
+    // as an incomplete message (seen once in a full run, 2026-12-06, on an approval sent
+    // after its batch had waited for the label checks).
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
 
     let keys = KeyStore::new(sandbox.path("keys"));
     let photo = label_photo();
