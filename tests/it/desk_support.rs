@@ -374,6 +374,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         inbox,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Before the desk's 5 s keep-alive closes an idle connection (tests/it/replicas.rs).
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
             .build()
             .unwrap(),
     }
@@ -729,6 +731,8 @@ pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
+        // Before the desk's 5 s keep-alive closes an idle connection (tests/it/replicas.rs).
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
         .build()
         .unwrap()
 }
