@@ -488,10 +488,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
                 .map_err(IntakeError::storing)?,
         ),
     };
-    let export_blob = match &export {
-        StoredExport::Blob(name) => Some(name.clone()),
-        StoredExport::InRow(_) => None,
-    };
+    let export_blob = export.blob().map(str::to_owned);
     let label_blob = match desk.blobs.put_upload(&label, photo.picture_len).await {
         Ok(blob) => blob,
         Err(e) => {

@@ -785,6 +785,16 @@ pub enum StoredExport {
     Blob(String),
 }
 
+impl StoredExport {
+    /// The blob's name, when the export is kept in one.
+    pub fn blob(&self) -> Option<&str> {
+        match self {
+            Self::Blob(name) => Some(name),
+            Self::InRow(_) => None,
+        }
+    }
+}
+
 /// A verified submission, ready to store.
 #[derive(Debug, Clone)]
 pub struct NewTicket {

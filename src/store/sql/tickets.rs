@@ -59,11 +59,10 @@ where
         ticket: &NewTicket,
         acknowledgment: &NewMail,
     ) -> StoreResult<CreateOutcome> {
-        let first_device = ticket.devices[0].clone();
-        let (ticket, acknowledgment) = (ticket.clone(), acknowledgment.clone());
+        let (owned, acknowledgment) = (ticket.clone(), acknowledgment.clone());
         let stored = self
             .in_write_transaction(Abandoned::Finish, move |tx| {
-                Box::pin(async move { Self::insert_ticket(tx, &ticket, &acknowledgment).await })
+                Box::pin(async move { Self::insert_ticket(tx, &owned, &acknowledgment).await })
             })
             .await;
         match stored {
@@ -72,7 +71,7 @@ where
             // the transaction, which on SQLite holds the one writing connection.
             Err(StoreError::Conflict(Conflict::SameChallenge)) => {
                 let number = self
-                    .ticket_of_challenge(&first_device)
+                    .ticket_of_challenge(&ticket.devices[0])
                     .await?
                     .ok_or(StoreError::NotFound)?;
                 Ok(CreateOutcome::Existing { number })
@@ -476,10 +475,7 @@ where
         .bind(ticket.repeat_of.as_ref().map(TicketNumber::as_str))
         .bind(c.language.code())
         // No blob name when the export is in the row.
-        .bind(match &ticket.export {
-            StoredExport::InRow(_) => "",
-            StoredExport::Blob(name) => name.as_str(),
-        })
+        .bind(ticket.export.blob().unwrap_or(""))
         .fetch_one(&mut **tx)
         .await
         .map_err(db)?;
