@@ -1,14 +1,23 @@
 //! The few files the pages use besides themselves, compiled into the binary: the icon,
-//! and two scripts. Pages work without the scripts (a phone with scripts off still sends
-//! a request and reads its status); they add a live countdown and dropping or pasting a
-//! file onto the form. The Content-Security-Policy allows scripts from here and nowhere
-//! else.
+//! and three scripts. Pages work without the scripts (a phone with scripts off still sends
+//! a request and reads its status; an agent still decides with the buttons); they add a
+//! live countdown, dropping or pasting a file onto the form, and the console's keyboard
+//! shortcuts. The Content-Security-Policy allows scripts from here and nowhere else.
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, get, web};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(file);
+    cfg.service(file).service(favicon);
+}
+
+/// Browsers ask for `/favicon.ico` on their own (for a photo or a JSON answer opened in
+/// a tab, and some on every page, whatever the page's `<link rel=icon>` says): the icon.
+#[get("/favicon.ico")]
+async fn favicon() -> HttpResponse {
+    HttpResponse::MovedPermanently()
+        .insert_header((header::LOCATION, "/static/icon.svg"))
+        .finish()
 }
 
 const JS: &str = "text/javascript; charset=utf-8";
@@ -17,6 +26,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 const FILES: &[(&str, &str, &str)] = &[
     ("status.js", JS, include_str!("../../static/status.js")),
     ("form.js", JS, include_str!("../../static/form.js")),
+    ("console.js", JS, include_str!("../../static/console.js")),
     (
         "icon.svg",
         "image/svg+xml",

@@ -2316,6 +2316,38 @@ pub async fn submissions_at_once_make_one_ticket_per_challenge(store: &dyn Store
     );
 }
 
+/// Ticket numbers by internal id, for pages whose rows carry the id (the audit log): each
+/// existing ticket's own number, and nothing for an id no ticket has.
+pub async fn ticket_numbers_are_found_by_id(store: &dyn Store) {
+    let mut numbers = Vec::new();
+    for i in 0..3 {
+        let new = ticket(
+            "ana@example.com",
+            vec![challenge(&format!("NUMBERS-{i}"), at(0))],
+            at(10),
+        );
+        store
+            .create_ticket(&new, &mail(MailKind::Acknowledgment, "ana@example.com"))
+            .await
+            .unwrap();
+        numbers.push(new.number);
+    }
+    let summaries = store.tickets(&all()).await.unwrap();
+    let mut ids: Vec<TicketId> = summaries.iter().map(|t| t.id).collect();
+    let missing = TicketId(ids.iter().map(|id| id.0).max().unwrap() + 1000);
+    ids.push(missing);
+    let found = store.ticket_numbers(&ids).await.unwrap();
+    assert_eq!(found.len(), 3, "{found:?}");
+    for summary in &summaries {
+        assert_eq!(found[&summary.id], summary.number);
+    }
+    let mut shown: Vec<_> = found.values().cloned().collect();
+    shown.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    numbers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(shown, numbers);
+    assert!(store.ticket_numbers(&[]).await.unwrap().is_empty());
+}
+
 /// Intake requests counted per bucket, at once and across a restart (the store is the
 /// only memory): a full bucket refuses, says since when, and counts nothing else.
 pub async fn intake_requests_are_counted_within_their_limits(store: &dyn Store) {
@@ -3162,6 +3194,13 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
 
 macro_rules! conformance_suite {
     ($fresh:expr) => {
+        #[tokio::test]
+        async fn ticket_numbers_are_found_by_id() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::ticket_numbers_are_found_by_id(store.as_ref()).await;
+        }
         #[tokio::test]
         async fn submissions_at_once_make_one_ticket_per_challenge() {
             let Some((_guard, store)) = $fresh.await else {

@@ -834,10 +834,18 @@ pub struct TicketSummary {
     pub device_count: i64,
     pub first_model: String,
     pub first_serial: String,
+    /// When the exporting device made the export: its challenges die
+    /// `CHALLENGE_LIFETIME_SECS` later.
+    pub exported_at: Timestamp,
+    pub customer_name: String,
     pub customer_email: String,
     pub claimed_by: Option<String>,
     /// Why the ticket needs four eyes; empty when no risk rule fired.
     pub flags: Vec<String>,
+    /// Approvals given so far (a flagged ticket needs two).
+    pub approvals: i64,
+    /// The customer said a response did not work.
+    pub customer_reported_failure: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -1359,6 +1367,12 @@ pub trait TicketStore: Send + Sync + 'static {
     /// The ticket's export as the customer sent it: its bytes, or the blob holding them.
     /// Apart from `ticket`, which every page loads, as nothing on them shows it.
     async fn ticket_export(&self, number: &TicketNumber) -> StoreResult<StoredExport>;
+    /// The number of each of `tickets` that exists, in one query: pages that list rows
+    /// naming tickets by their internal id (the audit log) show people the number.
+    async fn ticket_numbers(
+        &self,
+        tickets: &[TicketId],
+    ) -> StoreResult<std::collections::HashMap<TicketId, TicketNumber>>;
     /// Marks the pending ticket as claimed by `user`: only while nobody else holds the
     /// claim (`ClaimedBy` names who does), unless `take_over` (a supervisor's explicit
     /// take-over, audited with whom it was taken from).

@@ -29,6 +29,9 @@ pub enum Viewport {
     Desktop,
     /// A phone in a plant room: 390 × 844 CSS pixels, touch, a phone's user agent.
     Phone,
+    /// An agent's laptop, exactly: a 1280 × 800 CSS pixel viewport, as issue 19 measures
+    /// the console's first screen (a window's size leaves the viewport to the browser).
+    Console,
 }
 
 impl Viewport {
@@ -36,6 +39,7 @@ impl Viewport {
         match self {
             Self::Desktop => "desktop",
             Self::Phone => "phone",
+            Self::Console => "console",
         }
     }
 }
@@ -109,6 +113,11 @@ impl Driver {
                 chrome["mobileEmulation"] = json!({
                     "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2.0, "touch": true, "mobile": true },
                     "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Mobile Safari/537.36",
+                });
+            }
+            Viewport::Console => {
+                chrome["mobileEmulation"] = json!({
+                    "deviceMetrics": { "width": 1280, "height": 800, "pixelRatio": 1.0, "touch": false, "mobile": false },
                 });
             }
         }
@@ -197,16 +206,27 @@ impl Page {
 
     /// Clicks and waits for the page the click leads to.
     pub async fn click_and_wait(&self, css: &str) {
-        let before = self.url().await;
         let old = self.client.find(Locator::Css("html")).await.unwrap();
         self.find(css).await.click().await.unwrap();
+        self.wait_for_new_page(old, &format!("clicking {css}"))
+            .await;
+    }
+
+    /// Presses `key` (a character, or `char::from(Key::Enter)`) and waits for the page
+    /// it leads to.
+    pub async fn press_and_wait(&self, key: char) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        self.press_char(key).await;
+        self.wait_for_new_page(old, &format!("pressing {key:?}"))
+            .await;
+    }
+
+    async fn wait_for_new_page(&self, old: fantoccini::elements::Element, what: &str) {
+        let before = self.url().await;
         let deadline = Instant::now() + Duration::from_secs(30);
         // The old document's root goes stale once the new page has replaced it.
         while old.tag_name().await.is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "clicking {css} on {before} led nowhere"
-            );
+            assert!(Instant::now() < deadline, "{what} on {before} led nowhere");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.find("body").await;
@@ -337,7 +357,11 @@ impl Page {
     }
 
     async fn press(&self, key: Key) {
-        let key = char::from(key);
+        self.press_char(char::from(key)).await;
+    }
+
+    /// Presses one key on whatever has focus, as a person does: down, then up.
+    pub async fn press_char(&self, key: char) {
         let actions = KeyActions::new("keyboard".to_owned())
             .then(KeyAction::Down { value: key })
             .then(KeyAction::Up { value: key });

@@ -246,7 +246,7 @@ async fn a_form_with_mistakes_says_what_is_wrong_next_to_each_field() {
 }
 
 /// Signs in to the console in the browser: password, then the authenticator's code.
-async fn sign_in(app: &TestApp, page: &Page, email: &str) {
+pub async fn sign_in(app: &TestApp, page: &Page, email: &str) {
     page.goto(&app.url("/console")).await;
     page.check("sign-in").await;
     page.type_into("#email", email).await;

@@ -8,6 +8,7 @@ mod blob_faults;
 mod blobs_s3;
 mod browser;
 mod browser_pages;
+mod console_layout;
 mod corpus;
 mod crash;
 mod deploy;

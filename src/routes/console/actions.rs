@@ -56,11 +56,22 @@ impl TicketAction {
         self,
         action: impl AsyncFnOnce(&Desk, &User, &TicketNumber) -> Result<Done, ReviewError>,
     ) -> HttpResponse {
+        self.run_then(false, action).await
+    }
+
+    /// [`Self::run`] for a decision: with `next`, a done decision opens the next ticket
+    /// of the queue, which says what was done to this one.
+    async fn run_then(
+        self,
+        next: bool,
+        action: impl AsyncFnOnce(&Desk, &User, &TicketNumber) -> Result<Done, ReviewError>,
+    ) -> HttpResponse {
         let (desk, console) = (self.desk.get_ref(), &self.console);
         let Some(number) = parse_number(&self.raw_number) else {
             return not_a_ticket();
         };
         match action(desk, &console.user, &number).await {
+            Ok(done) if next => see_other(&after_decision(desk, console, &number, done).await),
             Ok(done) => see_other(&format!("/console/tickets/{number}?done={}", done.as_str())),
             Err(ReviewError::Internal(cause)) => error_page(ReviewError::Internal(cause)),
             Err(error) => {
@@ -80,6 +91,33 @@ impl TicketAction {
                 ticket_page(desk, console, &number, outcome).await
             }
         }
+    }
+}
+
+/// Where "… and next" leads once `number` is decided: the next open ticket nobody else
+/// holds, told what was done to `number`; or `number` again, told that none is waiting.
+/// The decision is made either way: a failure to find the next ticket only shows the
+/// decided one again.
+async fn after_decision(
+    desk: &Desk,
+    console: &ConsoleUser,
+    number: &TicketNumber,
+    done: Done,
+) -> String {
+    let decided = format!("/console/tickets/{number}?done={}", done.as_str());
+    let next = match review::load(desk, number).await {
+        Ok(ticket) => {
+            super::queue::next_open_ticket(desk, console.user.email.as_str(), &ticket.summary).await
+        }
+        Err(_) => return decided,
+    };
+    match next {
+        Ok(Some(next)) => format!(
+            "/console/tickets/{next}?done={}&decided={number}",
+            done.as_str()
+        ),
+        Ok(None) => format!("{decided}&last=yes"),
+        Err(_) => decided,
     }
 }
 
@@ -172,12 +210,21 @@ async fn claim(action: TicketAction, form: web::Form<ActionForm>) -> HttpRespons
 async fn approve(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
     let note = form.note.clone().unwrap_or_default();
     action
-        .run(async |desk, user, number| {
-            match review::approve(desk, user, number, &note, form.evidence_version).await? {
+        .run_then(
+            form.then_next(),
+            async |desk, user, number| match review::approve(
+                desk,
+                user,
+                number,
+                &note,
+                form.evidence_version,
+            )
+            .await?
+            {
                 review::Approved::Signed => Ok(Done::Approved),
                 review::Approved::AwaitingSecond => Ok(Done::FirstApproval),
-            }
-        })
+            },
+        )
         .await
 }
 
@@ -190,7 +237,7 @@ async fn reject(action: TicketAction, form: web::Form<ActionForm>) -> HttpRespon
         .find(|reason| !reason.is_empty())
         .unwrap_or("");
     action
-        .run(async |desk, user, number| {
+        .run_then(form.then_next(), async |desk, user, number| {
             review::reject(desk, user, number, typed_or_canned, form.evidence_version).await?;
             Ok(Done::Rejected)
         })
@@ -201,7 +248,7 @@ async fn reject(action: TicketAction, form: web::Form<ActionForm>) -> HttpRespon
 async fn request_photo(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
     let note = form.note.clone().unwrap_or_default();
     action
-        .run(async |desk, user, number| {
+        .run_then(form.then_next(), async |desk, user, number| {
             review::request_photo(desk, user, number, &note, form.evidence_version).await?;
             Ok(Done::PhotoRequested)
         })

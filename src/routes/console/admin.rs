@@ -86,7 +86,7 @@ struct UserRowView {
 #[derive(Template)]
 #[template(path = "console/admin_users.html")]
 struct UsersPage {
-    user: String,
+    nav: super::Nav,
     csrf: String,
     users: Vec<UserRowView>,
     role_names: Vec<&'static str>,
@@ -106,7 +106,7 @@ async fn users_page(
         Err(e) => return failed(&e),
     };
     let page = UsersPage {
-        user: console.user.email.to_string(),
+        nav: super::Nav::of(console),
         csrf: console.csrf.clone(),
         users: all
             .into_iter()
@@ -323,13 +323,15 @@ struct AuditRowView {
     actor: String,
     action: String,
     ticket: String,
+    /// The entry names a ticket the database no longer holds.
+    ticket_removed: bool,
     detail: String,
 }
 
 #[derive(Template)]
 #[template(path = "console/admin_audit.html")]
 struct AuditPage {
-    user: String,
+    nav: super::Nav,
     csrf: String,
     chain: String,
     actor: String,
@@ -368,6 +370,16 @@ async fn audit_log(
         Ok(entries) => entries,
         Err(e) => return failed(&e),
     };
+    // Rows name tickets by their internal id (the chain hashes that); people read numbers.
+    let ids: Vec<_> = entries
+        .iter()
+        .filter_map(|e| e.ticket_id)
+        .map(crate::store::TicketId)
+        .collect();
+    let numbers = match desk.store.ticket_numbers(&ids).await {
+        Ok(numbers) => numbers,
+        Err(e) => return failed(&e),
+    };
     let chain = match audit::verify_store(desk.store.as_ref(), None).await {
         Ok(VerifyOutcome::Intact { entries, head }) => {
             format!(
@@ -378,7 +390,7 @@ async fn audit_log(
         Err(e) => return failed(&e),
     };
     let page = AuditPage {
-        user: console.user.email.to_string(),
+        nav: super::Nav::of(&console),
         csrf: console.csrf.clone(),
         chain,
         actor: actor.unwrap_or("").to_owned(),
@@ -390,7 +402,14 @@ async fn audit_log(
                 at: e.at.to_string(),
                 actor: e.actor,
                 action: e.action,
-                ticket: e.ticket_id.map(|t| t.to_string()).unwrap_or_default(),
+                ticket: e
+                    .ticket_id
+                    .and_then(|id| numbers.get(&crate::store::TicketId(id)))
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                ticket_removed: e
+                    .ticket_id
+                    .is_some_and(|id| !numbers.contains_key(&crate::store::TicketId(id))),
                 detail: e.detail,
             })
             .collect(),

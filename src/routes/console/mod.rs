@@ -29,6 +29,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tokens::configure(cfg);
 }
 
+/// What the console's menu shows its viewer: only the pages their roles open, so no
+/// link leads an agent to a refusal.
+struct Nav {
+    user: String,
+    /// Keeps the rejection reasons.
+    supervisor: bool,
+    /// Sees the users and the audit log.
+    admin: bool,
+}
+
+impl Nav {
+    fn of(console: &guard::ConsoleUser) -> Self {
+        let roles = &console.user.roles;
+        Self {
+            user: console.user.email.to_string(),
+            supervisor: roles.contains(crate::domain::Role::Supervisor),
+            admin: roles.contains(crate::domain::Role::Admin),
+        }
+    }
+}
+
 fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((LOCATION, location.to_owned()))
@@ -48,6 +69,15 @@ struct ActionForm {
     evidence_version: Option<i64>,
     /// A supervisor's explicit take-over of another agent's claim.
     take_over: Option<String>,
+    /// `next`: after the decision, open the next ticket of the queue rather than this
+    /// one again (the "… and next" buttons).
+    then: Option<String>,
+}
+
+impl ActionForm {
+    fn then_next(&self) -> bool {
+        self.then.as_deref() == Some("next")
+    }
 }
 
 /// How long ago `since` was, as the queue and the ticket page show it.

@@ -1,4 +1,5 @@
-//! The queue: tickets by status, oldest first, with a search and a page at a time.
+//! The queue: tickets by status, oldest first, with a search and a page at a time; each
+//! row with what an agent sorts by (customer, the export's deadline, state, risk, label).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
@@ -8,9 +9,10 @@ use serde::Deserialize;
 use super::age;
 use super::guard::ConsoleUser;
 use crate::desk::Desk;
-use crate::domain::{TicketNumber, TicketStatus};
+use crate::domain::{TicketNumber, TicketStatus, Timestamp};
+use crate::protocol::CHALLENGE_LIFETIME_SECS;
 use crate::routes::html;
-use crate::store::{LabelCheck, LabelFinding, QueueCursor, QueueFilter};
+use crate::store::{LabelCheck, LabelFinding, QueueCursor, QueueFilter, StoreError, TicketSummary};
 
 /// Tickets on one queue page.
 const QUEUE_PAGE: i64 = 100;
@@ -21,14 +23,94 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 struct QueueRowView {
     number: TicketNumber,
+    /// Whether the ticket needs four eyes.
+    flagged: bool,
+    /// The flags, one line per kind.
     flags: Vec<String>,
     age: String,
+    customer_name: String,
+    customer_email: String,
     model: String,
     serial: String,
-    devices: i64,
+    /// Devices in the export besides the exporting one.
+    more_devices: i64,
+    deadline: Deadline,
     status: &'static str,
+    /// "1 of 2 approvals", "customer says it failed": what the status alone hides.
+    badges: Vec<&'static str>,
     claimed_by: String,
     label: LabelColumn,
+}
+
+/// How long the export of a pending ticket lives on: its challenges die
+/// `CHALLENGE_LIFETIME_SECS` after the device made them, and the customer must export
+/// again after that.
+struct Deadline {
+    words: String,
+    /// Under [`DEADLINE_WARNING_SECS`] left, or gone: shown in bold.
+    soon: bool,
+}
+
+/// Under this much time left, the queue marks a ticket's deadline.
+const DEADLINE_WARNING_SECS: i64 = 6 * 3600;
+
+impl Deadline {
+    fn of(ticket: &TicketSummary, now: Timestamp) -> Self {
+        if !ticket.status.is_pending() {
+            return Self {
+                words: "–".to_owned(),
+                soon: false,
+            };
+        }
+        let left = ticket
+            .exported_at
+            .plus_seconds(CHALLENGE_LIFETIME_SECS)
+            .seconds_since(now);
+        // Close to the end every minute counts; further off, the nearest hour says it.
+        let words = match left / 60 {
+            m if m <= 0 => "expired".to_owned(),
+            m if m < 60 => format!("in {m} min"),
+            m if m * 60 < DEADLINE_WARNING_SECS => format!("in {} h {} min", m / 60, m % 60),
+            m => format!("in {} h", (m + 30) / 60),
+        };
+        Self {
+            words,
+            soon: left < DEADLINE_WARNING_SECS,
+        }
+    }
+}
+
+/// A ticket's flags as the queue lists them: one line per kind of flag, not one per
+/// device. Flags of one kind differ only in the serials they name, so a flag is keyed by
+/// its words with every serial-like word (letters and digits, six or more characters)
+/// left out; the first of each kind stands for the rest.
+fn flags_by_kind(flags: &[String]) -> Vec<String> {
+    let kind = |flag: &str| -> String {
+        flag.split_whitespace()
+            .map(|word| {
+                let serial_like = word.len() >= 6
+                    && word.chars().any(|c| c.is_ascii_digit())
+                    && word.chars().any(|c| c.is_ascii_alphabetic());
+                if serial_like { "#" } else { word }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut kinds: Vec<(String, &str, usize)> = Vec::new();
+    for flag in flags {
+        let key = kind(flag);
+        match kinds.iter_mut().find(|(k, ..)| *k == key) {
+            Some((_, _, count)) => *count += 1,
+            None => kinds.push((key, flag, 1)),
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|(_, first, count)| match count {
+            1 => first.to_owned(),
+            n => format!("{first} (and {} more like it)", n - 1),
+        })
+        .collect()
 }
 
 /// A ticket's label check in a word or two, as the queue's column says it; the ticket
@@ -62,11 +144,44 @@ impl LabelColumn {
     }
 }
 
+/// The ticket an agent works on after `current`: the next open ticket in the queue's
+/// order that nobody else has claimed, starting again from the top when `current` was
+/// the last; `None` when no other open ticket waits.
+pub(super) async fn next_open_ticket(
+    desk: &Desk,
+    viewer: &str,
+    current: &TicketSummary,
+) -> Result<Option<TicketNumber>, StoreError> {
+    let free = |t: &TicketSummary| {
+        t.number != current.number
+            && t.claimed_by
+                .as_deref()
+                .is_none_or(|holder| holder == viewer)
+    };
+    for after in [Some(QueueCursor::after(current)), None] {
+        let filter = QueueFilter {
+            status: Some(TicketStatus::Open),
+            search: None,
+            after,
+            limit: NEXT_LOOKAHEAD,
+        };
+        if let Some(next) = desk.store.tickets(&filter).await?.into_iter().find(free) {
+            return Ok(Some(next.number));
+        }
+    }
+    Ok(None)
+}
+
+/// How many open tickets "next" looks through for one nobody else has claimed, after
+/// the current one and then from the top: a queue claimed further than this says "no
+/// other ticket" rather than walking it all.
+const NEXT_LOOKAHEAD: i64 = 50;
+
 #[derive(Template)]
 #[template(path = "console/queue.html")]
 struct QueuePage {
     next: Option<String>,
-    user: String,
+    nav: super::Nav,
     csrf: String,
     status: String,
     q: String,
@@ -129,25 +244,66 @@ async fn queue(
         .map(|params| format!("/console?{params}"));
     let page = QueuePage {
         next,
-        user: console.user.email.to_string(),
+        nav: super::Nav::of(&console),
         csrf: console.csrf,
         status,
         q: query.q.clone().unwrap_or_default(),
         statuses,
         tickets: tickets
             .into_iter()
-            .map(|t| QueueRowView {
-                label: LabelColumn::of(checks.get(&t.id).copied()),
-                age: age(t.created_at, now),
-                flags: t.flags,
-                number: t.number,
-                model: t.first_model,
-                serial: t.first_serial,
-                devices: t.device_count,
-                status: t.status.describe_short(),
-                claimed_by: t.claimed_by.unwrap_or_default(),
+            .map(|t| {
+                let mut badges = Vec::new();
+                if t.status.is_pending() && !t.flags.is_empty() && t.approvals == 1 {
+                    badges.push("1 of 2 approvals");
+                }
+                if t.customer_reported_failure {
+                    badges.push("customer says it failed");
+                }
+                QueueRowView {
+                    label: LabelColumn::of(checks.get(&t.id).copied()),
+                    age: age(t.created_at, now),
+                    deadline: Deadline::of(&t, now),
+                    flagged: !t.flags.is_empty(),
+                    flags: flags_by_kind(&t.flags),
+                    badges,
+                    number: t.number,
+                    customer_name: t.customer_name,
+                    customer_email: t.customer_email,
+                    model: t.first_model,
+                    serial: t.first_serial,
+                    more_devices: t.device_count - 1,
+                    status: t.status.describe_short(),
+                    claimed_by: t.claimed_by.unwrap_or_default(),
+                }
             })
             .collect(),
     };
     html(StatusCode::OK, &page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flags_by_kind;
+
+    #[test]
+    fn flags_of_one_kind_make_one_line() {
+        let flags: Vec<String> = [
+            "another request for DS-7608NI-K2/8P0820231115CCRRJ11110001 in the last 30 days",
+            "another request for DS-2CD2143G2-I/BA1234567 in the last 30 days",
+            "the export of DS-2CD2143G2-I/BA1234567 was made 30 hours before it was submitted (more than 24)",
+            "another request for DS-2CD2143G2-I/BA7654321 in the last 30 days",
+            "6 devices in one export (more than 4)",
+        ]
+        .map(str::to_owned)
+        .into();
+        assert_eq!(
+            flags_by_kind(&flags),
+            [
+                "another request for DS-7608NI-K2/8P0820231115CCRRJ11110001 in the last 30 days (and 2 more like it)",
+                "the export of DS-2CD2143G2-I/BA1234567 was made 30 hours before it was submitted (more than 24)",
+                "6 devices in one export (more than 4)",
+            ]
+        );
+        assert!(flags_by_kind(&[]).is_empty());
+    }
 }

@@ -31,7 +31,7 @@ fn supervisors_only(console: &ConsoleUser) -> Option<HttpResponse> {
 #[derive(Template)]
 #[template(path = "console/reasons.html")]
 struct ReasonsPage {
-    user: String,
+    nav: super::Nav,
     csrf: String,
     reasons: Vec<(i64, String)>,
     error: Option<String>,
@@ -47,7 +47,7 @@ async fn reasons_page(
         Ok(reasons) => html(
             status,
             &ReasonsPage {
-                user: console.user.email.to_string(),
+                nav: super::Nav::of(console),
                 csrf: console.csrf.clone(),
                 reasons,
                 error,

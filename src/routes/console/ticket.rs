@@ -42,6 +42,11 @@ struct LabelCheckView {
     /// ⚠ (or nothing), hidden from assistive technology: the words say the same.
     mark: &'static str,
     words: String,
+    /// The serial the label shows instead, set apart so it never breaks mid-string;
+    /// empty when the words name none.
+    serial: String,
+    /// What follows the serial ("(and 2 more serials)").
+    after: String,
     /// A warning: the label names another device (the four-eyes risk).
     warning: bool,
 }
@@ -81,7 +86,7 @@ struct MailRowView {
 #[derive(Template)]
 #[template(path = "console/ticket.html")]
 struct TicketPage {
-    user: String,
+    nav: super::Nav,
     csrf: String,
     number: TicketNumber,
     status: &'static str,
@@ -107,6 +112,9 @@ struct TicketPage {
     customer: CustomerRowView,
     canned: Vec<(i64, String)>,
     flags: Vec<String>,
+    /// The open ticket after this one in the queue that nobody else holds (`j`, "Next
+    /// ticket").
+    next: Option<TicketNumber>,
     /// The same customer's approved ticket for this device, within the shortened-review window.
     repeat_of: Option<TicketNumber>,
     repeat_days: i64,
@@ -176,12 +184,18 @@ async fn load_ticket_page(
         .await
         .map_err(error_page)?;
     let canned = desk.store.canned_reasons().await.unwrap_or_default();
+    // A way on, not the page's subject: a failure to find it leaves the link out.
+    let next = super::queue::next_open_ticket(desk, console.user.email.as_str(), &ticket.summary)
+        .await
+        .ok()
+        .flatten();
     let viewer = Viewer {
         console,
         now: desk.clock.now(),
     };
     Ok(TicketPage {
         canned,
+        next,
         error,
         notice,
         ..TicketPage::of(&ticket, evidence.as_ref(), &viewer)
@@ -201,7 +215,7 @@ impl TicketPage {
         let console = viewer.console;
         let summary = &ticket.summary;
         Self {
-            user: console.user.email.to_string(),
+            nav: super::Nav::of(console),
             csrf: console.csrf.clone(),
             number: summary.number.clone(),
             status: summary.status.describe_short(),
@@ -242,6 +256,7 @@ impl TicketPage {
                 .and_then(|e| e.error.clone()),
             customer: CustomerRowView::of(&ticket.customer),
             canned: Vec::new(),
+            next: None,
             flags: summary.flags.clone(),
             approvals: ticket
                 .approvals
@@ -300,6 +315,8 @@ impl LabelCheckView {
         let said = |mark, words: &str, warning| Self {
             mark,
             words: words.to_owned(),
+            serial: String::new(),
+            after: String::new(),
             warning,
         };
         let finding = match evidence.state {
@@ -323,16 +340,17 @@ impl LabelCheckView {
             ),
             // Which serial, as read: the codes are listed below the table, the serials
             // beyond the first in the ticket's flag.
-            LabelFinding::OtherSerial => {
-                let words = match evidence.other_serials.as_slice() {
-                    [] => "label shows another device's serial".to_owned(),
-                    [only] => format!("label shows {only}"),
-                    [first, rest @ ..] => {
-                        format!("label shows {first} (and {} more serials)", rest.len())
-                    }
-                };
-                said("⚠", &words, true)
-            }
+            LabelFinding::OtherSerial => match evidence.other_serials.as_slice() {
+                [] => said("⚠", "label shows another device's serial", true),
+                [first, rest @ ..] => Self {
+                    serial: first.clone(),
+                    after: match rest.len() {
+                        0 => String::new(),
+                        more => format!(" (and {more} more serials)"),
+                    },
+                    ..said("⚠", "label shows", true)
+                },
+            },
             LabelFinding::NotOnLabel => said("", "label read, this serial not on it", false),
             LabelFinding::Unreadable => said("", "no code read on the label", false),
         })
@@ -412,10 +430,19 @@ async fn ticket_view(
     path: web::Path<String>,
     query: web::Query<DoneQuery>,
 ) -> HttpResponse {
+    let decided = query.decided.as_deref().and_then(parse_number);
     let notice = Done::ALL
         .into_iter()
         .find(|d| query.done.as_deref() == Some(d.as_str()))
-        .map(|d| d.notice().to_owned());
+        .map(|d| match &decided {
+            // "… and next" brought the agent here from the ticket just decided.
+            Some(decided) => format!("Ticket {decided}: {}", d.notice()),
+            None if query.last.as_deref() == Some("yes") => format!(
+                "{} No other open ticket is waiting in the queue.",
+                d.notice()
+            ),
+            None => d.notice().to_owned(),
+        });
     match parse_number(&path) {
         Some(number) => {
             let outcome = Outcome {
@@ -480,4 +507,8 @@ async fn label_photo(
 #[derive(Deserialize)]
 struct DoneQuery {
     done: Option<String>,
+    /// The ticket decided just before this one opened ("… and next").
+    decided: Option<String>,
+    /// `yes`: the decision's "next" found no other open ticket.
+    last: Option<String>,
 }

@@ -32,7 +32,7 @@ struct TokenRowView {
 #[derive(Template)]
 #[template(path = "console/tokens.html")]
 struct TokensPage {
-    user: String,
+    nav: super::Nav,
     csrf: String,
     tokens: Vec<TokenRowView>,
     new_token: Option<String>,
@@ -54,7 +54,7 @@ async fn tokens_page(
         }
     };
     let page = TokensPage {
-        user: console.user.email.to_string(),
+        nav: super::Nav::of(console),
         csrf: console.csrf.clone(),
         tokens: tokens
             .into_iter()

@@ -159,6 +159,30 @@ where
         })
     }
 
+    async fn ticket_numbers(
+        &self,
+        tickets: &[TicketId],
+    ) -> StoreResult<std::collections::HashMap<TicketId, TicketNumber>> {
+        if tickets.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let mut select = sqlx::QueryBuilder::<D>::new("SELECT id, number FROM tickets WHERE id");
+        let ids: Vec<i64> = tickets.iter().map(|t| t.0).collect();
+        Self::push_in_ids(&mut select, &ids);
+        let rows: Vec<(TicketId, String)> = select
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.into_iter()
+            .map(|(id, number)| {
+                TicketNumber::parse(&number)
+                    .map(|parsed| (id, parsed))
+                    .map_err(|_| rows::corrupt("ticket number", number))
+            })
+            .collect()
+    }
+
     async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail> {
         let row: TicketRow = sqlx::query_as(
             "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,

@@ -1,0 +1,143 @@
+// The console's keyboard: an agent working the queue all day decides a clean ticket with
+// two keys (a, Enter) and moves on without the mouse. Each key only picks a control
+// (focus) or follows a link the page already has; what submits is the control itself, so
+// the keys do nothing a click could not. Without scripts every control still works, and
+// the key hints stay hidden.
+(function () {
+  "use strict";
+  var byId = function (id) {
+    return document.getElementById(id);
+  };
+  var help = byId("shortcuts");
+  var hint = byId("shortcuts-hint");
+  if (hint) {
+    hint.hidden = false;
+  }
+
+  // Reject asks once more before it tells the customer: the first press of the button
+  // (or Enter in its form) arms it, the second sends.
+  var rejectForm = byId("reject-form");
+  var rejectButton = byId("reject");
+  if (rejectForm && rejectButton) {
+    var plain = rejectButton.textContent;
+    rejectForm.addEventListener("submit", function (event) {
+      if (rejectButton.getAttribute("data-armed") === "yes") {
+        return;
+      }
+      event.preventDefault();
+      rejectButton.setAttribute("data-armed", "yes");
+      rejectButton.textContent = rejectButton.getAttribute("data-confirm");
+      rejectButton.focus();
+    });
+    rejectForm.addEventListener("input", function () {
+      rejectButton.removeAttribute("data-armed");
+      rejectButton.textContent = plain;
+    });
+  }
+
+  // The queue's current row, moved with j and k.
+  var rows = Array.prototype.slice.call(document.querySelectorAll("#queue tbody tr[data-ticket]"));
+  var current = -1;
+  var pick = function (index) {
+    if (rows.length === 0) {
+      return;
+    }
+    if (current >= 0) {
+      rows[current].classList.remove("current");
+      rows[current].removeAttribute("aria-current");
+    }
+    current = Math.max(0, Math.min(rows.length - 1, index));
+    rows[current].classList.add("current");
+    rows[current].setAttribute("aria-current", "true");
+    var link = rows[current].querySelector("a");
+    if (link) {
+      link.focus();
+    }
+  };
+
+  var search = function () {
+    var box = byId("q");
+    if (box) {
+      box.focus();
+      box.select();
+    } else {
+      window.location.href = "/console#search";
+    }
+  };
+  if (window.location.hash === "#search") {
+    search();
+  }
+
+  var typing = function (element) {
+    if (!element) {
+      return false;
+    }
+    var tag = element.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || element.isContentEditable;
+  };
+
+  var focusControl = function (id) {
+    var control = byId(id);
+    if (control) {
+      control.focus();
+      return true;
+    }
+    return false;
+  };
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) {
+      return;
+    }
+    if (event.key === "Escape") {
+      if (help && !help.hidden) {
+        help.hidden = true;
+      } else if (typing(document.activeElement)) {
+        document.activeElement.blur();
+      }
+      return;
+    }
+    if (typing(event.target)) {
+      return;
+    }
+    var handled = true;
+    switch (event.key) {
+      case "?":
+        if (help) {
+          help.hidden = !help.hidden;
+        }
+        break;
+      case "/":
+        search();
+        break;
+      case "j":
+        if (rows.length > 0) {
+          pick(current + 1);
+        } else if (byId("next-ticket")) {
+          byId("next-ticket").click();
+        }
+        break;
+      case "k":
+        if (rows.length > 0) {
+          pick(current - 1);
+        } else {
+          window.history.back();
+        }
+        break;
+      case "a":
+        handled = focusControl("approve-next") || focusControl("approve");
+        break;
+      case "r":
+        handled = focusControl("canned");
+        break;
+      case "p":
+        handled = focusControl("note");
+        break;
+      default:
+        handled = false;
+    }
+    if (handled) {
+      event.preventDefault();
+    }
+  });
+})();

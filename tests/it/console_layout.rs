@@ -1,0 +1,543 @@
+//! Issue 19: a console built for deciding fast. At 1280 × 800 the ticket page's first
+//! screen holds the evidence (the label photo, the devices with what the label check
+//! found, the flags) and the decision (approve, reject with a reason, ask for a photo),
+//! for a plain ticket, a flagged one and one of six devices; serials and ticket numbers
+//! are never broken mid-string, on a laptop or a phone. Asserted from the positions the
+//! browser laid the elements out at, not from the HTML.
+
+use fantoccini::key::Key;
+use resetdesk::device::label::{self, Label};
+use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, Role};
+use resetdesk::evidence::worker;
+use serde_json::Value;
+
+use crate::browser::{Driver, Page, Viewport};
+use crate::browser_pages::sign_in;
+use crate::desk_support::{
+    Backend, TestApp, customer_form, export_part, file_part, label_photo, spawn_app, spawn_app_on,
+};
+use crate::html::{select_attrs, text};
+use crate::on_both_backends;
+
+const AGENT: &str = "agent@vendor.test";
+const OWN_SERIAL: &str = "DS-7608NI-K2/8P0820231115CCRRJ11110001";
+const SECOND_SERIAL: &str = "DS-7608NI-K2/8P0820231115CCRRJ11110002";
+const RECORDER_SERIAL: &str = "DS-7608NI-K2/8P0820231115CCRRJ11110003";
+/// A device in no export of this test: its label sent with another device's export.
+const STRANGER_SERIAL: &str = "DS-7608NI-K2/8P0820240202CCRRJ99990009";
+
+/// The rating label printed for `serial`, with its QR code and barcode, as a PNG.
+fn printed_label(serial: &str) -> Vec<u8> {
+    let serial = DeviceSerial::parse(serial).unwrap();
+    let printed = Label {
+        model: DeviceModel::parse("DS-7608NI-K2").unwrap(),
+        mac_address: label::derived_mac_address(&serial),
+        serial,
+        firmware: FirmwareVersion::parse("V4.30.085").unwrap(),
+        codes: true,
+    };
+    label::png(&printed.render().unwrap()).unwrap()
+}
+
+/// Submits an export of a fresh device `serial` (with `cameras` behind it) and the label
+/// printed for `label_of`; returns the ticket number.
+async fn submit(app: &TestApp, serial: &str, cameras: usize, label_of: &str) -> String {
+    let mut device = app.device(serial, "DS-7608NI-K2");
+    let request = app.export(&mut device, cameras, app.now());
+    let form = export_part(customer_form("ana@example.com"), &request, "xml").part(
+        "label_photo",
+        file_part(printed_label(label_of), "label.png", "image/png"),
+    );
+    let response = app.submit(form).await;
+    assert_eq!(response.status(), 201, "intake accepts the request");
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["ticket"].as_str().unwrap().to_owned()
+}
+
+/// Where the element matching `css` was laid out: left, top, right and bottom in CSS
+/// pixels of the viewport, as the page shows it unscrolled.
+async fn layout(page: &Page, css: &str) -> [f64; 4] {
+    let rect = page
+        .client
+        .execute(
+            "const r = document.querySelector(arguments[0]).getBoundingClientRect();
+             return [r.left, r.top, r.right, r.bottom];",
+            vec![Value::from(css)],
+        )
+        .await
+        .unwrap();
+    let side = |i: usize| rect[i].as_f64().unwrap();
+    [side(0), side(1), side(2), side(3)]
+}
+
+/// The viewport's width and height in CSS pixels.
+async fn viewport(page: &Page) -> (f64, f64) {
+    let size = page
+        .client
+        .execute(
+            "return [window.innerWidth, window.innerHeight];",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    (size[0].as_f64().unwrap(), size[1].as_f64().unwrap())
+}
+
+/// Fails unless every serial, MAC and ticket number on the page (`.mono`) sits on one
+/// line: an inline element broken across lines has a box per line.
+async fn serials_never_break(page: &Page, name: &str) {
+    let broken = page
+        .client
+        .execute(
+            "return [...document.querySelectorAll('main .mono')]
+                 .filter(e => getComputedStyle(e).display === 'inline' && e.getClientRects().length > 1)
+                 .map(e => e.textContent);",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        broken,
+        Value::Array(Vec::new()),
+        "{name}: broken across lines"
+    );
+    let shown = page
+        .client
+        .execute(
+            "return document.querySelectorAll('main .mono').length;",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert!(shown.as_u64().unwrap() > 0, "{name}: no serial checked");
+}
+
+/// Fails unless the page is no wider than its viewport: anything wider scrolls inside
+/// its own box, not the whole page sideways.
+async fn no_sideways_scroll(page: &Page, name: &str) {
+    let widths = page
+        .client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        widths[0].as_f64().unwrap() <= widths[1].as_f64().unwrap(),
+        "{name}: the page is {widths} wide"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_and_the_evidence_are_on_the_first_screen_of_every_ticket() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.create_agent(AGENT).await;
+    let plain = submit(&app, OWN_SERIAL, 0, OWN_SERIAL).await;
+    let flagged = submit(&app, SECOND_SERIAL, 0, STRANGER_SERIAL).await;
+    let six = submit(&app, RECORDER_SERIAL, 5, RECORDER_SERIAL).await;
+    worker::work_until_idle(&app.desk).await.unwrap();
+    let tickets = [
+        ("plain", &plain, 1, false),
+        ("flagged", &flagged, 1, true),
+        ("six-devices", &six, 6, true),
+    ];
+
+    for size in [Viewport::Console, Viewport::Phone] {
+        let page = driver.open("first-screen", size).await;
+        sign_in(&app, &page, AGENT).await;
+        for (name, number, devices, is_flagged) in tickets {
+            page.goto(&app.url(&format!("/console/tickets/{number}")))
+                .await;
+            // The preview is shown once loaded: its size is part of the layout.
+            page.client
+                .wait()
+                .for_element(fantoccini::Locator::Css("#label-photo"))
+                .await
+                .unwrap();
+            page.client
+                .execute(
+                    "const img = document.getElementById('label-photo');
+                     return img.complete || new Promise(done => img.onload = done);",
+                    Vec::new(),
+                )
+                .await
+                .unwrap();
+            page.check(name).await;
+            let rows = page
+                .client
+                .execute(
+                    "return document.querySelectorAll('#devices tbody tr').length;",
+                    Vec::new(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(rows.as_u64(), Some(devices), "{name}");
+            let flags = page
+                .client
+                .execute("return !!document.getElementById('flags');", Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(flags.as_bool(), Some(is_flagged), "{name}");
+            serials_never_break(&page, name).await;
+            no_sideways_scroll(&page, name).await;
+            if !matches!(size, Viewport::Console) {
+                continue;
+            }
+            let (width, height) = viewport(&page).await;
+            assert_eq!((width, height), (1280.0, 800.0), "the viewport measured");
+            // Every decision control whole on the first screen, without scrolling.
+            for control in [
+                "#approve-note",
+                "#approve",
+                "#canned",
+                "#reason",
+                "#reject",
+                "#note",
+                "#request-photo",
+            ] {
+                let [left, top, right, bottom] = layout(&page, control).await;
+                assert!(
+                    left >= 0.0 && top >= 0.0 && right <= width && bottom <= height,
+                    "{name}: {control} at ({left}, {top})–({right}, {bottom}), outside 1280×800"
+                );
+            }
+            // The evidence starts on the first screen above the decision bar: the label
+            // photo (at least 240 px of it), the first device with its label check, the
+            // flags.
+            let [_, bar_top, ..] = layout(&page, "#decision").await;
+            let [_, photo_top, _, photo_bottom] = layout(&page, "#label-photo").await;
+            let shown = photo_bottom.min(bar_top) - photo_top;
+            assert!(
+                photo_top >= 0.0 && shown >= (photo_bottom - photo_top).min(240.0),
+                "{name}: photo from {photo_top} to {photo_bottom}, decision from {bar_top}"
+            );
+            let [.., check_bottom] = layout(&page, "#devices tbody tr td.label-check").await;
+            assert!(
+                check_bottom <= bar_top,
+                "{name}: the first label check ends at {check_bottom}, under the decision at {bar_top}"
+            );
+            if is_flagged {
+                let [_, flags_top, ..] = layout(&page, "#flags").await;
+                assert!(flags_top < bar_top, "{name}: flags at {flags_top}");
+            }
+        }
+        page.goto(&app.url("/console")).await;
+        page.check("queue").await;
+        serials_never_break(&page, "queue").await;
+        no_sideways_scroll(&page, "queue").await;
+        page.close().await;
+    }
+}
+
+#[tokio::test]
+async fn each_role_sees_links_only_to_the_pages_it_may_open() {
+    let app = spawn_app().await;
+    app.create_agent(AGENT).await;
+    app.create_user("supervisor@vendor.test", &[Role::Agent, Role::Supervisor])
+        .await;
+    app.create_user("admin@vendor.test", &[Role::Admin]).await;
+    let admin_links = |page: &str| {
+        let mut links = select_attrs(page, "nav a", "href");
+        links.retain(|href| href.starts_with("/console/admin"));
+        links
+    };
+    let reason_forms =
+        |page: &str| select_attrs(page, "form[action^='/console/reasons']", "action").len();
+
+    let agent = app.sign_in(AGENT).await;
+    for path in ["/console", "/console/reasons", "/console/tokens"] {
+        let page = app.console_page(&agent, path).await;
+        assert_eq!(admin_links(&page), Vec::<String>::new(), "{path}");
+    }
+    // The list is there to read; keeping it is the supervisors' (their forms only).
+    let reasons = app.console_page(&agent, "/console/reasons").await;
+    assert_eq!(reason_forms(&reasons), 0);
+    assert!(text(&reasons, "#reasons-keepers").contains("Supervisors keep this list"));
+    // And what the links would have led to is still refused.
+    let refused = agent
+        .get(app.url("/console/admin/users"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    let supervisor = app.sign_in("supervisor@vendor.test").await;
+    let reasons = app.console_page(&supervisor, "/console/reasons").await;
+    assert!(reason_forms(&reasons) >= 1, "the Add form");
+    assert_eq!(admin_links(&reasons), Vec::<String>::new());
+
+    let admin = app.sign_in("admin@vendor.test").await;
+    for path in ["/console/admin/users", "/console/admin/audit"] {
+        let page = app.console_page(&admin, path).await;
+        assert_eq!(
+            admin_links(&page),
+            ["/console/admin/users", "/console/admin/audit"],
+            "{path}"
+        );
+        for link in admin_links(&page) {
+            app.console_page(&admin, &link).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_icon_a_browser_asks_for_on_its_own_is_there() {
+    let app = spawn_app().await;
+    let client = crate::desk_support::browser();
+    let asked = client.get(app.url("/favicon.ico")).send().await.unwrap();
+    assert_eq!(asked.status(), 301);
+    let location = asked.headers()["location"].to_str().unwrap().to_owned();
+    let icon = client.get(app.url(&location)).send().await.unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    assert!(icon.text().await.unwrap().contains("<svg"));
+}
+
+/// Submits an export of a fresh device `serial` with a plain photo; returns the ticket.
+async fn submit_plain(app: &TestApp, serial: &str, email: &str) -> String {
+    let mut device = app.device(serial, "DS-7608NI-K2");
+    let request = app.export(&mut device, 0, app.now());
+    let form = export_part(customer_form(email), &request, "xml").part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    );
+    let response = app.submit(form).await;
+    assert_eq!(response.status(), 201, "intake accepts the request");
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["ticket"].as_str().unwrap().to_owned()
+}
+
+/// What the status of ticket `number` is, as the API says it.
+async fn status_of(app: &TestApp, token: &str, number: &str) -> String {
+    let ticket: Value = app
+        .api_get(token, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    ticket["status"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_decides_twenty_tickets_with_two_keys_each() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.create_agent(AGENT).await;
+    let token = app.agent_token("reader@vendor.test").await;
+    let mut tickets = Vec::new();
+    for i in 0..22 {
+        let serial = format!("DS-7608NI-K2/8P0820231115CCRRJ2222{i:04}");
+        tickets.push(submit_plain(&app, &serial, &format!("owner{i}@example.com")).await);
+    }
+    let page = driver.open("keyboard", Viewport::Console).await;
+    sign_in(&app, &page, AGENT).await;
+    page.find("#shortcuts-hint").await;
+    page.check("queue").await;
+
+    // "?" shows every key; Escape hides the list again.
+    page.press_char('?').await;
+    assert!(page.find("#shortcuts").await.is_displayed().await.unwrap());
+    page.check("shortcuts").await;
+    page.press_char(char::from(Key::Escape)).await;
+    assert!(!page.find("#shortcuts").await.is_displayed().await.unwrap());
+
+    // j picks the queue's first ticket, Enter opens it: getting to work.
+    page.press_char('j').await;
+    page.press_and_wait(char::from(Key::Enter)).await;
+    assert!(
+        page.url()
+            .await
+            .ends_with(&format!("/tickets/{}", tickets[0])),
+        "{}",
+        page.url().await
+    );
+
+    // Each decision: a (picks "approve and next"), Enter (approves). The next ticket
+    // opens by itself and says what became of the one before.
+    let mut presses_per_decision = Vec::new();
+    for (i, number) in tickets.iter().take(20).enumerate() {
+        assert!(
+            page.url().await.contains(&format!("/tickets/{number}")),
+            "decision {i}: on {}, expected {number}",
+            page.url().await
+        );
+        let mut presses = 0;
+        page.press_char('a').await;
+        presses += 1;
+        page.press_and_wait(char::from(Key::Enter)).await;
+        presses += 1;
+        presses_per_decision.push(presses);
+        let notice = page.text("#action-notice").await;
+        assert!(
+            notice.starts_with(&format!("Ticket {number}: Approved")),
+            "decision {i}: {notice}"
+        );
+    }
+    assert_eq!(presses_per_decision, [2; 20], "key presses per decision");
+    page.check("after-twenty").await;
+    for number in tickets.iter().take(20) {
+        assert_eq!(
+            status_of(&app, &token, number).await,
+            "approved",
+            "{number}"
+        );
+    }
+
+    // p: ask for a new photo with no note, Enter sends it; the next ticket opens.
+    assert!(
+        page.url()
+            .await
+            .contains(&format!("/tickets/{}?", tickets[20]))
+    );
+    page.press_char('p').await;
+    page.press_and_wait(char::from(Key::Enter)).await;
+    assert_eq!(
+        status_of(&app, &token, &tickets[20]).await,
+        "awaiting_photo"
+    );
+
+    // r: reject asks once more before it tells the customer.
+    assert!(
+        page.url()
+            .await
+            .contains(&format!("/tickets/{}?", tickets[21]))
+    );
+    page.press_char('r').await;
+    page.press_char(char::from(Key::Tab)).await;
+    for c in "The photo shows another device.".chars() {
+        page.press_char(c).await;
+    }
+    page.press_char(char::from(Key::Enter)).await;
+    assert_eq!(page.text("#reject").await, "Press again to reject");
+    assert!(
+        page.url()
+            .await
+            .contains(&format!("/tickets/{}?", tickets[21])),
+        "nothing sent yet"
+    );
+    assert_eq!(status_of(&app, &token, &tickets[21]).await, "open");
+    page.press_and_wait(char::from(Key::Enter)).await;
+    assert_eq!(status_of(&app, &token, &tickets[21]).await, "rejected");
+    // The last open ticket decided: the page says no other is waiting.
+    let notice = page.text("#action-notice").await;
+    assert!(
+        notice.contains("No other open ticket is waiting"),
+        "{notice}"
+    );
+    page.check("queue-empty").await;
+    page.close().await;
+}
+
+/// The words of each cell of ticket `number`'s queue row, by column heading.
+fn queue_row(queue: &str, number: &str) -> std::collections::HashMap<String, String> {
+    let page = scraper::Html::parse_document(queue);
+    let heading = scraper::Selector::parse("#queue thead th").unwrap();
+    let row = scraper::Selector::parse(&format!("#queue tr[data-ticket='{number}'] td")).unwrap();
+    let words = |element: scraper::ElementRef| {
+        element
+            .text()
+            .flat_map(str::split_whitespace)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let headings: Vec<String> = page.select(&heading).map(words).collect();
+    let cells: Vec<String> = page.select(&row).map(words).collect();
+    assert_eq!(cells.len(), headings.len(), "no row for {number}:\n{queue}");
+    headings.into_iter().zip(cells).collect()
+}
+
+async fn the_queue_shows_customer_deadline_state_and_risk_by_kind(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    app.create_agent(AGENT).await;
+    let hours_ago = |hours: i64| app.now().plus_seconds(-hours * 3600);
+    let submit_exported = |serial: &'static str, cameras: usize, at| {
+        let mut device = app.device(serial, "DS-7608NI-K2");
+        let request = app.export(&mut device, cameras, at);
+        export_part(customer_form("ana@example.com"), &request, "xml").part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        )
+    };
+    // Exported 43 hours ago: 5 hours left, flagged as late (one approval will be given).
+    let (late, _) = app
+        .submit_form(submit_exported(OWN_SERIAL, 0, hours_ago(43)))
+        .await;
+    // Six devices exported 30 hours ago: 18 hours left, each device flagged as late.
+    let (six, _) = app
+        .submit_form(submit_exported(RECORDER_SERIAL, 5, hours_ago(30)))
+        .await;
+    // Approved, then the customer says it did not work.
+    let (failed, status_url) = app
+        .submit_form(submit_exported(SECOND_SERIAL, 0, app.now()))
+        .await;
+    app.approve_by_api(&failed).await;
+    let feedback = status_url.replace(
+        &format!("/status/{failed}?"),
+        &format!("/status/{failed}/feedback?"),
+    );
+    let told = app
+        .client
+        .post(&feedback)
+        .form(&[("answer", "wrong_key")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(told.status(), 200);
+
+    let agent = app.sign_in(AGENT).await;
+    assert_eq!(
+        app.console_action(&agent, &late, "approve", &[("note", "label fine")])
+            .await,
+        303
+    );
+    let queue = app.console_page(&agent, "/console").await;
+    let row = queue_row(&queue, &late);
+    assert_eq!(row["Customer"], "Ana López ana@example.com");
+    // Five hours less the half minute the sign-in took.
+    assert_eq!(row["Export expires"], "in 4 h 59 min");
+    assert_eq!(row["State"], "Open 1 of 2 approvals");
+    assert!(
+        crate::html::text(
+            &queue,
+            &format!("tr[data-ticket='{late}'] .deadline strong.soon")
+        )
+        .contains("in 4 h 59 min"),
+        "under 6 hours left is marked"
+    );
+    let row = queue_row(&queue, &six);
+    assert_eq!(row["Export expires"], "in 18 h");
+    assert_eq!(row["State"], "Open");
+    assert!(
+        row["Device"].ends_with("and 5 more devices"),
+        "{}",
+        row["Device"]
+    );
+    // Seven flags, two kinds: one line each.
+    let flags = crate::html::texts(&queue, &format!("tr[data-ticket='{six}'] ul.flags li"));
+    assert_eq!(flags.len(), 2, "{flags:?}");
+    assert!(
+        flags[0].contains("was made 30 hours before") && flags[0].ends_with("(and 5 more like it)"),
+        "{flags:?}"
+    );
+    assert_eq!(flags[1], "6 devices in one export (more than 4)");
+    assert!(
+        crate::html::texts(&queue, "#queue tbody tr")
+            .iter()
+            .all(|r| !r.contains(&failed))
+    );
+
+    let approved = app.console_page(&agent, "/console?status=approved").await;
+    let row = queue_row(&approved, &failed);
+    assert_eq!(row["State"], "Approved customer says it failed");
+    assert_eq!(row["Export expires"], "–", "decided: no deadline");
+}
+
+on_both_backends!(the_queue_shows_customer_deadline_state_and_risk_by_kind);
