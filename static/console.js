@@ -141,3 +141,57 @@
     }
   });
 })();
+
+// Copy and download for what is shown once (a new API token, the recovery codes): the
+// text of the element named by data-copy, one line per item, copied to the clipboard or
+// saved as data-file. The page shows the text either way; these only save retyping it.
+(function () {
+  "use strict";
+  var blocks = document.querySelectorAll(".copy-actions[data-copy]");
+  Array.prototype.forEach.call(blocks, function (block) {
+    var source = document.getElementById(block.getAttribute("data-copy"));
+    if (!source) {
+      return;
+    }
+    var said = block.querySelector(".copy-said");
+    var text = function () {
+      var items = source.querySelectorAll("li");
+      var lines = items.length > 0
+        ? Array.prototype.map.call(items, function (item) { return item.textContent.trim(); })
+        : [source.textContent.trim()];
+      return lines.join("\n") + "\n";
+    };
+    var say = function (words) {
+      if (said) {
+        said.textContent = words;
+      }
+    };
+    block.hidden = false;
+    block.addEventListener("click", function (event) {
+      var action = event.target.getAttribute && event.target.getAttribute("data-action");
+      if (action === "copy") {
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(text()).then(
+            function () { say("Copied."); },
+            function () { say("Not copied: select the text and copy it."); }
+          );
+        } else {
+          say("Not copied here (the page is not on HTTPS): select the text and copy it.");
+        }
+      } else if (action === "download") {
+        var link = document.createElement("a");
+        link.href = URL.createObjectURL(new Blob([text()], { type: "text/plain" }));
+        link.download = block.getAttribute("data-file");
+        link.hidden = true;
+        document.body.appendChild(link);
+        link.click();
+        say("Saved as " + link.download + ".");
+        // Left a while for the browser to save it from.
+        window.setTimeout(function () {
+          URL.revokeObjectURL(link.href);
+          link.remove();
+        }, 10000);
+      }
+    });
+  });
+})();

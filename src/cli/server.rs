@@ -237,6 +237,12 @@ pub fn serve(settings: Settings) -> CliResult {
             .await
             .map_err(|e| CliError::new(format!("{e:#}")))?;
         tracing::info!(port = app.port, url = %app.desk.settings.http.public_url, "resetdesk is listening");
+        if matches!(app.desk.store.holds_users().await, Ok(false)) {
+            tracing::warn!(
+                "no console user yet: make the first with `resetdesk user add --email you@example.com --role admin --role supervisor --role agent --password-stdin` (same settings as serve), then sign in at {}/console",
+                app.desk.settings.http.public_url.trim_end_matches('/')
+            );
+        }
         app.run_until_stopped().await.map_err(|e| CliError::new(format!("{e:#}")))
     })
 }

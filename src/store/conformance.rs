@@ -2316,6 +2316,79 @@ pub async fn submissions_at_once_make_one_ticket_per_challenge(store: &dyn Store
     );
 }
 
+/// A new database holds no console user; one user, even disabled, is one.
+pub async fn a_new_database_holds_no_user(store: &dyn Store) {
+    assert!(!store.holds_users().await.unwrap());
+    let id = store
+        .create_user(
+            &EmailAddress::parse("first@vendor.test").unwrap(),
+            "hash",
+            Roles::of(&[Role::Admin]).unwrap(),
+            "cli",
+            at(0),
+        )
+        .await
+        .unwrap();
+    assert!(store.holds_users().await.unwrap());
+    store.set_disabled(id, true, "cli", at(1)).await.unwrap();
+    assert!(store.holds_users().await.unwrap(), "disabled, still there");
+}
+
+/// A token's last use is kept to the minute: the first use is written, a use within a
+/// minute of it is not, a later one is; the list of tokens shows it.
+pub async fn a_tokens_last_use_is_kept_to_the_minute(store: &dyn Store) {
+    let user = store
+        .create_user(
+            &EmailAddress::parse("script@vendor.test").unwrap(),
+            "hash",
+            Roles::of(&[Role::Agent]).unwrap(),
+            "cli",
+            at(0),
+        )
+        .await
+        .unwrap();
+    store
+        .create_api_token(&NewApiToken {
+            user,
+            token_hash: "used-token",
+            name: "nightly",
+            scope: TokenScope::Read,
+            expires_at: None,
+            created_at: at(0),
+        })
+        .await
+        .unwrap();
+    let last_used = || async { store.api_tokens(user).await.unwrap()[0].last_used_at };
+    assert_eq!(last_used().await, None, "never used");
+    store
+        .user_by_api_token("used-token", at(100))
+        .await
+        .unwrap();
+    assert_eq!(last_used().await, Some(at(100)));
+    store
+        .user_by_api_token("used-token", at(159))
+        .await
+        .unwrap();
+    assert_eq!(
+        last_used().await,
+        Some(at(100)),
+        "within the minute: not written"
+    );
+    store
+        .user_by_api_token("used-token", at(160))
+        .await
+        .unwrap();
+    assert_eq!(last_used().await, Some(at(160)));
+    // A refused token is not counted as used.
+    assert!(
+        store
+            .user_by_api_token("other-token", at(500))
+            .await
+            .is_err()
+    );
+    assert_eq!(last_used().await, Some(at(160)));
+}
+
 /// Ticket numbers by internal id, for pages whose rows carry the id (the audit log): each
 /// existing ticket's own number, and nothing for an id no ticket has.
 pub async fn ticket_numbers_are_found_by_id(store: &dyn Store) {
@@ -3194,6 +3267,20 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
 
 macro_rules! conformance_suite {
     ($fresh:expr) => {
+        #[tokio::test]
+        async fn a_new_database_holds_no_user() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_new_database_holds_no_user(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_tokens_last_use_is_kept_to_the_minute() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_tokens_last_use_is_kept_to_the_minute(store.as_ref()).await;
+        }
         #[tokio::test]
         async fn ticket_numbers_are_found_by_id() {
             let Some((_guard, store)) = $fresh.await else {

@@ -574,7 +574,14 @@ pub struct ApiTokenInfo {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked: bool,
+    /// When a request last came with it, to the minute ([`TOKEN_USE_RESOLUTION_SECS`]);
+    /// `None`: never.
+    pub last_used_at: Option<Timestamp>,
 }
+
+/// How precisely a token's last use is kept: a use within this long of the recorded
+/// one is not written again.
+pub const TOKEN_USE_RESOLUTION_SECS: i64 = 60;
 
 /// A new API token to store.
 #[derive(Debug, Clone)]
@@ -1197,6 +1204,9 @@ pub trait DatabaseStore: Send + Sync + 'static {
     /// Whether the database holds any ticket: a desk that has served customers, whose
     /// keys must not be replaced by new ones.
     async fn holds_tickets(&self) -> StoreResult<bool>;
+    /// Whether the database holds any console user (disabled ones too): a new desk has
+    /// none, and its sign-in page and log say how to make the first.
+    async fn holds_users(&self) -> StoreResult<bool>;
 }
 
 /// The key registry: which keys the replicas must hold, by id only.

@@ -449,6 +449,7 @@ pub(super) struct TokenRow {
     created_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
 }
 
 impl TryFrom<TokenRow> for super::ApiTokenInfo {
@@ -462,6 +463,7 @@ impl TryFrom<TokenRow> for super::ApiTokenInfo {
             created_at: time(row.created_at)?,
             expires_at: row.expires_at.map(time).transpose()?,
             revoked: row.revoked_at.is_some(),
+            last_used_at: row.last_used_at.map(time).transpose()?,
         })
     }
 }

@@ -106,7 +106,15 @@ impl Driver {
             "--lang=en-US".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
-        let mut chrome = json!({ "binary": chromium_binary() });
+        // Files the page saves land here, without a dialog.
+        let downloads = profile.path().join("downloads");
+        let mut chrome = json!({
+            "binary": chromium_binary(),
+            "prefs": {
+                "download.default_directory": downloads.display().to_string(),
+                "download.prompt_for_download": false,
+            },
+        });
         match viewport {
             Viewport::Desktop => args.push("--window-size=1280,900".to_owned()),
             Viewport::Phone => {
@@ -144,6 +152,7 @@ impl Driver {
         std::fs::create_dir_all(&shots).unwrap();
         Page {
             client,
+            downloads,
             driver_url: self.url(),
             shots,
             shot: AtomicUsize::new(0),
@@ -159,6 +168,8 @@ fn chromium_binary() -> String {
 /// One browser window.
 pub struct Page {
     pub client: Client,
+    /// Where the files the page saves (downloads) land.
+    pub downloads: PathBuf,
     driver_url: String,
     shots: PathBuf,
     shot: AtomicUsize,
@@ -366,6 +377,23 @@ impl Page {
             .then(KeyAction::Down { value: key })
             .then(KeyAction::Up { value: key });
         self.client.perform_actions(actions).await.unwrap();
+    }
+
+    /// Grants the page's origin a permission a person would grant at a prompt
+    /// (`clipboard-read`, `clipboard-write`), over WebDriver's permissions extension.
+    pub async fn grant(&self, permission: &str) {
+        let session = self.client.session_id().await.unwrap().unwrap();
+        let answer = reqwest::Client::new()
+            .post(format!("{}/session/{session}/permissions", self.driver_url))
+            .json(&json!({ "descriptor": { "name": permission }, "state": "granted" }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer.status().is_success(),
+            "{permission}: {:?}",
+            answer.text().await
+        );
     }
 
     pub async fn close(self) {

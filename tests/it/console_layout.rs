@@ -541,3 +541,124 @@ async fn the_queue_shows_customer_deadline_state_and_risk_by_kind(backend: Backe
 }
 
 on_both_backends!(the_queue_shows_customer_deadline_state_and_risk_by_kind);
+
+/// Waits for the browser to have saved `name` among the page's downloads; its text.
+async fn downloaded(page: &Page, name: &str) -> String {
+    let path = page.downloads.join(name);
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{} was not saved", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_token_is_copied_or_saved_in_one_press_and_its_use_is_shown() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.create_agent(AGENT).await;
+    let page = driver.open("token-copy", Viewport::Console).await;
+    sign_in(&app, &page, AGENT).await;
+    page.goto(&app.url("/console/tokens")).await;
+    page.type_into("#name", "nightly export").await;
+    page.click_and_wait("form[action='/console/tokens'] button[type=submit]")
+        .await;
+    page.check("new-token").await;
+    let token = page.text("#new-token").await;
+    assert!(token.starts_with("rdt_"), "{token}");
+
+    page.grant("clipboard-read").await;
+    page.grant("clipboard-write").await;
+    page.find("[data-copy='new-token'] [data-action='copy']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let said = page.find("[data-copy='new-token'] .copy-said").await;
+    for _ in 0..50 {
+        if !said.text().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(said.text().await.unwrap(), "Copied.");
+    let pasted = page
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             navigator.clipboard.readText().then(done, e => done('error: ' + e));",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pasted.as_str(), Some(format!("{token}\n").as_str()));
+
+    page.find("[data-copy='new-token'] [data-action='download']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        downloaded(&page, "resetdesk-api-token.txt").await,
+        format!("{token}\n")
+    );
+
+    // Used once: the list says when.
+    page.goto(&app.url("/console/tokens")).await;
+    assert_eq!(page.text("#tokens td.last-used").await, "never");
+    let used = app.api_get(&token, "/api/v1/tickets").await;
+    assert_eq!(used.status(), 200);
+    page.goto(&app.url("/console/tokens")).await;
+    assert_eq!(page.text("#tokens td.last-used").await, "0 min ago");
+    page.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_codes_are_saved_one_a_line_in_one_press() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    // A user who has not set up the second factor yet: the first sign-in does.
+    let hash = resetdesk::auth::hash_password(crate::desk_support::AGENT_PASSWORD).unwrap();
+    app.desk
+        .store
+        .create_user(
+            &resetdesk::domain::EmailAddress::parse("new@vendor.test").unwrap(),
+            &hash,
+            resetdesk::domain::Roles::of(&[Role::Agent]).unwrap(),
+            "test",
+            app.now(),
+        )
+        .await
+        .unwrap();
+    let page = driver.open("recovery-codes", Viewport::Console).await;
+    page.goto(&app.url("/console")).await;
+    page.type_into("#email", "new@vendor.test").await;
+    page.type_into("#password", crate::desk_support::AGENT_PASSWORD)
+        .await;
+    page.click_and_wait("button[type=submit]").await;
+    let key = page.text("#totp-key").await.replace(' ', "");
+    let code =
+        resetdesk::auth::totp::code_at(&resetdesk::domain::Secret::new(key), app.now()).unwrap();
+    page.type_into("#code", &code).await;
+    page.click_and_wait("button[type=submit]").await;
+    page.check("recovery-codes").await;
+    let shown: Vec<String> = {
+        let list = page.text("#recovery-codes").await;
+        list.lines().map(str::trim).map(str::to_owned).collect()
+    };
+    assert_eq!(shown.len(), resetdesk::auth::totp::RECOVERY_CODES);
+    page.find("[data-copy='recovery-codes'] [data-action='download']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let saved = downloaded(&page, "resetdesk-recovery-codes.txt").await;
+    assert_eq!(saved, format!("{}\n", shown.join("\n")));
+    page.close().await;
+}

@@ -567,3 +567,54 @@ async fn a_full_run_never_logs_a_secret() {
         );
     }
 }
+
+/// A new desk has nobody who can sign in: its log and its sign-in page say how to make
+/// the first console user, and the command they give works as written.
+#[tokio::test]
+async fn a_new_desk_says_how_to_make_its_first_console_user() {
+    let sandbox = Sandbox::new();
+    let served = serve(&sandbox);
+    let hint = served.wait_for_log("no console user yet");
+    let command = hint
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in {hint}"));
+    let login = format!("http://127.0.0.1:{}/console/login", served.port);
+    let page = reqwest::get(&login).await.unwrap().text().await.unwrap();
+    let told = html::visible_texts(&page, "#no-user-yet").join(" ");
+    assert!(
+        told.contains(command),
+        "the page gives the log's command: {told}"
+    );
+
+    let args: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(args[0], "resetdesk");
+    let args: Vec<&str> = args[1..]
+        .iter()
+        .map(|&arg| {
+            if arg == "you@example.com" {
+                "first@vendor.test"
+            } else {
+                arg
+            }
+        })
+        .collect();
+    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args(&args)
+        .current_dir(sandbox.path(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success(), "{command}");
+    let page = reqwest::get(&login).await.unwrap().text().await.unwrap();
+    assert!(
+        html::visible_texts(&page, "#no-user-yet").is_empty(),
+        "said no more once a user exists"
+    );
+}

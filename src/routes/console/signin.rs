@@ -133,23 +133,34 @@ struct LoginPage {
     csrf: String,
     email: String,
     error: Option<String>,
+    /// The desk has no console user yet: the page says how to make the first (a new
+    /// desk's owner reads it; nobody else learns more than that it is new).
+    no_user_yet: bool,
 }
 
 /// The sign-in page with its CSRF token (and the cookie for it, when it is new).
-fn login_page(
+async fn login_page(
     desk: &Desk,
     request: &HttpRequest,
     status: StatusCode,
     email: String,
     error: Option<String>,
 ) -> HttpResponse {
+    // Said only when the database answers that it holds nobody.
+    let no_user_yet = matches!(desk.store.holds_users().await, Ok(false));
     let presented = request.cookie(session::SIGN_IN_FORM_COOKIE);
     let (csrf, cookie) = session::sign_in_form_token(
         desk,
         presented.as_ref().map(|c| c.value()),
         crate::routes::secure_cookies(desk),
     );
-    let mut response = html(status, &LoginPage { csrf, email, error });
+    let page = LoginPage {
+        csrf,
+        email,
+        error,
+        no_user_yet,
+    };
+    let mut response = html(status, &page);
     if let Some(cookie) = cookie {
         let _ = response.add_cookie(&cookie);
     }
@@ -158,7 +169,7 @@ fn login_page(
 
 #[get("/console/login")]
 async fn login_form(desk: web::Data<Desk>, request: HttpRequest) -> HttpResponse {
-    login_page(&desk, &request, StatusCode::OK, String::new(), None)
+    login_page(&desk, &request, StatusCode::OK, String::new(), None).await
 }
 
 #[derive(Deserialize)]
@@ -183,13 +194,16 @@ async fn login_submit(
         Ok(signed_in) => start_session(&desk, &signed_in.user, signed_in.stage)
             .await
             .unwrap_or_else(|e| failed(&e)),
-        Err(SignInRefusal::WrongCredentials) => login_page(
-            &desk,
-            &request,
-            StatusCode::UNAUTHORIZED,
-            email,
-            Some("The e-mail or the password is wrong.".to_owned()),
-        ),
+        Err(SignInRefusal::WrongCredentials) => {
+            login_page(
+                &desk,
+                &request,
+                StatusCode::UNAUTHORIZED,
+                email,
+                Some("The e-mail or the password is wrong.".to_owned()),
+            )
+            .await
+        }
         Err(SignInRefusal::NotCounted(refusal)) => not_counted_page(refusal),
         Err(SignInRefusal::Store(error)) => failed(&error),
     }

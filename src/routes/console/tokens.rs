@@ -25,6 +25,9 @@ struct TokenRowView {
     scope: &'static str,
     created: String,
     expires: String,
+    /// When a request last came with it, to the minute: a token nobody uses any more,
+    /// or one used where nobody expects, stands out.
+    last_used: String,
     state: &'static str,
     live: bool,
 }
@@ -66,6 +69,9 @@ async fn tokens_page(
                     scope: t.scope.as_str(),
                     created: t.created_at.to_string(),
                     expires: t.expires_at.map_or("never".to_owned(), |e| e.to_string()),
+                    last_used: t.last_used_at.map_or("never".to_owned(), |at| {
+                        format!("{} ago", super::age(at, now))
+                    }),
                     state: if t.revoked {
                         "revoked"
                     } else if expired {

@@ -67,4 +67,12 @@ where
             .map_err(db)?;
         Ok(any.is_some())
     }
+
+    async fn holds_users(&self) -> StoreResult<bool> {
+        let any: Option<i64> = sqlx::query_scalar("SELECT id FROM users LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(any.is_some())
+    }
 }

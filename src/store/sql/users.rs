@@ -8,8 +8,8 @@ use crate::domain::{EmailAddress, Roles, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{self, GrantRow, UserRow};
 use crate::store::{
-    ApiTokenInfo, Conflict, Grant, GrantKind, NewApiToken, StoreError, StoreResult, TokenScope,
-    User, UserId, UserStore,
+    ApiTokenInfo, Conflict, Grant, GrantKind, NewApiToken, StoreError, StoreResult,
+    TOKEN_USE_RESOLUTION_SECS, TokenScope, User, UserId, UserStore,
 };
 
 #[async_trait]
@@ -237,8 +237,8 @@ where
         token_hash: &str,
         now: Timestamp,
     ) -> StoreResult<(User, TokenScope)> {
-        let found: Option<(i64, String)> = sqlx::query_as(
-            "SELECT user_id, scope FROM api_tokens
+        let found: Option<(i64, i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, user_id, scope, last_used_at FROM api_tokens
              WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
         )
         .bind(token_hash)
@@ -246,7 +246,20 @@ where
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        let (user_id, scope) = found.ok_or(StoreError::NotFound)?;
+        let (token_id, user_id, scope, last_used) = found.ok_or(StoreError::NotFound)?;
+        // Once a minute at most: a write for every call would queue each behind the one
+        // writer, for a figure people read in minutes.
+        if last_used.is_none_or(|at| now.unix_seconds() - at >= TOKEN_USE_RESOLUTION_SECS) {
+            sqlx::query(
+                "UPDATE api_tokens SET last_used_at = $1
+                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(now.unix_seconds())
+            .bind(token_id)
+            .execute(self.writer())
+            .await
+            .map_err(db)?;
+        }
         let scope =
             TokenScope::parse(&scope).ok_or_else(|| rows::corrupt("token scope", scope.clone()))?;
         Ok((self.user_by_id(UserId(user_id)).await?, scope))
@@ -254,7 +267,7 @@ where
 
     async fn api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>> {
         let rows: Vec<rows::TokenRow> = sqlx::query_as(
-            "SELECT id, name, scope, created_at, expires_at, revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
+            "SELECT id, name, scope, created_at, expires_at, revoked_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
         )
         .bind(user.0)
         .fetch_all(&self.pool)
