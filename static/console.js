@@ -14,25 +14,54 @@
     hint.hidden = false;
   }
 
+  // A decision is sent once: a second press while the first is on its way (a double
+  // click, a held Enter) would only come back as "not open any more".
+  Array.prototype.forEach.call(document.querySelectorAll(".decision form"), function (form) {
+    form.addEventListener("submit", function (event) {
+      if (event.defaultPrevented) {
+        return;
+      }
+      if (form.getAttribute("data-sent") === "yes") {
+        event.preventDefault();
+        return;
+      }
+      form.setAttribute("data-sent", "yes");
+    });
+  });
+
   // Reject asks once more before it tells the customer: the first press of the button
-  // (or Enter in its form) arms it, the second sends.
+  // (or Enter in its form) arms it, a second one sends, and only a deliberate one: not
+  // within half a second, when it would be the same key held or bounced.
   var rejectForm = byId("reject-form");
   var rejectButton = byId("reject");
+  var rejectSaid = byId("reject-said");
   if (rejectForm && rejectButton) {
     var plain = rejectButton.textContent;
+    var armedAt = 0;
+    var disarm = function () {
+      armedAt = 0;
+      rejectButton.textContent = plain;
+      if (rejectSaid) {
+        rejectSaid.textContent = "";
+      }
+    };
+    // Registered before the send-once guard above ran for this form: capture phase.
     rejectForm.addEventListener("submit", function (event) {
-      if (rejectButton.getAttribute("data-armed") === "yes") {
+      if (armedAt > 0 && Date.now() - armedAt >= 500) {
         return;
       }
       event.preventDefault();
-      rejectButton.setAttribute("data-armed", "yes");
-      rejectButton.textContent = rejectButton.getAttribute("data-confirm");
-      rejectButton.focus();
-    });
-    rejectForm.addEventListener("input", function () {
-      rejectButton.removeAttribute("data-armed");
-      rejectButton.textContent = plain;
-    });
+      event.stopImmediatePropagation();
+      if (armedAt === 0) {
+        armedAt = Date.now();
+        rejectButton.textContent = rejectButton.getAttribute("data-confirm");
+        if (rejectSaid) {
+          rejectSaid.textContent = rejectButton.getAttribute("data-confirm") + ": nothing is sent yet.";
+        }
+        rejectButton.focus();
+      }
+    }, true);
+    rejectForm.addEventListener("input", disarm);
   }
 
   // The queue's current row, moved with j and k.
@@ -68,13 +97,24 @@
     search();
   }
 
+  // Where a key is text, not a shortcut: a field that takes typing. A checkbox or a
+  // button with focus (the zoomed photo, a pressed button) keeps the shortcuts working.
   var typing = function (element) {
     if (!element) {
       return false;
     }
     var tag = element.tagName;
-    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || element.isContentEditable;
+    if (tag === "INPUT") {
+      return !/^(checkbox|radio|button|submit|reset|image|file|range|color)$/.test(element.type);
+    }
+    return tag === "TEXTAREA" || tag === "SELECT" || element.isContentEditable;
   };
+  // The shortcuts belong to the pages that list them (the queue, a ticket): elsewhere a
+  // stray key must not leave a page that shows something once (a new token, recovery
+  // codes).
+  if (!help) {
+    return;
+  }
 
   var focusControl = function (id) {
     var control = byId(id);
@@ -90,8 +130,11 @@
       return;
     }
     if (event.key === "Escape") {
-      if (help && !help.hidden) {
+      var zoom = byId("zoom");
+      if (!help.hidden) {
         help.hidden = true;
+      } else if (zoom && zoom.checked) {
+        zoom.checked = false;
       } else if (typing(document.activeElement)) {
         document.activeElement.blur();
       }
@@ -103,9 +146,7 @@
     var handled = true;
     switch (event.key) {
       case "?":
-        if (help) {
-          help.hidden = !help.hidden;
-        }
+        help.hidden = !help.hidden;
         break;
       case "/":
         search();

@@ -14,9 +14,9 @@ use crate::store::{
     ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit, IntakeReservation, JobEnd,
     LabelCheck, LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind,
     MailedDecision, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus,
-    Previews, QueueCursor, QueueFilter, ReadCode, ResentApproval, SessionStage, Store, StoreError,
-    StoredExport, StoredResponse, StoredSeed, StoredSignature, TicketEventKind, TicketId,
-    TokenScope, UserId,
+    Previews, QueueCursor, QueueFilter, QueueOrder, ReadCode, ResentApproval, SessionStage, Store,
+    StoreError, StoredExport, StoredResponse, StoredSeed, StoredSignature, TicketEventKind,
+    TicketId, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -403,6 +403,92 @@ pub async fn queue_filters_and_search(store: &dyn Store) {
     assert!(store.tickets(&open).await.unwrap().is_empty());
 }
 
+/// Pending tickets in the order their exports die: the earliest-made challenge of each
+/// ticket sets its deadline, whenever the ticket came in; pages follow a cursor in that
+/// order; with a search, or over every status, the order is by age.
+pub async fn the_pending_queue_walks_by_deadline(store: &dyn Store) {
+    let hour = 3600;
+    // (serials, made at, came in at): the second came in first but dies last; the third
+    // holds a camera exported earlier than its recorder; two die in the same second.
+    let tickets = [
+        (vec![("DS-DUE-A", 10 * hour)], 12 * hour),
+        (vec![("DS-DUE-B", 20 * hour)], 11 * hour),
+        (
+            vec![("DS-DUE-C", 9 * hour), ("DS-DUE-C1", 5 * hour)],
+            13 * hour,
+        ),
+        (vec![("DS-DUE-D", 10 * hour)], 14 * hour),
+    ];
+    let mut numbers = Vec::new();
+    for (devices, came_in) in tickets {
+        let devices = devices
+            .into_iter()
+            .map(|(serial, made)| challenge(serial, at(made)))
+            .collect();
+        numbers.push(created(store, &ticket("d@example.com", devices, at(came_in))).await);
+    }
+    let by_deadline = |after| QueueFilter {
+        status: Some(TicketStatus::Open),
+        after,
+        limit: 2,
+        order: QueueOrder::Deadline,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let filter = by_deadline(after);
+        assert_eq!(filter.order_applied(), QueueOrder::Deadline);
+        let page = store.tickets(&filter).await.unwrap();
+        seen.extend(page.iter().map(|t| t.number.clone()));
+        match page.last() {
+            Some(last) if page.len() == 2 => {
+                after = Some(QueueCursor::after(last, QueueOrder::Deadline));
+            }
+            _ => break,
+        }
+    }
+    let expected = [&numbers[2], &numbers[0], &numbers[3], &numbers[1]];
+    assert_eq!(
+        seen.iter().collect::<Vec<_>>(),
+        expected,
+        "the first to die first"
+    );
+    let first = &store.tickets(&by_deadline(None)).await.unwrap()[0];
+    assert_eq!(
+        first.export_expires_at,
+        at(5 * hour + crate::protocol::CHALLENGE_LIFETIME_SECS),
+        "the camera made earliest sets the ticket's deadline"
+    );
+    // A search, or every status at once, walks by age.
+    for filter in [
+        QueueFilter {
+            search: Some("d@example.com".to_owned()),
+            ..by_deadline(None)
+        },
+        QueueFilter {
+            status: None,
+            ..by_deadline(None)
+        },
+    ] {
+        assert_eq!(filter.order_applied(), QueueOrder::Age);
+        let page: Vec<_> = store
+            .tickets(&QueueFilter {
+                limit: 10,
+                ..filter
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.number)
+            .collect();
+        assert_eq!(
+            page,
+            [&numbers[1], &numbers[0], &numbers[2], &numbers[3]].map(Clone::clone)
+        );
+    }
+}
+
 pub async fn queue_pages_follow_a_cursor(store: &dyn Store) {
     let mut numbers = Vec::new();
     for i in 0..5 {
@@ -435,7 +521,9 @@ pub async fn queue_pages_follow_a_cursor(store: &dyn Store) {
                 .unwrap();
             seen.extend(page.iter().map(|t| t.number.clone()));
             match page.last() {
-                Some(last) if page.len() == 2 => after = Some(QueueCursor::after(last)),
+                Some(last) if page.len() == 2 => {
+                    after = Some(QueueCursor::after(last, QueueOrder::Age));
+                }
                 _ => break,
             }
         }
@@ -445,7 +533,7 @@ pub async fn queue_pages_follow_a_cursor(store: &dyn Store) {
         );
     }
     let cursor = QueueCursor {
-        created_at: at(11),
+        at: at(11),
         id: TicketId(3),
     };
     assert_eq!(QueueCursor::parse(&cursor.to_param()), Some(cursor));
@@ -3282,6 +3370,13 @@ macro_rules! conformance_suite {
             super::a_tokens_last_use_is_kept_to_the_minute(store.as_ref()).await;
         }
         #[tokio::test]
+        async fn the_pending_queue_walks_by_deadline() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::the_pending_queue_walks_by_deadline(store.as_ref()).await;
+        }
+        #[tokio::test]
         async fn ticket_numbers_are_found_by_id() {
             let Some((_guard, store)) = $fresh.await else {
                 return;
@@ -3597,29 +3692,56 @@ mod sqlite {
     #[tokio::test]
     async fn the_queue_page_walks_an_index() {
         let (_dir, sqlite) = migrated().await;
-        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {}",
-            crate::store::sql::tickets::QUEUE_BY_STATUS
-        )))
-        .bind("open")
-        .bind(0_i64)
-        .bind(0_i64)
-        .bind(100_i64)
-        .fetch_all(&sqlite.pool)
-        .await
-        .unwrap();
-        let plan: Vec<String> = plan.into_iter().map(|row| row.3).collect();
-        assert!(
-            plan.iter()
-                .any(|step| step.contains("USING INDEX tickets_by_status_age")),
-            "{plan:?}"
-        );
-        assert!(
-            !plan
-                .iter()
-                .any(|step| step.contains("TEMP B-TREE") || step.starts_with("SCAN t")),
-            "{plan:?}"
-        );
+        for (query, index) in [
+            (
+                crate::store::sql::tickets::QUEUE_BY_STATUS,
+                "tickets_by_status_age",
+            ),
+            (
+                crate::store::sql::tickets::QUEUE_BY_DEADLINE,
+                "tickets_by_status_deadline",
+            ),
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
+                    .bind("open")
+                    .bind(0_i64)
+                    .bind(0_i64)
+                    .bind(100_i64)
+                    .fetch_all(&sqlite.pool)
+                    .await
+                    .unwrap();
+            let plan: Vec<String> = plan.into_iter().map(|row| row.3).collect();
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains(&format!("USING INDEX {index}"))),
+                "{plan:?}"
+            );
+            assert!(
+                !plan
+                    .iter()
+                    .any(|step| step.contains("TEMP B-TREE") || step.starts_with("SCAN ")),
+                "{plan:?}"
+            );
+        }
+    }
+
+    /// The migration that gave old tickets their deadline wrote the lifetime out: it is
+    /// the protocol's.
+    #[test]
+    fn the_deadline_migration_uses_the_protocols_lifetime() {
+        for migration in [
+            include_str!("../../migrations/sqlite/0020_queue_by_deadline.sql"),
+            include_str!("../../migrations/postgres/0020_queue_by_deadline.sql"),
+        ] {
+            assert!(
+                migration.contains(&format!(
+                    ") + {};",
+                    crate::protocol::CHALLENGE_LIFETIME_SECS
+                )),
+                "{migration}"
+            );
+        }
     }
 
     /// The ticket page's mail list must not scan the outbox, which keeps every mail sent.
@@ -3780,17 +3902,28 @@ mod postgres {
             .execute(&mut connection)
             .await
             .unwrap();
-        let sql = format!("EXPLAIN {}", crate::store::sql::tickets::QUEUE_BY_STATUS);
-        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind("open")
-            .bind(0_i64)
-            .bind(0_i64)
-            .bind(100_i64)
-            .fetch_all(&mut connection)
-            .await
-            .unwrap();
-        let plan = plan.join("\n");
-        assert!(plan.contains("tickets_by_status_age"), "{plan}");
-        assert!(!plan.contains("Sort"), "{plan}");
+        for (query, index) in [
+            (
+                crate::store::sql::tickets::QUEUE_BY_STATUS,
+                "tickets_by_status_age",
+            ),
+            (
+                crate::store::sql::tickets::QUEUE_BY_DEADLINE,
+                "tickets_by_status_deadline",
+            ),
+        ] {
+            let sql = format!("EXPLAIN {query}");
+            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind("open")
+                .bind(0_i64)
+                .bind(0_i64)
+                .bind(100_i64)
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains(index), "{plan}");
+            assert!(!plan.contains("Sort"), "{plan}");
+        }
     }
 }

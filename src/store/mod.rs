@@ -841,14 +841,20 @@ pub struct TicketSummary {
     pub device_count: i64,
     pub first_model: String,
     pub first_serial: String,
-    /// When the exporting device made the export: its challenges die
-    /// `CHALLENGE_LIFETIME_SECS` later.
-    pub exported_at: Timestamp,
+    /// When the first of the export's challenges dies (`CHALLENGE_LIFETIME_SECS` after
+    /// the devices made them): the customer must export again after that.
+    pub export_expires_at: Timestamp,
     pub customer_name: String,
     pub customer_email: String,
     pub claimed_by: Option<String>,
     /// Why the ticket needs four eyes; empty when no risk rule fired.
     pub flags: Vec<String>,
+}
+
+/// What a queue row shows beside a ticket's summary, read for a page's tickets at once
+/// ([`TicketStore::queue_marks`]) rather than for every row a search or a sort visits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueMarks {
     /// Approvals given so far (a flagged ticket needs two).
     pub approvals: i64,
     /// The customer said a response did not work.
@@ -1000,31 +1006,47 @@ pub struct TicketDetail {
     pub mails: Vec<MailStatus>,
 }
 
-/// Where a queue page ends: the next page starts after it.
+/// The order a page of tickets walks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueOrder {
+    /// Oldest first: the API's order, and the console's for decided tickets.
+    #[default]
+    Age,
+    /// The export that dies first, first (`tickets.export_expires_at`): how agents work
+    /// one pending status. Applies to a list of one status without a search; others
+    /// walk by age (`QueueFilter::order_applied`).
+    Deadline,
+}
+
+/// Where the next page starts: after the row with this sort key (the time the order
+/// walks by: created, or the export's death) and id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueCursor {
-    pub created_at: Timestamp,
+    pub at: Timestamp,
     pub id: TicketId,
 }
 
 impl QueueCursor {
-    /// The cursor after a page's last row.
-    pub fn after(summary: &TicketSummary) -> Self {
+    /// The cursor after a page's last row, in the order the page walked.
+    pub fn after(summary: &TicketSummary, order: QueueOrder) -> Self {
         Self {
-            created_at: summary.created_at,
+            at: match order {
+                QueueOrder::Age => summary.created_at,
+                QueueOrder::Deadline => summary.export_expires_at,
+            },
             id: summary.id,
         }
     }
 
     /// As it travels in a link: `<unix seconds>.<id>`.
     pub fn to_param(self) -> String {
-        format!("{}.{}", self.created_at.unix_seconds(), self.id.0)
+        format!("{}.{}", self.at.unix_seconds(), self.id.0)
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
         let (seconds, id) = raw.split_once('.')?;
         Some(Self {
-            created_at: Timestamp::from_unix_seconds(seconds.parse().ok()?).ok()?,
+            at: Timestamp::from_unix_seconds(seconds.parse().ok()?).ok()?,
             id: TicketId(id.parse().ok()?),
         })
     }
@@ -1035,9 +1057,22 @@ pub struct QueueFilter {
     pub status: Option<TicketStatus>,
     /// A ticket number, a serial (or its start) or a customer e-mail.
     pub search: Option<String>,
-    /// Start after this row (keyset pagination).
+    /// Start after this row (keyset pagination), in [`Self::order_applied`].
     pub after: Option<QueueCursor>,
     pub limit: i64,
+    /// The order asked for.
+    pub order: QueueOrder,
+}
+
+impl QueueFilter {
+    /// The order the page walks: by deadline only for one status without a search (the
+    /// index that serves it starts with the status); by age otherwise.
+    pub fn order_applied(&self) -> QueueOrder {
+        match (self.order, self.status, &self.search) {
+            (QueueOrder::Deadline, Some(_), None) => QueueOrder::Deadline,
+            _ => QueueOrder::Age,
+        }
+    }
 }
 
 /// What an approval writes, all in one transaction.
@@ -1383,6 +1418,12 @@ pub trait TicketStore: Send + Sync + 'static {
         &self,
         tickets: &[TicketId],
     ) -> StoreResult<std::collections::HashMap<TicketId, TicketNumber>>;
+    /// The marks of each of `tickets` that has any (approvals, the customer's report
+    /// that a response failed), in two queries for a page of the queue.
+    async fn queue_marks(
+        &self,
+        tickets: &[TicketId],
+    ) -> StoreResult<std::collections::HashMap<TicketId, QueueMarks>>;
     /// Marks the pending ticket as claimed by `user`: only while nobody else holds the
     /// claim (`ClaimedBy` names who does), unless `take_over` (a supervisor's explicit
     /// take-over, audited with whom it was taken from).

@@ -112,13 +112,11 @@ pub(super) struct SummaryRow {
     device_count: i64,
     first_model: String,
     first_serial: String,
-    exported_at: i64,
+    export_expires_at: i64,
     customer_name: String,
     customer_email: String,
     claimed_by: Option<String>,
     flags: String,
-    approval_count: i64,
-    feedback_count: i64,
 }
 
 /// Flags are stored one per line.
@@ -147,13 +145,11 @@ impl TryFrom<SummaryRow> for TicketSummary {
             device_count: row.device_count,
             first_model: row.first_model,
             first_serial: row.first_serial,
-            exported_at: time(row.exported_at)?,
+            export_expires_at: time(row.export_expires_at)?,
             customer_name: row.customer_name,
             customer_email: row.customer_email,
             claimed_by: row.claimed_by,
             flags: flags_list(&row.flags),
-            approvals: row.approval_count,
-            customer_reported_failure: row.feedback_count > 0,
         })
     }
 }

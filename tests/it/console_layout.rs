@@ -224,6 +224,13 @@ async fn the_decision_and_the_evidence_are_on_the_first_screen_of_every_ticket()
                 let [_, flags_top, ..] = layout(&page, "#flags").await;
                 assert!(flags_top < bar_top, "{name}: flags at {flags_top}");
             }
+            let [.., approve_bottom] = layout(&page, "#approve-next").await;
+            // The figures docs/BENCHMARKS.md reports ("Console").
+            eprintln!(
+                "first screen at 1280×800, {name}: photo {photo_top:.0}–{photo_bottom:.0} px, \
+                 first label check ends {check_bottom:.0} px, decision bar from {bar_top:.0} px, \
+                 approve-and-next ends {approve_bottom:.0} px"
+            );
         }
         page.goto(&app.url("/console")).await;
         page.check("queue").await;
@@ -367,9 +374,23 @@ async fn an_agent_decides_twenty_tickets_with_two_keys_each() {
             "decision {i}: on {}, expected {number}",
             page.url().await
         );
+        let before = page.url().await;
         let mut presses = 0;
         page.press_char('a').await;
         presses += 1;
+        // One key decides nothing: it picks the button, which the next key presses.
+        let focused = page.client.active_element().await.unwrap();
+        assert_eq!(
+            focused.attr("id").await.unwrap().as_deref(),
+            Some("approve-next"),
+            "decision {i}"
+        );
+        assert_eq!(
+            page.url().await,
+            before,
+            "decision {i}: a alone sent nothing"
+        );
+        assert_eq!(status_of(&app, &token, number).await, "open");
         page.press_and_wait(char::from(Key::Enter)).await;
         presses += 1;
         presses_per_decision.push(presses);
@@ -415,6 +436,9 @@ async fn an_agent_decides_twenty_tickets_with_two_keys_each() {
     }
     page.press_char(char::from(Key::Enter)).await;
     assert_eq!(page.text("#reject").await, "Press again to reject");
+    // The same key again at once (held, bounced) is not the confirmation.
+    page.press_char(char::from(Key::Enter)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(
         page.url()
             .await
@@ -422,6 +446,7 @@ async fn an_agent_decides_twenty_tickets_with_two_keys_each() {
         "nothing sent yet"
     );
     assert_eq!(status_of(&app, &token, &tickets[21]).await, "open");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     page.press_and_wait(char::from(Key::Enter)).await;
     assert_eq!(status_of(&app, &token, &tickets[21]).await, "rejected");
     // The last open ticket decided: the page says no other is waiting.
@@ -662,3 +687,93 @@ async fn recovery_codes_are_saved_one_a_line_in_one_press() {
     assert_eq!(saved, format!("{}\n", shown.join("\n")));
     page.close().await;
 }
+
+/// Where "Next ticket" on ticket `from` leads `agent`.
+async fn next_after(app: &TestApp, agent: &reqwest::Client, from: &str) -> String {
+    let answer = agent
+        .get(app.url(&format!("/console/tickets/{from}/next")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303, "next after {from}");
+    answer.headers()["location"].to_str().unwrap().to_owned()
+}
+
+async fn next_leads_only_to_tickets_the_agent_can_decide(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    app.create_agent(AGENT).await;
+    app.create_agent("other@vendor.test").await;
+    app.create_agent("third@vendor.test").await;
+    app.create_user("super@vendor.test", &[Role::Agent, Role::Supervisor])
+        .await;
+    let submit_by = |serial: &'static str, email: &'static str, made| {
+        let mut device = app.device(serial, "DS-7608NI-K2");
+        let request = app.export(&mut device, 0, made);
+        export_part(customer_form(email), &request, "xml").part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        )
+    };
+    // In the order their exports die: F (made 30 hours ago, so flagged), then A, B, C
+    // and G (made now, by id); G is a request from the agent's own address.
+    let (f, _) = app
+        .submit_form(submit_by(
+            "DS-7608NI-K2/NEXT0000F",
+            "f@example.com",
+            app.now().plus_seconds(-30 * 3600),
+        ))
+        .await;
+    let mut now_made = Vec::new();
+    for (serial, email) in [
+        ("DS-7608NI-K2/NEXT0000A", "a@example.com"),
+        ("DS-7608NI-K2/NEXT0000B", "b@example.com"),
+        ("DS-7608NI-K2/NEXT0000C", "c@example.com"),
+        ("DS-7608NI-K2/NEXT0000G", AGENT),
+    ] {
+        now_made.push(app.submit_form(submit_by(serial, email, app.now())).await.0);
+    }
+    let [a, b, c, g] = <[String; 4]>::try_from(now_made).unwrap();
+    let ticket = |n: &str| format!("/console/tickets/{n}");
+
+    let agent = app.sign_in(AGENT).await;
+    let other = app.sign_in("other@vendor.test").await;
+    assert_eq!(app.console_action(&other, &b, "claim", &[]).await, 303);
+    assert_eq!(
+        app.console_action(&agent, &f, "approve", &[("note", "first")])
+            .await,
+        303
+    );
+
+    // B is claimed by someone else: passed over.
+    assert_eq!(next_after(&app, &agent, &a).await, ticket(&c));
+    // After C: G is the agent's own request, then from the top F (approved by this agent
+    // already), then A.
+    assert_eq!(next_after(&app, &agent, &c).await, ticket(&a));
+    // F's second approval: a supervisor may give it ...
+    let supervisor = app.sign_in("super@vendor.test").await;
+    assert_eq!(next_after(&app, &supervisor, &c).await, ticket(&g));
+    assert_eq!(next_after(&app, &supervisor, &g).await, ticket(&f));
+    // ... another plain agent may not (neither approver would be a supervisor).
+    let third = app.sign_in("third@vendor.test").await;
+    assert_eq!(next_after(&app, &third, &g).await, ticket(&a));
+    // The holder of a claim is led to it.
+    assert_eq!(next_after(&app, &other, &a).await, ticket(&b));
+
+    // Nothing left for this agent once the rest is decided: the queue says so.
+    for number in [&a, &c] {
+        assert_eq!(
+            app.console_action(&agent, number, "approve", &[]).await,
+            303
+        );
+    }
+    assert_eq!(
+        next_after(&app, &agent, &c).await,
+        "/console?done=none-left"
+    );
+    let queue = app.console_page(&agent, "/console?done=none-left").await;
+    assert!(text(&queue, "#action-notice").contains("No other open ticket"));
+}
+
+on_both_backends!(next_leads_only_to_tickets_the_agent_can_decide);

@@ -63,7 +63,7 @@ pub struct Chunk {
 const TICKETS: &str = "INSERT INTO tickets (id, number, status, customer_name, customer_email, customer_phone, \
      customer_company, customer_country, customer_role, purchase_channel, export_form, export_blob, label_blob, \
      label_media_type, claimed_by, claimed_at, decided_by, decided_at, decision_reason, superseded_by, flags, \
-     created_at, updated_at) ";
+     created_at, updated_at, export_expires_at) ";
 const DEVICES: &str = "INSERT INTO ticket_devices (ticket_id, position, model, serial, firmware, mac_address, \
      reserved_email, nonce, issued_at, tag) ";
 const EVENTS: &str = "INSERT INTO ticket_events (ticket_id, at, actor, kind, detail) ";
@@ -326,6 +326,11 @@ impl Maker {
         }
 
         rows.cuttable.push(status != "superseded");
+        // Made up to an hour before the ticket came in; the first to die sets its deadline.
+        let issued: Vec<i64> = devices
+            .iter()
+            .map(|_| created - 60 - rng.below(3600) as i64)
+            .collect();
         rows.tickets.push(vec![
             V::Int(id),
             V::Text(number.clone()),
@@ -360,6 +365,7 @@ impl Maker {
             }),
             V::Int(created),
             V::Int(updated),
+            V::Int(issued.iter().copied().min().unwrap_or(created) + 48 * 3600),
         ]);
         for (position, (model, serial, firmware, nonce, tag)) in devices.iter().enumerate() {
             let mac = (form == "xml").then(|| {
@@ -379,7 +385,7 @@ impl Maker {
                 V::OptText(mac),
                 V::OptText(None),
                 V::Text(nonce.clone()),
-                V::Int(created - 60 - rng.below(3600) as i64),
+                V::Int(issued[position]),
                 V::Text(tag.clone()),
             ]);
         }

@@ -10,7 +10,7 @@ use crate::desk::Desk;
 use crate::domain::{TicketNumber, TicketStatus};
 use crate::review;
 use crate::routes::ErrorAnswer;
-use crate::store::{QueueCursor, QueueFilter, TicketSummary};
+use crate::store::{QueueCursor, QueueFilter, QueueOrder, TicketSummary};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list)
@@ -127,6 +127,8 @@ async fn list(
         search: query.q.clone(),
         after,
         limit: query.limit.unwrap_or(100).clamp(1, 500),
+        // Oldest first, as the API has always listed them.
+        order: QueueOrder::Age,
     };
     let tickets = desk
         .store
@@ -135,7 +137,11 @@ async fn list(
         .map_err(|e| ErrorAnswer::internal(&e))?;
     // A full page may have more after it; the cursor of its last row fetches the next.
     let next_cursor = (tickets.len() as i64 == filter.limit)
-        .then(|| tickets.last().map(|t| QueueCursor::after(t).to_param()))
+        .then(|| {
+            tickets
+                .last()
+                .map(|t| QueueCursor::after(t, filter.order_applied()).to_param())
+        })
         .flatten();
     let tickets: Vec<SummaryJson> = tickets.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok()

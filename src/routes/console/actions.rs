@@ -106,9 +106,7 @@ async fn after_decision(
 ) -> String {
     let decided = format!("/console/tickets/{number}?done={}", done.as_str());
     let next = match review::load(desk, number).await {
-        Ok(ticket) => {
-            super::queue::next_open_ticket(desk, console.user.email.as_str(), &ticket.summary).await
-        }
+        Ok(ticket) => super::queue::next_open_ticket(desk, console, &ticket.summary).await,
         Err(_) => return decided,
     };
     match next {

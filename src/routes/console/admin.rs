@@ -325,6 +325,8 @@ struct AuditRowView {
     ticket: String,
     /// The entry names a ticket the database no longer holds.
     ticket_removed: bool,
+    /// The internal id, shown when the numbers could not be read.
+    ticket_id: Option<i64>,
     detail: String,
 }
 
@@ -374,12 +376,17 @@ async fn audit_log(
     let ids: Vec<_> = entries
         .iter()
         .filter_map(|e| e.ticket_id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .map(crate::store::TicketId)
         .collect();
-    let numbers = match desk.store.ticket_numbers(&ids).await {
-        Ok(numbers) => numbers,
-        Err(e) => return failed(&e),
-    };
+    // Without them the log is still worth reading: rows then show the internal id.
+    let numbers = desk
+        .store
+        .ticket_numbers(&ids)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "the audit log shows ticket ids"))
+        .ok();
     let chain = match audit::verify_store(desk.store.as_ref(), None).await {
         Ok(VerifyOutcome::Intact { entries, head }) => {
             format!(
@@ -402,14 +409,21 @@ async fn audit_log(
                 at: e.at.to_string(),
                 actor: e.actor,
                 action: e.action,
-                ticket: e
-                    .ticket_id
-                    .and_then(|id| numbers.get(&crate::store::TicketId(id)))
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                ticket_removed: e
-                    .ticket_id
-                    .is_some_and(|id| !numbers.contains_key(&crate::store::TicketId(id))),
+                ticket: match (&numbers, e.ticket_id) {
+                    (Some(numbers), Some(id)) => numbers
+                        .get(&crate::store::TicketId(id))
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                },
+                ticket_id: match (&numbers, e.ticket_id) {
+                    (None, Some(id)) => Some(id),
+                    _ => None,
+                },
+                ticket_removed: match (&numbers, e.ticket_id) {
+                    (Some(numbers), Some(id)) => !numbers.contains_key(&crate::store::TicketId(id)),
+                    _ => false,
+                },
                 detail: e.detail,
             })
             .collect(),

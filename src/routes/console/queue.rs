@@ -1,4 +1,5 @@
-//! The queue: tickets by status, oldest first, with a search and a page at a time; each
+//! The queue: tickets by status (pending ones in the order their exports die, the others
+//! oldest first), with a search and a page at a time; each
 //! row with what an agent sorts by (customer, the export's deadline, state, risk, label).
 
 use actix_web::http::StatusCode;
@@ -9,16 +10,42 @@ use serde::Deserialize;
 use super::age;
 use super::guard::ConsoleUser;
 use crate::desk::Desk;
-use crate::domain::{TicketNumber, TicketStatus, Timestamp};
-use crate::protocol::CHALLENGE_LIFETIME_SECS;
+use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
+use crate::review;
 use crate::routes::html;
-use crate::store::{LabelCheck, LabelFinding, QueueCursor, QueueFilter, StoreError, TicketSummary};
+use crate::store::{LabelCheck, LabelFinding, QueueCursor, QueueFilter, QueueOrder, TicketSummary};
 
 /// Tickets on one queue page.
 const QUEUE_PAGE: i64 = 100;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(queue);
+    cfg.service(queue).service(next_ticket);
+}
+
+/// "Next ticket" (and `j`) on a ticket page: the next open ticket this agent may work on
+/// after that one (see [`next_open_ticket`]), found when asked rather than on every
+/// view of a ticket; the queue when none waits.
+#[get("/console/tickets/{ticket}/next")]
+async fn next_ticket(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let Some(number) = super::ticket::parse_number(&path) else {
+        return super::ticket::not_a_ticket();
+    };
+    let current = match review::load(&desk, &number).await {
+        Ok(ticket) => ticket.summary,
+        Err(error) => return super::ticket::error_page(error),
+    };
+    match next_open_ticket(&desk, &console, &current).await {
+        Ok(Some(next)) => super::see_other(&format!("/console/tickets/{next}")),
+        Ok(None) => super::see_other("/console?done=none-left"),
+        Err(error) => {
+            tracing::warn!(error = %error, "no next ticket could be found");
+            super::see_other(&format!("/console/tickets/{number}"))
+        }
+    }
 }
 
 struct QueueRowView {
@@ -62,13 +89,11 @@ impl Deadline {
                 soon: false,
             };
         }
-        let left = ticket
-            .exported_at
-            .plus_seconds(CHALLENGE_LIFETIME_SECS)
-            .seconds_since(now);
+        let left = ticket.export_expires_at.seconds_since(now);
         // Close to the end every minute counts; further off, the nearest hour says it.
         let words = match left / 60 {
-            m if m <= 0 => "expired".to_owned(),
+            _ if left <= 0 => "expired".to_owned(),
+            0 => "in under a minute".to_owned(),
             m if m < 60 => format!("in {m} min"),
             m if m * 60 < DEADLINE_WARNING_SECS => format!("in {} h {} min", m / 60, m % 60),
             m => format!("in {} h", (m + 30) / 60),
@@ -88,7 +113,9 @@ fn flags_by_kind(flags: &[String]) -> Vec<String> {
     let kind = |flag: &str| -> String {
         flag.split_whitespace()
             .map(|word| {
+                // An address (a console user's, a watched domain) is what the flag is about.
                 let serial_like = word.len() >= 6
+                    && !word.contains('@')
                     && word.chars().any(|c| c.is_ascii_digit())
                     && word.chars().any(|c| c.is_ascii_alphabetic());
                 if serial_like { "#" } else { word }
@@ -145,37 +172,78 @@ impl LabelColumn {
 }
 
 /// The ticket an agent works on after `current`: the next open ticket in the queue's
-/// order that nobody else has claimed, starting again from the top when `current` was
-/// the last; `None` when no other open ticket waits.
+/// order (the export that dies first) that nobody else has claimed and that this agent
+/// can decide, starting again from the top when `current` was the last; `None` when no
+/// other such ticket waits. Passed over: tickets the agent approved already, a flagged
+/// ticket's second approval when neither the first approver nor the agent is a
+/// supervisor, and a request from the agent's own address.
 pub(super) async fn next_open_ticket(
     desk: &Desk,
-    viewer: &str,
+    viewer: &ConsoleUser,
     current: &TicketSummary,
-) -> Result<Option<TicketNumber>, StoreError> {
-    let free = |t: &TicketSummary| {
-        t.number != current.number
-            && t.claimed_by
-                .as_deref()
-                .is_none_or(|holder| holder == viewer)
-    };
-    for after in [Some(QueueCursor::after(current)), None] {
+) -> Result<Option<TicketNumber>, NextError> {
+    let order = QueueOrder::Deadline;
+    for after in [Some(QueueCursor::after(current, order)), None] {
         let filter = QueueFilter {
             status: Some(TicketStatus::Open),
             search: None,
             after,
             limit: NEXT_LOOKAHEAD,
+            order,
         };
-        if let Some(next) = desk.store.tickets(&filter).await?.into_iter().find(free) {
-            return Ok(Some(next.number));
+        let page = desk.store.tickets(&filter).await?;
+        let ids: Vec<_> = page.iter().map(|t| t.id).collect();
+        let marks = desk.store.queue_marks(&ids).await?;
+        for candidate in page {
+            let approvals = marks.get(&candidate.id).map_or(0, |m| m.approvals);
+            if candidate.number != current.number
+                && may_work_on(desk, viewer, &candidate, approvals).await?
+            {
+                return Ok(Some(candidate.number));
+            }
         }
     }
     Ok(None)
 }
 
-/// How many open tickets "next" looks through for one nobody else has claimed, after
-/// the current one and then from the top: a queue claimed further than this says "no
-/// other ticket" rather than walking it all.
-const NEXT_LOOKAHEAD: i64 = 50;
+/// Whether "next" may lead `viewer` to `ticket` (see [`next_open_ticket`]). The review
+/// rules still decide at the decision; this only keeps "next" from leading to a refusal.
+async fn may_work_on(
+    desk: &Desk,
+    viewer: &ConsoleUser,
+    ticket: &TicketSummary,
+    approvals: i64,
+) -> Result<bool, NextError> {
+    let me = &viewer.user.email;
+    if ticket
+        .claimed_by
+        .as_deref()
+        .is_some_and(|holder| holder != me.as_str())
+    {
+        return Ok(false);
+    }
+    if EmailAddress::parse(&ticket.customer_email).is_ok_and(|c| c.mailbox() == me.mailbox()) {
+        return Ok(false);
+    }
+    if approvals == 0 {
+        return Ok(true);
+    }
+    let detail = review::load(desk, &ticket.number).await?;
+    let supervisor = |role: Role| role == Role::Supervisor;
+    let mine = detail.approvals.iter().any(|a| a.by == viewer.user.id);
+    let a_supervisor_among = viewer.user.roles.contains(Role::Supervisor)
+        || detail.approvals.iter().any(|a| supervisor(a.as_role));
+    Ok(!mine && a_supervisor_among)
+}
+
+/// Why no next ticket was found: the store or the review rules failed. Callers show the
+/// ticket at hand instead; the decision, if any, is made either way.
+pub(super) type NextError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How many open tickets "next" looks through for one this agent may work on, after the
+/// current one and then from the top: a queue claimed further than this says "no other
+/// ticket" rather than walking it all.
+const NEXT_LOOKAHEAD: i64 = 20;
 
 #[derive(Template)]
 #[template(path = "console/queue.html")]
@@ -187,6 +255,8 @@ struct QueuePage {
     q: String,
     statuses: Vec<(&'static str, &'static str)>,
     tickets: Vec<QueueRowView>,
+    /// What "Next ticket" found: nothing this agent may work on.
+    notice: Option<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +264,7 @@ struct QueueQuery {
     status: Option<String>,
     q: Option<String>,
     after: Option<String>,
+    done: Option<String>,
 }
 
 #[get("/console")]
@@ -208,6 +279,12 @@ async fn queue(
         search: query.q.clone(),
         after: query.after.as_deref().and_then(QueueCursor::parse),
         limit: QUEUE_PAGE,
+        // Pending tickets in the order their exports die; decided ones oldest first.
+        order: if TicketStatus::parse(&status).is_some_and(TicketStatus::is_pending) {
+            QueueOrder::Deadline
+        } else {
+            QueueOrder::Age
+        },
     };
     let tickets = match desk.store.tickets(&filter).await {
         Ok(tickets) => tickets,
@@ -223,6 +300,12 @@ async fn queue(
             return crate::routes::failure_page("The queue is unavailable", &error);
         }
     };
+    let marks = match desk.store.queue_marks(&ids).await {
+        Ok(marks) => marks,
+        Err(error) => {
+            return crate::routes::failure_page("The queue is unavailable", &error);
+        }
+    };
     let now = desk.clock.now();
     let mut statuses = vec![("all", "All")];
     statuses.extend(
@@ -231,7 +314,11 @@ async fn queue(
             .map(|s| (s.as_str(), s.describe_short())),
     );
     let next = (tickets.len() as i64 == QUEUE_PAGE)
-        .then(|| tickets.last().map(QueueCursor::after))
+        .then(|| {
+            tickets
+                .last()
+                .map(|t| QueueCursor::after(t, filter.order_applied()))
+        })
         .flatten()
         .and_then(|cursor| {
             let params = [
@@ -249,14 +336,17 @@ async fn queue(
         status,
         q: query.q.clone().unwrap_or_default(),
         statuses,
+        notice: (query.done.as_deref() == Some("none-left"))
+            .then_some("No other open ticket that you can decide is waiting."),
         tickets: tickets
             .into_iter()
             .map(|t| {
+                let mark = marks.get(&t.id).copied().unwrap_or_default();
                 let mut badges = Vec::new();
-                if t.status.is_pending() && !t.flags.is_empty() && t.approvals == 1 {
+                if t.status.is_pending() && !t.flags.is_empty() && mark.approvals == 1 {
                     badges.push("1 of 2 approvals");
                 }
-                if t.customer_reported_failure {
+                if mark.customer_reported_failure {
                     badges.push("customer says it failed");
                 }
                 QueueRowView {

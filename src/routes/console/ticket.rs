@@ -112,9 +112,6 @@ struct TicketPage {
     customer: CustomerRowView,
     canned: Vec<(i64, String)>,
     flags: Vec<String>,
-    /// The open ticket after this one in the queue that nobody else holds (`j`, "Next
-    /// ticket").
-    next: Option<TicketNumber>,
     /// The same customer's approved ticket for this device, within the shortened-review window.
     repeat_of: Option<TicketNumber>,
     repeat_days: i64,
@@ -184,18 +181,12 @@ async fn load_ticket_page(
         .await
         .map_err(error_page)?;
     let canned = desk.store.canned_reasons().await.unwrap_or_default();
-    // A way on, not the page's subject: a failure to find it leaves the link out.
-    let next = super::queue::next_open_ticket(desk, console.user.email.as_str(), &ticket.summary)
-        .await
-        .ok()
-        .flatten();
     let viewer = Viewer {
         console,
         now: desk.clock.now(),
     };
     Ok(TicketPage {
         canned,
-        next,
         error,
         notice,
         ..TicketPage::of(&ticket, evidence.as_ref(), &viewer)
@@ -256,7 +247,6 @@ impl TicketPage {
                 .and_then(|e| e.error.clone()),
             customer: CustomerRowView::of(&ticket.customer),
             canned: Vec::new(),
-            next: None,
             flags: summary.flags.clone(),
             approvals: ticket
                 .approvals

@@ -20,11 +20,8 @@ macro_rules! summary_select {
     () => {
         "SELECT t.id, t.number, t.status, t.created_at,
                 (SELECT COUNT(*) FROM ticket_devices c WHERE c.ticket_id = t.id) AS device_count,
-                d0.model AS first_model, d0.serial AS first_serial, d0.issued_at AS exported_at,
-                t.customer_name, t.customer_email, u.email AS claimed_by, t.flags,
-                (SELECT COUNT(*) FROM approvals a WHERE a.ticket_id = t.id) AS approval_count,
-                (SELECT COUNT(*) FROM ticket_events e
-                  WHERE e.ticket_id = t.id AND e.kind = 'customer_feedback') AS feedback_count
+                d0.model AS first_model, d0.serial AS first_serial, t.export_expires_at,
+                t.customer_name, t.customer_email, u.email AS claimed_by, t.flags
          FROM tickets t
          JOIN ticket_devices d0 ON d0.ticket_id = t.id AND d0.position = 0
          LEFT JOIN users u ON u.id = t.claimed_by "

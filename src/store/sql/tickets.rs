@@ -12,8 +12,9 @@ use crate::store::rows::{
 };
 use crate::store::write_lane::Abandoned;
 use crate::store::{
-    Conflict, CreateOutcome, NewMail, NewTicket, QueueFilter, StoreError, StoreResult,
-    StoredExport, TicketDetail, TicketEventKind, TicketId, TicketStore, TicketSummary, UserId,
+    Conflict, CreateOutcome, NewMail, NewTicket, QueueFilter, QueueMarks, QueueOrder, StoreError,
+    StoreResult, StoredExport, TicketDetail, TicketEventKind, TicketId, TicketStore, TicketSummary,
+    UserId,
 };
 
 // The queue, oldest first, a page at a time after a (created_at, id) cursor. The hot
@@ -22,6 +23,14 @@ use crate::store::{
 pub(in crate::store) const QUEUE_BY_STATUS: &str = concat!(
     summary_select!(),
     "WHERE t.status = $1 AND (t.created_at, t.id) > ($2, $3) ORDER BY t.created_at, t.id LIMIT $4"
+);
+
+// A pending status in the order agents work it: the export that dies first, first,
+// walking the (status, export_expires_at, id) index (migration 0020) without a sort.
+pub(in crate::store) const QUEUE_BY_DEADLINE: &str = concat!(
+    summary_select!(),
+    "WHERE t.status = $1 AND (t.export_expires_at, t.id) > ($2, $3)
+     ORDER BY t.export_expires_at, t.id LIMIT $4"
 );
 
 const QUEUE_ALL: &str = concat!(
@@ -106,9 +115,15 @@ where
         let search = cleaned.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let (after_time, after_id) = filter
             .after
-            .map_or((-1, 0), |c| (c.created_at.unix_seconds(), c.id.0));
+            .map_or((-1, 0), |c| (c.at.unix_seconds(), c.id.0));
         let limit = filter.limit.clamp(1, 500);
+        let by_deadline = filter.order_applied() == QueueOrder::Deadline;
         let query = match (search, filter.status) {
+            (None, Some(status)) if by_deadline => sqlx::query_as(QUEUE_BY_DEADLINE)
+                .bind(status.as_str())
+                .bind(after_time)
+                .bind(after_id)
+                .bind(limit),
             (None, Some(status)) => sqlx::query_as(QUEUE_BY_STATUS)
                 .bind(status.as_str())
                 .bind(after_time)
@@ -181,6 +196,44 @@ where
                     .map_err(|_| rows::corrupt("ticket number", number))
             })
             .collect()
+    }
+
+    async fn queue_marks(
+        &self,
+        tickets: &[TicketId],
+    ) -> StoreResult<std::collections::HashMap<TicketId, QueueMarks>> {
+        let mut marks = std::collections::HashMap::<TicketId, QueueMarks>::new();
+        if tickets.is_empty() {
+            return Ok(marks);
+        }
+        let ids: Vec<i64> = tickets.iter().map(|t| t.0).collect();
+        // Each through the table's key or index by ticket: its cost grows with the page.
+        let mut approvals = sqlx::QueryBuilder::<D>::new(
+            "SELECT ticket_id, COUNT(*) FROM approvals WHERE ticket_id",
+        );
+        Self::push_in_ids(&mut approvals, &ids);
+        approvals.push(" GROUP BY ticket_id");
+        let counted: Vec<(TicketId, i64)> = approvals
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        for (ticket, count) in counted {
+            marks.entry(ticket).or_default().approvals = count;
+        }
+        let mut reported = sqlx::QueryBuilder::<D>::new(
+            "SELECT DISTINCT ticket_id FROM ticket_events WHERE kind = 'customer_feedback' AND ticket_id",
+        );
+        Self::push_in_ids(&mut reported, &ids);
+        let reported: Vec<TicketId> = reported
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        for ticket in reported {
+            marks.entry(ticket).or_default().customer_reported_failure = true;
+        }
+        Ok(marks)
     }
 
     async fn ticket(&self, number: &TicketNumber) -> StoreResult<TicketDetail> {
@@ -474,9 +527,9 @@ where
             "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
                                   customer_company, customer_country, customer_role, purchase_channel, export_form,
                                   export_blob, export_bytes, label_blob, label_media_type, flags, created_at, updated_at,
-                                  repeat_of, customer_language)
+                                  repeat_of, customer_language, export_expires_at)
              VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $18, $10, $11, $12, $13, $14, $15,
-                     (SELECT id FROM tickets WHERE number = $16), $17) RETURNING id",
+                     (SELECT id FROM tickets WHERE number = $16), $17, $19) RETURNING id",
         )
         .bind(ticket.number.as_str())
         .bind(c.name.as_str())
@@ -500,6 +553,14 @@ where
         .bind(c.language.code())
         // No blob name when the export is in the row.
         .bind(ticket.export.blob().unwrap_or(""))
+        .bind(
+            ticket
+                .devices
+                .iter()
+                .map(|d| d.expires_at().unix_seconds())
+                .min()
+                .unwrap_or_else(|| now.unix_seconds()),
+        )
         .fetch_one(&mut **tx)
         .await
         .map_err(db)?;

@@ -248,9 +248,10 @@ where
         .map_err(db)?;
         let (token_id, user_id, scope, last_used) = found.ok_or(StoreError::NotFound)?;
         // Once a minute at most: a write for every call would queue each behind the one
-        // writer, for a figure people read in minutes.
-        if last_used.is_none_or(|at| now.unix_seconds() - at >= TOKEN_USE_RESOLUTION_SECS) {
-            sqlx::query(
+        // writer, for a figure people read in minutes. A record, not a check: when it
+        // cannot be written (the writer busy, the database failing) the call goes on.
+        if last_used.is_none_or(|at| now.unix_seconds() - at >= TOKEN_USE_RESOLUTION_SECS)
+            && let Err(error) = sqlx::query(
                 "UPDATE api_tokens SET last_used_at = $1
                  WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
             )
@@ -258,7 +259,8 @@ where
             .bind(token_id)
             .execute(self.writer())
             .await
-            .map_err(db)?;
+        {
+            tracing::warn!(error = %error, "a token's last use was not recorded");
         }
         let scope =
             TokenScope::parse(&scope).ok_or_else(|| rows::corrupt("token scope", scope.clone()))?;
