@@ -6,8 +6,7 @@
 //! browser laid the elements out at, not from the HTML.
 
 use fantoccini::key::Key;
-use resetdesk::device::label::{self, Label};
-use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, Role};
+use resetdesk::domain::Role;
 use resetdesk::evidence::worker;
 use serde_json::Value;
 
@@ -16,6 +15,7 @@ use crate::browser_pages::sign_in;
 use crate::desk_support::{
     Backend, TestApp, customer_form, export_part, file_part, label_photo, spawn_app, spawn_app_on,
 };
+use crate::evidence_pages::printed_label;
 use crate::html::{select_attrs, text};
 use crate::on_both_backends;
 
@@ -25,19 +25,6 @@ const SECOND_SERIAL: &str = "DS-7608NI-K2/8P0820231115CCRRJ11110002";
 const RECORDER_SERIAL: &str = "DS-7608NI-K2/8P0820231115CCRRJ11110003";
 /// A device in no export of this test: its label sent with another device's export.
 const STRANGER_SERIAL: &str = "DS-7608NI-K2/8P0820240202CCRRJ99990009";
-
-/// The rating label printed for `serial`, with its QR code and barcode, as a PNG.
-fn printed_label(serial: &str) -> Vec<u8> {
-    let serial = DeviceSerial::parse(serial).unwrap();
-    let printed = Label {
-        model: DeviceModel::parse("DS-7608NI-K2").unwrap(),
-        mac_address: label::derived_mac_address(&serial),
-        serial,
-        firmware: FirmwareVersion::parse("V4.30.085").unwrap(),
-        codes: true,
-    };
-    label::png(&printed.render().unwrap()).unwrap()
-}
 
 /// Submits an export of a fresh device `serial` (with `cameras` behind it) and the label
 /// printed for `label_of`; returns the ticket number.

@@ -38,7 +38,7 @@ async fn submit(app: &TestApp, serial: &str, email: &str, photo: Vec<u8>, mime: 
 }
 
 /// The rating label printed for `serial`, with its QR code and barcode, as a PNG.
-fn printed_label(serial: &str) -> Vec<u8> {
+pub fn printed_label(serial: &str) -> Vec<u8> {
     let serial = DeviceSerial::parse(serial).unwrap();
     let printed = Label {
         model: DeviceModel::parse("DS-7608NI-K2").unwrap(),

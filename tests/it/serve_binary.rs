@@ -316,27 +316,35 @@ async fn a_token_of_a_user_disabled_from_the_command_line_stays_dead() {
 
 /// `resetdesk user add` with the password on standard input, as an operator types it.
 fn add_agent(sandbox: &Sandbox, email: &str, password: &str) {
-    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
-        .args([
-            "user",
-            "add",
-            "--email",
-            email,
-            "--role",
-            "agent",
-            "--password-stdin",
-        ])
+    let args = [
+        "user",
+        "add",
+        "--email",
+        email,
+        "--role",
+        "agent",
+        "--password-stdin",
+    ];
+    assert!(with_password(sandbox, &args, password), "{args:?}");
+}
+
+/// Runs `resetdesk args` in the sandbox with `password` on its standard input, as a
+/// person types it; whether it succeeded.
+fn with_password(sandbox: &Sandbox, args: &[&str], password: &str) -> bool {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args(args)
         .current_dir(sandbox.path(""))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    add.stdin
+    command
+        .stdin
         .take()
         .unwrap()
         .write_all(format!("{password}\n").as_bytes())
         .unwrap();
-    assert!(add.wait().unwrap().success());
+    command.wait().unwrap().success()
 }
 
 /// A provisioned camera in `cam.json` that exported in `format` to `out`.
@@ -599,19 +607,10 @@ async fn a_new_desk_says_how_to_make_its_first_console_user() {
             }
         })
         .collect();
-    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
-        .args(&args)
-        .current_dir(sandbox.path(""))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery staple\n")
-        .unwrap();
-    assert!(add.wait().unwrap().success(), "{command}");
+    assert!(
+        with_password(&sandbox, &args, "correct horse battery staple"),
+        "{command}"
+    );
     let page = reqwest::get(&login).await.unwrap().text().await.unwrap();
     assert!(
         html::visible_texts(&page, "#no-user-yet").is_empty(),
