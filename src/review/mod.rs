@@ -13,8 +13,8 @@ use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, respond, response};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, FirstApproval,
-    LabelEvidence, MailKind, MailedDecision, NewMail, ResentApproval, StoreError, StoredResponse,
-    TicketDetail, TicketEventKind, User,
+    LabelEvidence, MailKind, MailedDecision, NewMail, ResentApproval, StoreError, StoredExport,
+    StoredResponse, TicketDetail, TicketEventKind, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,16 @@ pub async fn load(desk: &Desk, number: &TicketNumber) -> Result<TicketDetail, Re
         .ticket(number)
         .await
         .map_err(|e| ReviewError::from_store(e, number))
+}
+
+/// The export as the customer sent it (the XML file, the reset string, or the picture
+/// of the QR code), for agents to see beside what the desk made of it.
+pub async fn export_as_sent(desk: &Desk, number: &TicketNumber) -> Result<Vec<u8>, ReviewError> {
+    match desk.store.ticket_export(number).await {
+        Ok(StoredExport::InRow(bytes)) => Ok(bytes),
+        Ok(StoredExport::Blob(name)) => desk.blobs.get(&name).await.map_err(ReviewError::internal),
+        Err(error) => Err(ReviewError::from_store(error, number)),
+    }
 }
 
 /// What the machine read on the ticket's label photo (`None` before it read any).

@@ -8,6 +8,7 @@
 use fantoccini::key::Key;
 use resetdesk::domain::Role;
 use resetdesk::evidence::worker;
+use resetdesk::protocol::{export_xml, qr, reset_string};
 use serde_json::Value;
 
 use crate::browser::{Driver, Page, Viewport};
@@ -764,3 +765,73 @@ async fn next_leads_only_to_tickets_the_agent_can_decide(backend: Backend) {
 }
 
 on_both_backends!(next_leads_only_to_tickets_the_agent_can_decide);
+
+async fn the_ticket_shows_the_export_as_the_customer_sent_it(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    app.create_agent(AGENT).await;
+    let mut sent = Vec::new();
+    for (i, kind) in ["xml", "string", "qr"].into_iter().enumerate() {
+        let mut device = app.device(&format!("DS-7608NI-K2/ASSENT000{i}"), "DS-7608NI-K2");
+        let request = app.export(&mut device, 1, app.now());
+        let form = export_part(customer_form("ana@example.com"), &request, kind).part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        );
+        sent.push((app.submit_form(form).await.0, request));
+    }
+    let agent = app.sign_in(AGENT).await;
+    let shown = |page: &str| crate::html::texts(page, "#export-as-sent pre").join("");
+
+    let (xml, request) = &sent[0];
+    let page = app
+        .console_page(&agent, &format!("/console/tickets/{xml}"))
+        .await;
+    assert_eq!(
+        shown(&page),
+        export_xml::to_xml(request),
+        "as sent, escaped"
+    );
+    assert!(
+        !page.contains(&export_xml::to_xml(request)),
+        "markup shown as text, never as markup"
+    );
+
+    let (string, request) = &sent[1];
+    let page = app
+        .console_page(&agent, &format!("/console/tickets/{string}"))
+        .await;
+    assert_eq!(shown(&page), reset_string::encode(request));
+
+    let (qr, request) = &sent[2];
+    let page = app
+        .console_page(&agent, &format!("/console/tickets/{qr}"))
+        .await;
+    let src = crate::html::select_attr(&page, "#export-as-sent img", "src");
+    assert_eq!(src, format!("/console/tickets/{qr}/export"));
+    let picture = agent.get(app.url(&src)).send().await.unwrap();
+    assert_eq!(picture.status(), 200);
+    assert_eq!(picture.headers()["content-type"], "image/png");
+    assert!(
+        picture.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
+    let expected = qr::encode_png(&reset_string::encode(request)).unwrap();
+    assert_eq!(picture.bytes().await.unwrap().as_ref(), expected.as_slice());
+
+    // Agents only; and a text export has no picture.
+    let stranger = crate::desk_support::browser();
+    let refused = stranger.get(app.url(&src)).send().await.unwrap();
+    assert_ne!(refused.status(), 200);
+    let none = agent
+        .get(app.url(&format!("/console/tickets/{xml}/export")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404);
+}
+
+on_both_backends!(the_ticket_shows_the_export_as_the_customer_sent_it);

@@ -16,12 +16,14 @@ use crate::protocol::DeviceChallenge;
 use crate::review::{self, ReviewError};
 use crate::routes::{ErrorAnswer, answer_page, html, message_page};
 use crate::store::{
-    Customer, EvidenceState, LabelEvidence, LabelFinding, MailKind, MailStatus, OutboxStatus,
-    ReadCode, TicketDetail, TicketEventKind,
+    Customer, EvidenceState, ExportForm, LabelEvidence, LabelFinding, MailKind, MailStatus,
+    OutboxStatus, ReadCode, TicketDetail, TicketEventKind,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(ticket_view).service(label_photo);
+    cfg.service(ticket_view)
+        .service(label_photo)
+        .service(export_picture);
 }
 
 struct DeviceRowView {
@@ -109,6 +111,11 @@ struct TicketPage {
     label_codes: Vec<CodeView>,
     /// Why the desk could not read the photo, for agents.
     label_error: Option<String>,
+    /// The XML file or reset string as the customer sent it (escaped by the template
+    /// like any input); `None` for a picture of a QR code, which the page shows instead.
+    export_text: Option<String>,
+    /// The export came as a picture of a QR code (`/console/tickets/{n}/export`).
+    export_picture: bool,
     customer: CustomerRowView,
     canned: Vec<(i64, String)>,
     flags: Vec<String>,
@@ -181,12 +188,24 @@ async fn load_ticket_page(
         .await
         .map_err(error_page)?;
     let canned = desk.store.canned_reasons().await.unwrap_or_default();
+    // Evidence beside the parsed fields, read only for an export in the ticket's row: a
+    // QR picture is fetched by the browser on its own.
+    let export_text = match ticket.export_form {
+        ExportForm::Qr => None,
+        ExportForm::Xml | ExportForm::ResetString => Some(
+            review::export_as_sent(desk, number)
+                .await
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .map_err(error_page)?,
+        ),
+    };
     let viewer = Viewer {
         console,
         now: desk.clock.now(),
     };
     Ok(TicketPage {
         canned,
+        export_text,
         error,
         notice,
         ..TicketPage::of(&ticket, evidence.as_ref(), &viewer)
@@ -245,6 +264,8 @@ impl TicketPage {
             label_error: evidence
                 .filter(|e| e.state == EvidenceState::Failed)
                 .and_then(|e| e.error.clone()),
+            export_text: None,
+            export_picture: ticket.export_form == ExportForm::Qr,
             customer: CustomerRowView::of(&ticket.customer),
             canned: Vec::new(),
             flags: summary.flags.clone(),
@@ -491,6 +512,47 @@ async fn label_photo(
             .insert_header(("Cache-Control", "private, no-store"))
             .body(bytes),
         Err(error) => crate::routes::failure_page("The photo is unavailable", &error),
+    }
+}
+
+/// The picture of the QR code the customer sent as their export, for signed-in agents
+/// only; served as the label photo is (its type read off the bytes intake checked,
+/// sandboxed, not cached).
+#[get("/console/tickets/{ticket}/export")]
+async fn export_picture(
+    desk: web::Data<Desk>,
+    _console: ConsoleUser,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let Some(number) = parse_number(&path) else {
+        return not_a_ticket();
+    };
+    let ticket = match review::load(&desk, &number).await {
+        Ok(ticket) => ticket,
+        Err(error) => return error_page(error),
+    };
+    if ticket.export_form != ExportForm::Qr {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "No picture",
+            "This ticket's export came as text: the ticket page shows it.",
+        );
+    }
+    match review::export_as_sent(&desk, &number).await {
+        Ok(bytes) => {
+            // Intake took a PNG or a JPEG and nothing else.
+            let media_type = if bytes.starts_with(b"\x89PNG") {
+                "image/png"
+            } else {
+                "image/jpeg"
+            };
+            HttpResponse::Ok()
+                .insert_header((CONTENT_TYPE, media_type))
+                .insert_header(("Content-Security-Policy", "sandbox; default-src 'none'"))
+                .insert_header(("Cache-Control", "private, no-store"))
+                .body(bytes)
+        }
+        Err(error) => error_page(error),
     }
 }
 
