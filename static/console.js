@@ -15,8 +15,17 @@
   }
 
   // A decision is sent once: a second press while the first is on its way (a double
-  // click, a held Enter) would only come back as "not open any more".
-  Array.prototype.forEach.call(document.querySelectorAll(".decision form"), function (form) {
+  // click, a held Enter) would only come back as "not open any more". A page the browser
+  // brings back from its history (Back) may send again.
+  var decisionForms = document.querySelectorAll(".decision form");
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) {
+      Array.prototype.forEach.call(decisionForms, function (form) {
+        form.removeAttribute("data-sent");
+      });
+    }
+  });
+  Array.prototype.forEach.call(decisionForms, function (form) {
     form.addEventListener("submit", function (event) {
       if (event.defaultPrevented) {
         return;
@@ -45,7 +54,8 @@
         rejectSaid.textContent = "";
       }
     };
-    // Registered before the send-once guard above ran for this form: capture phase.
+    // A capture listener on the form itself runs before the send-once guard above, so
+    // an unconfirmed press is not counted as sent.
     rejectForm.addEventListener("submit", function (event) {
       if (armedAt > 0 && Date.now() - armedAt >= 500) {
         return;
