@@ -94,8 +94,9 @@ impl TicketAction {
     }
 }
 
-/// Where "… and next" leads once `number` is decided: the next open ticket nobody else
-/// holds, told what was done to `number`; or `number` again, told that none is waiting.
+/// Where "… and next" leads once `number` is decided: the next open ticket this agent
+/// can decide (`queue::next_open_ticket`), told what was done to `number`; or `number`
+/// again, told that none is waiting.
 /// The decision is made either way: a failure to find the next ticket only shows the
 /// decided one again.
 async fn after_decision(

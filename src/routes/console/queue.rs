@@ -1,6 +1,6 @@
 //! The queue: tickets by status (pending ones in the order their exports die, the others
-//! oldest first), with a search and a page at a time; each
-//! row with what an agent sorts by (customer, the export's deadline, state, risk, label).
+//! oldest first), with a search and a page at a time, each row with what an agent sorts
+//! by (customer, the export's deadline, state, risk, label); and "next ticket".
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
