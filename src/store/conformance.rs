@@ -2407,16 +2407,7 @@ pub async fn submissions_at_once_make_one_ticket_per_challenge(store: &dyn Store
 /// A new database holds no console user; one user, even disabled, is one.
 pub async fn a_new_database_holds_no_user(store: &dyn Store) {
     assert!(!store.holds_users().await.unwrap());
-    let id = store
-        .create_user(
-            &EmailAddress::parse("first@vendor.test").unwrap(),
-            "hash",
-            Roles::of(&[Role::Admin]).unwrap(),
-            "cli",
-            at(0),
-        )
-        .await
-        .unwrap();
+    let id = user_with(store, "first@vendor.test", &[Role::Admin]).await;
     assert!(store.holds_users().await.unwrap());
     store.set_disabled(id, true, "cli", at(1)).await.unwrap();
     assert!(store.holds_users().await.unwrap(), "disabled, still there");
@@ -2425,16 +2416,7 @@ pub async fn a_new_database_holds_no_user(store: &dyn Store) {
 /// A token's last use is kept to the minute: the first use is written, a use within a
 /// minute of it is not, a later one is; the list of tokens shows it.
 pub async fn a_tokens_last_use_is_kept_to_the_minute(store: &dyn Store) {
-    let user = store
-        .create_user(
-            &EmailAddress::parse("script@vendor.test").unwrap(),
-            "hash",
-            Roles::of(&[Role::Agent]).unwrap(),
-            "cli",
-            at(0),
-        )
-        .await
-        .unwrap();
+    let user = agent(store, "script@vendor.test").await;
     store
         .create_api_token(&NewApiToken {
             user,

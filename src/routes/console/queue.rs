@@ -31,19 +31,16 @@ async fn next_ticket(
     console: ConsoleUser,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let Some(number) = super::ticket::parse_number(&path) else {
-        return super::ticket::not_a_ticket();
-    };
-    let current = match review::load(&desk, &number).await {
+    let current = match super::ticket::ticket_at(&desk, &path).await {
         Ok(ticket) => ticket.summary,
-        Err(error) => return super::ticket::error_page(error),
+        Err(refusal) => return refusal,
     };
     match next_open_ticket(&desk, &console, &current).await {
         Ok(Some(next)) => super::see_other(&format!("/console/tickets/{next}")),
         Ok(None) => super::see_other("/console?done=none-left"),
         Err(error) => {
             tracing::warn!(error = %error, "no next ticket could be found");
-            super::see_other(&format!("/console/tickets/{number}"))
+            super::see_other(&format!("/console/tickets/{}", current.number))
         }
     }
 }

@@ -135,6 +135,15 @@ pub(super) fn parse_number(raw: &str) -> Option<TicketNumber> {
     TicketNumber::parse(raw).ok()
 }
 
+/// The ticket a console path names (`/console/tickets/{ticket}/…`), or the page that
+/// says why there is none: not a ticket number, no such ticket, or the store failing.
+pub(super) async fn ticket_at(desk: &Desk, raw_number: &str) -> Result<TicketDetail, HttpResponse> {
+    let Some(number) = parse_number(raw_number) else {
+        return Err(not_a_ticket());
+    };
+    review::load(desk, &number).await.map_err(error_page)
+}
+
 pub(super) fn not_a_ticket() -> HttpResponse {
     message_page(
         StatusCode::NOT_FOUND,
@@ -486,12 +495,9 @@ async fn label_photo(
     path: web::Path<String>,
     query: web::Query<LabelSize>,
 ) -> HttpResponse {
-    let Some(number) = parse_number(&path) else {
-        return not_a_ticket();
-    };
-    let ticket = match review::load(&desk, &number).await {
+    let ticket = match ticket_at(&desk, &path).await {
         Ok(ticket) => ticket,
-        Err(error) => return error_page(error),
+        Err(refusal) => return refusal,
     };
     let previews = match query.size.as_deref() {
         Some("preview" | "thumbnail") => match review::label_evidence(&desk, &ticket).await {
@@ -531,12 +537,9 @@ async fn export_picture(
     _console: ConsoleUser,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let Some(number) = parse_number(&path) else {
-        return not_a_ticket();
-    };
-    let ticket = match review::load(&desk, &number).await {
+    let ticket = match ticket_at(&desk, &path).await {
         Ok(ticket) => ticket,
-        Err(error) => return error_page(error),
+        Err(refusal) => return refusal,
     };
     if ticket.export_form != ExportForm::Qr {
         return message_page(
@@ -545,7 +548,7 @@ async fn export_picture(
             "This ticket's export came as text: the ticket page shows it.",
         );
     }
-    match review::export_as_sent(&desk, &number).await {
+    match review::export_as_sent(&desk, &ticket.summary.number).await {
         Ok(bytes) => {
             // Intake took a PNG or a JPEG and nothing else.
             let media_type = if bytes.starts_with(b"\x89PNG") {
