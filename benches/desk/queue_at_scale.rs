@@ -48,6 +48,7 @@ pub struct Latency {
 struct Round {
     queue: Latency,
     search: Latency,
+    search_part: Latency,
     ticket: Latency,
 }
 
@@ -59,6 +60,9 @@ pub struct SizeRun {
     rounds: usize,
     queue: Latency,
     search: Latency,
+    /// Part of a serial, a customer's first name (one ticket in sixteen has it) or the
+    /// start of a ticket number, in turn.
+    search_part: Latency,
     ticket: Latency,
     /// Spawn to `/readyz` answering 200, one figure per start.
     cold_starts_ms: Vec<f64>,
@@ -124,15 +128,25 @@ pub async fn run(
             [
                 ("queue", f(&large.queue) / f(&small.queue)),
                 ("search", f(&large.search) / f(&small.search)),
+                ("search_part", f(&large.search_part) / f(&small.search_part)),
                 ("ticket", f(&large.ticket) / f(&small.ticket)),
             ]
         };
         let (p50, p99) = (ratio(|l| l.server_p50), ratio(|l| l.server_p99));
         table.push(format!(
-            "  {} / {} server p99 ratio: queue {:.2}  search {:.2}  ticket {:.2}   (p50: {:.2} {:.2} {:.2})   target <= 1.5",
-            large.tickets, small.tickets, p99[0].1, p99[1].1, p99[2].1, p50[0].1, p50[1].1, p50[2].1
+            "  {} / {} server p99 ratio: queue {:.2}  search {:.2}  search by part {:.2}  ticket {:.2}   (p50: {:.2} {:.2} {:.2} {:.2})   target <= 1.5",
+            large.tickets,
+            small.tickets,
+            p99[0].1,
+            p99[1].1,
+            p99[2].1,
+            p99[3].1,
+            p50[0].1,
+            p50[1].1,
+            p50[2].1,
+            p50[3].1
         ));
-        let ratios = |r: [(&str, f64); 3]| {
+        let ratios = |r: [(&str, f64); 4]| {
             Value::Object(
                 r.iter()
                     .map(|(k, v)| ((*k).to_owned(), json!(round(*v, 3))))
@@ -183,6 +197,7 @@ fn run_json(run: &SizeRun) -> Value {
         "rounds": run.rounds,
         "queue_page": latency_json(&run.queue),
         "search_by_serial": latency_json(&run.search),
+        "search_by_part": latency_json(&run.search_part),
         "ticket_page": latency_json(&run.ticket),
         "cold_start_to_ready_ms": run.cold_starts_ms.iter().map(|m| round(*m, 1)).collect::<Vec<_>>(),
         "cold_start_to_ready_median_ms": round(median(&run.cold_starts_ms), 1),
@@ -209,6 +224,7 @@ fn lines(backend: &str, run: &SizeRun) -> Vec<String> {
         ),
         row("queue page", &run.queue),
         row("search by serial", &run.search),
+        row("search by part", &run.search_part),
         row("ticket page", &run.ticket),
     ]
 }
@@ -278,6 +294,31 @@ async fn size_run(
             )
         })
         .await;
+        // The end of a serial, a first name many customers share, the start of a number.
+        let search_part = measure(agent, requests, |i| {
+            let (number, serial) = &picked[i % picked.len()];
+            match i % 3 {
+                0 => (
+                    format!(
+                        "{base}/console?status=all&q={}",
+                        &serial[serial.len() - 8..]
+                    ),
+                    number.clone(),
+                ),
+                1 => (
+                    format!(
+                        "{base}/console?status=all&q={}",
+                        loader::FIRST[i / 3 % loader::FIRST.len()]
+                    ),
+                    "/console/tickets/RQ-".to_owned(),
+                ),
+                _ => (
+                    format!("{base}/console?status=all&q={}", &number[..7]),
+                    number.clone(),
+                ),
+            }
+        })
+        .await;
         let ticket = measure(agent, requests, |i| {
             let (number, serial) = &picked[(i * 7 + 3) % picked.len()];
             (format!("{base}/console/tickets/{number}"), serial.clone())
@@ -287,6 +328,7 @@ async fn size_run(
         measured.push(Round {
             queue,
             search,
+            search_part,
             ticket,
         });
     }
@@ -299,6 +341,7 @@ async fn size_run(
         rounds,
         queue: of(|r| r.queue),
         search: of(|r| r.search),
+        search_part: of(|r| r.search_part),
         ticket: of(|r| r.ticket),
         cold_starts_ms,
     }

@@ -4,6 +4,7 @@
 mod device;
 mod email;
 mod label;
+mod search;
 mod secret;
 mod ticket;
 mod time;
@@ -12,6 +13,7 @@ mod user;
 pub use device::{DeviceModel, DeviceSerial, FieldError, FirmwareVersion, MacAddress};
 pub use email::{EmailAddress, EmailError};
 pub use label::LabelFinding;
+pub use search::{SearchError, SearchText, TicketSearchText};
 pub use secret::Secret;
 pub use ticket::{CountryCode, CustomerRole, PhoneNumber, PlainText, TicketNumber, TicketStatus};
 pub use time::{Timestamp, TimestampError};

@@ -6,10 +6,12 @@
 
 use std::future::Future;
 
+use sqlx::database::HasStatementCache;
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{Database, IntoArguments, Pool, Transaction};
 
 use super::StoreResult;
+use crate::domain::SearchText;
 
 /// The rows a statement changed. sqlx gives each backend's result its own
 /// `rows_affected` method but no trait for it, which generic code needs.
@@ -21,6 +23,7 @@ pub trait RowsAffected {
 /// types are what the shared SQL code needs of it) and what the backend does its own way.
 pub trait Dialect:
     Database<Arguments: IntoArguments<Self>, QueryResult: RowsAffected, Connection: Migrate>
+    + HasStatementCache
 {
     /// The backend's migrations: the same file names in `migrations/sqlite` and
     /// `migrations/postgres`, written in each one's DDL.
@@ -39,15 +42,14 @@ pub trait Dialect:
     /// go, each commits alone.
     const GROUP_COMMIT: bool;
 
-    /// The queue search (`$1` status or NULL, `$2` ticket number, `$3` lowercase e-mail,
-    /// `$4` serial pattern from [`Dialect::serial_prefix_pattern`], `$5`/`$6` the cursor,
-    /// `$7` the limit). It differs only in how a serial prefix is matched through the
-    /// serial index.
+    /// The queue search, newest first (`$1` status or NULL, `$2` the pattern from
+    /// [`Dialect::search_pattern`], `$3` the id the page starts below or NULL, `$4` the limit):
+    /// tickets whose `search_text` holds the search, found through the trigram index
+    /// (migration 0021), so a page costs about the same at any size.
     const QUEUE_SEARCH: &'static str;
 
-    /// `$1` with every character a serial may hold taken literally, and anything after it
-    /// matching: the pattern `QUEUE_SEARCH` matches serials by.
-    fn serial_prefix_pattern(prefix: &str) -> String;
+    /// The search as `QUEUE_SEARCH` matches it: every character taken literally.
+    fn search_pattern(search: &SearchText) -> String;
 
     /// Leases up to `$3` due mails at `$1` for `$2` seconds, returning them. Two outbox
     /// workers (on as many replicas) must never lease the same row.

@@ -29,8 +29,8 @@ pub use sqlite::SqliteStore;
 use crate::audit::chain::AuditEntry;
 use crate::crypto::{KeyId, SealError, SealKeyId, SealKeys, SealedSecret, Signature};
 use crate::domain::{
-    CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, Roles, Secret,
-    TicketNumber, TicketStatus, Timestamp,
+    CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, Roles, SearchText,
+    Secret, TicketNumber, TicketStatus, Timestamp,
 };
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, ExportId, Nonce, SignedResponse};
@@ -1016,6 +1016,9 @@ pub enum QueueOrder {
     /// one pending status. Applies to a list of one status without a search; others
     /// walk by age (`QueueFilter::order_applied`).
     Deadline,
+    /// Newest first, by id (the order tickets came in, reversed): the order of a search's
+    /// results. The cursor's id alone counts.
+    Newest,
 }
 
 /// Where the next page starts: after the row with this sort key (the time the order
@@ -1031,7 +1034,7 @@ impl QueueCursor {
     pub fn after(summary: &TicketSummary, order: QueueOrder) -> Self {
         Self {
             at: match order {
-                QueueOrder::Age => summary.created_at,
+                QueueOrder::Age | QueueOrder::Newest => summary.created_at,
                 QueueOrder::Deadline => summary.export_expires_at,
             },
             id: summary.id,
@@ -1055,8 +1058,8 @@ impl QueueCursor {
 #[derive(Debug, Clone, Default)]
 pub struct QueueFilter {
     pub status: Option<TicketStatus>,
-    /// A ticket number, a serial (or its start) or a customer e-mail.
-    pub search: Option<String>,
+    /// Part of a ticket number, a serial, a customer's name or e-mail.
+    pub search: Option<SearchText>,
     /// Start after this row (keyset pagination), in [`Self::order_applied`].
     pub after: Option<QueueCursor>,
     pub limit: i64,
@@ -1065,10 +1068,12 @@ pub struct QueueFilter {
 }
 
 impl QueueFilter {
-    /// The order the page walks: by deadline only for one status without a search (the
-    /// index that serves it starts with the status); by age otherwise.
+    /// The order the page walks: a search's results newest first (the order its index
+    /// yields them in); by deadline only for one status (the index that serves it starts
+    /// with the status); by age otherwise.
     pub fn order_applied(&self) -> QueueOrder {
         match (self.order, self.status, &self.search) {
+            (_, _, Some(_)) => QueueOrder::Newest,
             (QueueOrder::Deadline, Some(_), None) => QueueOrder::Deadline,
             _ => QueueOrder::Age,
         }

@@ -16,6 +16,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::dialect::{Dialect, RowsAffected};
 use super::sql::SqlStore;
 use super::{StoreError, StoreResult};
+use crate::domain::SearchText;
 
 /// The store on a PostgreSQL database, shared by every replica.
 pub type PgStore = SqlStore<Postgres>;
@@ -41,26 +42,24 @@ impl Dialect for Postgres {
     /// replica's.
     const GROUP_COMMIT: bool = false;
 
-    // A search narrows to the few tickets that match a number, an e-mail or a serial
-    // prefix, each through its own index, before sorting.
+    // Through the trigram index or, for a search most tickets match, backwards along the
+    // primary key until the page is full: the planner chooses from the pattern, which is
+    // why the statement is not prepared once for all patterns (`persistent(false)`).
     const QUEUE_SEARCH: &'static str = concat!(
         summary_select!(),
-        "WHERE ($1 IS NULL OR t.status = $1)
-       AND t.id IN (SELECT id FROM tickets WHERE number = $2
-                    UNION SELECT id FROM tickets WHERE lower(customer_email) = $3
-                    UNION SELECT ticket_id FROM ticket_devices WHERE serial LIKE $4)
-       AND (t.created_at, t.id) > ($5, $6)
-     ORDER BY t.created_at, t.id LIMIT $7"
+        "WHERE t.search_text LIKE $2 AND ($1 IS NULL OR t.status = $1)
+       AND (CAST($3 AS BIGINT) IS NULL OR t.id < $3)
+     ORDER BY t.id DESC LIMIT $4"
     );
 
-    /// LIKE with the wildcards a serial may contain (`_`) escaped; the serial index uses
-    /// `text_pattern_ops`, so the prefix match is an index range.
-    fn serial_prefix_pattern(prefix: &str) -> String {
-        let escaped = prefix
+    /// LIKE's wildcards (and its escape character) taken literally, inside `%...%`.
+    fn search_pattern(search: &SearchText) -> String {
+        let escaped = search
+            .as_str()
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        format!("{escaped}%")
+        format!("%{escaped}%")
     }
 
     /// `SKIP LOCKED` lets workers on every replica claim different rows at the same moment

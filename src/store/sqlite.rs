@@ -20,6 +20,7 @@ use sqlx::{Connection, Sqlite, SqlitePool, Transaction};
 use super::dialect::{Dialect, RowsAffected};
 use super::sql::SqlStore;
 use super::{StoreError, StoreResult};
+use crate::domain::SearchText;
 
 /// The store on one SQLite file.
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -59,22 +60,23 @@ impl Dialect for Sqlite {
     /// One writer, and a synced commit each: the lane's queued transactions share one.
     const GROUP_COMMIT: bool = true;
 
-    // A search narrows to the few tickets that match a number, an e-mail or a serial
-    // prefix, each through its own index, before sorting.
+    // The FTS5 trigram table drives the join newest first (it walks its rowids, the
+    // tickets' ids, in descending order without a sort), so a search most tickets match
+    // stops as soon as the page is full and a rare one reads only its own matches.
     const QUEUE_SEARCH: &'static str = concat!(
-        summary_select!(),
-        "WHERE ($1 IS NULL OR t.status = $1)
-       AND t.id IN (SELECT id FROM tickets WHERE number = $2
-                    UNION SELECT id FROM tickets WHERE lower(customer_email) = $3
-                    UNION SELECT ticket_id FROM ticket_devices WHERE serial GLOB $4)
-       AND (t.created_at, t.id) > ($5, $6)
-     ORDER BY t.created_at, t.id LIMIT $7"
+        "SELECT ",
+        summary_columns!(),
+        " FROM ticket_search s JOIN tickets t ON t.id = s.rowid ",
+        summary_joins!(),
+        "WHERE s.ticket_search MATCH $2 AND s.rowid < coalesce($3, 9223372036854775807)
+       AND ($1 IS NULL OR t.status = $1)
+     ORDER BY s.rowid DESC LIMIT $4"
     );
 
-    /// GLOB is case-sensitive, so it can use the serial index; serials contain no GLOB
-    /// wildcard characters.
-    fn serial_prefix_pattern(prefix: &str) -> String {
-        format!("{prefix}*")
+    /// One FTS5 phrase (its quotes doubled): with the trigram tokenizer, the rows that
+    /// hold the phrase as a substring, case-insensitively.
+    fn search_pattern(search: &SearchText) -> String {
+        format!("\"{}\"", search.as_str().replace('"', "\"\""))
     }
 
     /// SQLite has one writer at a time (the `BEGIN IMMEDIATE` around this), so no row can

@@ -835,3 +835,126 @@ async fn the_ticket_shows_the_export_as_the_customer_sent_it(backend: Backend) {
 }
 
 on_both_backends!(the_ticket_shows_the_export_as_the_customer_sent_it);
+
+/// Search finds part of a ticket number, of a serial, of a name or of an address, in the
+/// API and in the console's box, newest first; a search too short for the index says so.
+async fn search_finds_part_of_a_number_serial_name_or_address(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let submit_as = |serial: &'static str, name: &'static str, email: &'static str| {
+        let mut device = app.device(serial, "DS-7608NI-K2");
+        let request = app.export(&mut device, 0, app.now());
+        let customer = reqwest::multipart::Form::new()
+            .text("name", name)
+            .text("email", email)
+            .text("country", "EC")
+            .text("role", "end_user");
+        export_part(customer, &request, "xml").part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        )
+    };
+    let (bruno, _) = app
+        .submit_form(submit_as(
+            "DS-7608NI-K2/8P0820231115CCRRJ11110001",
+            "Bruno Díaz",
+            "bruno.diaz@correo.example",
+        ))
+        .await;
+    let (carla, _) = app
+        .submit_form(submit_as(
+            "DS-7608NI-K2/8P0820231115CCRRJ22220002",
+            "Carla Núñez",
+            "carla@tienda.example",
+        ))
+        .await;
+    let token = app.agent_token(AGENT).await;
+    let found = |q: String| {
+        let (app, token) = (&app, &token);
+        async move {
+            let path = format!(
+                "/api/v1/tickets?{}",
+                serde_urlencoded::to_string([("q", q.as_str())]).unwrap()
+            );
+            let answer = app.api_get(token, &path).await;
+            assert_eq!(answer.status(), 200, "{path}");
+            let body: Value = answer.json().await.unwrap();
+            body["tickets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["ticket"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        found("bru".to_owned()).await,
+        std::slice::from_ref(&bruno),
+        "a name's start"
+    );
+    assert_eq!(
+        found("NÚÑ".to_owned()).await,
+        std::slice::from_ref(&carla),
+        "inside a name"
+    );
+    assert_eq!(
+        found("tienda".to_owned()).await,
+        std::slice::from_ref(&carla),
+        "an address's part"
+    );
+    assert_eq!(
+        found("J22220002".to_owned()).await,
+        std::slice::from_ref(&carla),
+        "a serial's end"
+    );
+    assert_eq!(
+        found(bruno[..7].to_owned()).await,
+        std::slice::from_ref(&bruno),
+        "a number's start"
+    );
+    assert_eq!(
+        found(bruno[3..].replace('-', "").to_lowercase()).await,
+        std::slice::from_ref(&bruno),
+        "a number typed without hyphens"
+    );
+    assert_eq!(
+        found("CCRRJ".to_owned()).await,
+        [carla.clone(), bruno.clone()],
+        "newest first"
+    );
+    let short = app.api_get(&token, "/api/v1/tickets?q=br").await;
+    assert_eq!(short.status(), 400);
+    assert!(
+        short
+            .text()
+            .await
+            .unwrap()
+            .contains("at least 3 characters"),
+        "the refusal says what a search needs"
+    );
+
+    app.create_agent("console@vendor.test").await;
+    let agent = app.sign_in("console@vendor.test").await;
+    let page = app
+        .console_page(&agent, "/console?status=all&q=%C3%BA%C3%B1ez")
+        .await;
+    assert!(
+        page.contains(&format!("/console/tickets/{carla}")),
+        "{page}"
+    );
+    assert!(!page.contains(&format!("/console/tickets/{bruno}")));
+    let short = agent
+        .get(app.url("/console?status=all&q=br"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(short.status(), 400);
+    let page = short.text().await.unwrap();
+    assert!(
+        text(&page, "#search-error").contains("Type at least 3 characters to search (2 typed)"),
+        "{page}"
+    );
+}
+
+on_both_backends!(search_finds_part_of_a_number_serial_name_or_address);

@@ -7,6 +7,7 @@
 //! newer export supersedes a ticket, so a search by serial finds one or two tickets.
 //! Not written: the audit log (a hash chain the measured pages never read).
 
+use resetdesk::domain::{TicketNumber, TicketSearchText};
 use sqlx::query_builder::Separated;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
@@ -63,7 +64,7 @@ pub struct Chunk {
 const TICKETS: &str = "INSERT INTO tickets (id, number, status, customer_name, customer_email, customer_phone, \
      customer_company, customer_country, customer_role, purchase_channel, export_form, export_blob, label_blob, \
      label_media_type, claimed_by, claimed_at, decided_by, decided_at, decision_reason, superseded_by, flags, \
-     created_at, updated_at, export_expires_at) ";
+     created_at, updated_at, export_expires_at, search_text) ";
 const DEVICES: &str = "INSERT INTO ticket_devices (ticket_id, position, model, serial, firmware, mac_address, \
      reserved_email, nonce, issued_at, tag) ";
 const EVENTS: &str = "INSERT INTO ticket_events (ticket_id, at, actor, kind, detail) ";
@@ -74,7 +75,7 @@ const OUTBOX: &str = "INSERT INTO outbox (message_id, ticket_id, kind, recipient
      attachment_name, attachment_type, attachment, status, attempts, next_attempt_at, last_error, created_at, \
      sent_at) ";
 
-const FIRST: [&str; 16] = [
+pub const FIRST: [&str; 16] = [
     "Ana", "Luis", "Marta", "Jorge", "Emma", "Noah", "Olga", "Piotr", "Chen", "Aiko", "Omar",
     "Lena", "Ravi", "Sara", "Tom", "Ines",
 ];
@@ -366,6 +367,17 @@ impl Maker {
             V::Int(created),
             V::Int(updated),
             V::Int(issued.iter().copied().min().unwrap_or(created) + 48 * 3600),
+            // What the desk stores for its search, made by the desk's own code.
+            V::Text(
+                TicketSearchText::of(
+                    &TicketNumber::parse(&number).expect("a ticket number"),
+                    &format!("{first} {last}"),
+                    &email,
+                    devices.iter().map(|d| d.1.as_str()),
+                )
+                .as_str()
+                .to_owned(),
+            ),
         ]);
         for (position, (model, serial, firmware, nonce, tag)) in devices.iter().enumerate() {
             let mac = (form == "xml").then(|| {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::guard::ApiUser;
 use crate::desk::Desk;
-use crate::domain::{TicketNumber, TicketStatus};
+use crate::domain::{SearchText, TicketNumber, TicketStatus};
 use crate::review;
 use crate::routes::ErrorAnswer;
 use crate::store::{QueueCursor, QueueFilter, QueueOrder, TicketSummary};
@@ -97,7 +97,9 @@ fn if_match(request: &HttpRequest) -> Result<Option<i64>, ErrorAnswer> {
         })
 }
 
-/// `GET /api/v1/tickets?status=open&q=...`: the queue, oldest first.
+/// `GET /api/v1/tickets?status=open&q=...`: the queue, oldest first; with `q` (three
+/// characters or more of a ticket number, serial, customer name or e-mail), the tickets
+/// that hold it, newest first.
 #[get("/api/v1/tickets")]
 async fn list(
     desk: web::Data<Desk>,
@@ -122,9 +124,11 @@ async fn list(
             )
         })?),
     };
+    let search = SearchText::parse_optional(query.q.as_deref())
+        .map_err(|e| ErrorAnswer::new(StatusCode::BAD_REQUEST, format!("q: {e}")))?;
     let filter = QueueFilter {
         status,
-        search: query.q.clone(),
+        search,
         after,
         limit: query.limit.unwrap_or(100).clamp(1, 500),
         // Oldest first, as the API has always listed them.

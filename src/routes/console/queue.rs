@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::age;
 use super::guard::ConsoleUser;
 use crate::desk::Desk;
-use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
+use crate::domain::{EmailAddress, Role, SearchText, TicketNumber, TicketStatus, Timestamp};
 use crate::review;
 use crate::routes::html;
 use crate::store::{LabelCheck, LabelFinding, QueueCursor, QueueFilter, QueueOrder, TicketSummary};
@@ -254,6 +254,8 @@ struct QueuePage {
     tickets: Vec<QueueRowView>,
     /// What "Next ticket" found: nothing this agent may work on.
     notice: Option<&'static str>,
+    /// Why the search typed finds nothing (too short, too long).
+    search_error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -271,9 +273,14 @@ async fn queue(
     query: web::Query<QueueQuery>,
 ) -> HttpResponse {
     let status = query.status.clone().unwrap_or_else(|| "open".to_owned());
+    // A search too short for the index finds nothing, and the page says why.
+    let (search, search_error) = match SearchText::parse_optional(query.q.as_deref()) {
+        Ok(search) => (search, None),
+        Err(error) => (None, Some(error)),
+    };
     let filter = QueueFilter {
         status: TicketStatus::parse(&status),
-        search: query.q.clone(),
+        search,
         after: query.after.as_deref().and_then(QueueCursor::parse),
         limit: QUEUE_PAGE,
         // Pending tickets in the order their exports die; decided ones oldest first.
@@ -283,7 +290,11 @@ async fn queue(
             QueueOrder::Age
         },
     };
-    let tickets = match desk.store.tickets(&filter).await {
+    let found = match search_error {
+        Some(_) => Ok(Vec::new()),
+        None => desk.store.tickets(&filter).await,
+    };
+    let tickets = match found {
         Ok(tickets) => tickets,
         Err(error) => {
             return crate::routes::failure_page("The queue is unavailable", &error);
@@ -335,6 +346,13 @@ async fn queue(
         statuses,
         notice: (query.done.as_deref() == Some("none-left"))
             .then_some("No other open ticket that you can decide is waiting."),
+        search_error: search_error.map(|e| {
+            let mut message = e.to_string();
+            if let Some(first) = message.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            format!("{message}.")
+        }),
         tickets: tickets
             .into_iter()
             .map(|t| {
@@ -365,7 +383,12 @@ async fn queue(
             })
             .collect(),
     };
-    html(StatusCode::OK, &page)
+    let status = if page.search_error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    html(status, &page)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor};
 
 use super::{Param, SqlStore, Value, db};
-use crate::domain::{EmailAddress, Timestamp};
+use crate::domain::{EmailAddress, TicketNumber, TicketSearchText, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{
@@ -356,12 +356,13 @@ where
         if !matches!(status.as_str(), "open" | "awaiting_photo") {
             return Ok(AddressChangeOutcome::NotPending);
         }
-        let (current, flags): (String, String) =
-            sqlx::query_as("SELECT customer_email, flags FROM tickets WHERE id = $1")
-                .bind(change.ticket_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+        let (current, flags, number, name): (String, String, String, String) = sqlx::query_as(
+            "SELECT customer_email, flags, number, customer_name FROM tickets WHERE id = $1",
+        )
+        .bind(change.ticket_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
         if current != change.from.as_str() {
             return Ok(AddressChangeOutcome::ChangedMeanwhile);
         }
@@ -409,18 +410,35 @@ where
                 )
             }
         };
+        // A search by the new address finds the ticket; one by the old address does not.
+        let serials: Vec<String> = sqlx::query_scalar(
+            "SELECT serial FROM ticket_devices WHERE ticket_id = $1 ORDER BY position",
+        )
+        .bind(change.ticket_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let number =
+            TicketNumber::parse(&number).map_err(|_| rows::corrupt("ticket number", number))?;
+        let search_text = TicketSearchText::of(
+            &number,
+            &name,
+            change.to.as_str(),
+            serials.iter().map(String::as_str),
+        );
         sqlx::query(
             // A shortened review was for the same customer's repeat: not this one's.
             // The address is evidence too: a decision made on a page that showed the old
             // one is refused as stale ("the ticket changed since you opened it").
             "UPDATE tickets SET customer_email = $1, flags = $2, updated_at = $3, repeat_of = NULL,
-                                evidence_version = evidence_version + 1
+                                evidence_version = evidence_version + 1, search_text = $5
               WHERE id = $4",
         )
         .bind(change.to.as_str())
         .bind(&flags)
         .bind(change.at.unix_seconds())
         .bind(change.ticket_id)
+        .bind(search_text.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db)?;

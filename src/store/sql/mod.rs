@@ -18,12 +18,29 @@
 /// The queue row's columns; a macro so each query can `concat!` its own filter.
 macro_rules! summary_select {
     () => {
-        "SELECT t.id, t.number, t.status, t.created_at,
+        concat!(
+            "SELECT ",
+            summary_columns!(),
+            " FROM tickets t ",
+            summary_joins!()
+        )
+    };
+}
+
+/// The columns of a queue row (`SummaryRow`), from `tickets t` and [`summary_joins`].
+macro_rules! summary_columns {
+    () => {
+        "t.id, t.number, t.status, t.created_at,
                 (SELECT COUNT(*) FROM ticket_devices c WHERE c.ticket_id = t.id) AS device_count,
                 d0.model AS first_model, d0.serial AS first_serial, t.export_expires_at,
-                t.customer_name, t.customer_email, u.email AS claimed_by, t.flags
-         FROM tickets t
-         JOIN ticket_devices d0 ON d0.ticket_id = t.id AND d0.position = 0
+                t.customer_name, t.customer_email, u.email AS claimed_by, t.flags"
+    };
+}
+
+/// What a queue row joins to `tickets t`: its first device and who claimed it.
+macro_rules! summary_joins {
+    () => {
+        "JOIN ticket_devices d0 ON d0.ticket_id = t.id AND d0.position = 0
          LEFT JOIN users u ON u.id = t.claimed_by "
     };
 }

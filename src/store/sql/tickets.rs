@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
-use super::{Param, SqlStore, Step, Value, db, is_unique_violation, without_controls};
-use crate::domain::{EmailAddress, TicketNumber, TicketStatus, Timestamp};
+use super::{Param, SqlStore, Step, Value, db, is_unique_violation};
+use crate::domain::{EmailAddress, TicketNumber, TicketSearchText, TicketStatus, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows::{
     self, DeviceRow, EventRow, MailStatusRow, ResponseRow, SummaryRow, TicketRow, hex,
@@ -109,52 +109,33 @@ where
     }
 
     async fn tickets(&self, filter: &QueueFilter) -> StoreResult<Vec<TicketSummary>> {
-        // Free text from a person: a NUL byte is refused by PostgreSQL, and no ticket
-        // number, serial or e-mail holds a control character anyway.
-        let cleaned = filter.search.as_deref().map(without_controls);
-        let search = cleaned.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let (after_time, after_id) = filter
             .after
             .map_or((-1, 0), |c| (c.at.unix_seconds(), c.id.0));
         let limit = filter.limit.clamp(1, 500);
-        let by_deadline = filter.order_applied() == QueueOrder::Deadline;
-        let query = match (search, filter.status) {
-            (None, Some(status)) if by_deadline => sqlx::query_as(QUEUE_BY_DEADLINE)
+        let query = match (&filter.search, filter.status, filter.order_applied()) {
+            (Some(search), status, _) => sqlx::query_as(D::QUEUE_SEARCH)
+                .bind(status.map(TicketStatus::as_str))
+                .bind(D::search_pattern(search))
+                .bind(filter.after.map(|c| c.id.0))
+                .bind(limit)
+                // Planned for this very pattern: a common one and a rare one want
+                // different plans on PostgreSQL.
+                .persistent(false),
+            (None, Some(status), QueueOrder::Deadline) => sqlx::query_as(QUEUE_BY_DEADLINE)
                 .bind(status.as_str())
                 .bind(after_time)
                 .bind(after_id)
                 .bind(limit),
-            (None, Some(status)) => sqlx::query_as(QUEUE_BY_STATUS)
+            (None, Some(status), _) => sqlx::query_as(QUEUE_BY_STATUS)
                 .bind(status.as_str())
                 .bind(after_time)
                 .bind(after_id)
                 .bind(limit),
-            (None, None) => sqlx::query_as(QUEUE_ALL)
+            (None, None, _) => sqlx::query_as(QUEUE_ALL)
                 .bind(after_time)
                 .bind(after_id)
                 .bind(limit),
-            (Some(search), status) => {
-                let number = TicketNumber::parse(search).ok().map(|n| n.to_string());
-                // Serials use no GLOB wildcard characters, so a valid serial prefix is a
-                // literal prefix; anything else cannot match a serial.
-                let upper = search.to_ascii_uppercase();
-                let serial_glob = upper
-                    .chars()
-                    .all(|c| {
-                        c.is_ascii_uppercase()
-                            || c.is_ascii_digit()
-                            || matches!(c, '-' | '/' | '.' | '_')
-                    })
-                    .then(|| D::serial_prefix_pattern(&upper));
-                sqlx::query_as(D::QUEUE_SEARCH)
-                    .bind(status.map(TicketStatus::as_str))
-                    .bind(number)
-                    .bind(search.to_ascii_lowercase())
-                    .bind(serial_glob)
-                    .bind(after_time)
-                    .bind(after_id)
-                    .bind(limit)
-            }
         };
         let rows: Vec<SummaryRow> = query.fetch_all(&self.pool).await.map_err(db)?;
         rows.into_iter().map(TryInto::try_into).collect()
@@ -527,9 +508,9 @@ where
             "INSERT INTO tickets (number, status, customer_name, customer_email, customer_phone,
                                   customer_company, customer_country, customer_role, purchase_channel, export_form,
                                   export_blob, export_bytes, label_blob, label_media_type, flags, created_at, updated_at,
-                                  repeat_of, customer_language, export_expires_at)
+                                  repeat_of, customer_language, export_expires_at, search_text)
              VALUES ($1, 'open', $2, $3, $4, $5, $6, $7, $8, $9, $18, $10, $11, $12, $13, $14, $15,
-                     (SELECT id FROM tickets WHERE number = $16), $17, $19) RETURNING id",
+                     (SELECT id FROM tickets WHERE number = $16), $17, $19, $20) RETURNING id",
         )
         .bind(ticket.number.as_str())
         .bind(c.name.as_str())
@@ -560,6 +541,15 @@ where
                 .map(|d| d.expires_at().unix_seconds())
                 .min()
                 .unwrap_or_else(|| now.unix_seconds()),
+        )
+        .bind(
+            TicketSearchText::of(
+                &ticket.number,
+                c.name.as_str(),
+                c.email.as_str(),
+                ticket.devices.iter().map(|d| d.identity.serial.as_str()),
+            )
+            .as_str(),
         )
         .fetch_one(&mut **tx)
         .await
