@@ -44,6 +44,7 @@ pub struct Settings {
     pub intake: IntakeLimits,
     pub four_eyes: FourEyes,
     pub security: Security,
+    pub console: Console,
     /// Set by `serve --dev`: relaxes defaults meant for production.
     pub dev: bool,
 }
@@ -519,6 +520,38 @@ impl Section for Security {
     }
 }
 
+/// The agents' console.
+#[derive(Debug, Clone)]
+pub struct Console {
+    /// How often an open queue page fetches its list and counts again, in seconds; 0
+    /// keeps it as loaded.
+    pub queue_refresh_secs: u64,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self {
+            queue_refresh_secs: 30,
+        }
+    }
+}
+
+impl Section for Console {
+    fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal> {
+        match name {
+            "queue_refresh_secs" => {
+                self.queue_refresh_secs = number(
+                    value,
+                    |n| *n == 0 || (1..=3600).contains(n),
+                    "expected a whole number of seconds from 1 to 3600, or 0 for never",
+                )?
+            }
+            _ => return Err(Refusal::NotMine),
+        }
+        Ok(())
+    }
+}
+
 impl Settings {
     /// Loads defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -576,7 +609,7 @@ impl Settings {
 
     /// Sets the setting `name` from its text, in whichever section names it.
     fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let sections: [&mut dyn Section; 9] = [
+        let sections: [&mut dyn Section; 10] = [
             &mut self.http,
             &mut self.storage,
             &mut self.mail,
@@ -586,6 +619,7 @@ impl Settings {
             &mut self.intake,
             &mut self.four_eyes,
             &mut self.security,
+            &mut self.console,
         ];
         for section in sections {
             let (shown, reason) = match section.set(name, value) {

@@ -43,6 +43,8 @@ pub struct Desk {
     /// Wakes this replica's evidence worker when a label photo was stored.
     pub evidence_queued: Arc<tokio::sync::Notify>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// How many tickets each status holds, counted again now and then (see there).
+    pub queue_counts: Arc<crate::review::queue_counts::QueueCounts>,
 }
 
 /// Key material the running desk needs. The signing key can change while the desk runs

@@ -266,6 +266,7 @@ fn build_desk(
         mail_queued: worker.queued(),
         evidence_queued: Arc::new(tokio::sync::Notify::new()),
         metrics: crate::observability::metrics_handle(),
+        queue_counts: crate::review::queue_counts::QueueCounts::new(),
     }))
 }
 
@@ -323,11 +324,12 @@ fn http_server(desk: web::Data<Desk>, listener: TcpListener) -> anyhow::Result<S
 
 fn security_headers() -> actix_web::middleware::DefaultHeaders {
     actix_web::middleware::DefaultHeaders::new()
-        // Scripts only from /static/ (no inline script); status links
+        // Scripts only from /static/ (no inline script), fetching from this origin
+        // only (the queue refreshes itself); status links
         // carry a token, so no referrer.
         .add((
             "Content-Security-Policy",
-            "default-src 'none'; script-src 'self'; img-src 'self'; \
+            "default-src 'none'; script-src 'self'; img-src 'self'; connect-src 'self'; \
              style-src 'unsafe-inline'; form-action 'self'; \
              frame-ancestors 'none'; base-uri 'none'",
         ))

@@ -74,20 +74,32 @@
     rejectForm.addEventListener("input", disarm);
   }
 
-  // The queue's current row, moved with j and k.
-  var rows = Array.prototype.slice.call(document.querySelectorAll("#queue tbody tr[data-ticket]"));
+  // The queue's current row, moved with j and k; remembered by its ticket number, so a
+  // refresh of the list keeps it.
+  var queueRows = function () {
+    return Array.prototype.slice.call(document.querySelectorAll("#queue tbody tr[data-ticket]"));
+  };
+  var rows = queueRows();
   var current = -1;
+  var currentTicket = null;
+  var mark = function (row, on) {
+    row.classList.toggle("current", on);
+    if (on) {
+      row.setAttribute("aria-current", "true");
+    } else {
+      row.removeAttribute("aria-current");
+    }
+  };
   var pick = function (index) {
     if (rows.length === 0) {
       return;
     }
-    if (current >= 0) {
-      rows[current].classList.remove("current");
-      rows[current].removeAttribute("aria-current");
+    if (current >= 0 && rows[current]) {
+      mark(rows[current], false);
     }
     current = Math.max(0, Math.min(rows.length - 1, index));
-    rows[current].classList.add("current");
-    rows[current].setAttribute("aria-current", "true");
+    currentTicket = rows[current].getAttribute("data-ticket");
+    mark(rows[current], true);
     var link = rows[current].querySelector("a");
     if (link) {
       link.focus();
@@ -119,6 +131,100 @@
     }
     return tag === "TEXTAREA" || tag === "SELECT" || element.isContentEditable;
   };
+  // The queue refreshes itself every data-refresh-secs, keeping the agent's place: the
+  // list and the counts are replaced in the page (no reload, so the scroll stays), the
+  // current row stays current by its ticket number and keeps the focus if it had it.
+  // Nothing is replaced while the agent types or the page is hidden, and refreshing
+  // stops after ten minutes without a key or the mouse, so an unattended console still
+  // reaches the session's idle end.
+  var table = byId("queue");
+  var refreshSecs = table ? parseInt(table.getAttribute("data-refresh-secs"), 10) : 0;
+  var refreshSaid = byId("queue-refresh");
+  if (refreshSecs > 0 && refreshSaid && window.fetch && window.DOMParser) {
+    var lastActive = Date.now();
+    var idleLimit = 10 * 60 * 1000;
+    var stopped = false;
+    var say = function (words) {
+      refreshSaid.textContent = words;
+      refreshSaid.hidden = false;
+    };
+    var clock = function () {
+      return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    };
+    var refreshNow = function () {
+      var tbody = table.querySelector("tbody");
+      var hadFocus = tbody && tbody.contains(document.activeElement);
+      return window.fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (answer) {
+          if (!answer.ok) {
+            throw new Error("status " + answer.status);
+          }
+          return answer.text();
+        })
+        .then(function (html) {
+          var fresh = new window.DOMParser().parseFromString(html, "text/html");
+          var freshBody = fresh.querySelector("#queue tbody");
+          if (!freshBody) {
+            // Signed out meanwhile: the answer is the sign-in page.
+            say("Not refreshed: you are signed out. Reload the page to sign in again.");
+            return false;
+          }
+          tbody.parentNode.replaceChild(document.importNode(freshBody, true), tbody);
+          var counts = byId("status-counts");
+          var freshCounts = fresh.getElementById("status-counts");
+          if (counts && freshCounts) {
+            counts.parentNode.replaceChild(document.importNode(freshCounts, true), counts);
+          }
+          rows = queueRows();
+          current = -1;
+          for (var i = 0; i < rows.length; i++) {
+            if (rows[i].getAttribute("data-ticket") === currentTicket) {
+              current = i;
+              mark(rows[i], true);
+              var link = rows[i].querySelector("a");
+              if (hadFocus && link) {
+                link.focus();
+              }
+            }
+          }
+          say("Updated at " + clock() + ".");
+          return true;
+        })
+        .catch(function () {
+          say("Not refreshed at " + clock() + ": the desk did not answer. Trying again.");
+          return true;
+        });
+    };
+    var tick = function () {
+      if (Date.now() - lastActive > idleLimit) {
+        stopped = true;
+        say("Refreshing paused after ten minutes without a key or the mouse: press a key or move the mouse to go on.");
+        return;
+      }
+      if (document.hidden || typing(document.activeElement)) {
+        window.setTimeout(tick, refreshSecs * 1000);
+        return;
+      }
+      refreshNow().then(function (goOn) {
+        if (goOn) {
+          window.setTimeout(tick, refreshSecs * 1000);
+        }
+      });
+    };
+    var active = function () {
+      lastActive = Date.now();
+      if (stopped) {
+        stopped = false;
+        tick();
+      }
+    };
+    ["keydown", "mousemove", "mousedown", "touchstart", "scroll"].forEach(function (kind) {
+      window.addEventListener(kind, active, { passive: true });
+    });
+    say("Refreshes every " + refreshSecs + " seconds.");
+    window.setTimeout(tick, refreshSecs * 1000);
+  }
+
   // The shortcuts belong to the pages that list them (the queue, a ticket): elsewhere a
   // stray key must not leave a page that shows something once (a new token, recovery
   // codes).

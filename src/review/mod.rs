@@ -4,6 +4,7 @@
 //! makes a second approval, by anyone, a conflict that signs nothing.
 
 pub mod cooldown;
+pub mod queue_counts;
 
 use crate::crypto::SigningKey;
 use crate::desk::{Desk, SignerError};

@@ -442,6 +442,11 @@ pub async fn queue_filters_and_search(store: &dyn Store) {
         ..Default::default()
     };
     assert!(store.tickets(&open).await.unwrap().is_empty());
+    // Counted by status; a status no ticket holds is left out.
+    assert_eq!(
+        store.status_counts().await.unwrap(),
+        [(TicketStatus::Open, 2)]
+    );
 }
 
 /// Pending tickets in the order their exports die: the earliest-made challenge of each

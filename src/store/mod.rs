@@ -1423,6 +1423,10 @@ pub trait TicketStore: Send + Sync + 'static {
         &self,
         tickets: &[TicketId],
     ) -> StoreResult<std::collections::HashMap<TicketId, TicketNumber>>;
+    /// How many tickets each status holds (a status with none is left out). It reads
+    /// every ticket's status, so its cost grows with the table: the queue's counts keep
+    /// it for a while (`review::queue_counts`) rather than asking on every page.
+    async fn status_counts(&self) -> StoreResult<Vec<(TicketStatus, i64)>>;
     /// The marks of each of `tickets` that has any (approvals, the customer's report
     /// that a response failed), in two queries for a page of the queue.
     async fn queue_marks(

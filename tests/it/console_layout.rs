@@ -958,3 +958,98 @@ async fn search_finds_part_of_a_number_serial_name_or_address(backend: Backend) 
 }
 
 on_both_backends!(search_finds_part_of_a_number_serial_name_or_address);
+
+/// What the queue page says now, read in the browser: (the current row's ticket, the
+/// ticket whose link has the focus, every row's ticket, the open count, the refresh note).
+async fn queue_state(page: &Page) -> (String, String, Vec<String>, String, String) {
+    let state = page
+        .client
+        .execute(
+            "const current = document.querySelector('#queue tr.current');
+             const focused = document.activeElement.closest('tr[data-ticket]');
+             const open = document.querySelector('#status-counts a[href=\"/console?status=open\"] .count');
+             return [
+               current ? current.dataset.ticket : '',
+               focused ? focused.dataset.ticket : '',
+               [...document.querySelectorAll('#queue tbody tr[data-ticket]')].map(r => r.dataset.ticket),
+               open ? open.textContent : '',
+               document.getElementById('queue-refresh').textContent,
+             ];",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let text = |v: &Value| v.as_str().unwrap().to_owned();
+    (
+        text(&state[0]),
+        text(&state[1]),
+        state[2].as_array().unwrap().iter().map(text).collect(),
+        text(&state[3]),
+        text(&state[4]),
+    )
+}
+
+/// The queue counts tickets per status and refreshes itself in place: a ticket that came
+/// in meanwhile appears, the counts follow, and the agent's current row and focus stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_counts_and_refreshes_itself_keeping_the_agents_place() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = crate::desk_support::spawn_app_with(|settings| {
+        settings.console.queue_refresh_secs = 1;
+    })
+    .await;
+    app.create_agent(AGENT).await;
+    let mut tickets = Vec::new();
+    for i in 0..3 {
+        let serial = format!("DS-7608NI-K2/8P0820231115CCRRJ3333{i:04}");
+        tickets.push(submit_plain(&app, &serial, &format!("owner{i}@example.com")).await);
+    }
+    let page = driver.open("queue-refresh", Viewport::Console).await;
+    sign_in(&app, &page, AGENT).await;
+    let (_, _, rows, open, said) = queue_state(&page).await;
+    assert_eq!(rows, tickets);
+    assert_eq!(open, "3");
+    assert_eq!(said, "Refreshes every 1 seconds.");
+    page.check("queue-counted").await;
+
+    // On the second ticket; then one comes in whose export dies first: it goes on top.
+    page.press_char('j').await;
+    page.press_char('j').await;
+    let mut device = app.device("DS-7608NI-K2/8P0820231115CCRRJ33339999", "DS-7608NI-K2");
+    let request = app.export(&mut device, 0, app.now().plus_seconds(-3600));
+    let (newcomer, _) = app
+        .submit_form(
+            export_part(customer_form("late@example.com"), &request, "xml").part(
+                "label_photo",
+                file_part(label_photo(), "label.jpg", "image/jpeg"),
+            ),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let state = loop {
+        let state = queue_state(&page).await;
+        if state.3 == "4" && state.2.first() == Some(&newcomer) {
+            break state;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue did not refresh: {state:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let (current, focused, rows, _, said) = state;
+    assert_eq!(
+        rows,
+        [&newcomer, &tickets[0], &tickets[1], &tickets[2]].map(String::clone)
+    );
+    assert_eq!(current, tickets[1], "the current row is still the agent's");
+    assert_eq!(focused, tickets[1], "and still has the focus");
+    assert!(said.starts_with("Updated at "), "{said}");
+    // The keys go on from where the agent was.
+    page.press_char('j').await;
+    assert_eq!(queue_state(&page).await.0, tickets[2]);
+    page.check("queue-refreshed").await;
+    page.close().await;
+}

@@ -250,12 +250,30 @@ struct QueuePage {
     csrf: String,
     status: String,
     q: String,
-    statuses: Vec<(&'static str, &'static str)>,
+    statuses: Vec<StatusChoice>,
+    /// How long ago the counts were counted, in words; empty without counts.
+    counted: String,
+    /// How often the page refreshes its list and counts (`queue_refresh_secs`).
+    refresh_secs: u64,
     tickets: Vec<QueueRowView>,
     /// What "Next ticket" found: nothing this agent may work on.
     notice: Option<&'static str>,
     /// Why the search typed finds nothing (too short, too long).
     search_error: Option<String>,
+}
+
+/// A status to show, with how many tickets hold it (when counted).
+struct StatusChoice {
+    value: &'static str,
+    name: &'static str,
+    count: Option<i64>,
+}
+
+impl StatusChoice {
+    /// The link that shows this status.
+    fn href(&self) -> String {
+        format!("/console?status={}", self.value)
+    }
 }
 
 #[derive(Deserialize)]
@@ -315,12 +333,25 @@ async fn queue(
         }
     };
     let now = desk.clock.now();
-    let mut statuses = vec![("all", "All")];
-    statuses.extend(
-        TicketStatus::ALL
-            .iter()
-            .map(|s| (s.as_str(), s.describe_short())),
-    );
+    // A little stale (see review::queue_counts); the page is shown without them when
+    // they cannot be counted.
+    let counts = desk.queue_counts.get(&desk.store).await;
+    let count_of = |status: Option<TicketStatus>| {
+        counts.as_ref().map(|c| match status {
+            Some(status) => c.of(status),
+            None => c.total(),
+        })
+    };
+    let mut statuses = vec![StatusChoice {
+        value: "all",
+        name: "All",
+        count: count_of(None),
+    }];
+    statuses.extend(TicketStatus::ALL.iter().map(|s| StatusChoice {
+        value: s.as_str(),
+        name: s.describe_short(),
+        count: count_of(Some(*s)),
+    }));
     let next = (tickets.len() as i64 == QUEUE_PAGE)
         .then(|| {
             tickets
@@ -344,6 +375,14 @@ async fn queue(
         status,
         q: query.q.clone().unwrap_or_default(),
         statuses,
+        refresh_secs: desk.settings.console.queue_refresh_secs,
+        counted: counts
+            .as_ref()
+            .map_or_else(String::new, |c| match c.age_secs {
+                0 => "counted just now".to_owned(),
+                1 => "counted a second ago".to_owned(),
+                secs => format!("counted {secs} seconds ago"),
+            }),
         notice: (query.done.as_deref() == Some("none-left"))
             .then_some("No other open ticket that you can decide is waiting."),
         search_error: search_error.map(|e| {

@@ -179,6 +179,23 @@ where
             .collect()
     }
 
+    async fn status_counts(&self) -> StoreResult<Vec<(TicketStatus, i64)>> {
+        // Through the (status, created_at, id) index: no table rows are read.
+        let counted: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM tickets GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        counted
+            .into_iter()
+            .map(|(status, count)| {
+                TicketStatus::parse(&status)
+                    .map(|parsed| (parsed, count))
+                    .ok_or_else(|| rows::corrupt("ticket status", status))
+            })
+            .collect()
+    }
+
     async fn queue_marks(
         &self,
         tickets: &[TicketId],
