@@ -172,6 +172,84 @@ pub async fn claim(
         .map_err(|e| ReviewError::from_store(e, number))
 }
 
+/// Gives the ticket's claim to `assignee`, who must be able to decide tickets. Taking it
+/// from a third person who holds it is a supervisor's take-over, as with a claim.
+pub async fn assign(
+    desk: &Desk,
+    user: &User,
+    number: &TicketNumber,
+    assignee: &str,
+    take_over: bool,
+) -> Result<(), ReviewError> {
+    may_review(user)?;
+    if take_over && !user.roles.contains(Role::Supervisor) {
+        return Err(ReviewError::Forbidden(
+            "only a supervisor can take over another agent's claim".to_owned(),
+        ));
+    }
+    let email = EmailAddress::parse(assignee.trim()).map_err(|e| {
+        ReviewError::Invalid(format!(
+            "choose whom to give the ticket to: {:?} is not a console user's address ({e})",
+            assignee.trim()
+        ))
+    })?;
+    let to = match desk.store.user_by_email(&email).await {
+        Ok(found) => found,
+        Err(StoreError::NotFound) => {
+            return Err(ReviewError::Invalid(format!(
+                "{email} is not a console user: choose someone from the list"
+            )));
+        }
+        Err(other) => return Err(ReviewError::internal(other)),
+    };
+    may_review(&to).map_err(|_| {
+        ReviewError::Invalid(format!(
+            "{email} cannot work on tickets (disabled, or without the agent or supervisor role): choose someone else"
+        ))
+    })?;
+    let ticket = load(desk, number).await?;
+    desk.store
+        .assign(ticket.id, to.id, user.id, take_over, desk.clock.now())
+        .await
+        .map_err(|e| ReviewError::from_store(e, number))
+}
+
+/// The longest internal note, in characters.
+pub const MAX_NOTE_CHARS: usize = 4000;
+
+/// Adds an internal note to the ticket: for agents only, in any status, never mailed
+/// nor shown to the customer.
+pub async fn add_note(
+    desk: &Desk,
+    user: &User,
+    number: &TicketNumber,
+    note: &str,
+) -> Result<(), ReviewError> {
+    may_review(user)?;
+    // Line breaks are kept (a note may list steps); other control characters are not.
+    let cleaned: String = note
+        .chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .collect();
+    let note = cleaned.trim();
+    if note.is_empty() {
+        return Err(ReviewError::Invalid(
+            "write the note first: it is empty".to_owned(),
+        ));
+    }
+    let chars = note.chars().count();
+    if chars > MAX_NOTE_CHARS {
+        return Err(ReviewError::Invalid(format!(
+            "a note is at most {MAX_NOTE_CHARS} characters; this one has {chars}"
+        )));
+    }
+    let ticket = load(desk, number).await?;
+    desk.store
+        .add_note(ticket.id, user.id, note, desk.clock.now())
+        .await
+        .map_err(|e| ReviewError::from_store(e, number))
+}
+
 /// What an approval did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Approved {

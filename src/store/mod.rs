@@ -900,6 +900,11 @@ pub enum TicketEventKind {
     /// The evidence worker could not read the label photo: the customer is asked for
     /// another.
     PhotoUnreadable,
+    /// Someone handed the ticket's claim to someone else; the detail names whom.
+    Assigned,
+    /// An agent's internal note (the detail): for the agents, never mailed or shown to
+    /// the customer.
+    Note,
     /// A kind this build does not write: one an older build wrote (`mail_handed_off`,
     /// since renamed) or a newer replica writes during a rolling upgrade. The history
     /// is only shown, never decided on, so such a row is shown as stored rather than
@@ -908,7 +913,7 @@ pub enum TicketEventKind {
 }
 
 impl TicketEventKind {
-    const KNOWN: [Self; 21] = [
+    const KNOWN: [Self; 23] = [
         Self::Submitted,
         Self::Supersedes,
         Self::Superseded,
@@ -930,6 +935,8 @@ impl TicketEventKind {
         Self::AddressCorrected,
         Self::LabelRead,
         Self::PhotoUnreadable,
+        Self::Assigned,
+        Self::Note,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -955,6 +962,8 @@ impl TicketEventKind {
             Self::AddressCorrected => "address_corrected",
             Self::LabelRead => "label_read",
             Self::PhotoUnreadable => "photo_unreadable",
+            Self::Assigned => "assigned",
+            Self::Note => "note",
             Self::Other(raw) => raw,
         }
     }
@@ -1441,6 +1450,26 @@ pub trait TicketStore: Send + Sync + 'static {
         ticket_id: TicketId,
         user: UserId,
         take_over: bool,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Gives the pending ticket's claim to `to`, by `by`: on the same terms as a claim
+    /// (`ClaimedBy` while a third person holds it, unless `take_over`), recorded as an
+    /// assignment naming both.
+    async fn assign(
+        &self,
+        ticket_id: TicketId,
+        to: UserId,
+        by: UserId,
+        take_over: bool,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Adds an agent's internal note to the ticket's history (any status). The audit
+    /// log records that a note was added and its length, not its words.
+    async fn add_note(
+        &self,
+        ticket_id: TicketId,
+        by: UserId,
+        note: &str,
         now: Timestamp,
     ) -> StoreResult<()>;
     /// The newest ticket of `customer` naming the device `serial` that was approved at or

@@ -41,4 +41,5 @@ mod sign_in_guessing;
 mod stale_decisions;
 mod stitched;
 mod support;
+mod teamwork;
 mod throttling;

@@ -20,7 +20,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(reject)
         .service(request_photo)
         .service(retry_mail)
-        .service(correct_address);
+        .service(correct_address)
+        .service(assign)
+        .service(add_note);
 }
 
 /// One action on one ticket by the signed-in agent: what every handler here starts from.
@@ -132,10 +134,12 @@ pub(super) enum Done {
     MailRetried,
     AddressChanged,
     MailSignedAgain,
+    Assigned,
+    NoteAdded,
 }
 
 impl Done {
-    pub(super) const ALL: [Done; 9] = [
+    pub(super) const ALL: [Done; 11] = [
         Self::Claimed,
         Self::TakenOver,
         Self::Approved,
@@ -145,6 +149,8 @@ impl Done {
         Self::MailRetried,
         Self::AddressChanged,
         Self::MailSignedAgain,
+        Self::Assigned,
+        Self::NoteAdded,
     ];
 
     pub(super) fn as_str(self) -> &'static str {
@@ -158,6 +164,8 @@ impl Done {
             Self::MailRetried => "mail-retried",
             Self::AddressChanged => "address-changed",
             Self::MailSignedAgain => "mail-signed-again",
+            Self::Assigned => "assigned",
+            Self::NoteAdded => "note-added",
         }
     }
 
@@ -186,6 +194,10 @@ impl Done {
             Self::MailSignedAgain => {
                 "The responses are signed again and the new e-mail is queued (recorded in the audit log)."
             }
+            Self::Assigned => {
+                "The ticket is given to the person named under Claimed by: the history records who gave it."
+            }
+            Self::NoteAdded => "Your note is added. Only agents see it; the customer never does.",
         }
     }
 }
@@ -274,6 +286,29 @@ async fn correct_address(action: TicketAction, form: web::Form<ActionForm>) -> H
         .run(async |desk, user, number| {
             review::correct_address(desk, user, number, &email).await?;
             Ok(Done::AddressChanged)
+        })
+        .await
+}
+
+#[post("/console/tickets/{ticket}/assign")]
+async fn assign(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
+    let assignee = form.assignee.clone().unwrap_or_default();
+    let take_over = form.take_over.as_deref() == Some("yes");
+    action
+        .run(async |desk, user, number| {
+            review::assign(desk, user, number, &assignee, take_over).await?;
+            Ok(Done::Assigned)
+        })
+        .await
+}
+
+#[post("/console/tickets/{ticket}/notes")]
+async fn add_note(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
+    let note = form.note.clone().unwrap_or_default();
+    action
+        .run(async |desk, user, number| {
+            review::add_note(desk, user, number, &note).await?;
+            Ok(Done::NoteAdded)
         })
         .await
 }

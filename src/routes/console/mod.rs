@@ -69,6 +69,8 @@ struct ActionForm {
     evidence_version: Option<i64>,
     /// A supervisor's explicit take-over of another agent's claim.
     take_over: Option<String>,
+    /// Whom to give the ticket to: a console user's address.
+    assignee: Option<String>,
     /// `next`: after the decision, open the next ticket of the queue rather than this
     /// one again (the "… and next" buttons).
     then: Option<String>,

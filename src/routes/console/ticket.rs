@@ -118,6 +118,11 @@ struct TicketPage {
     export_picture: bool,
     customer: CustomerRowView,
     canned: Vec<(i64, String)>,
+    /// The agents' internal notes, oldest first: (when, who, the words).
+    notes: Vec<(String, String, String)>,
+    /// Whom the ticket can be given to: every console user who decides tickets.
+    assignees: Vec<String>,
+    max_note_chars: usize,
     flags: Vec<String>,
     /// The same customer's approved ticket for this device, within the shortened-review window.
     repeat_of: Option<TicketNumber>,
@@ -197,6 +202,18 @@ async fn load_ticket_page(
         .await
         .map_err(error_page)?;
     let canned = desk.store.canned_reasons().await.unwrap_or_default();
+    let assignees = if ticket.summary.status.is_pending() {
+        desk.store
+            .users()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|u| !u.disabled && u.roles.reviews_tickets())
+            .map(|u| u.email.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Evidence beside the parsed fields, read only for an export in the ticket's row: a
     // QR picture is fetched by the browser on its own.
     let export_text = match ticket.export_form {
@@ -214,6 +231,7 @@ async fn load_ticket_page(
     };
     Ok(TicketPage {
         canned,
+        assignees,
         export_text,
         error,
         notice,
@@ -277,6 +295,14 @@ impl TicketPage {
             export_picture: ticket.export_form == ExportForm::Qr,
             customer: CustomerRowView::of(&ticket.customer),
             canned: Vec::new(),
+            assignees: Vec::new(),
+            max_note_chars: review::MAX_NOTE_CHARS,
+            notes: ticket
+                .events
+                .iter()
+                .filter(|e| e.kind == TicketEventKind::Note)
+                .map(|e| (e.at.to_string(), e.actor.clone(), e.detail.clone()))
+                .collect(),
             flags: summary.flags.clone(),
             approvals: ticket
                 .approvals

@@ -337,70 +337,59 @@ where
         take_over: bool,
         now: Timestamp,
     ) -> StoreResult<()> {
+        self.hand_claim(ticket_id, user, user, take_over, now).await
+    }
+
+    async fn assign(
+        &self,
+        ticket_id: TicketId,
+        to: UserId,
+        by: UserId,
+        take_over: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.hand_claim(ticket_id, to, by, take_over, now).await
+    }
+
+    async fn add_note(
+        &self,
+        ticket_id: TicketId,
+        by: UserId,
+        note: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        // Locks the row on PostgreSQL, so the holder named below is the one replaced.
-        let status: Option<String> = sqlx::query_scalar(D::TICKET_STATUS_FOR_DECISION)
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM tickets WHERE id = $1")
             .bind(ticket_id)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-        if status.is_none() {
+        if exists.is_none() {
             return Err(StoreError::NotFound);
         }
-        let holder: Option<(i64, String)> = sqlx::query_as(
-            "SELECT u.id, u.email FROM tickets t JOIN users u ON u.id = t.claimed_by WHERE t.id = $1",
-        )
-        .bind(ticket_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        // The claim is a lock: the update itself asks that nobody else holds it (or that
-        // this is an explicit take-over), so of two claims at once only one succeeds.
-        let updated = sqlx::query(
-            "UPDATE tickets SET claimed_by = $1, claimed_at = $2, updated_at = $3
-             WHERE id = $4 AND status IN ('open', 'awaiting_photo')
-               AND (claimed_by IS NULL OR claimed_by = $5 OR $6)",
-        )
-        .bind(user.0)
-        .bind(now.unix_seconds())
-        .bind(now.unix_seconds())
-        .bind(ticket_id)
-        .bind(user.0)
-        .bind(take_over)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-        if updated == 0 {
-            let holder: Option<String> = sqlx::query_scalar(
-                "SELECT u.email FROM tickets t JOIN users u ON u.id = t.claimed_by
-                 WHERE t.id = $1 AND t.status IN ('open', 'awaiting_photo')",
-            )
-            .bind(ticket_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            return Err(match holder {
-                Some(holder) => StoreError::ClaimedBy(holder),
-                None => Self::decided_conflict(&mut tx, ticket_id).await,
-            });
-        }
-        let taken_from = holder
-            .filter(|(id, _)| *id != user.0)
-            .map(|(_, email)| format!("taken over from {email}"));
-        let step = Step {
+        let email = Self::user_email(&mut tx, by).await?;
+        Self::event(
+            &mut tx,
             ticket_id,
-            by: user,
-            at: now,
-            event: TicketEventKind::Claimed,
-            action: if taken_from.is_some() {
-                "claim.taken_over"
-            } else {
-                "claim"
-            },
-            detail: taken_from.as_deref().unwrap_or(""),
-        };
-        Self::record_step(tx, &step, None).await
+            now,
+            &email,
+            &TicketEventKind::Note,
+            note,
+        )
+        .await?;
+        // The words stay in the ticket's history, which retention can clear; the audit
+        // log, which nothing clears, keeps only that a note was written.
+        let audited = format!("a note of {} characters", note.chars().count());
+        Self::append_audit(
+            &mut tx,
+            now,
+            &email,
+            "ticket.note",
+            Some(ticket_id),
+            &audited,
+        )
+        .await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn approved_for_customer_since(
@@ -479,6 +468,98 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
+    /// A claim taken (`to` is `by`) or given to someone else (an assignment): a lock
+    /// only one person holds, changed only while nobody else holds it or as an explicit
+    /// take-over.
+    async fn hand_claim(
+        &self,
+        ticket_id: TicketId,
+        to: UserId,
+        by: UserId,
+        take_over: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        // Locks the row on PostgreSQL, so the holder named below is the one replaced.
+        let status: Option<String> = sqlx::query_scalar(D::TICKET_STATUS_FOR_DECISION)
+            .bind(ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if status.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let holder: Option<(i64, String)> = sqlx::query_as(
+            "SELECT u.id, u.email FROM tickets t JOIN users u ON u.id = t.claimed_by WHERE t.id = $1",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        // The claim is a lock: the update itself asks that nobody else holds it (or that
+        // this is an explicit take-over), so of two claims at once only one succeeds.
+        let updated = sqlx::query(
+            "UPDATE tickets SET claimed_by = $1, claimed_at = $2, updated_at = $3
+             WHERE id = $4 AND status IN ('open', 'awaiting_photo')
+               AND (claimed_by IS NULL OR claimed_by = $5 OR claimed_by = $1 OR $6)",
+        )
+        .bind(to.0)
+        .bind(now.unix_seconds())
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .bind(by.0)
+        .bind(take_over)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT u.email FROM tickets t JOIN users u ON u.id = t.claimed_by
+                 WHERE t.id = $1 AND t.status IN ('open', 'awaiting_photo')",
+            )
+            .bind(ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            return Err(match holder {
+                Some(holder) => StoreError::ClaimedBy(holder),
+                None => Self::decided_conflict(&mut tx, ticket_id).await,
+            });
+        }
+        let taken_from = holder
+            .filter(|(id, _)| *id != by.0 && *id != to.0)
+            .map(|(_, email)| format!("taken over from {email}"));
+        let took_over = taken_from.is_some();
+        let detail = if to == by {
+            taken_from.unwrap_or_default()
+        } else {
+            let assignee = Self::user_email(&mut tx, to).await?;
+            match taken_from {
+                Some(taken) => format!("to {assignee}, {taken}"),
+                None => format!("to {assignee}"),
+            }
+        };
+        let step = Step {
+            ticket_id,
+            by,
+            at: now,
+            event: if to == by {
+                TicketEventKind::Claimed
+            } else {
+                TicketEventKind::Assigned
+            },
+            action: match (to == by, took_over) {
+                (true, false) => "claim",
+                (true, true) => "claim.taken_over",
+                (false, false) => "claim.assigned",
+                (false, true) => "claim.assigned_over",
+            },
+            detail: &detail,
+        };
+        Self::record_step(tx, &step, None).await
+    }
+
     /// Stores a new ticket with its devices, its evidence job, its history and its
     /// acknowledgment in `tx`; or names the ticket that already holds its challenge.
     async fn insert_ticket(
