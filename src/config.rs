@@ -526,12 +526,16 @@ pub struct Console {
     /// How often an open queue page fetches its list and counts again, in seconds; 0
     /// keeps it as loaded.
     pub queue_refresh_secs: u64,
+    /// The hour of the day (UTC) from which the supervisors' daily e-mail of tickets
+    /// waiting for a second approval goes out; `None` (`off`) sends none.
+    pub second_approval_digest_hour: Option<u8>,
 }
 
 impl Default for Console {
     fn default() -> Self {
         Self {
             queue_refresh_secs: 30,
+            second_approval_digest_hour: Some(8),
         }
     }
 }
@@ -545,6 +549,17 @@ impl Section for Console {
                     |n| *n == 0 || (1..=3600).contains(n),
                     "expected a whole number of seconds from 1 to 3600, or 0 for never",
                 )?
+            }
+            "second_approval_digest_hour" => {
+                self.second_approval_digest_hour = if value.trim() == "off" {
+                    None
+                } else {
+                    Some(number(
+                        value,
+                        |hour| *hour <= 23,
+                        "expected an hour of the day from 0 to 23 (UTC), or off",
+                    )?)
+                }
             }
             _ => return Err(Refusal::NotMine),
         }

@@ -137,9 +137,16 @@ impl Application {
             self.desk.evidence_queued.clone(),
             stopped.clone(),
         ));
+        let digest = tokio::spawn(crate::review::digest::run(
+            self.desk.clone(),
+            stopped.clone(),
+        ));
         let sweeper = tokio::spawn(crate::sweeper::run(self.desk.clone(), stopped));
         let served = self.server.await;
         let _ = stop.send(true);
+        digest
+            .await
+            .context("the second-approval digest panicked")?;
         sweeper.await.context("the blob sweeper panicked")?;
         evidence.await.context("the evidence worker panicked")?;
         worker.await.context("the outbox worker panicked")?;

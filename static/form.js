@@ -54,3 +54,45 @@
     }
   });
 })();
+
+// The country list holds every country: where scripts run, a box above it narrows the
+// list to the names (or codes) holding what is typed, accents aside, and picks the first
+// when the chosen one is filtered out. Without scripts the list is an ordinary select,
+// which takes typed first letters.
+(function () {
+  "use strict";
+  var select = document.getElementById("country");
+  if (!select || !select.getAttribute("data-find-label")) {
+    return;
+  }
+  var plain = function (text) {
+    return text.normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase();
+  };
+  var label = document.createElement("label");
+  label.setAttribute("for", "country-find");
+  label.className = "hint";
+  label.textContent = select.getAttribute("data-find-label");
+  var box = document.createElement("input");
+  box.type = "search";
+  box.id = "country-find";
+  box.autocomplete = "off";
+  box.setAttribute("aria-controls", "country");
+  select.parentNode.insertBefore(label, select);
+  select.parentNode.insertBefore(box, select);
+  var options = Array.prototype.slice.call(select.options, 1);
+  box.addEventListener("input", function () {
+    var typed = plain(box.value.trim());
+    var first = null;
+    options.forEach(function (option) {
+      var shown = typed === "" || plain(option.text).indexOf(typed) !== -1 || option.value.toLowerCase() === typed;
+      option.hidden = !shown;
+      if (shown && first === null) {
+        first = option;
+      }
+    });
+    var chosen = select.options[select.selectedIndex];
+    if (typed !== "" && first && (!chosen || chosen.hidden || chosen.value === "")) {
+      select.value = first.value;
+    }
+  });
+})();

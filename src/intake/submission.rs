@@ -704,8 +704,8 @@ async fn checked_photo(desk: &Desk, upload: &Upload) -> Result<photo::CheckedPho
     checked.map_err(IntakeError::internal)?.map_err(refused)
 }
 
-/// The customer's answer to "new photo, please": checks the photo, stores it, puts the
-/// ticket back in the queue and removes the photo it replaces.
+/// The customer's answer to "new photo, please": checks the photo, stores it and puts the
+/// ticket back in the queue; the photo it replaces is kept with the ticket.
 pub async fn replace_label_photo(
     desk: &Desk,
     ticket_id: TicketId,
@@ -733,9 +733,9 @@ pub async fn replace_label_photo(
         .replace_label_photo(ticket_id, &blob, photo.media_type, desk.clock.now())
         .await
     {
-        Ok(old) => {
+        // The photo it replaced stays with the ticket, for the agent to compare.
+        Ok(_replaced) => {
             desk.evidence_queued.notify_one();
-            remove_blobs(desk, std::slice::from_ref(&old)).await;
             Ok(())
         }
         Err(StoreError::Conflict(why)) => {
@@ -758,7 +758,7 @@ pub async fn replace_label_photo(
             ))
         }
         // As for a new ticket: the write may have committed unheard. If it did, the photo
-        // it replaced is no longer named by any row and the blob sweeper removes it.
+        // it replaced is kept as an earlier photo, as after a heard commit.
         Err(error) => match desk.store.label_blob_of(ticket_id).await {
             Ok(current) if current == blob => {
                 tracing::warn!(ticket_id = ticket_id.0, %error, "new photo stored, though its commit was not acknowledged");

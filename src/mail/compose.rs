@@ -524,3 +524,70 @@ pub fn address_changed(
         attachment: None,
     })
 }
+
+/// One ticket in the supervisors' digest, as it is shown.
+#[derive(Debug, Clone)]
+pub struct DigestLine {
+    pub number: String,
+    /// When its export dies, in UTC.
+    pub expires: String,
+    pub customer: String,
+    pub first_approver: String,
+    pub flags: String,
+    pub link: String,
+}
+
+#[derive(Template)]
+#[template(path = "mail/second_approval_digest.txt")]
+struct DigestText<'a> {
+    total: i64,
+    lines: &'a [DigestLine],
+    queue_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/second_approval_digest.html")]
+struct DigestHtml<'a> {
+    subject: &'a str,
+    total: i64,
+    lines: &'a [DigestLine],
+    queue_url: &'a str,
+}
+
+/// The supervisors' daily list of the `total` tickets waiting for a second approval, the
+/// first `lines` of them in full; in English, as the console is.
+pub fn second_approval_digest(
+    ctx: &MailContext,
+    to: &EmailAddress,
+    day: &str,
+    total: i64,
+    lines: &[DigestLine],
+    queue_url: &str,
+) -> Result<NewMail, RenderError> {
+    let subject = if total == 1 {
+        format!("1 ticket waits for a second approval ({day})")
+    } else {
+        format!("{total} tickets wait for a second approval ({day})")
+    };
+    let nonce = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<8>());
+    Ok(NewMail {
+        message_id: format!("<digest.{day}.{nonce}@{}>", ctx.message_domain),
+        kind: MailKind::SecondApprovalDigest,
+        recipient: to.clone(),
+        body_text: DigestText {
+            total,
+            lines,
+            queue_url,
+        }
+        .render()?,
+        body_html: DigestHtml {
+            subject: &subject,
+            total,
+            lines,
+            queue_url,
+        }
+        .render()?,
+        subject,
+        attachment: None,
+    })
+}

@@ -4,6 +4,11 @@
 //! makes a second approval, by anyone, a conflict that signs nothing.
 
 pub mod cooldown;
+pub mod digest;
+
+/// The queue of open tickets waiting for a second approval, as the console's status
+/// menu and the API's `status` name it.
+pub const AWAITING_SECOND_APPROVAL: &str = "second_approval";
 pub mod queue_counts;
 
 use crate::crypto::SigningKey;

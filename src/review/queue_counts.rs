@@ -20,6 +20,8 @@ use crate::store::{Store, StoreError};
 pub struct StatusCounts {
     /// Each status in `TicketStatus::ALL`'s order, with its count (zero included).
     pub by_status: Vec<(TicketStatus, i64)>,
+    /// Open tickets waiting for a second approval (counted among the open ones too).
+    pub awaiting_second_approval: i64,
     /// How long ago they were counted, in whole seconds.
     pub age_secs: u64,
 }
@@ -41,6 +43,7 @@ struct Counted {
     at: Instant,
     took: Duration,
     by_status: Vec<(TicketStatus, i64)>,
+    awaiting_second_approval: i64,
 }
 
 impl Counted {
@@ -97,6 +100,7 @@ impl QueueCounts {
             (
                 StatusCounts {
                     by_status: counted.by_status.clone(),
+                    awaiting_second_approval: counted.awaiting_second_approval,
                     age_secs: age.as_secs(),
                 },
                 age >= counted.fresh_for(),
@@ -107,6 +111,7 @@ impl QueueCounts {
     async fn count(&self, store: &dyn Store) -> Result<(), StoreError> {
         let started = Instant::now();
         let counted = store.status_counts().await?;
+        let awaiting_second_approval = store.awaiting_second_approval_count().await?;
         let by_status = TicketStatus::ALL
             .iter()
             .map(|status| {
@@ -121,6 +126,7 @@ impl QueueCounts {
             at: Instant::now(),
             took: started.elapsed(),
             by_status,
+            awaiting_second_approval,
         });
         Ok(())
     }
@@ -137,6 +143,7 @@ mod tests {
                 at: Instant::now(),
                 took: Duration::from_millis(took_ms),
                 by_status: Vec::new(),
+                awaiting_second_approval: 0,
             }
             .fresh_for()
         };

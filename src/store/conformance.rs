@@ -10,13 +10,13 @@ use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck, Conflict,
-    CreateOutcome, Customer, EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState,
-    ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit, IntakeReservation, JobEnd,
-    LabelCheck, LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind,
-    MailedDecision, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus,
-    Previews, QueueCursor, QueueFilter, QueueOrder, ReadCode, ResentApproval, SessionStage, Store,
-    StoreError, StoredExport, StoredResponse, StoredSeed, StoredSignature, TicketEventKind,
-    TicketId, TicketSummary, TokenScope, UserId,
+    CreateOutcome, Customer, EarlierPhoto, EvidenceFailure, EvidenceJob, EvidenceReading,
+    EvidenceState, ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit,
+    IntakeReservation, JobEnd, LabelCheck, LabelFinding, LoginAttempt, LoginLimits,
+    LoginReservation, MailKind, MailedDecision, NewAccessCode, NewApiToken, NewMail, NewSession,
+    NewTicket, OutboxStatus, Previews, QueueCursor, QueueFilter, QueueOrder, ReadCode,
+    ResentApproval, SessionStage, Store, StoreError, StoredExport, StoredResponse, StoredSeed,
+    StoredSignature, TicketEventKind, TicketId, TicketSummary, TicketView, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -685,6 +685,19 @@ pub async fn flagged_tickets_take_two_approvals(store: &dyn Store) {
     let after_first = store.ticket(&number).await.unwrap();
     assert_eq!(after_first.summary.status, TicketStatus::Open);
     assert_eq!(after_first.approvals.len(), 1);
+    // It now waits for its second approval, in the supervisors' queue of its own.
+    let awaiting = QueueFilter {
+        awaiting_second_approval: true,
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(awaiting.order_applied(), QueueOrder::Deadline);
+    let waiting = store.tickets(&awaiting).await.unwrap();
+    assert_eq!(
+        waiting.iter().map(|t| &t.number).collect::<Vec<_>>(),
+        [&number]
+    );
+    assert_eq!(store.awaiting_second_approval_count().await.unwrap(), 1);
     assert_eq!(
         (
             after_first.approvals[0].by,
@@ -729,6 +742,11 @@ pub async fn flagged_tickets_take_two_approvals(store: &dyn Store) {
     store.approve(&second(sam, 1)).await.unwrap();
     let done = store.ticket(&number).await.unwrap();
     assert_eq!(done.summary.status, TicketStatus::Approved);
+    assert!(
+        store.tickets(&awaiting).await.unwrap().is_empty(),
+        "decided"
+    );
+    assert_eq!(store.awaiting_second_approval_count().await.unwrap(), 0);
     assert_eq!(
         done.approvals.iter().map(|a| a.as_role).collect::<Vec<_>>(),
         vec![Role::Agent, Role::Supervisor]
@@ -1432,6 +1450,46 @@ pub async fn photo_round_trip(store: &dyn Store) {
         back.events.last().unwrap().kind,
         TicketEventKind::ApprovalsWithdrawn
     );
+    // The photo it replaced stays with the ticket, named so the sweeper keeps it.
+    assert_eq!(
+        store.earlier_photos(detail.id).await.unwrap(),
+        [EarlierPhoto {
+            blob: "b".repeat(64),
+            media_type: "image/jpeg".to_owned(),
+            replaced_at: at(13),
+        }]
+    );
+    assert_eq!(
+        store.blobs_referenced(&["b".repeat(64)]).await.unwrap(),
+        ["b".repeat(64)]
+    );
+    // What of the evidence each agent last looked at.
+    assert_eq!(store.last_seen(detail.id, id).await.unwrap(), None);
+    let view = |blob: &str, version, when| TicketView {
+        label_blob: blob.repeat(64),
+        evidence_version: version,
+        at: at(when),
+    };
+    store
+        .mark_seen(detail.id, id, &view("b", 1, 12))
+        .await
+        .unwrap();
+    store
+        .mark_seen(detail.id, id, &view("c", 2, 14))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_seen(detail.id, id).await.unwrap(),
+        Some(view("c", 2, 14))
+    );
+    // Open again with no approval left: nothing waits for a second one.
+    let awaiting = QueueFilter {
+        awaiting_second_approval: true,
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(store.tickets(&awaiting).await.unwrap().is_empty());
+    assert_eq!(store.awaiting_second_approval_count().await.unwrap(), 0);
 }
 
 /// A claim is a lock: a second agent's claim is refused and names the holder; the holder
@@ -3766,6 +3824,47 @@ mod sqlite {
         }
     }
 
+    /// The supervisors' queue walks the partial index of the tickets it lists.
+    #[tokio::test]
+    async fn the_second_approval_queue_walks_its_partial_index() {
+        let (_dir, sqlite) = migrated().await;
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            <sqlx::Sqlite as crate::store::dialect::Dialect>::QUEUE_AWAITING_SECOND
+        )))
+        .bind(0_i64)
+        .bind(0_i64)
+        .bind(100_i64)
+        .fetch_all(&sqlite.pool)
+        .await
+        .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|row| row.3).collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX tickets_awaiting_second_approval")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{plan:?}"
+        );
+    }
+
+    /// A search asks the trigram index for the trigrams that tile it, each third one and
+    /// the last, its quotes doubled.
+    #[test]
+    fn a_search_is_looked_up_by_the_trigrams_that_tile_it() {
+        use crate::store::dialect::Dialect;
+        let pattern =
+            |q: &str| sqlx::Sqlite::search_pattern(&crate::domain::SearchText::parse(q).unwrap());
+        assert_eq!(pattern("ana"), r#""ana""#);
+        assert_eq!(pattern("silva"), r#""sil" AND "lva""#);
+        assert_eq!(pattern("abcdefghi"), r#""abc" AND "def" AND "ghi""#);
+        assert_eq!(pattern("abcdefgh"), r#""abc" AND "def" AND "fgh""#);
+        assert_eq!(pattern("a\"b\"c"), r#""a""b" AND "b""c""#);
+        assert_eq!(pattern("nanana"), r#""nan" AND "ana""#);
+    }
+
     /// A search is served by the FTS5 trigram table, which also yields the newest first:
     /// no scan of the tickets and no sort, whatever the table's size.
     #[tokio::test]
@@ -3781,6 +3880,7 @@ mod sqlite {
         .bind(sqlx::Sqlite::search_pattern(&search))
         .bind(Some(1_000_i64))
         .bind(100_i64)
+        .bind(search.as_str())
         .fetch_all(&sqlite.pool)
         .await
         .unwrap();

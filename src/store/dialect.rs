@@ -43,12 +43,19 @@ pub trait Dialect:
     const GROUP_COMMIT: bool;
 
     /// The queue search, newest first (`$1` status or NULL, `$2` the pattern from
-    /// [`Dialect::search_pattern`], `$3` the id the page starts below or NULL, `$4` the limit):
-    /// tickets whose `search_text` holds the search, found through the trigram index
-    /// (migration 0021), so a page costs about the same at any size.
+    /// [`Dialect::search_pattern`], `$3` the id the page starts below or NULL, `$4` the
+    /// limit, `$5` the search itself): tickets whose `search_text` holds the search,
+    /// found through the trigram index (migration 0021).
     const QUEUE_SEARCH: &'static str;
 
-    /// The search as `QUEUE_SEARCH` matches it: every character taken literally.
+    /// Open tickets waiting for their second approval after the cursor (`$1`/`$2`, the
+    /// export's death and id), the first to die first, at most `$3`: through the partial
+    /// index of just those tickets (migration 0022), which walks a handful of rows where
+    /// the open queue's index would walk every open ticket.
+    const QUEUE_AWAITING_SECOND: &'static str;
+
+    /// What `QUEUE_SEARCH` looks the search up by in the trigram index: candidates that
+    /// include every ticket holding the search; every character taken literally.
     fn search_pattern(search: &SearchText) -> String;
 
     /// Leases up to `$3` due mails at `$1` for `$2` seconds, returning them. Two outbox

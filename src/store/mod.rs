@@ -688,6 +688,8 @@ pub enum MailKind {
     LinkResent,
     /// The notice to the old address that an agent changed the ticket's address.
     AddressChanged,
+    /// The supervisors' daily list of tickets waiting for a second approval.
+    SecondApprovalDigest,
 }
 
 impl MailKind {
@@ -702,6 +704,7 @@ impl MailKind {
             Self::AccessCode => "access_code",
             Self::LinkResent => "link_resent",
             Self::AddressChanged => "address_changed",
+            Self::SecondApprovalDigest => "second_approval_digest",
         }
     }
 
@@ -714,6 +717,7 @@ impl MailKind {
             Self::AccessCode,
             Self::LinkResent,
             Self::AddressChanged,
+            Self::SecondApprovalDigest,
         ]
         .into_iter()
         .find(|k| k.as_str() == raw)
@@ -1015,6 +1019,23 @@ pub struct TicketDetail {
     pub mails: Vec<MailStatus>,
 }
 
+/// What of a ticket's evidence someone looked at: the label photo (its blob) and the
+/// version of the evidence, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketView {
+    pub label_blob: String,
+    pub evidence_version: i64,
+    pub at: Timestamp,
+}
+
+/// A label photo a newer one replaced, kept with its ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierPhoto {
+    pub blob: String,
+    pub media_type: String,
+    pub replaced_at: Timestamp,
+}
+
 /// The order a page of tickets walks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum QueueOrder {
@@ -1074,6 +1095,9 @@ pub struct QueueFilter {
     pub limit: i64,
     /// The order asked for.
     pub order: QueueOrder,
+    /// Only open tickets that hold one approval and wait for the second (`status` and
+    /// `order` aside: in the order their exports die). A search ignores it.
+    pub awaiting_second_approval: bool,
 }
 
 impl QueueFilter {
@@ -1083,6 +1107,7 @@ impl QueueFilter {
     pub fn order_applied(&self) -> QueueOrder {
         match (self.order, self.status, &self.search) {
             (_, _, Some(_)) => QueueOrder::Newest,
+            _ if self.awaiting_second_approval => QueueOrder::Deadline,
             (QueueOrder::Deadline, Some(_), None) => QueueOrder::Deadline,
             _ => QueueOrder::Age,
         }
@@ -1436,6 +1461,20 @@ pub trait TicketStore: Send + Sync + 'static {
     /// every ticket's status, so its cost grows with the table: the queue's counts keep
     /// it for a while (`review::queue_counts`) rather than asking on every page.
     async fn status_counts(&self) -> StoreResult<Vec<(TicketStatus, i64)>>;
+    /// The label photos a newer one replaced, oldest first.
+    async fn earlier_photos(&self, ticket_id: TicketId) -> StoreResult<Vec<EarlierPhoto>>;
+    /// What of the ticket's evidence `user` last looked at, and when.
+    async fn last_seen(&self, ticket_id: TicketId, user: UserId)
+    -> StoreResult<Option<TicketView>>;
+    /// Records what of the ticket's evidence `user` looks at.
+    async fn mark_seen(
+        &self,
+        ticket_id: TicketId,
+        user: UserId,
+        view: &TicketView,
+    ) -> StoreResult<()>;
+    /// How many open tickets wait for a second approval (through their partial index).
+    async fn awaiting_second_approval_count(&self) -> StoreResult<i64>;
     /// The marks of each of `tickets` that has any (approvals, the customer's report
     /// that a response failed), in two queries for a page of the queue.
     async fn queue_marks(
@@ -1570,7 +1609,8 @@ pub trait DecisionStore: Send + Sync + 'static {
 pub trait CustomerStore: Send + Sync + 'static {
     /// Stores the customer's new label photo and puts the ticket back in the queue, only
     /// if it still waits for one (a rejected or superseded ticket stays so: `Conflict`);
-    /// the evidence version grows by one. Returns the blob of the photo it replaced.
+    /// the evidence version grows by one. The photo it replaced is kept with the ticket
+    /// ([`TicketStore::earlier_photos`]); returns its blob.
     async fn replace_label_photo(
         &self,
         ticket_id: TicketId,
@@ -1642,6 +1682,16 @@ pub trait AuditStore: Send + Sync + 'static {
     /// Appends to the audit log on its own (events with no other change, such as a failed login).
     async fn audit(
         &self,
+        at: Timestamp,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> StoreResult<()>;
+    /// Queues mails that belong to no ticket (the supervisors' digest) with an audit
+    /// entry by `actor`, in one transaction: all of them and the entry, or none.
+    async fn queue_mails(
+        &self,
+        mails: &[NewMail],
         at: Timestamp,
         actor: &str,
         action: &str,

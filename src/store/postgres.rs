@@ -47,9 +47,18 @@ impl Dialect for Postgres {
     // why the statement is not prepared once for all patterns (`persistent(false)`).
     const QUEUE_SEARCH: &'static str = concat!(
         summary_select!(),
-        "WHERE t.search_text LIKE $2 AND ($1 IS NULL OR t.status = $1)
+        "WHERE t.search_text LIKE $2 AND strpos(t.search_text, $5) > 0
+       AND ($1 IS NULL OR t.status = $1)
        AND (CAST($3 AS BIGINT) IS NULL OR t.id < $3)
      ORDER BY t.id DESC LIMIT $4"
+    );
+
+    // The literal status and condition are the partial index's own.
+    const QUEUE_AWAITING_SECOND: &'static str = concat!(
+        summary_select!(),
+        "WHERE t.status = 'open' AND t.first_approved_at IS NOT NULL
+       AND (t.export_expires_at, t.id) > ($1, $2)
+     ORDER BY t.export_expires_at, t.id LIMIT $3"
     );
 
     /// LIKE's wildcards (and its escape character) taken literally, inside `%...%`.

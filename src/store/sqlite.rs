@@ -62,21 +62,49 @@ impl Dialect for Sqlite {
 
     // The FTS5 trigram table drives the join newest first (it walks its rowids, the
     // tickets' ids, in descending order without a sort), so a search most tickets match
-    // stops as soon as the page is full and a rare one reads only its own matches.
+    // stops as soon as the page is full and a rare one reads only its own candidates;
+    // each candidate's text is then checked for the search itself.
     const QUEUE_SEARCH: &'static str = concat!(
         "SELECT ",
         summary_columns!(),
         " FROM ticket_search s JOIN tickets t ON t.id = s.rowid ",
         summary_joins!(),
         "WHERE s.ticket_search MATCH $2 AND s.rowid < coalesce($3, 9223372036854775807)
-       AND ($1 IS NULL OR t.status = $1)
+       AND instr(t.search_text, $5) > 0 AND ($1 IS NULL OR t.status = $1)
      ORDER BY s.rowid DESC LIMIT $4"
     );
 
-    /// One FTS5 phrase (its quotes doubled): with the trigram tokenizer, the rows that
-    /// hold the phrase as a substring, case-insensitively.
+    // SQLite has no statistics on a new table and would rather walk the open queue's
+    // index (it starts with the status); the partial index is named outright.
+    const QUEUE_AWAITING_SECOND: &'static str = concat!(
+        "SELECT ",
+        summary_columns!(),
+        " FROM tickets t INDEXED BY tickets_awaiting_second_approval ",
+        summary_joins!(),
+        "WHERE t.status = 'open' AND t.first_approved_at IS NOT NULL
+       AND (t.export_expires_at, t.id) > ($1, $2)
+     ORDER BY t.export_expires_at, t.id LIMIT $3"
+    );
+
+    /// The trigrams that tile the search (each third one, and the last), all required:
+    /// every ticket holding the search holds them, and reading a third of its trigrams'
+    /// lists is what makes a long search (a whole serial) fast; `QUEUE_SEARCH` then checks
+    /// the text. Each is one quoted FTS5 string, its quotes doubled.
     fn search_pattern(search: &SearchText) -> String {
-        format!("\"{}\"", search.as_str().replace('"', "\"\""))
+        let chars: Vec<char> = search.as_str().chars().collect();
+        let mut starts: Vec<usize> = (0..chars.len().saturating_sub(2)).step_by(3).collect();
+        if chars.len() >= 3 && starts.last() != Some(&(chars.len() - 3)) {
+            starts.push(chars.len() - 3);
+        }
+        let mut terms: Vec<String> = Vec::new();
+        for start in starts {
+            let trigram: String = chars[start..start + 3].iter().collect();
+            let term = format!("\"{}\"", trigram.replace('"', "\"\""));
+            if !terms.contains(&term) {
+                terms.push(term);
+            }
+        }
+        terms.join(" AND ")
     }
 
     /// SQLite has one writer at a time (the `BEGIN IMMEDIATE` around this), so no row can

@@ -459,10 +459,11 @@ async fn two_new_photos_at_once_one_wins_the_other_hears_409(backend: Backend) {
             refused.contains("at the same moment") || refused.contains("not waiting"),
             "{refused}"
         );
-        // Every ticket owns one photo (its export is in its row); nothing else is left.
+        // Every ticket owns its photo and the one it replaced (its export is in its
+        // row); nothing else is left.
         assert_eq!(
             walk_files(&app.dir.path().join("data/blobs")),
-            round + 1,
+            2 * (round + 1),
             "round {round}: the losing photo was removed"
         );
     }

@@ -476,3 +476,106 @@ async fn a_customer_uses_the_desk_in_spanish_on_a_phone() {
     );
     page.close().await;
 }
+
+/// Every country is on the form, sorted in the page's language, and typing a few letters
+/// in the box above the list finds one (accents aside), on a laptop and on a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_country_is_on_the_form_and_typing_finds_it() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    for (viewport, language) in [(Viewport::Desktop, "en"), (Viewport::Phone, "es")] {
+        let page = driver.open("countries", viewport).await;
+        page.goto(&app.url(&format!("/language?to={language}&back=/")))
+            .await;
+        let names = page
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#country option')].slice(1).map(o => o.value + ' ' + o.text);",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let names: Vec<String> = names
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names.len(), 249, "{language}");
+        for code in ["EC", "VE", "BO", "GT", "AX", "CI"] {
+            assert!(
+                names.iter().any(|n| n.starts_with(&format!("{code} "))),
+                "{language}: {code}"
+            );
+        }
+        let position = |code: &str| {
+            names
+                .iter()
+                .position(|n| n.starts_with(&format!("{code} ")))
+                .unwrap()
+        };
+        // In the page's language's order: Spain is "España" among the E's in Spanish.
+        if language == "es" {
+            assert!(position("EC") < position("ES") && position("ES") < position("US"));
+            assert!(position("DE") < position("AD"), "Alemania before Andorra");
+        } else {
+            assert!(position("ES") > position("EC") && position("DE") < position("GR"));
+        }
+        page.type_into("#country-find", "ecuad").await;
+        let chosen = page
+            .client
+            .execute(
+                "return document.getElementById('country').value",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(chosen, "EC", "{language}");
+        let shown = page
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#country option')].filter(o => !o.hidden && o.value).length",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(shown, 1, "{language}: only Ecuador is left in the list");
+        // Accents aside: "peru" finds Perú in Spanish, Peru in English.
+        page.client
+            .execute(
+                "const box = document.getElementById('country-find'); box.value = ''; box.dispatchEvent(new Event('input'));",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        page.type_into("#country-find", "peru").await;
+        let chosen = page
+            .client
+            .execute(
+                "return document.getElementById('country').value",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            chosen, "PE",
+            "the first found, once the chosen one is filtered out"
+        );
+        let shown: Vec<serde_json::Value> = page
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#country option')].filter(o => !o.hidden && o.value).map(o => o.value)",
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(shown, [serde_json::json!("PE")]);
+        page.check(&format!("countries-{language}")).await;
+        page.close().await;
+    }
+}

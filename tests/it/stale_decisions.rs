@@ -226,6 +226,36 @@ async fn an_approval_from_a_page_older_than_the_photo_is_refused_in_the_console(
         page.contains("the ticket changed since you opened it"),
         "{page}"
     );
+    // The page says why, once: a new photo since A looked; the one A saw is kept beside
+    // it, as the customer sent it.
+    assert!(
+        html::text(&page, "#new-photo").starts_with("New label photo since you last looked"),
+        "{page}"
+    );
+    assert!(html::text(&page, "#earlier-photos").contains("Photo 1, replaced"));
+    let earlier = a
+        .get(one.url(&format!("/console/tickets/{number}/label?earlier=1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(earlier.status(), 200);
+    assert_eq!(earlier.headers()["content-type"], "image/jpeg");
+    assert_eq!(earlier.bytes().await.unwrap().to_vec(), label_photo());
+    let missing = a
+        .get(one.url(&format!("/console/tickets/{number}/label?earlier=2")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let again = one
+        .console_page(&a, &format!("/console/tickets/{number}"))
+        .await;
+    assert!(!again.contains("id=\"new-photo\""), "said once");
+    // B asked for the photo and has not looked since: B is told too.
+    let bs = two
+        .console_page(&b, &format!("/console/tickets/{number}"))
+        .await;
+    assert!(bs.contains("id=\"new-photo\""));
     let token = one.agent_token("reader@vendor.test").await;
     let now = detail(&one, &token, &number).await;
     assert_eq!(now["status"], "open");

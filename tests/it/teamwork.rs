@@ -218,7 +218,126 @@ async fn a_ticket_is_given_to_someone_on_the_claims_terms(backend: Backend) {
     );
 }
 
+/// The tickets of a queue page, in its order.
+fn listed(page: &str) -> Vec<String> {
+    crate::html::select_attrs(page, "#queue tbody tr[data-ticket]", "data-ticket")
+}
+
+async fn supervisors_have_a_queue_and_a_daily_mail_of_second_approvals(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    app.create_agent(AGENT).await;
+    app.create_user(SUPERVISOR, &[Role::Agent, Role::Supervisor])
+        .await;
+    app.create_user("off-duty@vendor.test", &[Role::Supervisor])
+        .await;
+    // Exported 30 hours ago: flagged as late, so it needs two approvals.
+    let (flagged, _) = submit(&app, "DS-7608NI-K2/SECOND0001", "late@example.com", 30).await;
+    let (plain, _) = submit(&app, "DS-7608NI-K2/SECOND0002", "plain@example.com", 0).await;
+    let agent = app.sign_in(AGENT).await;
+    assert_eq!(
+        app.console_action(&agent, &flagged, "approve", &[("note", "label is fine")])
+            .await,
+        303
+    );
+
+    // The supervisor's queue lists it alone, and its count heads the queue.
+    let supervisor = app.sign_in(SUPERVISOR).await;
+    let page = app
+        .console_page(&supervisor, "/console?status=second_approval")
+        .await;
+    assert_eq!(listed(&page), std::slice::from_ref(&flagged));
+    assert!(text(&page, "#status-counts").contains("Waiting for a 2nd approval 1"));
+    let open = app.console_page(&supervisor, "/console").await;
+    assert_eq!(listed(&open), [flagged.clone(), plain.clone()]);
+    // An agent's menu has no such queue.
+    let agents_page = app.console_page(&agent, "/console").await;
+    assert!(!agents_page.contains("second_approval"));
+    let token = app.agent_token("reader@vendor.test").await;
+    let api: Value = app
+        .api_get(&token, "/api/v1/tickets?status=second_approval")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["tickets"].as_array().unwrap().len(), 1);
+    assert_eq!(api["tickets"][0]["ticket"], flagged.as_str());
+
+    // The daily mail: due from its hour (8 UTC), sent once a day by whichever replica
+    // takes the day's lease, to every supervisor who is not disabled.
+    use resetdesk::review::digest::{Digest, send_if_due};
+    let day = app.now().unix_seconds() / 86_400 * 86_400;
+    let at = |hours: i64, minutes: i64| {
+        resetdesk::domain::Timestamp::from_unix_seconds(day + hours * 3600 + minutes * 60).unwrap()
+    };
+    assert_eq!(
+        send_if_due(&app.desk, "replica-a", at(7, 59))
+            .await
+            .unwrap(),
+        Digest::NotDue
+    );
+    assert_eq!(
+        send_if_due(&app.desk, "replica-a", at(8, 1)).await.unwrap(),
+        Digest::Sent {
+            tickets: 1,
+            mails: 2
+        }
+    );
+    assert_eq!(
+        send_if_due(&app.desk, "replica-b", at(8, 2)).await.unwrap(),
+        Digest::SentElsewhere
+    );
+    // The outbox sends what is due on the desk's clock.
+    let behind = at(8, 1).seconds_since(app.now());
+    if behind > 0 {
+        app.advance(behind);
+    }
+    app.run_outbox().await;
+    let mails = app.mails_to(SUPERVISOR);
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        mails[0].subject,
+        format!(
+            "1 ticket waits for a second approval ({})",
+            &at(8, 1).to_string()[..10]
+        )
+    );
+    for body in [&mails[0].text, &mails[0].html] {
+        assert!(body.contains(&flagged), "{body}");
+        assert!(body.contains(AGENT), "names the first approver: {body}");
+        assert!(body.contains("/console?status=second_approval"), "{body}");
+        assert!(!body.contains(&plain), "{body}");
+    }
+    assert_eq!(app.mails_to("off-duty@vendor.test").len(), 1);
+    assert!(app.mails_to(AGENT).is_empty());
+    let audit = audit_entries(&app).await;
+    assert!(audit.iter().any(
+        |(action, detail)| action == "digest.second_approval" && detail.contains("1 ticket(s)")
+    ));
+    // The next day, after the second approval: nothing waits, nothing is sent.
+    assert_eq!(
+        app.console_action(&supervisor, &flagged, "approve", &[])
+            .await,
+        303
+    );
+    assert_eq!(
+        send_if_due(&app.desk, "replica-b", at(32, 0))
+            .await
+            .unwrap(),
+        Digest::Sent {
+            tickets: 0,
+            mails: 0
+        }
+    );
+    let page = app
+        .console_page(&supervisor, "/console?status=second_approval")
+        .await;
+    assert!(listed(&page).is_empty());
+}
+
 on_both_backends!(
     notes_stay_with_the_agents,
     a_ticket_is_given_to_someone_on_the_claims_terms,
+    supervisors_have_a_queue_and_a_daily_mail_of_second_approvals,
 );

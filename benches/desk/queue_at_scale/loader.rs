@@ -62,7 +62,7 @@ pub struct Chunk {
 }
 
 const TICKETS: &str = "INSERT INTO tickets (id, number, status, customer_name, customer_email, customer_phone, \
-     customer_company, customer_country, customer_role, purchase_channel, export_form, export_blob, label_blob, \
+     customer_company, customer_country, customer_role, purchase_channel, export_form, export_blob, export_bytes, label_blob, \
      label_media_type, claimed_by, claimed_at, decided_by, decided_at, decision_reason, superseded_by, flags, \
      created_at, updated_at, export_expires_at, search_text) ";
 const DEVICES: &str = "INSERT INTO ticket_devices (ticket_id, position, model, serial, firmware, mac_address, \
@@ -346,7 +346,17 @@ impl Maker {
                 (rng.below(2) == 0).then(|| "Distributor shop, invoice 2024-118".to_owned()),
             ),
             V::Static(form),
-            V::Text(rng.hex(32)),
+            // As the desk keeps them (migration 0018): an XML file or a reset string in
+            // the row, which the ticket page shows; a QR picture in a blob of its own.
+            {
+                let blob = rng.hex(32);
+                if form == "qr" {
+                    V::Text(blob)
+                } else {
+                    V::Text(String::new())
+                }
+            },
+            V::Blob((form != "qr").then(|| stand_in_export(form, &number))),
             V::Text(rng.hex(32)),
             V::Static(if rng.below(5) == 0 {
                 "image/png"
@@ -631,4 +641,26 @@ impl Rng {
         out.truncate(bytes * 2);
         out
     }
+}
+
+/// An export's text as the ticket page shows it: the size of a real one (an XML file of
+/// a recorder with a camera is about 1.5 KB), not one a device would accept.
+fn stand_in_export(form: &str, number: &str) -> Vec<u8> {
+    if form == "reset_string" {
+        return format!("RD2-{}-{}", number.replace('-', ""), "Q7K3".repeat(40)).into_bytes();
+    }
+    let mut xml =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ResetRequest version=\"2\">\n");
+    for i in 0..2 {
+        xml.push_str(&format!(
+            "  <Device position=\"{i}\"><Model>DS-7608NI-K2</Model><Serial>stand-in {number}</Serial>\n    <Nonce>{}</Nonce>\n    <Tag>{}</Tag>\n  </Device>\n",
+            "0f".repeat(16),
+            "a5".repeat(32)
+        ));
+    }
+    xml.push_str(&format!(
+        "  <Binding>{}</Binding>\n</ResetRequest>\n",
+        "3c".repeat(300)
+    ));
+    xml.into_bytes()
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::guard::ApiUser;
 use crate::desk::Desk;
 use crate::domain::{SearchText, TicketNumber, TicketStatus};
-use crate::review;
+use crate::review::{self, AWAITING_SECOND_APPROVAL};
 use crate::routes::ErrorAnswer;
 use crate::store::{QueueCursor, QueueFilter, QueueOrder, TicketSummary};
 
@@ -106,12 +106,14 @@ async fn list(
     _user: ApiUser,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ErrorAnswer> {
+    let awaiting_second_approval = query.status.as_deref() == Some(AWAITING_SECOND_APPROVAL);
     let status = match query.status.as_deref() {
         None | Some("") | Some("all") => None,
+        Some(AWAITING_SECOND_APPROVAL) => None,
         Some(raw) => Some(TicketStatus::parse(raw).ok_or_else(|| {
             ErrorAnswer::new(
                 StatusCode::BAD_REQUEST,
-                format!("unknown status {raw:?}: use open, awaiting_photo, approved, rejected, superseded or all"),
+                format!("unknown status {raw:?}: use open, awaiting_photo, approved, rejected, superseded, second_approval or all"),
             )
         })?),
     };
@@ -133,6 +135,7 @@ async fn list(
         limit: query.limit.unwrap_or(100).clamp(1, 500),
         // Oldest first, as the API has always listed them.
         order: QueueOrder::Age,
+        awaiting_second_approval,
     };
     let tickets = desk
         .store

@@ -11,7 +11,7 @@ use super::age;
 use super::guard::ConsoleUser;
 use crate::desk::Desk;
 use crate::domain::{EmailAddress, Role, SearchText, TicketNumber, TicketStatus, Timestamp};
-use crate::review;
+use crate::review::{self, AWAITING_SECOND_APPROVAL};
 use crate::routes::html;
 use crate::store::{LabelCheck, LabelFinding, QueueCursor, QueueFilter, QueueOrder, TicketSummary};
 
@@ -187,6 +187,7 @@ pub(super) async fn next_open_ticket(
             after,
             limit: NEXT_LOOKAHEAD,
             order,
+            awaiting_second_approval: false,
         };
         let page = desk.store.tickets(&filter).await?;
         let ids: Vec<_> = page.iter().map(|t| t.id).collect();
@@ -307,6 +308,7 @@ async fn queue(
         } else {
             QueueOrder::Age
         },
+        awaiting_second_approval: status == AWAITING_SECOND_APPROVAL,
     };
     let found = match search_error {
         Some(_) => Ok(Vec::new()),
@@ -352,6 +354,17 @@ async fn queue(
         name: s.describe_short(),
         count: count_of(Some(*s)),
     }));
+    // The supervisors' own queue, after the open one it is part of.
+    if console.user.roles.contains(Role::Supervisor) {
+        statuses.insert(
+            2,
+            StatusChoice {
+                value: AWAITING_SECOND_APPROVAL,
+                name: "Waiting for a 2nd approval",
+                count: counts.as_ref().map(|c| c.awaiting_second_approval),
+            },
+        );
+    }
     let next = (tickets.len() as i64 == QUEUE_PAGE)
         .then(|| {
             tickets

@@ -17,7 +17,7 @@ use crate::review::{self, ReviewError};
 use crate::routes::{ErrorAnswer, answer_page, html, message_page};
 use crate::store::{
     Customer, EvidenceState, ExportForm, LabelEvidence, LabelFinding, MailKind, MailStatus,
-    OutboxStatus, ReadCode, TicketDetail, TicketEventKind,
+    OutboxStatus, ReadCode, TicketDetail, TicketEventKind, TicketView,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -118,6 +118,10 @@ struct TicketPage {
     export_picture: bool,
     customer: CustomerRowView,
     canned: Vec<(i64, String)>,
+    /// The label photos the current one replaced, oldest first: when each was replaced.
+    earlier_photos: Vec<String>,
+    /// When the viewer last looked, if the customer sent a new photo since.
+    new_photo_since: Option<String>,
     /// The agents' internal notes, oldest first: (when, who, the words).
     notes: Vec<(String, String, String)>,
     /// Whom the ticket can be given to: every console user who decides tickets.
@@ -202,6 +206,12 @@ async fn load_ticket_page(
         .await
         .map_err(error_page)?;
     let canned = desk.store.canned_reasons().await.unwrap_or_default();
+    let earlier_photos = desk
+        .store
+        .earlier_photos(ticket.id)
+        .await
+        .map_err(|e| crate::routes::failure_page("The ticket is unavailable", &e))?;
+    let new_photo_since = new_photo_since(desk, console, &ticket).await;
     let assignees = if ticket.summary.status.is_pending() {
         desk.store
             .users()
@@ -218,12 +228,18 @@ async fn load_ticket_page(
     // QR picture is fetched by the browser on its own.
     let export_text = match ticket.export_form {
         ExportForm::Qr => None,
-        ExportForm::Xml | ExportForm::ResetString => Some(
-            review::export_as_sent(desk, number)
-                .await
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-                .map_err(error_page)?,
-        ),
+        // Evidence beside the decision, not the decision: an export that cannot be read
+        // (its blob lost) is said so in its place, and the page still opens.
+        ExportForm::Xml | ExportForm::ResetString => {
+            Some(match review::export_as_sent(desk, number).await {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(error) => {
+                    tracing::warn!(ticket = %number, error = %error, "the export as sent could not be read");
+                    "(The export as the customer sent it could not be read: see the desk's log.)"
+                        .to_owned()
+                }
+            })
+        }
     };
     let viewer = Viewer {
         console,
@@ -232,11 +248,50 @@ async fn load_ticket_page(
     Ok(TicketPage {
         canned,
         assignees,
+        earlier_photos: earlier_photos
+            .iter()
+            .map(|p| p.replaced_at.shown_utc())
+            .collect(),
+        new_photo_since,
         export_text,
         error,
         notice,
         ..TicketPage::of(&ticket, evidence.as_ref(), &viewer)
     })
+}
+
+/// When the viewer last looked at the ticket, if the customer sent a new label photo
+/// since; and this look recorded, once per version of the evidence (a page view writes
+/// only when the evidence changed since the viewer's last). Best-effort: a failure to
+/// read or record it loses the banner, never the page.
+async fn new_photo_since(
+    desk: &Desk,
+    console: &ConsoleUser,
+    ticket: &crate::store::TicketDetail,
+) -> Option<String> {
+    let user = console.user.id;
+    let last = match desk.store.last_seen(ticket.id, user).await {
+        Ok(last) => last,
+        Err(error) => {
+            tracing::warn!(error = %error, "could not read when the agent last looked");
+            return None;
+        }
+    };
+    let now_seen = TicketView {
+        label_blob: ticket.label_blob.clone(),
+        evidence_version: ticket.evidence_version,
+        at: desk.clock.now(),
+    };
+    let unchanged = |seen: &TicketView| {
+        seen.label_blob == now_seen.label_blob && seen.evidence_version == now_seen.evidence_version
+    };
+    if !last.as_ref().is_some_and(unchanged)
+        && let Err(error) = desk.store.mark_seen(ticket.id, user, &now_seen).await
+    {
+        tracing::warn!(error = %error, "could not record that the agent looked");
+    }
+    last.filter(|seen| seen.label_blob != ticket.label_blob)
+        .map(|seen| seen.at.shown_utc())
 }
 
 /// Who looks at the ticket, and when.
@@ -296,6 +351,8 @@ impl TicketPage {
             customer: CustomerRowView::of(&ticket.customer),
             canned: Vec::new(),
             assignees: Vec::new(),
+            earlier_photos: Vec::new(),
+            new_photo_since: None,
             max_note_chars: review::MAX_NOTE_CHARS,
             notes: ticket
                 .events
@@ -508,6 +565,9 @@ async fn ticket_view(
 #[derive(Deserialize)]
 struct LabelSize {
     size: Option<String>,
+    /// An earlier photo of the ticket, by its place among them (1 the first replaced),
+    /// as it was sent.
+    earlier: Option<usize>,
 }
 
 /// The label photo, for signed-in agents only. Served with the type checked at intake,
@@ -525,6 +585,29 @@ async fn label_photo(
         Ok(ticket) => ticket,
         Err(refusal) => return refusal,
     };
+    if let Some(place) = query.earlier {
+        let earlier = match desk.store.earlier_photos(ticket.id).await {
+            Ok(earlier) => earlier,
+            Err(error) => {
+                return crate::routes::failure_page("The photo is unavailable", &error);
+            }
+        };
+        let Some(photo) = place.checked_sub(1).and_then(|i| earlier.get(i)) else {
+            return message_page(
+                StatusCode::NOT_FOUND,
+                "No such photo",
+                &format!(
+                    "Ticket {} has {} earlier photo(s); there is no number {place}.",
+                    ticket.summary.number,
+                    earlier.len()
+                ),
+            );
+        };
+        return match desk.blobs.get(&photo.blob).await {
+            Ok(bytes) => customers_picture(&photo.media_type, bytes),
+            Err(error) => crate::routes::failure_page("The photo is unavailable", &error),
+        };
+    }
     let previews = match query.size.as_deref() {
         Some("preview" | "thumbnail") => match review::label_evidence(&desk, &ticket).await {
             Ok(evidence) => evidence.and_then(|e| e.previews),

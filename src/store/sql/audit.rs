@@ -8,7 +8,7 @@ use crate::audit::chain::AuditEntry;
 use crate::domain::Timestamp;
 use crate::store::dialect::Dialect;
 use crate::store::rows::{self, hex};
-use crate::store::{AuditStore, StoreResult, TicketId};
+use crate::store::{AuditStore, NewMail, StoreResult, TicketId};
 
 #[async_trait]
 impl<D: Dialect> AuditStore for SqlStore<D>
@@ -35,6 +35,22 @@ where
         detail: &str,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
+        Self::append_audit(&mut tx, at, actor, action, None, detail).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn queue_mails(
+        &self,
+        mails: &[NewMail],
+        at: Timestamp,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        for mail in mails {
+            Self::enqueue(&mut tx, None, mail, at).await?;
+        }
         Self::append_audit(&mut tx, at, actor, action, None, detail).await?;
         tx.commit().await.map_err(db)
     }

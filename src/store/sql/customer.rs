@@ -41,14 +41,14 @@ where
         now: Timestamp,
     ) -> StoreResult<String> {
         let mut tx = self.write().await?;
-        let old: Option<String> = sqlx::query_scalar(
-            "SELECT label_blob FROM tickets WHERE id = $1 AND status = 'awaiting_photo'",
+        let old: Option<(String, String)> = sqlx::query_as(
+            "SELECT label_blob, label_media_type FROM tickets WHERE id = $1 AND status = 'awaiting_photo'",
         )
         .bind(ticket_id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        let Some(old) = old else {
+        let Some((old, old_media_type)) = old else {
             return Err(StoreError::Conflict(Conflict::NotAwaitingPhoto));
         };
         // Conditional on what was read: on PostgreSQL the SELECT above takes no lock, and
@@ -93,6 +93,18 @@ where
         )
         .await?;
         Self::enqueue_evidence_job(&mut tx, ticket_id, blob, now).await?;
+        // Kept for the agent to compare (and named here, so the sweeper keeps it).
+        sqlx::query(
+            "INSERT INTO earlier_photos (ticket_id, blob, media_type, replaced_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (ticket_id, blob) DO NOTHING",
+        )
+        .bind(ticket_id)
+        .bind(&old)
+        .bind(&old_media_type)
+        .bind(now.unix_seconds())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         // Approvals given on the old photo judged evidence that is gone.
         let withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
             .bind(ticket_id)

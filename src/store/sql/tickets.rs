@@ -12,9 +12,9 @@ use crate::store::rows::{
 };
 use crate::store::write_lane::Abandoned;
 use crate::store::{
-    Conflict, CreateOutcome, NewMail, NewTicket, QueueFilter, QueueMarks, QueueOrder, StoreError,
-    StoreResult, StoredExport, TicketDetail, TicketEventKind, TicketId, TicketStore, TicketSummary,
-    UserId,
+    Conflict, CreateOutcome, EarlierPhoto, NewMail, NewTicket, QueueFilter, QueueMarks, QueueOrder,
+    StoreError, StoreResult, StoredExport, TicketDetail, TicketEventKind, TicketId, TicketStore,
+    TicketSummary, TicketView, UserId,
 };
 
 // The queue, oldest first, a page at a time after a (created_at, id) cursor. The hot
@@ -114,11 +114,18 @@ where
             .map_or((-1, 0), |c| (c.at.unix_seconds(), c.id.0));
         let limit = filter.limit.clamp(1, 500);
         let query = match (&filter.search, filter.status, filter.order_applied()) {
+            (None, _, _) if filter.awaiting_second_approval => {
+                sqlx::query_as(D::QUEUE_AWAITING_SECOND)
+                    .bind(after_time)
+                    .bind(after_id)
+                    .bind(limit)
+            }
             (Some(search), status, _) => sqlx::query_as(D::QUEUE_SEARCH)
                 .bind(status.map(TicketStatus::as_str))
                 .bind(D::search_pattern(search))
                 .bind(filter.after.map(|c| c.id.0))
                 .bind(limit)
+                .bind(search.as_str())
                 // Planned for this very pattern: a common one and a rare one want
                 // different plans on PostgreSQL.
                 .persistent(false),
@@ -194,6 +201,83 @@ where
                     .ok_or_else(|| rows::corrupt("ticket status", status))
             })
             .collect()
+    }
+
+    async fn earlier_photos(&self, ticket_id: TicketId) -> StoreResult<Vec<EarlierPhoto>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT blob, media_type, replaced_at FROM earlier_photos
+             WHERE ticket_id = $1 ORDER BY replaced_at, blob",
+        )
+        .bind(ticket_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|(blob, media_type, replaced_at)| {
+                Ok(EarlierPhoto {
+                    blob,
+                    media_type,
+                    replaced_at: rows::time(replaced_at)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_seen(
+        &self,
+        ticket_id: TicketId,
+        user: UserId,
+    ) -> StoreResult<Option<TicketView>> {
+        let row: Option<(String, i64, i64)> = sqlx::query_as(
+            "SELECT label_blob, evidence_version, at FROM ticket_views
+             WHERE ticket_id = $1 AND user_id = $2",
+        )
+        .bind(ticket_id)
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|(label_blob, evidence_version, at)| {
+            Ok(TicketView {
+                label_blob,
+                evidence_version,
+                at: rows::time(at)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn mark_seen(
+        &self,
+        ticket_id: TicketId,
+        user: UserId,
+        view: &TicketView,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO ticket_views (ticket_id, user_id, label_blob, evidence_version, at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (ticket_id, user_id) DO UPDATE
+             SET label_blob = excluded.label_blob, evidence_version = excluded.evidence_version,
+                 at = excluded.at",
+        )
+        .bind(ticket_id)
+        .bind(user.0)
+        .bind(&view.label_blob)
+        .bind(view.evidence_version)
+        .bind(view.at.unix_seconds())
+        .execute(self.writer())
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn awaiting_second_approval_count(&self) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tickets WHERE status = 'open' AND first_approved_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
     }
 
     async fn queue_marks(
@@ -549,11 +633,16 @@ where
             } else {
                 TicketEventKind::Assigned
             },
-            action: match (to == by, took_over) {
-                (true, false) => "claim",
-                (true, true) => "claim.taken_over",
-                (false, false) => "claim.assigned",
-                (false, true) => "claim.assigned_over",
+            action: if to == by {
+                if took_over {
+                    "claim.taken_over"
+                } else {
+                    "claim"
+                }
+            } else if took_over {
+                "claim.assigned_over"
+            } else {
+                "claim.assigned"
             },
             detail: &detail,
         };
