@@ -529,6 +529,9 @@ pub struct Console {
     /// The hour of the day (UTC) from which the supervisors' daily e-mail of tickets
     /// waiting for a second approval goes out; `None` (`off`) sends none.
     pub second_approval_digest_hour: Option<u8>,
+    /// How customers reach support, shown in every customer page's footer: free text
+    /// whose `https:` and `mailto:` addresses become links; `None` shows no footer.
+    pub support_contact: Option<String>,
 }
 
 impl Default for Console {
@@ -536,6 +539,7 @@ impl Default for Console {
         Self {
             queue_refresh_secs: 30,
             second_approval_digest_hour: Some(8),
+            support_contact: None,
         }
     }
 }
@@ -549,6 +553,15 @@ impl Section for Console {
                     |n| *n == 0 || (1..=3600).contains(n),
                     "expected a whole number of seconds from 1 to 3600, or 0 for never",
                 )?
+            }
+            "support_contact" => {
+                let text = value.trim();
+                if text.chars().any(char::is_control) || text.chars().count() > 500 {
+                    return Err(Refusal::Invalid(
+                        "expected one line of at most 500 characters",
+                    ));
+                }
+                self.support_contact = (!text.is_empty()).then(|| text.to_owned());
             }
             "second_approval_digest_hour" => {
                 self.second_approval_digest_hour = if value.trim() == "off" {

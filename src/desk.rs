@@ -45,6 +45,18 @@ pub struct Desk {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// How many tickets each status holds, counted again now and then (see there).
     pub queue_counts: Arc<crate::review::queue_counts::QueueCounts>,
+    /// How long answering takes, as measured over the last week (see there).
+    pub answer_time: Arc<crate::customer::answer_time::AnswerTime>,
+}
+
+impl Desk {
+    /// The median seconds from request to decision over the last week, or `None`
+    /// without enough decisions: what customers are told to expect.
+    pub async fn answer_secs(&self) -> Option<i64> {
+        self.answer_time
+            .median_secs(&self.store, self.clock.now())
+            .await
+    }
 }
 
 /// Key material the running desk needs. The signing key can change while the desk runs
@@ -231,6 +243,11 @@ pub enum LinkedPage {
     Code,
     Feedback,
     Response,
+    /// The request form, filled in with the ticket's customer: a new request after one
+    /// whose response did not work.
+    Again,
+    /// Where the customer's message to support is posted.
+    Reply,
 }
 
 impl LinkedPage {
@@ -241,6 +258,8 @@ impl LinkedPage {
             Self::Code => "/code",
             Self::Feedback => "/feedback",
             Self::Response => "/response",
+            Self::Again => "/again",
+            Self::Reply => "/reply",
         }
     }
 }

@@ -274,6 +274,7 @@ fn build_desk(
         evidence_queued: Arc::new(tokio::sync::Notify::new()),
         metrics: crate::observability::metrics_handle(),
         queue_counts: crate::review::queue_counts::QueueCounts::new(),
+        answer_time: crate::customer::answer_time::AnswerTime::new(),
     }))
 }
 

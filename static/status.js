@@ -30,3 +30,28 @@
   tick();
   timer = setInterval(tick, 1000);
 })();
+
+// Times are served in UTC, which every reader can check; where scripts run, each is also
+// said in the reader's own time, with the offset named (as the phone shows it).
+(function () {
+  "use strict";
+  if (!window.Intl || !Intl.DateTimeFormat) {
+    return;
+  }
+  var lang = document.documentElement.lang || undefined;
+  var times = document.querySelectorAll("time[datetime]");
+  Array.prototype.forEach.call(times, function (time) {
+    var at = new Date(time.getAttribute("datetime"));
+    if (isNaN(at.getTime())) {
+      return;
+    }
+    var local = new Intl.DateTimeFormat(lang, {
+      year: "numeric", month: "short", day: "numeric",
+      hour: "2-digit", minute: "2-digit", timeZoneName: "short"
+    }).format(at);
+    var note = document.createElement("span");
+    note.className = "local-time";
+    note.textContent = " (" + local + ")";
+    time.parentNode.insertBefore(note, time.nextSibling);
+  });
+})();

@@ -9,6 +9,7 @@ const SIGN_IN_FORM_DOMAIN: &[u8] = b"resetdesk.sign-in-form.v1\0";
 const DEVICE_COOKIE_DOMAIN: &[u8] = b"resetdesk.device-cookie.v1\0";
 const ADDRESS_FIX_DOMAIN: &[u8] = b"resetdesk.address-fix.v1\0";
 const ADDRESS_FIX_FORM_DOMAIN: &[u8] = b"resetdesk.address-fix-form.v1\0";
+const KEPT_FILE_DOMAIN: &[u8] = b"resetdesk.kept-file.v1\0";
 
 /// The desk's own 32-byte secret for web links: a status link's token is an HMAC of the
 /// ticket number under it, so the desk can recompute a customer's link at any time
@@ -140,6 +141,18 @@ impl DeskSecret {
     /// Checks an address-fix cookie in constant time, and that it has not expired.
     pub fn address_fix_is_valid(&self, ticket_number: &str, token: &str, now: i64) -> bool {
         self.expiring_token_is_valid(ADDRESS_FIX_DOMAIN, ticket_number, token, now)
+    }
+
+    /// The pass a refused form hands back for a file it kept (`intake::kept`), so the
+    /// retry need not send it again: `<expiry>-<tag>`, the tag binding the field, the
+    /// stored file and the expiry. Only the desk can make one.
+    pub fn kept_file_token(&self, field: &str, blob: &str, expires_at: i64) -> String {
+        self.expiring_token(KEPT_FILE_DOMAIN, &format!("{field}\n{blob}"), expires_at)
+    }
+
+    /// Checks a kept file's pass in constant time, and that it has not expired.
+    pub fn kept_file_is_valid(&self, field: &str, blob: &str, token: &str, now: i64) -> bool {
+        self.expiring_token_is_valid(KEPT_FILE_DOMAIN, &format!("{field}\n{blob}"), token, now)
     }
 
     /// `<expiry>-<tag>`: the tag binds the ticket and the expiry (Unix seconds) under

@@ -135,14 +135,18 @@ pub async fn correct(
     if new.mailbox() == old.mailbox() {
         return Err(CorrectionError::Same);
     }
-    let acknowledgment = compose::acknowledgment_at_new_address(
+    let at_new_address = crate::store::Customer {
+        email: new.clone(),
+        ..ticket.customer.clone()
+    };
+    let acknowledgment = compose::acknowledgment_again(
         &desk.mail,
         number,
         &desk.status_url(number),
-        &ticket.customer,
-        &new,
+        &at_new_address,
         &ticket.devices,
         Again::CorrectedByCustomer,
+        desk.answer_secs().await,
     )?;
     let outcome = desk
         .store

@@ -27,10 +27,15 @@ pub enum SubmissionField {
     /// The export, as a picture of the QR code on the device's screen.
     ExportQr,
     LabelPhoto,
+    /// The pass for a label photo a refused form kept (`intake::kept`), sent instead of
+    /// the photo.
+    KeptLabelPhoto,
+    /// The pass for an export file a refused form kept.
+    KeptExport,
 }
 
 impl SubmissionField {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::Name,
         Self::Email,
         Self::Phone,
@@ -43,6 +48,8 @@ impl SubmissionField {
         Self::ExportXml,
         Self::ExportQr,
         Self::LabelPhoto,
+        Self::KeptLabelPhoto,
+        Self::KeptExport,
     ];
 
     /// Where problems with the export as a whole are filed (none sent, or more than
@@ -65,6 +72,8 @@ impl SubmissionField {
             Self::ExportXml => "export_xml",
             Self::ExportQr => "export_qr",
             Self::LabelPhoto => "label_photo",
+            Self::KeptLabelPhoto => "kept_label_photo",
+            Self::KeptExport => "kept_export",
         }
     }
 
@@ -94,6 +103,8 @@ impl SubmissionField {
             Self::Country => 8,
             Self::Role => 32,
             Self::Language => 16,
+            // A stored file's name (64 hex digits), its expiry and its tag.
+            Self::KeptLabelPhoto | Self::KeptExport => 160,
             Self::ResetString => reset_string::MAX_RESET_STRING_CHARS as u64,
             Self::ExportXml => xml::MAX_XML_BYTES as u64,
             Self::ExportQr => desk.settings.intake.max_export_bytes,

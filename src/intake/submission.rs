@@ -32,6 +32,9 @@ pub struct RawSubmission {
     /// ticket number. Only the browser that sent a request sees its status link again
     /// when it sends the same export twice.
     pub passes: BTreeMap<String, String>,
+    /// A file larger than its field's limit, left out while the rest of the upload was
+    /// read (so the form can keep what was typed): the submission is refused with this.
+    pub too_large: Option<FieldIssue>,
 }
 
 /// One problem with one field, worded for the customer in any language.
@@ -401,42 +404,55 @@ pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, Intake
 
 #[tracing::instrument(skip_all, err(level = "info"))]
 async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, IntakeError> {
-    let mut issues = Vec::new();
+    // A file over its limit was left out while reading: it is said once, as too large,
+    // not also as missing, beside whatever else is wrong.
+    let mut issues: Vec<FieldIssue> = raw.too_large.iter().cloned().collect();
+    let oversize = raw
+        .too_large
+        .as_ref()
+        .and_then(|issue| SubmissionField::from_name(issue.field));
     let customer = customer(&raw, &mut issues);
-    let export = export_of(&raw).map_err(|issue| issues.push(issue)).ok();
+    let export = export_of(&raw)
+        .map_err(|issue| {
+            if !oversize.is_some_and(SubmissionField::is_export) {
+                issues.push(issue);
+            }
+        })
+        .ok();
     let label = raw
         .files
         .get(&SubmissionField::LabelPhoto)
         .filter(|u| !u.is_empty())
         .cloned();
-    if label.is_none() {
+    if label.is_none() && oversize != Some(SubmissionField::LabelPhoto) {
         issues.push(FieldIssue {
             field: SubmissionField::LabelPhoto.as_str(),
             message: Message::new("problem.label_photo_missing"),
         });
     }
-    let (Some(customer), Some((form, field, export)), Some(label)) = (customer, export, label)
+    // Every part that came is checked, so a customer sees everything that is wrong at
+    // once rather than one round of mistakes per submission. A refusal that is not the
+    // customer's to fix (the desk is busy, storage is down) still ends the checks.
+    let photo = match &label {
+        Some(label) => collect(checked_photo(desk, label).await, &mut issues)?,
+        None => None,
+    };
+    let now = desk.clock.now();
+    let verified = match &export {
+        Some((form, field, export)) => collect(
+            verified_export(desk, &raw.client, *form, field, export, now).await,
+            &mut issues,
+        )?,
+        None => None,
+    };
+    let (Some(customer), Some((form, field, export)), Some(label), Some(photo), Some(verified)) =
+        (customer, export, label, photo, verified)
     else {
         return Err(IntakeError::Invalid(issues));
     };
     if !issues.is_empty() {
         return Err(IntakeError::Invalid(issues));
     }
-
-    let photo = checked_photo(desk, &label).await?;
-
-    let request = decode_export(desk, &raw.client, form, field, &export).await?;
-    if request.version() == crate::protocol::PROTOCOL_V1 {
-        refuse_version_one(desk, field, &request).await?;
-    }
-    let now = desk.clock.now();
-    let verified = request
-        .verify(
-            &desk.keys.master,
-            now,
-            desk.settings.intake.max_clock_skew_secs,
-        )
-        .map_err(|e| IntakeError::one(field, problems::challenge(&e)))?;
     // Counted only for genuine exports: a forged one naming someone else's serial must
     // not use up that device's allowance.
     let serials: Vec<&str> = verified
@@ -469,6 +485,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         &status_url,
         &customer,
         verified.devices(),
+        desk.answer_secs().await,
     )
     .map_err(IntakeError::internal)?;
     // An XML file (at most 256 KiB) or a reset string goes into the ticket's row,
@@ -576,6 +593,45 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
     }
 }
 
+/// `Some` of a check that passed; `None`, with its issues added to `issues`, of one the
+/// customer can fix; any other refusal as it is.
+fn collect<T>(
+    checked: Result<T, IntakeError>,
+    issues: &mut Vec<FieldIssue>,
+) -> Result<Option<T>, IntakeError> {
+    match checked {
+        Ok(value) => Ok(Some(value)),
+        Err(IntakeError::Invalid(found)) => {
+            issues.extend(found);
+            Ok(None)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// The export decoded and verified: genuine, made by the device for a challenge still
+/// alive, and not a version-1 export of a device that made version 2.
+async fn verified_export(
+    desk: &Desk,
+    client: &str,
+    form: ExportForm,
+    field: &'static str,
+    export: &Upload,
+    now: crate::domain::Timestamp,
+) -> Result<crate::protocol::challenge::VerifiedResetRequest, IntakeError> {
+    let request = decode_export(desk, client, form, field, export).await?;
+    if request.version() == crate::protocol::PROTOCOL_V1 {
+        refuse_version_one(desk, field, &request).await?;
+    }
+    request
+        .verify(
+            &desk.keys.master,
+            now,
+            desk.settings.intake.max_clock_skew_secs,
+        )
+        .map_err(|e| IntakeError::one(field, problems::challenge(&e)))
+}
+
 /// The same export again. Whoever holds an export can send it, so its ticket's status
 /// link (which can replace the label photo, add notes and send code e-mails) is shown
 /// only to the browser that sent the request (its correction pass, for half an hour)
@@ -616,6 +672,7 @@ async fn existing(
         &ticket.customer,
         &ticket.devices,
         compose::Again::Resubmitted,
+        desk.answer_secs().await,
     )
     .map_err(IntakeError::internal)?;
     let resent = desk

@@ -62,6 +62,8 @@ struct AcknowledgmentText<'a> {
     status_url: &'a str,
     devices: &'a [DeviceLine],
     again: Option<&'static str>,
+    /// What happens next, with the time the desk measured answering takes.
+    next: &'a crate::i18n::Fill,
 }
 
 #[derive(Template)]
@@ -74,6 +76,7 @@ struct AcknowledgmentHtml<'a> {
     status_url: &'a str,
     devices: &'a [DeviceLine],
     again: Option<&'static str>,
+    next: &'a crate::i18n::Fill,
 }
 
 /// Why the acknowledgment, with the status link, goes out again.
@@ -158,6 +161,11 @@ struct RejectedHtml<'a> {
     reason: &'a str,
 }
 
+/// How long answering takes, as the desk measured it (`customer::answer_time`): the
+/// median seconds from request to decision last week, or `None` without enough data,
+/// when the acknowledgment promises no time.
+pub type AnswerSecs = Option<i64>;
+
 /// "We received your request": sent when a ticket is created.
 pub fn acknowledgment(
     ctx: &MailContext,
@@ -165,11 +173,13 @@ pub fn acknowledgment(
     status_url: &str,
     customer: &Customer,
     devices: &[DeviceChallenge],
+    answer: AnswerSecs,
 ) -> Result<NewMail, RenderError> {
-    acknowledgment_mail(ctx, number, status_url, customer, devices, None)
+    acknowledgment_mail(ctx, number, status_url, customer, devices, None, answer)
 }
 
-/// The acknowledgment again, to `customer.email`, saying why it came again.
+/// The acknowledgment again, to `customer.email`, saying why it came again (after an
+/// address change, `customer` is given with the new address).
 pub fn acknowledgment_again(
     ctx: &MailContext,
     number: &TicketNumber,
@@ -177,26 +187,17 @@ pub fn acknowledgment_again(
     customer: &Customer,
     devices: &[DeviceChallenge],
     why: Again,
+    answer: AnswerSecs,
 ) -> Result<NewMail, RenderError> {
-    acknowledgment_mail(ctx, number, status_url, customer, devices, Some(why))
-}
-
-/// The acknowledgment again, to the ticket's new address, after the customer or support
-/// corrected it.
-pub fn acknowledgment_at_new_address(
-    ctx: &MailContext,
-    number: &TicketNumber,
-    status_url: &str,
-    customer: &Customer,
-    new_address: &EmailAddress,
-    devices: &[DeviceChallenge],
-    why: Again,
-) -> Result<NewMail, RenderError> {
-    let customer = Customer {
-        email: new_address.clone(),
-        ..customer.clone()
-    };
-    acknowledgment_mail(ctx, number, status_url, &customer, devices, Some(why))
+    acknowledgment_mail(
+        ctx,
+        number,
+        status_url,
+        customer,
+        devices,
+        Some(why),
+        answer,
+    )
 }
 
 fn acknowledgment_mail(
@@ -206,9 +207,16 @@ fn acknowledgment_mail(
     customer: &Customer,
     devices: &[DeviceChallenge],
     again: Option<Again>,
+    answer: AnswerSecs,
 ) -> Result<NewMail, RenderError> {
     let t = customer.language;
     let subject = subject(t, "mail.acknowledgment.subject", number);
+    let next = match answer {
+        Some(seconds) => t
+            .fill("mail.acknowledgment.next")
+            .with("duration", crate::customer::answer_time::words(t, seconds)),
+        None => t.fill("mail.acknowledgment.next_unmeasured"),
+    };
     let lines: Vec<DeviceLine> = devices
         .iter()
         .map(|d| DeviceLine {
@@ -228,6 +236,7 @@ fn acknowledgment_mail(
             status_url,
             devices: &lines,
             again: again.map(Again::key),
+            next: &next,
         }
         .render()?,
         body_html: AcknowledgmentHtml {
@@ -238,6 +247,7 @@ fn acknowledgment_mail(
             status_url,
             devices: &lines,
             again: again.map(Again::key),
+            next: &next,
         }
         .render()?,
         subject,

@@ -10,6 +10,7 @@ pub mod digest;
 /// menu and the API's `status` name it.
 pub const AWAITING_SECOND_APPROVAL: &str = "second_approval";
 pub mod queue_counts;
+pub mod recounted;
 
 use crate::crypto::SigningKey;
 use crate::desk::{Desk, SignerError};
@@ -705,14 +706,18 @@ pub async fn correct_address(
         &new.masked(),
     )
     .map_err(ReviewError::internal)?;
-    let acknowledgment = compose::acknowledgment_at_new_address(
+    let at_new_address = crate::store::Customer {
+        email: new.clone(),
+        ..ticket.customer.clone()
+    };
+    let acknowledgment = compose::acknowledgment_again(
         &desk.mail,
         number,
         &status_url,
-        &ticket.customer,
-        &new,
+        &at_new_address,
         &ticket.devices,
         compose::Again::ChangedBySupport,
+        desk.answer_secs().await,
     )
     .map_err(ReviewError::internal)?;
     let flag = format!(

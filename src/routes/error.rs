@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::customer::reply::ReplyError;
 use crate::customer::{AccessError, CorrectionError, FeedbackError};
 use crate::i18n::Message;
 use crate::intake::{FieldIssue, IntakeError};
@@ -71,6 +72,11 @@ impl ErrorAnswer {
             retry_after: None,
             failure: None,
         }
+    }
+
+    /// The same answer under another status.
+    pub fn with_status(self, status: StatusCode) -> Self {
+        Self { status, ..self }
     }
 
     pub fn field(status: StatusCode, field: &'static str, message: Message) -> Self {
@@ -279,6 +285,18 @@ impl From<FeedbackError> for ErrorAnswer {
             FeedbackError::NotApproved => StatusCode::CONFLICT,
             FeedbackError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             FeedbackError::Store(cause) => return Self::internal(cause),
+        };
+        Self::in_words(status, error.message())
+    }
+}
+
+impl From<ReplyError> for ErrorAnswer {
+    fn from(error: ReplyError) -> Self {
+        let status = match &error {
+            ReplyError::Empty | ReplyError::TooLong { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ReplyError::Closed => StatusCode::CONFLICT,
+            ReplyError::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            ReplyError::Store(cause) => return Self::internal(cause),
         };
         Self::in_words(status, error.message())
     }

@@ -21,7 +21,8 @@ use crate::intake::{self, RawSubmission, SubmissionField};
 /// More parts than fields exist means something other than our form is talking.
 const MAX_PARTS: usize = 16;
 
-fn megabytes(bytes: u64) -> String {
+/// A size as the customer reads it: "20 MB", "256 KB".
+pub fn megabytes(bytes: u64) -> String {
     if bytes >= 1024 * 1024 {
         format!("{} MB", bytes / (1024 * 1024))
     } else {
@@ -163,6 +164,8 @@ async fn read_submission_untimed(
     let mut multipart = Multipart::new(request.headers(), payload);
     let mut raw = RawSubmission::default();
     let mut parts = 0;
+    // Bytes of file parts read, kept or not.
+    let mut total = 0u64;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(|e| {
             ErrorAnswer::said(
@@ -229,12 +232,31 @@ async fn read_submission_untimed(
         if submitted.is_file() {
             let mut upload = desk.spool.receive();
             let mut received = 0u64;
+            let mut over = false;
             while let Some(chunk) = next_chunk().await? {
                 received += chunk.len() as u64;
-                if received > limit {
+                // A file over its limit is read past, not kept, so the fields after it
+                // are still read and the form can show them again; the whole body stays
+                // within what a submission may hold.
+                total += chunk.len() as u64;
+                if total > max_body(desk) {
                     return Err(too_large());
                 }
+                if received > limit {
+                    over = true;
+                    continue;
+                }
                 upload.push(&chunk).await.map_err(spool_error)?;
+            }
+            if over {
+                if raw.too_large.is_none() {
+                    raw.too_large = Some(intake::FieldIssue {
+                        field: submitted.as_str(),
+                        message: Message::new("problem.upload_too_large")
+                            .with("size", megabytes(limit)),
+                    });
+                }
+                continue;
             }
             raw.files.insert(submitted, upload.finish());
         } else {
@@ -271,4 +293,14 @@ fn spool_error(error: std::io::Error) -> ErrorAnswer {
 
 fn truncate(name: &str) -> String {
     name.chars().take(40).collect()
+}
+
+/// The answer to a submission whose file was over its limit (`RawSubmission::too_large`),
+/// for the API and the photo page: 413, naming the field.
+pub fn too_large_answer(issue: &intake::FieldIssue) -> ErrorAnswer {
+    ErrorAnswer::field(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        issue.field,
+        issue.message.clone(),
+    )
 }

@@ -909,6 +909,10 @@ pub enum TicketEventKind {
     /// An agent's internal note (the detail): for the agents, never mailed or shown to
     /// the customer.
     Note,
+    /// A message the customer wrote on the status page (the detail), for the agents.
+    CustomerReply,
+    /// A rejected ticket put back in the queue by the customer's reply.
+    Reopened,
     /// A kind this build does not write: one an older build wrote (`mail_handed_off`,
     /// since renamed) or a newer replica writes during a rolling upgrade. The history
     /// is only shown, never decided on, so such a row is shown as stored rather than
@@ -917,7 +921,7 @@ pub enum TicketEventKind {
 }
 
 impl TicketEventKind {
-    const KNOWN: [Self; 23] = [
+    const KNOWN: [Self; 25] = [
         Self::Submitted,
         Self::Supersedes,
         Self::Superseded,
@@ -941,6 +945,8 @@ impl TicketEventKind {
         Self::PhotoUnreadable,
         Self::Assigned,
         Self::Note,
+        Self::CustomerReply,
+        Self::Reopened,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -968,6 +974,8 @@ impl TicketEventKind {
             Self::PhotoUnreadable => "photo_unreadable",
             Self::Assigned => "assigned",
             Self::Note => "note",
+            Self::CustomerReply => "customer_reply",
+            Self::Reopened => "reopened",
             Self::Other(raw) => raw,
         }
     }
@@ -1473,6 +1481,9 @@ pub trait TicketStore: Send + Sync + 'static {
         user: UserId,
         view: &TicketView,
     ) -> StoreResult<()>;
+    /// How long each ticket decided (approved or rejected) at or after `since` took from
+    /// its request to its decision, in seconds: the newest `limit` decisions.
+    async fn decision_seconds_since(&self, since: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
     /// How many open tickets wait for a second approval (through their partial index).
     async fn awaiting_second_approval_count(&self) -> StoreResult<i64>;
     /// The marks of each of `tickets` that has any (approvals, the customer's report
@@ -1634,6 +1645,17 @@ pub trait CustomerStore: Send + Sync + 'static {
         now: Timestamp,
         max_attempts: i64,
     ) -> StoreResult<CodeCheck>;
+    /// Adds the customer's message (from the status page) to the ticket's history, unless
+    /// it holds `max_per_ticket` of them already (`Conflict`). A rejected ticket goes back
+    /// in the queue for review (an event and an audit entry say so); returns whether it
+    /// did.
+    async fn record_reply(
+        &self,
+        ticket_id: TicketId,
+        message: &str,
+        max_per_ticket: i64,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// Notes in the ticket's history what the customer says the device answered, unless
     /// the ticket already has `max_per_ticket` such notes (`Conflict`).
     async fn record_feedback(

@@ -45,9 +45,12 @@ impl Dialect for Postgres {
     // Through the trigram index or, for a search most tickets match, backwards along the
     // primary key until the page is full: the planner chooses from the pattern, which is
     // why the statement is not prepared once for all patterns (`persistent(false)`).
+    // LIKE is exact here, so the search itself (`$5`) is not checked again: a second
+    // condition on the text skewed the planner's estimate towards walking the key (a
+    // whole-serial search went from 12 to 24 ms at a million tickets).
     const QUEUE_SEARCH: &'static str = concat!(
         summary_select!(),
-        "WHERE t.search_text LIKE $2 AND strpos(t.search_text, $5) > 0
+        "WHERE t.search_text LIKE $2 AND CAST($5 AS TEXT) IS NOT NULL
        AND ($1 IS NULL OR t.status = $1)
        AND (CAST($3 AS BIGINT) IS NULL OR t.id < $3)
      ORDER BY t.id DESC LIMIT $4"

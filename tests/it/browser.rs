@@ -32,6 +32,8 @@ pub enum Viewport {
     /// An agent's laptop, exactly: a 1280 × 800 CSS pixel viewport, as issue 19 measures
     /// the console's first screen (a window's size leaves the viewport to the browser).
     Console,
+    /// The narrowest phone a page must fit: 320 × 568 CSS pixels.
+    SmallPhone,
 }
 
 impl Viewport {
@@ -40,6 +42,7 @@ impl Viewport {
             Self::Desktop => "desktop",
             Self::Phone => "phone",
             Self::Console => "console",
+            Self::SmallPhone => "small-phone",
         }
     }
 }
@@ -126,6 +129,12 @@ impl Driver {
             Viewport::Console => {
                 chrome["mobileEmulation"] = json!({
                     "deviceMetrics": { "width": 1280, "height": 800, "pixelRatio": 1.0, "touch": false, "mobile": false },
+                });
+            }
+            Viewport::SmallPhone => {
+                chrome["mobileEmulation"] = json!({
+                    "deviceMetrics": { "width": 320, "height": 568, "pixelRatio": 2.0, "touch": true, "mobile": true },
+                    "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Mobile Safari/537.36",
                 });
             }
         }

@@ -474,6 +474,13 @@ async fn a_customer_uses_the_desk_in_spanish_on_a_phone() {
         page.text("#expiry-heading").await,
         Lang::Es.text("status.expiry_heading")
     );
+    // The time is said in UTC and, with scripts, in the reader's own time and offset.
+    let local = page.text(".local-time").await;
+    assert!(local.starts_with(" (") || local.starts_with('('), "{local}");
+    assert!(
+        local.contains("UTC") || local.contains("GMT"),
+        "names its offset: {local}"
+    );
     page.close().await;
 }
 
@@ -576,6 +583,74 @@ async fn every_country_is_on_the_form_and_typing_finds_it() {
             .clone();
         assert_eq!(shown, [serde_json::json!("PE")]);
         page.check(&format!("countries-{language}")).await;
+        page.close().await;
+    }
+}
+
+/// The approval e-mail on the narrowest phone and on a laptop: every key on one line
+/// (never broken at its hyphen), nothing wider than the screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_in_the_approval_mail_never_break_and_fit_a_small_phone() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let mut nvr = app.device("DS-7608NI-K2/8P0820231115CCRRJ12345678", "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 2, Timestamp::now());
+    let form = crate::desk_support::export_part(
+        crate::desk_support::customer_form("keys@example.com"),
+        &request,
+        "xml",
+    )
+    .part(
+        "label_photo",
+        crate::desk_support::file_part(
+            crate::desk_support::label_photo(),
+            "label.jpg",
+            "image/jpeg",
+        ),
+    );
+    let (number, _) = app.submit_form(form).await;
+    app.approve_by_api(&number).await;
+    app.run_outbox().await;
+    let mail = app
+        .mails_to("keys@example.com")
+        .into_iter()
+        .find(|m| !m.attachments.is_empty())
+        .expect("the approval mail");
+    let encoded = data_encoding::BASE64.encode(mail.html.as_bytes());
+    for viewport in [Viewport::SmallPhone, Viewport::Desktop] {
+        let page = driver.open("approval-mail", viewport).await;
+        page.goto(&format!("data:text/html;charset=utf-8;base64,{encoded}"))
+            .await;
+        let measured = page
+            .client
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth,
+                         [...document.querySelectorAll('.key')].map(k => k.getClientRects().length)];",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let (wide, window) = (measured[0].as_f64().unwrap(), measured[1].as_f64().unwrap());
+        assert!(
+            wide <= window,
+            "{}: {wide} px wide in {window}",
+            viewport.name()
+        );
+        let boxes: Vec<u64> = measured[2]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            boxes,
+            [1, 1, 1],
+            "{}: each of the 3 keys on one line",
+            viewport.name()
+        );
+        page.screenshot("approval-mail").await;
         page.close().await;
     }
 }

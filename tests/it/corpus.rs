@@ -1025,6 +1025,14 @@ struct Stored {
     audit: usize,
 }
 
+/// The passes of the files a refused form's page offers back for the retry.
+fn kept_files(page: &str) -> Vec<String> {
+    ["kept_label_photo", "kept_export"]
+        .iter()
+        .flat_map(|name| crate::html::select_attrs(page, &format!("input[name={name}]"), "value"))
+        .collect()
+}
+
 async fn stored(app: &TestApp) -> Stored {
     let (tickets, blobs, mails) = app.stored_counts().await;
     let audit = app
@@ -1235,8 +1243,26 @@ async fn hostile_corpus(backend: Backend) {
                 problems.push(format!("{label}: the API answered {}", answer.content_type));
             }
             if answer.status >= 400 {
-                if after != before {
-                    problems.push(format!("{label}: left behind {before:?} -> {after:?}"));
+                // A refused form keeps the files that passed their checks for its retry
+                // (`intake::kept`): those, offered back on the page, are the only files
+                // it may leave; nothing else, and no row at all.
+                let kept = kept_files(&answer.body);
+                let expected = Stored {
+                    blobs: before.blobs + kept.len(),
+                    ..before
+                };
+                if after != expected {
+                    problems.push(format!(
+                        "{label}: left behind {before:?} -> {after:?} ({} kept for the retry)",
+                        kept.len()
+                    ));
+                }
+                let stored = crate::desk_support::blob_names(&app.dir.path().join("data/blobs"));
+                for pass in &kept {
+                    let blob = pass.split('.').next().unwrap_or_default();
+                    if !stored.iter().any(|name| name == blob) {
+                        problems.push(format!("{label}: offers back {blob}, which is not stored"));
+                    }
                 }
             } else {
                 if after.tickets != before.tickets + 1 {

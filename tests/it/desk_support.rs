@@ -646,6 +646,22 @@ pub fn walk_files(dir: &std::path::Path) -> usize {
         .sum()
 }
 
+/// The names of the blobs stored in a local blob directory (`<2 chars>/<62 chars>`).
+pub fn blob_names(dir: &std::path::Path) -> Vec<String> {
+    let Ok(shards) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for shard in shards.map(|e| e.unwrap().path()).filter(|p| p.is_dir()) {
+        let prefix = shard.file_name().unwrap().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(&shard).unwrap() {
+            let rest = file.unwrap().file_name().to_string_lossy().into_owned();
+            names.push(format!("{prefix}{rest}"));
+        }
+    }
+    names
+}
+
 /// A plausible label photo: a 640×480 JPEG.
 pub fn label_photo() -> Vec<u8> {
     let image = image::RgbImage::from_fn(640, 480, |x, y| {

@@ -101,8 +101,53 @@ async fn the_customer_learns_why_and_the_agents_see_the_answer(backend: Backend)
         .collect();
     assert_eq!(answers, ["expired: tried on Monday", "wrong_key"]);
 
+    // The status page says back what was reported last and what comes next: a wrong key
+    // leaves the response alive (its time still counts down); "no reset in progress"
+    // means it can no longer work, so no countdown is shown.
+    let status = app.page(&status_url).await;
+    let reported = crate::html::text(&status, "#reported");
+    assert!(
+        reported.contains("you told us the device said"),
+        "{reported}"
+    );
+    assert!(reported.contains("may still work"), "{reported}");
+    assert!(status.contains("id=\"countdown\""));
+    assert_eq!(
+        tell(
+            &app,
+            &url,
+            &[("answer", "no_reset"), ("note", "it rebooted")]
+        )
+        .await
+        .0,
+        200
+    );
+    let status = app.page(&status_url).await;
+    let reported = crate::html::text(&status, "#reported");
+    assert!(reported.contains("“it rebooted”"), "{reported}");
+    assert!(reported.contains("can no longer work"), "{reported}");
+    assert!(
+        !status.contains("id=\"countdown\""),
+        "no time left to count"
+    );
+    // "Send a new request" opens the form filled in with this customer's details.
+    let again_url = crate::html::select_attr(&status, "#new-request", "href");
+    assert!(again_url.starts_with(&format!("/status/{number}/again?t=")));
+    let form = app.page(&app.url(&again_url)).await;
+    assert!(form.contains("value=\"tried@example.com\""), "{form}");
+    assert!(form.contains("value=\"Ana López\""));
+    assert!(form.contains("<option value=\"ES\" selected>"));
+    // Without the link's token, nothing.
+    let bare = app
+        .client
+        .get(app.url(&format!("/status/{number}/again")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 404);
+
     // Ten answers a ticket, then a clear refusal.
-    for _ in 0..8 {
+    for _ in 0..7 {
         assert_eq!(tell(&app, &url, &[("answer", "other")]).await.0, 200);
     }
     let (refused, page) = tell(&app, &url, &[("answer", "other")]).await;

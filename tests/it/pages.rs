@@ -102,6 +102,296 @@ async fn form_errors_come_back_next_to_their_field_with_values_kept(backend: Bac
     assert_eq!(app.stored_counts().await.0, 0);
 }
 
+/// Every mistake comes back at once, fields and files alike, and the files that passed
+/// their checks are kept for the retry: the customer re-chooses only what was wrong. A
+/// pass that is not the desk's brings nothing back; the only files left by a refused
+/// form are the ones it offered back.
+async fn a_refused_form_says_everything_at_once_and_keeps_what_passed(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    // A wrong address and a broken export in one try, with a good photo.
+    let form = reqwest::multipart::Form::new()
+        .text("name", "Ana López")
+        .text("email", "ana at example")
+        .text("country", "EC")
+        .text("role", "installer")
+        .part(
+            "export_xml",
+            file_part(
+                b"<ResetRequest>not an export".to_vec(),
+                "export.xml",
+                "application/xml",
+            ),
+        )
+        .part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        );
+    let response = app
+        .client
+        .post(app.url("/"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("id=\"email-error\""), "the address, {page}");
+    assert!(
+        page.contains("id=\"export_xml-error\""),
+        "and the export, at once"
+    );
+    assert!(!page.contains("id=\"label_photo-error\""));
+    let pass = html::select_attr(&page, "input[name=kept_label_photo]", "value");
+    assert!(html::text(&page, "#label_photo-kept").contains("is kept"));
+    assert!(
+        !page.contains("name=\"kept_export\""),
+        "a file with a problem is not kept"
+    );
+    assert!(
+        !page.contains("id=\"label_photo\" name=\"label_photo\" accept=\"image/jpeg,image/png\" capture=\"environment\" required"),
+        "the photo is no longer required"
+    );
+    // The only file left behind is the one the page offers back.
+    let (tickets, blobs, mails) = app.stored_counts().await;
+    assert_eq!((tickets, blobs, mails), (0, 1, 0));
+    let stored = crate::desk_support::blob_names(&app.dir.path().join("data/blobs"));
+    assert_eq!(stored.len(), 1);
+    assert!(
+        pass.starts_with(&format!("{}.", stored[0])),
+        "{pass} {stored:?}"
+    );
+
+    // A forged pass brings nothing back.
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 0, Timestamp::now());
+    let (blob, _) = pass.split_once('.').unwrap();
+    let forged = export_part(customer_form("ana@example.com"), &request, "xml").text(
+        "kept_label_photo",
+        format!("{blob}.9999999999-{}", "a".repeat(32)),
+    );
+    let response = app
+        .client
+        .post(app.url("/"))
+        .multipart(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("id=\"label_photo-error\"")
+    );
+
+    // The retry sends the fixed fields and the pass, not the photo: a ticket, whose photo
+    // is the one chosen the first time.
+    let retry = export_part(customer_form("ana@example.com"), &request, "xml")
+        .text("kept_label_photo", pass.clone());
+    let response = app
+        .client
+        .post(app.url("/"))
+        .multipart(retry)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let page = response.text().await.unwrap();
+    let number = html::text(&page, "#ticket-number");
+    assert!(
+        html::text(&page, "#confirmation-sent")
+            .contains("We sent a confirmation to ana@example.com."),
+        "the success page names the address: {page}"
+    );
+    let agent = app.agent_token("reader@vendor.test").await;
+    let ticket: serde_json::Value = app
+        .api_get(&agent, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ticket["status"], "open");
+    let detail = app
+        .desk
+        .store
+        .ticket(&resetdesk::domain::TicketNumber::parse(&number).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.desk.blobs.get(&detail.label_blob).await.unwrap(),
+        label_photo()
+    );
+}
+
+/// A photo over the limit: said once, next to its field, with everything typed kept and
+/// the export (which passed) kept for the retry; the answer is 413.
+async fn a_photo_over_the_limit_keeps_the_form(backend: Backend) {
+    let Some(app) = crate::desk_support::spawn_app_on_with(backend, |settings| {
+        settings.intake.max_label_photo_bytes = 10_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut nvr = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut nvr, 0, Timestamp::now());
+    let photo = label_photo();
+    assert!(photo.len() > 10_000);
+    let form = export_part(customer_form("big@example.com"), &request, "xml")
+        .part("label_photo", file_part(photo, "label.jpg", "image/jpeg"));
+    let response = app
+        .client
+        .post(app.url("/"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("value=\"big@example.com\""),
+        "typed values are kept"
+    );
+    assert!(page.contains("value=\"Instalaciones Sur SL\""));
+    assert!(
+        html::text(&page, "#label_photo-error").contains("larger than 10 KB"),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches(">This file is larger than 10 KB").count(),
+        1,
+        "said once, beside its field: {page}"
+    );
+    assert!(page.contains("name=\"kept_export\""), "the export is kept");
+    assert_eq!(app.stored_counts().await.0, 0);
+}
+
+/// A rejected customer writes back from the status page: the message joins the ticket,
+/// the agents read it, and the ticket is back in the queue. Every customer page names
+/// how to reach support, with https: and mailto: links only.
+async fn a_rejected_customer_writes_back_and_the_ticket_is_reviewed_again(backend: Backend) {
+    let Some(app) = crate::desk_support::spawn_app_on_with(backend, |settings| {
+        settings.console.support_contact = Some(
+            "Write to mailto:help@vendor.example or see https://vendor.example/help. javascript:alert(1)"
+                .to_owned(),
+        );
+    })
+    .await
+    else {
+        return;
+    };
+    let (number, status_url, _) = submit_form(&app, "replies@example.com", 0).await;
+    let status = app.page(&status_url).await;
+    let footer = html::select_attrs(&status, "#support-contact a", "href");
+    assert_eq!(
+        footer,
+        ["mailto:help@vendor.example", "https://vendor.example/help"]
+    );
+    assert!(html::text(&status, "#support-contact").contains("javascript:alert(1)"));
+    let form_page = app.page(&app.url("/")).await;
+    assert!(
+        form_page.contains("id=\"support-contact\""),
+        "on every customer page"
+    );
+    assert!(
+        status.contains("id=\"send-reply\""),
+        "a waiting ticket takes messages"
+    );
+
+    let agent = app.agent_token("agent@vendor.test").await;
+    let rejected = app
+        .api_post(
+            &agent,
+            &format!("/api/v1/tickets/{number}/reject"),
+            serde_json::json!({"reason": "The photo shows another device."}),
+        )
+        .await;
+    assert_eq!(rejected.status(), 200);
+    let reply_url = status_url.replace(
+        &format!("/status/{number}?"),
+        &format!("/status/{number}/reply?"),
+    );
+    // An empty message: said, nothing stored.
+    let empty = app
+        .client
+        .post(&reply_url)
+        .form(&[("message", "  ")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 422);
+    assert!(
+        html::text(&empty.text().await.unwrap(), "#reply-message-error")
+            .contains("write your message")
+    );
+
+    let sent = app
+        .client
+        .post(&reply_url)
+        .form(&[(
+            "message",
+            "It is the same device: the label is on the bottom.\nSee the second photo.",
+        )])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 303);
+    let back = sent.headers()["location"].to_str().unwrap().to_owned();
+    assert!(back.ends_with("&done=reopened"), "{back}");
+    let page = app.page(&app.url(&back)).await;
+    assert!(html::text(&page, "#reply-done").contains("back with them"));
+
+    let ticket: serde_json::Value = app
+        .api_get(&agent, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ticket["status"], "open", "back in the queue");
+    let kinds: Vec<&str> = ticket["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.ends_with(&["customer_reply", "reopened"]),
+        "{kinds:?}"
+    );
+    app.create_agent("reader@vendor.test").await;
+    let console = app.sign_in("reader@vendor.test").await;
+    let ticket_page = app
+        .console_page(&console, &format!("/console/tickets/{number}"))
+        .await;
+    assert!(
+        html::text(&ticket_page, "#customer-replies").contains("the label is on the bottom"),
+        "the agents read it"
+    );
+    let audited = app
+        .desk
+        .store
+        .recent_audit(Some("customer"), Some("ticket.reopened"), 5)
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+
+    // An approved ticket takes no messages here: it has "it did not work".
+    app.approve_by_api(&number).await;
+    let approved = app.page(&status_url).await;
+    assert!(!approved.contains("id=\"send-reply\""));
+    let late = app
+        .client
+        .post(&reply_url)
+        .form(&[("message", "thanks")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 409);
+}
+
 async fn an_agent_signs_in_claims_and_approves_in_the_console(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
@@ -523,6 +813,9 @@ async fn every_state_changing_console_route_refuses_a_missing_or_forged_csrf_tok
 }
 
 crate::on_both_backends!(
+    a_refused_form_says_everything_at_once_and_keeps_what_passed,
+    a_rejected_customer_writes_back_and_the_ticket_is_reviewed_again,
+    a_photo_over_the_limit_keeps_the_form,
     the_form_creates_a_ticket_and_the_status_link_shows_it,
     form_errors_come_back_next_to_their_field_with_values_kept,
     an_agent_signs_in_claims_and_approves_in_the_console,

@@ -36,6 +36,9 @@ async fn submit(
 ) -> Result<HttpResponse, ErrorAnswer> {
     upload::check_address_limit(&desk, &request).await?;
     let mut raw = upload::read_submission(&desk, &request, payload).await?;
+    if let Some(issue) = &raw.too_large {
+        return Err(upload::too_large_answer(issue));
+    }
     raw.text
         .entry(intake::SubmissionField::Language)
         .or_insert_with(|| crate::routes::language_of(&request).code().to_owned());

@@ -118,6 +118,8 @@ struct TicketPage {
     export_picture: bool,
     customer: CustomerRowView,
     canned: Vec<(i64, String)>,
+    /// What the customer wrote from the status page: (when, the words).
+    replies: Vec<(String, String)>,
     /// The label photos the current one replaced, oldest first: when each was replaced.
     earlier_photos: Vec<String>,
     /// When the viewer last looked, if the customer sent a new photo since.
@@ -333,6 +335,12 @@ impl TicketPage {
                 .iter()
                 .filter(|e| e.kind == TicketEventKind::CustomerFeedback)
                 .map(|e| e.detail.clone())
+                .collect(),
+            replies: ticket
+                .events
+                .iter()
+                .filter(|e| e.kind == TicketEventKind::CustomerReply)
+                .map(|e| (e.at.shown_utc(), e.detail.clone()))
                 .collect(),
             devices: ticket
                 .devices

@@ -14,6 +14,7 @@ use crate::domain::{CustomerRole, TicketNumber};
 use crate::i18n::Lang;
 use crate::intake::{self, FieldIssue, IntakeError, SubmissionField};
 use crate::routes::{ErrorAnswer, LanguageSwitch, Reader, html, refused, upload};
+use crate::store::Customer;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(form).service(submit);
@@ -160,6 +161,11 @@ struct FormPage {
     countries: &'static [(&'static str, String)],
     roles: Vec<(&'static str, &'static str)>,
     max_photo_mb: u64,
+    /// The files a refused submission kept for the retry (`intake::kept`).
+    kept: Vec<intake::kept::KeptFile>,
+    /// Each file field's limit in bytes, which the page checks before sending where
+    /// scripts run.
+    limits: BTreeMap<&'static str, u64>,
 }
 
 impl FormPage {
@@ -175,6 +181,15 @@ impl FormPage {
                 .map(|r| (r.as_str(), role_key(*r)))
                 .collect(),
             max_photo_mb: desk.settings.intake.max_label_photo_bytes / (1024 * 1024),
+            kept: Vec::new(),
+            limits: [
+                SubmissionField::ExportXml,
+                SubmissionField::ExportQr,
+                SubmissionField::LabelPhoto,
+            ]
+            .into_iter()
+            .map(|field| (field.as_str(), field.limit(desk)))
+            .collect(),
             t: reader.t,
             switch: reader.switch,
         }
@@ -185,6 +200,31 @@ impl FormPage {
         SubmissionField::from_name(name)
             .and_then(|field| self.values.get(&field))
             .map_or("", String::as_str)
+    }
+
+    /// The pass of the file kept for `field` (`label_photo`, or `export` for either
+    /// export file).
+    fn kept_pass(&self, field: &str) -> Option<&str> {
+        self.kept
+            .iter()
+            .find(|k| match field {
+                "export" => k.field.is_export(),
+                other => k.field.as_str() == other,
+            })
+            .map(|k| k.pass.as_str())
+    }
+
+    /// The limit of the file field `name`, in bytes.
+    fn limit(&self, name: &str) -> u64 {
+        self.limits.get(name).copied().unwrap_or(0)
+    }
+
+    /// What the page says when a chosen file is over the limit of the field `name`.
+    fn too_large(&self, name: &str) -> String {
+        self.t
+            .fill("problem.upload_too_large")
+            .with("size", upload::megabytes(self.limit(name)))
+            .to_string()
     }
 
     fn error(&self, field: &str) -> Option<String> {
@@ -207,6 +247,8 @@ struct SubmittedPage {
     superseded: Vec<TicketNumber>,
     /// "Wrong address? Correct it", for the browser that sent the request.
     fix: Option<FixForm>,
+    /// The address the confirmation went to, as typed.
+    email: String,
 }
 
 impl SubmittedPage {
@@ -225,6 +267,37 @@ async fn form(desk: web::Data<Desk>, reader: Reader) -> HttpResponse {
     html(StatusCode::OK, &FormPage::new(&desk, reader))
 }
 
+/// The form filled in with a customer's details from an earlier ticket, for a new
+/// request: the export and the photo are the only things to add.
+pub(super) fn filled_in(desk: &Desk, reader: Reader, customer: &Customer) -> HttpResponse {
+    let mut page = FormPage::new(desk, reader);
+    let optional = |value: Option<&str>| value.unwrap_or("").to_owned();
+    page.values = [
+        (SubmissionField::Name, customer.name.as_str().to_owned()),
+        (SubmissionField::Email, customer.email.as_str().to_owned()),
+        (
+            SubmissionField::Phone,
+            optional(customer.phone.as_ref().map(|p| p.as_str())),
+        ),
+        (
+            SubmissionField::Company,
+            optional(customer.company.as_ref().map(|c| c.as_str())),
+        ),
+        (
+            SubmissionField::Country,
+            customer.country.as_str().to_owned(),
+        ),
+        (SubmissionField::Role, customer.role.as_str().to_owned()),
+        (
+            SubmissionField::PurchaseChannel,
+            optional(customer.purchase_channel.as_ref().map(|p| p.as_str())),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    html(StatusCode::OK, &page)
+}
+
 /// The form posts the same multipart fields as the API; problems come back on the form,
 /// with what was typed kept and each problem next to its field.
 #[post("/")]
@@ -239,7 +312,7 @@ async fn submit(
         Ok(()) => upload::read_submission(&desk, &request, payload).await,
         Err(error) => Err(error),
     };
-    let raw = match read {
+    let mut raw = match read {
         Ok(raw) => raw,
         Err(error) => {
             page.general_error = Some(page.t.message(&error.message));
@@ -250,7 +323,11 @@ async fn submit(
             return refused(&error, &page);
         }
     };
+    // Files a refused try kept come back in place of the ones not sent again.
+    intake::kept::restore(&desk, &mut raw).await;
     page.values = raw.text.clone();
+    let files = raw.files.clone();
+    let too_large = raw.too_large.is_some();
     match intake::submit(&desk, raw).await {
         Ok(submitted) => {
             let typed_email = page.value(SubmissionField::Email.as_str());
@@ -267,6 +344,17 @@ async fn submit(
             } else {
                 page.errors = answer.issues.clone();
             }
+            // What passed its checks is kept, so the retry sends only what was wrong.
+            if answer.status.is_client_error() {
+                page.kept = intake::kept::keep(&desk, &files, &page.errors).await;
+            }
+            // A file over its limit is a 413, said next to its field with everything
+            // else that is wrong, and what was typed kept.
+            let answer = if too_large {
+                answer.with_status(StatusCode::PAYLOAD_TOO_LARGE)
+            } else {
+                answer
+            };
             refused(&answer, &page)
         }
     }
@@ -308,8 +396,9 @@ fn submitted_page(
     let back = submitted.status_url.as_deref().unwrap_or("/");
     let page = SubmittedPage {
         t,
-        switch: LanguageSwitch::to_page(t, back),
+        switch: LanguageSwitch::to_page(t, back).with_contact(desk),
         fix: pass.map(|pass| FixForm::new(&number, &pass, typed_email)),
+        email: typed_email.to_owned(),
         number,
         status_url: submitted.status_url,
         existing: submitted.existing,

@@ -31,6 +31,10 @@ pub struct Reader {
 pub struct LanguageSwitch {
     pub to: Lang,
     pub href: String,
+    /// The support contact (`support_contact`, as HTML), which the footer of every
+    /// customer page shows: it travels with the switch, the one part every customer
+    /// page is given.
+    pub contact: Option<String>,
 }
 
 impl LanguageSwitch {
@@ -51,6 +55,21 @@ impl LanguageSwitch {
                 to.code(),
                 percent_encoding::utf8_percent_encode(back, percent_encoding::NON_ALPHANUMERIC)
             ),
+            contact: None,
+        }
+    }
+
+    /// With the desk's support contact, when it has one.
+    #[must_use]
+    pub fn with_contact(self, desk: &Desk) -> Self {
+        Self {
+            contact: desk
+                .settings
+                .console
+                .support_contact
+                .as_deref()
+                .map(super::contact::contact_html),
+            ..self
         }
     }
 }
@@ -85,17 +104,23 @@ impl Reader {
         } else {
             "/".to_owned()
         };
-        Self {
-            t,
-            switch: LanguageSwitch::to_page(t, &back),
-        }
+        let switch = LanguageSwitch::to_page(t, &back);
+        let switch = match request.app_data::<web::Data<Desk>>() {
+            Some(desk) => switch.with_contact(desk),
+            None => switch,
+        };
+        Self { t, switch }
     }
 
     /// The switch leads to `back` (a URL of this desk, absolute or a path) instead.
     #[must_use]
     pub fn back_to(self, back: &str) -> Self {
+        let contact = self.switch.contact;
         Self {
-            switch: LanguageSwitch::to_page(self.t, back),
+            switch: LanguageSwitch {
+                contact,
+                ..LanguageSwitch::to_page(self.t, back)
+            },
             ..self
         }
     }

@@ -4,6 +4,7 @@
 //! without JavaScript.
 
 mod address;
+mod contact;
 mod feedback;
 mod form;
 mod language;

@@ -12,12 +12,14 @@ use crate::domain::{TicketNumber, TicketStatus, Timestamp};
 use crate::i18n::Lang;
 use crate::intake;
 use crate::routes::{ErrorAnswer, LanguageSwitch, Reader, html, refused, upload};
-use crate::store::{StoreError, TicketDetail};
+use crate::store::{StoreError, TicketDetail, TicketEventKind};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(status)
         .service(photo_form)
-        .service(photo_upload);
+        .service(photo_upload)
+        .service(again)
+        .service(reply);
 }
 
 #[derive(Deserialize)]
@@ -100,6 +102,20 @@ struct StatusPage {
     next_step: String,
     photo_url: Option<String>,
     expiry: Option<Expiry>,
+    /// While the ticket is pending: when its export, and so the request, dies.
+    deadline: Option<Expiry>,
+    /// What the customer last told us about a response that did not work.
+    reported: Option<Reported>,
+    /// The form filled in with this ticket's details, for a new request.
+    again_url: String,
+    /// Where the customer writes to support, while the ticket takes messages.
+    reply_url: Option<String>,
+    /// Said at the top after a message: that it arrived.
+    notice: Option<String>,
+    /// Why a message was not sent, and the message itself, kept in the form.
+    reply_error: Option<String>,
+    reply_kept: String,
+    reply_max: usize,
     /// Where to ask for a one-time code that shows the response here.
     code_url: Option<String>,
     /// Where to say the response did not work, with the answers to choose from.
@@ -137,6 +153,41 @@ impl Expiry {
     }
 }
 
+/// The customer's last "it did not work", as the status page says it back: when, what
+/// the device said (and their note), why that happens and what comes next.
+struct Reported {
+    at: String,
+    said: String,
+    note: String,
+    /// Why that happens, as HTML.
+    cause: String,
+    /// Whether this response can no longer work: a new request is the way on.
+    dead: bool,
+}
+
+impl Reported {
+    /// From the ticket's newest `customer_feedback` event (`answer` or `answer: note`).
+    fn of(t: Lang, ticket: &TicketDetail) -> Option<Self> {
+        let event = ticket
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.kind == TicketEventKind::CustomerFeedback)?;
+        let (code, note) = event
+            .detail
+            .split_once(": ")
+            .unwrap_or((event.detail.as_str(), ""));
+        let answer = DeviceAnswer::parse(code)?;
+        Some(Self {
+            at: event.at.shown_utc(),
+            said: t.text(answer.label_key()),
+            note: note.to_owned(),
+            cause: t.html(answer.cause_key()),
+            dead: answer.needs_new_request(),
+        })
+    }
+}
+
 /// How the status reads to a customer.
 fn status_key(state: TicketStatus) -> &'static str {
     match state {
@@ -148,10 +199,17 @@ fn status_key(state: TicketStatus) -> &'static str {
     }
 }
 
-/// What happens next, as HTML (the catalogue's marks).
-fn next_step(t: Lang, ticket: &TicketDetail) -> String {
+/// What happens next, as HTML (the catalogue's marks); for an open ticket, with how
+/// long answering took last week when the desk measured it.
+fn next_step(t: Lang, ticket: &TicketDetail, answer_secs: Option<i64>) -> String {
     match ticket.summary.status {
-        TicketStatus::Open => t.html("status.next_open"),
+        TicketStatus::Open => match answer_secs {
+            Some(seconds) => t
+                .fill("status.next_open")
+                .with("duration", crate::customer::answer_time::words(t, seconds))
+                .html(),
+            None => t.html("status.next_open_unmeasured"),
+        },
         TicketStatus::AwaitingPhoto => t.html("status.next_awaiting_photo"),
         TicketStatus::Approved => t.html("status.next_approved"),
         // The reason is the agent's own words, as the console's list has them.
@@ -169,26 +227,144 @@ fn next_step(t: Lang, ticket: &TicketDetail) -> String {
     }
 }
 
+/// "Send a new request", after a response that did not work: the form, filled in with
+/// this ticket's customer; only the export and the photo are new.
+#[get("/status/{ticket}/again")]
+async fn again(
+    desk: web::Data<Desk>,
+    reader: Reader,
+    LinkedTicket(ticket): LinkedTicket,
+) -> HttpResponse {
+    super::form::filled_in(&desk, reader, &ticket.customer)
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    /// What the page just did, said once at its top: `replied`, `reopened`.
+    done: Option<String>,
+}
+
 #[get("/status/{ticket}")]
 async fn status(
     desk: web::Data<Desk>,
     reader: Reader,
     LinkedTicket(ticket): LinkedTicket,
+    query: web::Query<StatusQuery>,
+) -> HttpResponse {
+    let said = match query.done.as_deref() {
+        Some("replied") => Some(Said::Notice(reader.t.text("status.reply_done"))),
+        Some("reopened") => Some(Said::Notice(reader.t.text("status.reply_reopened"))),
+        _ => None,
+    };
+    status_page(&desk, reader, &ticket, said, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct ReplyForm {
+    #[serde(default)]
+    message: String,
+}
+
+/// The customer's message to support (`customer::reply`): back to the status page,
+/// which says it arrived (and that a rejected ticket is with support again), or with
+/// what to fix and the message kept.
+#[post("/status/{ticket}/reply")]
+async fn reply(
+    desk: web::Data<Desk>,
+    reader: Reader,
+    LinkedTicket(ticket): LinkedTicket,
+    form: web::Form<ReplyForm>,
+) -> HttpResponse {
+    match crate::customer::reply::reply(&desk, &ticket, &form.message).await {
+        Ok(reopened) => {
+            let link = desk.status_link(&ticket.summary.number);
+            let done = if reopened { "reopened" } else { "replied" };
+            HttpResponse::SeeOther()
+                .insert_header((
+                    actix_web::http::header::LOCATION,
+                    format!("{}&done={done}", link.to(LinkedPage::Status)),
+                ))
+                .finish()
+        }
+        Err(error) => {
+            let answer = ErrorAnswer::from(error);
+            let status_url = desk.status_url(&ticket.summary.number);
+            let reader = reader.back_to(&status_url);
+            let said = Said::Error {
+                message: reader.t.message(&answer.message),
+                kept: form.message.clone(),
+            };
+            answer.log_failure();
+            status_page(&desk, reader, &ticket, Some(said), answer.status).await
+        }
+    }
+}
+
+/// What the page says at its top after the customer did something there.
+enum Said {
+    Notice(String),
+    /// A message not sent, with why and what was typed.
+    Error {
+        message: String,
+        kept: String,
+    },
+}
+
+async fn status_page(
+    desk: &Desk,
+    reader: Reader,
+    ticket: &TicketDetail,
+    said: Option<Said>,
+    code: StatusCode,
 ) -> HttpResponse {
     let t = reader.t;
     let number = ticket.summary.number.clone();
     let link = desk.status_link(&number);
     let photo_url =
         (ticket.summary.status == TicketStatus::AwaitingPhoto).then(|| link.to(LinkedPage::Photo));
-    let expiry = (ticket.summary.status == TicketStatus::Approved)
-        .then(|| ticket.responses.iter().map(|r| r.expires_at).min())
-        .flatten()
-        .map(|expires_at| Expiry::new(expires_at, desk.clock.now()));
+    let reported = (ticket.summary.status == TicketStatus::Approved)
+        .then(|| Reported::of(t, ticket))
+        .flatten();
+    // A response the customer says can no longer work has no time left to count down.
+    let expiry = (ticket.summary.status == TicketStatus::Approved
+        && !reported.as_ref().is_some_and(|r| r.dead))
+    .then(|| ticket.responses.iter().map(|r| r.expires_at).min())
+    .flatten()
+    .map(|expires_at| Expiry::new(expires_at, desk.clock.now()));
+    // While support works on it, the request itself dies when its export does.
+    let deadline = ticket
+        .summary
+        .status
+        .is_pending()
+        .then(|| Expiry::new(ticket.summary.export_expires_at, desk.clock.now()));
+    let answer_secs = if ticket.summary.status == TicketStatus::Open {
+        desk.answer_secs().await
+    } else {
+        None
+    };
     let page = StatusPage {
         t,
         switch: reader.switch,
         status_text: t.text(status_key(ticket.summary.status)),
-        next_step: next_step(t, &ticket),
+        next_step: next_step(t, ticket, answer_secs),
+        deadline,
+        reported,
+        again_url: link.to(LinkedPage::Again),
+        reply_url: crate::customer::reply::accepts_replies(ticket.summary.status)
+            .then(|| link.to(LinkedPage::Reply)),
+        notice: match &said {
+            Some(Said::Notice(notice)) => Some(notice.clone()),
+            _ => None,
+        },
+        reply_error: match &said {
+            Some(Said::Error { message, .. }) => Some(message.clone()),
+            _ => None,
+        },
+        reply_kept: match said {
+            Some(Said::Error { kept, .. }) => kept,
+            _ => String::new(),
+        },
+        reply_max: crate::customer::reply::MAX_REPLY_CHARS,
         feedback_url: (ticket.summary.status == TicketStatus::Approved)
             .then(|| link.to(LinkedPage::Feedback)),
         answers: &DeviceAnswer::ALL,
@@ -211,7 +387,7 @@ async fn status(
         submitted: ticket.summary.created_at.shown_utc(),
         number,
     };
-    html(StatusCode::OK, &page)
+    html(code, &page)
 }
 
 #[derive(Template)]
@@ -265,6 +441,9 @@ async fn photo_upload(
         done: false,
     };
     let outcome = match upload::read_submission(&desk, &request, payload).await {
+        Ok(raw) if raw.too_large.is_some() => Err(upload::too_large_answer(
+            raw.too_large.as_ref().expect("checked just above"),
+        )),
         Ok(raw) => intake::replace_label_photo(&desk, ticket.id, raw)
             .await
             .map_err(ErrorAnswer::from),

@@ -295,6 +295,77 @@ where
         tx.commit().await.map_err(db)
     }
 
+    async fn record_reply(
+        &self,
+        ticket_id: TicketId,
+        message: &str,
+        max_per_ticket: i64,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        // Locks the ticket's row on PostgreSQL: a decision and a reply at once see each
+        // other's outcome.
+        let status: Option<String> = sqlx::query_scalar(D::TICKET_STATUS_FOR_DECISION)
+            .bind(ticket_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some(status) = status else {
+            return Err(StoreError::NotFound);
+        };
+        let earlier: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM ticket_events WHERE ticket_id = $1 AND kind = 'customer_reply'",
+        )
+        .bind(ticket_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if earlier >= max_per_ticket {
+            return Err(StoreError::Conflict(Conflict::TooManyAnswers { earlier }));
+        }
+        Self::event(
+            &mut tx,
+            ticket_id,
+            now,
+            "customer",
+            &TicketEventKind::CustomerReply,
+            message,
+        )
+        .await?;
+        let reopened = status == "rejected";
+        if reopened {
+            sqlx::query(
+                "UPDATE tickets SET status = 'open', updated_at = $1 WHERE id = $2 AND status = 'rejected'",
+            )
+            .bind(now.unix_seconds())
+            .bind(ticket_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            let detail = "the customer replied to the rejection: back in the queue for review";
+            Self::event(
+                &mut tx,
+                ticket_id,
+                now,
+                "customer",
+                &TicketEventKind::Reopened,
+                detail,
+            )
+            .await?;
+            Self::append_audit(
+                &mut tx,
+                now,
+                "customer",
+                "ticket.reopened",
+                Some(ticket_id),
+                detail,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(reopened)
+    }
+
     async fn resend_status_link(
         &self,
         ticket_id: TicketId,

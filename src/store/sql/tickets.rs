@@ -271,6 +271,20 @@ where
         Ok(())
     }
 
+    async fn decision_seconds_since(&self, since: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
+        // Through tickets_by_decided_at (migration 0024).
+        sqlx::query_scalar(
+            "SELECT decided_at - created_at FROM tickets
+             WHERE decided_at >= $1 AND status IN ('approved', 'rejected')
+             ORDER BY decided_at DESC LIMIT $2",
+        )
+        .bind(since.unix_seconds())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+
     async fn awaiting_second_approval_count(&self) -> StoreResult<i64> {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM tickets WHERE status = 'open' AND first_approved_at IS NOT NULL",
