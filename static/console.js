@@ -140,7 +140,8 @@
   var table = byId("queue");
   var refreshSecs = table ? parseInt(table.getAttribute("data-refresh-secs"), 10) : 0;
   var refreshSaid = byId("queue-refresh");
-  if (refreshSecs > 0 && refreshSaid && window.fetch && window.DOMParser) {
+  // A page that refused its search (400) shows no list to keep current.
+  if (refreshSecs > 0 && refreshSaid && !byId("search-error") && window.fetch && window.DOMParser) {
     var lastActive = Date.now();
     var idleLimit = 10 * 60 * 1000;
     var stopped = false;

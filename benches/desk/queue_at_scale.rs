@@ -616,11 +616,12 @@ async fn load(
             progress.update(chunk.tickets);
         }
         // Ids were given explicitly: the desk's next ticket must not take one of them.
-        // ANALYZE is what autovacuum does after a load this size anyway; doing it now
+        // VACUUM ANALYZE is what autovacuum does after a load this size anyway (it also
+        // merges the trigram index's pending list into the index proper); doing it now
         // keeps the figures from depending on when it gets round to it.
         for statement in [
             "SELECT setval(pg_get_serial_sequence('tickets', 'id'), (SELECT MAX(id) FROM tickets))",
-            "ANALYZE",
+            "VACUUM ANALYZE",
         ] {
             sqlx::query(statement)
                 .execute(&mut connection)

@@ -5,7 +5,7 @@
 use crate::desk::Desk;
 use crate::domain::TicketStatus;
 use crate::i18n::Message;
-use crate::store::{StoreError, TicketDetail};
+use crate::store::{ReplyOutcome, StoreError, TicketDetail};
 
 /// The longest message, in characters.
 pub const MAX_REPLY_CHARS: usize = 2000;
@@ -51,9 +51,12 @@ pub fn accepts_replies(status: TicketStatus) -> bool {
     )
 }
 
-/// Adds the customer's message to the ticket; returns whether it put a rejected ticket
-/// back in the queue.
-pub async fn reply(desk: &Desk, ticket: &TicketDetail, message: &str) -> Result<bool, ReplyError> {
+/// Adds the customer's message to the ticket; says what it did to a rejected one.
+pub async fn reply(
+    desk: &Desk,
+    ticket: &TicketDetail,
+    message: &str,
+) -> Result<ReplyOutcome, ReplyError> {
     // Line breaks are kept (a message may list what the customer tried); other control
     // characters are not.
     let cleaned: String = message
@@ -76,9 +79,9 @@ pub async fn reply(desk: &Desk, ticket: &TicketDetail, message: &str) -> Result<
         .record_reply(ticket.id, message, MAX_REPLIES_PER_TICKET, desk.clock.now())
         .await
     {
-        Ok(reopened) => {
-            tracing::info!(ticket = %ticket.summary.number, reopened, "the customer wrote to support");
-            Ok(reopened)
+        Ok(outcome) => {
+            tracing::info!(ticket = %ticket.summary.number, ?outcome, "the customer wrote to support");
+            Ok(outcome)
         }
         Err(StoreError::Conflict(_)) => Err(ReplyError::TooMany),
         Err(other) => Err(other.into()),

@@ -40,11 +40,14 @@ fn pass_field_of(file: SubmissionField) -> SubmissionField {
 }
 
 /// Stores each file of a refused submission that passed its own checks (no issue names
-/// it, nor, for an export, the export as a whole) and returns its pass. A file that
-/// cannot be stored is simply not kept: the customer chooses it again.
+/// it, nor, for an export, the export as a whole) and returns its pass. A file that came
+/// back from a pass is not stored again: its stored copy gets a new pass, so sending
+/// one pass over and over stores nothing more. A file that cannot be stored is simply
+/// not kept: the customer chooses it again.
 pub async fn keep(
     desk: &Desk,
     files: &BTreeMap<SubmissionField, Upload>,
+    restored: &Restored,
     issues: &[FieldIssue],
 ) -> Vec<KeptFile> {
     let faulted = |field: SubmissionField| {
@@ -59,7 +62,11 @@ pub async fn keep(
         if upload.is_empty() || faulted(*field) {
             continue;
         }
-        match desk.blobs.put_upload(upload, upload.len()).await {
+        let stored = match restored.0.get(field) {
+            Some(blob) => Ok(blob.clone()),
+            None => desk.blobs.put_upload(upload, upload.len()).await,
+        };
+        match stored {
             Ok(blob) => {
                 let token =
                     desk.keys
@@ -78,12 +85,17 @@ pub async fn keep(
     kept
 }
 
+/// The stored files a retry's passes brought back, by field.
+#[derive(Debug, Default)]
+pub struct Restored(BTreeMap<SubmissionField, String>);
+
 /// Puts back the files whose passes the retry sent, where it sent no new file of its own
 /// for that field; a pass that is forged, expired or for another field brings nothing
 /// back (the form then asks for the file as if none had been kept). The passes are
 /// taken out of the submission either way.
-pub async fn restore(desk: &Desk, raw: &mut RawSubmission) {
+pub async fn restore(desk: &Desk, raw: &mut RawSubmission) -> Restored {
     let now = desk.clock.now().unix_seconds();
+    let mut restored = Restored::default();
     for pass_field in [SubmissionField::KeptLabelPhoto, SubmissionField::KeptExport] {
         let Some(pass) = raw.text.remove(&pass_field) else {
             continue;
@@ -125,12 +137,14 @@ pub async fn restore(desk: &Desk, raw: &mut RawSubmission) {
         match desk.blobs.get(blob).await {
             Ok(bytes) => {
                 raw.files.insert(field, Upload::from_bytes(bytes));
+                restored.0.insert(field, blob.to_owned());
             }
             Err(error) => {
                 tracing::warn!(field = field.as_str(), %error, "a kept file could not be read back");
             }
         }
     }
+    restored
 }
 
 #[cfg(test)]

@@ -64,6 +64,19 @@ pub async fn send_if_due(desk: &Desk, holder: &str, now: Timestamp) -> Result<Di
     if !desk.store.take_lease(LEASE, holder, now, until).await? {
         return Ok(Digest::SentElsewhere);
     }
+    let sent = compose_and_queue(desk, now).await;
+    if sent.is_err() {
+        // Nothing was queued: give the day's lease back, so this replica or another
+        // tries again in a minute rather than tomorrow.
+        if let Err(error) = desk.store.take_lease(LEASE, holder, now, now).await {
+            tracing::warn!(error = %error, "the digest's lease could not be given back");
+        }
+    }
+    sent
+}
+
+/// Today's digest, queued for every supervisor in one transaction.
+async fn compose_and_queue(desk: &Desk, now: Timestamp) -> Result<Digest, DigestError> {
     let total = desk.store.awaiting_second_approval_count().await?;
     let supervisors: Vec<_> = desk
         .store

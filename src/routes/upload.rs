@@ -198,7 +198,13 @@ async fn read_submission_untimed(
             )
         })?;
         let limit = submitted.limit(desk);
-        if raw.text.contains_key(&submitted) || raw.files.contains_key(&submitted) {
+        if raw.text.contains_key(&submitted)
+            || raw.files.contains_key(&submitted)
+            || raw
+                .too_large
+                .as_ref()
+                .is_some_and(|i| i.field == submitted.as_str())
+        {
             return Err(ErrorAnswer::field(
                 StatusCode::BAD_REQUEST,
                 submitted.as_str(),

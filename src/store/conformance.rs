@@ -15,8 +15,9 @@ use crate::store::{
     IntakeReservation, JobEnd, LabelCheck, LabelFinding, LoginAttempt, LoginLimits,
     LoginReservation, MailKind, MailedDecision, NewAccessCode, NewApiToken, NewMail, NewSession,
     NewTicket, OutboxStatus, Previews, QueueCursor, QueueFilter, QueueOrder, ReadCode,
-    ResentApproval, SessionStage, Store, StoreError, StoredExport, StoredResponse, StoredSeed,
-    StoredSignature, TicketEventKind, TicketId, TicketSummary, TicketView, TokenScope, UserId,
+    ReplyOutcome, ResentApproval, SessionStage, Store, StoreError, StoredExport, StoredResponse,
+    StoredSeed, StoredSignature, TicketEventKind, TicketId, TicketSummary, TicketView, TokenScope,
+    UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -1490,6 +1491,96 @@ pub async fn photo_round_trip(store: &dyn Store) {
     };
     assert!(store.tickets(&awaiting).await.unwrap().is_empty());
     assert_eq!(store.awaiting_second_approval_count().await.unwrap(), 0);
+}
+
+/// A customer's reply to a rejection puts the ticket back as a new review: the approval
+/// given before the rejection is withdrawn, the decision and the claim are cleared and a
+/// page opened before is stale. A request that can no longer be answered is not put back.
+pub async fn a_reply_reopens_a_rejected_ticket_as_a_new_review(store: &dyn Store) {
+    let alice = agent(store, "alice@vendor.test").await;
+    let sam = user_with(store, "sam@vendor.test", &[Role::Supervisor]).await;
+    let mut new = ticket(
+        "r@example.com",
+        vec![challenge("SERIAL-REPLY-1", at(0))],
+        at(10),
+    );
+    new.flags = vec!["watch list".to_owned()];
+    let number = created(store, &new).await;
+    let detail = store.ticket(&number).await.unwrap();
+    store
+        .add_first_approval(&FirstApproval {
+            ticket_id: detail.id,
+            evidence_version: 1,
+            by: alice,
+            as_role: Role::Agent,
+            note: String::new(),
+            at: at(20),
+        })
+        .await
+        .unwrap();
+    store.claim(detail.id, sam, false, at(21)).await.unwrap();
+    store
+        .reject(&MailedDecision {
+            ticket_id: detail.id,
+            by: sam,
+            text: "suspected fraud",
+            mail: &mail(MailKind::Rejection, "r@example.com"),
+            evidence_version: 1,
+            at: at(22),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .record_reply(detail.id, "it is mine", 10, at(30))
+            .await
+            .unwrap(),
+        ReplyOutcome::Reopened
+    );
+    let back = store.ticket(&number).await.unwrap();
+    assert_eq!(back.summary.status, TicketStatus::Open);
+    assert!(
+        back.approvals.is_empty(),
+        "the earlier approval is withdrawn"
+    );
+    assert_eq!(back.evidence_version, 2, "a page opened before is stale");
+    assert_eq!(back.decided_by, None);
+    assert_eq!(back.summary.claimed_by, None);
+    assert_eq!(store.awaiting_second_approval_count().await.unwrap(), 0);
+    let kinds: Vec<_> = back.events.iter().map(|e| e.kind.clone()).collect();
+    assert!(kinds.ends_with(&[TicketEventKind::CustomerReply, TicketEventKind::Reopened]));
+    // An open ticket's message is noted only.
+    assert_eq!(
+        store
+            .record_reply(detail.id, "any news?", 10, at(31))
+            .await
+            .unwrap(),
+        ReplyOutcome::Noted
+    );
+    // Rejected again once its export died: noted, not put back.
+    store
+        .reject(&MailedDecision {
+            ticket_id: detail.id,
+            by: sam,
+            text: "still no",
+            mail: &mail(MailKind::Rejection, "r@example.com"),
+            evidence_version: 2,
+            at: at(40),
+        })
+        .await
+        .unwrap();
+    let after_death = at(crate::protocol::CHALLENGE_LIFETIME_SECS + 1);
+    assert_eq!(
+        store
+            .record_reply(detail.id, "please", 10, after_death)
+            .await
+            .unwrap(),
+        ReplyOutcome::TooLateToReopen
+    );
+    assert_eq!(
+        store.ticket(&number).await.unwrap().summary.status,
+        TicketStatus::Rejected
+    );
 }
 
 /// A claim is a lock: a second agent's claim is refused and names the holder; the holder
@@ -3466,6 +3557,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::a_tokens_last_use_is_kept_to_the_minute(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn a_reply_reopens_a_rejected_ticket_as_a_new_review() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::a_reply_reopens_a_rejected_ticket_as_a_new_review(store.as_ref()).await;
         }
         #[tokio::test]
         async fn the_pending_queue_walks_by_deadline() {

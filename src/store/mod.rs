@@ -1036,6 +1036,18 @@ pub struct TicketView {
     pub at: Timestamp,
 }
 
+/// What a customer's message did to its ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyOutcome {
+    /// Noted in the history (a ticket that waits).
+    Noted,
+    /// A rejected ticket is back in the queue for review.
+    Reopened,
+    /// Noted, but the rejected request cannot be answered any more (its export died, or
+    /// a newer request for its device came in): the customer sends a new one.
+    TooLateToReopen,
+}
+
 /// A label photo a newer one replaced, kept with its ticket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EarlierPhoto {
@@ -1646,16 +1658,17 @@ pub trait CustomerStore: Send + Sync + 'static {
         max_attempts: i64,
     ) -> StoreResult<CodeCheck>;
     /// Adds the customer's message (from the status page) to the ticket's history, unless
-    /// it holds `max_per_ticket` of them already (`Conflict`). A rejected ticket goes back
-    /// in the queue for review (an event and an audit entry say so); returns whether it
-    /// did.
+    /// it holds `max_per_ticket` of them already (`Conflict`). A rejected ticket that can
+    /// still be answered goes back in the queue as a new review: approvals withdrawn,
+    /// decision and claim cleared, evidence version grown (an event and an audit entry
+    /// say so).
     async fn record_reply(
         &self,
         ticket_id: TicketId,
         message: &str,
         max_per_ticket: i64,
         now: Timestamp,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<ReplyOutcome>;
     /// Notes in the ticket's history what the customer says the device answered, unless
     /// the ticket already has `max_per_ticket` such notes (`Conflict`).
     async fn record_feedback(

@@ -267,31 +267,19 @@ async fn form(desk: web::Data<Desk>, reader: Reader) -> HttpResponse {
     html(StatusCode::OK, &FormPage::new(&desk, reader))
 }
 
-/// The form filled in with a customer's details from an earlier ticket, for a new
-/// request: the export and the photo are the only things to add.
+/// The form for a new request after one whose response did not work, filled in with
+/// what of the earlier ticket says nothing about its customer (country and role): the
+/// status link that leads here may be in other hands (forwarded, or mailed to a
+/// mistyped address before it was corrected), and the status page never shows a name,
+/// an address or a phone number to whoever holds it.
 pub(super) fn filled_in(desk: &Desk, reader: Reader, customer: &Customer) -> HttpResponse {
     let mut page = FormPage::new(desk, reader);
-    let optional = |value: Option<&str>| value.unwrap_or("").to_owned();
     page.values = [
-        (SubmissionField::Name, customer.name.as_str().to_owned()),
-        (SubmissionField::Email, customer.email.as_str().to_owned()),
-        (
-            SubmissionField::Phone,
-            optional(customer.phone.as_ref().map(|p| p.as_str())),
-        ),
-        (
-            SubmissionField::Company,
-            optional(customer.company.as_ref().map(|c| c.as_str())),
-        ),
         (
             SubmissionField::Country,
             customer.country.as_str().to_owned(),
         ),
         (SubmissionField::Role, customer.role.as_str().to_owned()),
-        (
-            SubmissionField::PurchaseChannel,
-            optional(customer.purchase_channel.as_ref().map(|p| p.as_str())),
-        ),
     ]
     .into_iter()
     .collect();
@@ -324,7 +312,7 @@ async fn submit(
         }
     };
     // Files a refused try kept come back in place of the ones not sent again.
-    intake::kept::restore(&desk, &mut raw).await;
+    let restored = intake::kept::restore(&desk, &mut raw).await;
     page.values = raw.text.clone();
     let files = raw.files.clone();
     let too_large = raw.too_large.is_some();
@@ -344,9 +332,11 @@ async fn submit(
             } else {
                 page.errors = answer.issues.clone();
             }
-            // What passed its checks is kept, so the retry sends only what was wrong.
-            if answer.status.is_client_error() {
-                page.kept = intake::kept::keep(&desk, &files, &page.errors).await;
+            // What passed its checks is kept, so the retry sends only what was wrong:
+            // after mistakes the customer fixes (422, or a file over its limit), not
+            // after a refusal that a retry cannot mend (a conflict, a limit).
+            if matches!(answer.status.as_u16(), 413 | 422) {
+                page.kept = intake::kept::keep(&desk, &files, &restored, &page.errors).await;
             }
             // A file over its limit is a 413, said next to its field with everything
             // else that is wrong, and what was typed kept.

@@ -106,7 +106,7 @@ struct StatusPage {
     deadline: Option<Expiry>,
     /// What the customer last told us about a response that did not work.
     reported: Option<Reported>,
-    /// The form filled in with this ticket's details, for a new request.
+    /// The form for a new request, with this ticket's country and role chosen.
     again_url: String,
     /// Where the customer writes to support, while the ticket takes messages.
     reply_url: Option<String>,
@@ -227,8 +227,8 @@ fn next_step(t: Lang, ticket: &TicketDetail, answer_secs: Option<i64>) -> String
     }
 }
 
-/// "Send a new request", after a response that did not work: the form, filled in with
-/// this ticket's customer; only the export and the photo are new.
+/// "Send a new request", after a response that did not work: the form, with what of
+/// this ticket is not personal filled in (see `form::filled_in`).
 #[get("/status/{ticket}/again")]
 async fn again(
     desk: web::Data<Desk>,
@@ -254,6 +254,7 @@ async fn status(
     let said = match query.done.as_deref() {
         Some("replied") => Some(Said::Notice(reader.t.text("status.reply_done"))),
         Some("reopened") => Some(Said::Notice(reader.t.text("status.reply_reopened"))),
+        Some("replied-too-late") => Some(Said::Notice(reader.t.text("status.reply_too_late"))),
         _ => None,
     };
     status_page(&desk, reader, &ticket, said, StatusCode::OK).await
@@ -276,9 +277,13 @@ async fn reply(
     form: web::Form<ReplyForm>,
 ) -> HttpResponse {
     match crate::customer::reply::reply(&desk, &ticket, &form.message).await {
-        Ok(reopened) => {
+        Ok(outcome) => {
             let link = desk.status_link(&ticket.summary.number);
-            let done = if reopened { "reopened" } else { "replied" };
+            let done = match outcome {
+                crate::store::ReplyOutcome::Noted => "replied",
+                crate::store::ReplyOutcome::Reopened => "reopened",
+                crate::store::ReplyOutcome::TooLateToReopen => "replied-too-late",
+            };
             HttpResponse::SeeOther()
                 .insert_header((
                     actix_web::http::header::LOCATION,

@@ -10,7 +10,7 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, CodeCheck, Conflict, CustomerStore,
-    NewAccessCode, NewMail, StoreError, StoreResult, TicketEventKind, TicketId,
+    NewAccessCode, NewMail, ReplyOutcome, StoreError, StoreResult, TicketEventKind, TicketId,
 };
 
 /// The lock namespace of a ticket's one-time codes ("RDAC"), keyed by the ticket's id.
@@ -301,7 +301,7 @@ where
         message: &str,
         max_per_ticket: i64,
         now: Timestamp,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<ReplyOutcome> {
         let mut tx = self.write().await?;
         // Locks the ticket's row on PostgreSQL: a decision and a reply at once see each
         // other's outcome.
@@ -332,38 +332,80 @@ where
             message,
         )
         .await?;
-        let reopened = status == "rejected";
-        if reopened {
-            sqlx::query(
-                "UPDATE tickets SET status = 'open', updated_at = $1 WHERE id = $2 AND status = 'rejected'",
-            )
-            .bind(now.unix_seconds())
+        if status != "rejected" {
+            tx.commit().await.map_err(db)?;
+            return Ok(ReplyOutcome::Noted);
+        }
+        // A rejected request goes back for review only while it can still be answered:
+        // its export alive, and no newer request pending for any of its devices (one
+        // pending ticket a device, as superseding keeps it).
+        let (expires_at,): (i64,) =
+            sqlx::query_as("SELECT export_expires_at FROM tickets WHERE id = $1")
+                .bind(ticket_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        let newer: Option<i64> = sqlx::query_scalar(
+            "SELECT o.ticket_id FROM ticket_devices d
+             JOIN ticket_devices o ON o.serial = d.serial AND o.ticket_id > d.ticket_id
+             JOIN tickets t ON t.id = o.ticket_id AND t.status IN ('open', 'awaiting_photo', 'approved')
+             WHERE d.ticket_id = $1 LIMIT 1",
+        )
+        .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if expires_at <= now.unix_seconds() || newer.is_some() {
+            tx.commit().await.map_err(db)?;
+            return Ok(ReplyOutcome::TooLateToReopen);
+        }
+        // Back as a new review: the rejection's decision, any approval given before it
+        // and the claim are gone, and a page opened before is stale. Otherwise one more
+        // approval could sign what two people were asked for and one refused.
+        let withdrawn = sqlx::query("DELETE FROM approvals WHERE ticket_id = $1")
             .bind(ticket_id)
             .execute(&mut *tx)
             .await
-            .map_err(db)?;
-            let detail = "the customer replied to the rejection: back in the queue for review";
-            Self::event(
-                &mut tx,
-                ticket_id,
-                now,
-                "customer",
-                &TicketEventKind::Reopened,
-                detail,
+            .map_err(db)?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE tickets SET status = 'open', updated_at = $1, decided_by = NULL, decided_at = NULL,
+                                decision_reason = NULL, claimed_by = NULL, claimed_at = NULL,
+                                evidence_version = evidence_version + 1
+             WHERE id = $2 AND status = 'rejected'",
+        )
+        .bind(now.unix_seconds())
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let detail = if withdrawn > 0 {
+            format!(
+                "the customer replied to the rejection: back in the queue for review; {withdrawn} earlier approval(s) withdrawn"
             )
-            .await?;
-            Self::append_audit(
-                &mut tx,
-                now,
-                "customer",
-                "ticket.reopened",
-                Some(ticket_id),
-                detail,
-            )
-            .await?;
-        }
+        } else {
+            "the customer replied to the rejection: back in the queue for review".to_owned()
+        };
+        Self::event(
+            &mut tx,
+            ticket_id,
+            now,
+            "customer",
+            &TicketEventKind::Reopened,
+            &detail,
+        )
+        .await?;
+        Self::append_audit(
+            &mut tx,
+            now,
+            "customer",
+            "ticket.reopened",
+            Some(ticket_id),
+            &detail,
+        )
+        .await?;
         tx.commit().await.map_err(db)?;
-        Ok(reopened)
+        Ok(ReplyOutcome::Reopened)
     }
 
     async fn resend_status_link(

@@ -599,7 +599,7 @@ where
         let updated = sqlx::query(
             "UPDATE tickets SET claimed_by = $1, claimed_at = $2, updated_at = $3
              WHERE id = $4 AND status IN ('open', 'awaiting_photo')
-               AND (claimed_by IS NULL OR claimed_by = $5 OR claimed_by = $1 OR $6)",
+               AND (claimed_by IS NULL OR claimed_by = $5 OR $6)",
         )
         .bind(to.0)
         .bind(now.unix_seconds())
