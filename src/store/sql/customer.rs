@@ -273,23 +273,13 @@ where
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let earlier: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM ticket_events WHERE ticket_id = $1 AND kind = 'customer_feedback'",
-        )
-        .bind(ticket_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        if earlier >= max_per_ticket {
-            return Err(StoreError::Conflict(Conflict::TooManyAnswers { earlier }));
-        }
-        Self::event(
+        Self::customer_says(
             &mut tx,
             ticket_id,
-            now,
-            "customer",
             &TicketEventKind::CustomerFeedback,
             detail,
+            max_per_ticket,
+            now,
         )
         .await?;
         tx.commit().await.map_err(db)
@@ -313,23 +303,13 @@ where
         let Some(status) = status else {
             return Err(StoreError::NotFound);
         };
-        let earlier: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM ticket_events WHERE ticket_id = $1 AND kind = 'customer_reply'",
-        )
-        .bind(ticket_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        if earlier >= max_per_ticket {
-            return Err(StoreError::Conflict(Conflict::TooManyAnswers { earlier }));
-        }
-        Self::event(
+        Self::customer_says(
             &mut tx,
             ticket_id,
-            now,
-            "customer",
             &TicketEventKind::CustomerReply,
             message,
+            max_per_ticket,
+            now,
         )
         .await?;
         if status != "rejected" {
@@ -626,5 +606,47 @@ where
         Ok(AddressChangeOutcome::Changed {
             approvals_withdrawn: withdrawn,
         })
+    }
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> bool: Value<'q, D>,
+    for<'q> Vec<u8>: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    for<'q> &'q [u8]: Param<'q, D>,
+    for<'q> Option<i64>: Param<'q, D>,
+    for<'q> Option<String>: Param<'q, D>,
+    for<'q> Option<&'q str>: Param<'q, D>,
+    for<'q> Option<&'q [u8]>: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+    for<'r> &'r str: ColumnIndex<D::Row>,
+{
+    /// Adds what the customer says (`kind`: feedback, a message) to the ticket's history
+    /// in `tx`, unless it holds `max_per_ticket` of that kind already (`Conflict`): enough
+    /// for every honest retry, not a spam channel.
+    async fn customer_says(
+        tx: &mut sqlx::Transaction<'static, D>,
+        ticket_id: TicketId,
+        kind: &TicketEventKind,
+        detail: &str,
+        max_per_ticket: i64,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let earlier: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM ticket_events WHERE ticket_id = $1 AND kind = $2",
+        )
+        .bind(ticket_id)
+        .bind(kind.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+        if earlier >= max_per_ticket {
+            return Err(StoreError::Conflict(Conflict::TooManyAnswers { earlier }));
+        }
+        Self::event(tx, ticket_id, now, "customer", kind, detail).await
     }
 }
