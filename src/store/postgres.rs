@@ -42,47 +42,19 @@ impl Dialect for Postgres {
     /// replica's.
     const GROUP_COMMIT: bool = false;
 
-    // Through the trigram index, asked for at most four trigrams that tile the search
-    // (`$2`: their LIKE patterns, one a line), each candidate's text then checked for the
-    // search itself (`$5`); or, for a search most tickets match, backwards along the
-    // primary key until the page is full. Asked for the whole pattern, the GIN scan read
-    // every trigram's list (17-27 ms for a whole serial at a million tickets, whose
-    // trigrams like `000` every ticket holds); four tiles took about half. The planner
-    // chooses from the patterns, which is why the statement is planned for each search
-    // (`persistent(false)`): the patterns are then constants it can look up.
+    // Through the trigram index or, for a search most tickets match, backwards along the
+    // primary key until the page is full: the planner chooses from the pattern, which is
+    // why the statement is not prepared once for all patterns (`persistent(false)`).
+    // LIKE is exact here, so the search itself (`$5`) is not checked again: a second
+    // condition on the text skewed the planner's estimate towards walking the key (a
+    // whole-serial search went from 12 to 24 ms at a million tickets).
     const QUEUE_SEARCH: &'static str = concat!(
         summary_select!(),
-        "WHERE t.search_text LIKE (string_to_array($2, E'\\n'))[1]
-       AND t.search_text LIKE (string_to_array($2, E'\\n'))[2]
-       AND t.search_text LIKE (string_to_array($2, E'\\n'))[3]
-       AND t.search_text LIKE (string_to_array($2, E'\\n'))[4]
-       AND strpos(t.search_text, $5) > 0
+        "WHERE t.search_text LIKE $2 AND CAST($5 AS TEXT) IS NOT NULL
        AND ($1 IS NULL OR t.status = $1)
        AND (CAST($3 AS BIGINT) IS NULL OR t.id < $3)
      ORDER BY t.id DESC LIMIT $4"
     );
-
-    /// Four LIKE patterns, one a line: the search's tiling trigrams (`SearchText::tiles`),
-    /// the last repeated where there are fewer, each with LIKE's wildcards and escape
-    /// character taken literally.
-    fn search_pattern(search: &SearchText) -> String {
-        let mut tiles = search.tiles(4);
-        while tiles.len() < 4 {
-            let last = tiles.last().cloned().unwrap_or_default();
-            tiles.push(last);
-        }
-        tiles
-            .iter()
-            .map(|tile| {
-                let escaped = tile
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
-                format!("%{escaped}%")
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
 
     // The literal status and condition are the partial index's own.
     const QUEUE_AWAITING_SECOND: &'static str = concat!(
@@ -91,6 +63,16 @@ impl Dialect for Postgres {
        AND (t.export_expires_at, t.id) > ($1, $2)
      ORDER BY t.export_expires_at, t.id LIMIT $3"
     );
+
+    /// LIKE's wildcards (and its escape character) taken literally, inside `%...%`.
+    fn search_pattern(search: &SearchText) -> String {
+        let escaped = search
+            .as_str()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    }
 
     /// `SKIP LOCKED` lets workers on every replica claim different rows at the same moment
     /// instead of waiting for, or double-claiming, each other's.

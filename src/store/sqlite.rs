@@ -91,12 +91,20 @@ impl Dialect for Sqlite {
     /// lists is what makes a long search (a whole serial) fast; `QUEUE_SEARCH` then checks
     /// the text. Each is one quoted FTS5 string, its quotes doubled.
     fn search_pattern(search: &SearchText) -> String {
-        search
-            .tiles(usize::MAX)
-            .iter()
-            .map(|tile| format!("\"{}\"", tile.replace('"', "\"\"")))
-            .collect::<Vec<_>>()
-            .join(" AND ")
+        let chars: Vec<char> = search.as_str().chars().collect();
+        let mut starts: Vec<usize> = (0..chars.len().saturating_sub(2)).step_by(3).collect();
+        if chars.len() >= 3 && starts.last() != Some(&(chars.len() - 3)) {
+            starts.push(chars.len() - 3);
+        }
+        let mut terms: Vec<String> = Vec::new();
+        for start in starts {
+            let trigram: String = chars[start..start + 3].iter().collect();
+            let term = format!("\"{}\"", trigram.replace('"', "\"\""));
+            if !terms.contains(&term) {
+                terms.push(term);
+            }
+        }
+        terms.join(" AND ")
     }
 
     /// SQLite has one writer at a time (the `BEGIN IMMEDIATE` around this), so no row can
