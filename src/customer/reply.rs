@@ -3,7 +3,7 @@
 //! ticket's history, where the agents read it on the ticket page.
 
 use crate::desk::Desk;
-use crate::domain::TicketStatus;
+use crate::domain::{TicketStatus, WrittenText, WrittenTextError};
 use crate::i18n::Message;
 use crate::store::{ReplyOutcome, StoreError, TicketDetail};
 
@@ -57,26 +57,22 @@ pub async fn reply(
     ticket: &TicketDetail,
     message: &str,
 ) -> Result<ReplyOutcome, ReplyError> {
-    // Line breaks are kept (a message may list what the customer tried); other control
-    // characters are not.
-    let cleaned: String = message
-        .chars()
-        .filter(|c| *c == '\n' || !c.is_control())
-        .collect();
-    let message = cleaned.trim();
-    if message.is_empty() {
-        return Err(ReplyError::Empty);
-    }
-    let chars = message.chars().count();
-    if chars > MAX_REPLY_CHARS {
-        return Err(ReplyError::TooLong { chars });
-    }
+    // Line breaks are kept (a message may list what the customer tried).
+    let message = WrittenText::parse(message, MAX_REPLY_CHARS).map_err(|e| match e {
+        WrittenTextError::Empty => ReplyError::Empty,
+        WrittenTextError::TooLong { chars } => ReplyError::TooLong { chars },
+    })?;
     if !accepts_replies(ticket.summary.status) {
         return Err(ReplyError::Closed);
     }
     match desk
         .store
-        .record_reply(ticket.id, message, MAX_REPLIES_PER_TICKET, desk.clock.now())
+        .record_reply(
+            ticket.id,
+            message.as_str(),
+            MAX_REPLIES_PER_TICKET,
+            desk.clock.now(),
+        )
         .await
     {
         Ok(outcome) => {

@@ -15,6 +15,9 @@ pub use email::{EmailAddress, EmailError};
 pub use label::LabelFinding;
 pub use search::{SearchError, SearchText, TicketSearchText};
 pub use secret::Secret;
-pub use ticket::{CountryCode, CustomerRole, PhoneNumber, PlainText, TicketNumber, TicketStatus};
+pub use ticket::{
+    CountryCode, CustomerRole, PhoneNumber, PlainText, TicketNumber, TicketStatus, WrittenText,
+    WrittenTextError,
+};
 pub use time::{Timestamp, TimestampError};
 pub use user::{Role, Roles};

@@ -228,6 +228,40 @@ impl PlainText {
     }
 }
 
+/// Text a person writes in a box of several lines (an agent's note, a customer's message):
+/// line breaks kept, other control characters dropped, trimmed, not empty, at most a
+/// given number of characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenText(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrittenTextError {
+    Empty,
+    TooLong { chars: usize },
+}
+
+impl WrittenText {
+    pub fn parse(raw: &str, max_chars: usize) -> Result<Self, WrittenTextError> {
+        let cleaned: String = raw
+            .chars()
+            .filter(|c| *c == '\n' || !c.is_control())
+            .collect();
+        let text = cleaned.trim();
+        if text.is_empty() {
+            return Err(WrittenTextError::Empty);
+        }
+        let chars = text.chars().count();
+        if chars > max_chars {
+            return Err(WrittenTextError::TooLong { chars });
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Direction overrides can make a name display as something else in the console; the
 /// Unicode line and paragraph separators break lines as CR and LF do.
 fn is_layout_control(c: char) -> bool {
@@ -313,6 +347,24 @@ impl CountryCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_text_keeps_its_lines_and_drops_other_controls() {
+        assert_eq!(
+            WrittenText::parse("  one\ntwo\u{7}  ", 10)
+                .unwrap()
+                .as_str(),
+            "one\ntwo"
+        );
+        assert_eq!(
+            WrittenText::parse(" \n\t ", 10),
+            Err(WrittenTextError::Empty)
+        );
+        assert_eq!(
+            WrittenText::parse("elevenchars", 10),
+            Err(WrittenTextError::TooLong { chars: 11 })
+        );
+    }
 
     #[test]
     fn ticket_numbers_round_trip_and_forgive_typing() {

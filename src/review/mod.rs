@@ -14,7 +14,9 @@ pub mod recounted;
 
 use crate::crypto::SigningKey;
 use crate::desk::{Desk, SignerError};
-use crate::domain::{EmailAddress, Role, TicketNumber, TicketStatus, Timestamp};
+use crate::domain::{
+    EmailAddress, Role, TicketNumber, TicketStatus, Timestamp, WrittenText, WrittenTextError,
+};
 use crate::mail::compose;
 use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, respond, response};
@@ -232,26 +234,18 @@ pub async fn add_note(
     note: &str,
 ) -> Result<(), ReviewError> {
     may_review(user)?;
-    // Line breaks are kept (a note may list steps); other control characters are not.
-    let cleaned: String = note
-        .chars()
-        .filter(|c| *c == '\n' || !c.is_control())
-        .collect();
-    let note = cleaned.trim();
-    if note.is_empty() {
-        return Err(ReviewError::Invalid(
-            "write the note first: it is empty".to_owned(),
-        ));
-    }
-    let chars = note.chars().count();
-    if chars > MAX_NOTE_CHARS {
-        return Err(ReviewError::Invalid(format!(
+    // Line breaks are kept (a note may list steps).
+    let note = WrittenText::parse(note, MAX_NOTE_CHARS).map_err(|e| match e {
+        WrittenTextError::Empty => {
+            ReviewError::Invalid("write the note first: it is empty".to_owned())
+        }
+        WrittenTextError::TooLong { chars } => ReviewError::Invalid(format!(
             "a note is at most {MAX_NOTE_CHARS} characters; this one has {chars}"
-        )));
-    }
+        )),
+    })?;
     let ticket = load(desk, number).await?;
     desk.store
-        .add_note(ticket.id, user.id, note, desk.clock.now())
+        .add_note(ticket.id, user.id, note.as_str(), desk.clock.now())
         .await
         .map_err(|e| ReviewError::from_store(e, number))
 }
