@@ -44,9 +44,9 @@ pub struct Desk {
     pub evidence_queued: Arc<tokio::sync::Notify>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// How many tickets each status holds, counted again now and then (see there).
-    pub queue_counts: Arc<crate::review::queue_counts::QueueCounts>,
+    pub queue_counts: crate::review::queue_counts::QueueCounts,
     /// How long answering takes, as measured over the last week (see there).
-    pub answer_time: Arc<crate::customer::answer_time::AnswerTime>,
+    pub answer_time: crate::customer::answer_time::AnswerTime,
 }
 
 impl Desk {

@@ -273,8 +273,8 @@ fn build_desk(
         mail_queued: worker.queued(),
         evidence_queued: Arc::new(tokio::sync::Notify::new()),
         metrics: crate::observability::metrics_handle(),
-        queue_counts: crate::review::queue_counts::QueueCounts::new(),
-        answer_time: crate::customer::answer_time::AnswerTime::new(),
+        queue_counts: Default::default(),
+        answer_time: Default::default(),
     }))
 }
 

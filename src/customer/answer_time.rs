@@ -22,15 +22,17 @@ const MAX_DECISIONS: i64 = 10_000;
 
 pub struct AnswerTime(Arc<Recounted<Option<i64>>>);
 
-impl AnswerTime {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self(Recounted::new(
+impl Default for AnswerTime {
+    fn default() -> Self {
+        Self(Recounted::new(
             "the time agents take to answer",
             Duration::from_secs(60),
             Duration::from_secs(600),
-        )))
+        ))
     }
+}
 
+impl AnswerTime {
     /// The median seconds from request to decision over the week before `now`; `None`
     /// without enough decisions (or when they cannot be read).
     pub async fn median_secs(&self, store: &Arc<dyn Store>, now: Timestamp) -> Option<i64> {

@@ -44,10 +44,15 @@ pub enum Digest {
     Sent { tickets: i64, mails: usize },
 }
 
+/// The start (midnight UTC) of the day `now` falls in, in Unix seconds.
+fn day_start(now: Timestamp) -> i64 {
+    let seconds = now.unix_seconds();
+    seconds - seconds.rem_euclid(DAY_SECS)
+}
+
 /// When today's digest is due (`hour` UTC of the day `now` falls in).
 fn due_at(now: Timestamp, hour: u8) -> i64 {
-    let seconds = now.unix_seconds();
-    seconds - seconds.rem_euclid(DAY_SECS) + i64::from(hour) * 3600
+    day_start(now) + i64::from(hour) * 3600
 }
 
 /// Sends today's digest if it is due and nobody sent it yet; `holder` names this
@@ -160,8 +165,7 @@ pub async fn run(desk: web::Data<Desk>, mut stopped: tokio::sync::watch::Receive
         match send_if_due(&desk, &holder, now).await {
             Ok(Digest::Sent { tickets, mails }) => {
                 tracing::info!(tickets, mails, "second-approval digest queued");
-                sent_until =
-                    now.unix_seconds() - now.unix_seconds().rem_euclid(DAY_SECS) + DAY_SECS;
+                sent_until = day_start(now) + DAY_SECS;
             }
             Ok(_) => {}
             Err(error) => {

@@ -40,15 +40,17 @@ impl StatusCounts {
 
 pub struct QueueCounts(Arc<Recounted<StatusCounts>>);
 
-impl QueueCounts {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self(Recounted::new(
+impl Default for QueueCounts {
+    fn default() -> Self {
+        Self(Recounted::new(
             "the queue's counts",
             Duration::from_secs(1),
             Duration::from_secs(60),
-        )))
+        ))
     }
+}
 
+impl QueueCounts {
     /// The counts, at most a little stale; `None` when the first count failed (the
     /// queue is shown without them, and the next page asks again).
     pub async fn get(&self, store: &Arc<dyn Store>) -> Option<StatusCounts> {
