@@ -44,8 +44,8 @@ pub trait Dialect:
 
     /// The queue search, newest first (`$1` status or NULL, `$2` the pattern from
     /// [`Dialect::search_pattern`], `$3` the id the page starts below or NULL, `$4` the
-    /// limit, `$5` the search itself): tickets whose `search_text` holds the search,
-    /// found through the trigram index (migration 0021).
+    /// limit, `$5` the check from [`Dialect::search_check`]): tickets whose `search_text`
+    /// holds the search, found through the trigram index (migration 0021).
     const QUEUE_SEARCH: &'static str;
 
     /// Open tickets waiting for their second approval after the cursor (`$1`/`$2`, the
@@ -57,6 +57,10 @@ pub trait Dialect:
     /// What `QUEUE_SEARCH` looks the search up by in the trigram index: candidates that
     /// include every ticket holding the search; every character taken literally.
     fn search_pattern(search: &SearchText) -> String;
+
+    /// What `QUEUE_SEARCH` checks each candidate against: exactly the tickets holding the
+    /// search pass.
+    fn search_check(search: &SearchText) -> String;
 
     /// Leases up to `$3` due mails at `$1` for `$2` seconds, returning them. Two outbox
     /// workers (on as many replicas) must never lease the same row.

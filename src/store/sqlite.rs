@@ -107,6 +107,11 @@ impl Dialect for Sqlite {
         terms.join(" AND ")
     }
 
+    /// The search itself, looked for in each candidate's text with `instr`.
+    fn search_check(search: &SearchText) -> String {
+        search.as_str().to_owned()
+    }
+
     /// SQLite has one writer at a time (the `BEGIN IMMEDIATE` around this), so no row can
     /// be claimed twice.
     const CLAIM_DUE_MAIL: &'static str = "UPDATE outbox SET lease_until = $1 + CAST($2 AS BIGINT)

@@ -125,7 +125,7 @@ where
                 .bind(D::search_pattern(search))
                 .bind(filter.after.map(|c| c.id.0))
                 .bind(limit)
-                .bind(search.as_str())
+                .bind(D::search_check(search))
                 // Planned for this very pattern: a common one and a rare one want
                 // different plans on PostgreSQL.
                 .persistent(false),
