@@ -1,6 +1,7 @@
 //! Types that parse at the edge. Each constructor validates once, so the rest of the
 //! code never re-checks a raw string: a `DeviceSerial` is a valid serial by construction.
 
+mod canned;
 mod device;
 mod email;
 mod label;
@@ -10,6 +11,7 @@ mod ticket;
 mod time;
 mod user;
 
+pub use canned::{CannedKind, CannedText, CannedWords};
 pub use device::{DeviceModel, DeviceSerial, FieldError, FirmwareVersion, MacAddress};
 pub use email::{EmailAddress, EmailError};
 pub use label::LabelFinding;

@@ -229,8 +229,10 @@ impl PlainText {
 }
 
 /// Text a person writes in a box of several lines (an agent's note, a customer's message):
-/// line breaks kept, other control characters dropped, trimmed, not empty, at most a
-/// given number of characters.
+/// line breaks kept (the Unicode line and paragraph separators become them), tabs made
+/// spaces, other control characters and direction overrides dropped (they could make the text display as
+/// something else in the console), trimmed, not empty, at most a given number of
+/// characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenText(String);
 
@@ -244,7 +246,12 @@ impl WrittenText {
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, WrittenTextError> {
         let cleaned: String = raw
             .chars()
-            .filter(|c| *c == '\n' || !c.is_control())
+            .map(|c| match c {
+                '\u{2028}' | '\u{2029}' => '\n',
+                '\t' => ' ',
+                other => other,
+            })
+            .filter(|c| *c == '\n' || !(c.is_control() || is_layout_control(*c)))
             .collect();
         let text = cleaned.trim();
         if text.is_empty() {
@@ -363,6 +370,14 @@ mod tests {
         assert_eq!(
             WrittenText::parse("elevenchars", 10),
             Err(WrittenTextError::TooLong { chars: 11 })
+        );
+        // A direction override (which shows "abc" reversed), a Unicode line separator
+        // (a line break, as CR or LF make) and a tab (a space).
+        assert_eq!(
+            WrittenText::parse("\u{202E}cba\u{202C} ok\u{2028}next\tline", 30)
+                .unwrap()
+                .as_str(),
+            "cba ok\nnext line"
         );
     }
 

@@ -120,6 +120,14 @@ impl Lang {
         self.raw("language.name")
     }
 
+    /// The language's name in English, as the console (which is in English) names it.
+    pub fn english_name(self) -> &'static str {
+        match self {
+            Self::En => "English",
+            Self::Es => "Spanish",
+        }
+    }
+
     /// The other language, which the page's switch offers.
     pub fn other(self) -> Self {
         match self {

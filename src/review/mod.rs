@@ -481,17 +481,82 @@ fn plain_note(note: &str) -> Result<String, ReviewError> {
 /// The longest rejection reason accepted.
 pub const MAX_REASON_CHARS: usize = 1000;
 
+/// What an agent tells the customer with a decision: their own words, or a canned text
+/// from the list (by id), which the customer reads in their own language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerText<'a> {
+    Typed(&'a str),
+    Canned(i64),
+    /// A canned text named by its English words, as console forms sent it before they
+    /// sent ids: read as that text where the list has it, else as typed.
+    CannedWords(&'a str),
+}
+
+impl<'a> CustomerText<'a> {
+    /// From a form or request body: what was typed wins over a canned text picked beside
+    /// it; nothing at all is typed text that is empty.
+    pub fn typed_or_canned(typed: Option<&'a str>, canned: Option<i64>) -> Self {
+        match (typed.map(str::trim).filter(|t| !t.is_empty()), canned) {
+            (Some(text), _) => Self::Typed(text),
+            (None, Some(id)) => Self::Canned(id),
+            (None, None) => Self::Typed(""),
+        }
+    }
+}
+
+/// The words the customer reads: as typed, or the canned text of `kind` in the
+/// customer's language.
+async fn in_customers_words(
+    desk: &Desk,
+    ticket: &TicketDetail,
+    said: CustomerText<'_>,
+    kind: crate::domain::CannedKind,
+) -> Result<String, ReviewError> {
+    let list = match kind {
+        crate::domain::CannedKind::Reject => "rejection reasons",
+        crate::domain::CannedKind::Photo => "photo requests",
+    };
+    let language = ticket.customer.language;
+    match said {
+        CustomerText::Typed(text) => Ok(text.to_owned()),
+        CustomerText::CannedWords(words) => {
+            let canned = desk
+                .store
+                .canned_reasons()
+                .await
+                .map_err(ReviewError::internal)?;
+            Ok(canned
+                .iter()
+                .find(|text| text.kind == kind && text.text == words.trim())
+                .map_or(words, |text| text.in_language(language))
+                .to_owned())
+        }
+        CustomerText::Canned(id) => match desk.store.canned_reason(id).await {
+            Ok(text) if text.kind == kind => Ok(text.in_language(language).to_owned()),
+            Ok(_) => Err(ReviewError::Invalid(format!(
+                "canned text {id} is not one of the {list}: choose one from that list, or type your own"
+            ))),
+            Err(StoreError::NotFound) => Err(ReviewError::Invalid(format!(
+                "canned text {id} is no longer in the list of {list} (someone removed it): choose another, or type your own"
+            ))),
+            Err(e) => Err(ReviewError::internal(e)),
+        },
+    }
+}
+
 pub async fn reject(
     desk: &Desk,
     user: &User,
     number: &TicketNumber,
-    reason: &str,
+    reason: CustomerText<'_>,
     seen: Option<i64>,
 ) -> Result<(), ReviewError> {
     may_review(user)?;
-    let reason = crate::domain::PlainText::parse(reason, MAX_REASON_CHARS)
-        .map_err(|e| ReviewError::Invalid(format!("the reason {e}")))?;
     let ticket = load(desk, number).await?;
+    let reason =
+        in_customers_words(desk, &ticket, reason, crate::domain::CannedKind::Reject).await?;
+    let reason = crate::domain::PlainText::parse(&reason, MAX_REASON_CHARS)
+        .map_err(|e| ReviewError::Invalid(format!("the reason {e}")))?;
     let evidence_version = same_evidence(&ticket, seen)?;
     let status_url = desk.status_url(number);
     let mail = compose::rejected(
@@ -522,21 +587,23 @@ pub async fn request_photo(
     desk: &Desk,
     user: &User,
     number: &TicketNumber,
-    note: &str,
+    note: CustomerText<'_>,
     seen: Option<i64>,
 ) -> Result<(), ReviewError> {
     may_review(user)?;
-    let note = note.trim();
-    if note.chars().count() > MAX_REASON_CHARS
-        || note
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\r')
-    {
-        return Err(ReviewError::Invalid(format!(
-            "the note must be plain text of at most {MAX_REASON_CHARS} characters"
-        )));
-    }
     let ticket = load(desk, number).await?;
+    let note = in_customers_words(desk, &ticket, note, crate::domain::CannedKind::Photo).await?;
+    // Optional: without one, the customer reads that the label could not be read.
+    let note = match crate::domain::WrittenText::parse(&note, MAX_REASON_CHARS) {
+        Ok(text) => text.as_str().to_owned(),
+        Err(crate::domain::WrittenTextError::Empty) => String::new(),
+        Err(crate::domain::WrittenTextError::TooLong { chars }) => {
+            return Err(ReviewError::Invalid(format!(
+                "the note is {chars} characters long: at most {MAX_REASON_CHARS} fit"
+            )));
+        }
+    };
+    let note = note.as_str();
     let evidence_version = same_evidence(&ticket, seen)?;
     let mail = compose::photo_requested(
         &desk.mail,

@@ -44,7 +44,9 @@ impl std::fmt::Display for Conflict {
                 f,
                 "the ticket holds no response for device {serial} to sign again"
             ),
-            Self::CannedReasonExists => f.write_str("that reason is already in the list"),
+            Self::CannedReasonExists => {
+                f.write_str("the list already has a text with these English words")
+            }
             Self::NoPendingSecondFactor => {
                 f.write_str("there is no second factor waiting to be confirmed")
             }

@@ -2307,26 +2307,118 @@ pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store)
 }
 
 pub async fn canned_reasons_are_editable(store: &dyn Store) {
+    use crate::domain::{CannedKind, CannedWords};
+    use crate::i18n::Lang;
     let id = agent(store, "agent@vendor.test").await;
     let before = store.canned_reasons().await.unwrap();
-    assert!(!before.is_empty(), "migrations seed a few reasons");
+    // Migrations seed a few of each kind, each in Spanish too.
+    for kind in CannedKind::ALL {
+        assert!(before.iter().any(|r| r.kind == kind), "{kind}");
+    }
+    assert!(before.iter().all(|r| r.missing_languages().is_empty()));
+    let stolen = CannedWords {
+        text: "Reported stolen.".to_owned(),
+        translations: vec![(Lang::Es, "Denunciado como robado.".to_owned())],
+    };
     store
-        .add_canned_reason("Reported stolen.", id, at(0))
+        .add_canned_reason(CannedKind::Reject, &stolen, id, at(0))
         .await
         .unwrap();
     assert!(matches!(
-        store.add_canned_reason("Reported stolen.", id, at(1)).await,
+        store
+            .add_canned_reason(CannedKind::Reject, &stolen, id, at(1))
+            .await,
         Err(StoreError::Conflict(Conflict::CannedReasonExists))
     ));
+    // The same words may serve both kinds.
+    store
+        .add_canned_reason(CannedKind::Photo, &stolen, id, at(1))
+        .await
+        .unwrap();
     let after = store.canned_reasons().await.unwrap();
-    let (new_id, text) = after.last().unwrap().clone();
-    assert_eq!(text, "Reported stolen.");
-    store.remove_canned_reason(new_id, id, at(2)).await.unwrap();
+    let find = |kind: CannedKind| {
+        after
+            .iter()
+            .find(|r| r.kind == kind && r.text == "Reported stolen.")
+            .unwrap()
+            .clone()
+    };
+    let (added, photo) = (find(CannedKind::Reject), find(CannedKind::Photo));
+    assert_eq!(added.in_language(Lang::Es), "Denunciado como robado.");
+    assert_eq!(store.canned_reason(added.id).await.unwrap(), added);
+    // Edited: the English and the translations, which replace the old ones.
+    let edited = CannedWords {
+        text: "Reported stolen to the police.".to_owned(),
+        translations: vec![(Lang::Es, "Denunciado a la policía.".to_owned())],
+    };
+    store
+        .edit_canned_reason(added.id, &edited, id, at(2))
+        .await
+        .unwrap();
+    let changed = store.canned_reason(added.id).await.unwrap();
+    assert_eq!(changed.kind, CannedKind::Reject, "an edit keeps the kind");
+    assert_eq!(changed.words(), edited);
+    // Words the kind already has are a conflict, and change nothing at all.
+    let now = store.canned_reasons().await.unwrap();
+    let clash = CannedWords {
+        text: before[0].text.clone(),
+        translations: vec![(Lang::Es, "Otra cosa.".to_owned())],
+    };
+    assert!(matches!(
+        store.edit_canned_reason(added.id, &clash, id, at(3)).await,
+        Err(StoreError::Conflict(Conflict::CannedReasonExists))
+    ));
+    assert_eq!(store.canned_reasons().await.unwrap(), now);
+    // Each change is audited with every language's words, old and new.
+    let audited = store
+        .recent_audit(None, Some("canned_reason_edited"), 10)
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    for words in [
+        "Reported stolen.",
+        "Denunciado como robado.",
+        "Reported stolen to the police.",
+        "Denunciado a la policía.",
+    ] {
+        assert!(audited[0].detail.contains(words), "{:?}", audited[0]);
+    }
+    store
+        .remove_canned_reason(added.id, id, at(4))
+        .await
+        .unwrap();
+    store
+        .remove_canned_reason(photo.id, id, at(4))
+        .await
+        .unwrap();
+    let removed = store
+        .recent_audit(None, Some("canned_reason_removed"), 10)
+        .await
+        .unwrap();
+    assert!(
+        removed
+            .iter()
+            .any(|e| e.detail.contains("Denunciado a la policía.")),
+        "{removed:?}"
+    );
     assert_eq!(store.canned_reasons().await.unwrap(), before);
     assert!(matches!(
-        store.remove_canned_reason(new_id, id, at(3)).await,
+        store.remove_canned_reason(added.id, id, at(5)).await,
         Err(StoreError::NotFound)
     ));
+    assert!(matches!(
+        store.canned_reason(added.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // An id is never given twice: a page still holding a removed one must not pick the
+    // next text added.
+    store
+        .add_canned_reason(CannedKind::Photo, &stolen, id, at(6))
+        .await
+        .unwrap();
+    let again = store.canned_reasons().await.unwrap();
+    let newest = again.iter().map(|r| r.id).max().unwrap();
+    assert!(newest > photo.id, "{newest} reuses a removed id");
 }
 
 pub async fn access_codes_work_once_within_their_limits(store: &dyn Store) {

@@ -29,8 +29,8 @@ pub use sqlite::SqliteStore;
 use crate::audit::chain::AuditEntry;
 use crate::crypto::{KeyId, SealError, SealKeyId, SealKeys, SealedSecret, Signature};
 use crate::domain::{
-    CountryCode, CustomerRole, EmailAddress, PhoneNumber, PlainText, Role, Roles, SearchText,
-    Secret, TicketNumber, TicketStatus, Timestamp,
+    CannedKind, CannedText, CannedWords, CountryCode, CustomerRole, EmailAddress, PhoneNumber,
+    PlainText, Role, Roles, SearchText, Secret, TicketNumber, TicketStatus, Timestamp,
 };
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, ExportId, Nonce, SignedResponse};
@@ -269,6 +269,10 @@ pub struct EvidenceFailure {
     pub damaged: bool,
     pub at: Timestamp,
 }
+
+/// How a `photo_unreadable` event's detail starts when the desk sent the ticket back to
+/// its customer for a new photo (the status page and the send-back count read it).
+pub const SENT_BACK: &str = "sent back: ";
 
 /// Times one ticket is sent back to its customer because a photo could not be decoded;
 /// after that its photos are left to an agent. Each send-back mails the ticket's address,
@@ -1700,13 +1704,32 @@ pub trait CustomerStore: Send + Sync + 'static {
     ) -> StoreResult<AddressChangeOutcome>;
 }
 
-/// Canned rejection reasons.
+/// Canned texts: rejection reasons and photo requests, each in every language.
 /// Implemented once for both databases in `store/sql/reasons.rs`.
 #[async_trait]
 pub trait ReasonStore: Send + Sync + 'static {
-    /// Reasons agents can pick when rejecting, with their ids.
-    async fn canned_reasons(&self) -> StoreResult<Vec<(i64, String)>>;
-    async fn add_canned_reason(&self, text: &str, by: UserId, now: Timestamp) -> StoreResult<()>;
+    /// Every canned text, by kind and then in the order they were added.
+    async fn canned_reasons(&self) -> StoreResult<Vec<CannedText>>;
+    /// One canned text; `NotFound` once removed.
+    async fn canned_reason(&self, id: i64) -> StoreResult<CannedText>;
+    /// Adds one; audited with every language's words. Words its kind already has are a
+    /// conflict.
+    async fn add_canned_reason(
+        &self,
+        kind: CannedKind,
+        words: &CannedWords,
+        by: UserId,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Writes one's words again (its kind stays); audited with the old and the new words.
+    async fn edit_canned_reason(
+        &self,
+        id: i64,
+        words: &CannedWords,
+        by: UserId,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Removes one; audited with the words it had.
     async fn remove_canned_reason(&self, id: i64, by: UserId, now: Timestamp) -> StoreResult<()>;
 }
 

@@ -251,7 +251,7 @@ async fn each_role_sees_links_only_to_the_pages_it_may_open() {
     // The list is there to read; keeping it is the supervisors' (their forms only).
     let reasons = app.console_page(&agent, "/console/reasons").await;
     assert_eq!(reason_forms(&reasons), 0);
-    assert!(text(&reasons, "#reasons-keepers").contains("Supervisors keep this list"));
+    assert!(text(&reasons, "#reasons-keepers").contains("Supervisors keep these lists"));
     // And what the links would have led to is still refused.
     let refused = agent
         .get(app.url("/console/admin/users"))

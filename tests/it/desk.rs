@@ -459,6 +459,7 @@ async fn agent_routes_need_a_valid_token(backend: Backend) {
         ("GET", "/api/v1/tickets/RQ-0000-0000"),
         ("POST", "/api/v1/tickets/RQ-0000-0000/approve"),
         ("POST", "/api/v1/tickets/RQ-0000-0000/reject"),
+        ("GET", "/api/v1/reasons"),
     ] {
         let request = app.client.request(method.parse().unwrap(), app.url(path));
         let response = request.try_clone().unwrap().send().await.unwrap();
@@ -579,6 +580,67 @@ async fn a_rejection_mails_the_reason(backend: Backend) {
         .unwrap();
     assert!(rejection.text.contains("another serial number"));
     assert!(rejection.text.contains("What you can do"));
+
+    // A canned reason by its id from the list, which the customer reads in Spanish.
+    let mut camera = app.device("DS-2CD2143G2-I/APICANNED0000001", "DS-2CD2143G2-I");
+    let request = app.export(&mut camera, 0, Timestamp::now());
+    let form = submission(&request, "string", "rechazo@example.com").text("language", "es");
+    let created: Value = app.submit(form).await.json().await.unwrap();
+    let ticket = created["ticket"].as_str().unwrap();
+    let listed: Value = app
+        .api_get(&agent, "/api/v1/reasons")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let reasons = listed["reasons"].as_array().unwrap();
+    let unreadable = reasons
+        .iter()
+        .find(|r| r["texts"]["en"] == "The label photo is unreadable.")
+        .unwrap();
+    assert_eq!(unreadable["kind"], "reject");
+    assert_eq!(
+        unreadable["texts"]["es"],
+        "No se puede leer la foto de la etiqueta."
+    );
+    let photo = reasons.iter().find(|r| r["kind"] == "photo").unwrap();
+    let path = format!("/api/v1/tickets/{ticket}/reject");
+    let wrong_kind = app
+        .api_post(
+            &agent,
+            &path,
+            serde_json::json!({"canned_reason": photo["id"]}),
+        )
+        .await;
+    assert_eq!(
+        wrong_kind.status(),
+        422,
+        "a photo request is no rejection reason"
+    );
+    let said: Value = wrong_kind.json().await.unwrap();
+    assert!(
+        said["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rejection reasons"),
+        "{said}"
+    );
+    let response = app
+        .api_post(
+            &agent,
+            &path,
+            serde_json::json!({"canned_reason": unreadable["id"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    app.run_outbox().await;
+    assert!(
+        app.mails_to("rechazo@example.com")
+            .iter()
+            .any(|m| m.text.contains("No se puede leer la foto de la etiqueta.")),
+        "{:?}",
+        app.mails_to("rechazo@example.com")
+    );
 }
 
 async fn healthz_answers_when_the_database_does(backend: Backend) {

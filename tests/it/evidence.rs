@@ -13,6 +13,7 @@ use resetdesk::store::{JobEnd, LabelFinding};
 use crate::desk_support::{
     Backend, TestApp, csrf, customer_form, export_part, file_part, spawn_app_on, spawn_app_on_with,
 };
+use crate::html;
 use crate::label::damage_entropy_coded_data;
 use crate::on_both_backends;
 
@@ -239,6 +240,74 @@ async fn a_damaged_photo_is_accepted_then_sent_back(backend: Backend) {
         "it says the file is damaged: {}",
         request.text
     );
+}
+
+/// The agent's note explains the photo request it came with, not a later one the desk
+/// made itself for a photo it could not read.
+async fn the_status_page_says_why_the_latest_photo_was_asked_for(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let number = submit_with(&app, printed_label(SERIAL, true), "image/png").await;
+    worker::work_until_idle(&app.desk).await.unwrap();
+    app.create_agent("console@vendor.test").await;
+    let agent = app.sign_in("console@vendor.test").await;
+    let asked = app
+        .console_action(
+            &agent,
+            &number,
+            "request-photo",
+            &[("note", "Hold the phone closer to the label.")],
+        )
+        .await;
+    assert_eq!(asked, 303);
+    app.run_outbox().await;
+    let mails = app.mails_to("ana@example.com");
+    let line_with = |needle: &str, not: &str| {
+        mails
+            .iter()
+            .flat_map(|m| m.text.lines())
+            .find(|l| l.contains(needle) && !l.contains(not))
+            .unwrap_or_else(|| panic!("no {needle} link in {mails:?}"))
+            .trim()
+            .to_owned()
+    };
+    let (status_url, photo_url) = (line_with("/status/", "/photo"), line_with("/photo?t=", " "));
+    let next = async || {
+        let page = app
+            .client
+            .get(&status_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        html::text(&page, "#next")
+    };
+    assert!(next().await.contains("Hold the phone closer"));
+    // The customer's new photo is damaged, and the desk sends the ticket back itself.
+    let flat = image::load_from_memory(&printed_label(SERIAL, false))
+        .unwrap()
+        .to_luma8();
+    let damaged =
+        damage_entropy_coded_data(&label::jpeg(&label::photograph(&flat, 18), 80).unwrap());
+    let form = reqwest::multipart::Form::new()
+        .part("label_photo", file_part(damaged, "label.jpg", "image/jpeg"));
+    let sent = app
+        .client
+        .post(&photo_url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(sent.status().is_success(), "{}", sent.status());
+    assert_eq!(
+        worker::work_until_idle(&app.desk).await.unwrap(),
+        vec![Worked::Unreadable]
+    );
+    let said = next().await;
+    assert!(!said.contains("Hold the phone closer"), "{said}");
 }
 
 async fn a_photo_replaced_while_read_gets_its_own_findings(backend: Backend) {
@@ -502,6 +571,7 @@ on_both_backends!(
     another_devices_label_needs_four_eyes,
     a_label_without_codes_is_unreadable,
     a_damaged_photo_is_accepted_then_sent_back,
+    the_status_page_says_why_the_latest_photo_was_asked_for,
     a_photo_replaced_while_read_gets_its_own_findings,
 );
 

@@ -648,6 +648,18 @@ async fn asking_for_a_new_photo_sends_the_ticket_back_to_the_customer_and_back(b
     assert!(page.contains("photo_replaced"));
 }
 
+/// The value of the option `css` selects whose text shows `needle`.
+fn option_value(page: &str, css: &str, needle: &str) -> String {
+    let texts = html::texts(page, css);
+    let values = html::select_attrs(page, css, "value");
+    texts
+        .iter()
+        .zip(values)
+        .find(|(text, _)| text.contains(needle))
+        .map(|(_, value)| value)
+        .unwrap_or_else(|| panic!("no {css:?} shows {needle:?}: {texts:?}"))
+}
+
 async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
@@ -655,7 +667,28 @@ async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backe
     app.create_agent("agent@vendor.test").await;
     app.create_user("sam@vendor.test", &[resetdesk::domain::Role::Supervisor])
         .await;
-    let (number, status_url, _) = submit_form(&app, "reasons@example.com", 0).await;
+    // One customer reads Spanish, the other English.
+    let submit_in = async |email: &str, language: &str, serial: &str| {
+        let mut nvr = app.device(serial, "DS-7608NI-K2");
+        let request = app.export(&mut nvr, 0, Timestamp::now());
+        let form = export_part(
+            customer_form(email).text("language", language.to_owned()),
+            &request,
+            "xml",
+        )
+        .part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        );
+        app.submit_form(form).await
+    };
+    let (number, status_url) = submit_in("reasons@example.com", "es", NVR).await;
+    let (english, english_status_url) = submit_in(
+        "photo@example.com",
+        "en",
+        "DS-7608NI-K2/8P0820231115CCRRJ00000002",
+    )
+    .await;
     let plain_agent = app.sign_in("agent@vendor.test").await;
     let page = app.console_page(&plain_agent, "/console/reasons").await;
     let denied = plain_agent
@@ -663,34 +696,59 @@ async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backe
         .form(&[
             ("csrf", csrf(&page).as_str()),
             ("reason", "Agents cannot add this."),
+            ("reason_es", "Los agentes no pueden."),
         ])
         .send()
         .await
         .unwrap();
-    assert_eq!(denied.status(), 403, "an agent cannot edit the list");
+    assert_eq!(denied.status(), 403, "an agent cannot add to the list");
+    for path in ["/console/reasons/1", "/console/reasons/1/delete"] {
+        let denied = plain_agent
+            .post(app.url(path))
+            .form(&[
+                ("csrf", csrf(&page).as_str()),
+                ("reason", "Changed by an agent."),
+                ("reason_es", "Cambiado por un agente."),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(denied.status(), 403, "an agent cannot change {path}");
+    }
     let agent = app.sign_in("sam@vendor.test").await;
     let page = app.console_page(&agent, "/console/reasons").await;
     let token = csrf(&page);
-    let added = agent
-        .post(app.url("/console/reasons"))
-        .form(&[
-            ("csrf", token.as_str()),
-            ("reason", "The device is reported stolen."),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(added.status(), 303);
-    let duplicate = agent
-        .post(app.url("/console/reasons"))
-        .form(&[
-            ("csrf", token.as_str()),
-            ("reason", "The device is reported stolen."),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(duplicate.status(), 409);
+    let add = async |fields: &[(&str, &str)]| {
+        let mut form = vec![("csrf", token.as_str())];
+        form.extend_from_slice(fields);
+        agent
+            .post(app.url("/console/reasons"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    };
+    // Every language's text is asked for, and every missing one said at once.
+    let untranslated = add(&[("reason", "The device is reported stolen.")]).await;
+    assert_eq!(untranslated.status(), 422);
+    let said = untranslated.text().await.unwrap();
+    assert!(
+        html::text(&said, "#reasons-error").contains("The Spanish text"),
+        "{said}"
+    );
+    assert_eq!(
+        html::select_attr(&said, "#new-reject", "value"),
+        "The device is reported stolen.",
+        "what was typed is kept"
+    );
+    let stolen = [
+        ("reason", "The device is reported stolen."),
+        ("reason_es", "El dispositivo está denunciado como robado."),
+    ];
+    assert_eq!(add(&stolen).await.status(), 303);
+    assert_eq!(add(&stolen).await.status(), 409);
+    let odd_kind = add(&[("kind", "praise"), stolen[0], stolen[1]]).await;
+    assert_eq!(odd_kind.status(), 422);
     let forged = agent
         .post(app.url("/console/reasons"))
         .form(&[("csrf", "x"), ("reason", "y")])
@@ -699,16 +757,22 @@ async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backe
         .unwrap();
     assert_eq!(forged.status(), 403);
 
+    // The agent picks the English words; the Spanish customer reads the Spanish ones,
+    // in the e-mail and on the status page.
     let ticket_page = app
         .console_page(&agent, &format!("/console/tickets/{number}"))
         .await;
-    assert!(ticket_page.contains("<option>The device is reported stolen.</option>"));
+    let stolen_id = option_value(
+        &ticket_page,
+        "#canned option",
+        "The device is reported stolen.",
+    );
     let status = app
         .console_action(
             &agent,
             &number,
             "reject",
-            &[("canned", "The device is reported stolen."), ("reason", "")],
+            &[("canned", stolen_id.as_str()), ("reason", "")],
         )
         .await;
     assert_eq!(status, 303);
@@ -721,11 +785,77 @@ async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backe
         .text()
         .await
         .unwrap();
-    assert!(page.contains("reported stolen"), "{page}");
+    assert!(page.contains("denunciado como robado"), "{page}");
+    app.run_outbox().await;
+    let rejection = app
+        .mails_to("reasons@example.com")
+        .into_iter()
+        .find(|m| m.text.contains("denunciado como robado"));
+    assert!(
+        rejection.is_some(),
+        "{:?}",
+        app.mails_to("reasons@example.com")
+    );
 
+    // A photo request's canned text, and the agent's note, reach the status page.
+    let ticket_page = app
+        .console_page(&agent, &format!("/console/tickets/{english}"))
+        .await;
+    let blurred = option_value(&ticket_page, "#photo-canned option", "The photo is blurred");
+    let status = app
+        .console_action(
+            &agent,
+            &english,
+            "request-photo",
+            &[("canned", blurred.as_str()), ("note", "")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let page = app
+        .client
+        .get(&english_status_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let next = html::text(&page, "#next");
+    assert!(
+        next.contains("The photo is blurred: hold the phone still"),
+        "{next}"
+    );
+    assert!(!next.contains("We could not read the label"), "{next}");
+    // A canned id of the other kind, or one no longer listed, is refused with words.
+    let refused = agent
+        .post(app.url(&format!("/console/tickets/{english}/reject")))
+        .form(&[("csrf", token.as_str()), ("canned", blurred.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let said = refused.text().await.unwrap();
+    assert!(said.contains("not one of the rejection reasons"), "{said}");
+
+    // Edited: the new words are what the next customer reads.
     let reasons = app.console_page(&agent, "/console/reasons").await;
-    let remove =
-        html::select_attr_where(&reasons, "#reasons tr", "reported stolen", "form", "action");
+    let edit = format!("/console/reasons/{stolen_id}");
+    let edited = agent
+        .post(app.url(&edit))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("reason", "The device is reported\r\nstolen to the police."),
+            ("reason_es", "El dispositivo está denunciado a la policía."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 303);
+    assert!(reasons.contains(&format!("action=\"{edit}\"")), "{reasons}");
+    let reasons = app.console_page(&agent, "/console/reasons").await;
+    assert!(reasons.contains("denunciado a la policía"));
+    assert!(reasons.contains("value=\"The device is reported stolen to the police.\""));
+    let remove = format!("/console/reasons/{stolen_id}/delete");
     let removed = agent
         .post(app.url(&remove))
         .form(&[("csrf", token.as_str())])
@@ -738,6 +868,15 @@ async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backe
             .await
             .contains("reported stolen")
     );
+    // A page still offering the removed reason: the agent hears so, and nothing is sent.
+    let gone = agent
+        .post(app.url(&format!("/console/tickets/{english}/request-photo")))
+        .form(&[("csrf", token.as_str()), ("canned", stolen_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 422);
+    assert!(gone.text().await.unwrap().contains("no longer in the list"));
 }
 
 /// Every state-changing console route, with a ticket and a mail to act on.
@@ -751,6 +890,7 @@ fn console_post_routes(ticket: &str) -> Vec<String> {
         format!("/console/tickets/{ticket}/email"),
         format!("/console/tickets/{ticket}/mails/1/retry"),
         "/console/reasons".to_owned(),
+        "/console/reasons/1".to_owned(),
         "/console/reasons/1/delete".to_owned(),
         "/console/tokens".to_owned(),
         "/console/tokens/1/revoke".to_owned(),

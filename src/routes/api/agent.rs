@@ -17,7 +17,44 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(show)
         .service(claim)
         .service(approve)
-        .service(reject);
+        .service(reject)
+        .service(reasons);
+}
+
+#[derive(Serialize)]
+struct CannedJson {
+    id: i64,
+    /// `reject` or `photo`.
+    kind: &'static str,
+    /// Each language's text, by its code: `en` always, the others once written (a
+    /// customer whose language has none yet reads the English).
+    texts: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// The canned texts to pick from: rejection reasons (`canned_reason` of a rejection)
+/// and photo requests, in every language the desk speaks.
+#[get("/api/v1/reasons")]
+async fn reasons(desk: web::Data<Desk>, _user: ApiUser) -> Result<HttpResponse, ErrorAnswer> {
+    let canned = desk
+        .store
+        .canned_reasons()
+        .await
+        .map_err(|e| ErrorAnswer::internal(&e))?;
+    let listed: Vec<CannedJson> = canned
+        .iter()
+        .map(|text| CannedJson {
+            id: text.id,
+            kind: text.kind.as_str(),
+            texts: std::iter::once(("en", text.text.clone()))
+                .chain(
+                    text.translations
+                        .iter()
+                        .map(|(lang, words)| (lang.code(), words.clone())),
+                )
+                .collect(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "reasons": listed })))
 }
 
 #[derive(Deserialize)]
@@ -299,9 +336,12 @@ struct NoteBody {
     note: String,
 }
 
+/// `reason` in the agent's words, or `canned_reason`: the id of a rejection reason from
+/// `GET /api/v1/reasons`, which the customer reads in their language.
 #[derive(Deserialize)]
 struct RejectBody {
-    reason: String,
+    reason: Option<String>,
+    canned_reason: Option<i64>,
 }
 
 /// The body is parsed inside the handler, after authentication: actix runs extractors
@@ -315,11 +355,15 @@ async fn reject(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ErrorAnswer> {
-    let body: RejectBody = json_body(&body, "send a JSON body such as {\"reason\": \"...\"}")?;
+    let body: RejectBody = json_body(
+        &body,
+        "send a JSON body such as {\"reason\": \"...\"} or {\"canned_reason\": 3}",
+    )?;
     let number = ticket_number(&path)?;
     user.may_decide()?;
     let seen = if_match(&request)?;
-    review::reject(&desk, &user.user, &number, &body.reason, seen).await?;
+    let reason = review::CustomerText::typed_or_canned(body.reason.as_deref(), body.canned_reason);
+    review::reject(&desk, &user.user, &number, reason, seen).await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"ticket": number, "status": TicketStatus::Rejected})))
 }

@@ -241,15 +241,10 @@ async fn approve(action: TicketAction, form: web::Form<ActionForm>) -> HttpRespo
 
 #[post("/console/tickets/{ticket}/reject")]
 async fn reject(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
-    // A reason typed by the agent wins over the canned one picked beside it.
-    let typed_or_canned = [&form.reason, &form.canned]
-        .into_iter()
-        .filter_map(|field| field.as_deref().map(str::trim))
-        .find(|reason| !reason.is_empty())
-        .unwrap_or("");
+    let reason = form.customer_text(form.reason.as_deref());
     action
         .run_then(form.then_next(), async |desk, user, number| {
-            review::reject(desk, user, number, typed_or_canned, form.evidence_version).await?;
+            review::reject(desk, user, number, reason, form.evidence_version).await?;
             Ok(Done::Rejected)
         })
         .await
@@ -257,10 +252,10 @@ async fn reject(action: TicketAction, form: web::Form<ActionForm>) -> HttpRespon
 
 #[post("/console/tickets/{ticket}/request-photo")]
 async fn request_photo(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
-    let note = form.note.clone().unwrap_or_default();
+    let note = form.customer_text(form.note.as_deref());
     action
         .run_then(form.then_next(), async |desk, user, number| {
-            review::request_photo(desk, user, number, &note, form.evidence_version).await?;
+            review::request_photo(desk, user, number, note, form.evidence_version).await?;
             Ok(Done::PhotoRequested)
         })
         .await

@@ -16,6 +16,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use crate::domain::Timestamp;
+use crate::review;
 
 pub use guard::console_guard;
 
@@ -61,6 +62,7 @@ fn see_other(location: &str) -> HttpResponse {
 #[derive(Deserialize)]
 struct ActionForm {
     reason: Option<String>,
+    /// A canned text picked from the list, by id (a reason or a photo request).
     canned: Option<String>,
     note: Option<String>,
     email: Option<String>,
@@ -77,6 +79,22 @@ struct ActionForm {
 }
 
 impl ActionForm {
+    /// What the customer is told: `typed` (the reason or note box) wins over the canned
+    /// text picked beside it. A `canned` that is not an id holds a canned text's English
+    /// words, as forms sent it before they sent ids.
+    fn customer_text<'a>(&'a self, typed: Option<&'a str>) -> review::CustomerText<'a> {
+        let canned = self.canned.as_deref().map(str::trim).unwrap_or("");
+        match canned.parse::<i64>() {
+            Ok(id) => review::CustomerText::typed_or_canned(typed, Some(id)),
+            Err(_) => match review::CustomerText::typed_or_canned(typed, None) {
+                review::CustomerText::Typed("") if !canned.is_empty() => {
+                    review::CustomerText::CannedWords(canned)
+                }
+                said => said,
+            },
+        }
+    }
+
     fn then_next(&self) -> bool {
         self.then.as_deref() == Some("next")
     }

@@ -117,7 +117,10 @@ struct TicketPage {
     /// The export came as a picture of a QR code (`/console/tickets/{n}/export`).
     export_picture: bool,
     customer: CustomerRowView,
+    /// The canned rejection reasons and photo requests to pick from: (id, English
+    /// text); the customer is sent their own language's.
     canned: Vec<(i64, String)>,
+    photo_canned: Vec<(i64, String)>,
     /// What the customer wrote from the status page: (when, the words).
     replies: Vec<(String, String)>,
     /// The label photos the current one replaced, oldest first: when each was replaced.
@@ -207,7 +210,18 @@ async fn load_ticket_page(
     let evidence = review::label_evidence(desk, &ticket)
         .await
         .map_err(error_page)?;
-    let canned = desk.store.canned_reasons().await.unwrap_or_default();
+    let listed = desk.store.canned_reasons().await.unwrap_or_default();
+    let canned_of = |kind: crate::domain::CannedKind| -> Vec<(i64, String)> {
+        listed
+            .iter()
+            .filter(|text| text.kind == kind)
+            .map(|text| (text.id, text.text.clone()))
+            .collect()
+    };
+    let (canned, photo_canned) = (
+        canned_of(crate::domain::CannedKind::Reject),
+        canned_of(crate::domain::CannedKind::Photo),
+    );
     let earlier_photos = desk
         .store
         .earlier_photos(ticket.id)
@@ -249,6 +263,7 @@ async fn load_ticket_page(
     };
     Ok(TicketPage {
         canned,
+        photo_canned,
         assignees,
         earlier_photos: earlier_photos
             .iter()
@@ -358,6 +373,7 @@ impl TicketPage {
             export_picture: ticket.export_form == ExportForm::Qr,
             customer: CustomerRowView::of(&ticket.customer),
             canned: Vec::new(),
+            photo_canned: Vec::new(),
             assignees: Vec::new(),
             earlier_photos: Vec::new(),
             new_photo_since: None,

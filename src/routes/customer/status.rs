@@ -210,9 +210,31 @@ fn next_step(t: Lang, ticket: &TicketDetail, answer_secs: Option<i64>) -> String
                 .html(),
             None => t.html("status.next_open_unmeasured"),
         },
-        TicketStatus::AwaitingPhoto => t.html("status.next_awaiting_photo"),
+        // What the agent asked the photo to fix, in the words the customer was mailed,
+        // when an agent's request is what sent the ticket back (not the desk's own, for a
+        // photo it could not read).
+        TicketStatus::AwaitingPhoto => match ticket
+            .events
+            .iter()
+            .rev()
+            .find(|e| {
+                e.kind == TicketEventKind::PhotoRequested
+                    || (e.kind == TicketEventKind::PhotoUnreadable
+                        && e.detail.starts_with(crate::store::SENT_BACK))
+            })
+            .filter(|e| e.kind == TicketEventKind::PhotoRequested)
+            .map(|e| e.detail.as_str())
+            .filter(|note| !note.is_empty())
+        {
+            Some(note) => t
+                .fill("status.next_awaiting_photo_note")
+                .with("note", note)
+                .html(),
+            None => t.html("status.next_awaiting_photo"),
+        },
         TicketStatus::Approved => t.html("status.next_approved"),
-        // The reason is the agent's own words, as the console's list has them.
+        // The reason as the customer was mailed it: the agent's words, or a canned
+        // reason in the customer's language.
         TicketStatus::Rejected => match ticket.decision_reason.as_deref() {
             Some(reason) => t.fill("status.next_rejected").with("reason", reason).html(),
             None => t.html("status.next_rejected_no_reason"),

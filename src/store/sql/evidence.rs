@@ -172,7 +172,7 @@ where
                 > 0;
         let event = TicketEventKind::PhotoUnreadable;
         let detail = if sent_back {
-            format!("sent back: {}", failure.error)
+            format!("{}{}", crate::store::SENT_BACK, failure.error)
         } else {
             format!("left to an agent: {}", failure.error)
         };
