@@ -4,6 +4,7 @@
 mod device;
 mod evidence;
 mod keys;
+mod mail;
 mod respond;
 mod server;
 
@@ -68,6 +69,9 @@ enum Command {
     /// What the desk reads off a label photo (the evidence worker runs `evidence read`).
     #[command(subcommand)]
     Evidence(evidence::EvidenceCommand),
+    /// Read an e-mail the desk wrote to its outbox directory, and save its attachments.
+    #[command(subcommand)]
+    Mail(mail::MailCommand),
     /// Write the protocol's test vectors (docs/test-vectors).
     TestVectors {
         /// Directory to write v1.json, v2.json and the QR pictures into.
@@ -155,6 +159,7 @@ pub fn main() -> ExitCode {
             settings().and_then(|s| server::blobs(command, s, clock.as_ref()))
         }
         Command::Evidence(command) => evidence::run(command),
+        Command::Mail(command) => mail::run(command),
         Command::TestVectors { out_dir } => write_test_vectors(out_dir),
     };
     match result {

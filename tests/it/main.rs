@@ -28,6 +28,7 @@ mod languages;
 mod operations;
 mod outages;
 mod pages;
+mod readme;
 mod red_team;
 mod reference_device;
 mod replica_keys;

@@ -1,0 +1,182 @@
+//! `resetdesk mail open`: an e-mail the desk wrote to its outbox directory (no SMTP
+//! server set), read as a person reads it: the headers that matter, the text, and the
+//! attachments saved as files, so the signed response need not be dug out of a `.eml`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use mail_parser::{MessageParser, MimeHeaders};
+
+use super::{CliError, CliResult, read_input, write_file};
+
+/// Larger than any mail the desk writes (its largest holds one signed response file).
+const MAX_MAIL_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Print an `.eml` file's sender, recipient, subject, date and text, and save its
+    /// attachments (the signed response file) into a directory.
+    Open {
+        /// The `.eml` file (the desk writes them to data/outbox/ without SMTP), or a
+        /// directory of them: its newest.
+        file: PathBuf,
+        /// Save each attachment into this directory (created if missing), under its own
+        /// name with anything but letters, digits, `.`, `-` and `_` replaced.
+        #[arg(long)]
+        save_attachments: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: &MailCommand) -> CliResult {
+    match command {
+        MailCommand::Open {
+            file,
+            save_attachments,
+        } => open(file, save_attachments.as_deref()),
+    }
+}
+
+fn open(file: &Path, save_into: Option<&Path>) -> CliResult {
+    let newest;
+    let file = if file.is_dir() {
+        newest = newest_mail(file)?;
+        println!(
+            "(the newest mail in {}: {})",
+            file.display(),
+            newest.display()
+        );
+        newest.as_path()
+    } else {
+        file
+    };
+    let raw = read_input(file, MAX_MAIL_BYTES, "mail")?;
+    let message = MessageParser::default().parse(&raw).ok_or_else(|| {
+        CliError::new(format!(
+            "{} is not an e-mail message (RFC 5322): no headers were found",
+            file.display()
+        ))
+    })?;
+    let addresses = |list: Option<&mail_parser::Address<'_>>| -> String {
+        list.map(|a| {
+            a.iter()
+                .filter_map(|addr| addr.address())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+    };
+    println!("From:    {}", addresses(message.from()));
+    println!("To:      {}", addresses(message.to()));
+    println!("Subject: {}", message.subject().unwrap_or_default());
+    if let Some(date) = message.date() {
+        println!("Date:    {}", date.to_rfc3339());
+    }
+    println!();
+    println!("{}", message.body_text(0).unwrap_or_default().trim_end());
+
+    let attachments: Vec<_> = message.attachments().collect();
+    if attachments.is_empty() {
+        return Ok(());
+    }
+    println!();
+    let Some(directory) = save_into else {
+        for (index, part) in attachments.iter().enumerate() {
+            println!(
+                "Attachment: {} ({} bytes; --save-attachments DIR saves it)",
+                safe_file_name(part.attachment_name(), index),
+                part.contents().len()
+            );
+        }
+        return Ok(());
+    };
+    std::fs::create_dir_all(directory)
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", directory.display())))?;
+    for (index, part) in attachments.iter().enumerate() {
+        let path = directory.join(safe_file_name(part.attachment_name(), index));
+        write_file(&path, part.contents())?;
+        println!("Saved {} ({} bytes)", path.display(), part.contents().len());
+    }
+    Ok(())
+}
+
+/// The `.eml` file of `directory` written last (the desk's half-written mails are hidden
+/// `.tmp` files, never `.eml`).
+fn newest_mail(directory: &Path) -> Result<PathBuf, CliError> {
+    let cannot = |e: std::io::Error| {
+        CliError::new(format!(
+            "cannot read the directory {}: {e}",
+            directory.display()
+        ))
+    };
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(directory).map_err(cannot)? {
+        let entry = entry.map_err(cannot)?;
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("eml") {
+            continue;
+        }
+        let modified = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(cannot)?;
+        if newest
+            .as_ref()
+            .is_none_or(|(at, seen)| (modified, &path) > (*at, seen))
+        {
+            newest = Some((modified, path));
+        }
+    }
+    newest.map(|(_, path)| path).ok_or_else(|| {
+        CliError::new(format!(
+            "there is no .eml file in {}: the desk writes its mail there only when no smtp_url is set",
+            directory.display()
+        ))
+    })
+}
+
+/// An attachment's own name as a file name that stays in the directory: no path, no
+/// leading dot, only letters, digits, `.`, `-` and `_`; `attachment-N` when nothing is
+/// left of it.
+fn safe_file_name(name: Option<&str>, index: usize) -> String {
+    let base = name
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let cleaned: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.');
+    if cleaned.chars().any(|c| c.is_ascii_alphanumeric()) {
+        cleaned.to_owned()
+    } else {
+        format!("attachment-{}", index + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_file_name;
+
+    #[test]
+    fn an_attachment_name_cannot_leave_its_directory() {
+        assert_eq!(
+            safe_file_name(Some("reset-response-RQ-7K3M-Q9TD.xml"), 0),
+            "reset-response-RQ-7K3M-Q9TD.xml"
+        );
+        assert_eq!(safe_file_name(Some("../../etc/passwd"), 0), "passwd");
+        assert_eq!(safe_file_name(Some("..\\boot.ini"), 0), "boot.ini");
+        assert_eq!(safe_file_name(Some(".bashrc"), 0), "bashrc");
+        assert_eq!(safe_file_name(Some("a b;c.xml"), 0), "a_b_c.xml");
+        assert_eq!(safe_file_name(Some(".."), 1), "attachment-2");
+        assert_eq!(safe_file_name(None, 0), "attachment-1");
+    }
+}
