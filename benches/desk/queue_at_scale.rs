@@ -10,6 +10,11 @@
 //! `--runs N` measures each size N times, each time on a newly started desk, and reports
 //! the medians. The database is loaded once per size: the loader is deterministic (a
 //! fixed seed), so loading again would write the same rows and only cost minutes.
+//!
+//! For looking into a plan by hand: `RESETDESK_BENCH_SCALE_BACKENDS=postgres` measures
+//! only that backend (`sqlite`, `postgres` or both, comma-separated), and
+//! `RESETDESK_BENCH_KEEP_DATABASES=1` leaves the PostgreSQL databases
+//! (`resetdesk_bench_scale_<size>`) in place afterwards.
 
 mod loader;
 
@@ -98,8 +103,15 @@ pub async fn run(
     rounds: usize,
     postgres: Option<&str>,
 ) -> Report {
-    let mut backends: Vec<(&str, Option<&str>)> = vec![("sqlite", None)];
-    if let Some(admin) = postgres {
+    let wanted = std::env::var("RESETDESK_BENCH_SCALE_BACKENDS")
+        .unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    let wants = |name: &str| wanted.split(',').any(|w| w.trim() == name);
+    let keep = std::env::var("RESETDESK_BENCH_KEEP_DATABASES").is_ok_and(|v| v == "1");
+    let mut backends: Vec<(&str, Option<&str>)> = Vec::new();
+    if wants("sqlite") {
+        backends.push(("sqlite", None));
+    }
+    if let Some(admin) = postgres.filter(|_| wants("postgres")) {
         if postgres_database(admin, "resetdesk_bench_probe")
             .await
             .is_some()
@@ -116,7 +128,7 @@ pub async fn run(
         for size in [SMALL.min(tickets), tickets] {
             let database = run_database(admin, &format!("resetdesk_bench_scale_{size}")).await;
             runs.push(size_run(size, requests, starts, rounds, database).await);
-            if let Some(admin) = admin {
+            if let Some(admin) = admin.filter(|_| !keep) {
                 drop_database(admin, &format!("resetdesk_bench_scale_{size}")).await;
             }
         }

@@ -55,7 +55,8 @@ pub trait Dialect:
     const QUEUE_AWAITING_SECOND: &'static str;
 
     /// What `QUEUE_SEARCH` looks the search up by in the trigram index: candidates that
-    /// include every ticket holding the search; every character taken literally.
+    /// include every ticket holding the search; every character taken literally. Empty
+    /// where the dialect's statement looks the search up by `search_check` alone.
     fn search_pattern(search: &SearchText) -> String;
 
     /// What `QUEUE_SEARCH` checks each candidate against: exactly the tickets holding the

@@ -44,17 +44,13 @@ impl Dialect for Postgres {
 
     // Through the trigram index or, for a search most tickets match, backwards along the
     // primary key until the page is full: the planner chooses from the patterns, which is
-    // why the statement is not prepared once for all patterns (`persistent(false)`).
-    // Both patterns go to the index: every trigram of the search (`$5`, which alone
-    // decides what matches) and the tiles (`$2`), a few of them that the index checks
-    // first, which cut the scan of a whole serial by about a third at a million tickets
-    // (its common trigrams, "000" and the model's prefix, list most tickets). The tiles
-    // alone are no estimate to plan by: a gapped pattern matches many more of the
-    // sampled texts, and the planner walked the key through every ticket for a serial
-    // only one holds (p99 791 ms); beside the whole pattern they only narrow it.
+    // why the statement is not prepared once for all patterns (`persistent(false)`: an
+    // unnamed statement is planned with its values, so an empty `$2` folds away).
+    // `$5`, every trigram of the search, alone decides what matches. `$2`, the tiles of
+    // a long search with digits (see `search_pattern`), is given to the index beside it.
     const QUEUE_SEARCH: &'static str = concat!(
         summary_select!(),
-        "WHERE t.search_text LIKE $2 AND t.search_text LIKE $5
+        "WHERE ($2 = '' OR t.search_text LIKE $2) AND t.search_text LIKE $5
        AND ($1 IS NULL OR t.status = $1)
        AND (CAST($3 AS BIGINT) IS NULL OR t.id < $3)
      ORDER BY t.id DESC LIMIT $4"
@@ -68,11 +64,24 @@ impl Dialect for Postgres {
      ORDER BY t.export_expires_at, t.id LIMIT $3"
     );
 
-    /// The trigrams that tile the search without overlapping (the first three
-    /// characters, the next three, ...), in order, with anything between them: every
-    /// text holding the search matches, and `search_check` then decides.
+    /// For a search of at least [`TILED_SEARCH_CHARS`] characters with a digit (a serial,
+    /// a serial's end, a ticket number): the trigrams that tile it without overlapping,
+    /// in order, with anything between them, which every text holding the search matches.
+    /// Otherwise nothing (`''`).
+    ///
+    /// Why: such a search's trigrams include some nearly every ticket holds ("000", a
+    /// model's prefix), whose long lists the index scan must read; given the tiles as a
+    /// second condition, the same scan ran a third faster (a whole serial at a million
+    /// tickets: p99 31.9 → 19.6 ms). The planner, though, takes the two conditions as
+    /// independent, and for a search many tickets hold that squares its estimate: a first
+    /// name ("jorge", tiled "jor") looked rare, was fetched whole through the index and
+    /// sorted, 220–430 ms against 2 ms walking the key. A long search with digits is an
+    /// identifier and rare, so its estimate stays right.
     fn search_pattern(search: &SearchText) -> String {
         let chars: Vec<char> = search.as_str().chars().collect();
+        if chars.len() < TILED_SEARCH_CHARS || !chars.iter().any(char::is_ascii_digit) {
+            return String::new();
+        }
         let tiles: Vec<String> = chars
             .chunks_exact(3)
             .map(|tile| like_literal(&tile.iter().collect::<String>()))
@@ -179,3 +188,6 @@ fn like_literal(text: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_")
 }
+
+/// The shortest search PostgreSQL's index is also given the tiles of.
+const TILED_SEARCH_CHARS: usize = 9;
