@@ -867,6 +867,9 @@ pub struct QueueMarks {
     pub approvals: i64,
     /// The customer said a response did not work.
     pub customer_reported_failure: bool,
+    /// The customer wrote (from the status page), and no console user has done anything
+    /// with the ticket since.
+    pub customer_wrote: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -224,10 +224,21 @@ impl Page {
             .unwrap();
     }
 
-    /// Clicks and waits for the page the click leads to.
+    /// Clicks and waits for the page the click leads to. The element is first scrolled
+    /// to the middle of the window, as a person scrolls to what they tap: at the window's
+    /// very edge, where WebDriver's own scrolling leaves it, a phone's emulated tap can
+    /// miss it.
     pub async fn click_and_wait(&self, css: &str) {
         let old = self.client.find(Locator::Css("html")).await.unwrap();
-        self.find(css).await.click().await.unwrap();
+        let target = self.find(css).await;
+        self.client
+            .execute(
+                "arguments[0].scrollIntoView({block: 'center', inline: 'nearest'});",
+                vec![serde_json::to_value(&target).unwrap()],
+            )
+            .await
+            .unwrap();
+        target.click().await.unwrap();
         self.wait_for_new_page(old, &format!("clicking {css}"))
             .await;
     }

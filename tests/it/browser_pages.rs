@@ -654,3 +654,214 @@ async fn keys_in_the_approval_mail_never_break_and_fit_a_small_phone() {
         page.close().await;
     }
 }
+
+/// What a customer reads and does on the status page since issue 19, on a laptop and on
+/// a phone, every page checked with axe-core: the request's deadline while it waits, a
+/// message to support (said back once sent), the agent's words when a new photo is asked
+/// for, and after "it did not work", what they said and a new request's form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_answers_the_customer_on_a_laptop_and_a_phone() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    for viewport in [Viewport::Desktop, Viewport::Phone] {
+        let app = spawn_app().await;
+        app.create_agent("agent@vendor.test").await;
+        let agent = app.sign_in("agent@vendor.test").await;
+        let submit = async |serial: &str, email: &str| {
+            let mut device = app.device(serial, "DS-7608NI-K2");
+            let request = app.export(&mut device, 0, Timestamp::now());
+            let form = crate::desk_support::export_part(
+                crate::desk_support::customer_form(email),
+                &request,
+                "xml",
+            )
+            .part(
+                "label_photo",
+                crate::desk_support::file_part(label_photo(), "label.jpg", "image/jpeg"),
+            );
+            app.submit_form(form).await
+        };
+        let page = driver.open("status-parts", viewport).await;
+
+        // Waiting: the deadline, and a message to support.
+        let (waiting, status_url) =
+            submit("DS-7608NI-K2/8P0820231115CCRRJ44440001", "w@example.com").await;
+        page.goto(&status_url).await;
+        page.check("waiting").await;
+        assert!(page.text("#deadline-heading").await.len() > 3);
+        assert!(page.find("#no-reboot").await.is_displayed().await.unwrap());
+        page.type_into(
+            "#reply-message",
+            "The recorder is in a locked room until 6 pm.",
+        )
+        .await;
+        page.click_and_wait("#send-reply").await;
+        page.check("replied").await;
+        assert!(!page.text("#reply-done").await.is_empty());
+        let ticket = app
+            .console_page(&agent, &format!("/console/tickets/{waiting}"))
+            .await;
+        assert!(ticket.contains("locked room until 6 pm"));
+
+        // A photo request from the list: the customer reads what to fix.
+        let listed = app
+            .console_page(&agent, &format!("/console/tickets/{waiting}"))
+            .await;
+        let blurred = crate::html::select_attrs(&listed, "#photo-canned option", "value")
+            .into_iter()
+            .zip(crate::html::texts(&listed, "#photo-canned option"))
+            .find(|(_, text)| text.contains("blurred"))
+            .map(|(value, _)| value)
+            .expect("a canned photo request");
+        assert_eq!(
+            app.console_action(
+                &agent,
+                &waiting,
+                "request-photo",
+                &[("canned", blurred.as_str())]
+            )
+            .await,
+            303
+        );
+        page.goto(&status_url).await;
+        page.check("photo-asked").await;
+        assert!(page.text("#next").await.contains("The photo is blurred"));
+
+        // Approved, and it did not work: said back, with the way on.
+        let (approved, status_url) =
+            submit("DS-7608NI-K2/8P0820231115CCRRJ44440002", "a@example.com").await;
+        app.approve_by_api(&approved).await;
+        page.goto(&status_url).await;
+        page.check("approved").await;
+        page.find("label[for='answer-wrong_key']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        page.type_into("#feedback-note", "It says the key is wrong.")
+            .await;
+        page.click_and_wait("#send-feedback").await;
+        page.check("feedback").await;
+        assert!(!page.text("#likely-cause").await.is_empty());
+        page.goto(&status_url).await;
+        page.check("reported").await;
+        assert!(
+            page.text("#reported")
+                .await
+                .contains("It says the key is wrong.")
+        );
+        page.click_and_wait("#new-request").await;
+        page.check("new-request").await;
+        assert!(page.url().await.contains("/again"), "{}", page.url().await);
+        page.close().await;
+    }
+}
+
+/// The agents' shared tools in the browser, on a laptop and on a phone: an internal note
+/// and giving the ticket to someone, with every page checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_note_and_hand_over_a_ticket_on_a_laptop_and_a_phone() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    for viewport in [Viewport::Console, Viewport::Phone] {
+        let app = spawn_app().await;
+        app.create_agent("agent@vendor.test").await;
+        app.create_agent("bea@vendor.test").await;
+        let mut device = app.device("DS-7608NI-K2/8P0820231115CCRRJ55550001", "DS-7608NI-K2");
+        let request = app.export(&mut device, 0, Timestamp::now());
+        let form = crate::desk_support::export_part(
+            crate::desk_support::customer_form("team@example.com"),
+            &request,
+            "xml",
+        )
+        .part(
+            "label_photo",
+            crate::desk_support::file_part(label_photo(), "label.jpg", "image/jpeg"),
+        );
+        let (number, _) = app.submit_form(form).await;
+        let page = driver.open("teamwork", viewport).await;
+        sign_in(&app, &page, "agent@vendor.test").await;
+        page.goto(&app.url(&format!("/console/tickets/{number}")))
+            .await;
+        page.check("ticket").await;
+        page.type_into(
+            "#note-text",
+            "Called the installer: the label is on the back.",
+        )
+        .await;
+        // Every table scrolls inside itself: the page never scrolls sideways.
+        crate::console_layout::no_sideways_scroll(&page, "ticket").await;
+        page.click_and_wait("#add-note").await;
+        page.check("noted").await;
+        assert!(
+            page.text("#notes")
+                .await
+                .contains("the label is on the back"),
+            "{}",
+            page.text("#notes").await
+        );
+        page.find("#assignee")
+            .await
+            .select_by_label("bea@vendor.test")
+            .await
+            .unwrap();
+        page.click_and_wait("#assign").await;
+        page.check("assigned").await;
+        assert_eq!(page.text("#claimed-by").await, "bea@vendor.test");
+        page.close().await;
+    }
+}
+
+/// A supervisor's pages, on a laptop and on a phone: the canned texts (one field per
+/// language), the queue of tickets waiting for a second approval, and a search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisors_pages_work_on_a_laptop_and_a_phone() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    for viewport in [Viewport::Console, Viewport::Phone] {
+        let app = spawn_app().await;
+        app.create_user(
+            "sam@vendor.test",
+            &[
+                resetdesk::domain::Role::Agent,
+                resetdesk::domain::Role::Supervisor,
+            ],
+        )
+        .await;
+        let page = driver.open("supervisor", viewport).await;
+        sign_in(&app, &page, "sam@vendor.test").await;
+        for (name, path) in [
+            ("reasons", "/console/reasons"),
+            ("second-approval", "/console?status=second_approval"),
+            ("search", "/console?status=all&q=ana"),
+        ] {
+            page.goto(&app.url(path)).await;
+            page.check(name).await;
+            crate::console_layout::no_sideways_scroll(&page, name).await;
+        }
+        // A new photo request, in both languages, from the page itself.
+        page.goto(&app.url("/console/reasons")).await;
+        page.type_into("#new-photo", "The label is upside down: turn the phone.")
+            .await;
+        page.type_into(
+            "#new-photo-reason_es",
+            "La etiqueta está al revés: gire el teléfono.",
+        )
+        .await;
+        page.click_and_wait("#add-photo button[type=submit]").await;
+        page.check("reason-added").await;
+        // Listed in its own row's fields, to change or remove.
+        assert!(
+            page.client
+                .source()
+                .await
+                .unwrap()
+                .contains("value=\"The label is upside down: turn the phone.\""),
+            "the new text is listed"
+        );
+        page.close().await;
+    }
+}

@@ -101,19 +101,30 @@ async fn serials_never_break(page: &Page, name: &str) {
 }
 
 /// Fails unless the page is no wider than its viewport: anything wider scrolls inside
-/// its own box, not the whole page sideways.
-async fn no_sideways_scroll(page: &Page, name: &str) {
+/// its own box, not the whole page sideways. Measured against the root's client width,
+/// the device's on a phone: a page too wide there widens the window's own (layout)
+/// viewport with it, so `innerWidth` would grow to match.
+pub async fn no_sideways_scroll(page: &Page, name: &str) {
     let widths = page
         .client
         .execute(
-            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            "const width = document.documentElement.clientWidth;
+             const wide = [...document.querySelectorAll('body *')]
+               .filter(e => e.getBoundingClientRect().right > width + 1 && !e.parentElement.closest('.scroll'))
+               .slice(0, 6)
+               .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '')
+                         + ' to ' + Math.round(e.getBoundingClientRect().right));
+             return [document.documentElement.scrollWidth, width, wide];",
             Vec::new(),
         )
         .await
         .unwrap();
     assert!(
         widths[0].as_f64().unwrap() <= widths[1].as_f64().unwrap(),
-        "{name}: the page is {widths} wide"
+        "{name}: the page is {} px wide in a {} px window; too wide: {}",
+        widths[0],
+        widths[1],
+        widths[2]
     );
 }
 
@@ -322,129 +333,132 @@ async fn an_agent_decides_twenty_tickets_with_two_keys_each() {
     let Some(driver) = Driver::start() else {
         return;
     };
-    let app = spawn_app().await;
-    app.create_agent(AGENT).await;
-    let token = app.agent_token("reader@vendor.test").await;
-    let mut tickets = Vec::new();
-    for i in 0..22 {
-        let serial = format!("DS-7608NI-K2/8P0820231115CCRRJ2222{i:04}");
-        tickets.push(submit_plain(&app, &serial, &format!("owner{i}@example.com")).await);
-    }
-    let page = driver.open("keyboard", Viewport::Console).await;
-    sign_in(&app, &page, AGENT).await;
-    page.find("#shortcuts-hint").await;
-    page.check("queue").await;
+    // At an agent's laptop and on a phone (390 × 844).
+    for viewport in [Viewport::Console, Viewport::Phone] {
+        let app = spawn_app().await;
+        app.create_agent(AGENT).await;
+        let token = app.agent_token("reader@vendor.test").await;
+        let mut tickets = Vec::new();
+        for i in 0..22 {
+            let serial = format!("DS-7608NI-K2/8P0820231115CCRRJ2222{i:04}");
+            tickets.push(submit_plain(&app, &serial, &format!("owner{i}@example.com")).await);
+        }
+        let page = driver.open("keyboard", viewport).await;
+        sign_in(&app, &page, AGENT).await;
+        page.find("#shortcuts-hint").await;
+        page.check("queue").await;
 
-    // "?" shows every key; Escape hides the list again.
-    page.press_char('?').await;
-    assert!(page.find("#shortcuts").await.is_displayed().await.unwrap());
-    page.check("shortcuts").await;
-    page.press_char(char::from(Key::Escape)).await;
-    assert!(!page.find("#shortcuts").await.is_displayed().await.unwrap());
+        // "?" shows every key; Escape hides the list again.
+        page.press_char('?').await;
+        assert!(page.find("#shortcuts").await.is_displayed().await.unwrap());
+        page.check("shortcuts").await;
+        page.press_char(char::from(Key::Escape)).await;
+        assert!(!page.find("#shortcuts").await.is_displayed().await.unwrap());
 
-    // j picks the queue's first ticket, Enter opens it: getting to work.
-    page.press_char('j').await;
-    page.press_and_wait(char::from(Key::Enter)).await;
-    assert!(
-        page.url()
-            .await
-            .ends_with(&format!("/tickets/{}", tickets[0])),
-        "{}",
-        page.url().await
-    );
-
-    // Each decision: a (picks "approve and next"), Enter (approves). The next ticket
-    // opens by itself and says what became of the one before.
-    let mut presses_per_decision = Vec::new();
-    for (i, number) in tickets.iter().take(20).enumerate() {
+        // j picks the queue's first ticket, Enter opens it: getting to work.
+        page.press_char('j').await;
+        page.press_and_wait(char::from(Key::Enter)).await;
         assert!(
-            page.url().await.contains(&format!("/tickets/{number}")),
-            "decision {i}: on {}, expected {number}",
+            page.url()
+                .await
+                .ends_with(&format!("/tickets/{}", tickets[0])),
+            "{}",
             page.url().await
         );
-        let before = page.url().await;
-        let mut presses = 0;
-        page.press_char('a').await;
-        presses += 1;
-        // One key decides nothing: it picks the button, which the next key presses.
-        let focused = page.client.active_element().await.unwrap();
-        assert_eq!(
-            focused.attr("id").await.unwrap().as_deref(),
-            Some("approve-next"),
-            "decision {i}"
+
+        // Each decision: a (picks "approve and next"), Enter (approves). The next ticket
+        // opens by itself and says what became of the one before.
+        let mut presses_per_decision = Vec::new();
+        for (i, number) in tickets.iter().take(20).enumerate() {
+            assert!(
+                page.url().await.contains(&format!("/tickets/{number}")),
+                "decision {i}: on {}, expected {number}",
+                page.url().await
+            );
+            let before = page.url().await;
+            let mut presses = 0;
+            page.press_char('a').await;
+            presses += 1;
+            // One key decides nothing: it picks the button, which the next key presses.
+            let focused = page.client.active_element().await.unwrap();
+            assert_eq!(
+                focused.attr("id").await.unwrap().as_deref(),
+                Some("approve-next"),
+                "decision {i}"
+            );
+            assert_eq!(
+                page.url().await,
+                before,
+                "decision {i}: a alone sent nothing"
+            );
+            assert_eq!(status_of(&app, &token, number).await, "open");
+            page.press_and_wait(char::from(Key::Enter)).await;
+            presses += 1;
+            presses_per_decision.push(presses);
+            let notice = page.text("#action-notice").await;
+            assert!(
+                notice.starts_with(&format!("Ticket {number}: Approved")),
+                "decision {i}: {notice}"
+            );
+        }
+        assert_eq!(presses_per_decision, [2; 20], "key presses per decision");
+        page.check("after-twenty").await;
+        for number in tickets.iter().take(20) {
+            assert_eq!(
+                status_of(&app, &token, number).await,
+                "approved",
+                "{number}"
+            );
+        }
+
+        // p: ask for a new photo with no note, Enter sends it; the next ticket opens.
+        assert!(
+            page.url()
+                .await
+                .contains(&format!("/tickets/{}?", tickets[20]))
         );
-        assert_eq!(
-            page.url().await,
-            before,
-            "decision {i}: a alone sent nothing"
-        );
-        assert_eq!(status_of(&app, &token, number).await, "open");
+        page.press_char('p').await;
         page.press_and_wait(char::from(Key::Enter)).await;
-        presses += 1;
-        presses_per_decision.push(presses);
+        assert_eq!(
+            status_of(&app, &token, &tickets[20]).await,
+            "awaiting_photo"
+        );
+
+        // r: reject asks once more before it tells the customer.
+        assert!(
+            page.url()
+                .await
+                .contains(&format!("/tickets/{}?", tickets[21]))
+        );
+        page.press_char('r').await;
+        page.press_char(char::from(Key::Tab)).await;
+        for c in "The photo shows another device.".chars() {
+            page.press_char(c).await;
+        }
+        page.press_char(char::from(Key::Enter)).await;
+        assert_eq!(page.text("#reject").await, "Press again to reject");
+        // The same key again at once (held, bounced) is not the confirmation.
+        page.press_char(char::from(Key::Enter)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            page.url()
+                .await
+                .contains(&format!("/tickets/{}?", tickets[21])),
+            "nothing sent yet"
+        );
+        assert_eq!(status_of(&app, &token, &tickets[21]).await, "open");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        page.press_and_wait(char::from(Key::Enter)).await;
+        assert_eq!(status_of(&app, &token, &tickets[21]).await, "rejected");
+        // The last open ticket decided: the page says no other is waiting.
         let notice = page.text("#action-notice").await;
         assert!(
-            notice.starts_with(&format!("Ticket {number}: Approved")),
-            "decision {i}: {notice}"
+            notice.contains("No other open ticket is waiting"),
+            "{notice}"
         );
+        page.check("queue-empty").await;
+        page.close().await;
     }
-    assert_eq!(presses_per_decision, [2; 20], "key presses per decision");
-    page.check("after-twenty").await;
-    for number in tickets.iter().take(20) {
-        assert_eq!(
-            status_of(&app, &token, number).await,
-            "approved",
-            "{number}"
-        );
-    }
-
-    // p: ask for a new photo with no note, Enter sends it; the next ticket opens.
-    assert!(
-        page.url()
-            .await
-            .contains(&format!("/tickets/{}?", tickets[20]))
-    );
-    page.press_char('p').await;
-    page.press_and_wait(char::from(Key::Enter)).await;
-    assert_eq!(
-        status_of(&app, &token, &tickets[20]).await,
-        "awaiting_photo"
-    );
-
-    // r: reject asks once more before it tells the customer.
-    assert!(
-        page.url()
-            .await
-            .contains(&format!("/tickets/{}?", tickets[21]))
-    );
-    page.press_char('r').await;
-    page.press_char(char::from(Key::Tab)).await;
-    for c in "The photo shows another device.".chars() {
-        page.press_char(c).await;
-    }
-    page.press_char(char::from(Key::Enter)).await;
-    assert_eq!(page.text("#reject").await, "Press again to reject");
-    // The same key again at once (held, bounced) is not the confirmation.
-    page.press_char(char::from(Key::Enter)).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(
-        page.url()
-            .await
-            .contains(&format!("/tickets/{}?", tickets[21])),
-        "nothing sent yet"
-    );
-    assert_eq!(status_of(&app, &token, &tickets[21]).await, "open");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    page.press_and_wait(char::from(Key::Enter)).await;
-    assert_eq!(status_of(&app, &token, &tickets[21]).await, "rejected");
-    // The last open ticket decided: the page says no other is waiting.
-    let notice = page.text("#action-notice").await;
-    assert!(
-        notice.contains("No other open ticket is waiting"),
-        "{notice}"
-    );
-    page.check("queue-empty").await;
-    page.close().await;
 }
 
 /// The words of each cell of ticket `number`'s queue row, by column heading.
@@ -484,7 +498,7 @@ async fn the_queue_shows_customer_deadline_state_and_risk_by_kind(backend: Backe
         .submit_form(submit_exported(OWN_SERIAL, 0, hours_ago(43)))
         .await;
     // Six devices exported 30 hours ago: 18 hours left, each device flagged as late.
-    let (six, _) = app
+    let (six, six_status_url) = app
         .submit_form(submit_exported(RECORDER_SERIAL, 5, hours_ago(30)))
         .await;
     // Approved, then the customer says it did not work.
@@ -551,6 +565,29 @@ async fn the_queue_shows_customer_deadline_state_and_risk_by_kind(backend: Backe
     let row = queue_row(&approved, &failed);
     assert_eq!(row["State"], "Approved customer says it failed");
     assert_eq!(row["Export expires"], "–", "decided: no deadline");
+
+    // The customer writes from the status page: marked until an agent does something.
+    let wrote = app
+        .client
+        .post(six_status_url.replace(&format!("/status/{six}?"), &format!("/status/{six}/reply?")))
+        .form(&[("message", "The cameras are on the roof, can you hurry?")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        wrote.status(),
+        303,
+        "back to the status page, which says it arrived"
+    );
+    let queue = app.console_page(&agent, "/console").await;
+    assert_eq!(queue_row(&queue, &six)["State"], "Open customer wrote");
+    assert_eq!(
+        app.console_action(&agent, &six, "notes", &[("note", "Asked the installer.")])
+            .await,
+        303
+    );
+    let queue = app.console_page(&agent, "/console").await;
+    assert_eq!(queue_row(&queue, &six)["State"], "Open");
 }
 
 on_both_backends!(the_queue_shows_customer_deadline_state_and_risk_by_kind);
@@ -572,62 +609,66 @@ async fn a_new_token_is_copied_or_saved_in_one_press_and_its_use_is_shown() {
     let Some(driver) = Driver::start() else {
         return;
     };
-    let app = spawn_app().await;
-    app.create_agent(AGENT).await;
-    let page = driver.open("token-copy", Viewport::Console).await;
-    sign_in(&app, &page, AGENT).await;
-    page.goto(&app.url("/console/tokens")).await;
-    page.type_into("#name", "nightly export").await;
-    page.click_and_wait("form[action='/console/tokens'] button[type=submit]")
-        .await;
-    page.check("new-token").await;
-    let token = page.text("#new-token").await;
-    assert!(token.starts_with("rdt_"), "{token}");
+    // At an agent's laptop and on a phone (390 × 844).
+    for viewport in [Viewport::Console, Viewport::Phone] {
+        let app = spawn_app().await;
+        app.create_agent(AGENT).await;
+        let page = driver.open("token-copy", viewport).await;
+        sign_in(&app, &page, AGENT).await;
+        page.goto(&app.url("/console/tokens")).await;
+        no_sideways_scroll(&page, "tokens").await;
+        page.type_into("#name", "nightly export").await;
+        page.click_and_wait("form[action='/console/tokens'] button[type=submit]")
+            .await;
+        page.check("new-token").await;
+        let token = page.text("#new-token").await;
+        assert!(token.starts_with("rdt_"), "{token}");
 
-    page.grant("clipboard-read").await;
-    page.grant("clipboard-write").await;
-    page.find("[data-copy='new-token'] [data-action='copy']")
-        .await
-        .click()
-        .await
-        .unwrap();
-    let said = page.find("[data-copy='new-token'] .copy-said").await;
-    for _ in 0..50 {
-        if !said.text().await.unwrap().is_empty() {
-            break;
+        page.grant("clipboard-read").await;
+        page.grant("clipboard-write").await;
+        page.find("[data-copy='new-token'] [data-action='copy']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        let said = page.find("[data-copy='new-token'] .copy-said").await;
+        for _ in 0..50 {
+            if !said.text().await.unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(said.text().await.unwrap(), "Copied.");
-    let pasted = page
-        .client
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
+        assert_eq!(said.text().await.unwrap(), "Copied.");
+        let pasted = page
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
              navigator.clipboard.readText().then(done, e => done('error: ' + e));",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(pasted.as_str(), Some(format!("{token}\n").as_str()));
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(pasted.as_str(), Some(format!("{token}\n").as_str()));
 
-    page.find("[data-copy='new-token'] [data-action='download']")
-        .await
-        .click()
-        .await
-        .unwrap();
-    assert_eq!(
-        downloaded(&page, "resetdesk-api-token.txt").await,
-        format!("{token}\n")
-    );
+        page.find("[data-copy='new-token'] [data-action='download']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        assert_eq!(
+            downloaded(&page, "resetdesk-api-token.txt").await,
+            format!("{token}\n")
+        );
 
-    // Used once: the list says when.
-    page.goto(&app.url("/console/tokens")).await;
-    assert_eq!(page.text("#tokens td.last-used").await, "never");
-    let used = app.api_get(&token, "/api/v1/tickets").await;
-    assert_eq!(used.status(), 200);
-    page.goto(&app.url("/console/tokens")).await;
-    assert_eq!(page.text("#tokens td.last-used").await, "0 min ago");
-    page.close().await;
+        // Used once: the list says when.
+        page.goto(&app.url("/console/tokens")).await;
+        assert_eq!(page.text("#tokens td.last-used").await, "never");
+        let used = app.api_get(&token, "/api/v1/tickets").await;
+        assert_eq!(used.status(), 200);
+        page.goto(&app.url("/console/tokens")).await;
+        assert_eq!(page.text("#tokens td.last-used").await, "0 min ago");
+        page.close().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,45 +676,48 @@ async fn recovery_codes_are_saved_one_a_line_in_one_press() {
     let Some(driver) = Driver::start() else {
         return;
     };
-    let app = spawn_app().await;
-    // A user who has not set up the second factor yet: the first sign-in does.
-    let hash = resetdesk::auth::hash_password(crate::desk_support::AGENT_PASSWORD).unwrap();
-    app.desk
-        .store
-        .create_user(
-            &resetdesk::domain::EmailAddress::parse("new@vendor.test").unwrap(),
-            &hash,
-            resetdesk::domain::Roles::of(&[Role::Agent]).unwrap(),
-            "test",
-            app.now(),
-        )
-        .await
-        .unwrap();
-    let page = driver.open("recovery-codes", Viewport::Console).await;
-    page.goto(&app.url("/console")).await;
-    page.type_into("#email", "new@vendor.test").await;
-    page.type_into("#password", crate::desk_support::AGENT_PASSWORD)
-        .await;
-    page.click_and_wait("button[type=submit]").await;
-    let key = page.text("#totp-key").await.replace(' ', "");
-    let code =
-        resetdesk::auth::totp::code_at(&resetdesk::domain::Secret::new(key), app.now()).unwrap();
-    page.type_into("#code", &code).await;
-    page.click_and_wait("button[type=submit]").await;
-    page.check("recovery-codes").await;
-    let shown: Vec<String> = {
-        let list = page.text("#recovery-codes").await;
-        list.lines().map(str::trim).map(str::to_owned).collect()
-    };
-    assert_eq!(shown.len(), resetdesk::auth::totp::RECOVERY_CODES);
-    page.find("[data-copy='recovery-codes'] [data-action='download']")
-        .await
-        .click()
-        .await
-        .unwrap();
-    let saved = downloaded(&page, "resetdesk-recovery-codes.txt").await;
-    assert_eq!(saved, format!("{}\n", shown.join("\n")));
-    page.close().await;
+    // At an agent's laptop and on a phone (390 × 844).
+    for viewport in [Viewport::Console, Viewport::Phone] {
+        let app = spawn_app().await;
+        // A user who has not set up the second factor yet: the first sign-in does.
+        let hash = resetdesk::auth::hash_password(crate::desk_support::AGENT_PASSWORD).unwrap();
+        app.desk
+            .store
+            .create_user(
+                &resetdesk::domain::EmailAddress::parse("new@vendor.test").unwrap(),
+                &hash,
+                resetdesk::domain::Roles::of(&[Role::Agent]).unwrap(),
+                "test",
+                app.now(),
+            )
+            .await
+            .unwrap();
+        let page = driver.open("recovery-codes", viewport).await;
+        page.goto(&app.url("/console")).await;
+        page.type_into("#email", "new@vendor.test").await;
+        page.type_into("#password", crate::desk_support::AGENT_PASSWORD)
+            .await;
+        page.click_and_wait("button[type=submit]").await;
+        let key = page.text("#totp-key").await.replace(' ', "");
+        let code = resetdesk::auth::totp::code_at(&resetdesk::domain::Secret::new(key), app.now())
+            .unwrap();
+        page.type_into("#code", &code).await;
+        page.click_and_wait("button[type=submit]").await;
+        page.check("recovery-codes").await;
+        let shown: Vec<String> = {
+            let list = page.text("#recovery-codes").await;
+            list.lines().map(str::trim).map(str::to_owned).collect()
+        };
+        assert_eq!(shown.len(), resetdesk::auth::totp::RECOVERY_CODES);
+        page.find("[data-copy='recovery-codes'] [data-action='download']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        let saved = downloaded(&page, "resetdesk-recovery-codes.txt").await;
+        assert_eq!(saved, format!("{}\n", shown.join("\n")));
+        page.close().await;
+    }
 }
 
 /// Where "Next ticket" on ticket `from` leads `agent`.
@@ -996,60 +1040,63 @@ async fn the_queue_counts_and_refreshes_itself_keeping_the_agents_place() {
     let Some(driver) = Driver::start() else {
         return;
     };
-    let app = crate::desk_support::spawn_app_with(|settings| {
-        settings.console.queue_refresh_secs = 1;
-    })
-    .await;
-    app.create_agent(AGENT).await;
-    let mut tickets = Vec::new();
-    for i in 0..3 {
-        let serial = format!("DS-7608NI-K2/8P0820231115CCRRJ3333{i:04}");
-        tickets.push(submit_plain(&app, &serial, &format!("owner{i}@example.com")).await);
-    }
-    let page = driver.open("queue-refresh", Viewport::Console).await;
-    sign_in(&app, &page, AGENT).await;
-    let (_, _, rows, open, said) = queue_state(&page).await;
-    assert_eq!(rows, tickets);
-    assert_eq!(open, "3");
-    assert_eq!(said, "Refreshes every 1 seconds.");
-    page.check("queue-counted").await;
-
-    // On the second ticket; then one comes in whose export dies first: it goes on top.
-    page.press_char('j').await;
-    page.press_char('j').await;
-    let mut device = app.device("DS-7608NI-K2/8P0820231115CCRRJ33339999", "DS-7608NI-K2");
-    let request = app.export(&mut device, 0, app.now().plus_seconds(-3600));
-    let (newcomer, _) = app
-        .submit_form(
-            export_part(customer_form("late@example.com"), &request, "xml").part(
-                "label_photo",
-                file_part(label_photo(), "label.jpg", "image/jpeg"),
-            ),
-        )
+    // At an agent's laptop and on a phone (390 × 844).
+    for viewport in [Viewport::Console, Viewport::Phone] {
+        let app = crate::desk_support::spawn_app_with(|settings| {
+            settings.console.queue_refresh_secs = 1;
+        })
         .await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let state = loop {
-        let state = queue_state(&page).await;
-        if state.3 == "4" && state.2.first() == Some(&newcomer) {
-            break state;
+        app.create_agent(AGENT).await;
+        let mut tickets = Vec::new();
+        for i in 0..3 {
+            let serial = format!("DS-7608NI-K2/8P0820231115CCRRJ3333{i:04}");
+            tickets.push(submit_plain(&app, &serial, &format!("owner{i}@example.com")).await);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the queue did not refresh: {state:?}"
+        let page = driver.open("queue-refresh", viewport).await;
+        sign_in(&app, &page, AGENT).await;
+        let (_, _, rows, open, said) = queue_state(&page).await;
+        assert_eq!(rows, tickets);
+        assert_eq!(open, "3");
+        assert_eq!(said, "Refreshes every 1 seconds.");
+        page.check("queue-counted").await;
+
+        // On the second ticket; then one comes in whose export dies first: it goes on top.
+        page.press_char('j').await;
+        page.press_char('j').await;
+        let mut device = app.device("DS-7608NI-K2/8P0820231115CCRRJ33339999", "DS-7608NI-K2");
+        let request = app.export(&mut device, 0, app.now().plus_seconds(-3600));
+        let (newcomer, _) = app
+            .submit_form(
+                export_part(customer_form("late@example.com"), &request, "xml").part(
+                    "label_photo",
+                    file_part(label_photo(), "label.jpg", "image/jpeg"),
+                ),
+            )
+            .await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let state = loop {
+            let state = queue_state(&page).await;
+            if state.3 == "4" && state.2.first() == Some(&newcomer) {
+                break state;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the queue did not refresh: {state:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
+        let (current, focused, rows, _, said) = state;
+        assert_eq!(
+            rows,
+            [&newcomer, &tickets[0], &tickets[1], &tickets[2]].map(String::clone)
         );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
-    let (current, focused, rows, _, said) = state;
-    assert_eq!(
-        rows,
-        [&newcomer, &tickets[0], &tickets[1], &tickets[2]].map(String::clone)
-    );
-    assert_eq!(current, tickets[1], "the current row is still the agent's");
-    assert_eq!(focused, tickets[1], "and still has the focus");
-    assert!(said.starts_with("Updated at "), "{said}");
-    // The keys go on from where the agent was.
-    page.press_char('j').await;
-    assert_eq!(queue_state(&page).await.0, tickets[2]);
-    page.check("queue-refreshed").await;
-    page.close().await;
+        assert_eq!(current, tickets[1], "the current row is still the agent's");
+        assert_eq!(focused, tickets[1], "and still has the focus");
+        assert!(said.starts_with("Updated at "), "{said}");
+        // The keys go on from where the agent was.
+        page.press_char('j').await;
+        assert_eq!(queue_state(&page).await.0, tickets[2]);
+        page.check("queue-refreshed").await;
+        page.close().await;
+    }
 }

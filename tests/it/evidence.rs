@@ -274,15 +274,7 @@ async fn the_status_page_says_why_the_latest_photo_was_asked_for(backend: Backen
     };
     let (status_url, photo_url) = (line_with("/status/", "/photo"), line_with("/photo?t=", " "));
     let next = async || {
-        let page = app
-            .client
-            .get(&status_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&status_url).await;
         html::text(&page, "#next")
     };
     assert!(next().await.contains("Hold the phone closer"));

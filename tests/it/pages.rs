@@ -776,15 +776,7 @@ async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backe
         )
         .await;
     assert_eq!(status, 303);
-    let page = app
-        .client
-        .get(&status_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&status_url).await;
     assert!(page.contains("denunciado como robado"), "{page}");
     app.run_outbox().await;
     let rejection = app
@@ -811,15 +803,7 @@ async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backe
         )
         .await;
     assert_eq!(status, 303);
-    let page = app
-        .client
-        .get(&english_status_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&english_status_url).await;
     let next = html::text(&page, "#next");
     assert!(
         next.contains("The photo is blurred: hold the phone still"),

@@ -203,9 +203,15 @@ fn the_readme_walk_through_runs_as_pasted() {
         let printed = shell.run(&line);
         // The desk in the background logs to the same terminal: its lines are passed over.
         if line.contains("/api/v1/requests") {
+            // Its answer is JSON, which a log line may follow on the same line.
             let answer: serde_json::Value = printed
-                .lines()
-                .find_map(|l| serde_json::from_str(l.trim()).ok())
+                .find("{\"ticket\"")
+                .and_then(|at| {
+                    serde_json::Deserializer::from_str(&printed[at..])
+                        .into_iter()
+                        .next()?
+                        .ok()
+                })
                 .unwrap_or_else(|| panic!("no JSON answer in {printed:?}"));
             ticket = Some(answer["ticket"].as_str().unwrap().to_owned());
             mails_expected += 1;

@@ -60,7 +60,8 @@ struct QueueRowView {
     more_devices: i64,
     deadline: Deadline,
     status: &'static str,
-    /// "1 of 2 approvals", "customer says it failed": what the status alone hides.
+    /// "1 of 2 approvals", "customer says it failed", "customer wrote": what the status
+    /// alone hides.
     badges: Vec<&'static str>,
     claimed_by: String,
     label: LabelColumn,
@@ -415,6 +416,9 @@ async fn queue(
                 }
                 if mark.customer_reported_failure {
                     badges.push("customer says it failed");
+                }
+                if mark.customer_wrote {
+                    badges.push("customer wrote");
                 }
                 QueueRowView {
                     label: LabelColumn::of(checks.get(&t.id).copied()),

@@ -329,6 +329,25 @@ where
         for ticket in reported {
             marks.entry(ticket).or_default().customer_reported_failure = true;
         }
+        // A message with nothing from a person of the desk after it (the customer's own
+        // steps, the desk's workers and the command line do not answer it).
+        let mut wrote = sqlx::QueryBuilder::<D>::new(
+            "SELECT DISTINCT r.ticket_id FROM ticket_events r
+             WHERE r.kind = 'customer_reply'
+               AND NOT EXISTS (SELECT 1 FROM ticket_events a
+                               WHERE a.ticket_id = r.ticket_id AND a.id > r.id
+                                 AND a.actor NOT IN ('customer', 'system', 'cli'))
+               AND r.ticket_id",
+        );
+        Self::push_in_ids(&mut wrote, &ids);
+        let wrote: Vec<TicketId> = wrote
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        for ticket in wrote {
+            marks.entry(ticket).or_default().customer_wrote = true;
+        }
         Ok(marks)
     }
 
