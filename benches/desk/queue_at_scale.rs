@@ -105,6 +105,12 @@ pub async fn run(
 ) -> Report {
     let wanted = std::env::var("RESETDESK_BENCH_SCALE_BACKENDS")
         .unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    for name in wanted.split(',').map(str::trim) {
+        assert!(
+            matches!(name, "sqlite" | "postgres"),
+            "RESETDESK_BENCH_SCALE_BACKENDS: {name:?} is not a backend (sqlite, postgres)"
+        );
+    }
     let wants = |name: &str| wanted.split(',').any(|w| w.trim() == name);
     let keep = std::env::var("RESETDESK_BENCH_KEEP_DATABASES").is_ok_and(|v| v == "1");
     let mut backends: Vec<(&str, Option<&str>)> = Vec::new();

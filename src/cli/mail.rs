@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use mail_parser::{MessageParser, MimeHeaders};
 
-use super::{CliError, CliResult, read_input, write_file};
+use super::{CliError, CliResult, read_input};
 
 /// Larger than any mail the desk writes (its largest holds one signed response file).
 const MAX_MAIL_BYTES: u64 = 16 * 1024 * 1024;
@@ -65,14 +65,17 @@ fn open(file: &Path, save_into: Option<&Path>) -> CliResult {
         })
         .unwrap_or_default()
     };
-    println!("From:    {}", addresses(message.from()));
-    println!("To:      {}", addresses(message.to()));
-    println!("Subject: {}", message.subject().unwrap_or_default());
+    println!("From:    {}", shown(&addresses(message.from())));
+    println!("To:      {}", shown(&addresses(message.to())));
+    println!("Subject: {}", shown(message.subject().unwrap_or_default()));
     if let Some(date) = message.date() {
         println!("Date:    {}", date.to_rfc3339());
     }
     println!();
-    println!("{}", message.body_text(0).unwrap_or_default().trim_end());
+    println!(
+        "{}",
+        shown(message.body_text(0).unwrap_or_default().trim_end())
+    );
 
     let attachments: Vec<_> = message.attachments().collect();
     if attachments.is_empty() {
@@ -89,14 +92,47 @@ fn open(file: &Path, save_into: Option<&Path>) -> CliResult {
         }
         return Ok(());
     };
-    std::fs::create_dir_all(directory)
+    crate::data_dir::create_dir_all(directory)
         .map_err(|e| CliError::new(format!("cannot create {}: {e}", directory.display())))?;
     for (index, part) in attachments.iter().enumerate() {
         let path = directory.join(safe_file_name(part.attachment_name(), index));
-        write_file(&path, part.contents())?;
+        save(&path, part.contents())?;
         println!("Saved {} ({} bytes)", path.display(), part.contents().len());
     }
     Ok(())
+}
+
+/// Writes an attachment as a new file readable by its owner only (a signed response
+/// is one): never over a file already there, nor through a link.
+fn save(path: &Path, contents: &[u8]) -> CliResult {
+    use std::io::Write;
+    let mut file = crate::data_dir::create_new_file(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            CliError::new(format!(
+                "{} already exists: move it away, or save into another directory with --save-attachments DIR",
+                path.display()
+            ))
+        } else {
+            CliError::new(format!("cannot write {}: {e}", path.display()))
+        }
+    })?;
+    file.write_all(contents)
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
+}
+
+/// A mail's text as the terminal may show it: control characters (which could move the
+/// cursor, set the window's title or write the clipboard) and direction overrides
+/// replaced, line breaks (CRLF as LF) and tabs kept.
+fn shown(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .chars()
+        .map(|c| match c {
+            '\n' | '\t' => c,
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => '\u{FFFD}',
+            c if c.is_control() => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
 }
 
 /// The `.eml` file of `directory` written last (the desk's half-written mails are hidden
@@ -110,15 +146,21 @@ fn newest_mail(directory: &Path) -> Result<PathBuf, CliError> {
     };
     let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
     for entry in std::fs::read_dir(directory).map_err(cannot)? {
-        let entry = entry.map_err(cannot)?;
+        // One gone meanwhile, or not a file, is passed over.
+        let Ok(entry) = entry else { continue };
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) != Some("eml") {
             continue;
         }
-        let modified = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .map_err(cannot)?;
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        if !metadata.is_file() {
+            continue;
+        }
+        let Ok(modified) = metadata.modified() else {
+            continue;
+        };
         if newest
             .as_ref()
             .is_none_or(|(at, seen)| (modified, &path) > (*at, seen))
@@ -165,6 +207,14 @@ fn safe_file_name(name: Option<&str>, index: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::safe_file_name;
+
+    #[test]
+    fn a_mails_text_cannot_drive_the_terminal() {
+        assert_eq!(
+            super::shown("a\u{1b}]0;title\u{7}b\tc\r\nd\u{202E}e\rf"),
+            "a\u{FFFD}]0;title\u{FFFD}b\tc\nd\u{FFFD}e\u{FFFD}f"
+        );
+    }
 
     #[test]
     fn an_attachment_name_cannot_leave_its_directory() {

@@ -191,17 +191,35 @@ fn write_test_vectors(out_dir: &Path) -> CliResult {
 }
 
 /// Reads a file the user named, refusing anything larger than `max` bytes before reading it.
+/// Reads a regular file of at most `max` bytes. The limit holds while reading too: a
+/// device or a file in /proc says it holds nothing, and a pipe would block.
 fn read_input(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, CliError> {
+    use std::io::Read;
     let cannot =
         |e: std::io::Error| CliError::new(format!("cannot read {what} {}: {e}", path.display()));
-    let len = std::fs::metadata(path).map_err(cannot)?.len();
-    if len > max {
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let metadata = file.metadata().map_err(cannot)?;
+    if !metadata.is_file() {
         return Err(CliError::new(format!(
-            "{what} {} is {len} bytes; at most {max} are accepted",
+            "{what} {} is not a regular file",
             path.display()
         )));
     }
-    std::fs::read(path).map_err(cannot)
+    let too_large = |len: u64| {
+        CliError::new(format!(
+            "{what} {} is {len} bytes; at most {max} are accepted",
+            path.display()
+        ))
+    };
+    if metadata.len() > max {
+        return Err(too_large(metadata.len()));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn write_file(path: &Path, contents: &[u8]) -> CliResult {

@@ -2306,6 +2306,46 @@ pub async fn a_dead_response_mail_is_resent_only_signed_again(store: &dyn Store)
     );
 }
 
+/// A customer's message marks the ticket in the queue until a person of the desk acts
+/// on it: the mail handed off meanwhile (one the customer asked for) does not.
+pub async fn the_queue_marks_a_customer_message_until_the_desk_acts(store: &dyn Store) {
+    let id = agent(store, "agent@vendor.test").await;
+    let number = created(
+        store,
+        &ticket(
+            "wrote@example.com",
+            vec![challenge("DS-WRT-0001", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let ticket_id = store.ticket(&number).await.unwrap().id;
+    let marked = async || store.queue_marks(&[ticket_id]).await.unwrap()[&ticket_id].customer_wrote;
+    store
+        .record_reply(ticket_id, "any news?", 10, at(20))
+        .await
+        .unwrap();
+    assert!(marked().await);
+    // The acknowledgment, handed to the relay by the mailer.
+    let due = store.claim_due_mail(at(21), 60, 10).await.unwrap();
+    assert!(!due.is_empty());
+    let ids: Vec<i64> = due.iter().map(|m| m.id).collect();
+    store.mark_mails_sent(&ids, at(22)).await.unwrap();
+    assert!(marked().await, "the mailer answers nobody");
+    store
+        .add_note(ticket_id, id, "Called them back.", at(23))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .queue_marks(&[ticket_id])
+            .await
+            .unwrap()
+            .get(&ticket_id)
+            .is_some_and(|m| m.customer_wrote)
+    );
+}
+
 pub async fn canned_reasons_are_editable(store: &dyn Store) {
     use crate::domain::{CannedKind, CannedWords};
     use crate::i18n::Lang;
@@ -3871,6 +3911,13 @@ macro_rules! conformance_suite {
             super::a_dead_response_mail_is_resent_only_signed_again(store.as_ref()).await;
         }
         #[tokio::test]
+        async fn the_queue_marks_a_customer_message_until_the_desk_acts() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::the_queue_marks_a_customer_message_until_the_desk_acts(store.as_ref()).await;
+        }
+        #[tokio::test]
         async fn canned_reasons_are_editable() {
             let Some((_guard, store)) = $fresh.await else {
                 return;
@@ -4409,21 +4456,51 @@ mod postgres {
             assert!(plan.contains(index), "{plan}");
             assert!(!plan.contains("Sort"), "{plan}");
         }
-        // A search's patterns are both looked up in the trigram index rather than matched
-        // against every ticket (the whole statement's plan at a million tickets is the
+        // The search statement itself, planned for its values as the store sends it: a
+        // long search with digits is matched by its tiles and the whole pattern, any
+        // other by the whole pattern alone, the empty tiles folded away. Both patterns
+        // are for the trigram index (which plan wins at a million tickets is the
         // queue-at-scale bench's to measure: on an empty table any plan is cheapest).
         use crate::store::dialect::Dialect;
-        let search = crate::domain::SearchText::parse("ba1234567").unwrap();
-        let plan: Vec<String> = sqlx::query_scalar(
-            "EXPLAIN SELECT id FROM tickets WHERE search_text LIKE $1 AND search_text LIKE $2",
-        )
-        .bind(sqlx::Postgres::search_pattern(&search))
-        .bind(sqlx::Postgres::search_check(&search))
-        .fetch_all(&mut connection)
-        .await
-        .unwrap();
-        let plan = plan.join("\n");
-        assert!(plan.contains("tickets_by_search_text"), "{plan}");
-        assert!(!plan.contains("Filter"), "both in the index: {plan}");
+        for (typed, tiled) in [("ba1234567", true), ("jorge", false)] {
+            let search = crate::domain::SearchText::parse(typed).unwrap();
+            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN {}",
+                sqlx::Postgres::QUEUE_SEARCH
+            )))
+            .bind(None::<&str>)
+            .bind(sqlx::Postgres::search_pattern(&search))
+            .bind(None::<i64>)
+            .bind(100_i64)
+            .bind(sqlx::Postgres::search_check(&search))
+            .persistent(false)
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains(&format!("'%{typed}%'")), "{typed}: {plan}");
+            let conditions = plan.lines().find(|l| l.contains("~~")).unwrap_or_default();
+            assert_eq!(
+                conditions.matches("~~").count(),
+                if tiled { 2 } else { 1 },
+                "{typed}: {plan}"
+            );
+            assert!(
+                !plan.contains("''"),
+                "{typed}: the empty tiles fold away: {plan}"
+            );
+            let index: Vec<String> = sqlx::query_scalar(
+                "EXPLAIN SELECT id FROM tickets WHERE ($1 IS NULL OR search_text LIKE $1) AND search_text LIKE $2",
+            )
+            .bind(Some(sqlx::Postgres::search_pattern(&search)).filter(|tiles| !tiles.is_empty()))
+            .bind(sqlx::Postgres::search_check(&search))
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+            assert!(
+                index.join("\n").contains("tickets_by_search_text"),
+                "{index:?}"
+            );
+        }
     }
 }

@@ -868,7 +868,7 @@ pub struct QueueMarks {
     /// The customer said a response did not work.
     pub customer_reported_failure: bool,
     /// The customer wrote (from the status page), and no console user has done anything
-    /// with the ticket since.
+    /// with the ticket since (the desk's workers and mail do not count).
     pub customer_wrote: bool,
 }
 

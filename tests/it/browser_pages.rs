@@ -597,20 +597,9 @@ async fn keys_in_the_approval_mail_never_break_and_fit_a_small_phone() {
     let app = spawn_app().await;
     let mut nvr = app.device("DS-7608NI-K2/8P0820231115CCRRJ12345678", "DS-7608NI-K2");
     let request = app.export(&mut nvr, 2, Timestamp::now());
-    let form = crate::desk_support::export_part(
-        crate::desk_support::customer_form("keys@example.com"),
-        &request,
-        "xml",
-    )
-    .part(
-        "label_photo",
-        crate::desk_support::file_part(
-            crate::desk_support::label_photo(),
-            "label.jpg",
-            "image/jpeg",
-        ),
-    );
-    let (number, _) = app.submit_form(form).await;
+    let (number, _) = app
+        .submit_form(request_form(&request, "keys@example.com"))
+        .await;
     app.approve_by_api(&number).await;
     app.run_outbox().await;
     let mail = app
@@ -626,7 +615,7 @@ async fn keys_in_the_approval_mail_never_break_and_fit_a_small_phone() {
         let measured = page
             .client
             .execute(
-                "return [document.documentElement.scrollWidth, window.innerWidth,
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth,
                          [...document.querySelectorAll('.key')].map(k => k.getClientRects().length)];",
                 Vec::new(),
             )
@@ -655,6 +644,18 @@ async fn keys_in_the_approval_mail_never_break_and_fit_a_small_phone() {
     }
 }
 
+/// The form a customer sends for `request`, with the usual label photo.
+fn request_form(
+    request: &resetdesk::protocol::ResetRequest,
+    email: &str,
+) -> reqwest::multipart::Form {
+    crate::desk_support::export_part(crate::desk_support::customer_form(email), request, "xml")
+        .part(
+            "label_photo",
+            crate::desk_support::file_part(label_photo(), "label.jpg", "image/jpeg"),
+        )
+}
+
 /// What a customer reads and does on the status page since issue 19, on a laptop and on
 /// a phone, every page checked with axe-core: the request's deadline while it waits, a
 /// message to support (said back once sent), the agent's words when a new photo is asked
@@ -671,15 +672,7 @@ async fn the_status_page_answers_the_customer_on_a_laptop_and_a_phone() {
         let submit = async |serial: &str, email: &str| {
             let mut device = app.device(serial, "DS-7608NI-K2");
             let request = app.export(&mut device, 0, Timestamp::now());
-            let form = crate::desk_support::export_part(
-                crate::desk_support::customer_form(email),
-                &request,
-                "xml",
-            )
-            .part(
-                "label_photo",
-                crate::desk_support::file_part(label_photo(), "label.jpg", "image/jpeg"),
-            );
+            let form = request_form(&request, email);
             app.submit_form(form).await
         };
         let page = driver.open("status-parts", viewport).await;
@@ -699,15 +692,12 @@ async fn the_status_page_answers_the_customer_on_a_laptop_and_a_phone() {
         page.click_and_wait("#send-reply").await;
         page.check("replied").await;
         assert!(!page.text("#reply-done").await.is_empty());
-        let ticket = app
-            .console_page(&agent, &format!("/console/tickets/{waiting}"))
-            .await;
-        assert!(ticket.contains("locked room until 6 pm"));
-
-        // A photo request from the list: the customer reads what to fix.
         let listed = app
             .console_page(&agent, &format!("/console/tickets/{waiting}"))
             .await;
+        assert!(listed.contains("locked room until 6 pm"));
+
+        // A photo request from the list: the customer reads what to fix.
         let blurred = crate::html::select_attrs(&listed, "#photo-canned option", "value")
             .into_iter()
             .zip(crate::html::texts(&listed, "#photo-canned option"))
@@ -771,15 +761,7 @@ async fn agents_note_and_hand_over_a_ticket_on_a_laptop_and_a_phone() {
         app.create_agent("bea@vendor.test").await;
         let mut device = app.device("DS-7608NI-K2/8P0820231115CCRRJ55550001", "DS-7608NI-K2");
         let request = app.export(&mut device, 0, Timestamp::now());
-        let form = crate::desk_support::export_part(
-            crate::desk_support::customer_form("team@example.com"),
-            &request,
-            "xml",
-        )
-        .part(
-            "label_photo",
-            crate::desk_support::file_part(label_photo(), "label.jpg", "image/jpeg"),
-        );
+        let form = request_form(&request, "team@example.com");
         let (number, _) = app.submit_form(form).await;
         let page = driver.open("teamwork", viewport).await;
         sign_in(&app, &page, "agent@vendor.test").await;

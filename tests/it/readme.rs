@@ -74,7 +74,8 @@ impl Shell {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            // Its own process group, so the desk it starts in the background goes with it.
+            // Its own process group, so the desk it starts in the background goes with it
+            // (the desk's label readers, in groups of their own, end with their parent).
             .process_group(0)
             .spawn()
             .expect("bash runs");
@@ -97,6 +98,13 @@ impl Shell {
         // Aliases as in a terminal; a failing line stops everything; what the commands
         // say on stderr goes into the transcript too.
         shell.send("shopt -s expand_aliases; set -o pipefail; exec 2>&1");
+        // curl says a 4xx or 5xx answer only in what it prints; here it also fails the
+        // line, so a command the desk refuses fails the test where it is.
+        // (A line that says -f itself, as the wait for the desk does, keeps its own way.)
+        shell.send(
+            "curl() { case \" $* \" in *\" -f\"*|*\" -sf\"*|*\" --fail\"*) command curl \"$@\";; \
+             *) command curl --fail-with-body \"$@\";; esac; }",
+        );
         shell
     }
 
@@ -113,8 +121,11 @@ impl Shell {
         // On a line of its own, after output that may not end its last line (curl's).
         self.send("printf '\\n__readme_line_done__ %s\\n' \"$?\"");
         let mut printed = Vec::new();
+        // One deadline for the whole line: the desk's log keeps arriving meanwhile.
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
         loop {
-            let Ok(got) = self.output.recv_timeout(Duration::from_secs(180)) else {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(got) = self.output.recv_timeout(left) else {
                 panic!(
                     "no end to {line:?} within 180 s:\n{}",
                     self.transcript.join("\n")

@@ -329,14 +329,15 @@ where
         for ticket in reported {
             marks.entry(ticket).or_default().customer_reported_failure = true;
         }
-        // A message with nothing from a person of the desk after it (the customer's own
-        // steps, the desk's workers and the command line do not answer it).
+        // A message with nothing after it from a person of the desk: an event whose
+        // actor is a console user's address. The customer's own steps and the desk's
+        // workers (the evidence worker, the mailer handing off a mail the customer asked
+        // for) do not answer it.
         let mut wrote = sqlx::QueryBuilder::<D>::new(
             "SELECT DISTINCT r.ticket_id FROM ticket_events r
              WHERE r.kind = 'customer_reply'
-               AND NOT EXISTS (SELECT 1 FROM ticket_events a
-                               WHERE a.ticket_id = r.ticket_id AND a.id > r.id
-                                 AND a.actor NOT IN ('customer', 'system', 'cli'))
+               AND NOT EXISTS (SELECT 1 FROM ticket_events a JOIN users u ON u.email = a.actor
+                               WHERE a.ticket_id = r.ticket_id AND a.id > r.id)
                AND r.ticket_id",
         );
         Self::push_in_ids(&mut wrote, &ids);
