@@ -43,7 +43,10 @@ pub fn run(args: &RespondArgs, keys_dir: &Path, clock: &dyn Clock) -> CliResult 
     for r in &responses {
         let _ = writeln!(keys, "{}  {}  {}", r.serial, r.key, r.expires_at());
     }
-    write_file(&args.out_dir.join("keys.txt"), keys.as_bytes())?;
+    // The typed keys reset the devices: readable by their owner only, like the desk's
+    // own mail files that hold them.
+    crate::crypto::secret_file::replace_private(&args.out_dir.join("keys.txt"), keys.as_bytes())
+        .map_err(|e| CliError::new(e.to_string()))?;
 
     println!("signed with key {}", signer.id());
     for r in &responses {

@@ -55,7 +55,14 @@ fn respond(sandbox: &Sandbox, request: &str, out_dir: &str, now: &str) {
 
 /// The typed key for `serial` from a `keys.txt` written by `respond`.
 fn key_from(sandbox: &Sandbox, out_dir: &str, serial: &str) -> String {
-    let keys = fs::read_to_string(sandbox.path(out_dir).join("keys.txt")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let path = sandbox.path(out_dir).join("keys.txt");
+    // The keys reset the devices: their file is its owner's alone.
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let keys = fs::read_to_string(&path).unwrap();
     keys.lines()
         .find(|line| line.starts_with(serial))
         .and_then(|line| line.split_whitespace().nth(1))
