@@ -46,6 +46,28 @@ fn printed_label(serial: &str, codes: bool) -> Vec<u8> {
     label::png(&app_device.render().unwrap()).unwrap()
 }
 
+/// A label with no codes, as a JPEG damaged in its entropy-coded data: its structure
+/// passes intake, and only a full strict decode finds the damage.
+fn damaged_label_photo() -> Vec<u8> {
+    let flat = image::load_from_memory(&printed_label(SERIAL, false))
+        .unwrap()
+        .to_luma8();
+    damage_entropy_coded_data(&label::jpeg(&label::photograph(&flat, 18), 80).unwrap())
+}
+
+/// Sends a new label photo through the link of a photo request, as the customer does.
+async fn send_new_photo(app: &TestApp, photo_url: &str, bytes: Vec<u8>, name: &str, mime: &str) {
+    let form = reqwest::multipart::Form::new().part("label_photo", file_part(bytes, name, mime));
+    let sent = app
+        .client
+        .post(photo_url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(sent.status().is_success(), "{}", sent.status());
+}
+
 /// The ticket as the agent API shows it.
 async fn ticket_of(app: &TestApp, token: &str, number: &str) -> serde_json::Value {
     app.api_get(token, &format!("/api/v1/tickets/{number}"))
@@ -214,14 +236,7 @@ async fn a_damaged_photo_is_accepted_then_sent_back(backend: Backend) {
         return;
     };
     let token = app.agent_token("agent@vendor.test").await;
-    // A label with no codes, as a JPEG damaged in its entropy-coded data: its structure
-    // passes intake, and only a full strict decode finds the damage.
-    let flat = image::load_from_memory(&printed_label(SERIAL, false))
-        .unwrap()
-        .to_luma8();
-    let photographed = label::photograph(&flat, 18);
-    let damaged = damage_entropy_coded_data(&label::jpeg(&photographed, 80).unwrap());
-    let number = submit_with(&app, damaged, "image/jpeg").await;
+    let number = submit_with(&app, damaged_label_photo(), "image/jpeg").await;
     assert_eq!(
         worker::work_until_idle(&app.desk).await.unwrap(),
         vec![Worked::Unreadable]
@@ -279,21 +294,14 @@ async fn the_status_page_says_why_the_latest_photo_was_asked_for(backend: Backen
     };
     assert!(next().await.contains("Hold the phone closer"));
     // The customer's new photo is damaged, and the desk sends the ticket back itself.
-    let flat = image::load_from_memory(&printed_label(SERIAL, false))
-        .unwrap()
-        .to_luma8();
-    let damaged =
-        damage_entropy_coded_data(&label::jpeg(&label::photograph(&flat, 18), 80).unwrap());
-    let form = reqwest::multipart::Form::new()
-        .part("label_photo", file_part(damaged, "label.jpg", "image/jpeg"));
-    let sent = app
-        .client
-        .post(&photo_url)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert!(sent.status().is_success(), "{}", sent.status());
+    send_new_photo(
+        &app,
+        &photo_url,
+        damaged_label_photo(),
+        "label.jpg",
+        "image/jpeg",
+    )
+    .await;
     assert_eq!(
         worker::work_until_idle(&app.desk).await.unwrap(),
         vec![Worked::Unreadable]
@@ -346,18 +354,14 @@ async fn a_photo_replaced_while_read_gets_its_own_findings(backend: Backend) {
         .unwrap()
         .trim()
         .to_owned();
-    let form = reqwest::multipart::Form::new().part(
-        "label_photo",
-        file_part(printed_label(SERIAL, true), "label.png", "image/png"),
-    );
-    let sent = app
-        .client
-        .post(&photo_url)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert!(sent.status().is_success(), "{}", sent.status());
+    send_new_photo(
+        &app,
+        &photo_url,
+        printed_label(SERIAL, true),
+        "label.png",
+        "image/png",
+    )
+    .await;
     // The slow worker finishes the old photo: nothing is recorded for it.
     let old = resetdesk::store::EvidenceReading {
         job_id: slow.id,
