@@ -796,8 +796,9 @@ async fn agents_note_and_hand_over_a_ticket_on_a_laptop_and_a_phone() {
     }
 }
 
-/// A supervisor's pages, on a laptop and on a phone: the canned texts (one field per
-/// language), the queue of tickets waiting for a second approval, and a search.
+/// A supervisor's and an admin's pages, on a laptop and on a phone: the canned texts
+/// (one field per language), the queue of tickets waiting for a second approval, a
+/// search, the users and the audit log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisors_pages_work_on_a_laptop_and_a_phone() {
     let Some(driver) = Driver::start() else {
@@ -810,6 +811,7 @@ async fn a_supervisors_pages_work_on_a_laptop_and_a_phone() {
             &[
                 resetdesk::domain::Role::Agent,
                 resetdesk::domain::Role::Supervisor,
+                resetdesk::domain::Role::Admin,
             ],
         )
         .await;
@@ -819,6 +821,8 @@ async fn a_supervisors_pages_work_on_a_laptop_and_a_phone() {
             ("reasons", "/console/reasons"),
             ("second-approval", "/console?status=second_approval"),
             ("search", "/console?status=all&q=ana"),
+            ("users", "/console/admin/users"),
+            ("audit", "/console/admin/audit"),
         ] {
             page.goto(&app.url(path)).await;
             page.check(name).await;
