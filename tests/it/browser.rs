@@ -340,6 +340,34 @@ impl Page {
         self.accessibility(name).await;
     }
 
+    /// Fails unless the page is no wider than its viewport: anything wider scrolls inside
+    /// its own box, not the whole page sideways. Measured against the root's client width,
+    /// the device's on a phone: a page too wide there widens the window's own (layout)
+    /// viewport with it, so `innerWidth` would grow to match.
+    pub async fn no_sideways_scroll(&self, name: &str) {
+        let widths = self
+            .client
+            .execute(
+                "const width = document.documentElement.clientWidth;
+                 const wide = [...document.querySelectorAll('body *')]
+                   .filter(e => e.getBoundingClientRect().right > width + 1 && !e.parentElement.closest('.scroll'))
+                   .slice(0, 6)
+                   .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '')
+                             + ' to ' + Math.round(e.getBoundingClientRect().right));
+                 return [document.documentElement.scrollWidth, width, wide];",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            widths[0].as_f64().unwrap() <= widths[1].as_f64().unwrap(),
+            "{name}: the page is {} px wide in a {} px window; too wide: {}",
+            widths[0],
+            widths[1],
+            widths[2]
+        );
+    }
+
     /// Runs axe-core in the page (WCAG 2 A and AA rules); fails on any violation.
     pub async fn accessibility(&self, name: &str) {
         let Some(axe) = axe_script() else {

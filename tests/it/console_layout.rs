@@ -100,34 +100,6 @@ async fn serials_never_break(page: &Page, name: &str) {
     assert!(shown.as_u64().unwrap() > 0, "{name}: no serial checked");
 }
 
-/// Fails unless the page is no wider than its viewport: anything wider scrolls inside
-/// its own box, not the whole page sideways. Measured against the root's client width,
-/// the device's on a phone: a page too wide there widens the window's own (layout)
-/// viewport with it, so `innerWidth` would grow to match.
-pub async fn no_sideways_scroll(page: &Page, name: &str) {
-    let widths = page
-        .client
-        .execute(
-            "const width = document.documentElement.clientWidth;
-             const wide = [...document.querySelectorAll('body *')]
-               .filter(e => e.getBoundingClientRect().right > width + 1 && !e.parentElement.closest('.scroll'))
-               .slice(0, 6)
-               .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '')
-                         + ' to ' + Math.round(e.getBoundingClientRect().right));
-             return [document.documentElement.scrollWidth, width, wide];",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
-    assert!(
-        widths[0].as_f64().unwrap() <= widths[1].as_f64().unwrap(),
-        "{name}: the page is {} px wide in a {} px window; too wide: {}",
-        widths[0],
-        widths[1],
-        widths[2]
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_decision_and_the_evidence_are_on_the_first_screen_of_every_ticket() {
     let Some(driver) = Driver::start() else {
@@ -182,7 +154,7 @@ async fn the_decision_and_the_evidence_are_on_the_first_screen_of_every_ticket()
                 .unwrap();
             assert_eq!(flags.as_bool(), Some(is_flagged), "{name}");
             serials_never_break(&page, name).await;
-            no_sideways_scroll(&page, name).await;
+            page.no_sideways_scroll(name).await;
             if !matches!(size, Viewport::Console) {
                 continue;
             }
@@ -234,7 +206,7 @@ async fn the_decision_and_the_evidence_are_on_the_first_screen_of_every_ticket()
         page.goto(&app.url("/console")).await;
         page.check("queue").await;
         serials_never_break(&page, "queue").await;
-        no_sideways_scroll(&page, "queue").await;
+        page.no_sideways_scroll("queue").await;
         page.close().await;
     }
 }
@@ -616,7 +588,7 @@ async fn a_new_token_is_copied_or_saved_in_one_press_and_its_use_is_shown() {
         let page = driver.open("token-copy", viewport).await;
         sign_in(&app, &page, AGENT).await;
         page.goto(&app.url("/console/tokens")).await;
-        no_sideways_scroll(&page, "tokens").await;
+        page.no_sideways_scroll("tokens").await;
         page.type_into("#name", "nightly export").await;
         page.click_and_wait("form[action='/console/tokens'] button[type=submit]")
             .await;

@@ -48,6 +48,18 @@ pub fn texts(html: &str, css: &str) -> Vec<String> {
         .collect()
 }
 
+/// The value of the option `css` selects whose text shows `needle`.
+pub fn option_value(page: &str, css: &str, needle: &str) -> String {
+    let texts = texts(page, css);
+    let values = select_attrs(page, css, "value");
+    texts
+        .iter()
+        .zip(values)
+        .find(|(text, _)| text.contains(needle))
+        .map(|(_, value)| value)
+        .unwrap_or_else(|| panic!("no {css:?} shows {needle:?}: {texts:?}"))
+}
+
 /// `attribute` of the first `inner` element inside the first `css` element whose text
 /// shows `needle`: a table row found by what it shows, then a link or form in it.
 pub fn select_attr_where(

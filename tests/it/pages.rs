@@ -648,18 +648,6 @@ async fn asking_for_a_new_photo_sends_the_ticket_back_to_the_customer_and_back(b
     assert!(page.contains("photo_replaced"));
 }
 
-/// The value of the option `css` selects whose text shows `needle`.
-fn option_value(page: &str, css: &str, needle: &str) -> String {
-    let texts = html::texts(page, css);
-    let values = html::select_attrs(page, css, "value");
-    texts
-        .iter()
-        .zip(values)
-        .find(|(text, _)| text.contains(needle))
-        .map(|(_, value)| value)
-        .unwrap_or_else(|| panic!("no {css:?} shows {needle:?}: {texts:?}"))
-}
-
 async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
@@ -762,7 +750,7 @@ async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backe
     let ticket_page = app
         .console_page(&agent, &format!("/console/tickets/{number}"))
         .await;
-    let stolen_id = option_value(
+    let stolen_id = html::option_value(
         &ticket_page,
         "#canned option",
         "The device is reported stolen.",
@@ -793,7 +781,7 @@ async fn supervisors_edit_the_canned_rejection_reasons_and_agents_use_them(backe
     let ticket_page = app
         .console_page(&agent, &format!("/console/tickets/{english}"))
         .await;
-    let blurred = option_value(&ticket_page, "#photo-canned option", "The photo is blurred");
+    let blurred = html::option_value(&ticket_page, "#photo-canned option", "The photo is blurred");
     let status = app
         .console_action(
             &agent,

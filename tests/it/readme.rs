@@ -209,7 +209,7 @@ fn the_readme_walk_through_runs_as_pasted() {
         if line.contains("mail open") {
             // A reader reads the API's answer before opening the mail: the outbox worker
             // writes it a moment after the answer.
-            wait_for_mails(&sandbox, mails_expected);
+            crate::serve_binary::eml_files(&sandbox.path("data/outbox"), mails_expected);
         }
         let printed = shell.run(&line);
         // The desk in the background logs to the same terminal: its lines are passed over.
@@ -246,28 +246,5 @@ fn the_readme_walk_through_runs_as_pasted() {
         transcript.matches("$ resetdesk device import").count(),
         2,
         "{transcript}"
-    );
-}
-
-/// Waits (at most 30 s) for `count` mails in the desk's outbox directory.
-fn wait_for_mails(sandbox: &Sandbox, count: usize) {
-    let outbox = sandbox.path("data/outbox");
-    for _ in 0..600 {
-        let mails = std::fs::read_dir(&outbox)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-                    .count()
-            })
-            .unwrap_or(0);
-        if mails >= count {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "fewer than {count} mails in {} after 30 s",
-        outbox.display()
     );
 }

@@ -109,7 +109,7 @@ pub fn serve_command(sandbox: &Sandbox, env: &[(&str, &str)], command: &mut Comm
 }
 
 /// Waits for the outbox directory to hold `count` messages; the worker polls every 50 ms.
-fn eml_files(dir: &Path, count: usize) -> Vec<Vec<u8>> {
+pub fn eml_files(dir: &Path, count: usize) -> Vec<Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut files: Vec<_> = std::fs::read_dir(dir)

@@ -100,8 +100,7 @@ fn language_texts(translations: &[(Lang, String)]) -> Vec<LanguageText> {
 struct Typed {
     id: Option<i64>,
     kind: CannedKind,
-    text: String,
-    translations: Vec<(Lang, String)>,
+    words: CannedWords,
 }
 
 async fn reasons_page(
@@ -129,9 +128,9 @@ async fn reasons_page(
                     let edited = typed.filter(|typed| typed.id == Some(t.id));
                     CannedView {
                         id: t.id,
-                        text: edited.map_or(&t.text, |e| &e.text).clone(),
+                        text: edited.map_or(&t.text, |e| &e.words.text).clone(),
                         translations: language_texts(
-                            edited.map_or(&t.translations, |e| &e.translations),
+                            edited.map_or(&t.translations, |e| &e.words.translations),
                         ),
                         missing: t
                             .missing_languages()
@@ -142,8 +141,8 @@ async fn reasons_page(
                     }
                 })
                 .collect(),
-            new_text: adding.map(|t| t.text.clone()).unwrap_or_default(),
-            new_translations: language_texts(adding.map_or(&[][..], |t| &t.translations)),
+            new_text: adding.map(|t| t.words.text.clone()).unwrap_or_default(),
+            new_translations: language_texts(adding.map_or(&[][..], |t| &t.words.translations)),
         }
     };
     html(
@@ -172,7 +171,7 @@ async fn reasons_page(
 /// The words a supervisor wrote: the English (`reason`) and each other language's
 /// (`reason_es`), each made one line and checked as plain text; every problem said at
 /// once. With the problems, what was typed, to show again.
-fn written(form: &HashMap<String, String>) -> Result<CannedWords, (String, Vec<(Lang, String)>)> {
+fn written(form: &HashMap<String, String>) -> Result<CannedWords, (String, CannedWords)> {
     let one_line = |name: &str| {
         let raw = form.get(name).map(String::as_str).unwrap_or("");
         raw.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -195,7 +194,7 @@ fn written(form: &HashMap<String, String>) -> Result<CannedWords, (String, Vec<(
     if problems.is_empty() {
         Ok(words)
     } else {
-        Err((problems.join(" "), words.translations))
+        Err((problems.join(" "), words))
     }
 }
 
@@ -230,23 +229,10 @@ async fn change(
             return reasons_page(desk, console, status, Some(said), None).await;
         }
     };
-    let (words, typed) = match written(form) {
-        Ok(words) => {
-            let typed = Typed {
-                id,
-                kind,
-                text: words.text.clone(),
-                translations: words.translations.clone(),
-            };
-            (words, typed)
-        }
-        Err((said, translations)) => {
-            let typed = Typed {
-                id,
-                kind,
-                text: form.get("reason").cloned().unwrap_or_default(),
-                translations,
-            };
+    let words = match written(form) {
+        Ok(words) => words,
+        Err((said, words)) => {
+            let typed = Typed { id, kind, words };
             let status = StatusCode::UNPROCESSABLE_ENTITY;
             return reasons_page(desk, console, status, Some(said), Some(typed)).await;
         }
@@ -256,7 +242,7 @@ async fn change(
         None => desk.store.add_canned_reason(kind, &words, by, now).await,
         Some(id) => desk.store.edit_canned_reason(id, &words, by, now).await,
     };
-    after_change(desk, console, result, Some(typed)).await
+    after_change(desk, console, result, Some(Typed { id, kind, words })).await
 }
 
 /// The page again after a change: the list, or why the change was not made.

@@ -151,9 +151,10 @@ where
         // stays on record for the agents.
         let sent_back_before: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM ticket_events WHERE ticket_id = $1 AND kind = 'photo_unreadable'
-                AND detail LIKE 'sent back:%'",
+                AND detail LIKE $2",
         )
         .bind(ticket_id)
+        .bind(format!("{}%", crate::store::SENT_BACK))
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
