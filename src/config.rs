@@ -43,6 +43,7 @@ pub struct Settings {
     pub uploads: Uploads,
     pub intake: IntakeLimits,
     pub four_eyes: FourEyes,
+    pub fast_tracks: FastTracks,
     pub security: Security,
     pub console: Console,
     /// Set by `serve --dev`: relaxes defaults meant for production.
@@ -470,6 +471,77 @@ impl Section for FourEyes {
     }
 }
 
+/// The fast tracks: when the desk answers a request with no agent (issue 20). Each
+/// condition's default is the safe one; a track switched off here stays off whatever
+/// supervisors switch in the console (their switch can only turn off what is on here).
+#[derive(Debug, Clone)]
+pub struct FastTracks {
+    /// Answer requests whose devices' reserved e-mail is the submitter's address.
+    pub reserved_email: bool,
+    /// Answer registered installers' requests for their own devices.
+    pub installer: bool,
+    /// The oldest export (from its challenge's issue time) a fast track answers.
+    pub max_export_age_minutes: u32,
+    /// Automatic answers to one reserved address (its mailbox) in 24 hours.
+    pub per_address_per_day: u32,
+    /// How long a device an installer registered themselves waits before it counts.
+    pub installer_registration_hold_hours: u32,
+    /// Automatic answers to one installer in 24 hours.
+    pub installer_daily_quota: u32,
+}
+
+impl Default for FastTracks {
+    fn default() -> Self {
+        Self {
+            reserved_email: true,
+            installer: true,
+            max_export_age_minutes: 60,
+            per_address_per_day: 3,
+            installer_registration_hold_hours: 24,
+            installer_daily_quota: 20,
+        }
+    }
+}
+
+impl Section for FastTracks {
+    fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal> {
+        match name {
+            "fast_track_reserved_email" => self.reserved_email = yes_no(value)?,
+            "fast_track_installer" => self.installer = yes_no(value)?,
+            "fast_track_max_export_age_minutes" => {
+                self.max_export_age_minutes = number(
+                    value,
+                    |n| (1..=2880).contains(n),
+                    "expected a whole number of minutes from 1 to 2880 (an export lives 48 hours)",
+                )?
+            }
+            "fast_track_per_address_per_day" => {
+                self.per_address_per_day = number(
+                    value,
+                    |n| *n <= 1000,
+                    "expected a whole number from 0 to 1000 (0 answers nobody automatically)",
+                )?
+            }
+            "installer_registration_hold_hours" => {
+                self.installer_registration_hold_hours = number(
+                    value,
+                    |n| *n <= 8760,
+                    "expected a whole number of hours from 0 to 8760",
+                )?
+            }
+            "installer_daily_quota" => {
+                self.installer_daily_quota = number(
+                    value,
+                    |n| *n <= 100_000,
+                    "expected a whole number from 0 to 100000 (0 answers no installer automatically)",
+                )?
+            }
+            _ => return Err(Refusal::NotMine),
+        }
+        Ok(())
+    }
+}
+
 /// Signing in to the console, and the metrics endpoint.
 #[derive(Debug, Clone)]
 pub struct Security {
@@ -637,7 +709,7 @@ impl Settings {
 
     /// Sets the setting `name` from its text, in whichever section names it.
     fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let sections: [&mut dyn Section; 10] = [
+        let sections: [&mut dyn Section; 11] = [
             &mut self.http,
             &mut self.storage,
             &mut self.mail,
@@ -646,6 +718,7 @@ impl Settings {
             &mut self.uploads,
             &mut self.intake,
             &mut self.four_eyes,
+            &mut self.fast_tracks,
             &mut self.security,
             &mut self.console,
         ];

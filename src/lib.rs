@@ -21,7 +21,8 @@
 //! - `evidence`: what the machine reads off a label photo: its codes, the serials in
 //!   them, and a finding per device of the export;
 //! - `review`: agents' decisions (claim, approve and sign, reject, ask for a photo) and
-//!   their rules;
+//!   their rules, and the desk's own under the fast tracks (`review/automatic.rs`);
+//! - `installers`: the vendor's registered partners, their tokens and devices;
 //! - `mail`: composing text and HTML mail, and the outbox worker that sends it;
 //! - `customer`: what a customer does afterwards: the response by one-time code, "it
 //!   did not work", the address correction;
@@ -64,6 +65,8 @@ pub mod domain;
 #[cfg(feature = "server")]
 pub mod evidence;
 pub mod i18n;
+#[cfg(feature = "server")]
+pub mod installers;
 pub mod intake;
 #[cfg(feature = "server")]
 pub mod key_registry;

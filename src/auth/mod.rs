@@ -48,8 +48,19 @@ pub fn verify_password(stored_hash: &str, password: &str) -> bool {
 /// A new API token: the plain text to show once, and the hash to store. Tokens carry
 /// 256 random bits, so a fast hash is enough: nothing can be guessed from it.
 pub fn new_api_token() -> (String, String) {
+    token_with_prefix("rdt_")
+}
+
+/// A new installer's token (`rdi_`: told apart from an agent's by secret scanners and
+/// in logs; the two are looked up in tables of their own, so neither opens the other's
+/// routes).
+pub fn new_installer_token() -> (String, String) {
+    token_with_prefix("rdi_")
+}
+
+fn token_with_prefix(prefix: &str) -> (String, String) {
     let plain = format!(
-        "rdt_{}",
+        "{prefix}{}",
         data_encoding::BASE32_NOPAD
             .encode(&crypto::random_bytes::<32>())
             .to_lowercase()

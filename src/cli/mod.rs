@@ -3,6 +3,7 @@
 
 mod device;
 mod evidence;
+mod installer;
 mod keys;
 mod mail;
 mod respond;
@@ -60,6 +61,9 @@ enum Command {
     /// Manage console users and their API tokens.
     #[command(subcommand)]
     User(server::UserCommand),
+    /// Registered installers: add, tokens, devices (import from sales records), suspend.
+    #[command(subcommand)]
+    Installer(installer::InstallerCommand),
     /// Verify or export the audit log.
     #[command(subcommand)]
     Audit(server::AuditCommand),
@@ -92,6 +96,11 @@ pub struct CliError {
 }
 
 impl CliError {
+    /// What the person reads.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
@@ -154,6 +163,9 @@ pub fn main() -> ExitCode {
         }),
         Command::Migrate => settings().and_then(server::migrate),
         Command::User(command) => settings().and_then(|s| server::user(command, s, clock.as_ref())),
+        Command::Installer(command) => {
+            settings().and_then(|s| installer::run(command, s, clock.as_ref()))
+        }
         Command::Audit(command) => settings().and_then(|s| server::audit(command, s)),
         Command::Blobs(command) => {
             settings().and_then(|s| server::blobs(command, s, clock.as_ref()))

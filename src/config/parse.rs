@@ -42,8 +42,8 @@ pub(super) fn parsed<T: FromStr>(value: &str, reason: &'static str) -> Result<T,
 
 pub(super) fn yes_no(value: &str) -> Result<bool, Refusal> {
     match value.trim() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
         _ => Err(Refusal::Invalid("expected true or false")),
     }
 }

@@ -94,13 +94,9 @@ pub async fn send_access_code(desk: &Desk, ticket: &TicketDetail) -> Result<(), 
     }
     let number = &ticket.summary.number;
     let code = crypto::random_digits::<CODE_DIGITS>();
-    let mail = compose::access_code(
-        &desk.mail,
-        number,
-        &desk.status_url(number),
-        &ticket.customer,
-        &code,
-    )?;
+    // The code opens the response: it goes where the response went.
+    let to = crate::review::automatic::response_recipient(desk, ticket).await?;
+    let mail = compose::access_code(&desk.mail, number, &desk.status_url(number), &to, &code)?;
     let issued = desk
         .store
         .issue_access_code(

@@ -4,6 +4,7 @@
 mod canned;
 mod device;
 mod email;
+mod fast_track;
 mod label;
 mod search;
 mod secret;
@@ -14,6 +15,7 @@ mod user;
 pub use canned::{CannedKind, CannedText, CannedWords};
 pub use device::{DeviceModel, DeviceSerial, FieldError, FirmwareVersion, MacAddress};
 pub use email::{EmailAddress, EmailError};
+pub use fast_track::FastTrack;
 pub use label::LabelFinding;
 pub use search::{SearchError, SearchText, TicketSearchText};
 pub use secret::Secret;

@@ -291,7 +291,10 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
                 at: now,
             };
             match desk.store.finish_evidence_job(&reading).await? {
-                JobEnd::Recorded => Worked::Read { findings },
+                JobEnd::Recorded => {
+                    fast_tracks(desk, job).await;
+                    Worked::Read { findings }
+                }
                 other => {
                     // Nobody will show them: the photo was replaced, or another worker's
                     // previews were kept. (Left behind, the sweeper would remove them.)
@@ -307,6 +310,22 @@ async fn work(desk: &Desk, job: &EvidenceJob) -> Result<Worked, EvidenceError> {
     };
     record_metrics(&worked, started.elapsed());
     Ok(worked)
+}
+
+/// With the label read, the fast tracks look at the ticket (`review::automatic`): the
+/// first moment a decision can be as safe as an agent's. A failure here leaves the
+/// ticket to agents, as a decline would; the reading stands.
+async fn fast_tracks(desk: &Desk, job: &EvidenceJob) {
+    let considered = match desk.store.ticket(&job.ticket).await {
+        Ok(ticket) => crate::review::automatic::consider(desk, &ticket)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:?}")),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = considered {
+        tracing::warn!(ticket = %job.ticket, %error, "the fast tracks could not look at the ticket; it is left to agents");
+    }
 }
 
 /// Records that the job's photo could not be read, `why`; a `damaged` one sends the

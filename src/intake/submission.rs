@@ -386,7 +386,18 @@ async fn picture_memory(upload: &Upload) -> Result<(Option<photo::Declared>, u64
 
 /// Runs every check, stores the ticket and queues the acknowledgment; counts the outcome.
 pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, IntakeError> {
-    let result = submit_checked(desk, raw).await;
+    submit_as(desk, raw, None).await
+}
+
+/// [`submit`] for a registered installer, authenticated by their token: the request is
+/// theirs (its address the installer's; the name and role default to the installer's
+/// company and `installer`), and the installer track may answer it.
+pub async fn submit_as(
+    desk: &Desk,
+    raw: RawSubmission,
+    installer: Option<&crate::store::Installer>,
+) -> Result<Submitted, IntakeError> {
+    let result = submit_checked(desk, raw, installer).await;
     crate::observability::intake(match &result {
         Ok(submitted) if submitted.existing => "existing",
         Ok(_) => "created",
@@ -403,7 +414,11 @@ pub async fn submit(desk: &Desk, raw: RawSubmission) -> Result<Submitted, Intake
 }
 
 #[tracing::instrument(skip_all, err(level = "info"))]
-async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, IntakeError> {
+async fn submit_checked(
+    desk: &Desk,
+    mut raw: RawSubmission,
+    installer: Option<&crate::store::Installer>,
+) -> Result<Submitted, IntakeError> {
     // A file over its limit was left out while reading: it is said once, as too large,
     // not also as missing, beside whatever else is wrong.
     let mut issues: Vec<FieldIssue> = raw.too_large.iter().cloned().collect();
@@ -411,7 +426,33 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         .too_large
         .as_ref()
         .and_then(|issue| SubmissionField::from_name(issue.field));
-    let customer = customer(&raw, &mut issues);
+    if let Some(installer) = installer {
+        let mut default = |field, value: &str| {
+            raw.text.entry(field).or_insert_with(|| value.to_owned());
+        };
+        default(SubmissionField::Email, installer.email.as_str());
+        default(SubmissionField::Name, &installer.company);
+        default(
+            SubmissionField::Role,
+            crate::domain::CustomerRole::Installer.as_str(),
+        );
+    }
+    let mut customer = customer(&raw, &mut issues);
+    if let (Some(installer), Some(customer)) = (installer, customer.as_mut()) {
+        if customer.email.mailbox() == installer.email.mailbox() {
+            // Spelled as the installer registered it: every mail of the ticket (an
+            // agent's decision too) goes where the installer receives it.
+            customer.email = installer.email.clone();
+        } else {
+            issues.push(FieldIssue {
+                field: SubmissionField::Email.as_str(),
+                message: Message::untranslated(format!(
+                    "a request sent with an installer's token is the installer's: leave email out, or send {}",
+                    installer.email
+                )),
+            });
+        }
+    }
     let export = export_of(&raw)
         .map_err(|issue| {
             if !oversize.is_some_and(SubmissionField::is_export) {
@@ -528,6 +569,7 @@ async fn submit_checked(desk: &Desk, raw: RawSubmission) -> Result<Submitted, In
         devices: verified.devices().to_vec(),
         flags,
         repeat_of,
+        installer: installer.map(|i| i.id),
         created_at: now,
     };
     let outcome = desk.store.create_ticket(&ticket, &acknowledgment).await;

@@ -601,3 +601,60 @@ pub fn second_approval_digest(
         attachment: None,
     })
 }
+
+/// What a supervisor is told when an agent marks an automatic decision suspicious.
+pub struct SuspicionNotice<'a> {
+    pub number: &'a TicketNumber,
+    /// The fast track's name and what its rule says.
+    pub track: &'a str,
+    pub rule: &'a str,
+    pub marked_by: &'a str,
+    pub note: &'a str,
+    /// The installer whose track the mark suspended, for the installer track.
+    pub suspended: Option<&'a str>,
+    pub ticket_url: &'a str,
+    pub automatic_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/suspicious_decision.txt")]
+struct SuspicionText<'a> {
+    n: &'a SuspicionNotice<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/suspicious_decision.html")]
+struct SuspicionHtml<'a> {
+    subject: &'a str,
+    n: &'a SuspicionNotice<'a>,
+}
+
+/// To a supervisor: an automatic decision was marked suspicious; in English, as the
+/// console is.
+pub fn suspicious_decision(
+    ctx: &MailContext,
+    to: &EmailAddress,
+    notice: &SuspicionNotice<'_>,
+) -> Result<NewMail, RenderError> {
+    let subject = format!(
+        "An automatic decision was marked suspicious: {}",
+        notice.number
+    );
+    let nonce = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<8>());
+    Ok(NewMail {
+        message_id: format!(
+            "<suspicious.{}.{nonce}@{}>",
+            notice.number, ctx.message_domain
+        ),
+        kind: MailKind::SuspiciousDecision,
+        recipient: to.clone(),
+        body_text: SuspicionText { n: notice }.render()?,
+        body_html: SuspicionHtml {
+            subject: &subject,
+            n: notice,
+        }
+        .render()?,
+        subject,
+        attachment: None,
+    })
+}

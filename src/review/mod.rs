@@ -3,6 +3,7 @@
 //! mail and audit entries in one transaction; the store's "only if still open" update
 //! makes a second approval, by anyone, a conflict that signs nothing.
 
+pub mod automatic;
 pub mod cooldown;
 pub mod digest;
 
@@ -375,7 +376,7 @@ pub async fn approve(
         ))
     })?;
     let signer = desk.signer_for_signing().await.map_err(signer_error)?;
-    let (signed, mail) = sign_and_write(desk, &ticket, &verified, &signer)?;
+    let (signed, mail) = sign_and_write(desk, &ticket, &ticket.customer, &verified, &signer)?;
     let devices = signed.len();
     desk.store
         .approve(&Approval {
@@ -438,12 +439,14 @@ fn verified_challenges(
         .map_err(refused)
 }
 
-/// Signs every device's response with the current key and writes the response mail:
+/// Signs every device's response with the current key and writes the response mail to
+/// `to` (the ticket's customer, or the device's reserved address on that fast track):
 /// the typed keys and the signed file exist only in the mail, never elsewhere in the
 /// database; the signatures are stored sealed (`StoredResponse`).
 fn sign_and_write(
     desk: &Desk,
     ticket: &TicketDetail,
+    to: &crate::store::Customer,
     verified: &VerifiedResetRequest,
     signer: &SigningKey,
 ) -> Result<(Vec<StoredResponse>, NewMail), ReviewError> {
@@ -454,7 +457,7 @@ fn sign_and_write(
         &desk.mail,
         number,
         &desk.status_url(number),
-        &ticket.customer,
+        to,
         &responses,
         response::to_xml(&signed),
     )
@@ -704,7 +707,10 @@ async fn sign_again(
         other => ReviewError::Invalid(format!("the response cannot be signed again: {other}")),
     })?;
     let signer = desk.signer_for_signing().await.map_err(signer_error)?;
-    let (signed, mail) = sign_and_write(desk, ticket, &verified, &signer)?;
+    let to = automatic::response_recipient(desk, ticket)
+        .await
+        .map_err(ReviewError::internal)?;
+    let (signed, mail) = sign_and_write(desk, ticket, &to, &verified, &signer)?;
     let devices = signed.len();
     desk.store
         .resend_approval(&ResentApproval {

@@ -47,6 +47,20 @@ impl std::fmt::Display for Conflict {
             Self::CannedReasonExists => {
                 f.write_str("the list already has a text with these English words")
             }
+            Self::FastTrackLimit { limit } => write!(
+                f,
+                "the fast track already answered {limit} requests for this address or installer in the last 24 hours"
+            ),
+            Self::InstallerExists { email } => {
+                write!(f, "an installer with e-mail {email} is already registered")
+            }
+            Self::FastTrackStopped => f.write_str(
+                "the fast track was switched off, or the installer suspended, meanwhile",
+            ),
+            Self::NotAutomatic => f.write_str("this ticket was not decided by the desk alone"),
+            Self::AlreadySuspicious => {
+                f.write_str("this automatic decision is already marked suspicious")
+            }
             Self::NoPendingSecondFactor => {
                 f.write_str("there is no second factor waiting to be confirmed")
             }

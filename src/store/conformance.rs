@@ -3,21 +3,21 @@
 
 use crate::crypto::{DeviceKey, SealKeyId, SealedSecret};
 use crate::domain::{
-    CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, PlainText,
-    Role, Roles, SearchText, TicketNumber, TicketStatus, Timestamp,
+    CountryCode, CustomerRole, DeviceModel, DeviceSerial, EmailAddress, FastTrack, FirmwareVersion,
+    PlainText, Role, Roles, SearchText, TicketNumber, TicketStatus, Timestamp,
 };
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce};
 use crate::store::{
-    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, CodeCheck, Conflict,
-    CreateOutcome, Customer, EarlierPhoto, EvidenceFailure, EvidenceJob, EvidenceReading,
-    EvidenceState, ExportForm, FirstApproval, GrantKind, IntakeBucket, IntakeHit,
-    IntakeReservation, JobEnd, LabelCheck, LabelFinding, LoginAttempt, LoginLimits,
-    LoginReservation, MailKind, MailedDecision, NewAccessCode, NewApiToken, NewMail, NewSession,
-    NewTicket, OutboxStatus, Previews, QueueCursor, QueueFilter, QueueOrder, ReadCode,
-    ReplyOutcome, ResentApproval, SessionStage, Store, StoreError, StoredExport, StoredResponse,
-    StoredSeed, StoredSignature, TicketEventKind, TicketId, TicketSummary, TicketView, TokenScope,
-    UserId,
+    AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, AutomaticApproval,
+    AutomaticFilter, CodeCheck, Conflict, CreateOutcome, Customer, EarlierPhoto, EvidenceFailure,
+    EvidenceJob, EvidenceReading, EvidenceState, ExportForm, FirstApproval, GrantKind,
+    IntakeBucket, IntakeHit, IntakeReservation, JobEnd, LabelCheck, LabelFinding, LoginAttempt,
+    LoginLimits, LoginReservation, MailKind, MailedDecision, Marked, NewAccessCode, NewApiToken,
+    NewMail, NewSession, NewTicket, OutboxStatus, Previews, QueueCursor, QueueFilter, QueueOrder,
+    ReadCode, ReplyOutcome, ResentApproval, SessionStage, Store, StoreError, StoredExport,
+    StoredResponse, StoredSeed, StoredSignature, SuspicionMark, TicketEventKind, TicketId,
+    TicketSummary, TicketView, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -64,6 +64,7 @@ fn ticket(customer: &str, devices: Vec<DeviceChallenge>, created_at: Timestamp) 
         devices,
         flags: Vec::new(),
         repeat_of: None,
+        installer: None,
         created_at,
     }
 }
@@ -647,6 +648,247 @@ pub async fn approval_happens_once(store: &dyn Store) {
         store.mail_counts().await.unwrap(),
         (2, 0, 0),
         "acknowledgment + one approval"
+    );
+}
+
+/// The desk's own decisions (issue 20): made by a user no list shows, counted per
+/// mailbox inside the approval's transaction, listed and filtered, switched and marked,
+/// each audited.
+pub async fn automatic_decisions_are_counted_switched_and_marked(store: &dyn Store) {
+    let desk = store.desk_user().await.unwrap();
+    assert!(
+        !store.holds_users().await.unwrap(),
+        "the desk's user is no person"
+    );
+    assert!(store.users().await.unwrap().is_empty());
+    // Nobody can give it roles (nor sign in as it: no address finds it).
+    assert!(matches!(
+        store
+            .set_roles(
+                desk,
+                Roles::parse_stored("agent,supervisor").unwrap(),
+                "admin",
+                at(1)
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let response = |new: &NewTicket| StoredResponse {
+        export_id: None,
+        serial: new.devices[0].identity.serial.clone(),
+        nonce: new.devices[0].nonce,
+        expires_at: new.devices[0].expires_at(),
+        key_id: crate::crypto::KeyId::parse("0123456789abcdef").unwrap(),
+        signature: StoredSignature::Sealed(SealedSecret {
+            key_id: SealKeyId::parse("00000000000000aa").unwrap(),
+            ciphertext: "ab".repeat(92),
+        }),
+    };
+    let automatic = |ticket_id, new: &NewTicket, at_: Timestamp| AutomaticApproval {
+        approval: Approval {
+            ticket_id,
+            evidence_version: 1,
+            by: desk,
+            as_role: Role::Agent,
+            note: "automatic".to_owned(),
+            prior_approvals: 0,
+            at: at_,
+            responses: vec![response(new)],
+            // To the device's reserved address, not the submitter's spelling.
+            mail: mail(MailKind::Approval, "owner@example.com"),
+        },
+        customer_email: EmailAddress::parse("Owner+x@example.com").unwrap(),
+        track: FastTrack::ReservedEmail,
+        installer: None,
+        recipient_mailbox: "owner@example.com".to_owned(),
+        limit: 1,
+        why: "the reserved e-mail is the submitter's".to_owned(),
+    };
+    let first = ticket(
+        "Owner+x@example.com",
+        vec![challenge("SERIAL-FT01", at(0))],
+        at(10),
+    );
+    let first_number = created(store, &first).await;
+    let first_id = store.ticket(&first_number).await.unwrap().id;
+    store
+        .approve_automatically(&automatic(first_id, &first, at(20)))
+        .await
+        .unwrap();
+    let decided = store.ticket(&first_number).await.unwrap();
+    assert_eq!(decided.summary.status, TicketStatus::Approved);
+    assert_eq!(decided.decided_by.as_deref(), Some("desk"));
+    assert_eq!(decided.approvals[0].email, "desk");
+
+    // One a day for this mailbox: the second is refused and leaves nothing behind.
+    let second = ticket(
+        "owner@example.com",
+        vec![challenge("SERIAL-FT02", at(0))],
+        at(30),
+    );
+    let second_number = created(store, &second).await;
+    let second_id = store.ticket(&second_number).await.unwrap().id;
+    let mut limited = automatic(second_id, &second, at(40));
+    limited.customer_email = EmailAddress::parse("owner@example.com").unwrap();
+    assert!(matches!(
+        store.approve_automatically(&limited).await,
+        Err(StoreError::Conflict(Conflict::FastTrackLimit { limit: 1 }))
+    ));
+    let open = store.ticket(&second_number).await.unwrap();
+    assert_eq!(open.summary.status, TicketStatus::Open);
+    assert!(open.approvals.is_empty() && open.responses.is_empty());
+    // A day later it may.
+    limited.approval.at = at(20 + 24 * 3600 + 1);
+    store.approve_automatically(&limited).await.unwrap();
+
+    let all = store
+        .automatic_decisions(&AutomaticFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|d| d.ticket.clone()).collect::<Vec<_>>(),
+        vec![second_number.clone(), first_number.clone()],
+        "newest first"
+    );
+    let none = store
+        .automatic_decisions(&AutomaticFilter {
+            track: Some(FastTrack::Installer),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    // Marks: once each, automatic decisions only, mailed and audited.
+    let marker = agent(store, "marker@vendor.test").await;
+    // An agent who claims the ticket after the desk looked, or a flag added since,
+    // makes it theirs: the desk's approval is a conflict and leaves nothing.
+    let claimed = ticket(
+        "owner@example.com",
+        vec![challenge("SERIAL-FT04", at(0))],
+        at(10),
+    );
+    let claimed_number = created(store, &claimed).await;
+    let claimed_id = store.ticket(&claimed_number).await.unwrap().id;
+    store
+        .claim(claimed_id, marker, false, at(41))
+        .await
+        .unwrap();
+    let mut late = automatic(claimed_id, &claimed, at(42));
+    late.customer_email = EmailAddress::parse("owner@example.com").unwrap();
+    late.recipient_mailbox = "other@example.com".to_owned();
+    assert!(matches!(
+        store.approve_automatically(&late).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let still = store.ticket(&claimed_number).await.unwrap();
+    assert_eq!(still.summary.status, TicketStatus::Open);
+    assert!(
+        store
+            .automatic_decision(claimed_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mark = |ticket_id| SuspicionMark {
+        ticket_id,
+        by: marker,
+        note: "the owner did not ask".to_owned(),
+        at: at(50),
+        mails: vec![mail(MailKind::SuspiciousDecision, "super@vendor.test")],
+    };
+    let (pending_before, _, dead_before) = store.mail_counts().await.unwrap();
+    assert_eq!(
+        store.mark_suspicious(&mark(first_id)).await.unwrap(),
+        Marked { suspended: None }
+    );
+    assert!(matches!(
+        store.mark_suspicious(&mark(first_id)).await,
+        Err(StoreError::Conflict(Conflict::AlreadySuspicious))
+    ));
+    let by_agent = ticket(
+        "c@example.com",
+        vec![challenge("SERIAL-FT03", at(0))],
+        at(10),
+    );
+    let by_agent_number = created(store, &by_agent).await;
+    let by_agent_id = store.ticket(&by_agent_number).await.unwrap().id;
+    assert!(matches!(
+        store.mark_suspicious(&mark(by_agent_id)).await,
+        Err(StoreError::Conflict(Conflict::NotAutomatic))
+    ));
+    let marked = store.automatic_decision(first_id).await.unwrap().unwrap();
+    assert_eq!(marked.recipient.as_str(), "owner@example.com", "as mailed");
+    let suspicion = marked.suspicious.unwrap();
+    assert_eq!(suspicion.by, "marker@vendor.test");
+    assert_eq!(suspicion.note, "the owner did not ask");
+    let only = store
+        .automatic_decisions(&AutomaticFilter {
+            only_suspicious: true,
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    let (pending, _, dead) = store.mail_counts().await.unwrap();
+    assert_eq!(dead, dead_before);
+    assert_eq!(
+        pending,
+        pending_before + 2,
+        "the supervisor's mail, queued with the mark (and the third ticket's acknowledgment)"
+    );
+
+    // Switches: none until a supervisor sets one; each change audited with the old state.
+    assert!(store.fast_track_switches().await.unwrap().is_empty());
+    let supervisor = user_with(store, "super@vendor.test", &[Role::Supervisor]).await;
+    store
+        .switch_fast_track(FastTrack::ReservedEmail, false, supervisor, at(60))
+        .await
+        .unwrap();
+    store
+        .switch_fast_track(FastTrack::ReservedEmail, true, supervisor, at(61))
+        .await
+        .unwrap();
+    let switches = store.fast_track_switches().await.unwrap();
+    assert_eq!(switches.len(), 1);
+    assert!(switches[0].enabled);
+    assert_eq!(switches[0].changed_by, "super@vendor.test");
+    let audit = store.recent_audit(None, None, 100).await.unwrap();
+    let said = |actor: &str, action: &str| {
+        audit
+            .iter()
+            .filter(|e| e.actor == actor && e.action == action)
+            .map(|e| e.detail.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        said("super@vendor.test", "fast_track.switch")
+            .iter()
+            .any(|d| d.contains("switched on (was off)"))
+    );
+    assert!(
+        said("desk", "approve")
+            .iter()
+            .all(|d| d.contains("fast track reserved_email"))
+    );
+    assert_eq!(said("desk", "approve").len(), 2);
+    assert_eq!(said("marker@vendor.test", "automatic.suspicious").len(), 1);
+    store
+        .record_fast_track_declined(by_agent_id, FastTrack::ReservedEmail, "too old", at(70))
+        .await
+        .unwrap();
+    let history = store.ticket(&by_agent_number).await.unwrap().events;
+    assert!(
+        history
+            .iter()
+            .any(|e| e.kind == TicketEventKind::FastTrackDeclined
+                && e.actor == "desk"
+                && e.detail == "fast track reserved_email: too old")
     );
 }
 
@@ -3778,6 +4020,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::approval_happens_once(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn automatic_decisions_are_counted_switched_and_marked() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::automatic_decisions_are_counted_switched_and_marked(store.as_ref()).await;
         }
         #[tokio::test]
         async fn flagged_tickets_take_two_approvals() {

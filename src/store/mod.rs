@@ -29,8 +29,8 @@ pub use sqlite::SqliteStore;
 use crate::audit::chain::AuditEntry;
 use crate::crypto::{KeyId, SealError, SealKeyId, SealKeys, SealedSecret, Signature};
 use crate::domain::{
-    CannedKind, CannedText, CannedWords, CountryCode, CustomerRole, EmailAddress, PhoneNumber,
-    PlainText, Role, Roles, SearchText, Secret, TicketNumber, TicketStatus, Timestamp,
+    CannedKind, CannedText, CannedWords, CountryCode, CustomerRole, EmailAddress, FastTrack,
+    PhoneNumber, PlainText, Role, Roles, SearchText, Secret, TicketNumber, TicketStatus, Timestamp,
 };
 use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, ExportId, Nonce, SignedResponse};
@@ -115,6 +115,23 @@ pub enum Conflict {
         serial: String,
     },
     CannedReasonExists,
+    /// An automatic decision would be one more than `limit` in 24 hours for its address
+    /// or installer (counted in its transaction, so replicas deciding at once cannot
+    /// both take the last place).
+    FastTrackLimit {
+        limit: u32,
+    },
+    /// The ticket was not decided by the desk alone.
+    NotAutomatic,
+    /// The fast track was switched off, or the installer suspended, while the desk
+    /// decided.
+    FastTrackStopped,
+    /// The automatic decision was already marked suspicious.
+    AlreadySuspicious,
+    /// An installer with this address is already registered.
+    InstallerExists {
+        email: String,
+    },
     /// A TOTP confirmation with no enrolment pending.
     NoPendingSecondFactor,
 }
@@ -694,6 +711,9 @@ pub enum MailKind {
     AddressChanged,
     /// The supervisors' daily list of tickets waiting for a second approval.
     SecondApprovalDigest,
+    /// To each supervisor: an agent marked one of the desk's automatic decisions
+    /// suspicious.
+    SuspiciousDecision,
 }
 
 impl MailKind {
@@ -709,6 +729,7 @@ impl MailKind {
             Self::LinkResent => "link_resent",
             Self::AddressChanged => "address_changed",
             Self::SecondApprovalDigest => "second_approval_digest",
+            Self::SuspiciousDecision => "suspicious_decision",
         }
     }
 
@@ -722,6 +743,7 @@ impl MailKind {
             Self::LinkResent,
             Self::AddressChanged,
             Self::SecondApprovalDigest,
+            Self::SuspiciousDecision,
         ]
         .into_iter()
         .find(|k| k.as_str() == raw)
@@ -824,6 +846,8 @@ pub struct NewTicket {
     /// The same customer's approved ticket for the same device, within
     /// `customer::SHORTENED_REVIEW_WINDOW_DAYS`: the agent reviews this one beside it.
     pub repeat_of: Option<TicketNumber>,
+    /// The registered installer whose token sent the request.
+    pub installer: Option<InstallerId>,
     pub created_at: Timestamp,
 }
 
@@ -920,6 +944,10 @@ pub enum TicketEventKind {
     CustomerReply,
     /// A rejected ticket put back in the queue by the customer's reply.
     Reopened,
+    /// An agent marked the desk's automatic decision suspicious; the detail says why.
+    MarkedSuspicious,
+    /// A fast track looked at the ticket and left it to agents; the detail says why.
+    FastTrackDeclined,
     /// A kind this build does not write: one an older build wrote (`mail_handed_off`,
     /// since renamed) or a newer replica writes during a rolling upgrade. The history
     /// is only shown, never decided on, so such a row is shown as stored rather than
@@ -928,7 +956,7 @@ pub enum TicketEventKind {
 }
 
 impl TicketEventKind {
-    const KNOWN: [Self; 25] = [
+    const KNOWN: [Self; 27] = [
         Self::Submitted,
         Self::Supersedes,
         Self::Superseded,
@@ -954,6 +982,8 @@ impl TicketEventKind {
         Self::Note,
         Self::CustomerReply,
         Self::Reopened,
+        Self::MarkedSuspicious,
+        Self::FastTrackDeclined,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -983,6 +1013,8 @@ impl TicketEventKind {
             Self::Note => "note",
             Self::CustomerReply => "customer_reply",
             Self::Reopened => "reopened",
+            Self::MarkedSuspicious => "marked_suspicious",
+            Self::FastTrackDeclined => "fast_track_declined",
             Self::Other(raw) => raw,
         }
     }
@@ -1028,6 +1060,8 @@ pub struct TicketDetail {
     pub superseded_by: Option<TicketNumber>,
     /// The earlier approved ticket this one repeats (see `NewTicket::repeat_of`).
     pub repeat_of: Option<TicketNumber>,
+    /// The registered installer whose token sent the request.
+    pub installer: Option<InstallerId>,
     pub responses: Vec<StoredResponse>,
     pub approvals: Vec<ApprovalRecord>,
     pub events: Vec<TicketEvent>,
@@ -1707,6 +1741,260 @@ pub trait CustomerStore: Send + Sync + 'static {
     ) -> StoreResult<AddressChangeOutcome>;
 }
 
+/// An approval the desk made alone, under a fast track: the approval by the desk's own
+/// user ([`FastTrackStore::desk_user`]), and what the automatic decisions' record
+/// keeps beside it.
+#[derive(Debug, Clone)]
+pub struct AutomaticApproval {
+    pub approval: Approval,
+    /// The customer's address as the decision saw it: the response may go elsewhere (the
+    /// reserved e-mail track sends it to the device's address, `approval.mail.recipient`),
+    /// and a correction meanwhile still makes this a conflict.
+    pub customer_email: EmailAddress,
+    pub track: FastTrack,
+    pub installer: Option<InstallerId>,
+    /// Where the response went, as a mailbox (`EmailAddress::mailbox`): the per-address
+    /// limit counts by it.
+    pub recipient_mailbox: String,
+    /// At most this many automatic decisions in the 24 hours up to `approval.at` for
+    /// the mailbox (reserved e-mail) or the installer, this one included; counted in
+    /// the approval's transaction (`Conflict::FastTrackLimit`).
+    pub limit: u32,
+    /// Why the rule allowed it, for history and the audit log.
+    pub why: String,
+}
+
+/// An installer's row id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstallerId(pub i64);
+
+/// One automatic decision, as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutomaticDecision {
+    pub ticket: TicketNumber,
+    pub track: FastTrack,
+    /// The installer's address, for the installer track.
+    pub installer: Option<String>,
+    /// Where the response went, as mailed (the one-time code of the status page and a
+    /// response sent again go there too).
+    pub recipient: EmailAddress,
+    pub recipient_mailbox: String,
+    pub decided_at: Timestamp,
+    pub suspicious: Option<Suspicion>,
+}
+
+/// An agent's mark on an automatic decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspicion {
+    pub by: String,
+    pub at: Timestamp,
+    pub note: String,
+}
+
+/// Which automatic decisions to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutomaticFilter {
+    pub track: Option<FastTrack>,
+    pub installer: Option<EmailAddress>,
+    pub only_suspicious: bool,
+    pub limit: i64,
+}
+
+/// A supervisor's live switch of a fast track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastTrackSwitch {
+    pub track: FastTrack,
+    pub enabled: bool,
+    pub changed_by: String,
+    pub changed_at: Timestamp,
+}
+
+/// A mark of suspicion on an automatic decision, with the supervisors' mails.
+#[derive(Debug, Clone)]
+pub struct SuspicionMark {
+    pub ticket_id: TicketId,
+    pub by: UserId,
+    pub note: String,
+    pub at: Timestamp,
+    /// One to each supervisor, queued with the mark.
+    pub mails: Vec<NewMail>,
+}
+
+/// What a mark did besides marking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    /// For the installer track: the installer whose track is now suspended.
+    pub suspended: Option<String>,
+}
+
+/// The desk's own decisions: the fast tracks' approvals, their live switches and the
+/// marks agents put on them. Implemented once for both databases in
+/// `store/sql/fast_tracks.rs`.
+#[async_trait]
+pub trait FastTrackStore: Send + Sync + 'static {
+    /// The user automatic decisions are made by (migration 0026).
+    async fn desk_user(&self) -> StoreResult<UserId>;
+    /// Records an automatic approval as `DecisionStore::approve` records an agent's
+    /// (signatures, mail, history, audit), with the automatic decision's record, in one
+    /// transaction, if the limit allows one more.
+    async fn approve_automatically(&self, approval: &AutomaticApproval) -> StoreResult<()>;
+    /// Notes in the ticket's history and the audit log, by the desk, why a fast track
+    /// left the ticket to agents.
+    async fn record_fast_track_declined(
+        &self,
+        ticket_id: TicketId,
+        track: FastTrack,
+        why: &str,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Automatic decisions, newest first.
+    async fn automatic_decisions(
+        &self,
+        filter: &AutomaticFilter,
+    ) -> StoreResult<Vec<AutomaticDecision>>;
+    /// The ticket's automatic decision, if the desk decided it alone.
+    async fn automatic_decision(
+        &self,
+        ticket_id: TicketId,
+    ) -> StoreResult<Option<AutomaticDecision>>;
+    /// The switches supervisors set (a track with none is as the settings say).
+    async fn fast_track_switches(&self) -> StoreResult<Vec<FastTrackSwitch>>;
+    /// Switches a track on or off for every replica; audited.
+    async fn switch_fast_track(
+        &self,
+        track: FastTrack,
+        enabled: bool,
+        by: UserId,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Marks an automatic decision suspicious: history, audit, the supervisors' mails,
+    /// and for the installer track the installer's suspension, in one transaction.
+    async fn mark_suspicious(&self, mark: &SuspicionMark) -> StoreResult<Marked>;
+}
+
+/// A registered installer: one of the vendor's partners, whose requests for their own
+/// devices the installer track can answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installer {
+    pub id: InstallerId,
+    pub email: EmailAddress,
+    pub company: String,
+    pub created_at: Timestamp,
+    /// When and why the installer's track was suspended (a mark of suspicion, or an
+    /// admin); their requests then go to agents.
+    pub suspended: Option<(Timestamp, String)>,
+}
+
+/// How a device came to an installer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSource {
+    /// The vendor imported it from a distributor's sales records: it counts at once.
+    Import,
+    /// The installer registered it: it counts after `installer_registration_hold_hours`.
+    SelfRegistered,
+}
+
+impl DeviceSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Import => "import",
+            Self::SelfRegistered => "self",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Import, Self::SelfRegistered]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+/// One device registered to an installer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallerDevice {
+    pub installer: InstallerId,
+    pub installer_email: String,
+    pub serial: String,
+    pub source: DeviceSource,
+    pub registered_at: Timestamp,
+}
+
+/// What registering a list of devices did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    pub added: usize,
+    /// Already registered to this installer (left as they were).
+    pub already: usize,
+}
+
+/// Registered installers, their tokens and their devices. Implemented once for both
+/// databases in `store/sql/installers.rs`.
+#[async_trait]
+pub trait InstallerStore: Send + Sync + 'static {
+    /// Adds an installer; an address already registered is a conflict. Audited.
+    async fn add_installer(
+        &self,
+        email: &EmailAddress,
+        company: &str,
+        actor: &str,
+        at: Timestamp,
+    ) -> StoreResult<InstallerId>;
+    async fn installer_by_email(&self, email: &EmailAddress) -> StoreResult<Installer>;
+    async fn installer(&self, id: InstallerId) -> StoreResult<Installer>;
+    /// Every installer, by address.
+    async fn installers(&self) -> StoreResult<Vec<Installer>>;
+    /// Stores a new token (its hash) for the installer, scope `submit`. Audited.
+    async fn create_installer_token(
+        &self,
+        installer: InstallerId,
+        token_hash: &str,
+        actor: &str,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// The installer a live token belongs to (its last use recorded).
+    async fn installer_by_token(&self, token_hash: &str, now: Timestamp) -> StoreResult<Installer>;
+    /// Registers devices to an installer, all or none. Audited with the count.
+    async fn register_installer_devices(
+        &self,
+        installer: InstallerId,
+        serials: &[crate::domain::DeviceSerial],
+        source: DeviceSource,
+        actor: &str,
+        at: Timestamp,
+    ) -> StoreResult<Registered>;
+    /// Takes devices off an installer (a registration made in error, or one that keeps
+    /// another installer's devices from their track); audited with the serials. How many
+    /// were registered.
+    async fn remove_installer_devices(
+        &self,
+        installer: InstallerId,
+        serials: &[crate::domain::DeviceSerial],
+        actor: &str,
+        at: Timestamp,
+    ) -> StoreResult<usize>;
+    /// The registrations of these serials, to any installer.
+    async fn registrations_of(&self, serials: &[String]) -> StoreResult<Vec<InstallerDevice>>;
+    /// Devices installers registered themselves, newest first (at most `limit`): what
+    /// admins look over while their hold runs.
+    async fn self_registrations(&self, limit: i64) -> StoreResult<Vec<InstallerDevice>>;
+    /// Per installer: devices imported by the vendor, and registered by the installer.
+    async fn installer_device_counts(&self) -> StoreResult<Vec<(InstallerId, i64, i64)>>;
+    /// An installer's devices, newest first (at most `limit`).
+    async fn installer_devices(
+        &self,
+        installer: InstallerId,
+        limit: i64,
+    ) -> StoreResult<Vec<InstallerDevice>>;
+    /// Suspends (`Some(reason)`) or resumes (`None`) an installer's track. Audited.
+    async fn set_installer_suspended(
+        &self,
+        installer: InstallerId,
+        reason: Option<&str>,
+        actor: &str,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+}
+
 /// Canned texts: rejection reasons and photo requests, each in every language.
 /// Implemented once for both databases in `store/sql/reasons.rs`.
 #[async_trait]
@@ -1863,6 +2151,8 @@ pub trait Store:
     + AuditStore
     + OutboxStore
     + EvidenceStore
+    + FastTrackStore
+    + InstallerStore
 {
 }
 
@@ -1879,6 +2169,8 @@ impl<T> Store for T where
         + AuditStore
         + OutboxStore
         + EvidenceStore
+        + FastTrackStore
+        + InstallerStore
 {
 }
 

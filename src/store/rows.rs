@@ -174,6 +174,7 @@ pub(super) struct TicketRow {
     pub decision_reason: Option<String>,
     superseded_by: Option<String>,
     repeat_of: Option<String>,
+    pub installer_id: Option<i64>,
 }
 
 impl TicketRow {

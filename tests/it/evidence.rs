@@ -35,7 +35,7 @@ async fn submit_with(app: &TestApp, photo: Vec<u8>, mime: &str) -> String {
 }
 
 /// The label as printed for `serial`, as a PNG; without codes when `codes` is false.
-fn printed_label(serial: &str, codes: bool) -> Vec<u8> {
+pub(crate) fn printed_label(serial: &str, codes: bool) -> Vec<u8> {
     let app_device = Label {
         model: resetdesk::domain::DeviceModel::parse("DS-7608NI-K2").unwrap(),
         serial: DeviceSerial::parse(serial).unwrap(),

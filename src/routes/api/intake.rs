@@ -27,13 +27,20 @@ struct Created {
 
 /// `POST /api/v1/requests`: the intake as multipart/form-data, the same fields as the form.
 /// The e-mails to the customer are in the `language` field's language (`en`, `es`), or
-/// else in the one the request's Accept-Language prefers; errors are in English.
+/// else in the one the request's Accept-Language prefers; errors are in English. With
+/// `Authorization: Bearer` an installer's token, the request is that installer's, and
+/// the installer track may answer it (`review::automatic`); any other token is refused.
 #[post("/api/v1/requests")]
 async fn submit(
     desk: web::Data<Desk>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ErrorAnswer> {
+    // Before the body is read: a wrong token costs the caller nothing of ours.
+    let installer = match super::installer::bearer(&request) {
+        Some(token) => Some(super::installer::installer_of(&desk, &token).await?),
+        None => None,
+    };
     upload::check_address_limit(&desk, &request).await?;
     let mut raw = upload::read_submission(&desk, &request, payload).await?;
     if let Some(issue) = &raw.too_large {
@@ -42,7 +49,7 @@ async fn submit(
     raw.text
         .entry(intake::SubmissionField::Language)
         .or_insert_with(|| crate::routes::language_of(&request).code().to_owned());
-    let submitted = intake::submit(&desk, raw).await?;
+    let submitted = intake::submit_as(&desk, raw, installer.as_ref()).await?;
     let body = Created {
         ticket: submitted.number.to_string(),
         message: submitted.message().map(|m| m.english()),

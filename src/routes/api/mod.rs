@@ -1,8 +1,10 @@
-//! What programs call: the intake API (devices' exports sent by a script or an app) and
-//! the agent API (`Authorization: Bearer <token>`). JSON in, JSON out, errors in English.
+//! What programs call: the intake API (devices' exports sent by a script or an app),
+//! the agent API (`Authorization: Bearer <token>`) and the installers' API (their own
+//! tokens). JSON in, JSON out, errors in English.
 
 mod agent;
 mod guard;
+mod installer;
 mod intake;
 
 use actix_web::web;
@@ -10,4 +12,5 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     intake::configure(cfg);
     agent::configure(cfg);
+    installer::configure(cfg);
 }

@@ -22,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(retry_mail)
         .service(correct_address)
         .service(assign)
-        .service(add_note);
+        .service(add_note)
+        .service(mark_suspicious);
 }
 
 /// One action on one ticket by the signed-in agent: what every handler here starts from.
@@ -136,10 +137,11 @@ pub(super) enum Done {
     MailSignedAgain,
     Assigned,
     NoteAdded,
+    MarkedSuspicious,
 }
 
 impl Done {
-    pub(super) const ALL: [Done; 11] = [
+    pub(super) const ALL: [Done; 12] = [
         Self::Claimed,
         Self::TakenOver,
         Self::Approved,
@@ -151,6 +153,7 @@ impl Done {
         Self::MailSignedAgain,
         Self::Assigned,
         Self::NoteAdded,
+        Self::MarkedSuspicious,
     ];
 
     pub(super) fn as_str(self) -> &'static str {
@@ -166,6 +169,7 @@ impl Done {
             Self::MailSignedAgain => "mail-signed-again",
             Self::Assigned => "assigned",
             Self::NoteAdded => "note-added",
+            Self::MarkedSuspicious => "marked-suspicious",
         }
     }
 
@@ -198,6 +202,9 @@ impl Done {
                 "The ticket is given to the person named under Claimed by: the history records who gave it."
             }
             Self::NoteAdded => "Your note is added. Only agents see it; the customer never does.",
+            Self::MarkedSuspicious => {
+                "The automatic decision is marked suspicious: the supervisors are told by e-mail, and for an installer's request that installer's fast track is suspended."
+            }
         }
     }
 }
@@ -304,6 +311,18 @@ async fn add_note(action: TicketAction, form: web::Form<ActionForm>) -> HttpResp
         .run(async |desk, user, number| {
             review::add_note(desk, user, number, &note).await?;
             Ok(Done::NoteAdded)
+        })
+        .await
+}
+
+/// Marks the desk's automatic decision on the ticket suspicious, with why (`note`).
+#[post("/console/tickets/{ticket}/suspicious")]
+async fn mark_suspicious(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
+    let note = form.note.clone().unwrap_or_default();
+    action
+        .run(async |desk, user, number| {
+            review::automatic::mark_suspicious(desk, user, number, &note).await?;
+            Ok(Done::MarkedSuspicious)
         })
         .await
 }

@@ -4,7 +4,9 @@
 
 mod actions;
 mod admin;
+mod automatic;
 mod guard;
+mod installers;
 mod queue;
 mod reasons;
 mod signin;
@@ -27,6 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     actions::configure(cfg);
     reasons::configure(cfg);
     admin::configure(cfg);
+    automatic::configure(cfg);
+    installers::configure(cfg);
     tokens::configure(cfg);
 }
 

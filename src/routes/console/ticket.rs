@@ -85,6 +85,31 @@ struct MailRowView {
     not_retried: Option<&'static str>,
 }
 
+/// The desk's automatic decision on the ticket, as its page says it.
+struct AutomaticView {
+    track: &'static str,
+    rule: &'static str,
+    recipient: String,
+    decided_at: String,
+    /// Who marked it suspicious, when, and why.
+    suspicious: Option<(String, String, String)>,
+}
+
+impl AutomaticView {
+    fn of(decision: &crate::store::AutomaticDecision) -> Self {
+        Self {
+            track: decision.track.title(),
+            rule: decision.track.describe(),
+            recipient: decision.recipient.to_string(),
+            decided_at: decision.decided_at.to_string(),
+            suspicious: decision
+                .suspicious
+                .as_ref()
+                .map(|s| (s.by.clone(), s.at.to_string(), s.note.clone())),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/ticket.html")]
 struct TicketPage {
@@ -132,6 +157,17 @@ struct TicketPage {
     /// Whom the ticket can be given to: every console user who decides tickets.
     assignees: Vec<String>,
     max_note_chars: usize,
+    /// The reserved e-mails the devices carry (each once), and whether one is not the
+    /// submitter's mailbox, which is why the reserved e-mail track left the ticket here.
+    reserved_emails: Vec<String>,
+    reserved_email_differs: bool,
+    /// Why a fast track last left the ticket to agents.
+    fast_track_declined: Option<String>,
+    /// The desk's own decision, when it answered the ticket alone.
+    automatic: Option<AutomaticView>,
+    /// The registered installer whose token sent the request: "address (company)".
+    installer: Option<String>,
+    max_suspicion_chars: usize,
     flags: Vec<String>,
     /// The same customer's approved ticket for this device, within the shortened-review window.
     repeat_of: Option<TicketNumber>,
@@ -228,6 +264,29 @@ async fn load_ticket_page(
         .await
         .map_err(|e| crate::routes::failure_page("The ticket is unavailable", &e))?;
     let new_photo_since = new_photo_since(desk, console, &ticket).await;
+    let automatic = desk
+        .store
+        .automatic_decision(ticket.id)
+        .await
+        .map_err(|e| crate::routes::failure_page("The ticket is unavailable", &e))?;
+    let installer = match ticket.installer {
+        Some(id) => {
+            let installer = desk
+                .store
+                .installer(id)
+                .await
+                .map_err(|e| crate::routes::failure_page("The ticket is unavailable", &e))?;
+            let state = match &installer.suspended {
+                Some(_) => ", suspended",
+                None => "",
+            };
+            Some(format!(
+                "{} ({}{state})",
+                installer.email, installer.company
+            ))
+        }
+        None => None,
+    };
     let assignees = if ticket.summary.status.is_pending() {
         desk.store
             .users()
@@ -271,6 +330,8 @@ async fn load_ticket_page(
             .collect(),
         new_photo_since,
         export_text,
+        automatic: automatic.as_ref().map(AutomaticView::of),
+        installer,
         error,
         notice,
         ..TicketPage::of(&ticket, evidence.as_ref(), &viewer)
@@ -378,6 +439,34 @@ impl TicketPage {
             earlier_photos: Vec::new(),
             new_photo_since: None,
             max_note_chars: review::MAX_NOTE_CHARS,
+            reserved_emails: {
+                let mut reserved: Vec<String> = Vec::new();
+                for email in ticket
+                    .devices
+                    .iter()
+                    .filter_map(|d| d.identity.reserved_email.as_ref())
+                {
+                    if !reserved.contains(&email.to_string()) {
+                        reserved.push(email.to_string());
+                    }
+                }
+                reserved
+            },
+            reserved_email_differs: ticket.devices.iter().any(|d| {
+                d.identity
+                    .reserved_email
+                    .as_ref()
+                    .is_some_and(|r| r.mailbox() != ticket.customer.email.mailbox())
+            }),
+            fast_track_declined: ticket
+                .events
+                .iter()
+                .rev()
+                .find(|e| e.kind == TicketEventKind::FastTrackDeclined)
+                .map(|e| e.detail.clone()),
+            automatic: None,
+            installer: None,
+            max_suspicion_chars: review::automatic::MAX_SUSPICION_CHARS,
             notes: ticket
                 .events
                 .iter()

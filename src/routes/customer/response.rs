@@ -40,8 +40,14 @@ struct CodePage {
 }
 
 impl CodePage {
-    fn new(desk: &Desk, reader: Reader, ticket: &TicketDetail) -> Self {
+    async fn new(desk: &Desk, reader: Reader, ticket: &TicketDetail) -> Self {
         let number = ticket.summary.number.clone();
+        // Where the code goes: where the response went (the device's reserved address
+        // when the desk answered alone). Only shown, masked: a failure shows the
+        // ticket's own.
+        let to = crate::review::automatic::response_recipient(desk, ticket)
+            .await
+            .map_or_else(|_| ticket.customer.email.clone(), |c| c.email);
         let link = desk.status_link(&number);
         let code_url = link.to(LinkedPage::Code);
         // The page answers forms too; its switch leads to the page as fetched.
@@ -52,7 +58,7 @@ impl CodePage {
             status_url: desk.status_url(&number),
             code_url,
             response_url: link.to(LinkedPage::Response),
-            masked_email: ticket.customer.email.masked(),
+            masked_email: to.masked(),
             code_subject: ticket
                 .customer
                 .language
@@ -105,7 +111,7 @@ async fn code_page(
     reader: Reader,
     LinkedTicket(ticket): LinkedTicket,
 ) -> HttpResponse {
-    html(StatusCode::OK, &CodePage::new(&desk, reader, &ticket))
+    html(StatusCode::OK, &CodePage::new(&desk, reader, &ticket).await)
 }
 
 #[post("/status/{ticket}/code")]
@@ -114,7 +120,7 @@ async fn send_code(
     reader: Reader,
     LinkedTicket(ticket): LinkedTicket,
 ) -> HttpResponse {
-    let page = CodePage::new(&desk, reader, &ticket);
+    let page = CodePage::new(&desk, reader, &ticket).await;
     match customer::send_access_code(&desk, &ticket).await {
         Ok(()) => html(StatusCode::OK, &CodePage { sent: true, ..page }),
         Err(error) => refused_page(page, error),
@@ -154,7 +160,7 @@ async fn show_response(
     let shown = match customer::show_response(&desk, &ticket, &form.code).await {
         Ok(shown) => shown,
         Err(error) => {
-            return refused_page(CodePage::new(&desk, reader, &ticket), error);
+            return refused_page(CodePage::new(&desk, reader, &ticket).await, error);
         }
     };
     let number = ticket.summary.number.clone();

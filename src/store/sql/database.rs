@@ -69,10 +69,11 @@ where
     }
 
     async fn holds_users(&self) -> StoreResult<bool> {
-        let any: Option<i64> = sqlx::query_scalar("SELECT id FROM users LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let any: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM users WHERE kind = 'person' LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
         Ok(any.is_some())
     }
 }

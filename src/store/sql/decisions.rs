@@ -32,106 +32,12 @@ where
 {
     async fn approve(&self, approval: &Approval) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let at = approval.at.unix_seconds();
-        let updated = sqlx::query(
-            "UPDATE tickets SET status = 'approved', decided_by = $1, decided_at = $2, updated_at = $3,
-                                claimed_by = COALESCE(claimed_by, $4), claimed_at = COALESCE(claimed_at, $5)
-             WHERE id = $6 AND status = 'open' AND customer_email = $7 AND evidence_version = $8",
-        )
-        .bind(approval.by.0)
-        .bind(at)
-        .bind(at)
-        .bind(approval.by.0)
-        .bind(at)
-        .bind(approval.ticket_id)
-        // The response goes where the approver saw it go: an address corrected since
-        // (which withdraws approvals and may flag the ticket) makes this a conflict.
-        .bind(approval.mail.recipient.as_str())
-        // The responses were signed from, and the approver saw, this version of the
-        // evidence: a new photo stored since makes this `EvidenceChanged`.
-        .bind(approval.evidence_version)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-        if updated == 0 {
-            return Err(Self::approve_conflict(&mut tx, approval).await);
-        }
-        let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = $1")
-            .bind(approval.ticket_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-        if prior != approval.prior_approvals as i64 {
-            // Dropping the transaction rolls the status change back.
-            return Err(StoreError::Conflict(Conflict::ApprovalRaced));
-        }
-        Self::insert_approval(
+        Self::approve_in(
             &mut tx,
-            approval.ticket_id,
-            approval.by,
-            approval.as_role,
-            &approval.note,
-            approval.at,
-        )
-        .await?;
-        let email = Self::user_email(&mut tx, approval.by).await?;
-        for (position, response) in approval.responses.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO responses (ticket_id, position, serial, nonce, key_id, expires_at, signature, created_at,
-                                        export_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(approval.ticket_id)
-            .bind(position as i64)
-            .bind(response.serial.as_str())
-            .bind(hex(&response.nonce.0))
-            .bind(response.key_id.as_str())
-            .bind(response.expires_at.unix_seconds())
-            .bind(rows::signature_text(&response.signature))
-            .bind(at)
-            .bind(response.export_id.map(|id| id.to_hex()))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            let detail = format!(
-                "serial {} key {} expires {}",
-                response.serial, response.key_id, response.expires_at
-            );
-            Self::append_audit(
-                &mut tx,
-                approval.at,
-                &email,
-                "sign",
-                Some(approval.ticket_id),
-                &detail,
-            )
-            .await?;
-        }
-        let detail = format!("{} device(s)", approval.responses.len());
-        Self::event(
-            &mut tx,
-            approval.ticket_id,
-            approval.at,
-            &email,
-            &TicketEventKind::Approved,
-            &detail,
-        )
-        .await?;
-        Self::append_audit(
-            &mut tx,
-            approval.at,
-            &email,
-            "approve",
-            Some(approval.ticket_id),
-            &detail,
-        )
-        .await?;
-        Self::enqueue(
-            &mut tx,
-            Some(approval.ticket_id),
-            &approval.mail,
-            approval.at,
+            approval,
+            approval.mail.recipient.as_str(),
+            "",
+            false,
         )
         .await?;
         tx.commit().await.map_err(db)
@@ -409,6 +315,127 @@ where
         Self::record_step(tx, &step, Some(decision.mail)).await
     }
 
+    /// The deciding approval inside `tx`: the ticket's update (only if still open, for
+    /// `customer_email`, on the evidence version signed from), the approval, each
+    /// signature and the approval audited, and the response mail queued. `how` ends the
+    /// history's and the audit's detail (how an automatic decision was made). An
+    /// `automatic` approval also needs the ticket unclaimed and unflagged as it is
+    /// written: an agent who claimed it, or a flag added, after the desk looked makes it
+    /// the agents' (a conflict).
+    pub(super) async fn approve_in(
+        tx: &mut Transaction<'static, D>,
+        approval: &Approval,
+        customer_email: &str,
+        how: &str,
+        automatic: bool,
+    ) -> StoreResult<()> {
+        let at = approval.at.unix_seconds();
+        let updated = sqlx::query(
+            "UPDATE tickets SET status = 'approved', decided_by = $1, decided_at = $2, updated_at = $3,
+                                claimed_by = COALESCE(claimed_by, $4), claimed_at = COALESCE(claimed_at, $5)
+             WHERE id = $6 AND status = 'open' AND customer_email = $7 AND evidence_version = $8
+               AND ($9 = 0 OR (claimed_by IS NULL AND flags = ''))",
+        )
+        .bind(approval.by.0)
+        .bind(at)
+        .bind(at)
+        .bind(approval.by.0)
+        .bind(at)
+        .bind(approval.ticket_id)
+        // The response goes where the approver saw it go: an address corrected since
+        // (which withdraws approvals and may flag the ticket) makes this a conflict.
+        .bind(customer_email)
+        // The responses were signed from, and the approver saw, this version of the
+        // evidence: a new photo stored since makes this `EvidenceChanged`.
+        .bind(approval.evidence_version)
+        .bind(i64::from(automatic))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(Self::approve_conflict(
+                tx,
+                approval.ticket_id,
+                customer_email,
+                approval.evidence_version,
+            )
+            .await);
+        }
+        let prior: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE ticket_id = $1")
+            .bind(approval.ticket_id)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db)?;
+        if prior != approval.prior_approvals as i64 {
+            // Dropping the transaction rolls the status change back.
+            return Err(StoreError::Conflict(Conflict::ApprovalRaced));
+        }
+        Self::insert_approval(
+            tx,
+            approval.ticket_id,
+            approval.by,
+            approval.as_role,
+            &approval.note,
+            approval.at,
+        )
+        .await?;
+        let email = Self::user_email(tx, approval.by).await?;
+        for (position, response) in approval.responses.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO responses (ticket_id, position, serial, nonce, key_id, expires_at, signature, created_at,
+                                        export_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(approval.ticket_id)
+            .bind(position as i64)
+            .bind(response.serial.as_str())
+            .bind(hex(&response.nonce.0))
+            .bind(response.key_id.as_str())
+            .bind(response.expires_at.unix_seconds())
+            .bind(rows::signature_text(&response.signature))
+            .bind(at)
+            .bind(response.export_id.map(|id| id.to_hex()))
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+            let detail = format!(
+                "serial {} key {} expires {}",
+                response.serial, response.key_id, response.expires_at
+            );
+            Self::append_audit(
+                tx,
+                approval.at,
+                &email,
+                "sign",
+                Some(approval.ticket_id),
+                &detail,
+            )
+            .await?;
+        }
+        let detail = format!("{} device(s){how}", approval.responses.len());
+        Self::event(
+            tx,
+            approval.ticket_id,
+            approval.at,
+            &email,
+            &TicketEventKind::Approved,
+            &detail,
+        )
+        .await?;
+        Self::append_audit(
+            tx,
+            approval.at,
+            &email,
+            "approve",
+            Some(approval.ticket_id),
+            &detail,
+        )
+        .await?;
+        Self::enqueue(tx, Some(approval.ticket_id), &approval.mail, approval.at).await?;
+        Ok(())
+    }
+
     pub(super) async fn insert_approval(
         tx: &mut Transaction<'static, D>,
         ticket_id: TicketId,
@@ -484,22 +511,20 @@ where
     /// customer's address changed under it.
     pub(super) async fn approve_conflict(
         tx: &mut Transaction<'static, D>,
-        approval: &Approval,
+        ticket_id: TicketId,
+        customer_email: &str,
+        evidence_version: i64,
     ) -> StoreError {
         let current: Result<Option<(String, String)>, _> =
             sqlx::query_as("SELECT status, customer_email FROM tickets WHERE id = $1")
-                .bind(approval.ticket_id)
+                .bind(ticket_id)
                 .fetch_optional(&mut **tx)
                 .await;
         match current {
-            Ok(Some((status, email)))
-                if status == "open" && email != approval.mail.recipient.as_str() =>
-            {
+            Ok(Some((status, email))) if status == "open" && email != customer_email => {
                 StoreError::Conflict(Conflict::AddressChanged)
             }
-            Ok(_) => {
-                Self::decision_conflict(tx, approval.ticket_id, approval.evidence_version).await
-            }
+            Ok(_) => Self::decision_conflict(tx, ticket_id, evidence_version).await,
             Err(e) => db(e),
         }
     }

@@ -45,11 +45,12 @@ macro_rules! summary_joins {
     };
 }
 
-/// Loads users; each query adds its own `WHERE`.
+/// Loads people's accounts (never the desk's own user, which approves automatic
+/// decisions and has no address); each query adds its conditions with `AND`, or orders.
 macro_rules! user_select {
     () => {
         "SELECT id, email, roles, password_hash, disabled_at, totp_secret, totp_sealed, totp_key_id,
-                totp_enabled_at FROM users "
+                totp_enabled_at FROM users WHERE kind = 'person' "
     };
 }
 
@@ -68,8 +69,10 @@ mod customer;
 mod database;
 mod decisions;
 mod evidence;
+mod fast_tracks;
 mod group_commit;
 mod history;
+mod installers;
 mod intake;
 mod keys;
 mod outbox;

@@ -79,7 +79,7 @@ where
     }
 
     async fn user_by_email(&self, email: &EmailAddress) -> StoreResult<User> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE email = $1"))
+        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "AND email = $1"))
             .bind(email.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -104,7 +104,7 @@ where
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         let (email, before): (String, String) =
-            sqlx::query_as("SELECT email, roles FROM users WHERE id = $1")
+            sqlx::query_as("SELECT email, roles FROM users WHERE id = $1 AND kind = 'person'")
                 .bind(user.0)
                 .fetch_optional(&mut *tx)
                 .await
@@ -134,7 +134,7 @@ where
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let email = Self::user_email(&mut tx, user).await?;
+        let email = Self::person_email(&mut tx, user).await?;
         sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
             .bind(disabled.then_some(now.unix_seconds()))
             .bind(user.0)
@@ -165,7 +165,7 @@ where
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let email = Self::user_email(&mut tx, user).await?;
+        let email = Self::person_email(&mut tx, user).await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(user.0)
@@ -181,7 +181,7 @@ where
 
     async fn revoke_sessions(&self, user: UserId, actor: &str, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let email = Self::user_email(&mut tx, user).await?;
+        let email = Self::person_email(&mut tx, user).await?;
         Self::end_sessions(&mut tx, user).await?;
         Self::revoke_all_tokens(&mut tx, user, now).await?;
         Self::append_audit(&mut tx, now, actor, "sessions_revoked", None, &email).await?;
@@ -318,12 +318,26 @@ where
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
     pub(super) async fn user_by_id(&self, user: UserId) -> StoreResult<User> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE id = $1"))
+        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "AND id = $1"))
             .bind(user.0)
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
         row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// A person's address, for changes admins make to accounts: the desk's own user
+    /// (which approves automatic decisions) is no account to change, and is `NotFound`.
+    pub(super) async fn person_email(
+        tx: &mut Transaction<'static, D>,
+        user: UserId,
+    ) -> StoreResult<String> {
+        sqlx::query_scalar("SELECT email FROM users WHERE id = $1 AND kind = 'person'")
+            .bind(user.0)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)
     }
 
     pub(super) async fn user_email(
