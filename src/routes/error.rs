@@ -43,17 +43,21 @@ const STORAGE_FULL_RETRY_SECS: i64 = 600;
 /// A queue of pictures clears within a minute or two.
 const BUSY_RETRY_SECS: i64 = 60;
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Item<'a>,
+/// Every JSON error: the first problem, and when there are several, all of them (the
+/// API's schema names it `ApiError`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiError {
+    error: ApiErrorItem,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<Item<'a>>,
+    errors: Vec<ApiErrorItem>,
 }
 
-#[derive(Serialize)]
-struct Item<'a> {
+/// One problem, in English words a person understands; `field` names the form field
+/// or request part it is about.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiErrorItem {
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    field: Option<&'static str>,
     message: String,
 }
 
@@ -166,15 +170,15 @@ impl ResponseError for ErrorAnswer {
     fn error_response(&self) -> HttpResponse {
         self.log_failure();
         let first = self.issues.first();
-        let body = Body {
-            error: Item {
+        let body = ApiError {
+            error: ApiErrorItem {
                 field: first.map(|i| i.field),
                 message: first.map_or(&self.message, |i| &i.message).english(),
             },
             errors: if self.issues.len() > 1 {
                 self.issues
                     .iter()
-                    .map(|i| Item {
+                    .map(|i| ApiErrorItem {
                         field: Some(i.field),
                         message: i.message.english(),
                     })

@@ -23,7 +23,7 @@ use render::{
 
 pub use console::console_guard;
 pub use customer::{LANGUAGE_COOKIE, LanguageSwitch, Reader, language_of};
-pub use error::ErrorAnswer;
+pub use error::{ApiError, ErrorAnswer};
 pub use server_timing::server_timing;
 
 /// Registers every route.

@@ -249,11 +249,19 @@ async fn each_role_sees_links_only_to_the_pages_it_may_open() {
     assert_eq!(admin_links(&reasons), Vec::<String>::new());
 
     let admin = app.sign_in("admin@vendor.test").await;
-    for path in ["/console/admin/users", "/console/admin/audit"] {
+    for path in [
+        "/console/admin/users",
+        "/console/admin/installers",
+        "/console/admin/audit",
+    ] {
         let page = app.console_page(&admin, path).await;
         assert_eq!(
             admin_links(&page),
-            ["/console/admin/users", "/console/admin/audit"],
+            [
+                "/console/admin/users",
+                "/console/admin/installers",
+                "/console/admin/audit"
+            ],
             "{path}"
         );
         for link in admin_links(&page) {

@@ -4,11 +4,13 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{ETAG, IF_MATCH};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::guard::ApiUser;
 use crate::desk::Desk;
 use crate::domain::{SearchText, TicketNumber, TicketStatus};
 use crate::review::{self, AWAITING_SECOND_APPROVAL};
+use crate::routes::ApiError;
 use crate::routes::ErrorAnswer;
 use crate::store::{QueueCursor, QueueFilter, QueueOrder, TicketSummary};
 
@@ -21,18 +23,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(reasons);
 }
 
-#[derive(Serialize)]
-struct CannedJson {
+/// A canned text: a rejection reason or a photo request.
+#[derive(Serialize, ToSchema)]
+pub(super) struct CannedJson {
     id: i64,
     /// `reject` or `photo`.
+    #[schema(example = "reject")]
     kind: &'static str,
     /// Each language's text, by its code: `en` always, the others once written (a
     /// customer whose language has none yet reads the English).
     texts: std::collections::BTreeMap<&'static str, String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(super) struct ReasonsJson {
+    reasons: Vec<CannedJson>,
+}
+
 /// The canned texts to pick from: rejection reasons (`canned_reason` of a rejection)
 /// and photo requests, in every language the desk speaks.
+#[utoipa::path(get, path = "/api/v1/reasons", tag = "agents",
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "every canned text", body = ReasonsJson),
+        (status = 401, description = "no agent's token, or not a live one", body = ApiError),
+        (status = 403, description = "the token's account is disabled", body = ApiError),
+        (status = 503, description = "the database is unreachable", body = ApiError),
+    ))]
 #[get("/api/v1/reasons")]
 async fn reasons(desk: web::Data<Desk>, _user: ApiUser) -> Result<HttpResponse, ErrorAnswer> {
     let canned = desk
@@ -54,20 +71,28 @@ async fn reasons(desk: web::Data<Desk>, _user: ApiUser) -> Result<HttpResponse, 
                 .collect(),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "reasons": listed })))
+    Ok(HttpResponse::Ok().json(ReasonsJson { reasons: listed }))
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// `open`, `awaiting_photo`, `approved`, `rejected`, `superseded`,
+    /// `second_approval` or `all` (the default).
     status: Option<String>,
+    /// Three characters or more of a ticket number, serial, customer name or e-mail.
     q: Option<String>,
+    /// The `next_cursor` of the previous page.
     after: Option<String>,
+    /// At most this many (1 to 500; 100 unless said).
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct SummaryJson {
+/// A queue row.
+#[derive(Serialize, ToSchema)]
+pub(super) struct SummaryJson {
     ticket: String,
+    #[schema(value_type = String, example = "open")]
     status: TicketStatus,
     created_at: String,
     devices: i64,
@@ -134,9 +159,25 @@ fn if_match(request: &HttpRequest) -> Result<Option<i64>, ErrorAnswer> {
         })
 }
 
+#[derive(Serialize, ToSchema)]
+pub(super) struct TicketListJson {
+    tickets: Vec<SummaryJson>,
+    /// Fetches the next page (`after`); null on the last.
+    next_cursor: Option<String>,
+}
+
 /// `GET /api/v1/tickets?status=open&q=...`: the queue, oldest first; with `q` (three
 /// characters or more of a ticket number, serial, customer name or e-mail), the tickets
 /// that hold it, newest first.
+#[utoipa::path(get, path = "/api/v1/tickets", tag = "agents", params(ListQuery),
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "a page of the queue", body = TicketListJson),
+        (status = 400, description = "an unknown status, cursor or a search too short or long", body = ApiError),
+        (status = 401, description = "no agent's token, or not a live one", body = ApiError),
+        (status = 403, description = "the token's account is disabled", body = ApiError),
+        (status = 503, description = "the database is unreachable", body = ApiError),
+    ))]
 #[get("/api/v1/tickets")]
 async fn list(
     desk: web::Data<Desk>,
@@ -188,12 +229,121 @@ async fn list(
         })
         .flatten();
     let tickets: Vec<SummaryJson> = tickets.into_iter().map(Into::into).collect();
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "tickets": tickets, "next_cursor": next_cursor })))
+    Ok(HttpResponse::Ok().json(TicketListJson {
+        tickets,
+        next_cursor,
+    }))
+}
+
+/// One device of the export.
+#[derive(Serialize, ToSchema)]
+pub(super) struct DeviceJson {
+    model: String,
+    serial: String,
+    firmware: String,
+    mac_address: Option<String>,
+    issued_at: String,
+    expires_at: String,
+}
+
+/// A signed response (its signature is never shown).
+#[derive(Serialize, ToSchema)]
+pub(super) struct ResponseJson {
+    serial: String,
+    key_id: String,
+    expires_at: String,
+}
+
+/// One step of the ticket's history.
+#[derive(Serialize, ToSchema)]
+pub(super) struct EventJson {
+    at: String,
+    actor: String,
+    kind: String,
+    detail: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct MailJson {
+    kind: String,
+    status: String,
+    attempts: i64,
+    last_error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct FindingJson {
+    serial: String,
+    /// `matches`, `other_serial`, `not_on_label` or `unreadable`.
+    finding: String,
+}
+
+/// What the machine read on the label photo.
+#[derive(Serialize, ToSchema)]
+pub(super) struct EvidenceJson {
+    state: String,
+    label: Vec<FindingJson>,
+    codes: Vec<String>,
+    /// The serials the label names that the export does not (the first five).
+    other_serials: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct ApprovalJson {
+    by: String,
+    as_role: String,
+    note: String,
+    at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct CustomerJson {
+    name: String,
+    email: String,
+    phone: Option<String>,
+    company: Option<String>,
+    country: String,
+    role: String,
+    purchase_channel: Option<String>,
+}
+
+/// One ticket with its devices, responses and history.
+#[derive(Serialize, ToSchema)]
+pub(super) struct TicketJson {
+    ticket: String,
+    #[schema(value_type = String, example = "open")]
+    status: TicketStatus,
+    evidence_version: i64,
+    created_at: String,
+    claimed_by: Option<String>,
+    decided_by: Option<String>,
+    decision_reason: Option<String>,
+    superseded_by: Option<String>,
+    flags: Vec<String>,
+    /// Null for a ticket from before the desk read label photos.
+    evidence: Option<EvidenceJson>,
+    approvals: Vec<ApprovalJson>,
+    export_form: String,
+    customer: CustomerJson,
+    devices: Vec<DeviceJson>,
+    responses: Vec<ResponseJson>,
+    history: Vec<EventJson>,
+    mails: Vec<MailJson>,
 }
 
 /// `GET /api/v1/tickets/{id}`: one ticket with its devices, responses and history, and
 /// the version of its evidence as the `ETag` (and `evidence_version`).
+#[utoipa::path(get, path = "/api/v1/tickets/{id}", tag = "agents",
+    params(("id" = String, Path, description = "the ticket number, such as RQ-7K2M-9QXD")),
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "the ticket; its evidence version is the ETag", body = TicketJson,
+            headers(("ETag" = String, description = "the evidence version, for If-Match"))),
+        (status = 401, description = "no agent's token, or not a live one", body = ApiError),
+        (status = 403, description = "the token's account is disabled", body = ApiError),
+        (status = 404, description = "no such ticket", body = ApiError),
+        (status = 503, description = "the database is unreachable", body = ApiError),
+    ))]
 #[get("/api/v1/tickets/{id}")]
 async fn show(
     desk: web::Data<Desk>,
@@ -202,76 +352,118 @@ async fn show(
 ) -> Result<HttpResponse, ErrorAnswer> {
     let number = ticket_number(&path)?;
     let ticket = review::load(&desk, &number).await?;
-    let devices: Vec<_> = ticket
-        .devices
-        .iter()
-        .map(|d| {
-            serde_json::json!({
-                "model": d.identity.model,
-                "serial": d.identity.serial,
-                "firmware": d.identity.firmware,
-                "mac_address": d.identity.mac_address,
-                "issued_at": d.issued_at,
-                "expires_at": d.expires_at(),
-            })
-        })
-        .collect();
-    let responses: Vec<_> = ticket
-        .responses
-        .iter()
-        .map(|r| serde_json::json!({"serial": r.serial, "key_id": r.key_id, "expires_at": r.expires_at}))
-        .collect();
-    let events: Vec<_> = ticket
-        .events
-        .iter()
-        .map(|e| serde_json::json!({"at": e.at, "actor": e.actor, "kind": e.kind.as_str(), "detail": e.detail}))
-        .collect();
-    let mails: Vec<_> = ticket
-        .mails
-        .iter()
-        .map(|m| serde_json::json!({"kind": m.kind.as_str(), "status": m.status.as_str(), "attempts": m.attempts, "last_error": m.last_error}))
-        .collect();
-    // What the machine read on the label photo; null for a ticket from before it did.
-    let evidence = review::label_evidence(&desk, &ticket).await?.map(|e| {
-        serde_json::json!({
-            "state": e.state.as_str(),
-            "label": e.findings.iter().map(|(serial, finding)| serde_json::json!({
-                "serial": serial, "finding": finding.as_str(),
-            })).collect::<Vec<_>>(),
-            "codes": e.codes.iter().map(|code| code.text.as_str()).collect::<Vec<_>>(),
-            // The serials the label names that the export does not (the first five).
-            "other_serials": e.other_serials,
-        })
-    });
+    let evidence = review::label_evidence(&desk, &ticket)
+        .await?
+        .map(|e| EvidenceJson {
+            state: e.state.as_str().to_owned(),
+            label: e
+                .findings
+                .iter()
+                .map(|(serial, finding)| FindingJson {
+                    serial: serial.clone(),
+                    finding: finding.as_str().to_owned(),
+                })
+                .collect(),
+            codes: e.codes.iter().map(|code| code.text.clone()).collect(),
+            other_serials: e.other_serials,
+        });
     let c = &ticket.customer;
+    let body = TicketJson {
+        ticket: ticket.summary.number.to_string(),
+        status: ticket.summary.status,
+        evidence_version: ticket.evidence_version,
+        created_at: ticket.summary.created_at.to_string(),
+        claimed_by: ticket.summary.claimed_by.clone(),
+        decided_by: ticket.decided_by.clone(),
+        decision_reason: ticket.decision_reason.clone(),
+        superseded_by: ticket.superseded_by.as_ref().map(ToString::to_string),
+        flags: ticket.summary.flags.clone(),
+        evidence,
+        approvals: ticket
+            .approvals
+            .iter()
+            .map(|a| ApprovalJson {
+                by: a.email.clone(),
+                as_role: a.as_role.as_str().to_owned(),
+                note: a.note.clone(),
+                at: a.at.to_string(),
+            })
+            .collect(),
+        export_form: ticket.export_form.as_str().to_owned(),
+        customer: CustomerJson {
+            name: c.name.as_str().to_owned(),
+            email: c.email.to_string(),
+            phone: c.phone.as_ref().map(|p| p.as_str().to_owned()),
+            company: c.company.as_ref().map(|p| p.as_str().to_owned()),
+            country: c.country.as_str().to_owned(),
+            role: c.role.as_str().to_owned(),
+            purchase_channel: c.purchase_channel.as_ref().map(|p| p.as_str().to_owned()),
+        },
+        devices: ticket
+            .devices
+            .iter()
+            .map(|d| DeviceJson {
+                model: d.identity.model.to_string(),
+                serial: d.identity.serial.to_string(),
+                firmware: d.identity.firmware.to_string(),
+                mac_address: d.identity.mac_address.map(|m| m.to_string()),
+                issued_at: d.issued_at.to_string(),
+                expires_at: d.expires_at().to_string(),
+            })
+            .collect(),
+        responses: ticket
+            .responses
+            .iter()
+            .map(|r| ResponseJson {
+                serial: r.serial.to_string(),
+                key_id: r.key_id.to_string(),
+                expires_at: r.expires_at.to_string(),
+            })
+            .collect(),
+        history: ticket
+            .events
+            .iter()
+            .map(|e| EventJson {
+                at: e.at.to_string(),
+                actor: e.actor.clone(),
+                kind: e.kind.as_str().to_owned(),
+                detail: e.detail.clone(),
+            })
+            .collect(),
+        mails: ticket
+            .mails
+            .iter()
+            .map(|m| MailJson {
+                kind: m.kind.as_str().to_owned(),
+                status: m.status.as_str().to_owned(),
+                attempts: m.attempts,
+                last_error: m.last_error.clone(),
+            })
+            .collect(),
+    };
     Ok(HttpResponse::Ok()
         .insert_header((ETAG, evidence_etag(ticket.evidence_version)))
-        .json(serde_json::json!({
-        "ticket": ticket.summary.number,
-        "status": ticket.summary.status,
-        "evidence_version": ticket.evidence_version,
-        "created_at": ticket.summary.created_at,
-        "claimed_by": ticket.summary.claimed_by,
-        "decided_by": ticket.decided_by,
-        "decision_reason": ticket.decision_reason,
-        "superseded_by": ticket.superseded_by,
-        "flags": ticket.summary.flags,
-        "evidence": evidence,
-        "approvals": ticket.approvals.iter().map(|a| serde_json::json!({
-            "by": a.email, "as_role": a.as_role.as_str(), "note": a.note, "at": a.at,
-        })).collect::<Vec<_>>(),
-        "export_form": ticket.export_form.as_str(),
-        "customer": {
-            "name": c.name, "email": c.email, "phone": c.phone, "company": c.company,
-            "country": c.country, "role": c.role.as_str(), "purchase_channel": c.purchase_channel,
-        },
-        "devices": devices,
-        "responses": responses,
-        "history": events,
-        "mails": mails,
-    })))
+        .json(body))
 }
 
+#[derive(Serialize, ToSchema)]
+pub(super) struct ClaimedJson {
+    ticket: String,
+    claimed_by: String,
+}
+
+/// `POST /api/v1/tickets/{id}/claim`: tells the others this agent works on the ticket.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/claim", tag = "agents",
+    params(("id" = String, Path, description = "the ticket number")),
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "claimed", body = ClaimedJson),
+        (status = 401, description = "no agent's token, or not a live one", body = ApiError),
+        (status = 403, description = "a read-only token, a disabled account, or a rule of four eyes", body = ApiError),
+        (status = 404, description = "no such ticket", body = ApiError),
+        (status = 409, description = "someone else holds the claim, or the ticket is decided", body = ApiError),
+        (status = 503, description = "the database is unreachable", body = ApiError),
+    ))]
 #[post("/api/v1/tickets/{id}/claim")]
 async fn claim(
     desk: web::Data<Desk>,
@@ -281,8 +473,10 @@ async fn claim(
     let number = ticket_number(&path)?;
     user.may_decide()?;
     review::claim(&desk, &user.user, &number, false).await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({"ticket": number, "claimed_by": user.user.email})))
+    Ok(HttpResponse::Ok().json(ClaimedJson {
+        ticket: number.to_string(),
+        claimed_by: user.user.email.to_string(),
+    }))
 }
 
 /// `POST /api/v1/tickets/{id}/approve` with an optional `{"note": "..."}`: signs and
@@ -290,6 +484,25 @@ async fn claim(
 /// waits for a second person (202). A second approval by anyone of an approved ticket is
 /// a 409 that signs nothing. With `If-Match` (the ticket's `ETag`), an approval of
 /// evidence that changed since is a 412 that signs nothing.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/approve", tag = "agents",
+    params(
+        ("id" = String, Path, description = "the ticket number"),
+        ("If-Match" = Option<String>, Header, description = "the ETag the decision was made on"),
+    ),
+    request_body(content = Option<NoteBody>, description = "no body, or a note for the history"),
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "signed, and the responses are mailed", body = DecidedJson),
+        (status = 202, description = "the first of the two approvals a flagged ticket needs", body = AwaitingJson),
+        (status = 400, description = "a body that is not a note", body = ApiError),
+        (status = 401, description = "no agent's token, or not a live one", body = ApiError),
+        (status = 403, description = "a read-only token, a disabled account, or a rule of four eyes", body = ApiError),
+        (status = 404, description = "no such ticket", body = ApiError),
+        (status = 409, description = "decided already, claimed by someone else, or the export no longer answerable", body = ApiError),
+        (status = 412, description = "the evidence changed since the If-Match version", body = ApiError),
+        (status = 422, description = "a note that is not plain text, or the export expired", body = ApiError),
+        (status = 503, description = "the database is unreachable", body = ApiError),
+    ))]
 #[post("/api/v1/tickets/{id}/approve")]
 async fn approve(
     desk: web::Data<Desk>,
@@ -309,15 +522,16 @@ async fn approve(
     };
     let number = ticket_number(&path)?;
     Ok(match review::approve(&desk, &user.user, &number, &note, seen).await? {
-        review::Approved::Signed => {
-            HttpResponse::Ok().json(serde_json::json!({"ticket": number, "status": TicketStatus::Approved}))
-        }
-        review::Approved::AwaitingSecond => HttpResponse::Accepted().json(serde_json::json!({
-            "ticket": number,
-            "status": TicketStatus::Open,
-            "approvals": 1,
-            "needs": "a second approval by another person; at least one of the two must be a supervisor",
-        })),
+        review::Approved::Signed => HttpResponse::Ok().json(DecidedJson {
+            ticket: number.to_string(),
+            status: TicketStatus::Approved,
+        }),
+        review::Approved::AwaitingSecond => HttpResponse::Accepted().json(AwaitingJson {
+            ticket: number.to_string(),
+            status: TicketStatus::Open,
+            approvals: 1,
+            needs: "a second approval by another person; at least one of the two must be a supervisor",
+        }),
     })
 }
 
@@ -330,16 +544,34 @@ fn json_body<T: serde::de::DeserializeOwned>(
         .map_err(|e| ErrorAnswer::new(StatusCode::BAD_REQUEST, format!("{what_to_send}: {e}")))
 }
 
-#[derive(Deserialize)]
-struct NoteBody {
+#[derive(Deserialize, ToSchema)]
+pub(super) struct NoteBody {
     #[serde(default)]
     note: String,
 }
 
+/// What a decision did.
+#[derive(Serialize, ToSchema)]
+pub(super) struct DecidedJson {
+    ticket: String,
+    #[schema(value_type = String, example = "approved")]
+    status: TicketStatus,
+}
+
+/// A flagged ticket's first approval.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AwaitingJson {
+    ticket: String,
+    #[schema(value_type = String, example = "open")]
+    status: TicketStatus,
+    approvals: i64,
+    needs: &'static str,
+}
+
 /// `reason` in the agent's words, or `canned_reason`: the id of a rejection reason from
 /// `GET /api/v1/reasons`, which the customer reads in their language.
-#[derive(Deserialize)]
-struct RejectBody {
+#[derive(Deserialize, ToSchema)]
+pub(super) struct RejectBody {
     reason: Option<String>,
     canned_reason: Option<i64>,
 }
@@ -347,6 +579,24 @@ struct RejectBody {
 /// The body is parsed inside the handler, after authentication: actix runs extractors
 /// concurrently, and a JSON extractor could otherwise answer 400 to a caller who should
 /// have been told 401.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/reject", tag = "agents",
+    params(
+        ("id" = String, Path, description = "the ticket number"),
+        ("If-Match" = Option<String>, Header, description = "the ETag the decision was made on"),
+    ),
+    request_body(content = RejectBody, description = "the reason the customer reads"),
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "rejected; the customer is mailed the reason", body = DecidedJson),
+        (status = 400, description = "a body that is not a reason", body = ApiError),
+        (status = 401, description = "no agent's token, or not a live one", body = ApiError),
+        (status = 403, description = "a read-only token, a disabled account, or a rule of four eyes", body = ApiError),
+        (status = 404, description = "no such ticket", body = ApiError),
+        (status = 409, description = "decided already, or claimed by someone else", body = ApiError),
+        (status = 412, description = "the evidence changed since the If-Match version", body = ApiError),
+        (status = 422, description = "no reason, a removed canned reason, or one too long", body = ApiError),
+        (status = 503, description = "the database is unreachable", body = ApiError),
+    ))]
 #[post("/api/v1/tickets/{id}/reject")]
 async fn reject(
     desk: web::Data<Desk>,
@@ -364,6 +614,8 @@ async fn reject(
     let seen = if_match(&request)?;
     let reason = review::CustomerText::typed_or_canned(body.reason.as_deref(), body.canned_reason);
     review::reject(&desk, &user.user, &number, reason, seen).await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({"ticket": number, "status": TicketStatus::Rejected})))
+    Ok(HttpResponse::Ok().json(DecidedJson {
+        ticket: number.to_string(),
+        status: TicketStatus::Rejected,
+    }))
 }

@@ -9,10 +9,11 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, get, post, web};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::desk::Desk;
 use crate::installers::{self, InstallerError};
-use crate::routes::ErrorAnswer;
+use crate::routes::{ApiError, ErrorAnswer};
 use crate::store::{DeviceSource, Installer};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -69,13 +70,14 @@ impl FromRequest for ApiInstaller {
     }
 }
 
-#[derive(Deserialize)]
-struct DevicesBody {
+#[derive(Deserialize, ToSchema)]
+pub(super) struct DevicesBody {
+    /// At most 10,000 serials.
     serials: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct RegisteredJson {
+#[derive(Serialize, ToSchema)]
+pub(super) struct RegisteredJson {
     /// Newly registered to the installer.
     registered: usize,
     /// Already theirs (each keeps its first registration).
@@ -89,6 +91,17 @@ const MAX_BODY: usize = installers::MAX_DEVICES_AT_ONCE * 70 + 1024;
 
 /// An installer registers devices they installed: `{"serials": [...]}`. They count for
 /// the installer track after `installer_registration_hold_hours`.
+#[utoipa::path(post, path = "/api/v1/installer/devices", tag = "installers",
+    request_body(content = DevicesBody),
+    security(("installer_token" = [])),
+    responses(
+        (status = 200, description = "registered (all or none)", body = RegisteredJson),
+        (status = 400, description = "a body that is not {\"serials\": [...]}", body = ApiError),
+        (status = 401, description = "no live installer token", body = ApiError),
+        (status = 413, description = "more than the body of 10,000 serials", body = ApiError),
+        (status = 422, description = "a serial that is not one, named, or none, or too many", body = ApiError),
+        (status = 503, description = "the database is unreachable", body = ApiError),
+    ))]
 #[post("/api/v1/installer/devices")]
 async fn register_devices(
     desk: web::Data<Desk>,
@@ -129,15 +142,27 @@ async fn register_devices(
     }))
 }
 
-#[derive(Serialize)]
-struct DeviceJson {
+#[derive(Serialize, ToSchema)]
+pub(super) struct InstallerDeviceJson {
     serial: String,
     /// `import` (from the vendor) or `self` (registered by the installer).
     source: &'static str,
     registered_at: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(super) struct InstallerDevicesJson {
+    devices: Vec<InstallerDeviceJson>,
+}
+
 /// The installer's devices, newest first (at most 1000).
+#[utoipa::path(get, path = "/api/v1/installer/devices", tag = "installers",
+    security(("installer_token" = [])),
+    responses(
+        (status = 200, description = "their devices", body = InstallerDevicesJson),
+        (status = 401, description = "no live installer token", body = ApiError),
+        (status = 503, description = "the database is unreachable", body = ApiError),
+    ))]
 #[get("/api/v1/installer/devices")]
 async fn devices(desk: web::Data<Desk>, caller: ApiInstaller) -> Result<HttpResponse, ErrorAnswer> {
     let devices = desk
@@ -145,15 +170,15 @@ async fn devices(desk: web::Data<Desk>, caller: ApiInstaller) -> Result<HttpResp
         .installer_devices(caller.0.id, 1000)
         .await
         .map_err(|e| ErrorAnswer::internal(&e))?;
-    let list: Vec<DeviceJson> = devices
+    let list: Vec<InstallerDeviceJson> = devices
         .into_iter()
-        .map(|d| DeviceJson {
+        .map(|d| InstallerDeviceJson {
             serial: d.serial,
             source: d.source.as_str(),
             registered_at: d.registered_at.to_string(),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "devices": list })))
+    Ok(HttpResponse::Ok().json(InstallerDevicesJson { devices: list }))
 }
 
 /// The body, read once the token is known good, up to [`MAX_BODY`] (actix's own limit

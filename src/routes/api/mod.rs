@@ -6,6 +6,7 @@ mod agent;
 mod guard;
 mod installer;
 mod intake;
+pub mod openapi;
 
 use actix_web::web;
 
@@ -13,4 +14,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     intake::configure(cfg);
     agent::configure(cfg);
     installer::configure(cfg);
+    openapi::configure(cfg);
 }
