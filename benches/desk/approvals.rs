@@ -21,8 +21,8 @@ use super::{closed_loop, percentile, start_desk_with, submission, uploads};
 
 /// What the SMTP server saw: when each ticket's approval mail was accepted.
 #[derive(Clone, Default)]
-struct Received {
-    approvals: Arc<Mutex<HashMap<String, Instant>>>,
+pub(super) struct Received {
+    pub(super) approvals: Arc<Mutex<HashMap<String, Instant>>>,
     all: Arc<AtomicUsize>,
 }
 
@@ -73,7 +73,7 @@ impl mailin_embedded::Handler for Handler {
     }
 }
 
-fn smtp_sink() -> (String, Received) {
+pub(super) fn smtp_sink() -> (String, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = listener.local_addr().expect("an address").port();
     let received = Received::default();
@@ -107,7 +107,7 @@ pub struct ApprovalRun {
     pub label_checks_wait_secs: f64,
 }
 
-fn cli(dir: &Path, database_url: Option<&str>, args: &[&str], stdin: &str) -> String {
+pub(super) fn cli(dir: &Path, database_url: Option<&str>, args: &[&str], stdin: &str) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"));
     command
         .args(args)

@@ -5,6 +5,7 @@
 //! cargo bench --bench desk -- --json target/bench.json
 //! cargo bench --bench desk -- --runs 1 --requests 300     # a quick look
 //! cargo bench --bench desk -- --scale-only --tickets 1000000  # queue at scale, cold start
+//! cargo bench --bench desk -- --only fast_tracks --runs 1     # the fast tracks' mix
 //! ```
 //!
 //! `--no-scale` leaves out the queue-at-scale phase (queue_at_scale.rs), which loads
@@ -37,6 +38,7 @@ use serde_json::{Value, json};
 
 mod approvals;
 mod evidence_watch;
+mod fast_tracks;
 mod memory;
 mod queue_at_scale;
 mod reading;
@@ -48,7 +50,8 @@ struct Options {
     runs: usize,
     requests: usize,
     postgres: Option<String>,
-    /// Phases to run (`--only intake,qr,approvals,memory,reading,scale`); all when empty.
+    /// Phases to run (`--only intake,qr,approvals,memory,fast_tracks,reading,scale`); all
+    /// when empty.
     only: Vec<String>,
     approvals: usize,
     /// Tickets for the queue-at-scale phase; `None` with `--no-scale`.
@@ -61,6 +64,10 @@ struct Options {
     /// Uploads a second for a minute in the intake phase's last open loop, a rate the
     /// evidence worker keeps up with (`--worker-rate`, 4).
     worker_rate: f64,
+    /// Requests in the fast tracks' mix (`--fast-tracks`, 200), sent at
+    /// `--fast-track-rate` a second (2).
+    fast_tracks: usize,
+    fast_track_rate: f64,
 }
 
 impl Options {
@@ -84,6 +91,8 @@ fn options() -> Options {
         memory_clients: 200,
         drain_limit: Duration::from_secs(300),
         worker_rate: 4.0,
+        fast_tracks: 200,
+        fast_track_rate: 2.0,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -110,6 +119,16 @@ fn options() -> Options {
             }
             "--worker-rate" => {
                 options.worker_rate = args.next().and_then(|n| n.parse().ok()).unwrap_or(4.0);
+            }
+            "--fast-tracks" => {
+                options.fast_tracks = args.next().and_then(|n| n.parse().ok()).unwrap_or(200);
+            }
+            "--fast-track-rate" => {
+                options.fast_track_rate = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|r: &f64| *r > 0.0)
+                    .unwrap_or(2.0);
             }
             "--drain-secs" => {
                 let secs = args.next().and_then(|n| n.parse().ok()).unwrap_or(300);
@@ -1431,6 +1450,9 @@ async fn bench(options: Options) {
     if options.runs_phase("memory") {
         memory_phase(&options, &mut table, &mut results).await;
     }
+    if options.runs_phase("fast_tracks") {
+        fast_tracks_phase(&options, &backends, &mut table, &mut results).await;
+    }
     if options.runs_phase("reading") {
         let kinds = reading::run(&photo, options.runs, &mut table);
         results.insert("label_reading".to_owned(), kinds);
@@ -1508,6 +1530,68 @@ async fn approvals_phase(
                 "errors": errors,
                 "awaiting_second_approval": awaiting,
                 "label_checks_wait_secs": (checks * 10.0).round() / 10.0,
+            }),
+        );
+    }
+}
+
+async fn fast_tracks_phase(
+    options: &Options,
+    backends: &[(&str, Option<String>)],
+    table: &mut Vec<String>,
+    results: &mut serde_json::Map<String, Value>,
+) {
+    for (name, admin) in backends {
+        let mut runs = Vec::new();
+        for run in 0..options.runs {
+            let database =
+                run_database(admin.as_deref(), &format!("resetdesk_bench_fast_{run}")).await;
+            runs.push(
+                fast_tracks::fast_tracks_run(
+                    options.fast_tracks,
+                    options.fast_track_rate,
+                    database,
+                    run,
+                )
+                .await,
+            );
+        }
+        let pick = |f: &dyn Fn(&fast_tracks::FastTrackRun) -> f64| {
+            median(&mut runs.iter().map(f).collect::<Vec<_>>())
+        };
+        let (share, p50, p99, max) = (
+            pick(&|r| r.share()),
+            pick(&|r| r.p50_ms),
+            pick(&|r| r.p99_ms),
+            pick(&|r| r.max_ms),
+        );
+        let errors: usize = runs.iter().map(|r| r.errors).sum();
+        let by_kind: Vec<String> = runs[0]
+            .kinds
+            .iter()
+            .map(|(kind, sent, answered)| format!("{kind} {answered}/{sent}"))
+            .collect();
+        table.push(format!(
+            "fast tracks {name:<9} {} requests at {}/s: answered without an agent {:.0} % (target >= 50)   submission to SMTP accepted p50 {:.2} s p99 {:.2} s max {:.2} s (target p99 <= 5)   errors {errors}   (first run: {})",
+            options.fast_tracks,
+            options.fast_track_rate,
+            share * 100.0,
+            p50 / 1000.0,
+            p99 / 1000.0,
+            max / 1000.0,
+            by_kind.join(", ")
+        ));
+        results.insert(
+            format!("fast_tracks_{name}"),
+            json!({
+                "requests": options.fast_tracks,
+                "rate_per_sec": options.fast_track_rate,
+                "answered_share": (share * 1000.0).round() / 1000.0,
+                "submission_to_smtp_p50_ms": p50.round(),
+                "submission_to_smtp_p99_ms": p99.round(),
+                "submission_to_smtp_max_ms": max.round(),
+                "errors": errors,
+                "by_kind_first_run": runs[0].kinds.iter().map(|(k, s, a)| json!({"kind": k, "sent": s, "answered": a})).collect::<Vec<_>>(),
             }),
         );
     }
