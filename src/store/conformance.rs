@@ -10,14 +10,14 @@ use crate::i18n::Lang;
 use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, AutomaticApproval,
-    AutomaticFilter, CodeCheck, Conflict, CreateOutcome, Customer, EarlierPhoto, EvidenceFailure,
-    EvidenceJob, EvidenceReading, EvidenceState, ExportForm, FirstApproval, GrantKind,
-    IntakeBucket, IntakeHit, IntakeReservation, JobEnd, LabelCheck, LabelFinding, LoginAttempt,
-    LoginLimits, LoginReservation, MailKind, MailedDecision, Marked, NewAccessCode, NewApiToken,
-    NewMail, NewSession, NewTicket, OutboxStatus, Previews, QueueCursor, QueueFilter, QueueOrder,
-    ReadCode, ReplyOutcome, ResentApproval, SessionStage, Store, StoreError, StoredExport,
-    StoredResponse, StoredSeed, StoredSignature, SuspicionMark, TicketEventKind, TicketId,
-    TicketSummary, TicketView, TokenScope, UserId,
+    AutomaticFilter, CodeCheck, Conflict, CreateOutcome, Customer, DeviceSource, EarlierPhoto,
+    EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState, ExportForm, FirstApproval,
+    GrantKind, InstallerId, IntakeBucket, IntakeHit, IntakeReservation, JobEnd, LabelCheck,
+    LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind, MailedDecision, Marked,
+    NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, Previews,
+    QueueCursor, QueueFilter, QueueOrder, ReadCode, Registered, ReplyOutcome, ResentApproval,
+    SessionStage, Store, StoreError, StoredExport, StoredResponse, StoredSeed, StoredSignature,
+    SuspicionMark, TicketEventKind, TicketId, TicketSummary, TicketView, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -889,6 +889,153 @@ pub async fn automatic_decisions_are_counted_switched_and_marked(store: &dyn Sto
             .any(|e| e.kind == TicketEventKind::FastTrackDeclined
                 && e.actor == "desk"
                 && e.detail == "fast track reserved_email: too old")
+    );
+}
+
+/// Registered installers (issue 20): one per mailbox, their tokens (live until a
+/// suspension revokes them), their devices (a registration made again keeps the first,
+/// removals count only theirs), each change audited.
+pub async fn installers_tokens_and_devices(store: &dyn Store) {
+    let ops = email("Ops@Installer.example");
+    let id = store
+        .add_installer(&ops, "Instalaciones Sur", "cli", at(0))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .add_installer(&email("ops+two@installer.example"), "Again", "cli", at(1))
+            .await,
+        Err(StoreError::Conflict(Conflict::InstallerExists { .. }))
+    ));
+    let found = store
+        .installer_by_email(&email("OPS@installer.example"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (found.id, found.email.as_str()),
+        (id, "Ops@installer.example")
+    );
+    store
+        .create_installer_token(id, "hash-1", "cli", at(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.installer_by_token("hash-1", at(3)).await.unwrap().id,
+        id
+    );
+    assert!(matches!(
+        store.installer_by_token("hash-2", at(3)).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let serial = |s: &str| DeviceSerial::parse(s).unwrap();
+    let first = store
+        .register_installer_devices(
+            id,
+            &[serial("SERIAL-IN01"), serial("SERIAL-IN02")],
+            DeviceSource::SelfRegistered,
+            "installer:ops@installer.example",
+            at(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Registered {
+            added: 2,
+            already: 0
+        }
+    );
+    let again = store
+        .register_installer_devices(
+            id,
+            &[serial("SERIAL-IN02"), serial("SERIAL-IN03")],
+            DeviceSource::Import,
+            "cli",
+            at(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Registered {
+            added: 1,
+            already: 1
+        }
+    );
+    let of = store
+        .registrations_of(&["SERIAL-IN02".to_owned(), "SERIAL-NONE".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(of.len(), 1);
+    assert_eq!(
+        (of[0].source, of[0].registered_at),
+        (DeviceSource::SelfRegistered, at(10)),
+        "the first registration, and its hold, stand"
+    );
+    assert_eq!(
+        store.installer_device_counts().await.unwrap(),
+        vec![(id, 1, 2)]
+    );
+    assert_eq!(store.self_registrations(10).await.unwrap().len(), 2);
+    let removed = store
+        .remove_installer_devices(
+            id,
+            &[serial("SERIAL-IN01"), serial("SERIAL-NONE")],
+            "cli",
+            at(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(store.installer_devices(id, 10).await.unwrap().len(), 2);
+
+    // A suspension revokes every token; a resume does not bring them back.
+    store
+        .set_installer_suspended(id, Some("contract ended"), "cli", at(40))
+        .await
+        .unwrap();
+    let suspended = store.installer(id).await.unwrap();
+    assert_eq!(
+        suspended.suspended,
+        Some((at(40), "contract ended".to_owned()))
+    );
+    assert!(matches!(
+        store.installer_by_token("hash-1", at(41)).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .set_installer_suspended(id, None, "cli", at(50))
+        .await
+        .unwrap();
+    assert!(store.installer(id).await.unwrap().suspended.is_none());
+    assert!(store.installer_by_token("hash-1", at(51)).await.is_err());
+    assert!(matches!(
+        store
+            .set_installer_suspended(InstallerId(id.0 + 1000), None, "cli", at(52))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    let audit = store.recent_audit(None, None, 100).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    for action in [
+        "installer.add",
+        "installer.token",
+        "installer.devices",
+        "installer.devices_removed",
+        "installer.suspend",
+        "installer.resume",
+    ] {
+        assert!(actions.contains(&action), "{action}: {actions:?}");
+    }
+    assert!(audit.iter().any(|e| e.action == "installer.devices"
+        && e.actor == "installer:ops@installer.example"
+        && e.detail.contains("SERIAL-IN01 SERIAL-IN02")));
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "installer.suspend" && e.detail.contains("1 token(s) revoked"))
     );
 }
 
@@ -4027,6 +4174,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::automatic_decisions_are_counted_switched_and_marked(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn installers_tokens_and_devices() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::installers_tokens_and_devices(store.as_ref()).await;
         }
         #[tokio::test]
         async fn flagged_tickets_take_two_approvals() {
