@@ -59,6 +59,14 @@ pub async fn new_token(
     actor: &str,
     now: Timestamp,
 ) -> Result<String, InstallerError> {
+    // A suspension revoked their tokens; a new one would undo it behind the admins'
+    // backs (devices registered meanwhile would wait out their hold, unseen).
+    if installer.suspended.is_some() {
+        return Err(InstallerError::Invalid(vec![format!(
+            "{} is suspended: resume the installer first (`resetdesk installer resume`), then make their token",
+            installer.email
+        )]));
+    }
     let (plain, hash) = crate::auth::new_installer_token();
     store
         .create_installer_token(installer.id, &hash, actor, now)

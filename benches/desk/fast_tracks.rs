@@ -69,6 +69,7 @@ pub struct FastTrackRun {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Requests refused, failed, or answered alone when agents must decide them.
     pub errors: usize,
     /// Per kind: (name, sent, answered without an agent).
     pub kinds: Vec<(&'static str, usize, usize)>,
@@ -337,10 +338,21 @@ pub async fn fast_tracks_run(
             .count();
         kinds.push((kind.name(), sent, answered));
     }
-    for (number, (_, at)) in submitted.iter() {
+    // Only the kinds a rule answers count as answered; a response to any other is the
+    // desk deciding what agents must, and counts as an error, not as a success.
+    let mut wrongly_answered = 0;
+    for (number, (kind, at)) in submitted.iter() {
         if let Some(mailed_at) = mailed.get(number) {
-            latencies.push(mailed_at.saturating_duration_since(*at));
+            match kind {
+                Kind::ReservedMatches | Kind::Installer => {
+                    latencies.push(mailed_at.saturating_duration_since(*at));
+                }
+                Kind::ReservedDiffers | Kind::Plain => wrongly_answered += 1,
+            }
         }
+    }
+    if wrongly_answered > 0 {
+        eprintln!("fast tracks: {wrongly_answered} request(s) answered that agents must decide");
     }
     latencies.sort();
     FastTrackRun {
@@ -349,7 +361,7 @@ pub async fn fast_tracks_run(
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-        errors: errors.load(Ordering::SeqCst),
+        errors: errors.load(Ordering::SeqCst) + wrongly_answered,
         kinds,
     }
 }

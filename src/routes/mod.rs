@@ -9,6 +9,7 @@ mod console;
 mod customer;
 mod error;
 mod health;
+mod installer_page;
 mod render;
 mod server_timing;
 mod upload;
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     api::configure(cfg);
     customer::configure(cfg);
     console::configure(cfg);
+    installer_page::configure(cfg);
 }
 
 /// The client's address for rate limits and throttling. The peer address, unless the

@@ -977,7 +977,26 @@ pub async fn installers_tokens_and_devices(store: &dyn Store) {
         store.installer_device_counts().await.unwrap(),
         vec![(id, 1, 2)]
     );
+    assert!(matches!(
+        store.installer(InstallerId(id.0 + 1000)).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(store.self_registrations(10).await.unwrap().len(), 2);
+    // A rival holding the same serial keeps theirs when this installer's comes off.
+    let rival = store
+        .add_installer(&email("rival@installs.example"), "Rival", "cli", at(25))
+        .await
+        .unwrap();
+    store
+        .register_installer_devices(
+            rival,
+            &[serial("SERIAL-IN01")],
+            DeviceSource::Import,
+            "cli",
+            at(26),
+        )
+        .await
+        .unwrap();
     let removed = store
         .remove_installer_devices(
             id,
@@ -989,6 +1008,7 @@ pub async fn installers_tokens_and_devices(store: &dyn Store) {
         .unwrap();
     assert_eq!(removed, 1);
     assert_eq!(store.installer_devices(id, 10).await.unwrap().len(), 2);
+    assert_eq!(store.installer_devices(rival, 10).await.unwrap().len(), 1);
 
     // A suspension revokes every token; a resume does not bring them back.
     store
@@ -1009,7 +1029,10 @@ pub async fn installers_tokens_and_devices(store: &dyn Store) {
         .await
         .unwrap();
     assert!(store.installer(id).await.unwrap().suspended.is_none());
-    assert!(store.installer_by_token("hash-1", at(51)).await.is_err());
+    assert!(matches!(
+        store.installer_by_token("hash-1", at(51)).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(matches!(
         store
             .set_installer_suspended(InstallerId(id.0 + 1000), None, "cli", at(52))

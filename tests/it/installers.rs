@@ -633,6 +633,16 @@ async fn admins_see_and_stop_installers(backend: Backend) {
     );
     let page = app.console_page(&admin, "/console/admin/installers").await;
     assert!(crate::html::text(&page, "#installers").contains("contract ended"));
+    // No new token while suspended: the suspension revoked theirs.
+    let refused = post(&format!("/console/admin/installers/{id}/token"), &[]).await;
+    assert_eq!(refused.status(), 422);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("resume the installer first")
+    );
     assert_eq!(
         post(&format!("/console/admin/installers/{id}/resume"), &[])
             .await
@@ -661,7 +671,71 @@ async fn admins_see_and_stop_installers(backend: Backend) {
     );
 }
 
+/// The installer's own page: a CSV of their devices with their token, no session.
+async fn an_installer_registers_devices_on_their_page(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let token = installer_with_token(&app, INSTALLER);
+    let page = app.client.get(app.url("/installer")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("serial"));
+    let send = async |token: &str, csv: &str| {
+        let form = reqwest::multipart::Form::new()
+            .text("token", token.to_owned())
+            .part(
+                "devices_csv",
+                reqwest::multipart::Part::bytes(csv.as_bytes().to_vec())
+                    .file_name("devices.csv")
+                    .mime_str("text/csv")
+                    .unwrap(),
+            );
+        let response = app
+            .client
+            .post(app.url("/installer/devices"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let (status, said) = send("rdi_not_a_token", "serial\nDS-7608NI-K2/PAGE0001\n").await;
+    assert_eq!(status, 401, "{said}");
+    let (status, said) = send(&token, "serial\nDS-7608NI-K2/PAGE0001\nnot a serial!\n").await;
+    assert_eq!(status, 422, "{said}");
+    assert!(
+        said.contains("line 3") && said.contains("Nothing was registered"),
+        "{said}"
+    );
+    let (status, said) = send(
+        &token,
+        "Site,Serial\nMadrid,DS-7608NI-K2/PAGE0001\nToledo,DS-7608NI-K2/PAGE0002\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{said}");
+    assert!(said.contains("2 device(s) registered"), "{said}");
+    assert!(said.contains("DS-7608NI-K2/PAGE0002"));
+    let listed: Value = app
+        .client
+        .get(app.url("/api/v1/installer/devices"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sources: Vec<&str> = listed["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["self", "self"], "they count after the hold");
+}
+
 on_both_backends!(
+    an_installer_registers_devices_on_their_page,
     admins_see_and_stop_installers,
     an_installers_own_device_is_answered_to_the_installer,
     the_installer_track_refuses_what_an_agent_must_see,

@@ -148,6 +148,8 @@ fn fuzz(program: &str, app: &TestApp, tag: &str, token: Option<&str>, ticket: Op
     std::fs::write(&config, parameters).unwrap();
     let mut command = Command::new(program);
     command
+        // Its cache (`.schemathesis/`) goes with the test's directory, not the tree's.
+        .current_dir(app.dir.path())
         .arg("--config-file")
         .arg(&config)
         .arg("run")

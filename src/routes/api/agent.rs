@@ -500,6 +500,7 @@ async fn claim(
         (status = 404, description = "no such ticket", body = ApiError),
         (status = 409, description = "decided already, claimed by someone else, or the export no longer answerable", body = ApiError),
         (status = 412, description = "the evidence changed since the If-Match version", body = ApiError),
+        (status = 413, description = "a body over 64 KB", body = ApiError),
         (status = 422, description = "a note that is not plain text, or the export expired", body = ApiError),
         (status = 503, description = "the database is unreachable", body = ApiError),
     ))]
@@ -509,8 +510,9 @@ async fn approve(
     user: ApiUser,
     path: web::Path<String>,
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ErrorAnswer> {
+    let body = read_decision(payload).await?;
     user.may_decide()?;
     let seen = if_match(&request)?;
     let note = if body.iter().all(u8::is_ascii_whitespace) {
@@ -533,6 +535,19 @@ async fn approve(
             needs: "a second approval by another person; at least one of the two must be a supervisor",
         }),
     })
+}
+
+/// A decision's body: a note or a reason is at most a few kilobytes.
+const MAX_DECISION_BODY: usize = 64 * 1024;
+
+/// Read after the token is checked (a caller without one hears 401, not 413).
+async fn read_decision(payload: web::Payload) -> Result<Vec<u8>, ErrorAnswer> {
+    super::read_body(
+        payload,
+        MAX_DECISION_BODY,
+        "a decision's body is at most 64 KB: a note or a reason",
+    )
+    .await
 }
 
 /// A decision's JSON body, or a 400 that says what to send instead.
@@ -594,6 +609,7 @@ pub(super) struct RejectBody {
         (status = 404, description = "no such ticket", body = ApiError),
         (status = 409, description = "decided already, or claimed by someone else", body = ApiError),
         (status = 412, description = "the evidence changed since the If-Match version", body = ApiError),
+        (status = 413, description = "a body over 64 KB", body = ApiError),
         (status = 422, description = "no reason, a removed canned reason, or one too long", body = ApiError),
         (status = 503, description = "the database is unreachable", body = ApiError),
     ))]
@@ -603,8 +619,9 @@ async fn reject(
     user: ApiUser,
     path: web::Path<String>,
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ErrorAnswer> {
+    let body = read_decision(payload).await?;
     let body: RejectBody = json_body(
         &body,
         "send a JSON body such as {\"reason\": \"...\"} or {\"canned_reason\": 3}",

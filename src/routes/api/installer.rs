@@ -109,7 +109,15 @@ async fn register_devices(
     payload: web::Payload,
 ) -> Result<HttpResponse, ErrorAnswer> {
     let installer = caller.0;
-    let body = read_body(payload).await?;
+    let body = super::read_body(
+        payload,
+        MAX_BODY,
+        &format!(
+            "at most {} devices at once: split the list",
+            installers::MAX_DEVICES_AT_ONCE
+        ),
+    )
+    .await?;
     let sent: DevicesBody = serde_json::from_slice(&body).map_err(|e| {
         ErrorAnswer::new(
             StatusCode::BAD_REQUEST,
@@ -179,32 +187,6 @@ async fn devices(desk: web::Data<Desk>, caller: ApiInstaller) -> Result<HttpResp
         })
         .collect();
     Ok(HttpResponse::Ok().json(InstallerDevicesJson { devices: list }))
-}
-
-/// The body, read once the token is known good, up to [`MAX_BODY`] (actix's own limit
-/// for a body taken whole is a quarter of that, and answers in plain text).
-async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, ErrorAnswer> {
-    use futures_util::StreamExt;
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ErrorAnswer::new(
-                StatusCode::BAD_REQUEST,
-                format!("the body could not be read: {e}"),
-            )
-        })?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(ErrorAnswer::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "at most {} devices at once: split the list",
-                    installers::MAX_DEVICES_AT_ONCE
-                ),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 fn refusal(error: InstallerError) -> ErrorAnswer {

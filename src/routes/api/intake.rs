@@ -22,7 +22,7 @@ pub(super) struct RequestForm {
     company: Option<String>,
     /// ISO 3166-1 alpha-2, such as ES.
     country: String,
-    /// `end_user`, `installer` or `reseller`.
+    /// `end_user`, `installer`, `reseller` or `distributor`.
     role: Option<String>,
     purchase_channel: Option<String>,
     /// `en` or `es`: the e-mails' language.

@@ -251,12 +251,14 @@ async fn suspend(
         return refusal;
     }
     let reason = form.reason.split_whitespace().collect::<Vec<_>>().join(" ");
-    if reason.is_empty() || reason.chars().count() > 500 {
-        let said =
-            "say why, in at most 500 characters: agents and the audit log read it".to_owned();
-        return refused(&desk, &console, InstallerError::Invalid(vec![said])).await;
-    }
-    switched(&desk, &console, path.into_inner(), Some(&reason)).await
+    let reason = match crate::domain::PlainText::parse(&reason, 500) {
+        Ok(reason) => reason,
+        Err(e) => {
+            let said = format!("say why, in at most 500 characters of plain text: the reason {e}");
+            return refused(&desk, &console, InstallerError::Invalid(vec![said])).await;
+        }
+    };
+    switched(&desk, &console, path.into_inner(), Some(reason.as_str())).await
 }
 
 #[post("/console/admin/installers/{id}/resume")]

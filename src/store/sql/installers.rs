@@ -57,6 +57,19 @@ where
     for<'q> Option<String>: Value<'q, D>,
     usize: ColumnIndex<D::Row>,
 {
+    /// The installer's address, read in `tx`; `NotFound` for no such installer.
+    async fn installer_email(
+        tx: &mut sqlx::Transaction<'static, D>,
+        installer: InstallerId,
+    ) -> StoreResult<String> {
+        sqlx::query_scalar("SELECT email FROM installers WHERE id = $1")
+            .bind(installer.0)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)
+    }
+
     /// Suspends an installer's track inside `tx` (an earlier suspension keeps its time and
     /// reason) and revokes every token of theirs: whoever holds one (a thief, if the mark
     /// of suspicion is right) can no longer register devices or send requests as them.
@@ -186,12 +199,7 @@ where
         at: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        let email: String = sqlx::query_scalar("SELECT email FROM installers WHERE id = $1")
-            .bind(installer.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
-            .ok_or(StoreError::NotFound)?;
+        let email = Self::installer_email(&mut tx, installer).await?;
         sqlx::query(
             "INSERT INTO installer_tokens (installer_id, token_hash, scope, created_at)
              VALUES ($1, $2, 'submit', $3)",
@@ -242,12 +250,7 @@ where
         at: Timestamp,
     ) -> StoreResult<Registered> {
         let mut tx = self.write().await?;
-        let email: String = sqlx::query_scalar("SELECT email FROM installers WHERE id = $1")
-            .bind(installer.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
-            .ok_or(StoreError::NotFound)?;
+        let email = Self::installer_email(&mut tx, installer).await?;
         let mut added = 0;
         for serial in serials {
             // A serial registered again keeps its first registration (and its hold).
@@ -297,12 +300,7 @@ where
         at: Timestamp,
     ) -> StoreResult<usize> {
         let mut tx = self.write().await?;
-        let email: String = sqlx::query_scalar("SELECT email FROM installers WHERE id = $1")
-            .bind(installer.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
-            .ok_or(StoreError::NotFound)?;
+        let email = Self::installer_email(&mut tx, installer).await?;
         let mut removed = Vec::new();
         for serial in serials {
             let deleted = sqlx::query(
