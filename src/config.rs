@@ -503,6 +503,16 @@ impl Default for FastTracks {
     }
 }
 
+impl FastTracks {
+    /// Whether the settings offer `track` (supervisors' switches can only turn it off).
+    pub fn allows(&self, track: crate::domain::FastTrack) -> bool {
+        match track {
+            crate::domain::FastTrack::ReservedEmail => self.reserved_email,
+            crate::domain::FastTrack::Installer => self.installer,
+        }
+    }
+}
+
 impl Section for FastTracks {
     fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal> {
         match name {

@@ -325,18 +325,25 @@ fn label_names_no_other_device(
 
 /// Whether `track` is on: in the settings, and not switched off by a supervisor since.
 pub async fn track_enabled(desk: &Desk, track: FastTrack) -> Result<bool, StoreError> {
-    let configured = match track {
-        FastTrack::ReservedEmail => desk.settings.fast_tracks.reserved_email,
-        FastTrack::Installer => desk.settings.fast_tracks.installer,
-    };
-    if !configured {
+    if !desk.settings.fast_tracks.allows(track) {
         return Ok(false);
     }
     let switches = desk.store.fast_track_switches().await?;
-    Ok(switches
-        .iter()
-        .find(|s| s.track == track)
-        .is_none_or(|s| s.enabled))
+    Ok(is_on(&desk.settings.fast_tracks, &switches, track))
+}
+
+/// Whether `track` is on, from the settings and the supervisors' `switches` as read: a
+/// track with no switch is as the settings say.
+pub fn is_on(
+    settings: &crate::config::FastTracks,
+    switches: &[crate::store::FastTrackSwitch],
+    track: FastTrack,
+) -> bool {
+    settings.allows(track)
+        && switches
+            .iter()
+            .find(|s| s.track == track)
+            .is_none_or(|s| s.enabled)
 }
 
 /// What looking at a ticket came to.

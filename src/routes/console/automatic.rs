@@ -139,24 +139,16 @@ async fn page(
             return crate::routes::failure_page("The automatic decisions are unavailable", &e);
         }
     };
+    let settings = &desk.settings.fast_tracks;
     let mut views = Vec::new();
     for track in FastTrack::ALL {
-        let on = match review::automatic::track_enabled(desk, track).await {
-            Ok(on) => on,
-            Err(e) => {
-                return crate::routes::failure_page("The automatic decisions are unavailable", &e);
-            }
-        };
-        let off_in_settings = match track {
-            FastTrack::ReservedEmail => !desk.settings.fast_tracks.reserved_email,
-            FastTrack::Installer => !desk.settings.fast_tracks.installer,
-        };
         views.push(SwitchView {
             track: track.as_str(),
             title: track.title(),
             rule: track.describe(),
-            on,
-            off_in_settings,
+            // From the switches just read, not read again per track.
+            on: review::automatic::is_on(settings, &switches, track),
+            off_in_settings: !settings.allows(track),
             changed: switches.iter().find(|s| s.track == track).map(|s| {
                 format!(
                     "switched {} by {} ({})",
