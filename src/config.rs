@@ -192,6 +192,21 @@ pub struct Mail {
     pub smtp_url: Option<Secret>,
     /// The sender of every mail.
     pub from: String,
+    /// The mailbox customers write to (`mail::inbound::imap`): `imaps://user:pass@host:993/INBOX`,
+    /// or `imap://…:143/INBOX?tls=required` for STARTTLS (plain `imap://` only on
+    /// loopback). None: `serve` fetches no mail (an MTA may pipe it to `mail-intake`).
+    pub imap_url: Option<Secret>,
+    /// How often the mailbox is looked at when it offers no IDLE, and at most how long an
+    /// IDLE waits before looking again.
+    pub imap_poll_secs: u64,
+    /// PEM certificates trusted for the IMAP server besides the system's (a private CA).
+    pub imap_ca_file: Option<PathBuf>,
+    /// Where handled messages go; created when missing.
+    pub imap_done_folder: String,
+    /// A larger message is refused before it is parsed.
+    pub max_message_bytes: u64,
+    /// Messages one sender may send in an hour; more are set aside unanswered.
+    pub per_sender_per_hour: u32,
 }
 
 impl Default for Mail {
@@ -199,6 +214,12 @@ impl Default for Mail {
         Self {
             smtp_url: None,
             from: "resetdesk <support@localhost>".to_owned(),
+            imap_url: None,
+            imap_poll_secs: 60,
+            imap_ca_file: None,
+            imap_done_folder: "resetdesk-done".to_owned(),
+            max_message_bytes: 25 * 1024 * 1024,
+            per_sender_per_hour: 10,
         }
     }
 }
@@ -222,6 +243,50 @@ impl Section for Mail {
                     )
                 })?;
                 self.from = value.to_owned();
+            }
+            "imap_url" if value.is_empty() => self.imap_url = None,
+            "imap_url" => {
+                self.imap_url = Some(secret(
+                    value,
+                    |url| url.starts_with("imap://") || url.starts_with("imaps://"),
+                    "expected imaps://user:pass@host:993/INBOX or imap://user:pass@host:143/INBOX?tls=required",
+                )?)
+            }
+            "imap_poll_secs" => {
+                self.imap_poll_secs = number(
+                    value,
+                    |n| (1..=3600).contains(n),
+                    "expected seconds, 1 to 3600",
+                )?
+            }
+            "imap_ca_file" if value.is_empty() => self.imap_ca_file = None,
+            "imap_ca_file" => self.imap_ca_file = Some(PathBuf::from(value)),
+            "imap_done_folder" => {
+                if value.is_empty()
+                    || value.len() > 100
+                    || !value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+                {
+                    return Err(Refusal::Invalid(
+                        "expected a folder name of letters, digits, '-', '_', '.' and '/'",
+                    ));
+                }
+                self.imap_done_folder = value.to_owned();
+            }
+            "mail_max_message_bytes" => {
+                self.max_message_bytes = number(
+                    value,
+                    |n| (64 * 1024..=200 * 1024 * 1024).contains(n),
+                    "expected bytes, 65536 to 209715200",
+                )?
+            }
+            "mail_per_sender_per_hour" => {
+                self.per_sender_per_hour = number(
+                    value,
+                    |n| (1..=10_000).contains(n),
+                    "expected a whole number from 1 to 10000",
+                )?
             }
             _ => return Err(Refusal::NotMine),
         }

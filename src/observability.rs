@@ -89,6 +89,11 @@ pub fn intake(outcome: &'static str) {
     metrics::counter!("resetdesk_intake_total", "outcome" => outcome).increment(1);
 }
 
+/// Counts inbound e-mails by what the desk did with them (`mail::inbound::Taken`).
+pub fn mail_intake(outcome: &'static str) {
+    metrics::counter!("resetdesk_mail_intake_total", "outcome" => outcome).increment(1);
+}
+
 /// Counts signatures made with a key.
 pub fn signatures(key_id: &str, count: usize) {
     metrics::counter!("resetdesk_signatures_total", "key_id" => key_id.to_owned())

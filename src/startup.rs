@@ -160,6 +160,23 @@ impl Application {
     }
 }
 
+/// The desk without its HTTP server or workers, for a command that does one piece of
+/// the desk's work and exits (`resetdesk mail-intake`): the same database, keys, blobs
+/// and settings as `serve`, mail queued in the same outbox for `serve` to send. Links
+/// use `public_url` (or the listen address when it is unset, as `serve` would).
+pub async fn desk_for_command(mut settings: Settings) -> anyhow::Result<web::Data<Desk>> {
+    install_tls_provider();
+    prepare_data_dir(&settings.storage.data_dir)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (store, keys) = open_store_and_keys(&settings, clock.as_ref()).await?;
+    let worker = outbox_worker(&settings, store.clone(), clock.clone())?;
+    let blobs = BlobStore::from_settings(&settings).context("cannot set up blob storage")?;
+    if settings.http.public_url.is_empty() {
+        settings.http.public_url = format!("http://{}", settings.http.listen);
+    }
+    build_desk(settings, store, keys, blobs, clock, &worker)
+}
+
 /// The database, migrated, and the keys it records as the desk's, with the stored TOTP
 /// seeds sealed under the current seal key.
 async fn open_store_and_keys(

@@ -27,6 +27,69 @@ pub enum MailCommand {
     },
 }
 
+/// sysexits.h: what an MTA's pipe reads in the exit code. 75: keep the message and try
+/// again later; 65: refuse it (the MTA bounces it with our message).
+pub const EX_TEMPFAIL: u8 = 75;
+pub const EX_DATAERR: u8 = 65;
+
+/// `resetdesk mail-intake`: one message from standard input, read within
+/// `mail_max_message_bytes` (a larger one is refused before it is read further).
+pub fn intake(settings: crate::config::Settings) -> CliResult {
+    use std::io::Read;
+    // No log lines: an MTA mails what a pipe prints back to the sender.
+    let max = settings.mail.max_message_bytes;
+    let mut raw = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(max + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| {
+            CliError::with_code(
+                format!("cannot read the message from standard input: {e}"),
+                EX_TEMPFAIL,
+            )
+        })?;
+    if raw.len() as u64 > max {
+        return Err(CliError::with_code(
+            format!("the message is larger than {max} bytes (mail_max_message_bytes): refused"),
+            EX_DATAERR,
+        ));
+    }
+    let runtime = super::server::runtime()
+        .map_err(|e| CliError::with_code(e.message().to_owned(), EX_TEMPFAIL))?;
+    runtime.block_on(async {
+        let desk = crate::startup::desk_for_command(settings)
+            .await
+            .map_err(|e| CliError::with_code(format!("{e:#}"), EX_TEMPFAIL))?;
+        match crate::mail::inbound::take(&desk, &raw).await {
+            Ok(taken) => {
+                println!("{}", describe(&taken));
+                Ok(())
+            }
+            Err(crate::mail::inbound::TakeError::Refused(why)) => Err(CliError::with_code(
+                format!("the message is refused: {why}"),
+                EX_DATAERR,
+            )),
+            Err(error @ crate::mail::inbound::TakeError::TryLater(_)) => {
+                Err(CliError::with_code(error.to_string(), EX_TEMPFAIL))
+            }
+        }
+    })
+}
+
+fn describe(taken: &crate::mail::inbound::Taken) -> String {
+    use crate::mail::inbound::Taken;
+    match taken {
+        Taken::NewTicket(number) => format!("taken: new ticket {number}"),
+        Taken::Existing(number) => format!("taken: the request of ticket {number}, sent before"),
+        Taken::Reply(number) => format!("taken: a reply to ticket {number}"),
+        Taken::Answered => "taken: answered with what to fix".to_owned(),
+        Taken::Ignored(why) => format!("taken, not answered: {why}"),
+        Taken::Limited => "taken, not answered: too many messages from this sender".to_owned(),
+        Taken::AlreadyDone => "taken before: nothing done again".to_owned(),
+    }
+}
+
 pub fn run(command: &MailCommand) -> CliResult {
     match command {
         MailCommand::Open {

@@ -76,6 +76,10 @@ enum Command {
     /// Read an e-mail the desk wrote to its outbox directory, and save its attachments.
     #[command(subcommand)]
     Mail(mail::MailCommand),
+    /// Take one e-mail (RFC 5322) from standard input, for an MTA's pipe: a new request,
+    /// a reply to a ticket, or an answer saying what to fix. Exit 0 taken, 75 try again
+    /// later, 65 refused.
+    MailIntake,
     /// Write the protocol's test vectors (docs/test-vectors).
     TestVectors {
         /// Directory to write v1.json, v2.json and the QR pictures into.
@@ -172,6 +176,9 @@ pub fn main() -> ExitCode {
         }
         Command::Evidence(command) => evidence::run(command),
         Command::Mail(command) => mail::run(command),
+        Command::MailIntake => settings()
+            .map_err(|e| CliError::with_code(e.message, mail::EX_TEMPFAIL))
+            .and_then(mail::intake),
         Command::TestVectors { out_dir } => write_test_vectors(out_dir),
     };
     match result {

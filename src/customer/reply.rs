@@ -5,7 +5,7 @@
 use crate::desk::Desk;
 use crate::domain::{TicketStatus, WrittenText, WrittenTextError};
 use crate::i18n::Message;
-use crate::store::{ReplyOutcome, StoreError, TicketDetail};
+use crate::store::{MessageAuthor, NewTicketMessage, ReplyOutcome, StoreError, TicketDetail};
 
 /// The longest message, in characters.
 pub const MAX_REPLY_CHARS: usize = 2000;
@@ -51,11 +51,31 @@ pub fn accepts_replies(status: TicketStatus) -> bool {
     )
 }
 
-/// Adds the customer's message to the ticket; says what it did to a rejected one.
+/// Adds the customer's message from the status page to the ticket; says what it did to a
+/// rejected one.
 pub async fn reply(
     desk: &Desk,
     ticket: &TicketDetail,
     message: &str,
+) -> Result<ReplyOutcome, ReplyError> {
+    reply_as(desk, ticket, message, None).await
+}
+
+/// [`reply`] for an e-mail from the ticket's customer, recorded once by its Message-ID.
+pub async fn reply_by_mail(
+    desk: &Desk,
+    ticket: &TicketDetail,
+    message: &str,
+    message_id: &str,
+) -> Result<ReplyOutcome, ReplyError> {
+    reply_as(desk, ticket, message, Some(message_id.to_owned())).await
+}
+
+async fn reply_as(
+    desk: &Desk,
+    ticket: &TicketDetail,
+    message: &str,
+    message_id: Option<String>,
 ) -> Result<ReplyOutcome, ReplyError> {
     // Line breaks are kept (a message may list what the customer tried).
     let message = WrittenText::parse(message, MAX_REPLY_CHARS).map_err(|e| match e {
@@ -69,7 +89,12 @@ pub async fn reply(
         .store
         .record_reply(
             ticket.id,
-            message.as_str(),
+            &NewTicketMessage {
+                author: MessageAuthor::Customer,
+                sender: ticket.customer.email.to_string(),
+                body: message.as_str().to_owned(),
+                message_id,
+            },
             MAX_REPLIES_PER_TICKET,
             desk.clock.now(),
         )

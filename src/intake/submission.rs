@@ -35,6 +35,8 @@ pub struct RawSubmission {
     /// A file larger than its field's limit, left out while the rest of the upload was
     /// read (so the form can keep what was typed): the submission is refused with this.
     pub too_large: Option<FieldIssue>,
+    /// The e-mail the submission came in (`mail::inbound`): the ticket's first message.
+    pub by_mail: Option<crate::store::MailOrigin>,
 }
 
 /// One problem with one field, worded for the customer in any language.
@@ -570,6 +572,7 @@ async fn submit_checked(
         flags,
         repeat_of,
         installer: installer.map(|i| i.id),
+        by_mail: raw.by_mail.take(),
         created_at: now,
     };
     let outcome = desk.store.create_ticket(&ticket, &acknowledgment).await;

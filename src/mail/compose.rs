@@ -226,6 +226,7 @@ fn acknowledgment_mail(
         .collect();
     let name = customer.name.as_str();
     Ok(NewMail {
+        in_reply_to: None,
         message_id: ctx.message_id("ack", number),
         kind: again.map_or(MailKind::Acknowledgment, Again::kind),
         recipient: customer.email.clone(),
@@ -283,6 +284,7 @@ pub fn approved(
         .collect();
     let name = customer.name.as_str();
     Ok(NewMail {
+        in_reply_to: None,
         message_id: ctx.message_id("response", number),
         kind: MailKind::Approval,
         recipient: customer.email.clone(),
@@ -328,6 +330,7 @@ pub fn rejected(
     let subject = subject(t, "mail.rejected.subject", number);
     let name = customer.name.as_str();
     Ok(NewMail {
+        in_reply_to: None,
         message_id: ctx.message_id("rejection", number),
         kind: MailKind::Rejection,
         recipient: customer.email.clone(),
@@ -388,6 +391,7 @@ pub fn photo_requested(
     let subject = subject(t, "mail.photo_request.subject", number);
     let name = customer.name.as_str();
     Ok(NewMail {
+        in_reply_to: None,
         message_id: ctx.message_id("photo", number),
         kind: MailKind::PhotoRequest,
         recipient: customer.email.clone(),
@@ -451,6 +455,7 @@ pub fn access_code(
     let response_subject = self::subject(t, "mail.approved.subject", number);
     let name = customer.name.as_str();
     Ok(NewMail {
+        in_reply_to: None,
         message_id: ctx.message_id("code", number),
         kind: MailKind::AccessCode,
         recipient: customer.email.clone(),
@@ -511,6 +516,7 @@ pub fn address_changed(
     let subject = subject(t, "mail.address_changed.subject", number);
     let name = customer.name.as_str();
     Ok(NewMail {
+        in_reply_to: None,
         message_id: ctx.message_id("address", number),
         kind: MailKind::AddressChanged,
         recipient: customer.email.clone(),
@@ -581,6 +587,7 @@ pub fn second_approval_digest(
     };
     let nonce = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<8>());
     Ok(NewMail {
+        in_reply_to: None,
         message_id: format!("<digest.{day}.{nonce}@{}>", ctx.message_domain),
         kind: MailKind::SecondApprovalDigest,
         recipient: to.clone(),
@@ -642,6 +649,7 @@ pub fn suspicious_decision(
     );
     let nonce = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<8>());
     Ok(NewMail {
+        in_reply_to: None,
         message_id: format!(
             "<suspicious.{}.{nonce}@{}>",
             notice.number, ctx.message_domain
@@ -652,6 +660,132 @@ pub fn suspicious_decision(
         body_html: SuspicionHtml {
             subject: &subject,
             n: notice,
+        }
+        .render()?,
+        subject,
+        attachment: None,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "mail/mail_answer.txt")]
+struct MailAnswerText<'a> {
+    t: Lang,
+    name: &'a str,
+    problems: &'a [String],
+    form_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/mail_answer.html")]
+struct MailAnswerHtml<'a> {
+    t: Lang,
+    subject: &'a str,
+    name: &'a str,
+    problems: &'a [String],
+    form_url: &'a str,
+}
+
+/// The one answer to an e-mail the desk could not make a request of: every problem it
+/// found, and the form. Threaded under the customer's message.
+#[allow(clippy::too_many_arguments)] // one answer's parts, each of another kind
+pub fn mail_answer(
+    ctx: &MailContext,
+    t: Lang,
+    to: &EmailAddress,
+    name: Option<&str>,
+    their_subject: &str,
+    their_message_id: &str,
+    problems: &[String],
+    form_url: &str,
+) -> Result<NewMail, RenderError> {
+    let name = name.unwrap_or_else(|| to.as_str().split('@').next().unwrap_or_default());
+    let subject = if their_subject.is_empty() {
+        t.text("mail.mail_answer.subject")
+    } else {
+        format!(
+            "{} (Re: {their_subject})",
+            t.text("mail.mail_answer.subject")
+        )
+    };
+    let nonce = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<8>());
+    Ok(NewMail {
+        in_reply_to: Some(their_message_id.to_owned()),
+        message_id: format!("<answer.{nonce}@{}>", ctx.message_domain),
+        kind: MailKind::MailAnswer,
+        recipient: to.clone(),
+        body_text: MailAnswerText {
+            t,
+            name,
+            problems,
+            form_url,
+        }
+        .render()?,
+        body_html: MailAnswerHtml {
+            t,
+            subject: &subject,
+            name,
+            problems,
+            form_url,
+        }
+        .render()?,
+        subject,
+        attachment: None,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "mail/agent_message.txt")]
+struct AgentMessageText<'a> {
+    t: Lang,
+    name: &'a str,
+    number: &'a TicketNumber,
+    text: &'a str,
+    status_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/agent_message.html")]
+struct AgentMessageHtml<'a> {
+    t: Lang,
+    subject: &'a str,
+    name: &'a str,
+    number: &'a TicketNumber,
+    text: &'a str,
+    status_url: &'a str,
+}
+
+/// An agent's own words to the customer, threaded under the customer's latest e-mail.
+pub fn agent_message(
+    ctx: &MailContext,
+    number: &TicketNumber,
+    status_url: &str,
+    customer: &Customer,
+    text: &str,
+) -> Result<NewMail, RenderError> {
+    let t = customer.language;
+    let subject = subject(t, "mail.agent_message.subject", number);
+    let name = customer.name.as_str();
+    Ok(NewMail {
+        in_reply_to: None,
+        message_id: ctx.message_id("message", number),
+        kind: MailKind::AgentMessage,
+        recipient: customer.email.clone(),
+        body_text: AgentMessageText {
+            t,
+            name,
+            number,
+            text,
+            status_url,
+        }
+        .render()?,
+        body_html: AgentMessageHtml {
+            t,
+            subject: &subject,
+            name,
+            number,
+            text,
+            status_url,
         }
         .render()?,
         subject,

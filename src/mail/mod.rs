@@ -3,5 +3,6 @@
 //! stored with it, so what the customer gets is exactly what the transaction decided.
 
 pub mod compose;
+pub mod inbound;
 pub mod outbox;
 pub mod smtp;

@@ -18,7 +18,7 @@ use lettre::{AsyncTransport, Message, Tokio1Executor};
 
 use crate::clock::Clock;
 use crate::mail::smtp::{RelayUrlError, SmtpRelay};
-use crate::store::{OutboxMessage, Store, StoreError};
+use crate::store::{MailKind, OutboxMessage, Store, StoreError};
 
 /// Messages leased per round, in turns of `outbox_connections` at once. A batch must
 /// finish inside its lease, or another replica would take over messages still waiting
@@ -353,11 +353,46 @@ fn build_message(from: &Mailbox, message: &OutboxMessage) -> Result<Message, Str
         }
         None => alternative,
     };
-    Message::builder()
+    let mut builder = Message::builder()
         .from(from.clone())
         .to(to)
         .subject(message.subject.clone())
-        .message_id(Some(message.message_id.clone()))
-        .multipart(body)
-        .map_err(|e| e.to_string())
+        .message_id(Some(message.message_id.clone()));
+    if let Some(answered) = &message.in_reply_to {
+        // The customer's mail program shows the answer in the conversation they began.
+        builder = builder
+            .in_reply_to(answered.clone())
+            .references(answered.clone());
+    }
+    // RFC 3834: what the desk writes by itself says so, so that other robots (vacation
+    // replies, ticket systems) do not answer it and no mail loop starts. An agent's own
+    // words are a person's mail.
+    match message.kind {
+        Some(MailKind::AgentMessage) => {}
+        Some(MailKind::MailAnswer) => builder = builder.header(AutoSubmitted("auto-replied")),
+        _ => builder = builder.header(AutoSubmitted("auto-generated")),
+    }
+    builder.multipart(body).map_err(|e| e.to_string())
+}
+
+/// The `Auto-Submitted` header (RFC 3834) with one of its two values.
+#[derive(Debug, Clone, Copy)]
+struct AutoSubmitted(&'static str);
+
+impl lettre::message::header::Header for AutoSubmitted {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(raw: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        match raw.trim() {
+            "auto-replied" => Ok(Self("auto-replied")),
+            "auto-generated" => Ok(Self("auto-generated")),
+            other => Err(format!("not a value the desk writes: {other}").into()),
+        }
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.to_owned())
+    }
 }

@@ -58,6 +58,9 @@ impl std::fmt::Display for Conflict {
                 "the fast track was switched off, or the installer suspended, meanwhile",
             ),
             Self::NotAutomatic => f.write_str("this ticket was not decided by the desk alone"),
+            Self::AlreadyHandled => {
+                f.write_str("another handler finished this e-mail first")
+            }
             Self::AlreadySuspicious => {
                 f.write_str("this automatic decision is already marked suspicious")
             }

@@ -14,10 +14,11 @@ use crate::store::{
     EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState, ExportForm, FirstApproval,
     GrantKind, InstallerId, IntakeBucket, IntakeHit, IntakeReservation, JobEnd, LabelCheck,
     LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind, MailedDecision, Marked,
-    NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, OutboxStatus, Previews,
-    QueueCursor, QueueFilter, QueueOrder, ReadCode, Registered, ReplyOutcome, ResentApproval,
-    SessionStage, Store, StoreError, StoredExport, StoredResponse, StoredSeed, StoredSignature,
-    SuspicionMark, TicketEventKind, TicketId, TicketSummary, TicketView, TokenScope, UserId,
+    MessageAuthor, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, NewTicketMessage,
+    OutboxStatus, Previews, QueueCursor, QueueFilter, QueueOrder, ReadCode, Registered,
+    ReplyOutcome, ResentApproval, SessionStage, Store, StoreError, StoredExport, StoredResponse,
+    StoredSeed, StoredSignature, SuspicionMark, TicketEventKind, TicketId, TicketSummary,
+    TicketView, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -65,13 +66,25 @@ fn ticket(customer: &str, devices: Vec<DeviceChallenge>, created_at: Timestamp) 
         flags: Vec::new(),
         repeat_of: None,
         installer: None,
+        by_mail: None,
         created_at,
+    }
+}
+
+/// A message the customer wrote on the status page.
+fn status_page_message(text: &str) -> NewTicketMessage {
+    NewTicketMessage {
+        author: MessageAuthor::Customer,
+        sender: "customer@example.com".to_owned(),
+        body: text.to_owned(),
+        message_id: None,
     }
 }
 
 fn mail(kind: MailKind, to: &str) -> NewMail {
     let name = kind.as_str();
     NewMail {
+        in_reply_to: None,
         message_id: format!("<{name}.{}@test>", TicketNumber::generate()),
         kind,
         recipient: email(to),
@@ -1946,7 +1959,7 @@ pub async fn a_reply_reopens_a_rejected_ticket_as_a_new_review(store: &dyn Store
         .unwrap();
     assert_eq!(
         store
-            .record_reply(detail.id, "it is mine", 10, at(30))
+            .record_reply(detail.id, &status_page_message("it is mine"), 10, at(30))
             .await
             .unwrap(),
         ReplyOutcome::Reopened
@@ -1966,7 +1979,7 @@ pub async fn a_reply_reopens_a_rejected_ticket_as_a_new_review(store: &dyn Store
     // An open ticket's message is noted only.
     assert_eq!(
         store
-            .record_reply(detail.id, "any news?", 10, at(31))
+            .record_reply(detail.id, &status_page_message("any news?"), 10, at(31))
             .await
             .unwrap(),
         ReplyOutcome::Noted
@@ -1986,7 +1999,7 @@ pub async fn a_reply_reopens_a_rejected_ticket_as_a_new_review(store: &dyn Store
     let after_death = at(crate::protocol::CHALLENGE_LIFETIME_SECS + 1);
     assert_eq!(
         store
-            .record_reply(detail.id, "please", 10, after_death)
+            .record_reply(detail.id, &status_page_message("please"), 10, after_death)
             .await
             .unwrap(),
         ReplyOutcome::TooLateToReopen
@@ -2737,7 +2750,7 @@ pub async fn the_queue_marks_a_customer_message_until_the_desk_acts(store: &dyn 
         marks.get(&ticket_id).is_some_and(|m| m.customer_wrote)
     };
     store
-        .record_reply(ticket_id, "any news?", 10, at(20))
+        .record_reply(ticket_id, &status_page_message("any news?"), 10, at(20))
         .await
         .unwrap();
     assert!(marked().await);

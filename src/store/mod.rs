@@ -128,6 +128,8 @@ pub enum Conflict {
     FastTrackStopped,
     /// The automatic decision was already marked suspicious.
     AlreadySuspicious,
+    /// Another handler finished this inbound e-mail first (this one's claim had lapsed).
+    AlreadyHandled,
     /// An installer with this address is already registered.
     InstallerExists {
         email: String,
@@ -714,6 +716,10 @@ pub enum MailKind {
     /// To each supervisor: an agent marked one of the desk's automatic decisions
     /// suspicious.
     SuspiciousDecision,
+    /// The desk's answer to an e-mail it could not make a request of: what to fix.
+    MailAnswer,
+    /// An agent's own words to the customer, from the ticket page.
+    AgentMessage,
 }
 
 impl MailKind {
@@ -730,6 +736,8 @@ impl MailKind {
             Self::AddressChanged => "address_changed",
             Self::SecondApprovalDigest => "second_approval_digest",
             Self::SuspiciousDecision => "suspicious_decision",
+            Self::MailAnswer => "mail_answer",
+            Self::AgentMessage => "agent_message",
         }
     }
 
@@ -744,6 +752,8 @@ impl MailKind {
             Self::AddressChanged,
             Self::SecondApprovalDigest,
             Self::SuspiciousDecision,
+            Self::MailAnswer,
+            Self::AgentMessage,
         ]
         .into_iter()
         .find(|k| k.as_str() == raw)
@@ -801,6 +811,9 @@ pub struct NewMail {
     pub body_text: String,
     pub body_html: String,
     pub attachment: Option<Attachment>,
+    /// The customer's e-mail this one answers (In-Reply-To and References). Left `None`,
+    /// a ticket's mail answers the customer's latest e-mail to the ticket, if any.
+    pub in_reply_to: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -848,6 +861,9 @@ pub struct NewTicket {
     pub repeat_of: Option<TicketNumber>,
     /// The registered installer whose token sent the request.
     pub installer: Option<InstallerId>,
+    /// The e-mail the request came in, if it came by e-mail: it joins the ticket's
+    /// conversation in the ticket's transaction, and the desk's mails thread under it.
+    pub by_mail: Option<MailOrigin>,
     pub created_at: Timestamp,
 }
 
@@ -948,6 +964,11 @@ pub enum TicketEventKind {
     MarkedSuspicious,
     /// A fast track looked at the ticket and left it to agents; the detail says why.
     FastTrackDeclined,
+    /// An agent's answer to the customer, mailed (the detail is its text).
+    AgentMessage,
+    /// A reply naming the ticket from an address other than the customer's: kept for the
+    /// agents, acting on nothing (the detail is the sender).
+    StrangerMessage,
     /// A kind this build does not write: one an older build wrote (`mail_handed_off`,
     /// since renamed) or a newer replica writes during a rolling upgrade. The history
     /// is only shown, never decided on, so such a row is shown as stored rather than
@@ -956,7 +977,7 @@ pub enum TicketEventKind {
 }
 
 impl TicketEventKind {
-    const KNOWN: [Self; 27] = [
+    const KNOWN: [Self; 29] = [
         Self::Submitted,
         Self::Supersedes,
         Self::Superseded,
@@ -984,6 +1005,8 @@ impl TicketEventKind {
         Self::Reopened,
         Self::MarkedSuspicious,
         Self::FastTrackDeclined,
+        Self::AgentMessage,
+        Self::StrangerMessage,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -1015,6 +1038,8 @@ impl TicketEventKind {
             Self::Reopened => "reopened",
             Self::MarkedSuspicious => "marked_suspicious",
             Self::FastTrackDeclined => "fast_track_declined",
+            Self::AgentMessage => "agent_message",
+            Self::StrangerMessage => "stranger_message",
             Self::Other(raw) => raw,
         }
     }
@@ -1066,6 +1091,85 @@ pub struct TicketDetail {
     pub approvals: Vec<ApprovalRecord>,
     pub events: Vec<TicketEvent>,
     pub mails: Vec<MailStatus>,
+    /// The conversation with the customer, oldest first.
+    pub messages: Vec<TicketMessage>,
+}
+
+/// Who wrote a message of a ticket's conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageAuthor {
+    /// The ticket's customer: by e-mail from the ticket's address, or on the status page.
+    Customer,
+    /// Someone else whose e-mail named the ticket: kept for the agents, acting on nothing.
+    Stranger,
+    /// An agent, answering the customer by e-mail.
+    Agent,
+}
+
+impl MessageAuthor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Stranger => "stranger",
+            Self::Agent => "agent",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Customer, Self::Stranger, Self::Agent]
+            .into_iter()
+            .find(|a| a.as_str() == raw)
+    }
+
+    /// `in` for what reached the desk, `out` for what it sent.
+    pub fn direction(self) -> &'static str {
+        match self {
+            Self::Customer | Self::Stranger => "in",
+            Self::Agent => "out",
+        }
+    }
+}
+
+/// A message of a ticket's conversation, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketMessage {
+    pub author: MessageAuthor,
+    /// The address it came from (as written) or, for an agent's answer, the agent's.
+    pub sender: String,
+    pub at: Timestamp,
+    /// Plain text: an HTML mail is converted before it is stored, never kept as HTML.
+    pub body: String,
+}
+
+/// A message joining a ticket's conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicketMessage {
+    pub author: MessageAuthor,
+    pub sender: String,
+    pub body: String,
+    /// The e-mail's Message-ID: a message is recorded once, whatever retries a crash
+    /// causes. `None` for the status page's messages.
+    pub message_id: Option<String>,
+}
+
+/// The e-mail a ticket was made from: its first message, stored with the ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailOrigin {
+    pub message_id: String,
+    pub sender: String,
+    pub body: String,
+}
+
+/// What a claim on an inbound e-mail found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundClaim {
+    /// The message is this caller's to handle, for the lease.
+    Claimed,
+    /// Handled already (by this desk or another replica): only its mailbox copy is left
+    /// to move.
+    Done { outcome: String },
+    /// Another replica is handling it now.
+    Busy,
 }
 
 /// What of a ticket's evidence someone looked at: the label photo (its blob) and the
@@ -1322,6 +1426,10 @@ pub struct OutboxMessage {
     pub body_html: String,
     pub attachment: Option<Attachment>,
     pub attempts: i64,
+    /// The customer's e-mail it answers, for threading.
+    pub in_reply_to: Option<String>,
+    /// `None` for a kind a newer replica wrote.
+    pub kind: Option<MailKind>,
 }
 
 /// The database itself: migrations, reachability and the gauges read off it.
@@ -1698,7 +1806,8 @@ pub trait CustomerStore: Send + Sync + 'static {
         now: Timestamp,
         max_attempts: i64,
     ) -> StoreResult<CodeCheck>;
-    /// Adds the customer's message (from the status page) to the ticket's history, unless
+    /// Adds the customer's message (from the status page or by e-mail) to the ticket's
+    /// history and conversation, unless
     /// it holds `max_per_ticket` of them already (`Conflict`). A rejected ticket that can
     /// still be answered goes back in the queue as a new review: approvals withdrawn,
     /// decision and claim cleared, evidence version grown (an event and an audit entry
@@ -1706,7 +1815,7 @@ pub trait CustomerStore: Send + Sync + 'static {
     async fn record_reply(
         &self,
         ticket_id: TicketId,
-        message: &str,
+        message: &NewTicketMessage,
         max_per_ticket: i64,
         now: Timestamp,
     ) -> StoreResult<ReplyOutcome>;
@@ -2087,6 +2196,75 @@ pub trait OutboxStore: Send + Sync + 'static {
     async fn mail_counts(&self) -> StoreResult<(i64, i64, i64)>;
 }
 
+/// Requests and replies by e-mail (issue 21): claims on inbound messages, and tickets'
+/// conversations. Implemented once for both databases in `store/sql/mail.rs`.
+#[async_trait]
+pub trait MailStore: Send + Sync + 'static {
+    /// Claims an inbound message for `lease_secs`: `Claimed` when it is new, or when an
+    /// earlier claim lapsed unfinished (its handler died); `Done` when it was handled;
+    /// `Busy` while another holds it.
+    async fn claim_inbound(
+        &self,
+        message_id: &str,
+        sender_mailbox: &str,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> StoreResult<InboundClaim>;
+    /// Records what was done with a claimed message and queues `answer` (if any) in the
+    /// same transaction: a crash leaves both or neither, so no answer is sent twice.
+    async fn finish_inbound(
+        &self,
+        message_id: &str,
+        outcome: &str,
+        ticket_id: Option<TicketId>,
+        answer: Option<&NewMail>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// How many messages from this mailbox the desk took since `since`.
+    async fn inbound_from_sender_since(
+        &self,
+        sender_mailbox: &str,
+        since: Timestamp,
+    ) -> StoreResult<i64>;
+    /// The ticket these Message-IDs name: one the desk sent for it, or one of its
+    /// conversation (the newest such ticket, should they name several).
+    async fn ticket_of_message_ids(
+        &self,
+        message_ids: &[String],
+    ) -> StoreResult<Option<TicketNumber>>;
+    /// Adds a message that changes nothing else (a stranger's, or the customer's to a
+    /// decided ticket) with one history line; `false` when its Message-ID is there already.
+    async fn add_ticket_message(
+        &self,
+        ticket_id: TicketId,
+        message: &NewTicketMessage,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Keeps the files (field name, blob) of a message the desk answered with what to
+    /// fix, for the customer's reply to bring the rest.
+    async fn keep_inbound_files(
+        &self,
+        message_id: &str,
+        files: &[(String, String)],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// The files kept of the messages these Message-IDs name: the customer's own earlier
+    /// message, or the one the desk's answer (among them) replied to.
+    async fn kept_inbound_files(
+        &self,
+        message_ids: &[String],
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// An agent's answer: the message, a history line and its mail, together.
+    async fn record_agent_message(
+        &self,
+        ticket_id: TicketId,
+        by: UserId,
+        message: &NewTicketMessage,
+        mail: &NewMail,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+}
+
 /// The evidence worker's jobs: reading each label photo off the request path (issue 18).
 /// Implemented once for both databases in `store/sql/evidence.rs`. Jobs are made with
 /// the photo (`create_ticket`, `replace_label_photo`), in the same transaction.
@@ -2153,6 +2331,7 @@ pub trait Store:
     + EvidenceStore
     + FastTrackStore
     + InstallerStore
+    + MailStore
 {
 }
 
@@ -2171,6 +2350,7 @@ impl<T> Store for T where
         + EvidenceStore
         + FastTrackStore
         + InstallerStore
+        + MailStore
 {
 }
 

@@ -104,7 +104,7 @@ impl Dialect for Postgres {
                   ORDER BY id LIMIT $3
                   FOR UPDATE SKIP LOCKED)
      RETURNING id, message_id, recipient, subject, body_text, body_html,
-               attachment_name, attachment_type, attachment, attempts";
+               attachment_name, attachment_type, attachment, attempts, in_reply_to, kind";
 
     /// Rows another worker is claiming are skipped, never waited for.
     const CLAIM_EVIDENCE_JOBS: &'static str = "UPDATE evidence_jobs

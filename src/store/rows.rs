@@ -344,6 +344,27 @@ impl TryFrom<EventRow> for TicketEvent {
 }
 
 #[derive(FromRow)]
+pub(super) struct MessageRow {
+    author: String,
+    sender: String,
+    at: i64,
+    body: String,
+}
+
+impl TryFrom<MessageRow> for crate::store::TicketMessage {
+    type Error = StoreError;
+    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
+        Ok(crate::store::TicketMessage {
+            author: crate::store::MessageAuthor::parse(&row.author)
+                .ok_or_else(|| corrupt("message author", &row.author))?,
+            sender: row.sender,
+            at: time(row.at)?,
+            body: row.body,
+        })
+    }
+}
+
+#[derive(FromRow)]
 pub(super) struct MailStatusRow {
     id: i64,
     kind: String,
@@ -380,6 +401,8 @@ pub(super) struct OutboxRow {
     attachment_type: Option<String>,
     attachment: Option<Vec<u8>>,
     attempts: i64,
+    in_reply_to: Option<String>,
+    kind: String,
 }
 
 impl From<OutboxRow> for OutboxMessage {
@@ -401,6 +424,8 @@ impl From<OutboxRow> for OutboxMessage {
             body_html: row.body_html,
             attachment,
             attempts: row.attempts,
+            in_reply_to: row.in_reply_to,
+            kind: crate::store::MailKind::parse(&row.kind),
         }
     }
 }

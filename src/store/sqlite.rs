@@ -120,7 +120,7 @@ impl Dialect for Sqlite {
                     AND (lease_until IS NULL OR lease_until <= $1)
                   ORDER BY id LIMIT $3)
      RETURNING id, message_id, recipient, subject, body_text, body_html,
-               attachment_name, attachment_type, attachment, attempts";
+               attachment_name, attachment_type, attachment, attempts, in_reply_to, kind";
 
     /// Writers are serialised: no one else is claiming.
     const CLAIM_EVIDENCE_JOBS: &'static str = "UPDATE evidence_jobs

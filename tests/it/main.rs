@@ -27,6 +27,7 @@ mod it_did_not_work;
 mod keys_in_service;
 mod label;
 mod languages;
+mod mail_intake;
 mod openapi;
 mod operations;
 mod outages;

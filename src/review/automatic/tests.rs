@@ -95,6 +95,7 @@ fn ticket(submitter: &str) -> TicketDetail {
         approvals: Vec::new(),
         events: Vec::new(),
         mails: Vec::new(),
+        messages: Vec::new(),
     }
 }
 

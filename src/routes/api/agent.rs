@@ -263,6 +263,21 @@ pub(super) struct EventJson {
     detail: String,
 }
 
+/// One message of the conversation with the customer.
+#[derive(Serialize, ToSchema)]
+pub(super) struct MessageJson {
+    /// The address it came from (`in`), or the agent who wrote it (`out`).
+    from: String,
+    at: String,
+    #[schema(example = "in")]
+    direction: &'static str,
+    /// Plain text (an HTML e-mail is converted).
+    text: String,
+    /// `customer`, `agent`, or `stranger`: a reply naming the ticket from another
+    /// address, kept and acting on nothing.
+    author: &'static str,
+}
+
 #[derive(Serialize, ToSchema)]
 pub(super) struct MailJson {
     kind: String,
@@ -329,6 +344,9 @@ pub(super) struct TicketJson {
     responses: Vec<ResponseJson>,
     history: Vec<EventJson>,
     mails: Vec<MailJson>,
+    /// The conversation with the customer, oldest first: e-mails in and out, and the
+    /// status page's messages.
+    messages: Vec<MessageJson>,
 }
 
 /// `GET /api/v1/tickets/{id}`: one ticket with its devices, responses and history, and
@@ -428,6 +446,17 @@ async fn show(
                 actor: e.actor.clone(),
                 kind: e.kind.as_str().to_owned(),
                 detail: e.detail.clone(),
+            })
+            .collect(),
+        messages: ticket
+            .messages
+            .iter()
+            .map(|m| MessageJson {
+                from: m.sender.clone(),
+                at: m.at.to_string(),
+                direction: m.author.direction(),
+                text: m.body.clone(),
+                author: m.author.as_str(),
             })
             .collect(),
         mails: ticket

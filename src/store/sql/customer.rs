@@ -10,7 +10,8 @@ use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, CodeCheck, Conflict, CustomerStore,
-    NewAccessCode, NewMail, ReplyOutcome, StoreError, StoreResult, TicketEventKind, TicketId,
+    NewAccessCode, NewMail, NewTicketMessage, ReplyOutcome, StoreError, StoreResult,
+    TicketEventKind, TicketId,
 };
 
 /// The lock namespace of a ticket's one-time codes ("RDAC"), keyed by the ticket's id.
@@ -288,7 +289,7 @@ where
     async fn record_reply(
         &self,
         ticket_id: TicketId,
-        message: &str,
+        message: &NewTicketMessage,
         max_per_ticket: i64,
         now: Timestamp,
     ) -> StoreResult<ReplyOutcome> {
@@ -307,11 +308,15 @@ where
             &mut tx,
             ticket_id,
             &TicketEventKind::CustomerReply,
-            message,
+            &message.body,
             max_per_ticket,
             now,
         )
         .await?;
+        if !Self::insert_message(&mut tx, ticket_id, message, now).await? {
+            // This e-mail was recorded before (a retry after a crash): nothing more.
+            return Ok(ReplyOutcome::Noted);
+        }
         if status != "rejected" {
             tx.commit().await.map_err(db)?;
             return Ok(ReplyOutcome::Noted);

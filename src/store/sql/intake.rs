@@ -133,7 +133,7 @@ where
     async fn blobs_referenced(&self, names: &[String]) -> StoreResult<Vec<String>> {
         let mut owned = Vec::new();
         for batch in names.chunks(crate::store::BLOBS_PER_QUERY) {
-            // Only numbered placeholders are formatted in, never a name; each is used five
+            // Only numbered placeholders are formatted in, never a name; each is used six
             // times. A replaced photo is kept with its ticket (earlier_photos); a preview
             // counts while its photo is the ticket's current one, as the page shows a
             // replaced photo as it was sent.
@@ -150,7 +150,8 @@ where
                  UNION SELECT j.thumbnail_blob FROM evidence_jobs j
                        JOIN tickets t ON t.id = j.ticket_id AND t.label_blob = j.label_blob
                        WHERE j.thumbnail_blob IN ({list})
-                 UNION SELECT blob FROM earlier_photos WHERE blob IN ({list})"
+                 UNION SELECT blob FROM earlier_photos WHERE blob IN ({list})
+                 UNION SELECT blob FROM inbound_kept WHERE blob IN ({list})"
             );
             let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
             for name in batch {

@@ -75,6 +75,7 @@ mod history;
 mod installers;
 mod intake;
 mod keys;
+mod mail;
 mod outbox;
 mod reasons;
 mod sign_in;

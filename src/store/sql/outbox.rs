@@ -176,10 +176,17 @@ where
         now: Timestamp,
     ) -> StoreResult<()> {
         let attachment = mail.attachment.as_ref();
+        // A ticket's mail threads under the customer's latest e-mail to it (none for a
+        // request sent by the form): mail programs show the desk's answers in the
+        // conversation the customer started.
         sqlx::query(
             "INSERT INTO outbox (message_id, ticket_id, kind, recipient, subject, body_text, body_html,
-                                 attachment_name, attachment_type, attachment, status, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $12)",
+                                 attachment_name, attachment_type, attachment, status, next_attempt_at, created_at,
+                                 in_reply_to)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $12,
+                     COALESCE($13, (SELECT m.message_id FROM ticket_messages m
+                                    WHERE m.ticket_id = $2 AND m.author = 'customer' AND m.message_id IS NOT NULL
+                                    ORDER BY m.id DESC LIMIT 1)))",
         )
         .bind(&mail.message_id)
         .bind(ticket_id.map(|t| t.0))
@@ -193,6 +200,7 @@ where
         .bind(attachment.map(|a| a.bytes.as_slice()))
         .bind(now.unix_seconds())
         .bind(now.unix_seconds())
+        .bind(mail.in_reply_to.as_deref())
         .execute(&mut **tx)
         .await
         .map_err(db)?;

@@ -414,6 +414,13 @@ where
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
+        let messages: Vec<rows::MessageRow> = sqlx::query_as(
+            "SELECT author, sender, at, body FROM ticket_messages WHERE ticket_id = $1 ORDER BY id",
+        )
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         Ok(TicketDetail {
             id: TicketId(row.id),
             summary: summary.try_into()?,
@@ -439,6 +446,10 @@ where
                 .map(TryInto::try_into)
                 .collect::<Result<_, _>>()?,
             mails: mails
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            messages: messages
                 .into_iter()
                 .map(TryInto::try_into)
                 .collect::<Result<_, _>>()?,
@@ -876,6 +887,16 @@ where
             &detail,
         )
         .await?;
+        if let Some(origin) = &ticket.by_mail {
+            let message = crate::store::NewTicketMessage {
+                author: crate::store::MessageAuthor::Customer,
+                sender: origin.sender.clone(),
+                body: origin.body.clone(),
+                message_id: Some(origin.message_id.clone()),
+            };
+            Self::insert_message(tx, id, &message, now).await?;
+        }
+        // After the e-mail that made the ticket, if any: the acknowledgment answers it.
         Self::enqueue(tx, Some(id), acknowledgment, now).await?;
         Ok(CreateOutcome::Created {
             number: ticket.number.clone(),

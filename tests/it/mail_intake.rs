@@ -1,0 +1,476 @@
+//! Requests and replies by e-mail (issue 21), on both backends: a message becomes a
+//! ticket as the form makes one, the desk's mails thread under it, what is missing is
+//! answered once, the reply completes the request, robots get no answer, and a message
+//! is handled once however often it is handed over.
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, MultiPart, SinglePart};
+use resetdesk::domain::Timestamp;
+use resetdesk::mail::inbound::{Taken, take};
+use resetdesk::protocol::{export_xml, reset_string};
+
+use crate::desk_support::{Backend, TestApp, label_photo, spawn_app_on};
+use crate::on_both_backends;
+
+const NVR: &str = "DS7608NI20240115AAWR123456789";
+
+/// An e-mail as a phone or mail program writes it: text and attachments, with the
+/// threading headers given.
+pub(crate) struct Outgoing<'a> {
+    pub from: &'a str,
+    pub subject: &'a str,
+    pub text: &'a str,
+    pub message_id: &'a str,
+    pub in_reply_to: Option<&'a str>,
+    pub files: Vec<(&'a str, &'a str, Vec<u8>)>,
+    /// Raw header lines put in front (`Auto-Submitted: auto-replied`, …).
+    pub extra_headers: &'a str,
+}
+
+impl Outgoing<'_> {
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut builder = lettre::Message::builder()
+            .from(self.from.parse().unwrap())
+            .to("support@vendor.test".parse().unwrap())
+            .subject(self.subject)
+            .message_id(Some(self.message_id.to_owned()));
+        if let Some(id) = self.in_reply_to {
+            builder = builder.in_reply_to(id.to_owned()).references(id.to_owned());
+        }
+        let mut body = MultiPart::mixed().singlepart(SinglePart::plain(self.text.to_owned()));
+        for (name, mime, bytes) in &self.files {
+            body = body.singlepart(
+                Attachment::new((*name).to_owned())
+                    .body(bytes.clone(), ContentType::parse(mime).unwrap()),
+            );
+        }
+        let message = builder.multipart(body).unwrap();
+        let mut raw = self.extra_headers.as_bytes().to_vec();
+        raw.extend(message.formatted());
+        raw
+    }
+}
+
+fn export_for(app: &TestApp, serial: &str) -> Vec<u8> {
+    let mut device = app.device(serial, "DS-7608NI-K2");
+    let request = app.export(&mut device, 0, Timestamp::now());
+    export_xml::to_xml(&request).into_bytes()
+}
+
+async fn taken(app: &TestApp, raw: &[u8]) -> Taken {
+    take(&app.desk, raw).await.expect("the message is taken")
+}
+
+fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
+    headers.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+async fn a_request_by_mail_is_answered_in_its_thread(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let mail = Outgoing {
+        from: "Ana López <ana@example.com>",
+        subject: "Forgot my NVR password",
+        text: "Hello, the export and the label are attached.\nCountry: ES\n",
+        message_id: "<first.1@phone.example>",
+        in_reply_to: None,
+        files: vec![
+            ("export.xml", "application/xml", export_for(&app, NVR)),
+            ("IMG_0001.JPG", "image/jpeg", label_photo()),
+        ],
+        extra_headers: "",
+    };
+    let Taken::NewTicket(number) = taken(&app, &mail.bytes()).await else {
+        panic!("a new ticket");
+    };
+    // Handed over again (a retry, a second replica): nothing is done twice.
+    assert_eq!(taken(&app, &mail.bytes()).await, Taken::AlreadyDone);
+    app.run_outbox().await;
+    let acks = app.mails_to("ana@example.com");
+    assert_eq!(acks.len(), 1, "one acknowledgment");
+    assert!(acks[0].subject.contains(number.as_str()));
+    assert_eq!(
+        header(&acks[0].headers, "In-Reply-To"),
+        Some("<first.1@phone.example>")
+    );
+    assert_eq!(
+        header(&acks[0].headers, "Auto-Submitted"),
+        Some("auto-generated")
+    );
+
+    let token = app.agent_token("agent@vendor.test").await;
+    let ticket: serde_json::Value = app
+        .api_get(&token, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ticket["customer"]["name"], "Ana López");
+    assert_eq!(ticket["customer"]["country"], "ES");
+    let messages = ticket["messages"].as_array().expect("the conversation");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["direction"], "in");
+    assert_eq!(messages[0]["from"], "ana@example.com");
+    assert!(
+        messages[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("export and the label")
+    );
+
+    app.approve_by_api(number.as_str()).await;
+    app.run_outbox().await;
+    let response = app
+        .mails_to("ana@example.com")
+        .into_iter()
+        .find(|m| !m.attachments.is_empty())
+        .expect("the response mail");
+    assert_eq!(
+        header(&response.headers, "In-Reply-To"),
+        Some("<first.1@phone.example>"),
+        "the response answers the customer's e-mail"
+    );
+}
+
+async fn a_missing_photo_is_answered_and_the_reply_completes_the_request(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let first = Outgoing {
+        from: "Luis <luis@example.com>",
+        subject: "Reset",
+        text: "Hola, adjunto la exportación de mi grabador. Gracias",
+        message_id: "<no-photo.1@mail.example>",
+        in_reply_to: None,
+        files: vec![("export.xml", "text/xml", export_for(&app, NVR))],
+        extra_headers: "",
+    };
+    assert_eq!(taken(&app, &first.bytes()).await, Taken::Answered);
+    app.run_outbox().await;
+    let answers = app.mails_to("luis@example.com");
+    assert_eq!(answers.len(), 1, "one answer");
+    let answer = &answers[0];
+    assert!(
+        answer.text.contains("foto de la etiqueta"),
+        "the answer names the photo, in Spanish: {}",
+        answer.text
+    );
+    assert!(
+        !answer.text.contains("exportado"),
+        "only what is missing: {}",
+        answer.text
+    );
+    assert_eq!(
+        header(&answer.headers, "Auto-Submitted"),
+        Some("auto-replied")
+    );
+    assert_eq!(
+        header(&answer.headers, "In-Reply-To"),
+        Some("<no-photo.1@mail.example>")
+    );
+
+    let answer_id = format!("<{}>", answer.message_id);
+    let reply = Outgoing {
+        from: "Luis <luis@example.com>",
+        subject: &format!("Re: {}", answer.subject),
+        text: "Aquí está la foto.\n\nEl lunes, Soporte escribió:\n> Por favor",
+        message_id: "<reply.2@mail.example>",
+        in_reply_to: Some(&answer_id),
+        files: vec![("IMG_0002.JPG", "image/jpeg", label_photo())],
+        extra_headers: "",
+    };
+    let Taken::NewTicket(number) = taken(&app, &reply.bytes()).await else {
+        panic!("the reply completes the request");
+    };
+    app.run_outbox().await;
+    let acks: Vec<_> = app
+        .mails_to("luis@example.com")
+        .into_iter()
+        .filter(|m| m.subject.contains(number.as_str()))
+        .collect();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(
+        header(&acks[0].headers, "In-Reply-To"),
+        Some("<reply.2@mail.example>")
+    );
+}
+
+async fn a_rejected_customers_reply_sends_the_ticket_back(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let mail = Outgoing {
+        from: "ana@example.com",
+        subject: "Password",
+        text: "Here you are",
+        message_id: "<req.1@example.com>",
+        in_reply_to: None,
+        files: vec![
+            ("export.xml", "application/xml", export_for(&app, NVR)),
+            ("label.jpg", "image/jpeg", label_photo()),
+        ],
+        extra_headers: "",
+    };
+    let Taken::NewTicket(number) = taken(&app, &mail.bytes()).await else {
+        panic!("a new ticket");
+    };
+    let token = app.agent_token("agent@vendor.test").await;
+    let rejected = app
+        .api_post(
+            &token,
+            &format!("/api/v1/tickets/{number}/reject"),
+            serde_json::json!({"reason": "The label photo shows another device."}),
+        )
+        .await;
+    assert_eq!(rejected.status(), 200);
+    app.run_outbox().await;
+    let rejection = app
+        .mails_to("ana@example.com")
+        .into_iter()
+        .find(|m| m.subject.contains("not approved"))
+        .expect("the rejection");
+    let rejection_id = format!("<{}>", rejection.message_id);
+
+    // Someone else answering the thread is kept aside and changes nothing.
+    let stranger = Outgoing {
+        from: "mallory@example.net",
+        subject: &format!("Re: {}", rejection.subject),
+        text: "It is mine, approve it",
+        message_id: "<stranger.1@example.net>",
+        in_reply_to: Some(&rejection_id),
+        files: Vec::new(),
+        extra_headers: "",
+    };
+    assert_eq!(
+        taken(&app, &stranger.bytes()).await,
+        Taken::Reply(number.clone())
+    );
+    let status = |ticket: &serde_json::Value| ticket["status"].as_str().unwrap().to_owned();
+    let ticket: serde_json::Value = app
+        .api_get(&token, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status(&ticket), "rejected", "a stranger changes nothing");
+
+    let reply = Outgoing {
+        from: "Ana <ANA@example.com>",
+        subject: &format!("Re: {}", rejection.subject),
+        text: "It is the right device, the label is on its back.\n\nOn Monday, Support wrote:\n> not approved",
+        message_id: "<reply.1@example.com>",
+        in_reply_to: Some(&rejection_id),
+        files: Vec::new(),
+        extra_headers: "",
+    };
+    assert_eq!(
+        taken(&app, &reply.bytes()).await,
+        Taken::Reply(number.clone())
+    );
+    let ticket: serde_json::Value = app
+        .api_get(&token, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status(&ticket), "open", "back for review");
+    let messages = ticket["messages"].as_array().unwrap();
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert_eq!(
+        texts[2], "It is the right device, the label is on its back.",
+        "the quoted mail is left out"
+    );
+    assert_eq!(messages[1]["from"], "mallory@example.net");
+}
+
+async fn robots_get_no_answer(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    for (n, headers) in [
+        "Auto-Submitted: auto-replied\r\n",
+        "Precedence: bulk\r\n",
+        "List-Id: <news.example.com>\r\n",
+        "Return-Path: <>\r\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("<robot.{n}@example.com>");
+        let mail = Outgoing {
+            from: "ana@example.com",
+            subject: "Out of office",
+            text: "I am away until Monday.",
+            message_id: &id,
+            in_reply_to: None,
+            files: Vec::new(),
+            extra_headers: headers,
+        };
+        assert!(
+            matches!(taken(&app, &mail.bytes()).await, Taken::Ignored(_)),
+            "{headers}"
+        );
+    }
+    // And our own mail coming back.
+    let own = Outgoing {
+        from: "Reset desk <desk@vendor.test>",
+        subject: "loop",
+        text: "x",
+        message_id: "<own.1@example.com>",
+        in_reply_to: None,
+        files: Vec::new(),
+        extra_headers: "",
+    };
+    assert!(matches!(taken(&app, &own.bytes()).await, Taken::Ignored(_)));
+    app.run_outbox().await;
+    assert!(app.mails().is_empty(), "no answer to any of them");
+}
+
+async fn one_sender_cannot_flood_the_desk(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let mut answered = 0;
+    for n in 0..12 {
+        let id = format!("<flood.{n}@example.com>");
+        let mail = Outgoing {
+            from: "flood@example.com",
+            subject: "help",
+            text: "no attachments",
+            message_id: &id,
+            in_reply_to: None,
+            files: Vec::new(),
+            extra_headers: "",
+        };
+        match taken(&app, &mail.bytes()).await {
+            Taken::Answered => answered += 1,
+            Taken::Limited => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        answered, 10,
+        "mail_per_sender_per_hour answers, then silence"
+    );
+}
+
+on_both_backends!(
+    a_request_by_mail_is_answered_in_its_thread,
+    a_missing_photo_is_answered_and_the_reply_completes_the_request,
+    a_rejected_customers_reply_sends_the_ticket_back,
+    robots_get_no_answer,
+    one_sender_cannot_flood_the_desk,
+);
+
+#[tokio::test]
+async fn a_reset_string_in_the_text_and_phone_shapes_are_read() {
+    let app = crate::desk_support::spawn_app().await;
+    let mut device = app.device(NVR, "DS-7608NI-K2");
+    let request = app.export(&mut device, 0, Timestamp::now());
+    let string = reset_string::encode(&request);
+    // Wrapped as a mail program wraps a long line.
+    let wrapped: String = string
+        .split('-')
+        .collect::<Vec<_>>()
+        .chunks(6)
+        .map(|groups| groups.join("-"))
+        .collect::<Vec<_>>()
+        .join("-\n");
+    let text = format!("My reset string:\n{wrapped}\nThanks");
+    let heic = {
+        let mut bytes = vec![0, 0, 0, 24];
+        bytes.extend(b"ftypheic");
+        bytes.extend([0u8; 64]);
+        bytes
+    };
+    let mail = Outgoing {
+        from: "bo@example.com",
+        subject: "reset",
+        text: &text,
+        message_id: "<string.1@example.com>",
+        in_reply_to: None,
+        files: vec![
+            ("IMG_1.HEIC", "image/heic", heic),
+            (
+                "winmail.dat",
+                "application/ms-tnef",
+                vec![0x78, 0x9f, 0x3e, 0x22],
+            ),
+        ],
+        extra_headers: "",
+    };
+    assert_eq!(taken(&app, &mail.bytes()).await, Taken::Answered);
+    app.run_outbox().await;
+    let answer = &app.mails_to("bo@example.com")[0];
+    assert!(answer.text.contains("HEIC"), "{}", answer.text);
+    assert!(answer.text.contains("winmail.dat"), "{}", answer.text);
+    assert!(answer.text.contains("label"), "{}", answer.text);
+    assert!(
+        !answer.text.contains("reset string"),
+        "the string was read: {}",
+        answer.text
+    );
+}
+
+/// `resetdesk mail-intake` for an MTA's pipe: 0 taken, 65 refused, 75 try again later.
+#[test]
+fn the_mta_pipe_answers_with_exit_codes() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |input: &[u8], database: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_resetdesk"));
+        command
+            .arg("mail-intake")
+            .env("RESETDESK_DATA_DIR", dir.path().join("data"))
+            .env("RESETDESK_KEYS_DIR", dir.path().join("keys"))
+            .env("RESETDESK_MAIL_MAX_MESSAGE_BYTES", "100000")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(url) = database {
+            command.env("RESETDESK_DATABASE_URL", url);
+        }
+        let mut child = command.spawn().unwrap();
+        // A message over the limit is refused unread: the pipe may close on the writer.
+        let _ = child.stdin.take().unwrap().write_all(input);
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let plain = Outgoing {
+        from: "cy@example.com",
+        subject: "help",
+        text: "my camera is locked",
+        message_id: "<pipe.1@example.com>",
+        in_reply_to: None,
+        files: Vec::new(),
+        extra_headers: "",
+    }
+    .bytes();
+    let (code, said) = run(&plain, None);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("answered"), "{said}");
+    let (code, said) = run(&plain, None);
+    assert_eq!((code, said.contains("before")), (Some(0), true), "{said}");
+
+    let (code, said) = run(b"Subject: no sender\r\n\r\nhello\r\n", None);
+    assert_eq!(code, Some(65), "{said}");
+    assert!(said.contains("sender"), "{said}");
+    let (code, said) = run(&vec![b'a'; 200_000], None);
+    assert_eq!(code, Some(65), "{said}");
+    assert!(said.contains("100000"), "{said}");
+
+    let (code, said) = run(&plain, Some("postgres://nobody@127.0.0.1:1/none"));
+    assert_eq!(code, Some(75), "{said}");
+}
