@@ -104,6 +104,10 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         install_tls_provider();
+        if let Some(url) = &settings.mail.imap_url {
+            crate::mail::inbound::imap::MailboxUrl::parse(url.expose())
+                .map_err(|e| anyhow::anyhow!("imap_url: {e}"))?;
+        }
         prepare_data_dir(&settings.storage.data_dir)?;
         let (store, keys) = open_store_and_keys(&settings, clock.as_ref()).await?;
         let worker = outbox_worker(&settings, store.clone(), clock.clone())?;
@@ -141,6 +145,10 @@ impl Application {
             self.desk.clone(),
             stopped.clone(),
         ));
+        let mailbox = tokio::spawn(crate::mail::inbound::imap::run(
+            self.desk.clone(),
+            stopped.clone(),
+        ));
         let sweeper = tokio::spawn(crate::sweeper::run(self.desk.clone(), stopped));
         let served = self.server.await;
         let _ = stop.send(true);
@@ -148,6 +156,7 @@ impl Application {
             .await
             .context("the second-approval digest panicked")?;
         sweeper.await.context("the blob sweeper panicked")?;
+        mailbox.await.context("the mailbox watcher panicked")?;
         evidence.await.context("the evidence worker panicked")?;
         worker.await.context("the outbox worker panicked")?;
         reloader.await.context("the key reloader panicked")?;

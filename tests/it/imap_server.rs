@@ -321,16 +321,6 @@ impl ImapServer {
             .collect()
     }
 
-    /// The flags of the messages in a folder as Dovecot keeps them in the file name after
-    /// ":2," (e.g. "S" or "FS"; "" for a message still in new/), in the order of
-    /// [`Self::messages_in`].
-    pub(crate) fn flags_in(&self, folder: &str) -> Vec<String> {
-        self.entries(folder)
-            .into_iter()
-            .map(|(_, flags)| flags)
-            .collect()
-    }
-
     /// INBOX is the Maildir itself; other folders are Maildir++ `.NAME` subdirectories.
     fn folder_dir(&self, folder: &str) -> PathBuf {
         let maildir = self.dir.path().join("mail").join(USER);

@@ -4,6 +4,7 @@
 //! makes a ticket of it as the form would, adds it to the ticket it answers, or answers
 //! once with what to fix. Robots (auto-replies, bounces, lists, ourselves) get no answer.
 
+pub mod imap;
 pub mod message;
 pub mod take;
 

@@ -16,8 +16,11 @@ use crate::store::{
     TicketId,
 };
 
-/// How long a claim holds: a handler that died is taken over after this.
-const CLAIM_LEASE_SECS: i64 = 120;
+/// How long a claim holds: a handler that died (a replica killed mid-message) is taken
+/// over after this. A message takes a second or two; one that outlives its lease and is
+/// taken twice still makes one ticket (the challenge is unique), one conversation entry
+/// (the Message-ID is) and one answer (queued only by the claim's `finish_inbound`).
+const CLAIM_LEASE_SECS: i64 = 30;
 /// The most of a new request's e-mail kept as its first message.
 const MAX_FIRST_MESSAGE_CHARS: usize = 4000;
 
@@ -74,6 +77,16 @@ impl From<StoreError> for TakeError {
 
 /// Takes one raw message, as fetched from the mailbox or piped in by an MTA.
 pub async fn take(desk: &Desk, raw: &[u8]) -> Result<Taken, TakeError> {
+    take_read(desk, raw, None).await
+}
+
+/// A message larger than `mail_max_message_bytes` (`size`), of which only the header
+/// was fetched: its body is never read, and the sender (unless a robot) is told.
+pub async fn take_oversized(desk: &Desk, header: &[u8], size: u64) -> Result<Taken, TakeError> {
+    take_read(desk, header, Some(size)).await
+}
+
+async fn take_read(desk: &Desk, raw: &[u8], oversized: Option<u64>) -> Result<Taken, TakeError> {
     let own_address = desk
         .settings
         .mail
@@ -107,7 +120,7 @@ pub async fn take(desk: &Desk, raw: &[u8]) -> Result<Taken, TakeError> {
             ));
         }
     }
-    let (taken, ticket, answer) = handle(desk, &mail).await?;
+    let (taken, ticket, answer) = handle(desk, &mail, oversized).await?;
     match desk
         .store
         .finish_inbound(
@@ -141,7 +154,11 @@ pub async fn take(desk: &Desk, raw: &[u8]) -> Result<Taken, TakeError> {
 
 type Handled = (Taken, Option<TicketId>, Option<NewMail>);
 
-async fn handle(desk: &Desk, mail: &InboundMail) -> Result<Handled, TakeError> {
+async fn handle(
+    desk: &Desk,
+    mail: &InboundMail,
+    oversized: Option<u64>,
+) -> Result<Handled, TakeError> {
     if let Some(why) = mail.automated {
         tracing::info!(message_id = %mail.message_id, why, "an automatic message: not answered");
         return Ok((Taken::Ignored(why), None, None));
@@ -154,6 +171,18 @@ async fn handle(desk: &Desk, mail: &InboundMail) -> Result<Handled, TakeError> {
     if recent > i64::from(desk.settings.mail.per_sender_per_hour) {
         tracing::warn!(sender = %mail.sender.mailbox(), recent, "too many e-mails from one sender: set aside");
         return Ok((Taken::Limited, None, None));
+    }
+    if let Some(size) = oversized {
+        let megabytes = |bytes: u64| bytes.div_ceil(1024 * 1024);
+        let problem = Message::new("mail_intake.too_large")
+            .with("size", megabytes(size))
+            .with("max", megabytes(desk.settings.mail.max_message_bytes));
+        let language = mail.language.unwrap_or_default();
+        return Ok((
+            Taken::Answered,
+            None,
+            Some(answer(desk, mail, language, &[problem])?),
+        ));
     }
     if let Some(ticket) = named_ticket(desk, mail).await? {
         return reply(desk, mail, &ticket).await;
