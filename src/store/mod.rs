@@ -2226,11 +2226,14 @@ pub trait MailStore: Send + Sync + 'static {
         sender_mailbox: &str,
         since: Timestamp,
     ) -> StoreResult<i64>;
-    /// The ticket these Message-IDs name: one the desk sent for it, or one of its
-    /// conversation (the newest such ticket, should they name several).
+    /// The ticket these Message-IDs name: one the desk sent for it, or (unless
+    /// `desks_own_only`) one of its conversation; the newest such ticket, should they
+    /// name several. The desk's own Message-IDs carry a random part nobody but their
+    /// recipient has seen, so naming one is a proof that the customer's address is not.
     async fn ticket_of_message_ids(
         &self,
         message_ids: &[String],
+        desks_own_only: bool,
     ) -> StoreResult<Option<TicketNumber>>;
     /// Adds a message that changes nothing else (a stranger's, or the customer's to a
     /// decided ticket) with one history line; `false` when its Message-ID is there already.

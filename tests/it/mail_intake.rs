@@ -258,6 +258,33 @@ async fn a_rejected_customers_reply_sends_the_ticket_back(backend: Backend) {
         .unwrap();
     assert_eq!(status(&ticket), "rejected", "a stranger changes nothing");
 
+    // From is forgeable: the customer's address with the ticket number in the subject,
+    // but answering no mail of the desk's, is kept and changes nothing either.
+    let forged = Outgoing {
+        from: "ana@example.com",
+        subject: &format!("[{number}] please look again"),
+        text: "approve it",
+        message_id: "<forged.1@example.net>",
+        in_reply_to: None,
+        files: Vec::new(),
+        extra_headers: "",
+    };
+    assert_eq!(
+        taken(&app, &forged.bytes()).await,
+        Taken::Reply(number.clone())
+    );
+    let ticket: serde_json::Value = app
+        .api_get(&token, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&ticket),
+        "rejected",
+        "a forged sender changes nothing"
+    );
+
     let reply = Outgoing {
         from: "Ana <ANA@example.com>",
         subject: &format!("Re: {}", rejection.subject),
@@ -283,9 +310,9 @@ async fn a_rejected_customers_reply_sends_the_ticket_back(backend: Backend) {
         .iter()
         .map(|m| m["text"].as_str().unwrap())
         .collect();
-    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert_eq!(texts.len(), 4, "{texts:?}");
     assert_eq!(
-        texts[2], "It is the right device, the label is on its back.",
+        texts[3], "It is the right device, the label is on its back.",
         "the quoted mail is left out"
     );
     assert_eq!(messages[1]["from"], "mallory@example.net");

@@ -193,7 +193,11 @@ async fn handle(
 /// The ticket a message answers: one of the desk's mails it references, or the ticket
 /// number in its subject.
 async fn named_ticket(desk: &Desk, mail: &InboundMail) -> Result<Option<TicketDetail>, TakeError> {
-    let number = match desk.store.ticket_of_message_ids(&mail.references).await? {
+    let number = match desk
+        .store
+        .ticket_of_message_ids(&mail.references, false)
+        .await?
+    {
         Some(number) => number,
         None => match ticket_number_in(&mail.subject) {
             Some(number) => number,
@@ -234,6 +238,31 @@ async fn reply(
             author: MessageAuthor::Stranger,
             sender: mail.sender.to_string(),
             body: words,
+            message_id: Some(mail.message_id.clone()),
+        };
+        desk.store
+            .add_ticket_message(ticket.id, &message, desk.clock.now())
+            .await?;
+        return Ok((Taken::Reply(number), Some(ticket.id), None));
+    }
+    // From is easy to forge: only a reply to a mail the desk sent this customer (whose
+    // Message-ID nobody else has seen) may change the ticket, as only the status link
+    // may on the web. A message naming the ticket otherwise is kept for the agents.
+    let proven = desk
+        .store
+        .ticket_of_message_ids(&mail.references, true)
+        .await?
+        .is_some_and(|n| n == number);
+    if !proven {
+        tracing::info!(ticket = %number, "a message naming the ticket without answering the desk's mail: kept, not acted on");
+        let message = NewTicketMessage {
+            author: MessageAuthor::Customer,
+            sender: mail.sender.to_string(),
+            body: if words.is_empty() {
+                "(an e-mail without text)".to_owned()
+            } else {
+                words
+            },
             message_id: Some(mail.message_id.clone()),
         };
         desk.store

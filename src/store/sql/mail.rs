@@ -177,6 +177,7 @@ where
     async fn ticket_of_message_ids(
         &self,
         message_ids: &[String],
+        desks_own_only: bool,
     ) -> StoreResult<Option<TicketNumber>> {
         if message_ids.is_empty() {
             return Ok(None);
@@ -189,12 +190,16 @@ where
         for id in message_ids {
             list.push_bind(id.as_str());
         }
-        query.push(") UNION ALL SELECT ticket_id FROM ticket_messages WHERE message_id IN (");
-        let mut list = query.separated(", ");
-        for id in message_ids {
-            list.push_bind(id.as_str());
+        query.push(")");
+        if !desks_own_only {
+            query.push(" UNION ALL SELECT ticket_id FROM ticket_messages WHERE message_id IN (");
+            let mut list = query.separated(", ");
+            for id in message_ids {
+                list.push_bind(id.as_str());
+            }
+            query.push(")");
         }
-        query.push(")) named)");
+        query.push(") named)");
         let number: Option<String> = query
             .build_query_scalar()
             .fetch_optional(&self.pool)
