@@ -2251,11 +2251,13 @@ pub trait MailStore: Send + Sync + 'static {
         files: &[(String, String)],
         now: Timestamp,
     ) -> StoreResult<()>;
-    /// The files kept of the messages these Message-IDs name: the customer's own earlier
-    /// message, or the one the desk's answer (among them) replied to.
+    /// The files kept of the message the desk answered, when these Message-IDs name
+    /// that answer (its random part only its recipient has seen) and the message came
+    /// from `sender_mailbox`: nobody else's files join a request.
     async fn kept_inbound_files(
         &self,
         message_ids: &[String],
+        sender_mailbox: &str,
     ) -> StoreResult<Vec<(String, String)>>;
     /// An agent's answer: the message, a history line and its mail, together.
     async fn record_agent_message(

@@ -147,7 +147,7 @@ async fn over_starttls() {
 /// `serve` killed with SIGKILL while it takes a mailbox of requests, then started again:
 /// every request becomes one ticket with one acknowledgment, none lost, none doubled.
 async fn a_desk_killed_while_fetching_handles_each_message_once(backend: Backend) {
-    const MESSAGES: usize = 30;
+    const MESSAGES: usize = 12;
     let Some(server) = ImapServer::start() else {
         return;
     };
@@ -184,7 +184,7 @@ async fn a_desk_killed_while_fetching_handles_each_message_once(backend: Backend
     first.child.wait().unwrap();
     let handled_before = server.messages_in("resetdesk-done").len();
     let _second = serve_with(&sandbox, &env);
-    wait_until("every message filed away", 120, || {
+    wait_until("every message filed away", 240, || {
         server.messages_in("INBOX").is_empty()
             && server.messages_in("resetdesk-done").len() == MESSAGES
     });

@@ -94,6 +94,14 @@ impl InboundMail {
                 max: max_bytes,
             });
         }
+        // Before parsing: the parser follows forwarded messages to any depth, and a tree
+        // thousands of levels deep overflows the stack when it is dropped. Every part
+        // and every nesting level needs a Content-Type header, so counting them bounds
+        // both, whatever the parser would make of them.
+        let declared = count_ignoring_case(raw, b"content-type");
+        if declared > 2 * MAX_PARTS {
+            return Err(Refused::TooManyParts { parts: declared });
+        }
         let message = MessageParser::default()
             .parse(raw)
             .ok_or(Refused::NotAMessage)?;
@@ -281,6 +289,13 @@ impl InboundMail {
         }
         kept.join("\n").trim().to_owned()
     }
+}
+
+fn count_ignoring_case(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|window| window.eq_ignore_ascii_case(needle))
+        .count()
 }
 
 fn count_parts(message: &mail_parser::Message<'_>, depth: usize) -> usize {
@@ -599,6 +614,28 @@ mod tests {
         assert!(matches!(
             InboundMail::parse(b"Subject: x\r\n\r\nbody", 1000, "d", None),
             Err(Refused::NoSender(_))
+        ));
+    }
+
+    #[test]
+    fn deep_nesting_and_thousands_of_parts_are_refused_before_parsing() {
+        let mut nested = b"From: a@x.example\r\nContent-Type: message/rfc822\r\n\r\n".to_vec();
+        for _ in 0..200_000 {
+            nested.extend(b"Content-Type: message/rfc822\r\n\r\n");
+        }
+        assert!(matches!(
+            InboundMail::parse(&nested, 30 << 20, "d", None),
+            Err(Refused::TooManyParts { .. })
+        ));
+        let mut parts =
+            b"From: a@x.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for _ in 0..10_000 {
+            parts.extend(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n");
+        }
+        parts.extend(b"--b--\r\n");
+        assert!(matches!(
+            InboundMail::parse(&parts, 30 << 20, "d", None),
+            Err(Refused::TooManyParts { .. })
         ));
     }
 

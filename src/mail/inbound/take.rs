@@ -433,7 +433,10 @@ async fn bring_back_kept(
     mail: &InboundMail,
     raw: &mut RawSubmission,
 ) -> Result<(), TakeError> {
-    let kept = desk.store.kept_inbound_files(&mail.references).await?;
+    let kept = desk
+        .store
+        .kept_inbound_files(&mail.references, &mail.sender.mailbox())
+        .await?;
     let has_export = [SubmissionField::ExportXml, SubmissionField::ExportQr]
         .iter()
         .any(|f| raw.files.contains_key(f))

@@ -259,24 +259,25 @@ where
     async fn kept_inbound_files(
         &self,
         message_ids: &[String],
+        sender_mailbox: &str,
     ) -> StoreResult<Vec<(String, String)>> {
         if message_ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut query = sqlx::QueryBuilder::<D>::new(
             "SELECT k.field, k.blob FROM inbound_kept k
-             WHERE k.message_id IN (SELECT o.in_reply_to FROM outbox o WHERE o.kind = 'mail_answer' AND o.message_id IN (",
+             JOIN inbound_mails i ON i.message_id = k.message_id AND i.sender = ",
+        );
+        query.push_bind(sender_mailbox);
+        query.push(
+            " WHERE k.message_id IN (SELECT o.in_reply_to FROM outbox o
+                                     WHERE o.kind = 'mail_answer' AND o.message_id IN (",
         );
         let mut list = query.separated(", ");
         for id in message_ids {
             list.push_bind(id.as_str());
         }
-        query.push(")) OR k.message_id IN (");
-        let mut list = query.separated(", ");
-        for id in message_ids {
-            list.push_bind(id.as_str());
-        }
-        query.push(") ORDER BY k.kept_at DESC");
+        query.push(")) ORDER BY k.kept_at DESC");
         query
             .build_query_as()
             .fetch_all(&self.pool)
