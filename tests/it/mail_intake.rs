@@ -61,6 +61,19 @@ async fn taken(app: &TestApp, raw: &[u8]) -> Taken {
     take(&app.desk, raw).await.expect("the message is taken")
 }
 
+/// The ticket as the agent API shows it.
+async fn ticket_json(
+    app: &TestApp,
+    token: &str,
+    number: &resetdesk::domain::TicketNumber,
+) -> serde_json::Value {
+    app.api_get(token, &format!("/api/v1/tickets/{number}"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
     headers.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
@@ -103,12 +116,7 @@ async fn a_request_by_mail_is_answered_in_its_thread(backend: Backend) {
     );
 
     let token = app.agent_token("agent@vendor.test").await;
-    let ticket: serde_json::Value = app
-        .api_get(&token, &format!("/api/v1/tickets/{number}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ticket = ticket_json(&app, &token, &number).await;
     assert_eq!(ticket["customer"]["name"], "Ana López");
     assert_eq!(ticket["customer"]["country"], "ES");
     let messages = ticket["messages"].as_array().expect("the conversation");
@@ -250,12 +258,7 @@ async fn a_rejected_customers_reply_sends_the_ticket_back(backend: Backend) {
         Taken::Reply(number.clone())
     );
     let status = |ticket: &serde_json::Value| ticket["status"].as_str().unwrap().to_owned();
-    let ticket: serde_json::Value = app
-        .api_get(&token, &format!("/api/v1/tickets/{number}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ticket = ticket_json(&app, &token, &number).await;
     assert_eq!(status(&ticket), "rejected", "a stranger changes nothing");
 
     // From is forgeable: the customer's address with the ticket number in the subject,
@@ -273,12 +276,7 @@ async fn a_rejected_customers_reply_sends_the_ticket_back(backend: Backend) {
         taken(&app, &forged.bytes()).await,
         Taken::Reply(number.clone())
     );
-    let ticket: serde_json::Value = app
-        .api_get(&token, &format!("/api/v1/tickets/{number}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ticket = ticket_json(&app, &token, &number).await;
     assert_eq!(
         status(&ticket),
         "rejected",
@@ -298,12 +296,7 @@ async fn a_rejected_customers_reply_sends_the_ticket_back(backend: Backend) {
         taken(&app, &reply.bytes()).await,
         Taken::Reply(number.clone())
     );
-    let ticket: serde_json::Value = app
-        .api_get(&token, &format!("/api/v1/tickets/{number}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ticket = ticket_json(&app, &token, &number).await;
     assert_eq!(status(&ticket), "open", "back for review");
     let messages = ticket["messages"].as_array().unwrap();
     let texts: Vec<&str> = messages

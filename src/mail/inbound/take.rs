@@ -234,15 +234,7 @@ async fn reply(
     if mail.sender.mailbox() != ticket.customer.email.mailbox() {
         // Kept for the agents with a warning; it acts on nothing.
         tracing::warn!(ticket = %number, sender = %mail.sender, "a reply from another address: kept, not acted on");
-        let message = NewTicketMessage {
-            author: MessageAuthor::Stranger,
-            sender: mail.sender.to_string(),
-            body: words,
-            message_id: Some(mail.message_id.clone()),
-        };
-        desk.store
-            .add_ticket_message(ticket.id, &message, desk.clock.now())
-            .await?;
+        keep_on_ticket(desk, mail, ticket, MessageAuthor::Stranger, words).await?;
         return Ok((Taken::Reply(number), Some(ticket.id), None));
     }
     // From is easy to forge: only a reply to a mail the desk sent this customer (whose
@@ -255,19 +247,12 @@ async fn reply(
         .is_some_and(|n| n == number);
     if !proven {
         tracing::info!(ticket = %number, "a message naming the ticket without answering the desk's mail: kept, not acted on");
-        let message = NewTicketMessage {
-            author: MessageAuthor::Customer,
-            sender: mail.sender.to_string(),
-            body: if words.is_empty() {
-                "(an e-mail without text)".to_owned()
-            } else {
-                words
-            },
-            message_id: Some(mail.message_id.clone()),
+        let body = if words.is_empty() {
+            "(an e-mail without text)".to_owned()
+        } else {
+            words
         };
-        desk.store
-            .add_ticket_message(ticket.id, &message, desk.clock.now())
-            .await?;
+        keep_on_ticket(desk, mail, ticket, MessageAuthor::Customer, body).await?;
         return Ok((Taken::Reply(number), Some(ticket.id), None));
     }
     let mut problems: Vec<Message> = Vec::new();
@@ -304,15 +289,7 @@ async fn reply(
             Ok(_) => {}
             // A decided ticket: the message is kept for the agents, acting on nothing.
             Err(crate::customer::reply::ReplyError::Closed) => {
-                let message = NewTicketMessage {
-                    author: MessageAuthor::Customer,
-                    sender: mail.sender.to_string(),
-                    body,
-                    message_id: Some(mail.message_id.clone()),
-                };
-                desk.store
-                    .add_ticket_message(ticket.id, &message, desk.clock.now())
-                    .await?;
+                keep_on_ticket(desk, mail, ticket, MessageAuthor::Customer, body).await?;
             }
             Err(crate::customer::reply::ReplyError::Store(error)) => return Err(error.into()),
             Err(other) => {
@@ -328,7 +305,28 @@ async fn reply(
     Ok((Taken::Reply(number), Some(ticket.id), Some(answer)))
 }
 
+/// Keeps the mail's words in the ticket's conversation, acting on nothing else.
+async fn keep_on_ticket(
+    desk: &Desk,
+    mail: &InboundMail,
+    ticket: &TicketDetail,
+    author: MessageAuthor,
+    body: String,
+) -> Result<(), TakeError> {
+    let message = NewTicketMessage {
+        author,
+        sender: mail.sender.to_string(),
+        body,
+        message_id: Some(mail.message_id.clone()),
+    };
+    desk.store
+        .add_ticket_message(ticket.id, &message, desk.clock.now())
+        .await?;
+    Ok(())
+}
+
 async fn new_request(desk: &Desk, mail: &InboundMail) -> Result<Handled, TakeError> {
+    let words = mail.own_words();
     let language = mail.language.unwrap_or_default();
     let mut raw = RawSubmission {
         client: client(mail),
@@ -337,7 +335,7 @@ async fn new_request(desk: &Desk, mail: &InboundMail) -> Result<Handled, TakeErr
     let mut text = |field: SubmissionField, value: String| {
         raw.text.insert(field, value);
     };
-    for (field, value) in fields_in(&mail.own_words()) {
+    for (field, value) in fields_in(&words) {
         text(field, value);
     }
     let name = mail.sender_name.clone().unwrap_or_else(|| {
@@ -388,11 +386,7 @@ async fn new_request(desk: &Desk, mail: &InboundMail) -> Result<Handled, TakeErr
     raw.by_mail = Some(MailOrigin {
         message_id: mail.message_id.clone(),
         sender: mail.sender.to_string(),
-        body: mail
-            .own_words()
-            .chars()
-            .take(MAX_FIRST_MESSAGE_CHARS)
-            .collect(),
+        body: words.chars().take(MAX_FIRST_MESSAGE_CHARS).collect(),
     });
     match crate::intake::submit(desk, raw).await {
         Ok(submitted) if submitted.existing => Ok((Taken::Existing(submitted.number), None, None)),
