@@ -205,8 +205,12 @@ pub struct Mail {
     pub imap_done_folder: String,
     /// A larger message is refused before it is parsed.
     pub max_message_bytes: u64,
-    /// Messages one sender may send in an hour; more are set aside unanswered.
+    /// Answers the desk sends one address in an hour (saying what a message lacked);
+    /// its messages beyond are still taken, only not answered.
     pub per_sender_per_hour: u32,
+    /// Answers the desk sends in an hour to everyone: a ceiling on what forged senders
+    /// can make it mail to the addresses they name.
+    pub answers_per_hour: u32,
 }
 
 impl Default for Mail {
@@ -220,6 +224,7 @@ impl Default for Mail {
             imap_done_folder: "resetdesk-done".to_owned(),
             max_message_bytes: 25 * 1024 * 1024,
             per_sender_per_hour: 10,
+            answers_per_hour: 200,
         }
     }
 }
@@ -286,6 +291,13 @@ impl Section for Mail {
                     value,
                     |n| (1..=10_000).contains(n),
                     "expected a whole number from 1 to 10000",
+                )?
+            }
+            "mail_answers_per_hour" => {
+                self.answers_per_hour = number(
+                    value,
+                    |n| (1..=100_000).contains(n),
+                    "expected a whole number from 1 to 100000",
                 )?
             }
             _ => return Err(Refusal::NotMine),

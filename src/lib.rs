@@ -70,7 +70,7 @@ pub mod installers;
 pub mod intake;
 #[cfg(feature = "server")]
 pub mod key_registry;
-#[cfg(feature = "server")]
+#[cfg(feature = "mail-parsing")]
 pub mod mail;
 #[cfg(feature = "server")]
 pub mod observability;

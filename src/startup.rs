@@ -289,7 +289,7 @@ fn build_desk(
     })?;
     Ok(web::Data::new(Desk {
         blobs,
-        mail: MailContext::new(&settings.http.public_url),
+        mail: MailContext::new(&settings.http.public_url, &settings.mail.from),
         settings,
         store,
         keys,

@@ -60,6 +60,15 @@ pub async fn sweep_once(
         ran: true,
         ..Swept::default()
     };
+    // The files of an e-mail the desk answered with what to fix wait for the customer's
+    // reply only as long as an export lives: a label photo is personal data, and
+    // senders the desk cannot tell from forgers must not fill its storage.
+    let forgotten = store
+        .forget_inbound_kept(now.plus_seconds(-crate::mail::inbound::KEPT_FOR_SECS))
+        .await?;
+    if forgotten > 0 {
+        tracing::info!(forgotten, "files kept for e-mail replies expired");
+    }
     let cutoff = now.unix_seconds() - grace_secs;
     let (old, young): (Vec<_>, Vec<_>) = blobs
         .list()

@@ -84,8 +84,7 @@ fn describe(taken: &crate::mail::inbound::Taken) -> String {
         Taken::Existing(number) => format!("taken: the request of ticket {number}, sent before"),
         Taken::Reply(number) => format!("taken: a reply to ticket {number}"),
         Taken::Answered => "taken: answered with what to fix".to_owned(),
-        Taken::Ignored(why) => format!("taken, not answered: {why}"),
-        Taken::Limited => "taken, not answered: too many messages from this sender".to_owned(),
+        Taken::Ignored(why) | Taken::Unanswered(why) => format!("taken, not answered: {why}"),
         Taken::AlreadyDone => "taken before: nothing done again".to_owned(),
     }
 }

@@ -10,10 +10,13 @@ use crate::store::{Attachment, Customer, MailKind, NewMail};
 pub struct MailContext {
     /// Domain used in Message-IDs, from the public URL.
     pub message_domain: String,
+    /// The mailbox the desk sends from (`mail_from`, `EmailAddress::mailbox`): mail from
+    /// it coming in is a loop.
+    pub own_mailbox: Option<String>,
 }
 
 impl MailContext {
-    pub fn new(public_url: &str) -> Self {
+    pub fn new(public_url: &str, mail_from: &str) -> Self {
         let host = public_url
             .split("://")
             .nth(1)
@@ -27,7 +30,15 @@ impl MailContext {
         } else {
             host
         };
-        Self { message_domain }
+        let own_mailbox = mail_from
+            .parse::<lettre::message::Mailbox>()
+            .ok()
+            .and_then(|m| crate::domain::EmailAddress::parse(m.email.as_ref()).ok())
+            .map(|e| e.mailbox());
+        Self {
+            message_domain,
+            own_mailbox,
+        }
     }
 
     /// A Message-ID that is stable for this message forever: a retry after a crash sends
@@ -688,26 +699,20 @@ struct MailAnswerHtml<'a> {
 
 /// The one answer to an e-mail the desk could not make a request of: every problem it
 /// found, and the form. Threaded under the customer's message.
-#[allow(clippy::too_many_arguments)] // one answer's parts, each of another kind
 pub fn mail_answer(
     ctx: &MailContext,
     t: Lang,
     to: &EmailAddress,
-    name: Option<&str>,
-    their_subject: &str,
     their_message_id: &str,
     problems: &[String],
     form_url: &str,
 ) -> Result<NewMail, RenderError> {
-    let name = name.unwrap_or_else(|| to.as_str().split('@').next().unwrap_or_default());
-    let subject = if their_subject.is_empty() {
-        t.text("mail.mail_answer.subject")
-    } else {
-        format!(
-            "{} (Re: {their_subject})",
-            t.text("mail.mail_answer.subject")
-        )
-    };
+    // Nothing of the message is repeated, neither its subject nor the sender's name: a
+    // From is easy to forge, and an answer that carried a forger's words to the address
+    // they named would make the desk a spammer's relay (backscatter). The greeting uses
+    // the address's own local part; In-Reply-To keeps the thread.
+    let name = to.as_str().split('@').next().unwrap_or_default();
+    let subject = t.text("mail.mail_answer.subject");
     let nonce = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<8>());
     Ok(NewMail {
         in_reply_to: Some(their_message_id.to_owned()),

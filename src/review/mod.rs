@@ -23,8 +23,8 @@ use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{ResetRequest, respond, response};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, FirstApproval,
-    LabelEvidence, MailKind, MailedDecision, NewMail, ResentApproval, StoreError, StoredExport,
-    StoredResponse, TicketDetail, TicketEventKind, User,
+    LabelEvidence, MailKind, MailedDecision, MessageAuthor, NewMail, NewTicketMessage,
+    ResentApproval, StoreError, StoredExport, StoredResponse, TicketDetail, TicketEventKind, User,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +249,52 @@ pub async fn add_note(
         .add_note(ticket.id, user.id, note.as_str(), desk.clock.now())
         .await
         .map_err(|e| ReviewError::from_store(e, number))
+}
+
+/// The longest answer an agent writes to a customer, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// An agent's own words to the customer, in any status: e-mailed through the outbox in
+/// the thread of the customer's latest e-mail, and kept in the ticket's conversation
+/// (with a history line) in the same transaction as the mail, so neither goes alone.
+/// Returns the words as kept (trimmed, control characters left out).
+pub async fn message_customer(
+    desk: &Desk,
+    user: &User,
+    number: &TicketNumber,
+    text: &str,
+) -> Result<String, ReviewError> {
+    may_review(user)?;
+    // Line breaks are kept: an answer may list steps.
+    let text = WrittenText::parse(text, MAX_MESSAGE_CHARS).map_err(|e| match e {
+        WrittenTextError::Empty => {
+            ReviewError::Invalid("write the message first: it is empty".to_owned())
+        }
+        WrittenTextError::TooLong { chars } => ReviewError::Invalid(format!(
+            "a message is at most {MAX_MESSAGE_CHARS} characters; this one has {chars}"
+        )),
+    })?;
+    let ticket = load(desk, number).await?;
+    let mail = compose::agent_message(
+        &desk.mail,
+        number,
+        &desk.status_url(number),
+        &ticket.customer,
+        text.as_str(),
+    )
+    .map_err(ReviewError::internal)?;
+    let message = NewTicketMessage {
+        author: MessageAuthor::Agent,
+        sender: user.email.to_string(),
+        body: text.as_str().to_owned(),
+        message_id: Some(mail.message_id.clone()),
+    };
+    desk.store
+        .record_agent_message(ticket.id, user.id, &message, &mail, desk.clock.now())
+        .await
+        .map_err(|e| ReviewError::from_store(e, number))?;
+    desk.mail_queued.notify_one();
+    Ok(message.body)
 }
 
 /// What an approval did.

@@ -907,8 +907,8 @@ pub struct QueueMarks {
     pub approvals: i64,
     /// The customer said a response did not work.
     pub customer_reported_failure: bool,
-    /// The customer wrote (from the status page), and no console user has done anything
-    /// with the ticket since (the desk's workers and mail do not count).
+    /// The customer wrote (on the status page or by e-mail), and no console user has done
+    /// anything with the ticket since (the desk's workers and mail do not count).
     pub customer_wrote: bool,
 }
 
@@ -1100,7 +1100,9 @@ pub struct TicketDetail {
 pub enum MessageAuthor {
     /// The ticket's customer: by e-mail from the ticket's address, or on the status page.
     Customer,
-    /// Someone else whose e-mail named the ticket: kept for the agents, acting on nothing.
+    /// An e-mail that named the ticket without being proven the customer's: from
+    /// another address, or from theirs without answering a mail the desk sent them (a
+    /// From is easy to forge). Kept for the agents with a warning, acting on nothing.
     Stranger,
     /// An agent, answering the customer by e-mail.
     Agent,
@@ -2220,12 +2222,13 @@ pub trait MailStore: Send + Sync + 'static {
         answer: Option<&NewMail>,
         now: Timestamp,
     ) -> StoreResult<()>;
-    /// How many messages from this mailbox the desk took since `since`.
-    async fn inbound_from_sender_since(
+    /// How many inbound messages the desk answered since `since`: (those from this
+    /// mailbox, all of them).
+    async fn inbound_answers_since(
         &self,
         sender_mailbox: &str,
         since: Timestamp,
-    ) -> StoreResult<i64>;
+    ) -> StoreResult<(i64, i64)>;
     /// The ticket these Message-IDs name: one the desk sent for it, or (unless
     /// `desks_own_only`) one of its conversation; the newest such ticket, should they
     /// name several. The desk's own Message-IDs carry a random part nobody but their
@@ -2243,6 +2246,9 @@ pub trait MailStore: Send + Sync + 'static {
         message: &NewTicketMessage,
         now: Timestamp,
     ) -> StoreResult<bool>;
+    /// Forgets the files kept before `before` (their blobs are the sweeper's then); how
+    /// many rows went.
+    async fn forget_inbound_kept(&self, before: Timestamp) -> StoreResult<u64>;
     /// Keeps the files (field name, blob) of a message the desk answered with what to
     /// fix, for the customer's reply to bring the rest.
     async fn keep_inbound_files(

@@ -752,11 +752,60 @@ async fn agents_note_and_hand_over_a_ticket_on_a_laptop_and_a_phone() {
         let request = app.export(&mut device, 0, Timestamp::now());
         let form = request_form(&request, "team@example.com");
         let (number, _) = app.submit_form(form).await;
+        // An e-mail naming the ticket from another address, markup in its text: shown as
+        // text, marked as not proven to be the customer's.
+        let subject = format!("[{number}] it is mine");
+        let stranger = crate::mail_intake::Outgoing {
+            from: "someone@elsewhere.example",
+            subject: &subject,
+            text: "<b>Approve it</b> <img src=x onerror=alert(1)> now",
+            message_id: "<stranger.1@elsewhere.example>",
+            in_reply_to: None,
+            files: Vec::new(),
+            extra_headers: "",
+        };
+        resetdesk::mail::inbound::take(&app.desk, &stranger.bytes())
+            .await
+            .unwrap();
         let page = driver.open("teamwork", viewport).await;
         sign_in(&app, &page, "agent@vendor.test").await;
         page.goto(&app.url(&format!("/console/tickets/{number}")))
             .await;
         page.check("ticket").await;
+        let conversation = page.text("#messages").await;
+        assert!(
+            conversation.contains("Not proven to be the customer")
+                && conversation.contains("<b>Approve it</b> <img src=x onerror=alert(1)> now"),
+            "{conversation}"
+        );
+        let markup = page
+            .client
+            .find_all(fantoccini::Locator::Css("#messages b, #messages img"))
+            .await
+            .unwrap();
+        assert!(markup.is_empty(), "a mail's markup is never live");
+        // The agent answers the customer from the page.
+        page.type_into(
+            "#message-text",
+            "We are checking with the installer; you will hear from us today.",
+        )
+        .await;
+        page.click_and_wait("#send-message").await;
+        page.check("message-sent").await;
+        assert!(
+            page.text("#messages")
+                .await
+                .contains("you will hear from us today"),
+            "{}",
+            page.text("#messages").await
+        );
+        app.run_outbox().await;
+        assert!(
+            app.mails_to("team@example.com")
+                .iter()
+                .any(|m| m.text.contains("you will hear from us today")),
+            "the answer is mailed"
+        );
         page.type_into(
             "#note-text",
             "Called the installer: the label is on the back.",

@@ -560,7 +560,7 @@ async fn the_queue_shows_customer_deadline_state_and_risk_by_kind(backend: Backe
         "back to the status page, which says it arrived"
     );
     let queue = app.console_page(&agent, "/console").await;
-    assert_eq!(queue_row(&queue, &six)["State"], "Open customer wrote");
+    assert_eq!(queue_row(&queue, &six)["State"], "Open customer replied");
     assert_eq!(
         app.console_action(&agent, &six, "notes", &[("note", "Asked the installer.")])
             .await,

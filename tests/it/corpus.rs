@@ -1430,3 +1430,327 @@ fn check_blob_names(dir: &Path, problems: &mut Vec<String>) {
 }
 
 crate::on_both_backends!(hostile_corpus);
+
+/// What a hostile e-mail must come to.
+#[derive(Debug)]
+enum MailExpect {
+    /// Refused whole, unread (an MTA bounces it: `mail-intake` exits 65); the error says
+    /// this.
+    Refused(&'static str),
+    /// Answered once, saying this (in English); no ticket.
+    Answered(&'static str),
+    /// A ticket, whose first message holds none of these.
+    Ticket {
+        not_in_text: &'static [&'static str],
+    },
+}
+
+/// A raw message: headers as given (CRLF added), then the body.
+fn raw_mail(headers: &[&str], body: &str) -> Vec<u8> {
+    let mut raw = String::new();
+    for header in headers {
+        raw.push_str(header);
+        raw.push_str("\r\n");
+    }
+    raw.push_str("\r\n");
+    raw.push_str(body);
+    raw.into_bytes()
+}
+
+fn base64_lines(bytes: &[u8]) -> String {
+    data_encoding::BASE64
+        .encode(bytes)
+        .as_bytes()
+        .chunks(76)
+        .map(|line| format!("{}\r\n", String::from_utf8_lossy(line)))
+        .collect()
+}
+
+/// A stored zip archive (no compression) of the named files: what a phone's "share as
+/// zip" makes.
+fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, bytes) in files {
+        let offset = out.len() as u32;
+        let crc = crc32(bytes);
+        let mut header = Vec::new();
+        header.extend(0x0403_4b50u32.to_le_bytes());
+        header.extend([20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        header.extend(crc.to_le_bytes());
+        header.extend((bytes.len() as u32).to_le_bytes());
+        header.extend((bytes.len() as u32).to_le_bytes());
+        header.extend((name.len() as u16).to_le_bytes());
+        header.extend(0u16.to_le_bytes());
+        header.extend(name.as_bytes());
+        out.extend(&header);
+        out.extend(*bytes);
+        central.extend(0x0201_4b50u32.to_le_bytes());
+        central.extend([20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        central.extend(crc.to_le_bytes());
+        central.extend((bytes.len() as u32).to_le_bytes());
+        central.extend((bytes.len() as u32).to_le_bytes());
+        central.extend((name.len() as u16).to_le_bytes());
+        central.extend([0; 12]);
+        central.extend(offset.to_le_bytes());
+        central.extend(name.as_bytes());
+    }
+    let start = out.len() as u32;
+    out.extend(&central);
+    out.extend(0x0605_4b50u32.to_le_bytes());
+    out.extend([0; 4]);
+    out.extend((files.len() as u16).to_le_bytes());
+    out.extend((files.len() as u16).to_le_bytes());
+    out.extend((central.len() as u32).to_le_bytes());
+    out.extend(start.to_le_bytes());
+    out.extend(0u16.to_le_bytes());
+    out
+}
+
+/// The mail cases of the corpus (issue 21): every hostile shape goes through the real
+/// intake (`mail::inbound::take`, what the mailbox watcher and `mail-intake` call). Each
+/// is refused unread, answered once with what to fix, or made a ticket with its HTML
+/// and tricks left out; none panics, and a refused one leaves nothing behind.
+async fn hostile_mail(backend: Backend) {
+    use resetdesk::mail::inbound::{TakeError, Taken, take};
+
+    let Some(app) = spawn_app_on_with(backend, |_| {}).await else {
+        return;
+    };
+    let export = |serial: &str| {
+        let mut device = app.device(serial, "DS-7608NI-K2");
+        let request = app.export(&mut device, 0, Timestamp::now());
+        export_xml::to_xml(&request).into_bytes()
+    };
+    let photo = encode(&photo_image(640, 480), ImageFormat::Jpeg);
+    let request_parts = |serial: &str, boundary: &str| {
+        format!(
+            "--{boundary}\r\nContent-Type: application/xml; name=\"export.xml\"\r\nContent-Disposition: attachment; filename=\"export.xml\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--{boundary}\r\nContent-Type: image/jpeg; name=\"label.jpg\"\r\nContent-Disposition: attachment; filename=\"label.jpg\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
+            base64_lines(&export(serial)),
+            base64_lines(&photo)
+        )
+    };
+
+    let mut cases: Vec<(&str, Vec<u8>, MailExpect)> = Vec::new();
+
+    // 10,000 parts: counted before the MIME parser runs.
+    let mut body = String::new();
+    for n in 0..10_000 {
+        body.push_str(&format!(
+            "--p\r\nContent-Type: text/plain\r\n\r\npart {n}\r\n"
+        ));
+    }
+    body.push_str("--p--\r\n");
+    cases.push((
+        "ten_thousand_parts",
+        raw_mail(
+            &[
+                "From: a@example.com",
+                "Message-ID: <parts@example.com>",
+                "Content-Type: multipart/mixed; boundary=\"p\"",
+            ],
+            &body,
+        ),
+        MailExpect::Refused("MIME parts"),
+    ));
+
+    // Forwarded messages nested 5,000 deep: a parser that follows them all overflows its
+    // stack; the count of Content-Type headers refuses it first.
+    let mut nested = String::from("From: a@example.com\r\nMessage-ID: <deep@example.com>\r\n");
+    for _ in 0..5_000 {
+        nested.push_str("Content-Type: message/rfc822\r\n\r\nFrom: b@example.com\r\n");
+    }
+    nested.push_str("Content-Type: text/plain\r\n\r\nbottom\r\n");
+    cases.push((
+        "deep_nesting",
+        nested.into_bytes(),
+        MailExpect::Refused("MIME parts"),
+    ));
+
+    // 30 MB: over `mail_max_message_bytes` (25 MiB), refused before it is parsed.
+    let mut huge = raw_mail(
+        &[
+            "From: a@example.com",
+            "Message-ID: <huge@example.com>",
+            "Content-Type: text/plain",
+        ],
+        "",
+    );
+    huge.resize(huge.len() + 30 * 1024 * 1024, b'a');
+    cases.push(("thirty_megabytes", huge, MailExpect::Refused("at most")));
+
+    // No sender the desk could answer.
+    cases.push((
+        "no_from",
+        raw_mail(
+            &["Subject: hi", "Message-ID: <nofrom@example.com>"],
+            "hello",
+        ),
+        MailExpect::Refused("no sender"),
+    ));
+    cases.push((
+        "from_is_a_group_of_nobody",
+        raw_mail(
+            &[
+                "From: undisclosed-recipients:;",
+                "Message-ID: <group@example.com>",
+            ],
+            "hello",
+        ),
+        MailExpect::Refused("no sender"),
+    ));
+
+    // Encoded-word tricks: a display name that decodes to another address, a subject
+    // that decodes to a line break and a Bcc header, a file name that decodes to a path.
+    let trick_name = data_encoding::BASE64
+        .encode(b"support@vendor.test <evil@attacker.example>\r\nBcc: victim@example.org");
+    cases.push((
+        "encoded_words",
+        raw_mail(
+            &[
+                &format!("From: =?utf-8?B?{trick_name}?= <ana.encoded@example.com>"),
+                "Subject: =?utf-8?Q?hello=0D=0ABcc:_victim@example.org?=",
+                "Message-ID: <encoded@example.com>",
+                "Content-Type: multipart/mixed; boundary=\"e\"",
+            ],
+            &format!(
+                "--e\r\nContent-Type: text/plain\r\n\r\nNo photo here.\r\n--e\r\nContent-Type: application/xml; name=\"=?utf-8?B?{}?=\"\r\nContent-Disposition: attachment; filename=\"=?utf-8?B?{}?=\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--e--\r\n",
+                data_encoding::BASE64.encode(b"../../../etc/passwd"),
+                data_encoding::BASE64.encode(b"../../../etc/passwd"),
+                base64_lines(&export("ENCODED000001"))
+            ),
+        ),
+        MailExpect::Answered("label"),
+    ));
+
+    // Header injection: a Message-ID and references carrying line breaks, spaces and
+    // angle brackets, which the desk's own headers would repeat.
+    cases.push((
+        "header_injection",
+        raw_mail(
+            &[
+                "From: ana.inject@example.com",
+                "Subject: help",
+                "Message-ID: <x@example.com>\r\n Bcc: victim@example.org",
+                "In-Reply-To: <a@b>\r\n\tX-Injected: yes",
+                "References: <ok@example.com> <bad id@example.com> <c<d@e>",
+            ],
+            "I need a password reset.",
+        ),
+        MailExpect::Answered("export"),
+    ));
+
+    // A zip of the export and the photo: never unpacked, named in the answer.
+    let zip = zip_of(&[
+        ("export.xml", &export("ZIPPED0000001")),
+        ("label.jpg", &photo),
+    ]);
+    cases.push((
+        "zip",
+        raw_mail(
+            &["From: ana.zip@example.com", "Subject: files", "Message-ID: <zip@example.com>", "Content-Type: multipart/mixed; boundary=\"z\""],
+            &format!(
+                "--z\r\nContent-Type: text/plain\r\n\r\nAll in the zip.\r\n--z\r\nContent-Type: application/zip; name=\"files.zip\"\r\nContent-Disposition: attachment; filename=\"files.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--z--\r\n",
+                base64_lines(&zip)
+            ),
+        ),
+        MailExpect::Answered("archives"),
+    ));
+
+    // HTML only, with script, styles and a tracking image: the ticket's message is text.
+    cases.push((
+        "html_with_script",
+        raw_mail(
+            &["From: ana.html@example.com", "Subject: reset", "Message-ID: <html@example.com>", "Content-Type: multipart/mixed; boundary=\"h\""],
+            &format!(
+                "--h\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><head><style>p{{color:red}}</style><script>alert('x')</script></head><body><p onclick=\"steal()\">Please <b>reset</b> it</p><img src=\"https://tracker.example/p.gif\"></body></html>\r\n{}--h--\r\n",
+                request_parts("HTMLMAIL00001", "h")
+            ),
+        ),
+        MailExpect::Ticket { not_in_text: &["<script", "alert(", "onclick", "<b>", "tracker.example", "color:red"] },
+    ));
+
+    // Invalid UTF-8 and NUL bytes in the headers and the text.
+    let mut broken = b"X-Junk: \xff\xfe\x00\x1b[31m\r\n".to_vec();
+    broken.extend(raw_mail(
+        &[
+            "From: ana.bytes@example.com",
+            "Subject: \u{202e}txt.exe",
+            "Message-ID: <bytes@example.com>",
+            "Content-Type: text/plain; charset=utf-8",
+        ],
+        "",
+    ));
+    broken.extend(b"reset please \xc3\x28 \x00 end\r\n");
+    cases.push(("broken_bytes", broken, MailExpect::Answered("export")));
+
+    let token = app.agent_token("agent@vendor.test").await;
+    for (id, raw, expect) in cases {
+        let before = app.stored_counts().await;
+        let mails_before = app.mails().len();
+        let taken = take(&app.desk, &raw).await;
+        app.run_outbox().await;
+        let after = app.stored_counts().await;
+        let new_mails: Vec<_> = app.mails().into_iter().skip(mails_before).collect();
+        for mail in &new_mails {
+            // The desk's own headers stay whole: one recipient, nothing injected.
+            let lower = mail.headers.to_ascii_lowercase();
+            assert!(
+                !lower.contains("bcc:") && !lower.contains("x-injected"),
+                "{id}: {}",
+                mail.headers
+            );
+            assert!(
+                !mail.to.contains("victim") && !mail.to.contains("attacker"),
+                "{id}: to {}",
+                mail.to
+            );
+            assert!(
+                !mail.subject.contains('\n') && !mail.subject.contains("victim"),
+                "{id}: {}",
+                mail.subject
+            );
+        }
+        match expect {
+            MailExpect::Refused(says) => {
+                let Err(TakeError::Refused(why)) = &taken else {
+                    panic!("{id}: refused, not {taken:?}");
+                };
+                assert!(why.to_string().contains(says), "{id}: {why}");
+                assert_eq!(after, before, "{id}: nothing stored");
+                assert!(new_mails.is_empty(), "{id}: nothing sent");
+            }
+            MailExpect::Answered(says) => {
+                assert!(matches!(taken, Ok(Taken::Answered)), "{id}: {taken:?}");
+                assert_eq!(after.0, before.0, "{id}: no ticket");
+                assert_eq!(new_mails.len(), 1, "{id}: one answer");
+                assert!(
+                    new_mails[0].text.contains(says),
+                    "{id}: {}",
+                    new_mails[0].text
+                );
+            }
+            MailExpect::Ticket { not_in_text } => {
+                let Ok(Taken::NewTicket(number)) = &taken else {
+                    panic!("{id}: a ticket, not {taken:?}");
+                };
+                let ticket: serde_json::Value = app
+                    .api_get(&token, &format!("/api/v1/tickets/{number}"))
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                let text = ticket["messages"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                assert!(text.contains("reset"), "{id}: the words are kept: {text}");
+                for bad in not_in_text {
+                    assert!(!text.contains(bad), "{id}: {bad:?} in {text}");
+                }
+            }
+        }
+    }
+}
+
+crate::on_both_backends!(hostile_mail);

@@ -81,3 +81,16 @@ fn image_sniff_answers_every_fuzz_input() {
         let _ = qr::read_image(bytes);
     });
 }
+
+#[test]
+fn inbound_mail_answers_every_fuzz_input() {
+    answers_every_input("inbound_mail", |bytes| {
+        let _ = resetdesk::mail::inbound::InboundMail::parse(
+            bytes,
+            64 * 1024,
+            "desk.example",
+            Some("support@desk.example"),
+        )
+        .map(|mail| mail.own_words());
+    });
+}

@@ -80,11 +80,28 @@ async fn the_desk_takes_its_mailbox(url: impl Fn(&ImapServer) -> String) {
         s.mail.imap_url = Some(resetdesk::config::Secret::new(url));
         s.mail.imap_ca_file = Some(ca);
         s.mail.imap_poll_secs = 1;
+        s.mail.max_message_bytes = 1024 * 1024;
     })
     .await
     .unwrap();
     let keys = app.keys();
     server.deliver(&request_mail(&keys, 1, &label_photo()));
+    // Over mail_max_message_bytes: only its header is fetched, and its sender told.
+    let noise: Vec<u8> = (0..1_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    server.deliver(
+        &Outgoing {
+            from: "customer4@example.com",
+            subject: "Photos",
+            text: "All my photos",
+            message_id: "<big.4@example.com>",
+            in_reply_to: None,
+            files: vec![("video.mov", "video/quicktime", noise)],
+            extra_headers: "",
+        }
+        .bytes(),
+    );
     server.deliver(
         &Outgoing {
             from: "customer2@example.com",
@@ -102,8 +119,8 @@ async fn the_desk_takes_its_mailbox(url: impl Fn(&ImapServer) -> String) {
         app.desk.clone(),
         stopped,
     ));
-    wait_until_async("both messages filed away", 30, || {
-        server.messages_in("INBOX").is_empty() && server.messages_in("resetdesk-done").len() == 2
+    wait_until_async("the three messages filed away", 30, || {
+        server.messages_in("INBOX").is_empty() && server.messages_in("resetdesk-done").len() == 3
     })
     .await;
     app.run_outbox().await;
@@ -116,10 +133,17 @@ async fn the_desk_takes_its_mailbox(url: impl Fn(&ImapServer) -> String) {
         app.mails_to("customer2@example.com").is_empty(),
         "no answer to a robot"
     );
+    let too_large = app.mails_to("customer4@example.com");
+    assert_eq!(too_large.len(), 1, "the oversized message is answered");
+    assert!(
+        too_large[0].text.contains("at most 1 MB"),
+        "{}",
+        too_large[0].text
+    );
     // A message arriving later is seen without a restart (IDLE).
     server.deliver(&request_mail(&keys, 3, &label_photo()));
     wait_until_async("the later message filed away", 30, || {
-        server.messages_in("resetdesk-done").len() == 3
+        server.messages_in("resetdesk-done").len() == 4
     })
     .await;
     stop.send(true).unwrap();

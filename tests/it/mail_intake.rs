@@ -9,7 +9,7 @@ use resetdesk::domain::Timestamp;
 use resetdesk::mail::inbound::{Taken, take};
 use resetdesk::protocol::{export_xml, reset_string};
 
-use crate::desk_support::{Backend, TestApp, label_photo, spawn_app_on};
+use crate::desk_support::{Backend, TestApp, label_photo, spawn_app_on, spawn_app_on_with};
 use crate::on_both_backends;
 
 const NVR: &str = "DS7608NI20240115AAWR123456789";
@@ -309,6 +309,109 @@ async fn a_rejected_customers_reply_sends_the_ticket_back(backend: Backend) {
         "the quoted mail is left out"
     );
     assert_eq!(messages[1]["from"], "mallory@example.net");
+    let authors: Vec<&str> = messages
+        .iter()
+        .map(|m| m["author"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        authors,
+        ["customer", "stranger", "stranger", "customer"],
+        "the forged sender is not shown as the customer"
+    );
+
+    // The agent reads the conversation on the ticket page, the unproven messages marked,
+    // and the queue says the customer replied.
+    app.create_agent("console@vendor.test").await;
+    let agent = app.sign_in("console@vendor.test").await;
+    let queue = app.console_page(&agent, "/console").await;
+    assert!(queue.contains("customer replied"), "the queue's badge");
+    let page = app
+        .console_page(&agent, &format!("/console/tickets/{number}"))
+        .await;
+    let said = crate::html::texts(&page, "#messages > li");
+    assert_eq!(said.len(), 4, "{said:?}");
+    assert!(said[1].contains("mallory@example.net") && said[1].contains("Not proven"));
+    assert!(said[2].contains("Not proven") && said[2].contains("approve it"));
+    assert!(said[3].contains("Customer") && !said[3].contains("Not proven"));
+    assert!(crate::html::text(&page, "#customer-replies").contains("label is on its back"));
+
+    // The agent answers from the page: mailed to the customer in the thread of their
+    // latest e-mail, kept in the conversation; the badge goes.
+    let before = app.mails_to("ana@example.com").len();
+    let answered = app
+        .console_action(
+            &agent,
+            number.as_str(),
+            "messages",
+            &[(
+                "message",
+                "Thanks: could you send a photo of the back?\nWe will look again.",
+            )],
+        )
+        .await;
+    assert_eq!(answered, 303);
+    app.run_outbox().await;
+    let mails = app.mails_to("ana@example.com");
+    assert_eq!(mails.len(), before + 1, "one mail to the customer");
+    let answer = mails.last().unwrap();
+    assert!(
+        answer.subject.contains(number.as_str()),
+        "{}",
+        answer.subject
+    );
+    assert!(answer.text.contains("could you send a photo of the back?"));
+    assert_eq!(
+        header(&answer.headers, "In-Reply-To"),
+        Some("<reply.1@example.com>")
+    );
+    assert_eq!(
+        header(&answer.headers, "Auto-Submitted"),
+        None,
+        "a person's answer"
+    );
+    let ticket = ticket_json(&app, &token, &number).await;
+    let last = ticket["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["direction"], "out");
+    assert_eq!(last["author"], "agent");
+    assert_eq!(last["from"], "console@vendor.test");
+    let page = app
+        .console_page(&agent, &format!("/console/tickets/{number}"))
+        .await;
+    assert!(crate::html::texts(&page, "#customer-replies").is_empty());
+    let queue = app.console_page(&agent, "/console").await;
+    assert!(!queue.contains("customer replied"), "answered");
+
+    // An empty answer is refused with why, and sends nothing.
+    let empty = app
+        .console_action(&agent, number.as_str(), "messages", &[("message", "  \n ")])
+        .await;
+    assert_eq!(empty, 422);
+    // The API answers the same way, read-only tokens aside.
+    let by_api = app
+        .api_post(
+            &token,
+            &format!("/api/v1/tickets/{number}/messages"),
+            serde_json::json!({"text": "  One more thing.\u{7}  "}),
+        )
+        .await;
+    assert_eq!(by_api.status(), 200);
+    let sent: serde_json::Value = by_api.json().await.unwrap();
+    assert_eq!(sent["text"], "One more thing.");
+    let too_long = app
+        .api_post(
+            &token,
+            &format!("/api/v1/tickets/{number}/messages"),
+            serde_json::json!({"text": "x".repeat(4001)}),
+        )
+        .await;
+    assert_eq!(too_long.status(), 422);
+    app.run_outbox().await;
+    assert_eq!(app.mails_to("ana@example.com").len(), before + 2);
 }
 
 async fn robots_get_no_answer(backend: Backend) {
@@ -334,10 +437,16 @@ async fn robots_get_no_answer(backend: Backend) {
             files: Vec::new(),
             extra_headers: headers,
         };
-        assert!(
-            matches!(taken(&app, &mail.bytes()).await, Taken::Ignored(_)),
-            "{headers}"
-        );
+        let taken = taken(&app, &mail.bytes()).await;
+        if headers.starts_with("Precedence") || headers.starts_with("List-") {
+            // A person's mail through a list or group: taken, never answered.
+            assert!(
+                matches!(taken, Taken::Unanswered(_)),
+                "{headers}: {taken:?}"
+            );
+        } else {
+            assert!(matches!(taken, Taken::Ignored(_)), "{headers}: {taken:?}");
+        }
     }
     // And our own mail coming back.
     let own = Outgoing {
@@ -352,27 +461,58 @@ async fn robots_get_no_answer(backend: Backend) {
     assert!(matches!(taken(&app, &own.bytes()).await, Taken::Ignored(_)));
     app.run_outbox().await;
     assert!(app.mails().is_empty(), "no answer to any of them");
+    // A support address behind a Google Group: every customer's mail carries List-Id,
+    // and a request in it is still a request.
+    let through_group = Outgoing {
+        from: "ana@example.com",
+        subject: "Reset please",
+        text: "Attached.",
+        message_id: "<group.1@example.com>",
+        in_reply_to: None,
+        files: vec![
+            ("export.xml", "application/xml", export_for(&app, NVR)),
+            ("label.jpg", "image/jpeg", label_photo()),
+        ],
+        extra_headers: "List-Id: <support.vendor.test>\r\nPrecedence: list\r\n",
+    };
+    assert!(matches!(
+        taken(&app, &through_group.bytes()).await,
+        Taken::NewTicket(_)
+    ));
+    app.run_outbox().await;
+    assert_eq!(
+        app.mails_to("ana@example.com").len(),
+        1,
+        "its acknowledgment"
+    );
 }
 
-async fn one_sender_cannot_flood_the_desk(backend: Backend) {
-    let Some(app) = spawn_app_on(backend).await else {
+/// Forged senders can neither silence the address they name nor make the desk carry
+/// their words: answers are limited (per address, and in all), messages are still taken,
+/// and an answer repeats nothing of the message.
+async fn forged_floods_neither_silence_nor_relay(backend: Backend) {
+    let Some(app) = spawn_app_on_with(backend, |s| s.mail.answers_per_hour = 12).await else {
         return;
     };
     let mut answered = 0;
     for n in 0..12 {
         let id = format!("<flood.{n}@example.com>");
         let mail = Outgoing {
-            from: "flood@example.com",
-            subject: "help",
+            from: "BUY NOW at spam.example <victim@example.com>",
+            subject: "Cheap pills at spam.example",
             text: "no attachments",
             message_id: &id,
             in_reply_to: None,
-            files: Vec::new(),
+            files: vec![(
+                "spam.example offer.zip",
+                "application/zip",
+                b"PK\x03\x04".to_vec(),
+            )],
             extra_headers: "",
         };
         match taken(&app, &mail.bytes()).await {
             Taken::Answered => answered += 1,
-            Taken::Limited => {}
+            Taken::Unanswered(_) => {}
             other => panic!("{other:?}"),
         }
     }
@@ -380,6 +520,55 @@ async fn one_sender_cannot_flood_the_desk(backend: Backend) {
         answered, 10,
         "mail_per_sender_per_hour answers, then silence"
     );
+    app.run_outbox().await;
+    let answers = app.mails_to("victim@example.com");
+    assert_eq!(answers.len(), 10);
+    for answer in &answers {
+        let whole = format!(
+            "{}\n{}\n{}\n{}",
+            answer.headers, answer.subject, answer.text, answer.html
+        );
+        assert!(
+            !whole.contains("spam.example"),
+            "nothing of the message is repeated: {whole}"
+        );
+    }
+    // The address named is not silenced: its owner's own request still becomes a ticket.
+    let real = Outgoing {
+        from: "victim@example.com",
+        subject: "Password reset",
+        text: "Here are the export and the label.",
+        message_id: "<real.1@example.com>",
+        in_reply_to: None,
+        files: vec![
+            ("export.xml", "application/xml", export_for(&app, NVR)),
+            ("label.jpg", "image/jpeg", label_photo()),
+        ],
+        extra_headers: "",
+    };
+    assert!(matches!(
+        taken(&app, &real.bytes()).await,
+        Taken::NewTicket(_)
+    ));
+    // And the desk's answers in all stop at mail_answers_per_hour (12 here).
+    let mut others = Vec::new();
+    for n in 0..3 {
+        let id = format!("<other.{n}@example.org>");
+        let from = format!("other{n}@example.org");
+        let mail = Outgoing {
+            from: &from,
+            subject: "help",
+            text: "no attachments",
+            message_id: &id,
+            in_reply_to: None,
+            files: Vec::new(),
+            extra_headers: "",
+        };
+        others.push(taken(&app, &mail.bytes()).await);
+    }
+    assert!(matches!(others[0], Taken::Answered));
+    assert!(matches!(others[1], Taken::Answered));
+    assert!(matches!(others[2], Taken::Unanswered(_)), "{others:?}");
 }
 
 on_both_backends!(
@@ -387,7 +576,7 @@ on_both_backends!(
     a_missing_photo_is_answered_and_the_reply_completes_the_request,
     a_rejected_customers_reply_sends_the_ticket_back,
     robots_get_no_answer,
-    one_sender_cannot_flood_the_desk,
+    forged_floods_neither_silence_nor_relay,
 );
 
 #[tokio::test]

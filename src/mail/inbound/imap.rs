@@ -29,6 +29,13 @@ const BATCH: usize = 50;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A command that takes longer than this means the connection is dead.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a message the desk could not take now (its database away, another replica
+/// on it) is left alone before it is tried again, the messages after it going first: a
+/// claim's lease, after which a dead replica's claim is taken over.
+const DEFERRED_FOR: Duration = Duration::from_secs(super::take::CLAIM_LEASE_SECS as u64);
+/// The most of an oversized message's header read: enough for every header a message
+/// needs, and a message whose header alone is huge is not fetched whole.
+const MAX_HEADER_FETCH: &str = "BODY.PEEK[HEADER]<0.65536>";
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,12 +207,21 @@ async fn watch(
         }
     }
     let poll = Duration::from_secs(desk.settings.mail.imap_poll_secs);
+    let mut deferred = Deferred::default();
     loop {
         timed(session.select(&url.folder)).await?;
         loop {
-            let handled =
-                take_batch(desk, &mut session, can_file.then_some(&done), can_move).await?;
-            if handled < BATCH || *stopped.borrow() {
+            let looked = take_batch(
+                desk,
+                &mut session,
+                can_file.then_some(&done),
+                can_move,
+                &mut deferred,
+            )
+            .await?;
+            // A full batch: more may wait. The deferred are not looked at again in this
+            // round, so every round ends.
+            if looked < BATCH || *stopped.borrow() {
                 break;
             }
         }
@@ -235,17 +251,38 @@ async fn watch(
     }
 }
 
-/// Takes up to [`BATCH`] messages; returns how many it looked at.
+/// The messages left for later (by UID), and until when: a message the desk cannot take
+/// now must not hold up the ones after it, nor be fetched again at once without end.
+#[derive(Default)]
+struct Deferred(std::collections::HashMap<u32, tokio::time::Instant>);
+
+impl Deferred {
+    fn defer(&mut self, uid: u32) {
+        self.0
+            .insert(uid, tokio::time::Instant::now() + DEFERRED_FOR);
+    }
+
+    /// Whether the message waits still; forgets those whose time has come.
+    fn waits(&mut self, uid: u32) -> bool {
+        let now = tokio::time::Instant::now();
+        self.0.retain(|_, until| *until > now);
+        self.0.contains_key(&uid)
+    }
+}
+
+/// Takes up to [`BATCH`] messages not deferred; returns how many it looked at.
 async fn take_batch(
     desk: &Desk,
     session: &mut Session<Connection>,
     done_folder: Option<&String>,
     can_move: bool,
+    deferred: &mut Deferred,
 ) -> Result<usize, ImapError> {
     let mut uids: Vec<u32> =
         timed(session.uid_search(format!("UNDELETED UNKEYWORD {DONE_KEYWORD}")))
             .await?
             .into_iter()
+            .filter(|uid| !deferred.waits(*uid))
             .collect();
     uids.sort_unstable();
     uids.truncate(BATCH);
@@ -267,7 +304,7 @@ async fn take_batch(
         };
         // Size limits before parsing: an oversized message's body is never fetched.
         let what = if u64::from(size) > max {
-            "BODY.PEEK[HEADER]"
+            MAX_HEADER_FETCH
         } else {
             "BODY.PEEK[]"
         };
@@ -297,7 +334,8 @@ async fn take_batch(
                 crate::observability::mail_intake("refused");
             }
             Err(TakeError::TryLater(why)) => {
-                tracing::info!(uid, %why, "a message left for the next look");
+                tracing::info!(uid, %why, "a message left for later");
+                deferred.defer(*uid);
                 continue;
             }
         }

@@ -68,8 +68,14 @@ pub struct InboundMail {
     pub subject: String,
     /// `In-Reply-To` and `References`, each `<…>`, newest first.
     pub references: Vec<String>,
-    /// Why no answer may go back (RFC 3834 and the like); `None` for a person's mail.
+    /// Why the message is a robot's, taken and left alone (RFC 3834's auto-replies,
+    /// bounces, reports, our own mail); `None` for a person's mail.
     pub automated: Option<&'static str>,
+    /// Why a person's message must still get no answer from the desk: it came through a
+    /// mailing list or group (`List-*`, `Precedence: list/bulk/junk`). It is taken like
+    /// any other (a support address behind a Google Group gets these headers on every
+    /// customer's mail); only the desk's answers saying what to fix are not sent.
+    pub quiet: Option<&'static str>,
     /// The language the message says it is in (`Content-Language`) or reads like.
     pub language: Option<Lang>,
     /// The text, HTML converted to text; quoted earlier mail kept.
@@ -180,6 +186,7 @@ impl InboundMail {
                 .unwrap_or_default(),
             references,
             automated,
+            quiet: through_a_list(&message),
             language,
             text,
             files: Vec::new(),
@@ -223,18 +230,13 @@ impl InboundMail {
                 PartType::Multipart(_) => continue,
             };
             let kind = file_kind(&name, &declared, bytes);
-            let shown = if name.is_empty() {
-                declared.clone()
-            } else {
-                name.clone()
-            };
+            // The answer never repeats the file's name: the sender's words (or a forger's,
+            // with someone else's address in From) would reach whoever it names.
             match kind {
-                FileKind::Heic => self
-                    .skipped
-                    .push(Message::new("mail_intake.skipped_heic").with("file", shown)),
+                FileKind::Heic => self.skipped.push(Message::new("mail_intake.skipped_heic")),
                 FileKind::Archive => self
                     .skipped
-                    .push(Message::new("mail_intake.skipped_archive").with("file", shown)),
+                    .push(Message::new("mail_intake.skipped_archive")),
                 FileKind::Winmail => self
                     .skipped
                     .push(Message::new("mail_intake.skipped_winmail")),
@@ -252,7 +254,7 @@ impl InboundMail {
                         .push(Message::new("mail_intake.skipped_too_many").with("max", MAX_FILES));
                 }
                 FileKind::Xml | FileKind::Picture => self.files.push(MailFile {
-                    name: shown,
+                    name: if name.is_empty() { declared } else { name },
                     kind,
                     bytes: bytes.to_vec(),
                 }),
@@ -313,6 +315,26 @@ fn count_parts(message: &mail_parser::Message<'_>, depth: usize) -> usize {
 }
 
 /// RFC 3834 and what mail robots add beside it: a message no answer may go back to.
+/// Why a person's message came through a list or group, if it did (see
+/// [`InboundMail::quiet`]).
+fn through_a_list(message: &mail_parser::Message<'_>) -> Option<&'static str> {
+    let present = |name: &str| message.header_raw(name).is_some();
+    if ["List-Id", "List-Unsubscribe", "List-Post"]
+        .iter()
+        .any(|h| present(h))
+    {
+        return Some("a mailing list or group");
+    }
+    let precedence = message
+        .header_raw("Precedence")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    ["bulk", "list", "junk"]
+        .iter()
+        .any(|p| precedence.starts_with(p))
+        .then_some("Precedence: bulk, list or junk")
+}
+
 fn automated(message: &mail_parser::Message<'_>) -> Option<&'static str> {
     let raw = |name: &str| {
         message
@@ -322,18 +344,8 @@ fn automated(message: &mail_parser::Message<'_>) -> Option<&'static str> {
     if raw("Auto-Submitted").is_some_and(|v| !v.is_empty() && !v.starts_with("no")) {
         return Some("Auto-Submitted");
     }
-    if raw("Precedence").is_some_and(|v| {
-        ["bulk", "list", "junk", "auto_reply"]
-            .iter()
-            .any(|p| v.starts_with(p))
-    }) {
+    if raw("Precedence").is_some_and(|v| v.starts_with("auto_reply")) {
         return Some("Precedence");
-    }
-    if ["List-Id", "List-Unsubscribe", "List-Post"]
-        .iter()
-        .any(|h| raw(h).is_some())
-    {
-        return Some("a mailing list");
     }
     if raw("Return-Path").is_some_and(|v| v.replace(' ', "") == "<>") {
         return Some("a bounce (empty Return-Path)");

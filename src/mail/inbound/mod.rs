@@ -4,9 +4,12 @@
 //! makes a ticket of it as the form would, adds it to the ticket it answers, or answers
 //! once with what to fix. Robots (auto-replies, bounces, lists, ourselves) get no answer.
 
+#[cfg(feature = "server")]
 pub mod imap;
 pub mod message;
+#[cfg(feature = "server")]
 pub mod take;
 
 pub use message::{InboundMail, Refused};
-pub use take::{TakeError, Taken, take};
+#[cfg(feature = "server")]
+pub use take::{KEPT_FOR_SECS, TakeError, Taken, take};

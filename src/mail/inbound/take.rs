@@ -20,7 +20,13 @@ use crate::store::{
 /// over after this. A message takes a second or two; one that outlives its lease and is
 /// taken twice still makes one ticket (the challenge is unique), one conversation entry
 /// (the Message-ID is) and one answer (queued only by the claim's `finish_inbound`).
-const CLAIM_LEASE_SECS: i64 = 30;
+pub(super) const CLAIM_LEASE_SECS: i64 = 30;
+/// How long the files of an answered message wait for the customer's reply: as long as
+/// the export in it lives (`CHALLENGE_LIFETIME_SECS`); the sweeper forgets them then.
+pub const KEPT_FOR_SECS: i64 = crate::protocol::CHALLENGE_LIFETIME_SECS;
+/// The most messages not proven to be the customer's (see [`MessageAuthor::Stranger`])
+/// one ticket keeps.
+const MAX_UNPROVEN_PER_TICKET: usize = 20;
 /// The most of a new request's e-mail kept as its first message.
 const MAX_FIRST_MESSAGE_CHARS: usize = 4000;
 
@@ -37,8 +43,10 @@ pub enum Taken {
     Answered,
     /// A robot's (or our own): taken, not answered.
     Ignored(&'static str),
-    /// More from this sender than `mail_per_sender_per_hour`: set aside, not answered.
-    Limited,
+    /// It could not become a request, and the answer was withheld (why): the sender
+    /// had `mail_per_sender_per_hour` answers in the hour, the desk
+    /// `mail_answers_per_hour`, or it came through a mailing list.
+    Unanswered(&'static str),
     /// Handled before (a retry, or another replica): nothing done again.
     AlreadyDone,
 }
@@ -52,7 +60,7 @@ impl Taken {
             Self::Reply(_) => "reply",
             Self::Answered => "answered",
             Self::Ignored(_) => "ignored",
-            Self::Limited => "limited",
+            Self::Unanswered(_) => "unanswered",
             Self::AlreadyDone => "already_done",
         }
     }
@@ -87,19 +95,11 @@ pub async fn take_oversized(desk: &Desk, header: &[u8], size: u64) -> Result<Tak
 }
 
 async fn take_read(desk: &Desk, raw: &[u8], oversized: Option<u64>) -> Result<Taken, TakeError> {
-    let own_address = desk
-        .settings
-        .mail
-        .from
-        .parse::<lettre::message::Mailbox>()
-        .ok()
-        .and_then(|m| crate::domain::EmailAddress::parse(m.email.as_ref()).ok())
-        .map(|e| e.mailbox());
     let mail = InboundMail::parse(
         raw,
         desk.settings.mail.max_message_bytes,
         &desk.mail.message_domain,
-        own_address.as_deref(),
+        desk.mail.own_mailbox.as_deref(),
     )?;
     let now = desk.clock.now();
     match desk
@@ -120,7 +120,16 @@ async fn take_read(desk: &Desk, raw: &[u8], oversized: Option<u64>) -> Result<Ta
             ));
         }
     }
-    let (taken, ticket, answer) = handle(desk, &mail, oversized).await?;
+    let (mut taken, ticket, mut answer) = handle(desk, &mail, oversized).await?;
+    if answer.is_some()
+        && let Some(why) = answer_withheld(desk, &mail).await?
+    {
+        tracing::warn!(sender = %mail.sender.mailbox(), why, "an answer withheld");
+        answer = None;
+        if taken == Taken::Answered {
+            taken = Taken::Unanswered(why);
+        }
+    }
     match desk
         .store
         .finish_inbound(
@@ -154,6 +163,33 @@ async fn take_read(desk: &Desk, raw: &[u8], oversized: Option<u64>) -> Result<Ta
 
 type Handled = (Taken, Option<TicketId>, Option<NewMail>);
 
+/// Why the desk sends this message no answer, if it doesn't: it came through a list, or
+/// the answers' limits are reached. The answers are limited, not the messages taken:
+/// mail forged in someone's name must not silence their own requests, and the desk must
+/// not mail whoever forgers name without end.
+async fn answer_withheld(
+    desk: &Desk,
+    mail: &InboundMail,
+) -> Result<Option<&'static str>, TakeError> {
+    if let Some(why) = mail.quiet {
+        return Ok(Some(why));
+    }
+    let since = desk.clock.now().plus_seconds(-3600);
+    let (to_sender, all) = desk
+        .store
+        .inbound_answers_since(&mail.sender.mailbox(), since)
+        .await?;
+    Ok(
+        if to_sender >= i64::from(desk.settings.mail.per_sender_per_hour) {
+            Some("mail_per_sender_per_hour answers sent to this address in the last hour")
+        } else if all >= i64::from(desk.settings.mail.answers_per_hour) {
+            Some("mail_answers_per_hour answers sent in the last hour")
+        } else {
+            None
+        },
+    )
+}
+
 async fn handle(
     desk: &Desk,
     mail: &InboundMail,
@@ -162,15 +198,6 @@ async fn handle(
     if let Some(why) = mail.automated {
         tracing::info!(message_id = %mail.message_id, why, "an automatic message: not answered");
         return Ok((Taken::Ignored(why), None, None));
-    }
-    let since = desk.clock.now().plus_seconds(-3600);
-    let recent = desk
-        .store
-        .inbound_from_sender_since(&mail.sender.mailbox(), since)
-        .await?;
-    if recent > i64::from(desk.settings.mail.per_sender_per_hour) {
-        tracing::warn!(sender = %mail.sender.mailbox(), recent, "too many e-mails from one sender: set aside");
-        return Ok((Taken::Limited, None, None));
     }
     if let Some(size) = oversized {
         let megabytes = |bytes: u64| bytes.div_ceil(1024 * 1024);
@@ -231,6 +258,20 @@ async fn reply(
         .chars()
         .take(crate::customer::reply::MAX_REPLY_CHARS)
         .collect();
+    let unproven = ticket
+        .messages
+        .iter()
+        .filter(|m| m.author == MessageAuthor::Stranger)
+        .count();
+    if unproven >= MAX_UNPROVEN_PER_TICKET {
+        // Anyone who learns a ticket number could otherwise bury its conversation.
+        tracing::warn!(ticket = %number, "too many unproven messages on one ticket: not kept");
+        return Ok((
+            Taken::Ignored("too many unproven messages on the ticket"),
+            Some(ticket.id),
+            None,
+        ));
+    }
     if mail.sender.mailbox() != ticket.customer.email.mailbox() {
         // Kept for the agents with a warning; it acts on nothing.
         tracing::warn!(ticket = %number, sender = %mail.sender, "a reply from another address: kept, not acted on");
@@ -252,7 +293,7 @@ async fn reply(
         } else {
             words
         };
-        keep_on_ticket(desk, mail, ticket, MessageAuthor::Customer, body).await?;
+        keep_on_ticket(desk, mail, ticket, MessageAuthor::Stranger, body).await?;
         return Ok((Taken::Reply(number), Some(ticket.id), None));
     }
     let mut problems: Vec<Message> = Vec::new();
@@ -392,7 +433,11 @@ async fn new_request(desk: &Desk, mail: &InboundMail) -> Result<Handled, TakeErr
         Ok(submitted) if submitted.existing => Ok((Taken::Existing(submitted.number), None, None)),
         Ok(submitted) => Ok((Taken::NewTicket(submitted.number), None, None)),
         Err(IntakeError::Invalid(issues)) => {
-            keep_for_the_reply(desk, mail, &files, &issues).await?;
+            // Kept only for an answer that goes out: without one there is no reply to
+            // bring the rest, and the answers' limits bound what is kept.
+            if answer_withheld(desk, mail).await?.is_none() {
+                keep_for_the_reply(desk, mail, &files, &issues).await?;
+            }
             let mut problems: Vec<Message> = issues.into_iter().map(|i| i.message).collect();
             problems.extend(mail.skipped.iter().cloned());
             Ok((
@@ -400,6 +445,12 @@ async fn new_request(desk: &Desk, mail: &InboundMail) -> Result<Handled, TakeErr
                 None,
                 Some(answer(desk, mail, language, &problems)?),
             ))
+        }
+        // The same export taken at this moment by another handler (this message's claim
+        // outlived by slow picture work, or the customer's form crossing their mail):
+        // the next look finds its ticket.
+        Err(IntakeError::Conflict(_, message)) if message.key() == "problem.export_same_time" => {
+            Err(TakeError::TryLater(message.english()))
         }
         Err(IntakeError::Conflict(_, message)) => Ok((
             Taken::Answered,
@@ -585,8 +636,6 @@ fn answer(
         &desk.mail,
         language,
         &mail.sender,
-        mail.sender_name.as_deref(),
-        &mail.subject,
         &mail.message_id,
         &problems,
         &format!("{}/", desk.settings.http.public_url),

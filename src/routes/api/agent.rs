@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(claim)
         .service(approve)
         .service(reject)
+        .service(message)
         .service(reasons);
 }
 
@@ -663,5 +664,57 @@ async fn reject(
     Ok(HttpResponse::Ok().json(DecidedJson {
         ticket: number.to_string(),
         status: TicketStatus::Rejected,
+    }))
+}
+
+/// An agent's answer to the customer.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct MessageBody {
+    /// The words the customer reads, as written (plain text, at most 4,000 characters).
+    text: String,
+}
+
+/// The message as it joined the conversation.
+#[derive(Serialize, ToSchema)]
+pub(super) struct MessageSentJson {
+    ticket: String,
+    /// Always `out`: the desk's side of the conversation.
+    direction: &'static str,
+    text: String,
+}
+
+/// E-mails the customer an agent's words, threaded under their latest e-mail, and adds
+/// them to the ticket's conversation (`messages` of `GET /api/v1/tickets/{id}`), in any
+/// status.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/messages", tag = "agents",
+    params(("id" = String, Path, description = "the ticket number")),
+    request_body(content = MessageBody, description = "the words the customer reads"),
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "queued for the customer and added to the conversation", body = MessageSentJson),
+        (status = 400, description = "a body that is not a message", body = ApiError),
+        (status = 401, description = "no agent's token, or not a live one", body = ApiError),
+        (status = 403, description = "a read-only token or a disabled account", body = ApiError),
+        (status = 404, description = "no such ticket", body = ApiError),
+        (status = 413, description = "a body over 64 KB", body = ApiError),
+        (status = 422, description = "an empty message, or one too long", body = ApiError),
+        (status = 503, description = "the database is unreachable", body = ApiError),
+    ))]
+#[post("/api/v1/tickets/{id}/messages")]
+async fn message(
+    desk: web::Data<Desk>,
+    user: ApiUser,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ErrorAnswer> {
+    let body = read_decision(payload).await?;
+    let body: MessageBody = json_body(&body, "send a JSON body such as {\"text\": \"...\"}")?;
+    let number = ticket_number(&path)?;
+    user.may_decide()?;
+    let text = review::message_customer(&desk, &user.user, &number, &body.text).await?;
+    Ok(HttpResponse::Ok().json(MessageSentJson {
+        ticket: number.to_string(),
+        direction: crate::store::MessageAuthor::Agent.direction(),
+        text,
     }))
 }

@@ -21,6 +21,7 @@ use super::{agent, installer, intake};
         agent::claim,
         agent::approve,
         agent::reject,
+        agent::message,
         agent::reasons,
         installer::register_devices,
         installer::devices,

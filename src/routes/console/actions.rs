@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(correct_address)
         .service(assign)
         .service(add_note)
+        .service(message_customer)
         .service(mark_suspicious);
 }
 
@@ -138,10 +139,11 @@ pub(super) enum Done {
     Assigned,
     NoteAdded,
     MarkedSuspicious,
+    MessageSent,
 }
 
 impl Done {
-    pub(super) const ALL: [Done; 12] = [
+    pub(super) const ALL: [Done; 13] = [
         Self::Claimed,
         Self::TakenOver,
         Self::Approved,
@@ -154,6 +156,7 @@ impl Done {
         Self::Assigned,
         Self::NoteAdded,
         Self::MarkedSuspicious,
+        Self::MessageSent,
     ];
 
     pub(super) fn as_str(self) -> &'static str {
@@ -170,6 +173,7 @@ impl Done {
             Self::Assigned => "assigned",
             Self::NoteAdded => "note-added",
             Self::MarkedSuspicious => "marked-suspicious",
+            Self::MessageSent => "message-sent",
         }
     }
 
@@ -202,6 +206,9 @@ impl Done {
                 "The ticket is given to the person named under Claimed by: the history records who gave it."
             }
             Self::NoteAdded => "Your note is added. Only agents see it; the customer never does.",
+            Self::MessageSent => {
+                "Your message is on its way to the customer by e-mail, in the thread of their last one; it is in the conversation below."
+            }
             Self::MarkedSuspicious => {
                 "The automatic decision is marked suspicious: the supervisors are told by e-mail, and for an installer's request that installer's fast track is suspended."
             }
@@ -311,6 +318,18 @@ async fn add_note(action: TicketAction, form: web::Form<ActionForm>) -> HttpResp
         .run(async |desk, user, number| {
             review::add_note(desk, user, number, &note).await?;
             Ok(Done::NoteAdded)
+        })
+        .await
+}
+
+/// Answers the customer by e-mail in the agent's words (`message`).
+#[post("/console/tickets/{ticket}/messages")]
+async fn message_customer(action: TicketAction, form: web::Form<ActionForm>) -> HttpResponse {
+    let message = form.message.clone().unwrap_or_default();
+    action
+        .run(async |desk, user, number| {
+            review::message_customer(desk, user, number, &message).await?;
+            Ok(Done::MessageSent)
         })
         .await
 }

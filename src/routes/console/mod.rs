@@ -69,6 +69,8 @@ struct ActionForm {
     /// A canned text picked from the list, by id (a reason or a photo request).
     canned: Option<String>,
     note: Option<String>,
+    /// An agent's answer to the customer, e-mailed as written.
+    message: Option<String>,
     email: Option<String>,
     /// The version of the evidence the page showed (a hidden field of the decision
     /// forms): a decision on an older one is refused.

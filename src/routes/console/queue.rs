@@ -60,7 +60,7 @@ struct QueueRowView {
     more_devices: i64,
     deadline: Deadline,
     status: &'static str,
-    /// "1 of 2 approvals", "customer says it failed", "customer wrote": what the status
+    /// "1 of 2 approvals", "customer says it failed", "customer replied": what the status
     /// alone hides.
     badges: Vec<&'static str>,
     claimed_by: String,
@@ -418,7 +418,7 @@ async fn queue(
                     badges.push("customer says it failed");
                 }
                 if mark.customer_wrote {
-                    badges.push("customer wrote");
+                    badges.push("customer replied");
                 }
                 QueueRowView {
                     label: LabelColumn::of(checks.get(&t.id).copied()),

@@ -17,7 +17,8 @@ use crate::review::{self, ReviewError};
 use crate::routes::{ErrorAnswer, answer_page, html, message_page};
 use crate::store::{
     Customer, EvidenceState, ExportForm, LabelEvidence, LabelFinding, MailKind, MailStatus,
-    OutboxStatus, ReadCode, TicketDetail, TicketEventKind, TicketView,
+    MessageAuthor, OutboxStatus, ReadCode, TicketDetail, TicketEventKind, TicketMessage,
+    TicketView,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -85,6 +86,43 @@ struct MailRowView {
     not_retried: Option<&'static str>,
 }
 
+/// One message of the conversation. Its text is plain (a mail's HTML was converted
+/// before it was stored) and escaped by the template like any input.
+struct MessageView {
+    /// "Customer", "Not proven to be the customer", or the agent's "Support".
+    who: &'static str,
+    sender: String,
+    at: String,
+    body: String,
+    /// Why the agents should not act on it: a message not proven to be the customer's.
+    warning: Option<&'static str>,
+    /// `in` or `out`, for the page's layout.
+    direction: &'static str,
+}
+
+impl MessageView {
+    fn of(message: &TicketMessage) -> Self {
+        let (who, warning) = match message.author {
+            MessageAuthor::Customer => ("Customer", None),
+            MessageAuthor::Agent => ("Support", None),
+            MessageAuthor::Stranger => (
+                "Not proven to be the customer",
+                Some(
+                    "This e-mail named the ticket but did not answer one of the desk's e-mails to the customer's address, so anyone could have sent it. It changed nothing on the ticket: do not act on what it asks without checking with the customer.",
+                ),
+            ),
+        };
+        Self {
+            who,
+            sender: message.sender.clone(),
+            at: message.at.shown_utc(),
+            body: message.body.clone(),
+            warning,
+            direction: message.author.direction(),
+        }
+    }
+}
+
 /// The desk's automatic decision on the ticket, as its page says it.
 struct AutomaticView {
     track: &'static str,
@@ -146,8 +184,12 @@ struct TicketPage {
     /// text); the customer is sent their own language's.
     canned: Vec<(i64, String)>,
     photo_canned: Vec<(i64, String)>,
-    /// What the customer wrote from the status page: (when, the words).
-    replies: Vec<(String, String)>,
+    /// The customer's latest message, when no agent has written since: (when, the
+    /// words), said at the top of the page.
+    latest_reply: Option<(String, String)>,
+    /// The conversation with the customer, oldest first.
+    messages: Vec<MessageView>,
+    max_message_chars: usize,
     /// The label photos the current one replaced, oldest first: when each was replaced.
     earlier_photos: Vec<String>,
     /// When the viewer last looked, if the customer sent a new photo since.
@@ -412,12 +454,13 @@ impl TicketPage {
                 .filter(|e| e.kind == TicketEventKind::CustomerFeedback)
                 .map(|e| e.detail.clone())
                 .collect(),
-            replies: ticket
-                .events
-                .iter()
-                .filter(|e| e.kind == TicketEventKind::CustomerReply)
-                .map(|e| (e.at.shown_utc(), e.detail.clone()))
-                .collect(),
+            latest_reply: ticket
+                .messages
+                .last()
+                .filter(|m| m.author == MessageAuthor::Customer)
+                .map(|m| (m.at.shown_utc(), m.body.clone())),
+            messages: ticket.messages.iter().map(MessageView::of).collect(),
+            max_message_chars: review::MAX_MESSAGE_CHARS,
             devices: ticket
                 .devices
                 .iter()

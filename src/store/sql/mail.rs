@@ -137,13 +137,14 @@ where
         let mut tx = self.write().await?;
         let finished = sqlx::query(
             "UPDATE inbound_mails SET status = 'done', outcome = $2, ticket_id = $3,
-                                      finished_at = $4, claimed_until = NULL
+                                      finished_at = $4, claimed_until = NULL, answered = $5
              WHERE message_id = $1 AND status = 'claimed'",
         )
         .bind(message_id)
         .bind(outcome)
         .bind(ticket_id.map(|t| t.0))
         .bind(now.unix_seconds())
+        .bind(answer.is_some())
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -159,19 +160,29 @@ where
         tx.commit().await.map_err(db)
     }
 
-    async fn inbound_from_sender_since(
+    async fn inbound_answers_since(
         &self,
         sender_mailbox: &str,
         since: Timestamp,
-    ) -> StoreResult<i64> {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM inbound_mails WHERE sender = $1 AND received_at >= $2",
+    ) -> StoreResult<(i64, i64)> {
+        let to_sender: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM inbound_mails WHERE sender = $1 AND received_at >= $2 AND answered = $3",
         )
         .bind(sender_mailbox)
         .bind(since.unix_seconds())
+        .bind(true)
         .fetch_one(&self.pool)
         .await
-        .map_err(db)
+        .map_err(db)?;
+        let all: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM inbound_mails WHERE answered = $1 AND finished_at >= $2",
+        )
+        .bind(true)
+        .bind(since.unix_seconds())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok((to_sender, all))
     }
 
     async fn ticket_of_message_ids(
@@ -224,13 +235,24 @@ where
             MessageAuthor::Stranger => TicketEventKind::StrangerMessage,
             _ => TicketEventKind::CustomerReply,
         };
+        // Never the bare address: the queue reads an event whose actor is a console
+        // user's address as an agent's step, and a From can name anyone.
         let actor = match message.author {
-            MessageAuthor::Stranger => message.sender.as_str(),
-            _ => "customer",
+            MessageAuthor::Stranger => format!("{} (not proven)", message.sender),
+            _ => "customer".to_owned(),
         };
-        Self::event(&mut tx, ticket_id, now, actor, &kind, &message.body).await?;
+        Self::event(&mut tx, ticket_id, now, &actor, &kind, &message.body).await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
+    }
+
+    async fn forget_inbound_kept(&self, before: Timestamp) -> StoreResult<u64> {
+        sqlx::query("DELETE FROM inbound_kept WHERE kept_at < $1")
+            .bind(before.unix_seconds())
+            .execute(self.writer())
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db)
     }
 
     async fn keep_inbound_files(
