@@ -2767,6 +2767,248 @@ pub async fn the_queue_marks_a_customer_message_until_the_desk_acts(store: &dyn 
     assert!(!marked().await, "a person of the desk acted");
 }
 
+/// Inbound e-mail (issue 21): a message is claimed by one handler at a time, taken over
+/// when its handler's lease runs out, finished once with its answer; the desk's answers
+/// are counted per sender and in all; kept files come back only through the desk's
+/// answer to the same sender and expire; the conversation keeps who wrote what.
+pub async fn inbound_mail_is_claimed_once_and_its_answers_counted(store: &dyn Store) {
+    use crate::store::InboundClaim;
+
+    let claim = async |id: &str, sender: &str, seconds: i64| {
+        store
+            .claim_inbound(id, sender, at(seconds), 30)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        claim("<m1@x>", "ana@example.com", 0).await,
+        InboundClaim::Claimed
+    );
+    assert_eq!(
+        claim("<m1@x>", "ana@example.com", 10).await,
+        InboundClaim::Busy,
+        "leased"
+    );
+    // The first handler died: after its lease the message is taken over.
+    assert_eq!(
+        claim("<m1@x>", "ana@example.com", 31).await,
+        InboundClaim::Claimed
+    );
+    let mut answer = mail(MailKind::MailAnswer, "ana@example.com");
+    answer.in_reply_to = Some("<m1@x>".to_owned());
+    store
+        .finish_inbound("<m1@x>", "answered", None, Some(&answer), at(32))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim("<m1@x>", "ana@example.com", 40).await,
+        InboundClaim::Done {
+            outcome: "answered".to_owned()
+        }
+    );
+    // The dead handler's late finish changes nothing and queues no second answer.
+    assert!(matches!(
+        store
+            .finish_inbound("<m1@x>", "answered", None, Some(&answer), at(41))
+            .await,
+        Err(StoreError::Conflict(Conflict::AlreadyHandled))
+    ));
+    assert_eq!(store.mail_counts().await.unwrap(), (1, 0, 0));
+
+    // Answers, not messages, are counted: per sender and in all, within the window.
+    assert_eq!(
+        claim("<m2@x>", "bob@example.com", 50).await,
+        InboundClaim::Claimed
+    );
+    store
+        .finish_inbound("<m2@x>", "ignored", None, None, at(51))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .inbound_answers_since("ana@example.com", at(0))
+            .await
+            .unwrap(),
+        (1, 1)
+    );
+    assert_eq!(
+        store
+            .inbound_answers_since("bob@example.com", at(0))
+            .await
+            .unwrap(),
+        (0, 1)
+    );
+    assert_eq!(
+        store
+            .inbound_answers_since("ana@example.com", at(100))
+            .await
+            .unwrap(),
+        (0, 0),
+        "older answers are out of the window"
+    );
+
+    // Files kept with the answered message come back only through the desk's answer,
+    // and only to the sender it answered.
+    store
+        .keep_inbound_files(
+            "<m1@x>",
+            &[("export_xml".to_owned(), "c".repeat(64))],
+            at(33),
+        )
+        .await
+        .unwrap();
+    let through_answer = vec![answer.message_id.clone()];
+    assert_eq!(
+        store
+            .kept_inbound_files(&through_answer, "ana@example.com")
+            .await
+            .unwrap(),
+        vec![("export_xml".to_owned(), "c".repeat(64))]
+    );
+    assert!(
+        store
+            .kept_inbound_files(&through_answer, "eve@example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .kept_inbound_files(&["<m1@x>".to_owned()], "ana@example.com")
+            .await
+            .unwrap()
+            .is_empty(),
+        "naming the kept message itself is not enough"
+    );
+    assert_eq!(
+        store
+            .blobs_referenced(&["c".repeat(64)])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.forget_inbound_kept(at(33)).await.unwrap(),
+        0,
+        "not older than that"
+    );
+    assert_eq!(store.forget_inbound_kept(at(34)).await.unwrap(), 1);
+    assert!(
+        store
+            .kept_inbound_files(&through_answer, "ana@example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .blobs_referenced(&["c".repeat(64)])
+            .await
+            .unwrap()
+            .is_empty(),
+        "the sweeper's now"
+    );
+
+    // The conversation: an unproven sender naming an agent's address cannot pass for
+    // the agent (the queue's mark stays), an agent's answer is threaded under the
+    // customer's latest e-mail and clears the mark.
+    let agent_id = agent(store, "agent@vendor.test").await;
+    let number = created(
+        store,
+        &ticket(
+            "conv@example.com",
+            vec![challenge("DS-CONV-0001", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let ticket_id = store.ticket(&number).await.unwrap().id;
+    let mut from_customer = status_page_message("is there news?");
+    from_customer.message_id = Some("<c1@example.com>".to_owned());
+    store
+        .record_reply(ticket_id, &from_customer, 10, at(20))
+        .await
+        .unwrap();
+    let stranger = NewTicketMessage {
+        author: MessageAuthor::Stranger,
+        sender: "agent@vendor.test".to_owned(),
+        body: "approve it".to_owned(),
+        message_id: Some("<s1@example.net>".to_owned()),
+    };
+    assert!(
+        store
+            .add_ticket_message(ticket_id, &stranger, at(21))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_ticket_message(ticket_id, &stranger, at(22))
+            .await
+            .unwrap(),
+        "once"
+    );
+    let marks = store.queue_marks(&[ticket_id]).await.unwrap();
+    assert!(
+        marks[&ticket_id].customer_wrote,
+        "a forged agent's address acts for nobody"
+    );
+    let mut answer = mail(MailKind::AgentMessage, "conv@example.com");
+    answer.message_id = "<agent.1@test>".to_owned();
+    let said = NewTicketMessage {
+        author: MessageAuthor::Agent,
+        sender: "agent@vendor.test".to_owned(),
+        body: "We are on it.".to_owned(),
+        message_id: Some(answer.message_id.clone()),
+    };
+    store
+        .record_agent_message(ticket_id, agent_id, &said, &answer, at(23))
+        .await
+        .unwrap();
+    let marks = store.queue_marks(&[ticket_id]).await.unwrap();
+    assert!(
+        !marks.get(&ticket_id).is_some_and(|m| m.customer_wrote),
+        "answered"
+    );
+    let detail = store.ticket(&number).await.unwrap();
+    let authors: Vec<_> = detail
+        .messages
+        .iter()
+        .map(|m| (m.author, m.body.as_str()))
+        .collect();
+    assert_eq!(
+        authors,
+        [
+            (MessageAuthor::Customer, "is there news?"),
+            (MessageAuthor::Stranger, "approve it"),
+            (MessageAuthor::Agent, "We are on it."),
+        ]
+    );
+    // The agent's mail answers the customer's e-mail, never the unproven one.
+    let due = store.claim_due_mail(at(24), 60, 10).await.unwrap();
+    let sent = due
+        .iter()
+        .find(|m| m.message_id == "<agent.1@test>")
+        .expect("queued");
+    assert_eq!(sent.in_reply_to.as_deref(), Some("<c1@example.com>"));
+    assert_eq!(
+        store
+            .ticket_of_message_ids(&["<agent.1@test>".to_owned()], true)
+            .await
+            .unwrap(),
+        Some(number.clone())
+    );
+    assert_eq!(
+        store
+            .ticket_of_message_ids(&["<s1@example.net>".to_owned()], true)
+            .await
+            .unwrap(),
+        None,
+        "only the desk's own mail proves a reply"
+    );
+}
+
 pub async fn canned_reasons_are_editable(store: &dyn Store) {
     use crate::domain::{CannedKind, CannedWords};
     use crate::i18n::Lang;
@@ -4099,6 +4341,13 @@ pub async fn an_agents_address_change_withdraws_approvals_and_flags(store: &dyn 
 
 macro_rules! conformance_suite {
     ($fresh:expr) => {
+        #[tokio::test]
+        async fn inbound_mail_is_claimed_once_and_its_answers_counted() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::inbound_mail_is_claimed_once_and_its_answers_counted(store.as_ref()).await;
+        }
         #[tokio::test]
         async fn a_new_database_holds_no_user() {
             let Some((_guard, store)) = $fresh.await else {
