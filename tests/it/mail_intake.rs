@@ -130,6 +130,31 @@ async fn a_request_by_mail_is_answered_in_its_thread(backend: Backend) {
             .contains("export and the label")
     );
 
+    // The photo again, answering the acknowledgment: the ticket waits for no photo, and
+    // the customer is told it was not added.
+    let ack_id = format!("<{}>", acks[0].message_id);
+    let again = Outgoing {
+        from: "ana@example.com",
+        subject: &format!("Re: {}", acks[0].subject),
+        text: "Here is the photo again.",
+        message_id: "<again.1@phone.example>",
+        in_reply_to: Some(&ack_id),
+        files: vec![("IMG_0002.JPG", "image/jpeg", label_photo())],
+        extra_headers: "",
+    };
+    assert_eq!(
+        taken(&app, &again.bytes()).await,
+        Taken::Reply(number.clone())
+    );
+    app.run_outbox().await;
+    let told = app.mails_to("ana@example.com");
+    assert_eq!(told.len(), 2);
+    assert!(
+        told[1].text.contains("not waiting for a new photo"),
+        "{}",
+        told[1].text
+    );
+
     app.approve_by_api(number.as_str()).await;
     app.run_outbox().await;
     let response = app
@@ -139,9 +164,28 @@ async fn a_request_by_mail_is_answered_in_its_thread(backend: Backend) {
         .expect("the response mail");
     assert_eq!(
         header(&response.headers, "In-Reply-To"),
-        Some("<first.1@phone.example>"),
-        "the response answers the customer's e-mail"
+        Some("<again.1@phone.example>"),
+        "the response answers the customer's latest e-mail"
     );
+
+    // A new export in a reply (the device rebooted, say) is a new request.
+    let response_id = format!("<{}>", response.message_id);
+    let new_export = Outgoing {
+        from: "ana@example.com",
+        subject: &format!("Re: {}", response.subject),
+        text: "The key did not work after a reboot; here is a new export.",
+        message_id: "<new-export.1@phone.example>",
+        in_reply_to: Some(&response_id),
+        files: vec![
+            ("export.xml", "application/xml", export_for(&app, NVR)),
+            ("IMG_0003.JPG", "image/jpeg", label_photo()),
+        ],
+        extra_headers: "",
+    };
+    let Taken::NewTicket(second) = taken(&app, &new_export.bytes()).await else {
+        panic!("a new ticket of the reply's export");
+    };
+    assert_ne!(second, number);
 }
 
 async fn a_missing_photo_is_answered_and_the_reply_completes_the_request(backend: Backend) {
@@ -162,6 +206,20 @@ async fn a_missing_photo_is_answered_and_the_reply_completes_the_request(backend
     let answers = app.mails_to("luis@example.com");
     assert_eq!(answers.len(), 1, "one answer");
     let answer = &answers[0];
+    // A "thanks" to the answer, bringing nothing: no second answer.
+    let thanks = Outgoing {
+        from: "Luis <luis@example.com>",
+        subject: &format!("Re: {}", answer.subject),
+        text: "Gracias, lo miro.",
+        message_id: "<thanks.1@mail.example>",
+        in_reply_to: Some(&format!("<{}>", answer.message_id)),
+        files: Vec::new(),
+        extra_headers: "",
+    };
+    assert!(matches!(
+        taken(&app, &thanks.bytes()).await,
+        Taken::Unanswered(_)
+    ));
     assert!(
         answer.text.contains("foto de la etiqueta"),
         "the answer names the photo, in Spanish: {}",

@@ -272,6 +272,15 @@ async fn reply(
             None,
         ));
     }
+    if brings_an_export(mail) {
+        // A new export is a new request, whoever sends it, checked as the form checks
+        // one (a rejected customer exporting again, say). The same export again is
+        // this ticket's: then the message is a reply after all.
+        let made = new_request(desk, mail).await?;
+        if !matches!(&made.0, Taken::Existing(same) if *same == number) {
+            return Ok(made);
+        }
+    }
     if mail.sender.mailbox() != ticket.customer.email.mailbox() {
         // Kept for the agents with a warning; it acts on nothing.
         tracing::warn!(ticket = %number, sender = %mail.sender, "a reply from another address: kept, not acted on");
@@ -318,6 +327,9 @@ async fn reply(
             Err(other) => return Err(TakeError::TryLater(other.to_string())),
         }
     }
+    if photo.is_some() && ticket.summary.status != TicketStatus::AwaitingPhoto {
+        problems.push(Message::new("mail_intake.photo_not_awaited"));
+    }
     let body = if words.is_empty() && photo.is_some() {
         "(a new photo of the label, by e-mail)".to_owned()
     } else {
@@ -344,6 +356,24 @@ async fn reply(
     problems.extend(mail.skipped.iter().cloned());
     let answer = answer(desk, mail, ticket.customer.language, &problems)?;
     Ok((Taken::Reply(number), Some(ticket.id), Some(answer)))
+}
+
+/// Whether the message brings an export of its own: an XML file, or a reset string in
+/// its own words (not in the earlier mail it quotes).
+fn brings_an_export(mail: &InboundMail) -> bool {
+    mail.files.iter().any(|f| f.kind == FileKind::Xml)
+        || reset_string_in(&mail.own_words()).is_some()
+}
+
+/// Whether the message answers one of the desk's answers (`compose::mail_answer`) and
+/// brings nothing a request is made of: a "thanks" needs no second answer.
+fn nothing_new_for_an_answer(desk: &Desk, mail: &InboundMail) -> bool {
+    let answer_suffix = format!("@{}>", desk.mail.message_domain);
+    let answers_ours = mail
+        .references
+        .iter()
+        .any(|id| id.starts_with("<answer.") && id.ends_with(&answer_suffix));
+    answers_ours && mail.files.is_empty() && !brings_an_export(mail)
 }
 
 /// Keeps the mail's words in the ticket's conversation, acting on nothing else.
@@ -432,6 +462,11 @@ async fn new_request(desk: &Desk, mail: &InboundMail) -> Result<Handled, TakeErr
     match crate::intake::submit(desk, raw).await {
         Ok(submitted) if submitted.existing => Ok((Taken::Existing(submitted.number), None, None)),
         Ok(submitted) => Ok((Taken::NewTicket(submitted.number), None, None)),
+        Err(IntakeError::Invalid(_)) if nothing_new_for_an_answer(desk, mail) => Ok((
+            Taken::Unanswered("a reply to the desk's answer that brings nothing new"),
+            None,
+            None,
+        )),
         Err(IntakeError::Invalid(issues)) => {
             // Kept only for an answer that goes out: without one there is no reply to
             // bring the rest, and the answers' limits bound what is kept.
