@@ -4,3 +4,7 @@
 ALTER TABLE inbound_mails ADD COLUMN answered BOOLEAN NOT NULL DEFAULT FALSE;
 
 CREATE INDEX inbound_mails_answered ON inbound_mails (answered, finished_at);
+
+-- The size of each file kept for a reply: what the desk keeps for replies is bounded in
+-- bytes, so senders it cannot tell from forgers cannot fill its storage.
+ALTER TABLE inbound_kept ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;

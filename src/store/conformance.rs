@@ -12,13 +12,13 @@ use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, AutomaticApproval,
     AutomaticFilter, CodeCheck, Conflict, CreateOutcome, Customer, DeviceSource, EarlierPhoto,
     EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState, ExportForm, FirstApproval,
-    GrantKind, InstallerId, IntakeBucket, IntakeHit, IntakeReservation, JobEnd, LabelCheck,
-    LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind, MailedDecision, Marked,
-    MessageAuthor, NewAccessCode, NewApiToken, NewMail, NewSession, NewTicket, NewTicketMessage,
-    OutboxStatus, Previews, QueueCursor, QueueFilter, QueueOrder, ReadCode, Registered,
-    ReplyOutcome, ResentApproval, SessionStage, Store, StoreError, StoredExport, StoredResponse,
-    StoredSeed, StoredSignature, SuspicionMark, TicketEventKind, TicketId, TicketSummary,
-    TicketView, TokenScope, UserId,
+    GrantKind, InstallerId, IntakeBucket, IntakeHit, IntakeReservation, JobEnd, KeptFile,
+    LabelCheck, LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind,
+    MailedDecision, Marked, MessageAuthor, NewAccessCode, NewApiToken, NewMail, NewSession,
+    NewTicket, NewTicketMessage, OutboxStatus, Previews, QueueCursor, QueueFilter, QueueOrder,
+    ReadCode, Registered, ReplyOutcome, ResentApproval, SessionStage, Store, StoreError,
+    StoredExport, StoredResponse, StoredSeed, StoredSignature, SuspicionMark, TicketEventKind,
+    TicketId, TicketSummary, TicketView, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -2852,11 +2852,16 @@ pub async fn inbound_mail_is_claimed_once_and_its_answers_counted(store: &dyn St
     store
         .keep_inbound_files(
             "<m1@x>",
-            &[("export_xml".to_owned(), "c".repeat(64))],
+            &[KeptFile {
+                field: "export_xml".to_owned(),
+                blob: "c".repeat(64),
+                bytes: 2048,
+            }],
             at(33),
         )
         .await
         .unwrap();
+    assert_eq!(store.inbound_kept_bytes().await.unwrap(), 2048);
     let through_answer = vec![answer.message_id.clone()];
     assert_eq!(
         store
@@ -2894,6 +2899,7 @@ pub async fn inbound_mail_is_claimed_once_and_its_answers_counted(store: &dyn St
         "not older than that"
     );
     assert_eq!(store.forget_inbound_kept(at(34)).await.unwrap(), 1);
+    assert_eq!(store.inbound_kept_bytes().await.unwrap(), 0);
     assert!(
         store
             .kept_inbound_files(&through_answer, "ana@example.com")

@@ -1154,6 +1154,15 @@ pub struct NewTicketMessage {
     pub message_id: Option<String>,
 }
 
+/// A file of an answered e-mail, kept for the customer's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptFile {
+    /// The form's field it fills (`label_photo`, `export_xml`, …).
+    pub field: String,
+    pub blob: String,
+    pub bytes: u64,
+}
+
 /// The e-mail a ticket was made from: its first message, stored with the ticket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailOrigin {
@@ -2249,14 +2258,16 @@ pub trait MailStore: Send + Sync + 'static {
     /// Forgets the files kept before `before` (their blobs are the sweeper's then); how
     /// many rows went.
     async fn forget_inbound_kept(&self, before: Timestamp) -> StoreResult<u64>;
-    /// Keeps the files (field name, blob) of a message the desk answered with what to
-    /// fix, for the customer's reply to bring the rest.
+    /// Keeps the files of a message the desk answered with what to fix, for the
+    /// customer's reply to bring the rest.
     async fn keep_inbound_files(
         &self,
         message_id: &str,
-        files: &[(String, String)],
+        files: &[KeptFile],
         now: Timestamp,
     ) -> StoreResult<()>;
+    /// The bytes of every file kept for a reply now.
+    async fn inbound_kept_bytes(&self) -> StoreResult<u64>;
     /// The files kept of the message the desk answered, when these Message-IDs name
     /// that answer (its random part only its recipient has seen) and the message came
     /// from `sender_mailbox`: nobody else's files join a request.

@@ -470,6 +470,52 @@ async fn a_rejected_customers_reply_sends_the_ticket_back(backend: Backend) {
     assert_eq!(too_long.status(), 422);
     app.run_outbox().await;
     assert_eq!(app.mails_to("ana@example.com").len(), before + 2);
+
+    // Whoever knows the ticket number can send unproven messages, 20 an hour kept; they
+    // never stop the customer's own proven reply.
+    let mut ignored = 0;
+    for n in 0..20 {
+        let id = format!("<noise.{n}@example.net>");
+        let noise = Outgoing {
+            from: "noise@example.net",
+            subject: &format!("[{number}] mine"),
+            text: "noise",
+            message_id: &id,
+            in_reply_to: None,
+            files: Vec::new(),
+            extra_headers: "",
+        };
+        if let Taken::Ignored(_) = taken(&app, &noise.bytes()).await {
+            ignored += 1;
+        }
+    }
+    assert_eq!(ignored, 2, "two unproven messages came earlier this hour");
+    let answer_id = format!("<{}>", answer.message_id);
+    let again = Outgoing {
+        from: "ana@example.com",
+        subject: &format!("Re: {}", answer.subject),
+        text: "Here is the back of the device, as you asked.",
+        message_id: "<reply.2@example.com>",
+        in_reply_to: Some(&answer_id),
+        files: Vec::new(),
+        extra_headers: "",
+    };
+    assert_eq!(
+        taken(&app, &again.bytes()).await,
+        Taken::Reply(number.clone())
+    );
+    let ticket = ticket_json(&app, &token, &number).await;
+    let last = ticket["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["author"], "customer");
+    assert_eq!(
+        last["text"],
+        "Here is the back of the device, as you asked."
+    );
 }
 
 async fn robots_get_no_answer(backend: Backend) {

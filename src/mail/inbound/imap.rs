@@ -180,7 +180,7 @@ pub async fn run(
 
 /// One session: sign in, then take what is there and wait for more, until stopped.
 async fn watch(
-    desk: &Desk,
+    desk: &actix_web::web::Data<Desk>,
     url: &MailboxUrl,
     stopped: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ImapError> {
@@ -272,7 +272,7 @@ impl Deferred {
 
 /// Takes up to [`BATCH`] messages not deferred; returns how many it looked at.
 async fn take_batch(
-    desk: &Desk,
+    desk: &actix_web::web::Data<Desk>,
     session: &mut Session<Connection>,
     done_folder: Option<&String>,
     can_move: bool,
@@ -322,11 +322,23 @@ async fn take_batch(
         else {
             continue;
         };
-        let taken = if u64::from(size) > max {
-            take_oversized(desk, &raw, u64::from(size)).await
-        } else {
-            take(desk, &raw).await
-        };
+        // On a task of its own: a message that made the desk panic (a bug the corpus
+        // and the fuzzer did not find) is set aside like an unreadable one, instead of
+        // stopping the watcher and coming back at every look.
+        let oversized = (u64::from(size) > max).then_some(u64::from(size));
+        let handler = desk.clone();
+        let taken = tokio::spawn(async move {
+            match oversized {
+                Some(size) => take_oversized(&handler, &raw, size).await,
+                None => take(&handler, &raw).await,
+            }
+        })
+        .await;
+        let taken = taken.unwrap_or_else(|panicked| {
+            tracing::error!(uid, error = %panicked, "taking a message panicked: set aside");
+            crate::observability::mail_intake("panicked");
+            Err(TakeError::Refused(super::Refused::NotAMessage))
+        });
         match taken {
             Ok(_) => {}
             Err(TakeError::Refused(why)) => {

@@ -12,8 +12,8 @@ use crate::intake::picture_work::PictureJob;
 use crate::intake::{IntakeError, RawSubmission, SubmissionField, Upload};
 use crate::mail::compose;
 use crate::store::{
-    InboundClaim, MailOrigin, MessageAuthor, NewMail, NewTicketMessage, StoreError, TicketDetail,
-    TicketId,
+    InboundClaim, KeptFile, MailOrigin, MessageAuthor, NewMail, NewTicketMessage, StoreError,
+    TicketDetail, TicketId,
 };
 
 /// How long a claim holds: a handler that died (a replica killed mid-message) is taken
@@ -24,9 +24,13 @@ pub(super) const CLAIM_LEASE_SECS: i64 = 30;
 /// How long the files of an answered message wait for the customer's reply: as long as
 /// the export in it lives (`CHALLENGE_LIFETIME_SECS`); the sweeper forgets them then.
 pub const KEPT_FOR_SECS: i64 = crate::protocol::CHALLENGE_LIFETIME_SECS;
+/// The most the files kept for replies may hold together (they live [`KEPT_FOR_SECS`]):
+/// senders the desk cannot tell from forgers must not fill its storage. Beyond it, an
+/// answer still says what to fix; the customer's reply must then bring everything.
+pub const MAX_KEPT_BYTES: u64 = 1024 * 1024 * 1024;
 /// The most messages not proven to be the customer's (see [`MessageAuthor::Stranger`])
-/// one ticket keeps.
-const MAX_UNPROVEN_PER_TICKET: usize = 20;
+/// one ticket keeps in an hour.
+const MAX_UNPROVEN_PER_HOUR: usize = 20;
 /// The most of a new request's e-mail kept as its first message.
 const MAX_FIRST_MESSAGE_CHARS: usize = 4000;
 
@@ -258,20 +262,6 @@ async fn reply(
         .chars()
         .take(crate::customer::reply::MAX_REPLY_CHARS)
         .collect();
-    let unproven = ticket
-        .messages
-        .iter()
-        .filter(|m| m.author == MessageAuthor::Stranger)
-        .count();
-    if unproven >= MAX_UNPROVEN_PER_TICKET {
-        // Anyone who learns a ticket number could otherwise bury its conversation.
-        tracing::warn!(ticket = %number, "too many unproven messages on one ticket: not kept");
-        return Ok((
-            Taken::Ignored("too many unproven messages on the ticket"),
-            Some(ticket.id),
-            None,
-        ));
-    }
     if brings_an_export(mail) {
         // A new export is a new request, whoever sends it, checked as the form checks
         // one (a rejected customer exporting again, say). The same export again is
@@ -284,8 +274,7 @@ async fn reply(
     if mail.sender.mailbox() != ticket.customer.email.mailbox() {
         // Kept for the agents with a warning; it acts on nothing.
         tracing::warn!(ticket = %number, sender = %mail.sender, "a reply from another address: kept, not acted on");
-        keep_on_ticket(desk, mail, ticket, MessageAuthor::Stranger, words).await?;
-        return Ok((Taken::Reply(number), Some(ticket.id), None));
+        return keep_unproven(desk, mail, ticket, words).await;
     }
     // From is easy to forge: only a reply to a mail the desk sent this customer (whose
     // Message-ID nobody else has seen) may change the ticket, as only the status link
@@ -302,8 +291,7 @@ async fn reply(
         } else {
             words
         };
-        keep_on_ticket(desk, mail, ticket, MessageAuthor::Stranger, body).await?;
-        return Ok((Taken::Reply(number), Some(ticket.id), None));
+        return keep_unproven(desk, mail, ticket, body).await;
     }
     let mut problems: Vec<Message> = Vec::new();
     let photo = largest_picture(&mail.files);
@@ -358,6 +346,20 @@ async fn reply(
     Ok((Taken::Reply(number), Some(ticket.id), Some(answer)))
 }
 
+/// Whether a From's display name reads as a person's or a company's name, fit to greet
+/// them with: a forged From's name ("Claim your prize at http://…") would otherwise go
+/// out in the acknowledgment to the address it names. Else the address's local part is
+/// used.
+fn looks_like_a_name(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    let digits = name.chars().filter(char::is_ascii_digit).count();
+    name.chars().count() <= 60
+        && digits <= 4
+        && !["@", "://", "www.", "http", ".com", ".net", ".org", "$", "€"]
+            .iter()
+            .any(|s| lower.contains(s))
+}
+
 /// Whether the message brings an export of its own: an XML file, or a reset string in
 /// its own words (not in the earlier mail it quotes).
 fn brings_an_export(mail: &InboundMail) -> bool {
@@ -374,6 +376,37 @@ fn nothing_new_for_an_answer(desk: &Desk, mail: &InboundMail) -> bool {
         .iter()
         .any(|id| id.starts_with("<answer.") && id.ends_with(&answer_suffix));
     answers_ours && mail.files.is_empty() && !brings_an_export(mail)
+}
+
+/// Keeps a message not proven to be the customer's, with a warning, acting on nothing;
+/// at most [`MAX_UNPROVEN_PER_HOUR`] a ticket in an hour, so whoever learns a ticket
+/// number cannot bury its conversation. The customer's proven replies never count here.
+async fn keep_unproven(
+    desk: &Desk,
+    mail: &InboundMail,
+    ticket: &TicketDetail,
+    body: String,
+) -> Result<Handled, TakeError> {
+    let since = desk.clock.now().plus_seconds(-3600);
+    let recent = ticket
+        .messages
+        .iter()
+        .filter(|m| m.author == MessageAuthor::Stranger && m.at >= since)
+        .count();
+    if recent >= MAX_UNPROVEN_PER_HOUR {
+        tracing::warn!(ticket = %ticket.summary.number, "too many unproven messages on one ticket this hour: not kept");
+        return Ok((
+            Taken::Ignored("too many unproven messages on the ticket this hour"),
+            Some(ticket.id),
+            None,
+        ));
+    }
+    keep_on_ticket(desk, mail, ticket, MessageAuthor::Stranger, body).await?;
+    Ok((
+        Taken::Reply(ticket.summary.number.clone()),
+        Some(ticket.id),
+        None,
+    ))
 }
 
 /// Keeps the mail's words in the ticket's conversation, acting on nothing else.
@@ -409,14 +442,18 @@ async fn new_request(desk: &Desk, mail: &InboundMail) -> Result<Handled, TakeErr
     for (field, value) in fields_in(&words) {
         text(field, value);
     }
-    let name = mail.sender_name.clone().unwrap_or_else(|| {
-        mail.sender
-            .as_str()
-            .split('@')
-            .next()
-            .unwrap_or("")
-            .to_owned()
-    });
+    let name = mail
+        .sender_name
+        .clone()
+        .filter(|n| looks_like_a_name(n))
+        .unwrap_or_else(|| {
+            mail.sender
+                .as_str()
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        });
     raw.text.entry(SubmissionField::Name).or_insert(name);
     raw.text
         .insert(SubmissionField::Email, mail.sender.as_str().to_owned());
@@ -553,6 +590,7 @@ async fn keep_for_the_reply(
     issues: &[crate::intake::FieldIssue],
 ) -> Result<(), TakeError> {
     let mut kept = Vec::new();
+    let mut total = desk.store.inbound_kept_bytes().await?;
     for (field, upload) in files {
         let faulted = issues.iter().any(|issue| {
             issue.field == field.as_str()
@@ -561,8 +599,20 @@ async fn keep_for_the_reply(
         if faulted || upload.is_empty() {
             continue;
         }
+        if total + upload.len() > MAX_KEPT_BYTES {
+            tracing::warn!(
+                total,
+                "the files kept for replies are at their limit: this one is not kept"
+            );
+            continue;
+        }
+        total += upload.len();
         match desk.blobs.put_upload(upload, upload.len()).await {
-            Ok(blob) => kept.push((field.as_str().to_owned(), blob)),
+            Ok(blob) => kept.push(KeptFile {
+                field: field.as_str().to_owned(),
+                blob,
+                bytes: upload.len(),
+            }),
             Err(error) => {
                 tracing::warn!(%error, "a file of an answered e-mail could not be kept");
             }
@@ -689,6 +739,18 @@ mod tests {
         assert_eq!(ticket_number_in(&subject), Some(number));
         assert_eq!(ticket_number_in("Re: [RQ-12] x"), None);
         assert_eq!(ticket_number_in("no number"), None);
+    }
+
+    #[test]
+    fn only_names_that_read_as_names_greet() {
+        assert!(looks_like_a_name("Ana López"));
+        assert!(looks_like_a_name("Seguridad Ibérica S.L."));
+        assert!(!looks_like_a_name(
+            "Claim your prize at http://evil.example/win"
+        ));
+        assert!(!looks_like_a_name("Call +1 555 0100 now"));
+        assert!(!looks_like_a_name("Visit spam.com"));
+        assert!(!looks_like_a_name(&"A".repeat(61)));
     }
 
     #[test]

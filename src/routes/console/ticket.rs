@@ -454,9 +454,12 @@ impl TicketPage {
                 .filter(|e| e.kind == TicketEventKind::CustomerFeedback)
                 .map(|e| e.detail.clone())
                 .collect(),
+            // Unproven messages (anyone who knows the number can send one) neither say
+            // nor hide that the customer is waiting for an answer.
             latest_reply: ticket
                 .messages
-                .last()
+                .iter()
+                .rfind(|m| m.author != MessageAuthor::Stranger)
                 .filter(|m| m.author == MessageAuthor::Customer)
                 .map(|m| (m.at.shown_utc(), m.body.clone())),
             messages: ticket.messages.iter().map(MessageView::of).collect(),

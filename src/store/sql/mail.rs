@@ -9,8 +9,8 @@ use crate::domain::{TicketNumber, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{
-    InboundClaim, MailStore, MessageAuthor, NewMail, NewTicketMessage, StoreError, StoreResult,
-    TicketEventKind, TicketId, UserId,
+    InboundClaim, KeptFile, MailStore, MessageAuthor, NewMail, NewTicketMessage, StoreError,
+    StoreResult, TicketEventKind, TicketId, UserId,
 };
 
 impl<D: Dialect> SqlStore<D>
@@ -258,24 +258,35 @@ where
     async fn keep_inbound_files(
         &self,
         message_id: &str,
-        files: &[(String, String)],
+        files: &[KeptFile],
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        for (field, blob) in files {
+        for file in files {
             sqlx::query(
-                "INSERT INTO inbound_kept (message_id, field, blob, kept_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (message_id, field) DO UPDATE SET blob = excluded.blob, kept_at = excluded.kept_at",
+                "INSERT INTO inbound_kept (message_id, field, blob, kept_at, bytes) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (message_id, field) DO UPDATE
+                 SET blob = excluded.blob, kept_at = excluded.kept_at, bytes = excluded.bytes",
             )
             .bind(message_id)
-            .bind(field.as_str())
-            .bind(blob.as_str())
+            .bind(file.field.as_str())
+            .bind(file.blob.as_str())
             .bind(now.unix_seconds())
+            .bind(i64::try_from(file.bytes).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         }
         tx.commit().await.map_err(db)
+    }
+
+    async fn inbound_kept_bytes(&self) -> StoreResult<u64> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM inbound_kept")
+                .fetch_one(self.writer())
+                .await
+                .map_err(db)?;
+        Ok(u64::try_from(total).unwrap_or(0))
     }
 
     async fn kept_inbound_files(
