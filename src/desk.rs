@@ -15,22 +15,14 @@ use crate::domain::TicketNumber;
 use crate::mail::compose::MailContext;
 use crate::store::Store;
 
-/// Why the desk cannot sign right now.
-#[derive(Debug, thiserror::Error)]
-pub enum SignerError {
-    #[error(
-        "signing key {0} is retired and the keys directory holds no newer key: run `resetdesk keys rotate`"
-    )]
-    Retired(KeyId),
-    #[error("cannot read the signing key's status")]
-    Store(#[source] crate::store::StoreError),
-}
-
 pub struct Desk {
     pub settings: Settings,
     pub store: Arc<dyn Store>,
     pub blobs: BlobStore,
-    pub keys: DeskKeys,
+    pub keys: Arc<DeskKeys>,
+    /// The factory master secret and the signing keys, as the desk may use them: check
+    /// an export, answer it, recover an answer's typed keys (`signer/`).
+    pub signer: Arc<dyn crate::signer::Signer>,
     pub clock: Arc<dyn Clock>,
     pub mail: MailContext,
     /// Picture decoding, bounded in cores and memory, so a burst of big photos or QR
@@ -177,38 +169,6 @@ impl Desk {
                 problems.join("; ")
             ))
         }
-    }
-
-    /// The key to sign with now, its status read from the database right before
-    /// signing, so a key retired on any replica signs nothing more anywhere. A retired
-    /// key makes this replica re-read its keyring for the key that replaced it.
-    pub async fn signer_for_signing(&self) -> Result<Arc<SigningKey>, SignerError> {
-        let signer = self.keys.signer();
-        if self.signable(&signer).await? {
-            return Ok(signer);
-        }
-        match self.keys.reload() {
-            Ok(Some(id)) => {
-                tracing::info!(key_id = %id, "signing key retired; now signing with its successor")
-            }
-            Ok(None) => {}
-            Err(error) => tracing::error!(%error, "cannot reload the signing key"),
-        }
-        let signer = self.keys.signer();
-        if self.signable(&signer).await? {
-            Ok(signer)
-        } else {
-            Err(SignerError::Retired(signer.id().clone()))
-        }
-    }
-
-    async fn signable(&self, signer: &SigningKey) -> Result<bool, SignerError> {
-        let status = self
-            .store
-            .key_status(signer.id().as_str())
-            .await
-            .map_err(SignerError::Store)?;
-        Ok(status != Some(crate::store::KeyRecordStatus::Retired))
     }
 
     /// A ticket's status link and the pages it opens.

@@ -35,6 +35,8 @@
 //! - `blobs`: uploaded files, on local disk or in an S3-compatible store;
 //! - `sweeper`: removes blobs no ticket names;
 //! - `key_registry`: holds every replica to the same keys;
+//! - `signer`: the master secret and signing keys as the desk may use them (check an
+//!   export, answer it, recover an answer), in this process or a separate one;
 //! - `desk`: the services handlers and workers share, built once at start;
 //! - `config`: settings from defaults, a file and `RESETDESK_*` variables;
 //! - `data_dir`: the data directory's files, owner-only;
@@ -79,6 +81,8 @@ pub mod protocol;
 pub mod review;
 #[cfg(feature = "server")]
 pub mod routes;
+#[cfg(feature = "server")]
+pub mod signer;
 #[cfg(feature = "server")]
 pub mod startup;
 #[cfg(feature = "server")]

@@ -287,7 +287,11 @@ fn build_desk(
             settings.storage.data_dir.join("spool").display()
         )
     })?;
+    let keys = Arc::new(keys);
+    let signer: Arc<dyn crate::signer::Signer> =
+        Arc::new(crate::signer::LocalSigner::new(keys.clone(), store.clone()));
     Ok(web::Data::new(Desk {
+        signer,
         blobs,
         mail: MailContext::new(&settings.http.public_url, &settings.mail.from),
         settings,

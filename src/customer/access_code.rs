@@ -9,7 +9,7 @@ use crate::desk::Desk;
 use crate::domain::{TicketStatus, Timestamp};
 use crate::i18n::Message;
 use crate::mail::compose;
-use crate::protocol::{DeviceResponse, recover_responses, response};
+use crate::protocol::{DeviceResponse, response};
 use crate::store::{CodeCheck, Conflict, NewAccessCode, StoreError, TicketDetail};
 
 /// How long a one-time code works.
@@ -46,6 +46,9 @@ pub enum AccessError {
     /// sealed with, or the row was altered.
     #[error("a stored response does not open: {0}")]
     Sealed(crate::crypto::SealError),
+    /// The signer could not recover the typed keys.
+    #[error("the response cannot be shown now: {0}")]
+    Signer(#[from] crate::signer::SignerError),
 }
 
 /// Why a ticket has no response to show.
@@ -70,7 +73,7 @@ impl AccessError {
             }
             Self::NoLiveCode => Message::new("code.no_live_code"),
             Self::Malformed => Message::new("code.malformed"),
-            Self::Store(_) | Self::Render(_) | Self::Sealed(_) => return None,
+            Self::Store(_) | Self::Render(_) | Self::Sealed(_) | Self::Signer(_) => return None,
         })
     }
 }
@@ -158,12 +161,13 @@ pub async fn show_response(
     {
         CodeCheck::Accepted => {
             tracing::info!(ticket = %number, "response shown on the status page");
+            let devices = desk
+                .signer
+                .recover(&ticket.devices, &opened_responses(desk, ticket)?)
+                .await
+                .map_err(AccessError::Signer)?;
             Ok(ShownResponse {
-                devices: recover_responses(
-                    &ticket.devices,
-                    &opened_responses(desk, ticket)?,
-                    &desk.keys.master,
-                ),
+                devices,
                 file_token: desk.keys.desk_secret.response_access_token(
                     number,
                     now.plus_seconds(RESPONSE_FILE_SECS).unix_seconds(),

@@ -668,13 +668,15 @@ async fn verified_export(
     if request.version() == crate::protocol::PROTOCOL_V1 {
         refuse_version_one(desk, field, &request).await?;
     }
-    request
-        .verify(
-            &desk.keys.master,
-            now,
-            desk.settings.intake.max_clock_skew_secs,
-        )
-        .map_err(|e| IntakeError::one(field, problems::challenge(&e)))
+    desk.signer
+        .check_export(request, now, desk.settings.intake.max_clock_skew_secs)
+        .await
+        .map_err(|e| match e {
+            crate::signer::SignerError::Refused(e) => {
+                IntakeError::one(field, problems::challenge(&e))
+            }
+            other => IntakeError::internal(other),
+        })
 }
 
 /// The same export again. Whoever holds an export can send it, so its ticket's status

@@ -23,7 +23,7 @@ use crate::store::{
     InstallerId, StoreError, SuspicionMark, TicketDetail, TicketEventKind, User,
 };
 
-use super::{ReviewError, sign_and_write, signer_error, verified_challenges};
+use super::{ReviewError, sign_and_write, verified_challenges};
 
 /// Why a fast track left a ticket to agents. `Display` is what agents read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -503,7 +503,8 @@ async fn answer(
         }
     }
     let verified =
-        match verified_challenges(desk, ticket, now, |e| ReviewError::Invalid(e.to_string())) {
+        match verified_challenges(desk, ticket, now, |e| ReviewError::Invalid(e.to_string())).await
+        {
             Ok(verified) => verified,
             Err(ReviewError::Invalid(why)) => return Ok(Err(Declined::NotVerified(why))),
             Err(other) => return Err(other),
@@ -511,12 +512,11 @@ async fn answer(
     if limit == 0 {
         return Ok(Err(Declined::LimitReached { limit }));
     }
-    let signer = desk.signer_for_signing().await.map_err(signer_error)?;
     let recipient = Customer {
         email: to.clone(),
         ..ticket.customer.clone()
     };
-    let (signed, mail) = sign_and_write(desk, ticket, &recipient, &verified, &signer)?;
+    let (signed, mail, key_id) = sign_and_write(desk, ticket, &recipient, &verified).await?;
     let desk_user = desk
         .store
         .desk_user()
@@ -561,7 +561,6 @@ async fn answer(
         Err(other) => return Err(ReviewError::internal(other)),
     }
     desk.mail_queued.notify_one();
-    let key_id = signer.id().clone();
     crate::observability::signatures(key_id.as_str(), devices);
     Ok(Ok(()))
 }

@@ -13,14 +13,14 @@ pub const AWAITING_SECOND_APPROVAL: &str = "second_approval";
 pub mod queue_counts;
 pub mod recounted;
 
-use crate::crypto::SigningKey;
-use crate::desk::{Desk, SignerError};
+use crate::desk::Desk;
 use crate::domain::{
     EmailAddress, Role, TicketNumber, TicketStatus, Timestamp, WrittenText, WrittenTextError,
 };
 use crate::mail::compose;
 use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
-use crate::protocol::{ResetRequest, respond, response};
+use crate::protocol::{ResetRequest, response};
+use crate::signer::SignerError;
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Conflict, FirstApproval,
     LabelEvidence, MailKind, MailedDecision, MessageAuthor, NewMail, NewTicketMessage,
@@ -79,6 +79,7 @@ impl ReviewError {
 fn signer_error(error: SignerError) -> ReviewError {
     match error {
         SignerError::Retired(_) => ReviewError::Conflict(error.to_string()),
+        SignerError::Refused(refused) => ReviewError::Invalid(refused.to_string()),
         SignerError::Store(store) => ReviewError::internal(store),
     }
 }
@@ -420,9 +421,9 @@ pub async fn approve(
         ReviewError::Invalid(format!(
             "{e}; reject the ticket or ask the customer for a new export"
         ))
-    })?;
-    let signer = desk.signer_for_signing().await.map_err(signer_error)?;
-    let (signed, mail) = sign_and_write(desk, &ticket, &ticket.customer, &verified, &signer)?;
+    })
+    .await?;
+    let (signed, mail, key_id) = sign_and_write(desk, &ticket, &ticket.customer, &verified).await?;
     let devices = signed.len();
     desk.store
         .approve(&Approval {
@@ -439,7 +440,6 @@ pub async fn approve(
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
     desk.mail_queued.notify_one();
-    let key_id = signer.id().clone();
     tracing::info!(devices, %key_id, "ticket approved and signed");
     crate::observability::signatures(key_id.as_str(), devices);
     Ok(Approved::Signed)
@@ -467,37 +467,44 @@ async fn refuse(
     }
 }
 
-/// The ticket's challenges, checked again against the master secret at `now`; `refused`
-/// words a challenge the desk no longer answers.
-fn verified_challenges(
+/// The ticket's challenges, checked again by the signer at `now`; `refused` words a
+/// challenge the desk no longer answers.
+async fn verified_challenges(
     desk: &Desk,
     ticket: &TicketDetail,
     now: Timestamp,
     refused: impl FnOnce(ChallengeError) -> ReviewError,
 ) -> Result<VerifiedResetRequest, ReviewError> {
     let request = ResetRequest::new(ticket.devices.clone()).map_err(ReviewError::internal)?;
-    request
-        .verify(
-            &desk.keys.master,
-            now,
-            desk.settings.intake.max_clock_skew_secs,
-        )
-        .map_err(refused)
+    match desk
+        .signer
+        .check_export(request, now, desk.settings.intake.max_clock_skew_secs)
+        .await
+    {
+        Ok(verified) => Ok(verified),
+        Err(SignerError::Refused(e)) => Err(refused(e)),
+        Err(other) => Err(signer_error(other)),
+    }
 }
 
-/// Signs every device's response with the current key and writes the response mail to
-/// `to` (the ticket's customer, or the device's reserved address on that fast track):
+/// Has the signer answer every device with the current key and writes the response mail
+/// to `to` (the ticket's customer, or the device's reserved address on that fast track):
 /// the typed keys and the signed file exist only in the mail, never elsewhere in the
-/// database; the signatures are stored sealed (`StoredResponse`).
-fn sign_and_write(
+/// database; the signatures are stored sealed (`StoredResponse`). Returns the key that
+/// signed too.
+async fn sign_and_write(
     desk: &Desk,
     ticket: &TicketDetail,
     to: &crate::store::Customer,
     verified: &VerifiedResetRequest,
-    signer: &SigningKey,
-) -> Result<(Vec<StoredResponse>, NewMail), ReviewError> {
+) -> Result<(Vec<StoredResponse>, NewMail, crate::crypto::KeyId), ReviewError> {
     let number = &ticket.summary.number;
-    let responses = respond(verified, &desk.keys.master, signer);
+    let answer = desk
+        .signer
+        .answer(number, verified)
+        .await
+        .map_err(signer_error)?;
+    let responses = answer.responses;
     let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
     let mail = compose::approved(
         &desk.mail,
@@ -513,7 +520,7 @@ fn sign_and_write(
         .iter()
         .map(|response| StoredResponse::sealed(response, &seal))
         .collect();
-    Ok((stored, mail))
+    Ok((stored, mail, answer.key_id))
 }
 
 /// An approver's note: plain text, possibly empty.
@@ -751,12 +758,12 @@ async fn sign_again(
              makes a new export on the device and sends a new request."
         )),
         other => ReviewError::Invalid(format!("the response cannot be signed again: {other}")),
-    })?;
-    let signer = desk.signer_for_signing().await.map_err(signer_error)?;
+    })
+    .await?;
     let to = automatic::response_recipient(desk, ticket)
         .await
         .map_err(ReviewError::internal)?;
-    let (signed, mail) = sign_and_write(desk, ticket, &to, &verified, &signer)?;
+    let (signed, mail, key_id) = sign_and_write(desk, ticket, &to, &verified).await?;
     let devices = signed.len();
     desk.store
         .resend_approval(&ResentApproval {
@@ -769,7 +776,6 @@ async fn sign_again(
         })
         .await
         .map_err(|e| ReviewError::from_store(e, number))?;
-    let key_id = signer.id().clone();
     tracing::info!(devices, %key_id, "dead response mail signed again and queued");
     crate::observability::signatures(key_id.as_str(), devices);
     Ok(())

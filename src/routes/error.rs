@@ -333,6 +333,7 @@ impl From<AccessError> for ErrorAnswer {
             AccessError::Store(cause) => return Self::internal(cause),
             AccessError::Render(cause) => return Self::internal(cause),
             AccessError::Sealed(cause) => return Self::internal(cause),
+            AccessError::Signer(cause) => return Self::internal(cause),
         };
         Self::in_words(status, error.message())
     }

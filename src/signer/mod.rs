@@ -1,0 +1,68 @@
+//! What the desk asks of the keys that answer devices (issue 22), and nothing more:
+//! check an export's entries, answer a checked export (the typed keys and the signed
+//! response), and recover the typed keys of an answer given before. Everything that
+//! needs the factory master secret or a signing key goes through [`Signer`].
+//!
+//! In `serve` without `signer_url` the keys are in the desk's own process
+//! ([`LocalSigner`], the embedded default, zero set-up). docs/SIGNER.md describes the
+//! separate signer process that takes them out of it.
+
+mod local;
+
+pub use local::LocalSigner;
+
+use async_trait::async_trait;
+
+use crate::crypto::KeyId;
+use crate::domain::{TicketNumber, Timestamp};
+use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
+use crate::protocol::{DeviceChallenge, DeviceResponse, ResetRequest, SignedResponse};
+
+/// Why the signer did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    /// The export's entries are not what a device made for a live challenge.
+    #[error("{0}")]
+    Refused(#[from] ChallengeError),
+    #[error(
+        "signing key {0} is retired and the keys directory holds no newer key: run `resetdesk keys rotate`"
+    )]
+    Retired(KeyId),
+    #[error("cannot read the signing key's status")]
+    Store(#[source] crate::store::StoreError),
+}
+
+/// A checked export answered: one response per device, and the key that signed them.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub key_id: KeyId,
+    pub responses: Vec<DeviceResponse>,
+}
+
+#[async_trait]
+pub trait Signer: Send + Sync + 'static {
+    /// Checks an export's entries at `now`: each made by its device (its MAC), not
+    /// issued more than `max_skew_secs` in the future, its challenge still alive.
+    async fn check_export(
+        &self,
+        request: ResetRequest,
+        now: Timestamp,
+        max_skew_secs: i64,
+    ) -> Result<VerifiedResetRequest, SignerError>;
+
+    /// Answers a checked export for ticket `number`: the typed key and the signed
+    /// response of each device, signed with the active key.
+    async fn answer(
+        &self,
+        number: &TicketNumber,
+        request: &VerifiedResetRequest,
+    ) -> Result<Answer, SignerError>;
+
+    /// The typed keys of responses signed before (`signed`, for `challenges`), as the
+    /// status page shows them after a one-time code.
+    async fn recover(
+        &self,
+        challenges: &[DeviceChallenge],
+        signed: &[SignedResponse],
+    ) -> Result<Vec<DeviceResponse>, SignerError>;
+}
