@@ -46,6 +46,7 @@ pub struct Settings {
     pub fast_tracks: FastTracks,
     pub security: Security,
     pub console: Console,
+    pub signer: SignerSettings,
     /// Set by `serve --dev`: relaxes defaults meant for production.
     pub dev: bool,
 }
@@ -655,6 +656,59 @@ impl Default for Security {
     }
 }
 
+/// Where the keys that answer devices are (docs/SIGNER.md), and the separate signer's
+/// own limits.
+#[derive(Debug, Clone)]
+pub struct SignerSettings {
+    /// `unix:PATH`: the keys are in `resetdesk signer`, listening there, and `serve`
+    /// holds no master secret or signing key. None: in this process.
+    pub url: Option<String>,
+    /// The signer's limit of devices answered in any hour.
+    pub max_answers_per_hour: u32,
+    /// The signer's limit of answers for one device serial in any day.
+    pub max_answers_per_serial_per_day: u32,
+}
+
+impl Default for SignerSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_answers_per_hour: 500,
+            max_answers_per_serial_per_day: 10,
+        }
+    }
+}
+
+impl Section for SignerSettings {
+    fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal> {
+        match name {
+            "signer_url" if value.is_empty() => self.url = None,
+            "signer_url" => {
+                if value.strip_prefix("unix:").is_none_or(str::is_empty) {
+                    return Err(Refusal::Invalid("expected unix:PATH (the signer's socket)"));
+                }
+                self.url = Some(value.to_owned());
+            }
+            "signer_max_answers_per_hour" => {
+                self.max_answers_per_hour = number(
+                    value,
+                    |n| (1..=1_000_000).contains(n),
+                    "expected a whole number from 1 to 1000000",
+                )?
+            }
+            "signer_max_answers_per_serial_per_day" => {
+                self.max_answers_per_serial_per_day = number(
+                    value,
+                    |n| (1..=10_000).contains(n),
+                    "expected a whole number from 1 to 10000",
+                )?
+            }
+            _ => return Err(Refusal::NotMine),
+        }
+        Ok(())
+    }
+}
+
 impl Section for Security {
     fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal> {
         let at_least_one = "expected a whole number of at least 1";
@@ -796,7 +850,7 @@ impl Settings {
 
     /// Sets the setting `name` from its text, in whichever section names it.
     fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let sections: [&mut dyn Section; 11] = [
+        let sections: [&mut dyn Section; 12] = [
             &mut self.http,
             &mut self.storage,
             &mut self.mail,
@@ -808,6 +862,7 @@ impl Settings {
             &mut self.fast_tracks,
             &mut self.security,
             &mut self.console,
+            &mut self.signer,
         ];
         for section in sections {
             let (shown, reason) = match section.set(name, value) {

@@ -8,6 +8,7 @@ mod keys;
 mod mail;
 mod respond;
 mod server;
+mod signer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +51,9 @@ enum Command {
     Device(device::DeviceCommand),
     /// Vendor side, offline: answer an export with a signed response file and typed keys.
     Respond(respond::RespondArgs),
+    /// Hold the master secret and the signing keys in a process of their own, and answer
+    /// only the desk over a Unix socket, under the signer's own rules (docs/SIGNER.md).
+    Signer(signer::SignerArgs),
     /// Run the desk: web form, API, agent console and mail worker.
     Serve {
         /// Development defaults: console users need no second factor unless require_2fa says so.
@@ -166,6 +170,7 @@ pub fn main() -> ExitCode {
             server::serve(s)
         }),
         Command::Migrate => settings().and_then(server::migrate),
+        Command::Signer(args) => settings().and_then(|s| signer::run(args, s)),
         Command::User(command) => settings().and_then(|s| server::user(command, s, clock.as_ref())),
         Command::Installer(command) => {
             settings().and_then(|s| installer::run(command, s, clock.as_ref()))

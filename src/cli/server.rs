@@ -216,7 +216,7 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))
 }
 
-fn init_logging() {
+pub(super) fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("RESETDESK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));

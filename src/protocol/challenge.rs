@@ -384,6 +384,16 @@ impl ResetRequest {
         &self.devices
     }
 
+    /// The desk's working copy of a request the separate signer checked
+    /// (`signer/remote.rs`). Not a proof: the signer checks the request again, by its
+    /// own clock and rules, before it answers it.
+    #[cfg(feature = "server")]
+    pub(crate) fn checked_by_signer(self) -> VerifiedResetRequest {
+        VerifiedResetRequest {
+            devices: self.devices,
+        }
+    }
+
     /// Checks every entry's MAC and lifetime at `now`, allowing `max_skew_secs` of
     /// device clock running ahead. Any failing entry rejects the whole export: a
     /// partly forged export is not a genuine one.
@@ -418,7 +428,9 @@ impl ResetRequest {
 }
 
 /// An export whose every entry carried a valid MAC and was live when checked. Only
-/// [`ResetRequest::verify`] makes one, so holding one is proof of that check.
+/// [`ResetRequest::verify`] makes one, so holding one is proof of that check; a desk
+/// whose keys are in a separate signer holds the signer's word for it instead, and the
+/// signer checks again before it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedResetRequest {
     devices: Vec<DeviceChallenge>,

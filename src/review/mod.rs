@@ -80,7 +80,8 @@ fn signer_error(error: SignerError) -> ReviewError {
     match error {
         SignerError::Retired(_) => ReviewError::Conflict(error.to_string()),
         SignerError::Refused(refused) => ReviewError::Invalid(refused.to_string()),
-        SignerError::Store(store) => ReviewError::internal(store),
+        SignerError::Policy(_) => ReviewError::Conflict(error.to_string()),
+        SignerError::Store(_) | SignerError::Unavailable(_) => ReviewError::internal(error),
     }
 }
 

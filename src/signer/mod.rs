@@ -7,9 +7,18 @@
 //! ([`LocalSigner`], the embedded default, zero set-up). docs/SIGNER.md describes the
 //! separate signer process that takes them out of it.
 
+mod ledger;
 mod local;
+mod remote;
+mod service;
+mod socket;
+mod wire;
 
+pub use ledger::{Ledger, LedgerError};
 pub use local::LocalSigner;
+pub use remote::{RemoteSigner, SignerIdentity};
+pub use service::{Policy, Service};
+pub use socket::serve;
 
 use async_trait::async_trait;
 
@@ -30,6 +39,12 @@ pub enum SignerError {
     Retired(KeyId),
     #[error("cannot read the signing key's status")]
     Store(#[source] crate::store::StoreError),
+    /// The separate signer's own rules refused (answered before, over a cap, …).
+    #[error("the signer refused: {0}")]
+    Policy(String),
+    /// The separate signer cannot be reached, or answered what the desk cannot read.
+    #[error("the signer is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A checked export answered: one response per device, and the key that signed them.

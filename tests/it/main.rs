@@ -45,6 +45,7 @@ mod secrets_at_rest;
 pub mod serve_binary;
 mod shared_limits;
 mod sign_in_guessing;
+mod signer;
 mod stale_decisions;
 mod stitched;
 mod support;

@@ -1,0 +1,129 @@
+//! `resetdesk signer`: the process that holds the factory master secret and the signing
+//! keys and answers only the desk, over a Unix socket, under its own rules
+//! (docs/SIGNER.md); `resetdesk signer audit verify` checks its log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+
+use super::server::{init_logging, runtime};
+use super::{CliError, CliResult};
+use crate::clock::SystemClock;
+use crate::config::Settings;
+use crate::crypto::KeyStore;
+use crate::signer::{Ledger, Policy, Service};
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SignerArgs {
+    #[command(subcommand)]
+    command: Option<SignerCommand>,
+    /// The Unix socket to answer the desk on (`signer_url = "unix:PATH"` in the desk's
+    /// settings).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The signer's own database: what it answered, and its log [default:
+    /// signer.sqlite in the keys directory].
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// The user id `serve` runs as: the only one answered [default: this process's
+    /// own].
+    #[arg(long)]
+    desk_uid: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SignerCommand {
+    /// The signer's own log.
+    #[command(subcommand)]
+    Audit(SignerAuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SignerAuditCommand {
+    /// Check the log's hash chain: every entry as written, none missing before the last.
+    Verify {
+        /// The signer's database [default: signer.sqlite in the keys directory].
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+}
+
+/// SIGTERM (systemd, docker stop) or SIGINT (Ctrl-C).
+async fn stop_requested() -> Result<(), CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let cannot = |e: std::io::Error| CliError::new(format!("cannot watch for signals: {e}"));
+    let mut terminate = signal(SignalKind::terminate()).map_err(cannot)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(cannot)?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}
+
+fn database(db: Option<&PathBuf>, keys_dir: &Path) -> PathBuf {
+    db.cloned()
+        .unwrap_or_else(|| keys_dir.join("signer.sqlite"))
+}
+
+pub fn run(args: &SignerArgs, settings: Settings) -> CliResult {
+    let keys_dir = settings.storage.keys_dir.clone();
+    match &args.command {
+        Some(SignerCommand::Audit(SignerAuditCommand::Verify { db })) => {
+            runtime()?.block_on(async {
+                let path = database(db.as_ref(), &keys_dir);
+                if !path.is_file() {
+                    return Err(CliError::new(format!(
+                        "no signer database at {}: give its path with --db",
+                        path.display()
+                    )));
+                }
+                let ledger = Ledger::open(&path).await?;
+                let entries = ledger.verify().await?;
+                println!("the signer's log holds: {entries} entries, chained as written");
+                Ok(())
+            })
+        }
+        None => {
+            let Some(socket) = &args.socket else {
+                return Err(CliError::new(
+                    "give the socket to listen on: resetdesk signer --socket PATH",
+                ));
+            };
+            let desk_uid = args
+                .desk_uid
+                .unwrap_or_else(|| rustix::process::getuid().as_raw());
+            let db = database(args.db.as_ref(), &keys_dir);
+            init_logging();
+            runtime()?.block_on(async {
+                let keys = KeyStore::new(&keys_dir);
+                if !keys.holds_keys()? {
+                    return Err(CliError::new(format!(
+                        "no keys in {}: run `resetdesk keys init` there first (the signer's own keys directory)",
+                        keys_dir.display()
+                    )));
+                }
+                let policy = Policy {
+                    answers_per_hour: settings.signer.max_answers_per_hour,
+                    answers_per_serial_per_day: settings.signer.max_answers_per_serial_per_day,
+                    max_skew_secs: settings.intake.max_clock_skew_secs,
+                };
+                let ledger = Ledger::open(&db).await?;
+                let service = Arc::new(Service::new(keys, ledger, policy, Arc::new(SystemClock))?);
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let serving = tokio::spawn({
+                    let socket = socket.clone();
+                    async move { crate::signer::serve(&socket, desk_uid, service, stopped).await }
+                });
+                stop_requested().await?;
+                let _ = stop.send(true);
+                serving
+                    .await
+                    .map_err(|e| CliError::new(format!("the signer stopped: {e}")))??;
+                Ok(())
+            })
+        }
+    }
+}

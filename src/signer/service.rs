@@ -1,0 +1,236 @@
+//! The signer's side (`resetdesk signer`): it holds the factory master secret and the
+//! signing keys, and answers the desk's requests under rules of its own, so a desk
+//! taken over cannot mint answers at will. It checks every export it answers again, by
+//! its own clock (genuine, alive, version 2 with its binding); answers each challenge
+//! once; caps answers per hour and per device serial; and logs every answer and
+//! refusal in its own hash-chained log (`ledger.rs`).
+
+use std::sync::Arc;
+
+use super::ledger::{Challenge, Ledger, LedgerError};
+use super::wire::{ExportProblem, Reply, Request, TypedKey};
+use crate::clock::Clock;
+use crate::crypto::{KeyStore, KeyStoreError, MasterSecret, PublicKeySet, SigningKey};
+use crate::protocol::challenge::VerifiedResetRequest;
+use crate::protocol::{
+    DeviceChallenge, PROTOCOL_V2, ResetRequest, export_xml, recover_responses, respond, response,
+};
+
+/// The signer's own rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Answers in any hour (`signer_max_answers_per_hour`).
+    pub answers_per_hour: u32,
+    /// Answers for one device serial in any day (`signer_max_answers_per_serial_per_day`).
+    pub answers_per_serial_per_day: u32,
+    /// How far in the future an export may claim to be made (clocks differ).
+    pub max_skew_secs: i64,
+}
+
+pub struct Service {
+    master: MasterSecret,
+    keys: KeyStore,
+    ledger: Ledger,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+}
+
+impl Service {
+    pub fn new(
+        keys: KeyStore,
+        ledger: Ledger,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, KeyStoreError> {
+        Ok(Self {
+            master: keys.master_secret()?,
+            keys,
+            ledger,
+            policy,
+            clock,
+        })
+    }
+
+    /// One request, one reply; nothing the desk sends is trusted beyond what this reads.
+    pub async fn handle(&self, request: Request) -> Reply {
+        let result = match request {
+            Request::Hello => self.hello(),
+            Request::CheckExport { export } => self.check(&export).map(|_| Reply::Checked),
+            Request::Answer { ticket, export } => self.answer(&ticket, &export).await,
+            Request::Recover { export, responses } => self.recover(&export, &responses).await,
+        };
+        result.unwrap_or_else(|reply| reply)
+    }
+
+    fn hello(&self) -> Result<Reply, Reply> {
+        let signing = self.signing_key()?;
+        Ok(Reply::Hello {
+            master_key_id: self.master.key_id(),
+            signing_key_id: signing.id().to_string(),
+        })
+    }
+
+    /// The key that signs now: re-read from the keys directory at each answer, so a
+    /// `keys rotate` on the signer's host takes effect at once.
+    fn signing_key(&self) -> Result<SigningKey, Reply> {
+        self.keys.active_signing_key().map_err(failed)
+    }
+
+    /// Reads and checks an export by the signer's own clock.
+    fn check(&self, export: &str) -> Result<VerifiedResetRequest, Reply> {
+        let request = read_export(export)?;
+        request
+            .verify(&self.master, self.clock.now(), self.policy.max_skew_secs)
+            .map_err(|e| Reply::NotGenuine {
+                problem: ExportProblem::from(&e),
+            })
+    }
+
+    async fn answer(&self, ticket: &str, export: &str) -> Result<Reply, Reply> {
+        let verified = self.check(export)?;
+        let now = self.clock.now();
+        if verified.version() != PROTOCOL_V2 || verified.binding().is_none() {
+            let why = "only version 2 exports, bound to the export that made them, are answered";
+            self.log_refusal(ticket, why).await?;
+            return Err(Reply::Refused {
+                why: why.to_owned(),
+            });
+        }
+        let challenges = challenges_of(verified.devices());
+        let key = self.signing_key()?;
+        let serials: Vec<&str> = challenges.iter().map(|c| c.serial.as_str()).collect();
+        let detail = format!("devices {}; key {}", serials.join(", "), key.id());
+        let recorded = self
+            .ledger
+            .record_answer(
+                ticket,
+                &challenges,
+                self.policy.answers_per_hour,
+                self.policy.answers_per_serial_per_day,
+                &detail,
+                now,
+            )
+            .await
+            .map_err(ledger_failed)?;
+        if let Err(over) = recorded {
+            tracing::warn!(ticket, ?over, "the signer refused to answer");
+            return Err(Reply::Refused {
+                why: match over {
+                    super::ledger::Over::AnsweredBefore(_) => {
+                        "this export was answered before: the signer answers each challenge once"
+                            .to_owned()
+                    }
+                    super::ledger::Over::PerHour(limit) => format!(
+                        "the signer answered {limit} devices in the last hour, its limit (signer_max_answers_per_hour)"
+                    ),
+                    super::ledger::Over::PerSerial { serial, limit } => format!(
+                        "the signer answered device {serial} {limit} times in the last day, its limit"
+                    ),
+                },
+            });
+        }
+        let responses = respond(&verified, &self.master, &key);
+        let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
+        tracing::info!(ticket, devices = responses.len(), key_id = %key.id(), "answered");
+        Ok(Reply::Answered {
+            key_id: key.id().to_string(),
+            responses: response::to_xml(&signed),
+            keys: responses
+                .iter()
+                .map(|r| TypedKey {
+                    serial: r.serial.to_string(),
+                    key: r.key.to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The typed keys of responses this signer gave: each response must carry a valid
+    /// signature of one of its keys, for a challenge its ledger says it answered.
+    async fn recover(&self, export: &str, responses: &str) -> Result<Reply, Reply> {
+        let request = read_export(export)?;
+        let signed = response::from_xml(responses.as_bytes())
+            .map_err(|e| failed(format!("the response file: {e}")))?;
+        let trusted: PublicKeySet = self.keys.public_keys().map_err(failed)?;
+        for entry in &signed {
+            entry
+                .verify(&trusted)
+                .map_err(|e| refused(format!("a response not signed by this signer: {e}")))?;
+        }
+        let challenges: Vec<Challenge> = signed
+            .iter()
+            .map(|s| Challenge {
+                id: challenge_id(s.serial.as_str(), &s.nonce.to_hex()),
+                serial: s.serial.to_string(),
+            })
+            .collect();
+        if !self
+            .ledger
+            .all_answered(&challenges)
+            .await
+            .map_err(ledger_failed)?
+        {
+            return Err(refused("a response this signer did not give".to_owned()));
+        }
+        let recovered = recover_responses(request.devices(), &signed, &self.master);
+        let serials: Vec<String> = recovered.iter().map(|r| r.serial.to_string()).collect();
+        self.ledger
+            .log(
+                self.clock.now(),
+                "recovered",
+                &format!("devices {}", serials.join(", ")),
+            )
+            .await
+            .map_err(ledger_failed)?;
+        Ok(Reply::Recovered {
+            keys: recovered
+                .iter()
+                .map(|r| TypedKey {
+                    serial: r.serial.to_string(),
+                    key: r.key.to_string(),
+                })
+                .collect(),
+        })
+    }
+
+    async fn log_refusal(&self, ticket: &str, why: &str) -> Result<(), Reply> {
+        self.ledger
+            .log(self.clock.now(), "refused", &format!("{ticket}: {why}"))
+            .await
+            .map_err(ledger_failed)
+    }
+}
+
+/// A challenge's id in the ledger: its serial and its random nonce.
+fn challenge_id(serial: &str, nonce_hex: &str) -> String {
+    format!("{serial}:{nonce_hex}")
+}
+
+fn challenges_of(devices: &[DeviceChallenge]) -> Vec<Challenge> {
+    devices
+        .iter()
+        .map(|d| Challenge {
+            id: challenge_id(d.identity.serial.as_str(), &d.nonce.to_hex()),
+            serial: d.identity.serial.to_string(),
+        })
+        .collect()
+}
+
+fn read_export(export: &str) -> Result<ResetRequest, Reply> {
+    export_xml::from_xml(export.as_bytes()).map_err(|e| failed(format!("the export: {e}")))
+}
+
+fn failed(error: impl std::fmt::Display) -> Reply {
+    Reply::Failed {
+        error: error.to_string(),
+    }
+}
+
+fn refused(why: String) -> Reply {
+    Reply::Refused { why }
+}
+
+fn ledger_failed(error: LedgerError) -> Reply {
+    tracing::error!(%error, "the signer's database failed");
+    failed("the signer's database failed: see its log")
+}

@@ -1,0 +1,287 @@
+//! The separate signer (issue 22): `resetdesk signer` runs as its own process with its
+//! own keys directory and database, and the desk's `RemoteSigner` reaches it over its
+//! Unix socket. Its own rules hold even when the desk asks: a replayed challenge, a
+//! stitched, stale or version 1 export and answers beyond its caps are refused; only the
+//! desk's user is answered; its log is chained, and `signer audit verify` finds a
+//! changed entry.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use resetdesk::crypto::KeyStore;
+use resetdesk::domain::{DeviceModel, DeviceSerial, FirmwareVersion, TicketNumber, Timestamp};
+use resetdesk::protocol::{DeviceIdentity, ResetRequest, export_xml, response};
+use resetdesk::signer::{RemoteSigner, Signer, SignerError};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::support::Sandbox;
+
+/// A signer process, stopped with the test.
+struct SignerProcess {
+    child: Child,
+    url: String,
+}
+
+impl Drop for SignerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_signer(
+    sandbox: &Sandbox,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> SignerProcess {
+    let socket = sandbox.path(&format!("{name}.sock"));
+    let db = sandbox.path(&format!("{name}.sqlite"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"));
+    command
+        .args(["signer", "--socket"])
+        .arg(&socket)
+        .arg("--db")
+        .arg(&db)
+        .args(extra)
+        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"))
+        .env("RESETDESK_DATA_DIR", sandbox.path("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command.spawn().expect("the signer starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the signer did not listen within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    SignerProcess {
+        child,
+        url: format!("unix:{}", socket.display()),
+    }
+}
+
+fn identity(serial: &str) -> DeviceIdentity {
+    DeviceIdentity {
+        model: DeviceModel::parse("DS-7608NI-K2").unwrap(),
+        serial: DeviceSerial::parse(serial).unwrap(),
+        firmware: FirmwareVersion::parse("V4.30.085").unwrap(),
+        mac_address: None,
+        reserved_email: None,
+    }
+}
+
+/// A device provisioned with the signer's keys, and an export of it made at `at`.
+fn device(keys: &KeyStore, serial: &str) -> resetdesk::device::DeviceState {
+    resetdesk::device::provision(
+        identity(serial),
+        &keys.master_secret().unwrap(),
+        keys.public_keys().unwrap(),
+    )
+}
+
+fn export(state: &mut resetdesk::device::DeviceState, at: Timestamp) -> ResetRequest {
+    resetdesk::device::export(state, 0, None, at).unwrap()
+}
+
+/// Sends one raw request line, as a desk taken over could, and reads the reply.
+async fn raw(url: &str, line: &str) -> serde_json::Value {
+    let stream = tokio::net::UnixStream::connect(url.strip_prefix("unix:").unwrap())
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    BufReader::new(read).read_line(&mut reply).await.unwrap();
+    serde_json::from_str(&reply).unwrap()
+}
+
+fn policy(result: Result<impl std::fmt::Debug, SignerError>) -> String {
+    match result {
+        Err(SignerError::Policy(why)) => why,
+        other => panic!("refused by the signer's rules, not {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_signer_answers_the_desk_under_its_own_rules() {
+    let sandbox = Sandbox::new();
+    let keys = KeyStore::new(sandbox.path("keys"));
+    keys.init(Timestamp::now()).unwrap();
+    let process = start_signer(
+        &sandbox,
+        "signer",
+        &[],
+        &[
+            ("RESETDESK_SIGNER_MAX_ANSWERS_PER_HOUR", "4"),
+            ("RESETDESK_SIGNER_MAX_ANSWERS_PER_SERIAL_PER_DAY", "2"),
+        ],
+    );
+    let signer = RemoteSigner::from_url(&process.url).unwrap();
+    let hello = signer.hello().await.unwrap();
+    assert_eq!(hello.master_key_id, keys.master_secret().unwrap().key_id());
+    assert_eq!(
+        hello.signing_key_id,
+        keys.active_signing_key().unwrap().id().to_string()
+    );
+    let now = Timestamp::now();
+    let ticket = TicketNumber::generate();
+
+    // A genuine export is checked and answered; the device takes the answer.
+    let mut nvr = device(&keys, "SIGNER0000001");
+    let request = export(&mut nvr, now);
+    let verified = signer
+        .check_export(request.clone(), now, 300)
+        .await
+        .unwrap();
+    let answer = signer.answer(&ticket, &verified).await.unwrap();
+    assert_eq!(answer.responses.len(), 1);
+    let typed = answer.responses[0].key.to_string();
+    let mut taking = nvr.clone();
+    resetdesk::device::import_key(&mut taking, None, &typed, "N3w-Passw0rd!", now)
+        .expect("the device takes the typed key");
+    let signed: Vec<_> = answer.responses.iter().map(|r| r.signed.clone()).collect();
+    resetdesk::device::import_response(
+        &mut nvr.clone(),
+        response::to_xml(&signed).as_bytes(),
+        "N3w-Passw0rd!",
+        now,
+    )
+    .expect("the device takes the signed file");
+
+    // The same challenge again is refused, even asked as a new ticket.
+    let again = policy(signer.answer(&TicketNumber::generate(), &verified).await);
+    assert!(again.contains("answered before"), "{again}");
+    // Its typed key can be recovered from the signed response, as the status page does.
+    let recovered = signer.recover(request.devices(), &signed).await.unwrap();
+    assert_eq!(recovered[0].key.to_string(), typed);
+
+    // A response this signer never gave (signed with its key by someone holding a copy,
+    // for a challenge it never answered) recovers nothing.
+    let mut other = device(&keys, "SIGNER0000009");
+    let other_request = export(&mut other, now);
+    let forged = resetdesk::protocol::respond(
+        &other_request
+            .clone()
+            .verify(&keys.master_secret().unwrap(), now, 300)
+            .unwrap(),
+        &keys.master_secret().unwrap(),
+        &keys.active_signing_key().unwrap(),
+    );
+    let forged: Vec<_> = forged.iter().map(|r| r.signed.clone()).collect();
+    let not_given = policy(signer.recover(other_request.devices(), &forged).await);
+    assert!(not_given.contains("did not give"), "{not_given}");
+
+    // A changed export is not genuine.
+    let xml = export_xml::to_xml(&export(&mut device(&keys, "SIGNER0000002"), now));
+    let tag_at = xml.find("<Tag>").unwrap() + "<Tag>".len();
+    let mut altered = xml.clone();
+    let flipped = if &altered[tag_at..=tag_at] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    altered.replace_range(tag_at..=tag_at, flipped);
+    let reply = raw(
+        &process.url,
+        &serde_json::json!({"op": "answer", "ticket": ticket.to_string(), "export": altered})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(reply["reply"], "not_genuine", "{reply}");
+    assert_eq!(reply["problem"]["kind"], "bad_mac");
+
+    // A stale export (made 49 hours ago, as the desk's clock might claim it is not).
+    let mut stale_device = device(&keys, "SIGNER0000003");
+    let stale = export(&mut stale_device, now.plus_seconds(-49 * 3600));
+    let reply = raw(
+        &process.url,
+        &serde_json::json!({"op": "answer", "ticket": ticket.to_string(), "export": export_xml::to_xml(&stale)})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(reply["reply"], "not_genuine", "{reply}");
+    assert_eq!(reply["problem"]["kind"], "expired");
+
+    // A stitched export: another export's entry put in this one.
+    let mut first = device(&keys, "SIGNER0000004");
+    let mut second = device(&keys, "SIGNER0000005");
+    let mut entries = export(&mut first, now).devices().to_vec();
+    entries.extend(export(&mut second, now).devices().to_vec());
+    let reply = raw(
+        &process.url,
+        &serde_json::json!({"op": "answer", "ticket": ticket.to_string(), "export": export_xml::write_entries(&entries)})
+            .to_string(),
+    )
+    .await;
+    assert_ne!(reply["reply"], "answered", "{reply}");
+    assert!(reply.to_string().contains("several exports"), "{reply}");
+
+    // A version 1 export is not answered.
+    let mut old_firmware = device(&keys, "SIGNER0000006");
+    old_firmware.protocol = 1;
+    let v1 = export(&mut old_firmware, now);
+    let verified_v1 = signer.check_export(v1, now, 300).await.unwrap();
+    let refused = policy(signer.answer(&ticket, &verified_v1).await);
+    assert!(refused.contains("version 2"), "{refused}");
+
+    // Caps: 2 answers a day for one serial, 4 an hour in all.
+    let second_export = export(&mut device(&keys, "SIGNER0000001"), now);
+    let verified = signer.check_export(second_export, now, 300).await.unwrap();
+    signer.answer(&ticket, &verified).await.unwrap();
+    let third_export = export(&mut device(&keys, "SIGNER0000001"), now);
+    let verified = signer.check_export(third_export, now, 300).await.unwrap();
+    let per_serial = policy(signer.answer(&ticket, &verified).await);
+    assert!(per_serial.contains("SIGNER0000001"), "{per_serial}");
+    for serial in ["SIGNER0000007", "SIGNER0000008"] {
+        let request = export(&mut device(&keys, serial), now);
+        let verified = signer.check_export(request, now, 300).await.unwrap();
+        signer.answer(&ticket, &verified).await.unwrap();
+    }
+    let request = export(&mut device(&keys, "SIGNER0000010"), now);
+    let verified = signer.check_export(request, now, 300).await.unwrap();
+    let per_hour = policy(signer.answer(&ticket, &verified).await);
+    assert!(per_hour.contains("last hour"), "{per_hour}");
+
+    // Only the desk's user is answered.
+    let strict = start_signer(&sandbox, "strict", &["--desk-uid", "4000123"], &[]);
+    let refused = RemoteSigner::from_url(&strict.url).unwrap().hello().await;
+    match refused {
+        Err(SignerError::Unavailable(why)) => assert!(why.contains("not the desk's"), "{why}"),
+        other => panic!("refused, not {other:?}"),
+    }
+
+    // The log holds every answer and refusal, chained; a changed entry is found.
+    let db = sandbox.path("signer.sqlite");
+    let verified = sandbox
+        .run(&["signer", "audit", "verify", "--db", db.to_str().unwrap()])
+        .ok();
+    assert!(
+        verified.stdout.contains("chained as written"),
+        "{}",
+        verified.stdout
+    );
+    drop(process);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DROP TRIGGER log_is_append_only_update;
+         UPDATE log SET detail = 'nothing happened' WHERE id = 1;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    sandbox
+        .run(&["signer", "audit", "verify", "--db", db.to_str().unwrap()])
+        .refused(1, "changed after it was written");
+}
