@@ -7,8 +7,7 @@ use crate::blobs::BlobStore;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::{
-    DeskSecret, KeyId, KeyStore, KeyStoreError, MasterSecret, SealError, SealKeyId, SealKeys,
-    SealedSecret, SigningKey,
+    DeskSecret, KeyStore, KeyStoreError, SealError, SealKeyId, SealKeys, SealedSecret,
 };
 use crate::domain::Secret;
 use crate::domain::TicketNumber;
@@ -51,24 +50,21 @@ impl Desk {
     }
 }
 
-/// Key material the running desk needs. The signing key can change while the desk runs
-/// (`keys rotate` on any replica's keys directory): [`DeskKeys::reload`] picks it up.
+/// The desk's own secrets: the desk secret (cookies, links, tokens) and the seal keys
+/// (what the database keeps sealed). The master secret and the signing keys are the
+/// signer's (`Desk::signer`), in this process or another.
 pub struct DeskKeys {
-    pub master: MasterSecret,
     pub desk_secret: DeskSecret,
-    signer: std::sync::RwLock<Arc<SigningKey>>,
     /// Seals the secrets the database keeps (TOTP seeds); re-read with the signing key.
     seal: std::sync::RwLock<Arc<SealKeys>>,
     store: KeyStore,
 }
 
 impl DeskKeys {
-    /// Loads everything from the keys directory.
+    /// Loads the desk's own secrets from the keys directory.
     pub fn load(store: KeyStore) -> Result<Self, KeyStoreError> {
         Ok(Self {
-            master: store.master_secret()?,
             desk_secret: store.desk_secret()?,
-            signer: std::sync::RwLock::new(Arc::new(store.active_signing_key()?)),
             seal: std::sync::RwLock::new(Arc::new(store.seal_keys()?)),
             store,
         })
@@ -111,27 +107,6 @@ impl DeskKeys {
             other => other,
         }
     }
-
-    /// The key that signs now.
-    pub fn signer(&self) -> Arc<SigningKey> {
-        // A poisoned lock only means a reload panicked; the key inside is still whole.
-        self.signer
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Re-reads the keyring; returns the new key id when the active key changed.
-    pub fn reload(&self) -> Result<Option<KeyId>, KeyStoreError> {
-        let active = self.store.active_signing_key()?;
-        let mut signer = self.signer.write().unwrap_or_else(|e| e.into_inner());
-        if signer.id() == active.id() {
-            return Ok(None);
-        }
-        let id = active.id().clone();
-        *signer = Arc::new(active);
-        Ok(Some(id))
-    }
 }
 
 impl Desk {
@@ -145,14 +120,20 @@ impl Desk {
                 return Err("cannot read the key registry".to_owned());
             }
         };
-        let on_disk = self.keys.store.key_ids().map_err(|error| {
+        let signer = self
+            .signer
+            .key_ids()
+            .await
+            .map_err(|error| format!("cannot read the signer's keys: {error}"))?;
+        let desk = self.keys.store.desk_key_ids().map_err(|error| {
             format!(
                 "cannot read the keys directory {}: {error}",
                 self.keys.store.dir().display()
             )
         })?;
+        let on_disk = signer.with_desk_keys(desk);
         let mut loaded = on_disk.clone();
-        loaded.master = self.keys.master.key_id();
+        loaded.master = signer.loaded_master;
         loaded.desk_secret = Some(self.keys.desk_secret.key_id());
         let mut problems = crate::key_registry::disagreements(&on_disk, &registry);
         for problem in crate::key_registry::disagreements(&loaded, &registry) {

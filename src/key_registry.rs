@@ -118,6 +118,26 @@ pub async fn check_at_start(
     refuse_disagreement(keys, &disagreements(&keys.key_ids()?, &registry))
 }
 
+/// The start-up rule of a desk whose master secret and signing keys are in a separate
+/// signer (`signer_url`): the signer's key ids (`signer`, as it says them) and the desk's
+/// own secrets in its keys directory (`keys`, desk-only) are held to the registry as a
+/// whole key set is; the desk's own secrets are created on first use.
+pub async fn check_with_signer_at_start(
+    store: &dyn Store,
+    keys: &KeyStore,
+    signer: &crate::signer::SignerKeyIds,
+    now: Timestamp,
+) -> anyhow::Result<()> {
+    let ids = || -> anyhow::Result<KeyIds> { Ok(signer.with_desk_keys(keys.desk_key_ids()?)) };
+    let registry = store.registered_keys().await?;
+    refuse_disagreement(keys, &disagreements(&ids()?, &registry))?;
+    keys.desk_secret()?;
+    keys.seal_keys()?;
+    register_missing_kinds(store, &ids()?, &registry, now).await?;
+    let registry = store.registered_keys().await?;
+    refuse_disagreement(keys, &disagreements(&ids()?, &registry))
+}
+
 fn refuse_disagreement(keys: &KeyStore, problems: &[String]) -> anyhow::Result<()> {
     if problems.is_empty() {
         return Ok(());

@@ -19,6 +19,7 @@ use crate::desk::{Desk, DeskKeys};
 use crate::mail::compose::MailContext;
 use crate::mail::outbox::{OutboxWorker, Timing, Transport};
 use crate::routes::{self, ErrorAnswer};
+use crate::signer::{LocalSigner, RemoteSigner, Signer, SigningKeys};
 use crate::store::{self, Store};
 
 /// Makes ring the process's TLS provider. The S3 client's HTTP stack links aws-lc-rs too,
@@ -58,7 +59,7 @@ async fn reload_keys(desk: web::Data<Desk>, mut stopped: tokio::sync::watch::Rec
             }
             _ = stopped.changed() => return,
         }
-        match desk.keys.reload() {
+        match desk.signer.reload() {
             Ok(Some(id)) => tracing::info!(key_id = %id, "now signing with a new key"),
             Ok(None) => {}
             Err(error) => {
@@ -109,12 +110,12 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("imap_url: {e}"))?;
         }
         prepare_data_dir(&settings.storage.data_dir)?;
-        let (store, keys) = open_store_and_keys(&settings, clock.as_ref()).await?;
+        let (store, keys, signer) = open_store_and_keys(&settings, clock.as_ref()).await?;
         let worker = outbox_worker(&settings, store.clone(), clock.clone())?;
         let blobs = BlobStore::from_settings(&settings).context("cannot set up blob storage")?;
         let listener = bind(&mut settings)?;
         let port = listener.local_addr()?.port();
-        let desk = build_desk(settings, store, keys, blobs, clock, &worker)?;
+        let desk = build_desk(settings, store, keys, signer, blobs, clock, &worker)?;
         let server = http_server(desk.clone(), listener)?;
         Ok(Self {
             port,
@@ -177,13 +178,13 @@ pub async fn desk_for_command(mut settings: Settings) -> anyhow::Result<web::Dat
     install_tls_provider();
     prepare_data_dir(&settings.storage.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, keys) = open_store_and_keys(&settings, clock.as_ref()).await?;
+    let (store, keys, signer) = open_store_and_keys(&settings, clock.as_ref()).await?;
     let worker = outbox_worker(&settings, store.clone(), clock.clone())?;
     let blobs = BlobStore::from_settings(&settings).context("cannot set up blob storage")?;
     if settings.http.public_url.is_empty() {
         settings.http.public_url = format!("http://{}", settings.http.listen);
     }
-    build_desk(settings, store, keys, blobs, clock, &worker)
+    build_desk(settings, store, keys, signer, blobs, clock, &worker)
 }
 
 /// The database, migrated, and the keys it records as the desk's, with the stored TOTP
@@ -191,7 +192,7 @@ pub async fn desk_for_command(mut settings: Settings) -> anyhow::Result<web::Dat
 async fn open_store_and_keys(
     settings: &Settings,
     clock: &dyn Clock,
-) -> anyhow::Result<(Arc<dyn Store>, DeskKeys)> {
+) -> anyhow::Result<(Arc<dyn Store>, DeskKeys, Arc<dyn Signer>)> {
     let store = store::connect(&settings.storage.database_url())
         .await
         .context("cannot open the database")?;
@@ -201,10 +202,35 @@ async fn open_store_and_keys(
         .context("cannot apply database migrations")?;
     // Keys only after the database: whether this directory may get new keys, and
     // whether its keys are the desk's, is the database's to say.
-    let keys = KeyStore::new(&settings.storage.keys_dir);
-    crate::key_registry::check_at_start(store.as_ref(), &keys, clock.now()).await?;
-    let desk_keys = DeskKeys::load(keys)?;
-    tracing::info!(key_id = %desk_keys.signer().id(), "signing with key");
+    let (desk_keys, signer): (DeskKeys, Arc<dyn Signer>) = match &settings.signer.url {
+        None => {
+            let keys = KeyStore::new(&settings.storage.keys_dir);
+            crate::key_registry::check_at_start(store.as_ref(), &keys, clock.now()).await?;
+            let signing = SigningKeys::load(keys.clone())?;
+            tracing::info!(key_id = %signing.signer().id(), "signing with key");
+            let signer = Arc::new(LocalSigner::new(signing, store.clone()));
+            (DeskKeys::load(keys)?, signer)
+        }
+        Some(url) => {
+            // The master secret and the signing keys are the signer's: this process
+            // reads neither, and its keys directory keeps only the desk's own secrets.
+            let remote = RemoteSigner::from_url(url).map_err(anyhow::Error::msg)?;
+            let ids = remote
+                .key_ids()
+                .await
+                .with_context(|| format!("cannot reach the signer at {url}"))?;
+            let keys = KeyStore::desk_only(&settings.storage.keys_dir);
+            crate::key_registry::check_with_signer_at_start(
+                store.as_ref(),
+                &keys,
+                &ids,
+                clock.now(),
+            )
+            .await?;
+            tracing::info!(signer = %url, key_id = %ids.active_signing, "the signer signs, with key");
+            (DeskKeys::load(keys)?, Arc::new(remote))
+        }
+    };
 
     // Seeds left in clear by an older desk, or sealed under a key since rotated.
     crate::auth::totp::seal_stored_seeds(
@@ -215,7 +241,7 @@ async fn open_store_and_keys(
     )
     .await
     .context("cannot seal the stored TOTP seeds")?;
-    Ok((store, desk_keys))
+    Ok((store, desk_keys, signer))
 }
 
 /// The outbox worker over SMTP, or over `.eml` files when no SMTP server is configured.
@@ -266,6 +292,7 @@ fn build_desk(
     settings: Settings,
     store: Arc<dyn Store>,
     keys: DeskKeys,
+    signer: Arc<dyn Signer>,
     blobs: BlobStore,
     clock: Arc<dyn Clock>,
     worker: &OutboxWorker,
@@ -288,8 +315,6 @@ fn build_desk(
         )
     })?;
     let keys = Arc::new(keys);
-    let signer: Arc<dyn crate::signer::Signer> =
-        Arc::new(crate::signer::LocalSigner::new(keys.clone(), store.clone()));
     Ok(web::Data::new(Desk {
         signer,
         blobs,

@@ -166,11 +166,48 @@ pub struct KeyIds {
 #[derive(Debug, Clone)]
 pub struct KeyStore {
     dir: PathBuf,
+    /// Whether the directory holds the master secret and signing keys. A desk whose
+    /// signer is a separate process keeps only its own secrets (desk secret, seal keys).
+    signing_keys_here: bool,
+}
+
+/// The ids of the desk's own secrets in a keys directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeskKeyIds {
+    pub desk_secret: Option<String>,
+    pub current_seal: Option<SealKeyId>,
+    pub seal: Vec<SealKeyId>,
 }
 
 impl KeyStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            signing_keys_here: true,
+        }
+    }
+
+    /// The keys directory of a desk whose master secret and signing keys are in a
+    /// separate signer: it holds the desk secret and the seal keys only, created on
+    /// first use in a directory only its owner may enter.
+    pub fn desk_only(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            signing_keys_here: false,
+        }
+    }
+
+    /// Whether the desk's own secrets may be read or created here: a full key set, or a
+    /// desk-only directory (made private when missing).
+    fn desk_part_ready(&self) -> Result<(), KeyStoreError> {
+        if self.signing_keys_here {
+            if !self.is_initialized()? {
+                return Err(self.not_initialized());
+            }
+        } else {
+            secret_file::create_private_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -341,9 +378,7 @@ impl KeyStore {
     /// The desk's secret for web links, created on first use: it is not key material a
     /// device depends on, so a keys directory made before it existed simply gains it.
     pub fn desk_secret(&self) -> Result<DeskSecret, KeyStoreError> {
-        if !self.is_initialized()? {
-            return Err(self.not_initialized());
-        }
+        self.desk_part_ready()?;
         let path = self.dir.join(DESK_SECRET_FILE);
         if !path.exists() {
             let hex = data_encoding::HEXLOWER.encode(&super::random_bytes::<32>()) + "\n";
@@ -355,9 +390,8 @@ impl KeyStore {
         Ok(DeskSecret::from_bytes(self.read_hex32(&path)?))
     }
 
-    /// The ids of the keys here; creates nothing.
-    pub fn key_ids(&self) -> Result<KeyIds, KeyStoreError> {
-        let keyring = self.read_keyring()?;
+    /// The ids of the desk's own secrets here; creates nothing.
+    pub fn desk_key_ids(&self) -> Result<DeskKeyIds, KeyStoreError> {
         let desk_path = self.dir.join(DESK_SECRET_FILE);
         let desk_secret = if desk_path.exists() {
             Some(DeskSecret::from_bytes(self.read_hex32(&desk_path)?).key_id())
@@ -371,6 +405,21 @@ impl KeyStore {
         } else {
             (None, Vec::new())
         };
+        Ok(DeskKeyIds {
+            desk_secret,
+            current_seal,
+            seal,
+        })
+    }
+
+    /// The ids of the keys here; creates nothing.
+    pub fn key_ids(&self) -> Result<KeyIds, KeyStoreError> {
+        let keyring = self.read_keyring()?;
+        let DeskKeyIds {
+            desk_secret,
+            current_seal,
+            seal,
+        } = self.desk_key_ids()?;
         let active_signing = keyring
             .keys
             .iter()
@@ -407,9 +456,7 @@ impl KeyStore {
     /// use (as the desk secret is): a keys directory made before sealing existed gains
     /// it. Every `seal/*.key` file is loaded, so values sealed under an older key open.
     pub fn seal_keys(&self) -> Result<SealKeys, KeyStoreError> {
-        if !self.is_initialized()? {
-            return Err(self.not_initialized());
-        }
+        self.desk_part_ready()?;
         let current_path = self.seal_dir().join(SEAL_CURRENT_FILE);
         if !current_path.exists() {
             secret_file::create_private_dir(&self.seal_dir())?;

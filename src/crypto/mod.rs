@@ -18,7 +18,9 @@ mod signing;
 
 pub use desk_secret::DeskSecret;
 pub use device_key::{DeviceKey, MacTag, MasterSecret};
-pub use keystore::{KeyEntry, KeyIds, KeyStatus, KeyStore, KeyStoreError, PublicKeySet};
+pub use keystore::{
+    DeskKeyIds, KeyEntry, KeyIds, KeyStatus, KeyStore, KeyStoreError, PublicKeySet,
+};
 pub use seal::{SealError, SealKeyId, SealKeyIdError, SealKeys, SealedSecret};
 pub use signing::{KeyId, KeyIdError, PublicKey, Signature, SigningKey, VerifyError};
 

@@ -81,7 +81,9 @@ fn signer_error(error: SignerError) -> ReviewError {
         SignerError::Retired(_) => ReviewError::Conflict(error.to_string()),
         SignerError::Refused(refused) => ReviewError::Invalid(refused.to_string()),
         SignerError::Policy(_) => ReviewError::Conflict(error.to_string()),
-        SignerError::Store(_) | SignerError::Unavailable(_) => ReviewError::internal(error),
+        SignerError::Store(_) | SignerError::Unavailable(_) | SignerError::Keys(_) => {
+            ReviewError::internal(error)
+        }
     }
 }
 

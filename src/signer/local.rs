@@ -7,8 +7,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Answer, Signer, SignerError};
-use crate::crypto::SigningKey;
-use crate::desk::DeskKeys;
+use std::sync::RwLock;
+
+use super::SignerKeyIds;
+use crate::crypto::{KeyId, KeyStore, KeyStoreError, MasterSecret, SigningKey};
 use crate::domain::{TicketNumber, Timestamp};
 use crate::protocol::challenge::VerifiedResetRequest;
 use crate::protocol::{
@@ -16,13 +18,53 @@ use crate::protocol::{
 };
 use crate::store::{KeyRecordStatus, Store};
 
+/// The master secret and the active signing key, as read from the keys directory. The
+/// signing key can change while the desk runs (`keys rotate` on any replica's keys
+/// directory): [`SigningKeys::reload`] picks it up.
+pub struct SigningKeys {
+    master: MasterSecret,
+    active: RwLock<Arc<SigningKey>>,
+    store: KeyStore,
+}
+
+impl SigningKeys {
+    pub fn load(store: KeyStore) -> Result<Self, KeyStoreError> {
+        Ok(Self {
+            master: store.master_secret()?,
+            active: RwLock::new(Arc::new(store.active_signing_key()?)),
+            store,
+        })
+    }
+
+    /// The key that signs now.
+    pub fn signer(&self) -> Arc<SigningKey> {
+        // A poisoned lock only means a reload panicked; the key inside is still whole.
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the keyring; returns the new key id when the active key changed.
+    pub fn reload(&self) -> Result<Option<KeyId>, KeyStoreError> {
+        let active = self.store.active_signing_key()?;
+        let mut signer = self.active.write().unwrap_or_else(|e| e.into_inner());
+        if signer.id() == active.id() {
+            return Ok(None);
+        }
+        let id = active.id().clone();
+        *signer = Arc::new(active);
+        Ok(Some(id))
+    }
+}
+
 pub struct LocalSigner {
-    keys: Arc<DeskKeys>,
+    keys: SigningKeys,
     store: Arc<dyn Store>,
 }
 
 impl LocalSigner {
-    pub fn new(keys: Arc<DeskKeys>, store: Arc<dyn Store>) -> Self {
+    pub fn new(keys: SigningKeys, store: Arc<dyn Store>) -> Self {
         Self { keys, store }
     }
 
@@ -87,5 +129,19 @@ impl Signer for LocalSigner {
         signed: &[SignedResponse],
     ) -> Result<Vec<DeviceResponse>, SignerError> {
         Ok(recover_responses(challenges, signed, &self.keys.master))
+    }
+
+    async fn key_ids(&self) -> Result<SignerKeyIds, SignerError> {
+        let on_disk = self.keys.store.key_ids()?;
+        Ok(SignerKeyIds {
+            master: on_disk.master,
+            loaded_master: self.keys.master.key_id(),
+            active_signing: on_disk.active_signing,
+            signing: on_disk.signing,
+        })
+    }
+
+    fn reload(&self) -> Result<Option<KeyId>, SignerError> {
+        Ok(self.keys.reload()?)
     }
 }

@@ -15,14 +15,14 @@ mod socket;
 mod wire;
 
 pub use ledger::{Ledger, LedgerError};
-pub use local::LocalSigner;
+pub use local::{LocalSigner, SigningKeys};
 pub use remote::{RemoteSigner, SignerIdentity};
 pub use service::{Policy, Service};
 pub use socket::serve;
 
 use async_trait::async_trait;
 
-use crate::crypto::KeyId;
+use crate::crypto::{DeskKeyIds, KeyId, KeyIds, KeyStoreError};
 use crate::domain::{TicketNumber, Timestamp};
 use crate::protocol::challenge::{ChallengeError, VerifiedResetRequest};
 use crate::protocol::{DeviceChallenge, DeviceResponse, ResetRequest, SignedResponse};
@@ -45,6 +45,35 @@ pub enum SignerError {
     /// The separate signer cannot be reached, or answered what the desk cannot read.
     #[error("the signer is unavailable: {0}")]
     Unavailable(String),
+    #[error(transparent)]
+    Keys(#[from] KeyStoreError),
+}
+
+/// The ids of the keys a signer answers with, for the key registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerKeyIds {
+    /// The factory master secret's, as its keys directory holds it now.
+    pub master: String,
+    /// The master secret's as loaded at start (a local signer; a remote one says the
+    /// same as `master`).
+    pub loaded_master: String,
+    pub active_signing: KeyId,
+    /// Every signing key not retired.
+    pub signing: Vec<KeyId>,
+}
+
+impl SignerKeyIds {
+    /// With the desk's own secrets: what the key registry is compared with.
+    pub fn with_desk_keys(&self, desk: DeskKeyIds) -> KeyIds {
+        KeyIds {
+            master: self.master.clone(),
+            desk_secret: desk.desk_secret,
+            active_signing: self.active_signing.clone(),
+            signing: self.signing.clone(),
+            current_seal: desk.current_seal,
+            seal: desk.seal,
+        }
+    }
 }
 
 /// A checked export answered: one response per device, and the key that signed them.
@@ -80,4 +109,13 @@ pub trait Signer: Send + Sync + 'static {
         challenges: &[DeviceChallenge],
         signed: &[SignedResponse],
     ) -> Result<Vec<DeviceResponse>, SignerError>;
+
+    /// The ids of the keys it answers with.
+    async fn key_ids(&self) -> Result<SignerKeyIds, SignerError>;
+
+    /// Picks up a `keys rotate` of its keys directory; the new key's id when the active
+    /// key changed. A separate signer re-reads its own keys at every answer.
+    fn reload(&self) -> Result<Option<KeyId>, SignerError> {
+        Ok(None)
+    }
 }

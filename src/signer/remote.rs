@@ -197,4 +197,16 @@ impl Signer for RemoteSigner {
             other => Err(unexpected(other)),
         }
     }
+
+    async fn key_ids(&self) -> Result<super::SignerKeyIds, SignerError> {
+        let hello = self.hello().await?;
+        let active = KeyId::parse(&hello.signing_key_id)
+            .map_err(|_| SignerError::Unavailable("the signer's key id".to_owned()))?;
+        Ok(super::SignerKeyIds {
+            master: hello.master_key_id.clone(),
+            loaded_master: hello.master_key_id,
+            active_signing: active.clone(),
+            signing: vec![active],
+        })
+    }
 }

@@ -54,12 +54,17 @@ pub async fn serve(
 async fn connection(stream: UnixStream, desk_uid: u32, service: &Service) -> std::io::Result<()> {
     let peer = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
     if peer.uid() != desk_uid {
         tracing::warn!(
             uid = peer.uid(),
             desk_uid,
             "a process of another user was refused"
         );
+        // Its request is read (and dropped) first, so it hears why instead of a broken
+        // pipe; it gets a few seconds to send it.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), read_line(&mut reader)).await;
         let reply = Reply::Failed {
             error: format!(
                 "user {} is not the desk's (uid {desk_uid}): the signer answers only the desk",
@@ -69,7 +74,6 @@ async fn connection(stream: UnixStream, desk_uid: u32, service: &Service) -> std
         write_line(&mut write, &reply).await?;
         return Ok(());
     }
-    let mut reader = BufReader::new(read);
     while let Some(line) = read_line(&mut reader).await? {
         let reply = match serde_json::from_slice::<Request>(&line) {
             Ok(request) => service.handle(request).await,

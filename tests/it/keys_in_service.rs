@@ -94,14 +94,14 @@ async fn rotation_in_service_and_devices_that_trust_old_and_new_keys() {
     assert_eq!(code, 0, "{out}");
     let new_id = app
         .desk
-        .keys
+        .signer
         .reload()
         .unwrap()
         .expect("the desk sees the rotated key")
         .to_string();
     assert_ne!(new_id, old_id);
     assert_eq!(
-        app.desk.keys.reload().unwrap(),
+        app.desk.signer.reload().unwrap(),
         None,
         "a second reload changes nothing"
     );
@@ -195,7 +195,7 @@ async fn a_retired_key_with_no_successor_refuses_the_approval(backend: Backend) 
     );
     let created: Value = app.submit(form).await.json().await.unwrap();
     let ticket = created["ticket"].as_str().unwrap();
-    let active = app.desk.keys.signer().id().to_string();
+    let active = app.keys().active_signing_key().unwrap().id().to_string();
     app.desk
         .store
         .retire_key(&active, "cli", app.now())

@@ -35,6 +35,17 @@ fn start_signer(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> SignerProcess {
+    start_signer_in(sandbox, "keys", name, extra, env)
+}
+
+/// A signer process whose keys directory is `keys` in the sandbox.
+fn start_signer_in(
+    sandbox: &Sandbox,
+    keys: &str,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> SignerProcess {
     let socket = sandbox.path(&format!("{name}.sock"));
     let db = sandbox.path(&format!("{name}.sqlite"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"));
@@ -44,7 +55,7 @@ fn start_signer(
         .arg("--db")
         .arg(&db)
         .args(extra)
-        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"))
+        .env("RESETDESK_KEYS_DIR", sandbox.path(keys))
         .env("RESETDESK_DATA_DIR", sandbox.path("data"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -284,4 +295,176 @@ async fn the_signer_answers_the_desk_under_its_own_rules() {
     sandbox
         .run(&["signer", "audit", "verify", "--db", db.to_str().unwrap()])
         .refused(1, "changed after it was written");
+}
+
+/// The whole story with the keys out of the web process: `serve` with `signer_url`
+/// starts with a keys directory that holds no master secret and no signing key (and gets
+/// none), a request is approved through the API, and the reference device, provisioned
+/// from the signer's keys, takes the typed key the mail carries.
+#[tokio::test]
+async fn serve_holds_no_private_key_when_the_signer_has_them() {
+    let sandbox = Sandbox::new();
+    KeyStore::new(sandbox.path("signer-keys"))
+        .init(Timestamp::now())
+        .unwrap();
+    let signer = start_signer_in(&sandbox, "signer-keys", "signer", &[], &[]);
+    let signer_keys = sandbox.path("signer-keys");
+    let with_signer_keys = |args: &[&str]| {
+        let mut all = vec!["--keys-dir", signer_keys.to_str().unwrap()];
+        all.extend_from_slice(args);
+        sandbox.run(&all).ok()
+    };
+    let password = "correct horse battery staple";
+    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args([
+            "user",
+            "add",
+            "--email",
+            "agent@vendor.test",
+            "--role",
+            "agent",
+            "--password-stdin",
+        ])
+        .current_dir(sandbox.path(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut add.stdin.take().unwrap(),
+        format!("{password}\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(add.wait().unwrap().success());
+    let token = sandbox
+        .run(&["user", "token", "--email", "agent@vendor.test"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+
+    let served =
+        crate::serve_binary::serve_with(&sandbox, &[("RESETDESK_SIGNER_URL", &signer.url)]);
+    let base = format!("http://127.0.0.1:{}", served.port);
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "{}", health.text().await.unwrap());
+
+    // The desk's keys directory: its own secrets only.
+    let mut files = Vec::new();
+    for entry in walk(&sandbox.path("keys")) {
+        files.push(
+            entry
+                .strip_prefix(sandbox.path("keys"))
+                .unwrap()
+                .display()
+                .to_string(),
+        );
+    }
+    assert!(
+        files.iter().any(|f| f.starts_with("desk-secret")),
+        "{files:?}"
+    );
+    for file in &files {
+        assert!(
+            !file.contains("master") && !file.starts_with("signing") && !file.ends_with(".pk8"),
+            "serve's keys directory holds {file}: {files:?}"
+        );
+    }
+
+    with_signer_keys(&[
+        "device",
+        "provision",
+        "--serial",
+        "DS-2CD2143G2-I20231115AAWRJ12345678",
+        "--model",
+        "DS-2CD2143G2-I",
+        "--state",
+        "cam.json",
+    ]);
+    with_signer_keys(&[
+        "device",
+        "export",
+        "--state",
+        "cam.json",
+        "--format",
+        "string",
+        "--out",
+        "reset.txt",
+    ]);
+    let reset_string = std::fs::read_to_string(sandbox.path("reset.txt")).unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("name", "Jo Owner")
+        .text("email", "jo@example.com")
+        .text("country", "US")
+        .text("role", "end_user")
+        .text("reset_string", reset_string)
+        .part(
+            "label_photo",
+            reqwest::multipart::Part::bytes(crate::desk_support::label_photo())
+                .file_name("label.jpg"),
+        );
+    let created = client
+        .post(format!("{base}/api/v1/requests"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let ticket = created.json::<serde_json::Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let approved = client
+        .post(format!("{base}/api/v1/tickets/{ticket}/approve"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200, "{}", approved.text().await.unwrap());
+    let mails = crate::serve_binary::eml_files(&sandbox.path("data/outbox"), 2);
+    let approval = mails
+        .iter()
+        .map(|raw| mail_parser::MessageParser::default().parse(raw).unwrap())
+        .find(|m| m.subject().unwrap_or_default().contains("response"))
+        .expect("the approval mail");
+    let text = approval.body_text(0).unwrap().into_owned();
+    let key = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .rsplit_once(":  ")
+                .map(|(_, key)| key.trim().to_owned())
+        })
+        .expect("a typed key in the mail");
+    let import = with_signer_keys(&[
+        "device",
+        "import",
+        "--state",
+        "cam.json",
+        "--key",
+        &key,
+        "--new-password",
+        "a new admin pw",
+    ]);
+    assert!(import.stdout.contains("password set"), "{}", import.stdout);
+
+    // The signer logged the answer; its chain holds.
+    let db = sandbox.path("signer.sqlite");
+    let audit = with_signer_keys(&["signer", "audit", "verify", "--db", db.to_str().unwrap()]);
+    assert!(audit.stdout.contains("1 entries"), "{}", audit.stdout);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }
