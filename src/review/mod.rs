@@ -507,14 +507,26 @@ async fn sign_and_write(
         .answer(number, verified)
         .await
         .map_err(signer_error)?;
-    let responses = answer.responses;
+    let (stored, mail) = write_response_mail(desk, ticket, to, &answer.responses)?;
+    Ok((stored, mail, answer.key_id))
+}
+
+/// The response mail to `to` for `responses`, and the signatures sealed for the
+/// database.
+fn write_response_mail(
+    desk: &Desk,
+    ticket: &TicketDetail,
+    to: &crate::store::Customer,
+    responses: &[crate::protocol::DeviceResponse],
+) -> Result<(Vec<StoredResponse>, NewMail), ReviewError> {
+    let number = &ticket.summary.number;
     let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
     let mail = compose::approved(
         &desk.mail,
         number,
         &desk.status_url(number),
         to,
-        &responses,
+        responses,
         response::to_xml(&signed),
     )
     .map_err(ReviewError::internal)?;
@@ -523,7 +535,7 @@ async fn sign_and_write(
         .iter()
         .map(|response| StoredResponse::sealed(response, &seal))
         .collect();
-    Ok((stored, mail, answer.key_id))
+    Ok((stored, mail))
 }
 
 /// An approver's note: plain text, possibly empty.
@@ -766,7 +778,31 @@ async fn sign_again(
     let to = automatic::response_recipient(desk, ticket)
         .await
         .map_err(ReviewError::internal)?;
-    let (signed, mail, key_id) = sign_and_write(desk, ticket, &to, &verified).await?;
+    let (signed, mail, key_id) = if desk.signer.answers_each_challenge_once() {
+        // A separate signer answers a challenge once; what it answered is recovered
+        // from the signatures the database keeps sealed (the same file, the same keys).
+        let opened: Vec<_> = ticket
+            .responses
+            .iter()
+            .map(|stored| stored.open(&desk.keys.seal_keys()))
+            .collect::<Result<_, _>>()
+            .map_err(ReviewError::internal)?;
+        let responses = desk
+            .signer
+            .recover(verified.devices(), &opened)
+            .await
+            .map_err(signer_error)?;
+        let key_id = responses
+            .first()
+            .map(|r| r.signed.key_id.clone())
+            .ok_or_else(|| {
+                ReviewError::Conflict("the ticket holds no response to send".to_owned())
+            })?;
+        let (stored, mail) = write_response_mail(desk, ticket, &to, &responses)?;
+        (stored, mail, key_id)
+    } else {
+        sign_and_write(desk, ticket, &to, &verified).await?
+    };
     let devices = signed.len();
     desk.store
         .resend_approval(&ResentApproval {

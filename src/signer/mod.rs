@@ -113,6 +113,12 @@ pub trait Signer: Send + Sync + 'static {
     /// The ids of the keys it answers with.
     async fn key_ids(&self) -> Result<SignerKeyIds, SignerError>;
 
+    /// Whether it answers each challenge once (a separate signer): a dead response mail
+    /// is then sent again from what it answered (`recover`), not answered anew.
+    fn answers_each_challenge_once(&self) -> bool {
+        false
+    }
+
     /// Picks up a `keys rotate` of its keys directory; the new key's id when the active
     /// key changed. A separate signer re-reads its own keys at every answer.
     fn reload(&self) -> Result<Option<KeyId>, SignerError> {

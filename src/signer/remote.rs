@@ -198,6 +198,10 @@ impl Signer for RemoteSigner {
         }
     }
 
+    fn answers_each_challenge_once(&self) -> bool {
+        true
+    }
+
     async fn key_ids(&self) -> Result<super::SignerKeyIds, SignerError> {
         let hello = self.hello().await?;
         let active = KeyId::parse(&hello.signing_key_id)

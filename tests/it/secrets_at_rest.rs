@@ -15,7 +15,7 @@ use resetdesk::startup::Application;
 
 use crate::desk_support::{
     Backend, TestApp, csrf, customer_form, export_part, file_part, keys_in, label_photo,
-    spawn_app_on,
+    spawn_app_on, spawn_app_with,
 };
 use crate::serve_binary::serve_command;
 use crate::support::Sandbox;
@@ -644,4 +644,65 @@ async fn files_under_an_open_data_dir_are_owner_only_and_the_desk_warns() {
     // A seal key rotation from the command line, audited, while the desk runs.
     let rotated = sandbox.run(&["keys", "rotate-seal"]).ok();
     assert!(rotated.stdout.contains("now seals"), "{}", rotated.stdout);
+}
+
+/// With the keys in a separate signer (`signer_url`), which answers each challenge once,
+/// a dead response mail is sent again from what the signer answered: the sealed
+/// signatures, their typed keys recovered by the signer. The device takes it.
+#[tokio::test]
+async fn a_separate_signer_sends_a_dead_response_again_from_what_it_answered() {
+    let sandbox = Sandbox::new();
+    let signer_keys = resetdesk::crypto::KeyStore::new(sandbox.path("keys"));
+    signer_keys
+        .init(resetdesk::domain::Timestamp::now())
+        .unwrap();
+    let signer = crate::signer::start_signer_in(&sandbox, "keys", "signer", &[], &[]);
+    let url = signer.url.clone();
+    let app = spawn_app_with(|s| s.signer.url = Some(url)).await;
+    assert!(
+        !app.dir.path().join("keys/factory-master.key").exists(),
+        "the desk holds no master secret"
+    );
+    app.create_agent("agent@vendor.test").await;
+    let email = "separate.signer@example.com";
+    let mut nvr = device::provision(
+        resetdesk::protocol::DeviceIdentity {
+            model: resetdesk::domain::DeviceModel::parse("DS-7608NI-K2").unwrap(),
+            serial: DeviceSerial::parse(NVR).unwrap(),
+            firmware: resetdesk::domain::FirmwareVersion::parse("V4.30.085").unwrap(),
+            mac_address: None,
+            reserved_email: None,
+        },
+        &signer_keys.master_secret().unwrap(),
+        signer_keys.public_keys().unwrap(),
+    );
+    let request = device::export(
+        &mut nvr,
+        1,
+        Some(&signer_keys.master_secret().unwrap()),
+        app.now(),
+    )
+    .unwrap();
+    let form = export_part(customer_form(email), &request, "xml").part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    );
+    let (number, _) = app.submit_form(form).await;
+    app.run_outbox().await;
+    let dead = approved_until_dead(&app, &number).await;
+    assert_eq!(dead.status, "dead");
+
+    let agent = app.sign_in("agent@vendor.test").await;
+    let (status, location) = retry(&app, &agent, &number, dead.id).await;
+    assert_eq!(status, 303, "{location}");
+    app.run_outbox().await;
+    let resent = app
+        .mails_to(email)
+        .into_iter()
+        .find(|m| m.subject.contains("response"))
+        .expect("the response mail, sent again");
+    let (name, file) = resent.attachments.first().expect("the signed file");
+    assert!(name.ends_with(".xml"));
+    device::import_response(&mut nvr, file, "a new admin pw", app.now())
+        .expect("the device takes the response sent again");
 }

@@ -17,9 +17,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use crate::support::Sandbox;
 
 /// A signer process, stopped with the test.
-struct SignerProcess {
+pub(crate) struct SignerProcess {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for SignerProcess {
@@ -39,7 +39,7 @@ fn start_signer(
 }
 
 /// A signer process whose keys directory is `keys` in the sandbox.
-fn start_signer_in(
+pub(crate) fn start_signer_in(
     sandbox: &Sandbox,
     keys: &str,
     name: &str,
