@@ -27,10 +27,10 @@ pub struct SignerArgs {
     /// signer.sqlite in the keys directory].
     #[arg(long)]
     db: Option<PathBuf>,
-    /// The user id `serve` runs as: the only one answered [default: this process's
-    /// own].
+    /// The user `serve` runs as, by uid or name (/etc/passwd): the only one answered
+    /// [default: this process's own].
     #[arg(long)]
-    desk_uid: Option<u32>,
+    desk_uid: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +48,26 @@ enum SignerAuditCommand {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+}
+
+/// A uid given as a number, or a user name looked up in /etc/passwd (system users are
+/// there; the unit files name the desk's user).
+fn uid_of(user: &str) -> Result<u32, CliError> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| CliError::new(format!("cannot read /etc/passwd to find user {user}: {e}")))?;
+    passwd
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let uid = fields.nth(1)?.parse::<u32>().ok()?;
+            (name == user).then_some(uid)
+        })
+        .next()
+        .ok_or_else(|| CliError::new(format!("--desk-uid: no user {user} in /etc/passwd")))
 }
 
 /// SIGTERM (systemd, docker stop) or SIGINT (Ctrl-C).
@@ -92,18 +112,19 @@ pub fn run(args: &SignerArgs, settings: Settings) -> CliResult {
                     "give the socket to listen on: resetdesk signer --socket PATH",
                 ));
             };
-            let desk_uid = args
-                .desk_uid
-                .unwrap_or_else(|| rustix::process::getuid().as_raw());
+            let desk_uid = match &args.desk_uid {
+                Some(user) => uid_of(user)?,
+                None => rustix::process::getuid().as_raw(),
+            };
             let db = database(args.db.as_ref(), &keys_dir);
             init_logging();
             runtime()?.block_on(async {
                 let keys = KeyStore::new(&keys_dir);
-                if !keys.holds_keys()? {
-                    return Err(CliError::new(format!(
-                        "no keys in {}: run `resetdesk keys init` there first (the signer's own keys directory)",
-                        keys_dir.display()
-                    )));
+                // Zero set-up, as `serve` alone: the first start makes the keys. The desk
+                // records their ids at its next start and refuses a signer whose keys
+                // are not the ones it recorded.
+                if keys.ensure_initialized(crate::clock::Clock::now(&SystemClock))? {
+                    tracing::info!(dir = %keys_dir.display(), "created the factory master secret and a signing key (first start): back this directory up");
                 }
                 let policy = Policy {
                     answers_per_hour: settings.signer.max_answers_per_hour,

@@ -304,10 +304,14 @@ async fn the_signer_answers_the_desk_under_its_own_rules() {
 #[tokio::test]
 async fn serve_holds_no_private_key_when_the_signer_has_them() {
     let sandbox = Sandbox::new();
-    KeyStore::new(sandbox.path("signer-keys"))
-        .init(Timestamp::now())
-        .unwrap();
+    // Zero set-up: the signer's first start makes its keys.
     let signer = start_signer_in(&sandbox, "signer-keys", "signer", &[], &[]);
+    assert!(
+        KeyStore::new(sandbox.path("signer-keys"))
+            .holds_keys()
+            .unwrap(),
+        "the signer made its keys"
+    );
     let signer_keys = sandbox.path("signer-keys");
     let with_signer_keys = |args: &[&str]| {
         let mut all = vec!["--keys-dir", signer_keys.to_str().unwrap()];
