@@ -165,21 +165,62 @@ async fn open_tickets(client: &reqwest::Client, base: &str, token: &str) -> Vec<
     }
 }
 
+/// The signer as a process of its own (issue 22), killed with the run.
+struct SignerProcess(std::process::Child);
+
+impl Drop for SignerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `resetdesk signer` with its keys in `dir/signer-keys` (made on its first start)
+/// and no cap that a bench would reach; returns it and the desk's `signer_url`.
+fn start_signer(dir: &Path) -> (SignerProcess, String) {
+    let socket = dir.join("signer.sock");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args(["signer", "--socket"])
+        .arg(&socket)
+        .env("RESETDESK_KEYS_DIR", dir.join("signer-keys"))
+        .env("RESETDESK_SIGNER_MAX_ANSWERS_PER_HOUR", "1000000")
+        .env("RESETDESK_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the signer starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the signer did not listen within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (SignerProcess(child), format!("unix:{}", socket.display()))
+}
+
+/// `with_signer`: the desk's keys in `resetdesk signer`, reached over its socket, rather
+/// than in the desk's own process.
 pub async fn approvals_run(
     photo: &Bytes,
     count: usize,
     database: Option<String>,
     run: usize,
+    with_signer: bool,
 ) -> ApprovalRun {
     let (smtp_url, received) = smtp_sink();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (desk, _) = start_desk_with(
-        dir.path(),
-        database.as_deref(),
-        &[("RESETDESK_SMTP_URL", smtp_url.as_str())],
-    );
+    let signer = with_signer.then(|| start_signer(dir.path()));
+    let mut settings = vec![("RESETDESK_SMTP_URL", smtp_url.as_str())];
+    if let Some((_, url)) = &signer {
+        settings.push(("RESETDESK_SIGNER_URL", url.as_str()));
+    }
+    let (desk, _) = start_desk_with(dir.path(), database.as_deref(), &settings);
     let base = format!("http://127.0.0.1:{}", desk.port);
-    let keys = KeyStore::new(dir.path().join("keys"));
+    let keys = KeyStore::new(
+        dir.path()
+            .join(if with_signer { "signer-keys" } else { "keys" }),
+    );
     let agent = "bench-agent@vendor.test";
     cli(
         dir.path(),
@@ -294,8 +335,14 @@ pub async fn approvals_run(
         .collect();
     latencies.sort();
     drop(desk);
+    drop(signer);
 
-    let mails_per_sec = drain_backlog(dir.path(), database.as_deref(), &smtp_url, &received).await;
+    // The outbox's backlog is the same whoever signed: measured without the signer only.
+    let mails_per_sec = if with_signer {
+        f64::NAN
+    } else {
+        drain_backlog(dir.path(), database.as_deref(), &smtp_url, &received).await
+    };
     ApprovalRun {
         approvals_per_sec: approved.len() as f64 / approving.as_secs_f64(),
         p50_ms: percentile(&latencies, 0.50),

@@ -1501,7 +1501,9 @@ async fn approvals_phase(
         for run in 0..options.runs {
             let database =
                 run_database(admin.as_deref(), &format!("resetdesk_bench_mail_{run}")).await;
-            runs.push(approvals::approvals_run(&photo, options.approvals, database, run).await);
+            runs.push(
+                approvals::approvals_run(&photo, options.approvals, database, run, false).await,
+            );
         }
         let pick = |f: &dyn Fn(&approvals::ApprovalRun) -> f64| {
             median(&mut runs.iter().map(f).collect::<Vec<_>>())
@@ -1533,6 +1535,47 @@ async fn approvals_phase(
             }),
         );
     }
+    // The keys out of the web process (issue 22): the same approvals on SQLite with the
+    // signer as a process of its own, in the same run as the in-process figures above,
+    // each run's signer-to-in-process ratio taken, their median reported.
+    let mut ratios = Vec::new();
+    let mut runs = Vec::new();
+    for run in 0..options.runs {
+        let local =
+            approvals::approvals_run(&photo, options.approvals, None, run + 100, false).await;
+        let remote =
+            approvals::approvals_run(&photo, options.approvals, None, run + 200, true).await;
+        ratios.push(remote.approvals_per_sec / local.approvals_per_sec);
+        runs.push((local, remote));
+    }
+    let pick = |f: &dyn Fn(&(approvals::ApprovalRun, approvals::ApprovalRun)) -> f64| {
+        median(&mut runs.iter().map(f).collect::<Vec<_>>())
+    };
+    let (local_rate, remote_rate, local_p99, remote_p99) = (
+        pick(&|r| r.0.approvals_per_sec),
+        pick(&|r| r.1.approvals_per_sec),
+        pick(&|r| r.0.p99_ms),
+        pick(&|r| r.1.p99_ms),
+    );
+    let ratio = median(&mut ratios);
+    let errors: usize = runs.iter().map(|r| r.1.errors).sum();
+    table.push(format!(
+        "approve -> mail sqlite, signer over its socket vs in process, {} approvals: {remote_rate:>6.1} vs {local_rate:>6.1} approvals/s = {:.0} % (target >= 80 %)   approve to SMTP p99 {remote_p99:.1} vs {local_p99:.1} ms   errors {errors}",
+        options.approvals,
+        ratio * 100.0
+    ));
+    results.insert(
+        "approvals_sqlite_signer".to_owned(),
+        json!({
+            "approvals": options.approvals,
+            "signer_approvals_per_sec": (remote_rate * 10.0).round() / 10.0,
+            "in_process_approvals_per_sec": (local_rate * 10.0).round() / 10.0,
+            "ratio_median": (ratio * 1000.0).round() / 1000.0,
+            "signer_approve_to_smtp_p99_ms": (remote_p99 * 100.0).round() / 100.0,
+            "in_process_approve_to_smtp_p99_ms": (local_p99 * 100.0).round() / 100.0,
+            "errors": errors,
+        }),
+    );
 }
 
 async fn fast_tracks_phase(
