@@ -220,6 +220,15 @@ async fn open_store_and_keys(
                 .await
                 .with_context(|| format!("cannot reach the signer at {url}"))?;
             let keys = KeyStore::desk_only(&settings.storage.keys_dir);
+            if keys.holds_signing_material() {
+                anyhow::bail!(
+                    "signer_url is set, but the keys directory {} still holds a factory master \
+                     secret or signing keys: move factory-master.key, keyring.json and signing/ \
+                     to the signer's keys directory (deploy/README.md), then rotate the signing \
+                     key there, since the old one lived on this host",
+                    keys.dir().display()
+                );
+            }
             crate::key_registry::check_with_signer_at_start(
                 store.as_ref(),
                 &keys,

@@ -182,6 +182,14 @@ fn start_signer(dir: &Path) -> (SignerProcess, String) {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_resetdesk"))
         .args(["signer", "--socket"])
         .arg(&socket)
+        .arg("--desk-uid")
+        .arg({
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(dir)
+                .expect("the run's directory")
+                .uid()
+                .to_string()
+        })
         .env("RESETDESK_KEYS_DIR", dir.join("signer-keys"))
         .env("RESETDESK_SIGNER_MAX_ANSWERS_PER_HOUR", "1000000")
         .env("RESETDESK_LOG", "warn")

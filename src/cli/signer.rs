@@ -27,8 +27,8 @@ pub struct SignerArgs {
     /// signer.sqlite in the keys directory].
     #[arg(long)]
     db: Option<PathBuf>,
-    /// The user `serve` runs as, by uid or name (/etc/passwd): the only one answered
-    /// [default: this process's own].
+    /// The user `serve` runs as, by uid or name (/etc/passwd): the only one answered.
+    /// Another user than the signer's in a deployment.
     #[arg(long)]
     desk_uid: Option<String>,
 }
@@ -112,12 +112,23 @@ pub fn run(args: &SignerArgs, settings: Settings) -> CliResult {
                     "give the socket to listen on: resetdesk signer --socket PATH",
                 ));
             };
-            let desk_uid = match &args.desk_uid {
-                Some(user) => uid_of(user)?,
-                None => rustix::process::getuid().as_raw(),
+            let own_uid = rustix::process::getuid().as_raw();
+            let Some(desk_user) = &args.desk_uid else {
+                return Err(CliError::new(
+                    "give the desk's user: resetdesk signer --desk-uid USER (the user serve runs as, another than the signer's)",
+                ));
             };
+            let desk_uid = uid_of(desk_user)?;
             let db = database(args.db.as_ref(), &keys_dir);
             init_logging();
+            if desk_uid == own_uid {
+                // Tests and trials run both as one user; a deployment must not: the desk
+                // could then read the signer's keys or trace its process.
+                tracing::warn!(
+                    desk_uid,
+                    "the desk runs as the signer's own user: it can read the signer's keys, which defeats the separation (fine for a trial, not for a deployment)"
+                );
+            }
             runtime()?.block_on(async {
                 let keys = KeyStore::new(&keys_dir);
                 // Zero set-up, as `serve` alone: the first start makes the keys. The desk
@@ -134,11 +145,23 @@ pub fn run(args: &SignerArgs, settings: Settings) -> CliResult {
                 let ledger = Ledger::open(&db).await?;
                 let service = Arc::new(Service::new(keys, ledger, policy, Arc::new(SystemClock))?);
                 let (stop, stopped) = tokio::sync::watch::channel(false);
-                let serving = tokio::spawn({
+                let mut serving = tokio::spawn({
                     let socket = socket.clone();
                     async move { crate::signer::serve(&socket, desk_uid, service, stopped).await }
                 });
-                stop_requested().await?;
+                // The socket ending on its own is the signer failing: exit, and be
+                // restarted (systemd, compose), rather than live on answering nobody.
+                tokio::select! {
+                    ended = &mut serving => {
+                        let why = match ended {
+                            Ok(Ok(())) => "it stopped".to_owned(),
+                            Ok(Err(error)) => error.to_string(),
+                            Err(error) => error.to_string(),
+                        };
+                        return Err(CliError::new(format!("the signer's socket failed: {why}")));
+                    }
+                    stopped = stop_requested() => stopped?,
+                }
                 let _ = stop.send(true);
                 serving
                     .await

@@ -197,6 +197,14 @@ impl KeyStore {
         }
     }
 
+    /// Whether the directory holds a master secret or signing keys (files, whatever they
+    /// hold): a desk whose keys are in a separate signer must not.
+    pub fn holds_signing_material(&self) -> bool {
+        self.master_path().exists()
+            || self.keyring_path().exists()
+            || self.dir.join(SIGNING_DIR).exists()
+    }
+
     /// Whether the desk's own secrets may be read or created here: a full key set, or a
     /// desk-only directory (made private when missing).
     fn desk_part_ready(&self) -> Result<(), KeyStoreError> {

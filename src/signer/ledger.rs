@@ -64,6 +64,17 @@ pub struct Ledger {
 
 impl Ledger {
     pub async fn open(path: &std::path::Path) -> Result<Self, LedgerError> {
+        // Owner-only from the start (SQLite gives its -wal and -shm files the same mode):
+        // what the signer answered is nobody else's to read.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| LedgerError::Database(sqlx::Error::Io(e)))?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -78,8 +89,8 @@ impl Ledger {
     }
 
     /// Records the answer of every challenge for `ticket` at `now`, and its log entry,
-    /// if none was answered before and the caps allow them; otherwise records the
-    /// refusal in the log and says why.
+    /// if none was answered before and the caps allow them; otherwise says why (the
+    /// caller logs refusals, within its budget).
     pub async fn record_answer(
         &self,
         ticket: &str,
@@ -92,21 +103,6 @@ impl Ledger {
         let mut tx = self.pool.begin().await?;
         let over = Self::over(&mut tx, challenges, per_hour, per_serial_per_day, now).await?;
         if let Some(over) = over {
-            let why = match &over {
-                Over::AnsweredBefore(t) => format!("answered before, for ticket {t}"),
-                Over::PerHour(limit) => format!("{limit} answers in the last hour"),
-                Over::PerSerial { serial, limit } => {
-                    format!("{limit} answers for device {serial} in the last day")
-                }
-            };
-            Self::append(
-                &mut tx,
-                now,
-                "refused",
-                &format!("{ticket}: {why}; {detail}"),
-            )
-            .await?;
-            tx.commit().await?;
             return Ok(Err(over));
         }
         for challenge in challenges {
@@ -211,13 +207,16 @@ impl Ledger {
         Ok(())
     }
 
-    /// Checks the whole log; the number of entries when it holds.
+    /// Checks the whole log, an entry at a time; the number of entries when it holds.
     pub async fn verify(&self) -> Result<u64, LedgerError> {
-        let rows = sqlx::query("SELECT id, at, event, detail, hash FROM log ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query("SELECT id, at, event, detail, hash FROM log ORDER BY id")
+            .fetch(&self.pool);
         let mut previous = GENESIS.to_owned();
-        for (expected_id, row) in (1..).zip(rows.iter()) {
+        let mut count = 0;
+        while let Some(row) = rows.try_next().await? {
+            count += 1;
+            let expected_id = count;
             let id: i64 = row.try_get("id")?;
             if id != expected_id {
                 return Err(LedgerError::Broken {
@@ -240,7 +239,7 @@ impl Ledger {
             }
             previous = hash;
         }
-        Ok(rows.len() as u64)
+        Ok(count as u64)
     }
 }
 

@@ -11,6 +11,7 @@ use super::ledger::{Challenge, Ledger, LedgerError};
 use super::wire::{ExportProblem, Reply, Request, TypedKey};
 use crate::clock::Clock;
 use crate::crypto::{KeyStore, KeyStoreError, MasterSecret, PublicKeySet, SigningKey};
+use crate::domain::TicketNumber;
 use crate::protocol::challenge::VerifiedResetRequest;
 use crate::protocol::{
     DeviceChallenge, PROTOCOL_V2, ResetRequest, export_xml, recover_responses, respond, response,
@@ -33,6 +34,19 @@ pub struct Service {
     ledger: Ledger,
     policy: Policy,
     clock: Arc<dyn Clock>,
+    refusals: std::sync::Mutex<RefusalBudget>,
+}
+
+/// Refusals written to the log one by one in a minute; beyond, they are counted and one
+/// entry says how many, so a desk sending refused requests in a loop cannot fill the
+/// signer's disk through its log.
+const REFUSALS_LOGGED_PER_MINUTE: u32 = 60;
+
+#[derive(Default)]
+struct RefusalBudget {
+    minute: i64,
+    written: u32,
+    left_out: u64,
 }
 
 impl Service {
@@ -48,6 +62,7 @@ impl Service {
             ledger,
             policy,
             clock,
+            refusals: std::sync::Mutex::new(RefusalBudget::default()),
         })
     }
 
@@ -87,6 +102,12 @@ impl Service {
     }
 
     async fn answer(&self, ticket: &str, export: &str) -> Result<Reply, Reply> {
+        // The desk's word for which ticket this is, kept in the log as it says it: at
+        // least it is one, and cannot carry other text.
+        let ticket = TicketNumber::parse(ticket)
+            .map_err(|_| refused("the ticket is not a ticket number".to_owned()))?
+            .to_string();
+        let ticket = ticket.as_str();
         let verified = self.check(export)?;
         let now = self.clock.now();
         if verified.version() != PROTOCOL_V2 || verified.binding().is_none() {
@@ -114,6 +135,16 @@ impl Service {
             .map_err(ledger_failed)?;
         if let Err(over) = recorded {
             tracing::warn!(ticket, ?over, "the signer refused to answer");
+            let why = match &over {
+                super::ledger::Over::AnsweredBefore(t) => {
+                    format!("answered before, for ticket {t}")
+                }
+                super::ledger::Over::PerHour(limit) => format!("{limit} answers in the last hour"),
+                super::ledger::Over::PerSerial { serial, limit } => {
+                    format!("{limit} answers for device {serial} in the last day")
+                }
+            };
+            self.log_refusal(ticket, &why).await?;
             return Err(Reply::Refused {
                 why: match over {
                     super::ledger::Over::AnsweredBefore(_) => {
@@ -149,8 +180,15 @@ impl Service {
     /// signature of one of its keys, for a challenge its ledger says it answered.
     async fn recover(&self, export: &str, responses: &str) -> Result<Reply, Reply> {
         let request = read_export(export)?;
-        let signed = response::from_xml(responses.as_bytes())
+        let mut signed = response::from_xml(responses.as_bytes())
             .map_err(|e| failed(format!("the response file: {e}")))?;
+        // One response per device of the export, at most.
+        signed.dedup_by(|a, b| a.serial == b.serial && a.nonce == b.nonce);
+        if signed.len() > request.devices().len() {
+            return Err(refused(
+                "more responses than the export has devices".to_owned(),
+            ));
+        }
         let trusted: PublicKeySet = self.keys.public_keys().map_err(failed)?;
         for entry in &signed {
             entry
@@ -194,10 +232,47 @@ impl Service {
     }
 
     async fn log_refusal(&self, ticket: &str, why: &str) -> Result<(), Reply> {
-        self.ledger
-            .log(self.clock.now(), "refused", &format!("{ticket}: {why}"))
-            .await
-            .map_err(ledger_failed)
+        let now = self.clock.now();
+        let minute = now.unix_seconds() / 60;
+        let (write, summary) = {
+            let mut budget = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+            let mut summary = None;
+            if budget.minute != minute {
+                if budget.left_out > 0 {
+                    summary = Some(budget.left_out);
+                }
+                *budget = RefusalBudget {
+                    minute,
+                    ..RefusalBudget::default()
+                };
+            }
+            let write = budget.written < REFUSALS_LOGGED_PER_MINUTE;
+            if write {
+                budget.written += 1;
+            } else {
+                budget.left_out += 1;
+            }
+            (write, summary)
+        };
+        if let Some(left_out) = summary {
+            self.ledger
+                .log(
+                    now,
+                    "refused",
+                    &format!(
+                        "{left_out} more refusals in the minute before, not written one by one"
+                    ),
+                )
+                .await
+                .map_err(ledger_failed)?;
+        }
+        if write {
+            self.ledger
+                .log(now, "refused", &format!("{ticket}: {why}"))
+                .await
+                .map_err(ledger_failed)?;
+        }
+        Ok(())
     }
 }
 

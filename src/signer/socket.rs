@@ -10,45 +10,91 @@ use tokio::net::{UnixListener, UnixStream};
 use super::service::Service;
 use super::wire::{MAX_LINE_BYTES, Reply, Request};
 
+/// Connections served at once; more wait in the socket's backlog. Each may hold a line
+/// of up to [`MAX_LINE_BYTES`] in memory.
+const MAX_CONNECTIONS: usize = 32;
+/// A connection that sends nothing for this long is closed (a slow sender holds a slot).
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Listens on `path` until `stopped`; `desk_uid` is the only user answered. A socket
-/// file left by an earlier run is replaced; anything else at the path is refused.
+/// file left by an earlier run is replaced; anything else at the path is refused, and so
+/// is a directory that others may write to (they could swap the socket for a link).
 pub async fn serve(
     path: &Path,
     desk_uid: u32,
     service: Arc<Service>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    if let Ok(metadata) = std::fs::symlink_metadata(path) {
-        use std::os::unix::fs::FileTypeExt;
-        if !metadata.file_type().is_socket() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not a socket", path.display()),
-            ));
-        }
-        std::fs::remove_file(path)?;
-    }
-    let listener = UnixListener::bind(path)?;
-    // The peer check is what keeps others out; the mode only stops them connecting.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    }
+    let listener = bind_privately(path)?;
     tracing::info!(socket = %path.display(), desk_uid, "the signer is listening");
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut pause = std::time::Duration::from_millis(50);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.map_err(std::io::Error::other)?,
+            _ = stopped.changed() => return Ok(()),
+        };
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = accepted?;
-                let service = service.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = connection(stream, desk_uid, &service).await {
-                        tracing::info!(%error, "a connection to the signer ended");
-                    }
-                });
-            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    pause = std::time::Duration::from_millis(50);
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        if let Err(error) = connection(stream, desk_uid, &service).await {
+                            tracing::info!(%error, "a connection to the signer ended");
+                        }
+                    });
+                }
+                // Out of file descriptors, say: the listener stays, and tries again.
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a connection; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+            },
             _ = stopped.changed() => return Ok(()),
         }
     }
+}
+
+/// Binds the socket at `path` with mode 0660 without a window for a link swap: bound
+/// and chmodded in a directory of its own (0700), then renamed into place (a rename
+/// replaces whatever is at `path`, a link included, without following it). The
+/// directory holding `path` must be this user's and writable by nobody else.
+fn bind_privately(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why);
+    let dir = std::fs::metadata(parent)?;
+    if dir.uid() != rustix::process::getuid().as_raw() || dir.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "the socket's directory {} must be the signer's user's and writable by nobody else \
+             (its mode is {:o}): another user could put a link where the socket goes",
+            parent.display(),
+            dir.mode() & 0o777
+        )));
+    }
+    if let Ok(existing) = std::fs::symlink_metadata(path)
+        && !existing.file_type().is_socket()
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(".signer-socket-")
+        .tempdir_in(parent)?;
+    let staged = staging.path().join("signer.sock");
+    let listener = UnixListener::bind(&staged)?;
+    // The peer check is what keeps others out; the mode only stops them connecting.
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))?;
+    std::fs::rename(&staged, path)?;
+    Ok(listener)
 }
 
 async fn connection(stream: UnixStream, desk_uid: u32, service: &Service) -> std::io::Result<()> {
@@ -74,7 +120,14 @@ async fn connection(stream: UnixStream, desk_uid: u32, service: &Service) -> std
         write_line(&mut write, &reply).await?;
         return Ok(());
     }
-    while let Some(line) = read_line(&mut reader).await? {
+    loop {
+        let line = match tokio::time::timeout(READ_TIMEOUT, read_line(&mut reader)).await {
+            Ok(line) => line?,
+            Err(_) => return Ok(()),
+        };
+        let Some(line) = line else {
+            return Ok(());
+        };
         let reply = match serde_json::from_slice::<Request>(&line) {
             Ok(request) => service.handle(request).await,
             Err(error) => Reply::Failed {
@@ -83,7 +136,6 @@ async fn connection(stream: UnixStream, desk_uid: u32, service: &Service) -> std
         };
         write_line(&mut write, &reply).await?;
     }
-    Ok(())
 }
 
 /// One line without its newline; `None` at the end of the stream. A line longer than

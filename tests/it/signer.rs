@@ -62,6 +62,10 @@ pub(crate) fn start_signer_in(
     for (key, value) in env {
         command.env(key, value);
     }
+    // The tests run desk and signer as one user; a deployment gives each its own.
+    if !extra.contains(&"--desk-uid") {
+        command.args(["--desk-uid", &own_uid(sandbox).to_string()]);
+    }
     let child = command.spawn().expect("the signer starts");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !socket.exists() {
@@ -210,6 +214,17 @@ async fn the_signer_answers_the_desk_under_its_own_rules() {
     assert_eq!(reply["reply"], "not_genuine", "{reply}");
     assert_eq!(reply["problem"]["kind"], "bad_mac");
 
+    // The ticket is the desk's word, but it must be a ticket number: no text rides into
+    // the signer's log with it.
+    let fresh = export_xml::to_xml(&export(&mut device(&keys, "SIGNER0000011"), now));
+    let reply = raw(
+        &process.url,
+        &serde_json::json!({"op": "answer", "ticket": "RQ-AAAA-AAAA; devices all; key x", "export": fresh})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(reply["reply"], "refused", "{reply}");
+
     // A stale export (made 49 hours ago, as the desk's clock might claim it is not).
     let mut stale_device = device(&keys, "SIGNER0000003");
     let stale = export(&mut stale_device, now.plus_seconds(-49 * 3600));
@@ -270,8 +285,17 @@ async fn the_signer_answers_the_desk_under_its_own_rules() {
         other => panic!("refused, not {other:?}"),
     }
 
-    // The log holds every answer and refusal, chained; a changed entry is found.
+    // Its database is its user's alone; its socket its group's.
     let db = sandbox.path("signer.sqlite");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(&sandbox.path("signer.sock")), 0o660);
+    }
+
+    // The log holds every answer and refusal, chained; a changed entry is found.
     let verified = sandbox
         .run(&["signer", "audit", "verify", "--db", db.to_str().unwrap()])
         .ok();
@@ -459,6 +483,12 @@ async fn serve_holds_no_private_key_when_the_signer_has_them() {
     assert!(audit.stdout.contains("1 entries"), "{}", audit.stdout);
 }
 
+/// The uid these tests run as.
+fn own_uid(sandbox: &Sandbox) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(sandbox.path("")).unwrap().uid()
+}
+
 /// Every file under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -471,4 +501,67 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     found
+}
+
+/// The signer refuses a socket directory others can write to (they could put a link
+/// where the socket goes), and `serve` with `signer_url` refuses a keys directory that
+/// still holds a master secret or signing keys.
+#[tokio::test]
+async fn unsafe_set_ups_are_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    let shared = sandbox.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let uid = own_uid(&sandbox).to_string();
+    let socket = shared.join("signer.sock");
+    let refused = sandbox.run(&[
+        "--keys-dir",
+        sandbox.path("signer-keys").to_str().unwrap(),
+        "signer",
+        "--socket",
+        socket.to_str().unwrap(),
+        "--desk-uid",
+        &uid,
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("writable by nobody else"),
+        "{}",
+        refused.stderr
+    );
+
+    let signer = start_signer_in(&sandbox, "signer-keys", "signer", &[], &[]);
+    // A desk keys directory that still holds a master secret (not moved to the signer).
+    KeyStore::new(sandbox.path("keys"))
+        .init(Timestamp::now())
+        .unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .arg("serve")
+        .current_dir(sandbox.path(""))
+        .env("RESETDESK_LISTEN", "127.0.0.1:0")
+        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"))
+        .env("RESETDESK_SIGNER_URL", &signer.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = serve.kill();
+            panic!("serve started with a master secret beside signer_url");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("still holds a factory master secret"),
+        "{stderr}"
+    );
 }
