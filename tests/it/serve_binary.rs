@@ -175,67 +175,7 @@ async fn serve_with_zero_setup_runs_a_whole_reset() {
         "keys are created on first start"
     );
 
-    camera_export(&sandbox, "string", "reset.txt");
-    let reset_string = std::fs::read_to_string(sandbox.path("reset.txt")).unwrap();
-    let form = reqwest::multipart::Form::new()
-        .text("name", "Jo Owner")
-        .text("email", "jo@example.com")
-        .text("country", "US")
-        .text("role", "end_user")
-        .text("reset_string", reset_string)
-        .part(
-            "label_photo",
-            reqwest::multipart::Part::bytes(label_photo()).file_name("label.jpg"),
-        );
-    let created = client
-        .post(format!("{base}/api/v1/requests"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let ticket = created.json::<serde_json::Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
-    let outbox = sandbox.path("data/outbox");
-    eml_files(&outbox, 1);
-    let approved = client
-        .post(format!("{base}/api/v1/tickets/{ticket}/approve"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(approved.status(), 200);
-    let mails = eml_files(&outbox, 2);
-    let approval = mails
-        .iter()
-        .map(|raw| MessageParser::default().parse(raw).unwrap())
-        .find(|m| m.subject().unwrap_or_default().contains("response"))
-        .expect("the approval mail is in data/outbox");
-    let text = approval.body_text(0).unwrap().into_owned();
-    let key = text
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .rsplit_once(":  ")
-                .map(|(_, key)| key.trim().to_owned())
-        })
-        .unwrap();
-    let import = sandbox
-        .run(&[
-            "device",
-            "import",
-            "--state",
-            "cam.json",
-            "--key",
-            &key,
-            "--new-password",
-            "a new admin pw",
-        ])
-        .ok();
-    assert!(import.stdout.contains("password set"));
+    reset_a_camera_through(&sandbox, &base, &token, &[]).await;
 
     // Rotation in service: SIGHUP makes the running desk sign with the new key at once.
     let rotated = sandbox.run(&["keys", "rotate"]).ok();
@@ -262,6 +202,101 @@ async fn serve_with_zero_setup_runs_a_whole_reset() {
     );
     let status = served.child.wait().unwrap();
     assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
+}
+
+/// The whole reset through a running desk at `base`: a camera provisioned with the keys
+/// of `keys_args` (`--keys-dir DIR`, or none for the sandbox's) exports a reset string,
+/// it is sent through the API with a label photo, `token`'s agent approves it, and the
+/// typed key of the approval mail in data/outbox sets the camera's new password.
+pub async fn reset_a_camera_through(
+    sandbox: &Sandbox,
+    base: &str,
+    token: &str,
+    keys_args: &[&str],
+) {
+    let run = |args: &[&str]| {
+        let mut all = keys_args.to_vec();
+        all.extend_from_slice(args);
+        sandbox.run(&all).ok()
+    };
+    run(&[
+        "device",
+        "provision",
+        "--serial",
+        "DS-2CD2143G2-I20231115AAWRJ12345678",
+        "--model",
+        "DS-2CD2143G2-I",
+        "--state",
+        "cam.json",
+    ]);
+    run(&[
+        "device",
+        "export",
+        "--state",
+        "cam.json",
+        "--format",
+        "string",
+        "--out",
+        "reset.txt",
+    ]);
+    let reset_string = std::fs::read_to_string(sandbox.path("reset.txt")).unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("name", "Jo Owner")
+        .text("email", "jo@example.com")
+        .text("country", "US")
+        .text("role", "end_user")
+        .text("reset_string", reset_string)
+        .part(
+            "label_photo",
+            reqwest::multipart::Part::bytes(label_photo()).file_name("label.jpg"),
+        );
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{base}/api/v1/requests"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let ticket = created.json::<serde_json::Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let outbox = sandbox.path("data/outbox");
+    eml_files(&outbox, 1);
+    let approved = client
+        .post(format!("{base}/api/v1/tickets/{ticket}/approve"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200, "{}", approved.text().await.unwrap());
+    let mails = eml_files(&outbox, 2);
+    let approval = mails
+        .iter()
+        .map(|raw| MessageParser::default().parse(raw).unwrap())
+        .find(|m| m.subject().unwrap_or_default().contains("response"))
+        .expect("the approval mail is in data/outbox");
+    let text = approval.body_text(0).unwrap().into_owned();
+    let key = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .rsplit_once(":  ")
+                .map(|(_, key)| key.trim().to_owned())
+        })
+        .expect("a typed key in the approval mail");
+    let import = run(&[
+        "device",
+        "import",
+        "--state",
+        "cam.json",
+        "--key",
+        &key,
+        "--new-password",
+        "a new admin pw",
+    ]);
+    assert!(import.stdout.contains("password set"), "{}", import.stdout);
 }
 
 /// An operator disables a user from the command line while the desk runs, then enables

@@ -400,82 +400,8 @@ async fn serve_holds_no_private_key_when_the_signer_has_them() {
         );
     }
 
-    with_signer_keys(&[
-        "device",
-        "provision",
-        "--serial",
-        "DS-2CD2143G2-I20231115AAWRJ12345678",
-        "--model",
-        "DS-2CD2143G2-I",
-        "--state",
-        "cam.json",
-    ]);
-    with_signer_keys(&[
-        "device",
-        "export",
-        "--state",
-        "cam.json",
-        "--format",
-        "string",
-        "--out",
-        "reset.txt",
-    ]);
-    let reset_string = std::fs::read_to_string(sandbox.path("reset.txt")).unwrap();
-    let form = reqwest::multipart::Form::new()
-        .text("name", "Jo Owner")
-        .text("email", "jo@example.com")
-        .text("country", "US")
-        .text("role", "end_user")
-        .text("reset_string", reset_string)
-        .part(
-            "label_photo",
-            reqwest::multipart::Part::bytes(crate::desk_support::label_photo())
-                .file_name("label.jpg"),
-        );
-    let created = client
-        .post(format!("{base}/api/v1/requests"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
-    let ticket = created.json::<serde_json::Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let approved = client
-        .post(format!("{base}/api/v1/tickets/{ticket}/approve"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(approved.status(), 200, "{}", approved.text().await.unwrap());
-    let mails = crate::serve_binary::eml_files(&sandbox.path("data/outbox"), 2);
-    let approval = mails
-        .iter()
-        .map(|raw| mail_parser::MessageParser::default().parse(raw).unwrap())
-        .find(|m| m.subject().unwrap_or_default().contains("response"))
-        .expect("the approval mail");
-    let text = approval.body_text(0).unwrap().into_owned();
-    let key = text
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .rsplit_once(":  ")
-                .map(|(_, key)| key.trim().to_owned())
-        })
-        .expect("a typed key in the mail");
-    let import = with_signer_keys(&[
-        "device",
-        "import",
-        "--state",
-        "cam.json",
-        "--key",
-        &key,
-        "--new-password",
-        "a new admin pw",
-    ]);
-    assert!(import.stdout.contains("password set"), "{}", import.stdout);
+    let keys_args = ["--keys-dir", signer_keys.to_str().unwrap()];
+    crate::serve_binary::reset_a_camera_through(&sandbox, &base, &token, &keys_args).await;
 
     // The signer logged the answer; its chain holds.
     let db = sandbox.path("signer.sqlite");
