@@ -667,6 +667,13 @@ pub struct SignerSettings {
     pub max_answers_per_hour: u32,
     /// The signer's limit of answers for one device serial in any day.
     pub max_answers_per_serial_per_day: u32,
+    /// The signer's signing key in a PKCS#11 token: `pkcs11:token=LABEL;object=LABEL`.
+    /// None: a key file of its keys directory.
+    pub signing_key: Option<String>,
+    /// The PKCS#11 module (`/usr/lib/softhsm/libsofthsm2.so` for SoftHSM2).
+    pub pkcs11_module: Option<PathBuf>,
+    /// The token's user PIN; set it in the environment (`RESETDESK_PKCS11_PIN`).
+    pub pkcs11_pin: Option<Secret>,
 }
 
 impl Default for SignerSettings {
@@ -675,6 +682,9 @@ impl Default for SignerSettings {
             url: None,
             max_answers_per_hour: 500,
             max_answers_per_serial_per_day: 10,
+            signing_key: None,
+            pkcs11_module: None,
+            pkcs11_pin: None,
         }
     }
 }
@@ -696,6 +706,16 @@ impl Section for SignerSettings {
                     "expected a whole number from 1 to 1000000",
                 )?
             }
+            "signing_key" if value.is_empty() => self.signing_key = None,
+            "signing_key" => {
+                crate::crypto::pkcs11::TokenKeyUri::parse(value)
+                    .map_err(|_| Refusal::Invalid("expected pkcs11:token=LABEL;object=LABEL"))?;
+                self.signing_key = Some(value.to_owned());
+            }
+            "pkcs11_module" if value.is_empty() => self.pkcs11_module = None,
+            "pkcs11_module" => self.pkcs11_module = Some(PathBuf::from(value)),
+            "pkcs11_pin" if value.is_empty() => self.pkcs11_pin = None,
+            "pkcs11_pin" => self.pkcs11_pin = Some(Secret::new(value)),
             "signer_max_answers_per_serial_per_day" => {
                 self.max_answers_per_serial_per_day = number(
                     value,

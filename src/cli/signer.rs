@@ -12,7 +12,7 @@ use super::{CliError, CliResult};
 use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::crypto::KeyStore;
-use crate::signer::{Ledger, Policy, Service};
+use crate::signer::{Ledger, Policy, Service, SigningKeySource};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -48,6 +48,30 @@ enum SignerAuditCommand {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+}
+
+/// The signing key in a PKCS#11 token (`signing_key`), made there on first use, and
+/// made the keyring's active key so `keys export-public` and the desk's registry name it.
+fn token_key(
+    settings: &Settings,
+    uri: &str,
+    keys: &KeyStore,
+) -> Result<SigningKeySource, CliError> {
+    use crate::crypto::pkcs11::{TokenKeyUri, TokenSigningKey};
+    let uri = TokenKeyUri::parse(uri)?;
+    let module = settings.signer.pkcs11_module.as_ref().ok_or_else(|| {
+        CliError::new("signing_key names a PKCS#11 token: set pkcs11_module to its module's path")
+    })?;
+    let pin = settings.signer.pkcs11_pin.as_ref().ok_or_else(|| {
+        CliError::new("signing_key names a PKCS#11 token: set its user PIN in RESETDESK_PKCS11_PIN")
+    })?;
+    let (key, created) = TokenSigningKey::open_or_create(module, &uri, pin.expose())?;
+    if created {
+        tracing::info!(key_id = %key.id(), token = %uri.token, "made the signing key in the token");
+    }
+    keys.adopt_token_key(key.public_key(), crate::clock::Clock::now(&SystemClock))?;
+    tracing::info!(key_id = %key.id(), token = %uri.token, "signing in the token");
+    Ok(SigningKeySource::Token(key))
 }
 
 /// A uid given as a number, or a user name looked up in /etc/passwd (system users are
@@ -142,8 +166,18 @@ pub fn run(args: &SignerArgs, settings: Settings) -> CliResult {
                     answers_per_serial_per_day: settings.signer.max_answers_per_serial_per_day,
                     max_skew_secs: settings.intake.max_clock_skew_secs,
                 };
+                let signing = match &settings.signer.signing_key {
+                    None => SigningKeySource::KeyFiles,
+                    Some(uri) => token_key(&settings, uri, &keys)?,
+                };
                 let ledger = Ledger::open(&db).await?;
-                let service = Arc::new(Service::new(keys, ledger, policy, Arc::new(SystemClock))?);
+                let service = Arc::new(Service::new(
+                    keys,
+                    signing,
+                    ledger,
+                    policy,
+                    Arc::new(SystemClock),
+                )?);
                 let (stop, stopped) = tokio::sync::watch::channel(false);
                 let mut serving = tokio::spawn({
                     let socket = socket.clone();

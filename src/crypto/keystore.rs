@@ -331,6 +331,38 @@ impl KeyStore {
     /// before the keyring makes it active: a replica reading the keyring never meets an
     /// active key the database has not recorded. When `record` fails, the key file is
     /// removed and the keyring is left as it was.
+    /// Makes the signing key held in a PKCS#11 token (`public`: its public half) the
+    /// active one of the keyring, as `rotate` does for a key file: the keyring names it
+    /// (for `export-public` and the desk's registry), no file holds its private half.
+    /// Nothing changes when it is active already.
+    pub fn adopt_token_key(&self, public: &PublicKey, now: Timestamp) -> Result<(), KeyStoreError> {
+        let _lock = self.lock()?;
+        let mut keyring = self.read_keyring()?;
+        if keyring
+            .keys
+            .iter()
+            .any(|k| k.id() == public.id() && k.status == KeyStatus::Active)
+        {
+            return Ok(());
+        }
+        for key in keyring
+            .keys
+            .iter_mut()
+            .filter(|k| k.status == KeyStatus::Active)
+        {
+            key.status = KeyStatus::VerifyOnly;
+        }
+        match keyring.keys.iter_mut().find(|k| k.id() == public.id()) {
+            Some(known) => known.status = KeyStatus::Active,
+            None => keyring.keys.push(KeyEntry {
+                public_key: public.clone(),
+                created_at: now,
+                status: KeyStatus::Active,
+            }),
+        }
+        self.write_keyring(&keyring)
+    }
+
     pub fn rotate_recorded<E: From<KeyStoreError>>(
         &self,
         now: Timestamp,

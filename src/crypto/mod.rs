@@ -12,6 +12,8 @@
 mod desk_secret;
 mod device_key;
 mod keystore;
+#[cfg(feature = "server")]
+pub mod pkcs11;
 mod seal;
 pub mod secret_file;
 mod signing;

@@ -20,7 +20,7 @@ pub use challenge::{
 };
 pub use qr::QrError;
 pub use reset_string::ResetStringError;
-pub use respond::{DeviceResponse, recover_responses, respond};
+pub use respond::{DeviceResponse, recover_responses, respond, respond_with};
 pub use response::{ResponseFileError, SignatureError, SignedResponse};
 pub use response_key::{ResponseKey, ResponseKeyError};
 pub use xml::XmlError;

@@ -2,7 +2,7 @@
 //! one function the desk calls to sign; the CLI `respond` and the approval workflow
 //! both go through it.
 
-use crate::crypto::{MasterSecret, SigningKey};
+use crate::crypto::{KeyId, MasterSecret, Signature, SigningKey};
 use crate::domain::{DeviceModel, DeviceSerial, Timestamp};
 use crate::protocol::DeviceChallenge;
 use crate::protocol::challenge::VerifiedResetRequest;
@@ -32,13 +32,29 @@ pub fn respond(
     master: &MasterSecret,
     signer: &SigningKey,
 ) -> Vec<DeviceResponse> {
+    match respond_with(request, master, signer.id(), |bytes| {
+        Ok::<_, std::convert::Infallible>(signer.sign(bytes))
+    }) {
+        Ok(responses) => responses,
+        Err(never) => match never {},
+    }
+}
+
+/// [`respond`] with the signing key held elsewhere (a PKCS#11 token): `sign` signs each
+/// response's canonical bytes with the key named `key_id`, and may fail.
+pub fn respond_with<E>(
+    request: &VerifiedResetRequest,
+    master: &MasterSecret,
+    key_id: &KeyId,
+    mut sign: impl FnMut(&[u8]) -> Result<Signature, E>,
+) -> Result<Vec<DeviceResponse>, E> {
     request
         .devices()
         .iter()
         .map(|challenge| {
             let serial = &challenge.identity.serial;
             let device_key = master.derive_device_key(serial);
-            DeviceResponse {
+            Ok(DeviceResponse {
                 model: challenge.identity.model.clone(),
                 serial: serial.clone(),
                 key: ResponseKey::derive(
@@ -47,8 +63,8 @@ pub fn respond(
                     &challenge.nonce,
                     challenge.binding.as_ref().map(|b| &b.export_id),
                 ),
-                signed: SignedResponse::sign(challenge, signer),
-            }
+                signed: SignedResponse::sign_with(challenge, key_id, &mut sign)?,
+            })
         })
         .collect()
 }

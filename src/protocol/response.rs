@@ -107,16 +107,31 @@ impl SignedResponse {
     /// Desk side: signs the answer to `challenge`, valid until the challenge expires, in
     /// the challenge's protocol version.
     pub fn sign(challenge: &DeviceChallenge, key: &SigningKey) -> Self {
+        match Self::sign_with(challenge, key.id(), |bytes| {
+            Ok::<_, std::convert::Infallible>(key.sign(bytes))
+        }) {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Self::sign`] with a key held elsewhere (a PKCS#11 token): `sign` signs the
+    /// canonical bytes with the key named `key_id`, and may fail.
+    pub fn sign_with<E>(
+        challenge: &DeviceChallenge,
+        key_id: &KeyId,
+        sign: impl FnOnce(&[u8]) -> Result<Signature, E>,
+    ) -> Result<Self, E> {
         let mut response = Self {
             export_id: challenge.binding.as_ref().map(|b| b.export_id),
             serial: challenge.identity.serial.clone(),
             nonce: challenge.nonce,
             expires_at: challenge.expires_at(),
-            key_id: key.id().clone(),
+            key_id: key_id.clone(),
             signature: Signature([0; 64]),
         };
-        response.signature = key.sign(&response.signed_bytes());
-        response
+        response.signature = sign(&response.signed_bytes())?;
+        Ok(response)
     }
 
     /// Device side: checks the signature against the keys the firmware trusts.

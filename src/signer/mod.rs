@@ -17,7 +17,7 @@ mod wire;
 pub use ledger::{Ledger, LedgerError};
 pub use local::{LocalSigner, SigningKeys};
 pub use remote::{RemoteSigner, SignerIdentity};
-pub use service::{Policy, Service};
+pub use service::{Policy, Service, SigningKeySource};
 pub use socket::serve;
 
 use async_trait::async_trait;

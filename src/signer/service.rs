@@ -10,11 +10,13 @@ use std::sync::Arc;
 use super::ledger::{Challenge, Ledger, LedgerError};
 use super::wire::{ExportProblem, Reply, Request, TypedKey};
 use crate::clock::Clock;
-use crate::crypto::{KeyStore, KeyStoreError, MasterSecret, PublicKeySet, SigningKey};
+use crate::crypto::pkcs11::TokenSigningKey;
+use crate::crypto::{KeyId, KeyStore, KeyStoreError, MasterSecret, PublicKeySet};
 use crate::domain::TicketNumber;
 use crate::protocol::challenge::VerifiedResetRequest;
 use crate::protocol::{
-    DeviceChallenge, PROTOCOL_V2, ResetRequest, export_xml, recover_responses, respond, response,
+    DeviceChallenge, DeviceResponse, PROTOCOL_V2, ResetRequest, export_xml, recover_responses,
+    respond, respond_with, response,
 };
 
 /// The signer's own rules.
@@ -28,9 +30,19 @@ pub struct Policy {
     pub max_skew_secs: i64,
 }
 
+/// Where the signer's signing key is.
+pub enum SigningKeySource {
+    /// The active key file of its keys directory, read again at each answer (a `keys
+    /// rotate` there takes effect at once).
+    KeyFiles,
+    /// A key in a PKCS#11 token, made there, signing there.
+    Token(TokenSigningKey),
+}
+
 pub struct Service {
     master: MasterSecret,
     keys: KeyStore,
+    signing: SigningKeySource,
     ledger: Ledger,
     policy: Policy,
     clock: Arc<dyn Clock>,
@@ -52,6 +64,7 @@ struct RefusalBudget {
 impl Service {
     pub fn new(
         keys: KeyStore,
+        signing: SigningKeySource,
         ledger: Ledger,
         policy: Policy,
         clock: Arc<dyn Clock>,
@@ -59,6 +72,7 @@ impl Service {
         Ok(Self {
             master: keys.master_secret()?,
             keys,
+            signing,
             ledger,
             policy,
             clock,
@@ -78,17 +92,37 @@ impl Service {
     }
 
     fn hello(&self) -> Result<Reply, Reply> {
-        let signing = self.signing_key()?;
         Ok(Reply::Hello {
             master_key_id: self.master.key_id(),
-            signing_key_id: signing.id().to_string(),
+            signing_key_id: self.signing_key_id()?.to_string(),
         })
     }
 
-    /// The key that signs now: re-read from the keys directory at each answer, so a
-    /// `keys rotate` on the signer's host takes effect at once.
-    fn signing_key(&self) -> Result<SigningKey, Reply> {
-        self.keys.active_signing_key().map_err(failed)
+    fn signing_key_id(&self) -> Result<KeyId, Reply> {
+        match &self.signing {
+            SigningKeySource::KeyFiles => {
+                Ok(self.keys.active_signing_key().map_err(failed)?.id().clone())
+            }
+            SigningKeySource::Token(key) => Ok(key.id().clone()),
+        }
+    }
+
+    /// Answers a checked export with the key that signs now.
+    fn respond(&self, verified: &VerifiedResetRequest) -> Result<Vec<DeviceResponse>, Reply> {
+        match &self.signing {
+            SigningKeySource::KeyFiles => {
+                let key = self.keys.active_signing_key().map_err(failed)?;
+                Ok(respond(verified, &self.master, &key))
+            }
+            SigningKeySource::Token(key) => {
+                respond_with(verified, &self.master, key.id(), |bytes| key.sign(bytes)).map_err(
+                    |e| {
+                        tracing::error!(error = %e, "the token did not sign");
+                        failed("the signing key's token did not sign: see the signer's log")
+                    },
+                )
+            }
+        }
     }
 
     /// Reads and checks an export by the signer's own clock.
@@ -118,9 +152,9 @@ impl Service {
             });
         }
         let challenges = challenges_of(verified.devices());
-        let key = self.signing_key()?;
+        let key_id = self.signing_key_id()?;
         let serials: Vec<&str> = challenges.iter().map(|c| c.serial.as_str()).collect();
-        let detail = format!("devices {}; key {}", serials.join(", "), key.id());
+        let detail = format!("devices {}; key {key_id}", serials.join(", "));
         let recorded = self
             .ledger
             .record_answer(
@@ -160,11 +194,11 @@ impl Service {
                 },
             });
         }
-        let responses = respond(&verified, &self.master, &key);
+        let responses = self.respond(&verified)?;
         let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
-        tracing::info!(ticket, devices = responses.len(), key_id = %key.id(), "answered");
+        tracing::info!(ticket, devices = responses.len(), %key_id, "answered");
         Ok(Reply::Answered {
-            key_id: key.id().to_string(),
+            key_id: key_id.to_string(),
             responses: response::to_xml(&signed),
             keys: responses
                 .iter()

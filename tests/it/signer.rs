@@ -491,3 +491,167 @@ async fn unsafe_set_ups_are_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// The PKCS#11 module of Debian's SoftHSM2, when it is here (`.ci/run` installs it and
+/// sets RESETDESK_TEST_PKCS11_REQUIRED, so there a missing one fails).
+fn softhsm_module() -> Option<std::path::PathBuf> {
+    let module = std::env::var_os("RESETDESK_TEST_PKCS11_MODULE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/lib/softhsm/libsofthsm2.so".into());
+    if module.exists() {
+        return Some(module);
+    }
+    assert!(
+        std::env::var_os("RESETDESK_TEST_PKCS11_REQUIRED").is_none(),
+        "SoftHSM2 is required here: apt-get install softhsm2"
+    );
+    eprintln!("skipped: no SoftHSM2 module at {}", module.display());
+    None
+}
+
+/// The signing key in a PKCS#11 token (SoftHSM2, a token per test): made in the token at
+/// the signer's first start, named in the keyring (no key file holds it), found again
+/// after a restart; a response signed in the token is taken by the reference device; a
+/// wrong PIN stops the signer with why.
+#[tokio::test]
+async fn the_signing_key_lives_in_a_pkcs11_token() {
+    let Some(module) = softhsm_module() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path("tokens")).unwrap();
+    let conf = sandbox.path("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            sandbox.path("tokens").display()
+        ),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "resetdesk",
+            "--pin",
+            "1234-user",
+            "--so-pin",
+            "5678-so",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util runs");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let conf_text = conf.to_str().unwrap().to_owned();
+    let module_text = module.to_str().unwrap().to_owned();
+    let token_env = |pin: &'static str| {
+        vec![
+            ("SOFTHSM2_CONF", conf_text.clone()),
+            (
+                "RESETDESK_SIGNING_KEY",
+                "pkcs11:token=resetdesk;object=sign-v1".to_owned(),
+            ),
+            ("RESETDESK_PKCS11_MODULE", module_text.clone()),
+            ("RESETDESK_PKCS11_PIN", pin.to_owned()),
+        ]
+    };
+    let env = token_env("1234-user");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let first = start_signer(&sandbox, "token", &[], &env);
+    let signer = RemoteSigner::from_url(&first.url).unwrap();
+    let hello = signer.hello().await.unwrap();
+    let keys = KeyStore::new(sandbox.path("keys"));
+    let entries = keys.entries().unwrap();
+    let active = entries
+        .iter()
+        .find(|e| e.status == resetdesk::crypto::KeyStatus::Active)
+        .unwrap();
+    assert_eq!(
+        active.id().to_string(),
+        hello.signing_key_id,
+        "the keyring names the token's key"
+    );
+    assert!(
+        !sandbox
+            .path(&format!("keys/signing/{}.pk8", hello.signing_key_id))
+            .exists(),
+        "no file holds the token's key"
+    );
+    let exported = sandbox.run(&["keys", "export-public"]).ok();
+    assert!(
+        exported.stdout.contains(&hello.signing_key_id),
+        "{}",
+        exported.stdout
+    );
+
+    // A device trusting the exported keys takes a response signed in the token.
+    let now = Timestamp::now();
+    let mut nvr = device(&keys, "TOKEN00000001");
+    let request = export(&mut nvr, now);
+    let verified = signer.check_export(request, now, 300).await.unwrap();
+    let answer = signer
+        .answer(&TicketNumber::generate(), &verified)
+        .await
+        .unwrap();
+    assert_eq!(answer.key_id.to_string(), hello.signing_key_id);
+    let signed: Vec<_> = answer.responses.iter().map(|r| r.signed.clone()).collect();
+    resetdesk::device::import_response(
+        &mut nvr.clone(),
+        response::to_xml(&signed).as_bytes(),
+        "N3w-Passw0rd!",
+        now,
+    )
+    .expect("the device takes the response signed in the token");
+    resetdesk::device::import_key(
+        &mut nvr,
+        None,
+        &answer.responses[0].key.to_string(),
+        "N3w-Passw0rd!",
+        now,
+    )
+    .expect("and its typed key");
+    drop(first);
+
+    // Restarted, the signer finds the same key in the token.
+    let again = start_signer(&sandbox, "token-again", &[], &env);
+    let hello_again = RemoteSigner::from_url(&again.url)
+        .unwrap()
+        .hello()
+        .await
+        .unwrap();
+    assert_eq!(hello_again.signing_key_id, hello.signing_key_id);
+    drop(again);
+
+    // A wrong PIN: the signer says so and does not start.
+    let wrong = token_env("0000-wrong");
+    let uid = own_uid(&sandbox).to_string();
+    let socket = sandbox.path("wrong.sock");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"));
+    command
+        .args([
+            "signer",
+            "--socket",
+            socket.to_str().unwrap(),
+            "--desk-uid",
+            &uid,
+        ])
+        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"));
+    for (key, value) in &wrong {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refused the PIN"), "{stderr}");
+    assert!(
+        !stderr.contains("0000-wrong"),
+        "the PIN is never printed: {stderr}"
+    );
+}
