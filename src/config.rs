@@ -674,6 +674,11 @@ pub struct SignerSettings {
     pub pkcs11_module: Option<PathBuf>,
     /// The token's user PIN; set it in the environment (`RESETDESK_PKCS11_PIN`).
     pub pkcs11_pin: Option<Secret>,
+    /// With an `https://` `signer_url`: the CA of the signer's certificate, and the
+    /// desk's own certificate and key (PEM).
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for SignerSettings {
@@ -685,6 +690,9 @@ impl Default for SignerSettings {
             signing_key: None,
             pkcs11_module: None,
             pkcs11_pin: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -694,11 +702,18 @@ impl Section for SignerSettings {
         match name {
             "signer_url" if value.is_empty() => self.url = None,
             "signer_url" => {
-                if value.strip_prefix("unix:").is_none_or(str::is_empty) {
-                    return Err(Refusal::Invalid("expected unix:PATH (the signer's socket)"));
+                let unix = value.strip_prefix("unix:").is_some_and(|p| !p.is_empty());
+                let https = value.starts_with("https://") && value.len() > "https://".len();
+                if !unix && !https {
+                    return Err(Refusal::Invalid(
+                        "expected unix:PATH (the signer's socket) or https://HOST:PORT",
+                    ));
                 }
                 self.url = Some(value.to_owned());
             }
+            "signer_ca_file" => self.ca_file = Some(PathBuf::from(value)),
+            "signer_client_cert" => self.client_cert = Some(PathBuf::from(value)),
+            "signer_client_key" => self.client_key = Some(PathBuf::from(value)),
             "signer_max_answers_per_hour" => {
                 self.max_answers_per_hour = number(
                     value,
@@ -709,7 +724,10 @@ impl Section for SignerSettings {
             "signing_key" if value.is_empty() => self.signing_key = None,
             "signing_key" => {
                 crate::crypto::pkcs11::TokenKeyUri::parse(value)
-                    .map_err(|_| Refusal::Invalid("expected pkcs11:token=LABEL;object=LABEL"))?;
+                    // Not repeated: a PKCS#11 URI may carry a pin-value.
+                    .map_err(|_| {
+                        Refusal::InvalidSecret("expected pkcs11:token=LABEL;object=LABEL")
+                    })?;
                 self.signing_key = Some(value.to_owned());
             }
             "pkcs11_module" if value.is_empty() => self.pkcs11_module = None,

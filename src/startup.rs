@@ -214,7 +214,8 @@ async fn open_store_and_keys(
         Some(url) => {
             // The master secret and the signing keys are the signer's: this process
             // reads neither, and its keys directory keeps only the desk's own secrets.
-            let remote = RemoteSigner::from_url(url).map_err(anyhow::Error::msg)?;
+            let remote =
+                RemoteSigner::from_settings(&settings.signer).map_err(anyhow::Error::msg)?;
             let ids = remote
                 .key_ids()
                 .await

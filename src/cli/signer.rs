@@ -31,6 +31,20 @@ pub struct SignerArgs {
     /// Another user than the signer's in a deployment.
     #[arg(long)]
     desk_uid: Option<String>,
+    /// Instead of a socket: the address to answer on over TLS, for a desk on another
+    /// host (`signer_url = "https://HOST:PORT"`), with --tls-cert, --tls-key and
+    /// --client-ca.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// The signer's certificate chain (PEM), for --listen.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The signer's private key (PEM), for --listen.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// The CA whose certificates are the desk's (PEM, a CA for this alone), for --listen.
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,14 +64,65 @@ enum SignerAuditCommand {
     },
 }
 
-/// The signing key in a PKCS#11 token (`signing_key`), made there on first use, and
-/// made the keyring's active key so `keys export-public` and the desk's registry name it.
+/// Where the signer answers the desk.
+enum Listening {
+    /// A Unix socket on the desk's host, answering the desk's uid only.
+    Socket { path: PathBuf, desk_uid: u32 },
+    /// TCP with TLS, answering clients with a certificate of the client CA only.
+    Tls {
+        address: std::net::SocketAddr,
+        config: Arc<rustls::ServerConfig>,
+    },
+}
+
+fn listening(args: &SignerArgs) -> Result<Listening, CliError> {
+    match (&args.socket, &args.listen) {
+        (Some(path), None) => {
+            let Some(desk_user) = &args.desk_uid else {
+                return Err(CliError::new(
+                    "give the desk's user: resetdesk signer --desk-uid USER (the user serve runs as, another than the signer's)",
+                ));
+            };
+            Ok(Listening::Socket {
+                path: path.clone(),
+                desk_uid: uid_of(desk_user)?,
+            })
+        }
+        (None, Some(address)) => {
+            let (Some(cert), Some(key), Some(ca)) =
+                (&args.tls_cert, &args.tls_key, &args.client_ca)
+            else {
+                return Err(CliError::new(
+                    "--listen takes TLS with client certificates: give --tls-cert, --tls-key and --client-ca",
+                ));
+            };
+            crate::startup::install_tls_provider();
+            let config = crate::signer::server_config(cert, key, ca).map_err(CliError::new)?;
+            Ok(Listening::Tls {
+                address: *address,
+                config,
+            })
+        }
+        (Some(_), Some(_)) => Err(CliError::new("give --socket or --listen, not both")),
+        (None, None) => Err(CliError::new(
+            "give the socket to listen on (resetdesk signer --socket PATH --desk-uid USER), or --listen HOST:PORT with TLS",
+        )),
+    }
+}
+
+/// Exit status of a PIN the token refused (sysexits' EX_CONFIG): the unit does not
+/// restart into another try, which would lock a real HSM's PIN.
+pub const EX_CONFIG: u8 = 78;
+
+/// The signing key in a PKCS#11 token (`signing_key`), made there on first use; the
+/// keyring names it as the active key (`keys export-public`, the desk's registry).
 fn token_key(
     settings: &Settings,
     uri: &str,
     keys: &KeyStore,
 ) -> Result<SigningKeySource, CliError> {
-    use crate::crypto::pkcs11::{TokenKeyUri, TokenSigningKey};
+    use crate::crypto::KeyStatus;
+    use crate::crypto::pkcs11::{TokenError, TokenKeyUri, TokenSigningKey};
     let uri = TokenKeyUri::parse(uri)?;
     let module = settings.signer.pkcs11_module.as_ref().ok_or_else(|| {
         CliError::new("signing_key names a PKCS#11 token: set pkcs11_module to its module's path")
@@ -65,11 +130,40 @@ fn token_key(
     let pin = settings.signer.pkcs11_pin.as_ref().ok_or_else(|| {
         CliError::new("signing_key names a PKCS#11 token: set its user PIN in RESETDESK_PKCS11_PIN")
     })?;
-    let (key, created) = TokenSigningKey::open_or_create(module, &uri, pin.expose())?;
+    let (key, created) =
+        TokenSigningKey::open_or_create(module, &uri, pin.expose()).map_err(|e| match e {
+            // Not restarted into another try (RestartPreventExitStatus in the unit).
+            TokenError::Pin | TokenError::PinAtRisk => {
+                CliError::with_code(e.to_string(), EX_CONFIG)
+            }
+            other => CliError::from(other),
+        })?;
     if created {
         tracing::info!(key_id = %key.id(), token = %uri.token, "made the signing key in the token");
     }
-    keys.adopt_token_key(key.public_key(), crate::clock::Clock::now(&SystemClock))?;
+    if keys.ensure_initialized_with_token_key(
+        key.public_key(),
+        crate::clock::Clock::now(&SystemClock),
+    )? {
+        tracing::info!(dir = %keys.dir().display(), "created the factory master secret (first start): back this directory up");
+    }
+    match keys.status_of(key.id())? {
+        Some(KeyStatus::Active) => {}
+        Some(KeyStatus::Retired) => {
+            return Err(CliError::new(format!(
+                "the token's key {} is retired in the keyring: it signs nothing more",
+                key.id()
+            )));
+        }
+        _ => {
+            // Moving a signer from a key file to a token key needs the desk to record
+            // the new key, as `keys rotate` does: not built yet (docs/SIGNER.md).
+            return Err(CliError::new(format!(
+                "the keys directory's active signing key is not the token's ({}): this signer's keys were made with a key file; moving them to a token is not supported yet",
+                key.id()
+            )));
+        }
+    }
     tracing::info!(key_id = %key.id(), token = %uri.token, "signing in the token");
     Ok(SigningKeySource::Token(key))
 }
@@ -131,34 +225,29 @@ pub fn run(args: &SignerArgs, settings: Settings) -> CliResult {
             })
         }
         None => {
-            let Some(socket) = &args.socket else {
-                return Err(CliError::new(
-                    "give the socket to listen on: resetdesk signer --socket PATH",
-                ));
-            };
+            let listening = listening(args)?;
             let own_uid = rustix::process::getuid().as_raw();
-            let Some(desk_user) = &args.desk_uid else {
-                return Err(CliError::new(
-                    "give the desk's user: resetdesk signer --desk-uid USER (the user serve runs as, another than the signer's)",
-                ));
-            };
-            let desk_uid = uid_of(desk_user)?;
             let db = database(args.db.as_ref(), &keys_dir);
             init_logging();
-            if desk_uid == own_uid {
+            if let Listening::Socket { desk_uid, .. } = &listening
+                && *desk_uid == own_uid
+            {
                 // Tests and trials run both as one user; a deployment must not: the desk
                 // could then read the signer's keys or trace its process.
                 tracing::warn!(
-                    desk_uid,
+                    desk_uid = *desk_uid,
                     "the desk runs as the signer's own user: it can read the signer's keys, which defeats the separation (fine for a trial, not for a deployment)"
                 );
             }
             runtime()?.block_on(async {
                 let keys = KeyStore::new(&keys_dir);
-                // Zero set-up, as `serve` alone: the first start makes the keys. The desk
-                // records their ids at its next start and refuses a signer whose keys
-                // are not the ones it recorded.
-                if keys.ensure_initialized(crate::clock::Clock::now(&SystemClock))? {
+                // Zero set-up, as `serve` alone: the first start makes the keys (in token
+                // mode, the signing key in the token and no key file). The desk records
+                // their ids at its next start and refuses a signer whose keys are not the
+                // ones it recorded.
+                if settings.signer.signing_key.is_none()
+                    && keys.ensure_initialized(crate::clock::Clock::now(&SystemClock))?
+                {
                     tracing::info!(dir = %keys_dir.display(), "created the factory master secret and a signing key (first start): back this directory up");
                 }
                 let policy = Policy {
@@ -179,10 +268,17 @@ pub fn run(args: &SignerArgs, settings: Settings) -> CliResult {
                     Arc::new(SystemClock),
                 )?);
                 let (stop, stopped) = tokio::sync::watch::channel(false);
-                let mut serving = tokio::spawn({
-                    let socket = socket.clone();
-                    async move { crate::signer::serve(&socket, desk_uid, service, stopped).await }
-                });
+                let mut serving = match listening {
+                    Listening::Socket { path, desk_uid } => tokio::spawn(async move {
+                        crate::signer::serve(&path, desk_uid, service, stopped).await
+                    }),
+                    Listening::Tls { address, config } => {
+                        let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                            CliError::new(format!("cannot listen on {address}: {e}"))
+                        })?;
+                        tokio::spawn(crate::signer::serve_tls(listener, config, service, stopped))
+                    }
+                };
                 // The socket ending on its own is the signer failing: exit, and be
                 // restarted (systemd, compose), rather than live on answering nobody.
                 tokio::select! {

@@ -309,6 +309,8 @@ impl KeyStore {
         status: KeyStatus,
     ) -> Result<KeyEntry, KeyStoreError> {
         let (key, pkcs8) = SigningKey::generate();
+        // A keys directory made for a key in a token has no signing/ yet.
+        secret_file::create_private_dir(&self.dir.join(SIGNING_DIR))?;
         secret_file::create_private(&self.signing_key_path(key.id()), &pkcs8)?;
         Ok(KeyEntry {
             public_key: key.public_key().clone(),
@@ -327,42 +329,47 @@ impl KeyStore {
         self.rotate_recorded(now, |_| Ok::<(), KeyStoreError>(()))
     }
 
+    /// [`Self::ensure_initialized`] for a signer whose signing key is in a PKCS#11 token
+    /// (`public`: its public half): an empty directory gets the master secret and a
+    /// keyring naming only that key, and no key file. Returns whether it was created.
+    pub fn ensure_initialized_with_token_key(
+        &self,
+        public: &PublicKey,
+        now: Timestamp,
+    ) -> Result<bool, KeyStoreError> {
+        secret_file::create_private_dir(&self.dir)?;
+        let _lock = self.lock()?;
+        if self.is_initialized()? {
+            return Ok(false);
+        }
+        let master = MasterSecret::generate();
+        let hex = data_encoding::HEXLOWER.encode(master.expose()) + "\n";
+        secret_file::create_private(&self.master_path(), hex.as_bytes())?;
+        self.write_keyring(&Keyring {
+            format: KEYRING_FORMAT,
+            keys: vec![KeyEntry {
+                public_key: public.clone(),
+                created_at: now,
+                status: KeyStatus::Active,
+            }],
+        })?;
+        Ok(true)
+    }
+
+    /// The status the keyring gives a key, if it names it.
+    pub fn status_of(&self, id: &KeyId) -> Result<Option<KeyStatus>, KeyStoreError> {
+        Ok(self
+            .read_keyring()?
+            .keys
+            .iter()
+            .find(|k| k.id() == id)
+            .map(|k| k.status))
+    }
+
     /// [`KeyStore::rotate`], with `record` called after the new key file exists and
     /// before the keyring makes it active: a replica reading the keyring never meets an
     /// active key the database has not recorded. When `record` fails, the key file is
     /// removed and the keyring is left as it was.
-    /// Makes the signing key held in a PKCS#11 token (`public`: its public half) the
-    /// active one of the keyring, as `rotate` does for a key file: the keyring names it
-    /// (for `export-public` and the desk's registry), no file holds its private half.
-    /// Nothing changes when it is active already.
-    pub fn adopt_token_key(&self, public: &PublicKey, now: Timestamp) -> Result<(), KeyStoreError> {
-        let _lock = self.lock()?;
-        let mut keyring = self.read_keyring()?;
-        if keyring
-            .keys
-            .iter()
-            .any(|k| k.id() == public.id() && k.status == KeyStatus::Active)
-        {
-            return Ok(());
-        }
-        for key in keyring
-            .keys
-            .iter_mut()
-            .filter(|k| k.status == KeyStatus::Active)
-        {
-            key.status = KeyStatus::VerifyOnly;
-        }
-        match keyring.keys.iter_mut().find(|k| k.id() == public.id()) {
-            Some(known) => known.status = KeyStatus::Active,
-            None => keyring.keys.push(KeyEntry {
-                public_key: public.clone(),
-                created_at: now,
-                status: KeyStatus::Active,
-            }),
-        }
-        self.write_keyring(&keyring)
-    }
-
     pub fn rotate_recorded<E: From<KeyStoreError>>(
         &self,
         now: Timestamp,

@@ -25,8 +25,9 @@ const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("signing_key {0:?}: expected pkcs11:token=LABEL;object=LABEL")]
-    Uri(String),
+    /// The URI itself is never repeated: it may carry a `pin-value`.
+    #[error("signing_key: expected pkcs11:token=LABEL;object=LABEL")]
+    Uri,
     #[error("the PKCS#11 module {path}: {source}")]
     Module {
         path: String,
@@ -39,6 +40,24 @@ pub enum TokenError {
     NoToken(String),
     #[error("the token refused the PIN (pkcs11_pin): it is wrong, or locked")]
     Pin,
+    #[error(
+        "the token's user PIN is locked, or one more wrong try would lock it: not tried; fix pkcs11_pin, and unlock it with the token's tools"
+    )]
+    PinAtRisk,
+    #[error(
+        "the token holds {private} private and {public} public keys labelled {label:?}: one pair is expected; remove the extra ones (two signers made keys at once?) and start again"
+    )]
+    Ambiguous {
+        label: String,
+        private: usize,
+        public: usize,
+    },
+    #[error(
+        "the key labelled {0:?} may leave the token (not sensitive, extractable, or not made there): the signer uses only a key made in the token that can never leave it"
+    )]
+    Exportable(String),
+    #[error("the token's key {0} did not sign what its public half verifies")]
+    SelfTest(String),
     #[error("the token: {0}")]
     Token(#[from] TokenApiError),
     #[error("the token's public key is not an Ed25519 key ({0} bytes)")]
@@ -54,7 +73,7 @@ pub struct TokenKeyUri {
 
 impl TokenKeyUri {
     pub fn parse(raw: &str) -> Result<Self, TokenError> {
-        let bad = || TokenError::Uri(raw.to_owned());
+        let bad = || TokenError::Uri;
         let rest = raw.strip_prefix("pkcs11:").ok_or_else(bad)?;
         let (mut token, mut object) = (None, None);
         for part in rest.split(';') {
@@ -117,6 +136,12 @@ impl TokenSigningKey {
                     .is_ok_and(|info| info.label().trim() == uri.token)
             })
             .ok_or_else(|| TokenError::NoToken(uri.token.clone()))?;
+        // A real HSM locks the PIN after a few wrong tries, and a restarted signer
+        // would try again at every start: a PIN at risk is not tried at all.
+        let info = pkcs11.get_token_info(slot)?;
+        if info.user_pin_locked() || info.user_pin_final_try() {
+            return Err(TokenError::PinAtRisk);
+        }
         let session = pkcs11.open_rw_session(slot)?;
         match session.login(UserType::User, Some(&AuthPin::new(pin.into()))) {
             Ok(()) | Err(TokenApiError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
@@ -126,41 +151,77 @@ impl TokenSigningKey {
             Err(error) => return Err(error.into()),
         }
         let label = uri.object.as_bytes().to_vec();
-        let find = |class: ObjectClass| -> Result<Option<ObjectHandle>, TokenError> {
-            Ok(session
-                .find_objects(&[
-                    Attribute::Class(class),
-                    Attribute::KeyType(KeyType::EC_EDWARDS),
-                    Attribute::Label(label.clone()),
-                ])?
-                .into_iter()
-                .next())
+        let find = |class: ObjectClass| -> Result<Vec<ObjectHandle>, TokenError> {
+            Ok(session.find_objects(&[
+                Attribute::Class(class),
+                Attribute::KeyType(KeyType::EC_EDWARDS),
+                Attribute::Label(label.clone()),
+            ])?)
         };
-        let (private, public_handle, created) = match (
+        let pair = |privates: Vec<ObjectHandle>, publics: Vec<ObjectHandle>| match (
+            privates.as_slice(),
+            publics.as_slice(),
+        ) {
+            ([private], [public]) => Ok((*private, *public)),
+            _ => Err(TokenError::Ambiguous {
+                label: uri.object.clone(),
+                private: privates.len(),
+                public: publics.len(),
+            }),
+        };
+        let (privates, publics) = (
             find(ObjectClass::PRIVATE_KEY)?,
             find(ObjectClass::PUBLIC_KEY)?,
-        ) {
-            (Some(private), Some(public)) => (private, public, false),
-            _ => {
-                let (public, private) = generate(&session, &label)?;
-                (private, public, true)
-            }
+        );
+        // Made only in a token holding no object by that label: half a pair, or two,
+        // is the operator's to look at, never papered over by a new key.
+        let created = privates.is_empty() && publics.is_empty();
+        let (private, public_handle) = if created {
+            generate(&session, &label)?;
+            // Another signer starting on the token at the same moment made one too:
+            // found here as two pairs, and refused.
+            pair(
+                find(ObjectClass::PRIVATE_KEY)?,
+                find(ObjectClass::PUBLIC_KEY)?,
+            )?
+        } else {
+            pair(privates, publics)?
         };
+        let kept_inside = session.get_attributes(
+            private,
+            &[
+                AttributeType::Sensitive,
+                AttributeType::Extractable,
+                AttributeType::Local,
+            ],
+        )?;
+        let inside = kept_inside.iter().all(|attribute| match attribute {
+            Attribute::Sensitive(sensitive) => *sensitive,
+            Attribute::Extractable(extractable) => !*extractable,
+            Attribute::Local(local) => *local,
+            _ => true,
+        });
+        if !inside || kept_inside.len() != 3 {
+            return Err(TokenError::Exportable(uri.object.clone()));
+        }
         let public = read_public_key(&session, public_handle)?;
         if created {
-            // Named by its key id too, as the keyring names it.
-            let id = public.id().as_str().as_bytes().to_vec();
+            // Named by its key id's 8 bytes too, as the keyring names it.
+            let id = data_encoding::HEXLOWER
+                .decode(public.id().as_str().as_bytes())
+                .unwrap_or_default();
             session.update_attributes(public_handle, &[Attribute::Id(id.clone())])?;
             session.update_attributes(private, &[Attribute::Id(id)])?;
         }
-        Ok((
-            Self {
-                session: Mutex::new(session),
-                private,
-                public,
-            },
-            created,
-        ))
+        let key = Self {
+            session: Mutex::new(session),
+            private,
+            public,
+        };
+        // The halves belong together and the token signs: checked before any answer.
+        key.sign(b"resetdesk: the signing key's self-test")
+            .map_err(|_| TokenError::SelfTest(uri.object.clone()))?;
+        Ok((key, created))
     }
 
     pub fn id(&self) -> &KeyId {
@@ -187,7 +248,7 @@ impl TokenSigningKey {
         let signature = Signature(bytes);
         self.public
             .verify(message, &signature)
-            .map_err(|_| TokenError::NotEd25519(raw.len()))?;
+            .map_err(|_| TokenError::SelfTest(self.public.id().to_string()))?;
         Ok(signature)
     }
 }

@@ -12,6 +12,7 @@ mod local;
 mod remote;
 mod service;
 mod socket;
+mod tls;
 mod wire;
 
 pub use ledger::{Ledger, LedgerError};
@@ -19,6 +20,7 @@ pub use local::{LocalSigner, SigningKeys};
 pub use remote::{RemoteSigner, SignerIdentity};
 pub use service::{Policy, Service, SigningKeySource};
 pub use socket::serve;
+pub use tls::{serve_tls, server_config};
 
 use async_trait::async_trait;
 

@@ -24,7 +24,21 @@ use crate::protocol::{
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct RemoteSigner {
-    socket: PathBuf,
+    transport: Transport,
+    /// `signer_url`, for messages.
+    shown: String,
+}
+
+/// How the signer is reached.
+enum Transport {
+    /// `unix:PATH`: on this host, checked by the peer's uid.
+    Unix(PathBuf),
+    /// `https://HOST:PORT`: on another host, both sides with certificates.
+    Tls {
+        address: String,
+        server_name: rustls::pki_types::ServerName<'static>,
+        connector: tokio_rustls::TlsConnector,
+    },
 }
 
 /// Who the signer says it is.
@@ -42,7 +56,44 @@ impl RemoteSigner {
             .filter(|p| !p.is_empty())
             .ok_or_else(|| format!("signer_url {url:?}: expected unix:PATH"))?;
         Ok(Self {
-            socket: PathBuf::from(path),
+            transport: Transport::Unix(PathBuf::from(path)),
+            shown: url.to_owned(),
+        })
+    }
+
+    /// From the desk's settings: `signer_url` `unix:PATH`, or `https://HOST:PORT` with
+    /// `signer_ca_file`, `signer_client_cert` and `signer_client_key`.
+    pub fn from_settings(settings: &crate::config::SignerSettings) -> Result<Self, String> {
+        let url = settings.url.as_deref().ok_or("signer_url is not set")?;
+        if url.starts_with("unix:") {
+            return Self::from_url(url);
+        }
+        let parsed = url::Url::parse(url).map_err(|e| format!("signer_url {url:?}: {e}"))?;
+        let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+            return Err(format!("signer_url {url:?}: expected https://HOST:PORT"));
+        };
+        let need = |file: &Option<PathBuf>, name: &str| {
+            file.clone()
+                .ok_or_else(|| format!("signer_url is https: set {name} as well"))
+        };
+        let config = super::tls::client_config(
+            &need(&settings.ca_file, "signer_ca_file")?,
+            &need(&settings.client_cert, "signer_client_cert")?,
+            &need(&settings.client_key, "signer_client_key")?,
+        )?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| format!("signer_url {url:?}: {e}"))?;
+        Ok(Self {
+            transport: Transport::Tls {
+                address: format!("{host}:{port}"),
+                server_name,
+                connector: tokio_rustls::TlsConnector::from(config),
+            },
+            shown: url.to_owned(),
         })
     }
 
@@ -63,14 +114,28 @@ impl RemoteSigner {
 
     async fn ask(&self, request: &Request) -> Result<Reply, SignerError> {
         let unreachable = |e: std::io::Error| {
-            SignerError::Unavailable(format!("the signer at {}: {e}", self.socket.display()))
+            SignerError::Unavailable(format!("the signer at {}: {e}", self.shown))
         };
         let exchange = async {
-            let stream = UnixStream::connect(&self.socket).await?;
-            let (read, mut write) = stream.into_split();
-            write_line(&mut write, request).await?;
-            let mut reader = BufReader::new(read);
-            read_line(&mut reader).await
+            match &self.transport {
+                Transport::Unix(path) => {
+                    let stream = UnixStream::connect(path).await?;
+                    let (read, mut write) = stream.into_split();
+                    write_line(&mut write, request).await?;
+                    read_line(&mut BufReader::new(read)).await
+                }
+                Transport::Tls {
+                    address,
+                    server_name,
+                    connector,
+                } => {
+                    let tcp = tokio::net::TcpStream::connect(address).await?;
+                    let stream = connector.connect(server_name.clone(), tcp).await?;
+                    let (read, mut write) = tokio::io::split(stream);
+                    write_line(&mut write, request).await?;
+                    read_line(&mut BufReader::new(read)).await
+                }
+            }
         };
         let line = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await

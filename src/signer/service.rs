@@ -155,6 +155,10 @@ impl Service {
         let key_id = self.signing_key_id()?;
         let serials: Vec<&str> = challenges.iter().map(|c| c.serial.as_str()).collect();
         let detail = format!("devices {}; key {key_id}", serials.join(", "));
+        // Signed before it is recorded: a token that fails to sign leaves the challenge
+        // unanswered, to be answered when it works again. What a refusal below drops
+        // never left the signer.
+        let responses = self.respond(&verified)?;
         let recorded = self
             .ledger
             .record_answer(
@@ -194,7 +198,6 @@ impl Service {
                 },
             });
         }
-        let responses = self.respond(&verified)?;
         let signed: Vec<_> = responses.iter().map(|r| r.signed.clone()).collect();
         tracing::info!(ticket, devices = responses.len(), %key_id, "answered");
         Ok(Reply::Answered {

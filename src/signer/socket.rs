@@ -12,9 +12,9 @@ use super::wire::{MAX_LINE_BYTES, Reply, Request};
 
 /// Connections served at once; more wait in the socket's backlog. Each may hold a line
 /// of up to [`MAX_LINE_BYTES`] in memory.
-const MAX_CONNECTIONS: usize = 32;
+pub(super) const MAX_CONNECTIONS: usize = 32;
 /// A connection that sends nothing for this long is closed (a slow sender holds a slot).
-const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Listens on `path` until `stopped`; `desk_uid` is the only user answered. A socket
 /// file left by an earlier run is replaced; anything else at the path is refused, and so
@@ -120,8 +120,17 @@ async fn connection(stream: UnixStream, desk_uid: u32, service: &Service) -> std
         write_line(&mut write, &reply).await?;
         return Ok(());
     }
+    answer_lines(&mut reader, &mut write, service).await
+}
+
+/// Answers the requests of one connection whose peer was checked, a line at a time.
+pub(super) async fn answer_lines<R: AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin>(
+    reader: &mut BufReader<R>,
+    write: &mut W,
+    service: &Service,
+) -> std::io::Result<()> {
     loop {
-        let line = match tokio::time::timeout(READ_TIMEOUT, read_line(&mut reader)).await {
+        let line = match tokio::time::timeout(READ_TIMEOUT, read_line(reader)).await {
             Ok(line) => line?,
             Err(_) => return Ok(()),
         };
@@ -134,7 +143,7 @@ async fn connection(stream: UnixStream, desk_uid: u32, service: &Service) -> std
                 error: format!("not a request: {error}"),
             },
         };
-        write_line(&mut write, &reply).await?;
+        write_line(write, &reply).await?;
     }
 }
 

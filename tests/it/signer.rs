@@ -579,11 +579,14 @@ async fn the_signing_key_lives_in_a_pkcs11_token() {
         "the keyring names the token's key"
     );
     assert!(
-        !sandbox
-            .path(&format!("keys/signing/{}.pk8", hello.signing_key_id))
-            .exists(),
-        "no file holds the token's key"
+        !sandbox.path("keys/signing").exists()
+            || std::fs::read_dir(sandbox.path("keys/signing"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no file holds a signing key"
     );
+    assert_eq!(entries.len(), 1, "the keyring names the token's key alone");
     let exported = sandbox.run(&["keys", "export-public"]).ok();
     assert!(
         exported.stdout.contains(&hello.signing_key_id),
@@ -647,11 +650,200 @@ async fn the_signing_key_lives_in_a_pkcs11_token() {
         command.env(key, value);
     }
     let output = command.output().unwrap();
-    assert!(!output.status.success());
+    assert_eq!(
+        output.status.code(),
+        Some(78),
+        "a refused PIN is not restarted into"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("refused the PIN"), "{stderr}");
     assert!(
         !stderr.contains("0000-wrong"),
         "the PIN is never printed: {stderr}"
     );
+
+    // A token key the keyring retired signs nothing more: the signer does not start.
+    // (Rotated to a key file first, so the keyring keeps an active key.)
+    keys.rotate(Timestamp::now()).unwrap();
+    let keyring = sandbox.path("keys/keyring.json");
+    let text = std::fs::read_to_string(&keyring).unwrap();
+    std::fs::write(&keyring, text.replace("\"verify-only\"", "\"retired\"")).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"));
+    command
+        .args([
+            "signer",
+            "--socket",
+            socket.to_str().unwrap(),
+            "--desk-uid",
+            &uid,
+        ])
+        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"));
+    for (key, value) in &env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is retired"), "{stderr}");
+}
+
+/// A CA (`NAME-ca.pem`, `NAME-ca.key`) and a certificate it signs for `role`
+/// (`serverAuth` with an IP SAN of 127.0.0.1, or `clientAuth`), made with the `openssl`
+/// command in `dir`: `CERT.pem`, `CERT.key`.
+fn openssl_pair(dir: &std::path::Path, ca: &str, cert: &str, role: &str) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command (Debian package openssl)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let (ca_key, ca_pem) = (format!("{ca}-ca.key"), format!("{ca}-ca.pem"));
+    if !dir.join(&ca_pem).exists() {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca_pem,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={ca} test CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
+    }
+    let extensions = match role {
+        "server" => {
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+        }
+        _ => "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    };
+    std::fs::write(dir.join(format!("{cert}.ext")), extensions).unwrap();
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &format!("{cert}.key"),
+        "-out",
+        &format!("{cert}.csr"),
+        "-subj",
+        &format!("/CN={cert}"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &format!("{cert}.csr"),
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &format!("{cert}.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &format!("{cert}.ext"),
+    ]);
+}
+
+/// The signer on another host: TLS with certificates both ways. The desk with its
+/// certificate is answered, and the device takes the answer; a client whose certificate
+/// another CA signed, or a desk that does not trust the signer's certificate, gets
+/// nothing.
+#[tokio::test]
+async fn a_signer_on_another_host_answers_only_the_desks_certificate() {
+    resetdesk::startup::install_tls_provider();
+    let sandbox = Sandbox::new();
+    let certs = sandbox.path("certs");
+    std::fs::create_dir(&certs).unwrap();
+    openssl_pair(&certs, "signer", "signer", "server");
+    openssl_pair(&certs, "desk", "desk", "client");
+    openssl_pair(&certs, "other", "stranger", "client");
+    let port = crate::support::free_port();
+    let path = |name: &str| certs.join(name).to_str().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args(["signer", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--tls-cert",
+            &path("signer.pem"),
+            "--tls-key",
+            &path("signer.key"),
+        ])
+        .args(["--client-ca", &path("desk-ca.pem")])
+        .args(["--db", sandbox.path("signer.sqlite").to_str().unwrap()])
+        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::support::wait_for_listener(port, "the signer over TLS");
+    let desk = |ca: &str, cert: &str| {
+        RemoteSigner::from_settings(&resetdesk::config::SignerSettings {
+            url: Some(format!("https://127.0.0.1:{port}")),
+            ca_file: Some(certs.join(ca)),
+            client_cert: Some(certs.join(format!("{cert}.pem"))),
+            client_key: Some(certs.join(format!("{cert}.key"))),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+
+    let signer = desk("signer-ca.pem", "desk");
+    let hello = signer.hello().await.unwrap();
+    let keys = KeyStore::new(sandbox.path("keys"));
+    assert_eq!(hello.master_key_id, keys.master_secret().unwrap().key_id());
+    let now = Timestamp::now();
+    let mut nvr = device(&keys, "TLS0000000001");
+    let verified = signer
+        .check_export(export(&mut nvr, now), now, 300)
+        .await
+        .unwrap();
+    let answer = signer
+        .answer(&TicketNumber::generate(), &verified)
+        .await
+        .unwrap();
+    resetdesk::device::import_key(
+        &mut nvr,
+        None,
+        &answer.responses[0].key.to_string(),
+        "N3w-Passw0rd!",
+        now,
+    )
+    .expect("the device takes the key the signer gave over TLS");
+
+    for (who, refused) in [
+        ("a client of another CA", desk("signer-ca.pem", "stranger")),
+        (
+            "a desk that does not trust the signer",
+            desk("other-ca.pem", "desk"),
+        ),
+    ] {
+        match refused.hello().await {
+            Err(SignerError::Unavailable(_)) => {}
+            other => panic!("{who}: refused, not {other:?}"),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
