@@ -634,28 +634,9 @@ async fn the_signing_key_lives_in_a_pkcs11_token() {
 
     // A wrong PIN: the signer says so and does not start.
     let wrong = token_env("0000-wrong");
-    let uid = own_uid(&sandbox).to_string();
-    let socket = sandbox.path("wrong.sock");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"));
-    command
-        .args([
-            "signer",
-            "--socket",
-            socket.to_str().unwrap(),
-            "--desk-uid",
-            &uid,
-        ])
-        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"));
-    for (key, value) in &wrong {
-        command.env(key, value);
-    }
-    let output = command.output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(78),
-        "a refused PIN is not restarted into"
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let wrong: Vec<(&str, &str)> = wrong.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, stderr) = signer_that_does_not_start(&sandbox, &wrong);
+    assert_eq!(code, Some(78), "a refused PIN is not restarted into");
     assert!(stderr.contains("refused the PIN"), "{stderr}");
     assert!(
         !stderr.contains("0000-wrong"),
@@ -668,23 +649,26 @@ async fn the_signing_key_lives_in_a_pkcs11_token() {
     let keyring = sandbox.path("keys/keyring.json");
     let text = std::fs::read_to_string(&keyring).unwrap();
     std::fs::write(&keyring, text.replace("\"verify-only\"", "\"retired\"")).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_resetdesk"));
-    command
-        .args([
-            "signer",
-            "--socket",
-            socket.to_str().unwrap(),
-            "--desk-uid",
-            &uid,
-        ])
-        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"));
-    for (key, value) in &env {
-        command.env(key, value);
-    }
-    let output = command.output().unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (code, stderr) = signer_that_does_not_start(&sandbox, &env);
+    assert_ne!(code, Some(0));
     assert!(stderr.contains("is retired"), "{stderr}");
+}
+
+/// Runs `resetdesk signer` on the sandbox's keys with `env`, expecting it to stop at
+/// start: its exit code and what it wrote to standard error.
+fn signer_that_does_not_start(sandbox: &Sandbox, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let socket = sandbox.path("refused.sock");
+    let output = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args(["signer", "--socket", socket.to_str().unwrap()])
+        .args(["--desk-uid", &own_uid(sandbox).to_string()])
+        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// A CA (`NAME-ca.pem`, `NAME-ca.key`) and a certificate it signs for `role`
