@@ -23,10 +23,41 @@ pub async fn serve(
     path: &Path,
     desk_uid: u32,
     service: Arc<Service>,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = bind_privately(path)?;
     tracing::info!(socket = %path.display(), desk_uid, "the signer is listening");
+    let listener = &listener;
+    accept_each(
+        move || async move { listener.accept().await.map(|(stream, _)| stream) },
+        move |stream| {
+            let service = service.clone();
+            async move {
+                if let Err(error) = connection(stream, desk_uid, &service).await {
+                    tracing::info!(%error, "a connection to the signer ended");
+                }
+            }
+        },
+        stopped,
+    )
+    .await
+}
+
+/// Takes connections from `accept` until `stopped`, at most [`MAX_CONNECTIONS`] at
+/// once (more wait in the listener's backlog), each handled by `handle` on a task of
+/// its own. An accept error (out of file descriptors, say) is logged and tried again
+/// after a pause: it never ends the loop.
+pub(super) async fn accept_each<S, A, AFut, H, HFut>(
+    mut accept: A,
+    handle: H,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()>
+where
+    A: FnMut() -> AFut,
+    AFut: std::future::Future<Output = std::io::Result<S>>,
+    H: Fn(S) -> HFut,
+    HFut: std::future::Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut pause = std::time::Duration::from_millis(50);
     loop {
@@ -35,18 +66,15 @@ pub async fn serve(
             _ = stopped.changed() => return Ok(()),
         };
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+            accepted = accept() => match accepted {
+                Ok(stream) => {
                     pause = std::time::Duration::from_millis(50);
-                    let service = service.clone();
+                    let handled = handle(stream);
                     tokio::spawn(async move {
                         let _slot = slot;
-                        if let Err(error) = connection(stream, desk_uid, &service).await {
-                            tracing::info!(%error, "a connection to the signer ended");
-                        }
+                        handled.await;
                     });
                 }
-                // Out of file descriptors, say: the listener stays, and tries again.
                 Err(error) => {
                     tracing::warn!(%error, "cannot accept a connection; trying again");
                     tokio::time::sleep(pause).await;

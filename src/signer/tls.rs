@@ -13,7 +13,7 @@ use tokio::io::BufReader;
 use tokio::net::TcpListener;
 
 use super::service::Service;
-use super::socket::{MAX_CONNECTIONS, answer_lines};
+use super::socket::{accept_each, answer_lines};
 
 fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let found: Vec<_> = CertificateDer::pem_file_iter(path)
@@ -84,51 +84,34 @@ pub async fn serve_tls(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     service: Arc<Service>,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     tracing::info!(address = %listener.local_addr()?, "the signer is listening (TLS, client certificates)");
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut pause = std::time::Duration::from_millis(50);
-    loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.map_err(std::io::Error::other)?,
-            _ = stopped.changed() => return Ok(()),
-        };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    pause = std::time::Duration::from_millis(50);
-                    let (acceptor, service) = (acceptor.clone(), service.clone());
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        let handshake = tokio::time::timeout(
-                            super::socket::READ_TIMEOUT,
-                            acceptor.accept(tcp),
-                        )
-                        .await;
-                        let stream = match handshake {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(error)) => {
-                                tracing::warn!(%peer, %error, "a TLS client was refused");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                        let (read, mut write) = tokio::io::split(stream);
-                        let mut reader = BufReader::new(read);
-                        if let Err(error) = answer_lines(&mut reader, &mut write, &service).await {
-                            tracing::info!(%error, "a connection to the signer ended");
-                        }
-                    });
+    let listener = &listener;
+    accept_each(
+        move || async move { listener.accept().await },
+        move |(tcp, peer): (tokio::net::TcpStream, std::net::SocketAddr)| {
+            let (acceptor, service) = (acceptor.clone(), service.clone());
+            async move {
+                let handshake =
+                    tokio::time::timeout(super::socket::READ_TIMEOUT, acceptor.accept(tcp)).await;
+                let stream = match handshake {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%peer, %error, "a TLS client was refused");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let (read, mut write) = tokio::io::split(stream);
+                let mut reader = BufReader::new(read);
+                if let Err(error) = answer_lines(&mut reader, &mut write, &service).await {
+                    tracing::info!(%error, "a connection to the signer ended");
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot accept a connection; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
-                }
-            },
-            _ = stopped.changed() => return Ok(()),
-        }
-    }
+            }
+        },
+        stopped,
+    )
+    .await
 }
