@@ -18,7 +18,7 @@ pub struct Desk {
     pub settings: Settings,
     pub store: Arc<dyn Store>,
     pub blobs: BlobStore,
-    pub keys: Arc<DeskKeys>,
+    pub keys: DeskKeys,
     /// The factory master secret and the signing keys, as the desk may use them: check
     /// an export, answer it, recover an answer's typed keys (`signer/`).
     pub signer: Arc<dyn crate::signer::Signer>,

@@ -324,7 +324,6 @@ fn build_desk(
             settings.storage.data_dir.join("spool").display()
         )
     })?;
-    let keys = Arc::new(keys);
     Ok(web::Data::new(Desk {
         signer,
         blobs,

@@ -240,19 +240,25 @@ pub async fn add_note(
 ) -> Result<(), ReviewError> {
     may_review(user)?;
     // Line breaks are kept (a note may list steps).
-    let note = WrittenText::parse(note, MAX_NOTE_CHARS).map_err(|e| match e {
-        WrittenTextError::Empty => {
-            ReviewError::Invalid("write the note first: it is empty".to_owned())
-        }
-        WrittenTextError::TooLong { chars } => ReviewError::Invalid(format!(
-            "a note is at most {MAX_NOTE_CHARS} characters; this one has {chars}"
-        )),
-    })?;
+    let note = written(note, MAX_NOTE_CHARS, "note")?;
     let ticket = load(desk, number).await?;
     desk.store
         .add_note(ticket.id, user.id, note.as_str(), desk.clock.now())
         .await
         .map_err(|e| ReviewError::from_store(e, number))
+}
+
+/// An agent's own text (a `what`: note, message), line breaks kept, required and at
+/// most `max` characters.
+fn written(text: &str, max: usize, what: &str) -> Result<WrittenText, ReviewError> {
+    WrittenText::parse(text, max).map_err(|e| match e {
+        WrittenTextError::Empty => {
+            ReviewError::Invalid(format!("write the {what} first: it is empty"))
+        }
+        WrittenTextError::TooLong { chars } => ReviewError::Invalid(format!(
+            "a {what} is at most {max} characters; this one has {chars}"
+        )),
+    })
 }
 
 /// The longest answer an agent writes to a customer, in characters.
@@ -270,14 +276,7 @@ pub async fn message_customer(
 ) -> Result<String, ReviewError> {
     may_review(user)?;
     // Line breaks are kept: an answer may list steps.
-    let text = WrittenText::parse(text, MAX_MESSAGE_CHARS).map_err(|e| match e {
-        WrittenTextError::Empty => {
-            ReviewError::Invalid("write the message first: it is empty".to_owned())
-        }
-        WrittenTextError::TooLong { chars } => ReviewError::Invalid(format!(
-            "a message is at most {MAX_MESSAGE_CHARS} characters; this one has {chars}"
-        )),
-    })?;
+    let text = written(text, MAX_MESSAGE_CHARS, "message")?;
     let ticket = load(desk, number).await?;
     let mail = compose::agent_message(
         &desk.mail,

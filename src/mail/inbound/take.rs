@@ -505,11 +505,14 @@ async fn new_request(desk: &Desk, mail: &InboundMail) -> Result<Handled, TakeErr
             None,
         )),
         Err(IntakeError::Invalid(issues)) => {
-            // Kept only for an answer that goes out: without one there is no reply to
-            // bring the rest, and the answers' limits bound what is kept.
-            if answer_withheld(desk, mail).await?.is_none() {
-                keep_for_the_reply(desk, mail, &files, &issues).await?;
+            // Decided here, once, for the answer and the files alike: they are kept
+            // only for an answer that goes out (without one no reply brings the rest),
+            // and the answers' limits bound what is kept.
+            if let Some(why) = answer_withheld(desk, mail).await? {
+                tracing::warn!(sender = %mail.sender.mailbox(), why, "an answer withheld");
+                return Ok((Taken::Unanswered(why), None, None));
             }
+            keep_for_the_reply(desk, mail, &files, &issues).await?;
             let mut problems: Vec<Message> = issues.into_iter().map(|i| i.message).collect();
             problems.extend(mail.skipped.iter().cloned());
             Ok((
