@@ -484,18 +484,8 @@ fn make_certificates(dir: &Path) {
          -config openssl.cnf -extensions server -CA ca.pem -CAkey ca.key",
     ];
     for step in steps {
-        let output = Command::new("openssl")
-            .args(step.split(' '))
-            .current_dir(dir)
-            .env_remove("OPENSSL_CONF")
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl runs");
-        assert!(
-            output.status.success(),
-            "openssl {step}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let args: Vec<&str> = step.split_whitespace().collect();
+        crate::support::openssl(dir, &args);
     }
 }
 

@@ -675,18 +675,7 @@ fn signer_that_does_not_start(sandbox: &Sandbox, env: &[(&str, &str)]) -> (Optio
 /// (`serverAuth` with an IP SAN of 127.0.0.1, or `clientAuth`), made with the `openssl`
 /// command in `dir`: `CERT.pem`, `CERT.key`.
 fn openssl_pair(dir: &std::path::Path, ca: &str, cert: &str, role: &str) {
-    let run = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("the openssl command (Debian package openssl)");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
+    let run = |args: &[&str]| crate::support::openssl(dir, args);
     let (ca_key, ca_pem) = (format!("{ca}-ca.key"), format!("{ca}-ca.pem"));
     if !dir.join(&ca_pem).exists() {
         run(&[

@@ -14,6 +14,23 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// Runs the `openssl` command in `dir` with `args` (test certificates), with no
+/// configuration of the machine's, and fails the test with its words if it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("OPENSSL_CONF")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the openssl command (Debian package openssl)");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A free port on loopback for a server a test starts.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
