@@ -204,6 +204,13 @@ async fn open_store_and_keys(
     // whether its keys are the desk's, is the database's to say.
     let (desk_keys, signer): (DeskKeys, Arc<dyn Signer>) = match &settings.signer.url {
         None => {
+            if settings.signer.signing_key.is_some() {
+                // Not silently signed with a key file instead.
+                anyhow::bail!(
+                    "signing_key names a PKCS#11 token, which only the separate signer uses: \
+                     run `resetdesk signer` with it and give this desk signer_url (docs/SIGNER.md)"
+                );
+            }
             let keys = KeyStore::new(&settings.storage.keys_dir);
             crate::key_registry::check_at_start(store.as_ref(), &keys, clock.now()).await?;
             let signing = SigningKeys::load(keys.clone())?;

@@ -90,10 +90,12 @@ pub fn run(
             }
         }
         KeysCommand::Rotate => {
-            let desk = DeskDatabase::open(settings()?)?;
+            let settings = settings()?;
+            let in_token = settings.signer.signing_key.clone();
+            let desk = DeskDatabase::open(settings)?;
             // Recorded (and audited) before the keyring makes it active: no replica meets
             // an active key the database does not know, and a failure changes nothing.
-            let entry = store.rotate_recorded(clock.now(), |entry| {
+            let record = |entry: &crate::crypto::KeyEntry| {
                 desk.record(
                     clock,
                     KeyKind::Signing,
@@ -101,7 +103,11 @@ pub fn run(
                     "key_rotated",
                     &format!("{} now signs", entry.id()),
                 )
-            })?;
+            };
+            let entry = match &in_token {
+                None => store.rotate_recorded(clock.now(), record)?,
+                Some(uri) => rotate_in_token(&store, &desk.settings, uri, clock, record)?,
+            };
             println!(
                 "signing key {} is now active; older keys remain for verification (audited in {})",
                 entry.id(),
@@ -165,6 +171,42 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// `keys rotate` with `signing_key` set: the new key is made in the token (whatever the
+/// old one was, so this also moves a signer from a key file into a token), recorded,
+/// then named active in the keyring. A key that could not be recorded is removed from
+/// the token again.
+fn rotate_in_token(
+    store: &KeyStore,
+    settings: &Settings,
+    uri: &str,
+    clock: &dyn Clock,
+    record: impl FnOnce(&crate::crypto::KeyEntry) -> CliResult,
+) -> Result<crate::crypto::KeyEntry, CliError> {
+    use crate::crypto::pkcs11::{TokenKeyUri, TokenSigningKey};
+    let uri = TokenKeyUri::parse(uri)?;
+    // The keyring first: a keys directory that cannot be rotated leaves nothing in the token.
+    store.active_entry()?;
+    let token = super::signer::open_token(settings, &uri.token)?;
+    let key = TokenSigningKey::generate(&token, &uri.object).map_err(super::signer::token_error)?;
+    match store.rotate_to_recorded(key.public_key(), clock.now(), record) {
+        Ok(entry) => {
+            println!(
+                "made signing key {} in the token {:?} (label {:?}); it never leaves it",
+                entry.id(),
+                uri.token,
+                uri.object
+            );
+            Ok(entry)
+        }
+        Err(error) => {
+            if let Err(cleanup) = key.destroy() {
+                tracing::error!(error = %cleanup, "cannot remove the unrecorded key from the token");
+            }
+            Err(error)
+        }
+    }
 }
 
 /// Where the database is, for messages: the SQLite file, or the PostgreSQL server and

@@ -12,7 +12,8 @@ use super::{CliError, CliResult};
 use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::crypto::KeyStore;
-use crate::signer::{Ledger, Policy, Service, SigningKeySource};
+use crate::crypto::pkcs11::{Token, TokenError, TokenKeyUri, TokenMaster, TokenSigningKey};
+use crate::signer::{Ledger, MasterSource, Policy, Service, SigningKeySource, TokenKeys};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -52,6 +53,19 @@ enum SignerCommand {
     /// The signer's own log.
     #[command(subcommand)]
     Audit(SignerAuditCommand),
+    /// Put the keys directory's factory master secret into a PKCS#11 token (as HKDF's
+    /// PRK, sensitive and never extractable), check that the token derives the same
+    /// device keys, and record where it is (factory-master.pkcs11). The signer then
+    /// derives every device key in the token; move factory-master.key offline.
+    ImportMaster {
+        /// The token object to hold it: pkcs11:token=LABEL;object=LABEL.
+        #[arg(long)]
+        into: String,
+        /// The signer's database, whose log records the import [default:
+        /// signer.sqlite in the keys directory].
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,58 +128,175 @@ fn listening(args: &SignerArgs) -> Result<Listening, CliError> {
 /// restart into another try, which would lock a real HSM's PIN.
 pub const EX_CONFIG: u8 = 78;
 
-/// The signing key in a PKCS#11 token (`signing_key`), made there on first use; the
-/// keyring names it as the active key (`keys export-public`, the desk's registry).
-fn token_key(
-    settings: &Settings,
-    uri: &str,
-    keys: &KeyStore,
-) -> Result<SigningKeySource, CliError> {
-    use crate::crypto::KeyStatus;
-    use crate::crypto::pkcs11::{TokenError, TokenKeyUri, TokenSigningKey};
-    let uri = TokenKeyUri::parse(uri)?;
+/// The token labelled `label`, opened and signed in with the settings' module and PIN.
+/// A refused PIN exits with [`EX_CONFIG`], which the unit does not restart into.
+pub(super) fn open_token(settings: &Settings, label: &str) -> Result<Arc<Token>, CliError> {
     let module = settings.signer.pkcs11_module.as_ref().ok_or_else(|| {
-        CliError::new("signing_key names a PKCS#11 token: set pkcs11_module to its module's path")
+        CliError::new("a key is in a PKCS#11 token: set pkcs11_module to its module's path")
     })?;
     let pin = settings.signer.pkcs11_pin.as_ref().ok_or_else(|| {
-        CliError::new("signing_key names a PKCS#11 token: set its user PIN in RESETDESK_PKCS11_PIN")
+        CliError::new("a key is in a PKCS#11 token: set its user PIN in RESETDESK_PKCS11_PIN")
     })?;
-    let (key, created) =
-        TokenSigningKey::open_or_create(module, &uri, pin.expose()).map_err(|e| match e {
-            // Not restarted into another try (RestartPreventExitStatus in the unit).
-            TokenError::Pin | TokenError::PinAtRisk => {
-                CliError::with_code(e.to_string(), EX_CONFIG)
+    Token::open(module, label, pin.expose()).map_err(token_error)
+}
+
+/// A token's error for the command line: a refused PIN, or one at risk, exits with
+/// [`EX_CONFIG`].
+pub(super) fn token_error(error: TokenError) -> CliError {
+    match error {
+        TokenError::Pin | TokenError::PinAtRisk => {
+            CliError::with_code(error.to_string(), EX_CONFIG)
+        }
+        other => CliError::from(other),
+    }
+}
+
+/// The tokens the signer's keys are in, opened once each (PKCS#11 initialises once per
+/// process): the signing key's (`signing_key`) and the master secret's (the keys
+/// directory's `factory-master.pkcs11`) must be the same token.
+struct Tokens<'a> {
+    settings: &'a Settings,
+    open: Option<Arc<Token>>,
+}
+
+impl Tokens<'_> {
+    fn get(&mut self, label: &str) -> Result<Arc<Token>, CliError> {
+        match &self.open {
+            Some(token) if token.label() == label => Ok(token.clone()),
+            Some(token) => Err(CliError::new(format!(
+                "the signing key and the master secret must be in one token: they name {:?} and {label:?}",
+                token.label()
+            ))),
+            None => {
+                let token = open_token(self.settings, label)?;
+                self.open = Some(token.clone());
+                Ok(token)
             }
-            other => CliError::from(other),
-        })?;
-    if created {
-        tracing::info!(key_id = %key.id(), token = %uri.token, "made the signing key in the token");
-    }
-    if keys.ensure_initialized_with_token_key(
-        key.public_key(),
-        crate::clock::Clock::now(&SystemClock),
-    )? {
-        tracing::info!(dir = %keys.dir().display(), "created the factory master secret (first start): back this directory up");
-    }
-    match keys.status_of(key.id())? {
-        Some(KeyStatus::Active) => {}
-        Some(KeyStatus::Retired) => {
-            return Err(CliError::new(format!(
-                "the token's key {} is retired in the keyring: it signs nothing more",
-                key.id()
-            )));
-        }
-        _ => {
-            // Moving a signer from a key file to a token key needs the desk to record
-            // the new key, as `keys rotate` does: not built yet (docs/SIGNER.md).
-            return Err(CliError::new(format!(
-                "the keys directory's active signing key is not the token's ({}): this signer's keys were made with a key file; moving them to a token is not supported yet",
-                key.id()
-            )));
         }
     }
+}
+
+/// The signing key in a PKCS#11 token (`signing_key`): the keyring's active key, found
+/// in the token by its id; at the first start of an empty keys directory, made there
+/// and named in a new keyring (no key file).
+fn token_signing(
+    uri: &str,
+    keys: &KeyStore,
+    tokens: &mut Tokens<'_>,
+) -> Result<SigningKeySource, CliError> {
+    let uri = TokenKeyUri::parse(uri)?;
+    let token = tokens.get(&uri.token)?;
+    let key = if keys.holds_keys()? {
+        let active = keys.active_entry()?;
+        match TokenSigningKey::find(&token, &uri.object, active.id())? {
+            Some(key) => key,
+            None if keys.holds_signing_key_file(active.id()) => {
+                return Err(CliError::new(format!(
+                    "the keyring's active signing key {} is a key file, not the token's: to sign in the token, run `resetdesk keys rotate` with signing_key set (it makes the new key in the token and records it in the desk's database), then start the signer again",
+                    active.id()
+                )));
+            }
+            None => {
+                return Err(CliError::new(format!(
+                    "the keyring's active signing key {} is not in the token {:?} under the label {:?}",
+                    active.id(),
+                    uri.token,
+                    uri.object
+                )));
+            }
+        }
+    } else {
+        let (key, created) = TokenSigningKey::only_or_new(&token, &uri.object)?;
+        if created {
+            tracing::info!(key_id = %key.id(), token = %uri.token, "made the signing key in the token");
+        }
+        if keys.ensure_initialized_with_token_key(
+            key.public_key(),
+            crate::clock::Clock::now(&SystemClock),
+        )? {
+            tracing::info!(dir = %keys.dir().display(), "created the factory master secret (first start): back this directory up");
+        }
+        key
+    };
     tracing::info!(key_id = %key.id(), token = %uri.token, "signing in the token");
-    Ok(SigningKeySource::Token(key))
+    Ok(SigningKeySource::Token(Arc::new(TokenKeys::new(
+        token, uri.object, key,
+    ))))
+}
+
+/// The factory master secret: its file, or the token object `signer import-master` put
+/// it in. A master secret in a token with its file still beside it is refused: the file
+/// is the factory's backup, for offline storage.
+fn master_source(keys: &KeyStore, tokens: &mut Tokens<'_>) -> Result<MasterSource, CliError> {
+    let Some(uri) = keys.master_in_token()? else {
+        return Ok(MasterSource::File(keys.master_secret()?));
+    };
+    if keys.master_file_present() {
+        return Err(CliError::new(format!(
+            "the factory master secret is in the token ({uri}) and still in {}: copy that file to offline storage (it is the factory's backup), delete it here, and start again",
+            keys.dir().join("factory-master.key").display()
+        )));
+    }
+    let uri = TokenKeyUri::parse(&uri)?;
+    let master = TokenMaster::find(&tokens.get(&uri.token)?, &uri.object)?;
+    tracing::info!(key_id = %master.key_id(), token = %uri.token, "the master secret is in the token");
+    Ok(MasterSource::Token(master))
+}
+
+/// `signer import-master`: the keys directory's master secret into the token, checked,
+/// recorded in the keys directory and in the signer's log.
+fn import_master(settings: &Settings, into: &str, db: &Path) -> CliResult {
+    let keys = KeyStore::new(&settings.storage.keys_dir);
+    let uri = TokenKeyUri::parse(into)?;
+    if !keys.master_file_present() {
+        return Err(CliError::new(format!(
+            "no factory master secret to import in {}: put the factory's factory-master.key there (mode 0600) and run this again",
+            keys.dir().display()
+        )));
+    }
+    let master = keys.master_secret()?;
+    let token = open_token(settings, &uri.token)?;
+    let (imported, now) = TokenMaster::import(&token, &uri.object, &master)?;
+    keys.record_master_in_token(into)?;
+    // Logged when it happens, not at each check of a repeated run.
+    if now {
+        runtime()?.block_on(async {
+            let ledger = Ledger::open(db).await?;
+            ledger
+                .log(
+                    crate::clock::Clock::now(&SystemClock),
+                    "master-imported",
+                    &format!(
+                        "master secret {} into token {:?}, object {:?}",
+                        imported.key_id(),
+                        uri.token,
+                        uri.object
+                    ),
+                )
+                .await?;
+            Ok::<_, CliError>(())
+        })?;
+    }
+    if now {
+        println!(
+            "imported the factory master secret {} into the token {:?} as {:?}; the token derives the same device keys",
+            imported.key_id(),
+            uri.token,
+            uri.object
+        );
+    } else {
+        println!(
+            "the token {:?} already holds the factory master secret {} as {:?}",
+            uri.token,
+            imported.key_id(),
+            uri.object
+        );
+    }
+    println!(
+        "now copy {} to offline storage (the factory's backup) and delete it here: the signer does not start while it is beside the token's",
+        keys.dir().join("factory-master.key").display()
+    );
+    Ok(())
 }
 
 /// A uid given as a number, or a user name looked up in /etc/passwd (system users are
@@ -224,6 +355,9 @@ pub fn run(args: &SignerArgs, settings: Settings) -> CliResult {
                 Ok(())
             })
         }
+        Some(SignerCommand::ImportMaster { into, db }) => {
+            import_master(&settings, into, &database(db.as_ref(), &keys_dir))
+        }
         None => {
             let listening = listening(args)?;
             let own_uid = rustix::process::getuid().as_raw();
@@ -250,6 +384,10 @@ pub fn run(args: &SignerArgs, settings: Settings) -> CliResult {
                 {
                     tracing::info!(dir = %keys_dir.display(), "created the factory master secret and a signing key (first start): back this directory up");
                 }
+                let mut tokens = Tokens {
+                    settings: &settings,
+                    open: None,
+                };
                 let policy = Policy {
                     answers_per_hour: settings.signer.max_answers_per_hour,
                     answers_per_serial_per_day: settings.signer.max_answers_per_serial_per_day,
@@ -257,11 +395,13 @@ pub fn run(args: &SignerArgs, settings: Settings) -> CliResult {
                 };
                 let signing = match &settings.signer.signing_key {
                     None => SigningKeySource::KeyFiles,
-                    Some(uri) => token_key(&settings, uri, &keys)?,
+                    Some(uri) => token_signing(uri, &keys, &mut tokens)?,
                 };
+                let master = master_source(&keys, &mut tokens)?;
                 let ledger = Ledger::open(&db).await?;
                 let service = Arc::new(Service::new(
                     keys,
+                    master,
                     signing,
                     ledger,
                     policy,

@@ -32,6 +32,17 @@ impl MasterSecret {
         &self.0
     }
 
+    /// HKDF's first step over the master secret, `PRK = HMAC-SHA256(salt, master)`: what
+    /// a PKCS#11 token keeps in its place (`pkcs11::TokenMaster`), since every device key
+    /// is `HMAC-SHA256(PRK, serial ‖ 0x01)` from there.
+    #[cfg(any(feature = "server", test))]
+    pub(super) fn device_key_prk(&self) -> [u8; 32] {
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, DEVICE_KEY_SALT), &self.0);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     /// Derives the device key of `serial`:
     /// `HKDF-SHA256(salt = "resetdesk.device-key.v1", ikm = master, info = serial)`, 32 bytes.
     pub fn derive_device_key(&self, serial: &DeviceSerial) -> DeviceKey {
@@ -44,6 +55,31 @@ impl MasterSecret {
             .expect("32 bytes is within HKDF-SHA256's output limit");
         DeviceKey(out)
     }
+}
+
+/// Where device keys come from: the master secret in memory, or a PKCS#11 token that
+/// holds it and derives each key inside (which can fail, hence `Error`). The protocol's
+/// checks and answers take any of them.
+pub trait DeviceKeys {
+    type Error;
+    /// The device key of `serial`, as [`MasterSecret::derive_device_key`] makes it.
+    fn device_key(&self, serial: &DeviceSerial) -> Result<DeviceKey, Self::Error>;
+}
+
+impl DeviceKeys for MasterSecret {
+    type Error = std::convert::Infallible;
+
+    fn device_key(&self, serial: &DeviceSerial) -> Result<DeviceKey, Self::Error> {
+        Ok(self.derive_device_key(serial))
+    }
+}
+
+/// HKDF-Expand's one block for a 32-byte key: the message a token MACs with the PRK.
+#[cfg(any(feature = "server", test))]
+pub(super) fn device_key_block(serial: &DeviceSerial) -> Vec<u8> {
+    let mut block = serial.as_str().as_bytes().to_vec();
+    block.push(0x01);
+    block
 }
 
 impl fmt::Debug for MasterSecret {
@@ -121,6 +157,25 @@ mod tests {
         assert_eq!(a.to_bytes(), a_again.to_bytes());
         assert_ne!(a.to_bytes(), b.to_bytes());
         assert_ne!(a.to_bytes(), other_master.to_bytes());
+    }
+
+    /// What a token computes (HMAC with the PRK over serial ‖ 0x01) is exactly today's
+    /// HKDF device key: moving the master secret into a token changes no device's key.
+    #[test]
+    fn the_prk_and_one_hmac_block_make_the_same_device_key() {
+        let master = MasterSecret::from_bytes(std::array::from_fn(|i| i as u8 * 3));
+        for raw in ["SERIAL-A", "DS-2CD2143G2-I20231105AAWRL12345678", "X"] {
+            let serial = serial(raw);
+            let prk = master.device_key_prk();
+            let by_hand = hmac::sign(
+                &hmac::Key::new(hmac::HMAC_SHA256, &prk),
+                &device_key_block(&serial),
+            );
+            assert_eq!(
+                by_hand.as_ref(),
+                master.derive_device_key(&serial).to_bytes().as_slice()
+            );
+        }
     }
 
     #[test]

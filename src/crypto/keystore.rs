@@ -4,6 +4,8 @@
 //! ```text
 //! keys/
 //!   factory-master.key      64 hex characters, mode 0600
+//!   factory-master.pkcs11   instead, once the master secret is in a PKCS#11 token
+//!                           (`signer import-master`): the token object's URI, 0600
 //!   signing/<key id>.pk8    PKCS#8 v2 Ed25519 key, mode 0600
 //!   keyring.json            ids, public keys, creation times, status (mode 0600)
 //!   desk-secret.key         64 hex characters, mode 0600 (web links, one-time codes)
@@ -23,6 +25,8 @@ use super::{DeskSecret, KeyId, MasterSecret, PublicKey, SigningKey};
 use crate::domain::Timestamp;
 
 const MASTER_FILE: &str = "factory-master.key";
+/// Where the master secret is when a token holds it: a `pkcs11:` URI, no secret.
+const MASTER_TOKEN_FILE: &str = "factory-master.pkcs11";
 const DESK_SECRET_FILE: &str = "desk-secret.key";
 const KEYRING_FILE: &str = "keyring.json";
 /// Held (flock) by every change to the keyring or the seal keys: two `keys rotate` at
@@ -57,6 +61,10 @@ pub enum KeyStoreError {
     UnknownKey(KeyId),
     #[error("key {0} is the active signing key: run `resetdesk keys rotate` first, then retire it")]
     RetireActive(KeyId),
+    #[error(
+        "the factory master secret is in a PKCS#11 token ({uri}): only `resetdesk signer` uses it there; give this desk a signer_url"
+    )]
+    MasterInToken { uri: String },
     #[error(transparent)]
     File(#[from] SecretFileError),
 }
@@ -201,6 +209,7 @@ impl KeyStore {
     /// hold): a desk whose keys are in a separate signer must not.
     pub fn holds_signing_material(&self) -> bool {
         self.master_path().exists()
+            || self.master_token_path().exists()
             || self.keyring_path().exists()
             || self.dir.join(SIGNING_DIR).exists()
     }
@@ -230,13 +239,50 @@ impl KeyStore {
         self.dir.join(KEYRING_FILE)
     }
 
+    fn master_token_path(&self) -> PathBuf {
+        self.dir.join(MASTER_TOKEN_FILE)
+    }
+
+    /// Whether the master secret's file is here (with a token holding it too, the file
+    /// is the factory's backup, to keep offline).
+    pub fn master_file_present(&self) -> bool {
+        self.master_path().exists()
+    }
+
+    /// The PKCS#11 URI of the token object holding the master secret, once
+    /// `signer import-master` moved it there.
+    pub fn master_in_token(&self) -> Result<Option<String>, KeyStoreError> {
+        let path = self.master_token_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let raw = secret_file::read_private(&path)?;
+        let uri = String::from_utf8(raw)
+            .ok()
+            .map(|text| text.trim().to_owned())
+            .filter(|uri| uri.starts_with("pkcs11:"))
+            .ok_or_else(|| KeyStoreError::Damaged {
+                path,
+                reason: "expected a pkcs11: URI".to_owned(),
+            })?;
+        Ok(Some(uri))
+    }
+
+    /// Records that the token object `uri` holds the master secret now.
+    pub fn record_master_in_token(&self, uri: &str) -> Result<(), KeyStoreError> {
+        let _lock = self.lock()?;
+        secret_file::replace_private(&self.master_token_path(), format!("{uri}\n").as_bytes())?;
+        Ok(())
+    }
+
     fn signing_key_path(&self, id: &KeyId) -> PathBuf {
         self.dir.join(SIGNING_DIR).join(format!("{id}.pk8"))
     }
 
     /// True when the directory holds a complete key set; an error when it holds part of one.
     pub fn is_initialized(&self) -> Result<bool, KeyStoreError> {
-        match (self.master_path().exists(), self.keyring_path().exists()) {
+        let master = self.master_path().exists() || self.master_token_path().exists();
+        match (master, self.keyring_path().exists()) {
             (true, true) => Ok(true),
             (false, false) => Ok(false),
             (true, false) => Err(KeyStoreError::Partial {
@@ -376,12 +422,41 @@ impl KeyStore {
         record: impl FnOnce(&KeyEntry) -> Result<(), E>,
     ) -> Result<KeyEntry, E> {
         let _lock = self.lock()?;
-        let mut keyring = self.read_keyring()?;
+        let keyring = self.read_keyring()?;
         let entry = self.create_signing_key(now, KeyStatus::Active)?;
         if let Err(error) = record(&entry) {
             let _ = std::fs::remove_file(self.signing_key_path(entry.id()));
             return Err(error);
         }
+        self.make_active(keyring, entry)
+    }
+
+    /// [`Self::rotate_recorded`] to a key kept elsewhere (a PKCS#11 token), of which the
+    /// keyring names the public half and no file holds anything: recorded by `record`,
+    /// then active.
+    pub fn rotate_to_recorded<E: From<KeyStoreError>>(
+        &self,
+        public: &PublicKey,
+        now: Timestamp,
+        record: impl FnOnce(&KeyEntry) -> Result<(), E>,
+    ) -> Result<KeyEntry, E> {
+        let _lock = self.lock()?;
+        let keyring = self.read_keyring()?;
+        let entry = KeyEntry {
+            public_key: public.clone(),
+            created_at: now,
+            status: KeyStatus::Active,
+        };
+        record(&entry)?;
+        self.make_active(keyring, entry)
+    }
+
+    /// The keyring with `entry` active and the key active before it verify-only.
+    fn make_active<E: From<KeyStoreError>>(
+        &self,
+        mut keyring: Keyring,
+        entry: KeyEntry,
+    ) -> Result<KeyEntry, E> {
         for key in keyring
             .keys
             .iter_mut()
@@ -416,6 +491,11 @@ impl KeyStore {
     pub fn master_secret(&self) -> Result<MasterSecret, KeyStoreError> {
         if !self.is_initialized()? {
             return Err(self.not_initialized());
+        }
+        if !self.master_path().exists()
+            && let Some(uri) = self.master_in_token()?
+        {
+            return Err(KeyStoreError::MasterInToken { uri });
         }
         Ok(MasterSecret::from_bytes(
             self.read_hex32(&self.master_path())?,
@@ -605,17 +685,26 @@ impl KeyStore {
 
     /// The key that signs new responses.
     pub fn active_signing_key(&self) -> Result<SigningKey, KeyStoreError> {
+        self.signing_key(self.active_entry()?.id())
+    }
+
+    /// The keyring's entry of the key that signs new responses.
+    pub fn active_entry(&self) -> Result<KeyEntry, KeyStoreError> {
         let keyring = self.read_keyring()?;
         let path = self.keyring_path();
-        let active = keyring
+        keyring
             .keys
-            .iter()
+            .into_iter()
             .find(|key| key.status == KeyStatus::Active)
             .ok_or_else(|| KeyStoreError::Damaged {
                 path,
                 reason: "no key is marked active".to_owned(),
-            })?;
-        self.signing_key(active.id())
+            })
+    }
+
+    /// Whether a file of the keys directory holds signing key `id`.
+    pub fn holds_signing_key_file(&self, id: &KeyId) -> bool {
+        self.signing_key_path(id).exists()
     }
 
     fn signing_key(&self, id: &KeyId) -> Result<SigningKey, KeyStoreError> {

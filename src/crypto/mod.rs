@@ -19,7 +19,7 @@ pub mod secret_file;
 mod signing;
 
 pub use desk_secret::DeskSecret;
-pub use device_key::{DeviceKey, MacTag, MasterSecret};
+pub use device_key::{DeviceKey, DeviceKeys, MacTag, MasterSecret};
 pub use keystore::{
     DeskKeyIds, KeyEntry, KeyIds, KeyStatus, KeyStore, KeyStoreError, PublicKeySet,
 };

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::crypto::{DeviceKey, MacTag, MasterSecret};
+use crate::crypto::{DeviceKey, DeviceKeys, MacTag, MasterSecret};
 use crate::domain::{
     DeviceModel, DeviceSerial, EmailAddress, FirmwareVersion, MacAddress, Timestamp,
 };
@@ -274,9 +274,15 @@ impl DeviceChallenge {
 
     /// Desk side: re-derives the device key from the master secret and checks the MAC.
     pub fn mac_is_valid(&self, master: &MasterSecret) -> bool {
-        master
-            .derive_device_key(&self.identity.serial)
-            .verify_mac(&self.canonical_bytes(), &self.tag)
+        let Ok(valid) = self.mac_is_valid_with(master);
+        valid
+    }
+
+    /// [`Self::mac_is_valid`] with the device key from `keys` (a token may fail to give it).
+    pub fn mac_is_valid_with<K: DeviceKeys>(&self, keys: &K) -> Result<bool, K::Error> {
+        Ok(keys
+            .device_key(&self.identity.serial)?
+            .verify_mac(&self.canonical_bytes(), &self.tag))
     }
 }
 
@@ -403,27 +409,40 @@ impl ResetRequest {
         now: Timestamp,
         max_skew_secs: i64,
     ) -> Result<VerifiedResetRequest, ChallengeError> {
+        let Ok(verdict) = self.verify_with(master, now, max_skew_secs);
+        verdict
+    }
+
+    /// [`Self::verify`] with the device keys from `keys`: the outer error is the keys
+    /// failing (a token), the inner result the export's verdict.
+    #[allow(clippy::type_complexity)]
+    pub fn verify_with<K: DeviceKeys>(
+        self,
+        keys: &K,
+        now: Timestamp,
+        max_skew_secs: i64,
+    ) -> Result<Result<VerifiedResetRequest, ChallengeError>, K::Error> {
         for device in &self.devices {
             let serial = || device.identity.serial.clone();
-            if !device.mac_is_valid(master) {
-                return Err(ChallengeError::BadMac { serial: serial() });
+            if !device.mac_is_valid_with(keys)? {
+                return Ok(Err(ChallengeError::BadMac { serial: serial() }));
             }
             if device.issued_at.seconds_since(now) > max_skew_secs {
-                return Err(ChallengeError::IssuedInFuture {
+                return Ok(Err(ChallengeError::IssuedInFuture {
                     serial: serial(),
                     issued_at: device.issued_at,
-                });
+                }));
             }
             if now >= device.expires_at() {
-                return Err(ChallengeError::Expired {
+                return Ok(Err(ChallengeError::Expired {
                     serial: serial(),
                     expired_at: device.expires_at(),
-                });
+                }));
             }
         }
-        Ok(VerifiedResetRequest {
+        Ok(Ok(VerifiedResetRequest {
             devices: self.devices,
-        })
+        }))
     }
 }
 

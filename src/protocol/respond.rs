@@ -2,7 +2,7 @@
 //! one function the desk calls to sign; the CLI `respond` and the approval workflow
 //! both go through it.
 
-use crate::crypto::{KeyId, MasterSecret, Signature, SigningKey};
+use crate::crypto::{DeviceKeys, KeyId, MasterSecret, Signature, SigningKey};
 use crate::domain::{DeviceModel, DeviceSerial, Timestamp};
 use crate::protocol::DeviceChallenge;
 use crate::protocol::challenge::VerifiedResetRequest;
@@ -40,11 +40,12 @@ pub fn respond(
     }
 }
 
-/// [`respond`] with the signing key held elsewhere (a PKCS#11 token): `sign` signs each
-/// response's canonical bytes with the key named `key_id`, and may fail.
-pub fn respond_with<E>(
+/// [`respond`] with the keys held elsewhere (a PKCS#11 token): each device key from
+/// `keys`, and `sign` signing each response's canonical bytes with the key named
+/// `key_id`; either may fail.
+pub fn respond_with<K: DeviceKeys, E: From<K::Error>>(
     request: &VerifiedResetRequest,
-    master: &MasterSecret,
+    keys: &K,
     key_id: &KeyId,
     mut sign: impl FnMut(&[u8]) -> Result<Signature, E>,
 ) -> Result<Vec<DeviceResponse>, E> {
@@ -53,7 +54,7 @@ pub fn respond_with<E>(
         .iter()
         .map(|challenge| {
             let serial = &challenge.identity.serial;
-            let device_key = master.derive_device_key(serial);
+            let device_key = keys.device_key(serial)?;
             Ok(DeviceResponse {
                 model: challenge.identity.model.clone(),
                 serial: serial.clone(),
@@ -72,32 +73,34 @@ pub fn respond_with<E>(
 /// The responses a ticket was answered with, once more: the signed entries as the desk
 /// stored them, and each typed key derived again from the master secret (keys are never
 /// stored). For the status page, after the customer proved control of their address.
-/// A signed entry whose challenge is not among `challenges` is left out.
-pub fn recover_responses(
+/// A signed entry whose challenge is not among `challenges` is left out. The device
+/// keys come from `keys` (the master secret, or a token that may fail).
+pub fn recover_responses<K: DeviceKeys>(
     challenges: &[DeviceChallenge],
     signed: &[SignedResponse],
-    master: &MasterSecret,
-) -> Vec<DeviceResponse> {
-    signed
-        .iter()
-        .filter_map(|entry| {
-            let challenge = challenges.iter().find(|c| {
-                c.identity.serial == entry.serial
-                    && c.nonce == entry.nonce
-                    && c.binding.as_ref().map(|b| b.export_id) == entry.export_id
-            })?;
-            let serial = &challenge.identity.serial;
-            Some(DeviceResponse {
-                model: challenge.identity.model.clone(),
-                serial: serial.clone(),
-                key: ResponseKey::derive(
-                    &master.derive_device_key(serial),
-                    serial,
-                    &entry.nonce,
-                    entry.export_id.as_ref(),
-                ),
-                signed: entry.clone(),
-            })
-        })
-        .collect()
+    keys: &K,
+) -> Result<Vec<DeviceResponse>, K::Error> {
+    let mut recovered = Vec::new();
+    for entry in signed {
+        let Some(challenge) = challenges.iter().find(|c| {
+            c.identity.serial == entry.serial
+                && c.nonce == entry.nonce
+                && c.binding.as_ref().map(|b| b.export_id) == entry.export_id
+        }) else {
+            continue;
+        };
+        let serial = &challenge.identity.serial;
+        recovered.push(DeviceResponse {
+            model: challenge.identity.model.clone(),
+            serial: serial.clone(),
+            key: ResponseKey::derive(
+                &keys.device_key(serial)?,
+                serial,
+                &entry.nonce,
+                entry.export_id.as_ref(),
+            ),
+            signed: entry.clone(),
+        });
+    }
+    Ok(recovered)
 }

@@ -128,7 +128,8 @@ impl Signer for LocalSigner {
         challenges: &[DeviceChallenge],
         signed: &[SignedResponse],
     ) -> Result<Vec<DeviceResponse>, SignerError> {
-        Ok(recover_responses(challenges, signed, &self.keys.master))
+        let Ok(recovered) = recover_responses(challenges, signed, &self.keys.master);
+        Ok(recovered)
     }
 
     async fn key_ids(&self) -> Result<SignerKeyIds, SignerError> {

@@ -10,13 +10,16 @@ use std::sync::Arc;
 use super::ledger::{Challenge, Ledger, LedgerError};
 use super::wire::{ExportProblem, Reply, Request, TypedKey};
 use crate::clock::Clock;
-use crate::crypto::pkcs11::TokenSigningKey;
-use crate::crypto::{KeyId, KeyStore, KeyStoreError, MasterSecret, PublicKeySet};
+use crate::crypto::pkcs11::{Token, TokenError, TokenMaster, TokenSigningKey};
+use crate::crypto::{
+    DeviceKey, DeviceKeys, KeyId, KeyStore, KeyStoreError, MasterSecret, PublicKeySet,
+};
+use crate::domain::DeviceSerial;
 use crate::domain::TicketNumber;
 use crate::protocol::challenge::VerifiedResetRequest;
 use crate::protocol::{
     DeviceChallenge, DeviceResponse, PROTOCOL_V2, ResetRequest, export_xml, recover_responses,
-    respond, respond_with, response,
+    respond_with, response,
 };
 
 /// The signer's own rules.
@@ -35,12 +38,90 @@ pub enum SigningKeySource {
     /// The active key file of its keys directory, read again at each answer (a `keys
     /// rotate` there takes effect at once).
     KeyFiles,
-    /// A key in a PKCS#11 token, made there, signing there.
-    Token(TokenSigningKey),
+    /// Keys in a PKCS#11 token, made there, signing there: the one the keyring names
+    /// active, looked up again when a `keys rotate` made another one active.
+    Token(Arc<TokenKeys>),
+}
+
+/// The signing keys of a token under one label, and the one signing now.
+pub struct TokenKeys {
+    token: Arc<Token>,
+    label: String,
+    active: std::sync::RwLock<Arc<TokenSigningKey>>,
+}
+
+impl TokenKeys {
+    pub fn new(token: Arc<Token>, label: String, active: TokenSigningKey) -> Self {
+        Self {
+            token,
+            label,
+            active: std::sync::RwLock::new(Arc::new(active)),
+        }
+    }
+
+    /// The key the keyring names active (`active`), found in the token if it is not the
+    /// one loaded: the signer follows a `keys rotate` without a restart.
+    fn signing(&self, active: &KeyId) -> Result<Arc<TokenSigningKey>, Reply> {
+        let loaded = self
+            .active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if loaded.id() == active {
+            return Ok(loaded);
+        }
+        match TokenSigningKey::find(&self.token, &self.label, active) {
+            Ok(Some(key)) => {
+                tracing::info!(key_id = %active, token = %self.token.label(), "the keyring names another active key: signing with it in the token");
+                let key = Arc::new(key);
+                *self.active.write().unwrap_or_else(|e| e.into_inner()) = key.clone();
+                Ok(key)
+            }
+            Ok(None) => {
+                tracing::error!(key_id = %active, "the keyring's active key is not in the token");
+                Err(failed(format!(
+                    "the keyring's active key {active} is not in the token: see the signer's log"
+                )))
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot find the active key in the token");
+                Err(failed(
+                    "the signing key's token failed: see the signer's log",
+                ))
+            }
+        }
+    }
+}
+
+/// Where the factory master secret is: read from its file at start, or in a token that
+/// derives each device key inside.
+pub enum MasterSource {
+    File(MasterSecret),
+    Token(TokenMaster),
+}
+
+impl MasterSource {
+    pub fn key_id(&self) -> String {
+        match self {
+            Self::File(master) => master.key_id(),
+            Self::Token(master) => master.key_id().to_owned(),
+        }
+    }
+}
+
+impl DeviceKeys for MasterSource {
+    type Error = TokenError;
+
+    fn device_key(&self, serial: &DeviceSerial) -> Result<DeviceKey, TokenError> {
+        match self {
+            Self::File(master) => Ok(master.derive_device_key(serial)),
+            Self::Token(master) => master.device_key(serial),
+        }
+    }
 }
 
 pub struct Service {
-    master: MasterSecret,
+    master: Arc<MasterSource>,
     keys: KeyStore,
     signing: SigningKeySource,
     ledger: Ledger,
@@ -64,13 +145,14 @@ struct RefusalBudget {
 impl Service {
     pub fn new(
         keys: KeyStore,
+        master: MasterSource,
         signing: SigningKeySource,
         ledger: Ledger,
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, KeyStoreError> {
         Ok(Self {
-            master: keys.master_secret()?,
+            master: Arc::new(master),
             keys,
             signing,
             ledger,
@@ -84,7 +166,7 @@ impl Service {
     pub async fn handle(&self, request: Request) -> Reply {
         let result = match request {
             Request::Hello => self.hello(),
-            Request::CheckExport { export } => self.check(&export).map(|_| Reply::Checked),
+            Request::CheckExport { export } => self.check(&export).await.map(|_| Reply::Checked),
             Request::Answer { ticket, export } => self.answer(&ticket, &export).await,
             Request::Recover { export, responses } => self.recover(&export, &responses).await,
         };
@@ -98,38 +180,79 @@ impl Service {
         })
     }
 
+    /// The id of the key that signs now: the keyring's active key.
     fn signing_key_id(&self) -> Result<KeyId, Reply> {
-        match &self.signing {
-            SigningKeySource::KeyFiles => {
-                Ok(self.keys.active_signing_key().map_err(failed)?.id().clone())
-            }
-            SigningKeySource::Token(key) => Ok(key.id().clone()),
-        }
+        Ok(self.keys.active_entry().map_err(failed)?.id().clone())
     }
 
-    /// Answers a checked export with the key that signs now.
-    fn respond(&self, verified: &VerifiedResetRequest) -> Result<Vec<DeviceResponse>, Reply> {
+    /// Whether a token does the work: it then runs on a thread that may block, not on
+    /// one of the runtime's workers.
+    fn uses_token(&self) -> bool {
+        matches!(self.signing, SigningKeySource::Token(_))
+            || matches!(*self.master, MasterSource::Token(_))
+    }
+
+    async fn off_the_runtime<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Reply> {
+        if !self.uses_token() {
+            return Ok(work());
+        }
+        tokio::task::spawn_blocking(work).await.map_err(|e| {
+            tracing::error!(error = %e, "the token's work ended abnormally");
+            failed("the signer failed: see its log")
+        })
+    }
+
+    /// Answers a checked export with the key that signs now (`key_id`).
+    async fn respond(
+        &self,
+        verified: &VerifiedResetRequest,
+        key_id: &KeyId,
+    ) -> Result<Vec<DeviceResponse>, Reply> {
+        let master = self.master.clone();
+        let verified = verified.clone();
+        let token_failed = |e: TokenError| {
+            tracing::error!(error = %e, "the token did not answer");
+            failed("the token did not sign or derive: see the signer's log")
+        };
         match &self.signing {
             SigningKeySource::KeyFiles => {
                 let key = self.keys.active_signing_key().map_err(failed)?;
-                Ok(respond(verified, &self.master, &key))
+                self.off_the_runtime(move || {
+                    respond_with(&verified, &*master, key.id(), |bytes| {
+                        Ok::<_, TokenError>(key.sign(bytes))
+                    })
+                })
+                .await?
+                .map_err(token_failed)
             }
-            SigningKeySource::Token(key) => {
-                respond_with(verified, &self.master, key.id(), |bytes| key.sign(bytes)).map_err(
-                    |e| {
-                        tracing::error!(error = %e, "the token did not sign");
-                        failed("the signing key's token did not sign: see the signer's log")
-                    },
-                )
+            SigningKeySource::Token(keys) => {
+                let key = keys.signing(key_id)?;
+                self.off_the_runtime(move || {
+                    respond_with(&verified, &*master, key.id(), |bytes| key.sign(bytes))
+                })
+                .await?
+                .map_err(token_failed)
             }
         }
     }
 
     /// Reads and checks an export by the signer's own clock.
-    fn check(&self, export: &str) -> Result<VerifiedResetRequest, Reply> {
+    async fn check(&self, export: &str) -> Result<VerifiedResetRequest, Reply> {
         let request = read_export(export)?;
-        request
-            .verify(&self.master, self.clock.now(), self.policy.max_skew_secs)
+        let (master, now, skew) = (
+            self.master.clone(),
+            self.clock.now(),
+            self.policy.max_skew_secs,
+        );
+        self.off_the_runtime(move || request.verify_with(&*master, now, skew))
+            .await?
+            .map_err(|e| {
+                tracing::error!(error = %e, "the token did not derive a device key");
+                failed("the token did not derive a device key: see the signer's log")
+            })?
             .map_err(|e| Reply::NotGenuine {
                 problem: ExportProblem::from(&e),
             })
@@ -142,7 +265,7 @@ impl Service {
             .map_err(|_| refused("the ticket is not a ticket number".to_owned()))?
             .to_string();
         let ticket = ticket.as_str();
-        let verified = self.check(export)?;
+        let verified = self.check(export).await?;
         let now = self.clock.now();
         if verified.version() != PROTOCOL_V2 || verified.binding().is_none() {
             let why = "only version 2 exports, bound to the export that made them, are answered";
@@ -158,7 +281,7 @@ impl Service {
         // Signed before it is recorded: a token that fails to sign leaves the challenge
         // unanswered, to be answered when it works again. What a refusal below drops
         // never left the signer.
-        let responses = self.respond(&verified)?;
+        let responses = self.respond(&verified, &key_id).await?;
         let recorded = self
             .ledger
             .record_answer(
@@ -247,7 +370,14 @@ impl Service {
         {
             return Err(refused("a response this signer did not give".to_owned()));
         }
-        let recovered = recover_responses(request.devices(), &signed, &self.master);
+        let master = self.master.clone();
+        let recovered = self
+            .off_the_runtime(move || recover_responses(request.devices(), &signed, &*master))
+            .await?
+            .map_err(|e| {
+                tracing::error!(error = %e, "the token did not derive a device key");
+                failed("the token did not derive a device key: see the signer's log")
+            })?;
         let serials: Vec<String> = recovered.iter().map(|r| r.serial.to_string()).collect();
         self.ledger
             .log(

@@ -509,6 +509,62 @@ fn softhsm_module() -> Option<std::path::PathBuf> {
     None
 }
 
+/// A SoftHSM2 token of its own in the sandbox (`tokens/`, `softhsm2.conf`), labelled
+/// `resetdesk`, user PIN `1234-user`: the environment a signer needs to use it, with
+/// `signing_key` naming `sign-v1` there and the user PIN `pin`.
+fn softhsm_token(sandbox: &Sandbox, module: &std::path::Path, pin: &str) -> Vec<(String, String)> {
+    let conf = sandbox.path("softhsm2.conf");
+    if !conf.exists() {
+        std::fs::create_dir(sandbox.path("tokens")).unwrap();
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                sandbox.path("tokens").display()
+            ),
+        )
+        .unwrap();
+        let init = Command::new("softhsm2-util")
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                "resetdesk",
+                "--pin",
+                "1234-user",
+                "--so-pin",
+                "5678-so",
+            ])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .expect("softhsm2-util runs");
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+    }
+    vec![
+        (
+            "SOFTHSM2_CONF".to_owned(),
+            conf.to_str().unwrap().to_owned(),
+        ),
+        (
+            "RESETDESK_SIGNING_KEY".to_owned(),
+            "pkcs11:token=resetdesk;object=sign-v1".to_owned(),
+        ),
+        (
+            "RESETDESK_PKCS11_MODULE".to_owned(),
+            module.to_str().unwrap().to_owned(),
+        ),
+        ("RESETDESK_PKCS11_PIN".to_owned(), pin.to_owned()),
+    ]
+}
+
+fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 /// The signing key in a PKCS#11 token (SoftHSM2, a token per test): made in the token at
 /// the signer's first start, named in the keyring (no key file holds it), found again
 /// after a restart; a response signed in the token is taken by the reference device; a
@@ -519,50 +575,8 @@ async fn the_signing_key_lives_in_a_pkcs11_token() {
         return;
     };
     let sandbox = Sandbox::new();
-    std::fs::create_dir(sandbox.path("tokens")).unwrap();
-    let conf = sandbox.path("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-            sandbox.path("tokens").display()
-        ),
-    )
-    .unwrap();
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "resetdesk",
-            "--pin",
-            "1234-user",
-            "--so-pin",
-            "5678-so",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util runs");
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let conf_text = conf.to_str().unwrap().to_owned();
-    let module_text = module.to_str().unwrap().to_owned();
-    let token_env = |pin: &'static str| {
-        vec![
-            ("SOFTHSM2_CONF", conf_text.clone()),
-            (
-                "RESETDESK_SIGNING_KEY",
-                "pkcs11:token=resetdesk;object=sign-v1".to_owned(),
-            ),
-            ("RESETDESK_PKCS11_MODULE", module_text.clone()),
-            ("RESETDESK_PKCS11_PIN", pin.to_owned()),
-        ]
-    };
-    let env = token_env("1234-user");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = softhsm_token(&sandbox, &module, "1234-user");
+    let env = env_refs(&env);
 
     let first = start_signer(&sandbox, "token", &[], &env);
     let signer = RemoteSigner::from_url(&first.url).unwrap();
@@ -633,8 +647,8 @@ async fn the_signing_key_lives_in_a_pkcs11_token() {
     drop(again);
 
     // A wrong PIN: the signer says so and does not start.
-    let wrong = token_env("0000-wrong");
-    let wrong: Vec<(&str, &str)> = wrong.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let wrong = softhsm_token(&sandbox, &module, "0000-wrong");
+    let wrong = env_refs(&wrong);
     let (code, stderr) = signer_that_does_not_start(&sandbox, &wrong);
     assert_eq!(code, Some(78), "a refused PIN is not restarted into");
     assert!(stderr.contains("refused the PIN"), "{stderr}");
@@ -643,25 +657,409 @@ async fn the_signing_key_lives_in_a_pkcs11_token() {
         "the PIN is never printed: {stderr}"
     );
 
-    // A token key the keyring retired signs nothing more: the signer does not start.
-    // (Rotated to a key file first, so the keyring keeps an active key.)
+    // The keyring's active key is what signs: once it names a key file (rotated without
+    // the token, the token's key retired), the signer with the token does not start,
+    // and says how to sign in the token again.
     keys.rotate(Timestamp::now()).unwrap();
     let keyring = sandbox.path("keys/keyring.json");
     let text = std::fs::read_to_string(&keyring).unwrap();
     std::fs::write(&keyring, text.replace("\"verify-only\"", "\"retired\"")).unwrap();
     let (code, stderr) = signer_that_does_not_start(&sandbox, &env);
     assert_ne!(code, Some(0));
-    assert!(stderr.contains("is retired"), "{stderr}");
+    assert!(stderr.contains("is a key file"), "{stderr}");
+    assert!(stderr.contains("keys rotate"), "{stderr}");
+}
+
+/// A signer moved into a token the way an operator would: it starts with key files and
+/// a desk that recorded them; `keys rotate` with `signing_key` makes the next key in the
+/// token (recorded in the desk's database); `signer import-master` puts the factory
+/// master secret there too, and the signer refuses to start until its file is moved
+/// offline. Then every device key is derived in the token, and the desk, the signer and
+/// the reference device agree: a camera is reset end to end. A second rotation in the
+/// token is followed by the running signer without a restart.
+#[tokio::test]
+async fn the_master_secret_and_rotated_keys_live_in_the_token() {
+    let Some(module) = softhsm_module() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let env = softhsm_token(&sandbox, &module, "1234-user");
+    let env = env_refs(&env);
+    let signer_keys = sandbox.path("signer-keys");
+    let keys = KeyStore::new(&signer_keys);
+    let keys_arg = ["--keys-dir", signer_keys.to_str().unwrap()];
+    let with_keys = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = keys_arg.to_vec();
+        all.extend_from_slice(args);
+        sandbox.run_with(&all, env)
+    };
+
+    // Key files, and a desk that recorded their ids.
+    let signer = start_signer_in(&sandbox, "signer-keys", "files", &[], &[]);
+    let master_id = RemoteSigner::from_url(&signer.url)
+        .unwrap()
+        .hello()
+        .await
+        .unwrap()
+        .master_key_id;
+    let served =
+        crate::serve_binary::serve_with(&sandbox, &[("RESETDESK_SIGNER_URL", &signer.url)]);
+    drop(served);
+    drop(signer);
+    let file_key = keys.active_entry().unwrap().id().clone();
+
+    // The next key in the token, recorded; no file holds it.
+    let rotated = with_keys(&["keys", "rotate"], &env).ok();
+    assert!(
+        rotated.stdout.contains("in the token"),
+        "{}",
+        rotated.stdout
+    );
+    let token_key = keys.active_entry().unwrap().id().clone();
+    assert_ne!(token_key, file_key);
+    assert!(!keys.holds_signing_key_file(&token_key));
+
+    // The master secret into the token; the signer will not start beside its file.
+    let into = "pkcs11:token=resetdesk;object=master-v1";
+    // The log of the signer started below ("token"), which the import opens.
+    let db = sandbox.path("token.sqlite");
+    let imported = with_keys(
+        &[
+            "signer",
+            "import-master",
+            "--into",
+            into,
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .ok();
+    assert!(imported.stdout.contains(&master_id), "{}", imported.stdout);
+    let again = with_keys(
+        &[
+            "signer",
+            "import-master",
+            "--into",
+            into,
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .ok();
+    assert!(again.stdout.contains("already holds"), "{}", again.stdout);
+    let (code, stderr) = signer_that_does_not_start_in(&sandbox, "signer-keys", &env);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("offline storage"), "{stderr}");
+    // The factory's backup, away from the signer (the tests' devices are made from it).
+    let factory = sandbox.path("factory");
+    crate::support::private_dir(&factory);
+    std::fs::rename(
+        signer_keys.join("factory-master.key"),
+        factory.join("factory-master.key"),
+    )
+    .unwrap();
+
+    // The signer derives in the token: the same master secret id, the token's key.
+    let signer = start_signer_in(&sandbox, "signer-keys", "token", &[], &env);
+    let remote = RemoteSigner::from_url(&signer.url).unwrap();
+    let hello = remote.hello().await.unwrap();
+    assert_eq!(hello.master_key_id, master_id);
+    assert_eq!(hello.signing_key_id, token_key.to_string());
+    for file in walk(&signer_keys) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !name.ends_with(".key") || name == "desk-secret.key",
+            "{name} left in the signer's keys directory"
+        );
+    }
+
+    // A second rotation in the token, the signer running: its next answer uses it.
+    with_keys(&["keys", "rotate"], &env).ok();
+    let newest = keys.active_entry().unwrap().id().clone();
+    assert_ne!(newest, token_key);
+    let exported = with_keys(&["keys", "export-public"], &[]).ok().stdout;
+    for id in [&file_key, &token_key, &newest] {
+        assert!(exported.contains(id.as_str()), "{exported}");
+    }
+    std::fs::copy(
+        signer_keys.join("keyring.json"),
+        factory.join("keyring.json"),
+    )
+    .unwrap();
+    let factory_keys = KeyStore::new(&factory);
+    let now = Timestamp::now();
+    let mut camera = device(&factory_keys, "TOKENMASTER0001");
+    let verified = remote
+        .check_export(export(&mut camera, now), now, 300)
+        .await
+        .unwrap();
+    let answer = remote
+        .answer(&TicketNumber::generate(), &verified)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.key_id, newest,
+        "signed with the newest key, in the token"
+    );
+    resetdesk::device::import_key(
+        &mut camera,
+        None,
+        &answer.responses[0].key.to_string(),
+        "N3w-Passw0rd!",
+        now,
+    )
+    .expect("the device takes a key derived in the token");
+    // An export of a device of another master secret is not genuine to the token.
+    let stranger = resetdesk::device::provision(
+        identity("TOKENMASTER0002"),
+        &resetdesk::crypto::MasterSecret::generate(),
+        factory_keys.public_keys().unwrap(),
+    );
+    let refused = remote
+        .check_export(export(&mut stranger.clone(), now), now, 300)
+        .await;
+    assert!(
+        matches!(refused, Err(SignerError::Refused(_))),
+        "{refused:?}"
+    );
+
+    // The desk starts against it (the registry knows every key) and a camera is reset
+    // end to end, the device made from the factory's backup.
+    let password = "correct horse battery staple";
+    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args([
+            "user",
+            "add",
+            "--email",
+            "agent@vendor.test",
+            "--role",
+            "agent",
+            "--password-stdin",
+        ])
+        .current_dir(sandbox.path(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut add.stdin.take().unwrap(),
+        format!("{password}\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(add.wait().unwrap().success());
+    let api_token = sandbox
+        .run(&["user", "token", "--email", "agent@vendor.test"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let served =
+        crate::serve_binary::serve_with(&sandbox, &[("RESETDESK_SIGNER_URL", &signer.url)]);
+    let base = format!("http://127.0.0.1:{}", served.port);
+    let factory_arg = ["--keys-dir", factory.to_str().unwrap()];
+    crate::serve_binary::reset_a_camera_through(&sandbox, &base, &api_token, &factory_arg).await;
+    drop(served);
+    drop(signer);
+
+    // The import (once) and both answers are in the signer's log, and the log holds.
+    let audit = with_keys(
+        &["signer", "audit", "verify", "--db", db.to_str().unwrap()],
+        &[],
+    )
+    .ok();
+    assert!(
+        audit.stdout.contains("holds: 3 entries"),
+        "{}",
+        audit.stdout
+    );
+}
+
+/// The token's own troubles, met in this process: two pairs under one label, half a
+/// pair, a sign-in the token lost (its handles with it), and the master secret's PRK:
+/// derives the same device keys, cannot be read out, is not imported over another, and
+/// a secret that may leave the token is refused. SoftHSM reads SOFTHSM2_CONF once, when
+/// a process first initialises it: the test runs itself again as a child with it set.
+#[test]
+fn the_token_is_used_with_care() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::error::RvError;
+    use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+    use resetdesk::crypto::pkcs11::{Token, TokenError, TokenMaster, TokenSigningKey};
+    use resetdesk::crypto::{DeviceKeys, MasterSecret};
+
+    const CHILD: &str = "RESETDESK_TEST_TOKEN_CHILD";
+    let Some(module) = softhsm_module() else {
+        return;
+    };
+    if std::env::var_os(CHILD).is_none() {
+        let sandbox = Sandbox::new();
+        let env = softhsm_token(&sandbox, &module, "1234-user");
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "signer::the_token_is_used_with_care",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .envs(env_refs(&env))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+
+    let token = Token::open(&module, "resetdesk", "1234-user").unwrap();
+    // Two signers making a key at once leave two pairs: neither is taken as "the" key.
+    let first = TokenSigningKey::generate(&token, "twice").unwrap();
+    let second = TokenSigningKey::generate(&token, "twice").unwrap();
+    assert!(matches!(
+        TokenSigningKey::only_or_new(&token, "twice"),
+        Err(TokenError::Ambiguous {
+            private: 2,
+            public: 2,
+            ..
+        })
+    ));
+    // By its id each is found (the keyring names one).
+    let found = TokenSigningKey::find(&token, "twice", first.id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id(), first.id());
+
+    // Another session of this process, as a token's tools would use it.
+    let pkcs11 = Pkcs11::new(&module).unwrap();
+    let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = pkcs11
+        .get_slots_with_initialized_token()
+        .unwrap()
+        .into_iter()
+        .find(|slot| pkcs11.get_token_info(*slot).unwrap().label().trim() == "resetdesk")
+        .unwrap();
+    let tools = pkcs11.open_rw_session(slot).unwrap();
+    let id_of = |key: &TokenSigningKey| {
+        (0..8)
+            .map(|i| u8::from_str_radix(&key.id().as_str()[i * 2..i * 2 + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+
+    // Half a pair: its public half removed, the key is not used.
+    let public = tools
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Id(id_of(&second)),
+        ])
+        .unwrap();
+    assert_eq!(public.len(), 1);
+    tools.destroy_object(public[0]).unwrap();
+    assert!(matches!(
+        TokenSigningKey::find(&token, "twice", second.id()),
+        Err(TokenError::Ambiguous {
+            private: 1,
+            public: 0,
+            ..
+        })
+    ));
+
+    // The sign-in lost under the signer (SoftHSM forgets private handles with it):
+    // signing in again and finding the key again, the next signature is made.
+    tools.logout().unwrap();
+    let signature = first.sign(b"after the token signed out").unwrap();
+    first
+        .public_key()
+        .verify(b"after the token signed out", &signature)
+        .unwrap();
+
+    // The master secret's PRK: the same device keys as the secret in memory.
+    let master = MasterSecret::generate();
+    let (in_token, imported) = TokenMaster::import(&token, "master-v1", &master).unwrap();
+    assert!(imported);
+    assert_eq!(in_token.key_id(), master.key_id());
+    for raw in [
+        "DS-2CD2143G2-I20231115AAWRJ12345678",
+        "TOKEN00000001",
+        "AB1234",
+    ] {
+        let serial = DeviceSerial::parse(raw).unwrap();
+        assert_eq!(
+            in_token.device_key(&serial).unwrap().to_bytes(),
+            master.derive_device_key(&serial).to_bytes(),
+            "{raw}"
+        );
+    }
+    assert!(!TokenMaster::import(&token, "master-v1", &master).unwrap().1);
+    assert!(matches!(
+        TokenMaster::import(&token, "master-v1", &MasterSecret::generate()),
+        Err(TokenError::OtherMaster { .. })
+    ));
+    // Nobody reads it out, not even with the PIN.
+    // (The signer signed in again above; the sign-in is the process's.)
+    match tools.login(UserType::User, Some(&AuthPin::new("1234-user".into()))) {
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(error) => panic!("{error}"),
+    }
+    let prk = tools
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(b"master-v1".to_vec()),
+        ])
+        .unwrap();
+    assert_eq!(prk.len(), 1);
+    let read = tools.get_attributes(prk[0], &[AttributeType::Value]);
+    assert!(
+        !matches!(read.as_deref(), Ok([Attribute::Value(_)])),
+        "the PRK was read out: {read:?}"
+    );
+    // A secret that may leave the token is not taken as the master secret.
+    tools
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::Sign(true),
+            Attribute::Label(b"leaky".to_vec()),
+            Attribute::Id(vec![1; 8]),
+            Attribute::Value(vec![7; 32]),
+        ])
+        .unwrap();
+    assert!(matches!(
+        TokenMaster::find(&token, "leaky"),
+        Err(TokenError::Exportable(_))
+    ));
+    assert!(matches!(
+        TokenMaster::find(&token, "no-such-master"),
+        Err(TokenError::NoMaster(_))
+    ));
 }
 
 /// Runs `resetdesk signer` on the sandbox's keys with `env`, expecting it to stop at
 /// start: its exit code and what it wrote to standard error.
 fn signer_that_does_not_start(sandbox: &Sandbox, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    signer_that_does_not_start_in(sandbox, "keys", env)
+}
+
+/// [`signer_that_does_not_start`] with the keys directory `keys` of the sandbox.
+fn signer_that_does_not_start_in(
+    sandbox: &Sandbox,
+    keys: &str,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
     let socket = sandbox.path("refused.sock");
     let output = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
         .args(["signer", "--socket", socket.to_str().unwrap()])
         .args(["--desk-uid", &own_uid(sandbox).to_string()])
-        .env("RESETDESK_KEYS_DIR", sandbox.path("keys"))
+        .env("RESETDESK_KEYS_DIR", sandbox.path(keys))
         .envs(env.iter().copied())
         .output()
         .unwrap();

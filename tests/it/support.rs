@@ -102,11 +102,17 @@ impl Sandbox {
 
     /// Runs `resetdesk ARGS` with this sandbox's keys directory.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[])
+    }
+
+    /// [`Self::run`] with `env` added to the environment.
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let output = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
             .args(args)
             .current_dir(self.dir.path())
             .env("RESETDESK_KEYS_DIR", self.path("keys"))
             .env_remove("RUST_BACKTRACE")
+            .envs(env.iter().copied())
             .output()
             .expect("the resetdesk binary runs");
         Run::from(output)
