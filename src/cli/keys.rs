@@ -190,7 +190,15 @@ fn rotate_in_token(
     store.active_entry()?;
     let token = super::signer::open_token(settings, &uri.token)?;
     let key = TokenSigningKey::generate(&token, &uri.object).map_err(super::signer::token_error)?;
-    match store.rotate_to_recorded(key.public_key(), clock.now(), record) {
+    // Removed again only when the desk did not record it: a key the database names (the
+    // keyring's write failing after) stays, as a key file would.
+    let recorded = std::cell::Cell::new(false);
+    let rotated = store.rotate_to_recorded(key.public_key(), clock.now(), |entry| {
+        record(entry)?;
+        recorded.set(true);
+        Ok(())
+    });
+    match rotated {
         Ok(entry) => {
             println!(
                 "made signing key {} in the token {:?} (label {:?}); it never leaves it",
@@ -201,7 +209,9 @@ fn rotate_in_token(
             Ok(entry)
         }
         Err(error) => {
-            if let Err(cleanup) = key.destroy() {
+            if !recorded.get()
+                && let Err(cleanup) = key.destroy()
+            {
                 tracing::error!(error = %cleanup, "cannot remove the unrecorded key from the token");
             }
             Err(error)

@@ -126,7 +126,7 @@ fn listening(args: &SignerArgs) -> Result<Listening, CliError> {
 
 /// Exit status of a PIN the token refused (sysexits' EX_CONFIG): the unit does not
 /// restart into another try, which would lock a real HSM's PIN.
-pub const EX_CONFIG: u8 = 78;
+pub use crate::signer::EX_CONFIG;
 
 /// The token labelled `label`, opened and signed in with the settings' module and PIN.
 /// A refused PIN exits with [`EX_CONFIG`], which the unit does not restart into.
@@ -228,17 +228,23 @@ fn token_signing(
 /// it in. A master secret in a token with its file still beside it is refused: the file
 /// is the factory's backup, for offline storage.
 fn master_source(keys: &KeyStore, tokens: &mut Tokens<'_>) -> Result<MasterSource, CliError> {
-    let Some(uri) = keys.master_in_token()? else {
+    let Some(place) = keys.master_in_token()? else {
         return Ok(MasterSource::File(keys.master_secret()?));
     };
+    let uri = TokenKeyUri::parse(&place.uri)?;
     if keys.master_file_present() {
         return Err(CliError::new(format!(
             "the factory master secret is in the token ({uri}) and still in {}: copy that file to offline storage (it is the factory's backup), delete it here, and start again",
             keys.dir().join("factory-master.key").display()
         )));
     }
-    let uri = TokenKeyUri::parse(&uri)?;
     let master = TokenMaster::find(&tokens.get(&uri.token)?, &uri.object)?;
+    // The object's id is its word; the check value is the token's HMAC with it.
+    if master.check_value()? != place.check {
+        return Err(CliError::new(format!(
+            "the token's object {uri} is not the master secret imported there (its check value differs from the one recorded in factory-master.pkcs11): it would call every genuine export forged. Import the factory's again with `resetdesk signer import-master`"
+        )));
+    }
     tracing::info!(key_id = %master.key_id(), token = %uri.token, "the master secret is in the token");
     Ok(MasterSource::Token(master))
 }
@@ -257,7 +263,10 @@ fn import_master(settings: &Settings, into: &str, db: &Path) -> CliResult {
     let master = keys.master_secret()?;
     let token = open_token(settings, &uri.token)?;
     let (imported, now) = TokenMaster::import(&token, &uri.object, &master)?;
-    keys.record_master_in_token(into)?;
+    keys.record_master_in_token(&crate::crypto::MasterInToken {
+        uri: uri.to_string(),
+        check: imported.check_value()?,
+    })?;
     // Logged when it happens, not at each check of a repeated run.
     if now {
         runtime()?.block_on(async {

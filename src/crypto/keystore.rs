@@ -170,6 +170,15 @@ pub struct KeyIds {
     pub seal: Vec<SealKeyId>,
 }
 
+/// The token object holding the master secret (`factory-master.pkcs11`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterInToken {
+    /// `pkcs11:token=…;object=…`, nothing else (no PIN).
+    pub uri: String,
+    /// What the token's `TokenMaster::check_value` gave at import.
+    pub check: String,
+}
+
 /// Access to one keys directory.
 #[derive(Debug, Clone)]
 pub struct KeyStore {
@@ -249,29 +258,39 @@ impl KeyStore {
         self.master_path().exists()
     }
 
-    /// The PKCS#11 URI of the token object holding the master secret, once
-    /// `signer import-master` moved it there.
-    pub fn master_in_token(&self) -> Result<Option<String>, KeyStoreError> {
+    /// Where the master secret is once `signer import-master` moved it into a token:
+    /// the object's URI and the check value the token computed for it then.
+    pub fn master_in_token(&self) -> Result<Option<MasterInToken>, KeyStoreError> {
         let path = self.master_token_path();
         if !path.exists() {
             return Ok(None);
         }
         let raw = secret_file::read_private(&path)?;
-        let uri = String::from_utf8(raw)
-            .ok()
-            .map(|text| text.trim().to_owned())
-            .filter(|uri| uri.starts_with("pkcs11:"))
-            .ok_or_else(|| KeyStoreError::Damaged {
+        let text = String::from_utf8(raw).unwrap_or_default();
+        let mut lines = text.lines();
+        let uri = lines.next().unwrap_or_default().trim();
+        let check = lines
+            .next()
+            .and_then(|line| line.trim().strip_prefix("check="))
+            .unwrap_or_default();
+        if !uri.starts_with("pkcs11:") || check.len() != 32 {
+            return Err(KeyStoreError::Damaged {
                 path,
-                reason: "expected a pkcs11: URI".to_owned(),
-            })?;
-        Ok(Some(uri))
+                reason: "expected a pkcs11: URI, and a line check=<32 hex digits>".to_owned(),
+            });
+        }
+        Ok(Some(MasterInToken {
+            uri: uri.to_owned(),
+            check: check.to_owned(),
+        }))
     }
 
-    /// Records that the token object `uri` holds the master secret now.
-    pub fn record_master_in_token(&self, uri: &str) -> Result<(), KeyStoreError> {
+    /// Records that the token object `uri` holds the master secret now, with the check
+    /// value the token gave for it.
+    pub fn record_master_in_token(&self, place: &MasterInToken) -> Result<(), KeyStoreError> {
         let _lock = self.lock()?;
-        secret_file::replace_private(&self.master_token_path(), format!("{uri}\n").as_bytes())?;
+        let text = format!("{}\ncheck={}\n", place.uri, place.check);
+        secret_file::replace_private(&self.master_token_path(), text.as_bytes())?;
         Ok(())
     }
 
@@ -493,9 +512,9 @@ impl KeyStore {
             return Err(self.not_initialized());
         }
         if !self.master_path().exists()
-            && let Some(uri) = self.master_in_token()?
+            && let Some(place) = self.master_in_token()?
         {
-            return Err(KeyStoreError::MasterInToken { uri });
+            return Err(KeyStoreError::MasterInToken { uri: place.uri });
         }
         Ok(MasterSecret::from_bytes(
             self.read_hex32(&self.master_path())?,

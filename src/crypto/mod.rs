@@ -21,7 +21,7 @@ mod signing;
 pub use desk_secret::DeskSecret;
 pub use device_key::{DeviceKey, DeviceKeys, MacTag, MasterSecret};
 pub use keystore::{
-    DeskKeyIds, KeyEntry, KeyIds, KeyStatus, KeyStore, KeyStoreError, PublicKeySet,
+    DeskKeyIds, KeyEntry, KeyIds, KeyStatus, KeyStore, KeyStoreError, MasterInToken, PublicKeySet,
 };
 pub use seal::{SealError, SealKeyId, SealKeyIdError, SealKeys, SealedSecret};
 pub use signing::{KeyId, KeyIdError, PublicKey, Signature, SigningKey, VerifyError};

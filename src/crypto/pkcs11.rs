@@ -30,7 +30,7 @@ const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     /// The URI itself is never repeated: it may carry a `pin-value`.
-    #[error("signing_key: expected pkcs11:token=LABEL;object=LABEL")]
+    #[error("expected pkcs11:token=LABEL;object=LABEL, and no PIN or other attribute in it")]
     Uri,
     #[error("the PKCS#11 module {path}: {source}")]
     Module {
@@ -88,9 +88,15 @@ pub struct TokenKeyUri {
 }
 
 impl TokenKeyUri {
+    /// Reads `token` and `object` (and tolerates RFC 7512's `type`). Anything else is
+    /// refused, a query part (`?pin-value=…`) and `pin-*` attributes above all: the URI
+    /// is printed, written to the keys directory and logged, and must never carry a PIN.
     pub fn parse(raw: &str) -> Result<Self, TokenError> {
         let bad = || TokenError::Uri;
         let rest = raw.strip_prefix("pkcs11:").ok_or_else(bad)?;
+        if rest.contains('?') {
+            return Err(bad());
+        }
         let (mut token, mut object) = (None, None);
         for part in rest.split(';') {
             let (key, value) = part.split_once('=').ok_or_else(bad)?;
@@ -101,7 +107,8 @@ impl TokenKeyUri {
             match key {
                 "token" => token = Some(value),
                 "object" => object = Some(value),
-                _ => {}
+                "type" => {}
+                _ => return Err(bad()),
             }
         }
         match (token, object) {
@@ -110,6 +117,25 @@ impl TokenKeyUri {
             }
             _ => Err(bad()),
         }
+    }
+}
+
+/// Characters of a label written as they are in a URI; the rest percent-encoded.
+const URI_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The URI as the desk writes it: `pkcs11:token=…;object=…`, nothing else.
+impl std::fmt::Display for TokenKeyUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pkcs11:token={};object={}",
+            percent_encoding::utf8_percent_encode(&self.token, URI_ESCAPED),
+            percent_encoding::utf8_percent_encode(&self.object, URI_ESCAPED)
+        )
     }
 }
 
@@ -129,6 +155,9 @@ pub struct Token {
     /// Set when the token refused the PIN while signing in again: never tried a second
     /// time (a real HSM locks it after a few).
     pin_refused: AtomicBool,
+    /// Held while signing in: threads finding the sign-in lost at once try the PIN once
+    /// between them, not once each.
+    signing_in: Mutex<()>,
     idle: Mutex<Vec<Session>>,
 }
 
@@ -165,6 +194,7 @@ impl Token {
             label: label.to_owned(),
             pin: AuthPin::new(pin.into()),
             pin_refused: AtomicBool::new(false),
+            signing_in: Mutex::new(()),
             idle: Mutex::new(Vec::new()),
         });
         let session = token.new_session()?;
@@ -179,10 +209,11 @@ impl Token {
     /// A new session, signed in. A PIN the token flags as locked or at its final try is
     /// not tried (a restarted signer would otherwise try again at every start).
     fn new_session(&self) -> Result<Session, TokenError> {
-        if self.pin_refused.load(Ordering::Relaxed) {
+        let session = self.pkcs11.open_rw_session(self.slot)?;
+        let _signing_in = self.signing_in.lock().unwrap_or_else(|e| e.into_inner());
+        if self.pin_refused.load(Ordering::SeqCst) {
             return Err(TokenError::Pin);
         }
-        let session = self.pkcs11.open_rw_session(self.slot)?;
         let info = self.pkcs11.get_token_info(self.slot)?;
         if info.user_pin_locked() || info.user_pin_final_try() {
             return Err(TokenError::PinAtRisk);
@@ -190,7 +221,7 @@ impl Token {
         match session.login(UserType::User, Some(&self.pin)) {
             Ok(()) | Err(TokenApiError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
             Err(TokenApiError::Pkcs11(RvError::PinIncorrect | RvError::PinLocked, _)) => {
-                self.pin_refused.store(true, Ordering::Relaxed);
+                self.pin_refused.store(true, Ordering::SeqCst);
                 Err(TokenError::Pin)
             }
             Err(error) => Err(error.into()),
@@ -258,18 +289,26 @@ impl Token {
     }
 
     /// Whether a secret object can never leave the token: sensitive, not extractable.
-    /// With `made_inside`, also made by the token itself (`CKA_LOCAL`).
+    /// With `made_inside`, also made by the token itself (`CKA_LOCAL`) and never out of
+    /// it since (`CKA_ALWAYS_SENSITIVE`, `CKA_NEVER_EXTRACTABLE`): a key someone made
+    /// readable, read, and locked again is not taken.
     fn kept_inside(&self, handle: ObjectHandle, made_inside: bool) -> Result<bool, TokenError> {
         let mut asked = vec![AttributeType::Sensitive, AttributeType::Extractable];
         if made_inside {
-            asked.push(AttributeType::Local);
+            asked.extend([
+                AttributeType::Local,
+                AttributeType::AlwaysSensitive,
+                AttributeType::NeverExtractable,
+            ]);
         }
         let answers = self.with_session(|session| session.get_attributes(handle, &asked))?;
         let inside = answers.iter().all(|attribute| match attribute {
-            Attribute::Sensitive(sensitive) => *sensitive,
+            Attribute::Sensitive(yes)
+            | Attribute::Local(yes)
+            | Attribute::AlwaysSensitive(yes)
+            | Attribute::NeverExtractable(yes) => *yes,
             Attribute::Extractable(extractable) => !*extractable,
-            Attribute::Local(local) => *local,
-            _ => true,
+            _ => false,
         });
         Ok(inside && answers.len() == asked.len())
     }
@@ -283,6 +322,9 @@ struct KeyObject {
     key_type: KeyType,
     label: String,
     id: Vec<u8>,
+    /// Made in the token (a signing key), not imported (the master secret's PRK): what
+    /// [`Token::kept_inside`] asks of it when it is found again.
+    made_inside: bool,
     handle: Mutex<ObjectHandle>,
 }
 
@@ -318,6 +360,9 @@ impl Token {
                         public: 0,
                     });
                 };
+                if !self.kept_inside(*again, key.made_inside)? {
+                    return Err(TokenError::Exportable(key.label.clone()));
+                }
                 *key.handle.lock().unwrap_or_else(|e| e.into_inner()) = *again;
                 self.with_session(|session| session.sign(mechanism, *again, data))
             }
@@ -410,7 +455,18 @@ impl TokenSigningKey {
             }
             return Ok((made, true));
         }
-        Ok((Self::from_pair(token, label, privates, publics)?, false))
+        // A pair already there (a keys directory restored without its keyring, say):
+        // taken only if made in the token and never out of it, and named by its id from
+        // now on, as the keyring will name it.
+        let key = Self::from_pair(token, label, privates, publics)?;
+        tracing::warn!(key_id = %key.id(), label, "took the signing key the token already held under this label");
+        let id = id_bytes(key.id());
+        let (private, public) = (key.private.handle(), key.public_handle);
+        token.with_session(|session| {
+            session.update_attributes(public, &[Attribute::Id(id.clone())])?;
+            session.update_attributes(private, &[Attribute::Id(id.clone())])
+        })?;
+        Ok((key, false))
     }
 
     /// A new pair labelled `label`, made in the token (sensitive, never extractable),
@@ -418,20 +474,29 @@ impl TokenSigningKey {
     pub fn generate(token: &Arc<Token>, label: &str) -> Result<Self, TokenError> {
         let (public_handle, private) =
             token.with_session(|session| generate(session, label.as_bytes()))?;
-        let public = read_public_key(token, public_handle)?;
-        let id = id_bytes(public.id());
-        token.with_session(|session| {
-            session.update_attributes(public_handle, &[Attribute::Id(id.clone())])?;
-            session.update_attributes(private, &[Attribute::Id(id.clone())])
-        })?;
-        let key = Self {
-            token: token.clone(),
-            private: signing_object(label, &public, private),
-            public_handle,
-            public,
+        let named = || -> Result<Self, TokenError> {
+            let public = read_public_key(token, public_handle)?;
+            let id = id_bytes(public.id());
+            token.with_session(|session| {
+                session.update_attributes(public_handle, &[Attribute::Id(id.clone())])?;
+                session.update_attributes(private, &[Attribute::Id(id.clone())])
+            })?;
+            let key = Self {
+                token: token.clone(),
+                private: signing_object(label, &public, private),
+                public_handle,
+                public,
+            };
+            key.self_test(label)?;
+            Ok(key)
         };
-        key.self_test(label)?;
-        Ok(key)
+        // A pair that could not be named or did not sign is not left behind.
+        named().inspect_err(|_| {
+            let _ = token.with_session(|session| {
+                session.destroy_object(private)?;
+                session.destroy_object(public_handle)
+            });
+        })
     }
 
     fn from_pair(
@@ -525,6 +590,7 @@ impl std::fmt::Debug for TokenMaster {
 }
 
 const MASTER_SELF_TEST: &[u8] = b"resetdesk: the master secret's self-test";
+const MASTER_CHECK: &[u8] = b"resetdesk: the master secret's check value v1";
 
 impl TokenMaster {
     /// Puts `master` into the token under `label`, and checks that the token derives
@@ -572,6 +638,9 @@ impl TokenMaster {
             Attribute::Decrypt(false),
             Attribute::Wrap(false),
             Attribute::Unwrap(false),
+            // Nobody with the PIN changes what it may do, its id, or copies it.
+            Attribute::Modifiable(false),
+            Attribute::Copyable(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id),
             Attribute::Value(prk.to_vec()),
@@ -628,9 +697,18 @@ impl TokenMaster {
         })
     }
 
-    /// The master secret's key id, as the key registry records it.
+    /// The master secret's key id, as the key registry records it. Read from the
+    /// object's `CKA_ID`, which is a claim: [`Self::check_value`] is the proof.
     pub fn key_id(&self) -> &str {
         &self.key_id
+    }
+
+    /// An HMAC the token computes with the PRK over a fixed label (16 bytes, hex):
+    /// recorded at import beside the object's URI and compared at each start, so an
+    /// object planted under the label, whatever `CKA_ID` it claims, is refused rather
+    /// than answering every genuine export with "not genuine".
+    pub fn check_value(&self) -> Result<String, TokenError> {
+        Ok(data_encoding::HEXLOWER.encode(&self.hmac(MASTER_CHECK)?[..16]))
     }
 
     fn hmac(&self, message: &[u8]) -> Result<[u8; 32], TokenError> {
@@ -669,6 +747,7 @@ fn signing_object(label: &str, public: &PublicKey, handle: ObjectHandle) -> KeyO
         key_type: KeyType::EC_EDWARDS,
         label: label.to_owned(),
         id: id_bytes(public.id()),
+        made_inside: true,
         handle: Mutex::new(handle),
     }
 }
@@ -679,6 +758,7 @@ fn master_object(label: &str, id: Vec<u8>, handle: ObjectHandle) -> KeyObject {
         key_type: KeyType::GENERIC_SECRET,
         label: label.to_owned(),
         id,
+        made_inside: false,
         handle: Mutex::new(handle),
     }
 }
@@ -710,6 +790,7 @@ fn generate(
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
+            Attribute::Copyable(false),
             Attribute::Sign(true),
             Attribute::KeyType(KeyType::EC_EDWARDS),
             Attribute::Label(label.to_vec()),
@@ -765,6 +846,24 @@ mod tests {
             "Vendor HSM"
         );
         assert!(TokenKeyUri::parse("pkcs11:object=sign").is_err());
+        // A PIN never rides along: it would be printed, stored and logged.
+        for carrying_a_pin in [
+            "pkcs11:token=t;object=o?pin-value=1234",
+            "pkcs11:token=t;object=o;pin-value=1234",
+            "pkcs11:token=t;object=o;pin-source=file:/pin",
+            "pkcs11:token=t;object=o;module-path=/tmp/evil.so",
+        ] {
+            assert!(
+                TokenKeyUri::parse(carrying_a_pin).is_err(),
+                "{carrying_a_pin}"
+            );
+        }
+        let read = TokenKeyUri::parse("pkcs11:token=Vendor%20HSM;object=master-v1").unwrap();
+        assert_eq!(
+            read.to_string(),
+            "pkcs11:token=Vendor%20HSM;object=master-v1"
+        );
+        assert_eq!(TokenKeyUri::parse(&read.to_string()).unwrap(), read);
         assert!(TokenKeyUri::parse("file:/x").is_err());
     }
 }

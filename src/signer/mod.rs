@@ -18,7 +18,7 @@ mod wire;
 pub use ledger::{Ledger, LedgerError};
 pub use local::{LocalSigner, SigningKeys};
 pub use remote::{RemoteSigner, SignerIdentity};
-pub use service::{MasterSource, Policy, Service, SigningKeySource, TokenKeys};
+pub use service::{EX_CONFIG, MasterSource, Policy, Service, SigningKeySource, TokenKeys};
 pub use socket::serve;
 pub use tls::{serve_tls, server_config};
 

@@ -213,10 +213,6 @@ impl Service {
     ) -> Result<Vec<DeviceResponse>, Reply> {
         let master = self.master.clone();
         let verified = verified.clone();
-        let token_failed = |e: TokenError| {
-            tracing::error!(error = %e, "the token did not answer");
-            failed("the token did not sign or derive: see the signer's log")
-        };
         match &self.signing {
             SigningKeySource::KeyFiles => {
                 let key = self.keys.active_signing_key().map_err(failed)?;
@@ -224,17 +220,18 @@ impl Service {
                     respond_with(&verified, &*master, key.id(), |bytes| {
                         Ok::<_, TokenError>(key.sign(bytes))
                     })
+                    .map_err(token_failed)
                 })
                 .await?
-                .map_err(token_failed)
             }
             SigningKeySource::Token(keys) => {
-                let key = keys.signing(key_id)?;
+                let (keys, key_id) = (keys.clone(), key_id.clone());
                 self.off_the_runtime(move || {
+                    let key = keys.signing(&key_id)?;
                     respond_with(&verified, &*master, key.id(), |bytes| key.sign(bytes))
+                        .map_err(token_failed)
                 })
                 .await?
-                .map_err(token_failed)
             }
         }
     }
@@ -249,10 +246,7 @@ impl Service {
         );
         self.off_the_runtime(move || request.verify_with(&*master, now, skew))
             .await?
-            .map_err(|e| {
-                tracing::error!(error = %e, "the token did not derive a device key");
-                failed("the token did not derive a device key: see the signer's log")
-            })?
+            .map_err(token_failed)?
             .map_err(|e| Reply::NotGenuine {
                 problem: ExportProblem::from(&e),
             })
@@ -374,10 +368,7 @@ impl Service {
         let recovered = self
             .off_the_runtime(move || recover_responses(request.devices(), &signed, &*master))
             .await?
-            .map_err(|e| {
-                tracing::error!(error = %e, "the token did not derive a device key");
-                failed("the token did not derive a device key: see the signer's log")
-            })?;
+            .map_err(token_failed)?;
         let serials: Vec<String> = recovered.iter().map(|r| r.serial.to_string()).collect();
         self.ledger
             .log(
@@ -471,6 +462,24 @@ fn failed(error: impl std::fmt::Display) -> Reply {
 fn refused(why: String) -> Reply {
     Reply::Refused { why }
 }
+
+/// The token failed to sign or derive. A PIN it refused while signing in again ends the
+/// signer with status 78 (sysexits' EX_CONFIG), which its unit does not restart into:
+/// living on would look healthy to the desk while every answer fails, and a restart
+/// would try the PIN again, which a real HSM locks after a few tries.
+fn token_failed(error: TokenError) -> Reply {
+    tracing::error!(%error, "the token did not sign or derive");
+    if matches!(error, TokenError::Pin | TokenError::PinAtRisk) {
+        tracing::error!(
+            "the token refused the PIN while signing in again: the signer stops (status 78); fix pkcs11_pin and unlock it with the token's tools"
+        );
+        std::process::exit(i32::from(EX_CONFIG));
+    }
+    failed("the token did not sign or derive: see the signer's log")
+}
+
+/// Exit status of a PIN the token refused (sysexits' EX_CONFIG).
+pub const EX_CONFIG: u8 = 78;
 
 fn ledger_failed(error: LedgerError) -> Reply {
     tracing::error!(%error, "the signer's database failed");

@@ -752,6 +752,17 @@ async fn the_master_secret_and_rotated_keys_live_in_the_token() {
     let (code, stderr) = signer_that_does_not_start_in(&sandbox, "signer-keys", &env);
     assert_ne!(code, Some(0));
     assert!(stderr.contains("offline storage"), "{stderr}");
+    // A PIN never rides in the URI: it would be printed, written and logged.
+    with_keys(
+        &[
+            "signer",
+            "import-master",
+            "--into",
+            "pkcs11:token=resetdesk;object=m?pin-value=1234-user",
+        ],
+        &env,
+    )
+    .refused(1, "no PIN");
     // The factory's backup, away from the signer (the tests' devices are made from it).
     let factory = sandbox.path("factory");
     crate::support::private_dir(&factory);
@@ -760,6 +771,25 @@ async fn the_master_secret_and_rotated_keys_live_in_the_token() {
         factory.join("factory-master.key"),
     )
     .unwrap();
+
+    // The token's object must be the one imported: its check value is compared, not
+    // only the id it claims.
+    let pointer = signer_keys.join("factory-master.pkcs11");
+    let recorded = std::fs::read_to_string(&pointer).unwrap();
+    assert!(
+        recorded.starts_with(&format!("{into}\ncheck=")),
+        "{recorded}"
+    );
+    let check = recorded.lines().nth(1).unwrap().to_owned();
+    std::fs::write(
+        &pointer,
+        recorded.replace(&check, &format!("check={}", "0".repeat(32))),
+    )
+    .unwrap();
+    let (code, stderr) = signer_that_does_not_start_in(&sandbox, "signer-keys", &env);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("check value differs"), "{stderr}");
+    std::fs::write(&pointer, &recorded).unwrap();
 
     // The signer derives in the token: the same master secret id, the token's key.
     let signer = start_signer_in(&sandbox, "signer-keys", "token", &[], &env);
@@ -935,7 +965,8 @@ fn the_token_is_used_with_care() {
         .unwrap();
     assert_eq!(found.id(), first.id());
 
-    // Another session of this process, as a token's tools would use it.
+    // Another session of this process, as a token's tools (or someone with the PIN)
+    // would use it.
     let pkcs11 = Pkcs11::new(&module).unwrap();
     let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
     let slot = pkcs11
@@ -950,6 +981,39 @@ fn the_token_is_used_with_care() {
             .map(|i| u8::from_str_radix(&key.id().as_str()[i * 2..i * 2 + 2], 16).unwrap())
             .collect::<Vec<u8>>()
     };
+
+    // A key made readable, read out, then locked again is not taken: it did not stay
+    // sensitive and never extractable since it was made.
+    let (_, once_readable) = tools
+        .generate_key_pair(
+            &cryptoki::mechanism::Mechanism::EccEdwardsKeyPairGen,
+            &[
+                Attribute::Token(true),
+                Attribute::KeyType(KeyType::EC_EDWARDS),
+                Attribute::EcParams(b"\x13\x0cedwards25519".to_vec()),
+                Attribute::Label(b"planted".to_vec()),
+            ],
+            &[
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+                Attribute::Sign(true),
+                Attribute::KeyType(KeyType::EC_EDWARDS),
+                Attribute::Label(b"planted".to_vec()),
+            ],
+        )
+        .unwrap();
+    tools
+        .update_attributes(
+            once_readable,
+            &[Attribute::Sensitive(true), Attribute::Extractable(false)],
+        )
+        .unwrap();
+    assert!(matches!(
+        TokenSigningKey::only_or_new(&token, "planted"),
+        Err(TokenError::Exportable(_))
+    ));
 
     // Half a pair: its public half removed, the key is not used.
     let public = tools
