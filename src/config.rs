@@ -47,6 +47,7 @@ pub struct Settings {
     pub security: Security,
     pub console: Console,
     pub signer: SignerSettings,
+    pub retention: Retention,
     /// Set by `serve --dev`: relaxes defaults meant for production.
     pub dev: bool,
 }
@@ -656,6 +657,53 @@ impl Default for Security {
     }
 }
 
+/// How long a decided ticket keeps personal data (issue 23, docs/PRIVACY.md).
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Days after the decision the label photo, its previews, earlier photos and the
+    /// export (with its QR picture) are kept (`photo_retention_days`).
+    pub photo_days: u32,
+    /// Days after the decision the customer's name, phone and company are kept
+    /// (`customer_retention_days`).
+    pub customer_days: u32,
+    /// How often each replica offers to run it (one at a time holds the lease); 0 turns
+    /// it off in `serve` (`resetdesk retention run` still runs it).
+    pub interval_secs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            photo_days: 30,
+            customer_days: 365,
+            interval_secs: 3600,
+        }
+    }
+}
+
+impl Section for Retention {
+    fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal> {
+        let days = "expected a whole number of days from 1 to 36500";
+        match name {
+            "photo_retention_days" => {
+                self.photo_days = number(value, |n| (1..=36_500).contains(n), days)?
+            }
+            "customer_retention_days" => {
+                self.customer_days = number(value, |n| (1..=36_500).contains(n), days)?
+            }
+            "retention_interval_secs" => {
+                self.interval_secs = number(
+                    value,
+                    |n| *n == 0 || *n >= 60,
+                    "expected seconds, at least 60 (0 turns it off in serve)",
+                )?
+            }
+            _ => return Err(Refusal::NotMine),
+        }
+        Ok(())
+    }
+}
+
 /// Where the keys that answer devices are (docs/SIGNER.md), and the separate signer's
 /// own limits.
 #[derive(Debug, Clone)]
@@ -888,7 +936,7 @@ impl Settings {
 
     /// Sets the setting `name` from its text, in whichever section names it.
     fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let sections: [&mut dyn Section; 12] = [
+        let sections: [&mut dyn Section; 13] = [
             &mut self.http,
             &mut self.storage,
             &mut self.mail,
@@ -901,6 +949,7 @@ impl Settings {
             &mut self.security,
             &mut self.console,
             &mut self.signer,
+            &mut self.retention,
         ];
         for section in sections {
             let (shown, reason) = match section.set(name, value) {

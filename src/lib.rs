@@ -78,6 +78,8 @@ pub mod mail;
 pub mod observability;
 pub mod protocol;
 #[cfg(feature = "server")]
+pub mod retention;
+#[cfg(feature = "server")]
 pub mod review;
 #[cfg(feature = "server")]
 pub mod routes;

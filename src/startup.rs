@@ -125,8 +125,8 @@ impl Application {
         })
     }
 
-    /// Runs the server, the outbox and evidence workers, the key reloader and the blob
-    /// sweeper until SIGTERM or SIGINT; the outbox worker finishes
+    /// Runs the server, the outbox and evidence workers, the key reloader, the blob
+    /// sweeper and data retention until SIGTERM or SIGINT; the outbox worker finishes
     /// the message in hand before the process exits.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         // A reader that cannot run would leave every label photo unread: better not start.
@@ -150,6 +150,7 @@ impl Application {
             self.desk.clone(),
             stopped.clone(),
         ));
+        let retention = tokio::spawn(crate::retention::run(self.desk.clone(), stopped.clone()));
         let sweeper = tokio::spawn(crate::sweeper::run(self.desk.clone(), stopped));
         let served = self.server.await;
         let _ = stop.send(true);
@@ -157,6 +158,7 @@ impl Application {
             .await
             .context("the second-approval digest panicked")?;
         sweeper.await.context("the blob sweeper panicked")?;
+        retention.await.context("data retention panicked")?;
         mailbox.await.context("the mailbox watcher panicked")?;
         evidence.await.context("the evidence worker panicked")?;
         worker.await.context("the outbox worker panicked")?;

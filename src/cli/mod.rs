@@ -74,6 +74,9 @@ enum Command {
     /// Uploaded files: remove the ones no ticket names.
     #[command(subcommand)]
     Blobs(server::BlobsCommand),
+    /// Data retention: what decided tickets keep, and for how long (docs/PRIVACY.md).
+    #[command(subcommand)]
+    Retention(server::RetentionCommand),
     /// What the desk reads off a label photo (the evidence worker runs `evidence read`).
     #[command(subcommand)]
     Evidence(evidence::EvidenceCommand),
@@ -178,6 +181,9 @@ pub fn main() -> ExitCode {
         Command::Audit(command) => settings().and_then(|s| server::audit(command, s)),
         Command::Blobs(command) => {
             settings().and_then(|s| server::blobs(command, s, clock.as_ref()))
+        }
+        Command::Retention(command) => {
+            settings().and_then(|s| server::retention(command, s, clock.as_ref()))
         }
         Command::Evidence(command) => evidence::run(command),
         Command::Mail(command) => mail::run(command),

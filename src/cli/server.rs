@@ -160,6 +160,54 @@ pub fn blobs(command: &BlobsCommand, settings: Settings, clock: &dyn Clock) -> C
     })
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum RetentionCommand {
+    /// Delete, once, what decided tickets keep no longer (at the time --now gives): the
+    /// evidence photo_retention_days after the decision, the customer's name, phone and
+    /// company customer_retention_days after; print what was deleted. Takes the same
+    /// lease as the replicas' hourly run: while one of them holds it, nothing is done.
+    Run,
+}
+
+pub fn retention(command: &RetentionCommand, settings: Settings, clock: &dyn Clock) -> CliResult {
+    let RetentionCommand::Run = command;
+    runtime()?.block_on(async {
+        let store = open_store(&settings).await?;
+        let blobs = crate::blobs::BlobStore::from_settings(&settings)?;
+        let lease = i64::try_from(settings.retention.interval_secs.max(60)).unwrap_or(i64::MAX);
+        let removed = crate::retention::run_once(
+            store.as_ref(),
+            &blobs,
+            &settings.retention,
+            &crate::sweeper::holder(),
+            clock.now(),
+            lease,
+        )
+        .await
+        .map_err(|e| CliError::new(format!("data retention failed: {e}")))?;
+        if !removed.ran {
+            println!("another process holds the retention lease: nothing was done");
+            return Ok(());
+        }
+        for ticket in &removed.evidence {
+            println!("{ticket}: label photo, previews and export deleted");
+        }
+        for ticket in &removed.customers {
+            println!("{ticket}: customer's name, phone and company deleted");
+        }
+        println!(
+            "evidence of {} ticket(s) deleted ({} blob(s), {} left to the orphan sweep), older than {} days; customer details of {} ticket(s) deleted, older than {} days",
+            removed.evidence.len(),
+            removed.blobs,
+            removed.blobs_left,
+            settings.retention.photo_days,
+            removed.customers.len(),
+            settings.retention.customer_days
+        );
+        Ok(())
+    })
+}
+
 /// Exit code of `audit verify` for a broken chain.
 const BROKEN_CHAIN: u8 = 3;
 

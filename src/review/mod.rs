@@ -43,6 +43,9 @@ pub enum ReviewError {
         "the ticket changed since you opened it: the customer sent a new label photo. Look at the ticket again before you decide"
     )]
     Stale,
+    /// Evidence data retention deleted (issue 23): the API answers 410 Gone.
+    #[error("{0}")]
+    Gone(String),
     #[error("the desk could not complete the action")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -115,6 +118,9 @@ pub async fn export_as_sent(desk: &Desk, number: &TicketNumber) -> Result<Vec<u8
     match desk.store.ticket_export(number).await {
         Ok(StoredExport::InRow(bytes)) => Ok(bytes),
         Ok(StoredExport::Blob(name)) => desk.blobs.get(&name).await.map_err(ReviewError::internal),
+        Ok(StoredExport::Removed(at)) => Err(ReviewError::Gone(format!(
+            "the export was deleted at {at}, as data retention keeps a decided ticket's evidence only for a while"
+        ))),
         Err(error) => Err(ReviewError::from_store(error, number)),
     }
 }

@@ -276,6 +276,7 @@ impl From<ReviewError> for ErrorAnswer {
             ReviewError::Conflict(_) => StatusCode::CONFLICT,
             ReviewError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ReviewError::Stale => StatusCode::PRECONDITION_FAILED,
+            ReviewError::Gone(_) => StatusCode::GONE,
             ReviewError::Internal(cause) => return Self::internal(cause.as_ref()),
         };
         Self::in_words(status, error.message())

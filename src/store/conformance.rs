@@ -4046,6 +4046,188 @@ pub async fn job_leases_and_blob_references(store: &dyn Store) {
     );
 }
 
+/// Data retention (issue 23): a decided ticket's evidence goes once decided before the
+/// cutoff, its customer's name, phone and company with the second; a pending ticket
+/// keeps everything; each deletion is in the history and the audit log, a second run
+/// finds nothing, and a batch takes at most `limit` tickets.
+pub async fn retention_deletes_what_decided_tickets_keep_no_longer(store: &dyn Store) {
+    let sam = agent(store, "sam@vendor.test").await;
+    let mut sent = ticket(
+        "r@example.com",
+        vec![challenge("SERIAL-0101", at(0))],
+        at(10),
+    );
+    sent.export_form = ExportForm::Qr;
+    sent.export = StoredExport::Blob("a".repeat(64));
+    sent.label_blob = "c".repeat(64);
+    sent.customer.phone = Some(crate::domain::PhoneNumber::parse("+34 600 000 000").unwrap());
+    sent.customer.company = Some(PlainText::parse("Cámaras López SL", 200).unwrap());
+    let rejected = created(store, &sent).await;
+    let id = store.ticket(&rejected).await.unwrap().id;
+    store.claim(id, sam, false, at(20)).await.unwrap();
+    store
+        .reject(&MailedDecision {
+            ticket_id: id,
+            by: sam,
+            text: "not your label",
+            mail: &mail(MailKind::Rejection, "r@example.com"),
+            evidence_version: 1,
+            at: at(100),
+        })
+        .await
+        .unwrap();
+    // Another decided ticket, later, and one still pending.
+    let later = created(
+        store,
+        &ticket(
+            "l@example.com",
+            vec![challenge("SERIAL-0102", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+    let later_id = store.ticket(&later).await.unwrap().id;
+    store.claim(later_id, sam, false, at(20)).await.unwrap();
+    store
+        .reject(&MailedDecision {
+            ticket_id: later_id,
+            by: sam,
+            text: "no",
+            mail: &mail(MailKind::Rejection, "l@example.com"),
+            evidence_version: 1,
+            at: at(150),
+        })
+        .await
+        .unwrap();
+    let pending = created(
+        store,
+        &ticket(
+            "p@example.com",
+            vec![challenge("SERIAL-0103", at(0))],
+            at(10),
+        ),
+    )
+    .await;
+
+    // Decided after the cutoff: kept.
+    assert!(
+        store
+            .remove_evidence_decided_before(at(99), 30, at(500), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // At most `limit` a batch, oldest first.
+    let removed = store
+        .remove_evidence_decided_before(at(200), 30, at(500), 1)
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].ticket, rejected);
+    let mut blobs = removed[0].blobs.clone();
+    blobs.sort();
+    assert_eq!(blobs, vec!["a".repeat(64), "c".repeat(64)]);
+    let back = store.ticket(&rejected).await.unwrap();
+    assert_eq!(back.evidence_removed_at, Some(at(500)));
+    assert_eq!(back.label_blob, "");
+    assert_eq!(back.export_blob, None);
+    assert_eq!(
+        store.ticket_export(&rejected).await.unwrap(),
+        StoredExport::Removed(at(500))
+    );
+    assert!(
+        store
+            .blobs_referenced(&["a".repeat(64), "c".repeat(64)])
+            .await
+            .unwrap()
+            .is_empty(),
+        "no row names the deleted blobs"
+    );
+    let last = back.events.last().unwrap();
+    assert_eq!(last.kind, TicketEventKind::EvidenceRemoved);
+    assert_eq!(last.actor, "retention");
+    assert!(last.detail.contains("30 days"), "{}", last.detail);
+    assert_eq!(back.customer.name.as_str(), "Ana López", "kept longer");
+    assert_eq!(
+        back.devices.len(),
+        1,
+        "what the desk read from the export stays"
+    );
+
+    // The next batch takes the later one; then nothing is left.
+    let removed = store
+        .remove_evidence_decided_before(at(200), 30, at(501), 10)
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].ticket, later);
+    assert_eq!(
+        removed[0].blobs,
+        vec!["b".repeat(64)],
+        "the label photo it names, also a pending ticket's in this fixture"
+    );
+    assert!(
+        store
+            .remove_evidence_decided_before(at(200), 30, at(502), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let untouched = store.ticket(&pending).await.unwrap();
+    assert_eq!(untouched.evidence_removed_at, None);
+    assert_eq!(untouched.label_blob, "b".repeat(64));
+
+    // The customer's details, with the second cutoff.
+    let search = |q: &str| QueueFilter {
+        search: Some(SearchText::parse(q).unwrap()),
+        limit: 10,
+        ..Default::default()
+    };
+    let found_before = store.tickets(&search("López")).await.unwrap().len();
+    let customers = store
+        .remove_customer_details_decided_before(at(120), 365, at(600), 10)
+        .await
+        .unwrap();
+    assert_eq!(customers, vec![rejected.clone()]);
+    let back = store.ticket(&rejected).await.unwrap();
+    assert_eq!(back.customer_removed_at, Some(at(600)));
+    assert_eq!(back.customer.name.as_str(), "—");
+    assert_eq!(back.customer.phone, None);
+    assert_eq!(back.customer.company, None);
+    assert_eq!(back.customer.email.as_str(), "r@example.com");
+    assert_eq!(
+        back.events.last().unwrap().kind,
+        TicketEventKind::CustomerDetailsRemoved
+    );
+    assert_eq!(
+        store.tickets(&search("López")).await.unwrap().len(),
+        found_before.saturating_sub(1),
+        "a search by the deleted name no longer finds it"
+    );
+    assert!(
+        store
+            .remove_customer_details_decided_before(at(120), 365, at(601), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.ticket(&later).await.unwrap().customer.name.as_str(),
+        "Ana López"
+    );
+
+    // Every deletion is in the audit log, under its own action.
+    let audited = |action: &'static str| async move {
+        store
+            .recent_audit(Some("retention"), Some(action), 10)
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(audited("evidence_removed").await, 2);
+    assert_eq!(audited("customer_details_removed").await, 1);
+}
+
 /// Runs every check above, each on a fresh store from `fresh`, which returns a guard that
 /// cleans the database up and the store, or nothing when that backend cannot run here.
 pub async fn the_status_link_goes_again_at_most_once_an_hour(store: &dyn Store) {
@@ -4416,6 +4598,13 @@ macro_rules! conformance_suite {
                 return;
             };
             super::a_refused_approval_is_recorded(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn retention_deletes_what_decided_tickets_keep_no_longer() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::retention_deletes_what_decided_tickets_keep_no_longer(store.as_ref()).await;
         }
         #[tokio::test]
         async fn job_leases_and_blob_references() {

@@ -833,6 +833,8 @@ pub enum StoredExport {
     /// phone photo of megabytes, which has no place in a row), and every export of a
     /// ticket made before migration 0018.
     Blob(String),
+    /// Deleted by data retention at this time (issue 23).
+    Removed(Timestamp),
 }
 
 impl StoredExport {
@@ -840,7 +842,7 @@ impl StoredExport {
     pub fn blob(&self) -> Option<&str> {
         match self {
             Self::Blob(name) => Some(name),
-            Self::InRow(_) => None,
+            Self::InRow(_) | Self::Removed(_) => None,
         }
     }
 }
@@ -966,6 +968,10 @@ pub enum TicketEventKind {
     FastTrackDeclined,
     /// An agent's answer to the customer, mailed (the detail is its text).
     AgentMessage,
+    /// Data retention deleted the ticket's label photo, previews and export.
+    EvidenceRemoved,
+    /// Data retention deleted the customer's name, phone and company.
+    CustomerDetailsRemoved,
     /// A reply naming the ticket from an address other than the customer's: kept for the
     /// agents, acting on nothing (the detail is the sender).
     StrangerMessage,
@@ -977,7 +983,7 @@ pub enum TicketEventKind {
 }
 
 impl TicketEventKind {
-    const KNOWN: [Self; 29] = [
+    const KNOWN: [Self; 31] = [
         Self::Submitted,
         Self::Supersedes,
         Self::Superseded,
@@ -1007,6 +1013,8 @@ impl TicketEventKind {
         Self::FastTrackDeclined,
         Self::AgentMessage,
         Self::StrangerMessage,
+        Self::EvidenceRemoved,
+        Self::CustomerDetailsRemoved,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -1040,6 +1048,8 @@ impl TicketEventKind {
             Self::FastTrackDeclined => "fast_track_declined",
             Self::AgentMessage => "agent_message",
             Self::StrangerMessage => "stranger_message",
+            Self::EvidenceRemoved => "evidence_removed",
+            Self::CustomerDetailsRemoved => "customer_details_removed",
             Self::Other(raw) => raw,
         }
     }
@@ -1093,6 +1103,12 @@ pub struct TicketDetail {
     pub mails: Vec<MailStatus>,
     /// The conversation with the customer, oldest first.
     pub messages: Vec<TicketMessage>,
+    /// When data retention deleted the label photo, its previews, the earlier photos and
+    /// the export (`photo_retention_days` after the decision).
+    pub evidence_removed_at: Option<Timestamp>,
+    /// When data retention deleted the customer's name, phone and company
+    /// (`customer_retention_days` after the decision; the name reads "—").
+    pub customer_removed_at: Option<Timestamp>,
 }
 
 /// Who wrote a message of a ticket's conversation.
@@ -2290,6 +2306,46 @@ pub trait MailStore: Send + Sync + 'static {
 /// The evidence worker's jobs: reading each label photo off the request path (issue 18).
 /// Implemented once for both databases in `store/sql/evidence.rs`. Jobs are made with
 /// the photo (`create_ticket`, `replace_label_photo`), in the same transaction.
+/// One ticket's evidence deleted by data retention (issue 23).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedEvidence {
+    pub ticket: TicketNumber,
+    /// The blobs its rows named, to delete from the blob store next. The rows no longer
+    /// name them, so a crash before they are deleted leaves them to the orphan sweep.
+    pub blobs: Vec<String>,
+}
+
+/// Data retention (issue 23): what a decided ticket keeps only for a while. A ticket is
+/// decided when approved or rejected (its `decided_at`), or replaced by a newer one
+/// (superseded: when that happened).
+#[async_trait]
+pub trait RetentionStore: Send + Sync + 'static {
+    /// Deletes, for at most `limit` tickets decided at or before `decided_before` whose
+    /// evidence is still kept, the label photo, its previews, the earlier photos and the
+    /// export (in the row, or a blob such as a QR picture): the rows no longer name them,
+    /// a history line and an audit entry (actor `retention`) say so, all in one
+    /// transaction. `days` is the retention the history line names.
+    async fn remove_evidence_decided_before(
+        &self,
+        decided_before: Timestamp,
+        days: u32,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<RemovedEvidence>>;
+
+    /// Deletes, for at most `limit` tickets decided at or before `decided_before`, the
+    /// customer's name (it reads "—"), phone and company, and takes the name out of the
+    /// search index, with a history line and an audit entry each. The e-mail address
+    /// stays: it is how the customer's tickets are found for erasure or export.
+    async fn remove_customer_details_decided_before(
+        &self,
+        decided_before: Timestamp,
+        days: u32,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<TicketNumber>>;
+}
+
 #[async_trait]
 pub trait EvidenceStore: Send + Sync + 'static {
     /// Leases up to `limit` pending jobs for `lease_secs`, oldest first: jobs no worker
@@ -2354,6 +2410,7 @@ pub trait Store:
     + FastTrackStore
     + InstallerStore
     + MailStore
+    + RetentionStore
 {
 }
 
@@ -2373,6 +2430,7 @@ impl<T> Store for T where
         + FastTrackStore
         + InstallerStore
         + MailStore
+        + RetentionStore
 {
 }
 

@@ -175,6 +175,8 @@ pub(super) struct TicketRow {
     superseded_by: Option<String>,
     repeat_of: Option<String>,
     pub installer_id: Option<i64>,
+    pub evidence_removed_at: Option<i64>,
+    pub customer_removed_at: Option<i64>,
 }
 
 impl TicketRow {

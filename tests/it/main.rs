@@ -40,6 +40,7 @@ mod reference_device;
 mod replica_keys;
 mod replicas;
 mod response_by_code;
+mod retention;
 mod second_factor;
 mod secrets_at_rest;
 pub mod serve_binary;

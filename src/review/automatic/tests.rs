@@ -96,6 +96,8 @@ fn ticket(submitter: &str) -> TicketDetail {
         events: Vec::new(),
         mails: Vec::new(),
         messages: Vec::new(),
+        evidence_removed_at: None,
+        customer_removed_at: None,
     }
 }
 

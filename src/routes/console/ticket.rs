@@ -179,6 +179,14 @@ struct TicketPage {
     export_text: Option<String>,
     /// The export came as a picture of a QR code (`/console/tickets/{n}/export`).
     export_picture: bool,
+    /// When data retention deleted the photo and the export (UTC), and after how many
+    /// days it does (`photo_retention_days`).
+    evidence_removed: Option<String>,
+    photo_days: u32,
+    /// When data retention deleted the customer's name, phone and company (UTC), and
+    /// after how many days it does (`customer_retention_days`).
+    customer_removed: Option<String>,
+    customer_days: u32,
     customer: CustomerRowView,
     /// The canned rejection reasons and photo requests to pick from: (id, English
     /// text); the customer is sent their own language's.
@@ -344,6 +352,7 @@ async fn load_ticket_page(
     // Evidence beside the parsed fields, read only for an export in the ticket's row: a
     // QR picture is fetched by the browser on its own.
     let export_text = match ticket.export_form {
+        _ if ticket.evidence_removed_at.is_some() => None,
         ExportForm::Qr => None,
         // Evidence beside the decision, not the decision: an export that cannot be read
         // (its blob lost) is said so in its place, and the page still opens.
@@ -372,6 +381,8 @@ async fn load_ticket_page(
             .collect(),
         new_photo_since,
         export_text,
+        photo_days: desk.settings.retention.photo_days,
+        customer_days: desk.settings.retention.customer_days,
         automatic: automatic.as_ref().map(AutomaticView::of),
         installer,
         error,
@@ -477,7 +488,12 @@ impl TicketPage {
                 .filter(|e| e.state == EvidenceState::Failed)
                 .and_then(|e| e.error.clone()),
             export_text: None,
-            export_picture: ticket.export_form == ExportForm::Qr,
+            export_picture: ticket.export_form == ExportForm::Qr
+                && ticket.evidence_removed_at.is_none(),
+            evidence_removed: ticket.evidence_removed_at.map(|at| at.shown_utc()),
+            photo_days: 0,
+            customer_removed: ticket.customer_removed_at.map(|at| at.shown_utc()),
+            customer_days: 0,
             customer: CustomerRowView::of(&ticket.customer),
             canned: Vec::new(),
             photo_canned: Vec::new(),
@@ -744,6 +760,9 @@ async fn label_photo(
         Ok(ticket) => ticket,
         Err(refusal) => return refusal,
     };
+    if let Some(gone) = evidence_deleted(&desk, &ticket, "photo") {
+        return gone;
+    }
     if let Some(place) = query.earlier {
         let earlier = match desk.store.earlier_photos(ticket.id).await {
             Ok(earlier) => earlier,
@@ -785,6 +804,21 @@ async fn label_photo(
     }
 }
 
+/// 410 Gone for a picture data retention deleted, saying so, instead of an error.
+fn evidence_deleted(desk: &Desk, ticket: &TicketDetail, what: &str) -> Option<HttpResponse> {
+    let at = ticket.evidence_removed_at?;
+    let days = desk.settings.retention.photo_days;
+    Some(message_page(
+        StatusCode::GONE,
+        &format!("Photo deleted after {days} days"),
+        &format!(
+            "The {what} of ticket {} was deleted on {} UTC: the desk keeps a decided ticket's photos and export {days} days (photo_retention_days).",
+            ticket.summary.number,
+            at.shown_utc()
+        ),
+    ))
+}
+
 /// A picture a customer sent, as agents' browsers get it: with the type checked at
 /// intake, never sniffed, sandboxed so a crafted file cannot run as a page, and kept in
 /// no cache.
@@ -815,6 +849,9 @@ async fn export_picture(
             "No picture",
             "This ticket's export came as text: the ticket page shows it.",
         );
+    }
+    if let Some(gone) = evidence_deleted(&desk, &ticket, "picture of the QR code") {
+        return gone;
     }
     match review::export_as_sent(&desk, &ticket.summary.number).await {
         Ok(bytes) => {

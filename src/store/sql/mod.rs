@@ -78,6 +78,7 @@ mod keys;
 mod mail;
 mod outbox;
 mod reasons;
+mod retention;
 mod sign_in;
 pub(super) mod tickets;
 mod users;

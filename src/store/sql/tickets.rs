@@ -149,16 +149,18 @@ where
     }
 
     async fn ticket_export(&self, number: &TicketNumber) -> StoreResult<StoredExport> {
-        let (blob, bytes): (String, Option<Vec<u8>>) =
-            sqlx::query_as("SELECT export_blob, export_bytes FROM tickets WHERE number = $1")
-                .bind(number.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?
-                .ok_or(StoreError::NotFound)?;
-        Ok(match bytes {
-            Some(bytes) => StoredExport::InRow(bytes),
-            None => StoredExport::Blob(blob),
+        let (blob, bytes, removed_at): (String, Option<Vec<u8>>, Option<i64>) = sqlx::query_as(
+            "SELECT export_blob, export_bytes, evidence_removed_at FROM tickets WHERE number = $1",
+        )
+        .bind(number.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?;
+        Ok(match (removed_at, bytes) {
+            (Some(at), _) => StoredExport::Removed(rows::time(at)?),
+            (None, Some(bytes)) => StoredExport::InRow(bytes),
+            (None, None) => StoredExport::Blob(blob),
         })
     }
 
@@ -360,7 +362,8 @@ where
             "SELECT t.id, t.customer_name, t.customer_email, t.customer_phone, t.customer_company,
                     t.customer_country, t.customer_role, t.purchase_channel, t.customer_language,
                     t.export_form, t.export_blob, t.label_blob, t.label_media_type, t.evidence_version, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
-                    r.number AS repeat_of, t.installer_id
+                    r.number AS repeat_of, t.installer_id, t.evidence_removed_at,
+                    t.customer_removed_at
              FROM tickets t
              LEFT JOIN users ud ON ud.id = t.decided_by
              LEFT JOIN tickets s ON s.id = t.superseded_by
@@ -449,6 +452,8 @@ where
                 .into_iter()
                 .map(TryInto::try_into)
                 .collect::<Result<_, _>>()?,
+            evidence_removed_at: row.evidence_removed_at.map(rows::time).transpose()?,
+            customer_removed_at: row.customer_removed_at.map(rows::time).transpose()?,
             messages: messages
                 .into_iter()
                 .map(TryInto::try_into)
@@ -759,7 +764,8 @@ where
         .bind(ticket.export_form.as_str())
         .bind(match &ticket.export {
             StoredExport::InRow(bytes) => Some(bytes.as_slice()),
-            StoredExport::Blob(_) => None,
+            // (A new ticket's export is never one retention removed.)
+            StoredExport::Blob(_) | StoredExport::Removed(_) => None,
         })
         .bind(&ticket.label_blob)
         .bind(&ticket.label_media_type)

@@ -1,0 +1,159 @@
+//! Data retention (issue 23): a decided ticket keeps its evidence (label photo, its
+//! previews, earlier photos, the export and its QR picture) `photo_retention_days`
+//! after the decision, and its customer's name, phone and company
+//! `customer_retention_days` after; then they are deleted, each ticket's history and
+//! the audit log saying so.
+//!
+//! Every replica offers to run it every `retention_interval_secs` (an hour); the one
+//! that takes the `job_leases` row runs it, the others skip, as the blob sweeper does.
+//! `resetdesk retention run [--now T]` runs it once. The store stops naming a ticket's
+//! blobs and records the deletion in one transaction; the blobs are deleted right
+//! after, and one a crash or a failing store left behind is no ticket's any more, so
+//! the orphan sweep deletes it.
+
+use std::time::Duration;
+
+use actix_web::web;
+
+use crate::blobs::BlobStore;
+use crate::config::Retention;
+use crate::desk::Desk;
+use crate::domain::{TicketNumber, Timestamp};
+use crate::store::{Store, StoreError};
+
+/// The lease row's name.
+const LEASE: &str = "retention";
+
+/// Tickets handled per transaction: a first run over years of tickets commits as it goes.
+const BATCH: u32 = 200;
+
+const DAY_SECS: i64 = 86_400;
+
+/// What one run removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// Whether this process held the lease and ran (another replica did otherwise).
+    pub ran: bool,
+    /// The tickets whose evidence was deleted.
+    pub evidence: Vec<TicketNumber>,
+    /// The blobs deleted with it.
+    pub blobs: usize,
+    /// Blobs that could not be deleted now: no ticket names them any more, so the
+    /// orphan sweep deletes them later.
+    pub blobs_left: usize,
+    /// The tickets whose customer's name, phone and company were deleted.
+    pub customers: Vec<TicketNumber>,
+}
+
+/// One run at `now`: takes the lease (as `holder`, for `lease_secs`), then deletes what
+/// the retention periods of `settings` no longer allow to keep.
+pub async fn run_once(
+    store: &dyn Store,
+    blobs: &BlobStore,
+    settings: &Retention,
+    holder: &str,
+    now: Timestamp,
+    lease_secs: i64,
+) -> Result<Removed, StoreError> {
+    if !store
+        .take_lease(LEASE, holder, now, now.plus_seconds(lease_secs.max(60)))
+        .await?
+    {
+        return Ok(Removed::default());
+    }
+    let mut removed = Removed {
+        ran: true,
+        ..Removed::default()
+    };
+    let evidence_before = now.plus_seconds(-i64::from(settings.photo_days) * DAY_SECS);
+    loop {
+        let batch = store
+            .remove_evidence_decided_before(evidence_before, settings.photo_days, now, BATCH)
+            .await?;
+        // A blob another row still names (the same upload kept for an e-mail reply, or
+        // taken into a newer ticket) stays: the orphan sweep has it once nothing does.
+        let named: Vec<String> = batch.iter().flat_map(|t| t.blobs.clone()).collect();
+        let still_named: std::collections::HashSet<String> =
+            store.blobs_referenced(&named).await?.into_iter().collect();
+        for ticket in &batch {
+            for blob in ticket.blobs.iter().filter(|b| !still_named.contains(*b)) {
+                match blobs.delete(blob).await {
+                    Ok(()) => removed.blobs += 1,
+                    Err(error) => {
+                        tracing::warn!(ticket = %ticket.ticket, %error, "a deleted ticket's blob could not be removed now; the orphan sweep will");
+                        removed.blobs_left += 1;
+                    }
+                }
+            }
+        }
+        let full = batch.len() == BATCH as usize;
+        removed
+            .evidence
+            .extend(batch.into_iter().map(|ticket| ticket.ticket));
+        if !full {
+            break;
+        }
+    }
+    let customers_before = now.plus_seconds(-i64::from(settings.customer_days) * DAY_SECS);
+    loop {
+        let batch = store
+            .remove_customer_details_decided_before(
+                customers_before,
+                settings.customer_days,
+                now,
+                BATCH,
+            )
+            .await?;
+        let full = batch.len() == BATCH as usize;
+        removed.customers.extend(batch);
+        if !full {
+            break;
+        }
+    }
+    ::metrics::counter!("resetdesk_retention_evidence_removed_total")
+        .increment(removed.evidence.len() as u64);
+    ::metrics::counter!("resetdesk_retention_customers_removed_total")
+        .increment(removed.customers.len() as u64);
+    ::metrics::gauge!("resetdesk_retention_last_run_timestamp_seconds")
+        .set(now.unix_seconds() as f64);
+    if !removed.evidence.is_empty() || !removed.customers.is_empty() {
+        tracing::info!(
+            evidence = removed.evidence.len(),
+            blobs = removed.blobs,
+            blobs_left = removed.blobs_left,
+            customers = removed.customers.len(),
+            "data retention deleted what it keeps no longer"
+        );
+    }
+    Ok(removed)
+}
+
+/// Runs every `retention_interval_secs` until `stopped`; off when that is 0.
+pub async fn run(desk: web::Data<Desk>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let settings = desk.settings.retention.clone();
+    if settings.interval_secs == 0 {
+        return;
+    }
+    let holder = crate::sweeper::holder();
+    let mut timer = tokio::time::interval(Duration::from_secs(settings.interval_secs));
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let lease = i64::try_from(settings.interval_secs).unwrap_or(i64::MAX);
+        let now = desk.clock.now();
+        if let Err(error) = run_once(
+            desk.store.as_ref(),
+            &desk.blobs,
+            &settings,
+            &holder,
+            now,
+            lease,
+        )
+        .await
+        {
+            tracing::error!(%error, "data retention failed; it runs again in an interval");
+        }
+    }
+}
