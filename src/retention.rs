@@ -157,3 +157,90 @@ pub async fn run(desk: web::Data<Desk>, mut stopped: tokio::sync::watch::Receive
         }
     }
 }
+
+/// A customer erased on request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erased {
+    pub tickets: Vec<TicketNumber>,
+    /// The blobs deleted with them.
+    pub blobs: usize,
+    /// Blobs that could not be deleted now: no row names them, so the orphan sweep does.
+    pub blobs_left: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ErasureError {
+    #[error("no ticket has the address {0}: nothing was erased")]
+    NoTickets(String),
+    #[error(
+        "tickets {} are still pending: decide (or reject) them first, then erase; nothing was erased",
+        .0.iter().map(TicketNumber::as_str).collect::<Vec<_>>().join(", ")
+    )]
+    Pending(Vec<TicketNumber>),
+    #[error("the database failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Erases the customer of `email` on request (`resetdesk customer erase`, docs/PRIVACY.md):
+/// every ticket of their mailbox loses its personal fields, texts and files in one
+/// transaction with its history, its audit entry and the confirmation mail (in the
+/// language of their newest ticket); the blobs are deleted after. `by` is who asked
+/// (a console user's address, or `cli`); `reason` is kept in the history and the log,
+/// and must not name the customer.
+pub async fn erase_customer(
+    store: &dyn Store,
+    blobs: &BlobStore,
+    mail: &crate::mail::compose::MailContext,
+    email: &crate::domain::EmailAddress,
+    by: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Erased, ErasureError> {
+    let confirmation = |to: &crate::domain::EmailAddress, language, tickets: &[TicketNumber]| {
+        crate::mail::compose::erasure_confirmed(mail, language, to, tickets)
+            .inspect_err(|error| {
+                tracing::error!(%error, "the erasure's confirmation mail could not be written")
+            })
+            .ok()
+    };
+    let outcome = store
+        .erase_customer(&crate::store::ErasureRequest {
+            email,
+            by,
+            reason,
+            confirmation: &confirmation,
+            at: now,
+        })
+        .await?;
+    let (tickets, names) = match outcome {
+        crate::store::ErasureOutcome::Erased { tickets, blobs } => (tickets, blobs),
+        crate::store::ErasureOutcome::NoTickets => {
+            return Err(ErasureError::NoTickets(email.to_string()));
+        }
+        crate::store::ErasureOutcome::Pending(pending) => {
+            return Err(ErasureError::Pending(pending));
+        }
+    };
+    let still_named: std::collections::HashSet<String> =
+        store.blobs_referenced(&names).await?.into_iter().collect();
+    let mut erased = Erased {
+        tickets,
+        blobs: 0,
+        blobs_left: 0,
+    };
+    for name in names.iter().filter(|n| !still_named.contains(*n)) {
+        match blobs.delete(name).await {
+            Ok(()) => erased.blobs += 1,
+            Err(error) => {
+                tracing::warn!(%error, "an erased customer's blob could not be removed now; the orphan sweep will");
+                erased.blobs_left += 1;
+            }
+        }
+    }
+    tracing::info!(
+        tickets = erased.tickets.len(),
+        blobs = erased.blobs,
+        "a customer erased on request"
+    );
+    Ok(erased)
+}

@@ -11,6 +11,9 @@ use crate::crypto;
 use crate::domain::Timestamp;
 
 const DOMAIN: &[u8] = b"resetdesk.audit.v1\0";
+/// Entries of a ticket since migration 0030: the words are committed to, not hashed.
+const DOMAIN_V2: &[u8] = b"resetdesk.audit.v2\0";
+const DETAIL_DOMAIN: &[u8] = b"resetdesk.audit.detail.v1\0";
 
 /// The hash before the first entry.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -23,11 +26,60 @@ pub struct AuditEntry {
     pub actor: String,
     pub action: String,
     pub ticket_id: Option<i64>,
+    /// The words; empty once erased.
     pub detail: String,
     #[serde(serialize_with = "hex")]
     pub prev_hash: [u8; 32],
     #[serde(serialize_with = "hex")]
     pub hash: [u8; 32],
+    /// A ticket's entry since migration 0030: the chain hashes this commitment to the
+    /// words, [`detail_commitment`] under the ticket's salt, and not the words.
+    #[serde(serialize_with = "hex_opt", skip_serializing_if = "Option::is_none")]
+    pub commitment: Option<[u8; 32]>,
+    /// The ticket's salt, while the ticket's customer is not erased.
+    #[serde(skip)]
+    pub salt: Option<[u8; 32]>,
+    /// The words and the salt were erased with the customer (the chain still holds).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
+}
+
+fn hex_opt<S: serde::Serializer>(bytes: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+    match bytes {
+        Some(bytes) => hex(bytes, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// The commitment a ticket's entry hashes in place of its words: HMAC-SHA256 under the
+/// ticket's random salt of `"resetdesk.audit.detail.v1" 0x00 ‖ detail`. Without the salt
+/// it tells nothing of the words (an address cannot be guessed and tried).
+pub fn detail_commitment(salt: &[u8; 32], detail: &str) -> [u8; 32] {
+    let mut message = DETAIL_DOMAIN.to_vec();
+    message.extend_from_slice(detail.as_bytes());
+    crypto::hmac_sha256(salt, &message)
+}
+
+/// `SHA-256("resetdesk.audit.v2" 0x00 || prev_hash(32) || i64(id) || i64(at) ||
+/// text(actor) || text(action) || i64(ticket_id) || commitment(32))`: a ticket's entry.
+pub fn entry_hash_v2(
+    prev_hash: &[u8; 32],
+    id: i64,
+    at: Timestamp,
+    actor: &str,
+    action: &str,
+    ticket_id: i64,
+    commitment: &[u8; 32],
+) -> [u8; 32] {
+    let mut message = DOMAIN_V2.to_vec();
+    message.extend_from_slice(prev_hash);
+    message.extend_from_slice(&id.to_be_bytes());
+    message.extend_from_slice(&at.unix_seconds().to_be_bytes());
+    text(&mut message, actor);
+    text(&mut message, action);
+    message.extend_from_slice(&ticket_id.to_be_bytes());
+    message.extend_from_slice(commitment);
+    crypto::sha256(&message)
 }
 
 fn hex<S: serde::Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
@@ -70,15 +122,39 @@ pub fn entry_hash(
 
 impl AuditEntry {
     fn computed_hash(&self) -> [u8; 32] {
-        entry_hash(
-            &self.prev_hash,
-            self.id,
-            self.at,
-            &self.actor,
-            &self.action,
-            self.ticket_id,
-            &self.detail,
-        )
+        match (&self.commitment, self.ticket_id) {
+            (Some(commitment), Some(ticket)) => entry_hash_v2(
+                &self.prev_hash,
+                self.id,
+                self.at,
+                &self.actor,
+                &self.action,
+                ticket,
+                commitment,
+            ),
+            _ => entry_hash(
+                &self.prev_hash,
+                self.id,
+                self.at,
+                &self.actor,
+                &self.action,
+                self.ticket_id,
+                &self.detail,
+            ),
+        }
+    }
+
+    /// Whether the words shown are the ones committed to (always, for an entry that
+    /// hashes its words; for one erased, there are none to check).
+    fn words_match(&self) -> bool {
+        match (&self.commitment, &self.salt) {
+            (Some(_), _) if self.erased => true,
+            (Some(commitment), Some(salt)) => {
+                crypto::constant_time_eq(&detail_commitment(salt, &self.detail), commitment)
+            }
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
     }
 }
 
@@ -103,6 +179,8 @@ pub struct ChainVerifier {
     prev_hash: [u8; 32],
     next_id: i64,
     pub checked: u64,
+    /// Entries whose words were erased with their customer: linked, their words gone.
+    pub erased: u64,
 }
 
 impl Default for ChainVerifier {
@@ -111,6 +189,7 @@ impl Default for ChainVerifier {
             prev_hash: GENESIS,
             next_id: 1,
             checked: 0,
+            erased: 0,
         }
     }
 }
@@ -126,12 +205,15 @@ impl ChainVerifier {
         if entry.prev_hash != self.prev_hash {
             return Err(ChainError::Unlinked { id: entry.id });
         }
-        if entry.computed_hash() != entry.hash {
+        if entry.computed_hash() != entry.hash || !entry.words_match() {
             return Err(ChainError::Altered { id: entry.id });
         }
         self.prev_hash = entry.hash;
         self.next_id += 1;
         self.checked += 1;
+        if entry.erased {
+            self.erased += 1;
+        }
         Ok(())
     }
 
@@ -160,6 +242,9 @@ mod tests {
                     detail: "ok".into(),
                     prev_hash: prev,
                     hash,
+                    commitment: None,
+                    salt: None,
+                    erased: false,
                 };
                 prev = hash;
                 entry
@@ -194,6 +279,75 @@ mod tests {
                 expected: 3,
                 found: 4
             })
+        );
+    }
+
+    /// A ticket's entries as since migration 0030: words committed to under a salt.
+    fn committed_chain(n: i64, salt: [u8; 32]) -> Vec<AuditEntry> {
+        let mut prev = GENESIS;
+        (1..=n)
+            .map(|id| {
+                let at = Timestamp::from_unix_seconds(1_800_000_000 + id).unwrap();
+                let detail = format!("approval mail to customer{id}@example.com");
+                let commitment = detail_commitment(&salt, &detail);
+                let hash = entry_hash_v2(&prev, id, at, "system", "mail", 7, &commitment);
+                let entry = AuditEntry {
+                    id,
+                    at,
+                    actor: "system".into(),
+                    action: "mail".into(),
+                    ticket_id: Some(7),
+                    detail,
+                    prev_hash: prev,
+                    hash,
+                    commitment: Some(commitment),
+                    salt: Some(salt),
+                    erased: false,
+                };
+                prev = hash;
+                entry
+            })
+            .collect()
+    }
+
+    #[test]
+    fn erased_words_leave_the_chain_intact_and_counted() {
+        let mut entries = committed_chain(4, [9; 32]);
+        let mut verifier = ChainVerifier::default();
+        for entry in &entries {
+            verifier.check(entry).unwrap();
+        }
+        assert_eq!(verifier.erased, 0);
+        // The customer erased: the words and the salt are gone from entries 2 and 3.
+        for entry in &mut entries[1..3] {
+            entry.detail = String::new();
+            entry.salt = None;
+            entry.erased = true;
+        }
+        let mut verifier = ChainVerifier::default();
+        for entry in &entries {
+            verifier.check(entry).unwrap();
+        }
+        assert_eq!((verifier.checked, verifier.erased), (4, 2));
+    }
+
+    #[test]
+    fn changed_words_of_a_committed_entry_are_named() {
+        let mut entries = committed_chain(4, [9; 32]);
+        entries[1].detail = "approval mail to someone-else@example.com".into();
+        assert_eq!(verify(&entries), Err(ChainError::Altered { id: 2 }));
+        // Words with no salt to check them against are not taken as intact either.
+        let mut entries = committed_chain(4, [9; 32]);
+        entries[2].salt = None;
+        assert_eq!(verify(&entries), Err(ChainError::Altered { id: 3 }));
+    }
+
+    #[test]
+    fn a_commitment_tells_nothing_without_its_salt() {
+        let words = "approval mail to ana@example.com";
+        assert_ne!(
+            detail_commitment(&[1; 32], words),
+            detail_commitment(&[2; 32], words)
         );
     }
 

@@ -53,8 +53,25 @@ impl AuditPages<'_> {
 /// The outcome of walking a whole stored chain.
 #[derive(Debug)]
 pub enum VerifyOutcome {
-    Intact { entries: u64, head: String },
+    /// Every link holds; `erased` entries' words were erased with their customer.
+    Intact {
+        entries: u64,
+        erased: u64,
+        head: String,
+    },
     Broken(ChainError),
+}
+
+/// " (N of them erased …)" when some entries' words were erased with their customer:
+/// said, so that an erased entry is never mistaken for a tampered one. Empty otherwise.
+pub fn erased_note(erased: u64) -> String {
+    if erased == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({erased} of them erased with their customer: linked as written, their words gone)"
+        )
+    }
 }
 
 /// Walks the stored chain from the first entry and optionally compares the head with a
@@ -97,6 +114,7 @@ pub async fn verify_store(
     }
     Ok(VerifyOutcome::Intact {
         entries: verifier.checked,
+        erased: verifier.erased,
         head,
     })
 }

@@ -1,6 +1,7 @@
 //! The `resetdesk` command line. Each subcommand parses its arguments into domain
 //! types and calls one library function; nothing here decides protocol rules.
 
+mod customer;
 mod device;
 mod evidence;
 mod installer;
@@ -77,6 +78,9 @@ enum Command {
     /// Data retention: what decided tickets keep, and for how long (docs/PRIVACY.md).
     #[command(subcommand)]
     Retention(server::RetentionCommand),
+    /// A customer's data: erase it on request, or write it all out (docs/PRIVACY.md).
+    #[command(subcommand)]
+    Customer(customer::CustomerCommand),
     /// What the desk reads off a label photo (the evidence worker runs `evidence read`).
     #[command(subcommand)]
     Evidence(evidence::EvidenceCommand),
@@ -184,6 +188,9 @@ pub fn main() -> ExitCode {
         }
         Command::Retention(command) => {
             settings().and_then(|s| server::retention(command, s, clock.as_ref()))
+        }
+        Command::Customer(command) => {
+            settings().and_then(|s| customer::run(command, s, clock.as_ref()))
         }
         Command::Evidence(command) => evidence::run(command),
         Command::Mail(command) => mail::run(command),

@@ -217,8 +217,15 @@ pub fn audit(command: &AuditCommand, settings: Settings) -> CliResult {
         match command {
             AuditCommand::Verify { head } => {
                 match crate::audit::verify_store(store.as_ref(), head.as_deref()).await? {
-                    crate::audit::VerifyOutcome::Intact { entries, head } => {
-                        println!("the audit chain is intact: {entries} entries, head {head}");
+                    crate::audit::VerifyOutcome::Intact {
+                        entries,
+                        erased,
+                        head,
+                    } => {
+                        let erased = crate::audit::erased_note(erased);
+                        println!(
+                            "the audit chain is intact: {entries} entries{erased}, head {head}"
+                        );
                         Ok(())
                     }
                     crate::audit::VerifyOutcome::Broken(broken) => Err(CliError::with_code(

@@ -65,6 +65,15 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// HMAC-SHA256 of `message` under `key`; for commitments (the audit log's to a ticket's
+/// words under the ticket's salt), never to authenticate a device.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), message);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
 /// The id of a secret key that has no public half (the master secret, the desk secret):
 /// the first 8 bytes of SHA-256 over a domain label and the secret, in hex. It names the
 /// key in the database's key registry and in error messages; being a truncated hash of a

@@ -92,6 +92,17 @@ impl EmailAddress {
         self.0.rsplit_once('@').map_or("", |(_, domain)| domain)
     }
 
+    /// The domains an address of the same [`Self::mailbox`] may be written with, in
+    /// lower case: Gmail's two, or this one.
+    pub fn mailbox_domains(&self) -> Vec<String> {
+        let domain = self.domain().to_ascii_lowercase();
+        if GMAIL_DOMAINS.contains(&domain.as_str()) {
+            GMAIL_DOMAINS.iter().map(|d| (*d).to_owned()).collect()
+        } else {
+            vec![domain]
+        }
+    }
+
     /// `ana.lopez@example.com` → `a•••@example.com`: enough for the owner to recognise
     /// their own address on a page or in a mail that others may see, not enough to learn
     /// it.

@@ -740,6 +740,58 @@ pub fn mail_answer(
 }
 
 #[derive(Template)]
+#[template(path = "mail/erasure_confirmed.txt")]
+struct ErasureConfirmedText<'a> {
+    t: Lang,
+    numbers: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/erasure_confirmed.html")]
+struct ErasureConfirmedHtml<'a> {
+    t: Lang,
+    subject: &'a str,
+    numbers: &'a str,
+}
+
+/// The last mail to a customer erased on request: what went, what stays. It names the
+/// tickets, not the customer (their name is among what went), and its text and address
+/// are emptied once it is delivered or dead.
+pub fn erasure_confirmed(
+    ctx: &MailContext,
+    t: Lang,
+    to: &EmailAddress,
+    tickets: &[TicketNumber],
+) -> Result<NewMail, RenderError> {
+    let numbers = tickets
+        .iter()
+        .map(TicketNumber::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let subject = t.text("mail.erasure_confirmed.subject");
+    let nonce = data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<8>());
+    Ok(NewMail {
+        in_reply_to: None,
+        message_id: format!("<erased.{nonce}@{}>", ctx.message_domain),
+        kind: MailKind::ErasureConfirmed,
+        recipient: to.clone(),
+        body_text: ErasureConfirmedText {
+            t,
+            numbers: &numbers,
+        }
+        .render()?,
+        body_html: ErasureConfirmedHtml {
+            t,
+            subject: &subject,
+            numbers: &numbers,
+        }
+        .render()?,
+        subject,
+        attachment: None,
+    })
+}
+
+#[derive(Template)]
 #[template(path = "mail/agent_message.txt")]
 struct AgentMessageText<'a> {
     t: Lang,

@@ -11,14 +11,14 @@ use crate::protocol::{DeviceChallenge, DeviceIdentity, Nonce};
 use crate::store::{
     AddressChange, AddressChangeOutcome, AddressChanger, Approval, Attachment, AutomaticApproval,
     AutomaticFilter, CodeCheck, Conflict, CreateOutcome, Customer, DeviceSource, EarlierPhoto,
-    EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState, ExportForm, FirstApproval,
-    GrantKind, InstallerId, IntakeBucket, IntakeHit, IntakeReservation, JobEnd, KeptFile,
-    LabelCheck, LabelFinding, LoginAttempt, LoginLimits, LoginReservation, MailKind,
-    MailedDecision, Marked, MessageAuthor, NewAccessCode, NewApiToken, NewMail, NewSession,
-    NewTicket, NewTicketMessage, OutboxStatus, Previews, QueueCursor, QueueFilter, QueueOrder,
-    ReadCode, Registered, ReplyOutcome, ResentApproval, SessionStage, Store, StoreError,
-    StoredExport, StoredResponse, StoredSeed, StoredSignature, SuspicionMark, TicketEventKind,
-    TicketId, TicketSummary, TicketView, TokenScope, UserId,
+    ErasureOutcome, ErasureRequest, EvidenceFailure, EvidenceJob, EvidenceReading, EvidenceState,
+    ExportForm, FirstApproval, GrantKind, InstallerId, IntakeBucket, IntakeHit, IntakeReservation,
+    JobEnd, KeptFile, LabelCheck, LabelFinding, LoginAttempt, LoginLimits, LoginReservation,
+    MailKind, MailedDecision, Marked, MessageAuthor, NewAccessCode, NewApiToken, NewMail,
+    NewSession, NewTicket, NewTicketMessage, OutboxStatus, Previews, QueueCursor, QueueFilter,
+    QueueOrder, ReadCode, Registered, ReplyOutcome, ResentApproval, SessionStage, Store,
+    StoreError, StoredExport, StoredResponse, StoredSeed, StoredSignature, SuspicionMark,
+    TicketEventKind, TicketId, TicketSummary, TicketView, TokenScope, UserId,
 };
 
 fn at(seconds: i64) -> Timestamp {
@@ -4228,6 +4228,182 @@ pub async fn retention_deletes_what_decided_tickets_keep_no_longer(store: &dyn S
     assert_eq!(audited("customer_details_removed").await, 1);
 }
 
+/// A customer erased on request (issue 23): refused while a ticket is pending; then
+/// every ticket of the mailbox (however its address was written) loses the customer's
+/// fields, files, conversation and the words of its history, pending mail dies, the
+/// confirmation is queued, the decision and the devices stay, the search no longer
+/// finds them, and the audit chain verifies with their entries' words erased.
+pub async fn erasing_a_customer_keeps_the_decision_and_a_verifiable_chain(store: &dyn Store) {
+    let sam = agent(store, "sam@vendor.test").await;
+    let mut first = ticket(
+        "Ana+desk@Example.com",
+        vec![challenge("SERIAL-0201", at(0))],
+        at(10),
+    );
+    first.label_blob = "c".repeat(64);
+    first.customer.phone = Some(crate::domain::PhoneNumber::parse("+34 600 000 000").unwrap());
+    let first = created(store, &first).await;
+    let second = created(
+        store,
+        &ticket(
+            "ana@example.com",
+            vec![challenge("SERIAL-0202", at(0))],
+            at(11),
+        ),
+    )
+    .await;
+    let other = created(
+        store,
+        &ticket(
+            "other@example.com",
+            vec![challenge("SERIAL-0203", at(0))],
+            at(12),
+        ),
+    )
+    .await;
+    let second_id = store.ticket(&second).await.unwrap().id;
+    store
+        .record_reply(second_id, &status_page_message("it is my NVR"), 10, at(20))
+        .await
+        .unwrap();
+    let ana = email("ana@example.com");
+    let confirmation = |to: &EmailAddress, _: Lang, numbers: &[TicketNumber]| {
+        assert_eq!(numbers.len(), 2);
+        assert_eq!(
+            to.as_str(),
+            "ana@example.com",
+            "the newest ticket's address"
+        );
+        Some(mail(MailKind::ErasureConfirmed, to.as_str()))
+    };
+    let request = |at: Timestamp| ErasureRequest {
+        email: &ana,
+        by: "cli",
+        reason: "asked by phone",
+        confirmation: &confirmation,
+        at,
+    };
+    assert_eq!(
+        store.customer_tickets(&ana).await.unwrap(),
+        vec![first.clone(), second.clone()],
+        "every ticket of the mailbox, however the address was written"
+    );
+    // Pending tickets are decided first.
+    match store.erase_customer(&request(at(40))).await.unwrap() {
+        ErasureOutcome::Pending(pending) => assert_eq!(pending.len(), 2),
+        other => panic!("refused while pending, not {other:?}"),
+    }
+    for number in [&first, &second] {
+        let id = store.ticket(number).await.unwrap().id;
+        store.claim(id, sam, false, at(45)).await.unwrap();
+        store
+            .reject(&MailedDecision {
+                ticket_id: id,
+                by: sam,
+                text: "not your label",
+                mail: &mail(MailKind::Rejection, "ana@example.com"),
+                evidence_version: 1,
+                at: at(50),
+            })
+            .await
+            .unwrap();
+    }
+    let search = |q: &str| QueueFilter {
+        search: Some(SearchText::parse(q).unwrap()),
+        limit: 10,
+        ..all()
+    };
+    // "ana": both tickets' addresses, and every fixture ticket's name (the other too).
+    assert_eq!(store.tickets(&search("ana")).await.unwrap().len(), 3);
+
+    let (tickets, blobs) = match store.erase_customer(&request(at(100))).await.unwrap() {
+        ErasureOutcome::Erased { tickets, blobs } => (tickets, blobs),
+        other => panic!("erased, not {other:?}"),
+    };
+    assert_eq!(tickets, vec![first.clone(), second.clone()]);
+    assert!(blobs.contains(&"c".repeat(64)) && blobs.contains(&"b".repeat(64)));
+    for number in [&first, &second] {
+        let back = store.ticket(number).await.unwrap();
+        assert_eq!(back.erased_at, Some(at(100)));
+        assert_eq!(back.customer.name.as_str(), "—");
+        assert_eq!(back.customer.email.as_str(), crate::store::ERASED_EMAIL);
+        assert_eq!(back.customer.phone, None);
+        assert_eq!(back.label_blob, "");
+        assert!(back.messages.is_empty(), "the conversation is gone");
+        assert_eq!(
+            back.summary.status,
+            TicketStatus::Rejected,
+            "the decision stays"
+        );
+        assert_eq!(
+            back.devices.len(),
+            1,
+            "what the desk read from the export stays"
+        );
+        let (erased, rest): (Vec<_>, Vec<_>) = back
+            .events
+            .iter()
+            .partition(|e| e.kind == TicketEventKind::CustomerErased);
+        assert_eq!(erased.len(), 1);
+        assert!(erased[0].detail.contains("asked by phone"));
+        assert!(rest.iter().all(|e| e.detail.is_empty()), "{rest:?}");
+    }
+    assert_eq!(
+        store.ticket(&other).await.unwrap().customer.email.as_str(),
+        "other@example.com"
+    );
+    assert_eq!(
+        store
+            .tickets(&search("ana"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.number)
+            .collect::<Vec<_>>(),
+        vec![other.clone()],
+        "only the other customer's ticket is found now"
+    );
+    // Mail still waiting for the erased tickets dies; the confirmation waits alone.
+    let (pending, _, _) = store.mail_counts().await.unwrap();
+    assert_eq!(
+        pending, 2,
+        "the other customer's acknowledgment and the confirmation"
+    );
+
+    // The chain holds; the erased tickets' entries are said to be erased.
+    match crate::audit::verify_store(store, None).await.unwrap() {
+        crate::audit::VerifyOutcome::Intact { erased, .. } => assert!(erased >= 4, "{erased}"),
+        broken => panic!("the chain must verify after an erasure: {broken:?}"),
+    }
+    let entries = store.audit_entries(0, None, 1000).await.unwrap();
+    let first_id = store.ticket(&first).await.unwrap().id.0;
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.ticket_id == Some(first_id) && e.action != "customer_erased")
+            .all(|e| e.erased && e.detail.is_empty())
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "customer_erased" && e.detail.contains("asked by phone"))
+    );
+    assert_eq!(
+        store
+            .erase_customer(&ErasureRequest {
+                email: &email("nobody@example.com"),
+                ..request(at(200))
+            })
+            .await
+            .unwrap(),
+        ErasureOutcome::NoTickets
+    );
+    assert!(
+        store.customer_tickets(&ana).await.unwrap().is_empty(),
+        "nothing of the address is left to find"
+    );
+}
+
 /// Runs every check above, each on a fresh store from `fresh`, which returns a guard that
 /// cleans the database up and the store, or nothing when that backend cannot run here.
 pub async fn the_status_link_goes_again_at_most_once_an_hour(store: &dyn Store) {
@@ -4598,6 +4774,14 @@ macro_rules! conformance_suite {
                 return;
             };
             super::a_refused_approval_is_recorded(store.as_ref()).await;
+        }
+        #[tokio::test]
+        async fn erasing_a_customer_keeps_the_decision_and_a_verifiable_chain() {
+            let Some((_guard, store)) = $fresh.await else {
+                return;
+            };
+            super::erasing_a_customer_keeps_the_decision_and_a_verifiable_chain(store.as_ref())
+                .await;
         }
         #[tokio::test]
         async fn retention_deletes_what_decided_tickets_keep_no_longer() {

@@ -87,6 +87,12 @@ pub trait Dialect:
         tx: &mut Transaction<'static, Self>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Statements that leave no trace of erased words in the search index (SQLite's
+    /// FTS5 keeps a deleted row's terms in its segments until they are merged; a
+    /// PostgreSQL index has no words of its own beyond the rows'). Run in an erasure's
+    /// transaction.
+    const FORGET_ERASED_SEARCH_TERMS: &'static [&'static str];
+
     /// Makes the caller the only one counting in the bucket `key` of lock namespace
     /// `class` (sign-in attempts, intake requests, a ticket's one-time codes) until `tx`
     /// ends: two requests at once must not both count the same free place.

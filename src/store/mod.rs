@@ -720,6 +720,9 @@ pub enum MailKind {
     MailAnswer,
     /// An agent's own words to the customer, from the ticket page.
     AgentMessage,
+    /// The last mail to an erased customer: their data is gone. Its text and its
+    /// address are emptied once it is delivered or dead.
+    ErasureConfirmed,
 }
 
 impl MailKind {
@@ -738,6 +741,7 @@ impl MailKind {
             Self::SuspiciousDecision => "suspicious_decision",
             Self::MailAnswer => "mail_answer",
             Self::AgentMessage => "agent_message",
+            Self::ErasureConfirmed => "erasure_confirmed",
         }
     }
 
@@ -972,6 +976,8 @@ pub enum TicketEventKind {
     EvidenceRemoved,
     /// Data retention deleted the customer's name, phone and company.
     CustomerDetailsRemoved,
+    /// The customer was erased on request: every personal field, file and text.
+    CustomerErased,
     /// A reply naming the ticket from an address other than the customer's: kept for the
     /// agents, acting on nothing (the detail is the sender).
     StrangerMessage,
@@ -983,7 +989,7 @@ pub enum TicketEventKind {
 }
 
 impl TicketEventKind {
-    const KNOWN: [Self; 31] = [
+    const KNOWN: [Self; 32] = [
         Self::Submitted,
         Self::Supersedes,
         Self::Superseded,
@@ -1015,6 +1021,7 @@ impl TicketEventKind {
         Self::StrangerMessage,
         Self::EvidenceRemoved,
         Self::CustomerDetailsRemoved,
+        Self::CustomerErased,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -1050,6 +1057,7 @@ impl TicketEventKind {
             Self::StrangerMessage => "stranger_message",
             Self::EvidenceRemoved => "evidence_removed",
             Self::CustomerDetailsRemoved => "customer_details_removed",
+            Self::CustomerErased => "customer_erased",
             Self::Other(raw) => raw,
         }
     }
@@ -1109,6 +1117,8 @@ pub struct TicketDetail {
     /// When data retention deleted the customer's name, phone and company
     /// (`customer_retention_days` after the decision; the name reads "—").
     pub customer_removed_at: Option<Timestamp>,
+    /// When the customer was erased on request (`resetdesk customer erase`).
+    pub erased_at: Option<Timestamp>,
 }
 
 /// Who wrote a message of a ticket's conversation.
@@ -2315,6 +2325,46 @@ pub struct RemovedEvidence {
     pub blobs: Vec<String>,
 }
 
+/// Writes the last mail to an erased customer: to this address, in this language,
+/// naming these tickets.
+pub type ConfirmationMail<'a> =
+    dyn Fn(&EmailAddress, Lang, &[TicketNumber]) -> Option<NewMail> + Send + Sync + 'a;
+
+/// A customer to erase on request (issue 23).
+pub struct ErasureRequest<'a> {
+    /// The address whose tickets are erased (compared without case).
+    pub email: &'a EmailAddress,
+    /// Who asked for it to be done: a console user's address, or `cli`.
+    pub by: &'a str,
+    /// Why, for the history and the audit log (it must not name the customer).
+    pub reason: &'a str,
+    /// The last mail to the customer, saying it is done: to the address of their newest
+    /// ticket as they wrote it, in its language, naming the tickets erased; queued in the
+    /// same transaction (`None`: it could not be written, and the erasure goes on
+    /// without it).
+    pub confirmation: &'a ConfirmationMail<'a>,
+    pub at: Timestamp,
+}
+
+/// What an erasure found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErasureOutcome {
+    /// Every ticket of the address lost its personal fields, texts and files; the
+    /// blobs its rows named are to be deleted next.
+    Erased {
+        tickets: Vec<TicketNumber>,
+        blobs: Vec<String>,
+    },
+    /// No ticket has that address: nothing was done, no mail queued.
+    NoTickets,
+    /// Some of its tickets are still pending: decide them first; nothing was done.
+    Pending(Vec<TicketNumber>),
+}
+
+/// What an erased ticket's customer address reads: an address must parse, and this
+/// one (RFC 2606's `.invalid`) reaches nobody.
+pub const ERASED_EMAIL: &str = "erased@erased.invalid";
+
 /// Data retention (issue 23): what a decided ticket keeps only for a while. A ticket is
 /// decided when approved or rejected (its `decided_at`), or replaced by a newer one
 /// (superseded: when that happened).
@@ -2344,6 +2394,19 @@ pub trait RetentionStore: Send + Sync + 'static {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<TicketNumber>>;
+
+    /// Erases a customer on request, in one transaction: each of the address's tickets
+    /// loses its customer's fields (the address reads [`ERASED_EMAIL`]), its photos and
+    /// export, its conversation, the texts of its history, its mails' texts and
+    /// addresses, and its audit entries' words and salt (the chain stays verifiable);
+    /// what the desk read from the export and the decision stay. Mail the desk answered
+    /// the address with loses its texts too. The confirmation is queued, and each ticket's
+    /// history and the audit log say it was done, by whom and why.
+    async fn erase_customer(&self, request: &ErasureRequest<'_>) -> StoreResult<ErasureOutcome>;
+
+    /// Every ticket of the address's mailbox (compared without case, +tags or Gmail's
+    /// dots), oldest first: what `customer export` writes out.
+    async fn customer_tickets(&self, email: &EmailAddress) -> StoreResult<Vec<TicketNumber>>;
 }
 
 #[async_trait]

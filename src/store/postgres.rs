@@ -126,6 +126,8 @@ impl Dialect for Postgres {
     const PRUNE_INTAKE_HITS: &'static str = "DELETE FROM intake_hits WHERE id IN
     (SELECT id FROM intake_hits WHERE at <= $1 ORDER BY at LIMIT 100 FOR UPDATE SKIP LOCKED)";
 
+    const FORGET_ERASED_SEARCH_TERMS: &'static [&'static str] = &[];
+
     /// A transaction-scoped advisory lock, across every connection and replica, so two
     /// writers never read the same head.
     async fn lock_audit_chain(tx: &mut Transaction<'static, Postgres>) -> StoreResult<()> {

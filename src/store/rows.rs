@@ -177,6 +177,7 @@ pub(super) struct TicketRow {
     pub installer_id: Option<i64>,
     pub evidence_removed_at: Option<i64>,
     pub customer_removed_at: Option<i64>,
+    pub erased_at: Option<i64>,
 }
 
 impl TicketRow {
@@ -447,20 +448,50 @@ pub(super) struct AuditRow {
     detail: String,
     prev_hash: String,
     hash: String,
+    commitment: Option<String>,
+    kept_detail: Option<String>,
+    salt: Option<String>,
 }
 
 impl TryFrom<AuditRow> for crate::audit::chain::AuditEntry {
     type Error = StoreError;
     fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        let commitment = row
+            .commitment
+            .as_deref()
+            .map(|c| hex_array("audit commitment", c))
+            .transpose()?;
+        // A committed entry's words and salt are kept apart; erased, neither is there.
+        let (detail, salt, erased) = match (&commitment, row.kept_detail, row.salt) {
+            (None, _, _) => (row.detail, None, false),
+            (Some(_), Some(words), Some(salt)) => {
+                (words, Some(hex_array("audit salt", &salt)?), false)
+            }
+            (Some(_), words, salt) if words.is_none() && salt.is_none() => {
+                (String::new(), None, true)
+            }
+            // Half erased (words without their salt, or the reverse): shown as kept, and
+            // the verifier names the entry.
+            (Some(_), words, salt) => (
+                words.unwrap_or_default(),
+                salt.as_deref()
+                    .map(|s| hex_array("audit salt", s))
+                    .transpose()?,
+                false,
+            ),
+        };
         Ok(crate::audit::chain::AuditEntry {
             id: row.id,
             at: time(row.at)?,
             actor: row.actor,
             action: row.action,
             ticket_id: row.ticket_id,
-            detail: row.detail,
+            detail,
             prev_hash: hex_array("audit hash", &row.prev_hash)?,
             hash: hex_array("audit hash", &row.hash)?,
+            commitment,
+            salt,
+            erased,
         })
     }
 }

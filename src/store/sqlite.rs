@@ -138,6 +138,9 @@ impl Dialect for Sqlite {
     const PRUNE_INTAKE_HITS: &'static str = "DELETE FROM intake_hits WHERE id IN
     (SELECT id FROM intake_hits WHERE at <= $1 ORDER BY at LIMIT 100)";
 
+    const FORGET_ERASED_SEARCH_TERMS: &'static [&'static str] =
+        &["INSERT INTO ticket_search (ticket_search) VALUES ('optimize')"];
+
     /// The write lock `BEGIN IMMEDIATE` took already serialises appends to the chain.
     async fn lock_audit_chain(_tx: &mut Transaction<'static, Sqlite>) -> StoreResult<()> {
         Ok(())

@@ -133,7 +133,11 @@ async fn the_chain_of_a_real_session_verifies_and_names_tampering() {
         "undoing the edit mends the chain"
     );
 
-    // Deleting an entry in the middle is named.
+    // Deleting an entry in the middle is named (its words, kept apart, with it).
+    sqlx::query("DELETE FROM audit_details WHERE entry_id = 6")
+        .execute(&pool)
+        .await
+        .unwrap();
     sqlx::query("DELETE FROM audit_log WHERE id = 6")
         .execute(&pool)
         .await
@@ -144,6 +148,10 @@ async fn the_chain_of_a_real_session_verifies_and_names_tampering() {
 
     // Cutting entries from the end leaves a shorter chain that verifies on its own,
     // but not against the head published before the cut.
+    sqlx::query("DELETE FROM audit_details WHERE entry_id >= 6")
+        .execute(&pool)
+        .await
+        .unwrap();
     sqlx::query("DELETE FROM audit_log WHERE id >= 6")
         .execute(&pool)
         .await

@@ -1,8 +1,9 @@
-//! Data retention (issue 23, item 1), on both backends: a decided ticket's label photo,
-//! previews and export are deleted `photo_retention_days` after the decision and no
-//! sooner, its customer's name, phone and company `customer_retention_days` after, by
-//! `resetdesk retention run --now T`; the console says so instead of a broken image; the
-//! audit log still verifies.
+//! Data retention, erasure and access (issue 23), on both backends: a decided ticket's
+//! label photo, previews and export are deleted `photo_retention_days` after the
+//! decision and no sooner, its customer's name, phone and company
+//! `customer_retention_days` after, by `resetdesk retention run --now T`; a customer is
+//! exported and erased on request, and nothing of them is left but the audit chain,
+//! which still verifies; the console says so instead of a broken image.
 
 use serde_json::Value;
 
@@ -133,3 +134,245 @@ async fn decided_tickets_keep_evidence_and_details_only_so_long(backend: Backend
 }
 
 on_both_backends!(decided_tickets_keep_evidence_and_details_only_so_long);
+
+/// A customer's details as form fields: a name, phone and company found nowhere else.
+fn erasable_customer(email: &str) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text("name", "Erika Löschbar")
+        .text("email", email.to_owned())
+        .text("phone", "+49 151 2345 6789")
+        .text("company", "Löschbar Sicherheit GmbH")
+        .text("country", "DE")
+        .text("role", "installer")
+        .text("purchase_channel", "Fachhandel Löschbar")
+}
+
+/// Every row of every table of the database, as text (PostgreSQL), or the database's
+/// files after a checkpoint (SQLite: pages are overwritten when freed, `secure_delete`).
+async fn everything_stored(app: &TestApp, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let file = app.dir.path().join("data/resetdesk.db");
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+                .await
+                .unwrap();
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            let mut bytes = std::fs::read(&file).unwrap();
+            if let Ok(wal) = std::fs::read(file.with_extension("db-wal")) {
+                bytes.extend(wal);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Backend::Postgres => {
+            let url = app.desk.settings.storage.database_url.clone().unwrap();
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables
+                  WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let mut all = String::new();
+            for table in tables {
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT t::text FROM \"{table}\" t"
+                )))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                all.push_str(&rows.join("\n"));
+            }
+            all
+        }
+    }
+}
+
+/// Issue 23, items 2 and 3: `resetdesk customer export` writes everything the desk holds
+/// about a customer; `resetdesk customer erase` then leaves their name, address, phone,
+/// company and photos in no table and no blob (the database's files and rows searched),
+/// mails them a last confirmation, keeps the other customers' tickets, and the audit
+/// chain still verifies, saying which entries were erased.
+async fn an_erased_customer_is_nowhere_but_the_chain_holds(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let token = app.agent_token("approver@vendor.test").await;
+    let mut numbers = Vec::new();
+    for (serial, address) in [
+        ("ERASE-0001", "erika.loeschbar@example.com"),
+        ("ERASE-0002", "Erika.Loeschbar+cams@Example.com"),
+        ("STAYS-0001", "stays@example.com"),
+    ] {
+        let mut device = app.device(serial, "DS-7608NI-K2");
+        let request = app.export(&mut device, 0, app.now());
+        let customer = if address.starts_with("stays") {
+            customer_form(address)
+        } else {
+            erasable_customer(address)
+        };
+        let form = export_part(customer, &request, "xml").part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        );
+        let created = app.submit(form).await;
+        assert_eq!(created.status(), 201);
+        let number = created.json::<Value>().await.unwrap()["ticket"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let approved = app
+            .api_post(
+                &token,
+                &format!("/api/v1/tickets/{number}/approve"),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(approved.status(), 200, "approval of {number}");
+        numbers.push(number);
+    }
+    app.run_outbox().await;
+    let photos: Vec<String> = {
+        let mut names = Vec::new();
+        for number in &numbers[..2] {
+            let ticket = app
+                .desk
+                .store
+                .ticket(&resetdesk::domain::TicketNumber::parse(number).unwrap())
+                .await
+                .unwrap();
+            names.push(ticket.label_blob);
+        }
+        names
+    };
+
+    // Access: everything, with the photos, in a directory only its owner may enter.
+    let out = app.dir.path().join("erika");
+    let (ok, said) = desk_command(
+        &app,
+        &[
+            "customer",
+            "export",
+            "--email",
+            "erika.loeschbar@example.com",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{said}");
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(out.join("customer.json")).unwrap()).unwrap();
+    let tickets = json["tickets"].as_array().unwrap();
+    assert_eq!(
+        tickets.len(),
+        2,
+        "both of her tickets, not the other customer's"
+    );
+    assert_eq!(tickets[0]["customer"]["name"], "Erika Löschbar");
+    for ticket in tickets {
+        let number = ticket["number"].as_str().unwrap();
+        assert!(numbers[..2].contains(&number.to_owned()));
+        let photo = std::fs::read(out.join(number).join("label.jpg")).unwrap();
+        assert_eq!(photo, label_photo());
+        assert!(out.join(number).join("export.xml").exists());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // Erasure.
+    let (ok, said) = desk_command(
+        &app,
+        &[
+            "customer",
+            "erase",
+            "--email",
+            "ERIKA.loeschbar@example.com",
+            "--reason",
+            "asked by e-mail on 2026-12-01",
+            "--now",
+            &app.now().to_string(),
+        ],
+    );
+    assert!(ok, "{said}");
+    for number in &numbers[..2] {
+        assert!(said.contains(&format!("{number}: erased")), "{said}");
+    }
+    // The last mail, to her address.
+    app.run_outbox().await;
+    // (To the address of her newest ticket.)
+    let last: Vec<_> = app
+        .mails()
+        .into_iter()
+        .filter(|m| {
+            m.to.eq_ignore_ascii_case("Erika.Loeschbar+cams@Example.com")
+        })
+        .collect();
+    assert!(
+        last.iter()
+            .any(|m| m.subject.contains("Your data was erased")
+                && m.text.contains(&numbers[0])
+                && m.text.contains(&numbers[1])),
+        "{:?}",
+        app.mails()
+            .iter()
+            .map(|m| (&m.to, &m.subject))
+            .collect::<Vec<_>>()
+    );
+    // Once it is sent (until then it holds her address), nothing of her is stored:
+    // not in any row or file of the database, nor among the blobs.
+    let stored = everything_stored(&app, backend).await;
+    for gone in [
+        "Löschbar",
+        "Loeschbar",
+        "loeschbar",
+        "+49 151 2345 6789",
+        "+4915123456789",
+        "2345 6789",
+    ] {
+        assert!(
+            !stored.contains(gone),
+            "{gone:?} is still stored after the erasure: {:?}",
+            stored
+                .match_indices(gone)
+                .map(
+                    |(i, _)| &stored[stored.floor_char_boundary(i.saturating_sub(150))
+                        ..stored.ceil_char_boundary((i + 80).min(stored.len()))]
+                )
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        stored.contains("stays@example.com"),
+        "the other customer stays"
+    );
+    let blobs = app.dir.path().join("data/blobs");
+    for name in &photos {
+        assert!(
+            !blobs.join(&name[..2]).join(&name[2..]).exists(),
+            "the photo {name} is still stored"
+        );
+    }
+
+    // The console says so.
+    app.create_agent("agent@vendor.test").await;
+    let agent = app.sign_in("agent@vendor.test").await;
+    let page = app
+        .console_page(&agent, &format!("/console/tickets/{}", numbers[0]))
+        .await;
+    assert!(page.contains("Erased on request"), "{page}");
+    assert!(!page.contains("Photo deleted after"), "{page}");
+
+    // The chain holds, and says which entries were erased.
+    let (ok, said) = desk_command(&app, &["audit", "verify"]);
+    assert!(ok, "{said}");
+    assert!(said.contains("erased with their customer"), "{said}");
+}
+
+on_both_backends!(an_erased_customer_is_nowhere_but_the_chain_holds);

@@ -98,6 +98,7 @@ fn ticket(submitter: &str) -> TicketDetail {
         messages: Vec::new(),
         evidence_removed_at: None,
         customer_removed_at: None,
+        erased_at: None,
     }
 }
 

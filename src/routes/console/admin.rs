@@ -388,9 +388,14 @@ async fn audit_log(
         .inspect_err(|e| tracing::warn!(error = %e, "the audit log shows ticket ids"))
         .ok();
     let chain = match audit::verify_store(desk.store.as_ref(), None).await {
-        Ok(VerifyOutcome::Intact { entries, head }) => {
+        Ok(VerifyOutcome::Intact {
+            entries,
+            erased,
+            head,
+        }) => {
+            let erased = audit::erased_note(erased);
             format!(
-                "The chain is intact: {entries} entries. Current head (publish it as a checkpoint): {head}"
+                "The chain is intact: {entries} entries{erased}. Current head (publish it as a checkpoint): {head}"
             )
         }
         Ok(VerifyOutcome::Broken(broken)) => format!("THE CHAIN IS BROKEN: {broken}"),

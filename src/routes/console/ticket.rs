@@ -187,6 +187,8 @@ struct TicketPage {
     /// after how many days it does (`customer_retention_days`).
     customer_removed: Option<String>,
     customer_days: u32,
+    /// When the customer was erased on request (UTC): said instead of the above.
+    erased: Option<String>,
     customer: CustomerRowView,
     /// The canned rejection reasons and photo requests to pick from: (id, English
     /// text); the customer is sent their own language's.
@@ -490,10 +492,17 @@ impl TicketPage {
             export_text: None,
             export_picture: ticket.export_form == ExportForm::Qr
                 && ticket.evidence_removed_at.is_none(),
-            evidence_removed: ticket.evidence_removed_at.map(|at| at.shown_utc()),
+            evidence_removed: ticket
+                .evidence_removed_at
+                .filter(|_| ticket.erased_at.is_none())
+                .map(|at| at.shown_utc()),
             photo_days: 0,
-            customer_removed: ticket.customer_removed_at.map(|at| at.shown_utc()),
+            customer_removed: ticket
+                .customer_removed_at
+                .filter(|_| ticket.erased_at.is_none())
+                .map(|at| at.shown_utc()),
             customer_days: 0,
+            erased: ticket.erased_at.map(|at| at.shown_utc()),
             customer: CustomerRowView::of(&ticket.customer),
             canned: Vec::new(),
             photo_canned: Vec::new(),
@@ -806,6 +815,17 @@ async fn label_photo(
 
 /// 410 Gone for a picture data retention deleted, saying so, instead of an error.
 fn evidence_deleted(desk: &Desk, ticket: &TicketDetail, what: &str) -> Option<HttpResponse> {
+    if let Some(at) = ticket.erased_at {
+        return Some(message_page(
+            StatusCode::GONE,
+            "Erased on request",
+            &format!(
+                "The {what} of ticket {} was erased with the customer's data on {} UTC, at their request.",
+                ticket.summary.number,
+                at.shown_utc()
+            ),
+        ));
+    }
     let at = ticket.evidence_removed_at?;
     let days = desk.settings.retention.photo_days;
     Some(message_page(

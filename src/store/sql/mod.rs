@@ -55,12 +55,21 @@ macro_rules! user_select {
 }
 
 /// The kinds of mail whose parts carry a secret: the response mail (typed keys and the
-/// signed file) and the one-time code mail (`MailKind::Approval`, `MailKind::AccessCode`). Their text, HTML
+/// signed file) and the one-time code mail (`MailKind::Approval`, `MailKind::AccessCode`),
+/// and the last mail to an erased customer (`MailKind::ErasureConfirmed`). Their text, HTML
 /// and attachment are kept only while they wait to be sent: emptied once delivered or
 /// dead.
 macro_rules! secret_mail_kinds {
     () => {
-        "('approval', 'access_code')"
+        "('approval', 'access_code', 'erasure_confirmed')"
+    };
+}
+
+/// The kind of mail whose address, too, goes once delivered or dead: the last mail to
+/// an erased customer (`MailKind::ErasureConfirmed`) must not leave their address behind.
+macro_rules! addressed_once_kinds {
+    () => {
+        "('erasure_confirmed')"
     };
 }
 

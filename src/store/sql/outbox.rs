@@ -72,6 +72,16 @@ where
         ));
         Self::push_in_ids(&mut blank, ids);
         blank.build().execute(&mut *tx).await.map_err(db)?;
+        let mut unaddressed = sqlx::QueryBuilder::<D>::new("UPDATE outbox SET recipient = ");
+        unaddressed
+            .push_bind(crate::store::ERASED_EMAIL)
+            .push(concat!(
+                " WHERE kind IN ",
+                addressed_once_kinds!(),
+                " AND status = 'sent' AND id",
+            ));
+        Self::push_in_ids(&mut unaddressed, ids);
+        unaddressed.build().execute(&mut *tx).await.map_err(db)?;
         // Audited even when a late report finds a row no longer pending: the relay did
         // take the message.
         let mut select = sqlx::QueryBuilder::<D>::new(
@@ -128,13 +138,16 @@ where
                                body_html = CASE WHEN CAST($2 AS BIGINT) IS NULL AND kind IN ", secret_mail_kinds!(), "
                                                 THEN '' ELSE body_html END,
                                attachment = CASE WHEN CAST($2 AS BIGINT) IS NULL AND kind IN ", secret_mail_kinds!(), "
-                                                 THEN NULL ELSE attachment END
+                                                 THEN NULL ELSE attachment END,
+                               recipient = CASE WHEN CAST($2 AS BIGINT) IS NULL AND kind IN ", addressed_once_kinds!(), "
+                                                THEN $5 ELSE recipient END
                           WHERE id = $4 AND status = 'pending'",
         ))
         .bind(error)
         .bind(retry_at.map(Timestamp::unix_seconds))
         .bind(retry_at.map(Timestamp::unix_seconds))
         .bind(id)
+        .bind(crate::store::ERASED_EMAIL)
         .execute(self.writer())
         .await
         .map_err(db)?;

@@ -1,16 +1,47 @@
 //! Data retention (issue 23): a decided ticket's evidence and its customer's details,
-//! deleted once kept long enough. Each batch is one transaction: the rows stop naming
-//! the blobs, the history and the audit log say what went, together; the caller deletes
-//! the blobs after (`crate::retention`).
+//! deleted once kept long enough, and a customer erased on request. Each is one
+//! transaction: the rows stop naming the blobs, the history and the audit log say what
+//! went, together; the caller deletes the blobs after (`crate::retention`).
 
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Value, db};
-use crate::domain::{TicketNumber, TicketSearchText, Timestamp};
+use crate::domain::{EmailAddress, TicketNumber, TicketSearchText, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
-use crate::store::{RemovedEvidence, RetentionStore, StoreResult, TicketEventKind, TicketId};
+use crate::store::{
+    ERASED_EMAIL, ErasureOutcome, ErasureRequest, RemovedEvidence, RetentionStore, StoreResult,
+    TicketEventKind, TicketId,
+};
+
+/// Tickets whose address is at a domain (`$1`: `%@domain`), to be compared in full by
+/// [`of_mailbox`].
+const TICKETS_OF_DOMAIN: &str = "SELECT id, number, status, customer_email FROM tickets
+  WHERE lower(customer_email) LIKE $1 ORDER BY id";
+
+/// The `LIKE` patterns for the domains an address of `email`'s mailbox may be written
+/// with (LIKE's own wildcards taken out: a domain has none).
+fn domain_patterns(email: &EmailAddress) -> Vec<String> {
+    email
+        .mailbox_domains()
+        .into_iter()
+        .map(|domain| format!("%@{}", domain.replace(['%', '_'], "")))
+        .collect()
+}
+
+/// The rows of [`TICKETS_OF_DOMAIN`] whose address is `mailbox`'s, however it was
+/// written (case, +tags, Gmail's dots): (id, number, status).
+fn of_mailbox(
+    rows: Vec<(i64, String, String, String)>,
+    mailbox: &str,
+) -> impl Iterator<Item = (i64, String, String)> + '_ {
+    rows.into_iter()
+        .filter(move |(_, _, _, email)| {
+            EmailAddress::parse(email).is_ok_and(|e| e.mailbox() == mailbox)
+        })
+        .map(|(id, number, status, _)| (id, number, status))
+}
 
 /// Who data retention acts as, in the history and the audit log.
 const ACTOR: &str = "retention";
@@ -246,8 +277,207 @@ where
         tx.commit().await.map_err(db)?;
         Ok(removed)
     }
+
+    async fn customer_tickets(&self, email: &EmailAddress) -> StoreResult<Vec<TicketNumber>> {
+        let mailbox = email.mailbox();
+        let mut numbers = Vec::new();
+        for pattern in domain_patterns(email) {
+            let found: Vec<(i64, String, String, String)> = sqlx::query_as(TICKETS_OF_DOMAIN)
+                .bind(pattern)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            for (_, number, _) in of_mailbox(found, &mailbox) {
+                numbers.push(
+                    TicketNumber::parse(&number)
+                        .map_err(|_| rows::corrupt("ticket number", &number))?,
+                );
+            }
+        }
+        Ok(numbers)
+    }
+
+    async fn erase_customer(&self, request: &ErasureRequest<'_>) -> StoreResult<ErasureOutcome> {
+        let mailbox = request.email.mailbox();
+        let mut tx = self.write().await?;
+        let mut tickets: Vec<(i64, String, String)> = Vec::new();
+        for pattern in domain_patterns(request.email) {
+            let found: Vec<(i64, String, String, String)> = sqlx::query_as(TICKETS_OF_DOMAIN)
+                .bind(pattern)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            tickets.extend(of_mailbox(found, &mailbox));
+        }
+        if tickets.is_empty() {
+            return Ok(ErasureOutcome::NoTickets);
+        }
+        let parse = |number: &str| {
+            TicketNumber::parse(number).map_err(|_| rows::corrupt("ticket number", number))
+        };
+        let pending: Vec<TicketNumber> = tickets
+            .iter()
+            .filter(|(_, _, status)| status == "open" || status == "awaiting_photo")
+            .map(|(_, number, _)| parse(number))
+            .collect::<Result<_, _>>()?;
+        if !pending.is_empty() {
+            return Ok(ErasureOutcome::Pending(pending));
+        }
+        // The newest ticket's address as the customer wrote it, and its language: where
+        // and how the confirmation goes.
+        let newest_id = tickets
+            .iter()
+            .map(|(id, _, _)| *id)
+            .max()
+            .unwrap_or_default();
+        let newest: (String, String) =
+            sqlx::query_as("SELECT customer_email, customer_language FROM tickets WHERE id = $1")
+                .bind(newest_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        let now = request.at;
+        let mut numbers = Vec::with_capacity(tickets.len());
+        let mut blobs = Vec::new();
+        for (id, number, _) in &tickets {
+            let ticket = TicketId(*id);
+            let number = parse(number)?;
+            blobs.extend(Self::evidence_blobs(&mut tx, ticket).await?);
+            let serials: Vec<String> = sqlx::query_scalar(
+                "SELECT serial FROM ticket_devices WHERE ticket_id = $1 ORDER BY position",
+            )
+            .bind(ticket)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            let search_text = TicketSearchText::of(
+                &number,
+                REMOVED_NAME,
+                ERASED_EMAIL,
+                serials.iter().map(String::as_str),
+            );
+            sqlx::query(
+                "UPDATE tickets SET customer_name = $2, customer_email = $3, customer_phone = NULL,
+                                    customer_company = NULL, purchase_channel = NULL,
+                                    label_blob = '', export_blob = '', export_bytes = NULL,
+                                    search_text = $4, erased_at = $5,
+                                    evidence_removed_at = COALESCE(evidence_removed_at, $5),
+                                    customer_removed_at = COALESCE(customer_removed_at, $5)
+                  WHERE id = $1",
+            )
+            .bind(ticket)
+            .bind(REMOVED_NAME)
+            .bind(ERASED_EMAIL)
+            .bind(search_text.as_str())
+            .bind(now.unix_seconds())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            for statement in ERASE_AROUND_TICKET {
+                sqlx::query(statement)
+                    .bind(ticket)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            for statement in ERASE_ADDRESSED_AROUND_TICKET {
+                sqlx::query(statement)
+                    .bind(ticket)
+                    .bind(ERASED_EMAIL)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            numbers.push(number);
+        }
+        // Mail to the address outside its tickets (answers to e-mail the desk could not
+        // take), and the e-mails it sent: their texts and the address go too.
+        let mut answered = sqlx::QueryBuilder::<D>::new("UPDATE outbox SET recipient = ");
+        answered
+            .push_bind(ERASED_EMAIL)
+            .push(", subject = '', body_text = '', body_html = '', attachment = NULL, attachment_name = NULL,
+                   status = CASE WHEN status = 'pending' THEN 'dead' ELSE status END
+                   WHERE ticket_id IS NULL AND lower(recipient) = ")
+            .push_bind(request.email.as_str().to_ascii_lowercase());
+        answered.build().execute(&mut *tx).await.map_err(db)?;
+        // The address's place in the per-address limits (kept an hour at most anyway).
+        sqlx::query("DELETE FROM intake_hits WHERE lower(key) = $1 OR lower(key) = $2")
+            .bind(mailbox.as_str())
+            .bind(request.email.as_str().to_ascii_lowercase())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE inbound_mails SET sender = $1 WHERE sender = $2")
+            .bind(ERASED_EMAIL)
+            .bind(mailbox.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let detail = format!("the customer's data erased on request: {}", request.reason);
+        let mut audits = Vec::with_capacity(numbers.len());
+        for (id, _, _) in &tickets {
+            Self::event(
+                &mut tx,
+                TicketId(*id),
+                now,
+                request.by,
+                &TicketEventKind::CustomerErased,
+                &detail,
+            )
+            .await?;
+            audits.push((Some(*id), detail.clone()));
+        }
+        for &statement in D::FORGET_ERASED_SEARCH_TERMS {
+            sqlx::query(statement).execute(&mut *tx).await.map_err(db)?;
+        }
+        Self::append_audits(&mut tx, now, request.by, "customer_erased", &audits).await?;
+        let language = crate::i18n::Lang::parse(&newest.1).unwrap_or_default();
+        let address = EmailAddress::parse(&newest.0).unwrap_or_else(|_| request.email.clone());
+        if let Some(mail) = (request.confirmation)(&address, language, &numbers) {
+            Self::enqueue(&mut tx, None, &mail, now).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        blobs.sort();
+        blobs.dedup();
+        Ok(ErasureOutcome::Erased {
+            tickets: numbers,
+            blobs,
+        })
+    }
 }
 
 /// What a ticket's customer name reads once deleted: a name must not be empty, and a
 /// dash reads as "nothing" in every language the desk speaks.
 pub(crate) const REMOVED_NAME: &str = "—";
+
+/// The statements that take a ticket's personal data out of the rows around it, each
+/// bound to the ticket's id as `$1`.
+const ERASE_AROUND_TICKET: [&str; 9] = [
+    "DELETE FROM earlier_photos WHERE ticket_id = $1",
+    "UPDATE evidence_jobs SET label_blob = '', preview_blob = NULL, thumbnail_blob = NULL,
+            last_error = NULL WHERE ticket_id = $1",
+    "UPDATE ticket_views SET label_blob = '' WHERE ticket_id = $1",
+    "UPDATE ticket_devices SET reserved_email = NULL WHERE ticket_id = $1",
+    "DELETE FROM ticket_messages WHERE ticket_id = $1",
+    "DELETE FROM access_codes WHERE ticket_id = $1",
+    // The history keeps what happened and when, not the words (customers' messages,
+    // addresses, agents' answers and notes), nor a customer as its actor.
+    "UPDATE ticket_events SET detail = '',
+            actor = CASE WHEN actor IN (SELECT email FROM users)
+                           OR actor IN ('system', 'mailer', 'retention', 'cli', 'customer')
+                         THEN actor ELSE '(erased)' END
+      WHERE ticket_id = $1",
+    // The audit log's words of the ticket and the salt they were committed under: the
+    // chain keeps the commitments, and verifies (docs/AUDIT.md).
+    "DELETE FROM audit_details WHERE entry_id IN (SELECT id FROM audit_log WHERE ticket_id = $1)",
+    "DELETE FROM audit_salts WHERE ticket_id = $1",
+];
+
+/// The same, for rows that also name the address: `$2` is [`ERASED_EMAIL`].
+const ERASE_ADDRESSED_AROUND_TICKET: [&str; 2] = [
+    "UPDATE outbox SET recipient = $2, subject = '', body_text = '', body_html = '',
+            attachment = NULL, attachment_name = NULL,
+            status = CASE WHEN status = 'pending' THEN 'dead' ELSE status END
+      WHERE ticket_id = $1",
+    "UPDATE automatic_decisions SET recipient = $2, recipient_mailbox = $2 WHERE ticket_id = $1",
+];

@@ -363,7 +363,7 @@ where
                     t.customer_country, t.customer_role, t.purchase_channel, t.customer_language,
                     t.export_form, t.export_blob, t.label_blob, t.label_media_type, t.evidence_version, ud.email AS decided_by, t.decision_reason, s.number AS superseded_by,
                     r.number AS repeat_of, t.installer_id, t.evidence_removed_at,
-                    t.customer_removed_at
+                    t.customer_removed_at, t.erased_at
              FROM tickets t
              LEFT JOIN users ud ON ud.id = t.decided_by
              LEFT JOIN tickets s ON s.id = t.superseded_by
@@ -454,6 +454,7 @@ where
                 .collect::<Result<_, _>>()?,
             evidence_removed_at: row.evidence_removed_at.map(rows::time).transpose()?,
             customer_removed_at: row.customer_removed_at.map(rows::time).transpose()?,
+            erased_at: row.erased_at.map(rows::time).transpose()?,
             messages: messages
                 .into_iter()
                 .map(TryInto::try_into)
