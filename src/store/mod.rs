@@ -758,6 +758,7 @@ impl MailKind {
             Self::SuspiciousDecision,
             Self::MailAnswer,
             Self::AgentMessage,
+            Self::ErasureConfirmed,
         ]
         .into_iter()
         .find(|k| k.as_str() == raw)

@@ -198,10 +198,15 @@ mod tests {
         assert_eq!(
             secret_mail_kinds!(),
             format!(
-                "('{}', '{}')",
+                "('{}', '{}', '{}')",
                 MailKind::Approval.as_str(),
-                MailKind::AccessCode.as_str()
+                MailKind::AccessCode.as_str(),
+                MailKind::ErasureConfirmed.as_str()
             )
+        );
+        assert_eq!(
+            addressed_once_kinds!(),
+            format!("('{}')", MailKind::ErasureConfirmed.as_str())
         );
     }
 }
