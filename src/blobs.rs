@@ -234,6 +234,76 @@ impl BlobStore {
         }
     }
 
+    /// Keeps one record of the erasure log (`crate::retention`) where a restore of the
+    /// database does not reach: beside the blobs (`erasures/<random>`, in the bucket for
+    /// replicas), never listed as a blob, so the sweeper leaves it.
+    pub async fn put_erasure_record(&self, bytes: Vec<u8>) -> Result<(), BlobError> {
+        let name = data_encoding::HEXLOWER.encode(&crypto::random_bytes::<32>());
+        match &self.backend {
+            Backend::Local(dir) => {
+                let path = dir.join(ERASURES).join(&name);
+                tokio::task::spawn_blocking(move || {
+                    if let Some(parent) = path.parent() {
+                        crate::data_dir::create_dir_all(parent)?;
+                    }
+                    write_new(&path, &bytes)
+                })
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(local_error)?;
+            }
+            Backend::ObjectStore(store) => {
+                store
+                    .put(
+                        &ObjectPath::from(format!("{ERASURES}/{name}")),
+                        PutPayload::from(bytes),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every record of the erasure log.
+    pub async fn erasure_records(&self) -> Result<Vec<Vec<u8>>, BlobError> {
+        match &self.backend {
+            Backend::Local(dir) => {
+                let dir = dir.join(ERASURES);
+                tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Vec<u8>>> {
+                    let entries = match std::fs::read_dir(&dir) {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            return Ok(Vec::new());
+                        }
+                        other => other?,
+                    };
+                    let mut records = Vec::new();
+                    for entry in entries {
+                        let entry = entry?;
+                        let name = entry.file_name().to_string_lossy().into_owned();
+                        if check_name(&name).is_ok() {
+                            records.push(std::fs::read(entry.path())?);
+                        }
+                    }
+                    Ok(records)
+                })
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(BlobError::Io)
+            }
+            Backend::ObjectStore(store) => {
+                use futures_util::TryStreamExt;
+                let prefix = ObjectPath::from(ERASURES);
+                let objects: Vec<object_store::ObjectMeta> =
+                    store.list(Some(&prefix)).try_collect().await?;
+                let mut records = Vec::with_capacity(objects.len());
+                for meta in objects {
+                    records.push(store.get(&meta.location).await?.bytes().await?.to_vec());
+                }
+                Ok(records)
+            }
+        }
+    }
+
     /// Every stored blob with the time it was stored (seconds since the epoch), for the
     /// sweeper. Half-written local files (`.tmp-…`) and anything not named as a blob are
     /// left out: the sweeper never touches what it does not recognise.
@@ -307,6 +377,9 @@ impl BlobStore {
         answer.map_err(|_| "unreachable")
     }
 }
+
+/// Where the erasure log's records are kept, beside the blobs.
+const ERASURES: &str = "erasures";
 
 fn list_local(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
     let mut found = Vec::new();

@@ -685,8 +685,14 @@ impl Section for Retention {
     fn set(&mut self, name: &str, value: &str) -> Result<(), Refusal> {
         let days = "expected a whole number of days from 1 to 36500";
         match name {
+            // Never sooner than an export dies: a rejected ticket may be reopened within
+            // its 48 hours, and must still have its evidence then.
             "photo_retention_days" => {
-                self.photo_days = number(value, |n| (1..=36_500).contains(n), days)?
+                self.photo_days = number(
+                    value,
+                    |n| (3..=36_500).contains(n),
+                    "expected a whole number of days from 3 (longer than an export lives) to 36500",
+                )?
             }
             "customer_retention_days" => {
                 self.customer_days = number(value, |n| (1..=36_500).contains(n), days)?

@@ -179,23 +179,47 @@ pub enum ErasureError {
     Pending(Vec<TicketNumber>),
     #[error("the database failed: {0}")]
     Store(#[from] StoreError),
+    #[error("the erasure log beside the blobs could not be read or written: {0}")]
+    Log(#[from] crate::blobs::BlobError),
+}
+
+/// One record of the erasure log, kept beside the blobs where a restore of the database
+/// does not reach: when, and whose mailbox (an HMAC under the desk secret, not the
+/// address).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ErasureRecord {
+    at: i64,
+    mailbox: String,
 }
 
 /// Erases the customer of `email` on request (`resetdesk customer erase`, docs/PRIVACY.md):
 /// every ticket of their mailbox loses its personal fields, texts and files in one
 /// transaction with its history, its audit entry and the confirmation mail (in the
-/// language of their newest ticket); the blobs are deleted after. `by` is who asked
-/// (a console user's address, or `cli`); `reason` is kept in the history and the log,
-/// and must not name the customer.
+/// language of their newest ticket); the erasure log gets a record (so a restored backup
+/// is erased again at start); the blobs are deleted after. `by` is who asked (a console
+/// user's address, or `cli`); `reason` is kept in the history and the log, and must not
+/// name the customer.
+#[allow(clippy::too_many_arguments)]
 pub async fn erase_customer(
     store: &dyn Store,
     blobs: &BlobStore,
     mail: &crate::mail::compose::MailContext,
+    secret: &crate::crypto::DeskSecret,
     email: &crate::domain::EmailAddress,
     by: &str,
     reason: &str,
     now: Timestamp,
 ) -> Result<Erased, ErasureError> {
+    // The record first: an erasure whose record could not be kept would come back with
+    // the next restore. A record whose erasure then fails erases nothing it should not
+    // (a restore re-applies it only to tickets made before it).
+    let record = ErasureRecord {
+        at: now.unix_seconds(),
+        mailbox: secret.erasure_digest(&email.mailbox()),
+    };
+    #[allow(clippy::expect_used)]
+    let bytes = serde_json::to_vec(&record).expect("a record always serialises");
+    blobs.put_erasure_record(bytes).await?;
     let confirmation = |to: &crate::domain::EmailAddress, language, tickets: &[TicketNumber]| {
         crate::mail::compose::erasure_confirmed(mail, language, to, tickets)
             .inspect_err(|error| {
@@ -209,9 +233,26 @@ pub async fn erase_customer(
             by,
             reason,
             confirmation: &confirmation,
+            created_before: None,
             at: now,
         })
         .await?;
+    let erased = erased_blobs(store, blobs, outcome, email).await?;
+    tracing::info!(
+        tickets = erased.tickets.len(),
+        blobs = erased.blobs,
+        "a customer erased on request"
+    );
+    Ok(erased)
+}
+
+/// The blobs of an erasure deleted (those no other row names), or why nothing was erased.
+async fn erased_blobs(
+    store: &dyn Store,
+    blobs: &BlobStore,
+    outcome: crate::store::ErasureOutcome,
+    email: &crate::domain::EmailAddress,
+) -> Result<Erased, ErasureError> {
     let (tickets, names) = match outcome {
         crate::store::ErasureOutcome::Erased { tickets, blobs } => (tickets, blobs),
         crate::store::ErasureOutcome::NoTickets => {
@@ -237,10 +278,74 @@ pub async fn erase_customer(
             }
         }
     }
-    tracing::info!(
-        tickets = erased.tickets.len(),
-        blobs = erased.blobs,
-        "a customer erased on request"
-    );
     Ok(erased)
+}
+
+/// Erases again, at start, every customer the erasure log names whose tickets a restored
+/// backup brought back: the tickets made before each erasure (a customer who wrote
+/// again since keeps the new ones), with no mail. A ticket the backup holds as pending
+/// is left, and said: an agent decides it, then `customer erase` runs again. Returns the
+/// tickets erased again.
+pub async fn reapply_erasures(
+    store: &dyn Store,
+    blobs: &BlobStore,
+    secret: &crate::crypto::DeskSecret,
+    now: Timestamp,
+) -> Result<Vec<TicketNumber>, ErasureError> {
+    let mut erased_at: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for bytes in blobs.erasure_records().await? {
+        match serde_json::from_slice::<ErasureRecord>(&bytes) {
+            Ok(record) => {
+                let at = erased_at.entry(record.mailbox).or_insert(record.at);
+                *at = (*at).max(record.at);
+            }
+            Err(error) => tracing::warn!(%error, "a damaged record in the erasure log was skipped"),
+        }
+    }
+    if erased_at.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut again = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for address in store.customer_addresses().await? {
+        let Ok(email) = crate::domain::EmailAddress::parse(&address) else {
+            continue;
+        };
+        let mailbox = email.mailbox();
+        if !seen.insert(mailbox.clone()) {
+            continue;
+        }
+        let Some(at) = erased_at.get(&secret.erasure_digest(&mailbox)) else {
+            continue;
+        };
+        let at = Timestamp::from_unix_seconds(*at).unwrap_or(now);
+        let no_mail = |_: &crate::domain::EmailAddress, _, _: &[TicketNumber]| None;
+        let reason = format!("re-applied after a restore: the customer was erased at {at}");
+        let outcome = store
+            .erase_customer(&crate::store::ErasureRequest {
+                email: &email,
+                by: "system",
+                reason: &reason,
+                confirmation: &no_mail,
+                created_before: Some(at),
+                at: now,
+            })
+            .await?;
+        match erased_blobs(store, blobs, outcome, &email).await {
+            Ok(erased) => {
+                tracing::warn!(
+                    tickets = erased.tickets.len(),
+                    "an erased customer's tickets came back with a restore: erased again"
+                );
+                again.extend(erased.tickets);
+            }
+            Err(ErasureError::NoTickets(_)) => {}
+            Err(ErasureError::Pending(pending)) => {
+                let pending: Vec<&str> = pending.iter().map(TicketNumber::as_str).collect();
+                tracing::error!(tickets = %pending.join(", "), "a restore brought back pending tickets of an erased customer: decide them, then run `resetdesk customer erase` again");
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(again)
 }

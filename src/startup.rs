@@ -84,6 +84,28 @@ async fn reload_keys(desk: web::Data<Desk>, mut stopped: tokio::sync::watch::Rec
     }
 }
 
+/// Before anything is served: customers erased on request whose tickets a restored
+/// backup brought back are erased again (docs/PRIVACY.md). A failure is said and the
+/// desk starts: the next start tries again.
+async fn reapply_erasures(desk: &Desk) {
+    match crate::retention::reapply_erasures(
+        desk.store.as_ref(),
+        &desk.blobs,
+        &desk.keys.desk_secret,
+        desk.clock.now(),
+    )
+    .await
+    {
+        Ok(again) if !again.is_empty() => {
+            tracing::warn!(tickets = again.len(), "erasures re-applied after a restore")
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::error!(%error, "cannot re-apply the erasure log; the next start tries again")
+        }
+    }
+}
+
 pub struct Application {
     pub port: u16,
     pub desk: web::Data<Desk>,
@@ -116,6 +138,7 @@ impl Application {
         let listener = bind(&mut settings)?;
         let port = listener.local_addr()?.port();
         let desk = build_desk(settings, store, keys, signer, blobs, clock, &worker)?;
+        reapply_erasures(&desk).await;
         let server = http_server(desk.clone(), listener)?;
         Ok(Self {
             port,

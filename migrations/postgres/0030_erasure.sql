@@ -22,3 +22,26 @@ CREATE INDEX audit_salts_by_ticket ON audit_salts (ticket_id, id);
 
 -- When a ticket's customer was erased on request (`resetdesk customer erase`).
 ALTER TABLE tickets ADD COLUMN erased_at BIGINT;
+
+-- The words and salts go only with an erased customer; the verifier also asks that an
+-- erasure's own entry name every entry whose words are gone (docs/AUDIT.md).
+CREATE FUNCTION audit_words_erased_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        RAISE EXCEPTION '% is never changed', TG_TABLE_NAME;
+    END IF;
+    IF TG_TABLE_NAME = 'audit_details' THEN
+        IF (SELECT t.erased_at FROM audit_log a JOIN tickets t ON t.id = a.ticket_id
+             WHERE a.id = OLD.entry_id) IS NULL THEN
+            RAISE EXCEPTION 'audit words go only with an erased customer';
+        END IF;
+    ELSIF (SELECT erased_at FROM tickets WHERE id = OLD.ticket_id) IS NULL THEN
+        RAISE EXCEPTION 'audit salts go only with an erased customer';
+    END IF;
+    RETURN OLD;
+END;
+$$;
+CREATE TRIGGER audit_details_erased_only BEFORE UPDATE OR DELETE ON audit_details
+    FOR EACH ROW EXECUTE FUNCTION audit_words_erased_only();
+CREATE TRIGGER audit_salts_erased_only BEFORE UPDATE OR DELETE ON audit_salts
+    FOR EACH ROW EXECUTE FUNCTION audit_words_erased_only();

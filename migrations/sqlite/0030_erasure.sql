@@ -24,3 +24,17 @@ CREATE INDEX audit_salts_by_ticket ON audit_salts (ticket_id, id);
 
 -- When a ticket's customer was erased on request (`resetdesk customer erase`).
 ALTER TABLE tickets ADD COLUMN erased_at INTEGER;
+
+-- The words and salts go only with an erased customer; the verifier also asks that an
+-- erasure's own entry name every entry whose words are gone (docs/AUDIT.md).
+CREATE TRIGGER audit_details_no_update BEFORE UPDATE ON audit_details
+BEGIN SELECT RAISE(ABORT, 'audit words are never changed'); END;
+CREATE TRIGGER audit_details_erased_only BEFORE DELETE ON audit_details
+WHEN (SELECT t.erased_at FROM audit_log a JOIN tickets t ON t.id = a.ticket_id
+       WHERE a.id = old.entry_id) IS NULL
+BEGIN SELECT RAISE(ABORT, 'audit words go only with an erased customer'); END;
+CREATE TRIGGER audit_salts_no_update BEFORE UPDATE ON audit_salts
+BEGIN SELECT RAISE(ABORT, 'audit salts are never changed'); END;
+CREATE TRIGGER audit_salts_erased_only BEFORE DELETE ON audit_salts
+WHEN (SELECT erased_at FROM tickets WHERE id = old.ticket_id) IS NULL
+BEGIN SELECT RAISE(ABORT, 'audit salts go only with an erased customer'); END;

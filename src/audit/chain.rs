@@ -171,6 +171,23 @@ pub enum ChainError {
         "the published chain head {expected} is no longer in the chain (now {found}): entries were removed"
     )]
     HeadMismatch { expected: String, found: String },
+    #[error(
+        "the words of entry {id} are gone, and no later `{ERASURE_ACTION}` entry names it: they were removed, not erased with a customer"
+    )]
+    ErasedUnrecorded { id: i64 },
+}
+
+/// The action of the entry an erasure appends after it, whose words (hashed as they are,
+/// never erasable) name the entries whose words it erased: `… entries 2, 5, 9`.
+pub const ERASURE_ACTION: &str = "audit_words_erased";
+
+/// The entry ids an erasure's entry names.
+fn erased_ids(detail: &str) -> impl Iterator<Item = i64> + '_ {
+    detail
+        .rsplit_once("entries ")
+        .map_or("", |(_, ids)| ids)
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter_map(|id| id.parse().ok())
 }
 
 /// Walks entries in id order, checking each link; remembers the head.
@@ -181,6 +198,8 @@ pub struct ChainVerifier {
     pub checked: u64,
     /// Entries whose words were erased with their customer: linked, their words gone.
     pub erased: u64,
+    /// Entries met without their words that no erasure entry has named yet.
+    unaccounted: std::collections::BTreeSet<i64>,
 }
 
 impl Default for ChainVerifier {
@@ -190,6 +209,7 @@ impl Default for ChainVerifier {
             next_id: 1,
             checked: 0,
             erased: 0,
+            unaccounted: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -213,8 +233,24 @@ impl ChainVerifier {
         self.checked += 1;
         if entry.erased {
             self.erased += 1;
+            self.unaccounted.insert(entry.id);
+        }
+        // An erasure's own entry hashes its words: deleting them breaks the chain.
+        if entry.action == ERASURE_ACTION && entry.commitment.is_none() {
+            for id in erased_ids(&entry.detail) {
+                self.unaccounted.remove(&id);
+            }
         }
         Ok(())
+    }
+
+    /// After the last entry: every entry without its words was erased by an erasure
+    /// that says so, later in the chain; one that was not had its words removed.
+    pub fn finish(&self) -> Result<(), ChainError> {
+        match self.unaccounted.first() {
+            Some(id) => Err(ChainError::ErasedUnrecorded { id: *id }),
+            None => Ok(()),
+        }
     }
 
     /// The hash of the last entry checked: the value to publish as a checkpoint.
@@ -329,6 +365,34 @@ mod tests {
             verifier.check(entry).unwrap();
         }
         assert_eq!((verifier.checked, verifier.erased), (4, 2));
+        // Words gone with no erasure naming them were removed, not erased.
+        assert_eq!(
+            verifier.finish(),
+            Err(ChainError::ErasedUnrecorded { id: 2 })
+        );
+        // The erasure's entry, appended after, accounts for them.
+        let last = entries.last().unwrap();
+        let detail = "tickets RQ-AAAA-BBBB: entries 2, 3";
+        let at = last.at;
+        let hash = entry_hash(&last.hash, 5, at, "cli", ERASURE_ACTION, None, detail);
+        entries.push(AuditEntry {
+            id: 5,
+            at,
+            actor: "cli".into(),
+            action: ERASURE_ACTION.into(),
+            ticket_id: None,
+            detail: detail.into(),
+            prev_hash: last.hash,
+            hash,
+            commitment: None,
+            salt: None,
+            erased: false,
+        });
+        let mut verifier = ChainVerifier::default();
+        for entry in &entries {
+            verifier.check(entry).unwrap();
+        }
+        assert_eq!(verifier.finish(), Ok(()));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 pub mod chain;
 
-pub use chain::{AuditEntry, ChainError, ChainVerifier, GENESIS, entry_hash};
+pub use chain::{AuditEntry, ChainError, ChainVerifier, ERASURE_ACTION, GENESIS, entry_hash};
 
 use crate::domain::Timestamp;
 use crate::store::{Store, StoreError};
@@ -88,6 +88,9 @@ pub async fn verify_store(
                 return Ok(VerifyOutcome::Broken(broken));
             }
         }
+    }
+    if let Err(broken) = verifier.finish() {
+        return Ok(VerifyOutcome::Broken(broken));
     }
     let head = verifier.head();
     if let Some(expected) = published_head

@@ -39,7 +39,14 @@ pub enum CustomerCommand {
 }
 
 fn address(raw: &str) -> Result<EmailAddress, CliError> {
-    EmailAddress::parse(raw).map_err(|e| CliError::new(format!("--email {raw:?}: {e}")))
+    let email =
+        EmailAddress::parse(raw).map_err(|e| CliError::new(format!("--email {raw:?}: {e}")))?;
+    if email.mailbox() == crate::store::ERASED_EMAIL {
+        return Err(CliError::new(format!(
+            "--email {raw:?} is what erased tickets read: it names no customer"
+        )));
+    }
+    Ok(email)
 }
 
 pub fn run(command: &CustomerCommand, settings: Settings, clock: &dyn Clock) -> CliResult {
@@ -53,10 +60,17 @@ pub fn run(command: &CustomerCommand, settings: Settings, clock: &dyn Clock) -> 
                     &settings.http.public_url,
                     &settings.mail.from,
                 );
+                // The desk secret keys the erasure log's record of the mailbox.
+                let keys = match settings.signer.url {
+                    Some(_) => crate::crypto::KeyStore::desk_only(&settings.storage.keys_dir),
+                    None => crate::crypto::KeyStore::new(&settings.storage.keys_dir),
+                };
+                let secret = keys.desk_secret()?;
                 let erased = crate::retention::erase_customer(
                     store.as_ref(),
                     &blobs,
                     &mail,
+                    &secret,
                     &email,
                     "cli",
                     reason,

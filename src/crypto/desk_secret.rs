@@ -27,6 +27,17 @@ impl DeskSecret {
         super::secret_key_id(b"resetdesk desk secret id v1\0", &self.0)
     }
 
+    /// What the erasure log keeps of an erased customer's mailbox
+    /// (`EmailAddress::mailbox`): an HMAC under this secret, hex. It finds the
+    /// mailbox's tickets again in a restored backup, and tells nobody without the
+    /// secret which address it was.
+    pub fn erasure_digest(&self, mailbox: &str) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
+        let mut message = b"resetdesk.erasure.v1\0".to_vec();
+        message.extend_from_slice(mailbox.to_ascii_lowercase().as_bytes());
+        data_encoding::HEXLOWER.encode(hmac::sign(&key, &message).as_ref())
+    }
+
     /// The status-link token for a ticket: 32 Crockford base32 characters (160 bits).
     pub fn status_token(&self, ticket_number: &str) -> String {
         let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0);

@@ -4281,6 +4281,7 @@ pub async fn erasing_a_customer_keeps_the_decision_and_a_verifiable_chain(store:
         by: "cli",
         reason: "asked by phone",
         confirmation: &confirmation,
+        created_before: None,
         at,
     };
     assert_eq!(
@@ -4401,6 +4402,30 @@ pub async fn erasing_a_customer_keeps_the_decision_and_a_verifiable_chain(store:
     assert!(
         store.customer_tickets(&ana).await.unwrap().is_empty(),
         "nothing of the address is left to find"
+    );
+    // An erased ticket is never reopened by a reply on its status page: nothing is left
+    // to review (the export would still be alive here).
+    let first_id = store.ticket(&first).await.unwrap().id;
+    assert_ne!(
+        store
+            .record_reply(
+                first_id,
+                &status_page_message("please look again"),
+                10,
+                at(210)
+            )
+            .await
+            .unwrap(),
+        ReplyOutcome::Reopened
+    );
+    assert_eq!(
+        store.ticket(&first).await.unwrap().summary.status,
+        TicketStatus::Rejected
+    );
+    // Erasing the same address again finds nothing: erased tickets are not its any more.
+    assert_eq!(
+        store.erase_customer(&request(at(220))).await.unwrap(),
+        ErasureOutcome::NoTickets
     );
 }
 

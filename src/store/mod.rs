@@ -2344,6 +2344,9 @@ pub struct ErasureRequest<'a> {
     /// same transaction (`None`: it could not be written, and the erasure goes on
     /// without it).
     pub confirmation: &'a ConfirmationMail<'a>,
+    /// Only tickets made at or before this time: an erasure re-applied after a restore
+    /// leaves the tickets the customer sent since (`None`: every ticket).
+    pub created_before: Option<Timestamp>,
     pub at: Timestamp,
 }
 
@@ -2408,6 +2411,10 @@ pub trait RetentionStore: Send + Sync + 'static {
     /// Every ticket of the address's mailbox (compared without case, +tags or Gmail's
     /// dots), oldest first: what `customer export` writes out.
     async fn customer_tickets(&self, email: &EmailAddress) -> StoreResult<Vec<TicketNumber>>;
+
+    /// Every customer address of a ticket not erased, as written: what an erasure re-applied
+    /// after a restore compares with the erasure log.
+    async fn customer_addresses(&self) -> StoreResult<Vec<String>>;
 }
 
 #[async_trait]

@@ -150,9 +150,21 @@ fn erasable_customer(email: &str) -> reqwest::multipart::Form {
 /// Every row of every table of the database, as text (PostgreSQL), or the database's
 /// files after a checkpoint (SQLite: pages are overwritten when freed, `secure_delete`).
 async fn everything_stored(app: &TestApp, backend: Backend) -> String {
+    let url = app.desk.settings.storage.database_url.clone();
+    let data = app.dir.path().join("data");
+    everything_stored_in(&data, backend, url.as_deref()).await
+}
+
+/// [`everything_stored`] in the database at `url` (PostgreSQL), or the SQLite file of the
+/// data directory `data`.
+async fn everything_stored_in(
+    data: &std::path::Path,
+    backend: Backend,
+    url: Option<&str>,
+) -> String {
     match backend {
         Backend::Sqlite => {
-            let file = app.dir.path().join("data/resetdesk.db");
+            let file = data.join("resetdesk.db");
             let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
                 .await
                 .unwrap();
@@ -168,8 +180,7 @@ async fn everything_stored(app: &TestApp, backend: Backend) -> String {
             String::from_utf8_lossy(&bytes).into_owned()
         }
         Backend::Postgres => {
-            let url = app.desk.settings.storage.database_url.clone().unwrap();
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let pool = sqlx::PgPool::connect(url.unwrap()).await.unwrap();
             let tables: Vec<String> = sqlx::query_scalar(
                 "SELECT table_name::text FROM information_schema.tables
                   WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
@@ -187,6 +198,7 @@ async fn everything_stored(app: &TestApp, backend: Backend) -> String {
                 .unwrap();
                 all.push_str(&rows.join("\n"));
             }
+            pool.close().await;
             all
         }
     }
@@ -376,3 +388,295 @@ async fn an_erased_customer_is_nowhere_but_the_chain_holds(backend: Backend) {
 }
 
 on_both_backends!(an_erased_customer_is_nowhere_but_the_chain_holds);
+
+/// The app's database as a backup would hold it: a copy of the SQLite file after a
+/// checkpoint, or a `pg_dump` of the PostgreSQL database.
+async fn back_up(app: &TestApp, backend: Backend) -> std::path::PathBuf {
+    let backup = app.dir.path().join("backup");
+    match backend {
+        Backend::Sqlite => {
+            let file = app.dir.path().join("data/resetdesk.db");
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+                .await
+                .unwrap();
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            std::fs::copy(&file, &backup).unwrap();
+        }
+        Backend::Postgres => {
+            let url = app.desk.settings.storage.database_url.clone().unwrap();
+            let dumped = std::process::Command::new("pg_dump")
+                .args(["-Fc", "-f", backup.to_str().unwrap(), &url])
+                .output()
+                .expect("pg_dump runs");
+            assert!(
+                dumped.status.success(),
+                "{}",
+                String::from_utf8_lossy(&dumped.stderr)
+            );
+        }
+    }
+    backup
+}
+
+/// Restores `backup` as a host restoring the desk would: for SQLite, a data directory
+/// `restored` with the backup's database file and the blob store as it is now (a
+/// restore of the database does not reach it); for PostgreSQL, a new database
+/// (dropped with `RestoredDatabase`) beside the app's data directory.
+fn restore(
+    app: &TestApp,
+    backend: Backend,
+    backup: &std::path::Path,
+) -> (std::path::PathBuf, Option<RestoredDatabase>) {
+    match backend {
+        Backend::Sqlite => {
+            let restored = app.dir.path().join("restored");
+            crate::support::private_dir(&restored);
+            let copied = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(app.dir.path().join("data/blobs"))
+                .arg(restored.join("blobs"))
+                .status()
+                .unwrap();
+            assert!(copied.success());
+            std::fs::copy(backup, restored.join("resetdesk.db")).unwrap();
+            (restored, None)
+        }
+        Backend::Postgres => {
+            let url = app.desk.settings.storage.database_url.clone().unwrap();
+            let (server, name) = url.rsplit_once('/').unwrap();
+            let restored = format!("{name}_restored");
+            let psql = |sql: &str| {
+                let ran = std::process::Command::new("psql")
+                    .args([&format!("{server}/postgres"), "-c", sql])
+                    .output()
+                    .unwrap();
+                assert!(
+                    ran.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&ran.stderr)
+                );
+            };
+            psql(&format!("DROP DATABASE IF EXISTS {restored}"));
+            psql(&format!("CREATE DATABASE {restored}"));
+            let url = format!("{server}/{restored}");
+            let ran = std::process::Command::new("pg_restore")
+                .args(["--no-owner", "-d", &url, backup.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(
+                ran.status.success(),
+                "{}",
+                String::from_utf8_lossy(&ran.stderr)
+            );
+            (
+                app.dir.path().join("data"),
+                Some(RestoredDatabase {
+                    server: server.to_owned(),
+                    name: restored,
+                }),
+            )
+        }
+    }
+}
+
+/// A database restored for a test, dropped after it.
+struct RestoredDatabase {
+    server: String,
+    name: String,
+}
+
+impl RestoredDatabase {
+    fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+}
+
+impl Drop for RestoredDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                &format!("{}/postgres", self.server),
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+/// Issue 23, item 4: the erasure is recorded where a restore of the database does not
+/// reach (beside the blobs, under an HMAC of the mailbox); `serve` started on a backup
+/// taken before it erases the customer again before it serves anything, and mails nobody.
+async fn a_restored_backup_is_erased_again_at_start(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let token = app.agent_token("approver@vendor.test").await;
+    for (serial, address) in [
+        ("RESTORE-0001", "erika.loeschbar@example.com"),
+        ("RESTORE-0002", "stays@example.com"),
+    ] {
+        let mut device = app.device(serial, "DS-7608NI-K2");
+        let request = app.export(&mut device, 0, app.now());
+        let customer = if address.starts_with("stays") {
+            customer_form(address)
+        } else {
+            erasable_customer(address)
+        };
+        let form = export_part(customer, &request, "xml").part(
+            "label_photo",
+            file_part(label_photo(), "label.jpg", "image/jpeg"),
+        );
+        let created = app.submit(form).await;
+        assert_eq!(created.status(), 201);
+        let number = created.json::<Value>().await.unwrap()["ticket"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let approved = app
+            .api_post(
+                &token,
+                &format!("/api/v1/tickets/{number}/approve"),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(approved.status(), 200);
+    }
+    app.run_outbox().await;
+    let backup = back_up(&app, backend).await;
+    let (ok, said) = desk_command(
+        &app,
+        &[
+            "customer",
+            "erase",
+            "--email",
+            "erika.loeschbar@example.com",
+            "--now",
+            &app.now().to_string(),
+        ],
+    );
+    assert!(ok, "{said}");
+    app.run_outbox().await;
+    let mails = app.mails().len();
+
+    // The backup comes back, and her with it.
+    let (data, restored) = restore(&app, backend, &backup);
+    let url = restored.as_ref().map(RestoredDatabase::url);
+    assert!(
+        everything_stored_in(&data, backend, url.as_deref())
+            .await
+            .contains("Löschbar")
+    );
+
+    // `serve` on it erases her again before it listens.
+    let sandbox = crate::support::Sandbox::new();
+    let keys = app.dir.path().join("keys");
+    let mut env = vec![
+        ("RESETDESK_DATA_DIR", data.to_str().unwrap()),
+        ("RESETDESK_KEYS_DIR", keys.to_str().unwrap()),
+    ];
+    if let Some(url) = &url {
+        env.push(("RESETDESK_DATABASE_URL", url.as_str()));
+    }
+    let served = crate::serve_binary::serve_command(
+        &sandbox,
+        &env,
+        std::process::Command::new(env!("CARGO_BIN_EXE_resetdesk")).arg("serve"),
+    );
+    assert!(
+        served
+            .all_lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("erasures re-applied after a restore")),
+        "{:?}",
+        served.all_lines.lock().unwrap()
+    );
+    drop(served);
+    let stored = everything_stored_in(&data, backend, url.as_deref()).await;
+    for gone in ["Löschbar", "loeschbar", "+49 151 2345 6789"] {
+        assert!(
+            !stored.contains(gone),
+            "{gone:?} came back with the restore"
+        );
+    }
+    assert!(
+        stored.contains("stays@example.com"),
+        "the other customer stays"
+    );
+    assert_eq!(app.mails().len(), mails, "nobody is mailed again");
+}
+
+on_both_backends!(a_restored_backup_is_erased_again_at_start);
+
+/// Issue 23, item 3, the other way round: words removed from the audit log without an
+/// erasure (an insider with the database, its triggers dropped) are named by `audit
+/// verify`, not passed off as erased.
+#[tokio::test]
+async fn audit_words_removed_without_an_erasure_are_named() {
+    let Some(app) = spawn_app_on(Backend::Sqlite).await else {
+        return;
+    };
+    let mut device = app.device("HIDDEN-0001", "DS-7608NI-K2");
+    let request = app.export(&mut device, 0, app.now());
+    let form = export_part(customer_form("hidden@example.com"), &request, "xml").part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    );
+    let created = app.submit(form).await;
+    assert_eq!(created.status(), 201);
+    let number = created.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.approve_by_api(&number).await;
+    let (ok, said) = desk_command(&app, &["audit", "verify"]);
+    assert!(ok, "{said}");
+
+    let file = app.dir.path().join("data/resetdesk.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    // The triggers refuse it first.
+    let refused = sqlx::query(
+        "DELETE FROM audit_salts WHERE ticket_id = (SELECT id FROM tickets WHERE number = ?)",
+    )
+    .bind(&number)
+    .execute(&pool)
+    .await;
+    assert!(
+        refused.is_err(),
+        "the salts go only with an erased customer"
+    );
+    for statement in [
+        "DROP TRIGGER audit_details_erased_only",
+        "DROP TRIGGER audit_salts_erased_only",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    sqlx::query(
+        "DELETE FROM audit_details WHERE entry_id IN (SELECT a.id FROM audit_log a
+           JOIN tickets t ON t.id = a.ticket_id WHERE t.number = ?)",
+    )
+    .bind(&number)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "DELETE FROM audit_salts WHERE ticket_id = (SELECT id FROM tickets WHERE number = ?)",
+    )
+    .bind(&number)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (ok, said) = desk_command(&app, &["audit", "verify"]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("no later `audit_words_erased` entry names it"),
+        "{said}"
+    );
+}

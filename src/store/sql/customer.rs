@@ -324,12 +324,15 @@ where
         // A rejected request goes back for review only while it can still be answered:
         // its export alive, and no newer request pending for any of its devices (one
         // pending ticket a device, as superseding keeps it).
-        let (expires_at,): (i64,) =
-            sqlx::query_as("SELECT export_expires_at FROM tickets WHERE id = $1")
-                .bind(ticket_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+        // A ticket whose photo and export are gone (retention, or an erasure) has no
+        // evidence left to review: never reopened.
+        let (expires_at, evidence_removed_at): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT export_expires_at, evidence_removed_at FROM tickets WHERE id = $1",
+        )
+        .bind(ticket_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
         let newer: Option<i64> = sqlx::query_scalar(
             "SELECT o.ticket_id FROM ticket_devices d
              JOIN ticket_devices o ON o.serial = d.serial AND o.ticket_id > d.ticket_id
@@ -340,7 +343,7 @@ where
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        if expires_at <= now.unix_seconds() || newer.is_some() {
+        if expires_at <= now.unix_seconds() || newer.is_some() || evidence_removed_at.is_some() {
             tx.commit().await.map_err(db)?;
             return Ok(ReplyOutcome::TooLateToReopen);
         }

@@ -334,7 +334,7 @@ where
             "UPDATE tickets SET status = 'approved', decided_by = $1, decided_at = $2, updated_at = $3,
                                 claimed_by = COALESCE(claimed_by, $4), claimed_at = COALESCE(claimed_at, $5)
              WHERE id = $6 AND status = 'open' AND customer_email = $7 AND evidence_version = $8
-               AND ($9 = 0 OR (claimed_by IS NULL AND flags = ''))",
+               AND ($9 = 0 OR (claimed_by IS NULL AND flags = '')) AND evidence_removed_at IS NULL",
         )
         .bind(approval.by.0)
         .bind(at)

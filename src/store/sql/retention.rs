@@ -17,8 +17,8 @@ use crate::store::{
 
 /// Tickets whose address is at a domain (`$1`: `%@domain`), to be compared in full by
 /// [`of_mailbox`].
-const TICKETS_OF_DOMAIN: &str = "SELECT id, number, status, customer_email FROM tickets
-  WHERE lower(customer_email) LIKE $1 ORDER BY id";
+const TICKETS_OF_DOMAIN: &str = "SELECT id, number, status, customer_email, created_at
+  FROM tickets WHERE lower(customer_email) LIKE $1 AND erased_at IS NULL ORDER BY id";
 
 /// The `LIKE` patterns for the domains an address of `email`'s mailbox may be written
 /// with (LIKE's own wildcards taken out: a domain has none).
@@ -33,14 +33,16 @@ fn domain_patterns(email: &EmailAddress) -> Vec<String> {
 /// The rows of [`TICKETS_OF_DOMAIN`] whose address is `mailbox`'s, however it was
 /// written (case, +tags, Gmail's dots): (id, number, status).
 fn of_mailbox(
-    rows: Vec<(i64, String, String, String)>,
+    rows: Vec<(i64, String, String, String, i64)>,
     mailbox: &str,
+    created_before: Option<Timestamp>,
 ) -> impl Iterator<Item = (i64, String, String)> + '_ {
     rows.into_iter()
-        .filter(move |(_, _, _, email)| {
+        .filter(move |(_, _, _, email, created_at)| {
             EmailAddress::parse(email).is_ok_and(|e| e.mailbox() == mailbox)
+                && created_before.is_none_or(|before| *created_at <= before.unix_seconds())
         })
-        .map(|(id, number, status, _)| (id, number, status))
+        .map(|(id, number, status, _, _)| (id, number, status))
 }
 
 /// Who data retention acts as, in the history and the audit log.
@@ -114,6 +116,117 @@ where
     }
 }
 
+/// What an erasure found of a mailbox outside its tickets.
+struct ErasedElsewhere {
+    /// Rows changed or deleted.
+    rows: u64,
+    /// Files kept for the mailbox's e-mail replies, to delete.
+    blobs: Vec<String>,
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Value<'q, D>,
+    for<'q> String: Value<'q, D>,
+    for<'q> &'q str: Param<'q, D>,
+    usize: ColumnIndex<D::Row>,
+{
+    /// The mailbox's traces outside its own tickets: mail the desk answered it with,
+    /// its replies on other tickets (kept as unproven), the files kept for its e-mail
+    /// replies, its inbound mails' sender and its place in the per-address limits.
+    async fn erase_mailbox_elsewhere(
+        tx: &mut Transaction<'static, D>,
+        mailbox: &str,
+        patterns: &[String],
+    ) -> StoreResult<ErasedElsewhere> {
+        let of_mailbox =
+            |address: &str| EmailAddress::parse(address).is_ok_and(|e| e.mailbox() == mailbox);
+        let mut rows = 0;
+        for pattern in patterns {
+            let mails: Vec<(i64, String)> = sqlx::query_as(
+                // (Not the confirmation of an erasure: it is that address's last mail.)
+                "SELECT id, recipient FROM outbox
+                  WHERE ticket_id IS NULL AND kind <> 'erasure_confirmed' AND lower(recipient) LIKE $1",
+            )
+            .bind(pattern.as_str())
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
+            for (id, _) in mails.iter().filter(|(_, to)| of_mailbox(to)) {
+                rows += sqlx::query(
+                    "UPDATE outbox SET recipient = $2, subject = '', body_text = '', body_html = '',
+                            attachment = NULL, attachment_name = NULL, last_error = NULL,
+                            in_reply_to = NULL,
+                            status = CASE WHEN status = 'pending' THEN 'dead' ELSE status END
+                      WHERE id = $1",
+                )
+                .bind(*id)
+                .bind(ERASED_EMAIL)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+            }
+            let messages: Vec<(i64, i64, String)> = sqlx::query_as(
+                "SELECT id, ticket_id, sender FROM ticket_messages WHERE lower(sender) LIKE $1",
+            )
+            .bind(pattern.as_str())
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?;
+            for (id, ticket, sender) in messages.iter().filter(|(_, _, from)| of_mailbox(from)) {
+                rows += sqlx::query("DELETE FROM ticket_messages WHERE id = $1")
+                    .bind(*id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                sqlx::query(
+                    "UPDATE ticket_events SET actor = '(erased)', detail = ''
+                      WHERE ticket_id = $1 AND actor = $2",
+                )
+                .bind(*ticket)
+                .bind(format!("{sender} (not proven)"))
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        let kept: Vec<String> = sqlx::query_scalar(
+            "SELECT k.blob FROM inbound_kept k JOIN inbound_mails m ON m.message_id = k.message_id
+              WHERE m.sender = $1",
+        )
+        .bind(mailbox)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?;
+        rows += sqlx::query(
+            "DELETE FROM inbound_kept WHERE message_id IN
+                (SELECT message_id FROM inbound_mails WHERE sender = $1)",
+        )
+        .bind(mailbox)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        rows += sqlx::query("UPDATE inbound_mails SET sender = $1 WHERE sender = $2")
+            .bind(ERASED_EMAIL)
+            .bind(mailbox)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        rows += sqlx::query("DELETE FROM intake_hits WHERE lower(key) = $1")
+            .bind(mailbox)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        Ok(ErasedElsewhere { rows, blobs: kept })
+    }
+}
+
 #[async_trait]
 impl<D: Dialect> RetentionStore for SqlStore<D>
 where
@@ -159,7 +272,8 @@ where
             let done = sqlx::query(
                 "UPDATE tickets SET label_blob = '', export_blob = '', export_bytes = NULL,
                                     evidence_removed_at = $2
-                  WHERE id = $1 AND evidence_removed_at IS NULL",
+                  WHERE id = $1 AND evidence_removed_at IS NULL
+                    AND status IN ('approved', 'rejected', 'superseded')",
             )
             .bind(ticket)
             .bind(now.unix_seconds())
@@ -249,7 +363,8 @@ where
                 "UPDATE tickets SET customer_name = $2, customer_phone = NULL,
                                     customer_company = NULL, search_text = $3,
                                     customer_removed_at = $4
-                  WHERE id = $1 AND customer_removed_at IS NULL",
+                  WHERE id = $1 AND customer_removed_at IS NULL
+                    AND status IN ('approved', 'rejected', 'superseded')",
             )
             .bind(ticket)
             .bind(REMOVED_NAME)
@@ -278,16 +393,25 @@ where
         Ok(removed)
     }
 
+    async fn customer_addresses(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT customer_email FROM tickets WHERE erased_at IS NULL ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+
     async fn customer_tickets(&self, email: &EmailAddress) -> StoreResult<Vec<TicketNumber>> {
         let mailbox = email.mailbox();
         let mut numbers = Vec::new();
         for pattern in domain_patterns(email) {
-            let found: Vec<(i64, String, String, String)> = sqlx::query_as(TICKETS_OF_DOMAIN)
+            let found: Vec<(i64, String, String, String, i64)> = sqlx::query_as(TICKETS_OF_DOMAIN)
                 .bind(pattern)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db)?;
-            for (_, number, _) in of_mailbox(found, &mailbox) {
+            for (_, number, _) in of_mailbox(found, &mailbox, None) {
                 numbers.push(
                     TicketNumber::parse(&number)
                         .map_err(|_| rows::corrupt("ticket number", &number))?,
@@ -299,18 +423,16 @@ where
 
     async fn erase_customer(&self, request: &ErasureRequest<'_>) -> StoreResult<ErasureOutcome> {
         let mailbox = request.email.mailbox();
+        let patterns = domain_patterns(request.email);
         let mut tx = self.write().await?;
         let mut tickets: Vec<(i64, String, String)> = Vec::new();
-        for pattern in domain_patterns(request.email) {
-            let found: Vec<(i64, String, String, String)> = sqlx::query_as(TICKETS_OF_DOMAIN)
+        for pattern in &patterns {
+            let found: Vec<(i64, String, String, String, i64)> = sqlx::query_as(TICKETS_OF_DOMAIN)
                 .bind(pattern)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
-            tickets.extend(of_mailbox(found, &mailbox));
-        }
-        if tickets.is_empty() {
-            return Ok(ErasureOutcome::NoTickets);
+            tickets.extend(of_mailbox(found, &mailbox, request.created_before));
         }
         let parse = |number: &str| {
             TicketNumber::parse(number).map_err(|_| rows::corrupt("ticket number", number))
@@ -325,20 +447,22 @@ where
         }
         // The newest ticket's address as the customer wrote it, and its language: where
         // and how the confirmation goes.
-        let newest_id = tickets
-            .iter()
-            .map(|(id, _, _)| *id)
-            .max()
-            .unwrap_or_default();
-        let newest: (String, String) =
-            sqlx::query_as("SELECT customer_email, customer_language FROM tickets WHERE id = $1")
-                .bind(newest_id)
+        let newest = match tickets.iter().map(|(id, _, _)| *id).max() {
+            Some(id) => Some(
+                sqlx::query_as::<_, (String, String)>(
+                    "SELECT customer_email, customer_language FROM tickets WHERE id = $1",
+                )
+                .bind(id)
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(db)?;
+                .map_err(db)?,
+            ),
+            None => None,
+        };
         let now = request.at;
         let mut numbers = Vec::with_capacity(tickets.len());
         let mut blobs = Vec::new();
+        let mut erased_entries: Vec<i64> = Vec::new();
         for (id, number, _) in &tickets {
             let ticket = TicketId(*id);
             let number = parse(number)?;
@@ -356,14 +480,18 @@ where
                 ERASED_EMAIL,
                 serials.iter().map(String::as_str),
             );
-            sqlx::query(
+            // The status again: on PostgreSQL a reply reopening the ticket at this moment
+            // commits first or waits; either way a pending ticket is never erased.
+            let done = sqlx::query(
                 "UPDATE tickets SET customer_name = $2, customer_email = $3, customer_phone = NULL,
                                     customer_company = NULL, purchase_channel = NULL,
+                                    decision_reason = NULL,
                                     label_blob = '', export_blob = '', export_bytes = NULL,
                                     search_text = $4, erased_at = $5,
                                     evidence_removed_at = COALESCE(evidence_removed_at, $5),
                                     customer_removed_at = COALESCE(customer_removed_at, $5)
-                  WHERE id = $1",
+                  WHERE id = $1 AND erased_at IS NULL
+                    AND status NOT IN ('open', 'awaiting_photo')",
             )
             .bind(ticket)
             .bind(REMOVED_NAME)
@@ -373,6 +501,19 @@ where
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+            if done.rows_affected() != 1 {
+                // Dropped: the transaction rolls back, nothing is erased.
+                return Ok(ErasureOutcome::Pending(vec![number]));
+            }
+            erased_entries.extend(
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT id FROM audit_log WHERE ticket_id = $1 AND commitment IS NOT NULL ORDER BY id",
+                )
+                .bind(ticket)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?,
+            );
             for statement in ERASE_AROUND_TICKET {
                 sqlx::query(statement)
                     .bind(ticket)
@@ -390,29 +531,14 @@ where
             }
             numbers.push(number);
         }
-        // Mail to the address outside its tickets (answers to e-mail the desk could not
-        // take), and the e-mails it sent: their texts and the address go too.
-        let mut answered = sqlx::QueryBuilder::<D>::new("UPDATE outbox SET recipient = ");
-        answered
-            .push_bind(ERASED_EMAIL)
-            .push(", subject = '', body_text = '', body_html = '', attachment = NULL, attachment_name = NULL,
-                   status = CASE WHEN status = 'pending' THEN 'dead' ELSE status END
-                   WHERE ticket_id IS NULL AND lower(recipient) = ")
-            .push_bind(request.email.as_str().to_ascii_lowercase());
-        answered.build().execute(&mut *tx).await.map_err(db)?;
-        // The address's place in the per-address limits (kept an hour at most anyway).
-        sqlx::query("DELETE FROM intake_hits WHERE lower(key) = $1 OR lower(key) = $2")
-            .bind(mailbox.as_str())
-            .bind(request.email.as_str().to_ascii_lowercase())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query("UPDATE inbound_mails SET sender = $1 WHERE sender = $2")
-            .bind(ERASED_EMAIL)
-            .bind(mailbox.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        let elsewhere = Self::erase_mailbox_elsewhere(&mut tx, &mailbox, &patterns).await?;
+        blobs.extend(elsewhere.blobs);
+        if numbers.is_empty() && elsewhere.rows == 0 {
+            return Ok(ErasureOutcome::NoTickets);
+        }
+        for &statement in D::FORGET_ERASED_SEARCH_TERMS {
+            sqlx::query(statement).execute(&mut *tx).await.map_err(db)?;
+        }
         let detail = format!("the customer's data erased on request: {}", request.reason);
         let mut audits = Vec::with_capacity(numbers.len());
         for (id, _, _) in &tickets {
@@ -427,12 +553,35 @@ where
             .await?;
             audits.push((Some(*id), detail.clone()));
         }
-        for &statement in D::FORGET_ERASED_SEARCH_TERMS {
-            sqlx::query(statement).execute(&mut *tx).await.map_err(db)?;
-        }
         Self::append_audits(&mut tx, now, request.by, "customer_erased", &audits).await?;
-        let language = crate::i18n::Lang::parse(&newest.1).unwrap_or_default();
-        let address = EmailAddress::parse(&newest.0).unwrap_or_else(|_| request.email.clone());
+        // Hashed as written, never erasable: the verifier accepts an entry without its
+        // words only when an entry like this one names it (docs/AUDIT.md).
+        let shown: Vec<&str> = numbers.iter().map(TicketNumber::as_str).collect();
+        let ids: Vec<String> = erased_entries.iter().map(i64::to_string).collect();
+        let record = format!(
+            "tickets {}: the words of entries {} erased with their customer",
+            if shown.is_empty() {
+                "(none)".to_owned()
+            } else {
+                shown.join(", ")
+            },
+            ids.join(", ")
+        );
+        Self::append_audits(
+            &mut tx,
+            now,
+            request.by,
+            crate::audit::ERASURE_ACTION,
+            &[(None, record)],
+        )
+        .await?;
+        let (address, language) = match &newest {
+            Some((address, language)) => (
+                EmailAddress::parse(address).unwrap_or_else(|_| request.email.clone()),
+                crate::i18n::Lang::parse(language).unwrap_or_default(),
+            ),
+            None => (request.email.clone(), crate::i18n::Lang::default()),
+        };
         if let Some(mail) = (request.confirmation)(&address, language, &numbers) {
             Self::enqueue(&mut tx, None, &mail, now).await?;
         }
@@ -452,7 +601,7 @@ pub(crate) const REMOVED_NAME: &str = "—";
 
 /// The statements that take a ticket's personal data out of the rows around it, each
 /// bound to the ticket's id as `$1`.
-const ERASE_AROUND_TICKET: [&str; 9] = [
+const ERASE_AROUND_TICKET: [&str; 11] = [
     "DELETE FROM earlier_photos WHERE ticket_id = $1",
     "UPDATE evidence_jobs SET label_blob = '', preview_blob = NULL, thumbnail_blob = NULL,
             last_error = NULL WHERE ticket_id = $1",
@@ -460,6 +609,9 @@ const ERASE_AROUND_TICKET: [&str; 9] = [
     "UPDATE ticket_devices SET reserved_email = NULL WHERE ticket_id = $1",
     "DELETE FROM ticket_messages WHERE ticket_id = $1",
     "DELETE FROM access_codes WHERE ticket_id = $1",
+    // Free texts agents wrote about the customer.
+    "UPDATE approvals SET note = '' WHERE ticket_id = $1",
+    "UPDATE automatic_decisions SET suspicious_note = NULL WHERE ticket_id = $1",
     // The history keeps what happened and when, not the words (customers' messages,
     // addresses, agents' answers and notes), nor a customer as its actor.
     "UPDATE ticket_events SET detail = '',
@@ -476,7 +628,7 @@ const ERASE_AROUND_TICKET: [&str; 9] = [
 /// The same, for rows that also name the address: `$2` is [`ERASED_EMAIL`].
 const ERASE_ADDRESSED_AROUND_TICKET: [&str; 2] = [
     "UPDATE outbox SET recipient = $2, subject = '', body_text = '', body_html = '',
-            attachment = NULL, attachment_name = NULL,
+            attachment = NULL, attachment_name = NULL, last_error = NULL, in_reply_to = NULL,
             status = CASE WHEN status = 'pending' THEN 'dead' ELSE status END
       WHERE ticket_id = $1",
     "UPDATE automatic_decisions SET recipient = $2, recipient_mailbox = $2 WHERE ticket_id = $1",
