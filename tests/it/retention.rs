@@ -680,3 +680,98 @@ async fn audit_words_removed_without_an_erasure_are_named() {
         "{said}"
     );
 }
+
+/// The admin page erases a customer as the command does, naming the admin: only an
+/// admin, only with the box ticked, never a pending ticket.
+async fn an_admin_erases_a_customer_from_the_console(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let mut device = app.device("CONSOLE-0001", "DS-7608NI-K2");
+    let request = app.export(&mut device, 0, app.now());
+    let form = export_part(
+        erasable_customer("erika.loeschbar@example.com"),
+        &request,
+        "xml",
+    )
+    .part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    );
+    let created = app.submit(form).await;
+    assert_eq!(created.status(), 201);
+    let number = created.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.create_user("admin@vendor.test", &[resetdesk::domain::Role::Admin])
+        .await;
+    let admin = app.sign_in("admin@vendor.test").await;
+    app.create_agent("agent@vendor.test").await;
+    let agent = app.sign_in("agent@vendor.test").await;
+    let erase = |client: &reqwest::Client, fields: Vec<(&'static str, String)>| {
+        let client = client.clone();
+        let app = &app;
+        async move {
+            let page = client
+                .get(app.url("/console"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let mut form = vec![("csrf", crate::desk_support::csrf(&page))];
+            form.extend(fields);
+            let answer = client
+                .post(app.url("/console/admin/customers/erase"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (answer.status().as_u16(), answer.text().await.unwrap())
+        }
+    };
+    let fields = || {
+        vec![
+            ("email", "erika.loeschbar@example.com".to_owned()),
+            ("reason", "asked by e-mail".to_owned()),
+            ("confirm", "yes".to_owned()),
+        ]
+    };
+
+    let page = app.console_page(&admin, "/console/admin/customers").await;
+    assert!(page.contains("Erase a customer on request"));
+    let (status, _) = erase(&agent, fields()).await;
+    assert_eq!(status, 403, "admins only");
+    let (status, said) = erase(
+        &admin,
+        vec![("email", "erika.loeschbar@example.com".to_owned())],
+    )
+    .await;
+    assert_eq!(status, 422, "{said}");
+    let (status, said) = erase(&admin, fields()).await;
+    assert_eq!(status, 409, "a pending ticket is decided first: {said}");
+    assert!(said.contains(&number), "{said}");
+
+    app.approve_by_api(&number).await;
+    let (status, said) = erase(&admin, fields()).await;
+    assert_eq!(status, 200, "{said}");
+    assert!(said.contains("Erased: 1 ticket(s)"), "{said}");
+    let (status, said) = erase(&admin, fields()).await;
+    assert_eq!(status, 404, "nothing left to erase: {said}");
+    let ticket = app
+        .desk
+        .store
+        .ticket(&resetdesk::domain::TicketNumber::parse(&number).unwrap())
+        .await
+        .unwrap();
+    let erased = ticket
+        .events
+        .iter()
+        .find(|e| e.kind == resetdesk::store::TicketEventKind::CustomerErased)
+        .unwrap();
+    assert_eq!(erased.actor, "admin@vendor.test");
+}
+
+on_both_backends!(an_admin_erases_a_customer_from_the_console);

@@ -24,7 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(enable)
         .service(reset_password)
         .service(revoke_sessions)
-        .service(audit_log);
+        .service(audit_log)
+        .service(customers)
+        .service(erase_customer);
 }
 
 fn admin_only(console: &ConsoleUser) -> Option<HttpResponse> {
@@ -434,4 +436,136 @@ async fn audit_log(
             .collect(),
     };
     html(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "console/admin_customers.html")]
+struct CustomersPage {
+    nav: super::Nav,
+    csrf: String,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+fn customers_page(
+    console: &ConsoleUser,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+) -> HttpResponse {
+    html(
+        status,
+        &CustomersPage {
+            nav: super::Nav::of(console),
+            csrf: console.csrf.clone(),
+            notice,
+            error,
+        },
+    )
+}
+
+/// Erasure on request (issue 23, docs/PRIVACY.md): the admin's form.
+#[get("/console/admin/customers")]
+async fn customers(console: ConsoleUser) -> HttpResponse {
+    if let Some(refusal) = admin_only(&console) {
+        return refusal;
+    }
+    customers_page(&console, StatusCode::OK, None, None)
+}
+
+/// Erases the customer of the address: what `resetdesk customer erase` does, with the
+/// admin as who asked (the history and the audit log name them).
+#[post("/console/admin/customers/erase")]
+async fn erase_customer(
+    desk: web::Data<Desk>,
+    console: ConsoleUser,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    if let Some(refusal) = admin_only(&console) {
+        return refusal;
+    }
+    let refuse = |status, why: String| customers_page(&console, status, None, Some(why));
+    if field(&form, "confirm") != "yes" {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Tick the box to say you checked that the address's owner asked for it.".to_owned(),
+        );
+    }
+    let email = match EmailAddress::parse(field(&form, "email").trim()) {
+        Ok(email) if email.mailbox() != crate::store::ERASED_EMAIL => email,
+        Ok(_) => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "That is what erased tickets read: it names no customer.".to_owned(),
+            );
+        }
+        Err(e) => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("The e-mail address {e}."),
+            );
+        }
+    };
+    let reason = match field(&form, "reason").trim() {
+        "" => "the customer's request",
+        reason if reason.chars().count() > 200 => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Say why in at most 200 characters.".to_owned(),
+            );
+        }
+        reason => reason,
+    };
+    match crate::retention::erase_customer(
+        desk.store.as_ref(),
+        &desk.blobs,
+        &desk.mail,
+        &desk.keys.desk_secret,
+        &email,
+        console.user.email.as_str(),
+        reason,
+        desk.clock.now(),
+    )
+    .await
+    {
+        Ok(erased) => {
+            let tickets: Vec<&str> = erased.tickets.iter().map(|t| t.as_str()).collect();
+            customers_page(
+                &console,
+                StatusCode::OK,
+                Some(format!(
+                    "Erased: {} ticket(s){}. A last e-mail to the customer is queued.",
+                    tickets.len(),
+                    if tickets.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", tickets.join(", "))
+                    }
+                )),
+                None,
+            )
+        }
+        Err(error @ crate::retention::ErasureError::NoTickets(_)) => refuse(
+            StatusCode::NOT_FOUND,
+            format!("{}.", capitalised(&error.to_string())),
+        ),
+        Err(error @ crate::retention::ErasureError::Pending(_)) => refuse(
+            StatusCode::CONFLICT,
+            format!("{}.", capitalised(&error.to_string())),
+        ),
+        Err(crate::retention::ErasureError::Store(error)) => failed(&error),
+        Err(error) => {
+            tracing::error!(%error, "an erasure failed");
+            crate::routes::failure_page("The customer was not erased", &error)
+        }
+    }
+}
+
+/// A sentence from an error's words.
+fn capitalised(words: &str) -> String {
+    let mut chars = words.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
 }
