@@ -44,18 +44,7 @@ async fn decided_tickets_keep_evidence_and_details_only_so_long(backend: Backend
     let Some(app) = spawn_app_on(backend).await else {
         return;
     };
-    let mut device = app.device("RETAIN-0001", "DS-7608NI-K2");
-    let request = app.export(&mut device, 0, app.now());
-    let form = export_part(customer_form("keep@example.com"), &request, "xml").part(
-        "label_photo",
-        file_part(label_photo(), "label.jpg", "image/jpeg"),
-    );
-    let created = app.submit(form).await;
-    assert_eq!(created.status(), 201);
-    let number = created.json::<Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let number = sent_ticket(&app, "RETAIN-0001", customer_form("keep@example.com")).await;
     app.approve_by_api(&number).await;
     let decided = app.now();
     let blobs_dir = app.dir.path().join("data/blobs");
@@ -147,6 +136,44 @@ fn erasable_customer(email: &str) -> reqwest::multipart::Form {
         .text("purchase_channel", "Fachhandel Löschbar")
 }
 
+/// A ticket for a new device `serial`, sent with the form with `customer`'s details, a
+/// label photo and the device's XML export: its number.
+async fn sent_ticket(app: &TestApp, serial: &str, customer: reqwest::multipart::Form) -> String {
+    let mut device = app.device(serial, "DS-7608NI-K2");
+    let request = app.export(&mut device, 0, app.now());
+    let form = export_part(customer, &request, "xml").part(
+        "label_photo",
+        file_part(label_photo(), "label.jpg", "image/jpeg"),
+    );
+    let created = app.submit(form).await;
+    assert_eq!(created.status(), 201);
+    created.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A ticket of `address` for a new device `serial`, sent with the form and approved
+/// through the API with `token`: the customer's details are [`erasable_customer`]'s, or
+/// [`customer_form`]'s for an address starting with "stays".
+async fn decided_ticket(app: &TestApp, token: &str, serial: &str, address: &str) -> String {
+    let customer = if address.starts_with("stays") {
+        customer_form(address)
+    } else {
+        erasable_customer(address)
+    };
+    let number = sent_ticket(app, serial, customer).await;
+    let approved = app
+        .api_post(
+            token,
+            &format!("/api/v1/tickets/{number}/approve"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(approved.status(), 200, "approval of {number}");
+    number
+}
+
 /// Every row of every table of the database, as text (PostgreSQL), or the database's
 /// files after a checkpoint (SQLite: pages are overwritten when freed, `secure_delete`).
 async fn everything_stored(app: &TestApp, backend: Backend) -> String {
@@ -220,32 +247,7 @@ async fn an_erased_customer_is_nowhere_but_the_chain_holds(backend: Backend) {
         ("ERASE-0002", "Erika.Loeschbar+cams@Example.com"),
         ("STAYS-0001", "stays@example.com"),
     ] {
-        let mut device = app.device(serial, "DS-7608NI-K2");
-        let request = app.export(&mut device, 0, app.now());
-        let customer = if address.starts_with("stays") {
-            customer_form(address)
-        } else {
-            erasable_customer(address)
-        };
-        let form = export_part(customer, &request, "xml").part(
-            "label_photo",
-            file_part(label_photo(), "label.jpg", "image/jpeg"),
-        );
-        let created = app.submit(form).await;
-        assert_eq!(created.status(), 201);
-        let number = created.json::<Value>().await.unwrap()["ticket"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let approved = app
-            .api_post(
-                &token,
-                &format!("/api/v1/tickets/{number}/approve"),
-                serde_json::json!({}),
-            )
-            .await;
-        assert_eq!(approved.status(), 200, "approval of {number}");
-        numbers.push(number);
+        numbers.push(decided_ticket(&app, &token, serial, address).await);
     }
     app.run_outbox().await;
     let photos: Vec<String> = {
@@ -519,31 +521,7 @@ async fn a_restored_backup_is_erased_again_at_start(backend: Backend) {
         ("RESTORE-0001", "erika.loeschbar@example.com"),
         ("RESTORE-0002", "stays@example.com"),
     ] {
-        let mut device = app.device(serial, "DS-7608NI-K2");
-        let request = app.export(&mut device, 0, app.now());
-        let customer = if address.starts_with("stays") {
-            customer_form(address)
-        } else {
-            erasable_customer(address)
-        };
-        let form = export_part(customer, &request, "xml").part(
-            "label_photo",
-            file_part(label_photo(), "label.jpg", "image/jpeg"),
-        );
-        let created = app.submit(form).await;
-        assert_eq!(created.status(), 201);
-        let number = created.json::<Value>().await.unwrap()["ticket"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let approved = app
-            .api_post(
-                &token,
-                &format!("/api/v1/tickets/{number}/approve"),
-                serde_json::json!({}),
-            )
-            .await;
-        assert_eq!(approved.status(), 200);
+        decided_ticket(&app, &token, serial, address).await;
     }
     app.run_outbox().await;
     let backup = back_up(&app, backend).await;
@@ -621,18 +599,7 @@ async fn audit_words_removed_without_an_erasure_are_named() {
     let Some(app) = spawn_app_on(Backend::Sqlite).await else {
         return;
     };
-    let mut device = app.device("HIDDEN-0001", "DS-7608NI-K2");
-    let request = app.export(&mut device, 0, app.now());
-    let form = export_part(customer_form("hidden@example.com"), &request, "xml").part(
-        "label_photo",
-        file_part(label_photo(), "label.jpg", "image/jpeg"),
-    );
-    let created = app.submit(form).await;
-    assert_eq!(created.status(), 201);
-    let number = created.json::<Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let number = sent_ticket(&app, "HIDDEN-0001", customer_form("hidden@example.com")).await;
     app.approve_by_api(&number).await;
     let (ok, said) = desk_command(&app, &["audit", "verify"]);
     assert!(ok, "{said}");
@@ -687,23 +654,12 @@ async fn an_admin_erases_a_customer_from_the_console(backend: Backend) {
     let Some(app) = spawn_app_on(backend).await else {
         return;
     };
-    let mut device = app.device("CONSOLE-0001", "DS-7608NI-K2");
-    let request = app.export(&mut device, 0, app.now());
-    let form = export_part(
+    let number = sent_ticket(
+        &app,
+        "CONSOLE-0001",
         erasable_customer("erika.loeschbar@example.com"),
-        &request,
-        "xml",
     )
-    .part(
-        "label_photo",
-        file_part(label_photo(), "label.jpg", "image/jpeg"),
-    );
-    let created = app.submit(form).await;
-    assert_eq!(created.status(), 201);
-    let number = created.json::<Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    .await;
     app.create_user("admin@vendor.test", &[resetdesk::domain::Role::Admin])
         .await;
     let admin = app.sign_in("admin@vendor.test").await;

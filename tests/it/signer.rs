@@ -342,34 +342,7 @@ async fn serve_holds_no_private_key_when_the_signer_has_them() {
         all.extend_from_slice(args);
         sandbox.run(&all).ok()
     };
-    let password = "correct horse battery staple";
-    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
-        .args([
-            "user",
-            "add",
-            "--email",
-            "agent@vendor.test",
-            "--role",
-            "agent",
-            "--password-stdin",
-        ])
-        .current_dir(sandbox.path(""))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut add.stdin.take().unwrap(),
-        format!("{password}\n").as_bytes(),
-    )
-    .unwrap();
-    assert!(add.wait().unwrap().success());
-    let token = sandbox
-        .run(&["user", "token", "--email", "agent@vendor.test"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let token = agent_with_token(&sandbox);
 
     let served =
         crate::serve_binary::serve_with(&sandbox, &[("RESETDESK_SIGNER_URL", &signer.url)]);
@@ -407,6 +380,38 @@ async fn serve_holds_no_private_key_when_the_signer_has_them() {
     let db = sandbox.path("signer.sqlite");
     let audit = with_signer_keys(&["signer", "audit", "verify", "--db", db.to_str().unwrap()]);
     assert!(audit.stdout.contains("1 entries"), "{}", audit.stdout);
+}
+
+/// An agent added to the sandbox's desk with `user add`, and an API token of theirs.
+fn agent_with_token(sandbox: &Sandbox) -> String {
+    let password = "correct horse battery staple";
+    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
+        .args([
+            "user",
+            "add",
+            "--email",
+            "agent@vendor.test",
+            "--role",
+            "agent",
+            "--password-stdin",
+        ])
+        .current_dir(sandbox.path(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut add.stdin.take().unwrap(),
+        format!("{password}\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(add.wait().unwrap().success());
+    sandbox
+        .run(&["user", "token", "--email", "agent@vendor.test"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned()
 }
 
 /// The uid these tests run as.
@@ -857,34 +862,7 @@ async fn the_master_secret_and_rotated_keys_live_in_the_token() {
 
     // The desk starts against it (the registry knows every key) and a camera is reset
     // end to end, the device made from the factory's backup.
-    let password = "correct horse battery staple";
-    let mut add = Command::new(env!("CARGO_BIN_EXE_resetdesk"))
-        .args([
-            "user",
-            "add",
-            "--email",
-            "agent@vendor.test",
-            "--role",
-            "agent",
-            "--password-stdin",
-        ])
-        .current_dir(sandbox.path(""))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut add.stdin.take().unwrap(),
-        format!("{password}\n").as_bytes(),
-    )
-    .unwrap();
-    assert!(add.wait().unwrap().success());
-    let api_token = sandbox
-        .run(&["user", "token", "--email", "agent@vendor.test"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let api_token = agent_with_token(&sandbox);
     let served =
         crate::serve_binary::serve_with(&sandbox, &[("RESETDESK_SIGNER_URL", &signer.url)]);
     let base = format!("http://127.0.0.1:{}", served.port);

@@ -77,6 +77,44 @@ where
     usize: ColumnIndex<D::Row>,
     for<'r> &'r str: ColumnIndex<D::Row>,
 {
+    /// The tickets [`EVIDENCE_DUE`] or [`CUSTOMER_DUE`] finds: (id, number).
+    async fn due(
+        tx: &mut Transaction<'static, D>,
+        query: &'static str,
+        decided_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, String)>> {
+        sqlx::query_as(query)
+            .bind(decided_before.unix_seconds())
+            .bind(i64::from(limit))
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)
+    }
+
+    /// What a search matches the ticket on once its customer's name is gone (and the
+    /// address is `email`): its number and its devices' serials.
+    async fn search_text_without_name(
+        tx: &mut Transaction<'static, D>,
+        ticket: TicketId,
+        number: &TicketNumber,
+        email: &str,
+    ) -> StoreResult<TicketSearchText> {
+        let serials: Vec<String> = sqlx::query_scalar(
+            "SELECT serial FROM ticket_devices WHERE ticket_id = $1 ORDER BY position",
+        )
+        .bind(ticket)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?;
+        Ok(TicketSearchText::of(
+            number,
+            REMOVED_NAME,
+            email,
+            serials.iter().map(String::as_str),
+        ))
+    }
+
     /// Every blob the ticket's rows name: its export, its label photo, the earlier
     /// photos, and what the evidence worker made of each photo.
     async fn evidence_blobs(
@@ -253,12 +291,7 @@ where
         limit: u32,
     ) -> StoreResult<Vec<RemovedEvidence>> {
         let mut tx = self.write().await?;
-        let due: Vec<(i64, String)> = sqlx::query_as(EVIDENCE_DUE)
-            .bind(decided_before.unix_seconds())
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
+        let due = Self::due(&mut tx, EVIDENCE_DUE, decided_before, limit).await?;
         let detail = format!(
             "label photo, its previews, earlier photos and the export deleted, {days} days after the decision"
         );
@@ -324,12 +357,7 @@ where
         limit: u32,
     ) -> StoreResult<Vec<TicketNumber>> {
         let mut tx = self.write().await?;
-        let due: Vec<(i64, String)> = sqlx::query_as(CUSTOMER_DUE)
-            .bind(decided_before.unix_seconds())
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
+        let due = Self::due(&mut tx, CUSTOMER_DUE, decided_before, limit).await?;
         let detail = format!(
             "the customer's name, phone and company deleted, {days} days after the decision"
         );
@@ -345,20 +373,9 @@ where
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db)?;
-            let serials: Vec<String> = sqlx::query_scalar(
-                "SELECT serial FROM ticket_devices WHERE ticket_id = $1 ORDER BY position",
-            )
-            .bind(ticket)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
             // A search by the name finds the ticket no more.
-            let search_text = TicketSearchText::of(
-                &number,
-                REMOVED_NAME,
-                &email,
-                serials.iter().map(String::as_str),
-            );
+            let search_text =
+                Self::search_text_without_name(&mut tx, ticket, &number, &email).await?;
             let done = sqlx::query(
                 "UPDATE tickets SET customer_name = $2, customer_phone = NULL,
                                     customer_company = NULL, search_text = $3,
@@ -467,19 +484,8 @@ where
             let ticket = TicketId(*id);
             let number = parse(number)?;
             blobs.extend(Self::evidence_blobs(&mut tx, ticket).await?);
-            let serials: Vec<String> = sqlx::query_scalar(
-                "SELECT serial FROM ticket_devices WHERE ticket_id = $1 ORDER BY position",
-            )
-            .bind(ticket)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            let search_text = TicketSearchText::of(
-                &number,
-                REMOVED_NAME,
-                ERASED_EMAIL,
-                serials.iter().map(String::as_str),
-            );
+            let search_text =
+                Self::search_text_without_name(&mut tx, ticket, &number, ERASED_EMAIL).await?;
             // The status again: on PostgreSQL a reply reopening the ticket at this moment
             // commits first or waits; either way a pending ticket is never erased.
             let done = sqlx::query(
