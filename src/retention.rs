@@ -190,6 +190,10 @@ pub enum ErasureError {
 struct ErasureRecord {
     at: i64,
     mailbox: String,
+    /// The id of the desk secret the HMAC is under: a record of another secret cannot
+    /// be matched, and is said so at start.
+    #[serde(default)]
+    key: String,
 }
 
 /// Erases the customer of `email` on request (`resetdesk customer erase`, docs/PRIVACY.md):
@@ -210,12 +214,28 @@ pub async fn erase_customer(
     reason: &str,
     now: Timestamp,
 ) -> Result<Erased, ErasureError> {
-    // The record first: an erasure whose record could not be kept would come back with
-    // the next restore. A record whose erasure then fails erases nothing it should not
-    // (a restore re-applies it only to tickets made before it).
+    // What would refuse the erasure, said before anything is kept: a refused erasure
+    // must leave no record for a later start to carry out.
+    let tickets = store.customer_tickets(email).await?;
+    if tickets.is_empty() {
+        return Err(ErasureError::NoTickets(email.to_string()));
+    }
+    let mut pending = Vec::new();
+    for number in &tickets {
+        if store.ticket(number).await?.summary.status.is_pending() {
+            pending.push(number.clone());
+        }
+    }
+    if !pending.is_empty() {
+        return Err(ErasureError::Pending(pending));
+    }
+    // Then the record: an erasure whose record could not be kept would come back with
+    // the next restore. Should the erasure still be refused (a ticket reopened since the
+    // check above), the record waits for a start after that ticket is decided.
     let record = ErasureRecord {
         at: now.unix_seconds(),
         mailbox: secret.erasure_digest(&email.mailbox()),
+        key: secret.key_id(),
     };
     #[allow(clippy::expect_used)]
     let bytes = serde_json::to_vec(&record).expect("a record always serialises");
@@ -293,13 +313,22 @@ pub async fn reapply_erasures(
     now: Timestamp,
 ) -> Result<Vec<TicketNumber>, ErasureError> {
     let mut erased_at: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let key = secret.key_id();
     for bytes in blobs.erasure_records().await? {
         match serde_json::from_slice::<ErasureRecord>(&bytes) {
-            Ok(record) => {
-                let at = erased_at.entry(record.mailbox).or_insert(record.at);
-                *at = (*at).max(record.at);
+            Ok(record) if record.key != key => {
+                tracing::error!(record_key = %record.key, desk_key = %key, "a record of the erasure log was made under another desk secret and cannot be matched: was desk-secret.key replaced?");
             }
-            Err(error) => tracing::warn!(%error, "a damaged record in the erasure log was skipped"),
+            Ok(record) => {
+                // Never later than now: a record dated ahead would erase the tickets a
+                // returning customer sends until then.
+                let when = record.at.min(now.unix_seconds());
+                let at = erased_at.entry(record.mailbox).or_insert(when);
+                *at = (*at).max(when);
+            }
+            Err(error) => {
+                tracing::error!(%error, "a damaged record of the erasure log was skipped")
+            }
         }
     }
     if erased_at.is_empty() {

@@ -45,3 +45,14 @@ CREATE TRIGGER audit_details_erased_only BEFORE UPDATE OR DELETE ON audit_detail
     FOR EACH ROW EXECUTE FUNCTION audit_words_erased_only();
 CREATE TRIGGER audit_salts_erased_only BEFORE UPDATE OR DELETE ON audit_salts
     FOR EACH ROW EXECUTE FUNCTION audit_words_erased_only();
+-- An erasure is for good: a ticket's erased_at is never taken back.
+CREATE FUNCTION tickets_erased_for_good() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.erased_at IS NOT NULL AND NEW.erased_at IS DISTINCT FROM OLD.erased_at THEN
+        RAISE EXCEPTION 'an erasure is for good';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER tickets_erased_for_good BEFORE UPDATE OF erased_at ON tickets
+    FOR EACH ROW EXECUTE FUNCTION tickets_erased_for_good();

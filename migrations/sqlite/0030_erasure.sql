@@ -38,3 +38,7 @@ BEGIN SELECT RAISE(ABORT, 'audit salts are never changed'); END;
 CREATE TRIGGER audit_salts_erased_only BEFORE DELETE ON audit_salts
 WHEN (SELECT erased_at FROM tickets WHERE id = old.ticket_id) IS NULL
 BEGIN SELECT RAISE(ABORT, 'audit salts go only with an erased customer'); END;
+-- An erasure is for good: a ticket's erased_at is never taken back.
+CREATE TRIGGER tickets_erased_for_good BEFORE UPDATE OF erased_at ON tickets
+WHEN old.erased_at IS NOT NULL AND (new.erased_at IS NULL OR new.erased_at <> old.erased_at)
+BEGIN SELECT RAISE(ABORT, 'an erasure is for good'); END;

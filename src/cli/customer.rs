@@ -65,6 +65,14 @@ pub fn run(command: &CustomerCommand, settings: Settings, clock: &dyn Clock) -> 
                     Some(_) => crate::crypto::KeyStore::desk_only(&settings.storage.keys_dir),
                     None => crate::crypto::KeyStore::new(&settings.storage.keys_dir),
                 };
+                // The desk's own secret, never a new one: a record under another secret
+                // would never match its customer again.
+                if keys.desk_key_ids()?.desk_secret.is_none() {
+                    return Err(CliError::new(format!(
+                        "no desk secret in {}: give the desk's keys directory (RESETDESK_KEYS_DIR)",
+                        settings.storage.keys_dir.display()
+                    )));
+                }
                 let secret = keys.desk_secret()?;
                 let erased = crate::retention::erase_customer(
                     store.as_ref(),

@@ -252,6 +252,7 @@ async fn each_role_sees_links_only_to_the_pages_it_may_open() {
     for path in [
         "/console/admin/users",
         "/console/admin/installers",
+        "/console/admin/customers",
         "/console/admin/audit",
     ] {
         let page = app.console_page(&admin, path).await;
@@ -260,6 +261,7 @@ async fn each_role_sees_links_only_to_the_pages_it_may_open() {
             [
                 "/console/admin/users",
                 "/console/admin/installers",
+                "/console/admin/customers",
                 "/console/admin/audit"
             ],
             "{path}"

@@ -709,6 +709,12 @@ async fn an_admin_erases_a_customer_from_the_console(backend: Backend) {
     let (status, said) = erase(&admin, fields()).await;
     assert_eq!(status, 409, "a pending ticket is decided first: {said}");
     assert!(said.contains(&number), "{said}");
+    let log = app.dir.path().join("data/blobs/erasures");
+    assert_eq!(
+        walk_files(&log),
+        0,
+        "a refused erasure leaves no record for a later start to carry out"
+    );
 
     app.approve_by_api(&number).await;
     let (status, said) = erase(&admin, fields()).await;
@@ -728,6 +734,36 @@ async fn an_admin_erases_a_customer_from_the_console(backend: Backend) {
         .find(|e| e.kind == resetdesk::store::TicketEventKind::CustomerErased)
         .unwrap();
     assert_eq!(erased.actor, "admin@vendor.test");
+    assert_eq!(
+        walk_files(&log),
+        1,
+        "the erasure is recorded beside the blobs"
+    );
+
+    // She writes again, later: the record of her erasure leaves her new ticket alone.
+    app.advance(60);
+    let again = sent_ticket(
+        &app,
+        "CONSOLE-0002",
+        erasable_customer("erika.loeschbar@example.com"),
+    )
+    .await;
+    let erased_again = resetdesk::retention::reapply_erasures(
+        app.desk.store.as_ref(),
+        &app.desk.blobs,
+        &app.desk.keys.desk_secret,
+        app.now(),
+    )
+    .await
+    .unwrap();
+    assert!(erased_again.is_empty(), "{erased_again:?}");
+    let new = app
+        .desk
+        .store
+        .ticket(&resetdesk::domain::TicketNumber::parse(&again).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(new.customer.name.as_str(), "Erika Löschbar");
 }
 
 on_both_backends!(an_admin_erases_a_customer_from_the_console);

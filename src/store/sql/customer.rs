@@ -356,17 +356,24 @@ where
             .await
             .map_err(db)?
             .rows_affected();
-        sqlx::query(
+        // The evidence again: on PostgreSQL an erasure committing since the read above
+        // leaves nothing to review, and the ticket rejected (dropping `tx` undoes the
+        // withdrawal above).
+        let reopened = sqlx::query(
             "UPDATE tickets SET status = 'open', updated_at = $1, decided_by = NULL, decided_at = NULL,
                                 decision_reason = NULL, claimed_by = NULL, claimed_at = NULL,
                                 evidence_version = evidence_version + 1
-             WHERE id = $2 AND status = 'rejected'",
+             WHERE id = $2 AND status = 'rejected' AND evidence_removed_at IS NULL
+               AND erased_at IS NULL",
         )
         .bind(now.unix_seconds())
         .bind(ticket_id)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        if reopened.rows_affected() != 1 {
+            return Ok(ReplyOutcome::TooLateToReopen);
+        }
         let detail = if withdrawn > 0 {
             format!(
                 "the customer replied to the rejection: back in the queue for review; {withdrawn} earlier approval(s) withdrawn"

@@ -156,8 +156,6 @@ where
 
 /// What an erasure found of a mailbox outside its tickets.
 struct ErasedElsewhere {
-    /// Rows changed or deleted.
-    rows: u64,
     /// Files kept for the mailbox's e-mail replies, to delete.
     blobs: Vec<String>,
 }
@@ -206,8 +204,10 @@ where
                 .map_err(db)?
                 .rows_affected();
             }
+            // Customers' and strangers' messages only: an agent's answer names the agent.
             let messages: Vec<(i64, i64, String)> = sqlx::query_as(
-                "SELECT id, ticket_id, sender FROM ticket_messages WHERE lower(sender) LIKE $1",
+                "SELECT id, ticket_id, sender FROM ticket_messages
+                  WHERE lower(sender) LIKE $1 AND author IN ('customer', 'stranger')",
             )
             .bind(pattern.as_str())
             .fetch_all(&mut **tx)
@@ -261,7 +261,8 @@ where
             .await
             .map_err(db)?
             .rows_affected();
-        Ok(ErasedElsewhere { rows, blobs: kept })
+        tracing::debug!(rows, "an erased mailbox's rows outside its tickets");
+        Ok(ErasedElsewhere { blobs: kept })
     }
 }
 
@@ -537,10 +538,16 @@ where
             }
             numbers.push(number);
         }
-        let elsewhere = Self::erase_mailbox_elsewhere(&mut tx, &mailbox, &patterns).await?;
-        blobs.extend(elsewhere.blobs);
-        if numbers.is_empty() && elsewhere.rows == 0 {
+        // An erasure is of a customer of the desk: an address with no ticket (mistyped,
+        // or a console user's) erases nothing at all.
+        if numbers.is_empty() {
             return Ok(ErasureOutcome::NoTickets);
+        }
+        // Re-applied after a restore (`created_before`), only the tickets: what the
+        // mailbox wrote since the erasure is the customer's again.
+        if request.created_before.is_none() {
+            let elsewhere = Self::erase_mailbox_elsewhere(&mut tx, &mailbox, &patterns).await?;
+            blobs.extend(elsewhere.blobs);
         }
         for &statement in D::FORGET_ERASED_SEARCH_TERMS {
             sqlx::query(statement).execute(&mut *tx).await.map_err(db)?;
