@@ -550,22 +550,7 @@ async fn an_unreachable_object_store_gets_503_nothing_saved() {
 
 /// `resetdesk blobs sweep` against the desk's own database and blob directory.
 fn sweep_command(app: &TestApp, now: resetdesk::domain::Timestamp) -> (bool, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_resetdesk"));
-    command
-        .args(["blobs", "sweep", "--now", &now.to_string()])
-        .env("RESETDESK_DATA_DIR", app.dir.path().join("data"))
-        .env("RESETDESK_KEYS_DIR", app.dir.path().join("keys"));
-    match &app.desk.settings.storage.database_url {
-        Some(url) => command.env("RESETDESK_DATABASE_URL", url),
-        None => command.env_remove("RESETDESK_DATABASE_URL"),
-    };
-    let output = command.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    app.command(&["blobs", "sweep", "--now", &now.to_string()])
 }
 
 /// Issue 16, item 7: blobs that no ticket owns (an intake killed between storing its

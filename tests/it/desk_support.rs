@@ -513,6 +513,27 @@ impl TestApp {
             .to_owned()
     }
 
+    /// `resetdesk ARGS` against this desk's own database, data and keys: whether it
+    /// succeeded, and what it wrote to standard output and error.
+    pub fn command(&self, args: &[&str]) -> (bool, String) {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_resetdesk"));
+        command
+            .args(args)
+            .env("RESETDESK_DATA_DIR", self.dir.path().join("data"))
+            .env("RESETDESK_KEYS_DIR", self.dir.path().join("keys"));
+        match &self.desk.settings.storage.database_url {
+            Some(url) => command.env("RESETDESK_DATABASE_URL", url),
+            None => command.env_remove("RESETDESK_DATABASE_URL"),
+        };
+        let output = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
     /// Approves a ticket through the agent API, as a fresh agent.
     pub async fn approve_by_api(&self, number: &str) {
         let token = self.agent_token("approver@vendor.test").await;

@@ -16,22 +16,7 @@ const DAY: i64 = 86_400;
 
 /// `resetdesk ARGS` against the desk's own database, data and keys.
 fn desk_command(app: &TestApp, args: &[&str]) -> (bool, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_resetdesk"));
-    command
-        .args(args)
-        .env("RESETDESK_DATA_DIR", app.dir.path().join("data"))
-        .env("RESETDESK_KEYS_DIR", app.dir.path().join("keys"));
-    match &app.desk.settings.storage.database_url {
-        Some(url) => command.env("RESETDESK_DATABASE_URL", url),
-        None => command.env_remove("RESETDESK_DATABASE_URL"),
-    };
-    let output = command.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    app.command(args)
 }
 
 fn retention_at(app: &TestApp, now: resetdesk::domain::Timestamp) -> String {
