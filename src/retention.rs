@@ -253,6 +253,7 @@ pub async fn erase_customer(
             by,
             reason,
             confirmation: &confirmation,
+            seal: &|words: &str| secret.erasure_seal(words),
             created_before: None,
             at: now,
         })
@@ -356,6 +357,7 @@ pub async fn reapply_erasures(
                 by: "system",
                 reason: &reason,
                 confirmation: &no_mail,
+                seal: &|words: &str| secret.erasure_seal(words),
                 created_before: Some(at),
                 at: now,
             })

@@ -175,15 +175,25 @@ pub enum ChainError {
         "the words of entry {id} are gone, and no later `{ERASURE_ACTION}` entry names it: they were removed, not erased with a customer"
     )]
     ErasedUnrecorded { id: i64 },
+    #[error(
+        "entry {id} claims an erasure but is not sealed by the desk: it was written by someone else, and the words it names were removed"
+    )]
+    ErasureUnsealed { id: i64 },
 }
+
+/// Where an erasure entry's words end and its seal begins.
+pub const SEAL_MARK: &str = "; seal ";
 
 /// The action of the entry an erasure appends after it, whose words (hashed as they are,
 /// never erasable) name the entries whose words it erased: `… entries 2, 5, 9`.
 pub const ERASURE_ACTION: &str = "audit_words_erased";
 
-/// The entry ids an erasure's entry names.
+/// The entry ids an erasure's entry names (before its seal).
 fn erased_ids(detail: &str) -> impl Iterator<Item = i64> + '_ {
-    detail
+    let words = detail
+        .split_once(SEAL_MARK)
+        .map_or(detail, |(words, _)| words);
+    words
         .rsplit_once("entries ")
         .map_or("", |(_, ids)| ids)
         .split(|c: char| c == ',' || c.is_whitespace())
@@ -191,7 +201,6 @@ fn erased_ids(detail: &str) -> impl Iterator<Item = i64> + '_ {
 }
 
 /// Walks entries in id order, checking each link; remembers the head.
-#[derive(Debug)]
 pub struct ChainVerifier {
     prev_hash: [u8; 32],
     next_id: i64,
@@ -200,6 +209,23 @@ pub struct ChainVerifier {
     pub erased: u64,
     /// Entries met without their words that no erasure entry has named yet.
     unaccounted: std::collections::BTreeSet<i64>,
+    /// Checks an erasure entry's seal (its words, its seal) under the desk secret; none:
+    /// erasure entries are taken as they are (a verifier without the keys).
+    seal_check: Option<SealCheck>,
+}
+
+/// See [`ChainVerifier::with_seal_check`].
+pub type SealCheck = Box<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+impl std::fmt::Debug for ChainVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainVerifier")
+            .field("next_id", &self.next_id)
+            .field("checked", &self.checked)
+            .field("erased", &self.erased)
+            .field("seals_checked", &self.seal_check.is_some())
+            .finish()
+    }
 }
 
 impl Default for ChainVerifier {
@@ -210,11 +236,20 @@ impl Default for ChainVerifier {
             checked: 0,
             erased: 0,
             unaccounted: std::collections::BTreeSet::new(),
+            seal_check: None,
         }
     }
 }
 
 impl ChainVerifier {
+    /// A verifier that accepts an erasure entry only with a seal `check` accepts.
+    pub fn with_seal_check(check: SealCheck) -> Self {
+        Self {
+            seal_check: Some(check),
+            ..Self::default()
+        }
+    }
+
     pub fn check(&mut self, entry: &AuditEntry) -> Result<(), ChainError> {
         if entry.id != self.next_id {
             return Err(ChainError::Gap {
@@ -235,8 +270,18 @@ impl ChainVerifier {
             self.erased += 1;
             self.unaccounted.insert(entry.id);
         }
-        // An erasure's own entry hashes its words: deleting them breaks the chain.
+        // An erasure's own entry hashes its words: deleting them breaks the chain; and
+        // it is sealed by the desk: writing one breaks nothing, but is not the desk's.
         if entry.action == ERASURE_ACTION && entry.commitment.is_none() {
+            if let Some(check) = &self.seal_check {
+                let sealed = entry
+                    .detail
+                    .split_once(SEAL_MARK)
+                    .is_some_and(|(words, seal)| check(words, seal));
+                if !sealed {
+                    return Err(ChainError::ErasureUnsealed { id: entry.id });
+                }
+            }
             for id in erased_ids(&entry.detail) {
                 self.unaccounted.remove(&id);
             }

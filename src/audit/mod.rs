@@ -75,12 +75,22 @@ pub fn erased_note(erased: u64) -> String {
 }
 
 /// Walks the stored chain from the first entry and optionally compares the head with a
-/// checkpoint published earlier.
+/// checkpoint published earlier; with the desk secret, checks the erasure entries' seals.
 pub async fn verify_store(
     store: &dyn Store,
     published_head: Option<&str>,
+    desk_secret: Option<&crate::crypto::DeskSecret>,
 ) -> Result<VerifyOutcome, StoreError> {
-    let mut verifier = ChainVerifier::default();
+    // With the desk secret, an erasure entry must carry the desk's seal.
+    let mut verifier = match desk_secret {
+        Some(secret) => {
+            let secret = secret.clone();
+            ChainVerifier::with_seal_check(Box::new(move |words, seal| {
+                secret.erasure_seal_is_valid(words, seal)
+            }))
+        }
+        None => ChainVerifier::default(),
+    };
     let mut all = pages(store, None);
     while let Some(entries) = all.next().await? {
         for entry in &entries {

@@ -216,7 +216,25 @@ pub fn audit(command: &AuditCommand, settings: Settings) -> CliResult {
         let store = open_store(&settings).await?;
         match command {
             AuditCommand::Verify { head } => {
-                match crate::audit::verify_store(store.as_ref(), head.as_deref()).await? {
+                // The desk secret, where the keys directory holds it, checks the seals
+                // of erasure entries; never made here.
+                let keys = match settings.signer.url {
+                    Some(_) => crate::crypto::KeyStore::desk_only(&settings.storage.keys_dir),
+                    None => crate::crypto::KeyStore::new(&settings.storage.keys_dir),
+                };
+                let secret = match keys.desk_key_ids() {
+                    Ok(ids) if ids.desk_secret.is_some() => keys.desk_secret().ok(),
+                    _ => None,
+                };
+                if secret.is_none() {
+                    eprintln!(
+                        "no desk secret in {}: erasure entries are taken without checking their seals",
+                        settings.storage.keys_dir.display()
+                    );
+                }
+                match crate::audit::verify_store(store.as_ref(), head.as_deref(), secret.as_ref())
+                    .await?
+                {
                     crate::audit::VerifyOutcome::Intact {
                         entries,
                         erased,

@@ -15,6 +15,7 @@ const KEPT_FILE_DOMAIN: &[u8] = b"resetdesk.kept-file.v1\0";
 /// ticket number under it, so the desk can recompute a customer's link at any time
 /// without storing it, and nobody can make a link without the secret. Separate from the
 /// factory master secret, which must serve nothing but device keys.
+#[derive(Clone)]
 pub struct DeskSecret([u8; 32]);
 
 impl DeskSecret {
@@ -36,6 +37,22 @@ impl DeskSecret {
         let mut message = b"resetdesk.erasure.v1\0".to_vec();
         message.extend_from_slice(mailbox.to_ascii_lowercase().as_bytes());
         data_encoding::HEXLOWER.encode(hmac::sign(&key, &message).as_ref())
+    }
+
+    /// The seal of an erasure's audit entry (`audit_words_erased`): an HMAC of its words
+    /// under this secret, hex. The chain has no secret, so anyone who can write to the
+    /// database could append such an entry; only the desk can seal one, and `audit
+    /// verify` with the keys directory checks it.
+    pub fn erasure_seal(&self, words: &str) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
+        let mut message = b"resetdesk.audit.erasure.v1\0".to_vec();
+        message.extend_from_slice(words.as_bytes());
+        data_encoding::HEXLOWER.encode(hmac::sign(&key, &message).as_ref())
+    }
+
+    /// Checks an erasure entry's seal in constant time.
+    pub fn erasure_seal_is_valid(&self, words: &str, seal: &str) -> bool {
+        super::constant_time_eq(self.erasure_seal(words).as_bytes(), seal.as_bytes())
     }
 
     /// The status-link token for a ticket: 32 Crockford base32 characters (160 bits).

@@ -2307,7 +2307,7 @@ pub async fn a_batch_of_sent_mail_is_recorded_as_each_one(store: &dyn Store) {
         );
     }
     assert!(matches!(
-        crate::audit::verify_store(store, None).await.unwrap(),
+        crate::audit::verify_store(store, None, None).await.unwrap(),
         crate::audit::VerifyOutcome::Intact { .. }
     ));
     // The same batch reported again (a late worker) changes nothing but the log.
@@ -4281,6 +4281,7 @@ pub async fn erasing_a_customer_keeps_the_decision_and_a_verifiable_chain(store:
         by: "cli",
         reason: "asked by phone",
         confirmation: &confirmation,
+        seal: &|words: &str| format!("sealed({})", words.len()),
         created_before: None,
         at,
     };
@@ -4372,7 +4373,7 @@ pub async fn erasing_a_customer_keeps_the_decision_and_a_verifiable_chain(store:
     );
 
     // The chain holds; the erased tickets' entries are said to be erased.
-    match crate::audit::verify_store(store, None).await.unwrap() {
+    match crate::audit::verify_store(store, None, None).await.unwrap() {
         crate::audit::VerifyOutcome::Intact { erased, .. } => assert!(erased >= 4, "{erased}"),
         broken => panic!("the chain must verify after an erasure: {broken:?}"),
     }

@@ -2344,6 +2344,8 @@ pub struct ErasureRequest<'a> {
     /// same transaction (`None`: it could not be written, and the erasure goes on
     /// without it).
     pub confirmation: &'a ConfirmationMail<'a>,
+    /// Seals the words of the erasure's audit entry (`DeskSecret::erasure_seal`).
+    pub seal: &'a (dyn Fn(&str) -> String + Send + Sync + 'a),
     /// Only tickets made at or before this time: an erasure re-applied after a restore
     /// leaves the tickets the customer sent since (`None`: every ticket).
     pub created_before: Option<Timestamp>,

@@ -631,6 +631,61 @@ async fn audit_words_removed_without_an_erasure_are_named() {
         said.contains("no later `audit_words_erased` entry names it"),
         "{said}"
     );
+
+    // An erasure entry of their own, chained as the desk would (the chain has no
+    // secret), naming those entries: not sealed by the desk, and named so.
+    let hidden: Vec<i64> = sqlx::query_scalar(
+        "SELECT a.id FROM audit_log a JOIN tickets t ON t.id = a.ticket_id
+          WHERE t.number = ? AND a.commitment IS NOT NULL ORDER BY a.id",
+    )
+    .bind(&number)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!hidden.is_empty());
+    let (last, last_hash): (i64, String) =
+        sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let prev: [u8; 32] = (0..32)
+        .map(|i| u8::from_str_radix(&last_hash[i * 2..i * 2 + 2], 16).unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    let ids: Vec<String> = hidden.iter().map(i64::to_string).collect();
+    let detail = format!(
+        "tickets {number}: the words of entries {} erased with their customer; seal {}",
+        ids.join(", "),
+        "0".repeat(64)
+    );
+    let at = app.now();
+    let hash = resetdesk::audit::entry_hash(
+        &prev,
+        last + 1,
+        at,
+        "cli",
+        resetdesk::audit::ERASURE_ACTION,
+        None,
+        &detail,
+    );
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    sqlx::query(
+        "INSERT INTO audit_log (id, at, actor, action, ticket_id, detail, prev_hash, hash)
+         VALUES (?, ?, 'cli', ?, NULL, ?, ?, ?)",
+    )
+    .bind(last + 1)
+    .bind(at.unix_seconds())
+    .bind(resetdesk::audit::ERASURE_ACTION)
+    .bind(&detail)
+    .bind(&last_hash)
+    .bind(hex(&hash))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (ok, said) = desk_command(&app, &["audit", "verify"]);
+    assert!(!ok, "{said}");
+    assert!(said.contains("is not sealed by the desk"), "{said}");
 }
 
 /// The admin page erases a customer as the command does, naming the admin: only an

@@ -389,7 +389,9 @@ async fn audit_log(
         .await
         .inspect_err(|e| tracing::warn!(error = %e, "the audit log shows ticket ids"))
         .ok();
-    let chain = match audit::verify_store(desk.store.as_ref(), None).await {
+    let chain = match audit::verify_store(desk.store.as_ref(), None, Some(&desk.keys.desk_secret))
+        .await
+    {
         Ok(VerifyOutcome::Intact {
             entries,
             erased,

@@ -580,12 +580,17 @@ where
             },
             ids.join(", ")
         );
+        let sealed = format!(
+            "{record}{}{}",
+            crate::audit::chain::SEAL_MARK,
+            (request.seal)(&record)
+        );
         Self::append_audits(
             &mut tx,
             now,
             request.by,
             crate::audit::ERASURE_ACTION,
-            &[(None, record)],
+            &[(None, sealed)],
         )
         .await?;
         let (address, language) = match &newest {
