@@ -22,6 +22,19 @@ pub struct Served {
 }
 
 impl Served {
+    /// Sends SIGTERM, as systemd or `docker stop` does, and waits for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap()
+    }
+
     /// Waits for a log line containing `needle`: the desk's own readiness signal.
     pub fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -192,15 +205,7 @@ async fn serve_with_zero_setup_runs_a_whole_reset() {
     assert!(line.contains(&new_id), "{line}");
 
     let mut served = served;
-    let pid = served.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = served.child.wait().unwrap();
+    let status = served.terminate();
     assert!(status.success(), "serve exits cleanly on SIGTERM: {status}");
 }
 
@@ -524,15 +529,7 @@ async fn a_full_run_never_logs_a_secret() {
         .unwrap();
 
     let mut served = served;
-    let pid = served.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(served.child.wait().unwrap().success());
+    assert!(served.terminate().success());
 
     let read_hex = |file: &str| {
         std::fs::read_to_string(sandbox.path(file))

@@ -728,31 +728,23 @@ async fn the_master_secret_and_rotated_keys_live_in_the_token() {
     let into = "pkcs11:token=resetdesk;object=master-v1";
     // The log of the signer started below ("token"), which the import opens.
     let db = sandbox.path("token.sqlite");
-    let imported = with_keys(
-        &[
-            "signer",
-            "import-master",
-            "--into",
-            into,
-            "--db",
-            db.to_str().unwrap(),
-        ],
-        &env,
-    )
-    .ok();
+    let import_master = || {
+        with_keys(
+            &[
+                "signer",
+                "import-master",
+                "--into",
+                into,
+                "--db",
+                db.to_str().unwrap(),
+            ],
+            &env,
+        )
+        .ok()
+    };
+    let imported = import_master();
     assert!(imported.stdout.contains(&master_id), "{}", imported.stdout);
-    let again = with_keys(
-        &[
-            "signer",
-            "import-master",
-            "--into",
-            into,
-            "--db",
-            db.to_str().unwrap(),
-        ],
-        &env,
-    )
-    .ok();
+    let again = import_master();
     assert!(again.stdout.contains("already holds"), "{}", again.stdout);
     let (code, stderr) = signer_that_does_not_start_in(&sandbox, "signer-keys", &env);
     assert_ne!(code, Some(0));
