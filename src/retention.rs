@@ -220,12 +220,11 @@ pub async fn erase_customer(
     if tickets.is_empty() {
         return Err(ErasureError::NoTickets(email.to_string()));
     }
-    let mut pending = Vec::new();
-    for number in &tickets {
-        if store.ticket(number).await?.summary.status.is_pending() {
-            pending.push(number.clone());
-        }
-    }
+    let pending: Vec<TicketNumber> = tickets
+        .into_iter()
+        .filter(|(_, status)| status.is_pending())
+        .map(|(number, _)| number)
+        .collect();
     if !pending.is_empty() {
         return Err(ErasureError::Pending(pending));
     }

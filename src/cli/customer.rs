@@ -181,7 +181,12 @@ async fn export(
     out: &Path,
     clock: &dyn Clock,
 ) -> CliResult {
-    let numbers = store.customer_tickets(email).await?;
+    let numbers: Vec<_> = store
+        .customer_tickets(email)
+        .await?
+        .into_iter()
+        .map(|(number, _)| number)
+        .collect();
     if numbers.is_empty() {
         return Err(CliError::new(format!(
             "no ticket has the address {email}: nothing to export"

@@ -4287,8 +4287,11 @@ pub async fn erasing_a_customer_keeps_the_decision_and_a_verifiable_chain(store:
     };
     assert_eq!(
         store.customer_tickets(&ana).await.unwrap(),
-        vec![first.clone(), second.clone()],
-        "every ticket of the mailbox, however the address was written"
+        vec![
+            (first.clone(), TicketStatus::Open),
+            (second.clone(), TicketStatus::Open)
+        ],
+        "every ticket of the mailbox, however the address was written, with its status"
     );
     // Pending tickets are decided first.
     match store.erase_customer(&request(at(40))).await.unwrap() {

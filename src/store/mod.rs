@@ -2410,9 +2410,13 @@ pub trait RetentionStore: Send + Sync + 'static {
     /// history and the audit log say it was done, by whom and why.
     async fn erase_customer(&self, request: &ErasureRequest<'_>) -> StoreResult<ErasureOutcome>;
 
-    /// Every ticket of the address's mailbox (compared without case, +tags or Gmail's
-    /// dots), oldest first: what `customer export` writes out.
-    async fn customer_tickets(&self, email: &EmailAddress) -> StoreResult<Vec<TicketNumber>>;
+    /// Every ticket of the address's mailbox not erased (compared without case, +tags
+    /// or Gmail's dots), oldest first, with its status: what `customer export` writes
+    /// out, and what an erasure checks before it is recorded.
+    async fn customer_tickets(
+        &self,
+        email: &EmailAddress,
+    ) -> StoreResult<Vec<(TicketNumber, TicketStatus)>>;
 
     /// Every customer address of a ticket not erased, as written: what an erasure re-applied
     /// after a restore compares with the erasure log.

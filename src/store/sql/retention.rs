@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Executor, Transaction};
 
 use super::{Param, SqlStore, Value, db};
-use crate::domain::{EmailAddress, TicketNumber, TicketSearchText, Timestamp};
+use crate::domain::{EmailAddress, TicketNumber, TicketSearchText, TicketStatus, Timestamp};
 use crate::store::dialect::{Dialect, RowsAffected};
 use crate::store::rows;
 use crate::store::{
@@ -420,23 +420,27 @@ where
         .map_err(db)
     }
 
-    async fn customer_tickets(&self, email: &EmailAddress) -> StoreResult<Vec<TicketNumber>> {
+    async fn customer_tickets(
+        &self,
+        email: &EmailAddress,
+    ) -> StoreResult<Vec<(TicketNumber, TicketStatus)>> {
         let mailbox = email.mailbox();
-        let mut numbers = Vec::new();
+        let mut tickets = Vec::new();
         for pattern in domain_patterns(email) {
             let found: Vec<(i64, String, String, String, i64)> = sqlx::query_as(TICKETS_OF_DOMAIN)
                 .bind(pattern)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db)?;
-            for (_, number, _) in of_mailbox(found, &mailbox, None) {
-                numbers.push(
+            for (_, number, status) in of_mailbox(found, &mailbox, None) {
+                tickets.push((
                     TicketNumber::parse(&number)
                         .map_err(|_| rows::corrupt("ticket number", &number))?,
-                );
+                    TicketStatus::parse(&status).ok_or_else(|| rows::corrupt("status", &status))?,
+                ));
             }
         }
-        Ok(numbers)
+        Ok(tickets)
     }
 
     async fn erase_customer(&self, request: &ErasureRequest<'_>) -> StoreResult<ErasureOutcome> {
